@@ -1,0 +1,1 @@
+#include "mgl-internal.h"
