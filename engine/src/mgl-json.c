@@ -1,1 +1,129 @@
-#include "mgl-internal.h"
+/* mgl-json.c: checked JSON helpers over json-glib. */
+#include "mgl-json.h"
+
+#include <math.h>
+#include <string.h>
+
+MglStatus mgl_json_parse_object(const char* what, const char* data, size_t len, JsonParser** parser,
+                                JsonObject** root, MglErr* err) {
+    *parser = NULL;
+    *root = NULL;
+    if (len > (size_t)G_MAXSSIZE) return mgl_err(err, MGL_E_FORMAT, "%s: too large", what);
+    if (!g_utf8_validate(data, (gssize)len, NULL))
+        return mgl_err(err, MGL_E_FORMAT, "%s: not valid UTF-8 JSON", what);
+    JsonParser* p = json_parser_new_immutable();
+    GError* gerr = NULL;
+    if (!json_parser_load_from_data(p, data, (gssize)len, &gerr)) {
+        MglStatus st = mgl_err(err, MGL_E_FORMAT, "%s: invalid JSON: %s", what, gerr ? gerr->message : "?");
+        g_clear_error(&gerr);
+        g_object_unref(p);
+        return st;
+    }
+    JsonNode* n = json_parser_get_root(p);
+    if (!n || !JSON_NODE_HOLDS_OBJECT(n)) {
+        g_object_unref(p);
+        return mgl_err(err, MGL_E_FORMAT, "%s: top-level JSON value is not an object", what);
+    }
+    *parser = p;
+    *root = json_node_get_object(n);
+    return MGL_OK;
+}
+
+MglStatus mgl_json_load_object(const char* path, size_t max_size, JsonParser** parser,
+                               JsonObject** root, MglErr* err) {
+    char* data = NULL;
+    size_t len = 0;
+    MGL_TRY(mgl_read_file(path, max_size, &data, &len, err));
+    MglStatus st = mgl_json_parse_object(path, data, len, parser, root, err);
+    free(data);
+    return st;
+}
+
+static JsonNode* member(JsonObject* o, const char* key) {
+    JsonNode* n = json_object_get_member(o, key);
+    if (!n || JSON_NODE_HOLDS_NULL(n)) return NULL;
+    return n;
+}
+
+static bool node_is_number(JsonNode* n) {
+    if (!JSON_NODE_HOLDS_VALUE(n)) return false;
+    GType t = json_node_get_value_type(n);
+    return t == G_TYPE_INT64 || t == G_TYPE_DOUBLE;
+}
+
+MglStatus mgl_json_opt_int(JsonObject* o, const char* key, int64_t* out, const char* what, MglErr* err) {
+    JsonNode* n = member(o, key);
+    if (!n) return MGL_OK;
+    if (!node_is_number(n))
+        return mgl_err(err, MGL_E_FORMAT, "%s: \"%s\" must be an integer", what, key);
+    if (json_node_get_value_type(n) == G_TYPE_DOUBLE) {
+        double d = json_node_get_double(n);
+        if (!(d == floor(d)) || fabs(d) > 9.0e15)
+            return mgl_err(err, MGL_E_FORMAT, "%s: \"%s\" must be an integer, got %g", what, key, d);
+        *out = (int64_t)d;
+    } else *out = json_node_get_int(n);
+    return MGL_OK;
+}
+
+MglStatus mgl_json_opt_double(JsonObject* o, const char* key, double* out, const char* what, MglErr* err) {
+    JsonNode* n = member(o, key);
+    if (!n) return MGL_OK;
+    if (!node_is_number(n)) return mgl_err(err, MGL_E_FORMAT, "%s: \"%s\" must be a number", what, key);
+    *out = json_node_get_value_type(n) == G_TYPE_DOUBLE ? json_node_get_double(n) : (double)json_node_get_int(n);
+    return MGL_OK;
+}
+
+MglStatus mgl_json_opt_bool(JsonObject* o, const char* key, bool* out, const char* what, MglErr* err) {
+    JsonNode* n = member(o, key);
+    if (!n) return MGL_OK;
+    if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_BOOLEAN)
+        return mgl_err(err, MGL_E_FORMAT, "%s: \"%s\" must be true or false", what, key);
+    *out = json_node_get_boolean(n);
+    return MGL_OK;
+}
+
+MglStatus mgl_json_opt_str(JsonObject* o, const char* key, const char** out, const char* what, MglErr* err) {
+    JsonNode* n = member(o, key);
+    if (!n) return MGL_OK;
+    if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_STRING)
+        return mgl_err(err, MGL_E_FORMAT, "%s: \"%s\" must be a string", what, key);
+    *out = json_node_get_string(n);
+    return MGL_OK;
+}
+
+MglStatus mgl_json_opt_object(JsonObject* o, const char* key, JsonObject** out, const char* what, MglErr* err) {
+    JsonNode* n = member(o, key);
+    if (!n) return MGL_OK;
+    if (!JSON_NODE_HOLDS_OBJECT(n)) return mgl_err(err, MGL_E_FORMAT, "%s: \"%s\" must be an object", what, key);
+    *out = json_node_get_object(n);
+    return MGL_OK;
+}
+
+MglStatus mgl_json_req_int(JsonObject* o, const char* key, int64_t* out, const char* what, MglErr* err) {
+    if (!member(o, key)) return mgl_err(err, MGL_E_FORMAT, "%s: missing required \"%s\"", what, key);
+    return mgl_json_opt_int(o, key, out, what, err);
+}
+
+MglStatus mgl_json_req_str(JsonObject* o, const char* key, const char** out, const char* what, MglErr* err) {
+    if (!member(o, key)) return mgl_err(err, MGL_E_FORMAT, "%s: missing required \"%s\"", what, key);
+    return mgl_json_opt_str(o, key, out, what, err);
+}
+
+void mgl_json_append_string(GString* out, const char* s) {
+    g_string_append_c(out, '"');
+    for (const unsigned char* p = (const unsigned char*)s; *p; p++) {
+        switch (*p) {
+        case '"': g_string_append(out, "\\\""); break;
+        case '\\': g_string_append(out, "\\\\"); break;
+        case '\n': g_string_append(out, "\\n"); break;
+        case '\r': g_string_append(out, "\\r"); break;
+        case '\t': g_string_append(out, "\\t"); break;
+        case '\b': g_string_append(out, "\\b"); break;
+        case '\f': g_string_append(out, "\\f"); break;
+        default:
+            if (*p < 0x20) g_string_append_printf(out, "\\u%04x", *p);
+            else g_string_append_c(out, (char)*p);
+        }
+    }
+    g_string_append_c(out, '"');
+}

@@ -1,1 +1,636 @@
-#include "mgl-internal.h"
+/* mgl-model-files.c: open the four downloads of an MG-LLaVA deployment (or a
+ * packed model), map their weights into one canonical name space, validate
+ * every tensor the graph needs, and pack models with `mgllava convert`. */
+#include "mgl-model-files.h"
+#include "mgl-json.h"
+
+#include <errno.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_file(const char* p) { return g_file_test(p, G_FILE_TEST_IS_REGULAR); }
+static bool is_dir(const char* p) { return g_file_test(p, G_FILE_TEST_IS_DIR); }
+
+/* First existing file among `names` inside `dir` (g_free), or NULL. */
+static char* find_in(const char* dir, const char* const* names) {
+    for (size_t i = 0; names[i]; i++) {
+        char* p = g_build_filename(dir, names[i], NULL);
+        if (is_file(p)) return p;
+        g_free(p);
+    }
+    return NULL;
+}
+
+static const char* const k_hf_weights[] = {"model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                                           "pytorch_model.bin.index.json", NULL};
+static const char* const k_oc_weights[] = {"open_clip_model.safetensors", "open_clip_pytorch_model.bin",
+                                           "model.safetensors", "pytorch_model.bin", NULL};
+
+/* A sharded torch checkpoint index (pytorch_model.bin.index.json). */
+static MglStatus load_bin_index(const char* path, MglTensorSet* set, MglErr* err) {
+    JsonParser* p = NULL;
+    JsonObject* root = NULL;
+    MGL_TRY(mgl_json_load_object(path, 64u << 20, &p, &root, err));
+    JsonObject* wm = NULL;
+    MglStatus st = mgl_json_opt_object(root, "weight_map", &wm, path, err);
+    if (st == MGL_OK && !wm) st = mgl_err(err, MGL_E_FORMAT, "%s: missing \"weight_map\"", path);
+    GHashTable* seen = g_hash_table_new(g_str_hash, g_str_equal);
+    char* dir = g_path_get_dirname(path);
+    if (st == MGL_OK) {
+        JsonObjectIter it;
+        const char* name;
+        JsonNode* node;
+        json_object_iter_init(&it, wm);
+        while (st == MGL_OK && json_object_iter_next(&it, &name, &node)) {
+            if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_STRING) {
+                st = mgl_err(err, MGL_E_FORMAT, "%s: weight_map[\"%s\"] is not a file name", path, name);
+                break;
+            }
+            const char* f = json_node_get_string(node);
+            if (strchr(f, '/') || strstr(f, "..")) {
+                st = mgl_err(err, MGL_E_FORMAT, "%s: weight_map[\"%s\"] = \"%s\" is not a plain file name", path, name, f);
+                break;
+            }
+            if (g_hash_table_contains(seen, f)) continue;
+            g_hash_table_add(seen, (gpointer)f);
+            char* shard = g_build_filename(dir, f, NULL);
+            st = mgl_torch_load(shard, set, err);
+            g_free(shard);
+        }
+    }
+    g_free(dir);
+    g_hash_table_unref(seen);
+    g_object_unref(p);
+    return st;
+}
+
+static MglStatus load_any(const char* path, MglTensorSet* set, MglErr* err) {
+    if (g_str_has_suffix(path, ".bin.index.json")) return load_bin_index(path, set, err);
+    return mgl_weights_load(path, set, err);
+}
+
+typedef const char* (*RenameFn)(const char* name, void* ud, char* buf, size_t cap);
+
+/* Load `path` and move the tensors `fn` keeps into `dst` under their new names. */
+static MglStatus load_renamed(MglModelFiles* mf, const char* path, RenameFn fn, void* ud, MglErr* err) {
+    MglTensorSet* tmp = mgl_tset_new();
+    if (!tmp) return mgl_err(err, MGL_E_NOMEM, "out of memory");
+    MglStatus st = load_any(path, tmp, err);
+    for (size_t i = 0; st == MGL_OK && i < tmp->n; i++) {
+        char buf[512];
+        const char* nn = fn(tmp->items[i].name, ud, buf, sizeof buf);
+        if (!nn) continue;
+        MglTensor t = tmp->items[i];
+        t.name = strdup(nn);
+        t.map = mgl_map_ref(t.map);
+        st = mgl_tset_add(mf->weights, &t, err);
+        if (st != MGL_OK) mgl_err_prefix(err, "%s", path);
+    }
+    mgl_tset_free(tmp);
+    if (st == MGL_OK && mf->n_files < (int)G_N_ELEMENTS(mf->files)) mf->files[mf->n_files++] = strdup(path);
+    return st;
+}
+
+static const char* rn_clip(const char* n, void* ud, char* buf, size_t cap) {
+    if (!g_str_has_prefix(n, "vision_model.") || g_str_has_suffix(n, "position_ids")) return NULL;
+    snprintf(buf, cap, "clip.%s", n);
+    return buf;
+}
+
+static const char* rn_convnext(const char* n, void* ud, char* buf, size_t cap) {
+    const char* pre = "visual.trunk.";
+    if (!g_str_has_prefix(n, pre)) return NULL;
+    const char* rest = n + strlen(pre);
+    if (!g_str_has_prefix(rest, "stem.") && !g_str_has_prefix(rest, "stages.")) return NULL;
+    snprintf(buf, cap, "convnext.%s", rest);
+    return buf;
+}
+
+static const char* rn_checkpoint(const char* n, void* ud, char* buf, size_t cap) {
+    bool skip_llm = *(bool*)ud;
+    if (g_str_has_prefix(n, "llm.")) return skip_llm ? NULL : n;
+    if (g_str_has_prefix(n, "projector.") || g_str_has_prefix(n, "bbox_projector.") ||
+        g_str_has_prefix(n, "fuse_module."))
+        return n;
+    return NULL;
+}
+
+static const char* rn_llm(const char* n, void* ud, char* buf, size_t cap) {
+    if (!g_str_has_prefix(n, "model.") && strcmp(n, "lm_head.weight") != 0) return NULL;
+    snprintf(buf, cap, "llm.%s", n);
+    return buf;
+}
+
+static const char* rn_keep(const char* n, void* ud, char* buf, size_t cap) { return n; }
+
+void mgl_model_files_free(MglModelFiles* mf) {
+    if (!mf) return;
+    mgl_manifest_clear(&mf->man);
+    mgl_tset_free(mf->weights);
+    free(mf->tokenizer_path);
+    free(mf->cnx_config_path);
+    for (int i = 0; i < mf->n_files; i++) free(mf->files[i]);
+    free(mf);
+}
+
+/* ConvNeXt depths and dims from the tensors themselves (tiny test models
+ * use names timm does not know). */
+static MglStatus convnext_shape_from_weights(MglModelFiles* mf, MglErr* err) {
+    for (int s = 0; s < 4; s++) {
+        char n[128];
+        snprintf(n, sizeof n, "convnext.stages.%d.blocks.0.conv_dw.weight", s);
+        const MglTensor* t = mgl_tset_get(mf->weights, n);
+        if (!t || t->ndim != 4 || t->shape[0] < 1)
+            return mgl_err(err, MGL_E_FORMAT, "convnext: missing or malformed tensor '%s'", n);
+        int depth = 0;
+        for (;;) {
+            snprintf(n, sizeof n, "convnext.stages.%d.blocks.%d.conv_dw.weight", s, depth);
+            if (!mgl_tset_get(mf->weights, n)) break;
+            depth++;
+        }
+        int known_d = mf->cnx.depths[s], known_c = mf->cnx.dims[s];
+        if (known_d && (known_d != depth || known_c != t->shape[0]))
+            return mgl_err(err, MGL_E_FORMAT,
+                           "convnext: stage %d has %d blocks of %lld channels but %s has %d of %d", s, depth,
+                           (long long)t->shape[0], mf->cnx.timm_model, known_d, known_c);
+        mf->cnx.depths[s] = depth;
+        mf->cnx.dims[s] = (int)t->shape[0];
+    }
+    return MGL_OK;
+}
+
+MglStatus mgl_model_files_open(const char* path, MglModelFiles** out, MglErr* err) {
+    *out = NULL;
+    char* manifest = is_dir(path) ? g_build_filename(path, "mgllava.json", NULL) : g_strdup(path);
+    if (!is_file(manifest)) {
+        MglStatus s = mgl_err(err, MGL_E_IO, "%s: no mgllava.json manifest here (see docs/model-format.md)", path);
+        g_free(manifest);
+        return s;
+    }
+    MglModelFiles* mf = calloc(1, sizeof *mf);
+    mf->weights = mgl_tset_new();
+    MglStatus st = mgl_manifest_load(manifest, &mf->man, err);
+    g_free(manifest);
+    if (st != MGL_OK) goto fail;
+    MglManifest* m = &mf->man;
+
+    /* configs */
+    char* p = is_dir(m->clip) ? g_build_filename(m->clip, "config.json", NULL) : g_strdup(m->clip);
+    st = mgl_clip_config_load(p, &mf->clip, err);
+    g_free(p);
+    if (st != MGL_OK) goto fail;
+    if (m->convnext) {
+        char* dir = is_dir(m->convnext) ? g_strdup(m->convnext) : g_path_get_dirname(m->convnext);
+        char* c = g_build_filename(dir, "open_clip_config.json", NULL);
+        if (is_file(c)) {
+            st = mgl_convnext_config_load(c, &mf->cnx, err);
+            mf->has_cnx_config = st == MGL_OK;
+            mf->cnx_config_path = strdup(c);
+        }
+        g_free(c);
+        g_free(dir);
+        if (st != MGL_OK) goto fail;
+    }
+    if (!is_dir(m->llm)) {
+        st = mgl_err(err, MGL_E_IO, "%s: LLM folder not found", m->llm);
+        goto fail;
+    }
+    p = g_build_filename(m->llm, "config.json", NULL);
+    st = mgl_llm_config_load(p, &mf->llm, err);
+    g_free(p);
+    if (st != MGL_OK) goto fail;
+    mf->tokenizer_path = strdup(m->llm);
+
+    /* weights */
+    if (m->packed) {
+        for (char** w = m->packed_weights; *w && st == MGL_OK; w++) st = load_renamed(mf, *w, rn_keep, NULL, err);
+        if (st != MGL_OK) goto fail;
+    } else {
+        char* w = is_dir(m->clip) ? find_in(m->clip, k_hf_weights) : NULL;
+        if (!w) {
+            st = mgl_err(err, MGL_E_IO, "%s: no CLIP weights (model.safetensors or pytorch_model.bin)", m->clip);
+            goto fail;
+        }
+        st = load_renamed(mf, w, rn_clip, NULL, err);
+        g_free(w);
+        if (st != MGL_OK) goto fail;
+        w = is_dir(m->convnext) ? find_in(m->convnext, k_oc_weights) : g_strdup(m->convnext);
+        if (!w) {
+            st = mgl_err(err, MGL_E_IO, "%s: no ConvNeXt weights (open_clip_pytorch_model.bin or open_clip_model.safetensors)",
+                         m->convnext);
+            goto fail;
+        }
+        st = load_renamed(mf, w, rn_convnext, NULL, err);
+        g_free(w);
+        if (st != MGL_OK) goto fail;
+        bool skip_llm = m->llm_weights_from_llm_folder;
+        if ((st = load_renamed(mf, m->checkpoint, rn_checkpoint, &skip_llm, err)) != MGL_OK) goto fail;
+        if (m->llm_weights_from_llm_folder) {
+            w = find_in(m->llm, k_hf_weights);
+            if (!w) {
+                st = mgl_err(err, MGL_E_IO, "%s: llm_weights is \"llm\" but the folder has no weights", m->llm);
+                goto fail;
+            }
+            st = load_renamed(mf, w, rn_llm, NULL, err);
+            g_free(w);
+            if (st != MGL_OK) goto fail;
+        }
+    }
+    if ((st = convnext_shape_from_weights(mf, err)) != MGL_OK) goto fail;
+    *out = mf;
+    return MGL_OK;
+fail:
+    mgl_model_files_free(mf);
+    return st;
+}
+
+/* ---- validation ------------------------------------------------------- */
+
+typedef struct {
+    const MglTensorSet* set;
+    int   missing;
+    int   bad;
+    char  first[400];
+} Check;
+
+static void need(Check* c, const char* name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    const MglTensor* t = mgl_tset_get(c->set, name);
+    int64_t want[4] = {d0, d1, d2, d3};
+    if (!t) {
+        if (!c->missing && !c->bad) snprintf(c->first, sizeof c->first, "missing tensor '%s'", name);
+        c->missing++;
+        return;
+    }
+    bool ok = t->ndim == ndim && mgl_dtype_is_float(t->dtype);
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == want[i];
+    if (!ok) {
+        if (!c->missing && !c->bad) {
+            char got[128] = "", exp[128] = "";
+            size_t g = 0, e = 0;
+            for (int i = 0; i < t->ndim; i++) g += (size_t)snprintf(got + g, sizeof got - g, i ? ",%lld" : "%lld", (long long)t->shape[i]);
+            for (int i = 0; i < ndim; i++) e += (size_t)snprintf(exp + e, sizeof exp - e, i ? ",%lld" : "%lld", (long long)want[i]);
+            snprintf(c->first, sizeof c->first, "tensor '%s' is %s [%s], expected a float tensor [%s]", name,
+                     mgl_dtype_name(t->dtype), got, exp);
+        }
+        c->bad++;
+    }
+}
+
+#define NEED1(c, n, a) need(c, n, 1, a, 0, 0, 0)
+#define NEED2(c, n, a, b) need(c, n, 2, a, b, 0, 0)
+#define NEED4(c, n, a, b, x, y) need(c, n, 4, a, b, x, y)
+
+static void need_lin(Check* c, const char* pre, int64_t out, int64_t in, bool bias) {
+    char n[256];
+    snprintf(n, sizeof n, "%s.weight", pre);
+    NEED2(c, n, out, in);
+    if (bias) {
+        snprintf(n, sizeof n, "%s.bias", pre);
+        NEED1(c, n, out);
+    }
+}
+
+static void need_ln(Check* c, const char* pre, int64_t d, bool bias) {
+    char n[256];
+    snprintf(n, sizeof n, "%s.weight", pre);
+    NEED1(c, n, d);
+    if (bias) {
+        snprintf(n, sizeof n, "%s.bias", pre);
+        NEED1(c, n, d);
+    }
+}
+
+MglStatus mgl_model_files_validate(MglModelFiles* mf, MglErr* err) {
+    Check c = {.set = mf->weights};
+    char n[256];
+    const MglClipConfig* v = &mf->clip;
+    int64_t D = v->hidden, g = v->image_size / v->patch_size;
+    NEED4(&c, "clip.vision_model.embeddings.patch_embedding.weight", D, v->n_channels, v->patch_size, v->patch_size);
+    NEED1(&c, "clip.vision_model.embeddings.class_embedding", D);
+    NEED2(&c, "clip.vision_model.embeddings.position_embedding.weight", g * g + 1, D);
+    need_ln(&c, "clip.vision_model.pre_layrnorm", D, true);
+    /* MG-LLaVA reads hidden_states[-2]: layers 0 .. n_layers-2 are needed */
+    for (int l = 0; l + 1 < v->n_layers; l++) {
+        static const char* proj[] = {"q_proj", "k_proj", "v_proj", "out_proj"};
+        for (int i = 0; i < 4; i++) {
+            snprintf(n, sizeof n, "clip.vision_model.encoder.layers.%d.self_attn.%s", l, proj[i]);
+            need_lin(&c, n, D, D, true);
+        }
+        snprintf(n, sizeof n, "clip.vision_model.encoder.layers.%d.layer_norm1", l);
+        need_ln(&c, n, D, true);
+        snprintf(n, sizeof n, "clip.vision_model.encoder.layers.%d.layer_norm2", l);
+        need_ln(&c, n, D, true);
+        snprintf(n, sizeof n, "clip.vision_model.encoder.layers.%d.mlp.fc1", l);
+        need_lin(&c, n, v->intermediate, D, true);
+        snprintf(n, sizeof n, "clip.vision_model.encoder.layers.%d.mlp.fc2", l);
+        need_lin(&c, n, D, v->intermediate, true);
+    }
+
+    const int* dims = mf->cnx.dims;
+    NEED4(&c, "convnext.stem.0.weight", dims[0], 3, 4, 4);
+    NEED1(&c, "convnext.stem.0.bias", dims[0]);
+    need_ln(&c, "convnext.stem.1", dims[0], true);
+    for (int s = 0; s < 4; s++) {
+        if (s > 0) {
+            snprintf(n, sizeof n, "convnext.stages.%d.downsample.0", s);
+            need_ln(&c, n, dims[s - 1], true);
+            snprintf(n, sizeof n, "convnext.stages.%d.downsample.1.weight", s);
+            NEED4(&c, n, dims[s], dims[s - 1], 2, 2);
+            snprintf(n, sizeof n, "convnext.stages.%d.downsample.1.bias", s);
+            NEED1(&c, n, dims[s]);
+        }
+        for (int b = 0; b < mf->cnx.depths[s]; b++) {
+            int64_t C = dims[s];
+            snprintf(n, sizeof n, "convnext.stages.%d.blocks.%d.conv_dw.weight", s, b);
+            NEED4(&c, n, C, 1, 7, 7);
+            snprintf(n, sizeof n, "convnext.stages.%d.blocks.%d.conv_dw.bias", s, b);
+            NEED1(&c, n, C);
+            snprintf(n, sizeof n, "convnext.stages.%d.blocks.%d.norm", s, b);
+            need_ln(&c, n, C, true);
+            snprintf(n, sizeof n, "convnext.stages.%d.blocks.%d.mlp.fc1", s, b);
+            need_lin(&c, n, 4 * C, C, true);
+            snprintf(n, sizeof n, "convnext.stages.%d.blocks.%d.mlp.fc2", s, b);
+            need_lin(&c, n, C, 4 * C, true);
+            snprintf(n, sizeof n, "convnext.stages.%d.blocks.%d.gamma", s, b);
+            NEED1(&c, n, C);
+        }
+    }
+
+    int64_t C3 = dims[3], H = mf->llm.hidden;
+    const MglTensor* g0 = mgl_tset_get(mf->weights, "fuse_module.gate.0.weight");
+    mf->fuse_dim = (int)D;
+    mf->gate_hidden = g0 && g0->ndim == 2 ? (int)g0->shape[0] : (int)D / 2;
+    NEED4(&c, "fuse_module.slow_conv.weight", C3, C3, 1, 1);
+    NEED1(&c, "fuse_module.slow_conv.bias", C3);
+    NEED4(&c, "fuse_module.slow_proj.weight", D, C3, 1, 1);
+    NEED1(&c, "fuse_module.slow_proj.bias", D);
+    NEED4(&c, "fuse_module.fast_conv.weight", D, 1, 7, 7);
+    NEED1(&c, "fuse_module.fast_conv.bias", D);
+    NEED4(&c, "fuse_module.fast_proj.weight", D, D, 1, 1);
+    NEED1(&c, "fuse_module.fast_proj.bias", D);
+    need_lin(&c, "fuse_module.gate.0", mf->gate_hidden, 2 * D, true);
+    need_lin(&c, "fuse_module.gate.2", 1, mf->gate_hidden, true);
+    need_lin(&c, "projector.model.0", H, D, true);
+    need_lin(&c, "projector.model.2", H, H, true);
+    int64_t Cm = (int64_t)dims[0] + dims[1] + dims[2] + dims[3];
+    need_lin(&c, "bbox_projector.model.0", H, Cm, true);
+    need_lin(&c, "bbox_projector.model.2", H, H, true);
+
+    const MglLlmConfig* L = &mf->llm;
+    int64_t qd = (int64_t)L->n_heads * L->head_dim, kvd = (int64_t)L->n_kv_heads * L->head_dim;
+    NEED2(&c, "llm.model.embed_tokens.weight", L->vocab, H);
+    for (int l = 0; l < L->n_layers; l++) {
+        char pre[128];
+        snprintf(pre, sizeof pre, "llm.model.layers.%d", l);
+        if (L->arch == MGL_LLM_PHI3) {
+            snprintf(n, sizeof n, "%s.self_attn.qkv_proj", pre);
+            need_lin(&c, n, qd + 2 * kvd, H, false);
+            snprintf(n, sizeof n, "%s.mlp.gate_up_proj", pre);
+            need_lin(&c, n, 2 * (int64_t)L->intermediate, H, false);
+        } else {
+            snprintf(n, sizeof n, "%s.self_attn.q_proj", pre);
+            need_lin(&c, n, qd, H, false);
+            snprintf(n, sizeof n, "%s.self_attn.k_proj", pre);
+            need_lin(&c, n, kvd, H, false);
+            snprintf(n, sizeof n, "%s.self_attn.v_proj", pre);
+            need_lin(&c, n, kvd, H, false);
+            snprintf(n, sizeof n, "%s.mlp.gate_proj", pre);
+            need_lin(&c, n, L->intermediate, H, false);
+            snprintf(n, sizeof n, "%s.mlp.up_proj", pre);
+            need_lin(&c, n, L->intermediate, H, false);
+        }
+        snprintf(n, sizeof n, "%s.self_attn.o_proj", pre);
+        need_lin(&c, n, H, qd, false);
+        snprintf(n, sizeof n, "%s.mlp.down_proj", pre);
+        need_lin(&c, n, H, L->intermediate, false);
+        snprintf(n, sizeof n, "%s.input_layernorm", pre);
+        need_ln(&c, n, H, false);
+        snprintf(n, sizeof n, "%s.post_attention_layernorm", pre);
+        need_ln(&c, n, H, false);
+    }
+    need_ln(&c, "llm.model.norm", H, false);
+    if (!L->tie_embeddings) NEED2(&c, "llm.lm_head.weight", L->vocab, H);
+
+    if (c.missing || c.bad) {
+        const char* where = mf->man.packed ? "packed weights" : "model";
+        return mgl_err(err, MGL_E_FORMAT, "%s: %s (%d missing, %d with a wrong shape or dtype)", where, c.first,
+                       c.missing, c.bad);
+    }
+    return MGL_OK;
+}
+
+/* ---- summary ---------------------------------------------------------- */
+
+static void human_bytes(char* buf, size_t cap, uint64_t b) {
+    if (b >= (1ull << 30)) snprintf(buf, cap, "%.2f GiB", (double)b / (1ull << 30));
+    else if (b >= (1ull << 20)) snprintf(buf, cap, "%.2f MiB", (double)b / (1ull << 20));
+    else if (b >= 1024) snprintf(buf, cap, "%.1f KiB", (double)b / 1024);
+    else snprintf(buf, cap, "%llu B", (unsigned long long)b);
+}
+
+static void component_stats(GString* s, const MglTensorSet* set, const char* const* prefixes) {
+    size_t count[MGL_DT_COUNT] = {0}, n = 0;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < set->n; i++) {
+        bool hit = false;
+        for (size_t k = 0; prefixes[k] && !hit; k++) hit = g_str_has_prefix(set->items[i].name, prefixes[k]);
+        if (!hit) continue;
+        n++;
+        count[set->items[i].dtype]++;
+        bytes += mgl_tensor_nbytes(&set->items[i]);
+    }
+    char hb[32];
+    human_bytes(hb, sizeof hb, bytes);
+    g_string_append_printf(s, "              %zu tensors, %s (", n, hb);
+    bool first = true;
+    for (int d = 0; d < MGL_DT_COUNT; d++) {
+        if (!count[d]) continue;
+        g_string_append_printf(s, "%s%s x%zu", first ? "" : ", ", mgl_dtype_name((MglDType)d), count[d]);
+        first = false;
+    }
+    g_string_append(s, ")\n");
+}
+
+char* mgl_model_files_describe(const MglModelFiles* mf) {
+    GString* s = g_string_new(NULL);
+    const MglManifest* m = &mf->man;
+    g_string_append_printf(s, "model         %s%s%s\n", m->dir, m->name ? "  " : "", m->name ? m->name : "");
+    g_string_append_printf(s, "form          %s\n", m->packed ? "packed (mgllava convert)" : "manifest of the original downloads");
+    if (m->packed) g_string_append_printf(s, "dtype         %s\n", m->packed_dtype);
+    g_string_append_printf(s, "template      %s\n", m->template_name);
+    for (int i = 0; i < mf->n_files; i++) g_string_append_printf(s, "weights file  %s\n", mf->files[i]);
+    const MglClipConfig* c = &mf->clip;
+    g_string_append_printf(s, "clip          ViT: %d layers (features after layer %d), hidden %d, %d heads, mlp %d, "
+                              "%d px / patch %d = %d tokens, %s, eps %g\n",
+                           c->n_layers, c->n_layers - 1, c->hidden, c->n_heads, c->intermediate, c->image_size,
+                           c->patch_size, (c->image_size / c->patch_size) * (c->image_size / c->patch_size), c->act,
+                           (double)c->ln_eps);
+    component_stats(s, mf->weights, (const char* const[]){"clip.", NULL});
+    const MglConvNextConfig* x = &mf->cnx;
+    g_string_append_printf(s, "convnext      %s: depths %d,%d,%d,%d, dims %d,%d,%d,%d (multi-scale map %d channels)\n",
+                           x->timm_model[0] ? x->timm_model : "(no open_clip_config.json)", x->depths[0], x->depths[1],
+                           x->depths[2], x->depths[3], x->dims[0], x->dims[1], x->dims[2], x->dims[3],
+                           x->dims[0] + x->dims[1] + x->dims[2] + x->dims[3]);
+    component_stats(s, mf->weights, (const char* const[]){"convnext.", NULL});
+    g_string_append_printf(s, "mg-llava      fusion %d+%d -> gate %d -> 1; projector %d->%d->%d; bbox_projector %d->%d->%d\n",
+                           x->dims[3], mf->fuse_dim, mf->gate_hidden, mf->fuse_dim, mf->llm.hidden, mf->llm.hidden,
+                           x->dims[0] + x->dims[1] + x->dims[2] + x->dims[3], mf->llm.hidden, mf->llm.hidden);
+    component_stats(s, mf->weights, (const char* const[]){"fuse_module.", "projector.", "bbox_projector.", NULL});
+    const MglLlmConfig* L = &mf->llm;
+    g_string_append_printf(s, "llm           %s: %d layers, hidden %d, %d heads / %d kv (head %d), ffn %d, vocab %d, "
+                              "rope theta %g, rms eps %g, max pos %d%s\n",
+                           L->arch_name, L->n_layers, L->hidden, L->n_heads, L->n_kv_heads, L->head_dim,
+                           L->intermediate, L->vocab, (double)L->rope_theta, (double)L->rms_eps, L->max_pos,
+                           L->tie_embeddings ? ", tied embeddings" : "");
+    component_stats(s, mf->weights, (const char* const[]){"llm.", NULL});
+    g_string_append_printf(s, "tokenizer     %s\n", mf->tokenizer_path);
+    uint64_t total = 0;
+    for (size_t i = 0; i < mf->weights->n; i++) total += mgl_tensor_nbytes(&mf->weights->items[i]);
+    char hb[32];
+    human_bytes(hb, sizeof hb, total);
+    g_string_append_printf(s, "total         %zu tensors, %s\n", mf->weights->n, hb);
+    return g_string_free(s, FALSE);
+}
+
+/* ---- convert ---------------------------------------------------------- */
+
+static MglStatus copy_file(const char* src, const char* dst, MglErr* err) {
+    char* data = NULL;
+    size_t len = 0;
+    MGL_TRY(mgl_read_file(src, 256u << 20, &data, &len, err));
+    GError* ge = NULL;
+    MglStatus st = MGL_OK;
+    if (!g_file_set_contents(dst, data, (gssize)len, &ge)) {
+        st = mgl_err(err, MGL_E_IO, "%s: cannot write: %s", dst, ge ? ge->message : "?");
+        g_clear_error(&ge);
+    }
+    free(data);
+    return st;
+}
+
+static MglStatus mkdir_p(const char* d, MglErr* err) {
+    if (g_mkdir_with_parents(d, 0755) != 0) return mgl_err(err, MGL_E_IO, "%s: cannot create folder: %s", d, strerror(errno));
+    return MGL_OK;
+}
+
+static int tensor_name_cmp(const void* a, const void* b) {
+    const MglTensor* const* x = a;
+    const MglTensor* const* y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+MglStatus mgl_model_convert(const char* model_path, const char* out_dir, MglDType dtype, MglErr* err) {
+    if (dtype != MGL_DT_F16 && dtype != MGL_DT_BF16 && dtype != MGL_DT_F32)
+        return mgl_err(err, MGL_E_INVALID, "convert: dtype must be f16, bf16 or f32");
+    MglModelFiles* mf = NULL;
+    MGL_TRY(mgl_model_files_open(model_path, &mf, err));
+    MglStatus st = mgl_model_files_validate(mf, err);
+    const MglTensor** list = NULL;
+    GString* man = NULL;
+    char* sub = NULL;
+    GPtrArray* shards = g_ptr_array_new_with_free_func(g_free);
+    if (st != MGL_OK) goto done;
+    if ((st = mkdir_p(out_dir, err)) != MGL_OK) goto done;
+
+    /* configs and tokenizer */
+    static const char* const llm_files[] = {"config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                                            "special_tokens_map.json", "generation_config.json", NULL};
+    sub = g_build_filename(out_dir, "llm", NULL);
+    if ((st = mkdir_p(sub, err)) != MGL_OK) goto done;
+    for (int i = 0; llm_files[i] && st == MGL_OK; i++) {
+        char* src = g_build_filename(mf->man.llm, llm_files[i], NULL);
+        char* dst = g_build_filename(sub, llm_files[i], NULL);
+        if (is_file(src)) st = copy_file(src, dst, err);
+        g_free(src);
+        g_free(dst);
+    }
+    g_free(sub);
+    sub = g_build_filename(out_dir, "clip", NULL);
+    if (st == MGL_OK) st = mkdir_p(sub, err);
+    if (st == MGL_OK) {
+        char* src = is_dir(mf->man.clip) ? g_build_filename(mf->man.clip, "config.json", NULL) : g_strdup(mf->man.clip);
+        char* dst = g_build_filename(sub, "config.json", NULL);
+        st = copy_file(src, dst, err);
+        g_free(src);
+        g_free(dst);
+    }
+    g_free(sub);
+    sub = NULL;
+    if (st == MGL_OK && mf->cnx_config_path) {
+        sub = g_build_filename(out_dir, "convnext", NULL);
+        st = mkdir_p(sub, err);
+        char* dst = g_build_filename(sub, "open_clip_config.json", NULL);
+        if (st == MGL_OK) st = copy_file(mf->cnx_config_path, dst, err);
+        g_free(dst);
+    }
+    if (st != MGL_OK) goto done;
+
+    /* weights, sorted by name, sharded at 4 GiB */
+    size_t n = mf->weights->n;
+    list = malloc(n * sizeof *list);
+    for (size_t i = 0; i < n; i++) list[i] = &mf->weights->items[i];
+    qsort(list, n, sizeof *list, tensor_name_cmp);
+    const uint64_t shard_max = 4ull << 30;
+    size_t start = 0;
+    GArray* bounds = g_array_new(FALSE, FALSE, sizeof(size_t));
+    uint64_t acc = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t b = (uint64_t)mgl_tensor_numel(list[i]) *
+                     mgl_dtype_size(mgl_dtype_is_float(list[i]->dtype) ? dtype : list[i]->dtype);
+        if (acc > 0 && acc + b > shard_max) {
+            g_array_append_val(bounds, i);
+            acc = 0;
+        }
+        acc += b;
+    }
+    g_array_append_val(bounds, n);
+    const char* dname = dtype == MGL_DT_F16 ? "f16" : dtype == MGL_DT_BF16 ? "bf16" : "f32";
+    const char* meta[] = {"format", "mgllava-packed", "dtype", dname, NULL};
+    for (guint k = 0; k < bounds->len && st == MGL_OK; k++) {
+        size_t end = g_array_index(bounds, size_t, k);
+        char* fname = bounds->len == 1 ? g_strdup("model.safetensors")
+                                       : g_strdup_printf("model-%05u-of-%05u.safetensors", k + 1, bounds->len);
+        char* fpath = g_build_filename(out_dir, fname, NULL);
+        st = mgl_safetensors_write(fpath, list + start, end - start, (int)dtype, meta, err);
+        g_free(fpath);
+        g_ptr_array_add(shards, fname);
+        start = end;
+    }
+    g_array_free(bounds, TRUE);
+    if (st != MGL_OK) goto done;
+
+    man = g_string_new("{\n  \"mgllava\": 1,\n");
+    if (mf->man.name) {
+        g_string_append(man, "  \"name\": ");
+        mgl_json_append_string(man, mf->man.name);
+        g_string_append(man, ",\n");
+    }
+    g_string_append(man, "  \"template\": ");
+    mgl_json_append_string(man, mf->man.template_name);
+    g_string_append_printf(man, ",\n  \"clip\": \"clip\",\n%s  \"llm\": \"llm\",\n",
+                           mf->cnx_config_path ? "  \"convnext\": \"convnext\",\n" : "");
+    if (mf->man.limit_num) g_string_append_printf(man, "  \"limit_num\": %d,\n", mf->man.limit_num);
+    g_string_append_printf(man, "  \"max_new_tokens\": %d,\n", mf->man.max_new_tokens);
+    g_string_append_printf(man, "  \"packed\": {\"dtype\": \"%s\", \"weights\": [", dname);
+    for (guint k = 0; k < shards->len; k++)
+        g_string_append_printf(man, "%s\"%s\"", k ? ", " : "", (const char*)g_ptr_array_index(shards, k));
+    g_string_append(man, "]}\n}\n");
+    char* mpath = g_build_filename(out_dir, "mgllava.json", NULL);
+    GError* ge = NULL;
+    if (!g_file_set_contents(mpath, man->str, (gssize)man->len, &ge)) {
+        st = mgl_err(err, MGL_E_IO, "%s: cannot write: %s", mpath, ge ? ge->message : "?");
+        g_clear_error(&ge);
+    }
+    g_free(mpath);
+done:
+    if (man) g_string_free(man, TRUE);
+    g_free(sub);
+    g_ptr_array_unref(shards);
+    free(list);
+    mgl_model_files_free(mf);
+    return st;
+}
