@@ -129,6 +129,78 @@ MGL_API MglStatus mgl_template_stop_seqs(const MglTokenizer* tok, const MglTempl
                                          MglStopSeqs* out, MglErr* err);
 MGL_API void      mgl_stop_seqs_clear(MglStopSeqs* s);
 
+
+/* ---- model and inference ---------------------------------------------- */
+
+typedef struct MglModel MglModel;  /* immutable after load; shareable by several MglCtx */
+typedef struct MglCtx   MglCtx;    /* per-stream state (KV cache, scratch); one thread at a time */
+
+typedef struct {
+    const char* device;      /* "auto" (default), "cpu" or "cuda" */
+    int         gpu_id;      /* CUDA ordinal */
+    int         n_threads;   /* CPU threads; 0 = all cores */
+    int         n_ctx;       /* max prompt + generated tokens; 0 = the LLM's max_position_embeddings */
+} MglModelParams;
+
+MGL_API MglModelParams mgl_model_default_params(void);
+/* `path`: a model folder (mgllava.json, original downloads or packed). Every
+ * tensor is validated before use. */
+MGL_API MglStatus mgl_model_load(const char* path, const MglModelParams* params, MglModel** out, MglErr* err);
+MGL_API void      mgl_model_free(MglModel* model);
+MGL_API const MglTokenizer* mgl_model_tokenizer(const MglModel* model);
+MGL_API const MglTemplate*  mgl_model_template(const MglModel* model);
+MGL_API int       mgl_model_default_max_new_tokens(const MglModel* model);
+
+MGL_API MglStatus mgl_ctx_new(MglModel* model, MglCtx** out, MglErr* err);
+MGL_API void      mgl_ctx_free(MglCtx* ctx);
+
+/* One detector box in original-image pixels (the MG-LLaVA offline-detector record). */
+typedef struct {
+    float       x1, y1, x2, y2;
+    float       score;
+    const char* label;       /* class name; NMS is class-aware */
+} MglBox;
+
+typedef struct {
+    const uint8_t* data;     /* packed RGB, 8 bits per channel */
+    int            width, height;
+    int            stride;   /* bytes per row, >= 3*width */
+} MglImage;
+
+/* Called with each generated token and its newly complete text (may be "");
+ * return false to stop generation. */
+typedef bool (*MglTokenFunc)(int32_t id, const char* text, void* user_data);
+
+typedef struct {
+    int          max_new_tokens;  /* <= 0: the model's default (100) */
+    float        temperature;     /* 0 = greedy (default) */
+    float        top_p;           /* 1 = off */
+    int          top_k;           /* 0 = off */
+    uint64_t     seed;
+    int          limit_num;       /* box cap trigger; -1 = the manifest's value */
+    MglTokenFunc on_token;
+    void*        user_data;
+    const volatile int* abort_flag; /* generation stops with MGL_E_ABORTED when *abort_flag != 0 */
+    bool         use_objects;     /* object tokens from boxes (default true) */
+    bool         use_high_res;    /* ConvNeXt branch (default true); false = Ff := CLIP features, objects off */
+} MglGenParams;
+
+typedef struct {
+    double preprocess_ms, vision_ms, prefill_ms, decode_ms;
+    int    n_prompt_tokens;       /* text + visual tokens fed to the LLM */
+    int    n_generated;
+    int    n_objects;             /* object tokens (>= 1 when objects are used) */
+} MglTimings;
+
+MGL_API MglGenParams mgl_gen_default_params(void);
+
+/* Answer `question` about `image` (with `boxes`, may be NULL/0). The result
+ * text (malloc'ed, stripped, special tokens removed) goes to *text; the
+ * generated ids to ids and n_ids when non-NULL. */
+MGL_API MglStatus mgl_generate(MglCtx* ctx, const MglImage* image, const MglBox* boxes, size_t n_boxes,
+                               const char* question, const MglGenParams* params, char** text,
+                               int32_t** ids, size_t* n_ids, MglTimings* timings, MglErr* err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,272 @@
+/* ops-cpu.c: CPU backend: OpenBLAS GEMM, OpenMP over both cores, fp32 math. */
+#include "mgl-ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROW_TILE 256
+
+void mgl_weight_row(const MglWeight* W, int64_t r, float* out) {
+    const uint8_t* base = W->data;
+    size_t es = mgl_dtype_size(W->dtype);
+    mgl_convert_floats(base + (size_t)(r * W->cols) * es, W->dtype, out, MGL_DT_F32, (size_t)W->cols);
+}
+
+void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y) {
+    const int64_t N = W->rows, K = W->cols;
+    if (W->dtype == MGL_DT_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)N, (int)K, 1.0f, x, (int)K,
+                    (const float*)W->data, (int)K, 0.0f, y, (int)N);
+    } else if (T == 1) {
+        /* decode: one pass over the 16-bit rows, no scratch */
+        const uint8_t* base = W->data;
+        size_t es = mgl_dtype_size(W->dtype);
+#pragma omp parallel
+        {
+            float* row = malloc(sizeof(float) * (size_t)K);
+#pragma omp for schedule(static)
+            for (int64_t n = 0; n < N; n++) {
+                mgl_convert_floats(base + (size_t)(n * K) * es, W->dtype, row, MGL_DT_F32, (size_t)K);
+                double acc = 0.0;
+                float s = 0.0f;
+                for (int64_t k = 0; k < K; k++) s += row[k] * x[k];
+                acc = s;
+                y[n] = (float)acc;
+            }
+            free(row);
+        }
+    } else {
+        /* widen ROW_TILE rows at a time, GEMM each tile into its column block */
+        const uint8_t* base = W->data;
+        size_t es = mgl_dtype_size(W->dtype);
+        float* tile = malloc(sizeof(float) * (size_t)(ROW_TILE * K));
+        float* ytile = malloc(sizeof(float) * (size_t)(ROW_TILE * T));
+        for (int64_t n0 = 0; n0 < N; n0 += ROW_TILE) {
+            int64_t nr = N - n0 < ROW_TILE ? N - n0 : ROW_TILE;
+            mgl_convert_floats(base + (size_t)(n0 * K) * es, W->dtype, tile, MGL_DT_F32, (size_t)(nr * K));
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)nr, (int)K, 1.0f, x, (int)K, tile,
+                        (int)K, 0.0f, ytile, (int)nr);
+            for (int64_t t = 0; t < T; t++) memcpy(y + t * N + n0, ytile + t * nr, sizeof(float) * (size_t)nr);
+        }
+        free(tile);
+        free(ytile);
+    }
+    if (bias) {
+#pragma omp parallel for schedule(static)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t n = 0; n < N; n++) y[t * N + n] += bias[n];
+    }
+}
+
+void mgl_layernorm(const float* x, int64_t T, int64_t C, const float* w, const float* b, float eps, float* y) {
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; t++) {
+        const float* xr = x + t * C;
+        float* yr = y + t * C;
+        double mean = 0.0, var = 0.0;
+        for (int64_t c = 0; c < C; c++) mean += xr[c];
+        mean /= (double)C;
+        for (int64_t c = 0; c < C; c++) {
+            double d = xr[c] - mean;
+            var += d * d;
+        }
+        var /= (double)C;
+        float rstd = (float)(1.0 / sqrt(var + (double)eps));
+        float m = (float)mean;
+        for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - m) * rstd * w[c] + (b ? b[c] : 0.0f);
+    }
+}
+
+void mgl_rmsnorm(const float* x, int64_t T, int64_t C, const float* w, float eps, float* y) {
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; t++) {
+        const float* xr = x + t * C;
+        float* yr = y + t * C;
+        double ss = 0.0;
+        for (int64_t c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
+        float r = 1.0f / sqrtf((float)(ss / (double)C) + eps);
+        for (int64_t c = 0; c < C; c++) yr[c] = w[c] * (xr[c] * r);
+    }
+}
+
+void mgl_gelu_erf(float* x, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+void mgl_quick_gelu(float* x, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+}
+
+void mgl_silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+void mgl_add(float* y, const float* x, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void mgl_dwconv7_nhwc(const float* x, int64_t H, int64_t W, int64_t C, const float* w, const float* b, float* y) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < H; r++) {
+        for (int64_t c = 0; c < W; c++) {
+            float* yo = y + (r * W + c) * C;
+            for (int64_t ch = 0; ch < C; ch++) yo[ch] = b ? b[ch] : 0.0f;
+            for (int ky = 0; ky < 7; ky++) {
+                int64_t yy = r + ky - 3;
+                if (yy < 0 || yy >= H) continue;
+                for (int kx = 0; kx < 7; kx++) {
+                    int64_t xx = c + kx - 3;
+                    if (xx < 0 || xx >= W) continue;
+                    const float* xi = x + (yy * W + xx) * C;
+                    const float* wk = w + ky * 7 + kx;
+                    for (int64_t ch = 0; ch < C; ch++) yo[ch] += xi[ch] * wk[ch * 49];
+                }
+            }
+        }
+    }
+}
+
+void mgl_patchify_conv(const float* x, bool chw, int64_t H, int64_t W, int64_t Cin, int64_t k, const MglWeight* wt,
+                       const float* bias, float* y) {
+    int64_t Ho = H / k, Wo = W / k, K = Cin * k * k;
+    float* cols = malloc(sizeof(float) * (size_t)(Ho * Wo * K));
+#pragma omp parallel for schedule(static)
+    for (int64_t oy = 0; oy < Ho; oy++)
+        for (int64_t ox = 0; ox < Wo; ox++) {
+            float* row = cols + (oy * Wo + ox) * K;
+            for (int64_t ci = 0; ci < Cin; ci++)
+                for (int64_t ky = 0; ky < k; ky++)
+                    for (int64_t kx = 0; kx < k; kx++) {
+                        int64_t iy = oy * k + ky, ix = ox * k + kx;
+                        row[(ci * k + ky) * k + kx] = chw ? x[(ci * H + iy) * W + ix] : x[(iy * W + ix) * Cin + ci];
+                    }
+        }
+    mgl_matmul(cols, Ho * Wo, wt, bias, y);
+    free(cols);
+}
+
+/* PyTorch's source index for align_corners=False: scale = in/out as float. */
+static void bilinear_coeffs(int64_t in, int64_t out, int64_t* i0, int64_t* i1, float* l0, float* l1) {
+    float scale = (float)in / (float)out;
+    for (int64_t o = 0; o < out; o++) {
+        float src = scale * ((float)o + 0.5f) - 0.5f;
+        if (src < 0) src = 0;
+        int64_t a = (int64_t)src;
+        int64_t p = a < in - 1 ? 1 : 0;
+        float lam = src - (float)a;
+        i0[o] = a;
+        i1[o] = a + p;
+        l1[o] = lam;
+        l0[o] = 1.0f - lam;
+    }
+}
+
+void mgl_resize_bilinear_chw(const float* x, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, float* y) {
+    int64_t *h0 = malloc(sizeof(int64_t) * (size_t)Ho), *h1 = malloc(sizeof(int64_t) * (size_t)Ho);
+    int64_t *w0 = malloc(sizeof(int64_t) * (size_t)Wo), *w1 = malloc(sizeof(int64_t) * (size_t)Wo);
+    float *hl0 = malloc(sizeof(float) * (size_t)Ho), *hl1 = malloc(sizeof(float) * (size_t)Ho);
+    float *wl0 = malloc(sizeof(float) * (size_t)Wo), *wl1 = malloc(sizeof(float) * (size_t)Wo);
+    bilinear_coeffs(H, Ho, h0, h1, hl0, hl1);
+    bilinear_coeffs(W, Wo, w0, w1, wl0, wl1);
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        const float* xc = x + c * H * W;
+        for (int64_t oy = 0; oy < Ho; oy++)
+            for (int64_t ox = 0; ox < Wo; ox++) {
+                const float* r0 = xc + h0[oy] * W;
+                const float* r1 = xc + h1[oy] * W;
+                y[(c * Ho + oy) * Wo + ox] = hl0[oy] * (wl0[ox] * r0[w0[ox]] + wl1[ox] * r0[w1[ox]]) +
+                                             hl1[oy] * (wl0[ox] * r1[w0[ox]] + wl1[ox] * r1[w1[ox]]);
+            }
+    }
+    free(h0); free(h1); free(w0); free(w1); free(hl0); free(hl1); free(wl0); free(wl1);
+}
+
+void mgl_resize_bilinear_nhwc(const float* x, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo, float* y) {
+    int64_t *h0 = malloc(sizeof(int64_t) * (size_t)Ho), *h1 = malloc(sizeof(int64_t) * (size_t)Ho);
+    int64_t *w0 = malloc(sizeof(int64_t) * (size_t)Wo), *w1 = malloc(sizeof(int64_t) * (size_t)Wo);
+    float *hl0 = malloc(sizeof(float) * (size_t)Ho), *hl1 = malloc(sizeof(float) * (size_t)Ho);
+    float *wl0 = malloc(sizeof(float) * (size_t)Wo), *wl1 = malloc(sizeof(float) * (size_t)Wo);
+    bilinear_coeffs(H, Ho, h0, h1, hl0, hl1);
+    bilinear_coeffs(W, Wo, w0, w1, wl0, wl1);
+#pragma omp parallel for schedule(static)
+    for (int64_t oy = 0; oy < Ho; oy++)
+        for (int64_t ox = 0; ox < Wo; ox++) {
+            const float* a = x + (h0[oy] * W + w0[ox]) * C;
+            const float* b = x + (h0[oy] * W + w1[ox]) * C;
+            const float* c = x + (h1[oy] * W + w0[ox]) * C;
+            const float* d = x + (h1[oy] * W + w1[ox]) * C;
+            float* o = y + (oy * Wo + ox) * C;
+            for (int64_t ch = 0; ch < C; ch++)
+                o[ch] = hl0[oy] * (wl0[ox] * a[ch] + wl1[ox] * b[ch]) + hl1[oy] * (wl0[ox] * c[ch] + wl1[ox] * d[ch]);
+        }
+    free(h0); free(h1); free(w0); free(w1); free(hl0); free(hl1); free(wl0); free(wl1);
+}
+
+void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kc, const float* vc, int64_t NH, int64_t NKV,
+                   int64_t HS, bool causal, float* out) {
+    const int64_t group = NH / NKV, L = pos0 + T;
+    const float scale = 1.0f / sqrtf((float)HS);
+#pragma omp parallel
+    {
+        float* att = malloc(sizeof(float) * (size_t)L);
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t h = 0; h < NH; h++) {
+                const float* qh = q + t * NH * HS + h * HS;
+                int64_t kvh = h / group;
+                int64_t n = causal ? pos0 + t + 1 : L;
+                float mx = -INFINITY;
+                for (int64_t j = 0; j < n; j++) {
+                    const float* kj = kc + j * NKV * HS + kvh * HS;
+                    float s = 0.0f;
+                    for (int64_t d = 0; d < HS; d++) s += qh[d] * kj[d];
+                    s *= scale;
+                    att[j] = s;
+                    if (s > mx) mx = s;
+                }
+                double sum = 0.0;
+                for (int64_t j = 0; j < n; j++) {
+                    att[j] = expf(att[j] - mx);
+                    sum += att[j];
+                }
+                float inv = (float)(1.0 / sum);
+                float* o = out + t * NH * HS + h * HS;
+                memset(o, 0, sizeof(float) * (size_t)HS);
+                for (int64_t j = 0; j < n; j++) {
+                    const float* vj = vc + j * NKV * HS + kvh * HS;
+                    float p = att[j] * inv;
+                    for (int64_t d = 0; d < HS; d++) o[d] += p * vj[d];
+                }
+            }
+        free(att);
+    }
+}
+
+void mgl_rope(float* x, int64_t T, int64_t NH, int64_t HS, int64_t pos0, float theta) {
+    const int64_t half = HS / 2;
+    float* inv = malloc(sizeof(float) * (size_t)half);
+    /* as HF: inv_freq = 1 / theta ** (arange(0, d, 2).float() / d), in float32 */
+    for (int64_t i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)HS);
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; t++) {
+        float pos = (float)(pos0 + t);
+        for (int64_t i = 0; i < half; i++) {
+            float a = pos * inv[i];
+            float c = cosf(a), s = sinf(a);
+            for (int64_t h = 0; h < NH; h++) {
+                float* v = x + t * NH * HS + h * HS;
+                float x0 = v[i], x1 = v[i + half];
+                v[i] = x0 * c - x1 * s;
+                v[i + half] = x1 * c + x0 * s;
+            }
+        }
+    }
+    free(inv);
+}

@@ -1,0 +1,51 @@
+/* mgl-ops.h: the backend seam. Every op the MG-LLaVA graph uses, on fp32
+ * activations; weights keep their stored dtype (f32/f16/bf16) and are widened
+ * on the fly, so a mmapped 16-bit model is never copied whole.
+ * Layout conventions: row-major; "NHWC" feature maps are (H*W, C) matrices
+ * with row r*W + c; Linear weights are PyTorch's (out, in). */
+#ifndef MGL_OPS_H
+#define MGL_OPS_H
+
+#include "mgl-internal.h"
+
+/* A weight matrix (rows = out features, cols = in features) in its stored dtype. */
+typedef struct {
+    const void* data;
+    MglDType    dtype;    /* F32, F16 or BF16 */
+    int64_t     rows, cols;
+} MglWeight;
+
+/* y[T,N] = x[T,K] @ W[N,K]^T (+ bias[N]). */
+void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y);
+/* Row `r` of W widened to f32 (embedding lookup). */
+void mgl_weight_row(const MglWeight* W, int64_t r, float* out);
+
+void mgl_layernorm(const float* x, int64_t T, int64_t C, const float* w, const float* b, float eps, float* y);
+void mgl_rmsnorm(const float* x, int64_t T, int64_t C, const float* w, float eps, float* y);
+void mgl_gelu_erf(float* x, int64_t n);
+void mgl_quick_gelu(float* x, int64_t n);
+/* out[i] = silu(gate[i]) * up[i] */
+void mgl_silu_mul(const float* gate, const float* up, float* out, int64_t n);
+void mgl_add(float* y, const float* x, int64_t n);
+
+/* Depthwise 7x7 conv, zero padding 3, stride 1, on an NHWC map (H*W, C):
+ * w is (C, 1, 7, 7), b is (C). */
+void mgl_dwconv7_nhwc(const float* x, int64_t H, int64_t W, int64_t C, const float* w, const float* b, float* y);
+/* Conv with kernel k == stride k (patchify): NHWC or CHW input -> (H/k*W/k, Cout).
+ * wt is (Cout, Cin, k, k). Input layout chosen by `chw`. */
+void mgl_patchify_conv(const float* x, bool chw, int64_t H, int64_t W, int64_t Cin, int64_t k, const MglWeight* wt,
+                       const float* bias, float* y);
+
+/* Bilinear resize, align_corners=False, no antialias (PyTorch upsample_bilinear2d). */
+void mgl_resize_bilinear_chw(const float* x, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, float* y);
+void mgl_resize_bilinear_nhwc(const float* x, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo, float* y);
+
+/* Causal attention over a KV cache. q: (T, NH*HS) for positions pos0..pos0+T-1;
+ * kcache/vcache: (pos0+T, NKV*HS). out: (T, NH*HS). `causal` false = full attention. */
+void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kcache, const float* vcache, int64_t NH,
+                   int64_t NKV, int64_t HS, bool causal, float* out);
+
+/* HF rotate-half RoPE, in place on (T, NH*HS), positions pos0.. */
+void mgl_rope(float* x, int64_t T, int64_t NH, int64_t HS, int64_t pos0, float theta);
+
+#endif

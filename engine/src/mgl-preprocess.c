@@ -1,0 +1,281 @@
+/* mgl-preprocess.c: square padding, Pillow-exact bicubic resize, CLIP
+ * normalisation and the box pipeline of MG-LLaVA's eval dataset. */
+#include "mgl-preprocess.h"
+
+#include <glib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* (122,116,104) = int(x*255) of the CLIP mean: truncation, as expand2square does */
+static const uint8_t k_pad[3] = {122, 116, 104};
+static const float k_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+static const float k_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+
+MglStatus mgl_pad_square(const uint8_t* rgb, int w, int h, int stride, uint8_t** out, int* S_out, MglErr* err) {
+    if (w < 1 || h < 1) return mgl_err(err, MGL_E_INVALID, "image: empty (%dx%d)", w, h);
+    if (w > 16384 || h > 16384) return mgl_err(err, MGL_E_INVALID, "image: %dx%d is larger than 16384 pixels a side", w, h);
+    if (stride < 3 * w) return mgl_err(err, MGL_E_INVALID, "image: stride %d is less than 3*width", stride);
+    int S = w > h ? w : h;
+    uint8_t* c = malloc((size_t)S * S * 3);
+    if (!c) return mgl_err(err, MGL_E_NOMEM, "image: out of memory for a %dx%d canvas", S, S);
+    for (size_t i = 0; i < (size_t)S * S; i++) memcpy(c + 3 * i, k_pad, 3);
+    int ox = w < h ? (h - w) / 2 : 0, oy = w > h ? (w - h) / 2 : 0;
+    for (int y = 0; y < h; y++) memcpy(c + ((size_t)(y + oy) * S + ox) * 3, rgb + (size_t)y * stride, (size_t)w * 3);
+    *out = c;
+    *S_out = S;
+    return MGL_OK;
+}
+
+/* ---- Pillow resampling (libImaging/Resample.c semantics) -------------- */
+
+#define PRECISION_BITS (32 - 8 - 2)
+
+static double bicubic_filter(double x) {
+    const double a = -0.5;
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
+}
+
+/* Coefficients for one axis: bounds (xmin, xsize) per output and fixed-point weights. */
+static int precompute_coeffs(int in_size, int out_size, int** bounds_out, int32_t** kk_out) {
+    double scale = (double)in_size / out_size;
+    double filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = 2.0 * filterscale;
+    int ksize = (int)ceil(support) * 2 + 1;
+    double* prekk = calloc((size_t)out_size * ksize, sizeof(double));
+    int* bounds = calloc((size_t)out_size * 2, sizeof(int));
+    int32_t* kk = calloc((size_t)out_size * ksize, sizeof(int32_t));
+    for (int xx = 0; xx < out_size; xx++) {
+        double center = (xx + 0.5) * scale;
+        double ww = 0.0, ss = 1.0 / filterscale;
+        int xmin = (int)(center - support + 0.5);
+        if (xmin < 0) xmin = 0;
+        int xmax = (int)(center + support + 0.5);
+        if (xmax > in_size) xmax = in_size;
+        xmax -= xmin;
+        double* k = prekk + (size_t)xx * ksize;
+        for (int x = 0; x < xmax; x++) {
+            double wgt = bicubic_filter((x + xmin - center + 0.5) * ss);
+            k[x] = wgt;
+            ww += wgt;
+        }
+        for (int x = 0; x < xmax; x++)
+            if (ww != 0.0) k[x] /= ww;
+        bounds[xx * 2] = xmin;
+        bounds[xx * 2 + 1] = xmax;
+    }
+    for (size_t i = 0; i < (size_t)out_size * ksize; i++) {
+        double v = prekk[i];
+        kk[i] = v < 0 ? (int32_t)(-0.5 + v * (1 << PRECISION_BITS)) : (int32_t)(0.5 + v * (1 << PRECISION_BITS));
+    }
+    free(prekk);
+    *bounds_out = bounds;
+    *kk_out = kk;
+    return ksize;
+}
+
+static uint8_t clip8(int32_t in) {
+    int32_t v = in >> PRECISION_BITS;
+    return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
+}
+
+void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh) {
+    if (w == ow && h == oh) {
+        memcpy(out, in, (size_t)w * h * 3);
+        return;
+    }
+    /* horizontal pass first, then vertical, as Pillow does */
+    int *bx = NULL, *by = NULL;
+    int32_t *kx = NULL, *ky = NULL;
+    int ksx = precompute_coeffs(w, ow, &bx, &kx);
+    int ksy = precompute_coeffs(h, oh, &by, &ky);
+    uint8_t* tmp = malloc((size_t)ow * h * 3);
+    const uint8_t* src = in;
+    int tw = w;
+    if (ow != w) {
+#pragma omp parallel for schedule(static)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < ow; x++) {
+                int xmin = bx[2 * x], xs = bx[2 * x + 1];
+                const int32_t* k = kx + (size_t)x * ksx;
+                for (int c = 0; c < 3; c++) {
+                    int32_t ss = 1 << (PRECISION_BITS - 1);
+                    for (int i = 0; i < xs; i++) ss += in[((size_t)y * w + xmin + i) * 3 + c] * k[i];
+                    tmp[((size_t)y * ow + x) * 3 + c] = clip8(ss);
+                }
+            }
+        src = tmp;
+        tw = ow;
+    }
+    if (oh != h) {
+#pragma omp parallel for schedule(static)
+        for (int y = 0; y < oh; y++) {
+            int ymin = by[2 * y], ys = by[2 * y + 1];
+            const int32_t* k = ky + (size_t)y * ksy;
+            for (int x = 0; x < tw; x++)
+                for (int c = 0; c < 3; c++) {
+                    int32_t ss = 1 << (PRECISION_BITS - 1);
+                    for (int i = 0; i < ys; i++) ss += src[((size_t)(ymin + i) * tw + x) * 3 + c] * k[i];
+                    out[((size_t)y * tw + x) * 3 + c] = clip8(ss);
+                }
+        }
+    } else {
+        memcpy(out, src, (size_t)tw * h * 3);
+    }
+    free(tmp);
+    free(bx); free(by); free(kx); free(ky);
+}
+
+void mgl_normalize_clip(const uint8_t* rgb, int w, int h, float* chw) {
+    const size_t n = (size_t)w * h;
+    for (int c = 0; c < 3; c++) {
+        float* o = chw + c * n;
+        for (size_t i = 0; i < n; i++) {
+            /* uint8 * (1/255) in float64, stored as float32; then (x - mean) / std in float32 */
+            float v = (float)((double)rgb[i * 3 + c] * (1.0 / 255.0));
+            o[i] = (v - k_mean[c]) / k_std[c];
+        }
+    }
+}
+
+/* ---- boxes ------------------------------------------------------------ */
+
+typedef struct {
+    float b[4];
+    float score;
+    int label;
+    size_t idx;
+} Cand;
+
+static int cand_by_score(const void* a, const void* b) {
+    const Cand* x = a;
+    const Cand* y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+MglStatus mgl_boxes_to_768(const MglBox* boxes, size_t n, int w, int h, int limit_num, float** out768, size_t* n_out,
+                           MglErr* err) {
+    *out768 = NULL;
+    *n_out = 0;
+    if (n > 1000000) return mgl_err(err, MGL_E_INVALID, "boxes: %zu boxes is more than 1000000", n);
+    for (size_t i = 0; i < n; i++) {
+        const MglBox* b = &boxes[i];
+        if (!isfinite(b->x1) || !isfinite(b->y1) || !isfinite(b->x2) || !isfinite(b->y2) || !isfinite(b->score))
+            return mgl_err(err, MGL_E_INVALID, "boxes: box %zu has a non-finite coordinate or score", i);
+        if (fabsf(b->x1) > 1e6f || fabsf(b->y1) > 1e6f || fabsf(b->x2) > 1e6f || fabsf(b->y2) > 1e6f)
+            return mgl_err(err, MGL_E_INVALID, "boxes: box %zu has a coordinate beyond 1e6 pixels", i);
+    }
+    int S = w > h ? w : h;
+    float dx = w < h ? (float)((h - w) / 2) : 0.0f, dy = w > h ? (float)((w - h) / 2) : 0.0f;
+    Cand* c = calloc(n ? n : 1, sizeof *c);
+    /* labels -> ids in order of first appearance */
+    GHashTable* ids = g_hash_table_new(g_str_hash, g_str_equal);
+    for (size_t i = 0; i < n; i++) {
+        c[i].b[0] = boxes[i].x1 + dx;
+        c[i].b[1] = boxes[i].y1 + dy;
+        c[i].b[2] = boxes[i].x2 + dx;
+        c[i].b[3] = boxes[i].y2 + dy;
+        c[i].score = boxes[i].score;
+        c[i].idx = i;
+        const char* l = boxes[i].label ? boxes[i].label : "";
+        gpointer v = g_hash_table_lookup(ids, l);
+        if (!v) {
+            v = GINT_TO_POINTER(g_hash_table_size(ids) + 1);
+            g_hash_table_insert(ids, (gpointer)l, v);
+        }
+        c[i].label = GPOINTER_TO_INT(v) - 1;
+    }
+    g_hash_table_unref(ids);
+
+    /* torchvision.ops.batched_nms (coordinate-offset form for small inputs):
+     * boxes of different labels are moved apart by label * (max_coord + 1). */
+    float maxc = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < 4; k++) maxc = c[i].b[k] > maxc ? c[i].b[k] : maxc;
+    qsort(c, n, sizeof *c, cand_by_score);
+    bool* dead = calloc(n ? n : 1, 1);
+    float(*sb)[4] = malloc(sizeof(float[4]) * (n ? n : 1));
+    float* area = malloc(sizeof(float) * (n ? n : 1));
+    bool vanilla = n * 4 > 4000;
+    for (size_t i = 0; i < n; i++) {
+        float off = vanilla ? 0.0f : (float)c[i].label * (maxc + 1.0f);
+        for (int k = 0; k < 4; k++) sb[i][k] = c[i].b[k] + off;
+        area[i] = (sb[i][2] - sb[i][0]) * (sb[i][3] - sb[i][1]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (dead[i]) continue;
+        for (size_t j = i + 1; j < n; j++) {
+            if (dead[j] || (vanilla && c[j].label != c[i].label)) continue;
+            float xx1 = fmaxf(sb[i][0], sb[j][0]), yy1 = fmaxf(sb[i][1], sb[j][1]);
+            float xx2 = fminf(sb[i][2], sb[j][2]), yy2 = fminf(sb[i][3], sb[j][3]);
+            float iw = fmaxf(0.0f, xx2 - xx1), ih = fmaxf(0.0f, yy2 - yy1);
+            float inter = iw * ih;
+            float ovr = inter / (area[i] + area[j] - inter);
+            if (ovr > 0.2f) dead[j] = true;
+        }
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!dead[i]) c[m++] = c[i];
+    free(dead);
+    free(sb);
+    free(area);
+
+    /* per-label top-20 when more than limit_num survive; groups in order of
+     * first appearance in the score-sorted list */
+    if (limit_num > 0 && m > (size_t)limit_num) {
+        int per = limit_num > 50 ? 20 : 5;
+        Cand* kept = malloc(sizeof *kept * m);
+        size_t k = 0;
+        bool* done = calloc(m, 1);
+        for (size_t i = 0; i < m; i++) {
+            if (done[i]) continue;
+            int cnt = 0;
+            for (size_t j = i; j < m; j++) {
+                if (c[j].label != c[i].label) continue;
+                done[j] = true;
+                if (cnt < per) {
+                    kept[k++] = c[j];
+                    cnt++;
+                }
+            }
+        }
+        free(done);
+        memcpy(c, kept, sizeof *kept * k);
+        free(kept);
+        m = k;
+    }
+
+    /* scale to the 768 frame: float32 multiply, round half to even */
+    double s = 768.0 / S;
+    int h1 = (int)(S * s);
+    int start = (int)floor((h1 - 768) / 2.0);
+    float* out = malloc(sizeof(float) * 4 * (m ? m : 1));
+    size_t k = 0;
+    for (size_t i = 0; i < m; i++) {
+        int v[4];
+        for (int q = 0; q < 4; q++) v[q] = (int)nearbyintf(c[i].b[q] * (float)s);
+        float x1 = (float)(v[0] - start > 0 ? v[0] - start : 0);
+        float y1 = (float)(v[1] - start > 0 ? v[1] - start : 0);
+        float x2 = (float)(v[2] - start < 768 ? v[2] - start : 768);
+        float y2 = (float)(v[3] - start < 768 ? v[3] - start : 768);
+        if (x2 < 0 || y2 < 0 || x1 > 768 || y1 > 768) continue;
+        out[4 * k + 0] = x1;
+        out[4 * k + 1] = y1;
+        out[4 * k + 2] = x2;
+        out[4 * k + 3] = y2;
+        k++;
+    }
+    free(c);
+    if (k == 0) {
+        memset(out, 0, sizeof(float) * 4);
+        k = 1;
+    }
+    *out768 = out;
+    *n_out = k;
+    return MGL_OK;
+}

@@ -1,0 +1,24 @@
+/* mgl-preprocess.h: MG-LLaVA eval-path preprocessing (spec section 2). */
+#ifndef MGL_PREPROCESS_H
+#define MGL_PREPROCESS_H
+
+#include "mgl-internal.h"
+
+#define MGL_AUX_SIZE 768   /* high-resolution (ConvNeXt) input */
+
+/* Pad an RGB8 image (stride in bytes) to its S x S square with (122,116,104),
+ * pasted at ((S-W)/2 or 0, (S-H)/2 or 0). *out is malloc'ed (S*S*3). */
+MglStatus mgl_pad_square(const uint8_t* rgb, int w, int h, int stride, uint8_t** out, int* S, MglErr* err);
+/* Pillow Image.resize(BICUBIC) of an RGB8 image, bit-exact (8-bit fixed point, antialiased). */
+void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh);
+/* CLIPImageProcessor rescale + normalize: RGB8 (S,S,3) -> CHW float (3,S,S). */
+void mgl_normalize_clip(const uint8_t* rgb, int w, int h, float* chw);
+
+/* Spec 2.4: pad shift, class-aware NMS (IoU 0.2), optional per-label top-20
+ * cap when more than limit_num boxes survive (limit_num 0 = never), scale to
+ * the 768 frame with round-half-even, the 767 quirk, clamp, drop boxes
+ * outside, dummy [0,0,0,0] when none remain. out768 (n_out*4) is malloc'ed. */
+MglStatus mgl_boxes_to_768(const MglBox* boxes, size_t n, int w, int h, int limit_num, float** out768, size_t* n_out,
+                           MglErr* err);
+
+#endif

@@ -1,0 +1,241 @@
+/* tok-internal.h: private structures of the tokenizer (tok-*.c only).
+ *
+ * One MglTokenizer serves two families:
+ *  - TOK_HF: a Hugging Face tokenizer.json with a BPE model (merge ranks),
+ *    driven by its normalizer / pre-tokenizer / decoder / post-processor;
+ *  - TOK_SPM: a SentencePiece tokenizer.model (BPE merged by piece score).
+ * Both share the vocabulary tables, the added-token splitter and the
+ * streaming decoder, so that decode() and MglDetok agree by construction. */
+#ifndef TOK_INTERNAL_H
+#define TOK_INTERNAL_H
+
+#include "mgl-internal.h"
+
+#include <glib.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* ---- small containers ------------------------------------------------- */
+
+/* Bump allocator: every string of a tokenizer lives here and dies with it. */
+typedef struct TokArenaBlock TokArenaBlock;
+typedef struct {
+    TokArenaBlock* head;
+} TokArena;
+
+void* tok_arena_alloc(TokArena* a, size_t n);
+char* tok_arena_strndup(TokArena* a, const char* s, size_t n); /* NUL-terminated copy */
+void  tok_arena_clear(TokArena* a);
+
+/* Open-addressing map from byte strings (not owned) to int32 ids. */
+typedef struct {
+    const char** keys;
+    uint32_t*    lens;
+    int32_t*     vals;
+    size_t       cap, n;   /* cap is a power of two; slot empty when keys[i] == NULL */
+} TokStrMap;
+
+bool    tok_strmap_init(TokStrMap* m, size_t expected);
+void    tok_strmap_free(TokStrMap* m);
+int32_t tok_strmap_get(const TokStrMap* m, const char* s, size_t len); /* -1 if absent */
+/* Inserts or overwrites; returns false on allocation failure. */
+bool    tok_strmap_put(TokStrMap* m, const char* s, size_t len, int32_t val);
+
+/* Map from an id pair (left, right) to (rank, merged id): the BPE merges. */
+typedef struct {
+    uint64_t* keys;        /* (left << 32 | right) + 1; 0 marks an empty slot */
+    uint32_t* ranks;
+    int32_t*  merged;
+    size_t    cap, n;
+} TokPairMap;
+
+bool tok_pairmap_init(TokPairMap* m, size_t expected);
+void tok_pairmap_free(TokPairMap* m);
+bool tok_pairmap_get(const TokPairMap* m, int32_t a, int32_t b, uint32_t* rank, int32_t* merged);
+bool tok_pairmap_put(TokPairMap* m, int32_t a, int32_t b, uint32_t rank, int32_t merged);
+
+/* A list of strings sharing one buffer (pre-tokenizer output). */
+typedef struct {
+    GString* buf;
+    size_t*  off;
+    size_t*  len;
+    size_t   n, cap;
+} TokPieces;
+
+void tok_pieces_init(TokPieces* p);
+void tok_pieces_reset(TokPieces* p);
+void tok_pieces_free(TokPieces* p);
+void tok_pieces_add(TokPieces* p, const char* s, size_t len);   /* empty strings are dropped */
+static inline const char* tok_piece(const TokPieces* p, size_t i) { return p->buf->str + p->off[i]; }
+
+/* ---- UTF-8 and Unicode (tok-pretok.c) ---------------------------------- */
+
+/* Decodes one scalar at s[0..n); returns its length (1..4) or 0 when the
+ * bytes there are not well-formed UTF-8 (overlong, surrogate, truncated). */
+int  tok_utf8_next(const char* s, size_t n, uint32_t* cp);
+bool tok_utf8_valid(const char* s, size_t n);
+void tok_utf8_append(GString* out, uint32_t cp);
+
+bool tok_is_letter(uint32_t cp);     /* \p{L} */
+bool tok_is_number(uint32_t cp);     /* \p{N} */
+bool tok_is_space(uint32_t cp);      /* \s as Oniguruma/Rust White_Space see it */
+
+/* Incremental, lossy UTF-8 decoding: well-formed characters pass, every
+ * maximal ill-formed subpart becomes one U+FFFD (as Rust's from_utf8_lossy). */
+typedef struct {
+    uint8_t pend[4];
+    int     npend, need;
+} TokUtf8Lossy;
+
+void tok_lossy_feed(TokUtf8Lossy* st, const uint8_t* b, size_t n, GString* out);
+void tok_lossy_flush(TokUtf8Lossy* st, GString* out);
+
+/* GPT-2 byte <-> unicode mapping used by ByteLevel. */
+const char* tok_bytelevel_char(uint8_t b, int* len);  /* UTF-8 of the mapped char */
+int         tok_bytelevel_byte(uint32_t cp);          /* -1 if cp is not a mapped char */
+
+/* Regex pre-tokenizers, hand-written. */
+typedef enum {
+    TOK_RE_NONE = 0,
+    TOK_RE_GPT2,     /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+    TOK_RE_LLAMA3,   /* (?i:'s|...)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|... */
+    TOK_RE_QWEN2,    /* as LLAMA3 with \p{N} single digits */
+} TokRegex;
+
+TokRegex tok_regex_from_pattern(const char* pattern);
+/* Finds the next match at or after `from` in s[0..n): returns true and the
+ * byte range [*ms, *me). Matches are never empty. */
+bool tok_regex_find(TokRegex re, const char* s, size_t n, size_t from, size_t* ms, size_t* me);
+
+/* ---- the tokenizer ----------------------------------------------------- */
+
+typedef enum { TOK_HF = 1, TOK_SPM = 2 } TokKind;
+
+typedef enum {
+    NORM_PREPEND, NORM_REPLACE, NORM_NFC, NORM_NFD, NORM_NFKC, NORM_NFKD, NORM_LOWERCASE, NORM_STRIP,
+} TokNormType;
+
+typedef struct {
+    TokNormType type;
+    char*  a;  size_t alen;   /* prepend text / replace pattern */
+    char*  b;  size_t blen;   /* replace content */
+    bool   left, right;       /* strip */
+} TokNormOp;
+
+typedef enum { PRE_METASPACE, PRE_BYTELEVEL, PRE_SPLIT } TokPreType;
+typedef enum { SPLIT_ISOLATED, SPLIT_REMOVED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS } TokSplitBehavior;
+typedef enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER } TokPrepend;
+
+typedef struct {
+    TokPreType type;
+    /* metaspace */
+    char       repl[8];
+    int        repl_len;
+    uint32_t   repl_cp;
+    TokPrepend prepend;
+    bool       split;
+    /* bytelevel */
+    bool       add_prefix_space;
+    bool       use_regex;
+    /* split */
+    TokRegex   regex;
+    char*      literal;  size_t literal_len;   /* Split with a String pattern */
+    TokSplitBehavior behavior;
+} TokPreOp;
+
+typedef enum { DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE } TokDecType;
+
+typedef struct {
+    TokDecType type;
+    char*    a;  size_t alen;    /* replace pattern */
+    char*    b;  size_t blen;    /* replace content */
+    uint32_t content;            /* strip char / metaspace replacement */
+    int      start, stop;        /* strip counts */
+    bool     prepend_first;      /* metaspace: drop replacement chars in the first token */
+} TokDecOp;
+
+typedef enum { DECODER_NONE, DECODER_BYTELEVEL, DECODER_CHAIN } TokDecoderKind;
+
+typedef struct {
+    char*   content;
+    size_t  len;
+    int32_t id;
+    bool    special, lstrip, rstrip, single_word, normalized;
+} TokAdded;
+
+/* Per-id flags. */
+enum { TOKF_SPECIAL = 1, TOKF_ADDED = 2 };
+
+/* SentencePiece piece types (sentencepiece_model.proto). */
+enum { SPM_NORMAL = 1, SPM_UNKNOWN = 2, SPM_CONTROL = 3, SPM_USER_DEFINED = 4, SPM_UNUSED = 5, SPM_BYTE = 6 };
+
+struct MglTokenizer {
+    char*      path;
+    TokKind    kind;
+    TokArena   arena;
+
+    int32_t    n_vocab;      /* max id + 1 over model and added tokens */
+    char**     pieces;       /* id -> NUL-terminated piece (NULL for holes) */
+    uint32_t*  piece_len;
+    uint8_t*   flags;
+    TokStrMap  vocab;        /* model vocabulary only: piece -> id */
+
+    TokAdded*  added;        /* sorted by length, longest first */
+    size_t     n_added;
+    bool       any_normalized_added;
+
+    TokNormOp* norm;   size_t n_norm;
+    TokPreOp*  pre;    size_t n_pre;
+
+    /* HF BPE model */
+    TokPairMap merges;
+    int32_t    unk_id;       /* -1 if none */
+    bool       byte_fallback, fuse_unk, ignore_merges;
+    char*      cont_prefix;  /* continuing_subword_prefix, NULL if none */
+    char*      eow_suffix;   /* end_of_word_suffix, NULL if none */
+    int32_t    byte_ids[256];/* <0xNN> pieces, -1 if absent */
+
+    /* SentencePiece model */
+    float*     scores;
+    uint8_t*   spm_type;
+    bool       spm_add_dummy_prefix, spm_remove_extra_ws, spm_escape_ws, spm_ws_suffix;
+    char**     spm_user;     /* user-defined symbols (matched atomically), longest first */
+    size_t     n_spm_user;
+
+    /* post-processing: ids around the sequence when add_special */
+    int32_t*   post_pre;   size_t n_post_pre;
+    int32_t*   post_post;  size_t n_post_post;
+
+    TokDecoderKind dec_kind;
+    TokDecOp*  dec;    size_t n_dec;
+
+    int32_t    bos, eos;
+};
+
+/* tok-core.c */
+MglStatus tok_alloc_vocab(MglTokenizer* t, int32_t n, MglErr* err);
+MglStatus tok_set_piece(MglTokenizer* t, int32_t id, const char* s, size_t len, MglErr* err);
+MglStatus tok_finish_added(MglTokenizer* t, MglErr* err); /* sorts added tokens, marks flags */
+MglStatus tok_add_added(MglTokenizer* t, const TokAdded* a, MglErr* err);
+void      tok_set_sp_decoder(MglTokenizer* t);             /* Replace ▁, ByteFallback, Fuse, Strip 1 */
+
+/* tok-json.c: the tokenizer.json loader and the tokenizer_config.json reader. */
+MglStatus tok_load_hf_json(MglTokenizer* t, const char* path, MglErr* err);
+typedef struct {
+    bool  has_add_bos, add_bos, has_add_eos, add_eos;
+    char* bos_name;   /* g_free */
+    char* eos_name;
+    TokAdded* added;  /* g_free, with contents g_free'd */
+    size_t    n_added;
+} TokConfig;
+/* Missing file: zeroed config and MGL_OK. */
+MglStatus tok_read_config(const char* path, TokConfig* cfg, MglErr* err);
+void      tok_config_clear(TokConfig* cfg);
+
+/* tok-spm.c */
+MglStatus tok_load_spm(MglTokenizer* t, const char* path, MglErr* err);
+/* Encodes one text segment (no added tokens inside) with the SentencePiece model. */
+MglStatus tok_spm_encode(const MglTokenizer* t, const char* s, size_t n, GArray* ids, MglErr* err);
+
+#endif /* TOK_INTERNAL_H */
