@@ -4,10 +4,15 @@
  *   mgllava detokenize --tokenizer PATH [--skip-special] stdin JSON ids -> text
  *   mgllava inspect    --model PATH                      validate + summarise a model, or list a weights file
  *   mgllava convert    --model PATH --out DIR [--dtype f16|bf16|f32]
+ *   mgllava run        --model PATH --image FILE [--boxes FILE] --prompt TEXT [--max-new-tokens N]
+ *                      [--temperature T] [--top-p P] [--top-k K] [--seed S] [--device auto|cpu|cuda] [--json]
+ *   mgllava dump       (run's options) --stage NAME --out FILE.safetensors
  *
  * Errors: one line on stderr naming the file and the problem, exit status 1. */
 #include "mgl-internal.h"
 #include "mgl-json.h"
+#include "mgl-image.h"
+#include "mgl-model.h"
 #include "mgl-model-files.h"
 
 #include <glib.h>
@@ -38,6 +43,12 @@ static void usage(FILE* f) {
           "                                                or list the tensors of a .safetensors/.pth/.bin file\n"
           "  convert    --model PATH --out DIR [--dtype f16|bf16|f32]\n"
           "                                                pack a model into one folder of safetensors (mmap-loadable)\n"
+          "  run        --model PATH --image FILE [--boxes FILE] --prompt TEXT [--max-new-tokens N]\n"
+          "             [--temperature T] [--top-p P] [--top-k K] [--seed S] [--device auto|cpu|cuda] [--json]\n"
+          "                                                answer a question about an image (PNG, JPEG, PPM)\n"
+          "  dump       (run's options) --stage NAME --out FILE.safetensors\n"
+          "                                                write one stage's tensor: x768 x336 boxes768 clip\n"
+          "                                                cnx0..cnx3 fused vimg obj_pooled vobj embeds logits\n"
           "  version\n",
           f);
 }
@@ -260,6 +271,354 @@ static int cmd_convert(int argc, char** argv) {
     return 0;
 }
 
+
+/* ---- run / dump ------------------------------------------------------- */
+
+typedef struct {
+    MglBox* boxes;
+    size_t  n;
+    GStringChunk* labels;
+} Boxes;
+
+static void boxes_clear(Boxes* b) {
+    free(b->boxes);
+    if (b->labels) g_string_chunk_free(b->labels);
+    memset(b, 0, sizeof *b);
+}
+
+static bool num(JsonNode* n, double* out) {
+    if (!n || !JSON_NODE_HOLDS_VALUE(n)) return false;
+    GType t = json_node_get_value_type(n);
+    if (t != G_TYPE_INT64 && t != G_TYPE_DOUBLE) return false;
+    *out = json_node_get_double(n);
+    return true;
+}
+
+/* The MG-LLaVA offline-detector record: {"boxes": [[x1,y1,x2,y2]...], "scores": [...], "labels": [...]}.
+ * A one-element list of such records (the batch file form) is accepted too. */
+static MglStatus load_boxes(const char* path, Boxes* out, MglErr* err) {
+    memset(out, 0, sizeof *out);
+    char* data = NULL;
+    size_t len = 0;
+    MGL_TRY(mgl_read_file(path, 256u << 20, &data, &len, err));
+    JsonParser* p = json_parser_new_immutable();
+    GError* ge = NULL;
+    MglStatus st = MGL_OK;
+    if (!g_utf8_validate(data, (gssize)len, NULL) || !json_parser_load_from_data(p, data, (gssize)len, &ge)) {
+        st = mgl_err(err, MGL_E_FORMAT, "%s: invalid JSON%s%s", path, ge ? ": " : "", ge ? ge->message : "");
+        g_clear_error(&ge);
+        goto done;
+    }
+    JsonNode* root = json_parser_get_root(p);
+    if (root && JSON_NODE_HOLDS_ARRAY(root) && json_array_get_length(json_node_get_array(root)) == 1)
+        root = json_array_get_element(json_node_get_array(root), 0);
+    if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
+        st = mgl_err(err, MGL_E_FORMAT, "%s: expected an object {\"boxes\", \"scores\", \"labels\"}", path);
+        goto done;
+    }
+    JsonObject* o = json_node_get_object(root);
+    JsonNode* bn = json_object_get_member(o, "boxes");
+    JsonNode* sn = json_object_get_member(o, "scores");
+    JsonNode* ln = json_object_get_member(o, "labels");
+    if (!bn || !JSON_NODE_HOLDS_ARRAY(bn)) {
+        st = mgl_err(err, MGL_E_FORMAT, "%s: \"boxes\" must be a list of [x1, y1, x2, y2]", path);
+        goto done;
+    }
+    JsonArray* ba = json_node_get_array(bn);
+    guint n = json_array_get_length(ba);
+    JsonArray* sa = sn && JSON_NODE_HOLDS_ARRAY(sn) ? json_node_get_array(sn) : NULL;
+    JsonArray* la = ln && JSON_NODE_HOLDS_ARRAY(ln) ? json_node_get_array(ln) : NULL;
+    if ((sn && !sa) || (sa && json_array_get_length(sa) != n)) {
+        st = mgl_err(err, MGL_E_FORMAT, "%s: \"scores\" must be a list with one score per box (%u boxes)", path, n);
+        goto done;
+    }
+    if ((ln && !la) || (la && json_array_get_length(la) != n)) {
+        st = mgl_err(err, MGL_E_FORMAT, "%s: \"labels\" must be a list with one label per box (%u boxes)", path, n);
+        goto done;
+    }
+    out->boxes = calloc(n ? n : 1, sizeof(MglBox));
+    out->labels = g_string_chunk_new(4096);
+    for (guint i = 0; i < n; i++) {
+        JsonNode* e = json_array_get_element(ba, i);
+        double v[4];
+        bool ok = JSON_NODE_HOLDS_ARRAY(e) && json_array_get_length(json_node_get_array(e)) == 4;
+        for (int k = 0; ok && k < 4; k++) ok = num(json_array_get_element(json_node_get_array(e), (guint)k), &v[k]);
+        if (!ok) {
+            st = mgl_err(err, MGL_E_FORMAT, "%s: boxes[%u] is not four numbers [x1, y1, x2, y2]", path, i);
+            goto done;
+        }
+        double sc = 1.0;
+        if (sa && !num(json_array_get_element(sa, i), &sc)) {
+            st = mgl_err(err, MGL_E_FORMAT, "%s: scores[%u] is not a number", path, i);
+            goto done;
+        }
+        const char* lab = "";
+        if (la) {
+            JsonNode* le = json_array_get_element(la, i);
+            if (!JSON_NODE_HOLDS_VALUE(le) || json_node_get_value_type(le) != G_TYPE_STRING) {
+                st = mgl_err(err, MGL_E_FORMAT, "%s: labels[%u] is not a string", path, i);
+                goto done;
+            }
+            lab = json_node_get_string(le);
+        }
+        MglBox* b = &out->boxes[i];
+        b->x1 = (float)v[0];
+        b->y1 = (float)v[1];
+        b->x2 = (float)v[2];
+        b->y2 = (float)v[3];
+        b->score = (float)sc;
+        b->label = g_string_chunk_insert_const(out->labels, lab);
+    }
+    out->n = n;
+done:
+    g_object_unref(p);
+    free(data);
+    if (st != MGL_OK) boxes_clear(out);
+    return st;
+}
+
+typedef struct {
+    bool json;
+    bool tty;          /* stream tokens as they come (an interactive terminal) */
+    GString* streamed;
+} RunState;
+
+static bool on_token(int32_t id, const char* text, void* ud) {
+    RunState* rs = ud;
+    if (rs->tty) {
+        fputs(text, stdout);
+        fflush(stdout);
+    }
+    g_string_append(rs->streamed, text);
+    return true;
+}
+
+enum { O_MODEL, O_IMAGE, O_BOXES, O_PROMPT, O_MAXNEW, O_TEMP, O_TOPP, O_TOPK, O_SEED, O_DEVICE, O_JSON, O_STAGE, O_OUT,
+       O_THREADS, O_COUNT };
+
+static bool parse_num(const char* s, double lo, double hi, double* out) {
+    if (!s || !*s) return false;
+    char* end = NULL;
+    double v = g_ascii_strtod(s, &end);
+    if (*end || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+}
+
+static int write_stage(const char* path, const char* name, const float* data, int ndim, const int64_t* shape) {
+    MglTensor t = {0};
+    t.name = (char*)name;
+    t.dtype = MGL_DT_F32;
+    t.ndim = ndim;
+    int64_t st = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        t.shape[i] = shape[i];
+        t.stride[i] = st;
+        st *= shape[i];
+    }
+    t.data = (const uint8_t*)data;
+    const MglTensor* list[1] = {&t};
+    MglErr err = {0};
+    if (mgl_safetensors_write(path, list, 1, -1, NULL, &err) != MGL_OK) return fail(&err);
+    printf("wrote %s: %s", path, name);
+    for (int i = 0; i < ndim; i++) printf("%s%lld", i ? "x" : " ", (long long)shape[i]);
+    printf("\n");
+    return 0;
+}
+
+/* `dump`: run the stages up to `stage` and write its tensor. */
+static int dump_stage(MglModel* m, const MglImage* img, const Boxes* bx, const char* question, const char* stage,
+                      const char* out) {
+    MglErr err = {0};
+    float *x768 = NULL, *x336 = NULL, *b768 = NULL;
+    size_t nobj = 0;
+    if (mgl_stage_preprocess(img, bx->boxes, bx->n, m->files->man.limit_num, &x768, &x336, &b768, &nobj, &err) != MGL_OK)
+        return fail(&err);
+    int rc = -1;
+    const int64_t P = m->n_patches, D = m->D, H = m->lc.hidden;
+    if (!strcmp(stage, "x768")) rc = write_stage(out, stage, x768, 3, (int64_t[]){3, 768, 768});
+    else if (!strcmp(stage, "x336")) rc = write_stage(out, stage, x336, 3, (int64_t[]){3, 336, 336});
+    else if (!strcmp(stage, "boxes768")) rc = write_stage(out, stage, b768, 2, (int64_t[]){(int64_t)nobj, 4});
+    float* clip = NULL;
+    float* so[4] = {0};
+    float* fused = NULL;
+    if (rc < 0) {
+        clip = malloc(sizeof(float) * (size_t)(P * D));
+        mgl_stage_clip(m, x336, clip);
+        if (!strcmp(stage, "clip")) rc = write_stage(out, stage, clip, 2, (int64_t[]){P, D});
+    }
+    if (rc < 0) {
+        for (int s = 0; s < 4; s++) {
+            int64_t hs = (MGL_AUX_SIZE / 4) >> s;
+            so[s] = malloc(sizeof(float) * (size_t)(hs * hs * m->stages[s].C));
+        }
+        mgl_stage_convnext(m, x768, so);
+        for (int s = 0; s < 4 && rc < 0; s++) {
+            char nm[8];
+            snprintf(nm, sizeof nm, "cnx%d", s);
+            int64_t hs = (MGL_AUX_SIZE / 4) >> s;
+            if (!strcmp(stage, nm)) rc = write_stage(out, stage, so[s], 3, (int64_t[]){hs, hs, m->stages[s].C});
+        }
+    }
+    if (rc < 0) {
+        fused = malloc(sizeof(float) * (size_t)(P * D));
+        mgl_stage_fuse(m, clip, so[3], fused, NULL);
+        if (!strcmp(stage, "fused")) rc = write_stage(out, stage, fused, 2, (int64_t[]){P, D});
+    }
+    if (rc < 0 && (!strcmp(stage, "vimg"))) {
+        float* v = malloc(sizeof(float) * (size_t)(P * H));
+        mgl_stage_mlp2(&m->proj, fused, P, H, v);
+        rc = write_stage(out, stage, v, 2, (int64_t[]){P, H});
+        free(v);
+    }
+    if (rc < 0 && (!strcmp(stage, "obj_pooled") || !strcmp(stage, "vobj"))) {
+        float* pooled = malloc(sizeof(float) * nobj * (size_t)m->Cm);
+        mgl_stage_objects(m, so, b768, nobj, pooled);
+        if (!strcmp(stage, "obj_pooled")) rc = write_stage(out, stage, pooled, 2, (int64_t[]){(int64_t)nobj, m->Cm});
+        else {
+            float* v = malloc(sizeof(float) * nobj * (size_t)H);
+            mgl_stage_mlp2(&m->bproj, pooled, (int64_t)nobj, H, v);
+            rc = write_stage(out, stage, v, 2, (int64_t[]){(int64_t)nobj, H});
+            free(v);
+        }
+        free(pooled);
+    }
+    if (rc < 0 && (!strcmp(stage, "embeds") || !strcmp(stage, "logits"))) {
+        MglPrompt pr;
+        if (mgl_prompt_build(m->tok, m->tmpl, question, true, &pr, &err) != MGL_OK) rc = fail(&err);
+        else {
+            int64_t L = (int64_t)pr.n_ids + P + (int64_t)nobj, ip = (int64_t)pr.image_pos;
+            float* emb = malloc(sizeof(float) * (size_t)(L * H));
+            for (int64_t i = 0; i < ip; i++) mgl_weight_row(&m->embed, pr.ids[i], emb + i * H);
+            mgl_stage_mlp2(&m->proj, fused, P, H, emb + ip * H);
+            float* pooled = malloc(sizeof(float) * nobj * (size_t)m->Cm);
+            mgl_stage_objects(m, so, b768, nobj, pooled);
+            mgl_stage_mlp2(&m->bproj, pooled, (int64_t)nobj, H, emb + (ip + P) * H);
+            free(pooled);
+            for (int64_t i = ip; i < (int64_t)pr.n_ids; i++)
+                mgl_weight_row(&m->embed, pr.ids[i], emb + (i + P + (int64_t)nobj) * H);
+            if (!strcmp(stage, "embeds")) rc = write_stage(out, stage, emb, 2, (int64_t[]){L, H});
+            else {
+                MglCtx* c = NULL;
+                mgl_ctx_new(m, &c, &err);
+                float* lg = malloc(sizeof(float) * (size_t)(L * m->lc.vocab));
+                if (mgl_llm_forward(c, emb, L, 0, lg, true, &err) != MGL_OK) rc = fail(&err);
+                else rc = write_stage(out, stage, lg, 2, (int64_t[]){L, m->lc.vocab});
+                free(lg);
+                mgl_ctx_free(c);
+            }
+            free(emb);
+            mgl_prompt_clear(&pr);
+        }
+    }
+    if (rc < 0) {
+        mgl_err(&err, MGL_E_INVALID, "--stage '%s': unknown (x768 x336 boxes768 clip cnx0..cnx3 fused vimg obj_pooled vobj embeds logits)", stage);
+        rc = fail(&err);
+    }
+    free(x768); free(x336); free(b768); free(clip); free(fused);
+    for (int s = 0; s < 4; s++) free(so[s]);
+    return rc;
+}
+
+static int cmd_run(int argc, char** argv, bool dump) {
+    Opt o[O_COUNT] = {{"--model", true}, {"--image", true}, {"--boxes", true}, {"--prompt", true},
+                      {"--max-new-tokens", true}, {"--temperature", true}, {"--top-p", true}, {"--top-k", true},
+                      {"--seed", true}, {"--device", true}, {"--json", false}, {"--stage", true}, {"--out", true},
+                      {"--threads", true}};
+    if (parse_opts(argc, argv, o, O_COUNT)) return 1;
+    const char* cmd = dump ? "dump" : "run";
+    if (!o[O_MODEL].value || !o[O_IMAGE].value || !o[O_PROMPT].value)
+        return usage_error("%s: --model PATH, --image FILE and --prompt TEXT are required", cmd);
+    if (dump && (!o[O_STAGE].value || !o[O_OUT].value)) return usage_error("%s: --stage NAME and --out FILE are required", cmd);
+    MglGenParams gp = mgl_gen_default_params();
+    MglModelParams mp = mgl_model_default_params();
+    double v;
+    if (o[O_MAXNEW].value) {
+        if (!parse_num(o[O_MAXNEW].value, 1, 1e6, &v)) return usage_error("--max-new-tokens '%s': expected 1..1000000", o[O_MAXNEW].value);
+        gp.max_new_tokens = (int)v;
+    }
+    if (o[O_TEMP].value) {
+        if (!parse_num(o[O_TEMP].value, 0, 100, &v)) return usage_error("--temperature '%s': expected 0..100", o[O_TEMP].value);
+        gp.temperature = (float)v;
+    }
+    if (o[O_TOPP].value) {
+        if (!parse_num(o[O_TOPP].value, 1e-6, 1, &v)) return usage_error("--top-p '%s': expected (0, 1]", o[O_TOPP].value);
+        gp.top_p = (float)v;
+    }
+    if (o[O_TOPK].value) {
+        if (!parse_num(o[O_TOPK].value, 0, 1e9, &v)) return usage_error("--top-k '%s': expected >= 0", o[O_TOPK].value);
+        gp.top_k = (int)v;
+    }
+    if (o[O_SEED].value) {
+        if (!parse_num(o[O_SEED].value, 0, 1.8e19, &v)) return usage_error("--seed '%s': expected a non-negative integer", o[O_SEED].value);
+        gp.seed = (uint64_t)v;
+    }
+    if (o[O_THREADS].value) {
+        if (!parse_num(o[O_THREADS].value, 1, 1024, &v)) return usage_error("--threads '%s': expected 1..1024", o[O_THREADS].value);
+        mp.n_threads = (int)v;
+    }
+    if (o[O_DEVICE].value) mp.device = o[O_DEVICE].value;
+    MglErr err = {0};
+    uint8_t* rgb = NULL;
+    int w = 0, h = 0;
+    Boxes bx = {0};
+    MglModel* m = NULL;
+    MglCtx* c = NULL;
+    int rc = 1;
+    if (mgl_image_load(o[O_IMAGE].value, &rgb, &w, &h, &err) != MGL_OK) return fail(&err);
+    if (o[O_BOXES].value && load_boxes(o[O_BOXES].value, &bx, &err) != MGL_OK) {
+        free(rgb);
+        return fail(&err);
+    }
+    if (mgl_model_load(o[O_MODEL].value, &mp, &m, &err) != MGL_OK) goto out;
+    MglImage img = {rgb, w, h, 3 * w};
+    if (dump) {
+        rc = dump_stage(m, &img, &bx, o[O_PROMPT].value, o[O_STAGE].value, o[O_OUT].value);
+        goto done;
+    }
+    if (mgl_ctx_new(m, &c, &err) != MGL_OK) goto out;
+    RunState rs = {o[O_JSON].seen, !o[O_JSON].seen && isatty(1), g_string_new(NULL)};
+    gp.on_token = on_token;
+    gp.user_data = &rs;
+    char* text = NULL;
+    int32_t* ids = NULL;
+    size_t nid = 0;
+    MglTimings tm;
+    MglStatus st = mgl_generate(c, &img, bx.boxes, bx.n, o[O_PROMPT].value, &gp, &text, &ids, &nid, &tm, &err);
+    if (st != MGL_OK) {
+        if (rs.tty) fputc('\n', stdout);
+        g_string_free(rs.streamed, TRUE);
+        goto out;
+    }
+    if (rs.json) {
+        GString* j = g_string_new("{\"text\": ");
+        mgl_json_append_string(j, text);
+        g_string_append(j, ", \"token_ids\": [");
+        for (size_t i = 0; i < nid; i++) g_string_append_printf(j, i ? ", %d" : "%d", ids[i]);
+        g_string_append_printf(j, "], \"n_prompt_tokens\": %d, \"n_objects\": %d, \"timings_ms\": {\"preprocess\": %.3f, "
+                                  "\"vision\": %.3f, \"prefill\": %.3f, \"decode\": %.3f}}\n",
+                               tm.n_prompt_tokens, tm.n_objects, tm.preprocess_ms, tm.vision_ms, tm.prefill_ms, tm.decode_ms);
+        fputs(j->str, stdout);
+        g_string_free(j, TRUE);
+    } else {
+        if (rs.tty) fputc('\n', stdout); /* the answer was streamed */
+        else printf("%s\n", text);
+    }
+    g_string_free(rs.streamed, TRUE);
+    free(text);
+    free(ids);
+    rc = 0;
+    goto done;
+out:
+    rc = fail(&err);
+done:
+    mgl_ctx_free(c);
+    mgl_model_free(m);
+    boxes_clear(&bx);
+    free(rgb);
+    return rc;
+}
+
 int main(int argc, char** argv) {
     if (argc < 2) {
         usage(stderr);
@@ -270,6 +629,8 @@ int main(int argc, char** argv) {
     if (!strcmp(cmd, "detokenize")) return cmd_detokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 2, argv + 2);
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2, false);
+    if (!strcmp(cmd, "dump")) return cmd_run(argc - 2, argv + 2, true);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("mgllava %s\n", mgl_version());
         return 0;

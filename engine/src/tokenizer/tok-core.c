@@ -308,21 +308,21 @@ MglStatus tok_finish_added(MglTokenizer* t, MglErr* err) {
 }
 
 void tok_set_sp_decoder(MglTokenizer* t) {
-    static TokDecOp ops[4];
-    static char rep_a[] = "\xE2\x96\x81", rep_b[] = " ";
-    ops[0] = (TokDecOp){.type = DEC_REPLACE, .a = rep_a, .alen = 3, .b = rep_b, .blen = 1};
-    ops[1] = (TokDecOp){.type = DEC_BYTEFALLBACK};
-    ops[2] = (TokDecOp){.type = DEC_FUSE};
-    ops[3] = (TokDecOp){.type = DEC_STRIP, .content = ' ', .start = 1, .stop = 0};
-    TokDecOp* d = tok_arena_alloc(&t->arena, sizeof ops);
-    if (d) {
-        memcpy(d, ops, sizeof ops);
-        t->dec = d;
-        t->n_dec = 4;
-        t->dec_kind = DECODER_CHAIN;
-    } else {
+    /* The decoder HF's Llama conversion writes: Replace ▁ -> " ", ByteFallback, Fuse, Strip(" ", 1, 0). */
+    TokDecOp* d = tok_arena_alloc(&t->arena, 4 * sizeof *d);
+    char* a = tok_arena_strndup(&t->arena, "\xE2\x96\x81", 3);
+    char* b = tok_arena_strndup(&t->arena, " ", 1);
+    if (!d || !a || !b) {
         t->dec_kind = DECODER_NONE;
+        return;
     }
+    d[0] = (TokDecOp){.type = DEC_REPLACE, .a = a, .alen = 3, .b = b, .blen = 1};
+    d[1] = (TokDecOp){.type = DEC_BYTEFALLBACK};
+    d[2] = (TokDecOp){.type = DEC_FUSE};
+    d[3] = (TokDecOp){.type = DEC_STRIP, .content = ' ', .start = 1, .stop = 0};
+    t->dec = d;
+    t->n_dec = 4;
+    t->dec_kind = DECODER_CHAIN;
 }
 
 /* ---- loading -------------------------------------------------------------- */

@@ -191,7 +191,7 @@ static bool jnumber(JParser* p, JVal* out) {
     memcpy(buf, p->s + st, l);
     buf[l] = 0;
     out->type = J_NUM;
-    out->u.num = strtod(buf, NULL);
+    out->u.num = g_ascii_strtod(buf, NULL);   /* not locale-dependent */
     return true;
 }
 

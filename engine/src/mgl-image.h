@@ -1,0 +1,11 @@
+/* mgl-image.h: decode PNG, JPEG and PPM files to packed RGB8 (for the CLI and tests). */
+#ifndef MGL_IMAGE_H
+#define MGL_IMAGE_H
+
+#include "mgl-internal.h"
+
+/* *rgb is malloc'ed (w*h*3). Grey and palette images are expanded, alpha is
+ * dropped (as PIL's convert('RGB') does); EXIF orientation is not applied. */
+MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr* err);
+
+#endif
