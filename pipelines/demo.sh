@@ -9,7 +9,7 @@ SUDO=""
 if [ -z "${MGL_SKIP_APT:-}" ]; then
     $SUDO apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q meson ninja-build pkg-config gcc libc6-dev \
-        libglib2.0-dev libjson-glib-dev libopenblas-dev >/dev/null
+        libglib2.0-dev libjson-glib-dev libopenblas-openmp-dev >/dev/null
 fi
 [ -d /usr/local/cuda/bin ] && export PATH=/usr/local/cuda/bin:$PATH
 [ -d build-demo ] || meson setup build-demo --buildtype=release >/dev/null

@@ -11,6 +11,7 @@
  * Errors: one line on stderr naming the file and the problem, exit status 1. */
 #include "mgl-internal.h"
 #include "mgl-json.h"
+#include "mgl-bench.h"
 #include "mgl-image.h"
 #include "mgl-model.h"
 #include "mgl-model-files.h"
@@ -49,6 +50,10 @@ static void usage(FILE* f) {
           "  dump       (run's options) --stage NAME --out FILE.safetensors\n"
           "                                                write one stage's tensor: x768 x336 boxes768 clip\n"
           "                                                cnx0..cnx3 fused vimg obj_pooled vobj embeds logits\n"
+          "  bench      [--preset NAME] [--dtype f32|f16|bf16] [--prompt-tokens N] [--gen-tokens N] [--reps N]\n"
+          "                                                real-shape random-weight timings (one JSON line); presets:\n"
+          "                                                clip-l-336 convnext-l-768 vision-l llama-110m vicuna-7b\n"
+          "                                                phi3-mini llama3-8b mgllava-7b\n"
           "  version\n",
           f);
 }
@@ -619,6 +624,42 @@ done:
     return rc;
 }
 
+static int cmd_bench(int argc, char** argv) {
+    Opt o[] = {{"--preset", true}, {"--dtype", true}, {"--prompt-tokens", true}, {"--gen-tokens", true},
+               {"--reps", true}, {"--threads", true}, {"--device", true}};
+    if (parse_opts(argc, argv, o, 7)) return 1;
+    MglBenchParams bp = {.preset = o[0].value ? o[0].value : "mgllava-7b", .dtype = MGL_DT_F32, .reps = 3};
+    if (o[1].value) {
+        if (!strcmp(o[1].value, "f16")) bp.dtype = MGL_DT_F16;
+        else if (!strcmp(o[1].value, "bf16")) bp.dtype = MGL_DT_BF16;
+        else if (!strcmp(o[1].value, "f32")) bp.dtype = MGL_DT_F32;
+        else return usage_error("--dtype '%s': expected f16, bf16 or f32", o[1].value);
+    }
+    double v;
+    if (o[2].value && !parse_num(o[2].value, 1, 1e6, &v)) return usage_error("--prompt-tokens '%s'", o[2].value);
+    if (o[2].value) bp.prompt_tokens = (int)v;
+    if (o[3].value && !parse_num(o[3].value, 1, 1e6, &v)) return usage_error("--gen-tokens '%s'", o[3].value);
+    if (o[3].value) bp.gen_tokens = (int)v;
+    if (o[4].value && !parse_num(o[4].value, 1, 16, &v)) return usage_error("--reps '%s': 1..16", o[4].value);
+    if (o[4].value) bp.reps = (int)v;
+    if (o[5].value && !parse_num(o[5].value, 1, 1024, &v)) return usage_error("--threads '%s'", o[5].value);
+    if (o[5].value) bp.n_threads = (int)v;
+    if (o[6].value && strcmp(o[6].value, "cpu") != 0) {
+        MglErr e;
+        mgl_err(&e, MGL_E_UNSUPPORTED, "bench: --device %s: only the cpu backend runs the model in this build", o[6].value);
+        return fail(&e);
+    }
+    MglErr err = {0};
+    GString* out = g_string_new(NULL);
+    if (mgl_bench_run(&bp, out, &err) != MGL_OK) {
+        g_string_free(out, TRUE);
+        return fail(&err);
+    }
+    fputs(out->str, stdout);
+    g_string_free(out, TRUE);
+    return 0;
+}
+
 int main(int argc, char** argv) {
     if (argc < 2) {
         usage(stderr);
@@ -630,6 +671,7 @@ int main(int argc, char** argv) {
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 2, argv + 2);
     if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2, false);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "dump")) return cmd_run(argc - 2, argv + 2, true);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("mgllava %s\n", mgl_version());

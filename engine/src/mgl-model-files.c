@@ -8,6 +8,7 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,15 +252,68 @@ fail:
 /* ---- validation ------------------------------------------------------- */
 
 typedef struct {
-    const MglTensorSet* set;
+    MglTensorSet* set;
     int   missing;
     int   bad;
     char  first[400];
+    /* synthesis: create each missing tensor with random values instead of failing */
+    bool     create;
+    MglDType dtype;
+    uint64_t rng;
+    size_t   bytes;
 } Check;
+
+static uint64_t synth_next(uint64_t* s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* A heap tensor of uniform noise: norms around 1, matrices scaled by 1/sqrt(fan-in). */
+static void synth_tensor(Check* c, const char* name, int ndim, const int64_t* shape) {
+    MglTensor t = {0};
+    t.name = strdup(name);
+    t.dtype = c->dtype;
+    t.ndim = ndim;
+    int64_t n = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        t.shape[i] = shape[i];
+        t.stride[i] = n;
+        n *= shape[i];
+    }
+    size_t es = mgl_dtype_size(c->dtype);
+    MglMap* m = calloc(1, sizeof *m);
+    uint8_t* buf = malloc((size_t)n * es);
+    m->path = strdup("(synthetic)");
+    m->data = buf;
+    m->size = (size_t)n * es;
+    m->refcount = 1;
+    bool norm = strstr(name, "norm") || strstr(name, "layrnorm") || strstr(name, "stem.1.") ||
+                strstr(name, "downsample.0.");
+    float scale = ndim >= 2 ? 1.0f / sqrtf((float)(n / shape[0])) : 0.02f;
+    float base = norm && g_str_has_suffix(name, ".weight") ? 1.0f : 0.0f;
+    enum { CH = 4096 };
+    float tmp[CH];
+    for (int64_t i = 0; i < n; i += CH) {
+        int64_t k = n - i < CH ? n - i : CH;
+        for (int64_t j = 0; j < k; j++)
+            tmp[j] = base + scale * ((float)(synth_next(&c->rng) >> 40) / 8388608.0f - 1.0f);
+        mgl_convert_floats(tmp, MGL_DT_F32, buf + (size_t)i * es, c->dtype, (size_t)k);
+    }
+    t.data = buf;
+    t.map = m;
+    c->bytes += m->size;
+    mgl_tset_add(c->set, &t, NULL);
+}
 
 static void need(Check* c, const char* name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
     const MglTensor* t = mgl_tset_get(c->set, name);
     int64_t want[4] = {d0, d1, d2, d3};
+    if (!t && c->create) {
+        synth_tensor(c, name, ndim, want);
+        return;
+    }
     if (!t) {
         if (!c->missing && !c->bad) snprintf(c->first, sizeof c->first, "missing tensor '%s'", name);
         c->missing++;
@@ -304,8 +358,20 @@ static void need_ln(Check* c, const char* pre, int64_t d, bool bias) {
     }
 }
 
+static MglStatus check_all(MglModelFiles* mf, Check* cp, MglErr* err);
+
 MglStatus mgl_model_files_validate(MglModelFiles* mf, MglErr* err) {
     Check c = {.set = mf->weights};
+    return check_all(mf, &c, err);
+}
+
+MglStatus mgl_model_files_synthesize(MglModelFiles* mf, MglDType dtype, uint64_t seed, MglErr* err) {
+    Check c = {.set = mf->weights, .create = true, .dtype = dtype, .rng = seed};
+    return check_all(mf, &c, err);
+}
+
+static MglStatus check_all(MglModelFiles* mf, Check* cp, MglErr* err) {
+    Check c = *cp;
     char n[256];
     const MglClipConfig* v = &mf->clip;
     int64_t D = v->hidden, g = v->image_size / v->patch_size;

@@ -33,6 +33,10 @@ void      mgl_model_files_free(MglModelFiles* mf);
  * configs imply; the first problem (and the count of missing ones) is reported. */
 MglStatus mgl_model_files_validate(MglModelFiles* mf, MglErr* err);
 
+/* Fill mf->weights with random tensors of every shape the configs imply
+ * (benchmarks: real shapes, no files). */
+MglStatus mgl_model_files_synthesize(MglModelFiles* mf, MglDType dtype, uint64_t seed, MglErr* err);
+
 /* Human-readable summary (malloc'ed). */
 char*     mgl_model_files_describe(const MglModelFiles* mf);
 

@@ -84,6 +84,8 @@ const MglTokenizer* mgl_model_tokenizer(const MglModel* m) { return m->tok; }
 const MglTemplate* mgl_model_template(const MglModel* m) { return m->tmpl; }
 int mgl_model_default_max_new_tokens(const MglModel* m) { return m->files->man.max_new_tokens; }
 
+static MglStatus model_bind(MglModel* m, const MglModelParams* pp, MglErr* err);
+
 MglStatus mgl_model_load(const char* path, const MglModelParams* params, MglModel** out, MglErr* err) {
     *out = NULL;
     MglModelParams p = params ? *params : mgl_model_default_params();
@@ -97,14 +99,38 @@ MglStatus mgl_model_load(const char* path, const MglModelParams* params, MglMode
     MglStatus st = mgl_model_files_open(path, &m->files, err);
     if (st == MGL_OK) st = mgl_model_files_validate(m->files, err);
     if (st == MGL_OK) st = mgl_tokenizer_load(m->files->tokenizer_path, &m->tok, err);
+    if (st == MGL_OK) st = model_bind(m, &p, err);
     if (st != MGL_OK) {
         mgl_model_free(m);
         return st;
     }
+    *out = m;
+    return MGL_OK;
+}
+
+MglStatus mgl_model_from_files(MglModelFiles* files, const MglModelParams* params, MglModel** out, MglErr* err) {
+    *out = NULL;
+    MglModelParams p = params ? *params : mgl_model_default_params();
+    MglModel* m = calloc(1, sizeof *m);
+    if (!m) return mgl_err(err, MGL_E_NOMEM, "out of memory");
+    m->owned = g_ptr_array_new_with_free_func(free);
+    m->files = files;
+    MglStatus st = model_bind(m, &p, err);
+    if (st != MGL_OK) {
+        mgl_model_free(m);
+        return st;
+    }
+    *out = m;
+    return MGL_OK;
+}
+
+static MglStatus model_bind(MglModel* m, const MglModelParams* pp, MglErr* err) {
+    MglModelParams p = *pp;
     MglModelFiles* f = m->files;
     m->tmpl = mgl_template_get(f->man.template_name);
     m->n_threads = p.n_threads;
     if (m->n_threads > 0) {
+        /* one process-wide setting: OpenBLAS and OpenMP share the cores */
         openblas_set_num_threads(m->n_threads);
 #ifdef _OPENMP
         omp_set_num_threads(m->n_threads);
@@ -228,23 +254,16 @@ MglStatus mgl_model_load(const char* path, const MglModelParams* params, MglMode
         L->ln1 = f32(&b, "llm.model.layers.%d.input_layernorm.weight", l);
         L->ln2 = f32(&b, "llm.model.layers.%d.post_attention_layernorm.weight", l);
     }
-    if (b.st != MGL_OK) {
-        mgl_model_free(m);
-        return b.st;
-    }
+    if (b.st != MGL_OK) return b.st;
     /* EOS: the tokenizer's eos_token (as the reference's generate() uses) */
-    int32_t te = mgl_tokenizer_eos(m->tok);
+    int32_t te = m->tok ? mgl_tokenizer_eos(m->tok) : -1;
     if (te >= 0) m->eos_ids[m->n_eos++] = te;
     else
         for (int i = 0; i < lc->n_eos && m->n_eos < 10; i++) m->eos_ids[m->n_eos++] = lc->eos_ids[i];
     m->n_ctx = p.n_ctx > 0 ? p.n_ctx : lc->max_pos;
-    if (mgl_tokenizer_n_vocab(m->tok) > lc->vocab) {
-        MglStatus s2 = mgl_err(err, MGL_E_FORMAT, "%s: tokenizer has %d tokens but the LLM vocab is %d",
-                               f->tokenizer_path, mgl_tokenizer_n_vocab(m->tok), lc->vocab);
-        mgl_model_free(m);
-        return s2;
-    }
-    *out = m;
+    if (m->tok && mgl_tokenizer_n_vocab(m->tok) > lc->vocab)
+        return mgl_err(err, MGL_E_FORMAT, "%s: tokenizer has %d tokens but the LLM vocab is %d", f->tokenizer_path,
+                       mgl_tokenizer_n_vocab(m->tok), lc->vocab);
     return MGL_OK;
 }
 

@@ -80,6 +80,9 @@ struct MglCtx {
     int64_t kv_cap;
 };
 
+/* A model over already-built files (takes ownership; no tokenizer): benchmarks. */
+MglStatus mgl_model_from_files(MglModelFiles* files, const MglModelParams* params, MglModel** out, MglErr* err);
+
 /* stages (CPU, fp32). Feature maps are NHWC (H*W, C). */
 MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t n_boxes, int limit_num, float** x768,
                                float** x336, float** boxes768, size_t* n_obj, MglErr* err);

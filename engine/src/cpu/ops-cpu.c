@@ -29,11 +29,9 @@ void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias
 #pragma omp for schedule(static)
             for (int64_t n = 0; n < N; n++) {
                 mgl_convert_floats(base + (size_t)(n * K) * es, W->dtype, row, MGL_DT_F32, (size_t)K);
-                double acc = 0.0;
                 float s = 0.0f;
                 for (int64_t k = 0; k < K; k++) s += row[k] * x[k];
-                acc = s;
-                y[n] = (float)acc;
+                y[n] = s;
             }
             free(row);
         }
@@ -209,8 +207,9 @@ void mgl_resize_bilinear_nhwc(const float* x, int64_t H, int64_t W, int64_t C, i
     free(h0); free(h1); free(w0); free(w1); free(hl0); free(hl1); free(wl0); free(wl1);
 }
 
-void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kc, const float* vc, int64_t NH, int64_t NKV,
-                   int64_t HS, bool causal, float* out) {
+/* Small T (decode): one pass per (token, head) over the cache. */
+static void attention_rows(const float* q, int64_t T, int64_t pos0, const float* kc, const float* vc, int64_t NH,
+                           int64_t NKV, int64_t HS, bool causal, float* out) {
     const int64_t group = NH / NKV, L = pos0 + T;
     const float scale = 1.0f / sqrtf((float)HS);
 #pragma omp parallel
@@ -247,6 +246,43 @@ void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kc, con
             }
         free(att);
     }
+}
+
+/* Prefill: per head, S = Q K^T and O = P V as GEMMs over strided views. */
+static void attention_gemm(const float* q, int64_t T, int64_t pos0, const float* kc, const float* vc, int64_t NH,
+                           int64_t NKV, int64_t HS, bool causal, float* out) {
+    const int64_t group = NH / NKV, L = pos0 + T;
+    const float scale = 1.0f / sqrtf((float)HS);
+    float* S = malloc(sizeof(float) * (size_t)(T * L));
+    for (int64_t h = 0; h < NH; h++) {
+        const int64_t kvh = h / group;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)L, (int)HS, scale, q + h * HS,
+                    (int)(NH * HS), kc + kvh * HS, (int)(NKV * HS), 0.0f, S, (int)L);
+#pragma omp parallel for schedule(static)
+        for (int64_t t = 0; t < T; t++) {
+            float* r = S + t * L;
+            int64_t n = causal ? pos0 + t + 1 : L;
+            float mx = -INFINITY;
+            for (int64_t j = 0; j < n; j++) mx = r[j] > mx ? r[j] : mx;
+            double sum = 0.0;
+            for (int64_t j = 0; j < n; j++) {
+                r[j] = expf(r[j] - mx);
+                sum += r[j];
+            }
+            float inv = (float)(1.0 / sum);
+            for (int64_t j = 0; j < n; j++) r[j] *= inv;
+            for (int64_t j = n; j < L; j++) r[j] = 0.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)HS, (int)L, 1.0f, S, (int)L,
+                    vc + kvh * HS, (int)(NKV * HS), 0.0f, out + h * HS, (int)(NH * HS));
+    }
+    free(S);
+}
+
+void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kc, const float* vc, int64_t NH, int64_t NKV,
+                   int64_t HS, bool causal, float* out) {
+    if (T >= 16) attention_gemm(q, T, pos0, kc, vc, NH, NKV, HS, causal, out);
+    else attention_rows(q, T, pos0, kc, vc, NH, NKV, HS, causal, out);
 }
 
 void mgl_rope(float* x, int64_t T, int64_t NH, int64_t HS, int64_t pos0, float theta) {

@@ -280,6 +280,8 @@ MglStatus tok_add_added(MglTokenizer* t, const TokAdded* a, MglErr* err) {
     TokAdded c = *a;
     c.content = tok_arena_strndup(&t->arena, a->content, a->len);
     if (!c.content) return mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path);
+    c.match = c.content;
+    c.match_len = c.len;
     t->added[slot] = c;
     return tok_set_piece(t, a->id, a->content, a->len, err);
 }
@@ -287,11 +289,32 @@ MglStatus tok_add_added(MglTokenizer* t, const TokAdded* a, MglErr* err) {
 static int cmp_added(const void* pa, const void* pb) {
     const TokAdded* a = pa;
     const TokAdded* b = pb;
-    if (a->len != b->len) return a->len > b->len ? -1 : 1;
+    if (a->match_len != b->match_len) return a->match_len > b->match_len ? -1 : 1;
     return a->id < b->id ? -1 : a->id > b->id;
 }
 
+static MglStatus normalize(const MglTokenizer* t, const char* s, size_t n, GString* out, MglErr* err);
+
 MglStatus tok_finish_added(MglTokenizer* t, MglErr* err) {
+    /* HF looks for normalized tokens in the normalized text by their
+     * normalized content (e.g. with a Prepend normalizer, "▁<tok>"). */
+    GString* tmp = g_string_new(NULL);
+    for (size_t i = 0; i < t->n_added; i++) {
+        TokAdded* a = &t->added[i];
+        a->match = a->content;
+        a->match_len = a->len;
+        if (!a->normalized || t->kind != TOK_HF || !t->n_norm) continue;
+        MglStatus st = normalize(t, a->content, a->len, tmp, err);
+        if (st == MGL_OK && tmp->len == 0) st = mgl_err(err, MGL_E_FORMAT, "%s: added token %d normalizes to nothing", t->path, a->id);
+        if (st == MGL_OK && !(a->match = tok_arena_strndup(&t->arena, tmp->str, tmp->len)))
+            st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path);
+        if (st != MGL_OK) {
+            g_string_free(tmp, TRUE);
+            return st;
+        }
+        a->match_len = tmp->len;
+    }
+    g_string_free(tmp, TRUE);
     /* Longest first, so that the first candidate that matches at a position
      * is the leftmost-longest match HF's Aho-Corasick automaton finds. */
     if (t->n_added) qsort(t->added, t->n_added, sizeof *t->added, cmp_added);
@@ -907,7 +930,21 @@ static uint32_t last_char(const char* s, size_t n) {
     return tok_utf8_next(s + q, n - q, &cp) > 0 ? cp : 0;
 }
 
-static bool is_word_char(uint32_t cp) { return tok_is_letter(cp) || tok_is_number(cp); }
+/* Rust regex's Unicode \w, which tokenizers uses for single_word: letters,
+ * marks, decimal digits, letter numbers, connector punctuation, ZWNJ/ZWJ. */
+static bool is_word_char(uint32_t cp) {
+    if (cp < 0x80) return g_ascii_isalnum((char)cp) || cp == '_';
+    if (cp == 0x200C || cp == 0x200D) return true;
+    switch (g_unichar_type(cp)) {
+    case G_UNICODE_LOWERCASE_LETTER: case G_UNICODE_MODIFIER_LETTER: case G_UNICODE_OTHER_LETTER:
+    case G_UNICODE_TITLECASE_LETTER: case G_UNICODE_UPPERCASE_LETTER:
+    case G_UNICODE_SPACING_MARK: case G_UNICODE_ENCLOSING_MARK: case G_UNICODE_NON_SPACING_MARK:
+    case G_UNICODE_DECIMAL_NUMBER: case G_UNICODE_LETTER_NUMBER: case G_UNICODE_CONNECT_PUNCTUATION:
+        return true;
+    default:
+        return false;
+    }
+}
 
 typedef struct {
     size_t  start, end;
@@ -927,12 +964,12 @@ static void split_added(const MglTokenizer* t, const char* s, size_t n, bool nor
         for (size_t i = pos; i < n && !hit; i++) {
             for (size_t k = 0; k < t->n_added; k++) {
                 const TokAdded* a = &t->added[k];
-                if (a->normalized != normalized || a->len > n - i) continue;
-                if ((uint8_t)a->content[0] != (uint8_t)s[i]) continue;
-                if (memcmp(a->content, s + i, a->len) == 0) {
+                if (a->normalized != normalized || a->match_len > n - i) continue;
+                if ((uint8_t)a->match[0] != (uint8_t)s[i]) continue;
+                if (memcmp(a->match, s + i, a->match_len) == 0) {
                     hit = a;
                     ms = i;
-                    me = i + a->len;
+                    me = i + a->match_len;
                     break;
                 }
             }

@@ -162,6 +162,8 @@ typedef struct {
     size_t  len;
     int32_t id;
     bool    special, lstrip, rstrip, single_word, normalized;
+    char*   match;       /* what is searched for: content, or its normalized form */
+    size_t  match_len;
 } TokAdded;
 
 /* Per-id flags. */
@@ -216,7 +218,9 @@ struct MglTokenizer {
 /* tok-core.c */
 MglStatus tok_alloc_vocab(MglTokenizer* t, int32_t n, MglErr* err);
 MglStatus tok_set_piece(MglTokenizer* t, int32_t id, const char* s, size_t len, MglErr* err);
-MglStatus tok_finish_added(MglTokenizer* t, MglErr* err); /* sorts added tokens, marks flags */
+/* Sorts added tokens, marks flags, and normalizes the match text of
+ * normalized tokens (so call it after the normalizer is loaded). */
+MglStatus tok_finish_added(MglTokenizer* t, MglErr* err);
 MglStatus tok_add_added(MglTokenizer* t, const TokAdded* a, MglErr* err);
 void      tok_set_sp_decoder(MglTokenizer* t);             /* Replace ▁, ByteFallback, Fuse, Strip 1 */
 

@@ -583,6 +583,21 @@ static MglStatus load_added(MglTokenizer* t, const JVal* root, MglErr* err) {
         int64_t id;
         if (o->type != J_OBJ || !c || c->type != J_STR || !jint(jget(o, "id"), 0, (1 << 24) - 1, &id))
             return mgl_err(err, MGL_E_FORMAT, "%s: added_tokens[%u] needs an id and a content", t->path, i);
+        /* HF ignores the stored id: a content already in the model vocabulary
+         * takes that id, a repeated content keeps its first id, anything else
+         * gets the next id after the model vocabulary and earlier added tokens
+         * (AddedVocabulary::add_tokens). Consistent files give the same ids. */
+        int32_t vid = tok_strmap_get(&t->vocab, c->u.str.s, c->u.str.len);
+        for (size_t k = 0; vid < 0 && k < t->n_added; k++)
+            if (t->added[k].len == c->u.str.len && memcmp(t->added[k].content, c->u.str.s, c->u.str.len) == 0)
+                vid = t->added[k].id;
+        if (vid < 0) {
+            int64_t vsize = (int64_t)t->vocab.n, max_added = -1;
+            for (size_t k = 0; k < t->n_added; k++)
+                if (t->added[k].id > max_added) max_added = t->added[k].id;
+            vid = (int32_t)(max_added < 0 ? vsize : (max_added >= vsize || vsize == 0) ? max_added + 1 : vsize);
+        }
+        id = vid;
         TokAdded ad = {
             .content = (char*)c->u.str.s, .len = c->u.str.len, .id = (int32_t)id,
             .special = jbool(o, "special", false), .lstrip = jbool(o, "lstrip", false),
@@ -761,8 +776,8 @@ MglStatus tok_load_hf_json(MglTokenizer* t, const char* path, MglErr* err) {
     if (st == MGL_OK && root.type != J_OBJ) st = bad(t, err, "top-level JSON value is not an object");
     if (st == MGL_OK) st = load_model(t, &root, err);
     if (st == MGL_OK) st = load_added(t, &root, err);
-    if (st == MGL_OK) st = tok_finish_added(t, err);
     if (st == MGL_OK) st = load_normalizer(t, &root, err);
+    if (st == MGL_OK) st = tok_finish_added(t, err);
     if (st == MGL_OK) st = load_pretokenizer(t, &root, err);
     if (st == MGL_OK) st = load_post(t, &root, err);
     if (st == MGL_OK) st = load_decoder(t, &root, err);

@@ -1,0 +1,214 @@
+/* mgl-bench.c: `mgllava bench`: real-shape models with random weights built
+ * in memory (no files), timed stage by stage on the CPU backend. */
+#include "mgl-bench.h"
+#include "mgl-model.h"
+
+#include <glib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct { int hidden, layers, heads, mlp; } ClipShape;
+typedef struct { int depths[4], dims[4]; } CnxShape;
+typedef struct { const char* arch; int hidden, layers, heads, kv, ffn, vocab, max_pos; float theta; bool tie; } LlmShape;
+
+static const ClipShape k_clip_l = {1024, 24, 16, 4096};
+static const ClipShape k_clip_tiny = {64, 2, 2, 128};
+static const CnxShape k_cnx_l = {{3, 3, 27, 3}, {192, 384, 768, 1536}};
+static const CnxShape k_cnx_tiny = {{1, 1, 1, 1}, {8, 16, 32, 64}};
+static const LlmShape k_vicuna7b = {"llama", 4096, 32, 32, 32, 11008, 32000, 4096, 1e4f, false};
+static const LlmShape k_phi3mini = {"phi3", 3072, 32, 32, 32, 8192, 32064, 4096, 1e4f, false};
+static const LlmShape k_llama3_8b = {"llama", 4096, 32, 32, 8, 14336, 128256, 8192, 5e5f, false};
+static const LlmShape k_llama110m = {"llama", 768, 12, 12, 12, 2048, 32000, 2048, 1e4f, true};
+static const LlmShape k_llm_tiny = {"llama", 64, 1, 2, 2, 128, 256, 4096, 1e4f, false};
+
+typedef struct {
+    const char* name;
+    const ClipShape* clip;
+    const CnxShape* cnx;
+    const LlmShape* llm;
+    bool vision, lm;
+} Preset;
+
+static const Preset k_presets[] = {
+    {"clip-l-336", &k_clip_l, &k_cnx_tiny, &k_llm_tiny, true, false},
+    {"convnext-l-768", &k_clip_tiny, &k_cnx_l, &k_llm_tiny, true, false},
+    {"vision-l", &k_clip_l, &k_cnx_l, &k_llm_tiny, true, false},
+    {"llama-110m", &k_clip_tiny, &k_cnx_tiny, &k_llama110m, false, true},
+    {"vicuna-7b", &k_clip_tiny, &k_cnx_tiny, &k_vicuna7b, false, true},
+    {"phi3-mini", &k_clip_tiny, &k_cnx_tiny, &k_phi3mini, false, true},
+    {"llama3-8b", &k_clip_tiny, &k_cnx_tiny, &k_llama3_8b, false, true},
+    {"mgllava-7b", &k_clip_l, &k_cnx_l, &k_vicuna7b, true, true},
+};
+
+const char* mgl_bench_preset_names(void) {
+    return "clip-l-336 convnext-l-768 vision-l llama-110m vicuna-7b phi3-mini llama3-8b mgllava-7b";
+}
+
+static double now_ms(void) { return (double)g_get_monotonic_time() / 1000.0; }
+
+static long peak_rss_kb(void) {
+    FILE* f = fopen("/proc/self/status", "r");
+    long v = -1;
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld", &v) == 1) break;
+    if (f) fclose(f);
+    return v;
+}
+
+static MglStatus build(const Preset* p, MglDType dt, uint64_t seed, MglModel** out, size_t* llm_bytes, MglErr* err) {
+    MglModelFiles* f = calloc(1, sizeof *f);
+    f->weights = mgl_tset_new();
+    f->man.template_name = strdup("vicuna");
+    f->man.max_new_tokens = 100;
+    f->man.limit_num = 100;
+    f->man.dir = strdup("(synthetic)");
+    f->clip = (MglClipConfig){.hidden = p->clip->hidden, .n_layers = p->clip->layers, .n_heads = p->clip->heads,
+                              .intermediate = p->clip->mlp, .image_size = 336, .patch_size = 14, .n_channels = 3,
+                              .ln_eps = 1e-5f};
+    snprintf(f->clip.act, sizeof f->clip.act, "quick_gelu");
+    for (int s = 0; s < 4; s++) {
+        f->cnx.depths[s] = p->cnx->depths[s];
+        f->cnx.dims[s] = p->cnx->dims[s];
+    }
+    MglLlmConfig* L = &f->llm;
+    L->arch = strcmp(p->llm->arch, "phi3") == 0 ? MGL_LLM_PHI3 : MGL_LLM_LLAMA;
+    L->hidden = p->llm->hidden;
+    L->n_layers = p->llm->layers;
+    L->n_heads = p->llm->heads;
+    L->n_kv_heads = p->llm->kv;
+    L->head_dim = p->llm->hidden / p->llm->heads;
+    L->intermediate = p->llm->ffn;
+    L->vocab = p->llm->vocab;
+    L->max_pos = p->llm->max_pos;
+    L->rms_eps = 1e-5f;
+    L->rope_theta = p->llm->theta;
+    L->tie_embeddings = p->llm->tie;
+    L->eos_ids[0] = 2;
+    L->n_eos = 1;
+    snprintf(L->hidden_act, sizeof L->hidden_act, "silu");
+    MglStatus st = mgl_model_files_synthesize(f, dt, seed, err);
+    if (st == MGL_OK) st = mgl_model_files_validate(f, err);
+    *llm_bytes = 0;
+    for (size_t i = 0; i < f->weights->n; i++)
+        if (g_str_has_prefix(f->weights->items[i].name, "llm.") &&
+            strcmp(f->weights->items[i].name, "llm.model.embed_tokens.weight") != 0)
+            *llm_bytes += mgl_tensor_nbytes(&f->weights->items[i]);
+    if (L->tie_embeddings) *llm_bytes += (size_t)L->vocab * L->hidden * mgl_dtype_size(dt);
+    if (st != MGL_OK) {
+        mgl_model_files_free(f);
+        return st;
+    }
+    MglModelParams mp = mgl_model_default_params();
+    return mgl_model_from_files(f, &mp, out, err);
+}
+
+static double median(double* v, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n ? v[n / 2] : 0;
+}
+
+MglStatus mgl_bench_run(const MglBenchParams* bp, GString* out, MglErr* err) {
+    const Preset* p = NULL;
+    for (size_t i = 0; i < G_N_ELEMENTS(k_presets); i++)
+        if (strcmp(k_presets[i].name, bp->preset) == 0) p = &k_presets[i];
+    if (!p) return mgl_err(err, MGL_E_INVALID, "bench: unknown preset '%s' (%s)", bp->preset, mgl_bench_preset_names());
+    MglModel* m = NULL;
+    size_t llm_bytes = 0;
+    double tb = now_ms();
+    MGL_TRY(build(p, bp->dtype, 1234, &m, &llm_bytes, err));
+    double build_ms = now_ms() - tb;
+    g_string_append_printf(out, "{\"preset\": \"%s\", \"backend\": \"cpu\", \"dtype\": \"%s\", \"threads\": %d, "
+                                "\"build_ms\": %.1f",
+                           p->name, mgl_dtype_name(bp->dtype), bp->n_threads, build_ms);
+    const int reps = bp->reps > 0 ? bp->reps : 1;
+    if (p->vision) {
+        const int64_t P = m->n_patches, D = m->D;
+        float* x336 = malloc(sizeof(float) * 3 * 336 * 336);
+        float* x768 = malloc(sizeof(float) * 3 * 768 * 768);
+        for (int i = 0; i < 3 * 336 * 336; i++) x336[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+        for (int i = 0; i < 3 * 768 * 768; i++) x768[i] = (float)((i * 2246822519u) % 1000) / 500.0f - 1.0f;
+        float* clip = malloc(sizeof(float) * (size_t)(P * D));
+        float* fused = malloc(sizeof(float) * (size_t)(P * D));
+        float* so[4];
+        for (int s = 0; s < 4; s++) {
+            int64_t hs = (MGL_AUX_SIZE / 4) >> s;
+            so[s] = malloc(sizeof(float) * (size_t)(hs * hs * m->stages[s].C));
+        }
+        double tc[16], tx[16], tf[16], to[16];
+        const size_t nbox = 10;
+        float boxes[4 * nbox];
+        for (size_t i = 0; i < nbox; i++) {
+            boxes[4 * i] = (float)(i * 60);
+            boxes[4 * i + 1] = (float)(i * 40);
+            boxes[4 * i + 2] = (float)(i * 60 + 200);
+            boxes[4 * i + 3] = (float)(i * 40 + 300);
+        }
+        float* pooled = malloc(sizeof(float) * nbox * (size_t)m->Cm);
+        int r = reps > 16 ? 16 : reps;
+        for (int i = 0; i < r; i++) {
+            double a = now_ms();
+            mgl_stage_clip(m, x336, clip);
+            double b = now_ms();
+            mgl_stage_convnext(m, x768, so);
+            double c = now_ms();
+            mgl_stage_fuse(m, clip, so[3], fused, NULL);
+            double d = now_ms();
+            mgl_stage_objects(m, so, boxes, nbox, pooled);
+            double e = now_ms();
+            tc[i] = b - a;
+            tx[i] = c - b;
+            tf[i] = d - c;
+            to[i] = e - d;
+        }
+        g_string_append_printf(out, ", \"clip_ms\": %.1f, \"convnext_ms\": %.1f, \"fuse_ms\": %.1f, "
+                                    "\"objects_ms_10_boxes\": %.1f, \"vision_ms\": %.1f",
+                               median(tc, r), median(tx, r), median(tf, r), median(to, r),
+                               median(tc, r) + median(tx, r) + median(tf, r) + median(to, r));
+        free(x336); free(x768); free(clip); free(fused); free(pooled);
+        for (int s = 0; s < 4; s++) free(so[s]);
+    }
+    if (p->lm) {
+        const int64_t H = m->lc.hidden, V = m->lc.vocab;
+        int64_t T = bp->prompt_tokens > 0 ? bp->prompt_tokens : 128;
+        int G = bp->gen_tokens > 0 ? bp->gen_tokens : 32;
+        MglCtx* c = NULL;
+        mgl_ctx_new(m, &c, err);
+        MglStatus st = mgl_ctx_reserve(c, T + G + 1, err);
+        float* emb = malloc(sizeof(float) * (size_t)(T * H));
+        for (int64_t i = 0; i < T; i++) mgl_weight_row(&m->embed, (i * 7919) % V, emb + i * H);
+        float* logits = malloc(sizeof(float) * (size_t)V);
+        double a = now_ms();
+        if (st == MGL_OK) st = mgl_llm_forward(c, emb, T, 0, logits, false, err);
+        double b = now_ms();
+        float* e1 = malloc(sizeof(float) * (size_t)H);
+        for (int i = 0; st == MGL_OK && i < G; i++) {
+            int32_t id = 0;
+            for (int64_t k = 1; k < V; k++)
+                if (logits[k] > logits[id]) id = (int32_t)k;
+            mgl_weight_row(&m->embed, id, e1);
+            st = mgl_llm_forward(c, e1, 1, T + i, logits, false, err);
+        }
+        double d = now_ms();
+        free(e1); free(emb); free(logits);
+        mgl_ctx_free(c);
+        if (st != MGL_OK) {
+            mgl_model_free(m);
+            return st;
+        }
+        double per = (d - b) / G;
+        g_string_append_printf(out, ", \"prefill_tokens\": %lld, \"prefill_ms\": %.1f, \"decode_tokens\": %d, "
+                                    "\"decode_ms_per_token\": %.2f, \"decode_tokens_per_s\": %.1f, "
+                                    "\"llm_weight_bytes\": %zu, \"decode_weight_GBps\": %.2f",
+                               (long long)T, b - a, G, per, 1000.0 / per, llm_bytes, (double)llm_bytes / per / 1e6);
+    }
+    g_string_append_printf(out, ", \"peak_rss_MiB\": %.1f}\n", peak_rss_kb() / 1024.0);
+    mgl_model_free(m);
+    return MGL_OK;
+}

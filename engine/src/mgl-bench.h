@@ -1,0 +1,21 @@
+/* mgl-bench.h: real-shape, random-weight benchmarks (`mgllava bench`). */
+#ifndef MGL_BENCH_H
+#define MGL_BENCH_H
+
+#include <glib.h>
+#include "mgl-internal.h"
+
+typedef struct {
+    const char* preset;
+    MglDType    dtype;
+    int         prompt_tokens;   /* LLM prefill length */
+    int         gen_tokens;      /* decode steps */
+    int         reps;            /* vision repetitions (median) */
+    int         n_threads;
+} MglBenchParams;
+
+const char* mgl_bench_preset_names(void);
+/* Appends one JSON object (one line) with the figures to `out`. */
+MglStatus mgl_bench_run(const MglBenchParams* p, GString* out, MglErr* err);
+
+#endif
