@@ -242,8 +242,51 @@ static void store_float(uint8_t* p, MglDType t, double v) {
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define MGL_X86 1
+__attribute__((target("avx2,f16c"))) static void f16_to_f32_f16c(const uint16_t* s, float* d, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(s + i))));
+    for (; i < n; i++) d[i] = mgl_f16_to_f32(s[i]);
+}
+__attribute__((target("avx2"))) static void bf16_to_f32_avx2(const uint16_t* s, float* d, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(s + i)));
+        _mm256_storeu_si256((__m256i*)(d + i), _mm256_slli_epi32(v, 16));
+    }
+    for (; i < n; i++) d[i] = mgl_bf16_to_f32(s[i]);
+}
+static int have_avx2_f16c(void) {
+    static int v = -1;
+    if (v < 0) v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    return v;
+}
+#endif
+
 void mgl_convert_floats(const void* src, MglDType st, void* dst, MglDType dt, size_t n) {
     const uint8_t* s = src;
+#ifdef MGL_X86
+    if (dt == MGL_DT_F32 && (st == MGL_DT_F16 || st == MGL_DT_BF16) && have_avx2_f16c()) {
+        if (st == MGL_DT_F16) f16_to_f32_f16c(src, dst, n);
+        else bf16_to_f32_avx2(src, dst, n);
+        return;
+    }
+#endif
+    if (dt == MGL_DT_F32 && st == MGL_DT_BF16) {
+        const uint16_t* h = src;
+        float* f = dst;
+        for (size_t i = 0; i < n; i++) f[i] = mgl_bf16_to_f32(h[i]);
+        return;
+    }
+    if (dt == MGL_DT_F32 && st == MGL_DT_F16) {
+        const uint16_t* h = src;
+        float* f = dst;
+        for (size_t i = 0; i < n; i++) f[i] = mgl_f16_to_f32(h[i]);
+        return;
+    }
     uint8_t* d = dst;
     size_t ss = mgl_dtype_size(st), ds = mgl_dtype_size(dt);
     if (st == dt) { memcpy(dst, src, n * ss); return; }

@@ -615,16 +615,11 @@ static MglStatus instantiate(MglPickle* vm, PkObj* cls, PkObj** out) {
 
 /* Appending to a placeholder (a custom list subclass, say) is dropped: the
  * real method would be code we will not run. */
-static MglStatus add_items(MglPickle* vm, PkObj* target, PkObj** items, size_t n, bool pairs, const char* op) {
+static MglStatus add_items(MglPickle* vm, PkObj* target, PkObj** items, size_t n, PkType want, const char* op) {
+    static const char* const kind[] = {[PK_LIST] = "list", [PK_DICT] = "dict", [PK_SET] = "set"};
     if (target->type == PK_OBJECT) return MGL_OK;
-    if (pairs) {
-        if (target->type != PK_DICT) return vm_err(vm, MGL_E_FORMAT, "%s on a non-dict", op);
-        if (n % 2) return vm_err(vm, MGL_E_FORMAT, "%s with an odd number of items", op);
-    } else if (op[0] == 'A' && op[1] == 'D') {    /* ADDITEMS */
-        if (target->type != PK_SET) return vm_err(vm, MGL_E_FORMAT, "%s on a non-set", op);
-    } else if (target->type != PK_LIST) {
-        return vm_err(vm, MGL_E_FORMAT, "%s on a non-list", op);
-    }
+    if (target->type != want) return vm_err(vm, MGL_E_FORMAT, "%s on a non-%s", op, kind[want]);
+    if (want == PK_DICT && n % 2) return vm_err(vm, MGL_E_FORMAT, "%s with an odd number of items", op);
     for (size_t i = 0; i < n; i++)
         if (!seq_push(target, items[i])) return nomem(vm);
     return MGL_OK;
@@ -851,7 +846,7 @@ static MglStatus step(MglPickle* vm, uint8_t op, bool* stop, PkObj** result) {
     case 'a': /* APPEND */
         MGL_TRY(pop(vm, &b));
         MGL_TRY(top(vm, &a));
-        return add_items(vm, a, &b, 1, false, "APPEND");
+        return add_items(vm, a, &b, 1, PK_LIST, "APPEND");
     case 'e': /* APPENDS */
     case 'u': /* SETITEMS */
     case 0x90: { /* ADDITEMS */
@@ -859,7 +854,8 @@ static MglStatus step(MglPickle* vm, uint8_t op, bool* stop, PkObj** result) {
         /* the container sits right below the mark */
         if (first <= fence(vm)) return vm_err(vm, MGL_E_FORMAT, "pickle stack underflow");
         a = vm->stack[first - 1];
-        MglStatus st = add_items(vm, a, vm->stack + first, vm->sp - first, op == 'u',
+        MglStatus st = add_items(vm, a, vm->stack + first, vm->sp - first,
+                                 op == 'e' ? PK_LIST : op == 'u' ? PK_DICT : PK_SET,
                                  op == 'e' ? "APPENDS" : op == 'u' ? "SETITEMS" : "ADDITEMS");
         vm->sp = first;
         return st;
@@ -869,7 +865,7 @@ static MglStatus step(MglPickle* vm, uint8_t op, bool* stop, PkObj** result) {
         MGL_TRY(pop(vm, &b));
         MGL_TRY(top(vm, &a));
         PkObj* kv[2] = {b, c};
-        return add_items(vm, a, kv, 2, true, "SETITEM");
+        return add_items(vm, a, kv, 2, PK_DICT, "SETITEM");
     }
 
     /* ---- memo ---- */

@@ -215,7 +215,8 @@ MglStatus mgl_boxes_to_768(const MglBox* boxes, size_t n, int w, int h, int limi
             float iw = fmaxf(0.0f, xx2 - xx1), ih = fmaxf(0.0f, yy2 - yy1);
             float inter = iw * ih;
             float ovr = inter / (area[i] + area[j] - inter);
-            if (ovr > 0.2f) dead[j] = true;
+            /* torchvision compares the float IoU with a double threshold: 0.2f > 0.2 */
+            if ((double)ovr > 0.2) dead[j] = true;
         }
     }
     size_t m = 0;

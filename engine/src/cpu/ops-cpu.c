@@ -8,6 +8,43 @@
 
 #define ROW_TILE 256
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* dot(w_row (16-bit), x) with AVX2/FMA; bf16 widens by a shift, f16 by F16C */
+__attribute__((target("avx2,fma,f16c"))) static float dot16_avx2(const uint16_t* w, const float* x, int64_t K,
+                                                                bool bf16) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m128i h0 = _mm_loadu_si128((const __m128i*)(w + k));
+        __m128i h1 = _mm_loadu_si128((const __m128i*)(w + k + 8));
+        __m256 w0, w1;
+        if (bf16) {
+            w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h0), 16));
+            w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h1), 16));
+        } else {
+            w0 = _mm256_cvtph_ps(h0);
+            w1 = _mm256_cvtph_ps(h1);
+        }
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + k), a0);
+        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + k + 8), a1);
+    }
+    __m256 a = _mm256_add_ps(a0, a1);
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    lo = _mm_hadd_ps(lo, lo);
+    lo = _mm_hadd_ps(lo, lo);
+    float s = _mm_cvtss_f32(lo);
+    for (; k < K; k++) s += (bf16 ? mgl_bf16_to_f32(w[k]) : mgl_f16_to_f32(w[k])) * x[k];
+    return s;
+}
+static int have_avx2(void) {
+    static int v = -1;
+    if (v < 0) v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return v;
+}
+#define MGL_HAVE_DOT16 1
+#endif
+
 void mgl_weight_row(const MglWeight* W, int64_t r, float* out) {
     const uint8_t* base = W->data;
     size_t es = mgl_dtype_size(W->dtype);
@@ -23,6 +60,14 @@ void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias
         /* decode: one pass over the 16-bit rows, no scratch */
         const uint8_t* base = W->data;
         size_t es = mgl_dtype_size(W->dtype);
+#ifdef MGL_HAVE_DOT16
+        if (have_avx2()) {
+            const bool bf = W->dtype == MGL_DT_BF16;
+#pragma omp parallel for schedule(static)
+            for (int64_t n = 0; n < N; n++) y[n] = dot16_avx2((const uint16_t*)base + n * K, x, K, bf);
+            goto bias;
+        }
+#endif
 #pragma omp parallel
         {
             float* row = malloc(sizeof(float) * (size_t)K);
@@ -51,6 +96,7 @@ void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias
         free(tile);
         free(ytile);
     }
+bias:
     if (bias) {
 #pragma omp parallel for schedule(static)
         for (int64_t t = 0; t < T; t++)
@@ -149,15 +195,18 @@ void mgl_patchify_conv(const float* x, bool chw, int64_t H, int64_t W, int64_t C
     free(cols);
 }
 
-/* PyTorch's source index for align_corners=False: scale = in/out as float. */
+/* PyTorch's source index for align_corners=False: the scale is rounded to
+ * float (in/out), the index scale*(dst+0.5)-0.5 is formed in double, and the
+ * weight is the float of its fractional part (matches upsample_bilinear2d on
+ * the CPU to the last bit in our tests). */
 static void bilinear_coeffs(int64_t in, int64_t out, int64_t* i0, int64_t* i1, float* l0, float* l1) {
-    float scale = (float)in / (float)out;
+    const double scale = (double)((float)in / (float)out);
     for (int64_t o = 0; o < out; o++) {
-        float src = scale * ((float)o + 0.5f) - 0.5f;
+        double src = scale * ((double)o + 0.5) - 0.5;
         if (src < 0) src = 0;
         int64_t a = (int64_t)src;
         int64_t p = a < in - 1 ? 1 : 0;
-        float lam = src - (float)a;
+        float lam = (float)(src - (double)a);
         i0[o] = a;
         i1[o] = a + p;
         l1[o] = lam;

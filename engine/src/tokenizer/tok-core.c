@@ -319,8 +319,10 @@ MglStatus tok_finish_added(MglTokenizer* t, MglErr* err) {
      * is the leftmost-longest match HF's Aho-Corasick automaton finds. */
     if (t->n_added) qsort(t->added, t->n_added, sizeof *t->added, cmp_added);
     t->any_normalized_added = false;
+    memset(t->added_first, 0, sizeof t->added_first);
     for (size_t i = 0; i < t->n_added; i++) {
         const TokAdded* a = &t->added[i];
+        t->added_first[(uint8_t)a->match[0]] |= a->normalized ? 2 : 1;
         MGL_TRY(ensure_vocab(t, a->id + 1, err));
         t->flags[a->id] |= TOKF_ADDED;
         if (a->special) t->flags[a->id] |= TOKF_SPECIAL;
@@ -961,7 +963,9 @@ static void split_added(const MglTokenizer* t, const char* s, size_t n, bool nor
         /* next leftmost-longest match at or after pos */
         size_t ms = 0, me = 0;
         const TokAdded* hit = NULL;
+        const uint8_t bit = normalized ? 2 : 1;
         for (size_t i = pos; i < n && !hit; i++) {
+            if (!(t->added_first[(uint8_t)s[i]] & bit)) continue;
             for (size_t k = 0; k < t->n_added; k++) {
                 const TokAdded* a = &t->added[k];
                 if (a->normalized != normalized || a->match_len > n - i) continue;

@@ -183,8 +183,9 @@ struct MglTokenizer {
     uint8_t*   flags;
     TokStrMap  vocab;        /* model vocabulary only: piece -> id */
 
-    TokAdded*  added;        /* sorted by length, longest first */
+    TokAdded*  added;        /* sorted by match length, longest first */
     size_t     n_added;
+    uint8_t    added_first[256]; /* bit 0/1: some raw/normalized added token starts with this byte */
     bool       any_normalized_added;
 
     TokNormOp* norm;   size_t n_norm;
