@@ -88,9 +88,12 @@ expect_error "$B/huge_header.safetensors" "$BIN" inspect --model "$B/huge_header
 expect_error "$B/wrong_dtype.safetensors" "$BIN" inspect --model "$B/wrong_dtype.safetensors"
 expect_error "$B/past_end.safetensors" "$BIN" inspect --model "$B/past_end.safetensors"
 expect_error "$tmp/nope.bin" "$BIN" inspect --model "$tmp/nope.bin"
-for f in "$FX"/torch/bad/*; do
-    [ -f "$f" ] || continue
-    expect_error "$f" "$BIN" inspect --model "$f"
+# every broken or malicious checkpoint fixture listed in tests/fixtures/torch/bad.json
+for name in $(python3 -c 'import json,sys; print(" ".join(r["file"] for r in json.load(open(sys.argv[1]))))' "$FX/torch/bad.json"); do
+    expect_error "$FX/torch/$name" "$BIN" inspect --model "$FX/torch/$name"
+done
+for marker in /tmp/mgl_pwned_*; do
+    [ -e "$marker" ] && bad "a malicious pickle ran: $marker exists"
 done
 mkdir -p "$tmp/badmodel" && echo '{"mgllava": 1, "template": "alpaca"}' >"$tmp/badmodel/mgllava.json"
 expect_error "$tmp/badmodel/mgllava.json" "$BIN" inspect --model "$tmp/badmodel"
