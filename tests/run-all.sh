@@ -40,7 +40,7 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 meson setup build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
     -Dcuda=disabled >build-asan.log 2>&1 || { tail -30 build-asan.log; fail_setup "meson setup (asan) failed"; }
 ninja -C build-asan >>build-asan.log 2>&1 || { tail -40 build-asan.log; fail_setup "asan build failed"; }
-meson test -C build-asan --print-errorlogs --num-processes 2 --suite unit --suite tokenizer --suite torch --suite cli \
+meson test -C build-asan --print-errorlogs --num-processes 2 --suite unit --suite tokenizer --suite torch --suite cli --suite golden \
     2>&1 | tail -25
 
 python3 - "$ROOT/build-test/meson-logs/testlog.json" "$ROOT/build-asan/meson-logs/testlog.json" <<'PY'

@@ -724,6 +724,11 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
     double t0 = now_ms();
     const int64_t D = m->D, H = m->lc.hidden, P = m->n_patches;
 
+    {
+        const char* q = question;
+        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
+        if (!*q) return mgl_err(err, MGL_E_INVALID, "prompt: empty question");
+    }
     MglPrompt pr = {0};
     MglStatus st = mgl_prompt_build(m->tok, m->tmpl, question, true, &pr, err);
     if (st != MGL_OK) return st;

@@ -108,5 +108,44 @@ expect_error "element 1" sh -c "echo '[1, -5]' | '$BIN' detokenize --tokenizer '
 expect_error "out of range" sh -c "echo '[1, 999999]' | '$BIN' detokenize --tokenizer '$FX/models/tiny-vicuna/llm'"
 expect_error "UTF-8" sh -c "printf 'ab\\377\\376' | '$BIN' tokenize --tokenizer '$FX/models/tiny-vicuna/llm'"
 
+# --- run: one JSON object with the fixed fields; bad input gives one-line errors
+printf 'P6\n4 3\n255\n' >"$tmp/img.ppm"; head -c 36 /dev/urandom >>"$tmp/img.ppm"
+echo '{"boxes": [[0, 0, 2, 2]], "scores": [0.9], "labels": ["dot"]}' >"$tmp/boxes.json"
+M=$FX/models/tiny-vicuna
+if "$BIN" run --model "$M" --image "$tmp/img.ppm" --boxes "$tmp/boxes.json" --prompt "Describe the image." --json \
+    --max-new-tokens 4 >"$tmp/run.json" 2>"$tmp/err" &&
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert set(d)=={"text","token_ids","n_prompt_tokens","n_objects","timings_ms"}, d; assert len(d["token_ids"])<=4 and d["n_objects"]==1; assert set(d["timings_ms"])=={"preprocess","vision","prefill","decode"}' "$tmp/run.json"; then
+    ok "run --json: $(cat "$tmp/run.json")"
+else
+    bad "run --json: $(cat "$tmp/run.json") $(cat "$tmp/err")"
+fi
+if "$BIN" run --model "$M" --image "$tmp/img.ppm" --prompt "Describe the image." --max-new-tokens 2 --temperature 0.5 --top-p 0.9 --top-k 5 --seed 3 >"$tmp/run.txt"; then
+    ok "run (sampling): $(cat "$tmp/run.txt")"; else bad "run (sampling)"; fi
+expect_error "$tmp/missing.png" "$BIN" run --model "$M" --image "$tmp/missing.png" --prompt hi
+printf 'not an image' >"$tmp/garbage.png"
+expect_error "$tmp/garbage.png" "$BIN" run --model "$M" --image "$tmp/garbage.png" --prompt hi
+printf '\x89PNG\r\n\x1a\nxxxxxxxxxxxx' >"$tmp/trunc.png"
+expect_error "$tmp/trunc.png" "$BIN" run --model "$M" --image "$tmp/trunc.png" --prompt hi
+printf 'P6\n4 3\n255\nabc' >"$tmp/short.ppm"
+expect_error "$tmp/short.ppm" "$BIN" run --model "$M" --image "$tmp/short.ppm" --prompt hi
+printf 'P6\n0 0\n255\n' >"$tmp/zero.ppm"
+expect_error "$tmp/zero.ppm" "$BIN" run --model "$M" --image "$tmp/zero.ppm" --prompt hi
+echo '{"boxes": [[0, 0, 2]], "scores": [0.9], "labels": ["dot"]}' >"$tmp/b1.json"
+expect_error "boxes[0]" "$BIN" run --model "$M" --image "$tmp/img.ppm" --boxes "$tmp/b1.json" --prompt hi
+echo '{"boxes": [[0, 0, 2, 2]], "scores": [0.9, 0.1], "labels": ["dot"]}' >"$tmp/b2.json"
+expect_error "scores" "$BIN" run --model "$M" --image "$tmp/img.ppm" --boxes "$tmp/b2.json" --prompt hi
+echo '{"boxes": [[0, 0, 1e12, 2]], "scores": [0.9], "labels": ["dot"]}' >"$tmp/b3.json"
+expect_error "1e6" "$BIN" run --model "$M" --image "$tmp/img.ppm" --boxes "$tmp/b3.json" --prompt hi
+echo '{"boxes": [[0, 0, 2, 2]], "scores": [0.9], "labels": [7]}' >"$tmp/b4.json"
+expect_error "labels[0]" "$BIN" run --model "$M" --image "$tmp/img.ppm" --boxes "$tmp/b4.json" --prompt hi
+expect_error "empty question" "$BIN" run --model "$M" --image "$tmp/img.ppm" --prompt ""
+expect_error "--top-p" "$BIN" run --model "$M" --image "$tmp/img.ppm" --prompt hi --top-p 0
+expect_error "context" "$BIN" run --model "$M" --image "$tmp/img.ppm" --prompt "$(printf 'red %.0s' $(seq 1 5000))"
+expect_error "device" "$BIN" run --model "$M" --image "$tmp/img.ppm" --prompt hi --device tpu
+expect_error "--stage" "$BIN" dump --model "$M" --image "$tmp/img.ppm" --prompt hi --stage nope --out "$tmp/x.safetensors"
+if "$BIN" dump --model "$M" --image "$tmp/img.ppm" --prompt hi --stage fused --out "$tmp/fused.safetensors" >/dev/null &&
+    "$BIN" inspect --model "$tmp/fused.safetensors" | grep -q '^fused .*F32 *\[576, 32\]'; then
+    ok "dump --stage fused"; else bad "dump --stage fused"; fi
+
 echo "$fails failure(s)"
 [ $fails -eq 0 ]

@@ -67,8 +67,16 @@ static void mutate_file(const char* src, const char* name, int iters, uint32_t s
     for (int it = 0; it < iters; it++) {
         GByteArray* b = g_byte_array_new();
         g_byte_array_append(b, (const guint8*)data, (guint)len);
-        int kind = g_rand_int_range(r, 0, 4);
-        if (kind == 0) {
+        int kind = g_rand_int_range(r, 0, 6);
+        if (kind >= 4) {
+            /* change digits only: ids and ranks move, the file stays parseable */
+            int nd = g_rand_int_range(r, 1, 4);
+            for (int k = 0; k < nd && b->len; k++) {
+                guint pos = (guint)g_rand_int_range(r, 0, (gint32)b->len);
+                while (pos < b->len && !g_ascii_isdigit(b->data[pos])) pos++;
+                if (pos < b->len) b->data[pos] = (guint8)('0' + g_rand_int_range(r, 0, 10));
+            }
+        } else if (kind == 0) {
             g_byte_array_set_size(b, (guint)g_rand_int_range(r, 0, (gint32)len));          /* truncate */
         } else {
             int nflip = g_rand_int_range(r, 1, 8);
@@ -192,9 +200,16 @@ int main(void) {
     char* f1 = g_build_filename(fixtures_dir(), "tokenizer", "tiny_gpt2", "tokenizer.json", NULL);
     char* f2 = g_build_filename(fixtures_dir(), "tokenizer", "tiny_metaspace", "tokenizer.json", NULL);
     char* f3 = g_build_filename(fixtures_dir(), "tokenizer", "spm_bpe.model", NULL);
-    mutate_file(f1, "m.json", 300, 11);
-    mutate_file(f2, "m.json", 300, 12);
-    mutate_file(f3, "m.model", 600, 13);
+    /* MGL_TOK_FUZZ_SCALE=N runs N times as many mutations (for long ASan runs). */
+    const char* scale_env = getenv("MGL_TOK_FUZZ_SCALE");
+    int scale = scale_env ? atoi(scale_env) : 1;
+    if (scale < 1) scale = 1;
+    mutate_file(f1, "m.json", 300 * scale, 11);
+    mutate_file(f2, "m.json", 300 * scale, 12);
+    mutate_file(f3, "m.model", 600 * scale, 13);
+    char* f4 = g_build_filename(fixtures_dir(), "tokenizer", "tiny_prepend", "tokenizer.json", NULL);
+    mutate_file(f4, "m.json", 300 * scale, 14);
+    g_free(f4);
     g_free(f1);
     g_free(f2);
     g_free(f3);

@@ -317,6 +317,85 @@ static void test_pickle(void) {
     g_free(deep);
 }
 
+/* Rebuild forms the torch 1.13 fixtures do not produce: parameters with
+ * state, _rebuild_tensor_v3 with a dtype over an untyped storage, torch.Size,
+ * dtype globals as storage type, and subclass wrappers nested too deep. */
+static const uint8_t k_storage[16] __attribute__((aligned(16))) = {
+    0, 0, 0x80, 0x3f, 0, 0, 0, 0x40, 0, 0, 0x40, 0x40, 0, 0, 0x80, 0x40};  /* 1,2,3,4 as f32 */
+
+static MglStatus fake_storage(void* ud, const char* key, const uint8_t** data, uint64_t* nbytes, MglErr* err) {
+    if (strcmp(key, "0") != 0) return mgl_err(err, MGL_E_FORMAT, "mem: storage '%s' missing", key);
+    *data = k_storage;
+    *nbytes = sizeof k_storage;
+    return MGL_OK;
+}
+
+#define PID(type, n) "(X\x07\x00\x00\x00storagectorch\n" type "\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK" n "tQ"
+#define V2(type, n, rest) "ctorch._utils\n_rebuild_tensor_v2\n(" PID(type, n) rest "\x89NtR"
+
+static void test_pickle_rebuild(void) {
+    MglMap* map = calloc(1, sizeof *map);
+    map->path = strdup("mem");
+    map->data = k_storage;
+    map->size = sizeof k_storage;
+    map->refcount = 1;
+    map->mmapped = true;   /* stands for the file mapping; never freed through here */
+    MglPickleOpts o = {"mem", "data.pkl", map, fake_storage, NULL};
+    static const char pk[] =
+        "\x80\x02}("
+        "X\x01\x00\x00\x00" "actorch._utils\n_rebuild_parameter_with_state\n("
+            V2("FloatStorage", "\x04", "K\x01(K\x03t(K\x01t") "\x88N}t" "R"
+        "X\x01\x00\x00\x00" "bctorch._utils\n_rebuild_tensor_v3\n("
+            PID("UntypedStorage", "\x10") "K\x02(K\x02t(K\x01t\x89Nctorch\nint16\nNtR"
+        "X\x01\x00\x00\x00" "cctorch\nSize\n(K\x02K\x03l\x85R"
+        "X\x01\x00\x00\x00" "dctorch._tensor\n_rebuild_from_type_v2\n("
+            "ctorch._utils\n_rebuild_tensor_v2\n" "cfoo\nSub\n" "(" PID("float32", "\x04") "K\x00)(t\x89Nt" "}tR"
+        "u.";
+    PkObj* r;
+    MglPickle* vm;
+    MglErr err = {0};
+    MglStatus st = mgl_pickle_run((const uint8_t*)pk, sizeof pk - 1, &o, &vm, &r, &err);
+    if (st != MGL_OK) g_error("%s", err.msg);
+    g_assert_cmpuint(r->u.seq.n, ==, 8);
+    PkObj* a = r->u.seq.v[1];
+    g_assert_cmpint(a->type, ==, PK_TENSOR);
+    g_assert_cmpint(a->u.tensor.dtype, ==, MGL_DT_F32);
+    g_assert_cmpint(a->u.tensor.shape[0], ==, 3);
+    g_assert_true(a->u.tensor.data == k_storage + 4);
+    PkObj* b = r->u.seq.v[3];
+    g_assert_cmpint(b->type, ==, PK_TENSOR);
+    g_assert_cmpint(b->u.tensor.dtype, ==, MGL_DT_I16);
+    g_assert_true(b->u.tensor.data == k_storage + 4);   /* offset 2 int16 elements */
+    PkObj* c = r->u.seq.v[5];
+    g_assert_cmpint(c->type, ==, PK_TUPLE);
+    g_assert_cmpuint(c->u.seq.n, ==, 2);
+    PkObj* d = r->u.seq.v[7];
+    g_assert_cmpint(d->type, ==, PK_TENSOR);
+    g_assert_cmpint(d->u.tensor.ndim, ==, 0);
+    mgl_pickle_free(vm);
+    g_assert_cmpint(map->refcount, ==, 1);   /* every storage/tensor reference dropped */
+
+    /* v3 reaching past the 16-byte storage as int64: 2 elements from offset 1 */
+    static const char oob[] = "ctorch._utils\n_rebuild_tensor_v3\n("
+        PID("UntypedStorage", "\x10") "K\x01(K\x02t(K\x01t\x89Nctorch\nint64\nNtR.";
+    st = mgl_pickle_run((const uint8_t*)oob, sizeof oob - 1, &o, &vm, &r, &err);
+    g_assert_cmpint(st, ==, MGL_E_FORMAT);
+    g_assert_nonnull(strstr(err.msg, "reaches past"));
+    /* storage count larger than the entry */
+    static const char big[] = V2("DoubleStorage", "\x03", "K\x00(K\x01t(K\x01t") ".";
+    st = mgl_pickle_run((const uint8_t*)big, sizeof big - 1, &o, &vm, &r, &err);
+    g_assert_cmpint(st, ==, MGL_E_FORMAT);
+    g_assert_nonnull(strstr(err.msg, "exceed"));
+    /* unsupported storage type */
+    static const char cplx[] = V2("ComplexFloatStorage", "\x01", "K\x00)(t") ".";
+    st = mgl_pickle_run((const uint8_t*)cplx, sizeof cplx - 1, &o, &vm, &r, &err);
+    g_assert_cmpint(st, ==, MGL_E_UNSUPPORTED);
+    g_assert_nonnull(strstr(err.msg, "torch.ComplexFloatStorage"));
+    g_assert_cmpint(map->refcount, ==, 1);
+    free(map->path);
+    free(map);
+}
+
 /* ---- mutation smoke test: truncations and byte flips never crash -------- */
 
 static void test_mutations(void) {
@@ -382,7 +461,7 @@ static void test_mutations(void) {
 
 int main(int argc, char** argv) {
     g_test_init(&argc, &argv, NULL);
-    static const char* const good[] = {"plain", "module", "params_p4", "views", "mmengine", "misaligned", "zip64", "proto0"};
+    static const char* const good[] = {"plain", "module", "params_p4", "views", "mmengine", "misaligned", "zip64", "proto0", "subclass"};
     for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
         char* p = g_strdup_printf("/torch/good/%s", good[i]);
         g_test_add_data_func(p, good[i], test_good);
@@ -392,6 +471,7 @@ int main(int argc, char** argv) {
     g_test_add_func("/torch/duplicate-names", test_duplicate_names);
     g_test_add_func("/torch/bad", test_bad);
     g_test_add_func("/torch/pickle", test_pickle);
+    g_test_add_func("/torch/pickle-rebuild", test_pickle_rebuild);
     g_test_add_func("/torch/mutations", test_mutations);
     return g_test_run();
 }
