@@ -2,6 +2,7 @@
  * in memory (no files), timed stage by stage on the CPU backend. */
 #include "mgl-bench.h"
 #include "mgl-model.h"
+#include "cpu/mgl-blas.h"
 
 #include <glib.h>
 #include <stdio.h>
@@ -125,8 +126,8 @@ MglStatus mgl_bench_run(const MglBenchParams* bp, GString* out, MglErr* err) {
     MGL_TRY(build(p, bp->dtype, 1234, &m, &llm_bytes, err));
     double build_ms = now_ms() - tb;
     g_string_append_printf(out, "{\"preset\": \"%s\", \"backend\": \"cpu\", \"dtype\": \"%s\", \"threads\": %d, "
-                                "\"build_ms\": %.1f",
-                           p->name, mgl_dtype_name(bp->dtype), bp->n_threads, build_ms);
+                                "\"blas_core\": \"%s\", \"build_ms\": %.1f",
+                           p->name, mgl_dtype_name(bp->dtype), bp->n_threads, mgl_blas_corename(), build_ms);
     const int reps = bp->reps > 0 ? bp->reps : 1;
     if (p->vision) {
         const int64_t P = m->n_patches, D = m->D;

@@ -3,7 +3,7 @@
  * projectors, the Llama-family decoder with a KV cache, and generation. */
 #include "mgl-model.h"
 
-#include <cblas.h>
+#include "cpu/mgl-blas.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,12 +126,13 @@ MglStatus mgl_model_from_files(MglModelFiles* files, const MglModelParams* param
 
 static MglStatus model_bind(MglModel* m, const MglModelParams* pp, MglErr* err) {
     MglModelParams p = *pp;
+    MGL_TRY(mgl_blas_init(err));
     MglModelFiles* f = m->files;
     m->tmpl = mgl_template_get(f->man.template_name);
     m->n_threads = p.n_threads;
     if (m->n_threads > 0) {
         /* one process-wide setting: OpenBLAS and OpenMP share the cores */
-        openblas_set_num_threads(m->n_threads);
+        mgl_blas_set_threads(m->n_threads);
 #ifdef _OPENMP
         omp_set_num_threads(m->n_threads);
 #endif
