@@ -54,6 +54,8 @@ static void usage(FILE* f) {
           "                                                real-shape random-weight timings (one JSON line); presets:\n"
           "                                                clip-l-336 convnext-l-768 vision-l llama-110m vicuna-7b\n"
           "                                                phi3-mini llama3-8b mgllava-7b\n"
+          "             --preset NAME --save DIR [--tokenizer DIR]   write the preset as a packed model folder\n"
+          "             --model PATH [--gen-tokens N]          load from disk, time one frame, peak RSS vs file size\n"
           "  version\n",
           f);
 }
@@ -626,8 +628,9 @@ done:
 
 static int cmd_bench(int argc, char** argv) {
     Opt o[] = {{"--preset", true}, {"--dtype", true}, {"--prompt-tokens", true}, {"--gen-tokens", true},
-               {"--reps", true}, {"--threads", true}, {"--device", true}};
-    if (parse_opts(argc, argv, o, 7)) return 1;
+               {"--reps", true}, {"--threads", true}, {"--device", true}, {"--save", true}, {"--tokenizer", true},
+               {"--model", true}};
+    if (parse_opts(argc, argv, o, 10)) return 1;
     MglBenchParams bp = {.preset = o[0].value ? o[0].value : "mgllava-7b", .dtype = MGL_DT_F32, .reps = 3};
     if (o[1].value) {
         if (!strcmp(o[1].value, "f16")) bp.dtype = MGL_DT_F16;
@@ -650,8 +653,13 @@ static int cmd_bench(int argc, char** argv) {
         return fail(&e);
     }
     MglErr err = {0};
+    if (o[7].value) {
+        if (mgl_bench_save(&bp, o[7].value, o[8].value, &err) != MGL_OK) return fail(&err);
+        printf("wrote %s (%s, %s)\n", o[7].value, bp.preset, mgl_dtype_name(bp.dtype));
+        return 0;
+    }
     GString* out = g_string_new(NULL);
-    if (mgl_bench_run(&bp, out, &err) != MGL_OK) {
+    if ((o[9].value ? mgl_bench_model(&bp, o[9].value, out, &err) : mgl_bench_run(&bp, out, &err)) != MGL_OK) {
         g_string_free(out, TRUE);
         return fail(&err);
     }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct { int hidden, layers, heads, mlp; } ClipShape;
 typedef struct { int depths[4], dims[4]; } CnxShape;
@@ -58,7 +59,18 @@ static long peak_rss_kb(void) {
     return v;
 }
 
+static MglStatus build_files(const Preset* p, MglDType dt, uint64_t seed, MglModelFiles** out, size_t* llm_bytes,
+                             MglErr* err);
+
 static MglStatus build(const Preset* p, MglDType dt, uint64_t seed, MglModel** out, size_t* llm_bytes, MglErr* err) {
+    MglModelFiles* f = NULL;
+    MGL_TRY(build_files(p, dt, seed, &f, llm_bytes, err));
+    MglModelParams mp = mgl_model_default_params();
+    return mgl_model_from_files(f, &mp, out, err);
+}
+
+static MglStatus build_files(const Preset* p, MglDType dt, uint64_t seed, MglModelFiles** out, size_t* llm_bytes,
+                             MglErr* err) {
     MglModelFiles* f = calloc(1, sizeof *f);
     f->weights = mgl_tset_new();
     f->man.template_name = strdup("vicuna");
@@ -101,8 +113,73 @@ static MglStatus build(const Preset* p, MglDType dt, uint64_t seed, MglModel** o
         mgl_model_files_free(f);
         return st;
     }
+    *out = f;
+    return MGL_OK;
+}
+
+static const Preset* find_preset(const char* name) {
+    for (size_t i = 0; i < G_N_ELEMENTS(k_presets); i++)
+        if (strcmp(k_presets[i].name, name) == 0) return &k_presets[i];
+    return NULL;
+}
+
+MglStatus mgl_bench_save(const MglBenchParams* bp, const char* dir, const char* tokenizer_dir, MglErr* err) {
+    const Preset* p = find_preset(bp->preset);
+    if (!p) return mgl_err(err, MGL_E_INVALID, "bench: unknown preset '%s' (%s)", bp->preset, mgl_bench_preset_names());
+    MglModelFiles* f = NULL;
+    size_t llm_bytes = 0;
+    MGL_TRY(build_files(p, bp->dtype, 1234, &f, &llm_bytes, err));
+    MglStatus st = mgl_model_files_save_packed(f, dir, bp->dtype, tokenizer_dir, err);
+    mgl_model_files_free(f);
+    return st;
+}
+
+static uint64_t file_size(const char* path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
+/* Load a model from disk (mmap), run one captioned frame, and report time and
+ * memory against the size of its weight files. */
+MglStatus mgl_bench_model(const MglBenchParams* bp, const char* path, GString* out, MglErr* err) {
+    long rss0 = peak_rss_kb();
+    double t0 = now_ms();
+    MglModel* m = NULL;
     MglModelParams mp = mgl_model_default_params();
-    return mgl_model_from_files(f, &mp, out, err);
+    MGL_TRY(mgl_model_load(path, &mp, &m, err));
+    double t1 = now_ms();
+    long rss_load = peak_rss_kb();
+    uint64_t bytes = 0;
+    for (int i = 0; i < m->files->n_files; i++) bytes += file_size(m->files->files[i]);
+    MglCtx* c = NULL;
+    MglStatus st = mgl_ctx_new(m, &c, err);
+    uint8_t* px = malloc(640 * 480 * 3);
+    for (int i = 0; i < 640 * 480 * 3; i++) px[i] = (uint8_t)(i * 131 % 251);
+    MglImage img = {px, 640, 480, 640 * 3};
+    MglBox boxes[4] = {{10, 10, 200, 200, 0.9f, "a"}, {300, 50, 500, 300, 0.8f, "b"},
+                       {100, 250, 400, 470, 0.7f, "c"}, {500, 300, 630, 470, 0.6f, "a"}};
+    MglGenParams gp = mgl_gen_default_params();
+    gp.max_new_tokens = bp->gen_tokens > 0 ? bp->gen_tokens : 4;
+    MglTimings tm = {0};
+    char* text = NULL;
+    if (st == MGL_OK) st = mgl_generate(c, &img, boxes, 4, "Describe the image.", &gp, &text, NULL, NULL, &tm, err);
+    double t2 = now_ms();
+    if (st == MGL_OK)
+        g_string_append_printf(out, "{\"model\": \"%s\", \"backend\": \"cpu\", \"blas_core\": \"%s\", "
+                                    "\"weight_file_bytes\": %llu, \"load_ms\": %.1f, \"rss_before_load_MiB\": %.1f, "
+                                    "\"rss_after_load_MiB\": %.1f, \"frame_ms\": %.1f, \"prompt_tokens\": %d, "
+                                    "\"generated\": %d, \"vision_ms\": %.1f, \"prefill_ms\": %.1f, "
+                                    "\"decode_ms_per_token\": %.1f, \"peak_rss_MiB\": %.1f, "
+                                    "\"peak_rss_over_file_size\": %.3f}\n",
+                               path, mgl_blas_corename(), (unsigned long long)bytes, t1 - t0, rss0 / 1024.0,
+                               rss_load / 1024.0, t2 - t1, tm.n_prompt_tokens, tm.n_generated, tm.vision_ms,
+                               tm.prefill_ms, tm.n_generated ? tm.decode_ms / tm.n_generated : 0.0,
+                               peak_rss_kb() / 1024.0, (double)peak_rss_kb() * 1024.0 / (double)(bytes ? bytes : 1));
+    free(text);
+    free(px);
+    mgl_ctx_free(c);
+    mgl_model_free(m);
+    return st;
 }
 
 static double median(double* v, int n) {
@@ -116,9 +193,7 @@ static double median(double* v, int n) {
 }
 
 MglStatus mgl_bench_run(const MglBenchParams* bp, GString* out, MglErr* err) {
-    const Preset* p = NULL;
-    for (size_t i = 0; i < G_N_ELEMENTS(k_presets); i++)
-        if (strcmp(k_presets[i].name, bp->preset) == 0) p = &k_presets[i];
+    const Preset* p = find_preset(bp->preset);
     if (!p) return mgl_err(err, MGL_E_INVALID, "bench: unknown preset '%s' (%s)", bp->preset, mgl_bench_preset_names());
     MglModel* m = NULL;
     size_t llm_bytes = 0;

@@ -18,4 +18,9 @@ const char* mgl_bench_preset_names(void);
 /* Appends one JSON object (one line) with the figures to `out`. */
 MglStatus mgl_bench_run(const MglBenchParams* p, GString* out, MglErr* err);
 
+/* Write the preset's synthetic model as a packed folder (tokenizer copied from tokenizer_dir). */
+MglStatus mgl_bench_save(const MglBenchParams* p, const char* dir, const char* tokenizer_dir, MglErr* err);
+/* Load a model folder from disk and time one captioned frame; memory vs file size. */
+MglStatus mgl_bench_model(const MglBenchParams* p, const char* path, GString* out, MglErr* err);
+
 #endif

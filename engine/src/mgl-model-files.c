@@ -589,17 +589,75 @@ static int tensor_name_cmp(const void* a, const void* b) {
     return strcmp((*x)->name, (*y)->name);
 }
 
+static MglStatus write_packed(MglModelFiles* mf, const char* out_dir, MglDType dtype, const char* tokenizer_src,
+                              MglErr* err);
+
 MglStatus mgl_model_convert(const char* model_path, const char* out_dir, MglDType dtype, MglErr* err) {
     if (dtype != MGL_DT_F16 && dtype != MGL_DT_BF16 && dtype != MGL_DT_F32)
         return mgl_err(err, MGL_E_INVALID, "convert: dtype must be f16, bf16 or f32");
     MglModelFiles* mf = NULL;
     MGL_TRY(mgl_model_files_open(model_path, &mf, err));
     MglStatus st = mgl_model_files_validate(mf, err);
+    if (st == MGL_OK) st = write_packed(mf, out_dir, dtype, mf->man.llm, err);
+    mgl_model_files_free(mf);
+    return st;
+}
+
+MglStatus mgl_model_files_save_packed(MglModelFiles* mf, const char* out_dir, MglDType dtype, const char* tokenizer_dir,
+                                      MglErr* err) {
+    return write_packed(mf, out_dir, dtype, tokenizer_dir, err);
+}
+
+static MglStatus write_text(const char* path, const char* text, MglErr* err) {
+    GError* ge = NULL;
+    if (!g_file_set_contents(path, text, -1, &ge)) {
+        MglStatus st = mgl_err(err, MGL_E_IO, "%s: cannot write: %s", path, ge ? ge->message : "?");
+        g_clear_error(&ge);
+        return st;
+    }
+    return MGL_OK;
+}
+
+/* Configs of a model that has no source files (synthetic benchmarks). */
+static MglStatus write_configs_from_structs(const MglModelFiles* mf, const char* out_dir, MglErr* err) {
+    const MglClipConfig* c = &mf->clip;
+    const MglLlmConfig* l = &mf->llm;
+    char* clip = g_strdup_printf("{\"architectures\": [\"CLIPVisionModel\"], \"model_type\": \"clip_vision_model\", "
+                                 "\"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
+                                 "\"intermediate_size\": %d, \"image_size\": %d, \"patch_size\": %d, \"num_channels\": %d, "
+                                 "\"layer_norm_eps\": %g, \"hidden_act\": \"%s\"}\n",
+                                 c->hidden, c->n_layers, c->n_heads, c->intermediate, c->image_size, c->patch_size,
+                                 c->n_channels, (double)c->ln_eps, c->act);
+    char* llm = g_strdup_printf("{\"architectures\": [\"%s\"], \"model_type\": \"%s\", \"hidden_size\": %d, "
+                                "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, "
+                                "\"intermediate_size\": %d, \"vocab_size\": %d, \"max_position_embeddings\": %d, "
+                                "\"rms_norm_eps\": %g, \"rope_theta\": %.1f, \"tie_word_embeddings\": %s, "
+                                "\"bos_token_id\": %d, \"eos_token_id\": %d, \"hidden_act\": \"silu\"}\n",
+                                l->arch == MGL_LLM_PHI3 ? "Phi3ForCausalLM" : "LlamaForCausalLM",
+                                l->arch == MGL_LLM_PHI3 ? "phi3" : "llama", l->hidden, l->n_layers, l->n_heads,
+                                l->n_kv_heads, l->intermediate, l->vocab, l->max_pos, (double)l->rms_eps,
+                                (double)l->rope_theta, l->tie_embeddings ? "true" : "false", l->bos_id, l->eos_ids[0]);
+    char* d1 = g_build_filename(out_dir, "clip", NULL);
+    char* d2 = g_build_filename(out_dir, "llm", NULL);
+    char* f1 = g_build_filename(d1, "config.json", NULL);
+    char* f2 = g_build_filename(d2, "config.json", NULL);
+    MglStatus st = mkdir_p(d1, err);
+    if (st == MGL_OK) st = mkdir_p(d2, err);
+    if (st == MGL_OK) st = write_text(f1, clip, err);
+    if (st == MGL_OK) st = write_text(f2, llm, err);
+    g_free(clip); g_free(llm); g_free(d1); g_free(d2); g_free(f1); g_free(f2);
+    return st;
+}
+
+static MglStatus write_packed(MglModelFiles* mf, const char* out_dir, MglDType dtype, const char* tokenizer_src,
+                              MglErr* err) {
+    if (dtype != MGL_DT_F16 && dtype != MGL_DT_BF16 && dtype != MGL_DT_F32)
+        return mgl_err(err, MGL_E_INVALID, "convert: dtype must be f16, bf16 or f32");
+    MglStatus st = MGL_OK;
     const MglTensor** list = NULL;
     GString* man = NULL;
     char* sub = NULL;
     GPtrArray* shards = g_ptr_array_new_with_free_func(g_free);
-    if (st != MGL_OK) goto done;
     if ((st = mkdir_p(out_dir, err)) != MGL_OK) goto done;
 
     /* configs and tokenizer */
@@ -607,8 +665,11 @@ MglStatus mgl_model_convert(const char* model_path, const char* out_dir, MglDTyp
                                             "special_tokens_map.json", "generation_config.json", NULL};
     sub = g_build_filename(out_dir, "llm", NULL);
     if ((st = mkdir_p(sub, err)) != MGL_OK) goto done;
+    if (!mf->man.clip) st = write_configs_from_structs(mf, out_dir, err);
     for (int i = 0; llm_files[i] && st == MGL_OK; i++) {
-        char* src = g_build_filename(mf->man.llm, llm_files[i], NULL);
+        if (!mf->man.clip && i == 0) continue; /* config.json written from the structs */
+        if (!tokenizer_src) break;
+        char* src = g_build_filename(i == 0 ? mf->man.llm : tokenizer_src, llm_files[i], NULL);
         char* dst = g_build_filename(sub, llm_files[i], NULL);
         if (is_file(src)) st = copy_file(src, dst, err);
         g_free(src);
@@ -617,7 +678,7 @@ MglStatus mgl_model_convert(const char* model_path, const char* out_dir, MglDTyp
     g_free(sub);
     sub = g_build_filename(out_dir, "clip", NULL);
     if (st == MGL_OK) st = mkdir_p(sub, err);
-    if (st == MGL_OK) {
+    if (st == MGL_OK && mf->man.clip) {
         char* src = is_dir(mf->man.clip) ? g_build_filename(mf->man.clip, "config.json", NULL) : g_strdup(mf->man.clip);
         char* dst = g_build_filename(sub, "config.json", NULL);
         st = copy_file(src, dst, err);
@@ -697,6 +758,5 @@ done:
     g_free(sub);
     g_ptr_array_unref(shards);
     free(list);
-    mgl_model_files_free(mf);
     return st;
 }

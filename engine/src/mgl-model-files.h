@@ -45,4 +45,9 @@ char*     mgl_model_files_describe(const MglModelFiles* mf);
  * files and a packed mgllava.json. */
 MglStatus mgl_model_convert(const char* model_path, const char* out_dir, MglDType dtype, MglErr* err);
 
+/* Write `mf` (e.g. a synthetic model) as a packed folder; tokenizer files are
+ * copied from `tokenizer_dir` when non-NULL. */
+MglStatus mgl_model_files_save_packed(MglModelFiles* mf, const char* out_dir, MglDType dtype, const char* tokenizer_dir,
+                                      MglErr* err);
+
 #endif
