@@ -1,0 +1,33 @@
+/* gstmglroi.h: upstream detections -> engine boxes.
+ *
+ * Reads GstVideoRegionOfInterestMeta from a buffer as real elements write it
+ * and turns it into MglBox (engine/include/mgllava.h) in the buffer's pixel
+ * space: label from roi_type, confidence from a param structure ("detection"
+ * with "confidence", as DL Streamer writes it, and other common spellings),
+ * clipped to the frame, degenerate boxes dropped, and the filter's
+ * object-labels / min-object-size / max-objects applied. Used by mgllavafilter. */
+#ifndef GST_MGL_ROI_H
+#define GST_MGL_ROI_H
+
+#include <gst/gst.h>
+#include <gst/video/video.h>
+
+#include "mgllava.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  gint max_objects;         /* 0 = no limit; keeps the highest-confidence boxes */
+  gdouble min_object_size;  /* minimum width and height in pixels */
+  gchar **labels;           /* NULL or empty = every label; else only these (exact match) */
+} GstMglRoiFilter;
+
+/* Appends MglBox entries to `boxes` (a GArray of MglBox). Labels point at
+ * interned strings (g_quark_to_string) that live for the whole process.
+ * Returns the number of boxes appended. */
+guint gst_mgl_roi_collect (GstBuffer * buf, gint width, gint height,
+    const GstMglRoiFilter * filter, GArray * boxes);
+
+G_END_DECLS
+
+#endif
