@@ -1,0 +1,41 @@
+/* gstmgllavafilter.h: MG-LLaVA on sampled video frames. */
+#ifndef __GST_MGLLAVA_FILTER_H__
+#define __GST_MGLLAVA_FILTER_H__
+
+#include <gst/gst.h>
+#include <gst/base/gstbasetransform.h>
+#include <gst/video/video.h>
+
+#include "mgllava.h"
+
+G_BEGIN_DECLS
+
+#define GST_TYPE_MGLLAVA_FILTER (gst_mgllava_filter_get_type ())
+G_DECLARE_FINAL_TYPE (GstMgllavaFilter, gst_mgllava_filter, GST, MGLLAVA_FILTER,
+    GstBaseTransform)
+
+typedef enum
+{
+  GST_MGLLAVA_ATTACH_LATEST,
+  GST_MGLLAVA_ATTACH_EXACT,
+} GstMgllavaAttachMode;
+
+typedef enum
+{
+  GST_MGLLAVA_DROP_OLDEST,
+  GST_MGLLAVA_DROP_NEWEST,
+  GST_MGLLAVA_DROP_BLOCK,
+} GstMgllavaDropPolicy;
+
+typedef enum
+{
+  GST_MGLLAVA_DEVICE_AUTO,
+  GST_MGLLAVA_DEVICE_CPU,
+  GST_MGLLAVA_DEVICE_CUDA,
+} GstMgllavaDevice;
+
+GST_ELEMENT_REGISTER_DECLARE (mgllavafilter);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,136 @@
+/* gstmgllavameta.c: GstMgllavaResultMeta. Tagged "video" only (it holds no
+ * coordinates), so videoconvert, videoscale and tee copy it. */
+#include "gstmgllavameta.h"
+
+#include <gst/video/video.h>
+
+static gboolean
+gst_mgllava_result_meta_init (GstMeta * meta, gpointer params,
+    GstBuffer * buffer)
+{
+  GstMgllavaResultMeta *m = (GstMgllavaResultMeta *) meta;
+
+  m->text = NULL;
+  m->prompt = NULL;
+  m->source_pts = GST_CLOCK_TIME_NONE;
+  m->source_frame = 0;
+  m->n_tokens = 0;
+  m->n_objects = 0;
+  m->latency_ms = m->preprocess_ms = m->vision_ms = m->prefill_ms =
+      m->decode_ms = 0.0;
+  return TRUE;
+}
+
+static void
+gst_mgllava_result_meta_free (GstMeta * meta, GstBuffer * buffer)
+{
+  GstMgllavaResultMeta *m = (GstMgllavaResultMeta *) meta;
+
+  g_free (m->text);
+  g_free (m->prompt);
+}
+
+static gboolean
+gst_mgllava_result_meta_transform (GstBuffer * dest, GstMeta * meta,
+    GstBuffer * buffer, GQuark type, gpointer data)
+{
+  GstMgllavaResultMeta *src = (GstMgllavaResultMeta *) meta;
+  GstMgllavaResultMeta *dst;
+
+  /* the answer is about the whole frame: copies, scaling and conversions keep it */
+  if (!GST_META_TRANSFORM_IS_COPY (type) &&
+      type != gst_video_meta_transform_scale_get_quark ())
+    return FALSE;
+
+  dst = gst_buffer_add_mgllava_result_meta (dest, src->text, src->prompt,
+      src->source_pts, src->source_frame);
+  if (!dst)
+    return FALSE;
+  dst->n_tokens = src->n_tokens;
+  dst->n_objects = src->n_objects;
+  dst->latency_ms = src->latency_ms;
+  dst->preprocess_ms = src->preprocess_ms;
+  dst->vision_ms = src->vision_ms;
+  dst->prefill_ms = src->prefill_ms;
+  dst->decode_ms = src->decode_ms;
+  return TRUE;
+}
+
+GType
+gst_mgllava_result_meta_api_get_type (void)
+{
+  static GType type = 0;
+  static const gchar *tags[] = { GST_META_TAG_VIDEO_STR, NULL };
+
+  if (g_once_init_enter (&type)) {
+    GType t = gst_meta_api_type_register ("GstMgllavaResultMetaAPI", tags);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+const GstMetaInfo *
+gst_mgllava_result_meta_get_info (void)
+{
+  static const GstMetaInfo *info = NULL;
+
+  if (g_once_init_enter ((GstMetaInfo **) & info)) {
+    const GstMetaInfo *mi = gst_meta_register (GST_MGLLAVA_RESULT_META_API_TYPE,
+        "GstMgllavaResultMeta", sizeof (GstMgllavaResultMeta),
+        gst_mgllava_result_meta_init, gst_mgllava_result_meta_free,
+        gst_mgllava_result_meta_transform);
+    g_once_init_leave ((GstMetaInfo **) & info, (GstMetaInfo *) mi);
+  }
+  return info;
+}
+
+GstMgllavaResultMeta *
+gst_buffer_add_mgllava_result_meta (GstBuffer * buffer, const gchar * text,
+    const gchar * prompt, GstClockTime source_pts, guint64 source_frame)
+{
+  GstMgllavaResultMeta *m;
+
+  g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
+  g_return_val_if_fail (gst_buffer_is_writable (buffer), NULL);
+
+  m = (GstMgllavaResultMeta *) gst_buffer_add_meta (buffer,
+      GST_MGLLAVA_RESULT_META_INFO, NULL);
+  if (!m)
+    return NULL;
+  m->text = g_strdup (text ? text : "");
+  m->prompt = g_strdup (prompt ? prompt : "");
+  m->source_pts = source_pts;
+  m->source_frame = source_frame;
+  return m;
+}
+
+GstMgllavaResultMeta *
+gst_buffer_get_mgllava_result_meta (GstBuffer * buffer)
+{
+  return (GstMgllavaResultMeta *) gst_buffer_get_meta (buffer,
+      GST_MGLLAVA_RESULT_META_API_TYPE);
+}
+
+GstMgllavaResultMeta *
+gst_buffer_iterate_mgllava_result_meta (GstBuffer * buffer, gpointer * state)
+{
+  return (GstMgllavaResultMeta *) gst_buffer_iterate_meta_filtered (buffer,
+      state, GST_MGLLAVA_RESULT_META_API_TYPE);
+}
+
+GstStructure *
+gst_mgllava_result_meta_to_structure (const GstMgllavaResultMeta * m)
+{
+  return gst_structure_new ("mgllava-result",
+      "text", G_TYPE_STRING, m->text,
+      "prompt", G_TYPE_STRING, m->prompt,
+      "source-pts", G_TYPE_UINT64, (guint64) m->source_pts,
+      "source-frame", G_TYPE_UINT64, m->source_frame,
+      "n-tokens", G_TYPE_UINT, m->n_tokens,
+      "n-objects", G_TYPE_UINT, m->n_objects,
+      "latency-ms", G_TYPE_DOUBLE, m->latency_ms,
+      "preprocess-ms", G_TYPE_DOUBLE, m->preprocess_ms,
+      "vision-ms", G_TYPE_DOUBLE, m->vision_ms,
+      "prefill-ms", G_TYPE_DOUBLE, m->prefill_ms,
+      "decode-ms", G_TYPE_DOUBLE, m->decode_ms, NULL);
+}
