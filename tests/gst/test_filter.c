@@ -1,0 +1,546 @@
+/* mgllavafilter with GstHarness on the tiny models: both attach modes,
+ * sampling, drop policies, ROI metas in, label filters, caps changes,
+ * flushing, EOS draining, state cycles, the text pad, latency, and errors. */
+#include <gst/check/gstcheck.h>
+#include <gst/check/gstharness.h>
+#include <gst/video/video.h>
+
+#include "gstmgllavameta.h"
+
+static gchar *model_dir;
+
+/* A harness around a bare mgllavafilter; `props` is "name=value ..." */
+static GstHarness *
+make_harness (const gchar * props, gint w, gint h, const gchar * format)
+{
+  GstElement *e = gst_element_factory_make ("mgllavafilter", NULL);
+  gchar **kv = g_strsplit (props, " ", -1), **p;
+  GstHarness *hh;
+  gchar *caps;
+
+  g_object_set (e, "model", model_dir, "max-new-tokens", 3, NULL);
+  for (p = kv; *p; p++) {
+    gchar *eq = strchr (*p, '=');
+    if (!eq)
+      continue;
+    *eq = 0;
+    gst_util_set_object_arg (G_OBJECT (e), *p, eq + 1);
+  }
+  g_strfreev (kv);
+  hh = gst_harness_new_with_element (e, "sink", "src");
+  gst_object_unref (e);
+  caps = g_strdup_printf ("video/x-raw,format=%s,width=%d,height=%d,"
+      "framerate=30/1", format, w, h);
+  gst_harness_set_src_caps_str (hh, caps);
+  g_free (caps);
+  return hh;
+}
+
+static GstBuffer *
+make_frame (gint w, gint h, guint64 i)
+{
+  gsize size = (gsize) w * h * 3;
+  GstBuffer *b = gst_buffer_new_allocate (NULL, size, NULL);
+  GstMapInfo map;
+  gsize k;
+
+  gst_buffer_map (b, &map, GST_MAP_WRITE);
+  for (k = 0; k < size; k++)
+    map.data[k] = (guint8) ((k * 7 + i * 13) & 0xff);
+  gst_buffer_unmap (b, &map);
+  GST_BUFFER_PTS (b) = i * GST_SECOND / 30;
+  GST_BUFFER_DURATION (b) = GST_SECOND / 30;
+  return b;
+}
+
+static guint
+count_results (GstBuffer * b, GstMgllavaResultMeta ** first)
+{
+  gpointer state = NULL;
+  GstMgllavaResultMeta *m;
+  guint n = 0;
+
+  while ((m = gst_buffer_iterate_mgllava_result_meta (b, &state))) {
+    if (first && n == 0)
+      *first = m;
+    n++;
+  }
+  return n;
+}
+
+static GstStructure *
+stats (GstHarness * hh)
+{
+  GstStructure *s = NULL;
+  g_object_get (hh->element, "stats", &s, NULL);
+  return s;
+}
+
+static guint64
+stat (GstHarness * hh, const gchar * field)
+{
+  GstStructure *s = stats (hh);
+  guint64 v = 0;
+  gst_structure_get_uint64 (s, field, &v);
+  gst_structure_free (s);
+  return v;
+}
+
+GST_START_TEST (test_properties)
+{
+  GstElement *e = gst_element_factory_make ("mgllavafilter", NULL);
+  gchar *prompt, *labels;
+  guint interval, pending;
+  gint mode, policy;
+  gfloat temp;
+
+  fail_unless (e != NULL);
+  g_object_set (e, "prompt", "How many objects?", "interval", 7,
+      "max-pending", 3, "temperature", 0.5f, "object-labels", "red,blue",
+      NULL);
+  gst_util_set_object_arg (G_OBJECT (e), "attach-mode", "exact");
+  gst_util_set_object_arg (G_OBJECT (e), "drop-policy", "block");
+  g_object_get (e, "prompt", &prompt, "interval", &interval, "max-pending",
+      &pending, "temperature", &temp, "object-labels", &labels, "attach-mode",
+      &mode, "drop-policy", &policy, NULL);
+  fail_unless_equals_string (prompt, "How many objects?");
+  fail_unless_equals_string (labels, "red,blue");
+  fail_unless_equals_int (interval, 7);
+  fail_unless_equals_int (pending, 3);
+  fail_unless_equals_int (mode, 1);
+  fail_unless_equals_int (policy, 2);
+  fail_unless (temp == 0.5f);
+  g_free (prompt);
+  g_free (labels);
+  /* every property is documented */
+  {
+    guint n, i;
+    GParamSpec **ps = g_object_class_list_properties (G_OBJECT_GET_CLASS (e),
+        &n);
+    for (i = 0; i < n; i++)
+      fail_unless (g_param_spec_get_blurb (ps[i]) != NULL
+          && strlen (g_param_spec_get_blurb (ps[i])) > 5, "%s",
+          g_param_spec_get_name (ps[i]));
+    g_free (ps);
+  }
+  gst_object_unref (e);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_exact_mode)
+{
+  GstHarness *hh = make_harness ("attach-mode=exact interval=3", 64, 48, "RGB");
+  guint64 i;
+
+  for (i = 0; i < 10; i++) {
+    GstBuffer *out;
+    GstMgllavaResultMeta *m = NULL;
+    guint n;
+
+    fail_unless_equals_int (gst_harness_push (hh, make_frame (64, 48, i)),
+        GST_FLOW_OK);
+    out = gst_harness_pull (hh);
+    n = count_results (out, &m);
+    if (i % 3 == 0) {
+      fail_unless_equals_int (n, 1);
+      fail_unless_equals_uint64 (m->source_frame, i);
+      fail_unless_equals_uint64 (m->source_pts, GST_BUFFER_PTS (out));
+      fail_unless_equals_string (m->prompt, "Describe the image.");
+      fail_unless (m->n_tokens >= 1 && m->n_tokens <= 3);
+      fail_unless_equals_int (m->n_objects, 1);      /* the dummy box */
+      fail_unless (m->latency_ms > 0 && m->vision_ms > 0);
+    } else {
+      fail_unless_equals_int (n, 0);
+    }
+    gst_buffer_unref (out);
+  }
+  fail_unless_equals_uint64 (stat (hh, "sampled"), 4);
+  fail_unless_equals_uint64 (stat (hh, "results"), 4);
+  gst_harness_teardown (hh);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_latest_mode)
+{
+  GstHarness *hh = make_harness ("attach-mode=latest interval=1 max-pending=1",
+      64, 48, "RGB");
+  guint64 i, got = 0, last_src = 0;
+  gint64 t0 = g_get_monotonic_time ();
+  gboolean first_result = TRUE;
+
+  /* frames pass at once although inference is far slower than the push rate */
+  for (i = 0; i < 200 && got < 3; i++) {
+    GstBuffer *out;
+    GstMgllavaResultMeta *m = NULL;
+    gpointer state = NULL;
+
+    fail_unless_equals_int (gst_harness_push (hh, make_frame (64, 48, i)),
+        GST_FLOW_OK);
+    out = gst_harness_pull (hh);
+    while ((m = gst_buffer_iterate_mgllava_result_meta (out, &state))) {
+      /* attached to a later frame, carrying its own frame's PTS */
+      fail_unless (m->source_frame < i);
+      fail_unless_equals_uint64 (m->source_pts, m->source_frame * GST_SECOND / 30);
+      fail_unless (first_result || m->source_frame > last_src);
+      last_src = m->source_frame;
+      first_result = FALSE;
+      got++;
+    }
+    gst_buffer_unref (out);
+    g_usleep (20000);
+  }
+  fail_unless (got >= 3, "only %" G_GUINT64_FORMAT " results", got);
+  /* every sampled frame ends as exactly one result, one counted drop, or pending */
+  {
+    GstStructure *s = stats (hh);
+    guint64 sampled, results, dropped, failed;
+    guint pending;
+    gst_structure_get (s, "sampled", G_TYPE_UINT64, &sampled, "results",
+        G_TYPE_UINT64, &results, "dropped", G_TYPE_UINT64, &dropped, "failed",
+        G_TYPE_UINT64, &failed, "pending", G_TYPE_UINT, &pending, NULL);
+    fail_unless (sampled == results + dropped + failed + pending,
+        "%" GST_PTR_FORMAT, s);
+    fail_unless (dropped > 0);  /* max-pending=1, drop-policy=oldest */
+    gst_structure_free (s);
+  }
+  GST_INFO ("latest mode: %" G_GUINT64_FORMAT " frames in %.2f s", i,
+      (g_get_monotonic_time () - t0) / 1e6);
+  gst_harness_teardown (hh);
+}
+
+GST_END_TEST;
+
+static void
+check_policy (const gchar * policy, gboolean expect_drops)
+{
+  gchar *props = g_strdup_printf ("interval=1 max-pending=2 drop-policy=%s",
+      policy);
+  GstHarness *hh = make_harness (props, 64, 48, "RGB");
+  GstStructure *s;
+  guint64 i, sampled, results, dropped, failed;
+  guint pending;
+
+  for (i = 0; i < 12; i++) {
+    gst_harness_push (hh, make_frame (64, 48, i));
+    gst_buffer_unref (gst_harness_pull (hh));
+  }
+  gst_harness_push_event (hh, gst_event_new_eos ());   /* drains (not live) */
+  s = stats (hh);
+  gst_structure_get (s, "sampled", G_TYPE_UINT64, &sampled, "results",
+      G_TYPE_UINT64, &results, "dropped", G_TYPE_UINT64, &dropped, "failed",
+      G_TYPE_UINT64, &failed, "pending", G_TYPE_UINT, &pending, NULL);
+  fail_unless_equals_uint64 (sampled, 12);
+  fail_unless_equals_int (pending, 0);
+  fail_unless (sampled == results + dropped + failed, "%" GST_PTR_FORMAT, s);
+  if (expect_drops)
+    fail_unless (dropped > 0, "%s: no drops: %" GST_PTR_FORMAT, policy, s);
+  else
+    fail_unless_equals_uint64 (dropped, 0);
+  gst_structure_free (s);
+  gst_harness_teardown (hh);
+  g_free (props);
+}
+
+GST_START_TEST (test_drop_policies)
+{
+  check_policy ("oldest", TRUE);
+  check_policy ("newest", TRUE);
+  check_policy ("block", FALSE);
+}
+
+GST_END_TEST;
+
+static void
+add_roi (GstBuffer * b, const gchar * label, guint x, guint y, guint w, guint h,
+    gdouble conf)
+{
+  GstVideoRegionOfInterestMeta *r =
+      gst_buffer_add_video_region_of_interest_meta (b, label, x, y, w, h);
+  gst_video_region_of_interest_meta_add_param (r,
+      gst_structure_new ("detection", "confidence", G_TYPE_DOUBLE, conf,
+          NULL));
+}
+
+GST_START_TEST (test_objects)
+{
+  struct
+  {
+    const gchar *props;
+    guint want;
+  } cases[] = {
+    {"", 3},
+    {"object-labels=red", 2},
+    {"object-labels=blue,green", 1},
+    {"max-objects=1", 1},
+    {"min-object-size=15", 2},
+    {"use-objects=false", 0},
+    {"use-high-res=false", 0},
+  };
+  guint c;
+
+  for (c = 0; c < G_N_ELEMENTS (cases); c++) {
+    gchar *props = g_strdup_printf ("attach-mode=exact interval=1 %s",
+        cases[c].props);
+    GstHarness *hh = make_harness (props, 96, 64, "RGB");
+    GstBuffer *in = make_frame (96, 64, 0), *out;
+    GstMgllavaResultMeta *m = NULL;
+
+    add_roi (in, "red", 2, 2, 20, 20, 0.9);
+    add_roi (in, "red", 60, 30, 30, 30, 0.8);
+    add_roi (in, "blue", 30, 10, 10, 40, 0.7);
+    gst_harness_push (hh, in);
+    out = gst_harness_pull (hh);
+    fail_unless_equals_int (count_results (out, &m), 1);
+    fail_unless_equals_int (m->n_objects, cases[c].want);
+    gst_buffer_unref (out);
+    gst_harness_teardown (hh);
+    g_free (props);
+  }
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_formats_and_caps_change)
+{
+  const gchar *formats[] = { "RGBx", "BGRx", "RGBA", "BGRA", "I420", "NV12" };
+  guint f;
+
+  for (f = 0; f < G_N_ELEMENTS (formats); f++) {
+    GstHarness *hh = make_harness ("attach-mode=exact interval=1", 64, 48,
+        formats[f]);
+    GstVideoInfo info;
+    GstBuffer *out;
+
+    gst_video_info_set_format (&info, gst_video_format_from_string (formats[f]),
+        64, 48);
+    gst_harness_push (hh, gst_buffer_new_allocate (NULL, info.size, NULL));
+    out = gst_harness_pull (hh);
+    fail_unless_equals_int (count_results (out, NULL), 1);
+    gst_buffer_unref (out);
+    /* resolution switch mid-stream */
+    gst_harness_set_src_caps_str (hh, "video/x-raw,format=RGB,width=80,"
+        "height=120,framerate=30/1");
+    gst_harness_push (hh, make_frame (80, 120, 1));
+    out = gst_harness_pull (hh);
+    fail_unless_equals_int (count_results (out, NULL), 1);
+    gst_buffer_unref (out);
+    gst_harness_teardown (hh);
+  }
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_flush)
+{
+  GstHarness *hh = make_harness ("interval=1 max-pending=4 drop-policy=block",
+      64, 48, "RGB");
+  guint64 i, stale = 0;
+
+  for (i = 0; i < 4; i++) {
+    gst_harness_push (hh, make_frame (64, 48, i));
+    gst_buffer_unref (gst_harness_pull (hh));
+  }
+  /* a flush drops what is pending and aborts the request in flight */
+  fail_unless (gst_harness_push_event (hh, gst_event_new_flush_start ()));
+  fail_unless (gst_harness_push_event (hh, gst_event_new_flush_stop (TRUE)));
+  {
+    GstSegment seg;
+    gst_segment_init (&seg, GST_FORMAT_TIME);
+    gst_harness_push_event (hh, gst_event_new_segment (&seg));
+  }
+  fail_unless (stat (hh, "dropped") > 0);
+  for (i = 100; i < 110; i++) {
+    GstBuffer *out;
+    GstMgllavaResultMeta *m;
+    gpointer state = NULL;
+
+    gst_harness_push (hh, make_frame (64, 48, i));
+    out = gst_harness_pull (hh);
+    while ((m = gst_buffer_iterate_mgllava_result_meta (out, &state)))
+      if (m->source_frame < 4)
+        stale++;
+    gst_buffer_unref (out);
+    g_usleep (30000);
+  }
+  fail_unless_equals_uint64 (stale, 0);
+  gst_harness_teardown (hh);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_state_cycles)
+{
+  guint c;
+
+  for (c = 0; c < 10; c++) {
+    GstHarness *hh = make_harness ("interval=1 max-pending=2", 64, 48, "RGB");
+    guint64 i;
+
+    for (i = 0; i < 3; i++) {
+      gst_harness_push (hh, make_frame (64, 48, i));
+      gst_buffer_unref (gst_harness_pull (hh));
+    }
+    /* teardown goes to NULL with a request in flight */
+    gst_harness_teardown (hh);
+  }
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_text_pad)
+{
+  GstHarness *hh = make_harness ("attach-mode=exact interval=2", 64, 48, "RGB");
+  GstHarness *th = gst_harness_new_with_element (hh->element, NULL, "text_src");
+  guint64 i;
+  guint texts = 0, gaps = 0;
+  GstEvent *ev;
+  GstBuffer *tb;
+
+  for (i = 0; i < 6; i++) {
+    gst_harness_push (hh, make_frame (64, 48, i));
+    gst_buffer_unref (gst_harness_pull (hh));
+  }
+  while ((tb = gst_harness_try_pull (th))) {
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (tb), (texts * 2) * GST_SECOND / 30);
+    fail_unless (gst_buffer_get_size (tb) > 0);
+    texts++;
+    gst_buffer_unref (tb);
+  }
+  while ((ev = gst_harness_try_pull_event (th))) {
+    if (GST_EVENT_TYPE (ev) == GST_EVENT_GAP)
+      gaps++;
+    if (GST_EVENT_TYPE (ev) == GST_EVENT_CAPS) {
+      GstCaps *caps;
+      gst_event_parse_caps (ev, &caps);
+      fail_unless (gst_caps_is_equal (caps,
+              gst_caps_from_string ("text/x-raw,format=utf8")));
+    }
+    gst_event_unref (ev);
+  }
+  fail_unless_equals_int (texts, 3);
+  fail_unless_equals_int (gaps, 3);
+  gst_harness_teardown (th);
+  gst_harness_teardown (hh);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_latency_query)
+{
+  GstHarness *hh = make_harness ("attach-mode=exact exact-latency=2000000000",
+      64, 48, "RGB");
+  GstQuery *q = gst_query_new_latency ();
+  gboolean live;
+  GstClockTime min, max;
+
+  gst_harness_set_upstream_latency (hh, 10 * GST_MSECOND);
+  fail_unless (gst_pad_peer_query (hh->sinkpad, q));
+  gst_query_parse_latency (q, &live, &min, &max);
+  fail_unless_equals_uint64 (min, 10 * GST_MSECOND + 2 * GST_SECOND);
+  fail_unless (max >= min);
+  gst_query_unref (q);
+  gst_harness_teardown (hh);
+}
+
+GST_END_TEST;
+
+static void
+expect_start_error (const gchar * props, const gchar * needle)
+{
+  GstElement *pipe;
+  GstBus *bus;
+  GstMessage *msg;
+  GError *err = NULL;
+  gchar *dbg = NULL;
+  gchar *desc = g_strdup_printf ("videotestsrc num-buffers=1 ! mgllavafilter "
+      "%s ! fakesink", props);
+
+  pipe = gst_parse_launch (desc, NULL);
+  g_free (desc);
+  gst_element_set_state (pipe, GST_STATE_PAUSED);
+  bus = gst_element_get_bus (pipe);
+  msg = gst_bus_timed_pop_filtered (bus, 10 * GST_SECOND, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL);
+  gst_message_parse_error (msg, &err, &dbg);
+  fail_unless (strstr (err->message, needle) != NULL, "%s", err->message);
+  GST_INFO ("error as expected: %s", err->message);
+  g_error_free (err);
+  g_free (dbg);
+  gst_message_unref (msg);
+  gst_element_set_state (pipe, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (pipe);
+}
+
+GST_START_TEST (test_errors)
+{
+  gchar *p = g_strdup_printf ("model=%s device=cuda", model_dir);
+
+  expect_start_error ("", "No model set");
+  expect_start_error ("model=/nonexistent/model", "/nonexistent/model");
+  expect_start_error (p, "cuda");
+  g_free (p);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_prompt_change_while_playing)
+{
+  GstHarness *hh = make_harness ("attach-mode=exact interval=1", 64, 48, "RGB");
+  GstBuffer *out;
+  GstMgllavaResultMeta *m = NULL;
+
+  gst_harness_push (hh, make_frame (64, 48, 0));
+  out = gst_harness_pull (hh);
+  count_results (out, &m);
+  fail_unless_equals_string (m->prompt, "Describe the image.");
+  gst_buffer_unref (out);
+  g_object_set (hh->element, "prompt", "How many objects are there?", NULL);
+  gst_harness_push (hh, make_frame (64, 48, 1));
+  out = gst_harness_pull (hh);
+  m = NULL;
+  count_results (out, &m);
+  fail_unless_equals_string (m->prompt, "How many objects are there?");
+  gst_buffer_unref (out);
+  gst_harness_teardown (hh);
+}
+
+GST_END_TEST;
+
+static Suite *
+filter_suite (void)
+{
+  Suite *s = suite_create ("mgllavafilter");
+  TCase *tc = tcase_create ("general");
+
+  tcase_set_timeout (tc, 300);
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_properties);
+  tcase_add_test (tc, test_exact_mode);
+  tcase_add_test (tc, test_latest_mode);
+  tcase_add_test (tc, test_drop_policies);
+  tcase_add_test (tc, test_objects);
+  tcase_add_test (tc, test_formats_and_caps_change);
+  tcase_add_test (tc, test_flush);
+  tcase_add_test (tc, test_state_cycles);
+  tcase_add_test (tc, test_text_pad);
+  tcase_add_test (tc, test_latency_query);
+  tcase_add_test (tc, test_errors);
+  tcase_add_test (tc, test_prompt_change_while_playing);
+  return s;
+}
+
+int
+main (int argc, char **argv)
+{
+  int ret;
+
+  gst_check_init (&argc, &argv);
+  model_dir = g_build_filename (g_getenv ("MGL_FIXTURES"), "models",
+      "tiny-vicuna", NULL);
+  ret = gst_check_run_suite (filter_suite (), "mgllavafilter", __FILE__);
+  g_free (model_dir);
+  return ret;
+}
