@@ -4,13 +4,11 @@
 #include "mgl-model.h"
 
 #include "cpu/mgl-blas.h"
+#include "cpu/mgl-pool.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* ---- binding ---------------------------------------------------------- */
 
@@ -130,13 +128,9 @@ static MglStatus model_bind(MglModel* m, const MglModelParams* pp, MglErr* err) 
     MglModelFiles* f = m->files;
     m->tmpl = mgl_template_get(f->man.template_name);
     m->n_threads = p.n_threads;
-    if (m->n_threads > 0) {
-        /* one process-wide setting: OpenBLAS and OpenMP share the cores */
-        mgl_blas_set_threads(m->n_threads);
-#ifdef _OPENMP
-        omp_set_num_threads(m->n_threads);
-#endif
-    }
+    /* one process-wide pool does the threading; each BLAS call is single-threaded */
+    mgl_blas_set_threads(1);
+    if (m->n_threads > 0) mgl_pool_set_size(m->n_threads);
     Bind b = {m, err, MGL_OK};
 
     /* CLIP: features after layer n_layers-2 (hidden_states[-2]) */
@@ -376,6 +370,18 @@ void mgl_stage_clip(MglModel* m, const float* x336, float* out) {
     free(x); free(h); free(q); free(k); free(v); free(a); free(f);
 }
 
+typedef struct {
+    float* x;
+    const float *y, *gamma;
+    int64_t C;
+} ScaleAddCtx;
+
+static void scale_add_part(void* ctx, int64_t b, int64_t e) {
+    const ScaleAddCtx* s = ctx;
+    for (int64_t i = b; i < e; i++)
+        for (int64_t c = 0; c < s->C; c++) s->x[i * s->C + c] += s->y[i * s->C + c] * s->gamma[c];
+}
+
 static void cnx_block(const CnxBlock* B, float* x, int64_t H, int64_t W, int64_t C, float* t1, float* t2) {
     const int64_t N = H * W;
     mgl_dwconv7_nhwc(x, H, W, C, B->dw_w, B->dw_b, t1);
@@ -383,9 +389,8 @@ static void cnx_block(const CnxBlock* B, float* x, int64_t H, int64_t W, int64_t
     mgl_matmul(t1, N, &B->fc1, B->fc1_b, t2);
     mgl_gelu_erf(t2, N * 4 * C);
     mgl_matmul(t2, N, &B->fc2, B->fc2_b, t1);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N; i++)
-        for (int64_t c = 0; c < C; c++) x[i * C + c] += t1[i * C + c] * B->gamma[c];
+    ScaleAddCtx sa = {x, t1, B->gamma, C};
+    mgl_parallel_for(N, 64, scale_add_part, &sa);
 }
 
 void mgl_stage_convnext(MglModel* m, const float* x768, float* so[4]) {
@@ -476,11 +481,29 @@ static void spread(float* lw, int64_t hs, int64_t ws, int64_t k, int64_t y, int6
     lw[y1 * ws + x1] += w * ly * lx;
 }
 
+typedef struct {
+    MglModel* m;
+    float* const* so;
+    const float* boxes;
+    float* pooled;
+} ObjCtx;
+
+static void objects_part(void* ctx, int64_t b0, int64_t b1);
+
 void mgl_stage_objects(MglModel* m, float* const so[4], const float* boxes, size_t n, float* pooled) {
+    ObjCtx c = {m, so, boxes, pooled};
+    mgl_parallel_for((int64_t)n, 1, objects_part, &c);
+}
+
+static void objects_part(void* ctx, int64_t b0, int64_t b1) {
+    const ObjCtx* oc = ctx;
+    MglModel* m = oc->m;
+    float* const* so = oc->so;
+    const float* boxes = oc->boxes;
+    float* pooled = oc->pooled;
     const int64_t F = MGL_AUX_SIZE / 4, P = 56;
     const float sigma = (float)F / (float)MGL_AUX_SIZE;
-#pragma omp parallel for schedule(dynamic)
-    for (size_t bi = 0; bi < n; bi++) {
+    for (int64_t bi = b0; bi < b1; bi++) {
         const float* bx = boxes + 4 * bi;
         /* torchvision roi_align, aligned=False: weights of every 192-grid tap */
         float* wmap = calloc((size_t)(F * F), sizeof(float));
@@ -509,7 +532,7 @@ void mgl_stage_objects(MglModel* m, float* const so[4], const float* boxes, size
                         wmap[yh * F + xh] += wsample * ly * lx;
                     }
             }
-        float* out = pooled + bi * (size_t)m->Cm;
+        float* out = pooled + (size_t)bi * (size_t)m->Cm;
         int64_t coff = 0;
         for (int s = 0; s < 4; s++) {
             int64_t k = (int64_t)1 << s, hs = F / k, C = m->stages[s].C;

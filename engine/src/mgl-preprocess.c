@@ -1,6 +1,7 @@
 /* mgl-preprocess.c: square padding, Pillow-exact bicubic resize, CLIP
  * normalisation and the box pipeline of MG-LLaVA's eval dataset. */
 #include "mgl-preprocess.h"
+#include "cpu/mgl-pool.h"
 
 #include <glib.h>
 #include <math.h>
@@ -82,6 +83,42 @@ static uint8_t clip8(int32_t in) {
     return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
 }
 
+typedef struct {
+    const uint8_t* in;
+    uint8_t* out;
+    int w, h, ow, oh, ks;
+    const int* bounds;
+    const int32_t* kk;
+} Pass;
+
+static void hpass(void* ctx, int64_t b, int64_t e) {
+    const Pass* p = ctx;
+    for (int64_t y = b; y < e; y++)
+        for (int x = 0; x < p->ow; x++) {
+            int xmin = p->bounds[2 * x], xs = p->bounds[2 * x + 1];
+            const int32_t* k = p->kk + (size_t)x * p->ks;
+            for (int c = 0; c < 3; c++) {
+                int32_t ss = 1 << (PRECISION_BITS - 1);
+                for (int i = 0; i < xs; i++) ss += p->in[((size_t)y * p->w + xmin + i) * 3 + c] * k[i];
+                p->out[((size_t)y * p->ow + x) * 3 + c] = clip8(ss);
+            }
+        }
+}
+
+static void vpass(void* ctx, int64_t b, int64_t e) {
+    const Pass* p = ctx;
+    for (int64_t y = b; y < e; y++) {
+        int ymin = p->bounds[2 * y], ys = p->bounds[2 * y + 1];
+        const int32_t* k = p->kk + (size_t)y * p->ks;
+        for (int x = 0; x < p->w; x++)
+            for (int c = 0; c < 3; c++) {
+                int32_t ss = 1 << (PRECISION_BITS - 1);
+                for (int i = 0; i < ys; i++) ss += p->in[((size_t)(ymin + i) * p->w + x) * 3 + c] * k[i];
+                p->out[((size_t)y * p->w + x) * 3 + c] = clip8(ss);
+            }
+    }
+}
+
 void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh) {
     if (w == ow && h == oh) {
         memcpy(out, in, (size_t)w * h * 3);
@@ -96,32 +133,14 @@ void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int 
     const uint8_t* src = in;
     int tw = w;
     if (ow != w) {
-#pragma omp parallel for schedule(static)
-        for (int y = 0; y < h; y++)
-            for (int x = 0; x < ow; x++) {
-                int xmin = bx[2 * x], xs = bx[2 * x + 1];
-                const int32_t* k = kx + (size_t)x * ksx;
-                for (int c = 0; c < 3; c++) {
-                    int32_t ss = 1 << (PRECISION_BITS - 1);
-                    for (int i = 0; i < xs; i++) ss += in[((size_t)y * w + xmin + i) * 3 + c] * k[i];
-                    tmp[((size_t)y * ow + x) * 3 + c] = clip8(ss);
-                }
-            }
+        Pass p = {in, tmp, w, h, ow, h, ksx, bx, kx};
+        mgl_parallel_for(h, 8, hpass, &p);
         src = tmp;
         tw = ow;
     }
     if (oh != h) {
-#pragma omp parallel for schedule(static)
-        for (int y = 0; y < oh; y++) {
-            int ymin = by[2 * y], ys = by[2 * y + 1];
-            const int32_t* k = ky + (size_t)y * ksy;
-            for (int x = 0; x < tw; x++)
-                for (int c = 0; c < 3; c++) {
-                    int32_t ss = 1 << (PRECISION_BITS - 1);
-                    for (int i = 0; i < ys; i++) ss += src[((size_t)(ymin + i) * tw + x) * 3 + c] * k[i];
-                    out[((size_t)y * tw + x) * 3 + c] = clip8(ss);
-                }
-        }
+        Pass p = {src, out, tw, h, tw, oh, ksy, by, ky};
+        mgl_parallel_for(oh, 8, vpass, &p);
     } else {
         memcpy(out, src, (size_t)tw * h * 3);
     }

@@ -5,9 +5,9 @@
  * back to its generic "Prescott" kernel, 7x slower than the AVX-512 one on the
  * same core (measured: 40 vs 295 GFLOP/s for a 577x4096x1024 SGEMM). Loading
  * the library ourselves lets us set OPENBLAS_CORETYPE from the CPU's own
- * feature flags first, unless the user already set it. The OpenMP build of
- * OpenBLAS is preferred so that its threads and the engine's OpenMP loops
- * share one pool. */
+ * feature flags first, unless the user already set it. Each call runs on the
+ * calling thread (OPENBLAS_NUM_THREADS=1); the engine's pool spreads calls
+ * over the cores, so no BLAS worker threads spin beside a pipeline. */
 #include "mgl-blas.h"
 
 #include <dlfcn.h>
@@ -42,6 +42,12 @@ static void load(void) {
         setenv("OPENBLAS_CORETYPE", pick, 1);
         set_here = true;
     }
+    /* the engine threads BLAS calls itself: OpenBLAS runs each call on the caller's thread */
+    bool threads_here = false;
+    if (!getenv("OPENBLAS_NUM_THREADS")) {
+        setenv("OPENBLAS_NUM_THREADS", "1", 1);
+        threads_here = true;
+    }
     static const char* const paths[] = {
 #ifdef MGL_OPENBLAS_PATH
         MGL_OPENBLAS_PATH,
@@ -49,7 +55,9 @@ static void load(void) {
         "libopenblas.so.0", "libopenblas.so", NULL};
     void* h = NULL;
     for (int i = 0; paths[i] && !h; i++) h = dlopen(paths[i], RTLD_NOW | RTLD_LOCAL);
-    if (set_here) unsetenv("OPENBLAS_CORETYPE"); /* read once at load; keep child processes unaffected */
+    /* both are read once at load; keep child processes unaffected */
+    if (set_here) unsetenv("OPENBLAS_CORETYPE");
+    if (threads_here) unsetenv("OPENBLAS_NUM_THREADS");
     if (!h) {
         snprintf(g_error, sizeof g_error, "CPU backend: cannot load OpenBLAS (libopenblas.so.0): %s", dlerror());
         return;

@@ -1,7 +1,9 @@
-/* ops-cpu.c: CPU backend: OpenBLAS GEMM, OpenMP over both cores, fp32 math. */
+/* ops-cpu.c: CPU backend: OpenBLAS GEMM (one thread per call, split across
+ * our pool), vectorised elementwise loops, fp32 math. */
 #include "mgl-ops.h"
 
 #include "mgl-blas.h"
+#include "mgl-pool.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,58 +61,115 @@ void mgl_weight_row(const MglWeight* W, int64_t r, float* out) {
     mgl_convert_floats(base + (size_t)(r * W->cols) * es, W->dtype, out, MGL_DT_F32, (size_t)W->cols);
 }
 
-void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y) {
-    const int64_t N = W->rows, K = W->cols;
-    if (W->dtype == MGL_DT_F32) {
-        mgl_sgemm(1, (int)T, (int)N, (int)K, 1.0f, x, (int)K,
-                    (const float*)W->data, (int)K, 0.0f, y, (int)N);
-    } else if (T == 1) {
-        /* decode: one pass over the 16-bit rows, no scratch */
-        const uint8_t* base = W->data;
-        size_t es = mgl_dtype_size(W->dtype);
-#ifdef MGL_HAVE_DOT16
-        if (have_avx2()) {
-            const bool bf = W->dtype == MGL_DT_BF16;
-#pragma omp parallel for schedule(static)
-            for (int64_t n = 0; n < N; n++) y[n] = dot16_avx2((const uint16_t*)base + n * K, x, K, bf);
-            goto bias;
-        }
-#endif
-#pragma omp parallel
-        {
-            float* row = malloc(sizeof(float) * (size_t)K);
-#pragma omp for schedule(static)
-            for (int64_t n = 0; n < N; n++) {
-                mgl_convert_floats(base + (size_t)(n * K) * es, W->dtype, row, MGL_DT_F32, (size_t)K);
-                float s = 0.0f;
-                for (int64_t k = 0; k < K; k++) s += row[k] * x[k];
-                y[n] = s;
-            }
-            free(row);
-        }
+/* ---- GEMM -------------------------------------------------------------- */
+
+/* C[M,N] = alpha * A[M,K] B^T (trans_b) or A B, split over the pool along N
+ * (or M when N is narrow); each part is a single-threaded OpenBLAS call. */
+typedef struct {
+    int trans_b, M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float* C;
+    bool split_n;
+} Gemm;
+
+static void gemm_part(void* ctx, int64_t b, int64_t e) {
+    const Gemm* g = ctx;
+    if (g->split_n) {
+        const float* B = g->trans_b ? g->B + b * g->ldb : g->B + b;
+        mgl_sgemm(g->trans_b, g->M, (int)(e - b), g->K, g->alpha, g->A, g->lda, B, g->ldb, g->beta, g->C + b, g->ldc);
     } else {
-        /* widen ROW_TILE rows at a time, GEMM each tile into its column block */
-        const uint8_t* base = W->data;
-        size_t es = mgl_dtype_size(W->dtype);
-        float* tile = malloc(sizeof(float) * (size_t)(ROW_TILE * K));
-        float* ytile = malloc(sizeof(float) * (size_t)(ROW_TILE * T));
-        for (int64_t n0 = 0; n0 < N; n0 += ROW_TILE) {
-            int64_t nr = N - n0 < ROW_TILE ? N - n0 : ROW_TILE;
-            mgl_convert_floats(base + (size_t)(n0 * K) * es, W->dtype, tile, MGL_DT_F32, (size_t)(nr * K));
-            mgl_sgemm(1, (int)T, (int)nr, (int)K, 1.0f, x, (int)K, tile,
-                        (int)K, 0.0f, ytile, (int)nr);
-            for (int64_t t = 0; t < T; t++) memcpy(y + t * N + n0, ytile + t * nr, sizeof(float) * (size_t)nr);
-        }
-        free(tile);
-        free(ytile);
-    }
-bias:
-    if (bias) {
-#pragma omp parallel for schedule(static)
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t n = 0; n < N; n++) y[t * N + n] += bias[n];
+        mgl_sgemm(g->trans_b, (int)(e - b), g->N, g->K, g->alpha, g->A + b * g->lda, g->lda, g->B, g->ldb, g->beta,
+                  g->C + b * g->ldc, g->ldc);
     }
 }
+
+static void gemm(int trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                 float beta, float* C, int ldc) {
+    Gemm g = {trans_b, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, N >= 64 || N >= M};
+    double work = (double)M * N * K;
+    if (work < 2e5) {
+        gemm_part(&g, 0, g.split_n ? N : M);
+        return;
+    }
+    /* parts of at least 16 rows/cols keep the BLAS kernels efficient */
+    mgl_parallel_for(g.split_n ? N : M, 16, gemm_part, &g);
+}
+
+typedef struct {
+    const float* x;
+    int64_t T, K, N;
+    const MglWeight* W;
+    float* y;
+} MatmulCtx;
+
+/* decode: one pass over the 16-bit rows, no scratch */
+static void gemv16_part(void* ctx, int64_t b, int64_t e) {
+    const MatmulCtx* c = ctx;
+    const uint8_t* base = c->W->data;
+    size_t es = mgl_dtype_size(c->W->dtype);
+#ifdef MGL_HAVE_DOT16
+    if (have_avx2()) {
+        const bool bf = c->W->dtype == MGL_DT_BF16;
+        for (int64_t n = b; n < e; n++) c->y[n] = dot16_avx2((const uint16_t*)base + n * c->K, c->x, c->K, bf);
+        return;
+    }
+#endif
+    float* row = malloc(sizeof(float) * (size_t)c->K);
+    for (int64_t n = b; n < e; n++) {
+        mgl_convert_floats(base + (size_t)(n * c->K) * es, c->W->dtype, row, MGL_DT_F32, (size_t)c->K);
+        float s = 0.0f;
+        for (int64_t k = 0; k < c->K; k++) s += row[k] * c->x[k];
+        c->y[n] = s;
+    }
+    free(row);
+}
+
+/* prefill with 16-bit weights: widen ROW_TILE rows at a time, GEMM each tile */
+static void tiles16_part(void* ctx, int64_t b, int64_t e) {
+    const MatmulCtx* c = ctx;
+    const uint8_t* base = c->W->data;
+    size_t es = mgl_dtype_size(c->W->dtype);
+    float* tile = malloc(sizeof(float) * (size_t)(ROW_TILE * c->K));
+    for (int64_t t = b; t < e; t++) {
+        int64_t n0 = t * ROW_TILE;
+        int64_t nr = c->N - n0 < ROW_TILE ? c->N - n0 : ROW_TILE;
+        mgl_convert_floats(base + (size_t)(n0 * c->K) * es, c->W->dtype, tile, MGL_DT_F32, (size_t)(nr * c->K));
+        mgl_sgemm(1, (int)c->T, (int)nr, (int)c->K, 1.0f, c->x, (int)c->K, tile, (int)c->K, 0.0f, c->y + n0,
+                  (int)c->N);
+    }
+    free(tile);
+}
+
+typedef struct {
+    float* y;
+    const float* bias;
+    int64_t N;
+} BiasCtx;
+
+static void bias_part(void* ctx, int64_t b, int64_t e) {
+    const BiasCtx* c = ctx;
+    for (int64_t t = b; t < e; t++)
+        for (int64_t n = 0; n < c->N; n++) c->y[t * c->N + n] += c->bias[n];
+}
+
+void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y) {
+    const int64_t N = W->rows, K = W->cols;
+    MatmulCtx c = {x, T, K, N, W, y};
+    if (W->dtype == MGL_DT_F32) {
+        gemm(1, (int)T, (int)N, (int)K, 1.0f, x, (int)K, (const float*)W->data, (int)K, 0.0f, y, (int)N);
+    } else if (T == 1) {
+        mgl_parallel_for(N, 64, gemv16_part, &c);
+    } else {
+        mgl_parallel_for((N + ROW_TILE - 1) / ROW_TILE, 1, tiles16_part, &c);
+    }
+    if (bias) {
+        BiasCtx bc = {y, bias, N};
+        mgl_parallel_for(T, (4096 + N - 1) / N, bias_part, &bc);
+    }
+}
+
+/* ---- normalisation and activations ------------------------------------ */
 
 MGL_CLONES static void layernorm_row(const float* xr, int64_t C, const float* w, const float* b, float eps, float* yr) {
     /* two passes in float with 4 partial sums: vectorises, and stays within
@@ -134,23 +193,40 @@ MGL_CLONES static void layernorm_row(const float* xr, int64_t C, const float* w,
     for (c = 0; c < C; c++) yr[c] = (xr[c] - mean) * rstd * w[c] + (b ? b[c] : 0.0f);
 }
 
-void mgl_layernorm(const float* x, int64_t T, int64_t C, const float* w, const float* b, float eps, float* y) {
-#pragma omp parallel for schedule(static) if (T * C > 4096)
-    for (int64_t t = 0; t < T; t++) layernorm_row(x + t * C, C, w, b, eps, y + t * C);
+typedef struct {
+    const float* x;
+    int64_t C;
+    const float *w, *b;
+    float eps;
+    float* y;
+} NormCtx;
+
+static void layernorm_part(void* ctx, int64_t b, int64_t e) {
+    const NormCtx* c = ctx;
+    for (int64_t t = b; t < e; t++) layernorm_row(c->x + t * c->C, c->C, c->w, c->b, c->eps, c->y + t * c->C);
 }
 
-void mgl_rmsnorm(const float* x, int64_t T, int64_t C, const float* w, float eps, float* y) {
-#pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < T; t++) {
-        const float* xr = x + t * C;
-        float* yr = y + t * C;
+void mgl_layernorm(const float* x, int64_t T, int64_t C, const float* w, const float* b, float eps, float* y) {
+    NormCtx c = {x, C, w, b, eps, y};
+    mgl_parallel_for(T, (8192 + C - 1) / C, layernorm_part, &c);
+}
+
+static void rmsnorm_part(void* ctx, int64_t b, int64_t e) {
+    const NormCtx* c = ctx;
+    for (int64_t t = b; t < e; t++) {
+        const float* xr = c->x + t * c->C;
+        float* yr = c->y + t * c->C;
         double ss = 0.0;
-        for (int64_t c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
-        float r = 1.0f / sqrtf((float)(ss / (double)C) + eps);
-        for (int64_t c = 0; c < C; c++) yr[c] = w[c] * (xr[c] * r);
+        for (int64_t k = 0; k < c->C; k++) ss += (double)xr[k] * xr[k];
+        float r = 1.0f / sqrtf((float)(ss / (double)c->C) + c->eps);
+        for (int64_t k = 0; k < c->C; k++) yr[k] = c->w[k] * (xr[k] * r);
     }
 }
 
+void mgl_rmsnorm(const float* x, int64_t T, int64_t C, const float* w, float eps, float* y) {
+    NormCtx c = {x, C, w, NULL, eps, y};
+    mgl_parallel_for(T, (8192 + C - 1) / C, rmsnorm_part, &c);
+}
 
 /* erf(x) for float as a branch-free rational approximation x*P(x^2)/Q(x^2)
  * on [-4, 4] (beyond that erf is +-1 in float); max error a few ulp, so the
@@ -173,44 +249,69 @@ static inline float erf_fast(float x) {
     return c * p / q;
 }
 
-MGL_CLONES static void gelu_chunk(float* x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erf_fast(x[i] * 0.70710678118654752f));
+MGL_CLONES static void gelu_part(void* ctx, int64_t b, int64_t e) {
+    float* x = ctx;
+    for (int64_t i = b; i < e; i++) x[i] = 0.5f * x[i] * (1.0f + erf_fast(x[i] * 0.70710678118654752f));
 }
 
-void mgl_gelu_erf(float* x, int64_t n) {
-    const int64_t CH = 1 << 14;
-#pragma omp parallel for schedule(static) if (n > CH)
-    for (int64_t i = 0; i < n; i += CH) gelu_chunk(x + i, n - i < CH ? n - i : CH);
+void mgl_gelu_erf(float* x, int64_t n) { mgl_parallel_for(n, 16384, gelu_part, x); }
+
+MGL_CLONES static void quick_gelu_part(void* ctx, int64_t b, int64_t e) {
+    float* x = ctx;
+    for (int64_t i = b; i < e; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
 }
 
-void mgl_quick_gelu(float* x, int64_t n) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+void mgl_quick_gelu(float* x, int64_t n) { mgl_parallel_for(n, 16384, quick_gelu_part, x); }
+
+typedef struct {
+    const float *a, *b;
+    float* out;
+} BinCtx;
+
+MGL_CLONES static void silu_mul_part(void* ctx, int64_t b, int64_t e) {
+    const BinCtx* c = ctx;
+    for (int64_t i = b; i < e; i++) c->out[i] = c->a[i] / (1.0f + expf(-c->a[i])) * c->b[i];
 }
 
 void mgl_silu_mul(const float* gate, const float* up, float* out, int64_t n) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+    BinCtx c = {gate, up, out};
+    mgl_parallel_for(n, 16384, silu_mul_part, &c);
+}
+
+MGL_CLONES static void add_part(void* ctx, int64_t b, int64_t e) {
+    const BinCtx* c = ctx;
+    for (int64_t i = b; i < e; i++) c->out[i] += c->a[i];
 }
 
 void mgl_add(float* y, const float* x, int64_t n) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+    BinCtx c = {x, NULL, y};
+    mgl_parallel_for(n, 32768, add_part, &c);
 }
 
-MGL_CLONES static void dwconv7_row(const float* x, int64_t H, int64_t W, int64_t C, const float* wt, const float* b,
-                                   float* y, int64_t r) {
+/* ---- convolutions ------------------------------------------------------ */
+
+typedef struct {
+    const float* x;
+    int64_t H, W, C;
+    const float *wt, *b;
+    float* y;
+} DwCtx;
+
+MGL_CLONES static void dwconv7_part(void* ctx, int64_t rb, int64_t re) {
+    const DwCtx* d = ctx;
+    const int64_t H = d->H, W = d->W, C = d->C;
+    for (int64_t r = rb; r < re; r++)
         for (int64_t c = 0; c < W; c++) {
-            float* yo = y + (r * W + c) * C;
-            for (int64_t ch = 0; ch < C; ch++) yo[ch] = b ? b[ch] : 0.0f;
+            float* yo = d->y + (r * W + c) * C;
+            for (int64_t ch = 0; ch < C; ch++) yo[ch] = d->b ? d->b[ch] : 0.0f;
             for (int ky = 0; ky < 7; ky++) {
                 int64_t yy = r + ky - 3;
                 if (yy < 0 || yy >= H) continue;
                 for (int kx = 0; kx < 7; kx++) {
                     int64_t xx = c + kx - 3;
                     if (xx < 0 || xx >= W) continue;
-                    const float* xi = x + (yy * W + xx) * C;
-                    const float* wk = wt + (ky * 7 + kx) * C;
+                    const float* xi = d->x + (yy * W + xx) * C;
+                    const float* wk = d->wt + (ky * 7 + kx) * C;
                     for (int64_t ch = 0; ch < C; ch++) yo[ch] += xi[ch] * wk[ch];
                 }
             }
@@ -222,29 +323,44 @@ void mgl_dwconv7_nhwc(const float* x, int64_t H, int64_t W, int64_t C, const flo
     float* wt = malloc(sizeof(float) * (size_t)(49 * C));
     for (int64_t ch = 0; ch < C; ch++)
         for (int k = 0; k < 49; k++) wt[k * C + ch] = w[ch * 49 + k];
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < H; r++) dwconv7_row(x, H, W, C, wt, b, y, r);
+    DwCtx d = {x, H, W, C, wt, b, y};
+    mgl_parallel_for(H, 1, dwconv7_part, &d);
     free(wt);
+}
+
+typedef struct {
+    const float* x;
+    bool chw;
+    int64_t H, W, Cin, k, Wo, K;
+    float* cols;
+} Im2colCtx;
+
+static void im2col_part(void* ctx, int64_t b, int64_t e) {
+    const Im2colCtx* c = ctx;
+    for (int64_t oy = b; oy < e; oy++)
+        for (int64_t ox = 0; ox < c->Wo; ox++) {
+            float* row = c->cols + (oy * c->Wo + ox) * c->K;
+            for (int64_t ci = 0; ci < c->Cin; ci++)
+                for (int64_t ky = 0; ky < c->k; ky++)
+                    for (int64_t kx = 0; kx < c->k; kx++) {
+                        int64_t iy = oy * c->k + ky, ix = ox * c->k + kx;
+                        row[(ci * c->k + ky) * c->k + kx] =
+                            c->chw ? c->x[(ci * c->H + iy) * c->W + ix] : c->x[(iy * c->W + ix) * c->Cin + ci];
+                    }
+        }
 }
 
 void mgl_patchify_conv(const float* x, bool chw, int64_t H, int64_t W, int64_t Cin, int64_t k, const MglWeight* wt,
                        const float* bias, float* y) {
     int64_t Ho = H / k, Wo = W / k, K = Cin * k * k;
     float* cols = malloc(sizeof(float) * (size_t)(Ho * Wo * K));
-#pragma omp parallel for schedule(static)
-    for (int64_t oy = 0; oy < Ho; oy++)
-        for (int64_t ox = 0; ox < Wo; ox++) {
-            float* row = cols + (oy * Wo + ox) * K;
-            for (int64_t ci = 0; ci < Cin; ci++)
-                for (int64_t ky = 0; ky < k; ky++)
-                    for (int64_t kx = 0; kx < k; kx++) {
-                        int64_t iy = oy * k + ky, ix = ox * k + kx;
-                        row[(ci * k + ky) * k + kx] = chw ? x[(ci * H + iy) * W + ix] : x[(iy * W + ix) * Cin + ci];
-                    }
-        }
+    Im2colCtx c = {x, chw, H, W, Cin, k, Wo, K, cols};
+    mgl_parallel_for(Ho, 1, im2col_part, &c);
     mgl_matmul(cols, Ho * Wo, wt, bias, y);
     free(cols);
 }
+
+/* ---- resizing ---------------------------------------------------------- */
 
 /* PyTorch's source index for align_corners=False: the scale is rounded to
  * float (in/out), the index scale*(dst+0.5)-0.5 is formed in double, and the
@@ -265,103 +381,126 @@ static void bilinear_coeffs(int64_t in, int64_t out, int64_t* i0, int64_t* i1, f
     }
 }
 
-void mgl_resize_bilinear_chw(const float* x, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, float* y) {
+typedef struct {
+    const float* x;
+    int64_t H, W, C, Ho, Wo;
+    const int64_t *h0, *h1, *w0, *w1;
+    const float *hl0, *hl1, *wl0, *wl1;
+    float* y;
+} Bil;
+
+static void bil_chw_part(void* ctx, int64_t b, int64_t e) {
+    const Bil* p = ctx;
+    for (int64_t c = b; c < e; c++) {
+        const float* xc = p->x + c * p->H * p->W;
+        for (int64_t oy = 0; oy < p->Ho; oy++)
+            for (int64_t ox = 0; ox < p->Wo; ox++) {
+                const float* r0 = xc + p->h0[oy] * p->W;
+                const float* r1 = xc + p->h1[oy] * p->W;
+                p->y[(c * p->Ho + oy) * p->Wo + ox] =
+                    p->hl0[oy] * (p->wl0[ox] * r0[p->w0[ox]] + p->wl1[ox] * r0[p->w1[ox]]) +
+                    p->hl1[oy] * (p->wl0[ox] * r1[p->w0[ox]] + p->wl1[ox] * r1[p->w1[ox]]);
+            }
+    }
+}
+
+static void bil_nhwc_part(void* ctx, int64_t b, int64_t e) {
+    const Bil* p = ctx;
+    const int64_t C = p->C;
+    for (int64_t oy = b; oy < e; oy++)
+        for (int64_t ox = 0; ox < p->Wo; ox++) {
+            const float* A = p->x + (p->h0[oy] * p->W + p->w0[ox]) * C;
+            const float* B = p->x + (p->h0[oy] * p->W + p->w1[ox]) * C;
+            const float* Cc = p->x + (p->h1[oy] * p->W + p->w0[ox]) * C;
+            const float* D = p->x + (p->h1[oy] * p->W + p->w1[ox]) * C;
+            float* o = p->y + (oy * p->Wo + ox) * C;
+            for (int64_t ch = 0; ch < C; ch++)
+                o[ch] = p->hl0[oy] * (p->wl0[ox] * A[ch] + p->wl1[ox] * B[ch]) +
+                        p->hl1[oy] * (p->wl0[ox] * Cc[ch] + p->wl1[ox] * D[ch]);
+        }
+}
+
+static void resize(const float* x, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, float* y, bool nhwc) {
     int64_t *h0 = malloc(sizeof(int64_t) * (size_t)Ho), *h1 = malloc(sizeof(int64_t) * (size_t)Ho);
     int64_t *w0 = malloc(sizeof(int64_t) * (size_t)Wo), *w1 = malloc(sizeof(int64_t) * (size_t)Wo);
     float *hl0 = malloc(sizeof(float) * (size_t)Ho), *hl1 = malloc(sizeof(float) * (size_t)Ho);
     float *wl0 = malloc(sizeof(float) * (size_t)Wo), *wl1 = malloc(sizeof(float) * (size_t)Wo);
     bilinear_coeffs(H, Ho, h0, h1, hl0, hl1);
     bilinear_coeffs(W, Wo, w0, w1, wl0, wl1);
-#pragma omp parallel for schedule(static)
-    for (int64_t c = 0; c < C; c++) {
-        const float* xc = x + c * H * W;
-        for (int64_t oy = 0; oy < Ho; oy++)
-            for (int64_t ox = 0; ox < Wo; ox++) {
-                const float* r0 = xc + h0[oy] * W;
-                const float* r1 = xc + h1[oy] * W;
-                y[(c * Ho + oy) * Wo + ox] = hl0[oy] * (wl0[ox] * r0[w0[ox]] + wl1[ox] * r0[w1[ox]]) +
-                                             hl1[oy] * (wl0[ox] * r1[w0[ox]] + wl1[ox] * r1[w1[ox]]);
-            }
-    }
+    Bil p = {x, H, W, C, Ho, Wo, h0, h1, w0, w1, hl0, hl1, wl0, wl1, y};
+    if (nhwc) mgl_parallel_for(Ho, 1, bil_nhwc_part, &p);
+    else mgl_parallel_for(C, 1, bil_chw_part, &p);
     free(h0); free(h1); free(w0); free(w1); free(hl0); free(hl1); free(wl0); free(wl1);
+}
+
+void mgl_resize_bilinear_chw(const float* x, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, float* y) {
+    resize(x, C, H, W, Ho, Wo, y, false);
 }
 
 void mgl_resize_bilinear_nhwc(const float* x, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo, float* y) {
-    int64_t *h0 = malloc(sizeof(int64_t) * (size_t)Ho), *h1 = malloc(sizeof(int64_t) * (size_t)Ho);
-    int64_t *w0 = malloc(sizeof(int64_t) * (size_t)Wo), *w1 = malloc(sizeof(int64_t) * (size_t)Wo);
-    float *hl0 = malloc(sizeof(float) * (size_t)Ho), *hl1 = malloc(sizeof(float) * (size_t)Ho);
-    float *wl0 = malloc(sizeof(float) * (size_t)Wo), *wl1 = malloc(sizeof(float) * (size_t)Wo);
-    bilinear_coeffs(H, Ho, h0, h1, hl0, hl1);
-    bilinear_coeffs(W, Wo, w0, w1, wl0, wl1);
-#pragma omp parallel for schedule(static)
-    for (int64_t oy = 0; oy < Ho; oy++)
-        for (int64_t ox = 0; ox < Wo; ox++) {
-            const float* a = x + (h0[oy] * W + w0[ox]) * C;
-            const float* b = x + (h0[oy] * W + w1[ox]) * C;
-            const float* c = x + (h1[oy] * W + w0[ox]) * C;
-            const float* d = x + (h1[oy] * W + w1[ox]) * C;
-            float* o = y + (oy * Wo + ox) * C;
-            for (int64_t ch = 0; ch < C; ch++)
-                o[ch] = hl0[oy] * (wl0[ox] * a[ch] + wl1[ox] * b[ch]) + hl1[oy] * (wl0[ox] * c[ch] + wl1[ox] * d[ch]);
-        }
-    free(h0); free(h1); free(w0); free(w1); free(hl0); free(hl1); free(wl0); free(wl1);
+    resize(x, C, H, W, Ho, Wo, y, true);
 }
+
+/* ---- attention --------------------------------------------------------- */
+
+typedef struct {
+    const float *q, *kc, *vc;
+    int64_t T, pos0, NH, NKV, HS, L;
+    bool causal;
+    float* out;
+} AttnCtx;
 
 /* Small T (decode): one pass per (token, head) over the cache. */
-static void attention_rows(const float* q, int64_t T, int64_t pos0, const float* kc, const float* vc, int64_t NH,
-                           int64_t NKV, int64_t HS, bool causal, float* out) {
-    const int64_t group = NH / NKV, L = pos0 + T;
+static void attn_rows_part(void* ctx, int64_t b, int64_t e) {
+    const AttnCtx* a = ctx;
+    const int64_t group = a->NH / a->NKV, HS = a->HS;
     const float scale = 1.0f / sqrtf((float)HS);
-#pragma omp parallel
-    {
-        float* att = malloc(sizeof(float) * (size_t)L);
-#pragma omp for collapse(2) schedule(static)
-        for (int64_t t = 0; t < T; t++)
-            for (int64_t h = 0; h < NH; h++) {
-                const float* qh = q + t * NH * HS + h * HS;
-                int64_t kvh = h / group;
-                int64_t n = causal ? pos0 + t + 1 : L;
-                float mx = -INFINITY;
-                for (int64_t j = 0; j < n; j++) {
-                    const float* kj = kc + j * NKV * HS + kvh * HS;
-                    float s = 0.0f;
-                    for (int64_t d = 0; d < HS; d++) s += qh[d] * kj[d];
-                    s *= scale;
-                    att[j] = s;
-                    if (s > mx) mx = s;
-                }
-                double sum = 0.0;
-                for (int64_t j = 0; j < n; j++) {
-                    att[j] = expf(att[j] - mx);
-                    sum += att[j];
-                }
-                float inv = (float)(1.0 / sum);
-                float* o = out + t * NH * HS + h * HS;
-                memset(o, 0, sizeof(float) * (size_t)HS);
-                for (int64_t j = 0; j < n; j++) {
-                    const float* vj = vc + j * NKV * HS + kvh * HS;
-                    float p = att[j] * inv;
-                    for (int64_t d = 0; d < HS; d++) o[d] += p * vj[d];
-                }
-            }
-        free(att);
+    float* att = malloc(sizeof(float) * (size_t)a->L);
+    for (int64_t th = b; th < e; th++) {
+        int64_t t = th / a->NH, h = th % a->NH;
+        const float* qh = a->q + t * a->NH * HS + h * HS;
+        int64_t kvh = h / group;
+        int64_t n = a->causal ? a->pos0 + t + 1 : a->L;
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < n; j++) {
+            const float* kj = a->kc + j * a->NKV * HS + kvh * HS;
+            float s = 0.0f;
+            for (int64_t d = 0; d < HS; d++) s += qh[d] * kj[d];
+            s *= scale;
+            att[j] = s;
+            if (s > mx) mx = s;
+        }
+        double sum = 0.0;
+        for (int64_t j = 0; j < n; j++) {
+            att[j] = expf(att[j] - mx);
+            sum += att[j];
+        }
+        float inv = (float)(1.0 / sum);
+        float* o = a->out + t * a->NH * HS + h * HS;
+        memset(o, 0, sizeof(float) * (size_t)HS);
+        for (int64_t j = 0; j < n; j++) {
+            const float* vj = a->vc + j * a->NKV * HS + kvh * HS;
+            float p = att[j] * inv;
+            for (int64_t d = 0; d < HS; d++) o[d] += p * vj[d];
+        }
     }
+    free(att);
 }
 
-/* Prefill: per head, S = Q K^T and O = P V as GEMMs over strided views. */
-static void attention_gemm(const float* q, int64_t T, int64_t pos0, const float* kc, const float* vc, int64_t NH,
-                           int64_t NKV, int64_t HS, bool causal, float* out) {
-    const int64_t group = NH / NKV, L = pos0 + T;
+/* Prefill: per head, S = Q K^T and O = P V as GEMMs over strided views; heads
+ * are spread over the pool, each with its own score buffer. */
+static void attn_heads_part(void* ctx, int64_t b, int64_t e) {
+    const AttnCtx* a = ctx;
+    const int64_t T = a->T, L = a->L, HS = a->HS, group = a->NH / a->NKV;
     const float scale = 1.0f / sqrtf((float)HS);
     float* S = malloc(sizeof(float) * (size_t)(T * L));
-    for (int64_t h = 0; h < NH; h++) {
+    for (int64_t h = b; h < e; h++) {
         const int64_t kvh = h / group;
-        mgl_sgemm(1, (int)T, (int)L, (int)HS, scale, q + h * HS,
-                    (int)(NH * HS), kc + kvh * HS, (int)(NKV * HS), 0.0f, S, (int)L);
-#pragma omp parallel for schedule(static)
+        mgl_sgemm(1, (int)T, (int)L, (int)HS, scale, a->q + h * HS, (int)(a->NH * HS), a->kc + kvh * HS,
+                  (int)(a->NKV * HS), 0.0f, S, (int)L);
         for (int64_t t = 0; t < T; t++) {
             float* r = S + t * L;
-            int64_t n = causal ? pos0 + t + 1 : L;
+            int64_t n = a->causal ? a->pos0 + t + 1 : L;
             float mx = -INFINITY;
             for (int64_t j = 0; j < n; j++) mx = r[j] > mx ? r[j] : mx;
             double sum = 0.0;
@@ -373,16 +512,43 @@ static void attention_gemm(const float* q, int64_t T, int64_t pos0, const float*
             for (int64_t j = 0; j < n; j++) r[j] *= inv;
             for (int64_t j = n; j < L; j++) r[j] = 0.0f;
         }
-        mgl_sgemm(0, (int)T, (int)HS, (int)L, 1.0f, S, (int)L,
-                    vc + kvh * HS, (int)(NKV * HS), 0.0f, out + h * HS, (int)(NH * HS));
+        mgl_sgemm(0, (int)T, (int)HS, (int)L, 1.0f, S, (int)L, a->vc + kvh * HS, (int)(a->NKV * HS), 0.0f,
+                  a->out + h * HS, (int)(a->NH * HS));
     }
     free(S);
 }
 
 void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kc, const float* vc, int64_t NH, int64_t NKV,
                    int64_t HS, bool causal, float* out) {
-    if (T >= 16) attention_gemm(q, T, pos0, kc, vc, NH, NKV, HS, causal, out);
-    else attention_rows(q, T, pos0, kc, vc, NH, NKV, HS, causal, out);
+    AttnCtx a = {q, kc, vc, T, pos0, NH, NKV, HS, pos0 + T, causal, out};
+    if (T >= 16) mgl_parallel_for(NH, 1, attn_heads_part, &a);
+    else mgl_parallel_for(T * NH, 1, attn_rows_part, &a);
+}
+
+/* ---- RoPE -------------------------------------------------------------- */
+
+typedef struct {
+    float* x;
+    int64_t NH, HS, pos0;
+    const float* inv;
+} RopeCtx;
+
+static void rope_part(void* ctx, int64_t b, int64_t e) {
+    const RopeCtx* r = ctx;
+    const int64_t half = r->HS / 2;
+    for (int64_t t = b; t < e; t++) {
+        float pos = (float)(r->pos0 + t);
+        for (int64_t i = 0; i < half; i++) {
+            float a = pos * r->inv[i];
+            float c = cosf(a), s = sinf(a);
+            for (int64_t h = 0; h < r->NH; h++) {
+                float* v = r->x + t * r->NH * r->HS + h * r->HS;
+                float x0 = v[i], x1 = v[i + half];
+                v[i] = x0 * c - x1 * s;
+                v[i + half] = x1 * c + x0 * s;
+            }
+        }
+    }
 }
 
 void mgl_rope(float* x, int64_t T, int64_t NH, int64_t HS, int64_t pos0, float theta) {
@@ -390,19 +556,7 @@ void mgl_rope(float* x, int64_t T, int64_t NH, int64_t HS, int64_t pos0, float t
     float* inv = malloc(sizeof(float) * (size_t)half);
     /* as HF: inv_freq = 1 / theta ** (arange(0, d, 2).float() / d), in float32 */
     for (int64_t i = 0; i < half; i++) inv[i] = 1.0f / powf(theta, (float)(2 * i) / (float)HS);
-#pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < T; t++) {
-        float pos = (float)(pos0 + t);
-        for (int64_t i = 0; i < half; i++) {
-            float a = pos * inv[i];
-            float c = cosf(a), s = sinf(a);
-            for (int64_t h = 0; h < NH; h++) {
-                float* v = x + t * NH * HS + h * HS;
-                float x0 = v[i], x1 = v[i + half];
-                v[i] = x0 * c - x1 * s;
-                v[i + half] = x1 * c + x0 * s;
-            }
-        }
-    }
+    RopeCtx r = {x, NH, HS, pos0, inv};
+    mgl_parallel_for(T, 8, rope_part, &r);
     free(inv);
 }
