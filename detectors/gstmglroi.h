@@ -24,9 +24,20 @@ typedef struct {
 
 /* Appends MglBox entries to `boxes` (a GArray of MglBox). Labels point at
  * interned strings (g_quark_to_string) that live for the whole process.
- * Returns the number of boxes appended. */
+ * Returns the number of boxes appended.
+ *
+ * The appended boxes are sorted by descending confidence; equal confidences
+ * keep the order of the metas on the buffer. `width`/`height` are the
+ * buffer's frame size (the ROI metas are in that pixel space); boxes are
+ * clipped to [0,width]x[0,height] and dropped when empty after clipping.
+ * `filter` may be NULL (no filtering). See docs/detectors.md. */
 guint gst_mgl_roi_collect (GstBuffer * buf, gint width, gint height,
     const GstMglRoiFilter * filter, GArray * boxes);
+
+/* The confidence of one ROI meta as gst_mgl_roi_collect() reads it, in
+ * [0, 1]. Returns FALSE when no param structure carries one. */
+gboolean gst_mgl_roi_meta_get_confidence (GstVideoRegionOfInterestMeta * roi,
+    gdouble * confidence);
 
 G_END_DECLS
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -92,7 +93,17 @@ static MglStatus load_renamed(MglModelFiles* mf, const char* path, RenameFn fn, 
         if (st != MGL_OK) mgl_err_prefix(err, "%s", path);
     }
     mgl_tset_free(tmp);
-    if (st == MGL_OK && mf->n_files < (int)G_N_ELEMENTS(mf->files)) mf->files[mf->n_files++] = strdup(path);
+    if (st == MGL_OK && mf->n_files < (int)G_N_ELEMENTS(mf->files)) {
+        struct stat sb;
+        int i = mf->n_files;
+        if (stat(path, &sb) == 0) {
+            mf->file_dev[i] = (uint64_t)sb.st_dev;
+            mf->file_ino[i] = (uint64_t)sb.st_ino;
+            mf->file_size[i] = (uint64_t)sb.st_size;
+            mf->file_mtime_ns[i] = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        }
+        mf->files[mf->n_files++] = strdup(path);
+    }
     return st;
 }
 
@@ -127,6 +138,23 @@ static const char* rn_llm(const char* n, void* ud, char* buf, size_t cap) {
 }
 
 static const char* rn_keep(const char* n, void* ud, char* buf, size_t cap) { return n; }
+
+MglStatus mgl_model_files_check(const MglModelFiles* mf, MglErr* err) {
+    for (int i = 0; i < mf->n_files; i++) {
+        struct stat sb;
+        if (stat(mf->files[i], &sb) != 0)
+            return mgl_err(err, MGL_E_IO, "%s: weight file disappeared since the model was loaded; reload the model",
+                           mf->files[i]);
+        int64_t mt = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        if ((uint64_t)sb.st_size != mf->file_size[i] || (uint64_t)sb.st_ino != mf->file_ino[i] ||
+            (uint64_t)sb.st_dev != mf->file_dev[i] || mt != mf->file_mtime_ns[i])
+            return mgl_err(err, MGL_E_IO,
+                           "%s: weight file changed on disk since the model was loaded (%llu -> %llu bytes); "
+                           "reload the model", mf->files[i], (unsigned long long)mf->file_size[i],
+                           (unsigned long long)sb.st_size);
+    }
+    return MGL_OK;
+}
 
 void mgl_model_files_free(MglModelFiles* mf) {
     if (!mf) return;

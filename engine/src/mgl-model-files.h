@@ -23,6 +23,9 @@ typedef struct {
     int               gate_hidden;     /* 512 */
     int               n_files;
     char*             files[64];       /* weight files read, for the summary */
+    /* identity of each file when it was mapped (mgl_model_files_check) */
+    uint64_t          file_dev[64], file_ino[64], file_size[64];
+    int64_t           file_mtime_ns[64];
 } MglModelFiles;
 
 /* `path`: a folder holding mgllava.json, or the manifest file itself. */
@@ -36,6 +39,12 @@ MglStatus mgl_model_files_validate(MglModelFiles* mf, MglErr* err);
 /* Fill mf->weights with random tensors of every shape the configs imply
  * (benchmarks: real shapes, no files). */
 MglStatus mgl_model_files_synthesize(MglModelFiles* mf, MglDType dtype, uint64_t seed, MglErr* err);
+
+/* The weights are mmapped: a file truncated or replaced on disk after
+ * loading would fault (SIGBUS) on access. Called before each request, this
+ * turns any change of a weight file's identity, size or mtime into a clear
+ * MGL_E_IO error naming the file. */
+MglStatus mgl_model_files_check(const MglModelFiles* mf, MglErr* err);
 
 /* Human-readable summary (malloc'ed). */
 char*     mgl_model_files_describe(const MglModelFiles* mf);

@@ -744,6 +744,7 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
     if (p.limit_num < 0) p.limit_num = m->files->man.limit_num;
     if (!(p.temperature >= 0.0f) || !(p.top_p > 0.0f && p.top_p <= 1.0f) || p.top_k < 0)
         return mgl_err(err, MGL_E_INVALID, "generate: temperature must be >= 0, top-p in (0, 1], top-k >= 0");
+    MGL_TRY(mgl_model_files_check(m->files, err));
     MglTimings t = {0};
     double t0 = now_ms();
     const int64_t D = m->D, H = m->lc.hidden, P = m->n_patches;

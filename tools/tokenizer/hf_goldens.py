@@ -14,6 +14,7 @@ import json
 import os
 import sys
 
+import tokenizers
 from tokenizers import Tokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -76,6 +77,22 @@ def load_texts(golden):
     return texts
 
 
+def compare_shared(tok, golden, name):
+    """Prints every line where the shared golden (transformers.js) and HF differ."""
+    bad = 0
+    with open(golden, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            g = json.loads(line)
+            for key, special in (("ids", True), ("ids_no_special", False)):
+                hf = tok.encode(g["text"], add_special_tokens=special).ids
+                if hf != g[key]:
+                    bad += 1
+                    print("%s:%d %s differs from HF:\n  golden %s\n  HF     %s" % (name, n, key, g[key], hf))
+    print("%s: %d disagreement(s) between golden.jsonl and HF tokenizers %s" % (name, bad, tokenizers.__version__))
+
+
 def decode_cases(tok):
     """Id sequences that stress the decoder."""
     vocab = tok.get_vocab()
@@ -131,6 +148,7 @@ def main():
     for name in ("sp32k", "llama3"):
         folder = os.path.join(shared, name)
         tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+        compare_shared(tok, os.path.join(folder, "golden.jsonl"), name)
         texts = load_texts(os.path.join(folder, "golden.jsonl")) + EXTRA
         out = os.path.join(out_dir, name + "_hf.jsonl")
         with open(out, "w", encoding="utf-8") as f:

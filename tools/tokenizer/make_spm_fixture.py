@@ -83,8 +83,8 @@ TEST_LINES = [
 ]
 
 
-def run(cmd, inp=None):
-    return subprocess.run(cmd, input=inp, capture_output=True, check=True, text=True).stdout
+def run(cmd, inp=None, cwd=None):
+    return subprocess.run(cmd, input=inp, capture_output=True, check=True, text=True, cwd=cwd).stdout
 
 
 def main():
@@ -95,11 +95,12 @@ def main():
         for line in corpus_lines():
             f.write(line.replace("\n", " ") + "\n")
     prefix = os.path.join(out_dir, "spm_bpe")
-    run(["spm_train", "--input=" + corpus, "--model_prefix=" + prefix, "--model_type=bpe",
+    # relative paths: the trainer spec stored in the model records them
+    run(["spm_train", "--input=spm_corpus.txt", "--model_prefix=spm_bpe", "--model_type=bpe",
          "--vocab_size=1200", "--byte_fallback=true", "--add_dummy_prefix=true",
          "--remove_extra_whitespaces=false", "--split_digits=true", "--normalization_rule_name=identity",
          "--character_coverage=0.9995", "--allow_whitespace_only_pieces=true", "--user_defined_symbols=<image>",
-         "--num_threads=1", "--shuffle_input_sentence=false", "--minloglevel=2"])
+         "--num_threads=1", "--shuffle_input_sentence=false", "--minloglevel=2"], cwd=out_dir)
     os.remove(prefix + ".vocab")
     model = prefix + ".model"
     # spm_encode reads one sentence a line: newlines inside a test line are encoded

@@ -1,0 +1,49 @@
+/* gstmgldetmeta.c: attach one detection the way DL Streamer does.
+ *
+ * Copyright (C) 2026 mgllava authors
+ * SPDX-License-Identifier: MIT
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <math.h>
+
+#include "gstmgldetmeta.h"
+
+GstVideoRegionOfInterestMeta *
+gst_mgl_det_attach (GstBuffer * buf, gint width, gint height, gdouble x1,
+    gdouble y1, gdouble x2, gdouble y2, gdouble confidence, GQuark label)
+{
+  GstVideoRegionOfInterestMeta *roi;
+  gdouble ix1, iy1, ix2, iy2;
+
+  g_return_val_if_fail (GST_IS_BUFFER (buf), NULL);
+  g_return_val_if_fail (gst_buffer_is_writable (buf), NULL);
+
+  if (width <= 0 || height <= 0 || !isfinite (x1) || !isfinite (y1)
+      || !isfinite (x2) || !isfinite (y2))
+    return NULL;
+
+  ix1 = rint (CLAMP (x1, 0.0, (gdouble) width));
+  iy1 = rint (CLAMP (y1, 0.0, (gdouble) height));
+  ix2 = rint (CLAMP (x2, 0.0, (gdouble) width));
+  iy2 = rint (CLAMP (y2, 0.0, (gdouble) height));
+  if (ix2 <= ix1 || iy2 <= iy1)
+    return NULL;
+
+  roi = gst_buffer_add_video_region_of_interest_meta_id (buf, label,
+      (guint) ix1, (guint) iy1, (guint) (ix2 - ix1), (guint) (iy2 - iy1));
+  if (roi == NULL)
+    return NULL;
+
+  gst_video_region_of_interest_meta_add_param (roi,
+      gst_structure_new ("detection",
+          "confidence", G_TYPE_DOUBLE, CLAMP (confidence, 0.0, 1.0),
+          "x_min", G_TYPE_DOUBLE, ix1 / width,
+          "y_min", G_TYPE_DOUBLE, iy1 / height,
+          "x_max", G_TYPE_DOUBLE, ix2 / width,
+          "y_max", G_TYPE_DOUBLE, iy2 / height,
+          "label", G_TYPE_STRING, g_quark_to_string (label), NULL));
+  return roi;
+}

@@ -1,0 +1,28 @@
+/* gstmgllavaboxes.h: offline detections -> ROI metas.
+ *
+ * Copyright (C) 2026 mgllava authors
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef GST_MG_LLAVA_BOXES_H
+#define GST_MG_LLAVA_BOXES_H
+
+#include <gst/gst.h>
+#include <gst/base/gstbasetransform.h>
+#include <gst/video/video.h>
+
+#include "mglboxesfile.h"
+
+G_BEGIN_DECLS
+
+#define GST_TYPE_MG_LLAVA_BOXES (gst_mg_llava_boxes_get_type ())
+G_DECLARE_FINAL_TYPE (GstMgLlavaBoxes, gst_mg_llava_boxes, GST, MG_LLAVA_BOXES,
+    GstBaseTransform);
+
+#define GST_TYPE_MG_LLAVA_BOXES_MATCH (gst_mg_llava_boxes_match_get_type ())
+GType gst_mg_llava_boxes_match_get_type (void);
+
+GST_ELEMENT_REGISTER_DECLARE (mgllavaboxes);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,244 @@
+/* gstmglroi.c: upstream detections -> engine boxes (see gstmglroi.h).
+ *
+ * Copyright (C) 2026 mgllava authors
+ * SPDX-License-Identifier: MIT
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <math.h>
+#include <string.h>
+
+#include "gstmglroi.h"
+
+/* Param structures that carry the detector's confidence, most specific
+ * first. DL Streamer: "detection" / "confidence" (double). GStreamer's
+ * onnxobjectdetector (1.20-1.22): "extra-data" / "score" (double). Any other
+ * param structure is searched for the field names in confidence_fields. */
+static const gchar *const confidence_structs[][2] = {
+  {"detection", "confidence"},
+  {"extra-data", "score"},
+};
+
+static const gchar *const confidence_fields[] = {
+  "confidence", "score", "probability", "prob", "conf", NULL
+};
+
+/* roi_type values that name the producer rather than the object class; for
+ * these a string "label" field in a param structure names the class. */
+static const gchar *const generic_roi_types[] = {
+  "onnx-object_detector", NULL
+};
+
+static gboolean
+gst_mgl_roi_field_to_double (const GstStructure * s, const gchar * field,
+    gdouble * out)
+{
+  const GValue *v = gst_structure_get_value (s, field);
+  gdouble d;
+
+  if (v == NULL)
+    return FALSE;
+
+  if (G_VALUE_HOLDS_DOUBLE (v))
+    d = g_value_get_double (v);
+  else if (G_VALUE_HOLDS_FLOAT (v))
+    d = g_value_get_float (v);
+  else if (G_VALUE_HOLDS_INT (v))
+    d = g_value_get_int (v);
+  else if (G_VALUE_HOLDS_UINT (v))
+    d = g_value_get_uint (v);
+  else if (G_VALUE_HOLDS_INT64 (v))
+    d = g_value_get_int64 (v);
+  else
+    return FALSE;
+
+  if (!isfinite (d))
+    return FALSE;
+
+  *out = CLAMP (d, 0.0, 1.0);
+  return TRUE;
+}
+
+/**
+ * gst_mgl_roi_meta_get_confidence:
+ * @roi: a #GstVideoRegionOfInterestMeta
+ * @confidence: (out): the confidence in [0, 1]
+ *
+ * Looks for the confidence in @roi's param structures: "detection" with
+ * "confidence" (DL Streamer), "extra-data" with "score" (onnxobjectdetector),
+ * then any structure with a "confidence", "score", "probability", "prob" or
+ * "conf" field holding a number. Values are clamped to [0, 1]; NaN and
+ * infinities are ignored.
+ *
+ * Returns: %TRUE if a confidence was found.
+ */
+gboolean
+gst_mgl_roi_meta_get_confidence (GstVideoRegionOfInterestMeta * roi,
+    gdouble * confidence)
+{
+  GList *l;
+  guint i;
+
+  g_return_val_if_fail (roi != NULL && confidence != NULL, FALSE);
+
+  for (i = 0; i < G_N_ELEMENTS (confidence_structs); i++) {
+    GstStructure *s = gst_video_region_of_interest_meta_get_param (roi,
+        confidence_structs[i][0]);
+
+    if (s != NULL && gst_mgl_roi_field_to_double (s, confidence_structs[i][1],
+            confidence))
+      return TRUE;
+  }
+
+  for (l = roi->params; l != NULL; l = l->next) {
+    const GstStructure *s = l->data;
+
+    for (i = 0; confidence_fields[i] != NULL; i++) {
+      if (gst_mgl_roi_field_to_double (s, confidence_fields[i], confidence))
+        return TRUE;
+    }
+  }
+
+  return FALSE;
+}
+
+static const gchar *
+gst_mgl_roi_meta_get_label (GstVideoRegionOfInterestMeta * roi)
+{
+  const gchar *type = g_quark_to_string (roi->roi_type);
+  gboolean generic = (type == NULL || type[0] == '\0');
+  GList *l;
+  guint i;
+
+  for (i = 0; !generic && generic_roi_types[i] != NULL; i++)
+    generic = (strcmp (type, generic_roi_types[i]) == 0);
+
+  if (!generic)
+    return type;
+
+  for (l = roi->params; l != NULL; l = l->next) {
+    const gchar *label = gst_structure_get_string (l->data, "label");
+
+    /* a detector's class names: a small, fixed set, safe to intern */
+    if (label != NULL && label[0] != '\0')
+      return g_intern_string (label);
+  }
+
+  return type != NULL ? type : g_intern_static_string ("");
+}
+
+static gboolean
+gst_mgl_roi_label_allowed (const GstMglRoiFilter * filter, const gchar * label)
+{
+  gchar **l;
+
+  if (filter == NULL || filter->labels == NULL || filter->labels[0] == NULL)
+    return TRUE;
+
+  for (l = filter->labels; *l != NULL; l++) {
+    if (strcmp (*l, label) == 0)
+      return TRUE;
+  }
+  return FALSE;
+}
+
+static gint
+gst_mgl_roi_compare_score (gconstpointer a, gconstpointer b)
+{
+  const MglBox *ba = a, *bb = b;
+
+  /* descending; g_array_sort is not stable, ties are broken by the caller */
+  return (ba->score < bb->score) - (ba->score > bb->score);
+}
+
+typedef struct
+{
+  MglBox box;
+  guint order;                  /* position in the buffer's meta list */
+} GstMglRoiEntry;
+
+static gint
+gst_mgl_roi_compare_entry (gconstpointer a, gconstpointer b)
+{
+  const GstMglRoiEntry *ea = a, *eb = b;
+  gint c = gst_mgl_roi_compare_score (&ea->box, &eb->box);
+
+  if (c != 0)
+    return c;
+  return (ea->order > eb->order) - (ea->order < eb->order);
+}
+
+guint
+gst_mgl_roi_collect (GstBuffer * buf, gint width, gint height,
+    const GstMglRoiFilter * filter, GArray * boxes)
+{
+  GArray *entries;
+  gpointer state = NULL;
+  GstMeta *meta;
+  gdouble min_size = 0.0;
+  guint order = 0, n, i;
+
+  g_return_val_if_fail (GST_IS_BUFFER (buf), 0);
+  g_return_val_if_fail (boxes != NULL, 0);
+  g_return_val_if_fail (g_array_get_element_size (boxes) == sizeof (MglBox), 0);
+
+  if (width <= 0 || height <= 0)
+    return 0;
+
+  if (filter != NULL && filter->min_object_size > 0.0)
+    min_size = filter->min_object_size;
+
+  entries = g_array_new (FALSE, FALSE, sizeof (GstMglRoiEntry));
+
+  while ((meta = gst_buffer_iterate_meta_filtered (buf, &state,
+              GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) != NULL) {
+    GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *) meta;
+    GstMglRoiEntry e;
+    gdouble conf = 1.0;
+    /* guint fields: x + w can exceed G_MAXUINT, so work in doubles */
+    gdouble x1 = roi->x, y1 = roi->y;
+    gdouble x2 = x1 + (gdouble) roi->w, y2 = y1 + (gdouble) roi->h;
+    const gchar *label;
+
+    order++;
+
+    x1 = CLAMP (x1, 0.0, (gdouble) width);
+    x2 = CLAMP (x2, 0.0, (gdouble) width);
+    y1 = CLAMP (y1, 0.0, (gdouble) height);
+    y2 = CLAMP (y2, 0.0, (gdouble) height);
+    if (x2 <= x1 || y2 <= y1)
+      continue;                 /* empty or entirely outside the frame */
+    if (x2 - x1 < min_size || y2 - y1 < min_size)
+      continue;
+
+    label = gst_mgl_roi_meta_get_label (roi);
+    if (!gst_mgl_roi_label_allowed (filter, label))
+      continue;
+
+    gst_mgl_roi_meta_get_confidence (roi, &conf);
+
+    e.box.x1 = (float) x1;
+    e.box.y1 = (float) y1;
+    e.box.x2 = (float) x2;
+    e.box.y2 = (float) y2;
+    e.box.score = (float) conf;
+    e.box.label = label;
+    e.order = order;
+    g_array_append_val (entries, e);
+  }
+
+  g_array_sort (entries, gst_mgl_roi_compare_entry);
+
+  n = entries->len;
+  if (filter != NULL && filter->max_objects > 0
+      && n > (guint) filter->max_objects)
+    n = filter->max_objects;
+
+  for (i = 0; i < n; i++)
+    g_array_append_val (boxes, g_array_index (entries, GstMglRoiEntry, i).box);
+
+  g_array_free (entries, TRUE);
+  return n;
+}

@@ -1,0 +1,669 @@
+/* mglboxesfile.c: offline detections for mgllavaboxes (see mglboxesfile.h).
+ *
+ * Copyright (C) 2026 mgllava authors
+ * SPDX-License-Identifier: MIT
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#include "mglboxesfile.h"
+
+GQuark
+mgl_boxes_error_quark (void)
+{
+  return g_quark_from_static_string ("mgl-boxes-error-quark");
+}
+
+typedef struct
+{
+  gint64 key;
+  guint first;                  /* index of the first box in MglBoxesFile.boxes */
+  guint n;
+} MglRecord;
+
+struct _MglBoxesFile
+{
+  gchar *path;
+  MglBoxesFormat format;
+  MglBoxesMatch match;
+
+  /* LIST and VIDEO: every record, sorted by key */
+  GArray *records;              /* MglRecord */
+  GArray *boxes;                /* MglDetBox */
+
+  /* JSONL */
+  FILE *fp;
+  gchar *line;
+  size_t line_cap;
+  guint64 lineno;               /* of the last line read, 1-based */
+  gboolean have_pending;
+  MglRecord pending;            /* boxes in pending_boxes */
+  GArray *pending_boxes;
+  gboolean have_last;
+  gint64 last_key;
+  gboolean broken;              /* a malformed line was met */
+};
+
+const gchar *
+mgl_boxes_format_to_string (MglBoxesFormat format)
+{
+  switch (format) {
+    case MGL_BOXES_FORMAT_LIST:
+      return "list";
+    case MGL_BOXES_FORMAT_VIDEO:
+      return "video";
+    case MGL_BOXES_FORMAT_JSONL:
+      return "jsonl";
+  }
+  return "unknown";
+}
+
+/* *INDENT-OFF* */
+static void mgl_warn (GPtrArray * warnings, const gchar * format, ...)
+    G_GNUC_PRINTF (2, 3);
+/* *INDENT-ON* */
+
+static void
+mgl_warn (GPtrArray * warnings, const gchar * format, ...)
+{
+  va_list args;
+
+  if (warnings == NULL)
+    return;
+  va_start (args, format);
+  g_ptr_array_add (warnings, g_strdup_vprintf (format, args));
+  va_end (args);
+}
+
+static gboolean
+mgl_node_get_number (JsonNode * node, gdouble * out)
+{
+  GType t;
+
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node))
+    return FALSE;
+  t = json_node_get_value_type (node);
+  if (t == G_TYPE_INT64)
+    *out = (gdouble) json_node_get_int (node);
+  else if (t == G_TYPE_DOUBLE)
+    *out = json_node_get_double (node);
+  else
+    return FALSE;
+  return isfinite (*out);
+}
+
+/* An integer key: a JSON integer, an integral number, or a string holding a
+ * decimal integer ("12"). */
+static gboolean
+mgl_node_get_key (JsonNode * node, gint64 * out)
+{
+  GType t;
+
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node))
+    return FALSE;
+  t = json_node_get_value_type (node);
+  if (t == G_TYPE_INT64) {
+    *out = json_node_get_int (node);
+    return TRUE;
+  }
+  if (t == G_TYPE_DOUBLE) {
+    gdouble d = json_node_get_double (node);
+
+    if (!isfinite (d) || d != floor (d) || fabs (d) > 9.0e15)
+      return FALSE;
+    *out = (gint64) d;
+    return TRUE;
+  }
+  if (t == G_TYPE_STRING) {
+    const gchar *s = json_node_get_string (node);
+    gchar *end = NULL;
+
+    if (s == NULL || *s == '\0')
+      return FALSE;
+    errno = 0;
+    *out = g_ascii_strtoll (s, &end, 10);
+    return errno == 0 && end != NULL && *end == '\0';
+  }
+  return FALSE;
+}
+
+/* Parses "boxes", "scores" and "labels" of one record object into @boxes.
+ * @where names the record in messages ("record 3", "frames[3]", "line 7"). */
+static gboolean
+mgl_parse_detections (JsonObject * obj, const gchar * where, GArray * boxes,
+    GPtrArray * warnings, GError ** error)
+{
+  JsonNode *bnode = json_object_get_member (obj, "boxes");
+  JsonNode *snode = json_object_get_member (obj, "scores");
+  JsonNode *lnode = json_object_get_member (obj, "labels");
+  JsonArray *barr, *sarr = NULL, *larr = NULL;
+  guint n, i;
+
+  if (bnode == NULL) {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+        "%s: missing field \"boxes\"", where);
+    return FALSE;
+  }
+  if (!JSON_NODE_HOLDS_ARRAY (bnode)) {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+        "%s: field \"boxes\" must be an array of [x1, y1, x2, y2] arrays",
+        where);
+    return FALSE;
+  }
+  barr = json_node_get_array (bnode);
+  n = json_array_get_length (barr);
+
+  if (snode != NULL && !JSON_NODE_HOLDS_NULL (snode)) {
+    if (!JSON_NODE_HOLDS_ARRAY (snode)) {
+      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+          "%s: field \"scores\" must be an array of numbers", where);
+      return FALSE;
+    }
+    sarr = json_node_get_array (snode);
+    if (json_array_get_length (sarr) != n) {
+      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+          "%s: field \"scores\" has %u entries but \"boxes\" has %u", where,
+          json_array_get_length (sarr), n);
+      return FALSE;
+    }
+  }
+  if (lnode != NULL && !JSON_NODE_HOLDS_NULL (lnode)) {
+    if (!JSON_NODE_HOLDS_ARRAY (lnode)) {
+      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+          "%s: field \"labels\" must be an array of strings", where);
+      return FALSE;
+    }
+    larr = json_node_get_array (lnode);
+    if (json_array_get_length (larr) != n) {
+      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+          "%s: field \"labels\" has %u entries but \"boxes\" has %u", where,
+          json_array_get_length (larr), n);
+      return FALSE;
+    }
+  }
+
+  for (i = 0; i < n; i++) {
+    JsonNode *bn = json_array_get_element (barr, i);
+    JsonArray *c;
+    MglDetBox b;
+    gdouble v[4], score = 1.0;
+    guint k;
+
+    if (!JSON_NODE_HOLDS_ARRAY (bn)
+        || json_array_get_length (json_node_get_array (bn)) != 4) {
+      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+          "%s: field \"boxes\"[%u] must be an array of 4 numbers "
+          "[x1, y1, x2, y2]", where, i);
+      return FALSE;
+    }
+    c = json_node_get_array (bn);
+    for (k = 0; k < 4; k++) {
+      if (!mgl_node_get_number (json_array_get_element (c, k), &v[k])) {
+        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+            "%s: field \"boxes\"[%u][%u] must be a number", where, i, k);
+        return FALSE;
+      }
+    }
+
+    if (sarr != NULL) {
+      if (!mgl_node_get_number (json_array_get_element (sarr, i), &score)) {
+        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+            "%s: field \"scores\"[%u] must be a number", where, i);
+        return FALSE;
+      }
+    }
+
+    b.label = g_quark_from_static_string ("object");
+    if (larr != NULL) {
+      JsonNode *ln = json_array_get_element (larr, i);
+      gint64 id;
+
+      if (JSON_NODE_HOLDS_VALUE (ln)
+          && json_node_get_value_type (ln) == G_TYPE_STRING) {
+        /* a detector's class names: a small set, interned once */
+        b.label = g_quark_from_string (json_node_get_string (ln));
+      } else if (JSON_NODE_HOLDS_VALUE (ln)
+          && json_node_get_value_type (ln) == G_TYPE_INT64) {
+        gchar tmp[32];
+
+        id = json_node_get_int (ln);
+        g_snprintf (tmp, sizeof (tmp), "%" G_GINT64_FORMAT, id);
+        b.label = g_quark_from_string (tmp);
+      } else {
+        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+            "%s: field \"labels\"[%u] must be a string", where, i);
+        return FALSE;
+      }
+    }
+
+    if (v[2] < v[0] || v[3] < v[1]) {
+      mgl_warn (warnings, "%s: field \"boxes\"[%u] is inverted "
+          "([%g, %g, %g, %g]: x2 < x1 or y2 < y1), box dropped", where, i,
+          v[0], v[1], v[2], v[3]);
+      continue;
+    }
+    if (v[0] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0) {
+      mgl_warn (warnings, "%s: field \"boxes\"[%u] has a negative "
+          "coordinate ([%g, %g, %g, %g]), clipped to the frame", where, i,
+          v[0], v[1], v[2], v[3]);
+    }
+    b.x1 = v[0];
+    b.y1 = v[1];
+    b.x2 = v[2];
+    b.y2 = v[3];
+    b.score = score;
+    g_array_append_val (boxes, b);
+  }
+  return TRUE;
+}
+
+static gint
+mgl_record_compare (gconstpointer a, gconstpointer b)
+{
+  const MglRecord *ra = a, *rb = b;
+
+  if (ra->key != rb->key)
+    return ra->key < rb->key ? -1 : 1;
+  return (ra->first > rb->first) - (ra->first < rb->first);
+}
+
+static gboolean
+mgl_load_whole (MglBoxesFile * f, GPtrArray * warnings, GError ** error)
+{
+  JsonParser *parser = json_parser_new ();
+  GError *err = NULL;
+  JsonNode *root;
+  JsonArray *arr;
+  gboolean ok = FALSE;
+  guint i, n;
+
+  if (!json_parser_load_from_file (parser, f->path, &err)) {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
+        "malformed JSON: %s", err->message);
+    g_clear_error (&err);
+    goto out;
+  }
+  root = json_parser_get_root (parser);
+
+  if (f->format == MGL_BOXES_FORMAT_LIST) {
+    if (root == NULL || !JSON_NODE_HOLDS_ARRAY (root)) {
+      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+          "top level must be an array of {\"id\", \"boxes\", ...} records");
+      goto out;
+    }
+    arr = json_node_get_array (root);
+  } else {
+    JsonNode *frames;
+
+    if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
+      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+          "top level must be a {\"video\", \"frames\": [...]} object");
+      goto out;
+    }
+    frames = json_object_get_member (json_node_get_object (root), "frames");
+    if (frames == NULL || !JSON_NODE_HOLDS_ARRAY (frames)) {
+      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+          "field \"frames\" is missing or not an array");
+      goto out;
+    }
+    arr = json_node_get_array (frames);
+  }
+
+  n = json_array_get_length (arr);
+  for (i = 0; i < n; i++) {
+    JsonNode *rn = json_array_get_element (arr, i);
+    MglRecord r;
+    gchar where[64];
+
+    if (f->format == MGL_BOXES_FORMAT_LIST)
+      g_snprintf (where, sizeof (where), "record %u", i);
+    else
+      g_snprintf (where, sizeof (where), "frames[%u]", i);
+
+    if (!JSON_NODE_HOLDS_OBJECT (rn)) {
+      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+          "%s: must be an object", where);
+      goto out;
+    }
+    if (f->format == MGL_BOXES_FORMAT_LIST) {
+      JsonNode *id = json_object_get_member (json_node_get_object (rn), "id");
+
+      if (id == NULL) {
+        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+            "%s: missing field \"id\" (the frame number)", where);
+        goto out;
+      }
+      if (!mgl_node_get_key (id, &r.key)) {
+        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+            "%s: field \"id\" must be an integer frame number", where);
+        goto out;
+      }
+    } else {
+      r.key = i;
+    }
+    r.first = f->boxes->len;
+    if (!mgl_parse_detections (json_node_get_object (rn), where, f->boxes,
+            warnings, error))
+      goto out;
+    r.n = f->boxes->len - r.first;
+    g_array_append_val (f->records, r);
+  }
+  g_array_sort (f->records, mgl_record_compare);
+  ok = TRUE;
+
+out:
+  g_object_unref (parser);
+  return ok;
+}
+
+/* Reads the next line; FALSE at end of file (or on a read error, in @error). */
+static gboolean
+mgl_jsonl_read_line (MglBoxesFile * f, GError ** error)
+{
+  ssize_t len;
+
+  errno = 0;
+  len = getline (&f->line, &f->line_cap, f->fp);
+  if (len < 0) {
+    if (ferror (f->fp))
+      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_IO,
+          "line %" G_GUINT64_FORMAT ": read error: %s", f->lineno + 1,
+          g_strerror (errno));
+    return FALSE;
+  }
+  f->lineno++;
+  return TRUE;
+}
+
+/* Parses f->line into f->pending. */
+static gboolean
+mgl_jsonl_parse_line (MglBoxesFile * f, GPtrArray * warnings, GError ** error)
+{
+  JsonParser *parser = json_parser_new ();
+  const gchar *keyname = f->match == MGL_BOXES_MATCH_PTS ? "pts" : "frame";
+  GError *err = NULL;
+  JsonNode *root, *key;
+  JsonObject *obj;
+  gboolean ok = FALSE;
+  gchar where[64];
+
+  g_snprintf (where, sizeof (where), "line %" G_GUINT64_FORMAT, f->lineno);
+
+  if (!json_parser_load_from_data (parser, f->line, -1, &err)) {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
+        "%s: malformed JSON: %s", where, err->message);
+    g_clear_error (&err);
+    goto out;
+  }
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+        "%s: must be a JSON object", where);
+    goto out;
+  }
+  obj = json_node_get_object (root);
+  key = json_object_get_member (obj, keyname);
+  if (key == NULL) {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+        "%s: missing field \"%s\" (match=%s)", where, keyname, keyname);
+    goto out;
+  }
+  if (!mgl_node_get_key (key, &f->pending.key)) {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+        "%s: field \"%s\" must be an integer%s", where, keyname,
+        f->match == MGL_BOXES_MATCH_PTS ? " (nanoseconds)" : "");
+    goto out;
+  }
+  g_array_set_size (f->pending_boxes, 0);
+  if (!mgl_parse_detections (obj, where, f->pending_boxes, warnings, error))
+    goto out;
+  f->pending.first = 0;
+  f->pending.n = f->pending_boxes->len;
+  ok = TRUE;
+
+out:
+  g_object_unref (parser);
+  return ok;
+}
+
+static gboolean
+mgl_line_is_blank (const gchar * s)
+{
+  for (; *s != '\0'; s++) {
+    if (!g_ascii_isspace (*s))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* Detects the layout from the first bytes: '[' is LIST; '{' is JSONL when
+ * the first line alone is a complete object without "frames", else VIDEO. */
+static gboolean
+mgl_detect_format (MglBoxesFile * f, GError ** error)
+{
+  JsonParser *parser;
+  gboolean jsonl = FALSE;
+  int c;
+
+  do {
+    c = fgetc (f->fp);
+  } while (c != EOF && g_ascii_isspace (c));
+
+  if (c == EOF) {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
+        "%s: empty file", f->path);
+    return FALSE;
+  }
+  if (c == '[') {
+    f->format = MGL_BOXES_FORMAT_LIST;
+    return TRUE;
+  }
+  if (c != '{') {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
+        "malformed JSON: %s does not start with '[' or '{'", f->path);
+    return FALSE;
+  }
+
+  rewind (f->fp);
+  do {
+    if (!mgl_jsonl_read_line (f, NULL))
+      break;
+  } while (mgl_line_is_blank (f->line));
+
+  parser = json_parser_new ();
+  if (f->line != NULL && json_parser_load_from_data (parser, f->line, -1, NULL)) {
+    JsonNode *root = json_parser_get_root (parser);
+
+    jsonl = root != NULL && JSON_NODE_HOLDS_OBJECT (root)
+        && !json_object_has_member (json_node_get_object (root), "frames");
+  }
+  g_object_unref (parser);
+
+  f->format = jsonl ? MGL_BOXES_FORMAT_JSONL : MGL_BOXES_FORMAT_VIDEO;
+  return TRUE;
+}
+
+gboolean
+mgl_boxes_file_rewind (MglBoxesFile * f, GError ** error)
+{
+  g_return_val_if_fail (f != NULL, FALSE);
+
+  if (f->format != MGL_BOXES_FORMAT_JSONL)
+    return TRUE;
+
+  if (fseek (f->fp, 0, SEEK_SET) != 0) {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_IO,
+        "%s: cannot rewind: %s", f->path, g_strerror (errno));
+    return FALSE;
+  }
+  clearerr (f->fp);
+  f->lineno = 0;
+  f->have_pending = FALSE;
+  f->have_last = FALSE;
+  f->broken = FALSE;
+  return TRUE;
+}
+
+MglBoxesFile *
+mgl_boxes_file_open (const gchar * path, MglBoxesMatch match,
+    GPtrArray * warnings, GError ** error)
+{
+  MglBoxesFile *f;
+
+  g_return_val_if_fail (path != NULL, NULL);
+
+  f = g_new0 (MglBoxesFile, 1);
+  f->path = g_strdup (path);
+  f->match = match;
+  f->records = g_array_new (FALSE, FALSE, sizeof (MglRecord));
+  f->boxes = g_array_new (FALSE, FALSE, sizeof (MglDetBox));
+  f->pending_boxes = g_array_new (FALSE, FALSE, sizeof (MglDetBox));
+
+  f->fp = g_fopen (path, "rb");
+  if (f->fp == NULL) {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_IO,
+        "cannot open %s: %s", path, g_strerror (errno));
+    goto fail;
+  }
+  if (!mgl_detect_format (f, error))
+    goto fail;
+
+  if (f->format == MGL_BOXES_FORMAT_JSONL) {
+    if (!mgl_boxes_file_rewind (f, error))
+      goto fail;
+    return f;
+  }
+
+  fclose (f->fp);
+  f->fp = NULL;
+  if (match == MGL_BOXES_MATCH_PTS) {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+        "%s: the %s layout has no timestamps; use match=frame, or JSON Lines "
+        "records with a \"pts\" field", path,
+        mgl_boxes_format_to_string (f->format));
+    goto fail;
+  }
+  if (!mgl_load_whole (f, warnings, error))
+    goto fail;
+  return f;
+
+fail:
+  mgl_boxes_file_free (f);
+  return NULL;
+}
+
+void
+mgl_boxes_file_free (MglBoxesFile * f)
+{
+  if (f == NULL)
+    return;
+  if (f->fp != NULL)
+    fclose (f->fp);
+  free (f->line);               /* from getline() */
+  g_array_free (f->records, TRUE);
+  g_array_free (f->boxes, TRUE);
+  g_array_free (f->pending_boxes, TRUE);
+  g_free (f->path);
+  g_free (f);
+}
+
+MglBoxesFormat
+mgl_boxes_file_get_format (const MglBoxesFile * f)
+{
+  return f->format;
+}
+
+static gboolean
+mgl_jsonl_lookup (MglBoxesFile * f, gint64 lo, gint64 hi, GArray * out,
+    GPtrArray * warnings, GError ** error)
+{
+  if (f->broken) {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+        "%s: stopped at line %" G_GUINT64_FORMAT " after an earlier error",
+        f->path, f->lineno);
+    return FALSE;
+  }
+
+  for (;;) {
+    if (!f->have_pending) {
+      GError *err = NULL;
+
+      if (!mgl_jsonl_read_line (f, &err)) {
+        if (err != NULL) {
+          g_propagate_error (error, err);
+          f->broken = TRUE;
+          return FALSE;
+        }
+        return TRUE;            /* end of file: no more detections */
+      }
+      if (mgl_line_is_blank (f->line))
+        continue;
+      if (!mgl_jsonl_parse_line (f, warnings, error)) {
+        f->broken = TRUE;
+        return FALSE;
+      }
+      if (f->have_last && f->pending.key < f->last_key) {
+        mgl_warn (warnings, "line %" G_GUINT64_FORMAT ": %s %" G_GINT64_FORMAT
+            " comes after %" G_GINT64_FORMAT "; records must be in "
+            "increasing order, record skipped", f->lineno,
+            f->match == MGL_BOXES_MATCH_PTS ? "pts" : "frame",
+            f->pending.key, f->last_key);
+        continue;
+      }
+      f->have_last = TRUE;
+      f->last_key = f->pending.key;
+      f->have_pending = TRUE;
+    }
+
+    if (f->pending.key > hi)
+      return TRUE;              /* a later frame's: keep it */
+    if (f->pending.key >= lo)
+      g_array_append_vals (out, f->pending_boxes->data, f->pending.n);
+    f->have_pending = FALSE;
+  }
+}
+
+gboolean
+mgl_boxes_file_lookup (MglBoxesFile * f, gint64 lo, gint64 hi, GArray * out,
+    GPtrArray * warnings, GError ** error)
+{
+  guint a, b;
+
+  g_return_val_if_fail (f != NULL && out != NULL, FALSE);
+
+  if (hi < lo)
+    return TRUE;
+  if (f->format == MGL_BOXES_FORMAT_JSONL)
+    return mgl_jsonl_lookup (f, lo, hi, out, warnings, error);
+
+  /* first record with key >= lo */
+  a = 0;
+  b = f->records->len;
+  while (a < b) {
+    guint mid = a + (b - a) / 2;
+
+    if (g_array_index (f->records, MglRecord, mid).key < lo)
+      a = mid + 1;
+    else
+      b = mid;
+  }
+  for (; a < f->records->len; a++) {
+    const MglRecord *r = &g_array_index (f->records, MglRecord, a);
+
+    if (r->key > hi)
+      break;
+    g_array_append_vals (out, &g_array_index (f->boxes, MglDetBox, r->first),
+        r->n);
+  }
+  return TRUE;
+}
