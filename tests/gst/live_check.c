@@ -4,6 +4,8 @@
  * Prints one JSON line with the figures; exit 1 on any late/dropped frame. */
 #include <gst/gst.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static guint64 handoffs, results;
 
@@ -24,6 +26,10 @@ main (int argc, char **argv)
   gboolean eos = FALSE, failed = FALSE;
   const gchar *model = argc > 1 ? argv[1] : NULL;
   gint frames = argc > 2 ? atoi (argv[2]) : 300;
+  /* "latest" (default): every frame sampled, frames never wait; "exact": every
+   * 10th frame held for its answer, with exact-latency reported upstream and
+   * honoured by the synchronised sink */
+  gboolean exact = argc > 3 && !strcmp (argv[3], "exact");
   gchar *desc;
   GstStructure *st = NULL;
   gint64 t0;
@@ -31,9 +37,11 @@ main (int argc, char **argv)
   gst_init (&argc, &argv);
   desc = g_strdup_printf ("videotestsrc is-live=true num-buffers=%d ! "
       "video/x-raw,width=320,height=240,framerate=30/1 ! "
-      "mgllavafilter name=f model=%s interval=1 attach-mode=latest "
-      "max-new-tokens=8 ! fakesink name=s sync=true qos=true "
-      "max-lateness=20000000 signal-handoffs=true", frames, model);
+      "mgllavafilter name=f model=%s %s max-new-tokens=8 ! queue max-size-buffers=0 "
+      "max-size-time=0 max-size-bytes=0 ! fakesink name=s sync=true qos=true "
+      "max-lateness=20000000 signal-handoffs=true", frames, model,
+      exact ? "interval=10 attach-mode=exact exact-latency=1000000000" :
+      "interval=1 attach-mode=latest");
   pipe = gst_parse_launch (desc, &err);
   g_free (desc);
   if (!pipe) {
@@ -91,6 +99,8 @@ main (int argc, char **argv)
   gst_object_unref (pipe);
   if (failed || handoffs != (guint64) frames || qos_msgs != 0)
     return 1;
+  if (exact)                   /* every held frame got its own answer in time */
+    return done == sampled && done > 0 ? 0 : 1;
   /* inference must really be slower than real time for this to mean anything */
   if (done >= sampled)
     return 1;

@@ -76,5 +76,24 @@ echo "$out" | grep -q 'Could not load MG-LLaVA model "/nonexistent"' && ok "bad 
 out=$(timeout 60 gst-launch-1.0 videotestsrc num-buffers=2 ! mgllavajson location=/nonexistent/dir/x.json ! fakesink 2>&1)
 echo "$out" | grep -q '/nonexistent/dir/x.json' && ok "bad json location: error names it" || bad "bad json location: $out"
 
+# 7. a real upstream producer of ROI metas: cvtracker following videotestsrc's ball
+if gst-inspect-1.0 cvtracker >/dev/null 2>&1; then
+    if launch videotestsrc pattern=ball num-buffers=20 ! video/x-raw,format=RGB,width=320,height=240 ! \
+        cvtracker object-initial-x=140 object-initial-y=100 object-initial-width=40 object-initial-height=40 ! \
+        mgllavafilter model="$M" interval=5 attach-mode=exact max-new-tokens=2 ! \
+        mgllavajson location="$tmp/e.json" ! fakesink >"$tmp/out" 2>&1 &&
+        python3 - "$tmp/e.json" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+answered = [d for d in lines if d["results"]]
+assert len(answered) == 4, len(answered)
+# from its second frame on, the tracker's box reaches the model as the object token
+assert all(d["objects"] and d["results"][0]["n_objects"] == len(d["objects"]) for d in answered[1:]), answered
+PY
+    then ok "cvtracker ROI metas reach mgllavafilter"; else bad "cvtracker pipeline: $(tail -3 "$tmp/out")"; fi
+else
+    echo "skip cvtracker pipeline (gstreamer1.0-opencv not installed)"
+fi
+
 echo "$fails failure(s)"
 [ $fails -eq 0 ]

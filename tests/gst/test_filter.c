@@ -509,6 +509,31 @@ GST_START_TEST (test_prompt_change_while_playing)
 
 GST_END_TEST;
 
+GST_START_TEST (test_qos_skips_late_frames)
+{
+  GstHarness *hh = make_harness ("attach-mode=exact interval=1", 64, 48, "RGB");
+  GstBuffer *out;
+  guint64 i;
+
+  gst_harness_push (hh, make_frame (64, 48, 0));
+  gst_buffer_unref (gst_harness_pull (hh));
+  /* downstream says: everything before 10 s is late */
+  fail_unless (gst_harness_push_upstream_event (hh,
+          gst_event_new_qos (GST_QOS_TYPE_UNDERFLOW, 2.0, GST_SECOND,
+              9 * GST_SECOND)));
+  for (i = 1; i < 5; i++) {
+    gst_harness_push (hh, make_frame (64, 48, i));      /* pts < 1 s: late */
+    out = gst_harness_pull (hh);                        /* passed on, not dropped */
+    fail_unless_equals_int (count_results (out, NULL), 0);
+    gst_buffer_unref (out);
+  }
+  fail_unless_equals_uint64 (stat (hh, "late"), 4);
+  fail_unless_equals_uint64 (stat (hh, "sampled"), 1);
+  gst_harness_teardown (hh);
+}
+
+GST_END_TEST;
+
 static Suite *
 filter_suite (void)
 {
@@ -529,6 +554,7 @@ filter_suite (void)
   tcase_add_test (tc, test_latency_query);
   tcase_add_test (tc, test_errors);
   tcase_add_test (tc, test_prompt_change_while_playing);
+  tcase_add_test (tc, test_qos_skips_late_frames);
   return s;
 }
 
