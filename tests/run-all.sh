@@ -9,7 +9,7 @@ ROOT=$PWD
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
 
-PKGS="meson ninja-build pkg-config gcc libc6-dev python3 libglib2.0-dev libjson-glib-dev libopenblas-openmp-dev
+PKGS="meson ninja-build pkg-config gcc libc6-dev python3 libglib2.0-dev libjson-glib-dev libopenblas-dev
       libpng-dev libjpeg-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
       gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-x gstreamer1.0-opencv sentencepiece"
 if [ -z "${MGL_SKIP_APT:-}" ]; then
