@@ -38,6 +38,9 @@
 #include "gstmglroi.h"
 
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 GST_DEBUG_CATEGORY_STATIC (gst_mgllava_filter_debug);
 #define GST_CAT_DEFAULT gst_mgllava_filter_debug
@@ -295,6 +298,12 @@ static gpointer
 gst_mgllava_filter_worker (gpointer data)
 {
   GstMgllavaFilter *self = data;
+
+  /* Inference yields the CPU to the streaming threads: on a busy machine the
+   * frames keep their pace and the answers come a little later. The engine's
+   * compute threads are created from here and inherit this. */
+  if (setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), 10) != 0)
+    GST_DEBUG_OBJECT (self, "could not lower the worker's priority");
 
   g_mutex_lock (&self->lock);
   for (;;) {
