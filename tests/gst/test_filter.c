@@ -534,6 +534,34 @@ GST_START_TEST (test_qos_skips_late_frames)
 
 GST_END_TEST;
 
+GST_START_TEST (test_bad_frames)
+{
+  GstHarness *hh = make_harness ("attach-mode=exact interval=1", 64, 48, "RGB");
+  GstBuffer *out;
+
+  /* a buffer too small for its caps: a warning, the frame still flows */
+  fail_unless_equals_int (gst_harness_push (hh, gst_buffer_new_allocate (NULL,
+              10, NULL)), GST_FLOW_OK);
+  out = gst_harness_pull (hh);
+  fail_unless_equals_int (count_results (out, NULL), 0);
+  gst_buffer_unref (out);
+  fail_unless_equals_int (gst_harness_push (hh, make_frame (64, 48, 1)),
+      GST_FLOW_OK);
+  out = gst_harness_pull (hh);
+  fail_unless_equals_int (count_results (out, NULL), 1);
+  gst_buffer_unref (out);
+  gst_harness_teardown (hh);
+
+  /* zero-sized frames are refused at negotiation, not crashed on */
+  hh = make_harness ("interval=1", 64, 48, "RGB");
+  gst_harness_set_src_caps_str (hh,
+      "video/x-raw,format=RGB,width=0,height=0,framerate=30/1");
+  fail_if (gst_harness_push (hh, gst_buffer_new ()) == GST_FLOW_OK);
+  gst_harness_teardown (hh);
+}
+
+GST_END_TEST;
+
 static Suite *
 filter_suite (void)
 {
@@ -555,6 +583,7 @@ filter_suite (void)
   tcase_add_test (tc, test_errors);
   tcase_add_test (tc, test_prompt_change_while_playing);
   tcase_add_test (tc, test_qos_skips_late_frames);
+  tcase_add_test (tc, test_bad_frames);
   return s;
 }
 

@@ -6,6 +6,7 @@
 
 #include <glib.h>
 #include <math.h>
+#include <unistd.h>
 
 static MglModel* model;
 static MglCtx* ctx;
@@ -156,6 +157,39 @@ int main(void) {
     CHECK_MSG(tm.n_objects >= 1 && tm.n_objects <= 100, "%d objects", tm.n_objects);
     free(text);
     free(many);
+
+    /* a weight file truncated on disk after loading: a clear error, not SIGBUS */
+    {
+        char* tmp = g_dir_make_tmp("mgl-api-XXXXXX", NULL);
+        char* parent = g_path_get_dirname(path);
+        char* cmd = g_strdup_printf("cp -r '%s'/. '%s'", parent, tmp);
+        REQUIRE(system(cmd) == 0);
+        g_free(cmd);
+        char* mdir = g_build_filename(tmp, "tiny-llama3", NULL);
+        char* pth = g_build_filename(mdir, "iter_10.pth", NULL);
+        MglModel* m3 = NULL;
+        MglCtx* c3 = NULL;
+        REQUIRE(mgl_model_load(mdir, NULL, &m3, &err) == MGL_OK);
+        REQUIRE(mgl_ctx_new(m3, &c3, &err) == MGL_OK);
+        CHECK(mgl_generate(c3, &img, NULL, 0, "hi", NULL, &text, NULL, NULL, NULL, &err) == MGL_OK);
+        free(text);
+        REQUIRE(truncate(pth, 1000) == 0);
+        text = NULL;
+        MglStatus st = mgl_generate(c3, &img, NULL, 0, "hi", NULL, &text, NULL, NULL, NULL, &err);
+        CHECK_MSG(st == MGL_E_IO && strstr(err.msg, "iter_10.pth") && strstr(err.msg, "changed on disk"), "%d %s", st,
+                  err.msg);
+        printf("  expected error: %s\n", err.msg);
+        CHECK(text == NULL);
+        mgl_ctx_free(c3);
+        mgl_model_free(m3);
+        cmd = g_strdup_printf("rm -rf '%s'", tmp);
+        CHECK(system(cmd) == 0);
+        g_free(cmd);
+        g_free(pth);
+        g_free(mdir);
+        g_free(parent);
+        g_free(tmp);
+    }
 
     /* model loading errors */
     MglModel* m2 = NULL;
