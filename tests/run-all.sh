@@ -34,13 +34,14 @@ grep -E 'CUDA backend' build-test.log
 ninja -C build-test >>build-test.log 2>&1 || { tail -40 build-test.log; fail_setup "build failed"; }
 meson test -C build-test --print-errorlogs --num-processes 2 2>&1 | tail -25
 
-echo "== AddressSanitizer + UBSan build (engine, tokenizers, checkpoints, CLI)"
+echo "== AddressSanitizer + UBSan build (engine, tokenizers, checkpoints, CLI, elements, stress)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 meson setup build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
     -Dcuda=disabled >build-asan.log 2>&1 || { tail -30 build-asan.log; fail_setup "meson setup (asan) failed"; }
 ninja -C build-asan >>build-asan.log 2>&1 || { tail -40 build-asan.log; fail_setup "asan build failed"; }
 meson test -C build-asan --print-errorlogs --num-processes 2 --suite unit --suite tokenizer --suite torch --suite cli --suite golden \
+    --suite gst --suite detectors --suite stress \
     2>&1 | tail -25
 
 python3 - "$ROOT/build-test/meson-logs/testlog.json" "$ROOT/build-asan/meson-logs/testlog.json" <<'PY'

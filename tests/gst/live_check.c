@@ -2,6 +2,7 @@
  * sampled) into a synchronised sink that drops anything more than 20 ms late:
  * inference is slower than real time, yet no frame may be late or dropped.
  * Prints one JSON line with the figures; exit 1 on any late/dropped frame. */
+#include "gst-asan.h"
 #include <gst/gst.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,7 @@
 /* mgllavafilter with GstHarness on the tiny models: both attach modes,
  * sampling, drop policies, ROI metas in, label filters, caps changes,
  * flushing, EOS draining, state cycles, the text pad, latency, and errors. */
+#include "gst-asan.h"
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>

@@ -11,6 +11,7 @@
  *                                   for garbage between runs: warnings or errors, never a crash
  *
  * Each prints one JSON line with its figures and exits 1 when a check fails. */
+#include "../gst/gst-asan.h"
 #include <gst/gst.h>
 #include <gst/app/gstappsrc.h>
 #include <gst/video/video.h>
