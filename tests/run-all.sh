@@ -11,7 +11,7 @@ SUDO=""
 
 PKGS="meson ninja-build pkg-config gcc libc6-dev python3 libglib2.0-dev libjson-glib-dev libopenblas-dev
       libpng-dev libjpeg-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
-      gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-x gstreamer1.0-opencv sentencepiece"
+      gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-x gstreamer1.0-opencv sentencepiece valgrind"
 if [ -z "${MGL_SKIP_APT:-}" ]; then
     echo "== installing build dependencies (apt)"
     $SUDO apt-get update -q >/tmp/mgllava-apt.log 2>&1
@@ -32,7 +32,7 @@ rm -rf build-test build-asan
 meson setup build-test --buildtype=release >build-test.log 2>&1 || { tail -30 build-test.log; fail_setup "meson setup failed"; }
 grep -E 'CUDA backend' build-test.log
 ninja -C build-test >>build-test.log 2>&1 || { tail -40 build-test.log; fail_setup "build failed"; }
-meson test -C build-test --print-errorlogs --num-processes 2 2>&1 | tail -25
+meson test -C build-test --print-errorlogs --num-processes 2 2>&1 | tail -40
 
 echo "== AddressSanitizer + UBSan build (engine, tokenizers, checkpoints, CLI, elements, stress)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
