@@ -4,7 +4,7 @@
 # runs them once over tests/fuzz/regressions + corpus (meson test --suite fuzz),
 # then fuzzes each for SECONDS_PER_TARGET (default 30) with run.sh.
 # Skips (exit 0) when clang or libFuzzer is missing; non-zero on any failure.
-# Needs: apt-get install -y clang libclang-rt-14-dev libomp-14-dev
+# Needs: apt-get install -y clang libclang-rt-14-dev
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-30}"

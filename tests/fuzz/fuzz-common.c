@@ -140,19 +140,39 @@ void fuzz_touch_tensors(const MglTensorSet* set) {
     }
 }
 
-/* ---- mmap/munmap wrappers (linked with -Wl,--wrap=mmap,--wrap=munmap) ---- */
+/* ---- mmap/munmap wrappers (-Wl,--wrap=mmap,--wrap=mmap64,--wrap=munmap) ----
+ * With -D_FILE_OFFSET_BITS=64 (meson's default) glibc redirects mmap to
+ * mmap64, so both names are wrapped. */
 
 void* __real_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off);
+void* __real_mmap64(void* addr, size_t len, int prot, int flags, int fd, off_t off);
 int   __real_munmap(void* addr, size_t len);
+void* __wrap_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off);
+void* __wrap_mmap64(void* addr, size_t len, int prot, int flags, int fd, off_t off);
+int   __wrap_munmap(void* addr, size_t len);
 
 typedef struct Copy { void* p; size_t len; struct Copy* next; } Copy;
 static Copy* g_copies;
 static pthread_mutex_t g_copies_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static bool copy_instead(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
+    return !addr && prot == PROT_READ && (flags & MAP_PRIVATE) && fd >= 0 && off == 0 && len > 0 &&
+           !getenv("MGL_FUZZ_REAL_MMAP");
+}
+
+static void* heap_copy(size_t len, int fd);
+
 void* __wrap_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
-    if (addr || prot != PROT_READ || !(flags & MAP_PRIVATE) || fd < 0 || off != 0 || len == 0 ||
-        getenv("MGL_FUZZ_REAL_MMAP"))
-        return __real_mmap(addr, len, prot, flags, fd, off);
+    if (!copy_instead(addr, len, prot, flags, fd, off)) return __real_mmap(addr, len, prot, flags, fd, off);
+    return heap_copy(len, fd);
+}
+
+void* __wrap_mmap64(void* addr, size_t len, int prot, int flags, int fd, off_t off) {
+    if (!copy_instead(addr, len, prot, flags, fd, off)) return __real_mmap64(addr, len, prot, flags, fd, off);
+    return heap_copy(len, fd);
+}
+
+static void* heap_copy(size_t len, int fd) {
     Copy* c = malloc(sizeof *c);
     uint8_t* buf = malloc(len);
     if (!c || !buf) {

@@ -16,30 +16,40 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 fail=0
+run() {   # run LOG FILES...: the harness once over each file
+  local log="$1"; shift
+  "$exe" -rss_limit_mb=2048 -timeout=10 -artifact_prefix="$tmp/" "$@" > "$log" 2>&1
+}
 for exe in "$build"/fuzz_*; do
   [ -f "$exe" ] && [ -x "$exe" ] || continue
   t="$(basename "$exe")"
-  files=()
-  for d in "$here/regressions/$t" "$here/corpus/$t"; do
-    [ -d "$d" ] || continue
-    while IFS= read -r -d '' f; do files+=("$f"); done < <(find "$d" -type f ! -name '*.md' ! -name '.gitkeep' -print0 | sort -z)
-  done
-  if [ "${#files[@]}" -eq 0 ]; then
-    echo "$t: no inputs"
-    continue
+  # regressions one by one, so that each open bug is reported
+  n_reg=0
+  if [ -d "$here/regressions/$t" ]; then
+    while IFS= read -r -d '' f; do
+      n_reg=$((n_reg + 1))
+      if ! run "$tmp/$t.log" "$f"; then
+        echo "$t: FAILED on regressions/$t/$(basename "$f"):"
+        grep -m3 -E "ERROR: |SUMMARY|runtime error|^fuzz_[a-z_]*: |^fuzz harness: " "$tmp/$t.log" | cut -c1-200
+        fail=1
+      fi
+    done < <(find "$here/regressions/$t" -type f ! -name '*.md' ! -name '.gitkeep' -print0 | sort -z)
   fi
-  # In chunks, so that the command line stays short.
+  # the seed corpus in chunks (libFuzzer stops at the first failing file)
+  files=()
+  if [ -d "$here/corpus/$t" ]; then
+    while IFS= read -r -d '' f; do files+=("$f"); done < <(find "$here/corpus/$t" -type f -print0 | sort -z)
+  fi
   rc=0
   for ((i = 0; i < ${#files[@]}; i += 200)); do
-    "$exe" -rss_limit_mb=2048 -timeout=10 -artifact_prefix="$tmp/" "${files[@]:i:200}" > "$tmp/$t.log" 2>&1 || rc=$?
-    if [ "$rc" -ne 0 ]; then break; fi
+    run "$tmp/$t.log" "${files[@]:i:200}" || { rc=$?; break; }
   done
   if [ "$rc" -ne 0 ]; then
-    echo "$t: FAILED (exit $rc) on ${#files[@]} inputs; log tail:"
-    grep -E "Running: |ERROR|SUMMARY|runtime error|fuzz_[a-z_]*: " "$tmp/$t.log" | tail -n 15
+    echo "$t: FAILED on the seed corpus:"
+    grep -m1 -E "Running: " "$tmp/$t.log" | tail -n1
+    grep -m3 -E "ERROR: |SUMMARY|runtime error|^fuzz_[a-z_]*: |^fuzz harness: " "$tmp/$t.log" | cut -c1-200
     fail=1
-  else
-    echo "$t: ok, ${#files[@]} inputs"
   fi
+  echo "$t: $n_reg regression inputs, ${#files[@]} seed inputs run"
 done
 exit $fail

@@ -79,7 +79,7 @@ for t in "${targets[@]}"; do
   crashes="$(find "$work/crashes" -type f | wc -l)"
   res=ok
   if [ "$rc" != 0 ] || [ "$crashes" != 0 ]; then
-    res="FAILED (exit $rc): $(grep -m1 -E 'ERROR: |runtime error|fuzz_[a-z_]*: ' "$log" | cut -c1-120)"
+    res="FAILED (exit $rc): $(grep -m1 -E 'ERROR: |runtime error|^fuzz_[a-z_]*: |^fuzz harness: ' "$log" | cut -c1-120)"
     for f in "$work"/crashes/*; do [ -f "$f" ] && res="$res; input: $f"; done
     fail=1
   fi

@@ -563,6 +563,54 @@ GST_START_TEST (test_bad_frames)
 
 GST_END_TEST;
 
+GST_START_TEST (test_interval_time_and_sampling)
+{
+  /* one sample per 100 ms of running time at 30 fps: frames 0, 3, 6, 9 (100 ms = 3 frames) */
+  GstHarness *hh = make_harness ("attach-mode=exact interval=1000 "
+      "interval-time=100000000 max-new-tokens=1", 64, 48, "RGB");
+  guint64 i, answered = 0;
+
+  for (i = 0; i < 10; i++) {
+    GstBuffer *out;
+    GstMgllavaResultMeta *m = NULL;
+
+    gst_harness_push (hh, make_frame (64, 48, i));
+    out = gst_harness_pull (hh);
+    if (count_results (out, &m)) {
+      fail_unless_equals_uint64 (m->source_frame, answered * 3);
+      fail_unless_equals_int (m->n_tokens, 1);  /* max-new-tokens */
+      answered++;
+    }
+    gst_buffer_unref (out);
+  }
+  fail_unless_equals_uint64 (answered, 4);
+  gst_harness_teardown (hh);
+
+  /* seeded sampling is reproducible: two elements, same seed, same frame, same text */
+  {
+    gchar *texts[2];
+    gint k;
+    for (k = 0; k < 2; k++) {
+      GstHarness *h2 = make_harness ("attach-mode=exact interval=1 temperature=1.5 "
+          "top-p=0.9 top-k=50 seed=7", 64, 48, "RGB");
+      GstBuffer *out;
+      GstMgllavaResultMeta *m = NULL;
+
+      gst_harness_push (h2, make_frame (64, 48, 3));
+      out = gst_harness_pull (h2);
+      fail_unless_equals_int (count_results (out, &m), 1);
+      texts[k] = g_strdup (m->text);
+      gst_buffer_unref (out);
+      gst_harness_teardown (h2);
+    }
+    fail_unless_equals_string (texts[0], texts[1]);
+    g_free (texts[0]);
+    g_free (texts[1]);
+  }
+}
+
+GST_END_TEST;
+
 static Suite *
 filter_suite (void)
 {
@@ -585,6 +633,7 @@ filter_suite (void)
   tcase_add_test (tc, test_prompt_change_while_playing);
   tcase_add_test (tc, test_qos_skips_late_frames);
   tcase_add_test (tc, test_bad_frames);
+  tcase_add_test (tc, test_interval_time_and_sampling);
   return s;
 }
 
