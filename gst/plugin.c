@@ -6,6 +6,7 @@
 #include "gstmgllavafilter.h"
 
 GST_ELEMENT_REGISTER_DECLARE (mgllavajson);
+GST_ELEMENT_REGISTER_DECLARE (mgllavascenesrc);
 
 static gboolean
 plugin_init (GstPlugin * plugin)
@@ -14,9 +15,10 @@ plugin_init (GstPlugin * plugin)
 
   ret |= GST_ELEMENT_REGISTER (mgllavafilter, plugin);
   ret |= GST_ELEMENT_REGISTER (mgllavajson, plugin);
+  ret |= GST_ELEMENT_REGISTER (mgllavascenesrc, plugin);
   return ret;
 }
 
 GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, mgllava,
-    "MG-LLaVA multimodal LLM inference on video", plugin_init, "0.1.0", "MIT",
+    "MG-LLaVA multimodal LLM inference on video", plugin_init, "0.1.0", "MIT/X11",
     "mgllava", "mgllava source tree")

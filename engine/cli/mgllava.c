@@ -12,11 +12,13 @@
 #include "mgl-internal.h"
 #include "mgl-json.h"
 #include "mgl-bench.h"
+#include "mgl-scenes.h"
 #include "mgl-image.h"
 #include "mgl-model.h"
 #include "mgl-model-files.h"
 
 #include <glib.h>
+#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +58,8 @@ static void usage(FILE* f) {
           "                                                phi3-mini llama3-8b mgllava-7b\n"
           "             --preset NAME --save DIR [--tokenizer DIR]   write the preset as a packed model folder\n"
           "             --model PATH [--gen-tokens N]          load from disk, time one frame, peak RSS vs file size\n"
+          "  scenes     --count N --out DIR [--seed S] [--width W] [--height H] [--min-objects N] [--max-objects N]\n"
+          "                                                synthetic scenes: PNG + ground-truth JSON per scene\n"
           "  version\n",
           f);
 }
@@ -668,6 +672,62 @@ static int cmd_bench(int argc, char** argv) {
     return 0;
 }
 
+/* `scenes`: the synthetic scene renderer writing PNG + ground-truth JSON. */
+static int cmd_scenes(int argc, char** argv) {
+    Opt o[] = {{"--count", true}, {"--seed", true}, {"--out", true}, {"--width", true}, {"--height", true},
+               {"--min-objects", true}, {"--max-objects", true}};
+    if (parse_opts(argc, argv, o, 7)) return 1;
+    if (!o[0].value || !o[2].value) return usage_error("%s: --count N and --out DIR are required", "scenes");
+    double count, seed = 0, w = 640, h = 480, mn = 1, mx = 6;
+    if (!parse_num(o[0].value, 1, 1e7, &count)) return usage_error("--count '%s'", o[0].value);
+    if (o[1].value && !parse_num(o[1].value, 0, 1.8e19, &seed)) return usage_error("--seed '%s'", o[1].value);
+    if (o[3].value && !parse_num(o[3].value, 64, 8192, &w)) return usage_error("--width '%s': 64..8192", o[3].value);
+    if (o[4].value && !parse_num(o[4].value, 64, 8192, &h)) return usage_error("--height '%s': 64..8192", o[4].value);
+    if (o[5].value && !parse_num(o[5].value, 1, MGL_SCENE_MAX_OBJECTS, &mn)) return usage_error("--min-objects '%s'", o[5].value);
+    if (o[6].value && !parse_num(o[6].value, mn, MGL_SCENE_MAX_OBJECTS, &mx)) return usage_error("--max-objects '%s'", o[6].value);
+    if (g_mkdir_with_parents(o[2].value, 0755) != 0) {
+        MglErr e;
+        mgl_err(&e, MGL_E_IO, "%s: cannot create folder", o[2].value);
+        return fail(&e);
+    }
+    int W = (int)w, H = (int)h;
+    uint8_t* px = malloc((size_t)W * H * 3);
+    for (long i = 0; i < (long)count; i++) {
+        MglScene sc;
+        mgl_scene_make(&sc, W, H, (uint64_t)seed, (int)i, (int)mn, (int)mx);
+        /* a different moment of each scene's motion */
+        int t = (int)((i * 7919) % 600);
+        mgl_scene_render(&sc, t, px, W * 3, 3, false);
+        char* png = g_strdup_printf("%s/scene_%06ld.png", o[2].value, i);
+        char* js = g_strdup_printf("%s/scene_%06ld.json", o[2].value, i);
+        png_image im;
+        memset(&im, 0, sizeof im);
+        im.version = PNG_IMAGE_VERSION;
+        im.width = (png_uint_32)W;
+        im.height = (png_uint_32)H;
+        im.format = PNG_FORMAT_RGB;
+        int ok = png_image_write_to_file(&im, png, 0, px, W * 3, NULL);
+        char* truth = mgl_scene_truth_json(&sc, t, -1);
+        GError* ge = NULL;
+        if (ok) ok = g_file_set_contents(js, truth, -1, &ge);
+        free(truth);
+        if (!ok) {
+            MglErr e;
+            mgl_err(&e, MGL_E_IO, "%s: cannot write%s%s", ge ? js : png, ge ? ": " : "", ge ? ge->message : "");
+            g_clear_error(&ge);
+            g_free(png);
+            g_free(js);
+            free(px);
+            return fail(&e);
+        }
+        g_free(png);
+        g_free(js);
+    }
+    free(px);
+    printf("wrote %ld scenes to %s\n", (long)count, o[2].value);
+    return 0;
+}
+
 int main(int argc, char** argv) {
     if (argc < 2) {
         usage(stderr);
@@ -680,6 +740,7 @@ int main(int argc, char** argv) {
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 2, argv + 2);
     if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2, false);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(cmd, "scenes")) return cmd_scenes(argc - 2, argv + 2);
     if (!strcmp(cmd, "dump")) return cmd_run(argc - 2, argv + 2, true);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("mgllava %s\n", mgl_version());
