@@ -1,6 +1,6 @@
 #!/bin/bash
 # Demo: set up a fresh Debian 12 machine, build, and caption a video stream.
-#   videotestsrc ! mgllavafilter ! mgllavajson location=- ! fakesink
+#   mgllavascenesrc ! mgllavablobdetect ! mgllavafilter ! mgllavajson location=- ! fakesink
 # The model is a tiny random-weight MG-LLaVA stored in the official file
 # layouts (HF CLIP folder, OpenCLIP ConvNeXt .bin, MG-LLaVA .pth, HF LLM
 # folder, mgllava.json): every stage runs, but its answers are noise. The
@@ -25,7 +25,8 @@ MODEL=${MODEL:-tests/fixtures/models/tiny-llama3}
 
 echo "== mgllava inspect --model $MODEL"
 build-demo/engine/mgllava inspect --model "$MODEL" | grep -E '^(model|template|clip|convnext|llm|total|status)'
-echo "== captions as they come (one JSON line per answered frame)"
-gst-launch-1.0 -q videotestsrc num-buffers=90 pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+echo "== synthetic scenes -> blob detector -> MG-LLaVA; one JSON line per answered frame"
+gst-launch-1.0 -q mgllavascenesrc num-buffers=90 seed=1 scene-frames=30 ! \
+    mgllavablobdetect ! \
     mgllavafilter model="$MODEL" prompt="Describe the image." interval=15 attach-mode=exact max-new-tokens=12 ! \
     mgllavajson location=- skip-empty=true ! fakesink
