@@ -277,6 +277,36 @@ mgl_record_compare (gconstpointer a, gconstpointer b)
   return (ra->first > rb->first) - (ra->first < rb->first);
 }
 
+/* json-glib parses recursively: a hostile file nested a hundred thousand
+ * levels deep would exhaust the stack, so nesting is bounded first. */
+#define MGL_BOXES_MAX_DEPTH 64
+
+static gboolean
+mgl_json_depth_ok (const gchar * data, gsize len)
+{
+  gint depth = 0;
+  gboolean in_str = FALSE;
+  gsize i;
+
+  for (i = 0; i < len && data[i]; i++) {
+    gchar c = data[i];
+    if (in_str) {
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_str = FALSE;
+    } else if (c == '"') {
+      in_str = TRUE;
+    } else if (c == '[' || c == '{') {
+      if (++depth > MGL_BOXES_MAX_DEPTH)
+        return FALSE;
+    } else if (c == ']' || c == '}') {
+      depth--;
+    }
+  }
+  return TRUE;
+}
+
 static gboolean
 mgl_load_whole (MglBoxesFile * f, GPtrArray * warnings, GError ** error)
 {
@@ -287,11 +317,30 @@ mgl_load_whole (MglBoxesFile * f, GPtrArray * warnings, GError ** error)
   gboolean ok = FALSE;
   guint i, n;
 
-  if (!json_parser_load_from_file (parser, f->path, &err)) {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
-        "malformed JSON: %s", err->message);
-    g_clear_error (&err);
-    goto out;
+  {
+    gchar *text = NULL;
+    gsize len = 0;
+
+    if (!g_file_get_contents (f->path, &text, &len, &err)) {
+      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
+          "cannot read: %s", err->message);
+      g_clear_error (&err);
+      goto out;
+    }
+    if (!mgl_json_depth_ok (text, len)) {
+      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
+          "malformed JSON: nested deeper than %d levels", MGL_BOXES_MAX_DEPTH);
+      g_free (text);
+      goto out;
+    }
+    if (!json_parser_load_from_data (parser, text, (gssize) len, &err)) {
+      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
+          "malformed JSON: %s", err->message);
+      g_clear_error (&err);
+      g_free (text);
+      goto out;
+    }
+    g_free (text);
   }
   root = json_parser_get_root (parser);
 
@@ -399,6 +448,12 @@ mgl_jsonl_parse_line (MglBoxesFile * f, GPtrArray * warnings, GError ** error)
 
   g_snprintf (where, sizeof (where), "line %" G_GUINT64_FORMAT, f->lineno);
 
+  if (!mgl_json_depth_ok (f->line, strlen (f->line))) {
+    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
+        "%s: malformed JSON: nested deeper than %d levels", where,
+        MGL_BOXES_MAX_DEPTH);
+    goto out;
+  }
   if (!json_parser_load_from_data (parser, f->line, -1, &err)) {
     g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
         "%s: malformed JSON: %s", where, err->message);
@@ -481,7 +536,8 @@ mgl_detect_format (MglBoxesFile * f, GError ** error)
   } while (mgl_line_is_blank (f->line));
 
   parser = json_parser_new ();
-  if (f->line != NULL && json_parser_load_from_data (parser, f->line, -1, NULL)) {
+  if (f->line != NULL && mgl_json_depth_ok (f->line, strlen (f->line))
+      && json_parser_load_from_data (parser, f->line, -1, NULL)) {
     JsonNode *root = json_parser_get_root (parser);
 
     jsonl = root != NULL && JSON_NODE_HOLDS_OBJECT (root)

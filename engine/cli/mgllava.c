@@ -157,7 +157,8 @@ static int cmd_detokenize(int argc, char** argv) {
     int rc = 1;
     int32_t* ids = NULL;
     MglTokenizer* tok = NULL;
-    if (!g_utf8_validate(text, (gssize)len, NULL) || !json_parser_load_from_data(p, text, (gssize)len, &ge)) {
+    if (!g_utf8_validate(text, (gssize)len, NULL) || !mgl_json_depth_ok(text, len, MGL_JSON_MAX_DEPTH) ||
+        !json_parser_load_from_data(p, text, (gssize)len, &ge)) {
         mgl_err(&err, MGL_E_INVALID, "stdin: not a JSON array of token ids%s%s", ge ? ": " : "", ge ? ge->message : "");
         g_clear_error(&ge);
         goto out;
@@ -315,7 +316,8 @@ static MglStatus load_boxes(const char* path, Boxes* out, MglErr* err) {
     JsonParser* p = json_parser_new_immutable();
     GError* ge = NULL;
     MglStatus st = MGL_OK;
-    if (!g_utf8_validate(data, (gssize)len, NULL) || !json_parser_load_from_data(p, data, (gssize)len, &ge)) {
+    if (!g_utf8_validate(data, (gssize)len, NULL) || !mgl_json_depth_ok(data, len, MGL_JSON_MAX_DEPTH) ||
+        !json_parser_load_from_data(p, data, (gssize)len, &ge)) {
         st = mgl_err(err, MGL_E_FORMAT, "%s: invalid JSON%s%s", path, ge ? ": " : "", ge ? ge->message : "");
         g_clear_error(&ge);
         goto done;

@@ -296,8 +296,11 @@ void mgl_convert_floats(const void* src, MglDType st, void* dst, MglDType dt, si
 /* ---- tensors ---------------------------------------------------------- */
 
 int64_t mgl_tensor_numel(const MglTensor* t) {
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] == 0) return 0;
     int64_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    for (int i = 0; i < t->ndim; i++)
+        if (__builtin_mul_overflow(n, t->shape[i], &n)) return INT64_MAX; /* loaders reject such shapes first */
     return n;
 }
 

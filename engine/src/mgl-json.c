@@ -4,11 +4,30 @@
 #include <math.h>
 #include <string.h>
 
+bool mgl_json_depth_ok(const char* data, size_t len, int max_depth) {
+    int depth = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = data[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = false;
+        } else if (c == '"') in_str = true;
+        else if (c == '[' || c == '{') {
+            if (++depth > max_depth) return false;
+        } else if (c == ']' || c == '}') depth--;
+    }
+    return true;
+}
+
 MglStatus mgl_json_parse_object(const char* what, const char* data, size_t len, JsonParser** parser,
                                 JsonObject** root, MglErr* err) {
     *parser = NULL;
     *root = NULL;
     if (len > (size_t)G_MAXSSIZE) return mgl_err(err, MGL_E_FORMAT, "%s: too large", what);
+    /* json-glib parses recursively: refuse nesting a hostile file could use to exhaust the stack */
+    if (!mgl_json_depth_ok(data, len, MGL_JSON_MAX_DEPTH))
+        return mgl_err(err, MGL_E_FORMAT, "%s: JSON nested deeper than %d levels", what, MGL_JSON_MAX_DEPTH);
     if (!g_utf8_validate(data, (gssize)len, NULL))
         return mgl_err(err, MGL_E_FORMAT, "%s: not valid UTF-8 JSON", what);
     JsonParser* p = json_parser_new_immutable();

@@ -5,6 +5,11 @@
 #include "mgl-internal.h"
 #include <json-glib/json-glib.h>
 
+#define MGL_JSON_MAX_DEPTH 256
+
+/* False when brackets/braces (outside strings) nest deeper than max_depth. */
+bool mgl_json_depth_ok(const char* data, size_t len, int max_depth);
+
 /* Parse a JSON file (at most max_size bytes) whose root must be an object.
  * On success *root is owned by *parser (unref the parser when done). */
 MglStatus mgl_json_load_object(const char* path, size_t max_size, JsonParser** parser,

@@ -524,8 +524,20 @@ static MglStatus rebuild_tensor(MglPickle* vm, PkObj* fn, PkObj* args, PkObj** o
     if (ovf || (empty ? off > cap : reach >= cap))
         return vm_err(vm, MGL_E_FORMAT, "tensor view (offset %" PRIu64 ") reaches past its storage '%s' of %" PRIu64 " elements",
                       off, s->u.storage.key, cap);
-    /* numel must fit int64 for mgl_tensor_numel; true when non-empty (bounded
-     * by the storage), and an empty tensor has numel 0. */
+    /* A view with zero strides can name far more elements than its storage
+     * holds; the element count (of the non-zero sizes, for an empty view) must
+     * still fit int64. */
+    {
+        uint64_t prod = 1;
+        for (int i = 0; i < nd_size; i++) {
+            uint64_t sz = (uint64_t)t->u.tensor.shape[i];
+            if (sz == 0) continue;
+            if (prod > (uint64_t)INT64_MAX / sz)
+                return vm_err(vm, MGL_E_FORMAT, "tensor view of storage '%s' has more than 2^63 elements",
+                              s->u.storage.key);
+            prod *= sz;
+        }
+    }
     MGL_TRY(storage_align(vm, s, es));
     t->u.tensor.data = s->u.storage.data + off * es;
     t->u.tensor.map = mgl_map_ref(s->u.storage.map);

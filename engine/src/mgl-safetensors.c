@@ -58,13 +58,16 @@ static MglStatus parse_entry(const char* path, MglMap* map, const uint8_t* data,
     MglTensor t = {0};
     t.dtype = dt;
     t.ndim = (int)nd;
-    uint64_t numel = 1;
+    uint64_t numel = 1, nonzero = 1;
     for (guint i = 0; i < nd; i++) {
         uint64_t d;
         if (!node_u64(json_array_get_element(sa, i), &d))
             return mgl_err(err, MGL_E_FORMAT, "%s: tensor '%s': shape[%u] is not a non-negative integer", path, name, i);
-        if (d != 0 && numel > UINT64_MAX / d)
+        /* strides are products of the non-zero dims: they must fit int64 even
+         * when another dim is 0 and the tensor is empty */
+        if (d != 0 && nonzero > (uint64_t)INT64_MAX / d)
             return mgl_err(err, MGL_E_FORMAT, "%s: tensor '%s': shape overflows", path, name);
+        if (d != 0) nonzero *= d;
         numel *= d;
         t.shape[i] = (int64_t)d;
     }

@@ -92,6 +92,17 @@ expect_error "$tmp/nope.bin" "$BIN" inspect --model "$tmp/nope.bin"
 for name in $(python3 -c 'import json,sys; print(" ".join(r["file"] for r in json.load(open(sys.argv[1]))))' "$FX/torch/bad.json"); do
     expect_error "$FX/torch/$name" "$BIN" inspect --model "$FX/torch/$name"
 done
+# inputs the fuzzers found crashing (tests/fuzz/regressions): each a clean one-line error now
+R=$FX/../fuzz/regressions
+for f in "$R"/fuzz_safetensors/*.safetensors "$R"/fuzz_torch/*.pth; do
+    [ -f "$f" ] && expect_error "$f" "$BIN" inspect --model "$f"
+done
+[ -f "$R/fuzz_tokenizer_spm/empty-file-null-plus-zero" ] &&
+    expect_error "empty file" "$BIN" tokenize --tokenizer "$R/fuzz_tokenizer_spm/empty-file-null-plus-zero"
+if [ -f "$R/fuzz_config/deep-nesting-stack-overflow.json" ]; then
+    mkdir -p "$tmp/deep" && cp "$R/fuzz_config/deep-nesting-stack-overflow.json" "$tmp/deep/mgllava.json"
+    expect_error "nested deeper" "$BIN" inspect --model "$tmp/deep"
+fi
 for marker in /tmp/mgl_pwned_*; do
     [ -e "$marker" ] && bad "a malicious pickle ran: $marker exists"
 done

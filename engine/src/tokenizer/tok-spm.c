@@ -119,7 +119,7 @@ MglStatus tok_load_spm(MglTokenizer* t, const char* path, MglErr* err) {
     bool byte_fallback = false, ws_suffix = false;
     bool add_dummy = true, remove_ws = true, escape_ws = true;
     size_t charsmap_len = 0;
-    Pb b = {d, d + n};
+    Pb b = {d, n ? d + n : d};   /* an empty file maps to NULL: no arithmetic on it */
     if (n == 0) st = mgl_err(err, MGL_E_FORMAT, "%s: empty file", path);
     while (st == MGL_OK && b.p < b.end) {
         PbField f;
