@@ -11,7 +11,8 @@ SUDO=""
 
 PKGS="meson ninja-build pkg-config gcc libc6-dev python3 libglib2.0-dev libjson-glib-dev libopenblas-dev
       libpng-dev libjpeg-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
-      gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-x gstreamer1.0-opencv sentencepiece valgrind"
+      gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-x gstreamer1.0-opencv sentencepiece valgrind
+      clang libclang-rt-14-dev"
 if [ -z "${MGL_SKIP_APT:-}" ]; then
     echo "== installing build dependencies (apt)"
     $SUDO apt-get update -q >/tmp/mgllava-apt.log 2>&1
@@ -44,10 +45,27 @@ meson test -C build-asan --print-errorlogs --num-processes 2 --suite unit --suit
     --suite gst --suite detectors --suite stress \
     2>&1 | tail -25
 
-python3 - "$ROOT/build-test/meson-logs/testlog.json" "$ROOT/build-asan/meson-logs/testlog.json" <<'PY'
-import json, sys
+echo "== fuzzing (libFuzzer + ASan/UBSan, clang): regressions and corpus once, then 30 s per target"
+rm -rf build-fuzz
+bash tests/fuzz/ci.sh 30 >/tmp/mgllava-fuzz.log 2>&1
+fuzz_rc=$?
+tail -15 /tmp/mgllava-fuzz.log
+fuzz_state=pass
+[ $fuzz_rc -ne 0 ] && fuzz_state=fail
+grep -q '^fuzz: skipped' /tmp/mgllava-fuzz.log && fuzz_state=skip
+
+python3 - "$fuzz_state" "$ROOT/build-test/meson-logs/testlog.json" "$ROOT/build-asan/meson-logs/testlog.json" \
+    "$ROOT/build-fuzz/meson-logs/testlog.json" <<'PY'
+import json, os, sys
 p = f = s = 0
-for path in sys.argv[1:]:
+# the timed fuzzing run counts as one test
+state = sys.argv[1]
+p += state == "pass"
+f += state == "fail"
+s += state == "skip"
+for path in sys.argv[2:]:
+    if path.endswith("build-fuzz/meson-logs/testlog.json") and not os.path.exists(path):
+        continue  # no clang/libFuzzer: the fuzz stage was skipped
     try:
         lines = open(path).read().splitlines()
     except OSError:

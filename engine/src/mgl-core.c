@@ -243,6 +243,16 @@ static void store_float(uint8_t* p, MglDType t, double v) {
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+bool mgl_cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#else
+bool mgl_cpu_has_f16c(void) { return false; }
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define MGL_X86 1
 __attribute__((target("avx2,f16c"))) static void f16_to_f32_f16c(const uint16_t* s, float* d, size_t n) {
@@ -261,7 +271,7 @@ __attribute__((target("avx2"))) static void bf16_to_f32_avx2(const uint16_t* s, 
 }
 static int have_avx2_f16c(void) {
     static int v = -1;
-    if (v < 0) v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+    if (v < 0) v = __builtin_cpu_supports("avx2") && mgl_cpu_has_f16c();
     return v;
 }
 #endif

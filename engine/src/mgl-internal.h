@@ -41,6 +41,9 @@ void      mgl_map_unref(MglMap* m);
  * against reading a huge file by mistake. */
 MglStatus mgl_read_file(const char* path, size_t max_size, char** out, size_t* out_len, MglErr* err);
 
+/* CPUID F16C bit (clang < 15 has no __builtin_cpu_supports("f16c")). */
+bool mgl_cpu_has_f16c(void);
+
 /* ---- dtypes and tensors ----------------------------------------------- */
 
 typedef enum {

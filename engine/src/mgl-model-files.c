@@ -284,6 +284,8 @@ typedef struct {
     int   missing;
     int   bad;
     char  first[400];
+    /* names the graph uses (when non-NULL) */
+    GHashTable* used;
     /* synthesis: create each missing tensor with random values instead of failing */
     bool     create;
     MglDType dtype;
@@ -336,6 +338,7 @@ static void synth_tensor(Check* c, const char* name, int ndim, const int64_t* sh
 }
 
 static void need(Check* c, const char* name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    if (c->used) g_hash_table_add(c->used, g_strdup(name));
     const MglTensor* t = mgl_tset_get(c->set, name);
     int64_t want[4] = {d0, d1, d2, d3};
     if (!t && c->create) {
@@ -724,10 +727,18 @@ static MglStatus write_packed(MglModelFiles* mf, const char* out_dir, MglDType d
     }
     if (st != MGL_OK) goto done;
 
-    /* weights, sorted by name, sharded at 4 GiB */
-    size_t n = mf->weights->n;
-    list = malloc(n * sizeof *list);
-    for (size_t i = 0; i < n; i++) list[i] = &mf->weights->items[i];
+    /* the weights the graph uses (anything else a checkpoint carries is left
+     * behind), sorted by name, sharded at 4 GiB */
+    GHashTable* used = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    {
+        Check uc = {.set = mf->weights, .used = used};
+        check_all(mf, &uc, NULL);
+    }
+    size_t n = 0;
+    list = malloc((mf->weights->n ? mf->weights->n : 1) * sizeof *list);
+    for (size_t i = 0; i < mf->weights->n; i++)
+        if (g_hash_table_contains(used, mf->weights->items[i].name)) list[n++] = &mf->weights->items[i];
+    g_hash_table_unref(used);
     qsort(list, n, sizeof *list, tensor_name_cmp);
     const uint64_t shard_max = 4ull << 30;
     size_t start = 0;

@@ -537,6 +537,12 @@ static MglStatus rebuild_tensor(MglPickle* vm, PkObj* fn, PkObj* args, PkObj** o
                               s->u.storage.key);
             prod *= sz;
         }
+        /* zero strides let a view repeat its storage: allowed (expand() saves
+         * that way), but never beyond 2^40 bytes, so nothing downstream can be
+         * made to write or allocate without bound */
+        if (!empty && prod > cap && prod > ((uint64_t)1 << 40) / es)
+            return vm_err(vm, MGL_E_FORMAT, "tensor view of storage '%s' repeats its %" PRIu64
+                          " elements to %" PRIu64 ": too large", s->u.storage.key, cap, prod);
     }
     MGL_TRY(storage_align(vm, s, es));
     t->u.tensor.data = s->u.storage.data + off * es;

@@ -8,21 +8,22 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-30}"
+log="${TMPDIR:-/tmp}/mgllava-fuzz-build.log"
 if ! command -v clang > /dev/null; then
   echo "fuzz: skipped (no clang)"
   exit 0
 fi
 if [ -f build-fuzz/build.ninja ]; then
-  meson setup --reconfigure build-fuzz > build-fuzz.log 2>&1
+  meson setup --reconfigure build-fuzz > "$log" 2>&1
 else
-  CC=clang meson setup build-fuzz -Dcuda=disabled -Db_lundef=false > build-fuzz.log 2>&1
-fi || { tail -30 build-fuzz.log; echo "fuzz: meson setup failed"; exit 1; }
+  CC=clang meson setup build-fuzz -Dcuda=disabled -Db_lundef=false > "$log" 2>&1
+fi || { tail -30 "$log"; echo "fuzz: meson setup failed"; exit 1; }
 if ! grep -q "fuzz_torch" build-fuzz/build.ninja; then
-  grep -m1 "fuzz harnesses skipped" build-fuzz.log || true
+  grep -m1 "fuzz harnesses skipped" "$log" || true
   echo "fuzz: skipped (clang cannot link libFuzzer: install libclang-rt-14-dev)"
   exit 0
 fi
-ninja -C build-fuzz fuzz >> build-fuzz.log 2>&1 || { tail -40 build-fuzz.log; echo "fuzz: build failed"; exit 1; }
+ninja -C build-fuzz fuzz >> "$log" 2>&1 || { tail -40 "$log"; echo "fuzz: build failed"; exit 1; }
 rc=0
 meson test -C build-fuzz --suite fuzz --print-errorlogs || rc=1
 MGL_FUZZ_JOBS="${MGL_FUZZ_JOBS:-$(nproc)}" bash tests/fuzz/run.sh "$secs" || rc=1

@@ -4,6 +4,10 @@
 Seeds stay small (well under 2 MB in all): the tiny fixtures only, never the
 big tokenizers of shared/testdata. Re-run after adding fixtures; the harness
 selector bytes below must match tests/fuzz/fuzz-fixed-tok.h.
+
+Files named m-* are kept across runs of this script: m-<hash> are inputs
+from fuzzing runs (libFuzzer -merge=1, then a sample), m-crafted-* were
+written by hand.
 """
 import json
 import pathlib
@@ -36,8 +40,9 @@ def write(target, name, data):
 
 
 def main():
-    if corpus.exists():
-        shutil.rmtree(corpus)
+    for f in corpus.glob("*/*"):
+        if f.is_file() and not f.name.startswith("m-"):
+            f.unlink()
     copy("fuzz_safetensors", sorted((fx / "safetensors").rglob("*.safetensors")) +
          sorted((fx / "safetensors").rglob("*.index.json")))
     copy("fuzz_torch", sorted((fx / "torch").glob("*.pth")))

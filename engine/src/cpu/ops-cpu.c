@@ -49,7 +49,7 @@ __attribute__((target("avx2,fma,f16c"))) static float dot16_avx2(const uint16_t*
 }
 static int have_avx2(void) {
     static int v = -1;
-    if (v < 0) v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (v < 0) v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && mgl_cpu_has_f16c();
     return v;
 }
 #define MGL_HAVE_DOT16 1

@@ -626,6 +626,12 @@ static MglStatus load_model(MglTokenizer* t, const JVal* root, MglErr* err) {
             return mgl_err(err, MGL_E_FORMAT, "%s: model.vocab entry %u has a bad id", t->path, i);
         if (id > max_id) max_id = id;
     }
+    /* tables are sized by the largest id: a sparse vocabulary (a few entries
+     * with huge ids) would cost memory out of all proportion to the file.
+     * Real vocabularies are dense; added tokens sit just above them. */
+    if (max_id + 1 > 2 * (int64_t)vocab->n + 65536)
+        return mgl_err(err, MGL_E_FORMAT, "%s: model.vocab has %u entries but ids up to %lld (too sparse)", t->path,
+                       vocab->n, (long long)max_id);
     MGL_TRY(tok_alloc_vocab(t, (int32_t)(max_id + 1), err));
     if (!tok_strmap_init(&t->vocab, vocab->n)) return mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path);
     for (uint32_t i = 0; i < vocab->n; i++) {
