@@ -213,6 +213,13 @@ mgl_parse_detections (JsonObject * obj, const gchar * where, GArray * boxes,
             "%s: field \"boxes\"[%u][%u] must be a number", where, i, k);
         return FALSE;
       }
+      /* a pixel coordinate: also keeps every value finite as a float */
+      if (fabs (v[k]) > 1e7) {
+        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+            "%s: field \"boxes\"[%u][%u] = %g is not a pixel coordinate",
+            where, i, k, v[k]);
+        return FALSE;
+      }
     }
 
     if (sarr != NULL) {
@@ -718,8 +725,10 @@ mgl_boxes_file_lookup (MglBoxesFile * f, gint64 lo, gint64 hi, GArray * out,
 
     if (r->key > hi)
       break;
-    g_array_append_vals (out, &g_array_index (f->boxes, MglDetBox, r->first),
-        r->n);
+    /* a record without boxes may sit on an empty (NULL-data) array */
+    if (r->n > 0)
+      g_array_append_vals (out, &g_array_index (f->boxes, MglDetBox,
+              r->first), r->n);
   }
   return TRUE;
 }
