@@ -275,21 +275,25 @@ result_free (Result * r)
   g_free (r);
 }
 
+/* The bus message carries the same fields as the meta: one definition of them. */
 static GstStructure *
 result_structure (const Result * r)
 {
-  return gst_structure_new ("mgllava-result",
-      "text", G_TYPE_STRING, r->text,
-      "prompt", G_TYPE_STRING, r->prompt,
-      "source-pts", G_TYPE_UINT64, (guint64) r->pts,
-      "source-frame", G_TYPE_UINT64, r->frame,
-      "n-tokens", G_TYPE_UINT, r->n_tokens,
-      "n-objects", G_TYPE_UINT, r->n_objects,
-      "latency-ms", G_TYPE_DOUBLE, r->latency_ms,
-      "preprocess-ms", G_TYPE_DOUBLE, r->tm.preprocess_ms,
-      "vision-ms", G_TYPE_DOUBLE, r->tm.vision_ms,
-      "prefill-ms", G_TYPE_DOUBLE, r->tm.prefill_ms,
-      "decode-ms", G_TYPE_DOUBLE, r->tm.decode_ms, NULL);
+  GstMgllavaResultMeta m;
+
+  memset (&m, 0, sizeof m);
+  m.text = r->text;
+  m.prompt = r->prompt;
+  m.source_pts = r->pts;
+  m.source_frame = r->frame;
+  m.n_tokens = r->n_tokens;
+  m.n_objects = r->n_objects;
+  m.latency_ms = r->latency_ms;
+  m.preprocess_ms = r->tm.preprocess_ms;
+  m.vision_ms = r->tm.vision_ms;
+  m.prefill_ms = r->tm.prefill_ms;
+  m.decode_ms = r->tm.decode_ms;
+  return gst_mgllava_result_meta_to_structure (&m);
 }
 
 /* ---- worker ------------------------------------------------------------ */
