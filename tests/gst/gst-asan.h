@@ -11,10 +11,14 @@
 const char* __asan_default_options(void);
 const char* __lsan_default_suppressions(void);
 
-__attribute__((used)) const char* __asan_default_options(void) {
+/* default visibility: the sanitizer runtime (a shared library) looks these up
+ * in the executable, and the project builds with -fvisibility=hidden */
+__attribute__((used, visibility("default"))) const char* __asan_default_options(void) {
     return "fast_unwind_on_malloc=0:print_suppressions=0";
 }
 
-__attribute__((used)) const char* __lsan_default_suppressions(void) { return "leak:_dl_init\n"; }
+__attribute__((used, visibility("default"))) const char* __lsan_default_suppressions(void) {
+    return "leak:_dl_init\n";
+}
 
 #endif
