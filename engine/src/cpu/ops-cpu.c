@@ -86,14 +86,19 @@ static void gemm_part(void* ctx, int64_t b, int64_t e) {
 
 static void gemm(int trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
                  float beta, float* C, int ldc) {
-    Gemm g = {trans_b, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, N >= 64 || N >= M};
+    /* split the larger side: each part then packs only its own slice of the
+     * big operand (ConvNeXt: 36864 rows of activations; decoders: the weights) */
+    Gemm g = {trans_b, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, N > M};
     double work = (double)M * N * K;
+    int64_t len = g.split_n ? N : M;
     if (work < 2e5) {
-        gemm_part(&g, 0, g.split_n ? N : M);
+        gemm_part(&g, 0, len);
         return;
     }
-    /* parts of at least 16 rows/cols keep the BLAS kernels efficient */
-    mgl_parallel_for(g.split_n ? N : M, 16, gemm_part, &g);
+    /* one part per thread (at least 16 rows/cols): fewer, larger BLAS calls */
+    int64_t threads = mgl_pool_size();
+    int64_t grain = (len + threads - 1) / threads;
+    mgl_parallel_for(len, grain < 16 ? 16 : grain, gemm_part, &g);
 }
 
 typedef struct {
