@@ -8,7 +8,19 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fails=$((fails + 1)); }
-launch() { timeout 120 gst-launch-1.0 -q "$@"; }
+# every pipeline runs under the leaks tracer: an object alive at exit fails it
+nlaunch=0
+launch() {
+    nlaunch=$((nlaunch + 1))
+    local trace="$tmp/trace.$nlaunch" rc
+    GST_TRACERS=leaks GST_DEBUG=GST_TRACER:7 GST_DEBUG_FILE="$trace" timeout 120 gst-launch-1.0 -q "$@"
+    rc=$?
+    if grep -qE 'object-alive, type-name=\(string\)[^%]' "$trace"; then
+        echo "leaked: $(grep -m3 -E 'object-alive, type-name=\(string\)[^%]' "$trace" | sed 's/.*object-alive/object-alive/')"
+        return 1
+    fi
+    return $rc
+}
 
 # 1. JSON lines: one per frame, answers on the sampled frames (exact mode)
 if launch videotestsrc num-buffers=30 ! video/x-raw,width=160,height=120 ! \
