@@ -37,6 +37,7 @@
 #include "gstmgllavameta.h"
 #include "gstmglroi.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -296,6 +297,84 @@ result_structure (const Result * r)
   return gst_mgllava_result_meta_to_structure (&m);
 }
 
+/* ---- shared models ----------------------------------------------------- */
+
+/* Every mgllavafilter in the process that names the same model (same folder,
+ * device and thread setting) shares one loaded MglModel: many streams, one
+ * copy of the weights. Each element keeps its own MglCtx (KV cache), and the
+ * model is immutable once loaded. */
+typedef struct
+{
+  gchar *key;
+  MglModel *model;
+  gint refs;
+} SharedModel;
+
+static GMutex shared_lock;
+static GHashTable *shared_models;       /* key -> SharedModel, with shared_lock */
+
+static MglModel *
+shared_model_acquire (const gchar * path, const MglModelParams * mp,
+    gboolean * reused, MglErr * err)
+{
+  gchar *abs = g_canonicalize_filename (path, NULL);
+  gchar *real = realpath (abs, NULL);
+  gchar *key = g_strdup_printf ("%s|%s|%d|%d", real ? real : abs, mp->device,
+      mp->gpu_id, mp->n_threads);
+  SharedModel *sm;
+  MglModel *m = NULL;
+
+  free (real);
+  g_free (abs);
+  g_mutex_lock (&shared_lock);
+  if (!shared_models)
+    shared_models = g_hash_table_new (g_str_hash, g_str_equal);
+  sm = g_hash_table_lookup (shared_models, key);
+  if (sm) {
+    sm->refs++;
+    m = sm->model;
+    *reused = TRUE;
+    g_free (key);
+  } else if (mgl_model_load (path, mp, &m, err) == MGL_OK) {
+    /* loaded under the lock: two elements starting together load it once */
+    sm = g_new0 (SharedModel, 1);
+    sm->key = key;
+    sm->model = m;
+    sm->refs = 1;
+    g_hash_table_insert (shared_models, sm->key, sm);
+    *reused = FALSE;
+  } else {
+    g_free (key);
+  }
+  g_mutex_unlock (&shared_lock);
+  return m;
+}
+
+static void
+shared_model_release (MglModel * m)
+{
+  GHashTableIter it;
+  gpointer k, v;
+
+  if (!m)
+    return;
+  g_mutex_lock (&shared_lock);
+  g_hash_table_iter_init (&it, shared_models);
+  while (g_hash_table_iter_next (&it, &k, &v)) {
+    SharedModel *sm = v;
+    if (sm->model == m) {
+      if (--sm->refs == 0) {
+        g_hash_table_iter_remove (&it);
+        mgl_model_free (sm->model);
+        g_free (sm->key);
+        g_free (sm);
+      }
+      break;
+    }
+  }
+  g_mutex_unlock (&shared_lock);
+}
+
 /* ---- worker ------------------------------------------------------------ */
 
 static gpointer
@@ -398,6 +477,7 @@ gst_mgllava_filter_start (GstBaseTransform * trans)
   MglErr err = { 0 };
   gchar *path;
   GstMgllavaDevice device;
+  gboolean reused = FALSE;
 
   GST_OBJECT_LOCK (self);
   path = g_strdup (self->model_path);
@@ -416,18 +496,21 @@ gst_mgllava_filter_start (GstBaseTransform * trans)
   mp.device = device == GST_MGLLAVA_DEVICE_CUDA ? "cuda" :
       device == GST_MGLLAVA_DEVICE_CPU ? "cpu" : "auto";
   GST_INFO_OBJECT (self, "loading model %s (device %s)", path, mp.device);
-  if (mgl_model_load (path, &mp, &self->model, &err) != MGL_OK) {
+  self->model = shared_model_acquire (path, &mp, &reused, &err);
+  if (!self->model) {
     GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
         ("Could not load MG-LLaVA model \"%s\": %s", path, err.msg),
         ("%s", mgl_status_to_string (err.code)));
     g_free (path);
     return FALSE;
   }
+  GST_INFO_OBJECT (self, "model %s %s", path, reused ?
+      "shared with another element" : "loaded");
   g_free (path);
   if (mgl_ctx_new (self->model, &self->ctx, &err) != MGL_OK) {
     GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
         ("Could not create an inference context: %s", err.msg), (NULL));
-    g_clear_pointer (&self->model, mgl_model_free);
+    g_clear_pointer (&self->model, shared_model_release);
     return FALSE;
   }
 
@@ -477,7 +560,7 @@ gst_mgllava_filter_stop (GstBaseTransform * trans)
   gst_mgllava_filter_clear_queues (self, FALSE);
   g_mutex_unlock (&self->lock);
   g_clear_pointer (&self->ctx, mgl_ctx_free);
-  g_clear_pointer (&self->model, mgl_model_free);
+  g_clear_pointer (&self->model, shared_model_release);
   g_clear_pointer (&self->conv, gst_video_converter_free);
   self->have_info = FALSE;
   return TRUE;

@@ -13,7 +13,8 @@ nlaunch=0
 launch() {
     nlaunch=$((nlaunch + 1))
     local trace="$tmp/trace.$nlaunch" rc
-    GST_TRACERS=leaks GST_DEBUG=GST_TRACER:7 GST_DEBUG_FILE="$trace" timeout 120 gst-launch-1.0 -q "$@"
+    GST_TRACERS=leaks GST_DEBUG="${GST_DEBUG:+$GST_DEBUG,}GST_TRACER:7" GST_DEBUG_FILE="$trace" \
+        timeout 120 gst-launch-1.0 -q "$@"
     rc=$?
     if grep -qE 'object-alive, type-name=\(string\)[^%]' "$trace"; then
         echo "leaked: $(grep -m3 -E 'object-alive, type-name=\(string\)[^%]' "$trace" | sed 's/.*object-alive/object-alive/')"
@@ -88,7 +89,21 @@ echo "$out" | grep -q 'Could not load MG-LLaVA model "/nonexistent"' && ok "bad 
 out=$(timeout 60 gst-launch-1.0 videotestsrc num-buffers=2 ! mgllavajson location=/nonexistent/dir/x.json ! fakesink 2>&1)
 echo "$out" | grep -q '/nonexistent/dir/x.json' && ok "bad json location: error names it" || bad "bad json location: $out"
 
-# 7. a real upstream producer of ROI metas: cvtracker following videotestsrc's ball
+# 7. two filters on one model share one loaded copy, each with its own context and prompt
+if GST_DEBUG=mgllavafilter:4 launch videotestsrc num-buffers=12 ! video/x-raw,width=96,height=64 ! tee name=t \
+    t. ! queue ! mgllavafilter model="$M" interval=4 attach-mode=exact max-new-tokens=2 prompt="Describe the image." ! \
+    mgllavajson location="$tmp/s1.json" skip-empty=true ! fakesink \
+    t. ! queue ! mgllavafilter model="$M" interval=4 attach-mode=exact max-new-tokens=2 prompt="How many objects?" ! \
+    mgllavajson location="$tmp/s2.json" skip-empty=true ! fakesink >"$tmp/out" 2>"$tmp/err" &&
+    grep -q 'shared with another element' "$tmp/err" "$tmp/trace.$nlaunch" 2>/dev/null &&
+    [ "$(wc -l <"$tmp/s1.json")" -eq 3 ] && [ "$(wc -l <"$tmp/s2.json")" -eq 3 ] &&
+    grep -q 'How many objects' "$tmp/s2.json" && ! grep -q 'How many objects' "$tmp/s1.json"; then
+    ok "two filters share one loaded model, answers kept apart"
+else
+    bad "shared model: $(wc -l "$tmp/s1.json" "$tmp/s2.json" 2>&1 | tr '\n' ' ') $(tail -2 "$tmp/err")"
+fi
+
+# 8. a real upstream producer of ROI metas: cvtracker following videotestsrc's ball
 if gst-inspect-1.0 cvtracker >/dev/null 2>&1; then
     if launch videotestsrc pattern=ball num-buffers=20 ! video/x-raw,format=RGB,width=320,height=240 ! \
         cvtracker object-initial-x=140 object-initial-y=100 object-initial-width=40 object-initial-height=40 ! \
