@@ -347,7 +347,6 @@ void mgl_stage_clip(MglModel* m, const float* x336, float* out) {
     memcpy(x, m->cls, sizeof(float) * (size_t)D);
     mgl_add(x, m->pos, T * D);
     mgl_layernorm(x, T, D, m->pre_ln_w, m->pre_ln_b, m->clip_eps, x);
-    const float qscale = 1.0f / sqrtf((float)HS);
     for (int l = 0; l < m->clip_layers_used; l++) {
         ClipLayer* L = &m->clip_layers[l];
         mgl_layernorm(x, T, D, L->ln1_w, L->ln1_b, m->clip_eps, h);
@@ -355,7 +354,6 @@ void mgl_stage_clip(MglModel* m, const float* x336, float* out) {
         mgl_matmul(h, T, &L->k, L->k_b, k);
         mgl_matmul(h, T, &L->v, L->v_b, v);
         /* HF CLIP scales q before the product; mgl_attention scales by 1/sqrt(HS) itself */
-        (void)qscale;
         mgl_attention(q, T, 0, k, v, NH, NH, HS, false, a);
         mgl_matmul(a, T, &L->o, L->o_b, h);
         mgl_add(x, h, T * D);
@@ -395,14 +393,12 @@ static void cnx_block(const CnxBlock* B, float* x, int64_t H, int64_t W, int64_t
 
 void mgl_stage_convnext(MglModel* m, const float* x768, float* so[4]) {
     int64_t H = MGL_AUX_SIZE / 4, W = H;
-    int64_t maxC = m->stages[3].C;
     size_t big = 0;
     for (int s = 0; s < 4; s++) {
         int64_t hs = H >> s;
         size_t need = (size_t)(hs * hs * 4 * m->stages[s].C);
         if (need > big) big = need;
     }
-    (void)maxC;
     float* t1 = malloc(sizeof(float) * big);
     float* t2 = malloc(sizeof(float) * big);
     int64_t C0 = m->stages[0].C;

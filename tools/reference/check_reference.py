@@ -2,7 +2,7 @@
 """Independent re-derivations of the reference's stages from the spec's formulas.
 
 mgllava_ref.py uses the official libraries; this script recomputes the same stages from the
-formulas in /work/shared/docs/mgllava-model-spec.md with plain tensor/numpy code (the way the C
+formulas in ../shared/docs/mgllava-model-spec.md (beside the checkout) with plain tensor/numpy code (the way the C
 engine will) and checks that both agree. It catches a library doing something other than what the
 spec says (or the spec being misread), which the goldens alone cannot.
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """MG-LLaVA reference in PyTorch (evaluation path), built from the official building blocks.
 
-The law is /work/shared/docs/mgllava-model-spec.md ("spec" below); section numbers cite it.
+The law is ../shared/docs/mgllava-model-spec.md (beside the checkout) ("spec" below); section numbers cite it.
 Third-party parts are the real libraries: transformers CLIPVisionModel / LlamaForCausalLM /
 Phi3ForCausalLM / CLIPImageProcessor, timm ConvNeXt, torchvision roi_align / batched_nms, Pillow.
 The MG-LLaVA-specific parts (box pipeline, multi-scale map, Conv-Gate fusion, projectors, sequence
