@@ -500,16 +500,9 @@ static int dump_stage(MglModel* m, const MglImage* img, const Boxes* bx, const c
         MglPrompt pr;
         if (mgl_prompt_build(m->tok, m->tmpl, question, true, &pr, &err) != MGL_OK) rc = fail(&err);
         else {
-            int64_t L = (int64_t)pr.n_ids + P + (int64_t)nobj, ip = (int64_t)pr.image_pos;
+            int64_t L = (int64_t)pr.n_ids + P + (int64_t)nobj;
             float* emb = malloc(sizeof(float) * (size_t)(L * H));
-            for (int64_t i = 0; i < ip; i++) mgl_weight_row(&m->embed, pr.ids[i], emb + i * H);
-            mgl_stage_mlp2(&m->proj, fused, P, H, emb + ip * H);
-            float* pooled = malloc(sizeof(float) * nobj * (size_t)m->Cm);
-            mgl_stage_objects(m, so, b768, nobj, pooled);
-            mgl_stage_mlp2(&m->bproj, pooled, (int64_t)nobj, H, emb + (ip + P) * H);
-            free(pooled);
-            for (int64_t i = ip; i < (int64_t)pr.n_ids; i++)
-                mgl_weight_row(&m->embed, pr.ids[i], emb + (i + P + (int64_t)nobj) * H);
+            mgl_stage_embeds(m, &pr, fused, so, b768, nobj, emb);
             if (!strcmp(stage, "embeds")) rc = write_stage(out, stage, emb, 2, (int64_t[]){L, H});
             else {
                 MglCtx* c = NULL;

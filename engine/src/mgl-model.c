@@ -557,6 +557,22 @@ void mgl_stage_mlp2(const Mlp2* p, const float* x, int64_t T, int64_t H, float* 
     free(t);
 }
 
+void mgl_stage_embeds(MglModel* m, const MglPrompt* pr, const float* fused, float* const so[4], const float* boxes768,
+                      size_t n_obj, float* emb) {
+    const int64_t H = m->lc.hidden, P = m->n_patches, ip = (int64_t)pr->image_pos;
+    /* [BOS prefix | 576 image tokens | N object tokens | suffix] */
+    for (int64_t i = 0; i < ip; i++) mgl_weight_row(&m->embed, pr->ids[i], emb + i * H);
+    mgl_stage_mlp2(&m->proj, fused, P, H, emb + ip * H);
+    if (n_obj) {
+        float* pooled = malloc(sizeof(float) * n_obj * (size_t)m->Cm);
+        mgl_stage_objects(m, so, boxes768, n_obj, pooled);
+        mgl_stage_mlp2(&m->bproj, pooled, (int64_t)n_obj, H, emb + (ip + P) * H);
+        free(pooled);
+    }
+    for (int64_t i = ip; i < (int64_t)pr->n_ids; i++)
+        mgl_weight_row(&m->embed, pr->ids[i], emb + (i + P + (int64_t)n_obj) * H);
+}
+
 /* ---- decoder ---------------------------------------------------------- */
 
 MglStatus mgl_llm_forward(MglCtx* c, const float* embeds, int64_t T, int64_t pos0, float* logits, bool all_logits,
@@ -785,18 +801,7 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
     } else {
         memcpy(fused, clipf, sizeof(float) * (size_t)(P * D));
     }
-    /* [BOS prefix | 576 image tokens | N object tokens | suffix] */
-    int64_t ip = (int64_t)pr.image_pos;
-    for (int64_t i = 0; i < ip; i++) mgl_weight_row(&m->embed, pr.ids[i], emb + i * H);
-    mgl_stage_mlp2(&m->proj, fused, P, H, emb + ip * H);
-    if (n_obj) {
-        float* pooled = malloc(sizeof(float) * n_obj * (size_t)m->Cm);
-        mgl_stage_objects(m, so, b768, n_obj, pooled);
-        mgl_stage_mlp2(&m->bproj, pooled, (int64_t)n_obj, H, emb + (ip + P) * H);
-        free(pooled);
-    }
-    for (int64_t i = ip; i < (int64_t)pr.n_ids; i++)
-        mgl_weight_row(&m->embed, pr.ids[i], emb + (i + P + (int64_t)n_obj) * H);
+    mgl_stage_embeds(m, &pr, fused, so, b768, n_obj, emb);
     for (int s = 0; s < 4; s++) free(so[s]);
     free(clipf);
     free(fused);

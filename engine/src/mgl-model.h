@@ -94,6 +94,10 @@ void mgl_stage_fuse(MglModel* m, const float* clip, const float* stage3, float* 
  * multi-scale map built from the four stages, then the mean: (n, Cm). */
 void mgl_stage_objects(MglModel* m, float* const stage_out[4], const float* boxes768, size_t n, float* pooled);
 void mgl_stage_mlp2(const Mlp2* p, const float* x, int64_t T, int64_t H, float* out);
+/* The LLM input sequence [BOS prefix | projected image tokens | object tokens
+ * | suffix] into emb ((n_ids + n_patches + n_obj), hidden). */
+void mgl_stage_embeds(MglModel* m, const MglPrompt* pr, const float* fused, float* const so[4], const float* boxes768,
+                      size_t n_obj, float* emb);
 /* Run the decoder over `T` input embeddings at positions pos0..; fills the KV
  * cache; writes logits of the last row (or of all rows when all_logits). */
 MglStatus mgl_llm_forward(MglCtx* c, const float* embeds, int64_t T, int64_t pos0, float* logits, bool all_logits,

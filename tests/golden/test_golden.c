@@ -238,16 +238,12 @@ static void run_case(JsonObject* cs, Scene* sc, MglModel* m) {
     compare(gs, name, "fused", get_mat, &fmat, 1e-4, 0);
     int64_t L = (int64_t)pr.n_ids + P + (int64_t)nobj, ip = (int64_t)pr.image_pos;
     float* emb = malloc(sizeof(float) * (size_t)(L * H));
-    for (int64_t i = 0; i < ip; i++) mgl_weight_row(&m->embed, pr.ids[i], emb + i * H);
-    mgl_stage_mlp2(&m->proj, fused, P, H, emb + ip * H);
+    mgl_stage_embeds(m, &pr, fused, so, b768, nobj, emb);
+    /* the projected image and object tokens are rows of the sequence */
     Mat vm = {emb + ip * H, H};
     compare(gs, name, "vimg", get_mat, &vm, 1e-4, 0);
-    float* pooled = malloc(sizeof(float) * nobj * (size_t)m->Cm);
-    mgl_stage_objects(m, so, b768, nobj, pooled);
-    mgl_stage_mlp2(&m->bproj, pooled, (int64_t)nobj, H, emb + (ip + P) * H);
     Mat om = {emb + (ip + P) * H, H};
     compare(gs, name, "vobj", get_mat, &om, 1e-4, 0);
-    for (int64_t i = ip; i < (int64_t)pr.n_ids; i++) mgl_weight_row(&m->embed, pr.ids[i], emb + (i + P + (int64_t)nobj) * H);
     Mat em = {emb, H};
     compare(gs, name, "inputs_embeds", get_mat, &em, 1e-4, 0);
     MglCtx* c = NULL;
@@ -306,7 +302,6 @@ static void run_case(JsonObject* cs, Scene* sc, MglModel* m) {
     free(logits);
     mgl_ctx_free(c);
     free(emb);
-    free(pooled);
     for (int s = 0; s < 4; s++) free(so[s]);
     free(clip);
     free(fused);
