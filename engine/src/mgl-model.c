@@ -464,13 +464,10 @@ static void spread(float* lw, int64_t hs, int64_t ws, int64_t k, int64_t y, int6
         lw[y * ws + x] += w;
         return;
     }
-    const double scale = (double)((float)hs / (float)(hs * k));
-    double sy = scale * ((double)y + 0.5) - 0.5, sx = scale * ((double)x + 0.5) - 0.5;
-    if (sy < 0) sy = 0;
-    if (sx < 0) sx = 0;
-    int64_t y0 = (int64_t)sy, x0 = (int64_t)sx;
-    int64_t y1 = y0 < hs - 1 ? y0 + 1 : y0, x1 = x0 < ws - 1 ? x0 + 1 : x0;
-    float ly = (float)(sy - (double)y0), lx = (float)(sx - (double)x0);
+    int64_t y0, y1, x0, x1;
+    float ly, lx;
+    mgl_bilinear_src(hs, hs * k, y, &y0, &y1, &ly);
+    mgl_bilinear_src(ws, ws * k, x, &x0, &x1, &lx);
     lw[y0 * ws + x0] += w * (1 - ly) * (1 - lx);
     lw[y0 * ws + x1] += w * (1 - ly) * lx;
     lw[y1 * ws + x0] += w * ly * (1 - lx);

@@ -36,6 +36,13 @@ void mgl_dwconv7_nhwc(const float* x, int64_t H, int64_t W, int64_t C, const flo
 void mgl_patchify_conv(const float* x, bool chw, int64_t H, int64_t W, int64_t Cin, int64_t k, const MglWeight* wt,
                        const float* bias, float* y);
 
+/* PyTorch's source index for output `o` of a resize in -> out with
+ * align_corners=False: the scale is rounded to float (in/out), the index
+ * scale*(o+0.5)-0.5 is formed in double (clamped at 0), and the weight of i1
+ * is the float of its fractional part; this matches upsample_bilinear2d on the
+ * CPU to the last bit in our tests (the float-only formula is off by 1e-4). */
+void mgl_bilinear_src(int64_t in, int64_t out, int64_t o, int64_t* i0, int64_t* i1, float* lambda);
+
 /* Bilinear resize, align_corners=False, no antialias (PyTorch upsample_bilinear2d). */
 void mgl_resize_bilinear_chw(const float* x, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, float* y);
 void mgl_resize_bilinear_nhwc(const float* x, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo, float* y);

@@ -367,22 +367,21 @@ void mgl_patchify_conv(const float* x, bool chw, int64_t H, int64_t W, int64_t C
 
 /* ---- resizing ---------------------------------------------------------- */
 
-/* PyTorch's source index for align_corners=False: the scale is rounded to
- * float (in/out), the index scale*(dst+0.5)-0.5 is formed in double, and the
- * weight is the float of its fractional part (matches upsample_bilinear2d on
- * the CPU to the last bit in our tests). */
-static void bilinear_coeffs(int64_t in, int64_t out, int64_t* i0, int64_t* i1, float* l0, float* l1) {
+/* see mgl-ops.h: PyTorch's index, double arithmetic on a float scale */
+void mgl_bilinear_src(int64_t in, int64_t out, int64_t o, int64_t* i0, int64_t* i1, float* lambda) {
     const double scale = (double)((float)in / (float)out);
+    double src = scale * ((double)o + 0.5) - 0.5;
+    if (src < 0) src = 0;
+    int64_t a = (int64_t)src;
+    *i0 = a;
+    *i1 = a < in - 1 ? a + 1 : a;
+    *lambda = (float)(src - (double)a);
+}
+
+static void bilinear_coeffs(int64_t in, int64_t out, int64_t* i0, int64_t* i1, float* l0, float* l1) {
     for (int64_t o = 0; o < out; o++) {
-        double src = scale * ((double)o + 0.5) - 0.5;
-        if (src < 0) src = 0;
-        int64_t a = (int64_t)src;
-        int64_t p = a < in - 1 ? 1 : 0;
-        float lam = (float)(src - (double)a);
-        i0[o] = a;
-        i1[o] = a + p;
-        l1[o] = lam;
-        l0[o] = 1.0f - lam;
+        mgl_bilinear_src(in, out, o, &i0[o], &i1[o], &l1[o]);
+        l0[o] = 1.0f - l1[o];
     }
 }
 
