@@ -99,7 +99,7 @@ const MglTensor* mgl_tset_get(const MglTensorSet* s, const char* name);
 
 /* ---- weight files ----------------------------------------------------- */
 
-/* safetensors: single file, or a sharded `*.safetensors.index.json`. */
+/* safetensors: single file, or a sharded `*.index.json` (safetensors or torch.save shards). */
 MglStatus mgl_safetensors_load(const char* path, MglTensorSet* set, MglErr* err);
 /* PyTorch torch.save zip (.pth/.bin). Restricted unpickler: never runs code. */
 MglStatus mgl_torch_load(const char* path, MglTensorSet* set, MglErr* err);

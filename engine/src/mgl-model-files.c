@@ -32,56 +32,13 @@ static const char* const k_hf_weights[] = {"model.safetensors", "model.safetenso
 static const char* const k_oc_weights[] = {"open_clip_model.safetensors", "open_clip_pytorch_model.bin",
                                            "model.safetensors", "pytorch_model.bin", NULL};
 
-/* A sharded torch checkpoint index (pytorch_model.bin.index.json). */
-static MglStatus load_bin_index(const char* path, MglTensorSet* set, MglErr* err) {
-    JsonParser* p = NULL;
-    JsonObject* root = NULL;
-    MGL_TRY(mgl_json_load_object(path, 64u << 20, &p, &root, err));
-    JsonObject* wm = NULL;
-    MglStatus st = mgl_json_opt_object(root, "weight_map", &wm, path, err);
-    if (st == MGL_OK && !wm) st = mgl_err(err, MGL_E_FORMAT, "%s: missing \"weight_map\"", path);
-    GHashTable* seen = g_hash_table_new(g_str_hash, g_str_equal);
-    char* dir = g_path_get_dirname(path);
-    if (st == MGL_OK) {
-        JsonObjectIter it;
-        const char* name;
-        JsonNode* node;
-        json_object_iter_init(&it, wm);
-        while (st == MGL_OK && json_object_iter_next(&it, &name, &node)) {
-            if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_STRING) {
-                st = mgl_err(err, MGL_E_FORMAT, "%s: weight_map[\"%s\"] is not a file name", path, name);
-                break;
-            }
-            const char* f = json_node_get_string(node);
-            if (strchr(f, '/') || strstr(f, "..")) {
-                st = mgl_err(err, MGL_E_FORMAT, "%s: weight_map[\"%s\"] = \"%s\" is not a plain file name", path, name, f);
-                break;
-            }
-            if (g_hash_table_contains(seen, f)) continue;
-            g_hash_table_add(seen, (gpointer)f);
-            char* shard = g_build_filename(dir, f, NULL);
-            st = mgl_torch_load(shard, set, err);
-            g_free(shard);
-        }
-    }
-    g_free(dir);
-    g_hash_table_unref(seen);
-    g_object_unref(p);
-    return st;
-}
-
-static MglStatus load_any(const char* path, MglTensorSet* set, MglErr* err) {
-    if (g_str_has_suffix(path, ".bin.index.json")) return load_bin_index(path, set, err);
-    return mgl_weights_load(path, set, err);
-}
-
 typedef const char* (*RenameFn)(const char* name, void* ud, char* buf, size_t cap);
 
 /* Load `path` and move the tensors `fn` keeps into `dst` under their new names. */
 static MglStatus load_renamed(MglModelFiles* mf, const char* path, RenameFn fn, void* ud, MglErr* err) {
     MglTensorSet* tmp = mgl_tset_new();
     if (!tmp) return mgl_err(err, MGL_E_NOMEM, "out of memory");
-    MglStatus st = load_any(path, tmp, err);
+    MglStatus st = mgl_weights_load(path, tmp, err);
     for (size_t i = 0; st == MGL_OK && i < tmp->n; i++) {
         char buf[512];
         const char* nn = fn(tmp->items[i].name, ud, buf, sizeof buf);

@@ -176,7 +176,8 @@ done:
     return st;
 }
 
-/* A sharded checkpoint: {"metadata": {...}, "weight_map": {"tensor": "file"}}. */
+/* A sharded checkpoint, safetensors or torch.save shards:
+ * {"metadata": {...}, "weight_map": {"tensor": "file"}}. */
 static MglStatus load_index(const char* path, MglTensorSet* set, MglErr* err) {
     JsonParser* parser = NULL;
     JsonObject* root = NULL;
@@ -215,7 +216,9 @@ static MglStatus load_index(const char* path, MglTensorSet* set, MglErr* err) {
     g_hash_table_iter_init(&hit, files);
     while (g_hash_table_iter_next(&hit, &k, &v)) {
         char* shard = g_build_filename(dir, (const char*)k, NULL);
-        st = load_single(shard, set, v, err);
+        /* HF shards are safetensors (only the listed names are taken) or
+         * torch.save files (pytorch_model-0000k-of-0000n.bin) */
+        st = g_str_has_suffix(shard, ".safetensors") ? load_single(shard, set, v, err) : mgl_torch_load(shard, set, err);
         g_free(shard);
         if (st != MGL_OK) goto done;
     }
