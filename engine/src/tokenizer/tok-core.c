@@ -750,46 +750,7 @@ static bool merge_less(const MergeItem* a, const MergeItem* b) {
     return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
 }
 
-typedef struct {
-    MergeItem* v;
-    size_t n, cap;
-} Heap;
-
-static bool heap_push(Heap* h, MergeItem it) {
-    if (h->n == h->cap) {
-        size_t nc = h->cap ? h->cap * 2 : 64;
-        MergeItem* nv = realloc(h->v, nc * sizeof *nv);
-        if (!nv) return false;
-        h->v = nv;
-        h->cap = nc;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!merge_less(&it, &h->v[p])) break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = it;
-    return true;
-}
-
-static MergeItem heap_pop(Heap* h) {
-    MergeItem top = h->v[0];
-    MergeItem last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const MergeItem* best = &last;
-        if (l < h->n && merge_less(&h->v[l], best)) { m = l; best = &h->v[l]; }
-        if (r < h->n && merge_less(&h->v[r], best)) { m = r; }
-        if (m == i) break;
-        h->v[i] = h->v[m];
-        i = m;
-    }
-    if (h->n > 0) h->v[i] = last;
-    return top;
-}
+TOK_DEFINE_HEAP(Heap, MergeItem, heap_push, heap_pop, merge_less)
 
 typedef struct {
     Sym* v;

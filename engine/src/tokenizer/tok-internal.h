@@ -14,6 +14,7 @@
 #include <glib.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <stddef.h>
 
 /* ---- small containers ------------------------------------------------- */
@@ -242,5 +243,49 @@ void      tok_config_clear(TokConfig* cfg);
 MglStatus tok_load_spm(MglTokenizer* t, const char* path, MglErr* err);
 /* Encodes one text segment (no added tokens inside) with the SentencePiece model. */
 MglStatus tok_spm_encode(const MglTokenizer* t, const char* s, size_t n, GArray* ids, MglErr* err);
+
+
+/* A binary min-heap of `Item` ordered by `before(a, b)` (true when a pops
+ * first), with push (false on out of memory) and pop (heap not empty).
+ * BPE merging uses one per algorithm: tokenizer.json ranks, SentencePiece scores. */
+#define TOK_DEFINE_HEAP(Heap, Item, push, pop, before)                                   \
+    typedef struct {                                                                     \
+        Item* v;                                                                         \
+        size_t n, cap;                                                                   \
+    } Heap;                                                                              \
+    static bool push(Heap* h, Item it) {                                                 \
+        if (h->n == h->cap) {                                                            \
+            size_t nc = h->cap ? h->cap * 2 : 64;                                        \
+            Item* nv = realloc(h->v, nc * sizeof *nv);                                   \
+            if (!nv) return false;                                                       \
+            h->v = nv;                                                                   \
+            h->cap = nc;                                                                 \
+        }                                                                                \
+        size_t i = h->n++;                                                               \
+        while (i > 0) {                                                                  \
+            size_t p = (i - 1) / 2;                                                      \
+            if (!before(&it, &h->v[p])) break;                                           \
+            h->v[i] = h->v[p];                                                           \
+            i = p;                                                                       \
+        }                                                                                \
+        h->v[i] = it;                                                                    \
+        return true;                                                                     \
+    }                                                                                    \
+    static Item pop(Heap* h) {                                                           \
+        Item top = h->v[0];                                                              \
+        Item last = h->v[--h->n];                                                        \
+        size_t i = 0;                                                                    \
+        for (;;) {                                                                       \
+            size_t l = 2 * i + 1, r = l + 1, m = i;                                      \
+            const Item* best = &last;                                                    \
+            if (l < h->n && before(&h->v[l], best)) { m = l; best = &h->v[l]; }          \
+            if (r < h->n && before(&h->v[r], best)) m = r;                               \
+            if (m == i) break;                                                           \
+            h->v[i] = h->v[m];                                                           \
+            i = m;                                                                       \
+        }                                                                                \
+        if (h->n > 0) h->v[i] = last;                                                    \
+        return top;                                                                      \
+    }
 
 #endif /* TOK_INTERNAL_H */

@@ -249,46 +249,7 @@ static bool spair_before(const SPair* a, const SPair* b) {
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
-typedef struct {
-    SPair* v;
-    size_t n, cap;
-} SHeap;
-
-static bool sheap_push(SHeap* h, SPair it) {
-    if (h->n == h->cap) {
-        size_t nc = h->cap ? h->cap * 2 : 64;
-        SPair* nv = realloc(h->v, nc * sizeof *nv);
-        if (!nv) return false;
-        h->v = nv;
-        h->cap = nc;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!spair_before(&it, &h->v[p])) break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = it;
-    return true;
-}
-
-static SPair sheap_pop(SHeap* h) {
-    SPair top = h->v[0];
-    SPair last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const SPair* best = &last;
-        if (l < h->n && spair_before(&h->v[l], best)) { m = l; best = &h->v[l]; }
-        if (r < h->n && spair_before(&h->v[r], best)) m = r;
-        if (m == i) break;
-        h->v[i] = h->v[m];
-        i = m;
-    }
-    if (h->n > 0) h->v[i] = last;
-    return top;
-}
+TOK_DEFINE_HEAP(SHeap, SPair, sheap_push, sheap_pop, spair_before)
 
 /* Piece types that take part in merging (sentencepiece's pieces_ map). */
 static int32_t merge_piece(const MglTokenizer* t, const char* s, size_t n) {
