@@ -17,6 +17,7 @@
  * `location=-` writes to standard output. Fields may be added, never renamed.
  */
 #include "gstmgllavameta.h"
+#include "gstmgloutput.h"
 #include "gstmglroi.h"
 
 #include <gst/base/gstbasetransform.h>
@@ -42,7 +43,6 @@ struct _GstMgllavaJson
 
   /* streaming thread */
   FILE *out;
-  gboolean out_is_stdout;
   GstVideoInfo info;
   gboolean have_info;
   guint64 frame;
@@ -118,22 +118,9 @@ gst_mgllava_json_start (GstBaseTransform * trans)
   GST_OBJECT_UNLOCK (self);
   self->frame = 0;
   self->line = g_string_sized_new (1024);
-  if (!loc || !*loc || strcmp (loc, "-") == 0) {
-    self->out = stdout;
-    self->out_is_stdout = TRUE;
-  } else {
-    self->out = fopen (loc, "w");
-    self->out_is_stdout = FALSE;
-    if (!self->out) {
-      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
-          ("Could not open \"%s\" for writing: %s", loc, g_strerror (errno)),
-          (NULL));
-      g_free (loc);
-      return FALSE;
-    }
-  }
+  self->out = gst_mgl_output_open (GST_ELEMENT (self), loc && *loc ? loc : "-");
   g_free (loc);
-  return TRUE;
+  return self->out != NULL;
 }
 
 static gboolean
@@ -141,11 +128,7 @@ gst_mgllava_json_stop (GstBaseTransform * trans)
 {
   GstMgllavaJson *self = GST_MGLLAVA_JSON (trans);
 
-  if (self->out && !self->out_is_stdout)
-    fclose (self->out);
-  else if (self->out)
-    fflush (self->out);
-  self->out = NULL;
+  g_clear_pointer (&self->out, gst_mgl_output_close);
   if (self->line)
     g_string_free (self->line, TRUE);
   self->line = NULL;

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gstmgloutput.h"
 #include "mgl-scenes.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_mgllava_scene_src_debug);
@@ -116,15 +117,10 @@ gst_mgllava_scene_src_start (GstBaseSrc * bsrc)
   gst_base_src_set_live (bsrc, live);
   self->n = 0;
   self->scene_index = -1;
-  if (loc && *loc) {
-    self->truth = strcmp (loc, "-") ? fopen (loc, "w") : stdout;
-    if (!self->truth) {
-      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
-          ("Could not open \"%s\" for writing: %s", loc, g_strerror (errno)),
-          (NULL));
-      g_free (loc);
-      return FALSE;
-    }
+  if (loc && *loc && !(self->truth = gst_mgl_output_open (GST_ELEMENT (self),
+              loc))) {
+    g_free (loc);
+    return FALSE;
   }
   g_free (loc);
   return TRUE;
@@ -135,11 +131,7 @@ gst_mgllava_scene_src_stop (GstBaseSrc * bsrc)
 {
   GstMgllavaSceneSrc *self = GST_MGLLAVA_SCENE_SRC (bsrc);
 
-  if (self->truth && self->truth != stdout)
-    fclose (self->truth);
-  else if (self->truth)
-    fflush (self->truth);
-  self->truth = NULL;
+  g_clear_pointer (&self->truth, gst_mgl_output_close);
   return TRUE;
 }
 
