@@ -228,6 +228,13 @@ mgl_parse_detections (JsonObject * obj, const gchar * where, GArray * boxes,
             "%s: field \"scores\"[%u] must be a number", where, i);
         return FALSE;
       }
+      /* a confidence, finite also as a float (the engine refuses non-finite scores) */
+      if (fabs (score) > 1e6) {
+        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+            "%s: field \"scores\"[%u] = %g is not a confidence", where, i,
+            score);
+        return FALSE;
+      }
     }
 
     b.label = g_quark_from_static_string ("object");
