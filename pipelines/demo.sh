@@ -1,10 +1,17 @@
 #!/bin/bash
 # Demo: set up a fresh Debian 12 machine, build, and caption a video stream.
-#   mgllavascenesrc ! mgllavablobdetect ! mgllavafilter ! mgllavajson location=- ! fakesink
-# The model is a tiny random-weight MG-LLaVA stored in the official file
-# layouts (HF CLIP folder, OpenCLIP ConvNeXt .bin, MG-LLaVA .pth, HF LLM
-# folder, mgllava.json): every stage runs, but its answers are noise. The
-# trained demo model (models/) replaces it when it lands.
+#   1. mgllavascenesrc ! mgllavablobdetect ! mgllavafilter ! mgllavajson location=- ! fakesink
+#      prints one JSON line per answered frame;
+#   2. the same stream with the captions drawn on the video (mgllavafilter's text_src pad into
+#      textoverlay): on the screen when $DISPLAY or $WAYLAND_DISPLAY is set, else as PNG frames
+#      in demo-out/.
+# The model is the trained demo model in models/mgllava-demo when it is there (docs/demo.md);
+# otherwise a tiny random-weight MG-LLaVA stored in the official file layouts (HF CLIP folder,
+# OpenCLIP ConvNeXt .bin, MG-LLaVA .pth, HF LLM folder, mgllava.json): every stage runs, but its
+# answers are noise.
+# Environment: MODEL (model folder), MGL_SKIP_APT=1 (no apt-get), MGL_DEMO_VIDEO=0 (part 1 only),
+# MGL_DEMO_FRAMES (frames of part 2; default 90 as PNG, 900 on a screen), MGL_DEMO_OUT (demo-out),
+# MGL_BUILD_DIR (build-demo), MGL_NINJA_JOBS (ninja -j).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
@@ -17,16 +24,51 @@ if [ -z "${MGL_SKIP_APT:-}" ]; then
         gstreamer1.0-plugins-good gstreamer1.0-x >/dev/null
 fi
 [ -d /usr/local/cuda/bin ] && export PATH=/usr/local/cuda/bin:$PATH
-[ -d build-demo ] || meson setup build-demo --buildtype=release >/dev/null
-ninja -C build-demo >/dev/null
-export GST_PLUGIN_PATH_1_0=$PWD/build-demo/gst:$PWD/build-demo/detectors
-export GST_REGISTRY_1_0=$PWD/build-demo/demo-registry.bin
-MODEL=${MODEL:-tests/fixtures/models/tiny-llama3}
+BUILD=${MGL_BUILD_DIR:-build-demo}
+[ -d "$BUILD" ] || meson setup "$BUILD" --buildtype=release >/dev/null
+ninja -C "$BUILD" ${MGL_NINJA_JOBS:+-j "$MGL_NINJA_JOBS"} >/dev/null
+export GST_PLUGIN_PATH_1_0=$PWD/$BUILD/gst:$PWD/$BUILD/detectors
+export GST_REGISTRY_1_0=$PWD/$BUILD/demo-registry.bin
+if [ -z "${MODEL:-}" ]; then
+    if [ -f models/mgllava-demo/mgllava.json ]; then
+        MODEL=models/mgllava-demo
+    else
+        MODEL=tests/fixtures/models/tiny-llama3
+        echo "note: models/mgllava-demo is not there yet; using $MODEL, a random-weight model: its answers are noise"
+    fi
+fi
 
 echo "== mgllava inspect --model $MODEL"
-build-demo/engine/mgllava inspect --model "$MODEL" | grep -E '^(model|template|clip|convnext|llm|total|status)'
+"$BUILD"/engine/mgllava inspect --model "$MODEL" | grep -E '^(model|template|clip|convnext|llm|total|status)'
 echo "== synthetic scenes -> blob detector -> MG-LLaVA; one JSON line per answered frame"
 gst-launch-1.0 -q mgllavascenesrc num-buffers=90 seed=1 scene-frames=30 ! \
     mgllavablobdetect ! \
-    mgllavafilter model="$MODEL" prompt="Describe the image." interval=15 attach-mode=exact max-new-tokens=12 ! \
+    mgllavafilter model="$MODEL" prompt="Describe the image." interval=15 attach-mode=exact ! \
     mgllavajson location=- skip-empty=true ! fakesink
+
+[ "${MGL_DEMO_VIDEO:-1}" = 0 ] && exit 0
+# captions on the video: text_src -> textoverlay (docs/elements.md)
+# (not a live source: a display sink paces the frames at 30 fps by itself)
+overlay() { # $1: frames, then the sink part of the pipeline
+    local frames=$1
+    shift
+    gst-launch-1.0 -q mgllavascenesrc num-buffers="$frames" seed=1 scene-frames=60 ! \
+        mgllavablobdetect ! \
+        mgllavafilter name=f model="$MODEL" prompt="Describe the image." interval=30 attach-mode=exact ! queue ! \
+        textoverlay name=o valignment=top halignment=left wrap-mode=word font-desc="Sans 14" ! videoconvert ! "$@" \
+        f.text_src ! queue ! o.text_sink
+}
+if [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; then
+    frames=${MGL_DEMO_FRAMES:-900}
+    echo "== the same stream with its captions, on the screen ($frames frames at 30 fps; Ctrl-C stops it)"
+    overlay "$frames" autovideosink
+else
+    frames=${MGL_DEMO_FRAMES:-90}
+    out=${MGL_DEMO_OUT:-demo-out}
+    mkdir -p "$out"
+    rm -f "$out"/frame_*.png
+    echo "== the same stream with its captions, no display: writing $frames PNG frames"
+    overlay "$frames" pngenc ! multifilesink location="$out/frame_%05d.png"
+    echo "wrote $(ls "$out" | grep -c '^frame_.*\.png$') frames to $out/ (frame_00000.png ...);" \
+        "the captions are drawn on the sampled frames: $(seq -f "$out/frame_%05g.png" 0 30 $((frames - 1)) | tr '\n' ' ')"
+fi

@@ -7,12 +7,14 @@
  *   mgllava run        --model PATH --image FILE [--boxes FILE] --prompt TEXT [--max-new-tokens N]
  *                      [--temperature T] [--top-p P] [--top-k K] [--seed S] [--device auto|cpu|cuda] [--json]
  *   mgllava dump       (run's options) --stage NAME --out FILE.safetensors
+ *   mgllava eval-scenes --model PATH --count N [--seed S] [...]   accuracy on the synthetic scenes (JSON)
  *
  * Errors: one line on stderr naming the file and the problem, exit status 1. */
 #include "mgl-internal.h"
 #include "mgl-json.h"
 #include "mgl-bench.h"
 #include "mgl-scenes.h"
+#include "mgl-eval-scenes.h"
 #include "mgl-image.h"
 #include "mgl-model.h"
 #include "mgl-model-files.h"
@@ -60,6 +62,10 @@ static void usage(FILE* f) {
           "             --model PATH [--gen-tokens N]          load from disk, time one frame, peak RSS vs file size\n"
           "  scenes     --count N --out DIR [--seed S] [--width W] [--height H] [--min-objects N] [--max-objects N]\n"
           "                                                synthetic scenes: PNG + ground-truth JSON per scene\n"
+          "  eval-scenes --model PATH --count N [--seed S] [--min-objects N] [--max-objects N]\n"
+          "             [--use-high-res true|false] [--use-objects true|false] [--device auto|cpu] [--threads N]\n"
+          "             [--max-questions-per-scene K] [--max-new-tokens N] [--dump DIR] [--verbose]\n"
+          "                                                score a model on the scenes `scenes` writes (one JSON object)\n"
           "  version\n",
           f);
 }
@@ -691,7 +697,7 @@ static int cmd_scenes(int argc, char** argv) {
         MglScene sc;
         mgl_scene_make(&sc, W, H, (uint64_t)seed, (int)i, (int)mn, (int)mx);
         /* a different moment of each scene's motion */
-        int t = (int)((i * 7919) % 600);
+        int t = mgl_scene_still_frame(i);
         mgl_scene_render(&sc, t, px, W * 3, 3, false);
         char* png = g_strdup_printf("%s/scene_%06ld.png", o[2].value, i);
         char* js = g_strdup_printf("%s/scene_%06ld.json", o[2].value, i);
@@ -736,6 +742,7 @@ int main(int argc, char** argv) {
     if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2, false);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "scenes")) return cmd_scenes(argc - 2, argv + 2);
+    if (!strcmp(cmd, "eval-scenes")) return mgl_cmd_eval_scenes(argc - 2, argv + 2);
     if (!strcmp(cmd, "dump")) return cmd_run(argc - 2, argv + 2, true);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("mgllava %s\n", mgl_version());

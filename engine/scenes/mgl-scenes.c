@@ -24,6 +24,8 @@ static const uint8_t k_digits[10][5] = {
 const char* mgl_scene_color_name(int c) { return c >= 0 && c < N_COLORS ? k_colors[c].name : "?"; }
 const char* mgl_scene_shape_name(MglShape s) { return (unsigned)s < MGL_SHAPE_COUNT ? k_shapes[s] : "?"; }
 
+int mgl_scene_still_frame(long index) { return (int)((index * 7919) % 600); }
+
 /* splitmix64: small, fast, and the same on every platform */
 static uint64_t rng_next(uint64_t* s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);

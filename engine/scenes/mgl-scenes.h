@@ -36,6 +36,13 @@ typedef struct {
     uint8_t        bg[2][3];    /* vertical gradient, low saturation */
 } MglScene;
 
+/* Still images of the scene sequence (`mgllava scenes`, `mgllava eval-scenes`):
+ * scene `index` is shown at this frame of its motion, at 640x480 by default.
+ * One definition, so training data and evaluation never drift apart. */
+#define MGL_SCENE_STILL_WIDTH  640
+#define MGL_SCENE_STILL_HEIGHT 480
+int mgl_scene_still_frame(long index);
+
 /* Scene number `index` of the sequence for `seed`, with min..max objects. */
 void mgl_scene_make(MglScene* s, int width, int height, uint64_t seed, int index, int min_objects, int max_objects);
 /* Draw frame `t` of the scene into packed pixels: bpp 3 (RGB) or 4 (RGBx; byte

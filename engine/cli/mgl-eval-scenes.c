@@ -1,0 +1,394 @@
+/* mgl-eval-scenes.c: `mgllava eval-scenes`, the accuracy of a model on the
+ * synthetic scenes (engine/scenes).
+ *
+ * Scene i of the seed is rendered exactly as `mgllava scenes` renders it (same
+ * frame of its motion, 640x480, same PNG bytes with --dump). The model sees
+ * the truth boxes (one per object, label = colour name, score 1.0) and answers
+ * the caption prompt and every question of the truth "qa" list, greedily,
+ * through the public API. An answer is right when it equals the truth after
+ * trimming whitespace (Python's str.strip() set), dropping one trailing "."
+ * and lower-casing.
+ *
+ * Categories (the "category" of a dumped item and a key of the summary):
+ *   caption   "Describe the image."          counting  "How many ..."
+ *   color     "What colour ..."              shape     "What shape ..."
+ *   position  "Where is ..."                 digit     "What digit ..." (truth flags "digit": true)
+ *   other     any other question (none today; the key appears only when used)
+ * "questions" totals every category but caption and digit. */
+#include "mgl-eval-scenes.h"
+#include "mgl-internal.h"
+#include "mgl-json.h"
+#include "mgl-scenes.h"
+
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CAPTION_PROMPT "Describe the image."
+
+enum { CAT_CAPTION, CAT_COUNTING, CAT_COLOR, CAT_SHAPE, CAT_POSITION, CAT_DIGIT, CAT_OTHER, CAT_N };
+static const char* const k_cat_name[CAT_N] = {"caption", "counting", "color", "shape", "position", "digit", "other"};
+
+typedef struct {
+    long n, correct;
+} Tally;
+
+typedef struct {
+    const char* name;
+    bool        has_value;
+    const char* value;
+    bool        seen;
+} EvOpt;
+
+enum { E_MODEL, E_COUNT, E_SEED, E_MINOBJ, E_MAXOBJ, E_HIGHRES, E_OBJECTS, E_DEVICE, E_THREADS, E_DUMP, E_MAXQ,
+       E_MAXNEW, E_VERBOSE, E_N };
+
+static int ev_usage_error(const char* fmt, const char* arg) {
+    fprintf(stderr, "mgllava: eval-scenes: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (try 'mgllava help')\n");
+    return 1;
+}
+
+static int ev_fail(const MglErr* e) {
+    fprintf(stderr, "mgllava: %s\n", e->msg[0] ? e->msg : mgl_status_to_string(e->code));
+    return 1;
+}
+
+/* "--name value", "--name=value" and "--flag" */
+static int ev_parse(int argc, char** argv, EvOpt* o) {
+    for (int i = 0; i < argc; i++) {
+        int k = 0;
+        for (; k < E_N; k++) {
+            size_t l = strlen(o[k].name);
+            if (!strncmp(argv[i], o[k].name, l) && (argv[i][l] == 0 || argv[i][l] == '=')) break;
+        }
+        if (k == E_N) return ev_usage_error("unknown option '%s'", argv[i]);
+        o[k].seen = true;
+        if (!o[k].has_value) continue;
+        const char* eq = strchr(argv[i], '=');
+        if (eq) o[k].value = eq + 1;
+        else if (i + 1 < argc) o[k].value = argv[++i];
+        else return ev_usage_error("option '%s' needs a value", o[k].name);
+    }
+    return 0;
+}
+
+static bool ev_num(const char* s, double lo, double hi, double* out) {
+    if (!s || !*s) return false;
+    char* end = NULL;
+    double v = g_ascii_strtod(s, &end);
+    if (*end || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+}
+
+static bool ev_bool(const char* s, bool* out) {
+    if (!s) return false;
+    if (!strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "yes")) *out = true;
+    else if (!strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "no")) *out = false;
+    else return false;
+    return true;
+}
+
+/* Whitespace as Python's str.strip() sees it (str.isspace), so that the
+ * PyTorch side (tools/demo/compare_reference.py) scores the same way; GLib's
+ * g_strstrip() leaves \v, \x1c-\x1f and the Unicode spaces alone. */
+static bool py_space(gunichar c) {
+    return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+/* trim in place (valid UTF-8) */
+static void py_strip(char* s) {
+    char* b = s;
+    while (*b && py_space(g_utf8_get_char(b))) b = g_utf8_next_char(b);
+    char* end = b;
+    for (char* p = b; *p; p = g_utf8_next_char(p))
+        if (!py_space(g_utf8_get_char(p))) end = g_utf8_next_char(p);
+    memmove(s, b, (size_t)(end - b));
+    s[end - b] = 0;
+}
+
+/* trim, drop one trailing ".", trim again, lower-case; g_free() the result */
+static char* normalize(const char* s) {
+    if (!s || !g_utf8_validate(s, -1, NULL)) return g_ascii_strdown(g_strstrip(g_strdup(s ? s : "")), -1);
+    char* t = g_strdup(s);
+    py_strip(t);
+    size_t n = strlen(t);
+    if (n && t[n - 1] == '.') t[n - 1] = 0;
+    py_strip(t);
+    char* low = g_utf8_strdown(t, -1);
+    g_free(t);
+    return low;
+}
+
+static int categorize(const char* q, bool digit) {
+    if (digit || g_str_has_prefix(q, "What digit")) return CAT_DIGIT;
+    if (g_str_has_prefix(q, "How many")) return CAT_COUNTING;
+    if (g_str_has_prefix(q, "What colour") || g_str_has_prefix(q, "What color")) return CAT_COLOR;
+    if (g_str_has_prefix(q, "What shape")) return CAT_SHAPE;
+    if (g_str_has_prefix(q, "Where is")) return CAT_POSITION;
+    return CAT_OTHER;
+}
+
+static void append_tally(GString* j, const char* key, const Tally* t) {
+    g_string_append_printf(j, ", \"%s\": {\"n\": %ld, \"correct\": %ld, \"accuracy\": ", key, t->n, t->correct);
+    if (t->n) g_string_append_printf(j, "%.6f}", (double)t->correct / (double)t->n);
+    else g_string_append(j, "null}");
+}
+
+/* The same PNG bytes `mgllava scenes` writes. */
+static bool write_png(const char* path, const uint8_t* px, int w, int h) {
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    im.width = (png_uint_32)w;
+    im.height = (png_uint_32)h;
+    im.format = PNG_FORMAT_RGB;
+    return png_image_write_to_file(&im, path, 0, px, w * 3, NULL) != 0;
+}
+
+/* One scene's truth, parsed from mgl_scene_truth_json (the training contract). */
+typedef struct {
+    JsonParser* parser;
+    const char* caption;
+    JsonArray*  qa;
+    MglBox      boxes[MGL_SCENE_MAX_OBJECTS];
+    size_t      n_boxes;
+} Truth;
+
+static MglStatus truth_parse(const char* json, Truth* t, MglErr* err) {
+    JsonObject* root = NULL;
+    memset(t, 0, sizeof *t);
+    MGL_TRY(mgl_json_parse_object("scene truth", json, strlen(json), &t->parser, &root, err));
+    MGL_TRY(mgl_json_req_str(root, "caption", &t->caption, "scene truth", err));
+    JsonNode* qa = json_object_get_member(root, "qa");
+    JsonNode* ob = json_object_get_member(root, "objects");
+    if (!qa || !JSON_NODE_HOLDS_ARRAY(qa) || !ob || !JSON_NODE_HOLDS_ARRAY(ob))
+        return mgl_err(err, MGL_E_FORMAT, "scene truth: \"qa\" and \"objects\" must be lists");
+    t->qa = json_node_get_array(qa);
+    JsonArray* oa = json_node_get_array(ob);
+    for (guint i = 0; i < json_array_get_length(oa) && i < MGL_SCENE_MAX_OBJECTS; i++) {
+        JsonNode* on = json_array_get_element(oa, i);
+        JsonObject* o = JSON_NODE_HOLDS_OBJECT(on) ? json_node_get_object(on) : NULL;
+        JsonNode* bn = o ? json_object_get_member(o, "box") : NULL;
+        JsonArray* b = bn && JSON_NODE_HOLDS_ARRAY(bn) ? json_node_get_array(bn) : NULL;
+        const char* label = NULL;
+        if (!b || json_array_get_length(b) != 4) return mgl_err(err, MGL_E_FORMAT, "scene truth: object %u has no box", i);
+        MGL_TRY(mgl_json_req_str(o, "label", &label, "scene truth object", err));
+        MglBox* x = &t->boxes[t->n_boxes++];
+        x->x1 = (float)json_array_get_int_element(b, 0);
+        x->y1 = (float)json_array_get_int_element(b, 1);
+        x->x2 = (float)json_array_get_int_element(b, 2);
+        x->y2 = (float)json_array_get_int_element(b, 3);
+        x->score = 1.0f;
+        x->label = label;
+    }
+    return MGL_OK;
+}
+
+static void truth_clear(Truth* t) {
+    if (t->parser) g_object_unref(t->parser);
+    memset(t, 0, sizeof *t);
+}
+
+int mgl_cmd_eval_scenes(int argc, char** argv) {
+    EvOpt o[E_N] = {{"--model", true},       {"--count", true},        {"--seed", true},    {"--min-objects", true},
+                    {"--max-objects", true}, {"--use-high-res", true}, {"--use-objects", true}, {"--device", true},
+                    {"--threads", true},     {"--dump", true},         {"--max-questions-per-scene", true},
+                    {"--max-new-tokens", true}, {"--verbose", false}};
+    if (ev_parse(argc, argv, o)) return 1;
+    if (!o[E_MODEL].value || !o[E_COUNT].value) return ev_usage_error("%s", "--model PATH and --count N are required");
+    double count, seed = 0, mn = 1, mx = MGL_SCENE_MAX_OBJECTS, v;
+    long max_q = -1;
+    MglGenParams gp = mgl_gen_default_params();
+    MglModelParams mp = mgl_model_default_params();
+    /* count, seed and object limits are read exactly as `mgllava scenes` reads them */
+    if (!ev_num(o[E_COUNT].value, 1, 1e7, &count)) return ev_usage_error("--count '%s': expected 1..10000000", o[E_COUNT].value);
+    if (o[E_SEED].value && !ev_num(o[E_SEED].value, 0, 1.8e19, &seed))
+        return ev_usage_error("--seed '%s': expected a non-negative integer", o[E_SEED].value);
+    if (o[E_MINOBJ].value && !ev_num(o[E_MINOBJ].value, 1, MGL_SCENE_MAX_OBJECTS, &mn))
+        return ev_usage_error("--min-objects '%s': expected 1..6", o[E_MINOBJ].value);
+    if (o[E_MAXOBJ].value && !ev_num(o[E_MAXOBJ].value, mn, MGL_SCENE_MAX_OBJECTS, &mx))
+        return ev_usage_error("--max-objects '%s': expected min-objects..6", o[E_MAXOBJ].value);
+    if (o[E_HIGHRES].value && !ev_bool(o[E_HIGHRES].value, &gp.use_high_res))
+        return ev_usage_error("--use-high-res '%s': expected true or false", o[E_HIGHRES].value);
+    if (o[E_OBJECTS].value && !ev_bool(o[E_OBJECTS].value, &gp.use_objects))
+        return ev_usage_error("--use-objects '%s': expected true or false", o[E_OBJECTS].value);
+    if (o[E_THREADS].value) {
+        if (!ev_num(o[E_THREADS].value, 1, 1024, &v)) return ev_usage_error("--threads '%s': expected 1..1024", o[E_THREADS].value);
+        mp.n_threads = (int)v;
+    }
+    if (o[E_MAXQ].value) {
+        if (!ev_num(o[E_MAXQ].value, 0, 1e6, &v))
+            return ev_usage_error("--max-questions-per-scene '%s': expected 0..1000000", o[E_MAXQ].value);
+        max_q = (long)v;
+    }
+    if (o[E_MAXNEW].value) {
+        if (!ev_num(o[E_MAXNEW].value, 1, 1e6, &v)) return ev_usage_error("--max-new-tokens '%s': expected 1..1000000", o[E_MAXNEW].value);
+        gp.max_new_tokens = (int)v;
+    }
+    if (o[E_DEVICE].value) mp.device = o[E_DEVICE].value;
+    const char* dump = o[E_DUMP].value;
+    const bool progress = o[E_VERBOSE].seen || isatty(2);
+    const int W = MGL_SCENE_STILL_WIDTH, H = MGL_SCENE_STILL_HEIGHT;
+
+    MglErr err = {0};
+    FILE* items = NULL;
+    char* items_path = NULL;
+    if (dump) {
+        if (g_mkdir_with_parents(dump, 0755) != 0) {
+            mgl_err(&err, MGL_E_IO, "%s: cannot create folder", dump);
+            return ev_fail(&err);
+        }
+        items_path = g_build_filename(dump, "items.jsonl", NULL);
+        items = fopen(items_path, "w");
+        if (!items) {
+            mgl_err(&err, MGL_E_IO, "%s: cannot write", items_path);
+            g_free(items_path);
+            return ev_fail(&err);
+        }
+    }
+
+    gint64 t0 = g_get_monotonic_time();
+    MglModel* m = NULL;
+    MglCtx* c = NULL;
+    uint8_t* px = malloc((size_t)W * H * 3);
+    Tally tally[CAT_N] = {{0}}, questions = {0};
+    Truth truth = {0};
+    GString* line = g_string_new(NULL);
+    int rc = 1;
+    if (mgl_model_load(o[E_MODEL].value, &mp, &m, &err) != MGL_OK) goto out;
+    if (mgl_ctx_new(m, &c, &err) != MGL_OK) goto out;
+
+    for (long i = 0; i < (long)count; i++) {
+        MglScene sc;
+        mgl_scene_make(&sc, W, H, (uint64_t)seed, (int)i, (int)mn, (int)mx);
+        const int t = mgl_scene_still_frame(i);
+        mgl_scene_render(&sc, t, px, W * 3, 3, false);
+        char image_name[64];
+        snprintf(image_name, sizeof image_name, "scene_%06ld.png", i);
+        if (dump) {
+            char* png = g_build_filename(dump, image_name, NULL);
+            bool ok = write_png(png, px, W, H);
+            if (!ok) mgl_err(&err, MGL_E_IO, "%s: cannot write", png);
+            g_free(png);
+            if (!ok) goto out;
+        }
+        char* tj = mgl_scene_truth_json(&sc, t, -1);
+        truth_clear(&truth);
+        MglStatus st = truth_parse(tj, &truth, &err);
+        free(tj);
+        if (st != MGL_OK) goto out;
+
+        const MglImage img = {px, W, H, W * 3};
+        guint nqa = json_array_get_length(truth.qa);
+        long asked = 0, right = 0;
+        /* item -1 is the caption, then the truth's questions in order */
+        for (long k = -1; k < (long)nqa; k++) {
+            const char* q = CAPTION_PROMPT;
+            const char* want = truth.caption;
+            int cat = CAT_CAPTION;
+            if (k >= 0) {
+                if (max_q >= 0 && k >= max_q) break;
+                JsonNode* en = json_array_get_element(truth.qa, (guint)k);
+                JsonObject* e = JSON_NODE_HOLDS_OBJECT(en) ? json_node_get_object(en) : NULL;
+                bool digit = false;
+                if (!e || mgl_json_req_str(e, "q", &q, "scene truth qa", &err) != MGL_OK ||
+                    mgl_json_req_str(e, "a", &want, "scene truth qa", &err) != MGL_OK ||
+                    mgl_json_opt_bool(e, "digit", &digit, "scene truth qa", &err) != MGL_OK) {
+                    if (!e) mgl_err(&err, MGL_E_FORMAT, "scene truth: qa[%ld] is not an object", k);
+                    goto out;
+                }
+                cat = categorize(q, digit);
+            }
+            char* answer = NULL;
+            if (mgl_generate(c, &img, truth.boxes, truth.n_boxes, q, &gp, &answer, NULL, NULL, NULL, &err) != MGL_OK) {
+                mgl_err_prefix(&err, image_name);
+                goto out;
+            }
+            char *na = normalize(answer), *nt = normalize(want);
+            bool correct = strcmp(na, nt) == 0;
+            g_free(na);
+            g_free(nt);
+            tally[cat].n++;
+            tally[cat].correct += correct;
+            if (cat != CAT_CAPTION && cat != CAT_DIGIT) {
+                questions.n++;
+                questions.correct += correct;
+            }
+            asked++;
+            right += correct;
+            if (items) {
+                g_string_assign(line, "{\"image\": ");
+                mgl_json_append_string(line, image_name);
+                g_string_append_printf(line, ", \"scene\": %ld, \"frame\": %d, \"boxes\": [", i, t);
+                for (size_t b = 0; b < truth.n_boxes; b++)
+                    g_string_append_printf(line, "%s[%g, %g, %g, %g]", b ? ", " : "", truth.boxes[b].x1,
+                                           truth.boxes[b].y1, truth.boxes[b].x2, truth.boxes[b].y2);
+                g_string_append(line, "], \"labels\": [");
+                for (size_t b = 0; b < truth.n_boxes; b++) {
+                    if (b) g_string_append(line, ", ");
+                    mgl_json_append_string(line, truth.boxes[b].label);
+                }
+                g_string_append(line, "], \"question\": ");
+                mgl_json_append_string(line, q);
+                g_string_append(line, ", \"truth\": ");
+                mgl_json_append_string(line, want);
+                g_string_append(line, ", \"answer\": ");
+                mgl_json_append_string(line, answer);
+                g_string_append_printf(line, ", \"category\": \"%s\", \"correct\": %s}\n", k_cat_name[cat],
+                                       correct ? "true" : "false");
+                fputs(line->str, items);
+            }
+            free(answer);
+        }
+        if (progress)
+            fprintf(stderr, "eval-scenes: scene %ld/%ld: %ld/%ld right (%.1f s)\n", i + 1, (long)count, right, asked,
+                    (double)(g_get_monotonic_time() - t0) / 1e6);
+    }
+
+    GString* j = g_string_new("{\"model\": ");
+    mgl_json_append_string(j, o[E_MODEL].value);
+    g_string_append_printf(j, ", \"seed\": %llu, \"count\": %ld, \"min_objects\": %d, \"max_objects\": %d, "
+                              "\"use_high_res\": %s, \"use_objects\": %s",
+                           (unsigned long long)(uint64_t)seed, (long)count, (int)mn, (int)mx,
+                           gp.use_high_res ? "true" : "false", gp.use_objects ? "true" : "false");
+    if (max_q >= 0) g_string_append_printf(j, ", \"max_questions_per_scene\": %ld", max_q);
+    append_tally(j, "caption", &tally[CAT_CAPTION]);
+    append_tally(j, "questions", &questions);
+    for (int k = CAT_COUNTING; k < CAT_N; k++)
+        if (k != CAT_OTHER || tally[k].n) append_tally(j, k_cat_name[k], &tally[k]);
+    g_string_append_printf(j, ", \"seconds\": %.3f}\n", (double)(g_get_monotonic_time() - t0) / 1e6);
+    fputs(j->str, stdout);
+    fflush(stdout);
+    if (dump) {
+        char* sp = g_build_filename(dump, "summary.json", NULL);
+        if (!g_file_set_contents(sp, j->str, (gssize)j->len, NULL)) mgl_err(&err, MGL_E_IO, "%s: cannot write", sp);
+        else rc = 0;
+        g_free(sp);
+    } else {
+        rc = 0;
+    }
+    g_string_free(j, TRUE);
+    if (rc == 0) goto done;
+out:
+    rc = ev_fail(&err);
+done:
+    if (items && fclose(items) != 0 && rc == 0) {
+        mgl_err(&err, MGL_E_IO, "%s: write error", items_path);
+        rc = ev_fail(&err);
+    }
+    g_free(items_path);
+    truth_clear(&truth);
+    g_string_free(line, TRUE);
+    free(px);
+    mgl_ctx_free(c);
+    mgl_model_free(m);
+    return rc;
+}

@@ -1,0 +1,111 @@
+#!/bin/bash
+# The trained demo model (models/mgllava-demo) on the synthetic scenes:
+#   eval      `mgllava eval-scenes --count 20 --seed 90001`: caption, question and digit accuracy
+#   pipeline  mgllavascenesrc ! mgllavablobdetect ! mgllavafilter ! mgllavajson: the captions of the
+#             sampled frames against the source's ground truth, matched by frame number
+#   all       both (the default)
+# Usage: demo_model.sh [eval|pipeline|all] [MODEL_DIR]
+# MGL_DEMO_MODEL overrides MODEL_DIR (e.g. a fixture with thresholds 0, to test the plumbing).
+# Thresholds (fractions, exact match after trimming, dropping a trailing "." and lower-casing):
+#   MGL_DEMO_MIN_CAPTION (0.9)  MGL_DEMO_MIN_QUESTIONS (0.9)  MGL_DEMO_MIN_DIGIT (0.85)
+#   MGL_DEMO_MIN_PIPELINE (0.8)
+# Size: MGL_DEMO_EVAL_COUNT (20 scenes), MGL_DEMO_PIPELINE_CAPTIONS (20), MGL_DEMO_INTERVAL (5).
+# Exit 77 (skipped) when the model folder has no mgllava.json.
+set -u
+mode=${1:-all}
+case "$mode" in eval | pipeline | all) ;; *) echo "usage: $0 [eval|pipeline|all] [MODEL_DIR]" >&2; exit 2 ;; esac
+here=$(cd "$(dirname "$0")" && pwd)
+M=${MGL_DEMO_MODEL:-${2:-$here/../../models/mgllava-demo}}
+if [ ! -f "$M/mgllava.json" ]; then
+    echo "SKIP: no demo model at $M (set MGL_DEMO_MODEL, or train it into models/mgllava-demo)"
+    exit 77
+fi
+MGLLAVA=${MGLLAVA:?the mgllava binary (set by meson test)}
+min_caption=${MGL_DEMO_MIN_CAPTION:-0.9}
+min_questions=${MGL_DEMO_MIN_QUESTIONS:-0.9}
+min_digit=${MGL_DEMO_MIN_DIGIT:-0.85}
+min_pipeline=${MGL_DEMO_MIN_PIPELINE:-0.8}
+count=${MGL_DEMO_EVAL_COUNT:-20}
+ncap=${MGL_DEMO_PIPELINE_CAPTIONS:-20}
+interval=${MGL_DEMO_INTERVAL:-5}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+echo "model $M"
+
+if [ "$mode" != pipeline ]; then
+    start=$SECONDS
+    if timeout 300 "$MGLLAVA" eval-scenes --model "$M" --count "$count" --seed 90001 >"$tmp/eval.json" 2>"$tmp/eval.err"; then
+        if python3 - "$tmp/eval.json" "$min_caption" "$min_questions" "$min_digit" <<'PY'; then
+import json, sys
+d = json.load(open(sys.argv[1]))
+want = {"caption": float(sys.argv[2]), "questions": float(sys.argv[3]), "digit": float(sys.argv[4])}
+bad = []
+for k in ("caption", "questions", "counting", "color", "shape", "position", "digit"):
+    t = d[k]
+    acc = t["accuracy"]
+    line = f"  {k:<9} {t['correct']:>4}/{t['n']:<4} " + ("n/a" if acc is None else f"{acc:.3f}")
+    if k in want:
+        line += f"   (need >= {want[k]})"
+        if want[k] > 0 and (acc is None or acc < want[k]):
+            bad.append(k)
+    print(line)
+print(f"  {d['count']} scenes in {d['seconds']:.1f} s")
+sys.exit(1 if bad else 0)
+PY
+            ok "eval-scenes --count $count --seed 90001 ($((SECONDS - start)) s)"
+        else
+            bad "eval-scenes accuracy below the thresholds"
+        fi
+    else
+        bad "eval-scenes failed: $(tail -3 "$tmp/eval.err")"
+    fi
+fi
+
+if [ "$mode" != eval ]; then
+    start=$SECONDS
+    frames=$((ncap * interval))
+    # scene-frames = interval: every sampled frame is a new scene
+    if timeout 300 gst-launch-1.0 -q mgllavascenesrc seed=90002 num-buffers=$frames scene-frames=$interval \
+        truth-location="$tmp/truth.jsonl" ! mgllavablobdetect ! \
+        mgllavafilter model="$M" prompt="Describe the image." attach-mode=exact interval=$interval ! \
+        mgllavajson location="$tmp/out.jsonl" ! fakesink >"$tmp/gst.log" 2>&1; then
+        if python3 - "$tmp/truth.jsonl" "$tmp/out.jsonl" "$min_pipeline" "$ncap" <<'PY'; then
+import json, sys
+truth = {}
+for l in open(sys.argv[1]):
+    d = json.loads(l)
+    truth[d["frame"]] = d["caption"]
+def norm(s):
+    s = s.strip()
+    if s.endswith("."):
+        s = s[:-1]
+    return s.strip().lower()
+n = right = 0
+shown = 0
+for l in open(sys.argv[2]):
+    for r in json.loads(l)["results"]:
+        n += 1
+        want = truth[r["source_frame"]]
+        if norm(r["text"]) == norm(want):
+            right += 1
+        elif shown < 3:
+            shown += 1
+            print(f"  frame {r['source_frame']}: {r['text']!r}\n      want {want!r}")
+need, expect = float(sys.argv[3]), int(sys.argv[4])
+frac = right / n if n else 0.0
+print(f"  pipeline captions {right}/{n} exact ({frac:.3f}, need >= {need})")
+sys.exit(0 if n == expect and (need <= 0 or frac >= need) else 1)
+PY
+            ok "pipeline captions vs truth ($((SECONDS - start)) s)"
+        else
+            bad "pipeline caption accuracy (or missing answers)"
+        fi
+    else
+        bad "pipeline failed: $(tail -5 "$tmp/gst.log")"
+    fi
+fi
+echo "$fails failure(s)"
+[ $fails -eq 0 ]

@@ -1,0 +1,511 @@
+#!/usr/bin/python3
+"""Trains the demo MG-LLaVA on synthetic scenes, on the CPU, and exports it in the official layouts.
+
+The model is a small but complete MG-LLaVA: an HF CLIPVisionModel (336 px, patch 14, 576 tokens;
+hidden_states[-2] as the engine takes it), a timm ConvNeXt on the 768 px view, the Conv-Gate fusion
+module, object tokens from boxes (RoIAlign on the multi-scale map, mean), the two projectors and an
+HF LlamaForCausalLM with a SentencePiece-style BPE tokenizer. The modules are the reference's
+(tools/reference/mgllava_ref.py), so the exported files load in the reference and in the C engine
+exactly like a released checkpoint (docs/demo-model.md).
+
+Data: scenes from the C renderer (tools/demo/scenes.py), training seed 1 only; every scene is asked
+its caption and all of its questions. The image prefix [BOS, "USER: ", image tokens, object tokens]
+is the same for every question of a scene (vicuna template, causal attention), so the decoder runs
+it once and the questions continue from its KV cache as one batch.
+
+Auxiliary heads (dropped at export) speed up learning: per object token (pooled box features)
+colour, shape and digit; per fused image token the colour and shape of the object under it.
+
+Usage: tools/demo/train.py --out models/mgllava-demo [--minutes 50] [--seed 1]
+Writes train-log.jsonl beside the model. Deterministic for a given seed and thread count.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+# One BLAS/OpenMP thread per process (the two processes split the cores); OpenBLAS takes its
+# AVX-512/AVX2 kernels only when told (it takes this VM's CPU for a generic one).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+if "OPENBLAS_CORETYPE" not in os.environ:
+    flags = open("/proc/cpuinfo").read()
+    if all(f in flags for f in (" avx512f", " avx512bw", " avx512vl", " avx512dq")):
+        os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+    elif " avx2" in flags and " fma" in flags:
+        os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from PIL import Image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tools", "reference"))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "tools", "tokenizer"))
+
+import mgllava_ref as ref  # noqa: E402
+import scenes  # noqa: E402
+from sp_bpe import sp_bpe_tokenizer  # noqa: E402
+
+TRAIN_SEED_SCENES = 1  # the renderer seed of the training scenes; evaluation uses seeds >= 90000
+
+CLIP_CFG = dict(hidden_size=96, intermediate_size=384, num_hidden_layers=3, num_attention_heads=4,
+                image_size=336, patch_size=14, num_channels=3, layer_norm_eps=1e-5, hidden_act="quick_gelu",
+                projection_dim=96)
+CNX_DEPTHS = [1, 1, 2, 1]
+CNX_DIMS = [16, 32, 64, 128]
+LLM_CFG = dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_size=128, intermediate_size=352,
+               num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
+               rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
+               hidden_act="silu", rope_scaling=None, torch_dtype="float32")
+TEMPLATE = ref.TEMPLATES["vicuna"]["INSTRUCTION"]
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenizer
+
+def corpus_lines(renderer, n=3000):
+    lines = []
+    for i in range(n):
+        _, truth = renderer.render(TRAIN_SEED_SCENES, i, scenes.eval_frame(i))
+        for q, a, _ in scenes.items(truth):
+            lines.append(TEMPLATE.format(input="\n" + q))
+            lines.append(a)
+    return lines
+
+
+def build_tokenizer(lines):
+    """The demo's tokenizer: SentencePiece-style BPE learned on the scene texts (every word of the
+    task language ends up one piece)."""
+    os.environ["RAYON_NUM_THREADS"] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    return sp_bpe_tokenizer(lines, 260)
+
+
+# ---------------------------------------------------------------------------------------------
+# model
+
+class DemoMGLLaVA(nn.Module):
+    def __init__(self, vocab):
+        super().__init__()
+        from timm.models.convnext import ConvNeXt
+        from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
+        self.clip = CLIPVisionModel(CLIPVisionConfig(**CLIP_CFG, attn_implementation="eager"))
+        self.cnx = ConvNeXt(in_chans=3, num_classes=0, global_pool="", depths=CNX_DEPTHS, dims=CNX_DIMS,
+                            ls_init_value=1e-1, conv_mlp=False, drop_path_rate=0.0)
+        D, H, Cm = CLIP_CFG["hidden_size"], LLM_CFG["hidden_size"], sum(CNX_DIMS)
+        self.fuse = ref.DualPathFuseModule(D, CNX_DIMS[3])
+        self.projector = ref.ProjectorModel(D, H)
+        self.bbox_projector = ref.ProjectorModel(Cm, H)
+        cfg = dict(LLM_CFG, vocab_size=vocab)
+        self.llm = LlamaForCausalLM(LlamaConfig(**{k: v for k, v in cfg.items() if k != "architectures"},
+                                                attn_implementation="eager"))
+        # auxiliary heads (training only)
+        nc, ns = len(scenes.COLORS), len(scenes.SHAPES)
+        self.aux_obj = nn.Linear(Cm, nc + ns + 11)
+        self.aux_tok = nn.Linear(D, (nc + 1) + (ns + 1))
+
+    def vision(self, x768, x336, boxes768):
+        """Batched vision; boxes768 is a list of (n_i, 4) tensors. Returns vimg (B, 576, H), the list
+        of object tokens, the pooled box features and the fused tokens."""
+        vm = self.clip.vision_model
+        h = vm.pre_layrnorm(vm.embeddings(x336))
+        for layer in vm.encoder.layers[:-1]:         # hidden_states[-2], spec §3
+            h = layer(h, None, None)[0]
+        fl = h[:, 1:]
+        x = self.cnx.stem(x768)
+        st = []
+        for stage in self.cnx.stages:
+            x = stage(x)
+            st.append(x)
+        fused, _ = self.fuse(fl, st[3])
+        vimg = self.projector(fused)
+        pooled = box_pool(st, boxes768)
+        vobj = self.bbox_projector(pooled)
+        counts = [b.shape[0] for b in boxes768]
+        return vimg, list(torch.split(vobj, counts)), pooled, fused
+
+
+def roi_axis_weights(lo, hi, F_):
+    """RoIAlign (torchvision, aligned=False, sampling_ratio=-1, 56 bins) followed by the mean over the
+    bins is a weighted sum over the map whose weights factor into one vector per axis: the sample
+    grid is a product grid and bilinear weights are separable. This is that vector for one axis."""
+    P = ref.BOX_FEAT_SIZE
+    s = F_ / ref.IMAGE_SIZE_AUX
+    start = np.float32(lo) * np.float32(s)
+    size = max(np.float32(hi) * np.float32(s) - start, np.float32(1.0))
+    bin_ = size / P
+    g = int(math.ceil(size / P))
+    w = np.zeros(F_, dtype=np.float64)
+    k = np.arange(P)[:, None] * bin_ + (np.arange(g)[None, :] + 0.5) * bin_ / g
+    y = (start + k).reshape(-1).astype(np.float64)
+    ok = (y >= -1.0) & (y <= F_)
+    y = np.clip(y[ok], 0, None)
+    yl = np.floor(y).astype(np.int64)
+    top = yl >= F_ - 1
+    yl[top] = F_ - 1
+    y[top] = yl[top]
+    yh = np.where(top, yl, yl + 1)
+    ly = y - yl
+    np.add.at(w, yl, 1 - ly)
+    np.add.at(w, yh, ly)
+    return w / (g * P)
+
+
+_UP = {}
+
+
+def upsample_matrix(n, m):
+    """(m, n) matrix of PyTorch's 1-D linear upsample n -> m, align_corners=False."""
+    if (n, m) not in _UP:
+        _UP[(n, m)] = F.interpolate(torch.eye(n)[None], size=m, mode="linear", align_corners=False)[0].T.contiguous()
+    return _UP[(n, m)]
+
+
+def box_pool(stages, boxes768):
+    """Object features: RoIAlign over the multi-scale map (stage 0 plus the bilinear upsamples of
+    stages 1-3, spec §4.4/§6) then the mean, computed as separable weighted sums on each stage's own
+    grid (the weights pushed through the upsample). Equal to the reference's roi_align path up to
+    float rounding (checked by check_box_pool) and about 50x cheaper to train through."""
+    F0 = stages[0].shape[-1]
+    out = []
+    for b, bx in enumerate(boxes768):
+        wy = torch.tensor(np.stack([roi_axis_weights(float(r[1]), float(r[3]), F0) for r in bx]), dtype=torch.float32)
+        wx = torch.tensor(np.stack([roi_axis_weights(float(r[0]), float(r[2]), F0) for r in bx]), dtype=torch.float32)
+        feats = []
+        for st in stages:
+            n = st.shape[-1]
+            U = upsample_matrix(n, F0) if n != F0 else None
+            wys, wxs = (wy @ U, wx @ U) if U is not None else (wy, wx)
+            feats.append(torch.einsum("ni,cij,nj->nc", wys, st[b], wxs))
+        out.append(torch.cat(feats, 1))
+    return torch.cat(out)
+
+
+def check_box_pool(model):
+    """The separable pooling equals torchvision roi_align + mean on the multi-scale map."""
+    g = torch.Generator().manual_seed(0)
+    st = [torch.randn(1, c, 192 >> i, 192 >> i, generator=g) for i, c in enumerate(CNX_DIMS)]
+    boxes = torch.tensor([[0, 0, 768, 768], [10, 20, 130, 90], [700, 3, 768, 400], [0, 0, 0, 0], [383, 383, 384, 385]],
+                         dtype=torch.float32)
+    a = box_pool(st, [boxes])
+    fm = ref.multiscale_map(st)
+    b = ref.object_features(fm, boxes)
+    err = float((a - b).abs().max())
+    if err > 1e-4:
+        raise AssertionError(f"box_pool differs from roi_align by {err}")
+    return err
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+def preprocess(px):
+    """x768 and x336 exactly as the engine and the reference make them (spec §2.2-2.3)."""
+    img = Image.fromarray(px)
+    canvas = ref.expand2square(img)
+    u8 = np.asarray(canvas.resize((ref.IMAGE_SIZE_AUX, ref.IMAGE_SIZE_AUX), Image.BICUBIC), dtype=np.uint8)
+    x = (u8.astype(np.float64) * (1 / 255)).astype(np.float32)
+    x = (x - np.array(ref.CLIP_MEAN, dtype=np.float32)) / np.array(ref.CLIP_STD, dtype=np.float32)
+    x768 = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    x336 = F.interpolate(x768[None], size=[ref.IMAGE_SIZE_CLIP] * 2, mode="bilinear", align_corners=False)[0]
+    return x768, x336
+
+
+def boxes_to_768(boxes, w, h):
+    """Truth boxes (non-overlapping, one per label, so NMS keeps them all) through the spec's
+    padding shift and 768 mapping (spec §2.4)."""
+    shifted = ref.adjust_padding_boxes(boxes, w, h)
+    b768, _, _ = ref.to_768_frame(torch.tensor(shifted, dtype=torch.int64).reshape(-1, 4), ["x"] * len(boxes),
+                                  max(w, h))
+    return b768
+
+
+class Sample:
+    pass
+
+
+def make_sample(renderer, tok, rng, index, t):
+    px, truth = renderer.render(TRAIN_SEED_SCENES, index, t)
+    s = Sample()
+    s.x768, s.x336 = preprocess(px)
+    objs = truth["objects"]
+    order = list(range(len(objs)))
+    rng.shuffle(order)                              # the detector's order is arbitrary
+    boxes = []
+    for k in order:
+        x1, y1, x2, y2 = objs[k]["box"]
+        j = [rng.randint(-2, 2) for _ in range(4)]  # detector boxes are not pixel-exact
+        boxes.append([max(0, x1 + j[0]), max(0, y1 + j[1]), min(scenes.WIDTH, x2 + j[2]),
+                      min(scenes.HEIGHT, y2 + j[3])])
+    s.boxes768 = boxes_to_768(boxes, scenes.WIDTH, scenes.HEIGHT)
+    s.obj_color = torch.tensor([scenes.COLORS.index(objs[k]["color"]) for k in order])
+    s.obj_shape = torch.tensor([scenes.SHAPES.index(objs[k]["shape"]) for k in order])
+    s.obj_digit = torch.tensor([10 if objs[k]["digit"] is None else objs[k]["digit"] for k in order])
+    # the object under each of the 24x24 image tokens (box test at the token centre, padded frame)
+    side = max(scenes.WIDTH, scenes.HEIGHT)
+    dy = (side - scenes.HEIGHT) // 2
+    tc = torch.full((24, 24), len(scenes.COLORS), dtype=torch.long)
+    ts = torch.full((24, 24), len(scenes.SHAPES), dtype=torch.long)
+    for o in objs:
+        x1, y1, x2, y2 = o["box"]
+        for r in range(24):
+            cy = (r + 0.5) * side / 24 - dy
+            if not (y1 <= cy < y2):
+                continue
+            for c in range(24):
+                cx = (c + 0.5) * side / 24
+                if x1 <= cx < x2:
+                    tc[r, c] = scenes.COLORS.index(o["color"])
+                    ts[r, c] = scenes.SHAPES.index(o["shape"])
+    s.tok_color, s.tok_shape = tc.flatten(), ts.flatten()
+    # text: prefix [BOS] + "USER: " is shared; each item is "\n{q} ASSISTANT:" + answer + </s>
+    chunks = TEMPLATE.format(input=ref.IMAGE_TOKEN + "\n").split(ref.IMAGE_TOKEN)
+    s.prefix_ids = [1] + tok.encode(chunks[0], add_special_tokens=False).ids
+    s.items = []
+    for q, a, cat in scenes.items(truth):
+        p = TEMPLATE.format(input=ref.IMAGE_TOKEN + "\n" + q).split(ref.IMAGE_TOKEN)[1]
+        q_ids = tok.encode(p, add_special_tokens=False).ids
+        a_ids = tok.encode(a, add_special_tokens=False).ids + [2]
+        s.items.append((q_ids, a_ids, cat))
+    return s
+
+
+# ---------------------------------------------------------------------------------------------
+# training step
+
+def image_loss(model, s, vimg, vobj):
+    """Decoder loss of one scene: the prefix once, then all its items from the prefix's KV cache."""
+    from transformers import DynamicCache
+    llm = model.llm
+    emb = llm.get_input_embeddings()
+    prefix = torch.cat([emb(torch.tensor(s.prefix_ids)), vimg, vobj])[None]
+    out = llm.model(inputs_embeds=prefix, use_cache=True)
+    P = prefix.shape[1]
+    legacy = out.past_key_values.to_legacy_cache() if hasattr(out.past_key_values, "to_legacy_cache") \
+        else out.past_key_values
+    Q = len(s.items)
+    L = max(len(q) + len(a) for q, a, _ in s.items)
+    ids = torch.zeros(Q, L, dtype=torch.long)
+    tgt = torch.full((Q, L), -100, dtype=torch.long)
+    for i, (q, a, _) in enumerate(s.items):
+        seq = q + a
+        ids[i, :len(seq)] = torch.tensor(seq)
+        # position j predicts token j+1: targets are the answer tokens
+        for j in range(len(q) - 1, len(seq) - 1):
+            tgt[i, j] = seq[j + 1]
+    cache = DynamicCache.from_legacy_cache(tuple((k.expand(Q, -1, -1, -1), v.expand(Q, -1, -1, -1))
+                                                 for k, v in legacy))
+    pos = torch.arange(P, P + L)[None].expand(Q, -1)
+    logits = llm(inputs_embeds=emb(ids), past_key_values=cache, position_ids=pos, use_cache=True).logits
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100,
+                           reduction="sum")
+    n = int((tgt != -100).sum())
+    pred = logits.argmax(-1)
+    ok = ((pred == tgt) | (tgt == -100)).all(dim=1)
+    per_cat = {}
+    for i, (_, _, cat) in enumerate(s.items):
+        c = per_cat.setdefault(cat, [0, 0])
+        c[0] += int(ok[i])
+        c[1] += 1
+    return loss, n, per_cat
+
+
+def sincos_positions(emb, grid):
+    """2-D sine-cosine initial values for the CLIP patch positions (the class slot keeps its random
+    start): position is readable from the first step instead of being learned from nothing."""
+    D = emb.shape[1]
+    q = D // 4
+    om = 1.0 / (100.0 ** (torch.arange(q, dtype=torch.float32) / q))
+    r, c = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32),
+                          indexing="ij")
+    ar, ac = r.reshape(-1, 1) * om, c.reshape(-1, 1) * om
+    pe = torch.cat([ar.sin(), ar.cos(), ac.sin(), ac.cos()], 1)
+    with torch.no_grad():
+        emb[1:, :4 * q] = pe * 0.5
+
+
+def worker(rank, world, a, port):
+    import torch.distributed as dist
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    torch.manual_seed(a.seed)                       # identical initial weights on every rank
+    rng = random.Random(a.seed * 1000 + rank)       # different scenes on every rank
+    renderer = scenes.Renderer()
+    t0 = time.time()
+    tok = build_tokenizer(corpus_lines(renderer))
+    model = DemoMGLLaVA(tok.get_vocab_size())
+    sincos_positions(model.clip.vision_model.embeddings.position_embedding.weight, 24)
+    if rank == 0:
+        print(f"vocab {tok.get_vocab_size()}, parameters {sum(p.numel() for p in model.parameters())}, "
+              f"box-pool check {check_box_pool(model):.1e}", flush=True)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=a.lr, betas=(0.9, 0.98))
+    budget = a.minutes * 60
+    warm = 100
+    log = open(os.path.join(a.out, "train-log.jsonl"), "w") if rank == 0 else None
+    step, n_scenes, t_start = 0, 0, time.time()
+    cats = ["caption", "count", "color", "shape", "position", "digit"]
+    agg = torch.zeros(2 * len(cats) + 4, dtype=torch.float64)
+    nc, ns = len(scenes.COLORS), len(scenes.SHAPES)
+    while True:
+        # rank 0's clock decides for everyone
+        frac = torch.tensor([(time.time() - t_start) / budget if rank == 0 else 0.0], dtype=torch.float64)
+        dist.broadcast(frac, 0)
+        frac = float(frac)
+        if frac >= 1.0 or step >= a.max_steps:
+            break
+        lr = a.lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = []
+        for k in range(a.batch):
+            # scene indices never repeat across ranks and steps
+            batch.append(make_sample(renderer, tok, rng, (step * world + rank) * a.batch + k, rng.randrange(600)))
+        x768 = torch.stack([s.x768 for s in batch])
+        x336 = torch.stack([s.x336 for s in batch])
+        vimg, vobj, pooled, fused = model.vision(x768, x336, [s.boxes768 for s in batch])
+        tot, ntok = 0.0, 0
+        for b, s in enumerate(batch):
+            l, n, pc = image_loss(model, s, vimg[b], vobj[b])
+            tot = tot + l
+            ntok += n
+            for k, (c, m) in pc.items():
+                agg[2 * cats.index(k)] += c
+                agg[2 * cats.index(k) + 1] += m
+        lm = tot / ntok
+        ao = model.aux_obj(pooled)
+        oc = torch.cat([s.obj_color for s in batch])
+        os_ = torch.cat([s.obj_shape for s in batch])
+        od = torch.cat([s.obj_digit for s in batch])
+        aux_o = (F.cross_entropy(ao[:, :nc], oc) + F.cross_entropy(ao[:, nc:nc + ns], os_) +
+                 F.cross_entropy(ao[:, nc + ns:], od))
+        at = model.aux_tok(fused.reshape(-1, fused.shape[-1]))
+        tc = torch.cat([s.tok_color for s in batch])
+        ts = torch.cat([s.tok_shape for s in batch])
+        aux_t = F.cross_entropy(at[:, :nc + 1], tc) + F.cross_entropy(at[:, nc + 1:], ts)
+        loss = lm + 0.5 * aux_o + 0.5 * aux_t
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= world
+        o = 0
+        for g in grads:
+            g.copy_(flat[o:o + g.numel()].view_as(g))
+            o += g.numel()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        n_scenes += a.batch * world
+        agg[-4] += float(lm)
+        agg[-3] += float(aux_o)
+        agg[-2] += float(aux_t)
+        agg[-1] += 1
+        if step % 25 == 0:
+            dist.all_reduce(agg)
+            if rank == 0:
+                k = float(agg[-1])
+                rec = dict(step=step, scenes=n_scenes, minutes=round((time.time() - t_start) / 60, 2),
+                           lr=round(lr, 6), lm=round(float(agg[-4]) / k, 4), aux_obj=round(float(agg[-3]) / k, 4),
+                           aux_tok=round(float(agg[-2]) / k, 4),
+                           teacher_forced_exact={c: round(float(agg[2 * i] / max(agg[2 * i + 1], 1)), 3)
+                                                 for i, c in enumerate(cats)})
+                print(json.dumps(rec), flush=True)
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+            agg.zero_()
+    if rank == 0:
+        train_min = (time.time() - t_start) / 60
+        print(f"trained {step} steps on {n_scenes} scenes in {train_min:.1f} min", flush=True)
+        log.write(json.dumps(dict(done=True, steps=step, scenes=n_scenes, train_minutes=round(train_min, 2),
+                                  total_minutes=round((time.time() - t0) / 60, 2), processes=world,
+                                  seed=a.seed)) + "\n")
+        log.close()
+        export(model, tok, a.out, step, a.seed)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(REPO, "models", "mgllava-demo"))
+    ap.add_argument("--minutes", type=float, default=50.0, help="wall-clock training budget")
+    ap.add_argument("--max-steps", type=int, default=100000)
+    ap.add_argument("--batch", type=int, default=4, help="scenes per optimizer step and process")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--processes", type=int, default=2, help="data-parallel processes (one core each)")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    import torch.multiprocessing as mp
+    port = 29500 + (os.getpid() % 1000)
+    mp.spawn(worker, args=(a.processes, a, port), nprocs=a.processes, join=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# export in the official layouts
+
+def write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+def export(model, tok, out, step, seed):
+    from safetensors.torch import save_file
+    sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    os.makedirs(os.path.join(out, "clip"), exist_ok=True)
+    os.makedirs(os.path.join(out, "convnext"), exist_ok=True)
+    os.makedirs(os.path.join(out, "llm"), exist_ok=True)
+    # HF CLIP folder (CLIPVisionModel)
+    clip = {k[5:]: v for k, v in sd.items() if k.startswith("clip.")}
+    save_file(clip, os.path.join(out, "clip", "model.safetensors"), metadata={"format": "pt"})
+    write_json(os.path.join(out, "clip", "config.json"),
+               dict(CLIP_CFG, architectures=["CLIPVisionModel"], model_type="clip_vision_model",
+                    torch_dtype="float32"))
+    # OpenCLIP ConvNeXt (timm trunk under visual.trunk.)
+    cnx = {"visual.trunk." + k[4:]: v for k, v in sd.items()
+           if k.startswith("cnx.stem.") or k.startswith("cnx.stages.")}
+    torch.save(cnx, os.path.join(out, "convnext", "open_clip_pytorch_model.bin"))
+    write_json(os.path.join(out, "convnext", "open_clip_config.json"), {
+        "model_cfg": {"embed_dim": CNX_DIMS[3], "vision_cfg": {
+            "timm_model_name": "convnext_mgllava_demo", "timm_model_pretrained": False, "timm_pool": "",
+            "timm_proj": "mlp", "timm_drop": 0.0, "timm_drop_path": 0.0, "image_size": 768}},
+        "preprocess_cfg": {"mean": list(ref.CLIP_MEAN), "std": list(ref.CLIP_STD)}})
+    # HF LLM folder (config and tokenizer; the weights live in the MG-LLaVA checkpoint)
+    tok.save(os.path.join(out, "llm", "tokenizer.json"))
+    write_json(os.path.join(out, "llm", "tokenizer_config.json"),
+               dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", add_bos_token=True, add_eos_token=False,
+                    legacy=False, tokenizer_class="LlamaTokenizer"))
+    write_json(os.path.join(out, "llm", "config.json"), dict(LLM_CFG, vocab_size=tok.get_vocab_size()))
+    # MG-LLaVA checkpoint (xtuner/MMEngine style: state_dict under "state_dict")
+    keep = ("llm.", "projector.", "bbox_projector.", "fuse_module.")
+    ck = {}
+    for k, v in sd.items():
+        k2 = "fuse_module." + k[5:] if k.startswith("fuse.") else k
+        if k2.startswith(keep):
+            ck[k2] = v
+    name = f"iter_{step}.pth"
+    torch.save({"meta": {"iter": step, "seed": seed}, "state_dict": ck}, os.path.join(out, name))
+    write_json(os.path.join(out, "mgllava.json"), {
+        "mgllava": 1, "name": "MG-LLaVA demo (synthetic scenes)", "template": "vicuna", "checkpoint": name,
+        "clip": "clip", "convnext": "convnext", "llm": "llm", "limit_num": 100, "max_new_tokens": 80})
+    print(f"exported to {out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
