@@ -55,6 +55,7 @@ static void usage(FILE* f) {
           "                                                write one stage's tensor: x768 x336 boxes768 clip\n"
           "                                                cnx0..cnx3 fused vimg obj_pooled vobj embeds logits\n"
           "  bench      [--preset NAME] [--dtype f32|f16|bf16] [--prompt-tokens N] [--gen-tokens N] [--reps N]\n"
+          "             [--device cpu|cuda|auto] [--precision f16|bf16|f32]   (CUDA: weights in that precision)\n"
           "                                                real-shape random-weight timings (one JSON line); presets:\n"
           "                                                clip-l-336 convnext-l-768 vision-l llama-110m vicuna-7b\n"
           "                                                phi3-mini llama3-8b mgllava-7b\n"
@@ -634,8 +635,8 @@ done:
 static int cmd_bench(int argc, char** argv) {
     Opt o[] = {{"--preset", true}, {"--dtype", true}, {"--prompt-tokens", true}, {"--gen-tokens", true},
                {"--reps", true}, {"--threads", true}, {"--device", true}, {"--save", true}, {"--tokenizer", true},
-               {"--model", true}};
-    if (parse_opts(argc, argv, o, 10)) return 1;
+               {"--model", true}, {"--precision", true}};
+    if (parse_opts(argc, argv, o, 11)) return 1;
     MglBenchParams bp = {.preset = o[0].value ? o[0].value : "mgllava-7b", .dtype = MGL_DT_F32, .reps = 3};
     if (o[1].value) {
         if (!strcmp(o[1].value, "f16")) bp.dtype = MGL_DT_F16;
@@ -652,11 +653,14 @@ static int cmd_bench(int argc, char** argv) {
     if (o[4].value) bp.reps = (int)v;
     if (o[5].value && !parse_num(o[5].value, 1, 1024, &v)) return usage_error("--threads '%s'", o[5].value);
     if (o[5].value) bp.n_threads = (int)v;
-    if (o[6].value && strcmp(o[6].value, "cpu") != 0) {
-        MglErr e;
-        mgl_err(&e, MGL_E_UNSUPPORTED, "bench: --device %s: only the cpu backend runs the model in this build", o[6].value);
-        return fail(&e);
-    }
+    if (o[6].value && strcmp(o[6].value, "cpu") && strcmp(o[6].value, "cuda") && strcmp(o[6].value, "auto"))
+        return usage_error("--device '%s': expected cpu, cuda or auto", o[6].value);
+    if (o[10].value && strcmp(o[10].value, "f16") && strcmp(o[10].value, "bf16") && strcmp(o[10].value, "f32"))
+        return usage_error("--precision '%s': expected f16, bf16 or f32", o[10].value);
+    if (o[6].value && strcmp(o[6].value, "cpu") && (o[7].value || o[9].value))
+        return usage_error("%s: --save and --model run on the CPU", "bench");
+    bp.device = o[6].value;
+    bp.precision = o[10].value;
     MglErr err = {0};
     if (o[7].value) {
         if (mgl_bench_save(&bp, o[7].value, o[8].value, &err) != MGL_OK) return fail(&err);

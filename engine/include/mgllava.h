@@ -140,6 +140,7 @@ typedef struct {
     int         gpu_id;      /* CUDA ordinal */
     int         n_threads;   /* CPU threads; 0 = all cores */
     int         n_ctx;       /* max prompt + generated tokens; 0 = the LLM's max_position_embeddings */
+    const char* precision;   /* GPU weights and KV cache: "f16" (default, also when NULL), "bf16" or "f32" */
 } MglModelParams;
 
 MGL_API MglModelParams mgl_model_default_params(void);

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef MGL_HAVE_CUDA
+#include "../cuda/mgl-cuda.h"
+#endif
 
 typedef struct { int hidden, layers, heads, mlp; } ClipShape;
 typedef struct { int depths[4], dims[4]; } CnxShape;
@@ -66,6 +69,7 @@ static MglStatus build(const Preset* p, MglDType dt, uint64_t seed, MglModel** o
     MglModelFiles* f = NULL;
     MGL_TRY(build_files(p, dt, seed, &f, llm_bytes, err));
     MglModelParams mp = mgl_model_default_params();
+    mp.device = "cpu"; /* the CPU benchmark stays on the CPU where a GPU exists */
     return mgl_model_from_files(f, &mp, out, err);
 }
 
@@ -146,6 +150,7 @@ MglStatus mgl_bench_model(const MglBenchParams* bp, const char* path, GString* o
     double t0 = now_ms();
     MglModel* m = NULL;
     MglModelParams mp = mgl_model_default_params();
+    mp.device = "cpu"; /* this measures the CPU backend's memory against the files */
     MGL_TRY(mgl_model_load(path, &mp, &m, err));
     double t1 = now_ms();
     long rss_load = peak_rss_kb();
@@ -192,9 +197,99 @@ static double median(double* v, int n) {
     return n ? v[n / 2] : 0;
 }
 
+#ifdef MGL_HAVE_CUDA
+/* The CUDA backend on the same presets: weights synthesized on the host in
+ * the run's precision, uploaded once; stage timings from CUDA events, the
+ * decode loop and the frame by the host clock (they include the token's
+ * trip to the host each step, as generation does). */
+static MglStatus bench_cuda(const Preset* p, const MglBenchParams* bp, GString* out, MglErr* err) {
+    const char* prec = bp->precision && *bp->precision ? bp->precision : "f16";
+    MglDType dt;
+    if (!strcmp(prec, "f16")) dt = MGL_DT_F16;
+    else if (!strcmp(prec, "bf16")) dt = MGL_DT_BF16;
+    else if (!strcmp(prec, "f32")) dt = MGL_DT_F32;
+    else return mgl_err(err, MGL_E_INVALID, "bench: --precision '%s': expected f16, bf16 or f32", prec);
+    MGL_TRY(mgl_cuda_probe(0, err));
+    double tb = now_ms();
+    MglModelFiles* f = NULL;
+    size_t host_llm_bytes = 0;
+    MGL_TRY(build_files(p, dt, 1234, &f, &host_llm_bytes, err));
+    MglModelParams mp = mgl_model_default_params();
+    mp.device = "cuda";
+    mp.precision = prec;
+    mgl_cuda_reset_peak();
+    MglModel* m = NULL;
+    MGL_TRY(mgl_model_from_files(f, &mp, &m, err));
+    double build_ms = now_ms() - tb;
+    MglCtx* c = NULL;
+    MglStatus st = mgl_ctx_new(m, &c, err);
+    char dev[200];
+    mgl_cuda_device_name(0, dev, sizeof dev);
+    GString* j = g_string_new(NULL);
+    g_string_append_printf(j, "{\"preset\": \"%s\", \"backend\": \"cuda\", \"device\": \"%s\", \"precision\": \"%s\", "
+                              "\"build_ms\": %.1f, \"weight_bytes\": %zu",
+                           p->name, dev, prec, build_ms, mgl_cuda_model_weight_bytes(m->cuda));
+    const int reps = bp->reps > 0 ? bp->reps : 3;
+    MglCudaBench b;
+    memset(&b, 0, sizeof b);
+    if (st == MGL_OK && p->vision) {
+        st = mgl_cuda_bench_vision(c, reps, &b, err);
+        if (st == MGL_OK)
+            g_string_append_printf(j, ", \"clip_ms\": %.3f, \"convnext_ms\": %.3f, \"clip_convnext_overlapped_ms\": %.3f, "
+                                      "\"fuse_ms\": %.3f, \"objects_ms_10_boxes\": %.3f, \"vision_ms\": %.3f",
+                                   b.clip_ms, b.convnext_ms, b.vision_overlap_ms, b.fuse_ms, b.objects_ms,
+                                   b.vision_overlap_ms + b.fuse_ms + b.objects_ms);
+    }
+    if (st == MGL_OK && p->lm) {
+        int T = bp->prompt_tokens > 0 ? bp->prompt_tokens : 900;
+        int G = bp->gen_tokens > 0 ? bp->gen_tokens : 32;
+        st = mgl_cuda_bench_llm(c, T, G, &b, err);
+        size_t lb = mgl_cuda_model_llm_bytes(m->cuda);
+        double per = b.decode_ms_per_token;
+        if (st == MGL_OK)
+            g_string_append_printf(j, ", \"prefill_tokens\": %d, \"prefill_ms\": %.3f, \"decode_tokens\": %d, "
+                                      "\"decode_ms_per_token\": %.3f, \"decode_tokens_per_s\": %.1f, "
+                                      "\"llm_weight_bytes\": %zu, \"decode_weight_GBps\": %.1f, \"decode_cuda_graph\": %s",
+                                   T, b.prefill_ms, G, per, per > 0 ? 1000.0 / per : 0.0, lb,
+                                   per > 0 ? (double)lb / per / 1e6 : 0.0, b.graph ? "true" : "false");
+    }
+    if (st == MGL_OK && p->vision && p->lm) {
+        int T = 900, G = 30;
+        st = mgl_cuda_bench_frame(c, T, G, &b, err);
+        if (st == MGL_OK)
+            g_string_append_printf(j, ", \"frame_ms\": %.2f, \"frame_preprocess_ms\": %.2f, \"frame_vision_ms\": %.2f, "
+                                      "\"frame_prefill_ms\": %.2f, \"frame_decode_ms\": %.2f, \"frame_prompt_tokens\": %d, "
+                                      "\"frame_generated\": %d",
+                                   b.frame_ms, b.frame_preprocess_ms, b.frame_vision_ms, b.frame_prefill_ms,
+                                   b.frame_decode_ms, b.frame_prompt_tokens, b.frame_generated);
+    }
+    g_string_append_printf(j, ", \"peak_device_alloc_MiB\": %.1f, \"peak_rss_MiB\": %.1f}\n",
+                           mgl_cuda_peak_bytes() / 1048576.0, peak_rss_kb() / 1024.0);
+    if (st == MGL_OK) g_string_append(out, j->str);
+    g_string_free(j, TRUE);
+    mgl_ctx_free(c);
+    mgl_model_free(m);
+    return st;
+}
+#endif
+
 MglStatus mgl_bench_run(const MglBenchParams* bp, GString* out, MglErr* err) {
     const Preset* p = find_preset(bp->preset);
     if (!p) return mgl_err(err, MGL_E_INVALID, "bench: unknown preset '%s' (%s)", bp->preset, mgl_bench_preset_names());
+    const char* dev = bp->device && *bp->device ? bp->device : "cpu";
+    if (strcmp(dev, "cpu") && strcmp(dev, "cuda") && strcmp(dev, "auto"))
+        return mgl_err(err, MGL_E_INVALID, "bench: --device '%s' (cpu, cuda or auto)", dev);
+#ifdef MGL_HAVE_CUDA
+    if (!strcmp(dev, "cuda")) return bench_cuda(p, bp, out, err);
+    if (!strcmp(dev, "auto")) {
+        MglErr e = {0};
+        if (mgl_cuda_probe(0, &e) == MGL_OK) return bench_cuda(p, bp, out, err);
+        fprintf(stderr, "mgllava: bench: device=auto: %s; running on the CPU\n", e.msg);
+    }
+#else
+    if (!strcmp(dev, "cuda"))
+        return mgl_err(err, MGL_E_UNSUPPORTED, "bench: --device cuda: this build has no CUDA backend (configure with -Dcuda=enabled)");
+#endif
     MglModel* m = NULL;
     size_t llm_bytes = 0;
     double tb = now_ms();

@@ -5,6 +5,9 @@
 
 #include "cpu/mgl-blas.h"
 #include "cpu/mgl-pool.h"
+#ifdef MGL_HAVE_CUDA
+#include "../cuda/mgl-cuda.h"
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +72,9 @@ MglModelParams mgl_model_default_params(void) {
 
 void mgl_model_free(MglModel* m) {
     if (!m) return;
+#ifdef MGL_HAVE_CUDA
+    mgl_cuda_model_free(m->cuda);
+#endif
     if (m->owned) g_ptr_array_unref(m->owned);
     free(m->clip_layers);
     for (int s = 0; s < 4; s++) free(m->stages[s].blocks);
@@ -84,11 +90,34 @@ int mgl_model_default_max_new_tokens(const MglModel* m) { return m->files->man.m
 
 static MglStatus model_bind(MglModel* m, const MglModelParams* pp, MglErr* err);
 
+/* Device choice after binding: "cpu"; "cuda" (an error without a usable GPU);
+ * "auto" (the GPU when one works, else the CPU: a log line when a GPU is
+ * present but unusable, an info-level line when there is none). */
+static MglStatus model_attach_device(MglModel* m, const MglModelParams* p, MglErr* err) {
+    const char* dev = p->device && *p->device ? p->device : "auto";
+    if (!strcmp(dev, "cpu")) return MGL_OK;
+#ifdef MGL_HAVE_CUDA
+    MglErr e = {0};
+    MglStatus st = mgl_cuda_model_new(m, p->gpu_id, p->precision, &m->cuda, &e);
+    if (st == MGL_OK) return MGL_OK;
+    if (!strcmp(dev, "cuda") || st == MGL_E_INVALID) {
+        if (err) *err = e;
+        return st;
+    }
+    if (mgl_cuda_device_count() > 0) g_message("mgllava: device=auto: %s; running on the CPU", e.msg);
+    else g_info("mgllava: device=auto: %s; running on the CPU", e.msg);
+    return MGL_OK;
+#else
+    if (!strcmp(dev, "cuda"))
+        return mgl_err(err, MGL_E_UNSUPPORTED, "device=cuda: this build has no CUDA backend (configure with "
+                                               "-Dcuda=enabled and nvcc); use device=cpu or auto");
+    return MGL_OK;
+#endif
+}
+
 MglStatus mgl_model_load(const char* path, const MglModelParams* params, MglModel** out, MglErr* err) {
     *out = NULL;
     MglModelParams p = params ? *params : mgl_model_default_params();
-    if (p.device && strcmp(p.device, "cuda") == 0)
-        return mgl_err(err, MGL_E_UNSUPPORTED, "device=cuda: this build's CUDA backend cannot run the model yet; use device=cpu or auto");
     if (p.device && strcmp(p.device, "auto") && strcmp(p.device, "cpu") && strcmp(p.device, "cuda"))
         return mgl_err(err, MGL_E_INVALID, "device \"%s\" (auto, cpu or cuda)", p.device);
     MglModel* m = calloc(1, sizeof *m);
@@ -98,6 +127,7 @@ MglStatus mgl_model_load(const char* path, const MglModelParams* params, MglMode
     if (st == MGL_OK) st = mgl_model_files_validate(m->files, err);
     if (st == MGL_OK) st = mgl_tokenizer_load(m->files->tokenizer_path, &m->tok, err);
     if (st == MGL_OK) st = model_bind(m, &p, err);
+    if (st == MGL_OK) st = model_attach_device(m, &p, err);
     if (st != MGL_OK) {
         mgl_model_free(m);
         return st;
@@ -114,6 +144,7 @@ MglStatus mgl_model_from_files(MglModelFiles* files, const MglModelParams* param
     m->owned = g_ptr_array_new_with_free_func(free);
     m->files = files;
     MglStatus st = model_bind(m, &p, err);
+    if (st == MGL_OK) st = model_attach_device(m, &p, err);
     if (st != MGL_OK) {
         mgl_model_free(m);
         return st;
@@ -270,12 +301,24 @@ MglStatus mgl_ctx_new(MglModel* model, MglCtx** out, MglErr* err) {
     MglCtx* c = calloc(1, sizeof *c);
     if (!c) return mgl_err(err, MGL_E_NOMEM, "out of memory");
     c->m = model;
+#ifdef MGL_HAVE_CUDA
+    if (model->cuda) {
+        MglStatus st = mgl_cuda_ctx_new(model->cuda, &c->cuda, err);
+        if (st != MGL_OK) {
+            free(c);
+            return st;
+        }
+    }
+#endif
     *out = c;
     return MGL_OK;
 }
 
 void mgl_ctx_free(MglCtx* c) {
     if (!c) return;
+#ifdef MGL_HAVE_CUDA
+    mgl_cuda_ctx_free(c->cuda);
+#endif
     free(c->kc);
     free(c->vc);
     free(c);
@@ -747,6 +790,9 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
     if (ids_out) *ids_out = NULL;
     if (n_ids_out) *n_ids_out = 0;
     if (!c || !image || !question) return mgl_err(err, MGL_E_INVALID, "generate: missing context, image or question");
+#ifdef MGL_HAVE_CUDA
+    if (c->cuda) return mgl_cuda_generate(c, image, boxes, n_boxes, question, params, text, ids_out, n_ids_out, tm, err);
+#endif
     MglModel* m = c->m;
     MglGenParams p = params ? *params : mgl_gen_default_params();
     if (p.max_new_tokens <= 0) p.max_new_tokens = m->files->man.max_new_tokens;

@@ -72,12 +72,15 @@ struct MglModel {
     int n_eos;
     /* f32 copies of small tensors, freed with the model */
     GPtrArray* owned;
+    /* the CUDA backend's copy of the weights (engine/cuda/), NULL on the CPU */
+    struct MglCudaModel* cuda;
 };
 
 struct MglCtx {
     MglModel* m;
     float *kc, *vc;         /* (n_layers, cap, kvdim) */
     int64_t kv_cap;
+    struct MglCudaCtx* cuda;  /* device state when m->cuda */
 };
 
 /* A model over already-built files (takes ownership; no tokenizer): benchmarks. */

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# tests/gpu/check.sh [BUILD]: the GPU check, for a machine with an NVIDIA GPU
+# (H100/H200). Builds nothing: BUILD (argument, env BUILD, default build-cuda)
+# is a build folder made elsewhere with nvcc and carried over. No network, no
+# GStreamer needed; PyTorch + transformers (+ timm) for the side-by-side.
+#
+#   1. the parity suite: build/tests/gpu/test_cuda_ops and test_cuda_model
+#   2. mgllava bench --device cuda --precision f16 for each preset
+#   3. tools/bench/hf_bench.py: the same shapes through HF transformers/timm
+#   4. one table: ours vs HF, ratio, target, pass/fail
+#
+# Everything goes to $OUT (default ./gpu-check-out): gpu-check.log (all of it),
+# parity-ops.txt, parity-model.txt, bench.jsonl, hf.json, table.txt.
+# Shared libraries missing on the GPU machine (glib, json-glib, libpng,
+# libjpeg, OpenBLAS) are taken from BUILD/gpu-libs when that folder exists
+# (the CUDA runtime and cuBLAS from the machine's own toolkit):
+# tests/gpu/bundle-libs.sh fills it on the build machine.
+# Budget: under 8 minutes on an H100; steps past the deadline are skipped.
+set -u
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${1:-${BUILD:-build-cuda}}
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+OUT=${OUT:-$ROOT/gpu-check-out}
+mkdir -p "$OUT"
+LOG=$OUT/gpu-check.log
+: >"$LOG"
+exec > >(tee -a "$LOG") 2>&1
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+    [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+done
+if [ ! -d "$BUILD/gpu-libs" ] && [ -f "$BUILD/gpu-libs.tar.xz" ]; then
+    LIBTMP=$(mktemp -d)
+    tar -C "$LIBTMP" -xJf "$BUILD/gpu-libs.tar.xz" && export LD_LIBRARY_PATH="$LIBTMP/gpu-libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+if [ -d "$BUILD/gpu-libs" ]; then
+    export LD_LIBRARY_PATH="$BUILD/gpu-libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+export MGL_FIXTURES=$ROOT/tests/fixtures
+export PYTHONUNBUFFERED=1
+START=$(date +%s)
+DEADLINE=$((START + ${CHECK_BUDGET_S:-450}))
+left() { echo $((DEADLINE - $(date +%s))); }
+BIN=$BUILD/engine/mgllava
+
+echo "== GPU check $(date -u +%FT%TZ) build=$BUILD"
+nvidia-smi -L 2>/dev/null || echo "(nvidia-smi not found)"
+if [ ! -x "$BIN" ]; then
+    echo "no $BIN: build first (meson setup build-cuda --buildtype=release && ninja -C build-cuda)"
+    exit 2
+fi
+ldd "$BIN" | grep "not found" && echo "missing shared libraries: run tests/gpu/bundle-libs.sh on the build machine"
+
+# ---- 1. parity ----
+status_ops=missing
+status_model=missing
+run_parity() { # name binary outfile
+    local t=$BUILD/tests/gpu/$2
+    [ -x "$t" ] || { echo "$1: $t missing"; return 3; }
+    timeout 240 "$t" >"$OUT/$3" 2>&1
+    local rc=$?
+    tail -n 40 "$OUT/$3"
+    return $rc
+}
+echo "== parity: ops"
+run_parity ops test_cuda_ops parity-ops.txt
+rc=$?; case $rc in 0) status_ops=pass ;; 77) status_ops=skipped ;; 124) status_ops=timeout ;; *) status_ops="fail(rc=$rc)" ;; esac
+echo "== parity: model"
+run_parity model test_cuda_model parity-model.txt
+rc=$?; case $rc in 0) status_model=pass ;; 77) status_model=skipped ;; 124) status_model=timeout ;; *) status_model="fail(rc=$rc)" ;; esac
+echo "parity: ops=$status_ops model=$status_model ($(($(date +%s) - START)) s)"
+
+# ---- 2 and 3. benchmarks: the preset covering every target first, then HF, then the rest ----
+: >"$OUT/bench.jsonl"
+bench() {
+    local p=$1 t=$2
+    if [ "$(left)" -lt $((t / 2)) ]; then echo "bench $p: skipped (time budget)"; return; fi
+    echo "== bench $p"
+    local line
+    line=$(timeout "$t" "$BIN" bench --device cuda --precision f16 --preset "$p" --reps 3 --prompt-tokens 900 \
+        --gen-tokens 32 2>"$OUT/.err") && echo "$line" | tee -a "$OUT/bench.jsonl" ||
+        { echo "bench $p failed: $(tail -n 3 "$OUT/.err")"; echo "{\"preset\": \"$p\", \"error\": true}" >>"$OUT/bench.jsonl"; }
+}
+bench mgllava-7b 170
+if [ "$(left)" -gt 60 ]; then
+    echo "== HF transformers"
+    timeout $(($(left) > 200 ? 200 : $(left))) python3 "$ROOT/tools/bench/hf_bench.py" --out "$OUT/hf.json" ||
+        echo "hf_bench failed or timed out"
+else
+    echo "HF bench: skipped (time budget)"
+fi
+bench phi3-mini 100
+bench llama3-8b 120
+bench clip-l-336 40
+bench convnext-l-768 40
+bench vicuna-7b 100
+rm -f "$OUT/.err"
+
+# ---- 4. the table ----
+python3 - "$OUT" "$status_ops" "$status_model" <<'EOF' | tee "$OUT/table.txt"
+import json, os, sys
+out, st_ops, st_model = sys.argv[1], sys.argv[2], sys.argv[3]
+ours = {}
+for line in open(os.path.join(out, "bench.jsonl")):
+    line = line.strip()
+    if line.startswith("{"):
+        try:
+            o = json.loads(line)
+            ours[o["preset"]] = o
+        except Exception:
+            pass
+hf = {}
+try:
+    hf = json.load(open(os.path.join(out, "hf.json")))
+except Exception:
+    pass
+
+def g(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+def first(*vals):
+    for v in vals:
+        if v is not None:
+            return v
+    return None
+
+m7 = ours.get("mgllava-7b", {})
+rows = []
+def row(name, mine, theirs, target, better):
+    ratio = None
+    if mine and theirs:
+        ratio = theirs / mine if better == "lower" else mine / theirs
+    ok = None
+    if target is not None and mine is not None:
+        ok = mine <= target if better == "lower" else mine >= target
+    rows.append((name, mine, theirs, ratio, target, better, ok))
+
+row("CLIP-L/336 ms", first(g(m7, "clip_ms"), g(ours, "clip-l-336", "clip_ms")), g(hf, "clip_ms"), 2.0, "lower")
+row("ConvNeXt-L@768 ms", first(g(m7, "convnext_ms"), g(ours, "convnext-l-768", "convnext_ms")), g(hf, "convnext_ms"), 4.0, "lower")
+row("vision (both towers+fuse+obj) ms", g(m7, "vision_ms"), None, None, "lower")
+row("Vicuna-7B prefill 900 ms", first(g(m7, "prefill_ms"), g(ours, "vicuna-7b", "prefill_ms")), g(hf, "llm", "vicuna-7b", "prefill_ms"), 25.0, "lower")
+row("Vicuna-7B decode tok/s", first(g(m7, "decode_tokens_per_s"), g(ours, "vicuna-7b", "decode_tokens_per_s")), g(hf, "llm", "vicuna-7b", "decode_tokens_per_s"), 170.0, "higher")
+row("Vicuna-7B decode GB/s", first(g(m7, "decode_weight_GBps"), g(ours, "vicuna-7b", "decode_weight_GBps")), None, None, "higher")
+for p in ("phi3-mini", "llama3-8b"):
+    row(p + " prefill 900 ms", g(ours, p, "prefill_ms"), g(hf, "llm", p, "prefill_ms"), None, "lower")
+    row(p + " decode tok/s", g(ours, p, "decode_tokens_per_s"), g(hf, "llm", p, "decode_tokens_per_s"), None, "higher")
+row("one captioned frame ms (900+30)", g(m7, "frame_ms"), g(hf, "frame_ms"), 200.0, "lower")
+row("peak device alloc MiB (mgllava-7b)", g(m7, "peak_device_alloc_MiB"), None, None, "lower")
+
+def f(v):
+    return "-" if v is None else ("%.2f" % v if abs(v) < 100 else "%.0f" % v)
+print("%-36s %10s %10s %8s %10s %6s" % ("metric", "ours", "HF", "x", "target", "pass"))
+for name, mine, theirs, ratio, target, better, ok in rows:
+    tgt = "-" if target is None else ("<=" if better == "lower" else ">=") + f(target)
+    print("%-36s %10s %10s %8s %10s %6s" % (name, f(mine), f(theirs), f(ratio), tgt, "-" if ok is None else ("PASS" if ok else "FAIL")))
+fr = [r for r in rows if r[0].startswith("one captioned")][0]
+print("%-36s %10s %10s %8s %10s %6s" % ("frame speed-up vs HF", "", "", f(fr[3]), ">=3", "-" if fr[3] is None else ("PASS" if fr[3] >= 3 else "FAIL")))
+print("parity: ops %s, model %s" % (st_ops, st_model))
+print("device: %s" % (g(m7, "device") or "?"))
+EOF
+echo "== done in $(($(date +%s) - START)) s; log: $LOG"
