@@ -18,6 +18,7 @@
 #include "mgl-eval-scenes.h"
 #include "mgl-internal.h"
 #include "mgl-json.h"
+#include "mgl-model.h"
 #include "mgl-scenes.h"
 
 #include <glib.h>
@@ -95,33 +96,14 @@ static bool ev_bool(const char* s, bool* out) {
     return true;
 }
 
-/* Whitespace as Python's str.strip() sees it (str.isspace), so that the
- * PyTorch side (tools/demo/compare_reference.py) scores the same way; GLib's
- * g_strstrip() leaves \v, \x1c-\x1f and the Unicode spaces alone. */
-static bool py_space(gunichar c) {
-    return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
-}
-
-/* trim in place (valid UTF-8) */
-static void py_strip(char* s) {
-    char* b = s;
-    while (*b && py_space(g_utf8_get_char(b))) b = g_utf8_next_char(b);
-    char* end = b;
-    for (char* p = b; *p; p = g_utf8_next_char(p))
-        if (!py_space(g_utf8_get_char(p))) end = g_utf8_next_char(p);
-    memmove(s, b, (size_t)(end - b));
-    s[end - b] = 0;
-}
-
 /* trim, drop one trailing ".", trim again, lower-case; g_free() the result */
 static char* normalize(const char* s) {
     if (!s || !g_utf8_validate(s, -1, NULL)) return g_ascii_strdown(g_strstrip(g_strdup(s ? s : "")), -1);
     char* t = g_strdup(s);
-    py_strip(t);
+    mgl_text_strip(t);
     size_t n = strlen(t);
     if (n && t[n - 1] == '.') t[n - 1] = 0;
-    py_strip(t);
+    mgl_text_strip(t);
     char* low = g_utf8_strdown(t, -1);
     g_free(t);
     return low;

@@ -802,35 +802,13 @@ extern "C" MglStatus mgl_cuda_llm_forward(MglCtx* c, const float* embeds, int64_
 
 static double now_ms(void) { return (double)g_get_monotonic_time() / 1000.0; }
 
-static uint64_t rng_next(uint64_t* s) {
-    /* splitmix64, the CPU engine's sequence */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static bool ends_with_stop_word(const MglModel* m, const int32_t* ids, size_t n) {
-    if (!m->tmpl->stop_words[0]) return false;
-    char* text = NULL;
-    if (mgl_tokenizer_decode(m->tok, ids, n, false, &text, NULL) != MGL_OK) return false;
-    size_t k = 0;
-    for (size_t i = 0; text[i]; i++)
-        if (text[i] != '\r' && text[i] != '\n') text[k++] = text[i];
-    text[k] = 0;
-    bool hit = false;
-    for (int i = 0; m->tmpl->stop_words[i] && !hit; i++) hit = g_str_has_suffix(text, m->tmpl->stop_words[i]);
-    free(text);
-    return hit;
-}
-
 /* sample the next token from dc->logits into d_tok and return it */
 static MglStatus sample_dev(MglCudaCtx* dc, const MglGenParams* p, uint64_t* rng, int32_t* id, MglErr* err) {
     MglCudaStream* s = dc->s_main;
     const int64_t V = dc->dm->m->lc.vocab;
     if (p->temperature <= 0.0f) mgl_cuda_argmax(s, dc->logits, V, dc->d_tok);
     else {
-        double u = (double)(rng_next(rng) >> 11) / 9007199254740992.0;
+        double u = mgl_rng_unit(rng);
         mgl_cuda_sample(s, dc->sampler, dc->logits, p->temperature, p->top_k, p->top_p, u, dc->d_tok);
     }
     mglc_fail(s, cudaMemcpyAsync(id, dc->d_tok, sizeof(int32_t), cudaMemcpyDeviceToHost, s->st), "token download");
@@ -894,115 +872,27 @@ static MglStatus vision_embeds(MglCudaCtx* dc, const int32_t* ids, size_t n_ids,
     return sync_all(dc, err);
 }
 
-extern "C" MglStatus mgl_cuda_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, size_t n_boxes,
-                                       const char* question, const MglGenParams* params, char** text,
-                                       int32_t** ids_out, size_t* n_ids_out, MglTimings* tm, MglErr* err) {
-    if (text) *text = NULL;
-    if (ids_out) *ids_out = NULL;
-    if (n_ids_out) *n_ids_out = 0;
-    if (!c || !image || !question) return mgl_err(err, MGL_E_INVALID, "generate: missing context, image or question");
+extern "C" MglStatus mgl_cuda_prefill(MglCtx* c, MglGenRequest* rq, int32_t* first, MglTimings* t, MglErr* err) {
     NEED_DEV(c, err);
     MglCudaCtx* dc = dctx(c);
-    MglModel* m = c->m;
-    MglGenParams p = params ? *params : mgl_gen_default_params();
-    if (p.max_new_tokens <= 0) p.max_new_tokens = m->files->man.max_new_tokens;
-    if (p.limit_num < 0) p.limit_num = m->files->man.limit_num;
-    if (!(p.temperature >= 0.0f) || !(p.top_p > 0.0f && p.top_p <= 1.0f) || p.top_k < 0)
-        return mgl_err(err, MGL_E_INVALID, "generate: temperature must be >= 0, top-p in (0, 1], top-k >= 0");
-    MGL_TRY(mgl_model_files_check(m->files, err));
-    MglTimings t;
-    memset(&t, 0, sizeof t);
-    double t0 = now_ms();
-    const int64_t P = m->n_patches;
-    {
-        const char* q = question;
-        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
-        if (!*q) return mgl_err(err, MGL_E_INVALID, "prompt: empty question");
-    }
-    MglPrompt pr;
-    memset(&pr, 0, sizeof pr);
-    MglStatus st = mgl_prompt_build(m->tok, m->tmpl, question, true, &pr, err);
-    if (st != MGL_OK) return st;
-    float *x768 = NULL, *x336 = NULL, *b768 = NULL;
-    size_t n_obj = 0;
-    int32_t* gen = NULL;
-    MglDetok* dt = NULL;
-    st = mgl_stage_preprocess(image, boxes, n_boxes, p.limit_num, &x768, &x336, &b768, &n_obj, err);
-    if (st != MGL_OK) {
-        mgl_prompt_clear(&pr);
-        return st;
-    }
-    if (!p.use_objects || !p.use_high_res) n_obj = 0;
-    const int64_t L = (int64_t)pr.n_ids + P + (int64_t)n_obj;
-    if (L + p.max_new_tokens > m->n_ctx) {
-        st = mgl_err(err, MGL_E_INVALID,
-                     "prompt: %lld tokens (%zu text + %lld visual) plus %d new exceed the %d-token context",
-                     (long long)L, pr.n_ids, (long long)(P + (int64_t)n_obj), p.max_new_tokens, m->n_ctx);
-        goto out;
-    }
-    {
-        double t1 = now_ms();
-        t.preprocess_ms = t1 - t0;
-        st = ensure_kv(dc, L + p.max_new_tokens + 1, err);
-        if (st == MGL_OK)
-            st = vision_embeds(dc, pr.ids, pr.n_ids, pr.image_pos, x336, x768, b768, n_obj, p.use_high_res, err);
-        if (st != MGL_OK) goto out;
-        double t2 = now_ms();
-        t.vision_ms = t2 - t1;
-        llm_dev(dc, L, 0, NULL, false);
-        uint64_t rng = p.seed ^ 0x6d676c6c617661ull;
-        int32_t id = 0;
-        st = sample_dev(dc, &p, &rng, &id, err);
-        double t3 = now_ms();
-        t.prefill_ms = t3 - t2;
-        gen = (int32_t*)malloc(sizeof(int32_t) * (size_t)(p.max_new_tokens + 1));
-        size_t ng = 0;
-        dt = p.on_token ? mgl_detok_new(m->tok, true) : NULL;
-        while (st == MGL_OK) {
-            gen[ng++] = id;
-            bool stop = false;
-            for (int i = 0; i < m->n_eos; i++) stop |= id == m->eos_ids[i];
-            if (p.on_token && !stop) {
-                const char* piece = dt ? mgl_detok_push(dt, id) : "";
-                if (!p.on_token(id, piece ? piece : "", p.user_data)) stop = true;
-            }
-            if (!stop) stop = ends_with_stop_word(m, gen, ng);
-            if (stop || (int)ng >= p.max_new_tokens) break;
-            if (p.abort_flag && *p.abort_flag) {
-                st = mgl_err(err, MGL_E_ABORTED, "generate: aborted after %zu tokens", ng);
-                break;
-            }
-            /* d_tok already holds `id` */
-            st = decode_step(dc, L + (int64_t)ng - 1, err);
-            if (st == MGL_OK) st = sample_dev(dc, &p, &rng, &id, err);
-        }
-        t.decode_ms = now_ms() - t3;
-        t.n_prompt_tokens = (int)L;
-        t.n_generated = (int)ng;
-        t.n_objects = (int)n_obj;
-        if (st == MGL_OK && text) {
-            char* s = NULL;
-            st = mgl_tokenizer_decode(m->tok, gen, ng, true, &s, err);
-            if (st == MGL_OK) {
-                g_strstrip(s);
-                *text = s;
-            }
-        }
-        if (st == MGL_OK && ids_out) {
-            *ids_out = gen;
-            gen = NULL;
-            if (n_ids_out) *n_ids_out = ng;
-        }
-        if (tm) *tm = t;
-    }
-out:
-    mgl_detok_free(dt);
-    free(gen);
-    free(x768);
-    free(x336);
-    free(b768);
-    mgl_prompt_clear(&pr);
+    double t1 = now_ms();
+    MGL_TRY(ensure_kv(dc, rq->L + rq->p.max_new_tokens + 1, err));
+    MGL_TRY(vision_embeds(dc, rq->pr.ids, rq->pr.n_ids, rq->pr.image_pos, rq->x336, rq->x768, rq->b768, rq->n_obj,
+                          rq->p.use_high_res, err));
+    double t2 = now_ms();
+    t->vision_ms = t2 - t1;
+    llm_dev(dc, rq->L, 0, NULL, false);
+    MglStatus st = sample_dev(dc, &rq->p, &rq->rng, first, err);
+    t->prefill_ms = now_ms() - t2;
     return st;
+}
+
+extern "C" MglStatus mgl_cuda_step(MglCtx* c, MglGenRequest* rq, int64_t pos, int32_t* next, MglErr* err) {
+    NEED_DEV(c, err);
+    MglCudaCtx* dc = dctx(c);
+    /* d_tok already holds the last sampled id */
+    MGL_TRY(decode_step(dc, pos, err));
+    return sample_dev(dc, &rq->p, &rq->rng, next, err);
 }
 
 /* ---- benchmarks ------------------------------------------------------------------------------- */

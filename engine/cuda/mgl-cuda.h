@@ -6,7 +6,7 @@
  *    activations, weights in f32/f16/bf16, each enqueued on an MglCudaStream.
  *    Launch and cuBLAS errors are recorded in the stream and reported by
  *    mgl_cuda_stream_sync() as MglErr messages; nothing aborts.
- *  - the model (mgl_cuda_model_* / mgl_cuda_ctx_* / mgl_cuda_generate): weights
+ *  - the model (mgl_cuda_model_* / mgl_cuda_ctx_* / mgl_cuda_prefill, _step): weights
  *    uploaded once in one precision, stages on the device, KV cache on the
  *    device, the decode step replayed from a CUDA graph. */
 #ifndef MGL_CUDA_H
@@ -20,6 +20,7 @@
 extern "C" {
 #endif
 
+#include "mgl-model.h"
 #include "mgl-ops.h"
 
 /* ---- devices ------------------------------------------------------------ */
@@ -136,10 +137,12 @@ const char* mgl_cuda_model_precision(const MglCudaModel* dm);
 MglStatus mgl_cuda_ctx_new(MglCudaModel* dm, MglCudaCtx** out, MglErr* err);
 void      mgl_cuda_ctx_free(MglCudaCtx* dc);
 
-/* mgl_generate on the device (the MglCtx's model must have been loaded with a device). */
-MglStatus mgl_cuda_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, size_t n_boxes,
-                            const char* question, const MglGenParams* params, char** text, int32_t** ids,
-                            size_t* n_ids, MglTimings* timings, MglErr* err);
+/* mgl_generate's device backend (the MglCtx's model must be on a GPU): vision,
+ * embeddings and prefill of the request, leaving the first sampled id in
+ * *first; then one decode step at position `pos` for the last sampled id,
+ * sampling the next into *next. */
+MglStatus mgl_cuda_prefill(MglCtx* c, MglGenRequest* rq, int32_t* first, MglTimings* t, MglErr* err);
+MglStatus mgl_cuda_step(MglCtx* c, MglGenRequest* rq, int64_t pos, int32_t* next, MglErr* err);
 
 /* Stages with host inputs and outputs (parity tests): same shapes as the CPU stages. */
 MglStatus mgl_cuda_stage_clip(MglCtx* c, const float* x336, float* out, MglErr* err);

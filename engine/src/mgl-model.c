@@ -783,6 +783,82 @@ static bool ends_with_stop_word(const MglModel* m, const int32_t* ids, size_t n)
     return hit;
 }
 
+double mgl_rng_unit(uint64_t* state) { return (double)(rng_next(state) >> 11) / 9007199254740992.0; }
+
+/* Whitespace as Python's str.isspace() sees it: the reference's answer is
+ * decode(...).strip(). */
+static bool py_space(gunichar c) {
+    return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000;
+}
+
+void mgl_text_strip(char* s) {
+    if (!s) return;
+    if (!g_utf8_validate(s, -1, NULL)) {
+        g_strstrip(s);
+        return;
+    }
+    char* b = s;
+    while (*b && py_space(g_utf8_get_char(b))) b = g_utf8_next_char(b);
+    char* end = b;
+    for (char* q = b; *q; q = g_utf8_next_char(q))
+        if (!py_space(g_utf8_get_char(q))) end = g_utf8_next_char(q);
+    memmove(s, b, (size_t)(end - b));
+    s[end - b] = 0;
+}
+
+/* ---- the CPU backend of one request ---- */
+
+typedef struct {
+    float *logits, *e1;
+} CpuGen;
+
+static MglStatus cpu_prefill(MglCtx* c, MglGenRequest* rq, CpuGen* g, int32_t* first, MglTimings* t, MglErr* err) {
+    MglModel* m = c->m;
+    const int64_t D = m->D, H = m->lc.hidden, P = m->n_patches, L = rq->L;
+    double t1 = now_ms();
+    float* emb = malloc(sizeof(float) * (size_t)(L * H));
+    float* clipf = malloc(sizeof(float) * (size_t)(P * D));
+    float* fused = malloc(sizeof(float) * (size_t)(P * D));
+    mgl_stage_clip(m, rq->x336, clipf);
+    float* so[4] = {0};
+    if (rq->p.use_high_res) {
+        for (int s = 0; s < 4; s++) {
+            int64_t hs = (MGL_AUX_SIZE / 4) >> s;
+            so[s] = malloc(sizeof(float) * (size_t)(hs * hs * m->stages[s].C));
+        }
+        mgl_stage_convnext(m, rq->x768, so);
+        mgl_stage_fuse(m, clipf, so[3], fused, NULL);
+    } else {
+        memcpy(fused, clipf, sizeof(float) * (size_t)(P * D));
+    }
+    mgl_stage_embeds(m, &rq->pr, fused, so, rq->b768, rq->n_obj, emb);
+    for (int s = 0; s < 4; s++) free(so[s]);
+    free(clipf);
+    free(fused);
+    double t2 = now_ms();
+    t->vision_ms = t2 - t1;
+    g->logits = malloc(sizeof(float) * (size_t)m->lc.vocab);
+    g->e1 = malloc(sizeof(float) * (size_t)H);
+    MglStatus st = mgl_llm_forward(c, emb, L, 0, g->logits, false, err);
+    free(emb);
+    if (st == MGL_OK) *first = sample(g->logits, m->lc.vocab, &rq->p, &rq->rng);
+    t->prefill_ms = now_ms() - t2;
+    return st;
+}
+
+static MglStatus cpu_step(MglCtx* c, MglGenRequest* rq, CpuGen* g, int32_t id, int64_t pos, int32_t* next,
+                          MglErr* err) {
+    mgl_weight_row(&c->m->embed, id, g->e1);
+    MGL_TRY(mgl_llm_forward(c, g->e1, 1, pos, g->logits, false, err));
+    *next = sample(g->logits, c->m->lc.vocab, &rq->p, &rq->rng);
+    return MGL_OK;
+}
+
+/* One request on either backend: the shared checks, prompt and preprocessing;
+ * the backend's vision + prefill; then one token at a time (EOS, stop words,
+ * the streaming callback, the abort flag and the token budget are decided here
+ * for both backends); the text is the reference's decode(...).strip(). */
 MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, size_t n_boxes, const char* question,
                        const MglGenParams* params, char** text, int32_t** ids_out, size_t* n_ids_out,
                        MglTimings* tm, MglErr* err) {
@@ -790,108 +866,78 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
     if (ids_out) *ids_out = NULL;
     if (n_ids_out) *n_ids_out = 0;
     if (!c || !image || !question) return mgl_err(err, MGL_E_INVALID, "generate: missing context, image or question");
-#ifdef MGL_HAVE_CUDA
-    if (c->cuda) return mgl_cuda_generate(c, image, boxes, n_boxes, question, params, text, ids_out, n_ids_out, tm, err);
-#endif
     MglModel* m = c->m;
-    MglGenParams p = params ? *params : mgl_gen_default_params();
-    if (p.max_new_tokens <= 0) p.max_new_tokens = m->files->man.max_new_tokens;
-    if (p.limit_num < 0) p.limit_num = m->files->man.limit_num;
-    if (!(p.temperature >= 0.0f) || !(p.top_p > 0.0f && p.top_p <= 1.0f) || p.top_k < 0)
+    MglGenRequest rq = {.p = params ? *params : mgl_gen_default_params()};
+    MglGenParams* p = &rq.p;
+    if (p->max_new_tokens <= 0) p->max_new_tokens = m->files->man.max_new_tokens;
+    if (p->limit_num < 0) p->limit_num = m->files->man.limit_num;
+    if (!(p->temperature >= 0.0f) || !(p->top_p > 0.0f && p->top_p <= 1.0f) || p->top_k < 0)
         return mgl_err(err, MGL_E_INVALID, "generate: temperature must be >= 0, top-p in (0, 1], top-k >= 0");
     MGL_TRY(mgl_model_files_check(m->files, err));
     MglTimings t = {0};
     double t0 = now_ms();
-    const int64_t D = m->D, H = m->lc.hidden, P = m->n_patches;
-
+    const int64_t P = m->n_patches;
     {
         const char* q = question;
         while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
         if (!*q) return mgl_err(err, MGL_E_INVALID, "prompt: empty question");
     }
-    MglPrompt pr = {0};
-    MglStatus st = mgl_prompt_build(m->tok, m->tmpl, question, true, &pr, err);
+    MglStatus st = mgl_prompt_build(m->tok, m->tmpl, question, true, &rq.pr, err);
     if (st != MGL_OK) return st;
-    float *x768 = NULL, *x336 = NULL, *b768 = NULL;
-    size_t n_obj = 0;
-    st = mgl_stage_preprocess(image, boxes, n_boxes, p.limit_num, &x768, &x336, &b768, &n_obj, err);
-    if (st != MGL_OK) {
-        mgl_prompt_clear(&pr);
-        return st;
-    }
-    if (!p.use_objects || !p.use_high_res) n_obj = 0;
-    int64_t L = (int64_t)pr.n_ids + P + (int64_t)n_obj;
-    if (L + p.max_new_tokens > m->n_ctx) {
+    int32_t* gen = NULL;
+    MglDetok* dt = NULL;
+    CpuGen cg = {0};
+    st = mgl_stage_preprocess(image, boxes, n_boxes, p->limit_num, &rq.x768, &rq.x336, &rq.b768, &rq.n_obj, err);
+    if (st != MGL_OK) goto out;
+    if (!p->use_objects || !p->use_high_res) rq.n_obj = 0;
+    rq.L = (int64_t)rq.pr.n_ids + P + (int64_t)rq.n_obj;
+    if (rq.L + p->max_new_tokens > m->n_ctx) {
         st = mgl_err(err, MGL_E_INVALID, "prompt: %lld tokens (%zu text + %lld visual) plus %d new exceed the %d-token context",
-                     (long long)L, pr.n_ids, (long long)(P + (int64_t)n_obj), p.max_new_tokens, m->n_ctx);
-        goto out_pre;
+                     (long long)rq.L, rq.pr.n_ids, (long long)(P + (int64_t)rq.n_obj), p->max_new_tokens, m->n_ctx);
+        goto out;
     }
-    double t1 = now_ms();
-    t.preprocess_ms = t1 - t0;
-
-    float* emb = malloc(sizeof(float) * (size_t)(L * H));
-    float* clipf = malloc(sizeof(float) * (size_t)(P * D));
-    float* fused = malloc(sizeof(float) * (size_t)(P * D));
-    mgl_stage_clip(m, x336, clipf);
-    float* so[4] = {0};
-    if (p.use_high_res) {
-        for (int s = 0; s < 4; s++) {
-            int64_t hs = (MGL_AUX_SIZE / 4) >> s;
-            so[s] = malloc(sizeof(float) * (size_t)(hs * hs * m->stages[s].C));
-        }
-        mgl_stage_convnext(m, x768, so);
-        mgl_stage_fuse(m, clipf, so[3], fused, NULL);
-    } else {
-        memcpy(fused, clipf, sizeof(float) * (size_t)(P * D));
-    }
-    mgl_stage_embeds(m, &pr, fused, so, b768, n_obj, emb);
-    for (int s = 0; s < 4; s++) free(so[s]);
-    free(clipf);
-    free(fused);
-    double t2 = now_ms();
-    t.vision_ms = t2 - t1;
-
-    const int64_t V = m->lc.vocab;
-    float* logits = malloc(sizeof(float) * (size_t)V);
-    st = mgl_llm_forward(c, emb, L, 0, logits, false, err);
-    free(emb);
+    t.preprocess_ms = now_ms() - t0;
+    rq.rng = p->seed ^ 0x6d676c6c617661ull;
+    int32_t id = 0;
+#ifdef MGL_HAVE_CUDA
+    if (c->cuda) st = mgl_cuda_prefill(c, &rq, &id, &t, err);
+    else
+#endif
+        st = cpu_prefill(c, &rq, &cg, &id, &t, err);
     double t3 = now_ms();
-    t.prefill_ms = t3 - t2;
-    int32_t* gen = malloc(sizeof(int32_t) * (size_t)(p.max_new_tokens + 1));
+    gen = malloc(sizeof(int32_t) * (size_t)(p->max_new_tokens + 1));
     size_t ng = 0;
-    uint64_t rng = p.seed ^ 0x6d676c6c617661ull;
-    MglDetok* dt = p.on_token ? mgl_detok_new(m->tok, true) : NULL;
-    float* e1 = malloc(sizeof(float) * (size_t)H);
+    dt = p->on_token ? mgl_detok_new(m->tok, true) : NULL;
     while (st == MGL_OK) {
-        int32_t id = sample(logits, V, &p, &rng);
         gen[ng++] = id;
         bool stop = false;
         for (int i = 0; i < m->n_eos; i++) stop |= id == m->eos_ids[i];
-        if (p.on_token && !stop) {
+        if (p->on_token && !stop) {
             const char* piece = dt ? mgl_detok_push(dt, id) : "";
-            if (!p.on_token(id, piece ? piece : "", p.user_data)) stop = true;
+            if (!p->on_token(id, piece ? piece : "", p->user_data)) stop = true;
         }
         if (!stop) stop = ends_with_stop_word(m, gen, ng);
-        if (stop || (int)ng >= p.max_new_tokens) break;
-        if (p.abort_flag && *p.abort_flag) {
+        if (stop || (int)ng >= p->max_new_tokens) break;
+        if (p->abort_flag && *p->abort_flag) {
             st = mgl_err(err, MGL_E_ABORTED, "generate: aborted after %zu tokens", ng);
             break;
         }
-        mgl_weight_row(&m->embed, id, e1);
-        st = mgl_llm_forward(c, e1, 1, L + (int64_t)ng - 1, logits, false, err);
+        int64_t pos = rq.L + (int64_t)ng - 1;
+#ifdef MGL_HAVE_CUDA
+        if (c->cuda) st = mgl_cuda_step(c, &rq, pos, &id, err);
+        else
+#endif
+            st = cpu_step(c, &rq, &cg, id, pos, &id, err);
     }
-    free(e1);
-    mgl_detok_free(dt);
-    free(logits);
     t.decode_ms = now_ms() - t3;
-    t.n_prompt_tokens = (int)L;
+    t.n_prompt_tokens = (int)rq.L;
     t.n_generated = (int)ng;
-    t.n_objects = (int)n_obj;
+    t.n_objects = (int)rq.n_obj;
     if (st == MGL_OK && text) {
         char* s = NULL;
         st = mgl_tokenizer_decode(m->tok, gen, ng, true, &s, err);
         if (st == MGL_OK) {
-            g_strstrip(s);
+            mgl_text_strip(s);
             *text = s;
         }
     }
@@ -900,12 +946,15 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
         gen = NULL;
         if (n_ids_out) *n_ids_out = ng;
     }
-    free(gen);
     if (tm) *tm = t;
-out_pre:
-    free(x768);
-    free(x336);
-    free(b768);
-    mgl_prompt_clear(&pr);
+out:
+    free(cg.logits);
+    free(cg.e1);
+    mgl_detok_free(dt);
+    free(gen);
+    free(rq.x768);
+    free(rq.x336);
+    free(rq.b768);
+    mgl_prompt_clear(&rq.pr);
     return st;
 }

@@ -107,4 +107,20 @@ MglStatus mgl_llm_forward(MglCtx* c, const float* embeds, int64_t T, int64_t pos
                           MglErr* err);
 MglStatus mgl_ctx_reserve(MglCtx* c, int64_t n_tokens, MglErr* err);
 
+/* One generation request after mgl_generate's shared checks: the backend runs
+ * its vision stages and prefill over it, then one decode step at a time. */
+typedef struct {
+    MglGenParams p;                 /* defaults resolved */
+    MglPrompt    pr;
+    float       *x768, *x336, *b768; /* preprocessed views and boxes (CPU) */
+    size_t       n_obj;             /* object tokens (0 when objects are off) */
+    int64_t      L;                 /* prompt length in LLM positions */
+    uint64_t     rng;               /* sampling state (splitmix64) */
+} MglGenRequest;
+
+/* A uniform draw in [0, 1) from the request's sampling state. */
+double mgl_rng_unit(uint64_t* state);
+/* Trim in place the whitespace Python's str.strip() removes (str.isspace). */
+void mgl_text_strip(char* s);
+
 #endif
