@@ -66,6 +66,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_mgllava_filter_debug);
 #define DEFAULT_MIN_OBJECT_SIZE 0.0
 #define DEFAULT_USE_HIGH_RES TRUE
 #define DEFAULT_EXACT_LATENCY (5 * GST_SECOND)
+#define DEFAULT_TEXT_DURATION 0
 #define DEFAULT_THREADS 0
 
 enum
@@ -91,6 +92,7 @@ enum
   PROP_MIN_OBJECT_SIZE,
   PROP_USE_HIGH_RES,
   PROP_EXACT_LATENCY,
+  PROP_TEXT_DURATION,
   PROP_THREADS,
   PROP_STATS,
 };
@@ -148,6 +150,7 @@ struct _GstMgllavaFilter
   gdouble min_object_size;
   gboolean use_high_res;
   guint64 exact_latency;
+  guint64 text_duration;
   gint threads;
   GstClockTime qos_earliest;    /* running time; NONE = no QoS info */
 
@@ -160,6 +163,7 @@ struct _GstMgllavaFilter
   gboolean text_started;
   gboolean text_segment_pending;
   GstClockTime last_text_pts;
+  GstClockTime text_end;         /* end of the last text buffer */
   gboolean live_known, live;
 
   /* engine: created in start(), used by the worker only, freed in stop() */
@@ -518,6 +522,7 @@ gst_mgllava_filter_start (GstBaseTransform * trans)
   self->last_sample_rt = GST_CLOCK_TIME_NONE;
   self->text_started = FALSE;
   self->last_text_pts = GST_CLOCK_TIME_NONE;
+  self->text_end = GST_CLOCK_TIME_NONE;
   self->live_known = FALSE;
   g_mutex_lock (&self->lock);
   self->running = TRUE;
@@ -629,43 +634,75 @@ gst_mgllava_filter_text_prepare (GstMgllavaFilter * self)
   }
 }
 
+/* How long a caption stays on text_src: the text-duration property, else the
+ * sampling period (interval-time, or interval frames), at least one frame. */
+static GstClockTime
+gst_mgllava_filter_text_duration (GstMgllavaFilter * self, GstBuffer * video)
+{
+  GstClockTime frame = GST_CLOCK_TIME_NONE, d;
+
+  if (self->text_duration > 0)
+    return self->text_duration;
+  if (video && GST_BUFFER_DURATION_IS_VALID (video))
+    frame = GST_BUFFER_DURATION (video);
+  else if (self->have_info && GST_VIDEO_INFO_FPS_N (&self->info) > 0)
+    frame = gst_util_uint64_scale_int (GST_SECOND,
+        GST_VIDEO_INFO_FPS_D (&self->info), GST_VIDEO_INFO_FPS_N (&self->info));
+  if (!GST_CLOCK_TIME_IS_VALID (frame) || frame == 0)
+    frame = GST_SECOND / 30;
+  d = self->interval_time > 0 ? self->interval_time :
+      frame * MAX (self->interval, 1);
+  return MAX (d, frame);
+}
+
+/* A text buffer for the answer, starting at the video frame that carries it
+ * (or, with none, at its source frame), kept monotonic, lasting
+ * gst_mgllava_filter_text_duration(): textoverlay shows it for that long. */
 static void
-gst_mgllava_filter_push_text (GstMgllavaFilter * self, const Result * r)
+gst_mgllava_filter_push_text (GstMgllavaFilter * self, const Result * r,
+    GstBuffer * video)
 {
   GstBuffer *buf;
   gsize len = strlen (r->text);
-  GstClockTime pts = r->pts;
+  GstClockTime pts = video ? GST_BUFFER_PTS (video) : r->pts, dur;
 
+  if (!GST_CLOCK_TIME_IS_VALID (pts))
+    pts = r->pts;
   if (!gst_pad_is_linked (self->text_src))
     return;
   g_mutex_lock (&self->text_lock);
   gst_mgllava_filter_text_prepare (self);
-  /* timed at the source frame, kept monotonic for subtitle consumers */
   if (GST_CLOCK_TIME_IS_VALID (self->last_text_pts) &&
       (!GST_CLOCK_TIME_IS_VALID (pts) || pts < self->last_text_pts))
     pts = self->last_text_pts;
+  dur = gst_mgllava_filter_text_duration (self, video);
   buf = gst_buffer_new_memdup (r->text, len);
   GST_BUFFER_PTS (buf) = pts;
-  GST_BUFFER_DURATION (buf) = GST_CLOCK_TIME_NONE;
+  GST_BUFFER_DURATION (buf) = dur;
   self->last_text_pts = pts;
+  self->text_end = GST_CLOCK_TIME_IS_VALID (pts) ? pts + dur :
+      GST_CLOCK_TIME_NONE;
   gst_pad_push (self->text_src, buf);
   g_mutex_unlock (&self->text_lock);
 }
 
+/* A frame without an answer and no caption showing: a gap event, so
+ * textoverlay and subtitle consumers keep running. */
 static void
 gst_mgllava_filter_push_gap (GstMgllavaFilter * self, GstBuffer * video)
 {
-  GstClockTime pts = GST_BUFFER_PTS (video);
+  GstClockTime pts = GST_BUFFER_PTS (video), dur = GST_BUFFER_DURATION (video);
 
   if (!GST_CLOCK_TIME_IS_VALID (pts) || !gst_pad_is_linked (self->text_src))
     return;
   g_mutex_lock (&self->text_lock);
   gst_mgllava_filter_text_prepare (self);
-  if (!GST_CLOCK_TIME_IS_VALID (self->last_text_pts) ||
-      pts >= self->last_text_pts) {
-    gst_pad_push_event (self->text_src, gst_event_new_gap (pts,
-            GST_BUFFER_DURATION (video)));
-  }
+  /* a frame that starts while a caption shows is covered by it (frame times
+   * are rounded: the caption may end a nanosecond before the frame does) */
+  if ((!GST_CLOCK_TIME_IS_VALID (self->text_end) || pts >= self->text_end) &&
+      (!GST_CLOCK_TIME_IS_VALID (self->last_text_pts)
+          || pts >= self->last_text_pts))
+    gst_pad_push_event (self->text_src, gst_event_new_gap (pts, dur));
   g_mutex_unlock (&self->text_lock);
 }
 
@@ -697,6 +734,7 @@ gst_mgllava_filter_sink_event (GstBaseTransform * trans, GstEvent * event)
       g_mutex_unlock (&self->lock);
       g_mutex_lock (&self->text_lock);
       self->last_text_pts = GST_CLOCK_TIME_NONE;
+      self->text_end = GST_CLOCK_TIME_NONE;
       self->text_segment_pending = TRUE;
       g_mutex_unlock (&self->text_lock);
       self->last_sample_rt = GST_CLOCK_TIME_NONE;
@@ -732,7 +770,7 @@ gst_mgllava_filter_sink_event (GstBaseTransform * trans, GstEvent * event)
         Result *r = l->data;
         if (r->frame != G_MAXUINT64) {
           g_mutex_unlock (&self->lock);
-          gst_mgllava_filter_push_text (self, r);
+          gst_mgllava_filter_push_text (self, r, NULL);
           g_mutex_lock (&self->lock);
         }
       }
@@ -1036,7 +1074,7 @@ gst_mgllava_filter_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     while ((r = g_queue_pop_head (&ready))) {
       if (r->frame != G_MAXUINT64) {
         gst_mgllava_filter_attach (self, buf, r);
-        gst_mgllava_filter_push_text (self, r);
+        gst_mgllava_filter_push_text (self, r, buf);
       }
       result_free (r);
     }
@@ -1122,6 +1160,9 @@ gst_mgllava_filter_set_property (GObject * object, guint prop_id,
       break;
     case PROP_EXACT_LATENCY:
       self->exact_latency = g_value_get_uint64 (value);
+      break;
+    case PROP_TEXT_DURATION:
+      self->text_duration = g_value_get_uint64 (value);
       break;
     case PROP_THREADS:
       self->threads = g_value_get_int (value);
@@ -1216,6 +1257,9 @@ gst_mgllava_filter_get_property (GObject * object, guint prop_id,
     case PROP_EXACT_LATENCY:
       g_value_set_uint64 (value, self->exact_latency);
       break;
+    case PROP_TEXT_DURATION:
+      g_value_set_uint64 (value, self->text_duration);
+      break;
     case PROP_THREADS:
       g_value_set_int (value, self->threads);
       break;
@@ -1268,6 +1312,7 @@ gst_mgllava_filter_init (GstMgllavaFilter * self)
   self->min_object_size = DEFAULT_MIN_OBJECT_SIZE;
   self->use_high_res = DEFAULT_USE_HIGH_RES;
   self->exact_latency = DEFAULT_EXACT_LATENCY;
+  self->text_duration = DEFAULT_TEXT_DURATION;
   self->threads = DEFAULT_THREADS;
   self->qos_earliest = GST_CLOCK_TIME_NONE;
   g_mutex_init (&self->lock);
@@ -1377,6 +1422,11 @@ gst_mgllava_filter_class_init (GstMgllavaFilterClass * klass)
           "attach-mode=exact: longest a sampled frame is held for its answer "
           "(ns); reported in the LATENCY query", 0, G_MAXUINT64,
           DEFAULT_EXACT_LATENCY, rw | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_TEXT_DURATION,
+      g_param_spec_uint64 ("text-duration", "Text duration",
+          "How long each answer on text_src lasts (ns; 0 = the sampling "
+          "period: interval-time, or interval frames)", 0, G_MAXUINT64,
+          DEFAULT_TEXT_DURATION, mut));
   g_object_class_install_property (gobject_class, PROP_THREADS,
       g_param_spec_int ("threads", "Threads",
           "CPU threads for the CPU backend (0 = all cores)", 0, 1024,

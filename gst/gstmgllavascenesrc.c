@@ -107,14 +107,10 @@ gst_mgllava_scene_src_start (GstBaseSrc * bsrc)
 {
   GstMgllavaSceneSrc *self = GST_MGLLAVA_SCENE_SRC (bsrc);
   gchar *loc;
-  gboolean live;
 
   GST_OBJECT_LOCK (self);
   loc = g_strdup (self->truth_location);
-  live = self->is_live;
   GST_OBJECT_UNLOCK (self);
-  /* takes the object lock itself */
-  gst_base_src_set_live (bsrc, live);
   self->n = 0;
   self->scene_index = -1;
   if (loc && *loc && !(self->truth = gst_mgl_output_open (GST_ELEMENT (self),
@@ -245,6 +241,10 @@ gst_mgllava_scene_src_set_property (GObject * object, guint prop_id,
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
   }
   GST_OBJECT_UNLOCK (self);
+  /* here, not in start(): the READY->PAUSED change asks whether the source is
+   * live (no preroll) before start() runs; set_live takes the object lock */
+  if (prop_id == PROP_IS_LIVE)
+    gst_base_src_set_live (GST_BASE_SRC (self), g_value_get_boolean (value));
 }
 
 static void

@@ -392,38 +392,52 @@ GST_END_TEST;
 
 GST_START_TEST (test_text_pad)
 {
-  GstHarness *hh = make_harness ("attach-mode=exact interval=2", 64, 48, "RGB");
-  GstHarness *th = gst_harness_new_with_element (hh->element, NULL, "text_src");
-  guint64 i;
-  guint texts = 0, gaps = 0;
-  GstEvent *ev;
-  GstBuffer *tb;
+  /* automatic duration (the sampling period: 2 frames) covers the frames in
+   * between, so no gaps; a one-frame text-duration leaves a gap on each */
+  const gchar *props[2] = { "attach-mode=exact interval=2",
+    "attach-mode=exact interval=2 text-duration=33333333"
+  };
+  const guint64 durs[2] = { 2 * GST_SECOND / 30, 33333333 };
+  const gint want_gaps[2] = { 0, 3 };
+  gint k;
 
-  for (i = 0; i < 6; i++) {
-    gst_harness_push (hh, make_frame (64, 48, i));
-    gst_buffer_unref (gst_harness_pull (hh));
-  }
-  while ((tb = gst_harness_try_pull (th))) {
-    fail_unless_equals_uint64 (GST_BUFFER_PTS (tb), (texts * 2) * GST_SECOND / 30);
-    fail_unless (gst_buffer_get_size (tb) > 0);
-    texts++;
-    gst_buffer_unref (tb);
-  }
-  while ((ev = gst_harness_try_pull_event (th))) {
-    if (GST_EVENT_TYPE (ev) == GST_EVENT_GAP)
-      gaps++;
-    if (GST_EVENT_TYPE (ev) == GST_EVENT_CAPS) {
-      GstCaps *caps;
-      gst_event_parse_caps (ev, &caps);
-      fail_unless (gst_caps_is_equal (caps,
-              gst_caps_from_string ("text/x-raw,format=utf8")));
+  for (k = 0; k < 2; k++) {
+    GstHarness *hh = make_harness (props[k], 64, 48, "RGB");
+    GstHarness *th = gst_harness_new_with_element (hh->element, NULL,
+        "text_src");
+    guint64 i;
+    guint texts = 0, gaps = 0;
+    GstEvent *ev;
+    GstBuffer *tb;
+
+    for (i = 0; i < 6; i++) {
+      gst_harness_push (hh, make_frame (64, 48, i));
+      gst_buffer_unref (gst_harness_pull (hh));
     }
-    gst_event_unref (ev);
+    while ((tb = gst_harness_try_pull (th))) {
+      fail_unless_equals_uint64 (GST_BUFFER_PTS (tb),
+          (texts * 2) * GST_SECOND / 30);
+      fail_unless_equals_uint64 (GST_BUFFER_DURATION (tb), durs[k]);
+      fail_unless (gst_buffer_get_size (tb) > 0);
+      texts++;
+      gst_buffer_unref (tb);
+    }
+    while ((ev = gst_harness_try_pull_event (th))) {
+      if (GST_EVENT_TYPE (ev) == GST_EVENT_GAP)
+        gaps++;
+      if (GST_EVENT_TYPE (ev) == GST_EVENT_CAPS) {
+        GstCaps *caps, *want = gst_caps_from_string ("text/x-raw,format=utf8");
+        gst_event_parse_caps (ev, &caps);
+        fail_unless (gst_caps_is_equal (caps, want));
+        gst_caps_unref (want);
+      }
+      gst_event_unref (ev);
+    }
+    fail_unless_equals_int (texts, 3);
+    fail_unless_equals_int (gaps, want_gaps[k]);
+    gst_harness_teardown (th);
+    gst_harness_teardown (hh);
   }
-  fail_unless_equals_int (texts, 3);
-  fail_unless_equals_int (gaps, 3);
-  gst_harness_teardown (th);
-  gst_harness_teardown (hh);
 }
 
 GST_END_TEST;
