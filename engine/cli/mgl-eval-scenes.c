@@ -16,6 +16,7 @@
  *   other     any other question (none today; the key appears only when used)
  * "questions" totals every category but caption and digit. */
 #include "mgl-eval-scenes.h"
+#include "mgl-cli.h"
 #include "mgl-internal.h"
 #include "mgl-json.h"
 #include "mgl-model.h"
@@ -38,55 +39,8 @@ typedef struct {
     long n, correct;
 } Tally;
 
-typedef struct {
-    const char* name;
-    bool        has_value;
-    const char* value;
-    bool        seen;
-} EvOpt;
-
 enum { E_MODEL, E_COUNT, E_SEED, E_MINOBJ, E_MAXOBJ, E_HIGHRES, E_OBJECTS, E_DEVICE, E_THREADS, E_DUMP, E_MAXQ,
        E_MAXNEW, E_VERBOSE, E_N };
-
-static int ev_usage_error(const char* fmt, const char* arg) {
-    fprintf(stderr, "mgllava: eval-scenes: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (try 'mgllava help')\n");
-    return 1;
-}
-
-static int ev_fail(const MglErr* e) {
-    fprintf(stderr, "mgllava: %s\n", e->msg[0] ? e->msg : mgl_status_to_string(e->code));
-    return 1;
-}
-
-/* "--name value", "--name=value" and "--flag" */
-static int ev_parse(int argc, char** argv, EvOpt* o) {
-    for (int i = 0; i < argc; i++) {
-        int k = 0;
-        for (; k < E_N; k++) {
-            size_t l = strlen(o[k].name);
-            if (!strncmp(argv[i], o[k].name, l) && (argv[i][l] == 0 || argv[i][l] == '=')) break;
-        }
-        if (k == E_N) return ev_usage_error("unknown option '%s'", argv[i]);
-        o[k].seen = true;
-        if (!o[k].has_value) continue;
-        const char* eq = strchr(argv[i], '=');
-        if (eq) o[k].value = eq + 1;
-        else if (i + 1 < argc) o[k].value = argv[++i];
-        else return ev_usage_error("option '%s' needs a value", o[k].name);
-    }
-    return 0;
-}
-
-static bool ev_num(const char* s, double lo, double hi, double* out) {
-    if (!s || !*s) return false;
-    char* end = NULL;
-    double v = g_ascii_strtod(s, &end);
-    if (*end || !(v >= lo && v <= hi)) return false;
-    *out = v;
-    return true;
-}
 
 static bool ev_bool(const char* s, bool* out) {
     if (!s) return false;
@@ -180,39 +134,39 @@ static void truth_clear(Truth* t) {
 }
 
 int mgl_cmd_eval_scenes(int argc, char** argv) {
-    EvOpt o[E_N] = {{"--model", true},       {"--count", true},        {"--seed", true},    {"--min-objects", true},
+    CliOpt o[E_N] = {{"--model", true},       {"--count", true},        {"--seed", true},    {"--min-objects", true},
                     {"--max-objects", true}, {"--use-high-res", true}, {"--use-objects", true}, {"--device", true},
                     {"--threads", true},     {"--dump", true},         {"--max-questions-per-scene", true},
                     {"--max-new-tokens", true}, {"--verbose", false}};
-    if (ev_parse(argc, argv, o)) return 1;
-    if (!o[E_MODEL].value || !o[E_COUNT].value) return ev_usage_error("%s", "--model PATH and --count N are required");
+    if (cli_parse_opts(argc, argv, o, E_N)) return 1;
+    if (!o[E_MODEL].value || !o[E_COUNT].value) return cli_usage_error("eval-scenes", "%s", "--model PATH and --count N are required");
     double count, seed = 0, mn = 1, mx = MGL_SCENE_MAX_OBJECTS, v;
     long max_q = -1;
     MglGenParams gp = mgl_gen_default_params();
     MglModelParams mp = mgl_model_default_params();
     /* count, seed and object limits are read exactly as `mgllava scenes` reads them */
-    if (!ev_num(o[E_COUNT].value, 1, 1e7, &count)) return ev_usage_error("--count '%s': expected 1..10000000", o[E_COUNT].value);
-    if (o[E_SEED].value && !ev_num(o[E_SEED].value, 0, 1.8e19, &seed))
-        return ev_usage_error("--seed '%s': expected a non-negative integer", o[E_SEED].value);
-    if (o[E_MINOBJ].value && !ev_num(o[E_MINOBJ].value, 1, MGL_SCENE_MAX_OBJECTS, &mn))
-        return ev_usage_error("--min-objects '%s': expected 1..6", o[E_MINOBJ].value);
-    if (o[E_MAXOBJ].value && !ev_num(o[E_MAXOBJ].value, mn, MGL_SCENE_MAX_OBJECTS, &mx))
-        return ev_usage_error("--max-objects '%s': expected min-objects..6", o[E_MAXOBJ].value);
+    if (!cli_num(o[E_COUNT].value, 1, 1e7, &count)) return cli_usage_error("eval-scenes", "--count '%s': expected 1..10000000", o[E_COUNT].value);
+    if (o[E_SEED].value && !cli_num(o[E_SEED].value, 0, 1.8e19, &seed))
+        return cli_usage_error("eval-scenes", "--seed '%s': expected a non-negative integer", o[E_SEED].value);
+    if (o[E_MINOBJ].value && !cli_num(o[E_MINOBJ].value, 1, MGL_SCENE_MAX_OBJECTS, &mn))
+        return cli_usage_error("eval-scenes", "--min-objects '%s': expected 1..6", o[E_MINOBJ].value);
+    if (o[E_MAXOBJ].value && !cli_num(o[E_MAXOBJ].value, mn, MGL_SCENE_MAX_OBJECTS, &mx))
+        return cli_usage_error("eval-scenes", "--max-objects '%s': expected min-objects..6", o[E_MAXOBJ].value);
     if (o[E_HIGHRES].value && !ev_bool(o[E_HIGHRES].value, &gp.use_high_res))
-        return ev_usage_error("--use-high-res '%s': expected true or false", o[E_HIGHRES].value);
+        return cli_usage_error("eval-scenes", "--use-high-res '%s': expected true or false", o[E_HIGHRES].value);
     if (o[E_OBJECTS].value && !ev_bool(o[E_OBJECTS].value, &gp.use_objects))
-        return ev_usage_error("--use-objects '%s': expected true or false", o[E_OBJECTS].value);
+        return cli_usage_error("eval-scenes", "--use-objects '%s': expected true or false", o[E_OBJECTS].value);
     if (o[E_THREADS].value) {
-        if (!ev_num(o[E_THREADS].value, 1, 1024, &v)) return ev_usage_error("--threads '%s': expected 1..1024", o[E_THREADS].value);
+        if (!cli_num(o[E_THREADS].value, 1, 1024, &v)) return cli_usage_error("eval-scenes", "--threads '%s': expected 1..1024", o[E_THREADS].value);
         mp.n_threads = (int)v;
     }
     if (o[E_MAXQ].value) {
-        if (!ev_num(o[E_MAXQ].value, 0, 1e6, &v))
-            return ev_usage_error("--max-questions-per-scene '%s': expected 0..1000000", o[E_MAXQ].value);
+        if (!cli_num(o[E_MAXQ].value, 0, 1e6, &v))
+            return cli_usage_error("eval-scenes", "--max-questions-per-scene '%s': expected 0..1000000", o[E_MAXQ].value);
         max_q = (long)v;
     }
     if (o[E_MAXNEW].value) {
-        if (!ev_num(o[E_MAXNEW].value, 1, 1e6, &v)) return ev_usage_error("--max-new-tokens '%s': expected 1..1000000", o[E_MAXNEW].value);
+        if (!cli_num(o[E_MAXNEW].value, 1, 1e6, &v)) return cli_usage_error("eval-scenes", "--max-new-tokens '%s': expected 1..1000000", o[E_MAXNEW].value);
         gp.max_new_tokens = (int)v;
     }
     if (o[E_DEVICE].value) mp.device = o[E_DEVICE].value;
@@ -226,14 +180,14 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     if (dump) {
         if (g_mkdir_with_parents(dump, 0755) != 0) {
             mgl_err(&err, MGL_E_IO, "%s: cannot create folder", dump);
-            return ev_fail(&err);
+            return cli_fail(&err);
         }
         items_path = g_build_filename(dump, "items.jsonl", NULL);
         items = fopen(items_path, "w");
         if (!items) {
             mgl_err(&err, MGL_E_IO, "%s: cannot write", items_path);
             g_free(items_path);
-            return ev_fail(&err);
+            return cli_fail(&err);
         }
     }
 
@@ -360,11 +314,11 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     g_string_free(j, TRUE);
     if (rc == 0) goto done;
 out:
-    rc = ev_fail(&err);
+    rc = cli_fail(&err);
 done:
     if (items && fclose(items) != 0 && rc == 0) {
         mgl_err(&err, MGL_E_IO, "%s: write error", items_path);
-        rc = ev_fail(&err);
+        rc = cli_fail(&err);
     }
     g_free(items_path);
     truth_clear(&truth);

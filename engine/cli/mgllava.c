@@ -15,6 +15,7 @@
 #include "mgl-bench.h"
 #include "mgl-scenes.h"
 #include "mgl-eval-scenes.h"
+#include "mgl-cli.h"
 #include "mgl-image.h"
 #include "mgl-model.h"
 #include "mgl-model-files.h"
@@ -27,18 +28,6 @@
 #include <unistd.h>
 
 #define MAX_STDIN (256u << 20)
-
-static int fail(const MglErr* e) {
-    fprintf(stderr, "mgllava: %s\n", e->msg[0] ? e->msg : mgl_status_to_string(e->code));
-    return 1;
-}
-
-static int usage_error(const char* fmt, const char* arg) {
-    fprintf(stderr, "mgllava: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, " (try 'mgllava help')\n");
-    return 1;
-}
 
 static void usage(FILE* f) {
     fputs("usage: mgllava COMMAND [OPTIONS]\n"
@@ -71,28 +60,6 @@ static void usage(FILE* f) {
           f);
 }
 
-/* Tiny option parser: "--name value" and "--flag". */
-typedef struct { const char* name; bool has_value; const char* value; bool seen; } Opt;
-
-static int parse_opts(int argc, char** argv, Opt* opts, size_t n) {
-    for (int i = 0; i < argc; i++) {
-        size_t k = 0;
-        for (; k < n; k++) {
-            size_t l = strlen(opts[k].name);
-            if (strncmp(argv[i], opts[k].name, l) == 0 && (argv[i][l] == 0 || argv[i][l] == '=')) break;
-        }
-        if (k == n) return usage_error("unknown option '%s'", argv[i]);
-        opts[k].seen = true;
-        if (opts[k].has_value) {
-            const char* eq = strchr(argv[i], '=');
-            if (eq) opts[k].value = eq + 1;
-            else if (i + 1 < argc) opts[k].value = argv[++i];
-            else return usage_error("option '%s' needs a value", opts[k].name);
-        }
-    }
-    return 0;
-}
-
 static char* read_stdin(size_t* len, MglErr* err) {
     size_t cap = 1 << 16, n = 0;
     char* buf = malloc(cap + 1);
@@ -121,17 +88,17 @@ static char* read_stdin(size_t* len, MglErr* err) {
 }
 
 static int cmd_tokenize(int argc, char** argv) {
-    Opt o[] = {{"--tokenizer", true}, {"--special", false}};
-    if (parse_opts(argc, argv, o, 2)) return 1;
-    if (!o[0].value) return usage_error("%s: --tokenizer PATH is required", "tokenize");
+    CliOpt o[] = {{"--tokenizer", true}, {"--special", false}};
+    if (cli_parse_opts(argc, argv, o, 2)) return 1;
+    if (!o[0].value) return cli_usage_error(NULL, "%s: --tokenizer PATH is required", "tokenize");
     MglErr err = {0};
     MglTokenizer* tok = NULL;
-    if (mgl_tokenizer_load(o[0].value, &tok, &err) != MGL_OK) return fail(&err);
+    if (mgl_tokenizer_load(o[0].value, &tok, &err) != MGL_OK) return cli_fail(&err);
     size_t len = 0;
     char* text = read_stdin(&len, &err);
     if (!text) {
         mgl_tokenizer_free(tok);
-        return fail(&err);
+        return cli_fail(&err);
     }
     int32_t* ids = NULL;
     size_t n = 0;
@@ -140,7 +107,7 @@ static int cmd_tokenize(int argc, char** argv) {
     mgl_tokenizer_free(tok);
     if (st != MGL_OK) {
         mgl_err_prefix(&err, "stdin");
-        return fail(&err);
+        return cli_fail(&err);
     }
     GString* s = g_string_new("[");
     for (size_t i = 0; i < n; i++) g_string_append_printf(s, i ? ", %d" : "%d", ids[i]);
@@ -152,13 +119,13 @@ static int cmd_tokenize(int argc, char** argv) {
 }
 
 static int cmd_detokenize(int argc, char** argv) {
-    Opt o[] = {{"--tokenizer", true}, {"--skip-special", false}};
-    if (parse_opts(argc, argv, o, 2)) return 1;
-    if (!o[0].value) return usage_error("%s: --tokenizer PATH is required", "detokenize");
+    CliOpt o[] = {{"--tokenizer", true}, {"--skip-special", false}};
+    if (cli_parse_opts(argc, argv, o, 2)) return 1;
+    if (!o[0].value) return cli_usage_error(NULL, "%s: --tokenizer PATH is required", "detokenize");
     MglErr err = {0};
     size_t len = 0;
     char* text = read_stdin(&len, &err);
-    if (!text) return fail(&err);
+    if (!text) return cli_fail(&err);
     JsonParser* p = json_parser_new_immutable();
     GError* ge = NULL;
     int rc = 1;
@@ -199,7 +166,7 @@ out:
     free(text);
     free(ids);
     mgl_tokenizer_free(tok);
-    return rc ? fail(&err) : 0;
+    return rc ? cli_fail(&err) : 0;
 }
 
 static int list_weights(const char* path) {
@@ -207,7 +174,7 @@ static int list_weights(const char* path) {
     MglTensorSet* set = mgl_tset_new();
     if (mgl_weights_load(path, set, &err) != MGL_OK) {
         mgl_tset_free(set);
-        return fail(&err);
+        return cli_fail(&err);
     }
     uint64_t total = 0;
     size_t count[MGL_DT_COUNT] = {0};
@@ -235,22 +202,22 @@ static int list_weights(const char* path) {
 }
 
 static int cmd_inspect(int argc, char** argv) {
-    Opt o[] = {{"--model", true}};
-    if (parse_opts(argc, argv, o, 1)) return 1;
-    if (!o[0].value) return usage_error("%s: --model PATH is required", "inspect");
+    CliOpt o[] = {{"--model", true}};
+    if (cli_parse_opts(argc, argv, o, 1)) return 1;
+    if (!o[0].value) return cli_usage_error(NULL, "%s: --model PATH is required", "inspect");
     const char* path = o[0].value;
     bool model = g_file_test(path, G_FILE_TEST_IS_DIR) || g_str_has_suffix(path, "mgllava.json");
     if (!model) {
         if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
             MglErr e;
             mgl_err(&e, MGL_E_IO, "%s: no such file or folder", path);
-            return fail(&e);
+            return cli_fail(&e);
         }
         return list_weights(path);
     }
     MglErr err = {0};
     MglModelFiles* mf = NULL;
-    if (mgl_model_files_open(path, &mf, &err) != MGL_OK) return fail(&err);
+    if (mgl_model_files_open(path, &mf, &err) != MGL_OK) return cli_fail(&err);
     MglStatus st = mgl_model_files_validate(mf, &err);
     char* d = mgl_model_files_describe(mf);
     fputs(d, stdout);
@@ -269,23 +236,23 @@ static int cmd_inspect(int argc, char** argv) {
         }
     }
     mgl_model_files_free(mf);
-    if (st != MGL_OK) return fail(&err);
+    if (st != MGL_OK) return cli_fail(&err);
     printf("status        OK\n");
     return 0;
 }
 
 static int cmd_convert(int argc, char** argv) {
-    Opt o[] = {{"--model", true}, {"--out", true}, {"--dtype", true}};
-    if (parse_opts(argc, argv, o, 3)) return 1;
-    if (!o[0].value || !o[1].value) return usage_error("%s: --model PATH and --out DIR are required", "convert");
+    CliOpt o[] = {{"--model", true}, {"--out", true}, {"--dtype", true}};
+    if (cli_parse_opts(argc, argv, o, 3)) return 1;
+    if (!o[0].value || !o[1].value) return cli_usage_error(NULL, "%s: --model PATH and --out DIR are required", "convert");
     const char* ds = o[2].value ? o[2].value : "f16";
     MglDType dt;
     if (!strcmp(ds, "f16")) dt = MGL_DT_F16;
     else if (!strcmp(ds, "bf16")) dt = MGL_DT_BF16;
     else if (!strcmp(ds, "f32")) dt = MGL_DT_F32;
-    else return usage_error("--dtype '%s': expected f16, bf16 or f32", ds);
+    else return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", ds);
     MglErr err = {0};
-    if (mgl_model_convert(o[0].value, o[1].value, dt, &err) != MGL_OK) return fail(&err);
+    if (mgl_model_convert(o[0].value, o[1].value, dt, &err) != MGL_OK) return cli_fail(&err);
     printf("wrote %s (%s)\n", o[1].value, ds);
     return 0;
 }
@@ -416,15 +383,6 @@ static bool on_token(int32_t id, const char* text, void* ud) {
 enum { O_MODEL, O_IMAGE, O_BOXES, O_PROMPT, O_MAXNEW, O_TEMP, O_TOPP, O_TOPK, O_SEED, O_DEVICE, O_JSON, O_STAGE, O_OUT,
        O_THREADS, O_COUNT };
 
-static bool parse_num(const char* s, double lo, double hi, double* out) {
-    if (!s || !*s) return false;
-    char* end = NULL;
-    double v = g_ascii_strtod(s, &end);
-    if (*end || !(v >= lo && v <= hi)) return false;
-    *out = v;
-    return true;
-}
-
 static int write_stage(const char* path, const char* name, const float* data, int ndim, const int64_t* shape) {
     MglTensor t = {0};
     t.name = (char*)name;
@@ -439,7 +397,7 @@ static int write_stage(const char* path, const char* name, const float* data, in
     t.data = (const uint8_t*)data;
     const MglTensor* list[1] = {&t};
     MglErr err = {0};
-    if (mgl_safetensors_write(path, list, 1, -1, NULL, &err) != MGL_OK) return fail(&err);
+    if (mgl_safetensors_write(path, list, 1, -1, NULL, &err) != MGL_OK) return cli_fail(&err);
     printf("wrote %s: %s", path, name);
     for (int i = 0; i < ndim; i++) printf("%s%lld", i ? "x" : " ", (long long)shape[i]);
     printf("\n");
@@ -453,7 +411,7 @@ static int dump_stage(MglModel* m, const MglImage* img, const Boxes* bx, const c
     float *x768 = NULL, *x336 = NULL, *b768 = NULL;
     size_t nobj = 0;
     if (mgl_stage_preprocess(img, bx->boxes, bx->n, m->files->man.limit_num, &x768, &x336, &b768, &nobj, &err) != MGL_OK)
-        return fail(&err);
+        return cli_fail(&err);
     int rc = -1;
     const int64_t P = m->n_patches, D = m->D, H = m->lc.hidden;
     if (!strcmp(stage, "x768")) rc = write_stage(out, stage, x768, 3, (int64_t[]){3, 768, 768});
@@ -505,7 +463,7 @@ static int dump_stage(MglModel* m, const MglImage* img, const Boxes* bx, const c
     }
     if (rc < 0 && (!strcmp(stage, "embeds") || !strcmp(stage, "logits"))) {
         MglPrompt pr;
-        if (mgl_prompt_build(m->tok, m->tmpl, question, true, &pr, &err) != MGL_OK) rc = fail(&err);
+        if (mgl_prompt_build(m->tok, m->tmpl, question, true, &pr, &err) != MGL_OK) rc = cli_fail(&err);
         else {
             int64_t L = (int64_t)pr.n_ids + P + (int64_t)nobj;
             float* emb = malloc(sizeof(float) * (size_t)(L * H));
@@ -515,7 +473,7 @@ static int dump_stage(MglModel* m, const MglImage* img, const Boxes* bx, const c
                 MglCtx* c = NULL;
                 mgl_ctx_new(m, &c, &err);
                 float* lg = malloc(sizeof(float) * (size_t)(L * m->lc.vocab));
-                if (mgl_llm_forward(c, emb, L, 0, lg, true, &err) != MGL_OK) rc = fail(&err);
+                if (mgl_llm_forward(c, emb, L, 0, lg, true, &err) != MGL_OK) rc = cli_fail(&err);
                 else rc = write_stage(out, stage, lg, 2, (int64_t[]){L, m->lc.vocab});
                 free(lg);
                 mgl_ctx_free(c);
@@ -526,7 +484,7 @@ static int dump_stage(MglModel* m, const MglImage* img, const Boxes* bx, const c
     }
     if (rc < 0) {
         mgl_err(&err, MGL_E_INVALID, "--stage '%s': unknown (x768 x336 boxes768 clip cnx0..cnx3 fused vimg obj_pooled vobj embeds logits)", stage);
-        rc = fail(&err);
+        rc = cli_fail(&err);
     }
     free(x768); free(x336); free(b768); free(clip); free(fused);
     for (int s = 0; s < 4; s++) free(so[s]);
@@ -534,40 +492,40 @@ static int dump_stage(MglModel* m, const MglImage* img, const Boxes* bx, const c
 }
 
 static int cmd_run(int argc, char** argv, bool dump) {
-    Opt o[O_COUNT] = {{"--model", true}, {"--image", true}, {"--boxes", true}, {"--prompt", true},
+    CliOpt o[O_COUNT] = {{"--model", true}, {"--image", true}, {"--boxes", true}, {"--prompt", true},
                       {"--max-new-tokens", true}, {"--temperature", true}, {"--top-p", true}, {"--top-k", true},
                       {"--seed", true}, {"--device", true}, {"--json", false}, {"--stage", true}, {"--out", true},
                       {"--threads", true}};
-    if (parse_opts(argc, argv, o, O_COUNT)) return 1;
+    if (cli_parse_opts(argc, argv, o, O_COUNT)) return 1;
     const char* cmd = dump ? "dump" : "run";
     if (!o[O_MODEL].value || !o[O_IMAGE].value || !o[O_PROMPT].value)
-        return usage_error("%s: --model PATH, --image FILE and --prompt TEXT are required", cmd);
-    if (dump && (!o[O_STAGE].value || !o[O_OUT].value)) return usage_error("%s: --stage NAME and --out FILE are required", cmd);
+        return cli_usage_error(NULL, "%s: --model PATH, --image FILE and --prompt TEXT are required", cmd);
+    if (dump && (!o[O_STAGE].value || !o[O_OUT].value)) return cli_usage_error(NULL, "%s: --stage NAME and --out FILE are required", cmd);
     MglGenParams gp = mgl_gen_default_params();
     MglModelParams mp = mgl_model_default_params();
     double v;
     if (o[O_MAXNEW].value) {
-        if (!parse_num(o[O_MAXNEW].value, 1, 1e6, &v)) return usage_error("--max-new-tokens '%s': expected 1..1000000", o[O_MAXNEW].value);
+        if (!cli_num(o[O_MAXNEW].value, 1, 1e6, &v)) return cli_usage_error(NULL, "--max-new-tokens '%s': expected 1..1000000", o[O_MAXNEW].value);
         gp.max_new_tokens = (int)v;
     }
     if (o[O_TEMP].value) {
-        if (!parse_num(o[O_TEMP].value, 0, 100, &v)) return usage_error("--temperature '%s': expected 0..100", o[O_TEMP].value);
+        if (!cli_num(o[O_TEMP].value, 0, 100, &v)) return cli_usage_error(NULL, "--temperature '%s': expected 0..100", o[O_TEMP].value);
         gp.temperature = (float)v;
     }
     if (o[O_TOPP].value) {
-        if (!parse_num(o[O_TOPP].value, 1e-6, 1, &v)) return usage_error("--top-p '%s': expected (0, 1]", o[O_TOPP].value);
+        if (!cli_num(o[O_TOPP].value, 1e-6, 1, &v)) return cli_usage_error(NULL, "--top-p '%s': expected (0, 1]", o[O_TOPP].value);
         gp.top_p = (float)v;
     }
     if (o[O_TOPK].value) {
-        if (!parse_num(o[O_TOPK].value, 0, 1e9, &v)) return usage_error("--top-k '%s': expected >= 0", o[O_TOPK].value);
+        if (!cli_num(o[O_TOPK].value, 0, 1e9, &v)) return cli_usage_error(NULL, "--top-k '%s': expected >= 0", o[O_TOPK].value);
         gp.top_k = (int)v;
     }
     if (o[O_SEED].value) {
-        if (!parse_num(o[O_SEED].value, 0, 1.8e19, &v)) return usage_error("--seed '%s': expected a non-negative integer", o[O_SEED].value);
+        if (!cli_num(o[O_SEED].value, 0, 1.8e19, &v)) return cli_usage_error(NULL, "--seed '%s': expected a non-negative integer", o[O_SEED].value);
         gp.seed = (uint64_t)v;
     }
     if (o[O_THREADS].value) {
-        if (!parse_num(o[O_THREADS].value, 1, 1024, &v)) return usage_error("--threads '%s': expected 1..1024", o[O_THREADS].value);
+        if (!cli_num(o[O_THREADS].value, 1, 1024, &v)) return cli_usage_error(NULL, "--threads '%s': expected 1..1024", o[O_THREADS].value);
         mp.n_threads = (int)v;
     }
     if (o[O_DEVICE].value) mp.device = o[O_DEVICE].value;
@@ -578,10 +536,10 @@ static int cmd_run(int argc, char** argv, bool dump) {
     MglModel* m = NULL;
     MglCtx* c = NULL;
     int rc = 1;
-    if (mgl_image_load(o[O_IMAGE].value, &rgb, &w, &h, &err) != MGL_OK) return fail(&err);
+    if (mgl_image_load(o[O_IMAGE].value, &rgb, &w, &h, &err) != MGL_OK) return cli_fail(&err);
     if (o[O_BOXES].value && load_boxes(o[O_BOXES].value, &bx, &err) != MGL_OK) {
         free(rgb);
-        return fail(&err);
+        return cli_fail(&err);
     }
     if (mgl_model_load(o[O_MODEL].value, &mp, &m, &err) != MGL_OK) goto out;
     MglImage img = {rgb, w, h, 3 * w};
@@ -623,7 +581,7 @@ static int cmd_run(int argc, char** argv, bool dump) {
     rc = 0;
     goto done;
 out:
-    rc = fail(&err);
+    rc = cli_fail(&err);
 done:
     mgl_ctx_free(c);
     mgl_model_free(m);
@@ -633,44 +591,44 @@ done:
 }
 
 static int cmd_bench(int argc, char** argv) {
-    Opt o[] = {{"--preset", true}, {"--dtype", true}, {"--prompt-tokens", true}, {"--gen-tokens", true},
+    CliOpt o[] = {{"--preset", true}, {"--dtype", true}, {"--prompt-tokens", true}, {"--gen-tokens", true},
                {"--reps", true}, {"--threads", true}, {"--device", true}, {"--save", true}, {"--tokenizer", true},
                {"--model", true}, {"--precision", true}};
-    if (parse_opts(argc, argv, o, 11)) return 1;
+    if (cli_parse_opts(argc, argv, o, 11)) return 1;
     MglBenchParams bp = {.preset = o[0].value ? o[0].value : "mgllava-7b", .dtype = MGL_DT_F32, .reps = 3};
     if (o[1].value) {
         if (!strcmp(o[1].value, "f16")) bp.dtype = MGL_DT_F16;
         else if (!strcmp(o[1].value, "bf16")) bp.dtype = MGL_DT_BF16;
         else if (!strcmp(o[1].value, "f32")) bp.dtype = MGL_DT_F32;
-        else return usage_error("--dtype '%s': expected f16, bf16 or f32", o[1].value);
+        else return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", o[1].value);
     }
     double v;
-    if (o[2].value && !parse_num(o[2].value, 1, 1e6, &v)) return usage_error("--prompt-tokens '%s'", o[2].value);
+    if (o[2].value && !cli_num(o[2].value, 1, 1e6, &v)) return cli_usage_error(NULL, "--prompt-tokens '%s'", o[2].value);
     if (o[2].value) bp.prompt_tokens = (int)v;
-    if (o[3].value && !parse_num(o[3].value, 1, 1e6, &v)) return usage_error("--gen-tokens '%s'", o[3].value);
+    if (o[3].value && !cli_num(o[3].value, 1, 1e6, &v)) return cli_usage_error(NULL, "--gen-tokens '%s'", o[3].value);
     if (o[3].value) bp.gen_tokens = (int)v;
-    if (o[4].value && !parse_num(o[4].value, 1, 16, &v)) return usage_error("--reps '%s': 1..16", o[4].value);
+    if (o[4].value && !cli_num(o[4].value, 1, 16, &v)) return cli_usage_error(NULL, "--reps '%s': 1..16", o[4].value);
     if (o[4].value) bp.reps = (int)v;
-    if (o[5].value && !parse_num(o[5].value, 1, 1024, &v)) return usage_error("--threads '%s'", o[5].value);
+    if (o[5].value && !cli_num(o[5].value, 1, 1024, &v)) return cli_usage_error(NULL, "--threads '%s'", o[5].value);
     if (o[5].value) bp.n_threads = (int)v;
     if (o[6].value && strcmp(o[6].value, "cpu") && strcmp(o[6].value, "cuda") && strcmp(o[6].value, "auto"))
-        return usage_error("--device '%s': expected cpu, cuda or auto", o[6].value);
+        return cli_usage_error(NULL, "--device '%s': expected cpu, cuda or auto", o[6].value);
     if (o[10].value && strcmp(o[10].value, "f16") && strcmp(o[10].value, "bf16") && strcmp(o[10].value, "f32"))
-        return usage_error("--precision '%s': expected f16, bf16 or f32", o[10].value);
+        return cli_usage_error(NULL, "--precision '%s': expected f16, bf16 or f32", o[10].value);
     if (o[6].value && strcmp(o[6].value, "cpu") && (o[7].value || o[9].value))
-        return usage_error("%s: --save and --model run on the CPU", "bench");
+        return cli_usage_error(NULL, "%s: --save and --model run on the CPU", "bench");
     bp.device = o[6].value;
     bp.precision = o[10].value;
     MglErr err = {0};
     if (o[7].value) {
-        if (mgl_bench_save(&bp, o[7].value, o[8].value, &err) != MGL_OK) return fail(&err);
+        if (mgl_bench_save(&bp, o[7].value, o[8].value, &err) != MGL_OK) return cli_fail(&err);
         printf("wrote %s (%s, %s)\n", o[7].value, bp.preset, mgl_dtype_name(bp.dtype));
         return 0;
     }
     GString* out = g_string_new(NULL);
     if ((o[9].value ? mgl_bench_model(&bp, o[9].value, out, &err) : mgl_bench_run(&bp, out, &err)) != MGL_OK) {
         g_string_free(out, TRUE);
-        return fail(&err);
+        return cli_fail(&err);
     }
     fputs(out->str, stdout);
     g_string_free(out, TRUE);
@@ -679,21 +637,21 @@ static int cmd_bench(int argc, char** argv) {
 
 /* `scenes`: the synthetic scene renderer writing PNG + ground-truth JSON. */
 static int cmd_scenes(int argc, char** argv) {
-    Opt o[] = {{"--count", true}, {"--seed", true}, {"--out", true}, {"--width", true}, {"--height", true},
+    CliOpt o[] = {{"--count", true}, {"--seed", true}, {"--out", true}, {"--width", true}, {"--height", true},
                {"--min-objects", true}, {"--max-objects", true}};
-    if (parse_opts(argc, argv, o, 7)) return 1;
-    if (!o[0].value || !o[2].value) return usage_error("%s: --count N and --out DIR are required", "scenes");
+    if (cli_parse_opts(argc, argv, o, 7)) return 1;
+    if (!o[0].value || !o[2].value) return cli_usage_error(NULL, "%s: --count N and --out DIR are required", "scenes");
     double count, seed = 0, w = 640, h = 480, mn = 1, mx = 6;
-    if (!parse_num(o[0].value, 1, 1e7, &count)) return usage_error("--count '%s'", o[0].value);
-    if (o[1].value && !parse_num(o[1].value, 0, 1.8e19, &seed)) return usage_error("--seed '%s'", o[1].value);
-    if (o[3].value && !parse_num(o[3].value, 64, 8192, &w)) return usage_error("--width '%s': 64..8192", o[3].value);
-    if (o[4].value && !parse_num(o[4].value, 64, 8192, &h)) return usage_error("--height '%s': 64..8192", o[4].value);
-    if (o[5].value && !parse_num(o[5].value, 1, MGL_SCENE_MAX_OBJECTS, &mn)) return usage_error("--min-objects '%s'", o[5].value);
-    if (o[6].value && !parse_num(o[6].value, mn, MGL_SCENE_MAX_OBJECTS, &mx)) return usage_error("--max-objects '%s'", o[6].value);
+    if (!cli_num(o[0].value, 1, 1e7, &count)) return cli_usage_error(NULL, "--count '%s'", o[0].value);
+    if (o[1].value && !cli_num(o[1].value, 0, 1.8e19, &seed)) return cli_usage_error(NULL, "--seed '%s'", o[1].value);
+    if (o[3].value && !cli_num(o[3].value, 64, 8192, &w)) return cli_usage_error(NULL, "--width '%s': 64..8192", o[3].value);
+    if (o[4].value && !cli_num(o[4].value, 64, 8192, &h)) return cli_usage_error(NULL, "--height '%s': 64..8192", o[4].value);
+    if (o[5].value && !cli_num(o[5].value, 1, MGL_SCENE_MAX_OBJECTS, &mn)) return cli_usage_error(NULL, "--min-objects '%s'", o[5].value);
+    if (o[6].value && !cli_num(o[6].value, mn, MGL_SCENE_MAX_OBJECTS, &mx)) return cli_usage_error(NULL, "--max-objects '%s'", o[6].value);
     if (g_mkdir_with_parents(o[2].value, 0755) != 0) {
         MglErr e;
         mgl_err(&e, MGL_E_IO, "%s: cannot create folder", o[2].value);
-        return fail(&e);
+        return cli_fail(&e);
     }
     int W = (int)w, H = (int)h;
     uint8_t* px = malloc((size_t)W * H * 3);
@@ -723,7 +681,7 @@ static int cmd_scenes(int argc, char** argv) {
             g_free(png);
             g_free(js);
             free(px);
-            return fail(&e);
+            return cli_fail(&e);
         }
         g_free(png);
         g_free(js);
@@ -756,5 +714,5 @@ int main(int argc, char** argv) {
         usage(stdout);
         return 0;
     }
-    return usage_error("unknown command '%s'", cmd);
+    return cli_usage_error(NULL, "unknown command '%s'", cmd);
 }

@@ -1,0 +1,47 @@
+/* mgl-cli.c: see mgl-cli.h. */
+#include "mgl-cli.h"
+
+#include <glib.h>
+#include <stdio.h>
+#include <string.h>
+
+int cli_fail(const MglErr* e) {
+    fprintf(stderr, "mgllava: %s\n", e->msg[0] ? e->msg : mgl_status_to_string(e->code));
+    return 1;
+}
+
+int cli_usage_error(const char* cmd, const char* fmt, const char* arg) {
+    fprintf(stderr, "mgllava: ");
+    if (cmd) fprintf(stderr, "%s: ", cmd);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (try 'mgllava help')\n");
+    return 1;
+}
+
+int cli_parse_opts(int argc, char** argv, CliOpt* opts, size_t n) {
+    for (int i = 0; i < argc; i++) {
+        size_t k = 0;
+        for (; k < n; k++) {
+            size_t l = strlen(opts[k].name);
+            if (strncmp(argv[i], opts[k].name, l) == 0 && (argv[i][l] == 0 || argv[i][l] == '=')) break;
+        }
+        if (k == n) return cli_usage_error(NULL, "unknown option '%s'", argv[i]);
+        opts[k].seen = true;
+        if (opts[k].has_value) {
+            const char* eq = strchr(argv[i], '=');
+            if (eq) opts[k].value = eq + 1;
+            else if (i + 1 < argc) opts[k].value = argv[++i];
+            else return cli_usage_error(NULL, "option '%s' needs a value", opts[k].name);
+        }
+    }
+    return 0;
+}
+
+bool cli_num(const char* s, double lo, double hi, double* out) {
+    if (!s || !*s) return false;
+    char* end = NULL;
+    double v = g_ascii_strtod(s, &end);
+    if (*end || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+}

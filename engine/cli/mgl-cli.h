@@ -1,0 +1,29 @@
+/* mgl-cli.h: what every `mgllava` command shares: option parsing and the
+ * one-line error reports (exit status 1). */
+#ifndef MGL_CLI_H
+#define MGL_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mgllava.h"
+
+/* One option: "--name value", "--name=value" or a "--flag" (has_value false). */
+typedef struct {
+    const char* name;
+    bool        has_value;
+    const char* value;
+    bool        seen;
+} CliOpt;
+
+/* Fills opts from argv; an unknown option or a missing value is reported and
+ * returns 1. */
+int cli_parse_opts(int argc, char** argv, CliOpt* opts, size_t n);
+/* A number in [lo, hi] (the whole string). */
+bool cli_num(const char* s, double lo, double hi, double* out);
+/* "mgllava: [cmd: ]<fmt with arg> (try 'mgllava help')" on stderr; returns 1. */
+int cli_usage_error(const char* cmd, const char* fmt, const char* arg);
+/* "mgllava: <message>" on stderr; returns 1. */
+int cli_fail(const MglErr* e);
+
+#endif
