@@ -67,6 +67,10 @@ LLM_CFG = dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_si
                rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
                hidden_act="silu", rope_scaling=None, torch_dtype="float32")
 TEMPLATE = ref.TEMPLATES["vicuna"]["INSTRUCTION"]
+# the renderer's palette (engine/scenes/mgl-scenes.c), for the per-cell training labels
+COLOR_RGB = {"red": (220, 40, 40), "orange": (240, 140, 20), "yellow": (235, 215, 30), "green": (40, 180, 60),
+             "cyan": (30, 200, 210), "blue": (40, 70, 220), "purple": (130, 50, 200), "magenta": (220, 40, 200)}
+REGIONS = ["top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,6 +116,12 @@ class DemoMGLLaVA(nn.Module):
         nc, ns = len(scenes.COLORS), len(scenes.SHAPES)
         self.aux_obj = nn.Linear(Cm, nc + ns + 11)
         self.aux_tok = nn.Linear(D, (nc + 1) + (ns + 1))
+        # dense heads on ConvNeXt stages 1 and 2: colour and shape of the object under each cell
+        # (stage 1), shape and digit (stage 2); they give the high-resolution branch a direct signal
+        self.aux_s1 = nn.Linear(CNX_DIMS[1], (nc + 1) + (ns + 1) + 10)
+        self.aux_s2 = nn.Linear(CNX_DIMS[2], (ns + 1) + 11)
+        # the object tokens after two decoder layers name their region (top left ... bottom right)
+        self.aux_llm_pos = nn.Linear(LLM_CFG["hidden_size"], 9)
 
     def vision(self, x768, x336, boxes768):
         """Batched vision; boxes768 is a list of (n_i, 4) tensors. Returns vimg (B, 576, H), the list
@@ -131,6 +141,7 @@ class DemoMGLLaVA(nn.Module):
         pooled = box_pool(st, boxes768)
         vobj = self.bbox_projector(pooled)
         counts = [b.shape[0] for b in boxes768]
+        self.last_stages = st
         return vimg, list(torch.split(vobj, counts)), pooled, fused
 
 
@@ -267,6 +278,44 @@ def make_sample(renderer, tok, rng, index, t):
                     tc[r, c] = scenes.COLORS.index(o["color"])
                     ts[r, c] = scenes.SHAPES.index(o["shape"])
     s.tok_color, s.tok_shape = tc.flatten(), ts.flatten()
+    # per-cell labels of ConvNeXt stages 1 (96x96) and 2 (48x48): the object whose pixels (its colour
+    # or its digit's ink, inside its box) are at the cell centre; digits only on object cells
+    idmap = np.full((scenes.HEIGHT, scenes.WIDTH), -1, dtype=np.int64)
+    for k, o in enumerate(objs):
+        x1, y1, x2, y2 = o["box"]
+        sub = px[y1:y2, x1:x2].astype(np.int64)
+        rgb = np.array(COLOR_RGB[o["color"]])
+        ink = (sub.min(-1) == sub.max(-1)) & ((sub[..., 0] == 0) | (sub[..., 0] == 255))
+        mine = (np.abs(sub - rgb).sum(-1) == 0) | ink
+        idmap[y1:y2, x1:x2][mine] = k
+    colors = np.array([scenes.COLORS.index(o["color"]) for o in objs] + [len(scenes.COLORS)])
+    shapes = np.array([scenes.SHAPES.index(o["shape"]) for o in objs] + [len(scenes.SHAPES)])
+    digits = np.array([10 if o["digit"] is None else o["digit"] for o in objs] + [-100])
+    # the digit's own cells: ink pixels, widened by 4 px (the glyph is 6x10 px)
+    inkmap = np.full((scenes.HEIGHT, scenes.WIDTH), -1, dtype=np.int64)
+    for k, o in enumerate(objs):
+        if o["digit"] is None:
+            continue
+        x1, y1, x2, y2 = o["box"]
+        sub = px[y1:y2, x1:x2].astype(np.int64)
+        ink = (sub.min(-1) == sub.max(-1)) & ((sub[..., 0] == 0) | (sub[..., 0] == 255))
+        yy, xx = np.nonzero(ink)
+        if len(yy):
+            inkmap[max(0, y1 + yy.min() - 4):y1 + yy.max() + 5, max(0, x1 + xx.min() - 4):x1 + xx.max() + 5] = o["digit"]
+    for n, name in ((96, "s1"), (48, "s2")):
+        cs = (np.arange(n) + 0.5) * side / n
+        ys = np.clip((cs - dy).astype(np.int64), 0, scenes.HEIGHT - 1)
+        xs = np.clip(cs.astype(np.int64), 0, scenes.WIDTH - 1)
+        ids = idmap[ys][:, xs]
+        ids[(cs - dy < 0) | (cs - dy >= scenes.HEIGHT)] = -1
+        setattr(s, name + "_color", torch.from_numpy(colors[ids].reshape(-1)))
+        setattr(s, name + "_shape", torch.from_numpy(shapes[ids].reshape(-1)))
+        setattr(s, name + "_digit", torch.from_numpy(digits[ids].reshape(-1)))
+        if name == "s1":
+            g = inkmap[ys][:, xs].copy()
+            g[(cs - dy < 0) | (cs - dy >= scenes.HEIGHT)] = -1
+            s.s1_glyph = torch.from_numpy(np.where(g >= 0, g, -100).reshape(-1))
+    s.obj_region = torch.tensor([REGIONS.index(objs[k]["position"]) for k in order])
     # text: prefix [BOS] + "USER: " is shared; each item is "\n{q} ASSISTANT:" + answer + </s>
     chunks = TEMPLATE.format(input=ref.IMAGE_TOKEN + "\n").split(ref.IMAGE_TOKEN)
     s.prefix_ids = [1] + tok.encode(chunks[0], add_special_tokens=False).ids
@@ -282,21 +331,32 @@ def make_sample(renderer, tok, rng, index, t):
 # ---------------------------------------------------------------------------------------------
 # training step
 
-def image_loss(model, s, vimg, vobj):
-    """Decoder loss of one scene: the prefix once, then all its items from the prefix's KV cache."""
+OBJECT_PHASE_ITEMS = ("count", "color", "shape", "digit")
+
+
+def image_loss(model, s, vimg, vobj, objects_only=False):
+    """Decoder loss of one scene: the prefix once, then all its items from the prefix's KV cache.
+    Each item weighs the same (its tokens' mean), so the one-word answers count as much as the
+    caption. objects_only (the first phase): the prefix leaves the 576 image tokens out and only the
+    questions the object tokens can answer are asked, so the decoder learns to read the object tokens
+    among a few keys instead of ~600 (they keep the same distance to the question afterwards)."""
     from transformers import DynamicCache
     llm = model.llm
     emb = llm.get_input_embeddings()
-    prefix = torch.cat([emb(torch.tensor(s.prefix_ids)), vimg, vobj])[None]
-    out = llm.model(inputs_embeds=prefix, use_cache=True)
+    parts = [emb(torch.tensor(s.prefix_ids))] + ([] if objects_only else [vimg]) + [vobj]
+    prefix = torch.cat(parts)[None]
+    out = llm.model(inputs_embeds=prefix, use_cache=True, output_hidden_states=True)
+    h2 = out.hidden_states[2][0, -vobj.shape[0]:]
+    aux_pos = None if objects_only else F.cross_entropy(model.aux_llm_pos(h2), s.obj_region)
     P = prefix.shape[1]
     legacy = out.past_key_values.to_legacy_cache() if hasattr(out.past_key_values, "to_legacy_cache") \
         else out.past_key_values
-    Q = len(s.items)
-    L = max(len(q) + len(a) for q, a, _ in s.items)
+    items = [it for it in s.items if not objects_only or it[2] in OBJECT_PHASE_ITEMS]
+    Q = len(items)
+    L = max(len(q) + len(a) for q, a, _ in items)
     ids = torch.zeros(Q, L, dtype=torch.long)
     tgt = torch.full((Q, L), -100, dtype=torch.long)
-    for i, (q, a, _) in enumerate(s.items):
+    for i, (q, a, _) in enumerate(items):
         seq = q + a
         ids[i, :len(seq)] = torch.tensor(seq)
         # position j predicts token j+1: targets are the answer tokens
@@ -306,17 +366,19 @@ def image_loss(model, s, vimg, vobj):
                                                  for k, v in legacy))
     pos = torch.arange(P, P + L)[None].expand(Q, -1)
     logits = llm(inputs_embeds=emb(ids), past_key_values=cache, position_ids=pos, use_cache=True).logits
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100,
-                           reduction="sum")
-    n = int((tgt != -100).sum())
+    tok_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100,
+                               reduction="none").view(Q, L)
+    n_tok = (tgt != -100).sum(1).clamp(min=1)
+    loss = (tok_loss.sum(1) / n_tok).sum()
+    n = Q
     pred = logits.argmax(-1)
     ok = ((pred == tgt) | (tgt == -100)).all(dim=1)
     per_cat = {}
-    for i, (_, _, cat) in enumerate(s.items):
+    for i, (_, _, cat) in enumerate(items):
         c = per_cat.setdefault(cat, [0, 0])
         c[0] += int(ok[i])
         c[1] += 1
-    return loss, n, per_cat
+    return loss, n, per_cat, aux_pos
 
 
 def sincos_positions(emb, grid):
@@ -358,7 +420,7 @@ def worker(rank, world, a, port):
     log = open(os.path.join(a.out, "train-log.jsonl"), "w") if rank == 0 else None
     step, n_scenes, t_start = 0, 0, time.time()
     cats = ["caption", "count", "color", "shape", "position", "digit"]
-    agg = torch.zeros(2 * len(cats) + 4, dtype=torch.float64)
+    agg = torch.zeros(2 * len(cats) + 9, dtype=torch.float64)
     nc, ns = len(scenes.COLORS), len(scenes.SHAPES)
     while True:
         # rank 0's clock decides for everyone
@@ -379,8 +441,10 @@ def worker(rank, world, a, port):
         vimg, vobj, pooled, fused = model.vision(x768, x336, [s.boxes768 for s in batch])
         tot, ntok = 0.0, 0
         for b, s in enumerate(batch):
-            l, n, pc = image_loss(model, s, vimg[b], vobj[b])
+            l, n, pc, ap = image_loss(model, s, vimg[b], vobj[b], objects_only=frac < a.object_phase)
             tot = tot + l
+            if ap is not None:
+                aux_p = ap if b == 0 else aux_p + ap
             ntok += n
             for k, (c, m) in pc.items():
                 agg[2 * cats.index(k)] += c
@@ -396,7 +460,18 @@ def worker(rank, world, a, port):
         tc = torch.cat([s.tok_color for s in batch])
         ts = torch.cat([s.tok_shape for s in batch])
         aux_t = F.cross_entropy(at[:, :nc + 1], tc) + F.cross_entropy(at[:, nc + 1:], ts)
-        loss = lm + 0.5 * aux_o + 0.5 * aux_t
+        s1, s2 = model.last_stages[1], model.last_stages[2]
+        a1 = model.aux_s1(s1.permute(0, 2, 3, 1).reshape(-1, s1.shape[1]))
+        a2 = model.aux_s2(s2.permute(0, 2, 3, 1).reshape(-1, s2.shape[1]))
+        cat = lambda k: torch.cat([getattr(s, k) for s in batch])
+        g1 = cat("s1_glyph")
+        aux_glyph = F.cross_entropy(a1[g1 >= 0][:, nc + ns + 2:], g1[g1 >= 0]) if bool((g1 >= 0).any()) else 0.0
+        aux_d = (F.cross_entropy(a1[:, :nc + 1], cat("s1_color")) +
+                 F.cross_entropy(a1[:, nc + 1:nc + ns + 2], cat("s1_shape")) + aux_glyph +
+                 F.cross_entropy(a2[:, :ns + 1], cat("s2_shape")) +
+                 F.cross_entropy(a2[:, ns + 1:], cat("s2_digit"), ignore_index=-100))
+        aux_p = aux_p / len(batch) if frac >= a.object_phase else torch.zeros(())
+        loss = lm + 0.5 * aux_o + 0.5 * aux_t + 0.5 * aux_d + 0.5 * aux_p
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -411,6 +486,12 @@ def worker(rank, world, a, port):
         opt.step()
         step += 1
         n_scenes += a.batch * world
+        with torch.no_grad():
+            agg[-9] += float((ao[:, :nc].argmax(1) == oc).float().mean())
+            agg[-8] += float((ao[:, nc:nc + ns].argmax(1) == os_).float().mean())
+            agg[-7] += float((ao[:, nc + ns:].argmax(1) == od).float().mean())
+        agg[-6] += float(aux_d)
+        agg[-5] += float(aux_p)
         agg[-4] += float(lm)
         agg[-3] += float(aux_o)
         agg[-2] += float(aux_t)
@@ -421,7 +502,10 @@ def worker(rank, world, a, port):
                 k = float(agg[-1])
                 rec = dict(step=step, scenes=n_scenes, minutes=round((time.time() - t_start) / 60, 2),
                            lr=round(lr, 6), lm=round(float(agg[-4]) / k, 4), aux_obj=round(float(agg[-3]) / k, 4),
-                           aux_tok=round(float(agg[-2]) / k, 4),
+                           aux_tok=round(float(agg[-2]) / k, 4), aux_dense=round(float(agg[-6]) / k, 4),
+                           aux_llm_pos=round(float(agg[-5]) / k, 4),
+                           object_head={"color": round(float(agg[-9]) / k, 3), "shape": round(float(agg[-8]) / k, 3),
+                                        "digit": round(float(agg[-7]) / k, 3)},
                            teacher_forced_exact={c: round(float(agg[2 * i] / max(agg[2 * i + 1], 1)), 3)
                                                  for i, c in enumerate(cats)})
                 print(json.dumps(rec), flush=True)
@@ -449,6 +533,8 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--processes", type=int, default=2, help="data-parallel processes (one core each)")
+    ap.add_argument("--object-phase", type=float, default=0.25,
+                    help="fraction of the budget trained on object tokens only (see image_loss)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     import torch.multiprocessing as mp
