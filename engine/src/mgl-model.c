@@ -100,10 +100,7 @@ static MglStatus model_attach_device(MglModel* m, const MglModelParams* p, MglEr
     MglErr e = {0};
     MglStatus st = mgl_cuda_model_new(m, p->gpu_id, p->precision, &m->cuda, &e);
     if (st == MGL_OK) return MGL_OK;
-    if (!strcmp(dev, "cuda") || st == MGL_E_INVALID) {
-        if (err) *err = e;
-        return st;
-    }
+    if (!strcmp(dev, "cuda") || st == MGL_E_INVALID) return mgl_err(err, st, "device=%s: %s", dev, e.msg);
     if (mgl_cuda_device_count() > 0) g_message("mgllava: device=auto: %s; running on the CPU", e.msg);
     else g_info("mgllava: device=auto: %s; running on the CPU", e.msg);
     return MGL_OK;

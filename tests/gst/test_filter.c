@@ -394,8 +394,9 @@ GST_START_TEST (test_text_pad)
 {
   /* automatic duration (the sampling period: 2 frames) covers the frames in
    * between, so no gaps; a one-frame text-duration leaves a gap on each */
-  const gchar *props[2] = { "attach-mode=exact interval=2",
-    "attach-mode=exact interval=2 text-duration=33333333"
+  /* exact-latency long enough for a slow (sanitized, loaded) machine */
+  const gchar *props[2] = { "attach-mode=exact interval=2 exact-latency=60000000000",
+    "attach-mode=exact interval=2 exact-latency=60000000000 text-duration=33333333"
   };
   const guint64 durs[2] = { 2 * GST_SECOND / 30, 33333333 };
   const gint want_gaps[2] = { 0, 3 };
