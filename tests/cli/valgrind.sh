@@ -8,8 +8,9 @@ M=${MGL_FIXTURES:?}/models/tiny-vicuna
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fails=0
+SUPP=--suppressions=$(cd "$(dirname "$0")" && pwd)/valgrind.supp
 vg() {
-    valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+    valgrind -q "$SUPP" --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
         --show-leak-kinds=definite,indirect "$@" >"$tmp/out" 2>"$tmp/vg" </dev/null
     local rc=$?
     if [ $rc -eq 99 ] || grep -q '==[0-9]*== ' "$tmp/vg"; then
@@ -25,7 +26,7 @@ vg "$BIN" inspect --model "$M"
 vg "$BIN" inspect --model "$M/iter_10.pth"
 vg "$BIN" convert --model "$M" --out "$tmp/packed" --dtype f16
 printf 'a red circle' >"$tmp/t.txt"
-valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect "$BIN" tokenize \
+valgrind -q "$SUPP" --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect "$BIN" tokenize \
     --tokenizer "$M/llm" <"$tmp/t.txt" >/dev/null 2>"$tmp/vg" && ! grep -q '==[0-9]*== ' "$tmp/vg" &&
     echo "ok   valgrind clean: tokenize" || { echo "FAIL valgrind tokenize"; head "$tmp/vg"; fails=$((fails + 1)); }
 vg "$BIN" run --model "$M" --image "$tmp/missing.png" --prompt hi   # an error path
