@@ -713,35 +713,29 @@ static int cand_desc(const void* a, const void* b) {
     return x->id - y->id;
 }
 
-static int32_t sample(const float* logits, int64_t V, const MglGenParams* p, uint64_t* rng) {
-    if (p->temperature <= 0.0f) {
-        int32_t best = 0;
-        for (int64_t i = 1; i < V; i++)
-            if (logits[i] > logits[best]) best = (int32_t)i;
-        return best;
-    }
+int32_t mgl_sample_draw(const float* logits, int64_t V, float temperature, int top_k, float top_p, double u) {
     /* temperature -> top-k -> top-p, as HF's logits warpers */
     Cand* c = malloc(sizeof(Cand) * (size_t)V);
     float mx = -INFINITY;
     for (int64_t i = 0; i < V; i++) {
-        c[i].p = logits[i] / p->temperature;
+        c[i].p = logits[i] / temperature;
         c[i].id = (int32_t)i;
         if (c[i].p > mx) mx = c[i].p;
     }
     qsort(c, (size_t)V, sizeof(Cand), cand_desc);
     int64_t n = V;
-    if (p->top_k > 0 && p->top_k < n) n = p->top_k;
+    if (top_k > 0 && top_k < n) n = top_k;
     double sum = 0;
     for (int64_t i = 0; i < n; i++) {
         c[i].p = expf(c[i].p - mx);
         sum += c[i].p;
     }
-    if (p->top_p > 0.0f && p->top_p < 1.0f) {
+    if (top_p > 0.0f && top_p < 1.0f) {
         double cum = 0;
         int64_t keep = n;
         for (int64_t i = 0; i < n; i++) {
             cum += c[i].p / sum;
-            if (cum >= p->top_p) {
+            if (cum >= top_p) {
                 keep = i + 1;
                 break;
             }
@@ -750,7 +744,7 @@ static int32_t sample(const float* logits, int64_t V, const MglGenParams* p, uin
         sum = 0;
         for (int64_t i = 0; i < n; i++) sum += c[i].p;
     }
-    double r = (double)(rng_next(rng) >> 11) / 9007199254740992.0 * sum;
+    double r = u * sum;
     int32_t id = c[n - 1].id;
     for (int64_t i = 0; i < n; i++) {
         r -= c[i].p;
@@ -761,6 +755,17 @@ static int32_t sample(const float* logits, int64_t V, const MglGenParams* p, uin
     }
     free(c);
     return id;
+}
+
+static int32_t sample(const float* logits, int64_t V, const MglGenParams* p, uint64_t* rng) {
+    if (p->temperature <= 0.0f) {
+        int32_t best = 0;
+        for (int64_t i = 1; i < V; i++)
+            if (logits[i] > logits[best]) best = (int32_t)i;
+        return best;
+    }
+    /* one draw per sampled token, as before the draw became a parameter */
+    return mgl_sample_draw(logits, V, p->temperature, p->top_k, p->top_p, mgl_rng_unit(rng));
 }
 
 static double now_ms(void) { return (double)g_get_monotonic_time() / 1000.0; }

@@ -118,6 +118,9 @@ typedef struct {
     uint64_t     rng;               /* sampling state (splitmix64) */
 } MglGenRequest;
 
+/* The sampled token for a uniform draw u in [0, 1): temperature, then top-k,
+ * then top-p (as HF's logits warpers), then the draw over what is left. */
+int32_t mgl_sample_draw(const float* logits, int64_t V, float temperature, int top_k, float top_p, double u);
 /* A uniform draw in [0, 1) from the request's sampling state. */
 double mgl_rng_unit(uint64_t* state);
 /* Trim in place the whitespace Python's str.strip() removes (str.isspace). */

@@ -8,6 +8,7 @@
 #include "mgl-ops.h"
 #include "cpu/mgl-blas.h"
 #include "../unit/mgl-test.h"
+#include "gpu-parity.h"
 
 #include <math.h>
 
@@ -57,21 +58,11 @@ static float* down(const void* d, size_t n) {
 
 /* max |got - ref| <= tol * max(1e-3, max |ref|) */
 static void cmp(const char* what, const float* ref, const float* got, size_t n, double tol) {
-    double mr = 1e-3, md = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)ref[i] - got[i]);
-        if (!(d <= md)) {
-            md = isnan(d) ? INFINITY : d;
-            at = i;
-        }
-        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-    }
-    double r = md / mr;
-    if (r > worst) worst = r;
-    CHECK_MSG(r <= tol, "%s: max|diff| %.3g (max|ref| %.3g, rel %.3g > %.1g) at %zu: ref %g got %g", what, md, mr, r,
-              tol, at, n ? ref[at] : 0.0f, n ? got[at] : 0.0f);
-    if (r <= tol) printf("  %-58s ok  rel %.2e\n", what, r);
+    ParityDiff d = parity_diff(ref, got, n);
+    if (d.rel > worst) worst = d.rel;
+    CHECK_MSG(d.rel <= tol, "%s: max|diff| %.3g (max|ref| %.3g, rel %.3g > %.1g) at %zu: ref %g got %g", what,
+              d.max_diff, d.max_ref, d.rel, tol, d.at, n ? ref[d.at] : 0.0f, n ? got[d.at] : 0.0f);
+    if (d.rel <= tol) printf("  %-58s ok  rel %.2e\n", what, d.rel);
 }
 
 static const char* dt_name(MglDType t) { return t == MGL_DT_F16 ? "f16" : t == MGL_DT_BF16 ? "bf16" : "f32"; }
@@ -420,56 +411,6 @@ static void test_rows_embed(void) {
     }
 }
 
-/* The CPU engine's sampling (mgl-model.c sample()) with a given uniform u. */
-typedef struct { float p; int32_t id; } Cand;
-static int cand_desc(const void* a, const void* b) {
-    const Cand *x = a, *y = b;
-    if (x->p != y->p) return x->p > y->p ? -1 : 1;
-    return x->id - y->id;
-}
-static int32_t cpu_sample(const float* logits, int64_t V, float temp, int top_k, float top_p, double u) {
-    Cand* c = malloc(sizeof(Cand) * (size_t)V);
-    float mx = -INFINITY;
-    for (int64_t i = 0; i < V; i++) {
-        c[i].p = logits[i] / temp;
-        c[i].id = (int32_t)i;
-        if (c[i].p > mx) mx = c[i].p;
-    }
-    qsort(c, (size_t)V, sizeof(Cand), cand_desc);
-    int64_t n = V;
-    if (top_k > 0 && top_k < n) n = top_k;
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++) {
-        c[i].p = expf(c[i].p - mx);
-        sum += c[i].p;
-    }
-    if (top_p > 0.0f && top_p < 1.0f) {
-        double cum = 0;
-        int64_t keep = n;
-        for (int64_t i = 0; i < n; i++) {
-            cum += c[i].p / sum;
-            if (cum >= top_p) {
-                keep = i + 1;
-                break;
-            }
-        }
-        n = keep;
-        sum = 0;
-        for (int64_t i = 0; i < n; i++) sum += c[i].p;
-    }
-    double r = u * sum;
-    int32_t id = c[n - 1].id;
-    for (int64_t i = 0; i < n; i++) {
-        r -= c[i].p;
-        if (r < 0) {
-            id = c[i].id;
-            break;
-        }
-    }
-    free(c);
-    return id;
-}
-
 static void test_sampling(void) {
     MglErr e = {0};
     const int64_t Vs[] = {256, 32000, 128256};
@@ -496,7 +437,7 @@ static void test_sampling(void) {
         for (size_t ci = 0; ci < sizeof cfg / sizeof cfg[0]; ci++)
             for (int d = 0; d < 8; d++) {
                 double u = (double)(((uint64_t)(frand() * 4e9) * 2654435761ull) % 1000003) / 1000003.0;
-                int32_t want = cpu_sample(lg, V, cfg[ci].t, cfg[ci].k, cfg[ci].p, u);
+                int32_t want = mgl_sample_draw(lg, V, cfg[ci].t, cfg[ci].k, cfg[ci].p, u);
                 mgl_cuda_sample(S, sp, dl, cfg[ci].t, cfg[ci].k, cfg[ci].p, u, dout);
                 REQUIRE(mgl_cuda_stream_sync(S, &e) == MGL_OK);
                 REQUIRE(mgl_cuda_download(&got, dout, sizeof got, &e) == MGL_OK);
