@@ -7,6 +7,7 @@
 #include "mgl-cuda.h"
 #include "mgl-model.h"
 #include "../unit/mgl-test.h"
+#include "gpu-parity.h"
 
 #include <glib.h>
 #include <math.h>
@@ -16,19 +17,10 @@ static const MglImage img = {pixels, 96, 72, 96 * 3};
 static const MglBox boxes[] = {{5, 5, 40, 30, 0.9f, "cup"}, {30, 10, 90, 70, 0.8f, "dog"}, {0, 0, 96, 72, 0.5f, "cup"}};
 
 static void cmp(const char* ctx, const char* what, const float* ref, const float* got, size_t n, double tol) {
-    double mr = 1e-3, md = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)ref[i] - got[i]);
-        if (!(d <= md)) {
-            md = isnan(d) ? INFINITY : d;
-            at = i;
-        }
-        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-    }
-    double r = md / mr;
-    CHECK_MSG(r <= tol, "%s: %s: max|diff| %.3g (max|ref| %.3g, rel %.3g > %.1g) at %zu", ctx, what, md, mr, r, tol, at);
-    if (r <= tol) printf("  %-26s %-18s ok  rel %.2e\n", ctx, what, r);
+    ParityDiff d = parity_diff(ref, got, n);
+    CHECK_MSG(d.rel <= tol, "%s: %s: max|diff| %.3g (max|ref| %.3g, rel %.3g > %.1g) at %zu", ctx, what, d.max_diff,
+              d.max_ref, d.rel, tol, d.at);
+    if (d.rel <= tol) printf("  %-26s %-18s ok  rel %.2e\n", ctx, what, d.rel);
 }
 
 static MglModel* load(const char* path, const char* device, const char* precision) {
