@@ -2,6 +2,7 @@
 #include "mgl-cli.h"
 
 #include <glib.h>
+#include <png.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,4 +45,14 @@ bool cli_num(const char* s, double lo, double hi, double* out) {
     if (*end || !(v >= lo && v <= hi)) return false;
     *out = v;
     return true;
+}
+
+bool cli_write_png_rgb(const char* path, const uint8_t* px, int w, int h) {
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    im.width = (png_uint_32)w;
+    im.height = (png_uint_32)h;
+    im.format = PNG_FORMAT_RGB;
+    return png_image_write_to_file(&im, path, 0, px, w * 3, NULL) != 0;
 }

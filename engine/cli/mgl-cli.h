@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mgllava.h"
 
@@ -23,6 +24,8 @@ int cli_parse_opts(int argc, char** argv, CliOpt* opts, size_t n);
 bool cli_num(const char* s, double lo, double hi, double* out);
 /* "mgllava: [cmd: ]<fmt with arg> (try 'mgllava help')" on stderr; returns 1. */
 int cli_usage_error(const char* cmd, const char* fmt, const char* arg);
+/* Packed RGB (stride 3*w) to a PNG file; false when it cannot be written. */
+bool cli_write_png_rgb(const char* path, const uint8_t* px, int w, int h);
 /* "mgllava: <message>" on stderr; returns 1. */
 int cli_fail(const MglErr* e);
 

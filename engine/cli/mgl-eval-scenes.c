@@ -24,7 +24,6 @@
 
 #include <glib.h>
 #include <glib/gstdio.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,17 +75,6 @@ static void append_tally(GString* j, const char* key, const Tally* t) {
     g_string_append_printf(j, ", \"%s\": {\"n\": %ld, \"correct\": %ld, \"accuracy\": ", key, t->n, t->correct);
     if (t->n) g_string_append_printf(j, "%.6f}", (double)t->correct / (double)t->n);
     else g_string_append(j, "null}");
-}
-
-/* The same PNG bytes `mgllava scenes` writes. */
-static bool write_png(const char* path, const uint8_t* px, int w, int h) {
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    im.width = (png_uint_32)w;
-    im.height = (png_uint_32)h;
-    im.format = PNG_FORMAT_RGB;
-    return png_image_write_to_file(&im, path, 0, px, w * 3, NULL) != 0;
 }
 
 /* One scene's truth, parsed from mgl_scene_truth_json (the training contract). */
@@ -211,7 +199,7 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
         snprintf(image_name, sizeof image_name, "scene_%06ld.png", i);
         if (dump) {
             char* png = g_build_filename(dump, image_name, NULL);
-            bool ok = write_png(png, px, W, H);
+            bool ok = cli_write_png_rgb(png, px, W, H);
             if (!ok) mgl_err(&err, MGL_E_IO, "%s: cannot write", png);
             g_free(png);
             if (!ok) goto out;

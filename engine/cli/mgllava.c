@@ -21,7 +21,6 @@
 #include "mgl-model-files.h"
 
 #include <glib.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -663,13 +662,7 @@ static int cmd_scenes(int argc, char** argv) {
         mgl_scene_render(&sc, t, px, W * 3, 3, false);
         char* png = g_strdup_printf("%s/scene_%06ld.png", o[2].value, i);
         char* js = g_strdup_printf("%s/scene_%06ld.json", o[2].value, i);
-        png_image im;
-        memset(&im, 0, sizeof im);
-        im.version = PNG_IMAGE_VERSION;
-        im.width = (png_uint_32)W;
-        im.height = (png_uint_32)H;
-        im.format = PNG_FORMAT_RGB;
-        int ok = png_image_write_to_file(&im, png, 0, px, W * 3, NULL);
+        int ok = cli_write_png_rgb(png, px, W, H);
         char* truth = mgl_scene_truth_json(&sc, t, -1);
         GError* ge = NULL;
         if (ok) ok = g_file_set_contents(js, truth, -1, &ge);
