@@ -25,11 +25,6 @@ WIDTH, HEIGHT = 640, 480
 SCENE_BYTES = 4096  # >= sizeof(MglScene); the struct is only passed back to the renderer
 
 
-def eval_frame(index):
-    """The frame of scene `index` that `mgllava scenes` and `mgllava eval-scenes` render."""
-    return (index * 7919) % 600
-
-
 class Renderer:
     def __init__(self):
         src = open(SRC, "rb").read()
@@ -47,9 +42,15 @@ class Renderer:
                                        ctypes.c_bool]
         L.mgl_scene_truth_json.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
         L.mgl_scene_truth_json.restype = ctypes.c_void_p
+        L.mgl_scene_still_frame.argtypes = [ctypes.c_long]
+        L.mgl_scene_still_frame.restype = ctypes.c_int
         L.free.argtypes = [ctypes.c_void_p]
         self.L = L
         self.scene = ctypes.create_string_buffer(SCENE_BYTES)
+
+    def still_frame(self, index):
+        """The frame of scene `index` that `mgllava scenes` and `mgllava eval-scenes` render."""
+        return self.L.mgl_scene_still_frame(index)
 
     def render(self, seed, index, t, min_objects=1, max_objects=6, width=WIDTH, height=HEIGHT):
         """(H, W, 3) uint8 RGB image and the ground-truth dict of scene `index` at frame `t`."""

@@ -79,7 +79,7 @@ REGIONS = ["top left", "top", "top right", "left", "center", "right", "bottom le
 def corpus_lines(renderer, n=3000):
     lines = []
     for i in range(n):
-        _, truth = renderer.render(TRAIN_SEED_SCENES, i, scenes.eval_frame(i))
+        _, truth = renderer.render(TRAIN_SEED_SCENES, i, renderer.still_frame(i))
         for q, a, _ in scenes.items(truth):
             lines.append(TEMPLATE.format(input="\n" + q))
             lines.append(a)
