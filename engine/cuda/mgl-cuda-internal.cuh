@@ -16,6 +16,9 @@ struct MglCudaStream {
     size_t cast_bytes;
     void*  tmp;
     size_t tmp_bytes;
+    /* prefill attention: packed queries, scores and probabilities */
+    void*  attn;
+    size_t attn_bytes;
     /* first error since the last sync */
     MglStatus   st_err;
     char        msg[512];

@@ -93,7 +93,12 @@ extern "C" void mgl_cuda_reset_peak(void) {
 }
 
 extern "C" MglStatus mgl_cuda_upload(void* dst, const void* src, size_t bytes, MglErr* err) {
+    /* From pageable memory cudaMemcpy may return once the bytes are staged, before
+     * they land; the engine's streams are non-blocking (no implicit ordering with
+     * the legacy stream), so wait for the copy itself: the bytes are on the device
+     * when this returns. */
     cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(cudaStreamLegacy);
     if (e != cudaSuccess) return mgl_err(err, MGL_E_DEVICE, "CUDA: upload of %zu bytes: %s", bytes, cudaGetErrorString(e));
     return MGL_OK;
 }
@@ -207,6 +212,7 @@ extern "C" void mgl_cuda_stream_free(MglCudaStream* s) {
     cudaStreamDestroy(s->st);
     mgl_cuda_free(s->cast);
     mgl_cuda_free(s->tmp);
+    mgl_cuda_free(s->attn);
     free(s);
 }
 
@@ -731,99 +737,91 @@ extern "C" void mgl_cuda_embed(MglCudaStream* s, const MglCudaW* E, const int32_
 
 /* ---- attention ------------------------------------------------------------------------ */
 
-/* Flash-style prefill: a block of 4 warps takes 16 query rows of one head and
- * walks the keys in tiles of 32 staged in shared memory, keeping a running
- * max, sum and output per row (online softmax). Lane j scores key j of the
- * tile; each lane owns output dims lane, lane+32, ... (DPL of them). */
-#define PF_BQ 16
-#define PF_BK 32
-#define PF_WARPS 4
+/* Prefill on the tensor cores: per head S = (scale Q) K^T and O = P V are
+ * cuBLAS GEMMs in the KV cache's dtype with fp32 accumulation (f32 caches stay
+ * f32 throughout), and a row softmax between them applies the causal limit and
+ * writes P in the cache dtype. GQA: head h reads KV head h / (NH / NKV), so the
+ * heads go as NH/NKV strided batches of NKV. Query rows go in chunks that keep
+ * S and P under ATTN_SCRATCH bytes (long prompts never need T x L at once). */
+#define ATTN_SCRATCH ((size_t)256 << 20)
 
-template <int DPL, typename KT>
-__global__ void __launch_bounds__(PF_WARPS * 32)
-attn_prefill_kernel(const float* __restrict__ q, int64_t ldq, int T, int pos0, const KT* __restrict__ kc,
-                    const KT* __restrict__ vc, int64_t ldkv, int NH, int NKV, int HS, bool causal, float scale,
-                    float* __restrict__ out, int64_t ldo) {
-    constexpr int RPW = PF_BQ / PF_WARPS;
-    extern __shared__ float sm[];
-    const int SK = HS + 1; /* padded: lane j reads row j without bank conflicts */
-    float* qs = sm;                    /* PF_BQ x HS */
-    float* ks = qs + PF_BQ * HS;       /* PF_BK x SK */
-    float* vs = ks + PF_BK * SK;       /* PF_BK x HS */
-    const int h = blockIdx.y, kvh = h / (NH / NKV), t0 = blockIdx.x * PF_BQ;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    for (int i = threadIdx.x; i < PF_BQ * HS; i += blockDim.x) {
-        int r = i / HS, d = i % HS;
-        qs[i] = t0 + r < T ? q[(int64_t)(t0 + r) * ldq + (int64_t)h * HS + d] * scale : 0.0f;
-    }
-    float m[RPW], l[RPW], acc[RPW][DPL];
-#pragma unroll
-    for (int r = 0; r < RPW; r++) {
-        m[r] = -INFINITY;
-        l[r] = 0.0f;
-#pragma unroll
-        for (int i = 0; i < DPL; i++) acc[r][i] = 0.0f;
-    }
-    const int L = pos0 + T;
-    const int last_t = min(T, t0 + PF_BQ) - 1;
-    const int kend = causal ? min(L, pos0 + last_t + 1) : L;
-    for (int kb = 0; kb < kend; kb += PF_BK) {
-        __syncthreads();
-        for (int i = threadIdx.x; i < PF_BK * HS; i += blockDim.x) {
-            int j = i / HS, d = i % HS, key = kb + j;
-            float kv = 0.0f, vv = 0.0f;
-            if (key < kend) {
-                int64_t off = (int64_t)key * ldkv + (int64_t)kvh * HS + d;
-                kv = tof(kc[off]);
-                vv = tof(vc[off]);
-            }
-            ks[j * SK + d] = kv;
-            vs[j * HS + d] = vv;
+template <typename T> struct CudaType;
+template <> struct CudaType<float> { static constexpr cudaDataType value = CUDA_R_32F; };
+template <> struct CudaType<__half> { static constexpr cudaDataType value = CUDA_R_16F; };
+template <> struct CudaType<__nv_bfloat16> { static constexpr cudaDataType value = CUDA_R_16BF; };
+
+template <typename KT>
+__global__ void attn_pack_q_kernel(const float* __restrict__ q, int64_t ldq, int64_t T, int64_t D, float scale,
+                                   KT* __restrict__ out) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < T * D; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = fromf<KT>(q[(i / D) * ldq + i % D] * scale);
+}
+
+/* one block per row (h, r) of S (rows of L scores); query t0 + r sees keys < pos0 + t0 + r + 1 when causal */
+template <typename KT>
+__global__ void attn_softmax_kernel(const float* __restrict__ S, int64_t L, int Tc, int t0, int pos0, bool causal,
+                                    KT* __restrict__ P) {
+    __shared__ float red[32];
+    const int64_t row = blockIdx.x;
+    const int64_t lim = causal ? min(L, (int64_t)pos0 + t0 + (int)(row % Tc) + 1) : L;
+    const float* s = S + row * L;
+    KT* p = P + row * L;
+    float m = -INFINITY;
+    for (int64_t j = threadIdx.x; j < lim; j += blockDim.x) m = fmaxf(m, s[j]);
+    m = warp_max(m);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
+    __syncthreads();
+    m = (threadIdx.x & 31) < (blockDim.x >> 5) ? red[threadIdx.x & 31] : -INFINITY;
+    m = warp_max(m);
+    float sum = 0.0f;
+    for (int64_t j = threadIdx.x; j < lim; j += blockDim.x) sum += expf(s[j] - m);
+    sum = block_sum(sum, red);
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    for (int64_t j = threadIdx.x; j < L; j += blockDim.x) p[j] = fromf<KT>(j < lim ? expf(s[j] - m) * inv : 0.0f);
+}
+
+template <typename KT>
+static void attn_prefill(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, int64_t pos0, const void* kc,
+                         const void* vc, int64_t ldkv, int64_t NH, int64_t NKV, int64_t HS, bool causal, float* out,
+                         int64_t ldo) {
+    const int64_t L = pos0 + T, D = NH * HS, R = NH / NKV;
+    const size_t es = sizeof(KT);
+    int64_t Tc = (int64_t)(ATTN_SCRATCH / ((size_t)(NH * L) * (sizeof(float) + es)));
+    Tc = Tc < 1 ? 1 : (Tc > T ? T : Tc);
+    const size_t q_bytes = ((size_t)(T * D) * es + 255) & ~(size_t)255;
+    const size_t s_bytes = ((size_t)(NH * Tc * L) * sizeof(float) + 255) & ~(size_t)255;
+    uint8_t* buf = (uint8_t*)mglc_scratch(s, &s->attn, &s->attn_bytes, q_bytes + s_bytes + (size_t)(NH * Tc * L) * es,
+                                          "attention scores");
+    if (!buf) return;
+    KT* qp = (KT*)buf;
+    float* S = (float*)(buf + q_bytes);
+    KT* P = (KT*)(buf + q_bytes + s_bytes);
+    attn_pack_q_kernel<KT><<<blocks_for(T * D, 256), 256, 0, s->st>>>(q, ldq, T, D, 1.0f / sqrtf((float)HS), qp);
+    if (MGLC_LAUNCHED(s, "attention (queries)")) return;
+    const cudaDataType dt = CudaType<KT>::value;
+    const float one = 1.0f, zero = 0.0f;
+    for (int64_t t0 = 0; t0 < T; t0 += Tc) {
+        const int64_t n = T - t0 < Tc ? T - t0 : Tc;
+        for (int64_t j = 0; j < R; j++) { /* heads h = g R + j, g = 0 .. NKV-1 */
+            if (mglc_blas_fail(s, cublasGemmStridedBatchedEx(
+                                      s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)L, (int)n, (int)HS, &one, kc, dt,
+                                      (int)ldkv, (long long)HS, qp + t0 * D + j * HS, dt, (int)D, (long long)(R * HS),
+                                      &zero, S + j * n * L, CUDA_R_32F, (int)L, (long long)(R * n * L), (int)NKV,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                               "attention scores GEMM"))
+                return;
         }
-        __syncthreads();
-#pragma unroll
-        for (int rr = 0; rr < RPW; rr++) {
-            const int r = warp * RPW + rr, t = t0 + r;
-            if (t >= T) continue; /* warp-uniform */
-            const int lim = causal ? pos0 + t + 1 : L;
-            const int key = kb + lane;
-            float sc = -INFINITY;
-            if (key < lim && key < kend) {
-                float dot = 0.0f;
-                const float* qr = qs + r * HS;
-                const float* kr = ks + lane * SK;
-                for (int d = 0; d < HS; d++) dot += qr[d] * kr[d];
-                sc = dot;
-            }
-            const float mnew = fmaxf(m[rr], warp_max(sc));
-            if (mnew == -INFINITY) continue; /* no key yet for this row (warp-uniform) */
-            const float p = sc == -INFINITY ? 0.0f : expf(sc - mnew);
-            const float corr = m[rr] == -INFINITY ? 0.0f : expf(m[rr] - mnew);
-            l[rr] = l[rr] * corr + warp_sum(p);
-            m[rr] = mnew;
-#pragma unroll
-            for (int i = 0; i < DPL; i++) acc[rr][i] *= corr;
-            for (int j = 0; j < PF_BK; j++) {
-                const float pj = __shfl_sync(0xffffffffu, p, j);
-                if (pj == 0.0f) continue; /* uniform: every lane holds pj */
-                const float* vr = vs + j * HS;
-#pragma unroll
-                for (int i = 0; i < DPL; i++) {
-                    int d = lane + 32 * i;
-                    if (d < HS) acc[rr][i] += pj * vr[d];
-                }
-            }
-        }
-    }
-#pragma unroll
-    for (int rr = 0; rr < RPW; rr++) {
-        const int t = t0 + warp * RPW + rr;
-        if (t >= T) continue;
-        const float inv = l[rr] > 0.0f ? 1.0f / l[rr] : 0.0f;
-#pragma unroll
-        for (int i = 0; i < DPL; i++) {
-            int d = lane + 32 * i;
-            if (d < HS) out[(int64_t)t * ldo + (int64_t)h * HS + d] = acc[rr][i] * inv;
+        attn_softmax_kernel<KT><<<(unsigned)(NH * n), 256, 0, s->st>>>(S, L, (int)n, (int)t0, (int)pos0, causal, P);
+        if (MGLC_LAUNCHED(s, "attention (softmax)")) return;
+        for (int64_t j = 0; j < R; j++) {
+            if (mglc_blas_fail(s, cublasGemmStridedBatchedEx(
+                                      s->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)HS, (int)n, (int)L, &one, vc, dt,
+                                      (int)ldkv, (long long)HS, P + j * n * L, dt, (int)L, (long long)(R * n * L),
+                                      &zero, out + t0 * ldo + j * HS, CUDA_R_32F, (int)ldo, (long long)(R * HS),
+                                      (int)NKV, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                               "attention output GEMM"))
+                return;
         }
     }
 }
@@ -949,17 +947,7 @@ static void attn_launch(MglCudaStream* s, const float* q, int64_t ldq, int64_t T
         return;
     }
     /* prefill reads the position from the host: it is never graph-captured */
-    size_t smem = sizeof(float) * (size_t)(PF_BQ * HS + PF_BK * (HS + 1) + PF_BK * HS);
-    if (smem > 48 * 1024 &&
-        mglc_fail(s, cudaFuncSetAttribute(attn_prefill_kernel<DPL, KT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          (int)smem),
-                  "attention shared memory"))
-        return;
-    dim3 grid((unsigned)((T + PF_BQ - 1) / PF_BQ), (unsigned)NH);
-    attn_prefill_kernel<DPL, KT><<<grid, PF_WARPS * 32, smem, s->st>>>(
-        q, ldq, (int)T, (int)pos0, (const KT*)kc, (const KT*)vc, ldkv, (int)NH, (int)NKV, (int)HS, causal, scale, out,
-        ldo);
-    MGLC_LAUNCHED(s, "attention (prefill)");
+    attn_prefill<KT>(s, q, ldq, T, pos0, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo);
 }
 
 template <typename KT>
