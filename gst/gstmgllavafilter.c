@@ -640,9 +640,17 @@ static GstClockTime
 gst_mgllava_filter_text_duration (GstMgllavaFilter * self, GstBuffer * video)
 {
   GstClockTime frame = GST_CLOCK_TIME_NONE, d;
+  guint64 text_duration, interval_time;
+  guint interval;
 
-  if (self->text_duration > 0)
-    return self->text_duration;
+  /* properties may change from the application thread at any time */
+  GST_OBJECT_LOCK (self);
+  text_duration = self->text_duration;
+  interval_time = self->interval_time;
+  interval = self->interval;
+  GST_OBJECT_UNLOCK (self);
+  if (text_duration > 0)
+    return text_duration;
   if (video && GST_BUFFER_DURATION_IS_VALID (video))
     frame = GST_BUFFER_DURATION (video);
   else if (self->have_info && GST_VIDEO_INFO_FPS_N (&self->info) > 0)
@@ -650,8 +658,7 @@ gst_mgllava_filter_text_duration (GstMgllavaFilter * self, GstBuffer * video)
         GST_VIDEO_INFO_FPS_D (&self->info), GST_VIDEO_INFO_FPS_N (&self->info));
   if (!GST_CLOCK_TIME_IS_VALID (frame) || frame == 0)
     frame = GST_SECOND / 30;
-  d = self->interval_time > 0 ? self->interval_time :
-      frame * MAX (self->interval, 1);
+  d = interval_time > 0 ? interval_time : frame * MAX (interval, 1);
   return MAX (d, frame);
 }
 
