@@ -13,8 +13,15 @@ its caption and all of its questions. The image prefix [BOS, "USER: ", image tok
 is the same for every question of a scene (vicuna template, causal attention), so the decoder runs
 it once and the questions continue from its KV cache as one batch.
 
-Auxiliary heads (dropped at export) speed up learning: per object token (pooled box features)
-colour, shape and digit; per fused image token the colour and shape of the object under it.
+Boxes go in the truth's reading order (the order the caption names the objects in), with a few
+pixels of jitter.
+
+Auxiliary losses (their heads dropped at export) speed up learning: per object (pooled box
+features) colour, shape, digit and region; per fused image token the colour and shape of the
+object under it and the token's own region; dense colour/shape/digit heads on ConvNeXt stages 1-2;
+the region of each object token after two decoder layers; and attention supervision: head 0 of
+the first decoder layer, from each object token, attends to the image tokens under its box
+(object_attention_loss), so the object token picks up where it is.
 
 Usage: tools/demo/train.py --out models/mgllava-demo [--minutes 50] [--seed 1]
 Writes train-log.jsonl beside the model. Deterministic for a given seed and thread count.
@@ -114,8 +121,12 @@ class DemoMGLLaVA(nn.Module):
                                                 attn_implementation="eager"))
         # auxiliary heads (training only)
         nc, ns = len(scenes.COLORS), len(scenes.SHAPES)
-        self.aux_obj = nn.Linear(Cm, nc + ns + 11)
-        self.aux_tok = nn.Linear(D, (nc + 1) + (ns + 1))
+        # colour, shape, digit (or none) and region (top left ... bottom right) from the pooled box
+        # features: the region one makes the high-resolution branch encode where a box is (from the
+        # frame's borders, which its zero padding lets it see), so an object token carries its place
+        self.aux_obj = nn.Linear(Cm, nc + ns + 11 + 9)
+        # per fused image token: colour and shape of the object under it, and its own region
+        self.aux_tok = nn.Linear(D, (nc + 1) + (ns + 1) + 9)
         # dense heads on ConvNeXt stages 1 and 2: colour and shape of the object under each cell
         # (stage 1), shape and digit (stage 2); they give the high-resolution branch a direct signal
         self.aux_s1 = nn.Linear(CNX_DIMS[1], (nc + 1) + (ns + 1) + 10)
@@ -249,8 +260,7 @@ def make_sample(renderer, tok, rng, index, t):
     s = Sample()
     s.x768, s.x336 = preprocess(px)
     objs = truth["objects"]
-    order = list(range(len(objs)))
-    rng.shuffle(order)                              # the detector's order is arbitrary
+    order = list(range(len(objs)))                  # the truth's reading order (docs/demo-model.md)
     boxes = []
     for k in order:
         x1, y1, x2, y2 = objs[k]["box"]
@@ -266,7 +276,16 @@ def make_sample(renderer, tok, rng, index, t):
     dy = (side - scenes.HEIGHT) // 2
     tc = torch.full((24, 24), len(scenes.COLORS), dtype=torch.long)
     ts = torch.full((24, 24), len(scenes.SHAPES), dtype=torch.long)
-    for o in objs:
+    to = torch.full((24, 24), -1, dtype=torch.long)
+    tr = torch.full((24, 24), -100, dtype=torch.long)
+    for r in range(24):
+        cy = (r + 0.5) * side / 24 - dy
+        if not (0 <= cy < scenes.HEIGHT):
+            continue
+        for c in range(24):
+            cx = (c + 0.5) * side / 24
+            tr[r, c] = 3 * min(2, int(cy * 3 / scenes.HEIGHT)) + min(2, int(cx * 3 / scenes.WIDTH))
+    for k, o in enumerate(objs):
         x1, y1, x2, y2 = o["box"]
         for r in range(24):
             cy = (r + 0.5) * side / 24 - dy
@@ -277,7 +296,8 @@ def make_sample(renderer, tok, rng, index, t):
                 if x1 <= cx < x2:
                     tc[r, c] = scenes.COLORS.index(o["color"])
                     ts[r, c] = scenes.SHAPES.index(o["shape"])
-    s.tok_color, s.tok_shape = tc.flatten(), ts.flatten()
+                    to[r, c] = k
+    s.tok_color, s.tok_shape, s.tok_obj, s.tok_region = tc.flatten(), ts.flatten(), to.flatten(), tr.flatten()
     # per-cell labels of ConvNeXt stages 1 (96x96) and 2 (48x48): the object whose pixels (its colour
     # or its digit's ink, inside its box) are at the cell centre; digits only on object cells
     idmap = np.full((scenes.HEIGHT, scenes.WIDTH), -1, dtype=np.int64)
@@ -345,9 +365,13 @@ def image_loss(model, s, vimg, vobj, objects_only=False):
     emb = llm.get_input_embeddings()
     parts = [emb(torch.tensor(s.prefix_ids))] + ([] if objects_only else [vimg]) + [vobj]
     prefix = torch.cat(parts)[None]
-    out = llm.model(inputs_embeds=prefix, use_cache=True, output_hidden_states=True)
+    out = llm.model(inputs_embeds=prefix, use_cache=True, output_hidden_states=True,
+                    output_attentions=not objects_only)
     h2 = out.hidden_states[2][0, -vobj.shape[0]:]
-    aux_pos = None if objects_only else F.cross_entropy(model.aux_llm_pos(h2), s.obj_region)
+    aux_pos = aux_att = None
+    if not objects_only:
+        aux_pos = F.cross_entropy(model.aux_llm_pos(h2), s.obj_region)
+        aux_att = object_attention_loss(out.attentions[0][0, 0], s, vimg.shape[0], vobj.shape[0])
     P = prefix.shape[1]
     legacy = out.past_key_values.to_legacy_cache() if hasattr(out.past_key_values, "to_legacy_cache") \
         else out.past_key_values
@@ -378,7 +402,23 @@ def image_loss(model, s, vimg, vobj, objects_only=False):
         c = per_cat.setdefault(cat, [0, 0])
         c[0] += int(ok[i])
         c[1] += 1
-    return loss, n, per_cat, aux_pos
+    return loss, n, per_cat, aux_pos, aux_att
+
+
+def object_attention_loss(att, s, n_img, n_obj):
+    """Attention supervision: in the first decoder layer, head 0 of each object token attends to
+    the image tokens under its box (a uniform target over them; cross-entropy with its attention
+    row). The object token then carries what those tokens know -- their place in the frame -- and
+    the decoder reads an object's position from its object token instead of searching ~600 keys."""
+    P = att.shape[0]
+    i0 = P - n_obj - n_img
+    rows = att[P - n_obj:, i0:i0 + n_img]          # (n_obj, n_img)
+    losses = []
+    for k in range(n_obj):
+        m = s.tok_obj == k
+        if bool(m.any()):
+            losses.append(-(rows[k][m] + 1e-9).log().mean())
+    return torch.stack(losses).mean() if losses else torch.zeros(())
 
 
 def sincos_positions(emb, grid):
@@ -420,7 +460,7 @@ def worker(rank, world, a, port):
     log = open(os.path.join(a.out, "train-log.jsonl"), "w") if rank == 0 else None
     step, n_scenes, t_start = 0, 0, time.time()
     cats = ["caption", "count", "color", "shape", "position", "digit"]
-    agg = torch.zeros(2 * len(cats) + 9, dtype=torch.float64)
+    agg = torch.zeros(2 * len(cats) + 11, dtype=torch.float64)
     nc, ns = len(scenes.COLORS), len(scenes.SHAPES)
     while True:
         # rank 0's clock decides for everyone
@@ -441,29 +481,32 @@ def worker(rank, world, a, port):
         vimg, vobj, pooled, fused = model.vision(x768, x336, [s.boxes768 for s in batch])
         tot, ntok = 0.0, 0
         for b, s in enumerate(batch):
-            l, n, pc, ap = image_loss(model, s, vimg[b], vobj[b], objects_only=frac < a.object_phase)
+            l, n, pc, ap, aa = image_loss(model, s, vimg[b], vobj[b], objects_only=frac < a.object_phase)
             tot = tot + l
             if ap is not None:
                 aux_p = ap if b == 0 else aux_p + ap
+                aux_a = aa if b == 0 else aux_a + aa
             ntok += n
             for k, (c, m) in pc.items():
                 agg[2 * cats.index(k)] += c
                 agg[2 * cats.index(k) + 1] += m
         lm = tot / ntok
+        cat = lambda k: torch.cat([getattr(s, k) for s in batch])
         ao = model.aux_obj(pooled)
         oc = torch.cat([s.obj_color for s in batch])
         os_ = torch.cat([s.obj_shape for s in batch])
         od = torch.cat([s.obj_digit for s in batch])
+        orr = torch.cat([s.obj_region for s in batch])
         aux_o = (F.cross_entropy(ao[:, :nc], oc) + F.cross_entropy(ao[:, nc:nc + ns], os_) +
-                 F.cross_entropy(ao[:, nc + ns:], od))
+                 F.cross_entropy(ao[:, nc + ns:nc + ns + 11], od) + F.cross_entropy(ao[:, nc + ns + 11:], orr))
         at = model.aux_tok(fused.reshape(-1, fused.shape[-1]))
         tc = torch.cat([s.tok_color for s in batch])
         ts = torch.cat([s.tok_shape for s in batch])
-        aux_t = F.cross_entropy(at[:, :nc + 1], tc) + F.cross_entropy(at[:, nc + 1:], ts)
+        aux_t = (F.cross_entropy(at[:, :nc + 1], tc) + F.cross_entropy(at[:, nc + 1:nc + ns + 2], ts) +
+                 F.cross_entropy(at[:, nc + ns + 2:], cat("tok_region"), ignore_index=-100))
         s1, s2 = model.last_stages[1], model.last_stages[2]
         a1 = model.aux_s1(s1.permute(0, 2, 3, 1).reshape(-1, s1.shape[1]))
         a2 = model.aux_s2(s2.permute(0, 2, 3, 1).reshape(-1, s2.shape[1]))
-        cat = lambda k: torch.cat([getattr(s, k) for s in batch])
         g1 = cat("s1_glyph")
         aux_glyph = F.cross_entropy(a1[g1 >= 0][:, nc + ns + 2:], g1[g1 >= 0]) if bool((g1 >= 0).any()) else 0.0
         aux_d = (F.cross_entropy(a1[:, :nc + 1], cat("s1_color")) +
@@ -471,7 +514,8 @@ def worker(rank, world, a, port):
                  F.cross_entropy(a2[:, :ns + 1], cat("s2_shape")) +
                  F.cross_entropy(a2[:, ns + 1:], cat("s2_digit"), ignore_index=-100))
         aux_p = aux_p / len(batch) if frac >= a.object_phase else torch.zeros(())
-        loss = lm + 0.5 * aux_o + 0.5 * aux_t + 0.5 * aux_d + 0.5 * aux_p
+        aux_a = aux_a / len(batch) if frac >= a.object_phase else torch.zeros(())
+        loss = lm + 0.5 * aux_o + 0.5 * aux_t + 0.5 * aux_d + 0.5 * aux_p + aux_a
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -489,9 +533,11 @@ def worker(rank, world, a, port):
         with torch.no_grad():
             agg[-9] += float((ao[:, :nc].argmax(1) == oc).float().mean())
             agg[-8] += float((ao[:, nc:nc + ns].argmax(1) == os_).float().mean())
-            agg[-7] += float((ao[:, nc + ns:].argmax(1) == od).float().mean())
+            agg[-7] += float((ao[:, nc + ns:nc + ns + 11].argmax(1) == od).float().mean())
+            agg[-10] += float((ao[:, nc + ns + 11:].argmax(1) == orr).float().mean())
         agg[-6] += float(aux_d)
         agg[-5] += float(aux_p)
+        agg[-11] += float(aux_a)
         agg[-4] += float(lm)
         agg[-3] += float(aux_o)
         agg[-2] += float(aux_t)
@@ -503,9 +549,10 @@ def worker(rank, world, a, port):
                 rec = dict(step=step, scenes=n_scenes, minutes=round((time.time() - t_start) / 60, 2),
                            lr=round(lr, 6), lm=round(float(agg[-4]) / k, 4), aux_obj=round(float(agg[-3]) / k, 4),
                            aux_tok=round(float(agg[-2]) / k, 4), aux_dense=round(float(agg[-6]) / k, 4),
-                           aux_llm_pos=round(float(agg[-5]) / k, 4),
+                           aux_llm_pos=round(float(agg[-5]) / k, 4), aux_attn=round(float(agg[-11]) / k, 4),
                            object_head={"color": round(float(agg[-9]) / k, 3), "shape": round(float(agg[-8]) / k, 3),
-                                        "digit": round(float(agg[-7]) / k, 3)},
+                                        "digit": round(float(agg[-7]) / k, 3),
+                                        "region": round(float(agg[-10]) / k, 3)},
                            teacher_forced_exact={c: round(float(agg[2 * i] / max(agg[2 * i + 1], 1)), 3)
                                                  for i, c in enumerate(cats)})
                 print(json.dumps(rec), flush=True)
@@ -533,7 +580,7 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--processes", type=int, default=2, help="data-parallel processes (one core each)")
-    ap.add_argument("--object-phase", type=float, default=0.25,
+    ap.add_argument("--object-phase", type=float, default=0.2,
                     help="fraction of the budget trained on object tokens only (see image_loss)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
