@@ -278,21 +278,19 @@ def make_sample(renderer, tok, rng, index, t):
     ts = torch.full((24, 24), len(scenes.SHAPES), dtype=torch.long)
     to = torch.full((24, 24), -1, dtype=torch.long)
     tr = torch.full((24, 24), -100, dtype=torch.long)
-    for r in range(24):
-        cy = (r + 0.5) * side / 24 - dy
+    cys = [(r + 0.5) * side / 24 - dy for r in range(24)]   # token centres in frame pixels
+    cxs = [(c + 0.5) * side / 24 for c in range(24)]
+    for r, cy in enumerate(cys):
         if not (0 <= cy < scenes.HEIGHT):
             continue
-        for c in range(24):
-            cx = (c + 0.5) * side / 24
+        for c, cx in enumerate(cxs):
             tr[r, c] = 3 * min(2, int(cy * 3 / scenes.HEIGHT)) + min(2, int(cx * 3 / scenes.WIDTH))
     for k, o in enumerate(objs):
         x1, y1, x2, y2 = o["box"]
-        for r in range(24):
-            cy = (r + 0.5) * side / 24 - dy
+        for r, cy in enumerate(cys):
             if not (y1 <= cy < y2):
                 continue
-            for c in range(24):
-                cx = (c + 0.5) * side / 24
+            for c, cx in enumerate(cxs):
                 if x1 <= cx < x2:
                     tc[r, c] = scenes.COLORS.index(o["color"])
                     ts[r, c] = scenes.SHAPES.index(o["shape"])
@@ -300,7 +298,9 @@ def make_sample(renderer, tok, rng, index, t):
     s.tok_color, s.tok_shape, s.tok_obj, s.tok_region = tc.flatten(), ts.flatten(), to.flatten(), tr.flatten()
     # per-cell labels of ConvNeXt stages 1 (96x96) and 2 (48x48): the object whose pixels (its colour
     # or its digit's ink, inside its box) are at the cell centre; digits only on object cells
+    # and the digit's own cells: its ink pixels, widened by 4 px (the glyph is 6x10 px)
     idmap = np.full((scenes.HEIGHT, scenes.WIDTH), -1, dtype=np.int64)
+    inkmap = np.full((scenes.HEIGHT, scenes.WIDTH), -1, dtype=np.int64)
     for k, o in enumerate(objs):
         x1, y1, x2, y2 = o["box"]
         sub = px[y1:y2, x1:x2].astype(np.int64)
@@ -308,20 +308,14 @@ def make_sample(renderer, tok, rng, index, t):
         ink = (sub.min(-1) == sub.max(-1)) & ((sub[..., 0] == 0) | (sub[..., 0] == 255))
         mine = (np.abs(sub - rgb).sum(-1) == 0) | ink
         idmap[y1:y2, x1:x2][mine] = k
+        if o["digit"] is not None:
+            yy, xx = np.nonzero(ink)
+            if len(yy):
+                inkmap[max(0, y1 + yy.min() - 4):y1 + yy.max() + 5,
+                       max(0, x1 + xx.min() - 4):x1 + xx.max() + 5] = o["digit"]
     colors = np.array([scenes.COLORS.index(o["color"]) for o in objs] + [len(scenes.COLORS)])
     shapes = np.array([scenes.SHAPES.index(o["shape"]) for o in objs] + [len(scenes.SHAPES)])
     digits = np.array([10 if o["digit"] is None else o["digit"] for o in objs] + [-100])
-    # the digit's own cells: ink pixels, widened by 4 px (the glyph is 6x10 px)
-    inkmap = np.full((scenes.HEIGHT, scenes.WIDTH), -1, dtype=np.int64)
-    for k, o in enumerate(objs):
-        if o["digit"] is None:
-            continue
-        x1, y1, x2, y2 = o["box"]
-        sub = px[y1:y2, x1:x2].astype(np.int64)
-        ink = (sub.min(-1) == sub.max(-1)) & ((sub[..., 0] == 0) | (sub[..., 0] == 255))
-        yy, xx = np.nonzero(ink)
-        if len(yy):
-            inkmap[max(0, y1 + yy.min() - 4):y1 + yy.max() + 5, max(0, x1 + xx.min() - 4):x1 + xx.max() + 5] = o["digit"]
     for n, name in ((96, "s1"), (48, "s2")):
         cs = (np.arange(n) + 0.5) * side / n
         ys = np.clip((cs - dy).astype(np.int64), 0, scenes.HEIGHT - 1)
@@ -365,11 +359,11 @@ def image_loss(model, s, vimg, vobj, objects_only=False):
     emb = llm.get_input_embeddings()
     parts = [emb(torch.tensor(s.prefix_ids))] + ([] if objects_only else [vimg]) + [vobj]
     prefix = torch.cat(parts)[None]
-    out = llm.model(inputs_embeds=prefix, use_cache=True, output_hidden_states=True,
+    out = llm.model(inputs_embeds=prefix, use_cache=True, output_hidden_states=not objects_only,
                     output_attentions=not objects_only)
-    h2 = out.hidden_states[2][0, -vobj.shape[0]:]
     aux_pos = aux_att = None
     if not objects_only:
+        h2 = out.hidden_states[2][0, -vobj.shape[0]:]
         aux_pos = F.cross_entropy(model.aux_llm_pos(h2), s.obj_region)
         aux_att = object_attention_loss(out.attentions[0][0, 0], s, vimg.shape[0], vobj.shape[0])
     P = prefix.shape[1]
@@ -493,15 +487,11 @@ def worker(rank, world, a, port):
         lm = tot / ntok
         cat = lambda k: torch.cat([getattr(s, k) for s in batch])
         ao = model.aux_obj(pooled)
-        oc = torch.cat([s.obj_color for s in batch])
-        os_ = torch.cat([s.obj_shape for s in batch])
-        od = torch.cat([s.obj_digit for s in batch])
-        orr = torch.cat([s.obj_region for s in batch])
+        oc, os_, od, orr = cat("obj_color"), cat("obj_shape"), cat("obj_digit"), cat("obj_region")
         aux_o = (F.cross_entropy(ao[:, :nc], oc) + F.cross_entropy(ao[:, nc:nc + ns], os_) +
                  F.cross_entropy(ao[:, nc + ns:nc + ns + 11], od) + F.cross_entropy(ao[:, nc + ns + 11:], orr))
         at = model.aux_tok(fused.reshape(-1, fused.shape[-1]))
-        tc = torch.cat([s.tok_color for s in batch])
-        ts = torch.cat([s.tok_shape for s in batch])
+        tc, ts = cat("tok_color"), cat("tok_shape")
         aux_t = (F.cross_entropy(at[:, :nc + 1], tc) + F.cross_entropy(at[:, nc + 1:nc + ns + 2], ts) +
                  F.cross_entropy(at[:, nc + ns + 2:], cat("tok_region"), ignore_index=-100))
         s1, s2 = model.last_stages[1], model.last_stages[2]
