@@ -259,6 +259,17 @@ template <typename T> __device__ T block_sum(T v, T* sh) {
     return r;
 }
 
+/* max over the block (same shape as block_sum) */
+__device__ float block_max(float v, float* sh) {
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    float r = lane < nw ? sh[lane] : -INFINITY;
+    return warp_max(r);
+}
+
 /* inclusive prefix sum over the block; *total gets the block's sum */
 __device__ double block_scan(double v, double* sh, double* total) {
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -768,12 +779,7 @@ __global__ void attn_softmax_kernel(const float* __restrict__ S, int64_t L, int 
     KT* p = P + row * L;
     float m = -INFINITY;
     for (int64_t j = threadIdx.x; j < lim; j += blockDim.x) m = fmaxf(m, s[j]);
-    m = warp_max(m);
-    __syncthreads();
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
-    __syncthreads();
-    m = (threadIdx.x & 31) < (blockDim.x >> 5) ? red[threadIdx.x & 31] : -INFINITY;
-    m = warp_max(m);
+    m = block_max(m, red);
     float sum = 0.0f;
     for (int64_t j = threadIdx.x; j < lim; j += blockDim.x) sum += expf(s[j] - m);
     sum = block_sum(sum, red);
@@ -783,8 +789,8 @@ __global__ void attn_softmax_kernel(const float* __restrict__ S, int64_t L, int 
 
 template <typename KT>
 static void attn_prefill(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, int64_t pos0, const void* kc,
-                         const void* vc, int64_t ldkv, int64_t NH, int64_t NKV, int64_t HS, bool causal, float* out,
-                         int64_t ldo) {
+                         const void* vc, int64_t ldkv, int64_t NH, int64_t NKV, int64_t HS, bool causal, float scale,
+                         float* out, int64_t ldo) {
     const int64_t L = pos0 + T, D = NH * HS, R = NH / NKV;
     const size_t es = sizeof(KT);
     int64_t Tc = (int64_t)(ATTN_SCRATCH / ((size_t)(NH * L) * (sizeof(float) + es)));
@@ -797,7 +803,7 @@ static void attn_prefill(MglCudaStream* s, const float* q, int64_t ldq, int64_t 
     KT* qp = (KT*)buf;
     float* S = (float*)(buf + q_bytes);
     KT* P = (KT*)(buf + q_bytes + s_bytes);
-    attn_pack_q_kernel<KT><<<blocks_for(T * D, 256), 256, 0, s->st>>>(q, ldq, T, D, 1.0f / sqrtf((float)HS), qp);
+    attn_pack_q_kernel<KT><<<blocks_for(T * D, 256), 256, 0, s->st>>>(q, ldq, T, D, scale, qp);
     if (MGLC_LAUNCHED(s, "attention (queries)")) return;
     const cudaDataType dt = CudaType<KT>::value;
     const float one = 1.0f, zero = 0.0f;
@@ -947,7 +953,7 @@ static void attn_launch(MglCudaStream* s, const float* q, int64_t ldq, int64_t T
         return;
     }
     /* prefill reads the position from the host: it is never graph-captured */
-    attn_prefill<KT>(s, q, ldq, T, pos0, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo);
+    attn_prefill<KT>(s, q, ldq, T, pos0, kc, vc, ldkv, NH, NKV, HS, causal, scale, out, ldo);
 }
 
 template <typename KT>
