@@ -65,6 +65,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_mgllava_filter_debug);
 #define DEFAULT_MAX_OBJECTS 0
 #define DEFAULT_MIN_OBJECT_SIZE 0.0
 #define DEFAULT_USE_HIGH_RES TRUE
+#define DEFAULT_OBJECT_ORDER GST_MGLLAVA_OBJECT_ORDER_MODEL
 #define DEFAULT_EXACT_LATENCY (5 * GST_SECOND)
 #define DEFAULT_TEXT_DURATION 0
 #define DEFAULT_THREADS 0
@@ -91,6 +92,7 @@ enum
   PROP_OBJECT_LABELS,
   PROP_MIN_OBJECT_SIZE,
   PROP_USE_HIGH_RES,
+  PROP_OBJECT_ORDER,
   PROP_EXACT_LATENCY,
   PROP_TEXT_DURATION,
   PROP_THREADS,
@@ -149,6 +151,7 @@ struct _GstMgllavaFilter
   gchar *object_labels;
   gdouble min_object_size;
   gboolean use_high_res;
+  GstMgllavaObjectOrder object_order;
   guint64 exact_latency;
   guint64 text_duration;
   gint threads;
@@ -236,6 +239,27 @@ gst_mgllava_drop_policy_get_type (void)
   };
   if (g_once_init_enter (&t))
     g_once_init_leave (&t, g_enum_register_static ("GstMgllavaDropPolicy",
+            values));
+  return t;
+}
+
+#define GST_TYPE_MGLLAVA_OBJECT_ORDER (gst_mgllava_object_order_get_type ())
+static GType
+gst_mgllava_object_order_get_type (void)
+{
+  static GType t = 0;
+  static const GEnumValue values[] = {
+    {GST_MGLLAVA_OBJECT_ORDER_MODEL,
+        "The model's own (its manifest's object_order; default score)", "model"},
+    {GST_MGLLAVA_OBJECT_ORDER_SCORE,
+        "Most confident first, as the official code orders them", "score"},
+    {GST_MGLLAVA_OBJECT_ORDER_READING,
+        "Reading order: top, middle, bottom third of the frame, each left to "
+          "right", "reading"},
+    {0, NULL, NULL}
+  };
+  if (g_once_init_enter (&t))
+    g_once_init_leave (&t, g_enum_register_static ("GstMgllavaObjectOrder",
             values));
   return t;
 }
@@ -1003,6 +1027,11 @@ gst_mgllava_filter_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     job->gen.seed = self->seed + frame;
     job->gen.use_objects = self->use_objects;
     job->gen.use_high_res = self->use_high_res;
+    job->gen.object_order =
+        self->object_order == GST_MGLLAVA_OBJECT_ORDER_SCORE ?
+        MGL_OBJECT_ORDER_SCORE : self->object_order ==
+        GST_MGLLAVA_OBJECT_ORDER_READING ? MGL_OBJECT_ORDER_READING :
+        MGL_OBJECT_ORDER_MODEL;
     f.max_objects = max_objects;
     f.min_object_size = self->min_object_size;
     f.labels = self->object_labels && *self->object_labels ?
@@ -1162,6 +1191,9 @@ gst_mgllava_filter_set_property (GObject * object, guint prop_id,
     case PROP_MIN_OBJECT_SIZE:
       self->min_object_size = g_value_get_double (value);
       break;
+    case PROP_OBJECT_ORDER:
+      self->object_order = g_value_get_enum (value);
+      break;
     case PROP_USE_HIGH_RES:
       self->use_high_res = g_value_get_boolean (value);
       break;
@@ -1258,6 +1290,9 @@ gst_mgllava_filter_get_property (GObject * object, guint prop_id,
     case PROP_MIN_OBJECT_SIZE:
       g_value_set_double (value, self->min_object_size);
       break;
+    case PROP_OBJECT_ORDER:
+      g_value_set_enum (value, self->object_order);
+      break;
     case PROP_USE_HIGH_RES:
       g_value_set_boolean (value, self->use_high_res);
       break;
@@ -1318,6 +1353,7 @@ gst_mgllava_filter_init (GstMgllavaFilter * self)
   self->max_objects = DEFAULT_MAX_OBJECTS;
   self->min_object_size = DEFAULT_MIN_OBJECT_SIZE;
   self->use_high_res = DEFAULT_USE_HIGH_RES;
+  self->object_order = DEFAULT_OBJECT_ORDER;
   self->exact_latency = DEFAULT_EXACT_LATENCY;
   self->text_duration = DEFAULT_TEXT_DURATION;
   self->threads = DEFAULT_THREADS;
@@ -1424,6 +1460,10 @@ gst_mgllava_filter_class_init (GstMgllavaFilterClass * klass)
       g_param_spec_boolean ("use-high-res", "Use high resolution",
           "Run the 768 px ConvNeXt branch (false: CLIP features only, no "
           "objects; an ablation)", DEFAULT_USE_HIGH_RES, mut));
+  g_object_class_install_property (gobject_class, PROP_OBJECT_ORDER,
+      g_param_spec_enum ("object-order", "Object order",
+          "Order of the object tokens (the model's: what it was trained on)",
+          GST_TYPE_MGLLAVA_OBJECT_ORDER, DEFAULT_OBJECT_ORDER, mut));
   g_object_class_install_property (gobject_class, PROP_EXACT_LATENCY,
       g_param_spec_uint64 ("exact-latency", "Exact latency",
           "attach-mode=exact: longest a sampled frame is held for its answer "
@@ -1465,5 +1505,6 @@ gst_mgllava_filter_class_init (GstMgllavaFilterClass * klass)
 
   gst_type_mark_as_plugin_api (GST_TYPE_MGLLAVA_ATTACH_MODE, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_MGLLAVA_DROP_POLICY, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_MGLLAVA_OBJECT_ORDER, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_MGLLAVA_DEVICE, 0);
 }

@@ -39,7 +39,7 @@ typedef struct {
 } Tally;
 
 enum { E_MODEL, E_COUNT, E_SEED, E_MINOBJ, E_MAXOBJ, E_HIGHRES, E_OBJECTS, E_DEVICE, E_THREADS, E_DUMP, E_MAXQ,
-       E_MAXNEW, E_VERBOSE, E_N };
+       E_MAXNEW, E_VERBOSE, E_ORDER, E_N };
 
 static bool ev_bool(const char* s, bool* out) {
     if (!s) return false;
@@ -125,7 +125,7 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     CliOpt o[E_N] = {{"--model", true},       {"--count", true},        {"--seed", true},    {"--min-objects", true},
                     {"--max-objects", true}, {"--use-high-res", true}, {"--use-objects", true}, {"--device", true},
                     {"--threads", true},     {"--dump", true},         {"--max-questions-per-scene", true},
-                    {"--max-new-tokens", true}, {"--verbose", false}};
+                    {"--max-new-tokens", true}, {"--verbose", false}, {"--object-order", true}};
     if (cli_parse_opts(argc, argv, o, E_N)) return 1;
     if (!o[E_MODEL].value || !o[E_COUNT].value) return cli_usage_error("eval-scenes", "%s", "--model PATH and --count N are required");
     double count, seed = 0, mn = 1, mx = MGL_SCENE_MAX_OBJECTS, v;
@@ -157,6 +157,8 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
         if (!cli_num(o[E_MAXNEW].value, 1, 1e6, &v)) return cli_usage_error("eval-scenes", "--max-new-tokens '%s': expected 1..1000000", o[E_MAXNEW].value);
         gp.max_new_tokens = (int)v;
     }
+    if (o[E_ORDER].value && mgl_object_order_parse(o[E_ORDER].value, &gp.object_order) != MGL_OK)
+        return cli_usage_error("eval-scenes", "--object-order '%s': expected model, score or reading", o[E_ORDER].value);
     if (o[E_DEVICE].value) mp.device = o[E_DEVICE].value;
     const char* dump = o[E_DUMP].value;
     const bool progress = o[E_VERBOSE].seen || isatty(2);
@@ -284,6 +286,8 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
                            (unsigned long long)(uint64_t)seed, (long)count, (int)mn, (int)mx,
                            gp.use_high_res ? "true" : "false", gp.use_objects ? "true" : "false");
     if (max_q >= 0) g_string_append_printf(j, ", \"max_questions_per_scene\": %ld", max_q);
+    if (gp.object_order >= 0)
+        g_string_append_printf(j, ", \"object_order\": \"%s\"", gp.object_order == MGL_OBJECT_ORDER_READING ? "reading" : "score");
     append_tally(j, "caption", &tally[CAT_CAPTION]);
     append_tally(j, "questions", &questions);
     for (int k = CAT_COUNTING; k < CAT_N; k++)

@@ -38,6 +38,7 @@ static void usage(FILE* f) {
           "                                                pack a model into one folder of safetensors (mmap-loadable)\n"
           "  run        --model PATH --image FILE [--boxes FILE] --prompt TEXT [--max-new-tokens N]\n"
           "             [--temperature T] [--top-p P] [--top-k K] [--seed S] [--device auto|cpu|cuda] [--json]\n"
+          "             [--object-order model|score|reading]\n"
           "                                                answer a question about an image (PNG, JPEG, PPM)\n"
           "  dump       (run's options) --stage NAME --out FILE.safetensors\n"
           "                                                write one stage's tensor: x768 x336 boxes768 clip\n"
@@ -53,7 +54,8 @@ static void usage(FILE* f) {
           "                                                synthetic scenes: PNG + ground-truth JSON per scene\n"
           "  eval-scenes --model PATH --count N [--seed S] [--min-objects N] [--max-objects N]\n"
           "             [--use-high-res true|false] [--use-objects true|false] [--device auto|cpu] [--threads N]\n"
-          "             [--max-questions-per-scene K] [--max-new-tokens N] [--dump DIR] [--verbose]\n"
+          "             [--max-questions-per-scene K] [--max-new-tokens N] [--object-order model|score|reading]\n"
+          "             [--dump DIR] [--verbose]\n"
           "                                                score a model on the scenes `scenes` writes (one JSON object)\n"
           "  version\n",
           f);
@@ -380,7 +382,7 @@ static bool on_token(int32_t id, const char* text, void* ud) {
 }
 
 enum { O_MODEL, O_IMAGE, O_BOXES, O_PROMPT, O_MAXNEW, O_TEMP, O_TOPP, O_TOPK, O_SEED, O_DEVICE, O_JSON, O_STAGE, O_OUT,
-       O_THREADS, O_COUNT };
+       O_THREADS, O_ORDER, O_COUNT };
 
 static int write_stage(const char* path, const char* name, const float* data, int ndim, const int64_t* shape) {
     MglTensor t = {0};
@@ -404,12 +406,13 @@ static int write_stage(const char* path, const char* name, const float* data, in
 }
 
 /* `dump`: run the stages up to `stage` and write its tensor. */
-static int dump_stage(MglModel* m, const MglImage* img, const Boxes* bx, const char* question, const char* stage,
-                      const char* out) {
+static int dump_stage(MglModel* m, const MglImage* img, const Boxes* bx, int order, const char* question,
+                      const char* stage, const char* out) {
     MglErr err = {0};
     float *x768 = NULL, *x336 = NULL, *b768 = NULL;
     size_t nobj = 0;
-    if (mgl_stage_preprocess(img, bx->boxes, bx->n, m->files->man.limit_num, &x768, &x336, &b768, &nobj, &err) != MGL_OK)
+    if (mgl_stage_preprocess(img, bx->boxes, bx->n, m->files->man.limit_num,
+                             order < 0 ? m->files->man.object_order : order, &x768, &x336, &b768, &nobj, &err) != MGL_OK)
         return cli_fail(&err);
     int rc = -1;
     const int64_t P = m->n_patches, D = m->D, H = m->lc.hidden;
@@ -494,7 +497,7 @@ static int cmd_run(int argc, char** argv, bool dump) {
     CliOpt o[O_COUNT] = {{"--model", true}, {"--image", true}, {"--boxes", true}, {"--prompt", true},
                       {"--max-new-tokens", true}, {"--temperature", true}, {"--top-p", true}, {"--top-k", true},
                       {"--seed", true}, {"--device", true}, {"--json", false}, {"--stage", true}, {"--out", true},
-                      {"--threads", true}};
+                      {"--threads", true}, {"--object-order", true}};
     if (cli_parse_opts(argc, argv, o, O_COUNT)) return 1;
     const char* cmd = dump ? "dump" : "run";
     if (!o[O_MODEL].value || !o[O_IMAGE].value || !o[O_PROMPT].value)
@@ -527,6 +530,8 @@ static int cmd_run(int argc, char** argv, bool dump) {
         if (!cli_num(o[O_THREADS].value, 1, 1024, &v)) return cli_usage_error(NULL, "--threads '%s': expected 1..1024", o[O_THREADS].value);
         mp.n_threads = (int)v;
     }
+    if (o[O_ORDER].value && mgl_object_order_parse(o[O_ORDER].value, &gp.object_order) != MGL_OK)
+        return cli_usage_error(NULL, "--object-order '%s': expected model, score or reading", o[O_ORDER].value);
     if (o[O_DEVICE].value) mp.device = o[O_DEVICE].value;
     MglErr err = {0};
     uint8_t* rgb = NULL;
@@ -543,7 +548,7 @@ static int cmd_run(int argc, char** argv, bool dump) {
     if (mgl_model_load(o[O_MODEL].value, &mp, &m, &err) != MGL_OK) goto out;
     MglImage img = {rgb, w, h, 3 * w};
     if (dump) {
-        rc = dump_stage(m, &img, &bx, o[O_PROMPT].value, o[O_STAGE].value, o[O_OUT].value);
+        rc = dump_stage(m, &img, &bx, gp.object_order, o[O_PROMPT].value, o[O_STAGE].value, o[O_OUT].value);
         goto done;
     }
     if (mgl_ctx_new(m, &c, &err) != MGL_OK) goto out;

@@ -1051,7 +1051,7 @@ extern "C" MglStatus mgl_cuda_bench_frame(MglCtx* c, int prompt_tokens, int gen_
         double t0 = now_ms();
         float *x768 = NULL, *x336 = NULL, *b768 = NULL;
         size_t n_obj = 0;
-        st = mgl_stage_preprocess(&img, bx, 10, 100, &x768, &x336, &b768, &n_obj, err);
+        st = mgl_stage_preprocess(&img, bx, 10, 100, MGL_OBJECT_ORDER_SCORE, &x768, &x336, &b768, &n_obj, err);
         if (st != MGL_OK) break;
         int64_t n_text = (int64_t)prompt_tokens - P - (int64_t)n_obj;
         if (n_text < 2) n_text = 2;

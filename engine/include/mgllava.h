@@ -168,6 +168,13 @@ typedef struct {
     int            stride;   /* bytes per row, >= 3*width */
 } MglImage;
 
+/* The order the object tokens follow (MglGenParams.object_order). */
+typedef enum {
+    MGL_OBJECT_ORDER_MODEL   = -1, /* the manifest's "object_order" (default "score") */
+    MGL_OBJECT_ORDER_SCORE   = 0,  /* NMS output: by score, ties in input order (the official code) */
+    MGL_OBJECT_ORDER_READING = 1   /* row third of the box centre, then the centre's x (left to right) */
+} MglObjectOrder;
+
 /* Called with each generated token and its newly complete text (may be "");
  * return false to stop generation. */
 typedef bool (*MglTokenFunc)(int32_t id, const char* text, void* user_data);
@@ -184,6 +191,7 @@ typedef struct {
     const volatile int* abort_flag; /* generation stops with MGL_E_ABORTED when *abort_flag != 0 */
     bool         use_objects;     /* object tokens from boxes (default true) */
     bool         use_high_res;    /* ConvNeXt branch (default true); false = Ff := CLIP features, objects off */
+    int          object_order;    /* MglObjectOrder; MGL_OBJECT_ORDER_MODEL (default) = the manifest's */
 } MglGenParams;
 
 typedef struct {
@@ -194,6 +202,8 @@ typedef struct {
 } MglTimings;
 
 MGL_API MglGenParams mgl_gen_default_params(void);
+/* "model" | "score" | "reading" -> MglObjectOrder; MGL_E_INVALID for anything else. */
+MGL_API MglStatus mgl_object_order_parse(const char* name, int* order);
 
 /* Answer `question` about `image` (with `boxes`, may be NULL/0). The result
  * text (malloc'ed, stripped, special tokens removed) goes to *text; the

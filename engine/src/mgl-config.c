@@ -385,6 +385,12 @@ MglStatus mgl_manifest_load(const char* path, MglManifest* m, MglErr* err) {
     }
     m->limit_num = (int)lim;
     m->max_new_tokens = (int)mnt;
+    const char* order = NULL;
+    if ((st = mgl_json_opt_str(root, "object_order", &order, path, err)) != MGL_OK) goto done;
+    if (mgl_object_order_parse(order ? order : "score", &m->object_order) != MGL_OK || m->object_order < 0) {
+        st = mgl_err(err, MGL_E_FORMAT, "%s: \"object_order\" must be \"score\" or \"reading\", not \"%s\"", path, order);
+        goto done;
+    }
     if (packed) {
         const char* dt = NULL;
         if ((st = mgl_json_req_str(packed, "dtype", &dt, path, err)) != MGL_OK) goto done;

@@ -72,6 +72,7 @@ typedef struct {
     bool  llm_weights_from_llm_folder;
     int   limit_num;       /* box cap trigger; 0 = no cap */
     int   max_new_tokens;  /* default generation length */
+    int   object_order;    /* MGL_OBJECT_ORDER_SCORE (default) | MGL_OBJECT_ORDER_READING */
     /* packed form (written by `mgllava convert`) */
     bool  packed;
     char* packed_dtype;    /* "f16" | "bf16" | "f32" */

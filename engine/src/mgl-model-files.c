@@ -758,6 +758,7 @@ static MglStatus write_packed(MglModelFiles* mf, const char* out_dir, MglDType d
     g_string_append_printf(man, ",\n  \"clip\": \"clip\",\n%s  \"llm\": \"llm\",\n",
                            mf->cnx_config_path ? "  \"convnext\": \"convnext\",\n" : "");
     if (mf->man.limit_num) g_string_append_printf(man, "  \"limit_num\": %d,\n", mf->man.limit_num);
+    if (mf->man.object_order == MGL_OBJECT_ORDER_READING) g_string_append(man, "  \"object_order\": \"reading\",\n");
     g_string_append_printf(man, "  \"max_new_tokens\": %d,\n", mf->man.max_new_tokens);
     g_string_append_printf(man, "  \"packed\": {\"dtype\": \"%s\", \"weights\": [", dname);
     for (guint k = 0; k < shards->len; k++)

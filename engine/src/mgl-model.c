@@ -345,7 +345,7 @@ MglStatus mgl_ctx_reserve(MglCtx* c, int64_t n, MglErr* err) {
 
 /* ---- vision ----------------------------------------------------------- */
 
-MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t n_boxes, int limit_num, float** x768,
+MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t n_boxes, int limit_num, int order, float** x768,
                                float** x336, float** boxes768, size_t* n_obj, MglErr* err) {
     *x768 = *x336 = *boxes768 = NULL;
     if (!img || !img->data) return mgl_err(err, MGL_E_INVALID, "image: no pixels");
@@ -360,7 +360,7 @@ MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t 
     free(r);
     float* l = malloc(sizeof(float) * 3 * 336 * 336);
     mgl_resize_bilinear_chw(a, 3, MGL_AUX_SIZE, MGL_AUX_SIZE, 336, 336, l);
-    MglStatus st = mgl_boxes_to_768(boxes, n_boxes, img->width, img->height, limit_num, boxes768, n_obj, err);
+    MglStatus st = mgl_boxes_to_768(boxes, n_boxes, img->width, img->height, limit_num, order, boxes768, n_obj, err);
     if (st != MGL_OK) {
         free(a);
         free(l);
@@ -693,8 +693,22 @@ MglStatus mgl_llm_forward(MglCtx* c, const float* embeds, int64_t T, int64_t pos
 
 MglGenParams mgl_gen_default_params(void) {
     MglGenParams p = {.max_new_tokens = 0, .temperature = 0.0f, .top_p = 1.0f, .top_k = 0, .seed = 0,
-                      .limit_num = -1, .use_objects = true, .use_high_res = true};
+                      .limit_num = -1, .use_objects = true, .use_high_res = true,
+                      .object_order = MGL_OBJECT_ORDER_MODEL};
     return p;
+}
+
+MglStatus mgl_object_order_parse(const char* name, int* order) {
+    static const struct {
+        const char* name;
+        int order;
+    } k[] = {{"model", MGL_OBJECT_ORDER_MODEL}, {"score", MGL_OBJECT_ORDER_SCORE}, {"reading", MGL_OBJECT_ORDER_READING}};
+    for (size_t i = 0; name && i < sizeof k / sizeof k[0]; i++)
+        if (!strcmp(name, k[i].name)) {
+            *order = k[i].order;
+            return MGL_OK;
+        }
+    return MGL_E_INVALID;
 }
 
 static uint64_t rng_next(uint64_t* s) {
@@ -873,6 +887,9 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
     MglGenParams* p = &rq.p;
     if (p->max_new_tokens <= 0) p->max_new_tokens = m->files->man.max_new_tokens;
     if (p->limit_num < 0) p->limit_num = m->files->man.limit_num;
+    if (p->object_order < 0) p->object_order = m->files->man.object_order;
+    if (p->object_order != MGL_OBJECT_ORDER_SCORE && p->object_order != MGL_OBJECT_ORDER_READING)
+        return mgl_err(err, MGL_E_INVALID, "generate: object_order %d is not an MglObjectOrder", p->object_order);
     if (!(p->temperature >= 0.0f) || !(p->top_p > 0.0f && p->top_p <= 1.0f) || p->top_k < 0)
         return mgl_err(err, MGL_E_INVALID, "generate: temperature must be >= 0, top-p in (0, 1], top-k >= 0");
     MGL_TRY(mgl_model_files_check(m->files, err));
@@ -889,7 +906,7 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
     int32_t* gen = NULL;
     MglDetok* dt = NULL;
     CpuGen cg = {0};
-    st = mgl_stage_preprocess(image, boxes, n_boxes, p->limit_num, &rq.x768, &rq.x336, &rq.b768, &rq.n_obj, err);
+    st = mgl_stage_preprocess(image, boxes, n_boxes, p->limit_num, p->object_order, &rq.x768, &rq.x336, &rq.b768, &rq.n_obj, err);
     if (st != MGL_OK) goto out;
     if (!p->use_objects || !p->use_high_res) rq.n_obj = 0;
     rq.L = (int64_t)rq.pr.n_ids + P + (int64_t)rq.n_obj;

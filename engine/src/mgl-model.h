@@ -87,7 +87,7 @@ struct MglCtx {
 MglStatus mgl_model_from_files(MglModelFiles* files, const MglModelParams* params, MglModel** out, MglErr* err);
 
 /* stages (CPU, fp32). Feature maps are NHWC (H*W, C). */
-MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t n_boxes, int limit_num, float** x768,
+MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t n_boxes, int limit_num, int order, float** x768,
                                float** x336, float** boxes768, size_t* n_obj, MglErr* err);
 void mgl_stage_clip(MglModel* m, const float* x336, float* out /* (576, D) */);
 /* stage_out[s] is (H_s*W_s, C_s), caller-allocated: 192², 96², 48², 24² for 768 input */

@@ -176,8 +176,39 @@ static int cand_by_score(const void* a, const void* b) {
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-MglStatus mgl_boxes_to_768(const MglBox* boxes, size_t n, int w, int h, int limit_num, float** out768, size_t* n_out,
-                           MglErr* err) {
+/* reading order: row third of the box centre, centre x, then the NMS rank (in idx) */
+typedef struct {
+    int row;
+    double x;
+    size_t rank;
+    Cand c;
+} ReadKey;
+
+static int read_key_cmp(const void* a, const void* b) {
+    const ReadKey* x = a;
+    const ReadKey* y = b;
+    if (x->row != y->row) return x->row < y->row ? -1 : 1;
+    if (x->x != y->x) return x->x < y->x ? -1 : 1;
+    return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+static void sort_reading_order(Cand* c, size_t m, int h, float dy) {
+    ReadKey* k = malloc(sizeof *k * (m ? m : 1));
+    for (size_t i = 0; i < m; i++) {
+        double cy = ((double)c[i].b[1] + (double)c[i].b[3]) / 2.0 - dy;
+        int row = (int)floor(3.0 * cy / h);
+        k[i].row = row < 0 ? 0 : row > 2 ? 2 : row;
+        k[i].x = ((double)c[i].b[0] + (double)c[i].b[2]) / 2.0;
+        k[i].rank = i;
+        k[i].c = c[i];
+    }
+    qsort(k, m, sizeof *k, read_key_cmp);
+    for (size_t i = 0; i < m; i++) c[i] = k[i].c;
+    free(k);
+}
+
+MglStatus mgl_boxes_to_768(const MglBox* boxes, size_t n, int w, int h, int limit_num, int order, float** out768,
+                           size_t* n_out, MglErr* err) {
     *out768 = NULL;
     *n_out = 0;
     if (n > 1000000) return mgl_err(err, MGL_E_INVALID, "boxes: %zu boxes is more than 1000000", n);
@@ -269,6 +300,8 @@ MglStatus mgl_boxes_to_768(const MglBox* boxes, size_t n, int w, int h, int limi
         free(kept);
         m = k;
     }
+
+    if (order == MGL_OBJECT_ORDER_READING) sort_reading_order(c, m, h, dy);
 
     /* scale to the 768 frame: float32 multiply, round half to even */
     double s = 768.0 / S;

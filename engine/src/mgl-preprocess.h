@@ -15,10 +15,13 @@ void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int 
 void mgl_normalize_clip(const uint8_t* rgb, int w, int h, float* chw);
 
 /* Spec 2.4: pad shift, class-aware NMS (IoU 0.2), optional per-label top-20
- * cap when more than limit_num boxes survive (limit_num 0 = never), scale to
- * the 768 frame with round-half-even, the 767 quirk, clamp, drop boxes
+ * cap when more than limit_num boxes survive (limit_num 0 = never), then with
+ * order MGL_OBJECT_ORDER_READING the survivors sorted into reading order (row
+ * third of the box centre in the w x h image, then the centre's x, ties in NMS
+ * order; the official code keeps the NMS order, MGL_OBJECT_ORDER_SCORE), scale
+ * to the 768 frame with round-half-even, the 767 quirk, clamp, drop boxes
  * outside, dummy [0,0,0,0] when none remain. out768 (n_out*4) is malloc'ed. */
-MglStatus mgl_boxes_to_768(const MglBox* boxes, size_t n, int w, int h, int limit_num, float** out768, size_t* n_out,
-                           MglErr* err);
+MglStatus mgl_boxes_to_768(const MglBox* boxes, size_t n, int w, int h, int limit_num, int order, float** out768,
+                           size_t* n_out, MglErr* err);
 
 #endif

@@ -143,7 +143,7 @@ static void run_scene(Scene* sc, MglModel* m) {
     MglErr err = {0};
     float *x768, *x336, *b768;
     size_t nobj;
-    REQUIRE(mgl_stage_preprocess(&sc->img, sc->boxes, sc->n_boxes, sc->limit_num, &x768, &x336, &b768, &nobj, &err) ==
+    REQUIRE(mgl_stage_preprocess(&sc->img, sc->boxes, sc->n_boxes, sc->limit_num, MGL_OBJECT_ORDER_SCORE, &x768, &x336, &b768, &nobj, &err) ==
             MGL_OK);
     char ctx[96];
     snprintf(ctx, sizeof ctx, "scene %s", sc->name);
@@ -222,7 +222,7 @@ static void run_case(JsonObject* cs, Scene* sc, MglModel* m) {
 
     float *x768, *x336, *b768;
     size_t nobj;
-    REQUIRE(mgl_stage_preprocess(&sc->img, sc->boxes, sc->n_boxes, sc->limit_num, &x768, &x336, &b768, &nobj, &err) ==
+    REQUIRE(mgl_stage_preprocess(&sc->img, sc->boxes, sc->n_boxes, sc->limit_num, MGL_OBJECT_ORDER_SCORE, &x768, &x336, &b768, &nobj, &err) ==
             MGL_OK);
     const int64_t P = m->n_patches, D = m->D, H = m->lc.hidden, V = m->lc.vocab;
     float* clip = malloc(sizeof(float) * (size_t)(P * D));

@@ -58,7 +58,7 @@ static void run_model(const char* dir, const char* name, const char* precision, 
     REQUIRE(mgl_ctx_new(mg, &cg, &err) == MGL_OK);
     float *x768, *x336, *b768;
     size_t nobj;
-    REQUIRE(mgl_stage_preprocess(&img, boxes, 3, 100, &x768, &x336, &b768, &nobj, &err) == MGL_OK);
+    REQUIRE(mgl_stage_preprocess(&img, boxes, 3, 100, MGL_OBJECT_ORDER_SCORE, &x768, &x336, &b768, &nobj, &err) == MGL_OK);
     const int64_t P = mc->n_patches, D = mc->D;
     /* CLIP */
     float* rc = malloc(sizeof(float) * (size_t)(P * D));

@@ -278,6 +278,8 @@ GST_START_TEST (test_objects)
     {"min-object-size=15", 2},
     {"use-objects=false", 0},
     {"use-high-res=false", 0},
+    {"object-order=reading", 3},
+    {"object-order=score max-objects=2", 2},
   };
   guint c;
 

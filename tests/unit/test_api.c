@@ -1,7 +1,8 @@
-/* The public inference API on a tiny model: streaming, sampling, abort, and
- * bad input (empty or huge images, NaN/huge boxes, prompts too long, empty or
+/* The public inference API on a tiny model: streaming, sampling, abort, the
+ * object order, and bad input (empty or huge images, NaN/huge boxes, prompts too long, empty or
  * invalid prompts) giving clear errors instead of crashes. */
 #include "mgllava.h"
+#include "mgl-preprocess.h"
 #include "mgl-test.h"
 
 #include <glib.h>
@@ -26,6 +27,76 @@ static MglStatus gen(const MglBox* b, size_t nb, const char* q, MglGenParams* p,
     MglStatus st = mgl_generate(ctx, &img, b, nb, q, p, &text, ids, n, NULL, err);
     free(text);
     return st;
+}
+
+/* Object order: NMS order (score) against reading order (row third of the box
+ * centre, then x), on a 640x480 frame whose boxes are given most confident
+ * first in a scrambled order; both through mgl_boxes_to_768 and mgl_generate. */
+static void object_order(void) {
+    MglErr err = {0};
+    /* centres (row third by y in 0..479, then x): D(500,60) row 0; B(100,200)
+     * and E(300,230) row 1; A(50,400), F(600,470) and C(320,420) row 2 */
+    const MglBox scrambled[] = {
+        {40, 380, 60, 420, 0.9f, "a"},  {90, 190, 110, 210, 0.8f, "b"}, {310, 410, 330, 430, 0.7f, "c"},
+        {490, 50, 510, 70, 0.6f, "d"},  {290, 220, 310, 240, 0.5f, "e"}, {590, 460, 610, 479, 0.4f, "f"},
+        /* y centre exactly 160 (3*160/480 = 1): row 1, left of B */
+        {0, 150, 20, 170, 0.3f, "g"},
+    };
+    const size_t n = G_N_ELEMENTS(scrambled);
+    const int want_reading[] = {3, 6, 1, 4, 0, 2, 5};
+    float *b_score = NULL, *b_read = NULL;
+    size_t n_score = 0, n_read = 0;
+    REQUIRE(mgl_boxes_to_768(scrambled, n, 640, 480, 0, MGL_OBJECT_ORDER_SCORE, &b_score, &n_score, &err) == MGL_OK);
+    REQUIRE(mgl_boxes_to_768(scrambled, n, 640, 480, 0, MGL_OBJECT_ORDER_READING, &b_read, &n_read, &err) == MGL_OK);
+    REQUIRE(n_score == n && n_read == n);
+    for (size_t i = 0; i < n; i++) {
+        /* same 768-frame boxes, permuted: reading slot i holds score slot want_reading[i] */
+        for (int k = 0; k < 4; k++)
+            CHECK_MSG(b_read[4 * i + k] == b_score[4 * want_reading[i] + k], "slot %zu coord %d: %g vs %g", i, k,
+                      b_read[4 * i + k], b_score[4 * want_reading[i] + k]);
+    }
+    /* score order: x1 of the first box is box a's (40 * 1.2 = 48) */
+    CHECK(b_score[0] == 48.0f && b_read[0] == 588.0f);
+    free(b_score);
+    free(b_read);
+
+    /* through generate: reading order of the scrambled boxes gives what the
+     * same boxes in reading order (equal scores keep their input order) give */
+    MglBox in_order[G_N_ELEMENTS(scrambled)];
+    for (size_t i = 0; i < n; i++) {
+        in_order[i] = scrambled[want_reading[i]];
+        in_order[i].score = 1.0f;
+    }
+    uint8_t* px = malloc(640 * 480 * 3);
+    for (size_t i = 0; i < 640 * 480 * 3; i++) px[i] = (uint8_t)(i * 29 % 253);
+    const MglImage frame = {px, 640, 480, 640 * 3};
+    MglGenParams p = mgl_gen_default_params();
+    p.max_new_tokens = 8;
+    p.object_order = MGL_OBJECT_ORDER_READING;
+    int32_t *a = NULL, *b = NULL, *c = NULL;
+    size_t na = 0, nb = 0, nc = 0;
+    char* text = NULL;
+    CHECK(mgl_generate(ctx, &frame, scrambled, n, "Describe the image.", &p, &text, &a, &na, NULL, &err) == MGL_OK);
+    free(text);
+    p.object_order = MGL_OBJECT_ORDER_SCORE;
+    CHECK(mgl_generate(ctx, &frame, in_order, n, "Describe the image.", &p, &text, &b, &nb, NULL, &err) == MGL_OK);
+    free(text);
+    CHECK_MSG(na == nb && na > 0 && memcmp(a, b, na * sizeof *a) == 0, "reading order: %zu vs %zu tokens", na, nb);
+    /* the model's default (its manifest has no object_order: score) */
+    p.object_order = MGL_OBJECT_ORDER_MODEL;
+    CHECK(mgl_generate(ctx, &frame, in_order, n, "Describe the image.", &p, &text, &c, &nc, NULL, &err) == MGL_OK);
+    free(text);
+    CHECK(nc == nb && memcmp(b, c, nb * sizeof *b) == 0);
+    free(a);
+    free(b);
+    free(c);
+    free(px);
+
+    int o = 99;
+    CHECK(mgl_object_order_parse("reading", &o) == MGL_OK && o == MGL_OBJECT_ORDER_READING);
+    CHECK(mgl_object_order_parse("score", &o) == MGL_OK && o == MGL_OBJECT_ORDER_SCORE);
+    CHECK(mgl_object_order_parse("model", &o) == MGL_OK && o == MGL_OBJECT_ORDER_MODEL);
+    CHECK(mgl_object_order_parse("Reading", &o) == MGL_E_INVALID && mgl_object_order_parse(NULL, &o) == MGL_E_INVALID);
 }
 
 static void bad(MglStatus want, const char* needle, const MglImage* im, const MglBox* b, size_t nb, const char* q,
@@ -147,6 +218,10 @@ int main(void) {
     t = mgl_gen_default_params();
     t.temperature = NAN;
     bad(MGL_E_INVALID, "temperature", &img, NULL, 0, "hi", &t);
+    t = mgl_gen_default_params();
+    t.object_order = 7;
+    bad(MGL_E_INVALID, "object_order", &img, NULL, 0, "hi", &t);
+    object_order();
     /* many boxes: NMS + the per-label cap keep it bounded */
     MglBox* many = calloc(10000, sizeof(MglBox));
     for (int i = 0; i < 10000; i++)

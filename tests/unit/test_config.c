@@ -191,6 +191,10 @@ static void bad_manifests(void) {
          "\"llm_weights\":\"both\"}", MGL_E_FORMAT, "llm_weights"},
         {"{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"C\",\"llm\":\"L\",\"convnext\":\"X\",\"checkpoint\":\"K\","
          "\"limit_num\":50}", MGL_E_FORMAT, "limit_num"},
+        {"{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"C\",\"llm\":\"L\",\"convnext\":\"X\",\"checkpoint\":\"K\","
+         "\"object_order\":\"model\"}", MGL_E_FORMAT, "object_order"},
+        {"{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"C\",\"llm\":\"L\",\"convnext\":\"X\",\"checkpoint\":\"K\","
+         "\"object_order\":3}", MGL_E_FORMAT, "object_order"},
         {"not json", MGL_E_FORMAT, "invalid JSON"},
     };
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {

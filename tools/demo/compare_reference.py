@@ -5,7 +5,7 @@
 
 DIR/items.jsonl holds one asked item per line (image, truth boxes and labels, question, truth,
 the C engine's answer, category); DIR/summary.json the eval-scenes summary (its "model" is the
-default --model). Every item is answered by tools/reference/mgllava_ref.py (MGLLaVA) with the same
+default --model, its "object_order" the box order when given). Every item is answered by tools/reference/mgllava_ref.py (MGLLaVA) with the same
 boxes (score 1.0, label = colour name), greedily, and the answer strings are compared with the C
 engine's. Prints one JSON object: items, agree, agree_fraction, agree_modulo_whitespace,
 reference_accuracy and engine_accuracy per category (scored as eval-scenes scores), and the first
@@ -89,6 +89,8 @@ def main():
 
     t0 = time.monotonic()
     model = MGLLaVA(model_dir)
+    if summary.get("object_order"):               # eval-scenes --object-order overrode the manifest's
+        model.object_order = summary["object_order"]
     images, agree, agree_ws, ref_t, eng_t, diffs = {}, 0, 0, {}, {}, []
     for k, it in enumerate(items):
         name = it["image"]

@@ -202,7 +202,21 @@ def to_768_frame(boxes, labels, side):
     return torch.stack(out).float(), out_labels, h1
 
 
-def process_boxes(record, w, h, limit_num):
+def reading_order(boxes, labels, w, h):
+    """Object order "reading" (an mgllava manifest option, not in the official code, which keeps the
+    NMS order): row third of the box centre in the w x h image, then the centre's x, ties in NMS order.
+    boxes are in the padded square (adjust_padding_boxes)."""
+    dy = (w - h) // 2 if w > h else 0
+    keys = []
+    for i in range(len(labels)):
+        x1, y1, x2, y2 = (float(v) for v in boxes[i].tolist())
+        row = min(2, max(0, math.floor(3.0 * ((y1 + y2) / 2.0 - dy) / h)))
+        keys.append((row, (x1 + x2) / 2.0, i))
+    order = [k[2] for k in sorted(keys)]
+    return boxes[order], [labels[i] for i in order]
+
+
+def process_boxes(record, w, h, limit_num, object_order="score"):
     """Detector record in original-image pixels -> (boxes768 (N,4) f32, info dict)."""
     boxes = [list(map(int, b)) for b in record.get("boxes", [])]
     scores = [float(s) for s in record.get("scores", [])]
@@ -215,6 +229,10 @@ def process_boxes(record, w, h, limit_num):
     n_nms = len(sc)
     b, lab = limit_per_category(b, lab, sc, limit_num)
     n_cap = len(lab)
+    if object_order == "reading" and n_cap:
+        b, lab = reading_order(b, lab, w, h)
+    elif object_order != "score" and n_cap:
+        raise ValueError(f"object_order {object_order!r}: expected 'score' or 'reading'")
     b768, lab768, h1 = to_768_frame(b, lab, side)
     info = dict(n_input=len(boxes), n_after_nms=n_nms, n_after_cap=n_cap,
                 n_kept=len(lab768), n_tokens=int(b768.shape[0]), dummy=len(lab768) == 0,
@@ -411,6 +429,9 @@ class MGLLaVA:
         self.template_name = man["template"]
         self.template = TEMPLATES[self.template_name]
         self.limit_num = man.get("limit_num") or None
+        self.object_order = man.get("object_order", "score")
+        if self.object_order not in ("score", "reading"):
+            raise ValueError(f"mgllava.json: object_order {self.object_order!r}: expected 'score' or 'reading'")
         self.max_new_tokens = int(man.get("max_new_tokens", 100))
         if man.get("llm_weights", "checkpoint") != "checkpoint":
             raise NotImplementedError("only llm_weights = checkpoint is needed for the tiny models")
@@ -513,7 +534,7 @@ class MGLLaVA:
         canvas, resized, x768, x336 = preprocess_image(image)
         r.update(resized768=resized, x768=x768, x336=x336)
 
-        b768, binfo = process_boxes(boxes_record, w, h, self.limit_num)
+        b768, binfo = process_boxes(boxes_record, w, h, self.limit_num, self.object_order)
         r.update(boxes768=b768, box_info=binfo)
 
         # spec §3: hidden_states[-2] (after all but the last layer, no post_layernorm), CLS dropped
