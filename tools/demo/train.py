@@ -31,6 +31,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import time
 
@@ -337,9 +338,35 @@ def make_sample(renderer, tok, rng, index, t):
     for q, a, cat in scenes.items(truth):
         p = TEMPLATE.format(input=ref.IMAGE_TOKEN + "\n" + q).split(ref.IMAGE_TOKEN)[1]
         q_ids = tok.encode(p, add_special_tokens=False).ids
-        a_ids = tok.encode(a, add_special_tokens=False).ids + [2]
-        s.items.append((q_ids, a_ids, cat))
+        enc = tok.encode(a, add_special_tokens=False)
+        a_ids = enc.ids + [2]
+        s.items.append((q_ids, a_ids, cat, answer_pointers(objs, q, a, cat, enc.offsets)))
     return s
+
+
+def answer_pointers(objs, q, a, cat, offsets):
+    """The object each answer token is about (-1: none), for pointer supervision (pointer_loss).
+    A question names its object by colour (colours are distinct in a scene) or, for the colour of a
+    shape, by its unique shape; every answer token points at it. A caption token points at the object
+    of the phrase its last character is in (the phrases start at the "a" of each "a <colour> <shape>
+    <where>", in the objects' reading order); the closing </s> at the last object."""
+    n_ans = len(offsets) + 1
+    if cat == "caption":
+        starts = sorted([0] + [m.start() + 2 for m in re.finditer(", a ", a)] +
+                        [m.start() + 5 for m in re.finditer(" and a ", a)])
+        if len(starts) != len(objs):
+            raise AssertionError(f"caption phrases {len(starts)} != objects {len(objs)}: {a!r}")
+        return [max(k for k, st in enumerate(starts) if st <= e - 1) for _, e in offsets] + [len(objs) - 1]
+    if cat == "count":
+        return [-1] * n_ans
+    words = q.rstrip("?").split()
+    for k, o in enumerate(objs):
+        if o["color"] in words:
+            return [k] * n_ans
+    for k, o in enumerate(objs):
+        if o["shape"] in words:
+            return [k] * n_ans
+    raise AssertionError(f"no object named in {q!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,50 +380,86 @@ def image_loss(model, s, vimg, vobj, objects_only=False):
     Each item weighs the same (its tokens' mean), so the one-word answers count as much as the
     caption. objects_only (the first phase): the prefix leaves the 576 image tokens out and only the
     questions the object tokens can answer are asked, so the decoder learns to read the object tokens
-    among a few keys instead of ~600 (they keep the same distance to the question afterwards)."""
+    among a few keys instead of ~600 (they keep the same distance to the question afterwards).
+    Returns the LM loss, the item count, per-category exact counts and the auxiliary decoder losses
+    (region of the object tokens, their attention to the image and to the previous object token, and
+    the answer pointers)."""
     from transformers import DynamicCache
     llm = model.llm
     emb = llm.get_input_embeddings()
     parts = [emb(torch.tensor(s.prefix_ids))] + ([] if objects_only else [vimg]) + [vobj]
     prefix = torch.cat(parts)[None]
     out = llm.model(inputs_embeds=prefix, use_cache=True, output_hidden_states=not objects_only,
-                    output_attentions=not objects_only)
-    aux_pos = aux_att = None
+                    output_attentions=True)
+    P, N = prefix.shape[1], vobj.shape[0]
+    aux = {"prev": previous_object_loss(out.attentions[0][0, PREV_HEAD[1]], N)}
     if not objects_only:
-        h2 = out.hidden_states[2][0, -vobj.shape[0]:]
-        aux_pos = F.cross_entropy(model.aux_llm_pos(h2), s.obj_region)
-        aux_att = object_attention_loss(out.attentions[0][0, 0], s, vimg.shape[0], vobj.shape[0])
-    P = prefix.shape[1]
+        h2 = out.hidden_states[2][0, -N:]
+        aux["pos"] = F.cross_entropy(model.aux_llm_pos(h2), s.obj_region)
+        aux["attn"] = object_attention_loss(out.attentions[0][0, 0], s, vimg.shape[0], N)
     legacy = out.past_key_values.to_legacy_cache() if hasattr(out.past_key_values, "to_legacy_cache") \
         else out.past_key_values
     items = [it for it in s.items if not objects_only or it[2] in OBJECT_PHASE_ITEMS]
     Q = len(items)
-    L = max(len(q) + len(a) for q, a, _ in items)
+    L = max(len(q) + len(a) for q, a, _, _ in items)
     ids = torch.zeros(Q, L, dtype=torch.long)
     tgt = torch.full((Q, L), -100, dtype=torch.long)
-    for i, (q, a, _) in enumerate(items):
+    ptr = torch.full((Q, L), -1, dtype=torch.long)
+    for i, (q, a, _, pa) in enumerate(items):
         seq = q + a
         ids[i, :len(seq)] = torch.tensor(seq)
         # position j predicts token j+1: targets are the answer tokens
         for j in range(len(q) - 1, len(seq) - 1):
             tgt[i, j] = seq[j + 1]
+            ptr[i, j] = pa[j + 1 - len(q)]
     cache = DynamicCache.from_legacy_cache(tuple((k.expand(Q, -1, -1, -1), v.expand(Q, -1, -1, -1))
                                                  for k, v in legacy))
     pos = torch.arange(P, P + L)[None].expand(Q, -1)
-    logits = llm(inputs_embeds=emb(ids), past_key_values=cache, position_ids=pos, use_cache=True).logits
+    res = llm(inputs_embeds=emb(ids), past_key_values=cache, position_ids=pos, use_cache=True,
+              output_attentions=True)
+    logits = res.logits
+    aux["ptr"] = pointer_loss(res.attentions[POINTER_HEAD[0]][:, POINTER_HEAD[1]], ptr, P - N)
     tok_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100,
                                reduction="none").view(Q, L)
     n_tok = (tgt != -100).sum(1).clamp(min=1)
     loss = (tok_loss.sum(1) / n_tok).sum()
-    n = Q
     pred = logits.argmax(-1)
     ok = ((pred == tgt) | (tgt == -100)).all(dim=1)
     per_cat = {}
-    for i, (_, _, cat) in enumerate(items):
-        c = per_cat.setdefault(cat, [0, 0])
+    for i, it in enumerate(items):
+        c = per_cat.setdefault(it[2], [0, 0])
         c[0] += int(ok[i])
         c[1] += 1
-    return loss, n, per_cat, aux_pos, aux_att
+    return loss, Q, per_cat, aux
+
+
+# the decoder heads the auxiliary attention losses train: (layer, head)
+PREV_HEAD = (0, 1)
+POINTER_HEAD = (2, 0)
+
+
+def pointer_loss(att, ptr, first_obj):
+    """Pointer supervision: the answer tokens' attention in one head of a middle layer (POINTER_HEAD)
+    goes to the object token the token is about (answer_pointers): the question's object, or in a
+    caption the object of the phrase being written. The decoder then reads an object's colour,
+    shape, place and digit from the right object token (where the auxiliary heads show they are)
+    instead of from the ~600 image tokens around it. att: (Q, L, P + L); ptr: (Q, L), -1 for none."""
+    m = ptr >= 0
+    if not bool(m.any()):
+        return torch.zeros(())
+    qi, li = m.nonzero(as_tuple=True)
+    p = att[qi, li, first_obj + ptr[qi, li]]
+    return -(p + 1e-9).log().mean()
+
+
+def previous_object_loss(att, n_obj):
+    """Each object token attends, in one head of the first layer (PREV_HEAD), to the object token
+    before it (the first to BOS): an object token then also carries which object precedes it, a key
+    a caption can follow from the object it has just described to the next one."""
+    P = att.shape[0]
+    rows = att[P - n_obj:]
+    keys = torch.tensor([0] + [P - n_obj + k - 1 for k in range(1, n_obj)])
+    return -(rows[torch.arange(n_obj), keys] + 1e-9).log().mean()
 
 
 def object_attention_loss(att, s, n_img, n_obj):
@@ -454,7 +517,7 @@ def worker(rank, world, a, port):
     log = open(os.path.join(a.out, "train-log.jsonl"), "w") if rank == 0 else None
     step, n_scenes, t_start = 0, 0, time.time()
     cats = ["caption", "count", "color", "shape", "position", "digit"]
-    agg = torch.zeros(2 * len(cats) + 11, dtype=torch.float64)
+    agg = torch.zeros(2 * len(cats) + 13, dtype=torch.float64)
     nc, ns = len(scenes.COLORS), len(scenes.SHAPES)
     while True:
         # rank 0's clock decides for everyone
@@ -474,12 +537,12 @@ def worker(rank, world, a, port):
         x336 = torch.stack([s.x336 for s in batch])
         vimg, vobj, pooled, fused = model.vision(x768, x336, [s.boxes768 for s in batch])
         tot, ntok = 0.0, 0
+        dec = {}
         for b, s in enumerate(batch):
-            l, n, pc, ap, aa = image_loss(model, s, vimg[b], vobj[b], objects_only=frac < a.object_phase)
+            l, n, pc, ax = image_loss(model, s, vimg[b], vobj[b], objects_only=frac < a.object_phase)
             tot = tot + l
-            if ap is not None:
-                aux_p = ap if b == 0 else aux_p + ap
-                aux_a = aa if b == 0 else aux_a + aa
+            for k, v in ax.items():
+                dec[k] = dec.get(k, 0.0) + v / len(batch)
             ntok += n
             for k, (c, m) in pc.items():
                 agg[2 * cats.index(k)] += c
@@ -503,9 +566,9 @@ def worker(rank, world, a, port):
                  F.cross_entropy(a1[:, nc + 1:nc + ns + 2], cat("s1_shape")) + aux_glyph +
                  F.cross_entropy(a2[:, :ns + 1], cat("s2_shape")) +
                  F.cross_entropy(a2[:, ns + 1:], cat("s2_digit"), ignore_index=-100))
-        aux_p = aux_p / len(batch) if frac >= a.object_phase else torch.zeros(())
-        aux_a = aux_a / len(batch) if frac >= a.object_phase else torch.zeros(())
-        loss = lm + 0.5 * aux_o + 0.5 * aux_t + 0.5 * aux_d + 0.5 * aux_p + aux_a
+        aux_p = dec.get("pos", torch.zeros(()))
+        aux_a = dec.get("attn", torch.zeros(()))
+        loss = lm + 0.5 * aux_o + 0.5 * aux_t + 0.5 * aux_d + 0.5 * aux_p + aux_a + dec["ptr"] + 0.5 * dec["prev"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -528,6 +591,8 @@ def worker(rank, world, a, port):
         agg[-6] += float(aux_d)
         agg[-5] += float(aux_p)
         agg[-11] += float(aux_a)
+        agg[-12] += float(dec["ptr"])
+        agg[-13] += float(dec["prev"])
         agg[-4] += float(lm)
         agg[-3] += float(aux_o)
         agg[-2] += float(aux_t)
@@ -540,6 +605,7 @@ def worker(rank, world, a, port):
                            lr=round(lr, 6), lm=round(float(agg[-4]) / k, 4), aux_obj=round(float(agg[-3]) / k, 4),
                            aux_tok=round(float(agg[-2]) / k, 4), aux_dense=round(float(agg[-6]) / k, 4),
                            aux_llm_pos=round(float(agg[-5]) / k, 4), aux_attn=round(float(agg[-11]) / k, 4),
+                           aux_pointer=round(float(agg[-12]) / k, 4), aux_prev=round(float(agg[-13]) / k, 4),
                            object_head={"color": round(float(agg[-9]) / k, 3), "shape": round(float(agg[-8]) / k, 3),
                                         "digit": round(float(agg[-7]) / k, 3),
                                         "region": round(float(agg[-10]) / k, 3)},
@@ -626,7 +692,9 @@ def export(model, tok, out, step, seed):
     torch.save({"meta": {"iter": step, "seed": seed}, "state_dict": ck}, os.path.join(out, name))
     write_json(os.path.join(out, "mgllava.json"), {
         "mgllava": 1, "name": "MG-LLaVA demo (synthetic scenes)", "template": "vicuna", "checkpoint": name,
-        "clip": "clip", "convnext": "convnext", "llm": "llm", "limit_num": 100, "max_new_tokens": 80})
+        "clip": "clip", "convnext": "convnext", "llm": "llm", "limit_num": 100, "max_new_tokens": 80,
+        # trained on boxes in the caption's reading order: detector boxes are put in that order
+        "object_order": "reading"})
     print(f"exported to {out}", flush=True)
 
 
