@@ -176,7 +176,7 @@ static int cand_by_score(const void* a, const void* b) {
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* reading order: row third of the box centre, centre x, then the NMS rank (in idx) */
+/* reading order: row third of the box centre, centre x, then the rank in the NMS output */
 typedef struct {
     int row;
     double x;
