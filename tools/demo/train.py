@@ -21,7 +21,10 @@ features) colour, shape, digit and region; per fused image token the colour and 
 object under it and the token's own region; dense colour/shape/digit heads on ConvNeXt stages 1-2;
 the region of each object token after two decoder layers; and attention supervision: head 0 of
 the first decoder layer, from each object token, attends to the image tokens under its box
-(object_attention_loss), so the object token picks up where it is.
+(object_attention_loss), so the object token picks up where it is; head 1 attends to the object
+token before it (previous_object_loss). Each answer token attends, in head 0 of layer 2, to the
+object token it is about (answer_pointers, pointer_loss), and its residual after that layer names
+that object's colour, shape, digit and region (answer_value_loss).
 
 Usage: tools/demo/train.py --out models/mgllava-demo [--minutes 50] [--seed 1]
 Writes train-log.jsonl beside the model. Deterministic for a given seed and thread count.
@@ -397,7 +400,7 @@ def image_loss(model, s, vimg, vobj, objects_only=False):
     out = llm.model(inputs_embeds=prefix, use_cache=True, output_hidden_states=not objects_only,
                     output_attentions=True)
     P, N = prefix.shape[1], vobj.shape[0]
-    aux = {"prev": previous_object_loss(out.attentions[0][0, PREV_HEAD[1]], N)}
+    aux = {"prev": previous_object_loss(out.attentions[PREV_HEAD[0]][0, PREV_HEAD[1]], N)}
     if not objects_only:
         h2 = out.hidden_states[2][0, -N:]
         aux["pos"] = F.cross_entropy(model.aux_llm_pos(h2), s.obj_region)
