@@ -1027,11 +1027,7 @@ gst_mgllava_filter_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     job->gen.seed = self->seed + frame;
     job->gen.use_objects = self->use_objects;
     job->gen.use_high_res = self->use_high_res;
-    job->gen.object_order =
-        self->object_order == GST_MGLLAVA_OBJECT_ORDER_SCORE ?
-        MGL_OBJECT_ORDER_SCORE : self->object_order ==
-        GST_MGLLAVA_OBJECT_ORDER_READING ? MGL_OBJECT_ORDER_READING :
-        MGL_OBJECT_ORDER_MODEL;
+    job->gen.object_order = self->object_order;
     f.max_objects = max_objects;
     f.min_object_size = self->min_object_size;
     f.labels = self->object_labels && *self->object_labels ?

@@ -27,11 +27,12 @@ typedef enum
   GST_MGLLAVA_DROP_BLOCK,
 } GstMgllavaDropPolicy;
 
+/* the engine's MglObjectOrder values, so the property goes to MglGenParams as is */
 typedef enum
 {
-  GST_MGLLAVA_OBJECT_ORDER_MODEL,
-  GST_MGLLAVA_OBJECT_ORDER_SCORE,
-  GST_MGLLAVA_OBJECT_ORDER_READING,
+  GST_MGLLAVA_OBJECT_ORDER_MODEL = MGL_OBJECT_ORDER_MODEL,
+  GST_MGLLAVA_OBJECT_ORDER_SCORE = MGL_OBJECT_ORDER_SCORE,
+  GST_MGLLAVA_OBJECT_ORDER_READING = MGL_OBJECT_ORDER_READING,
 } GstMgllavaObjectOrder;
 
 typedef enum
