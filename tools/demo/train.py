@@ -426,8 +426,9 @@ def image_loss(model, s, vimg, vobj, objects_only=False):
     res = llm(inputs_embeds=emb(ids), past_key_values=cache, position_ids=pos, use_cache=True,
               output_attentions=True, output_hidden_states=True)
     logits = res.logits
-    aux["ptr"] = pointer_loss(res.attentions[POINTER_HEAD[0]][:, POINTER_HEAD[1]], ptr, P - N)
-    aux["ans"] = answer_value_loss(model, res.hidden_states[POINTER_HEAD[0] + 1], ptr, s, objects_only)
+    sel = ptr.ge(0).nonzero(as_tuple=True)        # the answer positions that have an object
+    aux["ptr"] = pointer_loss(res.attentions[POINTER_HEAD[0]][:, POINTER_HEAD[1]], ptr, sel, P - N)
+    aux["ans"] = answer_value_loss(model, res.hidden_states[POINTER_HEAD[0] + 1], ptr, sel, s, objects_only)
     tok_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100,
                                reduction="none").view(Q, L)
     n_tok = (tgt != -100).sum(1).clamp(min=1)
@@ -447,31 +448,30 @@ PREV_HEAD = (0, 1)
 POINTER_HEAD = (2, 0)
 
 
-def pointer_loss(att, ptr, first_obj):
+def pointer_loss(att, ptr, sel, first_obj):
     """Pointer supervision: the answer tokens' attention in one head of a middle layer (POINTER_HEAD)
     goes to the object token the token is about (answer_pointers): the question's object, or in a
     caption the object of the phrase being written. The decoder then reads an object's colour,
     shape, place and digit from the right object token (where the auxiliary heads show they are)
-    instead of from the ~600 image tokens around it. att: (Q, L, P + L); ptr: (Q, L), -1 for none."""
-    m = ptr >= 0
-    if not bool(m.any()):
+    instead of from the ~600 image tokens around it. att: (Q, L, P + L); ptr: (Q, L), -1 for none;
+    sel: the (item, position) indices where ptr >= 0."""
+    qi, li = sel
+    if not len(qi):
         return torch.zeros(())
-    qi, li = m.nonzero(as_tuple=True)
     p = att[qi, li, first_obj + ptr[qi, li]]
     return -(p + 1e-9).log().mean()
 
 
-def answer_value_loss(model, h, ptr, s, objects_only):
+def answer_value_loss(model, h, ptr, sel, s, objects_only):
     """Value supervision, the other half of pointer supervision: after the pointer layer, the
     residual of each answer token names the colour, shape, digit and (once the object tokens know
     it, outside the object-only phase) the region of the object it points at, through a linear head
     (aux_ans). The pointer head's values and output then carry what the answer needs; without
     this the decoder sat at chance on colour and shape questions for hundreds of steps even with the
-    attention right. h: (Q, L, H) after the pointer layer; ptr: (Q, L), -1 for none."""
-    m = ptr >= 0
-    if not bool(m.any()):
+    attention right. h: (Q, L, H) after the pointer layer; ptr and sel as for pointer_loss."""
+    qi, li = sel
+    if not len(qi):
         return torch.zeros(())
-    qi, li = m.nonzero(as_tuple=True)
     o = ptr[qi, li]
     z = model.aux_ans(h[qi, li])
     nc, ns = len(scenes.COLORS), len(scenes.SHAPES)
