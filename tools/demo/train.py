@@ -24,10 +24,19 @@ the first decoder layer, from each object token, attends to the image tokens und
 (object_attention_loss), so the object token picks up where it is; head 1 attends to the object
 token before it (previous_object_loss). Each answer token attends, in head 0 of layer 2, to the
 object token it is about (answer_pointers, pointer_loss), and its residual after that layer names
-that object's colour, shape, digit and region (answer_value_loss).
+that object's colour, shape, digit and region (answer_value_loss). Ordinal supervision
+(ordinal_loss): object tokens name their index, caption tokens the index of the phrase they write
+and how many phrases follow.
+
+The high-resolution branch starts from PyTorch's fan-in initialisation with layer scale 1 (timm's
+std-0.02 start with layer scale 0.1 learnt object places and shapes far more slowly), and its
+first stages learn the digits on glyph canvases (glyph_canvas): alone for the first part of the
+budget (--glyph-phase), then one canvas per step beside the scenes.
 
 Usage: tools/demo/train.py --out models/mgllava-demo [--minutes 50] [--seed 1]
 Writes train-log.jsonl beside the model. Deterministic for a given seed and thread count.
+--device cuda (one process, --loaders N) trains on a GPU for comparing recipes
+(tools/demo/gpu-explore.sh); the shipped model is trained on the CPU.
 """
 import argparse
 import json
@@ -81,6 +90,7 @@ TEMPLATE = ref.TEMPLATES["vicuna"]["INSTRUCTION"]
 # the renderer's palette (engine/scenes/mgl-scenes.c), for the per-cell training labels
 COLOR_RGB = {"red": (220, 40, 40), "orange": (240, 140, 20), "yellow": (235, 215, 30), "green": (40, 180, 60),
              "cyan": (30, 200, 210), "blue": (40, 70, 220), "purple": (130, 50, 200), "magenta": (220, 40, 200)}
+MAX_OBJECTS = 6  # the renderer's most objects per scene
 REGIONS = ["top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right"]
 
 
@@ -142,6 +152,9 @@ class DemoMGLLaVA(nn.Module):
         # the answer tokens after the pointer layer name the pointed object's colour, shape, digit
         # and region (answer_value_loss)
         self.aux_ans = nn.Linear(LLM_CFG["hidden_size"], nc + ns + 11 + 9)
+        # ordinals (ordinal_loss): an object token's index among the object tokens; a caption
+        # token's phrase index and how many phrases follow it (0, 1, 2 or more)
+        self.aux_ord = nn.Linear(LLM_CFG["hidden_size"], MAX_OBJECTS + 3)
 
     def vision(self, x768, x336, boxes768):
         """Batched vision; boxes768 is a list of (n_i, 4) tensors. Returns vimg (B, 576, H), the list
@@ -209,12 +222,15 @@ def box_pool(stages, boxes768):
     F0 = stages[0].shape[-1]
     out = []
     for b, bx in enumerate(boxes768):
-        wy = torch.tensor(np.stack([roi_axis_weights(float(r[1]), float(r[3]), F0) for r in bx]), dtype=torch.float32)
-        wx = torch.tensor(np.stack([roi_axis_weights(float(r[0]), float(r[2]), F0) for r in bx]), dtype=torch.float32)
+        dev = stages[0].device
+        wy = torch.tensor(np.stack([roi_axis_weights(float(r[1]), float(r[3]), F0) for r in bx]), dtype=torch.float32,
+                          device=dev)
+        wx = torch.tensor(np.stack([roi_axis_weights(float(r[0]), float(r[2]), F0) for r in bx]), dtype=torch.float32,
+                          device=dev)
         feats = []
         for st in stages:
             n = st.shape[-1]
-            U = upsample_matrix(n, F0) if n != F0 else None
+            U = upsample_matrix(n, F0).to(dev) if n != F0 else None
             wys, wxs = (wy @ U, wx @ U) if U is not None else (wy, wx)
             feats.append(torch.einsum("ni,cij,nj->nc", wys, st[b], wxs))
         out.append(torch.cat(feats, 1))
@@ -352,6 +368,53 @@ def make_sample(renderer, tok, rng, index, t):
     return s
 
 
+_GLYPHS = None
+
+
+def digit_glyphs():
+    """The renderer's 3x5 digit bitmaps (engine/scenes/mgl-scenes.c, k_digits), read from its source
+    so that there is one table: (10, 5, 3) bool."""
+    global _GLYPHS
+    if _GLYPHS is None:
+        src = open(scenes.SRC).read()
+        body = re.search(r"k_digits\[10\]\[5\]\s*=\s*\{(.*?)\};", src, re.S).group(1)
+        rows = [[int(v) for v in m.split(",")] for m in re.findall(r"\{([^{}]*)\}", body)]
+        _GLYPHS = np.array([[[(r >> (2 - x)) & 1 for x in range(3)] for r in d] for d in rows], dtype=bool)
+    return _GLYPHS
+
+
+def glyph_canvas(rng, cell=80):
+    """A training image for the high-resolution branch's digit reading: a 640x480 frame tiled with
+    patches of the scene palette, each carrying one digit drawn exactly as the renderer draws it
+    (2 px per glyph cell, black ink on light colours, white on dark) at a random place. Returns x768
+    and the stage-1 glyph labels under make_sample's rule (the ink's box widened by 4 px). A scene
+    holds about two digits; a canvas holds 48, so the glyphs are learnt from far more examples."""
+    W, H = scenes.WIDTH, scenes.HEIGHT
+    px = np.zeros((H, W, 3), dtype=np.uint8)
+    inkmap = np.full((H, W), -1, dtype=np.int64)
+    G = digit_glyphs()
+    for y0 in range(0, H, cell):
+        for x0 in range(0, W, cell):
+            rgb = COLOR_RGB[scenes.COLORS[rng.randrange(len(scenes.COLORS))]]
+            px[y0:y0 + cell, x0:x0 + cell] = rgb
+            lum = (rgb[0] * 299 + rgb[1] * 587 + rgb[2] * 114) // 1000
+            d = rng.randrange(10)
+            gx, gy = x0 + rng.randrange(8, cell - 14), y0 + rng.randrange(8, cell - 18)
+            ink = np.repeat(np.repeat(G[d], 2, 0), 2, 1)            # (10, 6)
+            px[gy:gy + 10, gx:gx + 6][ink] = 0 if lum > 140 else 255
+            yy, xx = np.nonzero(ink)
+            inkmap[gy + yy.min() - 4:gy + yy.max() + 5, gx + xx.min() - 4:gx + xx.max() + 5] = d
+    x768, _ = preprocess(px)
+    side = max(W, H)
+    dy = (side - H) // 2
+    cs = (np.arange(96) + 0.5) * side / 96
+    ys = np.clip((cs - dy).astype(np.int64), 0, H - 1)
+    xs = np.clip(cs.astype(np.int64), 0, W - 1)
+    g = inkmap[ys][:, xs].copy()
+    g[(cs - dy < 0) | (cs - dy >= H)] = -1
+    return x768, torch.from_numpy(np.where(g >= 0, g, -100).reshape(-1))
+
+
 def answer_pointers(objs, q, a, cat, offsets):
     """The object each answer token is about (-1: none), for pointer supervision (pointer_loss).
     A question names its object by colour (colours are distinct in a scene) or, for the colour of a
@@ -383,7 +446,7 @@ def answer_pointers(objs, q, a, cat, offsets):
 OBJECT_PHASE_ITEMS = ("count", "color", "shape", "digit")
 
 
-def image_loss(model, s, vimg, vobj, objects_only=False):
+def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False):
     """Decoder loss of one scene: the prefix once, then all its items from the prefix's KV cache.
     Each item weighs the same (its tokens' mean), so the one-word answers count as much as the
     caption. objects_only (the first phase): the prefix leaves the 576 image tokens out and only the
@@ -391,11 +454,12 @@ def image_loss(model, s, vimg, vobj, objects_only=False):
     among a few keys instead of ~600 (they keep the same distance to the question afterwards).
     Returns the LM loss, the item count, per-category exact counts and the auxiliary decoder losses
     (region of the object tokens, their attention to the image and to the previous object token, and
-    the answer pointers)."""
+    the answer pointers; with ordinal, ordinal_loss)."""
     from transformers import DynamicCache
     llm = model.llm
     emb = llm.get_input_embeddings()
-    parts = [emb(torch.tensor(s.prefix_ids))] + ([] if objects_only else [vimg]) + [vobj]
+    dev = vobj.device
+    parts = [emb(torch.tensor(s.prefix_ids, device=dev))] + ([] if objects_only else [vimg]) + [vobj]
     prefix = torch.cat(parts)[None]
     out = llm.model(inputs_embeds=prefix, use_cache=True, output_hidden_states=not objects_only,
                     output_attentions=True)
@@ -405,6 +469,8 @@ def image_loss(model, s, vimg, vobj, objects_only=False):
         h2 = out.hidden_states[2][0, -N:]
         aux["pos"] = F.cross_entropy(model.aux_llm_pos(h2), s.obj_region)
         aux["attn"] = object_attention_loss(out.attentions[0][0, 0], s, vimg.shape[0], N)
+        if ordinal:
+            aux["ord"] = F.cross_entropy(model.aux_ord(h2)[:, :MAX_OBJECTS], torch.arange(N, device=dev))
     legacy = out.past_key_values.to_legacy_cache() if hasattr(out.past_key_values, "to_legacy_cache") \
         else out.past_key_values
     items = [it for it in s.items if not objects_only or it[2] in OBJECT_PHASE_ITEMS]
@@ -420,15 +486,18 @@ def image_loss(model, s, vimg, vobj, objects_only=False):
         for j in range(len(q) - 1, len(seq) - 1):
             tgt[i, j] = seq[j + 1]
             ptr[i, j] = pa[j + 1 - len(q)]
+    ids, tgt, ptr = ids.to(dev), tgt.to(dev), ptr.to(dev)
     cache = DynamicCache.from_legacy_cache(tuple((k.expand(Q, -1, -1, -1), v.expand(Q, -1, -1, -1))
                                                  for k, v in legacy))
-    pos = torch.arange(P, P + L)[None].expand(Q, -1)
+    pos = torch.arange(P, P + L, device=dev)[None].expand(Q, -1)
     res = llm(inputs_embeds=emb(ids), past_key_values=cache, position_ids=pos, use_cache=True,
               output_attentions=True, output_hidden_states=True)
     logits = res.logits
     sel = ptr.ge(0).nonzero(as_tuple=True)        # the answer positions that have an object
     aux["ptr"] = pointer_loss(res.attentions[POINTER_HEAD[0]][:, POINTER_HEAD[1]], ptr, sel, P - N)
     aux["ans"] = answer_value_loss(model, res.hidden_states[POINTER_HEAD[0] + 1], ptr, sel, s, objects_only)
+    if ordinal:
+        aux["cap"] = ordinal_loss(model, res.hidden_states[POINTER_HEAD[0]], ptr, items, N)
     tok_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100,
                                reduction="none").view(Q, L)
     n_tok = (tgt != -100).sum(1).clamp(min=1)
@@ -482,14 +551,30 @@ def answer_value_loss(model, h, ptr, sel, s, objects_only):
     return loss
 
 
+def ordinal_loss(model, h, ptr, items, n_obj):
+    """Ordinal supervision of the caption walk: at the input of the pointer layer, each caption token
+    names the index of the phrase it writes (the object its pointer must reach) and how many phrases
+    follow (0, 1, 2 or more: where the caption says "and" and where it ends); the object tokens name
+    their own index (image_loss). The pointer head can then find the next object by its index
+    instead of through the previous-object chain, and the caption knows where it ends.
+    h: (Q, L, H) at the input of the pointer layer."""
+    cap = torch.tensor([it[2] == "caption" for it in items], device=ptr.device)
+    m = ptr.ge(0) & cap[:, None]
+    if not bool(m.any()):
+        return torch.zeros(())
+    j = ptr[m]
+    z = model.aux_ord(h[m])
+    return F.cross_entropy(z[:, :MAX_OBJECTS], j) + F.cross_entropy(z[:, MAX_OBJECTS:], (n_obj - 1 - j).clamp(max=2))
+
+
 def previous_object_loss(att, n_obj):
     """Each object token attends, in one head of the first layer (PREV_HEAD), to the object token
     before it (the first to BOS): an object token then also carries which object precedes it, a key
     a caption can follow from the object it has just described to the next one."""
     P = att.shape[0]
     rows = att[P - n_obj:]
-    keys = torch.tensor([0] + [P - n_obj + k - 1 for k in range(1, n_obj)])
-    return -(rows[torch.arange(n_obj), keys] + 1e-9).log().mean()
+    keys = torch.tensor([0] + [P - n_obj + k - 1 for k in range(1, n_obj)], device=att.device)
+    return -(rows[torch.arange(n_obj, device=att.device), keys] + 1e-9).log().mean()
 
 
 def object_attention_loss(att, s, n_img, n_obj):
@@ -522,8 +607,100 @@ def sincos_positions(emb, grid):
         emb[1:, :4 * q] = pe * 0.5
 
 
+_LOADER = {}
+
+
+def _loader_init(tok_json):
+    from tokenizers import Tokenizer
+    torch.set_num_threads(1)
+    _LOADER["renderer"] = scenes.Renderer()
+    _LOADER["tok"] = Tokenizer.from_str(tok_json)
+
+
+def _loader_make(job):
+    """One scene in a loader process: its own random stream (frame and box jitter), so the data do
+    not depend on which loader made it; tensors go back as arrays."""
+    index, seed, canvas = job
+    rng = random.Random(seed)
+    s = make_sample(_LOADER["renderer"], _LOADER["tok"], rng, index, rng.randrange(600))
+    if canvas:
+        s.canvas_x768, s.canvas_glyph = glyph_canvas(rng)
+    return {k: v.numpy() if torch.is_tensor(v) else v for k, v in vars(s).items()}
+
+
+class Loaders:
+    """Scenes made ahead by a pool of processes (--loaders; for a GPU, where one process cannot make
+    them as fast as the device trains). Forked before the device is touched."""
+    def __init__(self, n, tok, seed, batch, dev, canvases):
+        import multiprocessing
+        self.pool = multiprocessing.get_context("fork").Pool(n, _loader_init, (tok.to_str(),))
+        self.seed, self.batch, self.dev, self.canvases = seed, batch, dev, canvases
+        self.pending, self.next = [], 0
+        self.ahead = max(4 * n, 2 * batch)
+
+    def _fill(self):
+        while len(self.pending) < self.ahead:
+            job = (self.next, self.seed * 1_000_003 + self.next, self.next % self.batch < self.canvases)
+            self.pending.append(self.pool.apply_async(_loader_make, (job,)))
+            self.next += 1
+
+    def take(self):
+        out = []
+        for _ in range(self.batch):
+            self._fill()
+            s = Sample()
+            for k, v in self.pending.pop(0).get().items():
+                if isinstance(v, np.ndarray):
+                    v = torch.from_numpy(v)
+                    if k != "boxes768":                 # box_pool reads the boxes on the CPU
+                        v = v.to(self.dev, non_blocking=True)
+                setattr(s, k, v)
+            out.append(s)
+        return out
+
+    def close(self):
+        self.pool.terminate()
+
+
+def canvases(batch, rng, k):
+    """k glyph canvases (x768 stacked, stage-1 labels joined): those the loaders made beside the
+    batch's first scenes, or (batch None) made here from rng."""
+    if batch is not None:
+        return torch.stack([s.canvas_x768 for s in batch[:k]]), torch.cat([s.canvas_glyph for s in batch[:k]])
+    cv = [glyph_canvas(rng) for _ in range(k)]
+    return torch.stack([c[0] for c in cv]), torch.cat([c[1] for c in cv])
+
+
+def canvas_loss(model, cx, cg):
+    """The stage-1 digit head (aux_s1's digit slice) on glyph canvases: loss and cell accuracy."""
+    nc, ns = len(scenes.COLORS), len(scenes.SHAPES)
+    y = model.cnx.stages[1](model.cnx.stages[0](model.cnx.stem(cx)))
+    z = model.aux_s1(y.permute(0, 2, 3, 1).reshape(-1, y.shape[1]))[:, nc + ns + 2:]
+    m = cg >= 0
+    return F.cross_entropy(z[m], cg[m]), float((z[m].argmax(1) == cg[m]).float().mean())
+
+
+def apply_gradients(model, opt, loss, world):
+    """Backward, the mean of the gradients over the processes, clipping and the optimizer step."""
+    import torch.distributed as dist
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if world > 1:
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= world
+        o = 0
+        for g in grads:
+            g.copy_(flat[o:o + g.numel()].view_as(g))
+            o += g.numel()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def worker(rank, world, a, port):
     import torch.distributed as dist
+    global CNX_DIMS
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -533,8 +710,22 @@ def worker(rank, world, a, port):
     renderer = scenes.Renderer()
     t0 = time.time()
     tok = build_tokenizer(corpus_lines(renderer))
+    if a.cnx_dims:
+        CNX_DIMS = [int(x) for x in a.cnx_dims.split(",")]
     model = DemoMGLLaVA(tok.get_vocab_size())
     sincos_positions(model.clip.vision_model.embeddings.position_embedding.weight, 24)
+    dev = torch.device(a.device)
+    if a.cnx_init == "torch":                       # PyTorch's default (fan-in) initialisation
+        for m in model.cnx.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.reset_parameters()
+    if a.cnx_ls is not None:
+        for n_, p_ in model.cnx.named_parameters():
+            if n_.endswith(".gamma"):
+                p_.data.fill_(a.cnx_ls)
+    loaders = Loaders(a.loaders, tok, a.seed * 1000 + rank, a.batch, dev, a.glyph_canvases) \
+        if a.loaders > 0 else None
+    model.to(dev)
     if rank == 0:
         print(f"vocab {tok.get_vocab_size()}, parameters {sum(p.numel() for p in model.parameters())}, "
               f"box-pool check {check_box_pool(model):.1e}", flush=True)
@@ -545,13 +736,16 @@ def worker(rank, world, a, port):
     budget = a.minutes * 60
     warm = 100
     log = open(os.path.join(a.out, "train-log.jsonl"), "w") if rank == 0 else None
-    step, n_scenes, t_start = 0, 0, time.time()
+    step, n_scenes, glyph_steps, t_start = 0, 0, 0, time.time()
     cats = ["caption", "count", "color", "shape", "position", "digit"]
     agg = torch.zeros(2 * len(cats) + 14, dtype=torch.float64)
+    extra = dict(glyph=0.0, s2_digit=0.0, ordinal=0.0, canvas=0.0)   # rank 0's own, for the log
     nc, ns = len(scenes.COLORS), len(scenes.SHAPES)
     while True:
         # rank 0's clock decides for everyone
-        frac = torch.tensor([(time.time() - t_start) / budget if rank == 0 else 0.0], dtype=torch.float64)
+        tf = (time.time() - t_start) / budget
+        frac = torch.tensor([(max(tf, step / a.max_steps) if a.step_schedule else tf) if rank == 0 else 0.0],
+                            dtype=torch.float64)
         dist.broadcast(frac, 0)
         frac = float(frac)
         if frac >= 1.0 or step >= a.max_steps:
@@ -559,17 +753,37 @@ def worker(rank, world, a, port):
         lr = a.lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = []
-        for k in range(a.batch):
-            # scene indices never repeat across ranks and steps
-            batch.append(make_sample(renderer, tok, rng, (step * world + rank) * a.batch + k, rng.randrange(600)))
+        if frac < a.glyph_phase:
+            # the glyph phase: the high-resolution branch's first stages learn the digits on canvases
+            loss, acc = canvas_loss(model, *canvases(loaders.take() if loaders else None, rng, a.glyph_canvases))
+            apply_gradients(model, opt, loss, world)
+            step += 1
+            glyph_steps += 1
+            extra["canvas"] += acc
+            if step % 25 == 0:
+                if rank == 0:
+                    rec = dict(step=step, minutes=round((time.time() - t_start) / 60, 2), lr=round(lr, 6),
+                               glyph_phase={"loss": round(float(loss), 4), "canvas": round(extra["canvas"] / 25, 3)})
+                    print(json.dumps(rec), flush=True)
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                extra = dict.fromkeys(extra, 0.0)
+            continue
+        if loaders:
+            batch = loaders.take()
+        else:
+            batch = []
+            for k in range(a.batch):
+                # scene indices never repeat across ranks and steps
+                batch.append(make_sample(renderer, tok, rng, (step * world + rank) * a.batch + k, rng.randrange(600)))
         x768 = torch.stack([s.x768 for s in batch])
         x336 = torch.stack([s.x336 for s in batch])
         vimg, vobj, pooled, fused = model.vision(x768, x336, [s.boxes768 for s in batch])
         tot, ntok = 0.0, 0
         dec = {}
         for b, s in enumerate(batch):
-            l, n, pc, ax = image_loss(model, s, vimg[b], vobj[b], objects_only=frac < a.object_phase)
+            l, n, pc, ax = image_loss(model, s, vimg[b], vobj[b], objects_only=frac < a.object_phase,
+                                      ordinal=a.ordinal > 0)
             tot = tot + l
             for k, v in ax.items():
                 dec[k] = dec.get(k, 0.0) + v / len(batch)
@@ -593,24 +807,19 @@ def worker(rank, world, a, port):
         g1 = cat("s1_glyph")
         aux_glyph = F.cross_entropy(a1[g1 >= 0][:, nc + ns + 2:], g1[g1 >= 0]) if bool((g1 >= 0).any()) else 0.0
         aux_d = (F.cross_entropy(a1[:, :nc + 1], cat("s1_color")) +
-                 F.cross_entropy(a1[:, nc + 1:nc + ns + 2], cat("s1_shape")) + aux_glyph +
+                 F.cross_entropy(a1[:, nc + 1:nc + ns + 2], cat("s1_shape")) + a.glyph_weight * aux_glyph +
                  F.cross_entropy(a2[:, :ns + 1], cat("s2_shape")) +
                  F.cross_entropy(a2[:, ns + 1:], cat("s2_digit"), ignore_index=-100))
         aux_p = dec.get("pos", torch.zeros(()))
         aux_a = dec.get("attn", torch.zeros(()))
+        if a.glyph_canvases:
+            aux_canvas, acc = canvas_loss(model, *canvases(batch if loaders else None, rng, a.glyph_canvases))
+            extra["canvas"] += acc
+            aux_d = aux_d + a.glyph_weight * aux_canvas
         loss = lm + 0.5 * aux_o + 0.5 * aux_t + 0.5 * aux_d + 0.5 * aux_p + aux_a + dec["ptr"] + 0.5 * dec["prev"] + 0.5 * dec["ans"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= world
-        o = 0
-        for g in grads:
-            g.copy_(flat[o:o + g.numel()].view_as(g))
-            o += g.numel()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        if a.ordinal > 0:
+            loss = loss + a.ordinal * (dec.get("ord", 0.0) + dec["cap"])
+        apply_gradients(model, opt, loss, world)
         step += 1
         n_scenes += a.batch * world
         with torch.no_grad():
@@ -618,6 +827,14 @@ def worker(rank, world, a, port):
             agg[-8] += float((ao[:, nc:nc + ns].argmax(1) == os_).float().mean())
             agg[-7] += float((ao[:, nc + ns:nc + ns + 11].argmax(1) == od).float().mean())
             agg[-10] += float((ao[:, nc + ns + 11:].argmax(1) == orr).float().mean())
+            m1 = g1 >= 0
+            if bool(m1.any()):
+                extra["glyph"] += float((a1[m1][:, nc + ns + 2:].argmax(1) == g1[m1]).float().mean())
+            d2 = cat("s2_digit")
+            m2 = (d2 >= 0) & (d2 < 10)
+            if bool(m2.any()):
+                extra["s2_digit"] += float((a2[m2][:, ns + 1:].argmax(1) == d2[m2]).float().mean())
+            extra["ordinal"] += float(dec.get("ord", 0.0)) + float(dec.get("cap", 0.0))
         agg[-6] += float(aux_d)
         agg[-5] += float(aux_p)
         agg[-11] += float(aux_a)
@@ -642,19 +859,27 @@ def worker(rank, world, a, port):
                                         "digit": round(float(agg[-7]) / k, 3),
                                         "region": round(float(agg[-10]) / k, 3)},
                            teacher_forced_exact={c: round(float(agg[2 * i] / max(agg[2 * i + 1], 1)), 3)
-                                                 for i, c in enumerate(cats)})
+                                                 for i, c in enumerate(cats)},
+                           dense={"glyph": round(extra["glyph"] / 25, 3), "s2_digit": round(extra["s2_digit"] / 25, 3),
+                                  "canvas": round(extra["canvas"] / 25, 3)},
+                           aux_ordinal=round(extra["ordinal"] / 25, 4))
                 print(json.dumps(rec), flush=True)
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
             agg.zero_()
+            extra = dict.fromkeys(extra, 0.0)
     if rank == 0:
         train_min = (time.time() - t_start) / 60
         print(f"trained {step} steps on {n_scenes} scenes in {train_min:.1f} min", flush=True)
-        log.write(json.dumps(dict(done=True, steps=step, scenes=n_scenes, train_minutes=round(train_min, 2),
+        log.write(json.dumps(dict(done=True, steps=step, glyph_steps=glyph_steps, scenes=n_scenes,
+                                  train_minutes=round(train_min, 2),
                                   total_minutes=round((time.time() - t0) / 60, 2), processes=world,
                                   seed=a.seed)) + "\n")
         log.close()
-        export(model, tok, a.out, step, a.seed)
+        if not a.no_export:
+            export(model.cpu(), tok, a.out, step, a.seed)
+    if loaders:
+        loaders.close()
     dist.barrier()
     dist.destroy_process_group()
 
@@ -668,9 +893,28 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--processes", type=int, default=2, help="data-parallel processes (one core each)")
-    ap.add_argument("--object-phase", type=float, default=0.2,
+    ap.add_argument("--object-phase", type=float, default=0.29,
                     help="fraction of the budget trained on object tokens only (see image_loss)")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda with --processes 1 and --loaders")
+    ap.add_argument("--loaders", type=int, default=0,
+                    help="processes that make the scenes ahead (0: the training process makes them)")
+    ap.add_argument("--step-schedule", action="store_true",
+                    help="the learning rate and the phases follow whichever of --max-steps and --minutes "
+                         "runs out first (by default --minutes alone)")
+    ap.add_argument("--no-export", action="store_true", help="train and log only")
+    ap.add_argument("--cnx-dims", default="", help="ConvNeXt stage widths, e.g. 16,32,64,128")
+    ap.add_argument("--glyph-weight", type=float, default=1.0, help="weight of the dense digit-glyph loss")
+    ap.add_argument("--glyph-canvases", type=int, default=1,
+                    help="digit canvases (glyph_canvas) per step for the high-resolution branch")
+    ap.add_argument("--glyph-phase", type=float, default=0.09,
+                    help="fraction of the budget, first, trained on glyph canvases alone (needs --glyph-canvases)")
+    ap.add_argument("--cnx-init", default="torch", choices=["timm", "torch"],
+                    help="ConvNeXt weights: timm's (truncated normal, std 0.02) or PyTorch's fan-in default")
+    ap.add_argument("--cnx-ls", type=float, default=1.0, help="ConvNeXt layer-scale start (timm's: 0.1)")
+    ap.add_argument("--ordinal", type=float, default=0.5, help="weight of the ordinal losses (ordinal_loss)")
     a = ap.parse_args()
+    if a.device != "cpu" and a.loaders < 1:
+        ap.error(f"--device {a.device} needs --loaders (the loaders move the scenes to the device)")
     os.makedirs(a.out, exist_ok=True)
     import torch.multiprocessing as mp
     port = 29500 + (os.getpid() % 1000)
