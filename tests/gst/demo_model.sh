@@ -11,11 +11,11 @@
 # MGL_DEMO_MODEL overrides MODEL_DIR (e.g. a fixture with thresholds 0, to test the plumbing).
 # Thresholds (fractions, exact match after trimming, dropping a trailing "." and lower-casing; 0 =
 # not checked). The defaults are floors under what the shipped demo model measures on these 20
-# scenes (docs/demo-model.md: captions 9/20, all questions 0.985, counting 1.00, shape 1.00,
-# position 0.96; pipeline counting 20/20, pipeline captions 7/20), so a wrong op anywhere in the
-# engine fails them. Digits (1/39) are printed but not checked: the demo model does not read them.
-#   MGL_DEMO_MIN_CAPTION (0.3)  MGL_DEMO_MIN_QUESTIONS (0.9)  MGL_DEMO_MIN_DIGIT (0)
-#   MGL_DEMO_MIN_COUNTING (0.9)  MGL_DEMO_MIN_SHAPE (0.9)  MGL_DEMO_MIN_POSITION (0.85)
+# scenes (docs/demo-model.md: captions 4/20, all questions 205/205, counting, shape and position
+# 1.00, digits 26/39; pipeline counting 20/20, pipeline captions 6/20), so a wrong op anywhere in
+# the engine fails them; the digit floor needs the high-resolution branch (without it: 0.05).
+#   MGL_DEMO_MIN_CAPTION (0.1)  MGL_DEMO_MIN_QUESTIONS (0.95)  MGL_DEMO_MIN_DIGIT (0.5)
+#   MGL_DEMO_MIN_COUNTING (0.9)  MGL_DEMO_MIN_SHAPE (0.9)  MGL_DEMO_MIN_POSITION (0.9)
 #   MGL_DEMO_MIN_PIPELINE (0.9)  MGL_DEMO_MIN_PIPELINE_CAPTIONS (0.2)
 # Size: MGL_DEMO_EVAL_COUNT (20 scenes), MGL_DEMO_PIPELINE_CAPTIONS (20), MGL_DEMO_INTERVAL (5).
 # Exit 77 (skipped) when the model folder has no mgllava.json.
@@ -29,12 +29,12 @@ if [ ! -f "$M/mgllava.json" ]; then
     exit 77
 fi
 MGLLAVA=${MGLLAVA:?the mgllava binary (set by meson test)}
-min_caption=${MGL_DEMO_MIN_CAPTION:-0.3}
-min_questions=${MGL_DEMO_MIN_QUESTIONS:-0.9}
-min_digit=${MGL_DEMO_MIN_DIGIT:-0}
+min_caption=${MGL_DEMO_MIN_CAPTION:-0.1}
+min_questions=${MGL_DEMO_MIN_QUESTIONS:-0.95}
+min_digit=${MGL_DEMO_MIN_DIGIT:-0.5}
 min_counting=${MGL_DEMO_MIN_COUNTING:-0.9}
 min_shape=${MGL_DEMO_MIN_SHAPE:-0.9}
-min_position=${MGL_DEMO_MIN_POSITION:-0.85}
+min_position=${MGL_DEMO_MIN_POSITION:-0.9}
 min_pipeline=${MGL_DEMO_MIN_PIPELINE:-0.9}
 count=${MGL_DEMO_EVAL_COUNT:-20}
 ncap=${MGL_DEMO_PIPELINE_CAPTIONS:-20}

@@ -219,10 +219,9 @@ def box_pool(stages, boxes768):
     stages 1-3, spec §4.4/§6) then the mean, computed as separable weighted sums on each stage's own
     grid (the weights pushed through the upsample). Equal to the reference's roi_align path up to
     float rounding (checked by check_box_pool) and about 50x cheaper to train through."""
-    F0 = stages[0].shape[-1]
+    F0, dev = stages[0].shape[-1], stages[0].device
     out = []
     for b, bx in enumerate(boxes768):
-        dev = stages[0].device
         wy = torch.tensor(np.stack([roi_axis_weights(float(r[1]), float(r[3]), F0) for r in bx]), dtype=torch.float32,
                           device=dev)
         wx = torch.tensor(np.stack([roi_axis_weights(float(r[0]), float(r[2]), F0) for r in bx]), dtype=torch.float32,
