@@ -279,6 +279,19 @@ class Sample:
     pass
 
 
+def at_cells(m, n):
+    """A (HEIGHT, WIDTH) frame map read at the centres of an n x n grid over the padded square
+    frame (a ConvNeXt stage's cells); -1 on the rows in the padding."""
+    side = max(scenes.WIDTH, scenes.HEIGHT)
+    dy = (side - scenes.HEIGHT) // 2
+    cs = (np.arange(n) + 0.5) * side / n
+    ys = np.clip((cs - dy).astype(np.int64), 0, scenes.HEIGHT - 1)
+    xs = np.clip(cs.astype(np.int64), 0, scenes.WIDTH - 1)
+    out = m[ys][:, xs]
+    out[(cs - dy < 0) | (cs - dy >= scenes.HEIGHT)] = -1
+    return out
+
+
 def make_sample(renderer, tok, rng, index, t):
     px, truth = renderer.render(TRAIN_SEED_SCENES, index, t)
     s = Sample()
@@ -341,17 +354,12 @@ def make_sample(renderer, tok, rng, index, t):
     shapes = np.array([scenes.SHAPES.index(o["shape"]) for o in objs] + [len(scenes.SHAPES)])
     digits = np.array([10 if o["digit"] is None else o["digit"] for o in objs] + [-100])
     for n, name in ((96, "s1"), (48, "s2")):
-        cs = (np.arange(n) + 0.5) * side / n
-        ys = np.clip((cs - dy).astype(np.int64), 0, scenes.HEIGHT - 1)
-        xs = np.clip(cs.astype(np.int64), 0, scenes.WIDTH - 1)
-        ids = idmap[ys][:, xs]
-        ids[(cs - dy < 0) | (cs - dy >= scenes.HEIGHT)] = -1
+        ids = at_cells(idmap, n)
         setattr(s, name + "_color", torch.from_numpy(colors[ids].reshape(-1)))
         setattr(s, name + "_shape", torch.from_numpy(shapes[ids].reshape(-1)))
         setattr(s, name + "_digit", torch.from_numpy(digits[ids].reshape(-1)))
         if name == "s1":
-            g = inkmap[ys][:, xs].copy()
-            g[(cs - dy < 0) | (cs - dy >= scenes.HEIGHT)] = -1
+            g = at_cells(inkmap, n)
             s.s1_glyph = torch.from_numpy(np.where(g >= 0, g, -100).reshape(-1))
     s.obj_region = torch.tensor([REGIONS.index(objs[k]["position"]) for k in order])
     # text: prefix [BOS] + "USER: " is shared; each item is "\n{q} ASSISTANT:" + answer + </s>
@@ -404,13 +412,7 @@ def glyph_canvas(rng, cell=80):
             yy, xx = np.nonzero(ink)
             inkmap[gy + yy.min() - 4:gy + yy.max() + 5, gx + xx.min() - 4:gx + xx.max() + 5] = d
     x768, _ = preprocess(px)
-    side = max(W, H)
-    dy = (side - H) // 2
-    cs = (np.arange(96) + 0.5) * side / 96
-    ys = np.clip((cs - dy).astype(np.int64), 0, H - 1)
-    xs = np.clip(cs.astype(np.int64), 0, W - 1)
-    g = inkmap[ys][:, xs].copy()
-    g[(cs - dy < 0) | (cs - dy >= H)] = -1
+    g = at_cells(inkmap, 96)
     return x768, torch.from_numpy(np.where(g >= 0, g, -100).reshape(-1))
 
 
