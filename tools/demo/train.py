@@ -444,15 +444,18 @@ def answer_pointers(objs, q, a, cat, offsets):
 # ---------------------------------------------------------------------------------------------
 # training step
 
-OBJECT_PHASE_ITEMS = ("count", "color", "shape", "digit")
+OBJECT_PHASE_ITEMS = ("count", "color", "shape", "digit")   # the object-only phase's default items
 
 
-def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False):
+def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False, caption_weight=1.0,
+               object_items=OBJECT_PHASE_ITEMS):
     """Decoder loss of one scene: the prefix once, then all its items from the prefix's KV cache.
     Each item weighs the same (its tokens' mean), so the one-word answers count as much as the
-    caption. objects_only (the first phase): the prefix leaves the 576 image tokens out and only the
-    questions the object tokens can answer are asked, so the decoder learns to read the object tokens
-    among a few keys instead of ~600 (they keep the same distance to the question afterwards).
+    caption; caption_weight multiplies the caption's. objects_only (the first phase): the prefix
+    leaves the 576 image tokens out and only the object_items are asked (the questions the object
+    tokens answer by themselves, and optionally the caption's walk over them), so the decoder
+    learns to read the object tokens among a few keys instead of ~600 (they keep the same distance
+    to the question afterwards).
     Returns the LM loss, the item count, per-category exact counts and the auxiliary decoder losses
     (region of the object tokens, their attention to the image and to the previous object token, and
     the answer pointers; with ordinal, ordinal_loss)."""
@@ -474,7 +477,7 @@ def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False):
             aux["ord"] = F.cross_entropy(model.aux_ord(h2)[:, :MAX_OBJECTS], torch.arange(N, device=dev))
     legacy = out.past_key_values.to_legacy_cache() if hasattr(out.past_key_values, "to_legacy_cache") \
         else out.past_key_values
-    items = [it for it in s.items if not objects_only or it[2] in OBJECT_PHASE_ITEMS]
+    items = [it for it in s.items if not objects_only or it[2] in object_items]
     Q = len(items)
     L = max(len(q) + len(a) for q, a, _, _ in items)
     ids = torch.zeros(Q, L, dtype=torch.long)
@@ -502,7 +505,8 @@ def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False):
     tok_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100,
                                reduction="none").view(Q, L)
     n_tok = (tgt != -100).sum(1).clamp(min=1)
-    loss = (tok_loss.sum(1) / n_tok).sum()
+    w = torch.tensor([caption_weight if it[2] == "caption" else 1.0 for it in items], device=dev)
+    loss = (tok_loss.sum(1) / n_tok * w).sum()
     pred = logits.argmax(-1)
     ok = ((pred == tgt) | (tgt == -100)).all(dim=1)
     per_cat = {}
@@ -770,6 +774,8 @@ def worker(rank, world, a, port):
                     log.flush()
                 extra = dict.fromkeys(extra, 0.0)
             continue
+        if glyph_steps and step == glyph_steps:
+            extra = dict.fromkeys(extra, 0.0)       # the first main-phase record holds main-phase steps only
         if loaders:
             batch = loaders.take()
         else:
@@ -784,7 +790,8 @@ def worker(rank, world, a, port):
         dec = {}
         for b, s in enumerate(batch):
             l, n, pc, ax = image_loss(model, s, vimg[b], vobj[b], objects_only=frac < a.object_phase,
-                                      ordinal=a.ordinal > 0)
+                                      ordinal=a.ordinal > 0, caption_weight=a.caption_weight,
+                                      object_items=a.object_phase_items.split(","))
             tot = tot + l
             for k, v in ax.items():
                 dec[k] = dec.get(k, 0.0) + v / len(batch)
@@ -850,6 +857,7 @@ def worker(rank, world, a, port):
             dist.all_reduce(agg)
             if rank == 0:
                 k = float(agg[-1])
+                kr = k / world                          # rank 0's own steps, over which extra ran
                 rec = dict(step=step, scenes=n_scenes, minutes=round((time.time() - t_start) / 60, 2),
                            lr=round(lr, 6), lm=round(float(agg[-4]) / k, 4), aux_obj=round(float(agg[-3]) / k, 4),
                            aux_tok=round(float(agg[-2]) / k, 4), aux_dense=round(float(agg[-6]) / k, 4),
@@ -861,9 +869,9 @@ def worker(rank, world, a, port):
                                         "region": round(float(agg[-10]) / k, 3)},
                            teacher_forced_exact={c: round(float(agg[2 * i] / max(agg[2 * i + 1], 1)), 3)
                                                  for i, c in enumerate(cats)},
-                           dense={"glyph": round(extra["glyph"] / 25, 3), "s2_digit": round(extra["s2_digit"] / 25, 3),
-                                  "canvas": round(extra["canvas"] / 25, 3)},
-                           aux_ordinal=round(extra["ordinal"] / 25, 4))
+                           dense={"glyph": round(extra["glyph"] / kr, 3), "s2_digit": round(extra["s2_digit"] / kr, 3),
+                                  "canvas": round(extra["canvas"] / kr, 3)},
+                           aux_ordinal=round(extra["ordinal"] / kr, 4))
                 print(json.dumps(rec), flush=True)
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
@@ -912,6 +920,10 @@ def main():
     ap.add_argument("--cnx-init", default="torch", choices=["timm", "torch"],
                     help="ConvNeXt weights: timm's (truncated normal, std 0.02) or PyTorch's fan-in default")
     ap.add_argument("--cnx-ls", type=float, default=1.0, help="ConvNeXt layer-scale start (timm's: 0.1)")
+    ap.add_argument("--object-phase-items", default=",".join(OBJECT_PHASE_ITEMS),
+                    help="the item kinds asked in the object-only phase (add caption to start the walk there)")
+    ap.add_argument("--caption-weight", type=float, default=1.0,
+                    help="weight of a caption against one question (each item's loss is its tokens' mean)")
     ap.add_argument("--ordinal", type=float, default=0.5, help="weight of the ordinal losses (ordinal_loss)")
     a = ap.parse_args()
     if a.device != "cpu" and a.loaders < 1:
