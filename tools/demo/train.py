@@ -24,9 +24,12 @@ the first decoder layer, from each object token, attends to the image tokens und
 (object_attention_loss), so the object token picks up where it is; head 1 attends to the object
 token before it (previous_object_loss). Each answer token attends, in head 0 of layer 2, to the
 object token it is about (answer_pointers, pointer_loss), and its residual after that layer names
-that object's colour, shape, digit and region (answer_value_loss). Ordinal supervision
-(ordinal_loss): object tokens name their index, caption tokens the index of the phrase they write
-and how many phrases follow.
+that object's colour, shape, digit and region (answer_value_loss). Optional ordinal supervision
+(ordinal_loss, off in the shipped recipe): object tokens name their index, caption tokens the index
+of the phrase they write and how many phrases follow.
+
+Captions: a caption weighs --caption-weight questions (6), and the object-only phase asks the
+caption too, so the caption's walk over the object tokens starts before the image tokens come in.
 
 The high-resolution branch starts from PyTorch's fan-in initialisation with layer scale 1 (timm's
 std-0.02 start with layer scale 0.1 learnt object places and shapes far more slowly), and its
@@ -902,7 +905,7 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--processes", type=int, default=2, help="data-parallel processes (one core each)")
-    ap.add_argument("--object-phase", type=float, default=0.29,
+    ap.add_argument("--object-phase", type=float, default=0.24,
                     help="fraction of the budget trained on object tokens only (see image_loss)")
     ap.add_argument("--device", default="cpu", help="cpu, or cuda with --processes 1 and --loaders")
     ap.add_argument("--loaders", type=int, default=0,
@@ -915,16 +918,16 @@ def main():
     ap.add_argument("--glyph-weight", type=float, default=1.0, help="weight of the dense digit-glyph loss")
     ap.add_argument("--glyph-canvases", type=int, default=1,
                     help="digit canvases (glyph_canvas) per step for the high-resolution branch")
-    ap.add_argument("--glyph-phase", type=float, default=0.09,
+    ap.add_argument("--glyph-phase", type=float, default=0.08,
                     help="fraction of the budget, first, trained on glyph canvases alone (needs --glyph-canvases)")
     ap.add_argument("--cnx-init", default="torch", choices=["timm", "torch"],
                     help="ConvNeXt weights: timm's (truncated normal, std 0.02) or PyTorch's fan-in default")
     ap.add_argument("--cnx-ls", type=float, default=1.0, help="ConvNeXt layer-scale start (timm's: 0.1)")
-    ap.add_argument("--object-phase-items", default=",".join(OBJECT_PHASE_ITEMS),
-                    help="the item kinds asked in the object-only phase (add caption to start the walk there)")
-    ap.add_argument("--caption-weight", type=float, default=1.0,
+    ap.add_argument("--object-phase-items", default=",".join(OBJECT_PHASE_ITEMS + ("caption",)),
+                    help="the item kinds asked in the object-only phase (with caption, the caption's walk starts there)")
+    ap.add_argument("--caption-weight", type=float, default=6.0,
                     help="weight of a caption against one question (each item's loss is its tokens' mean)")
-    ap.add_argument("--ordinal", type=float, default=0.5, help="weight of the ordinal losses (ordinal_loss)")
+    ap.add_argument("--ordinal", type=float, default=0.0, help="weight of the ordinal losses (ordinal_loss)")
     a = ap.parse_args()
     if a.device != "cpu" and a.loaders < 1:
         ap.error(f"--device {a.device} needs --loaders (the loaders move the scenes to the device)")
