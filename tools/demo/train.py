@@ -447,7 +447,10 @@ def answer_pointers(objs, q, a, cat, offsets):
 # ---------------------------------------------------------------------------------------------
 # training step
 
-OBJECT_PHASE_ITEMS = ("count", "color", "shape", "digit")   # the object-only phase's default items
+ITEM_KINDS = ("caption", "count", "color", "shape", "position", "digit")   # scenes.items' categories
+# what the object-only phase asks by default (--object-phase-items): the questions the object tokens
+# answer by themselves, and the caption, whose walk over the object tokens starts there
+OBJECT_PHASE_ITEMS = ("count", "color", "shape", "digit", "caption")
 
 
 def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False, caption_weight=1.0,
@@ -455,10 +458,9 @@ def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False, caption_
     """Decoder loss of one scene: the prefix once, then all its items from the prefix's KV cache.
     Each item weighs the same (its tokens' mean), so the one-word answers count as much as the
     caption; caption_weight multiplies the caption's. objects_only (the first phase): the prefix
-    leaves the 576 image tokens out and only the object_items are asked (the questions the object
-    tokens answer by themselves, and optionally the caption's walk over them), so the decoder
-    learns to read the object tokens among a few keys instead of ~600 (they keep the same distance
-    to the question afterwards).
+    leaves the 576 image tokens out and only the object_items are asked (OBJECT_PHASE_ITEMS), so
+    the decoder learns to read the object tokens among a few keys instead of ~600 (they keep the
+    same distance to the question afterwards).
     Returns the LM loss, the item count, per-category exact counts and the auxiliary decoder losses
     (region of the object tokens, their attention to the image and to the previous object token, and
     the answer pointers; with ordinal, ordinal_loss)."""
@@ -745,7 +747,8 @@ def worker(rank, world, a, port):
     warm = 100
     log = open(os.path.join(a.out, "train-log.jsonl"), "w") if rank == 0 else None
     step, n_scenes, glyph_steps, t_start = 0, 0, 0, time.time()
-    cats = ["caption", "count", "color", "shape", "position", "digit"]
+    cats = list(ITEM_KINDS)
+    object_items = a.object_phase_items.split(",")
     agg = torch.zeros(2 * len(cats) + 14, dtype=torch.float64)
     extra = dict(glyph=0.0, s2_digit=0.0, ordinal=0.0, canvas=0.0)   # rank 0's own, for the log
     nc, ns = len(scenes.COLORS), len(scenes.SHAPES)
@@ -794,7 +797,7 @@ def worker(rank, world, a, port):
         for b, s in enumerate(batch):
             l, n, pc, ax = image_loss(model, s, vimg[b], vobj[b], objects_only=frac < a.object_phase,
                                       ordinal=a.ordinal > 0, caption_weight=a.caption_weight,
-                                      object_items=a.object_phase_items.split(","))
+                                      object_items=object_items)
             tot = tot + l
             for k, v in ax.items():
                 dec[k] = dec.get(k, 0.0) + v / len(batch)
@@ -923,12 +926,14 @@ def main():
     ap.add_argument("--cnx-init", default="torch", choices=["timm", "torch"],
                     help="ConvNeXt weights: timm's (truncated normal, std 0.02) or PyTorch's fan-in default")
     ap.add_argument("--cnx-ls", type=float, default=1.0, help="ConvNeXt layer-scale start (timm's: 0.1)")
-    ap.add_argument("--object-phase-items", default=",".join(OBJECT_PHASE_ITEMS + ("caption",)),
-                    help="the item kinds asked in the object-only phase (with caption, the caption's walk starts there)")
+    ap.add_argument("--object-phase-items", default=",".join(OBJECT_PHASE_ITEMS),
+                    help="the item kinds asked in the object-only phase (OBJECT_PHASE_ITEMS)")
     ap.add_argument("--caption-weight", type=float, default=6.0,
                     help="weight of a caption against one question (each item's loss is its tokens' mean)")
     ap.add_argument("--ordinal", type=float, default=0.0, help="weight of the ordinal losses (ordinal_loss)")
     a = ap.parse_args()
+    if not set(a.object_phase_items.split(",")) <= set(ITEM_KINDS):
+        ap.error(f"--object-phase-items {a.object_phase_items!r}: the item kinds are {','.join(ITEM_KINDS)}")
     if a.device != "cpu" and a.loaders < 1:
         ap.error(f"--device {a.device} needs --loaders (the loaders move the scenes to the device)")
     os.makedirs(a.out, exist_ok=True)
