@@ -455,7 +455,8 @@ OBJECT_PHASE_ITEMS = ("count", "color", "shape", "digit", "caption")
 
 def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False, caption_weight=1.0,
                object_items=OBJECT_PHASE_ITEMS):
-    """Decoder loss of one scene: the prefix once, then all its items from the prefix's KV cache.
+    """Decoder loss of one scene: the prefix once, then its items from the prefix's KV cache in two
+    batches (continue_items): the caption, and the questions.
     Each item weighs the same (its tokens' mean), so the one-word answers count as much as the
     caption; caption_weight multiplies the caption's. objects_only (the first phase): the prefix
     leaves the 576 image tokens out and only the object_items are asked (OBJECT_PHASE_ITEMS), so
@@ -464,7 +465,6 @@ def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False, caption_
     Returns the LM loss, the item count, per-category exact counts and the auxiliary decoder losses
     (region of the object tokens, their attention to the image and to the previous object token, and
     the answer pointers; with ordinal, ordinal_loss)."""
-    from transformers import DynamicCache
     llm = model.llm
     emb = llm.get_input_embeddings()
     dev = vobj.device
@@ -483,6 +483,42 @@ def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False, caption_
     legacy = out.past_key_values.to_legacy_cache() if hasattr(out.past_key_values, "to_legacy_cache") \
         else out.past_key_values
     items = [it for it in s.items if not objects_only or it[2] in object_items]
+    # the caption runs ~3x longer than a question: it goes alone, so the questions are not padded
+    # to its length (the losses are the same; causal attention, padding at the end)
+    groups = [g for g in ([it for it in items if it[2] == "caption"], [it for it in items if it[2] != "caption"]) if g]
+    loss, ok, ptr_l, ans_l, cap_l = 0.0, [], [], [], []
+    for g in groups:
+        r = continue_items(model, s, legacy, g, P, N, objects_only, ordinal, caption_weight)
+        loss = loss + r[0]
+        ok += r[1]
+        ptr_l.append(r[2])
+        ans_l.append(r[3])
+        cap_l.append(r[4])
+    # the pointer and value losses: means over all the answer positions of the scene
+    n_sel = sum(x[1] for x in ptr_l)
+    aux["ptr"] = sum(x[0] * x[1] for x in ptr_l) / max(n_sel, 1)
+    aux["ans"] = sum(x[0] * x[1] for x in ans_l) / max(n_sel, 1)
+    if ordinal:
+        n_cap = sum(x[1] for x in cap_l)
+        aux["cap"] = sum(x[0] * x[1] for x in cap_l) / max(n_cap, 1)
+    Q = len(items)
+    per_cat = {}
+    for g_ok, it in zip(ok, [it for g in groups for it in g]):
+        c = per_cat.setdefault(it[2], [0, 0])
+        c[0] += int(g_ok)
+        c[1] += 1
+    return loss, Q, per_cat, aux
+
+
+def continue_items(model, s, legacy, items, P, N, objects_only, ordinal, caption_weight):
+    """One batch of a scene's items continued from the prefix's KV cache (legacy form; P keys, the
+    last N of them object tokens). Returns the weighted sum of the items' mean token losses, each
+    item's teacher-forced exactness, and (loss, positions) of pointer_loss, answer_value_loss and
+    ordinal_loss over the batch's answer positions."""
+    from transformers import DynamicCache
+    llm = model.llm
+    emb = llm.get_input_embeddings()
+    dev = legacy[0][0].device
     Q = len(items)
     L = max(len(q) + len(a) for q, a, _, _ in items)
     ids = torch.zeros(Q, L, dtype=torch.long)
@@ -503,23 +539,21 @@ def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False, caption_
               output_attentions=True, output_hidden_states=True)
     logits = res.logits
     sel = ptr.ge(0).nonzero(as_tuple=True)        # the answer positions that have an object
-    aux["ptr"] = pointer_loss(res.attentions[POINTER_HEAD[0]][:, POINTER_HEAD[1]], ptr, sel, P - N)
-    aux["ans"] = answer_value_loss(model, res.hidden_states[POINTER_HEAD[0] + 1], ptr, sel, s, objects_only)
+    n_sel = len(sel[0])
+    ptr_l = (pointer_loss(res.attentions[POINTER_HEAD[0]][:, POINTER_HEAD[1]], ptr, sel, P - N), n_sel)
+    ans_l = (answer_value_loss(model, res.hidden_states[POINTER_HEAD[0] + 1], ptr, sel, s, objects_only), n_sel)
+    cap_l = (torch.zeros(()), 0)
     if ordinal:
-        aux["cap"] = ordinal_loss(model, res.hidden_states[POINTER_HEAD[0]], ptr, items, N)
+        cap = torch.tensor([it[2] == "caption" for it in items], device=dev)
+        cap_l = (ordinal_loss(model, res.hidden_states[POINTER_HEAD[0]], ptr, items, N),
+                 int((ptr.ge(0) & cap[:, None]).sum()))
     tok_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100,
                                reduction="none").view(Q, L)
     n_tok = (tgt != -100).sum(1).clamp(min=1)
     w = torch.tensor([caption_weight if it[2] == "caption" else 1.0 for it in items], device=dev)
     loss = (tok_loss.sum(1) / n_tok * w).sum()
-    pred = logits.argmax(-1)
-    ok = ((pred == tgt) | (tgt == -100)).all(dim=1)
-    per_cat = {}
-    for i, it in enumerate(items):
-        c = per_cat.setdefault(it[2], [0, 0])
-        c[0] += int(ok[i])
-        c[1] += 1
-    return loss, Q, per_cat, aux
+    ok = ((logits.argmax(-1) == tgt) | (tgt == -100)).all(dim=1)
+    return loss, [bool(x) for x in ok], ptr_l, ans_l, cap_l
 
 
 # the decoder heads the auxiliary attention losses train: (layer, head)
