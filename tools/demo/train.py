@@ -11,7 +11,7 @@ exactly like a released checkpoint (docs/demo-model.md).
 Data: scenes from the C renderer (tools/demo/scenes.py), training seed 1 only; every scene is asked
 its caption and all of its questions. The image prefix [BOS, "USER: ", image tokens, object tokens]
 is the same for every question of a scene (vicuna template, causal attention), so the decoder runs
-it once and the questions continue from its KV cache as one batch.
+it once and the items continue from its KV cache in two batches (the caption; the questions).
 
 Boxes go in the truth's reading order (the order the caption names the objects in), with a few
 pixels of jitter.
