@@ -181,6 +181,32 @@ class DemoMGLLaVA(nn.Module):
         return vimg, list(torch.split(vobj, counts)), pooled, fused
 
 
+def sdpa_where_no_maps(model):
+    """With PyTorch 2's scaled_dot_product_attention: the CLIP layers and the decoder layers whose
+    attention maps no loss reads (all but object_attention_loss's, previous_object_loss's and
+    pointer_loss's) attend through it instead of the eager softmax(QK^T)V. The same function to
+    float rounding, in fused kernels; the model and its files are unchanged. A no-op on PyTorch 1."""
+    if not hasattr(F, "scaled_dot_product_attention"):
+        return 0
+    from transformers.models.clip.modeling_clip import CLIPSdpaAttention
+    from transformers.models.llama.modeling_llama import LlamaSdpaAttention
+
+    class NoMaps(LlamaSdpaAttention):
+        def forward(self, *args, **kwargs):
+            kwargs["output_attentions"] = False
+            return super().forward(*args, **kwargs)
+
+    n = 0
+    for layer in model.clip.vision_model.encoder.layers:
+        layer.self_attn.__class__ = CLIPSdpaAttention
+        n += 1
+    read = {0, PREV_HEAD[0], POINTER_HEAD[0]}
+    for i, layer in enumerate(model.llm.model.layers):
+        if i not in read:
+            layer.self_attn.__class__ = NoMaps
+            n += 1
+    return n
+
 def roi_axis_weights(lo, hi, F_):
     """RoIAlign (torchvision, aligned=False, sampling_ratio=-1, 56 bins) followed by the mean over the
     bins is a weighted sum over the map whose weights factor into one vector per axis: the sample
@@ -758,6 +784,7 @@ def worker(rank, world, a, port):
         CNX_DIMS = [int(x) for x in a.cnx_dims.split(",")]
     model = DemoMGLLaVA(tok.get_vocab_size())
     sincos_positions(model.clip.vision_model.embeddings.position_embedding.weight, 24)
+    n_sdpa = sdpa_where_no_maps(model)
     dev = torch.device(a.device)
     if a.cnx_init == "torch":                       # PyTorch's default (fan-in) initialisation
         for m in model.cnx.modules():
@@ -772,7 +799,7 @@ def worker(rank, world, a, port):
     model.to(dev)
     if rank == 0:
         print(f"vocab {tok.get_vocab_size()}, parameters {sum(p.numel() for p in model.parameters())}, "
-              f"box-pool check {check_box_pool(model):.1e}", flush=True)
+              f"box-pool check {check_box_pool(model):.1e}, fused attention in {n_sdpa} layers", flush=True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
