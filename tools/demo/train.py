@@ -200,12 +200,13 @@ def sdpa_where_no_maps(model):
     for layer in model.clip.vision_model.encoder.layers:
         layer.self_attn.__class__ = CLIPSdpaAttention
         n += 1
-    read = {0, PREV_HEAD[0], POINTER_HEAD[0]}
+    read = {ATTN_HEAD[0], PREV_HEAD[0], POINTER_HEAD[0]}
     for i, layer in enumerate(model.llm.model.layers):
         if i not in read:
             layer.self_attn.__class__ = NoMaps
             n += 1
     return n
+
 
 def roi_axis_weights(lo, hi, F_):
     """RoIAlign (torchvision, aligned=False, sampling_ratio=-1, 56 bins) followed by the mean over the
@@ -503,7 +504,7 @@ def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False, caption_
     if not objects_only:
         h2 = out.hidden_states[2][0, -N:]
         aux["pos"] = F.cross_entropy(model.aux_llm_pos(h2), s.obj_region)
-        aux["attn"] = object_attention_loss(out.attentions[0][0, 0], s, vimg.shape[0], N)
+        aux["attn"] = object_attention_loss(out.attentions[ATTN_HEAD[0]][0, ATTN_HEAD[1]], s, vimg.shape[0], N)
         if ordinal:
             aux["ord"] = F.cross_entropy(model.aux_ord(h2)[:, :MAX_OBJECTS], torch.arange(N, device=dev))
     legacy = out.past_key_values.to_legacy_cache() if hasattr(out.past_key_values, "to_legacy_cache") \
@@ -570,9 +571,7 @@ def continue_items(model, s, legacy, items, P, N, objects_only, ordinal, caption
     ans_l = (answer_value_loss(model, res.hidden_states[POINTER_HEAD[0] + 1], ptr, sel, s, objects_only), n_sel)
     cap_l = (torch.zeros(()), 0)
     if ordinal:
-        cap = torch.tensor([it[2] == "caption" for it in items], device=dev)
-        cap_l = (ordinal_loss(model, res.hidden_states[POINTER_HEAD[0]], ptr, items, N),
-                 int((ptr.ge(0) & cap[:, None]).sum()))
+        cap_l = ordinal_loss(model, res.hidden_states[POINTER_HEAD[0]], ptr, items, N)
     tok_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100,
                                reduction="none").view(Q, L)
     n_tok = (tgt != -100).sum(1).clamp(min=1)
@@ -583,6 +582,7 @@ def continue_items(model, s, legacy, items, P, N, objects_only, ordinal, caption
 
 
 # the decoder heads the auxiliary attention losses train: (layer, head)
+ATTN_HEAD = (0, 0)
 PREV_HEAD = (0, 1)
 POINTER_HEAD = (2, 0)
 
@@ -627,14 +627,16 @@ def ordinal_loss(model, h, ptr, items, n_obj):
     follow (0, 1, 2 or more: where the caption says "and" and where it ends); the object tokens name
     their own index (image_loss). The pointer head can then find the next object by its index
     instead of through the previous-object chain, and the caption knows where it ends.
-    h: (Q, L, H) at the input of the pointer layer."""
+    h: (Q, L, H) at the input of the pointer layer. Returns the loss and the caption positions it is
+    the mean over."""
     cap = torch.tensor([it[2] == "caption" for it in items], device=ptr.device)
     m = ptr.ge(0) & cap[:, None]
-    if not bool(m.any()):
-        return torch.zeros(())
+    n = int(m.sum())
+    if not n:
+        return torch.zeros(()), 0
     j = ptr[m]
     z = model.aux_ord(h[m])
-    return F.cross_entropy(z[:, :MAX_OBJECTS], j) + F.cross_entropy(z[:, MAX_OBJECTS:], (n_obj - 1 - j).clamp(max=2))
+    return F.cross_entropy(z[:, :MAX_OBJECTS], j) + F.cross_entropy(z[:, MAX_OBJECTS:], (n_obj - 1 - j).clamp(max=2)), n
 
 
 def previous_object_loss(att, n_obj):
@@ -648,10 +650,11 @@ def previous_object_loss(att, n_obj):
 
 
 def object_attention_loss(att, s, n_img, n_obj):
-    """Attention supervision: in the first decoder layer, head 0 of each object token attends to
-    the image tokens under its box (a uniform target over them; cross-entropy with its attention
-    row). The object token then carries what those tokens know -- their place in the frame -- and
-    the decoder reads an object's position from its object token instead of searching ~600 keys."""
+    """Attention supervision: in the first decoder layer, head 0 (ATTN_HEAD) of each object token
+    attends to the image tokens under its box (a uniform target over them; cross-entropy with its
+    attention row). The object token then carries what those tokens know -- their place in the
+    frame -- and the decoder reads an object's position from its object token instead of searching
+    ~600 keys."""
     P = att.shape[0]
     i0 = P - n_obj - n_img
     rows = att[P - n_obj:, i0:i0 + n_img]          # (n_obj, n_img)
