@@ -26,7 +26,8 @@ token before it (previous_object_loss). Each answer token attends, in head 0 of 
 object token it is about (answer_pointers, pointer_loss), and its residual after that layer names
 that object's colour, shape, digit and region (answer_value_loss). Optional ordinal supervision
 (ordinal_loss, off in the shipped recipe): object tokens name their index, caption tokens the index
-of the phrase they write and how many phrases follow.
+of the phrase they write and how many phrases follow. Optional too (--token-digit): each object
+token names its digit at the input of the pointer layer, where the answers read it.
 
 Captions: a caption weighs --caption-weight questions (6), and the object-only phase asks the
 caption too, so the caption's walk over the object tokens starts before the image tokens come in.
@@ -158,6 +159,11 @@ class DemoMGLLaVA(nn.Module):
         # ordinals (ordinal_loss): an object token's index among the object tokens; a caption
         # token's phrase index and how many phrases follow it (0, 1, 2 or more)
         self.aux_ord = nn.Linear(LLM_CFG["hidden_size"], MAX_OBJECTS + 3)
+        # the object tokens at the pointer layer's input name their digit (or none): where the
+        # pointer head reads them (--token-digit); drawn aside, so that the random stream of the
+        # initialisation that follows is the same as without it
+        with torch.random.fork_rng():
+            self.aux_llm_digit = nn.Linear(LLM_CFG["hidden_size"], 11)
 
     def vision(self, x768, x336, boxes768):
         """Batched vision; boxes768 is a list of (n_i, 4) tensors. Returns vimg (B, 576, H), the list
@@ -481,7 +487,7 @@ OBJECT_PHASE_ITEMS = ("count", "color", "shape", "digit", "caption")
 
 
 def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False, caption_weight=1.0,
-               object_items=OBJECT_PHASE_ITEMS):
+               object_items=OBJECT_PHASE_ITEMS, token_digit=False):
     """Decoder loss of one scene: the prefix once, then its items from the prefix's KV cache in two
     batches (continue_items): the caption, and the questions.
     Each item weighs the same (its tokens' mean), so the one-word answers count as much as the
@@ -491,16 +497,25 @@ def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False, caption_
     same distance to the question afterwards).
     Returns the LM loss, the item count, per-category exact counts and the auxiliary decoder losses
     (region of the object tokens, their attention to the image and to the previous object token, and
-    the answer pointers; with ordinal, ordinal_loss)."""
+    the answer pointers; with ordinal, ordinal_loss; with token_digit, the digit of the object
+    tokens at the pointer layer's input)."""
     llm = model.llm
     emb = llm.get_input_embeddings()
     dev = vobj.device
     parts = [emb(torch.tensor(s.prefix_ids, device=dev))] + ([] if objects_only else [vimg]) + [vobj]
     prefix = torch.cat(parts)[None]
-    out = llm.model(inputs_embeds=prefix, use_cache=True, output_hidden_states=not objects_only,
+    out = llm.model(inputs_embeds=prefix, use_cache=True, output_hidden_states=not objects_only or token_digit,
                     output_attentions=True)
     P, N = prefix.shape[1], vobj.shape[0]
     aux = {"prev": previous_object_loss(out.attentions[PREV_HEAD[0]][0, PREV_HEAD[1]], N)}
+    if token_digit:
+        hp = out.hidden_states[POINTER_HEAD[0]][0, -N:]
+        z = model.aux_llm_digit(hp)
+        aux["digit"] = F.cross_entropy(z, s.obj_digit)
+        aux["digit_ok"] = float((z.argmax(1) == s.obj_digit).float().mean())
+        m = s.obj_digit < 10                                # the objects that carry a digit
+        aux["digit_ok_marked"] = float((z.argmax(1)[m] == s.obj_digit[m]).sum())
+        aux["digit_marked"] = float(m.sum())
     if not objects_only:
         h2 = out.hidden_states[2][0, -N:]
         aux["pos"] = F.cross_entropy(model.aux_llm_pos(h2), s.obj_region)
@@ -814,7 +829,9 @@ def worker(rank, world, a, port):
     cats = list(ITEM_KINDS)
     object_items = a.object_phase_items.split(",")
     agg = torch.zeros(2 * len(cats) + 14, dtype=torch.float64)
-    extra = dict(glyph=0.0, s2_digit=0.0, ordinal=0.0, canvas=0.0)   # rank 0's own, for the log
+    # rank 0's own, for the log; *_marked: the digit heads on the objects that carry a digit
+    extra = dict(glyph=0.0, s2_digit=0.0, ordinal=0.0, canvas=0.0, token_digit=0.0,
+                 head_marked_ok=0.0, head_marked=0.0, token_marked_ok=0.0, token_marked=0.0)
     nc, ns = len(scenes.COLORS), len(scenes.SHAPES)
     while True:
         # rank 0's clock decides for everyone
@@ -861,7 +878,7 @@ def worker(rank, world, a, port):
         for b, s in enumerate(batch):
             l, n, pc, ax = image_loss(model, s, vimg[b], vobj[b], objects_only=frac < a.object_phase,
                                       ordinal=a.ordinal > 0, caption_weight=a.caption_weight,
-                                      object_items=object_items)
+                                      object_items=object_items, token_digit=a.token_digit > 0)
             tot = tot + l
             for k, v in ax.items():
                 dec[k] = dec.get(k, 0.0) + v / len(batch)
@@ -897,6 +914,8 @@ def worker(rank, world, a, port):
         loss = lm + 0.5 * aux_o + 0.5 * aux_t + 0.5 * aux_d + 0.5 * aux_p + aux_a + dec["ptr"] + 0.5 * dec["prev"] + 0.5 * dec["ans"]
         if a.ordinal > 0:
             loss = loss + a.ordinal * (dec.get("ord", 0.0) + dec["cap"])
+        if a.token_digit > 0:
+            loss = loss + a.token_digit * dec["digit"]
         apply_gradients(model, opt, loss, world)
         step += 1
         n_scenes += a.batch * world
@@ -904,6 +923,9 @@ def worker(rank, world, a, port):
             agg[-9] += float((ao[:, :nc].argmax(1) == oc).float().mean())
             agg[-8] += float((ao[:, nc:nc + ns].argmax(1) == os_).float().mean())
             agg[-7] += float((ao[:, nc + ns:nc + ns + 11].argmax(1) == od).float().mean())
+            md = od < 10
+            extra["head_marked_ok"] += float((ao[:, nc + ns:nc + ns + 11].argmax(1)[md] == od[md]).sum())
+            extra["head_marked"] += float(md.sum())
             agg[-10] += float((ao[:, nc + ns + 11:].argmax(1) == orr).float().mean())
             m1 = g1 >= 0
             if bool(m1.any()):
@@ -913,6 +935,9 @@ def worker(rank, world, a, port):
             if bool(m2.any()):
                 extra["s2_digit"] += float((a2[m2][:, ns + 1:].argmax(1) == d2[m2]).float().mean())
             extra["ordinal"] += float(dec.get("ord", 0.0)) + float(dec.get("cap", 0.0))
+            extra["token_digit"] += dec.get("digit_ok", 0.0)
+            extra["token_marked_ok"] += dec.get("digit_ok_marked", 0.0)
+            extra["token_marked"] += dec.get("digit_marked", 0.0)
         agg[-6] += float(aux_d)
         agg[-5] += float(aux_p)
         agg[-11] += float(aux_a)
@@ -940,7 +965,10 @@ def worker(rank, world, a, port):
                            teacher_forced_exact={c: round(float(agg[2 * i] / max(agg[2 * i + 1], 1)), 3)
                                                  for i, c in enumerate(cats)},
                            dense={"glyph": round(extra["glyph"] / kr, 3), "s2_digit": round(extra["s2_digit"] / kr, 3),
-                                  "canvas": round(extra["canvas"] / kr, 3)},
+                                  "canvas": round(extra["canvas"] / kr, 3),
+                                  "token_digit": round(extra["token_digit"] / kr, 3)},
+                           digit_marked={"object_head": round(extra["head_marked_ok"] / max(extra["head_marked"], 1), 3),
+                                         "token": round(extra["token_marked_ok"] / max(extra["token_marked"], 1), 3)},
                            aux_ordinal=round(extra["ordinal"] / kr, 4))
                 print(json.dumps(rec), flush=True)
                 log.write(json.dumps(rec) + "\n")
@@ -983,6 +1011,8 @@ def main():
     ap.add_argument("--no-export", action="store_true", help="train and log only")
     ap.add_argument("--cnx-dims", default="", help="ConvNeXt stage widths, e.g. 16,32,64,128")
     ap.add_argument("--glyph-weight", type=float, default=1.0, help="weight of the dense digit-glyph loss")
+    ap.add_argument("--token-digit", type=float, default=0.0,
+                    help="weight of the object tokens' digit head at the pointer layer's input (aux_llm_digit)")
     ap.add_argument("--glyph-canvases", type=int, default=1,
                     help="digit canvases (glyph_canvas) per step for the high-resolution branch")
     ap.add_argument("--glyph-phase", type=float, default=0.08,
