@@ -508,16 +508,17 @@ def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False, caption_
                     output_attentions=True)
     P, N = prefix.shape[1], vobj.shape[0]
     aux = {"prev": previous_object_loss(out.attentions[PREV_HEAD[0]][0, PREV_HEAD[1]], N)}
+    # the object tokens at the pointer layer's input (after two decoder layers)
+    h2 = out.hidden_states[POINTER_HEAD[0]][0, -N:] if out.hidden_states is not None else None
     if token_digit:
-        hp = out.hidden_states[POINTER_HEAD[0]][0, -N:]
-        z = model.aux_llm_digit(hp)
+        z = model.aux_llm_digit(h2)
         aux["digit"] = F.cross_entropy(z, s.obj_digit)
-        aux["digit_ok"] = float((z.argmax(1) == s.obj_digit).float().mean())
+        hit = z.argmax(1) == s.obj_digit
         m = s.obj_digit < 10                                # the objects that carry a digit
-        aux["digit_ok_marked"] = float((z.argmax(1)[m] == s.obj_digit[m]).sum())
+        aux["digit_ok"] = float(hit.float().mean())
+        aux["digit_ok_marked"] = float(hit[m].sum())
         aux["digit_marked"] = float(m.sum())
     if not objects_only:
-        h2 = out.hidden_states[2][0, -N:]
         aux["pos"] = F.cross_entropy(model.aux_llm_pos(h2), s.obj_region)
         aux["attn"] = object_attention_loss(out.attentions[ATTN_HEAD[0]][0, ATTN_HEAD[1]], s, vimg.shape[0], N)
         if ordinal:
@@ -922,10 +923,10 @@ def worker(rank, world, a, port):
         with torch.no_grad():
             agg[-9] += float((ao[:, :nc].argmax(1) == oc).float().mean())
             agg[-8] += float((ao[:, nc:nc + ns].argmax(1) == os_).float().mean())
-            agg[-7] += float((ao[:, nc + ns:nc + ns + 11].argmax(1) == od).float().mean())
-            md = od < 10
-            extra["head_marked_ok"] += float((ao[:, nc + ns:nc + ns + 11].argmax(1)[md] == od[md]).sum())
-            extra["head_marked"] += float(md.sum())
+            hit = ao[:, nc + ns:nc + ns + 11].argmax(1) == od
+            agg[-7] += float(hit.float().mean())
+            extra["head_marked_ok"] += float(hit[od < 10].sum())
+            extra["head_marked"] += float((od < 10).sum())
             agg[-10] += float((ao[:, nc + ns + 11:].argmax(1) == orr).float().mean())
             m1 = g1 >= 0
             if bool(m1.any()):
