@@ -14,9 +14,9 @@
 # scenes (docs/demo-model.md: captions 19/20, all questions 204/205, counting and shape 1.00,
 # position 79/80, digits 25/39; pipeline counting 20/20, pipeline captions 16/20), so a wrong op in
 # the engine fails them; the digit floor needs the high-resolution branch (without it: 0.08).
-#   MGL_DEMO_MIN_CAPTION (0.75)  MGL_DEMO_MIN_QUESTIONS (0.95)  MGL_DEMO_MIN_DIGIT (0.5)
+#   MGL_DEMO_MIN_CAPTION (0.85)  MGL_DEMO_MIN_QUESTIONS (0.95)  MGL_DEMO_MIN_DIGIT (0.6)
 #   MGL_DEMO_MIN_COUNTING (0.9)  MGL_DEMO_MIN_SHAPE (0.9)  MGL_DEMO_MIN_POSITION (0.9)
-#   MGL_DEMO_MIN_PIPELINE (0.9)  MGL_DEMO_MIN_PIPELINE_CAPTIONS (0.6)
+#   MGL_DEMO_MIN_PIPELINE (0.9)  MGL_DEMO_MIN_PIPELINE_CAPTIONS (0.75)
 # Size: MGL_DEMO_EVAL_COUNT (20 scenes), MGL_DEMO_PIPELINE_CAPTIONS (20), MGL_DEMO_INTERVAL (5).
 # Exit 77 (skipped) when the model folder has no mgllava.json.
 set -u
@@ -29,9 +29,9 @@ if [ ! -f "$M/mgllava.json" ]; then
     exit 77
 fi
 MGLLAVA=${MGLLAVA:?the mgllava binary (set by meson test)}
-min_caption=${MGL_DEMO_MIN_CAPTION:-0.75}
+min_caption=${MGL_DEMO_MIN_CAPTION:-0.85}
 min_questions=${MGL_DEMO_MIN_QUESTIONS:-0.95}
-min_digit=${MGL_DEMO_MIN_DIGIT:-0.5}
+min_digit=${MGL_DEMO_MIN_DIGIT:-0.6}
 min_counting=${MGL_DEMO_MIN_COUNTING:-0.9}
 min_shape=${MGL_DEMO_MIN_SHAPE:-0.9}
 min_position=${MGL_DEMO_MIN_POSITION:-0.9}
@@ -42,7 +42,7 @@ interval=${MGL_DEMO_INTERVAL:-5}
 pipeline_prompt=${MGL_DEMO_PIPELINE_PROMPT:-How many objects are there?}
 if [ "$mode" = captions ]; then
     pipeline_prompt="Describe the image."
-    min_pipeline=${MGL_DEMO_MIN_PIPELINE_CAPTIONS:-0.6}
+    min_pipeline=${MGL_DEMO_MIN_PIPELINE_CAPTIONS:-0.75}
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -26,10 +26,11 @@ token before it (previous_object_loss). Each answer token attends, in head 0 of 
 object token it is about (answer_pointers, pointer_loss), and its residual after that layer names
 that object's colour, shape, digit and region (answer_value_loss). Optional ordinal supervision
 (ordinal_loss, off in the shipped recipe): object tokens name their index, caption tokens the index
-of the phrase they write and how many phrases follow. Optional too (--token-digit): each object
-token names its digit at the input of the pointer layer, where the answers read it.
+of the phrase they write and how many phrases follow. And (--token-digit, on in the shipped
+recipe) each object token names its digit at the input of the pointer layer, where the answers
+read it.
 
-Captions: a caption weighs --caption-weight questions (6), and the object-only phase asks the
+Captions: a caption weighs --caption-weight questions (10), and the object-only phase asks the
 caption too, so the caption's walk over the object tokens starts before the image tokens come in.
 
 The high-resolution branch starts from PyTorch's fan-in initialisation with layer scale 1 (timm's
@@ -85,7 +86,7 @@ CLIP_CFG = dict(hidden_size=96, intermediate_size=384, num_hidden_layers=3, num_
                 image_size=336, patch_size=14, num_channels=3, layer_norm_eps=1e-5, hidden_act="quick_gelu",
                 projection_dim=96)
 CNX_DEPTHS = [1, 1, 2, 1]
-CNX_DIMS = [16, 32, 64, 128]
+CNX_DIMS = [16, 48, 64, 128]
 LLM_CFG = dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_size=128, intermediate_size=352,
                num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
                rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
@@ -1010,9 +1011,9 @@ def main():
                     help="the learning rate and the phases follow whichever of --max-steps and --minutes "
                          "runs out first (by default --minutes alone)")
     ap.add_argument("--no-export", action="store_true", help="train and log only")
-    ap.add_argument("--cnx-dims", default="", help="ConvNeXt stage widths, e.g. 16,32,64,128")
+    ap.add_argument("--cnx-dims", default="", help="ConvNeXt stage widths, e.g. 16,32,64,128 (default: CNX_DIMS)")
     ap.add_argument("--glyph-weight", type=float, default=1.0, help="weight of the dense digit-glyph loss")
-    ap.add_argument("--token-digit", type=float, default=0.0,
+    ap.add_argument("--token-digit", type=float, default=1.0,
                     help="weight of the object tokens' digit head at the pointer layer's input (aux_llm_digit)")
     ap.add_argument("--glyph-canvases", type=int, default=1,
                     help="digit canvases (glyph_canvas) per step for the high-resolution branch")
@@ -1023,7 +1024,7 @@ def main():
     ap.add_argument("--cnx-ls", type=float, default=1.0, help="ConvNeXt layer-scale start (timm's: 0.1)")
     ap.add_argument("--object-phase-items", default=",".join(OBJECT_PHASE_ITEMS),
                     help="the item kinds asked in the object-only phase (OBJECT_PHASE_ITEMS)")
-    ap.add_argument("--caption-weight", type=float, default=6.0,
+    ap.add_argument("--caption-weight", type=float, default=10.0,
                     help="weight of a caption against one question (each item's loss is its tokens' mean)")
     ap.add_argument("--ordinal", type=float, default=0.0, help="weight of the ordinal losses (ordinal_loss)")
     a = ap.parse_args()
