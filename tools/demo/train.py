@@ -1011,7 +1011,8 @@ def main():
                     help="the learning rate and the phases follow whichever of --max-steps and --minutes "
                          "runs out first (by default --minutes alone)")
     ap.add_argument("--no-export", action="store_true", help="train and log only")
-    ap.add_argument("--cnx-dims", default="", help="ConvNeXt stage widths, e.g. 16,32,64,128 (default: CNX_DIMS)")
+    ap.add_argument("--cnx-dims", default=",".join(map(str, CNX_DIMS)),
+                    help="ConvNeXt stage widths (default %(default)s)")
     ap.add_argument("--glyph-weight", type=float, default=1.0, help="weight of the dense digit-glyph loss")
     ap.add_argument("--token-digit", type=float, default=1.0,
                     help="weight of the object tokens' digit head at the pointer layer's input (aux_llm_digit)")
