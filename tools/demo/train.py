@@ -329,6 +329,31 @@ def at_cells(m, n):
     return out
 
 
+_COVER = None
+
+
+def token_cover(boxes, n=24):
+    """Each truth box's share of every image token's square (the square over the padded frame,
+    spec 2.2): (len(boxes), n * n) float32, the fraction of the token's area inside the box. The
+    boxes do not overlap. A token the box only partly covers gets its part, so the shares' centroid
+    is the box centre to a fraction of a token, where the set of token centres inside the box is a
+    token's width coarse."""
+    global _COVER
+    side = max(scenes.WIDTH, scenes.HEIGHT)
+    dy = (side - scenes.HEIGHT) // 2
+    if _COVER is None:
+        cell = side / n
+        lo = np.arange(n)[:, None] * cell
+
+        def overlap(size, off):                     # (n, size): pixel p's share of cell r's side
+            p = np.arange(size)[None, :] + off
+            return np.clip(np.minimum(lo + cell, p + 1) - np.maximum(lo, p), 0, None) / cell
+        _COVER = (overlap(scenes.HEIGHT, dy), overlap(scenes.WIDTH, 0))
+    ay, ax = _COVER
+    out = np.stack([np.outer(ay[:, y1:y2].sum(1), ax[:, x1:x2].sum(1)).reshape(-1) for x1, y1, x2, y2 in boxes])
+    return torch.from_numpy(out.astype(np.float32))
+
+
 def make_sample(renderer, tok, rng, index, t):
     px, truth = renderer.render(TRAIN_SEED_SCENES, index, t)
     s = Sample()
@@ -370,6 +395,7 @@ def make_sample(renderer, tok, rng, index, t):
                     ts[r, c] = scenes.SHAPES.index(o["shape"])
                     to[r, c] = k
     s.tok_color, s.tok_shape, s.tok_obj, s.tok_region = tc.flatten(), ts.flatten(), to.flatten(), tr.flatten()
+    s.tok_cover = token_cover([objs[k]["box"] for k in order])
     # per-cell labels of ConvNeXt stages 1 (96x96) and 2 (48x48): the object whose pixels (its colour
     # or its digit's ink, inside its box) are at the cell centre; digits only on object cells
     # and the digit's own cells: its ink pixels, widened by 4 px (the glyph is 6x10 px)
@@ -488,7 +514,7 @@ OBJECT_PHASE_ITEMS = ("count", "color", "shape", "digit", "caption")
 
 
 def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False, caption_weight=1.0,
-               object_items=OBJECT_PHASE_ITEMS, token_digit=False):
+               object_items=OBJECT_PHASE_ITEMS, token_digit=False, attn_coverage=False):
     """Decoder loss of one scene: the prefix once, then its items from the prefix's KV cache in two
     batches (continue_items): the caption, and the questions.
     Each item weighs the same (its tokens' mean), so the one-word answers count as much as the
@@ -521,7 +547,8 @@ def image_loss(model, s, vimg, vobj, objects_only=False, ordinal=False, caption_
         aux["digit_marked"] = float(m.sum())
     if not objects_only:
         aux["pos"] = F.cross_entropy(model.aux_llm_pos(h2), s.obj_region)
-        aux["attn"] = object_attention_loss(out.attentions[ATTN_HEAD[0]][0, ATTN_HEAD[1]], s, vimg.shape[0], N)
+        aux["attn"] = object_attention_loss(out.attentions[ATTN_HEAD[0]][0, ATTN_HEAD[1]], s, vimg.shape[0], N,
+                                            coverage=attn_coverage)
         if ordinal:
             aux["ord"] = F.cross_entropy(model.aux_ord(h2)[:, :MAX_OBJECTS], torch.arange(N, device=dev))
     legacy = out.past_key_values.to_legacy_cache() if hasattr(out.past_key_values, "to_legacy_cache") \
@@ -666,17 +693,24 @@ def previous_object_loss(att, n_obj):
     return -(rows[torch.arange(n_obj, device=att.device), keys] + 1e-9).log().mean()
 
 
-def object_attention_loss(att, s, n_img, n_obj):
+def object_attention_loss(att, s, n_img, n_obj, coverage=False):
     """Attention supervision: in the first decoder layer, head 0 (ATTN_HEAD) of each object token
     attends to the image tokens under its box (a uniform target over them; cross-entropy with its
     attention row). The object token then carries what those tokens know -- their place in the
     frame -- and the decoder reads an object's position from its object token instead of searching
-    ~600 keys."""
+    ~600 keys. With coverage, the target weighs each image token by the object's share of it
+    (token_cover) instead: the attention's mean position is then the object's centre to a fraction of
+    a token, which decides the place of an object near a thirds line."""
     P = att.shape[0]
     i0 = P - n_obj - n_img
     rows = att[P - n_obj:, i0:i0 + n_img]          # (n_obj, n_img)
     losses = []
     for k in range(n_obj):
+        if coverage:
+            w = s.tok_cover[k].to(rows.device)
+            if float(w.sum()) > 0:
+                losses.append(-(w * (rows[k] + 1e-9).log()).sum() / w.sum())
+            continue
         m = s.tok_obj == k
         if bool(m.any()):
             losses.append(-(rows[k][m] + 1e-9).log().mean())
@@ -880,7 +914,8 @@ def worker(rank, world, a, port):
         for b, s in enumerate(batch):
             l, n, pc, ax = image_loss(model, s, vimg[b], vobj[b], objects_only=frac < a.object_phase,
                                       ordinal=a.ordinal > 0, caption_weight=a.caption_weight,
-                                      object_items=object_items, token_digit=a.token_digit > 0)
+                                      object_items=object_items, token_digit=a.token_digit > 0,
+                                      attn_coverage=a.attn_target == "coverage")
             tot = tot + l
             for k, v in ax.items():
                 dec[k] = dec.get(k, 0.0) + v / len(batch)
@@ -1027,6 +1062,9 @@ def main():
                     help="the item kinds asked in the object-only phase (OBJECT_PHASE_ITEMS)")
     ap.add_argument("--caption-weight", type=float, default=10.0,
                     help="weight of a caption against one question (each item's loss is its tokens' mean)")
+    ap.add_argument("--attn-target", default="centre", choices=["centre", "coverage"],
+                    help="object tokens' attention target over the image tokens: uniform over those whose "
+                         "centre is in the box, or each token's covered share (object_attention_loss)")
     ap.add_argument("--ordinal", type=float, default=0.0, help="weight of the ordinal losses (ordinal_loss)")
     a = ap.parse_args()
     if not set(a.object_phase_items.split(",")) <= set(ITEM_KINDS):
