@@ -39,7 +39,7 @@ typedef struct {
 } Tally;
 
 enum { E_MODEL, E_COUNT, E_SEED, E_MINOBJ, E_MAXOBJ, E_HIGHRES, E_OBJECTS, E_DEVICE, E_THREADS, E_DUMP, E_MAXQ,
-       E_MAXNEW, E_VERBOSE, E_ORDER, E_N };
+       E_MAXNEW, E_VERBOSE, E_ORDER, E_PRECISION, E_N };
 
 static bool ev_bool(const char* s, bool* out) {
     if (!s) return false;
@@ -125,7 +125,8 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     CliOpt o[E_N] = {{"--model", true},       {"--count", true},        {"--seed", true},    {"--min-objects", true},
                     {"--max-objects", true}, {"--use-high-res", true}, {"--use-objects", true}, {"--device", true},
                     {"--threads", true},     {"--dump", true},         {"--max-questions-per-scene", true},
-                    {"--max-new-tokens", true}, {"--verbose", false}, {"--object-order", true}};
+                    {"--max-new-tokens", true}, {"--verbose", false}, {"--object-order", true},
+                    {"--precision", true}};
     if (cli_parse_opts(argc, argv, o, E_N)) return 1;
     if (!o[E_MODEL].value || !o[E_COUNT].value) return cli_usage_error("eval-scenes", "%s", "--model PATH and --count N are required");
     double count, seed = 0, mn = 1, mx = MGL_SCENE_MAX_OBJECTS, v;
@@ -160,6 +161,10 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     if (o[E_ORDER].value && mgl_object_order_parse(o[E_ORDER].value, &gp.object_order) != MGL_OK)
         return cli_usage_error("eval-scenes", "--object-order '%s': expected model, score or reading", o[E_ORDER].value);
     if (o[E_DEVICE].value) mp.device = o[E_DEVICE].value;
+    if (o[E_PRECISION].value && strcmp(o[E_PRECISION].value, "f16") && strcmp(o[E_PRECISION].value, "bf16") &&
+        strcmp(o[E_PRECISION].value, "f32"))
+        return cli_usage_error("eval-scenes", "--precision '%s': expected f16, bf16 or f32", o[E_PRECISION].value);
+    mp.precision = o[E_PRECISION].value; /* CUDA weights and KV cache (NULL: f16); the CPU is f32 */
     const char* dump = o[E_DUMP].value;
     const bool progress = o[E_VERBOSE].seen || isatty(2);
     const int W = MGL_SCENE_STILL_WIDTH, H = MGL_SCENE_STILL_HEIGHT;

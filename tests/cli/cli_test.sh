@@ -153,6 +153,7 @@ expect_error "empty question" "$BIN" run --model "$M" --image "$tmp/img.ppm" --p
 expect_error "--top-p" "$BIN" run --model "$M" --image "$tmp/img.ppm" --prompt hi --top-p 0
 expect_error "context" "$BIN" run --model "$M" --image "$tmp/img.ppm" --prompt "$(printf 'red %.0s' $(seq 1 5000))"
 expect_error "device" "$BIN" run --model "$M" --image "$tmp/img.ppm" --prompt hi --device tpu
+expect_error "--precision 'f64'" "$BIN" eval-scenes --model "$M" --count 1 --precision f64
 expect_error "--stage" "$BIN" dump --model "$M" --image "$tmp/img.ppm" --prompt hi --stage nope --out "$tmp/x.safetensors"
 if "$BIN" dump --model "$M" --image "$tmp/img.ppm" --prompt hi --stage fused --out "$tmp/fused.safetensors" >/dev/null &&
     "$BIN" inspect --model "$tmp/fused.safetensors" | grep -q '^fused .*F32 *\[576, 32\]'; then
