@@ -5,7 +5,8 @@
 # GStreamer needed; PyTorch + transformers (+ timm) for the side-by-side.
 #
 #   1. the parity suite: build/tests/gpu/test_cuda_ops and test_cuda_model,
-#      then the trained demo model's answers on CUDA against the CPU's
+#      then the trained demo model's answers on CUDA (f16 and f32) against the
+#      CPU's (CHECK_DEMO_SCENES held-out scenes, default 10)
 #   2. mgllava bench --device cuda --precision f16 for each preset
 #   3. tools/bench/hf_bench.py: the same shapes through HF transformers/timm
 #   4. one table: ours vs HF, ratio, target, pass/fail
@@ -75,12 +76,15 @@ run_parity model test_cuda_model parity-model.txt
 rc=$?; case $rc in 0) status_model=pass ;; 77) status_model=skipped ;; 124) status_model=timeout ;; *) status_model="fail(rc=$rc)" ;; esac
 echo "parity: ops=$status_ops model=$status_model ($(($(date +%s) - START)) s)"
 
-# ---- 1b. the trained demo model end to end: CUDA answers against the CPU's ----
-echo "== demo model: eval-scenes on cuda and cpu (10 scenes, seed 90001)"
-for d in cuda cpu; do
+# ---- 1b. the trained demo model end to end: CUDA answers (f16 and f32) against the CPU's ----
+NDEMO=${CHECK_DEMO_SCENES:-10}
+echo "== demo model: eval-scenes on cuda (f16, f32) and cpu ($NDEMO scenes, seed 90001)"
+for d in cuda-f16 cuda-f32 cpu; do
     rm -rf "$OUT/demo-$d"
-    timeout 120 "$BIN" eval-scenes --model "$ROOT/models/mgllava-demo" --count 10 --seed 90001 --device "$d" \
-        --dump "$OUT/demo-$d" >"$OUT/demo-$d.json" 2>"$OUT/demo-$d.err" || echo "eval-scenes --device $d failed: $(tail -n 3 "$OUT/demo-$d.err")"
+    prec=${d#cuda-}; [ "$d" = cpu ] && prec=f32
+    timeout 300 "$BIN" eval-scenes --model "$ROOT/models/mgllava-demo" --count "$NDEMO" --seed 90001 --device "${d%%-*}" \
+        --precision "$prec" --dump "$OUT/demo-$d" >"$OUT/demo-$d.json" 2>"$OUT/demo-$d.err" ||
+        echo "eval-scenes $d failed: $(tail -n 3 "$OUT/demo-$d.err")"
     rm -f "$OUT/demo-$d"/*.png
     cat "$OUT/demo-$d.json"
 done
@@ -92,13 +96,17 @@ def items(d):
         return [json.loads(l) for l in open(os.path.join(out, "demo-" + d, "items.jsonl"))]
     except Exception as e:
         print("demo model: no items for %s (%s)" % (d, e)); return None
-a, b = items("cuda"), items("cpu")
-if a is not None and b is not None:
+b = items("cpu")
+for d in ("cuda-f16", "cuda-f32"):
+    a = items(d)
+    if not a or not b:
+        print("demo model: no answers to compare for %s" % d)
+        continue
     same = sum(1 for x, y in zip(a, b) if x["answer"] == y["answer"])
-    print("demo model: cuda answers equal to cpu on %d/%d items" % (same, max(len(a), len(b))))
+    print("demo model: %s answers equal to cpu on %d/%d items" % (d, same, max(len(a), len(b))))
     for x, y in zip(a, b):
         if x["answer"] != y["answer"]:
-            print("  differ: %r\n    cuda: %r\n    cpu:  %r" % (x["question"], x["answer"], y["answer"]))
+            print("  differ (scene %s): %r (truth %r)\n    %s: %r\n    cpu: %r" % (x["scene"], x["question"], x["truth"], d, x["answer"], y["answer"]))
 DEMO
 
 # ---- 2 and 3. benchmarks: the preset covering every target first, then HF, then the rest ----
