@@ -20,8 +20,9 @@ Auxiliary losses (their heads dropped at export) speed up learning: per object (
 features) colour, shape, digit and region; per fused image token the colour and shape of the
 object under it and the token's own region; dense colour/shape/digit heads on ConvNeXt stages 1-2;
 the region of each object token after two decoder layers; and attention supervision: head 0 of
-the first decoder layer, from each object token, attends to the image tokens under its box
-(object_attention_loss), so the object token picks up where it is; head 1 attends to the object
+the first decoder layer, from each object token, attends to the image tokens under its box, each
+weighed by the box's share of it (object_attention_loss, --attn-target coverage), so the object
+token picks up where it is to a fraction of a token; head 1 attends to the object
 token before it (previous_object_loss). Each answer token attends, in head 0 of layer 2, to the
 object token it is about (answer_pointers, pointer_loss), and its residual after that layer names
 that object's colour, shape, digit and region (answer_value_loss). Optional ordinal supervision
@@ -30,7 +31,7 @@ of the phrase they write and how many phrases follow. And (--token-digit, on in 
 recipe) each object token names its digit at the input of the pointer layer, where the answers
 read it.
 
-Captions: a caption weighs --caption-weight questions (10), and the object-only phase asks the
+Captions: a caption weighs --caption-weight questions (15), and the object-only phase asks the
 caption too, so the caption's walk over the object tokens starts before the image tokens come in.
 
 The high-resolution branch starts from PyTorch's fan-in initialisation with layer scale 1 (timm's
@@ -1033,7 +1034,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(REPO, "models", "mgllava-demo"))
     ap.add_argument("--minutes", type=float, default=50.0, help="wall-clock training budget")
     ap.add_argument("--max-steps", type=int, default=100000)
-    ap.add_argument("--batch", type=int, default=4, help="scenes per optimizer step and process")
+    ap.add_argument("--batch", type=int, default=2, help="scenes per optimizer step and process")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--processes", type=int, default=2, help="data-parallel processes (one core each)")
@@ -1060,9 +1061,9 @@ def main():
     ap.add_argument("--cnx-ls", type=float, default=1.0, help="ConvNeXt layer-scale start (timm's: 0.1)")
     ap.add_argument("--object-phase-items", default=",".join(OBJECT_PHASE_ITEMS),
                     help="the item kinds asked in the object-only phase (OBJECT_PHASE_ITEMS)")
-    ap.add_argument("--caption-weight", type=float, default=10.0,
+    ap.add_argument("--caption-weight", type=float, default=15.0,
                     help="weight of a caption against one question (each item's loss is its tokens' mean)")
-    ap.add_argument("--attn-target", default="centre", choices=["centre", "coverage"],
+    ap.add_argument("--attn-target", default="coverage", choices=["centre", "coverage"],
                     help="object tokens' attention target over the image tokens: uniform over those whose "
                          "centre is in the box, or each token's covered share (object_attention_loss)")
     ap.add_argument("--ordinal", type=float, default=0.0, help="weight of the ordinal losses (ordinal_loss)")
