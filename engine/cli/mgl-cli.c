@@ -47,6 +47,17 @@ bool cli_num(const char* s, double lo, double hi, double* out) {
     return true;
 }
 
+bool cli_dtype(const char* s, MglDType* out) {
+    MglDType dt;
+    if (!s) return false;
+    if (!strcmp(s, "f16")) dt = MGL_DT_F16;
+    else if (!strcmp(s, "bf16")) dt = MGL_DT_BF16;
+    else if (!strcmp(s, "f32")) dt = MGL_DT_F32;
+    else return false;
+    if (out) *out = dt;
+    return true;
+}
+
 bool cli_write_png_rgb(const char* path, const uint8_t* px, int w, int h) {
     png_image im;
     memset(&im, 0, sizeof im);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "mgllava.h"
+#include "mgl-internal.h"
 
 /* One option: "--name value", "--name=value" or a "--flag" (has_value false). */
 typedef struct {
@@ -22,6 +23,8 @@ typedef struct {
 int cli_parse_opts(int argc, char** argv, CliOpt* opts, size_t n);
 /* A number in [lo, hi] (the whole string). */
 bool cli_num(const char* s, double lo, double hi, double* out);
+/* "f16", "bf16" or "f32" (--dtype, --precision); out may be NULL to check only. */
+bool cli_dtype(const char* s, MglDType* out);
 /* "mgllava: [cmd: ]<fmt with arg> (try 'mgllava help')" on stderr; returns 1. */
 int cli_usage_error(const char* cmd, const char* fmt, const char* arg);
 /* Packed RGB (stride 3*w) to a PNG file; false when it cannot be written. */

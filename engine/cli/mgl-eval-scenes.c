@@ -161,8 +161,7 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     if (o[E_ORDER].value && mgl_object_order_parse(o[E_ORDER].value, &gp.object_order) != MGL_OK)
         return cli_usage_error("eval-scenes", "--object-order '%s': expected model, score or reading", o[E_ORDER].value);
     if (o[E_DEVICE].value) mp.device = o[E_DEVICE].value;
-    if (o[E_PRECISION].value && strcmp(o[E_PRECISION].value, "f16") && strcmp(o[E_PRECISION].value, "bf16") &&
-        strcmp(o[E_PRECISION].value, "f32"))
+    if (o[E_PRECISION].value && !cli_dtype(o[E_PRECISION].value, NULL))
         return cli_usage_error("eval-scenes", "--precision '%s': expected f16, bf16 or f32", o[E_PRECISION].value);
     mp.precision = o[E_PRECISION].value; /* CUDA weights and KV cache (NULL: f16); the CPU is f32 */
     const char* dump = o[E_DUMP].value;

@@ -249,10 +249,7 @@ static int cmd_convert(int argc, char** argv) {
     if (!o[0].value || !o[1].value) return cli_usage_error(NULL, "%s: --model PATH and --out DIR are required", "convert");
     const char* ds = o[2].value ? o[2].value : "f16";
     MglDType dt;
-    if (!strcmp(ds, "f16")) dt = MGL_DT_F16;
-    else if (!strcmp(ds, "bf16")) dt = MGL_DT_BF16;
-    else if (!strcmp(ds, "f32")) dt = MGL_DT_F32;
-    else return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", ds);
+    if (!cli_dtype(ds, &dt)) return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", ds);
     MglErr err = {0};
     if (mgl_model_convert(o[0].value, o[1].value, dt, &err) != MGL_OK) return cli_fail(&err);
     printf("wrote %s (%s)\n", o[1].value, ds);
@@ -601,12 +598,8 @@ static int cmd_bench(int argc, char** argv) {
                {"--model", true}, {"--precision", true}};
     if (cli_parse_opts(argc, argv, o, 11)) return 1;
     MglBenchParams bp = {.preset = o[0].value ? o[0].value : "mgllava-7b", .dtype = MGL_DT_F32, .reps = 3};
-    if (o[1].value) {
-        if (!strcmp(o[1].value, "f16")) bp.dtype = MGL_DT_F16;
-        else if (!strcmp(o[1].value, "bf16")) bp.dtype = MGL_DT_BF16;
-        else if (!strcmp(o[1].value, "f32")) bp.dtype = MGL_DT_F32;
-        else return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", o[1].value);
-    }
+    if (o[1].value && !cli_dtype(o[1].value, &bp.dtype))
+        return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", o[1].value);
     double v;
     if (o[2].value && !cli_num(o[2].value, 1, 1e6, &v)) return cli_usage_error(NULL, "--prompt-tokens '%s'", o[2].value);
     if (o[2].value) bp.prompt_tokens = (int)v;
@@ -618,7 +611,7 @@ static int cmd_bench(int argc, char** argv) {
     if (o[5].value) bp.n_threads = (int)v;
     if (o[6].value && strcmp(o[6].value, "cpu") && strcmp(o[6].value, "cuda") && strcmp(o[6].value, "auto"))
         return cli_usage_error(NULL, "--device '%s': expected cpu, cuda or auto", o[6].value);
-    if (o[10].value && strcmp(o[10].value, "f16") && strcmp(o[10].value, "bf16") && strcmp(o[10].value, "f32"))
+    if (o[10].value && !cli_dtype(o[10].value, NULL))
         return cli_usage_error(NULL, "--precision '%s': expected f16, bf16 or f32", o[10].value);
     if (o[6].value && strcmp(o[6].value, "cpu") && (o[7].value || o[9].value))
         return cli_usage_error(NULL, "%s: --save and --model run on the CPU", "bench");
