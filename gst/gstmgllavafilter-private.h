@@ -1,0 +1,212 @@
+/* gstmgllavafilter-private.h: what the files of mgllavafilter share.
+ *
+ *   gstmgllavafilter.c      the class: properties, enums, start/stop/caps
+ *                           and the GstBaseTransform vfuncs that chain up
+ *   gstmgllavastream.c      the streaming thread: sampling frames into
+ *                           requests, attaching answers, sink events, latency
+ *   gstmgllavaworker.c      the request queue and its drop policies, the
+ *                           worker thread that owns the engine context
+ *   gstmgllavatext.c        the text_src pad (captions and gaps) and QoS
+ *   gstmgllavaframe.c       sampled frames to packed RGB
+ *   gstmgllavamodelcache.c  the process-wide model cache (own header)
+ *
+ * Locking: properties and qos_earliest with the OBJECT_LOCK; the request
+ * and result queues, the worker's flags and the counters with `lock`; the
+ * text pad's state with `text_lock`. Fields marked "streaming thread only"
+ * need no lock. */
+#ifndef __GST_MGLLAVA_FILTER_PRIVATE_H__
+#define __GST_MGLLAVA_FILTER_PRIVATE_H__
+
+#include "gstmgllavafilter.h"
+#include "gstmgllavamodelcache.h"
+
+G_BEGIN_DECLS
+
+GST_DEBUG_CATEGORY_EXTERN (gst_mgllava_filter_debug);
+#define GST_CAT_DEFAULT gst_mgllava_filter_debug
+
+/* A sampled frame waiting for the worker: owns its pixels and boxes. */
+typedef struct
+{
+  guint8 *rgb;
+  gint width, height;
+  GArray *boxes;                /* MglBox, labels interned */
+  gchar *prompt;
+  MglGenParams gen;
+  GstClockTime pts;
+  guint64 frame;
+  gint64 t_sampled;             /* monotonic us */
+  guint64 seq;
+} GstMgllavaJob;
+
+/* A finished request. frame == G_MAXUINT64 marks a request that produced no
+ * answer: it only completes its sequence number. */
+typedef struct
+{
+  gchar *text;
+  gchar *prompt;
+  GstClockTime pts;
+  guint64 frame;
+  guint n_tokens, n_objects;
+  MglTimings tm;
+  gdouble latency_ms;
+  guint64 seq;
+} GstMgllavaResult;
+
+struct _GstMgllavaFilter
+{
+  GstBaseTransform parent;
+
+  GstPad *text_src;
+
+  /* with OBJECT_LOCK */
+  gchar *model_path;
+  gchar *prompt;
+  guint max_new_tokens;
+  gfloat temperature;
+  gfloat top_p;
+  guint top_k;
+  guint64 seed;
+  guint interval;
+  guint64 interval_time;
+  GstMgllavaDevice device;
+  gint gpu_id;
+  GstMgllavaAttachMode attach_mode;
+  guint max_pending;
+  GstMgllavaDropPolicy drop_policy;
+  gboolean use_objects;
+  guint max_objects;
+  gchar *object_labels;
+  gdouble min_object_size;
+  gboolean use_high_res;
+  GstMgllavaObjectOrder object_order;
+  guint64 exact_latency;
+  guint64 text_duration;
+  gint threads;
+  GstClockTime qos_earliest;    /* running time; NONE = no QoS info */
+
+  /* streaming thread only */
+  GstVideoInfo info;
+  gboolean have_info;
+  GstVideoConverter *conv;
+  guint64 frame_count;
+  GstClockTime last_sample_rt;
+  gboolean text_started;
+  gboolean text_segment_pending;
+  GstClockTime last_text_pts;
+  GstClockTime text_end;         /* end of the last text buffer */
+  gboolean live_known, live;
+
+  /* engine: created in start(), used by the worker only, freed in stop() */
+  MglModel *model;
+  MglCtx *ctx;
+
+  /* with lock */
+  GMutex lock;
+  GCond cond;
+  GQueue jobs;
+  GQueue results;
+  gboolean running;
+  gboolean busy;
+  gboolean flushing;
+  volatile int abort_flag;
+  guint64 next_seq;
+  guint64 n_sampled, n_results, n_dropped, n_failed, n_late;
+  GThread *worker;
+
+  GMutex text_lock;
+};
+
+/* ---- gstmgllavaworker.c ------------------------------------------------ */
+
+void gst_mgllava_job_free (GstMgllavaJob * job);
+void gst_mgllava_result_free (GstMgllavaResult * result);
+
+/* Acquires the model named by the properties (shared through the model
+ * cache) and creates this element's context; posts the error and returns
+ * FALSE when either fails. */
+gboolean gst_mgllava_filter_open_model (GstMgllavaFilter * self);
+/* Resets the counters and starts the worker thread (after open_model). */
+void gst_mgllava_filter_worker_start (GstMgllavaFilter * self);
+/* Aborts the request in flight, drops the queued ones, joins the worker and
+ * releases the context and the model. */
+void gst_mgllava_filter_worker_stop (GstMgllavaFilter * self);
+/* FLUSH_START: queued requests are dropped (and counted), the one in flight
+ * is aborted. FLUSH_STOP: waits for the worker to be idle, then accepts
+ * requests again. */
+void gst_mgllava_filter_worker_flush_start (GstMgllavaFilter * self);
+void gst_mgllava_filter_worker_flush_stop (GstMgllavaFilter * self);
+/* EOS: unless @live, waits for every queued request; answers that no frame
+ * will carry go out on the text pad. */
+void gst_mgllava_filter_worker_drain (GstMgllavaFilter * self, gboolean live);
+/* The "stats" property's structure. */
+GstStructure *gst_mgllava_filter_worker_stats (GstMgllavaFilter * self);
+
+/* Queues @job under the drop policy (attach-mode=exact and drop-policy=block
+ * wait for a slot); returns its sequence number, or 0 when it was dropped
+ * (and freed). */
+guint64 gst_mgllava_filter_submit (GstMgllavaFilter * self,
+    GstMgllavaJob * job, GstMgllavaAttachMode mode,
+    GstMgllavaDropPolicy policy, guint max_pending);
+/* Moves every finished result to @ready, in order. In attach-mode=exact with
+ * @seq set, first waits for that request's result, at most @exact_latency. */
+void gst_mgllava_filter_take_results (GstMgllavaFilter * self, guint64 seq,
+    GstMgllavaAttachMode mode, guint64 exact_latency, guint64 frame,
+    GQueue * ready);
+
+/* ---- gstmgllavastream.c ------------------------------------------------ */
+
+/* Samples @buf into a request when due, then attaches every finished
+ * answer to it (or sends a gap on text_src). */
+GstFlowReturn gst_mgllava_filter_transform_ip (GstBaseTransform * trans,
+    GstBuffer * buf);
+/* A sink event's effect on the worker, the text pad and sampling (before
+ * the base class handles it). */
+void gst_mgllava_filter_handle_sink_event (GstMgllavaFilter * self,
+    GstEvent * event);
+/* An answered upstream LATENCY query: records liveness, adds exact-latency
+ * in attach-mode=exact. */
+void gst_mgllava_filter_add_latency (GstMgllavaFilter * self,
+    GstQuery * query);
+
+/* ---- gstmgllavatext.c -------------------------------------------------- */
+
+void gst_mgllava_filter_text_class_init (GstElementClass * element_class);
+void gst_mgllava_filter_text_init (GstMgllavaFilter * self);
+/* start(): no stream started on text_src yet. */
+void gst_mgllava_filter_text_reset (GstMgllavaFilter * self);
+/* FLUSH_STOP: captions start over, and a new segment goes out first. */
+void gst_mgllava_filter_text_flush (GstMgllavaFilter * self);
+/* SEGMENT on the sink pad: text_src sends it before its next buffer. */
+void gst_mgllava_filter_text_new_segment (GstMgllavaFilter * self);
+/* EOS on the sink pad: EOS on text_src when a stream started there. */
+void gst_mgllava_filter_text_eos (GstMgllavaFilter * self);
+/* The answer on text_src, timed from @video (or, when NULL, its source frame). */
+void gst_mgllava_filter_push_text (GstMgllavaFilter * self,
+    const GstMgllavaResult * r, GstBuffer * video);
+/* A gap on text_src for @video when no caption covers it. */
+void gst_mgllava_filter_push_gap (GstMgllavaFilter * self, GstBuffer * video);
+/* A QOS event from downstream: records the running time before which frames
+ * are late. */
+void gst_mgllava_filter_qos_update (GstMgllavaFilter * self, GstEvent * event);
+/* FLUSH_STOP: no QoS information. */
+void gst_mgllava_filter_qos_reset (GstMgllavaFilter * self);
+/* Whether a frame at running time @rt is late by the QoS information
+ * @earliest; a late frame is counted. */
+gboolean gst_mgllava_filter_qos_is_late (GstMgllavaFilter * self,
+    GstClockTime rt, GstClockTime earliest);
+
+/* ---- gstmgllavaframe.c ------------------------------------------------- */
+
+/* New caps: sets up the conversion to RGB; FALSE when it cannot be done. */
+gboolean gst_mgllava_filter_frame_set_info (GstMgllavaFilter * self,
+    const GstVideoInfo * info);
+/* stop(): forgets the caps and the converter. */
+void gst_mgllava_filter_frame_clear (GstMgllavaFilter * self);
+/* Copies the frame as packed RGB (g_free); NULL when it cannot be mapped. */
+guint8 *gst_mgllava_filter_frame_to_rgb (GstMgllavaFilter * self,
+    GstBuffer * buf);
+
+G_END_DECLS
+
+#endif

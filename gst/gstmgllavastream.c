@@ -1,0 +1,238 @@
+/* gstmgllavastream.c: mgllavafilter on the streaming thread.
+ *
+ * Which frames are sampled (interval or interval-time, never a frame QoS
+ * marks late) and how a frame becomes a request: its pixels as RGB, its ROI
+ * metas as boxes (object-labels, min-object-size and max-objects applied),
+ * and a snapshot of the prompt and generation settings. Every buffer then
+ * carries the answers finished so far, as metas and on text_src. Sink events
+ * reach the worker and the text pad from here, and the LATENCY query gets
+ * exact-latency added in attach-mode=exact. */
+#include "gstmgllavafilter-private.h"
+#include "gstmgllavameta.h"
+#include "gstmglroi.h"
+
+/* ---- sampling ---------------------------------------------------------- */
+
+/* Whether frame @buf is due (interval or interval-time), unless QoS says it
+ * is already late. */
+static gboolean
+gst_mgllava_filter_should_sample (GstMgllavaFilter * self, GstBuffer * buf,
+    guint interval, guint64 interval_time, GstClockTime earliest)
+{
+  GstBaseTransform *trans = GST_BASE_TRANSFORM (self);
+  GstClockTime rt = gst_segment_to_running_time (&trans->segment,
+      GST_FORMAT_TIME, GST_BUFFER_PTS (buf));
+
+  if (gst_mgllava_filter_qos_is_late (self, rt, earliest))
+    return FALSE;
+  if (interval_time > 0 && GST_CLOCK_TIME_IS_VALID (rt)) {
+    if (!GST_CLOCK_TIME_IS_VALID (self->last_sample_rt) ||
+        rt >= self->last_sample_rt + interval_time) {
+      self->last_sample_rt = rt;
+      return TRUE;
+    }
+    return FALSE;
+  }
+  return interval > 0 && self->frame_count % interval == 0;
+}
+
+/* A request for frame @buf; its rgb is NULL when the frame cannot be mapped. */
+static GstMgllavaJob *
+gst_mgllava_filter_make_job (GstMgllavaFilter * self, GstBuffer * buf,
+    guint64 frame, gboolean use_objects, guint max_objects)
+{
+  GstMgllavaJob *job = g_new0 (GstMgllavaJob, 1);
+  GstMglRoiFilter f = { 0 };
+
+  job->rgb = gst_mgllava_filter_frame_to_rgb (self, buf);
+  job->width = GST_VIDEO_INFO_WIDTH (&self->info);
+  job->height = GST_VIDEO_INFO_HEIGHT (&self->info);
+  job->boxes = g_array_new (FALSE, FALSE, sizeof (MglBox));
+  job->gen = mgl_gen_default_params ();
+  GST_OBJECT_LOCK (self);
+  job->prompt = g_strdup (self->prompt);
+  job->gen.max_new_tokens = self->max_new_tokens;
+  job->gen.temperature = self->temperature;
+  job->gen.top_p = self->top_p;
+  job->gen.top_k = self->top_k;
+  job->gen.seed = self->seed + frame;
+  job->gen.use_objects = self->use_objects;
+  job->gen.use_high_res = self->use_high_res;
+  job->gen.object_order = self->object_order;
+  f.max_objects = max_objects;
+  f.min_object_size = self->min_object_size;
+  f.labels = self->object_labels && *self->object_labels ?
+      g_strsplit (self->object_labels, ",", -1) : NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (f.labels) {
+    gchar **l;
+    for (l = f.labels; *l; l++)
+      g_strstrip (*l);
+  }
+  if (use_objects)
+    gst_mgl_roi_collect (buf, job->width, job->height, &f, job->boxes);
+  g_strfreev (f.labels);
+  job->pts = GST_BUFFER_PTS (buf);
+  job->frame = frame;
+  job->t_sampled = g_get_monotonic_time ();
+  return job;
+}
+
+/* Makes a request of frame @buf and queues it; returns its sequence number,
+ * 0 when it was not queued. */
+static guint64
+gst_mgllava_filter_sample (GstMgllavaFilter * self, GstBuffer * buf,
+    guint64 frame, GstMgllavaAttachMode mode, GstMgllavaDropPolicy policy,
+    guint max_pending, gboolean use_objects, guint max_objects)
+{
+  GstMgllavaJob *job = gst_mgllava_filter_make_job (self, buf, frame,
+      use_objects, max_objects);
+
+  if (!job->rgb) {
+    GST_ELEMENT_WARNING (self, STREAM, FAILED,
+        ("Could not map frame %" G_GUINT64_FORMAT ".", frame), (NULL));
+    gst_mgllava_job_free (job);
+    return 0;
+  }
+  return gst_mgllava_filter_submit (self, job, mode, policy, max_pending);
+}
+
+/* ---- streaming --------------------------------------------------------- */
+
+static void
+gst_mgllava_filter_attach (GstMgllavaFilter * self, GstBuffer * buf,
+    GstMgllavaResult * r)
+{
+  GstMgllavaResultMeta *m;
+
+  m = gst_buffer_add_mgllava_result_meta (buf, r->text, r->prompt, r->pts,
+      r->frame);
+  if (m) {
+    m->n_tokens = r->n_tokens;
+    m->n_objects = r->n_objects;
+    m->latency_ms = r->latency_ms;
+    m->preprocess_ms = r->tm.preprocess_ms;
+    m->vision_ms = r->tm.vision_ms;
+    m->prefill_ms = r->tm.prefill_ms;
+    m->decode_ms = r->tm.decode_ms;
+  }
+}
+
+/* Samples the frame into a request (see gstmgllavaworker.c), then attaches
+ * every answer finished so far and sends it on text_src, or a gap. */
+GstFlowReturn
+gst_mgllava_filter_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
+{
+  GstMgllavaFilter *self = GST_MGLLAVA_FILTER (trans);
+  guint interval, max_pending, max_objects;
+  guint64 interval_time, exact_latency;
+  GstMgllavaAttachMode mode;
+  GstMgllavaDropPolicy policy;
+  GstClockTime earliest;
+  gboolean use_objects, sampled;
+  guint64 frame = self->frame_count;
+  guint64 seq = 0;
+  GQueue ready = G_QUEUE_INIT;
+  GstMgllavaResult *r;
+
+  if (G_UNLIKELY (!self->have_info))
+    return GST_FLOW_NOT_NEGOTIATED;
+
+  GST_OBJECT_LOCK (self);
+  interval = self->interval;
+  interval_time = self->interval_time;
+  mode = self->attach_mode;
+  policy = self->drop_policy;
+  max_pending = MAX (self->max_pending, 1);
+  exact_latency = self->exact_latency;
+  earliest = self->qos_earliest;
+  use_objects = self->use_objects;
+  max_objects = self->max_objects;
+  GST_OBJECT_UNLOCK (self);
+
+  sampled = gst_mgllava_filter_should_sample (self, buf, interval,
+      interval_time, earliest);
+  self->frame_count++;
+  if (sampled)
+    seq = gst_mgllava_filter_sample (self, buf, frame, mode, policy,
+        max_pending, use_objects, max_objects);
+  gst_mgllava_filter_take_results (self, seq, mode, exact_latency, frame,
+      &ready);
+
+  if (g_queue_is_empty (&ready)) {
+    gst_mgllava_filter_push_gap (self, buf);
+  } else {
+    while ((r = g_queue_pop_head (&ready))) {
+      if (r->frame != G_MAXUINT64) {
+        gst_mgllava_filter_attach (self, buf, r);
+        gst_mgllava_filter_push_text (self, r, buf);
+      }
+      gst_mgllava_result_free (r);
+    }
+  }
+  return GST_FLOW_OK;
+}
+
+/* ---- events and queries ------------------------------------------------ */
+
+void
+gst_mgllava_filter_handle_sink_event (GstMgllavaFilter * self,
+    GstEvent * event)
+{
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_FLUSH_START:
+      gst_mgllava_filter_worker_flush_start (self);
+      gst_pad_push_event (self->text_src, gst_event_ref (event));
+      break;
+    case GST_EVENT_FLUSH_STOP:
+      gst_mgllava_filter_worker_flush_stop (self);
+      gst_mgllava_filter_text_flush (self);
+      self->last_sample_rt = GST_CLOCK_TIME_NONE;
+      gst_mgllava_filter_qos_reset (self);
+      gst_pad_push_event (self->text_src, gst_event_ref (event));
+      break;
+    case GST_EVENT_SEGMENT:
+      gst_mgllava_filter_text_new_segment (self);
+      break;
+    case GST_EVENT_STREAM_START:
+      self->frame_count = 0;
+      self->last_sample_rt = GST_CLOCK_TIME_NONE;
+      break;
+    case GST_EVENT_EOS:{
+      gboolean live;
+
+      GST_OBJECT_LOCK (self);
+      live = self->live_known && self->live;
+      GST_OBJECT_UNLOCK (self);
+      gst_mgllava_filter_worker_drain (self, live);
+      gst_mgllava_filter_text_eos (self);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+void
+gst_mgllava_filter_add_latency (GstMgllavaFilter * self, GstQuery * query)
+{
+  gboolean live;
+  GstClockTime min, max, add = 0;
+
+  gst_query_parse_latency (query, &live, &min, &max);
+  GST_OBJECT_LOCK (self);
+  if (self->attach_mode == GST_MGLLAVA_ATTACH_EXACT)
+    add = self->exact_latency;
+  self->live_known = TRUE;
+  self->live = live;
+  GST_OBJECT_UNLOCK (self);
+  min += add;
+  if (GST_CLOCK_TIME_IS_VALID (max))
+    max += add;
+  if (GST_CLOCK_TIME_IS_VALID (max) && max < min)
+    max = min;
+  GST_DEBUG_OBJECT (self, "latency: live %d, min %" GST_TIME_FORMAT ", max %"
+      GST_TIME_FORMAT " (+%" GST_TIME_FORMAT ")", live, GST_TIME_ARGS (min),
+      GST_TIME_ARGS (max), GST_TIME_ARGS (add));
+  gst_query_set_latency (query, live, min, max);
+}
