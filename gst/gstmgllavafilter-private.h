@@ -98,7 +98,8 @@ struct _GstMgllavaFilter
   gboolean live_known, live;
 
   /* engine: created in start(), used by the worker only, freed in stop() */
-  MglModel *model;
+  GstMgllavaCachedModel *cached;        /* holds the model */
+  MglModel *model;                      /* the cached entry's */
   MglCtx *ctx;
 
   /* with lock */

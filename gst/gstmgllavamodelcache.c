@@ -1,76 +1,153 @@
-/* gstmgllavamodelcache.c: see gstmgllavamodelcache.h. */
+/* gstmgllavamodelcache.c: the process-wide model cache; the design is in
+ * gstmgllavamodelcache.h. */
 #include "gstmgllavamodelcache.h"
 
 #include <stdlib.h>
 
-typedef struct
-{
-  gchar *key;
-  MglModel *model;
-  gint refs;
-} SharedModel;
+static GMutex cache_lock;
+static GHashTable *cache;       /* key -> GstMgllavaCachedModel, with cache_lock */
 
-static GMutex shared_lock;
-static GHashTable *shared_models;       /* key -> SharedModel, with shared_lock */
-
-MglModel *
-gst_mgllava_model_cache_acquire (const gchar * path,
-    const MglModelParams * mp, gboolean * reused, MglErr * err)
+/* Everything that changes what mgl_model_load() makes of @path. */
+static gchar *
+gst_mgllava_model_cache_key (const gchar * path, const MglModelParams * p)
 {
   gchar *abs = g_canonicalize_filename (path, NULL);
   gchar *real = realpath (abs, NULL);
-  gchar *key = g_strdup_printf ("%s|%s|%d|%d", real ? real : abs, mp->device,
-      mp->gpu_id, mp->n_threads);
-  SharedModel *sm;
-  MglModel *m = NULL;
+  gchar *key = g_strdup_printf ("%s|%s|%d|%s|%d|%d", real ? real : abs,
+      p->device ? p->device : "auto", p->gpu_id,
+      p->precision ? p->precision : "f16", p->n_threads, p->n_ctx);
 
   free (real);
   g_free (abs);
-  g_mutex_lock (&shared_lock);
-  if (!shared_models)
-    shared_models = g_hash_table_new (g_str_hash, g_str_equal);
-  sm = g_hash_table_lookup (shared_models, key);
-  if (sm) {
-    sm->refs++;
-    m = sm->model;
-    *reused = TRUE;
-    g_free (key);
-  } else if (mgl_model_load (path, mp, &m, err) == MGL_OK) {
-    /* loaded under the lock: two elements starting together load it once */
-    sm = g_new0 (SharedModel, 1);
-    sm->key = key;
-    sm->model = m;
-    sm->refs = 1;
-    g_hash_table_insert (shared_models, sm->key, sm);
-    *reused = FALSE;
-  } else {
-    g_free (key);
+  return key;
+}
+
+static void
+gst_mgllava_cached_model_free (GstMgllavaCachedModel * e)
+{
+  if (e->scheduler && e->scheduler_free)
+    e->scheduler_free (e->scheduler);
+  if (e->model)
+    mgl_model_free (e->model);
+  g_free (e->error);
+  g_free (e->key);
+  g_mutex_clear (&e->lock);
+  g_cond_clear (&e->cond);
+  g_free (e);
+}
+
+/* Drops a reference; the last one takes the entry out of the table (when it
+ * is still there) and frees it outside the cache lock. */
+static void
+gst_mgllava_cached_model_unref (GstMgllavaCachedModel * e)
+{
+  gboolean last;
+
+  g_mutex_lock (&cache_lock);
+  last = --e->refs == 0;
+  if (last && e->in_table) {
+    g_hash_table_remove (cache, e->key);
+    e->in_table = FALSE;
   }
-  g_mutex_unlock (&shared_lock);
-  return m;
+  g_mutex_unlock (&cache_lock);
+  if (last)
+    gst_mgllava_cached_model_free (e);
+}
+
+/* The first acquirer of a key: loads without any lock held, then wakes the
+ * waiters. A failed entry leaves the table before it is marked FAILED, so
+ * the next acquire loads again and never finds a failure. */
+static void
+gst_mgllava_cached_model_load (GstMgllavaCachedModel * e, const gchar * path,
+    const MglModelParams * params)
+{
+  MglModel *model = NULL;
+  MglErr err = { 0 };
+  MglStatus st = mgl_model_load (path, params, &model, &err);
+
+  if (st != MGL_OK) {
+    g_mutex_lock (&cache_lock);
+    if (e->in_table) {
+      g_hash_table_remove (cache, e->key);
+      e->in_table = FALSE;
+    }
+    g_mutex_unlock (&cache_lock);
+  }
+
+  g_mutex_lock (&e->lock);
+  if (st == MGL_OK) {
+    e->model = model;
+    e->state = GST_MGLLAVA_MODEL_READY;
+  } else {
+    e->error_code = err.code != MGL_OK ? err.code : st;
+    e->error = g_strdup (err.msg);
+    e->state = GST_MGLLAVA_MODEL_FAILED;
+  }
+  g_cond_broadcast (&e->cond);
+  g_mutex_unlock (&e->lock);
+}
+
+GstMgllavaCachedModel *
+gst_mgllava_model_cache_acquire (const gchar * path,
+    const MglModelParams * params, gboolean * reused, MglErr * err)
+{
+  gchar *key = gst_mgllava_model_cache_key (path, params);
+  GstMgllavaCachedModel *e;
+  gboolean loader = FALSE;
+  GstMgllavaModelState state;
+
+  g_mutex_lock (&cache_lock);
+  if (!cache)
+    cache = g_hash_table_new (g_str_hash, g_str_equal);
+  e = g_hash_table_lookup (cache, key);
+  if (e) {
+    e->refs++;
+    g_free (key);
+  } else {
+    e = g_new0 (GstMgllavaCachedModel, 1);
+    e->key = key;
+    e->refs = 1;
+    e->in_table = TRUE;
+    e->state = GST_MGLLAVA_MODEL_LOADING;
+    g_mutex_init (&e->lock);
+    g_cond_init (&e->cond);
+    g_hash_table_insert (cache, e->key, e);
+    loader = TRUE;
+  }
+  g_mutex_unlock (&cache_lock);
+
+  if (loader)
+    gst_mgllava_cached_model_load (e, path, params);
+
+  g_mutex_lock (&e->lock);
+  while (e->state == GST_MGLLAVA_MODEL_LOADING)
+    g_cond_wait (&e->cond, &e->lock);
+  state = e->state;
+  if (state == GST_MGLLAVA_MODEL_FAILED && err) {
+    err->code = e->error_code;
+    g_strlcpy (err->msg, e->error ? e->error : "", sizeof err->msg);
+  }
+  g_mutex_unlock (&e->lock);
+
+  if (state != GST_MGLLAVA_MODEL_READY) {
+    gst_mgllava_cached_model_unref (e);
+    return NULL;
+  }
+  if (reused)
+    *reused = !loader;
+  return e;
+}
+
+MglModel *
+gst_mgllava_cached_model_get_model (GstMgllavaCachedModel * e)
+{
+  g_return_val_if_fail (e != NULL, NULL);
+  return e->model;
 }
 
 void
-gst_mgllava_model_cache_release (MglModel * m)
+gst_mgllava_model_cache_release (GstMgllavaCachedModel * e)
 {
-  GHashTableIter it;
-  gpointer k, v;
-
-  if (!m)
-    return;
-  g_mutex_lock (&shared_lock);
-  g_hash_table_iter_init (&it, shared_models);
-  while (g_hash_table_iter_next (&it, &k, &v)) {
-    SharedModel *sm = v;
-    if (sm->model == m) {
-      if (--sm->refs == 0) {
-        g_hash_table_iter_remove (&it);
-        mgl_model_free (sm->model);
-        g_free (sm->key);
-        g_free (sm);
-      }
-      break;
-    }
-  }
-  g_mutex_unlock (&shared_lock);
+  if (e)
+    gst_mgllava_cached_model_unref (e);
 }

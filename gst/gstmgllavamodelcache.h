@@ -1,9 +1,44 @@
-/* gstmgllavamodelcache.h: one loaded MglModel per model in the process.
+/* gstmgllavamodelcache.h: the process-wide model cache.
  *
- * Every mgllavafilter in the process that names the same model (same folder,
- * device and thread setting) shares one loaded MglModel: many streams, one
- * copy of the weights. Each element keeps its own MglCtx (KV cache), and the
- * model is immutable once loaded. */
+ * Every mgllavafilter in the process that names the same model shares one
+ * loaded MglModel: many streams, one copy of the weights. Each element keeps
+ * its own MglCtx (KV cache); the model is immutable once loaded.
+ *
+ * ## Entries
+ *
+ * One GstMgllavaCachedModel per key. The key is the model's canonical path
+ * (symbolic links resolved) and every load parameter that changes what is
+ * loaded: device, gpu_id, precision (NULL counts as "f16"), n_threads and
+ * n_ctx. An entry is LOADING while its first acquirer loads it, then READY
+ * (it holds the model) or FAILED (it holds the error).
+ *
+ * ## Locking
+ *
+ * - The cache lock (global) guards the table and every entry's `refs` and
+ *   `in_table`. It is held only to find, insert or remove an entry and to
+ *   count references: never while a model loads or is freed.
+ * - An entry's own `lock` guards its `state`, `model` and `error`. The first
+ *   acquirer of a key inserts a LOADING entry, loads the model without any
+ *   lock, then sets READY or FAILED and broadcasts the entry's `cond`.
+ *   Later acquirers of the same key take a reference and wait on that
+ *   entry's `cond` while it is LOADING.
+ *
+ * So a model loads once however many elements start together, and a slow or
+ * hung load of one model never blocks acquiring another: that acquirer only
+ * takes the cache lock for a lookup.
+ *
+ * ## Lifetime
+ *
+ * - A failed load's entry leaves the table before it is marked FAILED, so a
+ *   later acquire loads again; the acquirers that waited on it get its error
+ *   and drop their references.
+ * - The last gst_mgllava_model_cache_release() of a READY entry takes it out
+ *   of the table and frees the model (and the scheduler, when there is one),
+ *   after the cache lock is released. A model released and acquired again
+ *   at the same moment may briefly exist twice.
+ * - Once READY, `model` (and `scheduler`) never change until the entry is
+ *   freed: a holder reads them without a lock.
+ */
 #ifndef __GST_MGLLAVA_MODEL_CACHE_H__
 #define __GST_MGLLAVA_MODEL_CACHE_H__
 
@@ -13,12 +48,50 @@
 
 G_BEGIN_DECLS
 
-/* The model at @path loaded with @params, shared; NULL with @err set when
- * it cannot be loaded. @reused: whether another holder had loaded it. */
-MglModel *gst_mgllava_model_cache_acquire (const gchar * path,
+typedef enum
+{
+  GST_MGLLAVA_MODEL_LOADING,
+  GST_MGLLAVA_MODEL_READY,
+  GST_MGLLAVA_MODEL_FAILED,
+} GstMgllavaModelState;
+
+typedef struct
+{
+  gchar *key;                   /* path|device|gpu|precision|threads|ctx */
+
+  /* with the cache lock */
+  gint refs;                    /* acquirers that hold (or wait for) it */
+  gboolean in_table;            /* FALSE once FAILED or released */
+
+  /* with lock */
+  GMutex lock;
+  GCond cond;                   /* broadcast when LOADING ends */
+  GstMgllavaModelState state;
+  MglModel *model;              /* READY: the loaded model, owned */
+  MglStatus error_code;         /* FAILED: why */
+  gchar *error;                 /* FAILED: the loader's message */
+
+  /* The batching scheduler of this model (one per loaded model, shared by
+   * every stream that uses it): NULL until the change that adds it; it will
+   * be created with the model and freed with scheduler_free before it. */
+  gpointer scheduler;
+  GDestroyNotify scheduler_free;
+} GstMgllavaCachedModel;
+
+/* The model at @path loaded with @params: an entry READY with its model,
+ * shared with every other holder of the same key, or NULL with @err set when
+ * loading failed (in this call or in the one it waited for). @reused
+ * (optional): TRUE when this call did not load it. Blocks while this key
+ * is LOADING; never for another key's load. Release with
+ * gst_mgllava_model_cache_release(). */
+GstMgllavaCachedModel *gst_mgllava_model_cache_acquire (const gchar * path,
     const MglModelParams * params, gboolean * reused, MglErr * err);
+
+/* The loaded model of a READY entry; borrowed until its release. */
+MglModel *gst_mgllava_cached_model_get_model (GstMgllavaCachedModel * entry);
+
 /* Drops one reference; the last one frees the model. NULL is a no-op. */
-void gst_mgllava_model_cache_release (MglModel * model);
+void gst_mgllava_model_cache_release (GstMgllavaCachedModel * entry);
 
 G_END_DECLS
 

@@ -183,8 +183,8 @@ gst_mgllava_filter_open_model (GstMgllavaFilter * self)
   mp.device = device == GST_MGLLAVA_DEVICE_CUDA ? "cuda" :
       device == GST_MGLLAVA_DEVICE_CPU ? "cpu" : "auto";
   GST_INFO_OBJECT (self, "loading model %s (device %s)", path, mp.device);
-  self->model = gst_mgllava_model_cache_acquire (path, &mp, &reused, &err);
-  if (!self->model) {
+  self->cached = gst_mgllava_model_cache_acquire (path, &mp, &reused, &err);
+  if (!self->cached) {
     GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
         ("Could not load MG-LLaVA model \"%s\": %s", path, err.msg),
         ("%s", mgl_status_to_string (err.code)));
@@ -194,10 +194,12 @@ gst_mgllava_filter_open_model (GstMgllavaFilter * self)
   GST_INFO_OBJECT (self, "model %s %s", path, reused ?
       "shared with another element" : "loaded");
   g_free (path);
+  self->model = gst_mgllava_cached_model_get_model (self->cached);
   if (mgl_ctx_new (self->model, &self->ctx, &err) != MGL_OK) {
     GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
         ("Could not create an inference context: %s", err.msg), (NULL));
-    g_clear_pointer (&self->model, gst_mgllava_model_cache_release);
+    self->model = NULL;
+    g_clear_pointer (&self->cached, gst_mgllava_model_cache_release);
     return FALSE;
   }
   return TRUE;
@@ -245,7 +247,8 @@ gst_mgllava_filter_worker_stop (GstMgllavaFilter * self)
   gst_mgllava_filter_clear_queues (self, FALSE);
   g_mutex_unlock (&self->lock);
   g_clear_pointer (&self->ctx, mgl_ctx_free);
-  g_clear_pointer (&self->model, gst_mgllava_model_cache_release);
+  self->model = NULL;
+  g_clear_pointer (&self->cached, gst_mgllava_model_cache_release);
 }
 
 void

@@ -1,0 +1,293 @@
+/* The process-wide model cache (gst/gstmgllavamodelcache.h) on the tiny
+ * models: concurrent acquires of one model share one load; a load that hangs
+ * (a manifest whose CLIP config is a FIFO nobody writes) blocks neither a
+ * different model nor a bad path; a failed load is not cached. */
+#include "gst-asan.h"
+#include <gst/check/gstcheck.h>
+
+#include <glib/gstdio.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gstmgllavamodelcache.h"
+
+#define N_THREADS 8
+#define WAIT_US (60 * G_USEC_PER_SEC)
+
+static gchar *model_dir;
+
+static MglModelParams
+cpu_params (void)
+{
+  MglModelParams p = mgl_model_default_params ();
+
+  p.device = "cpu";
+  p.n_threads = 1;
+  return p;
+}
+
+/* ---- one acquire on its own thread ------------------------------------- */
+
+typedef struct
+{
+  gchar *path;
+  GstMgllavaCachedModel *entry;
+  gboolean reused;
+  MglErr err;
+  GAsyncQueue *done;            /* gets this Acquire when it returns */
+  /* start together (test_same_model_concurrent) */
+  GMutex *gate_lock;
+  GCond *gate;
+  gboolean *open;
+} Acquire;
+
+static gpointer
+acquire_thread (gpointer data)
+{
+  Acquire *a = data;
+  MglModelParams p = cpu_params ();
+
+  if (a->gate) {
+    g_mutex_lock (a->gate_lock);
+    while (!*a->open)
+      g_cond_wait (a->gate, a->gate_lock);
+    g_mutex_unlock (a->gate_lock);
+  }
+  a->entry = gst_mgllava_model_cache_acquire (a->path, &p, &a->reused,
+      &a->err);
+  g_async_queue_push (a->done, a);
+  return NULL;
+}
+
+static Acquire *
+acquire_start (const gchar * path, GAsyncQueue * done)
+{
+  Acquire *a = g_new0 (Acquire, 1);
+
+  a->path = g_strdup (path);
+  a->done = done;
+  g_thread_unref (g_thread_new ("acquire", acquire_thread, a));
+  return a;
+}
+
+static void
+acquire_free (Acquire * a)
+{
+  gst_mgllava_model_cache_release (a->entry);
+  g_free (a->path);
+  g_free (a);
+}
+
+GST_START_TEST (test_same_model_concurrent)
+{
+  GAsyncQueue *done = g_async_queue_new ();
+  Acquire a[N_THREADS];
+  GMutex gate_lock;
+  GCond gate;
+  gboolean open = FALSE;
+  GThread *threads[N_THREADS];
+  guint i, loads = 0;
+  MglModelParams p = cpu_params ();
+  GstMgllavaCachedModel *again;
+  gboolean reused = TRUE;
+  MglErr err = { 0 };
+
+  g_mutex_init (&gate_lock);
+  g_cond_init (&gate);
+  memset (a, 0, sizeof a);
+  for (i = 0; i < N_THREADS; i++) {
+    a[i].path = model_dir;
+    a[i].done = done;
+    a[i].gate_lock = &gate_lock;
+    a[i].gate = &gate;
+    a[i].open = &open;
+    threads[i] = g_thread_new ("acquire", acquire_thread, &a[i]);
+  }
+  g_mutex_lock (&gate_lock);
+  open = TRUE;
+  g_cond_broadcast (&gate);
+  g_mutex_unlock (&gate_lock);
+  for (i = 0; i < N_THREADS; i++)
+    g_thread_join (threads[i]);
+
+  /* one load, one model, every thread holds it */
+  for (i = 0; i < N_THREADS; i++) {
+    fail_unless (a[i].entry != NULL, "%s", a[i].err.msg);
+    fail_unless (a[i].entry == a[0].entry);
+    fail_unless (gst_mgllava_cached_model_get_model (a[i].entry) ==
+        gst_mgllava_cached_model_get_model (a[0].entry));
+    fail_unless (gst_mgllava_cached_model_get_model (a[i].entry) != NULL);
+    if (!a[i].reused)
+      loads++;
+  }
+  fail_unless_equals_int (loads, 1);
+  fail_unless_equals_int (a[0].entry->refs, N_THREADS);
+
+  /* the same model under another spelling of its path is the same entry */
+  {
+    gchar *alias = g_build_filename (model_dir, "..", "tiny-vicuna", NULL);
+    GstMgllavaCachedModel *e = gst_mgllava_model_cache_acquire (alias, &p,
+        &reused, &err);
+    fail_unless (e == a[0].entry);
+    fail_unless (reused);
+    gst_mgllava_model_cache_release (e);
+    g_free (alias);
+  }
+
+  /* other load parameters make another entry */
+  p.n_threads = 2;
+  again = gst_mgllava_model_cache_acquire (model_dir, &p, &reused, &err);
+  fail_unless (again != NULL, "%s", err.msg);
+  fail_unless (again != a[0].entry);
+  fail_if (reused);
+  gst_mgllava_model_cache_release (again);
+  p.n_threads = 1;
+
+  /* the last release frees it: the next acquire loads again */
+  for (i = 0; i < N_THREADS; i++)
+    gst_mgllava_model_cache_release (a[i].entry);
+  again = gst_mgllava_model_cache_acquire (model_dir, &p, &reused, &err);
+  fail_unless (again != NULL, "%s", err.msg);
+  fail_if (reused);
+  gst_mgllava_model_cache_release (again);
+  gst_mgllava_model_cache_release (NULL);
+
+  g_mutex_clear (&gate_lock);
+  g_cond_clear (&gate);
+  g_async_queue_unref (done);
+}
+
+GST_END_TEST;
+
+/* A model folder whose manifest names a FIFO as the CLIP config: loading it
+ * blocks on reading the FIFO until a writer opens it and closes it. */
+static gchar *
+make_fifo_model (gchar ** fifo)
+{
+  gchar *dir = g_dir_make_tmp ("mgl-cache-XXXXXX", NULL);
+  gchar *manifest = g_build_filename (dir, "mgllava.json", NULL);
+
+  fail_unless (dir != NULL);
+  *fifo = g_build_filename (dir, "clip.json", NULL);
+  fail_unless (mkfifo (*fifo, 0600) == 0, "mkfifo: %s", g_strerror (errno));
+  fail_unless (g_file_set_contents (manifest, "{\"mgllava\": 1, "
+          "\"template\": \"vicuna\", \"checkpoint\": \"iter_10.pth\", "
+          "\"clip\": \"clip.json\", \"convnext\": \"convnext\", "
+          "\"llm\": \"llm\"}", -1, NULL));
+  g_free (manifest);
+  return dir;
+}
+
+/* Opens the FIFO's write end once a loader has it open for reading (the
+ * loader then waits for data); -1 when @loader returned first or after 20 s. */
+static gint
+wait_for_reader (const gchar * fifo, GAsyncQueue * loader_done)
+{
+  gint64 end = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+
+  while (g_get_monotonic_time () < end) {
+    gint fd = open (fifo, O_WRONLY | O_NONBLOCK);
+
+    if (fd >= 0)
+      return fd;
+    if (g_async_queue_length (loader_done) > 0)
+      return -1;
+    g_usleep (2000);
+  }
+  return -1;
+}
+
+GST_START_TEST (test_hung_load_blocks_no_other_key)
+{
+  GAsyncQueue *hung_done = g_async_queue_new ();
+  GAsyncQueue *done = g_async_queue_new ();
+  gchar *fifo = NULL, *dir = make_fifo_model (&fifo);
+  gchar *missing = g_build_filename (dir, "no-such-model", NULL);
+  Acquire *hung, *good, *bad, *retry, *r;
+  gint fd;
+
+  /* a load that hangs until the test lets it fail */
+  hung = acquire_start (dir, hung_done);
+  fd = wait_for_reader (fifo, hung_done);
+  fail_unless (fd >= 0, "the FIFO model's load never started reading");
+
+  /* meanwhile another model loads, and a bad path fails, without waiting */
+  good = acquire_start (model_dir, done);
+  r = g_async_queue_timeout_pop (done, WAIT_US);
+  fail_unless (r == good, "acquiring another model waited for a hung load");
+  fail_unless (good->entry != NULL, "%s", good->err.msg);
+  fail_if (good->reused);
+  bad = acquire_start (missing, done);
+  r = g_async_queue_timeout_pop (done, WAIT_US);
+  fail_unless (r == bad, "a bad path waited for a hung load");
+  fail_unless (bad->entry == NULL);
+  fail_unless (bad->err.code != MGL_OK);
+  fail_unless (strstr (bad->err.msg, "no-such-model") != NULL, "%s",
+      bad->err.msg);
+  fail_unless (g_async_queue_try_pop (hung_done) == NULL);
+
+  /* the hung load ends in a failure ... */
+  fail_unless (write (fd, "{}", 2) == 2);
+  close (fd);
+  r = g_async_queue_timeout_pop (hung_done, WAIT_US);
+  fail_unless (r == hung);
+  fail_unless (hung->entry == NULL);
+  fail_unless (hung->err.code != MGL_OK);
+  fail_unless (hung->err.msg[0] != '\0');
+
+  /* ... that is not cached: the next acquire loads again (and fails again) */
+  retry = acquire_start (dir, hung_done);
+  fd = wait_for_reader (fifo, hung_done);
+  fail_unless (fd >= 0, "a failed load was cached");
+  close (fd);
+  r = g_async_queue_timeout_pop (hung_done, WAIT_US);
+  fail_unless (r == retry);
+  fail_unless (retry->entry == NULL);
+
+  acquire_free (hung);
+  acquire_free (good);
+  acquire_free (bad);
+  acquire_free (retry);
+  g_unlink (fifo);
+  {
+    gchar *manifest = g_build_filename (dir, "mgllava.json", NULL);
+    g_unlink (manifest);
+    g_free (manifest);
+  }
+  g_rmdir (dir);
+  g_free (fifo);
+  g_free (missing);
+  g_free (dir);
+  g_async_queue_unref (hung_done);
+  g_async_queue_unref (done);
+}
+
+GST_END_TEST;
+
+static Suite *
+modelcache_suite (void)
+{
+  Suite *s = suite_create ("modelcache");
+  TCase *tc = tcase_create ("general");
+
+  tcase_set_timeout (tc, 300);
+  suite_add_tcase (s, tc);
+  tcase_add_test (tc, test_same_model_concurrent);
+  tcase_add_test (tc, test_hung_load_blocks_no_other_key);
+  return s;
+}
+
+int
+main (int argc, char **argv)
+{
+  int ret;
+
+  gst_check_init (&argc, &argv);
+  model_dir = g_build_filename (g_getenv ("MGL_FIXTURES"), "models",
+      "tiny-vicuna", NULL);
+  ret = gst_check_run_suite (modelcache_suite (), "modelcache", __FILE__);
+  g_free (model_dir);
+  return ret;
+}
