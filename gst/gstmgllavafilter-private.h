@@ -18,6 +18,7 @@
 #define __GST_MGLLAVA_FILTER_PRIVATE_H__
 
 #include "gstmgllavafilter.h"
+#include "gstmgllavameta.h"
 #include "gstmgllavamodelcache.h"
 
 G_BEGIN_DECLS
@@ -39,19 +40,18 @@ typedef struct
   guint64 seq;
 } GstMgllavaJob;
 
-/* A finished request. frame == G_MAXUINT64 marks a request that produced no
- * answer: it only completes its sequence number. */
+/* A finished request: the answer's fields as the meta and the bus message
+ * carry them (the GstMeta header unused; text and prompt owned), filled once
+ * from the engine's output. fields.source_frame == GST_MGLLAVA_NO_ANSWER
+ * marks a request that produced no answer: it only completes its sequence
+ * number. */
 typedef struct
 {
-  gchar *text;
-  gchar *prompt;
-  GstClockTime pts;
-  guint64 frame;
-  guint n_tokens, n_objects;
-  MglTimings tm;
-  gdouble latency_ms;
+  GstMgllavaResultMeta fields;
   guint64 seq;
 } GstMgllavaResult;
+
+#define GST_MGLLAVA_NO_ANSWER G_MAXUINT64
 
 struct _GstMgllavaFilter
 {

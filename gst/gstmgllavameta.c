@@ -3,6 +3,7 @@
 #include "gstmgllavameta.h"
 
 #include <gst/video/video.h>
+#include <string.h>
 
 static gboolean
 gst_mgllava_result_meta_init (GstMeta * meta, gpointer params,
@@ -42,18 +43,8 @@ gst_mgllava_result_meta_transform (GstBuffer * dest, GstMeta * meta,
       type != gst_video_meta_transform_scale_get_quark ())
     return FALSE;
 
-  dst = gst_buffer_add_mgllava_result_meta (dest, src->text, src->prompt,
-      src->source_pts, src->source_frame);
-  if (!dst)
-    return FALSE;
-  dst->n_tokens = src->n_tokens;
-  dst->n_objects = src->n_objects;
-  dst->latency_ms = src->latency_ms;
-  dst->preprocess_ms = src->preprocess_ms;
-  dst->vision_ms = src->vision_ms;
-  dst->prefill_ms = src->prefill_ms;
-  dst->decode_ms = src->decode_ms;
-  return TRUE;
+  dst = gst_buffer_add_mgllava_result_meta_full (dest, src);
+  return dst != NULL;
 }
 
 GType
@@ -88,19 +79,42 @@ GstMgllavaResultMeta *
 gst_buffer_add_mgllava_result_meta (GstBuffer * buffer, const gchar * text,
     const gchar * prompt, GstClockTime source_pts, guint64 source_frame)
 {
+  GstMgllavaResultMeta fields;
+
+  memset (&fields, 0, sizeof fields);
+  fields.text = (gchar *) text;
+  fields.prompt = (gchar *) prompt;
+  fields.source_pts = source_pts;
+  fields.source_frame = source_frame;
+  return gst_buffer_add_mgllava_result_meta_full (buffer, &fields);
+}
+
+/* The one place a result's fields are copied. */
+GstMgllavaResultMeta *
+gst_buffer_add_mgllava_result_meta_full (GstBuffer * buffer,
+    const GstMgllavaResultMeta * fields)
+{
   GstMgllavaResultMeta *m;
 
   g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
   g_return_val_if_fail (gst_buffer_is_writable (buffer), NULL);
+  g_return_val_if_fail (fields != NULL, NULL);
 
   m = (GstMgllavaResultMeta *) gst_buffer_add_meta (buffer,
       GST_MGLLAVA_RESULT_META_INFO, NULL);
   if (!m)
     return NULL;
-  m->text = g_strdup (text ? text : "");
-  m->prompt = g_strdup (prompt ? prompt : "");
-  m->source_pts = source_pts;
-  m->source_frame = source_frame;
+  m->text = g_strdup (fields->text ? fields->text : "");
+  m->prompt = g_strdup (fields->prompt ? fields->prompt : "");
+  m->source_pts = fields->source_pts;
+  m->source_frame = fields->source_frame;
+  m->n_tokens = fields->n_tokens;
+  m->n_objects = fields->n_objects;
+  m->latency_ms = fields->latency_ms;
+  m->preprocess_ms = fields->preprocess_ms;
+  m->vision_ms = fields->vision_ms;
+  m->prefill_ms = fields->prefill_ms;
+  m->decode_ms = fields->decode_ms;
   return m;
 }
 

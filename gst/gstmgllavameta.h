@@ -51,6 +51,12 @@ GstMgllavaResultMeta *gst_buffer_add_mgllava_result_meta (GstBuffer * buffer,
     const gchar * text, const gchar * prompt, GstClockTime source_pts,
     guint64 source_frame);
 
+/* Adds a meta with every field of @fields (another meta, or a value the
+ * caller filled; its GstMeta header is not read); text and prompt are
+ * copied, NULL ones as "". */
+GstMgllavaResultMeta *gst_buffer_add_mgllava_result_meta_full (GstBuffer *
+    buffer, const GstMgllavaResultMeta * fields);
+
 /* The first result meta of @buffer, or NULL. */
 GstMgllavaResultMeta *gst_buffer_get_mgllava_result_meta (GstBuffer * buffer);
 

@@ -8,7 +8,6 @@
  * reach the worker and the text pad from here, and the LATENCY query gets
  * exact-latency added in attach-mode=exact. */
 #include "gstmgllavafilter-private.h"
-#include "gstmgllavameta.h"
 #include "gstmglroi.h"
 
 /* ---- sampling ---------------------------------------------------------- */
@@ -103,19 +102,7 @@ static void
 gst_mgllava_filter_attach (GstMgllavaFilter * self, GstBuffer * buf,
     GstMgllavaResult * r)
 {
-  GstMgllavaResultMeta *m;
-
-  m = gst_buffer_add_mgllava_result_meta (buf, r->text, r->prompt, r->pts,
-      r->frame);
-  if (m) {
-    m->n_tokens = r->n_tokens;
-    m->n_objects = r->n_objects;
-    m->latency_ms = r->latency_ms;
-    m->preprocess_ms = r->tm.preprocess_ms;
-    m->vision_ms = r->tm.vision_ms;
-    m->prefill_ms = r->tm.prefill_ms;
-    m->decode_ms = r->tm.decode_ms;
-  }
+  gst_buffer_add_mgllava_result_meta_full (buf, &r->fields);
 }
 
 /* Samples the frame into a request (see gstmgllavaworker.c), then attaches
@@ -163,7 +150,7 @@ gst_mgllava_filter_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     gst_mgllava_filter_push_gap (self, buf);
   } else {
     while ((r = g_queue_pop_head (&ready))) {
-      if (r->frame != G_MAXUINT64) {
+      if (r->fields.source_frame != GST_MGLLAVA_NO_ANSWER) {
         gst_mgllava_filter_attach (self, buf, r);
         gst_mgllava_filter_push_text (self, r, buf);
       }

@@ -122,11 +122,11 @@ gst_mgllava_filter_push_text (GstMgllavaFilter * self,
     const GstMgllavaResult * r, GstBuffer * video)
 {
   GstBuffer *buf;
-  gsize len = strlen (r->text);
-  GstClockTime pts = video ? GST_BUFFER_PTS (video) : r->pts, dur;
+  gsize len = strlen (r->fields.text);
+  GstClockTime pts = video ? GST_BUFFER_PTS (video) : r->fields.source_pts, dur;
 
   if (!GST_CLOCK_TIME_IS_VALID (pts))
-    pts = r->pts;
+    pts = r->fields.source_pts;
   if (!gst_pad_is_linked (self->text_src))
     return;
   g_mutex_lock (&self->text_lock);
@@ -135,7 +135,7 @@ gst_mgllava_filter_push_text (GstMgllavaFilter * self,
       (!GST_CLOCK_TIME_IS_VALID (pts) || pts < self->last_text_pts))
     pts = self->last_text_pts;
   dur = gst_mgllava_filter_text_duration (self, video);
-  buf = gst_buffer_new_memdup (r->text, len);
+  buf = gst_buffer_new_memdup (r->fields.text, len);
   GST_BUFFER_PTS (buf) = pts;
   GST_BUFFER_DURATION (buf) = dur;
   self->last_text_pts = pts;

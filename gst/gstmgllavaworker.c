@@ -10,10 +10,8 @@
  * number, with an answer or with a gap marker, so attach-mode=exact can
  * wait for its own. */
 #include "gstmgllavafilter-private.h"
-#include "gstmgllavameta.h"
 
 #include <stdlib.h>
-#include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -37,30 +35,31 @@ gst_mgllava_result_free (GstMgllavaResult * r)
 {
   if (!r)
     return;
-  g_free (r->text);
-  g_free (r->prompt);
+  g_free (r->fields.text);
+  g_free (r->fields.prompt);
   g_free (r);
 }
 
-/* The bus message carries the same fields as the meta: one definition of them. */
-static GstStructure *
-result_structure (const GstMgllavaResult * r)
+/* The answer to @job, from the engine's @text and timings @tm. */
+static GstMgllavaResult *
+gst_mgllava_result_new (const GstMgllavaJob * job, const char *text,
+    const MglTimings * tm)
 {
-  GstMgllavaResultMeta m;
+  GstMgllavaResult *r = g_new0 (GstMgllavaResult, 1);
 
-  memset (&m, 0, sizeof m);
-  m.text = r->text;
-  m.prompt = r->prompt;
-  m.source_pts = r->pts;
-  m.source_frame = r->frame;
-  m.n_tokens = r->n_tokens;
-  m.n_objects = r->n_objects;
-  m.latency_ms = r->latency_ms;
-  m.preprocess_ms = r->tm.preprocess_ms;
-  m.vision_ms = r->tm.vision_ms;
-  m.prefill_ms = r->tm.prefill_ms;
-  m.decode_ms = r->tm.decode_ms;
-  return gst_mgllava_result_meta_to_structure (&m);
+  r->fields.text = g_strdup (text);
+  r->fields.prompt = g_strdup (job->prompt);
+  r->fields.source_pts = job->pts;
+  r->fields.source_frame = job->frame;
+  r->fields.n_tokens = tm->n_generated;
+  r->fields.n_objects = tm->n_objects;
+  r->fields.latency_ms = (g_get_monotonic_time () - job->t_sampled) / 1000.0;
+  r->fields.preprocess_ms = tm->preprocess_ms;
+  r->fields.vision_ms = tm->vision_ms;
+  r->fields.prefill_ms = tm->prefill_ms;
+  r->fields.decode_ms = tm->decode_ms;
+  r->seq = job->seq;
+  return r;
 }
 
 /* ---- worker ------------------------------------------------------------ */
@@ -79,7 +78,8 @@ gst_mgllava_filter_worker (gpointer data)
   g_mutex_lock (&self->lock);
   for (;;) {
     GstMgllavaJob *job;
-    GstMgllavaResult *res;
+    GstMgllavaResult *res = NULL;
+    MglTimings tm = { 0 };
     MglErr err = { 0 };
     MglStatus st;
     MglImage img;
@@ -99,33 +99,24 @@ gst_mgllava_filter_worker (gpointer data)
     img.height = job->height;
     img.stride = job->width * 3;
     job->gen.abort_flag = &self->abort_flag;
-    res = g_new0 (GstMgllavaResult, 1);
     st = mgl_generate (self->ctx, &img, (const MglBox *) job->boxes->data,
-        job->boxes->len, job->prompt, &job->gen, &text, NULL, NULL, &res->tm,
-        &err);
+        job->boxes->len, job->prompt, &job->gen, &text, NULL, NULL, &tm, &err);
     if (st == MGL_OK) {
-      res->text = g_strdup (text);
-      res->prompt = g_strdup (job->prompt);
-      res->pts = job->pts;
-      res->frame = job->frame;
-      res->n_tokens = res->tm.n_generated;
-      res->n_objects = res->tm.n_objects;
-      res->latency_ms = (g_get_monotonic_time () - job->t_sampled) / 1000.0;
-      res->seq = job->seq;
+      res = gst_mgllava_result_new (job, text, &tm);
+      /* the bus message carries the same fields as the meta */
       gst_element_post_message (GST_ELEMENT (self),
-          gst_message_new_element (GST_OBJECT (self), result_structure (res)));
+          gst_message_new_element (GST_OBJECT (self),
+              gst_mgllava_result_meta_to_structure (&res->fields)));
       GST_DEBUG_OBJECT (self, "frame %" G_GUINT64_FORMAT ": \"%s\" (%.1f ms)",
-          res->frame, res->text, res->latency_ms);
+          res->fields.source_frame, res->fields.text, res->fields.latency_ms);
     } else if (st == MGL_E_ABORTED) {
       GST_DEBUG_OBJECT (self, "request for frame %" G_GUINT64_FORMAT
           " aborted", job->frame);
-      g_clear_pointer (&res, gst_mgllava_result_free);
     } else {
       /* transient: this frame gets no answer, the stream keeps flowing */
       GST_ELEMENT_WARNING (self, STREAM, FAILED,
           ("Inference failed on frame %" G_GUINT64_FORMAT ".", job->frame),
           ("%s: %s", mgl_status_to_string (st), err.msg));
-      g_clear_pointer (&res, gst_mgllava_result_free);
     }
     free (text);
 
@@ -142,7 +133,7 @@ gst_mgllava_filter_worker (gpointer data)
     if (!res && !self->flushing) {
       GstMgllavaResult *gap = g_new0 (GstMgllavaResult, 1);
       gap->seq = job->seq;
-      gap->frame = G_MAXUINT64;       /* marker: no answer */
+      gap->fields.source_frame = GST_MGLLAVA_NO_ANSWER;
       g_queue_push_tail (&self->results, gap);
     }
     self->busy = FALSE;
@@ -288,7 +279,7 @@ gst_mgllava_filter_worker_drain (GstMgllavaFilter * self, gboolean live)
   /* answers that no frame will carry go out on the text pad */
   for (l = self->results.head; l; l = l->next) {
     GstMgllavaResult *r = l->data;
-    if (r->frame != G_MAXUINT64) {
+    if (r->fields.source_frame != GST_MGLLAVA_NO_ANSWER) {
       g_mutex_unlock (&self->lock);
       gst_mgllava_filter_push_text (self, r, NULL);
       g_mutex_lock (&self->lock);
