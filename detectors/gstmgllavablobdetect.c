@@ -12,7 +12,7 @@
  * (HSV thresholds, 8-connected components) and attaches one
  * #GstVideoRegionOfInterestMeta per region, labelled with the colour name
  * (red, orange, yellow, green, cyan, blue, purple, magenta; white, grey and
- * black with #GstMgLlavaBlobDetect:achromatic), with a "detection" param
+ * black with #GstMgllavaBlobDetect:achromatic), with a "detection" param
  * structure carrying "confidence" as DL Streamer does. Pixels pass through
  * untouched.
  *
@@ -29,11 +29,11 @@
 #endif
 
 #include "gstmgllavablobdetect.h"
-#include "gstmgldetmeta.h"
-#include "mglblob.h"
+#include "gstmgllavadetmeta.h"
+#include "gstmgllavablob.h"
 
-GST_DEBUG_CATEGORY_STATIC (gst_mg_llava_blob_detect_debug);
-#define GST_CAT_DEFAULT gst_mg_llava_blob_detect_debug
+GST_DEBUG_CATEGORY_STATIC (gst_mgllava_blob_detect_debug);
+#define GST_CAT_DEFAULT gst_mgllava_blob_detect_debug
 
 enum
 {
@@ -47,17 +47,17 @@ enum
   PROP_WHITE_VALUE_MIN,
 };
 
-static const MglBlobParams default_params = MGL_BLOB_PARAMS_INIT;
+static const GstMgllavaBlobParams default_params = GST_MGLLAVA_BLOB_PARAMS_INIT;
 
 #define FORMATS "{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, RGBA, BGRA, ARGB, ABGR, I420, NV12 }"
 
-struct _GstMgLlavaBlobDetect
+struct _GstMgllavaBlobDetect
 {
   GstBaseTransform parent;
 
   /*< private > */
   /* with OBJECT_LOCK */
-  MglBlobParams params;
+  GstMgllavaBlobParams params;
 
   /* streaming thread only */
   GstVideoInfo info;
@@ -66,8 +66,8 @@ struct _GstMgLlavaBlobDetect
   gint yuv_coef[5];             /* 16.16: Y scale, R from V, G from U, G from V, B from U */
   gint y_offset;
   guint8 *rgb_row;              /* YUV: one row converted to RGB */
-  MglBlobDetector *detector;
-  GArray *blobs;                /* MglBlob */
+  GstMgllavaBlobDetector *detector;
+  GArray *blobs;                /* GstMgllavaBlob */
   GHashTable *label_quarks;     /* label -> GQuark, filled once */
 };
 
@@ -78,16 +78,16 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_SRC, GST_PAD_ALWAYS,
     GST_STATIC_CAPS (GST_VIDEO_CAPS_MAKE (FORMATS)));
 
-G_DEFINE_TYPE (GstMgLlavaBlobDetect, gst_mg_llava_blob_detect,
+G_DEFINE_TYPE (GstMgllavaBlobDetect, gst_mgllava_blob_detect,
     GST_TYPE_BASE_TRANSFORM);
 GST_ELEMENT_REGISTER_DEFINE (mgllavablobdetect, "mgllavablobdetect",
-    GST_RANK_NONE, GST_TYPE_MG_LLAVA_BLOB_DETECT);
+    GST_RANK_NONE, GST_TYPE_MGLLAVA_BLOB_DETECT);
 
 static gboolean
-gst_mg_llava_blob_detect_set_caps (GstBaseTransform * trans, GstCaps * incaps,
+gst_mgllava_blob_detect_set_caps (GstBaseTransform * trans, GstCaps * incaps,
     GstCaps * outcaps)
 {
-  GstMgLlavaBlobDetect *self = GST_MG_LLAVA_BLOB_DETECT (trans);
+  GstMgllavaBlobDetect *self = GST_MGLLAVA_BLOB_DETECT (trans);
   const GstVideoFormatInfo *finfo;
 
   if (!gst_video_info_from_caps (&self->info, incaps)) {
@@ -140,7 +140,7 @@ clamp_u8 (gint v)
 
 /* I420 and NV12: one row of Y with its (subsampled) chroma row to RGB */
 static void
-gst_mg_llava_blob_detect_yuv_row (GstMgLlavaBlobDetect * self,
+gst_mgllava_blob_detect_yuv_row (GstMgllavaBlobDetect * self,
     const guint8 * yrow, const guint8 * urow, const guint8 * vrow, gint cstride)
 {
   const gint *k = self->yuv_coef;
@@ -159,7 +159,7 @@ gst_mg_llava_blob_detect_yuv_row (GstMgLlavaBlobDetect * self,
 }
 
 static GQuark
-gst_mg_llava_blob_detect_label_quark (GstMgLlavaBlobDetect * self,
+gst_mgllava_blob_detect_label_quark (GstMgllavaBlobDetect * self,
     const gchar * label)
 {
   gpointer q = g_hash_table_lookup (self->label_quarks, label);
@@ -173,12 +173,12 @@ gst_mg_llava_blob_detect_label_quark (GstMgLlavaBlobDetect * self,
 }
 
 static GstFlowReturn
-gst_mg_llava_blob_detect_transform_ip (GstBaseTransform * trans,
+gst_mgllava_blob_detect_transform_ip (GstBaseTransform * trans,
     GstBuffer * buf)
 {
-  GstMgLlavaBlobDetect *self = GST_MG_LLAVA_BLOB_DETECT (trans);
+  GstMgllavaBlobDetect *self = GST_MGLLAVA_BLOB_DETECT (trans);
   GstVideoFrame frame;
-  MglBlobParams params;
+  GstMgllavaBlobParams params;
   gint width = GST_VIDEO_INFO_WIDTH (&self->info);
   gint height = GST_VIDEO_INFO_HEIGHT (&self->info);
   gint y;
@@ -196,14 +196,15 @@ gst_mg_llava_blob_detect_transform_ip (GstBaseTransform * trans,
     return GST_FLOW_ERROR;
   }
 
-  mgl_blob_detector_begin (self->detector, &params, width, height);
+  gst_mgllava_blob_detector_begin (self->detector, &params, width, height);
   if (!self->yuv) {
     const guint8 *data = GST_VIDEO_FRAME_PLANE_DATA (&frame, 0);
     gint stride = GST_VIDEO_FRAME_PLANE_STRIDE (&frame, 0);
 
     for (y = 0; y < height; y++)
-      mgl_blob_detector_add_row (self->detector, data + (gsize) y * stride,
-          self->pstride, self->r_off, self->g_off, self->b_off);
+      gst_mgllava_blob_detector_add_row (self->detector,
+          data + (gsize) y * stride, self->pstride, self->r_off, self->g_off,
+          self->b_off);
   } else {
     const guint8 *yp = GST_VIDEO_FRAME_COMP_DATA (&frame, 0);
     const guint8 *up = GST_VIDEO_FRAME_COMP_DATA (&frame, 1);
@@ -217,20 +218,21 @@ gst_mg_llava_blob_detect_transform_ip (GstBaseTransform * trans,
     for (y = 0; y < height; y++) {
       gint cy = y >> 1;
 
-      gst_mg_llava_blob_detect_yuv_row (self, yp + (gsize) y * ys,
+      gst_mgllava_blob_detect_yuv_row (self, yp + (gsize) y * ys,
           up + (gsize) cy * us, vp + (gsize) cy * vs, cps);
-      mgl_blob_detector_add_row (self->detector, self->rgb_row, 3, 0, 1, 2);
+      gst_mgllava_blob_detector_add_row (self->detector, self->rgb_row, 3, 0,
+          1, 2);
     }
   }
   gst_video_frame_unmap (&frame);
 
   g_array_set_size (self->blobs, 0);
-  n = mgl_blob_detector_end (self->detector, self->blobs);
+  n = gst_mgllava_blob_detector_end (self->detector, self->blobs);
   for (i = 0; i < n; i++) {
-    const MglBlob *b = &g_array_index (self->blobs, MglBlob, i);
+    const GstMgllavaBlob *b = &g_array_index (self->blobs, GstMgllavaBlob, i);
 
-    gst_mgl_det_attach (buf, width, height, b->x1, b->y1, b->x2, b->y2,
-        b->confidence, gst_mg_llava_blob_detect_label_quark (self, b->label));
+    gst_mgllava_det_attach (buf, width, height, b->x1, b->y1, b->x2, b->y2,
+        b->confidence, gst_mgllava_blob_detect_label_quark (self, b->label));
   }
   GST_LOG_OBJECT (self, "%u blobs at %" GST_TIME_FORMAT, n,
       GST_TIME_ARGS (GST_BUFFER_PTS (buf)));
@@ -238,10 +240,10 @@ gst_mg_llava_blob_detect_transform_ip (GstBaseTransform * trans,
 }
 
 static void
-gst_mg_llava_blob_detect_set_property (GObject * object, guint prop_id,
+gst_mgllava_blob_detect_set_property (GObject * object, guint prop_id,
     const GValue * value, GParamSpec * pspec)
 {
-  GstMgLlavaBlobDetect *self = GST_MG_LLAVA_BLOB_DETECT (object);
+  GstMgllavaBlobDetect *self = GST_MGLLAVA_BLOB_DETECT (object);
 
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
@@ -275,10 +277,10 @@ gst_mg_llava_blob_detect_set_property (GObject * object, guint prop_id,
 }
 
 static void
-gst_mg_llava_blob_detect_get_property (GObject * object, guint prop_id,
+gst_mgllava_blob_detect_get_property (GObject * object, guint prop_id,
     GValue * value, GParamSpec * pspec)
 {
-  GstMgLlavaBlobDetect *self = GST_MG_LLAVA_BLOB_DETECT (object);
+  GstMgllavaBlobDetect *self = GST_MGLLAVA_BLOB_DETECT (object);
 
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
@@ -311,23 +313,23 @@ gst_mg_llava_blob_detect_get_property (GObject * object, guint prop_id,
 }
 
 static void
-gst_mg_llava_blob_detect_finalize (GObject * object)
+gst_mgllava_blob_detect_finalize (GObject * object)
 {
-  GstMgLlavaBlobDetect *self = GST_MG_LLAVA_BLOB_DETECT (object);
+  GstMgllavaBlobDetect *self = GST_MGLLAVA_BLOB_DETECT (object);
 
-  mgl_blob_detector_free (self->detector);
+  gst_mgllava_blob_detector_free (self->detector);
   g_array_free (self->blobs, TRUE);
   g_hash_table_unref (self->label_quarks);
   g_free (self->rgb_row);
-  G_OBJECT_CLASS (gst_mg_llava_blob_detect_parent_class)->finalize (object);
+  G_OBJECT_CLASS (gst_mgllava_blob_detect_parent_class)->finalize (object);
 }
 
 static void
-gst_mg_llava_blob_detect_init (GstMgLlavaBlobDetect * self)
+gst_mgllava_blob_detect_init (GstMgllavaBlobDetect * self)
 {
   self->params = default_params;
-  self->detector = mgl_blob_detector_new ();
-  self->blobs = g_array_new (FALSE, FALSE, sizeof (MglBlob));
+  self->detector = gst_mgllava_blob_detector_new ();
+  self->blobs = g_array_new (FALSE, FALSE, sizeof (GstMgllavaBlob));
   self->label_quarks = g_hash_table_new (g_str_hash, g_str_equal);
   gst_video_info_init (&self->info);
 
@@ -340,18 +342,18 @@ gst_mg_llava_blob_detect_init (GstMgLlavaBlobDetect * self)
     GST_PARAM_MUTABLE_PLAYING)
 
 static void
-gst_mg_llava_blob_detect_class_init (GstMgLlavaBlobDetectClass * klass)
+gst_mgllava_blob_detect_class_init (GstMgllavaBlobDetectClass * klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
   GstBaseTransformClass *trans_class = GST_BASE_TRANSFORM_CLASS (klass);
 
-  GST_DEBUG_CATEGORY_INIT (gst_mg_llava_blob_detect_debug,
+  GST_DEBUG_CATEGORY_INIT (gst_mgllava_blob_detect_debug,
       "mgllavablobdetect", 0, "MG-LLaVA coloured-blob detector");
 
-  gobject_class->set_property = gst_mg_llava_blob_detect_set_property;
-  gobject_class->get_property = gst_mg_llava_blob_detect_get_property;
-  gobject_class->finalize = gst_mg_llava_blob_detect_finalize;
+  gobject_class->set_property = gst_mgllava_blob_detect_set_property;
+  gobject_class->get_property = gst_mgllava_blob_detect_get_property;
+  gobject_class->finalize = gst_mgllava_blob_detect_finalize;
 
   g_object_class_install_property (gobject_class, PROP_SATURATION_MIN,
       g_param_spec_uint ("saturation-min", "Saturation minimum",
@@ -390,7 +392,7 @@ gst_mg_llava_blob_detect_class_init (GstMgLlavaBlobDetectClass * klass)
       "Detects coloured regions and attaches them as region-of-interest metas",
       "mgllava authors");
 
-  trans_class->set_caps = GST_DEBUG_FUNCPTR (gst_mg_llava_blob_detect_set_caps);
+  trans_class->set_caps = GST_DEBUG_FUNCPTR (gst_mgllava_blob_detect_set_caps);
   trans_class->transform_ip =
-      GST_DEBUG_FUNCPTR (gst_mg_llava_blob_detect_transform_ip);
+      GST_DEBUG_FUNCPTR (gst_mgllava_blob_detect_transform_ip);
 }

@@ -3,8 +3,8 @@
  * Copyright (C) 2026 mgllava authors
  * SPDX-License-Identifier: MIT
  */
-#ifndef GST_MG_LLAVA_BLOB_DETECT_H
-#define GST_MG_LLAVA_BLOB_DETECT_H
+#ifndef GST_MGLLAVA_BLOB_DETECT_H
+#define GST_MGLLAVA_BLOB_DETECT_H
 
 #include <gst/gst.h>
 #include <gst/base/gstbasetransform.h>
@@ -12,9 +12,9 @@
 
 G_BEGIN_DECLS
 
-#define GST_TYPE_MG_LLAVA_BLOB_DETECT (gst_mg_llava_blob_detect_get_type ())
-G_DECLARE_FINAL_TYPE (GstMgLlavaBlobDetect, gst_mg_llava_blob_detect, GST,
-    MG_LLAVA_BLOB_DETECT, GstBaseTransform);
+#define GST_TYPE_MGLLAVA_BLOB_DETECT (gst_mgllava_blob_detect_get_type ())
+G_DECLARE_FINAL_TYPE (GstMgllavaBlobDetect, gst_mgllava_blob_detect, GST,
+    MGLLAVA_BLOB_DETECT, GstBaseTransform);
 
 GST_ELEMENT_REGISTER_DECLARE (mgllavablobdetect);
 

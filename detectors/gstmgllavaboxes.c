@@ -26,10 +26,10 @@
 #endif
 
 #include "gstmgllavaboxes.h"
-#include "gstmgldetmeta.h"
+#include "gstmgllavadetmeta.h"
 
-GST_DEBUG_CATEGORY_STATIC (gst_mg_llava_boxes_debug);
-#define GST_CAT_DEFAULT gst_mg_llava_boxes_debug
+GST_DEBUG_CATEGORY_STATIC (gst_mgllava_boxes_debug);
+#define GST_CAT_DEFAULT gst_mgllava_boxes_debug
 
 /* at most this many warnings go to the bus per start; the rest are logged */
 #define MAX_BUS_WARNINGS 10
@@ -46,7 +46,7 @@ enum
 #define DEFAULT_MATCH MGL_BOXES_MATCH_FRAME
 #define DEFAULT_SCORE_THRESHOLD 0.0
 
-struct _GstMgLlavaBoxes
+struct _GstMgllavaBoxes
 {
   GstBaseTransform parent;
 
@@ -71,12 +71,12 @@ static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS ("video/x-raw(ANY)"));
 
-G_DEFINE_TYPE (GstMgLlavaBoxes, gst_mg_llava_boxes, GST_TYPE_BASE_TRANSFORM);
+G_DEFINE_TYPE (GstMgllavaBoxes, gst_mgllava_boxes, GST_TYPE_BASE_TRANSFORM);
 GST_ELEMENT_REGISTER_DEFINE (mgllavaboxes, "mgllavaboxes", GST_RANK_NONE,
-    GST_TYPE_MG_LLAVA_BOXES);
+    GST_TYPE_MGLLAVA_BOXES);
 
 GType
-gst_mg_llava_boxes_match_get_type (void)
+gst_mgllava_boxes_match_get_type (void)
 {
   static GType type = 0;
   static const GEnumValue values[] = {
@@ -89,7 +89,7 @@ gst_mg_llava_boxes_match_get_type (void)
   };
 
   if (g_once_init_enter (&type)) {
-    GType t = g_enum_register_static ("GstMgLlavaBoxesMatch", values);
+    GType t = g_enum_register_static ("GstMgllavaBoxesMatch", values);
     g_once_init_leave (&type, t);
   }
   return type;
@@ -97,7 +97,7 @@ gst_mg_llava_boxes_match_get_type (void)
 
 /* Posts the first warnings on the bus and logs the others. */
 static void
-gst_mg_llava_boxes_flush_warnings (GstMgLlavaBoxes * self)
+gst_mgllava_boxes_flush_warnings (GstMgllavaBoxes * self)
 {
   guint i;
 
@@ -118,9 +118,9 @@ gst_mg_llava_boxes_flush_warnings (GstMgLlavaBoxes * self)
 }
 
 static gboolean
-gst_mg_llava_boxes_start (GstBaseTransform * trans)
+gst_mgllava_boxes_start (GstBaseTransform * trans)
 {
-  GstMgLlavaBoxes *self = GST_MG_LLAVA_BOXES (trans);
+  GstMgllavaBoxes *self = GST_MGLLAVA_BOXES (trans);
   GError *error = NULL;
   gchar *location;
 
@@ -140,7 +140,7 @@ gst_mg_llava_boxes_start (GstBaseTransform * trans)
   self->n_bus_warnings = 0;
   self->file = mgl_boxes_file_open (location, self->active_match,
       self->warnings, &error);
-  gst_mg_llava_boxes_flush_warnings (self);
+  gst_mgllava_boxes_flush_warnings (self);
   if (self->file == NULL) {
     if (g_error_matches (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_IO))
       GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
@@ -163,19 +163,19 @@ gst_mg_llava_boxes_start (GstBaseTransform * trans)
 }
 
 static gboolean
-gst_mg_llava_boxes_stop (GstBaseTransform * trans)
+gst_mgllava_boxes_stop (GstBaseTransform * trans)
 {
-  GstMgLlavaBoxes *self = GST_MG_LLAVA_BOXES (trans);
+  GstMgllavaBoxes *self = GST_MGLLAVA_BOXES (trans);
 
   g_clear_pointer (&self->file, mgl_boxes_file_free);
   return TRUE;
 }
 
 static gboolean
-gst_mg_llava_boxes_set_caps (GstBaseTransform * trans, GstCaps * incaps,
+gst_mgllava_boxes_set_caps (GstBaseTransform * trans, GstCaps * incaps,
     GstCaps * outcaps)
 {
-  GstMgLlavaBoxes *self = GST_MG_LLAVA_BOXES (trans);
+  GstMgllavaBoxes *self = GST_MGLLAVA_BOXES (trans);
 
   if (!gst_video_info_from_caps (&self->info, incaps)) {
     GST_ERROR_OBJECT (self, "invalid caps %" GST_PTR_FORMAT, incaps);
@@ -185,9 +185,9 @@ gst_mg_llava_boxes_set_caps (GstBaseTransform * trans, GstCaps * incaps,
 }
 
 static gboolean
-gst_mg_llava_boxes_sink_event (GstBaseTransform * trans, GstEvent * event)
+gst_mgllava_boxes_sink_event (GstBaseTransform * trans, GstEvent * event)
 {
-  GstMgLlavaBoxes *self = GST_MG_LLAVA_BOXES (trans);
+  GstMgllavaBoxes *self = GST_MGLLAVA_BOXES (trans);
 
   if (GST_EVENT_TYPE (event) == GST_EVENT_FLUSH_STOP && self->file != NULL) {
     /* after a seek JSON Lines timestamps may go backwards: read again */
@@ -199,14 +199,14 @@ gst_mg_llava_boxes_sink_event (GstBaseTransform * trans, GstEvent * event)
       g_clear_error (&error);
     }
   }
-  return GST_BASE_TRANSFORM_CLASS (gst_mg_llava_boxes_parent_class)->sink_event
+  return GST_BASE_TRANSFORM_CLASS (gst_mgllava_boxes_parent_class)->sink_event
       (trans, event);
 }
 
 static GstFlowReturn
-gst_mg_llava_boxes_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
+gst_mgllava_boxes_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
 {
-  GstMgLlavaBoxes *self = GST_MG_LLAVA_BOXES (trans);
+  GstMgllavaBoxes *self = GST_MGLLAVA_BOXES (trans);
   gint width = GST_VIDEO_INFO_WIDTH (&self->info);
   gint height = GST_VIDEO_INFO_HEIGHT (&self->info);
   GError *error = NULL;
@@ -248,7 +248,7 @@ gst_mg_llava_boxes_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   g_array_set_size (self->scratch, 0);
   ok = mgl_boxes_file_lookup (self->file, lo, hi, self->scratch,
       self->warnings, &error);
-  gst_mg_llava_boxes_flush_warnings (self);
+  gst_mgllava_boxes_flush_warnings (self);
   if (!ok) {
     GST_ELEMENT_ERROR (self, STREAM, FORMAT,
         ("Malformed detections file."), ("%s", error->message));
@@ -261,7 +261,7 @@ gst_mg_llava_boxes_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
 
     if (b->score < threshold)
       continue;
-    if (gst_mgl_det_attach (buf, width, height, b->x1, b->y1, b->x2, b->y2,
+    if (gst_mgllava_det_attach (buf, width, height, b->x1, b->y1, b->x2, b->y2,
             b->score, b->label) != NULL)
       attached++;
   }
@@ -272,10 +272,10 @@ gst_mg_llava_boxes_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
 }
 
 static void
-gst_mg_llava_boxes_set_property (GObject * object, guint prop_id,
+gst_mgllava_boxes_set_property (GObject * object, guint prop_id,
     const GValue * value, GParamSpec * pspec)
 {
-  GstMgLlavaBoxes *self = GST_MG_LLAVA_BOXES (object);
+  GstMgllavaBoxes *self = GST_MGLLAVA_BOXES (object);
 
   switch (prop_id) {
     case PROP_LOCATION:
@@ -315,10 +315,10 @@ gst_mg_llava_boxes_set_property (GObject * object, guint prop_id,
 }
 
 static void
-gst_mg_llava_boxes_get_property (GObject * object, guint prop_id,
+gst_mgllava_boxes_get_property (GObject * object, guint prop_id,
     GValue * value, GParamSpec * pspec)
 {
-  GstMgLlavaBoxes *self = GST_MG_LLAVA_BOXES (object);
+  GstMgllavaBoxes *self = GST_MGLLAVA_BOXES (object);
 
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
@@ -339,19 +339,19 @@ gst_mg_llava_boxes_get_property (GObject * object, guint prop_id,
 }
 
 static void
-gst_mg_llava_boxes_finalize (GObject * object)
+gst_mgllava_boxes_finalize (GObject * object)
 {
-  GstMgLlavaBoxes *self = GST_MG_LLAVA_BOXES (object);
+  GstMgllavaBoxes *self = GST_MGLLAVA_BOXES (object);
 
   g_free (self->location);
   g_clear_pointer (&self->file, mgl_boxes_file_free);
   g_array_free (self->scratch, TRUE);
   g_ptr_array_free (self->warnings, TRUE);
-  G_OBJECT_CLASS (gst_mg_llava_boxes_parent_class)->finalize (object);
+  G_OBJECT_CLASS (gst_mgllava_boxes_parent_class)->finalize (object);
 }
 
 static void
-gst_mg_llava_boxes_init (GstMgLlavaBoxes * self)
+gst_mgllava_boxes_init (GstMgllavaBoxes * self)
 {
   self->location = DEFAULT_LOCATION;
   self->match = DEFAULT_MATCH;
@@ -367,21 +367,21 @@ gst_mg_llava_boxes_init (GstMgLlavaBoxes * self)
 }
 
 static void
-gst_mg_llava_boxes_class_init (GstMgLlavaBoxesClass * klass)
+gst_mgllava_boxes_class_init (GstMgllavaBoxesClass * klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
   GstBaseTransformClass *trans_class = GST_BASE_TRANSFORM_CLASS (klass);
 
-  GST_DEBUG_CATEGORY_INIT (gst_mg_llava_boxes_debug, "mgllavaboxes", 0,
+  GST_DEBUG_CATEGORY_INIT (gst_mgllava_boxes_debug, "mgllavaboxes", 0,
       "MG-LLaVA offline detections");
 
-  gobject_class->set_property = gst_mg_llava_boxes_set_property;
-  gobject_class->get_property = gst_mg_llava_boxes_get_property;
-  gobject_class->finalize = gst_mg_llava_boxes_finalize;
+  gobject_class->set_property = gst_mgllava_boxes_set_property;
+  gobject_class->get_property = gst_mgllava_boxes_get_property;
+  gobject_class->finalize = gst_mgllava_boxes_finalize;
 
   /**
-   * GstMgLlavaBoxes:location:
+   * GstMgllavaBoxes:location:
    *
    * The detections file: a JSON list of {"id", "boxes", "scores", "labels"},
    * a {"video", "frames": [...]} record, or JSON Lines with "frame" or "pts".
@@ -395,7 +395,7 @@ gst_mg_llava_boxes_class_init (GstMgLlavaBoxesClass * klass)
           GST_PARAM_MUTABLE_READY));
 
   /**
-   * GstMgLlavaBoxes:match:
+   * GstMgllavaBoxes:match:
    *
    * How records are matched to frames.
    *
@@ -403,12 +403,12 @@ gst_mg_llava_boxes_class_init (GstMgLlavaBoxesClass * klass)
    */
   g_object_class_install_property (gobject_class, PROP_MATCH,
       g_param_spec_enum ("match", "Match",
-          "How records are matched to frames", GST_TYPE_MG_LLAVA_BOXES_MATCH,
+          "How records are matched to frames", GST_TYPE_MGLLAVA_BOXES_MATCH,
           DEFAULT_MATCH, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_READY));
 
   /**
-   * GstMgLlavaBoxes:score-threshold:
+   * GstMgllavaBoxes:score-threshold:
    *
    * Boxes with a lower score are not attached.
    *
@@ -427,12 +427,12 @@ gst_mg_llava_boxes_class_init (GstMgLlavaBoxesClass * klass)
       "Attaches detections read from a JSON file as region-of-interest metas",
       "mgllava authors");
 
-  trans_class->start = GST_DEBUG_FUNCPTR (gst_mg_llava_boxes_start);
-  trans_class->stop = GST_DEBUG_FUNCPTR (gst_mg_llava_boxes_stop);
-  trans_class->set_caps = GST_DEBUG_FUNCPTR (gst_mg_llava_boxes_set_caps);
-  trans_class->sink_event = GST_DEBUG_FUNCPTR (gst_mg_llava_boxes_sink_event);
+  trans_class->start = GST_DEBUG_FUNCPTR (gst_mgllava_boxes_start);
+  trans_class->stop = GST_DEBUG_FUNCPTR (gst_mgllava_boxes_stop);
+  trans_class->set_caps = GST_DEBUG_FUNCPTR (gst_mgllava_boxes_set_caps);
+  trans_class->sink_event = GST_DEBUG_FUNCPTR (gst_mgllava_boxes_sink_event);
   trans_class->transform_ip =
-      GST_DEBUG_FUNCPTR (gst_mg_llava_boxes_transform_ip);
+      GST_DEBUG_FUNCPTR (gst_mgllava_boxes_transform_ip);
 
-  gst_type_mark_as_plugin_api (GST_TYPE_MG_LLAVA_BOXES_MATCH, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_MGLLAVA_BOXES_MATCH, 0);
 }

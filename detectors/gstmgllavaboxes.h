@@ -3,8 +3,8 @@
  * Copyright (C) 2026 mgllava authors
  * SPDX-License-Identifier: MIT
  */
-#ifndef GST_MG_LLAVA_BOXES_H
-#define GST_MG_LLAVA_BOXES_H
+#ifndef GST_MGLLAVA_BOXES_H
+#define GST_MGLLAVA_BOXES_H
 
 #include <gst/gst.h>
 #include <gst/base/gstbasetransform.h>
@@ -14,12 +14,12 @@
 
 G_BEGIN_DECLS
 
-#define GST_TYPE_MG_LLAVA_BOXES (gst_mg_llava_boxes_get_type ())
-G_DECLARE_FINAL_TYPE (GstMgLlavaBoxes, gst_mg_llava_boxes, GST, MG_LLAVA_BOXES,
+#define GST_TYPE_MGLLAVA_BOXES (gst_mgllava_boxes_get_type ())
+G_DECLARE_FINAL_TYPE (GstMgllavaBoxes, gst_mgllava_boxes, GST, MGLLAVA_BOXES,
     GstBaseTransform);
 
-#define GST_TYPE_MG_LLAVA_BOXES_MATCH (gst_mg_llava_boxes_match_get_type ())
-GType gst_mg_llava_boxes_match_get_type (void);
+#define GST_TYPE_MGLLAVA_BOXES_MATCH (gst_mgllava_boxes_match_get_type ())
+GType gst_mgllava_boxes_match_get_type (void);
 
 GST_ELEMENT_REGISTER_DECLARE (mgllavaboxes);
 

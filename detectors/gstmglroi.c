@@ -32,7 +32,7 @@ static const gchar *const generic_roi_types[] = {
 };
 
 static gboolean
-gst_mgl_roi_field_to_double (const GstStructure * s, const gchar * field,
+gst_mgllava_roi_field_to_double (const GstStructure * s, const gchar * field,
     gdouble * out)
 {
   const GValue *v = gst_structure_get_value (s, field);
@@ -62,7 +62,7 @@ gst_mgl_roi_field_to_double (const GstStructure * s, const gchar * field,
 }
 
 /**
- * gst_mgl_roi_meta_get_confidence:
+ * gst_mgllava_roi_meta_get_confidence:
  * @roi: a #GstVideoRegionOfInterestMeta
  * @confidence: (out): the confidence in [0, 1]
  *
@@ -75,7 +75,7 @@ gst_mgl_roi_field_to_double (const GstStructure * s, const gchar * field,
  * Returns: %TRUE if a confidence was found.
  */
 gboolean
-gst_mgl_roi_meta_get_confidence (GstVideoRegionOfInterestMeta * roi,
+gst_mgllava_roi_meta_get_confidence (GstVideoRegionOfInterestMeta * roi,
     gdouble * confidence)
 {
   GList *l;
@@ -87,8 +87,8 @@ gst_mgl_roi_meta_get_confidence (GstVideoRegionOfInterestMeta * roi,
     GstStructure *s = gst_video_region_of_interest_meta_get_param (roi,
         confidence_structs[i][0]);
 
-    if (s != NULL && gst_mgl_roi_field_to_double (s, confidence_structs[i][1],
-            confidence))
+    if (s != NULL && gst_mgllava_roi_field_to_double (s,
+            confidence_structs[i][1], confidence))
       return TRUE;
   }
 
@@ -96,7 +96,7 @@ gst_mgl_roi_meta_get_confidence (GstVideoRegionOfInterestMeta * roi,
     const GstStructure *s = l->data;
 
     for (i = 0; confidence_fields[i] != NULL; i++) {
-      if (gst_mgl_roi_field_to_double (s, confidence_fields[i], confidence))
+      if (gst_mgllava_roi_field_to_double (s, confidence_fields[i], confidence))
         return TRUE;
     }
   }
@@ -105,7 +105,7 @@ gst_mgl_roi_meta_get_confidence (GstVideoRegionOfInterestMeta * roi,
 }
 
 static const gchar *
-gst_mgl_roi_meta_get_label (GstVideoRegionOfInterestMeta * roi)
+gst_mgllava_roi_meta_get_label (GstVideoRegionOfInterestMeta * roi)
 {
   const gchar *type = g_quark_to_string (roi->roi_type);
   gboolean generic = (type == NULL || type[0] == '\0');
@@ -130,7 +130,8 @@ gst_mgl_roi_meta_get_label (GstVideoRegionOfInterestMeta * roi)
 }
 
 static gboolean
-gst_mgl_roi_label_allowed (const GstMglRoiFilter * filter, const gchar * label)
+gst_mgllava_roi_label_allowed (const GstMgllavaRoiFilter * filter,
+    const gchar * label)
 {
   gchar **l;
 
@@ -145,7 +146,7 @@ gst_mgl_roi_label_allowed (const GstMglRoiFilter * filter, const gchar * label)
 }
 
 static gint
-gst_mgl_roi_compare_score (gconstpointer a, gconstpointer b)
+gst_mgllava_roi_compare_score (gconstpointer a, gconstpointer b)
 {
   const MglBox *ba = a, *bb = b;
 
@@ -157,13 +158,13 @@ typedef struct
 {
   MglBox box;
   guint order;                  /* position in the buffer's meta list */
-} GstMglRoiEntry;
+} GstMgllavaRoiEntry;
 
 static gint
-gst_mgl_roi_compare_entry (gconstpointer a, gconstpointer b)
+gst_mgllava_roi_compare_entry (gconstpointer a, gconstpointer b)
 {
-  const GstMglRoiEntry *ea = a, *eb = b;
-  gint c = gst_mgl_roi_compare_score (&ea->box, &eb->box);
+  const GstMgllavaRoiEntry *ea = a, *eb = b;
+  gint c = gst_mgllava_roi_compare_score (&ea->box, &eb->box);
 
   if (c != 0)
     return c;
@@ -171,8 +172,8 @@ gst_mgl_roi_compare_entry (gconstpointer a, gconstpointer b)
 }
 
 guint
-gst_mgl_roi_collect (GstBuffer * buf, gint width, gint height,
-    const GstMglRoiFilter * filter, GArray * boxes)
+gst_mgllava_roi_collect (GstBuffer * buf, gint width, gint height,
+    const GstMgllavaRoiFilter * filter, GArray * boxes)
 {
   GArray *entries;
   gpointer state = NULL;
@@ -190,12 +191,12 @@ gst_mgl_roi_collect (GstBuffer * buf, gint width, gint height,
   if (filter != NULL && filter->min_object_size > 0.0)
     min_size = filter->min_object_size;
 
-  entries = g_array_new (FALSE, FALSE, sizeof (GstMglRoiEntry));
+  entries = g_array_new (FALSE, FALSE, sizeof (GstMgllavaRoiEntry));
 
   while ((meta = gst_buffer_iterate_meta_filtered (buf, &state,
               GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)) != NULL) {
     GstVideoRegionOfInterestMeta *roi = (GstVideoRegionOfInterestMeta *) meta;
-    GstMglRoiEntry e;
+    GstMgllavaRoiEntry e;
     gdouble conf = 1.0;
     /* guint fields: x + w can exceed G_MAXUINT, so work in doubles */
     gdouble x1 = roi->x, y1 = roi->y;
@@ -213,11 +214,11 @@ gst_mgl_roi_collect (GstBuffer * buf, gint width, gint height,
     if (x2 - x1 < min_size || y2 - y1 < min_size)
       continue;
 
-    label = gst_mgl_roi_meta_get_label (roi);
-    if (!gst_mgl_roi_label_allowed (filter, label))
+    label = gst_mgllava_roi_meta_get_label (roi);
+    if (!gst_mgllava_roi_label_allowed (filter, label))
       continue;
 
-    gst_mgl_roi_meta_get_confidence (roi, &conf);
+    gst_mgllava_roi_meta_get_confidence (roi, &conf);
 
     e.box.x1 = (float) x1;
     e.box.y1 = (float) y1;
@@ -229,7 +230,7 @@ gst_mgl_roi_collect (GstBuffer * buf, gint width, gint height,
     g_array_append_val (entries, e);
   }
 
-  g_array_sort (entries, gst_mgl_roi_compare_entry);
+  g_array_sort (entries, gst_mgllava_roi_compare_entry);
 
   n = entries->len;
   if (filter != NULL && filter->max_objects > 0
@@ -237,7 +238,8 @@ gst_mgl_roi_collect (GstBuffer * buf, gint width, gint height,
     n = filter->max_objects;
 
   for (i = 0; i < n; i++)
-    g_array_append_val (boxes, g_array_index (entries, GstMglRoiEntry, i).box);
+    g_array_append_val (boxes,
+        g_array_index (entries, GstMgllavaRoiEntry, i).box);
 
   g_array_free (entries, TRUE);
   return n;

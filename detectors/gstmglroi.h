@@ -6,8 +6,8 @@
  * with "confidence", as DL Streamer writes it, and other common spellings),
  * clipped to the frame, degenerate boxes dropped, and the filter's
  * object-labels / min-object-size / max-objects applied. Used by mgllavafilter. */
-#ifndef GST_MGL_ROI_H
-#define GST_MGL_ROI_H
+#ifndef GST_MGLLAVA_ROI_H
+#define GST_MGLLAVA_ROI_H
 
 #include <gst/gst.h>
 #include <gst/video/video.h>
@@ -20,7 +20,7 @@ typedef struct {
   gint max_objects;         /* 0 = no limit; keeps the highest-confidence boxes */
   gdouble min_object_size;  /* minimum width and height in pixels */
   gchar **labels;           /* NULL or empty = every label; else only these (exact match) */
-} GstMglRoiFilter;
+} GstMgllavaRoiFilter;
 
 /* Appends MglBox entries to `boxes` (a GArray of MglBox). Labels point at
  * interned strings (g_quark_to_string) that live for the whole process.
@@ -31,13 +31,13 @@ typedef struct {
  * buffer's frame size (the ROI metas are in that pixel space); boxes are
  * clipped to [0,width]x[0,height] and dropped when empty after clipping.
  * `filter` may be NULL (no filtering). See docs/detectors.md. */
-guint gst_mgl_roi_collect (GstBuffer * buf, gint width, gint height,
-    const GstMglRoiFilter * filter, GArray * boxes);
+guint gst_mgllava_roi_collect (GstBuffer * buf, gint width, gint height,
+    const GstMgllavaRoiFilter * filter, GArray * boxes);
 
-/* The confidence of one ROI meta as gst_mgl_roi_collect() reads it, in
+/* The confidence of one ROI meta as gst_mgllava_roi_collect() reads it, in
  * [0, 1]. Returns FALSE when no param structure carries one. */
-gboolean gst_mgl_roi_meta_get_confidence (GstVideoRegionOfInterestMeta * roi,
-    gdouble * confidence);
+gboolean gst_mgllava_roi_meta_get_confidence (GstVideoRegionOfInterestMeta *
+    roi, gdouble * confidence);
 
 G_END_DECLS
 

@@ -28,5 +28,5 @@ plugin_init (GstPlugin * plugin)
 
 GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, mgllavadetectors,
     "MG-LLaVA detectors: offline boxes and a coloured-blob detector",
-    plugin_init, MGL_DETECTORS_VERSION, "MIT/X11", "mgllava",
+    plugin_init, GST_MGLLAVA_DETECTORS_VERSION, "MIT/X11", "mgllava",
     "https://github.com/mgllava/mgllava")

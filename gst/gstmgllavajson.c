@@ -17,7 +17,7 @@
  * `location=-` writes to standard output. Fields may be added, never renamed.
  */
 #include "gstmgllavameta.h"
-#include "gstmgloutput.h"
+#include "gstmgllavaoutput.h"
 #include "gstmglroi.h"
 
 #include <gst/base/gstbasetransform.h>
@@ -118,7 +118,8 @@ gst_mgllava_json_start (GstBaseTransform * trans)
   GST_OBJECT_UNLOCK (self);
   self->frame = 0;
   self->line = g_string_sized_new (1024);
-  self->out = gst_mgl_output_open (GST_ELEMENT (self), loc && *loc ? loc : "-");
+  self->out = gst_mgllava_output_open (GST_ELEMENT (self),
+      loc && *loc ? loc : "-");
   g_free (loc);
   return self->out != NULL;
 }
@@ -128,7 +129,7 @@ gst_mgllava_json_stop (GstBaseTransform * trans)
 {
   GstMgllavaJson *self = GST_MGLLAVA_JSON (trans);
 
-  g_clear_pointer (&self->out, gst_mgl_output_close);
+  g_clear_pointer (&self->out, gst_mgllava_output_close);
   if (self->line)
     g_string_free (self->line, TRUE);
   self->line = NULL;
@@ -154,7 +155,7 @@ gst_mgllava_json_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   gint w = self->have_info ? GST_VIDEO_INFO_WIDTH (&self->info) : 0;
   gint h = self->have_info ? GST_VIDEO_INFO_HEIGHT (&self->info) : 0;
   GArray *boxes = g_array_new (FALSE, FALSE, sizeof (MglBox));
-  GstMglRoiFilter f = { 0 };
+  GstMgllavaRoiFilter f = { 0 };
   GstMgllavaResultMeta *m;
   gpointer state = NULL;
   gboolean skip_empty, any = FALSE;
@@ -169,7 +170,7 @@ gst_mgllava_json_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   append_time (s, GST_BUFFER_PTS (buf));
   g_string_append_printf (s, ", \"frame\": %" G_GUINT64_FORMAT
       ", \"width\": %d, \"height\": %d, \"objects\": [", self->frame, w, h);
-  gst_mgl_roi_collect (buf, w > 0 ? w : G_MAXINT, h > 0 ? h : G_MAXINT, &f,
+  gst_mgllava_roi_collect (buf, w > 0 ? w : G_MAXINT, h > 0 ? h : G_MAXINT, &f,
       boxes);
   for (i = 0; i < boxes->len; i++) {
     const MglBox *b = &g_array_index (boxes, MglBox, i);

@@ -24,7 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gstmgloutput.h"
+#include "gstmgllavaoutput.h"
 #include "mgl-scenes.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_mgllava_scene_src_debug);
@@ -113,8 +113,8 @@ gst_mgllava_scene_src_start (GstBaseSrc * bsrc)
   GST_OBJECT_UNLOCK (self);
   self->n = 0;
   self->scene_index = -1;
-  if (loc && *loc && !(self->truth = gst_mgl_output_open (GST_ELEMENT (self),
-              loc))) {
+  if (loc && *loc && !(self->truth =
+          gst_mgllava_output_open (GST_ELEMENT (self), loc))) {
     g_free (loc);
     return FALSE;
   }
@@ -127,7 +127,7 @@ gst_mgllava_scene_src_stop (GstBaseSrc * bsrc)
 {
   GstMgllavaSceneSrc *self = GST_MGLLAVA_SCENE_SRC (bsrc);
 
-  g_clear_pointer (&self->truth, gst_mgl_output_close);
+  g_clear_pointer (&self->truth, gst_mgllava_output_close);
   return TRUE;
 }
 

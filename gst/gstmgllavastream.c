@@ -41,7 +41,7 @@ gst_mgllava_filter_make_job (GstMgllavaFilter * self, GstBuffer * buf,
     guint64 frame, gboolean use_objects, guint max_objects)
 {
   GstMgllavaJob *job = g_new0 (GstMgllavaJob, 1);
-  GstMglRoiFilter f = { 0 };
+  GstMgllavaRoiFilter f = { 0 };
 
   job->rgb = gst_mgllava_filter_frame_to_rgb (self, buf);
   job->width = GST_VIDEO_INFO_WIDTH (&self->info);
@@ -69,7 +69,7 @@ gst_mgllava_filter_make_job (GstMgllavaFilter * self, GstBuffer * buf,
       g_strstrip (*l);
   }
   if (use_objects)
-    gst_mgl_roi_collect (buf, job->width, job->height, &f, job->boxes);
+    gst_mgllava_roi_collect (buf, job->width, job->height, &f, job->boxes);
   g_strfreev (f.labels);
   job->pts = GST_BUFFER_PTS (buf);
   job->frame = frame;

@@ -13,7 +13,7 @@
 #include <gst/video/video.h>
 
 #include "gstmglroi.h"
-#include "mglblob.h"
+#include "gstmgllavablob.h"
 #include "scene.h"
 
 #define W 640
@@ -55,7 +55,7 @@ detect_scene (GstHarness * h, guint seed, GArray * objects)
 
   out = gst_harness_push_and_pull (h, buf);
   fail_unless (out != NULL);
-  gst_mgl_roi_collect (out, W, H, NULL, boxes);
+  gst_mgllava_roi_collect (out, W, H, NULL, boxes);
   gst_buffer_unref (out);
   return boxes;
 }
@@ -222,7 +222,7 @@ detect_rgb (const gchar * props, const guint8 * rgb)
   gst_harness_set_src_caps_str (h, "video/x-raw,format=RGB,width=640,"
       "height=480,framerate=30/1");
   out = gst_harness_push_and_pull (h, buf);
-  gst_mgl_roi_collect (out, W, H, NULL, boxes);
+  gst_mgllava_roi_collect (out, W, H, NULL, boxes);
   gst_buffer_unref (out);
   gst_harness_teardown (h);
   g_free (launch);
@@ -327,7 +327,7 @@ GST_START_TEST (test_hue_names)
   guint i;
 
   for (i = 0; i < G_N_ELEMENTS (t); i++)
-    fail_unless_equals_string (mgl_blob_hue_name (t[i].hue), t[i].name);
+    fail_unless_equals_string (gst_mgllava_blob_hue_name (t[i].hue), t[i].name);
 }
 
 GST_END_TEST;
@@ -336,28 +336,29 @@ GST_END_TEST;
  * checkerboard of single pixels (the worst case for run labelling). */
 GST_START_TEST (test_core_edge_cases)
 {
-  MglBlobParams p = MGL_BLOB_PARAMS_INIT;
-  MglBlobDetector *d = mgl_blob_detector_new ();
-  GArray *out = g_array_new (FALSE, FALSE, sizeof (MglBlob));
+  GstMgllavaBlobParams p = GST_MGLLAVA_BLOB_PARAMS_INIT;
+  GstMgllavaBlobDetector *d = gst_mgllava_blob_detector_new ();
+  GArray *out = g_array_new (FALSE, FALSE, sizeof (GstMgllavaBlob));
   guint8 row[3 * 64];
   gint x, y;
 
   p.min_area = 1;
   p.max_objects = 0;
 
-  mgl_blob_detector_begin (d, &p, 0, 0);
-  fail_unless_equals_int (mgl_blob_detector_end (d, out), 0);
+  gst_mgllava_blob_detector_begin (d, &p, 0, 0);
+  fail_unless_equals_int (gst_mgllava_blob_detector_end (d, out), 0);
 
   row[0] = 255;
   row[1] = row[2] = 0;
-  mgl_blob_detector_begin (d, &p, 1, 1);
-  mgl_blob_detector_add_row (d, row, 3, 0, 1, 2);
-  fail_unless_equals_int (mgl_blob_detector_end (d, out), 1);
-  fail_unless_equals_string (g_array_index (out, MglBlob, 0).label, "red");
+  gst_mgllava_blob_detector_begin (d, &p, 1, 1);
+  gst_mgllava_blob_detector_add_row (d, row, 3, 0, 1, 2);
+  fail_unless_equals_int (gst_mgllava_blob_detector_end (d, out), 1);
+  fail_unless_equals_string (g_array_index (out, GstMgllavaBlob, 0).label,
+      "red");
   g_array_set_size (out, 0);
 
   /* single-pixel checkerboard: diagonal neighbours join (8-connectivity) */
-  mgl_blob_detector_begin (d, &p, 64, 64);
+  gst_mgllava_blob_detector_begin (d, &p, 64, 64);
   for (y = 0; y < 64; y++) {
     for (x = 0; x < 64; x++) {
       gboolean on = ((x + y) & 1) == 0;
@@ -366,21 +367,22 @@ GST_START_TEST (test_core_edge_cases)
       row[3 * x + 1] = on ? 0 : 128;
       row[3 * x + 2] = on ? 255 : 128;
     }
-    mgl_blob_detector_add_row (d, row, 3, 0, 1, 2);
+    gst_mgllava_blob_detector_add_row (d, row, 3, 0, 1, 2);
   }
-  fail_unless_equals_int (mgl_blob_detector_end (d, out), 1);
-  fail_unless_equals_int (g_array_index (out, MglBlob, 0).area, 64 * 32);
-  fail_unless_equals_int (g_array_index (out, MglBlob, 0).x2, 64);
+  fail_unless_equals_int (gst_mgllava_blob_detector_end (d, out), 1);
+  fail_unless_equals_int (g_array_index (out, GstMgllavaBlob, 0).area, 64 * 32);
+  fail_unless_equals_int (g_array_index (out, GstMgllavaBlob, 0).x2, 64);
   g_array_set_size (out, 0);
 
   /* the same frame again reuses the scratch memory */
-  mgl_blob_detector_begin (d, &p, 64, 64);
+  gst_mgllava_blob_detector_begin (d, &p, 64, 64);
   for (y = 0; y < 64; y++)
-    mgl_blob_detector_add_row (d, row, 3, 0, 1, 2);
-  fail_unless_equals_int (mgl_blob_detector_end (d, out), 32);  /* columns */
+    gst_mgllava_blob_detector_add_row (d, row, 3, 0, 1, 2);
+  /* columns */
+  fail_unless_equals_int (gst_mgllava_blob_detector_end (d, out), 32);
 
   g_array_free (out, TRUE);
-  mgl_blob_detector_free (d);
+  gst_mgllava_blob_detector_free (d);
 }
 
 GST_END_TEST;

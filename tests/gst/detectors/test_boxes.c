@@ -53,7 +53,7 @@ run_frames (const gchar * path, const gchar * extra, guint n)
     GST_BUFFER_DURATION (buf) = FRAME_NS;
     out = gst_harness_push_and_pull (h, buf);
     fail_unless (out != NULL, "frame %u", i);
-    gst_mgl_roi_collect (out, W, H, NULL, boxes);
+    gst_mgllava_roi_collect (out, W, H, NULL, boxes);
     g_ptr_array_add (frames, boxes);
     gst_buffer_unref (out);
   }

@@ -41,11 +41,11 @@ probe_cb (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
   Stats *s = user_data;
   GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
   GArray *boxes = g_array_new (FALSE, FALSE, sizeof (MglBox));
-  GstMglRoiFilter filter = { 0, 0.0, NULL };
+  GstMgllavaRoiFilter filter = { 0, 0.0, NULL };
   gchar *object_only[] = { (gchar *) "object", NULL };
 
   filter.labels = object_only;
-  gst_mgl_roi_collect (buf, W, H, &filter, boxes);
+  gst_mgllava_roi_collect (buf, W, H, &filter, boxes);
   if (boxes->len > 0) {
     const MglBox *b = &g_array_index (boxes, MglBox, 0);
     gdouble bx, by;

@@ -22,8 +22,8 @@ collect_probe (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
   Probe *p = user_data;
   GArray *boxes = g_array_new (FALSE, FALSE, sizeof (MglBox));
 
-  gst_mgl_roi_collect (GST_PAD_PROBE_INFO_BUFFER (info), p->width, p->height,
-      NULL, boxes);
+  gst_mgllava_roi_collect (GST_PAD_PROBE_INFO_BUFFER (info), p->width,
+      p->height, NULL, boxes);
   g_ptr_array_add (p->frames, boxes);
   return GST_PAD_PROBE_OK;
 }

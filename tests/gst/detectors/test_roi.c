@@ -1,4 +1,4 @@
-/* test_roi.c: gst_mgl_roi_collect() on hand-made ROI metas.
+/* test_roi.c: gst_mgllava_roi_collect() on hand-made ROI metas.
  *
  * Copyright (C) 2026 mgllava authors
  * SPDX-License-Identifier: MIT
@@ -26,11 +26,11 @@ add_roi (GstBuffer * buf, const gchar * type, guint x, guint y, guint w,
 }
 
 static GArray *
-collect (GstBuffer * buf, gint w, gint h, const GstMglRoiFilter * filter)
+collect (GstBuffer * buf, gint w, gint h, const GstMgllavaRoiFilter * filter)
 {
   GArray *boxes = g_array_new (FALSE, FALSE, sizeof (MglBox));
 
-  gst_mgl_roi_collect (buf, w, h, filter, boxes);
+  gst_mgllava_roi_collect (buf, w, h, filter, boxes);
   return boxes;
 }
 
@@ -173,7 +173,7 @@ GST_START_TEST (test_filters)
   GstBuffer *buf = gst_buffer_new ();
   gchar *labels[] = { (gchar *) "cat", (gchar *) "dog", NULL };
   gchar *no_labels[] = { NULL };
-  GstMglRoiFilter filter = { 0, 20.0, labels };
+  GstMgllavaRoiFilter filter = { 0, 20.0, labels };
   GArray *boxes;
 
   add_roi (buf, "cat", 0, 0, 20, 20, NULL);     /* kept */
@@ -203,7 +203,7 @@ GST_END_TEST;
 GST_START_TEST (test_max_objects_keeps_highest)
 {
   GstBuffer *buf = gst_buffer_new ();
-  GstMglRoiFilter filter = { 3, 0.0, NULL };
+  GstMgllavaRoiFilter filter = { 3, 0.0, NULL };
   static const gdouble conf[] = { 0.2, 0.9, 0.5, 0.9, 0.7, 0.1 };
   static const gchar *const expect[] = { "o1", "o3", "o4" };
   GArray *boxes;
@@ -221,8 +221,8 @@ GST_START_TEST (test_max_objects_keeps_highest)
   boxes = g_array_new (FALSE, FALSE, sizeof (MglBox));
   g_array_set_size (boxes, 1);
   BOX (boxes, 0)->label = "previous";
-  fail_unless_equals_int (gst_mgl_roi_collect (buf, 640, 480, &filter, boxes),
-      3);
+  fail_unless_equals_int (gst_mgllava_roi_collect (buf, 640, 480, &filter,
+          boxes), 3);
   fail_unless_equals_int (boxes->len, 4);
   fail_unless_equals_string (BOX (boxes, 0)->label, "previous");
   for (i = 0; i < 3; i++)

@@ -1,4 +1,4 @@
-/* mglblob.c: coloured-blob detector core (see mglblob.h).
+/* gstmgllavablob.c: coloured-blob detector core (see gstmgllavablob.h).
  *
  * Copyright (C) 2026 mgllava authors
  * SPDX-License-Identifier: MIT
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mglblob.h"
+#include "gstmgllavablob.h"
 
 /* Pixel classes: 0 background, 1..360 chromatic (hue + 1), then achromatic. */
 #define CLS_BG 0
@@ -27,7 +27,7 @@ typedef struct
   guint16 cls;                  /* class of the run's middle pixel */
   guint32 sum_s;
   gfloat sum_cos, sum_sin;
-} MglRun;
+} GstMgllavaBlobRun;
 
 typedef struct
 {
@@ -36,33 +36,33 @@ typedef struct
   guint16 cls;
   guint64 sum_s;
   gdouble sum_cos, sum_sin;
-} MglComp;
+} GstMgllavaBlobComp;
 
-struct _MglBlobDetector
+struct _GstMgllavaBlobDetector
 {
-  MglBlobParams p;
+  GstMgllavaBlobParams p;
   gint width, height, y;
 
   guint16 *cls;                 /* one row */
   guint8 *sat;                  /* one row */
   gint row_cap;
 
-  MglRun *runs;
+  GstMgllavaBlobRun *runs;
   guint32 *parent;
   guint n_runs, runs_cap;
   guint prev_start, prev_end;   /* runs of the previous row */
 
   gint32 *comp_of;              /* per run: component index or -1 */
   guint comp_of_cap;
-  GArray *comps;                /* MglComp */
-  GArray *blobs;                /* MglBlob */
+  GArray *comps;                /* GstMgllavaBlobComp */
+  GArray *blobs;                /* GstMgllavaBlob */
 };
 
 static gfloat hue_cos[360], hue_sin[360];
 static guint32 recip[256];      /* round (65536 / i) */
 
 static gpointer
-mgl_blob_init_tables (gpointer data)
+gst_mgllava_blob_init_tables (gpointer data)
 {
   gint i;
 
@@ -77,7 +77,7 @@ mgl_blob_init_tables (gpointer data)
 }
 
 const gchar *
-mgl_blob_hue_name (gdouble hue)
+gst_mgllava_blob_hue_name (gdouble hue)
 {
   hue = fmod (hue, 360.0);
   if (hue < 0)
@@ -99,22 +99,22 @@ mgl_blob_hue_name (gdouble hue)
   return "magenta";
 }
 
-MglBlobDetector *
-mgl_blob_detector_new (void)
+GstMgllavaBlobDetector *
+gst_mgllava_blob_detector_new (void)
 {
   static GOnce once = G_ONCE_INIT;
-  MglBlobDetector *d;
+  GstMgllavaBlobDetector *d;
 
-  g_once (&once, mgl_blob_init_tables, NULL);
+  g_once (&once, gst_mgllava_blob_init_tables, NULL);
 
-  d = g_new0 (MglBlobDetector, 1);
-  d->comps = g_array_new (FALSE, FALSE, sizeof (MglComp));
-  d->blobs = g_array_new (FALSE, FALSE, sizeof (MglBlob));
+  d = g_new0 (GstMgllavaBlobDetector, 1);
+  d->comps = g_array_new (FALSE, FALSE, sizeof (GstMgllavaBlobComp));
+  d->blobs = g_array_new (FALSE, FALSE, sizeof (GstMgllavaBlob));
   return d;
 }
 
 void
-mgl_blob_detector_free (MglBlobDetector * d)
+gst_mgllava_blob_detector_free (GstMgllavaBlobDetector * d)
 {
   if (d == NULL)
     return;
@@ -129,8 +129,8 @@ mgl_blob_detector_free (MglBlobDetector * d)
 }
 
 void
-mgl_blob_detector_begin (MglBlobDetector * d, const MglBlobParams * p,
-    gint width, gint height)
+gst_mgllava_blob_detector_begin (GstMgllavaBlobDetector * d,
+    const GstMgllavaBlobParams * p, gint width, gint height)
 {
   g_return_if_fail (d != NULL && p != NULL);
 
@@ -149,7 +149,7 @@ mgl_blob_detector_begin (MglBlobDetector * d, const MglBlobParams * p,
 }
 
 static inline gboolean
-mgl_cls_compatible (guint a, guint b, guint tol)
+gst_mgllava_blob_cls_compatible (guint a, guint b, guint tol)
 {
   if (a <= CLS_HUE_MAX && b <= CLS_HUE_MAX) {
     guint diff = a > b ? a - b : b - a;
@@ -162,7 +162,7 @@ mgl_cls_compatible (guint a, guint b, guint tol)
 }
 
 static inline guint32
-mgl_find (guint32 * parent, guint32 i)
+gst_mgllava_blob_find (guint32 * parent, guint32 i)
 {
   while (parent[i] != i) {
     parent[i] = parent[parent[i]];      /* path halving */
@@ -172,10 +172,10 @@ mgl_find (guint32 * parent, guint32 i)
 }
 
 static inline void
-mgl_union (guint32 * parent, guint32 a, guint32 b)
+gst_mgllava_blob_union (guint32 * parent, guint32 a, guint32 b)
 {
-  a = mgl_find (parent, a);
-  b = mgl_find (parent, b);
+  a = gst_mgllava_blob_find (parent, a);
+  b = gst_mgllava_blob_find (parent, b);
   if (a < b)
     parent[b] = a;
   else if (b < a)
@@ -183,8 +183,8 @@ mgl_union (guint32 * parent, guint32 a, guint32 b)
 }
 
 static void
-mgl_classify_row (MglBlobDetector * d, const guint8 * row, gint pstride,
-    gint ro, gint go, gint bo)
+gst_mgllava_blob_classify_row (GstMgllavaBlobDetector * d, const guint8 * row,
+    gint pstride, gint ro, gint go, gint bo)
 {
   const guint smin = d->p.saturation_min, vmin = d->p.value_min;
   const guint white = d->p.white_value_min;
@@ -228,8 +228,8 @@ mgl_classify_row (MglBlobDetector * d, const guint8 * row, gint pstride,
 }
 
 void
-mgl_blob_detector_add_row (MglBlobDetector * d, const guint8 * row,
-    gint pstride, gint ro, gint go, gint bo)
+gst_mgllava_blob_detector_add_row (GstMgllavaBlobDetector * d,
+    const guint8 * row, gint pstride, gint ro, gint go, gint bo)
 {
   const guint tol = d->p.hue_tolerance;
   const guint16 *cls = d->cls;
@@ -239,11 +239,11 @@ mgl_blob_detector_add_row (MglBlobDetector * d, const guint8 * row,
 
   g_return_if_fail (d->y < d->height);
 
-  mgl_classify_row (d, row, pstride, ro, go, bo);
+  gst_mgllava_blob_classify_row (d, row, pstride, ro, go, bo);
 
   /* runs of compatible foreground pixels */
   while (x < w) {
-    MglRun *run;
+    GstMgllavaBlobRun *run;
     guint c0;
     guint32 ss = 0;
     gfloat sc = 0.f, sn = 0.f;
@@ -267,7 +267,7 @@ mgl_blob_detector_add_row (MglBlobDetector * d, const guint8 * row,
         sn += hue_sin[h];
         x++;
       } while (x < w && cls[x] != CLS_BG
-          && mgl_cls_compatible (cls[x], cls[x - 1], tol));
+          && gst_mgllava_blob_cls_compatible (cls[x], cls[x - 1], tol));
       /* the middle pixel stands for the run: edge pixels are often mixed
        * with the background (anti-aliasing, chroma subsampling) */
       c0 = cls[x0 + (x - x0 - 1) / 2];
@@ -280,7 +280,7 @@ mgl_blob_detector_add_row (MglBlobDetector * d, const guint8 * row,
 
     if (d->n_runs == d->runs_cap) {
       d->runs_cap = MAX (1024, d->runs_cap * 2);
-      d->runs = g_renew (MglRun, d->runs, d->runs_cap);
+      d->runs = g_renew (GstMgllavaBlobRun, d->runs, d->runs_cap);
       d->parent = g_renew (guint32, d->parent, d->runs_cap);
     }
     run = &d->runs[d->n_runs];
@@ -298,14 +298,14 @@ mgl_blob_detector_add_row (MglBlobDetector * d, const guint8 * row,
   /* 8-connectivity with the previous row: [x0-1, x1] overlaps */
   j = d->prev_start;
   for (i = row_start; i < d->n_runs; i++) {
-    const MglRun *r = &d->runs[i];
+    const GstMgllavaBlobRun *r = &d->runs[i];
     guint k;
 
     while (j < d->prev_end && d->runs[j].x1 < r->x0)
       j++;
     for (k = j; k < d->prev_end && d->runs[k].x0 <= r->x1; k++) {
-      if (mgl_cls_compatible (d->runs[k].cls, r->cls, tol))
-        mgl_union (d->parent, k, i);
+      if (gst_mgllava_blob_cls_compatible (d->runs[k].cls, r->cls, tol))
+        gst_mgllava_blob_union (d->parent, k, i);
     }
   }
 
@@ -315,9 +315,9 @@ mgl_blob_detector_add_row (MglBlobDetector * d, const guint8 * row,
 }
 
 static gint
-mgl_blob_compare (gconstpointer a, gconstpointer b)
+gst_mgllava_blob_compare (gconstpointer a, gconstpointer b)
 {
-  const MglBlob *ba = a, *bb = b;
+  const GstMgllavaBlob *ba = a, *bb = b;
 
   if (ba->confidence != bb->confidence)
     return ba->confidence < bb->confidence ? 1 : -1;
@@ -329,7 +329,7 @@ mgl_blob_compare (gconstpointer a, gconstpointer b)
 }
 
 guint
-mgl_blob_detector_end (MglBlobDetector * d, GArray * out)
+gst_mgllava_blob_detector_end (GstMgllavaBlobDetector * d, GArray * out)
 {
   guint i, n;
 
@@ -344,19 +344,20 @@ mgl_blob_detector_end (MglBlobDetector * d, GArray * out)
 
   /* roots come first in index order: a root is the lowest index of its set */
   for (i = 0; i < d->n_runs; i++) {
-    const MglRun *r = &d->runs[i];
-    guint32 root = mgl_find (d->parent, i);
-    MglComp *c;
+    const GstMgllavaBlobRun *r = &d->runs[i];
+    guint32 root = gst_mgllava_blob_find (d->parent, i);
+    GstMgllavaBlobComp *c;
 
     if (root == i) {
-      MglComp nc = { r->x0, r->y, r->x1, r->y + 1, 0, r->cls, 0, 0.0, 0.0 };
+      GstMgllavaBlobComp nc =
+          { r->x0, r->y, r->x1, r->y + 1, 0, r->cls, 0, 0.0, 0.0 };
 
       d->comp_of[i] = d->comps->len;
       g_array_append_val (d->comps, nc);
     } else {
       d->comp_of[i] = d->comp_of[root];
     }
-    c = &g_array_index (d->comps, MglComp, d->comp_of[i]);
+    c = &g_array_index (d->comps, GstMgllavaBlobComp, d->comp_of[i]);
     c->x1 = MIN (c->x1, r->x0);
     c->x2 = MAX (c->x2, r->x1);
     c->y2 = MAX (c->y2, r->y + 1);
@@ -367,9 +368,10 @@ mgl_blob_detector_end (MglBlobDetector * d, GArray * out)
   }
 
   for (i = 0; i < d->comps->len; i++) {
-    const MglComp *c = &g_array_index (d->comps, MglComp, i);
+    const GstMgllavaBlobComp *c =
+        &g_array_index (d->comps, GstMgllavaBlobComp, i);
     gdouble size_term, sat_term;
-    MglBlob b;
+    GstMgllavaBlob b;
 
     if (c->area < MAX (d->p.min_area, 1))
       continue;
@@ -388,7 +390,7 @@ mgl_blob_detector_end (MglBlobDetector * d, GArray * out)
       if (hue < 0)
         hue += 360.0;
       b.hue = hue;
-      b.label = mgl_blob_hue_name (hue);
+      b.label = gst_mgllava_blob_hue_name (hue);
       sat_term = b.saturation;
     } else {
       b.hue = -1.f;
@@ -400,7 +402,7 @@ mgl_blob_detector_end (MglBlobDetector * d, GArray * out)
     g_array_append_val (d->blobs, b);
   }
 
-  g_array_sort (d->blobs, mgl_blob_compare);
+  g_array_sort (d->blobs, gst_mgllava_blob_compare);
   n = d->blobs->len;
   if (d->p.max_objects > 0 && n > d->p.max_objects)
     n = d->p.max_objects;

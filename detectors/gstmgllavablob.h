@@ -1,20 +1,20 @@
-/* mglblob.h: coloured-blob detector core (no GStreamer).
+/* gstmgllavablob.h: coloured-blob detector core (no GStreamer).
  *
  * Per pixel: HSV from 8-bit RGB; a pixel is foreground when its saturation
  * and value reach the thresholds. Foreground pixels whose hues are within
  * hue_tolerance of each other are joined with 8-connectivity (run-length
  * labelling with union-find over the runs). One box per component.
  *
- * Feed a frame row by row: mgl_blob_detector_begin(), then
- * mgl_blob_detector_add_row() for every row top to bottom, then
- * mgl_blob_detector_end(). The detector keeps its scratch memory between
- * frames; one detector per thread.
+ * Feed a frame row by row: gst_mgllava_blob_detector_begin(), then
+ * gst_mgllava_blob_detector_add_row() for every row top to bottom, then
+ * gst_mgllava_blob_detector_end(). The detector keeps its scratch memory
+ * between frames; one detector per thread.
  *
  * Copyright (C) 2026 mgllava authors
  * SPDX-License-Identifier: MIT
  */
-#ifndef MGL_BLOB_H
-#define MGL_BLOB_H
+#ifndef GST_MGLLAVA_BLOB_H
+#define GST_MGLLAVA_BLOB_H
 
 #include <glib.h>
 
@@ -29,9 +29,9 @@ typedef struct
   guint max_objects;            /* 0 = no limit; keeps the highest confidences */
   gboolean achromatic;          /* also report white, grey and black components */
   guint white_value_min;        /* achromatic: V at or above this is white */
-} MglBlobParams;
+} GstMgllavaBlobParams;
 
-#define MGL_BLOB_PARAMS_INIT { 80, 60, 24, 64, 32, FALSE, 200 }
+#define GST_MGLLAVA_BLOB_PARAMS_INIT { 80, 60, 24, 64, 32, FALSE, 200 }
 
 typedef struct
 {
@@ -41,26 +41,27 @@ typedef struct
   gfloat saturation;            /* mean saturation, 0-1 */
   gfloat confidence;            /* 0-1, from size and saturation */
   const gchar *label;           /* static string: a colour name */
-} MglBlob;
+} GstMgllavaBlob;
 
-typedef struct _MglBlobDetector MglBlobDetector;
+typedef struct _GstMgllavaBlobDetector GstMgllavaBlobDetector;
 
-MglBlobDetector *mgl_blob_detector_new (void);
-void mgl_blob_detector_free (MglBlobDetector * d);      /* NULL is a no-op */
+GstMgllavaBlobDetector *gst_mgllava_blob_detector_new (void);
+/* NULL is a no-op */
+void gst_mgllava_blob_detector_free (GstMgllavaBlobDetector * d);
 
-void mgl_blob_detector_begin (MglBlobDetector * d, const MglBlobParams * p,
-    gint width, gint height);
+void gst_mgllava_blob_detector_begin (GstMgllavaBlobDetector * d,
+    const GstMgllavaBlobParams * p, gint width, gint height);
 /* One row of @width pixels: @pstride bytes per pixel, R, G and B at byte
  * offsets @r, @g, @b inside a pixel. */
-void mgl_blob_detector_add_row (MglBlobDetector * d, const guint8 * row,
-    gint pstride, gint r, gint g, gint b);
-/* Appends the components (MglBlob) to @out, highest confidence first, and
- * returns how many. */
-guint mgl_blob_detector_end (MglBlobDetector * d, GArray * out);
+void gst_mgllava_blob_detector_add_row (GstMgllavaBlobDetector * d,
+    const guint8 * row, gint pstride, gint r, gint g, gint b);
+/* Appends the components (GstMgllavaBlob) to @out, highest confidence
+ * first, and returns how many. */
+guint gst_mgllava_blob_detector_end (GstMgllavaBlobDetector * d, GArray * out);
 
 /* Colour name of a hue in degrees: red, orange, yellow, green, cyan, blue,
  * purple or magenta. */
-const gchar *mgl_blob_hue_name (gdouble hue);
+const gchar *gst_mgllava_blob_hue_name (gdouble hue);
 
 G_END_DECLS
 

@@ -1,4 +1,4 @@
-/* gstmgldetmeta.c: attach one detection the way DL Streamer does.
+/* gstmgllavadetmeta.c: attach one detection the way DL Streamer does.
  *
  * Copyright (C) 2026 mgllava authors
  * SPDX-License-Identifier: MIT
@@ -9,10 +9,10 @@
 
 #include <math.h>
 
-#include "gstmgldetmeta.h"
+#include "gstmgllavadetmeta.h"
 
 GstVideoRegionOfInterestMeta *
-gst_mgl_det_attach (GstBuffer * buf, gint width, gint height, gdouble x1,
+gst_mgllava_det_attach (GstBuffer * buf, gint width, gint height, gdouble x1,
     gdouble y1, gdouble x2, gdouble y2, gdouble confidence, GQuark label)
 {
   GstVideoRegionOfInterestMeta *roi;

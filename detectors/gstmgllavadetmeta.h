@@ -1,10 +1,10 @@
-/* gstmgldetmeta.h: attach one detection the way DL Streamer does.
+/* gstmgllavadetmeta.h: attach one detection the way DL Streamer does.
  *
  * Copyright (C) 2026 mgllava authors
  * SPDX-License-Identifier: MIT
  */
-#ifndef GST_MGL_DET_META_H
-#define GST_MGL_DET_META_H
+#ifndef GST_MGLLAVA_DET_META_H
+#define GST_MGLLAVA_DET_META_H
 
 #include <gst/gst.h>
 #include <gst/video/video.h>
@@ -17,7 +17,7 @@ G_BEGIN_DECLS
  * "label"). The box (pixels, x2/y2 exclusive) is clipped to the
  * @width x @height frame and rounded to whole pixels. Returns NULL, adding
  * nothing, when the clipped box is empty. @buf must be writable. */
-GstVideoRegionOfInterestMeta *gst_mgl_det_attach (GstBuffer * buf,
+GstVideoRegionOfInterestMeta *gst_mgllava_det_attach (GstBuffer * buf,
     gint width, gint height, gdouble x1, gdouble y1, gdouble x2, gdouble y2,
     gdouble confidence, GQuark label);
 

@@ -1,11 +1,11 @@
-/* gstmgloutput.c: see gstmgloutput.h. */
-#include "gstmgloutput.h"
+/* gstmgllavaoutput.c: see gstmgllavaoutput.h. */
+#include "gstmgllavaoutput.h"
 
 #include <errno.h>
 #include <string.h>
 
 FILE *
-gst_mgl_output_open (GstElement * element, const gchar * location)
+gst_mgllava_output_open (GstElement * element, const gchar * location)
 {
   FILE *out;
 
@@ -20,7 +20,7 @@ gst_mgl_output_open (GstElement * element, const gchar * location)
 }
 
 void
-gst_mgl_output_close (FILE * out)
+gst_mgllava_output_close (FILE * out)
 {
   if (out == stdout)
     fflush (out);
