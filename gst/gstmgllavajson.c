@@ -18,7 +18,7 @@
  */
 #include "gstmgllavameta.h"
 #include "gstmgllavaoutput.h"
-#include "gstmglroi.h"
+#include "gstmgllavaroi.h"
 
 #include <gst/base/gstbasetransform.h>
 #include <gst/video/video.h>

@@ -8,7 +8,7 @@
  * reach the worker and the text pad from here, and the LATENCY query gets
  * exact-latency added in attach-mode=exact. */
 #include "gstmgllavafilter-private.h"
-#include "gstmglroi.h"
+#include "gstmgllavaroi.h"
 
 /* ---- sampling ---------------------------------------------------------- */
 

@@ -12,7 +12,7 @@
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 
-#include "gstmglroi.h"
+#include "gstmgllavaroi.h"
 #include "gstmgllavablob.h"
 #include "scene.h"
 

@@ -12,7 +12,7 @@
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 
-#include "gstmglroi.h"
+#include "gstmgllavaroi.h"
 #include "mglboxesfile.h"
 
 #define W 640

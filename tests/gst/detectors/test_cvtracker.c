@@ -12,7 +12,7 @@
 #include "dettest.h"
 #include <gst/video/video.h>
 
-#include "gstmglroi.h"
+#include "gstmgllavaroi.h"
 
 #define W 320
 #define H 240

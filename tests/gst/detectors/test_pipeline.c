@@ -8,7 +8,7 @@
 #include "dettest.h"
 #include <gst/video/video.h>
 
-#include "gstmglroi.h"
+#include "gstmgllavaroi.h"
 
 typedef struct
 {

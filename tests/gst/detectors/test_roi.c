@@ -11,7 +11,7 @@
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 
-#include "gstmglroi.h"
+#include "gstmgllavaroi.h"
 
 static GstVideoRegionOfInterestMeta *
 add_roi (GstBuffer * buf, const gchar * type, guint x, guint y, guint w,

@@ -1,4 +1,5 @@
-/* gstmglroi.c: upstream detections -> engine boxes (see gstmglroi.h).
+/* gstmgllavaroi.c: upstream detections -> engine boxes (see
+ * gstmgllavaroi.h).
  *
  * Copyright (C) 2026 mgllava authors
  * SPDX-License-Identifier: MIT
@@ -10,7 +11,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "gstmglroi.h"
+#include "gstmgllavaroi.h"
 
 /* Param structures that carry the detector's confidence, most specific
  * first. DL Streamer: "detection" / "confidence" (double). GStreamer's

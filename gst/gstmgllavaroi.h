@@ -1,11 +1,12 @@
-/* gstmglroi.h: upstream detections -> engine boxes.
+/* gstmgllavaroi.h: upstream detections -> engine boxes.
  *
  * Reads GstVideoRegionOfInterestMeta from a buffer as real elements write it
  * and turns it into MglBox (engine/include/mgllava.h) in the buffer's pixel
  * space: label from roi_type, confidence from a param structure ("detection"
  * with "confidence", as DL Streamer writes it, and other common spellings),
  * clipped to the frame, degenerate boxes dropped, and the filter's
- * object-labels / min-object-size / max-objects applied. Used by mgllavafilter. */
+ * object-labels / min-object-size / max-objects applied. mgllavafilter's
+ * input adapter; mgllavajson writes the same boxes. */
 #ifndef GST_MGLLAVA_ROI_H
 #define GST_MGLLAVA_ROI_H
 
