@@ -3,10 +3,6 @@
  * Copyright (C) 2026 mgllava authors
  * SPDX-License-Identifier: MIT
  */
-#ifdef HAVE_CONFIG_H
-#include "config.h"
-#endif
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

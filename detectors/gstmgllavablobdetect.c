@@ -24,10 +24,6 @@
  *
  * Since: 0.1
  */
-#ifdef HAVE_CONFIG_H
-#include "config.h"
-#endif
-
 #include "gstmgllavablobdetect.h"
 #include "gstmgllavadetmeta.h"
 #include "gstmgllavablob.h"

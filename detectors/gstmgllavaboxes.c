@@ -21,10 +21,6 @@
  *
  * Since: 0.1
  */
-#ifdef HAVE_CONFIG_H
-#include "config.h"
-#endif
-
 #include "gstmgllavaboxes.h"
 #include "gstmgllavadetmeta.h"
 
