@@ -39,7 +39,7 @@ enum
 };
 
 #define DEFAULT_LOCATION NULL
-#define DEFAULT_MATCH MGL_BOXES_MATCH_FRAME
+#define DEFAULT_MATCH MGL_DETECTIONS_MATCH_FRAME
 #define DEFAULT_SCORE_THRESHOLD 0.0
 
 struct _GstMgllavaBoxes
@@ -49,16 +49,16 @@ struct _GstMgllavaBoxes
   /*< private > */
   /* with OBJECT_LOCK */
   gchar *location;              /* MUTABLE_READY */
-  MglBoxesMatch match;          /* MUTABLE_READY */
+  MglDetectionsMatch match;     /* MUTABLE_READY */
   gdouble score_threshold;
 
   /* streaming thread only */
-  MglBoxesFile *file;
-  MglBoxesMatch active_match;
+  MglDetectionsFile *file;
+  MglDetectionsMatch active_match;
   GstVideoInfo info;
   guint64 frame;                /* frames seen since start */
   guint n_bus_warnings;
-  GArray *scratch;              /* MglDetBox */
+  GArray *scratch;              /* MglDetectionsBox */
   GPtrArray *warnings;
 };
 
@@ -76,10 +76,10 @@ gst_mgllava_boxes_match_get_type (void)
 {
   static GType type = 0;
   static const GEnumValue values[] = {
-    {MGL_BOXES_MATCH_FRAME, "Frame number (buffers counted from 0 since "
+    {MGL_DETECTIONS_MATCH_FRAME, "Frame number (buffers counted from 0 since "
           "start)", "frame"},
-    {MGL_BOXES_MATCH_PTS, "Presentation timestamp in nanoseconds (JSON Lines "
-          "\"pts\"); a record matches a frame when it lies within half a "
+    {MGL_DETECTIONS_MATCH_PTS, "Presentation timestamp in nanoseconds (JSON "
+          "Lines \"pts\"); a record matches a frame when it lies within half a "
           "frame duration of the frame's pts", "pts"},
     {0, NULL, NULL}
   };
@@ -134,11 +134,12 @@ gst_mgllava_boxes_start (GstBaseTransform * trans)
 
   self->frame = 0;
   self->n_bus_warnings = 0;
-  self->file = mgl_boxes_file_open (location, self->active_match,
+  self->file = mgl_detections_file_open (location, self->active_match,
       self->warnings, &error);
   gst_mgllava_boxes_flush_warnings (self);
   if (self->file == NULL) {
-    if (g_error_matches (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_IO))
+    if (g_error_matches (error, MGL_DETECTIONS_ERROR,
+            MGL_DETECTIONS_ERROR_IO))
       GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
           ("Could not read detections file \"%s\".", location),
           ("%s", error->message));
@@ -152,8 +153,9 @@ gst_mgllava_boxes_start (GstBaseTransform * trans)
   }
 
   GST_INFO_OBJECT (self, "reading %s (%s layout), matching by %s", location,
-      mgl_boxes_format_to_string (mgl_boxes_file_get_format (self->file)),
-      self->active_match == MGL_BOXES_MATCH_PTS ? "pts" : "frame");
+      mgl_detections_format_to_string (mgl_detections_file_get_format
+          (self->file)),
+      self->active_match == MGL_DETECTIONS_MATCH_PTS ? "pts" : "frame");
   g_free (location);
   return TRUE;
 }
@@ -163,7 +165,7 @@ gst_mgllava_boxes_stop (GstBaseTransform * trans)
 {
   GstMgllavaBoxes *self = GST_MGLLAVA_BOXES (trans);
 
-  g_clear_pointer (&self->file, mgl_boxes_file_free);
+  g_clear_pointer (&self->file, mgl_detections_file_free);
   return TRUE;
 }
 
@@ -189,7 +191,7 @@ gst_mgllava_boxes_sink_event (GstBaseTransform * trans, GstEvent * event)
     /* after a seek JSON Lines timestamps may go backwards: read again */
     GError *error = NULL;
 
-    if (!mgl_boxes_file_rewind (self->file, &error)) {
+    if (!mgl_detections_file_rewind (self->file, &error)) {
       GST_ELEMENT_WARNING (self, RESOURCE, SEEK, (NULL), ("%s",
               error->message));
       g_clear_error (&error);
@@ -215,7 +217,7 @@ gst_mgllava_boxes_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   threshold = self->score_threshold;
   GST_OBJECT_UNLOCK (self);
 
-  if (self->active_match == MGL_BOXES_MATCH_FRAME) {
+  if (self->active_match == MGL_DETECTIONS_MATCH_FRAME) {
     lo = hi = (gint64) self->frame;
   } else {
     GstClockTime pts = GST_BUFFER_PTS (buf);
@@ -242,7 +244,7 @@ gst_mgllava_boxes_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   self->frame++;
 
   g_array_set_size (self->scratch, 0);
-  ok = mgl_boxes_file_lookup (self->file, lo, hi, self->scratch,
+  ok = mgl_detections_file_lookup (self->file, lo, hi, self->scratch,
       self->warnings, &error);
   gst_mgllava_boxes_flush_warnings (self);
   if (!ok) {
@@ -253,12 +255,13 @@ gst_mgllava_boxes_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   }
 
   for (i = 0; i < self->scratch->len; i++) {
-    const MglDetBox *b = &g_array_index (self->scratch, MglDetBox, i);
+    const MglDetectionsBox *b =
+        &g_array_index (self->scratch, MglDetectionsBox, i);
 
     if (b->score < threshold)
       continue;
     if (gst_mgllava_det_attach (buf, width, height, b->x1, b->y1, b->x2, b->y2,
-            b->score, b->label) != NULL)
+            b->score, g_quark_from_string (b->label)) != NULL)
       attached++;
   }
   GST_LOG_OBJECT (self, "frame %" G_GUINT64_FORMAT " pts %" GST_TIME_FORMAT
@@ -340,7 +343,7 @@ gst_mgllava_boxes_finalize (GObject * object)
   GstMgllavaBoxes *self = GST_MGLLAVA_BOXES (object);
 
   g_free (self->location);
-  g_clear_pointer (&self->file, mgl_boxes_file_free);
+  g_clear_pointer (&self->file, mgl_detections_file_free);
   g_array_free (self->scratch, TRUE);
   g_ptr_array_free (self->warnings, TRUE);
   G_OBJECT_CLASS (gst_mgllava_boxes_parent_class)->finalize (object);
@@ -352,7 +355,7 @@ gst_mgllava_boxes_init (GstMgllavaBoxes * self)
   self->location = DEFAULT_LOCATION;
   self->match = DEFAULT_MATCH;
   self->score_threshold = DEFAULT_SCORE_THRESHOLD;
-  self->scratch = g_array_new (FALSE, FALSE, sizeof (MglDetBox));
+  self->scratch = g_array_new (FALSE, FALSE, sizeof (MglDetectionsBox));
   self->warnings = g_ptr_array_new_with_free_func (g_free);
   gst_video_info_init (&self->info);
 

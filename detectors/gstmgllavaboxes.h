@@ -10,7 +10,7 @@
 #include <gst/base/gstbasetransform.h>
 #include <gst/video/video.h>
 
-#include "mglboxesfile.h"
+#include "mgl-detections.h"
 
 G_BEGIN_DECLS
 

@@ -19,6 +19,7 @@
 #include "gstmgllavameta.h"
 #include "gstmgllavaoutput.h"
 #include "gstmgllavaroi.h"
+#include "mgl-json.h"
 
 #include <gst/base/gstbasetransform.h>
 #include <gst/video/video.h>
@@ -64,39 +65,6 @@ static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
     GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS ("video/x-raw(ANY)"));
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS ("video/x-raw(ANY)"));
-
-static void
-append_string (GString * s, const gchar * v)
-{
-  const guchar *p;
-
-  g_string_append_c (s, '"');
-  for (p = (const guchar *) (v ? v : ""); *p; p++) {
-    switch (*p) {
-      case '"':
-        g_string_append (s, "\\\"");
-        break;
-      case '\\':
-        g_string_append (s, "\\\\");
-        break;
-      case '\n':
-        g_string_append (s, "\\n");
-        break;
-      case '\r':
-        g_string_append (s, "\\r");
-        break;
-      case '\t':
-        g_string_append (s, "\\t");
-        break;
-      default:
-        if (*p < 0x20)
-          g_string_append_printf (s, "\\u%04x", *p);
-        else
-          g_string_append_c (s, (gchar) * p);
-    }
-  }
-  g_string_append_c (s, '"');
-}
 
 static void
 append_time (GString * s, GstClockTime t)
@@ -179,7 +147,7 @@ gst_mgllava_json_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     g_string_append_printf (s, "%s{\"x\": %d, \"y\": %d, \"w\": %d, \"h\": %d, "
         "\"label\": ", i ? ", " : "", (gint) b->x1, (gint) b->y1,
         (gint) (b->x2 - b->x1), (gint) (b->y2 - b->y1));
-    append_string (s, b->label);
+    mgl_json_append_string (s, b->label);
     g_string_append_printf (s, ", \"confidence\": %s}",
         g_ascii_formatd (num, sizeof num, "%.4g", b->score));
   }
@@ -188,9 +156,9 @@ gst_mgllava_json_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     gchar num[G_ASCII_DTOSTR_BUF_SIZE];
 
     g_string_append (s, any ? ", {\"text\": " : "{\"text\": ");
-    append_string (s, m->text);
+    mgl_json_append_string (s, m->text);
     g_string_append (s, ", \"prompt\": ");
-    append_string (s, m->prompt);
+    mgl_json_append_string (s, m->prompt);
     g_string_append (s, ", \"source_pts\": ");
     append_time (s, m->source_pts);
     g_string_append_printf (s, ", \"source_frame\": %" G_GUINT64_FORMAT

@@ -88,9 +88,11 @@ typedef struct {
 
 static MglStatus truth_parse(const char* json, Truth* t, MglErr* err) {
     JsonObject* root = NULL;
+    GError* ge = NULL;
     memset(t, 0, sizeof *t);
-    MGL_TRY(mgl_json_parse_object("scene truth", json, strlen(json), &t->parser, &root, err));
-    MGL_TRY(mgl_json_req_str(root, "caption", &t->caption, "scene truth", err));
+    if (!mgl_json_parse_object("scene truth", json, strlen(json), &t->parser, &root, &ge) ||
+        !mgl_json_req_str(root, "caption", &t->caption, "scene truth", &ge))
+        return mgl_err_json(err, ge);
     JsonNode* qa = json_object_get_member(root, "qa");
     JsonNode* ob = json_object_get_member(root, "objects");
     if (!qa || !JSON_NODE_HOLDS_ARRAY(qa) || !ob || !JSON_NODE_HOLDS_ARRAY(ob))
@@ -104,7 +106,7 @@ static MglStatus truth_parse(const char* json, Truth* t, MglErr* err) {
         JsonArray* b = bn && JSON_NODE_HOLDS_ARRAY(bn) ? json_node_get_array(bn) : NULL;
         const char* label = NULL;
         if (!b || json_array_get_length(b) != 4) return mgl_err(err, MGL_E_FORMAT, "scene truth: object %u has no box", i);
-        MGL_TRY(mgl_json_req_str(o, "label", &label, "scene truth object", err));
+        if (!mgl_json_req_str(o, "label", &label, "scene truth object", &ge)) return mgl_err_json(err, ge);
         MglBox* x = &t->boxes[t->n_boxes++];
         x->x1 = (float)json_array_get_int_element(b, 0);
         x->y1 = (float)json_array_get_int_element(b, 1);
@@ -229,10 +231,12 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
                 JsonNode* en = json_array_get_element(truth.qa, (guint)k);
                 JsonObject* e = JSON_NODE_HOLDS_OBJECT(en) ? json_node_get_object(en) : NULL;
                 bool digit = false;
-                if (!e || mgl_json_req_str(e, "q", &q, "scene truth qa", &err) != MGL_OK ||
-                    mgl_json_req_str(e, "a", &want, "scene truth qa", &err) != MGL_OK ||
-                    mgl_json_opt_bool(e, "digit", &digit, "scene truth qa", &err) != MGL_OK) {
+                GError* ge = NULL;
+                if (!e || !mgl_json_req_str(e, "q", &q, "scene truth qa", &ge) ||
+                    !mgl_json_req_str(e, "a", &want, "scene truth qa", &ge) ||
+                    !mgl_json_opt_bool(e, "digit", &digit, "scene truth qa", &ge)) {
                     if (!e) mgl_err(&err, MGL_E_FORMAT, "scene truth: qa[%ld] is not an object", k);
+                    else mgl_err_json(&err, ge);
                     goto out;
                 }
                 cat = categorize(q, digit);

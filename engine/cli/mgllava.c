@@ -12,6 +12,7 @@
  * Errors: one line on stderr naming the file and the problem, exit status 1. */
 #include "mgl-internal.h"
 #include "mgl-json.h"
+#include "mgl-detections.h"
 #include "mgl-bench.h"
 #include "mgl-scenes.h"
 #include "mgl-eval-scenes.h"
@@ -133,7 +134,7 @@ static int cmd_detokenize(int argc, char** argv) {
     int rc = 1;
     int32_t* ids = NULL;
     MglTokenizer* tok = NULL;
-    if (!g_utf8_validate(text, (gssize)len, NULL) || !mgl_json_depth_ok(text, len, MGL_JSON_MAX_DEPTH) ||
+    if (!g_utf8_validate(text, (gssize)len, NULL) || !mgl_json_depth_ok(text, len) ||
         !json_parser_load_from_data(p, text, (gssize)len, &ge)) {
         mgl_err(&err, MGL_E_INVALID, "stdin: not a JSON array of token ids%s%s", ge ? ": " : "", ge ? ge->message : "");
         g_clear_error(&ge);
@@ -260,107 +261,45 @@ static int cmd_convert(int argc, char** argv) {
 /* ---- run / dump ------------------------------------------------------- */
 
 typedef struct {
-    MglBox* boxes;
-    size_t  n;
-    GStringChunk* labels;
+    MglBox*        boxes;
+    size_t         n;
+    MglDetections* det; /* owns the labels */
 } Boxes;
 
 static void boxes_clear(Boxes* b) {
     free(b->boxes);
-    if (b->labels) g_string_chunk_free(b->labels);
+    mgl_detections_free(b->det);
     memset(b, 0, sizeof *b);
 }
 
-static bool num(JsonNode* n, double* out) {
-    if (!n || !JSON_NODE_HOLDS_VALUE(n)) return false;
-    GType t = json_node_get_value_type(n);
-    if (t != G_TYPE_INT64 && t != G_TYPE_DOUBLE) return false;
-    *out = json_node_get_double(n);
-    return true;
-}
-
-/* The MG-LLaVA offline-detector record: {"boxes": [[x1,y1,x2,y2]...], "scores": [...], "labels": [...]}.
- * A one-element list of such records (the batch file form) is accepted too. */
+/* --boxes: the MG-LLaVA offline-detector record {"boxes": [[x1,y1,x2,y2]...], "scores": [...], "labels": [...]}
+ * (or a one-element list of such records, the batch file form), read by common/mgl-detections.c with the
+ * rules and defaults every detections reader shares. Warnings (a dropped inverted box, a negative coordinate)
+ * go to stderr. */
 static MglStatus load_boxes(const char* path, Boxes* out, MglErr* err) {
     memset(out, 0, sizeof *out);
-    char* data = NULL;
-    size_t len = 0;
-    MGL_TRY(mgl_read_file(path, 256u << 20, &data, &len, err));
-    JsonParser* p = json_parser_new_immutable();
+    GPtrArray* warnings = g_ptr_array_new_with_free_func(g_free);
     GError* ge = NULL;
-    MglStatus st = MGL_OK;
-    if (!g_utf8_validate(data, (gssize)len, NULL) || !mgl_json_depth_ok(data, len, MGL_JSON_MAX_DEPTH) ||
-        !json_parser_load_from_data(p, data, (gssize)len, &ge)) {
-        st = mgl_err(err, MGL_E_FORMAT, "%s: invalid JSON%s%s", path, ge ? ": " : "", ge ? ge->message : "");
-        g_clear_error(&ge);
-        goto done;
+    out->det = mgl_detections_load_record(path, 256u << 20, warnings, &ge);
+    if (!out->det) {
+        MglStatus st = mgl_err(err, g_error_matches(ge, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO) ? MGL_E_IO
+                                                                                                        : MGL_E_FORMAT,
+                               "%s", ge->message);
+        g_error_free(ge);
+        g_ptr_array_unref(warnings);
+        return st;
     }
-    JsonNode* root = json_parser_get_root(p);
-    if (root && JSON_NODE_HOLDS_ARRAY(root) && json_array_get_length(json_node_get_array(root)) == 1)
-        root = json_array_get_element(json_node_get_array(root), 0);
-    if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
-        st = mgl_err(err, MGL_E_FORMAT, "%s: expected an object {\"boxes\", \"scores\", \"labels\"}", path);
-        goto done;
+    for (guint i = 0; i < warnings->len; i++)
+        fprintf(stderr, "mgllava: warning: %s\n", (const char*)g_ptr_array_index(warnings, i));
+    g_ptr_array_unref(warnings);
+    GArray* d = out->det->boxes;
+    out->n = d->len;
+    out->boxes = calloc(out->n ? out->n : 1, sizeof(MglBox));
+    for (size_t i = 0; i < out->n; i++) {
+        const MglDetectionsBox* b = &g_array_index(d, MglDetectionsBox, i);
+        out->boxes[i] = (MglBox){b->x1, b->y1, b->x2, b->y2, b->score, b->label};
     }
-    JsonObject* o = json_node_get_object(root);
-    JsonNode* bn = json_object_get_member(o, "boxes");
-    JsonNode* sn = json_object_get_member(o, "scores");
-    JsonNode* ln = json_object_get_member(o, "labels");
-    if (!bn || !JSON_NODE_HOLDS_ARRAY(bn)) {
-        st = mgl_err(err, MGL_E_FORMAT, "%s: \"boxes\" must be a list of [x1, y1, x2, y2]", path);
-        goto done;
-    }
-    JsonArray* ba = json_node_get_array(bn);
-    guint n = json_array_get_length(ba);
-    JsonArray* sa = sn && JSON_NODE_HOLDS_ARRAY(sn) ? json_node_get_array(sn) : NULL;
-    JsonArray* la = ln && JSON_NODE_HOLDS_ARRAY(ln) ? json_node_get_array(ln) : NULL;
-    if ((sn && !sa) || (sa && json_array_get_length(sa) != n)) {
-        st = mgl_err(err, MGL_E_FORMAT, "%s: \"scores\" must be a list with one score per box (%u boxes)", path, n);
-        goto done;
-    }
-    if ((ln && !la) || (la && json_array_get_length(la) != n)) {
-        st = mgl_err(err, MGL_E_FORMAT, "%s: \"labels\" must be a list with one label per box (%u boxes)", path, n);
-        goto done;
-    }
-    out->boxes = calloc(n ? n : 1, sizeof(MglBox));
-    out->labels = g_string_chunk_new(4096);
-    for (guint i = 0; i < n; i++) {
-        JsonNode* e = json_array_get_element(ba, i);
-        double v[4];
-        bool ok = JSON_NODE_HOLDS_ARRAY(e) && json_array_get_length(json_node_get_array(e)) == 4;
-        for (int k = 0; ok && k < 4; k++) ok = num(json_array_get_element(json_node_get_array(e), (guint)k), &v[k]);
-        if (!ok) {
-            st = mgl_err(err, MGL_E_FORMAT, "%s: boxes[%u] is not four numbers [x1, y1, x2, y2]", path, i);
-            goto done;
-        }
-        double sc = 1.0;
-        if (sa && !num(json_array_get_element(sa, i), &sc)) {
-            st = mgl_err(err, MGL_E_FORMAT, "%s: scores[%u] is not a number", path, i);
-            goto done;
-        }
-        const char* lab = "";
-        if (la) {
-            JsonNode* le = json_array_get_element(la, i);
-            if (!JSON_NODE_HOLDS_VALUE(le) || json_node_get_value_type(le) != G_TYPE_STRING) {
-                st = mgl_err(err, MGL_E_FORMAT, "%s: labels[%u] is not a string", path, i);
-                goto done;
-            }
-            lab = json_node_get_string(le);
-        }
-        MglBox* b = &out->boxes[i];
-        b->x1 = (float)v[0];
-        b->y1 = (float)v[1];
-        b->x2 = (float)v[2];
-        b->y2 = (float)v[3];
-        b->score = (float)sc;
-        b->label = g_string_chunk_insert_const(out->labels, lab);
-    }
-    out->n = n;
-done:
-    g_object_unref(p);
-    free(data);
-    if (st != MGL_OK) boxes_clear(out);
-    return st;
+    return MGL_OK;
 }
 
 typedef struct {

@@ -15,9 +15,43 @@
 
 #define CFG_MAX_BYTES (16u << 20)
 
+/* common/'s mgl_json_* report a GError; the readers here an MglErr */
+static MglStatus json_load_object(const char* path, size_t max, JsonParser** p, JsonObject** root, MglErr* err) {
+    GError* ge = NULL;
+    return mgl_json_load_object(path, max, p, root, &ge) ? MGL_OK : mgl_err_json(err, ge);
+}
+static MglStatus json_opt_int(JsonObject* o, const char* key, int64_t* out, const char* what, MglErr* err) {
+    GError* ge = NULL;
+    return mgl_json_opt_int(o, key, out, what, &ge) ? MGL_OK : mgl_err_json(err, ge);
+}
+static MglStatus json_opt_double(JsonObject* o, const char* key, double* out, const char* what, MglErr* err) {
+    GError* ge = NULL;
+    return mgl_json_opt_double(o, key, out, what, &ge) ? MGL_OK : mgl_err_json(err, ge);
+}
+static MglStatus json_opt_bool(JsonObject* o, const char* key, bool* out, const char* what, MglErr* err) {
+    GError* ge = NULL;
+    return mgl_json_opt_bool(o, key, out, what, &ge) ? MGL_OK : mgl_err_json(err, ge);
+}
+static MglStatus json_opt_str(JsonObject* o, const char* key, const char** out, const char* what, MglErr* err) {
+    GError* ge = NULL;
+    return mgl_json_opt_str(o, key, out, what, &ge) ? MGL_OK : mgl_err_json(err, ge);
+}
+static MglStatus json_opt_object(JsonObject* o, const char* key, JsonObject** out, const char* what, MglErr* err) {
+    GError* ge = NULL;
+    return mgl_json_opt_object(o, key, out, what, &ge) ? MGL_OK : mgl_err_json(err, ge);
+}
+static MglStatus json_req_int(JsonObject* o, const char* key, int64_t* out, const char* what, MglErr* err) {
+    GError* ge = NULL;
+    return mgl_json_req_int(o, key, out, what, &ge) ? MGL_OK : mgl_err_json(err, ge);
+}
+static MglStatus json_req_str(JsonObject* o, const char* key, const char** out, const char* what, MglErr* err) {
+    GError* ge = NULL;
+    return mgl_json_req_str(o, key, out, what, &ge) ? MGL_OK : mgl_err_json(err, ge);
+}
+
 static MglStatus get_int(JsonObject* o, const char* key, int* out, int lo, int hi, const char* what, MglErr* err) {
     int64_t v = *out;
-    MGL_TRY(mgl_json_opt_int(o, key, &v, what, err));
+    MGL_TRY(json_opt_int(o, key, &v, what, err));
     if (v < lo || v > hi)
         return mgl_err(err, MGL_E_FORMAT, "%s: \"%s\" = %lld is out of range [%d, %d]", what, key, (long long)v, lo, hi);
     *out = (int)v;
@@ -27,7 +61,7 @@ static MglStatus get_int(JsonObject* o, const char* key, int* out, int lo, int h
 static MglStatus get_float(JsonObject* o, const char* key, float* out, double lo, double hi, const char* what,
                            MglErr* err) {
     double v = *out;
-    MGL_TRY(mgl_json_opt_double(o, key, &v, what, err));
+    MGL_TRY(json_opt_double(o, key, &v, what, err));
     if (!(v >= lo && v <= hi))
         return mgl_err(err, MGL_E_FORMAT, "%s: \"%s\" = %g is out of range [%g, %g]", what, key, v, lo, hi);
     *out = (float)v;
@@ -43,14 +77,14 @@ static void copy_str(char* dst, size_t cap, const char* src) {
 MglStatus mgl_clip_config_load(const char* path, MglClipConfig* c, MglErr* err) {
     JsonParser* p = NULL;
     JsonObject* root = NULL;
-    MGL_TRY(mgl_json_load_object(path, CFG_MAX_BYTES, &p, &root, err));
+    MGL_TRY(json_load_object(path, CFG_MAX_BYTES, &p, &root, err));
     MglStatus st = MGL_OK;
     JsonObject* v = NULL;
     /* a full CLIPConfig nests the tower; a CLIPVisionConfig is flat */
-    if ((st = mgl_json_opt_object(root, "vision_config", &v, path, err)) != MGL_OK) goto done;
+    if ((st = json_opt_object(root, "vision_config", &v, path, err)) != MGL_OK) goto done;
     if (!v) v = root;
     const char* mt = NULL;
-    if ((st = mgl_json_opt_str(root, "model_type", &mt, path, err)) != MGL_OK) goto done;
+    if ((st = json_opt_str(root, "model_type", &mt, path, err)) != MGL_OK) goto done;
     if (mt && strcmp(mt, "clip") != 0 && strcmp(mt, "clip_vision_model") != 0) {
         st = mgl_err(err, MGL_E_FORMAT, "%s: model_type \"%s\" is not a CLIP model", path, mt);
         goto done;
@@ -67,7 +101,7 @@ MglStatus mgl_clip_config_load(const char* path, MglClipConfig* c, MglErr* err) 
         (st = get_int(v, "patch_size", &c->patch_size, 1, 1024, path, err)) ||
         (st = get_int(v, "num_channels", &c->n_channels, 1, 4, path, err)) ||
         (st = get_float(v, "layer_norm_eps", &c->ln_eps, 0, 1, path, err)) ||
-        (st = mgl_json_opt_str(v, "hidden_act", &act, path, err)))
+        (st = json_opt_str(v, "hidden_act", &act, path, err)))
         goto done;
     if (act) copy_str(c->act, sizeof c->act, act);
     if (c->hidden % c->n_heads) {
@@ -130,19 +164,19 @@ static MglStatus read_float3(JsonObject* o, const char* key, float out[3], const
 MglStatus mgl_convnext_config_load(const char* path, MglConvNextConfig* c, MglErr* err) {
     JsonParser* p = NULL;
     JsonObject* root = NULL;
-    MGL_TRY(mgl_json_load_object(path, CFG_MAX_BYTES, &p, &root, err));
+    MGL_TRY(json_load_object(path, CFG_MAX_BYTES, &p, &root, err));
     MglStatus st = MGL_OK;
     memset(c, 0, sizeof *c);
     JsonObject *mc = NULL, *vc = NULL, *pc = NULL;
     const char* timm = NULL;
-    if ((st = mgl_json_opt_object(root, "model_cfg", &mc, path, err)) != MGL_OK) goto done;
+    if ((st = json_opt_object(root, "model_cfg", &mc, path, err)) != MGL_OK) goto done;
     if (!mc) mc = root; /* a bare model config (open_clip's model_configs folder) */
-    if ((st = mgl_json_opt_object(mc, "vision_cfg", &vc, path, err)) != MGL_OK) goto done;
+    if ((st = json_opt_object(mc, "vision_cfg", &vc, path, err)) != MGL_OK) goto done;
     if (!vc) {
         st = mgl_err(err, MGL_E_FORMAT, "%s: missing \"model_cfg.vision_cfg\" (not an open_clip_config.json?)", path);
         goto done;
     }
-    if ((st = mgl_json_opt_str(vc, "timm_model_name", &timm, path, err)) != MGL_OK) goto done;
+    if ((st = json_opt_str(vc, "timm_model_name", &timm, path, err)) != MGL_OK) goto done;
     if (!timm) {
         st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: vision tower has no \"timm_model_name\": only timm ConvNeXt towers are supported", path);
         goto done;
@@ -155,7 +189,7 @@ MglStatus mgl_convnext_config_load(const char* path, MglConvNextConfig* c, MglEr
     mgl_convnext_arch_from_name(timm, c->depths, c->dims);
     c->image_size = 224;
     if ((st = get_int(vc, "image_size", &c->image_size, 1, 8192, path, err)) != MGL_OK) goto done;
-    if ((st = mgl_json_opt_object(root, "preprocess_cfg", &pc, path, err)) != MGL_OK) goto done;
+    if ((st = json_opt_object(root, "preprocess_cfg", &pc, path, err)) != MGL_OK) goto done;
     if (pc) {
         c->has_preprocess = json_object_has_member(pc, "mean") && json_object_has_member(pc, "std");
         if ((st = read_float3(pc, "mean", c->mean, path, err)) || (st = read_float3(pc, "std", c->std, path, err)))
@@ -195,7 +229,7 @@ static MglStatus read_token_ids(JsonObject* o, const char* key, int* ids, int ca
 MglStatus mgl_llm_config_load(const char* path, MglLlmConfig* c, MglErr* err) {
     JsonParser* p = NULL;
     JsonObject* root = NULL;
-    MGL_TRY(mgl_json_load_object(path, CFG_MAX_BYTES, &p, &root, err));
+    MGL_TRY(json_load_object(path, CFG_MAX_BYTES, &p, &root, err));
     MglStatus st = MGL_OK;
     memset(c, 0, sizeof *c);
     const char* mt = NULL;
@@ -205,7 +239,7 @@ MglStatus mgl_llm_config_load(const char* path, MglLlmConfig* c, MglErr* err) {
         JsonNode* e = json_array_get_element(json_node_get_array(an), 0);
         if (JSON_NODE_HOLDS_VALUE(e) && json_node_get_value_type(e) == G_TYPE_STRING) arch = json_node_get_string(e);
     }
-    if ((st = mgl_json_opt_str(root, "model_type", &mt, path, err)) != MGL_OK) goto done;
+    if ((st = json_opt_str(root, "model_type", &mt, path, err)) != MGL_OK) goto done;
     bool phi3 = (mt && strcmp(mt, "phi3") == 0) || (arch && strcmp(arch, "Phi3ForCausalLM") == 0);
     bool llama = (mt && (strcmp(mt, "llama") == 0 || strcmp(mt, "mistral") == 0)) ||
                  (arch && (strcmp(arch, "LlamaForCausalLM") == 0 || strcmp(arch, "MistralForCausalLM") == 0));
@@ -241,9 +275,9 @@ MglStatus mgl_llm_config_load(const char* path, MglLlmConfig* c, MglErr* err) {
         (st = get_int(root, "max_position_embeddings", &c->max_pos, 1, 1 << 24, path, err)) ||
         (st = get_float(root, "rms_norm_eps", &c->rms_eps, 0, 1, path, err)) ||
         (st = get_float(root, "rope_theta", &c->rope_theta, 1, 1e12, path, err)) ||
-        (st = mgl_json_opt_bool(root, "tie_word_embeddings", &c->tie_embeddings, path, err)) ||
+        (st = json_opt_bool(root, "tie_word_embeddings", &c->tie_embeddings, path, err)) ||
         (st = get_int(root, "sliding_window", &c->sliding_window, 0, 1 << 24, path, err)) ||
-        (st = mgl_json_opt_str(root, "hidden_act", &act, path, err)))
+        (st = json_opt_str(root, "hidden_act", &act, path, err)))
         goto done;
     if (act) copy_str(c->hidden_act, sizeof c->hidden_act, act);
     if (strcmp(c->hidden_act, "silu") != 0) {
@@ -273,8 +307,8 @@ MglStatus mgl_llm_config_load(const char* path, MglLlmConfig* c, MglErr* err) {
         const char* type = NULL;
         if (JSON_NODE_HOLDS_OBJECT(rs)) {
             JsonObject* ro = json_node_get_object(rs);
-            if ((st = mgl_json_opt_str(ro, "rope_type", &type, path, err)) != MGL_OK) goto done;
-            if (!type && (st = mgl_json_opt_str(ro, "type", &type, path, err)) != MGL_OK) goto done;
+            if ((st = json_opt_str(ro, "rope_type", &type, path, err)) != MGL_OK) goto done;
+            if (!type && (st = json_opt_str(ro, "type", &type, path, err)) != MGL_OK) goto done;
         }
         if (!type || strcmp(type, "default") != 0) {
             st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: rope_scaling \"%s\" is not supported (plain RoPE only)", path,
@@ -321,7 +355,7 @@ static char* resolve(const char* dir, const char* rel) {
 static MglStatus opt_path(JsonObject* o, const char* key, const char* dir, char** out, bool required,
                           const char* what, MglErr* err) {
     const char* s = NULL;
-    MGL_TRY(mgl_json_opt_str(o, key, &s, what, err));
+    MGL_TRY(json_opt_str(o, key, &s, what, err));
     if (!s) {
         if (required) return mgl_err(err, MGL_E_FORMAT, "%s: missing required \"%s\"", what, key);
         return MGL_OK;
@@ -335,7 +369,7 @@ MglStatus mgl_manifest_load(const char* path, MglManifest* m, MglErr* err) {
     memset(m, 0, sizeof *m);
     JsonParser* p = NULL;
     JsonObject* root = NULL;
-    MGL_TRY(mgl_json_load_object(path, CFG_MAX_BYTES, &p, &root, err));
+    MGL_TRY(json_load_object(path, CFG_MAX_BYTES, &p, &root, err));
     MglStatus st = MGL_OK;
     char* gdir = g_path_get_dirname(path);
     m->dir = strdup(gdir);
@@ -343,36 +377,36 @@ MglStatus mgl_manifest_load(const char* path, MglManifest* m, MglErr* err) {
     int64_t ver = 0;
     const char *tmpl = NULL, *name = NULL, *llm_w = NULL;
     JsonObject* packed = NULL;
-    if ((st = mgl_json_req_int(root, "mgllava", &ver, path, err)) != MGL_OK) goto done;
+    if ((st = json_req_int(root, "mgllava", &ver, path, err)) != MGL_OK) goto done;
     if (ver != 1) {
         st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: manifest version %lld (this build reads version 1)", path, (long long)ver);
         goto done;
     }
     m->version = (int)ver;
-    if ((st = mgl_json_req_str(root, "template", &tmpl, path, err)) != MGL_OK) goto done;
+    if ((st = json_req_str(root, "template", &tmpl, path, err)) != MGL_OK) goto done;
     if (!mgl_template_get(tmpl)) {
         st = mgl_err(err, MGL_E_FORMAT, "%s: unknown template \"%s\" (vicuna, phi3_chat, llama3_chat, qwen_chat)", path, tmpl);
         goto done;
     }
     m->template_name = strdup(tmpl);
-    if ((st = mgl_json_opt_str(root, "name", &name, path, err)) != MGL_OK) goto done;
+    if ((st = json_opt_str(root, "name", &name, path, err)) != MGL_OK) goto done;
     if (name) m->name = strdup(name);
-    if ((st = mgl_json_opt_object(root, "packed", &packed, path, err)) != MGL_OK) goto done;
+    if ((st = json_opt_object(root, "packed", &packed, path, err)) != MGL_OK) goto done;
     m->packed = packed != NULL;
     if ((st = opt_path(root, "clip", m->dir, &m->clip, true, path, err)) ||
         (st = opt_path(root, "convnext", m->dir, &m->convnext, !m->packed, path, err)) ||
         (st = opt_path(root, "llm", m->dir, &m->llm, true, path, err)) ||
         (st = opt_path(root, "checkpoint", m->dir, &m->checkpoint, !m->packed, path, err)))
         goto done;
-    if ((st = mgl_json_opt_str(root, "llm_weights", &llm_w, path, err)) != MGL_OK) goto done;
+    if ((st = json_opt_str(root, "llm_weights", &llm_w, path, err)) != MGL_OK) goto done;
     if (llm_w && strcmp(llm_w, "checkpoint") && strcmp(llm_w, "llm")) {
         st = mgl_err(err, MGL_E_FORMAT, "%s: \"llm_weights\" must be \"checkpoint\" or \"llm\", not \"%s\"", path, llm_w);
         goto done;
     }
     m->llm_weights_from_llm_folder = llm_w && strcmp(llm_w, "llm") == 0;
     int64_t lim = 0, mnt = 100;
-    if ((st = mgl_json_opt_int(root, "limit_num", &lim, path, err)) ||
-        (st = mgl_json_opt_int(root, "max_new_tokens", &mnt, path, err)))
+    if ((st = json_opt_int(root, "limit_num", &lim, path, err)) ||
+        (st = json_opt_int(root, "max_new_tokens", &mnt, path, err)))
         goto done;
     if (lim < 0 || lim > 1000000 || lim == 50) {
         st = mgl_err(err, MGL_E_FORMAT, "%s: \"limit_num\" = %lld is invalid (0/null = no cap; 50 is undefined upstream)",
@@ -386,14 +420,14 @@ MglStatus mgl_manifest_load(const char* path, MglManifest* m, MglErr* err) {
     m->limit_num = (int)lim;
     m->max_new_tokens = (int)mnt;
     const char* order = NULL;
-    if ((st = mgl_json_opt_str(root, "object_order", &order, path, err)) != MGL_OK) goto done;
+    if ((st = json_opt_str(root, "object_order", &order, path, err)) != MGL_OK) goto done;
     if (mgl_object_order_parse(order ? order : "score", &m->object_order) != MGL_OK || m->object_order < 0) {
         st = mgl_err(err, MGL_E_FORMAT, "%s: \"object_order\" must be \"score\" or \"reading\", not \"%s\"", path, order);
         goto done;
     }
     if (packed) {
         const char* dt = NULL;
-        if ((st = mgl_json_req_str(packed, "dtype", &dt, path, err)) != MGL_OK) goto done;
+        if ((st = json_req_str(packed, "dtype", &dt, path, err)) != MGL_OK) goto done;
         if (strcmp(dt, "f16") && strcmp(dt, "bf16") && strcmp(dt, "f32")) {
             st = mgl_err(err, MGL_E_FORMAT, "%s: packed.dtype \"%s\" (f16, bf16 or f32)", path, dt);
             goto done;

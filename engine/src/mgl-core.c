@@ -1,5 +1,6 @@
 /* mgl-core.c: status strings, errors, file mapping, dtypes, tensor sets. */
 #include "mgl-internal.h"
+#include "mgl-json.h"
 
 #include <glib.h>
 #include <errno.h>
@@ -50,6 +51,15 @@ void mgl_err_prefix(MglErr* err, const char* fmt, ...) {
     char tmp[sizeof err->msg];
     snprintf(tmp, sizeof tmp, "%s: %s", pre, err->msg);
     memcpy(err->msg, tmp, sizeof tmp);
+}
+
+MglStatus mgl_err_json(MglErr* err, GError* gerr) {
+    MglStatus code = MGL_E_FORMAT;
+    if (gerr && gerr->domain == MGL_JSON_ERROR && gerr->code == MGL_JSON_ERROR_IO) code = MGL_E_IO;
+    if (gerr && gerr->domain == MGL_JSON_ERROR && gerr->code == MGL_JSON_ERROR_NOMEM) code = MGL_E_NOMEM;
+    mgl_err(err, code, "%s", gerr ? gerr->message : "JSON error");
+    if (gerr) g_error_free(gerr);
+    return code;
 }
 
 /* ---- mapping ---------------------------------------------------------- */

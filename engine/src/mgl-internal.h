@@ -19,6 +19,11 @@
 MglStatus mgl_err(MglErr* err, MglStatus code, const char* fmt, ...) MGL_PRINTF(3, 4);
 /* Prefix an existing message with "prefix: " (keeps the code). */
 void mgl_err_prefix(MglErr* err, const char* fmt, ...) MGL_PRINTF(2, 3);
+/* A GLib-style error of common/mgl-json.h (MGL_JSON_ERROR) into `err`: its
+ * message, MGL_E_IO / MGL_E_NOMEM / MGL_E_FORMAT by its code. Frees `gerr`
+ * (NULL gives MGL_E_FORMAT) and returns the status. */
+struct _GError;
+MglStatus mgl_err_json(MglErr* err, struct _GError* gerr);
 
 #define MGL_TRY(expr) do { MglStatus s_ = (expr); if (s_ != MGL_OK) return s_; } while (0)
 

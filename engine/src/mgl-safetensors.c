@@ -149,8 +149,11 @@ static MglStatus load_single(const char* path, MglTensorSet* set, GHashTable* on
     JsonObject* root = NULL;
     char what[512];
     snprintf(what, sizeof what, "%s: header", path);
-    st = mgl_json_parse_object(what, (const char*)map->data + 8, (size_t)hlen, &parser, &root, err);
-    if (st != MGL_OK) goto done;
+    GError* ge = NULL;
+    if (!mgl_json_parse_object(what, (const char*)map->data + 8, (size_t)hlen, &parser, &root, &ge)) {
+        st = mgl_err_json(err, ge);
+        goto done;
+    }
     const uint8_t* data = map->data + 8 + hlen;
     uint64_t data_len = map->size - 8 - hlen;
 
@@ -181,13 +184,16 @@ done:
 static MglStatus load_index(const char* path, MglTensorSet* set, MglErr* err) {
     JsonParser* parser = NULL;
     JsonObject* root = NULL;
-    MGL_TRY(mgl_json_load_object(path, 64u << 20, &parser, &root, err));
+    GError* ge = NULL;
+    if (!mgl_json_load_object(path, 64u << 20, &parser, &root, &ge)) return mgl_err_json(err, ge);
     MglStatus st = MGL_OK;
     JsonObject* wm = NULL;
     char* dir = g_path_get_dirname(path);
     GHashTable* files = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)g_hash_table_unref);
-    st = mgl_json_opt_object(root, "weight_map", &wm, path, err);
-    if (st != MGL_OK) goto done;
+    if (!mgl_json_opt_object(root, "weight_map", &wm, path, &ge)) {
+        st = mgl_err_json(err, ge);
+        goto done;
+    }
     if (!wm) { st = mgl_err(err, MGL_E_FORMAT, "%s: missing \"weight_map\"", path); goto done; }
 
     JsonObjectIter it;

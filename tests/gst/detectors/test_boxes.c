@@ -13,7 +13,7 @@
 #include <gst/video/video.h>
 
 #include "gstmgllavaroi.h"
-#include "mglboxesfile.h"
+#include "mgl-detections.h"
 
 #define W 640
 #define H 480
@@ -288,8 +288,8 @@ GST_START_TEST (test_jsonl_streamed)
 {
   gchar *path = g_build_filename (tmpdir, "long.jsonl", NULL);
   FILE *fp = g_fopen (path, "w");
-  GArray *out = g_array_new (FALSE, FALSE, sizeof (MglDetBox));
-  MglBoxesFile *bf;
+  GArray *out = g_array_new (FALSE, FALSE, sizeof (MglDetectionsBox));
+  MglDetectionsFile *bf;
   GError *err = NULL;
   guint i;
 
@@ -301,34 +301,34 @@ GST_START_TEST (test_jsonl_streamed)
   fprintf (fp, "{\"frame\": 10001, \"boxes\": [[0, 0, 1\n");
   fclose (fp);
 
-  bf = mgl_boxes_file_open (path, MGL_BOXES_MATCH_FRAME, NULL, &err);
+  bf = mgl_detections_file_open (path, MGL_DETECTIONS_MATCH_FRAME, NULL, &err);
   fail_unless (bf != NULL, "%s", err ? err->message : "");
-  fail_unless_equals_int (mgl_boxes_file_get_format (bf),
-      MGL_BOXES_FORMAT_JSONL);
+  fail_unless_equals_int (mgl_detections_file_get_format (bf),
+      MGL_DETECTIONS_FORMAT_JSONL);
   for (i = 0; i < 100; i++) {
     g_array_set_size (out, 0);
-    fail_unless (mgl_boxes_file_lookup (bf, i, i, out, NULL, &err));
+    fail_unless (mgl_detections_file_lookup (bf, i, i, out, NULL, &err));
     fail_unless_equals_int (out->len, 1);
   }
   /* jump ahead, then hit the broken line */
   g_array_set_size (out, 0);
-  fail_unless (mgl_boxes_file_lookup (bf, 9999, 9999, out, NULL, &err));
+  fail_unless (mgl_detections_file_lookup (bf, 9999, 9999, out, NULL, &err));
   fail_unless_equals_int (out->len, 1);
   /* frame 10000 reads one record ahead, into the broken line */
-  fail_unless (!mgl_boxes_file_lookup (bf, 10000, 10000, out, NULL, &err));
+  fail_unless (!mgl_detections_file_lookup (bf, 10000, 10000, out, NULL, &err));
   fail_unless (strstr (err->message, "line 10002: malformed JSON") != NULL,
       "%s", err->message);
   g_clear_error (&err);
   /* stays failed until rewound */
-  fail_unless (!mgl_boxes_file_lookup (bf, 10001, 10001, out, NULL, &err));
+  fail_unless (!mgl_detections_file_lookup (bf, 10001, 10001, out, NULL, &err));
   g_clear_error (&err);
-  fail_unless (mgl_boxes_file_rewind (bf, NULL));
+  fail_unless (mgl_detections_file_rewind (bf, NULL));
   g_array_set_size (out, 0);
-  fail_unless (mgl_boxes_file_lookup (bf, 5, 5, out, NULL, &err));
+  fail_unless (mgl_detections_file_lookup (bf, 5, 5, out, NULL, &err));
   fail_unless_equals_int (out->len, 1);
-  fail_unless_equals_float (g_array_index (out, MglDetBox, 0).x1, 5);
+  fail_unless_equals_float (g_array_index (out, MglDetectionsBox, 0).x1, 5);
 
-  mgl_boxes_file_free (bf);
+  mgl_detections_file_free (bf);
   g_array_free (out, TRUE);
   g_unlink (path);
   g_free (path);
@@ -577,18 +577,19 @@ GST_START_TEST (test_truncated_prefixes)
         "{\"frame\": 1, \"boxes\": [[1, 2, 3, 4]], \"labels\": [\"q\"]}\n"
   };
   gchar *path = g_build_filename (tmpdir, "prefix.json", NULL);
-  GArray *out = g_array_new (FALSE, FALSE, sizeof (MglDetBox));
+  GArray *out = g_array_new (FALSE, FALSE, sizeof (MglDetectionsBox));
   GPtrArray *warnings = g_ptr_array_new_with_free_func (g_free);
   guint f, len, failures = 0;
 
   for (f = 0; f < G_N_ELEMENTS (files); f++) {
     for (len = 0; len <= strlen (files[f]); len++) {
       GError *err = NULL;
-      MglBoxesFile *bf;
+      MglDetectionsFile *bf;
       gint64 i;
 
       fail_unless (g_file_set_contents (path, files[f], len, NULL));
-      bf = mgl_boxes_file_open (path, MGL_BOXES_MATCH_FRAME, warnings, &err);
+      bf = mgl_detections_file_open (path, MGL_DETECTIONS_MATCH_FRAME,
+          warnings, &err);
       if (bf == NULL) {
         fail_unless (err != NULL);
         failures++;
@@ -596,14 +597,14 @@ GST_START_TEST (test_truncated_prefixes)
         continue;
       }
       for (i = 0; i < 6; i++) {
-        if (!mgl_boxes_file_lookup (bf, i, i, out, warnings, &err)) {
+        if (!mgl_detections_file_lookup (bf, i, i, out, warnings, &err)) {
           fail_unless (err != NULL);
           g_clear_error (&err);
           failures++;
           break;
         }
       }
-      mgl_boxes_file_free (bf);
+      mgl_detections_file_free (bf);
     }
   }
   fail_unless (failures > 0);

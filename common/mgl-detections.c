@@ -1,4 +1,4 @@
-/* mglboxesfile.c: offline detections for mgllavaboxes (see mglboxesfile.h).
+/* mgl-detections.c: the offline detections reader (see mgl-detections.h).
  *
  * Copyright (C) 2026 mgllava authors
  * SPDX-License-Identifier: MIT
@@ -16,30 +16,31 @@
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
-#include "mglboxesfile.h"
+#include "mgl-detections.h"
+#include "mgl-json.h"
 
 GQuark
-mgl_boxes_error_quark (void)
+mgl_detections_error_quark (void)
 {
-  return g_quark_from_static_string ("mgl-boxes-error-quark");
+  return g_quark_from_static_string ("mgl-detections-error-quark");
 }
 
 typedef struct
 {
   gint64 key;
-  guint first;                  /* index of the first box in MglBoxesFile.boxes */
+  guint first;                  /* of its first box in MglDetectionsFile.all */
   guint n;
 } MglRecord;
 
-struct _MglBoxesFile
+struct _MglDetectionsFile
 {
   gchar *path;
-  MglBoxesFormat format;
-  MglBoxesMatch match;
+  MglDetectionsFormat format;
+  MglDetectionsMatch match;
 
   /* LIST and VIDEO: every record, sorted by key */
   GArray *records;              /* MglRecord */
-  GArray *boxes;                /* MglDetBox */
+  MglDetections *all;           /* their boxes and labels */
 
   /* JSONL */
   FILE *fp;
@@ -48,24 +49,52 @@ struct _MglBoxesFile
   guint64 lineno;               /* of the last line read, 1-based */
   gboolean have_pending;
   MglRecord pending;            /* boxes in pending_boxes */
-  GArray *pending_boxes;
+  MglDetections *pending_boxes;
+  GStringChunk *lookup_labels;  /* labels of the last lookup's boxes */
   gboolean have_last;
   gint64 last_key;
   gboolean broken;              /* a malformed line was met */
 };
 
 const gchar *
-mgl_boxes_format_to_string (MglBoxesFormat format)
+mgl_detections_format_to_string (MglDetectionsFormat format)
 {
   switch (format) {
-    case MGL_BOXES_FORMAT_LIST:
+    case MGL_DETECTIONS_FORMAT_LIST:
       return "list";
-    case MGL_BOXES_FORMAT_VIDEO:
+    case MGL_DETECTIONS_FORMAT_VIDEO:
       return "video";
-    case MGL_BOXES_FORMAT_JSONL:
+    case MGL_DETECTIONS_FORMAT_JSONL:
       return "jsonl";
   }
   return "unknown";
+}
+
+MglDetections *
+mgl_detections_new (void)
+{
+  MglDetections *d = g_new0 (MglDetections, 1);
+
+  d->boxes = g_array_new (FALSE, FALSE, sizeof (MglDetectionsBox));
+  d->labels = g_string_chunk_new (1024);
+  return d;
+}
+
+void
+mgl_detections_clear (MglDetections * d)
+{
+  g_array_set_size (d->boxes, 0);
+  g_string_chunk_clear (d->labels);
+}
+
+void
+mgl_detections_free (MglDetections * d)
+{
+  if (d == NULL)
+    return;
+  g_array_free (d->boxes, TRUE);
+  g_string_chunk_free (d->labels);
+  g_free (d);
 }
 
 /* *INDENT-OFF* */
@@ -137,11 +166,10 @@ mgl_node_get_key (JsonNode * node, gint64 * out)
   return FALSE;
 }
 
-/* Parses "boxes", "scores" and "labels" of one record object into @boxes.
- * @where names the record in messages ("record 3", "frames[3]", "line 7"). */
-static gboolean
-mgl_parse_detections (JsonObject * obj, const gchar * where, GArray * boxes,
-    GPtrArray * warnings, GError ** error)
+/* The record rules and defaults of mgl-detections.h, in one place. */
+gboolean
+mgl_detections_parse_record (JsonObject * obj, const gchar * where,
+    MglDetections * out, GPtrArray * warnings, GError ** error)
 {
   JsonNode *bnode = json_object_get_member (obj, "boxes");
   JsonNode *snode = json_object_get_member (obj, "scores");
@@ -150,12 +178,12 @@ mgl_parse_detections (JsonObject * obj, const gchar * where, GArray * boxes,
   guint n, i;
 
   if (bnode == NULL) {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
         "%s: missing field \"boxes\"", where);
     return FALSE;
   }
   if (!JSON_NODE_HOLDS_ARRAY (bnode)) {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
         "%s: field \"boxes\" must be an array of [x1, y1, x2, y2] arrays",
         where);
     return FALSE;
@@ -165,13 +193,13 @@ mgl_parse_detections (JsonObject * obj, const gchar * where, GArray * boxes,
 
   if (snode != NULL && !JSON_NODE_HOLDS_NULL (snode)) {
     if (!JSON_NODE_HOLDS_ARRAY (snode)) {
-      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+      g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
           "%s: field \"scores\" must be an array of numbers", where);
       return FALSE;
     }
     sarr = json_node_get_array (snode);
     if (json_array_get_length (sarr) != n) {
-      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+      g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
           "%s: field \"scores\" has %u entries but \"boxes\" has %u", where,
           json_array_get_length (sarr), n);
       return FALSE;
@@ -179,13 +207,13 @@ mgl_parse_detections (JsonObject * obj, const gchar * where, GArray * boxes,
   }
   if (lnode != NULL && !JSON_NODE_HOLDS_NULL (lnode)) {
     if (!JSON_NODE_HOLDS_ARRAY (lnode)) {
-      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+      g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
           "%s: field \"labels\" must be an array of strings", where);
       return FALSE;
     }
     larr = json_node_get_array (lnode);
     if (json_array_get_length (larr) != n) {
-      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+      g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
           "%s: field \"labels\" has %u entries but \"boxes\" has %u", where,
           json_array_get_length (larr), n);
       return FALSE;
@@ -195,13 +223,15 @@ mgl_parse_detections (JsonObject * obj, const gchar * where, GArray * boxes,
   for (i = 0; i < n; i++) {
     JsonNode *bn = json_array_get_element (barr, i);
     JsonArray *c;
-    MglDetBox b;
-    gdouble v[4], score = 1.0;
+    MglDetectionsBox b;
+    const gchar *label;
+    gchar idbuf[32];
+    gdouble v[4], score = MGL_DETECTIONS_DEFAULT_SCORE;
     guint k;
 
     if (!JSON_NODE_HOLDS_ARRAY (bn)
         || json_array_get_length (json_node_get_array (bn)) != 4) {
-      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+      g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
           "%s: field \"boxes\"[%u] must be an array of 4 numbers "
           "[x1, y1, x2, y2]", where, i);
       return FALSE;
@@ -209,52 +239,50 @@ mgl_parse_detections (JsonObject * obj, const gchar * where, GArray * boxes,
     c = json_node_get_array (bn);
     for (k = 0; k < 4; k++) {
       if (!mgl_node_get_number (json_array_get_element (c, k), &v[k])) {
-        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+        g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
             "%s: field \"boxes\"[%u][%u] must be a number", where, i, k);
         return FALSE;
       }
-      /* a pixel coordinate: also keeps every value finite as a float */
-      if (fabs (v[k]) > 1e7) {
-        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
-            "%s: field \"boxes\"[%u][%u] = %g is not a pixel coordinate",
-            where, i, k, v[k]);
+      /* a pixel coordinate (the engine's bound): also keeps every value
+       * finite as a float */
+      if (fabs (v[k]) > MGL_DETECTIONS_MAX_COORD) {
+        g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
+            "%s: field \"boxes\"[%u][%u] = %g is not a pixel coordinate "
+            "(beyond 1e6)", where, i, k, v[k]);
         return FALSE;
       }
     }
 
     if (sarr != NULL) {
       if (!mgl_node_get_number (json_array_get_element (sarr, i), &score)) {
-        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+        g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
             "%s: field \"scores\"[%u] must be a number", where, i);
         return FALSE;
       }
-      /* a confidence, finite also as a float (the engine refuses non-finite scores) */
-      if (fabs (score) > 1e6) {
-        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+      /* a confidence, finite also as a float (the engine refuses
+       * non-finite scores) */
+      if (fabs (score) > MGL_DETECTIONS_MAX_SCORE) {
+        g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
             "%s: field \"scores\"[%u] = %g is not a confidence", where, i,
             score);
         return FALSE;
       }
     }
 
-    b.label = g_quark_from_static_string ("object");
+    label = MGL_DETECTIONS_DEFAULT_LABEL;
     if (larr != NULL) {
       JsonNode *ln = json_array_get_element (larr, i);
-      gint64 id;
 
       if (JSON_NODE_HOLDS_VALUE (ln)
           && json_node_get_value_type (ln) == G_TYPE_STRING) {
-        /* a detector's class names: a small set, interned once */
-        b.label = g_quark_from_string (json_node_get_string (ln));
+        label = json_node_get_string (ln);
       } else if (JSON_NODE_HOLDS_VALUE (ln)
           && json_node_get_value_type (ln) == G_TYPE_INT64) {
-        gchar tmp[32];
-
-        id = json_node_get_int (ln);
-        g_snprintf (tmp, sizeof (tmp), "%" G_GINT64_FORMAT, id);
-        b.label = g_quark_from_string (tmp);
+        g_snprintf (idbuf, sizeof (idbuf), "%" G_GINT64_FORMAT,
+            (gint64) json_node_get_int (ln));
+        label = idbuf;
       } else {
-        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+        g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
             "%s: field \"labels\"[%u] must be a string", where, i);
         return FALSE;
       }
@@ -276,7 +304,8 @@ mgl_parse_detections (JsonObject * obj, const gchar * where, GArray * boxes,
     b.x2 = v[2];
     b.y2 = v[3];
     b.score = score;
-    g_array_append_val (boxes, b);
+    b.label = g_string_chunk_insert_const (out->labels, label);
+    g_array_append_val (out->boxes, b);
   }
   return TRUE;
 }
@@ -291,76 +320,78 @@ mgl_record_compare (gconstpointer a, gconstpointer b)
   return (ra->first > rb->first) - (ra->first < rb->first);
 }
 
-/* json-glib parses recursively: a hostile file nested a hundred thousand
- * levels deep would exhaust the stack, so nesting is bounded first. */
-#define MGL_BOXES_MAX_DEPTH 64
-
+/* Parses @len bytes of @text (-1: up to the NUL) into @parser: UTF-8 JSON
+ * nested at most MGL_JSON_MAX_DEPTH deep (json-glib parses recursively, so a
+ * hostile file nested a hundred thousand levels deep would exhaust the
+ * stack). Messages start with "@prefix: " when @prefix is not NULL. */
 static gboolean
-mgl_json_depth_ok (const gchar * data, gsize len)
+mgl_parse_json (JsonParser * parser, const gchar * text, gssize len,
+    const gchar * prefix, GError ** error)
 {
-  gint depth = 0;
-  gboolean in_str = FALSE;
-  gsize i;
+  const gchar *sep = prefix != NULL ? ": " : "";
+  gsize n = len < 0 ? strlen (text) : (gsize) len;
+  GError *err = NULL;
 
-  for (i = 0; i < len && data[i]; i++) {
-    gchar c = data[i];
-    if (in_str) {
-      if (c == '\\')
-        i++;
-      else if (c == '"')
-        in_str = FALSE;
-    } else if (c == '"') {
-      in_str = TRUE;
-    } else if (c == '[' || c == '{') {
-      if (++depth > MGL_BOXES_MAX_DEPTH)
-        return FALSE;
-    } else if (c == ']' || c == '}') {
-      depth--;
-    }
+  if (prefix == NULL)
+    prefix = "";
+  if (!mgl_json_depth_ok (text, n)) {
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_PARSE,
+        "%s%smalformed JSON: nested deeper than %d levels", prefix, sep,
+        MGL_JSON_MAX_DEPTH);
+    return FALSE;
+  }
+  if (!g_utf8_validate (text, (gssize) n, NULL)) {
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_PARSE,
+        "%s%smalformed JSON: not valid UTF-8", prefix, sep);
+    return FALSE;
+  }
+  if (!json_parser_load_from_data (parser, text, (gssize) n, &err)) {
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_PARSE,
+        "%s%smalformed JSON: %s", prefix, sep, err->message);
+    g_clear_error (&err);
+    return FALSE;
   }
   return TRUE;
 }
 
+/* Reads a whole file (at most @max_size bytes) and parses it. */
 static gboolean
-mgl_load_whole (MglBoxesFile * f, GPtrArray * warnings, GError ** error)
+mgl_load_json_file (JsonParser * parser, const gchar * path, gsize max_size,
+    const gchar * prefix, GError ** error)
+{
+  GError *err = NULL;
+  gchar *text = NULL;
+  gsize len = 0;
+  gboolean ok;
+
+  if (!mgl_json_read_file (path, max_size, &text, &len, &err)) {
+    g_set_error_literal (error, MGL_DETECTIONS_ERROR,
+        err->code == MGL_JSON_ERROR_FORMAT ? MGL_DETECTIONS_ERROR_PARSE :
+        MGL_DETECTIONS_ERROR_IO, err->message);
+    g_clear_error (&err);
+    return FALSE;
+  }
+  ok = mgl_parse_json (parser, text, (gssize) len, prefix, error);
+  free (text);
+  return ok;
+}
+
+static gboolean
+mgl_load_whole (MglDetectionsFile * f, GPtrArray * warnings, GError ** error)
 {
   JsonParser *parser = json_parser_new ();
-  GError *err = NULL;
   JsonNode *root;
   JsonArray *arr;
   gboolean ok = FALSE;
   guint i, n;
 
-  {
-    gchar *text = NULL;
-    gsize len = 0;
-
-    if (!g_file_get_contents (f->path, &text, &len, &err)) {
-      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
-          "cannot read: %s", err->message);
-      g_clear_error (&err);
-      goto out;
-    }
-    if (!mgl_json_depth_ok (text, len)) {
-      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
-          "malformed JSON: nested deeper than %d levels", MGL_BOXES_MAX_DEPTH);
-      g_free (text);
-      goto out;
-    }
-    if (!json_parser_load_from_data (parser, text, (gssize) len, &err)) {
-      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
-          "malformed JSON: %s", err->message);
-      g_clear_error (&err);
-      g_free (text);
-      goto out;
-    }
-    g_free (text);
-  }
+  if (!mgl_load_json_file (parser, f->path, G_MAXSSIZE, NULL, error))
+    goto out;
   root = json_parser_get_root (parser);
 
-  if (f->format == MGL_BOXES_FORMAT_LIST) {
+  if (f->format == MGL_DETECTIONS_FORMAT_LIST) {
     if (root == NULL || !JSON_NODE_HOLDS_ARRAY (root)) {
-      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+      g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
           "top level must be an array of {\"id\", \"boxes\", ...} records");
       goto out;
     }
@@ -369,13 +400,13 @@ mgl_load_whole (MglBoxesFile * f, GPtrArray * warnings, GError ** error)
     JsonNode *frames;
 
     if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
-      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+      g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
           "top level must be a {\"video\", \"frames\": [...]} object");
       goto out;
     }
     frames = json_object_get_member (json_node_get_object (root), "frames");
     if (frames == NULL || !JSON_NODE_HOLDS_ARRAY (frames)) {
-      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+      g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
           "field \"frames\" is missing or not an array");
       goto out;
     }
@@ -388,37 +419,37 @@ mgl_load_whole (MglBoxesFile * f, GPtrArray * warnings, GError ** error)
     MglRecord r;
     gchar where[64];
 
-    if (f->format == MGL_BOXES_FORMAT_LIST)
+    if (f->format == MGL_DETECTIONS_FORMAT_LIST)
       g_snprintf (where, sizeof (where), "record %u", i);
     else
       g_snprintf (where, sizeof (where), "frames[%u]", i);
 
     if (!JSON_NODE_HOLDS_OBJECT (rn)) {
-      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+      g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
           "%s: must be an object", where);
       goto out;
     }
-    if (f->format == MGL_BOXES_FORMAT_LIST) {
+    if (f->format == MGL_DETECTIONS_FORMAT_LIST) {
       JsonNode *id = json_object_get_member (json_node_get_object (rn), "id");
 
       if (id == NULL) {
-        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+        g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
             "%s: missing field \"id\" (the frame number)", where);
         goto out;
       }
       if (!mgl_node_get_key (id, &r.key)) {
-        g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+        g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
             "%s: field \"id\" must be an integer frame number", where);
         goto out;
       }
     } else {
       r.key = i;
     }
-    r.first = f->boxes->len;
-    if (!mgl_parse_detections (json_node_get_object (rn), where, f->boxes,
-            warnings, error))
+    r.first = f->all->boxes->len;
+    if (!mgl_detections_parse_record (json_node_get_object (rn), where,
+            f->all, warnings, error))
       goto out;
-    r.n = f->boxes->len - r.first;
+    r.n = f->all->boxes->len - r.first;
     g_array_append_val (f->records, r);
   }
   g_array_sort (f->records, mgl_record_compare);
@@ -431,7 +462,7 @@ out:
 
 /* Reads the next line; FALSE at end of file (or on a read error, in @error). */
 static gboolean
-mgl_jsonl_read_line (MglBoxesFile * f, GError ** error)
+mgl_jsonl_read_line (MglDetectionsFile * f, GError ** error)
 {
   ssize_t len;
 
@@ -439,7 +470,7 @@ mgl_jsonl_read_line (MglBoxesFile * f, GError ** error)
   len = getline (&f->line, &f->line_cap, f->fp);
   if (len < 0) {
     if (ferror (f->fp))
-      g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_IO,
+      g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO,
           "line %" G_GUINT64_FORMAT ": read error: %s", f->lineno + 1,
           g_strerror (errno));
     return FALSE;
@@ -450,11 +481,11 @@ mgl_jsonl_read_line (MglBoxesFile * f, GError ** error)
 
 /* Parses f->line into f->pending. */
 static gboolean
-mgl_jsonl_parse_line (MglBoxesFile * f, GPtrArray * warnings, GError ** error)
+mgl_jsonl_parse_line (MglDetectionsFile * f, GPtrArray * warnings,
+    GError ** error)
 {
   JsonParser *parser = json_parser_new ();
-  const gchar *keyname = f->match == MGL_BOXES_MATCH_PTS ? "pts" : "frame";
-  GError *err = NULL;
+  const gchar *keyname = f->match == MGL_DETECTIONS_MATCH_PTS ? "pts" : "frame";
   JsonNode *root, *key;
   JsonObject *obj;
   gboolean ok = FALSE;
@@ -462,42 +493,33 @@ mgl_jsonl_parse_line (MglBoxesFile * f, GPtrArray * warnings, GError ** error)
 
   g_snprintf (where, sizeof (where), "line %" G_GUINT64_FORMAT, f->lineno);
 
-  if (!mgl_json_depth_ok (f->line, strlen (f->line))) {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
-        "%s: malformed JSON: nested deeper than %d levels", where,
-        MGL_BOXES_MAX_DEPTH);
+  if (!mgl_parse_json (parser, f->line, -1, where, error))
     goto out;
-  }
-  if (!json_parser_load_from_data (parser, f->line, -1, &err)) {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
-        "%s: malformed JSON: %s", where, err->message);
-    g_clear_error (&err);
-    goto out;
-  }
   root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
         "%s: must be a JSON object", where);
     goto out;
   }
   obj = json_node_get_object (root);
   key = json_object_get_member (obj, keyname);
   if (key == NULL) {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
         "%s: missing field \"%s\" (match=%s)", where, keyname, keyname);
     goto out;
   }
   if (!mgl_node_get_key (key, &f->pending.key)) {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
         "%s: field \"%s\" must be an integer%s", where, keyname,
-        f->match == MGL_BOXES_MATCH_PTS ? " (nanoseconds)" : "");
+        f->match == MGL_DETECTIONS_MATCH_PTS ? " (nanoseconds)" : "");
     goto out;
   }
-  g_array_set_size (f->pending_boxes, 0);
-  if (!mgl_parse_detections (obj, where, f->pending_boxes, warnings, error))
+  mgl_detections_clear (f->pending_boxes);
+  if (!mgl_detections_parse_record (obj, where, f->pending_boxes, warnings,
+          error))
     goto out;
   f->pending.first = 0;
-  f->pending.n = f->pending_boxes->len;
+  f->pending.n = f->pending_boxes->boxes->len;
   ok = TRUE;
 
 out:
@@ -518,7 +540,7 @@ mgl_line_is_blank (const gchar * s)
 /* Detects the layout from the first bytes: '[' is LIST; '{' is JSONL when
  * the first line alone is a complete object without "frames", else VIDEO. */
 static gboolean
-mgl_detect_format (MglBoxesFile * f, GError ** error)
+mgl_detect_format (MglDetectionsFile * f, GError ** error)
 {
   JsonParser *parser;
   gboolean jsonl = FALSE;
@@ -529,16 +551,16 @@ mgl_detect_format (MglBoxesFile * f, GError ** error)
   } while (c != EOF && g_ascii_isspace (c));
 
   if (c == EOF) {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_PARSE,
         "%s: empty file", f->path);
     return FALSE;
   }
   if (c == '[') {
-    f->format = MGL_BOXES_FORMAT_LIST;
+    f->format = MGL_DETECTIONS_FORMAT_LIST;
     return TRUE;
   }
   if (c != '{') {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_PARSE,
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_PARSE,
         "malformed JSON: %s does not start with '[' or '{'", f->path);
     return FALSE;
   }
@@ -550,8 +572,7 @@ mgl_detect_format (MglBoxesFile * f, GError ** error)
   } while (mgl_line_is_blank (f->line));
 
   parser = json_parser_new ();
-  if (f->line != NULL && mgl_json_depth_ok (f->line, strlen (f->line))
-      && json_parser_load_from_data (parser, f->line, -1, NULL)) {
+  if (f->line != NULL && mgl_parse_json (parser, f->line, -1, NULL, NULL)) {
     JsonNode *root = json_parser_get_root (parser);
 
     jsonl = root != NULL && JSON_NODE_HOLDS_OBJECT (root)
@@ -559,24 +580,26 @@ mgl_detect_format (MglBoxesFile * f, GError ** error)
   }
   g_object_unref (parser);
 
-  f->format = jsonl ? MGL_BOXES_FORMAT_JSONL : MGL_BOXES_FORMAT_VIDEO;
+  f->format = jsonl ? MGL_DETECTIONS_FORMAT_JSONL : MGL_DETECTIONS_FORMAT_VIDEO;
   return TRUE;
 }
 
 gboolean
-mgl_boxes_file_rewind (MglBoxesFile * f, GError ** error)
+mgl_detections_file_rewind (MglDetectionsFile * f, GError ** error)
 {
   g_return_val_if_fail (f != NULL, FALSE);
 
-  if (f->format != MGL_BOXES_FORMAT_JSONL)
+  if (f->format != MGL_DETECTIONS_FORMAT_JSONL)
     return TRUE;
 
   if (fseek (f->fp, 0, SEEK_SET) != 0) {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_IO,
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO,
         "%s: cannot rewind: %s", f->path, g_strerror (errno));
     return FALSE;
   }
   clearerr (f->fp);
+  g_string_chunk_clear (f->lookup_labels);
+  mgl_detections_clear (f->pending_boxes);
   f->lineno = 0;
   f->have_pending = FALSE;
   f->have_last = FALSE;
@@ -584,43 +607,44 @@ mgl_boxes_file_rewind (MglBoxesFile * f, GError ** error)
   return TRUE;
 }
 
-MglBoxesFile *
-mgl_boxes_file_open (const gchar * path, MglBoxesMatch match,
+MglDetectionsFile *
+mgl_detections_file_open (const gchar * path, MglDetectionsMatch match,
     GPtrArray * warnings, GError ** error)
 {
-  MglBoxesFile *f;
+  MglDetectionsFile *f;
 
   g_return_val_if_fail (path != NULL, NULL);
 
-  f = g_new0 (MglBoxesFile, 1);
+  f = g_new0 (MglDetectionsFile, 1);
   f->path = g_strdup (path);
   f->match = match;
   f->records = g_array_new (FALSE, FALSE, sizeof (MglRecord));
-  f->boxes = g_array_new (FALSE, FALSE, sizeof (MglDetBox));
-  f->pending_boxes = g_array_new (FALSE, FALSE, sizeof (MglDetBox));
+  f->all = mgl_detections_new ();
+  f->pending_boxes = mgl_detections_new ();
+  f->lookup_labels = g_string_chunk_new (1024);
 
   f->fp = g_fopen (path, "rb");
   if (f->fp == NULL) {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_IO,
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO,
         "cannot open %s: %s", path, g_strerror (errno));
     goto fail;
   }
   if (!mgl_detect_format (f, error))
     goto fail;
 
-  if (f->format == MGL_BOXES_FORMAT_JSONL) {
-    if (!mgl_boxes_file_rewind (f, error))
+  if (f->format == MGL_DETECTIONS_FORMAT_JSONL) {
+    if (!mgl_detections_file_rewind (f, error))
       goto fail;
     return f;
   }
 
   fclose (f->fp);
   f->fp = NULL;
-  if (match == MGL_BOXES_MATCH_PTS) {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+  if (match == MGL_DETECTIONS_MATCH_PTS) {
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
         "%s: the %s layout has no timestamps; use match=frame, or JSON Lines "
         "records with a \"pts\" field", path,
-        mgl_boxes_format_to_string (f->format));
+        mgl_detections_format_to_string (f->format));
     goto fail;
   }
   if (!mgl_load_whole (f, warnings, error))
@@ -628,12 +652,12 @@ mgl_boxes_file_open (const gchar * path, MglBoxesMatch match,
   return f;
 
 fail:
-  mgl_boxes_file_free (f);
+  mgl_detections_file_free (f);
   return NULL;
 }
 
 void
-mgl_boxes_file_free (MglBoxesFile * f)
+mgl_detections_file_free (MglDetectionsFile * f)
 {
   if (f == NULL)
     return;
@@ -641,24 +665,27 @@ mgl_boxes_file_free (MglBoxesFile * f)
     fclose (f->fp);
   free (f->line);               /* from getline() */
   g_array_free (f->records, TRUE);
-  g_array_free (f->boxes, TRUE);
-  g_array_free (f->pending_boxes, TRUE);
+  mgl_detections_free (f->all);
+  mgl_detections_free (f->pending_boxes);
+  g_string_chunk_free (f->lookup_labels);
   g_free (f->path);
   g_free (f);
 }
 
-MglBoxesFormat
-mgl_boxes_file_get_format (const MglBoxesFile * f)
+MglDetectionsFormat
+mgl_detections_file_get_format (const MglDetectionsFile * f)
 {
   return f->format;
 }
 
 static gboolean
-mgl_jsonl_lookup (MglBoxesFile * f, gint64 lo, gint64 hi, GArray * out,
+mgl_jsonl_lookup (MglDetectionsFile * f, gint64 lo, gint64 hi, GArray * out,
     GPtrArray * warnings, GError ** error)
 {
+  /* the labels of the previous lookup's boxes */
+  g_string_chunk_clear (f->lookup_labels);
   if (f->broken) {
-    g_set_error (error, MGL_BOXES_ERROR, MGL_BOXES_ERROR_FORMAT,
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
         "%s: stopped at line %" G_GUINT64_FORMAT " after an earlier error",
         f->path, f->lineno);
     return FALSE;
@@ -686,7 +713,7 @@ mgl_jsonl_lookup (MglBoxesFile * f, gint64 lo, gint64 hi, GArray * out,
         mgl_warn (warnings, "line %" G_GUINT64_FORMAT ": %s %" G_GINT64_FORMAT
             " comes after %" G_GINT64_FORMAT "; records must be in "
             "increasing order, record skipped", f->lineno,
-            f->match == MGL_BOXES_MATCH_PTS ? "pts" : "frame",
+            f->match == MGL_DETECTIONS_MATCH_PTS ? "pts" : "frame",
             f->pending.key, f->last_key);
         continue;
       }
@@ -697,15 +724,25 @@ mgl_jsonl_lookup (MglBoxesFile * f, gint64 lo, gint64 hi, GArray * out,
 
     if (f->pending.key > hi)
       return TRUE;              /* a later frame's: keep it */
-    if (f->pending.key >= lo)
-      g_array_append_vals (out, f->pending_boxes->data, f->pending.n);
+    if (f->pending.key >= lo) {
+      guint i;
+
+      /* the pending record's labels go with its next line: copy them */
+      for (i = 0; i < f->pending.n; i++) {
+        MglDetectionsBox b = g_array_index (f->pending_boxes->boxes,
+            MglDetectionsBox, i);
+
+        b.label = g_string_chunk_insert_const (f->lookup_labels, b.label);
+        g_array_append_val (out, b);
+      }
+    }
     f->have_pending = FALSE;
   }
 }
 
 gboolean
-mgl_boxes_file_lookup (MglBoxesFile * f, gint64 lo, gint64 hi, GArray * out,
-    GPtrArray * warnings, GError ** error)
+mgl_detections_file_lookup (MglDetectionsFile * f, gint64 lo, gint64 hi,
+    GArray * out, GPtrArray * warnings, GError ** error)
 {
   guint a, b;
 
@@ -713,7 +750,7 @@ mgl_boxes_file_lookup (MglBoxesFile * f, gint64 lo, gint64 hi, GArray * out,
 
   if (hi < lo)
     return TRUE;
-  if (f->format == MGL_BOXES_FORMAT_JSONL)
+  if (f->format == MGL_DETECTIONS_FORMAT_JSONL)
     return mgl_jsonl_lookup (f, lo, hi, out, warnings, error);
 
   /* first record with key >= lo */
@@ -734,8 +771,41 @@ mgl_boxes_file_lookup (MglBoxesFile * f, gint64 lo, gint64 hi, GArray * out,
       break;
     /* a record without boxes may sit on an empty (NULL-data) array */
     if (r->n > 0)
-      g_array_append_vals (out, &g_array_index (f->boxes, MglDetBox,
-              r->first), r->n);
+      g_array_append_vals (out, &g_array_index (f->all->boxes,
+              MglDetectionsBox, r->first), r->n);
   }
   return TRUE;
+}
+
+MglDetections *
+mgl_detections_load_record (const gchar * path, gsize max_size,
+    GPtrArray * warnings, GError ** error)
+{
+  JsonParser *parser;
+  MglDetections *d = NULL;
+  JsonNode *root;
+
+  g_return_val_if_fail (path != NULL, NULL);
+
+  parser = json_parser_new ();
+  if (!mgl_load_json_file (parser, path, max_size, path, error))
+    goto out;
+  root = json_parser_get_root (parser);
+  /* the batch form: a list holding this one record */
+  if (root != NULL && JSON_NODE_HOLDS_ARRAY (root)
+      && json_array_get_length (json_node_get_array (root)) == 1)
+    root = json_array_get_element (json_node_get_array (root), 0);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
+        "%s: expected an object {\"boxes\", \"scores\", \"labels\"}", path);
+    goto out;
+  }
+  d = mgl_detections_new ();
+  if (!mgl_detections_parse_record (json_node_get_object (root), path, d,
+          warnings, error))
+    g_clear_pointer (&d, mgl_detections_free);
+
+out:
+  g_object_unref (parser);
+  return d;
 }
