@@ -19,6 +19,7 @@
 #include "mgl-cli.h"
 #include "mgl-image.h"
 #include "mgl-model.h"
+#include "cpu/mgl-cpu.h"
 #include "mgl-model-files.h"
 
 #include <glib.h>
@@ -352,7 +353,8 @@ static int dump_stage(MglModel* m, const MglImage* img, const Boxes* bx, int ord
                              order < 0 ? m->files->man.object_order : order, &x768, &x336, &b768, &nobj, &err) != MGL_OK)
         return cli_fail(&err);
     int rc = -1;
-    const int64_t P = m->n_patches, D = m->D, H = m->lc.hidden;
+    const MglModelWeights* w = &m->w; /* the CPU reference stages */
+    const int64_t P = w->n_patches, D = w->D, H = w->lc.hidden;
     if (!strcmp(stage, "x768")) rc = write_stage(out, stage, x768, 3, (int64_t[]){3, 768, 768});
     else if (!strcmp(stage, "x336")) rc = write_stage(out, stage, x336, 3, (int64_t[]){3, 336, 336});
     else if (!strcmp(stage, "boxes768")) rc = write_stage(out, stage, b768, 2, (int64_t[]){(int64_t)nobj, 4});
@@ -361,40 +363,40 @@ static int dump_stage(MglModel* m, const MglImage* img, const Boxes* bx, int ord
     float* fused = NULL;
     if (rc < 0) {
         clip = malloc(sizeof(float) * (size_t)(P * D));
-        mgl_stage_clip(m, x336, clip);
+        mgl_stage_clip(w, x336, clip);
         if (!strcmp(stage, "clip")) rc = write_stage(out, stage, clip, 2, (int64_t[]){P, D});
     }
     if (rc < 0) {
         for (int s = 0; s < 4; s++) {
             int64_t hs = (MGL_AUX_SIZE / 4) >> s;
-            so[s] = malloc(sizeof(float) * (size_t)(hs * hs * m->stages[s].C));
+            so[s] = malloc(sizeof(float) * (size_t)(hs * hs * w->stages[s].C));
         }
-        mgl_stage_convnext(m, x768, so);
+        mgl_stage_convnext(w, x768, so);
         for (int s = 0; s < 4 && rc < 0; s++) {
             char nm[8];
             snprintf(nm, sizeof nm, "cnx%d", s);
             int64_t hs = (MGL_AUX_SIZE / 4) >> s;
-            if (!strcmp(stage, nm)) rc = write_stage(out, stage, so[s], 3, (int64_t[]){hs, hs, m->stages[s].C});
+            if (!strcmp(stage, nm)) rc = write_stage(out, stage, so[s], 3, (int64_t[]){hs, hs, w->stages[s].C});
         }
     }
     if (rc < 0) {
         fused = malloc(sizeof(float) * (size_t)(P * D));
-        mgl_stage_fuse(m, clip, so[3], fused, NULL);
+        mgl_stage_fuse(w, clip, so[3], fused, NULL);
         if (!strcmp(stage, "fused")) rc = write_stage(out, stage, fused, 2, (int64_t[]){P, D});
     }
     if (rc < 0 && (!strcmp(stage, "vimg"))) {
         float* v = malloc(sizeof(float) * (size_t)(P * H));
-        mgl_stage_mlp2(&m->proj, fused, P, H, v);
+        mgl_stage_mlp2(&w->proj, fused, P, H, v);
         rc = write_stage(out, stage, v, 2, (int64_t[]){P, H});
         free(v);
     }
     if (rc < 0 && (!strcmp(stage, "obj_pooled") || !strcmp(stage, "vobj"))) {
-        float* pooled = malloc(sizeof(float) * nobj * (size_t)m->Cm);
-        mgl_stage_objects(m, so, b768, nobj, pooled);
-        if (!strcmp(stage, "obj_pooled")) rc = write_stage(out, stage, pooled, 2, (int64_t[]){(int64_t)nobj, m->Cm});
+        float* pooled = malloc(sizeof(float) * nobj * (size_t)w->Cm);
+        mgl_stage_objects(w, so, b768, nobj, pooled);
+        if (!strcmp(stage, "obj_pooled")) rc = write_stage(out, stage, pooled, 2, (int64_t[]){(int64_t)nobj, w->Cm});
         else {
             float* v = malloc(sizeof(float) * nobj * (size_t)H);
-            mgl_stage_mlp2(&m->bproj, pooled, (int64_t)nobj, H, v);
+            mgl_stage_mlp2(&w->bproj, pooled, (int64_t)nobj, H, v);
             rc = write_stage(out, stage, v, 2, (int64_t[]){(int64_t)nobj, H});
             free(v);
         }
@@ -406,14 +408,14 @@ static int dump_stage(MglModel* m, const MglImage* img, const Boxes* bx, int ord
         else {
             int64_t L = (int64_t)pr.n_ids + P + (int64_t)nobj;
             float* emb = malloc(sizeof(float) * (size_t)(L * H));
-            mgl_stage_embeds(m, &pr, fused, so, b768, nobj, emb);
+            mgl_stage_embeds(w, &pr, fused, so, b768, nobj, emb);
             if (!strcmp(stage, "embeds")) rc = write_stage(out, stage, emb, 2, (int64_t[]){L, H});
             else {
                 MglCtx* c = NULL;
                 mgl_ctx_new(m, &c, &err);
-                float* lg = malloc(sizeof(float) * (size_t)(L * m->lc.vocab));
+                float* lg = malloc(sizeof(float) * (size_t)(L * w->lc.vocab));
                 if (mgl_llm_forward(c, emb, L, 0, lg, true, &err) != MGL_OK) rc = cli_fail(&err);
-                else rc = write_stage(out, stage, lg, 2, (int64_t[]){L, m->lc.vocab});
+                else rc = write_stage(out, stage, lg, 2, (int64_t[]){L, w->lc.vocab});
                 free(lg);
                 mgl_ctx_free(c);
             }

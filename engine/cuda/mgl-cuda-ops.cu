@@ -148,7 +148,7 @@ extern "C" MglStatus mgl_cuda_weight_upload(const MglWeight* h, MglDType dt, Mgl
 
 extern "C" void mgl_cuda_weight_free(MglCudaW* w) {
     if (!w) return;
-    mgl_cuda_free(w->data);
+    mgl_cuda_free((void*)w->data);
     w->data = NULL;
 }
 

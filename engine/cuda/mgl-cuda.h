@@ -1,14 +1,12 @@
 /* mgl-cuda.h: the CUDA backend's C interface (plain C types only: no CUDA
  * header is needed to include it). Built only when MGL_HAVE_CUDA.
  *
- * Two layers:
- *  - ops on device buffers (mgl_cuda_*): the device twins of mgl-ops.h, fp32
- *    activations, weights in f32/f16/bf16, each enqueued on an MglCudaStream.
- *    Launch and cuBLAS errors are recorded in the stream and reported by
- *    mgl_cuda_stream_sync() as MglErr messages; nothing aborts.
- *  - the model (mgl_cuda_model_* / mgl_cuda_ctx_* / mgl_cuda_prefill, _step): weights
- *    uploaded once in one precision, stages on the device, KV cache on the
- *    device, the decode step replayed from a CUDA graph. */
+ * The ops on device buffers (mgl_cuda_*): the device twins of mgl-ops.h,
+ * fp32 activations, weights in f32/f16/bf16, each enqueued on an
+ * MglCudaStream. Launch and cuBLAS errors are recorded in the stream and
+ * reported by mgl_cuda_stream_sync() as MglErr messages; nothing aborts.
+ * The model itself is reached through the backend table, mgl_backend_cuda
+ * (mgl-cuda-backend.cu; see mgl-backend.h). */
 #ifndef MGL_CUDA_H
 #define MGL_CUDA_H
 
@@ -20,8 +18,7 @@
 extern "C" {
 #endif
 
-#include "mgl-model.h"
-#include "mgl-ops.h"
+#include "mgl-backend.h"
 
 /* ---- devices ------------------------------------------------------------ */
 
@@ -43,12 +40,9 @@ size_t mgl_cuda_peak_bytes(void);
 size_t mgl_cuda_live_bytes(void);
 void   mgl_cuda_reset_peak(void);
 
-/* A weight matrix on the device (rows = out, cols = in), f32/f16/bf16. */
-typedef struct {
-    void*    data;
-    MglDType dtype;
-    int64_t  rows, cols;
-} MglCudaW;
+/* A weight matrix on the device (rows = out, cols = in), f32/f16/bf16: an
+ * MglWeight whose data is device memory. */
+typedef MglWeight MglCudaW;
 
 /* Upload a host weight converted to `dt` (F32, F16 or BF16). */
 MglStatus mgl_cuda_weight_upload(const MglWeight* host, MglDType dt, MglCudaW* out, MglErr* err);
@@ -119,55 +113,6 @@ void mgl_cuda_sample(MglCudaStream* s, MglCudaSampler* sp, const float* logits, 
  * pooled (n, sum C). */
 void mgl_cuda_roi_pool(MglCudaStream* s, const float* const so[4], const int C[4], const float* boxes, int64_t n,
                        float* pooled);
-
-/* ---- the model ---------------------------------------------------------- */
-
-typedef struct MglCudaModel MglCudaModel;
-typedef struct MglCudaCtx MglCudaCtx;
-
-/* Upload the bound model `m` (see mgl-model.h) to device `gpu_id` in
- * precision "f16" (default when NULL), "bf16" or "f32". Checks free memory
- * first: not enough is MGL_E_NOMEM naming the bytes needed and free. */
-MglStatus mgl_cuda_model_new(MglModel* m, int gpu_id, const char* precision, MglCudaModel** out, MglErr* err);
-void      mgl_cuda_model_free(MglCudaModel* dm);
-size_t    mgl_cuda_model_weight_bytes(const MglCudaModel* dm);     /* all uploaded weights */
-size_t    mgl_cuda_model_llm_bytes(const MglCudaModel* dm);        /* weights read by one decode step */
-const char* mgl_cuda_model_precision(const MglCudaModel* dm);
-
-MglStatus mgl_cuda_ctx_new(MglCudaModel* dm, MglCudaCtx** out, MglErr* err);
-void      mgl_cuda_ctx_free(MglCudaCtx* dc);
-
-/* mgl_generate's device backend (the MglCtx's model must be on a GPU): vision,
- * embeddings and prefill of the request, leaving the first sampled id in
- * *first; then one decode step at position `pos` for the last sampled id,
- * sampling the next into *next. */
-MglStatus mgl_cuda_prefill(MglCtx* c, MglGenRequest* rq, int32_t* first, MglTimings* t, MglErr* err);
-MglStatus mgl_cuda_step(MglCtx* c, MglGenRequest* rq, int64_t pos, int32_t* next, MglErr* err);
-
-/* Stages with host inputs and outputs (parity tests): same shapes as the CPU stages. */
-MglStatus mgl_cuda_stage_clip(MglCtx* c, const float* x336, float* out, MglErr* err);
-MglStatus mgl_cuda_stage_convnext(MglCtx* c, const float* x768, float* const so[4], MglErr* err);
-MglStatus mgl_cuda_stage_fuse(MglCtx* c, const float* clip, const float* stage3, float* fused, float* gate_logit,
-                              MglErr* err);
-MglStatus mgl_cuda_stage_objects(MglCtx* c, float* const so[4], const float* boxes768, size_t n, float* pooled,
-                                 MglErr* err);
-MglStatus mgl_cuda_llm_forward(MglCtx* c, const float* embeds, int64_t T, int64_t pos0, float* logits,
-                               bool all_logits, MglErr* err);
-
-/* Benchmark pieces (mgllava bench --device cuda). Times in ms (CUDA events / host clock). */
-typedef struct {
-    double clip_ms, convnext_ms, vision_overlap_ms, fuse_ms, objects_ms;   /* vision */
-    double prefill_ms, decode_ms_per_token;                                /* LLM */
-    double frame_ms, frame_preprocess_ms, frame_vision_ms, frame_prefill_ms, frame_decode_ms;
-    int    frame_prompt_tokens, frame_generated;
-    bool   graph;                                                          /* decode replayed a CUDA graph */
-} MglCudaBench;
-MglStatus mgl_cuda_bench_vision(MglCtx* c, int reps, MglCudaBench* out, MglErr* err);
-MglStatus mgl_cuda_bench_llm(MglCtx* c, int prompt_tokens, int gen_tokens, MglCudaBench* out, MglErr* err);
-/* One captioned frame: CPU preprocessing of a 640x480 image with 10 boxes,
- * vision, `prompt_tokens` LLM tokens in all (image + object + text), then
- * `gen_tokens` greedy tokens (the first from the prefill). */
-MglStatus mgl_cuda_bench_frame(MglCtx* c, int prompt_tokens, int gen_tokens, MglCudaBench* out, MglErr* err);
 
 #ifdef __cplusplus
 }

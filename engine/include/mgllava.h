@@ -135,6 +135,8 @@ MGL_API void      mgl_stop_seqs_clear(MglStopSeqs* s);
 typedef struct MglModel MglModel;  /* immutable after load; shareable by several MglCtx */
 typedef struct MglCtx   MglCtx;    /* per-stream state (KV cache, scratch); one thread at a time */
 
+/* Model parameters: where the weights live and in what precision. n_ctx is
+ * the default context length of the contexts made with mgl_ctx_new(). */
 typedef struct {
     const char* device;      /* "auto" (default), "cpu" or "cuda" */
     int         gpu_id;      /* CUDA ordinal */
@@ -152,6 +154,16 @@ MGL_API const MglTokenizer* mgl_model_tokenizer(const MglModel* model);
 MGL_API const MglTemplate*  mgl_model_template(const MglModel* model);
 MGL_API int       mgl_model_default_max_new_tokens(const MglModel* model);
 
+/* Context parameters (per stream, as llama.h separates them from the model's). */
+typedef struct {
+    int         n_ctx;         /* max prompt + generated tokens; 0 = the model's default (MglModelParams.n_ctx) */
+    const char* kv_precision;  /* device KV cache: "f16", "bf16" or "f32"; NULL = the device weights' precision.
+                                * The CPU keeps its KV cache in f32. */
+} MglCtxParams;
+
+MGL_API MglCtxParams mgl_ctx_default_params(void);
+MGL_API MglStatus mgl_ctx_new_with_params(MglModel* model, const MglCtxParams* params, MglCtx** out, MglErr* err);
+/* mgl_ctx_new_with_params() with the defaults. */
 MGL_API MglStatus mgl_ctx_new(MglModel* model, MglCtx** out, MglErr* err);
 MGL_API void      mgl_ctx_free(MglCtx* ctx);
 
@@ -211,6 +223,69 @@ MGL_API MglStatus mgl_object_order_parse(const char* name, int* order);
 MGL_API MglStatus mgl_generate(MglCtx* ctx, const MglImage* image, const MglBox* boxes, size_t n_boxes,
                                const char* question, const MglGenParams* params, char** text,
                                int32_t** ids, size_t* n_ids, MglTimings* timings, MglErr* err);
+
+
+/* ---- serving many streams: one scheduler per model ------------------------
+ *
+ * An MglServer batches requests from many streams onto one model: up to
+ * max_batch sequences run at once, each in a slot with its own KV cache.
+ * Newly admitted requests get their vision and prefill together; then every
+ * step decodes one token for every running sequence in one batched call
+ * (continuous batching: a sequence joins and leaves at step boundaries and a
+ * finished one frees its slot at once). Admission is round-robin over the
+ * streams that have requests waiting, so one busy stream cannot starve the
+ * others. On the CPU a sequence's tokens are exactly those it would get alone
+ * (greedy or seeded sampling).
+ *
+ * Results come back through a callback, called exactly once per accepted
+ * request, on the server's thread: keep it short (queue the result and
+ * return). */
+
+typedef struct MglServer MglServer;
+typedef struct MglStream MglStream;   /* one submitter (e.g. one element); not thread-safe itself */
+
+typedef struct {
+    int         max_batch;     /* sequence slots; 0 = derived from free memory and n_ctx (at most 8) */
+    int         n_ctx;         /* tokens per slot; 0 = the model's default */
+    const char* kv_precision;  /* as MglCtxParams */
+} MglServerParams;
+
+typedef struct {
+    MglStatus      status;     /* MGL_OK, MGL_E_ABORTED (aborted or the stream freed), or the error */
+    const char*    error;      /* the one-line message when status != MGL_OK */
+    const char*    text;       /* the answer (stripped, special tokens removed); valid during the callback */
+    const int32_t* ids;        /* generated ids */
+    size_t         n_ids;
+    MglTimings     timings;    /* vision, prefill and decode are the batched calls the request was part of */
+    int            batch;      /* the largest batch it decoded in */
+} MglResult;
+
+typedef void (*MglResultFunc)(uint64_t request_id, const MglResult* result, void* user_data);
+
+MGL_API MglServerParams mgl_server_default_params(void);
+/* Starts the scheduler thread. An explicit max_batch whose KV caches do not
+ * fit the free memory is MGL_E_NOMEM naming the sizes. The model must outlive
+ * the server. */
+MGL_API MglStatus mgl_server_new(MglModel* model, const MglServerParams* params, MglServer** out, MglErr* err);
+/* Aborts what is still queued or running (callbacks with MGL_E_ABORTED), joins the thread. */
+MGL_API void      mgl_server_free(MglServer* server);
+MGL_API int       mgl_server_max_batch(const MglServer* server);
+
+MGL_API MglStream* mgl_stream_new(MglServer* server);
+/* Aborts the stream's requests and returns when none of its callbacks can run any more. */
+MGL_API void       mgl_stream_free(MglStream* stream);
+/* Queues a request: the checks, prompt and image preprocessing happen here,
+ * in the caller's thread (errors are returned, no callback follows); the
+ * image and boxes are not referenced after the call. params->on_token is not
+ * used (results come whole); params->abort_flag is honoured. *id (may be
+ * NULL) names the request for mgl_stream_abort. */
+MGL_API MglStatus  mgl_stream_submit(MglStream* stream, const MglImage* image, const MglBox* boxes, size_t n_boxes,
+                                     const char* question, const MglGenParams* params, MglResultFunc done,
+                                     void* user_data, uint64_t* id, MglErr* err);
+/* Aborts one request (id) or all of the stream's (id == 0); each still gets its callback. */
+MGL_API void       mgl_stream_abort(MglStream* stream, uint64_t id);
+/* Requests of this stream accepted and not yet called back. */
+MGL_API int        mgl_stream_pending(MglStream* stream);
 
 #ifdef __cplusplus
 }

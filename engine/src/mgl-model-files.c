@@ -2,6 +2,7 @@
  * packed model), map their weights into one canonical name space, validate
  * every tensor the graph needs, and pack models with `mgllava convert`. */
 #include "mgl-model-files.h"
+#include "mgl-weight-table.h"
 #include "mgl-json.h"
 #include "cpu/mgl-pool.h"
 
@@ -343,30 +344,6 @@ static void need(Check* c, const char* name, int ndim, int64_t d0, int64_t d1, i
     }
 }
 
-#define NEED1(c, n, a) need(c, n, 1, a, 0, 0, 0)
-#define NEED2(c, n, a, b) need(c, n, 2, a, b, 0, 0)
-#define NEED4(c, n, a, b, x, y) need(c, n, 4, a, b, x, y)
-
-static void need_lin(Check* c, const char* pre, int64_t out, int64_t in, bool bias) {
-    char n[256];
-    snprintf(n, sizeof n, "%s.weight", pre);
-    NEED2(c, n, out, in);
-    if (bias) {
-        snprintf(n, sizeof n, "%s.bias", pre);
-        NEED1(c, n, out);
-    }
-}
-
-static void need_ln(Check* c, const char* pre, int64_t d, bool bias) {
-    char n[256];
-    snprintf(n, sizeof n, "%s.weight", pre);
-    NEED1(c, n, d);
-    if (bias) {
-        snprintf(n, sizeof n, "%s.bias", pre);
-        NEED1(c, n, d);
-    }
-}
-
 static MglStatus check_all(MglModelFiles* mf, Check* cp, MglErr* err);
 
 MglStatus mgl_model_files_validate(MglModelFiles* mf, MglErr* err) {
@@ -379,117 +356,19 @@ MglStatus mgl_model_files_synthesize(MglModelFiles* mf, MglDType dtype, uint64_t
     return check_all(mf, &c, err);
 }
 
+static bool check_item(const MglWeightItem* it, void* user) {
+    const int64_t* d = it->shape;
+    need(user, it->name, it->ndim, d[0], it->ndim > 1 ? d[1] : 0, it->ndim > 2 ? d[2] : 0, it->ndim > 3 ? d[3] : 0);
+    return true;
+}
+
+/* Every row of the weight table (mgl-weight-table.h) at the shapes the configs imply. */
 static MglStatus check_all(MglModelFiles* mf, Check* cp, MglErr* err) {
     Check c = *cp;
-    char n[256];
-    const MglClipConfig* v = &mf->clip;
-    int64_t D = v->hidden, g = v->image_size / v->patch_size;
-    NEED4(&c, "clip.vision_model.embeddings.patch_embedding.weight", D, v->n_channels, v->patch_size, v->patch_size);
-    NEED1(&c, "clip.vision_model.embeddings.class_embedding", D);
-    NEED2(&c, "clip.vision_model.embeddings.position_embedding.weight", g * g + 1, D);
-    need_ln(&c, "clip.vision_model.pre_layrnorm", D, true);
-    /* MG-LLaVA reads hidden_states[-2]: layers 0 .. n_layers-2 are needed */
-    for (int l = 0; l + 1 < v->n_layers; l++) {
-        static const char* proj[] = {"q_proj", "k_proj", "v_proj", "out_proj"};
-        for (int i = 0; i < 4; i++) {
-            snprintf(n, sizeof n, "clip.vision_model.encoder.layers.%d.self_attn.%s", l, proj[i]);
-            need_lin(&c, n, D, D, true);
-        }
-        snprintf(n, sizeof n, "clip.vision_model.encoder.layers.%d.layer_norm1", l);
-        need_ln(&c, n, D, true);
-        snprintf(n, sizeof n, "clip.vision_model.encoder.layers.%d.layer_norm2", l);
-        need_ln(&c, n, D, true);
-        snprintf(n, sizeof n, "clip.vision_model.encoder.layers.%d.mlp.fc1", l);
-        need_lin(&c, n, v->intermediate, D, true);
-        snprintf(n, sizeof n, "clip.vision_model.encoder.layers.%d.mlp.fc2", l);
-        need_lin(&c, n, D, v->intermediate, true);
-    }
-
-    const int* dims = mf->cnx.dims;
-    NEED4(&c, "convnext.stem.0.weight", dims[0], 3, 4, 4);
-    NEED1(&c, "convnext.stem.0.bias", dims[0]);
-    need_ln(&c, "convnext.stem.1", dims[0], true);
-    for (int s = 0; s < 4; s++) {
-        if (s > 0) {
-            snprintf(n, sizeof n, "convnext.stages.%d.downsample.0", s);
-            need_ln(&c, n, dims[s - 1], true);
-            snprintf(n, sizeof n, "convnext.stages.%d.downsample.1.weight", s);
-            NEED4(&c, n, dims[s], dims[s - 1], 2, 2);
-            snprintf(n, sizeof n, "convnext.stages.%d.downsample.1.bias", s);
-            NEED1(&c, n, dims[s]);
-        }
-        for (int b = 0; b < mf->cnx.depths[s]; b++) {
-            int64_t C = dims[s];
-            snprintf(n, sizeof n, "convnext.stages.%d.blocks.%d.conv_dw.weight", s, b);
-            NEED4(&c, n, C, 1, 7, 7);
-            snprintf(n, sizeof n, "convnext.stages.%d.blocks.%d.conv_dw.bias", s, b);
-            NEED1(&c, n, C);
-            snprintf(n, sizeof n, "convnext.stages.%d.blocks.%d.norm", s, b);
-            need_ln(&c, n, C, true);
-            snprintf(n, sizeof n, "convnext.stages.%d.blocks.%d.mlp.fc1", s, b);
-            need_lin(&c, n, 4 * C, C, true);
-            snprintf(n, sizeof n, "convnext.stages.%d.blocks.%d.mlp.fc2", s, b);
-            need_lin(&c, n, C, 4 * C, true);
-            snprintf(n, sizeof n, "convnext.stages.%d.blocks.%d.gamma", s, b);
-            NEED1(&c, n, C);
-        }
-    }
-
-    int64_t C3 = dims[3], H = mf->llm.hidden;
     const MglTensor* g0 = mgl_tset_get(mf->weights, "fuse_module.gate.0.weight");
-    mf->fuse_dim = (int)D;
-    mf->gate_hidden = g0 && g0->ndim == 2 ? (int)g0->shape[0] : (int)D / 2;
-    NEED4(&c, "fuse_module.slow_conv.weight", C3, C3, 1, 1);
-    NEED1(&c, "fuse_module.slow_conv.bias", C3);
-    NEED4(&c, "fuse_module.slow_proj.weight", D, C3, 1, 1);
-    NEED1(&c, "fuse_module.slow_proj.bias", D);
-    NEED4(&c, "fuse_module.fast_conv.weight", D, 1, 7, 7);
-    NEED1(&c, "fuse_module.fast_conv.bias", D);
-    NEED4(&c, "fuse_module.fast_proj.weight", D, D, 1, 1);
-    NEED1(&c, "fuse_module.fast_proj.bias", D);
-    need_lin(&c, "fuse_module.gate.0", mf->gate_hidden, 2 * D, true);
-    need_lin(&c, "fuse_module.gate.2", 1, mf->gate_hidden, true);
-    need_lin(&c, "projector.model.0", H, D, true);
-    need_lin(&c, "projector.model.2", H, H, true);
-    int64_t Cm = (int64_t)dims[0] + dims[1] + dims[2] + dims[3];
-    need_lin(&c, "bbox_projector.model.0", H, Cm, true);
-    need_lin(&c, "bbox_projector.model.2", H, H, true);
-
-    const MglLlmConfig* L = &mf->llm;
-    int64_t qd = (int64_t)L->n_heads * L->head_dim, kvd = (int64_t)L->n_kv_heads * L->head_dim;
-    NEED2(&c, "llm.model.embed_tokens.weight", L->vocab, H);
-    for (int l = 0; l < L->n_layers; l++) {
-        char pre[128];
-        snprintf(pre, sizeof pre, "llm.model.layers.%d", l);
-        if (L->arch == MGL_LLM_PHI3) {
-            snprintf(n, sizeof n, "%s.self_attn.qkv_proj", pre);
-            need_lin(&c, n, qd + 2 * kvd, H, false);
-            snprintf(n, sizeof n, "%s.mlp.gate_up_proj", pre);
-            need_lin(&c, n, 2 * (int64_t)L->intermediate, H, false);
-        } else {
-            snprintf(n, sizeof n, "%s.self_attn.q_proj", pre);
-            need_lin(&c, n, qd, H, false);
-            snprintf(n, sizeof n, "%s.self_attn.k_proj", pre);
-            need_lin(&c, n, kvd, H, false);
-            snprintf(n, sizeof n, "%s.self_attn.v_proj", pre);
-            need_lin(&c, n, kvd, H, false);
-            snprintf(n, sizeof n, "%s.mlp.gate_proj", pre);
-            need_lin(&c, n, L->intermediate, H, false);
-            snprintf(n, sizeof n, "%s.mlp.up_proj", pre);
-            need_lin(&c, n, L->intermediate, H, false);
-        }
-        snprintf(n, sizeof n, "%s.self_attn.o_proj", pre);
-        need_lin(&c, n, H, qd, false);
-        snprintf(n, sizeof n, "%s.mlp.down_proj", pre);
-        need_lin(&c, n, H, L->intermediate, false);
-        snprintf(n, sizeof n, "%s.input_layernorm", pre);
-        need_ln(&c, n, H, false);
-        snprintf(n, sizeof n, "%s.post_attention_layernorm", pre);
-        need_ln(&c, n, H, false);
-    }
-    need_ln(&c, "llm.model.norm", H, false);
-    if (!L->tie_embeddings) NEED2(&c, "llm.lm_head.weight", L->vocab, H);
-
+    mf->fuse_dim = mf->clip.hidden;
+    mf->gate_hidden = g0 && g0->ndim == 2 ? (int)g0->shape[0] : mf->clip.hidden / 2;
+    mgl_weight_walk(mf, check_item, &c);
     if (c.missing || c.bad) {
         const char* where = mf->man.packed ? "packed weights" : "model";
         return mgl_err(err, MGL_E_FORMAT, "%s: %s (%d missing, %d with a wrong shape or dtype)", where, c.first,

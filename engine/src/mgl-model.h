@@ -1,128 +1,100 @@
-/* mgl-model.h: the loaded MG-LLaVA model and its stage functions (internal;
- * tests call the stages one by one against the PyTorch goldens). */
+/* mgl-model.h: the loaded model and its contexts (core, internal). The core
+ * binds the files' tensors to MglModelWeights through the weight table, picks
+ * a backend from the registry and talks to it only through MglBackend
+ * (mgl-backend.h); no backend includes this header. */
 #ifndef MGL_MODEL_H
 #define MGL_MODEL_H
 
 #include <glib.h>
 
+#include "mgl-backend.h"
 #include "mgl-model-files.h"
-#include "mgl-ops.h"
 #include "mgl-preprocess.h"
 
-typedef struct {
-    MglWeight q, k, v, o, fc1, fc2;
-    float *q_b, *k_b, *v_b, *o_b, *fc1_b, *fc2_b, *ln1_w, *ln1_b, *ln2_w, *ln2_b;
-} ClipLayer;
-
-typedef struct {
-    float *dw_w, *dw_b, *ln_w, *ln_b, *fc1_b, *fc2_b, *gamma;
-    MglWeight fc1, fc2;
-} CnxBlock;
-
-typedef struct {
-    float *ds_ln_w, *ds_ln_b, *ds_b;  /* downsample (stages 1-3) */
-    MglWeight ds;
-    CnxBlock* blocks;
-    int depth, C;
-} CnxStage;
-
-typedef struct {
-    MglWeight qkv;          /* Phi-3: fused (q|k|v); Llama: unused */
-    MglWeight q, k, v, o;
-    MglWeight gate_up;      /* Phi-3: fused (gate|up) */
-    MglWeight gate, up, down;
-    float *ln1, *ln2;
-} LlmLayer;
-
-typedef struct {
-    MglWeight l0, l2;
-    float *b0, *b2;
-} Mlp2;
-
 struct MglModel {
-    MglModelFiles* files;
-    MglTokenizer*  tok;
+    MglModelFiles*     files;
+    MglTokenizer*      tok;
     const MglTemplate* tmpl;
-    int n_threads;
-    int n_ctx;
-    /* CLIP */
-    int D, clip_layers_used, n_patches, patch, clip_heads, clip_grid;
-    MglWeight patch_w;
-    float *cls, *pos, *pre_ln_w, *pre_ln_b;
-    ClipLayer* clip_layers;
-    float clip_eps;
-    bool clip_quick_gelu;
-    /* ConvNeXt */
-    float *stem_b, *stem_ln_w, *stem_ln_b;
-    MglWeight stem_w;
-    CnxStage stages[4];
-    int Cm;                 /* channels of the multi-scale map */
-    /* fusion */
-    MglWeight slow_conv, slow_proj, fast_proj, gate0, gate2;
-    float *slow_conv_b, *slow_proj_b, *fast_conv_w, *fast_conv_b, *fast_proj_b, *gate0_b, *gate2_b;
-    int gate_hidden;
-    /* projectors */
-    Mlp2 proj, bproj;
-    /* LLM */
-    MglLlmConfig lc;
-    MglWeight embed, lm_head;
-    float* final_norm;
-    LlmLayer* layers;
-    int32_t eos_ids[10];
-    int n_eos;
-    /* f32 copies of small tensors, freed with the model */
-    GPtrArray* owned;
-    /* the CUDA backend's copy of the weights (engine/cuda/), NULL on the CPU */
-    struct MglCudaModel* cuda;
+    MglModelWeights    w;          /* bound on the host */
+    GPtrArray*         owned;      /* f32 copies of small tensors, freed with the model */
+    int                n_threads;
+    int                n_ctx;      /* the default context length */
+    MglDType           kv_dtype;   /* the default KV precision (the device weights' precision) */
+    int32_t            eos_ids[10];
+    int                n_eos;
+    const MglBackend*  be;         /* where the model runs */
+    MglBackendModel*   bm;
 };
 
 struct MglCtx {
-    MglModel* m;
-    float *kc, *vc;         /* (n_layers, cap, kvdim) */
-    int64_t kv_cap;
-    struct MglCudaCtx* cuda;  /* device state when m->cuda */
+    MglModel*      m;
+    MglCtxParams   p;
+    MglBackendCtx* bc;   /* owns the KV cache of each slot */
 };
 
 /* A model over already-built files (takes ownership; no tokenizer): benchmarks. */
 MglStatus mgl_model_from_files(MglModelFiles* files, const MglModelParams* params, MglModel** out, MglErr* err);
+/* The backend's name ("cpu", "cuda") and its figures. */
+const char* mgl_model_backend_name(const MglModel* m);
+void        mgl_model_backend_info(const MglModel* m, MglBackendInfo* out);
 
-/* stages (CPU, fp32). Feature maps are NHWC (H*W, C). */
-MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t n_boxes, int limit_num, int order, float** x768,
-                               float** x336, float** boxes768, size_t* n_obj, MglErr* err);
-void mgl_stage_clip(MglModel* m, const float* x336, float* out /* (576, D) */);
-/* stage_out[s] is (H_s*W_s, C_s), caller-allocated: 192², 96², 48², 24² for 768 input */
-void mgl_stage_convnext(MglModel* m, const float* x768, float* stage_out[4]);
-void mgl_stage_fuse(MglModel* m, const float* clip, const float* stage3, float* fused /* (576, D) */, float* gate_logit);
-/* RoIAlign (torchvision, aligned=False, adaptive sampling, 56x56) over the
- * multi-scale map built from the four stages, then the mean: (n, Cm). */
-void mgl_stage_objects(MglModel* m, float* const stage_out[4], const float* boxes768, size_t n, float* pooled);
-void mgl_stage_mlp2(const Mlp2* p, const float* x, int64_t T, int64_t H, float* out);
-/* The LLM input sequence [BOS prefix | projected image tokens | object tokens
- * | suffix] into emb ((n_ids + n_patches + n_obj), hidden). */
-void mgl_stage_embeds(MglModel* m, const MglPrompt* pr, const float* fused, float* const so[4], const float* boxes768,
-                      size_t n_obj, float* emb);
-/* Run the decoder over `T` input embeddings at positions pos0..; fills the KV
- * cache; writes logits of the last row (or of all rows when all_logits). */
+/* Preprocessing (CPU, backend-neutral): the two views and the boxes in the 768 frame. */
+MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t n_boxes, int limit_num, int order,
+                               float** x768, float** x336, float** boxes768, size_t* n_obj, MglErr* err);
+
+/* The context's backend running one stage on host buffers (parity tests,
+ * `mgllava dump`); shapes as the CPU stages of cpu/mgl-cpu.h. */
+MglStatus mgl_ctx_stage_clip(MglCtx* c, const float* x336, float* out, MglErr* err);
+MglStatus mgl_ctx_stage_convnext(MglCtx* c, const float* x768, float* const so[4], MglErr* err);
+MglStatus mgl_ctx_stage_fuse(MglCtx* c, const float* clip, const float* stage3, float* fused, float* gate_logit,
+                             MglErr* err);
+MglStatus mgl_ctx_stage_objects(MglCtx* c, float* const so[4], const float* boxes768, size_t n, float* pooled,
+                                MglErr* err);
+/* The decoder over `T` input embeddings at positions pos0.. of slot 0 (the
+ * KV cache keeps them); logits of the last row, or of all rows. */
 MglStatus mgl_llm_forward(MglCtx* c, const float* embeds, int64_t T, int64_t pos0, float* logits, bool all_logits,
                           MglErr* err);
-MglStatus mgl_ctx_reserve(MglCtx* c, int64_t n_tokens, MglErr* err);
+/* Stage benchmarks on the context's backend (MGL_E_UNSUPPORTED when it has none). */
+MglStatus mgl_ctx_bench_vision(MglCtx* c, int reps, MglBackendBench* out, MglErr* err);
+MglStatus mgl_ctx_bench_llm(MglCtx* c, int T, int G, MglBackendBench* out, MglErr* err);
 
-/* One generation request after mgl_generate's shared checks: the backend runs
- * its vision stages and prefill over it, then one decode step at a time. */
+/* One captioned frame on the context's backend: preprocessing of a 640x480
+ * image with 10 boxes, vision, `prompt_tokens` LLM tokens in all (image +
+ * object + text), then `gen_tokens` greedy tokens (the first from the
+ * prefill); the second of two runs is reported (the first warms up). */
 typedef struct {
-    MglGenParams p;                 /* defaults resolved */
-    MglPrompt    pr;
-    float       *x768, *x336, *b768; /* preprocessed views and boxes (CPU) */
-    size_t       n_obj;             /* object tokens (0 when objects are off) */
-    int64_t      L;                 /* prompt length in LLM positions */
-    uint64_t     rng;               /* sampling state (splitmix64) */
-} MglGenRequest;
+    double frame_ms, preprocess_ms, vision_ms, prefill_ms, decode_ms;
+    int    prompt_tokens, generated;
+} MglFrameBench;
+MglStatus mgl_ctx_bench_frame(MglCtx* c, int prompt_tokens, int gen_tokens, MglFrameBench* out, MglErr* err);
 
-/* The sampled token for a uniform draw u in [0, 1): temperature, then top-k,
- * then top-p (as HF's logits warpers), then the draw over what is left. */
-int32_t mgl_sample_draw(const float* logits, int64_t V, float temperature, int top_k, float top_p, double u);
-/* A uniform draw in [0, 1) from the request's sampling state. */
-double mgl_rng_unit(uint64_t* state);
+/* One request from checks to text, the steps mgl_generate and the scheduler
+ * share: mgl_gen_begin (checks, prompt, preprocessing; g->seq is ready for
+ * the backend), then after each sampled token mgl_gen_push (true when the
+ * request is done: EOS, stop word, budget, the callback's stop, abort), then
+ * mgl_gen_finish (the text), mgl_gen_clear. */
+typedef struct {
+    MglGenParams p;          /* defaults resolved */
+    MglPrompt    pr;
+    MglSeqInput  in;
+    float       *x768, *x336, *b768;
+    int64_t      L;          /* prompt length in LLM positions */
+    uint64_t     rng;        /* sampling state (splitmix64) */
+    MglSeq       seq;
+    int32_t*     gen;
+    size_t       ng;
+    MglDetok*    dt;
+    MglTimings   t;
+    MglStatus    st;
+    volatile int abort;      /* set by the scheduler's abort */
+} MglGen;
+
+MglStatus mgl_gen_begin(MglModel* m, int64_t n_ctx, const MglImage* image, const MglBox* boxes, size_t n_boxes,
+                        const char* question, const MglGenParams* params, MglGen* g, MglErr* err);
+bool      mgl_gen_push(MglModel* m, MglGen* g, MglErr* err);
+MglStatus mgl_gen_finish(MglModel* m, MglGen* g, char** text, MglErr* err);
+void      mgl_gen_clear(MglGen* g);
+
 /* Trim in place the whitespace Python's str.strip() removes (str.isspace). */
 void mgl_text_strip(char* s);
 

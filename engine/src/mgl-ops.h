@@ -15,8 +15,12 @@ typedef struct {
     int64_t     rows, cols;
 } MglWeight;
 
-/* y[T,N] = x[T,K] @ W[N,K]^T (+ bias[N]). */
+/* y[T,N] = x[T,K] @ W[N,K]^T (+ bias[N]). T == 1 is mgl_matmul_rows. */
 void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y);
+/* The same for a few independent rows (decode: one per sequence): every
+ * y[t, n] is computed in one fixed order whatever T is, so a row's result is
+ * bit for bit the same alone or in a batch; each weight row is read once. */
+void mgl_matmul_rows(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y);
 /* Row `r` of W widened to f32 (embedding lookup). */
 void mgl_weight_row(const MglWeight* W, int64_t r, float* out);
 

@@ -7,6 +7,7 @@
 #include "mgl-internal.h"
 #include "mgl-json.h"
 #include "mgl-model.h"
+#include "cpu/mgl-cpu.h"
 #include "../unit/mgl-test.h"
 
 #include <glib.h>
@@ -158,31 +159,31 @@ static void run_scene(Scene* sc, MglModel* m) {
         Mat bm = {b768, 4};
         compare(sc->gs, ctx, "boxes768", get_mat, &bm, 0, 1e-9);
     }
-    const int64_t P = m->n_patches, D = m->D;
+    const int64_t P = m->w.n_patches, D = m->w.D;
     float* clip = malloc(sizeof(float) * (size_t)(P * D));
-    mgl_stage_clip(m, x336, clip);
+    mgl_stage_clip(&m->w, x336, clip);
     Mat cm = {clip, D};
     compare(sc->gs, ctx, "clip_features", get_mat, &cm, 1e-4, 0);
     float* so[4];
     Fm fm;
     for (int s = 0; s < 4; s++) {
         int64_t hs = 192 >> s;
-        so[s] = malloc(sizeof(float) * (size_t)(hs * hs * m->stages[s].C));
+        so[s] = malloc(sizeof(float) * (size_t)(hs * hs * m->w.stages[s].C));
     }
-    mgl_stage_convnext(m, x768, so);
+    mgl_stage_convnext(&m->w, x768, so);
     for (int s = 0; s < 4; s++) {
         char nm[32];
         snprintf(nm, sizeof nm, "cnx_stage%d", s);
-        Nhwc v = {so[s], 192 >> s, m->stages[s].C};
+        Nhwc v = {so[s], 192 >> s, m->w.stages[s].C};
         compare(sc->gs, ctx, nm, get_nhwc, &v, 1e-4, 0);
-        fm.C[s] = m->stages[s].C;
+        fm.C[s] = m->w.stages[s].C;
         fm.up[s] = malloc(sizeof(float) * 192 * 192 * (size_t)fm.C[s]);
         mgl_resize_bilinear_nhwc(so[s], 192 >> s, 192 >> s, fm.C[s], 192, 192, fm.up[s]);
     }
     compare(sc->gs, ctx, "fm", get_fm, &fm, 1e-4, 0);
-    float* pooled = malloc(sizeof(float) * nobj * (size_t)m->Cm);
-    mgl_stage_objects(m, so, b768, nobj, pooled);
-    Mat pm = {pooled, m->Cm};
+    float* pooled = malloc(sizeof(float) * nobj * (size_t)m->w.Cm);
+    mgl_stage_objects(&m->w, so, b768, nobj, pooled);
+    Mat pm = {pooled, m->w.Cm};
     compare(sc->gs, ctx, "obj_pooled", get_mat, &pm, 1e-4, 0);
     for (int s = 0; s < 4; s++) {
         free(so[s]);
@@ -225,21 +226,21 @@ static void run_case(JsonObject* cs, Scene* sc, MglModel* m) {
     size_t nobj;
     REQUIRE(mgl_stage_preprocess(&sc->img, sc->boxes, sc->n_boxes, sc->limit_num, MGL_OBJECT_ORDER_SCORE, &x768, &x336, &b768, &nobj, &err) ==
             MGL_OK);
-    const int64_t P = m->n_patches, D = m->D, H = m->lc.hidden, V = m->lc.vocab;
+    const int64_t P = m->w.n_patches, D = m->w.D, H = m->w.lc.hidden, V = m->w.lc.vocab;
     float* clip = malloc(sizeof(float) * (size_t)(P * D));
     float* fused = malloc(sizeof(float) * (size_t)(P * D));
-    mgl_stage_clip(m, x336, clip);
+    mgl_stage_clip(&m->w, x336, clip);
     float* so[4];
-    for (int s = 0; s < 4; s++) so[s] = malloc(sizeof(float) * (size_t)((192 >> s) * (192 >> s) * m->stages[s].C));
-    mgl_stage_convnext(m, x768, so);
+    for (int s = 0; s < 4; s++) so[s] = malloc(sizeof(float) * (size_t)((192 >> s) * (192 >> s) * m->w.stages[s].C));
+    mgl_stage_convnext(&m->w, x768, so);
     float gate = 0;
-    mgl_stage_fuse(m, clip, so[3], fused, &gate);
+    mgl_stage_fuse(&m->w, clip, so[3], fused, &gate);
     compare(gs, name, "fuse_gate", get_scalar, &gate, 0, 1e-5);
     Mat fmat = {fused, D};
     compare(gs, name, "fused", get_mat, &fmat, 1e-4, 0);
     int64_t L = (int64_t)pr.n_ids + P + (int64_t)nobj, ip = (int64_t)pr.image_pos;
     float* emb = malloc(sizeof(float) * (size_t)(L * H));
-    mgl_stage_embeds(m, &pr, fused, so, b768, nobj, emb);
+    mgl_stage_embeds(&m->w, &pr, fused, so, b768, nobj, emb);
     /* the projected image and object tokens are rows of the sequence */
     Mat vm = {emb + ip * H, H};
     compare(gs, name, "vimg", get_mat, &vm, 1e-4, 0);
@@ -272,7 +273,7 @@ static void run_case(JsonObject* cs, Scene* sc, MglModel* m) {
             break;
         }
         if (k + 1 < nw) {
-            mgl_weight_row(&m->embed, id, e1);
+            mgl_weight_row(&m->w.embed, id, e1);
             REQUIRE(mgl_llm_forward(c, e1, 1, L + k, step + (size_t)(k + 1) * V, false, &err) == MGL_OK);
         }
     }

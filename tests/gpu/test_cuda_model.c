@@ -6,6 +6,7 @@
  * greedy tokens reported. Exit 77 (skipped) when no CUDA device can be used. */
 #include "mgl-cuda.h"
 #include "mgl-model.h"
+#include "cpu/mgl-cpu.h"
 #include "../unit/mgl-test.h"
 #include "gpu-parity.h"
 
@@ -51,7 +52,7 @@ static void run_model(const char* dir, const char* name, const char* precision, 
     snprintf(ctx, sizeof ctx, "%s %s", name, precision);
     MglModel* mc = load(path, "cpu", NULL);
     MglModel* mg = load(path, "cuda", precision);
-    REQUIRE(mc && mg && mg->cuda && !mc->cuda);
+    REQUIRE(mc && mg && !strcmp(mgl_model_backend_name(mg), "cuda") && !strcmp(mgl_model_backend_name(mc), "cpu"));
     MglCtx *cc = NULL, *cg = NULL;
     MglErr err = {0};
     REQUIRE(mgl_ctx_new(mc, &cc, &err) == MGL_OK);
@@ -59,56 +60,56 @@ static void run_model(const char* dir, const char* name, const char* precision, 
     float *x768, *x336, *b768;
     size_t nobj;
     REQUIRE(mgl_stage_preprocess(&img, boxes, 3, 100, MGL_OBJECT_ORDER_SCORE, &x768, &x336, &b768, &nobj, &err) == MGL_OK);
-    const int64_t P = mc->n_patches, D = mc->D;
+    const int64_t P = mc->w.n_patches, D = mc->w.D;
     /* CLIP */
     float* rc = malloc(sizeof(float) * (size_t)(P * D));
     float* gc = malloc(sizeof(float) * (size_t)(P * D));
-    mgl_stage_clip(mc, x336, rc);
-    CHECK_MSG(mgl_cuda_stage_clip(cg, x336, gc, &err) == MGL_OK, "%s", err.msg);
+    mgl_stage_clip(&mc->w, x336, rc);
+    CHECK_MSG(mgl_ctx_stage_clip(cg, x336, gc, &err) == MGL_OK, "%s", err.msg);
     cmp(ctx, "clip", rc, gc, (size_t)(P * D), tol);
     /* ConvNeXt */
     float *rs[4], *gs[4];
     for (int s = 0; s < 4; s++) {
-        int64_t hs = 192 >> s, n = hs * hs * mc->stages[s].C;
+        int64_t hs = 192 >> s, n = hs * hs * mc->w.stages[s].C;
         rs[s] = malloc(sizeof(float) * (size_t)n);
         gs[s] = malloc(sizeof(float) * (size_t)n);
     }
-    mgl_stage_convnext(mc, x768, rs);
-    CHECK_MSG(mgl_cuda_stage_convnext(cg, x768, gs, &err) == MGL_OK, "%s", err.msg);
+    mgl_stage_convnext(&mc->w, x768, rs);
+    CHECK_MSG(mgl_ctx_stage_convnext(cg, x768, gs, &err) == MGL_OK, "%s", err.msg);
     for (int s = 0; s < 4; s++) {
         char w[32];
         snprintf(w, sizeof w, "convnext stage %d", s);
         int64_t hs = 192 >> s;
-        cmp(ctx, w, rs[s], gs[s], (size_t)(hs * hs * mc->stages[s].C), tol);
+        cmp(ctx, w, rs[s], gs[s], (size_t)(hs * hs * mc->w.stages[s].C), tol);
     }
     /* fusion (same inputs on both sides) */
     float* rf = malloc(sizeof(float) * (size_t)(P * D));
     float* gf = malloc(sizeof(float) * (size_t)(P * D));
     float rg = 0, gg = 0;
-    mgl_stage_fuse(mc, rc, rs[3], rf, &rg);
-    CHECK_MSG(mgl_cuda_stage_fuse(cg, rc, rs[3], gf, &gg, &err) == MGL_OK, "%s", err.msg);
+    mgl_stage_fuse(&mc->w, rc, rs[3], rf, &rg);
+    CHECK_MSG(mgl_ctx_stage_fuse(cg, rc, rs[3], gf, &gg, &err) == MGL_OK, "%s", err.msg);
     cmp(ctx, "fused", rf, gf, (size_t)(P * D), tol);
     cmp(ctx, "gate logit", &rg, &gg, 1, tol);
     /* objects */
-    float* rp = malloc(sizeof(float) * (nobj ? nobj : 1) * (size_t)mc->Cm);
-    float* gp = malloc(sizeof(float) * (nobj ? nobj : 1) * (size_t)mc->Cm);
-    mgl_stage_objects(mc, rs, b768, nobj, rp);
-    CHECK_MSG(mgl_cuda_stage_objects(cg, rs, b768, nobj, gp, &err) == MGL_OK, "%s", err.msg);
-    cmp(ctx, "object features", rp, gp, nobj * (size_t)mc->Cm, tol);
+    float* rp = malloc(sizeof(float) * (nobj ? nobj : 1) * (size_t)mc->w.Cm);
+    float* gp = malloc(sizeof(float) * (nobj ? nobj : 1) * (size_t)mc->w.Cm);
+    mgl_stage_objects(&mc->w, rs, b768, nobj, rp);
+    CHECK_MSG(mgl_ctx_stage_objects(cg, rs, b768, nobj, gp, &err) == MGL_OK, "%s", err.msg);
+    cmp(ctx, "object features", rp, gp, nobj * (size_t)mc->w.Cm, tol);
     /* decoder: all prompt logits, then one step */
     MglPrompt pr = {0};
     REQUIRE(mgl_prompt_build(mc->tok, mc->tmpl, "What is in the image?", true, &pr, &err) == MGL_OK);
-    const int64_t H = mc->lc.hidden, V = mc->lc.vocab, L = (int64_t)pr.n_ids + P + (int64_t)nobj;
+    const int64_t H = mc->w.lc.hidden, V = mc->w.lc.vocab, L = (int64_t)pr.n_ids + P + (int64_t)nobj;
     float* emb = malloc(sizeof(float) * (size_t)((L + 1) * H));
-    mgl_stage_embeds(mc, &pr, rf, rs, b768, nobj, emb);
+    mgl_stage_embeds(&mc->w, &pr, rf, rs, b768, nobj, emb);
     float* rl = malloc(sizeof(float) * (size_t)(L * V));
     float* gl = malloc(sizeof(float) * (size_t)(L * V));
     REQUIRE(mgl_llm_forward(cc, emb, L, 0, rl, true, &err) == MGL_OK);
-    CHECK_MSG(mgl_cuda_llm_forward(cg, emb, L, 0, gl, true, &err) == MGL_OK, "%s", err.msg);
+    CHECK_MSG(mgl_llm_forward(cg, emb, L, 0, gl, true, &err) == MGL_OK, "%s", err.msg);
     cmp(ctx, "prompt logits", rl, gl, (size_t)(L * V), tol_logits);
-    mgl_weight_row(&mc->embed, 3, emb + L * H);
+    mgl_weight_row(&mc->w.embed, 3, emb + L * H);
     REQUIRE(mgl_llm_forward(cc, emb + L * H, 1, L, rl, false, &err) == MGL_OK);
-    CHECK_MSG(mgl_cuda_llm_forward(cg, emb + L * H, 1, L, gl, false, &err) == MGL_OK, "%s", err.msg);
+    CHECK_MSG(mgl_llm_forward(cg, emb + L * H, 1, L, gl, false, &err) == MGL_OK, "%s", err.msg);
     cmp(ctx, "decode-step logits", rl, gl, (size_t)V, tol_logits);
     /* greedy generation */
     size_t na = 0, nb = 0;

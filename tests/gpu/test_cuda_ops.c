@@ -5,6 +5,7 @@
  * Exit 77 (skipped) when no CUDA device can be used. */
 #include "mgl-cuda.h"
 #include "mgl-model.h"
+#include "cpu/mgl-cpu.h"
 #include "mgl-ops.h"
 #include "cpu/mgl-blas.h"
 #include "../unit/mgl-test.h"
@@ -460,7 +461,7 @@ static void test_sampling(void) {
 
 static void test_roi(void) {
     /* mgl_stage_objects reads only the channel counts of the model */
-    MglModel fm;
+    MglModelWeights fm;
     memset(&fm, 0, sizeof fm);
     int C[4] = {8, 16, 32, 12};
     fm.Cm = 0;

@@ -47,6 +47,22 @@ __attribute__((target("avx2,fma,f16c"))) static float dot16_avx2(const uint16_t*
     for (; k < K; k++) s += (bf16 ? mgl_bf16_to_f32(w[k]) : mgl_f16_to_f32(w[k])) * x[k];
     return s;
 }
+/* dot(w_row (f32), x): the same two 8-lane accumulators and final order as dot16_avx2 */
+__attribute__((target("avx2,fma"))) static float dot32_avx2(const float* w, const float* x, int64_t K) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k), _mm256_loadu_ps(x + k), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+    }
+    __m256 a = _mm256_add_ps(a0, a1);
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    lo = _mm_hadd_ps(lo, lo);
+    lo = _mm_hadd_ps(lo, lo);
+    float s = _mm_cvtss_f32(lo);
+    for (; k < K; k++) s += w[k] * x[k];
+    return s;
+}
 static int have_avx2(void) {
     static int v = -1;
     if (v < 0) v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && mgl_cpu_has_f16c();
@@ -108,24 +124,39 @@ typedef struct {
     float* y;
 } MatmulCtx;
 
-/* decode: one pass over the 16-bit rows, no scratch */
-static void gemv16_part(void* ctx, int64_t b, int64_t e) {
+/* Decode rows: y[m, n] = dot(W[n], x[m]) for m < T, each dot in one fixed
+ * order whatever T is (a sequence's result does not depend on what else is
+ * in the batch); a weight row is read from memory once for all T rows. */
+static void rows_part(void* ctx, int64_t b, int64_t e) {
     const MatmulCtx* c = ctx;
     const uint8_t* base = c->W->data;
-    size_t es = mgl_dtype_size(c->W->dtype);
+    const MglDType dt = c->W->dtype;
+    size_t es = mgl_dtype_size(dt);
 #ifdef MGL_HAVE_DOT16
     if (have_avx2()) {
-        const bool bf = c->W->dtype == MGL_DT_BF16;
-        for (int64_t n = b; n < e; n++) c->y[n] = dot16_avx2((const uint16_t*)base + n * c->K, c->x, c->K, bf);
+        const bool bf = dt == MGL_DT_BF16;
+        for (int64_t n = b; n < e; n++)
+            for (int64_t t = 0; t < c->T; t++) {
+                const float* x = c->x + t * c->K;
+                c->y[t * c->N + n] = dt == MGL_DT_F32 ? dot32_avx2((const float*)base + n * c->K, x, c->K)
+                                                      : dot16_avx2((const uint16_t*)base + n * c->K, x, c->K, bf);
+            }
         return;
     }
 #endif
-    float* row = malloc(sizeof(float) * (size_t)c->K);
+    float* row = dt == MGL_DT_F32 ? NULL : malloc(sizeof(float) * (size_t)c->K);
     for (int64_t n = b; n < e; n++) {
-        mgl_convert_floats(base + (size_t)(n * c->K) * es, c->W->dtype, row, MGL_DT_F32, (size_t)c->K);
-        float s = 0.0f;
-        for (int64_t k = 0; k < c->K; k++) s += row[k] * c->x[k];
-        c->y[n] = s;
+        const float* w = (const float*)(base + (size_t)(n * c->K) * es);
+        if (row) {
+            mgl_convert_floats(base + (size_t)(n * c->K) * es, dt, row, MGL_DT_F32, (size_t)c->K);
+            w = row;
+        }
+        for (int64_t t = 0; t < c->T; t++) {
+            const float* x = c->x + t * c->K;
+            float s = 0.0f;
+            for (int64_t k = 0; k < c->K; k++) s += w[k] * x[k];
+            c->y[t * c->N + n] = s;
+        }
     }
     free(row);
 }
@@ -158,20 +189,30 @@ static void bias_part(void* ctx, int64_t b, int64_t e) {
         for (int64_t n = 0; n < c->N; n++) c->y[t * c->N + n] += c->bias[n];
 }
 
+static void add_bias(float* y, int64_t T, int64_t N, const float* bias) {
+    BiasCtx bc = {y, bias, N};
+    mgl_parallel_for(T, (4096 + N - 1) / N, bias_part, &bc);
+}
+
+void mgl_matmul_rows(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y) {
+    MatmulCtx c = {x, T, W->cols, W->rows, W, y};
+    mgl_parallel_for(W->rows, 64, rows_part, &c);
+    if (bias) add_bias(y, T, W->rows, bias);
+}
+
 void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y) {
     const int64_t N = W->rows, K = W->cols;
     MatmulCtx c = {x, T, K, N, W, y};
+    if (T == 1) {
+        mgl_matmul_rows(x, 1, W, bias, y);
+        return;
+    }
     if (W->dtype == MGL_DT_F32) {
         gemm(1, (int)T, (int)N, (int)K, 1.0f, x, (int)K, (const float*)W->data, (int)K, 0.0f, y, (int)N);
-    } else if (T == 1) {
-        mgl_parallel_for(N, 64, gemv16_part, &c);
     } else {
         mgl_parallel_for((N + ROW_TILE - 1) / ROW_TILE, 1, tiles16_part, &c);
     }
-    if (bias) {
-        BiasCtx bc = {y, bias, N};
-        mgl_parallel_for(T, (4096 + N - 1) / N, bias_part, &bc);
-    }
+    if (bias) add_bias(y, T, N, bias);
 }
 
 /* ---- normalisation and activations ------------------------------------ */

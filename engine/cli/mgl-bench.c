@@ -1,5 +1,8 @@
 /* mgl-bench.c: `mgllava bench`: real-shape models with random weights built
- * in memory (no files), timed stage by stage on the CPU backend. */
+ * in memory (no files), timed stage by stage on any backend through the
+ * engine's backend table. A developer command: it builds models from
+ * synthetic files and times stages, which the public API does not offer, so
+ * it uses the engine's internal headers (the other commands do not). */
 #include "mgl-bench.h"
 #include "mgl-model.h"
 #include "cpu/mgl-blas.h"
@@ -10,7 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #ifdef MGL_HAVE_CUDA
-#include "../cuda/mgl-cuda.h"
+#include "mgl-cuda.h"  /* device memory figures */
 #endif
 
 typedef struct { int hidden, layers, heads, mlp; } ClipShape;
@@ -64,14 +67,6 @@ static long peak_rss_kb(void) {
 
 static MglStatus build_files(const Preset* p, MglDType dt, uint64_t seed, MglModelFiles** out, size_t* llm_bytes,
                              MglErr* err);
-
-static MglStatus build(const Preset* p, MglDType dt, uint64_t seed, MglModel** out, size_t* llm_bytes, MglErr* err) {
-    MglModelFiles* f = NULL;
-    MGL_TRY(build_files(p, dt, seed, &f, llm_bytes, err));
-    MglModelParams mp = mgl_model_default_params();
-    mp.device = "cpu"; /* the CPU benchmark stays on the CPU where a GPU exists */
-    return mgl_model_from_files(f, &mp, out, err);
-}
 
 static MglStatus build_files(const Preset* p, MglDType dt, uint64_t seed, MglModelFiles** out, size_t* llm_bytes,
                              MglErr* err) {
@@ -187,91 +182,102 @@ MglStatus mgl_bench_model(const MglBenchParams* bp, const char* path, GString* o
     return st;
 }
 
-static double median(double* v, int n) {
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && v[j] < v[j - 1]; j--) {
-            double t = v[j];
-            v[j] = v[j - 1];
-            v[j - 1] = t;
-        }
-    return n ? v[n / 2] : 0;
-}
-
-#ifdef MGL_HAVE_CUDA
-/* The CUDA backend on the same presets: weights synthesized on the host in
- * the run's precision, uploaded once; stage timings from CUDA events, the
- * decode loop and the frame by the host clock (they include the token's
- * trip to the host each step, as generation does). */
-static MglStatus bench_cuda(const Preset* p, const MglBenchParams* bp, GString* out, MglErr* err) {
+/* The stage figures of a model built from a preset, on the backend `dev`
+ * names ("cpu", "cuda"); "auto" takes the GPU when one works. */
+static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const char* dev, GString* out, MglErr* err) {
+    const bool cpu = !strcmp(dev, "cpu");
     const char* prec = bp->precision && *bp->precision ? bp->precision : "f16";
-    MglDType dt;
-    if (!strcmp(prec, "f16")) dt = MGL_DT_F16;
-    else if (!strcmp(prec, "bf16")) dt = MGL_DT_BF16;
-    else if (!strcmp(prec, "f32")) dt = MGL_DT_F32;
-    else return mgl_err(err, MGL_E_INVALID, "bench: --precision '%s': expected f16, bf16 or f32", prec);
-    MGL_TRY(mgl_cuda_probe(0, err));
+    MglDType dt = bp->dtype;
+    if (!cpu) {
+        if (!strcmp(prec, "f16")) dt = MGL_DT_F16;
+        else if (!strcmp(prec, "bf16")) dt = MGL_DT_BF16;
+        else if (!strcmp(prec, "f32")) dt = MGL_DT_F32;
+        else return mgl_err(err, MGL_E_INVALID, "bench: --precision '%s': expected f16, bf16 or f32", prec);
+    }
     double tb = now_ms();
     MglModelFiles* f = NULL;
-    size_t host_llm_bytes = 0;
-    MGL_TRY(build_files(p, dt, 1234, &f, &host_llm_bytes, err));
+    size_t llm_bytes = 0;
+    MGL_TRY(build_files(p, dt, 1234, &f, &llm_bytes, err));
     MglModelParams mp = mgl_model_default_params();
-    mp.device = "cuda";
+    mp.device = dev;
     mp.precision = prec;
-    mgl_cuda_reset_peak();
+#ifdef MGL_HAVE_CUDA
+    if (!cpu) mgl_cuda_reset_peak();
+#endif
     MglModel* m = NULL;
     MGL_TRY(mgl_model_from_files(f, &mp, &m, err));
     double build_ms = now_ms() - tb;
+    MglBackendInfo info;
+    mgl_model_backend_info(m, &info);
     MglCtx* c = NULL;
     MglStatus st = mgl_ctx_new(m, &c, err);
-    char dev[200];
-    mgl_cuda_device_name(0, dev, sizeof dev);
     GString* j = g_string_new(NULL);
-    g_string_append_printf(j, "{\"preset\": \"%s\", \"backend\": \"cuda\", \"device\": \"%s\", \"precision\": \"%s\", "
-                              "\"build_ms\": %.1f, \"weight_bytes\": %zu",
-                           p->name, dev, prec, build_ms, mgl_cuda_model_weight_bytes(m->cuda));
-    const int reps = bp->reps > 0 ? bp->reps : 3;
-    MglCudaBench b;
+    if (cpu)
+        g_string_append_printf(j, "{\"preset\": \"%s\", \"backend\": \"cpu\", \"dtype\": \"%s\", \"threads\": %d, "
+                                  "\"blas_core\": \"%s\", \"build_ms\": %.1f",
+                               p->name, mgl_dtype_name(bp->dtype), bp->n_threads, mgl_blas_corename(), build_ms);
+    else
+        g_string_append_printf(j, "{\"preset\": \"%s\", \"backend\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
+                                  "\"build_ms\": %.1f, \"weight_bytes\": %zu",
+                               p->name, mgl_model_backend_name(m), info.device, prec, build_ms, info.weight_bytes);
+    const char* fmt = cpu ? "%.1f" : "%.3f";
+    MglBackendBench b;
     memset(&b, 0, sizeof b);
     if (st == MGL_OK && p->vision) {
-        st = mgl_cuda_bench_vision(c, reps, &b, err);
-        if (st == MGL_OK)
-            g_string_append_printf(j, ", \"clip_ms\": %.3f, \"convnext_ms\": %.3f, \"clip_convnext_overlapped_ms\": %.3f, "
-                                      "\"fuse_ms\": %.3f, \"objects_ms_10_boxes\": %.3f, \"vision_ms\": %.3f",
-                                   b.clip_ms, b.convnext_ms, b.vision_overlap_ms, b.fuse_ms, b.objects_ms,
-                                   b.vision_overlap_ms + b.fuse_ms + b.objects_ms);
+        st = mgl_ctx_bench_vision(c, bp->reps > 0 ? bp->reps : (cpu ? 1 : 3), &b, err);
+        if (st == MGL_OK) {
+            double v = (cpu ? b.clip_ms + b.convnext_ms : b.vision_overlap_ms) + b.fuse_ms + b.objects_ms;
+            g_string_append_printf(j, ", \"clip_ms\": ");
+            g_string_append_printf(j, fmt, b.clip_ms);
+            g_string_append_printf(j, ", \"convnext_ms\": ");
+            g_string_append_printf(j, fmt, b.convnext_ms);
+            if (!cpu) g_string_append_printf(j, ", \"clip_convnext_overlapped_ms\": %.3f", b.vision_overlap_ms);
+            g_string_append_printf(j, ", \"fuse_ms\": ");
+            g_string_append_printf(j, fmt, b.fuse_ms);
+            g_string_append_printf(j, ", \"objects_ms_10_boxes\": ");
+            g_string_append_printf(j, fmt, b.objects_ms);
+            g_string_append_printf(j, ", \"vision_ms\": ");
+            g_string_append_printf(j, fmt, v);
+        }
     }
     if (st == MGL_OK && p->lm) {
-        int T = bp->prompt_tokens > 0 ? bp->prompt_tokens : 900;
+        int T = bp->prompt_tokens > 0 ? bp->prompt_tokens : (cpu ? 128 : 900);
         int G = bp->gen_tokens > 0 ? bp->gen_tokens : 32;
-        st = mgl_cuda_bench_llm(c, T, G, &b, err);
-        size_t lb = mgl_cuda_model_llm_bytes(m->cuda);
+        st = mgl_ctx_bench_llm(c, T, G, &b, err);
+        size_t lb = cpu ? llm_bytes : info.step_bytes;
         double per = b.decode_ms_per_token;
-        if (st == MGL_OK)
+        if (st == MGL_OK && cpu)
+            g_string_append_printf(j, ", \"prefill_tokens\": %d, \"prefill_ms\": %.1f, \"decode_tokens\": %d, "
+                                      "\"decode_ms_per_token\": %.2f, \"decode_tokens_per_s\": %.1f, "
+                                      "\"llm_weight_bytes\": %zu, \"decode_weight_GBps\": %.2f",
+                                   T, b.prefill_ms, G, per, 1000.0 / per, lb, (double)lb / per / 1e6);
+        else if (st == MGL_OK)
             g_string_append_printf(j, ", \"prefill_tokens\": %d, \"prefill_ms\": %.3f, \"decode_tokens\": %d, "
                                       "\"decode_ms_per_token\": %.3f, \"decode_tokens_per_s\": %.1f, "
                                       "\"llm_weight_bytes\": %zu, \"decode_weight_GBps\": %.1f, \"decode_cuda_graph\": %s",
                                    T, b.prefill_ms, G, per, per > 0 ? 1000.0 / per : 0.0, lb,
                                    per > 0 ? (double)lb / per / 1e6 : 0.0, b.graph ? "true" : "false");
     }
-    if (st == MGL_OK && p->vision && p->lm) {
-        int T = 900, G = 30;
-        st = mgl_cuda_bench_frame(c, T, G, &b, err);
+    if (st == MGL_OK && p->vision && p->lm && !cpu) {
+        MglFrameBench fb;
+        st = mgl_ctx_bench_frame(c, 900, 30, &fb, err);
         if (st == MGL_OK)
             g_string_append_printf(j, ", \"frame_ms\": %.2f, \"frame_preprocess_ms\": %.2f, \"frame_vision_ms\": %.2f, "
                                       "\"frame_prefill_ms\": %.2f, \"frame_decode_ms\": %.2f, \"frame_prompt_tokens\": %d, "
                                       "\"frame_generated\": %d",
-                                   b.frame_ms, b.frame_preprocess_ms, b.frame_vision_ms, b.frame_prefill_ms,
-                                   b.frame_decode_ms, b.frame_prompt_tokens, b.frame_generated);
+                                   fb.frame_ms, fb.preprocess_ms, fb.vision_ms, fb.prefill_ms, fb.decode_ms,
+                                   fb.prompt_tokens, fb.generated);
     }
-    g_string_append_printf(j, ", \"peak_device_alloc_MiB\": %.1f, \"peak_rss_MiB\": %.1f}\n",
-                           mgl_cuda_peak_bytes() / 1048576.0, peak_rss_kb() / 1024.0);
+#ifdef MGL_HAVE_CUDA
+    if (!cpu) g_string_append_printf(j, ", \"peak_device_alloc_MiB\": %.1f", mgl_cuda_peak_bytes() / 1048576.0);
+#endif
+    g_string_append_printf(j, ", \"peak_rss_MiB\": %.1f}\n", peak_rss_kb() / 1024.0);
     if (st == MGL_OK) g_string_append(out, j->str);
     g_string_free(j, TRUE);
     mgl_ctx_free(c);
     mgl_model_free(m);
     return st;
 }
-#endif
 
 MglStatus mgl_bench_run(const MglBenchParams* bp, GString* out, MglErr* err) {
     const Preset* p = find_preset(bp->preset);
@@ -279,107 +285,18 @@ MglStatus mgl_bench_run(const MglBenchParams* bp, GString* out, MglErr* err) {
     const char* dev = bp->device && *bp->device ? bp->device : "cpu";
     if (strcmp(dev, "cpu") && strcmp(dev, "cuda") && strcmp(dev, "auto"))
         return mgl_err(err, MGL_E_INVALID, "bench: --device '%s' (cpu, cuda or auto)", dev);
-#ifdef MGL_HAVE_CUDA
-    if (!strcmp(dev, "cuda")) return bench_cuda(p, bp, out, err);
     if (!strcmp(dev, "auto")) {
+        const MglBackend* be = mgl_backend_get("cuda");
         MglErr e = {0};
-        if (mgl_cuda_probe(0, &e) == MGL_OK) return bench_cuda(p, bp, out, err);
-        fprintf(stderr, "mgllava: bench: device=auto: %s; running on the CPU\n", e.msg);
+        if (be && be->probe(0, &e) == MGL_OK) return bench_backend(p, bp, "cuda", out, err);
+        if (be) fprintf(stderr, "mgllava: bench: device=auto: %s; running on the CPU\n", e.msg);
+        dev = "cpu";
     }
-#else
-    if (!strcmp(dev, "cuda"))
-        return mgl_err(err, MGL_E_UNSUPPORTED, "bench: --device cuda: this build has no CUDA backend (configure with -Dcuda=enabled)");
-#endif
-    MglModel* m = NULL;
-    size_t llm_bytes = 0;
-    double tb = now_ms();
-    MGL_TRY(build(p, bp->dtype, 1234, &m, &llm_bytes, err));
-    double build_ms = now_ms() - tb;
-    g_string_append_printf(out, "{\"preset\": \"%s\", \"backend\": \"cpu\", \"dtype\": \"%s\", \"threads\": %d, "
-                                "\"blas_core\": \"%s\", \"build_ms\": %.1f",
-                           p->name, mgl_dtype_name(bp->dtype), bp->n_threads, mgl_blas_corename(), build_ms);
-    const int reps = bp->reps > 0 ? bp->reps : 1;
-    if (p->vision) {
-        const int64_t P = m->n_patches, D = m->D;
-        float* x336 = malloc(sizeof(float) * 3 * 336 * 336);
-        float* x768 = malloc(sizeof(float) * 3 * 768 * 768);
-        for (int i = 0; i < 3 * 336 * 336; i++) x336[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-        for (int i = 0; i < 3 * 768 * 768; i++) x768[i] = (float)((i * 2246822519u) % 1000) / 500.0f - 1.0f;
-        float* clip = malloc(sizeof(float) * (size_t)(P * D));
-        float* fused = malloc(sizeof(float) * (size_t)(P * D));
-        float* so[4];
-        for (int s = 0; s < 4; s++) {
-            int64_t hs = (MGL_AUX_SIZE / 4) >> s;
-            so[s] = malloc(sizeof(float) * (size_t)(hs * hs * m->stages[s].C));
-        }
-        double tc[16], tx[16], tf[16], to[16];
-        const size_t nbox = 10;
-        float boxes[4 * nbox];
-        for (size_t i = 0; i < nbox; i++) {
-            boxes[4 * i] = (float)(i * 60);
-            boxes[4 * i + 1] = (float)(i * 40);
-            boxes[4 * i + 2] = (float)(i * 60 + 200);
-            boxes[4 * i + 3] = (float)(i * 40 + 300);
-        }
-        float* pooled = malloc(sizeof(float) * nbox * (size_t)m->Cm);
-        int r = reps > 16 ? 16 : reps;
-        for (int i = 0; i < r; i++) {
-            double a = now_ms();
-            mgl_stage_clip(m, x336, clip);
-            double b = now_ms();
-            mgl_stage_convnext(m, x768, so);
-            double c = now_ms();
-            mgl_stage_fuse(m, clip, so[3], fused, NULL);
-            double d = now_ms();
-            mgl_stage_objects(m, so, boxes, nbox, pooled);
-            double e = now_ms();
-            tc[i] = b - a;
-            tx[i] = c - b;
-            tf[i] = d - c;
-            to[i] = e - d;
-        }
-        g_string_append_printf(out, ", \"clip_ms\": %.1f, \"convnext_ms\": %.1f, \"fuse_ms\": %.1f, "
-                                    "\"objects_ms_10_boxes\": %.1f, \"vision_ms\": %.1f",
-                               median(tc, r), median(tx, r), median(tf, r), median(to, r),
-                               median(tc, r) + median(tx, r) + median(tf, r) + median(to, r));
-        free(x336); free(x768); free(clip); free(fused); free(pooled);
-        for (int s = 0; s < 4; s++) free(so[s]);
+    if (strcmp(dev, "cpu") && !mgl_backend_get(dev))
+        return mgl_err(err, MGL_E_UNSUPPORTED, "bench: --device %s: this build has no CUDA backend (configure with -Dcuda=enabled)", dev);
+    if (strcmp(dev, "cpu")) {
+        MglErr e = {0};
+        if (mgl_backend_get(dev)->probe(0, &e) != MGL_OK) return mgl_err(err, MGL_E_DEVICE, "%s", e.msg);
     }
-    if (p->lm) {
-        const int64_t H = m->lc.hidden, V = m->lc.vocab;
-        int64_t T = bp->prompt_tokens > 0 ? bp->prompt_tokens : 128;
-        int G = bp->gen_tokens > 0 ? bp->gen_tokens : 32;
-        MglCtx* c = NULL;
-        mgl_ctx_new(m, &c, err);
-        MglStatus st = mgl_ctx_reserve(c, T + G + 1, err);
-        float* emb = malloc(sizeof(float) * (size_t)(T * H));
-        for (int64_t i = 0; i < T; i++) mgl_weight_row(&m->embed, (i * 7919) % V, emb + i * H);
-        float* logits = malloc(sizeof(float) * (size_t)V);
-        double a = now_ms();
-        if (st == MGL_OK) st = mgl_llm_forward(c, emb, T, 0, logits, false, err);
-        double b = now_ms();
-        float* e1 = malloc(sizeof(float) * (size_t)H);
-        for (int i = 0; st == MGL_OK && i < G; i++) {
-            int32_t id = 0;
-            for (int64_t k = 1; k < V; k++)
-                if (logits[k] > logits[id]) id = (int32_t)k;
-            mgl_weight_row(&m->embed, id, e1);
-            st = mgl_llm_forward(c, e1, 1, T + i, logits, false, err);
-        }
-        double d = now_ms();
-        free(e1); free(emb); free(logits);
-        mgl_ctx_free(c);
-        if (st != MGL_OK) {
-            mgl_model_free(m);
-            return st;
-        }
-        double per = (d - b) / G;
-        g_string_append_printf(out, ", \"prefill_tokens\": %lld, \"prefill_ms\": %.1f, \"decode_tokens\": %d, "
-                                    "\"decode_ms_per_token\": %.2f, \"decode_tokens_per_s\": %.1f, "
-                                    "\"llm_weight_bytes\": %zu, \"decode_weight_GBps\": %.2f",
-                               (long long)T, b - a, G, per, 1000.0 / per, llm_bytes, (double)llm_bytes / per / 1e6);
-    }
-    g_string_append_printf(out, ", \"peak_rss_MiB\": %.1f}\n", peak_rss_kb() / 1024.0);
-    mgl_model_free(m);
-    return MGL_OK;
+    return bench_backend(p, bp, dev, out, err);
 }

@@ -1,0 +1,175 @@
+/* mgl-cpu-llm.c: the Llama-family decoder on the CPU (Llama MHA/GQA and
+ * Phi-3's fused projections) over one slot's f32 KV cache. */
+#include "mgl-cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+MglStatus mgl_cpu_kv_reserve(MglCpuKv* c, const MglLlmConfig* lc, int64_t n, MglErr* err) {
+    if (n <= c->kv_cap) return MGL_OK;
+    int64_t kvd = (int64_t)lc->n_kv_heads * lc->head_dim;
+    int64_t cap = n + 64;
+    size_t bytes = sizeof(float) * (size_t)(lc->n_layers * cap * kvd);
+    float* k = realloc(c->kc, bytes);
+    if (!k) return mgl_err(err, MGL_E_NOMEM, "KV cache: cannot allocate %zu bytes for %lld tokens", bytes, (long long)cap);
+    c->kc = k;
+    float* v = realloc(c->vc, bytes);
+    if (!v) return mgl_err(err, MGL_E_NOMEM, "KV cache: cannot allocate %zu bytes for %lld tokens", bytes, (long long)cap);
+    c->vc = v;
+    /* rows of each layer move to their new stride */
+    if (c->kv_cap > 0)
+        for (int64_t l = lc->n_layers - 1; l >= 0; l--) {
+            memmove(c->kc + l * cap * kvd, c->kc + l * c->kv_cap * kvd, sizeof(float) * (size_t)(c->kv_cap * kvd));
+            memmove(c->vc + l * cap * kvd, c->vc + l * c->kv_cap * kvd, sizeof(float) * (size_t)(c->kv_cap * kvd));
+        }
+    c->kv_cap = cap;
+    return MGL_OK;
+}
+
+MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* embeds, int64_t T, int64_t pos0,
+                          float* logits, bool all_logits, MglErr* err) {
+    const MglLlmConfig* lc = &m->lc;
+    const int64_t H = lc->hidden, NH = lc->n_heads, NKV = lc->n_kv_heads, HS = lc->head_dim;
+    const int64_t qd = NH * HS, kvd = NKV * HS, F = lc->intermediate;
+    MGL_TRY(mgl_cpu_kv_reserve(c, &m->lc, pos0 + T, err));
+    float* x = malloc(sizeof(float) * (size_t)(T * H));
+    float* h = malloc(sizeof(float) * (size_t)(T * H));
+    float* q = malloc(sizeof(float) * (size_t)(T * (qd + 2 * kvd)));
+    float* a = malloc(sizeof(float) * (size_t)(T * qd));
+    float* g = malloc(sizeof(float) * (size_t)(T * 2 * F));
+    float* u = malloc(sizeof(float) * (size_t)(T * F));
+    if (!x || !h || !q || !a || !g || !u) {
+        free(x); free(h); free(q); free(a); free(g); free(u);
+        return mgl_err(err, MGL_E_NOMEM, "decoder: out of memory for %lld tokens", (long long)T);
+    }
+    memcpy(x, embeds, sizeof(float) * (size_t)(T * H));
+    for (int l = 0; l < lc->n_layers; l++) {
+        const LlmLayer* L = &m->layers[l];
+        float* kc = c->kc + (size_t)l * c->kv_cap * kvd;
+        float* vc = c->vc + (size_t)l * c->kv_cap * kvd;
+        mgl_rmsnorm(x, T, H, L->ln1, lc->rms_eps, h);
+        float *qq, *kk, *vv;
+        if (lc->arch == MGL_LLM_PHI3) {
+            mgl_matmul(h, T, &L->qkv, NULL, q);
+            /* split (T, qd+2kvd) rows into q | k | v */
+            float* kt = malloc(sizeof(float) * (size_t)(T * kvd));
+            float* vt = malloc(sizeof(float) * (size_t)(T * kvd));
+            float* qt = malloc(sizeof(float) * (size_t)(T * qd));
+            for (int64_t t = 0; t < T; t++) {
+                memcpy(qt + t * qd, q + t * (qd + 2 * kvd), sizeof(float) * (size_t)qd);
+                memcpy(kt + t * kvd, q + t * (qd + 2 * kvd) + qd, sizeof(float) * (size_t)kvd);
+                memcpy(vt + t * kvd, q + t * (qd + 2 * kvd) + qd + kvd, sizeof(float) * (size_t)kvd);
+            }
+            memcpy(q, qt, sizeof(float) * (size_t)(T * qd));
+            memcpy(q + T * qd, kt, sizeof(float) * (size_t)(T * kvd));
+            memcpy(q + T * (qd + kvd), vt, sizeof(float) * (size_t)(T * kvd));
+            free(kt); free(vt); free(qt);
+        } else {
+            mgl_matmul(h, T, &L->q, NULL, q);
+            mgl_matmul(h, T, &L->k, NULL, q + T * qd);
+            mgl_matmul(h, T, &L->v, NULL, q + T * (qd + kvd));
+        }
+        qq = q;
+        kk = q + T * qd;
+        vv = q + T * (qd + kvd);
+        mgl_rope(qq, T, NH, HS, pos0, lc->rope_theta);
+        mgl_rope(kk, T, NKV, HS, pos0, lc->rope_theta);
+        memcpy(kc + pos0 * kvd, kk, sizeof(float) * (size_t)(T * kvd));
+        memcpy(vc + pos0 * kvd, vv, sizeof(float) * (size_t)(T * kvd));
+        mgl_attention(qq, T, pos0, kc, vc, NH, NKV, HS, true, a);
+        mgl_matmul(a, T, &L->o, NULL, h);
+        mgl_add(x, h, T * H);
+        mgl_rmsnorm(x, T, H, L->ln2, lc->rms_eps, h);
+        if (lc->arch == MGL_LLM_PHI3) {
+            mgl_matmul(h, T, &L->gate_up, NULL, g);
+            for (int64_t t = 0; t < T; t++) mgl_silu_mul(g + t * 2 * F, g + t * 2 * F + F, u + t * F, F);
+        } else {
+            mgl_matmul(h, T, &L->gate, NULL, g);
+            mgl_matmul(h, T, &L->up, NULL, u);
+            mgl_silu_mul(g, u, u, T * F);
+        }
+        mgl_matmul(u, T, &L->down, NULL, h);
+        mgl_add(x, h, T * H);
+    }
+    if (all_logits) {
+        mgl_rmsnorm(x, T, H, m->final_norm, lc->rms_eps, h);
+        mgl_matmul(h, T, &m->lm_head, NULL, logits);
+    } else {
+        mgl_rmsnorm(x + (T - 1) * H, 1, H, m->final_norm, lc->rms_eps, h);
+        mgl_matmul(h, 1, &m->lm_head, NULL, logits);
+    }
+    free(x); free(h); free(q); free(a); free(g); free(u);
+    return MGL_OK;
+}
+
+
+/* One decode step for M sequences: row m is one token of the sequence whose
+ * KV cache is kv[m], at position pos[m]. The linear layers read each weight
+ * once for all rows (mgl_matmul_rows); RoPE, the KV store and attention are
+ * per row on its own cache. Every op gives a row the bits it gets in
+ * mgl_cpu_forward with T = 1, so a sequence decodes the same alone or in a
+ * batch. */
+MglStatus mgl_cpu_decode_rows(const MglModelWeights* m, MglCpuKv* const* kv, const int64_t* pos, const float* embeds,
+                              int64_t M, float* logits, MglErr* err) {
+    const MglLlmConfig* lc = &m->lc;
+    const int64_t H = lc->hidden, NH = lc->n_heads, NKV = lc->n_kv_heads, HS = lc->head_dim;
+    const int64_t qd = NH * HS, kvd = NKV * HS, F = lc->intermediate;
+    for (int64_t r = 0; r < M; r++) MGL_TRY(mgl_cpu_kv_reserve(kv[r], lc, pos[r] + 1, err));
+    float* x = malloc(sizeof(float) * (size_t)(M * H));
+    float* h = malloc(sizeof(float) * (size_t)(M * H));
+    float* qkv = malloc(sizeof(float) * (size_t)(M * (qd + 2 * kvd)));
+    float* q = malloc(sizeof(float) * (size_t)(M * qd));
+    float* k = malloc(sizeof(float) * (size_t)(M * kvd));
+    float* v = malloc(sizeof(float) * (size_t)(M * kvd));
+    float* a = malloc(sizeof(float) * (size_t)(M * qd));
+    float* g = malloc(sizeof(float) * (size_t)(M * 2 * F));
+    float* u = malloc(sizeof(float) * (size_t)(M * F));
+    if (!x || !h || !qkv || !q || !k || !v || !a || !g || !u) {
+        free(x); free(h); free(qkv); free(q); free(k); free(v); free(a); free(g); free(u);
+        return mgl_err(err, MGL_E_NOMEM, "decoder: out of memory for %lld sequences", (long long)M);
+    }
+    memcpy(x, embeds, sizeof(float) * (size_t)(M * H));
+    for (int l = 0; l < lc->n_layers; l++) {
+        const LlmLayer* L = &m->layers[l];
+        mgl_rmsnorm(x, M, H, L->ln1, lc->rms_eps, h);
+        if (lc->arch == MGL_LLM_PHI3) {
+            mgl_matmul_rows(h, M, &L->qkv, NULL, qkv);
+            for (int64_t r = 0; r < M; r++) {
+                const float* row = qkv + r * (qd + 2 * kvd);
+                memcpy(q + r * qd, row, sizeof(float) * (size_t)qd);
+                memcpy(k + r * kvd, row + qd, sizeof(float) * (size_t)kvd);
+                memcpy(v + r * kvd, row + qd + kvd, sizeof(float) * (size_t)kvd);
+            }
+        } else {
+            mgl_matmul_rows(h, M, &L->q, NULL, q);
+            mgl_matmul_rows(h, M, &L->k, NULL, k);
+            mgl_matmul_rows(h, M, &L->v, NULL, v);
+        }
+        for (int64_t r = 0; r < M; r++) {
+            float* kc = kv[r]->kc + (size_t)l * kv[r]->kv_cap * kvd;
+            float* vc = kv[r]->vc + (size_t)l * kv[r]->kv_cap * kvd;
+            mgl_rope(q + r * qd, 1, NH, HS, pos[r], lc->rope_theta);
+            mgl_rope(k + r * kvd, 1, NKV, HS, pos[r], lc->rope_theta);
+            memcpy(kc + pos[r] * kvd, k + r * kvd, sizeof(float) * (size_t)kvd);
+            memcpy(vc + pos[r] * kvd, v + r * kvd, sizeof(float) * (size_t)kvd);
+            mgl_attention(q + r * qd, 1, pos[r], kc, vc, NH, NKV, HS, true, a + r * qd);
+        }
+        mgl_matmul_rows(a, M, &L->o, NULL, h);
+        mgl_add(x, h, M * H);
+        mgl_rmsnorm(x, M, H, L->ln2, lc->rms_eps, h);
+        if (lc->arch == MGL_LLM_PHI3) {
+            mgl_matmul_rows(h, M, &L->gate_up, NULL, g);
+            for (int64_t r = 0; r < M; r++) mgl_silu_mul(g + r * 2 * F, g + r * 2 * F + F, u + r * F, F);
+        } else {
+            mgl_matmul_rows(h, M, &L->gate, NULL, g);
+            mgl_matmul_rows(h, M, &L->up, NULL, u);
+            mgl_silu_mul(g, u, u, M * F);
+        }
+        mgl_matmul_rows(u, M, &L->down, NULL, h);
+        mgl_add(x, h, M * H);
+    }
+    mgl_rmsnorm(x, M, H, m->final_norm, lc->rms_eps, h);
+    mgl_matmul_rows(h, M, &m->lm_head, NULL, logits);
+    free(x); free(h); free(qkv); free(q); free(k); free(v); free(a); free(g); free(u);
+    return MGL_OK;
+}

@@ -1,0 +1,388 @@
+/* mgl-server.c: the scheduler that serves many streams from one model
+ * (public API in mgllava.h, "serving many streams").
+ *
+ * One thread owns a backend context with max_batch sequence slots. Each turn
+ * it admits waiting requests into free slots, round-robin over the streams
+ * that have any; runs vision, prefill and the first sample of the newly
+ * admitted ones together; then one decode step and one sample for every
+ * sequence already running, as one batched backend call (continuous
+ * batching). A finished sequence is called back and frees its slot before
+ * the next turn. The KV cache of a slot belongs to the slot (fixed slots:
+ * each slot grows its own cache to what its request needs, up to n_ctx).
+ *
+ * Locking: `lock` guards the streams, their queues, the slots and the
+ * abort flags; backend calls and callbacks run without it. */
+#include "mgl-model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Req {
+    uint64_t       id;
+    MglStream*     stream;
+    MglGen         g;
+    MglResultFunc  done;
+    void*          user;
+    int            batch;      /* the largest decode batch it was in */
+    bool           aborted;    /* under the server lock */
+    MglErr         err;
+} Req;
+
+struct MglStream {
+    MglServer* s;
+    GQueue     queue;          /* Req*, waiting for a slot */
+    int        pending;        /* accepted, not yet called back */
+    GCond      idle;           /* signalled when pending drops */
+};
+
+struct MglServer {
+    MglModel*         m;
+    const MglBackend* be;
+    MglBackendCtx*    bc;
+    int               max_batch;
+    int64_t           n_ctx;
+    GMutex            lock;
+    GCond             wake;
+    GThread*          thread;
+    bool              quit;
+    GPtrArray*        streams;   /* MglStream*, in admission order */
+    guint             rr;        /* the next stream to admit from */
+    Req**             slots;     /* max_batch, NULL = free */
+    GQueue            dead;      /* Req* aborted while queued: called back by the thread */
+    uint64_t          next_id;
+};
+
+static double now_ms(void) { return (double)g_get_monotonic_time() / 1000.0; }
+
+MglServerParams mgl_server_default_params(void) {
+    MglServerParams p = {.max_batch = 0, .n_ctx = 0, .kv_precision = NULL};
+    return p;
+}
+
+int mgl_server_max_batch(const MglServer* s) { return s ? s->max_batch : 0; }
+
+/* ---- results ---- */
+
+static void req_free(Req* r) {
+    mgl_gen_clear(&r->g);
+    g_free(r);
+}
+
+/* Calls back (without the lock), then forgets the request. */
+static void req_complete(MglServer* s, Req* r, MglStatus st, const char* msg) {
+    char* text = NULL;
+    MglResult res = {.status = st, .batch = r->batch};
+    if (st == MGL_OK) {
+        r->g.st = MGL_OK;
+        st = mgl_gen_finish(s->m, &r->g, &text, &r->err);
+        res.status = st;
+        msg = r->err.msg;
+    } else {
+        r->g.st = st;
+        mgl_gen_finish(s->m, &r->g, NULL, NULL);
+    }
+    res.error = st == MGL_OK ? NULL : (msg && *msg ? msg : mgl_status_to_string(st));
+    res.text = st == MGL_OK ? (text ? text : "") : NULL;
+    res.ids = r->g.gen;
+    res.n_ids = r->g.ng;
+    res.timings = r->g.t;
+    if (r->done) r->done(r->id, &res, r->user);
+    free(text);
+    MglStream* sm = r->stream;
+    g_mutex_lock(&s->lock);
+    sm->pending--;
+    g_cond_broadcast(&sm->idle);
+    g_mutex_unlock(&s->lock);
+    req_free(r);
+}
+
+/* ---- the thread ---- */
+
+/* The next waiting request, round-robin over the streams (lock held). */
+static Req* next_waiting(MglServer* s) {
+    const guint n = s->streams->len;
+    for (guint k = 0; k < n; k++) {
+        MglStream* sm = g_ptr_array_index(s->streams, (s->rr + k) % n);
+        Req* r = g_queue_pop_head(&sm->queue);
+        if (r) {
+            s->rr = (s->rr + k + 1) % n;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static MglStatus prefill_batch(MglServer* s, MglSeq** seqs, Req** reqs, int n, MglErr* err) {
+    double t0 = now_ms();
+    MglStatus st = MGL_OK;
+    for (int i = 0; i < n && st == MGL_OK; i++)
+        st = s->be->reserve(s->bc, &seqs[i], 1, reqs[i]->g.L + reqs[i]->g.p.max_new_tokens + 1, err);
+    if (st == MGL_OK) st = s->be->vision(s->bc, seqs, n, err);
+    double t1 = now_ms();
+    if (st == MGL_OK) st = s->be->prefill(s->bc, seqs, n, err);
+    if (st == MGL_OK) st = s->be->sample(s->bc, seqs, n, err);
+    double t2 = now_ms();
+    for (int i = 0; i < n; i++) {
+        reqs[i]->g.t.vision_ms = t1 - t0;
+        reqs[i]->g.t.prefill_ms = t2 - t1;
+        reqs[i]->g.seq.n_past = reqs[i]->g.L;
+        if (reqs[i]->batch < 1) reqs[i]->batch = 1;
+    }
+    return st;
+}
+
+static gpointer server_thread(gpointer data) {
+    MglServer* s = data;
+    const int B = s->max_batch;
+    Req** fresh = g_new0(Req*, B);
+    Req** run = g_new0(Req*, B);
+    MglSeq** seqs = g_new0(MglSeq*, B);
+    bool* fin = g_new0(bool, B);
+    g_mutex_lock(&s->lock);
+    while (!s->quit) {
+        /* requests aborted while waiting */
+        Req* d;
+        while ((d = g_queue_pop_head(&s->dead))) {
+            g_mutex_unlock(&s->lock);
+            req_complete(s, d, MGL_E_ABORTED, "aborted before it ran");
+            g_mutex_lock(&s->lock);
+        }
+        int nf = 0, nr = 0;
+        for (int i = 0; i < B; i++)
+            if (s->slots[i]) run[nr++] = s->slots[i];
+        for (int i = 0; i < B; i++) {
+            if (s->slots[i]) continue;
+            Req* r = next_waiting(s);
+            if (!r) break;
+            r->g.seq.slot = i;
+            s->slots[i] = r;
+            fresh[nf++] = r;
+        }
+        if (nf == 0 && nr == 0) {
+            if (g_queue_is_empty(&s->dead)) g_cond_wait(&s->wake, &s->lock);
+            continue;
+        }
+        for (int i = 0; i < nf; i++) fresh[i]->g.abort = fresh[i]->aborted;
+        for (int i = 0; i < nr; i++) run[i]->g.abort = run[i]->aborted;
+        g_mutex_unlock(&s->lock);
+
+        /* newcomers: vision, prefill, the first token */
+        if (nf > 0) {
+            MglErr err = {0};
+            for (int i = 0; i < nf; i++) seqs[i] = &fresh[i]->g.seq;
+            MglStatus st = prefill_batch(s, seqs, fresh, nf, &err);
+            for (int i = 0; i < nf; i++) {
+                Req* r = fresh[i];
+                fin[i] = st != MGL_OK || mgl_gen_push(s->m, &r->g, &r->err);
+                if (st != MGL_OK) r->g.st = st, snprintf(r->err.msg, sizeof r->err.msg, "%s", err.msg);
+            }
+            for (int i = 0; i < nf; i++)
+                if (fin[i]) {
+                    Req* r = fresh[i];
+                    g_mutex_lock(&s->lock);
+                    s->slots[r->g.seq.slot] = NULL;
+                    g_mutex_unlock(&s->lock);
+                    req_complete(s, r, r->g.st, r->err.msg);
+                }
+        }
+        /* one decode step for the sequences already running */
+        if (nr > 0) {
+            MglErr err = {0};
+            for (int i = 0; i < nr; i++) seqs[i] = &run[i]->g.seq;
+            double t0 = now_ms();
+            MglStatus st = s->be->decode(s->bc, seqs, nr, &err);
+            if (st == MGL_OK) st = s->be->sample(s->bc, seqs, nr, &err);
+            double dt = now_ms() - t0;
+            for (int i = 0; i < nr; i++) {
+                Req* r = run[i];
+                r->g.t.decode_ms += dt;
+                if (nr > r->batch) r->batch = nr;
+                if (st != MGL_OK) {
+                    r->g.st = st;
+                    snprintf(r->err.msg, sizeof r->err.msg, "%s", err.msg);
+                    fin[i] = true;
+                } else {
+                    fin[i] = mgl_gen_push(s->m, &r->g, &r->err);
+                }
+            }
+            for (int i = 0; i < nr; i++)
+                if (fin[i]) {
+                    Req* r = run[i];
+                    g_mutex_lock(&s->lock);
+                    s->slots[r->g.seq.slot] = NULL;
+                    g_mutex_unlock(&s->lock);
+                    req_complete(s, r, r->g.st, r->err.msg);
+                }
+        }
+        g_mutex_lock(&s->lock);
+    }
+    g_mutex_unlock(&s->lock);
+    g_free(fresh);
+    g_free(run);
+    g_free(seqs);
+    g_free(fin);
+    return NULL;
+}
+
+/* ---- the server ---- */
+
+static int default_batch(size_t per_slot, size_t free_bytes) {
+    if (per_slot == 0 || free_bytes == 0) return 1;
+    size_t n = free_bytes / 2 / per_slot; /* half of what is free, for the caches */
+    return n < 1 ? 1 : n > 8 ? 8 : (int)n;
+}
+
+MglStatus mgl_server_new(MglModel* m, const MglServerParams* params, MglServer** out, MglErr* err) {
+    *out = NULL;
+    if (!m) return mgl_err(err, MGL_E_INVALID, "server: no model");
+    MglServerParams p = params ? *params : mgl_server_default_params();
+    if (p.max_batch < 0 || p.max_batch > 256)
+        return mgl_err(err, MGL_E_INVALID, "server: max_batch %d (0 = from memory, else 1..256)", p.max_batch);
+    if (p.n_ctx < 0) return mgl_err(err, MGL_E_INVALID, "server: n_ctx %d must be >= 0", p.n_ctx);
+    const int64_t n_ctx = p.n_ctx > 0 ? p.n_ctx : m->n_ctx;
+    MglDType kv = m->kv_dtype;
+    if (p.kv_precision) {
+        if (!strcmp(p.kv_precision, "f16")) kv = MGL_DT_F16;
+        else if (!strcmp(p.kv_precision, "bf16")) kv = MGL_DT_BF16;
+        else if (!strcmp(p.kv_precision, "f32")) kv = MGL_DT_F32;
+        else return mgl_err(err, MGL_E_INVALID, "server: KV precision \"%s\" (f16, bf16 or f32)", p.kv_precision);
+    }
+    MglBackendInfo info;
+    m->be->model_info(m->bm, &info);
+    const MglLlmConfig* lc = &m->w.lc;
+    const size_t es = info.kv_f32 ? 4 : mgl_dtype_size(kv);
+    const size_t per_slot = 2 * (size_t)lc->n_layers * (size_t)n_ctx * (size_t)lc->n_kv_heads * (size_t)lc->head_dim * es;
+    int B = p.max_batch;
+    if (B == 0) B = default_batch(per_slot, info.free_bytes);
+    else if (info.free_bytes && (double)B * (double)per_slot > (double)info.free_bytes)
+        return mgl_err(err, MGL_E_NOMEM,
+                       "server: max_batch %d needs %.1f MiB of KV cache (%d slots of %lld tokens, %.1f MiB each) but "
+                       "%.1f MiB are free on %s",
+                       B, (double)B * (double)per_slot / 1048576.0, B, (long long)n_ctx, per_slot / 1048576.0,
+                       info.free_bytes / 1048576.0, info.device);
+    MglServer* s = g_new0(MglServer, 1);
+    s->m = m;
+    s->be = m->be;
+    s->max_batch = B;
+    s->n_ctx = n_ctx;
+    MglBackendCtxParams bp = {.n_seq = B, .n_ctx = n_ctx, .kv_dtype = kv};
+    MglStatus st = s->be->ctx_new(m->bm, &bp, &s->bc, err);
+    if (st != MGL_OK) {
+        g_free(s);
+        return st;
+    }
+    g_mutex_init(&s->lock);
+    g_cond_init(&s->wake);
+    s->streams = g_ptr_array_new();
+    s->slots = g_new0(Req*, B);
+    g_queue_init(&s->dead);
+    s->thread = g_thread_new("mgllava-server", server_thread, s);
+    *out = s;
+    return MGL_OK;
+}
+
+void mgl_server_free(MglServer* s) {
+    if (!s) return;
+    while (s->streams->len) mgl_stream_free(g_ptr_array_index(s->streams, 0));
+    g_mutex_lock(&s->lock);
+    s->quit = true;
+    g_cond_broadcast(&s->wake);
+    g_mutex_unlock(&s->lock);
+    g_thread_join(s->thread);
+    s->be->ctx_free(s->bc);
+    g_ptr_array_unref(s->streams);
+    g_free(s->slots);
+    g_mutex_clear(&s->lock);
+    g_cond_clear(&s->wake);
+    g_free(s);
+}
+
+/* ---- streams ---- */
+
+MglStream* mgl_stream_new(MglServer* s) {
+    MglStream* sm = g_new0(MglStream, 1);
+    sm->s = s;
+    g_queue_init(&sm->queue);
+    g_cond_init(&sm->idle);
+    g_mutex_lock(&s->lock);
+    g_ptr_array_add(s->streams, sm);
+    g_mutex_unlock(&s->lock);
+    return sm;
+}
+
+/* Marks for abort (lock held): queued ones go to the thread's dead list,
+ * running ones stop at their next step. */
+static void abort_locked(MglStream* sm, uint64_t id) {
+    MglServer* s = sm->s;
+    for (GList* l = sm->queue.head; l;) {
+        GList* next = l->next;
+        Req* r = l->data;
+        if (id == 0 || r->id == id) {
+            g_queue_delete_link(&sm->queue, l);
+            r->aborted = true;
+            g_queue_push_tail(&s->dead, r);
+        }
+        l = next;
+    }
+    for (int i = 0; i < s->max_batch; i++) {
+        Req* r = s->slots[i];
+        if (r && r->stream == sm && (id == 0 || r->id == id)) r->aborted = true;
+    }
+    g_cond_broadcast(&s->wake);
+}
+
+void mgl_stream_abort(MglStream* sm, uint64_t id) {
+    if (!sm) return;
+    g_mutex_lock(&sm->s->lock);
+    abort_locked(sm, id);
+    g_mutex_unlock(&sm->s->lock);
+}
+
+int mgl_stream_pending(MglStream* sm) {
+    if (!sm) return 0;
+    g_mutex_lock(&sm->s->lock);
+    int n = sm->pending;
+    g_mutex_unlock(&sm->s->lock);
+    return n;
+}
+
+void mgl_stream_free(MglStream* sm) {
+    if (!sm) return;
+    MglServer* s = sm->s;
+    g_mutex_lock(&s->lock);
+    abort_locked(sm, 0);
+    while (sm->pending > 0) g_cond_wait(&sm->idle, &s->lock);
+    g_ptr_array_remove(s->streams, sm);
+    if (s->rr >= s->streams->len) s->rr = 0;
+    g_mutex_unlock(&s->lock);
+    g_cond_clear(&sm->idle);
+    g_free(sm);
+}
+
+MglStatus mgl_stream_submit(MglStream* sm, const MglImage* image, const MglBox* boxes, size_t n_boxes,
+                            const char* question, const MglGenParams* params, MglResultFunc done, void* user_data,
+                            uint64_t* id, MglErr* err) {
+    if (id) *id = 0;
+    if (!sm) return mgl_err(err, MGL_E_INVALID, "submit: no stream");
+    MglServer* s = sm->s;
+    Req* r = g_new0(Req, 1);
+    MglGenParams p = params ? *params : mgl_gen_default_params();
+    p.on_token = NULL; /* results come whole */
+    MglStatus st = mgl_gen_begin(s->m, s->n_ctx, image, boxes, n_boxes, question, &p, &r->g, err);
+    if (st != MGL_OK) {
+        g_free(r);
+        return st;
+    }
+    r->stream = sm;
+    r->done = done;
+    r->user = user_data;
+    g_mutex_lock(&s->lock);
+    r->id = ++s->next_id;
+    sm->pending++;
+    g_queue_push_tail(&sm->queue, r);
+    g_cond_broadcast(&s->wake);
+    g_mutex_unlock(&s->lock);
+    if (id) *id = r->id;
+    return MGL_OK;
+}
