@@ -142,13 +142,14 @@ expect_error "$tmp/short.ppm" "$BIN" run --model "$M" --image "$tmp/short.ppm" -
 printf 'P6\n0 0\n255\n' >"$tmp/zero.ppm"
 expect_error "$tmp/zero.ppm" "$BIN" run --model "$M" --image "$tmp/zero.ppm" --prompt hi
 echo '{"boxes": [[0, 0, 2]], "scores": [0.9], "labels": ["dot"]}' >"$tmp/b1.json"
-expect_error "boxes[0]" "$BIN" run --model "$M" --image "$tmp/img.ppm" --boxes "$tmp/b1.json" --prompt hi
+expect_error '"boxes"[0]' "$BIN" run --model "$M" --image "$tmp/img.ppm" --boxes "$tmp/b1.json" --prompt hi
 echo '{"boxes": [[0, 0, 2, 2]], "scores": [0.9, 0.1], "labels": ["dot"]}' >"$tmp/b2.json"
 expect_error "scores" "$BIN" run --model "$M" --image "$tmp/img.ppm" --boxes "$tmp/b2.json" --prompt hi
 echo '{"boxes": [[0, 0, 1e12, 2]], "scores": [0.9], "labels": ["dot"]}' >"$tmp/b3.json"
 expect_error "1e6" "$BIN" run --model "$M" --image "$tmp/img.ppm" --boxes "$tmp/b3.json" --prompt hi
-echo '{"boxes": [[0, 0, 2, 2]], "scores": [0.9], "labels": [7]}' >"$tmp/b4.json"
-expect_error "labels[0]" "$BIN" run --model "$M" --image "$tmp/img.ppm" --boxes "$tmp/b4.json" --prompt hi
+# integer labels are names ("7"), as mgllavaboxes reads them (one reader, one set of rules); other types are refused
+echo '{"boxes": [[0, 0, 2, 2]], "scores": [0.9], "labels": [[7]]}' >"$tmp/b4.json"
+expect_error '"labels"[0]' "$BIN" run --model "$M" --image "$tmp/img.ppm" --boxes "$tmp/b4.json" --prompt hi
 expect_error "empty question" "$BIN" run --model "$M" --image "$tmp/img.ppm" --prompt ""
 expect_error "--top-p" "$BIN" run --model "$M" --image "$tmp/img.ppm" --prompt hi --top-p 0
 expect_error "context" "$BIN" run --model "$M" --image "$tmp/img.ppm" --prompt "$(printf 'red %.0s' $(seq 1 5000))"
