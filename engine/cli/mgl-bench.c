@@ -4,6 +4,8 @@
  * synthetic files and times stages, which the public API does not offer, so
  * it uses the engine's internal headers (the other commands do not). */
 #include "mgl-bench.h"
+#include "mgl-cli.h"
+#include "mgl-dev.h"
 #include "mgl-model.h"
 #include "cpu/mgl-blas.h"
 
@@ -300,3 +302,51 @@ MglStatus mgl_bench_run(const MglBenchParams* bp, GString* out, MglErr* err) {
     }
     return bench_backend(p, bp, dev, out, err);
 }
+
+static bool bench_dtype(const char* s, MglDType* out) {
+    if (!cli_dtype(s)) return false;
+    *out = !strcmp(s, "f16") ? MGL_DT_F16 : !strcmp(s, "bf16") ? MGL_DT_BF16 : MGL_DT_F32;
+    return true;
+}
+
+int mgl_cmd_bench(int argc, char** argv) {
+    CliOpt o[] = {{"--preset", true}, {"--dtype", true}, {"--prompt-tokens", true}, {"--gen-tokens", true},
+               {"--reps", true}, {"--threads", true}, {"--device", true}, {"--save", true}, {"--tokenizer", true},
+               {"--model", true}, {"--precision", true}};
+    if (cli_parse_opts(argc, argv, o, 11)) return 1;
+    MglBenchParams bp = {.preset = o[0].value ? o[0].value : "mgllava-7b", .dtype = MGL_DT_F32, .reps = 3};
+    if (o[1].value && !bench_dtype(o[1].value, &bp.dtype))
+        return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", o[1].value);
+    double v;
+    if (o[2].value && !cli_num(o[2].value, 1, 1e6, &v)) return cli_usage_error(NULL, "--prompt-tokens '%s'", o[2].value);
+    if (o[2].value) bp.prompt_tokens = (int)v;
+    if (o[3].value && !cli_num(o[3].value, 1, 1e6, &v)) return cli_usage_error(NULL, "--gen-tokens '%s'", o[3].value);
+    if (o[3].value) bp.gen_tokens = (int)v;
+    if (o[4].value && !cli_num(o[4].value, 1, 16, &v)) return cli_usage_error(NULL, "--reps '%s': 1..16", o[4].value);
+    if (o[4].value) bp.reps = (int)v;
+    if (o[5].value && !cli_num(o[5].value, 1, 1024, &v)) return cli_usage_error(NULL, "--threads '%s'", o[5].value);
+    if (o[5].value) bp.n_threads = (int)v;
+    if (o[6].value && strcmp(o[6].value, "cpu") && strcmp(o[6].value, "cuda") && strcmp(o[6].value, "auto"))
+        return cli_usage_error(NULL, "--device '%s': expected cpu, cuda or auto", o[6].value);
+    if (o[10].value && !cli_dtype(o[10].value))
+        return cli_usage_error(NULL, "--precision '%s': expected f16, bf16 or f32", o[10].value);
+    if (o[6].value && strcmp(o[6].value, "cpu") && (o[7].value || o[9].value))
+        return cli_usage_error(NULL, "%s: --save and --model run on the CPU", "bench");
+    bp.device = o[6].value;
+    bp.precision = o[10].value;
+    MglErr err = {0};
+    if (o[7].value) {
+        if (mgl_bench_save(&bp, o[7].value, o[8].value, &err) != MGL_OK) return cli_fail(&err);
+        printf("wrote %s (%s, %s)\n", o[7].value, bp.preset, mgl_dtype_name(bp.dtype));
+        return 0;
+    }
+    GString* out = g_string_new(NULL);
+    if ((o[9].value ? mgl_bench_model(&bp, o[9].value, out, &err) : mgl_bench_run(&bp, out, &err)) != MGL_OK) {
+        g_string_free(out, TRUE);
+        return cli_fail(&err);
+    }
+    fputs(out->str, stdout);
+    g_string_free(out, TRUE);
+    return 0;
+}
+

@@ -2,6 +2,7 @@
 #include "mgl-cli.h"
 
 #include <glib.h>
+#include <stdarg.h>
 #include <png.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,15 +48,35 @@ bool cli_num(const char* s, double lo, double hi, double* out) {
     return true;
 }
 
-bool cli_dtype(const char* s, MglDType* out) {
-    MglDType dt;
-    if (!s) return false;
-    if (!strcmp(s, "f16")) dt = MGL_DT_F16;
-    else if (!strcmp(s, "bf16")) dt = MGL_DT_BF16;
-    else if (!strcmp(s, "f32")) dt = MGL_DT_F32;
-    else return false;
-    if (out) *out = dt;
-    return true;
+bool cli_dtype(const char* s) { return s && (!strcmp(s, "f16") || !strcmp(s, "bf16") || !strcmp(s, "f32")); }
+
+MglStatus cli_err(MglErr* err, MglStatus code, const char* fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+void cli_err_prefix(MglErr* err, const char* fmt, ...) {
+    if (!err) return;
+    char pre[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    char old[sizeof err->msg];
+    snprintf(old, sizeof old, "%s", err->msg);
+    snprintf(err->msg, sizeof err->msg, "%s: %s", pre, old);
+}
+
+MglStatus cli_err_json(MglErr* err, GError* ge) {
+    cli_err(err, MGL_E_FORMAT, "%s", ge ? ge->message : "JSON error"); /* the tool's exit status is 1 either way */
+    if (ge) g_error_free(ge);
+    return MGL_E_FORMAT;
 }
 
 bool cli_write_png_rgb(const char* path, const uint8_t* px, int w, int h) {

@@ -7,8 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <glib.h>
+
 #include "mgllava.h"
-#include "mgl-internal.h"
 
 /* One option: "--name value", "--name=value" or a "--flag" (has_value false). */
 typedef struct {
@@ -23,8 +24,14 @@ typedef struct {
 int cli_parse_opts(int argc, char** argv, CliOpt* opts, size_t n);
 /* A number in [lo, hi] (the whole string). */
 bool cli_num(const char* s, double lo, double hi, double* out);
-/* "f16", "bf16" or "f32" (--dtype, --precision); out may be NULL to check only. */
-bool cli_dtype(const char* s, MglDType* out);
+/* "f16", "bf16" or "f32" (--dtype, --precision). */
+bool cli_dtype(const char* s);
+/* Fill `err` (if non-NULL) with a message and return `code`. */
+MglStatus cli_err(MglErr* err, MglStatus code, const char* fmt, ...) G_GNUC_PRINTF(3, 4);
+/* Prefix the message with "prefix: ". */
+void cli_err_prefix(MglErr* err, const char* fmt, ...) G_GNUC_PRINTF(2, 3);
+/* A common/ JSON GError as an MglErr; frees it. */
+MglStatus cli_err_json(MglErr* err, GError* ge);
 /* "mgllava: [cmd: ]<fmt with arg> (try 'mgllava help')" on stderr; returns 1. */
 int cli_usage_error(const char* cmd, const char* fmt, const char* arg);
 /* Packed RGB (stride 3*w) to a PNG file; false when it cannot be written. */

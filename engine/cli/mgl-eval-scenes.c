@@ -17,9 +17,7 @@
  * "questions" totals every category but caption and digit. */
 #include "mgl-eval-scenes.h"
 #include "mgl-cli.h"
-#include "mgl-internal.h"
 #include "mgl-json.h"
-#include "mgl-model.h"
 #include "mgl-scenes.h"
 
 #include <glib.h>
@@ -92,11 +90,11 @@ static MglStatus truth_parse(const char* json, Truth* t, MglErr* err) {
     memset(t, 0, sizeof *t);
     if (!mgl_json_parse_object("scene truth", json, strlen(json), &t->parser, &root, &ge) ||
         !mgl_json_req_str(root, "caption", &t->caption, "scene truth", &ge))
-        return mgl_err_json(err, ge);
+        return cli_err_json(err, ge);
     JsonNode* qa = json_object_get_member(root, "qa");
     JsonNode* ob = json_object_get_member(root, "objects");
     if (!qa || !JSON_NODE_HOLDS_ARRAY(qa) || !ob || !JSON_NODE_HOLDS_ARRAY(ob))
-        return mgl_err(err, MGL_E_FORMAT, "scene truth: \"qa\" and \"objects\" must be lists");
+        return cli_err(err, MGL_E_FORMAT, "scene truth: \"qa\" and \"objects\" must be lists");
     t->qa = json_node_get_array(qa);
     JsonArray* oa = json_node_get_array(ob);
     for (guint i = 0; i < json_array_get_length(oa) && i < MGL_SCENE_MAX_OBJECTS; i++) {
@@ -105,8 +103,8 @@ static MglStatus truth_parse(const char* json, Truth* t, MglErr* err) {
         JsonNode* bn = o ? json_object_get_member(o, "box") : NULL;
         JsonArray* b = bn && JSON_NODE_HOLDS_ARRAY(bn) ? json_node_get_array(bn) : NULL;
         const char* label = NULL;
-        if (!b || json_array_get_length(b) != 4) return mgl_err(err, MGL_E_FORMAT, "scene truth: object %u has no box", i);
-        if (!mgl_json_req_str(o, "label", &label, "scene truth object", &ge)) return mgl_err_json(err, ge);
+        if (!b || json_array_get_length(b) != 4) return cli_err(err, MGL_E_FORMAT, "scene truth: object %u has no box", i);
+        if (!mgl_json_req_str(o, "label", &label, "scene truth object", &ge)) return cli_err_json(err, ge);
         MglBox* x = &t->boxes[t->n_boxes++];
         x->x1 = (float)json_array_get_int_element(b, 0);
         x->y1 = (float)json_array_get_int_element(b, 1);
@@ -163,7 +161,7 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     if (o[E_ORDER].value && mgl_object_order_parse(o[E_ORDER].value, &gp.object_order) != MGL_OK)
         return cli_usage_error("eval-scenes", "--object-order '%s': expected model, score or reading", o[E_ORDER].value);
     if (o[E_DEVICE].value) mp.device = o[E_DEVICE].value;
-    if (o[E_PRECISION].value && !cli_dtype(o[E_PRECISION].value, NULL))
+    if (o[E_PRECISION].value && !cli_dtype(o[E_PRECISION].value))
         return cli_usage_error("eval-scenes", "--precision '%s': expected f16, bf16 or f32", o[E_PRECISION].value);
     mp.precision = o[E_PRECISION].value; /* CUDA weights and KV cache (NULL: f16); the CPU is f32 */
     const char* dump = o[E_DUMP].value;
@@ -175,13 +173,13 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     char* items_path = NULL;
     if (dump) {
         if (g_mkdir_with_parents(dump, 0755) != 0) {
-            mgl_err(&err, MGL_E_IO, "%s: cannot create folder", dump);
+            cli_err(&err, MGL_E_IO, "%s: cannot create folder", dump);
             return cli_fail(&err);
         }
         items_path = g_build_filename(dump, "items.jsonl", NULL);
         items = fopen(items_path, "w");
         if (!items) {
-            mgl_err(&err, MGL_E_IO, "%s: cannot write", items_path);
+            cli_err(&err, MGL_E_IO, "%s: cannot write", items_path);
             g_free(items_path);
             return cli_fail(&err);
         }
@@ -208,7 +206,7 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
         if (dump) {
             char* png = g_build_filename(dump, image_name, NULL);
             bool ok = cli_write_png_rgb(png, px, W, H);
-            if (!ok) mgl_err(&err, MGL_E_IO, "%s: cannot write", png);
+            if (!ok) cli_err(&err, MGL_E_IO, "%s: cannot write", png);
             g_free(png);
             if (!ok) goto out;
         }
@@ -235,15 +233,15 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
                 if (!e || !mgl_json_req_str(e, "q", &q, "scene truth qa", &ge) ||
                     !mgl_json_req_str(e, "a", &want, "scene truth qa", &ge) ||
                     !mgl_json_opt_bool(e, "digit", &digit, "scene truth qa", &ge)) {
-                    if (!e) mgl_err(&err, MGL_E_FORMAT, "scene truth: qa[%ld] is not an object", k);
-                    else mgl_err_json(&err, ge);
+                    if (!e) cli_err(&err, MGL_E_FORMAT, "scene truth: qa[%ld] is not an object", k);
+                    else cli_err_json(&err, ge);
                     goto out;
                 }
                 cat = categorize(q, digit);
             }
             char* answer = NULL;
             if (mgl_generate(c, &img, truth.boxes, truth.n_boxes, q, &gp, &answer, NULL, NULL, NULL, &err) != MGL_OK) {
-                mgl_err_prefix(&err, image_name);
+                cli_err_prefix(&err, image_name);
                 goto out;
             }
             char *na = normalize(answer), *nt = normalize(want);
@@ -305,7 +303,7 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     fflush(stdout);
     if (dump) {
         char* sp = g_build_filename(dump, "summary.json", NULL);
-        if (!g_file_set_contents(sp, j->str, (gssize)j->len, NULL)) mgl_err(&err, MGL_E_IO, "%s: cannot write", sp);
+        if (!g_file_set_contents(sp, j->str, (gssize)j->len, NULL)) cli_err(&err, MGL_E_IO, "%s: cannot write", sp);
         else rc = 0;
         g_free(sp);
     } else {
@@ -317,7 +315,7 @@ out:
     rc = cli_fail(&err);
 done:
     if (items && fclose(items) != 0 && rc == 0) {
-        mgl_err(&err, MGL_E_IO, "%s: write error", items_path);
+        cli_err(&err, MGL_E_IO, "%s: write error", items_path);
         rc = cli_fail(&err);
     }
     g_free(items_path);

@@ -2,7 +2,7 @@
 #ifndef MGL_IMAGE_H
 #define MGL_IMAGE_H
 
-#include "mgl-internal.h"
+#include "mgllava.h"
 
 /* *rgb is malloc'ed (w*h*3). Grey and palette images are expanded, alpha is
  * dropped (as PIL's convert('RGB') does); EXIF orientation is not applied. */

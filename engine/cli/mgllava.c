@@ -10,17 +10,14 @@
  *   mgllava eval-scenes --model PATH --count N [--seed S] [...]   accuracy on the synthetic scenes (JSON)
  *
  * Errors: one line on stderr naming the file and the problem, exit status 1. */
-#include "mgl-internal.h"
+#include "mgllava.h"
 #include "mgl-json.h"
 #include "mgl-detections.h"
-#include "mgl-bench.h"
 #include "mgl-scenes.h"
 #include "mgl-eval-scenes.h"
 #include "mgl-cli.h"
 #include "mgl-image.h"
-#include "mgl-model.h"
-#include "cpu/mgl-cpu.h"
-#include "mgl-model-files.h"
+#include "mgl-dev.h"
 
 #include <glib.h>
 #include <stdio.h>
@@ -71,7 +68,7 @@ static char* read_stdin(size_t* len, MglErr* err) {
         if (n == cap) {
             if (cap >= MAX_STDIN) {
                 free(buf);
-                mgl_err(err, MGL_E_INVALID, "stdin: input larger than %u bytes", MAX_STDIN);
+                cli_err(err, MGL_E_INVALID, "stdin: input larger than %u bytes", MAX_STDIN);
                 return NULL;
             }
             cap *= 2;
@@ -80,7 +77,7 @@ static char* read_stdin(size_t* len, MglErr* err) {
         ssize_t r = read(0, buf + n, cap - n);
         if (r < 0) {
             free(buf);
-            mgl_err(err, MGL_E_IO, "stdin: read error");
+            cli_err(err, MGL_E_IO, "stdin: read error");
             return NULL;
         }
         if (r == 0) break;
@@ -110,7 +107,7 @@ static int cmd_tokenize(int argc, char** argv) {
     free(text);
     mgl_tokenizer_free(tok);
     if (st != MGL_OK) {
-        mgl_err_prefix(&err, "stdin");
+        cli_err_prefix(&err, "stdin");
         return cli_fail(&err);
     }
     GString* s = g_string_new("[");
@@ -137,13 +134,13 @@ static int cmd_detokenize(int argc, char** argv) {
     MglTokenizer* tok = NULL;
     if (!g_utf8_validate(text, (gssize)len, NULL) || !mgl_json_depth_ok(text, len) ||
         !json_parser_load_from_data(p, text, (gssize)len, &ge)) {
-        mgl_err(&err, MGL_E_INVALID, "stdin: not a JSON array of token ids%s%s", ge ? ": " : "", ge ? ge->message : "");
+        cli_err(&err, MGL_E_INVALID, "stdin: not a JSON array of token ids%s%s", ge ? ": " : "", ge ? ge->message : "");
         g_clear_error(&ge);
         goto out;
     }
     JsonNode* root = json_parser_get_root(p);
     if (!root || !JSON_NODE_HOLDS_ARRAY(root)) {
-        mgl_err(&err, MGL_E_INVALID, "stdin: expected a JSON array of token ids");
+        cli_err(&err, MGL_E_INVALID, "stdin: expected a JSON array of token ids");
         goto out;
     }
     JsonArray* a = json_node_get_array(root);
@@ -153,7 +150,7 @@ static int cmd_detokenize(int argc, char** argv) {
         JsonNode* e = json_array_get_element(a, i);
         if (!JSON_NODE_HOLDS_VALUE(e) || json_node_get_value_type(e) != G_TYPE_INT64 || json_node_get_int(e) < 0 ||
             json_node_get_int(e) > INT32_MAX) {
-            mgl_err(&err, MGL_E_INVALID, "stdin: element %u is not a token id", i);
+            cli_err(&err, MGL_E_INVALID, "stdin: element %u is not a token id", i);
             goto out;
         }
         ids[i] = (int32_t)json_node_get_int(e);
@@ -173,76 +170,16 @@ out:
     return rc ? cli_fail(&err) : 0;
 }
 
-static int list_weights(const char* path) {
-    MglErr err = {0};
-    MglTensorSet* set = mgl_tset_new();
-    if (mgl_weights_load(path, set, &err) != MGL_OK) {
-        mgl_tset_free(set);
-        return cli_fail(&err);
-    }
-    uint64_t total = 0;
-    size_t count[MGL_DT_COUNT] = {0};
-    for (size_t i = 0; i < set->n; i++) {
-        const MglTensor* t = &set->items[i];
-        char shape[160] = "";
-        size_t k = 0;
-        for (int d = 0; d < t->ndim; d++)
-            k += (size_t)snprintf(shape + k, sizeof shape - k, d ? ", %lld" : "%lld", (long long)t->shape[d]);
-        printf("%-64s %-5s [%s] %zu bytes%s\n", t->name, mgl_dtype_name(t->dtype), shape, mgl_tensor_nbytes(t),
-               mgl_tensor_is_contiguous(t) ? "" : " (strided view)");
-        total += mgl_tensor_nbytes(t);
-        count[t->dtype]++;
-    }
-    printf("%zu tensors, %llu bytes (", set->n, (unsigned long long)total);
-    bool first = true;
-    for (int d = 0; d < MGL_DT_COUNT; d++)
-        if (count[d]) {
-            printf("%s%s x%zu", first ? "" : ", ", mgl_dtype_name((MglDType)d), count[d]);
-            first = false;
-        }
-    printf(")\n");
-    mgl_tset_free(set);
-    return 0;
-}
-
 static int cmd_inspect(int argc, char** argv) {
     CliOpt o[] = {{"--model", true}};
     if (cli_parse_opts(argc, argv, o, 1)) return 1;
     if (!o[0].value) return cli_usage_error(NULL, "%s: --model PATH is required", "inspect");
-    const char* path = o[0].value;
-    bool model = g_file_test(path, G_FILE_TEST_IS_DIR) || g_str_has_suffix(path, "mgllava.json");
-    if (!model) {
-        if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
-            MglErr e;
-            mgl_err(&e, MGL_E_IO, "%s: no such file or folder", path);
-            return cli_fail(&e);
-        }
-        return list_weights(path);
-    }
     MglErr err = {0};
-    MglModelFiles* mf = NULL;
-    if (mgl_model_files_open(path, &mf, &err) != MGL_OK) return cli_fail(&err);
-    MglStatus st = mgl_model_files_validate(mf, &err);
-    char* d = mgl_model_files_describe(mf);
-    fputs(d, stdout);
-    g_free(d);
-    if (st == MGL_OK) {
-        MglTokenizer* tok = NULL;
-        st = mgl_tokenizer_load(mf->tokenizer_path, &tok, &err);
-        if (st == MGL_OK) {
-            printf("              %d tokens, bos %d, eos %d\n", mgl_tokenizer_n_vocab(tok), mgl_tokenizer_bos(tok),
-                   mgl_tokenizer_eos(tok));
-            if (mgl_tokenizer_n_vocab(tok) > mf->llm.vocab) {
-                st = mgl_err(&err, MGL_E_FORMAT, "%s: tokenizer has %d tokens but the LLM vocab is %d",
-                             mf->tokenizer_path, mgl_tokenizer_n_vocab(tok), mf->llm.vocab);
-            }
-            mgl_tokenizer_free(tok);
-        }
-    }
-    mgl_model_files_free(mf);
-    if (st != MGL_OK) return cli_fail(&err);
-    printf("status        OK\n");
-    return 0;
+    char* text = NULL;
+    MglStatus st = mgl_inspect(o[0].value, &text, &err);
+    if (text) fputs(text, stdout);
+    free(text);
+    return st == MGL_OK ? 0 : cli_fail(&err);
 }
 
 static int cmd_convert(int argc, char** argv) {
@@ -250,10 +187,9 @@ static int cmd_convert(int argc, char** argv) {
     if (cli_parse_opts(argc, argv, o, 3)) return 1;
     if (!o[0].value || !o[1].value) return cli_usage_error(NULL, "%s: --model PATH and --out DIR are required", "convert");
     const char* ds = o[2].value ? o[2].value : "f16";
-    MglDType dt;
-    if (!cli_dtype(ds, &dt)) return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", ds);
+    if (!cli_dtype(ds)) return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", ds);
     MglErr err = {0};
-    if (mgl_model_convert(o[0].value, o[1].value, dt, &err) != MGL_OK) return cli_fail(&err);
+    if (mgl_convert(o[0].value, o[1].value, ds, &err) != MGL_OK) return cli_fail(&err);
     printf("wrote %s (%s)\n", o[1].value, ds);
     return 0;
 }
@@ -283,7 +219,7 @@ static MglStatus load_boxes(const char* path, Boxes* out, MglErr* err) {
     GError* ge = NULL;
     out->det = mgl_detections_load_record(path, 256u << 20, warnings, &ge);
     if (!out->det) {
-        MglStatus st = mgl_err(err, g_error_matches(ge, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO) ? MGL_E_IO
+        MglStatus st = cli_err(err, g_error_matches(ge, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO) ? MGL_E_IO
                                                                                                         : MGL_E_FORMAT,
                                "%s", ge->message);
         g_error_free(ge);
@@ -321,116 +257,6 @@ static bool on_token(int32_t id, const char* text, void* ud) {
 
 enum { O_MODEL, O_IMAGE, O_BOXES, O_PROMPT, O_MAXNEW, O_TEMP, O_TOPP, O_TOPK, O_SEED, O_DEVICE, O_JSON, O_STAGE, O_OUT,
        O_THREADS, O_ORDER, O_COUNT };
-
-static int write_stage(const char* path, const char* name, const float* data, int ndim, const int64_t* shape) {
-    MglTensor t = {0};
-    t.name = (char*)name;
-    t.dtype = MGL_DT_F32;
-    t.ndim = ndim;
-    int64_t st = 1;
-    for (int i = ndim - 1; i >= 0; i--) {
-        t.shape[i] = shape[i];
-        t.stride[i] = st;
-        st *= shape[i];
-    }
-    t.data = (const uint8_t*)data;
-    const MglTensor* list[1] = {&t};
-    MglErr err = {0};
-    if (mgl_safetensors_write(path, list, 1, -1, NULL, &err) != MGL_OK) return cli_fail(&err);
-    printf("wrote %s: %s", path, name);
-    for (int i = 0; i < ndim; i++) printf("%s%lld", i ? "x" : " ", (long long)shape[i]);
-    printf("\n");
-    return 0;
-}
-
-/* `dump`: run the stages up to `stage` and write its tensor. */
-static int dump_stage(MglModel* m, const MglImage* img, const Boxes* bx, int order, const char* question,
-                      const char* stage, const char* out) {
-    MglErr err = {0};
-    float *x768 = NULL, *x336 = NULL, *b768 = NULL;
-    size_t nobj = 0;
-    if (mgl_stage_preprocess(img, bx->boxes, bx->n, m->files->man.limit_num,
-                             order < 0 ? m->files->man.object_order : order, &x768, &x336, &b768, &nobj, &err) != MGL_OK)
-        return cli_fail(&err);
-    int rc = -1;
-    const MglModelWeights* w = &m->w; /* the CPU reference stages */
-    const int64_t P = w->n_patches, D = w->D, H = w->lc.hidden;
-    if (!strcmp(stage, "x768")) rc = write_stage(out, stage, x768, 3, (int64_t[]){3, 768, 768});
-    else if (!strcmp(stage, "x336")) rc = write_stage(out, stage, x336, 3, (int64_t[]){3, 336, 336});
-    else if (!strcmp(stage, "boxes768")) rc = write_stage(out, stage, b768, 2, (int64_t[]){(int64_t)nobj, 4});
-    float* clip = NULL;
-    float* so[4] = {0};
-    float* fused = NULL;
-    if (rc < 0) {
-        clip = malloc(sizeof(float) * (size_t)(P * D));
-        mgl_stage_clip(w, x336, clip);
-        if (!strcmp(stage, "clip")) rc = write_stage(out, stage, clip, 2, (int64_t[]){P, D});
-    }
-    if (rc < 0) {
-        for (int s = 0; s < 4; s++) {
-            int64_t hs = (MGL_AUX_SIZE / 4) >> s;
-            so[s] = malloc(sizeof(float) * (size_t)(hs * hs * w->stages[s].C));
-        }
-        mgl_stage_convnext(w, x768, so);
-        for (int s = 0; s < 4 && rc < 0; s++) {
-            char nm[8];
-            snprintf(nm, sizeof nm, "cnx%d", s);
-            int64_t hs = (MGL_AUX_SIZE / 4) >> s;
-            if (!strcmp(stage, nm)) rc = write_stage(out, stage, so[s], 3, (int64_t[]){hs, hs, w->stages[s].C});
-        }
-    }
-    if (rc < 0) {
-        fused = malloc(sizeof(float) * (size_t)(P * D));
-        mgl_stage_fuse(w, clip, so[3], fused, NULL);
-        if (!strcmp(stage, "fused")) rc = write_stage(out, stage, fused, 2, (int64_t[]){P, D});
-    }
-    if (rc < 0 && (!strcmp(stage, "vimg"))) {
-        float* v = malloc(sizeof(float) * (size_t)(P * H));
-        mgl_stage_mlp2(&w->proj, fused, P, H, v);
-        rc = write_stage(out, stage, v, 2, (int64_t[]){P, H});
-        free(v);
-    }
-    if (rc < 0 && (!strcmp(stage, "obj_pooled") || !strcmp(stage, "vobj"))) {
-        float* pooled = malloc(sizeof(float) * nobj * (size_t)w->Cm);
-        mgl_stage_objects(w, so, b768, nobj, pooled);
-        if (!strcmp(stage, "obj_pooled")) rc = write_stage(out, stage, pooled, 2, (int64_t[]){(int64_t)nobj, w->Cm});
-        else {
-            float* v = malloc(sizeof(float) * nobj * (size_t)H);
-            mgl_stage_mlp2(&w->bproj, pooled, (int64_t)nobj, H, v);
-            rc = write_stage(out, stage, v, 2, (int64_t[]){(int64_t)nobj, H});
-            free(v);
-        }
-        free(pooled);
-    }
-    if (rc < 0 && (!strcmp(stage, "embeds") || !strcmp(stage, "logits"))) {
-        MglPrompt pr;
-        if (mgl_prompt_build(m->tok, m->tmpl, question, true, &pr, &err) != MGL_OK) rc = cli_fail(&err);
-        else {
-            int64_t L = (int64_t)pr.n_ids + P + (int64_t)nobj;
-            float* emb = malloc(sizeof(float) * (size_t)(L * H));
-            mgl_stage_embeds(w, &pr, fused, so, b768, nobj, emb);
-            if (!strcmp(stage, "embeds")) rc = write_stage(out, stage, emb, 2, (int64_t[]){L, H});
-            else {
-                MglCtx* c = NULL;
-                mgl_ctx_new(m, &c, &err);
-                float* lg = malloc(sizeof(float) * (size_t)(L * w->lc.vocab));
-                if (mgl_llm_forward(c, emb, L, 0, lg, true, &err) != MGL_OK) rc = cli_fail(&err);
-                else rc = write_stage(out, stage, lg, 2, (int64_t[]){L, w->lc.vocab});
-                free(lg);
-                mgl_ctx_free(c);
-            }
-            free(emb);
-            mgl_prompt_clear(&pr);
-        }
-    }
-    if (rc < 0) {
-        mgl_err(&err, MGL_E_INVALID, "--stage '%s': unknown (x768 x336 boxes768 clip cnx0..cnx3 fused vimg obj_pooled vobj embeds logits)", stage);
-        rc = cli_fail(&err);
-    }
-    free(x768); free(x336); free(b768); free(clip); free(fused);
-    for (int s = 0; s < 4; s++) free(so[s]);
-    return rc;
-}
 
 static int cmd_run(int argc, char** argv, bool dump) {
     CliOpt o[O_COUNT] = {{"--model", true}, {"--image", true}, {"--boxes", true}, {"--prompt", true},
@@ -487,7 +313,7 @@ static int cmd_run(int argc, char** argv, bool dump) {
     if (mgl_model_load(o[O_MODEL].value, &mp, &m, &err) != MGL_OK) goto out;
     MglImage img = {rgb, w, h, 3 * w};
     if (dump) {
-        rc = dump_stage(m, &img, &bx, gp.object_order, o[O_PROMPT].value, o[O_STAGE].value, o[O_OUT].value);
+        rc = mgl_cmd_dump_stage(m, &img, bx.boxes, bx.n, gp.object_order, o[O_PROMPT].value, o[O_STAGE].value, o[O_OUT].value);
         goto done;
     }
     if (mgl_ctx_new(m, &c, &err) != MGL_OK) goto out;
@@ -533,47 +359,6 @@ done:
     return rc;
 }
 
-static int cmd_bench(int argc, char** argv) {
-    CliOpt o[] = {{"--preset", true}, {"--dtype", true}, {"--prompt-tokens", true}, {"--gen-tokens", true},
-               {"--reps", true}, {"--threads", true}, {"--device", true}, {"--save", true}, {"--tokenizer", true},
-               {"--model", true}, {"--precision", true}};
-    if (cli_parse_opts(argc, argv, o, 11)) return 1;
-    MglBenchParams bp = {.preset = o[0].value ? o[0].value : "mgllava-7b", .dtype = MGL_DT_F32, .reps = 3};
-    if (o[1].value && !cli_dtype(o[1].value, &bp.dtype))
-        return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", o[1].value);
-    double v;
-    if (o[2].value && !cli_num(o[2].value, 1, 1e6, &v)) return cli_usage_error(NULL, "--prompt-tokens '%s'", o[2].value);
-    if (o[2].value) bp.prompt_tokens = (int)v;
-    if (o[3].value && !cli_num(o[3].value, 1, 1e6, &v)) return cli_usage_error(NULL, "--gen-tokens '%s'", o[3].value);
-    if (o[3].value) bp.gen_tokens = (int)v;
-    if (o[4].value && !cli_num(o[4].value, 1, 16, &v)) return cli_usage_error(NULL, "--reps '%s': 1..16", o[4].value);
-    if (o[4].value) bp.reps = (int)v;
-    if (o[5].value && !cli_num(o[5].value, 1, 1024, &v)) return cli_usage_error(NULL, "--threads '%s'", o[5].value);
-    if (o[5].value) bp.n_threads = (int)v;
-    if (o[6].value && strcmp(o[6].value, "cpu") && strcmp(o[6].value, "cuda") && strcmp(o[6].value, "auto"))
-        return cli_usage_error(NULL, "--device '%s': expected cpu, cuda or auto", o[6].value);
-    if (o[10].value && !cli_dtype(o[10].value, NULL))
-        return cli_usage_error(NULL, "--precision '%s': expected f16, bf16 or f32", o[10].value);
-    if (o[6].value && strcmp(o[6].value, "cpu") && (o[7].value || o[9].value))
-        return cli_usage_error(NULL, "%s: --save and --model run on the CPU", "bench");
-    bp.device = o[6].value;
-    bp.precision = o[10].value;
-    MglErr err = {0};
-    if (o[7].value) {
-        if (mgl_bench_save(&bp, o[7].value, o[8].value, &err) != MGL_OK) return cli_fail(&err);
-        printf("wrote %s (%s, %s)\n", o[7].value, bp.preset, mgl_dtype_name(bp.dtype));
-        return 0;
-    }
-    GString* out = g_string_new(NULL);
-    if ((o[9].value ? mgl_bench_model(&bp, o[9].value, out, &err) : mgl_bench_run(&bp, out, &err)) != MGL_OK) {
-        g_string_free(out, TRUE);
-        return cli_fail(&err);
-    }
-    fputs(out->str, stdout);
-    g_string_free(out, TRUE);
-    return 0;
-}
-
 /* `scenes`: the synthetic scene renderer writing PNG + ground-truth JSON. */
 static int cmd_scenes(int argc, char** argv) {
     CliOpt o[] = {{"--count", true}, {"--seed", true}, {"--out", true}, {"--width", true}, {"--height", true},
@@ -589,7 +374,7 @@ static int cmd_scenes(int argc, char** argv) {
     if (o[6].value && !cli_num(o[6].value, mn, MGL_SCENE_MAX_OBJECTS, &mx)) return cli_usage_error(NULL, "--max-objects '%s'", o[6].value);
     if (g_mkdir_with_parents(o[2].value, 0755) != 0) {
         MglErr e;
-        mgl_err(&e, MGL_E_IO, "%s: cannot create folder", o[2].value);
+        cli_err(&e, MGL_E_IO, "%s: cannot create folder", o[2].value);
         return cli_fail(&e);
     }
     int W = (int)w, H = (int)h;
@@ -609,7 +394,7 @@ static int cmd_scenes(int argc, char** argv) {
         free(truth);
         if (!ok) {
             MglErr e;
-            mgl_err(&e, MGL_E_IO, "%s: cannot write%s%s", ge ? js : png, ge ? ": " : "", ge ? ge->message : "");
+            cli_err(&e, MGL_E_IO, "%s: cannot write%s%s", ge ? js : png, ge ? ": " : "", ge ? ge->message : "");
             g_clear_error(&ge);
             g_free(png);
             g_free(js);
@@ -635,7 +420,7 @@ int main(int argc, char** argv) {
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 2, argv + 2);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 2, argv + 2);
     if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2, false);
-    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bench")) return mgl_cmd_bench(argc - 2, argv + 2);
     if (!strcmp(cmd, "scenes")) return cmd_scenes(argc - 2, argv + 2);
     if (!strcmp(cmd, "eval-scenes")) return mgl_cmd_eval_scenes(argc - 2, argv + 2);
     if (!strcmp(cmd, "dump")) return cmd_run(argc - 2, argv + 2, true);

@@ -130,6 +130,23 @@ MGL_API MglStatus mgl_template_stop_seqs(const MglTokenizer* tok, const MglTempl
 MGL_API void      mgl_stop_seqs_clear(MglStopSeqs* s);
 
 
+/* ---- model files -------------------------------------------------------- */
+
+/* A human-readable summary of `path`: a model folder (every component, its
+ * dims, tensors and bytes, the tokenizer; validated as mgl_model_load does)
+ * or a single weights file (.safetensors, .pth, .bin: its tensors). *text
+ * (malloc'ed) is set whenever something could be read, also when the result
+ * is an error (a model whose tensors do not match its configs). */
+MGL_API MglStatus mgl_inspect(const char* path, char** text, MglErr* err);
+/* Pack the model at `model_path` into `out_dir` (created): mmap-able
+ * safetensors in `dtype` ("f16", "bf16" or "f32"; NULL = "f16"), the configs,
+ * the tokenizer files and a packed mgllava.json. */
+MGL_API MglStatus mgl_convert(const char* model_path, const char* out_dir, const char* dtype, MglErr* err);
+
+/* Trim in place the whitespace Python's str.strip() removes (str.isspace),
+ * as the reference does to an answer. */
+MGL_API void mgl_text_strip(char* s);
+
 /* ---- model and inference ---------------------------------------------- */
 
 typedef struct MglModel MglModel;  /* immutable after load; shareable by several MglCtx */

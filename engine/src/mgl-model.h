@@ -95,7 +95,5 @@ bool      mgl_gen_push(MglModel* m, MglGen* g, MglErr* err);
 MglStatus mgl_gen_finish(MglModel* m, MglGen* g, char** text, MglErr* err);
 void      mgl_gen_clear(MglGen* g);
 
-/* Trim in place the whitespace Python's str.strip() removes (str.isspace). */
-void mgl_text_strip(char* s);
 
 #endif

@@ -6,6 +6,7 @@
  * of milliseconds. It is strict (RFC 8259), depth-limited and bounds-checked,
  * since tokenizer files are untrusted input. */
 #include "tok-internal.h"
+#include "mgl-json.h"   /* MGL_JSON_MAX_DEPTH: one nesting limit for every JSON the project reads */
 
 #include <math.h>
 #include <stdio.h>
@@ -39,8 +40,6 @@ typedef struct {
     MglErr*     err;
     char        emsg[160];
 } JParser;
-
-#define J_MAX_DEPTH 128
 
 static bool jfail(JParser* p, const char* what) {
     if (!p->emsg[0]) snprintf(p->emsg, sizeof p->emsg, "%s at byte %zu", what, p->pos);
@@ -198,7 +197,7 @@ static bool jnumber(JParser* p, JVal* out) {
 static bool jvalue(JParser* p, JVal* out);
 
 static bool jcontainer(JParser* p, JVal* out, bool obj) {
-    if (++p->depth > J_MAX_DEPTH) return jfail(p, "nesting too deep");
+    if (++p->depth > MGL_JSON_MAX_DEPTH) return jfail(p, "nesting too deep");
     p->pos++;
     size_t base = p->sn;
     jws(p);
