@@ -95,7 +95,11 @@ struct _GstMgllavaFilter
   gboolean text_segment_pending;
   GstClockTime last_text_pts;
   GstClockTime text_end;         /* end of the last text buffer */
-  gboolean live_known, live;
+  gboolean live_known, live;     /* with OBJECT_LOCK */
+  /* attach-mode=auto: the mode this stream runs in, decided at its first
+   * buffer (LATEST when upstream is live, else EXACT), -1 until then;
+   * written by the streaming thread, read atomically elsewhere */
+  gint auto_mode;
 
   /* engine: created in start(), used by the worker only, freed in stop() */
   GstMgllavaCachedModel *cached;        /* holds the model */
@@ -112,7 +116,7 @@ struct _GstMgllavaFilter
   gboolean flushing;
   volatile int abort_flag;
   guint64 next_seq;
-  guint64 n_sampled, n_results, n_dropped, n_failed, n_late;
+  guint64 n_sampled, n_results, n_dropped, n_failed, n_aborted, n_late;
   GThread *worker;
 
   GMutex text_lock;
@@ -132,25 +136,26 @@ void gst_mgllava_filter_worker_start (GstMgllavaFilter * self);
 /* Aborts the request in flight, drops the queued ones, joins the worker and
  * releases the context and the model. */
 void gst_mgllava_filter_worker_stop (GstMgllavaFilter * self);
-/* FLUSH_START: queued requests are dropped (and counted), the one in flight
- * is aborted. FLUSH_STOP: waits for the worker to be idle, then accepts
- * requests again. */
+/* FLUSH_START: queued requests are discarded and the one in flight is
+ * aborted (all counted as aborted). FLUSH_STOP: waits for the worker to be
+ * idle, then accepts requests again. */
 void gst_mgllava_filter_worker_flush_start (GstMgllavaFilter * self);
 void gst_mgllava_filter_worker_flush_stop (GstMgllavaFilter * self);
-/* EOS: unless @live, waits for every queued request; answers that no frame
- * will carry go out on the text pad. */
-void gst_mgllava_filter_worker_drain (GstMgllavaFilter * self, gboolean live);
+/* EOS: waits for every pending request (unless a flush or stop comes), then
+ * moves the answers that no frame will carry to @late, in order. */
+void gst_mgllava_filter_worker_drain (GstMgllavaFilter * self, GQueue * late);
 /* The "stats" property's structure. */
 GstStructure *gst_mgllava_filter_worker_stats (GstMgllavaFilter * self);
 
-/* Queues @job under the drop policy (attach-mode=exact and drop-policy=block
- * wait for a slot); returns its sequence number, or 0 when it was dropped
- * (and freed). */
+/* Queues @job under the drop policy (@mode, the effective attach mode: exact
+ * and drop-policy=block wait for a slot); returns its sequence number, or 0
+ * when it was dropped (and freed). */
 guint64 gst_mgllava_filter_submit (GstMgllavaFilter * self,
     GstMgllavaJob * job, GstMgllavaAttachMode mode,
     GstMgllavaDropPolicy policy, guint max_pending);
 /* Moves every finished result to @ready, in order. In attach-mode=exact with
- * @seq set, first waits for that request's result, at most @exact_latency. */
+ * @seq set, first waits for that request's result, at most @exact_latency
+ * (GST_CLOCK_TIME_NONE: no deadline). */
 void gst_mgllava_filter_take_results (GstMgllavaFilter * self, guint64 seq,
     GstMgllavaAttachMode mode, guint64 exact_latency, guint64 frame,
     GQueue * ready);
@@ -165,8 +170,11 @@ GstFlowReturn gst_mgllava_filter_transform_ip (GstBaseTransform * trans,
  * the base class handles it). */
 void gst_mgllava_filter_handle_sink_event (GstMgllavaFilter * self,
     GstEvent * event);
+/* Whether the element runs attach-mode=auto as exact (upstream not live):
+ * it then keeps QOS events from upstream. Any thread. */
+gboolean gst_mgllava_filter_auto_holds_frames (GstMgllavaFilter * self);
 /* An answered upstream LATENCY query: records liveness, adds exact-latency
- * in attach-mode=exact. */
+ * in attach-mode=exact (auto adds nothing: when live it runs as latest). */
 void gst_mgllava_filter_add_latency (GstMgllavaFilter * self,
     GstQuery * query);
 

@@ -16,13 +16,22 @@
  * and carries the PTS and number of the frame it is about. In
  * `attach-mode=exact` the sampled frame is held until its answer (at most
  * `exact-latency`), and the element adds that bound to the LATENCY query.
+ * `attach-mode=auto` (the default) asks upstream for its latency at the
+ * first buffer: when upstream is live it runs as `latest`; otherwise (files)
+ * as `exact` with no deadline and no QoS skipping, so every sampled frame
+ * carries its own answer.
+ *
+ * At EOS every pending answer is delivered before the EOS goes on; answers
+ * that no video buffer can carry any more go downstream in one custom event
+ * (#GST_MGLLAVA_LATE_RESULTS_EVENT, which mgllavajson writes as a line with
+ * `"pts": null`), on the bus and on `text_src`.
  *
  * Detections come from GstVideoRegionOfInterestMeta on the buffer (any
  * detector, tracker or mgllavaboxes/mgllavablobdetect upstream).
  *
  * ## Example launch lines
  * |[
- * gst-launch-1.0 videotestsrc num-buffers=100 ! mgllavafilter model=models/demo \
+ * gst-launch-1.0 videotestsrc num-buffers=100 ! mgllavafilter model=models/mgllava-demo \
  *     prompt="Describe the image." interval=25 ! mgllavajson location=- ! fakesink
  * gst-launch-1.0 filesrc location=in.mp4 ! decodebin ! videoconvert ! \
  *     mgllavafilter name=f model=/models/mgllava-7b ! videoconvert ! autovideosink \
@@ -46,7 +55,7 @@ GST_DEBUG_CATEGORY (gst_mgllava_filter_debug);
 #define DEFAULT_INTERVAL_TIME 0
 #define DEFAULT_DEVICE GST_MGLLAVA_DEVICE_AUTO
 #define DEFAULT_GPU_ID 0
-#define DEFAULT_ATTACH_MODE GST_MGLLAVA_ATTACH_LATEST
+#define DEFAULT_ATTACH_MODE GST_MGLLAVA_ATTACH_AUTO
 #define DEFAULT_MAX_PENDING 1
 #define DEFAULT_DROP_POLICY GST_MGLLAVA_DROP_OLDEST
 #define DEFAULT_USE_OBJECTS TRUE
@@ -112,6 +121,9 @@ gst_mgllava_attach_mode_get_type (void)
     {GST_MGLLAVA_ATTACH_EXACT,
         "Sampled frames wait for their own answer (bounded by exact-latency)",
         "exact"},
+    {GST_MGLLAVA_ATTACH_AUTO,
+        "exact (no deadline, no QoS skipping) when upstream is not live, "
+          "latest when it is", "auto"},
     {0, NULL, NULL}
   };
   if (g_once_init_enter (&t))
@@ -188,6 +200,7 @@ gst_mgllava_filter_start (GstBaseTransform * trans)
   self->last_sample_rt = GST_CLOCK_TIME_NONE;
   gst_mgllava_filter_text_reset (self);
   self->live_known = FALSE;
+  self->auto_mode = -1;
   gst_mgllava_filter_worker_start (self);
   return TRUE;
 }
@@ -233,8 +246,15 @@ gst_mgllava_filter_src_event (GstBaseTransform * trans, GstEvent * event)
 {
   GstMgllavaFilter *self = GST_MGLLAVA_FILTER (trans);
 
-  if (GST_EVENT_TYPE (event) == GST_EVENT_QOS)
+  if (GST_EVENT_TYPE (event) == GST_EVENT_QOS) {
     gst_mgllava_filter_qos_update (self, event);
+    /* attach-mode=auto on a non-live stream holds frames on purpose: a
+     * decoder upstream must not skip frames for the lateness it causes */
+    if (gst_mgllava_filter_auto_holds_frames (self)) {
+      gst_event_unref (event);
+      return TRUE;
+    }
+  }
   return GST_BASE_TRANSFORM_CLASS (parent_class)->src_event (trans, event);
 }
 
@@ -487,6 +507,7 @@ gst_mgllava_filter_init (GstMgllavaFilter * self)
   self->text_duration = DEFAULT_TEXT_DURATION;
   self->threads = DEFAULT_THREADS;
   self->qos_earliest = GST_CLOCK_TIME_NONE;
+  self->auto_mode = -1;
   g_mutex_init (&self->lock);
   g_mutex_init (&self->text_lock);
   g_cond_init (&self->cond);
@@ -544,7 +565,8 @@ gst_mgllava_filter_class_init (GstMgllavaFilterClass * klass)
           G_MAXUINT64, DEFAULT_SEED, mut));
   g_object_class_install_property (gobject_class, PROP_INTERVAL,
       g_param_spec_uint ("interval", "Interval",
-          "Sample every N-th frame (0 = never; ignored when interval-time is set)",
+          "Sample every N-th frame (0 or 1 = every frame; ignored when "
+          "interval-time is set)",
           0, G_MAXINT, DEFAULT_INTERVAL, mut));
   g_object_class_install_property (gobject_class, PROP_INTERVAL_TIME,
       g_param_spec_uint64 ("interval-time", "Interval time",
@@ -559,7 +581,10 @@ gst_mgllava_filter_class_init (GstMgllavaFilterClass * klass)
           DEFAULT_GPU_ID, rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_ATTACH_MODE,
       g_param_spec_enum ("attach-mode", "Attach mode",
-          "Where answers are attached", GST_TYPE_MGLLAVA_ATTACH_MODE,
+          "Where answers are attached: auto = exact on a non-live upstream "
+          "(files: every sampled frame waits for its answer, none is lost), "
+          "latest on a live one (decided at the first buffer)",
+          GST_TYPE_MGLLAVA_ATTACH_MODE,
           DEFAULT_ATTACH_MODE, rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_MAX_PENDING,
       g_param_spec_uint ("max-pending", "Max pending",
@@ -568,7 +593,7 @@ gst_mgllava_filter_class_init (GstMgllavaFilterClass * klass)
   g_object_class_install_property (gobject_class, PROP_DROP_POLICY,
       g_param_spec_enum ("drop-policy", "Drop policy",
           "What happens to a sampled frame when max-pending are waiting "
-          "(latest mode)", GST_TYPE_MGLLAVA_DROP_POLICY, DEFAULT_DROP_POLICY,
+          "(latest mode; exact always waits)", GST_TYPE_MGLLAVA_DROP_POLICY, DEFAULT_DROP_POLICY,
           mut));
   g_object_class_install_property (gobject_class, PROP_USE_OBJECTS,
       g_param_spec_boolean ("use-objects", "Use objects",
@@ -609,7 +634,9 @@ gst_mgllava_filter_class_init (GstMgllavaFilterClass * klass)
           DEFAULT_THREADS, rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_STATS,
       g_param_spec_boxed ("stats", "Statistics",
-          "sampled, results, dropped, failed, late, pending",
+          "sampled, results, dropped, failed, aborted (by a flush or stop), "
+          "late, pending; sampled = results + dropped + failed + aborted + "
+          "pending",
           GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);

@@ -14,10 +14,13 @@ G_BEGIN_DECLS
 G_DECLARE_FINAL_TYPE (GstMgllavaFilter, gst_mgllava_filter, GST, MGLLAVA_FILTER,
     GstBaseTransform)
 
+/* AUTO: EXACT with no deadline and no QoS skipping when upstream is not live,
+ * LATEST when it is (decided at the first buffer of a stream) */
 typedef enum
 {
   GST_MGLLAVA_ATTACH_LATEST,
   GST_MGLLAVA_ATTACH_EXACT,
+  GST_MGLLAVA_ATTACH_AUTO,
 } GstMgllavaAttachMode;
 
 typedef enum

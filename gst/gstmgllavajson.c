@@ -15,6 +15,16 @@
  * ]|
  *
  * `location=-` writes to standard output. Fields may be added, never renamed.
+ *
+ * Answers that mgllavafilter delivers after the last frame, at EOS (the
+ * #GST_MGLLAVA_LATE_RESULTS_EVENT custom event), make one more line with no
+ * frame: `"pts": null, "frame": null`, no objects, and the results (each with
+ * its source_pts and source_frame):
+ *
+ * |[
+ * {"pts": null, "frame": null, "width": 640, "height": 480, "objects": [],
+ *  "results": [{"text": "...", ..., "source_pts": 3166666666, "source_frame": 95, ...}]}
+ * ]|
  */
 #include "gstmgllavameta.h"
 #include "gstmgllavaoutput.h"
@@ -75,6 +85,24 @@ append_time (GString * s, GstClockTime t)
     g_string_append (s, "null");
 }
 
+/* One answer as a JSON object, after ", " when @comma. */
+static void
+append_result (GString * s, const GstMgllavaResultMeta * m, gboolean comma)
+{
+  gchar num[G_ASCII_DTOSTR_BUF_SIZE];
+
+  g_string_append (s, comma ? ", {\"text\": " : "{\"text\": ");
+  mgl_json_append_string (s, m->text);
+  g_string_append (s, ", \"prompt\": ");
+  mgl_json_append_string (s, m->prompt);
+  g_string_append (s, ", \"source_pts\": ");
+  append_time (s, m->source_pts);
+  g_string_append_printf (s, ", \"source_frame\": %" G_GUINT64_FORMAT
+      ", \"n_tokens\": %u, \"n_objects\": %u, \"latency_ms\": %s}",
+      m->source_frame, m->n_tokens, m->n_objects,
+      g_ascii_formatd (num, sizeof num, "%.1f", m->latency_ms));
+}
+
 static gboolean
 gst_mgllava_json_start (GstBaseTransform * trans)
 {
@@ -115,6 +143,20 @@ gst_mgllava_json_set_caps (GstBaseTransform * trans, GstCaps * incaps,
   return TRUE;
 }
 
+/* Writes the line built in self->line. */
+static GstFlowReturn
+gst_mgllava_json_write (GstMgllavaJson * self)
+{
+  GString *s = self->line;
+
+  if (fwrite (s->str, 1, s->len, self->out) != s->len || fflush (self->out)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, WRITE, ("Could not write JSON: %s",
+            g_strerror (errno)), (NULL));
+    return GST_FLOW_ERROR;
+  }
+  return GST_FLOW_OK;
+}
+
 static GstFlowReturn
 gst_mgllava_json_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
 {
@@ -153,18 +195,7 @@ gst_mgllava_json_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   }
   g_string_append (s, "], \"results\": [");
   while ((m = gst_buffer_iterate_mgllava_result_meta (buf, &state))) {
-    gchar num[G_ASCII_DTOSTR_BUF_SIZE];
-
-    g_string_append (s, any ? ", {\"text\": " : "{\"text\": ");
-    mgl_json_append_string (s, m->text);
-    g_string_append (s, ", \"prompt\": ");
-    mgl_json_append_string (s, m->prompt);
-    g_string_append (s, ", \"source_pts\": ");
-    append_time (s, m->source_pts);
-    g_string_append_printf (s, ", \"source_frame\": %" G_GUINT64_FORMAT
-        ", \"n_tokens\": %u, \"n_objects\": %u, \"latency_ms\": %s}",
-        m->source_frame, m->n_tokens, m->n_objects,
-        g_ascii_formatd (num, sizeof num, "%.1f", m->latency_ms));
+    append_result (s, m, any);
     any = TRUE;
   }
   g_string_append (s, "]}\n");
@@ -173,12 +204,40 @@ gst_mgllava_json_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
 
   if (skip_empty && !any)
     return GST_FLOW_OK;
-  if (fwrite (s->str, 1, s->len, self->out) != s->len || fflush (self->out)) {
-    GST_ELEMENT_ERROR (self, RESOURCE, WRITE, ("Could not write JSON: %s",
-            g_strerror (errno)), (NULL));
-    return GST_FLOW_ERROR;
+  return gst_mgllava_json_write (self);
+}
+
+/* Answers delivered after the last frame (mgllavafilter at EOS): one line
+ * with no frame, "pts": null. */
+static gboolean
+gst_mgllava_json_sink_event (GstBaseTransform * trans, GstEvent * event)
+{
+  GstMgllavaJson *self = GST_MGLLAVA_JSON (trans);
+  guint n = gst_mgllava_late_results_event_get_size (event), i;
+
+  if (n > 0 && self->out) {
+    GString *s = self->line;
+    gint w = self->have_info ? GST_VIDEO_INFO_WIDTH (&self->info) : 0;
+    gint h = self->have_info ? GST_VIDEO_INFO_HEIGHT (&self->info) : 0;
+
+    g_string_truncate (s, 0);
+    g_string_append_printf (s, "{\"pts\": null, \"frame\": null, "
+        "\"width\": %d, \"height\": %d, \"objects\": [], \"results\": [",
+        w, h);
+    for (i = 0; i < n; i++) {
+      GstMgllavaResultMeta m;
+
+      if (gst_mgllava_late_results_event_get (event, i, &m))
+        append_result (s, &m, i > 0);
+    }
+    g_string_append (s, "]}\n");
+    if (gst_mgllava_json_write (self) != GST_FLOW_OK) {
+      gst_event_unref (event);
+      return FALSE;
+    }
   }
-  return GST_FLOW_OK;
+  return GST_BASE_TRANSFORM_CLASS (gst_mgllava_json_parent_class)->sink_event
+      (trans, event);
 }
 
 static void
@@ -267,4 +326,5 @@ gst_mgllava_json_class_init (GstMgllavaJsonClass * klass)
   trans_class->stop = GST_DEBUG_FUNCPTR (gst_mgllava_json_stop);
   trans_class->set_caps = GST_DEBUG_FUNCPTR (gst_mgllava_json_set_caps);
   trans_class->transform_ip = GST_DEBUG_FUNCPTR (gst_mgllava_json_transform_ip);
+  trans_class->sink_event = GST_DEBUG_FUNCPTR (gst_mgllava_json_sink_event);
 }

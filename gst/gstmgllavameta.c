@@ -148,3 +148,92 @@ gst_mgllava_result_meta_to_structure (const GstMgllavaResultMeta * m)
       "prefill-ms", G_TYPE_DOUBLE, m->prefill_ms,
       "decode-ms", G_TYPE_DOUBLE, m->decode_ms, NULL);
 }
+
+gboolean
+gst_mgllava_result_meta_from_structure (const GstStructure * s,
+    GstMgllavaResultMeta * f)
+{
+  guint64 pts = GST_CLOCK_TIME_NONE;
+
+  g_return_val_if_fail (f != NULL, FALSE);
+  memset (f, 0, sizeof *f);
+  f->source_pts = GST_CLOCK_TIME_NONE;
+  if (!s || !gst_structure_has_name (s, "mgllava-result"))
+    return FALSE;
+  f->text = (gchar *) gst_structure_get_string (s, "text");
+  f->prompt = (gchar *) gst_structure_get_string (s, "prompt");
+  if (!f->text)
+    f->text = (gchar *) "";
+  if (!f->prompt)
+    f->prompt = (gchar *) "";
+  gst_structure_get_uint64 (s, "source-pts", &pts);
+  f->source_pts = pts;
+  gst_structure_get_uint64 (s, "source-frame", &f->source_frame);
+  gst_structure_get_uint (s, "n-tokens", &f->n_tokens);
+  gst_structure_get_uint (s, "n-objects", &f->n_objects);
+  gst_structure_get_double (s, "latency-ms", &f->latency_ms);
+  gst_structure_get_double (s, "preprocess-ms", &f->preprocess_ms);
+  gst_structure_get_double (s, "vision-ms", &f->vision_ms);
+  gst_structure_get_double (s, "prefill-ms", &f->prefill_ms);
+  gst_structure_get_double (s, "decode-ms", &f->decode_ms);
+  return TRUE;
+}
+
+GstEvent *
+gst_mgllava_late_results_event_new (const GstMgllavaResultMeta * const *results,
+    guint n)
+{
+  GValue arr = G_VALUE_INIT;
+  GstStructure *s;
+  guint i;
+
+  g_value_init (&arr, GST_TYPE_ARRAY);
+  for (i = 0; i < n; i++) {
+    GValue v = G_VALUE_INIT;
+
+    g_value_init (&v, GST_TYPE_STRUCTURE);
+    g_value_take_boxed (&v, gst_mgllava_result_meta_to_structure (results[i]));
+    gst_value_array_append_and_take_value (&arr, &v);
+  }
+  s = gst_structure_new_empty (GST_MGLLAVA_LATE_RESULTS_EVENT);
+  gst_structure_take_value (s, "results", &arr);
+  return gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM, s);
+}
+
+static const GValue *
+gst_mgllava_late_results (GstEvent * event)
+{
+  const GstStructure *s;
+  const GValue *v;
+
+  if (!event || GST_EVENT_TYPE (event) != GST_EVENT_CUSTOM_DOWNSTREAM)
+    return NULL;
+  s = gst_event_get_structure (event);
+  if (!s || !gst_structure_has_name (s, GST_MGLLAVA_LATE_RESULTS_EVENT))
+    return NULL;
+  v = gst_structure_get_value (s, "results");
+  return v && GST_VALUE_HOLDS_ARRAY (v) ? v : NULL;
+}
+
+guint
+gst_mgllava_late_results_event_get_size (GstEvent * event)
+{
+  const GValue *v = gst_mgllava_late_results (event);
+
+  return v ? gst_value_array_get_size (v) : 0;
+}
+
+gboolean
+gst_mgllava_late_results_event_get (GstEvent * event, guint index,
+    GstMgllavaResultMeta * fields)
+{
+  const GValue *v = gst_mgllava_late_results (event), *e;
+
+  if (!v || index >= gst_value_array_get_size (v))
+    return FALSE;
+  e = gst_value_array_get_value (v, index);
+  if (!GST_VALUE_HOLDS_STRUCTURE (e))
+    return FALSE;
+  return gst_mgllava_result_meta_from_structure (gst_value_get_structure (e),
+      fields);
+}

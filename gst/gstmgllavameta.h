@@ -67,6 +67,42 @@ GstMgllavaResultMeta *gst_buffer_iterate_mgllava_result_meta (GstBuffer *
 /* The same fields as a GstStructure named "mgllava-result" (the bus message body). */
 GstStructure *gst_mgllava_result_meta_to_structure (const GstMgllavaResultMeta * meta);
 
+/* Fills @fields from an "mgllava-result" structure (the bus message body, or
+ * an element of a late-results event); text and prompt point into @s (valid
+ * while it lives; never NULL). FALSE when @s is not one. */
+gboolean gst_mgllava_result_meta_from_structure (const GstStructure * s,
+    GstMgllavaResultMeta * fields);
+
+/**
+ * GST_MGLLAVA_LATE_RESULTS_EVENT:
+ *
+ * The structure name of the custom downstream serialized event
+ * (GST_EVENT_CUSTOM_DOWNSTREAM) that mgllavafilter sends on its src pad at
+ * EOS, before forwarding the EOS, when answers remain that no video buffer
+ * will carry (the last sampled frames have already gone downstream):
+ *
+ *   mgllava-late-results, results=(GstValueArray)< (GstStructure)mgllava-result, ... >
+ *
+ * Each element of `results` is an "mgllava-result" structure with the bus
+ * message's fields (text, prompt, source-pts, source-frame, n-tokens, ...),
+ * in the order the frames were sampled. It is never sent empty, and never as
+ * an extra video buffer. mgllavajson writes it as one line with "pts": null.
+ */
+#define GST_MGLLAVA_LATE_RESULTS_EVENT "mgllava-late-results"
+
+/* The event for @n results (copied). */
+GstEvent *gst_mgllava_late_results_event_new (const GstMgllavaResultMeta *
+    const *results, guint n);
+
+/* The number of results in a late-results event; 0 for any other event. */
+guint gst_mgllava_late_results_event_get_size (GstEvent * event);
+
+/* Result @index of a late-results event into @fields, as
+ * gst_mgllava_result_meta_from_structure() (strings valid while the event
+ * lives); FALSE when out of range or not such an event. */
+gboolean gst_mgllava_late_results_event_get (GstEvent * event, guint index,
+    GstMgllavaResultMeta * fields);
+
 G_END_DECLS
 
 #endif

@@ -6,7 +6,15 @@
  * and a snapshot of the prompt and generation settings. Every buffer then
  * carries the answers finished so far, as metas and on text_src. Sink events
  * reach the worker and the text pad from here, and the LATENCY query gets
- * exact-latency added in attach-mode=exact. */
+ * exact-latency added in attach-mode=exact.
+ *
+ * attach-mode=auto asks upstream for its latency at the first buffer of a
+ * stream: a live upstream runs the stream as latest, anything else (a file,
+ * a non-live test source, or an upstream that does not answer) as exact with
+ * no deadline and no QoS skipping, so no sampled frame goes unanswered. At
+ * EOS every pending answer is delivered before the EOS goes on: the ones no
+ * frame carried leave as one GST_MGLLAVA_LATE_RESULTS_EVENT on the src pad
+ * (and on text_src). */
 #include "gstmgllavafilter-private.h"
 #include "gstmgllavaroi.h"
 
@@ -24,6 +32,7 @@ gst_mgllava_filter_should_sample (GstMgllavaFilter * self, GstBuffer * buf,
 
   if (gst_mgllava_filter_qos_is_late (self, rt, earliest))
     return FALSE;
+  /* interval-time counts running time; interval 0 and 1 both mean every frame */
   if (interval_time > 0 && GST_CLOCK_TIME_IS_VALID (rt)) {
     if (!GST_CLOCK_TIME_IS_VALID (self->last_sample_rt) ||
         rt >= self->last_sample_rt + interval_time) {
@@ -32,7 +41,7 @@ gst_mgllava_filter_should_sample (GstMgllavaFilter * self, GstBuffer * buf,
     }
     return FALSE;
   }
-  return interval > 0 && self->frame_count % interval == 0;
+  return interval <= 1 || self->frame_count % interval == 0;
 }
 
 /* A request for frame @buf; its rgb is NULL when the frame cannot be mapped. */
@@ -98,6 +107,37 @@ gst_mgllava_filter_sample (GstMgllavaFilter * self, GstBuffer * buf,
 
 /* ---- streaming --------------------------------------------------------- */
 
+/* attach-mode=auto: the mode of this stream, from a LATENCY query upstream
+ * at its first buffer (then kept until the next STREAM_START or start()). */
+static GstMgllavaAttachMode
+gst_mgllava_filter_auto_mode (GstMgllavaFilter * self)
+{
+  GstQuery *q;
+  gboolean live = FALSE, answered;
+
+  gint decided = g_atomic_int_get (&self->auto_mode);
+
+  if (decided >= 0)
+    return decided;
+  q = gst_query_new_latency ();
+  answered = gst_pad_peer_query (GST_BASE_TRANSFORM_SINK_PAD (self), q);
+  if (answered)
+    gst_query_parse_latency (q, &live, NULL, NULL);
+  gst_query_unref (q);
+  GST_OBJECT_LOCK (self);
+  if (answered) {
+    self->live_known = TRUE;
+    self->live = live;
+  }
+  GST_OBJECT_UNLOCK (self);
+  g_atomic_int_set (&self->auto_mode, live ? GST_MGLLAVA_ATTACH_LATEST :
+      GST_MGLLAVA_ATTACH_EXACT);
+  GST_INFO_OBJECT (self, "attach-mode=auto: upstream is %s%s, running as %s",
+      live ? "live" : "not live", answered ? "" : " (no latency answer)",
+      live ? "latest" : "exact (no deadline, no QoS skipping)");
+  return live ? GST_MGLLAVA_ATTACH_LATEST : GST_MGLLAVA_ATTACH_EXACT;
+}
+
 static void
 gst_mgllava_filter_attach (GstMgllavaFilter * self, GstBuffer * buf,
     GstMgllavaResult * r)
@@ -137,6 +177,15 @@ gst_mgllava_filter_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   max_objects = self->max_objects;
   GST_OBJECT_UNLOCK (self);
 
+  if (mode == GST_MGLLAVA_ATTACH_AUTO) {
+    mode = gst_mgllava_filter_auto_mode (self);
+    if (mode == GST_MGLLAVA_ATTACH_EXACT) {
+      /* not live: nothing is late and every answer is worth its wait */
+      exact_latency = GST_CLOCK_TIME_NONE;
+      earliest = GST_CLOCK_TIME_NONE;
+    }
+  }
+
   sampled = gst_mgllava_filter_should_sample (self, buf, interval,
       interval_time, earliest);
   self->frame_count++;
@@ -162,6 +211,47 @@ gst_mgllava_filter_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
 
 /* ---- events and queries ------------------------------------------------ */
 
+gboolean
+gst_mgllava_filter_auto_holds_frames (GstMgllavaFilter * self)
+{
+  GstMgllavaAttachMode mode;
+
+  GST_OBJECT_LOCK (self);
+  mode = self->attach_mode;
+  GST_OBJECT_UNLOCK (self);
+  return mode == GST_MGLLAVA_ATTACH_AUTO &&
+      g_atomic_int_get (&self->auto_mode) == GST_MGLLAVA_ATTACH_EXACT;
+}
+
+/* EOS: waits for every pending request, then sends the answers no frame
+ * carried downstream in one late-results event (before the EOS, which the
+ * base class forwards next) and on text_src. */
+static void
+gst_mgllava_filter_deliver_late (GstMgllavaFilter * self)
+{
+  GQueue late = G_QUEUE_INIT;
+  const GstMgllavaResultMeta **fields;
+  GstMgllavaResult *r;
+  GList *l;
+  guint n = 0;
+
+  gst_mgllava_filter_worker_drain (self, &late);
+  if (g_queue_is_empty (&late))
+    return;
+  fields = g_new (const GstMgllavaResultMeta *, late.length);
+  for (l = late.head; l; l = l->next) {
+    r = l->data;
+    fields[n++] = &r->fields;
+    gst_mgllava_filter_push_text (self, r, NULL);
+  }
+  GST_DEBUG_OBJECT (self, "%u answer(s) after the last frame: sent in a "
+      GST_MGLLAVA_LATE_RESULTS_EVENT " event", n);
+  gst_pad_push_event (GST_BASE_TRANSFORM_SRC_PAD (self),
+      gst_mgllava_late_results_event_new (fields, n));
+  g_free (fields);
+  g_queue_clear_full (&late, (GDestroyNotify) gst_mgllava_result_free);
+}
+
 void
 gst_mgllava_filter_handle_sink_event (GstMgllavaFilter * self,
     GstEvent * event)
@@ -184,17 +274,12 @@ gst_mgllava_filter_handle_sink_event (GstMgllavaFilter * self,
     case GST_EVENT_STREAM_START:
       self->frame_count = 0;
       self->last_sample_rt = GST_CLOCK_TIME_NONE;
+      g_atomic_int_set (&self->auto_mode, -1);
       break;
-    case GST_EVENT_EOS:{
-      gboolean live;
-
-      GST_OBJECT_LOCK (self);
-      live = self->live_known && self->live;
-      GST_OBJECT_UNLOCK (self);
-      gst_mgllava_filter_worker_drain (self, live);
+    case GST_EVENT_EOS:
+      gst_mgllava_filter_deliver_late (self);
       gst_mgllava_filter_text_eos (self);
       break;
-    }
     default:
       break;
   }
@@ -208,6 +293,7 @@ gst_mgllava_filter_add_latency (GstMgllavaFilter * self, GstQuery * query)
 
   gst_query_parse_latency (query, &live, &min, &max);
   GST_OBJECT_LOCK (self);
+  /* auto, when live, runs as latest: it holds no frame */
   if (self->attach_mode == GST_MGLLAVA_ATTACH_EXACT)
     add = self->exact_latency;
   self->live_known = TRUE;

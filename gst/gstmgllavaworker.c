@@ -120,14 +120,19 @@ gst_mgllava_filter_worker (gpointer data)
     }
     free (text);
 
+    /* every request ends counted once: an answer (posted on the bus, even
+     * when a flush then discards it), aborted by a flush or stop, or failed */
     g_mutex_lock (&self->lock);
-    if (res && !self->flushing) {
-      g_queue_push_tail (&self->results, res);
+    if (res) {
       self->n_results++;
+      if (!self->flushing)
+        g_queue_push_tail (&self->results, res);
+      else
+        gst_mgllava_result_free (res);
+    } else if (st == MGL_E_ABORTED) {
+      self->n_aborted++;
     } else {
-      if (!res && st != MGL_E_ABORTED)
-        self->n_failed++;
-      gst_mgllava_result_free (res);
+      self->n_failed++;
     }
     /* a request that produced nothing still completes its sequence number */
     if (!res && !self->flushing) {
@@ -204,18 +209,19 @@ gst_mgllava_filter_worker_start (GstMgllavaFilter * self)
   self->flushing = FALSE;
   self->abort_flag = 0;
   self->n_sampled = self->n_results = self->n_dropped = self->n_failed =
-      self->n_late = 0;
+      self->n_aborted = self->n_late = 0;
   g_mutex_unlock (&self->lock);
   self->worker = g_thread_new ("mgllava-worker", gst_mgllava_filter_worker,
       self);
 }
 
+/* Discards the queued requests (counted as aborted) and the answers no frame
+ * took yet (already counted as results). */
 static void
-gst_mgllava_filter_clear_queues (GstMgllavaFilter * self, gboolean count)
+gst_mgllava_filter_clear_queues (GstMgllavaFilter * self)
 {
   /* with lock */
-  if (count)
-    self->n_dropped += g_queue_get_length (&self->jobs);
+  self->n_aborted += g_queue_get_length (&self->jobs);
   g_queue_clear_full (&self->jobs, (GDestroyNotify) gst_mgllava_job_free);
   g_queue_clear_full (&self->results,
       (GDestroyNotify) gst_mgllava_result_free);
@@ -227,7 +233,7 @@ gst_mgllava_filter_worker_stop (GstMgllavaFilter * self)
   g_mutex_lock (&self->lock);
   self->running = FALSE;
   self->abort_flag = 1;
-  gst_mgllava_filter_clear_queues (self, FALSE);
+  gst_mgllava_filter_clear_queues (self);
   g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
   if (self->worker) {
@@ -235,7 +241,7 @@ gst_mgllava_filter_worker_stop (GstMgllavaFilter * self)
     self->worker = NULL;
   }
   g_mutex_lock (&self->lock);
-  gst_mgllava_filter_clear_queues (self, FALSE);
+  gst_mgllava_filter_clear_queues (self);
   g_mutex_unlock (&self->lock);
   g_clear_pointer (&self->ctx, mgl_ctx_free);
   self->model = NULL;
@@ -249,7 +255,7 @@ gst_mgllava_filter_worker_flush_start (GstMgllavaFilter * self)
   g_mutex_lock (&self->lock);
   self->flushing = TRUE;
   self->abort_flag = 1;
-  gst_mgllava_filter_clear_queues (self, TRUE);
+  gst_mgllava_filter_clear_queues (self);
   g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
 }
@@ -260,33 +266,29 @@ gst_mgllava_filter_worker_flush_stop (GstMgllavaFilter * self)
   g_mutex_lock (&self->lock);
   while (self->busy)
     g_cond_wait (&self->cond, &self->lock);
-  gst_mgllava_filter_clear_queues (self, FALSE);
+  gst_mgllava_filter_clear_queues (self);
   self->flushing = FALSE;
   self->abort_flag = 0;
   g_mutex_unlock (&self->lock);
 }
 
 void
-gst_mgllava_filter_worker_drain (GstMgllavaFilter * self, gboolean live)
+gst_mgllava_filter_worker_drain (GstMgllavaFilter * self, GQueue * late)
 {
-  GList *l;
+  GstMgllavaResult *r;
 
-  /* not live: let every pending request finish so no answer is lost */
+  /* let every pending request finish so no answer is lost (live or not: at
+   * most max-pending requests wait); a flush or stop ends the wait */
   g_mutex_lock (&self->lock);
-  if (!live)
-    while (!self->flushing && (self->busy || !g_queue_is_empty (&self->jobs)))
-      g_cond_wait (&self->cond, &self->lock);
-  /* answers that no frame will carry go out on the text pad */
-  for (l = self->results.head; l; l = l->next) {
-    GstMgllavaResult *r = l->data;
-    if (r->fields.source_frame != GST_MGLLAVA_NO_ANSWER) {
-      g_mutex_unlock (&self->lock);
-      gst_mgllava_filter_push_text (self, r, NULL);
-      g_mutex_lock (&self->lock);
-    }
+  while (!self->flushing && self->running &&
+      (self->busy || !g_queue_is_empty (&self->jobs)))
+    g_cond_wait (&self->cond, &self->lock);
+  while ((r = g_queue_pop_head (&self->results))) {
+    if (r->fields.source_frame != GST_MGLLAVA_NO_ANSWER)
+      g_queue_push_tail (late, r);
+    else
+      gst_mgllava_result_free (r);
   }
-  g_queue_clear_full (&self->results,
-      (GDestroyNotify) gst_mgllava_result_free);
   g_mutex_unlock (&self->lock);
 }
 
@@ -301,6 +303,7 @@ gst_mgllava_filter_worker_stats (GstMgllavaFilter * self)
       "results", G_TYPE_UINT64, self->n_results,
       "dropped", G_TYPE_UINT64, self->n_dropped,
       "failed", G_TYPE_UINT64, self->n_failed,
+      "aborted", G_TYPE_UINT64, self->n_aborted,
       "late", G_TYPE_UINT64, self->n_late,
       "pending", G_TYPE_UINT, g_queue_get_length (&self->jobs) + (self->busy ?
           1 : 0), NULL);
@@ -331,9 +334,13 @@ gst_mgllava_filter_submit (GstMgllavaFilter * self, GstMgllavaJob * job,
       self->n_dropped++;
     }
   }
-  if (self->flushing || !self->running ||
-      (policy == GST_MGLLAVA_DROP_NEWEST && mode != GST_MGLLAVA_ATTACH_EXACT
-          && g_queue_get_length (&self->jobs) >= max_pending)) {
+  if (self->flushing || !self->running) {
+    self->n_aborted++;          /* refused by a flush or stop */
+    gst_mgllava_job_free (job);
+    seq = 0;
+  } else if (policy == GST_MGLLAVA_DROP_NEWEST
+      && mode != GST_MGLLAVA_ATTACH_EXACT
+      && g_queue_get_length (&self->jobs) >= max_pending) {
     self->n_dropped++;
     gst_mgllava_job_free (job);
     seq = 0;
@@ -355,7 +362,9 @@ gst_mgllava_filter_take_results (GstMgllavaFilter * self, guint64 seq,
   g_mutex_lock (&self->lock);
   if (mode == GST_MGLLAVA_ATTACH_EXACT && seq) {
     /* hold this frame until its answer, at most exact-latency */
-    gint64 deadline = g_get_monotonic_time () + exact_latency / 1000;
+    gboolean forever = !GST_CLOCK_TIME_IS_VALID (exact_latency);
+    gint64 deadline = forever ? 0 :
+        g_get_monotonic_time () + exact_latency / 1000;
     gboolean done = FALSE;
 
     while (!done && !self->flushing && self->running) {
@@ -363,7 +372,11 @@ gst_mgllava_filter_take_results (GstMgllavaFilter * self, guint64 seq,
       for (l = self->results.head; l; l = l->next)
         if (((GstMgllavaResult *) l->data)->seq == seq)
           done = TRUE;
-      if (!done && !g_cond_wait_until (&self->cond, &self->lock, deadline)) {
+      if (done)
+        break;
+      if (forever)
+        g_cond_wait (&self->cond, &self->lock);
+      else if (!g_cond_wait_until (&self->cond, &self->lock, deadline)) {
         GST_WARNING_OBJECT (self, "frame %" G_GUINT64_FORMAT " waited the full "
             "exact-latency; its answer will attach to a later frame", frame);
         break;

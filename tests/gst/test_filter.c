@@ -1,6 +1,8 @@
-/* mgllavafilter with GstHarness on the tiny models: both attach modes,
- * sampling, drop policies, ROI metas in, label filters, caps changes,
- * flushing, EOS draining, state cycles, the text pad, latency, and errors. */
+/* mgllavafilter with GstHarness on the tiny models: the attach modes (auto
+ * on a live and a non-live upstream), sampling (interval=0), drop policies,
+ * ROI metas in, label filters, caps changes, flushing and the stats
+ * invariant, EOS delivery (the late-results event), state cycles, the text
+ * pad, latency, and errors. */
 #include "gst-asan.h"
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
@@ -87,6 +89,24 @@ stat (GstHarness * hh, const gchar * field)
   return v;
 }
 
+/* sampled = results + dropped + failed + aborted + pending, from one snapshot */
+static void
+check_invariant (GstElement * e)
+{
+  GstStructure *s = NULL;
+  guint64 sampled, results, dropped, failed, aborted;
+  guint pending;
+
+  g_object_get (e, "stats", &s, NULL);
+  fail_unless (gst_structure_get (s, "sampled", G_TYPE_UINT64, &sampled,
+          "results", G_TYPE_UINT64, &results, "dropped", G_TYPE_UINT64,
+          &dropped, "failed", G_TYPE_UINT64, &failed, "aborted", G_TYPE_UINT64,
+          &aborted, "pending", G_TYPE_UINT, &pending, NULL));
+  fail_unless (sampled == results + dropped + failed + aborted + pending,
+      "%" GST_PTR_FORMAT, s);
+  gst_structure_free (s);
+}
+
 GST_START_TEST (test_properties)
 {
   GstElement *e = gst_element_factory_make ("mgllavafilter", NULL);
@@ -113,6 +133,15 @@ GST_START_TEST (test_properties)
   fail_unless (temp == 0.5f);
   g_free (prompt);
   g_free (labels);
+  /* the defaults: attach-mode=auto; interval 0 is accepted (every frame) */
+  {
+    GstElement *d = gst_element_factory_make ("mgllavafilter", NULL);
+    g_object_set (d, "interval", 0, NULL);
+    g_object_get (d, "attach-mode", &mode, "interval", &interval, NULL);
+    fail_unless_equals_int (mode, 2);
+    fail_unless_equals_int (interval, 0);
+    gst_object_unref (d);
+  }
   /* every property is documented */
   {
     guint n, i;
@@ -353,7 +382,10 @@ GST_START_TEST (test_flush)
     gst_segment_init (&seg, GST_FORMAT_TIME);
     gst_harness_push_event (hh, gst_event_new_segment (&seg));
   }
-  fail_unless (stat (hh, "dropped") > 0);
+  /* what was pending is counted as aborted, not lost from the stats */
+  fail_unless (stat (hh, "aborted") > 0);
+  fail_unless_equals_uint64 (stat (hh, "dropped"), 0);
+  check_invariant (hh->element);
   for (i = 100; i < 110; i++) {
     GstBuffer *out;
     GstMgllavaResultMeta *m;
@@ -368,6 +400,173 @@ GST_START_TEST (test_flush)
     g_usleep (30000);
   }
   fail_unless_equals_uint64 (stale, 0);
+  check_invariant (hh->element);
+  gst_harness_teardown (hh);
+}
+
+GST_END_TEST;
+
+/* the harness's upstream answers the LATENCY query as live: this probe on the
+ * filter's sink pad makes it a non-live one (a file) */
+static GstPadProbeReturn
+not_live_probe (GstPad * pad, GstPadProbeInfo * info, gpointer ud)
+{
+  GstQuery *q = GST_PAD_PROBE_INFO_QUERY (info);
+
+  if (GST_QUERY_TYPE (q) == GST_QUERY_LATENCY)
+    gst_query_set_latency (q, FALSE, 0, GST_CLOCK_TIME_NONE);
+  return GST_PAD_PROBE_OK;
+}
+
+static void
+make_not_live (GstHarness * hh)
+{
+  GstPad *pad = gst_element_get_static_pad (hh->element, "sink");
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_QUERY_UPSTREAM |
+      GST_PAD_PROBE_TYPE_PULL, not_live_probe, NULL, NULL);
+  gst_object_unref (pad);
+}
+
+GST_START_TEST (test_auto_mode)
+{
+  guint64 i;
+
+  /* not live: every sampled frame carries its own answer, with no deadline
+   * (exact-latency=1 ns is not used) and no QoS skipping; QoS events stay
+   * here (a decoder upstream would skip frames for the delay we make) */
+  {
+    GstHarness *hh = make_harness ("interval=2 exact-latency=1", 64, 48,
+        "RGB");
+    GstEvent *ev;
+
+    make_not_live (hh);
+    for (i = 0; i < 8; i++) {
+      if (i == 1) {
+        fail_unless (gst_harness_push_upstream_event (hh,
+                gst_event_new_qos (GST_QOS_TYPE_UNDERFLOW, 2.0, GST_SECOND,
+                    9 * GST_SECOND)));
+        while ((ev = gst_harness_try_pull_upstream_event (hh))) {
+          fail_if (GST_EVENT_TYPE (ev) == GST_EVENT_QOS);
+          gst_event_unref (ev);
+        }
+      }
+      GstBuffer *out;
+      GstMgllavaResultMeta *m = NULL;
+
+      fail_unless_equals_int (gst_harness_push (hh, make_frame (64, 48, i)),
+          GST_FLOW_OK);
+      out = gst_harness_pull (hh);
+      if (i % 2 == 0) {
+        fail_unless_equals_int (count_results (out, &m), 1);
+        fail_unless_equals_uint64 (m->source_frame, i);
+      } else {
+        fail_unless_equals_int (count_results (out, NULL), 0);
+      }
+      gst_buffer_unref (out);
+    }
+    fail_unless_equals_uint64 (stat (hh, "sampled"), 4);
+    fail_unless_equals_uint64 (stat (hh, "results"), 4);
+    fail_unless_equals_uint64 (stat (hh, "late"), 0);
+    gst_harness_teardown (hh);
+  }
+  /* live: latest; frames pass at once, so frames pushed back to back cannot
+   * all carry their own answer (one request at a time, the oldest dropped) */
+  {
+    GstHarness *hh = make_harness ("interval=1 max-pending=1", 64, 48, "RGB");
+    guint own = 0;
+
+    for (i = 0; i < 30; i++) {
+      GstBuffer *out;
+      GstMgllavaResultMeta *m;
+      gpointer state = NULL;
+
+      gst_harness_push (hh, make_frame (64, 48, i));
+      out = gst_harness_pull (hh);
+      while ((m = gst_buffer_iterate_mgllava_result_meta (out, &state)))
+        if (m->source_frame == i)
+          own++;
+      gst_buffer_unref (out);
+    }
+    fail_unless (own < 30, "every frame carried its own answer: not latest");
+    check_invariant (hh->element);
+    gst_harness_teardown (hh);
+  }
+}
+
+GST_END_TEST;
+
+/* Every answer reaches downstream: on the frames, then the rest in one
+ * late-results event before the EOS. */
+GST_START_TEST (test_eos_delivers_every_answer)
+{
+  GstHarness *hh = make_harness ("attach-mode=latest interval=1 "
+      "max-pending=8 drop-policy=block", 64, 48, "RGB");
+  gboolean seen[6] = { FALSE };
+  guint64 i, n = 0, late = 0;
+  GstEvent *ev;
+  gboolean eos = FALSE;
+
+  for (i = 0; i < 6; i++) {
+    GstBuffer *out;
+    GstMgllavaResultMeta *m;
+    gpointer state = NULL;
+
+    gst_harness_push (hh, make_frame (64, 48, i));
+    out = gst_harness_pull (hh);
+    while ((m = gst_buffer_iterate_mgllava_result_meta (out, &state))) {
+      fail_unless (m->source_frame < 6 && !seen[m->source_frame]);
+      seen[m->source_frame] = TRUE;
+      n++;
+    }
+    gst_buffer_unref (out);
+  }
+  fail_unless (gst_harness_push_event (hh, gst_event_new_eos ()));
+  while (!eos && (ev = gst_harness_try_pull_event (hh))) {
+    guint k, size = gst_mgllava_late_results_event_get_size (ev);
+
+    for (k = 0; k < size; k++) {
+      GstMgllavaResultMeta f;
+      fail_unless (gst_mgllava_late_results_event_get (ev, k, &f));
+      fail_unless (f.source_frame < 6 && !seen[f.source_frame]);
+      fail_unless_equals_uint64 (f.source_pts, f.source_frame * GST_SECOND / 30);
+      fail_unless (f.text != NULL && f.n_tokens >= 1);
+      fail_unless_equals_string (f.prompt, "Describe the image.");
+      seen[f.source_frame] = TRUE;
+      late++;
+    }
+    if (size)
+      fail_unless (GST_EVENT_IS_SERIALIZED (ev) && GST_EVENT_IS_DOWNSTREAM (ev));
+    eos = GST_EVENT_TYPE (ev) == GST_EVENT_EOS;
+    gst_event_unref (ev);
+  }
+  fail_unless (eos);
+  fail_unless_equals_uint64 (n + late, 6);
+  fail_unless (late >= 1);      /* the last frame's answer came after it */
+  fail_unless (gst_harness_try_pull (hh) == NULL);      /* never a buffer */
+  fail_unless_equals_uint64 (stat (hh, "results"), 6);
+  check_invariant (hh->element);
+  gst_harness_teardown (hh);
+}
+
+GST_END_TEST;
+
+GST_START_TEST (test_interval_zero)
+{
+  /* interval=0 samples every frame, as interval=1 */
+  GstHarness *hh = make_harness ("attach-mode=exact interval=0", 64, 48, "RGB");
+  guint64 i;
+
+  for (i = 0; i < 5; i++) {
+    GstBuffer *out;
+    GstMgllavaResultMeta *m = NULL;
+
+    gst_harness_push (hh, make_frame (64, 48, i));
+    out = gst_harness_pull (hh);
+    fail_unless_equals_int (count_results (out, &m), 1);
+    fail_unless_equals_uint64 (m->source_frame, i);
+    gst_buffer_unref (out);
+  }
+  fail_unless_equals_uint64 (stat (hh, "sampled"), 5);
   gst_harness_teardown (hh);
 }
 
@@ -643,6 +842,9 @@ filter_suite (void)
   tcase_add_test (tc, test_objects);
   tcase_add_test (tc, test_formats_and_caps_change);
   tcase_add_test (tc, test_flush);
+  tcase_add_test (tc, test_auto_mode);
+  tcase_add_test (tc, test_eos_delivers_every_answer);
+  tcase_add_test (tc, test_interval_zero);
   tcase_add_test (tc, test_state_cycles);
   tcase_add_test (tc, test_text_pad);
   tcase_add_test (tc, test_latency_query);

@@ -4,7 +4,10 @@
  *                                   warm-up must not grow by more than 2 MB; every sampled frame ends
  *                                   as exactly one result or one counted drop
  *   stress states MODEL CYCLES      NULL -> PLAYING -> NULL with a generation in flight
- *   stress seeks MODEL SEEKS        flushing seeks while a generation is in flight
+ *   stress seeks MODEL SEEKS        flushing seeks while a generation is in flight, in
+ *                                   attach-mode=latest and auto: after every 10th seek and at
+ *                                   the end, sampled = results + dropped + failed + aborted +
+ *                                   pending (a request a flush aborts is counted)
  *   stress props MODEL SECONDS      prompt/interval changed from another thread during playback,
  *                                   caps change every 50 frames
  *   stress badinput MODEL           1 MB and invalid-UTF-8 prompts, 10000 ROI metas, a model swapped
@@ -152,7 +155,8 @@ soak (const gchar * model, guint frames)
     fprintf (stderr, "soak: %s\n", err);
     return 1;
   }
-  if (sampled != results + dropped + failed || failed != 0)
+  if (sampled != results + dropped + failed + stat_u64 (f, "aborted")
+      || failed != 0)
     return 1;
   return rss_max - rss_warm > 2048 ? 1 : 0;
 }
@@ -167,7 +171,7 @@ states (const gchar * model, guint cycles)
       "interval=1 max-new-tokens=8 ! fakesink", model);
   GstElement *pipe = gst_parse_launch (d, NULL);
   guint c, stuck = 0;
-  long rss0 = -1;
+  long rss0 = -1, rss = -1;
   g_free (d);
   for (c = 0; c < cycles; c++) {
     GstStateChangeReturn r = gst_element_set_state (pipe, GST_STATE_PLAYING);
@@ -178,10 +182,16 @@ states (const gchar * model, guint cycles)
     g_usleep (g_random_int_range (5, 60) * 1000);     /* a generation is in flight */
     if (gst_element_set_state (pipe, GST_STATE_NULL) != GST_STATE_CHANGE_SUCCESS)
       stuck++;
+    /* measured (and trimmed) every cycle: cached free pages that a later
+     * cycle would reuse are handed back each time instead of piling up
+     * between two distant measurements */
+    rss = rss_kb ();
     if (c == 10)
-      rss0 = rss_kb ();
+      rss0 = rss;
+    if (g_getenv ("MGL_STRESS_TRACE"))
+      fprintf (stderr, "cycle %u: rss %ld kB\n", c, rss);
   }
-  long growth = rss0 > 0 ? rss_kb () - rss0 : 0;
+  long growth = rss0 > 0 ? rss - rss0 : 0;
   printf ("{\"test\": \"states\", \"cycles\": %u, \"failed_to_stop\": %u, "
       "\"rss_growth_after_10_cycles_kb\": %ld}\n", cycles, stuck, growth);
   gst_object_unref (pipe);
@@ -189,14 +199,38 @@ states (const gchar * model, guint cycles)
   return stuck || growth > 8192 ? 1 : 0;
 }
 
+/* The stats invariant from one snapshot; prints the structure when it fails. */
+static gboolean
+stats_balance (GstElement * f, const gchar * when)
+{
+  GstStructure *s = NULL;
+  guint64 sampled = 0, results = 0, dropped = 0, failed = 0, aborted = 0;
+  guint pending = 0;
+  gboolean ok;
+
+  g_object_get (f, "stats", &s, NULL);
+  ok = gst_structure_get (s, "sampled", G_TYPE_UINT64, &sampled, "results",
+      G_TYPE_UINT64, &results, "dropped", G_TYPE_UINT64, &dropped, "failed",
+      G_TYPE_UINT64, &failed, "aborted", G_TYPE_UINT64, &aborted, "pending",
+      G_TYPE_UINT, &pending, NULL)
+      && sampled == results + dropped + failed + aborted + pending;
+  if (!ok) {
+    gchar *str = gst_structure_to_string (s);
+    fprintf (stderr, "%s: stats do not balance: %s\n", when, str);
+    g_free (str);
+  }
+  gst_structure_free (s);
+  return ok;
+}
+
 static int
-seeks (const gchar * model, guint n)
+seeks_in_mode (const gchar * model, guint n, const gchar * mode)
 {
   gchar *d = g_strdup_printf ("videotestsrc ! video/x-raw,width=96,height=64,"
       "framerate=30/1 ! mgllavafilter name=f model=%s interval=1 max-new-tokens=8 "
-      "max-pending=2 ! fakesink sync=false", model);
+      "max-pending=2 attach-mode=%s ! fakesink sync=false", model, mode);
   GstElement *pipe = gst_parse_launch (d, NULL), *f;
-  guint i, failed = 0;
+  guint i, failed = 0, unbalanced = 0;
   GstBus *bus = gst_element_get_bus (pipe);
   GstMessage *m;
 
@@ -213,6 +247,12 @@ seeks (const gchar * model, guint n)
       failed++;
       gst_message_unref (m);
     }
+    if ((i + 1) % 10 == 0) {
+      gchar *when = g_strdup_printf ("%s, after seek %u", mode, i + 1);
+      if (!stats_balance (f, when))
+        unbalanced++;
+      g_free (when);
+    }
   }
   {
     /* after the last seek, answers must come again */
@@ -223,15 +263,30 @@ seeks (const gchar * model, guint n)
     if (stat_u64 (f, "results") == before)
       failed++;
   }
-  printf ("{\"test\": \"seeks\", \"seeks\": %u, \"failed\": %u, \"sampled\": %"
-      G_GUINT64_FORMAT ", \"results\": %" G_GUINT64_FORMAT ", \"dropped\": %"
-      G_GUINT64_FORMAT "}\n", n, failed, stat_u64 (f, "sampled"),
-      stat_u64 (f, "results"), stat_u64 (f, "dropped"));
+  if (!stats_balance (f, mode))
+    unbalanced++;
+  printf ("{\"test\": \"seeks\", \"attach_mode\": \"%s\", \"seeks\": %u, "
+      "\"failed\": %u, \"unbalanced\": %u, \"sampled\": %" G_GUINT64_FORMAT
+      ", \"results\": %" G_GUINT64_FORMAT ", \"dropped\": %" G_GUINT64_FORMAT
+      ", \"aborted\": %" G_GUINT64_FORMAT "}\n", mode, n, failed, unbalanced,
+      stat_u64 (f, "sampled"), stat_u64 (f, "results"), stat_u64 (f,
+          "dropped"), stat_u64 (f, "aborted"));
   gst_element_set_state (pipe, GST_STATE_NULL);
+  /* stopped: whatever was pending is aborted, and it still balances */
+  if (!stats_balance (f, "stopped"))
+    unbalanced++;
   gst_object_unref (bus);
   gst_object_unref (f);
   gst_object_unref (pipe);
-  return failed ? 1 : 0;
+  return failed || unbalanced ? 1 : 0;
+}
+
+static int
+seeks (const gchar * model, guint n)
+{
+  int latest = seeks_in_mode (model, n, "latest");
+  int autom = seeks_in_mode (model, n, "auto");
+  return latest || autom;
 }
 
 /* ---- property changes from another thread, caps changes ----------------- */
@@ -302,8 +357,7 @@ props (const gchar * model, guint frames)
       stat_u64 (f, "sampled"), stat_u64 (f, "results"), ok ? "true" : "false");
   if (!ok)
     fprintf (stderr, "props: %s\n", err);
-  if (stat_u64 (f, "sampled") != stat_u64 (f, "results") + stat_u64 (f,
-          "dropped") + stat_u64 (f, "failed"))
+  if (!stats_balance (f, "props"))
     ok = FALSE;
   gst_element_set_state (pipe, GST_STATE_NULL);
   gst_object_unref (pad);
