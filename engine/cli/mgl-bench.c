@@ -6,6 +6,7 @@
 #include "mgl-bench.h"
 #include "mgl-cli.h"
 #include "mgl-dev.h"
+#include "mgl-scenes.h"
 #include "mgl-model.h"
 #include "cpu/mgl-blas.h"
 
@@ -303,6 +304,192 @@ MglStatus mgl_bench_run(const MglBenchParams* bp, GString* out, MglErr* err) {
     return bench_backend(p, bp, dev, out, err);
 }
 
+
+/* ---- many sequences: batched decode (--batch) and many streams (--streams) ---- */
+
+/* "1,2,4,8" -> up to 16 values in [1, 256] */
+static int parse_list(const char* s, int* v, int cap) {
+    int n = 0;
+    char** parts = g_strsplit(s, ",", -1);
+    for (int i = 0; parts[i]; i++) {
+        double d;
+        if (n == cap || !cli_num(parts[i], 1, 256, &d)) {
+            n = -1;
+            break;
+        }
+        v[n++] = (int)d;
+    }
+    g_strfreev(parts);
+    return n;
+}
+
+/* Decode throughput of a preset at each batch size: B sequences, one step for all of them at once. */
+static MglStatus bench_batches(const MglBenchParams* bp, const int* bs, int nb, GString* out, MglErr* err) {
+    const Preset* p = find_preset(bp->preset);
+    if (!p) return mgl_err(err, MGL_E_INVALID, "bench: unknown preset '%s' (%s)", bp->preset, mgl_bench_preset_names());
+    if (!p->lm) return mgl_err(err, MGL_E_INVALID, "bench: --batch needs a preset with an LLM");
+    const char* dev = bp->device && *bp->device ? bp->device : "cpu";
+    MglModelFiles* f = NULL;
+    size_t llm_bytes = 0;
+    MGL_TRY(build_files(p, bp->dtype, 1234, &f, &llm_bytes, err));
+    MglModelParams mp = mgl_model_default_params();
+    mp.device = dev;
+    mp.precision = bp->precision;
+    MglModel* m = NULL;
+    MGL_TRY(mgl_model_from_files(f, &mp, &m, err));
+    const int T = bp->prompt_tokens > 0 ? bp->prompt_tokens : 128, G = bp->gen_tokens > 0 ? bp->gen_tokens : 16;
+    MglStatus st = MGL_OK;
+    double base = 0;
+    for (int i = 0; i < nb && st == MGL_OK; i++) {
+        MglBatchBench b;
+        st = mgl_model_bench_batch(m, bs[i], T, G, &b, err);
+        if (st != MGL_OK) break;
+        if (i == 0) base = b.tokens_per_s / bs[0];
+        g_string_append_printf(out, "{\"preset\": \"%s\", \"backend\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, "
+                                    "\"prompt_tokens\": %d, \"decode_steps\": %d, \"step_ms\": %.2f, "
+                                    "\"aggregate_tokens_per_s\": %.1f, \"per_sequence_tokens_per_s\": %.1f, "
+                                    "\"vs_batch_1\": %.2f}\n",
+                               p->name, mgl_model_backend_name(m), mgl_dtype_name(bp->dtype), bs[i], T, G, b.step_ms,
+                               b.tokens_per_s, b.tokens_per_s / bs[i], base > 0 ? b.tokens_per_s / base : 0.0);
+    }
+    mgl_model_free(m);
+    return st;
+}
+
+typedef struct {
+    GMutex lock;
+    GCond cond;
+    int done, failed;
+    double* lat;   /* answer latencies, ms */
+    int n_lat;
+    GQueue ready;  /* StreamFeed* whose answer came: the feeder submits their next frame */
+    char err[256];
+} StreamsRun;
+
+typedef struct {
+    StreamsRun* run;
+    MglStream* stream;
+    int stream_index, next_frame, frames;
+    double submitted;
+    uint8_t* px;
+    const char* question;
+} StreamFeed;
+
+static void on_answer(uint64_t id, const MglResult* res, void* ud) {
+    StreamFeed* f = ud;
+    StreamsRun* r = f->run;
+    g_mutex_lock(&r->lock);
+    r->lat[r->n_lat++] = now_ms() - f->submitted;
+    if (res->status != MGL_OK) {
+        r->failed++;
+        snprintf(r->err, sizeof r->err, "%s", res->error);
+    }
+    r->done++;
+    if (f->next_frame < f->frames) g_queue_push_tail(&r->ready, f); /* a closed loop: next frame once answered */
+    g_cond_broadcast(&r->cond);
+    g_mutex_unlock(&r->lock);
+}
+
+/* Stream i shows frames of its own scene sequence (seed i) at 640x480. */
+static void feed_next(StreamFeed* f) {
+    MglScene sc;
+    mgl_scene_make(&sc, 640, 480, (uint64_t)(1000 + f->stream_index), f->next_frame, 1, 6);
+    mgl_scene_render(&sc, mgl_scene_still_frame(f->next_frame), f->px, 640 * 3, 3, false);
+    MglBox boxes[MGL_SCENE_MAX_OBJECTS];
+    for (int i = 0; i < sc.n; i++)
+        boxes[i] = (MglBox){(float)sc.obj[i].box[0], (float)sc.obj[i].box[1], (float)sc.obj[i].box[2],
+                            (float)sc.obj[i].box[3], 1.0f, mgl_scene_color_name(sc.obj[i].color)};
+    MglImage img = {f->px, 640, 480, 640 * 3};
+    MglGenParams gp = mgl_gen_default_params();
+    MglErr err = {0};
+    f->next_frame++;
+    f->submitted = now_ms();
+    if (mgl_stream_submit(f->stream, &img, boxes, (size_t)sc.n, f->question, &gp, on_answer, f, NULL, &err) != MGL_OK) {
+        StreamsRun* r = f->run;
+        g_mutex_lock(&r->lock);
+        r->failed++;
+        r->done++;
+        snprintf(r->err, sizeof r->err, "%s", err.msg);
+        g_cond_broadcast(&r->cond);
+        g_mutex_unlock(&r->lock);
+    }
+}
+
+static int cmp_double(const void* a, const void* b) {
+    double x = *(const double*)a, y = *(const double*)b;
+    return x < y ? -1 : x > y;
+}
+
+/* N streams, each answering `frames` scene frames one after another (a
+ * stream waits for its answer before the next frame, as an element in
+ * exact mode), all on one model's server with max_batch N. */
+static MglStatus bench_streams(const MglBenchParams* bp, const char* path, const int* ns, int nn, int frames,
+                               const char* question, GString* out, MglErr* err) {
+    MglModelParams mp = mgl_model_default_params();
+    mp.device = bp->device && *bp->device ? bp->device : "cpu";
+    mp.precision = bp->precision;
+    if (bp->n_threads > 0) mp.n_threads = bp->n_threads;
+    MglModel* m = NULL;
+    MGL_TRY(mgl_model_load(path, &mp, &m, err));
+    MglStatus st = MGL_OK;
+    double base = 0;
+    for (int k = 0; k < nn && st == MGL_OK; k++) {
+        const int N = ns[k];
+        MglServerParams sp = mgl_server_default_params();
+        sp.max_batch = N;
+        MglServer* s = NULL;
+        if ((st = mgl_server_new(m, &sp, &s, err)) != MGL_OK) break;
+        StreamsRun r;
+        memset(&r, 0, sizeof r);
+        g_mutex_init(&r.lock);
+        g_cond_init(&r.cond);
+        r.lat = g_new0(double, (gsize)N * (gsize)frames);
+        StreamFeed* feeds = g_new0(StreamFeed, N);
+        double t0 = now_ms();
+        for (int i = 0; i < N; i++) {
+            feeds[i] = (StreamFeed){.run = &r, .stream = mgl_stream_new(s), .stream_index = i, .frames = frames,
+                                    .px = g_malloc(640 * 480 * 3), .question = question};
+            feed_next(&feeds[i]);
+        }
+        /* this thread renders and submits (preprocessing runs here, beside the server's thread) */
+        g_mutex_lock(&r.lock);
+        while (r.done < N * frames) {
+            StreamFeed* f = g_queue_pop_head(&r.ready);
+            if (!f) {
+                g_cond_wait(&r.cond, &r.lock);
+                continue;
+            }
+            g_mutex_unlock(&r.lock);
+            feed_next(f);
+            g_mutex_lock(&r.lock);
+        }
+        g_mutex_unlock(&r.lock);
+        const double wall = now_ms() - t0;
+        for (int i = 0; i < N; i++) {
+            mgl_stream_free(feeds[i].stream);
+            g_free(feeds[i].px);
+        }
+        mgl_server_free(s);
+        if (r.failed) st = mgl_err(err, MGL_E_INVALID, "bench: %d of %d answers failed: %s", r.failed, N * frames, r.err);
+        qsort(r.lat, (size_t)r.n_lat, sizeof(double), cmp_double);
+        const double fps = N * frames / (wall / 1000.0);
+        if (k == 0) base = fps;
+        if (st == MGL_OK)
+            g_string_append_printf(out, "{\"model\": \"%s\", \"backend\": \"%s\", \"streams\": %d, \"frames_per_stream\": %d, "
+                                        "\"wall_s\": %.2f, \"answered_frames_per_s\": %.3f, \"vs_first\": %.2f, "
+                                        "\"latency_p50_ms\": %.1f, \"latency_p95_ms\": %.1f}\n",
+                                   path, mgl_model_backend_name(m), N, frames, wall / 1000.0, fps,
+                                   base > 0 ? fps / base : 0.0, r.lat[r.n_lat / 2],
+                                   r.lat[(int)((r.n_lat - 1) * 0.95 + 0.5)]);
+        g_free(r.lat);
+        g_free(feeds);
+        g_mutex_clear(&r.lock);
+        g_cond_clear(&r.cond);
+    }
+    mgl_model_free(m);
+    return st;
+}
+
 static bool bench_dtype(const char* s, MglDType* out) {
     if (!cli_dtype(s)) return false;
     *out = !strcmp(s, "f16") ? MGL_DT_F16 : !strcmp(s, "bf16") ? MGL_DT_BF16 : MGL_DT_F32;
@@ -312,8 +499,9 @@ static bool bench_dtype(const char* s, MglDType* out) {
 int mgl_cmd_bench(int argc, char** argv) {
     CliOpt o[] = {{"--preset", true}, {"--dtype", true}, {"--prompt-tokens", true}, {"--gen-tokens", true},
                {"--reps", true}, {"--threads", true}, {"--device", true}, {"--save", true}, {"--tokenizer", true},
-               {"--model", true}, {"--precision", true}};
-    if (cli_parse_opts(argc, argv, o, 11)) return 1;
+               {"--model", true}, {"--precision", true}, {"--batch", true}, {"--streams", true}, {"--frames", true},
+               {"--prompt", true}};
+    if (cli_parse_opts(argc, argv, o, 15)) return 1;
     MglBenchParams bp = {.preset = o[0].value ? o[0].value : "mgllava-7b", .dtype = MGL_DT_F32, .reps = 3};
     if (o[1].value && !bench_dtype(o[1].value, &bp.dtype))
         return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", o[1].value);
@@ -335,6 +523,23 @@ int mgl_cmd_bench(int argc, char** argv) {
     bp.device = o[6].value;
     bp.precision = o[10].value;
     MglErr err = {0};
+    int list[16], nl = 0;
+    if (o[11].value || o[12].value) {
+        const char* which = o[11].value ? "--batch" : "--streams";
+        if (o[11].value && o[12].value) return cli_usage_error(NULL, "%s: --batch and --streams are separate runs", "bench");
+        if ((nl = parse_list(o[11].value ? o[11].value : o[12].value, list, 16)) <= 0)
+            return cli_usage_error(NULL, "%s: expected a list like 1,2,4,8 (each 1..256)", which);
+        if (o[12].value && !o[9].value) return cli_usage_error(NULL, "%s: --streams needs --model PATH", "bench");
+        double fr = 8;
+        if (o[13].value && !cli_num(o[13].value, 1, 100000, &fr)) return cli_usage_error(NULL, "--frames '%s'", o[13].value);
+        GString* out = g_string_new(NULL);
+        MglStatus st = o[11].value ? bench_batches(&bp, list, nl, out, &err)
+                                   : bench_streams(&bp, o[9].value, list, nl, (int)fr,
+                                                   o[14].value ? o[14].value : "Describe the image.", out, &err);
+        fputs(out->str, stdout);
+        g_string_free(out, TRUE);
+        return st == MGL_OK ? 0 : cli_fail(&err);
+    }
     if (o[7].value) {
         if (mgl_bench_save(&bp, o[7].value, o[8].value, &err) != MGL_OK) return cli_fail(&err);
         printf("wrote %s (%s, %s)\n", o[7].value, bp.preset, mgl_dtype_name(bp.dtype));

@@ -68,6 +68,13 @@ typedef struct {
 } MglFrameBench;
 MglStatus mgl_ctx_bench_frame(MglCtx* c, int prompt_tokens, int gen_tokens, MglFrameBench* out, MglErr* err);
 
+/* Batched decode on the model's backend: B sequences of T synthetic prompt
+ * tokens (each prefilled alone), then G decode steps of all B together. */
+typedef struct {
+    double prefill_ms, step_ms, tokens_per_s;
+} MglBatchBench;
+MglStatus mgl_model_bench_batch(MglModel* m, int B, int T, int G, MglBatchBench* out, MglErr* err);
+
 /* One request from checks to text, the steps mgl_generate and the scheduler
  * share: mgl_gen_begin (checks, prompt, preprocessing; g->seq is ready for
  * the backend), then after each sampled token mgl_gen_push (true when the

@@ -386,3 +386,54 @@ MglStatus mgl_stream_submit(MglStream* sm, const MglImage* image, const MglBox* 
     if (id) *id = r->id;
     return MGL_OK;
 }
+
+/* ---- batched decode benchmark ---- */
+
+MglStatus mgl_model_bench_batch(MglModel* m, int B, int T, int G, MglBatchBench* out, MglErr* err) {
+    memset(out, 0, sizeof *out);
+    if (B < 1 || T < 1 || G < 1) return mgl_err(err, MGL_E_INVALID, "bench: batch %d, %d prompt and %d new tokens", B, T, G);
+    const MglBackend* be = m->be;
+    const int64_t H = m->w.lc.hidden, V = m->w.lc.vocab;
+    MglBackendCtxParams bp = {.n_seq = B, .n_ctx = (int64_t)T + G + 1, .kv_dtype = m->kv_dtype};
+    MglBackendCtx* bc = NULL;
+    MGL_TRY(be->ctx_new(m->bm, &bp, &bc, err));
+    float* emb = malloc(sizeof(float) * (size_t)((int64_t)T * H));
+    float* logits = malloc(sizeof(float) * (size_t)V);
+    MglSeq* seqs = calloc((size_t)B, sizeof(MglSeq));
+    MglSeq** ptr = calloc((size_t)B, sizeof(MglSeq*));
+    uint64_t rng = 0;
+    MglStatus st = emb && logits && seqs && ptr ? MGL_OK : mgl_err(err, MGL_E_NOMEM, "bench: out of memory");
+    /* each sequence its own prompt, prefilled alone */
+    double t0 = now_ms();
+    for (int b = 0; b < B && st == MGL_OK; b++) {
+        for (int64_t i = 0; i < T; i++) mgl_weight_row(&m->w.embed, (i * 7919 + b * 131) % V, emb + i * H);
+        seqs[b] = (MglSeq){.slot = b, .samp = {.temperature = 0.0f, .top_p = 1.0f, .rng = &rng}};
+        ptr[b] = &seqs[b];
+        st = be->forward(bc, b, emb, T, 0, logits, false, err);
+        int32_t best = 0;
+        for (int64_t k = 1; k < V && st == MGL_OK; k++)
+            if (logits[k] > logits[best]) best = (int32_t)k;
+        seqs[b].token = best;
+        seqs[b].n_past = T;
+    }
+    out->prefill_ms = now_ms() - t0;
+    /* G steps of all B sequences together (the first one warms up) */
+    double t1 = 0;
+    for (int g = 0; g <= G && st == MGL_OK; g++) {
+        if (g == 1) t1 = now_ms();
+        st = be->decode(bc, ptr, B, err);
+        if (st == MGL_OK) st = be->sample(bc, ptr, B, err);
+        for (int b = 0; b < B; b++) seqs[b].n_past++;
+    }
+    const double ms = now_ms() - t1;
+    if (st == MGL_OK) {
+        out->step_ms = ms / G;
+        out->tokens_per_s = (double)B * G / (ms / 1000.0);
+    }
+    free(emb);
+    free(logits);
+    free(seqs);
+    free(ptr);
+    be->ctx_free(bc);
+    return st;
+}

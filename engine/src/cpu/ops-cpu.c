@@ -20,52 +20,137 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-/* dot(w_row (16-bit), x) with AVX2/FMA; bf16 widens by a shift, f16 by F16C */
-__attribute__((target("avx2,fma,f16c"))) static float dot16_avx2(const uint16_t* w, const float* x, int64_t K,
-                                                                bool bf16) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 16 <= K; k += 16) {
-        __m128i h0 = _mm_loadu_si128((const __m128i*)(w + k));
-        __m128i h1 = _mm_loadu_si128((const __m128i*)(w + k + 8));
-        __m256 w0, w1;
-        if (bf16) {
-            w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h0), 16));
-            w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h1), 16));
-        } else {
-            w0 = _mm256_cvtph_ps(h0);
-            w1 = _mm256_cvtph_ps(h1);
-        }
-        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + k), a0);
-        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + k + 8), a1);
-    }
+/* The final reduction of dot_rows4: (a0 + a1), halves, two hadds. */
+__attribute__((target("avx2,fma"))) static inline float reduce2(__m256 a0, __m256 a1) {
     __m256 a = _mm256_add_ps(a0, a1);
     __m128 lo = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     lo = _mm_hadd_ps(lo, lo);
     lo = _mm_hadd_ps(lo, lo);
-    float s = _mm_cvtss_f32(lo);
-    for (; k < K; k++) s += (bf16 ? mgl_bf16_to_f32(w[k]) : mgl_f16_to_f32(w[k])) * x[k];
-    return s;
+    return _mm_cvtss_f32(lo);
 }
-/* dot(w_row (f32), x): the same two 8-lane accumulators and final order as dot16_avx2 */
-__attribute__((target("avx2,fma"))) static float dot32_avx2(const float* w, const float* x, int64_t K) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+
+/* dot(w_row, x[t]) for up to four rows with AVX2/FMA (bf16 widens by a
+ * shift, f16 by F16C): each weight chunk is loaded and widened once for all
+ * rows, and each row has its own two 8-lane accumulators, so its sum is
+ * formed in the same order whatever the number of rows. */
+__attribute__((target("avx2,fma,f16c"))) static void dot_rows4(const void* wrow, MglDType dt, const float* const* x,
+                                                               int nt, int64_t K, float* out) {
+    __m256 a0[4], a1[4];
+    for (int t = 0; t < 4; t++) a0[t] = a1[t] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k), _mm256_loadu_ps(x + k), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+        __m256 w0, w1;
+        if (dt == MGL_DT_F32) {
+            w0 = _mm256_loadu_ps((const float*)wrow + k);
+            w1 = _mm256_loadu_ps((const float*)wrow + k + 8);
+        } else {
+            __m128i h0 = _mm_loadu_si128((const __m128i*)((const uint16_t*)wrow + k));
+            __m128i h1 = _mm_loadu_si128((const __m128i*)((const uint16_t*)wrow + k + 8));
+            if (dt == MGL_DT_BF16) {
+                w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h0), 16));
+                w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h1), 16));
+            } else {
+                w0 = _mm256_cvtph_ps(h0);
+                w1 = _mm256_cvtph_ps(h1);
+            }
+        }
+        for (int t = 0; t < nt; t++) {
+            a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + k), a0[t]);
+            a1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[t] + k + 8), a1[t]);
+        }
     }
-    __m256 a = _mm256_add_ps(a0, a1);
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    lo = _mm_hadd_ps(lo, lo);
-    lo = _mm_hadd_ps(lo, lo);
-    float s = _mm_cvtss_f32(lo);
-    for (; k < K; k++) s += w[k] * x[k];
-    return s;
+    for (int t = 0; t < nt; t++) {
+        float s = reduce2(a0[t], a1[t]);
+        for (int64_t j = k; j < K; j++) {
+            float w = dt == MGL_DT_F32    ? ((const float*)wrow)[j]
+                      : dt == MGL_DT_BF16 ? mgl_bf16_to_f32(((const uint16_t*)wrow)[j])
+                                          : mgl_f16_to_f32(((const uint16_t*)wrow)[j]);
+            s += w * x[t][j];
+        }
+        out[t] = s;
+    }
+}
+/* AVX-512: up to eight rows, the same scheme with 16-lane accumulators (each
+ * row's sum in one fixed order, whatever the number of rows). */
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static inline __attribute__((always_inline)) void
+dot_rows8_body(const void* wrow, MglDType dt, const float* const* x, int nt, int64_t K, float* out) {
+    __m512 a0[8], a1[8];
+    for (int t = 0; t < 8; t++) a0[t] = a1[t] = _mm512_setzero_ps();
+    int64_t k = 0;
+    const size_t es = dt == MGL_DT_F32 ? 4 : 2;
+    for (; k + 32 <= K; k += 32) {
+        /* many rows make each weight line slow to consume: fetch ahead so the
+         * stream of weights keeps the memory busy */
+        _mm_prefetch((const char*)wrow + (size_t)k * es + 2048, _MM_HINT_T0);
+        _mm_prefetch((const char*)wrow + (size_t)k * es + 2112, _MM_HINT_T0);
+        __m512 w0, w1;
+        if (dt == MGL_DT_F32) {
+            w0 = _mm512_loadu_ps((const float*)wrow + k);
+            w1 = _mm512_loadu_ps((const float*)wrow + k + 16);
+        } else {
+            __m256i h0 = _mm256_loadu_si256((const __m256i*)((const uint16_t*)wrow + k));
+            __m256i h1 = _mm256_loadu_si256((const __m256i*)((const uint16_t*)wrow + k + 16));
+            if (dt == MGL_DT_BF16) {
+                w0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h0), 16));
+                w1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h1), 16));
+            } else {
+                w0 = _mm512_cvtph_ps(h0);
+                w1 = _mm512_cvtph_ps(h1);
+            }
+        }
+        for (int t = 0; t < nt; t++) {
+            a0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[t] + k), a0[t]);
+            a1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[t] + k + 16), a1[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) {
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t]));
+        for (int64_t j = k; j < K; j++) {
+            float w = dt == MGL_DT_F32    ? ((const float*)wrow)[j]
+                      : dt == MGL_DT_BF16 ? mgl_bf16_to_f32(((const uint16_t*)wrow)[j])
+                                          : mgl_f16_to_f32(((const uint16_t*)wrow)[j]);
+            s += w * x[t][j];
+        }
+        out[t] = s;
+    }
+}
+/* dot_rows8_body compiled for each row count and weight type, so the row
+ * loop unrolls and the type test leaves the inner loop (same arithmetic). */
+#define MGL_ROWS8(NT)                                                                                            \
+    __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void dot_rows8_##NT(                    \
+        const void* w, MglDType dt, const float* const* x, int64_t K, float* out) {                              \
+        if (dt == MGL_DT_F32) dot_rows8_body(w, MGL_DT_F32, x, NT, K, out);                                     \
+        else if (dt == MGL_DT_BF16) dot_rows8_body(w, MGL_DT_BF16, x, NT, K, out);                              \
+        else dot_rows8_body(w, MGL_DT_F16, x, NT, K, out);                                                      \
+    }
+MGL_ROWS8(1)
+MGL_ROWS8(2)
+MGL_ROWS8(3)
+MGL_ROWS8(4)
+MGL_ROWS8(5)
+MGL_ROWS8(6)
+MGL_ROWS8(7)
+MGL_ROWS8(8)
+typedef void (*MglRows8Fn)(const void*, MglDType, const float* const*, int64_t, float*);
+static const MglRows8Fn dot_rows8_avx512[9] = {NULL, dot_rows8_1, dot_rows8_2, dot_rows8_3, dot_rows8_4,
+                                               dot_rows8_5, dot_rows8_6, dot_rows8_7, dot_rows8_8};
+
+static int have_avx512(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char* isa = getenv("MGL_CPU_ISA"); /* "avx2" or "scalar" force a narrower kernel (tests) */
+        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && mgl_cpu_has_f16c() && !(isa && *isa);
+    }
+    return v;
 }
 static int have_avx2(void) {
     static int v = -1;
-    if (v < 0) v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && mgl_cpu_has_f16c();
+    if (v < 0) {
+        const char* isa = getenv("MGL_CPU_ISA");
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && mgl_cpu_has_f16c() &&
+            !(isa && !strcmp(isa, "scalar"));
+    }
     return v;
 }
 #define MGL_HAVE_DOT16 1
@@ -133,14 +218,32 @@ static void rows_part(void* ctx, int64_t b, int64_t e) {
     const MglDType dt = c->W->dtype;
     size_t es = mgl_dtype_size(dt);
 #ifdef MGL_HAVE_DOT16
-    if (have_avx2()) {
-        const bool bf = dt == MGL_DT_BF16;
-        for (int64_t n = b; n < e; n++)
-            for (int64_t t = 0; t < c->T; t++) {
-                const float* x = c->x + t * c->K;
-                c->y[t * c->N + n] = dt == MGL_DT_F32 ? dot32_avx2((const float*)base + n * c->K, x, c->K)
-                                                      : dot16_avx2((const uint16_t*)base + n * c->K, x, c->K, bf);
+    if (have_avx512()) {
+        for (int64_t n = b; n < e; n++) {
+            const void* w = base + (size_t)(n * c->K) * es;
+            for (int64_t t0 = 0; t0 < c->T; t0 += 8) {
+                const int nt = c->T - t0 < 8 ? (int)(c->T - t0) : 8;
+                const float* x[8];
+                float o[8];
+                for (int t = 0; t < nt; t++) x[t] = c->x + (t0 + t) * c->K;
+                dot_rows8_avx512[nt](w, dt, x, c->K, o);
+                for (int t = 0; t < nt; t++) c->y[(t0 + t) * c->N + n] = o[t];
             }
+        }
+        return;
+    }
+    if (have_avx2()) {
+        for (int64_t n = b; n < e; n++) {
+            const void* w = base + (size_t)(n * c->K) * es;
+            for (int64_t t0 = 0; t0 < c->T; t0 += 4) {
+                const int nt = c->T - t0 < 4 ? (int)(c->T - t0) : 4;
+                const float* x[4];
+                float o[4];
+                for (int t = 0; t < nt; t++) x[t] = c->x + (t0 + t) * c->K;
+                dot_rows4(w, dt, x, nt, c->K, o);
+                for (int t = 0; t < nt; t++) c->y[(t0 + t) * c->N + n] = o[t];
+            }
+        }
         return;
     }
 #endif
