@@ -288,4 +288,32 @@ MglStatus tok_spm_encode(const MglTokenizer* t, const char* s, size_t n, GArray*
         return top;                                                                      \
     }
 
+
+/* ---- the JSON DOM of tokenizer.json (tok-jdom.c) ---- */
+
+typedef enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } JType;
+
+typedef struct JVal JVal;
+struct JVal {
+    uint8_t  type;
+    bool     b;
+    uint32_t n;                /* array: items; object: members (items holds 2n: key, value) */
+    union {
+        double num;
+        struct { const char* s; size_t len; } str;
+        JVal* items;
+    } u;
+};
+
+/* Parses a whole document; strings may point into `s`, which must outlive the DOM. */
+MglStatus   tok_jparse(const char* path, const char* s, size_t n, TokArena* arena, JVal* root, MglErr* err);
+bool        tok_jstr_eq(const JVal* v, const char* s);
+const JVal* tok_jget(const JVal* o, const char* key);
+/* A member that is absent or null reads as NULL. */
+const JVal* tok_jopt(const JVal* o, const char* key);
+bool        tok_jbool(const JVal* o, const char* key, bool def);
+bool        tok_jint(const JVal* v, int64_t lo, int64_t hi, int64_t* out);
+/* NUL-terminated copy into the tokenizer's arena. */
+char*       tok_jdup(MglTokenizer* t, const JVal* v);
+
 #endif /* TOK_INTERNAL_H */

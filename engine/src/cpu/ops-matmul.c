@@ -1,0 +1,314 @@
+/* ops-matmul.c: the CPU backend's matrix products. Prefill and vision:
+ * OpenBLAS GEMM (one thread per call, split across our pool; 16-bit weights
+ * widened a tile at a time). Decode: mgl_matmul_rows, which reads each
+ * weight row once for all the sequences of a step, with kernels chosen by
+ * CPUID at run time (AVX-512, AVX2, or a portable loop). */
+#include "mgl-ops.h"
+
+#include "mgl-blas.h"
+#include "mgl-pool.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define ROW_TILE 256
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* The final reduction of dot_rows4: (a0 + a1), halves, two hadds. */
+__attribute__((target("avx2,fma"))) static inline float reduce2(__m256 a0, __m256 a1) {
+    __m256 a = _mm256_add_ps(a0, a1);
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    lo = _mm_hadd_ps(lo, lo);
+    lo = _mm_hadd_ps(lo, lo);
+    return _mm_cvtss_f32(lo);
+}
+
+/* dot(w_row, x[t]) for up to four rows with AVX2/FMA (bf16 widens by a
+ * shift, f16 by F16C): each weight chunk is loaded and widened once for all
+ * rows, and each row has its own two 8-lane accumulators, so its sum is
+ * formed in the same order whatever the number of rows. */
+__attribute__((target("avx2,fma,f16c"))) static void dot_rows4(const void* wrow, MglDType dt, const float* const* x,
+                                                               int nt, int64_t K, float* out) {
+    __m256 a0[4], a1[4];
+    for (int t = 0; t < 4; t++) a0[t] = a1[t] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m256 w0, w1;
+        if (dt == MGL_DT_F32) {
+            w0 = _mm256_loadu_ps((const float*)wrow + k);
+            w1 = _mm256_loadu_ps((const float*)wrow + k + 8);
+        } else {
+            __m128i h0 = _mm_loadu_si128((const __m128i*)((const uint16_t*)wrow + k));
+            __m128i h1 = _mm_loadu_si128((const __m128i*)((const uint16_t*)wrow + k + 8));
+            if (dt == MGL_DT_BF16) {
+                w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h0), 16));
+                w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h1), 16));
+            } else {
+                w0 = _mm256_cvtph_ps(h0);
+                w1 = _mm256_cvtph_ps(h1);
+            }
+        }
+        for (int t = 0; t < nt; t++) {
+            a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + k), a0[t]);
+            a1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[t] + k + 8), a1[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) {
+        float s = reduce2(a0[t], a1[t]);
+        for (int64_t j = k; j < K; j++) {
+            float w = dt == MGL_DT_F32    ? ((const float*)wrow)[j]
+                      : dt == MGL_DT_BF16 ? mgl_bf16_to_f32(((const uint16_t*)wrow)[j])
+                                          : mgl_f16_to_f32(((const uint16_t*)wrow)[j]);
+            s += w * x[t][j];
+        }
+        out[t] = s;
+    }
+}
+/* AVX-512: up to eight rows, the same scheme with 16-lane accumulators (each
+ * row's sum in one fixed order, whatever the number of rows). */
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static inline __attribute__((always_inline)) void
+dot_rows8_body(const void* wrow, MglDType dt, const float* const* x, int nt, int64_t K, float* out) {
+    __m512 a0[8], a1[8];
+    for (int t = 0; t < 8; t++) a0[t] = a1[t] = _mm512_setzero_ps();
+    int64_t k = 0;
+    const size_t es = dt == MGL_DT_F32 ? 4 : 2;
+    for (; k + 32 <= K; k += 32) {
+        /* many rows make each weight line slow to consume: fetch ahead so the
+         * stream of weights keeps the memory busy */
+        _mm_prefetch((const char*)wrow + (size_t)k * es + 2048, _MM_HINT_T0);
+        _mm_prefetch((const char*)wrow + (size_t)k * es + 2112, _MM_HINT_T0);
+        __m512 w0, w1;
+        if (dt == MGL_DT_F32) {
+            w0 = _mm512_loadu_ps((const float*)wrow + k);
+            w1 = _mm512_loadu_ps((const float*)wrow + k + 16);
+        } else {
+            __m256i h0 = _mm256_loadu_si256((const __m256i*)((const uint16_t*)wrow + k));
+            __m256i h1 = _mm256_loadu_si256((const __m256i*)((const uint16_t*)wrow + k + 16));
+            if (dt == MGL_DT_BF16) {
+                w0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h0), 16));
+                w1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h1), 16));
+            } else {
+                w0 = _mm512_cvtph_ps(h0);
+                w1 = _mm512_cvtph_ps(h1);
+            }
+        }
+        for (int t = 0; t < nt; t++) {
+            a0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[t] + k), a0[t]);
+            a1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[t] + k + 16), a1[t]);
+        }
+    }
+    for (int t = 0; t < nt; t++) {
+        float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t]));
+        for (int64_t j = k; j < K; j++) {
+            float w = dt == MGL_DT_F32    ? ((const float*)wrow)[j]
+                      : dt == MGL_DT_BF16 ? mgl_bf16_to_f32(((const uint16_t*)wrow)[j])
+                                          : mgl_f16_to_f32(((const uint16_t*)wrow)[j]);
+            s += w * x[t][j];
+        }
+        out[t] = s;
+    }
+}
+/* dot_rows8_body compiled for each row count and weight type, so the row
+ * loop unrolls and the type test leaves the inner loop (same arithmetic). */
+#define MGL_ROWS8(NT)                                                                                            \
+    __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void dot_rows8_##NT(                    \
+        const void* w, MglDType dt, const float* const* x, int64_t K, float* out) {                              \
+        if (dt == MGL_DT_F32) dot_rows8_body(w, MGL_DT_F32, x, NT, K, out);                                     \
+        else if (dt == MGL_DT_BF16) dot_rows8_body(w, MGL_DT_BF16, x, NT, K, out);                              \
+        else dot_rows8_body(w, MGL_DT_F16, x, NT, K, out);                                                      \
+    }
+MGL_ROWS8(1)
+MGL_ROWS8(2)
+MGL_ROWS8(3)
+MGL_ROWS8(4)
+MGL_ROWS8(5)
+MGL_ROWS8(6)
+MGL_ROWS8(7)
+MGL_ROWS8(8)
+typedef void (*MglRows8Fn)(const void*, MglDType, const float* const*, int64_t, float*);
+static const MglRows8Fn dot_rows8_avx512[9] = {NULL, dot_rows8_1, dot_rows8_2, dot_rows8_3, dot_rows8_4,
+                                               dot_rows8_5, dot_rows8_6, dot_rows8_7, dot_rows8_8};
+
+static int have_avx512(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char* isa = getenv("MGL_CPU_ISA"); /* "avx2" or "scalar" force a narrower kernel (tests) */
+        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && mgl_cpu_has_f16c() && !(isa && *isa);
+    }
+    return v;
+}
+static int have_avx2(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char* isa = getenv("MGL_CPU_ISA");
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && mgl_cpu_has_f16c() &&
+            !(isa && !strcmp(isa, "scalar"));
+    }
+    return v;
+}
+#define MGL_HAVE_DOT16 1
+#endif
+
+void mgl_weight_row(const MglWeight* W, int64_t r, float* out) {
+    const uint8_t* base = W->data;
+    size_t es = mgl_dtype_size(W->dtype);
+    mgl_convert_floats(base + (size_t)(r * W->cols) * es, W->dtype, out, MGL_DT_F32, (size_t)W->cols);
+}
+
+/* ---- GEMM -------------------------------------------------------------- */
+
+/* C[M,N] = alpha * A[M,K] B^T (trans_b) or A B, split over the pool along N
+ * (or M when N is narrow); each part is a single-threaded OpenBLAS call. */
+typedef struct {
+    int trans_b, M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float* C;
+    bool split_n;
+} Gemm;
+
+static void gemm_part(void* ctx, int64_t b, int64_t e) {
+    const Gemm* g = ctx;
+    if (g->split_n) {
+        const float* B = g->trans_b ? g->B + b * g->ldb : g->B + b;
+        mgl_sgemm(g->trans_b, g->M, (int)(e - b), g->K, g->alpha, g->A, g->lda, B, g->ldb, g->beta, g->C + b, g->ldc);
+    } else {
+        mgl_sgemm(g->trans_b, (int)(e - b), g->N, g->K, g->alpha, g->A + b * g->lda, g->lda, g->B, g->ldb, g->beta,
+                  g->C + b * g->ldc, g->ldc);
+    }
+}
+
+static void gemm(int trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                 float beta, float* C, int ldc) {
+    /* split the larger side: each part then packs only its own slice of the
+     * big operand (ConvNeXt: 36864 rows of activations; decoders: the weights) */
+    Gemm g = {trans_b, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, N > M};
+    double work = (double)M * N * K;
+    int64_t len = g.split_n ? N : M;
+    if (work < 2e5) {
+        gemm_part(&g, 0, len);
+        return;
+    }
+    /* one part per thread (at least 16 rows/cols): fewer, larger BLAS calls */
+    int64_t threads = mgl_pool_size();
+    int64_t grain = (len + threads - 1) / threads;
+    mgl_parallel_for(len, grain < 16 ? 16 : grain, gemm_part, &g);
+}
+
+typedef struct {
+    const float* x;
+    int64_t T, K, N;
+    const MglWeight* W;
+    float* y;
+} MatmulCtx;
+
+/* Decode rows: y[m, n] = dot(W[n], x[m]) for m < T, each dot in one fixed
+ * order whatever T is (a sequence's result does not depend on what else is
+ * in the batch); a weight row is read from memory once for all T rows. */
+static void rows_part(void* ctx, int64_t b, int64_t e) {
+    const MatmulCtx* c = ctx;
+    const uint8_t* base = c->W->data;
+    const MglDType dt = c->W->dtype;
+    size_t es = mgl_dtype_size(dt);
+#ifdef MGL_HAVE_DOT16
+    if (have_avx512()) {
+        for (int64_t n = b; n < e; n++) {
+            const void* w = base + (size_t)(n * c->K) * es;
+            for (int64_t t0 = 0; t0 < c->T; t0 += 8) {
+                const int nt = c->T - t0 < 8 ? (int)(c->T - t0) : 8;
+                const float* x[8];
+                float o[8];
+                for (int t = 0; t < nt; t++) x[t] = c->x + (t0 + t) * c->K;
+                dot_rows8_avx512[nt](w, dt, x, c->K, o);
+                for (int t = 0; t < nt; t++) c->y[(t0 + t) * c->N + n] = o[t];
+            }
+        }
+        return;
+    }
+    if (have_avx2()) {
+        for (int64_t n = b; n < e; n++) {
+            const void* w = base + (size_t)(n * c->K) * es;
+            for (int64_t t0 = 0; t0 < c->T; t0 += 4) {
+                const int nt = c->T - t0 < 4 ? (int)(c->T - t0) : 4;
+                const float* x[4];
+                float o[4];
+                for (int t = 0; t < nt; t++) x[t] = c->x + (t0 + t) * c->K;
+                dot_rows4(w, dt, x, nt, c->K, o);
+                for (int t = 0; t < nt; t++) c->y[(t0 + t) * c->N + n] = o[t];
+            }
+        }
+        return;
+    }
+#endif
+    float* row = dt == MGL_DT_F32 ? NULL : malloc(sizeof(float) * (size_t)c->K);
+    for (int64_t n = b; n < e; n++) {
+        const float* w = (const float*)(base + (size_t)(n * c->K) * es);
+        if (row) {
+            mgl_convert_floats(base + (size_t)(n * c->K) * es, dt, row, MGL_DT_F32, (size_t)c->K);
+            w = row;
+        }
+        for (int64_t t = 0; t < c->T; t++) {
+            const float* x = c->x + t * c->K;
+            float s = 0.0f;
+            for (int64_t k = 0; k < c->K; k++) s += w[k] * x[k];
+            c->y[t * c->N + n] = s;
+        }
+    }
+    free(row);
+}
+
+/* prefill with 16-bit weights: widen ROW_TILE rows at a time, GEMM each tile */
+static void tiles16_part(void* ctx, int64_t b, int64_t e) {
+    const MatmulCtx* c = ctx;
+    const uint8_t* base = c->W->data;
+    size_t es = mgl_dtype_size(c->W->dtype);
+    float* tile = malloc(sizeof(float) * (size_t)(ROW_TILE * c->K));
+    for (int64_t t = b; t < e; t++) {
+        int64_t n0 = t * ROW_TILE;
+        int64_t nr = c->N - n0 < ROW_TILE ? c->N - n0 : ROW_TILE;
+        mgl_convert_floats(base + (size_t)(n0 * c->K) * es, c->W->dtype, tile, MGL_DT_F32, (size_t)(nr * c->K));
+        mgl_sgemm(1, (int)c->T, (int)nr, (int)c->K, 1.0f, c->x, (int)c->K, tile, (int)c->K, 0.0f, c->y + n0,
+                  (int)c->N);
+    }
+    free(tile);
+}
+
+typedef struct {
+    float* y;
+    const float* bias;
+    int64_t N;
+} BiasCtx;
+
+static void bias_part(void* ctx, int64_t b, int64_t e) {
+    const BiasCtx* c = ctx;
+    for (int64_t t = b; t < e; t++)
+        for (int64_t n = 0; n < c->N; n++) c->y[t * c->N + n] += c->bias[n];
+}
+
+static void add_bias(float* y, int64_t T, int64_t N, const float* bias) {
+    BiasCtx bc = {y, bias, N};
+    mgl_parallel_for(T, (4096 + N - 1) / N, bias_part, &bc);
+}
+
+void mgl_matmul_rows(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y) {
+    MatmulCtx c = {x, T, W->cols, W->rows, W, y};
+    mgl_parallel_for(W->rows, 64, rows_part, &c);
+    if (bias) add_bias(y, T, W->rows, bias);
+}
+
+void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y) {
+    const int64_t N = W->rows, K = W->cols;
+    MatmulCtx c = {x, T, K, N, W, y};
+    if (T == 1) {
+        mgl_matmul_rows(x, 1, W, bias, y);
+        return;
+    }
+    if (W->dtype == MGL_DT_F32) {
+        gemm(1, (int)T, (int)N, (int)K, 1.0f, x, (int)K, (const float*)W->data, (int)K, 0.0f, y, (int)N);
+    } else {
+        mgl_parallel_for((N + ROW_TILE - 1) / ROW_TILE, 1, tiles16_part, &c);
+    }
+    if (bias) add_bias(y, T, N, bias);
+}
+
