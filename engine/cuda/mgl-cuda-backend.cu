@@ -93,6 +93,13 @@ static double now_ms(void) { return (double)g_get_monotonic_time() / 1000.0; }
 static MglStatus sample_dev(MglBackendCtx* dc, const MglSampling* p, int32_t* id, MglErr* err) {
     MglCudaStream* s = dc->s_main;
     const int64_t V = dc->dm->w.lc.vocab;
+    if (p->allow) { /* constrained decoding: the mask goes to the device and applies there */
+        const size_t words = (size_t)((V + 31) / 32);
+        if (!dc->d_allow) MGL_TRY(mglc_ctx_alloc(dc, (void**)&dc->d_allow, sizeof(uint32_t) * words, "sampling mask", err));
+        mglc_fail(s, cudaMemcpyAsync(dc->d_allow, p->allow, sizeof(uint32_t) * words, cudaMemcpyHostToDevice, s->st),
+                  "mask upload");
+        mgl_cuda_mask_logits(s, dc->logits, V, dc->d_allow);
+    }
     if (p->temperature <= 0.0f) mgl_cuda_argmax(s, dc->logits, V, dc->d_tok);
     else {
         double u = mgl_rng_unit(p->rng);
@@ -269,7 +276,7 @@ static MglStatus cuda_bench_llm(MglBackendCtx* dc, int T, int G, MglBackendBench
     MGL_TRY(mgl_cuda_upload(dc->d_ids, ids.data(), sizeof(int32_t) * (size_t)T, err));
     MglCudaStream* s = dc->s_main;
     uint64_t rng = 0;
-    MglSampling gp = {0.0f, 0, 1.0f, &rng};
+    MglSampling gp = {0.0f, 0, 1.0f, &rng, NULL};
     int32_t id = 0;
     /* warm-up prefill (cuBLAS heuristics, module loading) */
     mgl_cuda_embed(s, &dc->dm->w.embed, dc->d_ids, T, dc->x);

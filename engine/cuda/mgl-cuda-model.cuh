@@ -55,6 +55,7 @@ struct MglBackendCtx {
     int *d_pos;
     int32_t *d_tok, *d_ids;
     int32_t last_tok;   /* the id d_tok holds (-1: none) */
+    uint32_t* d_allow;  /* the sampling mask (V bits), allocated on first use */
     int64_t ids_cap;
     MglCudaSampler* sampler;
     /* the decode step */

@@ -1027,6 +1027,18 @@ extern "C" void mgl_cuda_argmax(MglCudaStream* s, const float* logits, int64_t V
     MGLC_LAUNCHED(s, "argmax");
 }
 
+__global__ void mask_logits_kernel(float* logits, int64_t V, const uint32_t* allow) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < V; i += (int64_t)gridDim.x * blockDim.x)
+        if (!((allow[i >> 5] >> (i & 31)) & 1u)) logits[i] = -INFINITY;
+}
+
+extern "C" void mgl_cuda_mask_logits(MglCudaStream* s, float* logits, int64_t V, const uint32_t* allow) {
+    int64_t blocks = (V + 255) / 256;
+    if (blocks > 1024) blocks = 1024;
+    mask_logits_kernel<<<(unsigned)blocks, 256, 0, s->st>>>(logits, V, allow);
+    MGLC_LAUNCHED(s, "logits mask");
+}
+
 struct MglCudaSampler {
     int64_t V;
     float *keys_in, *keys_out;

@@ -208,6 +208,14 @@ typedef enum {
  * return false to stop generation. */
 typedef bool (*MglTokenFunc)(int32_t id, const char* text, void* user_data);
 
+/* Constrained decoding: called before each token is sampled with the ids
+ * generated so far; clears the bits of the tokens that may not come next in
+ * `allow` (n_vocab bits, bit i of word i / 32, all set on entry). Sampling
+ * then sees those logits as -inf (greedy and sampled alike, on every
+ * backend). Return false to leave every token allowed this step. */
+typedef bool (*MglTokenMaskFunc)(const int32_t* generated, size_t n_generated, uint32_t* allow, int32_t n_vocab,
+                                 void* user_data);
+
 typedef struct {
     int          max_new_tokens;  /* <= 0: the model's default (100) */
     float        temperature;     /* 0 = greedy (default) */
@@ -221,6 +229,8 @@ typedef struct {
     bool         use_objects;     /* object tokens from boxes (default true) */
     bool         use_high_res;    /* ConvNeXt branch (default true); false = Ff := CLIP features, objects off */
     int          object_order;    /* MglObjectOrder; MGL_OBJECT_ORDER_MODEL (default) = the manifest's */
+    MglTokenMaskFunc token_mask;  /* NULL = unconstrained */
+    void*        token_mask_data;
 } MglGenParams;
 
 typedef struct {
@@ -299,6 +309,20 @@ MGL_API void       mgl_stream_free(MglStream* stream);
 MGL_API MglStatus  mgl_stream_submit(MglStream* stream, const MglImage* image, const MglBox* boxes, size_t n_boxes,
                                      const char* question, const MglGenParams* params, MglResultFunc done,
                                      void* user_data, uint64_t* id, MglErr* err);
+/* Several requests about one frame (several questions, or one per object
+ * with its own boxes): the image is preprocessed once, and the vision towers
+ * (CLIP, ConvNeXt, fusion) run once for those admitted together. ids[i] (ids
+ * may be NULL) names each; on an error none is queued. */
+typedef struct {
+    const char*         question;
+    const MglBox*       boxes;
+    size_t              n_boxes;
+    const MglGenParams* params;     /* NULL = defaults */
+    MglResultFunc       done;
+    void*               user_data;
+} MglFrameRequest;
+MGL_API MglStatus  mgl_stream_submit_frame(MglStream* stream, const MglImage* image, const MglFrameRequest* requests,
+                                           size_t n, uint64_t* ids, MglErr* err);
 /* Aborts one request (id) or all of the stream's (id == 0); each still gets its callback. */
 MGL_API void       mgl_stream_abort(MglStream* stream, uint64_t id);
 /* Requests of this stream accepted and not yet called back. */

@@ -39,7 +39,9 @@ typedef struct {
     MglDType kv_dtype;  /* KV cache storage on a device: F16, BF16 or F32; the CPU keeps f32 */
 } MglBackendCtxParams;
 
-/* One prompt: [ids[0, image_pos) | image tokens | object tokens | ids[image_pos, n_ids)]. */
+/* One prompt: [ids[0, image_pos) | image tokens | object tokens | ids[image_pos, n_ids)].
+ * Sequences whose inputs share x336/x768 (requests about one frame) may have
+ * their vision towers run once by the backend. */
 typedef struct {
     const int32_t* ids;
     size_t         n_ids, image_pos;
@@ -74,10 +76,11 @@ static inline MglSeqLayout mgl_seq_layout(const MglSeqInput* in, int64_t P) {
 /* Sampling settings of one sequence: temperature 0 is greedy (first of equal
  * maxima); else temperature -> top-k -> top-p -> one draw from *rng. */
 typedef struct {
-    float     temperature;
-    int       top_k;
-    float     top_p;
-    uint64_t* rng;
+    float           temperature;
+    int             top_k;
+    float           top_p;
+    uint64_t*       rng;
+    const uint32_t* allow;   /* NULL, or n_vocab bits: a cleared bit makes that token's logit -inf */
 } MglSampling;
 
 typedef struct {
@@ -152,8 +155,8 @@ const char* const* mgl_backend_names(void);
 int32_t mgl_sample_draw(const float* logits, int64_t V, float temperature, int top_k, float top_p, double u);
 /* A uniform draw in [0, 1) from a sampling state (splitmix64). */
 double  mgl_rng_unit(uint64_t* state);
-/* The next token from host logits with `s`. */
-int32_t mgl_sample_logits(const float* logits, int64_t V, const MglSampling* s);
+/* The next token from host logits with `s` (logits of disallowed tokens are set to -inf first). */
+int32_t mgl_sample_logits(float* logits, int64_t V, const MglSampling* s);
 
 #ifdef __cplusplus
 }

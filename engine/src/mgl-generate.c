@@ -8,32 +8,60 @@
 #include <stdlib.h>
 #include <string.h>
 
-MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t n_boxes, int limit_num, int order, float** x768,
-                               float** x336, float** boxes768, size_t* n_obj, MglErr* err) {
-    *x768 = *x336 = *boxes768 = NULL;
+MglStatus mgl_views_make(const MglImage* img, MglViews** out, MglErr* err) {
+    *out = NULL;
     if (!img || !img->data) return mgl_err(err, MGL_E_INVALID, "image: no pixels");
     uint8_t* sq = NULL;
     int S = 0;
     MGL_TRY(mgl_pad_square(img->data, img->width, img->height, img->stride, &sq, &S, err));
+    MglViews* v = calloc(1, sizeof *v);
     uint8_t* r = malloc((size_t)MGL_AUX_SIZE * MGL_AUX_SIZE * 3);
+    float* a = malloc(sizeof(float) * 3 * MGL_AUX_SIZE * MGL_AUX_SIZE);
+    float* l = malloc(sizeof(float) * 3 * 336 * 336);
+    if (!v || !r || !a || !l) {
+        free(sq); free(v); free(r); free(a); free(l);
+        return mgl_err(err, MGL_E_NOMEM, "image: out of memory");
+    }
     mgl_resize_bicubic_rgb8(sq, S, S, r, MGL_AUX_SIZE, MGL_AUX_SIZE);
     free(sq);
-    float* a = malloc(sizeof(float) * 3 * MGL_AUX_SIZE * MGL_AUX_SIZE);
     mgl_normalize_clip(r, MGL_AUX_SIZE, MGL_AUX_SIZE, a);
     free(r);
-    float* l = malloc(sizeof(float) * 3 * 336 * 336);
     mgl_resize_bilinear_chw(a, 3, MGL_AUX_SIZE, MGL_AUX_SIZE, 336, 336, l);
-    MglStatus st = mgl_boxes_to_768(boxes, n_boxes, img->width, img->height, limit_num, order, boxes768, n_obj, err);
-    if (st != MGL_OK) {
-        free(a);
-        free(l);
-        return st;
-    }
-    *x768 = a;
-    *x336 = l;
+    v->x768 = a;
+    v->x336 = l;
+    v->width = img->width;
+    v->height = img->height;
+    v->refs = 1;
+    *out = v;
     return MGL_OK;
 }
 
+MglViews* mgl_views_ref(MglViews* v) {
+    if (v) g_atomic_int_inc(&v->refs);
+    return v;
+}
+
+void mgl_views_unref(MglViews* v) {
+    if (!v || !g_atomic_int_dec_and_test(&v->refs)) return;
+    free(v->x768);
+    free(v->x336);
+    free(v);
+}
+
+MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t n_boxes, int limit_num, int order, float** x768,
+                               float** x336, float** boxes768, size_t* n_obj, MglErr* err) {
+    *x768 = *x336 = *boxes768 = NULL;
+    MglViews* v = NULL;
+    MGL_TRY(mgl_views_make(img, &v, err));
+    MglStatus st = mgl_boxes_to_768(boxes, n_boxes, img->width, img->height, limit_num, order, boxes768, n_obj, err);
+    if (st == MGL_OK) { /* the caller owns the views' buffers */
+        *x768 = v->x768;
+        *x336 = v->x336;
+        v->x768 = v->x336 = NULL;
+    }
+    mgl_views_unref(v);
+    return st;
+}
 
 MglGenParams mgl_gen_default_params(void) {
     MglGenParams p = {.max_new_tokens = 0, .temperature = 0.0f, .top_p = 1.0f, .top_k = 0, .seed = 0,
@@ -115,7 +143,10 @@ int32_t mgl_sample_draw(const float* logits, int64_t V, float temperature, int t
     return id;
 }
 
-int32_t mgl_sample_logits(const float* logits, int64_t V, const MglSampling* s) {
+int32_t mgl_sample_logits(float* logits, int64_t V, const MglSampling* s) {
+    if (s->allow)
+        for (int64_t i = 0; i < V; i++)
+            if (!((s->allow[i >> 5] >> (i & 31)) & 1u)) logits[i] = -INFINITY;
     if (s->temperature <= 0.0f) {
         int32_t best = 0;
         for (int64_t i = 1; i < V; i++)
@@ -173,6 +204,19 @@ MglStatus mgl_gen_begin(MglModel* m, int64_t n_ctx, const MglImage* image, const
                         const char* question, const MglGenParams* params, MglGen* g, MglErr* err) {
     memset(g, 0, sizeof *g);
     if (!image || !question) return mgl_err(err, MGL_E_INVALID, "generate: missing context, image or question");
+    MglViews* v = NULL;
+    MglStatus st = mgl_gen_check(m, question, params, g, err);
+    const double t0 = now_ms();
+    if (st == MGL_OK) st = mgl_views_make(image, &v, err);
+    const double t1 = now_ms();
+    if (st == MGL_OK) st = mgl_gen_begin_views(m, n_ctx, v, boxes, n_boxes, question, g, err);
+    if (st == MGL_OK) g->t.preprocess_ms += t1 - t0;
+    mgl_views_unref(v);
+    return st;
+}
+
+/* The parameter checks of a request (before any image work). */
+MglStatus mgl_gen_check(MglModel* m, const char* question, const MglGenParams* params, MglGen* g, MglErr* err) {
     g->p = params ? *params : mgl_gen_default_params();
     MglGenParams* p = &g->p;
     if (p->max_new_tokens <= 0) p->max_new_tokens = m->files->man.max_new_tokens;
@@ -183,24 +227,29 @@ MglStatus mgl_gen_begin(MglModel* m, int64_t n_ctx, const MglImage* image, const
     if (!(p->temperature >= 0.0f) || !(p->top_p > 0.0f && p->top_p <= 1.0f) || p->top_k < 0)
         return mgl_err(err, MGL_E_INVALID, "generate: temperature must be >= 0, top-p in (0, 1], top-k >= 0");
     MGL_TRY(mgl_model_files_check(m->files, err));
-    double t0 = now_ms();
+    const char* q = question;
+    while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
+    if (!*q) return mgl_err(err, MGL_E_INVALID, "prompt: empty question");
+    return MGL_OK;
+}
+
+MglStatus mgl_gen_begin_views(MglModel* m, int64_t n_ctx, MglViews* v, const MglBox* boxes, size_t n_boxes,
+                              const char* question, MglGen* g, MglErr* err) {
+    const double t0 = now_ms();
+    MglGenParams* p = &g->p;
     const int64_t P = m->w.n_patches;
-    {
-        const char* q = question;
-        while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r') q++;
-        if (!*q) return mgl_err(err, MGL_E_INVALID, "prompt: empty question");
-    }
     MGL_TRY(mgl_prompt_build(m->tok, m->tmpl, question, true, &g->pr, err));
     g->in = (MglSeqInput){.ids = g->pr.ids, .n_ids = g->pr.n_ids, .image_pos = g->pr.image_pos,
                           .use_high_res = p->use_high_res};
-    MglStatus st = mgl_stage_preprocess(image, boxes, n_boxes, p->limit_num, p->object_order, &g->x768, &g->x336,
-                                        &g->b768, &g->in.n_obj, err);
+    MglStatus st = mgl_boxes_to_768(boxes, n_boxes, v->width, v->height, p->limit_num, p->object_order, &g->b768,
+                                    &g->in.n_obj, err);
     if (st != MGL_OK) {
         mgl_gen_clear(g);
         return st;
     }
-    g->in.x768 = g->x768;
-    g->in.x336 = g->x336;
+    g->views = mgl_views_ref(v);
+    g->in.x768 = v->x768;
+    g->in.x336 = v->x336;
     g->in.boxes768 = g->b768;
     if (!p->use_objects || !p->use_high_res) g->in.n_obj = 0;
     g->L = mgl_seq_layout(&g->in, P).L;
@@ -220,8 +269,20 @@ MglStatus mgl_gen_begin(MglModel* m, int64_t n_ctx, const MglImage* image, const
         return mgl_err(err, MGL_E_NOMEM, "out of memory");
     }
     g->dt = p->on_token ? mgl_detok_new(m->tok, true) : NULL;
+    if (p->token_mask && !(g->allow = malloc(sizeof(uint32_t) * (size_t)((m->w.lc.vocab + 31) / 32)))) {
+        mgl_gen_clear(g);
+        return mgl_err(err, MGL_E_NOMEM, "out of memory");
+    }
     g->t.preprocess_ms = now_ms() - t0;
     return MGL_OK;
+}
+
+void mgl_gen_prepare_sample(MglModel* m, MglGen* g) {
+    g->seq.samp.allow = NULL;
+    if (!g->p.token_mask || !g->allow) return;
+    const int32_t V = m->w.lc.vocab;
+    memset(g->allow, 0xff, sizeof(uint32_t) * (size_t)((V + 31) / 32));
+    if (g->p.token_mask(g->gen, g->ng, g->allow, V, g->p.token_mask_data)) g->seq.samp.allow = g->allow;
 }
 
 bool mgl_gen_push(MglModel* m, MglGen* g, MglErr* err) {
@@ -261,9 +322,9 @@ MglStatus mgl_gen_finish(MglModel* m, MglGen* g, char** text, MglErr* err) {
 
 void mgl_gen_clear(MglGen* g) {
     mgl_detok_free(g->dt);
+    free(g->allow);
     free(g->gen);
-    free(g->x768);
-    free(g->x336);
+    mgl_views_unref(g->views);
     free(g->b768);
     mgl_prompt_clear(&g->pr);
     memset(g, 0, sizeof *g);
@@ -291,6 +352,7 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
     double t2 = now_ms();
     g.t.vision_ms = t2 - t1;
     if (st == MGL_OK) st = be->prefill(c->bc, batch, 1, err);
+    mgl_gen_prepare_sample(m, &g);
     if (st == MGL_OK) st = be->sample(c->bc, batch, 1, err);
     g.seq.n_past = g.L;
     double t3 = now_ms();
@@ -298,6 +360,7 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
     g.st = st;
     while (g.st == MGL_OK && !mgl_gen_push(m, &g, err)) {
         g.st = be->decode(c->bc, batch, 1, err);
+        mgl_gen_prepare_sample(m, &g);
         if (g.st == MGL_OK) g.st = be->sample(c->bc, batch, 1, err);
     }
     g.t.decode_ms = now_ms() - t3;

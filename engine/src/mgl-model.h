@@ -84,7 +84,7 @@ typedef struct {
     MglGenParams p;          /* defaults resolved */
     MglPrompt    pr;
     MglSeqInput  in;
-    float       *x768, *x336, *b768;
+    float*       b768;       /* the boxes in the 768 frame */
     int64_t      L;          /* prompt length in LLM positions */
     uint64_t     rng;        /* sampling state (splitmix64) */
     MglSeq       seq;
@@ -94,11 +94,31 @@ typedef struct {
     MglTimings   t;
     MglStatus    st;
     volatile int abort;      /* set by the scheduler's abort */
+    uint32_t*    allow;      /* the token mask buffer (p.token_mask set) */
+    struct MglViews* views;  /* the image's preprocessed views (shared by requests about one frame) */
 } MglGen;
+
+/* The two preprocessed views of one image (768 and 336, CHW f32), shared by
+ * the requests about that frame; reference-counted, thread-safe. */
+typedef struct MglViews {
+    float *x768, *x336;
+    int    width, height;   /* the original image */
+    int    refs;
+} MglViews;
+MglStatus mgl_views_make(const MglImage* img, MglViews** out, MglErr* err);
+MglViews* mgl_views_ref(MglViews* v);
+void      mgl_views_unref(MglViews* v);
 
 MglStatus mgl_gen_begin(MglModel* m, int64_t n_ctx, const MglImage* image, const MglBox* boxes, size_t n_boxes,
                         const char* question, const MglGenParams* params, MglGen* g, MglErr* err);
+/* mgl_gen_begin in two steps, for requests sharing one frame's views: the
+ * parameter checks (fills g->p), then the prompt and boxes over the views. */
+MglStatus mgl_gen_check(MglModel* m, const char* question, const MglGenParams* params, MglGen* g, MglErr* err);
+MglStatus mgl_gen_begin_views(MglModel* m, int64_t n_ctx, MglViews* v, const MglBox* boxes, size_t n_boxes,
+                              const char* question, MglGen* g, MglErr* err);
 bool      mgl_gen_push(MglModel* m, MglGen* g, MglErr* err);
+/* Before each sample: the request's token mask (or none) into g->seq.samp.allow. */
+void      mgl_gen_prepare_sample(MglModel* m, MglGen* g);
 MglStatus mgl_gen_finish(MglModel* m, MglGen* g, char** text, MglErr* err);
 void      mgl_gen_clear(MglGen* g);
 

@@ -121,6 +121,7 @@ static MglStatus prefill_batch(MglServer* s, MglSeq** seqs, Req** reqs, int n, M
     if (st == MGL_OK) st = s->be->vision(s->bc, seqs, n, err);
     double t1 = now_ms();
     if (st == MGL_OK) st = s->be->prefill(s->bc, seqs, n, err);
+    for (int i = 0; i < n; i++) mgl_gen_prepare_sample(s->m, &reqs[i]->g);
     if (st == MGL_OK) st = s->be->sample(s->bc, seqs, n, err);
     double t2 = now_ms();
     for (int i = 0; i < n; i++) {
@@ -192,6 +193,7 @@ static gpointer server_thread(gpointer data) {
             for (int i = 0; i < nr; i++) seqs[i] = &run[i]->g.seq;
             double t0 = now_ms();
             MglStatus st = s->be->decode(s->bc, seqs, nr, &err);
+            for (int i = 0; i < nr; i++) mgl_gen_prepare_sample(s->m, &run[i]->g);
             if (st == MGL_OK) st = s->be->sample(s->bc, seqs, nr, &err);
             double dt = now_ms() - t0;
             for (int i = 0; i < nr; i++) {
@@ -436,4 +438,57 @@ MglStatus mgl_model_bench_batch(MglModel* m, int B, int T, int G, MglBatchBench*
     free(ptr);
     be->ctx_free(bc);
     return st;
+}
+
+MglStatus mgl_stream_submit_frame(MglStream* sm, const MglImage* image, const MglFrameRequest* rq, size_t n,
+                                  uint64_t* ids, MglErr* err) {
+    if (ids)
+        for (size_t i = 0; i < n; i++) ids[i] = 0;
+    if (!sm) return mgl_err(err, MGL_E_INVALID, "submit: no stream");
+    if (n == 0) return MGL_OK;
+    if (!rq || !image) return mgl_err(err, MGL_E_INVALID, "submit: no requests or no image");
+    MglServer* s = sm->s;
+    Req** rs = g_new0(Req*, n);
+    MglStatus st = MGL_OK;
+    for (size_t i = 0; i < n && st == MGL_OK; i++) {
+        rs[i] = g_new0(Req, 1);
+        MglGenParams p = rq[i].params ? *rq[i].params : mgl_gen_default_params();
+        p.on_token = NULL;
+        st = mgl_gen_check(s->m, rq[i].question, &p, &rs[i]->g, err);
+        if (st != MGL_OK) mgl_err_prefix(err, "request %zu", i);
+    }
+    /* one preprocessing of the image for all of them */
+    MglViews* v = NULL;
+    const double t0 = now_ms();
+    if (st == MGL_OK) st = mgl_views_make(image, &v, err);
+    const double tv = now_ms() - t0;
+    size_t begun = 0;
+    for (size_t i = 0; i < n && st == MGL_OK; i++, begun++) {
+        st = mgl_gen_begin_views(s->m, s->n_ctx, v, rq[i].boxes, rq[i].n_boxes, rq[i].question, &rs[i]->g, err);
+        if (st != MGL_OK) mgl_err_prefix(err, "request %zu", i);
+        else rs[i]->g.t.preprocess_ms += tv;
+    }
+    mgl_views_unref(v);
+    if (st != MGL_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (i < begun) mgl_gen_clear(&rs[i]->g);
+            g_free(rs[i]);
+        }
+        g_free(rs);
+        return st;
+    }
+    g_mutex_lock(&s->lock);
+    for (size_t i = 0; i < n; i++) {
+        rs[i]->stream = sm;
+        rs[i]->done = rq[i].done;
+        rs[i]->user = rq[i].user_data;
+        rs[i]->id = ++s->next_id;
+        if (ids) ids[i] = rs[i]->id;
+        sm->pending++;
+        g_queue_push_tail(&sm->queue, rs[i]);
+    }
+    g_cond_broadcast(&s->wake);
+    g_mutex_unlock(&s->lock);
+    g_free(rs);
+    return MGL_OK;
 }

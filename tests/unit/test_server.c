@@ -62,6 +62,17 @@ static void results_clear(Results* r) {
     }
 }
 
+/* The token mask of the tests: ids below 40 and EOS only. */
+static bool allow_small_ids(const int32_t* gen, size_t n, uint32_t* allow, int32_t V, void* ud) {
+    (void)gen;
+    (void)n;
+    (void)ud;
+    const int32_t eos = 2;
+    for (int32_t i = 40; i < V; i++)
+        if (i != eos) allow[i >> 5] &= ~(1u << (i & 31));
+    return true;
+}
+
 static const char* questions[NREQ] = {
     "Describe the image.", "What is in the picture?", "Count the objects, then name every colour you can see.",
     "Where is the red one?", "Is there anything at the top left of the frame, and what is it?", "Hi",
@@ -181,6 +192,58 @@ static void family(const char* name) {
     mgl_server_free(s);
     g_mutex_clear(&r.lock);
     g_cond_clear(&r.cond);
+
+    /* several requests about one frame (one per object, and a whole-frame one): views and vision
+     * shared, answers as alone; with a token mask, every token obeys it, alone and served */
+    {
+        sp.max_batch = 3;
+        REQUIRE(mgl_server_new(m, &sp, &s, &err) == MGL_OK);
+        MglStream* fs = mgl_stream_new(s);
+        memset(&r, 0, sizeof r);
+        g_mutex_init(&r.lock);
+        g_cond_init(&r.cond);
+        const int k = 3; /* the frame with three boxes */
+        MglGenParams masked = gp[k];
+        masked.token_mask = allow_small_ids;
+        int32_t* want[4];
+        size_t n_want[4];
+        MglFrameRequest fr[4];
+        Slot fslots[4];
+        for (int j = 0; j < 4; j++) {
+            const MglBox* b = j < 3 ? &boxes[k][j] : boxes[k];
+            size_t nb_j = j < 3 ? 1 : nb[k];
+            const MglGenParams* pj = j == 2 ? &masked : &gp[k];
+            char* t = NULL;
+            REQUIRE(mgl_generate(c, &img[k], b, nb_j, questions[j], pj, &t, &want[j], &n_want[j], NULL, &err) ==
+                    MGL_OK);
+            free(t);
+            fslots[j] = (Slot){&r, j};
+            fr[j] = (MglFrameRequest){questions[j], b, nb_j, pj, on_result, &fslots[j]};
+        }
+        for (size_t i = 0; i < n_want[2]; i++)
+            CHECK_MSG(want[2][i] < 40 || want[2][i] == mgl_tokenizer_eos(mgl_model_tokenizer(m)),
+                      "%s: masked token %d", name, want[2][i]);
+        uint64_t fids[4];
+        REQUIRE_MSG(mgl_stream_submit_frame(fs, &img[k], fr, 4, fids, &err) == MGL_OK, "%s", err.msg);
+        wait_done(&r, 4);
+        REQUIRE(r.done == 4);
+        for (int j = 0; j < 4; j++) {
+            CHECK(fids[j] > 0);
+            CHECK_MSG(r.status[j] == MGL_OK && r.n_ids[j] == n_want[j] &&
+                          memcmp(r.ids[j], want[j], sizeof(int32_t) * n_want[j]) == 0,
+                      "%s: frame request %d differs from alone", name, j);
+            free(want[j]);
+        }
+        results_clear(&r);
+        /* one bad request refuses the whole frame */
+        fr[1].question = "   ";
+        CHECK(mgl_stream_submit_frame(fs, &img[k], fr, 4, fids, &err) == MGL_E_INVALID && fids[0] == 0);
+        CHECK_MSG(strstr(err.msg, "request 1"), "%s", err.msg);
+        mgl_stream_free(fs);
+        mgl_server_free(s);
+        g_mutex_clear(&r.lock);
+        g_cond_clear(&r.cond);
+    }
 
     /* KV caches that cannot fit are refused at start, naming the sizes */
     sp.max_batch = 4;

@@ -117,42 +117,78 @@ static MglStatus cpu_reserve(MglBackendCtx* bc, MglSeq* const* seqs, int n, int6
     return MGL_OK;
 }
 
+/* The vision towers of one image: CLIP, and with the high-res branch the
+ * ConvNeXt maps and the fused features. */
+typedef struct {
+    const float* x336;   /* the views they were computed from */
+    bool hi;
+    float *clip, *fused, *so[4];
+} CpuVision;
+
+static void vision_free(CpuVision* v) {
+    free(v->clip);
+    free(v->fused);
+    for (int s = 0; s < 4; s++) free(v->so[s]);
+}
+
+static MglStatus vision_run(const MglModelWeights* m, const MglSeqInput* in, CpuVision* v, MglErr* err) {
+    const int64_t D = m->D, P = m->n_patches;
+    memset(v, 0, sizeof *v);
+    v->x336 = in->x336;
+    v->hi = in->use_high_res;
+    v->clip = malloc(sizeof(float) * (size_t)(P * D));
+    v->fused = malloc(sizeof(float) * (size_t)(P * D));
+    bool ok = v->clip && v->fused;
+    for (int s = 0; ok && v->hi && s < 4; s++) {
+        int64_t hs = (MGL_AUX_SIZE / 4) >> s;
+        ok = (v->so[s] = malloc(sizeof(float) * (size_t)(hs * hs * m->stages[s].C))) != NULL;
+    }
+    if (!ok) {
+        vision_free(v);
+        return mgl_err(err, MGL_E_NOMEM, "vision: out of memory");
+    }
+    mgl_stage_clip(m, in->x336, v->clip);
+    if (v->hi) {
+        mgl_stage_convnext(m, in->x768, v->so);
+        mgl_stage_fuse(m, v->clip, v->so[3], v->fused, NULL);
+    } else {
+        memcpy(v->fused, v->clip, sizeof(float) * (size_t)(P * D));
+    }
+    return MGL_OK;
+}
+
+/* Each sequence's prompt embeddings; sequences about one frame (the same
+ * views) share one run of the vision towers. */
 static MglStatus cpu_vision(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglErr* err) {
     const MglModelWeights* m = bc->w;
-    const int64_t D = m->D, H = m->lc.hidden, P = m->n_patches;
-    for (int i = 0; i < n; i++) {
+    const int64_t H = m->lc.hidden, P = m->n_patches;
+    CpuVision* vs = calloc((size_t)(n > 0 ? n : 1), sizeof(CpuVision));
+    int nv = 0;
+    MglStatus st = vs ? MGL_OK : mgl_err(err, MGL_E_NOMEM, "vision: out of memory");
+    for (int i = 0; i < n && st == MGL_OK; i++) {
         CpuSlot* sl = NULL;
-        MGL_TRY(slot_of(bc, seqs[i], &sl, err));
+        if ((st = slot_of(bc, seqs[i], &sl, err)) != MGL_OK) break;
         const MglSeqInput* in = seqs[i]->in;
+        CpuVision* v = NULL;
+        for (int k = 0; k < nv && !v; k++)
+            if (vs[k].x336 == in->x336 && vs[k].hi == in->use_high_res) v = &vs[k];
+        if (!v) {
+            if ((st = vision_run(m, in, &vs[nv], err)) != MGL_OK) break;
+            v = &vs[nv++];
+        }
         const MglSeqLayout ly = mgl_seq_layout(in, P);
         free(sl->emb);
         sl->emb = malloc(sizeof(float) * (size_t)(ly.L * H));
-        float* clipf = malloc(sizeof(float) * (size_t)(P * D));
-        float* fused = malloc(sizeof(float) * (size_t)(P * D));
-        if (!sl->emb || !clipf || !fused) {
-            free(clipf);
-            free(fused);
-            return mgl_err(err, MGL_E_NOMEM, "vision: out of memory for %lld tokens", (long long)ly.L);
-        }
-        mgl_stage_clip(m, in->x336, clipf);
-        float* so[4] = {0};
-        if (in->use_high_res) {
-            for (int s = 0; s < 4; s++) {
-                int64_t hs = (MGL_AUX_SIZE / 4) >> s;
-                so[s] = malloc(sizeof(float) * (size_t)(hs * hs * m->stages[s].C));
-            }
-            mgl_stage_convnext(m, in->x768, so);
-            mgl_stage_fuse(m, clipf, so[3], fused, NULL);
-        } else {
-            memcpy(fused, clipf, sizeof(float) * (size_t)(P * D));
+        if (!sl->emb) {
+            st = mgl_err(err, MGL_E_NOMEM, "vision: out of memory for %lld tokens", (long long)ly.L);
+            break;
         }
         const MglPrompt pr = {.ids = (int32_t*)in->ids, .n_ids = in->n_ids, .image_pos = in->image_pos};
-        mgl_stage_embeds(m, &pr, fused, so, in->boxes768, in->n_obj, sl->emb);
-        for (int s = 0; s < 4; s++) free(so[s]);
-        free(clipf);
-        free(fused);
+        mgl_stage_embeds(m, &pr, v->fused, v->so, in->boxes768, in->n_obj, sl->emb);
     }
-    return MGL_OK;
+    for (int k = 0; k < nv; k++) vision_free(&vs[k]);
+    free(vs);
+    return st;
 }
 
 static MglStatus cpu_prefill(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglErr* err) {
