@@ -2,6 +2,9 @@
 #include "mgl-json.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -67,11 +70,40 @@ bool mgl_json_parse_object(const char* what, const char* data, size_t len, JsonP
     return true;
 }
 
+int mgl_open_regular(const char* path, GError** error) {
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        fail(error, MGL_JSON_ERROR_IO, "%s: cannot open: %s", path, g_strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        fail(error, MGL_JSON_ERROR_IO, "%s: cannot stat: %s", path, g_strerror(e));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        fail(error, MGL_JSON_ERROR_IO, "%s: not a regular file", path);
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
 /* max_size guards against huge or endless inputs. */
 bool mgl_json_read_file(const char* path, size_t max_size, char** out, size_t* out_len, GError** error) {
     *out = NULL;
-    FILE* f = fopen(path, "rb");
-    if (!f) return fail(error, MGL_JSON_ERROR_IO, "%s: cannot open: %s", path, g_strerror(errno));
+    int fd = mgl_open_regular(path, error);
+    if (fd < 0) return false;
+    FILE* f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return fail(error, MGL_JSON_ERROR_IO, "%s: cannot open: %s", path, g_strerror(errno));
+    }
     size_t cap = 4096, len = 0;
     char* buf = malloc(cap + 1);
     if (!buf) {

@@ -41,6 +41,10 @@ typedef enum {
  * MGL_JSON_MAX_DEPTH within the `len` bytes of `data`. */
 bool mgl_json_depth_ok(const char* data, size_t len);
 
+/* Opens `path` for reading only when it is a regular file (a FIFO, device
+ * or folder is refused at once instead of blocking); -1 and *error on failure. */
+int mgl_open_regular(const char* path, GError** error);
+
 /* Read a whole file (at most max_size bytes) into a NUL-terminated buffer
  * (free() it); *len excludes the NUL. */
 bool mgl_json_read_file(const char* path, size_t max_size, char** data, size_t* len, GError** error);

@@ -93,6 +93,7 @@ static double now_ms(void) { return (double)g_get_monotonic_time() / 1000.0; }
 static MglStatus sample_dev(MglBackendCtx* dc, const MglSampling* p, int32_t* id, MglErr* err) {
     MglCudaStream* s = dc->s_main;
     const int64_t V = dc->dm->w.lc.vocab;
+    mgl_cuda_nan_flag(s, dc->logits, V, dc->d_tok + 1); /* d_tok has room for 4 ids; [1] is the flag */
     if (p->allow) { /* constrained decoding: the mask goes to the device and applies there */
         const size_t words = (size_t)((V + 31) / 32);
         if (!dc->d_allow) MGL_TRY(mglc_ctx_alloc(dc, (void**)&dc->d_allow, sizeof(uint32_t) * words, "sampling mask", err));
@@ -106,7 +107,11 @@ static MglStatus sample_dev(MglBackendCtx* dc, const MglSampling* p, int32_t* id
         mgl_cuda_sample(s, dc->sampler, dc->logits, p->temperature, p->top_k, p->top_p, u, dc->d_tok);
     }
     mglc_fail(s, cudaMemcpyAsync(id, dc->d_tok, sizeof(int32_t), cudaMemcpyDeviceToHost, s->st), "token download");
+    int32_t nan = 0;
+    mglc_fail(s, cudaMemcpyAsync(&nan, dc->d_tok + 1, sizeof(int32_t), cudaMemcpyDeviceToHost, s->st), "flag download");
     MglStatus st = mgl_cuda_stream_sync(s, err);
+    if (st == MGL_OK && nan)
+        st = mgl_err(err, MGL_E_FORMAT, "the model's logits are not numbers (NaN): its weights or inputs are broken");
     dc->last_tok = st == MGL_OK ? *id : -1;
     return st;
 }

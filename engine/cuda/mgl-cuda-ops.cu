@@ -1032,6 +1032,19 @@ __global__ void mask_logits_kernel(float* logits, int64_t V, const uint32_t* all
         if (!((allow[i >> 5] >> (i & 31)) & 1u)) logits[i] = -INFINITY;
 }
 
+__global__ void nan_flag_kernel(const float* logits, int64_t V, int32_t* flag) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < V; i += (int64_t)gridDim.x * blockDim.x)
+        if (isnan(logits[i])) *flag = 1;
+}
+
+extern "C" void mgl_cuda_nan_flag(MglCudaStream* s, const float* logits, int64_t V, int32_t* flag) {
+    int64_t blocks = (V + 255) / 256;
+    if (blocks > 1024) blocks = 1024;
+    mglc_fail(s, cudaMemsetAsync(flag, 0, sizeof(int32_t), s->st), "NaN flag");
+    nan_flag_kernel<<<(unsigned)blocks, 256, 0, s->st>>>(logits, V, flag);
+    MGLC_LAUNCHED(s, "NaN flag");
+}
+
 extern "C" void mgl_cuda_mask_logits(MglCudaStream* s, float* logits, int64_t V, const uint32_t* allow) {
     int64_t blocks = (V + 255) / 256;
     if (blocks > 1024) blocks = 1024;

@@ -97,6 +97,8 @@ void mgl_cuda_store_rows(MglCudaStream* s, const float* x, int64_t ldx, int64_t 
                          MglDType dt, int64_t row0);
 /* out[i, :] = E[ids[i], :] widened to f32; ids on the device */
 void mgl_cuda_embed(MglCudaStream* s, const MglCudaW* E, const int32_t* ids, int64_t n, float* out);
+/* *flag (device) = 1 when any logit is NaN, else 0 */
+void mgl_cuda_nan_flag(MglCudaStream* s, const float* logits, int64_t V, int32_t* flag);
 /* logits[i] = -inf where bit i of `allow` (device, V bits) is clear */
 void mgl_cuda_mask_logits(MglCudaStream* s, float* logits, int64_t V, const uint32_t* allow);
 /* index of the largest logit (the first on ties), written to *out (device) */

@@ -66,17 +66,14 @@ MglStatus mgl_err_json(MglErr* err, GError* gerr) {
 
 MglStatus mgl_map_open(const char* path, MglMap** out, MglErr* err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return mgl_err(err, MGL_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    GError* ge = NULL;
+    int fd = mgl_open_regular(path, &ge);
+    if (fd < 0) return mgl_err_json(err, ge);
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
         return mgl_err(err, MGL_E_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return mgl_err(err, MGL_E_IO, "%s: not a regular file", path);
     }
     MglMap* m = calloc(1, sizeof *m);
     if (!m) { close(fd); return mgl_err(err, MGL_E_NOMEM, "%s: out of memory", path); }
@@ -116,34 +113,8 @@ void mgl_map_unref(MglMap* m) {
 }
 
 MglStatus mgl_read_file(const char* path, size_t max_size, char** out, size_t* out_len, MglErr* err) {
-    *out = NULL;
-    FILE* f = fopen(path, "rb");
-    if (!f) return mgl_err(err, MGL_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 4096, len = 0;
-    char* buf = malloc(cap + 1);
-    if (!buf) { fclose(f); return mgl_err(err, MGL_E_NOMEM, "%s: out of memory", path); }
-    for (;;) {
-        if (len == cap) {
-            if (cap >= max_size) {
-                free(buf);
-                fclose(f);
-                return mgl_err(err, MGL_E_FORMAT, "%s: file larger than the %zu-byte limit", path, max_size);
-            }
-            cap = cap * 2 > max_size ? max_size : cap * 2;
-            char* nb = realloc(buf, cap + 1);
-            if (!nb) { free(buf); fclose(f); return mgl_err(err, MGL_E_NOMEM, "%s: out of memory", path); }
-            buf = nb;
-        }
-        size_t r = fread(buf + len, 1, cap - len, f);
-        len += r;
-        if (r == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(buf); return mgl_err(err, MGL_E_IO, "%s: read error", path); }
-    buf[len] = 0;
-    *out = buf;
-    if (out_len) *out_len = len;
+    GError* ge = NULL;
+    if (!mgl_json_read_file(path, max_size, out, out_len, &ge)) return mgl_err_json(err, ge);
     return MGL_OK;
 }
 

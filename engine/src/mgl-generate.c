@@ -253,6 +253,14 @@ MglStatus mgl_gen_begin_views(MglModel* m, int64_t n_ctx, MglViews* v, const Mgl
     g->in.boxes768 = g->b768;
     if (!p->use_objects || !p->use_high_res) g->in.n_obj = 0;
     g->L = mgl_seq_layout(&g->in, P).L;
+    if (g->L + p->max_new_tokens > n_ctx && g->L < n_ctx) {
+        /* room for some answer: the budget shrinks to what fits (logged once per model) */
+        if (g_atomic_int_compare_and_exchange(&m->warned_budget, 0, 1))
+            g_message("mgllava: %d new tokens after a %lld-token prompt exceed the %lld-token context: the answer is "
+                      "capped at %lld tokens (this is said once)",
+                      p->max_new_tokens, (long long)g->L, (long long)n_ctx, (long long)(n_ctx - g->L));
+        p->max_new_tokens = (int)(n_ctx - g->L);
+    }
     if (g->L + p->max_new_tokens > n_ctx) {
         st = mgl_err(err, MGL_E_INVALID, "prompt: %lld tokens (%zu text + %lld visual) plus %d new exceed the %lld-token context",
                      (long long)g->L, g->pr.n_ids, (long long)(P + (int64_t)g->in.n_obj), p->max_new_tokens,

@@ -155,7 +155,9 @@ MglStatus mgl_model_files_open(const char* path, MglModelFiles** out, MglErr* er
     *out = NULL;
     char* manifest = is_dir(path) ? g_build_filename(path, "mgllava.json", NULL) : g_strdup(path);
     if (!is_file(manifest)) {
-        MglStatus s = mgl_err(err, MGL_E_IO, "%s: no mgllava.json manifest here (see docs/model-format.md)", path);
+        MglStatus s = g_file_test(manifest, G_FILE_TEST_EXISTS)
+                          ? mgl_err(err, MGL_E_IO, "%s: not a regular file", manifest)
+                          : mgl_err(err, MGL_E_IO, "%s: no mgllava.json manifest here (see docs/model-format.md)", path);
         g_free(manifest);
         return s;
     }
@@ -243,6 +245,7 @@ typedef struct {
     int   missing;
     int   bad;
     char  first[400];
+    char  first_file[300];  /* the file of the first problem (a wrong tensor's; else the model folder) */
     /* names the graph uses (when non-NULL) */
     GHashTable* used;
     /* synthesis: create each missing tensor with random values instead of failing */
@@ -326,6 +329,7 @@ static void need(Check* c, const char* name, int ndim, int64_t d0, int64_t d1, i
     }
     if (!t) {
         if (!c->missing && !c->bad) snprintf(c->first, sizeof c->first, "missing tensor '%s'", name);
+        if (!c->missing && !c->bad) c->first_file[0] = 0;
         c->missing++;
         return;
     }
@@ -339,6 +343,7 @@ static void need(Check* c, const char* name, int ndim, int64_t d0, int64_t d1, i
             for (int i = 0; i < ndim; i++) e += (size_t)snprintf(exp + e, sizeof exp - e, i ? ",%lld" : "%lld", (long long)want[i]);
             snprintf(c->first, sizeof c->first, "tensor '%s' is %s [%s], expected a float tensor [%s]", name,
                      mgl_dtype_name(t->dtype), got, exp);
+            snprintf(c->first_file, sizeof c->first_file, "%s", t->map && t->map->path ? t->map->path : "");
         }
         c->bad++;
     }
@@ -370,7 +375,8 @@ static MglStatus check_all(MglModelFiles* mf, Check* cp, MglErr* err) {
     mf->gate_hidden = g0 && g0->ndim == 2 ? (int)g0->shape[0] : mf->clip.hidden / 2;
     mgl_weight_walk(mf, check_item, &c);
     if (c.missing || c.bad) {
-        const char* where = mf->man.packed ? "packed weights" : "model";
+        /* name the file the wrong tensor is in, or the model folder a tensor is missing from */
+        const char* where = c.first_file[0] ? c.first_file : mf->man.dir ? mf->man.dir : "model";
         return mgl_err(err, MGL_E_FORMAT, "%s: %s (%d missing, %d with a wrong shape or dtype)", where, c.first,
                        c.missing, c.bad);
     }

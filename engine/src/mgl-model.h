@@ -22,6 +22,7 @@ struct MglModel {
     MglDType           kv_dtype;   /* the default KV precision (the device weights' precision) */
     int32_t            eos_ids[10];
     int                n_eos;
+    int                warned_budget; /* the answer budget was capped to the context once (logged) */
     const MglBackend*  be;         /* where the model runs */
     MglBackendModel*   bm;
 };

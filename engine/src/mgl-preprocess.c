@@ -207,8 +207,174 @@ static void sort_reading_order(Cand* c, size_t m, int h, float dy) {
     free(k);
 }
 
+/* IoU above torchvision's threshold (the float IoU against the double 0.2). */
+static inline bool suppresses(const float* a, float area_a, const float* b, float area_b) {
+    float xx1 = fmaxf(a[0], b[0]), yy1 = fmaxf(a[1], b[1]);
+    float xx2 = fminf(a[2], b[2]), yy2 = fminf(a[3], b[3]);
+    float iw = fmaxf(0.0f, xx2 - xx1), ih = fmaxf(0.0f, yy2 - yy1);
+    float inter = iw * ih;
+    float ovr = inter / (area_a + area_b - inter);
+    return (double)ovr > 0.2;
+}
+
+/* torchvision.ops.batched_nms's coordinate-offset form (what it uses for up
+ * to 1000 boxes): every box of label k moves by k * (max_coord + 1), areas
+ * and IoUs on the moved coordinates, one greedy pass over all labels at
+ * once (with negative coordinates boxes of different labels can then still
+ * overlap: kept as torchvision has it). */
+static void nms_offset(Cand* c, size_t n, bool* dead) {
+    float maxc = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < 4; k++) maxc = c[i].b[k] > maxc ? c[i].b[k] : maxc;
+    float(*sb)[4] = malloc(sizeof(float[4]) * (n ? n : 1));
+    float* area = malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        float off = (float)c[i].label * (maxc + 1.0f);
+        for (int k = 0; k < 4; k++) sb[i][k] = c[i].b[k] + off;
+        area[i] = (sb[i][2] - sb[i][0]) * (sb[i][3] - sb[i][1]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (dead[i]) continue;
+        for (size_t j = i + 1; j < n; j++)
+            if (!dead[j] && suppresses(sb[i], area[i], sb[j], area[j])) dead[j] = true;
+    }
+    free(sb);
+    free(area);
+}
+
+/* A uniform grid over one label's boxes: each kept box is listed in the
+ * cells it covers (or, when it covers too many, in `wide`), so a candidate
+ * is compared only with the kept boxes near it. The same greedy decisions
+ * as the all-pairs loop: a candidate dies when a kept box of its label
+ * overlaps it above the threshold. */
+typedef struct {
+    double x0, y0, cw, ch;
+    int nx, ny;
+    GArray** cell;     /* of size_t (candidate index), per cell, lazily made */
+    GArray* wide;      /* kept boxes that span more than WIDE_CELLS cells */
+    size_t* stamp;     /* per candidate: the query that last saw it */
+} Grid;
+
+#define WIDE_CELLS 64
+
+static void grid_span(const Grid* g, const float* b, int* ix0, int* iy0, int* ix1, int* iy1) {
+    double fx0 = floor(((double)b[0] - g->x0) / g->cw), fx1 = floor(((double)b[2] - g->x0) / g->cw);
+    double fy0 = floor(((double)b[1] - g->y0) / g->ch), fy1 = floor(((double)b[3] - g->y0) / g->ch);
+    *ix0 = fx0 < 0 ? 0 : fx0 >= g->nx ? g->nx - 1 : (int)fx0;
+    *ix1 = fx1 < 0 ? 0 : fx1 >= g->nx ? g->nx - 1 : (int)fx1;
+    *iy0 = fy0 < 0 ? 0 : fy0 >= g->ny ? g->ny - 1 : (int)fy0;
+    *iy1 = fy1 < 0 ? 0 : fy1 >= g->ny ? g->ny - 1 : (int)fy1;
+    if (*ix1 < *ix0) *ix1 = *ix0; /* inverted boxes: a cell still, they overlap nothing */
+    if (*iy1 < *iy0) *iy1 = *iy0;
+}
+
+/* The label's boxes are idx[0..m) (score order); dead marks the suppressed. */
+static bool nms_label_grid(const Cand* c, const float* area, const size_t* idx, size_t m, bool* dead,
+                           const volatile int* abort) {
+    Grid g = {0};
+    double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY, sw = 0, sh = 0;
+    for (size_t k = 0; k < m; k++) {
+        const float* b = c[idx[k]].b;
+        x0 = fmin(x0, b[0]);
+        y0 = fmin(y0, b[1]);
+        x1 = fmax(x1, b[2]);
+        y1 = fmax(y1, b[3]);
+        sw += fmax(0.0, (double)b[2] - b[0]);
+        sh += fmax(0.0, (double)b[3] - b[1]);
+    }
+    /* cells about the mean box size, at most 256 a side */
+    double mw = fmax(sw / (double)m, 1.0), mh = fmax(sh / (double)m, 1.0);
+    g.x0 = x0;
+    g.y0 = y0;
+    g.nx = (int)fmin(256.0, fmax(1.0, ceil((x1 - x0) / mw)));
+    g.ny = (int)fmin(256.0, fmax(1.0, ceil((y1 - y0) / mh)));
+    g.cw = fmax((x1 - x0) / g.nx, 1e-6);
+    g.ch = fmax((y1 - y0) / g.ny, 1e-6);
+    g.cell = calloc((size_t)g.nx * (size_t)g.ny, sizeof(GArray*));
+    g.wide = g_array_new(FALSE, FALSE, sizeof(size_t));
+    g.stamp = calloc(m, sizeof(size_t));
+    bool aborted = false;
+    for (size_t k = 0; k < m; k++) {
+        if ((k & 1023) == 1023 && abort && *abort) {
+            aborted = true;
+            break;
+        }
+        const size_t j = idx[k];
+        int ix0, iy0, ix1, iy1;
+        grid_span(&g, c[j].b, &ix0, &iy0, &ix1, &iy1);
+        bool killed = false;
+        /* any kept box above the threshold kills it, so the order they are tried in does not matter */
+        for (guint w = 0; w < g.wide->len && !killed; w++) {
+            size_t i = g_array_index(g.wide, size_t, w);
+            killed = suppresses(c[idx[i]].b, area[idx[i]], c[j].b, area[j]);
+        }
+        for (int yy = iy0; yy <= iy1 && !killed; yy++)
+            for (int xx = ix0; xx <= ix1 && !killed; xx++) {
+                GArray* a = g.cell[(size_t)yy * g.nx + xx];
+                for (guint q = 0; a && q < a->len && !killed; q++) {
+                    size_t i = g_array_index(a, size_t, q);
+                    if (g.stamp[i] == k + 1) continue;
+                    g.stamp[i] = k + 1;
+                    killed = suppresses(c[idx[i]].b, area[idx[i]], c[j].b, area[j]);
+                }
+            }
+        if (killed) {
+            dead[j] = true;
+            continue;
+        }
+        /* kept: list it where later candidates will look */
+        if ((int64_t)(ix1 - ix0 + 1) * (iy1 - iy0 + 1) > WIDE_CELLS) {
+            g_array_append_val(g.wide, k);
+            continue;
+        }
+        for (int yy = iy0; yy <= iy1; yy++)
+            for (int xx = ix0; xx <= ix1; xx++) {
+                GArray** a = &g.cell[(size_t)yy * g.nx + xx];
+                if (!*a) *a = g_array_new(FALSE, FALSE, sizeof(size_t));
+                g_array_append_val(*a, k);
+            }
+    }
+    for (size_t q = 0; q < (size_t)g.nx * (size_t)g.ny; q++)
+        if (g.cell[q]) g_array_free(g.cell[q], TRUE);
+    free(g.cell);
+    g_array_free(g.wide, TRUE);
+    free(g.stamp);
+    return !aborted;
+}
+
+/* torchvision.ops.batched_nms's per-label form (what it uses past 1000
+ * boxes): greedy NMS within each label on the original coordinates. */
+static bool nms_vanilla(Cand* c, size_t n, bool* dead, const volatile int* abort) {
+    float* area = malloc(sizeof(float) * (n ? n : 1));
+    int n_labels = 0;
+    for (size_t i = 0; i < n; i++) {
+        area[i] = (c[i].b[2] - c[i].b[0]) * (c[i].b[3] - c[i].b[1]);
+        if (c[i].label + 1 > n_labels) n_labels = c[i].label + 1;
+    }
+    /* each label's candidates in score order */
+    size_t* start = calloc((size_t)n_labels + 1, sizeof(size_t));
+    size_t* idx = malloc(sizeof(size_t) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) start[c[i].label + 1]++;
+    for (int l = 0; l < n_labels; l++) start[l + 1] += start[l];
+    size_t* fill = calloc((size_t)n_labels, sizeof(size_t));
+    for (size_t i = 0; i < n; i++) idx[start[c[i].label] + fill[c[i].label]++] = i;
+    bool ok = true;
+    for (int l = 0; l < n_labels && ok; l++)
+        ok = nms_label_grid(c, area, idx + start[l], start[l + 1] - start[l], dead, abort);
+    free(fill);
+    free(idx);
+    free(start);
+    free(area);
+    return ok;
+}
+
 MglStatus mgl_boxes_to_768(const MglBox* boxes, size_t n, int w, int h, int limit_num, int order, float** out768,
                            size_t* n_out, MglErr* err) {
+    return mgl_boxes_to_768_abortable(boxes, n, w, h, limit_num, order, NULL, out768, n_out, err);
+}
+
+MglStatus mgl_boxes_to_768_abortable(const MglBox* boxes, size_t n, int w, int h, int limit_num, int order,
+                                     const volatile int* abort, float** out768, size_t* n_out, MglErr* err) {
     *out768 = NULL;
     *n_out = 0;
     if (n > 1000000) return mgl_err(err, MGL_E_INVALID, "boxes: %zu boxes is more than 1000000", n);
@@ -240,41 +406,28 @@ MglStatus mgl_boxes_to_768(const MglBox* boxes, size_t n, int w, int h, int limi
         c[i].label = GPOINTER_TO_INT(v) - 1;
     }
     g_hash_table_unref(ids);
+    if (n > MGL_MAX_DETECTIONS) {
+        /* the most confident MGL_MAX_DETECTIONS (ties: input order) go on to NMS */
+        qsort(c, n, sizeof *c, cand_by_score);
+        g_message("mgllava: %zu boxes: only the %d most confident go through NMS (the official code would "
+                  "keep them all)", n, MGL_MAX_DETECTIONS);
+        n = MGL_MAX_DETECTIONS;
+    }
 
-    /* torchvision.ops.batched_nms (coordinate-offset form for small inputs):
-     * boxes of different labels are moved apart by label * (max_coord + 1). */
-    float maxc = -INFINITY;
-    for (size_t i = 0; i < n; i++)
-        for (int k = 0; k < 4; k++) maxc = c[i].b[k] > maxc ? c[i].b[k] : maxc;
+    /* torchvision.ops.batched_nms: the coordinate-offset form up to 1000
+     * boxes, the per-label form beyond (its 4000-coordinate switch) */
     qsort(c, n, sizeof *c, cand_by_score);
     bool* dead = calloc(n ? n : 1, 1);
-    float(*sb)[4] = malloc(sizeof(float[4]) * (n ? n : 1));
-    float* area = malloc(sizeof(float) * (n ? n : 1));
-    bool vanilla = n * 4 > 4000;
-    for (size_t i = 0; i < n; i++) {
-        float off = vanilla ? 0.0f : (float)c[i].label * (maxc + 1.0f);
-        for (int k = 0; k < 4; k++) sb[i][k] = c[i].b[k] + off;
-        area[i] = (sb[i][2] - sb[i][0]) * (sb[i][3] - sb[i][1]);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (dead[i]) continue;
-        for (size_t j = i + 1; j < n; j++) {
-            if (dead[j] || (vanilla && c[j].label != c[i].label)) continue;
-            float xx1 = fmaxf(sb[i][0], sb[j][0]), yy1 = fmaxf(sb[i][1], sb[j][1]);
-            float xx2 = fminf(sb[i][2], sb[j][2]), yy2 = fminf(sb[i][3], sb[j][3]);
-            float iw = fmaxf(0.0f, xx2 - xx1), ih = fmaxf(0.0f, yy2 - yy1);
-            float inter = iw * ih;
-            float ovr = inter / (area[i] + area[j] - inter);
-            /* torchvision compares the float IoU with a double threshold: 0.2f > 0.2 */
-            if ((double)ovr > 0.2) dead[j] = true;
-        }
+    if (n * 4 <= 4000) nms_offset(c, n, dead);
+    else if (!nms_vanilla(c, n, dead, abort)) {
+        free(dead);
+        free(c);
+        return mgl_err(err, MGL_E_ABORTED, "boxes: aborted");
     }
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         if (!dead[i]) c[m++] = c[i];
     free(dead);
-    free(sb);
-    free(area);
 
     /* per-label top-20 when more than limit_num survive; groups in order of
      * first appearance in the score-sorted list */

@@ -23,5 +23,13 @@ void mgl_normalize_clip(const uint8_t* rgb, int w, int h, float* chw);
  * outside, dummy [0,0,0,0] when none remain. out768 (n_out*4) is malloc'ed. */
 MglStatus mgl_boxes_to_768(const MglBox* boxes, size_t n, int w, int h, int limit_num, int order, float** out768,
                            size_t* n_out, MglErr* err);
+/* The same, checking *abort (may be NULL) during long box work (MGL_E_ABORTED). */
+MglStatus mgl_boxes_to_768_abortable(const MglBox* boxes, size_t n, int w, int h, int limit_num, int order,
+                                     const volatile int* abort, float** out768, size_t* n_out, MglErr* err);
+
+/* Detections beyond this many: the most confident MGL_MAX_DETECTIONS (ties in
+ * input order) go through NMS, with a log message; the official code keeps
+ * them all, so on such input the result may differ from it. */
+#define MGL_MAX_DETECTIONS 10000
 
 #endif

@@ -245,6 +245,27 @@ static void family(const char* name) {
         g_cond_clear(&r.cond);
     }
 
+    /* a budget larger than what fits after the prompt is capped to the context, not refused */
+    {
+        MglCtxParams cp = mgl_ctx_default_params();
+        cp.n_ctx = 640;
+        MglCtx* small = NULL;
+        REQUIRE(mgl_ctx_new_with_params(m, &cp, &small, &err) == MGL_OK);
+        MglGenParams big = mgl_gen_default_params();
+        big.max_new_tokens = 1000;
+        char* t = NULL;
+        int32_t* ids = NULL;
+        size_t nid = 0;
+        MglTimings tm;
+        MglStatus st2 = mgl_generate(small, &img[0], boxes[0], nb[0], questions[0], &big, &t, &ids, &nid, &tm, &err);
+        CHECK_MSG(st2 == MGL_OK, "%s: capped budget: %s", name, err.msg);
+        CHECK_MSG(st2 != MGL_OK || tm.n_prompt_tokens + (int)nid <= 640, "%s: %d + %zu tokens in a 640 context", name,
+                  tm.n_prompt_tokens, nid);
+        free(t);
+        free(ids);
+        mgl_ctx_free(small);
+    }
+
     /* KV caches that cannot fit are refused at start, naming the sizes */
     sp.max_batch = 4;
     sp.n_ctx = 200000000;

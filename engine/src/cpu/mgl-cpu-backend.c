@@ -9,6 +9,7 @@
 #include "mgl-pool.h"
 
 #include <glib.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,7 +240,12 @@ static MglStatus cpu_sample(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglEr
     for (int i = 0; i < n; i++) {
         CpuSlot* sl = NULL;
         MGL_TRY(slot_of(bc, seqs[i], &sl, err));
-        seqs[i]->token = mgl_sample_logits(sl->logits, bc->w->lc.vocab, &seqs[i]->samp);
+        const int64_t V = bc->w->lc.vocab;
+        for (int64_t k = 0; k < V; k++)
+            if (isnan(sl->logits[k]))
+                return mgl_err(err, MGL_E_FORMAT, "the model's logits are not numbers (NaN at token %lld): its "
+                                                  "weights or inputs are broken", (long long)k);
+        seqs[i]->token = mgl_sample_logits(sl->logits, V, &seqs[i]->samp);
     }
     return MGL_OK;
 }

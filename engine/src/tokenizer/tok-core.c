@@ -2,11 +2,13 @@
  * splitting, normalizers, pre-tokenizers, the HF BPE model, post-processing
  * and the (streaming) decoder. Semantics follow HF `tokenizers` 0.20. */
 #include "tok-internal.h"
+#include "mgl-json.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 /* ---- arena ---------------------------------------------------------------- */
@@ -439,14 +441,18 @@ MglStatus mgl_tokenizer_load(const char* path, MglTokenizer** out, MglErr* err) 
         }
         dir = g_strdup(path);
     } else {
-        if (!is_file(path)) return mgl_err(err, MGL_E_IO, "%s: no such tokenizer file", path);
+        if (!is_file(path))
+            return mgl_err(err, MGL_E_IO, "%s: %s", path,
+                           g_file_test(path, G_FILE_TEST_EXISTS) ? "not a regular file" : "no such tokenizer file");
         file = g_strdup(path);
         dir = g_path_get_dirname(path);
     }
     bool json = ends_with(file, ".json");
     if (!json && !ends_with(file, ".model")) {
         /* Unknown name: sniff the first byte (JSON starts with '{'). */
-        FILE* f = fopen(file, "rb");
+        int fd = mgl_open_regular(file, NULL);
+        FILE* f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+        if (fd >= 0 && !f) close(fd);
         int c = f ? fgetc(f) : EOF;
         while (c == ' ' || c == '\n' || c == '\r' || c == '\t') c = fgetc(f);
         if (f) fclose(f);
