@@ -15,9 +15,12 @@ PKGS="meson ninja-build pkg-config gcc libc6-dev python3 libglib2.0-dev libjson-
       clang libclang-rt-14-dev"
 if [ -z "${MGL_SKIP_APT:-}" ]; then
     echo "== installing build dependencies (apt)"
-    $SUDO apt-get update -q >/tmp/mgllava-apt.log 2>&1
+    # another apt (unattended upgrades, a second shell) may hold the dpkg lock: wait for it
+    APT_WAIT="-o DPkg::Lock::Timeout=600"
     # shellcheck disable=SC2086
-    if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $PKGS >>/tmp/mgllava-apt.log 2>&1; then
+    $SUDO apt-get $APT_WAIT update -q >/tmp/mgllava-apt.log 2>&1
+    # shellcheck disable=SC2086
+    if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get $APT_WAIT install -y -q $PKGS >>/tmp/mgllava-apt.log 2>&1; then
         tail -20 /tmp/mgllava-apt.log
         echo "apt-get install failed"
         echo "0 passed, 1 failed"
