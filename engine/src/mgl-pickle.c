@@ -6,6 +6,10 @@
  * placeholder. Nothing is imported or called, so a hostile pickle cannot run
  * code. Calls to names that only an attack would use (os.system, eval, ...)
  * are additionally refused with MGL_E_SECURITY so a tampered file is loud.
+ * The one builtin interpreted is getattr, in the single form Python's
+ * pickler writes below protocol 4 for a nested class (getattr(<module.Outer>,
+ * "Inner")): it yields another inert reference, and every other getattr is
+ * refused (resolve_getattr).
  *
  * Robustness: every read is bounds-checked against the pickle buffer; the
  * stack, mark stack, memo and object count are capped; the VM never recurses,
@@ -24,6 +28,7 @@
 #define MAX_STACK   (1u << 20)
 #define MAX_MARKS   (1u << 16)
 #define MAX_MEMO    (1u << 22)
+#define MAX_QUALNAME 1024u   /* a class name resolved through getattr */
 
 struct MglPickle {
     const MglPickleOpts* o;
@@ -338,12 +343,42 @@ static bool is_dangerous(const char* mod, const char* name) {
         "reload", "help",
     };
     size_t ml = strcspn(mod, ".");   /* os.path, subprocess.x, ... count as their package */
-    for (size_t i = 0; i < G_N_ELEMENTS(mods); i++)
+    size_t nl = strcspn(name, ".");  /* posixpath.os (the os module, reached through
+                                        another one): no class is named so, and pickle
+                                        cannot save a module */
+    for (size_t i = 0; i < G_N_ELEMENTS(mods); i++) {
         if (strlen(mods[i]) == ml && strncmp(mod, mods[i], ml) == 0) return true;
+        if (strlen(mods[i]) == nl && strncmp(name, mods[i], nl) == 0) return true;
+    }
     if (strcmp(mod, "builtins") == 0 || strcmp(mod, "__builtin__") == 0)
         for (size_t i = 0; i < G_N_ELEMENTS(builtins); i++)
             if (strcmp(name, builtins[i]) == 0) return true;
     return false;
+}
+
+static bool is_builtin_getattr(const PkObj* fn) {
+    return fn->type == PK_GLOBAL && (strcmp(fn->u.glob.qualname, "builtins.getattr") == 0 ||
+                                     strcmp(fn->u.glob.qualname, "__builtin__.getattr") == 0);
+}
+
+/* An attribute name getattr may resolve: a Python identifier (ASCII letters,
+ * digits, '_', or UTF-8 non-ASCII bytes; not starting with a digit), not a
+ * dunder (__globals__, __subclasses__, __init__ ... lead to code), and not a
+ * name a nested class never has but an attack reaches for (a module such as
+ * os, eval/exec/getattr/..., system/popen). */
+static bool getattr_name_ok(const char* s, size_t n) {
+    static const char* const calls[] = {"system", "popen", "spawn", "fork", "load", "loads"};
+    if (n == 0 || n > 255 || strlen(s) != n) return false;
+    if (s[0] >= '0' && s[0] <= '9') return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(g_ascii_isalnum(c) || c == '_' || c >= 0x80)) return false;
+    }
+    if (n >= 4 && s[0] == '_' && s[1] == '_' && s[n - 1] == '_' && s[n - 2] == '_') return false;
+    if (is_dangerous(s, "") || is_dangerous("builtins", s)) return false;
+    for (size_t i = 0; i < G_N_ELEMENTS(calls); i++)
+        if (strcmp(s, calls[i]) == 0) return false;
+    return true;
 }
 
 static PkObj* make_global(MglPickle* vm, const char* mod, size_t ml, const char* name, size_t nl) {
@@ -551,12 +586,62 @@ static MglStatus rebuild_tensor(MglPickle* vm, PkObj* fn, PkObj* args, PkObj** o
     return MGL_OK;
 }
 
+/* getattr(parent, name) as Python's pickler writes it below protocol 4 for a
+ * nested class (Outer.Inner: GLOBAL module Outer, then getattr(that,
+ * "Inner"); deeper nesting chains these). That is the one form accepted: the
+ * parent a class reference already modelled as inert (PG_OTHER, outside
+ * builtins) and the name a plain attribute name (getattr_name_ok). The
+ * result is again only a reference, "module.Outer.Inner", that nothing ever
+ * calls. Any other getattr (on an object, a string, a torch or dangerous
+ * name, a dunder, with a default) is refused as an attack would use it. */
+static MglStatus resolve_getattr(MglPickle* vm, PkObj* fn, PkObj* args, PkObj** out) {
+    char what[160];
+    if (args->type != PK_TUPLE || args->u.seq.n != 2)
+        return vm_err(vm, MGL_E_SECURITY, "refusing pickle that calls %s with %s arguments", fn->u.glob.qualname,
+                      args->type == PK_TUPLE ? (args->u.seq.n < 2 ? "too few" : "too many") : "non-tuple");
+    PkObj* parent = args->u.seq.v[0];
+    PkObj* name = args->u.seq.v[1];
+    if (parent->type != PK_GLOBAL || parent->u.glob.kind != PG_OTHER ||
+        g_str_has_prefix(parent->u.glob.qualname, "builtins.") ||
+        g_str_has_prefix(parent->u.glob.qualname, "__builtin__."))
+        return vm_err(vm, MGL_E_SECURITY, "refusing pickle that calls %s on a %s (only a nested class name on an "
+                      "inert class reference is resolved)", fn->u.glob.qualname,
+                      mgl_pickle_describe(parent, what, sizeof what));
+    if (name->type != PK_STR || !getattr_name_ok(name->u.str.s, name->u.str.len)) {
+        if (name->type == PK_STR) {
+            char* esc = g_strescape(name->u.str.len > 64 ? "(long name)" : name->u.str.s, NULL);
+            snprintf(what, sizeof what, "'%s'", esc);
+            g_free(esc);
+        } else mgl_pickle_describe(name, what, sizeof what);
+        return vm_err(vm, MGL_E_SECURITY, "refusing pickle that calls %s(%s, %s): not a nested class name",
+                      fn->u.glob.qualname, parent->u.glob.qualname, what);
+    }
+    const char* pq = parent->u.glob.qualname;
+    size_t pl = strlen(pq);
+    /* a chain of getattr through the memo would otherwise grow each name
+     * from the last: quadratic memory from a linear file */
+    if (pl + 1 + name->u.str.len > MAX_QUALNAME)
+        return vm_err(vm, MGL_E_FORMAT, "nested class name longer than %u bytes", MAX_QUALNAME);
+    PkObj* o = new_obj(vm, PK_GLOBAL);
+    if (!o) return alloc_fail(vm);
+    o->u.glob.qualname = malloc(pl + name->u.str.len + 2);
+    if (!o->u.glob.qualname) return nomem(vm);
+    memcpy(o->u.glob.qualname, pq, pl);
+    o->u.glob.qualname[pl] = '.';
+    memcpy(o->u.glob.qualname + pl + 1, name->u.str.s, name->u.str.len + 1);
+    o->u.glob.kind = PG_OTHER;
+    o->u.glob.dtype = -1;
+    *out = o;
+    return MGL_OK;
+}
+
 /* depth bounds the only nesting a file can drive here: _rebuild_from_type_v2
  * whose inner func is again _rebuild_from_type_v2. */
 static MglStatus call(MglPickle* vm, PkObj* fn, PkObj* args, PkObj** out, int depth) {
     if (fn->type == PK_GLOBAL) {
         switch (fn->u.glob.kind) {
         case PG_DANGEROUS:
+            if (is_builtin_getattr(fn)) return resolve_getattr(vm, fn, args, out);
             return vm_err(vm, MGL_E_SECURITY, "refusing pickle that calls %s", fn->u.glob.qualname);
         case PG_REBUILD_V2:
         case PG_REBUILD_V3:

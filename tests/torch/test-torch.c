@@ -396,10 +396,116 @@ static void test_pickle_rebuild(void) {
     free(map);
 }
 
+/* ---- getattr: nested classes in metadata, and nothing else -------------- */
+
+/* Python's pickler below protocol 4 writes a nested class Outer.Inner as
+ * getattr(<module.Outer>, "Inner"): __builtin__.getattr at protocol 2
+ * (torch.save's default), builtins.getattr at 3. The nested_class_p2/p3
+ * fixtures (tools/fixtures/make_getattr_fixtures.py, Python's own pickler)
+ * load through test_good; here, the VM's view of the pattern and every
+ * getattr that is not it. */
+#define GETATTR2 "c__builtin__\ngetattr\n"
+#define GETATTR3 "cbuiltins\ngetattr\n"
+/* BINUNICODE of a short literal: XSTR("\x05", "Inner") */
+#define XSTR(n, lit) "X" n "\x00\x00\x00" lit
+
+static void test_getattr(void) {
+    PkObj* r;
+    MglPickle* vm;
+    MglErr err = {0};
+    char buf[160];
+    /* [getattr(m.Outer, "Inner"), getattr(getattr(m.Outer, "Inner"), "Deeper")(),
+     *  getattr(m.Outer, "Inner")() with state, protocol 4's builtins.getattr via STACK_GLOBAL] */
+    static const char ok[] =
+        "\x80\x02]q\x00("
+        GETATTR2 "q\x01" "cm.x\nOuter\n" XSTR("\x05", "Inner") "\x86R" "q\x02"
+        "h\x01h\x02" XSTR("\x06", "Deeper") "\x86R)\x81"
+        "h\x02)\x81}" XSTR("\x01", "a") "K\x01sb"
+        "\x8c\x08" "builtins" "\x8c\x07" "getattr" "\x93" "cm.x\nOuter\n" XSTR("\x05", "Inner") "\x86R"
+        GETATTR3 "cm\nC\n" XSTR("\x05", "\xc3\xa9t\xc3\xa9") "\x86R"
+        "e.";
+    MglStatus st = run_pickle(ok, sizeof ok - 1, &r, &vm, &err);
+    if (st != MGL_OK) g_error("%s", err.msg);
+    g_assert_cmpint(r->type, ==, PK_LIST);
+    g_assert_cmpuint(r->u.seq.n, ==, 5);
+    g_assert_cmpstr(mgl_pickle_describe(r->u.seq.v[0], buf, sizeof buf), ==, "reference to m.x.Outer.Inner");
+    g_assert_cmpstr(mgl_pickle_describe(r->u.seq.v[1], buf, sizeof buf), ==, "m.x.Outer.Inner.Deeper object");
+    g_assert_cmpstr(mgl_pickle_describe(r->u.seq.v[2], buf, sizeof buf), ==, "m.x.Outer.Inner object");
+    g_assert_cmpstr(mgl_pickle_describe(r->u.seq.v[3], buf, sizeof buf), ==, "reference to m.x.Outer.Inner");
+    g_assert_cmpstr(mgl_pickle_describe(r->u.seq.v[4], buf, sizeof buf), ==, "reference to m.C.\xc3\xa9t\xc3\xa9");
+    g_assert_cmpint(r->u.seq.v[0]->u.glob.kind, ==, PG_OTHER);
+    mgl_pickle_free(vm);
+
+    /* the fixture an attacker would write: pickle.load runs "touch" through
+     * getattr(posixpath.os, "system") */
+    const char* marker = "/tmp/mgl_pwned_getattr";
+    g_unlink(marker);
+    char* path = fixture("evil_getattr.pth");
+    MglTensorSet* set = mgl_tset_new();
+    st = mgl_torch_load(path, set, &err);
+    g_test_message("evil_getattr.pth -> %s: %s", mgl_status_to_string(st), err.msg);
+    g_assert_cmpint(st, ==, MGL_E_SECURITY);
+    g_assert_nonnull(strstr(err.msg, "evil_getattr.pth"));
+    g_assert_nonnull(strstr(err.msg, "refusing pickle that calls __builtin__.getattr on a reference to posixpath.os"));
+    g_assert_cmpuint(set->n, ==, 0);
+    g_assert_false(g_file_test(marker, G_FILE_TEST_EXISTS));
+    mgl_tset_free(set);
+    g_free(path);
+
+    /* every getattr but the nested-class one stays refused */
+    FAIL(GETATTR2 ")R.", MGL_E_SECURITY, "__builtin__.getattr with too few arguments");
+    FAIL(GETATTR2 "cm\nC\n" XSTR("\x01", "x") "N\x87R.", MGL_E_SECURITY, "too many arguments");
+    FAIL(GETATTR2 "(cm\nC\n" XSTR("\x01", "x") "lR.", MGL_E_SECURITY, "non-tuple arguments");
+    /* on a module reached through another, on os itself, on a dangerous name */
+    FAIL(GETATTR2 "cposixpath\nos\n" XSTR("\x06", "system") "\x86R.", MGL_E_SECURITY,
+         "on a reference to posixpath.os");
+    FAIL(GETATTR3 "cos\npath\n" XSTR("\x02", "os") "\x86R.", MGL_E_SECURITY, "on a reference to os.path");
+    FAIL(GETATTR2 "cbuiltins\neval\n" XSTR("\x03", "x__") "\x86R.", MGL_E_SECURITY, "reference to builtins.eval");
+    /* on builtins (object.__subclasses__ and friends live there) */
+    FAIL(GETATTR2 "c__builtin__\nobject\n" XSTR("\x03", "mro") "\x86R.", MGL_E_SECURITY,
+         "on a reference to __builtin__.object");
+    /* on a torch name the VM interprets, on an object, a string, a tuple */
+    FAIL(GETATTR2 "ccollections\nOrderedDict\n" XSTR("\x08", "fromkeys") "\x86R.", MGL_E_SECURITY,
+         "on a reference to collections.OrderedDict");
+    FAIL(GETATTR2 "cm\nC\n)R" XSTR("\x03", "run") "\x86R.", MGL_E_SECURITY, "on a m.C object");
+    FAIL(GETATTR2 XSTR("\x02", "os") XSTR("\x06", "system") "\x86R.", MGL_E_SECURITY, "on a str");
+    FAIL(GETATTR2 ")" XSTR("\x05", "count") "\x86R.", MGL_E_SECURITY, "on a tuple");
+    /* names that lead to code or are not a class name */
+    FAIL(GETATTR2 "cm\nC\n" XSTR("\x08", "__init__") "\x86R.", MGL_E_SECURITY,
+         "getattr(m.C, '__init__'): not a nested class name");
+    FAIL(GETATTR2 "cm\nC\n" XSTR("\x0b", "__globals__") "\x86R.", MGL_E_SECURITY, "'__globals__'");
+    FAIL(GETATTR2 "cm\nC\n" XSTR("\x02", "os") "\x86R.", MGL_E_SECURITY, "getattr(m.C, 'os')");
+    FAIL(GETATTR2 "cm\nC\n" XSTR("\x06", "system") "\x86R.", MGL_E_SECURITY, "'system'");
+    FAIL(GETATTR2 "cm\nC\n" XSTR("\x04", "exec") "\x86R.", MGL_E_SECURITY, "'exec'");
+    FAIL(GETATTR2 "cm\nC\n" XSTR("\x07", "getattr") "\x86R.", MGL_E_SECURITY, "'getattr'");
+    FAIL(GETATTR2 "cm\nC\n" XSTR("\x03", "a.b") "\x86R.", MGL_E_SECURITY, "'a.b'");
+    FAIL(GETATTR2 "cm\nC\n" XSTR("\x02", "9a") "\x86R.", MGL_E_SECURITY, "'9a'");
+    FAIL(GETATTR2 "cm\nC\n" XSTR("\x00", "") "\x86R.", MGL_E_SECURITY, "''");
+    FAIL(GETATTR2 "cm\nC\n" XSTR("\x03", "a\x00" "b") "\x86R.", MGL_E_SECURITY, "not a nested class name");
+    FAIL(GETATTR2 "cm\nC\n" "C\x01x" "\x86R.", MGL_E_SECURITY, "getattr(m.C, bytes)");
+    /* a resolved reference stays a reference: calling it makes a placeholder,
+     * and getattr on that placeholder is refused */
+    FAIL(GETATTR2 "q\x00" "h\x00" "cm\nC\n" XSTR("\x01", "I") "\x86R)R" XSTR("\x03", "run") "\x86R.",
+         MGL_E_SECURITY, "on a m.C.I object");
+    /* a getattr chain through the memo cannot grow names without bound */
+    static const char head[] = "\x80\x02" GETATTR2 "q\x00" "cm\nC\n";
+    GString* chain = g_string_new_len(head, sizeof head - 1);
+    for (int i = 0; i < 400; i++) g_string_append_len(chain, "q\x01h\x00h\x01" XSTR("\x03", "Abc") "\x86R", 16);
+    g_string_append(chain, ".");
+    expect_fail(chain->str, chain->len, MGL_E_FORMAT, "nested class name longer than 1024 bytes");
+    g_string_free(chain, TRUE);
+    /* getattr itself is never instantiated */
+    FAIL(GETATTR2 ")\x81.", MGL_E_SECURITY, "refusing pickle that instantiates __builtin__.getattr");
+    FAIL("(" GETATTR2 "o.", MGL_E_SECURITY, "instantiates __builtin__.getattr");
+    /* the module reached through another is refused as a call too */
+    FAIL("cshutil\nos\n)R.", MGL_E_SECURITY, "refusing pickle that calls shutil.os");
+}
+
 /* ---- mutation smoke test: truncations and byte flips never crash -------- */
 
 static void test_mutations(void) {
-    static const char* const names[] = {"plain.pth", "views.pth", "mmengine.pth", "zip64.pth", "proto0.pth", "params_p4.pth"};
+    static const char* const names[] = {"plain.pth", "views.pth", "mmengine.pth", "zip64.pth", "proto0.pth", "params_p4.pth",
+                                        "nested_class_p2.pth"};
     char* dir = g_dir_make_tmp("mgl-torch-XXXXXX", NULL);
     g_assert_nonnull(dir);
     char* tmp = g_build_filename(dir, "m.pth", NULL);
@@ -461,7 +567,8 @@ static void test_mutations(void) {
 
 int main(int argc, char** argv) {
     g_test_init(&argc, &argv, NULL);
-    static const char* const good[] = {"plain", "module", "params_p4", "views", "mmengine", "misaligned", "zip64", "proto0", "subclass"};
+    static const char* const good[] = {"plain", "module", "params_p4", "views", "mmengine", "misaligned", "zip64", "proto0", "subclass",
+                                      "nested_class_p2", "nested_class_p3"};
     for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
         char* p = g_strdup_printf("/torch/good/%s", good[i]);
         g_test_add_data_func(p, good[i], test_good);
@@ -472,6 +579,7 @@ int main(int argc, char** argv) {
     g_test_add_func("/torch/bad", test_bad);
     g_test_add_func("/torch/pickle", test_pickle);
     g_test_add_func("/torch/pickle-rebuild", test_pickle_rebuild);
+    g_test_add_func("/torch/getattr", test_getattr);
     g_test_add_func("/torch/mutations", test_mutations);
     return g_test_run();
 }
