@@ -1,6 +1,7 @@
 /* mgl-detections-file.c: the detections file layouts (LIST and VIDEO loaded
- * whole, JSONL streamed a line at a time) over the record rules of
- * mgl-detections.c.
+ * whole, at most MGL_DETECTIONS_MAX_FILE_SIZE, checked before reading; JSONL
+ * streamed a line at a time, each at most MGL_DETECTIONS_MAX_LINE_SIZE) over
+ * the record rules of mgl-detections.c.
  *
  * Copyright (C) 2026 mgllava authors
  * SPDX-License-Identifier: MIT
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -27,7 +30,11 @@ mgl_load_whole (MglDetectionsFile * f, GPtrArray * warnings, GError ** error)
   gboolean ok = FALSE;
   guint i, n;
 
-  if (!mgl_detections_load_json_file (parser, f->path, G_MAXSSIZE, NULL, error))
+  if (!mgl_detections_load_json_file (parser, f->path,
+          MGL_DETECTIONS_MAX_FILE_SIZE, " of the list and video layouts, "
+          "which are read whole (MGL_DETECTIONS_MAX_FILE_SIZE); JSON Lines "
+          "(one record per line) are streamed and have no size limit", NULL,
+          warnings, error))
     goto out;
   root = json_parser_get_root (parser);
 
@@ -102,23 +109,69 @@ out:
   return ok;
 }
 
-/* Reads the next line; FALSE at end of file (or on a read error, in @error). */
-static gboolean
+/* Reads the next line (without its newline) into f->line: 1; 0 at end of
+ * file; -1 and @error on a read error or a line longer than
+ * MGL_DETECTIONS_MAX_LINE_SIZE, whose rest is then not read: a file of
+ * gigabytes without a newline costs at most the limit. A UTF-8 byte order
+ * mark opening the first line is dropped. */
+static int
 mgl_jsonl_read_line (MglDetectionsFile * f, GError ** error)
 {
-  ssize_t len;
+  gsize len = 0;
+  gboolean any = FALSE;
+  int c;
 
-  errno = 0;
-  len = getline (&f->line, &f->line_cap, f->fp);
-  if (len < 0) {
-    if (ferror (f->fp))
-      g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO,
-          "line %" G_GUINT64_FORMAT ": read error: %s", f->lineno + 1,
-          g_strerror (errno));
-    return FALSE;
+  for (;;) {
+    c = getc_unlocked (f->fp);
+    if (c == EOF || c == '\n') {
+      any |= c == '\n';
+      break;
+    }
+    any = TRUE;
+    if (len == MGL_DETECTIONS_MAX_LINE_SIZE) {
+      g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_PARSE,
+          "line %" G_GUINT64_FORMAT ": longer than the %" G_GSIZE_FORMAT
+          "-byte (%" G_GSIZE_FORMAT " MiB) limit of one JSON Lines record "
+          "(MGL_DETECTIONS_MAX_LINE_SIZE)", f->lineno + 1,
+          (gsize) MGL_DETECTIONS_MAX_LINE_SIZE,
+          (gsize) MGL_DETECTIONS_MAX_LINE_SIZE >> 20);
+      return -1;
+    }
+    if (len + 1 >= f->line_cap) {
+      gsize cap = MIN (MAX (f->line_cap * 2, 256),
+          (gsize) MGL_DETECTIONS_MAX_LINE_SIZE + 1);
+      gchar *nl = g_try_realloc (f->line, cap);
+
+      if (nl == NULL) {
+        g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO,
+            "line %" G_GUINT64_FORMAT ": out of memory", f->lineno + 1);
+        return -1;
+      }
+      f->line = nl;
+      f->line_cap = cap;
+    }
+    f->line[len++] = (gchar) c;
   }
+  if (ferror (f->fp)) {
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO,
+        "line %" G_GUINT64_FORMAT ": read error: %s", f->lineno + 1,
+        g_strerror (errno));
+    return -1;
+  }
+  if (!any)
+    return 0;
+  if (f->line == NULL) {
+    f->line = g_malloc (256);
+    f->line_cap = 256;
+  }
+  f->line[len] = '\0';
   f->lineno++;
-  return TRUE;
+  if (f->lineno == 1 && len >= 3 && memcmp (f->line, MGL_UTF8_BOM, 3) == 0) {
+    len -= 3;
+    memmove (f->line, f->line + 3, len + 1);
+  }
+  f->line_len = len;
+  return 1;
 }
 
 /* Parses f->line into f->pending. */
@@ -135,7 +188,8 @@ mgl_jsonl_parse_line (MglDetectionsFile * f, GPtrArray * warnings,
 
   g_snprintf (where, sizeof (where), "line %" G_GUINT64_FORMAT, f->lineno);
 
-  if (!mgl_detections_parse_json (parser, f->line, -1, where, error))
+  if (!mgl_detections_parse_json (parser, f->line, (gssize) f->line_len,
+          where, warnings, error))
     goto out;
   root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root)) {
@@ -170,27 +224,37 @@ out:
 }
 
 static gboolean
-mgl_line_is_blank (const gchar * s)
+mgl_line_is_blank (const MglDetectionsFile * f)
 {
-  for (; *s != '\0'; s++) {
-    if (!g_ascii_isspace (*s))
+  gsize i;
+
+  for (i = 0; i < f->line_len; i++) {
+    if (!g_ascii_isspace (f->line[i]))
       return FALSE;
   }
   return TRUE;
 }
 
-/* Detects the layout from the first bytes: '[' is LIST; '{' is JSONL when
- * the first line alone is a complete object without "frames", else VIDEO. */
+/* Detects the layout from the first bytes (after a UTF-8 byte order mark):
+ * '[' is LIST; '{' is JSONL when the first line alone is a complete object
+ * without "frames", else VIDEO. Reads at most one line of
+ * MGL_DETECTIONS_MAX_LINE_SIZE. */
 static gboolean
 mgl_detect_format (MglDetectionsFile * f, GError ** error)
 {
   JsonParser *parser;
   gboolean jsonl = FALSE;
-  int c;
+  int c, rc;
 
-  do {
+  c = fgetc (f->fp);
+  if (c == 0xef) {
+    int c2 = fgetc (f->fp), c3 = fgetc (f->fp);
+
+    if (c2 == 0xbb && c3 == 0xbf)
+      c = fgetc (f->fp);
+  }
+  while (c != EOF && g_ascii_isspace (c))
     c = fgetc (f->fp);
-  } while (c != EOF && g_ascii_isspace (c));
 
   if (c == EOF) {
     g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_PARSE,
@@ -209,12 +273,12 @@ mgl_detect_format (MglDetectionsFile * f, GError ** error)
 
   rewind (f->fp);
   do {
-    if (!mgl_jsonl_read_line (f, NULL))
-      break;
-  } while (mgl_line_is_blank (f->line));
+    rc = mgl_jsonl_read_line (f, NULL);
+  } while (rc == 1 && mgl_line_is_blank (f));
 
   parser = json_parser_new ();
-  if (f->line != NULL && mgl_detections_parse_json (parser, f->line, -1, NULL, NULL)) {
+  if (rc == 1 && mgl_detections_parse_json (parser, f->line,
+          (gssize) f->line_len, NULL, NULL, NULL)) {
     JsonNode *root = json_parser_get_root (parser);
 
     jsonl = root != NULL && JSON_NODE_HOLDS_OBJECT (root)
@@ -254,6 +318,8 @@ mgl_detections_file_open (const gchar * path, MglDetectionsMatch match,
     GPtrArray * warnings, GError ** error)
 {
   MglDetectionsFile *f;
+  guint64 size = 0;
+  int fd;
 
   g_return_val_if_fail (path != NULL, NULL);
 
@@ -265,10 +331,14 @@ mgl_detections_file_open (const gchar * path, MglDetectionsMatch match,
   f->pending_boxes = mgl_detections_new ();
   f->lookup_labels = g_string_chunk_new (1024);
 
-  f->fp = g_fopen (path, "rb");
+  fd = mgl_detections_open (path, &size, error);
+  if (fd < 0)
+    goto fail;
+  f->fp = fdopen (fd, "rb");
   if (f->fp == NULL) {
     g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO,
-        "cannot open %s: %s", path, g_strerror (errno));
+        "%s: cannot open: %s", path, g_strerror (errno));
+    close (fd);
     goto fail;
   }
   if (!mgl_detect_format (f, error))
@@ -305,7 +375,7 @@ mgl_detections_file_free (MglDetectionsFile * f)
     return;
   if (f->fp != NULL)
     fclose (f->fp);
-  free (f->line);               /* from getline() */
+  g_free (f->line);
   g_array_free (f->records, TRUE);
   mgl_detections_free (f->all);
   mgl_detections_free (f->pending_boxes);
@@ -337,15 +407,16 @@ mgl_jsonl_lookup (MglDetectionsFile * f, gint64 lo, gint64 hi, GArray * out,
     if (!f->have_pending) {
       GError *err = NULL;
 
-      if (!mgl_jsonl_read_line (f, &err)) {
-        if (err != NULL) {
-          g_propagate_error (error, err);
-          f->broken = TRUE;
-          return FALSE;
-        }
-        return TRUE;            /* end of file: no more detections */
+      int rc = mgl_jsonl_read_line (f, &err);
+
+      if (rc < 0) {
+        g_propagate_error (error, err);
+        f->broken = TRUE;
+        return FALSE;
       }
-      if (mgl_line_is_blank (f->line))
+      if (rc == 0)
+        return TRUE;            /* end of file: no more detections */
+      if (mgl_line_is_blank (f))
         continue;
       if (!mgl_jsonl_parse_line (f, warnings, error)) {
         f->broken = TRUE;

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -93,6 +95,86 @@ mgl_node_get_number (JsonNode * node, gdouble * out)
   else
     return FALSE;
   return isfinite (*out);
+}
+
+/* A JSON integer literal: -?(0|[1-9][0-9]*), nothing else. */
+static gboolean
+mgl_is_int_literal (const gchar * s, gsize n)
+{
+  gsize i = 0;
+
+  if (i < n && s[i] == '-')
+    i++;
+  if (i >= n || !g_ascii_isdigit (s[i]) || (s[i] == '0' && i + 1 < n))
+    return FALSE;
+  for (; i < n; i++) {
+    if (!g_ascii_isdigit (s[i]))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* An integer literal beyond gint64 (json-glib would wrap it). */
+static gboolean
+mgl_is_big_int_literal (const gchar * s, gsize n)
+{
+  gboolean neg = n > 0 && s[0] == '-';
+  const gchar *d = s + neg;
+  gsize nd = n - neg;
+
+  if (!mgl_is_int_literal (s, n))
+    return FALSE;
+  if (nd != 19)
+    return nd > 19;
+  return memcmp (d, neg ? "9223372036854775808" : "9223372036854775807", 19) > 0;
+}
+
+/* The text of an integer too large for a number node: mgl_detections_parse_json
+ * turns such literals into strings holding their exact decimal text. NULL for
+ * anything else. */
+static const gchar *
+mgl_node_big_int_text (JsonNode * node)
+{
+  const gchar *s;
+
+  if (node == NULL || !JSON_NODE_HOLDS_VALUE (node)
+      || json_node_get_value_type (node) != G_TYPE_STRING)
+    return NULL;
+  s = json_node_get_string (node);
+  return s != NULL && mgl_is_big_int_literal (s, strlen (s)) ? s : NULL;
+}
+
+/* A label as valid UTF-8. json-glib decodes a lone UTF-16 surrogate escape
+ * ("\ud800") to the 3 bytes ED A0 80, which are not UTF-8; records parsed by
+ * mgl_detections_parse_json never hold one (it rewrites the escape to
+ * \ufffd), but a JsonObject from elsewhere may. Each such sequence, and
+ * each other invalid byte, becomes U+FFFD. Returns NULL when @s is valid;
+ * else a new string (g_free) and a warning. */
+static gchar *
+mgl_label_make_valid (const gchar * s, const gchar * where, guint i,
+    GPtrArray * warnings)
+{
+  GString *g;
+  const gchar *end;
+
+  if (g_utf8_validate (s, -1, &end))
+    return NULL;
+  g = g_string_new (NULL);
+  while (!g_utf8_validate (s, -1, &end)) {
+    const guchar *b = (const guchar *) end;
+
+    g_string_append_len (g, s, end - s);
+    g_string_append (g, "\357\277\275");  /* U+FFFD */
+    if (b[0] == 0xed && b[1] >= 0xa0 && b[1] <= 0xbf && b[2] >= 0x80
+        && b[2] <= 0xbf)
+      s = end + 3;
+    else
+      s = end + 1;
+  }
+  g_string_append (g, s);
+  mgl_detections_warn (warnings, "%s: field \"labels\"[%u] is not valid "
+      "UTF-8 (a lone UTF-16 surrogate?); replaced with U+FFFD", where, i);
+  return g_string_free (g, FALSE);
 }
 
 /* An integer key: a JSON integer, an integral number, or a string holding a
@@ -189,6 +271,7 @@ mgl_detections_parse_record (JsonObject * obj, const gchar * where,
     JsonArray *c;
     MglDetectionsBox b;
     const gchar *label;
+    gchar *fixed;
     gchar idbuf[32];
     gdouble v[4], score = MGL_DETECTIONS_DEFAULT_SCORE;
     guint k;
@@ -203,8 +286,17 @@ mgl_detections_parse_record (JsonObject * obj, const gchar * where,
     c = json_node_get_array (bn);
     for (k = 0; k < 4; k++) {
       if (!mgl_node_get_number (json_array_get_element (c, k), &v[k])) {
-        g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
-            "%s: field \"boxes\"[%u][%u] must be a number", where, i, k);
+        const gchar *big = mgl_node_big_int_text (json_array_get_element (c,
+                k));
+
+        if (big != NULL)
+          g_set_error (error, MGL_DETECTIONS_ERROR,
+              MGL_DETECTIONS_ERROR_FORMAT, "%s: field \"boxes\"[%u][%u] = %s "
+              "is not a pixel coordinate (beyond 1e6)", where, i, k, big);
+        else
+          g_set_error (error, MGL_DETECTIONS_ERROR,
+              MGL_DETECTIONS_ERROR_FORMAT,
+              "%s: field \"boxes\"[%u][%u] must be a number", where, i, k);
         return FALSE;
       }
       /* a pixel coordinate (the engine's bound): also keeps every value
@@ -219,8 +311,18 @@ mgl_detections_parse_record (JsonObject * obj, const gchar * where,
 
     if (sarr != NULL) {
       if (!mgl_node_get_number (json_array_get_element (sarr, i), &score)) {
-        g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_FORMAT,
-            "%s: field \"scores\"[%u] must be a number", where, i);
+        const gchar *big = mgl_node_big_int_text (json_array_get_element (sarr,
+                i));
+
+        if (big != NULL)
+          g_set_error (error, MGL_DETECTIONS_ERROR,
+              MGL_DETECTIONS_ERROR_FORMAT,
+              "%s: field \"scores\"[%u] = %s is not a confidence", where, i,
+              big);
+        else
+          g_set_error (error, MGL_DETECTIONS_ERROR,
+              MGL_DETECTIONS_ERROR_FORMAT,
+              "%s: field \"scores\"[%u] must be a number", where, i);
         return FALSE;
       }
       /* a confidence, finite also as a float (the engine refuses
@@ -268,7 +370,10 @@ mgl_detections_parse_record (JsonObject * obj, const gchar * where,
     b.x2 = v[2];
     b.y2 = v[3];
     b.score = score;
-    b.label = g_string_chunk_insert_const (out->labels, label);
+    fixed = mgl_label_make_valid (label, where, i, warnings);
+    b.label = g_string_chunk_insert_const (out->labels,
+        fixed != NULL ? fixed : label);
+    g_free (fixed);
     g_array_append_val (out->boxes, b);
   }
   return TRUE;
@@ -284,17 +389,134 @@ mgl_detections_record_compare (gconstpointer a, gconstpointer b)
   return (ra->first > rb->first) - (ra->first < rb->first);
 }
 
+/* One pass over JSON text (valid UTF-8, nesting already checked) for what
+ * json-glib gets wrong, rewriting into *out (NULL when nothing changed):
+ *   - a lone UTF-16 surrogate escape (\ud800 not followed by \udc00-\udfff, or
+ *     a \udc00-\udfff not after one) becomes \ufffd: json-glib would decode
+ *     it to bytes that are not UTF-8, or refuse the string;
+ *   - an integer literal beyond gint64 in a value position (after '[', ':',
+ *     or ',' in an array) becomes a string of its exact decimal text:
+ *     json-glib would wrap it (12345678901234567890 to -6101065172474983726).
+ *     Only value positions, so no object key is made of a number.
+ * *n_surrogates counts the escapes replaced; @first gets the first one. */
+static void
+mgl_json_rewrite (const gchar * t, gsize n, GString ** out, guint * n_surrogates,
+    gchar first[7])
+{
+  gchar stack[MGL_JSON_MAX_DEPTH + 2];
+  gint depth = 0;
+  gchar prev = 0;               /* last structural character outside strings */
+  gboolean in_str = FALSE;
+  gsize i = 0, last = 0;
+
+  *out = NULL;
+  *n_surrogates = 0;
+  while (i < n) {
+    gchar c = t[i];
+
+    if (in_str) {
+      if (c == '"') {
+        in_str = FALSE;
+        prev = 'v';
+        i++;
+      } else if (c == '\\' && i + 5 < n && t[i + 1] == 'u'
+          && g_ascii_isxdigit (t[i + 2]) && g_ascii_isxdigit (t[i + 3])
+          && g_ascii_isxdigit (t[i + 4]) && g_ascii_isxdigit (t[i + 5])) {
+        guint v = (g_ascii_xdigit_value (t[i + 2]) << 12)
+            | (g_ascii_xdigit_value (t[i + 3]) << 8)
+            | (g_ascii_xdigit_value (t[i + 4]) << 4)
+            | g_ascii_xdigit_value (t[i + 5]);
+
+        if (v >= 0xd800 && v <= 0xdbff && i + 11 < n && t[i + 6] == '\\'
+            && t[i + 7] == 'u' && (t[i + 8] == 'd' || t[i + 8] == 'D')
+            && g_ascii_isxdigit (t[i + 9])
+            && g_ascii_xdigit_value (t[i + 9]) >= 0xc
+            && g_ascii_isxdigit (t[i + 10]) && g_ascii_isxdigit (t[i + 11])) {
+          i += 12;              /* a pair */
+        } else if (v >= 0xd800 && v <= 0xdfff) {
+          if (*out == NULL)
+            *out = g_string_sized_new (n + 16);
+          g_string_append_len (*out, t + last, i - last);
+          g_string_append (*out, "\\ufffd");
+          if ((*n_surrogates)++ == 0) {
+            memcpy (first, t + i, 6);
+            first[6] = '\0';
+          }
+          i += 6;
+          last = i;
+        } else {
+          i += 6;
+        }
+      } else {
+        i += c == '\\' ? 2 : 1;
+      }
+      continue;
+    }
+
+    if (c == '"') {
+      in_str = TRUE;
+      i++;
+    } else if (c == '[' || c == '{') {
+      if (depth < (gint) sizeof (stack))
+        stack[depth] = c;
+      depth++;
+      prev = c;
+      i++;
+    } else if (c == ']' || c == '}') {
+      if (depth > 0)
+        depth--;
+      prev = c;
+      i++;
+    } else if (c == ',' || c == ':') {
+      prev = c;
+      i++;
+    } else if (c == '-' || g_ascii_isdigit (c)) {
+      gsize j = i;
+      gchar top = depth > 0 && depth <= (gint) sizeof (stack) ?
+          stack[depth - 1] : 0;
+
+      while (j < n && (g_ascii_isdigit (t[j]) || t[j] == '+' || t[j] == '-'
+              || t[j] == '.' || t[j] == 'e' || t[j] == 'E'))
+        j++;
+      if ((prev == '[' || prev == ':' || (prev == ',' && top == '['))
+          && mgl_is_big_int_literal (t + i, j - i)) {
+        if (*out == NULL)
+          *out = g_string_sized_new (n + 16);
+        g_string_append_len (*out, t + last, i - last);
+        g_string_append_c (*out, '"');
+        g_string_append_len (*out, t + i, j - i);
+        g_string_append_c (*out, '"');
+        last = j;
+      }
+      prev = 'v';
+      i = j;
+    } else {
+      if (!g_ascii_isspace (c))
+        prev = 'v';
+      i++;
+    }
+  }
+  if (*out != NULL)
+    g_string_append_len (*out, t + last, n - last);
+}
+
 /* Parses @len bytes of @text (-1: up to the NUL) into @parser: UTF-8 JSON
  * nested at most MGL_JSON_MAX_DEPTH deep (json-glib parses recursively, so a
  * hostile file nested a hundred thousand levels deep would exhaust the
- * stack). Messages start with "@prefix: " when @prefix is not NULL. */
+ * stack), lone surrogate escapes replaced and big integers kept exact
+ * (mgl_json_rewrite). Messages start with "@prefix: " when @prefix is not
+ * NULL. */
 gboolean
 mgl_detections_parse_json (JsonParser * parser, const gchar * text, gssize len,
-    const gchar * prefix, GError ** error)
+    const gchar * prefix, GPtrArray * warnings, GError ** error)
 {
   const gchar *sep = prefix != NULL ? ": " : "";
   gsize n = len < 0 ? strlen (text) : (gsize) len;
   GError *err = NULL;
+  GString *fixed = NULL;
+  guint n_surrogates = 0;
+  gchar first[7];
+  gboolean ok;
 
   if (prefix == NULL)
     prefix = "";
@@ -309,34 +531,153 @@ mgl_detections_parse_json (JsonParser * parser, const gchar * text, gssize len,
         "%s%smalformed JSON: not valid UTF-8", prefix, sep);
     return FALSE;
   }
-  if (!json_parser_load_from_data (parser, text, (gssize) n, &err)) {
+  mgl_json_rewrite (text, n, &fixed, &n_surrogates, first);
+  if (fixed != NULL) {
+    text = fixed->str;
+    n = fixed->len;
+  }
+  ok = json_parser_load_from_data (parser, text, (gssize) n, &err);
+  if (fixed != NULL)
+    g_string_free (fixed, TRUE);
+  if (!ok) {
     g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_PARSE,
         "%s%smalformed JSON: %s", prefix, sep, err->message);
     g_clear_error (&err);
     return FALSE;
   }
+  if (n_surrogates > 0)
+    mgl_detections_warn (warnings, "%s%s%u lone UTF-16 surrogate escape%s "
+        "(%s%s) replaced with U+FFFD", prefix, sep, n_surrogates,
+        n_surrogates == 1 ? "" : "s", n_surrogates == 1 ? "" : "first ",
+        first);
   return TRUE;
 }
 
-/* Reads a whole file (at most @max_size bytes) and parses it. */
-gboolean
-mgl_detections_load_json_file (JsonParser * parser, const gchar * path, gsize max_size,
-    const gchar * prefix, GError ** error)
+/* Opens @path when it is a regular file (never blocks on a FIFO); -1 and
+ * @error (MGL_DETECTIONS_ERROR_IO, message starting with the path) else. */
+int
+mgl_detections_open (const gchar * path, guint64 * size, GError ** error)
 {
   GError *err = NULL;
-  gchar *text = NULL;
-  gsize len = 0;
-  gboolean ok;
+  struct stat st;
+  int fd = mgl_open_regular (path, &err);
 
-  if (!mgl_json_read_file (path, max_size, &text, &len, &err)) {
-    g_set_error_literal (error, MGL_DETECTIONS_ERROR,
-        err->code == MGL_JSON_ERROR_FORMAT ? MGL_DETECTIONS_ERROR_PARSE :
-        MGL_DETECTIONS_ERROR_IO, err->message);
+  if (fd < 0) {
+    g_set_error_literal (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO,
+        err->message);
     g_clear_error (&err);
+    return -1;
+  }
+  if (fstat (fd, &st) != 0) {
+    int e = errno;
+
+    close (fd);
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO,
+        "%s: cannot stat: %s", path, g_strerror (e));
+    return -1;
+  }
+  *size = (guint64) st.st_size;
+  return fd;
+}
+
+void
+mgl_detections_set_too_large (GError ** error, const gchar * path,
+    guint64 size, gsize max_size, const gchar * hint)
+{
+  gchar *mib = max_size % (1u << 20) == 0 ?
+      g_strdup_printf (" (%" G_GSIZE_FORMAT " MiB)", max_size >> 20) :
+      g_strdup ("");
+
+  g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_PARSE,
+      "%s: file of %" G_GUINT64_FORMAT " bytes is larger than the %"
+      G_GSIZE_FORMAT "-byte%s limit%s", path, size, max_size, mib,
+      hint != NULL ? hint : "");
+  g_free (mib);
+}
+
+/* Reads a whole file (at most @max_size bytes, checked against its size
+ * before anything is read) and parses it; a UTF-8 byte order mark at the
+ * start is skipped. @hint follows the limit in the too-large message. */
+gboolean
+mgl_detections_load_json_file (JsonParser * parser, const gchar * path,
+    gsize max_size, const gchar * hint, const gchar * prefix,
+    GPtrArray * warnings, GError ** error)
+{
+  guint64 size = 0;
+  gchar *text;
+  gsize len = 0, cap;
+  gboolean ok;
+  int fd = mgl_detections_open (path, &size, error);
+
+  if (fd < 0)
+    return FALSE;
+  if (size > max_size) {
+    close (fd);
+    mgl_detections_set_too_large (error, path, size, max_size, hint);
     return FALSE;
   }
-  ok = mgl_detections_parse_json (parser, text, (gssize) len, prefix, error);
-  free (text);
+  /* the size it had, and one byte more to see it grow past the limit */
+  cap = (gsize) size + 1;
+  text = g_try_malloc (cap + 1);
+  if (text == NULL) {
+    close (fd);
+    g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO,
+        "%s: out of memory reading %" G_GUINT64_FORMAT " bytes", path, size);
+    return FALSE;
+  }
+  for (;;) {
+    ssize_t r;
+
+    if (len == cap) {
+      gchar *nt;
+
+      if (cap > max_size) {
+        g_free (text);
+        close (fd);
+        mgl_detections_set_too_large (error, path, len, max_size, hint);
+        return FALSE;
+      }
+      cap = MIN (cap * 2, max_size + 1);
+      nt = g_try_realloc (text, cap + 1);
+      if (nt == NULL) {
+        g_free (text);
+        close (fd);
+        g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO,
+            "%s: out of memory", path);
+        return FALSE;
+      }
+      text = nt;
+    }
+    r = read (fd, text + len, cap - len);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0) {
+      int e = errno;
+
+      g_free (text);
+      close (fd);
+      g_set_error (error, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO,
+          "%s: read error: %s", path, g_strerror (e));
+      return FALSE;
+    }
+    if (r == 0)
+      break;
+    len += (gsize) r;
+  }
+  close (fd);
+  if (len > max_size) {
+    g_free (text);
+    mgl_detections_set_too_large (error, path, len, max_size, hint);
+    return FALSE;
+  }
+  text[len] = '\0';
+  if (len >= 3 && memcmp (text, MGL_UTF8_BOM, 3) == 0)
+    ok = mgl_detections_parse_json (parser, text + 3, (gssize) len - 3, prefix,
+        warnings, error);
+  else
+    ok = mgl_detections_parse_json (parser, text, (gssize) len, prefix,
+        warnings, error);
+  g_free (text);
   return ok;
 }
 
@@ -351,7 +692,8 @@ mgl_detections_load_record (const gchar * path, gsize max_size,
   g_return_val_if_fail (path != NULL, NULL);
 
   parser = json_parser_new ();
-  if (!mgl_detections_load_json_file (parser, path, max_size, path, error))
+  if (!mgl_detections_load_json_file (parser, path, max_size, NULL, path,
+          warnings, error))
     goto out;
   root = json_parser_get_root (parser);
   /* the batch form: a list holding this one record */

@@ -13,7 +13,8 @@
  *     box, |score| <= 1e6;
  *   - "labels" is optional (absent or null): every box gets "object"
  *     (MGL_DETECTIONS_DEFAULT_LABEL); when present, one string per box (an
- *     integer class id becomes its decimal string).
+ *     integer class id becomes its decimal string, exactly, also beyond
+ *     64 bits: 12345678901234567890 is "12345678901234567890").
  *   MG-LLaVA's own detector (OWLv2 queried with RAM++ tags) always writes a
  *   score and a tag per box, and the model uses them only for class-aware NMS
  *   and the per-category cap: labels and scores never reach the LLM. A record
@@ -34,6 +35,23 @@
  * mgl_detections_load_record() reads a file holding one record (or a list of
  * exactly one record), the form `mgllava run --boxes` takes.
  *
+ * Reading (every layout):
+ *   - only regular files are read (a FIFO or folder is refused at once);
+ *   - a UTF-8 byte order mark at the start of the file is skipped;
+ *   - text must be UTF-8; a lone UTF-16 surrogate escape ("\ud800x": a high
+ *     surrogate not followed by a low one, or a low one alone) is read as
+ *     U+FFFD, with one warning per record text (line, or whole file), so
+ *     a label never holds invalid UTF-8; a pair is one character as usual;
+ *   - an integer literal beyond 64 bits is kept as its exact decimal text:
+ *     a label gets that text, a coordinate or score is refused as out of
+ *     range (json-glib alone would wrap it to a wrong number);
+ *   - sizes are bounded before memory is spent: LIST and VIDEO files (and
+ *     the single-record file) are refused from their size, before anything
+ *     is read, above MGL_DETECTIONS_MAX_FILE_SIZE (the load_record caller's
+ *     @max_size), and a JSONL line longer than MGL_DETECTIONS_MAX_LINE_SIZE
+ *     is an error after reading at most that much; each message names the
+ *     limit.
+ *
  * Labels are data, not interned: they are owned strings (a GStringChunk) of
  * the MglDetections or MglDetectionsFile that returned them, so a file with
  * many distinct labels grows no process-wide table.
@@ -53,6 +71,12 @@ G_BEGIN_DECLS
 #define MGL_DETECTIONS_DEFAULT_LABEL "object"
 #define MGL_DETECTIONS_MAX_COORD 1e6
 #define MGL_DETECTIONS_MAX_SCORE 1e6
+/* LIST and VIDEO files are parsed whole (a DOM about 10-20 times the text):
+ * above 256 MiB use JSON Lines, which is streamed a line at a time. */
+#define MGL_DETECTIONS_MAX_FILE_SIZE ((gsize) 256 << 20)
+/* One JSON Lines record: 64 MiB holds a million boxes with scores and
+ * labels, the most the engine takes for one frame. */
+#define MGL_DETECTIONS_MAX_LINE_SIZE ((gsize) 64 << 20)
 
 #define MGL_DETECTIONS_ERROR (mgl_detections_error_quark ())
 GQuark mgl_detections_error_quark (void);
@@ -107,9 +131,10 @@ gboolean mgl_detections_parse_record (JsonObject * record,
     const gchar * where, MglDetections * out, GPtrArray * warnings,
     GError ** error);
 
-/* Reads a file (at most @max_size bytes) holding one record, or a JSON list
- * of exactly one record. Every message starts with @path. Returns NULL and
- * sets @error on failure. */
+/* Reads a file holding one record, or a JSON list of exactly one record. A
+ * file larger than @max_size bytes is refused from its size, before it is
+ * read (`mgllava run --boxes` passes 256 MiB). Every message starts with
+ * @path. Returns NULL and sets @error on failure. */
 MglDetections *mgl_detections_load_record (const gchar * path,
     gsize max_size, GPtrArray * warnings, GError ** error);
 

@@ -2,7 +2,7 @@
  * `mgllava run --boxes` (common/mgl-detections.c): the MG-LLaVA
  * offline-detector list, the video record and JSON Lines, by frame and by
  * PTS, and the same bytes as a single record. Every box it returns must be
- * finite and carry a label; nothing may crash or leak. */
+ * finite and carry a label that is valid UTF-8; nothing may crash or leak. */
 #include "fuzz-common.h"
 #include "mgl-detections.h"
 
@@ -33,6 +33,8 @@ static void walk(const char* path, MglDetectionsMatch match) {
                 if (!isfinite(b->x1) || !isfinite(b->y1) || !isfinite(b->x2) || !isfinite(b->y2) ||
                     !isfinite(b->score) || !b->label)
                     abort(); /* a non-finite box must never reach the engine */
+                if (!g_utf8_validate(b->label, -1, NULL))
+                    abort(); /* nor a label that is not UTF-8 (ROI metas, mgllavajson) */
             }
         }
         if (!mgl_detections_file_rewind(f, &err)) {
@@ -56,7 +58,7 @@ static void record(const char* path) {
     for (guint i = 0; i < d->boxes->len; i++) {
         const MglDetectionsBox* b = &g_array_index(d->boxes, MglDetectionsBox, i);
         if (!isfinite(b->x1) || !isfinite(b->y1) || !isfinite(b->x2) || !isfinite(b->y2) || !isfinite(b->score) ||
-            !b->label)
+            !b->label || !g_utf8_validate(b->label, -1, NULL))
             abort();
     }
     mgl_detections_free(d);
