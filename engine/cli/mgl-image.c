@@ -1,54 +1,294 @@
-/* mgl-image.c: PNG (libpng), JPEG (libjpeg) and binary PPM/PGM decoding. */
+/* mgl-image.c: PNG (libpng), JPEG (libjpeg) and PNM decoding, pixel for pixel
+ * as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
+ *
+ * The rules, kind by kind (Pillow's mode for the file, then its RGB conversion):
+ *  PNG   libpng's progressive reader with no transformation (no gamma, no
+ *        sBIT, no expansion, no de-interlacing): the raw samples of each row
+ *        (or Adam7 pass row) are converted and placed here. Grey 1-bit:
+ *        0/255; 2-bit: v*0x55; 4-bit: v*0x11; 16-bit: Pillow's mode I,
+ *        min(v, 255). RGB/RGBA/grey+alpha 16-bit: the high byte of each
+ *        sample. Alpha and tRNS are dropped without compositing. Palette:
+ *        the PLTE entry, and past the PLTE entries Pillow's grey ramp
+ *        (i, i, i). CRCs are checked on the chunks before the image data
+ *        (Pillow checks those), not on IDAT (Pillow does not); after the last
+ *        row only the chunk framing is read, as Pillow's load_end does.
+ *  JPEG  libjpeg with Pillow's decoder settings (libjpeg's defaults: ISLOW
+ *        IDCT, fancy upsampling, block smoothing, no scaling). 1 and 3
+ *        components: libjpeg's own RGB output (its colour-space guess from
+ *        JFIF/Adobe markers and component ids). 4 components: libjpeg's CMYK
+ *        output (YCCK converted by libjpeg), taken as Adobe-inverted as
+ *        Pillow always does ("CMYK;I"), then Pillow's cmyk2rgb:
+ *        nk = 255 - k, R = nk - round(c * nk / 255) (MULDIV255), same for G, B.
+ *        A file whose data ends before the last row is decoded is refused
+ *        (Pillow: "image file is truncated"). EXIF orientation is not applied.
+ *  PNM   P1..P6 as Pillow's PpmImagePlugin reads them: header tokens with
+ *        comments, maxval 1..65535; maxval 255 (and 65535 for P5) read raw,
+ *        other maxvals scaled with round-half-even(v / maxval * 255) (P5/P2
+ *        with maxval > 255: Pillow's mode I, scaled to 65535 then min(v, 255));
+ *        P4 bit 1 = black; plain formats token by token.
+ * Anything else is refused with a one-line message naming the file. */
 #include "mgl-image.h"
 #include "mgl-cli.h"
 
 #include <errno.h>
 #include <glib.h>
 #include <glib/gstdio.h>
+#include <math.h>
 #include <sys/stat.h>
 
 #include <stdio.h>
 #include <setjmp.h>
 #include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_SIDE 16384
 
-static MglStatus load_png(const char* path, const uint8_t* data, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    if (!png_image_begin_read_from_memory(&im, data, n))
-        return cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: %s", path, im.message);
-    if (im.width == 0 || im.height == 0 || im.width > MAX_SIDE || im.height > MAX_SIDE) {
-        png_image_free(&im);
-        return cli_err(err, MGL_E_FORMAT, "%s: PNG of %ux%u pixels (1..%d a side)", path, im.width, im.height, MAX_SIDE);
+static uint8_t clip8_u16(unsigned v) { return (uint8_t)(v > 255 ? 255 : v); }
+
+/* ---- PNG ------------------------------------------------------------------------------------ */
+
+/* The progressive reader: rows are delivered as soon as their data is
+ * decoded, so "every row arrived" is known even when the file then ends or
+ * turns bad. Pillow stops reading once it has the rows (no IEND, no trailing
+ * chunks, no last IDAT CRC needed), and so does this decoder. */
+typedef struct {
+    jmp_buf  jb;
+    char     msg[200];
+    bool     have_info;
+    uint32_t W, H;
+    int      depth, ctype, ilace;
+    uint8_t  pal[256][3];
+    uint8_t* out;                /* W*H*3 */
+    uint8_t* tmp;                /* one pass row as RGB */
+    uint32_t rows_in_pass[7];
+    uint64_t rows_done, rows_total;
+    size_t   stop_pos;           /* where Pillow's reading stands when the rows are complete */
+} PngCtx;
+
+static bool png_rows_complete(const PngCtx* x) { return x->have_info && x->rows_done == x->rows_total; }
+
+static uint32_t be32(const uint8_t* p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* Pillow (PngImageFile.load_read) reads the image data in blocks of at most
+ * 64 KiB, each within one IDAT chunk. The next end of such a block after
+ * `from`, or the end of the file: feeding libpng up to these points tells
+ * where Pillow stands when the last row is decoded. */
+static size_t png_next_boundary(const uint8_t* d, size_t n, size_t from) {
+    size_t p = 8;
+    while (p + 8 <= n) {
+        uint64_t len = be32(d + p);
+        size_t ds = p + 8;
+        uint64_t de = (uint64_t)ds + len;
+        if (memcmp(d + p + 4, "IDAT", 4) == 0 && de > from) {
+            uint64_t b = from < ds ? ds : from;
+            uint64_t k = (b - ds) / 65536 + 1;
+            uint64_t e = (uint64_t)ds + k * 65536;
+            if (e > de) e = de;
+            if (from < ds || e > from) return e > n ? n : (size_t)e;
+        }
+        if (de + 4 > n || memcmp(d + p + 4, "IEND", 4) == 0) break;
+        p = (size_t)de + 4;
     }
-    im.format = PNG_FORMAT_RGB;
-    uint8_t* buf = malloc(PNG_IMAGE_SIZE(im));
-    if (!buf) {
-        png_image_free(&im);
+    return n;
+}
+
+/* Pillow's PngImageFile.load_end once the rows are decoded, from `pos`:
+ * CRC, chunk header; stops (fine) at IEND, at a header it cannot read or
+ * whose type is not four word characters; a chunk whose data runs past the
+ * end of the file is "Truncated File Read". CRCs are not checked. */
+static bool png_is_cid_char(uint8_t c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+static bool png_tail_ok(const uint8_t* d, size_t n, size_t pos) {
+    uint64_t p = pos;
+    for (;;) {
+        p += 4;   /* the CRC */
+        if (p + 8 > n) return true;
+        uint64_t len = be32(d + p);
+        const uint8_t* cid = d + p + 4;
+        p += 8;
+        for (int i = 0; i < 4; i++)
+            if (!png_is_cid_char(cid[i])) return true;
+        if (memcmp(cid, "IEND", 4) == 0) return true;
+        if (p + len > n) return false;
+        p += len;
+    }
+}
+
+static void png_err_fn(png_structp p, png_const_charp msg) {
+    PngCtx* x = png_get_error_ptr(p);
+    snprintf(x->msg, sizeof x->msg, "%s", msg);
+    longjmp(x->jb, 1);
+}
+
+static void png_warn_fn(png_structp p, png_const_charp msg) {
+    (void)p;
+    (void)msg;
+}
+
+/* One row of raw samples (libpng's layout, big-endian 16-bit) to RGB8. */
+static void png_row_to_rgb(const uint8_t* in, uint8_t* out, uint32_t w, int depth, int ctype,
+                           const uint8_t pal[256][3]) {
+    switch (ctype) {
+    case PNG_COLOR_TYPE_GRAY:
+    case PNG_COLOR_TYPE_PALETTE:
+        for (uint32_t x = 0; x < w; x++) {
+            unsigned v;
+            if (depth == 16) v = ((unsigned)in[2 * x] << 8) | in[2 * x + 1];
+            else if (depth == 8) v = in[x];
+            else {
+                unsigned per = 8u / (unsigned)depth;
+                unsigned shift = 8u - (unsigned)depth * (x % per + 1);
+                v = (in[x / per] >> shift) & ((1u << depth) - 1);
+            }
+            if (ctype == PNG_COLOR_TYPE_PALETTE) {
+                memcpy(out + 3 * x, pal[v], 3);
+                continue;
+            }
+            uint8_t g;
+            switch (depth) {
+            case 1: g = v ? 255 : 0; break;
+            case 2: g = (uint8_t)(v * 0x55); break;
+            case 4: g = (uint8_t)(v * 0x11); break;
+            case 8: g = (uint8_t)v; break;
+            default: g = clip8_u16(v); break;   /* mode I, then clip8 */
+            }
+            out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = g;
+        }
+        break;
+    case PNG_COLOR_TYPE_GRAY_ALPHA: {
+        size_t step = depth == 16 ? 4 : 2;   /* the high byte of a 16-bit sample comes first */
+        for (uint32_t x = 0; x < w; x++) out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = in[x * step];
+        break;
+    }
+    case PNG_COLOR_TYPE_RGB:
+    case PNG_COLOR_TYPE_RGB_ALPHA: {
+        size_t ch = ctype == PNG_COLOR_TYPE_RGB ? 3 : 4;
+        size_t bps = depth == 16 ? 2 : 1;
+        for (uint32_t x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) out[3 * x + c] = in[(x * ch + (size_t)c) * bps];
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static void png_info_cb(png_structp png, png_infop info) {
+    PngCtx* x = png_get_progressive_ptr(png);
+    png_uint_32 W, H;
+    png_get_IHDR(png, info, &W, &H, &x->depth, &x->ctype, &x->ilace, NULL, NULL);
+    x->W = W;
+    x->H = H;
+    for (int i = 0; i < 256; i++) x->pal[i][0] = x->pal[i][1] = x->pal[i][2] = (uint8_t)i;   /* Pillow's ramp */
+    if (x->ctype == PNG_COLOR_TYPE_PALETTE) {
+        png_colorp p = NULL;
+        int np = 0;
+        if (png_get_PLTE(png, info, &p, &np) && p)
+            for (int i = 0; i < np && i < 256; i++) {
+                x->pal[i][0] = p[i].red;
+                x->pal[i][1] = p[i].green;
+                x->pal[i][2] = p[i].blue;
+            }
+    }
+    if (x->ilace != PNG_INTERLACE_NONE) {
+        for (int p = 0; p < 7; p++)
+            if (PNG_PASS_COLS(W, p) > 0) x->rows_total += PNG_PASS_ROWS(H, p);
+    } else {
+        x->rows_total = H;
+    }
+    /* no transformation: the raw samples (and the raw Adam7 passes) */
+    png_read_update_info(png, info);
+    /* Pillow does not check the CRC of IDAT chunks */
+    png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
+    x->out = malloc((size_t)W * H * 3);
+    x->tmp = malloc((size_t)W * 3);
+    if (!x->out || !x->tmp) png_error(png, "out of memory");
+    x->have_info = true;
+}
+
+static void png_row_cb(png_structp png, png_bytep row, png_uint_32 row_num, int pass) {
+    (void)row_num;
+    PngCtx* x = png_get_progressive_ptr(png);
+    if (!row || !x->have_info || pass < 0 || pass > 6) return;
+    uint32_t k = x->rows_in_pass[pass]++;
+    if (x->ilace == PNG_INTERLACE_NONE) {
+        if (k < x->H) png_row_to_rgb(row, x->out + (size_t)k * x->W * 3, x->W, x->depth, x->ctype,
+                                     (const uint8_t(*)[3])x->pal);
+    } else {
+        uint32_t y = PNG_ROW_FROM_PASS_ROW(k, pass);
+        uint32_t pw = PNG_PASS_COLS(x->W, pass);
+        if (y >= x->H || pw == 0) return;
+        png_row_to_rgb(row, x->tmp, pw, x->depth, x->ctype, (const uint8_t(*)[3])x->pal);
+        for (uint32_t i = 0; i < pw; i++) {
+            uint32_t c = PNG_COL_FROM_PASS_COL(i, pass);
+            if (c < x->W) memcpy(x->out + ((size_t)y * x->W + c) * 3, x->tmp + 3 * (size_t)i, 3);
+        }
+    }
+    x->rows_done++;
+}
+
+static MglStatus load_png(const char* path, const uint8_t* data, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
+    PngCtx* x = calloc(1, sizeof *x);
+    if (!x) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, x, png_err_fn, png_warn_fn);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!png || !info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        free(x);
         return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
     }
-    /* PNG_FORMAT_RGB without a background drops alpha, as PIL convert("RGB") does */
-    if (!png_image_finish_read(&im, NULL, buf, 0, NULL)) {
-        free(buf);
-        MglStatus s = cli_err(err, MGL_E_FORMAT, "%s: cannot decode PNG: %s", path, im.message);
-        png_image_free(&im);
-        return s;
+    bool failed = false;
+    if (setjmp(x->jb)) {
+        failed = true;
+    } else {
+        /* Pillow refuses a bad CRC on any chunk before the image data, ancillary ones too */
+        png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
+        png_set_benign_errors(png, 1);   /* e.g. an iCCP profile libpng dislikes: Pillow ignores it */
+        png_set_user_limits(png, MAX_SIDE, MAX_SIDE);
+        png_set_progressive_read_fn(png, x, png_info_cb, png_row_cb, NULL);
+        /* fed in Pillow's reads: image data in blocks of 64 KiB within each IDAT chunk */
+        size_t fed = 0;
+        while (fed < n && !png_rows_complete(x)) {
+            size_t next = png_next_boundary(data, n, fed);
+            x->stop_pos = next;   /* also when libpng fails inside this block after the last row */
+            png_process_data(png, info, (png_bytep)(uintptr_t)(data + fed), next - fed);
+            fed = next;
+        }
     }
-    *rgb = buf;
-    *w = (int)im.width;
-    *h = (int)im.height;
-    return MGL_OK;
+    png_destroy_read_struct(&png, &info, NULL);
+    free(x->tmp);
+    MglStatus st = MGL_OK;
+    if (!png_rows_complete(x)) {
+        free(x->out);
+        if (failed) st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: %s", path, x->msg);
+        else if (!x->have_info) st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: no image data", path);
+        else st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: the file is truncated", path);
+    } else if (!png_tail_ok(data, n, x->stop_pos)) {
+        free(x->out);
+        st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: a chunk after the image data is truncated", path);
+    } else {
+        *rgb = x->out;
+        *w = (int)x->W;
+        *h = (int)x->H;
+    }
+    free(x);
+    return st;
 }
+
+/* ---- JPEG ------------------------------------------------------------------------------------ */
 
 typedef struct {
     struct jpeg_error_mgr pub;
     jmp_buf jb;
     char msg[JMSG_LENGTH_MAX];
+    bool hit_eof;
 } JErr;
 
 static void jerr_exit(j_common_ptr c) {
@@ -57,76 +297,417 @@ static void jerr_exit(j_common_ptr c) {
     longjmp(e->jb, 1);
 }
 
-static MglStatus load_jpeg(const char* path, const uint8_t* data, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
+/* Warnings (corrupt data that libjpeg decodes through) are silent, as in
+ * Pillow; running out of data is not a warning for Pillow but a truncated
+ * file, so it is recorded. */
+static void jerr_emit(j_common_ptr c, int level) {
+    JErr* e = (JErr*)c->err;
+    if (level < 0) {
+        if (c->err->msg_code == JWRN_JPEG_EOF) e->hit_eof = true;
+        c->err->num_warnings++;
+    }
+}
+
+static void jerr_output(j_common_ptr c) { (void)c; }
+
+/* libjpeg-turbo's SIMD upsampling and colour conversion work in whole vectors
+ * and read the padding past each row's samples, which libjpeg leaves
+ * uninitialised: the pixels do not depend on it, but the reads do. Every
+ * sample array is zeroed, padding included, so the decoder reads only
+ * defined memory. */
+typedef struct {
+    JSAMPARRAY (*alloc_sarray)(j_common_ptr, int, JDIMENSION, JDIMENSION);
+} JCtx;
+
+static JSAMPARRAY zeroed_sarray(j_common_ptr c, int pool, JDIMENSION width, JDIMENSION rows) {
+    JCtx* x = c->client_data;
+    JSAMPARRAY a = x->alloc_sarray(c, pool, width, rows);
+    size_t stride = width;
+    /* rows come from one chunk for any width we accept: the distance between
+     * two rows is the allocated (aligned) row size */
+    if (rows >= 2 && a[1] > a[0] && (size_t)(a[1] - a[0]) >= width && (size_t)(a[1] - a[0]) <= (size_t)width + 256)
+        stride = (size_t)(a[1] - a[0]);
+    for (JDIMENSION r = 0; r < rows; r++) memset(a[r], 0, stride * sizeof(JSAMPLE));
+    return a;
+}
+
+static MglStatus load_jpeg(const char* path, const uint8_t* data, size_t n, uint8_t** rgb, int* w, int* h,
+                           MglErr* err) {
     struct jpeg_decompress_struct c;
     JErr je;
+    memset(&je, 0, sizeof je);
     uint8_t* volatile buf = NULL;
+    uint8_t* volatile row4 = NULL;
     c.err = jpeg_std_error(&je.pub);
     je.pub.error_exit = jerr_exit;
+    je.pub.emit_message = jerr_emit;
+    je.pub.output_message = jerr_output;
     if (setjmp(je.jb)) {
         jpeg_destroy_decompress(&c);
         free(buf);
+        free(row4);
         return cli_err(err, MGL_E_FORMAT, "%s: invalid JPEG: %s", path, je.msg);
     }
     jpeg_create_decompress(&c);
+    JCtx jx = {.alloc_sarray = c.mem->alloc_sarray};
+    c.client_data = &jx;
+    c.mem->alloc_sarray = zeroed_sarray;
     jpeg_mem_src(&c, data, (unsigned long)n);
     jpeg_read_header(&c, TRUE);
-    c.out_color_space = JCS_RGB;
+    if (je.hit_eof) {
+        jpeg_destroy_decompress(&c);
+        return cli_err(err, MGL_E_FORMAT, "%s: invalid JPEG: the file is truncated", path);
+    }
+    int nc = c.num_components;
+    if (nc != 1 && nc != 3 && nc != 4) {
+        jpeg_destroy_decompress(&c);
+        return cli_err(err, MGL_E_UNSUPPORTED, "%s: JPEG with %d components (1, 3 or 4 are read)", path, nc);
+    }
     if (c.image_width == 0 || c.image_height == 0 || c.image_width > MAX_SIDE || c.image_height > MAX_SIDE) {
         jpeg_destroy_decompress(&c);
         return cli_err(err, MGL_E_FORMAT, "%s: JPEG of %ux%u pixels (1..%d a side)", path, c.image_width,
                        c.image_height, MAX_SIDE);
     }
+    /* Pillow's decoder settings: libjpeg's defaults, set here explicitly */
+    c.out_color_space = nc == 4 ? JCS_CMYK : JCS_RGB;
+    c.dct_method = JDCT_ISLOW;
+    c.do_fancy_upsampling = TRUE;
+    c.do_block_smoothing = TRUE;
+    c.quantize_colors = FALSE;
+    c.scale_num = c.scale_denom = 1;
+    c.buffered_image = FALSE;
+    c.raw_data_out = FALSE;
     jpeg_start_decompress(&c);
-    size_t row = (size_t)c.output_width * 3;
-    buf = malloc(row * c.output_height);
-    while (c.output_scanline < c.output_height) {
-        JSAMPROW r = buf + row * c.output_scanline;
-        jpeg_read_scanlines(&c, &r, 1);
+    if (c.output_components != (nc == 4 ? 4 : 3)) {
+        jpeg_destroy_decompress(&c);
+        return cli_err(err, MGL_E_FORMAT, "%s: invalid JPEG: unexpected output of %d components", path,
+                       c.output_components);
     }
-    jpeg_finish_decompress(&c);
-    *w = (int)c.output_width;
-    *h = (int)c.output_height;
+    size_t W = c.output_width, H = c.output_height;
+    buf = malloc(W * H * 3);
+    if (nc == 4) row4 = malloc(W * 4);
+    if (!buf || (nc == 4 && !row4)) {
+        jpeg_destroy_decompress(&c);
+        free(buf);
+        free(row4);
+        return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    }
+    /* Running out of data while rows are still to come is a truncated file
+     * for Pillow (its source suspends and no more data comes); running out
+     * after the last row (in jpeg_finish_decompress) is not. */
+    while (c.output_scanline < c.output_height && !je.hit_eof) {
+        size_t y = c.output_scanline;
+        JSAMPROW r = nc == 4 ? row4 : buf + W * 3 * y;
+        if (jpeg_read_scanlines(&c, &r, 1) != 1) break;
+        if (nc == 4) {
+            uint8_t* o = buf + W * 3 * y;
+            for (size_t x = 0; x < W; x++) {
+                const uint8_t* p = row4 + 4 * x;
+                /* Pillow reads libjpeg's CMYK as Adobe-inverted ("CMYK;I") */
+                int k = 255 - p[3], nk = 255 - k;
+                for (int ch = 0; ch < 3; ch++) {
+                    int v = 255 - p[ch];
+                    int t = v * nk + 128;
+                    int m = ((t >> 8) + t) >> 8;
+                    int r8 = nk - m;
+                    o[3 * x + ch] = (uint8_t)(r8 < 0 ? 0 : r8 > 255 ? 255 : r8);
+                }
+            }
+        }
+    }
+    bool ok = !je.hit_eof && c.output_scanline == c.output_height;
+    if (ok) jpeg_finish_decompress(&c);   /* still refuses a corrupt marker before EOI, as Pillow does */
     jpeg_destroy_decompress(&c);
+    free(row4);
+    if (!ok) {
+        free(buf);
+        return cli_err(err, MGL_E_FORMAT, "%s: invalid JPEG: the file is truncated", path);
+    }
+    *w = (int)W;
+    *h = (int)H;
     *rgb = buf;
     return MGL_OK;
 }
 
-/* Binary P6 (RGB) and P5 (grey), maxval <= 255. */
-static MglStatus load_pnm(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
-    size_t i = 2;
-    long v[3];
-    for (int k = 0; k < 3; k++) {
-        for (;;) {
-            while (i < n && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r')) i++;
-            if (i < n && d[i] == '#') {
-                while (i < n && d[i] != '\n') i++;
-                continue;
-            }
+/* ---- PNM (P1..P6), as Pillow's PpmImagePlugin ------------------------------------------------- */
+
+static bool pnm_space(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'; }
+
+/* Python's int() of an ASCII token: optional sign, digits, single underscores between digits. */
+static bool py_int(const uint8_t* s, size_t n, long long* out) {
+    size_t i = 0;
+    bool neg = false;
+    if (i < n && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+    if (i >= n || s[i] < '0' || s[i] > '9') return false;
+    long long v = 0;
+    for (; i < n; i++) {
+        if (s[i] == '_') {
+            if (i + 1 >= n || s[i + 1] < '0' || s[i + 1] > '9') return false;
+            continue;
+        }
+        if (s[i] < '0' || s[i] > '9') return false;
+        if (v < 1000000000000LL) v = v * 10 + (s[i] - '0');
+    }
+    *out = neg ? -v : v;
+    return true;
+}
+
+/* _read_token: skips leading whitespace, a '#' skips to the end of the line
+ * (also inside a token), at most 10 characters, ended by whitespace (consumed)
+ * or the end of the file. */
+static bool pnm_token(const uint8_t* d, size_t n, size_t* pos, long long* val) {
+    uint8_t tok[12];
+    size_t len = 0, i = *pos;
+    while (len <= 10) {
+        if (i >= n) break;
+        uint8_t c = d[i++];
+        if (pnm_space(c)) {
+            if (!len) continue;
             break;
         }
-        if (i >= n || d[i] < '0' || d[i] > '9') return cli_err(err, MGL_E_FORMAT, "%s: malformed PPM header", path);
-        long x = 0;
-        while (i < n && d[i] >= '0' && d[i] <= '9' && x < 1000000) x = x * 10 + (d[i++] - '0');
-        v[k] = x;
-    }
-    if (i >= n) return cli_err(err, MGL_E_FORMAT, "%s: truncated PPM", path);
-    i++; /* one whitespace byte before the raster */
-    if (v[0] < 1 || v[1] < 1 || v[0] > MAX_SIDE || v[1] > MAX_SIDE)
-        return cli_err(err, MGL_E_FORMAT, "%s: PPM of %ldx%ld pixels (1..%d a side)", path, v[0], v[1], MAX_SIDE);
-    if (v[2] < 1 || v[2] > 255) return cli_err(err, MGL_E_UNSUPPORTED, "%s: PPM maxval %ld (only 8-bit)", path, v[2]);
-    int ch = d[1] == '6' ? 3 : 1;
-    size_t need = (size_t)v[0] * (size_t)v[1] * (size_t)ch;
-    if (n - i < need) return cli_err(err, MGL_E_FORMAT, "%s: truncated PPM raster (%zu of %zu bytes)", path, n - i, need);
-    uint8_t* buf = malloc((size_t)v[0] * (size_t)v[1] * 3);
-    for (size_t p = 0; p < (size_t)v[0] * (size_t)v[1]; p++)
-        for (int c = 0; c < 3; c++) {
-            unsigned s = d[i + p * ch + (ch == 3 ? c : 0)];
-            buf[p * 3 + c] = (uint8_t)(v[2] == 255 ? s : (s * 255 + v[2] / 2) / v[2]);
+        if (c == '#') {
+            while (i < n) {
+                uint8_t e = d[i++];
+                if (e == '\r' || e == '\n') break;
+            }
+            continue;
         }
-    *rgb = buf;
-    *w = (int)v[0];
-    *h = (int)v[1];
+        tok[len++] = c;
+    }
+    *pos = i;
+    if (len == 0 || len > 10) return false;
+    return py_int(tok, len, val);
+}
+
+/* Round half to even of v / maxval * out_max, in double, as Python's round(). */
+static long long pnm_scale(long long v, long long maxval, double out_max) {
+    double r = (double)v / (double)maxval * out_max;
+    return (long long)nearbyint(r);
+}
+
+#define PNM_BLOCK (1024 * 1024)   /* ImageFile.SAFEBLOCK: the plain decoders read in blocks */
+
+typedef struct {
+    const uint8_t* d;
+    size_t n, pos;
+} PnmRd;
+
+/* fd.read(SAFEBLOCK) into b (replacing its contents); empty at the end of the file. */
+static void pnm_read_block(PnmRd* r, GByteArray* b) {
+    size_t take = r->n - r->pos < PNM_BLOCK ? r->n - r->pos : PNM_BLOCK;
+    g_byte_array_set_size(b, 0);
+    if (take) g_byte_array_append(b, r->d + r->pos, (guint)take);
+    r->pos += take;
+}
+
+/* PpmPlainDecoder._find_comment_end: the first CR or LF at or after `from`, or -1. */
+static ptrdiff_t pnm_comment_end(const GByteArray* b, size_t from) {
+    for (size_t i = from; i < b->len; i++)
+        if (b->data[i] == '\n' || b->data[i] == '\r') return (ptrdiff_t)i;
+    return -1;
+}
+
+/* PpmPlainDecoder._ignore_comments: a comment runs from '#' to the next CR or
+ * LF (removed with it), across blocks. */
+static void pnm_ignore_comments(PnmRd* r, GByteArray* b, bool* spans) {
+    if (*spans) {
+        while (b->len) {
+            ptrdiff_t e = pnm_comment_end(b, 0);
+            if (e >= 0) {
+                g_byte_array_remove_range(b, 0, (guint)e + 1);
+                break;
+            }
+            pnm_read_block(r, b);
+        }
+    }
+    *spans = false;
+    for (;;) {
+        uint8_t* hash = b->len ? memchr(b->data, '#', b->len) : NULL;
+        if (!hash) break;
+        size_t cs = (size_t)(hash - b->data);
+        ptrdiff_t ce = pnm_comment_end(b, cs);
+        if (ce >= 0) {
+            g_byte_array_remove_range(b, (guint)cs, (guint)(ce - (ptrdiff_t)cs + 1));
+        } else {
+            g_byte_array_set_size(b, (guint)cs);
+            *spans = true;
+            break;
+        }
+    }
+}
+
+static void put_sample(uint8_t* out, size_t idx, int bands, uint8_t v) {
+    if (bands == 1) {
+        out[3 * idx] = out[3 * idx + 1] = out[3 * idx + 2] = v;
+    } else {
+        out[idx] = v;
+    }
+}
+
+/* The plain formats P1, P2, P3, literally as PpmPlainDecoder (`bands` values
+ * a pixel, `mode_i`: Pillow's mode I for greys with maxval > 255). */
+static MglStatus pnm_plain(const char* path, const uint8_t* d, size_t n, size_t pos, bool bitonal, int bands,
+                           long long maxval, bool mode_i, size_t npix, uint8_t* out, MglErr* err) {
+    PnmRd rd = {d, n, pos};
+    size_t total = npix * (size_t)bands;
+    size_t got = 0;
+    MglStatus st = MGL_OK;
+    GByteArray* blk = g_byte_array_new();
+    GByteArray* half = g_byte_array_new();
+    bool have_half = false, spans = false;
+    if (bitonal) {
+        while (got != total) {
+            pnm_read_block(&rd, blk);
+            if (!blk->len) break;
+            pnm_ignore_comments(&rd, blk, &spans);
+            for (guint i = 0; i < blk->len; i++) {
+                uint8_t c = blk->data[i];
+                if (!pnm_space(c) && c != '0' && c != '1') {
+                    st = cli_err(err, MGL_E_FORMAT, "%s: invalid PBM data: '%c' in the raster", path,
+                                 c >= 32 && c < 127 ? c : '?');
+                    goto done;
+                }
+            }
+            for (guint i = 0; i < blk->len && got < total; i++) {
+                uint8_t c = blk->data[i];
+                if (!pnm_space(c)) put_sample(out, got++, 1, c == '0' ? 255 : 0);
+            }
+        }
+    } else {
+        double out_max = mode_i ? 65535.0 : 255.0;
+        while (got != total) {
+            pnm_read_block(&rd, blk);
+            if (!blk->len) {
+                if (!have_half) break;
+                g_byte_array_append(blk, (const guint8*)" ", 1);   /* flush the half token */
+            }
+            pnm_ignore_comments(&rd, blk, &spans);
+            /* the held-back token is prepended to every later block (Pillow never clears it) */
+            if (have_half) g_byte_array_prepend(blk, half->data, half->len);
+            size_t L = blk->len, end = L;
+            if (L && !pnm_space(blk->data[L - 1])) {
+                size_t s = L;
+                while (s > 0 && !pnm_space(blk->data[s - 1])) s--;
+                if (L - s > 10) {
+                    st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNM data: a token longer than 10 characters", path);
+                    goto done;
+                }
+                g_byte_array_set_size(half, 0);
+                g_byte_array_append(half, blk->data + s, (guint)(L - s));
+                have_half = true;
+                end = s;
+            }
+            size_t i = 0;
+            while (i < end && got < total) {
+                while (i < end && pnm_space(blk->data[i])) i++;
+                if (i >= end) break;
+                size_t s = i;
+                while (i < end && !pnm_space(blk->data[i])) i++;
+                long long v;
+                if (i - s > 10) {
+                    st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNM data: a token longer than 10 characters", path);
+                    goto done;
+                }
+                if (!py_int(blk->data + s, i - s, &v) || v < 0) {
+                    st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNM data: a sample that is not a number", path);
+                    goto done;
+                }
+                if (v > maxval) {
+                    st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNM data: sample %lld over maxval %lld", path, v,
+                                 maxval);
+                    goto done;
+                }
+                long long q = pnm_scale(v, maxval, out_max);
+                put_sample(out, got++, bands, mode_i ? clip8_u16((unsigned)q) : (uint8_t)q);
+            }
+        }
+    }
+    if (got != total)
+        st = cli_err(err, MGL_E_FORMAT, "%s: truncated PNM raster (%zu of %zu samples)", path, got, total);
+done:
+    g_byte_array_free(blk, TRUE);
+    g_byte_array_free(half, TRUE);
+    return st;
+}
+
+static MglStatus load_pnm(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
+    /* _read_magic: up to 6 characters, ended by whitespace (consumed) */
+    size_t i = 0;
+    char magic[8];
+    size_t ml = 0;
+    while (ml < 6 && i < n) {
+        uint8_t c = d[i++];
+        if (pnm_space(c)) break;
+        magic[ml++] = (char)c;
+    }
+    magic[ml] = 0;
+    if (ml != 2 || magic[0] != 'P' || magic[1] < '1' || magic[1] > '6')
+        return cli_err(err, MGL_E_FORMAT, "%s: not a PNM image (magic '%s'; P1..P6 are read)", path, magic);
+    int kind = magic[1] - '0';
+    bool bitonal = kind == 1 || kind == 4;
+    bool plain = kind <= 3;
+    int bands = (kind == 3 || kind == 6) ? 3 : 1;
+    long long v[3] = {0, 0, 0};
+    int ntok = bitonal ? 2 : 3;
+    for (int k = 0; k < ntok; k++)
+        if (!pnm_token(d, n, &i, &v[k]))
+            return cli_err(err, MGL_E_FORMAT, "%s: malformed PNM header", path);
+    if (v[0] < 1 || v[1] < 1 || v[0] > MAX_SIDE || v[1] > MAX_SIDE)
+        return cli_err(err, MGL_E_FORMAT, "%s: PNM of %lldx%lld pixels (1..%d a side)", path, v[0], v[1], MAX_SIDE);
+    long long maxval = bitonal ? 1 : v[2];
+    if (!bitonal && (maxval < 1 || maxval > 65535))
+        return cli_err(err, MGL_E_FORMAT, "%s: PNM maxval %lld (1..65535)", path, maxval);
+    bool mode_i = bands == 1 && !bitonal && maxval > 255;
+    size_t W = (size_t)v[0], H = (size_t)v[1], npix = W * H;
+    uint8_t* out = malloc(npix * 3);
+    if (!out) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    const uint8_t* r = d + i;
+    size_t avail = n - i;
+    MglStatus st = MGL_OK;
+    if (plain) {
+        st = pnm_plain(path, d, n, i, bitonal, bands, maxval, mode_i, npix, out, err);
+    } else if (kind == 4) {
+        size_t stride = (W + 7) / 8;
+        if (avail < stride * H) {
+            st = cli_err(err, MGL_E_FORMAT, "%s: truncated PBM raster (%zu of %zu bytes)", path, avail, stride * H);
+        } else {
+            for (size_t y = 0; y < H; y++)
+                for (size_t x = 0; x < W; x++) {
+                    uint8_t g = (r[y * stride + x / 8] >> (7 - x % 8)) & 1 ? 0 : 255;
+                    out[3 * (y * W + x)] = out[3 * (y * W + x) + 1] = out[3 * (y * W + x) + 2] = g;
+                }
+        }
+    } else {
+        size_t bps = maxval < 256 ? 1 : 2;
+        size_t need = npix * (size_t)bands * bps;
+        if (avail < need) {
+            st = cli_err(err, MGL_E_FORMAT, "%s: truncated PNM raster (%zu of %zu bytes)", path, avail, need);
+        } else {
+            bool raw = maxval == 255 || (maxval == 65535 && bands == 1);
+            double out_max = mode_i ? 65535.0 : 255.0;
+            for (size_t p = 0; p < npix; p++)
+                for (int c = 0; c < 3; c++) {
+                    size_t k = p * (size_t)bands + (size_t)(bands == 3 ? c : 0);
+                    long long s = bps == 1 ? r[k] : ((long long)r[2 * k] << 8) | r[2 * k + 1];
+                    uint8_t b8;
+                    if (raw) {
+                        b8 = bps == 1 ? (uint8_t)s : clip8_u16((unsigned)s);
+                    } else {
+                        long long q = pnm_scale(s, maxval, out_max);
+                        if (q > (long long)out_max) q = (long long)out_max;   /* min(out_max, ...) */
+                        b8 = mode_i ? clip8_u16((unsigned)q) : (uint8_t)q;
+                    }
+                    out[p * 3 + (size_t)c] = b8;
+                }
+        }
+    }
+    if (st != MGL_OK) {
+        free(out);
+        return st;
+    }
+    *rgb = out;
+    *w = (int)W;
+    *h = (int)H;
     return MGL_OK;
 }
 
@@ -148,8 +729,8 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
     size_t n = g_mapped_file_get_length(m);
     if (n >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) st = load_png(path, d, n, rgb, w, h, err);
     else if (n >= 3 && d[0] == 0xff && d[1] == 0xd8 && d[2] == 0xff) st = load_jpeg(path, d, n, rgb, w, h, err);
-    else if (n >= 2 && d[0] == 'P' && (d[1] == '6' || d[1] == '5')) st = load_pnm(path, d, n, rgb, w, h, err);
-    else st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG or binary PPM image", path);
+    else if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '6') st = load_pnm(path, d, n, rgb, w, h, err);
+    else st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG or PNM (PPM/PGM/PBM) image", path);
     g_mapped_file_unref(m);
     return st;
 }

@@ -1,0 +1,796 @@
+#!/usr/bin/python3
+"""Writes the image-decoding corpus: tests/fixtures/images/.
+
+Every PNG, JPEG and PPM/PGM/PBM kind a user may pass, small and with odd sizes, each with the RGB
+that Pillow decodes (`Image.open(f).convert('RGB')`, the reference's image path) as its golden:
+NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg
+and zlib versions, each image's size and what it exercises, and the files that Pillow refuses
+(truncated, corrupt) or that the engine refuses by design (other formats): the engine must refuse
+those too, with a one-line message naming the file.
+
+Pillow writes what it can (PNG 8-bit kinds, baseline and progressive JPEG, CMYK JPEG, PPM);
+the rest is written here byte by byte: a PNG writer (every bit depth and colour type, tRNS,
+Adam7 interlacing, every filter type, gAMA/cHRM/sRGB/iCCP/sBIT chunks, short palettes) and a
+baseline JPEG writer (YCCK, CMYK without an Adobe marker, RGB-coded JPEG, restart markers,
+4:4:0 and 4:1:1 sampling).
+
+Run with Debian 12's python3 and python3-pil 9.4 (the Pillow the tools use):
+    /usr/bin/python3 tools/make_image_corpus.py [OUT_DIR]
+The output is deterministic for a given Pillow/libjpeg/zlib.
+"""
+import io
+import json
+import math
+import os
+import struct
+import sys
+import zlib
+
+import numpy as np
+import PIL
+from PIL import Image, features
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "tests", "fixtures", "images")
+
+RNG = np.random.RandomState(23)
+
+
+def pattern(w, h, ch, maxv=255, seed=0):
+    """Gradients plus noise: every value range and some edges."""
+    r = np.random.RandomState(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    planes = []
+    for c in range(ch):
+        base = (x * (c + 1) * 37 + y * (3 - c % 3) * 23 + c * 50) % 256
+        base = base / 255.0
+        noise = r.rand(h, w) * 0.35
+        v = (base * 0.65 + noise) % 1.0
+        # a few saturated pixels at both ends
+        v[0, 0] = 0.0
+        v[-1, -1] = 1.0
+        if w > 2:
+            v[0, 1] = 1.0
+        planes.append(np.round(v * maxv).astype(np.int64))
+    return np.stack(planes, axis=-1)
+
+
+# ---- PNG writer -----------------------------------------------------------------------------
+
+def png_chunk(tag, data):
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def pack_row(samples, depth):
+    """samples: 1-D sequence of ints (already interleaved channels)."""
+    if depth == 8:
+        return bytes(int(v) for v in samples)
+    if depth == 16:
+        return b"".join(struct.pack(">H", int(v)) for v in samples)
+    out = bytearray()
+    per = 8 // depth
+    for i in range(0, len(samples), per):
+        b = 0
+        for k in range(per):
+            v = int(samples[i + k]) if i + k < len(samples) else 0
+            b |= v << (8 - depth * (k + 1))
+        out.append(b)
+    return bytes(out)
+
+
+def paeth(a, b, c):
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    if pa <= pb and pa <= pc:
+        return a
+    return b if pb <= pc else c
+
+
+def filter_row(ftype, row, prev, bpp):
+    out = bytearray([ftype])
+    for i, x in enumerate(row):
+        a = row[i - bpp] if i >= bpp else 0
+        b = prev[i] if prev is not None else 0
+        c = prev[i - bpp] if (prev is not None and i >= bpp) else 0
+        if ftype == 0:
+            p = 0
+        elif ftype == 1:
+            p = a
+        elif ftype == 2:
+            p = b
+        elif ftype == 3:
+            p = (a + b) // 2
+        else:
+            p = paeth(a, b, c)
+        out.append((x - p) & 0xFF)
+    return bytes(out)
+
+
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def write_png(path, pix, depth, ctype, palette=None, trns=None, interlace=False, extra=b"", filters=None):
+    """pix: (h, w, ch) ints. filters: list of filter types cycled per row (default 0..4)."""
+    h, w, ch = pix.shape
+    assert ch == CHANNELS[ctype]
+    bpp = max(1, depth * ch // 8)
+    filters = filters or [0, 1, 2, 3, 4]
+    raw = bytearray()
+    k = 0
+
+    def emit(sub):
+        nonlocal k
+        prev = None
+        for r in range(sub.shape[0]):
+            row = pack_row(sub[r].reshape(-1), depth)
+            raw.extend(filter_row(filters[k % len(filters)], row, prev, bpp))
+            k += 1
+            prev = row
+
+    if interlace:
+        for x0, y0, dx, dy in ADAM7:
+            sub = pix[y0::dy, x0::dx]
+            if sub.shape[0] and sub.shape[1]:
+                emit(sub)
+    else:
+        emit(pix)
+    data = b"\x89PNG\r\n\x1a\n"
+    data += png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, ctype, 0, 0, 1 if interlace else 0))
+    data += extra
+    if palette is not None:
+        data += png_chunk(b"PLTE", bytes(int(v) for v in np.asarray(palette).reshape(-1)))
+    if trns is not None:
+        data += png_chunk(b"tRNS", trns)
+    comp = zlib.compress(bytes(raw), 9)
+    # two IDAT chunks: decoders must join them
+    cut = len(comp) // 2
+    data += png_chunk(b"IDAT", comp[:cut]) + png_chunk(b"IDAT", comp[cut:])
+    data += png_chunk(b"IEND", b"")
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+# ---- baseline JPEG writer ---------------------------------------------------------------------
+
+STD_DC_LUM = ([0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0], list(range(12)))
+STD_DC_CHR = ([0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0], list(range(12)))
+STD_AC_LUM = ([0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7d], [
+    0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06, 0x13, 0x51, 0x61, 0x07,
+    0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xa1, 0x08, 0x23, 0x42, 0xb1, 0xc1, 0x15, 0x52, 0xd1, 0xf0,
+    0x24, 0x33, 0x62, 0x72, 0x82, 0x09, 0x0a, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x25, 0x26, 0x27, 0x28,
+    0x29, 0x2a, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49,
+    0x4a, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5a, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69,
+    0x6a, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7a, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89,
+    0x8a, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9a, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7,
+    0xa8, 0xa9, 0xaa, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, 0xb8, 0xb9, 0xba, 0xc2, 0xc3, 0xc4, 0xc5,
+    0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda, 0xe1, 0xe2,
+    0xe3, 0xe4, 0xe5, 0xe6, 0xe7, 0xe8, 0xe9, 0xea, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8,
+    0xf9, 0xfa])
+STD_AC_CHR = ([0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77], [
+    0x00, 0x01, 0x02, 0x03, 0x11, 0x04, 0x05, 0x21, 0x31, 0x06, 0x12, 0x41, 0x51, 0x07, 0x61, 0x71,
+    0x13, 0x22, 0x32, 0x81, 0x08, 0x14, 0x42, 0x91, 0xa1, 0xb1, 0xc1, 0x09, 0x23, 0x33, 0x52, 0xf0,
+    0x15, 0x62, 0x72, 0xd1, 0x0a, 0x16, 0x24, 0x34, 0xe1, 0x25, 0xf1, 0x17, 0x18, 0x19, 0x1a, 0x26,
+    0x27, 0x28, 0x29, 0x2a, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3a, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48,
+    0x49, 0x4a, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5a, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68,
+    0x69, 0x6a, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7a, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87,
+    0x88, 0x89, 0x8a, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9a, 0xa2, 0xa3, 0xa4, 0xa5,
+    0xa6, 0xa7, 0xa8, 0xa9, 0xaa, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, 0xb8, 0xb9, 0xba, 0xc2, 0xc3,
+    0xc4, 0xc5, 0xc6, 0xc7, 0xc8, 0xc9, 0xca, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda,
+    0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7, 0xe8, 0xe9, 0xea, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7, 0xf8,
+    0xf9, 0xfa])
+# Annex K quantisation tables (natural order), used at quality 75 below
+STD_Q_LUM = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+             14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+             49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+STD_Q_CHR = [17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
+             47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32
+ZIGZAG = [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6,
+          7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31,
+          39, 46, 53, 60, 61, 54, 47, 55, 62, 63]
+
+
+def scale_q(q, quality=75):
+    s = 5000 // quality if quality < 50 else 200 - quality * 2
+    return [min(255, max(4, (v * s + 50) // 100)) for v in q]
+
+
+def huff_codes(spec):
+    bits, vals = spec
+    codes = {}
+    code = 0
+    k = 0
+    for length in range(1, 17):
+        for _ in range(bits[length - 1]):
+            codes[vals[k]] = (code, length)
+            code += 1
+            k += 1
+        code <<= 1
+    return codes
+
+
+DCT_M = np.array([[(math.sqrt(1 / 8) if u == 0 else math.sqrt(2 / 8)) * math.cos((2 * x + 1) * u * math.pi / 16)
+                   for x in range(8)] for u in range(8)])
+
+
+class BitWriter:
+    def __init__(self):
+        self.out = bytearray()
+        self.acc = 0
+        self.n = 0
+
+    def put(self, code, length):
+        for i in range(length - 1, -1, -1):
+            self.acc = (self.acc << 1) | ((code >> i) & 1)
+            self.n += 1
+            if self.n == 8:
+                self.out.append(self.acc)
+                if self.acc == 0xFF:
+                    self.out.append(0)
+                self.acc = 0
+                self.n = 0
+
+    def flush(self):
+        while self.n:
+            self.put(1, 1)
+
+
+def magnitude(v):
+    a = abs(v)
+    n = 0
+    while a:
+        n += 1
+        a >>= 1
+    bits = v if v >= 0 else v + (1 << n) - 1
+    return n, bits
+
+
+def write_jpeg(path, planes, sampling, comp_ids=None, adobe=None, jfif=True, restart=0, qsel=None):
+    """Baseline huffman JPEG. planes: list of (h, w) arrays 0..255, full resolution; sampling:
+    [(H, V)] per component; adobe: None or the APP14 transform byte (0 RGB/CMYK, 1 YCbCr, 2 YCCK)."""
+    h, w = planes[0].shape
+    nc = len(planes)
+    comp_ids = comp_ids or list(range(1, nc + 1))
+    qsel = qsel or [0] + [1] * (nc - 1)
+    if nc == 4 and qsel == [0, 1, 1, 1]:
+        qsel = [0, 1, 1, 0]
+    hmax = max(s[0] for s in sampling)
+    vmax = max(s[1] for s in sampling)
+    qt = [scale_q(STD_Q_LUM), scale_q(STD_Q_CHR)]
+    dc = [huff_codes(STD_DC_LUM), huff_codes(STD_DC_CHR)]
+    ac = [huff_codes(STD_AC_LUM), huff_codes(STD_AC_CHR)]
+    interleaved = nc > 1
+    if interleaved:
+        mcux = -(-w // (8 * hmax))
+        mcuy = -(-h // (8 * vmax))
+    # component planes, subsampled by averaging, padded by edge replication to whole MCUs/blocks
+    comps = []
+    for ci, p in enumerate(planes):
+        hs, vs = sampling[ci]
+        fx, fy = hmax // hs, vmax // vs
+        cw, ch = -(-w * hs // hmax), -(-h * vs // vmax)
+        pp = np.pad(p.astype(np.float64), ((0, ch * fy - h), (0, cw * fx - w)), mode="edge")
+        sub = pp.reshape(ch, fy, cw, fx).mean(axis=(1, 3))
+        if interleaved:
+            tw, th = mcux * hs * 8, mcuy * vs * 8
+        else:
+            tw, th = -(-cw // 8) * 8, -(-ch // 8) * 8
+        comps.append(np.pad(sub, ((0, th - ch), (0, tw - cw)), mode="edge"))
+
+    def block(ci, by, bx):
+        b = comps[ci][by * 8:by * 8 + 8, bx * 8:bx * 8 + 8] - 128.0
+        f = DCT_M @ b @ DCT_M.T
+        q = np.array(qt[qsel[ci]]).reshape(8, 8)
+        return [int(round(v)) for v in (f / q).reshape(-1)]
+
+    bw = BitWriter()
+    pred = [0] * nc
+
+    def encode_block(ci, coef):
+        t = 0 if ci == 0 or (nc == 4 and ci == 3) else 1
+        diff = coef[0] - pred[ci]
+        pred[ci] = coef[0]
+        n, bits = magnitude(diff)
+        bw.put(*dc[t][n])
+        if n:
+            bw.put(bits, n)
+        run = 0
+        for k in range(1, 64):
+            v = coef[ZIGZAG[k]]
+            if v == 0:
+                run += 1
+                continue
+            while run > 15:
+                bw.put(*ac[t][0xF0])
+                run -= 16
+            n, bits = magnitude(v)
+            bw.put(*ac[t][(run << 4) | n])
+            bw.put(bits, n)
+            run = 0
+        if run:
+            bw.put(*ac[t][0x00])
+
+    units = []
+    if interleaved:
+        for my in range(mcuy):
+            for mx in range(mcux):
+                u = []
+                for ci in range(nc):
+                    hs, vs = sampling[ci]
+                    for v in range(vs):
+                        for hh in range(hs):
+                            u.append((ci, my * vs + v, mx * hs + hh))
+                units.append(u)
+    else:
+        th, tw = comps[0].shape
+        for by in range(th // 8):
+            for bx in range(tw // 8):
+                units.append([(0, by, bx)])
+    for i, u in enumerate(units):
+        if restart and i and i % restart == 0:
+            bw.flush()
+            bw.out += bytes([0xFF, 0xD0 + ((i // restart - 1) % 8)])
+            pred = [0] * nc
+        for ci, by, bx in u:
+            encode_block(ci, block(ci, by, bx))
+    bw.flush()
+
+    def seg(marker, payload):
+        return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    out = b"\xFF\xD8"
+    if jfif:
+        out += seg(0xE0, b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00")
+    if adobe is not None:
+        out += seg(0xEE, b"Adobe" + struct.pack(">HHHB", 100, 0, 0, adobe))
+    for t in sorted(set(qsel)):
+        out += seg(0xDB, bytes([t]) + bytes(qt[t][ZIGZAG[k]] for k in range(64)))
+    sof = struct.pack(">BHHB", 8, h, w, nc)
+    for ci in range(nc):
+        sof += bytes([comp_ids[ci], (sampling[ci][0] << 4) | sampling[ci][1], qsel[ci]])
+    out += seg(0xC0, sof)
+    for cls, tid, spec in [(0, 0, STD_DC_LUM), (1, 0, STD_AC_LUM), (0, 1, STD_DC_CHR), (1, 1, STD_AC_CHR)]:
+        out += seg(0xC4, bytes([(cls << 4) | tid]) + bytes(spec[0]) + bytes(spec[1]))
+    if restart:
+        out += seg(0xDD, struct.pack(">H", restart))
+    sos = bytes([nc])
+    for ci in range(nc):
+        t = 0 if ci == 0 or (nc == 4 and ci == 3) else 1
+        sos += bytes([comp_ids[ci], (t << 4) | t])
+    sos += b"\x00\x3f\x00"
+    out += seg(0xDA, sos) + bytes(bw.out) + b"\xFF\xD9"
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+# ---- the corpus ---------------------------------------------------------------------------------
+
+images = []
+errors = []
+
+
+def golden(name, file, what):
+    path = os.path.join(OUT, file)
+    with Image.open(path) as im:
+        src_mode = im.mode
+        rgb = im.convert("RGB")
+    data = rgb.tobytes()
+    w, h = rgb.size
+    assert len(data) == w * h * 3
+    with open(os.path.join(OUT, name + ".rgb"), "wb") as f:
+        f.write(data)
+    images.append({"file": file, "golden": name + ".rgb", "width": w, "height": h, "pil_mode": src_mode,
+                   "what": what})
+
+
+def refused(file, what, pil_refuses=True):
+    path = os.path.join(OUT, file)
+    ok = True
+    try:
+        with Image.open(path) as im:
+            im.convert("RGB")
+    except Exception:
+        ok = False
+    if pil_refuses and ok:
+        raise SystemExit(f"{file}: Pillow decodes it, expected a refusal")
+    errors.append({"file": file, "what": what, "pil_refuses": not ok})
+
+
+def png_cases():
+    W, H = 17, 13
+    # grey, every depth, plain and interlaced
+    for depth in (1, 2, 4, 8, 16):
+        pix = pattern(W, H, 1, (1 << depth) - 1, seed=depth)
+        for il in (False, True):
+            n = f"png_gray{depth}{'_adam7' if il else ''}"
+            write_png(os.path.join(OUT, n + ".png"), pix, depth, 0, interlace=il)
+            golden(n, n + ".png", f"PNG greyscale {depth}-bit{', Adam7' if il else ''}")
+    # grey with a tRNS colour key
+    for depth in (1, 8, 16):
+        pix = pattern(W, H, 1, (1 << depth) - 1, seed=10 + depth)
+        key = int(pix[2, 3, 0])
+        n = f"png_gray{depth}_trns"
+        write_png(os.path.join(OUT, n + ".png"), pix, depth, 0, trns=struct.pack(">H", key))
+        golden(n, n + ".png", f"PNG greyscale {depth}-bit with tRNS key")
+    # 16-bit grey with small values (below 256: the 8-bit clip is visible)
+    pix = pattern(W, H, 1, 600, seed=31)
+    write_png(os.path.join(OUT, "png_gray16_low.png"), pix, 16, 0)
+    golden("png_gray16_low", "png_gray16_low.png", "PNG greyscale 16-bit, values 0..600")
+    # grey + alpha
+    for depth in (8, 16):
+        pix = pattern(W, H, 2, (1 << depth) - 1, seed=20 + depth)
+        for il in (False, True):
+            n = f"png_graya{depth}{'_adam7' if il else ''}"
+            write_png(os.path.join(OUT, n + ".png"), pix, depth, 4, interlace=il)
+            golden(n, n + ".png", f"PNG greyscale+alpha {depth}-bit{', Adam7' if il else ''}")
+    # RGB, RGBA
+    for ctype, cname in ((2, "rgb"), (6, "rgba")):
+        for depth in (8, 16):
+            pix = pattern(W, H, CHANNELS[ctype], (1 << depth) - 1, seed=30 + ctype + depth)
+            for il in (False, True):
+                n = f"png_{cname}{depth}{'_adam7' if il else ''}"
+                write_png(os.path.join(OUT, n + ".png"), pix, depth, ctype, interlace=il)
+                golden(n, n + ".png", f"PNG {cname.upper()} {depth}-bit{', Adam7' if il else ''}")
+    # RGB with a tRNS colour key
+    for depth in (8, 16):
+        pix = pattern(W, H, 3, (1 << depth) - 1, seed=40 + depth)
+        key = pix[1, 1]
+        n = f"png_rgb{depth}_trns"
+        write_png(os.path.join(OUT, n + ".png"), pix, depth, 2, trns=struct.pack(">HHH", *[int(v) for v in key]))
+        golden(n, n + ".png", f"PNG RGB {depth}-bit with tRNS key")
+    # RGBA with fully transparent pixels whose colour is not black
+    pix = pattern(W, H, 4, 255, seed=47)
+    pix[:, :, 3] = 0
+    pix[::3, ::2, 3] = 128
+    write_png(os.path.join(OUT, "png_rgba8_transparent.png"), pix, 8, 6)
+    golden("png_rgba8_transparent", "png_rgba8_transparent.png", "PNG RGBA 8-bit, mostly alpha 0")
+    # palette, every depth; with and without tRNS; interlaced
+    for depth in (1, 2, 4, 8):
+        ncol = 1 << depth
+        pal = RNG.randint(0, 256, size=(ncol, 3))
+        pix = pattern(W, H, 1, ncol - 1, seed=50 + depth)
+        for variant in ("", "_trns", "_trns1", "_adam7"):
+            n = f"png_pal{depth}{variant}"
+            trns = None
+            if variant == "_trns":
+                trns = bytes(RNG.randint(0, 256, size=ncol // 2 + 1).tolist())  # shorter than the palette
+            elif variant == "_trns1":
+                trns = b"\xff" * (ncol // 2) + b"\x00"  # one fully transparent entry
+            write_png(os.path.join(OUT, n + ".png"), pix, depth, 3, palette=pal, trns=trns,
+                      interlace=variant == "_adam7")
+            what = {"": "", "_trns": ", tRNS alphas", "_trns1": ", tRNS with one transparent entry",
+                    "_adam7": ", Adam7"}[variant]
+            golden(n, n + ".png", f"PNG palette {depth}-bit{what}")
+    # palette shorter than the indices used (Pillow: a grey ramp past the PLTE entries)
+    pal = RNG.randint(0, 256, size=(5, 3))
+    pix = pattern(W, H, 1, 255, seed=60)
+    write_png(os.path.join(OUT, "png_pal8_short.png"), pix, 8, 3, palette=pal)
+    golden("png_pal8_short", "png_pal8_short.png", "PNG palette 8-bit, 5 PLTE entries, indices to 255")
+    # colour-management chunks that Pillow does not apply
+    pix = pattern(W, H, 3, 255, seed=61)
+    icc = zlib.compress(b"\x00" * 128)
+    extra = (png_chunk(b"gAMA", struct.pack(">I", 100000)) +
+             png_chunk(b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000)) +
+             png_chunk(b"sBIT", b"\x05\x06\x05") + png_chunk(b"iCCP", b"fake\x00\x00" + icc) +
+             png_chunk(b"tEXt", b"Comment\x00corpus"))
+    write_png(os.path.join(OUT, "png_rgb8_gama.png"), pix, 8, 2, extra=extra)
+    golden("png_rgb8_gama", "png_rgb8_gama.png", "PNG RGB 8-bit with gAMA 1.0, cHRM, sBIT, iCCP, tEXt")
+    pix = pattern(W, H, 3, 65535, seed=62)
+    write_png(os.path.join(OUT, "png_rgb16_srgb.png"), pix, 16, 2,
+              extra=png_chunk(b"sRGB", b"\x00") + png_chunk(b"gAMA", struct.pack(">I", 45455)))
+    golden("png_rgb16_srgb", "png_rgb16_srgb.png", "PNG RGB 16-bit with sRGB and gAMA")
+    # sizes: 1x1, one row, one column, wider than a filter byte group
+    for (w, h, depth, ctype) in ((1, 1, 8, 2), (1, 1, 1, 0), (31, 1, 4, 3), (1, 9, 2, 0), (9, 2, 16, 6)):
+        pix = pattern(w, h, CHANNELS[ctype], (1 << depth) - 1, seed=w * 7 + h)
+        pal = RNG.randint(0, 256, size=(1 << depth, 3)) if ctype == 3 else None
+        for il in (False, True):
+            n = f"png_{w}x{h}_d{depth}c{ctype}{'_adam7' if il else ''}"
+            write_png(os.path.join(OUT, n + ".png"), pix, depth, ctype, palette=pal, interlace=il)
+            golden(n, n + ".png", f"PNG {w}x{h} depth {depth} colour type {ctype}{', Adam7' if il else ''}")
+    # written by Pillow itself (zlib stream as Pillow makes it)
+    base = Image.fromarray(pattern(W, H, 3, 255, seed=63).astype(np.uint8), "RGB")
+    base.save(os.path.join(OUT, "png_pil_rgb.png"))
+    golden("png_pil_rgb", "png_pil_rgb.png", "PNG RGB written by Pillow")
+    base.convert("P", palette=Image.Palette.ADAPTIVE, colors=7).save(os.path.join(OUT, "png_pil_p.png"))
+    golden("png_pil_p", "png_pil_p.png", "PNG palette written by Pillow (7 colours)")
+    la = Image.fromarray(pattern(W, H, 2, 255, seed=64).astype(np.uint8), "LA")
+    la.save(os.path.join(OUT, "png_pil_la.png"))
+    golden("png_pil_la", "png_pil_la.png", "PNG LA written by Pillow")
+    Image.fromarray(pattern(W, H, 1, 255, seed=65)[:, :, 0].astype(np.uint8) > 128).save(
+        os.path.join(OUT, "png_pil_1.png"))
+    golden("png_pil_1", "png_pil_1.png", "PNG 1-bit written by Pillow")
+    # a PLTE in an RGB image (a suggested palette: ignored), empty IDAT chunks, a bad CRC on an IDAT chunk
+    # and on a chunk after the image data (Pillow checks neither), bytes after the zlib stream
+    pix = pattern(W, H, 3, 255, seed=67)
+    raw = b"".join(b"\x01" + pack_row(pix[r].reshape(-1), 8) for r in range(H))
+    comp = zlib.compress(raw, 9)
+    ihdr = png_chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 2, 0, 0, 0))
+    bad_idat = png_chunk(b"IDAT", comp[10:])
+    bad_idat = bad_idat[:-4] + bytes([bad_idat[-4] ^ 1]) + bad_idat[-3:]
+    data = (b"\x89PNG\r\n\x1a\n" + ihdr + png_chunk(b"PLTE", bytes(range(48))) + png_chunk(b"IDAT", b"") +
+            png_chunk(b"IDAT", comp[:10]) + png_chunk(b"IDAT", b"") + bad_idat)
+    tail = png_chunk(b"tEXt", b"after\x00data")
+    data += tail[:-1] + bytes([tail[-1] ^ 0xFF]) + png_chunk(b"IEND", b"")
+    with open(os.path.join(OUT, "png_rgb8_oddchunks.png"), "wb") as f:
+        f.write(data)
+    golden("png_rgb8_oddchunks", "png_rgb8_oddchunks.png",
+           "PNG RGB 8-bit: PLTE, empty IDATs, bad IDAT CRC, bad CRC after the image data")
+    pix = pattern(W, H, 1, 255, seed=68)
+    raw = b"".join(b"\x00" + pack_row(pix[r].reshape(-1), 8) for r in range(H))
+    data = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 0, 0, 0, 0)) +
+            png_chunk(b"IDAT", zlib.compress(raw) + b"\x00\x00") + png_chunk(b"IEND", b""))
+    with open(os.path.join(OUT, "png_gray8_extra.png"), "wb") as f:
+        f.write(data)
+    golden("png_gray8_extra", "png_gray8_extra.png", "PNG grey 8-bit with bytes after the zlib stream, no IEND CRC")
+    # palette shorter than 2^depth with a tRNS longer than the palette would be invalid: a tRNS as long
+    pal = RNG.randint(0, 256, size=(9, 3))
+    pix = pattern(W, H, 1, 15, seed=69)
+    write_png(os.path.join(OUT, "png_pal4_short_trns.png"), pix, 4, 3, palette=pal, trns=bytes(range(0, 255, 29)))
+    golden("png_pal4_short_trns", "png_pal4_short_trns.png", "PNG palette 4-bit, 9 PLTE entries, tRNS")
+    # refused: truncated, bad CRC in IDAT, bad zlib data
+    src = open(os.path.join(OUT, "png_rgb8.png"), "rb").read()
+    with open(os.path.join(OUT, "bad_png_truncated.png"), "wb") as f:
+        f.write(src[:len(src) * 2 // 3])
+    refused("bad_png_truncated.png", "PNG cut inside IDAT")
+    pix = pattern(W, H, 3, 255, seed=66)
+    h_, w_ = pix.shape[:2]
+    raw = b"".join(b"\x00" + pack_row(pix[r].reshape(-1), 8) for r in range(h_))
+    comp = bytearray(zlib.compress(raw))
+    comp[len(comp) // 2] ^= 0x55
+    data = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w_, h_, 8, 2, 0, 0, 0)) +
+            png_chunk(b"IDAT", bytes(comp)) + png_chunk(b"IEND", b""))
+    with open(os.path.join(OUT, "bad_png_zlib.png"), "wb") as f:
+        f.write(data)
+    refused("bad_png_zlib.png", "PNG with corrupt zlib data")
+    with open(os.path.join(OUT, "bad_png_header.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 17, 13, 3, 2, 0, 0, 0)) +
+                png_chunk(b"IEND", b""))
+    refused("bad_png_header.png", "PNG with bit depth 3")
+    src = bytearray(open(os.path.join(OUT, "png_rgb8_gama.png"), "rb").read())
+    k = src.find(b"tEXt")
+    src[k + 6] ^= 0x20   # inside the tEXt data: its CRC no longer matches
+    with open(os.path.join(OUT, "bad_png_crc_text.png"), "wb") as f:
+        f.write(bytes(src))
+    refused("bad_png_crc_text.png", "PNG with a bad CRC on a tEXt chunk before the image data")
+    pix = np.zeros((1, 16385, 1), dtype=np.int64)
+    write_png(os.path.join(OUT, "bad_png_wide.png"), pix, 1, 0)
+    refused("bad_png_wide.png", "PNG 16385 pixels wide: over the engine's 16384 a side", pil_refuses=False)
+
+
+def ycc(rgb):
+    r, g, b = [rgb[:, :, i].astype(np.float64) for i in range(3)]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
+    return [np.clip(np.round(v), 0, 255) for v in (y, cb, cr)]
+
+
+def jpeg_cases():
+    W, H = 37, 29   # several MCUs, partial ones at the right and bottom
+    rgb = pattern(W, H, 3, 255, seed=70).astype(np.uint8)
+    # smooth it a little so the JPEGs are not all noise
+    sm = rgb.astype(np.float64)
+    sm = (sm + np.roll(sm, 1, 0) + np.roll(sm, 1, 1) + np.roll(sm, (1, 1), (0, 1))) / 4
+    rgb = np.round(sm).astype(np.uint8)
+    im = Image.fromarray(rgb, "RGB")
+    for ss, sname in ((0, "444"), (1, "422"), (2, "420")):
+        for prog in (False, True):
+            n = f"jpeg_{sname}{'_progressive' if prog else ''}"
+            im.save(os.path.join(OUT, n + ".jpg"), quality=85, subsampling=ss, progressive=prog)
+            golden(n, n + ".jpg", f"JPEG YCbCr {sname}{' progressive' if prog else ' baseline'} (Pillow)")
+    im.save(os.path.join(OUT, "jpeg_420_optimized.jpg"), quality=60, subsampling=2, optimize=True)
+    golden("jpeg_420_optimized", "jpeg_420_optimized.jpg", "JPEG 4:2:0 with optimised Huffman tables (Pillow)")
+    im.save(os.path.join(OUT, "jpeg_444_q100.jpg"), quality=100, subsampling=0)
+    golden("jpeg_444_q100", "jpeg_444_q100.jpg", "JPEG 4:4:4 quality 100 (Pillow)")
+    gray = im.convert("L")
+    for prog in (False, True):
+        n = f"jpeg_gray{'_progressive' if prog else ''}"
+        gray.save(os.path.join(OUT, n + ".jpg"), quality=80, progressive=prog)
+        golden(n, n + ".jpg", f"JPEG greyscale{' progressive' if prog else ''} (Pillow)")
+    cmyk = Image.fromarray(pattern(W, H, 4, 255, seed=71).astype(np.uint8), "CMYK")
+    for prog in (False, True):
+        n = f"jpeg_cmyk_adobe{'_progressive' if prog else ''}"
+        cmyk.save(os.path.join(OUT, n + ".jpg"), quality=90, progressive=prog)
+        golden(n, n + ".jpg", f"JPEG CMYK, Adobe marker, inverted (Pillow){' progressive' if prog else ''}")
+    # EXIF orientation 6 (rotate 90): Pillow does not apply it
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    im.save(os.path.join(OUT, "jpeg_exif_orient6.jpg"), quality=85, exif=exif.tobytes())
+    golden("jpeg_exif_orient6", "jpeg_exif_orient6.jpg", "JPEG with EXIF orientation 6 (not applied)")
+    # an ICC profile (not applied either)
+    im.save(os.path.join(OUT, "jpeg_icc.jpg"), quality=85, icc_profile=b"\x00" * 200)
+    golden("jpeg_icc", "jpeg_icc.jpg", "JPEG with an ICC profile (not applied)")
+    # written here: sampling factors Pillow does not write, restart markers, YCCK, CMYK without Adobe
+    y, cb, cr = ycc(rgb)
+    for samp, sname in (([(1, 2), (1, 1), (1, 1)], "440"), ([(4, 1), (1, 1), (1, 1)], "411"),
+                        ([(2, 2), (1, 2), (2, 1)], "mixed")):
+        n = f"jpeg_{sname}"
+        write_jpeg(os.path.join(OUT, n + ".jpg"), [y, cb, cr], samp)
+        golden(n, n + ".jpg", f"JPEG YCbCr sampling {samp} (baseline)")
+    write_jpeg(os.path.join(OUT, "jpeg_420_restart.jpg"), [y, cb, cr], [(2, 2), (1, 1), (1, 1)], restart=1)
+    golden("jpeg_420_restart", "jpeg_420_restart.jpg", "JPEG 4:2:0 with a restart marker every MCU")
+    write_jpeg(os.path.join(OUT, "jpeg_444_restart3.jpg"), [y, cb, cr], [(1, 1), (1, 1), (1, 1)], restart=3)
+    golden("jpeg_444_restart3", "jpeg_444_restart3.jpg", "JPEG 4:4:4 with a restart marker every 3 MCUs")
+    write_jpeg(os.path.join(OUT, "jpeg_gray_restart.jpg"), [y], [(1, 1)], restart=2)
+    golden("jpeg_gray_restart", "jpeg_gray_restart.jpg", "JPEG greyscale with restart markers")
+    r, g, b = [rgb[:, :, i] for i in range(3)]
+    write_jpeg(os.path.join(OUT, "jpeg_rgb_adobe0.jpg"), [r, g, b], [(1, 1)] * 3, adobe=0, jfif=False)
+    golden("jpeg_rgb_adobe0", "jpeg_rgb_adobe0.jpg", "JPEG coded in RGB (Adobe transform 0)")
+    write_jpeg(os.path.join(OUT, "jpeg_rgb_ids.jpg"), [r, g, b], [(1, 1)] * 3, comp_ids=[ord("R"), ord("G"),
+               ord("B")], jfif=False)
+    golden("jpeg_rgb_ids", "jpeg_rgb_ids.jpg", "JPEG coded in RGB (component ids R, G, B, no marker)")
+    k = pattern(W, H, 1, 255, seed=72)[:, :, 0]
+    write_jpeg(os.path.join(OUT, "jpeg_ycck.jpg"), [y, cb, cr, k], [(2, 2), (1, 1), (1, 1), (2, 2)], adobe=2,
+               jfif=False)
+    golden("jpeg_ycck", "jpeg_ycck.jpg", "JPEG YCCK (Adobe transform 2), 2x2 Y and K")
+    write_jpeg(os.path.join(OUT, "jpeg_ycck_restart.jpg"), [y, cb, cr, k], [(1, 1)] * 4, adobe=2, jfif=False,
+               restart=2)
+    golden("jpeg_ycck_restart", "jpeg_ycck_restart.jpg", "JPEG YCCK 4:4:4:4 with restart markers")
+    c4 = pattern(W, H, 4, 255, seed=73)
+    write_jpeg(os.path.join(OUT, "jpeg_cmyk_noadobe.jpg"), [c4[:, :, i] for i in range(4)], [(1, 1)] * 4,
+               jfif=False)
+    golden("jpeg_cmyk_noadobe", "jpeg_cmyk_noadobe.jpg", "JPEG CMYK with no Adobe marker")
+    write_jpeg(os.path.join(OUT, "jpeg_cmyk_adobe0_sub.jpg"), [c4[:, :, i] for i in range(4)],
+               [(2, 1), (1, 1), (1, 1), (2, 1)], adobe=0, jfif=False)
+    golden("jpeg_cmyk_adobe0_sub", "jpeg_cmyk_adobe0_sub.jpg", "JPEG CMYK (Adobe transform 0), 2x1 C and K")
+    # a larger odd size: many MCU rows, 4:2:0 fancy upsampling at the edges
+    big = pattern(67, 45, 3, 255, seed=74).astype(np.uint8)
+    Image.fromarray(big, "RGB").save(os.path.join(OUT, "jpeg_420_67x45.jpg"), quality=75, subsampling=2)
+    golden("jpeg_420_67x45", "jpeg_420_67x45.jpg", "JPEG 4:2:0 67x45")
+    Image.fromarray(big[:1, :1], "RGB").save(os.path.join(OUT, "jpeg_1x1.jpg"), quality=75, subsampling=2)
+    golden("jpeg_1x1", "jpeg_1x1.jpg", "JPEG 4:2:0 1x1")
+    # refused: truncated inside the scan (baseline and progressive), no scan at all
+    src = open(os.path.join(OUT, "jpeg_420.jpg"), "rb").read()
+    with open(os.path.join(OUT, "bad_jpeg_truncated.jpg"), "wb") as f:
+        f.write(src[:len(src) * 3 // 4])
+    refused("bad_jpeg_truncated.jpg", "baseline JPEG cut inside the scan")
+    src = open(os.path.join(OUT, "jpeg_420_progressive.jpg"), "rb").read()
+    with open(os.path.join(OUT, "bad_jpeg_prog_truncated.jpg"), "wb") as f:
+        f.write(src[:len(src) * 3 // 4])
+    refused("bad_jpeg_prog_truncated.jpg", "progressive JPEG cut between scans")
+    sos = src.find(b"\xFF\xDA")
+    with open(os.path.join(OUT, "bad_jpeg_noscan.jpg"), "wb") as f:
+        f.write(src[:sos])
+    refused("bad_jpeg_noscan.jpg", "JPEG with no scan")
+    for base in ("jpeg_420", "jpeg_420_progressive"):
+        src = open(os.path.join(OUT, base + ".jpg"), "rb").read()
+        with open(os.path.join(OUT, "bad_" + base + "_noeoi.jpg"), "wb") as f:
+            f.write(src[:-2])
+        refused("bad_" + base + "_noeoi.jpg", "JPEG without its EOI marker (Pillow: truncated)")
+    src = bytearray(open(os.path.join(OUT, "jpeg_444.jpg"), "rb").read())
+    sof = src.find(b"\xFF\xC0")
+    src[sof + 4] = 12
+    with open(os.path.join(OUT, "bad_jpeg_12bit.jpg"), "wb") as f:
+        f.write(bytes(src))
+    refused("bad_jpeg_12bit.jpg", "JPEG with 12-bit samples")
+    # decoded: bytes after EOI; corrupt entropy data that libjpeg decodes through (warnings)
+    src = open(os.path.join(OUT, "jpeg_422.jpg"), "rb").read()
+    with open(os.path.join(OUT, "jpeg_422_trailing.jpg"), "wb") as f:
+        f.write(src + b"\x00garbage after the image\xFF\xD9")
+    golden("jpeg_422_trailing", "jpeg_422_trailing.jpg", "JPEG with bytes after EOI")
+    src = bytearray(open(os.path.join(OUT, "jpeg_420.jpg"), "rb").read())
+    sos = src.find(b"\xFF\xDA")
+    body = sos + 2 + struct.unpack(">H", src[sos + 2:sos + 4])[0]
+    for off in (40, 41, 97, 150):
+        if src[body + off] != 0xFF and src[body + off - 1] != 0xFF:
+            src[body + off] ^= 0x5A
+    with open(os.path.join(OUT, "jpeg_420_corrupt.jpg"), "wb") as f:
+        f.write(bytes(src))
+    golden("jpeg_420_corrupt", "jpeg_420_corrupt.jpg", "JPEG with corrupt entropy-coded data (decoded through)")
+    src = bytearray(open(os.path.join(OUT, "jpeg_420_restart.jpg"), "rb").read())
+    rst = src.find(b"\xFF\xD3")
+    src[rst + 1] = 0xD5   # a restart marker out of sequence: libjpeg resynchronises
+    with open(os.path.join(OUT, "jpeg_420_badrestart.jpg"), "wb") as f:
+        f.write(bytes(src))
+    golden("jpeg_420_badrestart", "jpeg_420_badrestart.jpg", "JPEG with a restart marker out of sequence")
+
+
+def ppm_cases():
+    W, H = 17, 13
+
+    def put(name, header, body, what):
+        with open(os.path.join(OUT, name), "wb") as f:
+            f.write(header + body)
+        golden(os.path.splitext(name)[0], name, what)
+
+    rgb = pattern(W, H, 3, 255, seed=80)
+    put("ppm_p6.ppm", b"P6\n17 13\n255\n", rgb.astype(np.uint8).tobytes(), "PPM P6 maxval 255")
+    put("ppm_p6_comments.ppm", b"P6 # a comment\n# another\n17\t13 255\r", rgb.astype(np.uint8).tobytes(),
+        "PPM P6 with comments and odd whitespace")
+    g = pattern(W, H, 1, 255, seed=81)
+    put("pgm_p5.pgm", b"P5\n17 13\n255\n", g.astype(np.uint8).tobytes(), "PGM P5 maxval 255")
+    for mv in (1, 15, 100):
+        v = pattern(W, H, 3, mv, seed=82 + mv)
+        put(f"ppm_p6_max{mv}.ppm", b"P6\n17 13\n%d\n" % mv, v.astype(np.uint8).tobytes(), f"PPM P6 maxval {mv}")
+        v = pattern(W, H, 1, mv, seed=83 + mv)
+        put(f"pgm_p5_max{mv}.pgm", b"P5\n17 13\n%d\n" % mv, v.astype(np.uint8).tobytes(), f"PGM P5 maxval {mv}")
+    for mv in (1000, 65535):
+        v = pattern(W, H, 3, mv, seed=84 + mv)
+        put(f"ppm_p6_max{mv}.ppm", b"P6\n17 13\n%d\n" % mv, v.astype(">u2").tobytes(), f"PPM P6 maxval {mv}")
+    for mv in (300, 1000, 65535):
+        v = pattern(W, H, 1, mv, seed=85 + mv)
+        v[0, :5, 0] = [0, 1, 2, 3, 255 * mv // 65535]
+        put(f"pgm_p5_max{mv}.pgm", b"P5\n17 13\n%d\n" % mv, v.astype(">u2").tobytes(),
+            f"PGM P5 maxval {mv} (Pillow mode I)")
+    bits = pattern(W, H, 1, 1, seed=86)[:, :, 0]
+    rows = b"".join(pack_row(bits[r], 1) for r in range(H))
+    put("pbm_p4.pbm", b"P4\n17 13\n", rows, "PBM P4")
+    put("pbm_p1.pbm", b"P1\n# plain\n17 13\n", b"\n".join(b" ".join(b"%d" % v for v in r) for r in bits) + b"\n",
+        "PBM P1 (plain)")
+    g = pattern(W, H, 1, 200, seed=87)[:, :, 0]
+    put("pgm_p2.pgm", b"P2\n17 13\n200\n", b"\n".join(b" ".join(b"%d" % v for v in r) for r in g) + b"\n",
+        "PGM P2 (plain) maxval 200")
+    g = pattern(W, H, 1, 4000, seed=88)[:, :, 0]
+    g[0, :4] = [0, 10, 62, 63]
+    put("pgm_p2_max4000.pgm", b"P2\n17 13\n4000\n",
+        b"\n".join(b" ".join(b"%d" % v for v in r) for r in g) + b"\n", "PGM P2 (plain) maxval 4000 (mode I)")
+    c = pattern(W, H, 3, 255, seed=89).reshape(H, -1)
+    put("ppm_p3.ppm", b"P3\n17 13 255\n",
+        b"\n".join(b" ".join(b"%d" % v for v in r) + b" # row comment" for r in c) + b"\n", "PPM P3 (plain)")
+    c = pattern(W, H, 3, 999, seed=90).reshape(H, -1)
+    put("ppm_p3_max999.ppm", b"P3 17 13 999 ", b"  ".join(b" ".join(b"%d" % v for v in r) for r in c),
+        "PPM P3 (plain) maxval 999, no final newline")
+    # a plain file that ends inside a token: Pillow pads by repeating the held-back token
+    put("pgm_p2_short.pgm", b"P2\n2 2\n10\n1 2 3", b"", "PGM P2 (plain) ending inside a token, a sample short")
+    put("ppm_p6_hdrcomment.ppm", b"P6\n1#c\n7 13\n255\n", rgb[:, :1].astype(np.uint8).tobytes()[:0] +
+        pattern(17, 13, 3, 255, seed=91).astype(np.uint8).tobytes(), "PPM P6 with a comment inside a header token")
+    # Pillow writes these
+    Image.fromarray(rgb.astype(np.uint8), "RGB").save(os.path.join(OUT, "ppm_pil.ppm"))
+    golden("ppm_pil", "ppm_pil.ppm", "PPM written by Pillow")
+    # refused
+    with open(os.path.join(OUT, "bad_ppm_truncated.ppm"), "wb") as f:
+        f.write(b"P6\n17 13\n255\n" + rgb.astype(np.uint8).tobytes()[:500])
+    refused("bad_ppm_truncated.ppm", "PPM raster cut short")
+    with open(os.path.join(OUT, "bad_ppm_maxval.ppm"), "wb") as f:
+        f.write(b"P6\n17 13\n70000\n" + b"\0" * 2000)
+    refused("bad_ppm_maxval.ppm", "PPM maxval 70000")
+    with open(os.path.join(OUT, "bad_pgm_plain_value.pgm"), "wb") as f:
+        f.write(b"P2\n2 2\n10\n1 2 11 3\n")
+    refused("bad_pgm_plain_value.pgm", "plain PGM with a sample over maxval")
+    with open(os.path.join(OUT, "bad_pam.pam"), "wb") as f:
+        f.write(b"P7\nWIDTH 2\nHEIGHT 2\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n" + b"\0" * 12)
+    refused("bad_pam.pam", "PAM (P7)")
+
+
+def other_cases():
+    im = Image.fromarray(pattern(9, 7, 3, 255, seed=95).astype(np.uint8), "RGB")
+    im.save(os.path.join(OUT, "other.gif"))
+    refused("other.gif", "GIF: not a format the engine reads", pil_refuses=False)
+    im.save(os.path.join(OUT, "other.bmp"))
+    refused("other.bmp", "BMP: not a format the engine reads", pil_refuses=False)
+    with open(os.path.join(OUT, "other_empty.png"), "wb"):
+        pass
+    refused("other_empty.png", "an empty file")
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    for f in os.listdir(OUT):
+        if f != "README.md":
+            os.remove(os.path.join(OUT, f))
+    png_cases()
+    jpeg_cases()
+    ppm_cases()
+    other_cases()
+    manifest = {
+        "generator": "tools/make_image_corpus.py",
+        "reference": "PIL.Image.open(file).convert('RGB').tobytes(), rows top to bottom",
+        "pillow": PIL.__version__,
+        "libjpeg": features.version("jpg"),
+        "libjpeg_turbo": bool(features.check("libjpeg_turbo")),
+        "zlib": features.version("zlib"),
+        "images": images,
+        "refused": errors,
+    }
+    with open(os.path.join(OUT, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
+    print(f"{len(images)} images, {len(errors)} refusals, {total} bytes in {OUT} (Pillow {PIL.__version__})")
+    if not PIL.__version__.startswith("9.4."):
+        print("warning: the committed goldens come from Pillow 9.4 (Debian 12's python3-pil)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
