@@ -1,7 +1,8 @@
 /* mgllava: command-line tool of libmgllava.
  *
  *   mgllava tokenize   --tokenizer PATH [--special]      stdin text -> JSON ids
- *   mgllava detokenize --tokenizer PATH [--skip-special] stdin JSON ids -> text
+ *   mgllava detokenize --tokenizer PATH [--skip-special] [--clean-up-spaces=yes|no]
+ *                                                        stdin JSON ids -> text
  *   mgllava inspect    --model PATH                      validate + summarise a model, or list a weights file
  *   mgllava convert    --model PATH --out DIR [--dtype f16|bf16|f32]
  *   mgllava run        --model PATH --image FILE [--boxes FILE] --prompt TEXT [--max-new-tokens N]
@@ -30,7 +31,10 @@
 static void usage(FILE* f) {
     fputs("usage: mgllava COMMAND [OPTIONS]\n"
           "  tokenize   --tokenizer PATH [--special]       read UTF-8 text on stdin, print a JSON array of ids\n"
-          "  detokenize --tokenizer PATH [--skip-special]  read a JSON array of ids on stdin, print the text\n"
+          "  detokenize --tokenizer PATH [--skip-special] [--clean-up-spaces=yes|no]\n"
+          "                                                read a JSON array of ids on stdin, print the text\n"
+          "                                                (spaces before punctuation cleaned up as the\n"
+          "                                                tokenizer's config says, unless overridden)\n"
           "  inspect    --model PATH                       validate and summarise a model folder (mgllava.json),\n"
           "                                                or list the tensors of a .safetensors/.pth/.bin file\n"
           "  convert    --model PATH --out DIR [--dtype f16|bf16|f32]\n"
@@ -120,9 +124,13 @@ static int cmd_tokenize(int argc, char** argv) {
 }
 
 static int cmd_detokenize(int argc, char** argv) {
-    CliOpt o[] = {{"--tokenizer", true}, {"--skip-special", false}};
-    if (cli_parse_opts(argc, argv, o, 2)) return 1;
+    CliOpt o[] = {{"--tokenizer", true}, {"--skip-special", false}, {"--clean-up-spaces", true}};
+    if (cli_parse_opts(argc, argv, o, 3)) return 1;
     if (!o[0].value) return cli_usage_error(NULL, "%s: --tokenizer PATH is required", "detokenize");
+    /* default: as tokenizer_config.json (or its tokenizer class) says */
+    const char* cu = o[2].value;
+    if (cu && strcmp(cu, "yes") && strcmp(cu, "no"))
+        return cli_usage_error("detokenize", "--clean-up-spaces takes yes or no, not '%s'", cu);
     MglErr err = {0};
     size_t len = 0;
     char* text = read_stdin(&len, &err);
@@ -156,6 +164,7 @@ static int cmd_detokenize(int argc, char** argv) {
         ids[i] = (int32_t)json_node_get_int(e);
     }
     if (mgl_tokenizer_load(o[0].value, &tok, &err) != MGL_OK) goto out;
+    if (cu) mgl_tokenizer_set_clean_up_spaces(tok, !strcmp(cu, "yes"));
     char* out = NULL;
     if (mgl_tokenizer_decode(tok, ids, n, o[1].seen, &out, &err) != MGL_OK) goto out;
     fputs(out, stdout);

@@ -60,8 +60,10 @@ MGL_API void      mgl_tokenizer_free(MglTokenizer* tok);
  * *ids is malloc'ed; free with free(). Invalid UTF-8 is an error. */
 MGL_API MglStatus mgl_tokenizer_encode(const MglTokenizer* tok, const char* text, ptrdiff_t len,
                                        bool add_special, int32_t** ids, size_t* n_ids, MglErr* err);
-/* Decode ids to UTF-8 (malloc'ed, NUL-terminated), as HF `decode` does with
- * skip_special_tokens = `skip_special`. Ids out of range are an error. */
+/* Decode ids to UTF-8 (malloc'ed, NUL-terminated), as HF transformers'
+ * `decode` does with skip_special_tokens = `skip_special`, including its
+ * clean_up_tokenization_spaces step when the tokenizer has it on (see
+ * mgl_tokenizer_clean_up_spaces). Ids out of range are an error. */
 MGL_API MglStatus mgl_tokenizer_decode(const MglTokenizer* tok, const int32_t* ids, size_t n_ids,
                                        bool skip_special, char** text, MglErr* err);
 
@@ -71,10 +73,24 @@ MGL_API int32_t     mgl_tokenizer_eos(const MglTokenizer* tok);   /* -1 if none 
 MGL_API int32_t     mgl_tokenizer_token_id(const MglTokenizer* tok, const char* piece); /* -1 if absent */
 MGL_API const char* mgl_tokenizer_id_to_piece(const MglTokenizer* tok, int32_t id);    /* NULL if out of range */
 MGL_API bool        mgl_tokenizer_is_special(const MglTokenizer* tok, int32_t id);
+/* Whether decoding applies transformers' clean_up_tokenization (" ." -> ".",
+ * " ?" -> "?", " !" -> "!", " ," -> ",", " ' " -> "'", " n't" -> "n't",
+ * " 'm" -> "'m", " 's" -> "'s", " 've" -> "'ve", " 're" -> "'re", in that
+ * order): tokenizer_config.json's clean_up_tokenization_spaces when set, else
+ * the default of the tokenizer class AutoTokenizer would load, as in the
+ * transformers versions the official MG-LLaVA code ran on (4.36-4.44):
+ * false for LlamaTokenizer (Vicuna, Phi-3) and the other classes that
+ * default it off, true for PreTrainedTokenizerFast (Llama-3) and the rest.
+ * The setter overrides it for decoders made afterwards; decode and MglDetok
+ * read it. */
+MGL_API bool        mgl_tokenizer_clean_up_spaces(const MglTokenizer* tok);
+MGL_API void        mgl_tokenizer_set_clean_up_spaces(MglTokenizer* tok, bool on);
+
 
 /* Streaming detokenizer: push ids one at a time, receive only complete UTF-8
  * text (never half a character), with the same spacing as decoding the whole
- * sequence at once. */
+ * sequence at once (clean-up included: a space that a later token may remove,
+ * " ." -> ".", is held back until that token comes). */
 typedef struct MglDetok MglDetok;
 MGL_API MglDetok* mgl_detok_new(const MglTokenizer* tok, bool skip_special);
 MGL_API void      mgl_detok_free(MglDetok* d);

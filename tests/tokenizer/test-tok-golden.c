@@ -53,6 +53,11 @@ int main(int argc, char** argv) {
     }
     printf("%s: loaded in %.3f s, n_vocab %d, bos %d, eos %d\n", name, dt, mgl_tokenizer_n_vocab(tok),
            mgl_tokenizer_bos(tok), mgl_tokenizer_eos(tok));
+    /* tokenizer_config.json: sp32k sets clean_up_tokenization_spaces false, llama3 true. The
+     * goldens below come from HF tokenizers, which has no clean-up step (transformers adds it:
+     * test-tok-cleanup checks that), so it is off here. */
+    CHECK(mgl_tokenizer_clean_up_spaces(tok) == (strcmp(name, "llama3") == 0), "%s: clean-up flag", name);
+    mgl_tokenizer_set_clean_up_spaces(tok, false);
     /* The budget is for optimized builds; sanitizers and -O0 are several times slower. */
 #if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__)
     const double load_budget = 1.0;

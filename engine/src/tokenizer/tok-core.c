@@ -392,10 +392,27 @@ static MglStatus set_post(MglTokenizer* t, bool add_bos, bool add_eos, MglErr* e
     return MGL_OK;
 }
 
-static MglStatus apply_config(MglTokenizer* t, const char* cfg_path, MglErr* err) {
+static MglStatus apply_config(MglTokenizer* t, const char* dir, MglErr* err) {
     TokConfig cfg;
-    MGL_TRY(tok_read_config(cfg_path, &cfg, err));
-    MglStatus st = MGL_OK;
+    char* cfg_path = g_build_filename(dir, "tokenizer_config.json", NULL);
+    MglStatus st = tok_read_config(cfg_path, &cfg, err);
+    g_free(cfg_path);
+    if (st != MGL_OK) return st;
+    if (cfg.has_clean_up) {
+        t->clean_up = cfg.clean_up;
+    } else {
+        char* mcls = NULL;
+        char* mtype = NULL;
+        if (!cfg.tokenizer_class) {
+            char* mpath = g_build_filename(dir, "config.json", NULL);
+            tok_read_model_config(mpath, &mcls, &mtype);
+            g_free(mpath);
+        }
+        t->clean_up = tok_clean_up_default(cfg.tokenizer_class ? cfg.tokenizer_class : mcls, mtype,
+                                           t->kind == TOK_SPM);
+        g_free(mcls);
+        g_free(mtype);
+    }
     if (t->kind == TOK_SPM) {
         /* The converted (fast) Llama tokenizer treats these as added tokens. */
         for (size_t i = 0; i < cfg.n_added && st == MGL_OK; i++) {
@@ -473,11 +490,7 @@ MglStatus mgl_tokenizer_load(const char* path, MglTokenizer** out, MglErr* err) 
         t->kind = json ? TOK_HF : TOK_SPM;
         st = json ? tok_load_hf_json(t, file, err) : tok_load_spm(t, file, err);
     }
-    if (st == MGL_OK) {
-        char* cfg = g_build_filename(dir, "tokenizer_config.json", NULL);
-        st = apply_config(t, cfg, err);
-        g_free(cfg);
-    }
+    if (st == MGL_OK) st = apply_config(t, dir, err);
     g_free(file);
     g_free(dir);
     if (st != MGL_OK) {
@@ -517,6 +530,12 @@ int32_t mgl_tokenizer_token_id(const MglTokenizer* t, const char* piece) {
 const char* mgl_tokenizer_id_to_piece(const MglTokenizer* t, int32_t id) {
     if (!t || id < 0 || id >= t->n_vocab) return NULL;
     return t->pieces[id];
+}
+
+bool mgl_tokenizer_clean_up_spaces(const MglTokenizer* t) { return t && t->clean_up; }
+
+void mgl_tokenizer_set_clean_up_spaces(MglTokenizer* t, bool on) {
+    if (t) t->clean_up = on;
 }
 
 bool mgl_tokenizer_is_special(const MglTokenizer* t, int32_t id) {
@@ -1077,9 +1096,21 @@ MglStatus mgl_tokenizer_encode(const MglTokenizer* t, const char* text, ptrdiff_
  * ByteFallback, before Fuse: a byte run decodes to one element, or to one
  * U+FFFD element per byte when it is not valid UTF-8) and on the fused text
  * (only Strip is allowed there: it is applied as text streams out). */
+/* transformers' PreTrainedTokenizerBase.clean_up_tokenization: ten
+ * str.replace calls, one after the other, each over the whole text. */
+static const struct {
+    const char* pat;
+    const char* rep;
+} clean_rules[] = {{" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
+                   {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+#define N_CLEAN (sizeof clean_rules / sizeof clean_rules[0])
+
 struct MglDetok {
     const MglTokenizer* tok;
     bool     skip;
+    bool     clean;
+    GString* cpend[N_CLEAN];    /* per rule: text that may still start a match */
+    GString* cbuf[2];
     GString* out;
     GString* t1;
     GString* t2;
@@ -1092,6 +1123,44 @@ struct MglDetok {
     int      strip_left;
     int      held;              /* trailing strip chars held back */
 };
+
+/* One rule as a stream: str.replace scans left to right and replaces
+ * non-overlapping matches, so text is final up to the first position whose
+ * remainder is a proper prefix of the pattern; that remainder waits for more
+ * text (or the end). */
+static void clean_stage(GString* pend, const char* pat, const char* rep, const char* s, size_t n, bool end,
+                        GString* out) {
+    g_string_append_len(pend, s, (gssize)n);
+    size_t pl = strlen(pat), rl = strlen(rep), p = 0, L = pend->len;
+    const char* b = pend->str;
+    while (p < L) {
+        if (L - p >= pl) {
+            if (memcmp(b + p, pat, pl) == 0) {
+                g_string_append_len(out, rep, (gssize)rl);
+                p += pl;
+                continue;
+            }
+        } else if (!end && memcmp(b + p, pat, L - p) == 0) {
+            break;
+        }
+        g_string_append_c(out, b[p]);
+        p++;
+    }
+    g_string_erase(pend, 0, (gssize)p);
+}
+
+/* New raw text in d->out becomes cleaned text in d->out; `end` flushes. */
+static void clean_stream(MglDetok* d, bool end) {
+    if (!d->clean) return;
+    GString* in = d->out;
+    for (size_t k = 0; k < N_CLEAN; k++) {
+        GString* o = d->cbuf[k & 1] == in ? d->cbuf[(k + 1) & 1] : d->cbuf[k & 1];
+        g_string_truncate(o, 0);
+        clean_stage(d->cpend[k], clean_rules[k].pat, clean_rules[k].rep, in->str, in->len, end, o);
+        in = o;
+    }
+    g_string_assign(d->out, in->str);
+}
 
 static void strip_chars(GString* s, uint32_t content, int start, int stop) {
     size_t a = 0, b = s->len;
@@ -1235,6 +1304,10 @@ MglDetok* mgl_detok_new(const MglTokenizer* tok, bool skip_special) {
     if (!d) return NULL;
     d->tok = tok;
     d->skip = skip_special;
+    d->clean = tok->clean_up;
+    for (size_t k = 0; k < N_CLEAN; k++) d->cpend[k] = g_string_new(NULL);
+    d->cbuf[0] = g_string_new(NULL);
+    d->cbuf[1] = g_string_new(NULL);
     d->out = g_string_new(NULL);
     d->t1 = g_string_new(NULL);
     d->t2 = g_string_new(NULL);
@@ -1252,6 +1325,9 @@ MglDetok* mgl_detok_new(const MglTokenizer* tok, bool skip_special) {
 
 void mgl_detok_free(MglDetok* d) {
     if (!d) return;
+    for (size_t k = 0; k < N_CLEAN; k++) g_string_free(d->cpend[k], TRUE);
+    g_string_free(d->cbuf[0], TRUE);
+    g_string_free(d->cbuf[1], TRUE);
     g_string_free(d->out, TRUE);
     g_string_free(d->t1, TRUE);
     g_string_free(d->t2, TRUE);
@@ -1321,6 +1397,7 @@ const char* mgl_detok_push(MglDetok* d, int32_t id) {
     if (id < 0 || id >= t->n_vocab || !t->pieces[id]) return d->out->str;
     if (d->skip && (t->flags[id] & TOKF_SPECIAL)) return d->out->str;
     push_piece(d, t->pieces[id], t->piece_len[id]);
+    clean_stream(d, false);
     return d->out->str;
 }
 
@@ -1332,6 +1409,7 @@ const char* mgl_detok_flush(MglDetok* d) {
         if (d->bf < d->tok->n_dec) flush_run(d);
         d->held = 0;   /* trailing strip chars are dropped */
     }
+    clean_stream(d, true);
     return d->out->str;
 }
 

@@ -215,6 +215,11 @@ struct MglTokenizer {
     TokDecOp*  dec;    size_t n_dec;
 
     int32_t    bos, eos;
+
+    /* transformers' clean_up_tokenization on decoded text (" ." -> "." ...):
+     * tokenizer_config.json's clean_up_tokenization_spaces, else the default
+     * of the tokenizer class (tok_clean_up_default) */
+    bool       clean_up;
 };
 
 /* tok-core.c */
@@ -234,10 +239,21 @@ typedef struct {
     char* eos_name;
     TokAdded* added;  /* g_free, with contents g_free'd */
     size_t    n_added;
+    bool  has_clean_up, clean_up;   /* clean_up_tokenization_spaces */
+    char* tokenizer_class;          /* g_free; NULL when absent */
 } TokConfig;
 /* Missing file: zeroed config and MGL_OK. */
 MglStatus tok_read_config(const char* path, TokConfig* cfg, MglErr* err);
 void      tok_config_clear(TokConfig* cfg);
+/* config.json beside the tokenizer: its tokenizer_class and model_type
+ * (g_free; NULL when absent, also when the file is missing or unreadable). */
+void      tok_read_model_config(const char* path, char** tokenizer_class, char** model_type);
+/* The clean_up_tokenization_spaces default of the class AutoTokenizer loads
+ * (transformers 4.36-4.44, the versions the official MG-LLaVA code ran on):
+ * `cls` from tokenizer_config.json, else config.json's tokenizer_class, else
+ * the class of config.json's model_type, else PreTrainedTokenizerFast for a
+ * tokenizer.json and LlamaTokenizer for a lone tokenizer.model. */
+bool      tok_clean_up_default(const char* cls, const char* model_type, bool spm_only);
 
 /* tok-spm.c */
 MglStatus tok_load_spm(MglTokenizer* t, const char* path, MglErr* err);

@@ -512,6 +512,20 @@ MglStatus tok_read_config(const char* path, TokConfig* cfg, MglErr* err) {
         const JVal* v;
         if ((v = tok_jopt(&root, "add_bos_token")) && v->type == J_BOOL) { cfg->has_add_bos = true; cfg->add_bos = v->b; }
         if ((v = tok_jopt(&root, "add_eos_token")) && v->type == J_BOOL) { cfg->has_add_eos = true; cfg->add_eos = v->b; }
+        if ((v = tok_jget(&root, "clean_up_tokenization_spaces"))) {
+            /* transformers keeps whatever value is there and tests its truth */
+            cfg->has_clean_up = true;
+            switch (v->type) {
+            case J_BOOL: cfg->clean_up = v->b; break;
+            case J_NUM: cfg->clean_up = v->u.num != 0; break;
+            case J_STR: cfg->clean_up = v->u.str.len > 0; break;
+            case J_ARR:
+            case J_OBJ: cfg->clean_up = v->n > 0; break;
+            default: cfg->clean_up = false; break;   /* null */
+            }
+        }
+        if ((v = tok_jopt(&root, "tokenizer_class")) && v->type == J_STR)
+            cfg->tokenizer_class = g_strndup(v->u.str.s, v->u.str.len);
         cfg->bos_name = token_name(tok_jopt(&root, "bos_token"));
         cfg->eos_name = token_name(tok_jopt(&root, "eos_token"));
         const JVal* ad = tok_jopt(&root, "added_tokens_decoder");
@@ -548,7 +562,49 @@ MglStatus tok_read_config(const char* path, TokConfig* cfg, MglErr* err) {
     return st;
 }
 
+void tok_read_model_config(const char* path, char** tokenizer_class, char** model_type) {
+    *tokenizer_class = *model_type = NULL;
+    if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) return;
+    char* data = NULL;
+    size_t len = 0;
+    if (mgl_read_file(path, (size_t)64 << 20, &data, &len, NULL) != MGL_OK) return;
+    TokArena dom = {0};
+    JVal root;
+    if (tok_jparse(path, data, len, &dom, &root, NULL) == MGL_OK && root.type == J_OBJ) {
+        const JVal* v;
+        if ((v = tok_jopt(&root, "tokenizer_class")) && v->type == J_STR)
+            *tokenizer_class = g_strndup(v->u.str.s, v->u.str.len);
+        if ((v = tok_jopt(&root, "model_type")) && v->type == J_STR) *model_type = g_strndup(v->u.str.s, v->u.str.len);
+    }
+    tok_arena_clear(&dom);
+    free(data);
+}
+
+bool tok_clean_up_default(const char* cls, const char* model_type, bool spm_only) {
+    /* Fast classes whose __init__ defaults clean_up_tokenization_spaces to
+     * False in transformers 4.36-4.44; every other class takes
+     * PreTrainedTokenizerBase's default, True (False only from 4.45). */
+    static const char* const no_clean[] = {"LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer",
+                                           "CohereTokenizer", "BloomTokenizer", "NougatTokenizer", NULL};
+    /* AutoTokenizer's model_type -> tokenizer class, for the ones that matter here */
+    static const char* const by_type[][2] = {
+        {"llama", "LlamaTokenizer"}, {"mistral", "LlamaTokenizer"}, {"mixtral", "LlamaTokenizer"},
+        {"phi3", "LlamaTokenizer"},  {"gemma", "GemmaTokenizer"},   {"gemma2", "GemmaTokenizer"},
+        {"cohere", "CohereTokenizer"}, {"bloom", "BloomTokenizer"}, {"qwen2", "Qwen2Tokenizer"},
+        {"qwen2_moe", "Qwen2Tokenizer"}, {NULL, NULL}};
+    if (!cls && model_type)
+        for (int i = 0; by_type[i][0]; i++)
+            if (!strcmp(model_type, by_type[i][0])) cls = by_type[i][1];
+    if (!cls) cls = spm_only ? "LlamaTokenizer" : "PreTrainedTokenizerFast";
+    size_t n = strlen(cls);
+    if (n > 4 && !strcmp(cls + n - 4, "Fast")) n -= 4;   /* AutoTokenizer loads the Fast twin either way */
+    for (int i = 0; no_clean[i]; i++)
+        if (strlen(no_clean[i]) == n && !strncmp(cls, no_clean[i], n)) return false;
+    return true;
+}
+
 void tok_config_clear(TokConfig* cfg) {
+    g_free(cfg->tokenizer_class);
     g_free(cfg->bos_name);
     g_free(cfg->eos_name);
     for (size_t i = 0; i < cfg->n_added; i++) g_free(cfg->added[i].content);
