@@ -5,7 +5,9 @@
  *   gstmgllavastream.c      the streaming thread: sampling frames into
  *                           requests, attaching answers, sink events, latency
  *   gstmgllavaworker.c      the request queue and its drop policies, the
- *                           worker thread that owns the engine context
+ *                           worker thread that submits to the model's
+ *                           scheduler (MglServer) through this element's
+ *                           MglStream
  *   gstmgllavatext.c        the text_src pad (captions and gaps) and QoS
  *   gstmgllavaframe.c       sampled frames to packed RGB
  *   gstmgllavamodelcache.c  the process-wide model cache (own header)
@@ -39,6 +41,18 @@ typedef struct
   gint64 t_sampled;             /* monotonic us */
   guint64 seq;
 } GstMgllavaJob;
+
+/* What the scheduler's callback hands the worker (it runs on the server's
+ * thread: it only copies this and signals). */
+typedef struct
+{
+  MglStatus status;
+  gchar *text;
+  gchar *error;
+  MglTimings timings;
+  gint batch;
+  gint64 t_done;                /* monotonic us */
+} GstMgllavaDone;
 
 /* A finished request: the answer's fields as the meta and the bus message
  * carry them (the GstMeta header unused; text and prompt owned), filled once
@@ -83,6 +97,7 @@ struct _GstMgllavaFilter
   guint64 exact_latency;
   guint64 text_duration;
   gint threads;
+  guint max_batch;
   GstClockTime qos_earliest;    /* running time; NONE = no QoS info */
 
   /* streaming thread only */
@@ -101,10 +116,11 @@ struct _GstMgllavaFilter
    * written by the streaming thread, read atomically elsewhere */
   gint auto_mode;
 
-  /* engine: created in start(), used by the worker only, freed in stop() */
-  GstMgllavaCachedModel *cached;        /* holds the model */
+  /* engine: created in start(), freed in stop() */
+  GstMgllavaCachedModel *cached;        /* holds the model and its server */
   MglModel *model;                      /* the cached entry's */
-  MglCtx *ctx;
+  MglServer *server;                    /* the cached entry's, shared */
+  MglStream *stream;                    /* this element's; the worker submits */
 
   /* with lock */
   GMutex lock;
@@ -112,7 +128,9 @@ struct _GstMgllavaFilter
   GQueue jobs;
   GQueue results;
   gboolean running;
-  gboolean busy;
+  gboolean busy;                /* a request submitted, not yet called back */
+  GstMgllavaDone *done;         /* its callback's result, for the worker */
+  gint max_batch_seen;          /* the largest batch an answer decoded in */
   gboolean flushing;
   volatile int abort_flag;
   guint64 next_seq;
@@ -127,14 +145,15 @@ struct _GstMgllavaFilter
 void gst_mgllava_job_free (GstMgllavaJob * job);
 void gst_mgllava_result_free (GstMgllavaResult * result);
 
-/* Acquires the model named by the properties (shared through the model
- * cache) and creates this element's context; posts the error and returns
- * FALSE when either fails. */
+/* Acquires the model named by the properties and its scheduler (shared
+ * through the model cache; the element that loads the model starts the
+ * scheduler with its max-batch) and opens this element's stream; posts the
+ * error and returns FALSE when that fails. */
 gboolean gst_mgllava_filter_open_model (GstMgllavaFilter * self);
 /* Resets the counters and starts the worker thread (after open_model). */
 void gst_mgllava_filter_worker_start (GstMgllavaFilter * self);
-/* Aborts the request in flight, drops the queued ones, joins the worker and
- * releases the context and the model. */
+/* Aborts the request in flight, drops the queued ones (counted as aborted),
+ * joins the worker, closes the stream and releases the model. */
 void gst_mgllava_filter_worker_stop (GstMgllavaFilter * self);
 /* FLUSH_START: queued requests are discarded and the one in flight is
  * aborted (all counted as aborted). FLUSH_STOP: waits for the worker to be

@@ -9,8 +9,13 @@
  * `mgllava-result` on the bus, and sends the text on the `text_src` pad.
  * Pixels are never modified.
  *
- * The model loads in start() (READY to PAUSED). Inference runs on a worker
- * thread that owns the engine. In `attach-mode=latest` the streaming thread
+ * The model loads in start() (READY to PAUSED), with its scheduler (an
+ * MglServer, started by the element that loads the model, with its
+ * `max-batch`): every mgllavafilter in the process that names the same model
+ * submits to it, and it batches their requests (continuous batching), so N
+ * streams cost far less than N times one. Each element keeps its own prompt,
+ * sampling settings, interval, queue and stats; its worker thread submits
+ * one request at a time. In `attach-mode=latest` the streaming thread
  * never waits: a sampled frame is copied (as RGB) into a request and the
  * frame goes on at once; each answer is attached to the next outgoing buffer
  * and carries the PTS and number of the frame it is about. In
@@ -66,6 +71,7 @@ GST_DEBUG_CATEGORY (gst_mgllava_filter_debug);
 #define DEFAULT_EXACT_LATENCY (5 * GST_SECOND)
 #define DEFAULT_TEXT_DURATION 0
 #define DEFAULT_THREADS 0
+#define DEFAULT_MAX_BATCH 0
 
 enum
 {
@@ -93,6 +99,7 @@ enum
   PROP_EXACT_LATENCY,
   PROP_TEXT_DURATION,
   PROP_THREADS,
+  PROP_MAX_BATCH,
   PROP_STATS,
 };
 
@@ -369,6 +376,9 @@ gst_mgllava_filter_set_property (GObject * object, guint prop_id,
     case PROP_THREADS:
       self->threads = g_value_get_int (value);
       break;
+    case PROP_MAX_BATCH:
+      self->max_batch = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -457,6 +467,9 @@ gst_mgllava_filter_get_property (GObject * object, guint prop_id,
     case PROP_THREADS:
       g_value_set_int (value, self->threads);
       break;
+    case PROP_MAX_BATCH:
+      g_value_set_uint (value, self->max_batch);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -506,6 +519,7 @@ gst_mgllava_filter_init (GstMgllavaFilter * self)
   self->exact_latency = DEFAULT_EXACT_LATENCY;
   self->text_duration = DEFAULT_TEXT_DURATION;
   self->threads = DEFAULT_THREADS;
+  self->max_batch = DEFAULT_MAX_BATCH;
   self->qos_earliest = GST_CLOCK_TIME_NONE;
   self->auto_mode = -1;
   g_mutex_init (&self->lock);
@@ -632,11 +646,19 @@ gst_mgllava_filter_class_init (GstMgllavaFilterClass * klass)
       g_param_spec_int ("threads", "Threads",
           "CPU threads for the CPU backend (0 = all cores)", 0, 1024,
           DEFAULT_THREADS, rw | GST_PARAM_MUTABLE_READY));
+  g_object_class_install_property (gobject_class, PROP_MAX_BATCH,
+      g_param_spec_uint ("max-batch", "Max batch",
+          "Sequences the model's scheduler runs at once, shared by every "
+          "mgllavafilter using the model (0 = from free memory and the "
+          "context length, at most 8); set by the element that loads the "
+          "model: a different value on a later element posts a warning; an "
+          "explicit value whose KV caches do not fit is an error at start",
+          0, 256, DEFAULT_MAX_BATCH, rw | GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_STATS,
       g_param_spec_boxed ("stats", "Statistics",
           "sampled, results, dropped, failed, aborted (by a flush or stop), "
-          "late, pending; sampled = results + dropped + failed + aborted + "
-          "pending",
+          "late, pending, largest-batch; sampled = results + dropped + failed "
+          "+ aborted + pending",
           GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);

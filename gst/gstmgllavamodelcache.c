@@ -3,9 +3,21 @@
 #include "gstmgllavamodelcache.h"
 
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static GMutex cache_lock;
 static GHashTable *cache;       /* key -> GstMgllavaCachedModel, with cache_lock */
+static GstMgllavaModelLoadFunc load_func = mgl_model_load;  /* with cache_lock */
+
+void
+gst_mgllava_model_cache_set_load_func (GstMgllavaModelLoadFunc func)
+{
+  g_mutex_lock (&cache_lock);
+  load_func = func ? func : mgl_model_load;
+  g_mutex_unlock (&cache_lock);
+}
 
 /* Everything that changes what mgl_model_load() makes of @path. */
 static gchar *
@@ -54,16 +66,64 @@ gst_mgllava_cached_model_unref (GstMgllavaCachedModel * e)
     gst_mgllava_cached_model_free (e);
 }
 
-/* The first acquirer of a key: loads without any lock held, then wakes the
- * waiters. A failed entry leaves the table before it is marked FAILED, so
- * the next acquire loads again and never finds a failure. */
+/* A load on its helper thread. */
+typedef struct
+{
+  const gchar *path;
+  const MglModelParams *params;
+  const MglServerParams *server_params;
+  GstMgllavaModelLoadFunc load;
+  MglModel *model;
+  MglServer *server;
+  MglStatus st;
+  MglErr err;
+} GstMgllavaLoad;
+
+static gpointer
+gst_mgllava_load_thread (gpointer data)
+{
+  GstMgllavaLoad *l = data;
+
+  /* threads started from here (the scheduler's, the engine's compute pool)
+   * inherit this priority: inference yields the CPU to streaming threads */
+  if (setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), 10) != 0)
+    g_debug ("could not lower the loader's priority");
+  l->st = l->load (l->path, l->params, &l->model, &l->err);
+  if (l->st == MGL_OK && l->server_params) {
+    l->st = mgl_server_new (l->model, l->server_params, &l->server, &l->err);
+    if (l->st != MGL_OK)
+      g_clear_pointer (&l->model, mgl_model_free);
+  }
+  return NULL;
+}
+
+static void
+gst_mgllava_server_free (gpointer server)
+{
+  mgl_server_free (server);
+}
+
+/* The first acquirer of a key: loads (and starts the scheduler) without any
+ * lock held, then wakes the waiters. A failed entry leaves the table before
+ * it is marked FAILED, so the next acquire loads again and never finds a
+ * failure. */
 static void
 gst_mgllava_cached_model_load (GstMgllavaCachedModel * e, const gchar * path,
-    const MglModelParams * params)
+    const MglModelParams * params, const MglServerParams * server)
 {
-  MglModel *model = NULL;
-  MglErr err = { 0 };
-  MglStatus st = mgl_model_load (path, params, &model, &err);
+  GstMgllavaLoad l = { path, params, server, NULL, NULL, NULL, MGL_OK, {0} };
+  MglModel *model;
+  MglErr err;
+  MglStatus st;
+
+  g_mutex_lock (&cache_lock);
+  l.load = load_func;
+  g_mutex_unlock (&cache_lock);
+
+  g_thread_join (g_thread_new ("mgllava-load", gst_mgllava_load_thread, &l));
+  model = l.model;
+  err = l.err;
+  st = l.st;
 
   if (st != MGL_OK) {
     g_mutex_lock (&cache_lock);
@@ -77,6 +137,11 @@ gst_mgllava_cached_model_load (GstMgllavaCachedModel * e, const gchar * path,
   g_mutex_lock (&e->lock);
   if (st == MGL_OK) {
     e->model = model;
+    if (l.server) {
+      e->scheduler = l.server;
+      e->scheduler_free = gst_mgllava_server_free;
+      e->scheduler_max_batch = server->max_batch;
+    }
     e->state = GST_MGLLAVA_MODEL_READY;
   } else {
     e->error_code = err.code != MGL_OK ? err.code : st;
@@ -89,7 +154,8 @@ gst_mgllava_cached_model_load (GstMgllavaCachedModel * e, const gchar * path,
 
 GstMgllavaCachedModel *
 gst_mgllava_model_cache_acquire (const gchar * path,
-    const MglModelParams * params, gboolean * reused, MglErr * err)
+    const MglModelParams * params, const MglServerParams * server,
+    gboolean * reused, MglErr * err)
 {
   gchar *key = gst_mgllava_model_cache_key (path, params);
   GstMgllavaCachedModel *e;
@@ -117,7 +183,7 @@ gst_mgllava_model_cache_acquire (const gchar * path,
   g_mutex_unlock (&cache_lock);
 
   if (loader)
-    gst_mgllava_cached_model_load (e, path, params);
+    gst_mgllava_cached_model_load (e, path, params, server);
 
   g_mutex_lock (&e->lock);
   while (e->state == GST_MGLLAVA_MODEL_LOADING)
@@ -143,6 +209,20 @@ gst_mgllava_cached_model_get_model (GstMgllavaCachedModel * e)
 {
   g_return_val_if_fail (e != NULL, NULL);
   return e->model;
+}
+
+MglServer *
+gst_mgllava_cached_model_get_server (GstMgllavaCachedModel * e)
+{
+  g_return_val_if_fail (e != NULL, NULL);
+  return e->scheduler;
+}
+
+gint
+gst_mgllava_cached_model_get_requested_max_batch (GstMgllavaCachedModel * e)
+{
+  g_return_val_if_fail (e != NULL, 0);
+  return e->scheduler_max_batch;
 }
 
 void

@@ -1,8 +1,9 @@
 /* gstmgllavamodelcache.h: the process-wide model cache.
  *
  * Every mgllavafilter in the process that names the same model shares one
- * loaded MglModel: many streams, one copy of the weights. Each element keeps
- * its own MglCtx (KV cache); the model is immutable once loaded.
+ * loaded MglModel and its MglServer: many streams, one copy of the weights,
+ * one scheduler that batches their requests. Each element submits through
+ * its own MglStream; the model is immutable once loaded.
  *
  * ## Entries
  *
@@ -18,8 +19,12 @@
  *   `in_table`. It is held only to find, insert or remove an entry and to
  *   count references: never while a model loads or is freed.
  * - An entry's own `lock` guards its `state`, `model` and `error`. The first
- *   acquirer of a key inserts a LOADING entry, loads the model without any
- *   lock, then sets READY or FAILED and broadcasts the entry's `cond`.
+ *   acquirer of a key inserts a LOADING entry, loads the model (and, when it
+ *   asked for one, starts the model's scheduler) without any lock, then sets
+ *   READY or FAILED and broadcasts the entry's `cond`. The load runs on a
+ *   helper thread at a lower priority (nice +10), which the scheduler's
+ *   thread and the engine's compute threads started there inherit:
+ *   inference yields the CPU to the streaming threads.
  *   Later acquirers of the same key take a reference and wait on that
  *   entry's `cond` while it is LOADING.
  *
@@ -71,24 +76,47 @@ typedef struct
   MglStatus error_code;         /* FAILED: why */
   gchar *error;                 /* FAILED: the loader's message */
 
-  /* The batching scheduler of this model (one per loaded model, shared by
-   * every stream that uses it): NULL until the change that adds it; it will
-   * be created with the model and freed with scheduler_free before it. */
+  /* The batching scheduler of this model (an MglServer, one per loaded
+   * model, shared by every stream that uses it): started by the loader right
+   * after the model when its acquire passed server parameters (else NULL),
+   * freed with scheduler_free before the model. */
   gpointer scheduler;
   GDestroyNotify scheduler_free;
+  gint scheduler_max_batch;     /* what the loader asked for (0 = from memory) */
 } GstMgllavaCachedModel;
 
 /* The model at @path loaded with @params: an entry READY with its model,
  * shared with every other holder of the same key, or NULL with @err set when
- * loading failed (in this call or in the one it waited for). @reused
- * (optional): TRUE when this call did not load it. Blocks while this key
- * is LOADING; never for another key's load. Release with
+ * loading failed (in this call or in the one it waited for). When this call
+ * loads the model and @server is set, it also starts the model's MglServer
+ * with @server (a failure to start it, e.g. an explicit max_batch whose KV
+ * caches do not fit, fails the load with the server's error); a later
+ * acquire's @server is not used (compare
+ * gst_mgllava_cached_model_get_requested_max_batch()). @reused (optional):
+ * TRUE when this call did not load it. Blocks while this key is LOADING;
+ * never for another key's load. Release with
  * gst_mgllava_model_cache_release(). */
 GstMgllavaCachedModel *gst_mgllava_model_cache_acquire (const gchar * path,
-    const MglModelParams * params, gboolean * reused, MglErr * err);
+    const MglModelParams * params, const MglServerParams * server,
+    gboolean * reused, MglErr * err);
 
 /* The loaded model of a READY entry; borrowed until its release. */
 MglModel *gst_mgllava_cached_model_get_model (GstMgllavaCachedModel * entry);
+
+/* The model's scheduler (NULL when its loader asked for none); borrowed
+ * until the release. */
+MglServer *gst_mgllava_cached_model_get_server (GstMgllavaCachedModel * entry);
+
+/* The max_batch the loader asked the scheduler for (0 = from memory). */
+gint gst_mgllava_cached_model_get_requested_max_batch (GstMgllavaCachedModel *
+    entry);
+
+/* The function that loads a model: mgl_model_load unless set (tests replace
+ * it, e.g. with one that blocks, to check what a slow load blocks). NULL
+ * restores mgl_model_load. */
+typedef MglStatus (*GstMgllavaModelLoadFunc) (const char *path,
+    const MglModelParams * params, MglModel ** out, MglErr * err);
+void gst_mgllava_model_cache_set_load_func (GstMgllavaModelLoadFunc func);
 
 /* Drops one reference; the last one frees the model. NULL is a no-op. */
 void gst_mgllava_model_cache_release (GstMgllavaCachedModel * entry);

@@ -1,20 +1,27 @@
 /* gstmgllavaworker.c: mgllavafilter's request queue and the thread that
- * answers it.
+ * hands it to the model's scheduler.
  *
- * At most max-pending requests wait. When the queue is full, drop-policy
- * decides: drop the oldest waiting request, drop the new one, or block the
- * streaming thread (attach-mode=exact always blocks). The worker thread
- * owns the engine context: it takes one request at a time, runs the model
- * without the lock, posts the `mgllava-result` message and queues the
- * result for the next outgoing buffer. Every request completes its sequence
- * number, with an answer or with a gap marker, so attach-mode=exact can
- * wait for its own. */
+ * At most max-pending requests wait in the element's queue. When it is
+ * full, drop-policy decides: drop the oldest waiting request, drop the new
+ * one, or block the streaming thread (attach-mode=exact always blocks). The
+ * worker thread takes one request at a time, submits it to the model's
+ * MglServer through this element's MglStream (the image preprocessing runs
+ * here, off the streaming thread) and waits for its callback: the server
+ * batches it with the requests of every other element sharing the model,
+ * so an element has one request at the model at a time and batching is
+ * across elements. The callback (on the server's thread) only copies the
+ * result and signals; the worker then posts the `mgllava-result` message
+ * and queues the result for the next outgoing buffer. Every request
+ * completes its sequence number, with an answer or with a gap marker, so
+ * attach-mode=exact can wait for its own.
+ *
+ * "pending" is what waits in the queue plus the request submitted and not
+ * yet called back. A flush discards the queue and aborts the submitted
+ * request (mgl_stream_abort); a stop discards the queue and stops the
+ * submitted request through the abort flag; all counted as aborted. */
 #include "gstmgllavafilter-private.h"
 
 #include <stdlib.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 /* ---- jobs and results -------------------------------------------------- */
 
@@ -40,20 +47,30 @@ gst_mgllava_result_free (GstMgllavaResult * r)
   g_free (r);
 }
 
-/* The answer to @job, from the engine's @text and timings @tm. */
+static void
+gst_mgllava_done_free (GstMgllavaDone * d)
+{
+  if (!d)
+    return;
+  g_free (d->text);
+  g_free (d->error);
+  g_free (d);
+}
+
+/* The answer to @job, from the scheduler's result @d. */
 static GstMgllavaResult *
-gst_mgllava_result_new (const GstMgllavaJob * job, const char *text,
-    const MglTimings * tm)
+gst_mgllava_result_new (const GstMgllavaJob * job, const GstMgllavaDone * d)
 {
   GstMgllavaResult *r = g_new0 (GstMgllavaResult, 1);
+  const MglTimings *tm = &d->timings;
 
-  r->fields.text = g_strdup (text);
+  r->fields.text = g_strdup (d->text ? d->text : "");
   r->fields.prompt = g_strdup (job->prompt);
   r->fields.source_pts = job->pts;
   r->fields.source_frame = job->frame;
   r->fields.n_tokens = tm->n_generated;
   r->fields.n_objects = tm->n_objects;
-  r->fields.latency_ms = (g_get_monotonic_time () - job->t_sampled) / 1000.0;
+  r->fields.latency_ms = (d->t_done - job->t_sampled) / 1000.0;
   r->fields.preprocess_ms = tm->preprocess_ms;
   r->fields.vision_ms = tm->vision_ms;
   r->fields.prefill_ms = tm->prefill_ms;
@@ -64,26 +81,78 @@ gst_mgllava_result_new (const GstMgllavaJob * job, const char *text,
 
 /* ---- worker ------------------------------------------------------------ */
 
+/* The scheduler's callback, on the server's thread: copy and signal. */
+static void
+gst_mgllava_filter_on_result (uint64_t id, const MglResult * res, void *data)
+{
+  GstMgllavaFilter *self = data;
+  GstMgllavaDone *d = g_new0 (GstMgllavaDone, 1);
+
+  d->status = res->status;
+  d->text = g_strdup (res->text);
+  d->error = g_strdup (res->error);
+  d->timings = res->timings;
+  d->batch = res->batch;
+  d->t_done = g_get_monotonic_time ();
+  g_mutex_lock (&self->lock);
+  g_assert (self->done == NULL);
+  self->done = d;
+  g_cond_broadcast (&self->cond);
+  g_mutex_unlock (&self->lock);
+}
+
+/* Submits @job and waits for its callback (without the lock). */
+static GstMgllavaDone *
+gst_mgllava_filter_run (GstMgllavaFilter * self, GstMgllavaJob * job)
+{
+  GstMgllavaDone *d;
+  MglErr err = { 0 };
+  MglImage img;
+  MglStatus st;
+  uint64_t id = 0;
+  gboolean stopping;
+
+  img.data = job->rgb;
+  img.width = job->width;
+  img.height = job->height;
+  img.stride = job->width * 3;
+  /* also stops a request that a flush or stop races with its submission */
+  job->gen.abort_flag = &self->abort_flag;
+  st = mgl_stream_submit (self->stream, &img, (const MglBox *) job->boxes->data,
+      job->boxes->len, job->prompt, &job->gen, gst_mgllava_filter_on_result,
+      self, &id, &err);
+  if (st != MGL_OK) {
+    /* refused at submission: no callback follows */
+    d = g_new0 (GstMgllavaDone, 1);
+    d->status = st;
+    d->error = g_strdup (err.msg);
+    return d;
+  }
+  g_mutex_lock (&self->lock);
+  stopping = self->flushing;
+  g_mutex_unlock (&self->lock);
+  if (stopping)                 /* a flush raced with the submission */
+    mgl_stream_abort (self->stream, id);
+  g_mutex_lock (&self->lock);
+  while (!self->done)           /* exactly one callback per accepted request */
+    g_cond_wait (&self->cond, &self->lock);
+  d = self->done;
+  self->done = NULL;
+  g_mutex_unlock (&self->lock);
+  return d;
+}
+
 static gpointer
 gst_mgllava_filter_worker (gpointer data)
 {
   GstMgllavaFilter *self = data;
 
-  /* Inference yields the CPU to the streaming threads: on a busy machine the
-   * frames keep their pace and the answers come a little later. The engine's
-   * compute threads are created from here and inherit this. */
-  if (setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), 10) != 0)
-    GST_DEBUG_OBJECT (self, "could not lower the worker's priority");
-
   g_mutex_lock (&self->lock);
   for (;;) {
     GstMgllavaJob *job;
     GstMgllavaResult *res = NULL;
-    MglTimings tm = { 0 };
-    MglErr err = { 0 };
+    GstMgllavaDone *d;
     MglStatus st;
-    MglImage img;
-    char *text = NULL;
 
     while (self->running && g_queue_is_empty (&self->jobs))
       g_cond_wait (&self->cond, &self->lock);
@@ -94,21 +163,17 @@ gst_mgllava_filter_worker (gpointer data)
     g_cond_broadcast (&self->cond);     /* a slot freed (drop-policy=block) */
     g_mutex_unlock (&self->lock);
 
-    img.data = job->rgb;
-    img.width = job->width;
-    img.height = job->height;
-    img.stride = job->width * 3;
-    job->gen.abort_flag = &self->abort_flag;
-    st = mgl_generate (self->ctx, &img, (const MglBox *) job->boxes->data,
-        job->boxes->len, job->prompt, &job->gen, &text, NULL, NULL, &tm, &err);
+    d = gst_mgllava_filter_run (self, job);
+    st = d->status;
     if (st == MGL_OK) {
-      res = gst_mgllava_result_new (job, text, &tm);
+      res = gst_mgllava_result_new (job, d);
       /* the bus message carries the same fields as the meta */
       gst_element_post_message (GST_ELEMENT (self),
           gst_message_new_element (GST_OBJECT (self),
               gst_mgllava_result_meta_to_structure (&res->fields)));
-      GST_DEBUG_OBJECT (self, "frame %" G_GUINT64_FORMAT ": \"%s\" (%.1f ms)",
-          res->fields.source_frame, res->fields.text, res->fields.latency_ms);
+      GST_DEBUG_OBJECT (self, "frame %" G_GUINT64_FORMAT ": \"%s\" (%.1f ms, "
+          "batch %d)", res->fields.source_frame, res->fields.text,
+          res->fields.latency_ms, d->batch);
     } else if (st == MGL_E_ABORTED) {
       GST_DEBUG_OBJECT (self, "request for frame %" G_GUINT64_FORMAT
           " aborted", job->frame);
@@ -116,13 +181,14 @@ gst_mgllava_filter_worker (gpointer data)
       /* transient: this frame gets no answer, the stream keeps flowing */
       GST_ELEMENT_WARNING (self, STREAM, FAILED,
           ("Inference failed on frame %" G_GUINT64_FORMAT ".", job->frame),
-          ("%s: %s", mgl_status_to_string (st), err.msg));
+          ("%s: %s", mgl_status_to_string (st), d->error ? d->error : ""));
     }
-    free (text);
 
     /* every request ends counted once: an answer (posted on the bus, even
      * when a flush then discards it), aborted by a flush or stop, or failed */
     g_mutex_lock (&self->lock);
+    if (d->batch > self->max_batch_seen)
+      self->max_batch_seen = d->batch;
     if (res) {
       self->n_results++;
       if (!self->flushing)
@@ -144,6 +210,7 @@ gst_mgllava_filter_worker (gpointer data)
     self->busy = FALSE;
     g_cond_broadcast (&self->cond);
     g_mutex_unlock (&self->lock);
+    gst_mgllava_done_free (d);
     gst_mgllava_job_free (job);
     g_mutex_lock (&self->lock);
   }
@@ -157,16 +224,19 @@ gboolean
 gst_mgllava_filter_open_model (GstMgllavaFilter * self)
 {
   MglModelParams mp = mgl_model_default_params ();
+  MglServerParams sp = mgl_server_default_params ();
   MglErr err = { 0 };
   gchar *path;
   GstMgllavaDevice device;
   gboolean reused = FALSE;
+  gint loaded_with;
 
   GST_OBJECT_LOCK (self);
   path = g_strdup (self->model_path);
   device = self->device;
   mp.gpu_id = self->gpu_id;
   mp.n_threads = self->threads;
+  sp.max_batch = (int) self->max_batch;
   GST_OBJECT_UNLOCK (self);
 
   if (!path || !*path) {
@@ -179,7 +249,8 @@ gst_mgllava_filter_open_model (GstMgllavaFilter * self)
   mp.device = device == GST_MGLLAVA_DEVICE_CUDA ? "cuda" :
       device == GST_MGLLAVA_DEVICE_CPU ? "cpu" : "auto";
   GST_INFO_OBJECT (self, "loading model %s (device %s)", path, mp.device);
-  self->cached = gst_mgllava_model_cache_acquire (path, &mp, &reused, &err);
+  self->cached = gst_mgllava_model_cache_acquire (path, &mp, &sp, &reused,
+      &err);
   if (!self->cached) {
     GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
         ("Could not load MG-LLaVA model \"%s\": %s", path, err.msg),
@@ -187,17 +258,21 @@ gst_mgllava_filter_open_model (GstMgllavaFilter * self)
     g_free (path);
     return FALSE;
   }
-  GST_INFO_OBJECT (self, "model %s %s", path, reused ?
-      "shared with another element" : "loaded");
-  g_free (path);
   self->model = gst_mgllava_cached_model_get_model (self->cached);
-  if (mgl_ctx_new (self->model, &self->ctx, &err) != MGL_OK) {
-    GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
-        ("Could not create an inference context: %s", err.msg), (NULL));
-    self->model = NULL;
-    g_clear_pointer (&self->cached, gst_mgllava_model_cache_release);
-    return FALSE;
-  }
+  self->server = gst_mgllava_cached_model_get_server (self->cached);
+  loaded_with = gst_mgllava_cached_model_get_requested_max_batch (self->cached);
+  GST_INFO_OBJECT (self, "model %s %s (scheduler: %d slots)", path, reused ?
+      "shared with another element" : "loaded",
+      mgl_server_max_batch (self->server));
+  if (reused && loaded_with != sp.max_batch)
+    GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
+        ("max-batch=%d is not used: the model \"%s\" is shared with an "
+            "element that loaded it with max-batch=%d (%d slots)",
+            sp.max_batch, path, loaded_with,
+            mgl_server_max_batch (self->server)),
+        ("max-batch is set by the element that loads the model"));
+  g_free (path);
+  self->stream = mgl_stream_new (self->server);
   return TRUE;
 }
 
@@ -210,6 +285,7 @@ gst_mgllava_filter_worker_start (GstMgllavaFilter * self)
   self->abort_flag = 0;
   self->n_sampled = self->n_results = self->n_dropped = self->n_failed =
       self->n_aborted = self->n_late = 0;
+  self->max_batch_seen = 0;
   g_mutex_unlock (&self->lock);
   self->worker = g_thread_new ("mgllava-worker", gst_mgllava_filter_worker,
       self);
@@ -236,6 +312,10 @@ gst_mgllava_filter_worker_stop (GstMgllavaFilter * self)
   gst_mgllava_filter_clear_queues (self);
   g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
+  /* the submitted request ends through the abort flag at its next step and
+   * is called back as MGL_E_ABORTED through the scheduler's step loop, like
+   * a finished one; then the stream has nothing left to abort when it is
+   * freed, just before the last element's release stops the scheduler */
   if (self->worker) {
     g_thread_join (self->worker);
     self->worker = NULL;
@@ -243,7 +323,8 @@ gst_mgllava_filter_worker_stop (GstMgllavaFilter * self)
   g_mutex_lock (&self->lock);
   gst_mgllava_filter_clear_queues (self);
   g_mutex_unlock (&self->lock);
-  g_clear_pointer (&self->ctx, mgl_ctx_free);
+  g_clear_pointer (&self->stream, mgl_stream_free);
+  self->server = NULL;
   self->model = NULL;
   g_clear_pointer (&self->cached, gst_mgllava_model_cache_release);
 }
@@ -251,13 +332,15 @@ gst_mgllava_filter_worker_stop (GstMgllavaFilter * self)
 void
 gst_mgllava_filter_worker_flush_start (GstMgllavaFilter * self)
 {
-  /* pending requests are dropped, the one in flight is aborted */
+  /* waiting requests are discarded, the submitted one is aborted */
   g_mutex_lock (&self->lock);
   self->flushing = TRUE;
   self->abort_flag = 1;
   gst_mgllava_filter_clear_queues (self);
   g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
+  if (self->stream)
+    mgl_stream_abort (self->stream, 0);
 }
 
 void
@@ -306,7 +389,7 @@ gst_mgllava_filter_worker_stats (GstMgllavaFilter * self)
       "aborted", G_TYPE_UINT64, self->n_aborted,
       "late", G_TYPE_UINT64, self->n_late,
       "pending", G_TYPE_UINT, g_queue_get_length (&self->jobs) + (self->busy ?
-          1 : 0), NULL);
+          1 : 0), "largest-batch", G_TYPE_INT, self->max_batch_seen, NULL);
   g_mutex_unlock (&self->lock);
   return s;
 }

@@ -133,13 +133,17 @@ GST_START_TEST (test_properties)
   fail_unless (temp == 0.5f);
   g_free (prompt);
   g_free (labels);
-  /* the defaults: attach-mode=auto; interval 0 is accepted (every frame) */
+  /* the defaults: attach-mode=auto, max-batch 0 (from memory); interval 0
+   * is accepted (every frame) */
   {
     GstElement *d = gst_element_factory_make ("mgllavafilter", NULL);
+    guint mb = 1;
     g_object_set (d, "interval", 0, NULL);
-    g_object_get (d, "attach-mode", &mode, "interval", &interval, NULL);
+    g_object_get (d, "attach-mode", &mode, "interval", &interval, "max-batch",
+        &mb, NULL);
     fail_unless_equals_int (mode, 2);
     fail_unless_equals_int (interval, 0);
+    fail_unless_equals_int (mb, 0);
     gst_object_unref (d);
   }
   /* every property is documented */
@@ -827,6 +831,60 @@ GST_START_TEST (test_interval_time_and_sampling)
 
 GST_END_TEST;
 
+/* A pipeline videotestsrc ! mgllavafilter max-batch=@mb ! fakesink taken to
+ * PAUSED; the warnings on its bus go to @warnings (newline-separated). */
+static GstElement *
+paused_with_max_batch (guint mb, GString * warnings)
+{
+  gchar *d = g_strdup_printf ("videotestsrc num-buffers=1 ! mgllavafilter "
+      "model=%s max-batch=%u ! fakesink", model_dir, mb);
+  GstElement *pipe = gst_parse_launch (d, NULL);
+  GstBus *bus = gst_element_get_bus (pipe);
+  GstMessage *m;
+
+  g_free (d);
+  fail_unless (gst_element_set_state (pipe, GST_STATE_PAUSED) !=
+      GST_STATE_CHANGE_FAILURE);
+  fail_unless (gst_element_get_state (pipe, NULL, NULL, 30 * GST_SECOND) ==
+      GST_STATE_CHANGE_SUCCESS);
+  while ((m = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING))) {
+    GError *e = NULL;
+    gst_message_parse_warning (m, &e, NULL);
+    g_string_append_printf (warnings, "%s\n", e->message);
+    g_error_free (e);
+    gst_message_unref (m);
+  }
+  gst_object_unref (bus);
+  return pipe;
+}
+
+GST_START_TEST (test_max_batch)
+{
+  GString *w = g_string_new (NULL);
+  GstElement *loader, *same, *other;
+
+  /* the element that loads the model sets the scheduler's max-batch ... */
+  loader = paused_with_max_batch (2, w);
+  fail_unless_equals_string (w->str, "");
+  /* ... a later element with the same value shares it quietly ... */
+  same = paused_with_max_batch (2, w);
+  fail_unless_equals_string (w->str, "");
+  /* ... and one with another value gets a warning naming both */
+  other = paused_with_max_batch (3, w);
+  fail_unless (strstr (w->str, "max-batch=3 is not used") != NULL, "%s",
+      w->str);
+  fail_unless (strstr (w->str, "max-batch=2 (2 slots)") != NULL, "%s", w->str);
+  gst_element_set_state (other, GST_STATE_NULL);
+  gst_element_set_state (same, GST_STATE_NULL);
+  gst_element_set_state (loader, GST_STATE_NULL);
+  gst_object_unref (other);
+  gst_object_unref (same);
+  gst_object_unref (loader);
+  g_string_free (w, TRUE);
+}
+
+GST_END_TEST;
+
 static Suite *
 filter_suite (void)
 {
@@ -845,6 +903,7 @@ filter_suite (void)
   tcase_add_test (tc, test_auto_mode);
   tcase_add_test (tc, test_eos_delivers_every_answer);
   tcase_add_test (tc, test_interval_zero);
+  tcase_add_test (tc, test_max_batch);
   tcase_add_test (tc, test_state_cycles);
   tcase_add_test (tc, test_text_pad);
   tcase_add_test (tc, test_latency_query);

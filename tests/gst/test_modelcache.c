@@ -1,6 +1,7 @@
 /* The process-wide model cache (gst/gstmgllavamodelcache.h) on the tiny
- * models: concurrent acquires of one model share one load; a load that hangs
- * (a manifest whose CLIP config is a FIFO nobody writes) blocks neither a
+ * models: concurrent acquires of one model share one load and one scheduler
+ * (started by the loader with its max_batch); a load that hangs (a load
+ * function that blocks until the test releases it) blocks neither a
  * different model nor a bad path; a failed load is not cached. */
 #include "gst-asan.h"
 #include <gst/check/gstcheck.h>
@@ -55,7 +56,10 @@ acquire_thread (gpointer data)
       g_cond_wait (a->gate, a->gate_lock);
     g_mutex_unlock (a->gate_lock);
   }
-  a->entry = gst_mgllava_model_cache_acquire (a->path, &p, &a->reused,
+  MglServerParams sp = mgl_server_default_params ();
+
+  sp.max_batch = 2;
+  a->entry = gst_mgllava_model_cache_acquire (a->path, &p, &sp, &a->reused,
       &a->err);
   g_async_queue_push (a->done, a);
   return NULL;
@@ -118,6 +122,14 @@ GST_START_TEST (test_same_model_concurrent)
     fail_unless (a[i].entry == a[0].entry);
     fail_unless (gst_mgllava_cached_model_get_model (a[i].entry) ==
         gst_mgllava_cached_model_get_model (a[0].entry));
+    /* and one scheduler, started by the loader with its max_batch */
+    fail_unless (gst_mgllava_cached_model_get_server (a[i].entry) != NULL);
+    fail_unless (gst_mgllava_cached_model_get_server (a[i].entry) ==
+        gst_mgllava_cached_model_get_server (a[0].entry));
+    fail_unless_equals_int (gst_mgllava_cached_model_get_requested_max_batch
+        (a[i].entry), 2);
+    fail_unless_equals_int (mgl_server_max_batch
+        (gst_mgllava_cached_model_get_server (a[i].entry)), 2);
     fail_unless (gst_mgllava_cached_model_get_model (a[i].entry) != NULL);
     if (!a[i].reused)
       loads++;
@@ -128,7 +140,7 @@ GST_START_TEST (test_same_model_concurrent)
   /* the same model under another spelling of its path is the same entry */
   {
     gchar *alias = g_build_filename (model_dir, "..", "tiny-vicuna", NULL);
-    GstMgllavaCachedModel *e = gst_mgllava_model_cache_acquire (alias, &p,
+    GstMgllavaCachedModel *e = gst_mgllava_model_cache_acquire (alias, &p, NULL,
         &reused, &err);
     fail_unless (e == a[0].entry);
     fail_unless (reused);
@@ -138,7 +150,7 @@ GST_START_TEST (test_same_model_concurrent)
 
   /* other load parameters make another entry */
   p.n_threads = 2;
-  again = gst_mgllava_model_cache_acquire (model_dir, &p, &reused, &err);
+  again = gst_mgllava_model_cache_acquire (model_dir, &p, NULL, &reused, &err);
   fail_unless (again != NULL, "%s", err.msg);
   fail_unless (again != a[0].entry);
   fail_if (reused);
@@ -148,7 +160,7 @@ GST_START_TEST (test_same_model_concurrent)
   /* the last release frees it: the next acquire loads again */
   for (i = 0; i < N_THREADS; i++)
     gst_mgllava_model_cache_release (a[i].entry);
-  again = gst_mgllava_model_cache_acquire (model_dir, &p, &reused, &err);
+  again = gst_mgllava_model_cache_acquire (model_dir, &p, NULL, &reused, &err);
   fail_unless (again != NULL, "%s", err.msg);
   fail_if (reused);
   gst_mgllava_model_cache_release (again);
@@ -161,57 +173,72 @@ GST_START_TEST (test_same_model_concurrent)
 
 GST_END_TEST;
 
-/* A model folder whose manifest names a FIFO as the CLIP config: loading it
- * blocks on reading the FIFO until a writer opens it and closes it. */
-static gchar *
-make_fifo_model (gchar ** fifo)
-{
-  gchar *dir = g_dir_make_tmp ("mgl-cache-XXXXXX", NULL);
-  gchar *manifest = g_build_filename (dir, "mgllava.json", NULL);
+/* A load that hangs: loading a path that ends in "hang" blocks until the
+ * test releases it, then fails; other paths load as usual. */
+static GMutex hang_lock;
+static GCond hang_cond;
+static gint hang_waiting;       /* loads blocked now */
+static gint hang_released;      /* loads that may go on */
 
-  fail_unless (dir != NULL);
-  *fifo = g_build_filename (dir, "clip.json", NULL);
-  fail_unless (mkfifo (*fifo, 0600) == 0, "mkfifo: %s", g_strerror (errno));
-  fail_unless (g_file_set_contents (manifest, "{\"mgllava\": 1, "
-          "\"template\": \"vicuna\", \"checkpoint\": \"iter_10.pth\", "
-          "\"clip\": \"clip.json\", \"convnext\": \"convnext\", "
-          "\"llm\": \"llm\"}", -1, NULL));
-  g_free (manifest);
-  return dir;
+static MglStatus
+hanging_load (const char *path, const MglModelParams * params, MglModel ** out,
+    MglErr * err)
+{
+  if (!g_str_has_suffix (path, "hang"))
+    return mgl_model_load (path, params, out, err);
+  g_mutex_lock (&hang_lock);
+  hang_waiting++;
+  g_cond_broadcast (&hang_cond);
+  while (hang_released == 0)
+    g_cond_wait (&hang_cond, &hang_lock);
+  hang_released--;
+  hang_waiting--;
+  g_mutex_unlock (&hang_lock);
+  *out = NULL;
+  err->code = MGL_E_IO;
+  g_strlcpy (err->msg, "hung load released", sizeof err->msg);
+  return MGL_E_IO;
 }
 
-/* Opens the FIFO's write end once a loader has it open for reading (the
- * loader then waits for data); -1 when @loader returned first or after 20 s. */
-static gint
-wait_for_reader (const gchar * fifo, GAsyncQueue * loader_done)
+/* Waits until a hanging load is blocked; FALSE when @loader returned first
+ * or after 20 s. */
+static gboolean
+wait_for_hang (GAsyncQueue * loader_done)
 {
   gint64 end = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+  gboolean blocked = FALSE;
 
-  while (g_get_monotonic_time () < end) {
-    gint fd = open (fifo, O_WRONLY | O_NONBLOCK);
+  g_mutex_lock (&hang_lock);
+  while (!(blocked = hang_waiting > 0) && g_async_queue_length (loader_done) == 0)
+    if (!g_cond_wait_until (&hang_cond, &hang_lock, end))
+      break;
+  g_mutex_unlock (&hang_lock);
+  return blocked;
+}
 
-    if (fd >= 0)
-      return fd;
-    if (g_async_queue_length (loader_done) > 0)
-      return -1;
-    g_usleep (2000);
-  }
-  return -1;
+static void
+release_hang (void)
+{
+  g_mutex_lock (&hang_lock);
+  hang_released++;
+  g_cond_broadcast (&hang_cond);
+  g_mutex_unlock (&hang_lock);
 }
 
 GST_START_TEST (test_hung_load_blocks_no_other_key)
 {
   GAsyncQueue *hung_done = g_async_queue_new ();
   GAsyncQueue *done = g_async_queue_new ();
-  gchar *fifo = NULL, *dir = make_fifo_model (&fifo);
+  gchar *dir = g_dir_make_tmp ("mgl-cache-XXXXXX", NULL);
+  gchar *hang = g_build_filename (dir, "hang", NULL);
   gchar *missing = g_build_filename (dir, "no-such-model", NULL);
   Acquire *hung, *good, *bad, *retry, *r;
-  gint fd;
+
+  gst_mgllava_model_cache_set_load_func (hanging_load);
 
   /* a load that hangs until the test lets it fail */
-  hung = acquire_start (dir, hung_done);
-  fd = wait_for_reader (fifo, hung_done);
-  fail_unless (fd >= 0, "the FIFO model's load never started reading");
+  hung = acquire_start (hang, hung_done);
+  fail_unless (wait_for_hang (hung_done), "the hanging load never started");
 
   /* meanwhile another model loads, and a bad path fails, without waiting */
   good = acquire_start (model_dir, done);
@@ -229,35 +256,28 @@ GST_START_TEST (test_hung_load_blocks_no_other_key)
   fail_unless (g_async_queue_try_pop (hung_done) == NULL);
 
   /* the hung load ends in a failure ... */
-  fail_unless (write (fd, "{}", 2) == 2);
-  close (fd);
+  release_hang ();
   r = g_async_queue_timeout_pop (hung_done, WAIT_US);
   fail_unless (r == hung);
   fail_unless (hung->entry == NULL);
   fail_unless (hung->err.code != MGL_OK);
-  fail_unless (hung->err.msg[0] != '\0');
+  fail_unless_equals_string (hung->err.msg, "hung load released");
 
   /* ... that is not cached: the next acquire loads again (and fails again) */
-  retry = acquire_start (dir, hung_done);
-  fd = wait_for_reader (fifo, hung_done);
-  fail_unless (fd >= 0, "a failed load was cached");
-  close (fd);
+  retry = acquire_start (hang, hung_done);
+  fail_unless (wait_for_hang (hung_done), "a failed load was cached");
+  release_hang ();
   r = g_async_queue_timeout_pop (hung_done, WAIT_US);
   fail_unless (r == retry);
   fail_unless (retry->entry == NULL);
 
+  gst_mgllava_model_cache_set_load_func (NULL);
   acquire_free (hung);
   acquire_free (good);
   acquire_free (bad);
   acquire_free (retry);
-  g_unlink (fifo);
-  {
-    gchar *manifest = g_build_filename (dir, "mgllava.json", NULL);
-    g_unlink (manifest);
-    g_free (manifest);
-  }
   g_rmdir (dir);
-  g_free (fifo);
+  g_free (hang);
   g_free (missing);
   g_free (dir);
   g_async_queue_unref (hung_done);
