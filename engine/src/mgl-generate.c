@@ -372,6 +372,10 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
         if (g.st == MGL_OK) g.st = be->sample(c->bc, batch, 1, err);
     }
     g.t.decode_ms = now_ms() - t3;
+    if (g.st == MGL_OK && g.p.on_token && g.dt) { /* text the streaming detokenizer still held back */
+        const char* tail = mgl_detok_flush(g.dt);
+        if (tail && *tail) g.p.on_token(-1, tail, g.p.user_data);
+    }
     st = mgl_gen_finish(m, &g, text, err);
     if (st == MGL_OK && ids_out) {
         *ids_out = g.gen;
