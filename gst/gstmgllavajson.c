@@ -26,10 +26,9 @@
  *  "results": [{"text": "...", ..., "source_pts": 3166666666, "source_frame": 95, ...}]}
  * ]|
  */
+#include "gstmgllavaformat.h"
 #include "gstmgllavameta.h"
 #include "gstmgllavaoutput.h"
-#include "gstmgllavaroi.h"
-#include "mgl-json.h"
 
 #include <gst/base/gstbasetransform.h>
 #include <gst/video/video.h>
@@ -51,6 +50,7 @@ struct _GstMgllavaJson
   /* with OBJECT_LOCK */
   gchar *location;
   gboolean skip_empty;
+  GstMgllavaFormatSettings fmt;
 
   /* streaming thread */
   FILE *out;
@@ -65,6 +65,10 @@ enum
   PROP_0,
   PROP_LOCATION,
   PROP_SKIP_EMPTY,
+  PROP_FORMAT,
+  PROP_TIMINGS,
+  PROP_SOURCE,
+  PROP_TAGS,
 };
 
 G_DEFINE_TYPE (GstMgllavaJson, gst_mgllava_json, GST_TYPE_BASE_TRANSFORM);
@@ -75,33 +79,6 @@ static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
     GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS ("video/x-raw(ANY)"));
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS ("video/x-raw(ANY)"));
-
-static void
-append_time (GString * s, GstClockTime t)
-{
-  if (GST_CLOCK_TIME_IS_VALID (t))
-    g_string_append_printf (s, "%" G_GUINT64_FORMAT, (guint64) t);
-  else
-    g_string_append (s, "null");
-}
-
-/* One answer as a JSON object, after ", " when @comma. */
-static void
-append_result (GString * s, const GstMgllavaResultMeta * m, gboolean comma)
-{
-  gchar num[G_ASCII_DTOSTR_BUF_SIZE];
-
-  g_string_append (s, comma ? ", {\"text\": " : "{\"text\": ");
-  mgl_json_append_string (s, m->text);
-  g_string_append (s, ", \"prompt\": ");
-  mgl_json_append_string (s, m->prompt);
-  g_string_append (s, ", \"source_pts\": ");
-  append_time (s, m->source_pts);
-  g_string_append_printf (s, ", \"source_frame\": %" G_GUINT64_FORMAT
-      ", \"n_tokens\": %u, \"n_objects\": %u, \"latency_ms\": %s}",
-      m->source_frame, m->n_tokens, m->n_objects,
-      g_ascii_formatd (num, sizeof num, "%.1f", m->latency_ms));
-}
 
 static gboolean
 gst_mgllava_json_start (GstBaseTransform * trans)
@@ -161,48 +138,21 @@ static GstFlowReturn
 gst_mgllava_json_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
 {
   GstMgllavaJson *self = GST_MGLLAVA_JSON (trans);
-  GString *s = self->line;
-  gint w = self->have_info ? GST_VIDEO_INFO_WIDTH (&self->info) : 0;
-  gint h = self->have_info ? GST_VIDEO_INFO_HEIGHT (&self->info) : 0;
-  GArray *boxes = g_array_new (FALSE, FALSE, sizeof (MglBox));
-  GstMgllavaRoiFilter f = { 0 };
-  GstMgllavaResultMeta *m;
-  gpointer state = NULL;
-  gboolean skip_empty, any = FALSE;
-  guint i;
+  GstMgllavaFormatSettings st;
+  gboolean skip_empty;
+  guint n;
 
   GST_OBJECT_LOCK (self);
   skip_empty = self->skip_empty;
+  gst_mgllava_format_settings_copy (&st, &self->fmt);
   GST_OBJECT_UNLOCK (self);
 
-  g_string_truncate (s, 0);
-  g_string_append (s, "{\"pts\": ");
-  append_time (s, GST_BUFFER_PTS (buf));
-  g_string_append_printf (s, ", \"frame\": %" G_GUINT64_FORMAT
-      ", \"width\": %d, \"height\": %d, \"objects\": [", self->frame, w, h);
-  gst_mgllava_roi_collect (buf, w > 0 ? w : G_MAXINT, h > 0 ? h : G_MAXINT, &f,
-      boxes);
-  for (i = 0; i < boxes->len; i++) {
-    const MglBox *b = &g_array_index (boxes, MglBox, i);
-    gchar num[G_ASCII_DTOSTR_BUF_SIZE];
-
-    g_string_append_printf (s, "%s{\"x\": %d, \"y\": %d, \"w\": %d, \"h\": %d, "
-        "\"label\": ", i ? ", " : "", (gint) b->x1, (gint) b->y1,
-        (gint) (b->x2 - b->x1), (gint) (b->y2 - b->y1));
-    mgl_json_append_string (s, b->label);
-    g_string_append_printf (s, ", \"confidence\": %s}",
-        g_ascii_formatd (num, sizeof num, "%.4g", b->score));
-  }
-  g_string_append (s, "], \"results\": [");
-  while ((m = gst_buffer_iterate_mgllava_result_meta (buf, &state))) {
-    append_result (s, m, any);
-    any = TRUE;
-  }
-  g_string_append (s, "]}\n");
-  g_array_unref (boxes);
+  n = gst_mgllava_format_buffer (self->line, &st, buf,
+      self->have_info ? &self->info : NULL, &trans->segment, self->frame);
+  gst_mgllava_format_settings_clear (&st);
   self->frame++;
 
-  if (skip_empty && !any)
+  if (skip_empty && n == 0)
     return GST_FLOW_OK;
   return gst_mgllava_json_write (self);
 }
@@ -213,25 +163,18 @@ static gboolean
 gst_mgllava_json_sink_event (GstBaseTransform * trans, GstEvent * event)
 {
   GstMgllavaJson *self = GST_MGLLAVA_JSON (trans);
-  guint n = gst_mgllava_late_results_event_get_size (event), i;
+  guint n = gst_mgllava_late_results_event_get_size (event);
 
   if (n > 0 && self->out) {
-    GString *s = self->line;
-    gint w = self->have_info ? GST_VIDEO_INFO_WIDTH (&self->info) : 0;
-    gint h = self->have_info ? GST_VIDEO_INFO_HEIGHT (&self->info) : 0;
+    GstMgllavaFormatSettings st;
 
-    g_string_truncate (s, 0);
-    g_string_append_printf (s, "{\"pts\": null, \"frame\": null, "
-        "\"width\": %d, \"height\": %d, \"objects\": [], \"results\": [",
-        w, h);
-    for (i = 0; i < n; i++) {
-      GstMgllavaResultMeta m;
-
-      if (gst_mgllava_late_results_event_get (event, i, &m))
-        append_result (s, &m, i > 0);
-    }
-    g_string_append (s, "]}\n");
-    if (gst_mgllava_json_write (self) != GST_FLOW_OK) {
+    GST_OBJECT_LOCK (self);
+    gst_mgllava_format_settings_copy (&st, &self->fmt);
+    GST_OBJECT_UNLOCK (self);
+    gst_mgllava_format_late_results (self->line, &st, event,
+        self->have_info ? &self->info : NULL);
+    gst_mgllava_format_settings_clear (&st);
+    if (self->line->len > 0 && gst_mgllava_json_write (self) != GST_FLOW_OK) {
       gst_event_unref (event);
       return FALSE;
     }
@@ -255,6 +198,25 @@ gst_mgllava_json_set_property (GObject * object, guint prop_id,
     case PROP_SKIP_EMPTY:
       self->skip_empty = g_value_get_boolean (value);
       break;
+    case PROP_FORMAT:
+      self->fmt.format = g_value_get_enum (value);
+      break;
+    case PROP_TIMINGS:
+      self->fmt.timings = g_value_get_boolean (value);
+      break;
+    case PROP_SOURCE:
+      g_free (self->fmt.source);
+      self->fmt.source = g_value_dup_string (value);
+      break;
+    case PROP_TAGS:
+      if (!gst_mgllava_format_tags_valid (g_value_get_string (value))) {
+        g_warning ("mgllavajson: tags must be one JSON object, not \"%s\"",
+            g_value_get_string (value));
+        break;
+      }
+      g_free (self->fmt.tags);
+      self->fmt.tags = g_value_dup_string (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
   }
@@ -275,6 +237,18 @@ gst_mgllava_json_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_SKIP_EMPTY:
       g_value_set_boolean (value, self->skip_empty);
       break;
+    case PROP_FORMAT:
+      g_value_set_enum (value, self->fmt.format);
+      break;
+    case PROP_TIMINGS:
+      g_value_set_boolean (value, self->fmt.timings);
+      break;
+    case PROP_SOURCE:
+      g_value_set_string (value, self->fmt.source);
+      break;
+    case PROP_TAGS:
+      g_value_set_string (value, self->fmt.tags);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
   }
@@ -285,6 +259,7 @@ static void
 gst_mgllava_json_finalize (GObject * object)
 {
   g_free (GST_MGLLAVA_JSON (object)->location);
+  gst_mgllava_format_settings_clear (&GST_MGLLAVA_JSON (object)->fmt);
   G_OBJECT_CLASS (gst_mgllava_json_parent_class)->finalize (object);
 }
 
@@ -315,6 +290,31 @@ gst_mgllava_json_class_init (GstMgllavaJsonClass * klass)
   g_object_class_install_property (gobject_class, PROP_SKIP_EMPTY,
       g_param_spec_boolean ("skip-empty", "Skip empty",
           "Write only buffers that carry at least one MG-LLaVA result", FALSE,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_FORMAT,
+      g_param_spec_enum ("format", "Format",
+          "JSON layout: mgllava (the project's schema) or dlstreamer (DL "
+          "Streamer gvametaconvert's layout, the answers in objects[] and "
+          "\"mgllava\"); see docs/publishing.md", GST_TYPE_MGLLAVA_FORMAT,
+          GST_MGLLAVA_FORMAT_MGLLAVA, G_PARAM_READWRITE |
+          G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_TIMINGS,
+      g_param_spec_boolean ("timings", "Timings",
+          "Add each answer's engine stage timings (\"timings_ms\": "
+          "preprocess, vision, prefill, decode)", FALSE,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_SOURCE,
+      g_param_spec_string ("source", "Source",
+          "A name of the stream written as \"source\" in every line (as "
+          "gvametaconvert's source); unset: none", NULL,
+          G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+          GST_PARAM_MUTABLE_PLAYING));
+  g_object_class_install_property (gobject_class, PROP_TAGS,
+      g_param_spec_string ("tags", "Tags",
+          "A JSON object written as \"tags\" in every line (as "
+          "gvametaconvert's tags); unset: none", NULL,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_PLAYING));
   gst_element_class_add_static_pad_template (element_class, &sink_template);

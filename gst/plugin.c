@@ -7,6 +7,7 @@
 
 GST_ELEMENT_REGISTER_DECLARE (mgllavajson);
 GST_ELEMENT_REGISTER_DECLARE (mgllavascenesrc);
+GST_ELEMENT_REGISTER_DECLARE (mgllavapublish);
 
 static gboolean
 plugin_init (GstPlugin * plugin)
@@ -16,6 +17,7 @@ plugin_init (GstPlugin * plugin)
   ret |= GST_ELEMENT_REGISTER (mgllavafilter, plugin);
   ret |= GST_ELEMENT_REGISTER (mgllavajson, plugin);
   ret |= GST_ELEMENT_REGISTER (mgllavascenesrc, plugin);
+  ret |= GST_ELEMENT_REGISTER (mgllavapublish, plugin);
   return ret;
 }
 
