@@ -22,6 +22,9 @@
 #include "gstmgllavafilter-private.h"
 
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* ---- jobs and results -------------------------------------------------- */
 
@@ -146,6 +149,13 @@ static gpointer
 gst_mgllava_filter_worker (gpointer data)
 {
   GstMgllavaFilter *self = data;
+
+  /* the image preprocessing of a submission runs here: like the scheduler
+   * (started at this priority by the model cache), it yields the CPU to the
+   * streaming threads, so on a busy machine the frames keep their pace and
+   * the answers come a little later */
+  if (setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), 10) != 0)
+    GST_DEBUG_OBJECT (self, "could not lower the worker's priority");
 
   g_mutex_lock (&self->lock);
   for (;;) {
