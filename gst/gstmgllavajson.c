@@ -15,6 +15,10 @@
  * ]|
  *
  * `location=-` writes to standard output. Fields may be added, never renamed.
+ * `format=dlstreamer` writes DL Streamer gvametaconvert's layout instead;
+ * `timings`, `source` and `tags` add fields (gstmgllavaformat.c,
+ * docs/publishing.md, docs/mgllava-frame.schema.json,
+ * docs/dlstreamer-frame.schema.json).
  *
  * Answers that mgllavafilter delivers after the last frame, at EOS (the
  * #GST_MGLLAVA_LATE_RESULTS_EVENT custom event), make one more line with no
