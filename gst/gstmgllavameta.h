@@ -1,6 +1,12 @@
 /* gstmgllavameta.h: the result of one MG-LLaVA inference, attached to a video
  * buffer by mgllavafilter. Link with libgstmgllavameta-1.0 (pkg-config
- * gstreamer-mgllava-meta-1.0). */
+ * gstreamer-mgllava-meta-1.0) and include it as GStreamer's own headers are:
+ *
+ *   #include <gst/mgllava/gstmgllavameta.h>
+ *
+ * GObject introspection: namespace GstMgllava-1.0 (GstMgllava-1.0.typelib),
+ * e.g. in Python GstMgllava.buffer_get_mgllava_result_meta(buf).text. The
+ * annotations below are for g-ir-scanner (docs/introspection.md). */
 #ifndef __GST_MGLLAVA_META_H__
 #define __GST_MGLLAVA_META_H__
 
@@ -43,33 +49,93 @@ struct _GstMgllavaResultMeta
   gdouble decode_ms;
 };
 
+/**
+ * gst_mgllava_result_meta_api_get_type:
+ *
+ * Returns: the #GType of the result meta API ("GstMgllavaResultMetaAPI").
+ */
 GType gst_mgllava_result_meta_api_get_type (void);
+
+/**
+ * gst_mgllava_result_meta_get_info:
+ *
+ * Returns: (transfer none): the #GstMetaInfo of #GstMgllavaResultMeta.
+ */
 const GstMetaInfo *gst_mgllava_result_meta_get_info (void);
 
-/* Adds a meta; text and prompt are copied. */
+/**
+ * gst_buffer_add_mgllava_result_meta:
+ * @buffer: a writable #GstBuffer
+ * @text: the answer (copied)
+ * @prompt: the question (copied)
+ * @source_pts: PTS of the frame the answer is about
+ * @source_frame: index of that frame
+ *
+ * Adds a meta; text and prompt are copied.
+ *
+ * Returns: (transfer none) (nullable): the new meta, owned by @buffer.
+ */
 GstMgllavaResultMeta *gst_buffer_add_mgllava_result_meta (GstBuffer * buffer,
     const gchar * text, const gchar * prompt, GstClockTime source_pts,
     guint64 source_frame);
 
-/* Adds a meta with every field of @fields (another meta, or a value the
- * caller filled; its GstMeta header is not read); text and prompt are
- * copied, NULL ones as "". */
+/**
+ * gst_buffer_add_mgllava_result_meta_full:
+ * @buffer: a writable #GstBuffer
+ * @fields: the values (another meta, or a value the caller filled; its
+ *   #GstMeta header is not read)
+ *
+ * Adds a meta with every field of @fields; text and prompt are copied, NULL
+ * ones as "".
+ *
+ * Returns: (transfer none) (nullable): the new meta, owned by @buffer.
+ */
 GstMgllavaResultMeta *gst_buffer_add_mgllava_result_meta_full (GstBuffer *
     buffer, const GstMgllavaResultMeta * fields);
 
-/* The first result meta of @buffer, or NULL. */
+/**
+ * gst_buffer_get_mgllava_result_meta:
+ * @buffer: a #GstBuffer
+ *
+ * Returns: (transfer none) (nullable): the first result meta of @buffer, or
+ *   %NULL.
+ */
 GstMgllavaResultMeta *gst_buffer_get_mgllava_result_meta (GstBuffer * buffer);
 
-/* Iterate all result metas: pass a NULL-initialised gpointer state. */
+/**
+ * gst_buffer_iterate_mgllava_result_meta:
+ * @buffer: a #GstBuffer
+ * @state: (inout) (nullable) (transfer none): an opaque state, %NULL to
+ *   start
+ *
+ * Iterates the result metas of @buffer in the order they were added: pass a
+ * %NULL-initialised state and call again with the state it returns until
+ * the result is %NULL.
+ *
+ * Returns: (transfer none) (nullable): the next result meta, or %NULL at the
+ *   end.
+ */
 GstMgllavaResultMeta *gst_buffer_iterate_mgllava_result_meta (GstBuffer *
     buffer, gpointer * state);
 
-/* The same fields as a GstStructure named "mgllava-result" (the bus message body). */
+/**
+ * gst_mgllava_result_meta_to_structure:
+ * @meta: a #GstMgllavaResultMeta
+ *
+ * Returns: (transfer full): the same fields as a #GstStructure named
+ *   "mgllava-result" (the bus message body).
+ */
 GstStructure *gst_mgllava_result_meta_to_structure (const GstMgllavaResultMeta * meta);
 
-/* Fills @fields from an "mgllava-result" structure (the bus message body, or
- * an element of a late-results event); text and prompt point into @s (valid
- * while it lives; never NULL). FALSE when @s is not one. */
+/**
+ * gst_mgllava_result_meta_from_structure:
+ * @s: (nullable): an "mgllava-result" structure (the bus message body, or an
+ *   element of a late-results event)
+ * @fields: (out caller-allocates): the fields read; text and prompt point
+ *   into @s (valid while it lives; never %NULL)
+ *
+ * Returns: %FALSE when @s is not an "mgllava-result" structure.
+ */
 gboolean gst_mgllava_result_meta_from_structure (const GstStructure * s,
     GstMgllavaResultMeta * fields);
 
@@ -90,16 +156,36 @@ gboolean gst_mgllava_result_meta_from_structure (const GstStructure * s,
  */
 #define GST_MGLLAVA_LATE_RESULTS_EVENT "mgllava-late-results"
 
-/* The event for @n results (copied). */
+/**
+ * gst_mgllava_late_results_event_new:
+ * @results: (array length=n): the answers (copied)
+ * @n: how many
+ *
+ * Returns: (transfer full): the late-results event for @n results.
+ */
 GstEvent *gst_mgllava_late_results_event_new (const GstMgllavaResultMeta *
     const *results, guint n);
 
-/* The number of results in a late-results event; 0 for any other event. */
+/**
+ * gst_mgllava_late_results_event_get_size:
+ * @event: a #GstEvent
+ *
+ * Returns: the number of results in a late-results event; 0 for any other
+ *   event.
+ */
 guint gst_mgllava_late_results_event_get_size (GstEvent * event);
 
-/* Result @index of a late-results event into @fields, as
- * gst_mgllava_result_meta_from_structure() (strings valid while the event
- * lives); FALSE when out of range or not such an event. */
+/**
+ * gst_mgllava_late_results_event_get:
+ * @event: a late-results #GstEvent
+ * @index: which result
+ * @fields: (out caller-allocates): the result, as
+ *   gst_mgllava_result_meta_from_structure() fills it (strings valid while
+ *   the event lives)
+ *
+ * Returns: %FALSE when @index is out of range or @event is not a
+ *   late-results event.
+ */
 gboolean gst_mgllava_late_results_event_get (GstEvent * event, guint index,
     GstMgllavaResultMeta * fields);
 
