@@ -127,7 +127,7 @@ soak (const gchar * model, guint frames)
   GstPad *pad;
   gchar *err = NULL;
   gboolean ok;
-  guint64 sampled, results, dropped, failed;
+  guint64 sampled, results, dropped, failed, aborted;
 
   g_free (d);
   f = gst_bin_get_by_name (GST_BIN (pipe), "f");
@@ -141,6 +141,7 @@ soak (const gchar * model, guint frames)
   results = stat_u64 (f, "results");
   dropped = stat_u64 (f, "dropped");
   failed = stat_u64 (f, "failed");
+  aborted = stat_u64 (f, "aborted");
   printf ("{\"test\": \"soak\", \"frames\": %u, \"sampled\": %" G_GUINT64_FORMAT
       ", \"results\": %" G_GUINT64_FORMAT ", \"dropped\": %" G_GUINT64_FORMAT
       ", \"failed\": %" G_GUINT64_FORMAT ", \"rss_after_warmup_kb\": %ld, "
@@ -155,8 +156,7 @@ soak (const gchar * model, guint frames)
     fprintf (stderr, "soak: %s\n", err);
     return 1;
   }
-  if (sampled != results + dropped + failed + stat_u64 (f, "aborted")
-      || failed != 0)
+  if (sampled != results + dropped + failed + aborted || failed != 0)
     return 1;
   return rss_max - rss_warm > 2048 ? 1 : 0;
 }
