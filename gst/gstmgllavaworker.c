@@ -230,6 +230,45 @@ gst_mgllava_filter_worker (gpointer data)
 
 /* ---- lifecycle --------------------------------------------------------- */
 
+/* Load progress on the bus: a GST_MESSAGE_PROGRESS (code "mgllava-load":
+ * START before the model cache is asked, then COMPLETE or ERROR) and an
+ * element message "mgllava-load" with stage ("start", "done", "failed"),
+ * fraction (0 at the start, 1 when done), path, device, seconds since the
+ * start, shared (the model was already loaded by another element) and, on
+ * failure, error. docs/elements.md, "Load progress". */
+static void
+post_load (GstMgllavaFilter * self, GstProgressType type, const gchar * stage,
+    const gchar * path, const gchar * device, gdouble seconds,
+    gboolean shared, const gchar * error)
+{
+  gchar *text;
+
+  if (type == GST_PROGRESS_TYPE_START)
+    text = g_strdup_printf ("Loading MG-LLaVA model %s (device %s)", path,
+        device);
+  else if (type == GST_PROGRESS_TYPE_COMPLETE)
+    text = g_strdup_printf ("MG-LLaVA model %s %s in %.2f s", path,
+        shared ? "shared (already loaded)" : "loaded", seconds);
+  else
+    text = g_strdup_printf ("Could not load MG-LLaVA model %s: %s", path,
+        error ? error : "");
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_progress (GST_OBJECT (self), type, "mgllava-load",
+          text));
+  g_free (text);
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_element (GST_OBJECT (self),
+          gst_structure_new ("mgllava-load",
+              "stage", G_TYPE_STRING, stage,
+              "fraction", G_TYPE_DOUBLE,
+              type == GST_PROGRESS_TYPE_COMPLETE ? 1.0 : 0.0,
+              "path", G_TYPE_STRING, path,
+              "device", G_TYPE_STRING, device,
+              "seconds", G_TYPE_DOUBLE, seconds,
+              "shared", G_TYPE_BOOLEAN, shared,
+              "error", G_TYPE_STRING, error ? error : "", NULL)));
+}
+
 gboolean
 gst_mgllava_filter_open_model (GstMgllavaFilter * self)
 {
@@ -240,6 +279,7 @@ gst_mgllava_filter_open_model (GstMgllavaFilter * self)
   GstMgllavaDevice device;
   gboolean reused = FALSE;
   gint loaded_with;
+  gint64 t0;
 
   GST_OBJECT_LOCK (self);
   path = g_strdup (self->model_path);
@@ -259,8 +299,15 @@ gst_mgllava_filter_open_model (GstMgllavaFilter * self)
   mp.device = device == GST_MGLLAVA_DEVICE_CUDA ? "cuda" :
       device == GST_MGLLAVA_DEVICE_CPU ? "cpu" : "auto";
   GST_INFO_OBJECT (self, "loading model %s (device %s)", path, mp.device);
+  post_load (self, GST_PROGRESS_TYPE_START, "start", path, mp.device, 0.0,
+      FALSE, NULL);
+  t0 = g_get_monotonic_time ();
   self->cached = gst_mgllava_model_cache_acquire (path, &mp, &sp, &reused,
       &err);
+  post_load (self, self->cached ? GST_PROGRESS_TYPE_COMPLETE :
+      GST_PROGRESS_TYPE_ERROR, self->cached ? "done" : "failed", path,
+      mp.device, (g_get_monotonic_time () - t0) / 1e6, reused,
+      self->cached ? NULL : err.msg);
   if (!self->cached) {
     GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
         ("Could not load MG-LLaVA model \"%s\": %s", path, err.msg),
