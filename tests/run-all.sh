@@ -15,7 +15,7 @@ PKGS="meson ninja-build pkg-config gcc libc6-dev python3 libglib2.0-dev libjson-
       clang libclang-rt-14-dev
       libmosquitto-dev mosquitto mosquitto-clients libhiredis-dev redis-server redis-tools python3-gi
       gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 python3-jsonschema gobject-introspection
-      libgirepository1.0-dev"
+      libgirepository1.0-dev chromium python3-websocket"
 if [ -z "${MGL_SKIP_APT:-}" ]; then
     echo "== installing build dependencies (apt)"
     # another apt (unattended upgrades, a second shell) may hold the dpkg lock: wait for it
