@@ -35,7 +35,9 @@ for fmt in mgllava dlstreamer; do
     done
 done
 
-if [ -f "$M/mgllava.json" ]; then
+if [ "$M" = none ]; then
+    echo "pipeline part not run (sanitizer build: gst-launch-1.0 cannot load the instrumented plugin)"
+elif [ -f "$M/mgllava.json" ]; then
     for fmt in mgllava dlstreamer; do
         out=$tmp/pipe-$fmt.jsonl
         pub=$tmp/pub-$fmt.jsonl
