@@ -436,15 +436,22 @@ def test_redis_overflow():
 
 
 def main():
-    model = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "models", "mgllava-demo")
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    model = args[0] if args else os.path.join(HERE, "..", "..", "models", "mgllava-demo")
     Gst.init(None)
     if not Gst.ElementFactory.find("mgllavapublish"):
         print("FAIL no mgllavapublish element")
         return 1
     have_mqtt = shutil.which("mosquitto") and shutil.which("mosquitto_sub")
     have_redis = shutil.which("redis-server") and shutil.which("redis-cli")
+    if "--built-without-mqtt" in sys.argv:
+        print("skip MQTT: this build has no libmosquitto (the element refuses method=mqtt)")
+        have_mqtt = False
+    if "--built-without-redis" in sys.argv:
+        print("skip Redis: this build has no hiredis (the element refuses method=redis)")
+        have_redis = False
     if not have_mqtt and not have_redis:
-        print("SKIP: neither mosquitto nor redis-server is installed")
+        print("SKIP: neither an MQTT nor a Redis broker and client library to test with")
         return 77
     try:
         if have_mqtt:
@@ -453,13 +460,13 @@ def main():
             test_mqtt_restart()
             test_mqtt_late()
         else:
-            print("skip MQTT: mosquitto / mosquitto_sub not installed")
+            print("skip MQTT: no mosquitto / mosquitto_sub, or no libmosquitto in this build")
         if have_redis:
             test_redis_basic()
             test_redis_restart()
             test_redis_overflow()
         else:
-            print("skip Redis: redis-server / redis-cli not installed")
+            print("skip Redis: no redis-server / redis-cli, or no hiredis in this build")
     finally:
         for p in PROCS:
             if p.poll() is None:
