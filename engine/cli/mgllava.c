@@ -7,6 +7,7 @@
  *   mgllava convert    --model PATH --out DIR [--dtype f16|bf16|f32]
  *   mgllava run        --model PATH --image FILE [--boxes FILE] --prompt TEXT [--max-new-tokens N]
  *                      [--temperature T] [--top-p P] [--top-k K] [--seed S] [--device auto|cpu|cuda] [--json]
+ *                      [--schema FILE | --grammar FILE]   the answer constrained (docs/structured-output.md)
  *   mgllava dump       (run's options) --stage NAME --out FILE.safetensors
  *   mgllava eval-scenes --model PATH --count N [--seed S] [...]   accuracy on the synthetic scenes (JSON)
  *
@@ -41,8 +42,10 @@ static void usage(FILE* f) {
           "                                                pack a model into one folder of safetensors (mmap-loadable)\n"
           "  run        --model PATH --image FILE [--boxes FILE] --prompt TEXT [--max-new-tokens N]\n"
           "             [--temperature T] [--top-p P] [--top-k K] [--seed S] [--device auto|cpu|cuda] [--json]\n"
-          "             [--object-order model|score|reading]\n"
-          "                                                answer a question about an image (PNG, JPEG, PPM)\n"
+          "             [--object-order model|score|reading] [--schema FILE | --grammar FILE]\n"
+          "                                                answer a question about an image (PNG, JPEG, PPM);\n"
+          "                                                --schema/--grammar: the answer follows a JSON Schema or\n"
+          "                                                a grammar (docs/structured-output.md)\n"
           "  dump       (run's options) --stage NAME --out FILE.safetensors\n"
           "                                                write one stage's tensor: x768 x336 boxes768 clip\n"
           "                                                cnx0..cnx3 fused vimg obj_pooled vobj embeds logits\n"
@@ -265,13 +268,31 @@ static bool on_token(int32_t id, const char* text, void* ud) {
 }
 
 enum { O_MODEL, O_IMAGE, O_BOXES, O_PROMPT, O_MAXNEW, O_TEMP, O_TOPP, O_TOPK, O_SEED, O_DEVICE, O_JSON, O_STAGE, O_OUT,
-       O_THREADS, O_ORDER, O_COUNT };
+       O_THREADS, O_ORDER, O_SCHEMA, O_GRAMMAR, O_COUNT };
+
+/* --schema FILE / --grammar FILE: the text of the file (g_free), at most 1 MiB. */
+static char* read_constraint(const char* path, const char* opt, MglErr* err) {
+    char* text = NULL;
+    gsize len = 0;
+    GError* ge = NULL;
+    if (!g_file_get_contents(path, &text, &len, &ge)) {
+        cli_err(err, MGL_E_IO, "%s: cannot read (%s): %s", path, opt, ge ? ge->message : "error");
+        g_clear_error(&ge);
+        return NULL;
+    }
+    if (len > (1u << 20) || strlen(text) != len) {
+        cli_err(err, MGL_E_INVALID, "%s: %s", path, len > (1u << 20) ? "larger than 1 MiB" : "holds a NUL byte");
+        g_free(text);
+        return NULL;
+    }
+    return text;
+}
 
 static int cmd_run(int argc, char** argv, bool dump) {
     CliOpt o[O_COUNT] = {{"--model", true}, {"--image", true}, {"--boxes", true}, {"--prompt", true},
                       {"--max-new-tokens", true}, {"--temperature", true}, {"--top-p", true}, {"--top-k", true},
                       {"--seed", true}, {"--device", true}, {"--json", false}, {"--stage", true}, {"--out", true},
-                      {"--threads", true}, {"--object-order", true}};
+                      {"--threads", true}, {"--object-order", true}, {"--schema", true}, {"--grammar", true}};
     if (cli_parse_opts(argc, argv, o, O_COUNT)) return 1;
     const char* cmd = dump ? "dump" : "run";
     if (!o[O_MODEL].value || !o[O_IMAGE].value || !o[O_PROMPT].value)
@@ -307,28 +328,51 @@ static int cmd_run(int argc, char** argv, bool dump) {
     if (o[O_ORDER].value && mgl_object_order_parse(o[O_ORDER].value, &gp.object_order) != MGL_OK)
         return cli_usage_error(NULL, "--object-order '%s': expected model, score or reading", o[O_ORDER].value);
     if (o[O_DEVICE].value) mp.device = o[O_DEVICE].value;
+    if (o[O_SCHEMA].value && o[O_GRAMMAR].value)
+        return cli_usage_error(NULL, "%s: give --schema FILE or --grammar FILE, not both", "run");
     MglErr err = {0};
+    char* constraint = NULL;
+    const char* copt = o[O_SCHEMA].value ? "--schema" : "--grammar";
+    const char* cpath = o[O_SCHEMA].value ? o[O_SCHEMA].value : o[O_GRAMMAR].value;
+    if (cpath && !dump && !(constraint = read_constraint(cpath, copt, &err))) return cli_fail(&err);
+    MglGrammar* grammar = NULL;
+    MglGrammarState* gstate = NULL;
     uint8_t* rgb = NULL;
     int w = 0, h = 0;
     Boxes bx = {0};
     MglModel* m = NULL;
     MglCtx* c = NULL;
     int rc = 1;
-    if (mgl_image_load(o[O_IMAGE].value, &rgb, &w, &h, &err) != MGL_OK) return cli_fail(&err);
+    if (mgl_image_load(o[O_IMAGE].value, &rgb, &w, &h, &err) != MGL_OK) {
+        g_free(constraint);
+        return cli_fail(&err);
+    }
     if (o[O_BOXES].value && load_boxes(o[O_BOXES].value, &bx, &err) != MGL_OK) {
+        g_free(constraint);
         free(rgb);
         return cli_fail(&err);
     }
     if (mgl_model_load(o[O_MODEL].value, &mp, &m, &err) != MGL_OK) goto out;
+    if (constraint) {
+        MglStatus cst = o[O_SCHEMA].value ? mgl_grammar_from_schema(mgl_model_tokenizer(m), constraint, &grammar, &err)
+                                          : mgl_grammar_from_gbnf(mgl_model_tokenizer(m), constraint, &grammar, &err);
+        if (cst == MGL_OK) cst = mgl_grammar_state_new(grammar, &gstate, &err);
+        if (cst != MGL_OK) {
+            cli_err_prefix(&err, "%s (%s)", cpath, copt);
+            goto out;
+        }
+    }
     MglImage img = {rgb, w, h, 3 * w};
     if (dump) {
         rc = mgl_cmd_dump_stage(m, &img, bx.boxes, bx.n, gp.object_order, o[O_PROMPT].value, o[O_STAGE].value, o[O_OUT].value);
         goto done;
     }
     if (mgl_ctx_new(m, &c, &err) != MGL_OK) goto out;
-    RunState rs = {o[O_JSON].seen, !o[O_JSON].seen && isatty(1), g_string_new(NULL)};
+    /* a constrained answer is printed whole once it is known to be complete, never streamed */
+    RunState rs = {o[O_JSON].seen, !o[O_JSON].seen && !gstate && isatty(1), g_string_new(NULL)};
     gp.on_token = on_token;
     gp.user_data = &rs;
+    if (gstate) mgl_grammar_state_bind(gstate, &gp);
     char* text = NULL;
     int32_t* ids = NULL;
     size_t nid = 0;
@@ -339,14 +383,38 @@ static int cmd_run(int argc, char** argv, bool dump) {
         g_string_free(rs.streamed, TRUE);
         goto out;
     }
+    const char* ctext = NULL;
+    MglGrammarResult cres = MGL_GRAMMAR_COMPLETE;
+    if (gstate) {
+        cres = mgl_grammar_state_finish(gstate, ids, nid, &ctext);
+        if (cres != MGL_GRAMMAR_COMPLETE) {
+            const int budget = gp.max_new_tokens > 0 ? gp.max_new_tokens : mgl_model_default_max_new_tokens(m);
+            if (cres == MGL_GRAMMAR_INCOMPLETE)
+                fprintf(stderr, "mgllava: run: incomplete answer: %d generated tokens ended inside the %s's structure "
+                                "(the budget is %d new tokens: raise --max-new-tokens)\n",
+                        tm.n_generated, o[O_SCHEMA].value ? "schema" : "grammar", budget);
+            else
+                fprintf(stderr, "mgllava: run: the answer left the %s after %d tokens (no token could continue it)\n",
+                        o[O_SCHEMA].value ? "schema" : "grammar", tm.n_generated);
+            g_string_free(rs.streamed, TRUE);
+            free(text);
+            free(ids);
+            rc = 1;
+            goto done;
+        }
+        free(text);
+        text = strdup(ctext);
+    }
     if (rs.json) {
         GString* j = g_string_new("{\"text\": ");
         mgl_json_append_string(j, text);
         g_string_append(j, ", \"token_ids\": [");
         for (size_t i = 0; i < nid; i++) g_string_append_printf(j, i ? ", %d" : "%d", ids[i]);
         g_string_append_printf(j, "], \"n_prompt_tokens\": %d, \"n_objects\": %d, \"timings_ms\": {\"preprocess\": %.3f, "
-                                  "\"vision\": %.3f, \"prefill\": %.3f, \"decode\": %.3f}}\n",
+                                  "\"vision\": %.3f, \"prefill\": %.3f, \"decode\": %.3f}",
                                tm.n_prompt_tokens, tm.n_objects, tm.preprocess_ms, tm.vision_ms, tm.prefill_ms, tm.decode_ms);
+        if (gstate) g_string_append_printf(j, ", \"constraint\": \"%s\"", mgl_grammar_result_name(cres));
+        g_string_append(j, "}\n");
         fputs(j->str, stdout);
         g_string_free(j, TRUE);
     } else {
@@ -361,6 +429,9 @@ static int cmd_run(int argc, char** argv, bool dump) {
 out:
     rc = cli_fail(&err);
 done:
+    mgl_grammar_state_free(gstate);
+    mgl_grammar_free(grammar);
+    g_free(constraint);
     mgl_ctx_free(c);
     mgl_model_free(m);
     boxes_clear(&bx);

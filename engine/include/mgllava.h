@@ -344,6 +344,90 @@ MGL_API void       mgl_stream_abort(MglStream* stream, uint64_t id);
 /* Requests of this stream accepted and not yet called back. */
 MGL_API int        mgl_stream_pending(MglStream* stream);
 
+/* ---- structured output: grammar- and JSON-Schema-constrained generation ----
+ *
+ * An MglGrammar is compiled once per prompt setting from a JSON Schema subset
+ * or a grammar in the GBNF-like notation of docs/structured-output.md,
+ * against the tokenizer the model uses (each token's bytes go into a trie).
+ * It is immutable and may be shared by any number of requests and threads.
+ *
+ * Each request gets its own MglGrammarState (one per sequence of a batch):
+ * bind it to the request's MglGenParams, and the token mask lets through only
+ * the tokens whose bytes keep the text inside the grammar, EOS only where the
+ * text is complete, other special tokens never. After generation,
+ * mgl_grammar_state_finish() tells a complete answer (the text parses and,
+ * for a schema, validates) from one the token budget cut off inside the
+ * structure. The output may begin with one space (SentencePiece models begin
+ * words with one); the text finish() returns leaves it out.
+ *
+ *   MglGrammar* g;  mgl_grammar_from_schema(mgl_model_tokenizer(model), schema, &g, &err);
+ *   MglGrammarState* st;  mgl_grammar_state_new(g, &st, &err);
+ *   MglGenParams p = mgl_gen_default_params();  mgl_grammar_state_bind(st, &p);
+ *   mgl_generate(ctx, &img, NULL, 0, question, &p, &text, &ids, &n_ids, NULL, &err);
+ *   const char* json;
+ *   if (mgl_grammar_state_finish(st, ids, n_ids, &json) == MGL_GRAMMAR_COMPLETE) ... json ...
+ *   mgl_grammar_state_free(st);  mgl_grammar_free(g);
+ *
+ * With MglServer, bind a fresh state per submitted request and call finish()
+ * with MglResult.ids in its callback; the state must live until then. */
+
+typedef struct MglGrammar      MglGrammar;
+typedef struct MglGrammarState MglGrammarState;
+
+typedef enum {
+    MGL_GRAMMAR_COMPLETE   = 0, /* the text is a whole sentence of the grammar (EOS came there, or the budget ended there) */
+    MGL_GRAMMAR_INCOMPLETE = 1, /* the text is the start of one: the token budget (or a stop word) ended it inside */
+    MGL_GRAMMAR_INVALID    = 2, /* a token left the grammar: the mask was not applied, or no token could continue */
+} MglGrammarResult;
+
+/* Compile grammar text (rule "root" first to match) or a JSON Schema (the
+ * subset in docs/structured-output.md; any other keyword is MGL_E_INVALID
+ * naming it and where). `tok` may be NULL for a grammar that only checks
+ * text (mgl_grammar_match_text); masks need it. */
+MGL_API MglStatus mgl_grammar_from_gbnf(const MglTokenizer* tok, const char* gbnf, MglGrammar** out, MglErr* err);
+MGL_API MglStatus mgl_grammar_from_schema(const MglTokenizer* tok, const char* json_schema, MglGrammar** out,
+                                          MglErr* err);
+MGL_API void      mgl_grammar_free(MglGrammar* g);
+/* The grammar text it was compiled from (for a schema, the rules it became). */
+MGL_API const char* mgl_grammar_source(const MglGrammar* g);
+/* The tokens that end the answer (allowed only where the text is complete):
+ * the tokenizer's EOS by default. Set before making states. */
+MGL_API MglStatus mgl_grammar_set_end_tokens(MglGrammar* g, const int32_t* ids, size_t n, MglErr* err);
+/* Whether `text` (len bytes; -1 = NUL-terminated) is a whole sentence of
+ * the grammar, the start of one, or neither (one leading space allowed). */
+MGL_API MglGrammarResult mgl_grammar_match_text(const MglGrammar* g, const char* text, ptrdiff_t len);
+
+/* A request's matcher (needs a grammar made with a tokenizer). */
+MGL_API MglStatus mgl_grammar_state_new(const MglGrammar* g, MglGrammarState** out, MglErr* err);
+MGL_API void      mgl_grammar_state_free(MglGrammarState* st);
+/* Back to the start (also done when the mask sees fewer generated ids than before). */
+MGL_API void      mgl_grammar_state_reset(MglGrammarState* st);
+/* params->token_mask = mgl_grammar_token_mask, params->token_mask_data = st. */
+MGL_API void      mgl_grammar_state_bind(MglGrammarState* st, MglGenParams* params);
+/* The MglTokenMaskFunc itself (user_data: the state): advances the state by
+ * the ids generated since its last call, then clears the bits of every
+ * token that may not come next. */
+MGL_API bool      mgl_grammar_token_mask(const int32_t* generated, size_t n_generated, uint32_t* allow, int32_t n_vocab,
+                                         void* state);
+/* After generation: advances over the ids not yet seen (the last sampled
+ * token never reaches the mask) and says how the text ended; *text (may be
+ * NULL; valid until the state is used again) is the text the grammar
+ * matched, without the optional leading space. */
+MGL_API MglGrammarResult mgl_grammar_state_finish(MglGrammarState* st, const int32_t* ids, size_t n_ids,
+                                                  const char** text);
+MGL_API const char* mgl_grammar_result_name(MglGrammarResult r); /* "complete", "incomplete", "invalid" */
+
+/* What the masks of one state cost so far. */
+typedef struct {
+    uint64_t masks;          /* mask calls that computed a mask */
+    uint64_t cached;         /* of those, answered from the state's mask cache */
+    double   total_ms;       /* time in mgl_grammar_token_mask, all calls */
+    double   max_ms;         /* the slowest call */
+    uint32_t n_states;       /* matcher states made (interned stack sets) */
+    uint32_t n_stacks;       /* parser stack nodes made */
+} MglGrammarStats;
+MGL_API void      mgl_grammar_state_stats(const MglGrammarState* st, MglGrammarStats* out);
+
 #ifdef __cplusplus
 }
 #endif
