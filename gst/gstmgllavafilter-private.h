@@ -110,7 +110,6 @@ struct _GstMgllavaFilter
   gboolean text_segment_pending;
   GstClockTime last_text_pts;
   GstClockTime text_end;         /* end of the last text buffer */
-  gboolean live_known, live;     /* with OBJECT_LOCK */
   /* attach-mode=auto: the mode this stream runs in, decided at its first
    * buffer (LATEST when upstream is live, else EXACT), -1 until then;
    * written by the streaming thread, read atomically elsewhere */
@@ -192,7 +191,7 @@ void gst_mgllava_filter_handle_sink_event (GstMgllavaFilter * self,
 /* Whether the element runs attach-mode=auto as exact (upstream not live):
  * it then keeps QOS events from upstream. Any thread. */
 gboolean gst_mgllava_filter_auto_holds_frames (GstMgllavaFilter * self);
-/* An answered upstream LATENCY query: records liveness, adds exact-latency
+/* An answered upstream LATENCY query: adds exact-latency
  * in attach-mode=exact (auto adds nothing: when live it runs as latest). */
 void gst_mgllava_filter_add_latency (GstMgllavaFilter * self,
     GstQuery * query);

@@ -206,7 +206,6 @@ gst_mgllava_filter_start (GstBaseTransform * trans)
   self->frame_count = 0;
   self->last_sample_rt = GST_CLOCK_TIME_NONE;
   gst_mgllava_filter_text_reset (self);
-  self->live_known = FALSE;
   self->auto_mode = -1;
   gst_mgllava_filter_worker_start (self);
   return TRUE;

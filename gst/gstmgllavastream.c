@@ -124,12 +124,6 @@ gst_mgllava_filter_auto_mode (GstMgllavaFilter * self)
   if (answered)
     gst_query_parse_latency (q, &live, NULL, NULL);
   gst_query_unref (q);
-  GST_OBJECT_LOCK (self);
-  if (answered) {
-    self->live_known = TRUE;
-    self->live = live;
-  }
-  GST_OBJECT_UNLOCK (self);
   g_atomic_int_set (&self->auto_mode, live ? GST_MGLLAVA_ATTACH_LATEST :
       GST_MGLLAVA_ATTACH_EXACT);
   GST_INFO_OBJECT (self, "attach-mode=auto: upstream is %s%s, running as %s",
@@ -296,8 +290,6 @@ gst_mgllava_filter_add_latency (GstMgllavaFilter * self, GstQuery * query)
   /* auto, when live, runs as latest: it holds no frame */
   if (self->attach_mode == GST_MGLLAVA_ATTACH_EXACT)
     add = self->exact_latency;
-  self->live_known = TRUE;
-  self->live = live;
   GST_OBJECT_UNLOCK (self);
   min += add;
   if (GST_CLOCK_TIME_IS_VALID (max))

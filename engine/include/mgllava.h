@@ -86,7 +86,6 @@ MGL_API bool        mgl_tokenizer_is_special(const MglTokenizer* tok, int32_t id
 MGL_API bool        mgl_tokenizer_clean_up_spaces(const MglTokenizer* tok);
 MGL_API void        mgl_tokenizer_set_clean_up_spaces(MglTokenizer* tok, bool on);
 
-
 /* Streaming detokenizer: push ids one at a time, receive only complete UTF-8
  * text (never half a character), with the same spacing as decoding the whole
  * sequence at once (clean-up included: a space that a later token may remove,
@@ -221,7 +220,10 @@ typedef enum {
 } MglObjectOrder;
 
 /* Called with each generated token and its newly complete text (may be "");
- * return false to stop generation. */
+ * return false to stop generation. When generation ends, text the streaming
+ * detokenizer still held back (an incomplete character, a space the
+ * tokenizer's clean-up might have removed) comes in one last call with
+ * id -1, so the pieces add up to the answer. */
 typedef bool (*MglTokenFunc)(int32_t id, const char* text, void* user_data);
 
 /* Constrained decoding: called before each token is sampled with the ids
