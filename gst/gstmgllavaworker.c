@@ -182,8 +182,8 @@ gst_mgllava_filter_worker (gpointer data)
           gst_message_new_element (GST_OBJECT (self),
               gst_mgllava_result_meta_to_structure (&res->fields)));
       GST_DEBUG_OBJECT (self, "frame %" G_GUINT64_FORMAT ": \"%s\" (%.1f ms, "
-          "batch %d)", res->fields.source_frame, res->fields.text,
-          res->fields.latency_ms, d->batch);
+          "%u tokens, batch %d)", res->fields.source_frame, res->fields.text,
+          res->fields.latency_ms, res->fields.n_tokens, d->batch);
     } else if (st == MGL_E_ABORTED) {
       GST_DEBUG_OBJECT (self, "request for frame %" G_GUINT64_FORMAT
           " aborted", job->frame);
