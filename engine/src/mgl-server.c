@@ -161,7 +161,7 @@ static gpointer server_thread(gpointer data) {
             fresh[nf++] = r;
         }
         if (nf == 0 && nr == 0) {
-            if (g_queue_is_empty(&s->dead)) g_cond_wait(&s->wake, &s->lock);
+            if (g_queue_is_empty(&s->dead) && !s->quit) g_cond_wait(&s->wake, &s->lock);
             continue;
         }
         for (int i = 0; i < nf; i++) fresh[i]->g.abort = fresh[i]->aborted;
