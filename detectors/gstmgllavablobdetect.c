@@ -64,7 +64,6 @@ struct _GstMgllavaBlobDetect
   guint8 *rgb_row;              /* YUV: one row converted to RGB */
   GstMgllavaBlobDetector *detector;
   GArray *blobs;                /* GstMgllavaBlob */
-  GHashTable *label_quarks;     /* label -> GQuark, filled once */
 };
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
@@ -154,20 +153,6 @@ gst_mgllava_blob_detect_yuv_row (GstMgllavaBlobDetect * self,
   }
 }
 
-static GQuark
-gst_mgllava_blob_detect_label_quark (GstMgllavaBlobDetect * self,
-    const gchar * label)
-{
-  gpointer q = g_hash_table_lookup (self->label_quarks, label);
-
-  if (q == NULL) {
-    /* labels are static strings from a fixed set */
-    q = GUINT_TO_POINTER (g_quark_from_static_string (label));
-    g_hash_table_insert (self->label_quarks, (gpointer) label, q);
-  }
-  return GPOINTER_TO_UINT (q);
-}
-
 static GstFlowReturn
 gst_mgllava_blob_detect_transform_ip (GstBaseTransform * trans,
     GstBuffer * buf)
@@ -228,7 +213,7 @@ gst_mgllava_blob_detect_transform_ip (GstBaseTransform * trans,
     const GstMgllavaBlob *b = &g_array_index (self->blobs, GstMgllavaBlob, i);
 
     gst_mgllava_det_attach (buf, width, height, b->x1, b->y1, b->x2, b->y2,
-        b->confidence, gst_mgllava_blob_detect_label_quark (self, b->label));
+        b->confidence, b->label);
   }
   GST_LOG_OBJECT (self, "%u blobs at %" GST_TIME_FORMAT, n,
       GST_TIME_ARGS (GST_BUFFER_PTS (buf)));
@@ -315,7 +300,6 @@ gst_mgllava_blob_detect_finalize (GObject * object)
 
   gst_mgllava_blob_detector_free (self->detector);
   g_array_free (self->blobs, TRUE);
-  g_hash_table_unref (self->label_quarks);
   g_free (self->rgb_row);
   G_OBJECT_CLASS (gst_mgllava_blob_detect_parent_class)->finalize (object);
 }
@@ -326,7 +310,6 @@ gst_mgllava_blob_detect_init (GstMgllavaBlobDetect * self)
   self->params = default_params;
   self->detector = gst_mgllava_blob_detector_new ();
   self->blobs = g_array_new (FALSE, FALSE, sizeof (GstMgllavaBlob));
-  self->label_quarks = g_hash_table_new (g_str_hash, g_str_equal);
   gst_video_info_init (&self->info);
 
   /* metas are added: in place, not passthrough (writable buffers) */

@@ -261,7 +261,7 @@ gst_mgllava_boxes_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
     if (b->score < threshold)
       continue;
     if (gst_mgllava_det_attach (buf, width, height, b->x1, b->y1, b->x2, b->y2,
-            b->score, g_quark_from_string (b->label)) != NULL)
+            b->score, b->label) != NULL)
       attached++;
   }
   GST_LOG_OBJECT (self, "frame %" G_GUINT64_FORMAT " pts %" GST_TIME_FORMAT

@@ -33,7 +33,7 @@ typedef struct
 {
   guint8 *rgb;
   gint width, height;
-  GArray *boxes;                /* MglBox, labels interned */
+  GArray *boxes;                /* MglBox, owning copies of the labels */
   gchar *prompt;
   MglGenParams gen;
   GstClockTime pts;

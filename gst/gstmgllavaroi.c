@@ -23,9 +23,11 @@ static const gchar *const confidence_fields[] = {
 };
 
 /* roi_type values that name the producer rather than the object class; for
- * these a string "label" field in a param structure names the class. */
+ * these a string "label" field in a param structure names the class. The
+ * last one is what mgllavaboxes and mgllavablobdetect write for a label past
+ * their cap on interned labels (detectors/gstmgllavadetmeta.h). */
 static const gchar *const generic_roi_types[] = {
-  "onnx-object_detector", NULL
+  "onnx-object_detector", "mgllava-labelled", NULL
 };
 
 static gboolean
@@ -101,29 +103,52 @@ gst_mgllava_roi_meta_get_confidence (GstVideoRegionOfInterestMeta * roi,
   return FALSE;
 }
 
-static const gchar *
+/**
+ * gst_mgllava_roi_meta_get_label:
+ * @roi: a #GstVideoRegionOfInterestMeta
+ *
+ * The object class of @roi: the string "label" of its "detection" param
+ * structure when there is one (DL Streamer's layout, and where our detectors
+ * put a label they do not intern), else the roi_type, unless that is empty
+ * or names the producer rather than a class ("onnx-object_detector",
+ * "mgllava-labelled"); then the first string "label" field of any param
+ * structure, else the roi_type (possibly "").
+ *
+ * Nothing is interned: labels are data. The string belongs to @roi (a param
+ * structure's) or is the roi_type quark's.
+ *
+ * Returns: (transfer none): the label, valid while @roi and its params live.
+ */
+const gchar *
 gst_mgllava_roi_meta_get_label (GstVideoRegionOfInterestMeta * roi)
 {
-  const gchar *type = g_quark_to_string (roi->roi_type);
-  gboolean generic = (type == NULL || type[0] == '\0');
+  const gchar *type, *label;
+  GstStructure *det;
+  gboolean generic;
   GList *l;
   guint i;
 
+  g_return_val_if_fail (roi != NULL, "");
+
+  det = gst_video_region_of_interest_meta_get_param (roi, "detection");
+  label = det ? gst_structure_get_string (det, "label") : NULL;
+  if (label != NULL && label[0] != '\0')
+    return label;
+
+  type = roi->roi_type ? g_quark_to_string (roi->roi_type) : NULL;
+  generic = (type == NULL || type[0] == '\0');
   for (i = 0; !generic && generic_roi_types[i] != NULL; i++)
     generic = (strcmp (type, generic_roi_types[i]) == 0);
-
   if (!generic)
     return type;
 
   for (l = roi->params; l != NULL; l = l->next) {
-    const gchar *label = gst_structure_get_string (l->data, "label");
-
-    /* a detector's class names: a small, fixed set, safe to intern */
+    label = gst_structure_get_string (l->data, "label");
     if (label != NULL && label[0] != '\0')
-      return g_intern_string (label);
+      return label;
   }
 
-  return type != NULL ? type : g_intern_static_string ("");
+  return type != NULL ? type : "";
 }
 
 static gboolean
@@ -240,4 +265,29 @@ gst_mgllava_roi_collect (GstBuffer * buf, gint width, gint height,
 
   g_array_free (entries, TRUE);
   return n;
+}
+
+static void
+gst_mgllava_roi_box_clear_label (gpointer data)
+{
+  MglBox *b = data;
+
+  g_free ((gchar *) b->label);
+  b->label = NULL;
+}
+
+void
+gst_mgllava_roi_boxes_copy_labels (GArray * boxes, guint from)
+{
+  guint i;
+
+  g_return_if_fail (boxes != NULL);
+  g_return_if_fail (g_array_get_element_size (boxes) == sizeof (MglBox));
+
+  g_array_set_clear_func (boxes, gst_mgllava_roi_box_clear_label);
+  for (i = from; i < boxes->len; i++) {
+    MglBox *b = &g_array_index (boxes, MglBox, i);
+
+    b->label = g_strdup (b->label);
+  }
 }

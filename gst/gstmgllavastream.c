@@ -77,8 +77,11 @@ gst_mgllava_filter_make_job (GstMgllavaFilter * self, GstBuffer * buf,
     for (l = f.labels; *l; l++)
       g_strstrip (*l);
   }
-  if (use_objects)
+  if (use_objects) {
     gst_mgllava_roi_collect (buf, job->width, job->height, &f, job->boxes);
+    /* the labels point into the buffer's metas: the request outlives them */
+    gst_mgllava_roi_boxes_copy_labels (job->boxes, 0);
+  }
   g_strfreev (f.labels);
   job->pts = GST_BUFFER_PTS (buf);
   job->frame = frame;

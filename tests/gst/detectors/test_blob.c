@@ -56,6 +56,7 @@ detect_scene (GstHarness * h, guint seed, GArray * objects)
   out = gst_harness_push_and_pull (h, buf);
   fail_unless (out != NULL);
   gst_mgllava_roi_collect (out, W, H, NULL, boxes);
+  gst_mgllava_roi_boxes_copy_labels (boxes, 0);  /* they outlive the buffer */
   gst_buffer_unref (out);
   return boxes;
 }
@@ -223,6 +224,7 @@ detect_rgb (const gchar * props, const guint8 * rgb)
       "height=480,framerate=30/1");
   out = gst_harness_push_and_pull (h, buf);
   gst_mgllava_roi_collect (out, W, H, NULL, boxes);
+  gst_mgllava_roi_boxes_copy_labels (boxes, 0);  /* they outlive the buffer */
   gst_buffer_unref (out);
   gst_harness_teardown (h);
   g_free (launch);

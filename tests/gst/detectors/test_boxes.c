@@ -12,6 +12,7 @@
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
 
+#include "gstmgllavadetmeta.h"
 #include "gstmgllavaroi.h"
 #include "mgl-detections.h"
 
@@ -54,6 +55,7 @@ run_frames (const gchar * path, const gchar * extra, guint n)
     out = gst_harness_push_and_pull (h, buf);
     fail_unless (out != NULL, "frame %u", i);
     gst_mgllava_roi_collect (out, W, H, NULL, boxes);
+    gst_mgllava_roi_boxes_copy_labels (boxes, 0);        /* they outlive the buffer */
     g_ptr_array_add (frames, boxes);
     gst_buffer_unref (out);
   }
@@ -633,6 +635,94 @@ remove_tmpdir (void)
   g_rmdir (tmpdir);
 }
 
+static GQuark
+quark_probe (void)
+{
+  static guint n;
+  gchar *name = g_strdup_printf ("test-boxes-quark-probe-%u-%p", n++, &n);
+  GQuark q = g_quark_from_string (name);
+
+  g_free (name);
+  return q;
+}
+
+/* 200k distinct labels (2000 frames of 100 boxes) intern at most
+ * GST_MGLLAVA_DET_MAX_LABEL_QUARKS quarks: GLib never frees a quark, so the
+ * process would otherwise grow with every new label. Past the cap the meta's
+ * roi_type is GST_MGLLAVA_DET_ROI_TYPE_LABELLED and the label sits in the
+ * "detection" param, where the adapter reads it: every box keeps its label. */
+GST_START_TEST (test_many_distinct_labels)
+{
+  const guint n_frames = 2000, per_frame = 100;
+  GString *json = g_string_new (NULL);
+  gchar *path, *launch;
+  GstHarness *h;
+  GQuark before, after, labelled;
+  guint i, j, past_cap = 0;
+
+  for (i = 0; i < n_frames; i++) {
+    g_string_append_printf (json, "{\"frame\": %u, \"boxes\": [", i);
+    for (j = 0; j < per_frame; j++)
+      g_string_append_printf (json, "%s[%u, %u, %u, %u]", j ? ", " : "",
+          (j % 10) * 60, (j / 10) * 45, (j % 10) * 60 + 50,
+          (j / 10) * 45 + 40);
+    g_string_append (json, "], \"labels\": [");
+    for (j = 0; j < per_frame; j++)
+      g_string_append_printf (json, "%s\"uniq-%u\"", j ? ", " : "",
+          i * per_frame + j);
+    g_string_append (json, "]}\n");
+  }
+  path = write_file ("many-labels.jsonl", json->str);
+  g_string_free (json, TRUE);
+
+  launch = g_strdup_printf ("mgllavaboxes location=\"%s\"", path);
+  h = gst_harness_new_parse (launch);
+  g_free (launch);
+  gst_harness_set_src_caps_str (h, "video/x-raw,format=RGB,width=640,"
+      "height=480,framerate=30/1");
+  labelled = g_quark_from_static_string (GST_MGLLAVA_DET_ROI_TYPE_LABELLED);
+  before = quark_probe ();
+  for (i = 0; i < n_frames; i++) {
+    GstBuffer *buf = gst_harness_create_buffer (h, W * H * 3), *out;
+    GArray *boxes = g_array_new (FALSE, FALSE, sizeof (MglBox));
+    gpointer state = NULL;
+    GstMeta *m;
+
+    GST_BUFFER_PTS (buf) = i * FRAME_NS;
+    GST_BUFFER_DURATION (buf) = FRAME_NS;
+    out = gst_harness_push_and_pull (h, buf);
+    fail_unless (out != NULL, "frame %u", i);
+    fail_unless_equals_int (gst_mgllava_roi_collect (out, W, H, NULL, boxes),
+        per_frame);
+    /* equal scores keep the file's order */
+    for (j = 0; j < per_frame; j++) {
+      gchar want[32];
+
+      g_snprintf (want, sizeof want, "uniq-%u", i * per_frame + j);
+      fail_unless_equals_string (BOX (boxes, j)->label, want);
+    }
+    while ((m = gst_buffer_iterate_meta_filtered (out, &state,
+                GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE)))
+      if (((GstVideoRegionOfInterestMeta *) m)->roi_type == labelled)
+        past_cap++;
+    g_array_unref (boxes);
+    gst_buffer_unref (out);
+  }
+  after = quark_probe ();
+  gst_harness_teardown (h);
+  /* the probe itself, the cap, and a little slack for anything else the
+   * element may name on the way (before the cap: 200000) */
+  fail_unless (after - before <= GST_MGLLAVA_DET_MAX_LABEL_QUARKS + 64,
+      "%u quarks made for %u distinct labels", after - before,
+      n_frames * per_frame);
+  fail_unless (past_cap >= n_frames * per_frame -
+      GST_MGLLAVA_DET_MAX_LABEL_QUARKS, "%u boxes past the cap", past_cap);
+  g_unlink (path);
+  g_free (path);
+}
+
+GST_END_TEST;
+
 static Suite *
 mgllavaboxes_suite (void)
 {
@@ -654,6 +744,7 @@ mgllavaboxes_suite (void)
   tcase_add_test (tc, test_bad_jsonl);
   tcase_add_test (tc, test_warnings);
   tcase_add_test (tc, test_truncated_prefixes);
+  tcase_add_test (tc, test_many_distinct_labels);
   return s;
 }
 

@@ -24,6 +24,7 @@ collect_probe (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
 
   gst_mgllava_roi_collect (GST_PAD_PROBE_INFO_BUFFER (info), p->width,
       p->height, NULL, boxes);
+  gst_mgllava_roi_boxes_copy_labels (boxes, 0);  /* they outlive the buffer */
   g_ptr_array_add (p->frames, boxes);
   return GST_PAD_PROBE_OK;
 }

@@ -47,7 +47,7 @@ GST_START_TEST (test_label_and_box)
   fail_unless_equals_int (boxes->len, 1);
   b = BOX (boxes, 0);
   fail_unless_equals_string (b->label, "person");
-  /* interned: the same pointer as the quark's string */
+  /* the roi_type's own string: nothing new interned */
   fail_unless (b->label == g_quark_to_string (g_quark_from_string ("person")));
   fail_unless_equals_float (b->x1, 10);
   fail_unless_equals_float (b->y1, 20);
@@ -126,10 +126,96 @@ GST_START_TEST (test_generic_roi_type_uses_param_label)
   boxes = collect (buf, 640, 480, NULL);
   fail_unless_equals_int (boxes->len, 1);
   fail_unless_equals_string (BOX (boxes, 0)->label, "dog");
-  fail_unless (BOX (boxes, 0)->label == g_intern_string ("dog"));
+  /* not interned: the param structure's own string */
+  fail_unless (g_quark_try_string ("dog") == 0);
   fail_unless_equals_float (BOX (boxes, 0)->score, 0.25f);
   g_array_free (boxes, TRUE);
   gst_buffer_unref (buf);
+}
+
+GST_END_TEST;
+
+/* A fresh quark's value: GLib numbers quarks in creation order, so the
+ * difference of two probes counts the quarks made in between. */
+static GQuark
+quark_probe (void)
+{
+  static guint n;
+  gchar *name = g_strdup_printf ("test-roi-quark-probe-%u-%p", n++, &n);
+  GQuark q = g_quark_from_string (name);
+
+  g_free (name);
+  return q;
+}
+
+/* Labels are data: 200k distinct labels (in a "detection" param under the
+ * detectors' overflow roi_type, and in an onnxobjectdetector-style
+ * "extra-data" param under its generic roi_type) intern nothing, and each
+ * box carries its own label, also in an owning copy. */
+GST_START_TEST (test_labels_not_interned)
+{
+  const guint n_labels = 200000, per_buffer = 100;
+  GQuark labelled = g_quark_from_static_string ("mgllava-labelled");
+  GQuark onnx = g_quark_from_static_string ("onnx-object_detector");
+  GArray *boxes = g_array_new (FALSE, FALSE, sizeof (MglBox));
+  GQuark before, after;
+  guint i, j;
+
+  /* the types, the structure names and fields exist before the probe */
+  {
+    GstBuffer *warm = gst_buffer_new ();
+    GstVideoRegionOfInterestMeta *r =
+        gst_buffer_add_video_region_of_interest_meta_id (warm, labelled,
+        0, 0, 4, 4);
+    gst_video_region_of_interest_meta_add_param (r,
+        gst_structure_new ("detection", "confidence", G_TYPE_DOUBLE, 0.5,
+            "label", G_TYPE_STRING, "warm", NULL));
+    gst_video_region_of_interest_meta_add_param (r,
+        gst_structure_new ("extra-data", "label", G_TYPE_STRING, "warm",
+            "score", G_TYPE_DOUBLE, 0.5, NULL));
+    gst_mgllava_roi_collect (warm, 64, 64, NULL, boxes);
+    g_array_set_size (boxes, 0);
+    gst_buffer_unref (warm);
+  }
+  before = quark_probe ();
+  for (i = 0; i < n_labels; i += per_buffer) {
+    GstBuffer *buf = gst_buffer_new ();
+    GArray *owned = g_array_new (FALSE, FALSE, sizeof (MglBox));
+
+    for (j = 0; j < per_buffer; j++) {
+      gchar label[32];
+      gboolean det = ((i + j) & 1) == 0;
+      GstVideoRegionOfInterestMeta *r =
+          gst_buffer_add_video_region_of_interest_meta_id (buf,
+          det ? labelled : onnx, j, j, 8, 8);
+
+      g_snprintf (label, sizeof label, "label-%u", i + j);
+      gst_video_region_of_interest_meta_add_param (r, det ?
+          gst_structure_new ("detection", "confidence", G_TYPE_DOUBLE,
+              1.0 - j * 0.001, "label", G_TYPE_STRING, label, NULL) :
+          gst_structure_new ("extra-data", "label", G_TYPE_STRING, label,
+              "score", G_TYPE_DOUBLE, 1.0 - j * 0.001, NULL));
+    }
+    g_array_set_size (boxes, 0);
+    fail_unless_equals_int (gst_mgllava_roi_collect (buf, 640, 480, NULL,
+            boxes), per_buffer);
+    gst_mgllava_roi_collect (buf, 640, 480, NULL, owned);
+    gst_mgllava_roi_boxes_copy_labels (owned, 0);
+    gst_buffer_unref (buf);
+    /* descending confidence = meta order; the copies outlive the buffer */
+    for (j = 0; j < per_buffer; j += 37) {
+      gchar label[32];
+
+      g_snprintf (label, sizeof label, "label-%u", i + j);
+      fail_unless_equals_string (BOX (owned, j)->label, label);
+    }
+    g_array_unref (owned);
+  }
+  after = quark_probe ();
+  /* before the adapter stopped interning: 100000 (every generic-type label) */
+  fail_unless (after - before <= 1, "%u quarks made for %u labels",
+      after - before - 1, n_labels);
+  g_array_unref (boxes);
 }
 
 GST_END_TEST;
@@ -334,6 +420,7 @@ mglroi_suite (void)
   tcase_add_test (tc, test_label_and_box);
   tcase_add_test (tc, test_confidence_spellings);
   tcase_add_test (tc, test_generic_roi_type_uses_param_label);
+  tcase_add_test (tc, test_labels_not_interned);
   tcase_add_test (tc, test_clipping_and_degenerate);
   tcase_add_test (tc, test_filters);
   tcase_add_test (tc, test_max_objects_keeps_highest);
