@@ -109,7 +109,8 @@ struct _GstMgllavaFilter
   gboolean text_started;
   gboolean text_segment_pending;
   GstClockTime last_text_pts;
-  GstClockTime text_end;         /* end of the last text buffer */
+  GstClockTime text_pos;         /* how far text_src went: the start of the
+                                  * last caption, the end of the last gap */
   /* attach-mode=auto: the mode this stream runs in, decided at its first
    * buffer (LATEST when upstream is live, else EXACT), -1 until then;
    * written by the streaming thread, read atomically elsewhere */
@@ -206,12 +207,14 @@ void gst_mgllava_filter_text_reset (GstMgllavaFilter * self);
 void gst_mgllava_filter_text_flush (GstMgllavaFilter * self);
 /* SEGMENT on the sink pad: text_src sends it before its next buffer. */
 void gst_mgllava_filter_text_new_segment (GstMgllavaFilter * self);
-/* EOS on the sink pad: EOS on text_src when a stream started there. */
+/* EOS on the sink pad: EOS on text_src (which starts its stream first when
+ * nothing went out there yet, so a muxer waiting on it finishes). */
 void gst_mgllava_filter_text_eos (GstMgllavaFilter * self);
 /* The answer on text_src, timed from @video (or, when NULL, its source frame). */
 void gst_mgllava_filter_push_text (GstMgllavaFilter * self,
     const GstMgllavaResult * r, GstBuffer * video);
-/* A gap on text_src for @video when no caption covers it. */
+/* A gap on text_src for @video's time span (it starts no caption); an
+ * untimestamped @video gets a gap at the text stream's position. */
 void gst_mgllava_filter_push_gap (GstMgllavaFilter * self, GstBuffer * video);
 /* A QOS event from downstream: records the running time before which frames
  * are late. */

@@ -2,9 +2,15 @@
  *
  * Each answer goes out as a text/x-raw buffer starting at the video frame
  * that carries it, lasting the text duration, so textoverlay and subtitle
- * consumers show it; a frame with no answer and no caption showing sends a
- * gap so they keep running. QOS events from downstream mark frames that are
- * already late: those are not sampled (but never dropped). */
+ * consumers show it. Every other frame sends a gap event for its time span,
+ * also while a caption shows: a sparse-stream consumer that orders its
+ * inputs by time (matroskamux and other muxers, which must see data on every
+ * pad before they write) learns that the text stream has advanced past the
+ * frame, and textoverlay keeps showing the caption until its end (a gap does
+ * not end a buffer's duration). An untimestamped frame sends a gap at the
+ * text stream's position, so a sink on text_src prerolls. QOS events from
+ * downstream mark frames that are already late: those are not sampled (but
+ * never dropped). */
 #include "gstmgllavafilter-private.h"
 
 #include <string.h>
@@ -34,7 +40,7 @@ gst_mgllava_filter_text_reset (GstMgllavaFilter * self)
 {
   self->text_started = FALSE;
   self->last_text_pts = GST_CLOCK_TIME_NONE;
-  self->text_end = GST_CLOCK_TIME_NONE;
+  self->text_pos = GST_CLOCK_TIME_NONE;
 }
 
 void
@@ -42,7 +48,7 @@ gst_mgllava_filter_text_flush (GstMgllavaFilter * self)
 {
   g_mutex_lock (&self->text_lock);
   self->last_text_pts = GST_CLOCK_TIME_NONE;
-  self->text_end = GST_CLOCK_TIME_NONE;
+  self->text_pos = GST_CLOCK_TIME_NONE;
   self->text_segment_pending = TRUE;
   g_mutex_unlock (&self->text_lock);
 }
@@ -55,9 +61,17 @@ gst_mgllava_filter_text_new_segment (GstMgllavaFilter * self)
   g_mutex_unlock (&self->text_lock);
 }
 
+static void gst_mgllava_filter_text_prepare (GstMgllavaFilter * self);
+
 void
 gst_mgllava_filter_text_eos (GstMgllavaFilter * self)
 {
+  /* a stream with no frame still ends on text_src: a muxer with a subtitle
+   * pad waits for data or EOS on every pad */
+  g_mutex_lock (&self->text_lock);
+  if (!self->text_started && gst_pad_is_linked (self->text_src))
+    gst_mgllava_filter_text_prepare (self);
+  g_mutex_unlock (&self->text_lock);
   if (self->text_started)
     gst_pad_push_event (self->text_src, gst_event_new_eos ());
 }
@@ -139,29 +153,53 @@ gst_mgllava_filter_push_text (GstMgllavaFilter * self,
   GST_BUFFER_PTS (buf) = pts;
   GST_BUFFER_DURATION (buf) = dur;
   self->last_text_pts = pts;
-  self->text_end = GST_CLOCK_TIME_IS_VALID (pts) ? pts + dur :
-      GST_CLOCK_TIME_NONE;
+  if (GST_CLOCK_TIME_IS_VALID (pts) && (!GST_CLOCK_TIME_IS_VALID
+          (self->text_pos) || pts > self->text_pos))
+    self->text_pos = pts;
   gst_pad_push (self->text_src, buf);
   g_mutex_unlock (&self->text_lock);
 }
 
-/* A frame without an answer and no caption showing: a gap event, so
- * textoverlay and subtitle consumers keep running. */
+/* The text stream's position for an untimestamped frame: where the last
+ * caption or gap went, else the start of the segment. With text_lock. */
+static GstClockTime
+gst_mgllava_filter_text_position (GstMgllavaFilter * self)
+{
+  const GstSegment *seg = &GST_BASE_TRANSFORM (self)->segment;
+
+  if (GST_CLOCK_TIME_IS_VALID (self->text_pos))
+    return self->text_pos;
+  if (seg->format == GST_FORMAT_TIME && GST_CLOCK_TIME_IS_VALID (seg->start))
+    return seg->start;
+  return 0;
+}
+
+/* A frame that starts no caption: a gap event for its time span, so
+ * textoverlay, subtitle muxers and sinks on text_src keep running (and
+ * preroll); a caption showing goes on showing until its end. */
 void
 gst_mgllava_filter_push_gap (GstMgllavaFilter * self, GstBuffer * video)
 {
   GstClockTime pts = GST_BUFFER_PTS (video), dur = GST_BUFFER_DURATION (video);
 
-  if (!GST_CLOCK_TIME_IS_VALID (pts) || !gst_pad_is_linked (self->text_src))
+  if (!gst_pad_is_linked (self->text_src))
     return;
   g_mutex_lock (&self->text_lock);
   gst_mgllava_filter_text_prepare (self);
-  /* a frame that starts while a caption shows is covered by it (frame times
-   * are rounded: the caption may end a nanosecond before the frame does) */
-  if ((!GST_CLOCK_TIME_IS_VALID (self->text_end) || pts >= self->text_end) &&
-      (!GST_CLOCK_TIME_IS_VALID (self->last_text_pts)
-          || pts >= self->last_text_pts))
+  if (!GST_CLOCK_TIME_IS_VALID (pts)) {
+    /* no time to give: the stream's position, so a sink there prerolls */
+    gst_pad_push_event (self->text_src,
+        gst_event_new_gap (gst_mgllava_filter_text_position (self),
+            GST_CLOCK_TIME_NONE));
+  } else if (!GST_CLOCK_TIME_IS_VALID (self->last_text_pts)
+      || pts >= self->last_text_pts) {
+    /* (a frame before the last caption's start, which was kept monotonic,
+     * has been covered by it) */
     gst_pad_push_event (self->text_src, gst_event_new_gap (pts, dur));
+    pts = GST_CLOCK_TIME_IS_VALID (dur) ? pts + dur : pts;
+    if (!GST_CLOCK_TIME_IS_VALID (self->text_pos) || pts > self->text_pos)
+      self->text_pos = pts;
+  }
   g_mutex_unlock (&self->text_lock);
 }
 

@@ -7,6 +7,7 @@
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <gst/video/video.h>
+#include <unistd.h>
 
 #include "gstmgllavameta.h"
 
@@ -84,6 +85,18 @@ stat (GstHarness * hh, const gchar * field)
 {
   GstStructure *s = stats (hh);
   guint64 v = 0;
+  gst_structure_get_uint64 (s, field, &v);
+  gst_structure_free (s);
+  return v;
+}
+
+static guint64
+stat_of (GstElement * e, const gchar * field)
+{
+  GstStructure *s = NULL;
+  guint64 v = 0;
+
+  g_object_get (e, "stats", &s, NULL);
   gst_structure_get_uint64 (s, field, &v);
   gst_structure_free (s);
   return v;
@@ -597,14 +610,16 @@ GST_END_TEST;
 
 GST_START_TEST (test_text_pad)
 {
-  /* automatic duration (the sampling period: 2 frames) covers the frames in
-   * between, so no gaps; a one-frame text-duration leaves a gap on each */
+  /* a caption on every sampled frame (automatic duration: the sampling
+   * period, 2 frames; or one frame), and a gap for each frame in between,
+   * also while the caption shows: a muxer learns that the text stream went
+   * past the frame (test_matroska_subtitles) */
   /* exact-latency long enough for a slow (sanitized, loaded) machine */
   const gchar *props[2] = { "attach-mode=exact interval=2 exact-latency=60000000000",
     "attach-mode=exact interval=2 exact-latency=60000000000 text-duration=33333333"
   };
   const guint64 durs[2] = { 2 * GST_SECOND / 30, 33333333 };
-  const gint want_gaps[2] = { 0, 3 };
+  const gint want_gaps[2] = { 3, 3 };
   gint k;
 
   for (k = 0; k < 2; k++) {
@@ -885,6 +900,218 @@ GST_START_TEST (test_max_batch)
 
 GST_END_TEST;
 
+/* A stream that ends before any frame still ends on text_src (stream-start,
+ * caps, segment, EOS): a muxer with a subtitle pad waits for data or EOS on
+ * every pad. */
+GST_START_TEST (test_text_eos_without_frames)
+{
+  GstHarness *hh = make_harness ("interval=1", 64, 48, "RGB");
+  GstHarness *th = gst_harness_new_with_element (hh->element, NULL,
+      "text_src");
+  GstEvent *ev;
+  gboolean caps = FALSE, eos = FALSE;
+
+  fail_unless (gst_harness_push_event (hh, gst_event_new_eos ()));
+  while ((ev = gst_harness_try_pull_event (th))) {
+    caps |= GST_EVENT_TYPE (ev) == GST_EVENT_CAPS;
+    eos |= GST_EVENT_TYPE (ev) == GST_EVENT_EOS;
+    gst_event_unref (ev);
+  }
+  fail_unless (caps && eos, "caps %d, eos %d", caps, eos);
+  gst_harness_teardown (th);
+  gst_harness_teardown (hh);
+}
+
+GST_END_TEST;
+
+/* Waits up to @timeout for EOS or an error on @pipe's bus; returns the type
+ * (0 on timeout). */
+static GstMessageType
+wait_eos (GstElement * pipe, GstClockTime timeout, gchar ** error)
+{
+  GstBus *bus = gst_element_get_bus (pipe);
+  GstMessage *m = gst_bus_timed_pop_filtered (bus, timeout,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  GstMessageType t = m ? GST_MESSAGE_TYPE (m) : 0;
+
+  if (m && t == GST_MESSAGE_ERROR && error) {
+    GError *e = NULL;
+    gchar *dbg = NULL;
+    gst_message_parse_error (m, &e, &dbg);
+    *error = g_strdup_printf ("%s (%s)", e->message, dbg ? dbg : "");
+    g_error_free (e);
+    g_free (dbg);
+  }
+  if (m)
+    gst_message_unref (m);
+  gst_object_unref (bus);
+  return t;
+}
+
+/* appsink's next sample, NULL at EOS (or after 30 s) */
+static GstSample *
+try_pull (GstElement * appsink)
+{
+  GstSample *smp = NULL;
+
+  g_signal_emit_by_name (appsink, "try-pull-sample", 30 * GST_SECOND, &smp);
+  return smp;
+}
+
+/* Frames without timestamps, text_src linked to its own sink: each frame
+ * that starts no caption sends a gap at the text stream's position, so that
+ * sink prerolls (with no gap the video sink waited in preroll for the text
+ * sink, which waited for data: the pipeline never reached PAUSED). */
+GST_START_TEST (test_untimestamped_input)
+{
+  static const gchar *const modes[] = { "latest", "auto", "exact" };
+  guint k;
+
+  for (k = 0; k < G_N_ELEMENTS (modes); k++) {
+    gchar *d = g_strdup_printf ("appsrc name=src format=time "
+        "caps=video/x-raw,format=RGB,width=64,height=48,framerate=30/1 ! "
+        "mgllavafilter name=f model=%s attach-mode=%s interval=2 "
+        "max-new-tokens=2 ! fakesink name=vs f.text_src ! queue ! "
+        "fakesink name=ts sync=true",
+        model_dir, modes[k]);
+    GstElement *pipe = gst_parse_launch (d, NULL), *src;
+    GstStateChangeReturn ret;
+    gchar *err = NULL;
+    GstMessageType t;
+    guint64 i;
+
+    fail_unless (pipe != NULL);
+    src = gst_bin_get_by_name (GST_BIN (pipe), "src");
+    for (i = 0; i < 6; i++) {
+      GstBuffer *b = make_frame (64, 48, i);
+      GST_BUFFER_PTS (b) = GST_BUFFER_DTS (b) = GST_CLOCK_TIME_NONE;
+      GST_BUFFER_DURATION (b) = GST_CLOCK_TIME_NONE;
+      GstFlowReturn fr;
+      g_signal_emit_by_name (src, "push-buffer", b, &fr);
+      gst_buffer_unref (b);
+      fail_unless_equals_int (fr, GST_FLOW_OK);
+    }
+    {
+      GstFlowReturn fr;
+      g_signal_emit_by_name (src, "end-of-stream", &fr);
+    }
+    gst_element_set_state (pipe, GST_STATE_PAUSED);
+    ret = gst_element_get_state (pipe, NULL, NULL, 60 * GST_SECOND);
+    fail_unless_equals_int (ret, GST_STATE_CHANGE_SUCCESS);
+    gst_element_set_state (pipe, GST_STATE_PLAYING);
+    t = wait_eos (pipe, 120 * GST_SECOND, &err);
+    fail_unless (t == GST_MESSAGE_EOS, "attach-mode=%s: %s", modes[k],
+        t ? err : "no EOS");
+    /* the answers made it out on both pads */
+    {
+      GstElement *f = gst_bin_get_by_name (GST_BIN (pipe), "f");
+      check_invariant (f);
+      fail_unless (stat_of (f, "results") >= 1);
+      gst_object_unref (f);
+    }
+    gst_element_set_state (pipe, GST_STATE_NULL);
+    gst_object_unref (src);
+    gst_object_unref (pipe);
+    g_free (d);
+  }
+}
+
+GST_END_TEST;
+
+/* The subtitle pipeline of docs/elements.md with default queues: text_src as
+ * matroskamux's subtitle track beside the video. The muxer writes a block
+ * only once every pad has data (it orders them by time), and a caption lasts
+ * the sampling period (30 frames): before the filter sent a gap for the
+ * frames a caption covers, the muxer waited on the subtitle pad while the
+ * video queue filled (10 MB: 11 raw 640x480 frames), the filter blocked
+ * pushing video before the next caption, and the file stayed empty. */
+GST_START_TEST (test_matroska_subtitles)
+{
+  GstElement *mux = gst_element_factory_make ("matroskamux", NULL);
+  GstElement *enc = gst_element_factory_make ("jpegenc", NULL);
+  gchar *dir, *path, *d, *err = NULL;
+  GstElement *pipe;
+  GstMessageType t;
+  gchar *bytes = NULL;
+  gsize size = 0;
+
+  if (!mux || !enc) {
+    GST_WARNING ("no matroskamux or jpegenc (gstreamer1.0-plugins-good): "
+        "skipped");
+    if (mux)
+      gst_object_unref (mux);
+    if (enc)
+      gst_object_unref (enc);
+    return;
+  }
+  gst_object_unref (mux);
+  gst_object_unref (enc);
+  dir = g_dir_make_tmp ("mgllava-mkv-XXXXXX", NULL);
+  path = g_build_filename (dir, "captions.mkv", NULL);
+  d = g_strdup_printf ("videotestsrc num-buffers=90 ! "
+      "video/x-raw,format=RGB,width=640,height=480,framerate=30/1 ! "
+      "mgllavafilter name=f model=%s max-new-tokens=3 ! queue ! jpegenc ! "
+      "matroskamux name=mux ! filesink location=%s  f.text_src ! queue ! "
+      "mux.subtitle_%%u", model_dir, path);
+  pipe = gst_parse_launch (d, NULL);
+  fail_unless (pipe != NULL);
+  gst_element_set_state (pipe, GST_STATE_PLAYING);
+  t = wait_eos (pipe, 240 * GST_SECOND, &err);
+  gst_element_set_state (pipe, GST_STATE_NULL);
+  fail_unless (t == GST_MESSAGE_EOS, "%s", t ? err : "no EOS: deadlocked");
+  gst_object_unref (pipe);
+  g_free (d);
+  fail_unless (g_file_get_contents (path, &bytes, &size, NULL));
+  fail_unless (size > 0, "an empty file");
+  g_free (bytes);
+
+  /* read back: three captions (frames 0, 30, 60), each lasting its 30 frames,
+   * and every video frame */
+  {
+    GstElement *rd, *ts, *vs;
+    GstSample *smp;
+    guint n_text = 0, n_video = 0;
+
+    d = g_strdup_printf ("filesrc location=%s ! matroskademux name=d "
+        "d.subtitle_0 ! queue ! appsink name=ts sync=false "
+        "d.video_0 ! queue ! appsink name=vs sync=false", path);
+    rd = gst_parse_launch (d, NULL);
+    fail_unless (rd != NULL);
+    ts = gst_bin_get_by_name (GST_BIN (rd), "ts");
+    vs = gst_bin_get_by_name (GST_BIN (rd), "vs");
+    gst_element_set_state (rd, GST_STATE_PLAYING);
+    while ((smp = try_pull (ts))) {
+      GstBuffer *b = gst_sample_get_buffer (smp);
+
+      fail_unless (gst_buffer_get_size (b) > 0);
+      fail_unless_equals_uint64 (GST_BUFFER_PTS (b), n_text * GST_SECOND);
+      /* the file keeps milliseconds */
+      fail_unless (GST_BUFFER_DURATION (b) >= GST_SECOND - 2 * GST_MSECOND,
+          "caption %u lasts %" GST_TIME_FORMAT, n_text,
+          GST_TIME_ARGS (GST_BUFFER_DURATION (b)));
+      n_text++;
+      gst_sample_unref (smp);
+    }
+    while ((smp = try_pull (vs))) {
+      n_video++;
+      gst_sample_unref (smp);
+    }
+    fail_unless_equals_int (n_text, 3);
+    fail_unless_equals_int (n_video, 90);
+    gst_element_set_state (rd, GST_STATE_NULL);
+    gst_object_unref (ts);
+    gst_object_unref (vs);
+    gst_object_unref (rd);
+    g_free (d);
+  }
+  unlink (path);
+  rmdir (dir);
+  g_free (path);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
 static Suite *
 filter_suite (void)
 {
@@ -912,6 +1139,9 @@ filter_suite (void)
   tcase_add_test (tc, test_qos_skips_late_frames);
   tcase_add_test (tc, test_bad_frames);
   tcase_add_test (tc, test_interval_time_and_sampling);
+  tcase_add_test (tc, test_text_eos_without_frames);
+  tcase_add_test (tc, test_untimestamped_input);
+  tcase_add_test (tc, test_matroska_subtitles);
   return s;
 }
 
