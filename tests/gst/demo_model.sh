@@ -19,6 +19,10 @@
 #   MGL_DEMO_MIN_COUNTING (0.9)  MGL_DEMO_MIN_SHAPE (0.9)  MGL_DEMO_MIN_POSITION (0.9)
 #   MGL_DEMO_MIN_PIPELINE (0.9)  MGL_DEMO_MIN_PIPELINE_CAPTIONS (0.75)
 # Size: MGL_DEMO_EVAL_COUNT (20 scenes), MGL_DEMO_PIPELINE_CAPTIONS (20), MGL_DEMO_INTERVAL (5).
+# Time: no limit of its own; under meson the test's timeout applies, which --timeout-multiplier
+# scales (the sanitizer run's 3x), and when it runs out (SIGTERM) the script says which stage it
+# stopped in, after how long, and the stage's last output. MGL_DEMO_TIMEOUT (seconds) bounds
+# each stage for a run by hand.
 # Exit 77 (skipped) when the model folder has no mgllava.json.
 set -u
 mode=${1:-all}
@@ -52,9 +56,61 @@ ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fails=$((fails + 1)); }
 echo "model $M"
 
+# The stage running now, its logs and its process: what the message names when the test's
+# time runs out (meson sends SIGTERM to the whole process group).
+stage=none
+stage_start=$SECONDS
+stage_logs=()
+child=
+on_term() {
+    [ -n "$child" ] && kill "$child" 2>/dev/null
+    echo "FAIL $stage: stopped by the test's time limit (SIGTERM) after $((SECONDS - stage_start)) s" \
+        "of this stage, $SECONDS s in all; meson test --timeout-multiplier scales the limit"
+    for log in "${stage_logs[@]}"; do
+        last=$(tail -3 "$log" 2>/dev/null | tr '\n' ' ')
+        echo "  last output ($(basename "$log")): ${last:-(none)}"
+    done
+    exit 1
+}
+trap on_term TERM INT
+
+# run_stage NAME OUT ERR CMD...: CMD with stdout in OUT and stderr in ERR; its exit status.
+# MGL_DEMO_TIMEOUT (seconds), when set, bounds it (exit status 124).
+run_stage() {
+    stage=$1
+    stage_logs=("$2" "$3")
+    stage_start=$SECONDS
+    local out=$2 err=$3 rc
+    shift 3
+    [ -n "${MGL_DEMO_TIMEOUT:-}" ] && set -- timeout "$MGL_DEMO_TIMEOUT" "$@"
+    "$@" >"$out" 2>"$err" &
+    child=$!
+    wait "$child"
+    rc=$?
+    child=
+    return $rc
+}
+
+# why RC LOG: why a stage failed, never an empty message
+why() {
+    local rc=$1 log=$2 msg last
+    if [ "$rc" -eq 124 ] && [ -n "${MGL_DEMO_TIMEOUT:-}" ]; then
+        msg="timed out (MGL_DEMO_TIMEOUT=$MGL_DEMO_TIMEOUT s)"
+    elif [ "$rc" -gt 128 ]; then
+        msg="killed by signal $((rc - 128)) after $((SECONDS - stage_start)) s"
+    else
+        msg="exit status $rc after $((SECONDS - stage_start)) s"
+    fi
+    last=$(tail -5 "$log" 2>/dev/null)
+    echo "$msg; ${last:-no output}"
+}
+
 if [ "$mode" = eval ] || [ "$mode" = all ]; then
     start=$SECONDS
-    if timeout 300 "$MGLLAVA" eval-scenes --model "$M" --count "$count" --seed 90001 >"$tmp/eval.json" 2>"$tmp/eval.err"; then
+    run_stage eval-scenes "$tmp/eval.json" "$tmp/eval.err" \
+        "$MGLLAVA" eval-scenes --model "$M" --count "$count" --seed 90001
+    rc=$?
+    if [ $rc -eq 0 ]; then
         if python3 - "$tmp/eval.json" "$min_caption" "$min_questions" "$min_digit" "$min_counting" "$min_shape" "$min_position" <<'PY'; then
 import json, sys
 d = json.load(open(sys.argv[1]))
@@ -78,7 +134,7 @@ PY
             bad "eval-scenes accuracy below the thresholds"
         fi
     else
-        bad "eval-scenes failed: $(tail -3 "$tmp/eval.err")"
+        bad "eval-scenes failed: $(why $rc "$tmp/eval.err")"
     fi
 fi
 
@@ -87,10 +143,14 @@ if [ "$mode" != eval ]; then
     frames=$((ncap * interval))
     # scene-frames = interval: every sampled frame is a new scene; the boxes come from the blob
     # detector, the answers go through the filter and mgllavajson; the truth from the source
-    if timeout 300 gst-launch-1.0 -q mgllavascenesrc seed=90002 num-buffers=$frames scene-frames=$interval \
+    run_stage pipeline "$tmp/gst.log" "$tmp/gst.err" \
+        gst-launch-1.0 -q mgllavascenesrc seed=90002 num-buffers=$frames scene-frames=$interval \
         truth-location="$tmp/truth.jsonl" ! mgllavablobdetect ! \
         mgllavafilter model="$M" prompt="$pipeline_prompt" attach-mode=exact interval=$interval ! \
-        mgllavajson location="$tmp/out.jsonl" ! fakesink >"$tmp/gst.log" 2>&1; then
+        mgllavajson location="$tmp/out.jsonl" ! fakesink
+    rc=$?
+    cat "$tmp/gst.err" >>"$tmp/gst.log"
+    if [ $rc -eq 0 ]; then
         if python3 - "$tmp/truth.jsonl" "$tmp/out.jsonl" "$min_pipeline" "$ncap" "$pipeline_prompt" <<'PY'; then
 import json, sys
 prompt = sys.argv[5]
@@ -128,7 +188,7 @@ PY
             bad "pipeline accuracy (or missing answers)"
         fi
     else
-        bad "pipeline failed: $(tail -5 "$tmp/gst.log")"
+        bad "pipeline failed: $(why $rc "$tmp/gst.log")"
     fi
 fi
 echo "$fails failure(s)"
