@@ -44,11 +44,13 @@
  * ]|
  */
 #include "gstmgllavafilter-private.h"
+#include "gstmgllavaframe.h"
 #include "gstmgllavameta.h"
 
 GST_DEBUG_CATEGORY (gst_mgllava_filter_debug);
 
-#define VIDEO_FORMATS "{ RGB, RGBx, BGRx, RGBA, BGRA, I420, NV12 }"
+/* every one is converted to RGB as videoconvert would (gstmgllavaframe.h) */
+#define VIDEO_FORMATS GST_MGLLAVA_FRAME_FORMATS
 
 #define DEFAULT_PROMPT "Describe the image."
 #define DEFAULT_MAX_NEW_TOKENS 0
