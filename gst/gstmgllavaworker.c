@@ -369,10 +369,10 @@ gst_mgllava_filter_worker_stop (GstMgllavaFilter * self)
   gst_mgllava_filter_clear_queues (self);
   g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
-  /* the submitted request ends through the abort flag at its next step and
-   * is called back as MGL_E_ABORTED through the scheduler's step loop, like
-   * a finished one; then the stream has nothing left to abort when it is
-   * freed, just before the last element's release stops the scheduler */
+  /* the submitted request is aborted at once (still queued in the scheduler)
+   * or at its next step (running), and called back as MGL_E_ABORTED */
+  if (self->stream)
+    mgl_stream_abort (self->stream, 0);
   if (self->worker) {
     g_thread_join (self->worker);
     self->worker = NULL;
