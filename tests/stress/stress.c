@@ -99,6 +99,13 @@ run_to_eos (GstElement * pipe, guint * warnings, gchar ** error)
 
 static long rss_warm = -1, rss_max = 0;
 static guint64 frames_seen = 0, warm_frames = 0;
+/* RSS every 100 frames after the warm-up: a request holds a few MB of image
+ * views from its submission to its answer, so single readings differ by
+ * that much with what is in flight; the growth is the median of the last
+ * five readings over the median of the first five, which a leak of even a
+ * few kB per request moves and in-flight buffers do not */
+static long rss_samples[1024];
+static guint n_rss_samples = 0;
 
 static GstPadProbeReturn
 soak_probe (GstPad * pad, GstPadProbeInfo * info, gpointer ud)
@@ -110,10 +117,25 @@ soak_probe (GstPad * pad, GstPadProbeInfo * info, gpointer ud)
     long r = rss_kb ();
     if (r > rss_max)
       rss_max = r;
+    if (n_rss_samples < G_N_ELEMENTS (rss_samples))
+      rss_samples[n_rss_samples++] = r;
     if (g_getenv ("MGL_STRESS_TRACE") && frames_seen % 1000 == 0)
       fprintf (stderr, "frame %" G_GUINT64_FORMAT ": rss %ld kB\n", frames_seen, r);
   }
   return GST_PAD_PROBE_OK;
+}
+
+static int cmp_long (const void *a, const void *b);
+
+/* median of n readings starting at from */
+static long
+rss_median (guint from, guint n)
+{
+  long v[8];
+  for (guint i = 0; i < n; i++)
+    v[i] = rss_samples[from + i];
+  qsort (v, n, sizeof (long), cmp_long);
+  return v[n / 2];
 }
 
 static int
@@ -158,6 +180,11 @@ soak (const gchar * model, guint frames)
   }
   if (sampled != results + dropped + failed + aborted || failed != 0)
     return 1;
+  if (n_rss_samples >= 10) {
+    long growth = rss_median (n_rss_samples - 5, 5) - rss_median (0, 5);
+    printf ("{\"rss_median_growth_kb\": %ld}\n", growth);
+    return growth > 2048 ? 1 : 0;
+  }
   return rss_max - rss_warm > 2048 ? 1 : 0;
 }
 
