@@ -73,53 +73,48 @@ G_BEGIN_DECLS
 #define MGL_DETECTIONS_MAX_SCORE 1e6
 /* LIST and VIDEO files are parsed whole (a DOM about 10-20 times the text):
  * above 256 MiB use JSON Lines, which is streamed a line at a time. */
-#define MGL_DETECTIONS_MAX_FILE_SIZE ((gsize) 256 << 20)
+#define MGL_DETECTIONS_MAX_FILE_SIZE ((gsize)256 << 20)
 /* One JSON Lines record: 64 MiB holds a million boxes with scores and
  * labels, the most the engine takes for one frame. */
-#define MGL_DETECTIONS_MAX_LINE_SIZE ((gsize) 64 << 20)
+#define MGL_DETECTIONS_MAX_LINE_SIZE ((gsize)64 << 20)
 
-#define MGL_DETECTIONS_ERROR (mgl_detections_error_quark ())
-GQuark mgl_detections_error_quark (void);
+#define MGL_DETECTIONS_ERROR (mgl_detections_error_quark())
+GQuark mgl_detections_error_quark(void);
 
-typedef enum
-{
-  MGL_DETECTIONS_ERROR_IO,      /* cannot open or read the file */
-  MGL_DETECTIONS_ERROR_PARSE,   /* not JSON */
-  MGL_DETECTIONS_ERROR_FORMAT,  /* JSON, but a field missing or mistyped */
+typedef enum {
+    MGL_DETECTIONS_ERROR_IO,     /* cannot open or read the file */
+    MGL_DETECTIONS_ERROR_PARSE,  /* not JSON */
+    MGL_DETECTIONS_ERROR_FORMAT, /* JSON, but a field missing or mistyped */
 } MglDetectionsError;
 
-typedef enum
-{
-  MGL_DETECTIONS_FORMAT_LIST,
-  MGL_DETECTIONS_FORMAT_VIDEO,
-  MGL_DETECTIONS_FORMAT_JSONL,
+typedef enum {
+    MGL_DETECTIONS_FORMAT_LIST,
+    MGL_DETECTIONS_FORMAT_VIDEO,
+    MGL_DETECTIONS_FORMAT_JSONL,
 } MglDetectionsFormat;
 
-typedef enum
-{
-  MGL_DETECTIONS_MATCH_FRAME,   /* key = frame number */
-  MGL_DETECTIONS_MATCH_PTS,     /* key = presentation time in ns (JSONL only) */
+typedef enum {
+    MGL_DETECTIONS_MATCH_FRAME, /* key = frame number */
+    MGL_DETECTIONS_MATCH_PTS,   /* key = presentation time in ns (JSONL only) */
 } MglDetectionsMatch;
 
 /* One box in image/frame pixels, x2/y2 exclusive. Not yet clipped to the
  * frame (the file does not know the frame size); never inverted. */
-typedef struct
-{
-  gfloat x1, y1, x2, y2;
-  gfloat score;
-  const gchar *label;           /* never NULL; owned by what returned the box */
+typedef struct {
+    gfloat x1, y1, x2, y2;
+    gfloat score;
+    const gchar* label; /* never NULL; owned by what returned the box */
 } MglDetectionsBox;
 
 /* Boxes together with the labels they point to. */
-typedef struct
-{
-  GArray *boxes;                /* MglDetectionsBox */
-  GStringChunk *labels;         /* owns every box's label */
+typedef struct {
+    GArray* boxes;        /* MglDetectionsBox */
+    GStringChunk* labels; /* owns every box's label */
 } MglDetections;
 
-MglDetections *mgl_detections_new (void);
-void mgl_detections_clear (MglDetections * d);  /* no boxes, no labels */
-void mgl_detections_free (MglDetections * d);   /* NULL is a no-op */
+MglDetections* mgl_detections_new(void);
+void mgl_detections_clear(MglDetections* d); /* no boxes, no labels */
+void mgl_detections_free(MglDetections* d);  /* NULL is a no-op */
 
 /* Validates one record object and appends its boxes to @out (labels copied
  * into @out->labels). @where names the record in messages ("record 3",
@@ -127,16 +122,14 @@ void mgl_detections_free (MglDetections * d);   /* NULL is a no-op */
  * to @warnings (a GPtrArray of strings, g_free) when it is not NULL. On
  * failure returns FALSE, sets @error (MGL_DETECTIONS_ERROR_FORMAT) naming
  * @where and the field, and @out may hold some of the record's boxes. */
-gboolean mgl_detections_parse_record (JsonObject * record,
-    const gchar * where, MglDetections * out, GPtrArray * warnings,
-    GError ** error);
+gboolean mgl_detections_parse_record(JsonObject* record, const gchar* where, MglDetections* out, GPtrArray* warnings,
+                                     GError** error);
 
 /* Reads a file holding one record, or a JSON list of exactly one record. A
  * file larger than @max_size bytes is refused from its size, before it is
  * read (`mgllava run --boxes` passes 256 MiB). Every message starts with
  * @path. Returns NULL and sets @error on failure. */
-MglDetections *mgl_detections_load_record (const gchar * path,
-    gsize max_size, GPtrArray * warnings, GError ** error);
+MglDetections* mgl_detections_load_record(const gchar* path, gsize max_size, GPtrArray* warnings, GError** error);
 
 typedef struct _MglDetectionsFile MglDetectionsFile;
 
@@ -144,13 +137,12 @@ typedef struct _MglDetectionsFile MglDetectionsFile;
  * validated here, so every malformed record is reported at open; JSONL is
  * validated line by line by mgl_detections_file_lookup(). Warnings as for
  * mgl_detections_parse_record(). Returns NULL and sets @error on failure. */
-MglDetectionsFile *mgl_detections_file_open (const gchar * path,
-    MglDetectionsMatch match, GPtrArray * warnings, GError ** error);
-void mgl_detections_file_free (MglDetectionsFile * f);  /* NULL is a no-op */
+MglDetectionsFile* mgl_detections_file_open(const gchar* path, MglDetectionsMatch match, GPtrArray* warnings,
+                                            GError** error);
+void mgl_detections_file_free(MglDetectionsFile* f); /* NULL is a no-op */
 
-MglDetectionsFormat mgl_detections_file_get_format (const MglDetectionsFile *
-    f);
-const gchar *mgl_detections_format_to_string (MglDetectionsFormat format);
+MglDetectionsFormat mgl_detections_file_get_format(const MglDetectionsFile* f);
+const gchar* mgl_detections_format_to_string(MglDetectionsFormat format);
 
 /* Appends to @out (a GArray of MglDetectionsBox) the boxes of every record
  * whose key is in [@lo, @hi]. Their labels belong to @f and stay valid until
@@ -159,11 +151,11 @@ const gchar *mgl_detections_format_to_string (MglDetectionsFormat format);
  * record that goes backwards is skipped with a warning). Returns FALSE and
  * sets @error on a malformed JSONL line; the file stays unusable until
  * mgl_detections_file_rewind(). */
-gboolean mgl_detections_file_lookup (MglDetectionsFile * f, gint64 lo,
-    gint64 hi, GArray * out, GPtrArray * warnings, GError ** error);
+gboolean mgl_detections_file_lookup(MglDetectionsFile* f, gint64 lo, gint64 hi, GArray* out, GPtrArray* warnings,
+                                    GError** error);
 
 /* Back to the first record (JSONL: the first line), e.g. after a seek. */
-gboolean mgl_detections_file_rewind (MglDetectionsFile * f, GError ** error);
+gboolean mgl_detections_file_rewind(MglDetectionsFile* f, GError** error);
 
 G_END_DECLS
 

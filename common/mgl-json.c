@@ -32,12 +32,16 @@ bool mgl_json_depth_ok(const char* data, size_t len) {
     for (size_t i = 0; i < len; i++) {
         char c = data[i];
         if (in_str) {
-            if (c == '\\') i++;
-            else if (c == '"') in_str = false;
-        } else if (c == '"') in_str = true;
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"')
+            in_str = true;
         else if (c == '[' || c == '{') {
             if (++depth > MGL_JSON_MAX_DEPTH) return false;
-        } else if (c == ']' || c == '}') depth--;
+        } else if (c == ']' || c == '}')
+            depth--;
     }
     return true;
 }
@@ -142,8 +146,7 @@ bool mgl_json_read_file(const char* path, size_t max_size, char** out, size_t* o
     return true;
 }
 
-bool mgl_json_load_object(const char* path, size_t max_size, JsonParser** parser, JsonObject** root,
-                          GError** error) {
+bool mgl_json_load_object(const char* path, size_t max_size, JsonParser** parser, JsonObject** root, GError** error) {
     char* data = NULL;
     size_t len = 0;
     *parser = NULL;
@@ -169,14 +172,14 @@ static bool node_is_number(JsonNode* n) {
 bool mgl_json_opt_int(JsonObject* o, const char* key, int64_t* out, const char* what, GError** error) {
     JsonNode* n = member(o, key);
     if (!n) return true;
-    if (!node_is_number(n))
-        return fail(error, MGL_JSON_ERROR_FORMAT, "%s: \"%s\" must be an integer", what, key);
+    if (!node_is_number(n)) return fail(error, MGL_JSON_ERROR_FORMAT, "%s: \"%s\" must be an integer", what, key);
     if (json_node_get_value_type(n) == G_TYPE_DOUBLE) {
         double d = json_node_get_double(n);
         if (!(d == floor(d)) || fabs(d) > 9.0e15)
             return fail(error, MGL_JSON_ERROR_FORMAT, "%s: \"%s\" must be an integer, got %g", what, key, d);
         *out = (int64_t)d;
-    } else *out = json_node_get_int(n);
+    } else
+        *out = json_node_get_int(n);
     return true;
 }
 
@@ -209,7 +212,8 @@ bool mgl_json_opt_str(JsonObject* o, const char* key, const char** out, const ch
 bool mgl_json_opt_object(JsonObject* o, const char* key, JsonObject** out, const char* what, GError** error) {
     JsonNode* n = member(o, key);
     if (!n) return true;
-    if (!JSON_NODE_HOLDS_OBJECT(n)) return fail(error, MGL_JSON_ERROR_FORMAT, "%s: \"%s\" must be an object", what, key);
+    if (!JSON_NODE_HOLDS_OBJECT(n))
+        return fail(error, MGL_JSON_ERROR_FORMAT, "%s: \"%s\" must be an object", what, key);
     *out = json_node_get_object(n);
     return true;
 }
@@ -236,8 +240,10 @@ void mgl_json_append_string(GString* out, const char* s) {
         case '\b': g_string_append(out, "\\b"); break;
         case '\f': g_string_append(out, "\\f"); break;
         default:
-            if (*p < 0x20) g_string_append_printf(out, "\\u%04x", *p);
-            else g_string_append_c(out, (char)*p);
+            if (*p < 0x20)
+                g_string_append_printf(out, "\\u%04x", *p);
+            else
+                g_string_append_c(out, (char)*p);
         }
     }
     g_string_append_c(out, '"');

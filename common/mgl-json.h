@@ -51,8 +51,7 @@ bool mgl_json_read_file(const char* path, size_t max_size, char** data, size_t* 
 
 /* Parse a JSON file (at most max_size bytes) whose root must be an object.
  * On success *root is owned by *parser (unref the parser when done). */
-bool mgl_json_load_object(const char* path, size_t max_size, JsonParser** parser, JsonObject** root,
-                          GError** error);
+bool mgl_json_load_object(const char* path, size_t max_size, JsonParser** parser, JsonObject** root, GError** error);
 bool mgl_json_parse_object(const char* what, const char* data, size_t len, JsonParser** parser, JsonObject** root,
                            GError** error);
 

@@ -12,11 +12,10 @@
 
 G_BEGIN_DECLS
 
-#define GST_TYPE_MGLLAVA_BLOB_DETECT (gst_mgllava_blob_detect_get_type ())
-G_DECLARE_FINAL_TYPE (GstMgllavaBlobDetect, gst_mgllava_blob_detect, GST,
-    MGLLAVA_BLOB_DETECT, GstBaseTransform);
+#define GST_TYPE_MGLLAVA_BLOB_DETECT (gst_mgllava_blob_detect_get_type())
+G_DECLARE_FINAL_TYPE(GstMgllavaBlobDetect, gst_mgllava_blob_detect, GST, MGLLAVA_BLOB_DETECT, GstBaseTransform);
 
-GST_ELEMENT_REGISTER_DECLARE (mgllavablobdetect);
+GST_ELEMENT_REGISTER_DECLARE(mgllavablobdetect);
 
 G_END_DECLS
 

@@ -29,10 +29,10 @@ G_BEGIN_DECLS
  * than GST_MGLLAVA_DET_MAX_LABEL_QUARKS labels were interned by the
  * detectors so far (then it is interned and counted), else the quark of
  * GST_MGLLAVA_DET_ROI_TYPE_LABELLED. Thread-safe. */
-GQuark gst_mgllava_det_label_quark (const gchar * label);
+GQuark gst_mgllava_det_label_quark(const gchar* label);
 
 /* How many distinct labels the detectors interned in this process. */
-guint gst_mgllava_det_label_quarks_interned (void);
+guint gst_mgllava_det_label_quarks_interned(void);
 
 /* Adds a GstVideoRegionOfInterestMeta with roi_type
  * gst_mgllava_det_label_quark (@label) and a "detection" param structure
@@ -41,9 +41,8 @@ guint gst_mgllava_det_label_quarks_interned (void);
  * box (pixels, x2/y2 exclusive) is clipped to the @width x @height frame and
  * rounded to whole pixels. Returns NULL, adding nothing, when the clipped box
  * is empty. @buf must be writable. */
-GstVideoRegionOfInterestMeta *gst_mgllava_det_attach (GstBuffer * buf,
-    gint width, gint height, gdouble x1, gdouble y1, gdouble x2, gdouble y2,
-    gdouble confidence, const gchar * label);
+GstVideoRegionOfInterestMeta* gst_mgllava_det_attach(GstBuffer* buf, gint width, gint height, gdouble x1, gdouble y1,
+                                                     gdouble x2, gdouble y2, gdouble confidence, const gchar* label);
 
 G_END_DECLS
 

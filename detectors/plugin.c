@@ -12,17 +12,14 @@
 #define PACKAGE "mgllava"
 #endif
 
-static gboolean
-plugin_init (GstPlugin * plugin)
-{
-  gboolean ret = FALSE;
+static gboolean plugin_init(GstPlugin* plugin) {
+    gboolean ret = FALSE;
 
-  ret |= GST_ELEMENT_REGISTER (mgllavaboxes, plugin);
-  ret |= GST_ELEMENT_REGISTER (mgllavablobdetect, plugin);
-  return ret;
+    ret |= GST_ELEMENT_REGISTER(mgllavaboxes, plugin);
+    ret |= GST_ELEMENT_REGISTER(mgllavablobdetect, plugin);
+    return ret;
 }
 
-GST_PLUGIN_DEFINE (GST_VERSION_MAJOR, GST_VERSION_MINOR, mgllavadetectors,
-    "MG-LLaVA detectors: offline boxes and a coloured-blob detector",
-    plugin_init, GST_MGLLAVA_DETECTORS_VERSION, "MIT/X11", "mgllava",
-    "https://github.com/mgllava/mgllava")
+GST_PLUGIN_DEFINE(GST_VERSION_MAJOR, GST_VERSION_MINOR, mgllavadetectors,
+                  "MG-LLaVA detectors: offline boxes and a coloured-blob detector", plugin_init,
+                  GST_MGLLAVA_DETECTORS_VERSION, "MIT/X11", "mgllava", "https://github.com/mgllava/mgllava")

@@ -25,33 +25,31 @@
 
 G_BEGIN_DECLS
 
-GST_DEBUG_CATEGORY_EXTERN (gst_mgllava_filter_debug);
+GST_DEBUG_CATEGORY_EXTERN(gst_mgllava_filter_debug);
 #define GST_CAT_DEFAULT gst_mgllava_filter_debug
 
 /* A sampled frame waiting for the worker: owns its pixels and boxes. */
-typedef struct
-{
-  guint8 *rgb;
-  gint width, height;
-  GArray *boxes;                /* MglBox, owning copies of the labels */
-  gchar *prompt;
-  MglGenParams gen;
-  GstClockTime pts;
-  guint64 frame;
-  gint64 t_sampled;             /* monotonic us */
-  guint64 seq;
+typedef struct {
+    guint8* rgb;
+    gint width, height;
+    GArray* boxes; /* MglBox, owning copies of the labels */
+    gchar* prompt;
+    MglGenParams gen;
+    GstClockTime pts;
+    guint64 frame;
+    gint64 t_sampled; /* monotonic us */
+    guint64 seq;
 } GstMgllavaJob;
 
 /* What the scheduler's callback hands the worker (it runs on the server's
  * thread: it only copies this and signals). */
-typedef struct
-{
-  MglStatus status;
-  gchar *text;
-  gchar *error;
-  MglTimings timings;
-  gint batch;
-  gint64 t_done;                /* monotonic us */
+typedef struct {
+    MglStatus status;
+    gchar* text;
+    gchar* error;
+    MglTimings timings;
+    gint batch;
+    gint64 t_done; /* monotonic us */
 } GstMgllavaDone;
 
 /* A finished request: the answer's fields as the meta and the bus message
@@ -59,183 +57,172 @@ typedef struct
  * from the engine's output. fields.source_frame == GST_MGLLAVA_NO_ANSWER
  * marks a request that produced no answer: it only completes its sequence
  * number. */
-typedef struct
-{
-  GstMgllavaResultMeta fields;
-  guint64 seq;
+typedef struct {
+    GstMgllavaResultMeta fields;
+    guint64 seq;
 } GstMgllavaResult;
 
 #define GST_MGLLAVA_NO_ANSWER G_MAXUINT64
 
-struct _GstMgllavaFilter
-{
-  GstBaseTransform parent;
+struct _GstMgllavaFilter {
+    GstBaseTransform parent;
 
-  GstPad *text_src;
+    GstPad* text_src;
 
-  /* with OBJECT_LOCK */
-  gchar *model_path;
-  gchar *prompt;
-  guint max_new_tokens;
-  gfloat temperature;
-  gfloat top_p;
-  guint top_k;
-  guint64 seed;
-  guint interval;
-  guint64 interval_time;
-  GstMgllavaDevice device;
-  gint gpu_id;
-  GstMgllavaAttachMode attach_mode;
-  guint max_pending;
-  GstMgllavaDropPolicy drop_policy;
-  gboolean use_objects;
-  guint max_objects;
-  gchar *object_labels;
-  gdouble min_object_size;
-  gboolean use_high_res;
-  GstMgllavaObjectOrder object_order;
-  guint64 exact_latency;
-  guint64 text_duration;
-  gint threads;
-  guint max_batch;
-  GstClockTime qos_earliest;    /* running time; NONE = no QoS info */
+    /* with OBJECT_LOCK */
+    gchar* model_path;
+    gchar* prompt;
+    guint max_new_tokens;
+    gfloat temperature;
+    gfloat top_p;
+    guint top_k;
+    guint64 seed;
+    guint interval;
+    guint64 interval_time;
+    GstMgllavaDevice device;
+    gint gpu_id;
+    GstMgllavaAttachMode attach_mode;
+    guint max_pending;
+    GstMgllavaDropPolicy drop_policy;
+    gboolean use_objects;
+    guint max_objects;
+    gchar* object_labels;
+    gdouble min_object_size;
+    gboolean use_high_res;
+    GstMgllavaObjectOrder object_order;
+    guint64 exact_latency;
+    guint64 text_duration;
+    gint threads;
+    guint max_batch;
+    GstClockTime qos_earliest; /* running time; NONE = no QoS info */
 
-  /* streaming thread only */
-  GstVideoInfo info;
-  gboolean have_info;
-  GstVideoConverter *conv;
-  guint64 frame_count;
-  GstClockTime last_sample_rt;
-  gboolean text_started;
-  gboolean text_segment_pending;
-  GstClockTime last_text_pts;
-  GstClockTime text_pos;         /* how far text_src went: the start of the
-                                  * last caption, the end of the last gap */
-  /* attach-mode=auto: the mode this stream runs in, decided at its first
-   * buffer (LATEST when upstream is live, else EXACT), -1 until then;
-   * written by the streaming thread, read atomically elsewhere */
-  gint auto_mode;
+    /* streaming thread only */
+    GstVideoInfo info;
+    gboolean have_info;
+    GstVideoConverter* conv;
+    guint64 frame_count;
+    GstClockTime last_sample_rt;
+    gboolean text_started;
+    gboolean text_segment_pending;
+    GstClockTime last_text_pts;
+    GstClockTime text_pos; /* how far text_src went: the start of the
+                            * last caption, the end of the last gap */
+    /* attach-mode=auto: the mode this stream runs in, decided at its first
+     * buffer (LATEST when upstream is live, else EXACT), -1 until then;
+     * written by the streaming thread, read atomically elsewhere */
+    gint auto_mode;
 
-  /* engine: created in start(), freed in stop() */
-  GstMgllavaCachedModel *cached;        /* holds the model and its server */
-  MglModel *model;                      /* the cached entry's */
-  MglServer *server;                    /* the cached entry's, shared */
-  MglStream *stream;                    /* this element's; the worker submits */
+    /* engine: created in start(), freed in stop() */
+    GstMgllavaCachedModel* cached; /* holds the model and its server */
+    MglModel* model;               /* the cached entry's */
+    MglServer* server;             /* the cached entry's, shared */
+    MglStream* stream;             /* this element's; the worker submits */
 
-  /* with lock */
-  GMutex lock;
-  GCond cond;
-  GQueue jobs;
-  GQueue results;
-  gboolean running;
-  gboolean busy;                /* a request submitted, not yet called back */
-  GstMgllavaDone *done;         /* its callback's result, for the worker */
-  gint max_batch_seen;          /* the largest batch an answer decoded in */
-  gboolean flushing;
-  volatile int abort_flag;
-  guint64 next_seq;
-  guint64 n_sampled, n_results, n_dropped, n_failed, n_aborted, n_late;
-  GThread *worker;
+    /* with lock */
+    GMutex lock;
+    GCond cond;
+    GQueue jobs;
+    GQueue results;
+    gboolean running;
+    gboolean busy;        /* a request submitted, not yet called back */
+    GstMgllavaDone* done; /* its callback's result, for the worker */
+    gint max_batch_seen;  /* the largest batch an answer decoded in */
+    gboolean flushing;
+    volatile int abort_flag;
+    guint64 next_seq;
+    guint64 n_sampled, n_results, n_dropped, n_failed, n_aborted, n_late;
+    GThread* worker;
 
-  GMutex text_lock;
+    GMutex text_lock;
 };
 
 /* ---- gstmgllavaworker.c ------------------------------------------------ */
 
-void gst_mgllava_job_free (GstMgllavaJob * job);
-void gst_mgllava_result_free (GstMgllavaResult * result);
+void gst_mgllava_job_free(GstMgllavaJob* job);
+void gst_mgllava_result_free(GstMgllavaResult* result);
 
 /* Acquires the model named by the properties and its scheduler (shared
  * through the model cache; the element that loads the model starts the
  * scheduler with its max-batch) and opens this element's stream; posts the
  * error and returns FALSE when that fails. */
-gboolean gst_mgllava_filter_open_model (GstMgllavaFilter * self);
+gboolean gst_mgllava_filter_open_model(GstMgllavaFilter* self);
 /* Resets the counters and starts the worker thread (after open_model). */
-void gst_mgllava_filter_worker_start (GstMgllavaFilter * self);
+void gst_mgllava_filter_worker_start(GstMgllavaFilter* self);
 /* Aborts the request in flight, drops the queued ones (counted as aborted),
  * joins the worker, closes the stream and releases the model. */
-void gst_mgllava_filter_worker_stop (GstMgllavaFilter * self);
+void gst_mgllava_filter_worker_stop(GstMgllavaFilter* self);
 /* FLUSH_START: queued requests are discarded and the one in flight is
  * aborted (all counted as aborted). FLUSH_STOP: waits for the worker to be
  * idle, then accepts requests again. */
-void gst_mgllava_filter_worker_flush_start (GstMgllavaFilter * self);
-void gst_mgllava_filter_worker_flush_stop (GstMgllavaFilter * self);
+void gst_mgllava_filter_worker_flush_start(GstMgllavaFilter* self);
+void gst_mgllava_filter_worker_flush_stop(GstMgllavaFilter* self);
 /* EOS: waits for every pending request (unless a flush or stop comes), then
  * moves the answers that no frame will carry to @late, in order. */
-void gst_mgllava_filter_worker_drain (GstMgllavaFilter * self, GQueue * late);
+void gst_mgllava_filter_worker_drain(GstMgllavaFilter* self, GQueue* late);
 /* The "stats" property's structure. */
-GstStructure *gst_mgllava_filter_worker_stats (GstMgllavaFilter * self);
+GstStructure* gst_mgllava_filter_worker_stats(GstMgllavaFilter* self);
 
 /* Queues @job under the drop policy (@mode, the effective attach mode: exact
  * and drop-policy=block wait for a slot); returns its sequence number, or 0
  * when it was dropped (and freed). */
-guint64 gst_mgllava_filter_submit (GstMgllavaFilter * self,
-    GstMgllavaJob * job, GstMgllavaAttachMode mode,
-    GstMgllavaDropPolicy policy, guint max_pending);
+guint64 gst_mgllava_filter_submit(GstMgllavaFilter* self, GstMgllavaJob* job, GstMgllavaAttachMode mode,
+                                  GstMgllavaDropPolicy policy, guint max_pending);
 /* Moves every finished result to @ready, in order. In attach-mode=exact with
  * @seq set, first waits for that request's result, at most @exact_latency
  * (GST_CLOCK_TIME_NONE: no deadline). */
-void gst_mgllava_filter_take_results (GstMgllavaFilter * self, guint64 seq,
-    GstMgllavaAttachMode mode, guint64 exact_latency, guint64 frame,
-    GQueue * ready);
+void gst_mgllava_filter_take_results(GstMgllavaFilter* self, guint64 seq, GstMgllavaAttachMode mode,
+                                     guint64 exact_latency, guint64 frame, GQueue* ready);
 
 /* ---- gstmgllavastream.c ------------------------------------------------ */
 
 /* Samples @buf into a request when due, then attaches every finished
  * answer to it (or sends a gap on text_src). */
-GstFlowReturn gst_mgllava_filter_transform_ip (GstBaseTransform * trans,
-    GstBuffer * buf);
+GstFlowReturn gst_mgllava_filter_transform_ip(GstBaseTransform* trans, GstBuffer* buf);
 /* A sink event's effect on the worker, the text pad and sampling (before
  * the base class handles it). */
-void gst_mgllava_filter_handle_sink_event (GstMgllavaFilter * self,
-    GstEvent * event);
+void gst_mgllava_filter_handle_sink_event(GstMgllavaFilter* self, GstEvent* event);
 /* Whether the element runs attach-mode=auto as exact (upstream not live):
  * it then keeps QOS events from upstream. Any thread. */
-gboolean gst_mgllava_filter_auto_holds_frames (GstMgllavaFilter * self);
+gboolean gst_mgllava_filter_auto_holds_frames(GstMgllavaFilter* self);
 /* An answered upstream LATENCY query: adds exact-latency
  * in attach-mode=exact (auto adds nothing: when live it runs as latest). */
-void gst_mgllava_filter_add_latency (GstMgllavaFilter * self,
-    GstQuery * query);
+void gst_mgllava_filter_add_latency(GstMgllavaFilter* self, GstQuery* query);
 
 /* ---- gstmgllavatext.c -------------------------------------------------- */
 
-void gst_mgllava_filter_text_class_init (GstElementClass * element_class);
-void gst_mgllava_filter_text_init (GstMgllavaFilter * self);
+void gst_mgllava_filter_text_class_init(GstElementClass* element_class);
+void gst_mgllava_filter_text_init(GstMgllavaFilter* self);
 /* start(): no stream started on text_src yet. */
-void gst_mgllava_filter_text_reset (GstMgllavaFilter * self);
+void gst_mgllava_filter_text_reset(GstMgllavaFilter* self);
 /* FLUSH_STOP: captions start over, and a new segment goes out first. */
-void gst_mgllava_filter_text_flush (GstMgllavaFilter * self);
+void gst_mgllava_filter_text_flush(GstMgllavaFilter* self);
 /* SEGMENT on the sink pad: text_src sends it before its next buffer. */
-void gst_mgllava_filter_text_new_segment (GstMgllavaFilter * self);
+void gst_mgllava_filter_text_new_segment(GstMgllavaFilter* self);
 /* EOS on the sink pad: EOS on text_src (which starts its stream first when
  * nothing went out there yet, so a muxer waiting on it finishes). */
-void gst_mgllava_filter_text_eos (GstMgllavaFilter * self);
+void gst_mgllava_filter_text_eos(GstMgllavaFilter* self);
 /* The answer on text_src, timed from @video (or, when NULL, its source frame). */
-void gst_mgllava_filter_push_text (GstMgllavaFilter * self,
-    const GstMgllavaResult * r, GstBuffer * video);
+void gst_mgllava_filter_push_text(GstMgllavaFilter* self, const GstMgllavaResult* r, GstBuffer* video);
 /* A gap on text_src for @video's time span (it starts no caption); an
  * untimestamped @video gets a gap at the text stream's position. */
-void gst_mgllava_filter_push_gap (GstMgllavaFilter * self, GstBuffer * video);
+void gst_mgllava_filter_push_gap(GstMgllavaFilter* self, GstBuffer* video);
 /* A QOS event from downstream: records the running time before which frames
  * are late. */
-void gst_mgllava_filter_qos_update (GstMgllavaFilter * self, GstEvent * event);
+void gst_mgllava_filter_qos_update(GstMgllavaFilter* self, GstEvent* event);
 /* FLUSH_STOP: no QoS information. */
-void gst_mgllava_filter_qos_reset (GstMgllavaFilter * self);
+void gst_mgllava_filter_qos_reset(GstMgllavaFilter* self);
 /* Whether a frame at running time @rt is late by the QoS information
  * @earliest; a late frame is counted. */
-gboolean gst_mgllava_filter_qos_is_late (GstMgllavaFilter * self,
-    GstClockTime rt, GstClockTime earliest);
+gboolean gst_mgllava_filter_qos_is_late(GstMgllavaFilter* self, GstClockTime rt, GstClockTime earliest);
 
 /* ---- gstmgllavaframe.c ------------------------------------------------- */
 
 /* New caps: sets up the conversion to RGB; FALSE when it cannot be done. */
-gboolean gst_mgllava_filter_frame_set_info (GstMgllavaFilter * self,
-    const GstVideoInfo * info);
+gboolean gst_mgllava_filter_frame_set_info(GstMgllavaFilter* self, const GstVideoInfo* info);
 /* stop(): forgets the caps and the converter. */
-void gst_mgllava_filter_frame_clear (GstMgllavaFilter * self);
+void gst_mgllava_filter_frame_clear(GstMgllavaFilter* self);
 /* Copies the frame as packed RGB (g_free); NULL when it cannot be mapped. */
-guint8 *gst_mgllava_filter_frame_to_rgb (GstMgllavaFilter * self,
-    GstBuffer * buf);
+guint8* gst_mgllava_filter_frame_to_rgb(GstMgllavaFilter* self, GstBuffer* buf);
 
 G_END_DECLS
 

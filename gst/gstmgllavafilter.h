@@ -10,42 +10,37 @@
 
 G_BEGIN_DECLS
 
-#define GST_TYPE_MGLLAVA_FILTER (gst_mgllava_filter_get_type ())
-G_DECLARE_FINAL_TYPE (GstMgllavaFilter, gst_mgllava_filter, GST, MGLLAVA_FILTER,
-    GstBaseTransform)
+#define GST_TYPE_MGLLAVA_FILTER (gst_mgllava_filter_get_type())
+G_DECLARE_FINAL_TYPE(GstMgllavaFilter, gst_mgllava_filter, GST, MGLLAVA_FILTER, GstBaseTransform)
 
 /* AUTO: EXACT with no deadline and no QoS skipping when upstream is not live,
  * LATEST when it is (decided at the first buffer of a stream) */
-typedef enum
-{
-  GST_MGLLAVA_ATTACH_LATEST,
-  GST_MGLLAVA_ATTACH_EXACT,
-  GST_MGLLAVA_ATTACH_AUTO,
+typedef enum {
+    GST_MGLLAVA_ATTACH_LATEST,
+    GST_MGLLAVA_ATTACH_EXACT,
+    GST_MGLLAVA_ATTACH_AUTO,
 } GstMgllavaAttachMode;
 
-typedef enum
-{
-  GST_MGLLAVA_DROP_OLDEST,
-  GST_MGLLAVA_DROP_NEWEST,
-  GST_MGLLAVA_DROP_BLOCK,
+typedef enum {
+    GST_MGLLAVA_DROP_OLDEST,
+    GST_MGLLAVA_DROP_NEWEST,
+    GST_MGLLAVA_DROP_BLOCK,
 } GstMgllavaDropPolicy;
 
 /* the engine's MglObjectOrder values, so the property goes to MglGenParams as is */
-typedef enum
-{
-  GST_MGLLAVA_OBJECT_ORDER_MODEL = MGL_OBJECT_ORDER_MODEL,
-  GST_MGLLAVA_OBJECT_ORDER_SCORE = MGL_OBJECT_ORDER_SCORE,
-  GST_MGLLAVA_OBJECT_ORDER_READING = MGL_OBJECT_ORDER_READING,
+typedef enum {
+    GST_MGLLAVA_OBJECT_ORDER_MODEL = MGL_OBJECT_ORDER_MODEL,
+    GST_MGLLAVA_OBJECT_ORDER_SCORE = MGL_OBJECT_ORDER_SCORE,
+    GST_MGLLAVA_OBJECT_ORDER_READING = MGL_OBJECT_ORDER_READING,
 } GstMgllavaObjectOrder;
 
-typedef enum
-{
-  GST_MGLLAVA_DEVICE_AUTO,
-  GST_MGLLAVA_DEVICE_CPU,
-  GST_MGLLAVA_DEVICE_CUDA,
+typedef enum {
+    GST_MGLLAVA_DEVICE_AUTO,
+    GST_MGLLAVA_DEVICE_CPU,
+    GST_MGLLAVA_DEVICE_CUDA,
 } GstMgllavaDevice;
 
-GST_ELEMENT_REGISTER_DECLARE (mgllavafilter);
+GST_ELEMENT_REGISTER_DECLARE(mgllavafilter);
 
 G_END_DECLS
 

@@ -20,22 +20,21 @@
 G_BEGIN_DECLS
 
 /* The raw formats mgllavafilter accepts (every one converts as above). */
-#define GST_MGLLAVA_FRAME_FORMATS "{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, " \
+#define GST_MGLLAVA_FRAME_FORMATS                                                                                      \
+    "{ RGB, BGR, RGBx, BGRx, xRGB, xBGR, "                                                                             \
     "RGBA, BGRA, ARGB, ABGR, I420, YV12, NV12, NV21, YUY2, UYVY, Y444, GRAY8 }"
 
 /* The RGB output info for input @in, as videoconvert negotiates it. */
-void gst_mgllava_frame_rgb_info (const GstVideoInfo * in, GstVideoInfo * out);
+void gst_mgllava_frame_rgb_info(const GstVideoInfo* in, GstVideoInfo* out);
 
 /* Sets *@conv to the converter from @in to RGB, or to NULL for RGB input
  * (copied). FALSE when the conversion cannot be made. */
-gboolean gst_mgllava_frame_rgb_converter (const GstVideoInfo * in,
-    GstVideoConverter ** conv);
+gboolean gst_mgllava_frame_rgb_converter(const GstVideoInfo* in, GstVideoConverter** conv);
 
 /* A packed RGB copy (stride 3 * width, g_free) of @buf, a frame with @in's
  * caps, through @conv from gst_mgllava_frame_rgb_converter(); NULL when the
  * buffer cannot be mapped as such a frame. */
-guint8 *gst_mgllava_frame_rgb (GstVideoConverter * conv,
-    const GstVideoInfo * in, GstBuffer * buf);
+guint8* gst_mgllava_frame_rgb(GstVideoConverter* conv, const GstVideoInfo* in, GstBuffer* buf);
 
 G_END_DECLS
 

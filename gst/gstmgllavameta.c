@@ -5,235 +5,178 @@
 #include <gst/video/video.h>
 #include <string.h>
 
-static gboolean
-gst_mgllava_result_meta_init (GstMeta * meta, gpointer params,
-    GstBuffer * buffer)
-{
-  GstMgllavaResultMeta *m = (GstMgllavaResultMeta *) meta;
+static gboolean gst_mgllava_result_meta_init(GstMeta* meta, gpointer params, GstBuffer* buffer) {
+    GstMgllavaResultMeta* m = (GstMgllavaResultMeta*)meta;
 
-  m->text = NULL;
-  m->prompt = NULL;
-  m->source_pts = GST_CLOCK_TIME_NONE;
-  m->source_frame = 0;
-  m->n_tokens = 0;
-  m->n_objects = 0;
-  m->latency_ms = m->preprocess_ms = m->vision_ms = m->prefill_ms =
-      m->decode_ms = 0.0;
-  return TRUE;
+    m->text = NULL;
+    m->prompt = NULL;
+    m->source_pts = GST_CLOCK_TIME_NONE;
+    m->source_frame = 0;
+    m->n_tokens = 0;
+    m->n_objects = 0;
+    m->latency_ms = m->preprocess_ms = m->vision_ms = m->prefill_ms = m->decode_ms = 0.0;
+    return TRUE;
 }
 
-static void
-gst_mgllava_result_meta_free (GstMeta * meta, GstBuffer * buffer)
-{
-  GstMgllavaResultMeta *m = (GstMgllavaResultMeta *) meta;
+static void gst_mgllava_result_meta_free(GstMeta* meta, GstBuffer* buffer) {
+    GstMgllavaResultMeta* m = (GstMgllavaResultMeta*)meta;
 
-  g_free (m->text);
-  g_free (m->prompt);
+    g_free(m->text);
+    g_free(m->prompt);
 }
 
-static gboolean
-gst_mgllava_result_meta_transform (GstBuffer * dest, GstMeta * meta,
-    GstBuffer * buffer, GQuark type, gpointer data)
-{
-  GstMgllavaResultMeta *src = (GstMgllavaResultMeta *) meta;
-  GstMgllavaResultMeta *dst;
+static gboolean gst_mgllava_result_meta_transform(GstBuffer* dest, GstMeta* meta, GstBuffer* buffer, GQuark type,
+                                                  gpointer data) {
+    GstMgllavaResultMeta* src = (GstMgllavaResultMeta*)meta;
+    GstMgllavaResultMeta* dst;
 
-  /* the answer is about the whole frame: copies, scaling and conversions keep it */
-  if (!GST_META_TRANSFORM_IS_COPY (type) &&
-      type != gst_video_meta_transform_scale_get_quark ())
-    return FALSE;
+    /* the answer is about the whole frame: copies, scaling and conversions keep it */
+    if (!GST_META_TRANSFORM_IS_COPY(type) && type != gst_video_meta_transform_scale_get_quark()) return FALSE;
 
-  dst = gst_buffer_add_mgllava_result_meta_full (dest, src);
-  return dst != NULL;
+    dst = gst_buffer_add_mgllava_result_meta_full(dest, src);
+    return dst != NULL;
 }
 
-GType
-gst_mgllava_result_meta_api_get_type (void)
-{
-  static GType type = 0;
-  static const gchar *tags[] = { GST_META_TAG_VIDEO_STR, NULL };
+GType gst_mgllava_result_meta_api_get_type(void) {
+    static GType type = 0;
+    static const gchar* tags[] = {GST_META_TAG_VIDEO_STR, NULL};
 
-  if (g_once_init_enter (&type)) {
-    GType t = gst_meta_api_type_register ("GstMgllavaResultMetaAPI", tags);
-    g_once_init_leave (&type, t);
-  }
-  return type;
+    if (g_once_init_enter(&type)) {
+        GType t = gst_meta_api_type_register("GstMgllavaResultMetaAPI", tags);
+        g_once_init_leave(&type, t);
+    }
+    return type;
 }
 
-const GstMetaInfo *
-gst_mgllava_result_meta_get_info (void)
-{
-  static const GstMetaInfo *info = NULL;
+const GstMetaInfo* gst_mgllava_result_meta_get_info(void) {
+    static const GstMetaInfo* info = NULL;
 
-  if (g_once_init_enter ((GstMetaInfo **) & info)) {
-    const GstMetaInfo *mi = gst_meta_register (GST_MGLLAVA_RESULT_META_API_TYPE,
-        "GstMgllavaResultMeta", sizeof (GstMgllavaResultMeta),
-        gst_mgllava_result_meta_init, gst_mgllava_result_meta_free,
-        gst_mgllava_result_meta_transform);
-    g_once_init_leave ((GstMetaInfo **) & info, (GstMetaInfo *) mi);
-  }
-  return info;
+    if (g_once_init_enter((GstMetaInfo**)&info)) {
+        const GstMetaInfo* mi = gst_meta_register(GST_MGLLAVA_RESULT_META_API_TYPE, "GstMgllavaResultMeta",
+                                                  sizeof(GstMgllavaResultMeta), gst_mgllava_result_meta_init,
+                                                  gst_mgllava_result_meta_free, gst_mgllava_result_meta_transform);
+        g_once_init_leave((GstMetaInfo**)&info, (GstMetaInfo*)mi);
+    }
+    return info;
 }
 
-GstMgllavaResultMeta *
-gst_buffer_add_mgllava_result_meta (GstBuffer * buffer, const gchar * text,
-    const gchar * prompt, GstClockTime source_pts, guint64 source_frame)
-{
-  GstMgllavaResultMeta fields;
+GstMgllavaResultMeta* gst_buffer_add_mgllava_result_meta(GstBuffer* buffer, const gchar* text, const gchar* prompt,
+                                                         GstClockTime source_pts, guint64 source_frame) {
+    GstMgllavaResultMeta fields;
 
-  memset (&fields, 0, sizeof fields);
-  fields.text = (gchar *) text;
-  fields.prompt = (gchar *) prompt;
-  fields.source_pts = source_pts;
-  fields.source_frame = source_frame;
-  return gst_buffer_add_mgllava_result_meta_full (buffer, &fields);
+    memset(&fields, 0, sizeof fields);
+    fields.text = (gchar*)text;
+    fields.prompt = (gchar*)prompt;
+    fields.source_pts = source_pts;
+    fields.source_frame = source_frame;
+    return gst_buffer_add_mgllava_result_meta_full(buffer, &fields);
 }
 
 /* The one place a result's fields are copied. */
-GstMgllavaResultMeta *
-gst_buffer_add_mgllava_result_meta_full (GstBuffer * buffer,
-    const GstMgllavaResultMeta * fields)
-{
-  GstMgllavaResultMeta *m;
+GstMgllavaResultMeta* gst_buffer_add_mgllava_result_meta_full(GstBuffer* buffer, const GstMgllavaResultMeta* fields) {
+    GstMgllavaResultMeta* m;
 
-  g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
-  g_return_val_if_fail (gst_buffer_is_writable (buffer), NULL);
-  g_return_val_if_fail (fields != NULL, NULL);
+    g_return_val_if_fail(GST_IS_BUFFER(buffer), NULL);
+    g_return_val_if_fail(gst_buffer_is_writable(buffer), NULL);
+    g_return_val_if_fail(fields != NULL, NULL);
 
-  m = (GstMgllavaResultMeta *) gst_buffer_add_meta (buffer,
-      GST_MGLLAVA_RESULT_META_INFO, NULL);
-  if (!m)
-    return NULL;
-  m->text = g_strdup (fields->text ? fields->text : "");
-  m->prompt = g_strdup (fields->prompt ? fields->prompt : "");
-  m->source_pts = fields->source_pts;
-  m->source_frame = fields->source_frame;
-  m->n_tokens = fields->n_tokens;
-  m->n_objects = fields->n_objects;
-  m->latency_ms = fields->latency_ms;
-  m->preprocess_ms = fields->preprocess_ms;
-  m->vision_ms = fields->vision_ms;
-  m->prefill_ms = fields->prefill_ms;
-  m->decode_ms = fields->decode_ms;
-  return m;
+    m = (GstMgllavaResultMeta*)gst_buffer_add_meta(buffer, GST_MGLLAVA_RESULT_META_INFO, NULL);
+    if (!m) return NULL;
+    m->text = g_strdup(fields->text ? fields->text : "");
+    m->prompt = g_strdup(fields->prompt ? fields->prompt : "");
+    m->source_pts = fields->source_pts;
+    m->source_frame = fields->source_frame;
+    m->n_tokens = fields->n_tokens;
+    m->n_objects = fields->n_objects;
+    m->latency_ms = fields->latency_ms;
+    m->preprocess_ms = fields->preprocess_ms;
+    m->vision_ms = fields->vision_ms;
+    m->prefill_ms = fields->prefill_ms;
+    m->decode_ms = fields->decode_ms;
+    return m;
 }
 
-GstMgllavaResultMeta *
-gst_buffer_get_mgllava_result_meta (GstBuffer * buffer)
-{
-  return (GstMgllavaResultMeta *) gst_buffer_get_meta (buffer,
-      GST_MGLLAVA_RESULT_META_API_TYPE);
+GstMgllavaResultMeta* gst_buffer_get_mgllava_result_meta(GstBuffer* buffer) {
+    return (GstMgllavaResultMeta*)gst_buffer_get_meta(buffer, GST_MGLLAVA_RESULT_META_API_TYPE);
 }
 
-GstMgllavaResultMeta *
-gst_buffer_iterate_mgllava_result_meta (GstBuffer * buffer, gpointer * state)
-{
-  return (GstMgllavaResultMeta *) gst_buffer_iterate_meta_filtered (buffer,
-      state, GST_MGLLAVA_RESULT_META_API_TYPE);
+GstMgllavaResultMeta* gst_buffer_iterate_mgllava_result_meta(GstBuffer* buffer, gpointer* state) {
+    return (GstMgllavaResultMeta*)gst_buffer_iterate_meta_filtered(buffer, state, GST_MGLLAVA_RESULT_META_API_TYPE);
 }
 
-GstStructure *
-gst_mgllava_result_meta_to_structure (const GstMgllavaResultMeta * m)
-{
-  return gst_structure_new ("mgllava-result",
-      "text", G_TYPE_STRING, m->text,
-      "prompt", G_TYPE_STRING, m->prompt,
-      "source-pts", G_TYPE_UINT64, (guint64) m->source_pts,
-      "source-frame", G_TYPE_UINT64, m->source_frame,
-      "n-tokens", G_TYPE_UINT, m->n_tokens,
-      "n-objects", G_TYPE_UINT, m->n_objects,
-      "latency-ms", G_TYPE_DOUBLE, m->latency_ms,
-      "preprocess-ms", G_TYPE_DOUBLE, m->preprocess_ms,
-      "vision-ms", G_TYPE_DOUBLE, m->vision_ms,
-      "prefill-ms", G_TYPE_DOUBLE, m->prefill_ms,
-      "decode-ms", G_TYPE_DOUBLE, m->decode_ms, NULL);
+GstStructure* gst_mgllava_result_meta_to_structure(const GstMgllavaResultMeta* m) {
+    return gst_structure_new("mgllava-result", "text", G_TYPE_STRING, m->text, "prompt", G_TYPE_STRING, m->prompt,
+                             "source-pts", G_TYPE_UINT64, (guint64)m->source_pts, "source-frame", G_TYPE_UINT64,
+                             m->source_frame, "n-tokens", G_TYPE_UINT, m->n_tokens, "n-objects", G_TYPE_UINT,
+                             m->n_objects, "latency-ms", G_TYPE_DOUBLE, m->latency_ms, "preprocess-ms", G_TYPE_DOUBLE,
+                             m->preprocess_ms, "vision-ms", G_TYPE_DOUBLE, m->vision_ms, "prefill-ms", G_TYPE_DOUBLE,
+                             m->prefill_ms, "decode-ms", G_TYPE_DOUBLE, m->decode_ms, NULL);
 }
 
-gboolean
-gst_mgllava_result_meta_from_structure (const GstStructure * s,
-    GstMgllavaResultMeta * f)
-{
-  guint64 pts = GST_CLOCK_TIME_NONE;
+gboolean gst_mgllava_result_meta_from_structure(const GstStructure* s, GstMgllavaResultMeta* f) {
+    guint64 pts = GST_CLOCK_TIME_NONE;
 
-  g_return_val_if_fail (f != NULL, FALSE);
-  memset (f, 0, sizeof *f);
-  f->source_pts = GST_CLOCK_TIME_NONE;
-  if (!s || !gst_structure_has_name (s, "mgllava-result"))
-    return FALSE;
-  f->text = (gchar *) gst_structure_get_string (s, "text");
-  f->prompt = (gchar *) gst_structure_get_string (s, "prompt");
-  if (!f->text)
-    f->text = (gchar *) "";
-  if (!f->prompt)
-    f->prompt = (gchar *) "";
-  gst_structure_get_uint64 (s, "source-pts", &pts);
-  f->source_pts = pts;
-  gst_structure_get_uint64 (s, "source-frame", &f->source_frame);
-  gst_structure_get_uint (s, "n-tokens", &f->n_tokens);
-  gst_structure_get_uint (s, "n-objects", &f->n_objects);
-  gst_structure_get_double (s, "latency-ms", &f->latency_ms);
-  gst_structure_get_double (s, "preprocess-ms", &f->preprocess_ms);
-  gst_structure_get_double (s, "vision-ms", &f->vision_ms);
-  gst_structure_get_double (s, "prefill-ms", &f->prefill_ms);
-  gst_structure_get_double (s, "decode-ms", &f->decode_ms);
-  return TRUE;
+    g_return_val_if_fail(f != NULL, FALSE);
+    memset(f, 0, sizeof *f);
+    f->source_pts = GST_CLOCK_TIME_NONE;
+    if (!s || !gst_structure_has_name(s, "mgllava-result")) return FALSE;
+    f->text = (gchar*)gst_structure_get_string(s, "text");
+    f->prompt = (gchar*)gst_structure_get_string(s, "prompt");
+    if (!f->text) f->text = (gchar*)"";
+    if (!f->prompt) f->prompt = (gchar*)"";
+    gst_structure_get_uint64(s, "source-pts", &pts);
+    f->source_pts = pts;
+    gst_structure_get_uint64(s, "source-frame", &f->source_frame);
+    gst_structure_get_uint(s, "n-tokens", &f->n_tokens);
+    gst_structure_get_uint(s, "n-objects", &f->n_objects);
+    gst_structure_get_double(s, "latency-ms", &f->latency_ms);
+    gst_structure_get_double(s, "preprocess-ms", &f->preprocess_ms);
+    gst_structure_get_double(s, "vision-ms", &f->vision_ms);
+    gst_structure_get_double(s, "prefill-ms", &f->prefill_ms);
+    gst_structure_get_double(s, "decode-ms", &f->decode_ms);
+    return TRUE;
 }
 
-GstEvent *
-gst_mgllava_late_results_event_new (const GstMgllavaResultMeta * const *results,
-    guint n)
-{
-  GValue arr = G_VALUE_INIT;
-  GstStructure *s;
-  guint i;
+GstEvent* gst_mgllava_late_results_event_new(const GstMgllavaResultMeta* const* results, guint n) {
+    GValue arr = G_VALUE_INIT;
+    GstStructure* s;
+    guint i;
 
-  g_value_init (&arr, GST_TYPE_ARRAY);
-  for (i = 0; i < n; i++) {
-    GValue v = G_VALUE_INIT;
+    g_value_init(&arr, GST_TYPE_ARRAY);
+    for (i = 0; i < n; i++) {
+        GValue v = G_VALUE_INIT;
 
-    g_value_init (&v, GST_TYPE_STRUCTURE);
-    g_value_take_boxed (&v, gst_mgllava_result_meta_to_structure (results[i]));
-    gst_value_array_append_and_take_value (&arr, &v);
-  }
-  s = gst_structure_new_empty (GST_MGLLAVA_LATE_RESULTS_EVENT);
-  gst_structure_take_value (s, "results", &arr);
-  return gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM, s);
+        g_value_init(&v, GST_TYPE_STRUCTURE);
+        g_value_take_boxed(&v, gst_mgllava_result_meta_to_structure(results[i]));
+        gst_value_array_append_and_take_value(&arr, &v);
+    }
+    s = gst_structure_new_empty(GST_MGLLAVA_LATE_RESULTS_EVENT);
+    gst_structure_take_value(s, "results", &arr);
+    return gst_event_new_custom(GST_EVENT_CUSTOM_DOWNSTREAM, s);
 }
 
-static const GValue *
-gst_mgllava_late_results (GstEvent * event)
-{
-  const GstStructure *s;
-  const GValue *v;
+static const GValue* gst_mgllava_late_results(GstEvent* event) {
+    const GstStructure* s;
+    const GValue* v;
 
-  if (!event || GST_EVENT_TYPE (event) != GST_EVENT_CUSTOM_DOWNSTREAM)
-    return NULL;
-  s = gst_event_get_structure (event);
-  if (!s || !gst_structure_has_name (s, GST_MGLLAVA_LATE_RESULTS_EVENT))
-    return NULL;
-  v = gst_structure_get_value (s, "results");
-  return v && GST_VALUE_HOLDS_ARRAY (v) ? v : NULL;
+    if (!event || GST_EVENT_TYPE(event) != GST_EVENT_CUSTOM_DOWNSTREAM) return NULL;
+    s = gst_event_get_structure(event);
+    if (!s || !gst_structure_has_name(s, GST_MGLLAVA_LATE_RESULTS_EVENT)) return NULL;
+    v = gst_structure_get_value(s, "results");
+    return v && GST_VALUE_HOLDS_ARRAY(v) ? v : NULL;
 }
 
-guint
-gst_mgllava_late_results_event_get_size (GstEvent * event)
-{
-  const GValue *v = gst_mgllava_late_results (event);
+guint gst_mgllava_late_results_event_get_size(GstEvent* event) {
+    const GValue* v = gst_mgllava_late_results(event);
 
-  return v ? gst_value_array_get_size (v) : 0;
+    return v ? gst_value_array_get_size(v) : 0;
 }
 
-gboolean
-gst_mgllava_late_results_event_get (GstEvent * event, guint index,
-    GstMgllavaResultMeta * fields)
-{
-  const GValue *v = gst_mgllava_late_results (event), *e;
+gboolean gst_mgllava_late_results_event_get(GstEvent* event, guint index, GstMgllavaResultMeta* fields) {
+    const GValue *v = gst_mgllava_late_results(event), *e;
 
-  if (!v || index >= gst_value_array_get_size (v))
-    return FALSE;
-  e = gst_value_array_get_value (v, index);
-  if (!GST_VALUE_HOLDS_STRUCTURE (e))
-    return FALSE;
-  return gst_mgllava_result_meta_from_structure (gst_value_get_structure (e),
-      fields);
+    if (!v || index >= gst_value_array_get_size(v)) return FALSE;
+    e = gst_value_array_get_value(v, index);
+    if (!GST_VALUE_HOLDS_STRUCTURE(e)) return FALSE;
+    return gst_mgllava_result_meta_from_structure(gst_value_get_structure(e), fields);
 }

@@ -14,8 +14,8 @@
 
 G_BEGIN_DECLS
 
-#define GST_MGLLAVA_RESULT_META_API_TYPE (gst_mgllava_result_meta_api_get_type ())
-#define GST_MGLLAVA_RESULT_META_INFO (gst_mgllava_result_meta_get_info ())
+#define GST_MGLLAVA_RESULT_META_API_TYPE (gst_mgllava_result_meta_api_get_type())
+#define GST_MGLLAVA_RESULT_META_INFO (gst_mgllava_result_meta_get_info())
 
 typedef struct _GstMgllavaResultMeta GstMgllavaResultMeta;
 
@@ -32,21 +32,20 @@ typedef struct _GstMgllavaResultMeta GstMgllavaResultMeta;
  * @latency_ms: wall time from sampling the frame to the finished answer
  * @preprocess_ms, @vision_ms, @prefill_ms, @decode_ms: engine stage timings
  */
-struct _GstMgllavaResultMeta
-{
-  GstMeta meta;
+struct _GstMgllavaResultMeta {
+    GstMeta meta;
 
-  gchar *text;
-  gchar *prompt;
-  GstClockTime source_pts;
-  guint64 source_frame;
-  guint n_tokens;
-  guint n_objects;
-  gdouble latency_ms;
-  gdouble preprocess_ms;
-  gdouble vision_ms;
-  gdouble prefill_ms;
-  gdouble decode_ms;
+    gchar* text;
+    gchar* prompt;
+    GstClockTime source_pts;
+    guint64 source_frame;
+    guint n_tokens;
+    guint n_objects;
+    gdouble latency_ms;
+    gdouble preprocess_ms;
+    gdouble vision_ms;
+    gdouble prefill_ms;
+    gdouble decode_ms;
 };
 
 /**
@@ -54,14 +53,14 @@ struct _GstMgllavaResultMeta
  *
  * Returns: the #GType of the result meta API ("GstMgllavaResultMetaAPI").
  */
-GType gst_mgllava_result_meta_api_get_type (void);
+GType gst_mgllava_result_meta_api_get_type(void);
 
 /**
  * gst_mgllava_result_meta_get_info:
  *
  * Returns: (transfer none): the #GstMetaInfo of #GstMgllavaResultMeta.
  */
-const GstMetaInfo *gst_mgllava_result_meta_get_info (void);
+const GstMetaInfo* gst_mgllava_result_meta_get_info(void);
 
 /**
  * gst_buffer_add_mgllava_result_meta:
@@ -75,9 +74,8 @@ const GstMetaInfo *gst_mgllava_result_meta_get_info (void);
  *
  * Returns: (transfer none) (nullable): the new meta, owned by @buffer.
  */
-GstMgllavaResultMeta *gst_buffer_add_mgllava_result_meta (GstBuffer * buffer,
-    const gchar * text, const gchar * prompt, GstClockTime source_pts,
-    guint64 source_frame);
+GstMgllavaResultMeta* gst_buffer_add_mgllava_result_meta(GstBuffer* buffer, const gchar* text, const gchar* prompt,
+                                                         GstClockTime source_pts, guint64 source_frame);
 
 /**
  * gst_buffer_add_mgllava_result_meta_full:
@@ -90,8 +88,7 @@ GstMgllavaResultMeta *gst_buffer_add_mgllava_result_meta (GstBuffer * buffer,
  *
  * Returns: (transfer none) (nullable): the new meta, owned by @buffer.
  */
-GstMgllavaResultMeta *gst_buffer_add_mgllava_result_meta_full (GstBuffer *
-    buffer, const GstMgllavaResultMeta * fields);
+GstMgllavaResultMeta* gst_buffer_add_mgllava_result_meta_full(GstBuffer* buffer, const GstMgllavaResultMeta* fields);
 
 /**
  * gst_buffer_get_mgllava_result_meta:
@@ -100,7 +97,7 @@ GstMgllavaResultMeta *gst_buffer_add_mgllava_result_meta_full (GstBuffer *
  * Returns: (transfer none) (nullable): the first result meta of @buffer, or
  *   %NULL.
  */
-GstMgllavaResultMeta *gst_buffer_get_mgllava_result_meta (GstBuffer * buffer);
+GstMgllavaResultMeta* gst_buffer_get_mgllava_result_meta(GstBuffer* buffer);
 
 /**
  * gst_buffer_iterate_mgllava_result_meta:
@@ -115,8 +112,7 @@ GstMgllavaResultMeta *gst_buffer_get_mgllava_result_meta (GstBuffer * buffer);
  * Returns: (transfer none) (nullable): the next result meta, or %NULL at the
  *   end.
  */
-GstMgllavaResultMeta *gst_buffer_iterate_mgllava_result_meta (GstBuffer *
-    buffer, gpointer * state);
+GstMgllavaResultMeta* gst_buffer_iterate_mgllava_result_meta(GstBuffer* buffer, gpointer* state);
 
 /**
  * gst_mgllava_result_meta_to_structure:
@@ -125,7 +121,7 @@ GstMgllavaResultMeta *gst_buffer_iterate_mgllava_result_meta (GstBuffer *
  * Returns: (transfer full): the same fields as a #GstStructure named
  *   "mgllava-result" (the bus message body).
  */
-GstStructure *gst_mgllava_result_meta_to_structure (const GstMgllavaResultMeta * meta);
+GstStructure* gst_mgllava_result_meta_to_structure(const GstMgllavaResultMeta* meta);
 
 /**
  * gst_mgllava_result_meta_from_structure:
@@ -136,8 +132,7 @@ GstStructure *gst_mgllava_result_meta_to_structure (const GstMgllavaResultMeta *
  *
  * Returns: %FALSE when @s is not an "mgllava-result" structure.
  */
-gboolean gst_mgllava_result_meta_from_structure (const GstStructure * s,
-    GstMgllavaResultMeta * fields);
+gboolean gst_mgllava_result_meta_from_structure(const GstStructure* s, GstMgllavaResultMeta* fields);
 
 /**
  * GST_MGLLAVA_LATE_RESULTS_EVENT:
@@ -163,8 +158,7 @@ gboolean gst_mgllava_result_meta_from_structure (const GstStructure * s,
  *
  * Returns: (transfer full): the late-results event for @n results.
  */
-GstEvent *gst_mgllava_late_results_event_new (const GstMgllavaResultMeta *
-    const *results, guint n);
+GstEvent* gst_mgllava_late_results_event_new(const GstMgllavaResultMeta* const* results, guint n);
 
 /**
  * gst_mgllava_late_results_event_get_size:
@@ -173,7 +167,7 @@ GstEvent *gst_mgllava_late_results_event_new (const GstMgllavaResultMeta *
  * Returns: the number of results in a late-results event; 0 for any other
  *   event.
  */
-guint gst_mgllava_late_results_event_get_size (GstEvent * event);
+guint gst_mgllava_late_results_event_get_size(GstEvent* event);
 
 /**
  * gst_mgllava_late_results_event_get:
@@ -186,8 +180,7 @@ guint gst_mgllava_late_results_event_get_size (GstEvent * event);
  * Returns: %FALSE when @index is out of range or @event is not a
  *   late-results event.
  */
-gboolean gst_mgllava_late_results_event_get (GstEvent * event, guint index,
-    GstMgllavaResultMeta * fields);
+gboolean gst_mgllava_late_results_event_get(GstEvent* event, guint index, GstMgllavaResultMeta* fields);
 
 G_END_DECLS
 

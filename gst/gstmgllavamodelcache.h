@@ -53,36 +53,34 @@
 
 G_BEGIN_DECLS
 
-typedef enum
-{
-  GST_MGLLAVA_MODEL_LOADING,
-  GST_MGLLAVA_MODEL_READY,
-  GST_MGLLAVA_MODEL_FAILED,
+typedef enum {
+    GST_MGLLAVA_MODEL_LOADING,
+    GST_MGLLAVA_MODEL_READY,
+    GST_MGLLAVA_MODEL_FAILED,
 } GstMgllavaModelState;
 
-typedef struct
-{
-  gchar *key;                   /* path|device|gpu|precision|threads|ctx */
+typedef struct {
+    gchar* key; /* path|device|gpu|precision|threads|ctx */
 
-  /* with the cache lock */
-  gint refs;                    /* acquirers that hold (or wait for) it */
-  gboolean in_table;            /* FALSE once FAILED or released */
+    /* with the cache lock */
+    gint refs;         /* acquirers that hold (or wait for) it */
+    gboolean in_table; /* FALSE once FAILED or released */
 
-  /* with lock */
-  GMutex lock;
-  GCond cond;                   /* broadcast when LOADING ends */
-  GstMgllavaModelState state;
-  MglModel *model;              /* READY: the loaded model, owned */
-  MglStatus error_code;         /* FAILED: why */
-  gchar *error;                 /* FAILED: the loader's message */
+    /* with lock */
+    GMutex lock;
+    GCond cond; /* broadcast when LOADING ends */
+    GstMgllavaModelState state;
+    MglModel* model;      /* READY: the loaded model, owned */
+    MglStatus error_code; /* FAILED: why */
+    gchar* error;         /* FAILED: the loader's message */
 
-  /* The batching scheduler of this model (an MglServer, one per loaded
-   * model, shared by every stream that uses it): started by the loader right
-   * after the model when its acquire passed server parameters (else NULL),
-   * freed with scheduler_free before the model. */
-  gpointer scheduler;
-  GDestroyNotify scheduler_free;
-  gint scheduler_max_batch;     /* what the loader asked for (0 = from memory) */
+    /* The batching scheduler of this model (an MglServer, one per loaded
+     * model, shared by every stream that uses it): started by the loader right
+     * after the model when its acquire passed server parameters (else NULL),
+     * freed with scheduler_free before the model. */
+    gpointer scheduler;
+    GDestroyNotify scheduler_free;
+    gint scheduler_max_batch; /* what the loader asked for (0 = from memory) */
 } GstMgllavaCachedModel;
 
 /* The model at @path loaded with @params: an entry READY with its model,
@@ -96,30 +94,28 @@ typedef struct
  * TRUE when this call did not load it. Blocks while this key is LOADING;
  * never for another key's load. Release with
  * gst_mgllava_model_cache_release(). */
-GstMgllavaCachedModel *gst_mgllava_model_cache_acquire (const gchar * path,
-    const MglModelParams * params, const MglServerParams * server,
-    gboolean * reused, MglErr * err);
+GstMgllavaCachedModel* gst_mgllava_model_cache_acquire(const gchar* path, const MglModelParams* params,
+                                                       const MglServerParams* server, gboolean* reused, MglErr* err);
 
 /* The loaded model of a READY entry; borrowed until its release. */
-MglModel *gst_mgllava_cached_model_get_model (GstMgllavaCachedModel * entry);
+MglModel* gst_mgllava_cached_model_get_model(GstMgllavaCachedModel* entry);
 
 /* The model's scheduler (NULL when its loader asked for none); borrowed
  * until the release. */
-MglServer *gst_mgllava_cached_model_get_server (GstMgllavaCachedModel * entry);
+MglServer* gst_mgllava_cached_model_get_server(GstMgllavaCachedModel* entry);
 
 /* The max_batch the loader asked the scheduler for (0 = from memory). */
-gint gst_mgllava_cached_model_get_requested_max_batch (GstMgllavaCachedModel *
-    entry);
+gint gst_mgllava_cached_model_get_requested_max_batch(GstMgllavaCachedModel* entry);
 
 /* The function that loads a model: mgl_model_load unless set (tests replace
  * it, e.g. with one that blocks, to check what a slow load blocks). NULL
  * restores mgl_model_load. */
-typedef MglStatus (*GstMgllavaModelLoadFunc) (const char *path,
-    const MglModelParams * params, MglModel ** out, MglErr * err);
-void gst_mgllava_model_cache_set_load_func (GstMgllavaModelLoadFunc func);
+typedef MglStatus (*GstMgllavaModelLoadFunc)(const char* path, const MglModelParams* params, MglModel** out,
+                                             MglErr* err);
+void gst_mgllava_model_cache_set_load_func(GstMgllavaModelLoadFunc func);
 
 /* Drops one reference; the last one frees the model. NULL is a no-op. */
-void gst_mgllava_model_cache_release (GstMgllavaCachedModel * entry);
+void gst_mgllava_model_cache_release(GstMgllavaCachedModel* entry);
 
 G_END_DECLS
 

@@ -10,10 +10,10 @@ G_BEGIN_DECLS
 
 /* Opens `location` for writing ("-" = stdout); on failure posts a
  * GST_ELEMENT_ERROR naming it and returns NULL. */
-FILE *gst_mgllava_output_open (GstElement * element, const gchar * location);
+FILE* gst_mgllava_output_open(GstElement* element, const gchar* location);
 /* Closes a file from gst_mgllava_output_open (stdout is only flushed); NULL is
  * a no-op. */
-void gst_mgllava_output_close (FILE * out);
+void gst_mgllava_output_close(FILE* out);
 
 G_END_DECLS
 

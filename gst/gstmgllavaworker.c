@@ -28,204 +28,182 @@
 
 /* ---- jobs and results -------------------------------------------------- */
 
-void
-gst_mgllava_job_free (GstMgllavaJob * j)
-{
-  if (!j)
-    return;
-  g_free (j->rgb);
-  if (j->boxes)
-    g_array_unref (j->boxes);
-  g_free (j->prompt);
-  g_free (j);
+void gst_mgllava_job_free(GstMgllavaJob* j) {
+    if (!j) return;
+    g_free(j->rgb);
+    if (j->boxes) g_array_unref(j->boxes);
+    g_free(j->prompt);
+    g_free(j);
 }
 
-void
-gst_mgllava_result_free (GstMgllavaResult * r)
-{
-  if (!r)
-    return;
-  g_free (r->fields.text);
-  g_free (r->fields.prompt);
-  g_free (r);
+void gst_mgllava_result_free(GstMgllavaResult* r) {
+    if (!r) return;
+    g_free(r->fields.text);
+    g_free(r->fields.prompt);
+    g_free(r);
 }
 
-static void
-gst_mgllava_done_free (GstMgllavaDone * d)
-{
-  if (!d)
-    return;
-  g_free (d->text);
-  g_free (d->error);
-  g_free (d);
+static void gst_mgllava_done_free(GstMgllavaDone* d) {
+    if (!d) return;
+    g_free(d->text);
+    g_free(d->error);
+    g_free(d);
 }
 
 /* The answer to @job, from the scheduler's result @d. */
-static GstMgllavaResult *
-gst_mgllava_result_new (const GstMgllavaJob * job, const GstMgllavaDone * d)
-{
-  GstMgllavaResult *r = g_new0 (GstMgllavaResult, 1);
-  const MglTimings *tm = &d->timings;
+static GstMgllavaResult* gst_mgllava_result_new(const GstMgllavaJob* job, const GstMgllavaDone* d) {
+    GstMgllavaResult* r = g_new0(GstMgllavaResult, 1);
+    const MglTimings* tm = &d->timings;
 
-  r->fields.text = g_strdup (d->text ? d->text : "");
-  r->fields.prompt = g_strdup (job->prompt);
-  r->fields.source_pts = job->pts;
-  r->fields.source_frame = job->frame;
-  r->fields.n_tokens = tm->n_generated;
-  r->fields.n_objects = tm->n_objects;
-  r->fields.latency_ms = (d->t_done - job->t_sampled) / 1000.0;
-  r->fields.preprocess_ms = tm->preprocess_ms;
-  r->fields.vision_ms = tm->vision_ms;
-  r->fields.prefill_ms = tm->prefill_ms;
-  r->fields.decode_ms = tm->decode_ms;
-  r->seq = job->seq;
-  return r;
+    r->fields.text = g_strdup(d->text ? d->text : "");
+    r->fields.prompt = g_strdup(job->prompt);
+    r->fields.source_pts = job->pts;
+    r->fields.source_frame = job->frame;
+    r->fields.n_tokens = tm->n_generated;
+    r->fields.n_objects = tm->n_objects;
+    r->fields.latency_ms = (d->t_done - job->t_sampled) / 1000.0;
+    r->fields.preprocess_ms = tm->preprocess_ms;
+    r->fields.vision_ms = tm->vision_ms;
+    r->fields.prefill_ms = tm->prefill_ms;
+    r->fields.decode_ms = tm->decode_ms;
+    r->seq = job->seq;
+    return r;
 }
 
 /* ---- worker ------------------------------------------------------------ */
 
 /* The scheduler's callback, on the server's thread: copy and signal. */
-static void
-gst_mgllava_filter_on_result (uint64_t id, const MglResult * res, void *data)
-{
-  GstMgllavaFilter *self = data;
-  GstMgllavaDone *d = g_new0 (GstMgllavaDone, 1);
+static void gst_mgllava_filter_on_result(uint64_t id, const MglResult* res, void* data) {
+    GstMgllavaFilter* self = data;
+    GstMgllavaDone* d = g_new0(GstMgllavaDone, 1);
 
-  d->status = res->status;
-  d->text = g_strdup (res->text);
-  d->error = g_strdup (res->error);
-  d->timings = res->timings;
-  d->batch = res->batch;
-  d->t_done = g_get_monotonic_time ();
-  g_mutex_lock (&self->lock);
-  g_assert (self->done == NULL);
-  self->done = d;
-  g_cond_broadcast (&self->cond);
-  g_mutex_unlock (&self->lock);
+    d->status = res->status;
+    d->text = g_strdup(res->text);
+    d->error = g_strdup(res->error);
+    d->timings = res->timings;
+    d->batch = res->batch;
+    d->t_done = g_get_monotonic_time();
+    g_mutex_lock(&self->lock);
+    g_assert(self->done == NULL);
+    self->done = d;
+    g_cond_broadcast(&self->cond);
+    g_mutex_unlock(&self->lock);
 }
 
 /* Submits @job and waits for its callback (without the lock). */
-static GstMgllavaDone *
-gst_mgllava_filter_run (GstMgllavaFilter * self, GstMgllavaJob * job)
-{
-  GstMgllavaDone *d;
-  MglErr err = { 0 };
-  MglImage img;
-  MglStatus st;
-  uint64_t id = 0;
-  gboolean stopping;
+static GstMgllavaDone* gst_mgllava_filter_run(GstMgllavaFilter* self, GstMgllavaJob* job) {
+    GstMgllavaDone* d;
+    MglErr err = {0};
+    MglImage img;
+    MglStatus st;
+    uint64_t id = 0;
+    gboolean stopping;
 
-  img.data = job->rgb;
-  img.width = job->width;
-  img.height = job->height;
-  img.stride = job->width * 3;
-  /* also stops a request that a flush or stop races with its submission */
-  job->gen.abort_flag = &self->abort_flag;
-  st = mgl_stream_submit (self->stream, &img, (const MglBox *) job->boxes->data,
-      job->boxes->len, job->prompt, &job->gen, gst_mgllava_filter_on_result,
-      self, &id, &err);
-  if (st != MGL_OK) {
-    /* refused at submission: no callback follows */
-    d = g_new0 (GstMgllavaDone, 1);
-    d->status = st;
-    d->error = g_strdup (err.msg);
+    img.data = job->rgb;
+    img.width = job->width;
+    img.height = job->height;
+    img.stride = job->width * 3;
+    /* also stops a request that a flush or stop races with its submission */
+    job->gen.abort_flag = &self->abort_flag;
+    st = mgl_stream_submit(self->stream, &img, (const MglBox*)job->boxes->data, job->boxes->len, job->prompt, &job->gen,
+                           gst_mgllava_filter_on_result, self, &id, &err);
+    if (st != MGL_OK) {
+        /* refused at submission: no callback follows */
+        d = g_new0(GstMgllavaDone, 1);
+        d->status = st;
+        d->error = g_strdup(err.msg);
+        return d;
+    }
+    g_mutex_lock(&self->lock);
+    stopping = self->flushing;
+    g_mutex_unlock(&self->lock);
+    if (stopping) /* a flush raced with the submission */
+        mgl_stream_abort(self->stream, id);
+    g_mutex_lock(&self->lock);
+    while (!self->done) /* exactly one callback per accepted request */
+        g_cond_wait(&self->cond, &self->lock);
+    d = self->done;
+    self->done = NULL;
+    g_mutex_unlock(&self->lock);
     return d;
-  }
-  g_mutex_lock (&self->lock);
-  stopping = self->flushing;
-  g_mutex_unlock (&self->lock);
-  if (stopping)                 /* a flush raced with the submission */
-    mgl_stream_abort (self->stream, id);
-  g_mutex_lock (&self->lock);
-  while (!self->done)           /* exactly one callback per accepted request */
-    g_cond_wait (&self->cond, &self->lock);
-  d = self->done;
-  self->done = NULL;
-  g_mutex_unlock (&self->lock);
-  return d;
 }
 
-static gpointer
-gst_mgllava_filter_worker (gpointer data)
-{
-  GstMgllavaFilter *self = data;
+static gpointer gst_mgllava_filter_worker(gpointer data) {
+    GstMgllavaFilter* self = data;
 
-  /* the image preprocessing of a submission runs here: like the scheduler
-   * (started at this priority by the model cache), it yields the CPU to the
-   * streaming threads, so on a busy machine the frames keep their pace and
-   * the answers come a little later */
-  if (setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), 10) != 0)
-    GST_DEBUG_OBJECT (self, "could not lower the worker's priority");
+    /* the image preprocessing of a submission runs here: like the scheduler
+     * (started at this priority by the model cache), it yields the CPU to the
+     * streaming threads, so on a busy machine the frames keep their pace and
+     * the answers come a little later */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        GST_DEBUG_OBJECT(self, "could not lower the worker's priority");
 
-  g_mutex_lock (&self->lock);
-  for (;;) {
-    GstMgllavaJob *job;
-    GstMgllavaResult *res = NULL;
-    GstMgllavaDone *d;
-    MglStatus st;
+    g_mutex_lock(&self->lock);
+    for (;;) {
+        GstMgllavaJob* job;
+        GstMgllavaResult* res = NULL;
+        GstMgllavaDone* d;
+        MglStatus st;
 
-    while (self->running && g_queue_is_empty (&self->jobs))
-      g_cond_wait (&self->cond, &self->lock);
-    if (!self->running)
-      break;
-    job = g_queue_pop_head (&self->jobs);
-    self->busy = TRUE;
-    g_cond_broadcast (&self->cond);     /* a slot freed (drop-policy=block) */
-    g_mutex_unlock (&self->lock);
+        while (self->running && g_queue_is_empty(&self->jobs)) g_cond_wait(&self->cond, &self->lock);
+        if (!self->running) break;
+        job = g_queue_pop_head(&self->jobs);
+        self->busy = TRUE;
+        g_cond_broadcast(&self->cond); /* a slot freed (drop-policy=block) */
+        g_mutex_unlock(&self->lock);
 
-    d = gst_mgllava_filter_run (self, job);
-    st = d->status;
-    if (st == MGL_OK) {
-      res = gst_mgllava_result_new (job, d);
-      /* the bus message carries the same fields as the meta */
-      gst_element_post_message (GST_ELEMENT (self),
-          gst_message_new_element (GST_OBJECT (self),
-              gst_mgllava_result_meta_to_structure (&res->fields)));
-      GST_DEBUG_OBJECT (self, "frame %" G_GUINT64_FORMAT ": \"%s\" (%.1f ms, "
-          "%u tokens, batch %d)", res->fields.source_frame, res->fields.text,
-          res->fields.latency_ms, res->fields.n_tokens, d->batch);
-    } else if (st == MGL_E_ABORTED) {
-      GST_DEBUG_OBJECT (self, "request for frame %" G_GUINT64_FORMAT
-          " aborted", job->frame);
-    } else {
-      /* transient: this frame gets no answer, the stream keeps flowing */
-      GST_ELEMENT_WARNING (self, STREAM, FAILED,
-          ("Inference failed on frame %" G_GUINT64_FORMAT ".", job->frame),
-          ("%s: %s", mgl_status_to_string (st), d->error ? d->error : ""));
+        d = gst_mgllava_filter_run(self, job);
+        st = d->status;
+        if (st == MGL_OK) {
+            res = gst_mgllava_result_new(job, d);
+            /* the bus message carries the same fields as the meta */
+            gst_element_post_message(
+                GST_ELEMENT(self),
+                gst_message_new_element(GST_OBJECT(self), gst_mgllava_result_meta_to_structure(&res->fields)));
+            GST_DEBUG_OBJECT(self,
+                             "frame %" G_GUINT64_FORMAT ": \"%s\" (%.1f ms, "
+                             "%u tokens, batch %d)",
+                             res->fields.source_frame, res->fields.text, res->fields.latency_ms, res->fields.n_tokens,
+                             d->batch);
+        } else if (st == MGL_E_ABORTED) {
+            GST_DEBUG_OBJECT(self, "request for frame %" G_GUINT64_FORMAT " aborted", job->frame);
+        } else {
+            /* transient: this frame gets no answer, the stream keeps flowing */
+            GST_ELEMENT_WARNING(self, STREAM, FAILED, ("Inference failed on frame %" G_GUINT64_FORMAT ".", job->frame),
+                                ("%s: %s", mgl_status_to_string(st), d->error ? d->error : ""));
+        }
+
+        /* every request ends counted once: an answer (posted on the bus, even
+         * when a flush then discards it), aborted by a flush or stop, or failed */
+        g_mutex_lock(&self->lock);
+        if (d->batch > self->max_batch_seen) self->max_batch_seen = d->batch;
+        if (res) {
+            self->n_results++;
+            if (!self->flushing)
+                g_queue_push_tail(&self->results, res);
+            else
+                gst_mgllava_result_free(res);
+        } else if (st == MGL_E_ABORTED) {
+            self->n_aborted++;
+        } else {
+            self->n_failed++;
+        }
+        /* a request that produced nothing still completes its sequence number */
+        if (!res && !self->flushing) {
+            GstMgllavaResult* gap = g_new0(GstMgllavaResult, 1);
+            gap->seq = job->seq;
+            gap->fields.source_frame = GST_MGLLAVA_NO_ANSWER;
+            g_queue_push_tail(&self->results, gap);
+        }
+        self->busy = FALSE;
+        g_cond_broadcast(&self->cond);
+        g_mutex_unlock(&self->lock);
+        gst_mgllava_done_free(d);
+        gst_mgllava_job_free(job);
+        g_mutex_lock(&self->lock);
     }
-
-    /* every request ends counted once: an answer (posted on the bus, even
-     * when a flush then discards it), aborted by a flush or stop, or failed */
-    g_mutex_lock (&self->lock);
-    if (d->batch > self->max_batch_seen)
-      self->max_batch_seen = d->batch;
-    if (res) {
-      self->n_results++;
-      if (!self->flushing)
-        g_queue_push_tail (&self->results, res);
-      else
-        gst_mgllava_result_free (res);
-    } else if (st == MGL_E_ABORTED) {
-      self->n_aborted++;
-    } else {
-      self->n_failed++;
-    }
-    /* a request that produced nothing still completes its sequence number */
-    if (!res && !self->flushing) {
-      GstMgllavaResult *gap = g_new0 (GstMgllavaResult, 1);
-      gap->seq = job->seq;
-      gap->fields.source_frame = GST_MGLLAVA_NO_ANSWER;
-      g_queue_push_tail (&self->results, gap);
-    }
-    self->busy = FALSE;
-    g_cond_broadcast (&self->cond);
-    g_mutex_unlock (&self->lock);
-    gst_mgllava_done_free (d);
-    gst_mgllava_job_free (job);
-    g_mutex_lock (&self->lock);
-  }
-  g_mutex_unlock (&self->lock);
-  return NULL;
+    g_mutex_unlock(&self->lock);
+    return NULL;
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
@@ -236,295 +214,241 @@ gst_mgllava_filter_worker (gpointer data)
  * fraction (0 at the start, 1 when done), path, device, seconds since the
  * start, shared (the model was already loaded by another element) and, on
  * failure, error. docs/elements.md, "Load progress". */
-static void
-post_load (GstMgllavaFilter * self, GstProgressType type, const gchar * stage,
-    const gchar * path, const gchar * device, gdouble seconds,
-    gboolean shared, const gchar * error)
-{
-  gchar *text;
+static void post_load(GstMgllavaFilter* self, GstProgressType type, const gchar* stage, const gchar* path,
+                      const gchar* device, gdouble seconds, gboolean shared, const gchar* error) {
+    gchar* text;
 
-  if (type == GST_PROGRESS_TYPE_START)
-    text = g_strdup_printf ("Loading MG-LLaVA model %s (device %s)", path,
-        device);
-  else if (type == GST_PROGRESS_TYPE_COMPLETE)
-    text = g_strdup_printf ("MG-LLaVA model %s %s in %.2f s", path,
-        shared ? "shared (already loaded)" : "loaded", seconds);
-  else
-    text = g_strdup_printf ("Could not load MG-LLaVA model %s: %s", path,
-        error ? error : "");
-  gst_element_post_message (GST_ELEMENT (self),
-      gst_message_new_progress (GST_OBJECT (self), type, "mgllava-load",
-          text));
-  g_free (text);
-  gst_element_post_message (GST_ELEMENT (self),
-      gst_message_new_element (GST_OBJECT (self),
-          gst_structure_new ("mgllava-load",
-              "stage", G_TYPE_STRING, stage,
-              "fraction", G_TYPE_DOUBLE,
-              type == GST_PROGRESS_TYPE_COMPLETE ? 1.0 : 0.0,
-              "path", G_TYPE_STRING, path,
-              "device", G_TYPE_STRING, device,
-              "seconds", G_TYPE_DOUBLE, seconds,
-              "shared", G_TYPE_BOOLEAN, shared,
-              "error", G_TYPE_STRING, error ? error : "", NULL)));
+    if (type == GST_PROGRESS_TYPE_START)
+        text = g_strdup_printf("Loading MG-LLaVA model %s (device %s)", path, device);
+    else if (type == GST_PROGRESS_TYPE_COMPLETE)
+        text = g_strdup_printf("MG-LLaVA model %s %s in %.2f s", path, shared ? "shared (already loaded)" : "loaded",
+                               seconds);
+    else
+        text = g_strdup_printf("Could not load MG-LLaVA model %s: %s", path, error ? error : "");
+    gst_element_post_message(GST_ELEMENT(self), gst_message_new_progress(GST_OBJECT(self), type, "mgllava-load", text));
+    g_free(text);
+    gst_element_post_message(
+        GST_ELEMENT(self),
+        gst_message_new_element(GST_OBJECT(self),
+                                gst_structure_new("mgllava-load", "stage", G_TYPE_STRING, stage, "fraction",
+                                                  G_TYPE_DOUBLE, type == GST_PROGRESS_TYPE_COMPLETE ? 1.0 : 0.0, "path",
+                                                  G_TYPE_STRING, path, "device", G_TYPE_STRING, device, "seconds",
+                                                  G_TYPE_DOUBLE, seconds, "shared", G_TYPE_BOOLEAN, shared, "error",
+                                                  G_TYPE_STRING, error ? error : "", NULL)));
 }
 
-gboolean
-gst_mgllava_filter_open_model (GstMgllavaFilter * self)
-{
-  MglModelParams mp = mgl_model_default_params ();
-  MglServerParams sp = mgl_server_default_params ();
-  MglErr err = { 0 };
-  gchar *path;
-  GstMgllavaDevice device;
-  gboolean reused = FALSE;
-  gint loaded_with;
-  gint64 t0;
+gboolean gst_mgllava_filter_open_model(GstMgllavaFilter* self) {
+    MglModelParams mp = mgl_model_default_params();
+    MglServerParams sp = mgl_server_default_params();
+    MglErr err = {0};
+    gchar* path;
+    GstMgllavaDevice device;
+    gboolean reused = FALSE;
+    gint loaded_with;
+    gint64 t0;
 
-  GST_OBJECT_LOCK (self);
-  path = g_strdup (self->model_path);
-  device = self->device;
-  mp.gpu_id = self->gpu_id;
-  mp.n_threads = self->threads;
-  sp.max_batch = (int) self->max_batch;
-  GST_OBJECT_UNLOCK (self);
+    GST_OBJECT_LOCK(self);
+    path = g_strdup(self->model_path);
+    device = self->device;
+    mp.gpu_id = self->gpu_id;
+    mp.n_threads = self->threads;
+    sp.max_batch = (int)self->max_batch;
+    GST_OBJECT_UNLOCK(self);
 
-  if (!path || !*path) {
-    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
-        ("No model set: set the \"model\" property to an MG-LLaVA model folder."),
-        (NULL));
-    g_free (path);
-    return FALSE;
-  }
-  mp.device = device == GST_MGLLAVA_DEVICE_CUDA ? "cuda" :
-      device == GST_MGLLAVA_DEVICE_CPU ? "cpu" : "auto";
-  GST_INFO_OBJECT (self, "loading model %s (device %s)", path, mp.device);
-  post_load (self, GST_PROGRESS_TYPE_START, "start", path, mp.device, 0.0,
-      FALSE, NULL);
-  t0 = g_get_monotonic_time ();
-  self->cached = gst_mgllava_model_cache_acquire (path, &mp, &sp, &reused,
-      &err);
-  post_load (self, self->cached ? GST_PROGRESS_TYPE_COMPLETE :
-      GST_PROGRESS_TYPE_ERROR, self->cached ? "done" : "failed", path,
-      mp.device, (g_get_monotonic_time () - t0) / 1e6, reused,
-      self->cached ? NULL : err.msg);
-  if (!self->cached) {
-    GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
-        ("Could not load MG-LLaVA model \"%s\": %s", path, err.msg),
-        ("%s", mgl_status_to_string (err.code)));
-    g_free (path);
-    return FALSE;
-  }
-  self->model = gst_mgllava_cached_model_get_model (self->cached);
-  self->server = gst_mgllava_cached_model_get_server (self->cached);
-  loaded_with = gst_mgllava_cached_model_get_requested_max_batch (self->cached);
-  GST_INFO_OBJECT (self, "model %s %s (scheduler: %d slots)", path, reused ?
-      "shared with another element" : "loaded",
-      mgl_server_max_batch (self->server));
-  if (reused && loaded_with != sp.max_batch)
-    GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
-        ("max-batch=%d is not used: the model \"%s\" is shared with an "
-            "element that loaded it with max-batch=%d (%d slots)",
-            sp.max_batch, path, loaded_with,
-            mgl_server_max_batch (self->server)),
-        ("max-batch is set by the element that loads the model"));
-  g_free (path);
-  self->stream = mgl_stream_new (self->server);
-  return TRUE;
+    if (!path || !*path) {
+        GST_ELEMENT_ERROR(self, RESOURCE, NOT_FOUND,
+                          ("No model set: set the \"model\" property to an MG-LLaVA model folder."), (NULL));
+        g_free(path);
+        return FALSE;
+    }
+    mp.device = device == GST_MGLLAVA_DEVICE_CUDA ? "cuda" : device == GST_MGLLAVA_DEVICE_CPU ? "cpu" : "auto";
+    GST_INFO_OBJECT(self, "loading model %s (device %s)", path, mp.device);
+    post_load(self, GST_PROGRESS_TYPE_START, "start", path, mp.device, 0.0, FALSE, NULL);
+    t0 = g_get_monotonic_time();
+    self->cached = gst_mgllava_model_cache_acquire(path, &mp, &sp, &reused, &err);
+    post_load(self, self->cached ? GST_PROGRESS_TYPE_COMPLETE : GST_PROGRESS_TYPE_ERROR,
+              self->cached ? "done" : "failed", path, mp.device, (g_get_monotonic_time() - t0) / 1e6, reused,
+              self->cached ? NULL : err.msg);
+    if (!self->cached) {
+        GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ, ("Could not load MG-LLaVA model \"%s\": %s", path, err.msg),
+                          ("%s", mgl_status_to_string(err.code)));
+        g_free(path);
+        return FALSE;
+    }
+    self->model = gst_mgllava_cached_model_get_model(self->cached);
+    self->server = gst_mgllava_cached_model_get_server(self->cached);
+    loaded_with = gst_mgllava_cached_model_get_requested_max_batch(self->cached);
+    GST_INFO_OBJECT(self, "model %s %s (scheduler: %d slots)", path, reused ? "shared with another element" : "loaded",
+                    mgl_server_max_batch(self->server));
+    if (reused && loaded_with != sp.max_batch)
+        GST_ELEMENT_WARNING(self, RESOURCE, SETTINGS,
+                            ("max-batch=%d is not used: the model \"%s\" is shared with an "
+                             "element that loaded it with max-batch=%d (%d slots)",
+                             sp.max_batch, path, loaded_with, mgl_server_max_batch(self->server)),
+                            ("max-batch is set by the element that loads the model"));
+    g_free(path);
+    self->stream = mgl_stream_new(self->server);
+    return TRUE;
 }
 
-void
-gst_mgllava_filter_worker_start (GstMgllavaFilter * self)
-{
-  g_mutex_lock (&self->lock);
-  self->running = TRUE;
-  self->flushing = FALSE;
-  self->abort_flag = 0;
-  self->n_sampled = self->n_results = self->n_dropped = self->n_failed =
-      self->n_aborted = self->n_late = 0;
-  self->max_batch_seen = 0;
-  g_mutex_unlock (&self->lock);
-  self->worker = g_thread_new ("mgllava-worker", gst_mgllava_filter_worker,
-      self);
+void gst_mgllava_filter_worker_start(GstMgllavaFilter* self) {
+    g_mutex_lock(&self->lock);
+    self->running = TRUE;
+    self->flushing = FALSE;
+    self->abort_flag = 0;
+    self->n_sampled = self->n_results = self->n_dropped = self->n_failed = self->n_aborted = self->n_late = 0;
+    self->max_batch_seen = 0;
+    g_mutex_unlock(&self->lock);
+    self->worker = g_thread_new("mgllava-worker", gst_mgllava_filter_worker, self);
 }
 
 /* Discards the queued requests (counted as aborted) and the answers no frame
  * took yet (already counted as results). */
-static void
-gst_mgllava_filter_clear_queues (GstMgllavaFilter * self)
-{
-  /* with lock */
-  self->n_aborted += g_queue_get_length (&self->jobs);
-  g_queue_clear_full (&self->jobs, (GDestroyNotify) gst_mgllava_job_free);
-  g_queue_clear_full (&self->results,
-      (GDestroyNotify) gst_mgllava_result_free);
+static void gst_mgllava_filter_clear_queues(GstMgllavaFilter* self) {
+    /* with lock */
+    self->n_aborted += g_queue_get_length(&self->jobs);
+    g_queue_clear_full(&self->jobs, (GDestroyNotify)gst_mgllava_job_free);
+    g_queue_clear_full(&self->results, (GDestroyNotify)gst_mgllava_result_free);
 }
 
-void
-gst_mgllava_filter_worker_stop (GstMgllavaFilter * self)
-{
-  g_mutex_lock (&self->lock);
-  self->running = FALSE;
-  self->abort_flag = 1;
-  gst_mgllava_filter_clear_queues (self);
-  g_cond_broadcast (&self->cond);
-  g_mutex_unlock (&self->lock);
-  /* the submitted request is aborted at once (still queued in the scheduler)
-   * or at its next step (running), and called back as MGL_E_ABORTED */
-  if (self->stream)
-    mgl_stream_abort (self->stream, 0);
-  if (self->worker) {
-    g_thread_join (self->worker);
-    self->worker = NULL;
-  }
-  g_mutex_lock (&self->lock);
-  gst_mgllava_filter_clear_queues (self);
-  g_mutex_unlock (&self->lock);
-  g_clear_pointer (&self->stream, mgl_stream_free);
-  self->server = NULL;
-  self->model = NULL;
-  g_clear_pointer (&self->cached, gst_mgllava_model_cache_release);
+void gst_mgllava_filter_worker_stop(GstMgllavaFilter* self) {
+    g_mutex_lock(&self->lock);
+    self->running = FALSE;
+    self->abort_flag = 1;
+    gst_mgllava_filter_clear_queues(self);
+    g_cond_broadcast(&self->cond);
+    g_mutex_unlock(&self->lock);
+    /* the submitted request is aborted at once (still queued in the scheduler)
+     * or at its next step (running), and called back as MGL_E_ABORTED */
+    if (self->stream) mgl_stream_abort(self->stream, 0);
+    if (self->worker) {
+        g_thread_join(self->worker);
+        self->worker = NULL;
+    }
+    g_mutex_lock(&self->lock);
+    gst_mgllava_filter_clear_queues(self);
+    g_mutex_unlock(&self->lock);
+    g_clear_pointer(&self->stream, mgl_stream_free);
+    self->server = NULL;
+    self->model = NULL;
+    g_clear_pointer(&self->cached, gst_mgllava_model_cache_release);
 }
 
-void
-gst_mgllava_filter_worker_flush_start (GstMgllavaFilter * self)
-{
-  /* waiting requests are discarded, the submitted one is aborted */
-  g_mutex_lock (&self->lock);
-  self->flushing = TRUE;
-  self->abort_flag = 1;
-  gst_mgllava_filter_clear_queues (self);
-  g_cond_broadcast (&self->cond);
-  g_mutex_unlock (&self->lock);
-  if (self->stream)
-    mgl_stream_abort (self->stream, 0);
+void gst_mgllava_filter_worker_flush_start(GstMgllavaFilter* self) {
+    /* waiting requests are discarded, the submitted one is aborted */
+    g_mutex_lock(&self->lock);
+    self->flushing = TRUE;
+    self->abort_flag = 1;
+    gst_mgllava_filter_clear_queues(self);
+    g_cond_broadcast(&self->cond);
+    g_mutex_unlock(&self->lock);
+    if (self->stream) mgl_stream_abort(self->stream, 0);
 }
 
-void
-gst_mgllava_filter_worker_flush_stop (GstMgllavaFilter * self)
-{
-  g_mutex_lock (&self->lock);
-  while (self->busy)
-    g_cond_wait (&self->cond, &self->lock);
-  gst_mgllava_filter_clear_queues (self);
-  self->flushing = FALSE;
-  self->abort_flag = 0;
-  g_mutex_unlock (&self->lock);
+void gst_mgllava_filter_worker_flush_stop(GstMgllavaFilter* self) {
+    g_mutex_lock(&self->lock);
+    while (self->busy) g_cond_wait(&self->cond, &self->lock);
+    gst_mgllava_filter_clear_queues(self);
+    self->flushing = FALSE;
+    self->abort_flag = 0;
+    g_mutex_unlock(&self->lock);
 }
 
-void
-gst_mgllava_filter_worker_drain (GstMgllavaFilter * self, GQueue * late)
-{
-  GstMgllavaResult *r;
+void gst_mgllava_filter_worker_drain(GstMgllavaFilter* self, GQueue* late) {
+    GstMgllavaResult* r;
 
-  /* let every pending request finish so no answer is lost (live or not: at
-   * most max-pending requests wait); a flush or stop ends the wait */
-  g_mutex_lock (&self->lock);
-  while (!self->flushing && self->running &&
-      (self->busy || !g_queue_is_empty (&self->jobs)))
-    g_cond_wait (&self->cond, &self->lock);
-  while ((r = g_queue_pop_head (&self->results))) {
-    if (r->fields.source_frame != GST_MGLLAVA_NO_ANSWER)
-      g_queue_push_tail (late, r);
-    else
-      gst_mgllava_result_free (r);
-  }
-  g_mutex_unlock (&self->lock);
+    /* let every pending request finish so no answer is lost (live or not: at
+     * most max-pending requests wait); a flush or stop ends the wait */
+    g_mutex_lock(&self->lock);
+    while (!self->flushing && self->running && (self->busy || !g_queue_is_empty(&self->jobs)))
+        g_cond_wait(&self->cond, &self->lock);
+    while ((r = g_queue_pop_head(&self->results))) {
+        if (r->fields.source_frame != GST_MGLLAVA_NO_ANSWER)
+            g_queue_push_tail(late, r);
+        else
+            gst_mgllava_result_free(r);
+    }
+    g_mutex_unlock(&self->lock);
 }
 
-GstStructure *
-gst_mgllava_filter_worker_stats (GstMgllavaFilter * self)
-{
-  GstStructure *s;
+GstStructure* gst_mgllava_filter_worker_stats(GstMgllavaFilter* self) {
+    GstStructure* s;
 
-  g_mutex_lock (&self->lock);
-  s = gst_structure_new ("mgllava-stats",
-      "sampled", G_TYPE_UINT64, self->n_sampled,
-      "results", G_TYPE_UINT64, self->n_results,
-      "dropped", G_TYPE_UINT64, self->n_dropped,
-      "failed", G_TYPE_UINT64, self->n_failed,
-      "aborted", G_TYPE_UINT64, self->n_aborted,
-      "late", G_TYPE_UINT64, self->n_late,
-      "pending", G_TYPE_UINT, g_queue_get_length (&self->jobs) + (self->busy ?
-          1 : 0), "largest-batch", G_TYPE_INT, self->max_batch_seen, NULL);
-  g_mutex_unlock (&self->lock);
-  return s;
+    g_mutex_lock(&self->lock);
+    s = gst_structure_new("mgllava-stats", "sampled", G_TYPE_UINT64, self->n_sampled, "results", G_TYPE_UINT64,
+                          self->n_results, "dropped", G_TYPE_UINT64, self->n_dropped, "failed", G_TYPE_UINT64,
+                          self->n_failed, "aborted", G_TYPE_UINT64, self->n_aborted, "late", G_TYPE_UINT64,
+                          self->n_late, "pending", G_TYPE_UINT, g_queue_get_length(&self->jobs) + (self->busy ? 1 : 0),
+                          "largest-batch", G_TYPE_INT, self->max_batch_seen, NULL);
+    g_mutex_unlock(&self->lock);
+    return s;
 }
 
 /* ---- the queue --------------------------------------------------------- */
 
 /* Queues @job under the drop policy; returns its sequence number, 0 when it
  * was dropped (then freed). */
-guint64
-gst_mgllava_filter_submit (GstMgllavaFilter * self, GstMgllavaJob * job,
-    GstMgllavaAttachMode mode, GstMgllavaDropPolicy policy, guint max_pending)
-{
-  guint64 seq;
+guint64 gst_mgllava_filter_submit(GstMgllavaFilter* self, GstMgllavaJob* job, GstMgllavaAttachMode mode,
+                                  GstMgllavaDropPolicy policy, guint max_pending) {
+    guint64 seq;
 
-  g_mutex_lock (&self->lock);
-  job->seq = seq = ++self->next_seq;
-  self->n_sampled++;
-  if (g_queue_get_length (&self->jobs) >= max_pending) {
-    if (policy == GST_MGLLAVA_DROP_BLOCK || mode == GST_MGLLAVA_ATTACH_EXACT) {
-      while (!self->flushing && self->running
-          && g_queue_get_length (&self->jobs) >= max_pending)
-        g_cond_wait (&self->cond, &self->lock);
-    } else if (policy == GST_MGLLAVA_DROP_OLDEST) {
-      gst_mgllava_job_free (g_queue_pop_head (&self->jobs));
-      self->n_dropped++;
+    g_mutex_lock(&self->lock);
+    job->seq = seq = ++self->next_seq;
+    self->n_sampled++;
+    if (g_queue_get_length(&self->jobs) >= max_pending) {
+        if (policy == GST_MGLLAVA_DROP_BLOCK || mode == GST_MGLLAVA_ATTACH_EXACT) {
+            while (!self->flushing && self->running && g_queue_get_length(&self->jobs) >= max_pending)
+                g_cond_wait(&self->cond, &self->lock);
+        } else if (policy == GST_MGLLAVA_DROP_OLDEST) {
+            gst_mgllava_job_free(g_queue_pop_head(&self->jobs));
+            self->n_dropped++;
+        }
     }
-  }
-  if (self->flushing || !self->running) {
-    self->n_aborted++;          /* refused by a flush or stop */
-    gst_mgllava_job_free (job);
-    seq = 0;
-  } else if (policy == GST_MGLLAVA_DROP_NEWEST
-      && mode != GST_MGLLAVA_ATTACH_EXACT
-      && g_queue_get_length (&self->jobs) >= max_pending) {
-    self->n_dropped++;
-    gst_mgllava_job_free (job);
-    seq = 0;
-  } else {
-    g_queue_push_tail (&self->jobs, job);
-    g_cond_broadcast (&self->cond);
-  }
-  g_mutex_unlock (&self->lock);
-  return seq;
+    if (self->flushing || !self->running) {
+        self->n_aborted++; /* refused by a flush or stop */
+        gst_mgllava_job_free(job);
+        seq = 0;
+    } else if (policy == GST_MGLLAVA_DROP_NEWEST && mode != GST_MGLLAVA_ATTACH_EXACT &&
+               g_queue_get_length(&self->jobs) >= max_pending) {
+        self->n_dropped++;
+        gst_mgllava_job_free(job);
+        seq = 0;
+    } else {
+        g_queue_push_tail(&self->jobs, job);
+        g_cond_broadcast(&self->cond);
+    }
+    g_mutex_unlock(&self->lock);
+    return seq;
 }
 
-void
-gst_mgllava_filter_take_results (GstMgllavaFilter * self, guint64 seq,
-    GstMgllavaAttachMode mode, guint64 exact_latency, guint64 frame,
-    GQueue * ready)
-{
-  GstMgllavaResult *r;
+void gst_mgllava_filter_take_results(GstMgllavaFilter* self, guint64 seq, GstMgllavaAttachMode mode,
+                                     guint64 exact_latency, guint64 frame, GQueue* ready) {
+    GstMgllavaResult* r;
 
-  g_mutex_lock (&self->lock);
-  if (mode == GST_MGLLAVA_ATTACH_EXACT && seq) {
-    /* hold this frame until its answer, at most exact-latency */
-    gboolean forever = !GST_CLOCK_TIME_IS_VALID (exact_latency);
-    gint64 deadline = forever ? 0 :
-        g_get_monotonic_time () + exact_latency / 1000;
-    gboolean done = FALSE;
+    g_mutex_lock(&self->lock);
+    if (mode == GST_MGLLAVA_ATTACH_EXACT && seq) {
+        /* hold this frame until its answer, at most exact-latency */
+        gboolean forever = !GST_CLOCK_TIME_IS_VALID(exact_latency);
+        gint64 deadline = forever ? 0 : g_get_monotonic_time() + exact_latency / 1000;
+        gboolean done = FALSE;
 
-    while (!done && !self->flushing && self->running) {
-      GList *l;
-      for (l = self->results.head; l; l = l->next)
-        if (((GstMgllavaResult *) l->data)->seq == seq)
-          done = TRUE;
-      if (done)
-        break;
-      if (forever)
-        g_cond_wait (&self->cond, &self->lock);
-      else if (!g_cond_wait_until (&self->cond, &self->lock, deadline)) {
-        GST_WARNING_OBJECT (self, "frame %" G_GUINT64_FORMAT " waited the full "
-            "exact-latency; its answer will attach to a later frame", frame);
-        break;
-      }
+        while (!done && !self->flushing && self->running) {
+            GList* l;
+            for (l = self->results.head; l; l = l->next)
+                if (((GstMgllavaResult*)l->data)->seq == seq) done = TRUE;
+            if (done) break;
+            if (forever)
+                g_cond_wait(&self->cond, &self->lock);
+            else if (!g_cond_wait_until(&self->cond, &self->lock, deadline)) {
+                GST_WARNING_OBJECT(self,
+                                   "frame %" G_GUINT64_FORMAT " waited the full "
+                                   "exact-latency; its answer will attach to a later frame",
+                                   frame);
+                break;
+            }
+        }
     }
-  }
-  /* everything finished so far attaches to this buffer, in order */
-  while ((r = g_queue_pop_head (&self->results)))
-    g_queue_push_tail (ready, r);
-  g_mutex_unlock (&self->lock);
+    /* everything finished so far attaches to this buffer, in order */
+    while ((r = g_queue_pop_head(&self->results))) g_queue_push_tail(ready, r);
+    g_mutex_unlock(&self->lock);
 }

@@ -16,12 +16,21 @@
 #include <string.h>
 #include <sys/stat.h>
 #ifdef MGL_HAVE_CUDA
-#include "mgl-cuda.h"  /* device memory figures */
+#include "mgl-cuda.h" /* device memory figures */
 #endif
 
-typedef struct { int hidden, layers, heads, mlp; } ClipShape;
-typedef struct { int depths[4], dims[4]; } CnxShape;
-typedef struct { const char* arch; int hidden, layers, heads, kv, ffn, vocab, max_pos; float theta; bool tie; } LlmShape;
+typedef struct {
+    int hidden, layers, heads, mlp;
+} ClipShape;
+typedef struct {
+    int depths[4], dims[4];
+} CnxShape;
+typedef struct {
+    const char* arch;
+    int hidden, layers, heads, kv, ffn, vocab, max_pos;
+    float theta;
+    bool tie;
+} LlmShape;
 
 static const ClipShape k_clip_l = {1024, 24, 16, 4096};
 static const ClipShape k_clip_tiny = {64, 2, 2, 128};
@@ -79,8 +88,13 @@ static MglStatus build_files(const Preset* p, MglDType dt, uint64_t seed, MglMod
     f->man.max_new_tokens = 100;
     f->man.limit_num = 100;
     f->man.dir = strdup("(synthetic)");
-    f->clip = (MglClipConfig){.hidden = p->clip->hidden, .n_layers = p->clip->layers, .n_heads = p->clip->heads,
-                              .intermediate = p->clip->mlp, .image_size = 336, .patch_size = 14, .n_channels = 3,
+    f->clip = (MglClipConfig){.hidden = p->clip->hidden,
+                              .n_layers = p->clip->layers,
+                              .n_heads = p->clip->heads,
+                              .intermediate = p->clip->mlp,
+                              .image_size = 336,
+                              .patch_size = 14,
+                              .n_channels = 3,
                               .ln_eps = 1e-5f};
     snprintf(f->clip.act, sizeof f->clip.act, "quick_gelu");
     for (int s = 0; s < 4; s++) {
@@ -159,8 +173,10 @@ MglStatus mgl_bench_model(const MglBenchParams* bp, const char* path, GString* o
     uint8_t* px = malloc(640 * 480 * 3);
     for (int i = 0; i < 640 * 480 * 3; i++) px[i] = (uint8_t)(i * 131 % 251);
     MglImage img = {px, 640, 480, 640 * 3};
-    MglBox boxes[4] = {{10, 10, 200, 200, 0.9f, "a"}, {300, 50, 500, 300, 0.8f, "b"},
-                       {100, 250, 400, 470, 0.7f, "c"}, {500, 300, 630, 470, 0.6f, "a"}};
+    MglBox boxes[4] = {{10, 10, 200, 200, 0.9f, "a"},
+                       {300, 50, 500, 300, 0.8f, "b"},
+                       {100, 250, 400, 470, 0.7f, "c"},
+                       {500, 300, 630, 470, 0.6f, "a"}};
     MglGenParams gp = mgl_gen_default_params();
     gp.max_new_tokens = bp->gen_tokens > 0 ? bp->gen_tokens : 4;
     MglTimings tm = {0};
@@ -168,12 +184,13 @@ MglStatus mgl_bench_model(const MglBenchParams* bp, const char* path, GString* o
     if (st == MGL_OK) st = mgl_generate(c, &img, boxes, 4, "Describe the image.", &gp, &text, NULL, NULL, &tm, err);
     double t2 = now_ms();
     if (st == MGL_OK)
-        g_string_append_printf(out, "{\"model\": \"%s\", \"backend\": \"cpu\", \"blas_core\": \"%s\", "
-                                    "\"weight_file_bytes\": %llu, \"load_ms\": %.1f, \"rss_before_load_MiB\": %.1f, "
-                                    "\"rss_after_load_MiB\": %.1f, \"frame_ms\": %.1f, \"prompt_tokens\": %d, "
-                                    "\"generated\": %d, \"vision_ms\": %.1f, \"prefill_ms\": %.1f, "
-                                    "\"decode_ms_per_token\": %.1f, \"peak_rss_MiB\": %.1f, "
-                                    "\"peak_rss_over_file_size\": %.3f}\n",
+        g_string_append_printf(out,
+                               "{\"model\": \"%s\", \"backend\": \"cpu\", \"blas_core\": \"%s\", "
+                               "\"weight_file_bytes\": %llu, \"load_ms\": %.1f, \"rss_before_load_MiB\": %.1f, "
+                               "\"rss_after_load_MiB\": %.1f, \"frame_ms\": %.1f, \"prompt_tokens\": %d, "
+                               "\"generated\": %d, \"vision_ms\": %.1f, \"prefill_ms\": %.1f, "
+                               "\"decode_ms_per_token\": %.1f, \"peak_rss_MiB\": %.1f, "
+                               "\"peak_rss_over_file_size\": %.3f}\n",
                                path, mgl_blas_corename(), (unsigned long long)bytes, t1 - t0, rss0 / 1024.0,
                                rss_load / 1024.0, t2 - t1, tm.n_prompt_tokens, tm.n_generated, tm.vision_ms,
                                tm.prefill_ms, tm.n_generated ? tm.decode_ms / tm.n_generated : 0.0,
@@ -192,10 +209,14 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
     const char* prec = bp->precision && *bp->precision ? bp->precision : "f16";
     MglDType dt = bp->dtype;
     if (!cpu) {
-        if (!strcmp(prec, "f16")) dt = MGL_DT_F16;
-        else if (!strcmp(prec, "bf16")) dt = MGL_DT_BF16;
-        else if (!strcmp(prec, "f32")) dt = MGL_DT_F32;
-        else return mgl_err(err, MGL_E_INVALID, "bench: --precision '%s': expected f16, bf16 or f32", prec);
+        if (!strcmp(prec, "f16"))
+            dt = MGL_DT_F16;
+        else if (!strcmp(prec, "bf16"))
+            dt = MGL_DT_BF16;
+        else if (!strcmp(prec, "f32"))
+            dt = MGL_DT_F32;
+        else
+            return mgl_err(err, MGL_E_INVALID, "bench: --precision '%s': expected f16, bf16 or f32", prec);
     }
     double tb = now_ms();
     MglModelFiles* f = NULL;
@@ -216,12 +237,14 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
     MglStatus st = mgl_ctx_new(m, &c, err);
     GString* j = g_string_new(NULL);
     if (cpu)
-        g_string_append_printf(j, "{\"preset\": \"%s\", \"backend\": \"cpu\", \"dtype\": \"%s\", \"threads\": %d, "
-                                  "\"blas_core\": \"%s\", \"build_ms\": %.1f",
+        g_string_append_printf(j,
+                               "{\"preset\": \"%s\", \"backend\": \"cpu\", \"dtype\": \"%s\", \"threads\": %d, "
+                               "\"blas_core\": \"%s\", \"build_ms\": %.1f",
                                p->name, mgl_dtype_name(bp->dtype), bp->n_threads, mgl_blas_corename(), build_ms);
     else
-        g_string_append_printf(j, "{\"preset\": \"%s\", \"backend\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
-                                  "\"build_ms\": %.1f, \"weight_bytes\": %zu",
+        g_string_append_printf(j,
+                               "{\"preset\": \"%s\", \"backend\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
+                               "\"build_ms\": %.1f, \"weight_bytes\": %zu",
                                p->name, mgl_model_backend_name(m), info.device, prec, build_ms, info.weight_bytes);
     const char* fmt = cpu ? "%.1f" : "%.3f";
     MglBackendBench b;
@@ -250,14 +273,16 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
         size_t lb = cpu ? llm_bytes : info.step_bytes;
         double per = b.decode_ms_per_token;
         if (st == MGL_OK && cpu)
-            g_string_append_printf(j, ", \"prefill_tokens\": %d, \"prefill_ms\": %.1f, \"decode_tokens\": %d, "
-                                      "\"decode_ms_per_token\": %.2f, \"decode_tokens_per_s\": %.1f, "
-                                      "\"llm_weight_bytes\": %zu, \"decode_weight_GBps\": %.2f",
+            g_string_append_printf(j,
+                                   ", \"prefill_tokens\": %d, \"prefill_ms\": %.1f, \"decode_tokens\": %d, "
+                                   "\"decode_ms_per_token\": %.2f, \"decode_tokens_per_s\": %.1f, "
+                                   "\"llm_weight_bytes\": %zu, \"decode_weight_GBps\": %.2f",
                                    T, b.prefill_ms, G, per, 1000.0 / per, lb, (double)lb / per / 1e6);
         else if (st == MGL_OK)
-            g_string_append_printf(j, ", \"prefill_tokens\": %d, \"prefill_ms\": %.3f, \"decode_tokens\": %d, "
-                                      "\"decode_ms_per_token\": %.3f, \"decode_tokens_per_s\": %.1f, "
-                                      "\"llm_weight_bytes\": %zu, \"decode_weight_GBps\": %.1f, \"decode_cuda_graph\": %s",
+            g_string_append_printf(j,
+                                   ", \"prefill_tokens\": %d, \"prefill_ms\": %.3f, \"decode_tokens\": %d, "
+                                   "\"decode_ms_per_token\": %.3f, \"decode_tokens_per_s\": %.1f, "
+                                   "\"llm_weight_bytes\": %zu, \"decode_weight_GBps\": %.1f, \"decode_cuda_graph\": %s",
                                    T, b.prefill_ms, G, per, per > 0 ? 1000.0 / per : 0.0, lb,
                                    per > 0 ? (double)lb / per / 1e6 : 0.0, b.graph ? "true" : "false");
     }
@@ -265,11 +290,13 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
         MglFrameBench fb;
         st = mgl_ctx_bench_frame(c, 900, 30, &fb, err);
         if (st == MGL_OK)
-            g_string_append_printf(j, ", \"frame_ms\": %.2f, \"frame_preprocess_ms\": %.2f, \"frame_vision_ms\": %.2f, "
-                                      "\"frame_prefill_ms\": %.2f, \"frame_decode_ms\": %.2f, \"frame_prompt_tokens\": %d, "
-                                      "\"frame_generated\": %d",
-                                   fb.frame_ms, fb.preprocess_ms, fb.vision_ms, fb.prefill_ms, fb.decode_ms,
-                                   fb.prompt_tokens, fb.generated);
+            g_string_append_printf(
+                j,
+                ", \"frame_ms\": %.2f, \"frame_preprocess_ms\": %.2f, \"frame_vision_ms\": %.2f, "
+                "\"frame_prefill_ms\": %.2f, \"frame_decode_ms\": %.2f, \"frame_prompt_tokens\": %d, "
+                "\"frame_generated\": %d",
+                fb.frame_ms, fb.preprocess_ms, fb.vision_ms, fb.prefill_ms, fb.decode_ms, fb.prompt_tokens,
+                fb.generated);
     }
 #ifdef MGL_HAVE_CUDA
     if (!cpu) g_string_append_printf(j, ", \"peak_device_alloc_MiB\": %.1f", mgl_cuda_peak_bytes() / 1048576.0);
@@ -296,7 +323,8 @@ MglStatus mgl_bench_run(const MglBenchParams* bp, GString* out, MglErr* err) {
         dev = "cpu";
     }
     if (strcmp(dev, "cpu") && !mgl_backend_get(dev))
-        return mgl_err(err, MGL_E_UNSUPPORTED, "bench: --device %s: this build has no CUDA backend (configure with -Dcuda=enabled)", dev);
+        return mgl_err(err, MGL_E_UNSUPPORTED,
+                       "bench: --device %s: this build has no CUDA backend (configure with -Dcuda=enabled)", dev);
     if (strcmp(dev, "cpu")) {
         MglErr e = {0};
         if (mgl_backend_get(dev)->probe(0, &e) != MGL_OK) return mgl_err(err, MGL_E_DEVICE, "%s", e.msg);
@@ -345,10 +373,11 @@ static MglStatus bench_batches(const MglBenchParams* bp, const int* bs, int nb, 
         st = mgl_model_bench_batch(m, bs[i], T, G, &b, err);
         if (st != MGL_OK) break;
         if (i == 0) base = b.tokens_per_s / bs[0];
-        g_string_append_printf(out, "{\"preset\": \"%s\", \"backend\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, "
-                                    "\"prompt_tokens\": %d, \"decode_steps\": %d, \"step_ms\": %.2f, "
-                                    "\"aggregate_tokens_per_s\": %.1f, \"per_sequence_tokens_per_s\": %.1f, "
-                                    "\"vs_batch_1\": %.2f}\n",
+        g_string_append_printf(out,
+                               "{\"preset\": \"%s\", \"backend\": \"%s\", \"dtype\": \"%s\", \"batch\": %d, "
+                               "\"prompt_tokens\": %d, \"decode_steps\": %d, \"step_ms\": %.2f, "
+                               "\"aggregate_tokens_per_s\": %.1f, \"per_sequence_tokens_per_s\": %.1f, "
+                               "\"vs_batch_1\": %.2f}\n",
                                p->name, mgl_model_backend_name(m), mgl_dtype_name(bp->dtype), bs[i], T, G, b.step_ms,
                                b.tokens_per_s, b.tokens_per_s / bs[i], base > 0 ? b.tokens_per_s / base : 0.0);
     }
@@ -360,9 +389,9 @@ typedef struct {
     GMutex lock;
     GCond cond;
     int done, failed;
-    double* lat;   /* answer latencies, ms */
+    double* lat; /* answer latencies, ms */
     int n_lat;
-    GQueue ready;  /* StreamFeed* whose answer came: the feeder submits their next frame */
+    GQueue ready; /* StreamFeed* whose answer came: the feeder submits their next frame */
     char err[256];
 } StreamsRun;
 
@@ -397,8 +426,12 @@ static void feed_next(StreamFeed* f) {
     mgl_scene_render(&sc, mgl_scene_still_frame(f->next_frame), f->px, 640 * 3, 3, false);
     MglBox boxes[MGL_SCENE_MAX_OBJECTS];
     for (int i = 0; i < sc.n; i++)
-        boxes[i] = (MglBox){(float)sc.obj[i].box[0], (float)sc.obj[i].box[1], (float)sc.obj[i].box[2],
-                            (float)sc.obj[i].box[3], 1.0f, mgl_scene_color_name(sc.obj[i].color)};
+        boxes[i] = (MglBox){(float)sc.obj[i].box[0],
+                            (float)sc.obj[i].box[1],
+                            (float)sc.obj[i].box[2],
+                            (float)sc.obj[i].box[3],
+                            1.0f,
+                            mgl_scene_color_name(sc.obj[i].color)};
     MglImage img = {f->px, 640, 480, 640 * 3};
     MglGenParams gp = mgl_gen_default_params();
     MglErr err = {0};
@@ -443,12 +476,16 @@ static MglStatus bench_streams(const MglBenchParams* bp, const char* path, const
         memset(&r, 0, sizeof r);
         g_mutex_init(&r.lock);
         g_cond_init(&r.cond);
-        r.lat = g_new0(double, (gsize)N * (gsize)frames);
+        r.lat = g_new0(double, (gsize)N*(gsize)frames);
         StreamFeed* feeds = g_new0(StreamFeed, N);
         double t0 = now_ms();
         for (int i = 0; i < N; i++) {
-            feeds[i] = (StreamFeed){.run = &r, .stream = mgl_stream_new(s), .stream_index = i, .frames = frames,
-                                    .px = g_malloc(640 * 480 * 3), .question = question};
+            feeds[i] = (StreamFeed){.run = &r,
+                                    .stream = mgl_stream_new(s),
+                                    .stream_index = i,
+                                    .frames = frames,
+                                    .px = g_malloc(640 * 480 * 3),
+                                    .question = question};
             feed_next(&feeds[i]);
         }
         /* this thread renders and submits (preprocessing runs here, beside the server's thread) */
@@ -470,17 +507,19 @@ static MglStatus bench_streams(const MglBenchParams* bp, const char* path, const
             g_free(feeds[i].px);
         }
         mgl_server_free(s);
-        if (r.failed) st = mgl_err(err, MGL_E_INVALID, "bench: %d of %d answers failed: %s", r.failed, N * frames, r.err);
+        if (r.failed)
+            st = mgl_err(err, MGL_E_INVALID, "bench: %d of %d answers failed: %s", r.failed, N * frames, r.err);
         qsort(r.lat, (size_t)r.n_lat, sizeof(double), cmp_double);
         const double fps = N * frames / (wall / 1000.0);
         if (k == 0) base = fps;
         if (st == MGL_OK)
-            g_string_append_printf(out, "{\"model\": \"%s\", \"backend\": \"%s\", \"streams\": %d, \"frames_per_stream\": %d, "
-                                        "\"wall_s\": %.2f, \"answered_frames_per_s\": %.3f, \"vs_first\": %.2f, "
-                                        "\"latency_p50_ms\": %.1f, \"latency_p95_ms\": %.1f}\n",
-                                   path, mgl_model_backend_name(m), N, frames, wall / 1000.0, fps,
-                                   base > 0 ? fps / base : 0.0, r.lat[r.n_lat / 2],
-                                   r.lat[(int)((r.n_lat - 1) * 0.95 + 0.5)]);
+            g_string_append_printf(
+                out,
+                "{\"model\": \"%s\", \"backend\": \"%s\", \"streams\": %d, \"frames_per_stream\": %d, "
+                "\"wall_s\": %.2f, \"answered_frames_per_s\": %.3f, \"vs_first\": %.2f, "
+                "\"latency_p50_ms\": %.1f, \"latency_p95_ms\": %.1f}\n",
+                path, mgl_model_backend_name(m), N, frames, wall / 1000.0, fps, base > 0 ? fps / base : 0.0,
+                r.lat[r.n_lat / 2], r.lat[(int)((r.n_lat - 1) * 0.95 + 0.5)]);
         g_free(r.lat);
         g_free(feeds);
         g_mutex_clear(&r.lock);
@@ -497,16 +536,17 @@ static bool bench_dtype(const char* s, MglDType* out) {
 }
 
 int mgl_cmd_bench(int argc, char** argv) {
-    CliOpt o[] = {{"--preset", true}, {"--dtype", true}, {"--prompt-tokens", true}, {"--gen-tokens", true},
-               {"--reps", true}, {"--threads", true}, {"--device", true}, {"--save", true}, {"--tokenizer", true},
-               {"--model", true}, {"--precision", true}, {"--batch", true}, {"--streams", true}, {"--frames", true},
-               {"--prompt", true}};
+    CliOpt o[] = {{"--preset", true},    {"--dtype", true},   {"--prompt-tokens", true}, {"--gen-tokens", true},
+                  {"--reps", true},      {"--threads", true}, {"--device", true},        {"--save", true},
+                  {"--tokenizer", true}, {"--model", true},   {"--precision", true},     {"--batch", true},
+                  {"--streams", true},   {"--frames", true},  {"--prompt", true}};
     if (cli_parse_opts(argc, argv, o, 15)) return 1;
     MglBenchParams bp = {.preset = o[0].value ? o[0].value : "mgllava-7b", .dtype = MGL_DT_F32, .reps = 3};
     if (o[1].value && !bench_dtype(o[1].value, &bp.dtype))
         return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", o[1].value);
     double v;
-    if (o[2].value && !cli_num(o[2].value, 1, 1e6, &v)) return cli_usage_error(NULL, "--prompt-tokens '%s'", o[2].value);
+    if (o[2].value && !cli_num(o[2].value, 1, 1e6, &v))
+        return cli_usage_error(NULL, "--prompt-tokens '%s'", o[2].value);
     if (o[2].value) bp.prompt_tokens = (int)v;
     if (o[3].value && !cli_num(o[3].value, 1, 1e6, &v)) return cli_usage_error(NULL, "--gen-tokens '%s'", o[3].value);
     if (o[3].value) bp.gen_tokens = (int)v;
@@ -526,12 +566,14 @@ int mgl_cmd_bench(int argc, char** argv) {
     int list[16], nl = 0;
     if (o[11].value || o[12].value) {
         const char* which = o[11].value ? "--batch" : "--streams";
-        if (o[11].value && o[12].value) return cli_usage_error(NULL, "%s: --batch and --streams are separate runs", "bench");
+        if (o[11].value && o[12].value)
+            return cli_usage_error(NULL, "%s: --batch and --streams are separate runs", "bench");
         if ((nl = parse_list(o[11].value ? o[11].value : o[12].value, list, 16)) <= 0)
             return cli_usage_error(NULL, "%s: expected a list like 1,2,4,8 (each 1..256)", which);
         if (o[12].value && !o[9].value) return cli_usage_error(NULL, "%s: --streams needs --model PATH", "bench");
         double fr = 8;
-        if (o[13].value && !cli_num(o[13].value, 1, 100000, &fr)) return cli_usage_error(NULL, "--frames '%s'", o[13].value);
+        if (o[13].value && !cli_num(o[13].value, 1, 100000, &fr))
+            return cli_usage_error(NULL, "--frames '%s'", o[13].value);
         GString* out = g_string_new(NULL);
         MglStatus st = o[11].value ? bench_batches(&bp, list, nl, out, &err)
                                    : bench_streams(&bp, o[9].value, list, nl, (int)fr,
@@ -554,4 +596,3 @@ int mgl_cmd_bench(int argc, char** argv) {
     g_string_free(out, TRUE);
     return 0;
 }
-

@@ -7,13 +7,13 @@
 
 typedef struct {
     const char* preset;
-    MglDType    dtype;
-    int         prompt_tokens;   /* LLM prefill length */
-    int         gen_tokens;      /* decode steps */
-    int         reps;            /* vision repetitions (median) */
-    int         n_threads;
-    const char* device;          /* NULL/"cpu"; "cuda" or "auto" run the CUDA backend (mgl-bench.c) */
-    const char* precision;       /* CUDA: "f16" (default), "bf16", "f32" */
+    MglDType dtype;
+    int prompt_tokens; /* LLM prefill length */
+    int gen_tokens;    /* decode steps */
+    int reps;          /* vision repetitions (median) */
+    int n_threads;
+    const char* device;    /* NULL/"cpu"; "cuda" or "auto" run the CUDA backend (mgl-bench.c) */
+    const char* precision; /* CUDA: "f16" (default), "bf16", "f32" */
 } MglBenchParams;
 
 const char* mgl_bench_preset_names(void);

@@ -31,9 +31,12 @@ int cli_parse_opts(int argc, char** argv, CliOpt* opts, size_t n) {
         opts[k].seen = true;
         if (opts[k].has_value) {
             const char* eq = strchr(argv[i], '=');
-            if (eq) opts[k].value = eq + 1;
-            else if (i + 1 < argc) opts[k].value = argv[++i];
-            else return cli_usage_error(NULL, "option '%s' needs a value", opts[k].name);
+            if (eq)
+                opts[k].value = eq + 1;
+            else if (i + 1 < argc)
+                opts[k].value = argv[++i];
+            else
+                return cli_usage_error(NULL, "option '%s' needs a value", opts[k].name);
         }
     }
     return 0;

@@ -14,9 +14,9 @@
 /* One option: "--name value", "--name=value" or a "--flag" (has_value false). */
 typedef struct {
     const char* name;
-    bool        has_value;
+    bool has_value;
     const char* value;
-    bool        seen;
+    bool seen;
 } CliOpt;
 
 /* Fills opts from argv; an unknown option or a missing value is reported and

@@ -41,14 +41,18 @@ int mgl_cmd_dump_stage(MglModel* m, const MglImage* img, const MglBox* boxes, si
     float *x768 = NULL, *x336 = NULL, *b768 = NULL;
     size_t nobj = 0;
     if (mgl_stage_preprocess(img, boxes, n_boxes, m->files->man.limit_num,
-                             order < 0 ? m->files->man.object_order : order, &x768, &x336, &b768, &nobj, &err) != MGL_OK)
+                             order < 0 ? m->files->man.object_order : order, &x768, &x336, &b768, &nobj,
+                             &err) != MGL_OK)
         return cli_fail(&err);
     int rc = -1;
     const MglModelWeights* w = &m->w; /* the CPU reference stages */
     const int64_t P = w->n_patches, D = w->D, H = w->lc.hidden;
-    if (!strcmp(stage, "x768")) rc = write_stage(out, stage, x768, 3, (int64_t[]){3, 768, 768});
-    else if (!strcmp(stage, "x336")) rc = write_stage(out, stage, x336, 3, (int64_t[]){3, 336, 336});
-    else if (!strcmp(stage, "boxes768")) rc = write_stage(out, stage, b768, 2, (int64_t[]){(int64_t)nobj, 4});
+    if (!strcmp(stage, "x768"))
+        rc = write_stage(out, stage, x768, 3, (int64_t[]){3, 768, 768});
+    else if (!strcmp(stage, "x336"))
+        rc = write_stage(out, stage, x336, 3, (int64_t[]){3, 336, 336});
+    else if (!strcmp(stage, "boxes768"))
+        rc = write_stage(out, stage, b768, 2, (int64_t[]){(int64_t)nobj, 4});
     float* clip = NULL;
     float* so[4] = {0};
     float* fused = NULL;
@@ -84,7 +88,8 @@ int mgl_cmd_dump_stage(MglModel* m, const MglImage* img, const MglBox* boxes, si
     if (rc < 0 && (!strcmp(stage, "obj_pooled") || !strcmp(stage, "vobj"))) {
         float* pooled = malloc(sizeof(float) * nobj * (size_t)w->Cm);
         mgl_stage_objects(w, so, b768, nobj, pooled);
-        if (!strcmp(stage, "obj_pooled")) rc = write_stage(out, stage, pooled, 2, (int64_t[]){(int64_t)nobj, w->Cm});
+        if (!strcmp(stage, "obj_pooled"))
+            rc = write_stage(out, stage, pooled, 2, (int64_t[]){(int64_t)nobj, w->Cm});
         else {
             float* v = malloc(sizeof(float) * nobj * (size_t)H);
             mgl_stage_mlp2(&w->bproj, pooled, (int64_t)nobj, H, v);
@@ -95,18 +100,22 @@ int mgl_cmd_dump_stage(MglModel* m, const MglImage* img, const MglBox* boxes, si
     }
     if (rc < 0 && (!strcmp(stage, "embeds") || !strcmp(stage, "logits"))) {
         MglPrompt pr;
-        if (mgl_prompt_build(m->tok, m->tmpl, question, true, &pr, &err) != MGL_OK) rc = cli_fail(&err);
+        if (mgl_prompt_build(m->tok, m->tmpl, question, true, &pr, &err) != MGL_OK)
+            rc = cli_fail(&err);
         else {
             int64_t L = (int64_t)pr.n_ids + P + (int64_t)nobj;
             float* emb = malloc(sizeof(float) * (size_t)(L * H));
             mgl_stage_embeds(w, &pr, fused, so, b768, nobj, emb);
-            if (!strcmp(stage, "embeds")) rc = write_stage(out, stage, emb, 2, (int64_t[]){L, H});
+            if (!strcmp(stage, "embeds"))
+                rc = write_stage(out, stage, emb, 2, (int64_t[]){L, H});
             else {
                 MglCtx* c = NULL;
                 mgl_ctx_new(m, &c, &err);
                 float* lg = malloc(sizeof(float) * (size_t)(L * w->lc.vocab));
-                if (mgl_llm_forward(c, emb, L, 0, lg, true, &err) != MGL_OK) rc = cli_fail(&err);
-                else rc = write_stage(out, stage, lg, 2, (int64_t[]){L, w->lc.vocab});
+                if (mgl_llm_forward(c, emb, L, 0, lg, true, &err) != MGL_OK)
+                    rc = cli_fail(&err);
+                else
+                    rc = write_stage(out, stage, lg, 2, (int64_t[]){L, w->lc.vocab});
                 free(lg);
                 mgl_ctx_free(c);
             }
@@ -115,11 +124,16 @@ int mgl_cmd_dump_stage(MglModel* m, const MglImage* img, const MglBox* boxes, si
         }
     }
     if (rc < 0) {
-        mgl_err(&err, MGL_E_INVALID, "--stage '%s': unknown (x768 x336 boxes768 clip cnx0..cnx3 fused vimg obj_pooled vobj embeds logits)", stage);
+        mgl_err(&err, MGL_E_INVALID,
+                "--stage '%s': unknown (x768 x336 boxes768 clip cnx0..cnx3 fused vimg obj_pooled vobj embeds logits)",
+                stage);
         rc = cli_fail(&err);
     }
-    free(x768); free(x336); free(b768); free(clip); free(fused);
+    free(x768);
+    free(x336);
+    free(b768);
+    free(clip);
+    free(fused);
     for (int s = 0; s < 4; s++) free(so[s]);
     return rc;
 }
-

@@ -36,14 +36,33 @@ typedef struct {
     long n, correct;
 } Tally;
 
-enum { E_MODEL, E_COUNT, E_SEED, E_MINOBJ, E_MAXOBJ, E_HIGHRES, E_OBJECTS, E_DEVICE, E_THREADS, E_DUMP, E_MAXQ,
-       E_MAXNEW, E_VERBOSE, E_ORDER, E_PRECISION, E_N };
+enum {
+    E_MODEL,
+    E_COUNT,
+    E_SEED,
+    E_MINOBJ,
+    E_MAXOBJ,
+    E_HIGHRES,
+    E_OBJECTS,
+    E_DEVICE,
+    E_THREADS,
+    E_DUMP,
+    E_MAXQ,
+    E_MAXNEW,
+    E_VERBOSE,
+    E_ORDER,
+    E_PRECISION,
+    E_N
+};
 
 static bool ev_bool(const char* s, bool* out) {
     if (!s) return false;
-    if (!strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "yes")) *out = true;
-    else if (!strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "no")) *out = false;
-    else return false;
+    if (!strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "yes"))
+        *out = true;
+    else if (!strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "no"))
+        *out = false;
+    else
+        return false;
     return true;
 }
 
@@ -71,17 +90,19 @@ static int categorize(const char* q, bool digit) {
 
 static void append_tally(GString* j, const char* key, const Tally* t) {
     g_string_append_printf(j, ", \"%s\": {\"n\": %ld, \"correct\": %ld, \"accuracy\": ", key, t->n, t->correct);
-    if (t->n) g_string_append_printf(j, "%.6f}", (double)t->correct / (double)t->n);
-    else g_string_append(j, "null}");
+    if (t->n)
+        g_string_append_printf(j, "%.6f}", (double)t->correct / (double)t->n);
+    else
+        g_string_append(j, "null}");
 }
 
 /* One scene's truth, parsed from mgl_scene_truth_json (the training contract). */
 typedef struct {
     JsonParser* parser;
     const char* caption;
-    JsonArray*  qa;
-    MglBox      boxes[MGL_SCENE_MAX_OBJECTS];
-    size_t      n_boxes;
+    JsonArray* qa;
+    MglBox boxes[MGL_SCENE_MAX_OBJECTS];
+    size_t n_boxes;
 } Truth;
 
 static MglStatus truth_parse(const char* json, Truth* t, MglErr* err) {
@@ -103,7 +124,8 @@ static MglStatus truth_parse(const char* json, Truth* t, MglErr* err) {
         JsonNode* bn = o ? json_object_get_member(o, "box") : NULL;
         JsonArray* b = bn && JSON_NODE_HOLDS_ARRAY(bn) ? json_node_get_array(bn) : NULL;
         const char* label = NULL;
-        if (!b || json_array_get_length(b) != 4) return cli_err(err, MGL_E_FORMAT, "scene truth: object %u has no box", i);
+        if (!b || json_array_get_length(b) != 4)
+            return cli_err(err, MGL_E_FORMAT, "scene truth: object %u has no box", i);
         if (!mgl_json_req_str(o, "label", &label, "scene truth object", &ge)) return cli_err_json(err, ge);
         MglBox* x = &t->boxes[t->n_boxes++];
         x->x1 = (float)json_array_get_int_element(b, 0);
@@ -122,19 +144,31 @@ static void truth_clear(Truth* t) {
 }
 
 int mgl_cmd_eval_scenes(int argc, char** argv) {
-    CliOpt o[E_N] = {{"--model", true},       {"--count", true},        {"--seed", true},    {"--min-objects", true},
-                    {"--max-objects", true}, {"--use-high-res", true}, {"--use-objects", true}, {"--device", true},
-                    {"--threads", true},     {"--dump", true},         {"--max-questions-per-scene", true},
-                    {"--max-new-tokens", true}, {"--verbose", false}, {"--object-order", true},
-                    {"--precision", true}};
+    CliOpt o[E_N] = {{"--model", true},
+                     {"--count", true},
+                     {"--seed", true},
+                     {"--min-objects", true},
+                     {"--max-objects", true},
+                     {"--use-high-res", true},
+                     {"--use-objects", true},
+                     {"--device", true},
+                     {"--threads", true},
+                     {"--dump", true},
+                     {"--max-questions-per-scene", true},
+                     {"--max-new-tokens", true},
+                     {"--verbose", false},
+                     {"--object-order", true},
+                     {"--precision", true}};
     if (cli_parse_opts(argc, argv, o, E_N)) return 1;
-    if (!o[E_MODEL].value || !o[E_COUNT].value) return cli_usage_error("eval-scenes", "%s", "--model PATH and --count N are required");
+    if (!o[E_MODEL].value || !o[E_COUNT].value)
+        return cli_usage_error("eval-scenes", "%s", "--model PATH and --count N are required");
     double count, seed = 0, mn = 1, mx = MGL_SCENE_MAX_OBJECTS, v;
     long max_q = -1;
     MglGenParams gp = mgl_gen_default_params();
     MglModelParams mp = mgl_model_default_params();
     /* count, seed and object limits are read exactly as `mgllava scenes` reads them */
-    if (!cli_num(o[E_COUNT].value, 1, 1e7, &count)) return cli_usage_error("eval-scenes", "--count '%s': expected 1..10000000", o[E_COUNT].value);
+    if (!cli_num(o[E_COUNT].value, 1, 1e7, &count))
+        return cli_usage_error("eval-scenes", "--count '%s': expected 1..10000000", o[E_COUNT].value);
     if (o[E_SEED].value && !cli_num(o[E_SEED].value, 0, 1.8e19, &seed))
         return cli_usage_error("eval-scenes", "--seed '%s': expected a non-negative integer", o[E_SEED].value);
     if (o[E_MINOBJ].value && !cli_num(o[E_MINOBJ].value, 1, MGL_SCENE_MAX_OBJECTS, &mn))
@@ -146,20 +180,24 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     if (o[E_OBJECTS].value && !ev_bool(o[E_OBJECTS].value, &gp.use_objects))
         return cli_usage_error("eval-scenes", "--use-objects '%s': expected true or false", o[E_OBJECTS].value);
     if (o[E_THREADS].value) {
-        if (!cli_num(o[E_THREADS].value, 1, 1024, &v)) return cli_usage_error("eval-scenes", "--threads '%s': expected 1..1024", o[E_THREADS].value);
+        if (!cli_num(o[E_THREADS].value, 1, 1024, &v))
+            return cli_usage_error("eval-scenes", "--threads '%s': expected 1..1024", o[E_THREADS].value);
         mp.n_threads = (int)v;
     }
     if (o[E_MAXQ].value) {
         if (!cli_num(o[E_MAXQ].value, 0, 1e6, &v))
-            return cli_usage_error("eval-scenes", "--max-questions-per-scene '%s': expected 0..1000000", o[E_MAXQ].value);
+            return cli_usage_error("eval-scenes", "--max-questions-per-scene '%s': expected 0..1000000",
+                                   o[E_MAXQ].value);
         max_q = (long)v;
     }
     if (o[E_MAXNEW].value) {
-        if (!cli_num(o[E_MAXNEW].value, 1, 1e6, &v)) return cli_usage_error("eval-scenes", "--max-new-tokens '%s': expected 1..1000000", o[E_MAXNEW].value);
+        if (!cli_num(o[E_MAXNEW].value, 1, 1e6, &v))
+            return cli_usage_error("eval-scenes", "--max-new-tokens '%s': expected 1..1000000", o[E_MAXNEW].value);
         gp.max_new_tokens = (int)v;
     }
     if (o[E_ORDER].value && mgl_object_order_parse(o[E_ORDER].value, &gp.object_order) != MGL_OK)
-        return cli_usage_error("eval-scenes", "--object-order '%s': expected model, score or reading", o[E_ORDER].value);
+        return cli_usage_error("eval-scenes", "--object-order '%s': expected model, score or reading",
+                               o[E_ORDER].value);
     if (o[E_DEVICE].value) mp.device = o[E_DEVICE].value;
     if (o[E_PRECISION].value && !cli_dtype(o[E_PRECISION].value))
         return cli_usage_error("eval-scenes", "--precision '%s': expected f16, bf16 or f32", o[E_PRECISION].value);
@@ -233,8 +271,10 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
                 if (!e || !mgl_json_req_str(e, "q", &q, "scene truth qa", &ge) ||
                     !mgl_json_req_str(e, "a", &want, "scene truth qa", &ge) ||
                     !mgl_json_opt_bool(e, "digit", &digit, "scene truth qa", &ge)) {
-                    if (!e) cli_err(&err, MGL_E_FORMAT, "scene truth: qa[%ld] is not an object", k);
-                    else cli_err_json(&err, ge);
+                    if (!e)
+                        cli_err(&err, MGL_E_FORMAT, "scene truth: qa[%ld] is not an object", k);
+                    else
+                        cli_err_json(&err, ge);
                     goto out;
                 }
                 cat = categorize(q, digit);
@@ -287,13 +327,15 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
 
     GString* j = g_string_new("{\"model\": ");
     mgl_json_append_string(j, o[E_MODEL].value);
-    g_string_append_printf(j, ", \"seed\": %llu, \"count\": %ld, \"min_objects\": %d, \"max_objects\": %d, "
-                              "\"use_high_res\": %s, \"use_objects\": %s",
+    g_string_append_printf(j,
+                           ", \"seed\": %llu, \"count\": %ld, \"min_objects\": %d, \"max_objects\": %d, "
+                           "\"use_high_res\": %s, \"use_objects\": %s",
                            (unsigned long long)(uint64_t)seed, (long)count, (int)mn, (int)mx,
                            gp.use_high_res ? "true" : "false", gp.use_objects ? "true" : "false");
     if (max_q >= 0) g_string_append_printf(j, ", \"max_questions_per_scene\": %ld", max_q);
     if (gp.object_order >= 0)
-        g_string_append_printf(j, ", \"object_order\": \"%s\"", gp.object_order == MGL_OBJECT_ORDER_READING ? "reading" : "score");
+        g_string_append_printf(j, ", \"object_order\": \"%s\"",
+                               gp.object_order == MGL_OBJECT_ORDER_READING ? "reading" : "score");
     append_tally(j, "caption", &tally[CAT_CAPTION]);
     append_tally(j, "questions", &questions);
     for (int k = CAT_COUNTING; k < CAT_N; k++)
@@ -303,8 +345,10 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     fflush(stdout);
     if (dump) {
         char* sp = g_build_filename(dump, "summary.json", NULL);
-        if (!g_file_set_contents(sp, j->str, (gssize)j->len, NULL)) cli_err(&err, MGL_E_IO, "%s: cannot write", sp);
-        else rc = 0;
+        if (!g_file_set_contents(sp, j->str, (gssize)j->len, NULL))
+            cli_err(&err, MGL_E_IO, "%s: cannot write", sp);
+        else
+            rc = 0;
         g_free(sp);
     } else {
         rc = 0;

@@ -55,17 +55,17 @@ static uint8_t clip8_u16(unsigned v) { return (uint8_t)(v > 255 ? 255 : v); }
  * turns bad. Pillow stops reading once it has the rows (no IEND, no trailing
  * chunks, no last IDAT CRC needed), and so does this decoder. */
 typedef struct {
-    jmp_buf  jb;
-    char     msg[200];
-    bool     have_info;
+    jmp_buf jb;
+    char msg[200];
+    bool have_info;
     uint32_t W, H;
-    int      depth, ctype, ilace;
-    uint8_t  pal[256][3];
-    uint8_t* out;                /* W*H*3 */
-    uint8_t* tmp;                /* one pass row as RGB */
+    int depth, ctype, ilace;
+    uint8_t pal[256][3];
+    uint8_t* out; /* W*H*3 */
+    uint8_t* tmp; /* one pass row as RGB */
     uint32_t rows_in_pass[7];
     uint64_t rows_done, rows_total;
-    size_t   stop_pos;           /* where Pillow's reading stands when the rows are complete */
+    size_t stop_pos; /* where Pillow's reading stands when the rows are complete */
 } PngCtx;
 
 static bool png_rows_complete(const PngCtx* x) { return x->have_info && x->rows_done == x->rows_total; }
@@ -108,7 +108,7 @@ static bool png_is_cid_char(uint8_t c) {
 static bool png_tail_ok(const uint8_t* d, size_t n, size_t pos) {
     uint64_t p = pos;
     for (;;) {
-        p += 4;   /* the CRC */
+        p += 4; /* the CRC */
         if (p + 8 > n) return true;
         uint64_t len = be32(d + p);
         const uint8_t* cid = d + p + 4;
@@ -140,8 +140,10 @@ static void png_row_to_rgb(const uint8_t* in, uint8_t* out, uint32_t w, int dept
     case PNG_COLOR_TYPE_PALETTE:
         for (uint32_t x = 0; x < w; x++) {
             unsigned v;
-            if (depth == 16) v = ((unsigned)in[2 * x] << 8) | in[2 * x + 1];
-            else if (depth == 8) v = in[x];
+            if (depth == 16)
+                v = ((unsigned)in[2 * x] << 8) | in[2 * x + 1];
+            else if (depth == 8)
+                v = in[x];
             else {
                 unsigned per = 8u / (unsigned)depth;
                 unsigned shift = 8u - (unsigned)depth * (x % per + 1);
@@ -157,13 +159,13 @@ static void png_row_to_rgb(const uint8_t* in, uint8_t* out, uint32_t w, int dept
             case 2: g = (uint8_t)(v * 0x55); break;
             case 4: g = (uint8_t)(v * 0x11); break;
             case 8: g = (uint8_t)v; break;
-            default: g = clip8_u16(v); break;   /* mode I, then clip8 */
+            default: g = clip8_u16(v); break; /* mode I, then clip8 */
             }
             out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = g;
         }
         break;
     case PNG_COLOR_TYPE_GRAY_ALPHA: {
-        size_t step = depth == 16 ? 4 : 2;   /* the high byte of a 16-bit sample comes first */
+        size_t step = depth == 16 ? 4 : 2; /* the high byte of a 16-bit sample comes first */
         for (uint32_t x = 0; x < w; x++) out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = in[x * step];
         break;
     }
@@ -175,8 +177,7 @@ static void png_row_to_rgb(const uint8_t* in, uint8_t* out, uint32_t w, int dept
             for (int c = 0; c < 3; c++) out[3 * x + c] = in[(x * ch + (size_t)c) * bps];
         break;
     }
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -186,7 +187,7 @@ static void png_info_cb(png_structp png, png_infop info) {
     png_get_IHDR(png, info, &W, &H, &x->depth, &x->ctype, &x->ilace, NULL, NULL);
     x->W = W;
     x->H = H;
-    for (int i = 0; i < 256; i++) x->pal[i][0] = x->pal[i][1] = x->pal[i][2] = (uint8_t)i;   /* Pillow's ramp */
+    for (int i = 0; i < 256; i++) x->pal[i][0] = x->pal[i][1] = x->pal[i][2] = (uint8_t)i; /* Pillow's ramp */
     if (x->ctype == PNG_COLOR_TYPE_PALETTE) {
         png_colorp p = NULL;
         int np = 0;
@@ -219,8 +220,8 @@ static void png_row_cb(png_structp png, png_bytep row, png_uint_32 row_num, int 
     if (!row || !x->have_info || pass < 0 || pass > 6) return;
     uint32_t k = x->rows_in_pass[pass]++;
     if (x->ilace == PNG_INTERLACE_NONE) {
-        if (k < x->H) png_row_to_rgb(row, x->out + (size_t)k * x->W * 3, x->W, x->depth, x->ctype,
-                                     (const uint8_t(*)[3])x->pal);
+        if (k < x->H)
+            png_row_to_rgb(row, x->out + (size_t)k * x->W * 3, x->W, x->depth, x->ctype, (const uint8_t(*)[3])x->pal);
     } else {
         uint32_t y = PNG_ROW_FROM_PASS_ROW(k, pass);
         uint32_t pw = PNG_PASS_COLS(x->W, pass);
@@ -250,14 +251,14 @@ static MglStatus load_png(const char* path, const uint8_t* data, size_t n, uint8
     } else {
         /* Pillow refuses a bad CRC on any chunk before the image data, ancillary ones too */
         png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
-        png_set_benign_errors(png, 1);   /* e.g. an iCCP profile libpng dislikes: Pillow ignores it */
+        png_set_benign_errors(png, 1); /* e.g. an iCCP profile libpng dislikes: Pillow ignores it */
         png_set_user_limits(png, MAX_SIDE, MAX_SIDE);
         png_set_progressive_read_fn(png, x, png_info_cb, png_row_cb, NULL);
         /* fed in Pillow's reads: image data in blocks of 64 KiB within each IDAT chunk */
         size_t fed = 0;
         while (fed < n && !png_rows_complete(x)) {
             size_t next = png_next_boundary(data, n, fed);
-            x->stop_pos = next;   /* also when libpng fails inside this block after the last row */
+            x->stop_pos = next; /* also when libpng fails inside this block after the last row */
             png_process_data(png, info, (png_bytep)(uintptr_t)(data + fed), next - fed);
             fed = next;
         }
@@ -267,9 +268,12 @@ static MglStatus load_png(const char* path, const uint8_t* data, size_t n, uint8
     MglStatus st = MGL_OK;
     if (!png_rows_complete(x)) {
         free(x->out);
-        if (failed) st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: %s", path, x->msg);
-        else if (!x->have_info) st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: no image data", path);
-        else st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: the file is truncated", path);
+        if (failed)
+            st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: %s", path, x->msg);
+        else if (!x->have_info)
+            st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: no image data", path);
+        else
+            st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: the file is truncated", path);
     } else if (!png_tail_ok(data, n, x->stop_pos)) {
         free(x->out);
         st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: a chunk after the image data is truncated", path);
@@ -416,7 +420,7 @@ static MglStatus load_jpeg(const char* path, const uint8_t* data, size_t n, uint
         }
     }
     bool ok = !je.hit_eof && c.output_scanline == c.output_height;
-    if (ok) jpeg_finish_decompress(&c);   /* still refuses a corrupt marker before EOI, as Pillow does */
+    if (ok) jpeg_finish_decompress(&c); /* still refuses a corrupt marker before EOI, as Pillow does */
     jpeg_destroy_decompress(&c);
     free(row4);
     if (!ok) {
@@ -485,7 +489,7 @@ static long long pnm_scale(long long v, long long maxval, double out_max) {
     return (long long)nearbyint(r);
 }
 
-#define PNM_BLOCK (1024 * 1024)   /* ImageFile.SAFEBLOCK: the plain decoders read in blocks */
+#define PNM_BLOCK (1024 * 1024) /* ImageFile.SAFEBLOCK: the plain decoders read in blocks */
 
 typedef struct {
     const uint8_t* d;
@@ -579,7 +583,7 @@ static MglStatus pnm_plain(const char* path, const uint8_t* d, size_t n, size_t 
             pnm_read_block(&rd, blk);
             if (!blk->len) {
                 if (!have_half) break;
-                g_byte_array_append(blk, (const guint8*)" ", 1);   /* flush the half token */
+                g_byte_array_append(blk, (const guint8*)" ", 1); /* flush the half token */
             }
             pnm_ignore_comments(&rd, blk, &spans);
             /* the held-back token is prepended to every later block (Pillow never clears it) */
@@ -650,8 +654,7 @@ static MglStatus load_pnm(const char* path, const uint8_t* d, size_t n, uint8_t*
     long long v[3] = {0, 0, 0};
     int ntok = bitonal ? 2 : 3;
     for (int k = 0; k < ntok; k++)
-        if (!pnm_token(d, n, &i, &v[k]))
-            return cli_err(err, MGL_E_FORMAT, "%s: malformed PNM header", path);
+        if (!pnm_token(d, n, &i, &v[k])) return cli_err(err, MGL_E_FORMAT, "%s: malformed PNM header", path);
     if (v[0] < 1 || v[1] < 1 || v[0] > MAX_SIDE || v[1] > MAX_SIDE)
         return cli_err(err, MGL_E_FORMAT, "%s: PNM of %lldx%lld pixels (1..%d a side)", path, v[0], v[1], MAX_SIDE);
     long long maxval = bitonal ? 1 : v[2];
@@ -694,7 +697,7 @@ static MglStatus load_pnm(const char* path, const uint8_t* d, size_t n, uint8_t*
                         b8 = bps == 1 ? (uint8_t)s : clip8_u16((unsigned)s);
                     } else {
                         long long q = pnm_scale(s, maxval, out_max);
-                        if (q > (long long)out_max) q = (long long)out_max;   /* min(out_max, ...) */
+                        if (q > (long long)out_max) q = (long long)out_max; /* min(out_max, ...) */
                         b8 = mode_i ? clip8_u16((unsigned)q) : (uint8_t)q;
                     }
                     out[p * 3 + (size_t)c] = b8;
@@ -727,10 +730,14 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
     MglStatus st;
     const uint8_t* d = (const uint8_t*)g_mapped_file_get_contents(m);
     size_t n = g_mapped_file_get_length(m);
-    if (n >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) st = load_png(path, d, n, rgb, w, h, err);
-    else if (n >= 3 && d[0] == 0xff && d[1] == 0xd8 && d[2] == 0xff) st = load_jpeg(path, d, n, rgb, w, h, err);
-    else if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '6') st = load_pnm(path, d, n, rgb, w, h, err);
-    else st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG or PNM (PPM/PGM/PBM) image", path);
+    if (n >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0)
+        st = load_png(path, d, n, rgb, w, h, err);
+    else if (n >= 3 && d[0] == 0xff && d[1] == 0xd8 && d[2] == 0xff)
+        st = load_jpeg(path, d, n, rgb, w, h, err);
+    else if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '6')
+        st = load_pnm(path, d, n, rgb, w, h, err);
+    else
+        st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG or PNM (PPM/PGM/PBM) image", path);
     g_mapped_file_unref(m);
     return st;
 }

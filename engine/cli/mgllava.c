@@ -30,42 +30,44 @@
 #define MAX_STDIN (256u << 20)
 
 static void usage(FILE* f) {
-    fputs("usage: mgllava COMMAND [OPTIONS]\n"
-          "  tokenize   --tokenizer PATH [--special]       read UTF-8 text on stdin, print a JSON array of ids\n"
-          "  detokenize --tokenizer PATH [--skip-special] [--clean-up-spaces=yes|no]\n"
-          "                                                read a JSON array of ids on stdin, print the text\n"
-          "                                                (spaces before punctuation cleaned up as the\n"
-          "                                                tokenizer's config says, unless overridden)\n"
-          "  inspect    --model PATH                       validate and summarise a model folder (mgllava.json),\n"
-          "                                                or list the tensors of a .safetensors/.pth/.bin file\n"
-          "  convert    --model PATH --out DIR [--dtype f16|bf16|f32]\n"
-          "                                                pack a model into one folder of safetensors (mmap-loadable)\n"
-          "  run        --model PATH --image FILE [--boxes FILE] --prompt TEXT [--max-new-tokens N]\n"
-          "             [--temperature T] [--top-p P] [--top-k K] [--seed S] [--device auto|cpu|cuda] [--json]\n"
-          "             [--object-order model|score|reading] [--schema FILE | --grammar FILE]\n"
-          "                                                answer a question about an image (PNG, JPEG, PPM);\n"
-          "                                                --schema/--grammar: the answer follows a JSON Schema or\n"
-          "                                                a grammar (docs/structured-output.md)\n"
-          "  dump       (run's options) --stage NAME --out FILE.safetensors\n"
-          "                                                write one stage's tensor: x768 x336 boxes768 clip\n"
-          "                                                cnx0..cnx3 fused vimg obj_pooled vobj embeds logits\n"
-          "  bench      [--preset NAME] [--dtype f32|f16|bf16] [--prompt-tokens N] [--gen-tokens N] [--reps N]\n"
-          "             [--device cpu|cuda|auto] [--precision f16|bf16|f32]   (CUDA: weights in that precision)\n"
-          "                                                real-shape random-weight timings (one JSON line); presets:\n"
-          "                                                clip-l-336 convnext-l-768 vision-l llama-110m vicuna-7b\n"
-          "                                                phi3-mini llama3-8b mgllava-7b\n"
-          "             --preset NAME --save DIR [--tokenizer DIR]   write the preset as a packed model folder\n"
-          "             --model PATH [--gen-tokens N]          load from disk, time one frame, peak RSS vs file size\n"
-          "  scenes     --count N --out DIR [--seed S] [--width W] [--height H] [--min-objects N] [--max-objects N]\n"
-          "                                                synthetic scenes: PNG + ground-truth JSON per scene\n"
-          "  eval-scenes --model PATH --count N [--seed S] [--min-objects N] [--max-objects N]\n"
-          "             [--use-high-res true|false] [--use-objects true|false] [--device auto|cpu|cuda]\n"
-          "             [--precision f16|bf16|f32] [--threads N]\n"
-          "             [--max-questions-per-scene K] [--max-new-tokens N] [--object-order model|score|reading]\n"
-          "             [--dump DIR] [--verbose]\n"
-          "                                                score a model on the scenes `scenes` writes (one JSON object)\n"
-          "  version\n",
-          f);
+    fputs(
+        "usage: mgllava COMMAND [OPTIONS]\n"
+        "  tokenize   --tokenizer PATH [--special]       read UTF-8 text on stdin, print a JSON array of ids\n"
+        "  detokenize --tokenizer PATH [--skip-special] [--clean-up-spaces=yes|no]\n"
+        "                                                read a JSON array of ids on stdin, print the text\n"
+        "                                                (spaces before punctuation cleaned up as the\n"
+        "                                                tokenizer's config says, unless overridden)\n"
+        "  inspect    --model PATH                       validate and summarise a model folder (mgllava.json),\n"
+        "                                                or list the tensors of a .safetensors/.pth/.bin file\n"
+        "  convert    --model PATH --out DIR [--dtype f16|bf16|f32]\n"
+        "                                                pack a model into one folder of safetensors (mmap-loadable)\n"
+        "  run        --model PATH --image FILE [--boxes FILE] --prompt TEXT [--max-new-tokens N]\n"
+        "             [--temperature T] [--top-p P] [--top-k K] [--seed S] [--device auto|cpu|cuda] [--json]\n"
+        "             [--object-order model|score|reading] [--schema FILE | --grammar FILE]\n"
+        "                                                answer a question about an image (PNG, JPEG, PPM);\n"
+        "                                                --schema/--grammar: the answer follows a JSON Schema or\n"
+        "                                                a grammar (docs/structured-output.md)\n"
+        "  dump       (run's options) --stage NAME --out FILE.safetensors\n"
+        "                                                write one stage's tensor: x768 x336 boxes768 clip\n"
+        "                                                cnx0..cnx3 fused vimg obj_pooled vobj embeds logits\n"
+        "  bench      [--preset NAME] [--dtype f32|f16|bf16] [--prompt-tokens N] [--gen-tokens N] [--reps N]\n"
+        "             [--device cpu|cuda|auto] [--precision f16|bf16|f32]   (CUDA: weights in that precision)\n"
+        "                                                real-shape random-weight timings (one JSON line); presets:\n"
+        "                                                clip-l-336 convnext-l-768 vision-l llama-110m vicuna-7b\n"
+        "                                                phi3-mini llama3-8b mgllava-7b\n"
+        "             --preset NAME --save DIR [--tokenizer DIR]   write the preset as a packed model folder\n"
+        "             --model PATH [--gen-tokens N]          load from disk, time one frame, peak RSS vs file size\n"
+        "  scenes     --count N --out DIR [--seed S] [--width W] [--height H] [--min-objects N] [--max-objects N]\n"
+        "                                                synthetic scenes: PNG + ground-truth JSON per scene\n"
+        "  eval-scenes --model PATH --count N [--seed S] [--min-objects N] [--max-objects N]\n"
+        "             [--use-high-res true|false] [--use-objects true|false] [--device auto|cpu|cuda]\n"
+        "             [--precision f16|bf16|f32] [--threads N]\n"
+        "             [--max-questions-per-scene K] [--max-new-tokens N] [--object-order model|score|reading]\n"
+        "             [--dump DIR] [--verbose]\n"
+        "                                                score a model on the scenes `scenes` writes (one JSON "
+        "object)\n"
+        "  version\n",
+        f);
 }
 
 static char* read_stdin(size_t* len, MglErr* err) {
@@ -197,7 +199,8 @@ static int cmd_inspect(int argc, char** argv) {
 static int cmd_convert(int argc, char** argv) {
     CliOpt o[] = {{"--model", true}, {"--out", true}, {"--dtype", true}};
     if (cli_parse_opts(argc, argv, o, 3)) return 1;
-    if (!o[0].value || !o[1].value) return cli_usage_error(NULL, "%s: --model PATH and --out DIR are required", "convert");
+    if (!o[0].value || !o[1].value)
+        return cli_usage_error(NULL, "%s: --model PATH and --out DIR are required", "convert");
     const char* ds = o[2].value ? o[2].value : "f16";
     if (!cli_dtype(ds)) return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", ds);
     MglErr err = {0};
@@ -210,8 +213,8 @@ static int cmd_convert(int argc, char** argv) {
 /* ---- run / dump ------------------------------------------------------- */
 
 typedef struct {
-    MglBox*        boxes;
-    size_t         n;
+    MglBox* boxes;
+    size_t n;
     MglDetections* det; /* owns the labels */
 } Boxes;
 
@@ -231,9 +234,9 @@ static MglStatus load_boxes(const char* path, Boxes* out, MglErr* err) {
     GError* ge = NULL;
     out->det = mgl_detections_load_record(path, 256u << 20, warnings, &ge);
     if (!out->det) {
-        MglStatus st = cli_err(err, g_error_matches(ge, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO) ? MGL_E_IO
-                                                                                                        : MGL_E_FORMAT,
-                               "%s", ge->message);
+        MglStatus st =
+            cli_err(err, g_error_matches(ge, MGL_DETECTIONS_ERROR, MGL_DETECTIONS_ERROR_IO) ? MGL_E_IO : MGL_E_FORMAT,
+                    "%s", ge->message);
         g_error_free(ge);
         g_ptr_array_unref(warnings);
         return st;
@@ -253,7 +256,7 @@ static MglStatus load_boxes(const char* path, Boxes* out, MglErr* err) {
 
 typedef struct {
     bool json;
-    bool tty;          /* stream tokens as they come (an interactive terminal) */
+    bool tty; /* stream tokens as they come (an interactive terminal) */
     GString* streamed;
 } RunState;
 
@@ -267,8 +270,26 @@ static bool on_token(int32_t id, const char* text, void* ud) {
     return true;
 }
 
-enum { O_MODEL, O_IMAGE, O_BOXES, O_PROMPT, O_MAXNEW, O_TEMP, O_TOPP, O_TOPK, O_SEED, O_DEVICE, O_JSON, O_STAGE, O_OUT,
-       O_THREADS, O_ORDER, O_SCHEMA, O_GRAMMAR, O_COUNT };
+enum {
+    O_MODEL,
+    O_IMAGE,
+    O_BOXES,
+    O_PROMPT,
+    O_MAXNEW,
+    O_TEMP,
+    O_TOPP,
+    O_TOPK,
+    O_SEED,
+    O_DEVICE,
+    O_JSON,
+    O_STAGE,
+    O_OUT,
+    O_THREADS,
+    O_ORDER,
+    O_SCHEMA,
+    O_GRAMMAR,
+    O_COUNT
+};
 
 /* --schema FILE / --grammar FILE: the text of the file (g_free), at most 1 MiB. */
 static char* read_constraint(const char* path, const char* opt, MglErr* err) {
@@ -289,40 +310,48 @@ static char* read_constraint(const char* path, const char* opt, MglErr* err) {
 }
 
 static int cmd_run(int argc, char** argv, bool dump) {
-    CliOpt o[O_COUNT] = {{"--model", true}, {"--image", true}, {"--boxes", true}, {"--prompt", true},
-                      {"--max-new-tokens", true}, {"--temperature", true}, {"--top-p", true}, {"--top-k", true},
-                      {"--seed", true}, {"--device", true}, {"--json", false}, {"--stage", true}, {"--out", true},
-                      {"--threads", true}, {"--object-order", true}, {"--schema", true}, {"--grammar", true}};
+    CliOpt o[O_COUNT] = {
+        {"--model", true},       {"--image", true},  {"--boxes", true}, {"--prompt", true},  {"--max-new-tokens", true},
+        {"--temperature", true}, {"--top-p", true},  {"--top-k", true}, {"--seed", true},    {"--device", true},
+        {"--json", false},       {"--stage", true},  {"--out", true},   {"--threads", true}, {"--object-order", true},
+        {"--schema", true},      {"--grammar", true}};
     if (cli_parse_opts(argc, argv, o, O_COUNT)) return 1;
     const char* cmd = dump ? "dump" : "run";
     if (!o[O_MODEL].value || !o[O_IMAGE].value || !o[O_PROMPT].value)
         return cli_usage_error(NULL, "%s: --model PATH, --image FILE and --prompt TEXT are required", cmd);
-    if (dump && (!o[O_STAGE].value || !o[O_OUT].value)) return cli_usage_error(NULL, "%s: --stage NAME and --out FILE are required", cmd);
+    if (dump && (!o[O_STAGE].value || !o[O_OUT].value))
+        return cli_usage_error(NULL, "%s: --stage NAME and --out FILE are required", cmd);
     MglGenParams gp = mgl_gen_default_params();
     MglModelParams mp = mgl_model_default_params();
     double v;
     if (o[O_MAXNEW].value) {
-        if (!cli_num(o[O_MAXNEW].value, 1, 1e6, &v)) return cli_usage_error(NULL, "--max-new-tokens '%s': expected 1..1000000", o[O_MAXNEW].value);
+        if (!cli_num(o[O_MAXNEW].value, 1, 1e6, &v))
+            return cli_usage_error(NULL, "--max-new-tokens '%s': expected 1..1000000", o[O_MAXNEW].value);
         gp.max_new_tokens = (int)v;
     }
     if (o[O_TEMP].value) {
-        if (!cli_num(o[O_TEMP].value, 0, 100, &v)) return cli_usage_error(NULL, "--temperature '%s': expected 0..100", o[O_TEMP].value);
+        if (!cli_num(o[O_TEMP].value, 0, 100, &v))
+            return cli_usage_error(NULL, "--temperature '%s': expected 0..100", o[O_TEMP].value);
         gp.temperature = (float)v;
     }
     if (o[O_TOPP].value) {
-        if (!cli_num(o[O_TOPP].value, 1e-6, 1, &v)) return cli_usage_error(NULL, "--top-p '%s': expected (0, 1]", o[O_TOPP].value);
+        if (!cli_num(o[O_TOPP].value, 1e-6, 1, &v))
+            return cli_usage_error(NULL, "--top-p '%s': expected (0, 1]", o[O_TOPP].value);
         gp.top_p = (float)v;
     }
     if (o[O_TOPK].value) {
-        if (!cli_num(o[O_TOPK].value, 0, 1e9, &v)) return cli_usage_error(NULL, "--top-k '%s': expected >= 0", o[O_TOPK].value);
+        if (!cli_num(o[O_TOPK].value, 0, 1e9, &v))
+            return cli_usage_error(NULL, "--top-k '%s': expected >= 0", o[O_TOPK].value);
         gp.top_k = (int)v;
     }
     if (o[O_SEED].value) {
-        if (!cli_num(o[O_SEED].value, 0, 1.8e19, &v)) return cli_usage_error(NULL, "--seed '%s': expected a non-negative integer", o[O_SEED].value);
+        if (!cli_num(o[O_SEED].value, 0, 1.8e19, &v))
+            return cli_usage_error(NULL, "--seed '%s': expected a non-negative integer", o[O_SEED].value);
         gp.seed = (uint64_t)v;
     }
     if (o[O_THREADS].value) {
-        if (!cli_num(o[O_THREADS].value, 1, 1024, &v)) return cli_usage_error(NULL, "--threads '%s': expected 1..1024", o[O_THREADS].value);
+        if (!cli_num(o[O_THREADS].value, 1, 1024, &v))
+            return cli_usage_error(NULL, "--threads '%s': expected 1..1024", o[O_THREADS].value);
         mp.n_threads = (int)v;
     }
     if (o[O_ORDER].value && mgl_object_order_parse(o[O_ORDER].value, &gp.object_order) != MGL_OK)
@@ -364,7 +393,8 @@ static int cmd_run(int argc, char** argv, bool dump) {
     }
     MglImage img = {rgb, w, h, 3 * w};
     if (dump) {
-        rc = mgl_cmd_dump_stage(m, &img, bx.boxes, bx.n, gp.object_order, o[O_PROMPT].value, o[O_STAGE].value, o[O_OUT].value);
+        rc = mgl_cmd_dump_stage(m, &img, bx.boxes, bx.n, gp.object_order, o[O_PROMPT].value, o[O_STAGE].value,
+                                o[O_OUT].value);
         goto done;
     }
     if (mgl_ctx_new(m, &c, &err) != MGL_OK) goto out;
@@ -390,8 +420,9 @@ static int cmd_run(int argc, char** argv, bool dump) {
         if (cres != MGL_GRAMMAR_COMPLETE) {
             const int budget = gp.max_new_tokens > 0 ? gp.max_new_tokens : mgl_model_default_max_new_tokens(m);
             if (cres == MGL_GRAMMAR_INCOMPLETE)
-                fprintf(stderr, "mgllava: run: incomplete answer: %d generated tokens ended inside the %s's structure "
-                                "(the budget is %d new tokens: raise --max-new-tokens)\n",
+                fprintf(stderr,
+                        "mgllava: run: incomplete answer: %d generated tokens ended inside the %s's structure "
+                        "(the budget is %d new tokens: raise --max-new-tokens)\n",
                         tm.n_generated, o[O_SCHEMA].value ? "schema" : "grammar", budget);
             else
                 fprintf(stderr, "mgllava: run: the answer left the %s after %d tokens (no token could continue it)\n",
@@ -410,16 +441,20 @@ static int cmd_run(int argc, char** argv, bool dump) {
         mgl_json_append_string(j, text);
         g_string_append(j, ", \"token_ids\": [");
         for (size_t i = 0; i < nid; i++) g_string_append_printf(j, i ? ", %d" : "%d", ids[i]);
-        g_string_append_printf(j, "], \"n_prompt_tokens\": %d, \"n_objects\": %d, \"timings_ms\": {\"preprocess\": %.3f, "
-                                  "\"vision\": %.3f, \"prefill\": %.3f, \"decode\": %.3f}",
-                               tm.n_prompt_tokens, tm.n_objects, tm.preprocess_ms, tm.vision_ms, tm.prefill_ms, tm.decode_ms);
+        g_string_append_printf(j,
+                               "], \"n_prompt_tokens\": %d, \"n_objects\": %d, \"timings_ms\": {\"preprocess\": %.3f, "
+                               "\"vision\": %.3f, \"prefill\": %.3f, \"decode\": %.3f}",
+                               tm.n_prompt_tokens, tm.n_objects, tm.preprocess_ms, tm.vision_ms, tm.prefill_ms,
+                               tm.decode_ms);
         if (gstate) g_string_append_printf(j, ", \"constraint\": \"%s\"", mgl_grammar_result_name(cres));
         g_string_append(j, "}\n");
         fputs(j->str, stdout);
         g_string_free(j, TRUE);
     } else {
-        if (rs.tty) fputc('\n', stdout); /* the answer was streamed */
-        else printf("%s\n", text);
+        if (rs.tty)
+            fputc('\n', stdout); /* the answer was streamed */
+        else
+            printf("%s\n", text);
     }
     g_string_free(rs.streamed, TRUE);
     free(text);
@@ -441,17 +476,21 @@ done:
 
 /* `scenes`: the synthetic scene renderer writing PNG + ground-truth JSON. */
 static int cmd_scenes(int argc, char** argv) {
-    CliOpt o[] = {{"--count", true}, {"--seed", true}, {"--out", true}, {"--width", true}, {"--height", true},
-               {"--min-objects", true}, {"--max-objects", true}};
+    CliOpt o[] = {{"--count", true},  {"--seed", true},        {"--out", true},        {"--width", true},
+                  {"--height", true}, {"--min-objects", true}, {"--max-objects", true}};
     if (cli_parse_opts(argc, argv, o, 7)) return 1;
     if (!o[0].value || !o[2].value) return cli_usage_error(NULL, "%s: --count N and --out DIR are required", "scenes");
     double count, seed = 0, w = 640, h = 480, mn = 1, mx = 6;
     if (!cli_num(o[0].value, 1, 1e7, &count)) return cli_usage_error(NULL, "--count '%s'", o[0].value);
     if (o[1].value && !cli_num(o[1].value, 0, 1.8e19, &seed)) return cli_usage_error(NULL, "--seed '%s'", o[1].value);
-    if (o[3].value && !cli_num(o[3].value, 64, 8192, &w)) return cli_usage_error(NULL, "--width '%s': 64..8192", o[3].value);
-    if (o[4].value && !cli_num(o[4].value, 64, 8192, &h)) return cli_usage_error(NULL, "--height '%s': 64..8192", o[4].value);
-    if (o[5].value && !cli_num(o[5].value, 1, MGL_SCENE_MAX_OBJECTS, &mn)) return cli_usage_error(NULL, "--min-objects '%s'", o[5].value);
-    if (o[6].value && !cli_num(o[6].value, mn, MGL_SCENE_MAX_OBJECTS, &mx)) return cli_usage_error(NULL, "--max-objects '%s'", o[6].value);
+    if (o[3].value && !cli_num(o[3].value, 64, 8192, &w))
+        return cli_usage_error(NULL, "--width '%s': 64..8192", o[3].value);
+    if (o[4].value && !cli_num(o[4].value, 64, 8192, &h))
+        return cli_usage_error(NULL, "--height '%s': 64..8192", o[4].value);
+    if (o[5].value && !cli_num(o[5].value, 1, MGL_SCENE_MAX_OBJECTS, &mn))
+        return cli_usage_error(NULL, "--min-objects '%s'", o[5].value);
+    if (o[6].value && !cli_num(o[6].value, mn, MGL_SCENE_MAX_OBJECTS, &mx))
+        return cli_usage_error(NULL, "--max-objects '%s'", o[6].value);
     if (g_mkdir_with_parents(o[2].value, 0755) != 0) {
         MglErr e;
         cli_err(&e, MGL_E_IO, "%s: cannot create folder", o[2].value);

@@ -39,7 +39,7 @@ static MglStatus cuda_stage_convnext(MglBackendCtx* dc, const float* x768, float
 }
 
 static MglStatus cuda_stage_fuse(MglBackendCtx* dc, const float* clip, const float* stage3, float* fused,
-                                float* gate_logit, MglErr* err) {
+                                 float* gate_logit, MglErr* err) {
     cudaSetDevice(dc->dm->dev);
     MGL_TRY(mglc_ensure_vision(dc, err));
     const MglModelWeights* m = &dc->dm->w;
@@ -53,7 +53,7 @@ static MglStatus cuda_stage_fuse(MglBackendCtx* dc, const float* clip, const flo
 }
 
 static MglStatus cuda_stage_objects(MglBackendCtx* dc, float* const so[4], const float* boxes768, size_t n,
-                                   float* pooled, MglErr* err) {
+                                    float* pooled, MglErr* err) {
     cudaSetDevice(dc->dm->dev);
     MGL_TRY(mglc_ensure_vision(dc, err));
     MGL_TRY(mglc_ensure_boxes(dc, (int64_t)n, err));
@@ -70,7 +70,7 @@ static MglStatus cuda_stage_objects(MglBackendCtx* dc, float* const so[4], const
 }
 
 static MglStatus cuda_forward(MglBackendCtx* dc, int slot, const float* embeds, int64_t T, int64_t pos0, float* logits,
-                             bool all_logits, MglErr* err) {
+                              bool all_logits, MglErr* err) {
     if (slot < 0 || slot > (int)dc->more.size())
         return mgl_err(err, MGL_E_INVALID, "CUDA backend: slot %d of %d", slot, 1 + (int)dc->more.size());
     if (slot > 0) dc = dc->more[(size_t)(slot - 1)];
@@ -96,12 +96,14 @@ static MglStatus sample_dev(MglBackendCtx* dc, const MglSampling* p, int32_t* id
     mgl_cuda_nan_flag(s, dc->logits, V, dc->d_tok + 1); /* d_tok has room for 4 ids; [1] is the flag */
     if (p->allow) { /* constrained decoding: the mask goes to the device and applies there */
         const size_t words = (size_t)((V + 31) / 32);
-        if (!dc->d_allow) MGL_TRY(mglc_ctx_alloc(dc, (void**)&dc->d_allow, sizeof(uint32_t) * words, "sampling mask", err));
+        if (!dc->d_allow)
+            MGL_TRY(mglc_ctx_alloc(dc, (void**)&dc->d_allow, sizeof(uint32_t) * words, "sampling mask", err));
         mglc_fail(s, cudaMemcpyAsync(dc->d_allow, p->allow, sizeof(uint32_t) * words, cudaMemcpyHostToDevice, s->st),
                   "mask upload");
         mgl_cuda_mask_logits(s, dc->logits, V, dc->d_allow);
     }
-    if (p->temperature <= 0.0f) mgl_cuda_argmax(s, dc->logits, V, dc->d_tok);
+    if (p->temperature <= 0.0f)
+        mgl_cuda_argmax(s, dc->logits, V, dc->d_tok);
     else {
         double u = mgl_rng_unit(p->rng);
         mgl_cuda_sample(s, dc->sampler, dc->logits, p->temperature, p->top_k, p->top_p, u, dc->d_tok);
@@ -328,8 +330,10 @@ static void cuda_model_info(const MglBackendModel* dm, MglBackendInfo* out) {
     snprintf(out->precision, sizeof out->precision, "%s", dm->prec_name);
     size_t fr = 0, tot = 0;
     cudaSetDevice(dm->dev);
-    if (cudaMemGetInfo(&fr, &tot) == cudaSuccess) out->free_bytes = fr;
-    else cudaGetLastError();
+    if (cudaMemGetInfo(&fr, &tot) == cudaSuccess)
+        out->free_bytes = fr;
+    else
+        cudaGetLastError();
 }
 
 static void cuda_ctx_free(MglBackendCtx* dc) {
@@ -412,24 +416,8 @@ static MglStatus cuda_sample(MglBackendCtx* dc, MglSeq* const* seqs, int n, MglE
 }
 
 extern "C" const MglBackend mgl_backend_cuda = {
-    "cuda",
-    cuda_probe,
-    mgl_cuda_device_count,
-    mglc_model_new,
-    mglc_model_free,
-    cuda_model_info,
-    cuda_ctx_new,
-    cuda_ctx_free,
-    cuda_reserve,
-    cuda_vision,
-    cuda_prefill,
-    cuda_decode,
-    cuda_sample,
-    cuda_stage_clip,
-    cuda_stage_convnext,
-    cuda_stage_fuse,
-    cuda_stage_objects,
-    cuda_forward,
-    cuda_bench_vision,
-    cuda_bench_llm,
+    "cuda",          cuda_probe,         mgl_cuda_device_count, mglc_model_new,    mglc_model_free,
+    cuda_model_info, cuda_ctx_new,       cuda_ctx_free,         cuda_reserve,      cuda_vision,
+    cuda_prefill,    cuda_decode,        cuda_sample,           cuda_stage_clip,   cuda_stage_convnext,
+    cuda_stage_fuse, cuda_stage_objects, cuda_forward,          cuda_bench_vision, cuda_bench_llm,
 };

@@ -8,21 +8,21 @@
 #include "mgl-cuda.h"
 
 struct MglCudaStream {
-    int            dev;
-    cudaStream_t   st;
+    int dev;
+    cudaStream_t st;
     cublasHandle_t blas;
     /* growable scratch: `cast` holds GEMM inputs in the weight dtype, `tmp` im2col/RoI weights */
-    void*  cast;
+    void* cast;
     size_t cast_bytes;
-    void*  tmp;
+    void* tmp;
     size_t tmp_bytes;
     /* prefill attention: packed queries, scores and probabilities */
-    void*  attn;
+    void* attn;
     size_t attn_bytes;
     /* first error since the last sync */
-    MglStatus   st_err;
-    char        msg[512];
-    bool        capturing;   /* inside stream capture: no allocation allowed */
+    MglStatus st_err;
+    char msg[512];
+    bool capturing; /* inside stream capture: no allocation allowed */
 };
 
 /* record the first failure; returns true when `e` is an error */

@@ -173,10 +173,14 @@ MglStatus mglc_model_new(const MglModelWeights* m, const MglBackendParams* bp, M
     const int gpu_id = bp ? bp->gpu_id : 0;
     const char* precision = bp ? bp->precision : NULL;
     MglDType prec;
-    if (!precision || !*precision || !strcmp(precision, "f16") || !strcmp(precision, "fp16")) prec = MGL_DT_F16;
-    else if (!strcmp(precision, "bf16")) prec = MGL_DT_BF16;
-    else if (!strcmp(precision, "f32") || !strcmp(precision, "fp32")) prec = MGL_DT_F32;
-    else return mgl_err(err, MGL_E_INVALID, "precision \"%s\" (f16, bf16 or f32)", precision);
+    if (!precision || !*precision || !strcmp(precision, "f16") || !strcmp(precision, "fp16"))
+        prec = MGL_DT_F16;
+    else if (!strcmp(precision, "bf16"))
+        prec = MGL_DT_BF16;
+    else if (!strcmp(precision, "f32") || !strcmp(precision, "fp32"))
+        prec = MGL_DT_F32;
+    else
+        return mgl_err(err, MGL_E_INVALID, "precision \"%s\" (f16, bf16 or f32)", precision);
     MGL_TRY(mgl_cuda_probe(gpu_id, err));
     const MglLlmConfig* lc = &m->lc;
     if (lc->head_dim > 256 || lc->n_kv_heads <= 0 || lc->n_heads % lc->n_kv_heads != 0 ||
@@ -196,7 +200,10 @@ MglStatus mglc_model_new(const MglModelWeights* m, const MglBackendParams* bp, M
     }
     dm->dev = gpu_id;
     dm->prec = prec;
-    snprintf(dm->prec_name, sizeof dm->prec_name, "%s", prec == MGL_DT_F16 ? "f16" : prec == MGL_DT_BF16 ? "bf16" : "f32");
+    snprintf(dm->prec_name, sizeof dm->prec_name, "%s",
+             prec == MGL_DT_F16    ? "f16"
+             : prec == MGL_DT_BF16 ? "bf16"
+                                   : "f32");
     dm->err = err;
     dm->st = MGL_OK;
     /* pass 1: count */
@@ -328,17 +335,31 @@ MglStatus mglc_ensure_vision(MglBackendCtx* dc, MglErr* err) {
     struct {
         float** p;
         int64_t n;
-    } want[] = {{&dc->x336, 3 * 336 * 336}, {&dc->x768, 3 * MGL_AUX_SIZE * MGL_AUX_SIZE}, {&dc->cx, T * D},
-                {&dc->ch, T * D}, {&dc->cqkv, T * 3 * D}, {&dc->ca, T * D}, {&dc->cf, T * FF},
-                {&dc->clip_out, P * D}, {&dc->t1, big}, {&dc->t2, big}, {&dc->f_hs, P * C3}, {&dc->f_h, P * D},
-                {&dc->f_t, P * D}, {&dc->f_l, P * D}, {&dc->f_mean, 2 * D}, {&dc->f_gh, GH}, {&dc->f_g, 4},
-                {&dc->fused, P * D}, {&dc->mlp_tmp, P * HID}};
+    } want[] = {{&dc->x336, 3 * 336 * 336},
+                {&dc->x768, 3 * MGL_AUX_SIZE * MGL_AUX_SIZE},
+                {&dc->cx, T * D},
+                {&dc->ch, T * D},
+                {&dc->cqkv, T * 3 * D},
+                {&dc->ca, T * D},
+                {&dc->cf, T * FF},
+                {&dc->clip_out, P * D},
+                {&dc->t1, big},
+                {&dc->t2, big},
+                {&dc->f_hs, P * C3},
+                {&dc->f_h, P * D},
+                {&dc->f_t, P * D},
+                {&dc->f_l, P * D},
+                {&dc->f_mean, 2 * D},
+                {&dc->f_gh, GH},
+                {&dc->f_g, 4},
+                {&dc->fused, P * D},
+                {&dc->mlp_tmp, P * HID}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         MGL_TRY(mglc_ctx_alloc(dc, (void**)want[i].p, sizeof(float) * (size_t)want[i].n, "vision activations", err));
     for (int s = 0; s < 4; s++) {
         int64_t hs = (MGL_AUX_SIZE / 4) >> s;
         MGL_TRY(mglc_ctx_alloc(dc, (void**)&dc->so[s], sizeof(float) * (size_t)(hs * hs * m->stages[s].C),
-                          "ConvNeXt maps", err));
+                               "ConvNeXt maps", err));
     }
     dc->vis = true;
     return MGL_OK;
@@ -367,7 +388,8 @@ MglStatus mglc_ensure_llm(MglBackendCtx* dc, int64_t T, bool all_logits, MglErr*
     if (T <= dc->t_cap && rows <= dc->logit_rows) return MGL_OK;
     cudaStreamSynchronize(dc->s_main->st);
     mglc_graph_drop(dc); /* the graph holds the old pointers */
-    const int64_t H = lc->hidden, qd = (int64_t)lc->n_heads * lc->head_dim, kvd = (int64_t)lc->n_kv_heads * lc->head_dim;
+    const int64_t H = lc->hidden, qd = (int64_t)lc->n_heads * lc->head_dim,
+                  kvd = (int64_t)lc->n_kv_heads * lc->head_dim;
     const int64_t F = lc->intermediate, V = lc->vocab;
     int64_t cap = T > dc->t_cap ? (T < 64 ? 64 : T) : dc->t_cap;
     int64_t lr = rows > dc->logit_rows ? rows : dc->logit_rows;
@@ -377,7 +399,13 @@ MglStatus mglc_ensure_llm(MglBackendCtx* dc, int64_t T, bool all_logits, MglErr*
         *ps[i] = NULL;
     }
     dc->t_cap = dc->logit_rows = 0;
-    int64_t n[8] = {cap * H, cap * H, cap * (qd + 2 * kvd), cap * qd, cap * 2 * F, cap * F, lr * V,
+    int64_t n[8] = {cap * H,
+                    cap * H,
+                    cap * (qd + 2 * kvd),
+                    cap * qd,
+                    cap * 2 * F,
+                    cap * F,
+                    lr * V,
                     mglc_attn_partial_floats(4, lc->n_heads, lc->head_dim)};
     for (int i = 0; i < 8; i++)
         MGL_TRY(mglc_ctx_alloc(dc, (void**)ps[i], sizeof(float) * (size_t)n[i], "decoder activations", err));
@@ -449,8 +477,10 @@ void mglc_clip_dev(MglBackendCtx* dc, MglCudaStream* s) {
         mgl_cuda_add(s, x, dc->ch, T * D);
         mgl_cuda_layernorm(s, x, T, D, L->ln2_w, L->ln2_b, m->clip_eps, dc->ch);
         mgl_cuda_matmul(s, dc->ch, T, &L->fc1, L->fc1_b, dc->cf, FF);
-        if (m->clip_quick_gelu) mgl_cuda_quick_gelu(s, dc->cf, T * FF);
-        else mgl_cuda_gelu_erf(s, dc->cf, T * FF);
+        if (m->clip_quick_gelu)
+            mgl_cuda_quick_gelu(s, dc->cf, T * FF);
+        else
+            mgl_cuda_gelu_erf(s, dc->cf, T * FF);
         mgl_cuda_matmul(s, dc->cf, T, &L->fc2, L->fc2_b, dc->ch, D);
         mgl_cuda_add(s, x, dc->ch, T * D);
     }
@@ -576,7 +606,8 @@ MglStatus mglc_decode_step(MglBackendCtx* dc, int64_t pos, MglErr* err) {
         }
         if (e == cudaSuccess && s->st_err == MGL_OK) e = cudaGraphInstantiate(&dc->gexec, g, 0);
         if (g) cudaGraphDestroy(g);
-        if (e == cudaSuccess && s->st_err == MGL_OK) dc->graph_ready = true;
+        if (e == cudaSuccess && s->st_err == MGL_OK)
+            dc->graph_ready = true;
         else {
             /* run eagerly from now on; the reason goes to the log once */
             cudaGetLastError();
@@ -594,4 +625,3 @@ MglStatus mglc_decode_step(MglBackendCtx* dc, int64_t pos, MglErr* err) {
     }
     return MGL_OK;
 }
-

@@ -12,7 +12,7 @@
  * fused runs (q|k|v, gate|up, CLIP's q|k|v biases) are one allocation whose
  * first member's field spans the run. */
 struct MglBackendModel {
-    const MglModelWeights* hw;   /* the host binding it was uploaded from */
+    const MglModelWeights* hw; /* the host binding it was uploaded from */
     MglModelWeights w;
     std::vector<ClipLayer> clip_store;
     std::vector<LlmLayer> layer_store;
@@ -52,10 +52,10 @@ struct MglBackendCtx {
     int64_t kv_cap;
     float *x, *h, *qkv, *a, *g, *u, *logits, *part;
     int64_t t_cap, logit_rows;
-    int *d_pos;
+    int* d_pos;
     int32_t *d_tok, *d_ids;
-    int32_t last_tok;   /* the id d_tok holds (-1: none) */
-    uint32_t* d_allow;  /* the sampling mask (V bits), allocated on first use */
+    int32_t last_tok;  /* the id d_tok holds (-1: none) */
+    uint32_t* d_allow; /* the sampling mask (V bits), allocated on first use */
     int64_t ids_cap;
     MglCudaSampler* sampler;
     /* the decode step */
@@ -64,12 +64,12 @@ struct MglBackendCtx {
 };
 
 MglStatus mglc_model_new(const MglModelWeights* w, const MglBackendParams* p, MglBackendModel** out, MglErr* err);
-void      mglc_model_free(MglBackendModel* dm);
+void mglc_model_free(MglBackendModel* dm);
 MglStatus mglc_ctx_new(MglBackendModel* dm, const MglBackendCtxParams* p, MglBackendCtx** out, MglErr* err);
-void      mglc_ctx_free(MglBackendCtx* dc);
+void mglc_ctx_free(MglBackendCtx* dc);
 
 MglStatus mglc_ctx_alloc(MglBackendCtx* dc, void** p, size_t bytes, const char* what, MglErr* err);
-void      mglc_ctx_release(MglBackendCtx* dc, void* p);
+void mglc_ctx_release(MglBackendCtx* dc, void* p);
 MglStatus mglc_sync_all(MglBackendCtx* dc, MglErr* err);
 MglStatus mglc_ensure_vision(MglBackendCtx* dc, MglErr* err);
 MglStatus mglc_ensure_boxes(MglBackendCtx* dc, int64_t n, MglErr* err);

@@ -99,7 +99,8 @@ extern "C" MglStatus mgl_cuda_upload(void* dst, const void* src, size_t bytes, M
      * when this returns. */
     cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
     if (e == cudaSuccess) e = cudaStreamSynchronize(cudaStreamLegacy);
-    if (e != cudaSuccess) return mgl_err(err, MGL_E_DEVICE, "CUDA: upload of %zu bytes: %s", bytes, cudaGetErrorString(e));
+    if (e != cudaSuccess)
+        return mgl_err(err, MGL_E_DEVICE, "CUDA: upload of %zu bytes: %s", bytes, cudaGetErrorString(e));
     return MGL_OK;
 }
 
@@ -374,8 +375,8 @@ static void add_bias(MglCudaStream* s, float* y, const float* bias, int64_t T, i
     MGLC_LAUNCHED(s, "bias");
 }
 
-template <typename WT> static void gemv_launch(MglCudaStream* s, const MglCudaW* W, const float* x, const float* bias,
-                                               float* y) {
+template <typename WT>
+static void gemv_launch(MglCudaStream* s, const MglCudaW* W, const float* x, const float* bias, float* y) {
     constexpr int V = 16 / sizeof(WT);
     const int threads = 256, rows_per_block = threads / 32;
     unsigned grid = blocks_for(W->rows, rows_per_block);
@@ -391,9 +392,12 @@ extern "C" void mgl_cuda_matmul(MglCudaStream* s, const float* x, int64_t T, con
                                 float* y, int64_t ldy) {
     if (T <= 0) return;
     if (T == 1) {
-        if (W->dtype == MGL_DT_F16) gemv_launch<__half>(s, W, x, bias, y);
-        else if (W->dtype == MGL_DT_BF16) gemv_launch<__nv_bfloat16>(s, W, x, bias, y);
-        else gemv_launch<float>(s, W, x, bias, y);
+        if (W->dtype == MGL_DT_F16)
+            gemv_launch<__half>(s, W, x, bias, y);
+        else if (W->dtype == MGL_DT_BF16)
+            gemv_launch<__nv_bfloat16>(s, W, x, bias, y);
+        else
+            gemv_launch<float>(s, W, x, bias, y);
         return;
     }
     const void* A = x;
@@ -401,8 +405,10 @@ extern "C" void mgl_cuda_matmul(MglCudaStream* s, const float* x, int64_t T, con
         int64_t n = T * W->cols;
         void* c = mglc_scratch(s, &s->cast, &s->cast_bytes, (size_t)n * 2, "GEMM input");
         if (!c) return;
-        if (W->dtype == MGL_DT_F16) cast_kernel<__half><<<blocks_for(n, 256), 256, 0, s->st>>>(x, (__half*)c, n);
-        else cast_kernel<__nv_bfloat16><<<blocks_for(n, 256), 256, 0, s->st>>>(x, (__nv_bfloat16*)c, n);
+        if (W->dtype == MGL_DT_F16)
+            cast_kernel<__half><<<blocks_for(n, 256), 256, 0, s->st>>>(x, (__half*)c, n);
+        else
+            cast_kernel<__nv_bfloat16><<<blocks_for(n, 256), 256, 0, s->st>>>(x, (__nv_bfloat16*)c, n);
         MGLC_LAUNCHED(s, "cast");
         A = c;
     }
@@ -460,7 +466,7 @@ extern "C" void mgl_cuda_rmsnorm(MglCudaStream* s, const float* x, int64_t T, in
     MGLC_LAUNCHED(s, "rmsnorm");
 }
 
-#define GRID_STRIDE(i, n) \
+#define GRID_STRIDE(i, n)                                                                                              \
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
 __global__ void gelu_kernel(float* x, int64_t n) {
@@ -483,9 +489,7 @@ __global__ void silu_mul_kernel(const float* g, int64_t ldg, const float* u, int
         out[i] = a / (1.0f + expf(-a)) * u[t * ldu + k];
     }
 }
-__global__ void add_kernel(float* y, const float* x, int64_t n) {
-    GRID_STRIDE(i, n) y[i] += x[i];
-}
+__global__ void add_kernel(float* y, const float* x, int64_t n) { GRID_STRIDE(i, n) y[i] += x[i]; }
 __global__ void scale_add_kernel(float* x, const float* y, const float* g, int64_t rows, int64_t C) {
     GRID_STRIDE(i, rows * C) x[i] += y[i] * g[i % C];
 }
@@ -569,8 +573,8 @@ __global__ void dwconv7_kernel(const float* __restrict__ x, int H, int W, int C,
     }
 }
 
-extern "C" void mgl_cuda_dwconv7_nhwc(MglCudaStream* s, const float* x, int64_t H, int64_t W, int64_t C,
-                                      const float* w, const float* b, float* y) {
+extern "C" void mgl_cuda_dwconv7_nhwc(MglCudaStream* s, const float* x, int64_t H, int64_t W, int64_t C, const float* w,
+                                      const float* b, float* y) {
     dim3 grid((unsigned)((C + 127) / 128), (unsigned)H, (unsigned)((W + DW_COLS - 1) / DW_COLS));
     dwconv7_kernel<<<grid, 128, 0, s->st>>>(x, (int)H, (int)W, (int)C, w, b, y);
     MGLC_LAUNCHED(s, "dwconv7");
@@ -596,10 +600,12 @@ extern "C" void mgl_cuda_patchify_conv(MglCudaStream* s, const float* x, bool ch
     void* cols = mglc_scratch(s, &s->tmp, &s->tmp_bytes, (size_t)total * es, "im2col");
     if (!cols) return;
     unsigned g = blocks_for(total, 256);
-    if (wt->dtype == MGL_DT_F16) im2col_kernel<__half><<<g, 256, 0, s->st>>>(x, chw, H, W, Cin, k, Wo, total, (__half*)cols);
+    if (wt->dtype == MGL_DT_F16)
+        im2col_kernel<__half><<<g, 256, 0, s->st>>>(x, chw, H, W, Cin, k, Wo, total, (__half*)cols);
     else if (wt->dtype == MGL_DT_BF16)
         im2col_kernel<__nv_bfloat16><<<g, 256, 0, s->st>>>(x, chw, H, W, Cin, k, Wo, total, (__nv_bfloat16*)cols);
-    else im2col_kernel<float><<<g, 256, 0, s->st>>>(x, chw, H, W, Cin, k, Wo, total, (float*)cols);
+    else
+        im2col_kernel<float><<<g, 256, 0, s->st>>>(x, chw, H, W, Cin, k, Wo, total, (float*)cols);
     if (MGLC_LAUNCHED(s, "im2col")) return;
     gemm_typed(s, cols, Ho * Wo, wt, y, wt->rows);
     add_bias(s, y, bias, Ho * Wo, wt->rows, wt->rows);
@@ -695,8 +701,8 @@ void mglc_rope(MglCudaStream* s, float* x, int64_t ldx, int64_t T, int64_t NH, i
     MGLC_LAUNCHED(s, "rope");
 }
 
-extern "C" void mgl_cuda_rope(MglCudaStream* s, float* x, int64_t ldx, int64_t T, int64_t NH, int64_t HS,
-                              int64_t pos0, const float* inv) {
+extern "C" void mgl_cuda_rope(MglCudaStream* s, float* x, int64_t ldx, int64_t T, int64_t NH, int64_t HS, int64_t pos0,
+                              const float* inv) {
     mglc_rope(s, x, ldx, T, NH, HS, pos0, NULL, inv);
 }
 
@@ -713,10 +719,12 @@ __global__ void store_rows_kernel(const float* __restrict__ x, int64_t ldx, int6
 void mglc_store_rows(MglCudaStream* s, const float* x, int64_t ldx, int64_t T, int64_t n, void* dst, MglDType dt,
                      int64_t row0, const int* d_pos) {
     unsigned g = blocks_for(T * n, 256);
-    if (dt == MGL_DT_F16) store_rows_kernel<__half><<<g, 256, 0, s->st>>>(x, ldx, T, n, (__half*)dst, row0, d_pos);
+    if (dt == MGL_DT_F16)
+        store_rows_kernel<__half><<<g, 256, 0, s->st>>>(x, ldx, T, n, (__half*)dst, row0, d_pos);
     else if (dt == MGL_DT_BF16)
         store_rows_kernel<__nv_bfloat16><<<g, 256, 0, s->st>>>(x, ldx, T, n, (__nv_bfloat16*)dst, row0, d_pos);
-    else store_rows_kernel<float><<<g, 256, 0, s->st>>>(x, ldx, T, n, (float*)dst, row0, d_pos);
+    else
+        store_rows_kernel<float><<<g, 256, 0, s->st>>>(x, ldx, T, n, (float*)dst, row0, d_pos);
     MGLC_LAUNCHED(s, "store_rows");
 }
 
@@ -742,7 +750,8 @@ extern "C" void mgl_cuda_embed(MglCudaStream* s, const MglCudaW* E, const int32_
         embed_kernel<__half><<<g, 256, 0, s->st>>>((const __half*)E->data, E->rows, E->cols, ids, n, out);
     else if (E->dtype == MGL_DT_BF16)
         embed_kernel<__nv_bfloat16><<<g, 256, 0, s->st>>>((const __nv_bfloat16*)E->data, E->rows, E->cols, ids, n, out);
-    else embed_kernel<float><<<g, 256, 0, s->st>>>((const float*)E->data, E->rows, E->cols, ids, n, out);
+    else
+        embed_kernel<float><<<g, 256, 0, s->st>>>((const float*)E->data, E->rows, E->cols, ids, n, out);
     MGLC_LAUNCHED(s, "embed");
 }
 
@@ -810,22 +819,24 @@ static void attn_prefill(MglCudaStream* s, const float* q, int64_t ldq, int64_t 
     for (int64_t t0 = 0; t0 < T; t0 += Tc) {
         const int64_t n = T - t0 < Tc ? T - t0 : Tc;
         for (int64_t j = 0; j < R; j++) { /* heads h = g R + j, g = 0 .. NKV-1 */
-            if (mglc_blas_fail(s, cublasGemmStridedBatchedEx(
-                                      s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)L, (int)n, (int)HS, &one, kc, dt,
-                                      (int)ldkv, (long long)HS, qp + t0 * D + j * HS, dt, (int)D, (long long)(R * HS),
-                                      &zero, S + j * n * L, CUDA_R_32F, (int)L, (long long)(R * n * L), (int)NKV,
-                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            if (mglc_blas_fail(s,
+                               cublasGemmStridedBatchedEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)L, (int)n, (int)HS,
+                                                          &one, kc, dt, (int)ldkv, (long long)HS, qp + t0 * D + j * HS,
+                                                          dt, (int)D, (long long)(R * HS), &zero, S + j * n * L,
+                                                          CUDA_R_32F, (int)L, (long long)(R * n * L), (int)NKV,
+                                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                                "attention scores GEMM"))
                 return;
         }
         attn_softmax_kernel<KT><<<(unsigned)(NH * n), 256, 0, s->st>>>(S, L, (int)n, (int)t0, (int)pos0, causal, P);
         if (MGLC_LAUNCHED(s, "attention (softmax)")) return;
         for (int64_t j = 0; j < R; j++) {
-            if (mglc_blas_fail(s, cublasGemmStridedBatchedEx(
-                                      s->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)HS, (int)n, (int)L, &one, vc, dt,
-                                      (int)ldkv, (long long)HS, P + j * n * L, dt, (int)L, (long long)(R * n * L),
-                                      &zero, out + t0 * ldo + j * HS, CUDA_R_32F, (int)ldo, (long long)(R * HS),
-                                      (int)NKV, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            if (mglc_blas_fail(s,
+                               cublasGemmStridedBatchedEx(
+                                   s->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)HS, (int)n, (int)L, &one, vc, dt, (int)ldkv,
+                                   (long long)HS, P + j * n * L, dt, (int)L, (long long)(R * n * L), &zero,
+                                   out + t0 * ldo + j * HS, CUDA_R_32F, (int)ldo, (long long)(R * HS), (int)NKV,
+                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                                "attention output GEMM"))
                 return;
         }
@@ -840,9 +851,9 @@ static void attn_prefill(MglCudaStream* s, const float* q, int64_t ldq, int64_t 
 
 template <int DPL, typename KT>
 __global__ void __launch_bounds__(DC_WARPS * 32)
-attn_decode_kernel(const float* __restrict__ q, int64_t ldq, int T, int pos0, const int* d_pos,
-                   const KT* __restrict__ kc, const KT* __restrict__ vc, int64_t ldkv, int NH, int NKV, int HS,
-                   bool causal, float scale, float* __restrict__ part) {
+    attn_decode_kernel(const float* __restrict__ q, int64_t ldq, int T, int pos0, const int* d_pos,
+                       const KT* __restrict__ kc, const KT* __restrict__ vc, int64_t ldkv, int NH, int NKV, int HS,
+                       bool causal, float scale, float* __restrict__ part) {
     __shared__ float sm_m[DC_WARPS], sm_l[DC_WARPS];
     __shared__ float sm_acc[DC_WARPS][DPL * 32];
     const int row = blockIdx.x, t = row / NH, h = row % NH, kvh = h / (NH / NKV), split = blockIdx.y;
@@ -944,9 +955,9 @@ static void attn_launch(MglCudaStream* s, const float* q, int64_t ldq, int64_t T
             if (!part) return;
         }
         dim3 grid((unsigned)(T * NH), DC_SPLITS);
-        attn_decode_kernel<DPL, KT><<<grid, DC_WARPS * 32, 0, s->st>>>(q, ldq, (int)T, (int)pos0, d_pos,
-                                                                        (const KT*)kc, (const KT*)vc, ldkv, (int)NH,
-                                                                        (int)NKV, (int)HS, causal, scale, part);
+        attn_decode_kernel<DPL, KT><<<grid, DC_WARPS * 32, 0, s->st>>>(q, ldq, (int)T, (int)pos0, d_pos, (const KT*)kc,
+                                                                       (const KT*)vc, ldkv, (int)NH, (int)NKV, (int)HS,
+                                                                       causal, scale, part);
         if (MGLC_LAUNCHED(s, "attention (decode)")) return;
         attn_combine_kernel<<<(unsigned)(T * NH), 128, 0, s->st>>>(part, DC_SPLITS, (int)NH, (int)HS, out, ldo);
         MGLC_LAUNCHED(s, "attention (combine)");
@@ -960,10 +971,14 @@ template <typename KT>
 static void attn_dispatch(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, int64_t pos0, const int* d_pos,
                           const void* kc, const void* vc, int64_t ldkv, int64_t NH, int64_t NKV, int64_t HS,
                           bool causal, float* out, int64_t ldo, float* part) {
-    if (HS <= 32) attn_launch<1, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
-    else if (HS <= 64) attn_launch<2, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
-    else if (HS <= 128) attn_launch<4, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
-    else attn_launch<8, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
+    if (HS <= 32)
+        attn_launch<1, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
+    else if (HS <= 64)
+        attn_launch<2, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
+    else if (HS <= 128)
+        attn_launch<4, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
+    else
+        attn_launch<8, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
 }
 
 void mglc_attention(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, int64_t pos0, const int* d_pos,
@@ -982,7 +997,8 @@ void mglc_attention(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, in
         attn_dispatch<__half>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
     else if (kvt == MGL_DT_BF16)
         attn_dispatch<__nv_bfloat16>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
-    else attn_dispatch<float>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
+    else
+        attn_dispatch<float>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
 }
 
 extern "C" void mgl_cuda_attention(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, int64_t pos0,
@@ -1152,8 +1168,8 @@ __global__ void sample_kernel(const float* __restrict__ keys, const int32_t* __r
     if (threadIdx.x == 0) *out = ids[found != NOT_FOUND ? found : keep - 1];
 }
 
-extern "C" void mgl_cuda_sample(MglCudaStream* s, MglCudaSampler* sp, const float* logits, float temperature,
-                                int top_k, float top_p, double u, int32_t* out) {
+extern "C" void mgl_cuda_sample(MglCudaStream* s, MglCudaSampler* sp, const float* logits, float temperature, int top_k,
+                                float top_p, double u, int32_t* out) {
     const int64_t V = sp->V;
     sample_prep_kernel<<<blocks_for(V, 256), 256, 0, s->st>>>(logits, temperature, V, sp->keys_in, sp->ids_in);
     if (MGLC_LAUNCHED(s, "sample prep")) return;
@@ -1199,11 +1215,13 @@ __global__ void roi_weights_kernel(const float* __restrict__ boxes, float* lw0, 
         if (yl >= F - 1) {
             yh = yl = F - 1;
             yy = (float)yl;
-        } else yh = yl + 1;
+        } else
+            yh = yl + 1;
         if (xl >= F - 1) {
             xh = xl = F - 1;
             xx = (float)xl;
-        } else xh = xl + 1;
+        } else
+            xh = xl + 1;
         float ly = yy - (float)yl, lx = xx - (float)xl, hy = 1 - ly, hx = 1 - lx;
         const int64_t ty[4] = {yl, yl, yh, yh}, tx[4] = {xl, xh, xl, xh};
         const float tw[4] = {wsample * hy * hx, wsample * hy * lx, wsample * ly * hx, wsample * ly * lx};

@@ -29,13 +29,15 @@ extern "C" int mgl_cuda_device_count(void) {
 extern "C" MglStatus mgl_cuda_probe(int gpu_id, MglErr* err) {
     int n = 0;
     if (!driver_present())
-        return mgl_err(err, MGL_E_DEVICE, "CUDA: no usable GPU (no NVIDIA driver: /dev/nvidiactl and "
-                                          "/dev/nvidia0 are missing)");
+        return mgl_err(err, MGL_E_DEVICE,
+                       "CUDA: no usable GPU (no NVIDIA driver: /dev/nvidiactl and "
+                       "/dev/nvidia0 are missing)");
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
         cudaGetLastError();
         return mgl_err(err, MGL_E_DEVICE, "CUDA: no usable GPU (%s%s)",
-                       e == cudaErrorInsufficientDriver ? "no NVIDIA driver, or one older than this build's runtime: " : "",
+                       e == cudaErrorInsufficientDriver ? "no NVIDIA driver, or one older than this build's runtime: "
+                                                        : "",
                        cudaGetErrorString(e));
     }
     if (n <= 0) return mgl_err(err, MGL_E_DEVICE, "CUDA: no GPU found");

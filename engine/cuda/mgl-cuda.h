@@ -22,7 +22,7 @@ extern "C" {
 
 /* ---- devices ------------------------------------------------------------ */
 
-int mgl_cuda_device_count(void);  /* 0 when the runtime or driver is missing */
+int mgl_cuda_device_count(void); /* 0 when the runtime or driver is missing */
 /* MGL_OK when device `gpu_id` exists and a context can be made on it;
  * otherwise MGL_E_DEVICE with the runtime's reason. */
 MglStatus mgl_cuda_probe(int gpu_id, MglErr* err);
@@ -31,14 +31,14 @@ void mgl_cuda_device_name(int gpu_id, char* buf, size_t n);
 
 /* ---- raw buffers ------------------------------------------------------- */
 
-void*     mgl_cuda_malloc(size_t bytes, MglErr* err);  /* NULL + MGL_E_NOMEM naming bytes needed and free */
-void      mgl_cuda_free(void* p);
+void* mgl_cuda_malloc(size_t bytes, MglErr* err); /* NULL + MGL_E_NOMEM naming bytes needed and free */
+void mgl_cuda_free(void* p);
 MglStatus mgl_cuda_upload(void* dst, const void* src, size_t bytes, MglErr* err);
 MglStatus mgl_cuda_download(void* dst, const void* src, size_t bytes, MglErr* err);
 /* peak and current bytes allocated through mgl_cuda_malloc (this process) */
 size_t mgl_cuda_peak_bytes(void);
 size_t mgl_cuda_live_bytes(void);
-void   mgl_cuda_reset_peak(void);
+void mgl_cuda_reset_peak(void);
 
 /* A weight matrix on the device (rows = out, cols = in), f32/f16/bf16: an
  * MglWeight whose data is device memory. */
@@ -46,13 +46,13 @@ typedef MglWeight MglCudaW;
 
 /* Upload a host weight converted to `dt` (F32, F16 or BF16). */
 MglStatus mgl_cuda_weight_upload(const MglWeight* host, MglDType dt, MglCudaW* out, MglErr* err);
-void      mgl_cuda_weight_free(MglCudaW* w);
+void mgl_cuda_weight_free(MglCudaW* w);
 
 /* ---- streams ------------------------------------------------------------ */
 
 typedef struct MglCudaStream MglCudaStream;
 MglStatus mgl_cuda_stream_new(int gpu_id, MglCudaStream** out, MglErr* err);
-void      mgl_cuda_stream_free(MglCudaStream* s);
+void mgl_cuda_stream_free(MglCudaStream* s);
 /* Waits for the stream; returns the first recorded launch/cuBLAS error or the sync error. */
 MglStatus mgl_cuda_stream_sync(MglCudaStream* s, MglErr* err);
 
@@ -93,8 +93,8 @@ void mgl_cuda_attention(MglCudaStream* s, const float* q, int64_t ldq, int64_t T
                         const void* vcache, int64_t ldkv, MglDType kv_dtype, int64_t NH, int64_t NKV, int64_t HS,
                         bool causal, float* out, int64_t ldo);
 /* rows of x (T, n) with stride ldx, converted to dtype, into dst + row*n (dst row stride n) starting at row `row0` */
-void mgl_cuda_store_rows(MglCudaStream* s, const float* x, int64_t ldx, int64_t T, int64_t n, void* dst,
-                         MglDType dt, int64_t row0);
+void mgl_cuda_store_rows(MglCudaStream* s, const float* x, int64_t ldx, int64_t T, int64_t n, void* dst, MglDType dt,
+                         int64_t row0);
 /* out[i, :] = E[ids[i], :] widened to f32; ids on the device */
 void mgl_cuda_embed(MglCudaStream* s, const MglCudaW* E, const int32_t* ids, int64_t n, float* out);
 /* *flag (device) = 1 when any logit is NaN, else 0 */
@@ -108,7 +108,7 @@ void mgl_cuda_argmax(MglCudaStream* s, const float* logits, int64_t V, int32_t* 
  * mgl_cuda_sampler_new for this vocabulary size. */
 typedef struct MglCudaSampler MglCudaSampler;
 MglStatus mgl_cuda_sampler_new(int64_t V, MglCudaSampler** out, MglErr* err);
-void      mgl_cuda_sampler_free(MglCudaSampler* sp);
+void mgl_cuda_sampler_free(MglCudaSampler* sp);
 void mgl_cuda_sample(MglCudaStream* s, MglCudaSampler* sp, const float* logits, float temperature, int top_k,
                      float top_p, double u, int32_t* out);
 /* RoIAlign (aligned=False, 56x56, adaptive sampling) over the 4-level

@@ -7,9 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct { const char* name; uint8_t rgb[3]; } k_colors[] = {
-    {"red", {220, 40, 40}},    {"orange", {240, 140, 20}}, {"yellow", {235, 215, 30}}, {"green", {40, 180, 60}},
-    {"cyan", {30, 200, 210}},  {"blue", {40, 70, 220}},    {"purple", {130, 50, 200}}, {"magenta", {220, 40, 200}},
+static const struct {
+    const char* name;
+    uint8_t rgb[3];
+} k_colors[] = {
+    {"red", {220, 40, 40}},   {"orange", {240, 140, 20}}, {"yellow", {235, 215, 30}}, {"green", {40, 180, 60}},
+    {"cyan", {30, 200, 210}}, {"blue", {40, 70, 220}},    {"purple", {130, 50, 200}}, {"magenta", {220, 40, 200}},
 };
 #define N_COLORS ((int)(sizeof k_colors / sizeof k_colors[0]))
 
@@ -75,7 +78,8 @@ void mgl_scene_make(MglScene* s, int width, int height, uint64_t seed, int index
         o->cell_x1 = (cx + 1) * width / gx - 4;
         o->cell_y0 = cy * height / gy + 4;
         o->cell_y1 = (cy + 1) * height / gy - 4;
-        int room = o->cell_x1 - o->cell_x0 < o->cell_y1 - o->cell_y0 ? o->cell_x1 - o->cell_x0 : o->cell_y1 - o->cell_y0;
+        int room =
+            o->cell_x1 - o->cell_x0 < o->cell_y1 - o->cell_y0 ? o->cell_x1 - o->cell_x0 : o->cell_y1 - o->cell_y0;
         int smax = room - 16 < 120 ? room - 16 : 120;
         o->shape = (MglShape)rng_int(&r, 0, MGL_SHAPE_COUNT - 1);
         o->color = colors[i];
@@ -113,7 +117,7 @@ static bool inside(const MglSceneObject* o, double x, double y) {
     case MGL_SHAPE_STAR: {
         double ang = atan2(dy, dx) + 1.5707963267948966, d = sqrt(dx * dx + dy * dy);
         double seg = fmod(ang + 62.83185307179586, 1.2566370614359172) / 1.2566370614359172; /* 0..1 per point */
-        double f = fabs(seg - 0.5) * 2.0;   /* 1 at a tip, 0 between tips */
+        double f = fabs(seg - 0.5) * 2.0; /* 1 at a tip, 0 between tips */
         return d <= r * (0.45 + 0.55 * f);
     }
     default: return false;
@@ -184,9 +188,8 @@ void mgl_scene_render(MglScene* s, int t, uint8_t* px, int stride, int bpp, bool
 }
 
 const char* mgl_scene_position(const MglScene* s, int cx, int cy) {
-    static const char* const names[3][3] = {{"top left", "top", "top right"},
-                                            {"left", "center", "right"},
-                                            {"bottom left", "bottom", "bottom right"}};
+    static const char* const names[3][3] = {
+        {"top left", "top", "top right"}, {"left", "center", "right"}, {"bottom left", "bottom", "bottom right"}};
     int col = cx * 3 / s->width, row = cy * 3 / s->height;
     if (col > 2) col = 2;
     if (row > 2) row = 2;
@@ -253,17 +256,21 @@ char* mgl_scene_truth_json(const MglScene* s, int64_t frame, int64_t pts) {
     b[0] = 0;
     reading_order(s, order);
     mgl_scene_caption(s, caption, sizeof caption);
-    append(&b, &len, &cap, "{\"frame\": %lld, \"pts\": %lld, \"width\": %d, \"height\": %d, \"scene\": %d, \"objects\": [",
+    append(&b, &len, &cap,
+           "{\"frame\": %lld, \"pts\": %lld, \"width\": %d, \"height\": %d, \"scene\": %d, \"objects\": [",
            (long long)frame, (long long)pts, s->width, s->height, s->index);
     for (int i = 0; i < s->n; i++) {
         const MglSceneObject* o = &s->obj[order[i]];
-        append(&b, &len, &cap, "%s{\"shape\": \"%s\", \"color\": \"%s\", \"label\": \"%s\", \"box\": [%d, %d, %d, %d], "
-                               "\"position\": \"%s\", \"digit\": ",
+        append(&b, &len, &cap,
+               "%s{\"shape\": \"%s\", \"color\": \"%s\", \"label\": \"%s\", \"box\": [%d, %d, %d, %d], "
+               "\"position\": \"%s\", \"digit\": ",
                i ? ", " : "", mgl_scene_shape_name(o->shape), mgl_scene_color_name(o->color),
                mgl_scene_color_name(o->color), o->box[0], o->box[1], o->box[2], o->box[3],
                mgl_scene_position(s, o->cx, o->cy));
-        if (o->digit >= 0) append(&b, &len, &cap, "%d}", o->digit);
-        else append(&b, &len, &cap, "null}");
+        if (o->digit >= 0)
+            append(&b, &len, &cap, "%d}", o->digit);
+        else
+            append(&b, &len, &cap, "null}");
     }
     append(&b, &len, &cap, "], \"caption\": \"%s\", \"qa\": [{\"q\": \"How many objects are there?\", \"a\": \"%d\"}",
            caption, s->n);
@@ -273,8 +280,7 @@ char* mgl_scene_truth_json(const MglScene* s, int64_t frame, int64_t pts) {
         const char* sn = mgl_scene_shape_name(o->shape);
         int same_shape = 0;
         for (int j = 0; j < s->n; j++) same_shape += s->obj[j].shape == o->shape;
-        if (same_shape == 1)
-            append(&b, &len, &cap, ", {\"q\": \"What colour is the %s?\", \"a\": \"%s\"}", sn, cn);
+        if (same_shape == 1) append(&b, &len, &cap, ", {\"q\": \"What colour is the %s?\", \"a\": \"%s\"}", sn, cn);
         append(&b, &len, &cap, ", {\"q\": \"What shape is the %s object?\", \"a\": \"%s\"}", cn, sn);
         append(&b, &len, &cap, ", {\"q\": \"Where is the %s %s?\", \"a\": \"%s\"}", cn, sn,
                mgl_scene_position(s, o->cx, o->cy));

@@ -16,30 +16,30 @@ typedef enum { MGL_SHAPE_CIRCLE, MGL_SHAPE_SQUARE, MGL_SHAPE_TRIANGLE, MGL_SHAPE
 
 typedef struct {
     MglShape shape;
-    int      color;          /* index into mgl_scene_color_name() */
-    int      size;           /* diameter in pixels */
-    int      digit;          /* 0-9, or -1 */
+    int color; /* index into mgl_scene_color_name() */
+    int size;  /* diameter in pixels */
+    int digit; /* 0-9, or -1 */
     /* motion inside the object's own cell, so objects never overlap */
-    int      cell_x0, cell_y0, cell_x1, cell_y1;
-    double   x0, y0, vx, vy; /* centre at frame 0 and velocity in px/frame */
+    int cell_x0, cell_y0, cell_x1, cell_y1;
+    double x0, y0, vx, vy; /* centre at frame 0 and velocity in px/frame */
     /* at the rendered frame */
-    int      cx, cy;
-    int      box[4];         /* x1, y1, x2, y2 (exclusive) of the drawn pixels */
+    int cx, cy;
+    int box[4]; /* x1, y1, x2, y2 (exclusive) of the drawn pixels */
 } MglSceneObject;
 
 typedef struct {
-    int            width, height;
-    uint64_t       seed;
-    int            index;       /* which scene of the sequence */
-    int            n;
+    int width, height;
+    uint64_t seed;
+    int index; /* which scene of the sequence */
+    int n;
     MglSceneObject obj[MGL_SCENE_MAX_OBJECTS];
-    uint8_t        bg[2][3];    /* vertical gradient, low saturation */
+    uint8_t bg[2][3]; /* vertical gradient, low saturation */
 } MglScene;
 
 /* Still images of the scene sequence (`mgllava scenes`, `mgllava eval-scenes`):
  * scene `index` is shown at this frame of its motion, at 640x480 by default.
  * One definition, so training data and evaluation never drift apart. */
-#define MGL_SCENE_STILL_WIDTH  640
+#define MGL_SCENE_STILL_WIDTH 640
 #define MGL_SCENE_STILL_HEIGHT 480
 int mgl_scene_still_frame(long index);
 

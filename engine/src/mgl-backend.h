@@ -22,21 +22,21 @@ extern "C" {
 
 #include "mgl-model-weights.h"
 
-typedef struct MglBackendModel MglBackendModel;  /* the backend's copy of the weights */
-typedef struct MglBackendCtx   MglBackendCtx;    /* slots (KV caches) and working buffers */
+typedef struct MglBackendModel MglBackendModel; /* the backend's copy of the weights */
+typedef struct MglBackendCtx MglBackendCtx;     /* slots (KV caches) and working buffers */
 
 /* Weights: which device, in what precision. */
 typedef struct {
-    int         gpu_id;
-    const char* precision;  /* device weights: "f16" (default when NULL), "bf16", "f32" */
-    int         n_threads;  /* CPU threads; 0 = all cores */
+    int gpu_id;
+    const char* precision; /* device weights: "f16" (default when NULL), "bf16", "f32" */
+    int n_threads;         /* CPU threads; 0 = all cores */
 } MglBackendParams;
 
 /* Per-context settings (llama.h's split of model and context parameters). */
 typedef struct {
-    int     n_seq;      /* sequence slots, each with its own KV cache (>= 1) */
-    int64_t n_ctx;      /* positions per slot */
-    MglDType kv_dtype;  /* KV cache storage on a device: F16, BF16 or F32; the CPU keeps f32 */
+    int n_seq;         /* sequence slots, each with its own KV cache (>= 1) */
+    int64_t n_ctx;     /* positions per slot */
+    MglDType kv_dtype; /* KV cache storage on a device: F16, BF16 or F32; the CPU keeps f32 */
 } MglBackendCtxParams;
 
 /* One prompt: [ids[0, image_pos) | image tokens | object tokens | ids[image_pos, n_ids)].
@@ -44,22 +44,22 @@ typedef struct {
  * their vision towers run once by the backend. */
 typedef struct {
     const int32_t* ids;
-    size_t         n_ids, image_pos;
-    const float   *x336, *x768;   /* preprocessed views (CHW f32, host) */
-    const float*   boxes768;      /* n_obj boxes in the 768 frame (host) */
-    size_t         n_obj;         /* object tokens (0 = none) */
-    bool           use_high_res;  /* false: the CLIP features stand for the fused ones */
+    size_t n_ids, image_pos;
+    const float *x336, *x768; /* preprocessed views (CHW f32, host) */
+    const float* boxes768;    /* n_obj boxes in the 768 frame (host) */
+    size_t n_obj;             /* object tokens (0 = none) */
+    bool use_high_res;        /* false: the CLIP features stand for the fused ones */
 } MglSeqInput;
 
 /* Row ranges of the LLM input sequence of `in` with P image tokens: the one
  * place the [prefix | image | objects | suffix] layout is written down. */
 typedef struct {
-    int64_t prefix;      /* text rows [0, prefix) from ids[0, prefix) */
-    int64_t image;       /* first image row; P rows */
-    int64_t objects;     /* first object row; n_obj rows */
-    int64_t suffix;      /* first suffix row; from ids[prefix, n_ids) */
+    int64_t prefix;  /* text rows [0, prefix) from ids[0, prefix) */
+    int64_t image;   /* first image row; P rows */
+    int64_t objects; /* first object row; n_obj rows */
+    int64_t suffix;  /* first suffix row; from ids[prefix, n_ids) */
     int64_t n_suffix;
-    int64_t L;           /* total rows */
+    int64_t L; /* total rows */
 } MglSeqLayout;
 
 static inline MglSeqLayout mgl_seq_layout(const MglSeqInput* in, int64_t P) {
@@ -76,48 +76,48 @@ static inline MglSeqLayout mgl_seq_layout(const MglSeqInput* in, int64_t P) {
 /* Sampling settings of one sequence: temperature 0 is greedy (first of equal
  * maxima); else temperature -> top-k -> top-p -> one draw from *rng. */
 typedef struct {
-    float           temperature;
-    int             top_k;
-    float           top_p;
-    uint64_t*       rng;
-    const uint32_t* allow;   /* NULL, or n_vocab bits: a cleared bit makes that token's logit -inf */
+    float temperature;
+    int top_k;
+    float top_p;
+    uint64_t* rng;
+    const uint32_t* allow; /* NULL, or n_vocab bits: a cleared bit makes that token's logit -inf */
 } MglSampling;
 
 typedef struct {
-    int                 slot;    /* the context's slot holding this sequence's KV cache */
-    int64_t             n_past;  /* positions already in the slot (decode: the new token's position) */
-    const MglSeqInput*  in;      /* vision and prefill: the prompt */
-    int32_t             token;   /* decode: the token fed; sample: the token drawn */
-    MglSampling         samp;
+    int slot;              /* the context's slot holding this sequence's KV cache */
+    int64_t n_past;        /* positions already in the slot (decode: the new token's position) */
+    const MglSeqInput* in; /* vision and prefill: the prompt */
+    int32_t token;         /* decode: the token fed; sample: the token drawn */
+    MglSampling samp;
 } MglSeq;
 
 /* Figures of the stage benchmarks (`mgllava bench`), in ms. */
 typedef struct {
     double clip_ms, convnext_ms, vision_overlap_ms, fuse_ms, objects_ms;
     double prefill_ms, decode_ms_per_token;
-    bool   graph;            /* decode replayed a CUDA graph */
+    bool graph; /* decode replayed a CUDA graph */
 } MglBackendBench;
 
 typedef struct {
-    size_t weight_bytes;     /* the backend's own copy (0 when it uses the host's) */
-    size_t step_bytes;       /* weights read by one decode step */
-    char   device[200];      /* "CPU", or the GPU's name */
-    char   precision[8];
-    size_t free_bytes;       /* memory free now for KV caches and activations (host or device) */
-    bool   kv_f32;           /* the KV cache is f32 whatever the context asks (the CPU) */
+    size_t weight_bytes; /* the backend's own copy (0 when it uses the host's) */
+    size_t step_bytes;   /* weights read by one decode step */
+    char device[200];    /* "CPU", or the GPU's name */
+    char precision[8];
+    size_t free_bytes; /* memory free now for KV caches and activations (host or device) */
+    bool kv_f32;       /* the KV cache is f32 whatever the context asks (the CPU) */
 } MglBackendInfo;
 
 typedef struct MglBackend {
-    const char* name;        /* "cpu", "cuda" */
+    const char* name; /* "cpu", "cuda" */
     /* MGL_OK when the device can run (a GPU is present and works) */
     MglStatus (*probe)(int gpu_id, MglErr* err);
     /* devices present, usable or not (NULL for the CPU) */
-    int       (*device_count)(void);
+    int (*device_count)(void);
     MglStatus (*model_new)(const MglModelWeights* w, const MglBackendParams* p, MglBackendModel** out, MglErr* err);
-    void      (*model_free)(MglBackendModel* bm);
-    void      (*model_info)(const MglBackendModel* bm, MglBackendInfo* out);
+    void (*model_free)(MglBackendModel* bm);
+    void (*model_info)(const MglBackendModel* bm, MglBackendInfo* out);
     MglStatus (*ctx_new)(MglBackendModel* bm, const MglBackendCtxParams* p, MglBackendCtx** out, MglErr* err);
-    void      (*ctx_free)(MglBackendCtx* bc);
+    void (*ctx_free)(MglBackendCtx* bc);
     /* Room for n positions in every sequence's slot (before vision/prefill). */
     MglStatus (*reserve)(MglBackendCtx* bc, MglSeq* const* seqs, int n, int64_t n_pos, MglErr* err);
     /* The prompt embeddings of each sequence (kept in the backend for prefill). */
@@ -154,7 +154,7 @@ const char* const* mgl_backend_names(void);
  * HF's logits warpers), then the draw over what is left. */
 int32_t mgl_sample_draw(const float* logits, int64_t V, float temperature, int top_k, float top_p, double u);
 /* A uniform draw in [0, 1) from a sampling state (splitmix64). */
-double  mgl_rng_unit(uint64_t* state);
+double mgl_rng_unit(uint64_t* state);
 /* The next token from host logits with `s` (logits of disallowed tokens are set to -inf first). */
 int32_t mgl_sample_logits(float* logits, int64_t V, const MglSampling* s);
 

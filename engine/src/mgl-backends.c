@@ -7,7 +7,7 @@
 #include <string.h>
 
 #ifdef MGL_HAVE_CUDA
-extern const MglBackend mgl_backend_cuda;  /* engine/cuda/mgl-cuda-backend.cu */
+extern const MglBackend mgl_backend_cuda; /* engine/cuda/mgl-cuda-backend.cu */
 #endif
 
 static const MglBackend* const backends[] = {

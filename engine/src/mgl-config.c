@@ -53,7 +53,8 @@ static MglStatus get_int(JsonObject* o, const char* key, int* out, int lo, int h
     int64_t v = *out;
     MGL_TRY(json_opt_int(o, key, &v, what, err));
     if (v < lo || v > hi)
-        return mgl_err(err, MGL_E_FORMAT, "%s: \"%s\" = %lld is out of range [%d, %d]", what, key, (long long)v, lo, hi);
+        return mgl_err(err, MGL_E_FORMAT, "%s: \"%s\" = %lld is out of range [%d, %d]", what, key, (long long)v, lo,
+                       hi);
     *out = (int)v;
     return MGL_OK;
 }
@@ -68,9 +69,7 @@ static MglStatus get_float(JsonObject* o, const char* key, float* out, double lo
     return MGL_OK;
 }
 
-static void copy_str(char* dst, size_t cap, const char* src) {
-    snprintf(dst, cap, "%s", src ? src : "");
-}
+static void copy_str(char* dst, size_t cap, const char* src) { snprintf(dst, cap, "%s", src ? src : ""); }
 
 /* ---- CLIP ------------------------------------------------------------- */
 
@@ -89,8 +88,14 @@ MglStatus mgl_clip_config_load(const char* path, MglClipConfig* c, MglErr* err) 
         st = mgl_err(err, MGL_E_FORMAT, "%s: model_type \"%s\" is not a CLIP model", path, mt);
         goto done;
     }
-    *c = (MglClipConfig){.hidden = 768, .n_layers = 12, .n_heads = 12, .intermediate = 3072, .image_size = 224,
-                         .patch_size = 32, .n_channels = 3, .ln_eps = 1e-5f};
+    *c = (MglClipConfig){.hidden = 768,
+                         .n_layers = 12,
+                         .n_heads = 12,
+                         .intermediate = 3072,
+                         .image_size = 224,
+                         .patch_size = 32,
+                         .n_channels = 3,
+                         .ln_eps = 1e-5f};
     copy_str(c->act, sizeof c->act, "quick_gelu");
     const char* act = NULL;
     if ((st = get_int(v, "hidden_size", &c->hidden, 1, 1 << 16, path, err)) ||
@@ -126,11 +131,15 @@ done:
 /* ---- ConvNeXt (OpenCLIP/timm) ----------------------------------------- */
 
 bool mgl_convnext_arch_from_name(const char* name, int depths[4], int dims[4]) {
-    static const struct { const char* name; int d[4]; int c0; } k[] = {
-        {"convnext_atto", {2, 2, 6, 2}, 40},   {"convnext_femto", {2, 2, 6, 2}, 48},
-        {"convnext_pico", {2, 2, 6, 2}, 64},   {"convnext_nano", {2, 2, 8, 2}, 80},
-        {"convnext_tiny", {3, 3, 9, 3}, 96},   {"convnext_small", {3, 3, 27, 3}, 96},
-        {"convnext_base", {3, 3, 27, 3}, 128}, {"convnext_large", {3, 3, 27, 3}, 192},
+    static const struct {
+        const char* name;
+        int d[4];
+        int c0;
+    } k[] = {
+        {"convnext_atto", {2, 2, 6, 2}, 40},     {"convnext_femto", {2, 2, 6, 2}, 48},
+        {"convnext_pico", {2, 2, 6, 2}, 64},     {"convnext_nano", {2, 2, 8, 2}, 80},
+        {"convnext_tiny", {3, 3, 9, 3}, 96},     {"convnext_small", {3, 3, 27, 3}, 96},
+        {"convnext_base", {3, 3, 27, 3}, 128},   {"convnext_large", {3, 3, 27, 3}, 192},
         {"convnext_xlarge", {3, 3, 27, 3}, 256}, {"convnext_xxlarge", {3, 4, 30, 3}, 384},
     };
     for (size_t i = 0; i < G_N_ELEMENTS(k); i++) {
@@ -178,7 +187,8 @@ MglStatus mgl_convnext_config_load(const char* path, MglConvNextConfig* c, MglEr
     }
     if ((st = json_opt_str(vc, "timm_model_name", &timm, path, err)) != MGL_OK) goto done;
     if (!timm) {
-        st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: vision tower has no \"timm_model_name\": only timm ConvNeXt towers are supported", path);
+        st = mgl_err(err, MGL_E_UNSUPPORTED,
+                     "%s: vision tower has no \"timm_model_name\": only timm ConvNeXt towers are supported", path);
         goto done;
     }
     if (strncmp(timm, "convnext", 8) != 0) {
@@ -214,7 +224,8 @@ static MglStatus read_token_ids(JsonObject* o, const char* key, int* ids, int ca
         *n = 1;
         return MGL_OK;
     }
-    if (!JSON_NODE_HOLDS_ARRAY(v)) return mgl_err(err, MGL_E_FORMAT, "%s: \"%s\" must be an id or a list of ids", what, key);
+    if (!JSON_NODE_HOLDS_ARRAY(v))
+        return mgl_err(err, MGL_E_FORMAT, "%s: \"%s\" must be an id or a list of ids", what, key);
     JsonArray* a = json_node_get_array(v);
     for (guint i = 0; i < json_array_get_length(a); i++) {
         JsonNode* e = json_array_get_element(a, i);
@@ -252,12 +263,26 @@ MglStatus mgl_llm_config_load(const char* path, MglLlmConfig* c, MglErr* err) {
     copy_str(c->arch_name, sizeof c->arch_name, arch ? arch : (phi3 ? "Phi3ForCausalLM" : "LlamaForCausalLM"));
     if (phi3) {
         c->arch = MGL_LLM_PHI3;
-        c->vocab = 32064; c->hidden = 3072; c->intermediate = 8192; c->n_layers = 32; c->n_heads = 32;
-        c->max_pos = 4096; c->rms_eps = 1e-5f; c->bos_id = 1; c->eos_ids[0] = 32000;
+        c->vocab = 32064;
+        c->hidden = 3072;
+        c->intermediate = 8192;
+        c->n_layers = 32;
+        c->n_heads = 32;
+        c->max_pos = 4096;
+        c->rms_eps = 1e-5f;
+        c->bos_id = 1;
+        c->eos_ids[0] = 32000;
     } else {
         c->arch = MGL_LLM_LLAMA;
-        c->vocab = 32000; c->hidden = 4096; c->intermediate = 11008; c->n_layers = 32; c->n_heads = 32;
-        c->max_pos = 2048; c->rms_eps = 1e-6f; c->bos_id = 1; c->eos_ids[0] = 2;
+        c->vocab = 32000;
+        c->hidden = 4096;
+        c->intermediate = 11008;
+        c->n_layers = 32;
+        c->n_heads = 32;
+        c->max_pos = 2048;
+        c->rms_eps = 1e-6f;
+        c->bos_id = 1;
+        c->eos_ids[0] = 2;
     }
     c->n_eos = 1;
     c->rope_theta = 10000.0f;
@@ -318,8 +343,10 @@ MglStatus mgl_llm_config_load(const char* path, MglLlmConfig* c, MglErr* err) {
     }
     int bos[1], nb = 0;
     if ((st = read_token_ids(root, "bos_token_id", bos, 1, &nb, path, err)) != MGL_OK) goto done;
-    if (nb) c->bos_id = bos[0];
-    else if (json_object_has_member(root, "bos_token_id")) c->bos_id = -1; /* explicit null */
+    if (nb)
+        c->bos_id = bos[0];
+    else if (json_object_has_member(root, "bos_token_id"))
+        c->bos_id = -1; /* explicit null */
     int ne = 0, eos[8];
     if ((st = read_token_ids(root, "eos_token_id", eos, 8, &ne, path, err)) != MGL_OK) goto done;
     if (ne) {
@@ -336,8 +363,14 @@ done:
 
 void mgl_manifest_clear(MglManifest* m) {
     if (!m) return;
-    free(m->dir); free(m->name); free(m->template_name); free(m->checkpoint);
-    free(m->clip); free(m->convnext); free(m->llm); free(m->packed_dtype);
+    free(m->dir);
+    free(m->name);
+    free(m->template_name);
+    free(m->checkpoint);
+    free(m->clip);
+    free(m->convnext);
+    free(m->llm);
+    free(m->packed_dtype);
     if (m->packed_weights)
         for (char** p = m->packed_weights; *p; p++) free(*p);
     free(m->packed_weights);
@@ -352,8 +385,8 @@ static char* resolve(const char* dir, const char* rel) {
     return r;
 }
 
-static MglStatus opt_path(JsonObject* o, const char* key, const char* dir, char** out, bool required,
-                          const char* what, MglErr* err) {
+static MglStatus opt_path(JsonObject* o, const char* key, const char* dir, char** out, bool required, const char* what,
+                          MglErr* err) {
     const char* s = NULL;
     MGL_TRY(json_opt_str(o, key, &s, what, err));
     if (!s) {
@@ -379,13 +412,15 @@ MglStatus mgl_manifest_load(const char* path, MglManifest* m, MglErr* err) {
     JsonObject* packed = NULL;
     if ((st = json_req_int(root, "mgllava", &ver, path, err)) != MGL_OK) goto done;
     if (ver != 1) {
-        st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: manifest version %lld (this build reads version 1)", path, (long long)ver);
+        st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: manifest version %lld (this build reads version 1)", path,
+                     (long long)ver);
         goto done;
     }
     m->version = (int)ver;
     if ((st = json_req_str(root, "template", &tmpl, path, err)) != MGL_OK) goto done;
     if (!mgl_template_get(tmpl)) {
-        st = mgl_err(err, MGL_E_FORMAT, "%s: unknown template \"%s\" (vicuna, phi3_chat, llama3_chat, qwen_chat)", path, tmpl);
+        st = mgl_err(err, MGL_E_FORMAT, "%s: unknown template \"%s\" (vicuna, phi3_chat, llama3_chat, qwen_chat)", path,
+                     tmpl);
         goto done;
     }
     m->template_name = strdup(tmpl);
@@ -400,7 +435,8 @@ MglStatus mgl_manifest_load(const char* path, MglManifest* m, MglErr* err) {
         goto done;
     if ((st = json_opt_str(root, "llm_weights", &llm_w, path, err)) != MGL_OK) goto done;
     if (llm_w && strcmp(llm_w, "checkpoint") && strcmp(llm_w, "llm")) {
-        st = mgl_err(err, MGL_E_FORMAT, "%s: \"llm_weights\" must be \"checkpoint\" or \"llm\", not \"%s\"", path, llm_w);
+        st = mgl_err(err, MGL_E_FORMAT, "%s: \"llm_weights\" must be \"checkpoint\" or \"llm\", not \"%s\"", path,
+                     llm_w);
         goto done;
     }
     m->llm_weights_from_llm_folder = llm_w && strcmp(llm_w, "llm") == 0;
@@ -409,8 +445,9 @@ MglStatus mgl_manifest_load(const char* path, MglManifest* m, MglErr* err) {
         (st = json_opt_int(root, "max_new_tokens", &mnt, path, err)))
         goto done;
     if (lim < 0 || lim > 1000000 || lim == 50) {
-        st = mgl_err(err, MGL_E_FORMAT, "%s: \"limit_num\" = %lld is invalid (0/null = no cap; 50 is undefined upstream)",
-                     path, (long long)lim);
+        st = mgl_err(err, MGL_E_FORMAT,
+                     "%s: \"limit_num\" = %lld is invalid (0/null = no cap; 50 is undefined upstream)", path,
+                     (long long)lim);
         goto done;
     }
     if (mnt < 1 || mnt > 1000000) {
@@ -422,7 +459,8 @@ MglStatus mgl_manifest_load(const char* path, MglManifest* m, MglErr* err) {
     const char* order = NULL;
     if ((st = json_opt_str(root, "object_order", &order, path, err)) != MGL_OK) goto done;
     if (mgl_object_order_parse(order ? order : "score", &m->object_order) != MGL_OK || m->object_order < 0) {
-        st = mgl_err(err, MGL_E_FORMAT, "%s: \"object_order\" must be \"score\" or \"reading\", not \"%s\"", path, order);
+        st = mgl_err(err, MGL_E_FORMAT, "%s: \"object_order\" must be \"score\" or \"reading\", not \"%s\"", path,
+                     order);
         goto done;
     }
     if (packed) {

@@ -76,7 +76,10 @@ MglStatus mgl_map_open(const char* path, MglMap** out, MglErr* err) {
         return mgl_err(err, MGL_E_IO, "%s: cannot stat: %s", path, strerror(e));
     }
     MglMap* m = calloc(1, sizeof *m);
-    if (!m) { close(fd); return mgl_err(err, MGL_E_NOMEM, "%s: out of memory", path); }
+    if (!m) {
+        close(fd);
+        return mgl_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    }
     m->path = strdup(path);
     m->size = (size_t)st.st_size;
     m->refcount = 1;
@@ -105,8 +108,10 @@ MglMap* mgl_map_ref(MglMap* m) {
 void mgl_map_unref(MglMap* m) {
     if (!m || --m->refcount > 0) return;
     if (m->data) {
-        if (m->mmapped) munmap((void*)m->data, m->size);
-        else free((void*)m->data);
+        if (m->mmapped)
+            munmap((void*)m->data, m->size);
+        else
+            free((void*)m->data);
     }
     free(m->path);
     free(m);
@@ -120,12 +125,15 @@ MglStatus mgl_read_file(const char* path, size_t max_size, char** out, size_t* o
 
 /* ---- dtypes ----------------------------------------------------------- */
 
-static const struct { const char* name; size_t size; bool is_float; } k_dtypes[MGL_DT_COUNT] = {
-    [MGL_DT_F32] = {"F32", 4, true},  [MGL_DT_F16] = {"F16", 2, true},
-    [MGL_DT_BF16] = {"BF16", 2, true}, [MGL_DT_F64] = {"F64", 8, true},
-    [MGL_DT_I64] = {"I64", 8, false}, [MGL_DT_I32] = {"I32", 4, false},
-    [MGL_DT_I16] = {"I16", 2, false}, [MGL_DT_I8] = {"I8", 1, false},
-    [MGL_DT_U8] = {"U8", 1, false},   [MGL_DT_BOOL] = {"BOOL", 1, false},
+static const struct {
+    const char* name;
+    size_t size;
+    bool is_float;
+} k_dtypes[MGL_DT_COUNT] = {
+    [MGL_DT_F32] = {"F32", 4, true},    [MGL_DT_F16] = {"F16", 2, true},  [MGL_DT_BF16] = {"BF16", 2, true},
+    [MGL_DT_F64] = {"F64", 8, true},    [MGL_DT_I64] = {"I64", 8, false}, [MGL_DT_I32] = {"I32", 4, false},
+    [MGL_DT_I16] = {"I16", 2, false},   [MGL_DT_I8] = {"I8", 1, false},   [MGL_DT_U8] = {"U8", 1, false},
+    [MGL_DT_BOOL] = {"BOOL", 1, false},
 };
 
 size_t mgl_dtype_size(MglDType t) { return (unsigned)t < MGL_DT_COUNT ? k_dtypes[t].size : 0; }
@@ -134,7 +142,10 @@ bool mgl_dtype_is_float(MglDType t) { return (unsigned)t < MGL_DT_COUNT && k_dty
 
 bool mgl_dtype_from_name(const char* s, MglDType* out) {
     for (int i = 0; i < MGL_DT_COUNT; i++)
-        if (strcmp(s, k_dtypes[i].name) == 0) { *out = (MglDType)i; return true; }
+        if (strcmp(s, k_dtypes[i].name) == 0) {
+            *out = (MglDType)i;
+            return true;
+        }
     return false;
 }
 
@@ -169,14 +180,20 @@ float mgl_f16_to_f32(uint16_t h) {
     uint32_t man = h & 0x3ffu;
     uint32_t x;
     if (exp == 0) {
-        if (man == 0) x = sign;
+        if (man == 0)
+            x = sign;
         else {
             int e = -1;
-            do { e++; man <<= 1; } while (!(man & 0x400u));
+            do {
+                e++;
+                man <<= 1;
+            } while (!(man & 0x400u));
             x = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
         }
-    } else if (exp == 31) x = sign | 0x7f800000u | (man << 13);
-    else x = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    } else if (exp == 31)
+        x = sign | 0x7f800000u | (man << 13);
+    else
+        x = sign | ((exp + 127 - 15) << 23) | (man << 13);
     float f;
     memcpy(&f, &x, 4);
     return f;
@@ -199,13 +216,41 @@ float mgl_bf16_to_f32(uint16_t h) {
 
 static double load_float(const uint8_t* p, MglDType t) {
     switch (t) {
-    case MGL_DT_F32: { float f; memcpy(&f, p, 4); return f; }
-    case MGL_DT_F64: { double d; memcpy(&d, p, 8); return d; }
-    case MGL_DT_F16: { uint16_t h; memcpy(&h, p, 2); return mgl_f16_to_f32(h); }
-    case MGL_DT_BF16: { uint16_t h; memcpy(&h, p, 2); return mgl_bf16_to_f32(h); }
-    case MGL_DT_I64: { int64_t v; memcpy(&v, p, 8); return (double)v; }
-    case MGL_DT_I32: { int32_t v; memcpy(&v, p, 4); return v; }
-    case MGL_DT_I16: { int16_t v; memcpy(&v, p, 2); return v; }
+    case MGL_DT_F32: {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
+    case MGL_DT_F64: {
+        double d;
+        memcpy(&d, p, 8);
+        return d;
+    }
+    case MGL_DT_F16: {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        return mgl_f16_to_f32(h);
+    }
+    case MGL_DT_BF16: {
+        uint16_t h;
+        memcpy(&h, p, 2);
+        return mgl_bf16_to_f32(h);
+    }
+    case MGL_DT_I64: {
+        int64_t v;
+        memcpy(&v, p, 8);
+        return (double)v;
+    }
+    case MGL_DT_I32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    case MGL_DT_I16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        return v;
+    }
     case MGL_DT_I8: return (int8_t)p[0];
     case MGL_DT_U8: return p[0];
     case MGL_DT_BOOL: return p[0] != 0;
@@ -215,10 +260,22 @@ static double load_float(const uint8_t* p, MglDType t) {
 
 static void store_float(uint8_t* p, MglDType t, double v) {
     switch (t) {
-    case MGL_DT_F32: { float f = (float)v; memcpy(p, &f, 4); break; }
+    case MGL_DT_F32: {
+        float f = (float)v;
+        memcpy(p, &f, 4);
+        break;
+    }
     case MGL_DT_F64: memcpy(p, &v, 8); break;
-    case MGL_DT_F16: { uint16_t h = mgl_f32_to_f16((float)v); memcpy(p, &h, 2); break; }
-    case MGL_DT_BF16: { uint16_t h = mgl_f32_to_bf16((float)v); memcpy(p, &h, 2); break; }
+    case MGL_DT_F16: {
+        uint16_t h = mgl_f32_to_f16((float)v);
+        memcpy(p, &h, 2);
+        break;
+    }
+    case MGL_DT_BF16: {
+        uint16_t h = mgl_f32_to_bf16((float)v);
+        memcpy(p, &h, 2);
+        break;
+    }
     default: break;
     }
 }
@@ -238,8 +295,7 @@ bool mgl_cpu_has_f16c(void) { return false; }
 #define MGL_X86 1
 __attribute__((target("avx2,f16c"))) static void f16_to_f32_f16c(const uint16_t* s, float* d, size_t n) {
     size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(s + i))));
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(s + i))));
     for (; i < n; i++) d[i] = mgl_f16_to_f32(s[i]);
 }
 __attribute__((target("avx2"))) static void bf16_to_f32_avx2(const uint16_t* s, float* d, size_t n) {
@@ -261,8 +317,10 @@ void mgl_convert_floats(const void* src, MglDType st, void* dst, MglDType dt, si
     const uint8_t* s = src;
 #ifdef MGL_X86
     if (dt == MGL_DT_F32 && (st == MGL_DT_F16 || st == MGL_DT_BF16) && have_avx2_f16c()) {
-        if (st == MGL_DT_F16) f16_to_f32_f16c(src, dst, n);
-        else bf16_to_f32_avx2(src, dst, n);
+        if (st == MGL_DT_F16)
+            f16_to_f32_f16c(src, dst, n);
+        else
+            bf16_to_f32_avx2(src, dst, n);
         return;
     }
 #endif
@@ -280,7 +338,10 @@ void mgl_convert_floats(const void* src, MglDType st, void* dst, MglDType dt, si
     }
     uint8_t* d = dst;
     size_t ss = mgl_dtype_size(st), ds = mgl_dtype_size(dt);
-    if (st == dt) { memcpy(dst, src, n * ss); return; }
+    if (st == dt) {
+        memcpy(dst, src, n * ss);
+        return;
+    }
     for (size_t i = 0; i < n; i++) store_float(d + i * ds, dt, load_float(s + i * ss, st));
 }
 
@@ -295,9 +356,7 @@ int64_t mgl_tensor_numel(const MglTensor* t) {
     return n;
 }
 
-size_t mgl_tensor_nbytes(const MglTensor* t) {
-    return (size_t)mgl_tensor_numel(t) * mgl_dtype_size(t->dtype);
-}
+size_t mgl_tensor_nbytes(const MglTensor* t) { return (size_t)mgl_tensor_numel(t) * mgl_dtype_size(t->dtype); }
 
 bool mgl_tensor_is_contiguous(const MglTensor* t) {
     int64_t expect = 1;
@@ -325,7 +384,10 @@ static void tensor_walk(const MglTensor* t, void (*fn)(const uint8_t*, size_t, v
     }
 }
 
-typedef struct { float* dst; MglDType dt; } ToF32;
+typedef struct {
+    float* dst;
+    MglDType dt;
+} ToF32;
 static void to_f32_cb(const uint8_t* p, size_t i, void* ud) {
     ToF32* c = ud;
     c->dst[i] = (float)load_float(p, c->dt);

@@ -19,7 +19,11 @@ MglStatus mgl_views_make(const MglImage* img, MglViews** out, MglErr* err) {
     float* a = malloc(sizeof(float) * 3 * MGL_AUX_SIZE * MGL_AUX_SIZE);
     float* l = malloc(sizeof(float) * 3 * 336 * 336);
     if (!v || !r || !a || !l) {
-        free(sq); free(v); free(r); free(a); free(l);
+        free(sq);
+        free(v);
+        free(r);
+        free(a);
+        free(l);
         return mgl_err(err, MGL_E_NOMEM, "image: out of memory");
     }
     mgl_resize_bicubic_rgb8(sq, S, S, r, MGL_AUX_SIZE, MGL_AUX_SIZE);
@@ -48,8 +52,8 @@ void mgl_views_unref(MglViews* v) {
     free(v);
 }
 
-MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t n_boxes, int limit_num, int order, float** x768,
-                               float** x336, float** boxes768, size_t* n_obj, MglErr* err) {
+MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t n_boxes, int limit_num, int order,
+                               float** x768, float** x336, float** boxes768, size_t* n_obj, MglErr* err) {
     *x768 = *x336 = *boxes768 = NULL;
     MglViews* v = NULL;
     MGL_TRY(mgl_views_make(img, &v, err));
@@ -64,8 +68,14 @@ MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t 
 }
 
 MglGenParams mgl_gen_default_params(void) {
-    MglGenParams p = {.max_new_tokens = 0, .temperature = 0.0f, .top_p = 1.0f, .top_k = 0, .seed = 0,
-                      .limit_num = -1, .use_objects = true, .use_high_res = true,
+    MglGenParams p = {.max_new_tokens = 0,
+                      .temperature = 0.0f,
+                      .top_p = 1.0f,
+                      .top_k = 0,
+                      .seed = 0,
+                      .limit_num = -1,
+                      .use_objects = true,
+                      .use_high_res = true,
                       .object_order = MGL_OBJECT_ORDER_MODEL};
     return p;
 }
@@ -74,7 +84,8 @@ MglStatus mgl_object_order_parse(const char* name, int* order) {
     static const struct {
         const char* name;
         int order;
-    } k[] = {{"model", MGL_OBJECT_ORDER_MODEL}, {"score", MGL_OBJECT_ORDER_SCORE}, {"reading", MGL_OBJECT_ORDER_READING}};
+    } k[] = {
+        {"model", MGL_OBJECT_ORDER_MODEL}, {"score", MGL_OBJECT_ORDER_SCORE}, {"reading", MGL_OBJECT_ORDER_READING}};
     for (size_t i = 0; name && i < sizeof k / sizeof k[0]; i++)
         if (!strcmp(name, k[i].name)) {
             *order = k[i].order;
@@ -91,7 +102,10 @@ static uint64_t rng_next(uint64_t* s) {
     return z ^ (z >> 31);
 }
 
-typedef struct { float p; int32_t id; } Cand;
+typedef struct {
+    float p;
+    int32_t id;
+} Cand;
 static int cand_desc(const void* a, const void* b) {
     const Cand* x = a;
     const Cand* y = b;
@@ -239,8 +253,8 @@ MglStatus mgl_gen_begin_views(MglModel* m, int64_t n_ctx, MglViews* v, const Mgl
     MglGenParams* p = &g->p;
     const int64_t P = m->w.n_patches;
     MGL_TRY(mgl_prompt_build(m->tok, m->tmpl, question, true, &g->pr, err));
-    g->in = (MglSeqInput){.ids = g->pr.ids, .n_ids = g->pr.n_ids, .image_pos = g->pr.image_pos,
-                          .use_high_res = p->use_high_res};
+    g->in = (MglSeqInput){
+        .ids = g->pr.ids, .n_ids = g->pr.n_ids, .image_pos = g->pr.image_pos, .use_high_res = p->use_high_res};
     MglStatus st = mgl_boxes_to_768(boxes, n_boxes, v->width, v->height, p->limit_num, p->object_order, &g->b768,
                                     &g->in.n_obj, err);
     if (st != MGL_OK) {
@@ -262,14 +276,17 @@ MglStatus mgl_gen_begin_views(MglModel* m, int64_t n_ctx, MglViews* v, const Mgl
         p->max_new_tokens = (int)(n_ctx - g->L);
     }
     if (g->L + p->max_new_tokens > n_ctx) {
-        st = mgl_err(err, MGL_E_INVALID, "prompt: %lld tokens (%zu text + %lld visual) plus %d new exceed the %lld-token context",
+        st = mgl_err(err, MGL_E_INVALID,
+                     "prompt: %lld tokens (%zu text + %lld visual) plus %d new exceed the %lld-token context",
                      (long long)g->L, g->pr.n_ids, (long long)(P + (int64_t)g->in.n_obj), p->max_new_tokens,
                      (long long)n_ctx);
         mgl_gen_clear(g);
         return st;
     }
     g->rng = p->seed ^ 0x6d676c6c617661ull;
-    g->seq = (MglSeq){.slot = 0, .n_past = 0, .in = &g->in,
+    g->seq = (MglSeq){.slot = 0,
+                      .n_past = 0,
+                      .in = &g->in,
                       .samp = {.temperature = p->temperature, .top_k = p->top_k, .top_p = p->top_p, .rng = &g->rng}};
     g->gen = malloc(sizeof(int32_t) * (size_t)(p->max_new_tokens + 1));
     if (!g->gen) {
@@ -343,8 +360,8 @@ void mgl_gen_clear(MglGen* g) {
  * abort flag and the token budget are decided by mgl_gen_push for every
  * backend; the text is the reference's decode(...).strip(). */
 MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, size_t n_boxes, const char* question,
-                       const MglGenParams* params, char** text, int32_t** ids_out, size_t* n_ids_out,
-                       MglTimings* tm, MglErr* err) {
+                       const MglGenParams* params, char** text, int32_t** ids_out, size_t* n_ids_out, MglTimings* tm,
+                       MglErr* err) {
     if (text) *text = NULL;
     if (ids_out) *ids_out = NULL;
     if (n_ids_out) *n_ids_out = 0;

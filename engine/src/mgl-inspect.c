@@ -77,10 +77,15 @@ MglStatus mgl_inspect(const char* path, char** text, MglErr* err) {
 
 MglStatus mgl_convert(const char* model_path, const char* out_dir, const char* dtype, MglErr* err) {
     MglDType dt;
-    if (!dtype || !strcmp(dtype, "f16")) dt = MGL_DT_F16;
-    else if (!strcmp(dtype, "bf16")) dt = MGL_DT_BF16;
-    else if (!strcmp(dtype, "f32")) dt = MGL_DT_F32;
-    else return mgl_err(err, MGL_E_INVALID, "convert: dtype '%s': expected f16, bf16 or f32", dtype);
-    if (!model_path || !out_dir) return mgl_err(err, MGL_E_INVALID, "convert: model path and output folder are required");
+    if (!dtype || !strcmp(dtype, "f16"))
+        dt = MGL_DT_F16;
+    else if (!strcmp(dtype, "bf16"))
+        dt = MGL_DT_BF16;
+    else if (!strcmp(dtype, "f32"))
+        dt = MGL_DT_F32;
+    else
+        return mgl_err(err, MGL_E_INVALID, "convert: dtype '%s': expected f16, bf16 or f32", dtype);
+    if (!model_path || !out_dir)
+        return mgl_err(err, MGL_E_INVALID, "convert: model path and output folder are required");
     return mgl_model_convert(model_path, out_dir, dt, err);
 }

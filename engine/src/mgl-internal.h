@@ -25,22 +25,26 @@ void mgl_err_prefix(MglErr* err, const char* fmt, ...) MGL_PRINTF(2, 3);
 struct _GError;
 MglStatus mgl_err_json(MglErr* err, struct _GError* gerr);
 
-#define MGL_TRY(expr) do { MglStatus s_ = (expr); if (s_ != MGL_OK) return s_; } while (0)
+#define MGL_TRY(expr)                                                                                                  \
+    do {                                                                                                               \
+        MglStatus s_ = (expr);                                                                                         \
+        if (s_ != MGL_OK) return s_;                                                                                   \
+    } while (0)
 
 /* ---- read-only file mapping ------------------------------------------- */
 
 typedef struct MglMap {
-    char*       path;
-    const uint8_t* data;   /* NULL when size == 0 */
-    size_t      size;
-    int         refcount;
-    bool        mmapped;   /* false: heap copy */
+    char* path;
+    const uint8_t* data; /* NULL when size == 0 */
+    size_t size;
+    int refcount;
+    bool mmapped; /* false: heap copy */
 } MglMap;
 
 /* Maps a whole file read-only. Empty files map with data == NULL. */
 MglStatus mgl_map_open(const char* path, MglMap** out, MglErr* err);
-MglMap*   mgl_map_ref(MglMap* m);
-void      mgl_map_unref(MglMap* m);
+MglMap* mgl_map_ref(MglMap* m);
+void mgl_map_unref(MglMap* m);
 
 /* Read a whole (small) file into a NUL-terminated heap buffer; max_size guards
  * against reading a huge file by mistake. */
@@ -52,15 +56,23 @@ bool mgl_cpu_has_f16c(void);
 /* ---- dtypes and tensors ----------------------------------------------- */
 
 typedef enum {
-    MGL_DT_F32 = 0, MGL_DT_F16, MGL_DT_BF16, MGL_DT_F64,
-    MGL_DT_I64, MGL_DT_I32, MGL_DT_I16, MGL_DT_I8, MGL_DT_U8, MGL_DT_BOOL,
+    MGL_DT_F32 = 0,
+    MGL_DT_F16,
+    MGL_DT_BF16,
+    MGL_DT_F64,
+    MGL_DT_I64,
+    MGL_DT_I32,
+    MGL_DT_I16,
+    MGL_DT_I8,
+    MGL_DT_U8,
+    MGL_DT_BOOL,
     MGL_DT_COUNT
 } MglDType;
 
-size_t      mgl_dtype_size(MglDType t);
-const char* mgl_dtype_name(MglDType t);          /* safetensors spelling: "F32", "BF16", ... */
-bool        mgl_dtype_from_name(const char* s, MglDType* out);
-bool        mgl_dtype_is_float(MglDType t);
+size_t mgl_dtype_size(MglDType t);
+const char* mgl_dtype_name(MglDType t); /* safetensors spelling: "F32", "BF16", ... */
+bool mgl_dtype_from_name(const char* s, MglDType* out);
+bool mgl_dtype_is_float(MglDType t);
 
 #define MGL_MAX_DIMS 8
 
@@ -68,38 +80,38 @@ bool        mgl_dtype_is_float(MglDType t);
  * outermost first (PyTorch order). `data` points at element 0. Every byte
  * the view can reach has been checked to lie inside `map`. */
 typedef struct {
-    char*       name;
-    MglDType    dtype;
-    int         ndim;
-    int64_t     shape[MGL_MAX_DIMS];
-    int64_t     stride[MGL_MAX_DIMS];
+    char* name;
+    MglDType dtype;
+    int ndim;
+    int64_t shape[MGL_MAX_DIMS];
+    int64_t stride[MGL_MAX_DIMS];
     const uint8_t* data;
-    MglMap*     map;       /* owning mapping (one ref held per tensor) */
+    MglMap* map; /* owning mapping (one ref held per tensor) */
 } MglTensor;
 
 int64_t mgl_tensor_numel(const MglTensor* t);
-bool    mgl_tensor_is_contiguous(const MglTensor* t);
-size_t  mgl_tensor_nbytes(const MglTensor* t);   /* numel * dtype size */
+bool mgl_tensor_is_contiguous(const MglTensor* t);
+size_t mgl_tensor_nbytes(const MglTensor* t); /* numel * dtype size */
 /* Copy the tensor's elements, in logical (row-major) order, converted to f32. */
 MglStatus mgl_tensor_to_f32(const MglTensor* t, float* dst, MglErr* err);
 /* Convert one element buffer between float dtypes (f32/f16/bf16/f64). Round to nearest even. */
 void mgl_convert_floats(const void* src, MglDType st, void* dst, MglDType dt, size_t n);
 uint16_t mgl_f32_to_f16(float f);
-float    mgl_f16_to_f32(uint16_t h);
+float mgl_f16_to_f32(uint16_t h);
 uint16_t mgl_f32_to_bf16(float f);
-float    mgl_bf16_to_f32(uint16_t h);
+float mgl_bf16_to_f32(uint16_t h);
 
 /* A named set of tensors from one or more files. */
 typedef struct MglTensorSet {
     MglTensor* items;
-    size_t     n, cap;
-    void*      index;      /* GHashTable name -> index+1 */
+    size_t n, cap;
+    void* index; /* GHashTable name -> index+1 */
 } MglTensorSet;
 
 MglTensorSet* mgl_tset_new(void);
-void          mgl_tset_free(MglTensorSet* s);
+void mgl_tset_free(MglTensorSet* s);
 /* Takes ownership of t->name and the map reference. Duplicate names are an error. */
-MglStatus     mgl_tset_add(MglTensorSet* s, MglTensor* t, MglErr* err);
+MglStatus mgl_tset_add(MglTensorSet* s, MglTensor* t, MglErr* err);
 const MglTensor* mgl_tset_get(const MglTensorSet* s, const char* name);
 
 /* ---- weight files ----------------------------------------------------- */
@@ -114,7 +126,6 @@ MglStatus mgl_weights_load(const char* path, MglTensorSet* set, MglErr* err);
 /* Write a safetensors file (tensors converted to `dtype` when floating,
  * kept as-is otherwise). `meta` may be NULL: string pairs for __metadata__. */
 MglStatus mgl_safetensors_write(const char* path, const MglTensor* const* tensors, size_t n,
-                                int dtype /* MglDType, or -1 to keep */,
-                                const char* const* meta_kv, MglErr* err);
+                                int dtype /* MglDType, or -1 to keep */, const char* const* meta_kv, MglErr* err);
 
 #endif /* MGL_INTERNAL_H */

@@ -109,8 +109,8 @@ MglStatus mgl_model_files_check(const MglModelFiles* mf, MglErr* err) {
             (uint64_t)sb.st_dev != mf->file_dev[i] || mt != mf->file_mtime_ns[i])
             return mgl_err(err, MGL_E_IO,
                            "%s: weight file changed on disk since the model was loaded (%llu -> %llu bytes); "
-                           "reload the model", mf->files[i], (unsigned long long)mf->file_size[i],
-                           (unsigned long long)sb.st_size);
+                           "reload the model",
+                           mf->files[i], (unsigned long long)mf->file_size[i], (unsigned long long)sb.st_size);
     }
     return MGL_OK;
 }
@@ -142,9 +142,8 @@ static MglStatus convnext_shape_from_weights(MglModelFiles* mf, MglErr* err) {
         }
         int known_d = mf->cnx.depths[s], known_c = mf->cnx.dims[s];
         if (known_d && (known_d != depth || known_c != t->shape[0]))
-            return mgl_err(err, MGL_E_FORMAT,
-                           "convnext: stage %d has %d blocks of %lld channels but %s has %d of %d", s, depth,
-                           (long long)t->shape[0], mf->cnx.timm_model, known_d, known_c);
+            return mgl_err(err, MGL_E_FORMAT, "convnext: stage %d has %d blocks of %lld channels but %s has %d of %d",
+                           s, depth, (long long)t->shape[0], mf->cnx.timm_model, known_d, known_c);
         mf->cnx.depths[s] = depth;
         mf->cnx.dims[s] = (int)t->shape[0];
     }
@@ -155,9 +154,10 @@ MglStatus mgl_model_files_open(const char* path, MglModelFiles** out, MglErr* er
     *out = NULL;
     char* manifest = is_dir(path) ? g_build_filename(path, "mgllava.json", NULL) : g_strdup(path);
     if (!is_file(manifest)) {
-        MglStatus s = g_file_test(manifest, G_FILE_TEST_EXISTS)
-                          ? mgl_err(err, MGL_E_IO, "%s: not a regular file", manifest)
-                          : mgl_err(err, MGL_E_IO, "%s: no mgllava.json manifest here (see docs/model-format.md)", path);
+        MglStatus s =
+            g_file_test(manifest, G_FILE_TEST_EXISTS)
+                ? mgl_err(err, MGL_E_IO, "%s: not a regular file", manifest)
+                : mgl_err(err, MGL_E_IO, "%s: no mgllava.json manifest here (see docs/model-format.md)", path);
         g_free(manifest);
         return s;
     }
@@ -210,7 +210,8 @@ MglStatus mgl_model_files_open(const char* path, MglModelFiles** out, MglErr* er
         if (st != MGL_OK) goto fail;
         w = is_dir(m->convnext) ? find_in(m->convnext, k_oc_weights) : g_strdup(m->convnext);
         if (!w) {
-            st = mgl_err(err, MGL_E_IO, "%s: no ConvNeXt weights (open_clip_pytorch_model.bin or open_clip_model.safetensors)",
+            st = mgl_err(err, MGL_E_IO,
+                         "%s: no ConvNeXt weights (open_clip_pytorch_model.bin or open_clip_model.safetensors)",
                          m->convnext);
             goto fail;
         }
@@ -242,17 +243,17 @@ fail:
 
 typedef struct {
     MglTensorSet* set;
-    int   missing;
-    int   bad;
-    char  first[400];
-    char  first_file[300];  /* the file of the first problem (a wrong tensor's; else the model folder) */
+    int missing;
+    int bad;
+    char first[400];
+    char first_file[300]; /* the file of the first problem (a wrong tensor's; else the model folder) */
     /* names the graph uses (when non-NULL) */
     GHashTable* used;
     /* synthesis: create each missing tensor with random values instead of failing */
-    bool     create;
+    bool create;
     MglDType dtype;
     uint64_t rng;
-    size_t   bytes;
+    size_t bytes;
 } Check;
 
 static uint64_t synth_next(uint64_t* s) {
@@ -266,10 +267,10 @@ enum { SYNTH_CHUNK = 4096 };
 
 typedef struct {
     uint64_t key;
-    float    base, scale;
+    float base, scale;
     MglDType dtype;
     uint8_t* out;
-    int64_t  n;
+    int64_t n;
 } SynthFill;
 
 static void synth_fill_range(void* ctx, int64_t begin, int64_t end) {
@@ -305,8 +306,8 @@ static void synth_tensor(Check* c, const char* name, int ndim, const int64_t* sh
     m->data = buf;
     m->size = (size_t)n * es;
     m->refcount = 1;
-    bool norm = strstr(name, "norm") || strstr(name, "layrnorm") || strstr(name, "stem.1.") ||
-                strstr(name, "downsample.0.");
+    bool norm =
+        strstr(name, "norm") || strstr(name, "layrnorm") || strstr(name, "stem.1.") || strstr(name, "downsample.0.");
     float scale = ndim >= 2 ? 1.0f / sqrtf((float)(n / shape[0])) : 0.02f;
     float base = norm && g_str_has_suffix(name, ".weight") ? 1.0f : 0.0f;
     /* counter-based noise (value i = hash(tensor key + i)), so the chunks fill in parallel: a
@@ -339,8 +340,10 @@ static void need(Check* c, const char* name, int ndim, int64_t d0, int64_t d1, i
         if (!c->missing && !c->bad) {
             char got[128] = "", exp[128] = "";
             size_t g = 0, e = 0;
-            for (int i = 0; i < t->ndim; i++) g += (size_t)snprintf(got + g, sizeof got - g, i ? ",%lld" : "%lld", (long long)t->shape[i]);
-            for (int i = 0; i < ndim; i++) e += (size_t)snprintf(exp + e, sizeof exp - e, i ? ",%lld" : "%lld", (long long)want[i]);
+            for (int i = 0; i < t->ndim; i++)
+                g += (size_t)snprintf(got + g, sizeof got - g, i ? ",%lld" : "%lld", (long long)t->shape[i]);
+            for (int i = 0; i < ndim; i++)
+                e += (size_t)snprintf(exp + e, sizeof exp - e, i ? ",%lld" : "%lld", (long long)want[i]);
             snprintf(c->first, sizeof c->first, "tensor '%s' is %s [%s], expected a float tensor [%s]", name,
                      mgl_dtype_name(t->dtype), got, exp);
             snprintf(c->first_file, sizeof c->first_file, "%s", t->map && t->map->path ? t->map->path : "");
@@ -386,10 +389,14 @@ static MglStatus check_all(MglModelFiles* mf, Check* cp, MglErr* err) {
 /* ---- summary ---------------------------------------------------------- */
 
 static void human_bytes(char* buf, size_t cap, uint64_t b) {
-    if (b >= (1ull << 30)) snprintf(buf, cap, "%.2f GiB", (double)b / (1ull << 30));
-    else if (b >= (1ull << 20)) snprintf(buf, cap, "%.2f MiB", (double)b / (1ull << 20));
-    else if (b >= 1024) snprintf(buf, cap, "%.1f KiB", (double)b / 1024);
-    else snprintf(buf, cap, "%llu B", (unsigned long long)b);
+    if (b >= (1ull << 30))
+        snprintf(buf, cap, "%.2f GiB", (double)b / (1ull << 30));
+    else if (b >= (1ull << 20))
+        snprintf(buf, cap, "%.2f MiB", (double)b / (1ull << 20));
+    else if (b >= 1024)
+        snprintf(buf, cap, "%.1f KiB", (double)b / 1024);
+    else
+        snprintf(buf, cap, "%llu B", (unsigned long long)b);
 }
 
 static void component_stats(GString* s, const MglTensorSet* set, const char* const* prefixes) {
@@ -419,13 +426,15 @@ char* mgl_model_files_describe(const MglModelFiles* mf) {
     GString* s = g_string_new(NULL);
     const MglManifest* m = &mf->man;
     g_string_append_printf(s, "model         %s%s%s\n", m->dir, m->name ? "  " : "", m->name ? m->name : "");
-    g_string_append_printf(s, "form          %s\n", m->packed ? "packed (mgllava convert)" : "manifest of the original downloads");
+    g_string_append_printf(s, "form          %s\n",
+                           m->packed ? "packed (mgllava convert)" : "manifest of the original downloads");
     if (m->packed) g_string_append_printf(s, "dtype         %s\n", m->packed_dtype);
     g_string_append_printf(s, "template      %s\n", m->template_name);
     for (int i = 0; i < mf->n_files; i++) g_string_append_printf(s, "weights file  %s\n", mf->files[i]);
     const MglClipConfig* c = &mf->clip;
-    g_string_append_printf(s, "clip          ViT: %d layers (features after layer %d), hidden %d, %d heads, mlp %d, "
-                              "%d px / patch %d = %d tokens, %s, eps %g\n",
+    g_string_append_printf(s,
+                           "clip          ViT: %d layers (features after layer %d), hidden %d, %d heads, mlp %d, "
+                           "%d px / patch %d = %d tokens, %s, eps %g\n",
                            c->n_layers, c->n_layers - 1, c->hidden, c->n_heads, c->intermediate, c->image_size,
                            c->patch_size, (c->image_size / c->patch_size) * (c->image_size / c->patch_size), c->act,
                            (double)c->ln_eps);
@@ -436,13 +445,15 @@ char* mgl_model_files_describe(const MglModelFiles* mf) {
                            x->depths[2], x->depths[3], x->dims[0], x->dims[1], x->dims[2], x->dims[3],
                            x->dims[0] + x->dims[1] + x->dims[2] + x->dims[3]);
     component_stats(s, mf->weights, (const char* const[]){"convnext.", NULL});
-    g_string_append_printf(s, "mg-llava      fusion %d+%d -> gate %d -> 1; projector %d->%d->%d; bbox_projector %d->%d->%d\n",
-                           x->dims[3], mf->fuse_dim, mf->gate_hidden, mf->fuse_dim, mf->llm.hidden, mf->llm.hidden,
-                           x->dims[0] + x->dims[1] + x->dims[2] + x->dims[3], mf->llm.hidden, mf->llm.hidden);
+    g_string_append_printf(
+        s, "mg-llava      fusion %d+%d -> gate %d -> 1; projector %d->%d->%d; bbox_projector %d->%d->%d\n", x->dims[3],
+        mf->fuse_dim, mf->gate_hidden, mf->fuse_dim, mf->llm.hidden, mf->llm.hidden,
+        x->dims[0] + x->dims[1] + x->dims[2] + x->dims[3], mf->llm.hidden, mf->llm.hidden);
     component_stats(s, mf->weights, (const char* const[]){"fuse_module.", "projector.", "bbox_projector.", NULL});
     const MglLlmConfig* L = &mf->llm;
-    g_string_append_printf(s, "llm           %s: %d layers, hidden %d, %d heads / %d kv (head %d), ffn %d, vocab %d, "
-                              "rope theta %g, rms eps %g, max pos %d%s\n",
+    g_string_append_printf(s,
+                           "llm           %s: %d layers, hidden %d, %d heads / %d kv (head %d), ffn %d, vocab %d, "
+                           "rope theta %g, rms eps %g, max pos %d%s\n",
                            L->arch_name, L->n_layers, L->hidden, L->n_heads, L->n_kv_heads, L->head_dim,
                            L->intermediate, L->vocab, (double)L->rope_theta, (double)L->rms_eps, L->max_pos,
                            L->tie_embeddings ? ", tied embeddings" : "");
@@ -473,7 +484,8 @@ static MglStatus copy_file(const char* src, const char* dst, MglErr* err) {
 }
 
 static MglStatus mkdir_p(const char* d, MglErr* err) {
-    if (g_mkdir_with_parents(d, 0755) != 0) return mgl_err(err, MGL_E_IO, "%s: cannot create folder: %s", d, strerror(errno));
+    if (g_mkdir_with_parents(d, 0755) != 0)
+        return mgl_err(err, MGL_E_IO, "%s: cannot create folder: %s", d, strerror(errno));
     return MGL_OK;
 }
 
@@ -516,12 +528,13 @@ static MglStatus write_text(const char* path, const char* text, MglErr* err) {
 static MglStatus write_configs_from_structs(const MglModelFiles* mf, const char* out_dir, MglErr* err) {
     const MglClipConfig* c = &mf->clip;
     const MglLlmConfig* l = &mf->llm;
-    char* clip = g_strdup_printf("{\"architectures\": [\"CLIPVisionModel\"], \"model_type\": \"clip_vision_model\", "
-                                 "\"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
-                                 "\"intermediate_size\": %d, \"image_size\": %d, \"patch_size\": %d, \"num_channels\": %d, "
-                                 "\"layer_norm_eps\": %g, \"hidden_act\": \"%s\"}\n",
-                                 c->hidden, c->n_layers, c->n_heads, c->intermediate, c->image_size, c->patch_size,
-                                 c->n_channels, (double)c->ln_eps, c->act);
+    char* clip =
+        g_strdup_printf("{\"architectures\": [\"CLIPVisionModel\"], \"model_type\": \"clip_vision_model\", "
+                        "\"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
+                        "\"intermediate_size\": %d, \"image_size\": %d, \"patch_size\": %d, \"num_channels\": %d, "
+                        "\"layer_norm_eps\": %g, \"hidden_act\": \"%s\"}\n",
+                        c->hidden, c->n_layers, c->n_heads, c->intermediate, c->image_size, c->patch_size,
+                        c->n_channels, (double)c->ln_eps, c->act);
     char* llm = g_strdup_printf("{\"architectures\": [\"%s\"], \"model_type\": \"%s\", \"hidden_size\": %d, "
                                 "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, "
                                 "\"intermediate_size\": %d, \"vocab_size\": %d, \"max_position_embeddings\": %d, "
@@ -539,7 +552,12 @@ static MglStatus write_configs_from_structs(const MglModelFiles* mf, const char*
     if (st == MGL_OK) st = mkdir_p(d2, err);
     if (st == MGL_OK) st = write_text(f1, clip, err);
     if (st == MGL_OK) st = write_text(f2, llm, err);
-    g_free(clip); g_free(llm); g_free(d1); g_free(d2); g_free(f1); g_free(f2);
+    g_free(clip);
+    g_free(llm);
+    g_free(d1);
+    g_free(d2);
+    g_free(f1);
+    g_free(f2);
     return st;
 }
 
@@ -555,8 +573,13 @@ static MglStatus write_packed(MglModelFiles* mf, const char* out_dir, MglDType d
     if ((st = mkdir_p(out_dir, err)) != MGL_OK) goto done;
 
     /* configs and tokenizer */
-    static const char* const llm_files[] = {"config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
-                                            "special_tokens_map.json", "generation_config.json", NULL};
+    static const char* const llm_files[] = {"config.json",
+                                            "tokenizer.json",
+                                            "tokenizer.model",
+                                            "tokenizer_config.json",
+                                            "special_tokens_map.json",
+                                            "generation_config.json",
+                                            NULL};
     sub = g_build_filename(out_dir, "llm", NULL);
     if ((st = mkdir_p(sub, err)) != MGL_OK) goto done;
     if (!mf->man.clip) st = write_configs_from_structs(mf, out_dir, err);

@@ -11,26 +11,26 @@
 #include "mgl-config.h"
 
 typedef struct {
-    MglManifest       man;
-    MglClipConfig     clip;
-    MglConvNextConfig cnx;        /* depths/dims filled from the weights */
-    bool              has_cnx_config;
-    char*             cnx_config_path;
-    MglLlmConfig      llm;
-    char*             tokenizer_path;  /* the LLM folder */
-    MglTensorSet*     weights;
-    int               fuse_dim;        /* CLIP hidden size seen by the fusion (1024) */
-    int               gate_hidden;     /* 512 */
-    int               n_files;
-    char*             files[64];       /* weight files read, for the summary */
+    MglManifest man;
+    MglClipConfig clip;
+    MglConvNextConfig cnx; /* depths/dims filled from the weights */
+    bool has_cnx_config;
+    char* cnx_config_path;
+    MglLlmConfig llm;
+    char* tokenizer_path; /* the LLM folder */
+    MglTensorSet* weights;
+    int fuse_dim;    /* CLIP hidden size seen by the fusion (1024) */
+    int gate_hidden; /* 512 */
+    int n_files;
+    char* files[64]; /* weight files read, for the summary */
     /* identity of each file when it was mapped (mgl_model_files_check) */
-    uint64_t          file_dev[64], file_ino[64], file_size[64];
-    int64_t           file_mtime_ns[64];
+    uint64_t file_dev[64], file_ino[64], file_size[64];
+    int64_t file_mtime_ns[64];
 } MglModelFiles;
 
 /* `path`: a folder holding mgllava.json, or the manifest file itself. */
 MglStatus mgl_model_files_open(const char* path, MglModelFiles** out, MglErr* err);
-void      mgl_model_files_free(MglModelFiles* mf);
+void mgl_model_files_free(MglModelFiles* mf);
 
 /* Every tensor the MG-LLaVA graph needs is present with the shape the
  * configs imply; the first problem (and the count of missing ones) is reported. */
@@ -47,7 +47,7 @@ MglStatus mgl_model_files_synthesize(MglModelFiles* mf, MglDType dtype, uint64_t
 MglStatus mgl_model_files_check(const MglModelFiles* mf, MglErr* err);
 
 /* Human-readable summary (malloc'ed). */
-char*     mgl_model_files_describe(const MglModelFiles* mf);
+char* mgl_model_files_describe(const MglModelFiles* mf);
 
 /* Pack into `out_dir` (created): model.safetensors (sharded past 4 GiB) in
  * `dtype` (f16/bf16/f32; non-float tensors kept), the configs, the tokenizer

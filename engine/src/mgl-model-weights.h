@@ -12,7 +12,7 @@
 
 #include "mgl-config.h"
 #include "mgl-ops.h"
-#include "mgl-preprocess.h"   /* MGL_AUX_SIZE */
+#include "mgl-preprocess.h" /* MGL_AUX_SIZE */
 
 typedef struct {
     MglWeight q, k, v, o, fc1, fc2;
@@ -25,16 +25,16 @@ typedef struct {
 } CnxBlock;
 
 typedef struct {
-    float *ds_ln_w, *ds_ln_b, *ds_b;  /* downsample (stages 1-3) */
+    float *ds_ln_w, *ds_ln_b, *ds_b; /* downsample (stages 1-3) */
     MglWeight ds;
     CnxBlock* blocks;
     int depth, C;
 } CnxStage;
 
 typedef struct {
-    MglWeight qkv;          /* Phi-3: fused (q|k|v); Llama: unused */
+    MglWeight qkv; /* Phi-3: fused (q|k|v); Llama: unused */
     MglWeight q, k, v, o;
-    MglWeight gate_up;      /* Phi-3: fused (gate|up) */
+    MglWeight gate_up; /* Phi-3: fused (gate|up) */
     MglWeight gate, up, down;
     float *ln1, *ln2;
 } LlmLayer;
@@ -56,7 +56,7 @@ typedef struct MglModelWeights {
     float *stem_b, *stem_ln_w, *stem_ln_b;
     MglWeight stem_w;
     CnxStage stages[4];
-    int Cm;                 /* channels of the multi-scale map */
+    int Cm; /* channels of the multi-scale map */
     /* Conv-Gate fusion */
     MglWeight slow_conv, slow_proj, fast_proj, gate0, gate2;
     float *slow_conv_b, *slow_proj_b, *fast_conv_w, *fast_conv_b, *fast_proj_b, *gate0_b, *gate2_b;
@@ -65,7 +65,7 @@ typedef struct MglModelWeights {
     Mlp2 proj, bproj;
     /* LLM */
     MglLlmConfig lc;
-    MglWeight embed, lm_head;  /* lm_head == embed when tied */
+    MglWeight embed, lm_head; /* lm_head == embed when tied */
     float* final_norm;
     LlmLayer* layers;
 } MglModelWeights;

@@ -26,8 +26,8 @@ static bool bind_item(const MglWeightItem* it, void* user) {
         return false;
     }
     if (!mgl_tensor_is_contiguous(t) || !mgl_dtype_is_float(t->dtype) || t->dtype == MGL_DT_F64) {
-        b->st = mgl_err(b->err, MGL_E_UNSUPPORTED, "model: tensor '%s' must be a contiguous f32/f16/bf16 tensor",
-                        it->name);
+        b->st =
+            mgl_err(b->err, MGL_E_UNSUPPORTED, "model: tensor '%s' must be a contiguous f32/f16/bf16 tensor", it->name);
         return false;
     }
     void* field = mgl_weight_field(&b->m->w, it);
@@ -85,7 +85,8 @@ static MglStatus model_bind(MglModel* m, const MglModelParams* p, MglErr* err) {
     if (lc->tie_embeddings) w->lm_head = w->embed;
     /* EOS: the tokenizer's eos_token (as the reference's generate() uses) */
     int32_t te = m->tok ? mgl_tokenizer_eos(m->tok) : -1;
-    if (te >= 0) m->eos_ids[m->n_eos++] = te;
+    if (te >= 0)
+        m->eos_ids[m->n_eos++] = te;
     else
         for (int i = 0; i < lc->n_eos && m->n_eos < 10; i++) m->eos_ids[m->n_eos++] = lc->eos_ids[i];
     m->n_ctx = p->n_ctx > 0 ? p->n_ctx : lc->max_pos;
@@ -125,10 +126,14 @@ void mgl_model_backend_info(const MglModel* m, MglBackendInfo* out) {
 }
 
 static bool dtype_of_precision(const char* s, MglDType* out) {
-    if (!s || !*s || !strcmp(s, "f16") || !strcmp(s, "fp16")) *out = MGL_DT_F16;
-    else if (!strcmp(s, "bf16")) *out = MGL_DT_BF16;
-    else if (!strcmp(s, "f32") || !strcmp(s, "fp32")) *out = MGL_DT_F32;
-    else return false;
+    if (!s || !*s || !strcmp(s, "f16") || !strcmp(s, "fp16"))
+        *out = MGL_DT_F16;
+    else if (!strcmp(s, "bf16"))
+        *out = MGL_DT_BF16;
+    else if (!strcmp(s, "f32") || !strcmp(s, "fp32"))
+        *out = MGL_DT_F32;
+    else
+        return false;
     return true;
 }
 
@@ -152,8 +157,9 @@ static MglStatus model_attach_device(MglModel* m, const MglModelParams* p, MglEr
     if (!strcmp(dev, "cpu")) return attach_backend(m, cpu, p, err);
     const MglBackend* want = strcmp(dev, "auto") ? mgl_backend_get(dev) : NULL;
     if (strcmp(dev, "auto") && !want)
-        return mgl_err(err, MGL_E_UNSUPPORTED, "device=%s: this build has no %s backend (configure with "
-                                               "-Dcuda=enabled and nvcc); use device=cpu or auto",
+        return mgl_err(err, MGL_E_UNSUPPORTED,
+                       "device=%s: this build has no %s backend (configure with "
+                       "-Dcuda=enabled and nvcc); use device=cpu or auto",
                        dev, strcmp(dev, "cuda") ? dev : "CUDA");
     for (const char* const* n = mgl_backend_names(); *n; n++) {
         const MglBackend* be = mgl_backend_get(*n);
@@ -165,7 +171,8 @@ static MglStatus model_attach_device(MglModel* m, const MglModelParams* p, MglEr
         if (want || st == MGL_E_INVALID) return mgl_err(err, st, "device=%s: %s", dev, e.msg);
         if (be->device_count && be->device_count() > 0)
             g_message("mgllava: device=auto: %s; running on the CPU", e.msg);
-        else g_info("mgllava: device=auto: %s; running on the CPU", e.msg);
+        else
+            g_info("mgllava: device=auto: %s; running on the CPU", e.msg);
     }
     return attach_backend(m, cpu, p, err);
 }
@@ -240,7 +247,9 @@ MglStatus mgl_ctx_new_with_params(MglModel* model, const MglCtxParams* params, M
     return MGL_OK;
 }
 
-MglStatus mgl_ctx_new(MglModel* model, MglCtx** out, MglErr* err) { return mgl_ctx_new_with_params(model, NULL, out, err); }
+MglStatus mgl_ctx_new(MglModel* model, MglCtx** out, MglErr* err) {
+    return mgl_ctx_new_with_params(model, NULL, out, err);
+}
 
 void mgl_ctx_free(MglCtx* c) {
     if (!c) return;
@@ -275,11 +284,13 @@ MglStatus mgl_llm_forward(MglCtx* c, const float* embeds, int64_t T, int64_t pos
 }
 
 MglStatus mgl_ctx_bench_vision(MglCtx* c, int reps, MglBackendBench* out, MglErr* err) {
-    if (!c->m->be->bench_vision) return mgl_err(err, MGL_E_UNSUPPORTED, "bench: the %s backend has no vision bench", c->m->be->name);
+    if (!c->m->be->bench_vision)
+        return mgl_err(err, MGL_E_UNSUPPORTED, "bench: the %s backend has no vision bench", c->m->be->name);
     return c->m->be->bench_vision(c->bc, reps, out, err);
 }
 
 MglStatus mgl_ctx_bench_llm(MglCtx* c, int T, int G, MglBackendBench* out, MglErr* err) {
-    if (!c->m->be->bench_llm) return mgl_err(err, MGL_E_UNSUPPORTED, "bench: the %s backend has no decoder bench", c->m->be->name);
+    if (!c->m->be->bench_llm)
+        return mgl_err(err, MGL_E_UNSUPPORTED, "bench: the %s backend has no decoder bench", c->m->be->name);
     return c->m->be->bench_llm(c->bc, T, G, out, err);
 }

@@ -12,32 +12,32 @@
 #include "mgl-preprocess.h"
 
 struct MglModel {
-    MglModelFiles*     files;
-    MglTokenizer*      tok;
+    MglModelFiles* files;
+    MglTokenizer* tok;
     const MglTemplate* tmpl;
-    MglModelWeights    w;          /* bound on the host */
-    GPtrArray*         owned;      /* f32 copies of small tensors, freed with the model */
-    int                n_threads;
-    int                n_ctx;      /* the default context length */
-    MglDType           kv_dtype;   /* the default KV precision (the device weights' precision) */
-    int32_t            eos_ids[10];
-    int                n_eos;
-    int                warned_budget; /* the answer budget was capped to the context once (logged) */
-    const MglBackend*  be;         /* where the model runs */
-    MglBackendModel*   bm;
+    MglModelWeights w; /* bound on the host */
+    GPtrArray* owned;  /* f32 copies of small tensors, freed with the model */
+    int n_threads;
+    int n_ctx;         /* the default context length */
+    MglDType kv_dtype; /* the default KV precision (the device weights' precision) */
+    int32_t eos_ids[10];
+    int n_eos;
+    int warned_budget;    /* the answer budget was capped to the context once (logged) */
+    const MglBackend* be; /* where the model runs */
+    MglBackendModel* bm;
 };
 
 struct MglCtx {
-    MglModel*      m;
-    MglCtxParams   p;
-    MglBackendCtx* bc;   /* owns the KV cache of each slot */
+    MglModel* m;
+    MglCtxParams p;
+    MglBackendCtx* bc; /* owns the KV cache of each slot */
 };
 
 /* A model over already-built files (takes ownership; no tokenizer): benchmarks. */
 MglStatus mgl_model_from_files(MglModelFiles* files, const MglModelParams* params, MglModel** out, MglErr* err);
 /* The backend's name ("cpu", "cuda") and its figures. */
 const char* mgl_model_backend_name(const MglModel* m);
-void        mgl_model_backend_info(const MglModel* m, MglBackendInfo* out);
+void mgl_model_backend_info(const MglModel* m, MglBackendInfo* out);
 
 /* Preprocessing (CPU, backend-neutral): the two views and the boxes in the 768 frame. */
 MglStatus mgl_stage_preprocess(const MglImage* img, const MglBox* boxes, size_t n_boxes, int limit_num, int order,
@@ -65,7 +65,7 @@ MglStatus mgl_ctx_bench_llm(MglCtx* c, int T, int G, MglBackendBench* out, MglEr
  * prefill); the second of two runs is reported (the first warms up). */
 typedef struct {
     double frame_ms, preprocess_ms, vision_ms, prefill_ms, decode_ms;
-    int    prompt_tokens, generated;
+    int prompt_tokens, generated;
 } MglFrameBench;
 MglStatus mgl_ctx_bench_frame(MglCtx* c, int prompt_tokens, int gen_tokens, MglFrameBench* out, MglErr* err);
 
@@ -82,33 +82,33 @@ MglStatus mgl_model_bench_batch(MglModel* m, int B, int T, int G, MglBatchBench*
  * request is done: EOS, stop word, budget, the callback's stop, abort), then
  * mgl_gen_finish (the text), mgl_gen_clear. */
 typedef struct {
-    MglGenParams p;          /* defaults resolved */
-    MglPrompt    pr;
-    MglSeqInput  in;
-    float*       b768;       /* the boxes in the 768 frame */
-    int64_t      L;          /* prompt length in LLM positions */
-    uint64_t     rng;        /* sampling state (splitmix64) */
-    MglSeq       seq;
-    int32_t*     gen;
-    size_t       ng;
-    MglDetok*    dt;
-    MglTimings   t;
-    MglStatus    st;
-    volatile int abort;      /* set by the scheduler's abort */
-    uint32_t*    allow;      /* the token mask buffer (p.token_mask set) */
-    struct MglViews* views;  /* the image's preprocessed views (shared by requests about one frame) */
+    MglGenParams p; /* defaults resolved */
+    MglPrompt pr;
+    MglSeqInput in;
+    float* b768;  /* the boxes in the 768 frame */
+    int64_t L;    /* prompt length in LLM positions */
+    uint64_t rng; /* sampling state (splitmix64) */
+    MglSeq seq;
+    int32_t* gen;
+    size_t ng;
+    MglDetok* dt;
+    MglTimings t;
+    MglStatus st;
+    volatile int abort;     /* set by the scheduler's abort */
+    uint32_t* allow;        /* the token mask buffer (p.token_mask set) */
+    struct MglViews* views; /* the image's preprocessed views (shared by requests about one frame) */
 } MglGen;
 
 /* The two preprocessed views of one image (768 and 336, CHW f32), shared by
  * the requests about that frame; reference-counted, thread-safe. */
 typedef struct MglViews {
     float *x768, *x336;
-    int    width, height;   /* the original image */
-    int    refs;
+    int width, height; /* the original image */
+    int refs;
 } MglViews;
 MglStatus mgl_views_make(const MglImage* img, MglViews** out, MglErr* err);
 MglViews* mgl_views_ref(MglViews* v);
-void      mgl_views_unref(MglViews* v);
+void mgl_views_unref(MglViews* v);
 
 MglStatus mgl_gen_begin(MglModel* m, int64_t n_ctx, const MglImage* image, const MglBox* boxes, size_t n_boxes,
                         const char* question, const MglGenParams* params, MglGen* g, MglErr* err);
@@ -117,11 +117,11 @@ MglStatus mgl_gen_begin(MglModel* m, int64_t n_ctx, const MglImage* image, const
 MglStatus mgl_gen_check(MglModel* m, const char* question, const MglGenParams* params, MglGen* g, MglErr* err);
 MglStatus mgl_gen_begin_views(MglModel* m, int64_t n_ctx, MglViews* v, const MglBox* boxes, size_t n_boxes,
                               const char* question, MglGen* g, MglErr* err);
-bool      mgl_gen_push(MglModel* m, MglGen* g, MglErr* err);
+bool mgl_gen_push(MglModel* m, MglGen* g, MglErr* err);
 /* Before each sample: the request's token mask (or none) into g->seq.samp.allow. */
-void      mgl_gen_prepare_sample(MglModel* m, MglGen* g);
+void mgl_gen_prepare_sample(MglModel* m, MglGen* g);
 MglStatus mgl_gen_finish(MglModel* m, MglGen* g, char** text, MglErr* err);
-void      mgl_gen_clear(MglGen* g);
+void mgl_gen_clear(MglGen* g);
 
 
 #endif

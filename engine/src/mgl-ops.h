@@ -11,8 +11,8 @@
 /* A weight matrix (rows = out features, cols = in features) in its stored dtype. */
 typedef struct {
     const void* data;
-    MglDType    dtype;    /* F32, F16 or BF16 */
-    int64_t     rows, cols;
+    MglDType dtype; /* F32, F16 or BF16 */
+    int64_t rows, cols;
 } MglWeight;
 
 /* y[T,N] = x[T,K] @ W[N,K]^T (+ bias[N]). T == 1 is mgl_matmul_rows. */

@@ -25,24 +25,24 @@
 #include <string.h>
 
 #define MAX_OBJECTS (1u << 22)
-#define MAX_STACK   (1u << 20)
-#define MAX_MARKS   (1u << 16)
-#define MAX_MEMO    (1u << 22)
-#define MAX_QUALNAME 1024u   /* a class name resolved through getattr */
+#define MAX_STACK (1u << 20)
+#define MAX_MARKS (1u << 16)
+#define MAX_MEMO (1u << 22)
+#define MAX_QUALNAME 1024u /* a class name resolved through getattr */
 
 struct MglPickle {
     const MglPickleOpts* o;
     const uint8_t* d;
     size_t len, pos;
-    size_t op_pos;           /* offset of the opcode being executed */
-    PkObj** objs;            /* arena: every object ever allocated */
+    size_t op_pos; /* offset of the opcode being executed */
+    PkObj** objs;  /* arena: every object ever allocated */
     size_t n_objs, cap_objs;
     PkObj** stack;
     size_t sp, stack_cap;
     size_t* marks;
     size_t n_marks, marks_cap;
-    GHashTable* memo;        /* (index+1) -> PkObj* */
-    GHashTable* storages;    /* key -> PkObj* (PK_STORAGE) */
+    GHashTable* memo;     /* (index+1) -> PkObj* */
+    GHashTable* storages; /* key -> PkObj* (PK_STORAGE) */
     PkObj* none;
     MglErr* err;
 };
@@ -87,10 +87,17 @@ static MglStatus alloc_fail(MglPickle* vm) {
 
 static void free_obj(PkObj* o) {
     switch (o->type) {
-    case PK_STR: case PK_BYTES: free(o->u.str.s); break;
-    case PK_LIST: case PK_TUPLE: case PK_DICT: case PK_SET: free(o->u.seq.v); break;
+    case PK_STR:
+    case PK_BYTES: free(o->u.str.s); break;
+    case PK_LIST:
+    case PK_TUPLE:
+    case PK_DICT:
+    case PK_SET: free(o->u.seq.v); break;
     case PK_GLOBAL: free(o->u.glob.qualname); break;
-    case PK_STORAGE: free(o->u.storage.key); mgl_map_unref(o->u.storage.map); break;
+    case PK_STORAGE:
+        free(o->u.storage.key);
+        mgl_map_unref(o->u.storage.map);
+        break;
     case PK_TENSOR: mgl_map_unref(o->u.tensor.map); break;
     default: break;
     }
@@ -124,7 +131,7 @@ static PkObj* new_str(MglPickle* vm, PkType t, const void* s, size_t len) {
     PkObj* o = new_obj(vm, t);
     if (!o) return NULL;
     o->u.str.s = malloc(len + 1);
-    if (!o->u.str.s) return NULL;   /* o stays in the arena and is freed with it */
+    if (!o->u.str.s) return NULL; /* o stays in the arena and is freed with it */
     if (len) memcpy(o->u.str.s, s, len);
     o->u.str.s[len] = 0;
     o->u.str.len = len;
@@ -207,22 +214,32 @@ static bool parse_decimal(const char* s, size_t n, int64_t* out, bool* big) {
     *big = false;
     while (i < n && (s[i] == ' ' || s[i] == '\t')) i++;
     while (n > i && (s[n - 1] == ' ' || s[n - 1] == '\r')) n--;
-    if (n > i && s[n - 1] == 'L') n--;    /* Python 2 long suffix */
+    if (n > i && s[n - 1] == 'L') n--; /* Python 2 long suffix */
     if (i < n && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
     if (i >= n) return false;
     uint64_t v = 0;
     for (; i < n; i++) {
         if (s[i] < '0' || s[i] > '9') return false;
         unsigned dg = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - dg) / 10) { *big = true; v = UINT64_MAX; continue; }
+        if (v > (UINT64_MAX - dg) / 10) {
+            *big = true;
+            v = UINT64_MAX;
+            continue;
+        }
         v = v * 10 + dg;
     }
     if (*big) return true;
     if (neg) {
-        if (v > (uint64_t)INT64_MAX + 1) { *big = true; return true; }
+        if (v > (uint64_t)INT64_MAX + 1) {
+            *big = true;
+            return true;
+        }
         *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
     } else {
-        if (v > (uint64_t)INT64_MAX) { *big = true; return true; }
+        if (v > (uint64_t)INT64_MAX) {
+            *big = true;
+            return true;
+        }
         *out = (int64_t)v;
     }
     return true;
@@ -248,7 +265,10 @@ static PkObj* make_escaped_string(MglPickle* vm, const char* s, size_t n) {
     if (!b) return NULL;
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] != '\\' || i + 1 >= n) { b[o++] = s[i]; continue; }
+        if (s[i] != '\\' || i + 1 >= n) {
+            b[o++] = s[i];
+            continue;
+        }
         char c = s[++i];
         switch (c) {
         case 'n': b[o++] = '\n'; break;
@@ -258,21 +278,33 @@ static PkObj* make_escaped_string(MglPickle* vm, const char* s, size_t n) {
         case 'b': b[o++] = '\b'; break;
         case 'f': b[o++] = '\f'; break;
         case 'v': b[o++] = '\v'; break;
-        case '\\': case '\'': case '"': b[o++] = c; break;
+        case '\\':
+        case '\'':
+        case '"': b[o++] = c; break;
         case '\n': break;
         case 'x':
             if (i + 2 < n && g_ascii_isxdigit(s[i + 1]) && g_ascii_isxdigit(s[i + 2])) {
                 b[o++] = (char)(g_ascii_xdigit_value(s[i + 1]) * 16 + g_ascii_xdigit_value(s[i + 2]));
                 i += 2;
-            } else { b[o++] = '\\'; b[o++] = c; }
+            } else {
+                b[o++] = '\\';
+                b[o++] = c;
+            }
             break;
         default:
             if (c >= '0' && c <= '7') {
                 int v = 0, k = 0;
-                while (k < 3 && i < n && s[i] >= '0' && s[i] <= '7') { v = v * 8 + (s[i] - '0'); i++; k++; }
+                while (k < 3 && i < n && s[i] >= '0' && s[i] <= '7') {
+                    v = v * 8 + (s[i] - '0');
+                    i++;
+                    k++;
+                }
                 i--;
                 b[o++] = (char)(v & 0xff);
-            } else { b[o++] = '\\'; b[o++] = c; }
+            } else {
+                b[o++] = '\\';
+                b[o++] = c;
+            }
         }
     }
     PkObj* r = new_str(vm, PK_STR, b, o);
@@ -297,10 +329,16 @@ static PkObj* make_raw_unicode(MglPickle* vm, const char* s, size_t n) {
                 bool ok = true;
                 for (size_t k = 0; k < digits; k++) {
                     char h = s[i + 2 + k];
-                    if (!g_ascii_isxdigit(h)) { ok = false; break; }
+                    if (!g_ascii_isxdigit(h)) {
+                        ok = false;
+                        break;
+                    }
                     v = v * 16 + (gunichar)g_ascii_xdigit_value(h);
                 }
-                if (ok && v <= 0x10ffff) { u = v; i += 1 + digits; }
+                if (ok && v <= 0x10ffff) {
+                    u = v;
+                    i += 1 + digits;
+                }
             }
         }
         o += (size_t)g_unichar_to_utf8(u, b + o);
@@ -312,40 +350,41 @@ static PkObj* make_raw_unicode(MglPickle* vm, const char* s, size_t n) {
 
 /* ---- globals ---------------------------------------------------------- */
 
-typedef struct { const char* name; MglDType dt; } NameDt;
+typedef struct {
+    const char* name;
+    MglDType dt;
+} NameDt;
 
 static const NameDt k_storage_types[] = {
-    {"FloatStorage", MGL_DT_F32}, {"HalfStorage", MGL_DT_F16}, {"BFloat16Storage", MGL_DT_BF16},
-    {"DoubleStorage", MGL_DT_F64}, {"LongStorage", MGL_DT_I64}, {"IntStorage", MGL_DT_I32},
-    {"ShortStorage", MGL_DT_I16}, {"CharStorage", MGL_DT_I8}, {"ByteStorage", MGL_DT_U8},
-    {"BoolStorage", MGL_DT_BOOL}, {"UntypedStorage", MGL_DT_U8},
+    {"FloatStorage", MGL_DT_F32},  {"HalfStorage", MGL_DT_F16},   {"BFloat16Storage", MGL_DT_BF16},
+    {"DoubleStorage", MGL_DT_F64}, {"LongStorage", MGL_DT_I64},   {"IntStorage", MGL_DT_I32},
+    {"ShortStorage", MGL_DT_I16},  {"CharStorage", MGL_DT_I8},    {"ByteStorage", MGL_DT_U8},
+    {"BoolStorage", MGL_DT_BOOL},  {"UntypedStorage", MGL_DT_U8},
 };
 
 static const NameDt k_dtypes[] = {
-    {"float32", MGL_DT_F32}, {"float", MGL_DT_F32}, {"float16", MGL_DT_F16}, {"half", MGL_DT_F16},
-    {"bfloat16", MGL_DT_BF16}, {"float64", MGL_DT_F64}, {"double", MGL_DT_F64},
-    {"int64", MGL_DT_I64}, {"long", MGL_DT_I64}, {"int32", MGL_DT_I32}, {"int", MGL_DT_I32},
-    {"int16", MGL_DT_I16}, {"short", MGL_DT_I16}, {"int8", MGL_DT_I8}, {"uint8", MGL_DT_U8},
-    {"bool", MGL_DT_BOOL},
+    {"float32", MGL_DT_F32},   {"float", MGL_DT_F32},   {"float16", MGL_DT_F16}, {"half", MGL_DT_F16},
+    {"bfloat16", MGL_DT_BF16}, {"float64", MGL_DT_F64}, {"double", MGL_DT_F64},  {"int64", MGL_DT_I64},
+    {"long", MGL_DT_I64},      {"int32", MGL_DT_I32},   {"int", MGL_DT_I32},     {"int16", MGL_DT_I16},
+    {"short", MGL_DT_I16},     {"int8", MGL_DT_I8},     {"uint8", MGL_DT_U8},    {"bool", MGL_DT_BOOL},
 };
 
 /* Names no checkpoint has a reason to call. Refusing them is only a
  * diagnostic: safety comes from never calling anything at all. */
 static bool is_dangerous(const char* mod, const char* name) {
     static const char* const mods[] = {
-        "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "runpy",
-        "pty", "code", "ctypes", "pickle", "_pickle", "marshal", "webbrowser", "multiprocessing",
-        "signal", "commands", "popen2", "platform", "asyncio", "pdb", "timeit", "tempfile",
+        "os",       "posix",  "nt",       "subprocess", "sys",     "shutil",  "socket",     "importlib",       "runpy",
+        "pty",      "code",   "ctypes",   "pickle",     "_pickle", "marshal", "webbrowser", "multiprocessing", "signal",
+        "commands", "popen2", "platform", "asyncio",    "pdb",     "timeit",  "tempfile",
     };
     static const char* const builtins[] = {
-        "eval", "exec", "execfile", "compile", "open", "file", "__import__", "getattr", "setattr",
-        "delattr", "globals", "locals", "vars", "input", "breakpoint", "exit", "quit", "apply",
-        "reload", "help",
+        "eval",    "exec",   "execfile", "compile", "open",       "file", "__import__", "getattr", "setattr", "delattr",
+        "globals", "locals", "vars",     "input",   "breakpoint", "exit", "quit",       "apply",   "reload",  "help",
     };
-    size_t ml = strcspn(mod, ".");   /* os.path, subprocess.x, ... count as their package */
-    size_t nl = strcspn(name, ".");  /* posixpath.os (the os module, reached through
-                                        another one): no class is named so, and pickle
-                                        cannot save a module */
+    size_t ml = strcspn(mod, ".");  /* os.path, subprocess.x, ... count as their package */
+    size_t nl = strcspn(name, "."); /* posixpath.os (the os module, reached through
+                                       another one): no class is named so, and pickle
+                                       cannot save a module */
     for (size_t i = 0; i < G_N_ELEMENTS(mods); i++) {
         if (strlen(mods[i]) == ml && strncmp(mod, mods[i], ml) == 0) return true;
         if (strlen(mods[i]) == nl && strncmp(name, mods[i], nl) == 0) return true;
@@ -394,23 +433,35 @@ static PkObj* make_global(MglPickle* vm, const char* mod, size_t ml, const char*
     char* m = g_strndup(mod, ml);
     char* n = g_strndup(name, nl);
     PkGlobalKind k = PG_OTHER;
-    if (strcmp(m, "collections") == 0 && strcmp(n, "OrderedDict") == 0) k = PG_ORDERED_DICT;
+    if (strcmp(m, "collections") == 0 && strcmp(n, "OrderedDict") == 0)
+        k = PG_ORDERED_DICT;
     else if (strcmp(m, "torch._utils") == 0) {
-        if (strcmp(n, "_rebuild_tensor_v2") == 0) k = PG_REBUILD_V2;
-        else if (strcmp(n, "_rebuild_tensor_v3") == 0) k = PG_REBUILD_V3;
+        if (strcmp(n, "_rebuild_tensor_v2") == 0)
+            k = PG_REBUILD_V2;
+        else if (strcmp(n, "_rebuild_tensor_v3") == 0)
+            k = PG_REBUILD_V3;
         else if (strcmp(n, "_rebuild_parameter") == 0 || strcmp(n, "_rebuild_parameter_with_state") == 0)
             k = PG_REBUILD_PARAM;
     } else if (strcmp(m, "torch._tensor") == 0) {
         /* tensor subclasses: _rebuild_from_type_v2(func, type, args, state) */
         if (strcmp(n, "_rebuild_from_type_v2") == 0 || strcmp(n, "_rebuild_from_type") == 0) k = PG_REBUILD_FROM_TYPE;
     } else if (strcmp(m, "torch") == 0) {
-        if (strcmp(n, "device") == 0) k = PG_DEVICE;
-        else if (strcmp(n, "Size") == 0) k = PG_SIZE;
+        if (strcmp(n, "device") == 0)
+            k = PG_DEVICE;
+        else if (strcmp(n, "Size") == 0)
+            k = PG_SIZE;
         for (size_t i = 0; k == PG_OTHER && i < G_N_ELEMENTS(k_storage_types); i++)
-            if (strcmp(n, k_storage_types[i].name) == 0) { k = PG_STORAGE_TYPE; o->u.glob.dtype = (int)k_storage_types[i].dt; }
+            if (strcmp(n, k_storage_types[i].name) == 0) {
+                k = PG_STORAGE_TYPE;
+                o->u.glob.dtype = (int)k_storage_types[i].dt;
+            }
         for (size_t i = 0; k == PG_OTHER && i < G_N_ELEMENTS(k_dtypes); i++)
-            if (strcmp(n, k_dtypes[i].name) == 0) { k = PG_DTYPE; o->u.glob.dtype = (int)k_dtypes[i].dt; }
-    } else if (is_dangerous(m, n)) k = PG_DANGEROUS;
+            if (strcmp(n, k_dtypes[i].name) == 0) {
+                k = PG_DTYPE;
+                o->u.glob.dtype = (int)k_dtypes[i].dt;
+            }
+    } else if (is_dangerous(m, n))
+        k = PG_DANGEROUS;
     g_free(m);
     g_free(n);
     o->u.glob.kind = k;
@@ -433,9 +484,13 @@ static MglStatus persistent_load(MglPickle* vm, PkObj* pid, PkObj** out) {
                       a[1]->type == PK_GLOBAL ? a[1]->u.glob.qualname : "(not a class)");
     char keybuf[32];
     const char* key;
-    if (a[2]->type == PK_STR || a[2]->type == PK_BYTES) key = a[2]->u.str.s;
-    else if (a[2]->type == PK_INT) { snprintf(keybuf, sizeof keybuf, "%" PRId64, a[2]->u.i); key = keybuf; }
-    else return vm_err(vm, MGL_E_FORMAT, "storage key is not a string");
+    if (a[2]->type == PK_STR || a[2]->type == PK_BYTES)
+        key = a[2]->u.str.s;
+    else if (a[2]->type == PK_INT) {
+        snprintf(keybuf, sizeof keybuf, "%" PRId64, a[2]->u.i);
+        key = keybuf;
+    } else
+        return vm_err(vm, MGL_E_FORMAT, "storage key is not a string");
     if (a[4]->type != PK_INT || a[4]->u.i < 0) return vm_err(vm, MGL_E_FORMAT, "storage '%s': bad element count", key);
     MglDType dt = (MglDType)a[1]->u.glob.dtype;
     size_t es = mgl_dtype_size(dt);
@@ -444,8 +499,8 @@ static MglStatus persistent_load(MglPickle* vm, PkObj* pid, PkObj** out) {
     PkObj* s = g_hash_table_lookup(vm->storages, key);
     if (s && s->u.storage.dtype == (int)dt) {
         if (numel > s->u.storage.nbytes / es)
-            return vm_err(vm, MGL_E_FORMAT, "storage '%s': %" PRIu64 " elements exceed its %" PRIu64 " bytes",
-                          key, numel, s->u.storage.nbytes);
+            return vm_err(vm, MGL_E_FORMAT, "storage '%s': %" PRIu64 " elements exceed its %" PRIu64 " bytes", key,
+                          numel, s->u.storage.nbytes);
         *out = s;
         return MGL_OK;
     }
@@ -455,15 +510,16 @@ static MglStatus persistent_load(MglPickle* vm, PkObj* pid, PkObj** out) {
     MglStatus st = vm->o->load_storage(vm->o->ud, key, &data, &nbytes, vm->err);
     if (st != MGL_OK) return st;
     if (numel > nbytes / es)
-        return vm_err(vm, MGL_E_FORMAT, "storage '%s': %" PRIu64 " elements of %zu bytes exceed its %" PRIu64 "-byte entry",
-                      key, numel, es, nbytes);
+        return vm_err(vm, MGL_E_FORMAT,
+                      "storage '%s': %" PRIu64 " elements of %zu bytes exceed its %" PRIu64 "-byte entry", key, numel,
+                      es, nbytes);
     s = new_obj(vm, PK_STORAGE);
     if (!s) return alloc_fail(vm);
     s->u.storage.key = strdup(key);
     if (!s->u.storage.key) return nomem(vm);
     s->u.storage.dtype = (int)dt;
     s->u.storage.data = data;
-    s->u.storage.nbytes = numel * es;   /* the usable bytes are what the id declares */
+    s->u.storage.nbytes = numel * es; /* the usable bytes are what the id declares */
     s->u.storage.map = mgl_map_ref(vm->o->map);
     /* First one wins for the cache; a second dtype for the same key gets its
      * own object (it still shares the bytes). */
@@ -479,11 +535,16 @@ static MglStatus persistent_load(MglPickle* vm, PkObj* pid, PkObj** out) {
 static MglStatus storage_align(MglPickle* vm, PkObj* s, size_t es) {
     if (es <= 1 || s->u.storage.nbytes == 0 || ((uintptr_t)s->u.storage.data % es) == 0) return MGL_OK;
     MglMap* m = calloc(1, sizeof *m);
-    uint8_t* buf = malloc((size_t)s->u.storage.nbytes);   /* malloc is max_align_t aligned */
+    uint8_t* buf = malloc((size_t)s->u.storage.nbytes); /* malloc is max_align_t aligned */
     char* path = g_strdup_printf("%s:data/%s", vm->o->path, s->u.storage.key);
     char* p = path ? strdup(path) : NULL;
     g_free(path);
-    if (!m || !buf || !p) { free(m); free(buf); free(p); return nomem(vm); }
+    if (!m || !buf || !p) {
+        free(m);
+        free(buf);
+        free(p);
+        return nomem(vm);
+    }
     memcpy(buf, s->u.storage.data, (size_t)s->u.storage.nbytes);
     m->path = p;
     m->data = buf;
@@ -518,8 +579,10 @@ static MglStatus rebuild_tensor(MglPickle* vm, PkObj* fn, PkObj* args, PkObj** o
     if (!is_seq(args) || args->u.seq.n < (v3 ? 7u : 4u))
         return vm_err(vm, MGL_E_FORMAT, "%s: too few arguments", fn->u.glob.qualname);
     PkObj** a = args->u.seq.v;
-    if (a[0]->type != PK_STORAGE) return vm_err(vm, MGL_E_FORMAT, "%s: first argument is not a storage", fn->u.glob.qualname);
-    if (a[1]->type != PK_INT || a[1]->u.i < 0) return vm_err(vm, MGL_E_FORMAT, "tensor storage offset is not a non-negative integer");
+    if (a[0]->type != PK_STORAGE)
+        return vm_err(vm, MGL_E_FORMAT, "%s: first argument is not a storage", fn->u.glob.qualname);
+    if (a[1]->type != PK_INT || a[1]->u.i < 0)
+        return vm_err(vm, MGL_E_FORMAT, "tensor storage offset is not a non-negative integer");
     PkObj* s = a[0];
     MglDType dt = (MglDType)s->u.storage.dtype;
     if (v3) {
@@ -539,7 +602,7 @@ static MglStatus rebuild_tensor(MglPickle* vm, PkObj* fn, PkObj* args, PkObj** o
     t->u.tensor.ndim = nd_size;
 
     size_t es = mgl_dtype_size(dt);
-    uint64_t cap = s->u.storage.nbytes / es;     /* storage length in elements */
+    uint64_t cap = s->u.storage.nbytes / es; /* storage length in elements */
     uint64_t off = (uint64_t)a[1]->u.i;
     bool empty = false;
     for (int i = 0; i < nd_size; i++) empty |= t->u.tensor.shape[i] == 0;
@@ -550,15 +613,22 @@ static MglStatus rebuild_tensor(MglPickle* vm, PkObj* fn, PkObj* args, PkObj** o
     if (!empty) {
         for (int i = 0; i < nd_size && !ovf; i++) {
             uint64_t sz = (uint64_t)t->u.tensor.shape[i] - 1, stv = (uint64_t)t->u.tensor.stride[i];
-            if (sz && stv > UINT64_MAX / sz) { ovf = true; break; }
+            if (sz && stv > UINT64_MAX / sz) {
+                ovf = true;
+                break;
+            }
             uint64_t prod = sz * stv;
-            if (reach > UINT64_MAX - prod) { ovf = true; break; }
+            if (reach > UINT64_MAX - prod) {
+                ovf = true;
+                break;
+            }
             reach += prod;
         }
     }
     if (ovf || (empty ? off > cap : reach >= cap))
-        return vm_err(vm, MGL_E_FORMAT, "tensor view (offset %" PRIu64 ") reaches past its storage '%s' of %" PRIu64 " elements",
-                      off, s->u.storage.key, cap);
+        return vm_err(vm, MGL_E_FORMAT,
+                      "tensor view (offset %" PRIu64 ") reaches past its storage '%s' of %" PRIu64 " elements", off,
+                      s->u.storage.key, cap);
     /* A view with zero strides can name far more elements than its storage
      * holds; the element count (of the non-zero sizes, for an empty view) must
      * still fit int64. */
@@ -576,8 +646,9 @@ static MglStatus rebuild_tensor(MglPickle* vm, PkObj* fn, PkObj* args, PkObj** o
          * that way), but never beyond 2^40 bytes, so nothing downstream can be
          * made to write or allocate without bound */
         if (!empty && prod > cap && prod > ((uint64_t)1 << 40) / es)
-            return vm_err(vm, MGL_E_FORMAT, "tensor view of storage '%s' repeats its %" PRIu64
-                          " elements to %" PRIu64 ": too large", s->u.storage.key, cap, prod);
+            return vm_err(vm, MGL_E_FORMAT,
+                          "tensor view of storage '%s' repeats its %" PRIu64 " elements to %" PRIu64 ": too large",
+                          s->u.storage.key, cap, prod);
     }
     MGL_TRY(storage_align(vm, s, es));
     t->u.tensor.data = s->u.storage.data + off * es;
@@ -604,15 +675,17 @@ static MglStatus resolve_getattr(MglPickle* vm, PkObj* fn, PkObj* args, PkObj** 
     if (parent->type != PK_GLOBAL || parent->u.glob.kind != PG_OTHER ||
         g_str_has_prefix(parent->u.glob.qualname, "builtins.") ||
         g_str_has_prefix(parent->u.glob.qualname, "__builtin__."))
-        return vm_err(vm, MGL_E_SECURITY, "refusing pickle that calls %s on a %s (only a nested class name on an "
-                      "inert class reference is resolved)", fn->u.glob.qualname,
-                      mgl_pickle_describe(parent, what, sizeof what));
+        return vm_err(vm, MGL_E_SECURITY,
+                      "refusing pickle that calls %s on a %s (only a nested class name on an "
+                      "inert class reference is resolved)",
+                      fn->u.glob.qualname, mgl_pickle_describe(parent, what, sizeof what));
     if (name->type != PK_STR || !getattr_name_ok(name->u.str.s, name->u.str.len)) {
         if (name->type == PK_STR) {
             char* esc = g_strescape(name->u.str.len > 64 ? "(long name)" : name->u.str.s, NULL);
             snprintf(what, sizeof what, "'%s'", esc);
             g_free(esc);
-        } else mgl_pickle_describe(name, what, sizeof what);
+        } else
+            mgl_pickle_describe(name, what, sizeof what);
         return vm_err(vm, MGL_E_SECURITY, "refusing pickle that calls %s(%s, %s): not a nested class name",
                       fn->u.glob.qualname, parent->u.glob.qualname, what);
     }
@@ -644,8 +717,7 @@ static MglStatus call(MglPickle* vm, PkObj* fn, PkObj* args, PkObj** out, int de
             if (is_builtin_getattr(fn)) return resolve_getattr(vm, fn, args, out);
             return vm_err(vm, MGL_E_SECURITY, "refusing pickle that calls %s", fn->u.glob.qualname);
         case PG_REBUILD_V2:
-        case PG_REBUILD_V3:
-            return rebuild_tensor(vm, fn, args, out);
+        case PG_REBUILD_V3: return rebuild_tensor(vm, fn, args, out);
         case PG_REBUILD_PARAM:
             /* A Parameter is its data tensor for our purposes. */
             if (is_seq(args) && args->u.seq.n >= 1 && args->u.seq.v[0]->type == PK_TENSOR) {
@@ -673,7 +745,10 @@ static MglStatus call(MglPickle* vm, PkObj* fn, PkObj* args, PkObj** out, int de
             if (depth < 4 && is_seq(args) && args->u.seq.n >= 3) {
                 PkObj* r = NULL;
                 MGL_TRY(call(vm, args->u.seq.v[0], args->u.seq.v[2], &r, depth + 1));
-                if (r->type == PK_TENSOR) { *out = r; return MGL_OK; }
+                if (r->type == PK_TENSOR) {
+                    *out = r;
+                    return MGL_OK;
+                }
             }
             break;
         case PG_SIZE:
@@ -687,8 +762,7 @@ static MglStatus call(MglPickle* vm, PkObj* fn, PkObj* args, PkObj** out, int de
                 return MGL_OK;
             }
             break;
-        default:
-            break;
+        default: break;
         }
     }
     PkObj* o = new_obj(vm, PK_OBJECT);
@@ -765,7 +839,8 @@ static MglStatus memo_get(MglPickle* vm, uint64_t idx) {
 /* ---- the VM ----------------------------------------------------------- */
 
 static MglStatus push_string(MglPickle* vm, PkType t, uint64_t n) {
-    if (n > vm->len - vm->pos) return vm_err(vm, MGL_E_FORMAT, "string of %" PRIu64 " bytes runs past the end of the pickle", n);
+    if (n > vm->len - vm->pos)
+        return vm_err(vm, MGL_E_FORMAT, "string of %" PRIu64 " bytes runs past the end of the pickle", n);
     PkObj* o = new_str(vm, t, vm->d + vm->pos, (size_t)n);
     vm->pos += (size_t)n;
     return push(vm, o);
@@ -807,18 +882,20 @@ static MglStatus step(MglPickle* vm, uint8_t op, bool* stop, PkObj** result) {
         vm->marks[vm->n_marks++] = vm->sp;
         return MGL_OK;
     case '0': /* POP: an item, or the mark itself when nothing is above it */
-        if (vm->sp > fence(vm)) { vm->sp--; return MGL_OK; }
+        if (vm->sp > fence(vm)) {
+            vm->sp--;
+            return MGL_OK;
+        }
         MGL_TRY(pop_mark(vm, &first));
         return MGL_OK;
     case '1': /* POP_MARK */
         MGL_TRY(pop_mark(vm, &first));
         vm->sp = first;
         return MGL_OK;
-    case '2': /* DUP */
-        MGL_TRY(top(vm, &a));
-        return push(vm, a);
+    case '2': /* DUP */ MGL_TRY(top(vm, &a)); return push(vm, a);
     case 'N': return push(vm, vm->none);
-    case 0x88: case 0x89: /* NEWTRUE, NEWFALSE */
+    case 0x88:
+    case 0x89: /* NEWTRUE, NEWFALSE */
         a = new_obj(vm, PK_BOOL);
         if (a) a->u.b = op == 0x88;
         return push(vm, a);
@@ -841,9 +918,7 @@ static MglStatus step(MglPickle* vm, uint8_t op, bool* stop, PkObj** result) {
         iv = (int32_t)(uint32_t)rd_le(vm->d + vm->pos, 4);
         vm->pos += 4;
         return push(vm, new_int(vm, iv));
-    case 'K': /* BININT1 */
-        MGL_TRY(need(vm, 1));
-        return push(vm, new_int(vm, vm->d[vm->pos++]));
+    case 'K': /* BININT1 */ MGL_TRY(need(vm, 1)); return push(vm, new_int(vm, vm->d[vm->pos++]));
     case 'M': /* BININT2 */
         MGL_TRY(need(vm, 2));
         iv = (int64_t)rd_le(vm->d + vm->pos, 2);
@@ -903,9 +978,7 @@ static MglStatus step(MglPickle* vm, uint8_t op, bool* stop, PkObj** result) {
         if (l < 0) return vm_err(vm, MGL_E_FORMAT, "BINSTRING with negative length");
         return push_string(vm, PK_STR, (uint64_t)l);
     }
-    case 'U': /* SHORT_BINSTRING */
-        MGL_TRY(need(vm, 1));
-        return push_string(vm, PK_STR, vm->d[vm->pos++]);
+    case 'U': /* SHORT_BINSTRING */ MGL_TRY(need(vm, 1)); return push_string(vm, PK_STR, vm->d[vm->pos++]);
     case 'V': /* UNICODE: raw-unicode-escape text */
         MGL_TRY(read_line(vm, &s, &n));
         return push(vm, make_raw_unicode(vm, s, n));
@@ -913,9 +986,7 @@ static MglStatus step(MglPickle* vm, uint8_t op, bool* stop, PkObj** result) {
         MGL_TRY(need(vm, 4));
         vm->pos += 4;
         return push_string(vm, PK_STR, rd_le(vm->d + vm->pos - 4, 4));
-    case 0x8c: /* SHORT_BINUNICODE */
-        MGL_TRY(need(vm, 1));
-        return push_string(vm, PK_STR, vm->d[vm->pos++]);
+    case 0x8c: /* SHORT_BINUNICODE */ MGL_TRY(need(vm, 1)); return push_string(vm, PK_STR, vm->d[vm->pos++]);
     case 0x8d: /* BINUNICODE8 */
         MGL_TRY(need(vm, 8));
         vm->pos += 8;
@@ -924,10 +995,9 @@ static MglStatus step(MglPickle* vm, uint8_t op, bool* stop, PkObj** result) {
         MGL_TRY(need(vm, 4));
         vm->pos += 4;
         return push_string(vm, PK_BYTES, rd_le(vm->d + vm->pos - 4, 4));
-    case 'C': /* SHORT_BINBYTES */
-        MGL_TRY(need(vm, 1));
-        return push_string(vm, PK_BYTES, vm->d[vm->pos++]);
-    case 0x8e: case 0x96: /* BINBYTES8, BYTEARRAY8 */
+    case 'C': /* SHORT_BINBYTES */ MGL_TRY(need(vm, 1)); return push_string(vm, PK_BYTES, vm->d[vm->pos++]);
+    case 0x8e:
+    case 0x96: /* BINBYTES8, BYTEARRAY8 */
         MGL_TRY(need(vm, 8));
         vm->pos += 8;
         return push_string(vm, PK_BYTES, rd_le(vm->d + vm->pos - 8, 8));
@@ -940,8 +1010,10 @@ static MglStatus step(MglPickle* vm, uint8_t op, bool* stop, PkObj** result) {
     case 'l': MGL_TRY(pop_mark(vm, &first)); return collect(vm, PK_LIST, first);
     case 't': MGL_TRY(pop_mark(vm, &first)); return collect(vm, PK_TUPLE, first);
     case 'd': MGL_TRY(pop_mark(vm, &first)); return collect(vm, PK_DICT, first);
-    case 0x91: MGL_TRY(pop_mark(vm, &first)); return collect(vm, PK_SET, first);  /* FROZENSET */
-    case 0x85: case 0x86: case 0x87: { /* TUPLE1/2/3 */
+    case 0x91: MGL_TRY(pop_mark(vm, &first)); return collect(vm, PK_SET, first); /* FROZENSET */
+    case 0x85:
+    case 0x86:
+    case 0x87: { /* TUPLE1/2/3 */
         size_t k = (size_t)(op - 0x84);
         if (vm->sp - fence(vm) < k) return vm_err(vm, MGL_E_FORMAT, "pickle stack underflow");
         return collect(vm, PK_TUPLE, vm->sp - k);
@@ -950,16 +1022,20 @@ static MglStatus step(MglPickle* vm, uint8_t op, bool* stop, PkObj** result) {
         MGL_TRY(pop(vm, &b));
         MGL_TRY(top(vm, &a));
         return add_items(vm, a, &b, 1, PK_LIST, "APPEND");
-    case 'e': /* APPENDS */
-    case 'u': /* SETITEMS */
+    case 'e':    /* APPENDS */
+    case 'u':    /* SETITEMS */
     case 0x90: { /* ADDITEMS */
         MGL_TRY(pop_mark(vm, &first));
         /* the container sits right below the mark */
         if (first <= fence(vm)) return vm_err(vm, MGL_E_FORMAT, "pickle stack underflow");
         a = vm->stack[first - 1];
         MglStatus st = add_items(vm, a, vm->stack + first, vm->sp - first,
-                                 op == 'e' ? PK_LIST : op == 'u' ? PK_DICT : PK_SET,
-                                 op == 'e' ? "APPENDS" : op == 'u' ? "SETITEMS" : "ADDITEMS");
+                                 op == 'e'   ? PK_LIST
+                                 : op == 'u' ? PK_DICT
+                                             : PK_SET,
+                                 op == 'e'   ? "APPENDS"
+                                 : op == 'u' ? "SETITEMS"
+                                             : "ADDITEMS");
         vm->sp = first;
         return st;
     }
@@ -972,21 +1048,23 @@ static MglStatus step(MglPickle* vm, uint8_t op, bool* stop, PkObj** result) {
     }
 
     /* ---- memo ---- */
-    case 'g': case 'p': /* GET, PUT (text) */
+    case 'g':
+    case 'p': /* GET, PUT (text) */
         MGL_TRY(read_line(vm, &s, &n));
         if (!parse_decimal(s, n, &iv, &big) || big || iv < 0) return vm_err(vm, MGL_E_FORMAT, "bad memo key");
         return op == 'g' ? memo_get(vm, (uint64_t)iv) : memo_put(vm, (uint64_t)iv);
-    case 'h': case 'q': /* BINGET, BINPUT */
+    case 'h':
+    case 'q': /* BINGET, BINPUT */
         MGL_TRY(need(vm, 1));
         iv = vm->d[vm->pos++];
         return op == 'h' ? memo_get(vm, (uint64_t)iv) : memo_put(vm, (uint64_t)iv);
-    case 'j': case 'r': /* LONG_BINGET, LONG_BINPUT */
+    case 'j':
+    case 'r': /* LONG_BINGET, LONG_BINPUT */
         MGL_TRY(need(vm, 4));
         iv = (int64_t)rd_le(vm->d + vm->pos, 4);
         vm->pos += 4;
         return op == 'j' ? memo_get(vm, (uint64_t)iv) : memo_put(vm, (uint64_t)iv);
-    case 0x94: /* MEMOIZE */
-        return memo_put(vm, g_hash_table_size(vm->memo));
+    case 0x94: /* MEMOIZE */ return memo_put(vm, g_hash_table_size(vm->memo));
 
     /* ---- globals and calls ---- */
     case 'c': { /* GLOBAL module\nname\n */
@@ -999,8 +1077,7 @@ static MglStatus step(MglPickle* vm, uint8_t op, bool* stop, PkObj** result) {
     case 0x93: /* STACK_GLOBAL */
         MGL_TRY(pop(vm, &b));
         MGL_TRY(pop(vm, &a));
-        if (a->type != PK_STR || b->type != PK_STR)
-            return vm_err(vm, MGL_E_FORMAT, "STACK_GLOBAL needs two strings");
+        if (a->type != PK_STR || b->type != PK_STR) return vm_err(vm, MGL_E_FORMAT, "STACK_GLOBAL needs two strings");
         return push(vm, make_global(vm, a->u.str.s, a->u.str.len, b->u.str.s, b->u.str.len));
     case 'R': /* REDUCE */
         MGL_TRY(pop(vm, &b));
@@ -1047,17 +1124,18 @@ static MglStatus step(MglPickle* vm, uint8_t op, bool* stop, PkObj** result) {
         return push(vm, c);
     case 'P': /* PERSID: text ids are never written by torch.save */
         return vm_err(vm, MGL_E_UNSUPPORTED, "text persistent id (PERSID)");
-    case 0x82: case 0x83: case 0x84:
+    case 0x82:
+    case 0x83:
+    case 0x84:
         return vm_err(vm, MGL_E_UNSUPPORTED, "extension registry opcode EXT%d", op == 0x82 ? 1 : op == 0x83 ? 2 : 4);
-    case 0x97: case 0x98:
-        return vm_err(vm, MGL_E_UNSUPPORTED, "out-of-band buffer opcode 0x%02x", op);
-    default:
-        return vm_err(vm, MGL_E_FORMAT, "unknown pickle opcode 0x%02x", op);
+    case 0x97:
+    case 0x98: return vm_err(vm, MGL_E_UNSUPPORTED, "out-of-band buffer opcode 0x%02x", op);
+    default: return vm_err(vm, MGL_E_FORMAT, "unknown pickle opcode 0x%02x", op);
     }
 }
 
-MglStatus mgl_pickle_run(const uint8_t* data, size_t len, const MglPickleOpts* opts,
-                         MglPickle** out_vm, PkObj** result, MglErr* err) {
+MglStatus mgl_pickle_run(const uint8_t* data, size_t len, const MglPickleOpts* opts, MglPickle** out_vm, PkObj** result,
+                         MglErr* err) {
     *out_vm = NULL;
     *result = NULL;
     MglPickle* vm = calloc(1, sizeof *vm);
@@ -1069,13 +1147,19 @@ MglStatus mgl_pickle_run(const uint8_t* data, size_t len, const MglPickleOpts* o
     vm->memo = g_hash_table_new(g_direct_hash, g_direct_equal);
     vm->storages = g_hash_table_new(g_str_hash, g_str_equal);
     vm->none = new_obj(vm, PK_NONE);
-    if (!vm->none) { mgl_pickle_free(vm); return mgl_err(err, MGL_E_NOMEM, "%s: out of memory", opts->path); }
+    if (!vm->none) {
+        mgl_pickle_free(vm);
+        return mgl_err(err, MGL_E_NOMEM, "%s: out of memory", opts->path);
+    }
 
     bool stop = false;
     MglStatus st = MGL_OK;
     while (!stop) {
         vm->op_pos = vm->pos;
-        if (vm->pos >= vm->len) { st = vm_err(vm, MGL_E_FORMAT, "pickle data truncated (ends without STOP)"); break; }
+        if (vm->pos >= vm->len) {
+            st = vm_err(vm, MGL_E_FORMAT, "pickle data truncated (ends without STOP)");
+            break;
+        }
         st = step(vm, vm->d[vm->pos++], &stop, result);
         if (st != MGL_OK) break;
     }
@@ -1090,9 +1174,9 @@ MglStatus mgl_pickle_run(const uint8_t* data, size_t len, const MglPickleOpts* o
 
 const char* mgl_pickle_describe(const PkObj* o, char* buf, size_t len) {
     static const char* const names[] = {
-        [PK_NONE] = "None", [PK_BOOL] = "bool", [PK_INT] = "int", [PK_BIGINT] = "int",
-        [PK_FLOAT] = "float", [PK_STR] = "str", [PK_BYTES] = "bytes", [PK_LIST] = "list",
-        [PK_TUPLE] = "tuple", [PK_DICT] = "dict", [PK_SET] = "set", [PK_GLOBAL] = "class reference",
+        [PK_NONE] = "None",     [PK_BOOL] = "bool",       [PK_INT] = "int",       [PK_BIGINT] = "int",
+        [PK_FLOAT] = "float",   [PK_STR] = "str",         [PK_BYTES] = "bytes",   [PK_LIST] = "list",
+        [PK_TUPLE] = "tuple",   [PK_DICT] = "dict",       [PK_SET] = "set",       [PK_GLOBAL] = "class reference",
         [PK_OBJECT] = "object", [PK_STORAGE] = "storage", [PK_TENSOR] = "tensor",
     };
     if (o->type == PK_OBJECT && o->u.obj.cls && o->u.obj.cls->type == PK_GLOBAL)

@@ -15,7 +15,8 @@ static const float k_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
 MglStatus mgl_pad_square(const uint8_t* rgb, int w, int h, int stride, uint8_t** out, int* S_out, MglErr* err) {
     if (w < 1 || h < 1) return mgl_err(err, MGL_E_INVALID, "image: empty (%dx%d)", w, h);
-    if (w > 16384 || h > 16384) return mgl_err(err, MGL_E_INVALID, "image: %dx%d is larger than 16384 pixels a side", w, h);
+    if (w > 16384 || h > 16384)
+        return mgl_err(err, MGL_E_INVALID, "image: %dx%d is larger than 16384 pixels a side", w, h);
     if (stride < 3 * w) return mgl_err(err, MGL_E_INVALID, "image: stride %d is less than 3*width", stride);
     int S = w > h ? w : h;
     uint8_t* c = malloc((size_t)S * S * 3);
@@ -145,7 +146,10 @@ void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int 
         memcpy(out, src, (size_t)tw * h * 3);
     }
     free(tmp);
-    free(bx); free(by); free(kx); free(ky);
+    free(bx);
+    free(by);
+    free(kx);
+    free(ky);
 }
 
 void mgl_normalize_clip(const uint8_t* rgb, int w, int h, float* chw) {
@@ -250,9 +254,9 @@ static void nms_offset(Cand* c, size_t n, bool* dead) {
 typedef struct {
     double x0, y0, cw, ch;
     int nx, ny;
-    GArray** cell;     /* of size_t (candidate index), per cell, lazily made */
-    GArray* wide;      /* kept boxes that span more than WIDE_CELLS cells */
-    size_t* stamp;     /* per candidate: the query that last saw it */
+    GArray** cell; /* of size_t (candidate index), per cell, lazily made */
+    GArray* wide;  /* kept boxes that span more than WIDE_CELLS cells */
+    size_t* stamp; /* per candidate: the query that last saw it */
 } Grid;
 
 #define WIDE_CELLS 64
@@ -410,7 +414,8 @@ MglStatus mgl_boxes_to_768_abortable(const MglBox* boxes, size_t n, int w, int h
         /* the most confident MGL_MAX_DETECTIONS (ties: input order) go on to NMS */
         qsort(c, n, sizeof *c, cand_by_score);
         g_message("mgllava: %zu boxes: only the %d most confident go through NMS (the official code would "
-                  "keep them all)", n, MGL_MAX_DETECTIONS);
+                  "keep them all)",
+                  n, MGL_MAX_DETECTIONS);
         n = MGL_MAX_DETECTIONS;
     }
 
@@ -418,7 +423,8 @@ MglStatus mgl_boxes_to_768_abortable(const MglBox* boxes, size_t n, int w, int h
      * boxes, the per-label form beyond (its 4000-coordinate switch) */
     qsort(c, n, sizeof *c, cand_by_score);
     bool* dead = calloc(n ? n : 1, 1);
-    if (n * 4 <= 4000) nms_offset(c, n, dead);
+    if (n * 4 <= 4000)
+        nms_offset(c, n, dead);
     else if (!nms_vanilla(c, n, dead, abort)) {
         free(dead);
         free(c);

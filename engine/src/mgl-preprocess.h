@@ -4,7 +4,7 @@
 
 #include "mgl-internal.h"
 
-#define MGL_AUX_SIZE 768   /* high-resolution (ConvNeXt) input */
+#define MGL_AUX_SIZE 768 /* high-resolution (ConvNeXt) input */
 
 /* Pad an RGB8 image (stride in bytes) to its S x S square with (122,116,104),
  * pasted at ((S-W)/2 or 0, (S-H)/2 or 0). *out is malloc'ed (S*S*3). */

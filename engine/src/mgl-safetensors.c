@@ -34,8 +34,8 @@ static bool node_u64(JsonNode* n, uint64_t* out) {
     return false;
 }
 
-static MglStatus parse_entry(const char* path, MglMap* map, const uint8_t* data, uint64_t data_len,
-                             const char* name, JsonNode* node, MglTensorSet* set, MglErr* err) {
+static MglStatus parse_entry(const char* path, MglMap* map, const uint8_t* data, uint64_t data_len, const char* name,
+                             JsonNode* node, MglTensorSet* set, MglErr* err) {
     if (!JSON_NODE_HOLDS_OBJECT(node))
         return mgl_err(err, MGL_E_FORMAT, "%s: tensor '%s': header entry is not an object", path, name);
     JsonObject* o = json_node_get_object(node);
@@ -62,7 +62,8 @@ static MglStatus parse_entry(const char* path, MglMap* map, const uint8_t* data,
     for (guint i = 0; i < nd; i++) {
         uint64_t d;
         if (!node_u64(json_array_get_element(sa, i), &d))
-            return mgl_err(err, MGL_E_FORMAT, "%s: tensor '%s': shape[%u] is not a non-negative integer", path, name, i);
+            return mgl_err(err, MGL_E_FORMAT, "%s: tensor '%s': shape[%u] is not a non-negative integer", path, name,
+                           i);
         /* strides are products of the non-zero dims: they must fit int64 even
          * when another dim is 0 and the tensor is empty */
         if (d != 0 && nonzero > (uint64_t)INT64_MAX / d)
@@ -87,13 +88,14 @@ static MglStatus parse_entry(const char* path, MglMap* map, const uint8_t* data,
         return mgl_err(err, MGL_E_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] are inverted", path, name,
                        (unsigned long long)b, (unsigned long long)e);
     if (e > data_len)
-        return mgl_err(err, MGL_E_FORMAT,
-                       "%s: tensor '%s': data [%llu, %llu) lies past the end of the %llu-byte data section (truncated file?)",
-                       path, name, (unsigned long long)b, (unsigned long long)e, (unsigned long long)data_len);
+        return mgl_err(
+            err, MGL_E_FORMAT,
+            "%s: tensor '%s': data [%llu, %llu) lies past the end of the %llu-byte data section (truncated file?)",
+            path, name, (unsigned long long)b, (unsigned long long)e, (unsigned long long)data_len);
     size_t es = mgl_dtype_size(dt);
     if (numel > UINT64_MAX / es || numel * es != e - b)
-        return mgl_err(err, MGL_E_FORMAT, "%s: tensor '%s': %llu bytes of data for %s shape with %llu elements",
-                       path, name, (unsigned long long)(e - b), dts, (unsigned long long)numel);
+        return mgl_err(err, MGL_E_FORMAT, "%s: tensor '%s': %llu bytes of data for %s shape with %llu elements", path,
+                       name, (unsigned long long)(e - b), dts, (unsigned long long)numel);
 
     t.name = strdup(name);
     if (!t.name) return mgl_err(err, MGL_E_NOMEM, "out of memory");
@@ -103,7 +105,9 @@ static MglStatus parse_entry(const char* path, MglMap* map, const uint8_t* data,
         MglMap* hm = calloc(1, sizeof *hm);
         void* buf = malloc(e - b);
         if (!hm || !buf) {
-            free(hm); free(buf); free(t.name);
+            free(hm);
+            free(buf);
+            free(t.name);
             return mgl_err(err, MGL_E_NOMEM, "%s: tensor '%s': out of memory", path, name);
         }
         memcpy(buf, p, e - b);
@@ -194,7 +198,10 @@ static MglStatus load_index(const char* path, MglTensorSet* set, MglErr* err) {
         st = mgl_err_json(err, ge);
         goto done;
     }
-    if (!wm) { st = mgl_err(err, MGL_E_FORMAT, "%s: missing \"weight_map\"", path); goto done; }
+    if (!wm) {
+        st = mgl_err(err, MGL_E_FORMAT, "%s: missing \"weight_map\"", path);
+        goto done;
+    }
 
     JsonObjectIter it;
     const char* name;
@@ -207,7 +214,8 @@ static MglStatus load_index(const char* path, MglTensorSet* set, MglErr* err) {
         }
         const char* file = json_node_get_string(node);
         if (file[0] == '/' || strstr(file, "..") || strchr(file, '/')) {
-            st = mgl_err(err, MGL_E_FORMAT, "%s: weight_map[\"%s\"] = \"%s\" is not a plain file name", path, name, file);
+            st = mgl_err(err, MGL_E_FORMAT, "%s: weight_map[\"%s\"] = \"%s\" is not a plain file name", path, name,
+                         file);
             goto done;
         }
         GHashTable* names = g_hash_table_lookup(files, file);
@@ -224,7 +232,8 @@ static MglStatus load_index(const char* path, MglTensorSet* set, MglErr* err) {
         char* shard = g_build_filename(dir, (const char*)k, NULL);
         /* HF shards are safetensors (only the listed names are taken) or
          * torch.save files (pytorch_model-0000k-of-0000n.bin) */
-        st = g_str_has_suffix(shard, ".safetensors") ? load_single(shard, set, v, err) : mgl_torch_load(shard, set, err);
+        st =
+            g_str_has_suffix(shard, ".safetensors") ? load_single(shard, set, v, err) : mgl_torch_load(shard, set, err);
         g_free(shard);
         if (st != MGL_OK) goto done;
     }
@@ -251,13 +260,18 @@ MglStatus mgl_safetensors_load(const char* path, MglTensorSet* set, MglErr* err)
 
 /* ---- writer ----------------------------------------------------------- */
 
-typedef struct { const MglTensor* t; MglDType out; size_t out_size; uint64_t off; } WItem;
+typedef struct {
+    const MglTensor* t;
+    MglDType out;
+    size_t out_size;
+    uint64_t off;
+} WItem;
 
 static int witem_cmp(const void* a, const void* b) {
     const WItem* x = a;
     const WItem* y = b;
     size_t sx = mgl_dtype_size(x->out), sy = mgl_dtype_size(y->out);
-    if (sx != sy) return sx > sy ? -1 : 1;   /* larger elements first keeps every tensor aligned */
+    if (sx != sy) return sx > sy ? -1 : 1; /* larger elements first keeps every tensor aligned */
     return strcmp(x->t->name, y->t->name);
 }
 
@@ -270,14 +284,19 @@ static MglStatus write_tensor(FILE* f, const WItem* w, const char* path, MglErr*
     enum { CHUNK = 1 << 16 };
     uint8_t* in = malloc((size_t)CHUNK * ies);
     uint8_t* out = malloc((size_t)CHUNK * oes);
-    if (!in || !out) { free(in); free(out); return mgl_err(err, MGL_E_NOMEM, "out of memory"); }
+    if (!in || !out) {
+        free(in);
+        free(out);
+        return mgl_err(err, MGL_E_NOMEM, "out of memory");
+    }
     bool contig = mgl_tensor_is_contiguous(t);
     int64_t idx[MGL_MAX_DIMS] = {0};
     MglStatus st = MGL_OK;
     for (int64_t done = 0; done < n;) {
         int64_t m = n - done < CHUNK ? n - done : CHUNK;
         const uint8_t* src;
-        if (contig) src = t->data + done * (int64_t)ies;
+        if (contig)
+            src = t->data + done * (int64_t)ies;
         else {
             for (int64_t i = 0; i < m; i++) {
                 int64_t off = 0;

@@ -19,38 +19,38 @@
 #include <string.h>
 
 typedef struct Req {
-    uint64_t       id;
-    MglStream*     stream;
-    MglGen         g;
-    MglResultFunc  done;
-    void*          user;
-    int            batch;      /* the largest decode batch it was in */
-    bool           aborted;    /* under the server lock */
-    MglErr         err;
+    uint64_t id;
+    MglStream* stream;
+    MglGen g;
+    MglResultFunc done;
+    void* user;
+    int batch;    /* the largest decode batch it was in */
+    bool aborted; /* under the server lock */
+    MglErr err;
 } Req;
 
 struct MglStream {
     MglServer* s;
-    GQueue     queue;          /* Req*, waiting for a slot */
-    int        pending;        /* accepted, not yet called back */
-    GCond      idle;           /* signalled when pending drops */
+    GQueue queue; /* Req*, waiting for a slot */
+    int pending;  /* accepted, not yet called back */
+    GCond idle;   /* signalled when pending drops */
 };
 
 struct MglServer {
-    MglModel*         m;
+    MglModel* m;
     const MglBackend* be;
-    MglBackendCtx*    bc;
-    int               max_batch;
-    int64_t           n_ctx;
-    GMutex            lock;
-    GCond             wake;
-    GThread*          thread;
-    bool              quit;
-    GPtrArray*        streams;   /* MglStream*, in admission order */
-    guint             rr;        /* the next stream to admit from */
-    Req**             slots;     /* max_batch, NULL = free */
-    GQueue            dead;      /* Req* aborted while queued: called back by the thread */
-    uint64_t          next_id;
+    MglBackendCtx* bc;
+    int max_batch;
+    int64_t n_ctx;
+    GMutex lock;
+    GCond wake;
+    GThread* thread;
+    bool quit;
+    GPtrArray* streams; /* MglStream*, in admission order */
+    guint rr;           /* the next stream to admit from */
+    Req** slots;        /* max_batch, NULL = free */
+    GQueue dead;        /* Req* aborted while queued: called back by the thread */
+    uint64_t next_id;
 };
 
 static double now_ms(void) { return (double)g_get_monotonic_time() / 1000.0; }
@@ -245,18 +245,24 @@ MglStatus mgl_server_new(MglModel* m, const MglServerParams* params, MglServer**
     const int64_t n_ctx = p.n_ctx > 0 ? p.n_ctx : m->n_ctx;
     MglDType kv = m->kv_dtype;
     if (p.kv_precision) {
-        if (!strcmp(p.kv_precision, "f16")) kv = MGL_DT_F16;
-        else if (!strcmp(p.kv_precision, "bf16")) kv = MGL_DT_BF16;
-        else if (!strcmp(p.kv_precision, "f32")) kv = MGL_DT_F32;
-        else return mgl_err(err, MGL_E_INVALID, "server: KV precision \"%s\" (f16, bf16 or f32)", p.kv_precision);
+        if (!strcmp(p.kv_precision, "f16"))
+            kv = MGL_DT_F16;
+        else if (!strcmp(p.kv_precision, "bf16"))
+            kv = MGL_DT_BF16;
+        else if (!strcmp(p.kv_precision, "f32"))
+            kv = MGL_DT_F32;
+        else
+            return mgl_err(err, MGL_E_INVALID, "server: KV precision \"%s\" (f16, bf16 or f32)", p.kv_precision);
     }
     MglBackendInfo info;
     m->be->model_info(m->bm, &info);
     const MglLlmConfig* lc = &m->w.lc;
     const size_t es = info.kv_f32 ? 4 : mgl_dtype_size(kv);
-    const size_t per_slot = 2 * (size_t)lc->n_layers * (size_t)n_ctx * (size_t)lc->n_kv_heads * (size_t)lc->head_dim * es;
+    const size_t per_slot =
+        2 * (size_t)lc->n_layers * (size_t)n_ctx * (size_t)lc->n_kv_heads * (size_t)lc->head_dim * es;
     int B = p.max_batch;
-    if (B == 0) B = default_batch(per_slot, info.free_bytes);
+    if (B == 0)
+        B = default_batch(per_slot, info.free_bytes);
     else if (info.free_bytes && (double)B * (double)per_slot > (double)info.free_bytes)
         return mgl_err(err, MGL_E_NOMEM,
                        "server: max_batch %d needs %.1f MiB of KV cache (%d slots of %lld tokens, %.1f MiB each) but "
@@ -393,7 +399,8 @@ MglStatus mgl_stream_submit(MglStream* sm, const MglImage* image, const MglBox* 
 
 MglStatus mgl_model_bench_batch(MglModel* m, int B, int T, int G, MglBatchBench* out, MglErr* err) {
     memset(out, 0, sizeof *out);
-    if (B < 1 || T < 1 || G < 1) return mgl_err(err, MGL_E_INVALID, "bench: batch %d, %d prompt and %d new tokens", B, T, G);
+    if (B < 1 || T < 1 || G < 1)
+        return mgl_err(err, MGL_E_INVALID, "bench: batch %d, %d prompt and %d new tokens", B, T, G);
     const MglBackend* be = m->be;
     const int64_t H = m->w.lc.hidden, V = m->w.lc.vocab;
     MglBackendCtxParams bp = {.n_seq = B, .n_ctx = (int64_t)T + G + 1, .kv_dtype = m->kv_dtype};
@@ -465,8 +472,10 @@ MglStatus mgl_stream_submit_frame(MglStream* sm, const MglImage* image, const Mg
     size_t begun = 0;
     for (size_t i = 0; i < n && st == MGL_OK; i++, begun++) {
         st = mgl_gen_begin_views(s->m, s->n_ctx, v, rq[i].boxes, rq[i].n_boxes, rq[i].question, &rs[i]->g, err);
-        if (st != MGL_OK) mgl_err_prefix(err, "request %zu", i);
-        else rs[i]->g.t.preprocess_ms += tv;
+        if (st != MGL_OK)
+            mgl_err_prefix(err, "request %zu", i);
+        else
+            rs[i]->g.t.preprocess_ms += tv;
     }
     mgl_views_unref(v);
     if (st != MGL_OK) {

@@ -78,10 +78,12 @@ static MglStatus append_ids(int32_t** dst, size_t* n, size_t* cap, const int32_t
 MglStatus mgl_prompt_build(const MglTokenizer* tok, const MglTemplate* tmpl, const char* question, bool with_image,
                            MglPrompt* out, MglErr* err) {
     memset(out, 0, sizeof *out);
-    if (!tok || !tmpl || !question) return mgl_err(err, MGL_E_INVALID, "prompt: missing tokenizer, template or question");
+    if (!tok || !tmpl || !question)
+        return mgl_err(err, MGL_E_INVALID, "prompt: missing tokenizer, template or question");
     if (!g_utf8_validate(question, -1, NULL)) return mgl_err(err, MGL_E_INVALID, "prompt: question is not valid UTF-8");
     if (strstr(question, "<image>"))
-        return mgl_err(err, MGL_E_INVALID, "prompt: the question must not contain \"<image>\" (the image slot is added automatically)");
+        return mgl_err(err, MGL_E_INVALID,
+                       "prompt: the question must not contain \"<image>\" (the image slot is added automatically)");
 
     char* input = with_image ? g_strconcat("<image>\n", question, NULL) : g_strdup(question);
     const char* slot = strstr(tmpl->instruction, "{input}");

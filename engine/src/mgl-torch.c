@@ -15,8 +15,8 @@
 
 typedef struct {
     const char* path;
-    MglZip*     zip;
-    const char* prefix;    /* "<top>/" */
+    MglZip* zip;
+    const char* prefix; /* "<top>/" */
 } TorchCtx;
 
 static MglStatus load_storage(void* ud, const char* key, const uint8_t** data, uint64_t* nbytes, MglErr* err) {
@@ -24,8 +24,10 @@ static MglStatus load_storage(void* ud, const char* key, const uint8_t** data, u
     char* name = g_strdup_printf("%sdata/%s", c->prefix, key);
     const MglZipEntry* e = mgl_zip_find(c->zip, name);
     MglStatus st;
-    if (!e) st = mgl_err(err, MGL_E_FORMAT, "%s: storage '%s' missing (no zip entry '%s')", c->path, key, name);
-    else st = mgl_zip_entry_data(c->zip, e, data, nbytes, err);
+    if (!e)
+        st = mgl_err(err, MGL_E_FORMAT, "%s: storage '%s' missing (no zip entry '%s')", c->path, key, name);
+    else
+        st = mgl_zip_entry_data(c->zip, e, data, nbytes, err);
     g_free(name);
     return st;
 }
@@ -51,7 +53,8 @@ static MglStatus find_data_pkl(const char* path, const MglZip* z, const MglZipEn
             return mgl_err(err, MGL_E_FORMAT, "%s: several data.pkl entries ('%s', '%s')", path, (*out)->name, nm);
         *out = &z->entries[i];
     }
-    if (!*out) return mgl_err(err, MGL_E_FORMAT, "%s: zip archive has no '<folder>/data.pkl' (not a torch.save file)", path);
+    if (!*out)
+        return mgl_err(err, MGL_E_FORMAT, "%s: zip archive has no '<folder>/data.pkl' (not a torch.save file)", path);
     return MGL_OK;
 }
 
@@ -65,10 +68,12 @@ static MglStatus check_byteorder(const char* path, const MglZip* z, const char* 
         st = mgl_zip_entry_data(z, e, &d, &n, err);
         if (st == MGL_OK) {
             while (n && (d[n - 1] == '\n' || d[n - 1] == '\r')) n--;
-            if (n == 6 && memcmp(d, "little", 6) == 0) st = MGL_OK;
+            if (n == 6 && memcmp(d, "little", 6) == 0)
+                st = MGL_OK;
             else if (n == 3 && memcmp(d, "big", 3) == 0)
                 st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: %s: big-endian checkpoints are not supported", path, name);
-            else st = mgl_err(err, MGL_E_FORMAT, "%s: %s: unknown byte order", path, name);
+            else
+                st = mgl_err(err, MGL_E_FORMAT, "%s: %s: unknown byte order", path, name);
         }
     }
     g_free(name);
@@ -77,7 +82,7 @@ static MglStatus check_byteorder(const char* path, const MglZip* z, const char* 
 
 static const PkObj* dict_get(const PkObj* d, const char* key) {
     const PkObj* r = NULL;
-    for (size_t i = 0; i + 1 < d->u.seq.n; i += 2) {   /* last one wins, as in Python */
+    for (size_t i = 0; i + 1 < d->u.seq.n; i += 2) { /* last one wins, as in Python */
         const PkObj* k = d->u.seq.v[i];
         if (k->type == PK_STR && strcmp(k->u.str.s, key) == 0 && k->u.str.len == strlen(key)) r = d->u.seq.v[i + 1];
     }
@@ -104,7 +109,8 @@ static MglStatus add_state_dict(const char* path, const PkObj* sd, MglTensorSet*
             st = mgl_err(err, MGL_E_FORMAT, "%s: tensor name with a NUL byte", path);
         else if (mgl_tset_get(set, k->u.str.s))
             st = mgl_err(err, MGL_E_FORMAT, "%s: duplicate tensor name '%s'", path, k->u.str.s);
-        else (*n_added)++;
+        else
+            (*n_added)++;
     }
     for (size_t i = 0; i + 1 < sd->u.seq.n && st == MGL_OK; i += 2) {
         const PkObj* k = sd->u.seq.v[i];
@@ -113,7 +119,10 @@ static MglStatus add_state_dict(const char* path, const PkObj* sd, MglTensorSet*
         if (GPOINTER_TO_SIZE(g_hash_table_lookup(last, k->u.str.s)) != i + 1) continue;
         MglTensor t = {0};
         t.name = strdup(k->u.str.s);
-        if (!t.name) { st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", path); break; }
+        if (!t.name) {
+            st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+            break;
+        }
         t.dtype = v->u.tensor.dtype;
         t.ndim = v->u.tensor.ndim;
         memcpy(t.shape, v->u.tensor.shape, sizeof t.shape);
@@ -121,7 +130,11 @@ static MglStatus add_state_dict(const char* path, const PkObj* sd, MglTensorSet*
         t.data = v->u.tensor.data;
         t.map = mgl_map_ref(v->u.tensor.map);
         st = mgl_tset_add(set, &t, err);
-        if (st != MGL_OK) { free(t.name); mgl_map_unref(t.map); mgl_err_prefix(err, "%s", path); }
+        if (st != MGL_OK) {
+            free(t.name);
+            mgl_map_unref(t.map);
+            mgl_err_prefix(err, "%s", path);
+        }
     }
     g_hash_table_destroy(last);
     return st;
@@ -138,7 +151,10 @@ MglStatus mgl_torch_load(const char* path, MglTensorSet* set, MglErr* err) {
     }
     MglZip zip;
     MglStatus st = mgl_zip_open(&zip, path, map->data, map->size, err);
-    if (st != MGL_OK) { mgl_map_unref(map); return st; }
+    if (st != MGL_OK) {
+        mgl_map_unref(map);
+        return st;
+    }
 
     const MglZipEntry* pkl = NULL;
     char* prefix = NULL;
@@ -168,13 +184,13 @@ MglStatus mgl_torch_load(const char* path, MglTensorSet* set, MglErr* err) {
         if (sd->type == PK_DICT) st = add_state_dict(path, sd, set, &added, err);
         if (st == MGL_OK && added == 0) {
             char kind[160];
-            st = mgl_err(err, MGL_E_FORMAT, "%s: no state dict of tensors found (top-level object is a %s)",
-                         path, mgl_pickle_describe(root, kind, sizeof kind));
+            st = mgl_err(err, MGL_E_FORMAT, "%s: no state dict of tensors found (top-level object is a %s)", path,
+                         mgl_pickle_describe(root, kind, sizeof kind));
         }
     }
     mgl_pickle_free(vm);
     g_free(prefix);
     mgl_zip_close(&zip);
-    mgl_map_unref(map);   /* tensors hold their own references */
+    mgl_map_unref(map); /* tensors hold their own references */
     return st;
 }

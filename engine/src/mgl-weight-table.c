@@ -6,12 +6,12 @@
 #include <string.h>
 
 #define MGL_WG_TYPE_MODEL MglModelWeights
-#define MGL_WG_TYPE_CLIP  ClipLayer
+#define MGL_WG_TYPE_CLIP ClipLayer
 #define MGL_WG_TYPE_STAGE CnxStage
 #define MGL_WG_TYPE_BLOCK CnxBlock
 #define MGL_WG_TYPE_LAYER LlmLayer
 
-#define MGL_WEIGHT_ROW(g, k, fl, fu, field, nd, a, b, c, d, nm) \
+#define MGL_WEIGHT_ROW(g, k, fl, fu, field, nd, a, b, c, d, nm)                                                        \
     {MGL_WG_##g, MGL_WK_##k, fl, fu, offsetof(MGL_WG_TYPE_##g, field), nd, {a, b, c, d}, nm},
 
 const MglWeightSpec mgl_weight_table[] = {MGL_WEIGHT_TABLE(MGL_WEIGHT_ROW)};
@@ -61,9 +61,12 @@ static bool visit(const MglModelFiles* mf, const MglWeightSpec* sp, int i0, int 
     const int stage = sp->group == MGL_WG_STAGE || sp->group == MGL_WG_BLOCK ? i0 : 0;
     if (!row_applies(mf, sp, stage)) return true;
     MglWeightItem it = {.spec = sp, .ndim = sp->ndim, .i0 = i0, .i1 = i1};
-    if (sp->group == MGL_WG_BLOCK) snprintf(it.name, sizeof it.name, sp->name, i0, i1);
-    else if (sp->group == MGL_WG_MODEL) snprintf(it.name, sizeof it.name, "%s", sp->name);
-    else snprintf(it.name, sizeof it.name, sp->name, i0);
+    if (sp->group == MGL_WG_BLOCK)
+        snprintf(it.name, sizeof it.name, sp->name, i0, i1);
+    else if (sp->group == MGL_WG_MODEL)
+        snprintf(it.name, sizeof it.name, "%s", sp->name);
+    else
+        snprintf(it.name, sizeof it.name, sp->name, i0);
     for (int d = 0; d < sp->ndim; d++) it.shape[d] = dim_of(mf, sp->dims[d], stage);
     return fn(&it, user);
 }

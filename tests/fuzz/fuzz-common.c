@@ -29,8 +29,12 @@ static void die(const char* what) {
 /* Only our own links live in a private folder: remove them, then the folder. */
 static void remove_private_dir(const char* dir) {
     static const char* const names[] = {
-        "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "model.safetensors.index.json",
-        "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+        "tokenizer.json",
+        "tokenizer.model",
+        "tokenizer_config.json",
+        "model.safetensors.index.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
     };
     char p[512];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -126,11 +130,11 @@ const char* fuzz_fixture(const char* rel) {
 void fuzz_touch_tensors(const MglTensorSet* set) {
     for (size_t i = 0; i < set->n; i++) {
         const MglTensor* t = &set->items[i];
-        if (mgl_tset_get(set, t->name) != t) abort();   /* the index must find every tensor */
+        if (mgl_tset_get(set, t->name) != t) abort(); /* the index must find every tensor */
         int64_t n = mgl_tensor_numel(t);
         (void)mgl_tensor_is_contiguous(t);
         (void)mgl_tensor_nbytes(t);
-        if (n < 0) abort();   /* a loaded tensor with a negative element count */
+        if (n < 0) abort(); /* a loaded tensor with a negative element count */
         if (n == 0 || n > (1 << 20)) continue;
         float* dst = malloc((size_t)n * sizeof *dst);
         if (!dst) continue;
@@ -146,12 +150,16 @@ void fuzz_touch_tensors(const MglTensorSet* set) {
 
 void* __real_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off);
 void* __real_mmap64(void* addr, size_t len, int prot, int flags, int fd, off_t off);
-int   __real_munmap(void* addr, size_t len);
+int __real_munmap(void* addr, size_t len);
 void* __wrap_mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off);
 void* __wrap_mmap64(void* addr, size_t len, int prot, int flags, int fd, off_t off);
-int   __wrap_munmap(void* addr, size_t len);
+int __wrap_munmap(void* addr, size_t len);
 
-typedef struct Copy { void* p; size_t len; struct Copy* next; } Copy;
+typedef struct Copy {
+    void* p;
+    size_t len;
+    struct Copy* next;
+} Copy;
 static Copy* g_copies;
 static pthread_mutex_t g_copies_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -188,7 +196,7 @@ static void* heap_copy(size_t len, int fd) {
         if (r <= 0) break;
         done += (size_t)r;
     }
-    if (done < len) memset(buf + done, 0, len - done);   /* a real mapping would fault there */
+    if (done < len) memset(buf + done, 0, len - done); /* a real mapping would fault there */
     c->p = buf;
     c->len = len;
     pthread_mutex_lock(&g_copies_lock);

@@ -20,7 +20,7 @@ static inline int mgl_fuzz_cpu_supports_(const char* f) {
     if (strcmp(f, "avx512bw") == 0) return __builtin_cpu_supports("avx512bw");
     if (strcmp(f, "avx512vl") == 0) return __builtin_cpu_supports("avx512vl");
     if (strcmp(f, "avx512dq") == 0) return __builtin_cpu_supports("avx512dq");
-    return 0;   /* unknown to this shim: take the portable path */
+    return 0; /* unknown to this shim: take the portable path */
 }
 #define __builtin_cpu_supports(f) mgl_fuzz_cpu_supports_(f)
 #endif

@@ -8,7 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef struct { const char* rel; const char* kind; MglTokenizer* tok; } FixedTok;
+typedef struct {
+    const char* rel;
+    const char* kind;
+    MglTokenizer* tok;
+} FixedTok;
 
 static FixedTok g_fixed[] = {
     {"tokenizer/tiny_gpt2/tokenizer.json", "byte-level BPE (GPT-2)", NULL},

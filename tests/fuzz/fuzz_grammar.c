@@ -32,7 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const MglTokenizer* tok = (mode & 2) ? g_fixed[((mode >> 2) & 7) % N_FIXED].tok : NULL;
     MglGrammar* g = NULL;
     MglErr err = {0};
-    MglStatus st = (mode & 1) ? mgl_grammar_from_schema(tok, text, &g, &err) : mgl_grammar_from_gbnf(tok, text, &g, &err);
+    MglStatus st =
+        (mode & 1) ? mgl_grammar_from_schema(tok, text, &g, &err) : mgl_grammar_from_gbnf(tok, text, &g, &err);
     if (st != MGL_OK) {
         check(g == NULL, "a refused grammar was returned");
         check(err.msg[0] != 0 && strchr(err.msg, '\n') == NULL, "a refusal without a one-line message");
@@ -40,8 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return 0;
     }
     check(g != NULL && mgl_grammar_source(g) != NULL, "no grammar");
-    static const char* const probes[] = {"", " ", "{}", "{\"a\":1}", "[true, null]", "\"x\"", "abc", "0", "-1.5e3",
-                                         "\xc3\xa9", "\xe4\xb8", "\xff"};
+    static const char* const probes[] = {"",    " ", "{}",     "{\"a\":1}", "[true, null]", "\"x\"",
+                                         "abc", "0", "-1.5e3", "\xc3\xa9",  "\xe4\xb8",     "\xff"};
     for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
         MglGrammarResult r = mgl_grammar_match_text(g, probes[i], -1);
         check(r == MGL_GRAMMAR_COMPLETE || r == MGL_GRAMMAR_INCOMPLETE || r == MGL_GRAMMAR_INVALID, "bad result");

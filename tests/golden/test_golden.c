@@ -66,24 +66,36 @@ static void compare(const MglTensorSet* gs, const char* ctx, const char* name, G
 }
 
 /* getters over the engine's layouts */
-typedef struct { const float* p; int64_t d1, d2; } Chw;       /* (C, H, W) row-major */
+typedef struct {
+    const float* p;
+    int64_t d1, d2;
+} Chw; /* (C, H, W) row-major */
 static float get_chw(void* ud, const int64_t* i) {
     Chw* c = ud;
     return c->p[(i[0] * c->d1 + i[1]) * c->d2 + i[2]];
 }
-typedef struct { const float* p; int64_t W, C; } Nhwc;      /* golden (C, H, W) vs engine (H*W, C) */
+typedef struct {
+    const float* p;
+    int64_t W, C;
+} Nhwc; /* golden (C, H, W) vs engine (H*W, C) */
 static float get_nhwc(void* ud, const int64_t* i) {
     Nhwc* c = ud;
     return c->p[(i[1] * c->W + i[2]) * c->C + i[0]];
 }
-typedef struct { const float* p; int64_t cols; } Mat;
+typedef struct {
+    const float* p;
+    int64_t cols;
+} Mat;
 static float get_mat(void* ud, const int64_t* i) {
     Mat* m = ud;
     return m->p[i[0] * m->cols + i[1]];
 }
 static float get_scalar(void* ud, const int64_t* i) { return *(const float*)ud; }
 /* the 192x192 multi-scale map, from the per-level maps upsampled by the engine's own resize */
-typedef struct { float* up[4]; int C[4]; } Fm;
+typedef struct {
+    float* up[4];
+    int C[4];
+} Fm;
 static float get_fm(void* ud, const int64_t* i) {
     Fm* f = ud;
     int64_t c = i[0];
@@ -145,8 +157,8 @@ static void run_scene(Scene* sc, MglModel* m) {
     MglErr err = {0};
     float *x768, *x336, *b768;
     size_t nobj;
-    REQUIRE(mgl_stage_preprocess(&sc->img, sc->boxes, sc->n_boxes, sc->limit_num, MGL_OBJECT_ORDER_SCORE, &x768, &x336, &b768, &nobj, &err) ==
-            MGL_OK);
+    REQUIRE(mgl_stage_preprocess(&sc->img, sc->boxes, sc->n_boxes, sc->limit_num, MGL_OBJECT_ORDER_SCORE, &x768, &x336,
+                                 &b768, &nobj, &err) == MGL_OK);
     char ctx[96];
     snprintf(ctx, sizeof ctx, "scene %s", sc->name);
     Chw a = {x768, 768, 768}, b = {x336, 336, 336};
@@ -217,15 +229,17 @@ static void run_case(JsonObject* cs, Scene* sc, MglModel* m) {
     bool same = json_array_get_length(gi) == pr.n_ids + 1;
     for (guint i = 0, k = 0; same && i < json_array_get_length(gi); i++) {
         int64_t v = json_array_get_int_element(gi, i);
-        if (v == -200) same = k == pr.image_pos;
-        else same = pr.ids[k++] == v;
+        if (v == -200)
+            same = k == pr.image_pos;
+        else
+            same = pr.ids[k++] == v;
     }
     CHECK_MSG(same, "%s: prompt ids differ from the reference", name);
 
     float *x768, *x336, *b768;
     size_t nobj;
-    REQUIRE(mgl_stage_preprocess(&sc->img, sc->boxes, sc->n_boxes, sc->limit_num, MGL_OBJECT_ORDER_SCORE, &x768, &x336, &b768, &nobj, &err) ==
-            MGL_OK);
+    REQUIRE(mgl_stage_preprocess(&sc->img, sc->boxes, sc->n_boxes, sc->limit_num, MGL_OBJECT_ORDER_SCORE, &x768, &x336,
+                                 &b768, &nobj, &err) == MGL_OK);
     const int64_t P = m->w.n_patches, D = m->w.D, H = m->w.lc.hidden, V = m->w.lc.vocab;
     float* clip = malloc(sizeof(float) * (size_t)(P * D));
     float* fused = malloc(sizeof(float) * (size_t)(P * D));
@@ -320,7 +334,8 @@ static void run_case(JsonObject* cs, Scene* sc, MglModel* m) {
 int main(void) {
     const char* fx = test_env("MGL_FIXTURES");
     char* root = getenv("MGL_GOLDEN_ROOT") ? g_strdup(getenv("MGL_GOLDEN_ROOT")) : g_build_filename(fx, "golden", NULL);
-    char* models = getenv("MGL_GOLDEN_MODELS") ? g_strdup(getenv("MGL_GOLDEN_MODELS")) : g_build_filename(fx, "models", NULL);
+    char* models =
+        getenv("MGL_GOLDEN_MODELS") ? g_strdup(getenv("MGL_GOLDEN_MODELS")) : g_build_filename(fx, "models", NULL);
     g_root = root;
     g_models = models;
     char* mpath = g_build_filename(root, "manifest.json", NULL);

@@ -8,7 +8,7 @@
 
 typedef struct {
     double rel, max_diff, max_ref;
-    size_t at;   /* where the largest difference is */
+    size_t at; /* where the largest difference is */
 } ParityDiff;
 
 static inline ParityDiff parity_diff(const float* ref, const float* got, size_t n) {

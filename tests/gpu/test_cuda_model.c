@@ -59,7 +59,8 @@ static void run_model(const char* dir, const char* name, const char* precision, 
     REQUIRE(mgl_ctx_new(mg, &cg, &err) == MGL_OK);
     float *x768, *x336, *b768;
     size_t nobj;
-    REQUIRE(mgl_stage_preprocess(&img, boxes, 3, 100, MGL_OBJECT_ORDER_SCORE, &x768, &x336, &b768, &nobj, &err) == MGL_OK);
+    REQUIRE(mgl_stage_preprocess(&img, boxes, 3, 100, MGL_OBJECT_ORDER_SCORE, &x768, &x336, &b768, &nobj, &err) ==
+            MGL_OK);
     const int64_t P = mc->w.n_patches, D = mc->w.D;
     /* CLIP */
     float* rc = malloc(sizeof(float) * (size_t)(P * D));
@@ -119,16 +120,27 @@ static void run_model(const char* dir, const char* name, const char* precision, 
     while (same < na && same < nb && a[same] == b[same]) same++;
     if (!strcmp(precision, "f32"))
         CHECK_MSG(na == nb && same == na, "%s: greedy tokens differ: %zu of %zu/%zu identical", ctx, same, na, nb);
-    printf("  %-26s %-18s %s  %zu of %zu tokens identical\n", ctx, "greedy", same == na && na == nb ? "ok" : "--",
-           same, na);
-    free(a); free(b);
+    printf("  %-26s %-18s %s  %zu of %zu tokens identical\n", ctx, "greedy", same == na && na == nb ? "ok" : "--", same,
+           na);
+    free(a);
+    free(b);
     mgl_prompt_clear(&pr);
-    free(emb); free(rl); free(gl); free(rc); free(gc); free(rf); free(gf); free(rp); free(gp);
+    free(emb);
+    free(rl);
+    free(gl);
+    free(rc);
+    free(gc);
+    free(rf);
+    free(gf);
+    free(rp);
+    free(gp);
     for (int s = 0; s < 4; s++) {
         free(rs[s]);
         free(gs[s]);
     }
-    free(x768); free(x336); free(b768);
+    free(x768);
+    free(x336);
+    free(b768);
     mgl_ctx_free(cc);
     mgl_ctx_free(cg);
     mgl_model_free(mc);

@@ -82,8 +82,8 @@ static MglWeight host_weight(int64_t rows, int64_t cols, MglDType dt, float scal
 }
 
 static void test_matmul(void) {
-    const int64_t shapes[][3] = {{1, 64, 48}, {1, 33, 17}, {1, 4096, 300}, {3, 33, 17}, {7, 100, 257},
-                                 {64, 256, 96}, {577, 128, 160}, {2, 8, 1}};
+    const int64_t shapes[][3] = {{1, 64, 48},   {1, 33, 17},   {1, 4096, 300},  {3, 33, 17},
+                                 {7, 100, 257}, {64, 256, 96}, {577, 128, 160}, {2, 8, 1}};
     const MglDType dts[] = {MGL_DT_F32, MGL_DT_F16, MGL_DT_BF16};
     MglErr e = {0};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
@@ -113,7 +113,12 @@ static void test_matmul(void) {
                 mgl_cuda_free(dx);
                 mgl_cuda_free(db);
                 mgl_cuda_free(dy);
-                free(store); free(x); free(b); free(ref); free(got); free(packed);
+                free(store);
+                free(x);
+                free(b);
+                free(ref);
+                free(got);
+                free(packed);
             }
 }
 
@@ -151,8 +156,14 @@ static void test_norms(void) {
         snprintf(what, sizeof what, "rmsnorm T=%lld C=%lld", (long long)T, (long long)C);
         cmp(what, ref, got, (size_t)(T * C), 2e-5);
         free(got);
-        mgl_cuda_free(dx); mgl_cuda_free(dw); mgl_cuda_free(db); mgl_cuda_free(dy);
-        free(x); free(w); free(b); free(ref);
+        mgl_cuda_free(dx);
+        mgl_cuda_free(dw);
+        mgl_cuda_free(db);
+        mgl_cuda_free(dy);
+        free(x);
+        free(w);
+        free(b);
+        free(ref);
     }
 }
 
@@ -209,8 +220,21 @@ static void test_elementwise(void) {
     got = down(da, (size_t)(rows * C));
     cmp("scale_add rows=50 C=37", r3, got, (size_t)(rows * C), 1e-6);
     free(got);
-    mgl_cuda_free(dx); mgl_cuda_free(dg); mgl_cuda_free(du); mgl_cuda_free(da); mgl_cuda_free(dbb); mgl_cuda_free(dgm);
-    free(x); free(y); free(ref); free(g); free(r2); free(a); free(bb); free(gm); free(r3);
+    mgl_cuda_free(dx);
+    mgl_cuda_free(dg);
+    mgl_cuda_free(du);
+    mgl_cuda_free(da);
+    mgl_cuda_free(dbb);
+    mgl_cuda_free(dgm);
+    free(x);
+    free(y);
+    free(ref);
+    free(g);
+    free(r2);
+    free(a);
+    free(bb);
+    free(gm);
+    free(r3);
 }
 
 static void test_conv(void) {
@@ -229,12 +253,21 @@ static void test_conv(void) {
         char what[96];
         snprintf(what, sizeof what, "dwconv7 %lldx%lld C=%lld", (long long)H, (long long)W, (long long)C);
         cmp(what, ref, got, (size_t)n, 2e-5);
-        mgl_cuda_free(dx); mgl_cuda_free(dwt); mgl_cuda_free(db); mgl_cuda_free(dy);
-        free(x); free(w); free(b); free(ref); free(got);
+        mgl_cuda_free(dx);
+        mgl_cuda_free(dwt);
+        mgl_cuda_free(db);
+        mgl_cuda_free(dy);
+        free(x);
+        free(w);
+        free(b);
+        free(ref);
+        free(got);
     }
     /* patch embedding: CHW input (CLIP, ConvNeXt stem) and NHWC (downsampling) */
-    struct { int64_t H, W, Cin, k, Cout; bool chw; } pc[] = {{28, 28, 3, 14, 32, true}, {16, 16, 3, 4, 24, true},
-                                                            {12, 12, 8, 2, 16, false}, {6, 10, 5, 2, 7, false}};
+    struct {
+        int64_t H, W, Cin, k, Cout;
+        bool chw;
+    } pc[] = {{28, 28, 3, 14, 32, true}, {16, 16, 3, 4, 24, true}, {12, 12, 8, 2, 16, false}, {6, 10, 5, 2, 7, false}};
     const MglDType dts[] = {MGL_DT_F32, MGL_DT_F16, MGL_DT_BF16};
     MglErr e = {0};
     for (size_t i = 0; i < sizeof pc / sizeof pc[0]; i++)
@@ -258,8 +291,14 @@ static void test_conv(void) {
                      (long long)H, (long long)W, (long long)Cin, (long long)k, (long long)Co, dt_name(dts[di]));
             cmp(what, ref, got, (size_t)no, dt_tol(dts[di]));
             mgl_cuda_weight_free(&dwt);
-            mgl_cuda_free(dx); mgl_cuda_free(db); mgl_cuda_free(dy);
-            free(x); free(store); free(b); free(ref); free(got);
+            mgl_cuda_free(dx);
+            mgl_cuda_free(db);
+            mgl_cuda_free(dy);
+            free(x);
+            free(store);
+            free(b);
+            free(ref);
+            free(got);
         }
 }
 
@@ -270,24 +309,34 @@ static void test_resize(void) {
             const int64_t C = rs[i][0], H = rs[i][1], W = rs[i][2], Ho = rs[i][3], Wo = rs[i][4];
             float* x = rnd((size_t)(C * H * W), 1.0f);
             float* ref = malloc(sizeof(float) * (size_t)(C * Ho * Wo));
-            if (nhwc) mgl_resize_bilinear_nhwc(x, H, W, C, Ho, Wo, ref);
-            else mgl_resize_bilinear_chw(x, C, H, W, Ho, Wo, ref);
+            if (nhwc)
+                mgl_resize_bilinear_nhwc(x, H, W, C, Ho, Wo, ref);
+            else
+                mgl_resize_bilinear_chw(x, C, H, W, Ho, Wo, ref);
             float* dx = up(x, sizeof(float) * (size_t)(C * H * W));
             float* dy = dev0((size_t)(C * Ho * Wo));
-            if (nhwc) mgl_cuda_resize_bilinear_nhwc(S, dx, H, W, C, Ho, Wo, dy);
-            else mgl_cuda_resize_bilinear_chw(S, dx, C, H, W, Ho, Wo, dy);
+            if (nhwc)
+                mgl_cuda_resize_bilinear_nhwc(S, dx, H, W, C, Ho, Wo, dy);
+            else
+                mgl_cuda_resize_bilinear_chw(S, dx, C, H, W, Ho, Wo, dy);
             float* got = down(dy, (size_t)(C * Ho * Wo));
             char what[96];
-            snprintf(what, sizeof what, "resize %s C=%lld %lldx%lld -> %lldx%lld", nhwc ? "nhwc" : "chw",
-                     (long long)C, (long long)H, (long long)W, (long long)Ho, (long long)Wo);
+            snprintf(what, sizeof what, "resize %s C=%lld %lldx%lld -> %lldx%lld", nhwc ? "nhwc" : "chw", (long long)C,
+                     (long long)H, (long long)W, (long long)Ho, (long long)Wo);
             cmp(what, ref, got, (size_t)(C * Ho * Wo), 1e-6);
-            mgl_cuda_free(dx); mgl_cuda_free(dy);
-            free(x); free(ref); free(got);
+            mgl_cuda_free(dx);
+            mgl_cuda_free(dy);
+            free(x);
+            free(ref);
+            free(got);
         }
 }
 
 static void test_rope(void) {
-    struct { int64_t T, NH, HS, pos0, pad; float theta; } rc[] = {
+    struct {
+        int64_t T, NH, HS, pos0, pad;
+        float theta;
+    } rc[] = {
         {5, 4, 64, 0, 0, 1e4f}, {1, 32, 128, 1000, 0, 1e4f}, {33, 8, 128, 7, 24, 5e5f}, {3, 3, 12, 4000, 6, 1e4f}};
     MglErr e = {0};
     for (size_t i = 0; i < sizeof rc / sizeof rc[0]; i++) {
@@ -309,7 +358,10 @@ static void test_rope(void) {
         cmp(what, ref, packed, (size_t)(T * NH * HS), 2e-5);
         mgl_cuda_free(inv);
         mgl_cuda_free(dx);
-        free(x); free(ref); free(got); free(packed);
+        free(x);
+        free(ref);
+        free(got);
+        free(packed);
     }
 }
 
@@ -317,10 +369,13 @@ static void test_rope(void) {
  * prefill GEMMs, whose scores and probabilities are in the cache dtype, hence
  * the cache dtype's tolerance) */
 static void test_attention(void) {
-    struct { int64_t T, pos0, NH, NKV, HS; bool causal; } ac[] = {
-        {1, 0, 4, 4, 64, true},     {1, 37, 8, 2, 128, true},  {3, 100, 4, 1, 64, true},   {4, 0, 2, 2, 32, false},
-        {17, 0, 4, 4, 32, true},    {577, 0, 16, 16, 64, false}, {300, 20, 8, 2, 128, true}, {64, 5, 4, 4, 12, true},
-        {1, 900, 32, 8, 128, true}, {20, 0, 2, 1, 256, true},  {5, 3, 6, 3, 48, true},     {1, 4095, 4, 4, 128, true}};
+    struct {
+        int64_t T, pos0, NH, NKV, HS;
+        bool causal;
+    } ac[] = {{1, 0, 4, 4, 64, true},     {1, 37, 8, 2, 128, true}, {3, 100, 4, 1, 64, true},
+              {4, 0, 2, 2, 32, false},    {17, 0, 4, 4, 32, true},  {577, 0, 16, 16, 64, false},
+              {300, 20, 8, 2, 128, true}, {64, 5, 4, 4, 12, true},  {1, 900, 32, 8, 128, true},
+              {20, 0, 2, 1, 256, true},   {5, 3, 6, 3, 48, true},   {1, 4095, 4, 4, 128, true}};
     const MglDType kts[] = {MGL_DT_F32, MGL_DT_F16, MGL_DT_BF16};
     for (size_t i = 0; i < sizeof ac / sizeof ac[0]; i++)
         for (int ki = 0; ki < 3; ki++) {
@@ -355,8 +410,19 @@ static void test_attention(void) {
                      (long long)p0, (long long)NH, (long long)NKV, (long long)HS, ac[i].causal ? "causal" : "full",
                      dt_name(kt));
             cmp(what, ref, packed, (size_t)(T * qd), kt == MGL_DT_F32 || T <= 4 ? 5e-5 : dt_tol(kt));
-            mgl_cuda_free(dq); mgl_cuda_free(dk); mgl_cuda_free(dv); mgl_cuda_free(dy);
-            free(q); free(k); free(v); free(k16); free(v16); free(qp); free(ref); free(got); free(packed);
+            mgl_cuda_free(dq);
+            mgl_cuda_free(dk);
+            mgl_cuda_free(dv);
+            mgl_cuda_free(dy);
+            free(q);
+            free(k);
+            free(v);
+            free(k16);
+            free(v16);
+            free(qp);
+            free(ref);
+            free(got);
+            free(packed);
         }
 }
 
@@ -387,8 +453,13 @@ static void test_rows_embed(void) {
         char what[64];
         snprintf(what, sizeof what, "store_rows %s (exact rounding)", dt_name(dts[di]));
         cmp(what, refr, got, (size_t)(T * n), 0);
-        mgl_cuda_free(dd); mgl_cuda_free(dx);
-        free(z); free(got); free(ref); free(refr); free(tmp);
+        mgl_cuda_free(dd);
+        mgl_cuda_free(dx);
+        free(z);
+        free(got);
+        free(ref);
+        free(refr);
+        free(tmp);
     }
     free(x);
     /* embedding gather */
@@ -409,8 +480,11 @@ static void test_rows_embed(void) {
         snprintf(what, sizeof what, "embed V=50 H=33 %s", dt_name(dts[di]));
         cmp(what, ref, got, (size_t)(n_ids * H), 0);
         mgl_cuda_weight_free(&dE);
-        mgl_cuda_free(di_); mgl_cuda_free(dy);
-        free(store); free(ref); free(got);
+        mgl_cuda_free(di_);
+        mgl_cuda_free(dy);
+        free(store);
+        free(ref);
+        free(got);
     }
 }
 
@@ -434,8 +508,11 @@ static void test_sampling(void) {
         REQUIRE(mgl_cuda_upload(dl, lg, sizeof(float) * (size_t)V, &e) == MGL_OK);
         MglCudaSampler* sp = NULL;
         REQUIRE(mgl_cuda_sampler_new(V, &sp, &e) == MGL_OK);
-        struct { float t; int k; float p; } cfg[] = {{0.7f, 0, 1.0f}, {1.0f, 40, 1.0f}, {0.8f, 0, 0.9f},
-                                                     {1.3f, 50, 0.5f}, {0.5f, 1, 1.0f}};
+        struct {
+            float t;
+            int k;
+            float p;
+        } cfg[] = {{0.7f, 0, 1.0f}, {1.0f, 40, 1.0f}, {0.8f, 0, 0.9f}, {1.3f, 50, 0.5f}, {0.5f, 1, 1.0f}};
         int same = 0, total = 0;
         for (size_t ci = 0; ci < sizeof cfg / sizeof cfg[0]; ci++)
             for (int d = 0; d < 8; d++) {
@@ -451,7 +528,11 @@ static void test_sampling(void) {
             }
         /* the same draw up to summation order: a draw on a boundary may differ */
         CHECK_MSG(same >= total - 1, "sampling V=%lld: %d of %d draws as the CPU's", (long long)V, same, total);
-        printf("  %-58s ok  %d/%d draws identical\n", V == 256 ? "sampling V=256" : V == 32000 ? "sampling V=32000" : "sampling V=128256", same, total);
+        printf("  %-58s ok  %d/%d draws identical\n",
+               V == 256     ? "sampling V=256"
+               : V == 32000 ? "sampling V=32000"
+                            : "sampling V=128256",
+               same, total);
         mgl_cuda_sampler_free(sp);
         mgl_cuda_free(dl);
         mgl_cuda_free(dout);
@@ -476,8 +557,8 @@ static void test_roi(void) {
         so[s] = rnd((size_t)(hs * hs * C[s]), 1.0f);
         dso[s] = up(so[s], sizeof(float) * (size_t)(hs * hs * C[s]));
     }
-    const float boxes[] = {0, 0, 768, 768,  10, 20, 30, 40,  100.5f, 200.25f, 700, 767,  760, 760, 768, 768,
-                           300, 10, 301, 700,  -5, -5, 50, 50,  0, 0, 0, 0};
+    const float boxes[] = {0,   0,   768, 768, 10,  20,  30, 40, 100.5f, 200.25f, 700, 767, 760, 760,
+                           768, 768, 300, 10,  301, 700, -5, -5, 50,     50,      0,   0,   0,   0};
     const size_t n = sizeof boxes / sizeof boxes[0] / 4;
     float* ref = malloc(sizeof(float) * n * (size_t)fm.Cm);
     mgl_stage_objects(&fm, so, boxes, n, ref);

@@ -23,8 +23,8 @@ __attribute__((used, visibility("default"))) const char* __asan_default_options(
 
 __attribute__((used, visibility("default"))) const char* __lsan_default_suppressions(void) {
     return "leak:_dl_init\n"
-        "leak:g_quark_from_string\nleak:g_quark_from_static_string\n"
-        "leak:g_intern_string\nleak:g_intern_static_string\n";
+           "leak:g_quark_from_string\nleak:g_quark_from_static_string\n"
+           "leak:g_intern_string\nleak:g_intern_static_string\n";
 }
 
 #endif

@@ -13,11 +13,11 @@
 
 static int failures = 0;
 
-#define FAIL(...)                            \
-    do {                                     \
-        fprintf(stderr, "FAIL: " __VA_ARGS__); \
-        fputc('\n', stderr);                 \
-        failures++;                          \
+#define FAIL(...)                                                                                                      \
+    do {                                                                                                               \
+        fprintf(stderr, "FAIL: " __VA_ARGS__);                                                                         \
+        fputc('\n', stderr);                                                                                           \
+        failures++;                                                                                                    \
     } while (0)
 
 static void check_image(const char* dir, JsonObject* o) {
@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
             if (mgl_image_load(argv[i], &rgb, &w, &h, &err) == MGL_OK) {
                 unsigned sum = 0;
                 for (size_t k = 0; k < (size_t)w * (size_t)h * 3; k++) sum = sum * 31u + rgb[k];
-                printf("%s: %dx%d %08x\n", argv[i], w, h, sum);   /* reads every byte */
+                printf("%s: %dx%d %08x\n", argv[i], w, h, sum); /* reads every byte */
                 free(rgb);
             } else {
                 printf("%s\n", err.msg);

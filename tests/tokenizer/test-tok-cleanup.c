@@ -52,8 +52,10 @@ static void rm_tree(const char* dir) {
     const char* e;
     while ((e = g_dir_read_name(d))) {
         char* p = g_build_filename(dir, e, NULL);
-        if (g_file_test(p, G_FILE_TEST_IS_DIR)) rm_tree(p);
-        else g_unlink(p);
+        if (g_file_test(p, G_FILE_TEST_IS_DIR))
+            rm_tree(p);
+        else
+            g_unlink(p);
         g_free(p);
     }
     g_dir_close(d);
@@ -75,7 +77,7 @@ static void check_text(MglTokenizer* t, JsonObject* o, const char* key, bool ski
     GArray* ids = json_ids(o, "ids");
     bool saved = mgl_tokenizer_clean_up_spaces(t);
     if (clean >= 0) mgl_tokenizer_set_clean_up_spaces(t, clean != 0);
-    char* got = check_decode(t, (const int32_t*)ids->data, ids->len, skip, what);   /* decode == stream */
+    char* got = check_decode(t, (const int32_t*)ids->data, ids->len, skip, what); /* decode == stream */
     CHECK(strcmp(got, want) == 0, "%s %s\n  text '%s'\n  got  '%s'\n  want '%s'", what, key,
           json_object_get_string_member(o, "text"), got, want);
     mgl_tokenizer_set_clean_up_spaces(t, saved);
@@ -159,15 +161,15 @@ static void check_defaults(void) {
     static const struct {
         const char* tok_cfg;
         const char* model_cfg;
-        bool        spm;
-        bool        want;
+        bool spm;
+        bool want;
     } cases[] = {
         {"{\"tokenizer_class\": \"LlamaTokenizer\"}", NULL, false, false},
         {"{\"tokenizer_class\": \"LlamaTokenizerFast\"}", NULL, false, false},
         {"{\"tokenizer_class\": \"CodeLlamaTokenizer\"}", NULL, false, false},
         {"{\"tokenizer_class\": \"GemmaTokenizerFast\"}", NULL, false, false},
         {"{\"tokenizer_class\": \"PreTrainedTokenizerFast\"}", NULL, false, true},
-        {"{\"tokenizer_class\": \"Qwen2Tokenizer\"}", NULL, false, true},   /* its Fast twin has no own default */
+        {"{\"tokenizer_class\": \"Qwen2Tokenizer\"}", NULL, false, true}, /* its Fast twin has no own default */
         {"{\"tokenizer_class\": \"GPT2Tokenizer\"}", NULL, false, true},
         {"{}", "{\"model_type\": \"llama\"}", false, false},
         {"{}", "{\"model_type\": \"phi3\"}", false, false},
@@ -176,8 +178,8 @@ static void check_defaults(void) {
         {"{}", "{\"model_type\": \"gpt2\"}", false, true},
         {"{}", "{\"model_type\": \"gpt2\", \"tokenizer_class\": \"LlamaTokenizer\"}", false, false},
         {"{\"tokenizer_class\": \"PreTrainedTokenizerFast\"}", "{\"model_type\": \"llama\"}", false, true},
-        {NULL, NULL, false, true},   /* a bare tokenizer.json: PreTrainedTokenizerFast */
-        {NULL, NULL, true, false},   /* a bare tokenizer.model: LlamaTokenizer */
+        {NULL, NULL, false, true}, /* a bare tokenizer.json: PreTrainedTokenizerFast */
+        {NULL, NULL, true, false}, /* a bare tokenizer.model: LlamaTokenizer */
         {"{\"tokenizer_class\": \"LlamaTokenizer\", \"clean_up_tokenization_spaces\": true}", NULL, false, true},
         {"{\"tokenizer_class\": \"GPT2Tokenizer\", \"clean_up_tokenization_spaces\": false}", NULL, false, false},
         /* any other JSON value: Python's truth of it */
@@ -201,10 +203,10 @@ static void check_defaults(void) {
     char* dir = make_folder(tj, "tokenizer.json", NULL, NULL);
     MglTokenizer* t = load(dir);
     static const char* const pairs[][2] = {
-        {"a ' 's", "a''s"},          /* " ' " first */
-        {"x  ' s", "x's"},           /* then " 's" on the output of " ' " */
-        {"x ' . y", "x '. y"},       /* " ." first: " ' " no longer matches */
-        {"  .", " ."},               /* one pass, no rescan */
+        {"a ' 's", "a''s"},    /* " ' " first */
+        {"x  ' s", "x's"},     /* then " 's" on the output of " ' " */
+        {"x ' . y", "x '. y"}, /* " ." first: " ' " no longer matches */
+        {"  .", " ."},         /* one pass, no rescan */
         {"do n't , ok", "don't, ok"},
         {"end ' ", "end'"},
         {" ?!", "?!"},

@@ -14,8 +14,10 @@ static MglStatus load_text(const char* name, const char* data, size_t len, MglEr
     g_file_set_contents(p, data, (gssize)len, NULL);
     MglTokenizer* t = NULL;
     MglStatus st = mgl_tokenizer_load(p, &t, err);
-    if (out) *out = t;
-    else mgl_tokenizer_free(t);
+    if (out)
+        *out = t;
+    else
+        mgl_tokenizer_free(t);
     g_unlink(p);
     g_free(p);
     return st;
@@ -30,7 +32,8 @@ static void expect(const char* json, MglStatus want, const char* what) {
 
 /* Exercise a tokenizer that loaded from damaged bytes. */
 static void exercise(const MglTokenizer* t, uint32_t seed) {
-    static const char* texts[] = {"Hello world", "", "  x  \n\n", "<s>a</s><mask>", "日本語 🎉 ∑ 123456", "\xE2\x96\x81\xE2\x96\x81"};
+    static const char* texts[] = {
+        "Hello world", "", "  x  \n\n", "<s>a</s><mask>", "日本語 🎉 ∑ 123456", "\xE2\x96\x81\xE2\x96\x81"};
     for (size_t i = 0; i < G_N_ELEMENTS(texts); i++) {
         int32_t* ids = NULL;
         size_t n = 0;
@@ -77,13 +80,15 @@ static void mutate_file(const char* src, const char* name, int iters, uint32_t s
                 if (pos < b->len) b->data[pos] = (guint8)('0' + g_rand_int_range(r, 0, 10));
             }
         } else if (kind == 0) {
-            g_byte_array_set_size(b, (guint)g_rand_int_range(r, 0, (gint32)len));          /* truncate */
+            g_byte_array_set_size(b, (guint)g_rand_int_range(r, 0, (gint32)len)); /* truncate */
         } else {
             int nflip = g_rand_int_range(r, 1, 8);
             for (int k = 0; k < nflip && b->len; k++) {
                 guint pos = (guint)g_rand_int_range(r, 0, (gint32)b->len);
-                if (kind == 1) b->data[pos] ^= (guint8)(1u << g_rand_int_range(r, 0, 8));
-                else if (kind == 2) b->data[pos] = (guint8)g_rand_int_range(r, 0, 256);
+                if (kind == 1)
+                    b->data[pos] ^= (guint8)(1u << g_rand_int_range(r, 0, 8));
+                else if (kind == 2)
+                    b->data[pos] = (guint8)g_rand_int_range(r, 0, 256);
                 else {
                     /* copy a random chunk somewhere else: structure-aware-ish damage */
                     guint from = (guint)g_rand_int_range(r, 0, (gint32)b->len);
@@ -118,10 +123,10 @@ static void mutate_file(const char* src, const char* name, int iters, uint32_t s
     g_free(data);
 }
 
-static const char* k_tiny =
-    "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,\"<unk>\":3},\"merges\":[\"a b\"],\"unk_token\":\"<unk>\"},"
-    "\"added_tokens\":[{\"id\":4,\"content\":\"<x>\",\"special\":true}],"
-    "\"pre_tokenizer\":%s,\"decoder\":%s}";
+static const char* k_tiny = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,\"<unk>\":3},\"merges\":["
+                            "\"a b\"],\"unk_token\":\"<unk>\"},"
+                            "\"added_tokens\":[{\"id\":4,\"content\":\"<x>\",\"special\":true}],"
+                            "\"pre_tokenizer\":%s,\"decoder\":%s}";
 
 int main(void) {
     g_tmp = g_dir_make_tmp("mgl-tok-XXXXXX", NULL);
@@ -158,7 +163,8 @@ int main(void) {
     expect("{", MGL_E_FORMAT, "truncated");
     expect("[1,2]", MGL_E_FORMAT, "not an object");
     expect("{\"model\":{\"type\":\"Unigram\",\"vocab\":[]}}", MGL_E_UNSUPPORTED, "Unigram");
-    expect("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a b\"]}}", MGL_E_FORMAT, "merge with unknown token");
+    expect("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a b\"]}}", MGL_E_FORMAT,
+           "merge with unknown token");
     expect("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-1},\"merges\":[]}}", MGL_E_FORMAT, "negative id");
     expect("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":1e300},\"merges\":[]}}", MGL_E_FORMAT, "huge id");
     expect("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"\\ud800\":0},\"merges\":[]}}", MGL_E_FORMAT, "lone surrogate");
@@ -171,7 +177,9 @@ int main(void) {
         expect(deep->str, MGL_E_FORMAT, "deep nesting");
         g_string_free(deep, TRUE);
     }
-    char* s1 = g_strdup_printf(k_tiny, "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\w+\"},\"behavior\":\"Isolated\",\"invert\":false}", "null");
+    char* s1 = g_strdup_printf(
+        k_tiny, "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\w+\"},\"behavior\":\"Isolated\",\"invert\":false}",
+        "null");
     expect(s1, MGL_E_UNSUPPORTED, "unknown regex");
     MglStatus st2 = load_text("t.json", s1, strlen(s1), &err, NULL);
     CHECK(st2 == MGL_E_UNSUPPORTED && strstr(err.msg, "regex"), "unknown regex message: %s", err.msg);
@@ -182,7 +190,9 @@ int main(void) {
     s1 = g_strdup_printf(k_tiny, "null", "{\"type\":\"WordPiece\"}");
     expect(s1, MGL_E_UNSUPPORTED, "unknown decoder");
     g_free(s1);
-    s1 = g_strdup_printf(k_tiny, "null", "{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Fuse\"},{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},\"content\":\"b\"}]}");
+    s1 = g_strdup_printf(k_tiny, "null",
+                         "{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Fuse\"},{\"type\":\"Replace\",\"pattern\":{"
+                         "\"String\":\"a\"},\"content\":\"b\"}]}");
     expect(s1, MGL_E_UNSUPPORTED, "Replace after Fuse");
     g_free(s1);
 
@@ -233,8 +243,10 @@ int main(void) {
     /* API misuse */
     int32_t* ids = (int32_t*)1;
     size_t n = 5;
-    CHECK(mgl_tokenizer_encode(NULL, "x", -1, false, &ids, &n, &err) == MGL_E_INVALID && ids == NULL && n == 0, "NULL tok");
-    CHECK(mgl_tokenizer_n_vocab(NULL) == 0 && mgl_tokenizer_bos(NULL) == -1 && !mgl_tokenizer_id_to_piece(NULL, 0), "NULL accessors");
+    CHECK(mgl_tokenizer_encode(NULL, "x", -1, false, &ids, &n, &err) == MGL_E_INVALID && ids == NULL && n == 0,
+          "NULL tok");
+    CHECK(mgl_tokenizer_n_vocab(NULL) == 0 && mgl_tokenizer_bos(NULL) == -1 && !mgl_tokenizer_id_to_piece(NULL, 0),
+          "NULL accessors");
     mgl_tokenizer_free(NULL);
     mgl_detok_free(NULL);
     CHECK(mgl_detok_new(NULL, false) == NULL, "detok NULL");

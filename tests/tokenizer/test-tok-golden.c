@@ -128,7 +128,8 @@ int main(int argc, char** argv) {
                 const char* hx = json_object_get_string_member(o, "text_hex");
                 size_t bl = strlen(hx) / 2;
                 char* raw = g_malloc(bl + 1);
-                for (size_t k = 0; k < bl; k++) raw[k] = (char)g_ascii_xdigit_value(hx[2 * k]) * 16 + (char)g_ascii_xdigit_value(hx[2 * k + 1]);
+                for (size_t k = 0; k < bl; k++)
+                    raw[k] = (char)g_ascii_xdigit_value(hx[2 * k]) * 16 + (char)g_ascii_xdigit_value(hx[2 * k + 1]);
                 check_encode_len(tok, raw, bl, true, ids, hpath, (int)i + 1);
                 check_encode_len(tok, raw, bl, false, ns, hpath, (int)i + 1);
                 g_free(raw);
@@ -147,7 +148,8 @@ int main(int argc, char** argv) {
         char* got = check_decode(tok, (const int32_t*)ids->data, ids->len, false, what);
         char* got_skip = check_decode(tok, (const int32_t*)ids->data, ids->len, true, what);
         CHECK(strcmp(got, want) == 0, "%s: decode\n  got  '%s'\n  want '%s'", what, got, want);
-        CHECK(strcmp(got_skip, want_skip) == 0, "%s: decode skip_special\n  got  '%s'\n  want '%s'", what, got_skip, want_skip);
+        CHECK(strcmp(got_skip, want_skip) == 0, "%s: decode skip_special\n  got  '%s'\n  want '%s'", what, got_skip,
+              want_skip);
         g_free(got);
         g_free(got_skip);
         g_array_free(ids, TRUE);
@@ -165,8 +167,10 @@ int main(int argc, char** argv) {
     CHECK(st == MGL_OK && n == 0, "empty text");
     free(ids);
     st = mgl_tokenizer_encode(tok, "", 0, true, &ids, &n, &err);
-    if (strcmp(name, "sp32k") == 0) CHECK(st == MGL_OK && n == 1 && ids[0] == 1, "empty text with specials -> [BOS]");
-    else CHECK(st == MGL_OK && n == 0, "empty text with specials -> [] (ByteLevel post-processor)");
+    if (strcmp(name, "sp32k") == 0)
+        CHECK(st == MGL_OK && n == 1 && ids[0] == 1, "empty text with specials -> [BOS]");
+    else
+        CHECK(st == MGL_OK && n == 0, "empty text with specials -> [] (ByteLevel post-processor)");
     free(ids);
     st = mgl_tokenizer_encode(tok, "ab\xC3(", -1, false, &ids, &n, &err);
     CHECK(st == MGL_E_INVALID && ids == NULL, "invalid UTF-8 must be an error");
@@ -181,7 +185,7 @@ int main(int argc, char** argv) {
     /* 4. speed: a long text encodes quickly (no quadratic blow-up) */
     GString* big = g_string_new(NULL);
     for (int i = 0; i < 4000; i++) g_string_append(big, "The quick brown fox jumps over the lazy dog. 12345 ");
-    for (int i = 0; i < 20000; i++) g_string_append_c(big, 'a');   /* one huge word */
+    for (int i = 0; i < 20000; i++) g_string_append_c(big, 'a'); /* one huge word */
     t0 = now_s();
     st = mgl_tokenizer_encode(tok, big->str, (ptrdiff_t)big->len, true, &ids, &n, &err);
     dt = now_s() - t0;

@@ -14,14 +14,15 @@
 
 static int g_failures = 0;
 
-#define CHECK(cond, ...) do { \
-    if (!(cond)) { \
-        g_failures++; \
-        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-        fprintf(stderr, __VA_ARGS__); \
-        fprintf(stderr, "\n"); \
-    } \
-} while (0)
+#define CHECK(cond, ...)                                                                                               \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            g_failures++;                                                                                              \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                       \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
+            fprintf(stderr, "\n");                                                                                     \
+        }                                                                                                              \
+    } while (0)
 
 static inline double now_s(void) {
     struct timespec ts;
@@ -113,7 +114,8 @@ static inline char* check_decode(const MglTokenizer* tok, const int32_t* ids, si
     CHECK(st == MGL_OK, "%s: decode failed: %s", what, err.msg);
     if (st != MGL_OK) return g_strdup("");
     char* streamed = stream_decode(tok, ids, n, skip);
-    CHECK(strcmp(streamed, text) == 0, "%s: stream decode differs:\n  stream '%s'\n  decode '%s'", what, streamed, text);
+    CHECK(strcmp(streamed, text) == 0, "%s: stream decode differs:\n  stream '%s'\n  decode '%s'", what, streamed,
+          text);
     g_free(streamed);
     char* r = g_strdup(text);
     free(text);

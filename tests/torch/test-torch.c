@@ -44,13 +44,41 @@ static guint8* unhex(const char* s, size_t* n) {
 
 static float golden_f32(const guint8* p, MglDType dt) {
     switch (dt) {
-    case MGL_DT_F32: { float f; memcpy(&f, p, 4); return f; }
-    case MGL_DT_F64: { double d; memcpy(&d, p, 8); return (float)d; }
-    case MGL_DT_F16: { guint16 h; memcpy(&h, p, 2); return mgl_f16_to_f32(h); }
-    case MGL_DT_BF16: { guint16 h; memcpy(&h, p, 2); return mgl_bf16_to_f32(h); }
-    case MGL_DT_I64: { gint64 v; memcpy(&v, p, 8); return (float)(double)v; }
-    case MGL_DT_I32: { gint32 v; memcpy(&v, p, 4); return (float)(double)v; }
-    case MGL_DT_I16: { gint16 v; memcpy(&v, p, 2); return v; }
+    case MGL_DT_F32: {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+    }
+    case MGL_DT_F64: {
+        double d;
+        memcpy(&d, p, 8);
+        return (float)d;
+    }
+    case MGL_DT_F16: {
+        guint16 h;
+        memcpy(&h, p, 2);
+        return mgl_f16_to_f32(h);
+    }
+    case MGL_DT_BF16: {
+        guint16 h;
+        memcpy(&h, p, 2);
+        return mgl_bf16_to_f32(h);
+    }
+    case MGL_DT_I64: {
+        gint64 v;
+        memcpy(&v, p, 8);
+        return (float)(double)v;
+    }
+    case MGL_DT_I32: {
+        gint32 v;
+        memcpy(&v, p, 4);
+        return (float)(double)v;
+    }
+    case MGL_DT_I16: {
+        gint16 v;
+        memcpy(&v, p, 2);
+        return v;
+    }
     case MGL_DT_I8: return (gint8)p[0];
     case MGL_DT_U8: return p[0];
     case MGL_DT_BOOL: return p[0] != 0;
@@ -76,8 +104,10 @@ static void check_tensor(const MglTensor* t, JsonObject* g, bool aligned) {
     if (numel > 0) {
         g_assert_true(t->data >= t->map->data && t->data < t->map->data + t->map->size);
         g_assert_cmpuint((uintptr_t)t->data % es, ==, 0);
-        if (aligned) g_assert_true(t->map->mmapped);      /* zero-copy: a view into the file */
-        else if (es > 1) g_assert_false(t->map->mmapped); /* misaligned storage: heap copy */
+        if (aligned)
+            g_assert_true(t->map->mmapped); /* zero-copy: a view into the file */
+        else if (es > 1)
+            g_assert_false(t->map->mmapped); /* misaligned storage: heap copy */
     }
 
     /* element-wise through the strides, bit-exact */
@@ -100,8 +130,10 @@ static void check_tensor(const MglTensor* t, JsonObject* g, bool aligned) {
     g_assert_cmpint(mgl_tensor_to_f32(t, f, &err), ==, MGL_OK);
     for (int64_t i = 0; i < numel; i++) {
         float w = golden_f32(want + (size_t)i * es, t->dtype);
-        if (isnan(w)) g_assert_true(isnan(f[i]));
-        else if (memcmp(&w, &f[i], 4) != 0) g_error("tensor '%s' f32 element %" G_GINT64_FORMAT ": %g != %g", t->name, i, f[i], w);
+        if (isnan(w))
+            g_assert_true(isnan(f[i]));
+        else if (memcmp(&w, &f[i], 4) != 0)
+            g_error("tensor '%s' f32 element %" G_GINT64_FORMAT ": %g != %g", t->name, i, f[i], w);
     }
     g_free(f);
     g_free(want);
@@ -151,7 +183,7 @@ static void test_shared_storage(void) {
     g_assert_cmpint(tr->stride[0], ==, 1);
     g_assert_cmpint(tr->stride[1], ==, 6);
     g_assert_true(a->map == base->map);
-    g_assert_cmpint(base->map->refcount, ==, (int)set->n);   /* one ref per tensor, none leaked */
+    g_assert_cmpint(base->map->refcount, ==, (int)set->n); /* one ref per tensor, none leaked */
     mgl_tset_free(set);
     g_free(path);
 }
@@ -173,9 +205,14 @@ static void test_duplicate_names(void) {
 }
 
 static MglStatus status_from_name(const char* s) {
-    static const struct { const char* n; MglStatus s; } k[] = {
-        {"MGL_E_FORMAT", MGL_E_FORMAT}, {"MGL_E_UNSUPPORTED", MGL_E_UNSUPPORTED},
-        {"MGL_E_SECURITY", MGL_E_SECURITY}, {"MGL_E_IO", MGL_E_IO},
+    static const struct {
+        const char* n;
+        MglStatus s;
+    } k[] = {
+        {"MGL_E_FORMAT", MGL_E_FORMAT},
+        {"MGL_E_UNSUPPORTED", MGL_E_UNSUPPORTED},
+        {"MGL_E_SECURITY", MGL_E_SECURITY},
+        {"MGL_E_IO", MGL_E_IO},
     };
     for (size_t i = 0; i < G_N_ELEMENTS(k); i++)
         if (strcmp(k[i].n, s) == 0) return k[i].s;
@@ -223,7 +260,8 @@ static void expect_fail(const char* d, size_t n, MglStatus want, const char* msg
     MglPickle* vm;
     MglErr err = {0};
     MglStatus st = run_pickle(d, n, &r, &vm, &err);
-    if (st != want || !strstr(err.msg, msg)) g_error("pickle %zu bytes: got %d '%s', want %d '%s'", n, st, err.msg, want, msg);
+    if (st != want || !strstr(err.msg, msg))
+        g_error("pickle %zu bytes: got %d '%s', want %d '%s'", n, st, err.msg, want, msg);
     g_assert_null(vm);
 }
 
@@ -234,16 +272,24 @@ static void test_pickle(void) {
     MglPickle* vm;
     MglErr err = {0};
     /* protocol 4 framing, MEMOIZE, SHORT_BINUNICODE, sets, bytes, floats, LONG1 */
-    static const char p4[] =
-        "\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00"
-        "}\x94(\x8c\x01" "a\x94" "G\x3f\xf8\x00\x00\x00\x00\x00\x00"
-        "\x8c\x01" "b\x94\x8f\x94(K\x01K\x02\x90"
-        "\x8c\x01" "c\x94" "C\x03xyz"
-        "\x8c\x01" "d\x94\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01"
-        "\x8c\x01" "e\x94\x8a\x02\xff\x7f"
-        "\x8c\x01" "f\x94\x8a\x01\xfe"
-        "\x8c\x01" "g\x94h\x00"
-        "u.";
+    static const char p4[] = "\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00"
+                             "}\x94(\x8c\x01"
+                             "a\x94"
+                             "G\x3f\xf8\x00\x00\x00\x00\x00\x00"
+                             "\x8c\x01"
+                             "b\x94\x8f\x94(K\x01K\x02\x90"
+                             "\x8c\x01"
+                             "c\x94"
+                             "C\x03xyz"
+                             "\x8c\x01"
+                             "d\x94\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01"
+                             "\x8c\x01"
+                             "e\x94\x8a\x02\xff\x7f"
+                             "\x8c\x01"
+                             "f\x94\x8a\x01\xfe"
+                             "\x8c\x01"
+                             "g\x94h\x00"
+                             "u.";
     g_assert_cmpint(run_pickle(p4, sizeof p4 - 1, &r, &vm, &err), ==, MGL_OK);
     g_assert_cmpint(r->type, ==, PK_DICT);
     g_assert_cmpuint(r->u.seq.n, ==, 14);
@@ -254,7 +300,7 @@ static void test_pickle(void) {
     g_assert_cmpint(r->u.seq.v[7]->type, ==, PK_BIGINT);
     g_assert_cmpint(r->u.seq.v[9]->u.i, ==, 0x7fff);
     g_assert_cmpint(r->u.seq.v[11]->u.i, ==, -2);
-    g_assert_true(r->u.seq.v[13] == r);    /* memo cycle is fine: no recursion */
+    g_assert_true(r->u.seq.v[13] == r); /* memo cycle is fine: no recursion */
     mgl_pickle_free(vm);
 
     /* text opcodes */
@@ -270,7 +316,8 @@ static void test_pickle(void) {
     mgl_pickle_free(vm);
 
     /* an unknown global called stays an inert object */
-    static const char g[] = "\x80\x02" "cnumpy.core.multiarray\n_reconstruct\n)R}b.";
+    static const char g[] = "\x80\x02"
+                            "cnumpy.core.multiarray\n_reconstruct\n)R}b.";
     g_assert_cmpint(run_pickle(g, sizeof g - 1, &r, &vm, &err), ==, MGL_OK);
     char buf[128];
     g_assert_cmpstr(mgl_pickle_describe(r, buf, sizeof buf), ==, "numpy.core.multiarray._reconstruct object");
@@ -280,21 +327,27 @@ static void test_pickle(void) {
     FAIL("\x80\x06.", MGL_E_UNSUPPORTED, "protocol 6");
     FAIL("N", MGL_E_FORMAT, "without STOP");
     FAIL(".", MGL_E_FORMAT, "underflow");
-    FAIL("(.", MGL_E_FORMAT, "underflow");        /* STOP cannot pop below a MARK */
+    FAIL("(.", MGL_E_FORMAT, "underflow"); /* STOP cannot pop below a MARK */
     FAIL("Na", MGL_E_FORMAT, "underflow");
     FAIL("h\x05.", MGL_E_FORMAT, "memo key 5 not found");
-    FAIL("X\xff\xff\xff\x7f" "abc", MGL_E_FORMAT, "runs past the end");
+    FAIL("X\xff\xff\xff\x7f"
+         "abc",
+         MGL_E_FORMAT, "runs past the end");
     FAIL("\x8d\xff\xff\xff\xff\xff\xff\xff\xff", MGL_E_FORMAT, "runs past the end");
     FAIL("\x8b\xff\xff\xff\xff", MGL_E_FORMAT, "negative length");
     FAIL("\x82\x01", MGL_E_UNSUPPORTED, "EXT1");
     FAIL("\x97", MGL_E_UNSUPPORTED, "out-of-band");
     FAIL("Pfoo\n.", MGL_E_UNSUPPORTED, "PERSID");
     FAIL("N\x8c\x01xQ.", MGL_E_UNSUPPORTED, "persistent id");
-    FAIL("K\x01K\x02K\x03" "d.", MGL_E_FORMAT, "MARK expected");
-    FAIL("(K\x01" "d.", MGL_E_FORMAT, "odd number");
+    FAIL("K\x01K\x02K\x03"
+         "d.",
+         MGL_E_FORMAT, "MARK expected");
+    FAIL("(K\x01"
+         "d.",
+         MGL_E_FORMAT, "odd number");
     FAIL("Ifoo\n.", MGL_E_FORMAT, "bad integer");
     FAIL("Sfoo\n.", MGL_E_FORMAT, "not quoted");
-    FAIL("cos\nsystem\n", MGL_E_FORMAT, "without STOP");   /* a mere reference is inert */
+    FAIL("cos\nsystem\n", MGL_E_FORMAT, "without STOP"); /* a mere reference is inert */
     FAIL("cposix\nsystem\n\x8c\x02idR.", MGL_E_SECURITY, "posix.system");
     FAIL("csubprocess\nPopen\n)\x81.", MGL_E_SECURITY, "subprocess.Popen");
     FAIL("(cbuiltins\nexec\no.", MGL_E_SECURITY, "builtins.exec");
@@ -321,7 +374,7 @@ static void test_pickle(void) {
  * state, _rebuild_tensor_v3 with a dtype over an untyped storage, torch.Size,
  * dtype globals as storage type, and subclass wrappers nested too deep. */
 static const uint8_t k_storage[16] __attribute__((aligned(16))) = {
-    0, 0, 0x80, 0x3f, 0, 0, 0, 0x40, 0, 0, 0x40, 0x40, 0, 0, 0x80, 0x40};  /* 1,2,3,4 as f32 */
+    0, 0, 0x80, 0x3f, 0, 0, 0, 0x40, 0, 0, 0x40, 0x40, 0, 0, 0x80, 0x40}; /* 1,2,3,4 as f32 */
 
 static MglStatus fake_storage(void* ud, const char* key, const uint8_t** data, uint64_t* nbytes, MglErr* err) {
     if (strcmp(key, "0") != 0) return mgl_err(err, MGL_E_FORMAT, "mem: storage '%s' missing", key);
@@ -330,7 +383,10 @@ static MglStatus fake_storage(void* ud, const char* key, const uint8_t** data, u
     return MGL_OK;
 }
 
-#define PID(type, n) "(X\x07\x00\x00\x00storagectorch\n" type "\nX\x01\x00\x00\x00" "0X\x03\x00\x00\x00" "cpuK" n "tQ"
+#define PID(type, n)                                                                                                   \
+    "(X\x07\x00\x00\x00storagectorch\n" type "\nX\x01\x00\x00\x00"                                                     \
+    "0X\x03\x00\x00\x00"                                                                                               \
+    "cpuK" n "tQ"
 #define V2(type, n, rest) "ctorch._utils\n_rebuild_tensor_v2\n(" PID(type, n) rest "\x89NtR"
 
 static void test_pickle_rebuild(void) {
@@ -339,18 +395,27 @@ static void test_pickle_rebuild(void) {
     map->data = k_storage;
     map->size = sizeof k_storage;
     map->refcount = 1;
-    map->mmapped = true;   /* stands for the file mapping; never freed through here */
+    map->mmapped = true; /* stands for the file mapping; never freed through here */
     MglPickleOpts o = {"mem", "data.pkl", map, fake_storage, NULL};
     static const char pk[] =
         "\x80\x02}("
-        "X\x01\x00\x00\x00" "actorch._utils\n_rebuild_parameter_with_state\n("
-            V2("FloatStorage", "\x04", "K\x01(K\x03t(K\x01t") "\x88N}t" "R"
-        "X\x01\x00\x00\x00" "bctorch._utils\n_rebuild_tensor_v3\n("
-            PID("UntypedStorage", "\x10") "K\x02(K\x02t(K\x01t\x89Nctorch\nint16\nNtR"
-        "X\x01\x00\x00\x00" "cctorch\nSize\n(K\x02K\x03l\x85R"
-        "X\x01\x00\x00\x00" "dctorch._tensor\n_rebuild_from_type_v2\n("
-            "ctorch._utils\n_rebuild_tensor_v2\n" "cfoo\nSub\n" "(" PID("float32", "\x04") "K\x00)(t\x89Nt" "}tR"
-        "u.";
+        "X\x01\x00\x00\x00"
+        "actorch._utils\n_rebuild_parameter_with_state\n(" V2(
+            "FloatStorage", "\x04", "K\x01(K\x03t(K\x01t") "\x88N}t"
+                                                           "R"
+                                                           "X\x01\x00\x00\x00"
+                                                           "bctorch._utils\n_rebuild_tensor_v3\n(" PID(
+                                                               "UntypedStorage",
+                                                               "\x10") "K\x02(K\x02t(K\x01t\x89Nctorch\nint16\nNtR"
+                                                                       "X\x01\x00\x00\x00"
+                                                                       "cctorch\nSize\n(K\x02K\x03l\x85R"
+                                                                       "X\x01\x00\x00\x00"
+                                                                       "dctorch._tensor\n_rebuild_from_type_v2\n("
+                                                                       "ctorch._utils\n_rebuild_tensor_v2\n"
+                                                                       "cfoo\nSub\n"
+                                                                       "(" PID("float32", "\x04") "K\x00)(t\x89Nt"
+                                                                                                  "}tR"
+                                                                                                  "u.";
     PkObj* r;
     MglPickle* vm;
     MglErr err = {0};
@@ -365,7 +430,7 @@ static void test_pickle_rebuild(void) {
     PkObj* b = r->u.seq.v[3];
     g_assert_cmpint(b->type, ==, PK_TENSOR);
     g_assert_cmpint(b->u.tensor.dtype, ==, MGL_DT_I16);
-    g_assert_true(b->u.tensor.data == k_storage + 4);   /* offset 2 int16 elements */
+    g_assert_true(b->u.tensor.data == k_storage + 4); /* offset 2 int16 elements */
     PkObj* c = r->u.seq.v[5];
     g_assert_cmpint(c->type, ==, PK_TUPLE);
     g_assert_cmpuint(c->u.seq.n, ==, 2);
@@ -373,11 +438,11 @@ static void test_pickle_rebuild(void) {
     g_assert_cmpint(d->type, ==, PK_TENSOR);
     g_assert_cmpint(d->u.tensor.ndim, ==, 0);
     mgl_pickle_free(vm);
-    g_assert_cmpint(map->refcount, ==, 1);   /* every storage/tensor reference dropped */
+    g_assert_cmpint(map->refcount, ==, 1); /* every storage/tensor reference dropped */
 
     /* v3 reaching past the 16-byte storage as int64: 2 elements from offset 1 */
-    static const char oob[] = "ctorch._utils\n_rebuild_tensor_v3\n("
-        PID("UntypedStorage", "\x10") "K\x01(K\x02t(K\x01t\x89Nctorch\nint64\nNtR.";
+    static const char oob[] = "ctorch._utils\n_rebuild_tensor_v3\n(" PID(
+        "UntypedStorage", "\x10") "K\x01(K\x02t(K\x01t\x89Nctorch\nint64\nNtR.";
     st = mgl_pickle_run((const uint8_t*)oob, sizeof oob - 1, &o, &vm, &r, &err);
     g_assert_cmpint(st, ==, MGL_E_FORMAT);
     g_assert_nonnull(strstr(err.msg, "reaches past"));
@@ -417,13 +482,25 @@ static void test_getattr(void) {
     /* [getattr(m.Outer, "Inner"), getattr(getattr(m.Outer, "Inner"), "Deeper")(),
      *  getattr(m.Outer, "Inner")() with state, protocol 4's builtins.getattr via STACK_GLOBAL] */
     static const char ok[] =
-        "\x80\x02]q\x00("
-        GETATTR2 "q\x01" "cm.x\nOuter\n" XSTR("\x05", "Inner") "\x86R" "q\x02"
-        "h\x01h\x02" XSTR("\x06", "Deeper") "\x86R)\x81"
-        "h\x02)\x81}" XSTR("\x01", "a") "K\x01sb"
-        "\x8c\x08" "builtins" "\x8c\x07" "getattr" "\x93" "cm.x\nOuter\n" XSTR("\x05", "Inner") "\x86R"
-        GETATTR3 "cm\nC\n" XSTR("\x05", "\xc3\xa9t\xc3\xa9") "\x86R"
-        "e.";
+        "\x80\x02]q\x00(" GETATTR2 "q\x01"
+        "cm.x\nOuter\n" XSTR(
+            "\x05",
+            "Inner") "\x86R"
+                     "q\x02"
+                     "h\x01h\x02" XSTR(
+                         "\x06",
+                         "Deeper") "\x86R)\x81"
+                                   "h\x02)\x81}" XSTR(
+                                       "\x01",
+                                       "a") "K\x01sb"
+                                            "\x8c\x08"
+                                            "builtins"
+                                            "\x8c\x07"
+                                            "getattr"
+                                            "\x93"
+                                            "cm.x\nOuter\n" XSTR("\x05", "Inner") "\x86R" GETATTR3 "cm\nC\n" XSTR(
+                                                "\x05", "\xc3\xa9t\xc3\xa9") "\x86R"
+                                                                             "e.";
     MglStatus st = run_pickle(ok, sizeof ok - 1, &r, &vm, &err);
     if (st != MGL_OK) g_error("%s", err.msg);
     g_assert_cmpint(r->type, ==, PK_LIST);
@@ -457,8 +534,7 @@ static void test_getattr(void) {
     FAIL(GETATTR2 "cm\nC\n" XSTR("\x01", "x") "N\x87R.", MGL_E_SECURITY, "too many arguments");
     FAIL(GETATTR2 "(cm\nC\n" XSTR("\x01", "x") "lR.", MGL_E_SECURITY, "non-tuple arguments");
     /* on a module reached through another, on os itself, on a dangerous name */
-    FAIL(GETATTR2 "cposixpath\nos\n" XSTR("\x06", "system") "\x86R.", MGL_E_SECURITY,
-         "on a reference to posixpath.os");
+    FAIL(GETATTR2 "cposixpath\nos\n" XSTR("\x06", "system") "\x86R.", MGL_E_SECURITY, "on a reference to posixpath.os");
     FAIL(GETATTR3 "cos\npath\n" XSTR("\x02", "os") "\x86R.", MGL_E_SECURITY, "on a reference to os.path");
     FAIL(GETATTR2 "cbuiltins\neval\n" XSTR("\x03", "x__") "\x86R.", MGL_E_SECURITY, "reference to builtins.eval");
     /* on builtins (object.__subclasses__ and friends live there) */
@@ -481,14 +557,22 @@ static void test_getattr(void) {
     FAIL(GETATTR2 "cm\nC\n" XSTR("\x03", "a.b") "\x86R.", MGL_E_SECURITY, "'a.b'");
     FAIL(GETATTR2 "cm\nC\n" XSTR("\x02", "9a") "\x86R.", MGL_E_SECURITY, "'9a'");
     FAIL(GETATTR2 "cm\nC\n" XSTR("\x00", "") "\x86R.", MGL_E_SECURITY, "''");
-    FAIL(GETATTR2 "cm\nC\n" XSTR("\x03", "a\x00" "b") "\x86R.", MGL_E_SECURITY, "not a nested class name");
-    FAIL(GETATTR2 "cm\nC\n" "C\x01x" "\x86R.", MGL_E_SECURITY, "getattr(m.C, bytes)");
+    FAIL(GETATTR2 "cm\nC\n" XSTR("\x03", "a\x00"
+                                         "b") "\x86R.",
+         MGL_E_SECURITY, "not a nested class name");
+    FAIL(GETATTR2 "cm\nC\n"
+                  "C\x01x"
+                  "\x86R.",
+         MGL_E_SECURITY, "getattr(m.C, bytes)");
     /* a resolved reference stays a reference: calling it makes a placeholder,
      * and getattr on that placeholder is refused */
-    FAIL(GETATTR2 "q\x00" "h\x00" "cm\nC\n" XSTR("\x01", "I") "\x86R)R" XSTR("\x03", "run") "\x86R.",
+    FAIL(GETATTR2 "q\x00"
+                  "h\x00"
+                  "cm\nC\n" XSTR("\x01", "I") "\x86R)R" XSTR("\x03", "run") "\x86R.",
          MGL_E_SECURITY, "on a m.C.I object");
     /* a getattr chain through the memo cannot grow names without bound */
-    static const char head[] = "\x80\x02" GETATTR2 "q\x00" "cm\nC\n";
+    static const char head[] = "\x80\x02" GETATTR2 "q\x00"
+                               "cm\nC\n";
     GString* chain = g_string_new_len(head, sizeof head - 1);
     for (int i = 0; i < 400; i++) g_string_append_len(chain, "q\x01h\x00h\x01" XSTR("\x03", "Abc") "\x86R", 16);
     g_string_append(chain, ".");
@@ -504,8 +588,8 @@ static void test_getattr(void) {
 /* ---- mutation smoke test: truncations and byte flips never crash -------- */
 
 static void test_mutations(void) {
-    static const char* const names[] = {"plain.pth", "views.pth", "mmengine.pth", "zip64.pth", "proto0.pth", "params_p4.pth",
-                                        "nested_class_p2.pth"};
+    static const char* const names[] = {"plain.pth",  "views.pth",     "mmengine.pth",       "zip64.pth",
+                                        "proto0.pth", "params_p4.pth", "nested_class_p2.pth"};
     char* dir = g_dir_make_tmp("mgl-torch-XXXXXX", NULL);
     g_assert_nonnull(dir);
     char* tmp = g_build_filename(dir, "m.pth", NULL);
@@ -520,7 +604,8 @@ static void test_mutations(void) {
         for (unsigned it = 0; it < n_iter; it++) {
             guint8* b = g_memdup2(orig, len);
             gsize blen = len;
-            if (it % 3 == 0) blen = (gsize)g_rand_int_range(rng, 0, (gint32)len);
+            if (it % 3 == 0)
+                blen = (gsize)g_rand_int_range(rng, 0, (gint32)len);
             else {
                 int flips = g_rand_int_range(rng, 1, 4);
                 for (int k = 0; k < flips; k++) {
@@ -528,8 +613,10 @@ static void test_mutations(void) {
                      * directory (at the back): tensor bytes are not parsed */
                     gint32 pos = g_rand_int_range(rng, 0, (gint32)len);
                     int where = g_rand_int_range(rng, 0, 10);
-                    if (where < 5) pos = g_rand_int_range(rng, 0, (gint32)MIN(len, 1500));
-                    else if (where < 8) pos = (gint32)len - 1 - g_rand_int_range(rng, 0, (gint32)MIN(len, 700));
+                    if (where < 5)
+                        pos = g_rand_int_range(rng, 0, (gint32)MIN(len, 1500));
+                    else if (where < 8)
+                        pos = (gint32)len - 1 - g_rand_int_range(rng, 0, (gint32)MIN(len, 700));
                     b[pos] = (guint8)g_rand_int(rng);
                 }
             }
@@ -567,8 +654,9 @@ static void test_mutations(void) {
 
 int main(int argc, char** argv) {
     g_test_init(&argc, &argv, NULL);
-    static const char* const good[] = {"plain", "module", "params_p4", "views", "mmengine", "misaligned", "zip64", "proto0", "subclass",
-                                      "nested_class_p2", "nested_class_p3"};
+    static const char* const good[] = {"plain",    "module",          "params_p4",      "views",
+                                       "mmengine", "misaligned",      "zip64",          "proto0",
+                                       "subclass", "nested_class_p2", "nested_class_p3"};
     for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
         char* p = g_strdup_printf("/torch/good/%s", good[i]);
         g_test_add_data_func(p, good[i], test_good);

@@ -14,7 +14,11 @@ static MglCtx* ctx;
 static uint8_t pixels[64 * 48 * 3];
 static const MglImage img = {pixels, 64, 48, 64 * 3};
 
-typedef struct { GString* s; int n; int stop_after; } Stream;
+typedef struct {
+    GString* s;
+    int n;
+    int stop_after;
+} Stream;
 static bool on_tok(int32_t id, const char* text, void* ud) {
     Stream* st = ud;
     g_string_append(st->s, text);
@@ -22,7 +26,8 @@ static bool on_tok(int32_t id, const char* text, void* ud) {
     return st->stop_after <= 0 || st->n < st->stop_after;
 }
 
-static MglStatus gen(const MglBox* b, size_t nb, const char* q, MglGenParams* p, int32_t** ids, size_t* n, MglErr* err) {
+static MglStatus gen(const MglBox* b, size_t nb, const char* q, MglGenParams* p, int32_t** ids, size_t* n,
+                     MglErr* err) {
     char* text = NULL;
     MglStatus st = mgl_generate(ctx, &img, b, nb, q, p, &text, ids, n, NULL, err);
     free(text);
@@ -37,8 +42,12 @@ static void object_order(void) {
     /* centres (row third by y in 0..479, then x): D(500,60) row 0; B(100,200)
      * and E(300,230) row 1; A(50,400), F(600,470) and C(320,420) row 2 */
     const MglBox scrambled[] = {
-        {40, 380, 60, 420, 0.9f, "a"},  {90, 190, 110, 210, 0.8f, "b"}, {310, 410, 330, 430, 0.7f, "c"},
-        {490, 50, 510, 70, 0.6f, "d"},  {290, 220, 310, 240, 0.5f, "e"}, {590, 460, 610, 479, 0.4f, "f"},
+        {40, 380, 60, 420, 0.9f, "a"},
+        {90, 190, 110, 210, 0.8f, "b"},
+        {310, 410, 330, 430, 0.7f, "c"},
+        {490, 50, 510, 70, 0.6f, "d"},
+        {290, 220, 310, 240, 0.5f, "e"},
+        {590, 460, 610, 479, 0.4f, "f"},
         /* y centre exactly 160 (3*160/480 = 1): row 1, left of B */
         {0, 150, 20, 170, 0.3f, "g"},
     };
@@ -225,8 +234,8 @@ int main(void) {
     /* many boxes: NMS + the per-label cap keep it bounded */
     MglBox* many = calloc(10000, sizeof(MglBox));
     for (int i = 0; i < 10000; i++)
-        many[i] = (MglBox){(float)(i % 60), (float)(i % 40), (float)(i % 60 + 5), (float)(i % 40 + 5),
-                           (float)(i % 97) / 97.0f, i % 3 ? "a" : "b"};
+        many[i] = (MglBox){(float)(i % 60),     (float)(i % 40),         (float)(i % 60 + 5),
+                           (float)(i % 40 + 5), (float)(i % 97) / 97.0f, i % 3 ? "a" : "b"};
     CHECK(mgl_generate(ctx, &img, many, 10000, "hi", NULL, &text, NULL, NULL, &tm, &err) == MGL_OK);
     /* at most limit_num (100) survive uncapped; above that, 20 per label */
     CHECK_MSG(tm.n_objects >= 1 && tm.n_objects <= 100, "%d objects", tm.n_objects);

@@ -46,9 +46,8 @@ static void clip_configs(void) {
                   "\"image_size\":336,\"intermediate_size\":4096,\"model_type\":\"clip_vision_model\","
                   "\"num_attention_heads\":16,\"num_hidden_layers\":24,\"patch_size\":14,\"projection_dim\":768}}");
     CHECK_MSG(mgl_clip_config_load(p, &a, &err) == MGL_OK, "%s", err.msg);
-    CHECK(a.hidden == 1024 && a.n_layers == 24 && a.n_heads == 16 && a.intermediate == 4096 &&
-          a.image_size == 336 && a.patch_size == 14 && fabsf(a.ln_eps - 1e-5f) < 1e-12f &&
-          strcmp(a.act, "quick_gelu") == 0);
+    CHECK(a.hidden == 1024 && a.n_layers == 24 && a.n_heads == 16 && a.intermediate == 4096 && a.image_size == 336 &&
+          a.patch_size == 14 && fabsf(a.ln_eps - 1e-5f) < 1e-12f && strcmp(a.act, "quick_gelu") == 0);
     g_free(p);
     p = write_tmp("bad-clip1.json", "{\"hidden_size\": 100, \"num_attention_heads\": 3}");
     expect_fail(mgl_clip_config_load(p, &a, &err), MGL_E_FORMAT, &err, "divisible");
@@ -75,11 +74,12 @@ static void convnext_configs(void) {
     CHECK(c.image_size == 320 && c.depths[0] == 0 && c.has_preprocess && fabsf(c.mean[0] - 0.48145466f) < 1e-7f);
     g_free(p);
     /* LAION CLIP-convnext_large_d_320's config */
-    p = write_tmp("oc/open_clip_config.json",
-                  "{\"model_cfg\":{\"embed_dim\":768,\"vision_cfg\":{\"timm_model_name\":\"convnext_large\","
-                  "\"timm_model_pretrained\":false,\"timm_pool\":\"\",\"timm_proj\":\"mlp\",\"timm_drop\":0.0,"
-                  "\"timm_drop_path\":0.1,\"image_size\":320},\"text_cfg\":{\"context_length\":77}},"
-                  "\"preprocess_cfg\":{\"mean\":[0.48145466,0.4578275,0.40821073],\"std\":[0.26862954,0.26130258,0.27577711]}}");
+    p = write_tmp(
+        "oc/open_clip_config.json",
+        "{\"model_cfg\":{\"embed_dim\":768,\"vision_cfg\":{\"timm_model_name\":\"convnext_large\","
+        "\"timm_model_pretrained\":false,\"timm_pool\":\"\",\"timm_proj\":\"mlp\",\"timm_drop\":0.0,"
+        "\"timm_drop_path\":0.1,\"image_size\":320},\"text_cfg\":{\"context_length\":77}},"
+        "\"preprocess_cfg\":{\"mean\":[0.48145466,0.4578275,0.40821073],\"std\":[0.26862954,0.26130258,0.27577711]}}");
     CHECK_MSG(mgl_convnext_config_load(p, &c, &err) == MGL_OK, "%s", err.msg);
     CHECK(c.depths[2] == 27 && c.dims[0] == 192 && c.dims[3] == 1536 && strcmp(c.timm_model, "convnext_large") == 0);
     g_free(p);
@@ -107,15 +107,17 @@ static void llm_configs(void) {
     CHECK(c.arch == MGL_LLM_PHI3 && c.hidden == 48 && c.head_dim == 12 && c.sliding_window == 2047);
     g_free(p);
     /* real Vicuna-7B-v1.5 and Llama-3-8B-Instruct configs (abridged to the fields they carry) */
-    p = write_tmp("vicuna7b.json",
-                  "{\"architectures\":[\"LlamaForCausalLM\"],\"bos_token_id\":1,\"eos_token_id\":2,"
-                  "\"hidden_act\":\"silu\",\"hidden_size\":4096,\"initializer_range\":0.02,\"intermediate_size\":11008,"
-                  "\"max_position_embeddings\":4096,\"model_type\":\"llama\",\"num_attention_heads\":32,"
-                  "\"num_hidden_layers\":32,\"num_key_value_heads\":32,\"pad_token_id\":0,\"pretraining_tp\":1,"
-                  "\"rms_norm_eps\":1e-05,\"rope_scaling\":null,\"tie_word_embeddings\":false,"
-                  "\"torch_dtype\":\"float16\",\"transformers_version\":\"4.31.0\",\"use_cache\":true,\"vocab_size\":32000}");
+    p = write_tmp(
+        "vicuna7b.json",
+        "{\"architectures\":[\"LlamaForCausalLM\"],\"bos_token_id\":1,\"eos_token_id\":2,"
+        "\"hidden_act\":\"silu\",\"hidden_size\":4096,\"initializer_range\":0.02,\"intermediate_size\":11008,"
+        "\"max_position_embeddings\":4096,\"model_type\":\"llama\",\"num_attention_heads\":32,"
+        "\"num_hidden_layers\":32,\"num_key_value_heads\":32,\"pad_token_id\":0,\"pretraining_tp\":1,"
+        "\"rms_norm_eps\":1e-05,\"rope_scaling\":null,\"tie_word_embeddings\":false,"
+        "\"torch_dtype\":\"float16\",\"transformers_version\":\"4.31.0\",\"use_cache\":true,\"vocab_size\":32000}");
     CHECK_MSG(mgl_llm_config_load(p, &c, &err) == MGL_OK, "%s", err.msg);
-    CHECK(c.hidden == 4096 && c.head_dim == 128 && c.intermediate == 11008 && c.vocab == 32000 && c.rope_theta == 10000.0f);
+    CHECK(c.hidden == 4096 && c.head_dim == 128 && c.intermediate == 11008 && c.vocab == 32000 &&
+          c.rope_theta == 10000.0f);
     g_free(p);
     p = write_tmp("llama3-8b.json",
                   "{\"architectures\":[\"LlamaForCausalLM\"],\"attention_bias\":false,\"bos_token_id\":128000,"
@@ -129,7 +131,8 @@ static void llm_configs(void) {
     p = write_tmp("llm-bad1.json", "{\"model_type\":\"gpt2\"}");
     expect_fail(mgl_llm_config_load(p, &c, &err), MGL_E_UNSUPPORTED, &err, "gpt2");
     g_free(p);
-    p = write_tmp("llm-bad2.json", "{\"model_type\":\"llama\",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0}}");
+    p = write_tmp("llm-bad2.json",
+                  "{\"model_type\":\"llama\",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0}}");
     expect_fail(mgl_llm_config_load(p, &c, &err), MGL_E_UNSUPPORTED, &err, "rope_scaling");
     g_free(p);
     p = write_tmp("llm-bad3.json", "{\"model_type\":\"llama\",\"num_attention_heads\":32,\"num_key_value_heads\":5}");
@@ -181,20 +184,29 @@ static void bad_manifests(void) {
     MglErr err = {0};
     MglModelFiles* mf = NULL;
     char* models = fx("");
-    struct { const char* json; MglStatus want; const char* needle; } cases[] = {
+    struct {
+        const char* json;
+        MglStatus want;
+        const char* needle;
+    } cases[] = {
         {"{\"template\":\"vicuna\"}", MGL_E_FORMAT, "\"mgllava\""},
         {"{\"mgllava\":2,\"template\":\"vicuna\"}", MGL_E_UNSUPPORTED, "version 2"},
         {"{\"mgllava\":1,\"template\":\"alpaca\"}", MGL_E_FORMAT, "unknown template"},
-        {"{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"C\",\"llm\":\"L\",\"convnext\":\"X\"}", MGL_E_FORMAT, "checkpoint"},
+        {"{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"C\",\"llm\":\"L\",\"convnext\":\"X\"}", MGL_E_FORMAT,
+         "checkpoint"},
         {"{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":7}", MGL_E_FORMAT, "\"clip\" must be a string"},
         {"{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"C\",\"llm\":\"L\",\"convnext\":\"X\",\"checkpoint\":\"K\","
-         "\"llm_weights\":\"both\"}", MGL_E_FORMAT, "llm_weights"},
+         "\"llm_weights\":\"both\"}",
+         MGL_E_FORMAT, "llm_weights"},
         {"{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"C\",\"llm\":\"L\",\"convnext\":\"X\",\"checkpoint\":\"K\","
-         "\"limit_num\":50}", MGL_E_FORMAT, "limit_num"},
+         "\"limit_num\":50}",
+         MGL_E_FORMAT, "limit_num"},
         {"{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"C\",\"llm\":\"L\",\"convnext\":\"X\",\"checkpoint\":\"K\","
-         "\"object_order\":\"model\"}", MGL_E_FORMAT, "object_order"},
+         "\"object_order\":\"model\"}",
+         MGL_E_FORMAT, "object_order"},
         {"{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"C\",\"llm\":\"L\",\"convnext\":\"X\",\"checkpoint\":\"K\","
-         "\"object_order\":3}", MGL_E_FORMAT, "object_order"},
+         "\"object_order\":3}",
+         MGL_E_FORMAT, "object_order"},
         {"not json", MGL_E_FORMAT, "invalid JSON"},
     };
     for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -206,17 +218,20 @@ static void bad_manifests(void) {
         g_free(p);
     }
     /* components that do not exist */
-    char* j = g_strdup_printf("{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"%s/components/clip\",\"llm\":\"%s/nope\","
-                              "\"convnext\":\"%s/components/convnext\",\"checkpoint\":\"%s/tiny-vicuna/iter_10.pth\"}",
-                              models, models, models, models);
+    char* j =
+        g_strdup_printf("{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"%s/components/clip\",\"llm\":\"%s/nope\","
+                        "\"convnext\":\"%s/components/convnext\",\"checkpoint\":\"%s/tiny-vicuna/iter_10.pth\"}",
+                        models, models, models, models);
     char* p = write_tmp("m-missing-llm/mgllava.json", j);
     expect_fail(mgl_model_files_open(p, &mf, &err), MGL_E_IO, &err, "LLM folder");
     g_free(p);
     g_free(j);
     /* LLM weights requested from a folder that has none */
-    j = g_strdup_printf("{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"%s/components/clip\",\"llm\":\"%s/tiny-vicuna/llm\","
-                        "\"convnext\":\"%s/components/convnext\",\"checkpoint\":\"%s/tiny-vicuna/iter_10.pth\","
-                        "\"llm_weights\":\"llm\"}", models, models, models, models);
+    j = g_strdup_printf(
+        "{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"%s/components/clip\",\"llm\":\"%s/tiny-vicuna/llm\","
+        "\"convnext\":\"%s/components/convnext\",\"checkpoint\":\"%s/tiny-vicuna/iter_10.pth\","
+        "\"llm_weights\":\"llm\"}",
+        models, models, models, models);
     p = write_tmp("m-llm-weights/mgllava.json", j);
     expect_fail(mgl_model_files_open(p, &mf, &err), MGL_E_IO, &err, "no weights");
     g_free(p);
@@ -232,17 +247,18 @@ static void bad_manifests(void) {
         size_t n = 0;
         for (size_t i = 0; i < good->weights->n && n < 512; i++) {
             const char* nm = good->weights->items[i].name;
-            if (g_str_has_prefix(nm, "llm.") || g_str_has_prefix(nm, "projector.") || g_str_has_prefix(nm, "bbox_projector.") ||
-                g_str_has_prefix(nm, "fuse_module."))
+            if (g_str_has_prefix(nm, "llm.") || g_str_has_prefix(nm, "projector.") ||
+                g_str_has_prefix(nm, "bbox_projector.") || g_str_has_prefix(nm, "fuse_module."))
                 if (strcmp(nm, "fuse_module.gate.2.weight") != 0) list[n++] = &good->weights->items[i];
         }
         char* ck = g_build_filename(tmpdir, "m-missing-key", "ckpt.safetensors", NULL);
         char* ckd = g_path_get_dirname(ck);
         g_mkdir_with_parents(ckd, 0755);
         REQUIRE(mgl_safetensors_write(ck, list, n, -1, NULL, &err) == MGL_OK);
-        j = g_strdup_printf("{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"%s/components/clip\",\"llm\":\"%s/tiny-vicuna/llm\","
-                            "\"convnext\":\"%s/components/convnext\",\"checkpoint\":\"ckpt.safetensors\"}",
-                            models, models, models);
+        j = g_strdup_printf(
+            "{\"mgllava\":1,\"template\":\"vicuna\",\"clip\":\"%s/components/clip\",\"llm\":\"%s/tiny-vicuna/llm\","
+            "\"convnext\":\"%s/components/convnext\",\"checkpoint\":\"ckpt.safetensors\"}",
+            models, models, models);
         p = write_tmp("m-missing-key/mgllava.json", j);
         CHECK_MSG(mgl_model_files_open(p, &mf, &err) == MGL_OK, "%s", err.msg);
         if (mf) {
@@ -271,7 +287,10 @@ static void convert_roundtrip(void) {
             MglModelFiles *a = NULL, *b = NULL;
             REQUIRE(mgl_model_files_open(src, &a, &err) == MGL_OK);
             CHECK_MSG(mgl_model_files_open(out, &b, &err) == MGL_OK, "%s", err.msg);
-            if (!b) { mgl_model_files_free(a); continue; }
+            if (!b) {
+                mgl_model_files_free(a);
+                continue;
+            }
             CHECK(b->man.packed);
             CHECK_MSG(mgl_model_files_validate(b, &err) == MGL_OK, "%s", err.msg);
             /* the packed model keeps exactly what the graph uses: CLIP's last layer and
@@ -327,7 +346,8 @@ static void rm_rf(const char* path) {
         }
         if (d) g_dir_close(d);
         g_rmdir(path);
-    } else g_remove(path);
+    } else
+        g_remove(path);
 }
 
 int main(void) {

@@ -55,7 +55,8 @@ static void records(void) {
     GError* e = NULL;
     /* a full record: MG-LLaVA's detector output */
     MglDetections* d = parse("{\"boxes\": [[10, 20, 110, 220], [0.5, 1.5, 2.5, 3.5]], \"scores\": [0.9, 1], "
-                             "\"labels\": [\"cat\", \"red car\"]}", NULL, &e);
+                             "\"labels\": [\"cat\", \"red car\"]}",
+                             NULL, &e);
     REQUIRE(d);
     CHECK(d->boxes->len == 2);
     CHECK(box(d, 0)->x1 == 10 && box(d, 0)->y1 == 20 && box(d, 0)->x2 == 110 && box(d, 0)->y2 == 220);
@@ -115,15 +116,19 @@ static void records(void) {
     expect_bad("{\"boxes\": [[1, 2, 3, 4], 5]}", "rec: field \"boxes\"[1] must be an array of 4 numbers");
     expect_bad("{\"boxes\": [[1, 2, \"x\", 4]]}", "rec: field \"boxes\"[0][2] must be a number");
     expect_bad("{\"boxes\": [[1, 2, null, 4]]}", "rec: field \"boxes\"[0][2] must be a number");
-    expect_bad("{\"boxes\": [[0, 0, 1e12, 2]]}", "rec: field \"boxes\"[0][2] = 1e+12 is not a pixel coordinate (beyond 1e6)");
+    expect_bad("{\"boxes\": [[0, 0, 1e12, 2]]}",
+               "rec: field \"boxes\"[0][2] = 1e+12 is not a pixel coordinate (beyond 1e6)");
     expect_bad("{\"boxes\": [[0, 0, 1000001, 2]]}", "beyond 1e6");
     expect_bad("{\"boxes\": [[1, 2, 3, 4]], \"scores\": [0.5, 0.6]}",
                "rec: field \"scores\" has 2 entries but \"boxes\" has 1");
-    expect_bad("{\"boxes\": [[1, 2, 3, 4]], \"scores\": \"high\"}", "rec: field \"scores\" must be an array of numbers");
+    expect_bad("{\"boxes\": [[1, 2, 3, 4]], \"scores\": \"high\"}",
+               "rec: field \"scores\" must be an array of numbers");
     expect_bad("{\"boxes\": [[1, 2, 3, 4]], \"scores\": [true]}", "rec: field \"scores\"[0] must be a number");
     expect_bad("{\"boxes\": [[1, 2, 3, 4]], \"scores\": [null]}", "rec: field \"scores\"[0] must be a number");
-    expect_bad("{\"boxes\": [[1, 2, 3, 4]], \"scores\": [1e300]}", "rec: field \"scores\"[0] = 1e+300 is not a confidence");
-    expect_bad("{\"boxes\": [[1, 2, 3, 4]], \"labels\": []}", "rec: field \"labels\" has 0 entries but \"boxes\" has 1");
+    expect_bad("{\"boxes\": [[1, 2, 3, 4]], \"scores\": [1e300]}",
+               "rec: field \"scores\"[0] = 1e+300 is not a confidence");
+    expect_bad("{\"boxes\": [[1, 2, 3, 4]], \"labels\": []}",
+               "rec: field \"labels\" has 0 entries but \"boxes\" has 1");
     expect_bad("{\"boxes\": [[1, 2, 3, 4]], \"labels\": \"cat\"}", "rec: field \"labels\" must be an array of strings");
     expect_bad("{\"boxes\": [[1, 2, 3, 4]], \"labels\": [3.5]}", "rec: field \"labels\"[0] must be a string");
     expect_bad("{\"boxes\": [[1, 2, 3, 4]], \"labels\": [null]}", "rec: field \"labels\"[0] must be a string");
@@ -167,7 +172,8 @@ static void load_record(void) {
         {"[{\"boxes\": []}, {\"boxes\": []}]", MGL_DETECTIONS_ERROR_FORMAT, "expected an object"},
         {"7", MGL_DETECTIONS_ERROR_FORMAT, "expected an object"},
         {"{\"boxes\": [[1, 2, 3]]}", MGL_DETECTIONS_ERROR_FORMAT, "field \"boxes\"[0] must be an array of 4 numbers"},
-        {"{\"boxes\": [[0, 0, 2, 2]], \"scores\": [0.9, 0.1]}", MGL_DETECTIONS_ERROR_FORMAT, "\"scores\" has 2 entries"},
+        {"{\"boxes\": [[0, 0, 2, 2]], \"scores\": [0.9, 0.1]}", MGL_DETECTIONS_ERROR_FORMAT,
+         "\"scores\" has 2 entries"},
         {"{\"boxes\": [[0, 0, 2, 2]]", MGL_DETECTIONS_ERROR_PARSE, "malformed JSON"},
         {"{\"boxes\": [], \"x\": \"\xff\"}", MGL_DETECTIONS_ERROR_PARSE, "malformed JSON: not valid UTF-8"},
         {"", MGL_DETECTIONS_ERROR_FORMAT, "expected an object"},
@@ -283,7 +289,8 @@ static void depth_limit(void) {
 static void labels_owned(void) {
     GError* e = NULL;
     char* nonce = g_strdup_printf("label-%08x-%08x", g_random_int(), g_random_int());
-    char* json = g_strdup_printf("{\"boxes\": [[1, 2, 3, 4], [1, 2, 3, 4]], \"labels\": [\"%s-a\", \"%s-b\"]}", nonce, nonce);
+    char* json =
+        g_strdup_printf("{\"boxes\": [[1, 2, 3, 4], [1, 2, 3, 4]], \"labels\": [\"%s-a\", \"%s-b\"]}", nonce, nonce);
     MglDetections* d = parse(json, NULL, &e);
     REQUIRE(d && d->boxes->len == 2);
     char* a = g_strdup_printf("%s-a", nonce);
@@ -416,13 +423,15 @@ static GArray* read_boxes(const char* text, gssize len, gboolean single, GPtrArr
                 b.label = g_intern_string(b.label); /* the test's copy outlives d */
                 g_array_append_val(out, b);
             }
-        } else g_clear_pointer(&out, g_array_unref);
+        } else
+            g_clear_pointer(&out, g_array_unref);
         mgl_detections_free(d);
     } else {
         MglDetectionsFile* f = mgl_detections_file_open(p, MGL_DETECTIONS_MATCH_FRAME, w, e);
         if (!f || !mgl_detections_file_lookup(f, 0, 0, out, w, e)) g_clear_pointer(&out, g_array_unref);
         for (guint i = 0; out && i < out->len; i++)
-            g_array_index(out, MglDetectionsBox, i).label = g_intern_string(g_array_index(out, MglDetectionsBox, i).label);
+            g_array_index(out, MglDetectionsBox, i).label =
+                g_intern_string(g_array_index(out, MglDetectionsBox, i).label);
         mgl_detections_file_free(f);
     }
     g_free(p);
@@ -437,9 +446,10 @@ static const char* label(const GArray* a, guint i) { return g_array_index(a, Mgl
 static void lone_surrogates(void) {
     GError* e = NULL;
     GPtrArray* w = g_ptr_array_new_with_free_func(g_free);
-    const char* rec = "\"boxes\": [[0, 0, 1, 1], [0, 0, 2, 2], [0, 0, 3, 3], [0, 0, 4, 4], [0, 0, 5, 5], [0, 0, 6, 6]], "
-                      "\"labels\": [\"\\ud800x\", \"a\\uD800\", \"\\ud800\\ud800\", \"\\udc00\", \"\\ud83d\\ude00\", "
-                      "\"\\\\ud800\"]";
+    const char* rec =
+        "\"boxes\": [[0, 0, 1, 1], [0, 0, 2, 2], [0, 0, 3, 3], [0, 0, 4, 4], [0, 0, 5, 5], [0, 0, 6, 6]], "
+        "\"labels\": [\"\\ud800x\", \"a\\uD800\", \"\\ud800\\ud800\", \"\\udc00\", \"\\ud83d\\ude00\", "
+        "\"\\\\ud800\"]";
     char* texts[3] = {g_strdup_printf("{%s}", rec), g_strdup_printf("[{\"id\": 0, %s}]", rec),
                       g_strdup_printf("{\"frame\": 0, %s}\n", rec)};
     const char* names[3] = {"record", "list", "jsonl"};
@@ -458,7 +468,7 @@ static void lone_surrogates(void) {
         CHECK(strcmp(label(out, 4), "\xf0\x9f\x98\x80") == 0); /* U+1F600 from its pair */
         CHECK(strcmp(label(out, 5), "\\ud800") == 0);
         CHECK_MSG(w->len == 1 && strstr(g_ptr_array_index(w, 0), "5 lone UTF-16 surrogate escapes (first \\ud800) "
-                                                                  "replaced with U+FFFD"),
+                                                                 "replaced with U+FFFD"),
                   "%s: %u warnings: %s", names[t], w->len, w->len ? (char*)g_ptr_array_index(w, 0) : "");
         if (w->len) printf("  expected warning: %s\n", (char*)g_ptr_array_index(w, 0));
         if (t == 2) CHECK(w->len && g_str_has_prefix(g_ptr_array_index(w, 0), "line 1: "));
@@ -485,15 +495,16 @@ static void lone_surrogates(void) {
  * wrapped. Only value positions are touched. */
 static void big_integers(void) {
     GError* e = NULL;
-    const char* rec = "\"boxes\": [[0, 0, 1, 1], [0, 0, 2, 2], [0, 0, 3, 3], [0, 0, 4, 4], [0, 0, 5, 5], [0, 0, 6, 6]], "
-                      "\"labels\": [12345678901234567890, -9223372036854775809, 9223372036854775807, "
-                      "-9223372036854775808, 99999999999999999999999,\n\"12345678901234567890\"]";
+    const char* rec =
+        "\"boxes\": [[0, 0, 1, 1], [0, 0, 2, 2], [0, 0, 3, 3], [0, 0, 4, 4], [0, 0, 5, 5], [0, 0, 6, 6]], "
+        "\"labels\": [12345678901234567890, -9223372036854775809, 9223372036854775807, "
+        "-9223372036854775808, 99999999999999999999999,\n\"12345678901234567890\"]";
     char* texts[3] = {g_strdup_printf("{%s}", rec), g_strdup_printf("[{\"id\": 0, %s}]", rec),
                       g_strdup_printf("{\"frame\": 0, %s}\n", rec)};
     texts[2][strlen(texts[2]) - 1] = '\0'; /* one line: the newline inside the labels goes */
     char* nl = strchr(texts[2], '\n');
     if (nl) *nl = ' ';
-    const char* want[] = {"12345678901234567890", "-9223372036854775809", "9223372036854775807",
+    const char* want[] = {"12345678901234567890", "-9223372036854775809",    "9223372036854775807",
                           "-9223372036854775808", "99999999999999999999999", "12345678901234567890"};
     for (int t = 0; t < 3; t++) {
         GArray* out = read_boxes(texts[t], -1, t == 0, NULL, &e);
@@ -501,7 +512,8 @@ static void big_integers(void) {
         g_clear_error(&e);
         if (!out) continue;
         REQUIRE(out->len == 6);
-        for (guint i = 0; i < 6; i++) CHECK_MSG(strcmp(label(out, i), want[i]) == 0, "%d: %s != %s", t, label(out, i), want[i]);
+        for (guint i = 0; i < 6; i++)
+            CHECK_MSG(strcmp(label(out, i), want[i]) == 0, "%d: %s != %s", t, label(out, i), want[i]);
         g_array_unref(out);
         g_free(texts[t]);
     }
@@ -624,8 +636,9 @@ static void huge_files(void) {
     const guint64 big = (guint64)3 << 30;
     long rss0 = max_rss_kb();
     gint64 t0 = g_get_monotonic_time();
-    char* lim = g_strdup_printf("larger than the %" G_GSIZE_FORMAT "-byte (256 MiB) limit of the list and video layouts",
-                                (gsize)MGL_DETECTIONS_MAX_FILE_SIZE);
+    char* lim =
+        g_strdup_printf("larger than the %" G_GSIZE_FORMAT "-byte (256 MiB) limit of the list and video layouts",
+                        (gsize)MGL_DETECTIONS_MAX_FILE_SIZE);
     const char* heads[] = {"{", "[", "{\"video\": \"v\",\n \"frames\": ["};
     for (size_t i = 0; i < G_N_ELEMENTS(heads); i++) {
         char* p = sparse("huge.json", heads[i], big);
@@ -660,7 +673,8 @@ static void huge_files(void) {
         GArray* out = g_array_new(FALSE, FALSE, sizeof(MglDetectionsBox));
         CHECK(!mgl_detections_file_lookup(f, 0, 0, out, NULL, &e)); /* reads one record ahead */
         CHECK_MSG(e && strstr(e->message, "line 2: longer than the 67108864-byte (64 MiB) limit of one JSON Lines "
-                                          "record"), "%s", e ? e->message : "(none)");
+                                          "record"),
+                  "%s", e ? e->message : "(none)");
         if (e) printf("  expected error: %s\n", e->message);
         g_clear_error(&e);
         g_array_unref(out);

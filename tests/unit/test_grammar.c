@@ -32,7 +32,8 @@ static void expect(MglGrammar* g, const char* text, MglGrammarResult want) {
 static void expect_error(bool is_schema, const char* text, const char* needle) {
     MglGrammar* g = NULL;
     MglErr err = {0};
-    MglStatus st = is_schema ? mgl_grammar_from_schema(NULL, text, &g, &err) : mgl_grammar_from_gbnf(NULL, text, &g, &err);
+    MglStatus st =
+        is_schema ? mgl_grammar_from_schema(NULL, text, &g, &err) : mgl_grammar_from_gbnf(NULL, text, &g, &err);
     CHECK_MSG(st == MGL_E_INVALID && g == NULL, "accepted: %s", text);
     CHECK_MSG(strstr(err.msg, needle) != NULL, "%s: message \"%s\" lacks \"%s\"", text, err.msg, needle);
     mgl_grammar_free(g);
@@ -78,13 +79,13 @@ static void test_notation(void) {
     expect(g, "dDβ中xé\t\"", X);
     expect(g, "dBa中xé\t\"", X);
     expect(g, "dBβéxé\t\"", X);
-    expect(g, "dBβ\xe4", I);      /* inside a character */
-    expect(g, "dBβ\xe4\x41", X);  /* not UTF-8 */
+    expect(g, "dBβ\xe4", I);         /* inside a character */
+    expect(g, "dBβ\xe4\x41", X);     /* not UTF-8 */
     expect(g, "dBβ\xed\xa0\x80", X); /* a surrogate is never a character */
     mgl_grammar_free(g);
 
     g = gbnf("root ::= [^\"]*\n");
-    expect(g, "\xc0\x80", X); /* overlong */
+    expect(g, "\xc0\x80", X);         /* overlong */
     expect(g, "\xf4\x90\x80\x80", X); /* above U+10FFFF */
     expect(g, "h\xc3\xa9llo \xf0\x9f\x98\x80", C);
     mgl_grammar_free(g);
@@ -137,12 +138,13 @@ static void test_notation_errors(void) {
 }
 
 static void test_schema(void) {
-    MglGrammar* g = schema("{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"}},\"required\":[\"count\"]}");
+    MglGrammar* g =
+        schema("{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"}},\"required\":[\"count\"]}");
     expect(g, "{\"count\":3}", C);
     expect(g, "{\"count\": 3}", C);
     expect(g, "{ \"count\" : -42 }", C);
     expect(g, " {\"count\":0}", C);
-    expect(g, "{\"count\":  3}", X);       /* at most one space between tokens */
+    expect(g, "{\"count\":  3}", X); /* at most one space between tokens */
     expect(g, "{\"count\":03}", X);
     expect(g, "{\"count\":3.5}", X);
     expect(g, "{\"count\":\"3\"}", X);
@@ -247,7 +249,8 @@ static void test_schema_errors(void) {
     expect_error(true, "{\"type\":\"string\",\"pattern\":\"^a\"}", "unsupported keyword \"pattern\" (at the root)");
     expect_error(true, "{\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":0}}}",
                  "unsupported keyword \"minimum\" (at /properties/a)");
-    expect_error(true, "{\"type\":\"array\",\"items\":{\"format\":\"date\"}}", "unsupported keyword \"format\" (at /items)");
+    expect_error(true, "{\"type\":\"array\",\"items\":{\"format\":\"date\"}}",
+                 "unsupported keyword \"format\" (at /items)");
     expect_error(true, "{\"$ref\":\"#/$defs/a\"}", "unsupported keyword \"$ref\"");
     expect_error(true, "{\"oneOf\":[{}]}", "unsupported keyword \"oneOf\"");
     expect_error(true, "{\"type\":\"foo\"}", "unknown \"type\" \"foo\"");

@@ -100,8 +100,9 @@ static void test_alone(const char* model_rel) {
         g_string_free(sch, TRUE);
     }
     /* a small schema with room: greedy and sampled both finish */
-    const char* small = "{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"},\"alert\":{\"type\":\"boolean\"}},"
-                        "\"required\":[\"count\",\"alert\"]}";
+    const char* small =
+        "{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"},\"alert\":{\"type\":\"boolean\"}},"
+        "\"required\":[\"count\",\"alert\"]}";
     CHECK(one(ctx, tok, &img, small, 0.0f, 0, 60) == MGL_GRAMMAR_COMPLETE);
     CHECK(one(ctx, tok, &img, small, 0.8f, 9, 60) == MGL_GRAMMAR_COMPLETE);
     /* a budget that ends inside the structure */
@@ -138,8 +139,8 @@ static void on_result(uint64_t id, const MglResult* res, void* ud) {
     Batch* b = s->b;
     const char* t = NULL;
     /* finish in the callback, as the API suggests */
-    MglGrammarResult r = res->status == MGL_OK ? mgl_grammar_state_finish(b->st[s->k], res->ids, res->n_ids, &t)
-                                               : MGL_GRAMMAR_INVALID;
+    MglGrammarResult r =
+        res->status == MGL_OK ? mgl_grammar_state_finish(b->st[s->k], res->ids, res->n_ids, &t) : MGL_GRAMMAR_INVALID;
     g_mutex_lock(&b->lock);
     b->res[s->k] = r;
     b->text[s->k] = g_strdup(t ? t : "");
@@ -159,9 +160,10 @@ static void test_batched(const char* model_rel) {
     REQUIRE(mgl_model_load(path, &mp, &m, &err) == MGL_OK);
     const MglTokenizer* tok = mgl_model_tokenizer(m);
     /* two schemas with no common answer: an object and an array */
-    const char* sch[2] = {"{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"},\"label\":{\"enum\":[\"red\","
-                          "\"blue\"]}},\"required\":[\"count\",\"label\"]}",
-                          "{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},\"minItems\":2,\"maxItems\":3}"};
+    const char* sch[2] = {
+        "{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"},\"label\":{\"enum\":[\"red\","
+        "\"blue\"]}},\"required\":[\"count\",\"label\"]}",
+        "{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},\"minItems\":2,\"maxItems\":3}"};
     MglGrammar* g[2];
     for (int k = 0; k < 2; k++) REQUIRE(mgl_grammar_from_schema(tok, sch[k], &g[k], &err) == MGL_OK);
     MglServerParams sp = mgl_server_default_params();
@@ -186,8 +188,10 @@ static void test_batched(const char* model_rel) {
             gp[k].seed = (uint64_t)(round * 10 + k);
             mgl_grammar_state_bind(b.st[k], &gp[k]);
             slot[k] = (BSlot){&b, k};
-            req[k] = (MglFrameRequest){.question = k ? "List booleans." : "Count them.", .params = &gp[k],
-                                       .done = on_result, .user_data = &slot[k]};
+            req[k] = (MglFrameRequest){.question = k ? "List booleans." : "Count them.",
+                                       .params = &gp[k],
+                                       .done = on_result,
+                                       .user_data = &slot[k]};
         }
         REQUIRE(mgl_stream_submit_frame(stream, &img, req, 2, NULL, &err) == MGL_OK);
         g_mutex_lock(&b.lock);
@@ -245,7 +249,8 @@ static void test_cli(void) {
     for (int i = 0; i < 64 * 48 * 3; i++) g_string_append_c(ppm, (char)((i * 29) % 256));
     REQUIRE(g_file_set_contents(img, ppm->str, (gssize)ppm->len, NULL));
     g_string_free(ppm, TRUE);
-    const char* sch = "{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"}},\"required\":[\"count\"]}";
+    const char* sch =
+        "{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"}},\"required\":[\"count\"]}";
     char* schema = g_build_filename(dir, "count.json", NULL);
     REQUIRE(g_file_set_contents(schema, sch, -1, NULL));
     char* bad = g_build_filename(dir, "bad.json", NULL);
@@ -255,8 +260,8 @@ static void test_cli(void) {
     char* model = gt_path("MGL_FIXTURES", "models/tiny-vicuna");
     char *out = NULL, *errs = NULL;
 
-    const char* a1[] = {"run", "--model", model, "--image", img, "--prompt", "How many?", "--schema", schema,
-                        "--max-new-tokens", "60", NULL};
+    const char* a1[] = {"run",       "--model",  model,  "--image",          img,  "--prompt",
+                        "How many?", "--schema", schema, "--max-new-tokens", "60", NULL};
     int rc = run_cli(a1, &out, &errs);
     CHECK_MSG(rc == 0, "rc %d: %s", rc, errs);
     g_strstrip(out);
@@ -265,11 +270,12 @@ static void test_cli(void) {
     g_free(out);
     g_free(errs);
 
-    const char* a2[] = {"run", "--model", model, "--image", img, "--prompt", "How many?", "--schema", schema,
-                        "--max-new-tokens", "2", NULL};
+    const char* a2[] = {"run",       "--model",  model,  "--image",          img, "--prompt",
+                        "How many?", "--schema", schema, "--max-new-tokens", "2", NULL};
     rc = run_cli(a2, &out, &errs);
     CHECK(rc == 1);
-    CHECK_MSG(strstr(errs, "incomplete answer") && strstr(errs, "budget is 2 new tokens") && strstr(errs, "--max-new-tokens"),
+    CHECK_MSG(strstr(errs, "incomplete answer") && strstr(errs, "budget is 2 new tokens") &&
+                  strstr(errs, "--max-new-tokens"),
               "%s", errs);
     CHECK_MSG(!*out, "an incomplete answer was printed: %s", out);
     g_free(out);
@@ -282,7 +288,8 @@ static void test_cli(void) {
     g_free(out);
     g_free(errs);
 
-    const char* a4[] = {"run", "--model", model, "--image", img, "--prompt", "Is it red?", "--grammar", gram, "--json", NULL};
+    const char* a4[] = {"run",        "--model",   model, "--image", img, "--prompt",
+                        "Is it red?", "--grammar", gram,  "--json",  NULL};
     rc = run_cli(a4, &out, &errs);
     CHECK_MSG(rc == 0, "rc %d: %s", rc, errs);
     CHECK_MSG(strstr(out, "\"text\": \"yes\"") || strstr(out, "\"text\": \"no\""), "%s", out);
@@ -290,7 +297,8 @@ static void test_cli(void) {
     g_free(out);
     g_free(errs);
 
-    const char* a5[] = {"run", "--model", model, "--image", img, "--prompt", "x", "--grammar", gram, "--schema", schema, NULL};
+    const char* a5[] = {"run", "--model",   model, "--image",  img,    "--prompt",
+                        "x",   "--grammar", gram,  "--schema", schema, NULL};
     rc = run_cli(a5, &out, &errs);
     CHECK(rc == 1 && strstr(errs, "not both"));
     g_free(out);

@@ -59,7 +59,8 @@ static void run_tokenizer(const char* env, const char* rel, int runs, uint32_t s
         } else if (run.result == MGL_GRAMMAR_COMPLETE) {
             complete++;
             if (!gt_check_json(sch->str, run.text, why)) {
-                CHECK_MSG(0, "%s: complete answer %s does not validate against %s: %s", rel, run.text, sch->str, why->str);
+                CHECK_MSG(0, "%s: complete answer %s does not validate against %s: %s", rel, run.text, sch->str,
+                          why->str);
                 failures++;
             }
         } else if (run.result == MGL_GRAMMAR_INCOMPLETE) {
@@ -96,8 +97,8 @@ static void run_tokenizer(const char* env, const char* rel, int runs, uint32_t s
         mgl_grammar_free(g);
         g_string_free(sch, TRUE);
     }
-    printf("%-36s %d schemas: %d complete, %d incomplete, %d steps, mask %.3f ms/step on average\n", rel, runs, complete,
-           incomplete, steps, steps ? mask_ms / steps : 0.0);
+    printf("%-36s %d schemas: %d complete, %d incomplete, %d steps, mask %.3f ms/step on average\n", rel, runs,
+           complete, incomplete, steps, steps ? mask_ms / steps : 0.0);
     CHECK(complete > runs / 5);
     CHECK(incomplete > 0);
     g_rand_free(r);
@@ -130,9 +131,10 @@ static void run_gbnf(const char* env, const char* rel) {
             GtRun run;
             CHECK(gt_drive(tok, st, r, g_rand_int_range(r, 3, 60), i % 3 ? 0.7 : 0.0, &run));
             MglGrammarResult m = mgl_grammar_match_text(g, run.text, -1);
-            CHECK_MSG(run.result != MGL_GRAMMAR_INVALID && (m == run.result || (run.result == MGL_GRAMMAR_COMPLETE && m == MGL_GRAMMAR_COMPLETE)),
-                      "%s: \"%s\" reported %s, the text matches as %s", rel, run.text, mgl_grammar_result_name(run.result),
-                      mgl_grammar_result_name(m));
+            CHECK_MSG(run.result != MGL_GRAMMAR_INVALID &&
+                          (m == run.result || (run.result == MGL_GRAMMAR_COMPLETE && m == MGL_GRAMMAR_COMPLETE)),
+                      "%s: \"%s\" reported %s, the text matches as %s", rel, run.text,
+                      mgl_grammar_result_name(run.result), mgl_grammar_result_name(m));
             CHECK(g_utf8_validate(run.text, -1, NULL) || run.result == MGL_GRAMMAR_INCOMPLETE);
             complete += run.result == MGL_GRAMMAR_COMPLETE;
             CHECK(run.completed && mgl_grammar_match_text(g, run.completed, -1) == MGL_GRAMMAR_COMPLETE);

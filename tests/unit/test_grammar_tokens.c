@@ -19,8 +19,8 @@
 typedef struct {
     const char* env;
     const char* rel;
-    const char* golden;   /* jsonl with text + ids_no_special, or NULL */
-    bool        exact;    /* the bytes of the ids are exactly the text (or " " + text) */
+    const char* golden; /* jsonl with text + ids_no_special, or NULL */
+    bool exact;         /* the bytes of the ids are exactly the text (or " " + text) */
     MglTokenizer* tok;
 } Tok;
 
@@ -68,8 +68,9 @@ static void test_round_trips(Tok* t) {
         REQUIRE(json_parser_load_from_data(p, lines[i], -1, NULL));
         JsonObject* o = json_node_get_object(json_parser_get_root(p));
         const char* text = json_object_has_member(o, "decoded_skip") ? json_object_get_string_member(o, "decoded_skip")
-                                                                      : json_object_get_string_member(o, "text");
-        JsonArray* a = json_object_get_array_member(o, json_object_has_member(o, "ids_no_special") ? "ids_no_special" : "ids");
+                                                                     : json_object_get_string_member(o, "text");
+        JsonArray* a =
+            json_object_get_array_member(o, json_object_has_member(o, "ids_no_special") ? "ids_no_special" : "ids");
         size_t m = json_array_get_length(a);
         int32_t* ids = g_new(int32_t, m + 1);
         bool special = false;
@@ -77,7 +78,8 @@ static void test_round_trips(Tok* t) {
             ids[k] = (int32_t)json_array_get_int_element(a, k);
             special |= mgl_tokenizer_is_special(t->tok, ids[k]);
         }
-        if (special || strstr(text, "\xe2\x96\x81")) { /* special tokens, or a literal '▁' the decoder turns into a space */
+        if (special ||
+            strstr(text, "\xe2\x96\x81")) { /* special tokens, or a literal '▁' the decoder turns into a space */
             g_free(ids);
             g_object_unref(p);
             continue;
@@ -88,7 +90,8 @@ static void test_round_trips(Tok* t) {
             CHECK_MSG(same, "%s: ids of \"%s\" give \"%s\"", t->rel, text, mine);
         } else {
             char *a1 = no_spaces(mine), *b1 = no_spaces(text);
-            CHECK_MSG(!strcmp(a1, b1) || !g_utf8_validate(text, -1, NULL), "%s: ids of \"%s\" give \"%s\"", t->rel, text, mine);
+            CHECK_MSG(!strcmp(a1, b1) || !g_utf8_validate(text, -1, NULL), "%s: ids of \"%s\" give \"%s\"", t->rel,
+                      text, mine);
             g_free(a1);
             g_free(b1);
         }
@@ -158,7 +161,8 @@ static bool allowed(const uint32_t* a, int32_t id) { return (a[id >> 5] >> (id &
 
 /* At each state along `path` (token ids fed one by one), the mask equals:
  * token allowed <=> text + its bytes is not invalid; EOS <=> text complete. */
-static void check_walk_along(const MglTokenizer* tok, MglGrammar* g, const int32_t* path, size_t n_path, const char* what) {
+static void check_walk_along(const MglTokenizer* tok, MglGrammar* g, const int32_t* path, size_t n_path,
+                             const char* what) {
     MglGrammarState* st = NULL;
     REQUIRE(mgl_grammar_state_new(g, &st, NULL) == MGL_OK);
     int32_t V = mgl_tokenizer_n_vocab(tok);
@@ -238,7 +242,8 @@ static size_t greedy_path(const MglTokenizer* tok, MglGrammar* g, const char* te
 }
 
 static const char* const k_schema_obj =
-    "{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"},\"label\":{\"type\":\"string\",\"maxLength\":6},"
+    "{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"},\"label\":{\"type\":\"string\","
+    "\"maxLength\":6},"
     "\"colors\":{\"type\":\"array\",\"items\":{\"enum\":[\"red\",\"green\",\"blue\"]},\"maxItems\":3},"
     "\"alert\":{\"type\":\"boolean\"}},\"required\":[\"count\",\"alert\"]}";
 
@@ -260,11 +265,13 @@ static void test_walk(Tok* t) {
     MglErr err = {0};
     REQUIRE(mgl_grammar_from_schema(tok, k_schema_obj, &g, &err) == MGL_OK);
     int32_t path[256];
-    size_t n = greedy_path(tok, g, " {\"count\": 12, \"label\":\"é中 x\",\"colors\":[\"red\", \"blue\"],\"alert\":true}", path, 256);
+    size_t n = greedy_path(
+        tok, g, " {\"count\": 12, \"label\":\"é中 x\",\"colors\":[\"red\", \"blue\"],\"alert\":true}", path, 256);
     check_walk_along(tok, g, path, n, t->rel);
     mgl_grammar_free(g);
 
-    REQUIRE(mgl_grammar_from_gbnf(tok, "root ::= [α-ω]+ (\" \" [0-9]{2,3})* \"!\" | \"中文\" [^a-z]?\n", &g, &err) == MGL_OK);
+    REQUIRE(mgl_grammar_from_gbnf(tok, "root ::= [α-ω]+ (\" \" [0-9]{2,3})* \"!\" | \"中文\" [^a-z]?\n", &g, &err) ==
+            MGL_OK);
     n = greedy_path(tok, g, "αβγ 12 345!", path, 256);
     check_walk_along(tok, g, path, n, t->rel);
     n = greedy_path(tok, g, "中文😀", path, 256);
@@ -290,8 +297,10 @@ static void test_corners(void) {
         int32_t V = mgl_tokenizer_n_vocab(tok);
         allow = g_new(uint32_t, (V + 31) / 32);
         MglGrammar* g = NULL;
-        REQUIRE(mgl_grammar_from_schema(tok, "{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"}},"
-                                        "\"required\":[\"count\"]}", &g, &err) == MGL_OK);
+        REQUIRE(mgl_grammar_from_schema(tok,
+                                        "{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"}},"
+                                        "\"required\":[\"count\"]}",
+                                        &g, &err) == MGL_OK);
         MglGrammarState* st = NULL;
         REQUIRE(mgl_grammar_state_new(g, &st, NULL) == MGL_OK);
         int32_t gen[16];
@@ -311,7 +320,7 @@ static void test_corners(void) {
         gen[3] = id_of(tok, "Ġ");
         mgl_grammar_token_mask(gen, 4, allow, V, st);
         CHECK(allowed(allow, id_of(tok, "12")));
-        CHECK(!allowed(allow, id_of(tok, "Ġ")));   /* at most one space */
+        CHECK(!allowed(allow, id_of(tok, "Ġ"))); /* at most one space */
         CHECK(!allowed(allow, id_of(tok, "01")));
         gen[4] = id_of(tok, "12");
         gen[5] = id_of(tok, "}");
@@ -402,8 +411,10 @@ static void test_corners(void) {
         CHECK(mgl_tokenizer_token_id(tok, "{") < 0);
         allow = g_new(uint32_t, (V + 31) / 32);
         MglGrammar* g = NULL;
-        REQUIRE(mgl_grammar_from_schema(tok, "{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"}},"
-                                        "\"required\":[\"count\"]}", &g, &err) == MGL_OK);
+        REQUIRE(mgl_grammar_from_schema(tok,
+                                        "{\"type\":\"object\",\"properties\":{\"count\":{\"type\":\"integer\"}},"
+                                        "\"required\":[\"count\"]}",
+                                        &g, &err) == MGL_OK);
         int32_t path[64];
         size_t n = greedy_path(tok, g, "{\"count\": 7}", path, 64);
         CHECK(n >= 5 && path[0] == id_of(tok, "<0x7B>"));
@@ -469,8 +480,10 @@ static void measure(Tok* t) {
     }
     /* inside a free string, where nearly every token is allowed: the largest walk */
     MglGrammar* gs = NULL;
-    REQUIRE(mgl_grammar_from_schema(tok, "{\"type\":\"object\",\"properties\":{\"note\":{\"type\":\"string\"}},"
-                                    "\"required\":[\"note\"]}", &gs, &err) == MGL_OK);
+    REQUIRE(mgl_grammar_from_schema(tok,
+                                    "{\"type\":\"object\",\"properties\":{\"note\":{\"type\":\"string\"}},"
+                                    "\"required\":[\"note\"]}",
+                                    &gs, &err) == MGL_OK);
     int32_t sp[64];
     size_t ns = greedy_path(tok, gs, "{\"note\": \"", sp, 64);
     MglGrammarState* st = NULL;

@@ -184,8 +184,8 @@ G_GNUC_UNUSED static bool gt_check_json(const char* schema_text, const char* tex
 /* ---- random schemas --------------------------------------------------------- */
 
 static void gt_rand_string_value(GRand* r, GString* o) {
-    static const char* const words[] = {"red", "car", "a b", "x\\\"y", "\\u00e9t\\u00e9", "中文", "", "ok,", "n\\n",
-                                        "\\\\"};
+    static const char* const words[] = {"red",  "car", "a b", "x\\\"y", "\\u00e9t\\u00e9",
+                                        "中文", "",    "ok,", "n\\n",   "\\\\"};
     g_string_append_printf(o, "\"%s\"", words[g_rand_int_range(r, 0, G_N_ELEMENTS(words))]);
 }
 
@@ -198,8 +198,11 @@ G_GNUC_UNUSED static void gt_rand_schema(GRand* r, int depth, GString* o) {
     case 3: g_string_append(o, "{\"type\":\"null\"}"); break;
     case 4: {
         int mx = g_rand_int_range(r, -1, 9);
-        if (mx < 0) g_string_append(o, "{\"type\":\"string\"}");
-        else g_string_append_printf(o, "{\"type\":\"string\",\"minLength\":%d,\"maxLength\":%d}", g_rand_int_range(r, 0, mx + 1), mx);
+        if (mx < 0)
+            g_string_append(o, "{\"type\":\"string\"}");
+        else
+            g_string_append_printf(o, "{\"type\":\"string\",\"minLength\":%d,\"maxLength\":%d}",
+                                   g_rand_int_range(r, 0, mx + 1), mx);
         break;
     }
     case 5: {
@@ -208,9 +211,12 @@ G_GNUC_UNUSED static void gt_rand_schema(GRand* r, int depth, GString* o) {
         for (int i = 0; i < n; i++) {
             if (i) g_string_append_c(o, ',');
             int w = g_rand_int_range(r, 0, 4);
-            if (w == 0) g_string_append_printf(o, "%d", g_rand_int_range(r, -20, 200));
-            else if (w == 1) g_string_append(o, g_rand_boolean(r) ? "true" : "null");
-            else gt_rand_string_value(r, o);
+            if (w == 0)
+                g_string_append_printf(o, "%d", g_rand_int_range(r, -20, 200));
+            else if (w == 1)
+                g_string_append(o, g_rand_boolean(r) ? "true" : "null");
+            else
+                gt_rand_string_value(r, o);
         }
         g_string_append(o, "]}");
         break;
@@ -222,7 +228,9 @@ G_GNUC_UNUSED static void gt_rand_schema(GRand* r, int depth, GString* o) {
         g_string_append(o, "}");
         break;
     }
-    case 8: g_string_append(o, "{\"type\":\"string\",\"enum\":[\"yes\",\"no\",\"maybe\"],\"description\":\"d\"}"); break;
+    case 8:
+        g_string_append(o, "{\"type\":\"string\",\"enum\":[\"yes\",\"no\",\"maybe\"],\"description\":\"d\"}");
+        break;
     case 9:
     case 10: {
         static const char* const names[] = {"count", "name", "a", "is_ok", "x y", "é", "tags", "items", "q\\\"k"};
@@ -286,9 +294,9 @@ G_GNUC_UNUSED static void gt_rand_top_schema(GRand* r, GString* o) {
 typedef struct {
     int steps, max_allowed, min_allowed;
     MglGrammarResult result;
-    char* text;            /* the grammar's text (g_free) */
-    char* completed;       /* text + the shortest completion (g_free) */
-    int32_t* ids;          /* g_free */
+    char* text;      /* the grammar's text (g_free) */
+    char* completed; /* text + the shortest completion (g_free) */
+    int32_t* ids;    /* g_free */
     size_t n_ids;
     double mask_ms;
 } GtRun;
@@ -296,7 +304,7 @@ typedef struct {
 /* Each token's bytes, once per tokenizer (the last one asked for). */
 typedef struct {
     const MglTokenizer* tok;
-    int32_t*  len;   /* -1: special */
+    int32_t* len; /* -1: special */
     uint32_t* off;
     GByteArray* data;
 } GtBytes;
@@ -339,7 +347,8 @@ static const GtBytes* gt_bytes(const MglTokenizer* tok) {
  * either a uniformly random allowed token (random logits) or, with probability
  * `steer`, the longest allowed token that follows the shortest completion
  * (so that many runs finish), or the end token where allowed. */
-G_GNUC_UNUSED static bool gt_drive(const MglTokenizer* tok, MglGrammarState* st, GRand* r, int budget, double steer, GtRun* out) {
+G_GNUC_UNUSED static bool gt_drive(const MglTokenizer* tok, MglGrammarState* st, GRand* r, int budget, double steer,
+                                   GtRun* out) {
     memset(out, 0, sizeof *out);
     const int32_t V = mgl_tokenizer_n_vocab(tok);
     const int32_t eos = mgl_tokenizer_eos(tok);

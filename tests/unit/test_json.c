@@ -27,8 +27,7 @@ static void check_roundtrip(const char* in) {
     JsonParser* p = NULL;
     JsonObject* o = NULL;
     GError* e = NULL;
-    CHECK_MSG(mgl_json_parse_object("roundtrip", g->str, g->len, &p, &o, &e), "%s: %s", g->str,
-              e ? e->message : "");
+    CHECK_MSG(mgl_json_parse_object("roundtrip", g->str, g->len, &p, &o, &e), "%s: %s", g->str, e ? e->message : "");
     if (o) CHECK_MSG(strcmp(json_object_get_string_member(o, "s"), in) == 0, "round trip of %s", g->str);
     if (p) g_object_unref(p);
     g_clear_error(&e);
@@ -46,15 +45,19 @@ static void escaper(void) {
     /* control characters: by name where JSON has one, else \u00XX */
     check_esc("\n\r\t\b\f", "\"\\n\\r\\t\\b\\f\"");
     check_esc("\x01\x02\x1b\x1f", "\"\\u0001\\u0002\\u001b\\u001f\"");
-    check_esc("a\x7f" "b", "\"a\x7f" "b\""); /* DEL is not a JSON control character */
+    check_esc("a\x7f"
+              "b",
+              "\"a\x7f"
+              "b\""); /* DEL is not a JSON control character */
     check_esc("/", "\"/\"");
     /* non-ASCII UTF-8 is kept as it is */
-    check_esc("caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x90\x88", "\"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x90\x88\"");
+    check_esc("caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x90\x88",
+              "\"caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x90\x88\"");
     /* invalid UTF-8 is copied byte for byte (the engine function always did:
      * nothing dropped or replaced) */
     check_esc("x\xff\xfey", "\"x\xff\xfey\"");
-    check_esc("\xe6\x97", "\"\xe6\x97\"");     /* truncated sequence */
-    check_esc("\xc0\xaf", "\"\xc0\xaf\"");     /* overlong '/' */
+    check_esc("\xe6\x97", "\"\xe6\x97\"");         /* truncated sequence */
+    check_esc("\xc0\xaf", "\"\xc0\xaf\"");         /* overlong '/' */
     check_esc("\xed\xa0\x80", "\"\xed\xa0\x80\""); /* a surrogate */
     /* appends: the string already in the buffer stays */
     GString* g = g_string_new("[");
@@ -129,7 +132,8 @@ static void errors(void) {
     GError* e = NULL;
     const char* bad = "{\"a\": 1,";
     CHECK(!mgl_json_parse_object("cfg", bad, strlen(bad), &p, &o, &e));
-    CHECK(e && e->domain == MGL_JSON_ERROR && e->code == MGL_JSON_ERROR_FORMAT && strstr(e->message, "cfg: invalid JSON"));
+    CHECK(e && e->domain == MGL_JSON_ERROR && e->code == MGL_JSON_ERROR_FORMAT &&
+          strstr(e->message, "cfg: invalid JSON"));
     g_clear_error(&e);
     CHECK(!mgl_json_parse_object("arr", "[1]", 3, &p, &o, &e));
     CHECK(e && strstr(e->message, "arr: top-level JSON value is not an object"));

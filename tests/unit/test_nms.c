@@ -33,8 +33,7 @@ static int ref_cmp(const void* a, const void* b) {
 
 /* All-pairs greedy NMS per label (IoU > 0.2 as float vs double), then the
  * 768-frame scaling of mgl_boxes_to_768 for a w x h image (w >= h). */
-static size_t reference(const MglBox* in, size_t n, int w, int h, const char* const* labels, int n_labels,
-                        float* out) {
+static size_t reference(const MglBox* in, size_t n, int w, int h, const char* const* labels, int n_labels, float* out) {
     Ref* r = malloc(sizeof *r * n);
     const float dy = (float)((w - h) / 2);
     for (size_t i = 0; i < n; i++) {
@@ -65,7 +64,8 @@ static size_t reference(const MglBox* in, size_t n, int w, int h, const char* co
         int v[4];
         for (int q = 0; q < 4; q++) v[q] = (int)nearbyintf(r[i].b[q] * (float)s);
         float x1 = (float)(v[0] - start > 0 ? v[0] - start : 0), y1 = (float)(v[1] - start > 0 ? v[1] - start : 0);
-        float x2 = (float)(v[2] - start < 768 ? v[2] - start : 768), y2 = (float)(v[3] - start < 768 ? v[3] - start : 768);
+        float x2 = (float)(v[2] - start < 768 ? v[2] - start : 768),
+              y2 = (float)(v[3] - start < 768 ? v[3] - start : 768);
         if (x2 < 0 || y2 < 0 || x1 > 768 || y1 > 768) continue;
         out[4 * k] = x1;
         out[4 * k + 1] = y1;
@@ -85,10 +85,18 @@ static void random_boxes(MglBox* b, size_t n, int n_labels, double spread) {
         /* clusters: many boxes near a few centres, so NMS has work to do */
         double cx = floor(unit() * 8) * 120 + unit() * spread, cy = floor(unit() * 6) * 80 + unit() * spread;
         double bw = 5 + unit() * 120, bh = 5 + unit() * 90;
-        b[i] = (MglBox){(float)(cx - bw / 2), (float)(cy - bh / 2), (float)(cx + bw / 2), (float)(cy + bh / 2),
-                        (float)(floor(unit() * 50) / 50.0), labels[(size_t)(unit() * n_labels)]};
-        if (i % 97 == 0) b[i].x2 = b[i].x1;                       /* zero width */
-        if (i % 89 == 0) { float t = b[i].y1; b[i].y1 = b[i].y2; b[i].y2 = t; } /* inverted */
+        b[i] = (MglBox){(float)(cx - bw / 2),
+                        (float)(cy - bh / 2),
+                        (float)(cx + bw / 2),
+                        (float)(cy + bh / 2),
+                        (float)(floor(unit() * 50) / 50.0),
+                        labels[(size_t)(unit() * n_labels)]};
+        if (i % 97 == 0) b[i].x2 = b[i].x1; /* zero width */
+        if (i % 89 == 0) {
+            float t = b[i].y1;
+            b[i].y1 = b[i].y2;
+            b[i].y2 = t;
+        } /* inverted */
     }
 }
 

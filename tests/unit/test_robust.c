@@ -72,15 +72,29 @@ int main(void) {
         f->man.template_name = strdup("vicuna");
         f->man.max_new_tokens = 8;
         f->man.dir = strdup("(synthetic)");
-        f->clip = (MglClipConfig){.hidden = 32, .n_layers = 2, .n_heads = 2, .intermediate = 64, .image_size = 336,
-                                  .patch_size = 14, .n_channels = 3, .ln_eps = 1e-5f};
+        f->clip = (MglClipConfig){.hidden = 32,
+                                  .n_layers = 2,
+                                  .n_heads = 2,
+                                  .intermediate = 64,
+                                  .image_size = 336,
+                                  .patch_size = 14,
+                                  .n_channels = 3,
+                                  .ln_eps = 1e-5f};
         snprintf(f->clip.act, sizeof f->clip.act, "quick_gelu");
         for (int s = 0; s < 4; s++) {
             f->cnx.depths[s] = 1;
             f->cnx.dims[s] = 8 << s;
         }
-        f->llm = (MglLlmConfig){.arch = MGL_LLM_LLAMA, .hidden = 32, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2,
-                                .head_dim = 16, .intermediate = 64, .vocab = 64, .max_pos = 256, .rms_eps = 1e-5f,
+        f->llm = (MglLlmConfig){.arch = MGL_LLM_LLAMA,
+                                .hidden = 32,
+                                .n_layers = 1,
+                                .n_heads = 2,
+                                .n_kv_heads = 2,
+                                .head_dim = 16,
+                                .intermediate = 64,
+                                .vocab = 64,
+                                .max_pos = 256,
+                                .rms_eps = 1e-5f,
                                 .rope_theta = 1e4f};
         REQUIRE(mgl_model_files_synthesize(f, MGL_DT_F32, 7, &err) == MGL_OK);
         const MglTensor* norm = mgl_tset_get(f->weights, "llm.model.norm.weight");

@@ -120,7 +120,10 @@ static void roundtrip(void) {
     /* a transposed view of f32 */
     MglTensor tr = *mgl_tset_get(s, "f32");
     tr.name = (char*)"f32_t";
-    tr.shape[0] = 5; tr.shape[1] = 3; tr.stride[0] = 1; tr.stride[1] = 5;
+    tr.shape[0] = 5;
+    tr.shape[1] = 3;
+    tr.stride[0] = 1;
+    tr.stride[1] = 5;
     src[n++] = &tr;
     char* dir = g_dir_make_tmp("mgl-st-XXXXXX", NULL);
     char* out = g_build_filename(dir, "rt.safetensors", NULL);
@@ -174,7 +177,7 @@ static void halves(void) {
         float f = mgl_f16_to_f32((uint16_t)h);
         CHECK_MSG(mgl_f32_to_f16(f) == h, "f16 %04x", h);
     }
-    CHECK(mgl_f32_to_f16(65520.0f) == 0x7c00);      /* rounds to inf */
+    CHECK(mgl_f32_to_f16(65520.0f) == 0x7c00);       /* rounds to inf */
     CHECK(mgl_f32_to_f16(5.9604645e-08f) == 0x0001); /* smallest subnormal */
     CHECK(mgl_f32_to_f16(2.9802322e-08f) == 0x0000); /* half of it: ties to even (0) */
     CHECK(mgl_f32_to_bf16(1.00390625f) == 0x3f80);   /* tie to even, down */

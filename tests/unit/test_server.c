@@ -12,9 +12,15 @@
 
 #define NREQ 7
 
-#define REQUIRE_MSG(cond, ...) do { if (!(cond)) { \
-    fprintf(stderr, "%s:%d: REQUIRE failed: %s: ", __FILE__, __LINE__, #cond); \
-    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); exit(1); } } while (0)
+#define REQUIRE_MSG(cond, ...)                                                                                         \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            fprintf(stderr, "%s:%d: REQUIRE failed: %s: ", __FILE__, __LINE__, #cond);                                 \
+            fprintf(stderr, __VA_ARGS__);                                                                              \
+            fputc('\n', stderr);                                                                                       \
+            exit(1);                                                                                                   \
+        }                                                                                                              \
+    } while (0)
 
 typedef struct {
     GMutex lock;
@@ -73,10 +79,13 @@ static bool allow_small_ids(const int32_t* gen, size_t n, uint32_t* allow, int32
     return true;
 }
 
-static const char* questions[NREQ] = {
-    "Describe the image.", "What is in the picture?", "Count the objects, then name every colour you can see.",
-    "Where is the red one?", "Is there anything at the top left of the frame, and what is it?", "Hi",
-    "What is the second object from the left?"};
+static const char* questions[NREQ] = {"Describe the image.",
+                                      "What is in the picture?",
+                                      "Count the objects, then name every colour you can see.",
+                                      "Where is the red one?",
+                                      "Is there anything at the top left of the frame, and what is it?",
+                                      "Hi",
+                                      "What is the second object from the left?"};
 
 static void make_request(int k, uint8_t* px, MglImage* img, MglBox* boxes, size_t* nb, MglGenParams* p) {
     const int w = 40 + 8 * k, h = 30 + 5 * k;
@@ -84,8 +93,8 @@ static void make_request(int k, uint8_t* px, MglImage* img, MglBox* boxes, size_
     *img = (MglImage){px, w, h, w * 3};
     *nb = (size_t)(k % 4);
     for (size_t i = 0; i < *nb; i++)
-        boxes[i] = (MglBox){(float)(2 * i), (float)(3 * i), (float)(w / 2 + i), (float)(h / 2 + i), 0.9f - 0.1f * i,
-                            i % 2 ? "a" : "b"};
+        boxes[i] = (MglBox){(float)(2 * i),     (float)(3 * i),  (float)(w / 2 + i),
+                            (float)(h / 2 + i), 0.9f - 0.1f * i, i % 2 ? "a" : "b"};
     *p = mgl_gen_default_params();
     p->max_new_tokens = 4 + 3 * k;
     if (k % 3 == 1) { /* seeded sampling */
@@ -221,8 +230,8 @@ static void family(const char* name) {
             fr[j] = (MglFrameRequest){questions[j], b, nb_j, pj, on_result, &fslots[j]};
         }
         for (size_t i = 0; i < n_want[2]; i++)
-            CHECK_MSG(want[2][i] < 40 || want[2][i] == mgl_tokenizer_eos(mgl_model_tokenizer(m)),
-                      "%s: masked token %d", name, want[2][i]);
+            CHECK_MSG(want[2][i] < 40 || want[2][i] == mgl_tokenizer_eos(mgl_model_tokenizer(m)), "%s: masked token %d",
+                      name, want[2][i]);
         uint64_t fids[4];
         REQUIRE_MSG(mgl_stream_submit_frame(fs, &img[k], fr, 4, fids, &err) == MGL_OK, "%s", err.msg);
         wait_done(&r, 4);

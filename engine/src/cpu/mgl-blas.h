@@ -8,10 +8,10 @@
 enum { MGL_ROW_MAJOR = 101, MGL_NO_TRANS = 111, MGL_TRANS = 112 };
 
 /* Loads OpenBLAS once; every later call is free. */
-MglStatus   mgl_blas_init(MglErr* err);
-void        mgl_sgemm(int trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
-                      float beta, float* C, int ldc);
-void        mgl_blas_set_threads(int n);
+MglStatus mgl_blas_init(MglErr* err);
+void mgl_sgemm(int trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+               float beta, float* C, int ldc);
+void mgl_blas_set_threads(int n);
 const char* mgl_blas_corename(void);
 
 #endif

@@ -20,9 +20,9 @@ struct MglBackendModel {
 
 typedef struct {
     MglCpuKv kv;
-    float* emb;       /* the prompt's embeddings, vision -> prefill */
-    float* logits;    /* (vocab) */
-    float* e1;        /* one token's embedding */
+    float* emb;    /* the prompt's embeddings, vision -> prefill */
+    float* logits; /* (vocab) */
+    float* e1;     /* one token's embedding */
 } CpuSlot;
 
 struct MglBackendCtx {
@@ -121,7 +121,7 @@ static MglStatus cpu_reserve(MglBackendCtx* bc, MglSeq* const* seqs, int n, int6
 /* The vision towers of one image: CLIP, and with the high-res branch the
  * ConvNeXt maps and the fused features. */
 typedef struct {
-    const float* x336;   /* the views they were computed from */
+    const float* x336; /* the views they were computed from */
     bool hi;
     float *clip, *fused, *so[4];
 } CpuVision;
@@ -221,7 +221,8 @@ static MglStatus cpu_decode(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglEr
         st = slot_of(bc, seqs[i], &sl, err);
         if (st != MGL_OK) break;
         for (int j = 0; j < i; j++)
-            if (seqs[j]->slot == seqs[i]->slot) st = mgl_err(err, MGL_E_INVALID, "decode: slot %d twice in one batch", seqs[i]->slot);
+            if (seqs[j]->slot == seqs[i]->slot)
+                st = mgl_err(err, MGL_E_INVALID, "decode: slot %d twice in one batch", seqs[i]->slot);
         mgl_weight_row(&bc->w->embed, seqs[i]->token, emb + i * H);
         kv[i] = &sl->kv;
         pos[i] = seqs[i]->n_past;
@@ -243,8 +244,10 @@ static MglStatus cpu_sample(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglEr
         const int64_t V = bc->w->lc.vocab;
         for (int64_t k = 0; k < V; k++)
             if (isnan(sl->logits[k]))
-                return mgl_err(err, MGL_E_FORMAT, "the model's logits are not numbers (NaN at token %lld): its "
-                                                  "weights or inputs are broken", (long long)k);
+                return mgl_err(err, MGL_E_FORMAT,
+                               "the model's logits are not numbers (NaN at token %lld): its "
+                               "weights or inputs are broken",
+                               (long long)k);
         seqs[i]->token = mgl_sample_logits(sl->logits, V, &seqs[i]->samp);
     }
     return MGL_OK;
@@ -276,7 +279,8 @@ static MglStatus cpu_stage_objects(MglBackendCtx* bc, float* const so[4], const 
 
 static MglStatus cpu_forward(MglBackendCtx* bc, int slot, const float* embeds, int64_t T, int64_t pos0, float* logits,
                              bool all_logits, MglErr* err) {
-    if (slot < 0 || slot >= bc->n_seq) return mgl_err(err, MGL_E_INVALID, "CPU backend: slot %d of %d", slot, bc->n_seq);
+    if (slot < 0 || slot >= bc->n_seq)
+        return mgl_err(err, MGL_E_INVALID, "CPU backend: slot %d of %d", slot, bc->n_seq);
     return mgl_cpu_forward(bc->w, &bc->slots[slot].kv, embeds, T, pos0, logits, all_logits, err);
 }
 
@@ -339,7 +343,11 @@ static MglStatus cpu_bench_vision(MglBackendCtx* bc, int reps, MglBackendBench* 
     out->fuse_ms = median(tf, r);
     out->objects_ms = median(to, r);
     out->vision_overlap_ms = out->clip_ms + out->convnext_ms; /* one thread pool runs them one after the other */
-    free(x336); free(x768); free(clip); free(fused); free(pooled);
+    free(x336);
+    free(x768);
+    free(clip);
+    free(fused);
+    free(pooled);
     for (int s = 0; s < 4; s++) free(so[s]);
     return MGL_OK;
 }

@@ -11,10 +11,12 @@ MglStatus mgl_cpu_kv_reserve(MglCpuKv* c, const MglLlmConfig* lc, int64_t n, Mgl
     int64_t cap = n + 64;
     size_t bytes = sizeof(float) * (size_t)(lc->n_layers * cap * kvd);
     float* k = realloc(c->kc, bytes);
-    if (!k) return mgl_err(err, MGL_E_NOMEM, "KV cache: cannot allocate %zu bytes for %lld tokens", bytes, (long long)cap);
+    if (!k)
+        return mgl_err(err, MGL_E_NOMEM, "KV cache: cannot allocate %zu bytes for %lld tokens", bytes, (long long)cap);
     c->kc = k;
     float* v = realloc(c->vc, bytes);
-    if (!v) return mgl_err(err, MGL_E_NOMEM, "KV cache: cannot allocate %zu bytes for %lld tokens", bytes, (long long)cap);
+    if (!v)
+        return mgl_err(err, MGL_E_NOMEM, "KV cache: cannot allocate %zu bytes for %lld tokens", bytes, (long long)cap);
     c->vc = v;
     /* rows of each layer move to their new stride */
     if (c->kv_cap > 0)
@@ -39,7 +41,12 @@ MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* em
     float* g = malloc(sizeof(float) * (size_t)(T * 2 * F));
     float* u = malloc(sizeof(float) * (size_t)(T * F));
     if (!x || !h || !q || !a || !g || !u) {
-        free(x); free(h); free(q); free(a); free(g); free(u);
+        free(x);
+        free(h);
+        free(q);
+        free(a);
+        free(g);
+        free(u);
         return mgl_err(err, MGL_E_NOMEM, "decoder: out of memory for %lld tokens", (long long)T);
     }
     memcpy(x, embeds, sizeof(float) * (size_t)(T * H));
@@ -63,7 +70,9 @@ MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* em
             memcpy(q, qt, sizeof(float) * (size_t)(T * qd));
             memcpy(q + T * qd, kt, sizeof(float) * (size_t)(T * kvd));
             memcpy(q + T * (qd + kvd), vt, sizeof(float) * (size_t)(T * kvd));
-            free(kt); free(vt); free(qt);
+            free(kt);
+            free(vt);
+            free(qt);
         } else {
             mgl_matmul(h, T, &L->q, NULL, q);
             mgl_matmul(h, T, &L->k, NULL, q + T * qd);
@@ -98,7 +107,12 @@ MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* em
         mgl_rmsnorm(x + (T - 1) * H, 1, H, m->final_norm, lc->rms_eps, h);
         mgl_matmul(h, 1, &m->lm_head, NULL, logits);
     }
-    free(x); free(h); free(q); free(a); free(g); free(u);
+    free(x);
+    free(h);
+    free(q);
+    free(a);
+    free(g);
+    free(u);
     return MGL_OK;
 }
 
@@ -125,7 +139,15 @@ MglStatus mgl_cpu_decode_rows(const MglModelWeights* m, MglCpuKv* const* kv, con
     float* g = malloc(sizeof(float) * (size_t)(M * 2 * F));
     float* u = malloc(sizeof(float) * (size_t)(M * F));
     if (!x || !h || !qkv || !q || !k || !v || !a || !g || !u) {
-        free(x); free(h); free(qkv); free(q); free(k); free(v); free(a); free(g); free(u);
+        free(x);
+        free(h);
+        free(qkv);
+        free(q);
+        free(k);
+        free(v);
+        free(a);
+        free(g);
+        free(u);
         return mgl_err(err, MGL_E_NOMEM, "decoder: out of memory for %lld sequences", (long long)M);
     }
     memcpy(x, embeds, sizeof(float) * (size_t)(M * H));
@@ -170,6 +192,14 @@ MglStatus mgl_cpu_decode_rows(const MglModelWeights* m, MglCpuKv* const* kv, con
     }
     mgl_rmsnorm(x, M, H, m->final_norm, lc->rms_eps, h);
     mgl_matmul_rows(h, M, &m->lm_head, NULL, logits);
-    free(x); free(h); free(qkv); free(q); free(k); free(v); free(a); free(g); free(u);
+    free(x);
+    free(h);
+    free(qkv);
+    free(q);
+    free(k);
+    free(v);
+    free(a);
+    free(g);
+    free(u);
     return MGL_OK;
 }

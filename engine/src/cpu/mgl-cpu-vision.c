@@ -38,13 +38,21 @@ void mgl_stage_clip(const MglModelWeights* m, const float* x336, float* out) {
         mgl_add(x, h, T * D);
         mgl_layernorm(x, T, D, L->ln2_w, L->ln2_b, m->clip_eps, h);
         mgl_matmul(h, T, &L->fc1, L->fc1_b, f);
-        if (m->clip_quick_gelu) mgl_quick_gelu(f, T * FF);
-        else mgl_gelu_erf(f, T * FF);
+        if (m->clip_quick_gelu)
+            mgl_quick_gelu(f, T * FF);
+        else
+            mgl_gelu_erf(f, T * FF);
         mgl_matmul(f, T, &L->fc2, L->fc2_b, h);
         mgl_add(x, h, T * D);
     }
     memcpy(out, x + D, sizeof(float) * (size_t)(P * D)); /* drop CLS */
-    free(x); free(h); free(q); free(k); free(v); free(a); free(f);
+    free(x);
+    free(h);
+    free(q);
+    free(k);
+    free(v);
+    free(a);
+    free(f);
 }
 
 typedef struct {
@@ -132,7 +140,12 @@ void mgl_stage_fuse(const MglModelWeights* m, const float* clip, const float* st
     if (gate_logit) *gate_logit = g;
     float tg = tanhf(g);
     for (int64_t i = 0; i < P * D; i++) fused[i] = l[i] + h[i] * tg;
-    free(hs); free(h); free(t); free(l); free(mean); free(gh);
+    free(hs);
+    free(h);
+    free(t);
+    free(l);
+    free(mean);
+    free(gh);
 }
 
 /* Accumulate `w` at integer tap (y, x) of the 192x192 map into level s's own
@@ -195,8 +208,16 @@ static void objects_part(void* ctx, int64_t b0, int64_t b1) {
                         if (y < -1.0f || y > (float)F || x < -1.0f || x > (float)F) continue;
                         float yy = y <= 0 ? 0 : y, xx = x <= 0 ? 0 : x;
                         int64_t yl = (int64_t)yy, xl = (int64_t)xx, yh, xh;
-                        if (yl >= F - 1) { yh = yl = F - 1; yy = (float)yl; } else yh = yl + 1;
-                        if (xl >= F - 1) { xh = xl = F - 1; xx = (float)xl; } else xh = xl + 1;
+                        if (yl >= F - 1) {
+                            yh = yl = F - 1;
+                            yy = (float)yl;
+                        } else
+                            yh = yl + 1;
+                        if (xl >= F - 1) {
+                            xh = xl = F - 1;
+                            xx = (float)xl;
+                        } else
+                            xh = xl + 1;
                         float ly = yy - (float)yl, lx = xx - (float)xl, hy = 1 - ly, hx = 1 - lx;
                         wmap[yl * F + xl] += wsample * hy * hx;
                         wmap[yl * F + xh] += wsample * hy * lx;
@@ -246,5 +267,6 @@ void mgl_stage_embeds(const MglModelWeights* m, const MglPrompt* pr, const float
         mgl_stage_mlp2(&m->bproj, pooled, (int64_t)n_obj, H, emb + ly.objects * H);
         free(pooled);
     }
-    for (int64_t i = 0; i < ly.n_suffix; i++) mgl_weight_row(&m->embed, pr->ids[ly.prefix + i], emb + (ly.suffix + i) * H);
+    for (int64_t i = 0; i < ly.n_suffix; i++)
+        mgl_weight_row(&m->embed, pr->ids[ly.prefix + i], emb + (ly.suffix + i) * H);
 }

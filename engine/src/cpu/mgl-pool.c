@@ -21,24 +21,24 @@
 #endif
 
 #define MAX_THREADS 256
-#define SPIN 2000   /* pauses before a worker parks: a few microseconds */
+#define SPIN 2000 /* pauses before a worker parks: a few microseconds */
 
 typedef struct {
     MglRangeFn fn;
     void* ctx;
     int64_t n, chunk, nchunks;
-    atomic_int_fast64_t next;   /* next chunk to take */
-    int active;                 /* workers inside the job (with g_mu) */
+    atomic_int_fast64_t next; /* next chunk to take */
+    int active;               /* workers inside the job (with g_mu) */
 } Job;
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static int g_size = 0;          /* threads including the caller */
+static int g_size = 0; /* threads including the caller */
 static int g_want = 0;
-static pthread_mutex_t g_run = PTHREAD_MUTEX_INITIALIZER;   /* one job at a time */
+static pthread_mutex_t g_run = PTHREAD_MUTEX_INITIALIZER; /* one job at a time */
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_wake = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t g_done = PTHREAD_COND_INITIALIZER;
-static Job* g_job;              /* with g_mu */
+static Job* g_job; /* with g_mu */
 static atomic_uint_fast64_t g_seq;
 
 static void run_chunks(Job* j) {
@@ -123,7 +123,7 @@ void mgl_parallel_for(int64_t n, int64_t grain, MglRangeFn fn, void* ctx) {
     pthread_mutex_unlock(&g_mu);
     run_chunks(&j);
     pthread_mutex_lock(&g_mu);
-    g_job = NULL;   /* no worker can join from here on */
+    g_job = NULL; /* no worker can join from here on */
     while (j.active > 0) pthread_cond_wait(&g_done, &g_mu);
     pthread_mutex_unlock(&g_mu);
     pthread_mutex_unlock(&g_run);

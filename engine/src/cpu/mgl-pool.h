@@ -15,7 +15,7 @@ typedef void (*MglRangeFn)(void* ctx, int64_t begin, int64_t end);
  * least `grain` long (fewer threads for small n). Returns when all are done.
  * When the pool is busy (another engine in another thread), runs inline. */
 void mgl_parallel_for(int64_t n, int64_t grain, MglRangeFn fn, void* ctx);
-int  mgl_pool_size(void);
+int mgl_pool_size(void);
 /* 0 = one thread per online CPU. Takes effect before the first parallel_for. */
 void mgl_pool_set_size(int n);
 

@@ -276,9 +276,18 @@ static void resize(const float* x, int64_t C, int64_t H, int64_t W, int64_t Ho, 
     bilinear_coeffs(H, Ho, h0, h1, hl0, hl1);
     bilinear_coeffs(W, Wo, w0, w1, wl0, wl1);
     Bil p = {x, H, W, C, Ho, Wo, h0, h1, w0, w1, hl0, hl1, wl0, wl1, y};
-    if (nhwc) mgl_parallel_for(Ho, 1, bil_nhwc_part, &p);
-    else mgl_parallel_for(C, 1, bil_chw_part, &p);
-    free(h0); free(h1); free(w0); free(w1); free(hl0); free(hl1); free(wl0); free(wl1);
+    if (nhwc)
+        mgl_parallel_for(Ho, 1, bil_nhwc_part, &p);
+    else
+        mgl_parallel_for(C, 1, bil_chw_part, &p);
+    free(h0);
+    free(h1);
+    free(w0);
+    free(w1);
+    free(hl0);
+    free(hl1);
+    free(wl0);
+    free(wl1);
 }
 
 void mgl_resize_bilinear_chw(const float* x, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, float* y) {
@@ -313,7 +322,10 @@ static inline float exp_fast(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    union { float f; int32_t i; } u = {.i = ((int32_t)n + 127) << 23};
+    union {
+        float f;
+        int32_t i;
+    } u = {.i = ((int32_t)n + 127) << 23};
     return p * u.f;
 }
 
@@ -408,8 +420,10 @@ static void attn_heads_part(void* ctx, int64_t b, int64_t e) {
 void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kc, const float* vc, int64_t NH, int64_t NKV,
                    int64_t HS, bool causal, float* out) {
     AttnCtx a = {q, kc, vc, T, pos0, NH, NKV, HS, pos0 + T, causal, out};
-    if (T >= 16) mgl_parallel_for(NH, 1, attn_heads_part, &a);
-    else mgl_parallel_for(T * NH, 1, attn_rows_part, &a);
+    if (T >= 16)
+        mgl_parallel_for(NH, 1, attn_heads_part, &a);
+    else
+        mgl_parallel_for(T * NH, 1, attn_rows_part, &a);
 }
 
 /* ---- RoPE -------------------------------------------------------------- */

@@ -110,12 +110,15 @@ dot_rows8_body(const void* wrow, MglDType dt, const float* const* x, int nt, int
 }
 /* dot_rows8_body compiled for each row count and weight type, so the row
  * loop unrolls and the type test leaves the inner loop (same arithmetic). */
-#define MGL_ROWS8(NT)                                                                                            \
-    __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void dot_rows8_##NT(                    \
-        const void* w, MglDType dt, const float* const* x, int64_t K, float* out) {                              \
-        if (dt == MGL_DT_F32) dot_rows8_body(w, MGL_DT_F32, x, NT, K, out);                                     \
-        else if (dt == MGL_DT_BF16) dot_rows8_body(w, MGL_DT_BF16, x, NT, K, out);                              \
-        else dot_rows8_body(w, MGL_DT_F16, x, NT, K, out);                                                      \
+#define MGL_ROWS8(NT)                                                                                                  \
+    __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void dot_rows8_##NT(                          \
+        const void* w, MglDType dt, const float* const* x, int64_t K, float* out) {                                    \
+        if (dt == MGL_DT_F32)                                                                                          \
+            dot_rows8_body(w, MGL_DT_F32, x, NT, K, out);                                                              \
+        else if (dt == MGL_DT_BF16)                                                                                    \
+            dot_rows8_body(w, MGL_DT_BF16, x, NT, K, out);                                                             \
+        else                                                                                                           \
+            dot_rows8_body(w, MGL_DT_F16, x, NT, K, out);                                                              \
     }
 MGL_ROWS8(1)
 MGL_ROWS8(2)
@@ -126,7 +129,7 @@ MGL_ROWS8(6)
 MGL_ROWS8(7)
 MGL_ROWS8(8)
 typedef void (*MglRows8Fn)(const void*, MglDType, const float* const*, int64_t, float*);
-static const MglRows8Fn dot_rows8_avx512[9] = {NULL, dot_rows8_1, dot_rows8_2, dot_rows8_3, dot_rows8_4,
+static const MglRows8Fn dot_rows8_avx512[9] = {NULL,        dot_rows8_1, dot_rows8_2, dot_rows8_3, dot_rows8_4,
                                                dot_rows8_5, dot_rows8_6, dot_rows8_7, dot_rows8_8};
 
 static int have_avx512(void) {
@@ -268,8 +271,7 @@ static void tiles16_part(void* ctx, int64_t b, int64_t e) {
         int64_t n0 = t * ROW_TILE;
         int64_t nr = c->N - n0 < ROW_TILE ? c->N - n0 : ROW_TILE;
         mgl_convert_floats(base + (size_t)(n0 * c->K) * es, c->W->dtype, tile, MGL_DT_F32, (size_t)(nr * c->K));
-        mgl_sgemm(1, (int)c->T, (int)nr, (int)c->K, 1.0f, c->x, (int)c->K, tile, (int)c->K, 0.0f, c->y + n0,
-                  (int)c->N);
+        mgl_sgemm(1, (int)c->T, (int)nr, (int)c->K, 1.0f, c->x, (int)c->K, tile, (int)c->K, 0.0f, c->y + n0, (int)c->N);
     }
     free(tile);
 }
@@ -311,4 +313,3 @@ void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias
     }
     if (bias) add_bias(y, T, N, bias);
 }
-

@@ -8,34 +8,34 @@
 #include <time.h>
 
 struct MglGrammar {
-    GRules*  rules;
-    char*    source;
-    bool     has_vocab;
-    GVocab   vocab;
+    GRules* rules;
+    char* source;
+    bool has_vocab;
+    GVocab vocab;
     int32_t* end;
-    size_t   n_end;
+    size_t n_end;
 };
 
 #define MASK_CACHE 16
 
 struct MglGrammarState {
     const MglGrammar* g;
-    GMatch     m;
-    int32_t    cur;
-    size_t     n_seen;
-    bool       ended;      /* an end token came where the text was complete */
-    bool       invalid;    /* a token left the grammar, or no token could continue */
+    GMatch m;
+    int32_t cur;
+    size_t n_seen;
+    bool ended;   /* an end token came where the text was complete */
+    bool invalid; /* a token left the grammar, or no token could continue */
     GByteArray* text;
-    char*      text_out;
-    int32_t*   sstack;
+    char* text_out;
+    int32_t* sstack;
     struct {
-        int32_t   state;
-        uint64_t  generation;
-        int32_t   n_vocab;
+        int32_t state;
+        uint64_t generation;
+        int32_t n_vocab;
         uint32_t* bits;
     } cache[MASK_CACHE];
-    int        cache_next;
-    bool       no_cache;   /* tests: every mask walks */
+    int cache_next;
+    bool no_cache; /* tests: every mask walks */
     MglGrammarStats stats;
 };
 
@@ -89,7 +89,8 @@ MglStatus mgl_grammar_from_gbnf(const MglTokenizer* tok, const char* gbnf, MglGr
     *out = NULL;
     if (!gbnf) return mgl_err(err, MGL_E_INVALID, "grammar: no text");
     size_t n = strlen(gbnf);
-    if (n > GRAM_MAX_TEXT) return mgl_err(err, MGL_E_INVALID, "grammar: %zu bytes, above the %u-byte limit", n, GRAM_MAX_TEXT);
+    if (n > GRAM_MAX_TEXT)
+        return mgl_err(err, MGL_E_INVALID, "grammar: %zu bytes, above the %u-byte limit", n, GRAM_MAX_TEXT);
     return one_line(err, grammar_make(tok, "grammar", g_strdup(gbnf), out, err));
 }
 
@@ -225,8 +226,10 @@ static void advance(MglGrammarState* st, int32_t id) {
         return;
     }
     if (is_end(g, id)) {
-        if (gmatch_accepting(&st->m, st->cur)) st->ended = true;
-        else st->invalid = true;
+        if (gmatch_accepting(&st->m, st->cur))
+            st->ended = true;
+        else
+            st->invalid = true;
         return;
     }
     if (id < 0 || id >= g->vocab.n_vocab || g->vocab.kind[id] != GT_TEXT) {
@@ -254,8 +257,10 @@ static void set_end_bits(const MglGrammar* g, uint32_t* allow, int32_t n_vocab, 
     for (size_t i = 0; i < g->n_end; i++) {
         int32_t id = g->end[i];
         if (id < 0 || id >= n_vocab) continue;
-        if (on) allow[id >> 5] |= 1u << (id & 31);
-        else allow[id >> 5] &= ~(1u << (id & 31));
+        if (on)
+            allow[id >> 5] |= 1u << (id & 31);
+        else
+            allow[id >> 5] &= ~(1u << (id & 31));
     }
 }
 
@@ -321,9 +326,12 @@ MglGrammarResult mgl_grammar_state_finish(MglGrammarState* st, const int32_t* id
     if (!st) return MGL_GRAMMAR_INVALID;
     catch_up(st, ids, ids ? n_ids : 0);
     MglGrammarResult r;
-    if (st->invalid) r = MGL_GRAMMAR_INVALID;
-    else if (st->ended) r = MGL_GRAMMAR_COMPLETE;
-    else r = classify(&st->m, st->cur);
+    if (st->invalid)
+        r = MGL_GRAMMAR_INVALID;
+    else if (st->ended)
+        r = MGL_GRAMMAR_COMPLETE;
+    else
+        r = classify(&st->m, st->cur);
     if (text) {
         const uint8_t* b = st->text->data;
         size_t n = st->text->len;

@@ -20,27 +20,27 @@
 #include <string.h>
 
 typedef struct {
-    char*      name;
-    GPtrArray* alts;      /* GArray of GElem (no GE_END) */
-    bool       defined;
-    int        used_line; /* first reference, for "used but never defined" */
+    char* name;
+    GPtrArray* alts; /* GArray of GElem (no GE_END) */
+    bool defined;
+    int used_line; /* first reference, for "used but never defined" */
 } BRule;
 
 typedef struct {
     const char* s;
-    size_t      n, i;
-    int         line;
+    size_t n, i;
+    int line;
     const char* what;
-    MglErr*     err;
-    bool        failed;
-    GPtrArray*  rules;     /* BRule* */
-    GHashTable* by_name;   /* name -> index + 1 */
-    GArray*     sets;      /* GByteSet */
-    GHashTable* set_ids;   /* GBytes -> index + 1 */
+    MglErr* err;
+    bool failed;
+    GPtrArray* rules;        /* BRule* */
+    GHashTable* by_name;     /* name -> index + 1 */
+    GArray* sets;            /* GByteSet */
+    GHashTable* set_ids;     /* GBytes -> index + 1 */
     GHashTable* class_rules; /* class key -> element (packed) + 1 */
-    size_t      n_elems;   /* budget */
-    int         nest;
-    uint32_t    gen_count;
+    size_t n_elems;          /* budget */
+    int nest;
+    uint32_t gen_count;
 } P;
 
 static void brule_free(gpointer p) {
@@ -138,7 +138,9 @@ static void skip_ws(P* p) {
     }
 }
 
-static bool is_name_char(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'; }
+static bool is_name_char(int c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
 
 /* Length of the rule name at i (0 if none). */
 static size_t name_len_at(const P* p, size_t i) {
@@ -179,7 +181,14 @@ static int32_t read_char(P* p) {
         case 'f': return '\f';
         case 'b': return '\b';
         case '0': return 0;
-        case '\\': case '"': case '\'': case ']': case '[': case '-': case '^': case '/': return (unsigned char)e;
+        case '\\':
+        case '"':
+        case '\'':
+        case ']':
+        case '[':
+        case '-':
+        case '^':
+        case '/': return (unsigned char)e;
         case 'x': nhex = 2; break;
         case 'u': nhex = 4; break;
         case 'U': nhex = 8; break;
@@ -209,8 +218,15 @@ static int32_t read_char(P* p) {
 }
 
 static int utf8_encode(uint32_t cp, uint8_t* o) {
-    if (cp < 0x80) { o[0] = (uint8_t)cp; return 1; }
-    if (cp < 0x800) { o[0] = (uint8_t)(0xC0 | (cp >> 6)); o[1] = (uint8_t)(0x80 | (cp & 0x3F)); return 2; }
+    if (cp < 0x80) {
+        o[0] = (uint8_t)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (uint8_t)(0xC0 | (cp >> 6));
+        o[1] = (uint8_t)(0x80 | (cp & 0x3F));
+        return 2;
+    }
     if (cp < 0x10000) {
         o[0] = (uint8_t)(0xE0 | (cp >> 12));
         o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
@@ -226,12 +242,14 @@ static int utf8_encode(uint32_t cp, uint8_t* o) {
 
 /* ---- character classes -> UTF-8 byte sequences -------------------------- */
 
-typedef struct { uint32_t lo, hi; } CpRange;
+typedef struct {
+    uint32_t lo, hi;
+} CpRange;
 
 typedef struct {
-    GByteSet one;          /* one-byte characters */
-    bool     any_one;
-    GArray*  multi;        /* sequences: uint8_t n, then n (lo, hi) byte pairs, packed as 9 bytes */
+    GByteSet one; /* one-byte characters */
+    bool any_one;
+    GArray* multi; /* sequences: uint8_t n, then n (lo, hi) byte pairs, packed as 9 bytes */
 } ClassSeqs;
 
 static void seq_emit(ClassSeqs* cs, uint32_t a, uint32_t b, int n) {
@@ -313,7 +331,10 @@ static GArray* class_normalize(GArray* in, bool neg) {
                 CpRange g = {next, c.lo - 1};
                 g_array_append_val(n, g);
             }
-            if (c.hi >= 0x10FFFF) { done = true; break; }
+            if (c.hi >= 0x10FFFF) {
+                done = true;
+                break;
+            }
             next = c.hi + 1;
         }
         if (!done) {
@@ -397,9 +418,11 @@ static bool emit_class(P* p, GArray* seq, GArray* ranges, bool neg, const char* 
         if (ok) ok = push(p, seq, type, val);
     }
     g_array_unref(cs.multi);
-    if (ok) g_hash_table_insert(p->class_rules, g_string_free(key, FALSE),
-                                GSIZE_TO_POINTER((((uint64_t)type << 32) | val) + 1));
-    else g_string_free(key, TRUE);
+    if (ok)
+        g_hash_table_insert(p->class_rules, g_string_free(key, FALSE),
+                            GSIZE_TO_POINTER((((uint64_t)type << 32) | val) + 1));
+    else
+        g_string_free(key, TRUE);
     return ok;
 }
 
@@ -424,12 +447,18 @@ static bool parse_class(P* p, GArray* seq, const char* base) {
         }
         if (c == '\n') p->line++;
         int32_t lo = read_char(p);
-        if (lo < 0) { ok = false; break; }
+        if (lo < 0) {
+            ok = false;
+            break;
+        }
         int32_t hi = lo;
         if (peek(p) == '-' && p->i + 1 < p->n && p->s[p->i + 1] != ']') {
             p->i++;
             hi = read_char(p);
-            if (hi < 0) { ok = false; break; }
+            if (hi < 0) {
+                ok = false;
+                break;
+            }
             if (hi < lo) {
                 ok = fail(p, "reversed range in a character class (U+%04X-U+%04X)", (unsigned)lo, (unsigned)hi);
                 break;
@@ -584,10 +613,19 @@ static bool parse_sequence(P* p, GArray* seq, const char* base) {
             skip_ws(p);
             c = peek(p);
             long min = 0, max = 0;
-            if (c == '*') { min = 0; max = -1; p->i++; }
-            else if (c == '+') { min = 1; max = -1; p->i++; }
-            else if (c == '?') { min = 0; max = 1; p->i++; }
-            else if (c == '{') {
+            if (c == '*') {
+                min = 0;
+                max = -1;
+                p->i++;
+            } else if (c == '+') {
+                min = 1;
+                max = -1;
+                p->i++;
+            } else if (c == '?') {
+                min = 0;
+                max = 1;
+                p->i++;
+            } else if (c == '{') {
                 p->i++;
                 skip_ws(p);
                 bool has_min = number(p, &min);
@@ -609,7 +647,8 @@ static bool parse_sequence(P* p, GArray* seq, const char* base) {
                 }
                 if (peek(p) != '}') return fail(p, "missing '}' after a repetition count");
                 p->i++;
-                if (max >= 0 && max < min) return fail(p, "repetition {%ld,%ld}: the maximum is below the minimum", min, max);
+                if (max >= 0 && max < min)
+                    return fail(p, "repetition {%ld,%ld}: the maximum is below the minimum", min, max);
             } else {
                 break;
             }
@@ -864,7 +903,8 @@ static MglStatus finish(P* p, GRules** out) {
             st = mgl_err(err, MGL_E_INVALID,
                          "%s: rule \"%.*s\"%s is left-recursive (it can reach itself before matching any character; "
                          "write the repetition with * or + instead)",
-                         p->what, hash ? (int)(hash - nm) : (int)strlen(nm), nm, hash ? " (a group or repetition in it)" : "");
+                         p->what, hash ? (int)(hash - nm) : (int)strlen(nm), nm,
+                         hash ? " (a group or repetition in it)" : "");
         }
     }
     if (st != MGL_OK) {
@@ -878,7 +918,8 @@ static MglStatus finish(P* p, GRules** out) {
 MglStatus gram_parse(const char* text, size_t len, const char* what, GRules** out, MglErr* err) {
     *out = NULL;
     if (!text) return mgl_err(err, MGL_E_INVALID, "%s: no text", what);
-    if (len > GRAM_MAX_TEXT) return mgl_err(err, MGL_E_INVALID, "%s: %zu bytes, above the %u-byte limit", what, len, GRAM_MAX_TEXT);
+    if (len > GRAM_MAX_TEXT)
+        return mgl_err(err, MGL_E_INVALID, "%s: %zu bytes, above the %u-byte limit", what, len, GRAM_MAX_TEXT);
     P p = {.s = text, .n = len, .line = 1, .what = what, .err = err};
     p.rules = g_ptr_array_new_with_free_func(brule_free);
     p.by_name = g_hash_table_new(g_str_hash, g_str_equal);
@@ -915,8 +956,10 @@ MglStatus gram_parse(const char* text, size_t len, const char* what, GRules** ou
         skip_ws(&p);
         if (p.i < p.n && !at_rule_start(&p)) {
             int c = peek(&p);
-            if (c == ')') fail(&p, "unbalanced ')'");
-            else fail(&p, "unexpected '%c'", c);
+            if (c == ')')
+                fail(&p, "unbalanced ')'");
+            else
+                fail(&p, "unexpected '%c'", c);
             break;
         }
     }

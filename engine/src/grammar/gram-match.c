@@ -17,8 +17,8 @@
 
 /* Past these the tables are rebuilt around the current state (between steps). */
 #define COMPACT_NODES (1u << 20)
-#define COMPACT_SETS  (1u << 16)
-#define COMPACT_ROWS  (1u << 14)
+#define COMPACT_SETS (1u << 16)
+#define COMPACT_ROWS (1u << 14)
 
 static inline uint64_t mix64(uint64_t x) {
     x ^= x >> 33;
@@ -249,8 +249,7 @@ bool gmatch_init(GMatch* m, const GRules* r) {
     m->node_ht = calloc(m->node_ht_cap, sizeof(uint32_t));
     m->set_ht = calloc(m->set_ht_cap, sizeof(uint32_t));
     m->seen = calloc(m->seen_cap, sizeof(uint64_t));
-    if (!m->node_ht || !m->set_ht || !m->seen ||
-        !grow((void**)&m->nodes, &m->cap_nodes, 1, sizeof(GmNode))) {
+    if (!m->node_ht || !m->set_ht || !m->seen || !grow((void**)&m->nodes, &m->cap_nodes, 1, sizeof(GmNode))) {
         gmatch_clear(m);
         return false;
     }
@@ -335,8 +334,10 @@ bool gmatch_compact_if_large(GMatch* m, int32_t* s) {
         bool ok = chain != NULL;
         for (uint32_t k = 0; ok && k < st.n; k++) {
             int32_t id = copy_stack(&fresh, m, m->pool[st.off + k], chain);
-            if (id < 0) ok = false;
-            else out_push(&fresh, id);
+            if (id < 0)
+                ok = false;
+            else
+                out_push(&fresh, id);
         }
         free(chain);
         int32_t ns = ok ? out_to_set(&fresh) : GRAM_DEAD;
@@ -368,8 +369,10 @@ int gmatch_shortest_completion(GMatch* m, int32_t s, uint8_t* out, int cap) {
             int32_t y = gmatch_step(m, x, (uint8_t)b);
             if (y < 0 || g_hash_table_contains(prev, GINT_TO_POINTER(y + 1))) continue;
             g_hash_table_insert(prev, GINT_TO_POINTER(y + 1), GSIZE_TO_POINTER(((size_t)(x + 1) << 8) | (size_t)b));
-            if (m->sets[y].accept) hit = y;
-            else g_array_append_val(q, y);
+            if (m->sets[y].accept)
+                hit = y;
+            else
+                g_array_append_val(q, y);
         }
     }
     int len = -1;

@@ -21,12 +21,12 @@
 #include <string.h>
 
 typedef struct {
-    GString*    rules;     /* the rules made so far */
-    GHashTable* names;     /* rule names in use */
-    MglErr*     err;
-    bool        failed;
-    bool        need[9];   /* shared rules used */
-    int         depth;
+    GString* rules;    /* the rules made so far */
+    GHashTable* names; /* rule names in use */
+    MglErr* err;
+    bool failed;
+    bool need[9]; /* shared rules used */
+    int depth;
 } S;
 
 enum { N_WS, N_CHAR, N_STRING, N_INTEGER, N_NUMBER, N_BOOLEAN, N_NULL, N_VALUE, N_COUNT };
@@ -34,7 +34,8 @@ static const char* const k_shared[N_COUNT] = {"ws", "char", "string", "integer",
 
 static const char* const k_shared_text =
     "ws ::= \" \"?\n"
-    "char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" ([0-9a-cA-Ce-fE-F] [0-9a-fA-F]{3} | [dD] [0-7] [0-9a-fA-F]{2}))\n"
+    "char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" ([\"\\\\/bfnrt] | \"u\" ([0-9a-cA-Ce-fE-F] [0-9a-fA-F]{3} | [dD] [0-7] "
+    "[0-9a-fA-F]{2}))\n"
     "string ::= \"\\\"\" char* \"\\\"\"\n"
     "integer ::= \"-\"? (\"0\" | [1-9] [0-9]{0,15})\n"
     "number ::= integer (\".\" [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})?\n"
@@ -72,8 +73,7 @@ static char* rule_name(S* s, const char* base, const char* part) {
     GString* n = g_string_new(base);
     if (part) {
         g_string_append_c(n, '-');
-        for (const char* c = part; *c && n->len < 48; c++)
-            g_string_append_c(n, g_ascii_isalnum(*c) ? *c : '-');
+        for (const char* c = part; *c && n->len < 48; c++) g_string_append_c(n, g_ascii_isalnum(*c) ? *c : '-');
     }
     if (n->len > 48) g_string_truncate(n, 48);
     char* name = g_strdup(n->str);
@@ -114,16 +114,17 @@ static char* json_compact(JsonNode* n) {
 }
 
 static bool is_annotation(const char* k) {
-    static const char* const a[] = {"title", "description", "$schema", "$id", "$comment", "default", "examples",
-                                    "deprecated", "readOnly", "writeOnly", NULL};
+    static const char* const a[] = {"title",    "description", "$schema",  "$id",       "$comment", "default",
+                                    "examples", "deprecated",  "readOnly", "writeOnly", NULL};
     for (int i = 0; a[i]; i++)
         if (!strcmp(k, a[i])) return true;
     return false;
 }
 
 static bool is_supported(const char* k) {
-    static const char* const a[] = {"type", "enum", "const", "properties", "required", "additionalProperties", "items",
-                                    "minItems", "maxItems", "minLength", "maxLength", "anyOf", NULL};
+    static const char* const a[] = {"type",  "enum",     "const",    "properties", "required",  "additionalProperties",
+                                    "items", "minItems", "maxItems", "minLength",  "maxLength", "anyOf",
+                                    NULL};
     for (int i = 0; a[i]; i++)
         if (!strcmp(k, a[i])) return true;
     return false;
@@ -213,7 +214,8 @@ static char* compile_string(S* s, JsonObject* o, const char* name, const char* p
     int64_t mn = 0, mx = -1;
     if (!get_count(s, o, "minLength", path, &mn) || !get_count(s, o, "maxLength", path, &mx)) return NULL;
     if (mn == 0 && mx < 0) return use_shared(s, N_STRING);
-    if (mx >= 0 && mx < mn) return sfail(s, path, "\"maxLength\" %lld is below \"minLength\" %lld", (long long)mx, (long long)mn), NULL;
+    if (mx >= 0 && mx < mn)
+        return sfail(s, path, "\"maxLength\" %lld is below \"minLength\" %lld", (long long)mx, (long long)mn), NULL;
     if (mn > GRAM_MAX_REPEAT || mx > GRAM_MAX_REPEAT)
         return sfail(s, path, "string lengths above %d are not supported", GRAM_MAX_REPEAT), NULL;
     s->need[N_CHAR] = true;
@@ -227,7 +229,8 @@ static char* compile_string(S* s, JsonObject* o, const char* name, const char* p
 static char* compile_array(S* s, JsonObject* o, const char* name, const char* path) {
     int64_t mn = 0, mx = -1;
     if (!get_count(s, o, "minItems", path, &mn) || !get_count(s, o, "maxItems", path, &mx)) return NULL;
-    if (mx >= 0 && mx < mn) return sfail(s, path, "\"maxItems\" %lld is below \"minItems\" %lld", (long long)mx, (long long)mn), NULL;
+    if (mx >= 0 && mx < mn)
+        return sfail(s, path, "\"maxItems\" %lld is below \"minItems\" %lld", (long long)mx, (long long)mn), NULL;
     if (mn > GRAM_MAX_REPEAT || mx > GRAM_MAX_REPEAT)
         return sfail(s, path, "array lengths above %d are not supported", GRAM_MAX_REPEAT), NULL;
     s->need[N_WS] = true;
@@ -236,13 +239,16 @@ static char* compile_array(S* s, JsonObject* o, const char* name, const char* pa
     JsonNode* items = json_object_get_member(o, "items");
     char* ipath = g_strdup_printf("%s/items", path);
     char* iname = g_strdup_printf("%s-item", name);
-    if (items) item = compile(s, items, iname, ipath);
-    else item = use_shared(s, N_VALUE);
+    if (items)
+        item = compile(s, items, iname, ipath);
+    else
+        item = use_shared(s, N_VALUE);
     g_free(iname);
     g_free(ipath);
     if (!item) return NULL;
     int64_t rmin = mn > 0 ? mn - 1 : 0;
-    char* rep = mx < 0 ? g_strdup_printf("{%lld,}", (long long)rmin) : g_strdup_printf("{%lld,%lld}", (long long)rmin, (long long)(mx - 1));
+    char* rep = mx < 0 ? g_strdup_printf("{%lld,}", (long long)rmin)
+                       : g_strdup_printf("{%lld,%lld}", (long long)rmin, (long long)(mx - 1));
     char* body = g_strdup_printf("\"[\" ws %s (ws \",\" ws %s)%s ws \"]\"%s", item, item, rep,
                                  mn == 0 ? " | \"[\" ws \"]\"" : "");
     char* r = emit_rule(s, rule_name(s, name, NULL), body);
@@ -258,12 +264,13 @@ static char* compile_object(S* s, JsonObject* o, const char* name, const char* p
     JsonNode* an = json_object_get_member(o, "additionalProperties");
     if (pn && !JSON_NODE_HOLDS_OBJECT(pn)) return sfail(s, path, "\"properties\" must be an object"), NULL;
     if (rn && !JSON_NODE_HOLDS_ARRAY(rn)) return sfail(s, path, "\"required\" must be an array of names"), NULL;
-    if (an && !JSON_NODE_HOLDS_OBJECT(an) && !(JSON_NODE_HOLDS_VALUE(an) && json_node_get_value_type(an) == G_TYPE_BOOLEAN))
+    if (an && !JSON_NODE_HOLDS_OBJECT(an) &&
+        !(JSON_NODE_HOLDS_VALUE(an) && json_node_get_value_type(an) == G_TYPE_BOOLEAN))
         return sfail(s, path, "\"additionalProperties\" must be a boolean or a schema"), NULL;
     JsonObject* props = pn ? json_node_get_object(pn) : NULL;
     JsonArray* req = rn ? json_node_get_array(rn) : NULL;
     GHashTable* required = g_hash_table_new(g_str_hash, g_str_equal);
-    GPtrArray* keys = g_ptr_array_new();   /* property names, listed order, then required ones not listed */
+    GPtrArray* keys = g_ptr_array_new(); /* property names, listed order, then required ones not listed */
     for (guint i = 0; req && i < json_array_get_length(req); i++) {
         JsonNode* e = json_array_get_element(req, i);
         if (!JSON_NODE_HOLDS_VALUE(e) || json_node_get_value_type(e) != G_TYPE_STRING) {
@@ -388,8 +395,10 @@ static char* compile(S* s, JsonNode* node, const char* name, const char* path) {
     if (++s->depth > GRAM_MAX_NEST) return sfail(s, path, "nested deeper than %d", GRAM_MAX_NEST), NULL;
     char* r = NULL;
     if (JSON_NODE_HOLDS_VALUE(node) && json_node_get_value_type(node) == G_TYPE_BOOLEAN) {
-        if (json_node_get_boolean(node)) r = use_shared(s, N_VALUE);
-        else sfail(s, path, "the schema false allows no value");
+        if (json_node_get_boolean(node))
+            r = use_shared(s, N_VALUE);
+        else
+            sfail(s, path, "the schema false allows no value");
         goto out;
     }
     if (!JSON_NODE_HOLDS_OBJECT(node)) {
@@ -421,7 +430,8 @@ static char* compile(S* s, JsonNode* node, const char* name, const char* path) {
             for (guint i = 0; i < json_array_get_length(ta); i++) {
                 JsonNode* e = json_array_get_element(ta, i);
                 int b = JSON_NODE_HOLDS_VALUE(e) && json_node_get_value_type(e) == G_TYPE_STRING
-                            ? type_bit(json_node_get_string(e)) : 0;
+                            ? type_bit(json_node_get_string(e))
+                            : 0;
                 if (!b) {
                     sfail(s, path, "\"type\" must name object, array, string, integer, number, boolean or null");
                     goto out;
@@ -456,8 +466,9 @@ static char* compile(S* s, JsonNode* node, const char* name, const char* path) {
         goto out;
     }
     if (any) {
-        static const char* const other[] = {"type", "properties", "required", "additionalProperties", "items",
-                                            "minItems", "maxItems", "minLength", "maxLength", NULL};
+        static const char* const other[] = {"type",      "properties", "required", "additionalProperties",
+                                            "items",     "minItems",   "maxItems", "minLength",
+                                            "maxLength", NULL};
         for (int i = 0; other[i]; i++)
             if (json_object_has_member(o, other[i])) {
                 sfail(s, path, "\"anyOf\" beside \"%s\" is not supported (put it inside each alternative)", other[i]);
@@ -534,7 +545,8 @@ out:
 MglStatus gram_schema_to_gbnf(const char* schema, size_t len, char** gbnf, MglErr* err) {
     *gbnf = NULL;
     if (!schema) return mgl_err(err, MGL_E_INVALID, "schema: no text");
-    if (len > GRAM_MAX_TEXT) return mgl_err(err, MGL_E_INVALID, "schema: %zu bytes, above the %u-byte limit", len, GRAM_MAX_TEXT);
+    if (len > GRAM_MAX_TEXT)
+        return mgl_err(err, MGL_E_INVALID, "schema: %zu bytes, above the %u-byte limit", len, GRAM_MAX_TEXT);
     if (!mgl_json_depth_ok(schema, len))
         return mgl_err(err, MGL_E_INVALID, "schema: nested deeper than %d levels", MGL_JSON_MAX_DEPTH);
     JsonParser* p = json_parser_new();
@@ -550,8 +562,8 @@ MglStatus gram_schema_to_gbnf(const char* schema, size_t len, char** gbnf, MglEr
         g_object_unref(p);
         return mgl_err(err, MGL_E_INVALID, "schema: empty document");
     }
-    S s = {.rules = g_string_new(NULL), .names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL),
-           .err = err};
+    S s = {
+        .rules = g_string_new(NULL), .names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL), .err = err};
     for (int k = 0; k < N_COUNT; k++) g_hash_table_add(s.names, g_strdup(k_shared[k]));
     char* top = compile(&s, root, "root", "");
     MglStatus st = MGL_OK;

@@ -57,14 +57,18 @@ static void strip_cp(GString* s, uint32_t content, int start, int stop) {
     uint32_t cp;
     int l;
     for (int k = 0; k < start && a < b; k++) {
-        if ((l = tok_utf8_next(s->str + a, b - a, &cp)) > 0 && cp == content) a += (size_t)l;
-        else break;
+        if ((l = tok_utf8_next(s->str + a, b - a, &cp)) > 0 && cp == content)
+            a += (size_t)l;
+        else
+            break;
     }
     for (int k = 0; k < stop && b > a; k++) {
         size_t q = b - 1;
         while (q > a && ((uint8_t)s->str[q] & 0xC0) == 0x80) q--;
-        if ((l = tok_utf8_next(s->str + q, b - q, &cp)) > 0 && cp == content) b = q;
-        else break;
+        if ((l = tok_utf8_next(s->str + q, b - q, &cp)) > 0 && cp == content)
+            b = q;
+        else
+            break;
     }
     g_string_truncate(s, b);
     g_string_erase(s, 0, (gssize)a);
@@ -152,7 +156,7 @@ int gram_token_bytes(const MglTokenizer* t, int32_t id, uint8_t* out, int cap) {
 /* ---- the trie ----------------------------------------------------------- */
 
 typedef struct {
-    const uint8_t*  tb;
+    const uint8_t* tb;
     const uint32_t* off;
 } SortCtx;
 

@@ -20,26 +20,26 @@
 #include <stdint.h>
 
 /* Limits that keep a hostile grammar from costing unbounded memory or time. */
-#define GRAM_MAX_TEXT      (1u << 20)   /* grammar or schema text, bytes */
-#define GRAM_MAX_ELEMS     (1u << 20)   /* elements of all rules together */
-#define GRAM_MAX_RULES     (1u << 18)
-#define GRAM_MAX_REPEAT    10000        /* the n of x{m,n} (and m) */
-#define GRAM_MAX_NEST      128          /* parentheses, and schema nesting */
-#define GRAM_MAX_DEPTH     1024         /* parser stack depth at run time */
-#define GRAM_MAX_CLOSURE   (1u << 16)   /* expansion work items per transition */
-#define GRAM_MAX_STACKS    4096         /* parser stacks in one state */
+#define GRAM_MAX_TEXT (1u << 20)  /* grammar or schema text, bytes */
+#define GRAM_MAX_ELEMS (1u << 20) /* elements of all rules together */
+#define GRAM_MAX_RULES (1u << 18)
+#define GRAM_MAX_REPEAT 10000       /* the n of x{m,n} (and m) */
+#define GRAM_MAX_NEST 128           /* parentheses, and schema nesting */
+#define GRAM_MAX_DEPTH 1024         /* parser stack depth at run time */
+#define GRAM_MAX_CLOSURE (1u << 16) /* expansion work items per transition */
+#define GRAM_MAX_STACKS 4096        /* parser stacks in one state */
 
 /* ---- compiled rules --------------------------------------------------- */
 
 enum { GE_BYTES = 0, GE_REF = 1, GE_END = 2 };
 
 typedef struct {
-    uint32_t type;   /* GE_* */
-    uint32_t val;    /* GE_BYTES: index into sets; GE_REF: rule id */
+    uint32_t type; /* GE_* */
+    uint32_t val;  /* GE_BYTES: index into sets; GE_REF: rule id */
 } GElem;
 
 typedef struct {
-    uint32_t w[8];   /* bit b of w[b >> 5]: byte b matches */
+    uint32_t w[8]; /* bit b of w[b >> 5]: byte b matches */
 } GByteSet;
 
 static inline bool gram_set_has(const GByteSet* s, uint8_t b) { return (s->w[b >> 5] >> (b & 31)) & 1u; }
@@ -47,23 +47,23 @@ static inline bool gram_set_has(const GByteSet* s, uint8_t b) { return (s->w[b >
 /* Every alternative is a run of elements ending with GE_END; alternative a of
  * rule r starts at elems[alts[alt_begin[r] + a]]. */
 typedef struct {
-    GElem*    elems;
-    uint32_t  n_elems;
+    GElem* elems;
+    uint32_t n_elems;
     GByteSet* sets;
-    uint32_t  n_sets;
-    uint32_t* alts;        /* element index of each alternative's first element */
-    uint32_t  n_alts;
-    uint32_t* alt_begin;   /* n_rules + 1 */
-    uint32_t  n_rules;
-    char**    names;       /* rule names (generated ones have a '#' suffix) */
-    uint32_t  start;       /* the start rule: an optional space, then root */
-    uint32_t  root;
+    uint32_t n_sets;
+    uint32_t* alts; /* element index of each alternative's first element */
+    uint32_t n_alts;
+    uint32_t* alt_begin; /* n_rules + 1 */
+    uint32_t n_rules;
+    char** names;   /* rule names (generated ones have a '#' suffix) */
+    uint32_t start; /* the start rule: an optional space, then root */
+    uint32_t root;
 } GRules;
 
 /* Parses grammar text into rules (root rule "root"). `what` names the input in
  * messages ("grammar", "schema"). */
 MglStatus gram_parse(const char* text, size_t len, const char* what, GRules** out, MglErr* err);
-void      gram_rules_free(GRules* r);
+void gram_rules_free(GRules* r);
 
 /* A JSON Schema (text) to grammar text (g_free). */
 MglStatus gram_schema_to_gbnf(const char* schema, size_t len, char** gbnf, MglErr* err);
@@ -78,51 +78,51 @@ MglStatus gram_schema_to_gbnf(const char* schema, size_t len, char** gbnf, MglEr
  * is a complete sentence), kept sorted and interned: equal states are equal
  * ids, and each state id has a lazily filled 256-entry transition row. */
 
-#define GRAM_DEAD    (-1)
+#define GRAM_DEAD (-1)
 #define GRAM_UNKNOWN (-2)
 
 typedef struct {
-    int32_t  pos;
-    int32_t  parent;
+    int32_t pos;
+    int32_t parent;
     uint32_t depth;
 } GmNode;
 
 typedef struct {
-    uint32_t off, n;       /* node ids in GMatch.pool */
-    int32_t  row;          /* transition row index, -1 until needed */
-    bool     accept;
+    uint32_t off, n; /* node ids in GMatch.pool */
+    int32_t row;     /* transition row index, -1 until needed */
+    bool accept;
 } GmSet;
 
 typedef struct {
     const GRules* r;
     /* nodes (hash-consed) */
-    GmNode*    nodes;
-    uint32_t  n_nodes, cap_nodes;
-    uint32_t* node_ht;     /* open addressing, node id + 1, 0 = empty */
-    uint32_t  node_ht_cap;
+    GmNode* nodes;
+    uint32_t n_nodes, cap_nodes;
+    uint32_t* node_ht; /* open addressing, node id + 1, 0 = empty */
+    uint32_t node_ht_cap;
     /* stack sets (interned) */
-    GmSet*     sets;
-    uint32_t  n_sets, cap_sets;
-    int32_t*  pool;
-    size_t    n_pool, cap_pool;
+    GmSet* sets;
+    uint32_t n_sets, cap_sets;
+    int32_t* pool;
+    size_t n_pool, cap_pool;
     uint32_t* set_ht;
-    uint32_t  set_ht_cap;
+    uint32_t set_ht_cap;
     /* transition rows: 256 int32 per row */
-    int32_t*  rows;
-    uint32_t  n_rows, cap_rows;
+    int32_t* rows;
+    uint32_t n_rows, cap_rows;
     /* scratch of one transition */
-    int32_t*  out;
-    size_t    n_out, cap_out;
-    int64_t*  work;        /* (pos, parent) pairs */
-    size_t    n_work, cap_work;
-    uint64_t* seen;        /* visited (pos, parent) of one closure: open addressing */
-    uint32_t  seen_cap, n_seen;
-    bool      oom;
-    uint64_t  generation;  /* bumped by gmatch_compact: state ids change */
+    int32_t* out;
+    size_t n_out, cap_out;
+    int64_t* work; /* (pos, parent) pairs */
+    size_t n_work, cap_work;
+    uint64_t* seen; /* visited (pos, parent) of one closure: open addressing */
+    uint32_t seen_cap, n_seen;
+    bool oom;
+    uint64_t generation; /* bumped by gmatch_compact: state ids change */
 } GMatch;
 
-bool    gmatch_init(GMatch* m, const GRules* r);
-void    gmatch_clear(GMatch* m);
+bool gmatch_init(GMatch* m, const GRules* r);
+void gmatch_clear(GMatch* m);
 /* The state before any byte (-1 when out of memory). */
 int32_t gmatch_initial(GMatch* m);
 /* The state after `b` from state `s` (GRAM_DEAD when b cannot come next). */
@@ -138,11 +138,11 @@ static inline int32_t gmatch_step(GMatch* m, int32_t s, uint8_t b) {
 static inline bool gmatch_accepting(const GMatch* m, int32_t s) { return s >= 0 && m->sets[s].accept; }
 /* Keeps only state `*s` (renumbered) when the tables have grown past their
  * budget; returns true when it compacted. */
-bool    gmatch_compact_if_large(GMatch* m, int32_t* s);
+bool gmatch_compact_if_large(GMatch* m, int32_t* s);
 /* Fewest bytes that take state s to an accepting state (breadth-first over
  * states; for tests): the bytes go to `out` (cap bytes), the count is
  * returned, -1 when none is found within `cap` bytes. */
-int     gmatch_shortest_completion(GMatch* m, int32_t s, uint8_t* out, int cap);
+int gmatch_shortest_completion(GMatch* m, int32_t s, uint8_t* out, int cap);
 
 /* ---- the vocabulary side ---------------------------------------------- */
 
@@ -154,32 +154,32 @@ typedef struct {
     uint32_t skip;
     uint32_t tok_begin;
     uint16_t depth;
-    uint8_t  byte;
+    uint8_t byte;
 } GTrieNode;
 
 typedef struct {
-    int32_t    n_vocab;
-    uint32_t   n_nodes;
-    GTrieNode* nodes;      /* n_nodes + 1 */
-    int32_t*   toks;
-    uint32_t   max_depth;
+    int32_t n_vocab;
+    uint32_t n_nodes;
+    GTrieNode* nodes; /* n_nodes + 1 */
+    int32_t* toks;
+    uint32_t max_depth;
     /* token id -> bytes (for advancing the state by a sampled token) */
-    uint32_t*  tb_off;     /* n_vocab + 1 */
-    uint8_t*   tb;
-    uint8_t*   kind;       /* GT_* per id */
+    uint32_t* tb_off; /* n_vocab + 1 */
+    uint8_t* tb;
+    uint8_t* kind; /* GT_* per id */
 } GVocab;
 
 enum { GT_TEXT = 0, GT_EMPTY = 1, GT_SPECIAL = 2 };
 
 MglStatus gvocab_build(GVocab* v, const MglTokenizer* tok, MglErr* err);
-void      gvocab_clear(GVocab* v);
+void gvocab_clear(GVocab* v);
 /* Sets the bits (below n_vocab) of the tokens whose bytes can follow state s;
  * `allow` must be cleared before; `sstack` holds max_depth + 1 states.
  * Returns how many tokens it allowed. */
-size_t    gvocab_walk(const GVocab* v, GMatch* m, int32_t s, uint32_t* allow, int32_t n_vocab, int32_t* sstack);
+size_t gvocab_walk(const GVocab* v, GMatch* m, int32_t s, uint32_t* allow, int32_t n_vocab, int32_t* sstack);
 /* The bytes a token adds to the text in the middle of a sequence (internal:
  * for tests). Returns the count written (up to cap); -1 for special tokens. */
-int       gram_token_bytes(const MglTokenizer* tok, int32_t id, uint8_t* out, int cap);
+int gram_token_bytes(const MglTokenizer* tok, int32_t id, uint8_t* out, int cap);
 
 /* ---- for tests ---------------------------------------------------------- */
 

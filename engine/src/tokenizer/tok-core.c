@@ -57,7 +57,7 @@ void tok_arena_clear(TokArena* a) {
 /* ---- string map ------------------------------------------------------------ */
 
 static uint64_t hash_bytes(const char* s, size_t n) {
-    uint64_t h = 1469598103934665603ull;   /* FNV-1a */
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (size_t i = 0; i < n; i++) {
         h ^= (uint8_t)s[i];
         h *= 1099511628211ull;
@@ -73,7 +73,10 @@ bool tok_strmap_init(TokStrMap* m, size_t expected) {
     m->vals = calloc(cap, sizeof *m->vals);
     m->cap = cap;
     m->n = 0;
-    if (!m->keys || !m->lens || !m->vals) { tok_strmap_free(m); return false; }
+    if (!m->keys || !m->lens || !m->vals) {
+        tok_strmap_free(m);
+        return false;
+    }
     return true;
 }
 
@@ -144,7 +147,10 @@ bool tok_pairmap_init(TokPairMap* m, size_t expected) {
     m->merged = calloc(cap, sizeof *m->merged);
     m->cap = cap;
     m->n = 0;
-    if (!m->keys || !m->ranks || !m->merged) { tok_pairmap_free(m); return false; }
+    if (!m->keys || !m->ranks || !m->merged) {
+        tok_pairmap_free(m);
+        return false;
+    }
     return true;
 }
 
@@ -219,7 +225,7 @@ void tok_pieces_free(TokPieces* p) {
 }
 
 void tok_pieces_add(TokPieces* p, const char* s, size_t len) {
-    if (len == 0) return;   /* HF drops empty splits */
+    if (len == 0) return; /* HF drops empty splits */
     if (p->n == p->cap) {
         p->cap = p->cap ? p->cap * 2 : 16;
         p->off = g_renew(size_t, p->off, p->cap);
@@ -272,7 +278,10 @@ MglStatus tok_add_added(MglTokenizer* t, const TokAdded* a, MglErr* err) {
     /* An id seen again replaces the earlier entry (later definitions win). */
     size_t slot = t->n_added;
     for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].id == a->id) { slot = i; break; }
+        if (t->added[i].id == a->id) {
+            slot = i;
+            break;
+        }
     if (slot == t->n_added) {
         TokAdded* na = realloc(t->added, (t->n_added + 1) * sizeof *na);
         if (!na) return mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path);
@@ -307,7 +316,8 @@ MglStatus tok_finish_added(MglTokenizer* t, MglErr* err) {
         a->match_len = a->len;
         if (!a->normalized || t->kind != TOK_HF || !t->n_norm) continue;
         MglStatus st = normalize(t, a->content, a->len, tmp, err);
-        if (st == MGL_OK && tmp->len == 0) st = mgl_err(err, MGL_E_FORMAT, "%s: added token %d normalizes to nothing", t->path, a->id);
+        if (st == MGL_OK && tmp->len == 0)
+            st = mgl_err(err, MGL_E_FORMAT, "%s: added token %d normalizes to nothing", t->path, a->id);
         if (st == MGL_OK && !(a->match = tok_arena_strndup(&t->arena, tmp->str, tmp->len)))
             st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path);
         if (st != MGL_OK) {
@@ -327,8 +337,10 @@ MglStatus tok_finish_added(MglTokenizer* t, MglErr* err) {
         t->added_first[(uint8_t)a->match[0]] |= a->normalized ? 2 : 1;
         MGL_TRY(ensure_vocab(t, a->id + 1, err));
         t->flags[a->id] |= TOKF_ADDED;
-        if (a->special) t->flags[a->id] |= TOKF_SPECIAL;
-        else t->flags[a->id] &= (uint8_t)~TOKF_SPECIAL;
+        if (a->special)
+            t->flags[a->id] |= TOKF_SPECIAL;
+        else
+            t->flags[a->id] &= (uint8_t)~TOKF_SPECIAL;
         if (a->normalized) t->any_normalized_added = true;
     }
     return MGL_OK;
@@ -408,8 +420,7 @@ static MglStatus apply_config(MglTokenizer* t, const char* dir, MglErr* err) {
             tok_read_model_config(mpath, &mcls, &mtype);
             g_free(mpath);
         }
-        t->clean_up = tok_clean_up_default(cfg.tokenizer_class ? cfg.tokenizer_class : mcls, mtype,
-                                           t->kind == TOK_SPM);
+        t->clean_up = tok_clean_up_default(cfg.tokenizer_class ? cfg.tokenizer_class : mcls, mtype, t->kind == TOK_SPM);
         g_free(mcls);
         g_free(mtype);
     }
@@ -449,9 +460,13 @@ MglStatus mgl_tokenizer_load(const char* path, MglTokenizer** out, MglErr* err) 
     if (is_dir(path)) {
         char* j = g_build_filename(path, "tokenizer.json", NULL);
         char* m = g_build_filename(path, "tokenizer.model", NULL);
-        if (is_file(j)) { file = j; g_free(m); }
-        else if (is_file(m)) { file = m; g_free(j); }
-        else {
+        if (is_file(j)) {
+            file = j;
+            g_free(m);
+        } else if (is_file(m)) {
+            file = m;
+            g_free(j);
+        } else {
             g_free(j);
             g_free(m);
             return mgl_err(err, MGL_E_IO, "%s: no tokenizer.json or tokenizer.model in this folder", path);
@@ -545,8 +560,8 @@ bool mgl_tokenizer_is_special(const MglTokenizer* t, int32_t id) {
 
 /* ---- normalizers ------------------------------------------------------------ */
 
-static void replace_all(GString* dst, const char* s, size_t n, const char* pat, size_t plen,
-                        const char* rep, size_t rlen) {
+static void replace_all(GString* dst, const char* s, size_t n, const char* pat, size_t plen, const char* rep,
+                        size_t rlen) {
     size_t i = 0;
     while (i < n) {
         if (plen && plen <= n - i && memcmp(s + i, pat, plen) == 0) {
@@ -577,9 +592,14 @@ static MglStatus normalize(const MglTokenizer* t, const char* s, size_t n, GStri
             g_string_truncate(out, 0);
             g_string_append_len(out, tmp->str, (gssize)tmp->len);
             break;
-        case NORM_NFC: case NORM_NFD: case NORM_NFKC: case NORM_NFKD: {
-            GNormalizeMode mode = op->type == NORM_NFC ? G_NORMALIZE_NFC : op->type == NORM_NFD ? G_NORMALIZE_NFD
-                                : op->type == NORM_NFKC ? G_NORMALIZE_NFKC : G_NORMALIZE_NFKD;
+        case NORM_NFC:
+        case NORM_NFD:
+        case NORM_NFKC:
+        case NORM_NFKD: {
+            GNormalizeMode mode = op->type == NORM_NFC    ? G_NORMALIZE_NFC
+                                  : op->type == NORM_NFD  ? G_NORMALIZE_NFD
+                                  : op->type == NORM_NFKC ? G_NORMALIZE_NFKC
+                                                          : G_NORMALIZE_NFKD;
             char* r = g_utf8_normalize(out->str, (gssize)out->len, mode);
             if (!r) {
                 if (tmp) g_string_free(tmp, TRUE);
@@ -605,8 +625,10 @@ static MglStatus normalize(const MglTokenizer* t, const char* s, size_t n, GStri
                 while (b > a) {
                     size_t q = b - 1;
                     while (q > a && ((uint8_t)out->str[q] & 0xC0) == 0x80) q--;
-                    if ((l = tok_utf8_next(out->str + q, b - q, &cp)) > 0 && tok_is_space(cp)) b = q;
-                    else break;
+                    if ((l = tok_utf8_next(out->str + q, b - q, &cp)) > 0 && tok_is_space(cp))
+                        b = q;
+                    else
+                        break;
                 }
             g_string_truncate(out, b);
             g_string_erase(out, 0, (gssize)a);
@@ -623,11 +645,10 @@ static MglStatus normalize(const MglTokenizer* t, const char* s, size_t n, GStri
 /* Splits s[0..n) by the match ranges of `find` with the given behavior. */
 typedef bool (*FindFn)(const void* ctx, const char* s, size_t n, size_t from, size_t* ms, size_t* me);
 
-static void split_by(TokPieces* out, const char* s, size_t n, FindFn find, const void* ctx,
-                     TokSplitBehavior beh) {
+static void split_by(TokPieces* out, const char* s, size_t n, FindFn find, const void* ctx, TokSplitBehavior beh) {
     size_t pos = 0, ms, me;
-    size_t pend_start = 0;       /* start of a piece still growing (merged behaviors) */
-    bool   pend = false;
+    size_t pend_start = 0; /* start of a piece still growing (merged behaviors) */
+    bool pend = false;
     size_t last_match_end = (size_t)-1;
     while (pos <= n && find(ctx, s, n, pos, &ms, &me)) {
         switch (beh) {
@@ -635,15 +656,13 @@ static void split_by(TokPieces* out, const char* s, size_t n, FindFn find, const
             tok_pieces_add(out, s + pos, ms - pos);
             tok_pieces_add(out, s + ms, me - ms);
             break;
-        case SPLIT_REMOVED:
-            tok_pieces_add(out, s + pos, ms - pos);
-            break;
-        case SPLIT_MERGED_PREV:
-            tok_pieces_add(out, s + pos, me - pos);
-            break;
+        case SPLIT_REMOVED: tok_pieces_add(out, s + pos, ms - pos); break;
+        case SPLIT_MERGED_PREV: tok_pieces_add(out, s + pos, me - pos); break;
         case SPLIT_MERGED_NEXT:
-            if (pend) tok_pieces_add(out, s + pend_start, ms - pend_start);
-            else tok_pieces_add(out, s + pos, ms - pos);
+            if (pend)
+                tok_pieces_add(out, s + pend_start, ms - pend_start);
+            else
+                tok_pieces_add(out, s + pos, ms - pos);
             pend = true;
             pend_start = ms;
             break;
@@ -661,7 +680,8 @@ static void split_by(TokPieces* out, const char* s, size_t n, FindFn find, const
         }
         pos = me;
     }
-    if (beh == SPLIT_MERGED_NEXT && pend) tok_pieces_add(out, s + pend_start, n - pend_start);
+    if (beh == SPLIT_MERGED_NEXT && pend)
+        tok_pieces_add(out, s + pend_start, n - pend_start);
     else {
         if (beh == SPLIT_CONTIGUOUS && pend) tok_pieces_add(out, s + pend_start, last_match_end - pend_start);
         tok_pieces_add(out, s + pos, n - pos);
@@ -672,7 +692,10 @@ static bool find_regex(const void* ctx, const char* s, size_t n, size_t from, si
     return tok_regex_find(*(const TokRegex*)ctx, s, n, from, ms, me);
 }
 
-typedef struct { const char* lit; size_t len; } Lit;
+typedef struct {
+    const char* lit;
+    size_t len;
+} Lit;
 
 static bool find_literal(const void* ctx, const char* s, size_t n, size_t from, size_t* ms, size_t* me) {
     const Lit* l = ctx;
@@ -768,7 +791,7 @@ typedef struct {
 typedef struct {
     uint32_t rank;
     uint32_t pos;
-    int32_t  merged;
+    int32_t merged;
 } MergeItem;
 
 static bool merge_less(const MergeItem* a, const MergeItem* b) {
@@ -843,7 +866,10 @@ static MglStatus bpe_word(const MglTokenizer* t, const char* s, size_t n, GArray
             if (t->byte_fallback) {
                 bool all = true;
                 for (size_t k = 0; k < klen; k++)
-                    if (t->byte_ids[(uint8_t)key[k]] < 0) { all = false; break; }
+                    if (t->byte_ids[(uint8_t)key[k]] < 0) {
+                        all = false;
+                        break;
+                    }
                 if (all) {
                     /* As HF: a pending unk is not flushed before byte pieces. */
                     for (size_t k = 0; k < klen; k++) oom |= !sym_add(&w, t->byte_ids[(uint8_t)key[k]], 1);
@@ -924,19 +950,24 @@ static bool is_word_char(uint32_t cp) {
     if (cp < 0x80) return g_ascii_isalnum((char)cp) || cp == '_';
     if (cp == 0x200C || cp == 0x200D) return true;
     switch (g_unichar_type(cp)) {
-    case G_UNICODE_LOWERCASE_LETTER: case G_UNICODE_MODIFIER_LETTER: case G_UNICODE_OTHER_LETTER:
-    case G_UNICODE_TITLECASE_LETTER: case G_UNICODE_UPPERCASE_LETTER:
-    case G_UNICODE_SPACING_MARK: case G_UNICODE_ENCLOSING_MARK: case G_UNICODE_NON_SPACING_MARK:
-    case G_UNICODE_DECIMAL_NUMBER: case G_UNICODE_LETTER_NUMBER: case G_UNICODE_CONNECT_PUNCTUATION:
-        return true;
-    default:
-        return false;
+    case G_UNICODE_LOWERCASE_LETTER:
+    case G_UNICODE_MODIFIER_LETTER:
+    case G_UNICODE_OTHER_LETTER:
+    case G_UNICODE_TITLECASE_LETTER:
+    case G_UNICODE_UPPERCASE_LETTER:
+    case G_UNICODE_SPACING_MARK:
+    case G_UNICODE_ENCLOSING_MARK:
+    case G_UNICODE_NON_SPACING_MARK:
+    case G_UNICODE_DECIMAL_NUMBER:
+    case G_UNICODE_LETTER_NUMBER:
+    case G_UNICODE_CONNECT_PUNCTUATION: return true;
+    default: return false;
     }
 }
 
 typedef struct {
-    size_t  start, end;
-    int32_t id;           /* -1: plain text */
+    size_t start, end;
+    int32_t id; /* -1: plain text */
 } Seg;
 
 /* Splits s[0..n) on the added tokens with normalized == `normalized`,
@@ -979,8 +1010,10 @@ static void split_added(const MglTokenizer* t, const char* s, size_t n, bool nor
                 size_t q = ns - 1;
                 while (q > 0 && ((uint8_t)s[q] & 0xC0) == 0x80) q--;
                 uint32_t cp;
-                if (tok_utf8_next(s + q, ns - q, &cp) > 0 && tok_is_space(cp)) ns = q;
-                else break;
+                if (tok_utf8_next(s + q, ns - q, &cp) > 0 && tok_is_space(cp))
+                    ns = q;
+                else
+                    break;
             }
             start = ns > start_offset ? ns : start_offset;
         }
@@ -1005,8 +1038,8 @@ static void split_added(const MglTokenizer* t, const char* s, size_t n, bool nor
 
 /* ---- encode ---------------------------------------------------------------------- */
 
-static MglStatus encode_model(const MglTokenizer* t, const char* s, size_t n, bool first, TokPieces* pa,
-                              TokPieces* pb, GArray* ids, MglErr* err) {
+static MglStatus encode_model(const MglTokenizer* t, const char* s, size_t n, bool first, TokPieces* pa, TokPieces* pb,
+                              GArray* ids, MglErr* err) {
     if (n == 0) return MGL_OK;
     if (t->kind == TOK_SPM) return tok_spm_encode(t, s, n, ids, err);
     pretokenize(t, s, n, first, pa, pb);
@@ -1046,9 +1079,11 @@ static MglStatus encode_ids(const MglTokenizer* t, const char* text, size_t len,
         split_added(t, norm->str, norm->len, true, sub);
         for (size_t k = 0; k < sub->len && st == MGL_OK; k++) {
             const Seg* h = &g_array_index(sub, Seg, k);
-            if (h->id >= 0) g_array_append_val(ids, h->id);
-            else st = encode_model(t, norm->str + h->start, h->end - h->start, g->start == 0 && h->start == 0,
-                                   &pa, &pb, ids, err);
+            if (h->id >= 0)
+                g_array_append_val(ids, h->id);
+            else
+                st = encode_model(t, norm->str + h->start, h->end - h->start, g->start == 0 && h->start == 0, &pa, &pb,
+                                  ids, err);
         }
     }
     tok_pieces_free(&pa);
@@ -1101,15 +1136,15 @@ MglStatus mgl_tokenizer_encode(const MglTokenizer* t, const char* text, ptrdiff_
 static const struct {
     const char* pat;
     const char* rep;
-} clean_rules[] = {{" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
+} clean_rules[] = {{" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
                    {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
 #define N_CLEAN (sizeof clean_rules / sizeof clean_rules[0])
 
 struct MglDetok {
     const MglTokenizer* tok;
-    bool     skip;
-    bool     clean;
-    GString* cpend[N_CLEAN];    /* per rule: text that may still start a match */
+    bool skip;
+    bool clean;
+    GString* cpend[N_CLEAN]; /* per rule: text that may still start a match */
     GString* cbuf[2];
     GString* out;
     GString* t1;
@@ -1118,10 +1153,10 @@ struct MglDetok {
     uint64_t n_elem;
     TokUtf8Lossy lossy;
     GByteArray* run;
-    size_t   bf, fuse;          /* op indices, n_dec when absent */
-    const TokDecOp* gstrip;     /* strip on the fused text, or NULL */
-    int      strip_left;
-    int      held;              /* trailing strip chars held back */
+    size_t bf, fuse;        /* op indices, n_dec when absent */
+    const TokDecOp* gstrip; /* strip on the fused text, or NULL */
+    int strip_left;
+    int held; /* trailing strip chars held back */
 };
 
 /* One rule as a stream: str.replace scans left to right and replaces
@@ -1167,14 +1202,18 @@ static void strip_chars(GString* s, uint32_t content, int start, int stop) {
     uint32_t cp;
     int l;
     for (int k = 0; k < start && a < b; k++) {
-        if ((l = tok_utf8_next(s->str + a, b - a, &cp)) > 0 && cp == content) a += (size_t)l;
-        else break;
+        if ((l = tok_utf8_next(s->str + a, b - a, &cp)) > 0 && cp == content)
+            a += (size_t)l;
+        else
+            break;
     }
     for (int k = 0; k < stop && b > a; k++) {
         size_t q = b - 1;
         while (q > a && ((uint8_t)s->str[q] & 0xC0) == 0x80) q--;
-        if ((l = tok_utf8_next(s->str + q, b - q, &cp)) > 0 && cp == content) b = q;
-        else break;
+        if ((l = tok_utf8_next(s->str + q, b - q, &cp)) > 0 && cp == content)
+            b = q;
+        else
+            break;
     }
     g_string_truncate(s, b);
     g_string_erase(s, 0, (gssize)a);
@@ -1199,7 +1238,11 @@ static void apply_ops(MglDetok* d, size_t i0, size_t i1, uint64_t index) {
             while (i < d->t1->len) {
                 uint32_t cp;
                 int l = tok_utf8_next(d->t1->str + i, d->t1->len - i, &cp);
-                if (l <= 0) { g_string_append_c(d->t2, d->t1->str[i]); i++; continue; }
+                if (l <= 0) {
+                    g_string_append_c(d->t2, d->t1->str[i]);
+                    i++;
+                    continue;
+                }
                 if (cp == op->content) {
                     if (!(index == 0 && op->prepend_first)) g_string_append_c(d->t2, ' ');
                 } else {
@@ -1211,11 +1254,8 @@ static void apply_ops(MglDetok* d, size_t i0, size_t i1, uint64_t index) {
             g_string_append_len(d->t1, d->t2->str, (gssize)d->t2->len);
             break;
         }
-        case DEC_STRIP:
-            strip_chars(d->t1, op->content, op->start, op->stop);
-            break;
-        default:
-            break;
+        case DEC_STRIP: strip_chars(d->t1, op->content, op->start, op->stop); break;
+        default: break;
         }
     }
 }
@@ -1352,13 +1392,18 @@ static void push_piece(MglDetok* d, const char* p, size_t n) {
             uint32_t cp;
             int l = tok_utf8_next(p + i, n - i, &cp);
             int v = l > 0 ? tok_bytelevel_byte(cp) : -1;
-            if (v < 0) { ok = false; break; }
+            if (v < 0) {
+                ok = false;
+                break;
+            }
             uint8_t c = (uint8_t)v;
             g_byte_array_append(b, &c, 1);
             i += (size_t)l;
         }
-        if (ok) tok_lossy_feed(&d->lossy, b->data, b->len, d->out);
-        else tok_lossy_feed(&d->lossy, (const uint8_t*)p, n, d->out);
+        if (ok)
+            tok_lossy_feed(&d->lossy, b->data, b->len, d->out);
+        else
+            tok_lossy_feed(&d->lossy, (const uint8_t*)p, n, d->out);
         g_byte_array_set_size(b, 0);
         break;
     }
@@ -1407,21 +1452,20 @@ const char* mgl_detok_flush(MglDetok* d) {
     if (d->tok->dec_kind == DECODER_BYTELEVEL) tok_lossy_flush(&d->lossy, d->out);
     if (d->tok->dec_kind == DECODER_CHAIN) {
         if (d->bf < d->tok->n_dec) flush_run(d);
-        d->held = 0;   /* trailing strip chars are dropped */
+        d->held = 0; /* trailing strip chars are dropped */
     }
     clean_stream(d, true);
     return d->out->str;
 }
 
-MglStatus mgl_tokenizer_decode(const MglTokenizer* t, const int32_t* ids, size_t n_ids, bool skip_special,
-                               char** text, MglErr* err) {
+MglStatus mgl_tokenizer_decode(const MglTokenizer* t, const int32_t* ids, size_t n_ids, bool skip_special, char** text,
+                               MglErr* err) {
     if (text) *text = NULL;
-    if (!t || !text || (!ids && n_ids))
-        return mgl_err(err, MGL_E_INVALID, "mgl_tokenizer_decode: NULL argument");
+    if (!t || !text || (!ids && n_ids)) return mgl_err(err, MGL_E_INVALID, "mgl_tokenizer_decode: NULL argument");
     for (size_t i = 0; i < n_ids; i++)
         if (ids[i] < 0 || ids[i] >= t->n_vocab || !t->pieces[ids[i]])
-            return mgl_err(err, MGL_E_INVALID, "%s: token id %d (at %zu) is out of range (vocabulary %d)",
-                           t->path, ids[i], i, t->n_vocab);
+            return mgl_err(err, MGL_E_INVALID, "%s: token id %d (at %zu) is out of range (vocabulary %d)", t->path,
+                           ids[i], i, t->n_vocab);
     MglDetok* d = mgl_detok_new(t, skip_special);
     if (!d) return mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path);
     GString* all = g_string_new(NULL);

@@ -27,28 +27,28 @@ typedef struct {
 
 void* tok_arena_alloc(TokArena* a, size_t n);
 char* tok_arena_strndup(TokArena* a, const char* s, size_t n); /* NUL-terminated copy */
-void  tok_arena_clear(TokArena* a);
+void tok_arena_clear(TokArena* a);
 
 /* Open-addressing map from byte strings (not owned) to int32 ids. */
 typedef struct {
     const char** keys;
-    uint32_t*    lens;
-    int32_t*     vals;
-    size_t       cap, n;   /* cap is a power of two; slot empty when keys[i] == NULL */
+    uint32_t* lens;
+    int32_t* vals;
+    size_t cap, n; /* cap is a power of two; slot empty when keys[i] == NULL */
 } TokStrMap;
 
-bool    tok_strmap_init(TokStrMap* m, size_t expected);
-void    tok_strmap_free(TokStrMap* m);
+bool tok_strmap_init(TokStrMap* m, size_t expected);
+void tok_strmap_free(TokStrMap* m);
 int32_t tok_strmap_get(const TokStrMap* m, const char* s, size_t len); /* -1 if absent */
 /* Inserts or overwrites; returns false on allocation failure. */
-bool    tok_strmap_put(TokStrMap* m, const char* s, size_t len, int32_t val);
+bool tok_strmap_put(TokStrMap* m, const char* s, size_t len, int32_t val);
 
 /* Map from an id pair (left, right) to (rank, merged id): the BPE merges. */
 typedef struct {
-    uint64_t* keys;        /* (left << 32 | right) + 1; 0 marks an empty slot */
+    uint64_t* keys; /* (left << 32 | right) + 1; 0 marks an empty slot */
     uint32_t* ranks;
-    int32_t*  merged;
-    size_t    cap, n;
+    int32_t* merged;
+    size_t cap, n;
 } TokPairMap;
 
 bool tok_pairmap_init(TokPairMap* m, size_t expected);
@@ -59,49 +59,49 @@ bool tok_pairmap_put(TokPairMap* m, int32_t a, int32_t b, uint32_t rank, int32_t
 /* A list of strings sharing one buffer (pre-tokenizer output). */
 typedef struct {
     GString* buf;
-    size_t*  off;
-    size_t*  len;
-    size_t   n, cap;
+    size_t* off;
+    size_t* len;
+    size_t n, cap;
 } TokPieces;
 
 void tok_pieces_init(TokPieces* p);
 void tok_pieces_reset(TokPieces* p);
 void tok_pieces_free(TokPieces* p);
-void tok_pieces_add(TokPieces* p, const char* s, size_t len);   /* empty strings are dropped */
+void tok_pieces_add(TokPieces* p, const char* s, size_t len); /* empty strings are dropped */
 static inline const char* tok_piece(const TokPieces* p, size_t i) { return p->buf->str + p->off[i]; }
 
 /* ---- UTF-8 and Unicode (tok-pretok.c) ---------------------------------- */
 
 /* Decodes one scalar at s[0..n); returns its length (1..4) or 0 when the
  * bytes there are not well-formed UTF-8 (overlong, surrogate, truncated). */
-int  tok_utf8_next(const char* s, size_t n, uint32_t* cp);
+int tok_utf8_next(const char* s, size_t n, uint32_t* cp);
 bool tok_utf8_valid(const char* s, size_t n);
 void tok_utf8_append(GString* out, uint32_t cp);
 
-bool tok_is_letter(uint32_t cp);     /* \p{L} */
-bool tok_is_number(uint32_t cp);     /* \p{N} */
-bool tok_is_space(uint32_t cp);      /* \s as Oniguruma/Rust White_Space see it */
+bool tok_is_letter(uint32_t cp); /* \p{L} */
+bool tok_is_number(uint32_t cp); /* \p{N} */
+bool tok_is_space(uint32_t cp);  /* \s as Oniguruma/Rust White_Space see it */
 
 /* Incremental, lossy UTF-8 decoding: well-formed characters pass, every
  * maximal ill-formed subpart becomes one U+FFFD (as Rust's from_utf8_lossy). */
 typedef struct {
     uint8_t pend[4];
-    int     npend, need;
+    int npend, need;
 } TokUtf8Lossy;
 
 void tok_lossy_feed(TokUtf8Lossy* st, const uint8_t* b, size_t n, GString* out);
 void tok_lossy_flush(TokUtf8Lossy* st, GString* out);
 
 /* GPT-2 byte <-> unicode mapping used by ByteLevel. */
-const char* tok_bytelevel_char(uint8_t b, int* len);  /* UTF-8 of the mapped char */
-int         tok_bytelevel_byte(uint32_t cp);          /* -1 if cp is not a mapped char */
+const char* tok_bytelevel_char(uint8_t b, int* len); /* UTF-8 of the mapped char */
+int tok_bytelevel_byte(uint32_t cp);                 /* -1 if cp is not a mapped char */
 
 /* Regex pre-tokenizers, hand-written. */
 typedef enum {
     TOK_RE_NONE = 0,
-    TOK_RE_GPT2,     /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
-    TOK_RE_LLAMA3,   /* (?i:'s|...)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|... */
-    TOK_RE_QWEN2,    /* as LLAMA3 with \p{N} single digits */
+    TOK_RE_GPT2,   /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+    TOK_RE_LLAMA3, /* (?i:'s|...)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|... */
+    TOK_RE_QWEN2,  /* as LLAMA3 with \p{N} single digits */
 } TokRegex;
 
 TokRegex tok_regex_from_pattern(const char* pattern);
@@ -114,14 +114,23 @@ bool tok_regex_find(TokRegex re, const char* s, size_t n, size_t from, size_t* m
 typedef enum { TOK_HF = 1, TOK_SPM = 2 } TokKind;
 
 typedef enum {
-    NORM_PREPEND, NORM_REPLACE, NORM_NFC, NORM_NFD, NORM_NFKC, NORM_NFKD, NORM_LOWERCASE, NORM_STRIP,
+    NORM_PREPEND,
+    NORM_REPLACE,
+    NORM_NFC,
+    NORM_NFD,
+    NORM_NFKC,
+    NORM_NFKD,
+    NORM_LOWERCASE,
+    NORM_STRIP,
 } TokNormType;
 
 typedef struct {
     TokNormType type;
-    char*  a;  size_t alen;   /* prepend text / replace pattern */
-    char*  b;  size_t blen;   /* replace content */
-    bool   left, right;       /* strip */
+    char* a;
+    size_t alen; /* prepend text / replace pattern */
+    char* b;
+    size_t blen;      /* replace content */
+    bool left, right; /* strip */
 } TokNormOp;
 
 typedef enum { PRE_METASPACE, PRE_BYTELEVEL, PRE_SPLIT } TokPreType;
@@ -131,17 +140,18 @@ typedef enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER } TokPrepend;
 typedef struct {
     TokPreType type;
     /* metaspace */
-    char       repl[8];
-    int        repl_len;
-    uint32_t   repl_cp;
+    char repl[8];
+    int repl_len;
+    uint32_t repl_cp;
     TokPrepend prepend;
-    bool       split;
+    bool split;
     /* bytelevel */
-    bool       add_prefix_space;
-    bool       use_regex;
+    bool add_prefix_space;
+    bool use_regex;
     /* split */
-    TokRegex   regex;
-    char*      literal;  size_t literal_len;   /* Split with a String pattern */
+    TokRegex regex;
+    char* literal;
+    size_t literal_len; /* Split with a String pattern */
     TokSplitBehavior behavior;
 } TokPreOp;
 
@@ -149,22 +159,24 @@ typedef enum { DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE
 
 typedef struct {
     TokDecType type;
-    char*    a;  size_t alen;    /* replace pattern */
-    char*    b;  size_t blen;    /* replace content */
-    uint32_t content;            /* strip char / metaspace replacement */
-    int      start, stop;        /* strip counts */
-    bool     prepend_first;      /* metaspace: drop replacement chars in the first token */
+    char* a;
+    size_t alen; /* replace pattern */
+    char* b;
+    size_t blen;        /* replace content */
+    uint32_t content;   /* strip char / metaspace replacement */
+    int start, stop;    /* strip counts */
+    bool prepend_first; /* metaspace: drop replacement chars in the first token */
 } TokDecOp;
 
 typedef enum { DECODER_NONE, DECODER_BYTELEVEL, DECODER_CHAIN } TokDecoderKind;
 
 typedef struct {
-    char*   content;
-    size_t  len;
+    char* content;
+    size_t len;
     int32_t id;
-    bool    special, lstrip, rstrip, single_word, normalized;
-    char*   match;       /* what is searched for: content, or its normalized form */
-    size_t  match_len;
+    bool special, lstrip, rstrip, single_word, normalized;
+    char* match; /* what is searched for: content, or its normalized form */
+    size_t match_len;
 } TokAdded;
 
 /* Per-id flags. */
@@ -174,52 +186,57 @@ enum { TOKF_SPECIAL = 1, TOKF_ADDED = 2 };
 enum { SPM_NORMAL = 1, SPM_UNKNOWN = 2, SPM_CONTROL = 3, SPM_USER_DEFINED = 4, SPM_UNUSED = 5, SPM_BYTE = 6 };
 
 struct MglTokenizer {
-    char*      path;
-    TokKind    kind;
-    TokArena   arena;
+    char* path;
+    TokKind kind;
+    TokArena arena;
 
-    int32_t    n_vocab;      /* max id + 1 over model and added tokens */
-    char**     pieces;       /* id -> NUL-terminated piece (NULL for holes) */
-    uint32_t*  piece_len;
-    uint8_t*   flags;
-    TokStrMap  vocab;        /* model vocabulary only: piece -> id */
+    int32_t n_vocab; /* max id + 1 over model and added tokens */
+    char** pieces;   /* id -> NUL-terminated piece (NULL for holes) */
+    uint32_t* piece_len;
+    uint8_t* flags;
+    TokStrMap vocab; /* model vocabulary only: piece -> id */
 
-    TokAdded*  added;        /* sorted by match length, longest first */
-    size_t     n_added;
-    uint8_t    added_first[256]; /* bit 0/1: some raw/normalized added token starts with this byte */
-    bool       any_normalized_added;
+    TokAdded* added; /* sorted by match length, longest first */
+    size_t n_added;
+    uint8_t added_first[256]; /* bit 0/1: some raw/normalized added token starts with this byte */
+    bool any_normalized_added;
 
-    TokNormOp* norm;   size_t n_norm;
-    TokPreOp*  pre;    size_t n_pre;
+    TokNormOp* norm;
+    size_t n_norm;
+    TokPreOp* pre;
+    size_t n_pre;
 
     /* HF BPE model */
     TokPairMap merges;
-    int32_t    unk_id;       /* -1 if none */
-    bool       byte_fallback, fuse_unk, ignore_merges;
-    char*      cont_prefix;  /* continuing_subword_prefix, NULL if none */
-    char*      eow_suffix;   /* end_of_word_suffix, NULL if none */
-    int32_t    byte_ids[256];/* <0xNN> pieces, -1 if absent */
+    int32_t unk_id; /* -1 if none */
+    bool byte_fallback, fuse_unk, ignore_merges;
+    char* cont_prefix;     /* continuing_subword_prefix, NULL if none */
+    char* eow_suffix;      /* end_of_word_suffix, NULL if none */
+    int32_t byte_ids[256]; /* <0xNN> pieces, -1 if absent */
 
     /* SentencePiece model */
-    float*     scores;
-    uint8_t*   spm_type;
-    bool       spm_add_dummy_prefix, spm_remove_extra_ws, spm_escape_ws, spm_ws_suffix;
-    char**     spm_user;     /* user-defined symbols (matched atomically), longest first */
-    size_t     n_spm_user;
+    float* scores;
+    uint8_t* spm_type;
+    bool spm_add_dummy_prefix, spm_remove_extra_ws, spm_escape_ws, spm_ws_suffix;
+    char** spm_user; /* user-defined symbols (matched atomically), longest first */
+    size_t n_spm_user;
 
     /* post-processing: ids around the sequence when add_special */
-    int32_t*   post_pre;   size_t n_post_pre;
-    int32_t*   post_post;  size_t n_post_post;
+    int32_t* post_pre;
+    size_t n_post_pre;
+    int32_t* post_post;
+    size_t n_post_post;
 
     TokDecoderKind dec_kind;
-    TokDecOp*  dec;    size_t n_dec;
+    TokDecOp* dec;
+    size_t n_dec;
 
-    int32_t    bos, eos;
+    int32_t bos, eos;
 
     /* transformers' clean_up_tokenization on decoded text (" ." -> "." ...):
      * tokenizer_config.json's clean_up_tokenization_spaces, else the default
      * of the tokenizer class (tok_clean_up_default) */
-    bool       clean_up;
+    bool clean_up;
 };
 
 /* tok-core.c */
@@ -229,31 +246,31 @@ MglStatus tok_set_piece(MglTokenizer* t, int32_t id, const char* s, size_t len, 
  * normalized tokens (so call it after the normalizer is loaded). */
 MglStatus tok_finish_added(MglTokenizer* t, MglErr* err);
 MglStatus tok_add_added(MglTokenizer* t, const TokAdded* a, MglErr* err);
-void      tok_set_sp_decoder(MglTokenizer* t);             /* Replace ▁, ByteFallback, Fuse, Strip 1 */
+void tok_set_sp_decoder(MglTokenizer* t); /* Replace ▁, ByteFallback, Fuse, Strip 1 */
 
 /* tok-json.c: the tokenizer.json loader and the tokenizer_config.json reader. */
 MglStatus tok_load_hf_json(MglTokenizer* t, const char* path, MglErr* err);
 typedef struct {
-    bool  has_add_bos, add_bos, has_add_eos, add_eos;
-    char* bos_name;   /* g_free */
+    bool has_add_bos, add_bos, has_add_eos, add_eos;
+    char* bos_name; /* g_free */
     char* eos_name;
-    TokAdded* added;  /* g_free, with contents g_free'd */
-    size_t    n_added;
-    bool  has_clean_up, clean_up;   /* clean_up_tokenization_spaces */
-    char* tokenizer_class;          /* g_free; NULL when absent */
+    TokAdded* added; /* g_free, with contents g_free'd */
+    size_t n_added;
+    bool has_clean_up, clean_up; /* clean_up_tokenization_spaces */
+    char* tokenizer_class;       /* g_free; NULL when absent */
 } TokConfig;
 /* Missing file: zeroed config and MGL_OK. */
 MglStatus tok_read_config(const char* path, TokConfig* cfg, MglErr* err);
-void      tok_config_clear(TokConfig* cfg);
+void tok_config_clear(TokConfig* cfg);
 /* config.json beside the tokenizer: its tokenizer_class and model_type
  * (g_free; NULL when absent, also when the file is missing or unreadable). */
-void      tok_read_model_config(const char* path, char** tokenizer_class, char** model_type);
+void tok_read_model_config(const char* path, char** tokenizer_class, char** model_type);
 /* The clean_up_tokenization_spaces default of the class AutoTokenizer loads
  * (transformers 4.36-4.44, the versions the official MG-LLaVA code ran on):
  * `cls` from tokenizer_config.json, else config.json's tokenizer_class, else
  * the class of config.json's model_type, else PreTrainedTokenizerFast for a
  * tokenizer.json and LlamaTokenizer for a lone tokenizer.model. */
-bool      tok_clean_up_default(const char* cls, const char* model_type, bool spm_only);
+bool tok_clean_up_default(const char* cls, const char* model_type, bool spm_only);
 
 /* tok-spm.c */
 MglStatus tok_load_spm(MglTokenizer* t, const char* path, MglErr* err);
@@ -264,44 +281,47 @@ MglStatus tok_spm_encode(const MglTokenizer* t, const char* s, size_t n, GArray*
 /* A binary min-heap of `Item` ordered by `before(a, b)` (true when a pops
  * first), with push (false on out of memory) and pop (heap not empty).
  * BPE merging uses one per algorithm: tokenizer.json ranks, SentencePiece scores. */
-#define TOK_DEFINE_HEAP(Heap, Item, push, pop, before)                                   \
-    typedef struct {                                                                     \
-        Item* v;                                                                         \
-        size_t n, cap;                                                                   \
-    } Heap;                                                                              \
-    static bool push(Heap* h, Item it) {                                                 \
-        if (h->n == h->cap) {                                                            \
-            size_t nc = h->cap ? h->cap * 2 : 64;                                        \
-            Item* nv = realloc(h->v, nc * sizeof *nv);                                   \
-            if (!nv) return false;                                                       \
-            h->v = nv;                                                                   \
-            h->cap = nc;                                                                 \
-        }                                                                                \
-        size_t i = h->n++;                                                               \
-        while (i > 0) {                                                                  \
-            size_t p = (i - 1) / 2;                                                      \
-            if (!before(&it, &h->v[p])) break;                                           \
-            h->v[i] = h->v[p];                                                           \
-            i = p;                                                                       \
-        }                                                                                \
-        h->v[i] = it;                                                                    \
-        return true;                                                                     \
-    }                                                                                    \
-    static Item pop(Heap* h) {                                                           \
-        Item top = h->v[0];                                                              \
-        Item last = h->v[--h->n];                                                        \
-        size_t i = 0;                                                                    \
-        for (;;) {                                                                       \
-            size_t l = 2 * i + 1, r = l + 1, m = i;                                      \
-            const Item* best = &last;                                                    \
-            if (l < h->n && before(&h->v[l], best)) { m = l; best = &h->v[l]; }          \
-            if (r < h->n && before(&h->v[r], best)) m = r;                               \
-            if (m == i) break;                                                           \
-            h->v[i] = h->v[m];                                                           \
-            i = m;                                                                       \
-        }                                                                                \
-        if (h->n > 0) h->v[i] = last;                                                    \
-        return top;                                                                      \
+#define TOK_DEFINE_HEAP(Heap, Item, push, pop, before)                                                                 \
+    typedef struct {                                                                                                   \
+        Item* v;                                                                                                       \
+        size_t n, cap;                                                                                                 \
+    } Heap;                                                                                                            \
+    static bool push(Heap* h, Item it) {                                                                               \
+        if (h->n == h->cap) {                                                                                          \
+            size_t nc = h->cap ? h->cap * 2 : 64;                                                                      \
+            Item* nv = realloc(h->v, nc * sizeof *nv);                                                                 \
+            if (!nv) return false;                                                                                     \
+            h->v = nv;                                                                                                 \
+            h->cap = nc;                                                                                               \
+        }                                                                                                              \
+        size_t i = h->n++;                                                                                             \
+        while (i > 0) {                                                                                                \
+            size_t p = (i - 1) / 2;                                                                                    \
+            if (!before(&it, &h->v[p])) break;                                                                         \
+            h->v[i] = h->v[p];                                                                                         \
+            i = p;                                                                                                     \
+        }                                                                                                              \
+        h->v[i] = it;                                                                                                  \
+        return true;                                                                                                   \
+    }                                                                                                                  \
+    static Item pop(Heap* h) {                                                                                         \
+        Item top = h->v[0];                                                                                            \
+        Item last = h->v[--h->n];                                                                                      \
+        size_t i = 0;                                                                                                  \
+        for (;;) {                                                                                                     \
+            size_t l = 2 * i + 1, r = l + 1, m = i;                                                                    \
+            const Item* best = &last;                                                                                  \
+            if (l < h->n && before(&h->v[l], best)) {                                                                  \
+                m = l;                                                                                                 \
+                best = &h->v[l];                                                                                       \
+            }                                                                                                          \
+            if (r < h->n && before(&h->v[r], best)) m = r;                                                             \
+            if (m == i) break;                                                                                         \
+            h->v[i] = h->v[m];                                                                                         \
+            i = m;                                                                                                     \
+        }                                                                                                              \
+        if (h->n > 0) h->v[i] = last;                                                                                  \
+        return top;                                                                                                    \
     }
 
 
@@ -311,25 +331,28 @@ typedef enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } JType;
 
 typedef struct JVal JVal;
 struct JVal {
-    uint8_t  type;
-    bool     b;
-    uint32_t n;                /* array: items; object: members (items holds 2n: key, value) */
+    uint8_t type;
+    bool b;
+    uint32_t n; /* array: items; object: members (items holds 2n: key, value) */
     union {
         double num;
-        struct { const char* s; size_t len; } str;
+        struct {
+            const char* s;
+            size_t len;
+        } str;
         JVal* items;
     } u;
 };
 
 /* Parses a whole document; strings may point into `s`, which must outlive the DOM. */
-MglStatus   tok_jparse(const char* path, const char* s, size_t n, TokArena* arena, JVal* root, MglErr* err);
-bool        tok_jstr_eq(const JVal* v, const char* s);
+MglStatus tok_jparse(const char* path, const char* s, size_t n, TokArena* arena, JVal* root, MglErr* err);
+bool tok_jstr_eq(const JVal* v, const char* s);
 const JVal* tok_jget(const JVal* o, const char* key);
 /* A member that is absent or null reads as NULL. */
 const JVal* tok_jopt(const JVal* o, const char* key);
-bool        tok_jbool(const JVal* o, const char* key, bool def);
-bool        tok_jint(const JVal* v, int64_t lo, int64_t hi, int64_t* out);
+bool tok_jbool(const JVal* o, const char* key, bool def);
+bool tok_jint(const JVal* v, int64_t lo, int64_t hi, int64_t* out);
 /* NUL-terminated copy into the tokenizer's arena. */
-char*       tok_jdup(MglTokenizer* t, const JVal* v);
+char* tok_jdup(MglTokenizer* t, const JVal* v);
 
 #endif /* TOK_INTERNAL_H */

@@ -3,7 +3,7 @@
  * doubles; RFC 8259, depth-limited (MGL_JSON_MAX_DEPTH) and bounds-checked.
  * A 9 MB tokenizer.json parses in tens of milliseconds. */
 #include "tok-internal.h"
-#include "mgl-json.h"   /* MGL_JSON_MAX_DEPTH: one nesting limit for every JSON the project reads */
+#include "mgl-json.h" /* MGL_JSON_MAX_DEPTH: one nesting limit for every JSON the project reads */
 
 #include <math.h>
 #include <stdio.h>
@@ -14,14 +14,14 @@
 
 typedef struct {
     const char* s;
-    size_t      n, pos;
-    TokArena*   arena;
-    JVal*       stack;
-    size_t      sn, scap;
-    int         depth;
+    size_t n, pos;
+    TokArena* arena;
+    JVal* stack;
+    size_t sn, scap;
+    int depth;
     const char* path;
-    MglErr*     err;
-    char        emsg[160];
+    MglErr* err;
+    char emsg[160];
 } JParser;
 
 static bool jfail(JParser* p, const char* what) {
@@ -32,8 +32,10 @@ static bool jfail(JParser* p, const char* what) {
 static void jws(JParser* p) {
     while (p->pos < p->n) {
         char c = p->s[p->pos];
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') p->pos++;
-        else break;
+        if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
+            p->pos++;
+        else
+            break;
     }
 }
 
@@ -99,7 +101,10 @@ static bool jstring(JParser* p, JVal* out) {
     p->pos = start;
     while (p->pos < end) {
         char c = p->s[p->pos++];
-        if (c != '\\') { d[o++] = c; continue; }
+        if (c != '\\') {
+            d[o++] = c;
+            continue;
+        }
         if (p->pos >= end) return jfail(p, "bad escape");
         char e = p->s[p->pos++];
         switch (e) {
@@ -126,12 +131,11 @@ static bool jstring(JParser* p, JVal* out) {
             }
             char b[8];
             int l = g_unichar_to_utf8(v, b);
-            memcpy(d + o, b, (size_t)l);   /* \uXXXX is 6 bytes: room for up to 4 */
+            memcpy(d + o, b, (size_t)l); /* \uXXXX is 6 bytes: room for up to 4 */
             o += (size_t)l;
             break;
         }
-        default:
-            return jfail(p, "bad escape");
+        default: return jfail(p, "bad escape");
         }
     }
     d[o] = 0;
@@ -145,10 +149,12 @@ static bool jnumber(JParser* p, JVal* out) {
     size_t st = p->pos;
     if (p->pos < p->n && p->s[p->pos] == '-') p->pos++;
     if (p->pos >= p->n) return jfail(p, "bad number");
-    if (p->s[p->pos] == '0') p->pos++;
+    if (p->s[p->pos] == '0')
+        p->pos++;
     else if (p->s[p->pos] >= '1' && p->s[p->pos] <= '9')
         while (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') p->pos++;
-    else return jfail(p, "bad number");
+    else
+        return jfail(p, "bad number");
     if (p->pos < p->n && p->s[p->pos] == '.') {
         p->pos++;
         size_t d0 = p->pos;
@@ -173,7 +179,7 @@ static bool jnumber(JParser* p, JVal* out) {
     memcpy(buf, p->s + st, l);
     buf[l] = 0;
     out->type = J_NUM;
-    out->u.num = g_ascii_strtod(buf, NULL);   /* not locale-dependent */
+    out->u.num = g_ascii_strtod(buf, NULL); /* not locale-dependent */
     return true;
 }
 
@@ -201,8 +207,14 @@ static bool jcontainer(JParser* p, JVal* out, bool obj) {
             if (!jvalue(p, &v) || !jpush(p, &v)) return false;
             jws(p);
             if (p->pos >= p->n) return jfail(p, "unexpected end");
-            if (p->s[p->pos] == ',') { p->pos++; continue; }
-            if (p->s[p->pos] == close) { p->pos++; break; }
+            if (p->s[p->pos] == ',') {
+                p->pos++;
+                continue;
+            }
+            if (p->s[p->pos] == close) {
+                p->pos++;
+                break;
+            }
             return jfail(p, obj ? "expected ',' or '}'" : "expected ',' or ']'");
         }
     }
@@ -237,8 +249,14 @@ static bool jvalue(JParser* p, JVal* out) {
     case '{': return jcontainer(p, out, true);
     case '[': return jcontainer(p, out, false);
     case '"': return jstring(p, out);
-    case 't': out->type = J_BOOL; out->b = true; return jlit(p, "true");
-    case 'f': out->type = J_BOOL; out->b = false; return jlit(p, "false");
+    case 't':
+        out->type = J_BOOL;
+        out->b = true;
+        return jlit(p, "true");
+    case 'f':
+        out->type = J_BOOL;
+        out->b = false;
+        return jlit(p, "false");
     case 'n': out->type = J_NULL; return jlit(p, "null");
     default:
         if (c == '-' || (c >= '0' && c <= '9')) return jnumber(p, out);
@@ -298,4 +316,3 @@ char* tok_jdup(MglTokenizer* t, const JVal* v) {
     if (!v || v->type != J_STR) return NULL;
     return tok_arena_strndup(&t->arena, v->u.str.s, v->u.str.len);
 }
-

@@ -18,18 +18,21 @@ static MglStatus bad(MglTokenizer* t, MglErr* err, const char* what) {
 
 static MglStatus unsupported(MglTokenizer* t, MglErr* err, const char* section, const JVal* type) {
     char name[64] = "?";
-    if (type && type->type == J_STR) snprintf(name, sizeof name, "%.*s", (int)(type->u.str.len > 60 ? 60 : type->u.str.len), type->u.str.s);
+    if (type && type->type == J_STR)
+        snprintf(name, sizeof name, "%.*s", (int)(type->u.str.len > 60 ? 60 : type->u.str.len), type->u.str.s);
     return mgl_err(err, MGL_E_UNSUPPORTED, "%s: %s type \"%s\" is not supported", t->path, section, name);
 }
 
 /* Flattens nested Sequence nodes into one list of leaf nodes. */
-static MglStatus flatten(MglTokenizer* t, const JVal* node, const char* list_key, GPtrArray* out, int depth, MglErr* err) {
+static MglStatus flatten(MglTokenizer* t, const JVal* node, const char* list_key, GPtrArray* out, int depth,
+                         MglErr* err) {
     if (depth > 16) return bad(t, err, "Sequence nested too deeply");
     if (node->type != J_OBJ) return bad(t, err, "pipeline step is not an object");
     const JVal* type = tok_jget(node, "type");
     if (tok_jstr_eq(type, "Sequence")) {
         const JVal* list = tok_jget(node, list_key);
-        if (!list || list->type != J_ARR) return mgl_err(err, MGL_E_FORMAT, "%s: Sequence without \"%s\"", t->path, list_key);
+        if (!list || list->type != J_ARR)
+            return mgl_err(err, MGL_E_FORMAT, "%s: Sequence without \"%s\"", t->path, list_key);
         for (uint32_t i = 0; i < list->n; i++) MGL_TRY(flatten(t, &list->u.items[i], list_key, out, depth + 1, err));
         return MGL_OK;
     }
@@ -59,7 +62,10 @@ static MglStatus load_normalizer(MglTokenizer* t, const JVal* root, MglErr* err)
         TokNormOp op = {0};
         if (tok_jstr_eq(type, "Prepend")) {
             const JVal* pre = tok_jget(o, "prepend");
-            if (!pre || pre->type != J_STR) { st = bad(t, err, "Prepend normalizer without a string"); break; }
+            if (!pre || pre->type != J_STR) {
+                st = bad(t, err, "Prepend normalizer without a string");
+                break;
+            }
             op.type = NORM_PREPEND;
             op.a = tok_jdup(t, pre);
             op.alen = pre->u.str.len;
@@ -69,17 +75,26 @@ static MglStatus load_normalizer(MglTokenizer* t, const JVal* root, MglErr* err)
                 st = bad(t, err, "Replace normalizer needs a pattern and a content");
                 break;
             }
-            if (!s) { st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: Replace normalizer with a Regex pattern is not supported", t->path); break; }
+            if (!s) {
+                st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: Replace normalizer with a Regex pattern is not supported",
+                             t->path);
+                break;
+            }
             op.type = NORM_REPLACE;
             op.a = tok_jdup(t, s);
             op.alen = s->u.str.len;
             op.b = tok_jdup(t, content);
             op.blen = content->u.str.len;
-        } else if (tok_jstr_eq(type, "NFC")) op.type = NORM_NFC;
-        else if (tok_jstr_eq(type, "NFD")) op.type = NORM_NFD;
-        else if (tok_jstr_eq(type, "NFKC")) op.type = NORM_NFKC;
-        else if (tok_jstr_eq(type, "NFKD")) op.type = NORM_NFKD;
-        else if (tok_jstr_eq(type, "Lowercase")) op.type = NORM_LOWERCASE;
+        } else if (tok_jstr_eq(type, "NFC"))
+            op.type = NORM_NFC;
+        else if (tok_jstr_eq(type, "NFD"))
+            op.type = NORM_NFD;
+        else if (tok_jstr_eq(type, "NFKC"))
+            op.type = NORM_NFKC;
+        else if (tok_jstr_eq(type, "NFKD"))
+            op.type = NORM_NFKD;
+        else if (tok_jstr_eq(type, "Lowercase"))
+            op.type = NORM_LOWERCASE;
         else if (tok_jstr_eq(type, "Strip")) {
             op.type = NORM_STRIP;
             op.left = tok_jbool(o, "strip_left", true);
@@ -112,10 +127,14 @@ static MglStatus metaspace_fields(MglTokenizer* t, const JVal* o, uint32_t* cp, 
     *repl_len = g_unichar_to_utf8(c, repl);
     const JVal* ps = tok_jopt(o, "prepend_scheme");
     if (ps) {
-        if (tok_jstr_eq(ps, "always")) *prepend = PREPEND_ALWAYS;
-        else if (tok_jstr_eq(ps, "first")) *prepend = PREPEND_FIRST;
-        else if (tok_jstr_eq(ps, "never")) *prepend = PREPEND_NEVER;
-        else return bad(t, err, "Metaspace prepend_scheme must be always, first or never");
+        if (tok_jstr_eq(ps, "always"))
+            *prepend = PREPEND_ALWAYS;
+        else if (tok_jstr_eq(ps, "first"))
+            *prepend = PREPEND_FIRST;
+        else if (tok_jstr_eq(ps, "never"))
+            *prepend = PREPEND_NEVER;
+        else
+            return bad(t, err, "Metaspace prepend_scheme must be always, first or never");
     } else {
         *prepend = tok_jbool(o, "add_prefix_space", true) ? PREPEND_ALWAYS : PREPEND_NEVER;
     }
@@ -146,28 +165,45 @@ static MglStatus load_pretokenizer(MglTokenizer* t, const JVal* root, MglErr* er
         } else if (tok_jstr_eq(type, "Split")) {
             op.type = PRE_SPLIT;
             const JVal *s, *re;
-            if (!pattern_string(tok_jget(o, "pattern"), &s, &re)) { st = bad(t, err, "Split pre-tokenizer without a pattern"); break; }
+            if (!pattern_string(tok_jget(o, "pattern"), &s, &re)) {
+                st = bad(t, err, "Split pre-tokenizer without a pattern");
+                break;
+            }
             if (tok_jbool(o, "invert", false)) {
-                st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: Split pre-tokenizer with invert=true is not supported", t->path);
+                st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: Split pre-tokenizer with invert=true is not supported",
+                             t->path);
                 break;
             }
             const JVal* b = tok_jget(o, "behavior");
-            if (tok_jstr_eq(b, "Isolated")) op.behavior = SPLIT_ISOLATED;
-            else if (tok_jstr_eq(b, "Removed")) op.behavior = SPLIT_REMOVED;
-            else if (tok_jstr_eq(b, "MergedWithPrevious")) op.behavior = SPLIT_MERGED_PREV;
-            else if (tok_jstr_eq(b, "MergedWithNext")) op.behavior = SPLIT_MERGED_NEXT;
-            else if (tok_jstr_eq(b, "Contiguous")) op.behavior = SPLIT_CONTIGUOUS;
-            else { st = bad(t, err, "Split pre-tokenizer with an unknown behavior"); break; }
+            if (tok_jstr_eq(b, "Isolated"))
+                op.behavior = SPLIT_ISOLATED;
+            else if (tok_jstr_eq(b, "Removed"))
+                op.behavior = SPLIT_REMOVED;
+            else if (tok_jstr_eq(b, "MergedWithPrevious"))
+                op.behavior = SPLIT_MERGED_PREV;
+            else if (tok_jstr_eq(b, "MergedWithNext"))
+                op.behavior = SPLIT_MERGED_NEXT;
+            else if (tok_jstr_eq(b, "Contiguous"))
+                op.behavior = SPLIT_CONTIGUOUS;
+            else {
+                st = bad(t, err, "Split pre-tokenizer with an unknown behavior");
+                break;
+            }
             if (s) {
                 op.literal = tok_jdup(t, s);
                 op.literal_len = s->u.str.len;
-                if (!op.literal) { st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path); break; }
+                if (!op.literal) {
+                    st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path);
+                    break;
+                }
             } else {
                 char* pat = g_strndup(re->u.str.s, re->u.str.len);
                 op.regex = tok_regex_from_pattern(pat);
                 if (op.regex == TOK_RE_NONE) {
-                    st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: Split pre-tokenizer regex is not one this build knows "
-                                 "(GPT-2, Llama-3, Qwen2): %.120s", t->path, pat);
+                    st = mgl_err(err, MGL_E_UNSUPPORTED,
+                                 "%s: Split pre-tokenizer regex is not one this build knows "
+                                 "(GPT-2, Llama-3, Qwen2): %.120s",
+                                 t->path, pat);
                     g_free(pat);
                     break;
                 }
@@ -210,20 +246,31 @@ static MglStatus load_decoder(MglTokenizer* t, const JVal* root, MglErr* err) {
                 st = bad(t, err, "Replace decoder needs a pattern and a content");
                 break;
             }
-            if (!s) { st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: Replace decoder with a Regex pattern is not supported", t->path); break; }
+            if (!s) {
+                st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: Replace decoder with a Regex pattern is not supported",
+                             t->path);
+                break;
+            }
             op.type = DEC_REPLACE;
             op.a = tok_jdup(t, s);
             op.alen = s->u.str.len;
             op.b = tok_jdup(t, content);
             op.blen = content->u.str.len;
-            if (!op.a || !op.b) { st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path); break; }
+            if (!op.a || !op.b) {
+                st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path);
+                break;
+            }
         } else if (tok_jstr_eq(type, "ByteFallback")) {
-            if (seen_bf || seen_fuse) { st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: ByteFallback decoder after Fuse or twice is not supported", t->path); break; }
+            if (seen_bf || seen_fuse) {
+                st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: ByteFallback decoder after Fuse or twice is not supported",
+                             t->path);
+                break;
+            }
             op.type = DEC_BYTEFALLBACK;
             seen_bf = true;
         } else if (tok_jstr_eq(type, "Fuse")) {
             op.type = DEC_FUSE;
-            seen_fuse = true;   /* a second Fuse is a no-op */
+            seen_fuse = true; /* a second Fuse is a no-op */
         } else if (tok_jstr_eq(type, "Strip")) {
             op.type = DEC_STRIP;
             const JVal* c = tok_jget(o, "content");
@@ -244,7 +291,8 @@ static MglStatus load_decoder(MglTokenizer* t, const JVal* root, MglErr* err) {
             st = metaspace_fields(t, o, &op.content, repl, &rl, &pp, err);
             op.prepend_first = pp != PREPEND_NEVER;
         } else if (tok_jstr_eq(type, "ByteLevel")) {
-            st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: ByteLevel decoder combined with other decoders is not supported", t->path);
+            st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: ByteLevel decoder combined with other decoders is not supported",
+                         t->path);
             break;
         } else {
             st = unsupported(t, err, "decoder", type);
@@ -292,9 +340,13 @@ static MglStatus load_added(MglTokenizer* t, const JVal* root, MglErr* err) {
         }
         id = vid;
         TokAdded ad = {
-            .content = (char*)c->u.str.s, .len = c->u.str.len, .id = (int32_t)id,
-            .special = tok_jbool(o, "special", false), .lstrip = tok_jbool(o, "lstrip", false),
-            .rstrip = tok_jbool(o, "rstrip", false), .single_word = tok_jbool(o, "single_word", false),
+            .content = (char*)c->u.str.s,
+            .len = c->u.str.len,
+            .id = (int32_t)id,
+            .special = tok_jbool(o, "special", false),
+            .lstrip = tok_jbool(o, "lstrip", false),
+            .rstrip = tok_jbool(o, "rstrip", false),
+            .single_word = tok_jbool(o, "single_word", false),
             .normalized = tok_jbool(o, "normalized", true),
         };
         MGL_TRY(tok_add_added(t, &ad, err));
@@ -362,7 +414,10 @@ static MglStatus load_model(MglTokenizer* t, const JVal* root, MglErr* err) {
         if (e->type == J_STR) {
             /* "a b": split at the first space, as tokenizers does */
             const char* sp = memchr(e->u.str.s, ' ', e->u.str.len);
-            if (!sp) { st = mgl_err(err, MGL_E_FORMAT, "%s: merge %u has no space", t->path, i); break; }
+            if (!sp) {
+                st = mgl_err(err, MGL_E_FORMAT, "%s: merge %u has no space", t->path, i);
+                break;
+            }
             a = e->u.str.s;
             al = (size_t)(sp - a);
             b = sp + 1;
@@ -379,8 +434,10 @@ static MglStatus load_model(MglTokenizer* t, const JVal* root, MglErr* err) {
         int32_t ia = tok_strmap_get(&t->vocab, a, al), ib = tok_strmap_get(&t->vocab, b, bl);
         g_string_truncate(cat, 0);
         g_string_append_len(cat, a, (gssize)al);
-        if (plen && bl >= plen && memcmp(b, t->cont_prefix, plen) == 0) g_string_append_len(cat, b + plen, (gssize)(bl - plen));
-        else g_string_append_len(cat, b, (gssize)bl);
+        if (plen && bl >= plen && memcmp(b, t->cont_prefix, plen) == 0)
+            g_string_append_len(cat, b + plen, (gssize)(bl - plen));
+        else
+            g_string_append_len(cat, b, (gssize)bl);
         int32_t im = tok_strmap_get(&t->vocab, cat->str, cat->len);
         if (ia < 0 || ib < 0 || im < 0) {
             st = mgl_err(err, MGL_E_FORMAT, "%s: merge %u uses a token that is not in the vocabulary", t->path, i);
@@ -402,17 +459,26 @@ static MglStatus load_post(MglTokenizer* t, const JVal* root, MglErr* err) {
     for (guint i = 0; i < list->len && st == MGL_OK; i++) {
         const JVal* o = list->pdata[i];
         const JVal* type = tok_jget(o, "type");
-        if (tok_jstr_eq(type, "ByteLevel")) continue;   /* only trims offsets */
+        if (tok_jstr_eq(type, "ByteLevel")) continue; /* only trims offsets */
         if (tok_jstr_eq(type, "TemplateProcessing")) {
             const JVal* single = tok_jget(o, "single");
             const JVal* specials = tok_jget(o, "special_tokens");
-            if (!single || single->type != J_ARR) { st = bad(t, err, "TemplateProcessing without \"single\""); break; }
+            if (!single || single->type != J_ARR) {
+                st = bad(t, err, "TemplateProcessing without \"single\"");
+                break;
+            }
             bool after = false;
             for (uint32_t k = 0; k < single->n && st == MGL_OK; k++) {
                 const JVal* it = &single->u.items[k];
                 const JVal* sp = tok_jget(it, "SpecialToken");
-                if (tok_jget(it, "Sequence")) { after = true; continue; }
-                if (!sp) { st = bad(t, err, "TemplateProcessing item is neither Sequence nor SpecialToken"); break; }
+                if (tok_jget(it, "Sequence")) {
+                    after = true;
+                    continue;
+                }
+                if (!sp) {
+                    st = bad(t, err, "TemplateProcessing item is neither Sequence nor SpecialToken");
+                    break;
+                }
                 const JVal* name = tok_jget(sp, "id");
                 const JVal* def = NULL;
                 if (name && name->type == J_STR && specials && specials->type == J_OBJ)
@@ -421,10 +487,16 @@ static MglStatus load_post(MglTokenizer* t, const JVal* root, MglErr* err) {
                             memcmp(specials->u.items[2 * q].u.str.s, name->u.str.s, name->u.str.len) == 0)
                             def = &specials->u.items[2 * q + 1];
                 const JVal* ids = tok_jget(def, "ids");
-                if (!ids || ids->type != J_ARR) { st = bad(t, err, "TemplateProcessing special token without ids"); break; }
+                if (!ids || ids->type != J_ARR) {
+                    st = bad(t, err, "TemplateProcessing special token without ids");
+                    break;
+                }
                 for (uint32_t q = 0; q < ids->n; q++) {
                     int64_t v;
-                    if (!tok_jint(&ids->u.items[q], 0, (1 << 24) - 1, &v)) { st = bad(t, err, "TemplateProcessing id out of range"); break; }
+                    if (!tok_jint(&ids->u.items[q], 0, (1 << 24) - 1, &v)) {
+                        st = bad(t, err, "TemplateProcessing id out of range");
+                        break;
+                    }
                     int32_t id = (int32_t)v;
                     g_array_append_val(after ? post : pre, id);
                 }
@@ -450,7 +522,8 @@ static MglStatus load_post(MglTokenizer* t, const JVal* root, MglErr* err) {
         t->n_post_post = post->len;
         t->post_pre = tok_arena_alloc(&t->arena, (pre->len + 1) * sizeof(int32_t));
         t->post_post = tok_arena_alloc(&t->arena, (post->len + 1) * sizeof(int32_t));
-        if (!t->post_pre || !t->post_post) st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path);
+        if (!t->post_pre || !t->post_post)
+            st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path);
         else {
             if (pre->len) memcpy(t->post_pre, pre->data, pre->len * sizeof(int32_t));
             if (post->len) memcpy(t->post_post, post->data, post->len * sizeof(int32_t));
@@ -483,7 +556,8 @@ MglStatus tok_load_hf_json(MglTokenizer* t, const char* path, MglErr* err) {
     /* Post-processor ids must name real tokens. */
     for (size_t i = 0; st == MGL_OK && i < t->n_post_pre + t->n_post_post; i++) {
         int32_t id = i < t->n_post_pre ? t->post_pre[i] : t->post_post[i - t->n_post_pre];
-        if (id >= t->n_vocab || !t->pieces[id]) st = mgl_err(err, MGL_E_FORMAT, "%s: post_processor id %d is not in the vocabulary", path, id);
+        if (id >= t->n_vocab || !t->pieces[id])
+            st = mgl_err(err, MGL_E_FORMAT, "%s: post_processor id %d is not in the vocabulary", path, id);
     }
     tok_arena_clear(&dom);
     free(data);
@@ -507,11 +581,18 @@ MglStatus tok_read_config(const char* path, TokConfig* cfg, MglErr* err) {
     TokArena dom = {0};
     JVal root;
     MglStatus st = tok_jparse(path, data, len, &dom, &root, err);
-    if (st == MGL_OK && root.type != J_OBJ) st = mgl_err(err, MGL_E_FORMAT, "%s: top-level JSON value is not an object", path);
+    if (st == MGL_OK && root.type != J_OBJ)
+        st = mgl_err(err, MGL_E_FORMAT, "%s: top-level JSON value is not an object", path);
     if (st == MGL_OK) {
         const JVal* v;
-        if ((v = tok_jopt(&root, "add_bos_token")) && v->type == J_BOOL) { cfg->has_add_bos = true; cfg->add_bos = v->b; }
-        if ((v = tok_jopt(&root, "add_eos_token")) && v->type == J_BOOL) { cfg->has_add_eos = true; cfg->add_eos = v->b; }
+        if ((v = tok_jopt(&root, "add_bos_token")) && v->type == J_BOOL) {
+            cfg->has_add_bos = true;
+            cfg->add_bos = v->b;
+        }
+        if ((v = tok_jopt(&root, "add_eos_token")) && v->type == J_BOOL) {
+            cfg->has_add_eos = true;
+            cfg->add_eos = v->b;
+        }
         if ((v = tok_jget(&root, "clean_up_tokenization_spaces"))) {
             /* transformers keeps whatever value is there and tests its truth */
             cfg->has_clean_up = true;
@@ -521,7 +602,7 @@ MglStatus tok_read_config(const char* path, TokConfig* cfg, MglErr* err) {
             case J_STR: cfg->clean_up = v->u.str.len > 0; break;
             case J_ARR:
             case J_OBJ: cfg->clean_up = v->n > 0; break;
-            default: cfg->clean_up = false; break;   /* null */
+            default: cfg->clean_up = false; break; /* null */
             }
         }
         if ((v = tok_jopt(&root, "tokenizer_class")) && v->type == J_STR)
@@ -584,20 +665,31 @@ bool tok_clean_up_default(const char* cls, const char* model_type, bool spm_only
     /* Fast classes whose __init__ defaults clean_up_tokenization_spaces to
      * False in transformers 4.36-4.44; every other class takes
      * PreTrainedTokenizerBase's default, True (False only from 4.45). */
-    static const char* const no_clean[] = {"LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer",
-                                           "CohereTokenizer", "BloomTokenizer", "NougatTokenizer", NULL};
+    static const char* const no_clean[] = {"LlamaTokenizer",
+                                           "CodeLlamaTokenizer",
+                                           "GemmaTokenizer",
+                                           "CohereTokenizer",
+                                           "BloomTokenizer",
+                                           "NougatTokenizer",
+                                           NULL};
     /* AutoTokenizer's model_type -> tokenizer class, for the ones that matter here */
-    static const char* const by_type[][2] = {
-        {"llama", "LlamaTokenizer"}, {"mistral", "LlamaTokenizer"}, {"mixtral", "LlamaTokenizer"},
-        {"phi3", "LlamaTokenizer"},  {"gemma", "GemmaTokenizer"},   {"gemma2", "GemmaTokenizer"},
-        {"cohere", "CohereTokenizer"}, {"bloom", "BloomTokenizer"}, {"qwen2", "Qwen2Tokenizer"},
-        {"qwen2_moe", "Qwen2Tokenizer"}, {NULL, NULL}};
+    static const char* const by_type[][2] = {{"llama", "LlamaTokenizer"},
+                                             {"mistral", "LlamaTokenizer"},
+                                             {"mixtral", "LlamaTokenizer"},
+                                             {"phi3", "LlamaTokenizer"},
+                                             {"gemma", "GemmaTokenizer"},
+                                             {"gemma2", "GemmaTokenizer"},
+                                             {"cohere", "CohereTokenizer"},
+                                             {"bloom", "BloomTokenizer"},
+                                             {"qwen2", "Qwen2Tokenizer"},
+                                             {"qwen2_moe", "Qwen2Tokenizer"},
+                                             {NULL, NULL}};
     if (!cls && model_type)
         for (int i = 0; by_type[i][0]; i++)
             if (!strcmp(model_type, by_type[i][0])) cls = by_type[i][1];
     if (!cls) cls = spm_only ? "LlamaTokenizer" : "PreTrainedTokenizerFast";
     size_t n = strlen(cls);
-    if (n > 4 && !strcmp(cls + n - 4, "Fast")) n -= 4;   /* AutoTokenizer loads the Fast twin either way */
+    if (n > 4 && !strcmp(cls + n - 4, "Fast")) n -= 4; /* AutoTokenizer loads the Fast twin either way */
     for (int i = 0; no_clean[i]; i++)
         if (strlen(no_clean[i]) == n && !strncmp(cls, no_clean[i], n)) return false;
     return true;

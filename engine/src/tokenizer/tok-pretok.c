@@ -12,20 +12,28 @@ int tok_utf8_next(const char* str, size_t n, uint32_t* cp) {
     const uint8_t* s = (const uint8_t*)str;
     if (n == 0) return 0;
     uint8_t c = s[0];
-    if (c < 0x80) { *cp = c; return 1; }
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
     int len;
     uint32_t v;
-    uint8_t lo = 0x80, hi = 0xBF;   /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; v = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3; v = c & 0x0F;
-        if (c == 0xE0) lo = 0xA0;         /* no overlongs */
-        if (c == 0xED) hi = 0x9F;         /* no surrogates */
+    uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        v = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        v = c & 0x0F;
+        if (c == 0xE0) lo = 0xA0; /* no overlongs */
+        if (c == 0xED) hi = 0x9F; /* no surrogates */
     } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4; v = c & 0x07;
+        len = 4;
+        v = c & 0x07;
         if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;         /* <= U+10FFFF */
-    } else return 0;
+        if (c == 0xF4) hi = 0x8F; /* <= U+10FFFF */
+    } else
+        return 0;
     if ((size_t)len > n) return 0;
     if (s[1] < lo || s[1] > hi) return 0;
     v = (v << 6) | (s[1] & 0x3F);
@@ -40,7 +48,10 @@ int tok_utf8_next(const char* str, size_t n, uint32_t* cp) {
 bool tok_utf8_valid(const char* s, size_t n) {
     size_t i = 0;
     while (i < n) {
-        if ((uint8_t)s[i] < 0x80) { i++; continue; }
+        if ((uint8_t)s[i] < 0x80) {
+            i++;
+            continue;
+        }
         uint32_t cp;
         int l = tok_utf8_next(s + i, n - i, &cp);
         if (l == 0) return false;
@@ -62,21 +73,34 @@ static void lossy_byte(TokUtf8Lossy* st, uint8_t b, GString* out) {
     static const char fffd[] = "\xEF\xBF\xBD";
     for (;;) {
         if (st->npend == 0) {
-            if (b < 0x80) { g_string_append_c(out, (char)b); return; }
-            if (b >= 0xC2 && b <= 0xDF) st->need = 2;
-            else if (b >= 0xE0 && b <= 0xEF) st->need = 3;
-            else if (b >= 0xF0 && b <= 0xF4) st->need = 4;
-            else { g_string_append_len(out, fffd, 3); return; }
+            if (b < 0x80) {
+                g_string_append_c(out, (char)b);
+                return;
+            }
+            if (b >= 0xC2 && b <= 0xDF)
+                st->need = 2;
+            else if (b >= 0xE0 && b <= 0xEF)
+                st->need = 3;
+            else if (b >= 0xF0 && b <= 0xF4)
+                st->need = 4;
+            else {
+                g_string_append_len(out, fffd, 3);
+                return;
+            }
             st->pend[st->npend++] = b;
             return;
         }
         uint8_t lo = 0x80, hi = 0xBF;
         if (st->npend == 1) {
             uint8_t c = st->pend[0];
-            if (c == 0xE0) lo = 0xA0;
-            else if (c == 0xED) hi = 0x9F;
-            else if (c == 0xF0) lo = 0x90;
-            else if (c == 0xF4) hi = 0x8F;
+            if (c == 0xE0)
+                lo = 0xA0;
+            else if (c == 0xED)
+                hi = 0x9F;
+            else if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
         }
         if (b >= lo && b <= hi) {
             st->pend[st->npend++] = b;
@@ -106,21 +130,22 @@ void tok_lossy_flush(TokUtf8Lossy* st, GString* out) {
 bool tok_is_letter(uint32_t cp) {
     if (cp < 0x80) return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z';
     switch (g_unichar_type(cp)) {
-    case G_UNICODE_LOWERCASE_LETTER: case G_UNICODE_MODIFIER_LETTER: case G_UNICODE_OTHER_LETTER:
-    case G_UNICODE_TITLECASE_LETTER: case G_UNICODE_UPPERCASE_LETTER:
-        return true;
-    default:
-        return false;
+    case G_UNICODE_LOWERCASE_LETTER:
+    case G_UNICODE_MODIFIER_LETTER:
+    case G_UNICODE_OTHER_LETTER:
+    case G_UNICODE_TITLECASE_LETTER:
+    case G_UNICODE_UPPERCASE_LETTER: return true;
+    default: return false;
     }
 }
 
 bool tok_is_number(uint32_t cp) {
     if (cp < 0x80) return cp >= '0' && cp <= '9';
     switch (g_unichar_type(cp)) {
-    case G_UNICODE_DECIMAL_NUMBER: case G_UNICODE_LETTER_NUMBER: case G_UNICODE_OTHER_NUMBER:
-        return true;
-    default:
-        return false;
+    case G_UNICODE_DECIMAL_NUMBER:
+    case G_UNICODE_LETTER_NUMBER:
+    case G_UNICODE_OTHER_NUMBER: return true;
+    default: return false;
     }
 }
 
@@ -130,19 +155,19 @@ bool tok_is_space(uint32_t cp) {
     if (cp < 0x80) return cp == ' ' || (cp >= 0x09 && cp <= 0x0D);
     if (cp == 0x85) return true;
     switch (g_unichar_type(cp)) {
-    case G_UNICODE_SPACE_SEPARATOR: case G_UNICODE_LINE_SEPARATOR: case G_UNICODE_PARAGRAPH_SEPARATOR:
-        return true;
-    default:
-        return false;
+    case G_UNICODE_SPACE_SEPARATOR:
+    case G_UNICODE_LINE_SEPARATOR:
+    case G_UNICODE_PARAGRAPH_SEPARATOR: return true;
+    default: return false;
     }
 }
 
 /* ---- GPT-2 bytes_to_unicode ---------------------------------------------- */
 
-static char     bl_utf8[256][3];
-static int      bl_len[256];
-static int16_t  bl_rev[512];
-static gsize    bl_once = 0;
+static char bl_utf8[256][3];
+static int bl_len[256];
+static int16_t bl_rev[512];
+static gsize bl_once = 0;
 
 static void bytelevel_init(void) {
     if (g_once_init_enter(&bl_once)) {
@@ -150,8 +175,10 @@ static void bytelevel_init(void) {
         int n = 0;
         for (int b = 0; b < 256; b++) {
             uint32_t cp;
-            if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) cp = (uint32_t)b;
-            else cp = 256u + (uint32_t)n++;
+            if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))
+                cp = (uint32_t)b;
+            else
+                cp = 256u + (uint32_t)n++;
             bl_len[b] = g_unichar_to_utf8(cp, bl_utf8[b]);
             bl_rev[cp] = (int16_t)b;
         }
@@ -172,8 +199,7 @@ int tok_bytelevel_byte(uint32_t cp) {
 
 /* ---- regex matchers ------------------------------------------------------- */
 
-static const char k_re_gpt2[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+static const char k_re_gpt2[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 static const char k_re_llama3[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
@@ -197,15 +223,19 @@ typedef struct {
 } Txt;
 
 static size_t cp_at(const Txt* t, size_t i, uint32_t* cp) {
-    if (i >= t->n) { *cp = 0; return 0; }
+    if (i >= t->n) {
+        *cp = 0;
+        return 0;
+    }
     int l = tok_utf8_next(t->s + i, t->n - i, cp);
-    if (l == 0) { *cp = 0xFFFD; return 1; }
+    if (l == 0) {
+        *cp = 0xFFFD;
+        return 1;
+    }
     return (size_t)l;
 }
 
-static bool ascii_ieq(uint32_t cp, char c) {
-    return cp < 0x80 && ((cp | 0x20) == (uint32_t)c);
-}
+static bool ascii_ieq(uint32_t cp, char c) { return cp < 0x80 && ((cp | 0x20) == (uint32_t)c); }
 
 /* 's|'t|'re|'ve|'m|'ll|'d, optionally case-insensitive. Returns match end or 0. */
 static size_t m_contraction(const Txt* t, size_t p, bool icase) {
@@ -215,7 +245,7 @@ static size_t m_contraction(const Txt* t, size_t p, bool icase) {
     size_t l1 = cp_at(t, p + l0, &c1);
     if (l1 == 0) return 0;
     size_t l2 = cp_at(t, p + l0 + l1, &c2);
-    #define EQ(cp, ch) (icase ? ascii_ieq(cp, ch) : (cp) == (uint32_t)(ch))
+#define EQ(cp, ch) (icase ? ascii_ieq(cp, ch) : (cp) == (uint32_t)(ch))
     /* Oniguruma's case folding also maps U+017F (long s) to 's'. */
     if (EQ(c1, 's') || (icase && c1 == 0x17F)) return p + l0 + l1;
     if (EQ(c1, 't')) return p + l0 + l1;
@@ -224,7 +254,7 @@ static size_t m_contraction(const Txt* t, size_t p, bool icase) {
     if (EQ(c1, 'm')) return p + l0 + l1;
     if (l2 && EQ(c1, 'l') && EQ(c2, 'l')) return p + l0 + l1 + l2;
     if (EQ(c1, 'd')) return p + l0 + l1;
-    #undef EQ
+#undef EQ
     return 0;
 }
 
@@ -239,7 +269,10 @@ static size_t run_numbers(const Txt* t, size_t p, int max) {
     uint32_t c;
     size_t l;
     int k = 0;
-    while ((max < 0 || k < max) && (l = cp_at(t, p, &c)) && tok_is_number(c)) { p += l; k++; }
+    while ((max < 0 || k < max) && (l = cp_at(t, p, &c)) && tok_is_number(c)) {
+        p += l;
+        k++;
+    }
     return p;
 }
 
@@ -349,7 +382,11 @@ bool tok_regex_find(TokRegex re, const char* s, size_t n, size_t from, size_t* m
         case TOK_RE_QWEN2: e = match_llama3(&t, p, 1); break;
         default: return false;
         }
-        if (e > p) { *ms = p; *me = e; return true; }
+        if (e > p) {
+            *ms = p;
+            *me = e;
+            return true;
+        }
         uint32_t c;
         size_t l = cp_at(&t, p, &c);
         p += l ? l : 1;

@@ -33,10 +33,10 @@ static bool pb_varint(Pb* b, uint64_t* v) {
 /* Reads one field header and, for length-delimited fields, the payload. */
 typedef struct {
     uint32_t field;
-    int      wire;
-    uint64_t v;            /* varint / fixed value */
-    const uint8_t* data;   /* wire 2 payload */
-    size_t   len;
+    int wire;
+    uint64_t v;          /* varint / fixed value */
+    const uint8_t* data; /* wire 2 payload */
+    size_t len;
 } PbField;
 
 static bool pb_next(Pb* b, PbField* f) {
@@ -66,8 +66,7 @@ static bool pb_next(Pb* b, PbField* f) {
         f->v = (uint64_t)b->p[0] | (uint64_t)b->p[1] << 8 | (uint64_t)b->p[2] << 16 | (uint64_t)b->p[3] << 24;
         b->p += 4;
         return true;
-    default:
-        return false;   /* groups (3/4) and reserved types */
+    default: return false; /* groups (3/4) and reserved types */
     }
 }
 
@@ -76,8 +75,8 @@ static bool pb_next(Pb* b, PbField* f) {
 typedef struct {
     const uint8_t* piece;
     size_t len;
-    float  score;
-    int    type;
+    float score;
+    int type;
 } RawPiece;
 
 static MglStatus parse_piece(const char* path, const uint8_t* d, size_t n, RawPiece* rp, size_t idx, MglErr* err) {
@@ -90,9 +89,15 @@ static MglStatus parse_piece(const char* path, const uint8_t* d, size_t n, RawPi
     while (b.p < b.end) {
         PbField f;
         if (!pb_next(&b, &f)) return mgl_err(err, MGL_E_FORMAT, "%s: piece %zu: malformed protobuf", path, idx);
-        if (f.field == 1 && f.wire == 2) { rp->piece = f.data; rp->len = f.len; has_piece = true; }
-        else if (f.field == 2 && f.wire == 5) { uint32_t u = (uint32_t)f.v; memcpy(&rp->score, &u, 4); }
-        else if (f.field == 3 && f.wire == 0) rp->type = (int)f.v;
+        if (f.field == 1 && f.wire == 2) {
+            rp->piece = f.data;
+            rp->len = f.len;
+            has_piece = true;
+        } else if (f.field == 2 && f.wire == 5) {
+            uint32_t u = (uint32_t)f.v;
+            memcpy(&rp->score, &u, 4);
+        } else if (f.field == 3 && f.wire == 0)
+            rp->type = (int)f.v;
     }
     if (!has_piece) return mgl_err(err, MGL_E_FORMAT, "%s: piece %zu has no text", path, idx);
     if (rp->type < SPM_NORMAL || rp->type > SPM_BYTE)
@@ -103,7 +108,7 @@ static MglStatus parse_piece(const char* path, const uint8_t* d, size_t n, RawPi
 }
 
 static int cmp_len_desc(const void* a, const void* b) {
-    size_t la = strlen(*(char* const*)a), lb = strlen(*(char* const*)b);
+    size_t la = strlen(*(char*const*)a), lb = strlen(*(char*const*)b);
     return la > lb ? -1 : la < lb;
 }
 
@@ -119,22 +124,28 @@ MglStatus tok_load_spm(MglTokenizer* t, const char* path, MglErr* err) {
     bool byte_fallback = false, ws_suffix = false;
     bool add_dummy = true, remove_ws = true, escape_ws = true;
     size_t charsmap_len = 0;
-    Pb b = {d, n ? d + n : d};   /* an empty file maps to NULL: no arithmetic on it */
+    Pb b = {d, n ? d + n : d}; /* an empty file maps to NULL: no arithmetic on it */
     if (n == 0) st = mgl_err(err, MGL_E_FORMAT, "%s: empty file", path);
     while (st == MGL_OK && b.p < b.end) {
         PbField f;
-        if (!pb_next(&b, &f)) { st = mgl_err(err, MGL_E_FORMAT, "%s: malformed protobuf at byte %zu", path, (size_t)(b.p - d)); break; }
+        if (!pb_next(&b, &f)) {
+            st = mgl_err(err, MGL_E_FORMAT, "%s: malformed protobuf at byte %zu", path, (size_t)(b.p - d));
+            break;
+        }
         if (f.field == 1 && f.wire == 2) {
             RawPiece rp;
             st = parse_piece(path, f.data, f.len, &rp, pieces->len, err);
             if (st == MGL_OK) g_array_append_val(pieces, rp);
-        } else if (f.field == 2 && f.wire == 2) {            /* TrainerSpec */
+        } else if (f.field == 2 && f.wire == 2) { /* TrainerSpec */
             Pb s = {f.data, f.data + f.len};
             while (s.p < s.end) {
                 PbField g;
-                if (!pb_next(&s, &g)) { st = mgl_err(err, MGL_E_FORMAT, "%s: malformed trainer_spec", path); break; }
+                if (!pb_next(&s, &g)) {
+                    st = mgl_err(err, MGL_E_FORMAT, "%s: malformed trainer_spec", path);
+                    break;
+                }
                 if (g.wire != 0) continue;
-                int64_t iv = (int64_t)(int32_t)(uint32_t)g.v;   /* int32 fields: negative ids arrive sign-extended */
+                int64_t iv = (int64_t)(int32_t)(uint32_t)g.v; /* int32 fields: negative ids arrive sign-extended */
                 switch (g.field) {
                 case 3: model_type = iv; break;
                 case 24: ws_suffix = g.v != 0; break;
@@ -145,15 +156,22 @@ MglStatus tok_load_spm(MglTokenizer* t, const char* path, MglErr* err) {
                 default: break;
                 }
             }
-        } else if (f.field == 3 && f.wire == 2) {            /* NormalizerSpec */
+        } else if (f.field == 3 && f.wire == 2) { /* NormalizerSpec */
             Pb s = {f.data, f.data + f.len};
             while (s.p < s.end) {
                 PbField g;
-                if (!pb_next(&s, &g)) { st = mgl_err(err, MGL_E_FORMAT, "%s: malformed normalizer_spec", path); break; }
-                if (g.field == 2 && g.wire == 2) charsmap_len = g.len;
-                else if (g.wire == 0 && g.field == 3) add_dummy = g.v != 0;
-                else if (g.wire == 0 && g.field == 4) remove_ws = g.v != 0;
-                else if (g.wire == 0 && g.field == 5) escape_ws = g.v != 0;
+                if (!pb_next(&s, &g)) {
+                    st = mgl_err(err, MGL_E_FORMAT, "%s: malformed normalizer_spec", path);
+                    break;
+                }
+                if (g.field == 2 && g.wire == 2)
+                    charsmap_len = g.len;
+                else if (g.wire == 0 && g.field == 3)
+                    add_dummy = g.v != 0;
+                else if (g.wire == 0 && g.field == 4)
+                    remove_ws = g.v != 0;
+                else if (g.wire == 0 && g.field == 5)
+                    escape_ws = g.v != 0;
             }
         }
     }
@@ -161,8 +179,10 @@ MglStatus tok_load_spm(MglTokenizer* t, const char* path, MglErr* err) {
         st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: SentencePiece model_type %lld is not supported (only BPE = 2)", path,
                      (long long)model_type);
     if (st == MGL_OK && charsmap_len > 0)
-        st = mgl_err(err, MGL_E_UNSUPPORTED, "%s: SentencePiece normalization rules (precompiled_charsmap) are not supported; "
-                     "only the identity normalizer", path);
+        st = mgl_err(err, MGL_E_UNSUPPORTED,
+                     "%s: SentencePiece normalization rules (precompiled_charsmap) are not supported; "
+                     "only the identity normalizer",
+                     path);
     if (st == MGL_OK && pieces->len == 0) st = mgl_err(err, MGL_E_FORMAT, "%s: no pieces", path);
     if (st == MGL_OK && pieces->len > (1u << 24)) st = mgl_err(err, MGL_E_FORMAT, "%s: too many pieces", path);
     if (st == MGL_OK) st = tok_alloc_vocab(t, (int32_t)pieces->len, err);
@@ -179,12 +199,18 @@ MglStatus tok_load_spm(MglTokenizer* t, const char* path, MglErr* err) {
         if (st != MGL_OK) break;
         t->scores[i] = rp->score;
         t->spm_type[i] = (uint8_t)rp->type;
-        if (rp->len == 0) { st = mgl_err(err, MGL_E_FORMAT, "%s: piece %u is empty", path, i); break; }
+        if (rp->len == 0) {
+            st = mgl_err(err, MGL_E_FORMAT, "%s: piece %u is empty", path, i);
+            break;
+        }
         if (tok_strmap_get(&t->vocab, t->pieces[i], rp->len) >= 0) {
             st = mgl_err(err, MGL_E_FORMAT, "%s: piece %u is a duplicate", path, i);
             break;
         }
-        if (!tok_strmap_put(&t->vocab, t->pieces[i], rp->len, (int32_t)i)) { st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", path); break; }
+        if (!tok_strmap_put(&t->vocab, t->pieces[i], rp->len, (int32_t)i)) {
+            st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+            break;
+        }
         if (rp->type == SPM_USER_DEFINED) g_ptr_array_add(user, t->pieces[i]);
         if (rp->type == SPM_BYTE) {
             /* "<0xNN>" */
@@ -205,7 +231,8 @@ MglStatus tok_load_spm(MglTokenizer* t, const char* path, MglErr* err) {
     if (st == MGL_OK && t->unk_id < 0) st = mgl_err(err, MGL_E_FORMAT, "%s: no unknown (<unk>) piece", path);
     if (st == MGL_OK && user->len) {
         t->spm_user = tok_arena_alloc(&t->arena, user->len * sizeof(char*));
-        if (!t->spm_user) st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+        if (!t->spm_user)
+            st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", path);
         else {
             memcpy(t->spm_user, user->pdata, user->len * sizeof(char*));
             t->n_spm_user = user->len;
@@ -235,14 +262,14 @@ MglStatus tok_load_spm(MglTokenizer* t, const char* path, MglErr* err) {
 /* Symbol: a span of the normalized text. */
 typedef struct {
     uint32_t start, len;
-    int32_t  prev, next;
-    bool     freeze;
+    int32_t prev, next;
+    bool freeze;
 } SSym;
 
 typedef struct {
-    float    score;
+    float score;
     uint32_t left, right;
-    uint32_t size;   /* byte length of the joined piece when queued */
+    uint32_t size; /* byte length of the joined piece when queued */
 } SPair;
 
 static bool spair_before(const SPair* a, const SPair* b) {
@@ -262,10 +289,10 @@ static int32_t merge_piece(const MglTokenizer* t, const char* s, size_t n) {
 typedef struct {
     const MglTokenizer* t;
     const char* s;
-    SSym*  sym;
+    SSym* sym;
     SHeap* heap;
-    GHashTable* rev;   /* UNUSED piece -> its (left, right) split, for resegmenting */
-    bool   oom;
+    GHashTable* rev; /* UNUSED piece -> its (left, right) split, for resegmenting */
+    bool oom;
 } SCtx;
 
 static void maybe_add(SCtx* c, int32_t left, int32_t right) {
@@ -280,7 +307,7 @@ static void maybe_add(SCtx* c, int32_t left, int32_t right) {
     if (c->t->spm_type[id] == SPM_UNUSED) {
         char* key = g_strndup(c->s + l->start, size);
         uint32_t* v = g_new(uint32_t, 2);
-        v[0] = l->len;   /* split point inside the piece */
+        v[0] = l->len; /* split point inside the piece */
         v[1] = size;
         g_hash_table_replace(c->rev, key, v);
     }

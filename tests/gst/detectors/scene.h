@@ -13,20 +13,17 @@
 
 G_BEGIN_DECLS
 
-typedef struct
-{
-  gint x1, y1, x2, y2;          /* bounding box of the drawn pixels, x2/y2 exclusive */
-  const gchar *colour;          /* expected colour name */
-  const gchar *shape;
+typedef struct {
+    gint x1, y1, x2, y2; /* bounding box of the drawn pixels, x2/y2 exclusive */
+    const gchar* colour; /* expected colour name */
+    const gchar* shape;
 } MglSceneObject;
 
 /* Draws scene @seed into packed RGB (3 bytes per pixel) and appends the
  * objects (MglSceneObject) to @objects. */
-typedef void (*MglSceneFunc) (guint seed, guint8 * rgb, gint width,
-    gint height, gint stride, GArray * objects);
+typedef void (*MglSceneFunc)(guint seed, guint8* rgb, gint width, gint height, gint stride, GArray* objects);
 
-void mgl_scene_shapes (guint seed, guint8 * rgb, gint width, gint height,
-    gint stride, GArray * objects);
+void mgl_scene_shapes(guint seed, guint8* rgb, gint width, gint height, gint stride, GArray* objects);
 
 G_END_DECLS
 

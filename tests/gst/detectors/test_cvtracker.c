@@ -18,119 +18,106 @@
 #define H 240
 #define N_FRAMES 60
 
-typedef struct
-{
-  guint frames, with_box;
-  guint near;                   /* box centre within 20 px of the ball */
+typedef struct {
+    guint frames, with_box;
+    guint near; /* box centre within 20 px of the ball */
 } Stats;
 
 /* videotestsrc pattern=ball (motion=wavy): radius 20, centre at
  * r + (0.5 + 0.5 sin (2 pi t / 200)) (w - 2r), likewise y with sqrt (2) t */
-static void
-ball_centre (guint t, gdouble * x, gdouble * y)
-{
-  gdouble r = 20.0;
+static void ball_centre(guint t, gdouble* x, gdouble* y) {
+    gdouble r = 20.0;
 
-  *x = r + (0.5 + 0.5 * sin (2 * G_PI * t / 200.0)) * (W - 2 * r);
-  *y = r + (0.5 + 0.5 * sin (2 * G_PI * sqrt (2.0) * t / 200.0)) * (H - 2 * r);
+    *x = r + (0.5 + 0.5 * sin(2 * G_PI * t / 200.0)) * (W - 2 * r);
+    *y = r + (0.5 + 0.5 * sin(2 * G_PI * sqrt(2.0) * t / 200.0)) * (H - 2 * r);
 }
 
-static GstPadProbeReturn
-probe_cb (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
-{
-  Stats *s = user_data;
-  GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
-  GArray *boxes = g_array_new (FALSE, FALSE, sizeof (MglBox));
-  GstMgllavaRoiFilter filter = { 0, 0.0, NULL };
-  gchar *object_only[] = { (gchar *) "object", NULL };
+static GstPadProbeReturn probe_cb(GstPad* pad, GstPadProbeInfo* info, gpointer user_data) {
+    Stats* s = user_data;
+    GstBuffer* buf = GST_PAD_PROBE_INFO_BUFFER(info);
+    GArray* boxes = g_array_new(FALSE, FALSE, sizeof(MglBox));
+    GstMgllavaRoiFilter filter = {0, 0.0, NULL};
+    gchar* object_only[] = {(gchar*)"object", NULL};
 
-  filter.labels = object_only;
-  gst_mgllava_roi_collect (buf, W, H, &filter, boxes);
-  if (boxes->len > 0) {
-    const MglBox *b = &g_array_index (boxes, MglBox, 0);
-    gdouble bx, by;
+    filter.labels = object_only;
+    gst_mgllava_roi_collect(buf, W, H, &filter, boxes);
+    if (boxes->len > 0) {
+        const MglBox* b = &g_array_index(boxes, MglBox, 0);
+        gdouble bx, by;
 
-    fail_unless_equals_int (boxes->len, 1);
-    fail_unless_equals_string (b->label, "object");
-    fail_unless_equals_float (b->score, 1.0f);  /* cvtracker has no confidence */
-    fail_unless (b->x1 >= 0 && b->y1 >= 0 && b->x2 <= W && b->y2 <= H);
-    fail_unless (b->x2 > b->x1 && b->y2 > b->y1);
-    ball_centre (s->frames, &bx, &by);
-    if (fabs ((b->x1 + b->x2) / 2 - bx) <= 20 && fabs ((b->y1 + b->y2) / 2 -
-            by) <= 20)
-      s->near++;
-    s->with_box++;
-  }
-  s->frames++;
-  g_array_free (boxes, TRUE);
-  return GST_PAD_PROBE_OK;
+        fail_unless_equals_int(boxes->len, 1);
+        fail_unless_equals_string(b->label, "object");
+        fail_unless_equals_float(b->score, 1.0f); /* cvtracker has no confidence */
+        fail_unless(b->x1 >= 0 && b->y1 >= 0 && b->x2 <= W && b->y2 <= H);
+        fail_unless(b->x2 > b->x1 && b->y2 > b->y1);
+        ball_centre(s->frames, &bx, &by);
+        if (fabs((b->x1 + b->x2) / 2 - bx) <= 20 && fabs((b->y1 + b->y2) / 2 - by) <= 20) s->near++;
+        s->with_box++;
+    }
+    s->frames++;
+    g_array_free(boxes, TRUE);
+    return GST_PAD_PROBE_OK;
 }
 
-GST_START_TEST (test_cvtracker_ball)
-{
-  gchar *launch = g_strdup_printf ("videotestsrc pattern=ball num-buffers=%d ! "
-      "video/x-raw,format=RGB,width=%d,height=%d,framerate=30/1 ! "
-      "cvtracker object-initial-x=%d object-initial-y=%d "
-      "object-initial-width=40 object-initial-height=40 ! fakesink name=sink",
-      N_FRAMES, W, H, W / 2 - 20, H / 2 - 20);
-  GstElement *pipeline = gst_parse_launch (launch, NULL);
-  GstElement *sink;
-  GstPad *pad;
-  GstBus *bus;
-  GstMessage *msg;
-  Stats s = { 0, 0, 0 };
+GST_START_TEST(test_cvtracker_ball) {
+    gchar* launch = g_strdup_printf("videotestsrc pattern=ball num-buffers=%d ! "
+                                    "video/x-raw,format=RGB,width=%d,height=%d,framerate=30/1 ! "
+                                    "cvtracker object-initial-x=%d object-initial-y=%d "
+                                    "object-initial-width=40 object-initial-height=40 ! fakesink name=sink",
+                                    N_FRAMES, W, H, W / 2 - 20, H / 2 - 20);
+    GstElement* pipeline = gst_parse_launch(launch, NULL);
+    GstElement* sink;
+    GstPad* pad;
+    GstBus* bus;
+    GstMessage* msg;
+    Stats s = {0, 0, 0};
 
-  fail_unless (pipeline != NULL);
-  sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
-  pad = gst_element_get_static_pad (sink, "sink");
-  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, probe_cb, &s, NULL);
-  gst_object_unref (pad);
-  gst_object_unref (sink);
+    fail_unless(pipeline != NULL);
+    sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
+    pad = gst_element_get_static_pad(sink, "sink");
+    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, probe_cb, &s, NULL);
+    gst_object_unref(pad);
+    gst_object_unref(sink);
 
-  bus = gst_element_get_bus (pipeline);
-  fail_unless (gst_element_set_state (pipeline, GST_STATE_PLAYING) !=
-      GST_STATE_CHANGE_FAILURE);
-  msg = gst_bus_timed_pop_filtered (bus, 60 * GST_SECOND,
-      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
-  fail_unless (msg != NULL && GST_MESSAGE_TYPE (msg) == GST_MESSAGE_EOS);
-  gst_message_unref (msg);
-  gst_element_set_state (pipeline, GST_STATE_NULL);
-  gst_object_unref (bus);
-  gst_object_unref (pipeline);
-  g_free (launch);
+    bus = gst_element_get_bus(pipeline);
+    fail_unless(gst_element_set_state(pipeline, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+    msg = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    fail_unless(msg != NULL && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS);
+    gst_message_unref(msg);
+    gst_element_set_state(pipeline, GST_STATE_NULL);
+    gst_object_unref(bus);
+    gst_object_unref(pipeline);
+    g_free(launch);
 
-  g_print ("cvtracker: %u frames, %u with a box, %u within 20 px of the "
-      "ball\n", s.frames, s.with_box, s.near);
-  fail_unless_equals_int (s.frames, N_FRAMES);
-  fail_unless (s.with_box >= N_FRAMES * 8 / 10);
-  fail_unless (s.near >= s.with_box * 8 / 10);
+    g_print("cvtracker: %u frames, %u with a box, %u within 20 px of the "
+            "ball\n",
+            s.frames, s.with_box, s.near);
+    fail_unless_equals_int(s.frames, N_FRAMES);
+    fail_unless(s.with_box >= N_FRAMES * 8 / 10);
+    fail_unless(s.near >= s.with_box * 8 / 10);
 }
 
 GST_END_TEST;
 
-static Suite *
-cvtracker_suite (void)
-{
-  Suite *s = suite_create ("cvtracker");
-  TCase *tc = tcase_create ("general");
+static Suite* cvtracker_suite(void) {
+    Suite* s = suite_create("cvtracker");
+    TCase* tc = tcase_create("general");
 
-  suite_add_tcase (s, tc);
-  tcase_set_timeout (tc, 120);
-  tcase_add_test (tc, test_cvtracker_ball);
-  return s;
+    suite_add_tcase(s, tc);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_cvtracker_ball);
+    return s;
 }
 
-int
-main (int argc, char **argv)
-{
-  GstElementFactory *f;
+int main(int argc, char** argv) {
+    GstElementFactory* f;
 
-  mgl_det_check_init (&argc, &argv);
-  f = gst_element_factory_find ("cvtracker");
-  if (f == NULL) {
-    g_print ("SKIP: cvtracker not installed (Debian: gstreamer1.0-opencv)\n");
-    return 77;
-  }
-  gst_object_unref (f);
-  return gst_check_run_suite (cvtracker_suite (), "cvtracker", __FILE__);
+    mgl_det_check_init(&argc, &argv);
+    f = gst_element_factory_find("cvtracker");
+    if (f == NULL) {
+        g_print("SKIP: cvtracker not installed (Debian: gstreamer1.0-opencv)\n");
+        return 77;
+    }
+    gst_object_unref(f);
+    return gst_check_run_suite(cvtracker_suite(), "cvtracker", __FILE__);
 }
