@@ -208,6 +208,9 @@ static void png_info_cb(png_structp png, png_infop info) {
     png_read_update_info(png, info);
     /* Pillow does not check the CRC of IDAT chunks */
     png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
+    /* libpng can call this again for a malformed stream: the buffers of the first call go */
+    free(x->out);
+    free(x->tmp);
     x->out = malloc((size_t)W * H * 3);
     x->tmp = malloc((size_t)W * 3);
     if (!x->out || !x->tmp) png_error(png, "out of memory");
