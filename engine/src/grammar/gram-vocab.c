@@ -20,58 +20,13 @@
 
 #define MAX_TOKEN_BYTES 4096
 
-static int hexv(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* "<0xNN>" -> NN, as the ByteFallback decoder reads it; -1 otherwise. */
-static int byte_piece(const char* s, size_t n) {
-    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
-    if (s[3] == '+') return hexv(s[4]);
-    int hi = hexv(s[3]), lo = hexv(s[4]);
-    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
-}
-
-static void replace_all(GString* s, const char* pat, size_t plen, const char* rep, size_t rlen) {
-    if (!plen || s->len < plen) return;
+/* replace_all of tok-core.c, in place */
+static void replace_in(GString* s, const char* pat, size_t plen, const char* rep, size_t rlen) {
     GString* o = g_string_sized_new(s->len);
-    size_t i = 0;
-    while (i < s->len) {
-        if (i + plen <= s->len && !memcmp(s->str + i, pat, plen)) {
-            g_string_append_len(o, rep, (gssize)rlen);
-            i += plen;
-        } else {
-            g_string_append_c(o, s->str[i++]);
-        }
-    }
+    tok_replace_all(o, s->str, s->len, pat, plen, rep, rlen);
     g_string_assign(s, "");
     g_string_append_len(s, o->str, (gssize)o->len);
     g_string_free(o, TRUE);
-}
-
-static void strip_cp(GString* s, uint32_t content, int start, int stop) {
-    size_t a = 0, b = s->len;
-    uint32_t cp;
-    int l;
-    for (int k = 0; k < start && a < b; k++) {
-        if ((l = tok_utf8_next(s->str + a, b - a, &cp)) > 0 && cp == content)
-            a += (size_t)l;
-        else
-            break;
-    }
-    for (int k = 0; k < stop && b > a; k++) {
-        size_t q = b - 1;
-        while (q > a && ((uint8_t)s->str[q] & 0xC0) == 0x80) q--;
-        if ((l = tok_utf8_next(s->str + q, b - q, &cp)) > 0 && cp == content)
-            b = q;
-        else
-            break;
-    }
-    g_string_truncate(s, b);
-    g_string_erase(s, 0, (gssize)a);
 }
 
 /* The decoder ops [i0, i1) on one token's text, not the first of a sequence. */
@@ -79,7 +34,7 @@ static void apply_ops(const MglTokenizer* t, GString* s, size_t i0, size_t i1) {
     for (size_t k = i0; k < i1 && k < t->n_dec; k++) {
         const TokDecOp* op = &t->dec[k];
         if (op->type == DEC_REPLACE) {
-            replace_all(s, op->a, op->alen, op->b, op->blen);
+            replace_in(s, op->a, op->alen, op->b, op->blen);
         } else if (op->type == DEC_METASPACE) {
             char rep[8];
             int rl = 0;
@@ -88,9 +43,9 @@ static void apply_ops(const MglTokenizer* t, GString* s, size_t i0, size_t i1) {
             rl = (int)tmp->len < 8 ? (int)tmp->len : 0;
             memcpy(rep, tmp->str, (size_t)rl);
             g_string_free(tmp, TRUE);
-            if (rl) replace_all(s, rep, (size_t)rl, " ", 1);
+            if (rl) replace_in(s, rep, (size_t)rl, " ", 1);
         } else if (op->type == DEC_STRIP) {
-            strip_cp(s, op->content, op->start, op->stop);
+            tok_strip_chars(s, op->content, op->start, op->stop);
         }
     }
 }
@@ -135,7 +90,7 @@ int gram_token_bytes(const MglTokenizer* t, int32_t id, uint8_t* out, int cap) {
         g_string_append_len(s, p, (gssize)n);
         apply_ops(t, s, 0, bf < t->n_dec ? bf : fuse);
         if (bf < t->n_dec) {
-            int v = byte_piece(s->str, s->len);
+            int v = tok_byte_piece(s->str, s->len);
             if (v >= 0) {
                 g_string_truncate(s, 0);
                 g_string_append_c(s, (char)v);

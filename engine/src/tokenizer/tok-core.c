@@ -560,8 +560,8 @@ bool mgl_tokenizer_is_special(const MglTokenizer* t, int32_t id) {
 
 /* ---- normalizers ------------------------------------------------------------ */
 
-static void replace_all(GString* dst, const char* s, size_t n, const char* pat, size_t plen, const char* rep,
-                        size_t rlen) {
+void tok_replace_all(GString* dst, const char* s, size_t n, const char* pat, size_t plen, const char* rep,
+                     size_t rlen) {
     size_t i = 0;
     while (i < n) {
         if (plen && plen <= n - i && memcmp(s + i, pat, plen) == 0) {
@@ -588,7 +588,7 @@ static MglStatus normalize(const MglTokenizer* t, const char* s, size_t n, GStri
         case NORM_REPLACE:
             if (!tmp) tmp = g_string_new(NULL);
             g_string_truncate(tmp, 0);
-            replace_all(tmp, out->str, out->len, op->a, op->alen, op->b, op->blen);
+            tok_replace_all(tmp, out->str, out->len, op->a, op->alen, op->b, op->blen);
             g_string_truncate(out, 0);
             g_string_append_len(out, tmp->str, (gssize)tmp->len);
             break;
@@ -724,7 +724,7 @@ static void pretokenize(const MglTokenizer* t, const char* s, size_t n, bool fir
             switch (op->type) {
             case PRE_METASPACE: {
                 g_string_truncate(tmp, 0);
-                replace_all(tmp, p, pl, " ", 1, op->repl, (size_t)op->repl_len);
+                tok_replace_all(tmp, p, pl, " ", 1, op->repl, (size_t)op->repl_len);
                 bool starts = tmp->len >= (size_t)op->repl_len && memcmp(tmp->str, op->repl, (size_t)op->repl_len) == 0;
                 if (!starts && (op->prepend == PREPEND_ALWAYS || (op->prepend == PREPEND_FIRST && first && i == 0)))
                     g_string_prepend_len(tmp, op->repl, op->repl_len);
@@ -1197,7 +1197,7 @@ static void clean_stream(MglDetok* d, bool end) {
     g_string_assign(d->out, in->str);
 }
 
-static void strip_chars(GString* s, uint32_t content, int start, int stop) {
+void tok_strip_chars(GString* s, uint32_t content, int start, int stop) {
     size_t a = 0, b = s->len;
     uint32_t cp;
     int l;
@@ -1228,7 +1228,7 @@ static void apply_ops(MglDetok* d, size_t i0, size_t i1, uint64_t index) {
         switch (op->type) {
         case DEC_REPLACE:
             g_string_truncate(d->t2, 0);
-            replace_all(d->t2, d->t1->str, d->t1->len, op->a, op->alen, op->b, op->blen);
+            tok_replace_all(d->t2, d->t1->str, d->t1->len, op->a, op->alen, op->b, op->blen);
             g_string_assign(d->t1, "");
             g_string_append_len(d->t1, d->t2->str, (gssize)d->t2->len);
             break;
@@ -1254,7 +1254,7 @@ static void apply_ops(MglDetok* d, size_t i0, size_t i1, uint64_t index) {
             g_string_append_len(d->t1, d->t2->str, (gssize)d->t2->len);
             break;
         }
-        case DEC_STRIP: strip_chars(d->t1, op->content, op->start, op->stop); break;
+        case DEC_STRIP: tok_strip_chars(d->t1, op->content, op->start, op->stop); break;
         default: break;
         }
     }
@@ -1327,7 +1327,7 @@ static int hexval(char c) {
 }
 
 /* "<0xNN>" -> byte, as ByteFallback (u8::from_str_radix(.., 16), which also takes a '+' sign). */
-static int byte_piece(const char* s, size_t n) {
+int tok_byte_piece(const char* s, size_t n) {
     if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
     if (s[3] == '+') {
         int v = hexval(s[4]);
@@ -1413,7 +1413,7 @@ static void push_piece(MglDetok* d, const char* p, size_t n) {
         size_t end = d->bf < t->n_dec ? d->bf : d->fuse;
         apply_ops(d, 0, end, d->n_tok);
         if (d->bf < t->n_dec) {
-            int v = byte_piece(d->t1->str, d->t1->len);
+            int v = tok_byte_piece(d->t1->str, d->t1->len);
             if (v >= 0) {
                 uint8_t c = (uint8_t)v;
                 g_byte_array_append(d->run, &c, 1);

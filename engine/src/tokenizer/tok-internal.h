@@ -355,4 +355,13 @@ bool tok_jint(const JVal* v, int64_t lo, int64_t hi, int64_t* out);
 /* NUL-terminated copy into the tokenizer's arena. */
 char* tok_jdup(MglTokenizer* t, const JVal* v);
 
+/* ---- decoder helpers shared with the grammar's token bytes (tok-core.c) ---- */
+
+/* s[0..n) with every `pat` replaced by `rep`, appended to dst (plen 0: a copy). */
+void tok_replace_all(GString* dst, const char* s, size_t n, const char* pat, size_t plen, const char* rep, size_t rlen);
+/* The Strip decoder: up to `start` leading and `stop` trailing `content` characters removed. */
+void tok_strip_chars(GString* s, uint32_t content, int start, int stop);
+/* "<0xNN>" -> that byte, as the ByteFallback decoder reads it; -1 for any other piece. */
+int tok_byte_piece(const char* s, size_t n);
+
 #endif /* TOK_INTERNAL_H */
