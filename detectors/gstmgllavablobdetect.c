@@ -16,6 +16,15 @@
  * structure carrying "confidence" as DL Streamer does. Pixels pass through
  * untouched.
  *
+ * With #GstMgllavaBlobDetect:track (the default) each blob also gets a track
+ * id that stays the same while the object moves (a simple IoU tracker,
+ * detectors/gstmgllavatrack.h): written as DL Streamer's trackers write it,
+ * in the meta's `id` and an "object_id" param structure with the int field
+ * "id". A blob continues the track of the same colour whose last box it
+ * overlaps most (IoU at least #GstMgllavaBlobDetect:track-iou); a track
+ * unseen for more than #GstMgllavaBlobDetect:track-max-age frames ends.
+ * A flush or a new stream forgets every track (ids keep counting up).
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 videotestsrc pattern=ball ! video/x-raw,format=RGBx ! \
@@ -27,6 +36,7 @@
 #include "gstmgllavablobdetect.h"
 #include "gstmgllavadetmeta.h"
 #include "gstmgllavablob.h"
+#include "gstmgllavatrack.h"
 
 GST_DEBUG_CATEGORY_STATIC(gst_mgllava_blob_detect_debug);
 #define GST_CAT_DEFAULT gst_mgllava_blob_detect_debug
@@ -40,7 +50,13 @@ enum {
     PROP_MAX_OBJECTS,
     PROP_ACHROMATIC,
     PROP_WHITE_VALUE_MIN,
+    PROP_TRACK,
+    PROP_TRACK_IOU,
+    PROP_TRACK_MAX_AGE,
 };
+
+#define DEFAULT_TRACK TRUE
+static const GstMgllavaTrackParams default_track_params = GST_MGLLAVA_TRACK_PARAMS_INIT;
 
 static const GstMgllavaBlobParams default_params = GST_MGLLAVA_BLOB_PARAMS_INIT;
 
@@ -52,6 +68,8 @@ struct _GstMgllavaBlobDetect {
     /*< private > */
     /* with OBJECT_LOCK */
     GstMgllavaBlobParams params;
+    gboolean track;
+    GstMgllavaTrackParams track_params;
 
     /* streaming thread only */
     GstVideoInfo info;
@@ -62,6 +80,9 @@ struct _GstMgllavaBlobDetect {
     guint8* rgb_row; /* YUV: one row converted to RGB */
     GstMgllavaBlobDetector* detector;
     GArray* blobs; /* GstMgllavaBlob */
+    GstMgllavaTracker* tracker;
+    GArray* track_boxes; /* GstMgllavaTrackBox */
+    GArray* track_ids;   /* gint */
 };
 
 static GstStaticPadTemplate sink_template =
@@ -140,6 +161,8 @@ static GstFlowReturn gst_mgllava_blob_detect_transform_ip(GstBaseTransform* tran
     GstMgllavaBlobDetect* self = GST_MGLLAVA_BLOB_DETECT(trans);
     GstVideoFrame frame;
     GstMgllavaBlobParams params;
+    GstMgllavaTrackParams track_params;
+    gboolean track;
     gint width = GST_VIDEO_INFO_WIDTH(&self->info);
     gint height = GST_VIDEO_INFO_HEIGHT(&self->info);
     gint y;
@@ -147,6 +170,8 @@ static GstFlowReturn gst_mgllava_blob_detect_transform_ip(GstBaseTransform* tran
 
     GST_OBJECT_LOCK(self);
     params = self->params;
+    track = self->track;
+    track_params = self->track_params;
     GST_OBJECT_UNLOCK(self);
 
     /* read only: the pixels are never written */
@@ -184,13 +209,45 @@ static GstFlowReturn gst_mgllava_blob_detect_transform_ip(GstBaseTransform* tran
 
     g_array_set_size(self->blobs, 0);
     n = gst_mgllava_blob_detector_end(self->detector, self->blobs);
+    if (track) {
+        g_array_set_size(self->track_boxes, n);
+        g_array_set_size(self->track_ids, n);
+        for (i = 0; i < n; i++) {
+            const GstMgllavaBlob* b = &g_array_index(self->blobs, GstMgllavaBlob, i);
+            GstMgllavaTrackBox* tb = &g_array_index(self->track_boxes, GstMgllavaTrackBox, i);
+
+            tb->x1 = b->x1;
+            tb->y1 = b->y1;
+            tb->x2 = b->x2;
+            tb->y2 = b->y2;
+            tb->label = b->label;
+        }
+        gst_mgllava_tracker_update(self->tracker, &track_params, (const GstMgllavaTrackBox*)self->track_boxes->data, n,
+                                   (gint*)self->track_ids->data, NULL);
+    }
     for (i = 0; i < n; i++) {
         const GstMgllavaBlob* b = &g_array_index(self->blobs, GstMgllavaBlob, i);
+        GstVideoRegionOfInterestMeta* roi =
+            gst_mgllava_det_attach(buf, width, height, b->x1, b->y1, b->x2, b->y2, b->confidence, b->label);
 
-        gst_mgllava_det_attach(buf, width, height, b->x1, b->y1, b->x2, b->y2, b->confidence, b->label);
+        if (roi && track) gst_mgllava_det_set_track_id(roi, g_array_index(self->track_ids, gint, i));
     }
     GST_LOG_OBJECT(self, "%u blobs at %" GST_TIME_FORMAT, n, GST_TIME_ARGS(GST_BUFFER_PTS(buf)));
     return GST_FLOW_OK;
+}
+
+/* a flush or a new stream: the tracks end */
+static gboolean gst_mgllava_blob_detect_sink_event(GstBaseTransform* trans, GstEvent* event) {
+    GstMgllavaBlobDetect* self = GST_MGLLAVA_BLOB_DETECT(trans);
+
+    if (GST_EVENT_TYPE(event) == GST_EVENT_FLUSH_STOP || GST_EVENT_TYPE(event) == GST_EVENT_STREAM_START)
+        gst_mgllava_tracker_reset(self->tracker);
+    return GST_BASE_TRANSFORM_CLASS(gst_mgllava_blob_detect_parent_class)->sink_event(trans, event);
+}
+
+static gboolean gst_mgllava_blob_detect_start(GstBaseTransform* trans) {
+    gst_mgllava_tracker_reset(GST_MGLLAVA_BLOB_DETECT(trans)->tracker);
+    return TRUE;
 }
 
 static void gst_mgllava_blob_detect_set_property(GObject* object, guint prop_id, const GValue* value,
@@ -206,6 +263,9 @@ static void gst_mgllava_blob_detect_set_property(GObject* object, guint prop_id,
     case PROP_MAX_OBJECTS: self->params.max_objects = g_value_get_uint(value); break;
     case PROP_ACHROMATIC: self->params.achromatic = g_value_get_boolean(value); break;
     case PROP_WHITE_VALUE_MIN: self->params.white_value_min = g_value_get_uint(value); break;
+    case PROP_TRACK: self->track = g_value_get_boolean(value); break;
+    case PROP_TRACK_IOU: self->track_params.iou_min = g_value_get_double(value); break;
+    case PROP_TRACK_MAX_AGE: self->track_params.max_age = g_value_get_uint(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
     }
     GST_DEBUG_OBJECT(self, "%s changed", pspec->name);
@@ -224,6 +284,9 @@ static void gst_mgllava_blob_detect_get_property(GObject* object, guint prop_id,
     case PROP_MAX_OBJECTS: g_value_set_uint(value, self->params.max_objects); break;
     case PROP_ACHROMATIC: g_value_set_boolean(value, self->params.achromatic); break;
     case PROP_WHITE_VALUE_MIN: g_value_set_uint(value, self->params.white_value_min); break;
+    case PROP_TRACK: g_value_set_boolean(value, self->track); break;
+    case PROP_TRACK_IOU: g_value_set_double(value, self->track_params.iou_min); break;
+    case PROP_TRACK_MAX_AGE: g_value_set_uint(value, self->track_params.max_age); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
     }
     GST_OBJECT_UNLOCK(self);
@@ -234,6 +297,9 @@ static void gst_mgllava_blob_detect_finalize(GObject* object) {
 
     gst_mgllava_blob_detector_free(self->detector);
     g_array_free(self->blobs, TRUE);
+    gst_mgllava_tracker_free(self->tracker);
+    g_array_free(self->track_boxes, TRUE);
+    g_array_free(self->track_ids, TRUE);
     g_free(self->rgb_row);
     G_OBJECT_CLASS(gst_mgllava_blob_detect_parent_class)->finalize(object);
 }
@@ -242,6 +308,11 @@ static void gst_mgllava_blob_detect_init(GstMgllavaBlobDetect* self) {
     self->params = default_params;
     self->detector = gst_mgllava_blob_detector_new();
     self->blobs = g_array_new(FALSE, FALSE, sizeof(GstMgllavaBlob));
+    self->track = DEFAULT_TRACK;
+    self->track_params = default_track_params;
+    self->tracker = gst_mgllava_tracker_new();
+    self->track_boxes = g_array_new(FALSE, FALSE, sizeof(GstMgllavaTrackBox));
+    self->track_ids = g_array_new(FALSE, FALSE, sizeof(gint));
     gst_video_info_init(&self->info);
 
     /* metas are added: in place, not passthrough (writable buffers) */
@@ -295,6 +366,22 @@ static void gst_mgllava_blob_detect_class_init(GstMgllavaBlobDetectClass* klass)
                           "With achromatic: unsaturated pixels at least this bright are white", 0, 255,
                           default_params.white_value_min, PARAM_FLAGS));
 
+    g_object_class_install_property(
+        gobject_class, PROP_TRACK,
+        g_param_spec_boolean("track", "Track",
+                             "Give each blob a track id that stays while it moves (IoU tracker): the ROI meta's id "
+                             "and an \"object_id\" param, as DL Streamer's trackers write them",
+                             DEFAULT_TRACK, PARAM_FLAGS));
+    g_object_class_install_property(gobject_class, PROP_TRACK_IOU,
+                                    g_param_spec_double("track-iou", "Track IoU",
+                                                        "Least intersection over union with a track's last box "
+                                                        "(same colour) that continues the track",
+                                                        0.01, 1.0, default_track_params.iou_min, PARAM_FLAGS));
+    g_object_class_install_property(gobject_class, PROP_TRACK_MAX_AGE,
+                                    g_param_spec_uint("track-max-age", "Track maximum age",
+                                                      "Frames a track survives without a matching blob before it ends",
+                                                      0, 100000, default_track_params.max_age, PARAM_FLAGS));
+
     gst_element_class_add_static_pad_template(element_class, &sink_template);
     gst_element_class_add_static_pad_template(element_class, &src_template);
     gst_element_class_set_static_metadata(element_class, "MG-LLaVA coloured-blob detector", "Filter/Analyzer/Video",
@@ -303,4 +390,6 @@ static void gst_mgllava_blob_detect_class_init(GstMgllavaBlobDetectClass* klass)
 
     trans_class->set_caps = GST_DEBUG_FUNCPTR(gst_mgllava_blob_detect_set_caps);
     trans_class->transform_ip = GST_DEBUG_FUNCPTR(gst_mgllava_blob_detect_transform_ip);
+    trans_class->sink_event = GST_DEBUG_FUNCPTR(gst_mgllava_blob_detect_sink_event);
+    trans_class->start = GST_DEBUG_FUNCPTR(gst_mgllava_blob_detect_start);
 }

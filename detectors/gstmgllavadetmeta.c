@@ -64,3 +64,18 @@ GstVideoRegionOfInterestMeta* gst_mgllava_det_attach(GstBuffer* buf, gint width,
                                ix2 / width, "y_max", G_TYPE_DOUBLE, iy2 / height, "label", G_TYPE_STRING, label, NULL));
     return roi;
 }
+
+void gst_mgllava_det_set_track_id(GstVideoRegionOfInterestMeta* roi, gint id) {
+    GList* l;
+
+    g_return_if_fail(roi != NULL);
+    if (id == 0) return;
+    roi->id = id;
+    for (l = roi->params; l; l = l->next) {
+        if (gst_structure_has_name(l->data, "object_id")) {
+            gst_structure_set(l->data, "id", G_TYPE_INT, id, NULL);
+            return;
+        }
+    }
+    gst_video_region_of_interest_meta_add_param(roi, gst_structure_new("object_id", "id", G_TYPE_INT, id, NULL));
+}

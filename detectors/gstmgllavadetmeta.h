@@ -44,6 +44,11 @@ guint gst_mgllava_det_label_quarks_interned(void);
 GstVideoRegionOfInterestMeta* gst_mgllava_det_attach(GstBuffer* buf, gint width, gint height, gdouble x1, gdouble y1,
                                                      gdouble x2, gdouble y2, gdouble confidence, const gchar* label);
 
+/* Gives @roi the track id @id as DL Streamer's trackers write it: the meta's
+ * own `id` and an "object_id" param structure with the int field "id"
+ * (replacing one already there). @id 0 means "no track" and adds nothing. */
+void gst_mgllava_det_set_track_id(GstVideoRegionOfInterestMeta* roi, gint id);
+
 G_END_DECLS
 
 #endif

@@ -37,6 +37,33 @@ __attribute__((visibility("default"))) const char* __lsan_default_suppressions(v
 
 static inline void mgl_det_check_init(int* argc, char*** argv) { gst_check_init(argc, argv); }
 
+/* Runs the pipeline @launch to EOS (at most @timeout_s seconds; an error or
+ * the timeout fails the test) with @probe on the sink pad of the element
+ * named @sink. */
+static inline void mgl_det_run_probed(const gchar* launch, const gchar* sink, GstPadProbeCallback probe, gpointer data,
+                                      guint timeout_s) {
+    GstElement* pipeline = gst_parse_launch(launch, NULL);
+    GstElement* el;
+    GstPad* pad;
+    GstBus* bus;
+    GstMessage* msg;
+
+    fail_unless(pipeline != NULL, "could not build: %s", launch);
+    el = gst_bin_get_by_name(GST_BIN(pipeline), sink);
+    pad = gst_element_get_static_pad(el, "sink");
+    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, probe, data, NULL);
+    gst_object_unref(pad);
+    gst_object_unref(el);
+    bus = gst_element_get_bus(pipeline);
+    fail_unless(gst_element_set_state(pipeline, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
+    msg = gst_bus_timed_pop_filtered(bus, timeout_s * GST_SECOND, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    fail_unless(msg != NULL && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS, "no EOS from: %s", launch);
+    gst_message_unref(msg);
+    gst_element_set_state(pipeline, GST_STATE_NULL);
+    gst_object_unref(bus);
+    gst_object_unref(pipeline);
+}
+
 #define MGL_DET_CHECK_MAIN(name)                                                                                       \
     int main(int argc, char** argv) {                                                                                  \
         mgl_det_check_init(&argc, &argv);                                                                              \

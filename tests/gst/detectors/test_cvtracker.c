@@ -65,28 +65,9 @@ GST_START_TEST(test_cvtracker_ball) {
                                     "cvtracker object-initial-x=%d object-initial-y=%d "
                                     "object-initial-width=40 object-initial-height=40 ! fakesink name=sink",
                                     N_FRAMES, W, H, W / 2 - 20, H / 2 - 20);
-    GstElement* pipeline = gst_parse_launch(launch, NULL);
-    GstElement* sink;
-    GstPad* pad;
-    GstBus* bus;
-    GstMessage* msg;
     Stats s = {0, 0, 0};
 
-    fail_unless(pipeline != NULL);
-    sink = gst_bin_get_by_name(GST_BIN(pipeline), "sink");
-    pad = gst_element_get_static_pad(sink, "sink");
-    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, probe_cb, &s, NULL);
-    gst_object_unref(pad);
-    gst_object_unref(sink);
-
-    bus = gst_element_get_bus(pipeline);
-    fail_unless(gst_element_set_state(pipeline, GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE);
-    msg = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
-    fail_unless(msg != NULL && GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS);
-    gst_message_unref(msg);
-    gst_element_set_state(pipeline, GST_STATE_NULL);
-    gst_object_unref(bus);
-    gst_object_unref(pipeline);
+    mgl_det_run_probed(launch, "sink", probe_cb, &s, 60);
     g_free(launch);
 
     g_print("cvtracker: %u frames, %u with a box, %u within 20 px of the "
