@@ -10,6 +10,8 @@
  *                           MglStream
  *   gstmgllavatext.c        the text_src pad (captions and gaps) and QoS
  *   gstmgllavaframe.c       sampled frames to packed RGB
+ *   gstmgllavaconstraint.c  response-schema / response-grammar: structured
+ *                           answers
  *   gstmgllavamodelcache.c  the process-wide model cache (own header)
  *
  * Locking: properties and qos_earliest with the OBJECT_LOCK; the request
@@ -50,6 +52,8 @@ typedef struct {
     MglTimings timings;
     gint batch;
     gint64 t_done; /* monotonic us */
+    gint32* ids;   /* the generated ids */
+    gsize n_ids;
 } GstMgllavaDone;
 
 /* A finished request: the answer's fields as the meta and the bus message
@@ -94,6 +98,8 @@ struct _GstMgllavaFilter {
     guint64 text_duration;
     gint threads;
     guint max_batch;
+    gchar* response_schema;    /* inline JSON Schema or a file; NULL = none */
+    gchar* response_grammar;   /* inline grammar or a file; NULL = none */
     GstClockTime qos_earliest; /* running time; NONE = no QoS info */
 
     /* streaming thread only */
@@ -113,10 +119,13 @@ struct _GstMgllavaFilter {
     gint auto_mode;
 
     /* engine: created in start(), freed in stop() */
-    GstMgllavaCachedModel* cached; /* holds the model and its server */
-    MglModel* model;               /* the cached entry's */
-    MglServer* server;             /* the cached entry's, shared */
-    MglStream* stream;             /* this element's; the worker submits */
+    GstMgllavaCachedModel* cached;  /* holds the model and its server */
+    MglModel* model;                /* the cached entry's */
+    MglServer* server;              /* the cached entry's, shared */
+    MglStream* stream;              /* this element's; the worker submits */
+    MglGrammar* grammar;            /* response-schema/-grammar, compiled */
+    MglGrammarState* grammar_state; /* the worker's (one request at a time) */
+    gboolean grammar_is_schema;
 
     /* with lock */
     GMutex lock;
@@ -131,6 +140,7 @@ struct _GstMgllavaFilter {
     volatile int abort_flag;
     guint64 next_seq;
     guint64 n_sampled, n_results, n_dropped, n_failed, n_aborted, n_late;
+    guint64 n_incomplete; /* constrained answers that did not complete */
     GThread* worker;
 
     GMutex text_lock;
@@ -187,6 +197,26 @@ gboolean gst_mgllava_filter_auto_holds_frames(GstMgllavaFilter* self);
 /* An answered upstream LATENCY query: adds exact-latency
  * in attach-mode=exact (auto adds nothing: when live it runs as latest). */
 void gst_mgllava_filter_add_latency(GstMgllavaFilter* self, GstQuery* query);
+
+/* ---- gstmgllavaconstraint.c ------------------------------------------- */
+
+/* The text of a response-schema (@schema) or response-grammar value: the
+ * value itself when inline, else the file it names. */
+gchar* gst_mgllava_constraint_load_text(const gchar* value, gboolean schema, GError** error);
+/* At property set: logs a warning when @value would not compile. */
+void gst_mgllava_constraint_check_property(GstMgllavaFilter* self, const gchar* value, gboolean schema);
+/* Once the model is loaded: compiles the constraint (none set: nothing to
+ * do); posts the error and returns FALSE when it is invalid. */
+gboolean gst_mgllava_filter_constraint_open(GstMgllavaFilter* self);
+void gst_mgllava_filter_constraint_close(GstMgllavaFilter* self);
+/* Before a submission: the matcher reset and bound to @gen. */
+void gst_mgllava_filter_constraint_bind(GstMgllavaFilter* self, MglGenParams* gen);
+/* After an answer: sets @r's constraint (and text and json when complete);
+ * FALSE when a constrained answer did not complete. */
+gboolean gst_mgllava_filter_constraint_finish(GstMgllavaFilter* self, const gint32* ids, gsize n_ids,
+                                              GstMgllavaResult* r);
+/* The bus message's "answer": @json as a value (objects as GstStructure). */
+void gst_mgllava_constraint_add_answer(GstStructure* s, const gchar* json);
 
 /* ---- gstmgllavatext.c -------------------------------------------------- */
 

@@ -101,6 +101,8 @@ enum {
     PROP_TEXT_DURATION,
     PROP_THREADS,
     PROP_MAX_BATCH,
+    PROP_RESPONSE_SCHEMA,
+    PROP_RESPONSE_GRAMMAR,
     PROP_STATS,
 };
 
@@ -174,6 +176,10 @@ static gboolean gst_mgllava_filter_start(GstBaseTransform* trans) {
     GstMgllavaFilter* self = GST_MGLLAVA_FILTER(trans);
 
     if (!gst_mgllava_filter_open_model(self)) return FALSE;
+    if (!gst_mgllava_filter_constraint_open(self)) {
+        gst_mgllava_filter_worker_stop(self); /* closes the stream, releases the model */
+        return FALSE;
+    }
     self->frame_count = 0;
     self->last_sample_rt = GST_CLOCK_TIME_NONE;
     gst_mgllava_filter_text_reset(self);
@@ -186,6 +192,7 @@ static gboolean gst_mgllava_filter_stop(GstBaseTransform* trans) {
     GstMgllavaFilter* self = GST_MGLLAVA_FILTER(trans);
 
     gst_mgllava_filter_worker_stop(self);
+    gst_mgllava_filter_constraint_close(self);
     gst_mgllava_filter_frame_clear(self);
     return TRUE;
 }
@@ -285,9 +292,20 @@ static void gst_mgllava_filter_set_property(GObject* object, guint prop_id, cons
     case PROP_TEXT_DURATION: self->text_duration = g_value_get_uint64(value); break;
     case PROP_THREADS: self->threads = g_value_get_int(value); break;
     case PROP_MAX_BATCH: self->max_batch = g_value_get_uint(value); break;
+    case PROP_RESPONSE_SCHEMA:
+        g_free(self->response_schema);
+        self->response_schema = g_value_dup_string(value);
+        break;
+    case PROP_RESPONSE_GRAMMAR:
+        g_free(self->response_grammar);
+        self->response_grammar = g_value_dup_string(value);
+        break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
     }
     GST_OBJECT_UNLOCK(self);
+    /* checked now (a warning in the log), compiled against the tokenizer at start */
+    if (prop_id == PROP_RESPONSE_SCHEMA || prop_id == PROP_RESPONSE_GRAMMAR)
+        gst_mgllava_constraint_check_property(self, g_value_get_string(value), prop_id == PROP_RESPONSE_SCHEMA);
 }
 
 static void gst_mgllava_filter_get_property(GObject* object, guint prop_id, GValue* value, GParamSpec* pspec) {
@@ -323,6 +341,8 @@ static void gst_mgllava_filter_get_property(GObject* object, guint prop_id, GVal
     case PROP_TEXT_DURATION: g_value_set_uint64(value, self->text_duration); break;
     case PROP_THREADS: g_value_set_int(value, self->threads); break;
     case PROP_MAX_BATCH: g_value_set_uint(value, self->max_batch); break;
+    case PROP_RESPONSE_SCHEMA: g_value_set_string(value, self->response_schema); break;
+    case PROP_RESPONSE_GRAMMAR: g_value_set_string(value, self->response_grammar); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
     }
     GST_OBJECT_UNLOCK(self);
@@ -334,6 +354,8 @@ static void gst_mgllava_filter_finalize(GObject* object) {
     g_free(self->model_path);
     g_free(self->prompt);
     g_free(self->object_labels);
+    g_free(self->response_schema);
+    g_free(self->response_grammar);
     g_mutex_clear(&self->lock);
     g_mutex_clear(&self->text_lock);
     g_cond_clear(&self->cond);
@@ -511,11 +533,27 @@ static void gst_mgllava_filter_class_init(GstMgllavaFilterClass* klass) {
                                                       "explicit value whose KV caches do not fit is an error at start",
                                                       0, 256, DEFAULT_MAX_BATCH, rw | GST_PARAM_MUTABLE_READY));
     g_object_class_install_property(
+        gobject_class, PROP_RESPONSE_SCHEMA,
+        g_param_spec_string("response-schema", "Response schema",
+                            "Every answer is JSON that validates against this JSON Schema (the subset of "
+                            "docs/structured-output.md): the schema itself when it starts with '{', else the "
+                            "path of a file holding it; an invalid schema is an error at start. The JSON "
+                            "goes into the result meta's json field, the bus message's \"answer\" and the "
+                            "JSON lines' \"answer\"",
+                            NULL, rw | GST_PARAM_MUTABLE_READY));
+    g_object_class_install_property(
+        gobject_class, PROP_RESPONSE_GRAMMAR,
+        g_param_spec_string("response-grammar", "Response grammar",
+                            "Every answer follows this grammar (the GBNF-like notation of "
+                            "docs/structured-output.md; rule root first): the grammar itself when it holds "
+                            "'::=', else the path of a file holding it; not with response-schema",
+                            NULL, rw | GST_PARAM_MUTABLE_READY));
+    g_object_class_install_property(
         gobject_class, PROP_STATS,
         g_param_spec_boxed("stats", "Statistics",
                            "sampled, results, dropped, failed, aborted (by a flush or stop), "
-                           "late, pending, largest-batch; sampled = results + dropped + failed "
-                           "+ aborted + pending",
+                           "late, pending, largest-batch, incomplete (constrained answers that "
+                           "did not complete); sampled = results + dropped + failed + aborted + pending",
                            GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
     gst_element_class_add_static_pad_template(element_class, &sink_template);

@@ -74,6 +74,33 @@ static void append_tags(GString* s, const gchar* tags) {
 
 static gboolean have_tags(const GstMgllavaFormatSettings* st) { return st->tags && *st->tags; }
 
+/* A constrained answer's JSON embedded as a value (not as an escaped
+ * string), written again by json-glib so that the line stays valid JSON
+ * whatever the field holds; null when it does not parse. */
+static void append_json_value(GString* s, const gchar* json) {
+    JsonNode* node = json ? json_from_string(json, NULL) : NULL;
+    gchar* out;
+
+    if (!node) {
+        g_string_append(s, "null");
+        return;
+    }
+    out = json_to_string(node, FALSE);
+    g_string_append(s, out);
+    g_free(out);
+    json_node_unref(node);
+}
+
+/* "answer" (the parsed object) and "constraint" of an answer constrained by
+ * a schema or grammar; nothing for a free-text answer. */
+static void append_constraint(GString* s, const GstMgllavaResultMeta* m) {
+    if (!m->constraint) return;
+    g_string_append(s, ", \"constraint\": ");
+    mgl_json_append_string(s, m->constraint);
+    g_string_append(s, ", \"answer\": ");
+    append_json_value(s, m->json);
+}
+
 /* One answer, in the mgllava layout (also the elements of the dlstreamer
  * layout's "mgllava.results"). */
 static void append_result(GString* s, const GstMgllavaFormatSettings* st, const GstMgllavaResultMeta* m,
@@ -82,6 +109,7 @@ static void append_result(GString* s, const GstMgllavaFormatSettings* st, const 
     mgl_json_append_string(s, m->text ? m->text : "");
     g_string_append(s, ", \"prompt\": ");
     mgl_json_append_string(s, m->prompt ? m->prompt : "");
+    append_constraint(s, m);
     g_string_append(s, ", \"source_pts\": ");
     append_time(s, m->source_pts);
     g_string_append_printf(
@@ -117,6 +145,7 @@ static void append_frame_answers(GString* s, const GstMgllavaResultMeta* const* 
         else
             g_string_append_printf(s, ", \"mgllava_%u\": {\"label\": ", i + 1);
         mgl_json_append_string(s, r[i]->text ? r[i]->text : "");
+        append_constraint(s, r[i]);
         g_string_append(s, ", \"model\": {\"name\": \"mgllava\"}}");
     }
     g_string_append_c(s, '}');
@@ -353,8 +382,17 @@ guint gst_mgllava_format_late_results(GString* s, const GstMgllavaFormatSettings
     if (n == 0) return 0;
     fields = g_new0(GstMgllavaResultMeta, n);
     ptrs = g_new0(const GstMgllavaResultMeta*, n);
-    for (i = 0; i < n; i++)
-        if (gst_mgllava_late_results_event_get(event, i, &fields[k])) ptrs[k] = &fields[k], k++;
+    for (i = 0; i < n; i++) {
+        const gchar *json, *constraint;
+
+        if (!gst_mgllava_late_results_event_get(event, i, &fields[k])) continue;
+        /* borrowed from the event, which outlives this call */
+        gst_mgllava_result_structure_get_constraint(gst_mgllava_late_results_event_get_structure(event, i), &json,
+                                                    &constraint);
+        fields[k].json = (gchar*)json;
+        fields[k].constraint = (gchar*)constraint;
+        ptrs[k] = &fields[k], k++;
+    }
 
     if (st->format == GST_MGLLAVA_FORMAT_DLSTREAMER) {
         append_dls_header(s, st, GST_CLOCK_TIME_NONE, w, h);

@@ -15,6 +15,8 @@ static gboolean gst_mgllava_result_meta_init(GstMeta* meta, gpointer params, Gst
     m->n_tokens = 0;
     m->n_objects = 0;
     m->latency_ms = m->preprocess_ms = m->vision_ms = m->prefill_ms = m->decode_ms = 0.0;
+    m->json = NULL;
+    m->constraint = NULL;
     return TRUE;
 }
 
@@ -23,6 +25,8 @@ static void gst_mgllava_result_meta_free(GstMeta* meta, GstBuffer* buffer) {
 
     g_free(m->text);
     g_free(m->prompt);
+    g_free(m->json);
+    g_free(m->constraint);
 }
 
 static gboolean gst_mgllava_result_meta_transform(GstBuffer* dest, GstMeta* meta, GstBuffer* buffer, GQuark type,
@@ -34,6 +38,7 @@ static gboolean gst_mgllava_result_meta_transform(GstBuffer* dest, GstMeta* meta
     if (!GST_META_TRANSFORM_IS_COPY(type) && type != gst_video_meta_transform_scale_get_quark()) return FALSE;
 
     dst = gst_buffer_add_mgllava_result_meta_full(dest, src);
+    if (dst) gst_mgllava_result_meta_set_constraint(dst, src->json, src->constraint);
     return dst != NULL;
 }
 
@@ -72,7 +77,8 @@ GstMgllavaResultMeta* gst_buffer_add_mgllava_result_meta(GstBuffer* buffer, cons
     return gst_buffer_add_mgllava_result_meta_full(buffer, &fields);
 }
 
-/* The one place a result's fields are copied. */
+/* The one place a result's fields are copied (those up to decode_ms: @fields
+ * may be a struct of a program built before json and constraint existed). */
 GstMgllavaResultMeta* gst_buffer_add_mgllava_result_meta_full(GstBuffer* buffer, const GstMgllavaResultMeta* fields) {
     GstMgllavaResultMeta* m;
 
@@ -96,6 +102,18 @@ GstMgllavaResultMeta* gst_buffer_add_mgllava_result_meta_full(GstBuffer* buffer,
     return m;
 }
 
+void gst_mgllava_result_meta_set_constraint(GstMgllavaResultMeta* meta, const gchar* json, const gchar* constraint) {
+    gchar *j, *c;
+
+    g_return_if_fail(meta != NULL);
+    j = g_strdup(json);
+    c = g_strdup(constraint);
+    g_free(meta->json);
+    g_free(meta->constraint);
+    meta->json = j;
+    meta->constraint = c;
+}
+
 GstMgllavaResultMeta* gst_buffer_get_mgllava_result_meta(GstBuffer* buffer) {
     return (GstMgllavaResultMeta*)gst_buffer_get_meta(buffer, GST_MGLLAVA_RESULT_META_API_TYPE);
 }
@@ -105,19 +123,23 @@ GstMgllavaResultMeta* gst_buffer_iterate_mgllava_result_meta(GstBuffer* buffer, 
 }
 
 GstStructure* gst_mgllava_result_meta_to_structure(const GstMgllavaResultMeta* m) {
-    return gst_structure_new("mgllava-result", "text", G_TYPE_STRING, m->text, "prompt", G_TYPE_STRING, m->prompt,
-                             "source-pts", G_TYPE_UINT64, (guint64)m->source_pts, "source-frame", G_TYPE_UINT64,
-                             m->source_frame, "n-tokens", G_TYPE_UINT, m->n_tokens, "n-objects", G_TYPE_UINT,
-                             m->n_objects, "latency-ms", G_TYPE_DOUBLE, m->latency_ms, "preprocess-ms", G_TYPE_DOUBLE,
-                             m->preprocess_ms, "vision-ms", G_TYPE_DOUBLE, m->vision_ms, "prefill-ms", G_TYPE_DOUBLE,
-                             m->prefill_ms, "decode-ms", G_TYPE_DOUBLE, m->decode_ms, NULL);
+    GstStructure* s = gst_structure_new(
+        "mgllava-result", "text", G_TYPE_STRING, m->text, "prompt", G_TYPE_STRING, m->prompt, "source-pts",
+        G_TYPE_UINT64, (guint64)m->source_pts, "source-frame", G_TYPE_UINT64, m->source_frame, "n-tokens", G_TYPE_UINT,
+        m->n_tokens, "n-objects", G_TYPE_UINT, m->n_objects, "latency-ms", G_TYPE_DOUBLE, m->latency_ms,
+        "preprocess-ms", G_TYPE_DOUBLE, m->preprocess_ms, "vision-ms", G_TYPE_DOUBLE, m->vision_ms, "prefill-ms",
+        G_TYPE_DOUBLE, m->prefill_ms, "decode-ms", G_TYPE_DOUBLE, m->decode_ms, NULL);
+    if (m->json) gst_structure_set(s, "json", G_TYPE_STRING, m->json, NULL);
+    if (m->constraint) gst_structure_set(s, "constraint", G_TYPE_STRING, m->constraint, NULL);
+    return s;
 }
 
 gboolean gst_mgllava_result_meta_from_structure(const GstStructure* s, GstMgllavaResultMeta* f) {
     guint64 pts = GST_CLOCK_TIME_NONE;
 
     g_return_val_if_fail(f != NULL, FALSE);
-    memset(f, 0, sizeof *f);
+    /* only the fields every version of the struct has */
+    memset(f, 0, G_STRUCT_OFFSET(GstMgllavaResultMeta, json));
     f->source_pts = GST_CLOCK_TIME_NONE;
     if (!s || !gst_structure_has_name(s, "mgllava-result")) return FALSE;
     f->text = (gchar*)gst_structure_get_string(s, "text");
@@ -134,6 +156,16 @@ gboolean gst_mgllava_result_meta_from_structure(const GstStructure* s, GstMgllav
     gst_structure_get_double(s, "vision-ms", &f->vision_ms);
     gst_structure_get_double(s, "prefill-ms", &f->prefill_ms);
     gst_structure_get_double(s, "decode-ms", &f->decode_ms);
+    return TRUE;
+}
+
+gboolean gst_mgllava_result_structure_get_constraint(const GstStructure* s, const gchar** json,
+                                                     const gchar** constraint) {
+    if (json) *json = NULL;
+    if (constraint) *constraint = NULL;
+    if (!s || !gst_structure_has_name(s, "mgllava-result")) return FALSE;
+    if (json) *json = gst_structure_get_string(s, "json");
+    if (constraint) *constraint = gst_structure_get_string(s, "constraint");
     return TRUE;
 }
 
@@ -172,11 +204,16 @@ guint gst_mgllava_late_results_event_get_size(GstEvent* event) {
     return v ? gst_value_array_get_size(v) : 0;
 }
 
-gboolean gst_mgllava_late_results_event_get(GstEvent* event, guint index, GstMgllavaResultMeta* fields) {
+const GstStructure* gst_mgllava_late_results_event_get_structure(GstEvent* event, guint index) {
     const GValue *v = gst_mgllava_late_results(event), *e;
 
-    if (!v || index >= gst_value_array_get_size(v)) return FALSE;
+    if (!v || index >= gst_value_array_get_size(v)) return NULL;
     e = gst_value_array_get_value(v, index);
-    if (!GST_VALUE_HOLDS_STRUCTURE(e)) return FALSE;
-    return gst_mgllava_result_meta_from_structure(gst_value_get_structure(e), fields);
+    return GST_VALUE_HOLDS_STRUCTURE(e) ? gst_value_get_structure(e) : NULL;
+}
+
+gboolean gst_mgllava_late_results_event_get(GstEvent* event, guint index, GstMgllavaResultMeta* fields) {
+    const GstStructure* s = gst_mgllava_late_results_event_get_structure(event, index);
+
+    return s ? gst_mgllava_result_meta_from_structure(s, fields) : FALSE;
 }

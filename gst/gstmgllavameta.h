@@ -31,6 +31,21 @@ typedef struct _GstMgllavaResultMeta GstMgllavaResultMeta;
  * @n_objects: number of object tokens the model saw (>= 1 when objects are used)
  * @latency_ms: wall time from sampling the frame to the finished answer
  * @preprocess_ms, @vision_ms, @prefill_ms, @decode_ms: engine stage timings
+ * @json: (nullable): with a response schema (mgllavafilter's response-schema),
+ *   the answer as one compact JSON value when it is complete (it parses and
+ *   validates against the schema); %NULL otherwise. Appended after
+ *   @decode_ms: the fields above keep their offsets.
+ * @constraint: (nullable): with a response schema or grammar, how the answer
+ *   ended: "complete", "incomplete" (the token budget ended inside the
+ *   structure: @text is what was generated, @json is %NULL) or "invalid";
+ *   %NULL when the answer was not constrained
+ *
+ * The struct only grows at its end. The functions that take caller-filled
+ * values (gst_buffer_add_mgllava_result_meta_full(),
+ * gst_mgllava_result_meta_from_structure()) read and write only the fields
+ * up to @decode_ms, so a program built before @json existed keeps working;
+ * @json and @constraint go through gst_mgllava_result_meta_set_constraint()
+ * and gst_mgllava_result_structure_get_constraint().
  */
 struct _GstMgllavaResultMeta {
     GstMeta meta;
@@ -46,6 +61,8 @@ struct _GstMgllavaResultMeta {
     gdouble vision_ms;
     gdouble prefill_ms;
     gdouble decode_ms;
+    gchar* json;
+    gchar* constraint;
 };
 
 /**
@@ -91,6 +108,16 @@ GstMgllavaResultMeta* gst_buffer_add_mgllava_result_meta(GstBuffer* buffer, cons
 GstMgllavaResultMeta* gst_buffer_add_mgllava_result_meta_full(GstBuffer* buffer, const GstMgllavaResultMeta* fields);
 
 /**
+ * gst_mgllava_result_meta_set_constraint:
+ * @meta: a #GstMgllavaResultMeta on a buffer
+ * @json: (nullable): the answer as compact JSON text, or %NULL
+ * @constraint: (nullable): "complete", "incomplete", "invalid", or %NULL
+ *
+ * Sets @meta's @json and @constraint fields (copied; the old values freed).
+ */
+void gst_mgllava_result_meta_set_constraint(GstMgllavaResultMeta* meta, const gchar* json, const gchar* constraint);
+
+/**
  * gst_buffer_get_mgllava_result_meta:
  * @buffer: a #GstBuffer
  *
@@ -118,6 +145,10 @@ GstMgllavaResultMeta* gst_buffer_iterate_mgllava_result_meta(GstBuffer* buffer, 
  * gst_mgllava_result_meta_to_structure:
  * @meta: a #GstMgllavaResultMeta
  *
+ * The fields (all of them, @json and @constraint included: pass a meta from
+ * a buffer or a value of this version of the struct) as the bus message
+ * carries them; "json" and "constraint" are present only when set.
+ *
  * Returns: (transfer full): the same fields as a #GstStructure named
  *   "mgllava-result" (the bus message body).
  */
@@ -130,9 +161,27 @@ GstStructure* gst_mgllava_result_meta_to_structure(const GstMgllavaResultMeta* m
  * @fields: (out caller-allocates): the fields read; text and prompt point
  *   into @s (valid while it lives; never %NULL)
  *
+ * Fills the fields up to @decode_ms (see gst_mgllava_result_structure_get_constraint()
+ * for the others).
+ *
  * Returns: %FALSE when @s is not an "mgllava-result" structure.
  */
 gboolean gst_mgllava_result_meta_from_structure(const GstStructure* s, GstMgllavaResultMeta* fields);
+
+/**
+ * gst_mgllava_result_structure_get_constraint:
+ * @s: (nullable): an "mgllava-result" structure
+ * @json: (out) (optional) (nullable) (transfer none): the answer's JSON text, or %NULL
+ * @constraint: (out) (optional) (nullable) (transfer none): how a constrained
+ *   answer ended, or %NULL
+ *
+ * The fields appended to the meta, as the structure carries them (strings
+ * valid while @s lives).
+ *
+ * Returns: %FALSE when @s is not an "mgllava-result" structure.
+ */
+gboolean gst_mgllava_result_structure_get_constraint(const GstStructure* s, const gchar** json,
+                                                     const gchar** constraint);
 
 /**
  * GST_MGLLAVA_LATE_RESULTS_EVENT:
@@ -181,6 +230,17 @@ guint gst_mgllava_late_results_event_get_size(GstEvent* event);
  *   late-results event.
  */
 gboolean gst_mgllava_late_results_event_get(GstEvent* event, guint index, GstMgllavaResultMeta* fields);
+
+/**
+ * gst_mgllava_late_results_event_get_structure:
+ * @event: a late-results #GstEvent
+ * @index: which result
+ *
+ * Returns: (transfer none) (nullable): the "mgllava-result" structure of
+ *   result @index (valid while @event lives), or %NULL when @index is out of
+ *   range or @event is not a late-results event.
+ */
+const GstStructure* gst_mgllava_late_results_event_get_structure(GstEvent* event, guint index);
 
 G_END_DECLS
 

@@ -117,7 +117,9 @@ static GstMgllavaAttachMode gst_mgllava_filter_auto_mode(GstMgllavaFilter* self)
 }
 
 static void gst_mgllava_filter_attach(GstMgllavaFilter* self, GstBuffer* buf, GstMgllavaResult* r) {
-    gst_buffer_add_mgllava_result_meta_full(buf, &r->fields);
+    GstMgllavaResultMeta* m = gst_buffer_add_mgllava_result_meta_full(buf, &r->fields);
+
+    if (m && r->fields.constraint) gst_mgllava_result_meta_set_constraint(m, r->fields.json, r->fields.constraint);
 }
 
 /* Samples the frame into a request (see gstmgllavaworker.c), then attaches

@@ -22,6 +22,7 @@
 #include "gstmgllavafilter-private.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -40,6 +41,8 @@ void gst_mgllava_result_free(GstMgllavaResult* r) {
     if (!r) return;
     g_free(r->fields.text);
     g_free(r->fields.prompt);
+    g_free(r->fields.json);
+    g_free(r->fields.constraint);
     g_free(r);
 }
 
@@ -47,6 +50,7 @@ static void gst_mgllava_done_free(GstMgllavaDone* d) {
     if (!d) return;
     g_free(d->text);
     g_free(d->error);
+    g_free(d->ids);
     g_free(d);
 }
 
@@ -82,6 +86,11 @@ static void gst_mgllava_filter_on_result(uint64_t id, const MglResult* res, void
     d->error = g_strdup(res->error);
     d->timings = res->timings;
     d->batch = res->batch;
+    if (res->ids && res->n_ids) {
+        d->ids = g_new(gint32, res->n_ids);
+        memcpy(d->ids, res->ids, res->n_ids * sizeof(gint32));
+        d->n_ids = res->n_ids;
+    }
     d->t_done = g_get_monotonic_time();
     g_mutex_lock(&self->lock);
     g_assert(self->done == NULL);
@@ -105,6 +114,7 @@ static GstMgllavaDone* gst_mgllava_filter_run(GstMgllavaFilter* self, GstMgllava
     img.stride = job->width * 3;
     /* also stops a request that a flush or stop races with its submission */
     job->gen.abort_flag = &self->abort_flag;
+    gst_mgllava_filter_constraint_bind(self, &job->gen);
     st = mgl_stream_submit(self->stream, &img, (const MglBox*)job->boxes->data, job->boxes->len, job->prompt, &job->gen,
                            gst_mgllava_filter_on_result, self, &id, &err);
     if (st != MGL_OK) {
@@ -144,6 +154,7 @@ static gpointer gst_mgllava_filter_worker(gpointer data) {
         GstMgllavaResult* res = NULL;
         GstMgllavaDone* d;
         MglStatus st;
+        gboolean incomplete = FALSE;
 
         while (self->running && g_queue_is_empty(&self->jobs)) g_cond_wait(&self->cond, &self->lock);
         if (!self->running) break;
@@ -155,11 +166,21 @@ static gpointer gst_mgllava_filter_worker(gpointer data) {
         d = gst_mgllava_filter_run(self, job);
         st = d->status;
         if (st == MGL_OK) {
+            GstStructure* msg;
+
             res = gst_mgllava_result_new(job, d);
-            /* the bus message carries the same fields as the meta */
-            gst_element_post_message(
-                GST_ELEMENT(self),
-                gst_message_new_element(GST_OBJECT(self), gst_mgllava_result_meta_to_structure(&res->fields)));
+            if (!gst_mgllava_filter_constraint_finish(self, d->ids, d->n_ids, res)) {
+                incomplete = TRUE;
+                GST_WARNING_OBJECT(self,
+                                   "frame %" G_GUINT64_FORMAT ": the constrained answer is %s after %u tokens "
+                                   "(max-new-tokens=%u)",
+                                   job->frame, res->fields.constraint, res->fields.n_tokens, job->gen.max_new_tokens);
+            }
+            /* the bus message carries the same fields as the meta, and a
+             * structured answer also as a value */
+            msg = gst_mgllava_result_meta_to_structure(&res->fields);
+            gst_mgllava_constraint_add_answer(msg, res->fields.json);
+            gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), msg));
             GST_DEBUG_OBJECT(self,
                              "frame %" G_GUINT64_FORMAT ": \"%s\" (%.1f ms, "
                              "%u tokens, batch %d)",
@@ -179,6 +200,7 @@ static gpointer gst_mgllava_filter_worker(gpointer data) {
         if (d->batch > self->max_batch_seen) self->max_batch_seen = d->batch;
         if (res) {
             self->n_results++;
+            if (incomplete) self->n_incomplete++;
             if (!self->flushing)
                 g_queue_push_tail(&self->results, res);
             else
@@ -297,6 +319,7 @@ void gst_mgllava_filter_worker_start(GstMgllavaFilter* self) {
     self->flushing = FALSE;
     self->abort_flag = 0;
     self->n_sampled = self->n_results = self->n_dropped = self->n_failed = self->n_aborted = self->n_late = 0;
+    self->n_incomplete = 0;
     self->max_batch_seen = 0;
     g_mutex_unlock(&self->lock);
     self->worker = g_thread_new("mgllava-worker", gst_mgllava_filter_worker, self);
@@ -379,7 +402,8 @@ GstStructure* gst_mgllava_filter_worker_stats(GstMgllavaFilter* self) {
                           self->n_results, "dropped", G_TYPE_UINT64, self->n_dropped, "failed", G_TYPE_UINT64,
                           self->n_failed, "aborted", G_TYPE_UINT64, self->n_aborted, "late", G_TYPE_UINT64,
                           self->n_late, "pending", G_TYPE_UINT, g_queue_get_length(&self->jobs) + (self->busy ? 1 : 0),
-                          "largest-batch", G_TYPE_INT, self->max_batch_seen, NULL);
+                          "largest-batch", G_TYPE_INT, self->max_batch_seen, "incomplete", G_TYPE_UINT64,
+                          self->n_incomplete, NULL);
     g_mutex_unlock(&self->lock);
     return s;
 }
