@@ -8,6 +8,7 @@
 #include "mgl-dev.h"
 #include "mgl-scenes.h"
 #include "mgl-model.h"
+#include "mgl-quant.h"
 #include "cpu/mgl-blas.h"
 
 #include <glib.h>
@@ -77,11 +78,12 @@ static long peak_rss_kb(void) {
     return v;
 }
 
-static MglStatus build_files(const Preset* p, MglDType dt, uint64_t seed, MglModelFiles** out, size_t* llm_bytes,
-                             MglErr* err);
+static MglStatus build_files(const Preset* p, MglDType dt, int qbits, uint64_t seed, MglModelFiles** out,
+                             size_t* llm_bytes, MglErr* err);
 
-static MglStatus build_files(const Preset* p, MglDType dt, uint64_t seed, MglModelFiles** out, size_t* llm_bytes,
-                             MglErr* err) {
+/* qbits 8 or 4: the LLM's matrices and lm_head quantized (mgl-quant.h, default groups) after synthesis */
+static MglStatus build_files(const Preset* p, MglDType dt, int qbits, uint64_t seed, MglModelFiles** out,
+                             size_t* llm_bytes, MglErr* err) {
     MglModelFiles* f = calloc(1, sizeof *f);
     f->weights = mgl_tset_new();
     f->man.template_name = strdup("vicuna");
@@ -119,6 +121,10 @@ static MglStatus build_files(const Preset* p, MglDType dt, uint64_t seed, MglMod
     snprintf(L->hidden_act, sizeof L->hidden_act, "silu");
     MglStatus st = mgl_model_files_synthesize(f, dt, seed, err);
     if (st == MGL_OK) st = mgl_model_files_validate(f, err);
+    if (st == MGL_OK && qbits) {
+        MglQuantSpec q = {.bits = qbits, .group = qbits == 8 ? 128 : 32, .head = true};
+        st = mgl_quantize_model(f, &q, err);
+    }
     *llm_bytes = 0;
     for (size_t i = 0; i < f->weights->n; i++)
         if (g_str_has_prefix(f->weights->items[i].name, "llm.") &&
@@ -133,6 +139,10 @@ static MglStatus build_files(const Preset* p, MglDType dt, uint64_t seed, MglMod
     return MGL_OK;
 }
 
+static const char* bench_dtype_name(const MglBenchParams* bp) {
+    return bp->quant_bits == 8 ? "q8" : bp->quant_bits == 4 ? "q4" : mgl_dtype_name(bp->dtype);
+}
+
 static const Preset* find_preset(const char* name) {
     for (size_t i = 0; i < G_N_ELEMENTS(k_presets); i++)
         if (strcmp(k_presets[i].name, name) == 0) return &k_presets[i];
@@ -144,7 +154,7 @@ MglStatus mgl_bench_save(const MglBenchParams* bp, const char* dir, const char* 
     if (!p) return mgl_err(err, MGL_E_INVALID, "bench: unknown preset '%s' (%s)", bp->preset, mgl_bench_preset_names());
     MglModelFiles* f = NULL;
     size_t llm_bytes = 0;
-    MGL_TRY(build_files(p, bp->dtype, 1234, &f, &llm_bytes, err));
+    MGL_TRY(build_files(p, bp->dtype, bp->quant_bits, 1234, &f, &llm_bytes, err));
     MglStatus st = mgl_model_files_save_packed(f, dir, bp->dtype, tokenizer_dir, err);
     mgl_model_files_free(f);
     return st;
@@ -221,7 +231,10 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
     double tb = now_ms();
     MglModelFiles* f = NULL;
     size_t llm_bytes = 0;
-    MGL_TRY(build_files(p, dt, 1234, &f, &llm_bytes, err));
+    if (!cpu && bp->quant_bits)
+        return mgl_err(err, MGL_E_UNSUPPORTED, "bench: q%d weights run on the CPU backend only in this build",
+                       bp->quant_bits);
+    MGL_TRY(build_files(p, dt, bp->quant_bits, 1234, &f, &llm_bytes, err));
     MglModelParams mp = mgl_model_default_params();
     mp.device = dev;
     mp.precision = prec;
@@ -240,7 +253,7 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
         g_string_append_printf(j,
                                "{\"preset\": \"%s\", \"backend\": \"cpu\", \"dtype\": \"%s\", \"threads\": %d, "
                                "\"blas_core\": \"%s\", \"build_ms\": %.1f",
-                               p->name, mgl_dtype_name(bp->dtype), bp->n_threads, mgl_blas_corename(), build_ms);
+                               p->name, bench_dtype_name(bp), bp->n_threads, mgl_blas_corename(), build_ms);
     else
         g_string_append_printf(j,
                                "{\"preset\": \"%s\", \"backend\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
@@ -359,7 +372,7 @@ static MglStatus bench_batches(const MglBenchParams* bp, const int* bs, int nb, 
     const char* dev = bp->device && *bp->device ? bp->device : "cpu";
     MglModelFiles* f = NULL;
     size_t llm_bytes = 0;
-    MGL_TRY(build_files(p, bp->dtype, 1234, &f, &llm_bytes, err));
+    MGL_TRY(build_files(p, bp->dtype, bp->quant_bits, 1234, &f, &llm_bytes, err));
     MglModelParams mp = mgl_model_default_params();
     mp.device = dev;
     mp.precision = bp->precision;
@@ -378,7 +391,7 @@ static MglStatus bench_batches(const MglBenchParams* bp, const int* bs, int nb, 
                                "\"prompt_tokens\": %d, \"decode_steps\": %d, \"step_ms\": %.2f, "
                                "\"aggregate_tokens_per_s\": %.1f, \"per_sequence_tokens_per_s\": %.1f, "
                                "\"vs_batch_1\": %.2f}\n",
-                               p->name, mgl_model_backend_name(m), mgl_dtype_name(bp->dtype), bs[i], T, G, b.step_ms,
+                               p->name, mgl_model_backend_name(m), bench_dtype_name(bp), bs[i], T, G, b.step_ms,
                                b.tokens_per_s, b.tokens_per_s / bs[i], base > 0 ? b.tokens_per_s / base : 0.0);
     }
     mgl_model_free(m);
@@ -529,9 +542,15 @@ static MglStatus bench_streams(const MglBenchParams* bp, const char* path, const
     return st;
 }
 
-static bool bench_dtype(const char* s, MglDType* out) {
+/* f16/bf16/f32; q8/q4: the LLM's matrices quantized, the other tensors f16 */
+static bool bench_dtype(const char* s, MglBenchParams* bp) {
+    if (s && (!strcmp(s, "q8") || !strcmp(s, "q4"))) {
+        bp->dtype = MGL_DT_F16;
+        bp->quant_bits = s[1] - '0';
+        return true;
+    }
     if (!cli_dtype(s)) return false;
-    *out = !strcmp(s, "f16") ? MGL_DT_F16 : !strcmp(s, "bf16") ? MGL_DT_BF16 : MGL_DT_F32;
+    bp->dtype = !strcmp(s, "f16") ? MGL_DT_F16 : !strcmp(s, "bf16") ? MGL_DT_BF16 : MGL_DT_F32;
     return true;
 }
 
@@ -542,8 +561,8 @@ int mgl_cmd_bench(int argc, char** argv) {
                   {"--streams", true},   {"--frames", true},  {"--prompt", true}};
     if (cli_parse_opts(argc, argv, o, 15)) return 1;
     MglBenchParams bp = {.preset = o[0].value ? o[0].value : "mgllava-7b", .dtype = MGL_DT_F32, .reps = 3};
-    if (o[1].value && !bench_dtype(o[1].value, &bp.dtype))
-        return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", o[1].value);
+    if (o[1].value && !bench_dtype(o[1].value, &bp))
+        return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16, f32, q8 or q4", o[1].value);
     double v;
     if (o[2].value && !cli_num(o[2].value, 1, 1e6, &v))
         return cli_usage_error(NULL, "--prompt-tokens '%s'", o[2].value);
@@ -584,7 +603,7 @@ int mgl_cmd_bench(int argc, char** argv) {
     }
     if (o[7].value) {
         if (mgl_bench_save(&bp, o[7].value, o[8].value, &err) != MGL_OK) return cli_fail(&err);
-        printf("wrote %s (%s, %s)\n", o[7].value, bp.preset, mgl_dtype_name(bp.dtype));
+        printf("wrote %s (%s, %s)\n", o[7].value, bp.preset, bench_dtype_name(&bp));
         return 0;
     }
     GString* out = g_string_new(NULL);

@@ -4,10 +4,11 @@
  *   mgllava detokenize --tokenizer PATH [--skip-special] [--clean-up-spaces=yes|no]
  *                                                        stdin JSON ids -> text
  *   mgllava inspect    --model PATH                      validate + summarise a model, or list a weights file
- *   mgllava convert    --model PATH --out DIR [--dtype f16|bf16|f32]
+ *   mgllava convert    --model PATH --out DIR [--dtype f16|bf16|f32|q8|q4] [--group N] [--keep-head] ...
  *   mgllava run        --model PATH --image FILE [--boxes FILE] --prompt TEXT [--max-new-tokens N]
  *                      [--temperature T] [--top-p P] [--top-k K] [--seed S] [--device auto|cpu|cuda] [--json]
  *                      [--schema FILE | --grammar FILE]   the answer constrained (docs/structured-output.md)
+ *   mgllava run --video F0 F1 ... --model PATH --prompt TEXT [--frames N] [--boxes FILE]   a clip
  *   mgllava dump       (run's options) --stage NAME --out FILE.safetensors
  *   mgllava eval-scenes --model PATH --count N [--seed S] [...]   accuracy on the synthetic scenes (JSON)
  *
@@ -20,6 +21,7 @@
 #include "mgl-cli.h"
 #include "mgl-image.h"
 #include "mgl-dev.h"
+#include "mgl-video-cli.h"
 
 #include <glib.h>
 #include <stdio.h>
@@ -39,7 +41,8 @@ static void usage(FILE* f) {
         "                                                tokenizer's config says, unless overridden)\n"
         "  inspect    --model PATH                       validate and summarise a model folder (mgllava.json),\n"
         "                                                or list the tensors of a .safetensors/.pth/.bin file\n"
-        "  convert    --model PATH --out DIR [--dtype f16|bf16|f32]\n"
+        "  convert    --model PATH --out DIR [--dtype f16|bf16|f32|q8|q4] [--group N] [--keep-head]\n"
+        "             [--quant-projectors] [--float f16|bf16|f32]\n"
         "                                                pack a model into one folder of safetensors (mmap-loadable)\n"
         "  run        --model PATH --image FILE [--boxes FILE] --prompt TEXT [--max-new-tokens N]\n"
         "             [--temperature T] [--top-p P] [--top-k K] [--seed S] [--device auto|cpu|cuda] [--json]\n"
@@ -48,9 +51,13 @@ static void usage(FILE* f) {
         "                                                --schema/--grammar: the answer follows a JSON Schema or\n"
         "                                                a grammar (docs/structured-output.md)\n"
         "  dump       (run's options) --stage NAME --out FILE.safetensors\n"
+        "  run        --video F0 F1 ... --model PATH --prompt TEXT [--frames N] [--boxes FILE] [--json] ...\n"
+        "                                                answer a question about a clip of images in time order\n"
+        "                                                (the video path: N frames taken as np.linspace, default\n"
+        "                                                all, at most 8; --boxes keyed by image number)\n"
         "                                                write one stage's tensor: x768 x336 boxes768 clip\n"
         "                                                cnx0..cnx3 fused vimg obj_pooled vobj embeds logits\n"
-        "  bench      [--preset NAME] [--dtype f32|f16|bf16] [--prompt-tokens N] [--gen-tokens N] [--reps N]\n"
+        "  bench      [--preset NAME] [--dtype f32|f16|bf16|q8|q4] [--prompt-tokens N] [--gen-tokens N] [--reps N]\n"
         "             [--device cpu|cuda|auto] [--precision f16|bf16|f32]   (CUDA: weights in that precision)\n"
         "                                                real-shape random-weight timings (one JSON line); presets:\n"
         "                                                clip-l-336 convnext-l-768 vision-l llama-110m vicuna-7b\n"
@@ -197,15 +204,28 @@ static int cmd_inspect(int argc, char** argv) {
 }
 
 static int cmd_convert(int argc, char** argv) {
-    CliOpt o[] = {{"--model", true}, {"--out", true}, {"--dtype", true}};
-    if (cli_parse_opts(argc, argv, o, 3)) return 1;
+    CliOpt o[] = {{"--model", true}, {"--out", true},        {"--dtype", true},
+                  {"--group", true}, {"--keep-head", false}, {"--quant-projectors", false},
+                  {"--float", true}};
+    if (cli_parse_opts(argc, argv, o, 7)) return 1;
     if (!o[0].value || !o[1].value)
         return cli_usage_error(NULL, "%s: --model PATH and --out DIR are required", "convert");
     const char* ds = o[2].value ? o[2].value : "f16";
-    if (!cli_dtype(ds)) return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16 or f32", ds);
+    const bool quant = !strcmp(ds, "q8") || !strcmp(ds, "q4");
+    if (!cli_dtype(ds) && !quant) return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16, f32, q8 or q4", ds);
+    if (!quant && (o[3].value || o[4].seen || o[5].seen || o[6].value))
+        return cli_usage_error(NULL, "%s: --group, --keep-head, --quant-projectors and --float go with q8 or q4",
+                               "convert");
+    if (o[6].value && !cli_dtype(o[6].value))
+        return cli_usage_error(NULL, "--float '%s': expected f16, bf16 or f32", o[6].value);
+    /* the quantization spec string of mgl_convert (mgl-quant.h) */
+    char spec[128];
+    snprintf(spec, sizeof spec, "%s%s%s%s%s%s%s", ds, o[3].value ? ",group=" : "", o[3].value ? o[3].value : "",
+             o[4].seen ? ",head=keep" : "", o[5].seen ? ",projectors=q" : "", o[6].value ? ",float=" : "",
+             o[6].value ? o[6].value : "");
     MglErr err = {0};
-    if (mgl_convert(o[0].value, o[1].value, ds, &err) != MGL_OK) return cli_fail(&err);
-    printf("wrote %s (%s)\n", o[1].value, ds);
+    if (mgl_convert(o[0].value, o[1].value, spec, &err) != MGL_OK) return cli_fail(&err);
+    printf("wrote %s (%s)\n", o[1].value, spec);
     return 0;
 }
 
@@ -328,6 +348,8 @@ static int cmd_run(int argc, char** argv, bool dump) {
         if (!cli_num(o[O_MAXNEW].value, 1, 1e6, &v))
             return cli_usage_error(NULL, "--max-new-tokens '%s': expected 1..1000000", o[O_MAXNEW].value);
         gp.max_new_tokens = (int)v;
+    for (int i = 0; !dump && i < argc; i++)
+        if (!strcmp(argv[i], "--video")) return mgl_cmd_run_video(argc, argv); /* a clip */
     }
     if (o[O_TEMP].value) {
         if (!cli_num(o[O_TEMP].value, 0, 100, &v))

@@ -118,28 +118,13 @@ static MglStatus sample_dev(MglBackendCtx* dc, const MglSampling* p, int32_t* id
     return st;
 }
 
-/* Vision + the embedding sequence into dc->x. `ids` (n_ids) with the image at
- * image_pos; x336/x768/boxes768 from the CPU preprocessing. */
-static MglStatus vision_embeds(MglBackendCtx* dc, const MglSeqInput* in, MglErr* err) {
+/* The towers of one image (or one frame of a clip) into the rows of dc->x
+ * from `row`: P image rows, then n_obj object rows (on the main stream). */
+static void frame_embeds(MglBackendCtx* dc, const float* x336, const float* x768, const float* b768, size_t n_obj,
+                         bool high_res, int64_t row) {
     MglBackendModel* dm = dc->dm;
     const MglModelWeights* m = &dm->w;
     const int64_t H = m->lc.hidden, P = m->n_patches;
-    const MglSeqLayout ly = mgl_seq_layout(in, P);
-    const int64_t L = ly.L;
-    const int32_t* ids = in->ids;
-    const size_t n_ids = in->n_ids, n_obj = in->n_obj;
-    const float *x336 = in->x336, *x768 = in->x768, *b768 = in->boxes768;
-    const bool high_res = in->use_high_res;
-    MGL_TRY(mglc_ensure_vision(dc, err));
-    MGL_TRY(mglc_ensure_boxes(dc, (int64_t)n_obj, err));
-    MGL_TRY(mglc_ensure_llm(dc, L, false, err));
-    if ((int64_t)n_ids > dc->ids_cap) {
-        mglc_ctx_release(dc, dc->d_ids);
-        dc->d_ids = NULL;
-        dc->ids_cap = 0;
-        MGL_TRY(mglc_ctx_alloc(dc, (void**)&dc->d_ids, sizeof(int32_t) * (n_ids + 64), "token ids", err));
-        dc->ids_cap = (int64_t)n_ids + 64;
-    }
     MglCudaStream *sm = dc->s_main, *sc = dc->s_clip, *sx = dc->s_cnx;
     /* CLIP and ConvNeXt run side by side on their own streams */
     mglc_fail(sc, cudaMemcpyAsync(dc->x336, x336, sizeof(float) * 3 * 336 * 336, cudaMemcpyHostToDevice, sc->st),
@@ -154,15 +139,9 @@ static MglStatus vision_embeds(MglBackendCtx* dc, const MglSeqInput* in, MglErr*
         mglc_convnext_dev(dc, sx);
         mglc_fail(sx, cudaEventRecord(dc->ev_cnx, sx->st), "event");
     }
-    if (n_ids)
-        mglc_fail(sm, cudaMemcpyAsync(dc->d_ids, ids, sizeof(int32_t) * n_ids, cudaMemcpyHostToDevice, sm->st),
-                  "upload");
     if (n_obj)
         mglc_fail(sm, cudaMemcpyAsync(dc->boxes, b768, sizeof(float) * 4 * n_obj, cudaMemcpyHostToDevice, sm->st),
                   "upload");
-    /* text rows: the prefix and the suffix */
-    mgl_cuda_embed(sm, &m->embed, dc->d_ids, ly.prefix, dc->x);
-    if (ly.n_suffix > 0) mgl_cuda_embed(sm, &m->embed, dc->d_ids + ly.prefix, ly.n_suffix, dc->x + ly.suffix * H);
     mglc_fail(sm, cudaStreamWaitEvent(sm->st, dc->ev_clip, 0), "event wait");
     const float* img = dc->clip_out;
     if (high_res) {
@@ -170,12 +149,54 @@ static MglStatus vision_embeds(MglBackendCtx* dc, const MglSeqInput* in, MglErr*
         mglc_fuse_dev(dc, sm);
         img = dc->fused;
     }
-    mglc_mlp2_dev(sm, &m->proj, img, P, dc->mlp_tmp, dc->x + ly.image * H);
+    mglc_mlp2_dev(sm, &m->proj, img, P, dc->mlp_tmp, dc->x + row * H);
     if (n_obj) {
         mglc_objects_dev(dc, sm, (int64_t)n_obj);
-        mglc_mlp2_dev(sm, &m->bproj, dc->pooled, (int64_t)n_obj, dc->mlp_tmp, dc->x + ly.objects * H);
+        mglc_mlp2_dev(sm, &m->bproj, dc->pooled, (int64_t)n_obj, dc->mlp_tmp, dc->x + (row + P) * H);
     }
-    return mglc_sync_all(dc, err);
+}
+
+/* Vision + the embedding sequence into dc->x. `ids` (n_ids) with the image at
+ * image_pos; x336/x768/boxes768 from the CPU preprocessing. A clip runs its
+ * frames one after the other (they share the tower buffers). */
+static MglStatus vision_embeds(MglBackendCtx* dc, const MglSeqInput* in, MglErr* err) {
+    MglBackendModel* dm = dc->dm;
+    const MglModelWeights* m = &dm->w;
+    const int64_t H = m->lc.hidden, P = m->n_patches;
+    const MglSeqLayout ly = mgl_seq_layout(in, P);
+    const int64_t L = ly.L;
+    const int32_t* ids = in->ids;
+    const size_t n_ids = in->n_ids;
+    size_t max_obj = in->n_obj;
+    for (size_t j = 0; j < in->n_frames; j++)
+        if (in->frames[j].n_obj > max_obj) max_obj = in->frames[j].n_obj;
+    MGL_TRY(mglc_ensure_vision(dc, err));
+    MGL_TRY(mglc_ensure_boxes(dc, (int64_t)max_obj, err));
+    MGL_TRY(mglc_ensure_llm(dc, L, false, err));
+    if ((int64_t)n_ids > dc->ids_cap) {
+        mglc_ctx_release(dc, dc->d_ids);
+        dc->d_ids = NULL;
+        dc->ids_cap = 0;
+        MGL_TRY(mglc_ctx_alloc(dc, (void**)&dc->d_ids, sizeof(int32_t) * (n_ids + 64), "token ids", err));
+        dc->ids_cap = (int64_t)n_ids + 64;
+    }
+    MglCudaStream* sm = dc->s_main;
+    if (n_ids)
+        mglc_fail(sm, cudaMemcpyAsync(dc->d_ids, ids, sizeof(int32_t) * n_ids, cudaMemcpyHostToDevice, sm->st),
+                  "upload");
+    /* text rows: the prefix and the suffix */
+    mgl_cuda_embed(sm, &m->embed, dc->d_ids, ly.prefix, dc->x);
+    if (ly.n_suffix > 0) mgl_cuda_embed(sm, &m->embed, dc->d_ids + ly.prefix, ly.n_suffix, dc->x + ly.suffix * H);
+    if (in->n_frames == 0) {
+        frame_embeds(dc, in->x336, in->x768, in->boxes768, in->n_obj, in->use_high_res, ly.image);
+        return mglc_sync_all(dc, err);
+    }
+    for (size_t j = 0; j < in->n_frames; j++) {
+        const MglSeqFrame* f = &in->frames[j];
+        frame_embeds(dc, f->x336, f->x768, f->boxes768, f->n_obj, in->use_high_res, mgl_seq_frame_row(in, P, j));
+        MGL_TRY(mglc_sync_all(dc, err)); /* the next frame reuses the tower buffers */
+    }
+    return MGL_OK;
 }
 
 /* ---- benchmarks ------------------------------------------------------------------------------- */

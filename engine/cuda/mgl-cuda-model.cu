@@ -125,6 +125,13 @@ static void upload_all(MglBackendModel* dm) {
         if (it.spec->kind == MGL_WK_MAT) {
             std::vector<const MglWeight*> hs;
             for (size_t k : run) hs.push_back((const MglWeight*)mgl_weight_field(hw, &items[k]));
+            if (hs[0]->qbits) { /* q8/q4 (mgl-quant.h): the CPU backend's for now */
+                dm->st = mgl_err(dm->err, MGL_E_UNSUPPORTED,
+                                 "cuda: '%s' is quantized (q%d); quantized models run on the CPU backend "
+                                 "(--device cpu) in this build",
+                                 it.name, (int)hs[0]->qbits);
+                break;
+            }
             MglCudaW whole = upWcat(dm, hs.data(), (int)hs.size());
             size_t off = 0;
             for (size_t r = 0; r < run.size(); r++) {

@@ -154,7 +154,10 @@ MGL_API void mgl_stop_seqs_clear(MglStopSeqs* s);
 MGL_API MglStatus mgl_inspect(const char* path, char** text, MglErr* err);
 /* Pack the model at `model_path` into `out_dir` (created): mmap-able
  * safetensors in `dtype` ("f16", "bf16" or "f32"; NULL = "f16"), the configs,
- * the tokenizer files and a packed mgllava.json. */
+ * the tokenizer files and a packed mgllava.json. "q8" or "q4" quantize the
+ * LLM's linear layers (and lm_head) and pack the rest in f16; options follow
+ * after commas: "q4,group=64,head=keep,projectors=q,float=f32"
+ * (docs/quantization.md). */
 MGL_API MglStatus mgl_convert(const char* model_path, const char* out_dir, const char* dtype, MglErr* err);
 
 /* Trim in place the whitespace Python's str.strip() removes (str.isspace),
@@ -280,6 +283,41 @@ MGL_API MglStatus mgl_generate(MglCtx* ctx, const MglImage* image, const MglBox*
  * streams that have requests waiting, so one busy stream cannot starve the
  * others. On the CPU a sequence's tokens are exactly those it would get alone
  * (greedy or seeded sampling).
+/* ---- video clips: the official video path (spec section 11) ---------------
+ *
+ * A clip is T frames in time order, each with its own detector boxes. Every
+ * frame goes through its own preprocessing (unlike an image: padded to its
+ * square with the float CLIP mean, normalized, then resized bilinearly without
+ * antialiasing to 336 for CLIP and, independently, to 768 for ConvNeXt), the
+ * towers, the fusion, the projector and RoIAlign on its own map and boxes.
+ * The prompt is INSTRUCTION.format(input = "<video>\n" + question), split at
+ * "<video>": the first chunk is encoded with the tokenizer's special tokens
+ * (its BOS), the second without; the frames' tokens fill the slot in time
+ * order, [F0 (P image tokens) O0 (N_0 object tokens)] [F1 O1] ..., with no
+ * separator, temporal embedding or pooling. */
+
+typedef struct {
+    MglImage image;
+    const MglBox* boxes; /* this frame's detector boxes (original pixels); may be NULL */
+    size_t n_boxes;
+} MglClipFrame;
+
+/* Which of `n_available` frames a clip of `n_frames` takes, as the official
+ * decord loader: idx[i] = (size_t)(i * (n_available - 1) / (n_frames - 1))
+ * (numpy linspace truncated; a frame may repeat when n_available < n_frames). */
+MGL_API void mgl_clip_sample_indices(size_t n_available, size_t n_frames, size_t* idx);
+/* The most frames whose tokens (P image tokens and at least one object token
+ * each), the prompt's text (with `question`; NULL = an empty one) and one new
+ * token fit in n_ctx tokens (0 = the model's default context). */
+MGL_API int mgl_clip_max_frames(const MglModel* model, int n_ctx, const char* question);
+/* MGL_OK when a clip of n_frames fits; else MGL_E_INVALID with a message
+ * naming the frames, the tokens they need and the context length. */
+MGL_API MglStatus mgl_clip_check(const MglModel* model, int n_ctx, int n_frames, const char* question, MglErr* err);
+/* Answer `question` about a clip (frames in time order). As mgl_generate
+ * otherwise; timings->n_objects counts the object tokens of all frames. */
+MGL_API MglStatus mgl_generate_clip(MglCtx* ctx, const MglClipFrame* frames, size_t n_frames, const char* question,
+                                    const MglGenParams* params, char** text, int32_t** ids, size_t* n_ids,
+                                    MglTimings* timings, MglErr* err);
  *
  * Results come back through a callback, called exactly once per accepted
  * request, on the server's thread: keep it short (queue the result and
@@ -352,6 +390,12 @@ MGL_API int mgl_stream_pending(MglStream* stream);
  * against the tokenizer the model uses (each token's bytes go into a trie).
  * It is immutable and may be shared by any number of requests and threads.
  *
+/* Queues a clip request (mgl_generate_clip's input): every frame is
+ * preprocessed here, in the caller's thread; nothing is referenced after the
+ * call. As mgl_stream_submit otherwise. */
+MGL_API MglStatus mgl_stream_submit_clip(MglStream* stream, const MglClipFrame* frames, size_t n_frames,
+                                         const char* question, const MglGenParams* params, MglResultFunc done,
+                                         void* user_data, uint64_t* id, MglErr* err);
  * Each request gets its own MglGrammarState (one per sequence of a batch):
  * bind it to the request's MglGenParams, and the token mask lets through only
  * the tokens whose bytes keep the text inside the grammar, EOS only where the

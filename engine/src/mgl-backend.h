@@ -39,16 +39,27 @@ typedef struct {
     MglDType kv_dtype; /* KV cache storage on a device: F16, BF16 or F32; the CPU keeps f32 */
 } MglBackendCtxParams;
 
-/* One prompt: [ids[0, image_pos) | image tokens | object tokens | ids[image_pos, n_ids)].
- * Sequences whose inputs share x336/x768 (requests about one frame) may have
- * their vision towers run once by the backend. */
+/* One frame of a clip (the video path, spec section 11): its views and boxes. */
 typedef struct {
-    const int32_t* ids;
-    size_t n_ids, image_pos;
     const float *x336, *x768; /* preprocessed views (CHW f32, host) */
     const float* boxes768;    /* n_obj boxes in the 768 frame (host) */
     size_t n_obj;             /* object tokens (0 = none) */
-    bool use_high_res;        /* false: the CLIP features stand for the fused ones */
+} MglSeqFrame;
+
+/* One prompt: [ids[0, image_pos) | image tokens | object tokens | ids[image_pos, n_ids)].
+ * Sequences whose inputs share x336/x768 (requests about one frame) may have
+ * their vision towers run once by the backend. A clip (n_frames > 0) puts
+ * every frame's [image tokens | object tokens] at image_pos in time order
+ * (frames[0..n_frames)); x336, x768, boxes768 and n_obj are then unused. */
+typedef struct {
+    const int32_t* ids;
+    size_t n_ids, image_pos;
+    const float *x336, *x768;  /* preprocessed views (CHW f32, host) */
+    const float* boxes768;     /* n_obj boxes in the 768 frame (host) */
+    size_t n_obj;              /* object tokens (0 = none) */
+    bool use_high_res;         /* false: the CLIP features stand for the fused ones */
+    const MglSeqFrame* frames; /* a clip: n_frames frames (NULL for one image) */
+    size_t n_frames;
 } MglSeqInput;
 
 /* Row ranges of the LLM input sequence of `in` with P image tokens: the one
@@ -68,9 +79,21 @@ static inline MglSeqLayout mgl_seq_layout(const MglSeqInput* in, int64_t P) {
     s.image = s.prefix;
     s.objects = s.image + P;
     s.suffix = s.objects + (int64_t)in->n_obj;
+    if (in->n_frames > 0) { /* a clip: image and objects are frame 0's; the frames end where the suffix starts */
+        s.objects = s.image + P;
+        s.suffix = s.image;
+        for (size_t j = 0; j < in->n_frames; j++) s.suffix += P + (int64_t)in->frames[j].n_obj;
+    }
     s.n_suffix = (int64_t)in->n_ids - s.prefix;
     s.L = s.suffix + s.n_suffix;
     return s;
+}
+
+/* The first row of frame j of a clip (its P image rows, then its object rows). */
+static inline int64_t mgl_seq_frame_row(const MglSeqInput* in, int64_t P, size_t j) {
+    int64_t r = (int64_t)in->image_pos;
+    for (size_t k = 0; k < j && k < in->n_frames; k++) r += P + (int64_t)in->frames[k].n_obj;
+    return r;
 }
 
 /* Sampling settings of one sequence: temperature 0 is greedy (first of equal

@@ -251,7 +251,6 @@ MglStatus mgl_gen_begin_views(MglModel* m, int64_t n_ctx, MglViews* v, const Mgl
                               const char* question, MglGen* g, MglErr* err) {
     const double t0 = now_ms();
     MglGenParams* p = &g->p;
-    const int64_t P = m->w.n_patches;
     MGL_TRY(mgl_prompt_build(m->tok, m->tmpl, question, true, &g->pr, err));
     g->in = (MglSeqInput){
         .ids = g->pr.ids, .n_ids = g->pr.n_ids, .image_pos = g->pr.image_pos, .use_high_res = p->use_high_res};
@@ -266,7 +265,17 @@ MglStatus mgl_gen_begin_views(MglModel* m, int64_t n_ctx, MglViews* v, const Mgl
     g->in.x336 = v->x336;
     g->in.boxes768 = g->b768;
     if (!p->use_objects || !p->use_high_res) g->in.n_obj = 0;
-    g->L = mgl_seq_layout(&g->in, P).L;
+    st = mgl_gen_ready(m, n_ctx, g, err);
+    if (st == MGL_OK) g->t.preprocess_ms = now_ms() - t0;
+    return st;
+}
+
+/* The prompt's length against the context (the answer budget shrinks to what
+ * fits), the sampling state and the buffers; g->in is set. Clears g on an error. */
+MglStatus mgl_gen_ready(MglModel* m, int64_t n_ctx, MglGen* g, MglErr* err) {
+    MglGenParams* p = &g->p;
+    MglStatus st = MGL_OK;
+    g->L = mgl_seq_layout(&g->in, m->w.n_patches).L;
     if (g->L + p->max_new_tokens > n_ctx && g->L < n_ctx) {
         /* room for some answer: the budget shrinks to what fits (logged once per model) */
         if (g_atomic_int_compare_and_exchange(&m->warned_budget, 0, 1))
@@ -278,7 +287,7 @@ MglStatus mgl_gen_begin_views(MglModel* m, int64_t n_ctx, MglViews* v, const Mgl
     if (g->L + p->max_new_tokens > n_ctx) {
         st = mgl_err(err, MGL_E_INVALID,
                      "prompt: %lld tokens (%zu text + %lld visual) plus %d new exceed the %lld-token context",
-                     (long long)g->L, g->pr.n_ids, (long long)(P + (int64_t)g->in.n_obj), p->max_new_tokens,
+                     (long long)g->L, g->pr.n_ids, (long long)(g->L - (int64_t)g->pr.n_ids), p->max_new_tokens,
                      (long long)n_ctx);
         mgl_gen_clear(g);
         return st;
@@ -298,7 +307,6 @@ MglStatus mgl_gen_begin_views(MglModel* m, int64_t n_ctx, MglViews* v, const Mgl
         mgl_gen_clear(g);
         return mgl_err(err, MGL_E_NOMEM, "out of memory");
     }
-    g->t.preprocess_ms = now_ms() - t0;
     return MGL_OK;
 }
 
@@ -346,6 +354,7 @@ MglStatus mgl_gen_finish(MglModel* m, MglGen* g, char** text, MglErr* err) {
 }
 
 void mgl_gen_clear(MglGen* g) {
+    mgl_gen_clear_clip(g);
     mgl_detok_free(g->dt);
     free(g->allow);
     free(g->gen);
@@ -366,41 +375,47 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
     if (ids_out) *ids_out = NULL;
     if (n_ids_out) *n_ids_out = 0;
     if (!c || !image || !question) return mgl_err(err, MGL_E_INVALID, "generate: missing context, image or question");
+    MglGen g;
+    MGL_TRY(mgl_gen_begin(c->m, c->p.n_ctx, image, boxes, n_boxes, question, params, &g, err));
+    return mgl_gen_run(c, &g, text, ids_out, n_ids_out, tm, err);
+}
+
+/* The steps of one begun request (mgl_gen_begin*) on the context; clears g. */
+MglStatus mgl_gen_run(MglCtx* c, MglGen* g, char** text, int32_t** ids_out, size_t* n_ids_out, MglTimings* tm,
+                      MglErr* err) {
     MglModel* m = c->m;
     const MglBackend* be = m->be;
-    MglGen g;
-    MGL_TRY(mgl_gen_begin(m, c->p.n_ctx, image, boxes, n_boxes, question, params, &g, err));
-    MglSeq* const batch[1] = {&g.seq};
+    MglSeq* const batch[1] = {&g->seq};
     double t1 = now_ms();
-    MglStatus st = be->reserve(c->bc, batch, 1, g.L + g.p.max_new_tokens + 1, err);
+    MglStatus st = be->reserve(c->bc, batch, 1, g->L + g->p.max_new_tokens + 1, err);
     if (st == MGL_OK) st = be->vision(c->bc, batch, 1, err);
     double t2 = now_ms();
-    g.t.vision_ms = t2 - t1;
+    g->t.vision_ms = t2 - t1;
     if (st == MGL_OK) st = be->prefill(c->bc, batch, 1, err);
-    mgl_gen_prepare_sample(m, &g);
+    mgl_gen_prepare_sample(m, g);
     if (st == MGL_OK) st = be->sample(c->bc, batch, 1, err);
-    g.seq.n_past = g.L;
+    g->seq.n_past = g->L;
     double t3 = now_ms();
-    g.t.prefill_ms = t3 - t2;
-    g.st = st;
-    while (g.st == MGL_OK && !mgl_gen_push(m, &g, err)) {
-        g.st = be->decode(c->bc, batch, 1, err);
-        mgl_gen_prepare_sample(m, &g);
-        if (g.st == MGL_OK) g.st = be->sample(c->bc, batch, 1, err);
+    g->t.prefill_ms = t3 - t2;
+    g->st = st;
+    while (g->st == MGL_OK && !mgl_gen_push(m, g, err)) {
+        g->st = be->decode(c->bc, batch, 1, err);
+        mgl_gen_prepare_sample(m, g);
+        if (g->st == MGL_OK) g->st = be->sample(c->bc, batch, 1, err);
     }
-    g.t.decode_ms = now_ms() - t3;
-    if (g.st == MGL_OK && g.p.on_token && g.dt) { /* text the streaming detokenizer still held back */
-        const char* tail = mgl_detok_flush(g.dt);
-        if (tail && *tail) g.p.on_token(-1, tail, g.p.user_data);
+    g->t.decode_ms = now_ms() - t3;
+    if (g->st == MGL_OK && g->p.on_token && g->dt) { /* text the streaming detokenizer still held back */
+        const char* tail = mgl_detok_flush(g->dt);
+        if (tail && *tail) g->p.on_token(-1, tail, g->p.user_data);
     }
-    st = mgl_gen_finish(m, &g, text, err);
+    st = mgl_gen_finish(m, g, text, err);
     if (st == MGL_OK && ids_out) {
-        *ids_out = g.gen;
-        g.gen = NULL;
-        if (n_ids_out) *n_ids_out = g.ng;
+        *ids_out = g->gen;
+        g->gen = NULL;
+        if (n_ids_out) *n_ids_out = g->ng;
     }
-    if (tm) *tm = g.t;
-    mgl_gen_clear(&g);
+    if (tm) *tm = g->t;
+    mgl_gen_clear(g);
     return st;
 }
 

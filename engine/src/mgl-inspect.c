@@ -1,6 +1,7 @@
 /* mgl-inspect.c: the public file-level API: a summary of a model folder or
  * of one weights file (`mgllava inspect`), and packing (`mgllava convert`). */
 #include "mgl-model-files.h"
+#include "mgl-quant.h"
 
 #include <glib.h>
 #include <stdio.h>
@@ -34,6 +35,9 @@ static MglStatus list_weights(const char* path, GString* out, MglErr* err) {
             first = false;
         }
     g_string_append(out, ")\n");
+    char* quant = mgl_quant_describe(set);
+    if (quant) g_string_append_printf(out, "quantized: %s\n", quant);
+    g_free(quant);
     mgl_tset_free(set);
     return MGL_OK;
 }
@@ -75,8 +79,31 @@ MglStatus mgl_inspect(const char* path, char** text, MglErr* err) {
     return st;
 }
 
+/* q8/q4: the selected matrices quantized, the other tensors in the float dtype */
+static MglStatus convert_quantized(const char* model_path, const char* out_dir, const MglQuantSpec* q,
+                                   MglDType float_dt, MglErr* err) {
+    MglModelFiles* mf = NULL;
+    MGL_TRY(mgl_model_files_open(model_path, &mf, err));
+    MglStatus st = mgl_model_files_validate(mf, err);
+    if (st == MGL_OK) st = mgl_quantize_model(mf, q, err);
+    if (st == MGL_OK) st = mgl_model_files_save_packed(mf, out_dir, float_dt, mf->man.llm, err);
+    mgl_model_files_free(mf);
+    return st;
+}
+
 MglStatus mgl_convert(const char* model_path, const char* out_dir, const char* dtype, MglErr* err) {
     MglDType dt;
+    MglQuantSpec q;
+    if (dtype && dtype[0] == 'q') {
+        if (!mgl_quant_parse(dtype, &q, &dt))
+            return mgl_err(err, MGL_E_INVALID,
+                           "convert: dtype '%s': expected q8 or q4, then optionally ,group=N (a power of two >= 32, "
+                           "or 0 for one scale per row) ,head=keep|q ,projectors=q|keep ,float=f16|bf16|f32",
+                           dtype);
+        if (!model_path || !out_dir)
+            return mgl_err(err, MGL_E_INVALID, "convert: model path and output folder are required");
+        return convert_quantized(model_path, out_dir, &q, dt, err);
+    }
     if (!dtype || !strcmp(dtype, "f16"))
         dt = MGL_DT_F16;
     else if (!strcmp(dtype, "bf16"))
@@ -84,7 +111,7 @@ MglStatus mgl_convert(const char* model_path, const char* out_dir, const char* d
     else if (!strcmp(dtype, "f32"))
         dt = MGL_DT_F32;
     else
-        return mgl_err(err, MGL_E_INVALID, "convert: dtype '%s': expected f16, bf16 or f32", dtype);
+        return mgl_err(err, MGL_E_INVALID, "convert: dtype '%s': expected f16, bf16, f32, q8 or q4", dtype);
     if (!model_path || !out_dir)
         return mgl_err(err, MGL_E_INVALID, "convert: model path and output folder are required");
     return mgl_model_convert(model_path, out_dir, dt, err);

@@ -2,6 +2,7 @@
  * packed model), map their weights into one canonical name space, validate
  * every tensor the graph needs, and pack models with `mgllava convert`. */
 #include "mgl-model-files.h"
+#include "mgl-quant.h"
 #include "mgl-weight-table.h"
 #include "mgl-json.h"
 #include "cpu/mgl-pool.h"
@@ -334,6 +335,19 @@ static void need(Check* c, const char* name, int ndim, int64_t d0, int64_t d1, i
         c->missing++;
         return;
     }
+    if (ndim == 2 && mgl_quant_dtype(t->dtype)) { /* q8/q4 and its scales (mgl-quant.h) */
+        char msg[400], sname[200];
+        mgl_quant_scale_name(name, sname, sizeof sname);
+        if (c->used) g_hash_table_add(c->used, g_strdup(sname));
+        if (!mgl_quant_view(c->set, t, d0, d1, NULL, msg, sizeof msg)) {
+            if (!c->missing && !c->bad) {
+                snprintf(c->first, sizeof c->first, "%s", msg);
+                snprintf(c->first_file, sizeof c->first_file, "%s", t->map && t->map->path ? t->map->path : "");
+            }
+            c->bad++;
+        }
+        return;
+    }
     bool ok = t->ndim == ndim && mgl_dtype_is_float(t->dtype);
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == want[i];
     if (!ok) {
@@ -429,6 +443,9 @@ char* mgl_model_files_describe(const MglModelFiles* mf) {
     g_string_append_printf(s, "form          %s\n",
                            m->packed ? "packed (mgllava convert)" : "manifest of the original downloads");
     if (m->packed) g_string_append_printf(s, "dtype         %s\n", m->packed_dtype);
+    char* quant = mgl_quant_describe(mf->weights);
+    if (quant) g_string_append_printf(s, "quantized     %s\n", quant);
+    g_free(quant);
     g_string_append_printf(s, "template      %s\n", m->template_name);
     for (int i = 0; i < mf->n_files; i++) g_string_append_printf(s, "weights file  %s\n", mf->files[i]);
     const MglClipConfig* c = &mf->clip;
@@ -568,7 +585,7 @@ static MglStatus write_packed(MglModelFiles* mf, const char* out_dir, MglDType d
     MglStatus st = MGL_OK;
     const MglTensor** list = NULL;
     GString* man = NULL;
-    char* sub = NULL;
+    char *sub = NULL, *quant = NULL;
     GPtrArray* shards = g_ptr_array_new_with_free_func(g_free);
     if ((st = mkdir_p(out_dir, err)) != MGL_OK) goto done;
 
@@ -619,6 +636,10 @@ static MglStatus write_packed(MglModelFiles* mf, const char* out_dir, MglDType d
     {
         Check uc = {.set = mf->weights, .used = used};
         check_all(mf, &uc, NULL);
+        if (mf->llm.tie_embeddings && mgl_tset_get(mf->weights, MGL_QUANT_TIED_HEAD)) { /* mgl-quant.h */
+            g_hash_table_add(used, g_strdup(MGL_QUANT_TIED_HEAD));
+            g_hash_table_add(used, g_strdup(MGL_QUANT_TIED_HEAD "_scale"));
+        }
     }
     size_t n = 0;
     list = malloc((mf->weights->n ? mf->weights->n : 1) * sizeof *list);
@@ -641,7 +662,8 @@ static MglStatus write_packed(MglModelFiles* mf, const char* out_dir, MglDType d
     }
     g_array_append_val(bounds, n);
     const char* dname = dtype == MGL_DT_F16 ? "f16" : dtype == MGL_DT_BF16 ? "bf16" : "f32";
-    const char* meta[] = {"format", "mgllava-packed", "dtype", dname, NULL};
+    quant = mgl_quant_describe(mf->weights); /* q8/q4 tensors (mgl-quant.h), or NULL */
+    const char* meta[] = {"format", "mgllava-packed", "dtype", dname, quant ? "quant" : NULL, quant, NULL};
     for (guint k = 0; k < bounds->len && st == MGL_OK; k++) {
         size_t end = g_array_index(bounds, size_t, k);
         char* fname = bounds->len == 1 ? g_strdup("model.safetensors")
@@ -668,7 +690,13 @@ static MglStatus write_packed(MglModelFiles* mf, const char* out_dir, MglDType d
     if (mf->man.limit_num) g_string_append_printf(man, "  \"limit_num\": %d,\n", mf->man.limit_num);
     if (mf->man.object_order == MGL_OBJECT_ORDER_READING) g_string_append(man, "  \"object_order\": \"reading\",\n");
     g_string_append_printf(man, "  \"max_new_tokens\": %d,\n", mf->man.max_new_tokens);
-    g_string_append_printf(man, "  \"packed\": {\"dtype\": \"%s\", \"weights\": [", dname);
+    g_string_append_printf(man, "  \"packed\": {\"dtype\": \"%s\", ", dname);
+    if (quant) {
+        g_string_append(man, "\"quant\": ");
+        mgl_json_append_string(man, quant);
+        g_string_append(man, ", ");
+    }
+    g_string_append(man, "\"weights\": [");
     for (guint k = 0; k < shards->len; k++)
         g_string_append_printf(man, "%s\"%s\"", k ? ", " : "", (const char*)g_ptr_array_index(shards, k));
     g_string_append(man, "]}\n}\n");
@@ -680,6 +708,7 @@ static MglStatus write_packed(MglModelFiles* mf, const char* out_dir, MglDType d
     }
     g_free(mpath);
 done:
+    g_free(quant);
     if (man) g_string_free(man, TRUE);
     g_free(sub);
     g_ptr_array_unref(shards);

@@ -3,6 +3,7 @@
  * points that dispatch to the context's backend. */
 #include "mgl-model.h"
 
+#include "mgl-quant.h"
 #include "mgl-weight-table.h"
 #include "cpu/mgl-pool.h"
 
@@ -100,6 +101,15 @@ static MglStatus model_bind(MglModel* m, const MglModelParams* p, MglErr* err) {
 
 MglModelParams mgl_model_default_params(void) {
     MglModelParams p = {.device = "auto", .gpu_id = 0, .n_threads = 0, .n_ctx = 0};
+    if (it->spec->kind == MGL_WK_MAT && mgl_quant_dtype(t->dtype)) { /* q8/q4 (mgl-quant.h) */
+        char msg[400];
+        if (!mgl_quant_view(b->m->files->weights, t, it->shape[0], it->ndim > 1 ? it->shape[1] : 1,
+                            mgl_weight_field(&b->m->w, it), msg, sizeof msg)) {
+            b->st = mgl_err(b->err, MGL_E_FORMAT, "model: %s", msg);
+            return false;
+        }
+        return true;
+    }
     return p;
 }
 
@@ -158,6 +168,8 @@ static MglStatus model_attach_device(MglModel* m, const MglModelParams* p, MglEr
     const MglBackend* want = strcmp(dev, "auto") ? mgl_backend_get(dev) : NULL;
     if (strcmp(dev, "auto") && !want)
         return mgl_err(err, MGL_E_UNSUPPORTED,
+    char qmsg[400]; /* a tied model's quantized lm_head copy (mgl-quant.h), when it has one */
+    if (!mgl_quant_tied_head(f, &w->lm_head, qmsg, sizeof qmsg)) return mgl_err(err, MGL_E_FORMAT, "model: %s", qmsg);
                        "device=%s: this build has no %s backend (configure with "
                        "-Dcuda=enabled and nvcc); use device=cpu or auto",
                        dev, strcmp(dev, "cuda") ? dev : "CUDA");

@@ -97,6 +97,11 @@ typedef struct {
     volatile int abort;     /* set by the scheduler's abort */
     uint32_t* allow;        /* the token mask buffer (p.token_mask set) */
     struct MglViews* views; /* the image's preprocessed views (shared by requests about one frame) */
+    /* a clip (mgl_gen_begin_clip): its frames, their views and boxes (owned) */
+    MglSeqFrame* frames;
+    struct MglViews** fviews;
+    float** fb768;
+    size_t n_frames;
 } MglGen;
 
 /* The two preprocessed views of one image (768 and 336, CHW f32), shared by
@@ -117,6 +122,19 @@ MglStatus mgl_gen_begin(MglModel* m, int64_t n_ctx, const MglImage* image, const
 MglStatus mgl_gen_check(MglModel* m, const char* question, const MglGenParams* params, MglGen* g, MglErr* err);
 MglStatus mgl_gen_begin_views(MglModel* m, int64_t n_ctx, MglViews* v, const MglBox* boxes, size_t n_boxes,
                               const char* question, MglGen* g, MglErr* err);
+/* The length check, budget, sampling state and buffers once g->in is set (clears g on an error). */
+MglStatus mgl_gen_ready(MglModel* m, int64_t n_ctx, MglGen* g, MglErr* err);
+/* A begun request run to its end on the context, as mgl_generate does; clears g. */
+MglStatus mgl_gen_run(MglCtx* c, MglGen* g, char** text, int32_t** ids, size_t* n_ids, MglTimings* tm, MglErr* err);
+/* A clip request (mgl-video.c): checks, the video prompt, each frame's video
+ * preprocessing (spec section 11) and boxes; then as mgl_gen_begin. */
+MglStatus mgl_gen_begin_clip(MglModel* m, int64_t n_ctx, const MglClipFrame* frames, size_t n_frames,
+                             const char* question, const MglGenParams* params, MglGen* g, MglErr* err);
+void mgl_gen_clear_clip(MglGen* g);
+/* The two views of one video frame (spec section 11): pad with the float
+ * mean, normalize, then bilinear (no antialias) to 336 and to 768, each from
+ * the padded frame. */
+MglStatus mgl_views_make_video(const MglImage* img, MglViews** out, MglErr* err);
 bool mgl_gen_push(MglModel* m, MglGen* g, MglErr* err);
 /* Before each sample: the request's token mask (or none) into g->seq.samp.allow. */
 void mgl_gen_prepare_sample(MglModel* m, MglGen* g);

@@ -11,8 +11,10 @@
 /* A weight matrix (rows = out features, cols = in features) in its stored dtype. */
 typedef struct {
     const void* data;
-    MglDType dtype; /* F32, F16 or BF16 */
+    MglDType dtype; /* F32, F16 or BF16; quantized (mgl-quant.h): I8 (q8) or U8 (q4) */
     int64_t rows, cols;
+    const uint16_t* scales; /* quantized: f16 scales, rows x groups */
+    int32_t qbits, qgroup;  /* quantized: 8 or 4 (0: a float matrix) and the group length along cols */
 } MglWeight;
 
 /* y[T,N] = x[T,K] @ W[N,K]^T (+ bias[N]). T == 1 is mgl_matmul_rows. */

@@ -332,6 +332,8 @@ MglStatus mgl_safetensors_write(const char* path, const MglTensor* const* tensor
     for (size_t i = 0; i < n; i++) {
         items[i].t = tensors[i];
         items[i].out = (dtype >= 0 && mgl_dtype_is_float(tensors[i]->dtype)) ? (MglDType)dtype : tensors[i]->dtype;
+        /* the f16 scales of a quantized matrix (NAME_scale, mgl-quant.h) stay f16 */
+        if (tensors[i]->dtype == MGL_DT_F16 && g_str_has_suffix(tensors[i]->name, "_scale")) items[i].out = MGL_DT_F16;
     }
     qsort(items, n, sizeof *items, witem_cmp);
     GString* h = g_string_new("{");

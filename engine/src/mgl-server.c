@@ -368,6 +368,8 @@ void mgl_stream_free(MglStream* sm) {
     g_free(sm);
 }
 
+static void queue_req(MglStream* sm, Req* r, MglResultFunc done, void* user_data, uint64_t* id);
+
 MglStatus mgl_stream_submit(MglStream* sm, const MglImage* image, const MglBox* boxes, size_t n_boxes,
                             const char* question, const MglGenParams* params, MglResultFunc done, void* user_data,
                             uint64_t* id, MglErr* err) {
@@ -382,6 +384,31 @@ MglStatus mgl_stream_submit(MglStream* sm, const MglImage* image, const MglBox* 
         g_free(r);
         return st;
     }
+    queue_req(sm, r, done, user_data, id);
+    return MGL_OK;
+}
+
+MglStatus mgl_stream_submit_clip(MglStream* sm, const MglClipFrame* frames, size_t n_frames, const char* question,
+                                 const MglGenParams* params, MglResultFunc done, void* user_data, uint64_t* id,
+                                 MglErr* err) {
+    if (id) *id = 0;
+    if (!sm) return mgl_err(err, MGL_E_INVALID, "submit: no stream");
+    MglServer* s = sm->s;
+    Req* r = g_new0(Req, 1);
+    MglGenParams p = params ? *params : mgl_gen_default_params();
+    p.on_token = NULL; /* results come whole */
+    MglStatus st = mgl_gen_begin_clip(s->m, s->n_ctx, frames, n_frames, question, &p, &r->g, err);
+    if (st != MGL_OK) {
+        g_free(r);
+        return st;
+    }
+    queue_req(sm, r, done, user_data, id);
+    return MGL_OK;
+}
+
+/* Queues a begun request for the thread. */
+static void queue_req(MglStream* sm, Req* r, MglResultFunc done, void* user_data, uint64_t* id) {
+    MglServer* s = sm->s;
     r->stream = sm;
     r->done = done;
     r->user = user_data;
@@ -392,7 +419,6 @@ MglStatus mgl_stream_submit(MglStream* sm, const MglImage* image, const MglBox* 
     g_cond_broadcast(&s->wake);
     g_mutex_unlock(&s->lock);
     if (id) *id = r->id;
-    return MGL_OK;
 }
 
 /* ---- batched decode benchmark ---- */

@@ -158,6 +158,36 @@ static MglStatus vision_run(const MglModelWeights* m, const MglSeqInput* in, Cpu
     return MGL_OK;
 }
 
+/* The embeddings of a clip: the text rows, then each frame's image and
+ * object rows in time order, every frame through the towers alone. */
+static MglStatus clip_embeds(const MglModelWeights* m, const MglSeqInput* in, float* emb, MglErr* err) {
+    const int64_t H = m->lc.hidden, P = m->n_patches;
+    const MglSeqLayout ly = mgl_seq_layout(in, P);
+    for (int64_t i = 0; i < ly.prefix; i++) mgl_weight_row(&m->embed, in->ids[i], emb + i * H);
+    for (int64_t i = 0; i < ly.n_suffix; i++)
+        mgl_weight_row(&m->embed, in->ids[ly.prefix + i], emb + (ly.suffix + i) * H);
+    for (size_t j = 0; j < in->n_frames; j++) {
+        const MglSeqFrame* f = &in->frames[j];
+        const MglSeqInput one = {.x336 = f->x336, .x768 = f->x768, .use_high_res = in->use_high_res};
+        CpuVision v;
+        MGL_TRY(vision_run(m, &one, &v, err));
+        const int64_t row = mgl_seq_frame_row(in, P, j);
+        mgl_stage_mlp2(&m->proj, v.fused, P, H, emb + row * H);
+        float* pooled = f->n_obj ? malloc(sizeof(float) * f->n_obj * (size_t)m->Cm) : NULL;
+        if (f->n_obj && !pooled) {
+            vision_free(&v);
+            return mgl_err(err, MGL_E_NOMEM, "vision: out of memory");
+        }
+        if (f->n_obj) {
+            mgl_stage_objects(m, v.so, f->boxes768, f->n_obj, pooled);
+            mgl_stage_mlp2(&m->bproj, pooled, (int64_t)f->n_obj, H, emb + (row + P) * H);
+        }
+        free(pooled);
+        vision_free(&v);
+    }
+    return MGL_OK;
+}
+
 /* Each sequence's prompt embeddings; sequences about one frame (the same
  * views) share one run of the vision towers. */
 static MglStatus cpu_vision(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglErr* err) {
@@ -170,6 +200,16 @@ static MglStatus cpu_vision(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglEr
         CpuSlot* sl = NULL;
         if ((st = slot_of(bc, seqs[i], &sl, err)) != MGL_OK) break;
         const MglSeqInput* in = seqs[i]->in;
+        if (in->n_frames > 0) { /* a clip */
+            const int64_t L = mgl_seq_layout(in, P).L;
+            free(sl->emb);
+            if (!(sl->emb = malloc(sizeof(float) * (size_t)(L * H)))) {
+                st = mgl_err(err, MGL_E_NOMEM, "vision: out of memory for %lld tokens", (long long)L);
+                break;
+            }
+            if ((st = clip_embeds(m, in, sl->emb, err)) != MGL_OK) break;
+            continue;
+        }
         CpuVision* v = NULL;
         for (int k = 0; k < nv && !v; k++)
             if (vs[k].x336 == in->x336 && vs[k].hi == in->use_high_res) v = &vs[k];

@@ -6,7 +6,9 @@
 #include "mgl-ops.h"
 
 #include "mgl-blas.h"
+#include "mgl-ops-quant.h"
 #include "mgl-pool.h"
+#include "mgl-quant.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -154,6 +156,10 @@ static int have_avx2(void) {
 #endif
 
 void mgl_weight_row(const MglWeight* W, int64_t r, float* out) {
+    if (W->qbits) {
+        mgl_quant_dequant_row(W, r, out);
+        return;
+    }
     const uint8_t* base = W->data;
     size_t es = mgl_dtype_size(W->dtype);
     mgl_convert_floats(base + (size_t)(r * W->cols) * es, W->dtype, out, MGL_DT_F32, (size_t)W->cols);
@@ -295,7 +301,10 @@ static void add_bias(float* y, int64_t T, int64_t N, const float* bias) {
 
 void mgl_matmul_rows(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y) {
     MatmulCtx c = {x, T, W->cols, W->rows, W, y};
-    mgl_parallel_for(W->rows, 64, rows_part, &c);
+    if (W->qbits)
+        mgl_qmatmul_rows(x, T, W, y); /* ops-quant.c */
+    else
+        mgl_parallel_for(W->rows, 64, rows_part, &c);
     if (bias) add_bias(y, T, W->rows, bias);
 }
 
@@ -306,7 +315,9 @@ void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias
         mgl_matmul_rows(x, 1, W, bias, y);
         return;
     }
-    if (W->dtype == MGL_DT_F32) {
+    if (W->qbits) {
+        mgl_qmatmul(x, T, W, y); /* ops-quant.c */
+    } else if (W->dtype == MGL_DT_F32) {
         gemm(1, (int)T, (int)N, (int)K, 1.0f, x, (int)K, (const float*)W->data, (int)K, 0.0f, y, (int)N);
     } else {
         mgl_parallel_for((N + ROW_TILE - 1) / ROW_TILE, 1, tiles16_part, &c);

@@ -1,0 +1,380 @@
+/* mgl-quant.c: the quantized weight format (mgl-quant.h): quantizing rows,
+ * reading them back, checking a file's quantized tensors, and quantizing the
+ * selected tensors of a model (a walk over the weight table). */
+#include "mgl-quant.h"
+
+#include "mgl-weight-table.h"
+#include "cpu/mgl-pool.h"
+
+#include <glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int64_t mgl_quant_row_bytes(int bits, int64_t K) {
+    if (bits == 8) return K;
+    const int64_t tail = K % MGL_QUANT_BLOCK;
+    return K / MGL_QUANT_BLOCK * (MGL_QUANT_BLOCK / 2) + (tail + 1) / 2;
+}
+
+int64_t mgl_quant_n_groups(int64_t K, int group) {
+    if (group <= 0 || group >= K) return 1;
+    return (K + group - 1) / group;
+}
+
+int64_t mgl_quant_group_for(int64_t K, int64_t G) {
+    if (K <= 0 || G <= 0) return 0;
+    if (G == 1) return K;
+    for (int64_t g = MGL_QUANT_BLOCK; g < K; g *= 2)
+        if ((K + g - 1) / g == G) return g;
+    return 0;
+}
+
+bool mgl_quant_dtype(MglDType dt) { return dt == MGL_DT_I8 || dt == MGL_DT_U8; }
+
+/* ---- quantizing ------------------------------------------------------- */
+
+static void quantize_row(const float* w, int64_t K, int bits, int64_t gs, uint8_t* q, uint16_t* scales) {
+    if (bits == 4) memset(q, 0x88, (size_t)mgl_quant_row_bytes(4, K)); /* padding nibbles are zero weights */
+    for (int64_t g = 0, k0 = 0; k0 < K; g++, k0 += gs) {
+        const int64_t k1 = k0 + gs < K ? k0 + gs : K;
+        float amax = 0, vmax = 0;
+        for (int64_t k = k0; k < k1; k++)
+            if (fabsf(w[k]) > amax) {
+                amax = fabsf(w[k]);
+                vmax = w[k];
+            }
+        /* q8: symmetric, amax -> 127; q4: the weight of largest magnitude -> -8, so
+         * all sixteen levels are used (the scale then has that weight's sign) */
+        const float want = bits == 8 ? amax / 127.0f : vmax / -8.0f;
+        uint16_t h = mgl_f32_to_f16(want);
+        float s = mgl_f16_to_f32(h);
+        if (!isfinite(s)) { /* beyond f16's range: the largest finite scale */
+            h = (uint16_t)((want < 0 ? 0x8000u : 0u) | 0x7bffu);
+            s = mgl_f16_to_f32(h);
+        }
+        scales[g] = h;
+        const float inv = s != 0.0f ? 1.0f / s : 0.0f;
+        for (int64_t k = k0; k < k1; k++) {
+            float r = nearbyintf(w[k] * inv);
+            if (bits == 8) {
+                r = r < -127.0f ? -127.0f : r > 127.0f ? 127.0f : r;
+                q[k] = (uint8_t)(int8_t)r;
+            } else {
+                r = r < -8.0f ? -8.0f : r > 7.0f ? 7.0f : r;
+                const int64_t b = k / MGL_QUANT_BLOCK, j = k % MGL_QUANT_BLOCK;
+                const int64_t L = K - b * MGL_QUANT_BLOCK < MGL_QUANT_BLOCK ? K - b * MGL_QUANT_BLOCK : MGL_QUANT_BLOCK;
+                const int64_t half = (L + 1) / 2;
+                uint8_t* byte = q + b * (MGL_QUANT_BLOCK / 2) + (j < half ? j : j - half);
+                const uint8_t nib = (uint8_t)((int)r + 8);
+                *byte = j < half ? (uint8_t)((*byte & 0xf0) | nib) : (uint8_t)((*byte & 0x0f) | (nib << 4));
+            }
+        }
+    }
+}
+
+void mgl_quantize_rows(const float* w, int64_t N, int64_t K, int bits, int group, uint8_t* q, uint16_t* scales) {
+    const int64_t G = mgl_quant_n_groups(K, group), gs = mgl_quant_group_for(K, G), rb = mgl_quant_row_bytes(bits, K);
+    for (int64_t n = 0; n < N; n++) quantize_row(w + n * K, K, bits, gs, q + n * rb, scales + n * G);
+}
+
+int mgl_quant_value(const uint8_t* row, int bits, int64_t K, int64_t k) {
+    if (bits == 8) return (int8_t)row[k];
+    const int64_t b = k / MGL_QUANT_BLOCK, j = k % MGL_QUANT_BLOCK;
+    const int64_t L = K - b * MGL_QUANT_BLOCK < MGL_QUANT_BLOCK ? K - b * MGL_QUANT_BLOCK : MGL_QUANT_BLOCK;
+    const int64_t half = (L + 1) / 2;
+    const uint8_t byte = row[b * (MGL_QUANT_BLOCK / 2) + (j < half ? j : j - half)];
+    return (j < half ? byte & 15 : byte >> 4) - 8;
+}
+
+void mgl_quant_dequant_row(const MglWeight* W, int64_t r, float* out) {
+    const int64_t K = W->cols, gs = W->qgroup, G = (K + gs - 1) / gs;
+    const uint8_t* row = (const uint8_t*)W->data + r * mgl_quant_row_bytes(W->qbits, K);
+    for (int64_t k = 0; k < K; k++)
+        out[k] = mgl_f16_to_f32(W->scales[r * G + k / gs]) * (float)mgl_quant_value(row, W->qbits, K, k);
+}
+
+void mgl_quant_matmul_ref(const float* x, int64_t T, const MglWeight* W, float* y) {
+    const int64_t N = W->rows, K = W->cols, gs = W->qgroup, G = (K + gs - 1) / gs;
+    const int64_t rb = mgl_quant_row_bytes(W->qbits, K);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t n = 0; n < N; n++) {
+            const uint8_t* row = (const uint8_t*)W->data + n * rb;
+            double total = 0;
+            for (int64_t g = 0; g < G; g++) {
+                double acc = 0;
+                for (int64_t k = g * gs; k < K && k < (g + 1) * gs; k++)
+                    acc += (double)mgl_quant_value(row, W->qbits, K, k) * x[t * K + k];
+                total += (double)mgl_f16_to_f32(W->scales[n * G + g]) * acc;
+            }
+            y[t * N + n] = (float)total;
+        }
+}
+
+/* ---- a file's quantized tensors ----------------------------------------- */
+
+void mgl_quant_scale_name(const char* name, char* out, size_t cap) { snprintf(out, cap, "%s_scale", name); }
+
+bool mgl_quant_view(const MglTensorSet* set, const MglTensor* t, int64_t N, int64_t K, MglWeight* w, char* msg,
+                    size_t cap) {
+    if (!mgl_quant_dtype(t->dtype)) {
+        snprintf(msg, cap, "tensor '%s' is %s, not a quantized matrix (I8 for q8, U8 for q4)", t->name,
+                 mgl_dtype_name(t->dtype));
+        return false;
+    }
+    const int bits = t->dtype == MGL_DT_I8 ? 8 : 4;
+    const int64_t rb = mgl_quant_row_bytes(bits, K);
+    if (t->ndim != 2 || t->shape[0] != N || t->shape[1] != rb || !mgl_tensor_is_contiguous(t)) {
+        snprintf(msg, cap, "q%d tensor '%s' must be a contiguous %s [%lld, %lld] for a [%lld, %lld] matrix", bits,
+                 t->name, mgl_dtype_name(t->dtype), (long long)N, (long long)rb, (long long)N, (long long)K);
+        return false;
+    }
+    char sname[200];
+    mgl_quant_scale_name(t->name, sname, sizeof sname);
+    const MglTensor* s = mgl_tset_get(set, sname);
+    if (!s) {
+        snprintf(msg, cap, "q%d tensor '%s' has no scales ('%s' missing)", bits, t->name, sname);
+        return false;
+    }
+    const int64_t G = s->ndim == 2 ? s->shape[1] : 0;
+    const int64_t gs = mgl_quant_group_for(K, G);
+    if (s->dtype != MGL_DT_F16 || s->ndim != 2 || s->shape[0] != N || !gs || !mgl_tensor_is_contiguous(s)) {
+        snprintf(msg, cap,
+                 "scales '%s' must be a contiguous F16 [%lld, G] tensor with G = ceil(%lld / group) for a group "
+                 "of a power of two >= 32 (or G = 1)",
+                 sname, (long long)N, (long long)K);
+        return false;
+    }
+    const uint16_t* sc = (const uint16_t*)s->data;
+    for (int64_t i = 0; i < N * G; i++)
+        if ((sc[i] & 0x7c00) == 0x7c00) {
+            snprintf(msg, cap, "scales '%s': value %lld (row %lld) is not finite", sname, (long long)i,
+                     (long long)(i / G));
+            return false;
+        }
+    if (w) {
+        w->data = t->data;
+        w->dtype = t->dtype;
+        w->rows = N;
+        w->cols = K;
+        w->scales = sc;
+        w->qbits = bits;
+        w->qgroup = (int32_t)gs;
+    }
+    return true;
+}
+
+/* ---- quantizing a model --------------------------------------------------- */
+
+bool mgl_quant_parse(const char* s, MglQuantSpec* q, MglDType* float_dtype) {
+    if (!s || (strncmp(s, "q8", 2) && strncmp(s, "q4", 2))) return false;
+    *q = (MglQuantSpec){.bits = s[1] == '8' ? 8 : 4, .group = s[1] == '8' ? 128 : 32, .head = true};
+    *float_dtype = MGL_DT_F16;
+    gchar** parts = g_strsplit(s + 2, ",", -1);
+    bool ok = true;
+    for (int i = 0; ok && parts[i]; i++) {
+        const char* p = parts[i];
+        if (!*p && i == 0) continue;
+        if (g_str_has_prefix(p, "group=")) {
+            char* end = NULL;
+            long g = strtol(p + 6, &end, 10);
+            ok = end && !*end && (g == 0 || (g >= MGL_QUANT_BLOCK && g <= 65536 && !(g & (g - 1))));
+            q->group = (int)g;
+        } else if (!strcmp(p, "head=keep") || !strcmp(p, "head=q")) {
+            q->head = p[5] == 'q';
+        } else if (!strcmp(p, "projectors=keep") || !strcmp(p, "projectors=q")) {
+            q->projectors = p[11] == 'q';
+        } else if (!strcmp(p, "float=f16") || !strcmp(p, "float=bf16") || !strcmp(p, "float=f32")) {
+            *float_dtype = !strcmp(p + 6, "f16") ? MGL_DT_F16 : !strcmp(p + 6, "bf16") ? MGL_DT_BF16 : MGL_DT_F32;
+        } else {
+            ok = false;
+        }
+    }
+    g_strfreev(parts);
+    return ok;
+}
+
+/* Does the spec select this row of the weight table? The LLM layers'
+ * matrices always; lm_head (the one per-model matrix every decode step
+ * reads) and the projectors when asked. */
+static bool selected(const MglWeightSpec* sp, const MglQuantSpec* q) {
+    if (sp->kind != MGL_WK_MAT || sp->ndim != 2) return false;
+    if (sp->group == MGL_WG_LAYER) return true;
+    if (sp->group != MGL_WG_MODEL) return false;
+    if (sp->flags & MGL_WF_STEP) return q->head;
+    return q->projectors && (g_str_has_prefix(sp->name, "projector.") || g_str_has_prefix(sp->name, "bbox_projector."));
+}
+
+typedef struct {
+    const MglTensor* t;
+    int64_t K;
+    int bits, group;
+    uint8_t* q;
+    uint16_t* scales;
+} QuantJob;
+
+static void quant_part(void* ctx, int64_t b, int64_t e) {
+    const QuantJob* j = ctx;
+    const int64_t K = j->K, G = mgl_quant_n_groups(K, j->group), rb = mgl_quant_row_bytes(j->bits, K);
+    const size_t es = mgl_dtype_size(j->t->dtype);
+    float* row = malloc(sizeof(float) * (size_t)K);
+    for (int64_t n = b; n < e; n++) {
+        mgl_convert_floats(j->t->data + (size_t)(n * K) * es, j->t->dtype, row, MGL_DT_F32, (size_t)K);
+        mgl_quantize_rows(row, 1, K, j->bits, j->group, j->q + n * rb, j->scales + n * G);
+    }
+    free(row);
+}
+
+static MglMap* heap_map(void* data, size_t size) {
+    MglMap* m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->path = strdup("(quantized)");
+    m->data = data;
+    m->size = size;
+    m->refcount = 1;
+    return m;
+}
+
+typedef struct {
+    MglModelFiles* mf;
+    const MglQuantSpec* q;
+    MglErr* err;
+    MglStatus st;
+} QuantWalk;
+
+/* Quantize float tensor `t` (N, K) as `name`: replacing `t` in the set when
+ * `replace`, else added beside it (a tied model's lm_head copy). */
+static MglStatus quant_tensor(MglTensorSet* set, MglTensor* t, const char* name, int64_t N, int64_t K,
+                              const MglQuantSpec* spec, bool replace, MglErr* err) {
+    if (mgl_quant_dtype(t->dtype))
+        return mgl_err(err, MGL_E_INVALID, "quantize: tensor '%s' is already quantized (%s)", t->name,
+                       mgl_dtype_name(t->dtype));
+    const int64_t G = mgl_quant_n_groups(K, spec->group);
+    if (!mgl_tensor_is_contiguous(t) || !mgl_dtype_is_float(t->dtype) || t->dtype == MGL_DT_F64 || t->ndim != 2 ||
+        t->shape[0] != N || t->shape[1] != K)
+        return mgl_err(err, MGL_E_UNSUPPORTED, "quantize: tensor '%s' must be a contiguous f32/f16/bf16 [%lld, %lld]",
+                       t->name, (long long)N, (long long)K);
+    const size_t qbytes = (size_t)(N * mgl_quant_row_bytes(spec->bits, K)), sbytes = sizeof(uint16_t) * (size_t)(N * G);
+    uint8_t* q = malloc(qbytes ? qbytes : 1);
+    uint16_t* sc = malloc(sbytes ? sbytes : 1);
+    MglMap* qm = q ? heap_map(q, qbytes) : NULL;
+    MglMap* sm = sc ? heap_map(sc, sbytes) : NULL;
+    if (!qm || !sm) {
+        if (qm)
+            mgl_map_unref(qm);
+        else
+            free(q);
+        if (sm)
+            mgl_map_unref(sm);
+        else
+            free(sc);
+        return mgl_err(err, MGL_E_NOMEM, "quantize: out of memory for '%s'", name);
+    }
+    QuantJob job = {t, K, spec->bits, spec->group, q, sc};
+    mgl_parallel_for(N, 16, quant_part, &job);
+    char sname[200];
+    mgl_quant_scale_name(name, sname, sizeof sname);
+    MglTensor s = {.name = strdup(sname),
+                   .dtype = MGL_DT_F16,
+                   .ndim = 2,
+                   .shape = {N, G},
+                   .stride = {G, 1},
+                   .data = (const uint8_t*)sc,
+                   .map = sm};
+    const MglDType qdt = spec->bits == 8 ? MGL_DT_I8 : MGL_DT_U8;
+    const int64_t rb = mgl_quant_row_bytes(spec->bits, K);
+    MglStatus st;
+    if (replace) {
+        /* the quantized bytes take the float tensor's place under its name (before
+         * the scales are added: adding may move the set's items) */
+        mgl_map_unref(t->map);
+        t->map = qm;
+        t->data = q;
+        t->dtype = qdt;
+        t->shape[1] = rb;
+        t->stride[0] = rb;
+        t->stride[1] = 1;
+    } else {
+        MglTensor c = {
+            .name = strdup(name), .dtype = qdt, .ndim = 2, .shape = {N, rb}, .stride = {rb, 1}, .data = q, .map = qm};
+        if ((st = mgl_tset_add(set, &c, err)) != MGL_OK) {
+            mgl_map_unref(sm);
+            free(s.name);
+            return st;
+        }
+    }
+    return mgl_tset_add(set, &s, err);
+}
+
+static bool quant_item(const MglWeightItem* it, void* user) {
+    QuantWalk* w = user;
+    MglTensor* t = (MglTensor*)mgl_tset_get(w->mf->weights, it->name);
+    if (!t) return true; /* validation reports it */
+    if (selected(it->spec, w->q)) {
+        w->st = quant_tensor(w->mf->weights, t, it->name, it->shape[0], it->shape[1], w->q, true, w->err);
+    } else if (w->q->head && w->mf->llm.tie_embeddings && !strcmp(it->name, "llm.model.embed_tokens.weight")) {
+        /* lm_head tied to the embeddings: a quantized copy for the logits, the
+         * float rows kept for the lookup */
+        w->st = quant_tensor(w->mf->weights, t, MGL_QUANT_TIED_HEAD, it->shape[0], it->shape[1], w->q, false, w->err);
+    }
+    return w->st == MGL_OK;
+}
+
+bool mgl_quant_tied_head(const MglModelFiles* mf, MglWeight* w, char* msg, size_t cap) {
+    const MglTensor* t = mf->llm.tie_embeddings ? mgl_tset_get(mf->weights, MGL_QUANT_TIED_HEAD) : NULL;
+    if (!t || !mgl_quant_dtype(t->dtype)) return true; /* none, or a float lm_head a tied checkpoint carries */
+    if (!mgl_quant_view(mf->weights, t, mf->llm.vocab, mf->llm.hidden, w, msg, cap)) return false;
+    return true;
+}
+
+MglStatus mgl_quantize_model(MglModelFiles* mf, const MglQuantSpec* q, MglErr* err) {
+    if (!q || (q->bits != 8 && q->bits != 4)) return mgl_err(err, MGL_E_INVALID, "quantize: bits must be 8 or 4");
+    if (q->group && (q->group < MGL_QUANT_BLOCK || (q->group & (q->group - 1))))
+        return mgl_err(err, MGL_E_INVALID, "quantize: group %d is not a power of two >= %d", q->group, MGL_QUANT_BLOCK);
+    QuantWalk w = {mf, q, err, MGL_OK};
+    mgl_weight_walk(mf, quant_item, &w);
+    return w.st;
+}
+
+char* mgl_quant_describe(const MglTensorSet* set) {
+    int64_t n8 = 0, n4 = 0, g8 = -1, g4 = -1;
+    bool mixed8 = false, mixed4 = false;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < set->n; i++) {
+        const MglTensor* t = &set->items[i];
+        if (!mgl_quant_dtype(t->dtype) || t->ndim != 2) continue;
+        char sname[200];
+        mgl_quant_scale_name(t->name, sname, sizeof sname);
+        const MglTensor* s = mgl_tset_get(set, sname);
+        if (!s || s->ndim != 2) continue;
+        const bool is8 = t->dtype == MGL_DT_I8;
+        /* K from the row bytes: exact for q8; for q4 the even K (every shape here) */
+        const int64_t K = is8 ? t->shape[1] : 2 * t->shape[1];
+        /* rows of one group (G = 1) fit any group size: only longer rows name it */
+        const int64_t gs = s->shape[1] == 1 ? 0 : mgl_quant_group_for(K, s->shape[1]);
+        int64_t* g = is8 ? &g8 : &g4;
+        if (gs && *g > 0 && *g != gs) *(is8 ? &mixed8 : &mixed4) = true;
+        if (gs || *g < 0) *g = gs;
+        if (is8)
+            n8++;
+        else
+            n4++;
+        bytes += mgl_tensor_nbytes(t) + mgl_tensor_nbytes(s);
+    }
+    if (!n8 && !n4) return NULL;
+    GString* out = g_string_new(NULL);
+    for (int b = 0; b < 2; b++) {
+        const int64_t n = b ? n4 : n8, g = b ? g4 : g8;
+        if (!n) continue;
+        if (out->len) g_string_append(out, "; ");
+        if (b ? mixed4 : mixed8)
+            g_string_append_printf(out, "q%d, mixed groups: %lld tensors", b ? 4 : 8, (long long)n);
+        else if (g == 0)
+            g_string_append_printf(out, "q%d, one scale per row: %lld tensors", b ? 4 : 8, (long long)n);
+        else
+            g_string_append_printf(out, "q%d, groups of %lld: %lld tensors", b ? 4 : 8, (long long)g, (long long)n);
+    }
+    g_string_append_printf(out, " (%.2f MiB with scales)", (double)bytes / (1 << 20));
+    return g_string_free(out, FALSE);
+}

@@ -1,0 +1,235 @@
+/* Quantized weights (engine/src/mgl-quant.c, engine/src/cpu/ops-quant.c):
+ * the format's round trip and group sizes, every kernel against the plain
+ * reference (the AVX2 kernels by default, the portable loop under
+ * MGL_CPU_ISA=scalar), a sequence's result the same alone and in a batch,
+ * the prefill GEMM path, and malformed quantized tensors refused with a
+ * message naming the problem. */
+#include "mgl-internal.h"
+#include "mgl-quant.h"
+#include "cpu/mgl-blas.h"
+#include "cpu/mgl-ops-quant.h"
+#include "mgl-test.h"
+
+#include <glib.h>
+#include <math.h>
+
+static uint64_t rng = 0x1234567887654321ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+
+typedef struct {
+    uint8_t* q;
+    uint16_t* s;
+    MglWeight W;
+} QMat;
+
+static QMat make(const float* w, int64_t N, int64_t K, int bits, int group) {
+    QMat m;
+    const int64_t G = mgl_quant_n_groups(K, group);
+    m.q = malloc((size_t)(N * mgl_quant_row_bytes(bits, K)));
+    m.s = malloc(sizeof(uint16_t) * (size_t)(N * G));
+    mgl_quantize_rows(w, N, K, bits, group, m.q, m.s);
+    m.W = (MglWeight){.data = m.q,
+                      .dtype = bits == 8 ? MGL_DT_I8 : MGL_DT_U8,
+                      .rows = N,
+                      .cols = K,
+                      .scales = m.s,
+                      .qbits = bits,
+                      .qgroup = (int32_t)mgl_quant_group_for(K, G)};
+    return m;
+}
+
+static const int64_t Ks[] = {1, 7, 16, 17, 31, 32, 33, 48, 64, 100, 128, 352, 1000};
+static const int groups[] = {0, 32, 64, 128};
+
+/* every weight comes back within half a step (q8), or one step (q4, whose
+ * largest positive level is 7 where the grid reaches 8) */
+static void round_trip(void) {
+    for (size_t ki = 0; ki < G_N_ELEMENTS(Ks); ki++)
+        for (size_t gi = 0; gi < G_N_ELEMENTS(groups); gi++)
+            for (int bits = 8; bits >= 4; bits -= 4) {
+                const int64_t N = 3, K = Ks[ki];
+                float* w = malloc(sizeof(float) * (size_t)(N * K));
+                for (int64_t i = 0; i < N * K; i++) w[i] = frand() * (i % 5 == 0 ? 3.0f : 0.5f);
+                w[0] = 0; /* a group of zeros has scale 0 */
+                QMat m = make(w, N, K, bits, groups[gi]);
+                const int64_t G = mgl_quant_n_groups(K, groups[gi]), gs = m.W.qgroup;
+                CHECK_MSG(gs > 0 && (K + gs - 1) / gs == G, "K %lld group %d: group_for gives %lld", (long long)K,
+                          groups[gi], (long long)gs);
+                if (G > 1) CHECK(gs == groups[gi]);
+                float* d = malloc(sizeof(float) * (size_t)K);
+                for (int64_t n = 0; n < N; n++) {
+                    mgl_quant_dequant_row(&m.W, n, d);
+                    for (int64_t k = 0; k < K; k++) {
+                        const float s = fabsf(mgl_f16_to_f32(m.s[n * G + k / gs]));
+                        const float bound = (bits == 8 ? 0.5f : 1.0f) * s * 1.0001f + 1e-7f;
+                        const float e = fabsf(d[k] - w[n * K + k]);
+                        if (e > bound) {
+                            CHECK_MSG(false, "q%d K %lld group %d: w[%lld,%lld] %g came back %g (scale %g)", bits,
+                                      (long long)K, groups[gi], (long long)n, (long long)k, w[n * K + k], d[k], s);
+                            break;
+                        }
+                    }
+                }
+                free(d);
+                free(m.q);
+                free(m.s);
+                free(w);
+            }
+    /* a group count no power-of-two group gives is refused */
+    CHECK(mgl_quant_group_for(352, 3) == 128);
+    CHECK(mgl_quant_group_for(352, 4) == 0);
+    CHECK(mgl_quant_group_for(48, 2) == 32);
+    CHECK(mgl_quant_group_for(48, 1) == 48);
+    CHECK(mgl_quant_row_bytes(4, 48) == 24 && mgl_quant_row_bytes(4, 33) == 17 && mgl_quant_row_bytes(4, 352) == 176);
+}
+
+/* the kernels against the reference: within the rounding of f32 sums of K
+ * terms; a row's result bit for bit the same alone and with others */
+static void kernels(void) {
+    double worst = 0;
+    for (size_t ki = 0; ki < G_N_ELEMENTS(Ks); ki++)
+        for (size_t gi = 0; gi < G_N_ELEMENTS(groups); gi++)
+            for (int bits = 8; bits >= 4; bits -= 4) {
+                const int64_t N = 37, K = Ks[ki], T = 9;
+                float* w = malloc(sizeof(float) * (size_t)(N * K));
+                float* x = malloc(sizeof(float) * (size_t)(T * K));
+                for (int64_t i = 0; i < N * K; i++) w[i] = frand();
+                for (int64_t i = 0; i < T * K; i++) x[i] = frand() * 2.0f;
+                QMat m = make(w, N, K, bits, groups[gi]);
+                float* ref = malloc(sizeof(float) * (size_t)(T * N));
+                float* got = malloc(sizeof(float) * (size_t)(T * N));
+                float* one = malloc(sizeof(float) * (size_t)N);
+                float* deq = malloc(sizeof(float) * (size_t)K);
+                mgl_quant_matmul_ref(x, T, &m.W, ref);
+                for (int64_t nt = 1; nt <= T; nt++) {
+                    mgl_qmatmul_rows(x, nt, &m.W, got);
+                    for (int64_t t = 0; t < nt; t++)
+                        for (int64_t n = 0; n < N; n++) {
+                            /* error bound of a sum of K f32 products: K * 2^-24 * sum |w x| */
+                            mgl_quant_dequant_row(&m.W, n, deq);
+                            double mag = 0;
+                            for (int64_t k = 0; k < K; k++) mag += fabs((double)deq[k] * x[t * K + k]);
+                            const double e = fabs((double)got[t * N + n] - ref[t * N + n]);
+                            const double tol = (double)(K + 8) * 6e-8 * mag + 1e-30;
+                            if (mag > 0 && e / mag > worst) worst = e / mag;
+                            if (e > tol) {
+                                CHECK_MSG(false, "q%d K %lld group %d T %lld: y[%lld,%lld] %.9g vs ref %.9g", bits,
+                                          (long long)K, groups[gi], (long long)nt, (long long)t, (long long)n,
+                                          got[t * N + n], ref[t * N + n]);
+                                t = nt;
+                                break;
+                            }
+                        }
+                    /* each row alone gives the same bits as in the batch */
+                    for (int64_t t = 0; t < nt; t++) {
+                        mgl_qmatmul_rows(x + t * K, 1, &m.W, one);
+                        CHECK_MSG(!memcmp(one, got + t * N, sizeof(float) * (size_t)N),
+                                  "q%d K %lld group %d: row %lld differs alone and in a batch of %lld", bits,
+                                  (long long)K, groups[gi], (long long)t, (long long)nt);
+                    }
+                }
+                /* mgl_matmul routes quantized weights: the GEMM path (T > 8) and mgl_weight_row */
+                mgl_matmul(x, T, &m.W, NULL, got);
+                for (int64_t i = 0; i < T * N; i++) {
+                    const double e = fabs((double)got[i] - ref[i]);
+                    if (e > 1e-4 * (fabs(ref[i]) + 1.0)) {
+                        CHECK_MSG(false, "q%d K %lld: GEMM y[%lld] %.9g vs ref %.9g", bits, (long long)K, (long long)i,
+                                  got[i], ref[i]);
+                        break;
+                    }
+                }
+                mgl_weight_row(&m.W, N - 1, one);
+                mgl_quant_dequant_row(&m.W, N - 1, deq);
+                CHECK(!memcmp(one, deq, sizeof(float) * (size_t)K));
+                free(deq);
+                free(one);
+                free(ref);
+                free(got);
+                free(m.q);
+                free(m.s);
+                free(x);
+                free(w);
+            }
+    printf("kernel %s: worst error %.3g of sum |w x|\n", mgl_qmatmul_isa() ? "avx2" : "scalar", worst);
+}
+
+/* a heap tensor in a set */
+static void add(MglTensorSet* set, const char* name, MglDType dt, int64_t d0, int64_t d1, const void* src) {
+    const size_t nb = (size_t)(d0 * d1) * mgl_dtype_size(dt);
+    MglMap* m = calloc(1, sizeof *m);
+    uint8_t* buf = malloc(nb ? nb : 1);
+    if (src)
+        memcpy(buf, src, nb);
+    else
+        memset(buf, 0, nb);
+    m->path = strdup("(test)");
+    m->data = buf;
+    m->size = nb;
+    m->refcount = 1;
+    MglTensor t = {
+        .name = strdup(name), .dtype = dt, .ndim = 2, .shape = {d0, d1}, .stride = {d1, 1}, .data = buf, .map = m};
+    REQUIRE(mgl_tset_add(set, &t, NULL) == MGL_OK);
+}
+
+static void expect_refused(const char* what, MglDType qdt, int64_t qcols, MglDType sdt, int64_t G, bool nan,
+                           bool scales, const char* needle) {
+    MglTensorSet* set = mgl_tset_new();
+    const int64_t N = 4, K = 352;
+    add(set, "w", qdt, N, qcols, NULL);
+    uint16_t sc[4 * 16];
+    for (int i = 0; i < 4 * 16; i++) sc[i] = mgl_f32_to_f16(0.01f);
+    if (nan) sc[5] = 0x7e00;
+    if (scales) add(set, "w_scale", sdt, N, G, sc);
+    char msg[400] = "";
+    MglWeight w;
+    const bool ok = mgl_quant_view(set, mgl_tset_get(set, "w"), N, K, &w, msg, sizeof msg);
+    CHECK_MSG(!ok && strstr(msg, needle), "%s: accepted or unclear message '%s'", what, msg);
+    mgl_tset_free(set);
+}
+
+static void malformed(void) {
+    /* well formed first: q4 [4, 176] with groups of 128 (G = 3) */
+    MglTensorSet* set = mgl_tset_new();
+    add(set, "w", MGL_DT_U8, 4, 176, NULL);
+    uint16_t sc[12];
+    for (int i = 0; i < 12; i++) sc[i] = mgl_f32_to_f16(0.5f);
+    add(set, "w_scale", MGL_DT_F16, 4, 3, sc);
+    MglWeight w;
+    char msg[400] = "";
+    CHECK_MSG(mgl_quant_view(set, mgl_tset_get(set, "w"), 4, 352, &w, msg, sizeof msg), "%s", msg);
+    CHECK(w.qbits == 4 && w.qgroup == 128 && w.cols == 352);
+    mgl_tset_free(set);
+    expect_refused("q4 row bytes", MGL_DT_U8, 352, MGL_DT_F16, 3, false, true, "must be a contiguous U8 [4, 176]");
+    expect_refused("q8 row bytes", MGL_DT_I8, 176, MGL_DT_F16, 3, false, true, "must be a contiguous I8 [4, 352]");
+    expect_refused("no scales", MGL_DT_U8, 176, MGL_DT_F16, 3, false, false, "'w_scale' missing");
+    expect_refused("f32 scales", MGL_DT_U8, 176, MGL_DT_F32, 3, false, true, "must be a contiguous F16");
+    expect_refused("bad group count", MGL_DT_U8, 176, MGL_DT_F16, 4, false, true, "power of two");
+    expect_refused("nan scale", MGL_DT_U8, 176, MGL_DT_F16, 3, true, true, "not finite");
+    expect_refused("float weight", MGL_DT_F16, 352, MGL_DT_F16, 3, false, true, "not a quantized matrix");
+}
+
+static void parse(void) {
+    MglQuantSpec q;
+    MglDType dt;
+    CHECK(mgl_quant_parse("q8", &q, &dt) && q.bits == 8 && q.group == 128 && q.head && dt == MGL_DT_F16);
+    CHECK(mgl_quant_parse("q4,group=64,head=keep,float=f32", &q, &dt) && q.bits == 4 && q.group == 64 && !q.head &&
+          dt == MGL_DT_F32);
+    CHECK(mgl_quant_parse("q8,group=0,projectors=q", &q, &dt) && q.group == 0 && q.projectors);
+    CHECK(!mgl_quant_parse("q4,group=48", &q, &dt));
+    CHECK(!mgl_quant_parse("q4,group=16", &q, &dt));
+    CHECK(!mgl_quant_parse("q4,bogus", &q, &dt));
+    CHECK(!mgl_quant_parse("q5", &q, &dt));
+}
+
+int main(void) {
+    MglErr err = {0};
+    REQUIRE(mgl_blas_init(&err) == MGL_OK); /* the prefill GEMM */
+    round_trip();
+    kernels();
+    malformed();
+    parse();
+    TEST_DONE();
+}
