@@ -371,19 +371,23 @@ def main():
         f.write("\n")
     manifest["stop_rules"] = "stop_rules.json"
 
-    # a content hash of every written file, so two runs can be compared at a glance
+    write_manifest(a.out, manifest)
+
+
+def write_manifest(out, manifest):
+    """manifest.json with a content hash of every other file written, so two runs can be compared
+    at a glance."""
     digest = hashlib.sha256()
-    for root, _, files in sorted(os.walk(a.out)):
+    for root, _, files in sorted(os.walk(out)):
         for fn in sorted(files):
             if fn != "manifest.json":
                 with open(os.path.join(root, fn), "rb") as f:
                     digest.update(fn.encode() + f.read())
     manifest["content_sha256"] = digest.hexdigest()
-    with open(os.path.join(a.out, "manifest.json"), "w") as f:
+    with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, ensure_ascii=False)
         f.write("\n")
     print("content sha256", digest.hexdigest())
-
 
 if __name__ == "__main__":
     main()

@@ -30,7 +30,6 @@ Layout written under --out:
   <model>_<T>f.json               frame indices, prompt ids (-201 = the video slot), greedy ids, text
 """
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -46,7 +45,7 @@ from pytorchvideo.transforms import ShortSideScale
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mgllava_ref as ref  # noqa: E402
-from make_goldens import f32, row_sub, shapes_of, spatial_sub, token_rows, write_st  # noqa: E402
+from make_goldens import f32, write_manifest, row_sub, shapes_of, spatial_sub, token_rows, write_st  # noqa: E402
 
 VIDEO_TOKEN = "<video>"
 VIDEO_TOKEN_INDEX = -201
@@ -252,18 +251,7 @@ def main():
         print(f"{name}: frames {idx} L={L} objects={r['n_objects']} ids={r['greedy_ids']} ({r['stop_reason']})",
               flush=True)
 
-    digest = hashlib.sha256()
-    for root, _, files in sorted(os.walk(a.out)):
-        for fn in sorted(files):
-            if fn != "manifest.json":
-                with open(os.path.join(root, fn), "rb") as f:
-                    digest.update(fn.encode() + f.read())
-    manifest["content_sha256"] = digest.hexdigest()
-    with open(os.path.join(a.out, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    print("content sha256", digest.hexdigest())
-
+    write_manifest(a.out, manifest)
 
 if __name__ == "__main__":
     main()
