@@ -12,6 +12,10 @@
  *   gstmgllavaframe.c       sampled frames to packed RGB
  *   gstmgllavaconstraint.c  response-schema / response-grammar: structured
  *                           answers
+ *   gstmgllavatrigger.c     triggers, track ids, per-object selection (own
+ *                           header for the types)
+ *   gstmgllavaobjects.c     per-object questions: one batch per frame, the
+ *                           answers on the objects' ROI metas
  *   gstmgllavamodelcache.c  the process-wide model cache (own header)
  *
  * Locking: properties and qos_earliest with the OBJECT_LOCK; the request
@@ -24,6 +28,7 @@
 #include "gstmgllavafilter.h"
 #include "gstmgllavameta.h"
 #include "gstmgllavamodelcache.h"
+#include "gstmgllavatrigger.h"
 
 G_BEGIN_DECLS
 
@@ -41,6 +46,8 @@ typedef struct {
     guint64 frame;
     gint64 t_sampled; /* monotonic us */
     guint64 seq;
+    GArray* objects; /* GstMgllavaObjectQuestion: object-mode's questions (then
+                      * prompt and boxes are unused); NULL: one about the frame */
 } GstMgllavaJob;
 
 /* What the scheduler's callback hands the worker (it runs on the server's
@@ -142,6 +149,12 @@ struct _GstMgllavaFilter {
     guint64 n_sampled, n_results, n_dropped, n_failed, n_aborted, n_late;
     guint64 n_incomplete; /* constrained answers that did not complete */
     GThread* worker;
+    GstMgllavaTriggerStats trig_stats;
+
+    /* triggers and object-mode: the properties with OBJECT_LOCK, the state
+     * streaming thread only */
+    GstMgllavaTriggerSettings trig;
+    GstMgllavaTriggerState trig_state;
 
     GMutex text_lock;
 };
@@ -182,6 +195,36 @@ guint64 gst_mgllava_filter_submit(GstMgllavaFilter* self, GstMgllavaJob* job, Gs
  * (GST_CLOCK_TIME_NONE: no deadline). */
 void gst_mgllava_filter_take_results(GstMgllavaFilter* self, guint64 seq, GstMgllavaAttachMode mode,
                                      guint64 exact_latency, guint64 frame, GQueue* ready);
+
+/* A copy of the scheduler's result (on its thread); freed with done_free. */
+GstMgllavaDone* gst_mgllava_done_new(const MglResult* res);
+void gst_mgllava_done_free(GstMgllavaDone* d);
+/* The answer to @job from the scheduler's result @d (the frame's prompt). */
+GstMgllavaResult* gst_mgllava_result_new(const GstMgllavaJob* job, const GstMgllavaDone* d);
+
+/* ---- gstmgllavatrigger.c / gstmgllavaobjects.c ------------------------- */
+
+/* Properties from this id up are the trigger and object-mode ones. */
+#define GST_MGLLAVA_TRIGGER_PROP_BASE 100
+void gst_mgllava_filter_trigger_install_properties(GObjectClass* klass);
+/* With OBJECT_LOCK; FALSE when @prop_id is not one of them. */
+gboolean gst_mgllava_filter_trigger_set_property(GstMgllavaFilter* self, guint prop_id, const GValue* value);
+gboolean gst_mgllava_filter_trigger_get_property(GstMgllavaFilter* self, guint prop_id, GValue* value);
+/* Streaming thread, every frame: whether it is sampled, given whether it is
+ * @late (QoS) and whether interval sampling is @interval_due; counts why. */
+gboolean gst_mgllava_filter_trigger_decide(GstMgllavaFilter* self, GstBuffer* buf, GstClockTime rt, gboolean late,
+                                           gboolean interval_due);
+/* The per-object questions decided for this frame (NULL: none); the caller owns them. */
+GArray* gst_mgllava_filter_trigger_take_questions(GstMgllavaFilter* self);
+/* With lock: the trigger counters into the stats structure. */
+void gst_mgllava_filter_trigger_add_stats(GstMgllavaFilter* self, GstStructure* s);
+/* The worker: submits @job's per-object questions as one batch sharing the
+ * frame, waits for every answer, posts, counts and queues them (the lock not
+ * held on entry; busy cleared on return). */
+void gst_mgllava_filter_run_objects(GstMgllavaFilter* self, GstMgllavaJob* job);
+/* Streaming thread: a per-object answer onto the ROI meta of @buf with its
+ * track id (nothing when that object is not on @buf). */
+void gst_mgllava_filter_attach_object_answer(GstMgllavaFilter* self, GstBuffer* buf, const GstMgllavaResultMeta* r);
 
 /* ---- gstmgllavastream.c ------------------------------------------------ */
 

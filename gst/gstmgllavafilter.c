@@ -300,7 +300,10 @@ static void gst_mgllava_filter_set_property(GObject* object, guint prop_id, cons
         g_free(self->response_grammar);
         self->response_grammar = g_value_dup_string(value);
         break;
-    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+    default:
+        if (!gst_mgllava_filter_trigger_set_property(self, prop_id, value))
+            G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+        break;
     }
     GST_OBJECT_UNLOCK(self);
     /* checked now (a warning in the log), compiled against the tokenizer at start */
@@ -343,7 +346,10 @@ static void gst_mgllava_filter_get_property(GObject* object, guint prop_id, GVal
     case PROP_MAX_BATCH: g_value_set_uint(value, self->max_batch); break;
     case PROP_RESPONSE_SCHEMA: g_value_set_string(value, self->response_schema); break;
     case PROP_RESPONSE_GRAMMAR: g_value_set_string(value, self->response_grammar); break;
-    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec); break;
+    default:
+        if (!gst_mgllava_filter_trigger_get_property(self, prop_id, value))
+            G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
+        break;
     }
     GST_OBJECT_UNLOCK(self);
 }
@@ -356,6 +362,8 @@ static void gst_mgllava_filter_finalize(GObject* object) {
     g_free(self->object_labels);
     g_free(self->response_schema);
     g_free(self->response_grammar);
+    gst_mgllava_trigger_settings_clear(&self->trig);
+    gst_mgllava_trigger_state_clear(&self->trig_state);
     g_mutex_clear(&self->lock);
     g_mutex_clear(&self->text_lock);
     g_cond_clear(&self->cond);
@@ -391,6 +399,8 @@ static void gst_mgllava_filter_init(GstMgllavaFilter* self) {
     self->max_batch = DEFAULT_MAX_BATCH;
     self->qos_earliest = GST_CLOCK_TIME_NONE;
     self->auto_mode = -1;
+    gst_mgllava_trigger_settings_init(&self->trig);
+    gst_mgllava_trigger_state_init(&self->trig_state);
     g_mutex_init(&self->lock);
     g_mutex_init(&self->text_lock);
     g_cond_init(&self->cond);
@@ -553,8 +563,12 @@ static void gst_mgllava_filter_class_init(GstMgllavaFilterClass* klass) {
         g_param_spec_boxed("stats", "Statistics",
                            "sampled, results, dropped, failed, aborted (by a flush or stop), "
                            "late, pending, largest-batch, incomplete (constrained answers that "
-                           "did not complete); sampled = results + dropped + failed + aborted + pending",
+                           "did not complete); sampled = results + dropped + failed + aborted + pending; why "
+                           "frames were sampled: sampled-interval, sampled-label, sampled-new-track, "
+                           "sampled-count, sampled-objects, trigger-cooldown-skipped; object-questions, "
+                           "object-answers",
                            GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+    gst_mgllava_filter_trigger_install_properties(gobject_class);
 
     gst_element_class_add_static_pad_template(element_class, &sink_template);
     gst_element_class_add_static_pad_template(element_class, &src_template);

@@ -2,6 +2,7 @@
 #include "gstmgllavaformat.h"
 #include "gstmgllavameta.h"
 #include "gstmgllavaroi.h"
+#include "gstmgllavatrigger.h"
 #include "mgl-json.h"
 
 #include <json-glib/json-glib.h>
@@ -101,6 +102,26 @@ static void append_constraint(GString* s, const GstMgllavaResultMeta* m) {
     append_json_value(s, m->json);
 }
 
+/* "object" of a per-object answer (mgllavafilter object-mode): the track id,
+ * label and box (source frame pixels) of the object it is about. */
+static void append_answer_object(GString* s, const GstMgllavaResultMeta* m) {
+    if (m->object_id == 0) return;
+    g_string_append_printf(s, ", \"object\": {\"id\": %d, \"label\": ", m->object_id);
+    mgl_json_append_string(s, m->object_label ? m->object_label : "");
+    g_string_append_printf(s, ", \"x\": %d, \"y\": %d, \"w\": %d, \"h\": %d}", m->object_x, m->object_y, m->object_w,
+                           m->object_h);
+}
+
+/* The answers about the whole frame among @r (per-object ones are on their
+ * objects); returns how many went to @out. */
+static guint frame_answers_only(const GstMgllavaResultMeta* const* r, guint n, const GstMgllavaResultMeta** out) {
+    guint i, k = 0;
+
+    for (i = 0; i < n; i++)
+        if (r[i]->object_id == 0) out[k++] = r[i];
+    return k;
+}
+
 /* One answer, in the mgllava layout (also the elements of the dlstreamer
  * layout's "mgllava.results"). */
 static void append_result(GString* s, const GstMgllavaFormatSettings* st, const GstMgllavaResultMeta* m,
@@ -110,6 +131,7 @@ static void append_result(GString* s, const GstMgllavaFormatSettings* st, const 
     g_string_append(s, ", \"prompt\": ");
     mgl_json_append_string(s, m->prompt ? m->prompt : "");
     append_constraint(s, m);
+    append_answer_object(s, m);
     g_string_append(s, ", \"source_pts\": ");
     append_time(s, m->source_pts);
     g_string_append_printf(
@@ -182,16 +204,6 @@ static void append_dls_header(GString* s, const GstMgllavaFormatSettings* st, Gs
     }
 }
 
-/* The track id as DL Streamer's trackers write it: the "object_id" param's
- * "id", else a non-zero ROI meta id. */
-static gint roi_track_id(GstVideoRegionOfInterestMeta* roi) {
-    GstStructure* p = gst_video_region_of_interest_meta_get_param(roi, "object_id");
-    gint id = 0;
-
-    if (p && gst_structure_get_int(p, "id", &id) && id != 0) return id;
-    return roi->id;
-}
-
 /* One ROI meta as gvametaconvert writes an object. Returns TRUE when written. */
 static void append_dls_object(GString* s, GstVideoRegionOfInterestMeta* roi, guint region_id, gint w, gint h,
                               gboolean comma) {
@@ -199,7 +211,7 @@ static void append_dls_object(GString* s, GstVideoRegionOfInterestMeta* roi, gui
     GstStructure* det = gst_video_region_of_interest_meta_get_param(roi, "detection");
     gdouble x1, y1, x2, y2, conf;
     gboolean have_conf;
-    gint track = roi_track_id(roi), label_id;
+    gint track = gst_mgllava_roi_meta_get_track_id(roi), label_id;
     GList* l;
 
     g_string_append_printf(s,
@@ -305,11 +317,17 @@ static guint format_dlstreamer(GString* s, const GstMgllavaFormatSettings* st, G
         append_dls_object(s, (GstVideoRegionOfInterestMeta*)meta, n_roi, w, h, n_roi > 0);
         n_roi++;
     }
-    if (n > 0) {
-        if (n_roi == 0) g_string_append(s, ", \"objects\": [");
-        append_frame_answers(s, (const GstMgllavaResultMeta* const*)results->pdata, n, w, h, n_roi > 0);
+    {
+        const GstMgllavaResultMeta** fa = g_new0(const GstMgllavaResultMeta*, n + 1);
+        guint nf = frame_answers_only((const GstMgllavaResultMeta* const*)results->pdata, n, fa);
+
+        if (nf > 0) {
+            if (n_roi == 0) g_string_append(s, ", \"objects\": [");
+            append_frame_answers(s, fa, nf, w, h, n_roi > 0);
+        }
+        if (n_roi > 0 || nf > 0) g_string_append_c(s, ']');
+        g_free(fa);
     }
-    if (n_roi > 0 || n > 0) g_string_append_c(s, ']');
     append_extension(s, st, (const GstMgllavaResultMeta* const*)results->pdata, n, TRUE, frame, GST_BUFFER_PTS(buf));
     g_string_append(s, "}\n");
     g_ptr_array_free(results, TRUE);
@@ -326,6 +344,51 @@ static void append_mgllava_trailer(GString* s, const GstMgllavaFormatSettings* s
         append_tags(s, st->tags);
     }
     g_string_append(s, "}\n");
+}
+
+/* The ROI meta of @buf that gst_mgllava_roi_collect() made box @b of: the
+ * label is that meta's own string, the box its clipped corner. */
+static GstVideoRegionOfInterestMeta* roi_of_box(GstBuffer* buf, const MglBox* b) {
+    GstMeta* meta;
+    gpointer state = NULL;
+
+    while ((meta = gst_buffer_iterate_meta_filtered(buf, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))) {
+        GstVideoRegionOfInterestMeta* roi = (GstVideoRegionOfInterestMeta*)meta;
+
+        if (gst_mgllava_roi_meta_get_label(roi) == b->label && fabs(b->x1 - (gdouble)roi->x) < 0.5 &&
+            fabs(b->y1 - (gdouble)roi->y) < 0.5)
+            return roi;
+    }
+    return NULL;
+}
+
+/* An object's track id ("id", when it has one) and the per-object answers on
+ * its ROI meta ("answers": each mgllava-answer param, in the order added). */
+static void append_track_and_answers(GString* s, GstBuffer* buf, const MglBox* b) {
+    GstVideoRegionOfInterestMeta* roi = roi_of_box(buf, b);
+    gint id;
+    guint n = 0;
+    GList* l;
+
+    if (!roi) return;
+    id = gst_mgllava_roi_meta_get_track_id(roi);
+    if (id != 0) g_string_append_printf(s, ", \"id\": %d", id);
+    for (l = roi->params; l; l = l->next) {
+        GstStructure* p = l->data;
+        guint64 frame = 0;
+
+        if (!gst_structure_has_name(p, GST_MGLLAVA_OBJECT_ANSWER_PARAM)) continue;
+        g_string_append(s, n++ ? ", {\"text\": " : ", \"answers\": [{\"text\": ");
+        mgl_json_append_string(s, gst_structure_get_string(p, "text") ? gst_structure_get_string(p, "text") : "");
+        g_string_append(s, ", \"prompt\": ");
+        mgl_json_append_string(s, gst_structure_get_string(p, "prompt") ? gst_structure_get_string(p, "prompt") : "");
+        g_string_append(s, ", \"attribute\": ");
+        mgl_json_append_string(
+            s, gst_structure_get_string(p, "attribute_name") ? gst_structure_get_string(p, "attribute_name") : "");
+        gst_structure_get_uint64(p, "source_frame", &frame);
+        g_string_append_printf(s, ", \"source_frame\": %" G_GUINT64_FORMAT "}", frame);
+    }
+    if (n > 0) g_string_append_c(s, ']');
 }
 
 static guint format_mgllava(GString* s, const GstMgllavaFormatSettings* st, GstBuffer* buf, gint w, gint h,
@@ -350,6 +413,7 @@ static guint format_mgllava(GString* s, const GstMgllavaFormatSettings* st, GstB
         mgl_json_append_string(s, b->label);
         g_string_append(s, ", \"confidence\": ");
         append_double(s, "%.4g", b->score);
+        append_track_and_answers(s, buf, b);
         g_string_append_c(s, '}');
     }
     g_string_append(s, "], \"results\": [");
@@ -391,16 +455,24 @@ guint gst_mgllava_format_late_results(GString* s, const GstMgllavaFormatSettings
                                                     &constraint);
         fields[k].json = (gchar*)json;
         fields[k].constraint = (gchar*)constraint;
+        gst_mgllava_result_structure_get_object(gst_mgllava_late_results_event_get_structure(event, i),
+                                                &fields[k].object_id, (const gchar**)&fields[k].object_label,
+                                                &fields[k].object_x, &fields[k].object_y, &fields[k].object_w,
+                                                &fields[k].object_h);
         ptrs[k] = &fields[k], k++;
     }
 
     if (st->format == GST_MGLLAVA_FORMAT_DLSTREAMER) {
         append_dls_header(s, st, GST_CLOCK_TIME_NONE, w, h);
-        if (k > 0) {
+        const GstMgllavaResultMeta** fa = g_new0(const GstMgllavaResultMeta*, k + 1);
+        guint nf = frame_answers_only(ptrs, k, fa);
+
+        if (nf > 0) {
             g_string_append(s, ", \"objects\": [");
-            append_frame_answers(s, ptrs, k, w, h, FALSE);
+            append_frame_answers(s, fa, nf, w, h, FALSE);
             g_string_append_c(s, ']');
         }
+        g_free(fa);
         append_extension(s, st, ptrs, k, FALSE, 0, GST_CLOCK_TIME_NONE);
         g_string_append(s, "}\n");
     } else {

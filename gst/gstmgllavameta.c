@@ -17,6 +17,9 @@ static gboolean gst_mgllava_result_meta_init(GstMeta* meta, gpointer params, Gst
     m->latency_ms = m->preprocess_ms = m->vision_ms = m->prefill_ms = m->decode_ms = 0.0;
     m->json = NULL;
     m->constraint = NULL;
+    m->object_id = 0;
+    m->object_label = NULL;
+    m->object_x = m->object_y = m->object_w = m->object_h = 0;
     return TRUE;
 }
 
@@ -27,6 +30,7 @@ static void gst_mgllava_result_meta_free(GstMeta* meta, GstBuffer* buffer) {
     g_free(m->prompt);
     g_free(m->json);
     g_free(m->constraint);
+    g_free(m->object_label);
 }
 
 static gboolean gst_mgllava_result_meta_transform(GstBuffer* dest, GstMeta* meta, GstBuffer* buffer, GQuark type,
@@ -39,6 +43,11 @@ static gboolean gst_mgllava_result_meta_transform(GstBuffer* dest, GstMeta* meta
 
     dst = gst_buffer_add_mgllava_result_meta_full(dest, src);
     if (dst) gst_mgllava_result_meta_set_constraint(dst, src->json, src->constraint);
+    /* a per-object box is in the source frame's pixels: kept as it is (the
+     * ROI metas carry the scaled boxes) */
+    if (dst)
+        gst_mgllava_result_meta_set_object(dst, src->object_id, src->object_label, src->object_x, src->object_y,
+                                           src->object_w, src->object_h);
     return dst != NULL;
 }
 
@@ -114,6 +123,21 @@ void gst_mgllava_result_meta_set_constraint(GstMgllavaResultMeta* meta, const gc
     meta->constraint = c;
 }
 
+void gst_mgllava_result_meta_set_object(GstMgllavaResultMeta* meta, gint id, const gchar* label, gint x, gint y, gint w,
+                                        gint h) {
+    gchar* l;
+
+    g_return_if_fail(meta != NULL);
+    l = g_strdup(label);
+    g_free(meta->object_label);
+    meta->object_label = l;
+    meta->object_id = id;
+    meta->object_x = x;
+    meta->object_y = y;
+    meta->object_w = w;
+    meta->object_h = h;
+}
+
 GstMgllavaResultMeta* gst_buffer_get_mgllava_result_meta(GstBuffer* buffer) {
     return (GstMgllavaResultMeta*)gst_buffer_get_meta(buffer, GST_MGLLAVA_RESULT_META_API_TYPE);
 }
@@ -131,6 +155,11 @@ GstStructure* gst_mgllava_result_meta_to_structure(const GstMgllavaResultMeta* m
         G_TYPE_DOUBLE, m->prefill_ms, "decode-ms", G_TYPE_DOUBLE, m->decode_ms, NULL);
     if (m->json) gst_structure_set(s, "json", G_TYPE_STRING, m->json, NULL);
     if (m->constraint) gst_structure_set(s, "constraint", G_TYPE_STRING, m->constraint, NULL);
+    if (m->object_id != 0)
+        gst_structure_set(s, "object-id", G_TYPE_INT, m->object_id, "object-label", G_TYPE_STRING,
+                          m->object_label ? m->object_label : "", "object-x", G_TYPE_INT, m->object_x, "object-y",
+                          G_TYPE_INT, m->object_y, "object-w", G_TYPE_INT, m->object_w, "object-h", G_TYPE_INT,
+                          m->object_h, NULL);
     return s;
 }
 
@@ -167,6 +196,29 @@ gboolean gst_mgllava_result_structure_get_constraint(const GstStructure* s, cons
     if (json) *json = gst_structure_get_string(s, "json");
     if (constraint) *constraint = gst_structure_get_string(s, "constraint");
     return TRUE;
+}
+
+gboolean gst_mgllava_result_structure_get_object(const GstStructure* s, gint* id, const gchar** label, gint* x, gint* y,
+                                                 gint* w, gint* h) {
+    gint v[5] = {0, 0, 0, 0, 0};
+    gboolean ok =
+        s && gst_structure_has_name(s, "mgllava-result") && gst_structure_get_int(s, "object-id", &v[0]) && v[0] != 0;
+
+    if (ok) {
+        gst_structure_get_int(s, "object-x", &v[1]);
+        gst_structure_get_int(s, "object-y", &v[2]);
+        gst_structure_get_int(s, "object-w", &v[3]);
+        gst_structure_get_int(s, "object-h", &v[4]);
+    } else {
+        v[0] = 0;
+    }
+    if (id) *id = v[0];
+    if (label) *label = ok ? gst_structure_get_string(s, "object-label") : NULL;
+    if (x) *x = v[1];
+    if (y) *y = v[2];
+    if (w) *w = v[3];
+    if (h) *h = v[4];
+    return ok;
 }
 
 GstEvent* gst_mgllava_late_results_event_new(const GstMgllavaResultMeta* const* results, guint n) {

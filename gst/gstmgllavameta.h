@@ -39,6 +39,12 @@ typedef struct _GstMgllavaResultMeta GstMgllavaResultMeta;
  *   ended: "complete", "incomplete" (the token budget ended inside the
  *   structure: @text is what was generated, @json is %NULL) or "invalid";
  *   %NULL when the answer was not constrained
+ * @object_id: a per-object answer (mgllavafilter's object-mode): the track id
+ *   of the object it is about (never 0); 0 for an answer about the whole frame.
+ *   Appended after @constraint, set with gst_mgllava_result_meta_set_object()
+ * @object_label: (nullable): a per-object answer: the object's label
+ * @object_x, @object_y, @object_w, @object_h: a per-object answer: the
+ *   object's box in the source frame's pixels (the box given to the model)
  *
  * The struct only grows at its end. The functions that take caller-filled
  * values (gst_buffer_add_mgllava_result_meta_full(),
@@ -63,6 +69,9 @@ struct _GstMgllavaResultMeta {
     gdouble decode_ms;
     gchar* json;
     gchar* constraint;
+    gint object_id;
+    gchar* object_label;
+    gint object_x, object_y, object_w, object_h;
 };
 
 /**
@@ -116,6 +125,21 @@ GstMgllavaResultMeta* gst_buffer_add_mgllava_result_meta_full(GstBuffer* buffer,
  * Sets @meta's @json and @constraint fields (copied; the old values freed).
  */
 void gst_mgllava_result_meta_set_constraint(GstMgllavaResultMeta* meta, const gchar* json, const gchar* constraint);
+
+/**
+ * gst_mgllava_result_meta_set_object:
+ * @meta: a #GstMgllavaResultMeta on a buffer
+ * @id: the object's track id (0: the answer is about the whole frame)
+ * @label: (nullable): the object's label
+ * @x: the object's box: left, in pixels
+ * @y: top
+ * @w: width
+ * @h: height
+ *
+ * Sets @meta's object fields (@label copied; the old one freed).
+ */
+void gst_mgllava_result_meta_set_object(GstMgllavaResultMeta* meta, gint id, const gchar* label, gint x, gint y, gint w,
+                                        gint h);
 
 /**
  * gst_buffer_get_mgllava_result_meta:
@@ -182,6 +206,26 @@ gboolean gst_mgllava_result_meta_from_structure(const GstStructure* s, GstMgllav
  */
 gboolean gst_mgllava_result_structure_get_constraint(const GstStructure* s, const gchar** json,
                                                      const gchar** constraint);
+
+/**
+ * gst_mgllava_result_structure_get_object:
+ * @s: (nullable): an "mgllava-result" structure
+ * @id: (out) (optional): the object's track id
+ * @label: (out) (optional) (nullable) (transfer none): its label
+ * @x: (out) (optional): its box: left
+ * @y: (out) (optional): top
+ * @w: (out) (optional): width
+ * @h: (out) (optional): height
+ *
+ * The object of a per-object answer as the structure carries it
+ * ("object-id", "object-label", "object-x", "object-y", "object-w",
+ * "object-h", present only on per-object answers).
+ *
+ * Returns: %FALSE (the outputs 0 and %NULL) when @s is not a per-object
+ *   answer.
+ */
+gboolean gst_mgllava_result_structure_get_object(const GstStructure* s, gint* id, const gchar** label, gint* x, gint* y,
+                                                 gint* w, gint* h);
 
 /**
  * GST_MGLLAVA_LATE_RESULTS_EVENT:

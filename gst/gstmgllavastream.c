@@ -26,17 +26,22 @@ static gboolean gst_mgllava_filter_should_sample(GstMgllavaFilter* self, GstBuff
                                                  guint64 interval_time, GstClockTime earliest) {
     GstBaseTransform* trans = GST_BASE_TRANSFORM(self);
     GstClockTime rt = gst_segment_to_running_time(&trans->segment, GST_FORMAT_TIME, GST_BUFFER_PTS(buf));
+    gboolean late = gst_mgllava_filter_qos_is_late(self, rt, earliest), due = FALSE;
 
-    if (gst_mgllava_filter_qos_is_late(self, rt, earliest)) return FALSE;
-    /* interval-time counts running time; interval 0 and 1 both mean every frame */
-    if (interval_time > 0 && GST_CLOCK_TIME_IS_VALID(rt)) {
+    /* interval-time counts running time; interval 0 and 1 both mean every
+     * frame (with a trigger set, interval 0 means none: gstmgllavatrigger.c) */
+    if (late) {
+        due = FALSE;
+    } else if (interval_time > 0 && GST_CLOCK_TIME_IS_VALID(rt)) {
         if (!GST_CLOCK_TIME_IS_VALID(self->last_sample_rt) || rt >= self->last_sample_rt + interval_time) {
             self->last_sample_rt = rt;
-            return TRUE;
+            due = TRUE;
         }
-        return FALSE;
+    } else {
+        due = interval <= 1 || self->frame_count % interval == 0;
     }
-    return interval <= 1 || self->frame_count % interval == 0;
+    /* triggers and object-mode (which read every frame's objects) */
+    return gst_mgllava_filter_trigger_decide(self, buf, rt, late, due);
 }
 
 /* A request for frame @buf; its rgb is NULL when the frame cannot be mapped. */
@@ -74,6 +79,7 @@ static GstMgllavaJob* gst_mgllava_filter_make_job(GstMgllavaFilter* self, GstBuf
         gst_mgllava_roi_boxes_copy_labels(job->boxes, 0);
     }
     g_strfreev(f.labels);
+    job->objects = gst_mgllava_filter_trigger_take_questions(self);
     job->pts = GST_BUFFER_PTS(buf);
     job->frame = frame;
     job->t_sampled = g_get_monotonic_time();
@@ -120,6 +126,11 @@ static void gst_mgllava_filter_attach(GstMgllavaFilter* self, GstBuffer* buf, Gs
     GstMgllavaResultMeta* m = gst_buffer_add_mgllava_result_meta_full(buf, &r->fields);
 
     if (m && r->fields.constraint) gst_mgllava_result_meta_set_constraint(m, r->fields.json, r->fields.constraint);
+    if (m && r->fields.object_id != 0) {
+        gst_mgllava_result_meta_set_object(m, r->fields.object_id, r->fields.object_label, r->fields.object_x,
+                                           r->fields.object_y, r->fields.object_w, r->fields.object_h);
+        gst_mgllava_filter_attach_object_answer(self, buf, &r->fields);
+    }
 }
 
 /* Samples the frame into a request (see gstmgllavaworker.c), then attaches
@@ -224,6 +235,7 @@ void gst_mgllava_filter_handle_sink_event(GstMgllavaFilter* self, GstEvent* even
         gst_mgllava_filter_worker_flush_stop(self);
         gst_mgllava_filter_text_flush(self);
         self->last_sample_rt = GST_CLOCK_TIME_NONE;
+        gst_mgllava_trigger_state_reset(&self->trig_state);
         gst_mgllava_filter_qos_reset(self);
         gst_pad_push_event(self->text_src, gst_event_ref(event));
         break;
@@ -231,6 +243,7 @@ void gst_mgllava_filter_handle_sink_event(GstMgllavaFilter* self, GstEvent* even
     case GST_EVENT_STREAM_START:
         self->frame_count = 0;
         self->last_sample_rt = GST_CLOCK_TIME_NONE;
+        gst_mgllava_trigger_state_reset(&self->trig_state);
         g_atomic_int_set(&self->auto_mode, -1);
         break;
     case GST_EVENT_EOS:

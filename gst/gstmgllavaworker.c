@@ -33,6 +33,7 @@ void gst_mgllava_job_free(GstMgllavaJob* j) {
     if (!j) return;
     g_free(j->rgb);
     if (j->boxes) g_array_unref(j->boxes);
+    if (j->objects) g_array_unref(j->objects);
     g_free(j->prompt);
     g_free(j);
 }
@@ -43,10 +44,11 @@ void gst_mgllava_result_free(GstMgllavaResult* r) {
     g_free(r->fields.prompt);
     g_free(r->fields.json);
     g_free(r->fields.constraint);
+    g_free(r->fields.object_label);
     g_free(r);
 }
 
-static void gst_mgllava_done_free(GstMgllavaDone* d) {
+void gst_mgllava_done_free(GstMgllavaDone* d) {
     if (!d) return;
     g_free(d->text);
     g_free(d->error);
@@ -55,7 +57,7 @@ static void gst_mgllava_done_free(GstMgllavaDone* d) {
 }
 
 /* The answer to @job, from the scheduler's result @d. */
-static GstMgllavaResult* gst_mgllava_result_new(const GstMgllavaJob* job, const GstMgllavaDone* d) {
+GstMgllavaResult* gst_mgllava_result_new(const GstMgllavaJob* job, const GstMgllavaDone* d) {
     GstMgllavaResult* r = g_new0(GstMgllavaResult, 1);
     const MglTimings* tm = &d->timings;
 
@@ -76,9 +78,7 @@ static GstMgllavaResult* gst_mgllava_result_new(const GstMgllavaJob* job, const 
 
 /* ---- worker ------------------------------------------------------------ */
 
-/* The scheduler's callback, on the server's thread: copy and signal. */
-static void gst_mgllava_filter_on_result(uint64_t id, const MglResult* res, void* data) {
-    GstMgllavaFilter* self = data;
+GstMgllavaDone* gst_mgllava_done_new(const MglResult* res) {
     GstMgllavaDone* d = g_new0(GstMgllavaDone, 1);
 
     d->status = res->status;
@@ -92,6 +92,14 @@ static void gst_mgllava_filter_on_result(uint64_t id, const MglResult* res, void
         d->n_ids = res->n_ids;
     }
     d->t_done = g_get_monotonic_time();
+    return d;
+}
+
+/* The scheduler's callback, on the server's thread: copy and signal. */
+static void gst_mgllava_filter_on_result(uint64_t id, const MglResult* res, void* data) {
+    GstMgllavaFilter* self = data;
+    GstMgllavaDone* d = gst_mgllava_done_new(res);
+
     g_mutex_lock(&self->lock);
     g_assert(self->done == NULL);
     self->done = d;
@@ -163,6 +171,12 @@ static gpointer gst_mgllava_filter_worker(gpointer data) {
         g_cond_broadcast(&self->cond); /* a slot freed (drop-policy=block) */
         g_mutex_unlock(&self->lock);
 
+        if (job->objects) { /* object-mode: one batch of questions (gstmgllavaobjects.c) */
+            gst_mgllava_filter_run_objects(self, job);
+            gst_mgllava_job_free(job);
+            g_mutex_lock(&self->lock);
+            continue;
+        }
         d = gst_mgllava_filter_run(self, job);
         st = d->status;
         if (st == MGL_OK) {
@@ -321,6 +335,7 @@ void gst_mgllava_filter_worker_start(GstMgllavaFilter* self) {
     self->n_sampled = self->n_results = self->n_dropped = self->n_failed = self->n_aborted = self->n_late = 0;
     self->n_incomplete = 0;
     self->max_batch_seen = 0;
+    memset(&self->trig_stats, 0, sizeof self->trig_stats);
     g_mutex_unlock(&self->lock);
     self->worker = g_thread_new("mgllava-worker", gst_mgllava_filter_worker, self);
 }
@@ -404,6 +419,7 @@ GstStructure* gst_mgllava_filter_worker_stats(GstMgllavaFilter* self) {
                           self->n_late, "pending", G_TYPE_UINT, g_queue_get_length(&self->jobs) + (self->busy ? 1 : 0),
                           "largest-batch", G_TYPE_INT, self->max_batch_seen, "incomplete", G_TYPE_UINT64,
                           self->n_incomplete, NULL);
+    gst_mgllava_filter_trigger_add_stats(self, s);
     g_mutex_unlock(&self->lock);
     return s;
 }
