@@ -271,18 +271,6 @@ MGL_API MglStatus mgl_generate(MglCtx* ctx, const MglImage* image, const MglBox*
                                const char* question, const MglGenParams* params, char** text, int32_t** ids,
                                size_t* n_ids, MglTimings* timings, MglErr* err);
 
-
-/* ---- serving many streams: one scheduler per model ------------------------
- *
- * An MglServer batches requests from many streams onto one model: up to
- * max_batch sequences run at once, each in a slot with its own KV cache.
- * Newly admitted requests get their vision and prefill together; then every
- * step decodes one token for every running sequence in one batched call
- * (continuous batching: a sequence joins and leaves at step boundaries and a
- * finished one frees its slot at once). Admission is round-robin over the
- * streams that have requests waiting, so one busy stream cannot starve the
- * others. On the CPU a sequence's tokens are exactly those it would get alone
- * (greedy or seeded sampling).
 /* ---- video clips: the official video path (spec section 11) ---------------
  *
  * A clip is T frames in time order, each with its own detector boxes. Every
@@ -327,6 +315,18 @@ typedef struct MglServer MglServer;
 typedef struct MglStream MglStream; /* one submitter (e.g. one element); not thread-safe itself */
 
 typedef struct {
+
+/* ---- serving many streams: one scheduler per model ------------------------
+ *
+ * An MglServer batches requests from many streams onto one model: up to
+ * max_batch sequences run at once, each in a slot with its own KV cache.
+ * Newly admitted requests get their vision and prefill together; then every
+ * step decodes one token for every running sequence in one batched call
+ * (continuous batching: a sequence joins and leaves at step boundaries and a
+ * finished one frees its slot at once). Admission is round-robin over the
+ * streams that have requests waiting, so one busy stream cannot starve the
+ * others. On the CPU a sequence's tokens are exactly those it would get alone
+ * (greedy or seeded sampling).
     int max_batch;            /* sequence slots; 0 = derived from free memory and n_ctx (at most 8) */
     int n_ctx;                /* tokens per slot; 0 = the model's default */
     const char* kv_precision; /* as MglCtxParams */
@@ -387,15 +387,15 @@ MGL_API int mgl_stream_pending(MglStream* stream);
  *
  * An MglGrammar is compiled once per prompt setting from a JSON Schema subset
  * or a grammar in the GBNF-like notation of docs/structured-output.md,
- * against the tokenizer the model uses (each token's bytes go into a trie).
- * It is immutable and may be shared by any number of requests and threads.
- *
 /* Queues a clip request (mgl_generate_clip's input): every frame is
  * preprocessed here, in the caller's thread; nothing is referenced after the
  * call. As mgl_stream_submit otherwise. */
 MGL_API MglStatus mgl_stream_submit_clip(MglStream* stream, const MglClipFrame* frames, size_t n_frames,
                                          const char* question, const MglGenParams* params, MglResultFunc done,
                                          void* user_data, uint64_t* id, MglErr* err);
+ * against the tokenizer the model uses (each token's bytes go into a trie).
+ * It is immutable and may be shared by any number of requests and threads.
+ *
  * Each request gets its own MglGrammarState (one per sequence of a batch):
  * bind it to the request's MglGenParams, and the token mask lets through only
  * the tokens whose bytes keep the text inside the grammar, EOS only where the
