@@ -306,15 +306,6 @@ MGL_API MglStatus mgl_clip_check(const MglModel* model, int n_ctx, int n_frames,
 MGL_API MglStatus mgl_generate_clip(MglCtx* ctx, const MglClipFrame* frames, size_t n_frames, const char* question,
                                     const MglGenParams* params, char** text, int32_t** ids, size_t* n_ids,
                                     MglTimings* timings, MglErr* err);
- *
- * Results come back through a callback, called exactly once per accepted
- * request, on the server's thread: keep it short (queue the result and
- * return). */
-
-typedef struct MglServer MglServer;
-typedef struct MglStream MglStream; /* one submitter (e.g. one element); not thread-safe itself */
-
-typedef struct {
 
 /* ---- serving many streams: one scheduler per model ------------------------
  *
@@ -327,6 +318,15 @@ typedef struct {
  * streams that have requests waiting, so one busy stream cannot starve the
  * others. On the CPU a sequence's tokens are exactly those it would get alone
  * (greedy or seeded sampling).
+ *
+ * Results come back through a callback, called exactly once per accepted
+ * request, on the server's thread: keep it short (queue the result and
+ * return). */
+
+typedef struct MglServer MglServer;
+typedef struct MglStream MglStream; /* one submitter (e.g. one element); not thread-safe itself */
+
+typedef struct {
     int max_batch;            /* sequence slots; 0 = derived from free memory and n_ctx (at most 8) */
     int n_ctx;                /* tokens per slot; 0 = the model's default */
     const char* kv_precision; /* as MglCtxParams */
@@ -378,6 +378,12 @@ typedef struct {
 } MglFrameRequest;
 MGL_API MglStatus mgl_stream_submit_frame(MglStream* stream, const MglImage* image, const MglFrameRequest* requests,
                                           size_t n, uint64_t* ids, MglErr* err);
+/* Queues a clip request (mgl_generate_clip's input): every frame is
+ * preprocessed here, in the caller's thread; nothing is referenced after the
+ * call. As mgl_stream_submit otherwise. */
+MGL_API MglStatus mgl_stream_submit_clip(MglStream* stream, const MglClipFrame* frames, size_t n_frames,
+                                         const char* question, const MglGenParams* params, MglResultFunc done,
+                                         void* user_data, uint64_t* id, MglErr* err);
 /* Aborts one request (id) or all of the stream's (id == 0); each still gets its callback. */
 MGL_API void mgl_stream_abort(MglStream* stream, uint64_t id);
 /* Requests of this stream accepted and not yet called back. */
@@ -387,12 +393,6 @@ MGL_API int mgl_stream_pending(MglStream* stream);
  *
  * An MglGrammar is compiled once per prompt setting from a JSON Schema subset
  * or a grammar in the GBNF-like notation of docs/structured-output.md,
-/* Queues a clip request (mgl_generate_clip's input): every frame is
- * preprocessed here, in the caller's thread; nothing is referenced after the
- * call. As mgl_stream_submit otherwise. */
-MGL_API MglStatus mgl_stream_submit_clip(MglStream* stream, const MglClipFrame* frames, size_t n_frames,
-                                         const char* question, const MglGenParams* params, MglResultFunc done,
-                                         void* user_data, uint64_t* id, MglErr* err);
  * against the tokenizer the model uses (each token's bytes go into a trie).
  * It is immutable and may be shared by any number of requests and threads.
  *
