@@ -26,6 +26,15 @@ static bool bind_item(const MglWeightItem* it, void* user) {
         b->st = mgl_err(b->err, MGL_E_FORMAT, "model: missing tensor '%s'", it->name);
         return false;
     }
+    if (it->spec->kind == MGL_WK_MAT && mgl_quant_dtype(t->dtype)) { /* q8/q4 (mgl-quant.h) */
+        char msg[400];
+        if (!mgl_quant_view(b->m->files->weights, t, it->shape[0], it->ndim > 1 ? it->shape[1] : 1,
+                            mgl_weight_field(&b->m->w, it), msg, sizeof msg)) {
+            b->st = mgl_err(b->err, MGL_E_FORMAT, "model: %s", msg);
+            return false;
+        }
+        return true;
+    }
     if (!mgl_tensor_is_contiguous(t) || !mgl_dtype_is_float(t->dtype) || t->dtype == MGL_DT_F64) {
         b->st =
             mgl_err(b->err, MGL_E_UNSUPPORTED, "model: tensor '%s' must be a contiguous f32/f16/bf16 tensor", it->name);
@@ -84,6 +93,8 @@ static MglStatus model_bind(MglModel* m, const MglModelParams* p, MglErr* err) {
     mgl_weight_walk(f, bind_item, &b);
     if (b.st != MGL_OK) return b.st;
     if (lc->tie_embeddings) w->lm_head = w->embed;
+    char qmsg[400]; /* a tied model's quantized lm_head copy (mgl-quant.h), when it has one */
+    if (!mgl_quant_tied_head(f, &w->lm_head, qmsg, sizeof qmsg)) return mgl_err(err, MGL_E_FORMAT, "model: %s", qmsg);
     /* EOS: the tokenizer's eos_token (as the reference's generate() uses) */
     int32_t te = m->tok ? mgl_tokenizer_eos(m->tok) : -1;
     if (te >= 0)
@@ -101,15 +112,6 @@ static MglStatus model_bind(MglModel* m, const MglModelParams* p, MglErr* err) {
 
 MglModelParams mgl_model_default_params(void) {
     MglModelParams p = {.device = "auto", .gpu_id = 0, .n_threads = 0, .n_ctx = 0};
-    if (it->spec->kind == MGL_WK_MAT && mgl_quant_dtype(t->dtype)) { /* q8/q4 (mgl-quant.h) */
-        char msg[400];
-        if (!mgl_quant_view(b->m->files->weights, t, it->shape[0], it->ndim > 1 ? it->shape[1] : 1,
-                            mgl_weight_field(&b->m->w, it), msg, sizeof msg)) {
-            b->st = mgl_err(b->err, MGL_E_FORMAT, "model: %s", msg);
-            return false;
-        }
-        return true;
-    }
     return p;
 }
 
@@ -168,8 +170,6 @@ static MglStatus model_attach_device(MglModel* m, const MglModelParams* p, MglEr
     const MglBackend* want = strcmp(dev, "auto") ? mgl_backend_get(dev) : NULL;
     if (strcmp(dev, "auto") && !want)
         return mgl_err(err, MGL_E_UNSUPPORTED,
-    char qmsg[400]; /* a tied model's quantized lm_head copy (mgl-quant.h), when it has one */
-    if (!mgl_quant_tied_head(f, &w->lm_head, qmsg, sizeof qmsg)) return mgl_err(err, MGL_E_FORMAT, "model: %s", qmsg);
                        "device=%s: this build has no %s backend (configure with "
                        "-Dcuda=enabled and nvcc); use device=cpu or auto",
                        dev, strcmp(dev, "cuda") ? dev : "CUDA");
