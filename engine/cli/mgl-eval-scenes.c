@@ -14,7 +14,18 @@
  *   color     "What colour ..."              shape     "What shape ..."
  *   position  "Where is ..."                 digit     "What digit ..." (truth flags "digit": true)
  *   other     any other question (none today; the key appears only when used)
- * "questions" totals every category but caption and digit. */
+ * "questions" totals every category but caption and digit.
+ *
+ * --per-object: mgllavafilter's object-mode on the same scenes. Each object
+ * is asked about alone: the model gets that object's truth box only (its
+ * object tokens), and one question per attribute from a template:
+ *   object_color  --object-color-prompt  (default "What colour is the {shape}?")
+ *   object_shape  --object-shape-prompt  (default "What shape is the {label} object?")
+ *   object_digit  --object-digit-prompt  (default "What digit is on the {label} {shape}?"),
+ *                 asked of the objects that carry a digit
+ * {label} is the box label (the colour name, as mgllavablobdetect labels),
+ * {position} the object's place in the caption's words, {shape} the truth
+ * shape (not known to the element: an evaluation-only placeholder). */
 #include "mgl-eval-scenes.h"
 #include "mgl-cli.h"
 #include "mgl-json.h"
@@ -52,8 +63,17 @@ enum {
     E_VERBOSE,
     E_ORDER,
     E_PRECISION,
+    E_PER_OBJECT,
+    E_OCOLOR,
+    E_OSHAPE,
+    E_ODIGIT,
     E_N
 };
+
+enum { OBJ_COLOR, OBJ_SHAPE, OBJ_DIGIT, OBJ_N };
+static const char* const k_obj_name[OBJ_N] = {"object_color", "object_shape", "object_digit"};
+static const char* const k_obj_default[OBJ_N] = {"What colour is the {shape}?", "What shape is the {label} object?",
+                                                 "What digit is on the {label} {shape}?"};
 
 static bool ev_bool(const char* s, bool* out) {
     if (!s) return false;
@@ -103,6 +123,11 @@ typedef struct {
     JsonArray* qa;
     MglBox boxes[MGL_SCENE_MAX_OBJECTS];
     size_t n_boxes;
+    /* per object, for --per-object */
+    const char* color[MGL_SCENE_MAX_OBJECTS];
+    const char* shape[MGL_SCENE_MAX_OBJECTS];
+    const char* position[MGL_SCENE_MAX_OBJECTS];
+    int digit[MGL_SCENE_MAX_OBJECTS]; /* -1: none */
 } Truth;
 
 static MglStatus truth_parse(const char* json, Truth* t, MglErr* err) {
@@ -127,6 +152,11 @@ static MglStatus truth_parse(const char* json, Truth* t, MglErr* err) {
         if (!b || json_array_get_length(b) != 4)
             return cli_err(err, MGL_E_FORMAT, "scene truth: object %u has no box", i);
         if (!mgl_json_req_str(o, "label", &label, "scene truth object", &ge)) return cli_err_json(err, ge);
+        JsonNode* dn = json_object_get_member(o, "digit");
+        t->color[t->n_boxes] = json_object_get_string_member_with_default(o, "color", "");
+        t->shape[t->n_boxes] = json_object_get_string_member_with_default(o, "shape", "");
+        t->position[t->n_boxes] = json_object_get_string_member_with_default(o, "position", "");
+        t->digit[t->n_boxes] = dn && JSON_NODE_HOLDS_VALUE(dn) ? (int)json_node_get_int(dn) : -1;
         MglBox* x = &t->boxes[t->n_boxes++];
         x->x1 = (float)json_array_get_int_element(b, 0);
         x->y1 = (float)json_array_get_int_element(b, 1);
@@ -141,6 +171,85 @@ static MglStatus truth_parse(const char* json, Truth* t, MglErr* err) {
 static void truth_clear(Truth* t) {
     if (t->parser) g_object_unref(t->parser);
     memset(t, 0, sizeof *t);
+}
+
+/* The end of a dumped item: question, truth, answer, category, verdict. */
+static void append_item_tail(GString* line, const char* q, const char* want, const char* answer, const char* cat,
+                             bool correct) {
+    g_string_append(line, "], \"question\": ");
+    mgl_json_append_string(line, q);
+    g_string_append(line, ", \"truth\": ");
+    mgl_json_append_string(line, want);
+    g_string_append(line, ", \"answer\": ");
+    mgl_json_append_string(line, answer);
+    g_string_append_printf(line, ", \"category\": \"%s\", \"correct\": %s}\n", cat, correct ? "true" : "false");
+}
+
+/* @tmpl with {label}, {shape} and {position} of object @b; g_free() */
+static char* object_prompt(const char* tmpl, const Truth* t, size_t b) {
+    GString* s = g_string_new(NULL);
+    for (const char* p = tmpl; *p;) {
+        if (g_str_has_prefix(p, "{label}")) {
+            g_string_append(s, t->boxes[b].label);
+            p += 7;
+        } else if (g_str_has_prefix(p, "{shape}")) {
+            g_string_append(s, t->shape[b]);
+            p += 7;
+        } else if (g_str_has_prefix(p, "{position}")) {
+            g_string_append(s, t->position[b]);
+            p += 10;
+        } else {
+            g_string_append_c(s, *p++);
+        }
+    }
+    return g_string_free(s, FALSE);
+}
+
+/* --per-object: each object alone (its box the only one), one question per
+ * attribute; tallies into @tally, items into @items. */
+static MglStatus eval_objects(MglCtx* c, const MglImage* img, const Truth* truth, const MglGenParams* gp,
+                              const char* const* tmpl, Tally* tally, FILE* items, GString* line, const char* image_name,
+                              long scene, int frame, long* asked, long* right, MglErr* err) {
+    for (size_t b = 0; b < truth->n_boxes; b++) {
+        for (int k = 0; k < OBJ_N; k++) {
+            char digit[8];
+            const char* want = k == OBJ_COLOR ? truth->color[b] : k == OBJ_SHAPE ? truth->shape[b] : digit;
+            if (k == OBJ_DIGIT) {
+                if (truth->digit[b] < 0) continue;
+                snprintf(digit, sizeof digit, "%d", truth->digit[b]);
+            }
+            char* q = object_prompt(tmpl[k], truth, b);
+            char* answer = NULL;
+            if (mgl_generate(c, img, &truth->boxes[b], 1, q, gp, &answer, NULL, NULL, NULL, err) != MGL_OK) {
+                cli_err_prefix(err, image_name);
+                g_free(q);
+                return err->code;
+            }
+            char *na = normalize(answer), *nt = normalize(want);
+            bool correct = strcmp(na, nt) == 0;
+            g_free(na);
+            g_free(nt);
+            tally[k].n++;
+            tally[k].correct += correct;
+            (*asked)++;
+            *right += correct;
+            if (items) {
+                const MglBox* x = &truth->boxes[b];
+                g_string_assign(line, "{\"image\": ");
+                mgl_json_append_string(line, image_name);
+                g_string_append_printf(
+                    line,
+                    ", \"scene\": %ld, \"frame\": %d, \"object\": %zu, \"boxes\": [[%g, %g, %g, %g]], \"labels\": [",
+                    scene, frame, b, x->x1, x->y1, x->x2, x->y2);
+                mgl_json_append_string(line, x->label);
+                append_item_tail(line, q, want, answer, k_obj_name[k], correct);
+                fputs(line->str, items);
+            }
+            free(answer);
+            g_free(q);
+        }
+    }
+    return MGL_OK;
 }
 
 int mgl_cmd_eval_scenes(int argc, char** argv) {
@@ -158,7 +267,11 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
                      {"--max-new-tokens", true},
                      {"--verbose", false},
                      {"--object-order", true},
-                     {"--precision", true}};
+                     {"--precision", true},
+                     {"--per-object", false},
+                     {"--object-color-prompt", true},
+                     {"--object-shape-prompt", true},
+                     {"--object-digit-prompt", true}};
     if (cli_parse_opts(argc, argv, o, E_N)) return 1;
     if (!o[E_MODEL].value || !o[E_COUNT].value)
         return cli_usage_error("eval-scenes", "%s", "--model PATH and --count N are required");
@@ -202,6 +315,14 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     if (o[E_PRECISION].value && !cli_dtype(o[E_PRECISION].value))
         return cli_usage_error("eval-scenes", "--precision '%s': expected f16, bf16 or f32", o[E_PRECISION].value);
     mp.precision = o[E_PRECISION].value; /* CUDA weights and KV cache (NULL: f16); the CPU is f32 */
+    const bool per_object = o[E_PER_OBJECT].seen;
+    const char* obj_tmpl[OBJ_N];
+    for (int k = 0; k < OBJ_N; k++) {
+        obj_tmpl[k] = o[E_OCOLOR + k].value ? o[E_OCOLOR + k].value : k_obj_default[k];
+        if (o[E_OCOLOR + k].value && !per_object)
+            return cli_usage_error("eval-scenes", "%s needs --per-object", o[E_OCOLOR + k].name);
+    }
+    Tally obj_tally[OBJ_N] = {{0}};
     const char* dump = o[E_DUMP].value;
     const bool progress = o[E_VERBOSE].seen || isatty(2);
     const int W = MGL_SCENE_STILL_WIDTH, H = MGL_SCENE_STILL_HEIGHT;
@@ -257,8 +378,14 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
         const MglImage img = {px, W, H, W * 3};
         guint nqa = json_array_get_length(truth.qa);
         long asked = 0, right = 0;
+        if (per_object) {
+            if (eval_objects(c, &img, &truth, &gp, obj_tmpl, obj_tally, items, line, image_name, i, t, &asked, &right,
+                             &err) != MGL_OK)
+                goto out;
+            nqa = 0; /* the frame's own questions are not asked */
+        }
         /* item -1 is the caption, then the truth's questions in order */
-        for (long k = -1; k < (long)nqa; k++) {
+        for (long k = per_object ? (long)nqa : -1; k < (long)nqa; k++) {
             const char* q = CAPTION_PROMPT;
             const char* want = truth.caption;
             int cat = CAT_CAPTION;
@@ -308,14 +435,7 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
                     if (b) g_string_append(line, ", ");
                     mgl_json_append_string(line, truth.boxes[b].label);
                 }
-                g_string_append(line, "], \"question\": ");
-                mgl_json_append_string(line, q);
-                g_string_append(line, ", \"truth\": ");
-                mgl_json_append_string(line, want);
-                g_string_append(line, ", \"answer\": ");
-                mgl_json_append_string(line, answer);
-                g_string_append_printf(line, ", \"category\": \"%s\", \"correct\": %s}\n", k_cat_name[cat],
-                                       correct ? "true" : "false");
+                append_item_tail(line, q, want, answer, k_cat_name[cat], correct);
                 fputs(line->str, items);
             }
             free(answer);
@@ -336,10 +456,23 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     if (gp.object_order >= 0)
         g_string_append_printf(j, ", \"object_order\": \"%s\"",
                                gp.object_order == MGL_OBJECT_ORDER_READING ? "reading" : "score");
-    append_tally(j, "caption", &tally[CAT_CAPTION]);
-    append_tally(j, "questions", &questions);
-    for (int k = CAT_COUNTING; k < CAT_N; k++)
-        if (k != CAT_OTHER || tally[k].n) append_tally(j, k_cat_name[k], &tally[k]);
+    if (per_object) {
+        Tally all = {0};
+        g_string_append(j, ", \"per_object\": true");
+        for (int k = 0; k < OBJ_N; k++) {
+            g_string_append_printf(j, ", \"%s_prompt\": ", k_obj_name[k]);
+            mgl_json_append_string(j, obj_tmpl[k]);
+            all.n += obj_tally[k].n;
+            all.correct += obj_tally[k].correct;
+        }
+        append_tally(j, "objects", &all);
+        for (int k = 0; k < OBJ_N; k++) append_tally(j, k_obj_name[k], &obj_tally[k]);
+    } else {
+        append_tally(j, "caption", &tally[CAT_CAPTION]);
+        append_tally(j, "questions", &questions);
+        for (int k = CAT_COUNTING; k < CAT_N; k++)
+            if (k != CAT_OTHER || tally[k].n) append_tally(j, k_cat_name[k], &tally[k]);
+    }
     g_string_append_printf(j, ", \"seconds\": %.3f}\n", (double)(g_get_monotonic_time() - t0) / 1e6);
     fputs(j->str, stdout);
     fflush(stdout);

@@ -71,6 +71,7 @@ static void usage(FILE* f) {
         "             [--precision f16|bf16|f32] [--threads N]\n"
         "             [--max-questions-per-scene K] [--max-new-tokens N] [--object-order model|score|reading]\n"
         "             [--dump DIR] [--verbose]\n"
+        "             [--per-object [--object-color-prompt T] [--object-shape-prompt T] [--object-digit-prompt T]]\n"
         "                                                score a model on the scenes `scenes` writes (one JSON "
         "object)\n"
         "  version\n",
@@ -348,8 +349,8 @@ static int cmd_run(int argc, char** argv, bool dump) {
         if (!cli_num(o[O_MAXNEW].value, 1, 1e6, &v))
             return cli_usage_error(NULL, "--max-new-tokens '%s': expected 1..1000000", o[O_MAXNEW].value);
         gp.max_new_tokens = (int)v;
-    for (int i = 0; !dump && i < argc; i++)
-        if (!strcmp(argv[i], "--video")) return mgl_cmd_run_video(argc, argv); /* a clip */
+        for (int i = 0; !dump && i < argc; i++)
+            if (!strcmp(argv[i], "--video")) return mgl_cmd_run_video(argc, argv); /* a clip */
     }
     if (o[O_TEMP].value) {
         if (!cli_num(o[O_TEMP].value, 0, 100, &v))
