@@ -130,7 +130,9 @@ static MglStatus build_files(const Preset* p, MglDType dt, int qbits, uint64_t s
         if (g_str_has_prefix(f->weights->items[i].name, "llm.") &&
             strcmp(f->weights->items[i].name, "llm.model.embed_tokens.weight") != 0)
             *llm_bytes += mgl_tensor_nbytes(&f->weights->items[i]);
-    if (L->tie_embeddings) *llm_bytes += (size_t)L->vocab * L->hidden * mgl_dtype_size(dt);
+    /* a tied lm_head reads the embeddings, unless a quantized copy stands in (counted above) */
+    if (L->tie_embeddings && !mgl_tset_get(f->weights, MGL_QUANT_TIED_HEAD))
+        *llm_bytes += (size_t)L->vocab * L->hidden * mgl_dtype_size(dt);
     if (st != MGL_OK) {
         mgl_model_files_free(f);
         return st;

@@ -95,21 +95,51 @@ void mgl_quant_dequant_row(const MglWeight* W, int64_t r, float* out) {
         out[k] = mgl_f16_to_f32(W->scales[r * G + k / gs]) * (float)mgl_quant_value(row, W->qbits, K, k);
 }
 
-void mgl_quant_matmul_ref(const float* x, int64_t T, const MglWeight* W, float* y) {
-    const int64_t N = W->rows, K = W->cols, gs = W->qgroup, G = (K + gs - 1) / gs;
+void mgl_quant_act_blocks(const float* x, int64_t K, int8_t* xq, float* xs, int32_t* xsum) {
+    for (int64_t b = 0; b < K / MGL_QUANT_BLOCK; b++) {
+        const float* v = x + b * MGL_QUANT_BLOCK;
+        float amax = 0;
+        for (int j = 0; j < MGL_QUANT_BLOCK; j++) amax = fmaxf(amax, fabsf(v[j]));
+        const float s = amax / 127.0f, inv = s > 0 ? 127.0f / amax : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < MGL_QUANT_BLOCK; j++) {
+            float r = nearbyintf(v[j] * inv);
+            r = r < -127.0f ? -127.0f : r > 127.0f ? 127.0f : r;
+            xq[b * MGL_QUANT_BLOCK + j] = (int8_t)r;
+            sum += (int32_t)r;
+        }
+        xs[b] = s;
+        xsum[b] = sum;
+    }
+}
+
+void mgl_quant_matmul_ref(const float* x, int64_t T, const MglWeight* W, bool act8, float* y) {
+    const int64_t N = W->rows, K = W->cols, gs = W->qgroup, G = (K + gs - 1) / gs, nb = K / MGL_QUANT_BLOCK;
     const int64_t rb = mgl_quant_row_bytes(W->qbits, K);
-    for (int64_t t = 0; t < T; t++)
+    const bool a8 = act8 && W->qbits == 4;
+    int8_t* xq = malloc((size_t)(K ? K : 1));
+    float* xs = malloc(sizeof(float) * (size_t)(nb ? nb : 1));
+    int32_t* xsum = malloc(sizeof(int32_t) * (size_t)(nb ? nb : 1));
+    for (int64_t t = 0; t < T; t++) {
+        if (a8) mgl_quant_act_blocks(x + t * K, K, xq, xs, xsum);
         for (int64_t n = 0; n < N; n++) {
             const uint8_t* row = (const uint8_t*)W->data + n * rb;
             double total = 0;
             for (int64_t g = 0; g < G; g++) {
                 double acc = 0;
-                for (int64_t k = g * gs; k < K && k < (g + 1) * gs; k++)
-                    acc += (double)mgl_quant_value(row, W->qbits, K, k) * x[t * K + k];
+                for (int64_t k = g * gs; k < K && k < (g + 1) * gs; k++) {
+                    const int64_t b = k / MGL_QUANT_BLOCK;
+                    const double xv = a8 && b < nb ? (double)xs[b] * xq[k] : (double)x[t * K + k];
+                    acc += (double)mgl_quant_value(row, W->qbits, K, k) * xv;
+                }
                 total += (double)mgl_f16_to_f32(W->scales[n * G + g]) * acc;
             }
             y[t * N + n] = (float)total;
         }
+    }
+    free(xq);
+    free(xs);
+    free(xsum);
 }
 
 /* ---- a file's quantized tensors ----------------------------------------- */

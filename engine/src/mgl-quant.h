@@ -46,9 +46,16 @@ void mgl_quantize_rows(const float* w, int64_t N, int64_t K, int bits, int group
 int mgl_quant_value(const uint8_t* row, int bits, int64_t K, int64_t k);
 /* Row r of a quantized W, dequantized to f32. */
 void mgl_quant_dequant_row(const MglWeight* W, int64_t r, float* out);
+/* q4's kernels take the activations as int8 per whole block of 32 along K
+ * (W4A8): xq = round(x / xs) with xs = max |x| / 127 of the block, and xsum
+ * the block's sum of xq (for the weights' offset of 8); a row's last partial
+ * block stays f32. Fills K / 32 blocks. */
+void mgl_quant_act_blocks(const float* x, int64_t K, int8_t* xq, float* xs, int32_t* xsum);
 /* The plain reference: y[t, n] = sum over groups of scale * (sum of q * x),
- * one thread, one weight at a time (the kernels' parity tests). */
-void mgl_quant_matmul_ref(const float* x, int64_t T, const MglWeight* W, float* y);
+ * one thread, one weight at a time, in double (the kernels' parity tests);
+ * with act8, q4's whole blocks take the activations of mgl_quant_act_blocks
+ * as the kernels do. */
+void mgl_quant_matmul_ref(const float* x, int64_t T, const MglWeight* W, bool act8, float* y);
 
 /* The tensor of a quantized matrix's scales: NAME + "_scale". */
 void mgl_quant_scale_name(const char* name, char* out, size_t cap);
