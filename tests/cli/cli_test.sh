@@ -1,103 +1,79 @@
-#!/ bin / bash
-#The mgllava command line as DESIGN.md fixes it : tokenize, detokenize,
-#inspect, convert, and one - line errors with exit status 1 on bad input.
-set - u BIN = ${MGLLAVA : ? } FX = ${MGL_FIXTURES : ? } SHARED =
-                                     ${MGL_SHARED_TESTDATA : -} fails = 0 tmp = $(mktemp - d) trap 'rm -rf "$tmp"' EXIT
+#!/bin/bash
+# The mgllava command line as DESIGN.md fixes it: tokenize, detokenize,
+# inspect, convert, and one-line errors with exit status 1 on bad input.
+set -u
+BIN=${MGLLAVA:?}
+FX=${MGL_FIXTURES:?}
+SHARED=${MGL_SHARED_TESTDATA:-}
+fails=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 
-                                         ok() {
-    echo "ok   $*";
-}
-bad() {
-    echo "FAIL $*";
-    fails = $((fails + 1));
-}
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fails=$((fails + 1)); }
 
-#expect_error NEEDLE CMD... : exit 1, exactly one stderr line, naming NEEDLE, nothing on stdout
+# expect_error NEEDLE CMD...: exit 1, exactly one stderr line, naming NEEDLE, nothing on stdout
 expect_error() {
-    local needle = $1;
-    shift "$@" > "$tmp/out" 2 > "$tmp/err" < / dev / null local rc = $ ? local lines;
-    lines = $(wc - l < "$tmp/err") if[$rc - eq 1] && ["$lines" - eq 1] &&
-            grep - qF-- "$needle"
-                        "$tmp/err" &&
-            [!-s "$tmp/out"];
-    then ok "error: $(cat " $tmp /
-        err ")" else bad
-        "expected one-line error naming '$needle' and exit 1 from: $* (rc=$rc, stderr: $(head -c 300 " $tmp /
-        err "))" fi
+    local needle=$1; shift
+    "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+    local rc=$?
+    local lines; lines=$(wc -l <"$tmp/err")
+    if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -qF -- "$needle" "$tmp/err" && [ ! -s "$tmp/out" ]; then
+        ok "error: $(cat "$tmp/err")"
+    else
+        bad "expected one-line error naming '$needle' and exit 1 from: $* (rc=$rc, stderr: $(head -c 300 "$tmp/err"))"
+    fi
 }
 
-#-- - tokenize / detokenize on the tiny models' tokenizers
-for
-    m in tiny - vicuna tiny - llama3 tiny - phi3;
-do
-    tdir = $FX / models / $m / llm out = $(printf 'a red circle at the top left' | "$BIN" tokenize-- tokenizer
-                                           "$tdir") if [[$out = ~^\[[0 - 9] + (,\ [0 - 9] +) *\] $]];
-then ok "tokenize $m: $out";
-else bad "tokenize $m: '$out'";
-fi text =
-    $(echo "$out" | "$BIN" detokenize-- tokenizer "$tdir/tokenizer.json") if["$text" = "a red circle at the top left"];
-then ok "detokenize $m";
-else bad "detokenize $m: '$text'";
-fi sp = $(printf 'a red circle' | "$BIN" tokenize-- tokenizer "$tdir" --special) plain =
-    $(printf 'a red circle' | "$BIN" tokenize-- tokenizer
-      "$tdir") if["${sp#\[}" != "${plain#\[}"]&& [[$sp == *"${plain#\[}"]];
-then ok "tokenize --special $m adds BOS: $sp";
-else bad "--special $m: $sp vs $plain";
-fi done empty =
-    $(printf '' | "$BIN" tokenize-- tokenizer "$FX/models/tiny-vicuna/llm")["$empty" = "[]"] && ok "empty text -> []" ||
-    bad "empty text -> '$empty'"
+# --- tokenize / detokenize on the tiny models' tokenizers
+for m in tiny-vicuna tiny-llama3 tiny-phi3; do
+    tdir=$FX/models/$m/llm
+    out=$(printf 'a red circle at the top left' | "$BIN" tokenize --tokenizer "$tdir")
+    if [[ $out =~ ^\[[0-9]+(,\ [0-9]+)*\]$ ]]; then ok "tokenize $m: $out"; else bad "tokenize $m: '$out'"; fi
+    text=$(echo "$out" | "$BIN" detokenize --tokenizer "$tdir/tokenizer.json")
+    if [ "$text" = "a red circle at the top left" ]; then ok "detokenize $m"; else bad "detokenize $m: '$text'"; fi
+    sp=$(printf 'a red circle' | "$BIN" tokenize --tokenizer "$tdir" --special)
+    plain=$(printf 'a red circle' | "$BIN" tokenize --tokenizer "$tdir")
+    if [ "${sp#\[}" != "${plain#\[}" ] && [[ $sp == *"${plain#\[}" ]]; then ok "tokenize --special $m adds BOS: $sp"; else bad "--special $m: $sp vs $plain"; fi
+done
+empty=$(printf '' | "$BIN" tokenize --tokenizer "$FX/models/tiny-vicuna/llm")
+[ "$empty" = "[]" ] && ok "empty text -> []" || bad "empty text -> '$empty'"
 
-#-- - shared goldens through the CLI(skipped without../ shared)
-        if[-n "$SHARED"] &&
-        [-f "$SHARED/tokenizers/sp32k/golden.jsonl"];
-then n = 0 while IFS = read - r line;
-do
-    text = $(python3 - c 'import json,sys; print(json.loads(sys.argv[1])["text"], end="")' "$line" 2 > / dev / null) ||
-           break want = $(python3 - c 'import json,sys; print(json.dumps(json.loads(sys.argv[1])["ids"]))' "$line")
-               got = $(printf '%s' "$text" | "$BIN" tokenize-- tokenizer
-                       "$SHARED/tokenizers/sp32k" --special)["$got" = "$want"] ||
-    {
-        bad "sp32k golden: '$text' -> $got, want $want";
-    }
+# --- shared goldens through the CLI (skipped without ../shared)
+if [ -n "$SHARED" ] && [ -f "$SHARED/tokenizers/sp32k/golden.jsonl" ]; then
+    n=0
+    while IFS= read -r line; do
+        text=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["text"], end="")' "$line" 2>/dev/null) || break
+        want=$(python3 -c 'import json,sys; print(json.dumps(json.loads(sys.argv[1])["ids"]))' "$line")
+        got=$(printf '%s' "$text" | "$BIN" tokenize --tokenizer "$SHARED/tokenizers/sp32k" --special)
+        [ "$got" = "$want" ] || { bad "sp32k golden: '$text' -> $got, want $want"; }
         n=$((n + 1))
         [ $n -ge 5 ] && break
     done <"$SHARED/tokenizers/sp32k/golden.jsonl"
     ok "sp32k goldens through the CLI ($n lines)"
 fi
 
-#-- - inspect
-for m in tiny-vicuna tiny-llama3 tiny-phi3;
-        do
-            if
-                "$BIN" inspect-- model "$FX/models/$m" > "$tmp/insp" 2 > "$tmp/err" &&
-                    grep - q '^status *OK' "$tmp/insp";
-        then ok "inspect $m" else bad "inspect $m: $(cat " $tmp / err ")" fi done "$BIN" inspect-- model
-                        "$FX/models/tiny-vicuna/mgllava.json" >
-                    / dev / null 2 > &1 &&
-                ok "inspect manifest file" ||
-            bad "inspect manifest file" if "$BIN" inspect-- model
-                    "$FX/safetensors/all_dtypes.safetensors" > "$tmp/insp" &&
-                grep - q '^13 tensors' "$tmp/insp";
-        then ok "inspect safetensors file";
-        else bad "inspect safetensors file: $(tail -1 " $tmp / insp ")";
-        fi if "$BIN" inspect-- model "$FX/models/tiny-vicuna/iter_10.pth" > "$tmp/insp" &&
-            grep - q 'fuse_module.gate.0.weight' "$tmp/insp";
-        then ok "inspect .pth file: $(tail -1 " $tmp / insp ")";
-        else bad "inspect .pth file";
-        fi if "$BIN" inspect-- model "$FX/models/components/convnext/open_clip_pytorch_model.bin" > "$tmp/insp" &&
-            grep - q 'visual.trunk.stem.0.weight' "$tmp/insp";
-        then ok "inspect .bin file";
-        else bad "inspect .bin file"; fi
+# --- inspect
+for m in tiny-vicuna tiny-llama3 tiny-phi3; do
+    if "$BIN" inspect --model "$FX/models/$m" >"$tmp/insp" 2>"$tmp/err" && grep -q '^status *OK' "$tmp/insp"; then
+        ok "inspect $m"
+    else
+        bad "inspect $m: $(cat "$tmp/err")"
+    fi
+done
+"$BIN" inspect --model "$FX/models/tiny-vicuna/mgllava.json" >/dev/null 2>&1 && ok "inspect manifest file" || bad "inspect manifest file"
+if "$BIN" inspect --model "$FX/safetensors/all_dtypes.safetensors" >"$tmp/insp" && grep -q '^13 tensors' "$tmp/insp"; then
+    ok "inspect safetensors file"; else bad "inspect safetensors file: $(tail -1 "$tmp/insp")"; fi
+if "$BIN" inspect --model "$FX/models/tiny-vicuna/iter_10.pth" >"$tmp/insp" && grep -q 'fuse_module.gate.0.weight' "$tmp/insp"; then
+    ok "inspect .pth file: $(tail -1 "$tmp/insp")"; else bad "inspect .pth file"; fi
+if "$BIN" inspect --model "$FX/models/components/convnext/open_clip_pytorch_model.bin" >"$tmp/insp" && grep -q 'visual.trunk.stem.0.weight' "$tmp/insp"; then
+    ok "inspect .bin file"; else bad "inspect .bin file"; fi
 
-#-- - convert, then the packed folder inspects and its tensors are f16 / bf16
-for dt in f16 bf16 f32;
-        do
-            if
-                "$BIN" convert-- model "$FX/models/tiny-llama3" --out "$tmp/packed-$dt" --dtype $dt > / dev / null &&
-                    "$BIN" inspect-- model "$tmp/packed-$dt" > "$tmp/insp" &&
-                    grep - q "^dtype *$dt"
-                             "$tmp/insp" &&
-                    grep - q '^status *OK' "$tmp/insp"; then
+# --- convert, then the packed folder inspects and its tensors are f16/bf16
+for dt in f16 bf16 f32; do
+    if "$BIN" convert --model "$FX/models/tiny-llama3" --out "$tmp/packed-$dt" --dtype $dt >/dev/null &&
+        "$BIN" inspect --model "$tmp/packed-$dt" >"$tmp/insp" && grep -q "^dtype *$dt" "$tmp/insp" &&
+        grep -q '^status *OK' "$tmp/insp"; then
         ok "convert --dtype $dt"
     else
         bad "convert --dtype $dt"
@@ -105,19 +81,18 @@ for dt in f16 bf16 f32;
 done
 u=$(echo '[1, 2, 3]' | "$BIN" detokenize --tokenizer "$tmp/packed-f16/llm" 2>&1) && ok "packed folder carries the tokenizer" || bad "packed tokenizer: $u"
 
-#-- - bad input : one line, the file named, exit 1, never a crash
+# --- bad input: one line, the file named, exit 1, never a crash
 B=$FX/safetensors/bad
 expect_error "$B/truncated.safetensors" "$BIN" inspect --model "$B/truncated.safetensors"
 expect_error "$B/huge_header.safetensors" "$BIN" inspect --model "$B/huge_header.safetensors"
 expect_error "$B/wrong_dtype.safetensors" "$BIN" inspect --model "$B/wrong_dtype.safetensors"
 expect_error "$B/past_end.safetensors" "$BIN" inspect --model "$B/past_end.safetensors"
 expect_error "$tmp/nope.bin" "$BIN" inspect --model "$tmp/nope.bin"
-#every broken or malicious checkpoint fixture listed in tests / fixtures / torch / bad.json
-for name in $(python3 -c 'import json,sys; print(" ".join(r["file"] for r in json.load(open(sys.argv[1]))))' "$FX/torch/bad.json");
-        do
+# every broken or malicious checkpoint fixture listed in tests/fixtures/torch/bad.json
+for name in $(python3 -c 'import json,sys; print(" ".join(r["file"] for r in json.load(open(sys.argv[1]))))' "$FX/torch/bad.json"); do
     expect_error "$FX/torch/$name" "$BIN" inspect --model "$FX/torch/$name"
 done
-#inputs the fuzzers found crashing(tests / fuzz / regressions) : each a clean one - line error now
+# inputs the fuzzers found crashing (tests/fuzz/regressions): each a clean one-line error now
 R=$FX/../fuzz/regressions
 for f in "$R"/fuzz_safetensors/*.safetensors "$R"/fuzz_torch/*.pth; do
     [ -f "$f" ] && expect_error "$f" "$BIN" inspect --model "$f"
