@@ -54,87 +54,141 @@ static void gst_mgllava_cached_model_unref(GstMgllavaCachedModel* e) {
     if (last) gst_mgllava_cached_model_free(e);
 }
 
-/* A load on its helper thread. */
+/* A load on its own thread, which holds a reference to the entry until it
+ * has stored the outcome: copies of what the first acquirer asked for. */
 typedef struct {
-    const gchar* path;
-    const MglModelParams* params;
-    const MglServerParams* server_params;
+    GstMgllavaCachedModel* e;
+    gchar* path;
+    MglModelParams params;
+    gchar* device;
+    gchar* precision;
+    MglServerParams server_params;
+    gboolean with_server;
+    gchar* kv_precision;
     GstMgllavaModelLoadFunc load;
-    MglModel* model;
-    MglServer* server;
-    MglStatus st;
-    MglErr err;
 } GstMgllavaLoad;
 
-static gpointer gst_mgllava_load_thread(gpointer data) {
-    GstMgllavaLoad* l = data;
+static void gst_mgllava_load_free(GstMgllavaLoad* l) {
+    g_free(l->path);
+    g_free(l->device);
+    g_free(l->precision);
+    g_free(l->kv_precision);
+    g_free(l);
+}
 
-    /* threads started from here (the scheduler's, the engine's compute pool)
-     * inherit this priority: inference yields the CPU to streaming threads */
-    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0) g_debug("could not lower the loader's priority");
-    l->st = l->load(l->path, l->params, &l->model, &l->err);
-    if (l->st == MGL_OK && l->server_params) {
-        l->st = mgl_server_new(l->model, l->server_params, &l->server, &l->err);
-        if (l->st != MGL_OK) g_clear_pointer(&l->model, mgl_model_free);
-    }
-    return NULL;
+/* The engine's progress, on the loading thread: stored in the entry for its
+ * waiters (woken), and the load stops when nobody waits for it any more (only
+ * the loader's own reference is left). */
+static bool gst_mgllava_load_progress(double fraction, const char* what, void* data) {
+    GstMgllavaCachedModel* e = data;
+    gboolean wanted;
+
+    g_mutex_lock(&e->lock);
+    if (fraction > e->fraction) e->fraction = fraction; /* never backwards */
+    g_strlcpy(e->what, what ? what : "", sizeof e->what);
+    e->progress_serial++;
+    g_cond_broadcast(&e->cond);
+    g_mutex_unlock(&e->lock);
+    g_mutex_lock(&cache_lock);
+    wanted = e->refs > 1;
+    g_mutex_unlock(&cache_lock);
+    return wanted;
 }
 
 static void gst_mgllava_server_free(gpointer server) { mgl_server_free(server); }
 
-/* The first acquirer of a key: loads (and starts the scheduler) without any
- * lock held, then wakes the waiters. A failed entry leaves the table before
- * it is marked FAILED, so the next acquire loads again and never finds a
+/* Loads (and starts the scheduler) without any lock held, then stores the
+ * outcome and wakes the waiters. A failed entry leaves the table before it
+ * is marked FAILED, so the next acquire loads again and never finds a
  * failure. */
-static void gst_mgllava_cached_model_load(GstMgllavaCachedModel* e, const gchar* path, const MglModelParams* params,
-                                          const MglServerParams* server) {
-    GstMgllavaLoad l = {path, params, server, NULL, NULL, NULL, MGL_OK, {0}};
-    MglModel* model;
-    MglErr err;
+static gpointer gst_mgllava_load_thread(gpointer data) {
+    GstMgllavaLoad* l = data;
+    GstMgllavaCachedModel* e = l->e;
+    MglModel* model = NULL;
+    MglServer* server = NULL;
+    MglErr err = {0};
     MglStatus st;
+    gboolean last;
 
-    g_mutex_lock(&cache_lock);
-    l.load = load_func;
-    g_mutex_unlock(&cache_lock);
-
-    g_thread_join(g_thread_new("mgllava-load", gst_mgllava_load_thread, &l));
-    model = l.model;
-    err = l.err;
-    st = l.st;
-
-    if (st != MGL_OK) {
-        g_mutex_lock(&cache_lock);
-        if (e->in_table) {
-            g_hash_table_remove(cache, e->key);
-            e->in_table = FALSE;
-        }
-        g_mutex_unlock(&cache_lock);
+    /* threads started from here (the scheduler's, the engine's compute pool)
+     * inherit this priority: inference yields the CPU to streaming threads */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0) g_debug("could not lower the loader's priority");
+    l->params.progress = gst_mgllava_load_progress;
+    l->params.progress_data = e;
+    st = l->load(l->path, &l->params, &model, &err);
+    if (st == MGL_OK && l->with_server) {
+        st = mgl_server_new(model, &l->server_params, &server, &err);
+        if (st != MGL_OK) g_clear_pointer(&model, mgl_model_free);
     }
 
+    /* the outcome and the loader's reference go together (under both locks:
+     * the cache lock, then the entry's), so a waiter that wakes counts only
+     * the acquirers' references; when none is left the entry is freed here */
+    g_mutex_lock(&cache_lock);
     g_mutex_lock(&e->lock);
     if (st == MGL_OK) {
         e->model = model;
-        if (l.server) {
-            e->scheduler = l.server;
+        if (server) {
+            e->scheduler = server;
             e->scheduler_free = gst_mgllava_server_free;
-            e->scheduler_max_batch = server->max_batch;
+            e->scheduler_max_batch = l->server_params.max_batch;
         }
+        e->fraction = 1.0;
         e->state = GST_MGLLAVA_MODEL_READY;
     } else {
         e->error_code = err.code != MGL_OK ? err.code : st;
         e->error = g_strdup(err.msg);
         e->state = GST_MGLLAVA_MODEL_FAILED;
     }
+    last = --e->refs == 0;
+    /* a failed entry leaves the table; so does one nobody holds */
+    if ((st != MGL_OK || last) && e->in_table) {
+        g_hash_table_remove(cache, e->key);
+        e->in_table = FALSE;
+    }
     g_cond_broadcast(&e->cond);
     g_mutex_unlock(&e->lock);
+    g_mutex_unlock(&cache_lock);
+    gst_mgllava_load_free(l);
+    if (last) gst_mgllava_cached_model_free(e);
+    return NULL;
+}
+
+static void gst_mgllava_cached_model_start_load(GstMgllavaCachedModel* e, const gchar* path,
+                                                const MglModelParams* params, const MglServerParams* server) {
+    GstMgllavaLoad* l = g_new0(GstMgllavaLoad, 1);
+
+    l->e = e;
+    l->path = g_strdup(path);
+    l->params = *params;
+    l->params.device = l->device = g_strdup(params->device);
+    l->params.precision = l->precision = g_strdup(params->precision);
+    if (server) {
+        l->with_server = TRUE;
+        l->server_params = *server;
+        l->server_params.kv_precision = l->kv_precision = g_strdup(server->kv_precision);
+    }
+    g_mutex_lock(&cache_lock);
+    l->load = load_func;
+    e->refs++; /* the loader's */
+    g_mutex_unlock(&cache_lock);
+    g_thread_unref(g_thread_new("mgllava-load", gst_mgllava_load_thread, l));
 }
 
 GstMgllavaCachedModel* gst_mgllava_model_cache_acquire(const gchar* path, const MglModelParams* params,
                                                        const MglServerParams* server, gboolean* reused, MglErr* err) {
+    return gst_mgllava_model_cache_acquire_full(path, params, server, NULL, NULL, reused, err);
+}
+
+GstMgllavaCachedModel* gst_mgllava_model_cache_acquire_full(const gchar* path, const MglModelParams* params,
+                                                            const MglServerParams* server,
+                                                            GstMgllavaLoadProgressFunc progress, gpointer data,
+                                                            gboolean* reused, MglErr* err) {
     gchar* key = gst_mgllava_model_cache_key(path, params);
     GstMgllavaCachedModel* e;
-    gboolean loader = FALSE;
+    gboolean loader = FALSE, gave_up = FALSE;
     GstMgllavaModelState state;
+    guint seen = 0;
 
     g_mutex_lock(&cache_lock);
     if (!cache) cache = g_hash_table_new(g_str_hash, g_str_equal);
@@ -155,19 +209,45 @@ GstMgllavaCachedModel* gst_mgllava_model_cache_acquire(const gchar* path, const 
     }
     g_mutex_unlock(&cache_lock);
 
-    if (loader) gst_mgllava_cached_model_load(e, path, params, server);
+    if (loader) gst_mgllava_cached_model_start_load(e, path, params, server);
 
     g_mutex_lock(&e->lock);
-    while (e->state == GST_MGLLAVA_MODEL_LOADING) g_cond_wait(&e->cond, &e->lock);
-    state = e->state;
+    while (e->state == GST_MGLLAVA_MODEL_LOADING) {
+        if (progress) {
+            /* the caller hears of every step (or, every 100 ms, of the last
+             * one again: its chance to give up) */
+            gdouble f = e->fraction;
+            gchar what[sizeof e->what];
+            gboolean more;
+
+            g_strlcpy(what, e->what, sizeof what);
+            seen = e->progress_serial;
+            g_mutex_unlock(&e->lock);
+            more = progress(f, what, data);
+            g_mutex_lock(&e->lock);
+            if (!more) {
+                gave_up = TRUE;
+                break;
+            }
+            if (e->state == GST_MGLLAVA_MODEL_LOADING && e->progress_serial == seen)
+                g_cond_wait_until(&e->cond, &e->lock, g_get_monotonic_time() + 100 * G_TIME_SPAN_MILLISECOND);
+        } else {
+            g_cond_wait(&e->cond, &e->lock);
+        }
+    }
+    state = gave_up ? GST_MGLLAVA_MODEL_LOADING : e->state;
     if (state == GST_MGLLAVA_MODEL_FAILED && err) {
         err->code = e->error_code;
         g_strlcpy(err->msg, e->error ? e->error : "", sizeof err->msg);
     }
     g_mutex_unlock(&e->lock);
+    if (gave_up && err) {
+        err->code = MGL_E_ABORTED;
+        g_strlcpy(err->msg, "the wait for the model was given up", sizeof err->msg);
+    }
 
     if (state != GST_MGLLAVA_MODEL_READY) {
-        gst_mgllava_cached_model_unref(e);
+        gst_mgllava_cached_model_unref(e); /* the last waiter leaving stops the load */
         return NULL;
     }
     if (reused) *reused = !loader;

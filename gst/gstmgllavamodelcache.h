@@ -21,10 +21,15 @@
  * - An entry's own `lock` guards its `state`, `model` and `error`. The first
  *   acquirer of a key inserts a LOADING entry, loads the model (and, when it
  *   asked for one, starts the model's scheduler) without any lock, then sets
- *   READY or FAILED and broadcasts the entry's `cond`. The load runs on a
- *   helper thread at a lower priority (nice +10), which the scheduler's
- *   thread and the engine's compute threads started there inherit:
- *   inference yields the CPU to the streaming threads.
+ *   READY or FAILED and broadcasts the entry's `cond`. The load runs on its
+ *   own thread at a lower priority (nice +10), which the scheduler's thread
+ *   and the engine's compute threads started there inherit: inference yields
+ *   the CPU to the streaming threads. That thread holds a reference of its
+ *   own until it has stored the outcome, and reports the engine's progress
+ *   into the entry (`fraction`, `what`, broadcast on `cond`).
+ * - A load that nobody waits for any more (every acquirer gave up through
+ *   its progress function, e.g. its element went to NULL) is stopped at the
+ *   engine's next progress report (MGL_E_ABORTED) and freed.
  *   Later acquirers of the same key take a reference and wait on that
  *   entry's `cond` while it is LOADING.
  *
@@ -81,6 +86,11 @@ typedef struct {
     gpointer scheduler;
     GDestroyNotify scheduler_free;
     gint scheduler_max_batch; /* what the loader asked for (0 = from memory) */
+
+    /* with lock: the load's progress (the engine's MglProgressFunc) */
+    gdouble fraction;
+    gchar what[96];
+    guint progress_serial; /* bumped at each report */
 } GstMgllavaCachedModel;
 
 /* The model at @path loaded with @params: an entry READY with its model,
@@ -96,6 +106,19 @@ typedef struct {
  * gst_mgllava_model_cache_release(). */
 GstMgllavaCachedModel* gst_mgllava_model_cache_acquire(const gchar* path, const MglModelParams* params,
                                                        const MglServerParams* server, gboolean* reused, MglErr* err);
+
+/* Called in the acquirer's thread while it waits for a load: at each of the
+ * engine's progress reports, and every 100 ms with the last one again.
+ * Returning FALSE gives the wait up. */
+typedef gboolean (*GstMgllavaLoadProgressFunc)(gdouble fraction, const gchar* what, gpointer data);
+
+/* gst_mgllava_model_cache_acquire() that reports the load's progress to
+ * @progress (may be NULL) while it waits; when @progress gives up, returns
+ * NULL with @err MGL_E_ABORTED, and a load nobody else waits for stops. */
+GstMgllavaCachedModel* gst_mgllava_model_cache_acquire_full(const gchar* path, const MglModelParams* params,
+                                                            const MglServerParams* server,
+                                                            GstMgllavaLoadProgressFunc progress, gpointer data,
+                                                            gboolean* reused, MglErr* err);
 
 /* The loaded model of a READY entry; borrowed until its release. */
 MglModel* gst_mgllava_cached_model_get_model(GstMgllavaCachedModel* entry);

@@ -5,9 +5,46 @@
 #include <stdarg.h>
 #include <png.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* Whether a progress line is on the screen now. */
+static bool progress_shown;
+static gint64 progress_last_us;
+
+void cli_progress_end(void) {
+    if (!progress_shown) return;
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    progress_shown = false;
+}
+
+static bool cli_progress(double fraction, const char* what, void* data) {
+    gint64 now = g_get_monotonic_time();
+    (void)data;
+    if (fraction >= 1.0) {
+        cli_progress_end();
+        return true;
+    }
+    /* ten updates a second are enough for the eye */
+    if (progress_shown && now - progress_last_us < 100000) return true;
+    progress_last_us = now;
+    fprintf(stderr, "\r\033[Kloading model: %3.0f%% %s", fraction * 100.0, what);
+    fflush(stderr);
+    progress_shown = true;
+    return true;
+}
+
+void cli_progress_attach(MglModelParams* mp) {
+    const char* off = getenv("MGL_NO_PROGRESS");
+    if ((off && *off) || !isatty(2)) return;
+    mp->progress = cli_progress;
+    mp->progress_data = NULL;
+}
 
 int cli_fail(const MglErr* e) {
+    cli_progress_end();
     fprintf(stderr, "mgllava: %s\n", e->msg[0] ? e->msg : mgl_status_to_string(e->code));
     return 1;
 }

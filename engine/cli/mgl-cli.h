@@ -38,5 +38,12 @@ int cli_usage_error(const char* cmd, const char* fmt, const char* arg);
 bool cli_write_png_rgb(const char* path, const uint8_t* px, int w, int h);
 /* "mgllava: <message>" on stderr; returns 1. */
 int cli_fail(const MglErr* e);
+/* A model load's progress on a terminal: when stderr is one (and
+ * MGL_NO_PROGRESS is unset), sets mp->progress to a function that keeps one
+ * line up to date ("loading model: 45% reading weights (6.10 of 13.48 GB)")
+ * and erases it when the load ends. Nothing otherwise (pipes, logs, tests). */
+void cli_progress_attach(MglModelParams* mp);
+/* Erases the progress line (a load that failed or was aborted). */
+void cli_progress_end(void);
 
 #endif

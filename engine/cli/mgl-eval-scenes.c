@@ -352,6 +352,7 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     Truth truth = {0};
     GString* line = g_string_new(NULL);
     int rc = 1;
+    cli_progress_attach(&mp);
     if (mgl_model_load(o[E_MODEL].value, &mp, &m, &err) != MGL_OK) goto out;
     if (mgl_ctx_new(m, &c, &err) != MGL_OK) goto out;
 

@@ -169,6 +169,9 @@ MGL_API void mgl_text_strip(char* s);
 typedef struct MglModel MglModel; /* immutable after load; shareable by several MglCtx */
 typedef struct MglCtx MglCtx;     /* per-stream state (KV cache, scratch); one thread at a time */
 
+/* A load's progress: fraction in [0, 1]; false = stop loading. */
+typedef bool (*MglProgressFunc)(double fraction, const char* what, void* user_data);
+
 /* Model parameters: where the weights live and in what precision. n_ctx is
  * the default context length of the contexts made with mgl_ctx_new(). */
 typedef struct {
@@ -177,6 +180,12 @@ typedef struct {
     int n_threads;         /* CPU threads; 0 = all cores */
     int n_ctx;             /* max prompt + generated tokens; 0 = the LLM's max_position_embeddings */
     const char* precision; /* GPU weights and KV cache: "f16" (default, also when NULL), "bf16" or "f32" */
+    /* Load progress (optional): called on the loading thread with the
+     * fraction done (0 to 1, never decreasing) and what is being loaded
+     * ("reading weights (1.2 of 13.5 GB)"); returning false aborts the load
+     * (mgl_model_load returns MGL_E_ABORTED, nothing leaked). */
+    MglProgressFunc progress;
+    void* progress_data;
 } MglModelParams;
 
 MGL_API MglModelParams mgl_model_default_params(void);

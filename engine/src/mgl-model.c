@@ -10,6 +10,83 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* ---- load progress ----------------------------------------------------- */
+
+/* The caller's progress function and how far the load is. Fractions: files
+ * and tokenizer to 0.05, reading the weights to 0.90 (by bytes), the
+ * backend (device upload) to 1. */
+typedef struct {
+    MglProgressFunc fn;
+    void* data;
+    double done;
+    bool stopped;
+} LoadProgress;
+
+/* Reports @f (kept non-decreasing); false once the caller asked to stop. */
+static bool load_progress(LoadProgress* lp, double f, const char* what) {
+    if (!lp->fn || lp->stopped) return !lp->stopped;
+    if (f < lp->done) f = lp->done;
+    if (f > 1.0) f = 1.0;
+    lp->done = f;
+    if (!lp->fn(f, what, lp->data)) lp->stopped = true;
+    return !lp->stopped;
+}
+
+typedef struct {
+    const MglModelFiles* f;
+    LoadProgress* lp;
+    uint64_t total, done;
+    long page;
+} Prefault;
+
+static bool prefault_count(const MglWeightItem* it, void* user) {
+    Prefault* pf = user;
+    const MglTensor* t = mgl_tset_get(pf->f->weights, it->name);
+    if (t && t->data) pf->total += mgl_tensor_nbytes(t);
+    return true;
+}
+
+/* Reads every page of one tensor (mapped files are read ahead first), in
+ * chunks between which progress is reported. */
+static bool prefault_item(const MglWeightItem* it, void* user) {
+    Prefault* pf = user;
+    const MglTensor* t = mgl_tset_get(pf->f->weights, it->name);
+    if (!t || !t->data) return true;
+    const size_t chunk = (size_t)32 << 20, n = mgl_tensor_nbytes(t);
+    const volatile unsigned char* p = t->data;
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t len = n - off < chunk ? n - off : chunk;
+        uintptr_t a = (uintptr_t)(p + off) & ~(uintptr_t)(pf->page - 1);
+        (void)madvise((void*)a, (size_t)((uintptr_t)(p + off + len) - a), MADV_WILLNEED);
+        unsigned char sink = 0;
+        for (size_t i = 0; i < len; i += (size_t)pf->page) sink ^= p[off + i];
+        sink ^= p[off + len - 1];
+        (void)sink;
+        pf->done += len;
+        char what[96];
+        const bool gb = pf->total >= 1000000000u;
+        snprintf(what, sizeof what, "reading weights (%.*f of %.*f %s)", gb ? 2 : 1, pf->done / (gb ? 1e9 : 1e6),
+                 gb ? 2 : 1, pf->total / (gb ? 1e9 : 1e6), gb ? "GB" : "MB");
+        if (!load_progress(pf->lp, 0.05 + 0.85 * (pf->total ? (double)pf->done / (double)pf->total : 1.0), what))
+            return false;
+    }
+    return true;
+}
+
+/* With a progress function: every weight page read now (the file mostly
+ * comes from disk here rather than in the first answer), reported by bytes. */
+static MglStatus model_prefault(MglModel* m, LoadProgress* lp, MglErr* err) {
+    if (!lp->fn) return MGL_OK;
+    Prefault pf = {m->files, lp, 0, 0, sysconf(_SC_PAGESIZE)};
+    if (pf.page <= 0) pf.page = 4096;
+    mgl_weight_walk(m->files, prefault_count, &pf);
+    mgl_weight_walk(m->files, prefault_item, &pf);
+    if (lp->stopped) return mgl_err(err, MGL_E_ABORTED, "model load aborted by the caller");
+    return MGL_OK;
+}
 
 /* ---- binding: one walk over the weight table --------------------------- */
 
@@ -202,10 +279,24 @@ MglStatus mgl_model_load(const char* path, const MglModelParams* params, MglMode
     MglModel* m = calloc(1, sizeof *m);
     if (!m) return mgl_err(err, MGL_E_NOMEM, "out of memory");
     m->owned = g_ptr_array_new_with_free_func(free);
-    MglStatus st = mgl_model_files_open(path, &m->files, err);
+    LoadProgress lp = {p.progress, p.progress_data, 0.0, false};
+    MglStatus st = MGL_OK;
+#define LOAD_STEP(f, what)                                                                                             \
+    if (st == MGL_OK && !load_progress(&lp, f, what))                                                                  \
+    st = mgl_err(err, MGL_E_ABORTED, "model load aborted by the caller")
+    LOAD_STEP(0.0, "reading the manifest and configs");
+    if (st == MGL_OK) st = mgl_model_files_open(path, &m->files, err);
     if (st == MGL_OK) st = mgl_model_files_validate(m->files, err);
+    LOAD_STEP(0.02, "loading the tokenizer");
     if (st == MGL_OK) st = mgl_tokenizer_load(m->files->tokenizer_path, &m->tok, err);
-    if (st == MGL_OK) st = model_finish(m, &p, err);
+    LOAD_STEP(0.04, "binding the tensors");
+    if (st == MGL_OK) st = model_bind(m, &p, err);
+    LOAD_STEP(0.05, "reading weights");
+    if (st == MGL_OK) st = model_prefault(m, &lp, err);
+    LOAD_STEP(0.9, "preparing the compute backend (device weights)");
+    if (st == MGL_OK) st = model_attach_device(m, &p, err);
+    LOAD_STEP(1.0, "ready");
+#undef LOAD_STEP
     if (st != MGL_OK) {
         mgl_model_free(m);
         return st;

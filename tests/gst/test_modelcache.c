@@ -2,7 +2,9 @@
  * models: concurrent acquires of one model share one load and one scheduler
  * (started by the loader with its max_batch); a load that hangs (a load
  * function that blocks until the test releases it) blocks neither a
- * different model nor a bad path; a failed load is not cached. */
+ * different model nor a bad path; a failed load is not cached; a waiter
+ * hears the load's progress and may give up, which stops the load only when
+ * nobody else waits for it. */
 #include "gst-asan.h"
 #include <gst/check/gstcheck.h>
 
@@ -254,6 +256,117 @@ GST_START_TEST(test_hung_load_blocks_no_other_key) {
 
 GST_END_TEST;
 
+/* ---- progress and giving up ------------------------------------------- */
+
+/* A load of a path ending in "slow": 100 progress steps 5 ms apart, then the
+ * tiny model; it stops when its progress function says so. */
+static gint slow_stopped_at = -1; /* atomic: the step the load stopped at */
+static gint slow_ended;           /* atomic: loads of "slow" that returned */
+
+static MglStatus slow_load(const char* path, const MglModelParams* params, MglModel** out, MglErr* err) {
+    MglStatus st;
+    gint i;
+
+    if (!g_str_has_suffix(path, "slow")) return mgl_model_load(path, params, out, err);
+    for (i = 0; i < 100; i++) {
+        g_usleep(5000);
+        if (params->progress && !params->progress(i / 100.0, "slow step", params->progress_data)) {
+            g_atomic_int_set(&slow_stopped_at, i);
+            g_atomic_int_inc(&slow_ended);
+            err->code = MGL_E_ABORTED;
+            g_strlcpy(err->msg, "model load aborted by the caller", sizeof err->msg);
+            return MGL_E_ABORTED;
+        }
+    }
+    st = mgl_model_load(model_dir, params, out, err);
+    g_atomic_int_inc(&slow_ended);
+    return st;
+}
+
+typedef struct {
+    gdouble give_up_at; /* > 1: never */
+    gdouble last;
+    gint calls;
+    gboolean backwards;
+} Watch;
+
+static gboolean watch_progress(gdouble fraction, const gchar* what, gpointer data) {
+    Watch* w = data;
+
+    if (fraction < w->last) w->backwards = TRUE;
+    w->last = fraction;
+    w->calls++;
+    return fraction < w->give_up_at;
+}
+
+typedef struct {
+    gchar* path;
+    Watch watch;
+    GstMgllavaCachedModel* entry;
+    MglErr err;
+} SlowAcquire;
+
+static gpointer slow_acquire_thread(gpointer data) {
+    SlowAcquire* a = data;
+    MglModelParams p = cpu_params();
+    MglServerParams sp = mgl_server_default_params();
+
+    sp.max_batch = 1;
+    a->entry = gst_mgllava_model_cache_acquire_full(a->path, &p, &sp, watch_progress, &a->watch, NULL, &a->err);
+    return NULL;
+}
+
+static void wait_slow_ended(gint n) {
+    gint64 end = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+
+    while (g_atomic_int_get(&slow_ended) < n && g_get_monotonic_time() < end) g_usleep(2000);
+    fail_unless(g_atomic_int_get(&slow_ended) >= n, "the slow load never ended");
+}
+
+GST_START_TEST(test_progress_and_giving_up) {
+    gchar* dir = g_dir_make_tmp("mgl-cache-XXXXXX", NULL);
+    gchar* slow = g_build_filename(dir, "slow", NULL);
+    SlowAcquire quitter = {slow, {0.1, 0, 0, FALSE}}, stayer = {slow, {2.0, 0, 0, FALSE}};
+    GThread *tq, *ts;
+
+    gst_mgllava_model_cache_set_load_func(slow_load);
+
+    /* two wait for one load; one gives up at 10%: the load goes on for the other */
+    g_atomic_int_set(&slow_ended, 0);
+    g_atomic_int_set(&slow_stopped_at, -1);
+    ts = g_thread_new("stayer", slow_acquire_thread, &stayer);
+    tq = g_thread_new("quitter", slow_acquire_thread, &quitter);
+    g_thread_join(tq);
+    g_thread_join(ts);
+    fail_unless(quitter.entry == NULL);
+    fail_unless_equals_int(quitter.err.code, MGL_E_ABORTED);
+    fail_unless(stayer.entry != NULL, "%s", stayer.err.msg);
+    fail_unless(gst_mgllava_cached_model_get_model(stayer.entry) != NULL);
+    fail_unless_equals_int(g_atomic_int_get(&slow_stopped_at), -1);
+    /* the one that stayed heard the steps, in order */
+    fail_if(stayer.watch.backwards);
+    fail_unless(stayer.watch.calls >= 20, "%d progress calls", stayer.watch.calls);
+    fail_unless(stayer.watch.last >= 0.9, "last fraction %f", stayer.watch.last);
+    gst_mgllava_model_cache_release(stayer.entry);
+
+    /* the only waiter gives up: the load stops at its next step */
+    quitter.watch = (Watch){0.1, 0, 0, FALSE};
+    g_atomic_int_set(&slow_ended, 0);
+    tq = g_thread_new("quitter", slow_acquire_thread, &quitter);
+    g_thread_join(tq);
+    fail_unless(quitter.entry == NULL);
+    wait_slow_ended(1);
+    fail_unless(g_atomic_int_get(&slow_stopped_at) >= 10 && g_atomic_int_get(&slow_stopped_at) < 30,
+                "stopped at step %d", g_atomic_int_get(&slow_stopped_at));
+
+    gst_mgllava_model_cache_set_load_func(NULL);
+    g_rmdir(dir);
+    g_free(slow);
+    g_free(dir);
+}
+
+GST_END_TEST;
+
 static Suite* modelcache_suite(void) {
     Suite* s = suite_create("modelcache");
     TCase* tc = tcase_create("general");
@@ -262,6 +375,7 @@ static Suite* modelcache_suite(void) {
     suite_add_tcase(s, tc);
     tcase_add_test(tc, test_same_model_concurrent);
     tcase_add_test(tc, test_hung_load_blocks_no_other_key);
+    tcase_add_test(tc, test_progress_and_giving_up);
     return s;
 }
 
