@@ -16,6 +16,8 @@
  *                           header for the types)
  *   gstmgllavaobjects.c     per-object questions: one batch per frame, the
  *                           answers on the objects' ROI metas
+ *   gstmgllavaclip.c        clip mode: windows of frames asked about as a
+ *                           clip (the video path; own header for the types)
  *   gstmgllavamodelcache.c  the process-wide model cache (own header)
  *
  * Locking: properties and qos_earliest with the OBJECT_LOCK; the request
@@ -29,6 +31,7 @@
 #include "gstmgllavameta.h"
 #include "gstmgllavamodelcache.h"
 #include "gstmgllavatrigger.h"
+#include "gstmgllavaclip.h"
 
 G_BEGIN_DECLS
 
@@ -46,8 +49,11 @@ typedef struct {
     guint64 frame;
     gint64 t_sampled; /* monotonic us */
     guint64 seq;
-    GArray* objects; /* GstMgllavaObjectQuestion: object-mode's questions (then
-                      * prompt and boxes are unused); NULL: one about the frame */
+    GArray* objects;             /* GstMgllavaObjectQuestion: object-mode's questions (then
+                                  * prompt and boxes are unused); NULL: one about the frame */
+    GPtrArray* clip;             /* GstMgllavaJob*: clip mode's frames in time order (then rgb
+                                  * and boxes are unused); NULL: one frame */
+    GstClockTime clip_start_pts; /* a clip: its first frame's PTS */
 } GstMgllavaJob;
 
 /* What the scheduler's callback hands the worker (it runs on the server's
@@ -156,6 +162,11 @@ struct _GstMgllavaFilter {
     GstMgllavaTriggerSettings trig;
     GstMgllavaTriggerState trig_state;
 
+    /* clip mode (gstmgllavaclip.c): the properties with OBJECT_LOCK, the
+     * window streaming thread only, the counters with lock */
+    GstMgllavaClipSettings clip;
+    GstMgllavaClipState clip_state;
+
     GMutex text_lock;
 };
 
@@ -225,6 +236,41 @@ void gst_mgllava_filter_run_objects(GstMgllavaFilter* self, GstMgllavaJob* job);
 /* Streaming thread: a per-object answer onto the ROI meta of @buf with its
  * track id (nothing when that object is not on @buf). */
 void gst_mgllava_filter_attach_object_answer(GstMgllavaFilter* self, GstBuffer* buf, const GstMgllavaResultMeta* r);
+
+/* ---- gstmgllavaclip.c -------------------------------------------------- */
+
+/* Properties from this id up are the clip-mode ones. */
+#define GST_MGLLAVA_CLIP_PROP_BASE 200
+void gst_mgllava_filter_clip_install_properties(GObjectClass* klass);
+/* With OBJECT_LOCK; FALSE when @prop_id is not one of them. */
+gboolean gst_mgllava_filter_clip_set_property(GstMgllavaFilter* self, guint prop_id, const GValue* value);
+gboolean gst_mgllava_filter_clip_get_property(GstMgllavaFilter* self, guint prop_id, GValue* value);
+/* With OBJECT_LOCK: the sampling interval-time, clip-duration/clip-frames in
+ * clip mode with a duration, else @interval_time. */
+guint64 gst_mgllava_filter_clip_interval_time(GstMgllavaFilter* self, guint64 interval_time);
+/* clip-frames (0: clip mode off). */
+guint gst_mgllava_filter_clip_frames(GstMgllavaFilter* self);
+/* Once the model is loaded: resets the counters and checks clip-frames
+ * against the context; posts the error and returns FALSE when it does not fit. */
+gboolean gst_mgllava_filter_clip_open(GstMgllavaFilter* self);
+/* Streaming thread: the sampled @frame (taken) joins the window; when that
+ * makes @n frames the clip is queued (as gst_mgllava_filter_submit) and its
+ * sequence number returned, else 0. */
+guint64 gst_mgllava_filter_clip_take(GstMgllavaFilter* self, GstMgllavaJob* frame, guint n, GstMgllavaAttachMode mode,
+                                     GstMgllavaDropPolicy policy, guint max_pending);
+/* Flush or new stream: the open window is discarded (an aborted request). */
+void gst_mgllava_filter_clip_reset(GstMgllavaFilter* self);
+/* EOS: the open window is queued (clip-partial) or dropped, counted. */
+void gst_mgllava_filter_clip_eos(GstMgllavaFilter* self);
+/* stop(): forgets the open window. */
+void gst_mgllava_filter_clip_clear(GstMgllavaFilter* self);
+/* The worker: submits a clip request (as mgl_stream_submit, user data self). */
+MglStatus gst_mgllava_filter_clip_submit(GstMgllavaFilter* self, GstMgllavaJob* job, MglResultFunc done, uint64_t* id,
+                                         MglErr* err);
+/* A clip's answer: its clip fields. */
+void gst_mgllava_filter_clip_result(const GstMgllavaJob* job, GstMgllavaResult* r);
+/* With lock: the clip counters into the stats structure. */
+void gst_mgllava_filter_clip_add_stats(GstMgllavaFilter* self, GstStructure* s);
 
 /* ---- gstmgllavastream.c ------------------------------------------------ */
 

@@ -194,6 +194,7 @@ static gboolean gst_mgllava_filter_stop(GstBaseTransform* trans) {
     gst_mgllava_filter_worker_stop(self);
     gst_mgllava_filter_constraint_close(self);
     gst_mgllava_filter_frame_clear(self);
+    gst_mgllava_filter_clip_clear(self);
     return TRUE;
 }
 
@@ -301,7 +302,8 @@ static void gst_mgllava_filter_set_property(GObject* object, guint prop_id, cons
         self->response_grammar = g_value_dup_string(value);
         break;
     default:
-        if (!gst_mgllava_filter_trigger_set_property(self, prop_id, value))
+        if (!gst_mgllava_filter_trigger_set_property(self, prop_id, value) &&
+            !gst_mgllava_filter_clip_set_property(self, prop_id, value))
             G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
         break;
     }
@@ -347,7 +349,8 @@ static void gst_mgllava_filter_get_property(GObject* object, guint prop_id, GVal
     case PROP_RESPONSE_SCHEMA: g_value_set_string(value, self->response_schema); break;
     case PROP_RESPONSE_GRAMMAR: g_value_set_string(value, self->response_grammar); break;
     default:
-        if (!gst_mgllava_filter_trigger_get_property(self, prop_id, value))
+        if (!gst_mgllava_filter_trigger_get_property(self, prop_id, value) &&
+            !gst_mgllava_filter_clip_get_property(self, prop_id, value))
             G_OBJECT_WARN_INVALID_PROPERTY_ID(object, prop_id, pspec);
         break;
     }
@@ -364,6 +367,7 @@ static void gst_mgllava_filter_finalize(GObject* object) {
     g_free(self->response_grammar);
     gst_mgllava_trigger_settings_clear(&self->trig);
     gst_mgllava_trigger_state_clear(&self->trig_state);
+    gst_mgllava_filter_clip_clear(self);
     g_mutex_clear(&self->lock);
     g_mutex_clear(&self->text_lock);
     g_cond_clear(&self->cond);
@@ -401,6 +405,7 @@ static void gst_mgllava_filter_init(GstMgllavaFilter* self) {
     self->auto_mode = -1;
     gst_mgllava_trigger_settings_init(&self->trig);
     gst_mgllava_trigger_state_init(&self->trig_state);
+    gst_mgllava_clip_settings_init(&self->clip);
     g_mutex_init(&self->lock);
     g_mutex_init(&self->text_lock);
     g_cond_init(&self->cond);
@@ -566,9 +571,12 @@ static void gst_mgllava_filter_class_init(GstMgllavaFilterClass* klass) {
                            "did not complete); sampled = results + dropped + failed + aborted + pending; why "
                            "frames were sampled: sampled-interval, sampled-label, sampled-new-track, "
                            "sampled-count, sampled-objects, trigger-cooldown-skipped; object-questions, "
-                           "object-answers",
+                           "object-answers; clip mode: clip-frames-gathered, clips, clip-partial, "
+                           "clip-partial-dropped, clip-reset (a clip is one request; a window a flush "
+                           "discards counts as aborted, a partial one dropped at EOS as dropped)",
                            GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
     gst_mgllava_filter_trigger_install_properties(gobject_class);
+    gst_mgllava_filter_clip_install_properties(gobject_class);
 
     gst_element_class_add_static_pad_template(element_class, &sink_template);
     gst_element_class_add_static_pad_template(element_class, &src_template);

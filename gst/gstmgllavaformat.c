@@ -112,6 +112,17 @@ static void append_answer_object(GString* s, const GstMgllavaResultMeta* m) {
                            m->object_h);
 }
 
+/* "clip" of an answer about a clip (mgllavafilter clip-frames): its frames
+ * and the PTS of the window's first and last frame. */
+static void append_answer_clip(GString* s, const GstMgllavaResultMeta* m) {
+    if (m->clip_frames == 0) return;
+    g_string_append_printf(s, ", \"clip\": {\"frames\": %u, \"start_pts\": ", m->clip_frames);
+    append_time(s, m->clip_start_pts);
+    g_string_append(s, ", \"end_pts\": ");
+    append_time(s, m->clip_end_pts);
+    g_string_append_c(s, '}');
+}
+
 /* The answers about the whole frame among @r (per-object ones are on their
  * objects); returns how many went to @out. */
 static guint frame_answers_only(const GstMgllavaResultMeta* const* r, guint n, const GstMgllavaResultMeta** out) {
@@ -132,6 +143,7 @@ static void append_result(GString* s, const GstMgllavaFormatSettings* st, const 
     mgl_json_append_string(s, m->prompt ? m->prompt : "");
     append_constraint(s, m);
     append_answer_object(s, m);
+    append_answer_clip(s, m);
     g_string_append(s, ", \"source_pts\": ");
     append_time(s, m->source_pts);
     g_string_append_printf(
@@ -459,6 +471,9 @@ guint gst_mgllava_format_late_results(GString* s, const GstMgllavaFormatSettings
                                                 &fields[k].object_id, (const gchar**)&fields[k].object_label,
                                                 &fields[k].object_x, &fields[k].object_y, &fields[k].object_w,
                                                 &fields[k].object_h);
+        gst_mgllava_result_structure_get_clip(gst_mgllava_late_results_event_get_structure(event, i),
+                                              &fields[k].clip_frames, &fields[k].clip_start_pts,
+                                              &fields[k].clip_end_pts);
         ptrs[k] = &fields[k], k++;
     }
 

@@ -20,6 +20,8 @@ static gboolean gst_mgllava_result_meta_init(GstMeta* meta, gpointer params, Gst
     m->object_id = 0;
     m->object_label = NULL;
     m->object_x = m->object_y = m->object_w = m->object_h = 0;
+    m->clip_frames = 0;
+    m->clip_start_pts = m->clip_end_pts = GST_CLOCK_TIME_NONE;
     return TRUE;
 }
 
@@ -48,6 +50,7 @@ static gboolean gst_mgllava_result_meta_transform(GstBuffer* dest, GstMeta* meta
     if (dst)
         gst_mgllava_result_meta_set_object(dst, src->object_id, src->object_label, src->object_x, src->object_y,
                                            src->object_w, src->object_h);
+    if (dst) gst_mgllava_result_meta_set_clip(dst, src->clip_frames, src->clip_start_pts, src->clip_end_pts);
     return dst != NULL;
 }
 
@@ -138,6 +141,14 @@ void gst_mgllava_result_meta_set_object(GstMgllavaResultMeta* meta, gint id, con
     meta->object_h = h;
 }
 
+void gst_mgllava_result_meta_set_clip(GstMgllavaResultMeta* meta, guint n_frames, GstClockTime start_pts,
+                                      GstClockTime end_pts) {
+    g_return_if_fail(meta != NULL);
+    meta->clip_frames = n_frames;
+    meta->clip_start_pts = start_pts;
+    meta->clip_end_pts = end_pts;
+}
+
 GstMgllavaResultMeta* gst_buffer_get_mgllava_result_meta(GstBuffer* buffer) {
     return (GstMgllavaResultMeta*)gst_buffer_get_meta(buffer, GST_MGLLAVA_RESULT_META_API_TYPE);
 }
@@ -160,7 +171,26 @@ GstStructure* gst_mgllava_result_meta_to_structure(const GstMgllavaResultMeta* m
                           m->object_label ? m->object_label : "", "object-x", G_TYPE_INT, m->object_x, "object-y",
                           G_TYPE_INT, m->object_y, "object-w", G_TYPE_INT, m->object_w, "object-h", G_TYPE_INT,
                           m->object_h, NULL);
+    if (m->clip_frames > 0)
+        gst_structure_set(s, "clip-frames", G_TYPE_UINT, m->clip_frames, "clip-start-pts", G_TYPE_UINT64,
+                          (guint64)m->clip_start_pts, "clip-end-pts", G_TYPE_UINT64, (guint64)m->clip_end_pts, NULL);
     return s;
+}
+
+gboolean gst_mgllava_result_structure_get_clip(const GstStructure* s, guint* n_frames, GstClockTime* start_pts,
+                                               GstClockTime* end_pts) {
+    guint n = 0;
+    guint64 a = GST_CLOCK_TIME_NONE, b = GST_CLOCK_TIME_NONE;
+    gboolean ok = s && gst_structure_has_name(s, "mgllava-result") && gst_structure_get_uint(s, "clip-frames", &n);
+
+    if (ok) {
+        gst_structure_get_uint64(s, "clip-start-pts", &a);
+        gst_structure_get_uint64(s, "clip-end-pts", &b);
+    }
+    if (n_frames) *n_frames = ok ? n : 0;
+    if (start_pts) *start_pts = ok ? a : GST_CLOCK_TIME_NONE;
+    if (end_pts) *end_pts = ok ? b : GST_CLOCK_TIME_NONE;
+    return ok;
 }
 
 gboolean gst_mgllava_result_meta_from_structure(const GstStructure* s, GstMgllavaResultMeta* f) {

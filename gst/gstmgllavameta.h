@@ -45,6 +45,14 @@ typedef struct _GstMgllavaResultMeta GstMgllavaResultMeta;
  * @object_label: (nullable): a per-object answer: the object's label
  * @object_x, @object_y, @object_w, @object_h: a per-object answer: the
  *   object's box in the source frame's pixels (the box given to the model)
+ * @clip_frames: an answer about a clip (mgllavafilter's clip-frames): the
+ *   number of frames it saw (the window's, fewer for a partial window at
+ *   EOS); 0 for an answer about one frame. Appended after @object_h, set
+ *   with gst_mgllava_result_meta_set_clip(); @source_pts and @source_frame
+ *   are then the window's last frame
+ * @clip_start_pts: a clip answer: PTS of the window's first frame
+ *   (GST_CLOCK_TIME_NONE otherwise)
+ * @clip_end_pts: a clip answer: PTS of the window's last frame
  *
  * The struct only grows at its end. The functions that take caller-filled
  * values (gst_buffer_add_mgllava_result_meta_full(),
@@ -72,6 +80,9 @@ struct _GstMgllavaResultMeta {
     gint object_id;
     gchar* object_label;
     gint object_x, object_y, object_w, object_h;
+    guint clip_frames;
+    GstClockTime clip_start_pts;
+    GstClockTime clip_end_pts;
 };
 
 /**
@@ -140,6 +151,18 @@ void gst_mgllava_result_meta_set_constraint(GstMgllavaResultMeta* meta, const gc
  */
 void gst_mgllava_result_meta_set_object(GstMgllavaResultMeta* meta, gint id, const gchar* label, gint x, gint y, gint w,
                                         gint h);
+
+/**
+ * gst_mgllava_result_meta_set_clip:
+ * @meta: a #GstMgllavaResultMeta on a buffer
+ * @n_frames: the frames of the clip the answer is about (0: one frame)
+ * @start_pts: PTS of the clip's first frame
+ * @end_pts: PTS of its last frame
+ *
+ * Sets @meta's clip fields.
+ */
+void gst_mgllava_result_meta_set_clip(GstMgllavaResultMeta* meta, guint n_frames, GstClockTime start_pts,
+                                      GstClockTime end_pts);
 
 /**
  * gst_buffer_get_mgllava_result_meta:
@@ -226,6 +249,23 @@ gboolean gst_mgllava_result_structure_get_constraint(const GstStructure* s, cons
  */
 gboolean gst_mgllava_result_structure_get_object(const GstStructure* s, gint* id, const gchar** label, gint* x, gint* y,
                                                  gint* w, gint* h);
+
+/**
+ * gst_mgllava_result_structure_get_clip:
+ * @s: (nullable): an "mgllava-result" structure
+ * @n_frames: (out) (optional): the clip's frames
+ * @start_pts: (out) (optional): PTS of its first frame
+ * @end_pts: (out) (optional): PTS of its last frame
+ *
+ * The clip of an answer about a clip as the structure carries it
+ * ("clip-frames", "clip-start-pts", "clip-end-pts", present only on clip
+ * answers).
+ *
+ * Returns: %FALSE (the outputs 0 and GST_CLOCK_TIME_NONE) when @s is not a
+ *   clip answer.
+ */
+gboolean gst_mgllava_result_structure_get_clip(const GstStructure* s, guint* n_frames, GstClockTime* start_pts,
+                                               GstClockTime* end_pts);
 
 /**
  * GST_MGLLAVA_LATE_RESULTS_EVENT:

@@ -92,12 +92,15 @@ static guint64 gst_mgllava_filter_sample(GstMgllavaFilter* self, GstBuffer* buf,
                                          GstMgllavaAttachMode mode, GstMgllavaDropPolicy policy, guint max_pending,
                                          gboolean use_objects, guint max_objects) {
     GstMgllavaJob* job = gst_mgllava_filter_make_job(self, buf, frame, use_objects, max_objects);
+    guint clip_frames = gst_mgllava_filter_clip_frames(self);
 
     if (!job->rgb) {
         GST_ELEMENT_WARNING(self, STREAM, FAILED, ("Could not map frame %" G_GUINT64_FORMAT ".", frame), (NULL));
         gst_mgllava_job_free(job);
         return 0;
     }
+    /* clip mode: the frame joins the window (gstmgllavaclip.c) */
+    if (clip_frames > 0) return gst_mgllava_filter_clip_take(self, job, clip_frames, mode, policy, max_pending);
     return gst_mgllava_filter_submit(self, job, mode, policy, max_pending);
 }
 
@@ -126,6 +129,8 @@ static void gst_mgllava_filter_attach(GstMgllavaFilter* self, GstBuffer* buf, Gs
     GstMgllavaResultMeta* m = gst_buffer_add_mgllava_result_meta_full(buf, &r->fields);
 
     if (m && r->fields.constraint) gst_mgllava_result_meta_set_constraint(m, r->fields.json, r->fields.constraint);
+    if (m && r->fields.clip_frames > 0)
+        gst_mgllava_result_meta_set_clip(m, r->fields.clip_frames, r->fields.clip_start_pts, r->fields.clip_end_pts);
     if (m && r->fields.object_id != 0) {
         gst_mgllava_result_meta_set_object(m, r->fields.object_id, r->fields.object_label, r->fields.object_x,
                                            r->fields.object_y, r->fields.object_w, r->fields.object_h);
@@ -152,7 +157,7 @@ GstFlowReturn gst_mgllava_filter_transform_ip(GstBaseTransform* trans, GstBuffer
 
     GST_OBJECT_LOCK(self);
     interval = self->interval;
-    interval_time = self->interval_time;
+    interval_time = gst_mgllava_filter_clip_interval_time(self, self->interval_time);
     mode = self->attach_mode;
     policy = self->drop_policy;
     max_pending = MAX(self->max_pending, 1);
@@ -237,6 +242,7 @@ void gst_mgllava_filter_handle_sink_event(GstMgllavaFilter* self, GstEvent* even
         self->last_sample_rt = GST_CLOCK_TIME_NONE;
         gst_mgllava_trigger_state_reset(&self->trig_state);
         gst_mgllava_filter_qos_reset(self);
+        gst_mgllava_filter_clip_reset(self);
         gst_pad_push_event(self->text_src, gst_event_ref(event));
         break;
     case GST_EVENT_SEGMENT: gst_mgllava_filter_text_new_segment(self); break;
@@ -245,8 +251,10 @@ void gst_mgllava_filter_handle_sink_event(GstMgllavaFilter* self, GstEvent* even
         self->last_sample_rt = GST_CLOCK_TIME_NONE;
         gst_mgllava_trigger_state_reset(&self->trig_state);
         g_atomic_int_set(&self->auto_mode, -1);
+        gst_mgllava_filter_clip_reset(self);
         break;
     case GST_EVENT_EOS:
+        gst_mgllava_filter_clip_eos(self); /* a partial window: answered (then late) or dropped */
         gst_mgllava_filter_deliver_late(self);
         gst_mgllava_filter_text_eos(self);
         break;

@@ -34,6 +34,7 @@ void gst_mgllava_job_free(GstMgllavaJob* j) {
     g_free(j->rgb);
     if (j->boxes) g_array_unref(j->boxes);
     if (j->objects) g_array_unref(j->objects);
+    if (j->clip) g_ptr_array_unref(j->clip);
     g_free(j->prompt);
     g_free(j);
 }
@@ -73,6 +74,7 @@ GstMgllavaResult* gst_mgllava_result_new(const GstMgllavaJob* job, const GstMgll
     r->fields.prefill_ms = tm->prefill_ms;
     r->fields.decode_ms = tm->decode_ms;
     r->seq = job->seq;
+    if (job->clip) gst_mgllava_filter_clip_result(job, r);
     return r;
 }
 
@@ -123,8 +125,9 @@ static GstMgllavaDone* gst_mgllava_filter_run(GstMgllavaFilter* self, GstMgllava
     /* also stops a request that a flush or stop races with its submission */
     job->gen.abort_flag = &self->abort_flag;
     gst_mgllava_filter_constraint_bind(self, &job->gen);
-    st = mgl_stream_submit(self->stream, &img, (const MglBox*)job->boxes->data, job->boxes->len, job->prompt, &job->gen,
-                           gst_mgllava_filter_on_result, self, &id, &err);
+    st = job->clip ? gst_mgllava_filter_clip_submit(self, job, gst_mgllava_filter_on_result, &id, &err)
+                   : mgl_stream_submit(self->stream, &img, (const MglBox*)job->boxes->data, job->boxes->len,
+                                       job->prompt, &job->gen, gst_mgllava_filter_on_result, self, &id, &err);
     if (st != MGL_OK) {
         /* refused at submission: no callback follows */
         d = g_new0(GstMgllavaDone, 1);
@@ -324,7 +327,7 @@ gboolean gst_mgllava_filter_open_model(GstMgllavaFilter* self) {
                             ("max-batch is set by the element that loads the model"));
     g_free(path);
     self->stream = mgl_stream_new(self->server);
-    return TRUE;
+    return gst_mgllava_filter_clip_open(self); /* clip-frames against the context */
 }
 
 void gst_mgllava_filter_worker_start(GstMgllavaFilter* self) {
@@ -420,6 +423,7 @@ GstStructure* gst_mgllava_filter_worker_stats(GstMgllavaFilter* self) {
                           "largest-batch", G_TYPE_INT, self->max_batch_seen, "incomplete", G_TYPE_UINT64,
                           self->n_incomplete, NULL);
     gst_mgllava_filter_trigger_add_stats(self, s);
+    gst_mgllava_filter_clip_add_stats(self, s);
     g_mutex_unlock(&self->lock);
     return s;
 }

@@ -50,11 +50,11 @@ static void usage(FILE* f) {
         "                                                answer a question about an image (PNG, JPEG, PPM);\n"
         "                                                --schema/--grammar: the answer follows a JSON Schema or\n"
         "                                                a grammar (docs/structured-output.md)\n"
-        "  dump       (run's options) --stage NAME --out FILE.safetensors\n"
         "  run        --video F0 F1 ... --model PATH --prompt TEXT [--frames N] [--boxes FILE] [--json] ...\n"
         "                                                answer a question about a clip of images in time order\n"
         "                                                (the video path: N frames taken as np.linspace, default\n"
         "                                                all, at most 8; --boxes keyed by image number)\n"
+        "  dump       (run's options) --stage NAME --out FILE.safetensors\n"
         "                                                write one stage's tensor: x768 x336 boxes768 clip\n"
         "                                                cnx0..cnx3 fused vimg obj_pooled vobj embeds logits\n"
         "  bench      [--preset NAME] [--dtype f32|f16|bf16|q8|q4] [--prompt-tokens N] [--gen-tokens N] [--reps N]\n"
@@ -198,12 +198,7 @@ static int cmd_inspect(int argc, char** argv) {
     if (!o[0].value) return cli_usage_error(NULL, "%s: --model PATH is required", "inspect");
     MglErr err = {0};
     char* text = NULL;
-    /* inspect reads the manifest, configs and tensor headers, not the weights'
-     * data: one line says what it is doing on a terminal while it does */
-    const bool tty = isatty(2) && !(getenv("MGL_NO_PROGRESS") && *getenv("MGL_NO_PROGRESS"));
-    if (tty) fprintf(stderr, "inspecting %s (manifest, configs, tensor headers) ...", o[0].value), fflush(stderr);
     MglStatus st = mgl_inspect(o[0].value, &text, &err);
-    if (tty) fputs("\r\033[K", stderr);
     if (text) fputs(text, stdout);
     free(text);
     return st == MGL_OK ? 0 : cli_fail(&err);
@@ -336,6 +331,8 @@ static char* read_constraint(const char* path, const char* opt, MglErr* err) {
 }
 
 static int cmd_run(int argc, char** argv, bool dump) {
+    for (int i = 0; !dump && i < argc; i++)
+        if (!strcmp(argv[i], "--video")) return mgl_cmd_run_video(argc, argv); /* a clip */
     CliOpt o[O_COUNT] = {
         {"--model", true},       {"--image", true},  {"--boxes", true}, {"--prompt", true},  {"--max-new-tokens", true},
         {"--temperature", true}, {"--top-p", true},  {"--top-k", true}, {"--seed", true},    {"--device", true},
@@ -354,8 +351,6 @@ static int cmd_run(int argc, char** argv, bool dump) {
         if (!cli_num(o[O_MAXNEW].value, 1, 1e6, &v))
             return cli_usage_error(NULL, "--max-new-tokens '%s': expected 1..1000000", o[O_MAXNEW].value);
         gp.max_new_tokens = (int)v;
-        for (int i = 0; !dump && i < argc; i++)
-            if (!strcmp(argv[i], "--video")) return mgl_cmd_run_video(argc, argv); /* a clip */
     }
     if (o[O_TEMP].value) {
         if (!cli_num(o[O_TEMP].value, 0, 100, &v))
@@ -409,7 +404,6 @@ static int cmd_run(int argc, char** argv, bool dump) {
         free(rgb);
         return cli_fail(&err);
     }
-    cli_progress_attach(&mp);
     if (mgl_model_load(o[O_MODEL].value, &mp, &m, &err) != MGL_OK) goto out;
     if (constraint) {
         MglStatus cst = o[O_SCHEMA].value ? mgl_grammar_from_schema(mgl_model_tokenizer(m), constraint, &grammar, &err)
