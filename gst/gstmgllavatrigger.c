@@ -17,6 +17,7 @@
  * Why each frame was sampled is counted in the stats. */
 #include "gstmgllavafilter-private.h"
 #include "gstmgllavaroi.h"
+#include "gstmgllavatrack.h"
 
 #include <string.h>
 

@@ -15,7 +15,6 @@
 #include <gst/gst.h>
 #include <gst/video/video.h>
 
-#include "gstmgllavatrack.h"
 #include "mgllava.h"
 
 G_BEGIN_DECLS
@@ -70,10 +69,10 @@ typedef struct {
 
 /* The streaming thread's state. */
 typedef struct {
-    GstMgllavaTracker* tracker; /* ids for ROI metas that carry none */
-    GHashTable* tracks;         /* id -> GstMgllavaTrackInfo */
-    GArray* objects;            /* GstMgllavaFrameObject: the current frame's */
-    GArray* questions;          /* GstMgllavaObjectQuestion: for the next request */
+    struct _GstMgllavaTracker* tracker; /* ids for ROI metas that carry none (gstmgllavatrack.h) */
+    GHashTable* tracks;                 /* id -> GstMgllavaTrackInfo */
+    GArray* objects;                    /* GstMgllavaFrameObject: the current frame's */
+    GArray* questions;                  /* GstMgllavaObjectQuestion: for the next request */
     gint last_count;
     GstClockTime last_fire_rt;
     guint64 frame;
