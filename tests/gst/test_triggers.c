@@ -44,6 +44,7 @@ static gchar* tiny_model;
 static gchar* demo_model;
 static guint seed = SEED;
 static const gchar* src_props = ""; /* more mgllavascenesrc properties */
+static const gchar* source = NULL;  /* another source and detector than the scenes' */
 
 /* ---- the truth --------------------------------------------------------- */
 
@@ -85,6 +86,7 @@ typedef struct {
     guint n_params;              /* mgllava-answer params seen */
     guint n_shape_right;         /* exact mode: answer == the truth shape of that object */
     GHashTable* answered_tracks; /* id -> count */
+    gint first_roi_frame;        /* the first frame with a ROI meta, + 1 (0: none yet) */
 } Seen;
 
 static gdouble iou(const int* a, gint x, gint y, gint w, gint h) {
@@ -126,6 +128,8 @@ static GstPadProbeReturn probe(GstPad* pad, GstPadProbeInfo* info, gpointer data
     gpointer state = NULL;
 
     seen->frames++;
+    if (!seen->first_roi_frame && gst_buffer_get_meta(buf, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))
+        seen->first_roi_frame = (gint)seen->frames;
     /* the answers on the ROI metas, read from their params */
     while ((meta = gst_buffer_iterate_meta_filtered(buf, &state, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE))) {
         GstVideoRegionOfInterestMeta* roi = (GstVideoRegionOfInterestMeta*)meta;
@@ -187,10 +191,12 @@ static GstPadProbeReturn probe(GstPad* pad, GstPadProbeInfo* info, gpointer data
 
 /* Runs @props on the filter to EOS; returns the filter's stats. */
 static GstStructure* run(const gchar* model, const gchar* props, const gchar* tail, Seen* seen) {
-    gchar* desc = g_strdup_printf("mgllavascenesrc seed=%d scene-frames=%d num-buffers=%d %s ! "
-                                  "video/x-raw,width=%d,height=%d ! mgllavablobdetect ! "
-                                  "mgllavafilter name=f model=%s max-new-tokens=4 %s ! %s fakesink name=sink",
-                                  seed, SF, N_FRAMES, src_props, W, H, model, props, tail ? tail : "");
+    gchar* src = source ? g_strdup(source)
+                        : g_strdup_printf("mgllavascenesrc seed=%d scene-frames=%d num-buffers=%d %s ! "
+                                          "video/x-raw,width=%d,height=%d ! mgllavablobdetect",
+                                          seed, SF, N_FRAMES, src_props, W, H);
+    gchar* desc = g_strdup_printf("%s ! mgllavafilter name=f model=%s max-new-tokens=4 %s ! %s fakesink name=sink", src,
+                                  model, props, tail ? tail : "");
     GError* err = NULL;
     GstElement* p = gst_parse_launch(desc, &err);
     GstElement *sink, *f;
@@ -218,6 +224,7 @@ static GstStructure* run(const gchar* model, const gchar* props, const gchar* ta
     gst_object_unref(bus);
     gst_object_unref(p);
     g_free(desc);
+    g_free(src);
     fail_unless_equals_int(seen->frames, N_FRAMES);
     return stats;
 }
@@ -525,6 +532,51 @@ GST_START_TEST(test_per_object_latest) {
 
 GST_END_TEST;
 
+/* cvtracker's ROI metas carry no track id: the filter gives one (from 2^30
+ * + 1) with its own IoU tracker and writes it onto each frame's meta, so the
+ * ball is one track: one new-track sample, one per-object answer on it */
+GST_START_TEST(test_cvtracker_input) {
+    Seen seen = {0};
+    GstStructure* s;
+    gchar* src = g_strdup_printf("videotestsrc pattern=ball num-buffers=%d ! "
+                                 "video/x-raw,format=RGB,width=320,height=240,framerate=30/1 ! "
+                                 "cvtracker object-initial-x=140 object-initial-y=100 object-initial-width=40 "
+                                 "object-initial-height=40",
+                                 N_FRAMES);
+
+    if (!gst_registry_check_feature_version(gst_registry_get(), "cvtracker", 1, 0, 0)) {
+        g_print("cvtracker not installed (gstreamer1.0-opencv): skipped\n");
+        g_free(src);
+        return;
+    }
+    source = src;
+    s = run(tiny_model, "attach-mode=exact interval=0 trigger=new-track", NULL, &seen);
+    fail_unless_equals_uint64(stat_of(s, "sampled"), 1);
+    fail_unless(seen.first_roi_frame > 0 && seen.sampled[seen.first_roi_frame - 1],
+                "the first frame with the ball (%d) is not the one sampled", seen.first_roi_frame - 1);
+    gst_structure_free(s);
+    g_hash_table_unref(seen.answered_tracks);
+
+    memset(&seen, 0, sizeof seen);
+    s = run(tiny_model, "attach-mode=exact " OBJ_PROPS, NULL, &seen);
+    g_print("cvtracker: %u per-object answer(s), %u on the ball's ROI meta\n", seen.n_object_results, seen.n_on_roi);
+    fail_unless_equals_int(seen.n_object_results, 1);
+    fail_unless_equals_int(seen.n_on_roi, 1);
+    fail_unless_equals_int(seen.n_param_mismatch, 0);
+    {
+        gpointer* ids = g_hash_table_get_keys_as_array(seen.answered_tracks, NULL);
+
+        fail_unless(GPOINTER_TO_INT(ids[0]) > (1 << 30)); /* the filter's own id */
+        g_free(ids);
+    }
+    gst_structure_free(s);
+    g_hash_table_unref(seen.answered_tracks);
+    source = NULL;
+    g_free(src);
+}
+
+GST_END_TEST;
+
 static Suite* triggers_suite(gboolean have_demo) {
     Suite* s = suite_create("triggers");
     TCase* tc = tcase_create("general");
@@ -536,6 +588,7 @@ static Suite* triggers_suite(gboolean have_demo) {
     tcase_add_test(tc, test_label);
     tcase_add_test(tc, test_cooldown);
     tcase_add_test(tc, test_with_interval);
+    tcase_add_test(tc, test_cvtracker_input);
     if (have_demo) {
         tcase_add_test(tc, test_per_object);
         tcase_add_test(tc, test_per_object_latest);
