@@ -513,7 +513,15 @@ gboolean gst_mgllava_filter_trigger_set_property(GstMgllavaFilter* self, guint p
     case PROP_TRIGGER_COOLDOWN: s->cooldown = g_value_get_uint64(value); break;
     case PROP_OBJECT_MODE: s->object_mode = g_value_get_enum(value); break;
     case PROP_OBJECT_INTERVAL: s->object_interval = g_value_get_uint64(value); break;
-    case PROP_OBJECT_PROMPT: set_string(&s->object_prompt, value, GST_MGLLAVA_DEFAULT_OBJECT_PROMPT); break;
+    case PROP_OBJECT_PROMPT:
+        set_string(&s->object_prompt, value, GST_MGLLAVA_DEFAULT_OBJECT_PROMPT);
+        if (!*g_strstrip(s->object_prompt)) {
+            g_warning("mgllavafilter: object-prompt must not be empty; using \"%s\"",
+                      GST_MGLLAVA_DEFAULT_OBJECT_PROMPT);
+            g_free(s->object_prompt);
+            s->object_prompt = g_strdup(GST_MGLLAVA_DEFAULT_OBJECT_PROMPT);
+        }
+        break;
     case PROP_OBJECT_ATTRIBUTE:
         set_string(&s->object_attribute, value, GST_MGLLAVA_DEFAULT_OBJECT_ATTRIBUTE);
         if (!*s->object_attribute) {
