@@ -79,6 +79,16 @@ void mgl_quantize_rows(const float* w, int64_t N, int64_t K, int bits, int group
     for (int64_t n = 0; n < N; n++) quantize_row(w + n * K, K, bits, gs, q + n * rb, scales + n * G);
 }
 
+MglWeight mgl_quant_weight(const void* q, const uint16_t* scales, int bits, int64_t N, int64_t K, int64_t G) {
+    return (MglWeight){.data = q,
+                       .dtype = bits == 8 ? MGL_DT_I8 : MGL_DT_U8,
+                       .rows = N,
+                       .cols = K,
+                       .scales = scales,
+                       .qbits = bits,
+                       .qgroup = (int32_t)mgl_quant_group_for(K, G)};
+}
+
 int mgl_quant_value(const uint8_t* row, int bits, int64_t K, int64_t k) {
     if (bits == 8) return (int8_t)row[k];
     const int64_t b = k / MGL_QUANT_BLOCK, j = k % MGL_QUANT_BLOCK;
@@ -183,15 +193,7 @@ bool mgl_quant_view(const MglTensorSet* set, const MglTensor* t, int64_t N, int6
                      (long long)(i / G));
             return false;
         }
-    if (w) {
-        w->data = t->data;
-        w->dtype = t->dtype;
-        w->rows = N;
-        w->cols = K;
-        w->scales = sc;
-        w->qbits = bits;
-        w->qgroup = (int32_t)gs;
-    }
+    if (w) *w = mgl_quant_weight(t->data, sc, bits, N, K, G);
     return true;
 }
 

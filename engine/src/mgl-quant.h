@@ -42,6 +42,8 @@ int64_t mgl_quant_group_for(int64_t K, int64_t G);
  * bytes, scales N x n_groups f16 values. Scales are rounded to f16 before
  * the weights are divided by them, so scale * q is the value the kernels use. */
 void mgl_quantize_rows(const float* w, int64_t N, int64_t K, int bits, int group, uint8_t* q, uint16_t* scales);
+/* The MglWeight of N x K quantized rows `q` with N x G scales. */
+MglWeight mgl_quant_weight(const void* q, const uint16_t* scales, int bits, int64_t N, int64_t K, int64_t G);
 /* The integer value of weight k of a quantized row (q8 or q4 layout above). */
 int mgl_quant_value(const uint8_t* row, int bits, int64_t K, int64_t k);
 /* Row r of a quantized W, dequantized to f32. */

@@ -12,7 +12,7 @@
 #   4. one table: ours vs HF, ratio, target, pass/fail
 #
 # Everything goes to $OUT (default ./gpu-check-out): gpu-check.log (all of it),
-# parity-ops.txt, parity-model.txt, bench.jsonl, hf.json, table.txt.
+# parity-ops.txt, parity-model.txt, parity-quant.txt, bench.jsonl, hf.json, table.txt.
 # Shared libraries missing on the GPU machine (glib, json-glib, libpng,
 # libjpeg, OpenBLAS) are taken from BUILD/gpu-libs when that folder exists
 # (the CUDA runtime and cuBLAS from the machine's own toolkit):
@@ -56,6 +56,7 @@ ldd "$BIN" | grep "not found" && echo "missing shared libraries: run tests/gpu/b
 # ---- 1. parity ----
 status_ops=missing
 status_model=missing
+status_quant=missing
 run_parity() { # name binary outfile
     local t=$BUILD/tests/gpu/$2
     [ -x "$t" ] || { echo "$1: $t missing"; return 3; }
@@ -74,7 +75,10 @@ rc=$?; case $rc in 0) status_ops=pass ;; 77) status_ops=skipped ;; 124) status_o
 echo "== parity: model"
 run_parity model test_cuda_model parity-model.txt
 rc=$?; case $rc in 0) status_model=pass ;; 77) status_model=skipped ;; 124) status_model=timeout ;; *) status_model="fail(rc=$rc)" ;; esac
-echo "parity: ops=$status_ops model=$status_model ($(($(date +%s) - START)) s)"
+echo "== parity: quantized weights (q8/q4 GEMV and dequantized GEMM vs the CPU; bandwidth of the GEMV)"
+run_parity quant test_cuda_quant parity-quant.txt
+rc=$?; case $rc in 0) status_quant=pass ;; 77) status_quant=skipped ;; 124) status_quant=timeout ;; *) status_quant="fail(rc=$rc)" ;; esac
+echo "parity: ops=$status_ops model=$status_model quant=$status_quant ($(($(date +%s) - START)) s)"
 
 # ---- 1b. the trained demo model end to end: CUDA answers (f16 and f32) against the CPU's ----
 NDEMO=${CHECK_DEMO_SCENES:-10}

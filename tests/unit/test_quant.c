@@ -31,13 +31,7 @@ static QMat make(const float* w, int64_t N, int64_t K, int bits, int group) {
     m.q = malloc((size_t)(N * mgl_quant_row_bytes(bits, K)));
     m.s = malloc(sizeof(uint16_t) * (size_t)(N * G));
     mgl_quantize_rows(w, N, K, bits, group, m.q, m.s);
-    m.W = (MglWeight){.data = m.q,
-                      .dtype = bits == 8 ? MGL_DT_I8 : MGL_DT_U8,
-                      .rows = N,
-                      .cols = K,
-                      .scales = m.s,
-                      .qbits = bits,
-                      .qgroup = (int32_t)mgl_quant_group_for(K, G)};
+    m.W = mgl_quant_weight(m.q, m.s, bits, N, K, G);
     return m;
 }
 
