@@ -154,6 +154,10 @@ struct _GstMgllavaFilter {
     guint64 next_seq;
     guint64 n_sampled, n_results, n_dropped, n_failed, n_aborted, n_late;
     guint64 n_incomplete; /* constrained answers that did not complete */
+    guint64 n_unloaded;   /* live frames that passed while the model loaded */
+    gint load_state;      /* GstMgllavaModelState: LOADING from start() until the load thread ends */
+    gint load_cancel;     /* atomic: stop or going to READY gives the load up */
+    GThread* loader;      /* the load thread (start() to stop()) */
     GThread* worker;
     GstMgllavaTriggerStats trig_stats;
 
@@ -180,6 +184,21 @@ void gst_mgllava_result_free(GstMgllavaResult* result);
  * scheduler with its max-batch) and opens this element's stream; posts the
  * error and returns FALSE when that fails. */
 gboolean gst_mgllava_filter_open_model(GstMgllavaFilter* self);
+/* The model loads on a thread of its own (start() returns at once): it
+ * acquires the model (progress on the bus), compiles the response
+ * constraint, then sets load_state READY or FAILED (the error posted). */
+void gst_mgllava_filter_load_start(GstMgllavaFilter* self);
+/* Gives the load up (going to READY): a waiting streaming thread returns,
+ * and the load stops unless another element waits for the same model. */
+void gst_mgllava_filter_load_cancel(GstMgllavaFilter* self);
+/* stop(): cancels and joins the load thread. */
+void gst_mgllava_filter_load_join(GstMgllavaFilter* self);
+/* Streaming thread, while the model is not READY: with @wait (the stream is
+ * not live) blocks until it is, or fails, or a flush or stop comes; without,
+ * counts the frame as unloaded. TRUE when ready; else *ret is what the
+ * buffer returns (OK: it passes unanswered, ERROR: the load failed,
+ * FLUSHING). */
+gboolean gst_mgllava_filter_load_wait(GstMgllavaFilter* self, gboolean wait, GstFlowReturn* ret);
 /* Resets the counters and starts the worker thread (after open_model). */
 void gst_mgllava_filter_worker_start(GstMgllavaFilter* self);
 /* Aborts the request in flight, drops the queued ones (counted as aborted),

@@ -9,7 +9,9 @@
  * `mgllava-result` on the bus, and sends the text on the `text_src` pad.
  * Pixels are never modified.
  *
- * The model loads in start() (READY to PAUSED), with its scheduler (an
+ * The model loads on a thread started in start() (READY to PAUSED; progress
+ * on the bus, `model-loaded` when done; a non-live stream waits for it, a
+ * live one in latest mode passes unanswered meanwhile), with its scheduler (an
  * MglServer, started by the element that loads the model, with its
  * `max-batch`): every mgllavafilter in the process that names the same model
  * submits to it, and it batches their requests (continuous batching), so N
@@ -103,6 +105,7 @@ enum {
     PROP_MAX_BATCH,
     PROP_RESPONSE_SCHEMA,
     PROP_RESPONSE_GRAMMAR,
+    PROP_MODEL_LOADED,
     PROP_STATS,
 };
 
@@ -175,11 +178,9 @@ static GType gst_mgllava_device_get_type(void) {
 static gboolean gst_mgllava_filter_start(GstBaseTransform* trans) {
     GstMgllavaFilter* self = GST_MGLLAVA_FILTER(trans);
 
-    if (!gst_mgllava_filter_open_model(self)) return FALSE;
-    if (!gst_mgllava_filter_constraint_open(self)) {
-        gst_mgllava_filter_worker_stop(self); /* closes the stream, releases the model */
-        return FALSE;
-    }
+    /* the model loads on its own thread: frames of a live stream pass
+     * unanswered meanwhile, other streams wait for it (load_wait) */
+    gst_mgllava_filter_load_start(self);
     self->frame_count = 0;
     self->last_sample_rt = GST_CLOCK_TIME_NONE;
     gst_mgllava_filter_text_reset(self);
@@ -190,12 +191,26 @@ static gboolean gst_mgllava_filter_start(GstBaseTransform* trans) {
 
 static gboolean gst_mgllava_filter_stop(GstBaseTransform* trans) {
     GstMgllavaFilter* self = GST_MGLLAVA_FILTER(trans);
+    gboolean was_loaded;
 
+    gst_mgllava_filter_load_join(self);
     gst_mgllava_filter_worker_stop(self);
     gst_mgllava_filter_constraint_close(self);
+    g_mutex_lock(&self->lock);
+    was_loaded = self->load_state == GST_MGLLAVA_MODEL_READY;
+    self->load_state = -1; /* no model */
+    g_mutex_unlock(&self->lock);
+    if (was_loaded) g_object_notify(G_OBJECT(self), "model-loaded");
     gst_mgllava_filter_frame_clear(self);
     gst_mgllava_filter_clip_clear(self);
     return TRUE;
+}
+
+/* Going to READY: a streaming thread waiting for the model must return
+ * before the pads can deactivate (stop() then joins the load). */
+static GstStateChangeReturn gst_mgllava_filter_change_state(GstElement* element, GstStateChange transition) {
+    if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) gst_mgllava_filter_load_cancel(GST_MGLLAVA_FILTER(element));
+    return GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
 }
 
 static gboolean gst_mgllava_filter_set_caps(GstBaseTransform* trans, GstCaps* incaps, GstCaps* outcaps) {
@@ -320,6 +335,10 @@ static void gst_mgllava_filter_get_property(GObject* object, guint prop_id, GVal
         g_value_take_boxed(value, gst_mgllava_filter_worker_stats(self));
         return;
     }
+    if (prop_id == PROP_MODEL_LOADED) {
+        g_value_set_boolean(value, g_atomic_int_get(&self->load_state) == GST_MGLLAVA_MODEL_READY);
+        return;
+    }
     GST_OBJECT_LOCK(self);
     switch (prop_id) {
     case PROP_MODEL: g_value_set_string(value, self->model_path); break;
@@ -403,6 +422,7 @@ static void gst_mgllava_filter_init(GstMgllavaFilter* self) {
     self->max_batch = DEFAULT_MAX_BATCH;
     self->qos_earliest = GST_CLOCK_TIME_NONE;
     self->auto_mode = -1;
+    self->load_state = -1;
     gst_mgllava_trigger_settings_init(&self->trig);
     gst_mgllava_trigger_state_init(&self->trig_state);
     gst_mgllava_clip_settings_init(&self->clip);
@@ -564,6 +584,12 @@ static void gst_mgllava_filter_class_init(GstMgllavaFilterClass* klass) {
                             "'::=', else the path of a file holding it; not with response-schema",
                             NULL, rw | GST_PARAM_MUTABLE_READY));
     g_object_class_install_property(
+        gobject_class, PROP_MODEL_LOADED,
+        g_param_spec_boolean("model-loaded", "Model loaded",
+                             "Whether the model is loaded and the element answers (the model loads on a thread "
+                             "from READY to PAUSED; notify::model-loaded when it is, or when it goes)",
+                             FALSE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+    g_object_class_install_property(
         gobject_class, PROP_STATS,
         g_param_spec_boxed("stats", "Statistics",
                            "sampled, results, dropped, failed, aborted (by a flush or stop), "
@@ -586,6 +612,7 @@ static void gst_mgllava_filter_class_init(GstMgllavaFilterClass* klass) {
                                           "the answer as metadata",
                                           "mgllava developers");
 
+    element_class->change_state = GST_DEBUG_FUNCPTR(gst_mgllava_filter_change_state);
     trans_class->start = GST_DEBUG_FUNCPTR(gst_mgllava_filter_start);
     trans_class->stop = GST_DEBUG_FUNCPTR(gst_mgllava_filter_stop);
     trans_class->set_caps = GST_DEBUG_FUNCPTR(gst_mgllava_filter_set_caps);

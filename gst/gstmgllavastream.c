@@ -176,6 +176,23 @@ GstFlowReturn gst_mgllava_filter_transform_ip(GstBaseTransform* trans, GstBuffer
         }
     }
 
+    /* the model loads asynchronously: a stream that is not live, or held in
+     * attach-mode=exact, waits for it (no answer lost); a live one in latest
+     * mode passes unanswered (counted as unloaded) */
+    if (G_UNLIKELY(g_atomic_int_get(&self->load_state) != GST_MGLLAVA_MODEL_READY)) {
+        GstFlowReturn ret;
+        gboolean pass =
+            mode == GST_MGLLAVA_ATTACH_LATEST && gst_mgllava_filter_auto_mode(self) == GST_MGLLAVA_ATTACH_LATEST;
+
+        if (!gst_mgllava_filter_load_wait(self, !pass, &ret)) {
+            if (ret == GST_FLOW_OK) {
+                self->frame_count++;
+                gst_mgllava_filter_push_gap(self, buf);
+            }
+            return ret;
+        }
+    }
+
     sampled = gst_mgllava_filter_should_sample(self, buf, interval, interval_time, earliest);
     self->frame_count++;
     if (sampled) seq = gst_mgllava_filter_sample(self, buf, frame, mode, policy, max_pending, use_objects, max_objects);

@@ -248,20 +248,27 @@ static gpointer gst_mgllava_filter_worker(gpointer data) {
 /* ---- lifecycle --------------------------------------------------------- */
 
 /* Load progress on the bus: a GST_MESSAGE_PROGRESS (code "mgllava-load":
- * START before the model cache is asked, then COMPLETE or ERROR) and an
- * element message "mgllava-load" with stage ("start", "done", "failed"),
- * fraction (0 at the start, 1 when done), path, device, seconds since the
- * start, shared (the model was already loaded by another element) and, on
- * failure, error. docs/elements.md, "Load progress". */
-static void post_load(GstMgllavaFilter* self, GstProgressType type, const gchar* stage, const gchar* path,
-                      const gchar* device, gdouble seconds, gboolean shared, const gchar* error) {
+ * START before the model cache is asked, CONTINUE as the load goes on, then
+ * COMPLETE, ERROR, or CANCELED when the element stopped waiting) and an
+ * element message "mgllava-load" with stage ("start", "loading", "done",
+ * "failed", "canceled"), fraction (0 to 1), what (the step being loaded),
+ * path, device, seconds since the start, shared (the model was already
+ * loaded by another element) and, on failure, error. docs/elements.md,
+ * "Load progress". */
+static void post_load(GstMgllavaFilter* self, GstProgressType type, const gchar* stage, gdouble fraction,
+                      const gchar* what, const gchar* path, const gchar* device, gdouble seconds, gboolean shared,
+                      const gchar* error) {
     gchar* text;
 
     if (type == GST_PROGRESS_TYPE_START)
         text = g_strdup_printf("Loading MG-LLaVA model %s (device %s)", path, device);
+    else if (type == GST_PROGRESS_TYPE_CONTINUE)
+        text = g_strdup_printf("Loading MG-LLaVA model %s: %.0f%% %s", path, fraction * 100.0, what);
     else if (type == GST_PROGRESS_TYPE_COMPLETE)
         text = g_strdup_printf("MG-LLaVA model %s %s in %.2f s", path, shared ? "shared (already loaded)" : "loaded",
                                seconds);
+    else if (type == GST_PROGRESS_TYPE_CANCELED)
+        text = g_strdup_printf("Loading MG-LLaVA model %s given up (the element stopped)", path);
     else
         text = g_strdup_printf("Could not load MG-LLaVA model %s: %s", path, error ? error : "");
     gst_element_post_message(GST_ELEMENT(self), gst_message_new_progress(GST_OBJECT(self), type, "mgllava-load", text));
@@ -270,10 +277,38 @@ static void post_load(GstMgllavaFilter* self, GstProgressType type, const gchar*
         GST_ELEMENT(self),
         gst_message_new_element(GST_OBJECT(self),
                                 gst_structure_new("mgllava-load", "stage", G_TYPE_STRING, stage, "fraction",
-                                                  G_TYPE_DOUBLE, type == GST_PROGRESS_TYPE_COMPLETE ? 1.0 : 0.0, "path",
-                                                  G_TYPE_STRING, path, "device", G_TYPE_STRING, device, "seconds",
-                                                  G_TYPE_DOUBLE, seconds, "shared", G_TYPE_BOOLEAN, shared, "error",
-                                                  G_TYPE_STRING, error ? error : "", NULL)));
+                                                  G_TYPE_DOUBLE, fraction, "what", G_TYPE_STRING, what ? what : "",
+                                                  "path", G_TYPE_STRING, path, "device", G_TYPE_STRING, device,
+                                                  "seconds", G_TYPE_DOUBLE, seconds, "shared", G_TYPE_BOOLEAN, shared,
+                                                  "error", G_TYPE_STRING, error ? error : "", NULL)));
+}
+
+/* The load thread's view of the progress: posted when the step changes or
+ * the fraction moved by a percent, at most every 100 ms. */
+typedef struct {
+    GstMgllavaFilter* self;
+    const gchar* path;
+    const gchar* device;
+    gint64 t0, last_post;
+    gdouble last_fraction;
+    gchar last_what[96];
+} GstMgllavaLoadWatch;
+
+static gboolean gst_mgllava_filter_on_load_progress(gdouble fraction, const gchar* what, gpointer data) {
+    GstMgllavaLoadWatch* w = data;
+    gint64 now = g_get_monotonic_time();
+    gboolean step = g_strcmp0(what, w->last_what) != 0 && strncmp(what, w->last_what, 13) != 0;
+
+    if (g_atomic_int_get(&w->self->load_cancel)) return FALSE;
+    if (fraction > w->last_fraction && fraction < 1.0 &&
+        (step || (fraction - w->last_fraction >= 0.01 && now - w->last_post >= 100 * G_TIME_SPAN_MILLISECOND))) {
+        post_load(w->self, GST_PROGRESS_TYPE_CONTINUE, "loading", fraction, what, w->path, w->device,
+                  (now - w->t0) / 1e6, FALSE, NULL);
+        w->last_fraction = fraction;
+        w->last_post = now;
+        g_strlcpy(w->last_what, what, sizeof w->last_what);
+    }
+    return TRUE;
 }
 
 gboolean gst_mgllava_filter_open_model(GstMgllavaFilter* self) {
@@ -284,7 +319,8 @@ gboolean gst_mgllava_filter_open_model(GstMgllavaFilter* self) {
     GstMgllavaDevice device;
     gboolean reused = FALSE;
     gint loaded_with;
-    gint64 t0;
+    GstMgllavaLoadWatch watch = {self};
+    gdouble seconds;
 
     GST_OBJECT_LOCK(self);
     path = g_strdup(self->model_path);
@@ -302,11 +338,24 @@ gboolean gst_mgllava_filter_open_model(GstMgllavaFilter* self) {
     }
     mp.device = device == GST_MGLLAVA_DEVICE_CUDA ? "cuda" : device == GST_MGLLAVA_DEVICE_CPU ? "cpu" : "auto";
     GST_INFO_OBJECT(self, "loading model %s (device %s)", path, mp.device);
-    post_load(self, GST_PROGRESS_TYPE_START, "start", path, mp.device, 0.0, FALSE, NULL);
-    t0 = g_get_monotonic_time();
-    self->cached = gst_mgllava_model_cache_acquire(path, &mp, &sp, &reused, &err);
+    post_load(self, GST_PROGRESS_TYPE_START, "start", 0.0, "", path, mp.device, 0.0, FALSE, NULL);
+    watch.path = path;
+    watch.device = mp.device;
+    watch.t0 = g_get_monotonic_time();
+    self->cached = gst_mgllava_model_cache_acquire_full(path, &mp, &sp, gst_mgllava_filter_on_load_progress, &watch,
+                                                        &reused, &err);
+    seconds = (g_get_monotonic_time() - watch.t0) / 1e6;
+    if (!self->cached && g_atomic_int_get(&self->load_cancel)) {
+        /* the element is stopping: no error, the load goes on only if
+         * another element waits for it */
+        post_load(self, GST_PROGRESS_TYPE_CANCELED, "canceled", watch.last_fraction, watch.last_what, path, mp.device,
+                  seconds, FALSE, NULL);
+        g_free(path);
+        return FALSE;
+    }
     post_load(self, self->cached ? GST_PROGRESS_TYPE_COMPLETE : GST_PROGRESS_TYPE_ERROR,
-              self->cached ? "done" : "failed", path, mp.device, (g_get_monotonic_time() - t0) / 1e6, reused,
+              self->cached ? "done" : "failed", self->cached ? 1.0 : watch.last_fraction,
+              self->cached ? "ready" : watch.last_what, path, mp.device, seconds, reused,
               self->cached ? NULL : err.msg);
     if (!self->cached) {
         GST_ELEMENT_ERROR(self, RESOURCE, OPEN_READ, ("Could not load MG-LLaVA model \"%s\": %s", path, err.msg),
@@ -328,6 +377,66 @@ gboolean gst_mgllava_filter_open_model(GstMgllavaFilter* self) {
     g_free(path);
     self->stream = mgl_stream_new(self->server);
     return gst_mgllava_filter_clip_open(self); /* clip-frames against the context */
+}
+
+/* ---- the asynchronous load --------------------------------------------- */
+
+static gpointer gst_mgllava_filter_load_thread(gpointer data) {
+    GstMgllavaFilter* self = data;
+    gboolean ok = gst_mgllava_filter_open_model(self) && gst_mgllava_filter_constraint_open(self);
+
+    g_mutex_lock(&self->lock);
+    self->load_state = ok ? GST_MGLLAVA_MODEL_READY : GST_MGLLAVA_MODEL_FAILED;
+    g_cond_broadcast(&self->cond);
+    g_mutex_unlock(&self->lock);
+    if (ok) g_object_notify(G_OBJECT(self), "model-loaded");
+    return NULL;
+}
+
+void gst_mgllava_filter_load_start(GstMgllavaFilter* self) {
+    g_mutex_lock(&self->lock);
+    self->load_state = GST_MGLLAVA_MODEL_LOADING;
+    self->n_unloaded = 0;
+    g_mutex_unlock(&self->lock);
+    g_atomic_int_set(&self->load_cancel, 0);
+    self->loader = g_thread_new("mgllava-load-wait", gst_mgllava_filter_load_thread, self);
+}
+
+void gst_mgllava_filter_load_cancel(GstMgllavaFilter* self) {
+    g_atomic_int_set(&self->load_cancel, 1);
+    g_mutex_lock(&self->lock);
+    g_cond_broadcast(&self->cond);
+    g_mutex_unlock(&self->lock);
+}
+
+void gst_mgllava_filter_load_join(GstMgllavaFilter* self) {
+    gst_mgllava_filter_load_cancel(self);
+    if (self->loader) {
+        g_thread_join(self->loader);
+        self->loader = NULL;
+    }
+}
+
+gboolean gst_mgllava_filter_load_wait(GstMgllavaFilter* self, gboolean wait, GstFlowReturn* ret) {
+    gboolean ready;
+
+    g_mutex_lock(&self->lock);
+    while (wait && self->load_state == GST_MGLLAVA_MODEL_LOADING && !self->flushing &&
+           !g_atomic_int_get(&self->load_cancel))
+        g_cond_wait(&self->cond, &self->lock);
+    ready = self->load_state == GST_MGLLAVA_MODEL_READY;
+    if (ready)
+        *ret = GST_FLOW_OK;
+    else if (self->load_state == GST_MGLLAVA_MODEL_FAILED)
+        *ret = GST_FLOW_ERROR; /* the load thread posted the error */
+    else if (self->flushing || g_atomic_int_get(&self->load_cancel))
+        *ret = GST_FLOW_FLUSHING;
+    else {
+        *ret = GST_FLOW_OK; /* live: this frame passes unanswered */
+        self->n_unloaded++;
+    }
+    g_mutex_unlock(&self->lock);
+    return ready;
 }
 
 void gst_mgllava_filter_worker_start(GstMgllavaFilter* self) {
@@ -421,7 +530,7 @@ GstStructure* gst_mgllava_filter_worker_stats(GstMgllavaFilter* self) {
                           self->n_failed, "aborted", G_TYPE_UINT64, self->n_aborted, "late", G_TYPE_UINT64,
                           self->n_late, "pending", G_TYPE_UINT, g_queue_get_length(&self->jobs) + (self->busy ? 1 : 0),
                           "largest-batch", G_TYPE_INT, self->max_batch_seen, "incomplete", G_TYPE_UINT64,
-                          self->n_incomplete, NULL);
+                          self->n_incomplete, "unloaded", G_TYPE_UINT64, self->n_unloaded, NULL);
     gst_mgllava_filter_trigger_add_stats(self, s);
     gst_mgllava_filter_clip_add_stats(self, s);
     g_mutex_unlock(&self->lock);

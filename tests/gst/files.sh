@@ -8,7 +8,8 @@
 #   3. the default mode with drop-policy=block: every answer, on its own frame
 #   4. interval=0 samples every frame
 #   5. a live source: auto runs as latest (answers attach to later frames), and the answers
-#      still pending at EOS arrive in the late line
+#      still pending at EOS arrive in the late line; frames that come while the model loads
+#      pass unanswered (at most the first sampled one here)
 # Usage: files.sh [MODEL_DIR]; exit 77 (skipped) without the demo model or jpegenc/avimux.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -50,7 +51,14 @@ for d in lines:
             assert r["source_frame"] < d["frame"] and r["source_pts"] < d["pts"], \
                 f"latest: an answer on its own frame: {d}"
         got.append(r["source_frame"])
-assert got == want, f"answers for frames {got}, want {want}"
+skipped = 0
+if mode == "live":
+    # a live stream's first frames pass unanswered while the model loads (stats "unloaded")
+    while skipped < 2 and got != want[skipped:]:
+        skipped += 1
+assert got == want[skipped:], f"answers for frames {got}, want {want}"
+if skipped:
+    print(f"  the first {skipped} sampled frame(s) passed while the model loaded (live)")
 if mode == "own":
     assert len(lines) == len(want) and late_lines == 0, (len(lines), late_lines)
 else:
@@ -119,7 +127,7 @@ fi
 if timeout 300 gst-launch-1.0 -q mgllavascenesrc is-live=true seed=5 num-buffers=61 ! \
     mgllavafilter model="$M" interval=10 drop-policy=block max-pending=8 ! \
     mgllavajson location="$tmp/5.json" skip-empty=true ! fakesink >"$tmp/5.log" 2>&1 &&
-    check "$tmp/5.json" 61 10 late; then
+    check "$tmp/5.json" 61 10 live; then
     ok "live source: auto runs as latest, the last answers at EOS"
 else
     bad "live source: $(cut -c1-200 "$tmp/5.json") $(tail -3 "$tmp/5.log")"

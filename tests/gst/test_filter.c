@@ -13,6 +13,20 @@
 
 static gchar* model_dir;
 
+/* The model loads on a thread once the element starts: the harness's
+ * upstream is live, so in latest mode the first frames would pass
+ * unanswered. Waits (at most 30 s: a model that fails to load never is). */
+static void wait_loaded(GstElement* e) {
+    gint64 end = g_get_monotonic_time() + 30 * G_USEC_PER_SEC;
+    gboolean loaded = FALSE;
+
+    while (g_get_monotonic_time() < end) {
+        g_object_get(e, "model-loaded", &loaded, NULL);
+        if (loaded) return;
+        g_usleep(1000);
+    }
+}
+
 /* A harness around a bare mgllavafilter; `props` is "name=value ..." */
 static GstHarness* make_harness(const gchar* props, gint w, gint h, const gchar* format) {
     GstElement* e = gst_element_factory_make("mgllavafilter", NULL);
@@ -35,6 +49,7 @@ static GstHarness* make_harness(const gchar* props, gint w, gint h, const gchar*
                            format, w, h);
     gst_harness_set_src_caps_str(hh, caps);
     g_free(caps);
+    wait_loaded(hh->element);
     return hh;
 }
 
