@@ -123,6 +123,11 @@ static MglStatus build_files(const Preset* p, MglDType dt, int qbits, uint64_t s
     if (st == MGL_OK) st = mgl_model_files_validate(f, err);
     if (st == MGL_OK && qbits) {
         MglQuantSpec q = {.bits = qbits, .group = qbits == 8 ? 128 : 32, .head = true};
+        /* the sanity figure: each quantized matrix's output error on these random weights */
+        char* rep = mgl_quant_error_report(f, &q);
+        fprintf(stderr, "quantization q%d: relative RMS error of layer 0's outputs (and lm_head's when not tied): %s\n",
+                qbits, rep);
+        g_free(rep);
         st = mgl_quantize_model(f, &q, err);
     }
     *llm_bytes = 0;

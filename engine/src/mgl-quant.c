@@ -101,8 +101,24 @@ int mgl_quant_value(const uint8_t* row, int bits, int64_t K, int64_t k) {
 void mgl_quant_dequant_row(const MglWeight* W, int64_t r, float* out) {
     const int64_t K = W->cols, gs = W->qgroup, G = (K + gs - 1) / gs;
     const uint8_t* row = (const uint8_t*)W->data + r * mgl_quant_row_bytes(W->qbits, K);
-    for (int64_t k = 0; k < K; k++)
-        out[k] = mgl_f16_to_f32(W->scales[r * G + k / gs]) * (float)mgl_quant_value(row, W->qbits, K, k);
+    const uint16_t* sc = W->scales + r * G;
+    if (W->qbits == 8) {
+        for (int64_t k = 0; k < K; k++) out[k] = mgl_f16_to_f32(sc[k / gs]) * (float)(int8_t)row[k];
+        return;
+    }
+    /* q4: whole blocks by their two nibble halves (a block never straddles a group), then the partial block */
+    const int64_t nb = K / MGL_QUANT_BLOCK;
+    for (int64_t b = 0; b < nb; b++) {
+        const float s = mgl_f16_to_f32(sc[b * MGL_QUANT_BLOCK / gs]);
+        const uint8_t* p = row + b * (MGL_QUANT_BLOCK / 2);
+        float* o = out + b * MGL_QUANT_BLOCK;
+        for (int j = 0; j < MGL_QUANT_BLOCK / 2; j++) {
+            o[j] = s * (float)((p[j] & 15) - 8);
+            o[j + MGL_QUANT_BLOCK / 2] = s * (float)((p[j] >> 4) - 8);
+        }
+    }
+    for (int64_t k = nb * MGL_QUANT_BLOCK; k < K; k++)
+        out[k] = mgl_f16_to_f32(sc[k / gs]) * (float)mgl_quant_value(row, 4, K, k);
 }
 
 void mgl_quant_act_blocks(const float* x, int64_t K, int8_t* xq, float* xs, int32_t* xsum) {
@@ -367,6 +383,65 @@ MglStatus mgl_quantize_model(MglModelFiles* mf, const MglQuantSpec* q, MglErr* e
     QuantWalk w = {mf, q, err, MGL_OK};
     mgl_weight_walk(mf, quant_item, &w);
     return w.st;
+}
+
+typedef struct {
+    const MglModelFiles* mf;
+    const MglQuantSpec* q;
+    GString* out;
+} ErrWalk;
+
+static bool err_item(const MglWeightItem* it, void* user) {
+    ErrWalk* w = user;
+    if (!selected(it->spec, w->q) || (it->spec->group == MGL_WG_LAYER && it->i0 != 0)) return true;
+    const MglTensor* t = mgl_tset_get(w->mf->weights, it->name);
+    if (!t || !mgl_tensor_is_contiguous(t) || !mgl_dtype_is_float(t->dtype) || t->dtype == MGL_DT_F64) return true;
+    const int64_t K = it->shape[1], N = it->shape[0] < 256 ? it->shape[0] : 256, T = 4;
+    const int64_t G = mgl_quant_n_groups(K, w->q->group);
+    float* wf = malloc(sizeof(float) * (size_t)(N * K));
+    float* x = malloc(sizeof(float) * (size_t)(T * K));
+    uint8_t* qb = malloc((size_t)(N * mgl_quant_row_bytes(w->q->bits, K)));
+    uint16_t* sc = malloc(sizeof(uint16_t) * (size_t)(N * G));
+    float* yq = malloc(sizeof(float) * (size_t)(T * N));
+    if (wf && x && qb && sc && yq) {
+        mgl_convert_floats(t->data, t->dtype, wf, MGL_DT_F32, (size_t)(N * K));
+        uint64_t r = 0x2545f4914f6cdd1dull;
+        for (int64_t i = 0; i < T * K; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            x[i] = (float)((r >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+        }
+        mgl_quantize_rows(wf, N, K, w->q->bits, w->q->group, qb, sc);
+        const MglWeight W = mgl_quant_weight(qb, sc, w->q->bits, N, K, G);
+        mgl_quant_matmul_ref(x, T, &W, true, yq);
+        double se = 0, sy = 0;
+        for (int64_t tn = 0; tn < T * N; tn++) {
+            double y = 0;
+            for (int64_t k = 0; k < K; k++) y += (double)wf[(tn % N) * K + k] * x[(tn / N) * K + k];
+            se += (yq[tn] - y) * (yq[tn] - y);
+            sy += y * y;
+        }
+        /* the short name: the tensor's last two name parts without ".weight" (q_proj, down_proj, lm_head) */
+        const char* nm = it->name;
+        const char* dot = strrchr(nm, '.');
+        const char* prev = dot ? dot - 1 : nm;
+        while (prev > nm && *prev != '.') prev--;
+        if (*prev == '.') prev++;
+        g_string_append_printf(w->out, "%s\"%.*s\": %.5f", w->out->len > 1 ? ", " : "", (int)(dot ? dot - prev : 0),
+                               prev, sy > 0 ? sqrt(se / sy) : 0.0);
+    }
+    free(wf);
+    free(x);
+    free(qb);
+    free(sc);
+    free(yq);
+    return true;
+}
+
+char* mgl_quant_error_report(const MglModelFiles* mf, const MglQuantSpec* q) {
+    ErrWalk w = {mf, q, g_string_new("{")};
+    mgl_weight_walk(mf, err_item, &w);
+    g_string_append_c(w.out, '}');
+    return g_string_free(w.out, FALSE);
 }
 
 char* mgl_quant_describe(const MglTensorSet* set) {
