@@ -241,7 +241,10 @@ typedef bool (*MglTokenFunc)(int32_t id, const char* text, void* user_data);
  * generated so far; clears the bits of the tokens that may not come next in
  * `allow` (n_vocab bits, bit i of word i / 32, all set on entry). Sampling
  * then sees those logits as -inf (greedy and sampled alike, on every
- * backend). Return false to leave every token allowed this step. */
+ * backend). Return false to leave every token allowed this step. In an
+ * MglServer it runs on the scheduler's thread, or, on a device backend, on
+ * its mask thread while the device runs the step (one call at a time per
+ * request, never two for the same request at once). */
 typedef bool (*MglTokenMaskFunc)(const int32_t* generated, size_t n_generated, uint32_t* allow, int32_t n_vocab,
                                  void* user_data);
 

@@ -11,7 +11,15 @@
  * each slot grows its own cache to what its request needs, up to n_ctx).
  *
  * Locking: `lock` guards the streams, their queues, the slots and the
- * abort flags; backend calls and callbacks run without it. */
+ * abort flags; backend calls and callbacks run without it.
+ *
+ * Logits masks (constrained decoding): the mask of step t + 1 depends only
+ * on the tokens up to t, which are known before step t + 1's forward pass.
+ * On a device backend a mask thread computes the masks while the device
+ * runs the step (vision and prefill for a newcomer's first token), so their
+ * host time hides behind the step; on the CPU backend, whose pool already
+ * uses every core, they are computed after it. MGL_MASK_OVERLAP=1 or 0
+ * forces either way (the tests run the overlap on the CPU: same tokens). */
 #include "mgl-model.h"
 
 #include <stdio.h>
@@ -36,8 +44,21 @@ struct MglStream {
     GCond idle;   /* signalled when pending drops */
 };
 
+/* The mask thread: computes the masks of `reqs` while the server thread
+ * runs the step (one job at a time, posted and waited for by the server). */
+typedef struct {
+    GMutex lock;
+    GCond cond;
+    GThread* thread;
+    MglModel* m;
+    Req** reqs;
+    int n;
+    bool pending, quit;
+} MaskWorker;
+
 struct MglServer {
     MglModel* m;
+    MaskWorker* mw; /* NULL: masks computed after the step */
     const MglBackend* be;
     MglBackendCtx* bc;
     int max_batch;
@@ -97,6 +118,80 @@ static void req_complete(MglServer* s, Req* r, MglStatus st, const char* msg) {
     req_free(r);
 }
 
+/* ---- masks beside the step ---- */
+
+static gpointer mask_thread(gpointer data) {
+    MaskWorker* w = data;
+    g_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->pending && !w->quit) g_cond_wait(&w->cond, &w->lock);
+        if (w->quit) break;
+        Req** reqs = w->reqs;
+        const int n = w->n;
+        g_mutex_unlock(&w->lock);
+        for (int i = 0; i < n; i++) mgl_gen_prepare_sample(w->m, &reqs[i]->g);
+        g_mutex_lock(&w->lock);
+        w->pending = false;
+        g_cond_broadcast(&w->cond);
+    }
+    g_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Whether any of the requests has a logits mask. */
+static bool any_mask(Req** reqs, int n) {
+    for (int i = 0; i < n; i++)
+        if (reqs[i]->g.p.token_mask) return true;
+    return false;
+}
+
+/* Starts the masks of @reqs on the mask thread; false when they are to be
+ * computed by the caller after the step (no mask thread, or no mask). */
+static bool masks_begin(MglServer* s, Req** reqs, int n) {
+    MaskWorker* w = s->mw;
+    if (!w || !any_mask(reqs, n)) return false;
+    g_mutex_lock(&w->lock);
+    w->reqs = reqs;
+    w->n = n;
+    w->pending = true;
+    g_cond_broadcast(&w->cond);
+    g_mutex_unlock(&w->lock);
+    return true;
+}
+
+/* After the step: waits for the masks begun (@begun), else computes them. */
+static void masks_end(MglServer* s, Req** reqs, int n, bool begun) {
+    if (!begun) {
+        for (int i = 0; i < n; i++) mgl_gen_prepare_sample(s->m, &reqs[i]->g);
+        return;
+    }
+    MaskWorker* w = s->mw;
+    g_mutex_lock(&w->lock);
+    while (w->pending) g_cond_wait(&w->cond, &w->lock);
+    g_mutex_unlock(&w->lock);
+}
+
+static MaskWorker* mask_worker_new(MglModel* m) {
+    MaskWorker* w = g_new0(MaskWorker, 1);
+    g_mutex_init(&w->lock);
+    g_cond_init(&w->cond);
+    w->m = m;
+    w->thread = g_thread_new("mgllava-masks", mask_thread, w);
+    return w;
+}
+
+static void mask_worker_free(MaskWorker* w) {
+    if (!w) return;
+    g_mutex_lock(&w->lock);
+    w->quit = true;
+    g_cond_broadcast(&w->cond);
+    g_mutex_unlock(&w->lock);
+    g_thread_join(w->thread);
+    g_mutex_clear(&w->lock);
+    g_cond_clear(&w->cond);
+    g_free(w);
+}
+
 /* ---- the thread ---- */
 
 /* The next waiting request, round-robin over the streams (lock held). */
@@ -118,10 +213,12 @@ static MglStatus prefill_batch(MglServer* s, MglSeq** seqs, Req** reqs, int n, M
     MglStatus st = MGL_OK;
     for (int i = 0; i < n && st == MGL_OK; i++)
         st = s->be->reserve(s->bc, &seqs[i], 1, reqs[i]->g.L + reqs[i]->g.p.max_new_tokens + 1, err);
+    /* the first token's masks (nothing generated yet) beside vision and prefill */
+    const bool begun = masks_begin(s, reqs, n);
     if (st == MGL_OK) st = s->be->vision(s->bc, seqs, n, err);
     double t1 = now_ms();
     if (st == MGL_OK) st = s->be->prefill(s->bc, seqs, n, err);
-    for (int i = 0; i < n; i++) mgl_gen_prepare_sample(s->m, &reqs[i]->g);
+    masks_end(s, reqs, n, begun);
     if (st == MGL_OK) st = s->be->sample(s->bc, seqs, n, err);
     double t2 = now_ms();
     for (int i = 0; i < n; i++) {
@@ -192,8 +289,10 @@ static gpointer server_thread(gpointer data) {
             MglErr err = {0};
             for (int i = 0; i < nr; i++) seqs[i] = &run[i]->g.seq;
             double t0 = now_ms();
+            /* this step's masks need only the tokens already pushed */
+            const bool begun = masks_begin(s, run, nr);
             MglStatus st = s->be->decode(s->bc, seqs, nr, &err);
-            for (int i = 0; i < nr; i++) mgl_gen_prepare_sample(s->m, &run[i]->g);
+            masks_end(s, run, nr, begun);
             if (st == MGL_OK) st = s->be->sample(s->bc, seqs, nr, &err);
             double dt = now_ms() - t0;
             for (int i = 0; i < nr; i++) {
@@ -285,6 +384,11 @@ MglStatus mgl_server_new(MglModel* m, const MglServerParams* params, MglServer**
     s->streams = g_ptr_array_new();
     s->slots = g_new0(Req*, B);
     g_queue_init(&s->dead);
+    {
+        const char* ov = g_getenv("MGL_MASK_OVERLAP");
+        const bool overlap = ov && *ov ? strcmp(ov, "0") != 0 : strcmp(s->be->name, "cpu") != 0;
+        if (overlap) s->mw = mask_worker_new(m);
+    }
     s->thread = g_thread_new("mgllava-server", server_thread, s);
     *out = s;
     return MGL_OK;
@@ -298,6 +402,7 @@ void mgl_server_free(MglServer* s) {
     g_cond_broadcast(&s->wake);
     g_mutex_unlock(&s->lock);
     g_thread_join(s->thread);
+    mask_worker_free(s->mw);
     s->be->ctx_free(s->bc);
     g_ptr_array_unref(s->streams);
     g_free(s->slots);

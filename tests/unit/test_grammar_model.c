@@ -166,61 +166,79 @@ static void test_batched(const char* model_rel) {
         "{\"type\":\"array\",\"items\":{\"type\":\"boolean\"},\"minItems\":2,\"maxItems\":3}"};
     MglGrammar* g[2];
     for (int k = 0; k < 2; k++) REQUIRE(mgl_grammar_from_schema(tok, sch[k], &g[k], &err) == MGL_OK);
-    MglServerParams sp = mgl_server_default_params();
-    sp.max_batch = 2;
-    MglServer* srv = NULL;
-    REQUIRE(mgl_server_new(m, &sp, &srv, &err) == MGL_OK);
-    MglStream* stream = mgl_stream_new(srv);
     uint8_t* px = make_image(96, 64);
     MglImage img = {px, 96, 64, 96 * 3};
-    for (int round = 0; round < 3; round++) {
-        Batch b = {0};
-        g_mutex_init(&b.lock);
-        g_cond_init(&b.cond);
-        MglGenParams gp[2];
-        MglFrameRequest req[2];
-        BSlot slot[2];
-        for (int k = 0; k < 2; k++) {
-            REQUIRE(mgl_grammar_state_new(g[k], &b.st[k], &err) == MGL_OK);
-            gp[k] = mgl_gen_default_params();
-            gp[k].max_new_tokens = 60;
-            gp[k].temperature = round == 0 ? 0.0f : 1.0f;
-            gp[k].seed = (uint64_t)(round * 10 + k);
-            mgl_grammar_state_bind(b.st[k], &gp[k]);
-            slot[k] = (BSlot){&b, k};
-            req[k] = (MglFrameRequest){.question = k ? "List booleans." : "Count them.",
-                                       .params = &gp[k],
-                                       .done = on_result,
-                                       .user_data = &slot[k]};
-        }
-        REQUIRE(mgl_stream_submit_frame(stream, &img, req, 2, NULL, &err) == MGL_OK);
-        g_mutex_lock(&b.lock);
-        gint64 end = g_get_monotonic_time() + 120 * G_TIME_SPAN_SECOND;
-        while (b.done < 2 && g_cond_wait_until(&b.cond, &b.lock, end)) {
-        }
-        g_mutex_unlock(&b.lock);
-        REQUIRE(b.done == 2);
-        for (int k = 0; k < 2; k++) {
-            CHECK(b.status[k] == MGL_OK);
-            GString* why = g_string_new(NULL);
-            CHECK_MSG(b.res[k] == MGL_GRAMMAR_COMPLETE, "%s: request %d: %s \"%s\"", model_rel, k,
-                      mgl_grammar_result_name(b.res[k]), b.text[k]);
-            if (b.res[k] == MGL_GRAMMAR_COMPLETE) {
-                CHECK_MSG(gt_check_json(sch[k], b.text[k], why), "request %d: %s: %s", k, b.text[k], why->str);
-                g_string_truncate(why, 0);
-                CHECK_MSG(!gt_check_json(sch[1 - k], b.text[k], why), "request %d's answer fits the other schema", k);
+    /* the masks after each step (the CPU's way), then on the server's mask
+     * thread beside the step (a device backend's way): the same answers */
+    char* answers[2][3][2] = {{{NULL}}};
+    for (int overlap = 0; overlap < 2; overlap++) {
+        g_setenv("MGL_MASK_OVERLAP", overlap ? "1" : "0", TRUE);
+        MglServerParams sp = mgl_server_default_params();
+        sp.max_batch = 2;
+        MglServer* srv = NULL;
+        REQUIRE(mgl_server_new(m, &sp, &srv, &err) == MGL_OK);
+        MglStream* stream = mgl_stream_new(srv);
+        for (int round = 0; round < 3; round++) {
+            Batch b = {0};
+            g_mutex_init(&b.lock);
+            g_cond_init(&b.cond);
+            MglGenParams gp[2];
+            MglFrameRequest req[2];
+            BSlot slot[2];
+            for (int k = 0; k < 2; k++) {
+                REQUIRE(mgl_grammar_state_new(g[k], &b.st[k], &err) == MGL_OK);
+                gp[k] = mgl_gen_default_params();
+                gp[k].max_new_tokens = 60;
+                gp[k].temperature = round == 0 ? 0.0f : 1.0f;
+                gp[k].seed = (uint64_t)(round * 10 + k);
+                mgl_grammar_state_bind(b.st[k], &gp[k]);
+                slot[k] = (BSlot){&b, k};
+                req[k] = (MglFrameRequest){.question = k ? "List booleans." : "Count them.",
+                                           .params = &gp[k],
+                                           .done = on_result,
+                                           .user_data = &slot[k]};
             }
-            g_string_free(why, TRUE);
-            mgl_grammar_state_free(b.st[k]);
-            g_free(b.text[k]);
+            REQUIRE(mgl_stream_submit_frame(stream, &img, req, 2, NULL, &err) == MGL_OK);
+            g_mutex_lock(&b.lock);
+            gint64 end = g_get_monotonic_time() + 120 * G_TIME_SPAN_SECOND;
+            while (b.done < 2 && g_cond_wait_until(&b.cond, &b.lock, end)) {
+            }
+            g_mutex_unlock(&b.lock);
+            REQUIRE(b.done == 2);
+            for (int k = 0; k < 2; k++) {
+                CHECK(b.status[k] == MGL_OK);
+                GString* why = g_string_new(NULL);
+                CHECK_MSG(b.res[k] == MGL_GRAMMAR_COMPLETE, "%s: request %d: %s \"%s\"", model_rel, k,
+                          mgl_grammar_result_name(b.res[k]), b.text[k]);
+                if (b.res[k] == MGL_GRAMMAR_COMPLETE) {
+                    CHECK_MSG(gt_check_json(sch[k], b.text[k], why), "request %d: %s: %s", k, b.text[k], why->str);
+                    g_string_truncate(why, 0);
+                    CHECK_MSG(!gt_check_json(sch[1 - k], b.text[k], why), "request %d's answer fits the other schema",
+                              k);
+                }
+                g_string_free(why, TRUE);
+                mgl_grammar_state_free(b.st[k]);
+                answers[overlap][round][k] = b.text[k];
+            }
+            CHECK_MSG(b.batch[0] == 2 && b.batch[1] == 2, "decoded in batches of %d and %d", b.batch[0], b.batch[1]);
+            g_mutex_clear(&b.lock);
+            g_cond_clear(&b.cond);
         }
-        CHECK_MSG(b.batch[0] == 2 && b.batch[1] == 2, "decoded in batches of %d and %d", b.batch[0], b.batch[1]);
-        g_mutex_clear(&b.lock);
-        g_cond_clear(&b.cond);
+        mgl_stream_free(stream);
+        mgl_server_free(srv);
     }
-    printf("%s: two schemas in one batch of 2: each answer obeys its own (3 rounds, greedy and sampled)\n", model_rel);
-    mgl_stream_free(stream);
-    mgl_server_free(srv);
+    g_unsetenv("MGL_MASK_OVERLAP");
+    for (int round = 0; round < 3; round++)
+        for (int k = 0; k < 2; k++) {
+            CHECK_MSG(g_strcmp0(answers[0][round][k], answers[1][round][k]) == 0,
+                      "%s: round %d request %d: \"%s\" with the masks after the step, \"%s\" beside it", model_rel,
+                      round, k, answers[0][round][k], answers[1][round][k]);
+            g_free(answers[0][round][k]);
+            g_free(answers[1][round][k]);
+        }
+    printf("%s: two schemas in one batch of 2: each answer obeys its own (3 rounds, greedy and sampled), the same "
+           "with the masks computed beside the step\n",
+           model_rel);
     for (int k = 0; k < 2; k++) mgl_grammar_free(g[k]);
     g_free(px);
     mgl_model_free(m);
