@@ -489,6 +489,14 @@ GST_START_TEST(test_per_object) {
     fail_unless_equals_uint64(stat_of(s, "sampled-objects"), N_FRAMES / SF);
     fail_unless_equals_uint64(stat_of(s, "object-questions"), n_truth);
     fail_unless_equals_uint64(stat_of(s, "object-answers"), n_truth);
+    {
+        gint largest = 0;
+
+        /* a frame's objects decode together (one batch sharing the frame) */
+        fail_unless(gst_structure_get_int(s, "largest-batch", &largest));
+        g_print("per-object: largest batch %d\n", largest);
+        fail_unless(largest >= 2);
+    }
     check_json(json, n_truth);
     gst_structure_free(s);
     g_hash_table_unref(seen.answered_tracks);
