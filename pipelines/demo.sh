@@ -1,7 +1,8 @@
 #!/bin/bash
 # Demo: set up a fresh Debian 12 machine, build, and caption a video stream.
 #   1. mgllavascenesrc ! mgllavablobdetect ! mgllavafilter ! mgllavajson location=- ! fakesink
-#      prints one JSON line per answered frame;
+#      prints one JSON line per answered frame, then the same with one question per new track
+#      (object-mode=new-track: the answers on the objects);
 #   2. the same stream with the captions drawn on the video (mgllavafilter's text_src pad into
 #      textoverlay): on the screen when $DISPLAY or $WAYLAND_DISPLAY is set, else as PNG frames
 #      in demo-out/.
@@ -47,6 +48,12 @@ echo "== synthetic scenes -> blob detector -> MG-LLaVA; one JSON line per answer
 gst-launch-1.0 -q mgllavascenesrc num-buffers=90 seed=1 scene-frames=30 ! \
     mgllavablobdetect ! \
     mgllavafilter model="$MODEL" prompt="$PROMPT" interval=15 attach-mode=exact ! \
+    mgllavajson location=- skip-empty=true ! fakesink
+echo "== per object: each new track (mgllavablobdetect's track ids) asked its shape alone; answers in objects[].answers"
+gst-launch-1.0 -q mgllavascenesrc num-buffers=60 seed=1 scene-frames=30 ! \
+    mgllavablobdetect ! \
+    mgllavafilter model="$MODEL" object-mode=new-track object-prompt="What shape is the {label} object?" \
+        attach-mode=exact ! \
     mgllavajson location=- skip-empty=true ! fakesink
 
 [ "${MGL_DEMO_VIDEO:-1}" = 0 ] && exit 0
