@@ -13,7 +13,9 @@
  * what is wrong) and compiled against the model's tokenizer once the model is
  * loaded: an invalid or unsupported schema or grammar is then an element
  * error naming the keyword or rule. The element's worker runs one request at
- * a time, so one matcher state serves every request (reset before each).
+ * a time, so one matcher state serves every request (reset before each);
+ * per-object questions, which go to the scheduler together, get one matcher
+ * each (made as many as the largest batch needs, kept until stop).
  *
  * A finished answer carries `constraint` ("complete", "incomplete" when the
  * token budget ended inside the structure, "invalid") and, for a complete
@@ -121,22 +123,56 @@ gboolean gst_mgllava_filter_constraint_open(GstMgllavaFilter* self) {
 
 void gst_mgllava_filter_constraint_close(GstMgllavaFilter* self) {
     g_clear_pointer(&self->grammar_state, mgl_grammar_state_free);
+    g_clear_pointer(&self->grammar_states, g_ptr_array_unref);
     g_clear_pointer(&self->grammar, mgl_grammar_free);
 }
 
+/* Request @i's matcher: the first one, or one of the extra ones (made on
+ * first use; NULL when that fails, and the request goes unconstrained). */
+static MglGrammarState* constraint_state(GstMgllavaFilter* self, guint i) {
+    MglErr err = {0};
+
+    if (!self->grammar_state) return NULL;
+    if (i == 0) return self->grammar_state;
+    if (!self->grammar_states)
+        self->grammar_states = g_ptr_array_new_with_free_func((GDestroyNotify)mgl_grammar_state_free);
+    while (self->grammar_states->len < i) {
+        MglGrammarState* st = NULL;
+
+        if (mgl_grammar_state_new(self->grammar, &st, &err) != MGL_OK) {
+            GST_WARNING_OBJECT(self, "no matcher for request %u of a batch: %s", i, err.msg);
+            return NULL;
+        }
+        g_ptr_array_add(self->grammar_states, st);
+    }
+    return g_ptr_array_index(self->grammar_states, i - 1);
+}
+
 void gst_mgllava_filter_constraint_bind(GstMgllavaFilter* self, MglGenParams* gen) {
-    if (!self->grammar_state) return;
-    mgl_grammar_state_reset(self->grammar_state);
-    mgl_grammar_state_bind(self->grammar_state, gen);
+    gst_mgllava_filter_constraint_bind_index(self, 0, gen);
+}
+
+void gst_mgllava_filter_constraint_bind_index(GstMgllavaFilter* self, guint i, MglGenParams* gen) {
+    MglGrammarState* st = constraint_state(self, i);
+
+    if (!st) return;
+    mgl_grammar_state_reset(st);
+    mgl_grammar_state_bind(st, gen);
 }
 
 gboolean gst_mgllava_filter_constraint_finish(GstMgllavaFilter* self, const gint32* ids, gsize n_ids,
                                               GstMgllavaResult* r) {
+    return gst_mgllava_filter_constraint_finish_index(self, 0, ids, n_ids, r);
+}
+
+gboolean gst_mgllava_filter_constraint_finish_index(GstMgllavaFilter* self, guint i, const gint32* ids, gsize n_ids,
+                                                    GstMgllavaResult* r) {
+    MglGrammarState* st = self->grammar_state ? constraint_state(self, i) : NULL;
     const char* text = NULL;
     MglGrammarResult how;
 
-    if (!self->grammar_state) return TRUE;
-    how = mgl_grammar_state_finish(self->grammar_state, ids, n_ids, &text);
+    if (!st) return TRUE;
+    how = mgl_grammar_state_finish(st, ids, n_ids, &text);
     r->fields.constraint = g_strdup(mgl_grammar_result_name(how));
     if (how != MGL_GRAMMAR_COMPLETE) return FALSE;
     g_free(r->fields.text);

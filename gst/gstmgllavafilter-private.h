@@ -138,6 +138,7 @@ struct _GstMgllavaFilter {
     MglStream* stream;              /* this element's; the worker submits */
     MglGrammar* grammar;            /* response-schema/-grammar, compiled */
     MglGrammarState* grammar_state; /* the worker's (one request at a time) */
+    GPtrArray* grammar_states;      /* MglGrammarState*: per-object batches' others */
     gboolean grammar_is_schema;
 
     /* with lock */
@@ -323,6 +324,11 @@ void gst_mgllava_filter_constraint_bind(GstMgllavaFilter* self, MglGenParams* ge
  * FALSE when a constrained answer did not complete. */
 gboolean gst_mgllava_filter_constraint_finish(GstMgllavaFilter* self, const gint32* ids, gsize n_ids,
                                               GstMgllavaResult* r);
+/* The same for request @i of a batch submitted together (each its own
+ * matcher; 0 is the one of bind/finish). */
+void gst_mgllava_filter_constraint_bind_index(GstMgllavaFilter* self, guint i, MglGenParams* gen);
+gboolean gst_mgllava_filter_constraint_finish_index(GstMgllavaFilter* self, guint i, const gint32* ids, gsize n_ids,
+                                                    GstMgllavaResult* r);
 /* The bus message's "answer": @json as a value (objects as GstStructure). */
 void gst_mgllava_constraint_add_answer(GstStructure* s, const gchar* json);
 

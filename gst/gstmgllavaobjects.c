@@ -52,6 +52,7 @@ static void on_object_result(uint64_t id, const MglResult* res, void* data) {
 static void submit_and_wait(GstMgllavaFilter* self, GstMgllavaJob* job, GstMgllavaObjectBatch* b) {
     guint n = job->objects->len, i;
     MglFrameRequest* reqs = g_new0(MglFrameRequest, n);
+    MglGenParams* gens = g_new0(MglGenParams, n); /* each its own response matcher */
     GstMgllavaObjectSlot* slots = g_new0(GstMgllavaObjectSlot, n);
     uint64_t* ids = g_new0(uint64_t, n);
     const MglImage img = {job->rgb, job->width, job->height, job->width * 3};
@@ -68,7 +69,9 @@ static void submit_and_wait(GstMgllavaFilter* self, GstMgllavaJob* job, GstMglla
         reqs[i].question = q->prompt;
         reqs[i].boxes = &q->box;
         reqs[i].n_boxes = 1;
-        reqs[i].params = &job->gen;
+        gens[i] = job->gen;
+        gst_mgllava_filter_constraint_bind_index(self, i, &gens[i]);
+        reqs[i].params = &gens[i];
         reqs[i].done = on_object_result;
         reqs[i].user_data = &slots[i];
     }
@@ -95,12 +98,13 @@ static void submit_and_wait(GstMgllavaFilter* self, GstMgllavaJob* job, GstMglla
         g_mutex_unlock(&b->m);
     }
     g_free(reqs);
+    g_free(gens);
     g_free(slots);
     g_free(ids);
 }
 
 void gst_mgllava_filter_run_objects(GstMgllavaFilter* self, GstMgllavaJob* job) {
-    guint n = job->objects->len, i, n_ok = 0, n_aborted = 0;
+    guint n = job->objects->len, i, n_ok = 0, n_aborted = 0, n_incomplete = 0;
     GstMgllavaObjectBatch b;
     GQueue answers = G_QUEUE_INIT;
     gint max_batch = 0;
@@ -120,6 +124,7 @@ void gst_mgllava_filter_run_objects(GstMgllavaFilter* self, GstMgllavaJob* job) 
         max_batch = MAX(max_batch, d->batch);
         if (d->status == MGL_OK) {
             r = gst_mgllava_result_new(job, d);
+            if (!gst_mgllava_filter_constraint_finish_index(self, i, d->ids, d->n_ids, r)) n_incomplete++;
             g_free(r->fields.prompt);
             r->fields.prompt = g_strdup(q->prompt);
             r->fields.object_id = q->id;
@@ -128,9 +133,13 @@ void gst_mgllava_filter_run_objects(GstMgllavaFilter* self, GstMgllavaJob* job) 
             r->fields.object_y = (gint)q->box.y1;
             r->fields.object_w = (gint)(q->box.x2 - q->box.x1);
             r->fields.object_h = (gint)(q->box.y2 - q->box.y1);
-            gst_element_post_message(
-                GST_ELEMENT(self),
-                gst_message_new_element(GST_OBJECT(self), gst_mgllava_result_meta_to_structure(&r->fields)));
+            {
+                /* as the frame's answers: the structured answer also as a value */
+                GstStructure* msg = gst_mgllava_result_meta_to_structure(&r->fields);
+
+                gst_mgllava_constraint_add_answer(msg, r->fields.json);
+                gst_element_post_message(GST_ELEMENT(self), gst_message_new_element(GST_OBJECT(self), msg));
+            }
             GST_DEBUG_OBJECT(self, "frame %" G_GUINT64_FORMAT ", object %d (%s): \"%s\" (batch %d)", job->frame, q->id,
                              q->label, r->fields.text, d->batch);
             g_queue_push_tail(&answers, r);
@@ -152,6 +161,7 @@ void gst_mgllava_filter_run_objects(GstMgllavaFilter* self, GstMgllavaJob* job) 
     g_mutex_lock(&self->lock);
     if (max_batch > self->max_batch_seen) self->max_batch_seen = max_batch;
     self->trig_stats.object_answers += n_ok;
+    self->n_incomplete += n_incomplete;
     if (n_ok > 0)
         self->n_results++;
     else if (n_aborted == n)
@@ -198,12 +208,17 @@ void gst_mgllava_filter_attach_object_answer(GstMgllavaFilter* self, GstBuffer* 
         /* as DL Streamer's classifiers attach a result to a ROI: label (the
          * answer), model_name, attribute_name; then the question and the
          * frame the answer is about */
-        gst_video_region_of_interest_meta_add_param(
-            roi, gst_structure_new(GST_MGLLAVA_OBJECT_ANSWER_PARAM, "label", G_TYPE_STRING, r->text, "model_name",
-                                   G_TYPE_STRING, model, "attribute_name", G_TYPE_STRING, attribute, "text",
-                                   G_TYPE_STRING, r->text, "prompt", G_TYPE_STRING, r->prompt, "object_id", G_TYPE_INT,
-                                   r->object_id, "source_frame", G_TYPE_UINT64, r->source_frame, "source_pts",
-                                   G_TYPE_UINT64, (guint64)r->source_pts, NULL));
+        GstStructure* param = gst_structure_new(
+            GST_MGLLAVA_OBJECT_ANSWER_PARAM, "label", G_TYPE_STRING, r->text, "model_name", G_TYPE_STRING, model,
+            "attribute_name", G_TYPE_STRING, attribute, "text", G_TYPE_STRING, r->text, "prompt", G_TYPE_STRING,
+            r->prompt, "object_id", G_TYPE_INT, r->object_id, "source_frame", G_TYPE_UINT64, r->source_frame,
+            "source_pts", G_TYPE_UINT64, (guint64)r->source_pts, NULL);
+
+        /* a structured answer (response-schema): how it ended, and the value */
+        if (r->constraint) gst_structure_set(param, "constraint", G_TYPE_STRING, r->constraint, NULL);
+        if (r->json) gst_structure_set(param, "json", G_TYPE_STRING, r->json, NULL);
+        gst_mgllava_constraint_add_answer(param, r->json);
+        gst_video_region_of_interest_meta_add_param(roi, param);
         g_free(attribute);
         g_free(model);
         return;

@@ -15,6 +15,10 @@ With the demo model on mgllavascenesrc frames (boxes from mgllavablobdetect):
             JSON lines' "answer" null, stats incomplete = results
   errors    an unsupported keyword, both properties set, a missing file: an element error at start
             naming what is wrong
+  objects   per-object questions (object-mode=new-track), several objects of a frame decoded
+            together, each with its own matcher: every answer complete, one of the enum's shapes,
+            the same value in the result meta and the bus message (the ROI meta's param structure
+            carries it too: test triggers reads those params)
 
   structured.py MODEL_DIR   (GI_TYPELIB_PATH and LD_LIBRARY_PATH: the build's gst/; GST_PLUGIN_PATH)
 Exit 77 without python3-gi / the typelib / python3-jsonschema / the model.
@@ -196,6 +200,56 @@ def check_budget(model, tmp):
     print(f"budget: {[r['text'] for r in posted]} incomplete")
 
 
+SHAPES = ["circle", "square", "triangle", "star"]
+
+
+def check_objects(model, tmp):
+    desc = (f"mgllavascenesrc seed=31 num-buffers=40 ! mgllavablobdetect ! mgllavafilter name=f model={model} "
+            "interval=0 object-mode=new-track object-prompt=\"What shape is the {label} object?\" ! "
+            "fakesink name=sink")
+    p = Gst.parse_launch(desc)
+    p.get_by_name("f").set_property("response-schema", json.dumps({"enum": SHAPES}))
+    metas, posted = [], []
+
+    def probe(pad, info):
+        buf = info.get_buffer()
+        state = None
+        while True:
+            m, state = GstMgllava.buffer_iterate_mgllava_result_meta(buf, state)
+            if m is None:
+                break
+            metas.append((m.json, m.constraint))
+        return Gst.PadProbeReturn.OK
+
+    p.get_by_name("sink").get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, probe)
+    bus = p.get_bus()
+    err = None
+    p.set_state(Gst.State.PLAYING)
+    while True:
+        msg = bus.timed_pop(300 * Gst.SECOND)
+        if msg is None or msg.type in (Gst.MessageType.EOS, Gst.MessageType.ERROR):
+            if msg is None or msg.type == Gst.MessageType.ERROR:
+                err = msg.parse_error()[0].message if msg else "timeout"
+            break
+        s = msg.get_structure()
+        if msg.type == Gst.MessageType.ELEMENT and s.get_name() == "mgllava-result":
+            ok, js, how = GstMgllava.result_structure_get_constraint(s)
+            posted.append((js, how, s.get_value("answer") if s.has_field("answer") else None))
+    stats = p.get_by_name("f").get_property("stats")
+    p.set_state(Gst.State.NULL)
+    if err:
+        return fail(f"objects: {err}")
+    batch = stats.get_value("largest-batch")
+    if len(posted) < 4 or batch < 2:
+        fail(f"objects: {len(posted)} answers, largest batch {batch} (several objects of a frame together expected)")
+    for js, how, ans in posted:
+        if how != "complete" or js is None or json.loads(js) not in SHAPES or ans != json.loads(js):
+            fail(f"objects: bus answer {js!r} ({how!r}, value {ans!r}) is not one of {SHAPES}")
+    if sorted(m for m in metas) != sorted((js, how) for js, how, _ in posted):
+        fail(f"objects: result metas {metas} differ from the bus messages {posted}")
+    print(f"objects: {len(posted)} per-object answers (largest batch {batch}), e.g. {posted[0][0] if posted else None}")
+
+
 def check_errors(model, tmp):
     cases = [
         ({"response_schema": '{"type":"integer","minimum":0}'}, "minimum"),
@@ -218,7 +272,7 @@ def main():
         sys.exit(77)
     Gst.init(None)
     with tempfile.TemporaryDirectory() as tmp:
-        for check in (check_errors, check_object, check_grammar, check_budget, check_integer):
+        for check in (check_errors, check_object, check_grammar, check_budget, check_integer, check_objects):
             check(model, tmp)
     print(f"{'FAIL' if errors else 'PASS'}: {len(errors)} problems")
     sys.exit(1 if errors else 0)
