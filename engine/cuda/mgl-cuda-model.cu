@@ -26,6 +26,7 @@
 
 #include "mgl-cuda-model.cuh"
 extern "C" {
+#include "mgl-quant.h"
 #include "mgl-weight-table.h"
 }
 
@@ -78,8 +79,31 @@ static void put_rows(MglBackendModel* dm, uint8_t* dst, const MglWeight* w) {
     free(stage);
 }
 
+/* quantized matrices (mgl-quant.h) stacked by rows: their bytes, then their
+ * scales, each end to end as they are (same cols, bits and group) */
+static MglCudaW upQcat(MglBackendModel* dm, const MglWeight* const* ws, int k) {
+    MglCudaW r = *ws[0];
+    int64_t rows = 0;
+    for (int i = 0; i < k; i++) rows += ws[i]->rows;
+    const int64_t rb = mgl_quant_row_bytes(r.qbits, r.cols), G = mgl_quant_n_groups(r.cols, r.qgroup);
+    r.rows = rows;
+    r.data = dm_alloc(dm, (size_t)(rows * rb), "quantized weights");
+    r.scales = (const uint16_t*)dm_alloc(dm, sizeof(uint16_t) * (size_t)(rows * G), "quantized weight scales");
+    if (!r.data || !r.scales) return r;
+    int64_t at = 0;
+    for (int i = 0; i < k && dm->st == MGL_OK; i++) {
+        dm->st = mgl_cuda_upload((uint8_t*)r.data + at * rb, ws[i]->data, (size_t)(ws[i]->rows * rb), dm->err);
+        if (dm->st == MGL_OK)
+            dm->st = mgl_cuda_upload((uint16_t*)r.scales + at * G, ws[i]->scales,
+                                     sizeof(uint16_t) * (size_t)(ws[i]->rows * G), dm->err);
+        at += ws[i]->rows;
+    }
+    return r;
+}
+
 /* matrices stacked by rows (same cols) as one device matrix */
 static MglCudaW upWcat(MglBackendModel* dm, const MglWeight* const* ws, int k) {
+    if (ws[0]->qbits) return upQcat(dm, ws, k);
     MglCudaW r;
     memset(&r, 0, sizeof r);
     int64_t rows = 0;
@@ -125,21 +149,29 @@ static void upload_all(MglBackendModel* dm) {
         if (it.spec->kind == MGL_WK_MAT) {
             std::vector<const MglWeight*> hs;
             for (size_t k : run) hs.push_back((const MglWeight*)mgl_weight_field(hw, &items[k]));
-            if (hs[0]->qbits) { /* q8/q4 (mgl-quant.h): the CPU backend's for now */
+            /* q8/q4 (mgl-quant.h): the LLM's matrices only (mgl-cuda-quant.cu's kernels) */
+            bool mixed = false;
+            for (const MglWeight* h : hs) mixed |= h->qbits != hs[0]->qbits || h->qgroup != hs[0]->qgroup;
+            if (hs[0]->qbits && (mixed || !(it.spec->group == MGL_WG_LAYER || (it.spec->flags & MGL_WF_STEP)))) {
                 dm->st = mgl_err(dm->err, MGL_E_UNSUPPORTED,
-                                 "cuda: '%s' is quantized (q%d); quantized models run on the CPU backend "
-                                 "(--device cpu) in this build",
-                                 it.name, (int)hs[0]->qbits);
+                                 "cuda: '%s' is quantized (q%d)%s; the CUDA backend takes quantized LLM layers and "
+                                 "lm_head only (run it with --device cpu)",
+                                 it.name, (int)hs[0]->qbits, mixed ? " unlike the matrices fused with it" : "");
                 break;
             }
             MglCudaW whole = upWcat(dm, hs.data(), (int)hs.size());
-            size_t off = 0;
+            const bool q = hs[0]->qbits != 0;
+            const int64_t qrb = q ? mgl_quant_row_bytes(hs[0]->qbits, hs[0]->cols) : 0;
+            const int64_t qG = q ? mgl_quant_n_groups(hs[0]->cols, hs[0]->qgroup) : 0;
+            size_t off = 0, soff = 0;
             for (size_t r = 0; r < run.size(); r++) {
                 MglWeight* d = (MglWeight*)mgl_weight_field(&dm->w, &items[run[r]]);
                 *d = whole;
                 d->rows = r == 0 ? whole.rows : hs[r]->rows;
                 if (whole.data) d->data = (const uint8_t*)whole.data + off;
-                off += (size_t)(hs[r]->rows * hs[r]->cols) * mglc_dtsize(dm->prec);
+                if (q && whole.scales) d->scales = whole.scales + soff;
+                off += q ? (size_t)(hs[r]->rows * qrb) : (size_t)(hs[r]->rows * hs[r]->cols) * mglc_dtsize(dm->prec);
+                soff += (size_t)(hs[r]->rows * qG);
             }
         } else {
             std::vector<const float*> hs;
@@ -160,7 +192,12 @@ static void upload_all(MglBackendModel* dm) {
         for (size_t k : run) done[k] = true;
     }
     dm->in_llm = false;
-    if (dm->hw->lc.tie_embeddings) {
+    if (dm->hw->lc.tie_embeddings && dm->hw->lm_head.qbits) { /* a tied model's quantized copy (mgl-quant.h) */
+        dm->in_llm = true;
+        const MglWeight* h = &dm->hw->lm_head;
+        dm->w.lm_head = upQcat(dm, &h, 1);
+        dm->in_llm = false;
+    } else if (dm->hw->lc.tie_embeddings) {
         dm->w.lm_head = dm->w.embed;
         dm->llm_need += (size_t)(dm->w.embed.rows * dm->w.embed.cols) * mglc_dtsize(dm->prec);
     }

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "mgl-cuda-internal.cuh"
+#include "mgl-cuda-quant.h"
 
 /* ---- errors, memory ------------------------------------------------------ */
 
@@ -391,6 +392,11 @@ static void gemv_launch(MglCudaStream* s, const MglCudaW* W, const float* x, con
 extern "C" void mgl_cuda_matmul(MglCudaStream* s, const float* x, int64_t T, const MglCudaW* W, const float* bias,
                                 float* y, int64_t ldy) {
     if (T <= 0) return;
+    if (W->qbits) { /* q8/q4: mgl-cuda-quant.cu */
+        mgl_cuda_qmatmul(s, x, T, W, y, ldy);
+        add_bias(s, y, bias, T, W->rows, ldy);
+        return;
+    }
     if (T == 1) {
         if (W->dtype == MGL_DT_F16)
             gemv_launch<__half>(s, W, x, bias, y);

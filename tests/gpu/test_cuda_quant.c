@@ -6,9 +6,12 @@
  * activation blocks there: the CPU-to-CUDA tolerance of docs/quantization.md).
  * Shapes: K = 48 and 352 (shorter last group), odd N, per-row and grouped
  * scales, and one decode-sized matrix whose GEMV time gives the fraction of
- * the device's bandwidth reached on the quantized bytes. Exit 77 (skipped)
- * when no CUDA device can be used. */
+ * the device's bandwidth reached on the quantized bytes; then the tiny
+ * Llama-3 and Phi-3 fixtures quantized, CUDA against the CPU backend (prompt
+ * logits and one decode step). Exit 77 (skipped) when no CUDA device can be
+ * used. */
 #include "mgl-cuda-quant.h"
+#include "mgl-model.h"
 #include "mgl-quant.h"
 #include "cpu/mgl-blas.h"
 #include "cpu/mgl-ops-quant.h"
@@ -16,6 +19,7 @@
 #include "gpu-parity.h"
 
 #include <cuda_runtime_api.h>
+#include <glib.h>
 #include <math.h>
 #include <time.h>
 
@@ -131,6 +135,58 @@ static void bandwidth(int bits) {
     free(sc);
 }
 
+/* a tiny fixture model quantized, on the CPU and on CUDA: prompt logits
+ * (the dequantized GEMM) and one decode step (the GEMV) */
+static MglModel* load_on(const char* path, const char* dev) {
+    MglModelParams mp = mgl_model_default_params();
+    mp.device = dev;
+    mp.precision = "f32";
+    MglModel* m = NULL;
+    MglErr e = {0};
+    if (mgl_model_load(path, &mp, &m, &e) != MGL_OK) fprintf(stderr, "%s (%s): %s\n", path, dev, e.msg);
+    REQUIRE(m != NULL);
+    return m;
+}
+
+static void model(const char* name, int bits, const char* tmp) {
+    char* src = g_build_filename(test_env("MGL_FIXTURES"), "models", name, NULL);
+    char* out = g_strdup_printf("%s/%s-q%d", tmp, name, bits);
+    MglErr e = {0};
+    REQUIRE(mgl_convert(src, out, bits == 8 ? "q8,float=f32" : "q4,float=f32", &e) == MGL_OK);
+    MglModel* c = load_on(out, "cpu");
+    MglModel* g = load_on(out, "cuda");
+    MglPrompt pr;
+    REQUIRE(mgl_prompt_build(c->tok, c->tmpl, "Describe the image in a few words.", false, &pr, &e) == MGL_OK);
+    const int64_t H = c->w.lc.hidden, V = c->w.lc.vocab, L = (int64_t)pr.n_ids;
+    float* emb = malloc(sizeof(float) * (size_t)((L + 1) * H));
+    for (int64_t i = 0; i < L; i++) mgl_weight_row(&c->w.embed, pr.ids[i], emb + i * H);
+    float* lc = malloc(sizeof(float) * (size_t)(L * V));
+    float* lg = malloc(sizeof(float) * (size_t)(L * V));
+    MglCtx *cc = NULL, *gc = NULL;
+    REQUIRE(mgl_ctx_new(c, &cc, &e) == MGL_OK && mgl_ctx_new(g, &gc, &e) == MGL_OK);
+    REQUIRE(mgl_llm_forward(cc, emb, L, 0, lc, true, &e) == MGL_OK);
+    REQUIRE(mgl_llm_forward(gc, emb, L, 0, lg, true, &e) == MGL_OK);
+    const ParityDiff p0 = parity_diff(lc, lg, (size_t)(L * V));
+    mgl_weight_row(&c->w.embed, 7, emb);
+    REQUIRE(mgl_llm_forward(cc, emb, 1, L, lc, false, &e) == MGL_OK);
+    REQUIRE(mgl_llm_forward(gc, emb, 1, L, lg, false, &e) == MGL_OK);
+    const ParityDiff p1 = parity_diff(lc, lg, (size_t)V);
+    /* CPU q4 rounds activations to int8 blocks, CUDA to f16; q8 both keep them (f32 / f16) */
+    const double tol = bits == 8 ? 1e-2 : 5e-2;
+    printf("%s q%d: CUDA vs CPU logits: prompt %.2e, decode step %.2e (tol %.0e)\n", name, bits, p0.rel, p1.rel, tol);
+    CHECK(p0.rel <= tol && p1.rel <= tol);
+    mgl_ctx_free(cc);
+    mgl_ctx_free(gc);
+    mgl_model_free(c);
+    mgl_model_free(g);
+    mgl_prompt_clear(&pr);
+    free(emb);
+    free(lc);
+    free(lg);
+    g_free(out);
+    g_free(src);
+}
+
 int main(void) {
     MglErr e = {0};
     if (mgl_cuda_device_count() <= 0 || mgl_cuda_probe(0, &e) != MGL_OK) {
@@ -149,6 +205,16 @@ int main(void) {
             }
     bandwidth(8);
     bandwidth(4);
+    char* tmp = g_dir_make_tmp("mgl-cuda-quant-XXXXXX", NULL);
+    REQUIRE(tmp != NULL);
+    for (int bits = 8; bits >= 4; bits -= 4) {
+        model("tiny-llama3", bits, tmp); /* q|k|v and gate|up fused on the device */
+        model("tiny-phi3", bits, tmp);   /* fused in the files */
+    }
+    char* cmd = g_strdup_printf("rm -rf '%s'", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    g_free(cmd);
+    g_free(tmp);
     mgl_cuda_stream_free(S);
     TEST_DONE();
 }
