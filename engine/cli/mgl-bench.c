@@ -238,9 +238,6 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
     double tb = now_ms();
     MglModelFiles* f = NULL;
     size_t llm_bytes = 0;
-    if (!cpu && bp->quant_bits)
-        return mgl_err(err, MGL_E_UNSUPPORTED, "bench: q%d weights run on the CPU backend only in this build",
-                       bp->quant_bits);
     MGL_TRY(build_files(p, dt, bp->quant_bits, 1234, &f, &llm_bytes, err));
     MglModelParams mp = mgl_model_default_params();
     mp.device = dev;
@@ -264,8 +261,9 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
     else
         g_string_append_printf(j,
                                "{\"preset\": \"%s\", \"backend\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
-                               "\"build_ms\": %.1f, \"weight_bytes\": %zu",
-                               p->name, mgl_model_backend_name(m), info.device, prec, build_ms, info.weight_bytes);
+                               "\"quant\": \"%s\", \"build_ms\": %.1f, \"weight_bytes\": %zu",
+                               p->name, mgl_model_backend_name(m), info.device, prec,
+                               bp->quant_bits ? bench_dtype_name(bp) : "none", build_ms, info.weight_bytes);
     const char* fmt = cpu ? "%.1f" : "%.3f";
     MglBackendBench b;
     memset(&b, 0, sizeof b);
