@@ -42,6 +42,7 @@ static const LlmShape k_phi3mini = {"phi3", 3072, 32, 32, 32, 8192, 32064, 4096,
 static const LlmShape k_llama3_8b = {"llama", 4096, 32, 32, 8, 14336, 128256, 8192, 5e5f, false};
 static const LlmShape k_llama110m = {"llama", 768, 12, 12, 12, 2048, 32000, 2048, 1e4f, true};
 static const LlmShape k_llm_tiny = {"llama", 64, 1, 2, 2, 128, 256, 4096, 1e4f, false};
+static const LlmShape k_yi34b = {"llama", 7168, 60, 56, 8, 20480, 64000, 4096, 5e6f, false};
 
 typedef struct {
     const char* name;
@@ -49,6 +50,7 @@ typedef struct {
     const CnxShape* cnx;
     const LlmShape* llm;
     bool vision, lm;
+    bool qdirect; /* synthesized quantized (q4: groups of 128), never in float: --dtype q8|q4 only */
 } Preset;
 
 static const Preset k_presets[] = {
@@ -60,10 +62,11 @@ static const Preset k_presets[] = {
     {"phi3-mini", &k_clip_tiny, &k_cnx_tiny, &k_phi3mini, false, true},
     {"llama3-8b", &k_clip_tiny, &k_cnx_tiny, &k_llama3_8b, false, true},
     {"mgllava-7b", &k_clip_l, &k_cnx_l, &k_vicuna7b, true, true},
+    {"yi-34b", &k_clip_l, &k_cnx_l, &k_yi34b, true, true, true},
 };
 
 const char* mgl_bench_preset_names(void) {
-    return "clip-l-336 convnext-l-768 vision-l llama-110m vicuna-7b phi3-mini llama3-8b mgllava-7b";
+    return "clip-l-336 convnext-l-768 vision-l llama-110m vicuna-7b phi3-mini llama3-8b mgllava-7b yi-34b (q8/q4)";
 }
 
 static double now_ms(void) { return (double)g_get_monotonic_time() / 1000.0; }
@@ -119,9 +122,16 @@ static MglStatus build_files(const Preset* p, MglDType dt, int qbits, uint64_t s
     L->eos_ids[0] = 2;
     L->n_eos = 1;
     snprintf(L->hidden_act, sizeof L->hidden_act, "silu");
-    MglStatus st = mgl_model_files_synthesize(f, dt, seed, err);
+    MglStatus st = MGL_OK;
+    if (p->qdirect && !qbits)
+        st = mgl_err(err, MGL_E_INVALID, "bench: preset '%s' is synthesized quantized only: --dtype q4 or q8", p->name);
+    if (st == MGL_OK && p->qdirect) { /* the LLM's matrices made quantized: never the float model in host memory */
+        MglQuantSpec q = {.bits = qbits, .group = 128, .head = true};
+        st = mgl_quant_synthesize(f, &q, seed, err);
+    }
+    if (st == MGL_OK) st = mgl_model_files_synthesize(f, dt, seed, err);
     if (st == MGL_OK) st = mgl_model_files_validate(f, err);
-    if (st == MGL_OK && qbits) {
+    if (st == MGL_OK && qbits && !p->qdirect) {
         MglQuantSpec q = {.bits = qbits, .group = qbits == 8 ? 128 : 32, .head = true};
         /* the sanity figure: each quantized matrix's output error on these random weights */
         char* rep = mgl_quant_error_report(f, &q);

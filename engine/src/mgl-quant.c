@@ -444,6 +444,91 @@ char* mgl_quant_error_report(const MglModelFiles* mf, const MglQuantSpec* q) {
     return g_string_free(w.out, FALSE);
 }
 
+typedef struct {
+    uint64_t key;
+    int64_t rb;
+    uint8_t* q;
+} SynthQ;
+
+static void synth_q_part(void* ctx, int64_t b, int64_t e) {
+    const SynthQ* j = ctx;
+    for (int64_t n = b; n < e; n++) { /* counter-based: any split gives the same bytes */
+        uint64_t s = j->key ^ ((uint64_t)n * 0x9e3779b97f4a7c15ull);
+        for (int64_t i = 0; i < j->rb; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            uint8_t v = (uint8_t)(s >> 56);
+            j->q[n * j->rb + i] = v == 0x80 ? 0x81 : v; /* q8 never takes -128 */
+        }
+    }
+}
+
+typedef struct {
+    MglModelFiles* mf;
+    const MglQuantSpec* q;
+    uint64_t seed;
+    MglErr* err;
+    MglStatus st;
+} SynthWalk;
+
+static bool synth_q_item(const MglWeightItem* it, void* user) {
+    SynthWalk* w = user;
+    if (!selected(it->spec, w->q) || mgl_tset_get(w->mf->weights, it->name)) return true;
+    const int64_t N = it->shape[0], K = it->shape[1], G = mgl_quant_n_groups(K, w->q->group);
+    const int64_t rb = mgl_quant_row_bytes(w->q->bits, K);
+    const size_t qbytes = (size_t)(N * rb), sbytes = sizeof(uint16_t) * (size_t)(N * G);
+    uint8_t* q = malloc(qbytes ? qbytes : 1);
+    uint16_t* sc = malloc(sbytes ? sbytes : 1);
+    MglMap* qm = q ? heap_map(q, qbytes) : NULL;
+    MglMap* sm = sc ? heap_map(sc, sbytes) : NULL;
+    if (!qm || !sm) {
+        if (qm)
+            mgl_map_unref(qm);
+        else
+            free(q);
+        if (sm)
+            mgl_map_unref(sm);
+        else
+            free(sc);
+        w->st = mgl_err(w->err, MGL_E_NOMEM, "synthesize: out of memory for '%s' (%lld bytes)", it->name,
+                        (long long)(N * rb));
+        return false;
+    }
+    w->seed = w->seed * 6364136223846793005ull + 1442695040888963407ull;
+    SynthQ job = {w->seed, rb, q};
+    mgl_parallel_for(N, 64, synth_q_part, &job);
+    const uint16_t s16 = mgl_f32_to_f16(1.0f / sqrtf((float)K) / (w->q->bits == 8 ? 127.0f : 8.0f));
+    for (int64_t i = 0; i < N * G; i++) sc[i] = s16;
+    char sname[200];
+    mgl_quant_scale_name(it->name, sname, sizeof sname);
+    MglTensor t = {.name = strdup(it->name),
+                   .dtype = w->q->bits == 8 ? MGL_DT_I8 : MGL_DT_U8,
+                   .ndim = 2,
+                   .shape = {N, rb},
+                   .stride = {rb, 1},
+                   .data = q,
+                   .map = qm};
+    MglTensor s = {.name = strdup(sname),
+                   .dtype = MGL_DT_F16,
+                   .ndim = 2,
+                   .shape = {N, G},
+                   .stride = {G, 1},
+                   .data = (const uint8_t*)sc,
+                   .map = sm};
+    if ((w->st = mgl_tset_add(w->mf->weights, &t, w->err)) != MGL_OK) {
+        mgl_map_unref(sm);
+        free(s.name);
+        return false;
+    }
+    w->st = mgl_tset_add(w->mf->weights, &s, w->err);
+    return w->st == MGL_OK;
+}
+
+MglStatus mgl_quant_synthesize(MglModelFiles* mf, const MglQuantSpec* q, uint64_t seed, MglErr* err) {
+    SynthWalk w = {mf, q, seed, err, MGL_OK};
+    mgl_weight_walk(mf, synth_q_item, &w);
+    return w.st;
+}
+
 char* mgl_quant_describe(const MglTensorSet* set) {
     int64_t n8 = 0, n4 = 0, g8 = -1, g4 = -1;
     bool mixed8 = false, mixed4 = false;

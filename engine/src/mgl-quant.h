@@ -94,6 +94,13 @@ bool mgl_quant_tied_head(const MglModelFiles* mf, MglWeight* w, char* msg, size_
  * A JSON object {"q_proj": 0.0041, ...} (g_free), "{}" when none. */
 char* mgl_quant_error_report(const MglModelFiles* mf, const MglQuantSpec* q);
 
+/* Random quantized matrices made directly (benchmarks of models too big to
+ * synthesize in float first): every matrix the spec selects that mf->weights
+ * lacks, with random levels and one scale 1/sqrt(K) / (127 or 8), the
+ * spread of mgl_model_files_synthesize's float weights. Call before
+ * mgl_model_files_synthesize, which then fills in the rest. */
+MglStatus mgl_quant_synthesize(MglModelFiles* mf, const MglQuantSpec* q, uint64_t seed, MglErr* err);
+
 /* "q4, group 32: 98 tensors, 12.3 MiB" for the quantized tensors of a set,
  * or NULL when there are none (g_free). */
 char* mgl_quant_describe(const MglTensorSet* set);
