@@ -540,6 +540,29 @@ GST_START_TEST(test_per_object_latest) {
 
 GST_END_TEST;
 
+/* object-mode=interval every 4.5 frames: each track is asked at its first
+ * frame and again 5 frames later (the scene lasts 10): two questions per
+ * object, two sampled frames per scene (the tiny model: answers are noise) */
+GST_START_TEST(test_per_object_interval) {
+    Seen seen = {0};
+    GstStructure* s;
+    guint n_truth = n_truth_objects(), n;
+
+    s = run(tiny_model,
+            "attach-mode=exact interval=0 object-mode=interval object-interval=150000000 object-attribute=shape", NULL,
+            &seen);
+    for (n = 0; n < N_FRAMES; n++) fail_unless(seen.sampled[n] == FALSE); /* no frame answers, only objects */
+    fail_unless_equals_int(seen.n_object_results, 2 * n_truth);
+    fail_unless_equals_int(seen.n_on_roi, 2 * n_truth);
+    fail_unless_equals_uint64(stat_of(s, "sampled"), 2 * N_FRAMES / SF);
+    fail_unless_equals_uint64(stat_of(s, "object-questions"), 2 * n_truth);
+    check_balance(s);
+    gst_structure_free(s);
+    g_hash_table_unref(seen.answered_tracks);
+}
+
+GST_END_TEST;
+
 /* cvtracker's ROI metas carry no track id: the filter gives one (from 2^30
  * + 1) with its own IoU tracker and writes it onto each frame's meta, so the
  * ball is one track: one new-track sample, one per-object answer on it */
@@ -597,6 +620,7 @@ static Suite* triggers_suite(gboolean have_demo) {
     tcase_add_test(tc, test_cooldown);
     tcase_add_test(tc, test_with_interval);
     tcase_add_test(tc, test_cvtracker_input);
+    tcase_add_test(tc, test_per_object_interval);
     if (have_demo) {
         tcase_add_test(tc, test_per_object);
         tcase_add_test(tc, test_per_object_latest);
