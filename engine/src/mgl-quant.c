@@ -291,6 +291,36 @@ typedef struct {
     MglStatus st;
 } QuantWalk;
 
+/* A contiguous 2-D tensor over `data` (the name copied, the map's reference taken). */
+static MglTensor mat2(const char* name, MglDType dt, int64_t rows, int64_t cols, const void* data, MglMap* map) {
+    return (MglTensor){.name = strdup(name),
+                       .dtype = dt,
+                       .ndim = 2,
+                       .shape = {rows, cols},
+                       .stride = {cols, 1},
+                       .data = (const uint8_t*)data,
+                       .map = map};
+}
+
+/* Heap buffers, each owned by a map, for quantized bytes and scales; false
+ * (nothing left allocated) when out of memory. */
+static bool qpair_alloc(size_t qbytes, size_t sbytes, uint8_t** q, uint16_t** sc, MglMap** qm, MglMap** sm) {
+    *q = malloc(qbytes ? qbytes : 1);
+    *sc = malloc(sbytes ? sbytes : 1);
+    *qm = *q ? heap_map(*q, qbytes) : NULL;
+    *sm = *sc ? heap_map(*sc, sbytes) : NULL;
+    if (*qm && *sm) return true;
+    if (*qm)
+        mgl_map_unref(*qm);
+    else
+        free(*q);
+    if (*sm)
+        mgl_map_unref(*sm);
+    else
+        free(*sc);
+    return false;
+}
+
 /* Quantize float tensor `t` (N, K) as `name`: replacing `t` in the set when
  * `replace`, else added beside it (a tied model's lm_head copy). */
 static MglStatus quant_tensor(MglTensorSet* set, MglTensor* t, const char* name, int64_t N, int64_t K,
@@ -304,32 +334,17 @@ static MglStatus quant_tensor(MglTensorSet* set, MglTensor* t, const char* name,
         return mgl_err(err, MGL_E_UNSUPPORTED, "quantize: tensor '%s' must be a contiguous f32/f16/bf16 [%lld, %lld]",
                        t->name, (long long)N, (long long)K);
     const size_t qbytes = (size_t)(N * mgl_quant_row_bytes(spec->bits, K)), sbytes = sizeof(uint16_t) * (size_t)(N * G);
-    uint8_t* q = malloc(qbytes ? qbytes : 1);
-    uint16_t* sc = malloc(sbytes ? sbytes : 1);
-    MglMap* qm = q ? heap_map(q, qbytes) : NULL;
-    MglMap* sm = sc ? heap_map(sc, sbytes) : NULL;
-    if (!qm || !sm) {
-        if (qm)
-            mgl_map_unref(qm);
-        else
-            free(q);
-        if (sm)
-            mgl_map_unref(sm);
-        else
-            free(sc);
+    uint8_t* q;
+    uint16_t* sc;
+    MglMap *qm, *sm;
+    if (!qpair_alloc(qbytes, sbytes, &q, &sc, &qm, &sm)) {
         return mgl_err(err, MGL_E_NOMEM, "quantize: out of memory for '%s'", name);
     }
     QuantJob job = {t, K, spec->bits, spec->group, q, sc};
     mgl_parallel_for(N, 16, quant_part, &job);
     char sname[200];
     mgl_quant_scale_name(name, sname, sizeof sname);
-    MglTensor s = {.name = strdup(sname),
-                   .dtype = MGL_DT_F16,
-                   .ndim = 2,
-                   .shape = {N, G},
-                   .stride = {G, 1},
-                   .data = (const uint8_t*)sc,
-                   .map = sm};
+    MglTensor s = mat2(sname, MGL_DT_F16, N, G, (const uint8_t*)sc, sm);
     const MglDType qdt = spec->bits == 8 ? MGL_DT_I8 : MGL_DT_U8;
     const int64_t rb = mgl_quant_row_bytes(spec->bits, K);
     MglStatus st;
@@ -344,8 +359,7 @@ static MglStatus quant_tensor(MglTensorSet* set, MglTensor* t, const char* name,
         t->stride[0] = rb;
         t->stride[1] = 1;
     } else {
-        MglTensor c = {
-            .name = strdup(name), .dtype = qdt, .ndim = 2, .shape = {N, rb}, .stride = {rb, 1}, .data = q, .map = qm};
+        MglTensor c = mat2(name, qdt, N, rb, q, qm);
         if ((st = mgl_tset_add(set, &c, err)) != MGL_OK) {
             mgl_map_unref(sm);
             free(s.name);
@@ -476,19 +490,10 @@ static bool synth_q_item(const MglWeightItem* it, void* user) {
     const int64_t N = it->shape[0], K = it->shape[1], G = mgl_quant_n_groups(K, w->q->group);
     const int64_t rb = mgl_quant_row_bytes(w->q->bits, K);
     const size_t qbytes = (size_t)(N * rb), sbytes = sizeof(uint16_t) * (size_t)(N * G);
-    uint8_t* q = malloc(qbytes ? qbytes : 1);
-    uint16_t* sc = malloc(sbytes ? sbytes : 1);
-    MglMap* qm = q ? heap_map(q, qbytes) : NULL;
-    MglMap* sm = sc ? heap_map(sc, sbytes) : NULL;
-    if (!qm || !sm) {
-        if (qm)
-            mgl_map_unref(qm);
-        else
-            free(q);
-        if (sm)
-            mgl_map_unref(sm);
-        else
-            free(sc);
+    uint8_t* q;
+    uint16_t* sc;
+    MglMap *qm, *sm;
+    if (!qpair_alloc(qbytes, sbytes, &q, &sc, &qm, &sm)) {
         w->st = mgl_err(w->err, MGL_E_NOMEM, "synthesize: out of memory for '%s' (%lld bytes)", it->name,
                         (long long)(N * rb));
         return false;
@@ -500,20 +505,8 @@ static bool synth_q_item(const MglWeightItem* it, void* user) {
     for (int64_t i = 0; i < N * G; i++) sc[i] = s16;
     char sname[200];
     mgl_quant_scale_name(it->name, sname, sizeof sname);
-    MglTensor t = {.name = strdup(it->name),
-                   .dtype = w->q->bits == 8 ? MGL_DT_I8 : MGL_DT_U8,
-                   .ndim = 2,
-                   .shape = {N, rb},
-                   .stride = {rb, 1},
-                   .data = q,
-                   .map = qm};
-    MglTensor s = {.name = strdup(sname),
-                   .dtype = MGL_DT_F16,
-                   .ndim = 2,
-                   .shape = {N, G},
-                   .stride = {G, 1},
-                   .data = (const uint8_t*)sc,
-                   .map = sm};
+    MglTensor t = mat2(it->name, w->q->bits == 8 ? MGL_DT_I8 : MGL_DT_U8, N, rb, q, qm);
+    MglTensor s = mat2(sname, MGL_DT_F16, N, G, (const uint8_t*)sc, sm);
     if ((w->st = mgl_tset_add(w->mf->weights, &t, w->err)) != MGL_OK) {
         mgl_map_unref(sm);
         free(s.name);
