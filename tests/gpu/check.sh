@@ -4,7 +4,7 @@
 # is a build folder made elsewhere with nvcc and carried over. No network, no
 # GStreamer needed; PyTorch + transformers (+ timm) for the side-by-side.
 #
-#   1. the parity suite: build/tests/gpu/test_cuda_ops and test_cuda_model,
+#   1. the parity suite: build/tests/gpu/test_cuda_ops and test_cuda_model (and test_cuda_quant, test_cuda_clip),
 #      then the trained demo model's answers on CUDA (f16 and f32) against the
 #      CPU's (CHECK_DEMO_SCENES held-out scenes, default 10)
 #   2. mgllava bench --device cuda --precision f16 for each preset
@@ -57,6 +57,7 @@ ldd "$BIN" | grep "not found" && echo "missing shared libraries: run tests/gpu/b
 status_ops=missing
 status_model=missing
 status_quant=missing
+status_clip=missing
 run_parity() { # name binary outfile
     local t=$BUILD/tests/gpu/$2
     [ -x "$t" ] || { echo "$1: $t missing"; return 3; }
@@ -78,7 +79,10 @@ rc=$?; case $rc in 0) status_model=pass ;; 77) status_model=skipped ;; 124) stat
 echo "== parity: quantized weights (q8/q4 GEMV and dequantized GEMM vs the CPU; bandwidth of the GEMV)"
 run_parity quant test_cuda_quant parity-quant.txt
 rc=$?; case $rc in 0) status_quant=pass ;; 77) status_quant=skipped ;; 124) status_quant=timeout ;; *) status_quant="fail(rc=$rc)" ;; esac
-echo "parity: ops=$status_ops model=$status_model quant=$status_quant ($(($(date +%s) - START)) s)"
+echo "== parity: a video clip (the CUDA video path's tokens against the CPU's, f32)"
+run_parity clip test_cuda_clip parity-clip.txt
+rc=$?; case $rc in 0) status_clip=pass ;; 77) status_clip=skipped ;; 124) status_clip=timeout ;; *) status_clip="fail(rc=$rc)" ;; esac
+echo "parity: ops=$status_ops model=$status_model quant=$status_quant clip=$status_clip ($(($(date +%s) - START)) s)"
 
 # ---- 1b. the trained demo model end to end: CUDA answers (f16 and f32) against the CPU's ----
 NDEMO=${CHECK_DEMO_SCENES:-10}
