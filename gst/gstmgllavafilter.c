@@ -198,7 +198,7 @@ static gboolean gst_mgllava_filter_stop(GstBaseTransform* trans) {
     gst_mgllava_filter_constraint_close(self);
     g_mutex_lock(&self->lock);
     was_loaded = self->load_state == GST_MGLLAVA_MODEL_READY;
-    self->load_state = -1; /* no model */
+    g_atomic_int_set(&self->load_state, -1); /* no model */
     g_mutex_unlock(&self->lock);
     if (was_loaded) g_object_notify(G_OBJECT(self), "model-loaded");
     gst_mgllava_filter_frame_clear(self);

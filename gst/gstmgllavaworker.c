@@ -386,7 +386,8 @@ static gpointer gst_mgllava_filter_load_thread(gpointer data) {
     gboolean ok = gst_mgllava_filter_open_model(self) && gst_mgllava_filter_constraint_open(self);
 
     g_mutex_lock(&self->lock);
-    self->load_state = ok ? GST_MGLLAVA_MODEL_READY : GST_MGLLAVA_MODEL_FAILED;
+    /* read without the lock by the streaming thread's fast path */
+    g_atomic_int_set(&self->load_state, ok ? GST_MGLLAVA_MODEL_READY : GST_MGLLAVA_MODEL_FAILED);
     g_cond_broadcast(&self->cond);
     g_mutex_unlock(&self->lock);
     if (ok) g_object_notify(G_OBJECT(self), "model-loaded");
@@ -395,7 +396,7 @@ static gpointer gst_mgllava_filter_load_thread(gpointer data) {
 
 void gst_mgllava_filter_load_start(GstMgllavaFilter* self) {
     g_mutex_lock(&self->lock);
-    self->load_state = GST_MGLLAVA_MODEL_LOADING;
+    g_atomic_int_set(&self->load_state, GST_MGLLAVA_MODEL_LOADING);
     self->n_unloaded = 0;
     g_mutex_unlock(&self->lock);
     g_atomic_int_set(&self->load_cancel, 0);
