@@ -133,6 +133,15 @@ static guint frame_answers_only(const GstMgllavaResultMeta* const* r, guint n, c
     return k;
 }
 
+/* The same for a per-object answer's ROI param structure (its "constraint"
+ * and "json" fields, set under response-schema/response-grammar). */
+static void append_param_constraint(GString* s, const GstStructure* p) {
+    GstMgllavaResultMeta m = {.constraint = (gchar*)gst_structure_get_string(p, "constraint"),
+                              .json = (gchar*)gst_structure_get_string(p, "json")};
+
+    append_constraint(s, &m);
+}
+
 /* One answer, in the mgllava layout (also the elements of the dlstreamer
  * layout's "mgllava.results"). */
 static void append_result(GString* s, const GstMgllavaFormatSettings* st, const GstMgllavaResultMeta* m,
@@ -303,6 +312,7 @@ static void append_dls_object(GString* s, GstVideoRegionOfInterestMeta* roi, gui
             append_double(s, "%.6g", c);
         }
         if (gst_structure_get_int(p, "label_id", &lid)) g_string_append_printf(s, ", \"label_id\": %d", lid);
+        append_param_constraint(s, p);
         g_string_append_c(s, '}');
     }
     g_string_append_c(s, '}');
@@ -397,6 +407,7 @@ static void append_track_and_answers(GString* s, GstBuffer* buf, const MglBox* b
         g_string_append(s, ", \"attribute\": ");
         mgl_json_append_string(
             s, gst_structure_get_string(p, "attribute_name") ? gst_structure_get_string(p, "attribute_name") : "");
+        append_param_constraint(s, p);
         gst_structure_get_uint64(p, "source_frame", &frame);
         g_string_append_printf(s, ", \"source_frame\": %" G_GUINT64_FORMAT "}", frame);
     }
