@@ -114,11 +114,30 @@ const gchar* gst_mgllava_position_words(gdouble cx, gdouble cy, gint width, gint
     return names[CLAMP(row, 0, 2)][CLAMP(col, 0, 2)];
 }
 
-gchar* gst_mgllava_object_prompt_expand(const gchar* tmpl, const gchar* label, const gchar* position, gint id) {
+const gchar* gst_mgllava_roi_meta_get_attribute(GstVideoRegionOfInterestMeta* roi, const gchar* name, gsize len) {
+    const gchar* found = NULL;
+    GList* l;
+
+    for (l = roi ? roi->params : NULL; l; l = l->next) {
+        GstStructure* p = l->data;
+        const gchar* attr = gst_structure_get_string(p, "attribute_name");
+        const gchar* value = gst_structure_get_string(p, "label");
+
+        if (!attr || !*attr) attr = gst_structure_get_name(p);
+        if (value && strlen(attr) == len && strncmp(attr, name, len) == 0) found = value;
+    }
+    return found;
+}
+
+gchar* gst_mgllava_object_prompt_expand(const gchar* tmpl, const gchar* label, const gchar* position, gint id,
+                                        GstVideoRegionOfInterestMeta* roi) {
     GString* s = g_string_new(NULL);
     const gchar* p = tmpl ? tmpl : "";
 
     while (*p) {
+        const gchar* end = p[0] == '{' ? strchr(p + 1, '}') : NULL;
+        const gchar* attr;
+
         if (p[0] == '{' && p[1] == '{') {
             g_string_append_c(s, '{');
             p += 2;
@@ -134,6 +153,9 @@ gchar* gst_mgllava_object_prompt_expand(const gchar* tmpl, const gchar* label, c
         } else if (g_str_has_prefix(p, "{id}")) {
             g_string_append_printf(s, "%d", id);
             p += strlen("{id}");
+        } else if (end && end > p + 1 && (attr = gst_mgllava_roi_meta_get_attribute(roi, p + 1, end - p - 1))) {
+            g_string_append(s, attr);
+            p = end + 1;
         } else {
             g_string_append_c(s, *p++);
         }
@@ -305,7 +327,7 @@ static guint select_objects(GstMgllavaFilter* self, GstMgllavaTriggerState* st, 
 
         q.id = o->id;
         q.label = g_strdup(o->label);
-        q.prompt = gst_mgllava_object_prompt_expand(cfg->object_prompt, o->label, pos, o->id);
+        q.prompt = gst_mgllava_object_prompt_expand(cfg->object_prompt, o->label, pos, o->id, o->roi);
         q.box.x1 = (float)o->x1;
         q.box.y1 = (float)o->y1;
         q.box.x2 = (float)o->x2;

@@ -107,9 +107,17 @@ void gst_mgllava_trigger_state_clear(GstMgllavaTriggerState* st);
 /* A flush, a new stream, start(): tracks, counts and cooldown start over. */
 void gst_mgllava_trigger_state_reset(GstMgllavaTriggerState* st);
 
-/* "{label}", "{position}" and "{id}" of @tmpl replaced; "{{" and "}}" are
- * literal braces; any other {...} is kept as it is. g_free the result. */
-gchar* gst_mgllava_object_prompt_expand(const gchar* tmpl, const gchar* label, const gchar* position, gint id);
+/* "{label}", "{position}" and "{id}" of @tmpl replaced; any other "{NAME}"
+ * by the "label" of @roi's param structure whose attribute_name (else whose
+ * name) is NAME, the last one added (a classifier's result, or an earlier
+ * mgllavafilter's per-object answer with object-attribute=NAME), and kept as
+ * it is when @roi (may be NULL) has none; "{{" and "}}" are literal braces.
+ * g_free the result. */
+gchar* gst_mgllava_object_prompt_expand(const gchar* tmpl, const gchar* label, const gchar* position, gint id,
+                                        GstVideoRegionOfInterestMeta* roi);
+
+/* The "label" of @roi's param structure for attribute @name (see above); NULL when none. */
+const gchar* gst_mgllava_roi_meta_get_attribute(GstVideoRegionOfInterestMeta* roi, const gchar* name, gsize len);
 
 /* The place of a point in a width x height frame in the words of the demo
  * captions: "top left", "top", "top right", "left", "center", "right",

@@ -79,14 +79,15 @@ typedef struct {
     guint n_frame_answers;
     guint frames;
     /* per-object */
-    guint n_object_results;      /* result metas with an object id */
-    guint n_on_roi;              /* ... whose answer param is on that ROI of the frame */
-    guint n_not_on_frame;        /* ... whose object is not on the carrying frame */
-    guint n_param_mismatch;      /* a param on a ROI whose id differs from its object_id */
-    guint n_params;              /* mgllava-answer params seen */
-    guint n_shape_right;         /* exact mode: answer == the truth shape of that object */
-    GHashTable* answered_tracks; /* id -> count */
-    gint first_roi_frame;        /* the first frame with a ROI meta, + 1 (0: none yet) */
+    guint n_object_results;         /* result metas with an object id */
+    guint n_on_roi;                 /* ... whose answer param is on that ROI of the frame */
+    guint n_not_on_frame;           /* ... whose object is not on the carrying frame */
+    guint n_param_mismatch;         /* a param on a ROI whose id differs from its object_id */
+    guint n_params;                 /* mgllava-answer params seen */
+    guint n_shape_right;            /* exact mode: answer == the truth shape of that object */
+    GHashTable* answered_tracks;    /* id -> count */
+    gint first_roi_frame;           /* the first frame with a ROI meta, + 1 (0: none yet) */
+    guint n_chained, n_chain_wrong; /* "digit" questions built from the ROI's "shape" answer */
 } Seen;
 
 static gdouble iou(const int* a, gint x, gint y, gint w, gint h) {
@@ -137,14 +138,28 @@ static GstPadProbeReturn probe(GstPad* pad, GstPadProbeInfo* info, gpointer data
 
         for (l = roi->params; l; l = l->next) {
             GstStructure* p = l->data;
+            const gchar* attr = gst_structure_get_string(p, "attribute_name");
             gint oid = 0;
 
             if (!gst_structure_has_name(p, "mgllava-answer")) continue;
             seen->n_params++;
-            fail_unless(gst_structure_get_string(p, "label") && gst_structure_get_string(p, "model_name") &&
-                        gst_structure_get_string(p, "attribute_name") && gst_structure_get_string(p, "text"));
-            fail_unless_equals_string(gst_structure_get_string(p, "attribute_name"), "shape");
+            fail_unless(gst_structure_get_string(p, "label") && gst_structure_get_string(p, "model_name") && attr &&
+                        gst_structure_get_string(p, "text"));
             if (!gst_structure_get_int(p, "object_id", &oid) || oid != roi_track(roi)) seen->n_param_mismatch++;
+            if (g_str_equal(attr, "digit")) {
+                /* a second filter's question, its {shape} the first filter's answer on this ROI */
+                GstStructure* shape_p = gst_video_region_of_interest_meta_get_param(roi, "mgllava-answer");
+                gchar* want = g_strdup_printf("What digit is on the %s %s?", g_quark_to_string(roi->roi_type),
+                                              gst_structure_get_string(shape_p, "label"));
+                fail_unless_equals_string(gst_structure_get_string(shape_p, "attribute_name"), "shape");
+                if (g_str_equal(gst_structure_get_string(p, "prompt"), want))
+                    seen->n_chained++;
+                else
+                    seen->n_chain_wrong++;
+                g_free(want);
+            } else {
+                fail_unless_equals_string(attr, "shape");
+            }
         }
     }
     state = NULL;
@@ -563,6 +578,29 @@ GST_START_TEST(test_per_object_interval) {
 
 GST_END_TEST;
 
+/* two filters in a row: the second's object-prompt names the first's answer
+ * on the same ROI ({shape}: its param with attribute_name "shape") */
+GST_START_TEST(test_per_object_chain) {
+    Seen seen = {0};
+    GstStructure* s;
+    guint n_truth = n_truth_objects();
+    gchar* tail = g_strdup_printf("mgllavafilter model=%s max-new-tokens=4 attach-mode=exact interval=0 "
+                                  "object-mode=new-track object-attribute=digit "
+                                  "object-prompt=\"What digit is on the {label} {shape}?\" !",
+                                  tiny_model);
+
+    s = run(tiny_model, "attach-mode=exact " OBJ_PROPS, tail, &seen);
+    g_print("chain: %u digit questions built from the shape answers, %u not\n", seen.n_chained, seen.n_chain_wrong);
+    fail_unless_equals_int(seen.n_chained, n_truth);
+    fail_unless_equals_int(seen.n_chain_wrong, 0);
+    fail_unless_equals_int(seen.n_params, 2 * n_truth);
+    gst_structure_free(s);
+    g_hash_table_unref(seen.answered_tracks);
+    g_free(tail);
+}
+
+GST_END_TEST;
+
 /* cvtracker's ROI metas carry no track id: the filter gives one (from 2^30
  * + 1) with its own IoU tracker and writes it onto each frame's meta, so the
  * ball is one track: one new-track sample, one per-object answer on it */
@@ -621,6 +659,7 @@ static Suite* triggers_suite(gboolean have_demo) {
     tcase_add_test(tc, test_with_interval);
     tcase_add_test(tc, test_cvtracker_input);
     tcase_add_test(tc, test_per_object_interval);
+    tcase_add_test(tc, test_per_object_chain);
     if (have_demo) {
         tcase_add_test(tc, test_per_object);
         tcase_add_test(tc, test_per_object_latest);
