@@ -508,7 +508,8 @@ void gst_mgllava_filter_trigger_install_properties(GObjectClass* klass) {
         klass, PROP_OBJECT_PROMPT,
         g_param_spec_string("object-prompt", "Object prompt",
                             "Question asked about each object in object-mode: {label}, {position} (top left ... "
-                            "bottom right, thirds of the frame) and {id} (track id) are replaced",
+                            "bottom right, thirds of the frame), {id} (track id) and {NAME} (the object's ROI param "
+                            "with attribute_name NAME, e.g. an earlier filter's answer) are replaced",
                             GST_MGLLAVA_DEFAULT_OBJECT_PROMPT, mut));
     g_object_class_install_property(
         klass, PROP_OBJECT_ATTRIBUTE,
