@@ -204,9 +204,10 @@ SHAPES = ["circle", "square", "triangle", "star"]
 
 
 def check_objects(model, tmp):
+    jl = os.path.join(tmp, "objects.jsonl")
     desc = (f"mgllavascenesrc seed=31 num-buffers=40 ! mgllavablobdetect ! mgllavafilter name=f model={model} "
             "interval=0 object-mode=new-track object-prompt=\"What shape is the {label} object?\" ! "
-            "fakesink name=sink")
+            f"mgllavajson location={jl} ! fakesink name=sink")
     p = Gst.parse_launch(desc)
     p.get_by_name("f").set_property("response-schema", json.dumps({"enum": SHAPES}))
     metas, posted = [], []
@@ -247,7 +248,12 @@ def check_objects(model, tmp):
             fail(f"objects: bus answer {js!r} ({how!r}, value {ans!r}) is not one of {SHAPES}")
     if sorted(m for m in metas) != sorted((js, how) for js, how, _ in posted):
         fail(f"objects: result metas {metas} differ from the bus messages {posted}")
-    print(f"objects: {len(posted)} per-object answers (largest batch {batch}), e.g. {posted[0][0] if posted else None}")
+    # mgllavajson: each object's answers (from its ROI meta) with the parsed value
+    on_rois = [a for ln in lines(jl) for o in ln["objects"] for a in o.get("answers", [])]
+    if not on_rois or any(a.get("constraint") != "complete" or a.get("answer") not in SHAPES for a in on_rois):
+        fail(f"objects: objects[].answers in the JSON lines: {on_rois}")
+    print(f"objects: {len(posted)} per-object answers (largest batch {batch}), {len(on_rois)} on ROI metas in the "
+          f"JSON lines, e.g. {posted[0][0] if posted else None}")
 
 
 def check_errors(model, tmp):
