@@ -475,12 +475,47 @@ static void check_json(const gchar* path, guint expected_answers) {
     g_free(text);
 }
 
+/* format=dlstreamer: each answer as a classification result of its object
+ * ("shape": {"label", "model"}), no full-frame answer object */
+static void check_dlstreamer_json(const gchar* path, guint expected_answers) {
+    gchar* text = NULL;
+    gchar** lines;
+    guint i, n = 0;
+
+    fail_unless(g_file_get_contents(path, &text, NULL, NULL));
+    lines = g_strsplit(text, "\n", -1);
+    for (i = 0; lines[i] && *lines[i]; i++) {
+        JsonParser* jp = json_parser_new();
+        JsonObject* o;
+        JsonArray* objects;
+        guint j;
+
+        fail_unless(json_parser_load_from_data(jp, lines[i], -1, NULL));
+        o = json_node_get_object(json_parser_get_root(jp));
+        objects = json_object_has_member(o, "objects") ? json_object_get_array_member(o, "objects") : NULL;
+        for (j = 0; objects && j < json_array_get_length(objects); j++) {
+            JsonObject* ob = json_array_get_object_element(objects, j);
+
+            fail_if(json_object_has_member(ob, "mgllava"), "line %u: a full-frame answer object", i);
+            if (!json_object_has_member(ob, "shape")) continue;
+            fail_unless(json_object_has_member(ob, "id"));
+            fail_unless(json_object_has_member(json_object_get_object_member(ob, "shape"), "label"));
+            n++;
+        }
+        g_object_unref(jp);
+    }
+    fail_unless_equals_int(n, expected_answers);
+    g_strfreev(lines);
+    g_free(text);
+}
+
 GST_START_TEST(test_per_object) {
     Seen seen = {0};
     GstStructure* s;
     gchar* dir = g_dir_make_tmp("mgltrig-XXXXXX", NULL);
     gchar* json = g_build_filename(dir, "out.jsonl", NULL);
-    gchar* tail = g_strdup_printf("mgllavajson location=%s !", json);
+    gchar* dls = g_build_filename(dir, "dls.jsonl", NULL);
+    gchar* tail = g_strdup_printf("mgllavajson location=%s ! mgllavajson format=dlstreamer location=%s !", json, dls);
     guint n_truth = n_truth_objects();
     GHashTableIter it;
     gpointer k, v;
@@ -513,9 +548,12 @@ GST_START_TEST(test_per_object) {
         fail_unless(largest >= 2);
     }
     check_json(json, n_truth);
+    check_dlstreamer_json(dls, n_truth);
     gst_structure_free(s);
     g_hash_table_unref(seen.answered_tracks);
     g_unlink(json);
+    g_unlink(dls);
+    g_free(dls);
     g_rmdir(dir);
     g_free(json);
     g_free(dir);
