@@ -270,6 +270,21 @@ static void test_walk(Tok* t) {
     check_walk_along(tok, g, path, n, t->rel);
     mgl_grammar_free(g);
 
+    /* an unbounded string and a free-text rule: the states the plain-text fast path takes (every
+     * printable ASCII byte but the quote and the backslash loops back), with escapes, quotes,
+     * non-ASCII and control bytes in and around them */
+    REQUIRE(mgl_grammar_from_schema(tok,
+                                    "{\"type\":\"object\",\"properties\":{\"note\":{\"type\":\"string\"}},"
+                                    "\"required\":[\"note\"]}",
+                                    &g, &err) == MGL_OK);
+    n = greedy_path(tok, g, "{\"note\": \"a {b} \\\"q\\\" \\n é中 x!\"}", path, 256);
+    check_walk_along(tok, g, path, n, t->rel);
+    mgl_grammar_free(g);
+    REQUIRE(mgl_grammar_from_gbnf(tok, "root ::= [^\\n]* \"\\n\"\n", &g, &err) == MGL_OK);
+    n = greedy_path(tok, g, "free text, \"quoted\" \\ é\n", path, 256);
+    check_walk_along(tok, g, path, n, t->rel);
+    mgl_grammar_free(g);
+
     REQUIRE(mgl_grammar_from_gbnf(tok, "root ::= [α-ω]+ (\" \" [0-9]{2,3})* \"!\" | \"中文\" [^a-z]?\n", &g, &err) ==
             MGL_OK);
     n = greedy_path(tok, g, "αβγ 12 345!", path, 256);

@@ -145,6 +145,67 @@ static bool sort_ids(int32_t* a, size_t n, const SortCtx* c) {
     return true;
 }
 
+/* Printable ASCII other than the quote and the backslash: the bytes a JSON
+ * string or a free-text rule takes as they are. */
+static inline bool plain_byte(uint8_t b) { return b >= 0x20 && b < 0x7f && b != '"' && b != '\\'; }
+
+static bool plain_token(const GVocab* v, int32_t id) {
+    for (uint32_t i = v->tb_off[id]; i < v->tb_off[id + 1]; i++)
+        if (!plain_byte(v->tb[i])) return false;
+    return true;
+}
+
+/* The trie of the tokens order[0..m) (sorted by their bytes): preorder
+ * nodes, each string adding nodes below its common prefix with the
+ * previous one; max_depth grows to the longest. */
+static bool build_trie(GVocab* v, const int32_t* order, int32_t m, GTrie* out) {
+    memset(out, 0, sizeof *out);
+    GArray* nodes = g_array_new(FALSE, FALSE, sizeof(GTrieNode));
+    out->toks = malloc(sizeof(int32_t) * (size_t)(m ? m : 1));
+    if (!out->toks) {
+        g_array_free(nodes, TRUE);
+        return false;
+    }
+    const uint8_t* prev = NULL;
+    uint32_t prev_len = 0;
+    for (int32_t k = 0; k < m; k++) {
+        int32_t id = order[k];
+        const uint8_t* s = v->tb + v->tb_off[id];
+        uint32_t len = v->tb_off[id + 1] - v->tb_off[id];
+        uint32_t lcp = 0;
+        while (prev && lcp < len && lcp < prev_len && s[lcp] == prev[lcp]) lcp++;
+        for (uint32_t d = lcp + 1; d <= len; d++) {
+            GTrieNode nd = {.byte = s[d - 1], .depth = (uint16_t)d, .skip = 0, .tok_begin = (uint32_t)k};
+            g_array_append_val(nodes, nd);
+        }
+        out->toks[k] = id;
+        if (len > v->max_depth) v->max_depth = len;
+        prev = s;
+        prev_len = len;
+    }
+    /* tok ranges: a node's tokens are [tok_begin, next node's tok_begin) -- tokens were only ever
+     * attached to the node made last; skip: the first later node no deeper */
+    GTrieNode end = {.tok_begin = (uint32_t)m};
+    g_array_append_val(nodes, end);
+    out->n_nodes = nodes->len - 1;
+    out->nodes = (GTrieNode*)g_array_free(nodes, FALSE);
+    uint32_t* open = malloc(sizeof(uint32_t) * (v->max_depth + 2));
+    if (!open) {
+        free(out->nodes);
+        free(out->toks);
+        memset(out, 0, sizeof *out);
+        return false;
+    }
+    uint32_t top = 0;
+    for (uint32_t i = 0; i < out->n_nodes; i++) {
+        while (top && out->nodes[open[top - 1]].depth >= out->nodes[i].depth) out->nodes[open[--top]].skip = i;
+        open[top++] = i;
+    }
+    while (top) out->nodes[open[--top]].skip = out->n_nodes;
+    free(open);
+    return true;
+}
+
 MglStatus gvocab_build(GVocab* v, const MglTokenizer* tok, MglErr* err) {
     memset(v, 0, sizeof *v);
     const int32_t V = mgl_tokenizer_n_vocab(tok);
@@ -193,56 +254,49 @@ MglStatus gvocab_build(GVocab* v, const MglTokenizer* tok, MglErr* err) {
         return mgl_err(err, MGL_E_NOMEM, "grammar: out of memory");
     }
 
-    /* preorder nodes: each string adds nodes below its common prefix with the previous one */
-    GArray* nodes = g_array_new(FALSE, FALSE, sizeof(GTrieNode));
-    const uint8_t* prev = NULL;
-    uint32_t prev_len = 0;
-    v->toks = malloc(sizeof(int32_t) * (size_t)(m ? m : 1));
-    for (int32_t k = 0; k < m; k++) {
-        int32_t id = order[k];
-        const uint8_t* s = v->tb + v->tb_off[id];
-        uint32_t len = v->tb_off[id + 1] - v->tb_off[id];
-        uint32_t lcp = 0;
-        while (prev && lcp < len && lcp < prev_len && s[lcp] == prev[lcp]) lcp++;
-        for (uint32_t d = lcp + 1; d <= len; d++) {
-            GTrieNode nd = {.byte = s[d - 1], .depth = (uint16_t)d, .skip = 0, .tok_begin = (uint32_t)k};
-            g_array_append_val(nodes, nd);
+    GTrie full;
+    bool ok = build_trie(v, order, m, &full);
+    v->nodes = full.nodes;
+    v->n_nodes = full.n_nodes;
+    v->toks = full.toks;
+    /* the plain-text tokens as a bitset, the others in their own trie (same order) */
+    v->plain_bits = ok ? calloc(((size_t)V + 31) / 32, sizeof(uint32_t)) : NULL;
+    int32_t n_rest = 0;
+    if (v->plain_bits) {
+        for (int32_t k = 0; k < m; k++) {
+            int32_t id = order[k];
+            if (plain_token(v, id)) {
+                v->plain_bits[id >> 5] |= 1u << (id & 31);
+                v->n_plain++;
+            } else {
+                order[n_rest++] = id;
+            }
         }
-        v->toks[k] = id;
-        if (len > v->max_depth) v->max_depth = len;
-        prev = s;
-        prev_len = len;
+        ok = build_trie(v, order, n_rest, &v->rest);
     }
     free(order);
-    /* tok ranges: a node's tokens are [tok_begin, next node's tok_begin) -- tokens were only ever
-     * attached to the node made last; skip: the first later node no deeper */
-    GTrieNode end = {.tok_begin = (uint32_t)m};
-    g_array_append_val(nodes, end);
-    v->n_nodes = nodes->len - 1;
-    v->nodes = (GTrieNode*)g_array_free(nodes, FALSE);
-    uint32_t* open = malloc(sizeof(uint32_t) * (v->max_depth + 2));
-    uint32_t top = 0;
-    for (uint32_t i = 0; i < v->n_nodes; i++) {
-        while (top && v->nodes[open[top - 1]].depth >= v->nodes[i].depth) v->nodes[open[--top]].skip = i;
-        open[top++] = i;
+    if (!ok || !v->plain_bits) {
+        gvocab_clear(v);
+        return mgl_err(err, MGL_E_NOMEM, "grammar: out of memory");
     }
-    while (top) v->nodes[open[--top]].skip = v->n_nodes;
-    free(open);
     return MGL_OK;
 }
 
 void gvocab_clear(GVocab* v) {
     free(v->nodes);
     free(v->toks);
+    free(v->plain_bits);
+    free(v->rest.nodes);
+    free(v->rest.toks);
     free(v->tb_off);
     g_free(v->tb);
     free(v->kind);
     memset(v, 0, sizeof *v);
 }
 
-size_t gvocab_walk(const GVocab* v, GMatch* m, int32_t s, uint32_t* allow, int32_t n_vocab, int32_t* sstack) {
-    const GTrieNode* nodes = v->nodes;
-    const uint32_t N = v->n_nodes;
+/* The tokens of one trie whose bytes can follow state s. */
+static size_t walk_trie(const GTrieNode* nodes, uint32_t N, const int32_t* toks, GMatch* m, int32_t s, uint32_t* allow,
+                        int32_t n_vocab, int32_t* sstack) {
     size_t n_allowed = 0;
     sstack[0] = s;
     uint32_t i = 0;
@@ -255,7 +309,7 @@ size_t gvocab_walk(const GVocab* v, GMatch* m, int32_t s, uint32_t* allow, int32
         }
         sstack[nd->depth] = t;
         for (uint32_t k = nd->tok_begin; k < nd[1].tok_begin; k++) {
-            int32_t id = v->toks[k];
+            int32_t id = toks[k];
             if (id < n_vocab) {
                 allow[id >> 5] |= 1u << (id & 31);
                 n_allowed++;
@@ -264,4 +318,30 @@ size_t gvocab_walk(const GVocab* v, GMatch* m, int32_t s, uint32_t* allow, int32
         i++;
     }
     return n_allowed;
+}
+
+size_t gvocab_walk_full(const GVocab* v, GMatch* m, int32_t s, uint32_t* allow, int32_t n_vocab, int32_t* sstack) {
+    return walk_trie(v->nodes, v->n_nodes, v->toks, m, s, allow, n_vocab, sstack);
+}
+
+/* Whether every plain byte leads s back to s: then any plain token can
+ * follow (each of its bytes keeps the state where it was). */
+static bool plain_loop(GMatch* m, int32_t s) {
+    for (int b = 0x20; b < 0x7f; b++)
+        if (plain_byte((uint8_t)b) && gmatch_step(m, s, (uint8_t)b) != s) return false;
+    return true;
+}
+
+size_t gvocab_walk(const GVocab* v, GMatch* m, int32_t s, uint32_t* allow, int32_t n_vocab, int32_t* sstack) {
+    if (v->n_plain == 0 || !plain_loop(m, s)) return gvocab_walk_full(v, m, s, allow, n_vocab, sstack);
+    /* the plain tokens at once (those below n_vocab), then a walk over the others */
+    const size_t words = ((size_t)n_vocab + 31) / 32, have = ((size_t)v->n_vocab + 31) / 32;
+    size_t n_allowed = 0;
+    for (size_t w = 0; w < words && w < have; w++) {
+        uint32_t bits = v->plain_bits[w];
+        if (w == words - 1 && (n_vocab & 31)) bits &= (1u << (n_vocab & 31)) - 1u;
+        allow[w] |= bits;
+        n_allowed += (size_t)__builtin_popcount(bits);
+    }
+    return n_allowed + walk_trie(v->rest.nodes, v->rest.n_nodes, v->rest.toks, m, s, allow, n_vocab, sstack);
 }

@@ -157,12 +157,27 @@ typedef struct {
     uint8_t byte;
 } GTrieNode;
 
+/* One trie over a set of tokens. */
+typedef struct {
+    uint32_t n_nodes;
+    GTrieNode* nodes; /* n_nodes + 1 */
+    int32_t* toks;
+} GTrie;
+
 typedef struct {
     int32_t n_vocab;
     uint32_t n_nodes;
     GTrieNode* nodes; /* n_nodes + 1 */
     int32_t* toks;
     uint32_t max_depth;
+    /* The plain-text fast path: the tokens made only of printable ASCII
+     * other than '"' and '\\' (most of a vocabulary) as a bitset, and a trie
+     * of all the others. A state that every such byte leads back to itself
+     * (the inside of a JSON string, a free-text rule) allows all the former
+     * at once, and only the latter are walked. */
+    uint32_t* plain_bits; /* (n_vocab + 31) / 32 words */
+    size_t n_plain;
+    GTrie rest;
     /* token id -> bytes (for advancing the state by a sampled token) */
     uint32_t* tb_off; /* n_vocab + 1 */
     uint8_t* tb;
@@ -177,6 +192,8 @@ void gvocab_clear(GVocab* v);
  * `allow` must be cleared before; `sstack` holds max_depth + 1 states.
  * Returns how many tokens it allowed. */
 size_t gvocab_walk(const GVocab* v, GMatch* m, int32_t s, uint32_t* allow, int32_t n_vocab, int32_t* sstack);
+/* gvocab_walk without the plain-text fast path: the whole trie (tests). */
+size_t gvocab_walk_full(const GVocab* v, GMatch* m, int32_t s, uint32_t* allow, int32_t n_vocab, int32_t* sstack);
 /* The bytes a token adds to the text in the middle of a sequence (internal:
  * for tests). Returns the count written (up to cap); -1 for special tokens. */
 int gram_token_bytes(const MglTokenizer* tok, int32_t id, uint8_t* out, int cap);
