@@ -103,7 +103,10 @@ void mgl_quant_dequant_row(const MglWeight* W, int64_t r, float* out) {
     const uint8_t* row = (const uint8_t*)W->data + r * mgl_quant_row_bytes(W->qbits, K);
     const uint16_t* sc = W->scales + r * G;
     if (W->qbits == 8) {
-        for (int64_t k = 0; k < K; k++) out[k] = mgl_f16_to_f32(sc[k / gs]) * (float)(int8_t)row[k];
+        for (int64_t g = 0, k0 = 0; k0 < K; g++, k0 += gs) {
+            const float s = mgl_f16_to_f32(sc[g]);
+            for (int64_t k = k0; k < K && k < k0 + gs; k++) out[k] = s * (float)(int8_t)row[k];
+        }
         return;
     }
     /* q4: whole blocks by their two nibble halves (a block never straddles a group), then the partial block */
