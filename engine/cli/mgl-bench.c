@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #ifdef MGL_HAVE_CUDA
 #include "mgl-cuda.h" /* device memory figures */
 #endif
@@ -125,13 +126,22 @@ static MglStatus build_files(const Preset* p, MglDType dt, int qbits, uint64_t s
     MglStatus st = MGL_OK;
     if (p->qdirect && !qbits)
         st = mgl_err(err, MGL_E_INVALID, "bench: preset '%s' is synthesized quantized only: --dtype q4 or q8", p->name);
-    if (st == MGL_OK && p->qdirect) { /* the LLM's matrices made quantized: never the float model in host memory */
-        MglQuantSpec q = {.bits = qbits, .group = 128, .head = true};
+    /* quantized LLM matrices made directly (never the float model in host memory) for yi-34b, and for
+     * any preset whose float LLM would take more than half this machine's memory */
+    const double per_layer = 2.0 * L->n_heads * L->head_dim + 2.0 * L->n_kv_heads * L->head_dim + 3.0 * L->intermediate;
+    const double llm_float =
+        (double)mgl_dtype_size(dt) * ((double)L->n_layers * L->hidden * per_layer + 2.0 * L->vocab * L->hidden);
+    const double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    const bool direct = qbits && (p->qdirect || (ram > 0 && llm_float > ram / 2));
+    if (st == MGL_OK && direct) {
+        MglQuantSpec q = {.bits = qbits, .group = p->qdirect || qbits == 8 ? 128 : 32, .head = true};
+        fprintf(stderr, "quantization q%d: LLM matrices synthesized quantized (no float copy, so no error figure)\n",
+                qbits);
         st = mgl_quant_synthesize(f, &q, seed, err);
     }
     if (st == MGL_OK) st = mgl_model_files_synthesize(f, dt, seed, err);
     if (st == MGL_OK) st = mgl_model_files_validate(f, err);
-    if (st == MGL_OK && qbits && !p->qdirect) {
+    if (st == MGL_OK && qbits && !direct) {
         MglQuantSpec q = {.bits = qbits, .group = qbits == 8 ? 128 : 32, .head = true};
         /* the sanity figure: each quantized matrix's output error on these random weights */
         char* rep = mgl_quant_error_report(f, &q);
