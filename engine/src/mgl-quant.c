@@ -58,6 +58,7 @@ static void quantize_row(const float* w, int64_t K, int bits, int64_t gs, uint8_
         const float inv = s != 0.0f ? 1.0f / s : 0.0f;
         for (int64_t k = k0; k < k1; k++) {
             float r = nearbyintf(w[k] * inv);
+            if (r != r) r = 0; /* a NaN weight (a broken source) becomes 0 rather than an undefined cast */
             if (bits == 8) {
                 r = r < -127.0f ? -127.0f : r > 127.0f ? 127.0f : r;
                 q[k] = (uint8_t)(int8_t)r;
