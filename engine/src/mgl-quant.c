@@ -130,10 +130,15 @@ void mgl_quant_act_blocks(const float* x, int64_t K, int8_t* xq, float* xs, int3
         const float* v = x + b * MGL_QUANT_BLOCK;
         float amax = 0;
         for (int j = 0; j < MGL_QUANT_BLOCK; j++) amax = fmaxf(amax, fabsf(v[j]));
-        const float s = amax / 127.0f, inv = s > 0 ? 127.0f / amax : 0.0f;
+        const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        float s = amax / 127.0f;
         int32_t sum = 0;
         for (int j = 0; j < MGL_QUANT_BLOCK; j++) {
             float r = nearbyintf(v[j] * inv);
+            if (r != r) { /* a NaN activation: level 0, and a NaN scale so the products stay NaN as in f32 */
+                r = 0;
+                s = NAN;
+            }
             r = r < -127.0f ? -127.0f : r > 127.0f ? 127.0f : r;
             xq[b * MGL_QUANT_BLOCK + j] = (int8_t)r;
             sum += (int32_t)r;
