@@ -198,7 +198,12 @@ static int cmd_inspect(int argc, char** argv) {
     if (!o[0].value) return cli_usage_error(NULL, "%s: --model PATH is required", "inspect");
     MglErr err = {0};
     char* text = NULL;
+    /* inspect reads the manifest, configs and tensor headers, not the weights'
+     * data: one line says what it is doing on a terminal while it does */
+    const bool tty = isatty(2) && !(getenv("MGL_NO_PROGRESS") && *getenv("MGL_NO_PROGRESS"));
+    if (tty) fprintf(stderr, "inspecting %s (manifest, configs, tensor headers) ...", o[0].value), fflush(stderr);
     MglStatus st = mgl_inspect(o[0].value, &text, &err);
+    if (tty) fputs("\r\033[K", stderr);
     if (text) fputs(text, stdout);
     free(text);
     return st == MGL_OK ? 0 : cli_fail(&err);
@@ -404,6 +409,7 @@ static int cmd_run(int argc, char** argv, bool dump) {
         free(rgb);
         return cli_fail(&err);
     }
+    cli_progress_attach(&mp);
     if (mgl_model_load(o[O_MODEL].value, &mp, &m, &err) != MGL_OK) goto out;
     if (constraint) {
         MglStatus cst = o[O_SCHEMA].value ? mgl_grammar_from_schema(mgl_model_tokenizer(m), constraint, &grammar, &err)
