@@ -200,6 +200,7 @@ MglStatus mgl_bench_model(const MglBenchParams* bp, const char* path, GString* o
     MglModel* m = NULL;
     MglModelParams mp = mgl_model_default_params();
     mp.device = "cpu"; /* this measures the CPU backend's memory against the files */
+    mp.n_threads = bp->n_threads;
     MGL_TRY(mgl_model_load(path, &mp, &m, err));
     double t1 = now_ms();
     long rss_load = peak_rss_kb();
@@ -262,6 +263,7 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
     MglModelParams mp = mgl_model_default_params();
     mp.device = dev;
     mp.precision = prec;
+    mp.n_threads = bp->n_threads;
 #ifdef MGL_HAVE_CUDA
     if (!cpu) mgl_cuda_reset_peak();
 #endif
@@ -401,6 +403,7 @@ static MglStatus bench_batches(const MglBenchParams* bp, const int* bs, int nb, 
     MglModelParams mp = mgl_model_default_params();
     mp.device = dev;
     mp.precision = bp->precision;
+    mp.n_threads = bp->n_threads;
     MglModel* m = NULL;
     MGL_TRY(mgl_model_from_files(f, &mp, &m, err));
     const int T = bp->prompt_tokens > 0 ? bp->prompt_tokens : 128, G = bp->gen_tokens > 0 ? bp->gen_tokens : 16;

@@ -32,8 +32,10 @@ typedef struct {
 } Job;
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static int g_size = 0; /* threads including the caller */
-static int g_want = 0;
+static atomic_int g_size;  /* threads started, including the caller */
+static atomic_int g_limit; /* of those, how many take part in a job */
+static int g_want = 0;     /* with g_grow: mgl_pool_set_size's */
+static pthread_mutex_t g_grow = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t g_run = PTHREAD_MUTEX_INITIALIZER; /* one job at a time */
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_wake = PTHREAD_COND_INITIALIZER;
@@ -53,7 +55,7 @@ static void run_chunks(Job* j) {
 
 static void* worker(void* arg) {
     uint64_t seen = 0;
-    (void)arg;
+    const int index = (int)(intptr_t)arg; /* 1 .. g_size - 1 */
     for (;;) {
         int spins = 0;
         while (atomic_load_explicit(&g_seq, memory_order_acquire) == seen && spins < SPIN) {
@@ -64,6 +66,8 @@ static void* worker(void* arg) {
         while (atomic_load_explicit(&g_seq, memory_order_acquire) == seen) pthread_cond_wait(&g_wake, &g_mu);
         seen = atomic_load_explicit(&g_seq, memory_order_acquire);
         Job* j = g_job;
+        /* beyond the size set since the pool started: sit the job out */
+        if (index >= atomic_load_explicit(&g_limit, memory_order_relaxed)) j = NULL;
         if (j) j->active++;
         pthread_mutex_unlock(&g_mu);
         if (!j) continue;
@@ -75,41 +79,69 @@ static void* worker(void* arg) {
     return NULL;
 }
 
-static void init(void) {
-    int n = g_want > 0 ? g_want : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    const char* env = getenv("MGL_NUM_THREADS");
-    if (env && atoi(env) > 0) n = atoi(env);
-    if (n < 1) n = 1;
-    if (n > MAX_THREADS) n = MAX_THREADS;
-    g_size = 1;
-    for (int i = 1; i < n; i++) {
+/* Starts workers until n threads (the caller included) exist (g_grow held). */
+static void grow_to(int n) {
+    int have = atomic_load(&g_size);
+    for (int i = have; i < n; i++) {
         pthread_t t;
         pthread_attr_t a;
         pthread_attr_init(&a);
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &a, worker, NULL) == 0) g_size++;
+        int ok = pthread_create(&t, &a, worker, (void*)(intptr_t)i) == 0;
         pthread_attr_destroy(&a);
+        if (!ok) break;
+        atomic_store(&g_size, i + 1);
     }
+}
+
+/* The thread count asked for: mgl_pool_set_size's, else MGL_NUM_THREADS,
+ * else one per online CPU (g_grow held). */
+static int wanted(void) {
+    int n = g_want > 0 ? g_want : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    const char* env = getenv("MGL_NUM_THREADS");
+    if (g_want <= 0 && env && atoi(env) > 0) n = atoi(env);
+    if (n < 1) n = 1;
+    if (n > MAX_THREADS) n = MAX_THREADS;
+    return n;
+}
+
+static void init(void) {
+    pthread_mutex_lock(&g_grow);
+    atomic_store(&g_size, 1);
+    const int n = wanted();
+    grow_to(n);
+    atomic_store(&g_limit, n);
+    pthread_mutex_unlock(&g_grow);
 }
 
 int mgl_pool_size(void) {
     pthread_once(&g_once, init);
-    return g_size;
+    const int size = atomic_load(&g_size), limit = atomic_load(&g_limit);
+    return limit < size ? limit : size;
 }
 
-void mgl_pool_set_size(int n) { g_want = n; }
+void mgl_pool_set_size(int n) {
+    pthread_once(&g_once, init);
+    pthread_mutex_lock(&g_grow);
+    g_want = n;
+    n = wanted();
+    grow_to(n); /* more threads than started: start them */
+    atomic_store(&g_limit, n);
+    pthread_mutex_unlock(&g_grow);
+}
 
 void mgl_parallel_for(int64_t n, int64_t grain, MglRangeFn fn, void* ctx) {
     if (n <= 0) return;
     pthread_once(&g_once, init);
     if (grain < 1) grain = 1;
     int64_t max_chunks = n / grain;
-    if (g_size <= 1 || max_chunks <= 1 || pthread_mutex_trylock(&g_run) != 0) {
+    const int size = mgl_pool_size();
+    if (size <= 1 || max_chunks <= 1 || pthread_mutex_trylock(&g_run) != 0) {
         fn(ctx, 0, n);
         return;
     }
     /* a few chunks per thread: late or busy threads leave theirs to others */
-    int64_t nchunks = (int64_t)g_size * 4;
+    int64_t nchunks = (int64_t)size * 4;
     if (nchunks > max_chunks) nchunks = max_chunks;
     Job j = {.fn = fn, .ctx = ctx, .n = n};
     j.chunk = (n + nchunks - 1) / nchunks;

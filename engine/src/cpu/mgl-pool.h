@@ -16,7 +16,10 @@ typedef void (*MglRangeFn)(void* ctx, int64_t begin, int64_t end);
  * When the pool is busy (another engine in another thread), runs inline. */
 void mgl_parallel_for(int64_t n, int64_t grain, MglRangeFn fn, void* ctx);
 int mgl_pool_size(void);
-/* 0 = one thread per online CPU. Takes effect before the first parallel_for. */
+/* Threads that take part in a job, the caller included: n, or (0) the
+ * MGL_NUM_THREADS environment variable, else one per online CPU. Takes
+ * effect at once, also after the pool has started (threads beyond n sit
+ * jobs out; more than were started are started). Process-wide. */
 void mgl_pool_set_size(int n);
 
 #endif
