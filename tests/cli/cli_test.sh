@@ -113,7 +113,7 @@ expect_error "$tmp/nope" "$BIN" tokenize --tokenizer "$tmp/nope"
 echo '{"model": {"type": "BPE"' >"$tmp/tokenizer.json"
 expect_error "$tmp/tokenizer.json" "$BIN" tokenize --tokenizer "$tmp/tokenizer.json"
 expect_error "unknown command" "$BIN" frobnicate
-expect_error "--dtype" "$BIN" convert --model "$FX/models/tiny-vicuna" --out "$tmp/x" --dtype q4
+expect_error "--dtype" "$BIN" convert --model "$FX/models/tiny-vicuna" --out "$tmp/x" --dtype q3
 expect_error "not a JSON array" sh -c "echo '[1, \"a\"' | '$BIN' detokenize --tokenizer '$FX/models/tiny-vicuna/llm'"
 expect_error "element 1" sh -c "echo '[1, -5]' | '$BIN' detokenize --tokenizer '$FX/models/tiny-vicuna/llm'"
 expect_error "out of range" sh -c "echo '[1, 999999]' | '$BIN' detokenize --tokenizer '$FX/models/tiny-vicuna/llm'"
