@@ -43,8 +43,9 @@
 static gchar* tiny_model;
 static gchar* demo_model;
 static guint seed = SEED;
-static const gchar* src_props = ""; /* more mgllavascenesrc properties */
-static const gchar* source = NULL;  /* another source and detector than the scenes' */
+static const gchar* src_props = "";  /* more mgllavascenesrc properties */
+static const gchar* caps_extra = ""; /* more fields of its caps (",framerate=...") */
+static const gchar* source = NULL;   /* another source and detector than the scenes' */
 
 /* ---- the truth --------------------------------------------------------- */
 
@@ -208,8 +209,8 @@ static GstPadProbeReturn probe(GstPad* pad, GstPadProbeInfo* info, gpointer data
 static GstStructure* run(const gchar* model, const gchar* props, const gchar* tail, Seen* seen) {
     gchar* src = source ? g_strdup(source)
                         : g_strdup_printf("mgllavascenesrc seed=%d scene-frames=%d num-buffers=%d %s ! "
-                                          "video/x-raw,width=%d,height=%d ! mgllavablobdetect",
-                                          seed, SF, N_FRAMES, src_props, W, H);
+                                          "video/x-raw,width=%d,height=%d%s ! mgllavablobdetect",
+                                          seed, SF, N_FRAMES, src_props, W, H, caps_extra);
     gchar* desc = g_strdup_printf("%s ! mgllavafilter name=f model=%s max-new-tokens=4 %s ! %s fakesink name=sink", src,
                                   model, props, tail ? tail : "");
     GError* err = NULL;
@@ -568,14 +569,18 @@ GST_START_TEST(test_per_object_latest) {
     MglScene a, b;
     guint n_truth;
 
-    /* a live source with two scenes of 40 frames: answers come some frames
-     * later, most while their objects are still there */
+    /* a live source with two scenes of 40 frames at 8 frames/s (5 s each, so
+     * that a slow build, e.g. under a sanitizer, still answers while the
+     * objects are there): answers come some frames later, most while their
+     * objects are still there */
     mgl_scene_make(&a, W, H, seed, 0, 1, 6);
     mgl_scene_make(&b, W, H, seed, 1, 1, 6);
     n_truth = (guint)(a.n + b.n);
     src_props = "is-live=true scene-frames=40";
+    caps_extra = ",framerate=8/1";
     s = run(demo_model, "attach-mode=latest drop-policy=block max-pending=4 " OBJ_PROPS, "", &seen);
     src_props = "";
+    caps_extra = "";
     g_print("per-object latest: %u answers, %u on their object's ROI, %u whose object had gone\n",
             seen.n_object_results, seen.n_on_roi, seen.n_not_on_frame);
     /* every answer arrives (on a frame or in the late-results event) */

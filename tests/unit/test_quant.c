@@ -95,7 +95,8 @@ static void kernels(void) {
                 QMat m = make(w, N, K, bits, groups[gi]);
                 float* ref = malloc(sizeof(float) * (size_t)(T * N));
                 float* got = malloc(sizeof(float) * (size_t)(T * N));
-                float* one = malloc(sizeof(float) * (size_t)N);
+                float* one =
+                    malloc(sizeof(float) * (size_t)(N > K ? N : K)); /* a row of N outputs, or one of K weights */
                 float* deq = malloc(sizeof(float) * (size_t)K);
                 float* exact = malloc(sizeof(float) * (size_t)(T * N));
                 mgl_quant_matmul_ref(x, T, &m.W, true, ref); /* q4: int8 activation blocks, as the kernels */
