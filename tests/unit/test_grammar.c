@@ -99,6 +99,55 @@ static void test_notation(void) {
     mgl_grammar_free(g);
 }
 
+/* Stacked repetition operators and groups of one repeated atom are one
+ * repetition where that is exact (x+++ as x+, ((x)+)+ as x+, x?+ as x*,
+ * (x+){2,} as x{2,}); where it is not ((x{2,})*: no single x), the
+ * operators nest. Each against the lengths the stacking allows, and deep
+ * stacking stays cheap to match (the fuzzer once took 20 s over x++++...). */
+static void test_stacked_repeats(void) {
+    static const struct {
+        const char* g;
+        const char* allowed; /* lengths 0..6 of "a" before "!": '1' allowed */
+    } k[] = {
+        {"root ::= \"a\"+++ \"!\"\n", "0111111"},      {"root ::= ((((\"a\")+)+)+)+ \"!\"\n", "0111111"},
+        {"root ::= \"a\"?+ \"!\"\n", "1111111"},       {"root ::= \"a\"+? \"!\"\n", "1111111"},
+        {"root ::= \"a\"*+* \"!\"\n", "1111111"},      {"root ::= (\"a\"+){2,} \"!\"\n", "0011111"},
+        {"root ::= (\"a\"{2,})* \"!\"\n", "1011111"},  {"root ::= (\"a\"{2})+ \"!\"\n", "0010101"},
+        {"root ::= (\"a\"?){2,3} \"!\"\n", "1111000"}, {"root ::= (\"a\"{3})? \"!\"\n", "1001000"},
+        {"root ::= \"a\"{2}{2} \"!\"\n", "0000100"},   {"root ::= \"a\"+{0} \"!\"\n", "1000000"},
+        {"root ::= ((\"a\")?)+ \"!\"\n", "1111111"},
+    };
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+        MglGrammar* g = gbnf(k[i].g);
+        char text[16];
+        for (int n = 0; n <= 6; n++) {
+            memset(text, 'a', (size_t)n);
+            text[n] = '!';
+            text[n + 1] = 0;
+            expect(g, text, k[i].allowed[n] == '1' ? C : X);
+        }
+        mgl_grammar_free(g);
+    }
+    /* 40 stacked operators and 40 nested groups: one loop each */
+    GString* s = g_string_new("root ::= \"a\"");
+    for (int i = 0; i < 40; i++) g_string_append(s, i % 7 == 3 ? "?" : "+");
+    g_string_append(s, " \"!\"\n");
+    MglGrammar* g = gbnf(s->str);
+    expect(g, "!", C);
+    expect(g, "aaaa!", C);
+    mgl_grammar_free(g);
+    g_string_assign(s, "root ::= ");
+    for (int i = 0; i < 40; i++) g_string_append_c(s, '(');
+    g_string_append(s, "[a-c]");
+    for (int i = 0; i < 40; i++) g_string_append(s, ")+");
+    g_string_append(s, " \"!\"\n");
+    g = gbnf(s->str);
+    expect(g, "abcab!", C);
+    expect(g, "!", X);
+    mgl_grammar_free(g);
+    g_string_free(s, TRUE);
+}
+
 static void test_notation_errors(void) {
     expect_error(false, "root ::= a\n", "rule \"a\" is used but never defined");
     expect_error(false, "x ::= \"a\"\n", "no rule named \"root\"");
@@ -294,6 +343,7 @@ static void test_schema_random_compiles(void) {
 
 int main(void) {
     test_notation();
+    test_stacked_repeats();
     test_notation_errors();
     test_schema();
     test_schema_errors();

@@ -41,6 +41,12 @@ typedef struct {
     size_t n_elems;          /* budget */
     int nest;
     uint32_t gen_count;
+    /* what the last parse_sequence held when it was one atom of one element
+     * with its repetition (not yet expanded): a parenthesised group of that
+     * one alternative stands for the same atom and repetition */
+    bool one_atom;
+    GElem atom;
+    long atom_min, atom_max;
 } P;
 
 static void brule_free(gpointer p) {
@@ -566,12 +572,54 @@ static bool repeat(P* p, GArray* seq, guint begin, long min, long max, const cha
     return true;
 }
 
+/* The single repetition equal to e{a,b} repeated {c,d} (b, d < 0: no
+ * bound), when there is one: stacked operators (x+*, x?+, (x+)+ ...) become
+ * one loop instead of loops nested in loops, which the matcher would carry
+ * level by level. FALSE when the lengths they allow are no {min,max}. */
+static bool repeat_combine(long a, long b, long c, long d, long* min, long* max) {
+    if (a == 1 && b == 1) {
+        *min = c, *max = d;
+        return true;
+    }
+    if (c == 1 && d == 1) {
+        *min = a, *max = b;
+        return true;
+    }
+    if (b == 0 || d == 0) { /* no copy at all: empty */
+        *min = 0, *max = 0;
+        return true;
+    }
+    if (b < 0) { /* e{a,}: k >= c copies of at least a each: any length from a c */
+        if (c >= 1) {
+            if ((double)a * (double)c > GRAM_MAX_REPEAT) return false;
+            *min = a * c, *max = -1;
+            return true;
+        }
+        if (a <= 1) { /* c == 0: 0, or any length from a */
+            *min = 0, *max = -1;
+            return true;
+        }
+        return false;
+    }
+    if (a == 0 && b == 1) { /* e?: up to d copies of zero or one */
+        *min = 0, *max = d;
+        return true;
+    }
+    return false;
+}
+
 static bool parse_sequence(P* p, GArray* seq, const char* base) {
+    int n_atoms = 0;
+    p->one_atom = false;
     for (;;) {
         skip_ws(p);
         int c = peek(p);
         if (c < 0 || c == '|' || c == ')' || at_rule_start(p)) return true;
         guint begin = seq->len;
+        /* the atom's repetition so far (the group of one quantified atom
+         * brings its own) */
+        long qmin = 1, qmax = 1;
+        n_atoms++;
         if (c == '"') {
             if (!parse_literal(p, seq)) return false;
         } else if (c == '[') {
@@ -592,7 +640,13 @@ static bool parse_sequence(P* p, GArray* seq, const char* base) {
             if (peek(p) != ')') return fail(p, "missing ')'");
             p->i++;
             p->nest--;
-            if (!push(p, seq, GE_REF, rid)) return false;
+            if (rule_at(p, rid)->alts->len == 1 && p->one_atom) {
+                /* ( x{m,n} ): the atom itself, its repetition still open
+                 * (the generated rule stays unused) */
+                if (!push(p, seq, p->atom.type, p->atom.val)) return false;
+                qmin = p->atom_min, qmax = p->atom_max;
+            } else if (!push(p, seq, GE_REF, rid))
+                return false;
         } else if (is_name_char(c)) {
             size_t k = name_len_at(p, p->i);
             if (k > 64) return fail(p, "rule name longer than 64 characters");
@@ -652,7 +706,24 @@ static bool parse_sequence(P* p, GArray* seq, const char* base) {
             } else {
                 break;
             }
-            if (!repeat(p, seq, begin, min, max, base)) return false;
+            /* one repetition for stacked operators where that is exact, else
+             * the one so far expanded and this one applied to the result */
+            long cmin, cmax;
+            if (repeat_combine(qmin, qmax, min, max, &cmin, &cmax)) {
+                qmin = cmin, qmax = cmax;
+            } else {
+                if (!repeat(p, seq, begin, qmin, qmax, base)) return false;
+                qmin = min, qmax = max;
+            }
+        }
+        /* this atom alone so far, one element: the group around it may stand for it */
+        const bool single = n_atoms == 1 && seq->len == begin + 1;
+        const GElem atom = single ? g_array_index(seq, GElem, begin) : (GElem){0};
+        if (!(qmin == 1 && qmax == 1) && !repeat(p, seq, begin, qmin, qmax, base)) return false;
+        p->one_atom = single;
+        if (single) {
+            p->atom = atom;
+            p->atom_min = qmin, p->atom_max = qmax;
         }
     }
 }
