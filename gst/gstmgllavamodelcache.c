@@ -3,6 +3,7 @@
 #include "gstmgllavamodelcache.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -79,12 +80,24 @@ static void gst_mgllava_load_free(GstMgllavaLoad* l) {
 /* The engine's progress, on the loading thread: stored in the entry for its
  * waiters (woken), and the load stops when nobody waits for it any more (only
  * the loader's own reference is left). */
+gsize gst_mgllava_load_step_len(const gchar* what) {
+    const gchar* paren = what ? strstr(what, " (") : NULL;
+    return paren ? (gsize)(paren - what) : (what ? strlen(what) : 0);
+}
+
 static bool gst_mgllava_load_progress(double fraction, const char* what, void* data) {
     GstMgllavaCachedModel* e = data;
     gboolean wanted;
+    const gsize n = gst_mgllava_load_step_len(what);
 
     g_mutex_lock(&e->lock);
     if (fraction > e->fraction) e->fraction = fraction; /* never backwards */
+    if (e->n_steps == 0 || n != gst_mgllava_load_step_len(e->step_what[(e->n_steps - 1) % 8]) ||
+        strncmp(what, e->step_what[(e->n_steps - 1) % 8], n) != 0) {
+        e->step_fraction[e->n_steps % 8] = e->fraction;
+        g_strlcpy(e->step_what[e->n_steps % 8], what ? what : "", sizeof e->step_what[0]);
+        e->n_steps++;
+    }
     g_strlcpy(e->what, what ? what : "", sizeof e->what);
     e->progress_serial++;
     g_cond_broadcast(&e->cond);
@@ -188,7 +201,7 @@ GstMgllavaCachedModel* gst_mgllava_model_cache_acquire_full(const gchar* path, c
     GstMgllavaCachedModel* e;
     gboolean loader = FALSE, gave_up = FALSE;
     GstMgllavaModelState state;
-    guint seen = 0;
+    guint seen = 0, steps_seen = 0;
 
     g_mutex_lock(&cache_lock);
     if (!cache) cache = g_hash_table_new(g_str_hash, g_str_equal);
@@ -214,12 +227,26 @@ GstMgllavaCachedModel* gst_mgllava_model_cache_acquire_full(const gchar* path, c
     g_mutex_lock(&e->lock);
     while (e->state == GST_MGLLAVA_MODEL_LOADING) {
         if (progress) {
-            /* the caller hears of every step (or, every 100 ms, of the last
-             * one again: its chance to give up) */
+            /* the caller hears of every step, then of the latest report (or,
+             * every 100 ms, of the last one again: its chance to give up) */
             gdouble f = e->fraction;
             gchar what[sizeof e->what];
             gboolean more;
 
+            if (steps_seen < e->n_steps) {
+                if (e->n_steps - steps_seen > 8) steps_seen = e->n_steps - 8;
+                f = e->step_fraction[steps_seen % 8];
+                g_strlcpy(what, e->step_what[steps_seen % 8], sizeof what);
+                steps_seen++;
+                g_mutex_unlock(&e->lock);
+                more = progress(f, what, data);
+                g_mutex_lock(&e->lock);
+                if (!more) {
+                    gave_up = TRUE;
+                    break;
+                }
+                continue;
+            }
             g_strlcpy(what, e->what, sizeof what);
             seen = e->progress_serial;
             g_mutex_unlock(&e->lock);

@@ -91,6 +91,11 @@ typedef struct {
     gdouble fraction;
     gchar what[96];
     guint progress_serial; /* bumped at each report */
+    /* the last steps (a report whose step name differs from the one
+     * before), so that a waiter that wakes late still hears each of them */
+    gdouble step_fraction[8];
+    gchar step_what[8][96];
+    guint n_steps; /* steps so far; the last 8 are kept */
 } GstMgllavaCachedModel;
 
 /* The model at @path loaded with @params: an entry READY with its model,
@@ -107,9 +112,14 @@ typedef struct {
 GstMgllavaCachedModel* gst_mgllava_model_cache_acquire(const gchar* path, const MglModelParams* params,
                                                        const MglServerParams* server, gboolean* reused, MglErr* err);
 
-/* Called in the acquirer's thread while it waits for a load: at each of the
- * engine's progress reports, and every 100 ms with the last one again.
- * Returning FALSE gives the wait up. */
+/* The length of the step's name in a progress text: what comes before its
+ * detail in parentheses ("reading weights (1.20 of 13.48 GB)" -> 15). */
+gsize gst_mgllava_load_step_len(const gchar* what);
+
+/* Called in the acquirer's thread while it waits for a load: with every new
+ * step (each once, even when reports came faster than the waiter woke), at
+ * the latest report, and every 100 ms with the last one again. Returning
+ * FALSE gives the wait up. */
 typedef gboolean (*GstMgllavaLoadProgressFunc)(gdouble fraction, const gchar* what, gpointer data);
 
 /* gst_mgllava_model_cache_acquire() that reports the load's progress to

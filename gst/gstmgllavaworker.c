@@ -297,7 +297,9 @@ typedef struct {
 static gboolean gst_mgllava_filter_on_load_progress(gdouble fraction, const gchar* what, gpointer data) {
     GstMgllavaLoadWatch* w = data;
     gint64 now = g_get_monotonic_time();
-    gboolean step = g_strcmp0(what, w->last_what) != 0 && strncmp(what, w->last_what, 13) != 0;
+    const gsize n = gst_mgllava_load_step_len(what);
+    /* a new step, not only new detail in the same one */
+    gboolean step = n != gst_mgllava_load_step_len(w->last_what) || strncmp(what, w->last_what, n) != 0;
 
     if (g_atomic_int_get(&w->self->load_cancel)) return FALSE;
     if (fraction > w->last_fraction && fraction < 1.0 &&
