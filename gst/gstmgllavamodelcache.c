@@ -225,7 +225,8 @@ GstMgllavaCachedModel* gst_mgllava_model_cache_acquire_full(const gchar* path, c
     if (loader) gst_mgllava_cached_model_start_load(e, path, params, server);
 
     g_mutex_lock(&e->lock);
-    while (e->state == GST_MGLLAVA_MODEL_LOADING) {
+    /* the steps not heard yet are delivered also when the load ended first */
+    while (e->state == GST_MGLLAVA_MODEL_LOADING || (progress && steps_seen < e->n_steps)) {
         if (progress) {
             /* the caller hears of every step, then of the latest report (or,
              * every 100 ms, of the last one again: its chance to give up) */
@@ -247,6 +248,7 @@ GstMgllavaCachedModel* gst_mgllava_model_cache_acquire_full(const gchar* path, c
                 }
                 continue;
             }
+            if (e->state != GST_MGLLAVA_MODEL_LOADING) break;
             g_strlcpy(what, e->what, sizeof what);
             seen = e->progress_serial;
             g_mutex_unlock(&e->lock);
