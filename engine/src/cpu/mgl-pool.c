@@ -28,7 +28,8 @@ typedef struct {
     void* ctx;
     int64_t n, chunk, nchunks;
     atomic_int_fast64_t next; /* next chunk to take */
-    int active;               /* workers inside the job (with g_mu) */
+    atomic_int active;        /* workers inside the job (changed with g_mu) */
+    bool waiting;             /* the caller sleeps on g_done (with g_mu) */
 } Job;
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -68,12 +69,16 @@ static void* worker(void* arg) {
         Job* j = g_job;
         /* beyond the size set since the pool started: sit the job out */
         if (index >= atomic_load_explicit(&g_limit, memory_order_relaxed)) j = NULL;
-        if (j) j->active++;
+        if (j) atomic_fetch_add_explicit(&j->active, 1, memory_order_relaxed);
         pthread_mutex_unlock(&g_mu);
         if (!j) continue;
         run_chunks(j);
         pthread_mutex_lock(&g_mu);
-        if (--j->active == 0) pthread_cond_signal(&g_done);
+        /* the caller may return the moment active reaches 0 (it spins on it
+         * without the lock); read `waiting` first: once the count is 0 the
+         * job's memory is no longer ours */
+        const bool wake = j->waiting;
+        if (atomic_fetch_sub_explicit(&j->active, 1, memory_order_release) == 1 && wake) pthread_cond_signal(&g_done);
         pthread_mutex_unlock(&g_mu);
     }
     return NULL;
@@ -147,7 +152,8 @@ void mgl_parallel_for(int64_t n, int64_t grain, MglRangeFn fn, void* ctx) {
     j.chunk = (n + nchunks - 1) / nchunks;
     j.nchunks = (n + j.chunk - 1) / j.chunk;
     atomic_init(&j.next, 0);
-    j.active = 0;
+    atomic_init(&j.active, 0);
+    j.waiting = false;
     pthread_mutex_lock(&g_mu);
     g_job = &j;
     atomic_fetch_add_explicit(&g_seq, 1, memory_order_release);
@@ -156,7 +162,15 @@ void mgl_parallel_for(int64_t n, int64_t grain, MglRangeFn fn, void* ctx) {
     run_chunks(&j);
     pthread_mutex_lock(&g_mu);
     g_job = NULL; /* no worker can join from here on */
-    while (j.active > 0) pthread_cond_wait(&g_done, &g_mu);
     pthread_mutex_unlock(&g_mu);
+    /* the workers' last chunks end about when ours do: spin a little
+     * before sleeping (a futex round trip costs more than a decode op) */
+    for (int spins = 0; atomic_load_explicit(&j.active, memory_order_acquire) > 0 && spins < SPIN; spins++) CPU_RELAX();
+    if (atomic_load_explicit(&j.active, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&g_mu);
+        j.waiting = true;
+        while (atomic_load_explicit(&j.active, memory_order_acquire) > 0) pthread_cond_wait(&g_done, &g_mu);
+        pthread_mutex_unlock(&g_mu);
+    }
     pthread_mutex_unlock(&g_run);
 }

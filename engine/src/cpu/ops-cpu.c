@@ -1,9 +1,8 @@
 /* ops-cpu.c: CPU backend ops other than the matrix products (ops-matmul.c):
- * norms, activations, convolutions, resizes, attention, RoPE; vectorised
- * loops on fp32. */
+ * norms, activations, convolutions, resizes, RoPE; vectorised loops on
+ * fp32. Attention is in ops-attn.c. */
 #include "mgl-ops.h"
 
-#include "mgl-blas.h"
 #include "mgl-pool.h"
 #include <math.h>
 #include <stdlib.h>
@@ -296,134 +295,6 @@ void mgl_resize_bilinear_chw(const float* x, int64_t C, int64_t H, int64_t W, in
 
 void mgl_resize_bilinear_nhwc(const float* x, int64_t H, int64_t W, int64_t C, int64_t Ho, int64_t Wo, float* y) {
     resize(x, C, H, W, Ho, Wo, y, true);
-}
-
-/* ---- attention --------------------------------------------------------- */
-
-typedef struct {
-    const float *q, *kc, *vc;
-    int64_t T, pos0, NH, NKV, HS, L;
-    bool causal;
-    float* out;
-} AttnCtx;
-
-/* exp(x) for the softmax, branch-free so the loops vectorise: x = n ln2 + r
- * with |r| <= ln2/2 (ln2 split in two for an exact product), a degree-6
- * polynomial for e^r, 2^n through the exponent bits. Relative error below
- * 2e-7 over the softmax's range (x <= 0); x below -87 gives 0. */
-static inline float exp_fast(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    const float n = nearbyintf(x * 1.44269504088896341f);
-    const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-    float p = 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union {
-        float f;
-        int32_t i;
-    } u = {.i = ((int32_t)n + 127) << 23};
-    return p * u.f;
-}
-
-/* Softmax of r[0, n) in place with max mx: e^(r - mx) / sum (sum in 16 float lanes, then double). */
-MGL_CLONES static void softmax_row(float* r, int64_t n) {
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n; j++) mx = r[j] > mx ? r[j] : mx;
-    float lane[16] = {0};
-    int64_t j = 0;
-    for (; j + 16 <= n; j += 16)
-        for (int k = 0; k < 16; k++) {
-            r[j + k] = exp_fast(r[j + k] - mx);
-            lane[k] += r[j + k];
-        }
-    double sum = 0.0;
-    for (; j < n; j++) {
-        r[j] = exp_fast(r[j] - mx);
-        sum += r[j];
-    }
-    for (int k = 0; k < 16; k++) sum += lane[k];
-    const float inv = (float)(1.0 / sum);
-    for (j = 0; j < n; j++) r[j] *= inv;
-}
-
-/* q . k over HS in 16 float lanes (vectorises; one fixed order) */
-MGL_CLONES static float dot_hs(const float* q, const float* k, int64_t HS) {
-    float lane[16] = {0};
-    int64_t d = 0;
-    for (; d + 16 <= HS; d += 16)
-        for (int i = 0; i < 16; i++) lane[i] += q[d + i] * k[d + i];
-    float s = 0.0f;
-    for (; d < HS; d++) s += q[d] * k[d];
-    for (int i = 0; i < 16; i++) s += lane[i];
-    return s;
-}
-
-MGL_CLONES static void axpy_hs(float* o, float p, const float* v, int64_t HS) {
-    for (int64_t d = 0; d < HS; d++) o[d] += p * v[d];
-}
-
-/* Small T (decode): one pass per (token, head) over the cache. */
-static void attn_rows_part(void* ctx, int64_t b, int64_t e) {
-    const AttnCtx* a = ctx;
-    const int64_t group = a->NH / a->NKV, HS = a->HS;
-    const float scale = 1.0f / sqrtf((float)HS);
-    float* att = malloc(sizeof(float) * (size_t)a->L);
-    for (int64_t th = b; th < e; th++) {
-        int64_t t = th / a->NH, h = th % a->NH;
-        const float* qh = a->q + t * a->NH * HS + h * HS;
-        int64_t kvh = h / group;
-        int64_t n = a->causal ? a->pos0 + t + 1 : a->L;
-        for (int64_t j = 0; j < n; j++) att[j] = dot_hs(qh, a->kc + j * a->NKV * HS + kvh * HS, HS) * scale;
-        softmax_row(att, n);
-        float* o = a->out + t * a->NH * HS + h * HS;
-        memset(o, 0, sizeof(float) * (size_t)HS);
-        for (int64_t j = 0; j < n; j++) axpy_hs(o, att[j], a->vc + j * a->NKV * HS + kvh * HS, HS);
-    }
-    free(att);
-}
-
-/* Prefill: per head, S = Q K^T and O = P V as GEMMs over strided views, in
- * blocks of query rows so causal attention never computes the scores of keys
- * after a block's last row; heads are spread over the pool, each with its own
- * score buffer. */
-#define ATTN_ROW_BLOCK 128
-static void attn_heads_part(void* ctx, int64_t b, int64_t e) {
-    const AttnCtx* a = ctx;
-    const int64_t T = a->T, L = a->L, HS = a->HS, group = a->NH / a->NKV;
-    const float scale = 1.0f / sqrtf((float)HS);
-    const int64_t TB = a->causal ? (T < ATTN_ROW_BLOCK ? T : ATTN_ROW_BLOCK) : T;
-    float* S = malloc(sizeof(float) * (size_t)(TB * L));
-    for (int64_t h = b; h < e; h++) {
-        const int64_t kvh = h / group;
-        for (int64_t t0 = 0; t0 < T; t0 += TB) {
-            const int64_t nt = T - t0 < TB ? T - t0 : TB;
-            const int64_t Lb = a->causal ? a->pos0 + t0 + nt : L; /* keys any row of the block sees */
-            mgl_sgemm(1, (int)nt, (int)Lb, (int)HS, scale, a->q + (t0 * a->NH + h) * HS, (int)(a->NH * HS),
-                      a->kc + kvh * HS, (int)(a->NKV * HS), 0.0f, S, (int)Lb);
-            for (int64_t t = 0; t < nt; t++) {
-                float* r = S + t * Lb;
-                int64_t n = a->causal ? a->pos0 + t0 + t + 1 : Lb;
-                softmax_row(r, n);
-                for (int64_t j = n; j < Lb; j++) r[j] = 0.0f;
-            }
-            mgl_sgemm(0, (int)nt, (int)HS, (int)Lb, 1.0f, S, (int)Lb, a->vc + kvh * HS, (int)(a->NKV * HS), 0.0f,
-                      a->out + (t0 * a->NH + h) * HS, (int)(a->NH * HS));
-        }
-    }
-    free(S);
-}
-
-void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kc, const float* vc, int64_t NH, int64_t NKV,
-                   int64_t HS, bool causal, float* out) {
-    AttnCtx a = {q, kc, vc, T, pos0, NH, NKV, HS, pos0 + T, causal, out};
-    if (T >= 16)
-        mgl_parallel_for(NH, 1, attn_heads_part, &a);
-    else
-        mgl_parallel_for(T * NH, 1, attn_rows_part, &a);
 }
 
 /* ---- RoPE -------------------------------------------------------------- */

@@ -6,6 +6,7 @@
 #include "mgl-ops.h"
 
 #include "mgl-blas.h"
+#include "mgl-cpu-isa.h"
 #include "mgl-ops-quant.h"
 #include "mgl-pool.h"
 #include "mgl-quant.h"
@@ -23,6 +24,27 @@ __attribute__((target("avx2,fma"))) static inline float reduce2(__m256 a0, __m25
     lo = _mm_hadd_ps(lo, lo);
     lo = _mm_hadd_ps(lo, lo);
     return _mm_cvtss_f32(lo);
+}
+
+/* s + the dot of weights [k, K) of a row with x (the scalar tail of the
+ * vector kernels). */
+static inline float tail_dot(const void* wrow, MglDType dt, const float* x, int64_t k, int64_t K, float s) {
+    for (int64_t j = k; j < K; j++) {
+        float w = dt == MGL_DT_F32    ? ((const float*)wrow)[j]
+                  : dt == MGL_DT_BF16 ? mgl_bf16_to_f32(((const uint16_t*)wrow)[j])
+                                      : mgl_f16_to_f32(((const uint16_t*)wrow)[j]);
+        s += w * x[j];
+    }
+    return s;
+}
+
+/* Sixteen weights at p widened to f32 (bf16 by a shift, f16 by F16C). */
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static inline __attribute__((always_inline)) __m512
+load16w(const void* p, MglDType dt) {
+    if (dt == MGL_DT_F32) return _mm512_loadu_ps((const float*)p);
+    const __m256i h = _mm256_loadu_si256((const __m256i*)p);
+    if (dt == MGL_DT_BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
 }
 
 /* dot(w_row, x[t]) for up to four rows with AVX2/FMA (bf16 widens by a
@@ -56,14 +78,7 @@ __attribute__((target("avx2,fma,f16c"))) static void dot_rows4(const void* wrow,
         }
     }
     for (int t = 0; t < nt; t++) {
-        float s = reduce2(a0[t], a1[t]);
-        for (int64_t j = k; j < K; j++) {
-            float w = dt == MGL_DT_F32    ? ((const float*)wrow)[j]
-                      : dt == MGL_DT_BF16 ? mgl_bf16_to_f32(((const uint16_t*)wrow)[j])
-                                          : mgl_f16_to_f32(((const uint16_t*)wrow)[j]);
-            s += w * x[t][j];
-        }
-        out[t] = s;
+        out[t] = tail_dot(wrow, dt, x[t], k, K, reduce2(a0[t], a1[t]));
     }
 }
 /* AVX-512: up to eight rows, the same scheme with 16-lane accumulators (each
@@ -79,36 +94,54 @@ dot_rows8_body(const void* wrow, MglDType dt, const float* const* x, int nt, int
          * stream of weights keeps the memory busy */
         _mm_prefetch((const char*)wrow + (size_t)k * es + 2048, _MM_HINT_T0);
         _mm_prefetch((const char*)wrow + (size_t)k * es + 2112, _MM_HINT_T0);
-        __m512 w0, w1;
-        if (dt == MGL_DT_F32) {
-            w0 = _mm512_loadu_ps((const float*)wrow + k);
-            w1 = _mm512_loadu_ps((const float*)wrow + k + 16);
-        } else {
-            __m256i h0 = _mm256_loadu_si256((const __m256i*)((const uint16_t*)wrow + k));
-            __m256i h1 = _mm256_loadu_si256((const __m256i*)((const uint16_t*)wrow + k + 16));
-            if (dt == MGL_DT_BF16) {
-                w0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h0), 16));
-                w1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h1), 16));
-            } else {
-                w0 = _mm512_cvtph_ps(h0);
-                w1 = _mm512_cvtph_ps(h1);
-            }
-        }
+        const __m512 w0 = load16w((const uint8_t*)wrow + (size_t)k * es, dt);
+        const __m512 w1 = load16w((const uint8_t*)wrow + (size_t)(k + 16) * es, dt);
         for (int t = 0; t < nt; t++) {
             a0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[t] + k), a0[t]);
             a1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[t] + k + 16), a1[t]);
         }
     }
     for (int t = 0; t < nt; t++) {
-        float s = _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t]));
-        for (int64_t j = k; j < K; j++) {
-            float w = dt == MGL_DT_F32    ? ((const float*)wrow)[j]
-                      : dt == MGL_DT_BF16 ? mgl_bf16_to_f32(((const uint16_t*)wrow)[j])
-                                          : mgl_f16_to_f32(((const uint16_t*)wrow)[j]);
-            s += w * x[t][j];
-        }
-        out[t] = s;
+        out[t] = tail_dot(wrow, dt, x[t], k, K, _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t])));
     }
+}
+/* One activation row against four weight rows (decode of a single
+ * sequence): four weight streams in flight at once, each row's sum formed
+ * exactly as dot_rows8_body forms it (two 16-lane accumulators over 32-wide
+ * steps, one reduce, then the tail), so a sequence's bits do not depend on
+ * whether it decodes alone or in a batch. */
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static inline __attribute__((always_inline)) void
+dot_4w_body(const void* w0p, size_t row_bytes, MglDType dt, const float* x, int64_t K, float* out) {
+    __m512 a0[4], a1[4];
+    for (int r = 0; r < 4; r++) a0[r] = a1[r] = _mm512_setzero_ps();
+    int64_t k = 0;
+    const size_t es = dt == MGL_DT_F32 ? 4 : 2;
+    for (; k + 32 <= K; k += 32) {
+        const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
+        /* the same place in the next four rows: a few kilobytes ahead */
+        for (int r = 0; r < 4; r++)
+            for (size_t off = 0; off < 32 * es; off += 64)
+                _mm_prefetch((const char*)w0p + (4 + r) * row_bytes + (size_t)k * es + off, _MM_HINT_T0);
+        for (int r = 0; r < 4; r++) {
+            const uint8_t* wr = (const uint8_t*)w0p + r * row_bytes + (size_t)k * es;
+            const __m512 w0 = load16w(wr, dt), w1 = load16w(wr + 16 * es, dt);
+            a0[r] = _mm512_fmadd_ps(w0, x0, a0[r]);
+            a1[r] = _mm512_fmadd_ps(w1, x1, a1[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        const uint8_t* wrow = (const uint8_t*)w0p + r * row_bytes;
+        out[r] = tail_dot(wrow, dt, x, k, K, _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r])));
+    }
+}
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void
+dot_4w(const void* w, size_t row_bytes, MglDType dt, const float* x, int64_t K, float* out) {
+    if (dt == MGL_DT_F32)
+        dot_4w_body(w, row_bytes, MGL_DT_F32, x, K, out);
+    else if (dt == MGL_DT_BF16)
+        dot_4w_body(w, row_bytes, MGL_DT_BF16, x, K, out);
+    else
+        dot_4w_body(w, row_bytes, MGL_DT_F16, x, K, out);
 }
 /* dot_rows8_body compiled for each row count and weight type, so the row
  * loop unrolls and the type test leaves the inner loop (same arithmetic). */
@@ -134,24 +167,8 @@ typedef void (*MglRows8Fn)(const void*, MglDType, const float* const*, int64_t, 
 static const MglRows8Fn dot_rows8_avx512[9] = {NULL,        dot_rows8_1, dot_rows8_2, dot_rows8_3, dot_rows8_4,
                                                dot_rows8_5, dot_rows8_6, dot_rows8_7, dot_rows8_8};
 
-static int have_avx512(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char* isa = getenv("MGL_CPU_ISA"); /* "avx2" or "scalar" force a narrower kernel (tests) */
-        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vl") && mgl_cpu_has_f16c() && !(isa && *isa);
-    }
-    return v;
-}
-static int have_avx2(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char* isa = getenv("MGL_CPU_ISA");
-        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && mgl_cpu_has_f16c() &&
-            !(isa && !strcmp(isa, "scalar"));
-    }
-    return v;
-}
+static int have_avx512(void) { return mgl_cpu_level() >= MGL_CPU_AVX512; }
+static int have_avx2(void) { return mgl_cpu_level() >= MGL_CPU_AVX2; }
 #define MGL_HAVE_DOT16 1
 #endif
 
@@ -222,7 +239,11 @@ static void rows_part(void* ctx, int64_t b, int64_t e) {
     size_t es = mgl_dtype_size(dt);
 #ifdef MGL_HAVE_DOT16
     if (have_avx512()) {
-        for (int64_t n = b; n < e; n++) {
+        int64_t n = b;
+        if (c->T == 1) /* one sequence: four weight rows at a time */
+            for (; n + 4 <= e; n += 4)
+                dot_4w(base + (size_t)(n * c->K) * es, (size_t)c->K * es, dt, c->x, c->K, c->y + n);
+        for (; n < e; n++) {
             const void* w = base + (size_t)(n * c->K) * es;
             for (int64_t t0 = 0; t0 < c->T; t0 += 8) {
                 const int nt = c->T - t0 < 8 ? (int)(c->T - t0) : 8;

@@ -20,6 +20,7 @@
  * the f32 path. Prefill (mgl_qmatmul with many rows): tiles of rows
  * dequantized to f32, one GEMM each, as the 16-bit weights (f32 activations
  * for both widths). */
+#include "mgl-cpu-isa.h"
 #include "mgl-ops-quant.h"
 
 #include "mgl-blas.h"
@@ -170,19 +171,11 @@ static const MglQdotFn qdot_avx2[5] = {NULL, qdot_1, qdot_2, qdot_3, qdot_4};
 #endif
 
 int mgl_qmatmul_isa(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char* isa = getenv("MGL_CPU_ISA"); /* "scalar" forces the portable loop (tests) */
-        v = 0;
 #ifdef MGL_HAVE_QAVX2
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && mgl_cpu_has_f16c() &&
-            !(isa && !strcmp(isa, "scalar")))
-            v = 1;
+    return mgl_cpu_level() >= MGL_CPU_AVX2;
 #else
-        (void)isa;
+    return 0;
 #endif
-    }
-    return v;
 }
 
 typedef struct {

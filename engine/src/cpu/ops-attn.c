@@ -1,0 +1,255 @@
+/* ops-attn.c: attention on the CPU.
+ *
+ * Decode (fewer than 16 query rows): one pass per (row, head) over the KV
+ * cache. With AVX-512 the scores of 16 keys are formed at once (16 partial
+ * dot products over the head dimension, folded into one vector of 16 scores
+ * by a transposing reduction), the softmax takes 16 lanes at a time with a
+ * vector exp, and P.V keeps the output row in registers (head sizes that are
+ * multiples of 16, up to 256). Other CPUs, other head sizes, and
+ * MGL_CPU_ISA=avx2|scalar take the portable loops.
+ *
+ * Prefill: per head, S = Q K^T and O = P V as GEMMs over strided views, in
+ * blocks of query rows so causal attention never computes the scores of keys
+ * after a block's last row.
+ *
+ * Both paths give a row the same bits whatever the other rows of the call
+ * are, so a sequence decodes the same alone or in a batch. */
+#include "mgl-ops.h"
+
+#include "mgl-blas.h"
+#include "mgl-cpu-isa.h"
+#include "mgl-pool.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define MGL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MGL_CLONES
+#endif
+
+typedef struct {
+    const float *q, *kc, *vc;
+    int64_t T, pos0, NH, NKV, HS, L;
+    bool causal;
+    float* out;
+} AttnCtx;
+
+/* exp(x) for the softmax, branch-free so the loops vectorise: x = n ln2 + r
+ * with |r| <= ln2/2 (ln2 split in two for an exact product), a degree-6
+ * polynomial for e^r, 2^n through the exponent bits. Relative error below
+ * 2e-7 over the softmax's range (x <= 0); x below -87 gives 0. */
+static inline float exp_fast(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    const float n = nearbyintf(x * 1.44269504088896341f);
+    const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union {
+        float f;
+        int32_t i;
+    } u = {.i = ((int32_t)n + 127) << 23};
+    return p * u.f;
+}
+
+/* Softmax of r[0, n) in place with max mx: e^(r - mx) / sum (sum in 16 float lanes, then double). */
+MGL_CLONES static void softmax_row(float* r, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) mx = r[j] > mx ? r[j] : mx;
+    float lane[16] = {0};
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int k = 0; k < 16; k++) {
+            r[j + k] = exp_fast(r[j + k] - mx);
+            lane[k] += r[j + k];
+        }
+    double sum = 0.0;
+    for (; j < n; j++) {
+        r[j] = exp_fast(r[j] - mx);
+        sum += r[j];
+    }
+    for (int k = 0; k < 16; k++) sum += lane[k];
+    const float inv = (float)(1.0 / sum);
+    for (j = 0; j < n; j++) r[j] *= inv;
+}
+
+/* q . k over HS in 16 float lanes (vectorises; one fixed order) */
+MGL_CLONES static float dot_hs(const float* q, const float* k, int64_t HS) {
+    float lane[16] = {0};
+    int64_t d = 0;
+    for (; d + 16 <= HS; d += 16)
+        for (int i = 0; i < 16; i++) lane[i] += q[d + i] * k[d + i];
+    float s = 0.0f;
+    for (; d < HS; d++) s += q[d] * k[d];
+    for (int i = 0; i < 16; i++) s += lane[i];
+    return s;
+}
+
+MGL_CLONES static void axpy_hs(float* o, float p, const float* v, int64_t HS) {
+    for (int64_t d = 0; d < HS; d++) o[d] += p * v[d];
+}
+
+/* The portable decode row: scores, softmax, P.V over n keys. */
+static void attn_row_plain(const float* qh, const float* kb, const float* vb, int64_t stride, int64_t n, int64_t HS,
+                           float scale, float* att, float* o) {
+    for (int64_t j = 0; j < n; j++) att[j] = dot_hs(qh, kb + j * stride, HS) * scale;
+    softmax_row(att, n);
+    memset(o, 0, sizeof(float) * (size_t)HS);
+    for (int64_t j = 0; j < n; j++) axpy_hs(o, att[j], vb + j * stride, HS);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define MGL_AVX512_ATTN 1
+#define AVX512 __attribute__((target("avx512f,avx512dq")))
+
+/* e^x in 16 lanes, the polynomial of exp_fast; 2^n by scalef. */
+AVX512 static inline __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* Sixteen vectors to one: lane i of the result is the sum of r[i]'s lanes.
+ * Halves are folded pairwise (256-bit, 128-bit, 64-bit, 32-bit steps), which
+ * leaves the sums in a fixed shuffled order that one permute undoes. */
+AVX512 static inline __m512 fold16(const __m512* r) {
+    __m512 c[8], d[4], e[2];
+    for (int i = 0; i < 8; i++)
+        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(r[i], r[i + 8], 0x44), _mm512_shuffle_f32x4(r[i], r[i + 8], 0xEE));
+    for (int i = 0; i < 4; i++)
+        d[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[i], c[i + 4], 0x88), _mm512_shuffle_f32x4(c[i], c[i + 4], 0xDD));
+    for (int i = 0; i < 2; i++) {
+        __m512d x = _mm512_castps_pd(d[i]), y = _mm512_castps_pd(d[i + 2]);
+        e[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    __m512 f = _mm512_add_ps(_mm512_shuffle_ps(e[0], e[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_ps(e[0], e[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i idx = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+    return _mm512_permutexvar_ps(idx, f);
+}
+
+/* One decode row with AVX-512, HS a multiple of 16 up to 256: att[0, n)
+ * receives the scaled scores and then the unnormalised weights. */
+AVX512 static void attn_row_avx512(const float* qh, const float* kb, const float* vb, int64_t stride, int64_t n,
+                                   int64_t HS, float scale, float* att, float* o) {
+    const int nc = (int)(HS / 16);
+    __m512 qv[16];
+    for (int c = 0; c < nc; c++) qv[c] = _mm512_loadu_ps(qh + 16 * c);
+    const __m512 vscale = _mm512_set1_ps(scale);
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        const int nk = n - j0 < 16 ? (int)(n - j0) : 16;
+        __m512 acc[16];
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+        for (int i = 0; i < nk; i++) {
+            const float* k = kb + (j0 + i) * stride;
+            __m512 a = _mm512_mul_ps(_mm512_loadu_ps(k), qv[0]);
+            for (int c = 1; c < nc; c++) a = _mm512_fmadd_ps(_mm512_loadu_ps(k + 16 * c), qv[c], a);
+            acc[i] = a;
+        }
+        const __mmask16 m = (__mmask16)((1u << nk) - 1u);
+        const __m512 s = _mm512_mul_ps(fold16(acc), vscale);
+        vmax = _mm512_mask_max_ps(vmax, m, vmax, s);
+        _mm512_mask_storeu_ps(att + j0, m, s);
+    }
+    const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    __m512 vsum = _mm512_setzero_ps();
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        const int nk = n - j0 < 16 ? (int)(n - j0) : 16;
+        const __mmask16 m = (__mmask16)((1u << nk) - 1u);
+        __m512 p = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, att + j0), mx));
+        p = _mm512_maskz_mov_ps(m, p);
+        vsum = _mm512_add_ps(vsum, p);
+        _mm512_mask_storeu_ps(att + j0, m, p);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+    __m512 ov[16];
+    for (int c = 0; c < nc; c++) ov[c] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j++) {
+        const __m512 p = _mm512_set1_ps(att[j]);
+        const float* v = vb + j * stride;
+        for (int c = 0; c < nc; c++) ov[c] = _mm512_fmadd_ps(p, _mm512_loadu_ps(v + 16 * c), ov[c]);
+    }
+    for (int c = 0; c < nc; c++) _mm512_storeu_ps(o + 16 * c, _mm512_mul_ps(ov[c], inv));
+}
+#endif
+
+/* Small T (decode): one pass per (token, head) over the cache. */
+static void attn_rows_part(void* ctx, int64_t b, int64_t e) {
+    const AttnCtx* a = ctx;
+    const int64_t group = a->NH / a->NKV, HS = a->HS, stride = a->NKV * HS;
+    const float scale = 1.0f / sqrtf((float)HS);
+    float* att = malloc(sizeof(float) * (size_t)(a->L + 16));
+#ifdef MGL_AVX512_ATTN
+    const bool wide = mgl_cpu_level() >= MGL_CPU_AVX512 && HS % 16 == 0 && HS <= 256;
+#endif
+    for (int64_t th = b; th < e; th++) {
+        int64_t t = th / a->NH, h = th % a->NH;
+        const float* qh = a->q + t * a->NH * HS + h * HS;
+        const int64_t kvh = h / group;
+        const int64_t n = a->causal ? a->pos0 + t + 1 : a->L;
+        float* o = a->out + t * a->NH * HS + h * HS;
+#ifdef MGL_AVX512_ATTN
+        if (wide) {
+            attn_row_avx512(qh, a->kc + kvh * HS, a->vc + kvh * HS, stride, n, HS, scale, att, o);
+            continue;
+        }
+#endif
+        attn_row_plain(qh, a->kc + kvh * HS, a->vc + kvh * HS, stride, n, HS, scale, att, o);
+    }
+    free(att);
+}
+
+/* Prefill: heads spread over the pool, each with its own score buffer. */
+#define ATTN_ROW_BLOCK 128
+static void attn_heads_part(void* ctx, int64_t b, int64_t e) {
+    const AttnCtx* a = ctx;
+    const int64_t T = a->T, L = a->L, HS = a->HS, group = a->NH / a->NKV;
+    const float scale = 1.0f / sqrtf((float)HS);
+    const int64_t TB = a->causal ? (T < ATTN_ROW_BLOCK ? T : ATTN_ROW_BLOCK) : T;
+    float* S = malloc(sizeof(float) * (size_t)(TB * L));
+    for (int64_t h = b; h < e; h++) {
+        const int64_t kvh = h / group;
+        for (int64_t t0 = 0; t0 < T; t0 += TB) {
+            const int64_t nt = T - t0 < TB ? T - t0 : TB;
+            const int64_t Lb = a->causal ? a->pos0 + t0 + nt : L; /* keys any row of the block sees */
+            mgl_sgemm(1, (int)nt, (int)Lb, (int)HS, scale, a->q + (t0 * a->NH + h) * HS, (int)(a->NH * HS),
+                      a->kc + kvh * HS, (int)(a->NKV * HS), 0.0f, S, (int)Lb);
+            for (int64_t t = 0; t < nt; t++) {
+                float* r = S + t * Lb;
+                int64_t n = a->causal ? a->pos0 + t0 + t + 1 : Lb;
+                softmax_row(r, n);
+                for (int64_t j = n; j < Lb; j++) r[j] = 0.0f;
+            }
+            mgl_sgemm(0, (int)nt, (int)HS, (int)Lb, 1.0f, S, (int)Lb, a->vc + kvh * HS, (int)(a->NKV * HS), 0.0f,
+                      a->out + (t0 * a->NH + h) * HS, (int)(a->NH * HS));
+        }
+    }
+    free(S);
+}
+
+void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kc, const float* vc, int64_t NH, int64_t NKV,
+                   int64_t HS, bool causal, float* out) {
+    AttnCtx a = {q, kc, vc, T, pos0, NH, NKV, HS, pos0 + T, causal, out};
+    if (T >= 16)
+        mgl_parallel_for(NH, 1, attn_heads_part, &a);
+    else
+        mgl_parallel_for(T * NH, 1, attn_rows_part, &a);
+}

@@ -1,0 +1,143 @@
+/* The CPU kernels chosen by CPUID (engine/src/cpu/mgl-cpu-isa.c) against
+ * plain double-precision references: attention (decode rows and blocked
+ * prefill, causal and full, grouped heads, head sizes on and off the vector
+ * path, key counts with and without a tail) and the matrix products. The
+ * meson file runs this at the widest level the CPU has and again with
+ * MGL_CPU_ISA capping it, so every fallback is checked on any machine. */
+#include "mgl-internal.h"
+#include "cpu/mgl-blas.h"
+#include "cpu/mgl-cpu-isa.h"
+#include "mgl-ops.h"
+#include "mgl-test.h"
+
+#include <math.h>
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+}
+static float* randv(int64_t n, float amp) {
+    float* v = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) v[i] = frand() * amp;
+    return v;
+}
+
+/* softmax(q k^T / sqrt(HS)) v in double, row by row */
+static void attn_ref(const float* q, int64_t T, int64_t pos0, const float* kc, const float* vc, int64_t NH, int64_t NKV,
+                     int64_t HS, bool causal, double* out) {
+    const int64_t L = pos0 + T, group = NH / NKV;
+    double* s = malloc(sizeof(double) * (size_t)L);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < NH; h++) {
+            const int64_t n = causal ? pos0 + t + 1 : L, kvh = h / group;
+            double mx = -INFINITY, sum = 0;
+            for (int64_t j = 0; j < n; j++) {
+                double d = 0;
+                for (int64_t i = 0; i < HS; i++) d += (double)q[(t * NH + h) * HS + i] * kc[(j * NKV + kvh) * HS + i];
+                s[j] = d / sqrt((double)HS);
+                if (s[j] > mx) mx = s[j];
+            }
+            for (int64_t j = 0; j < n; j++) sum += s[j] = exp(s[j] - mx);
+            for (int64_t i = 0; i < HS; i++) {
+                double o = 0;
+                for (int64_t j = 0; j < n; j++) o += s[j] * vc[(j * NKV + kvh) * HS + i];
+                out[(t * NH + h) * HS + i] = o / sum;
+            }
+        }
+    free(s);
+}
+
+static void attention_case(int64_t T, int64_t pos0, int64_t NH, int64_t NKV, int64_t HS, bool causal, float amp) {
+    const int64_t L = pos0 + T;
+    float* q = randv(T * NH * HS, amp);
+    float* kc = randv(L * NKV * HS, amp);
+    float* vc = randv(L * NKV * HS, 1.0f);
+    float* out = malloc(sizeof(float) * (size_t)(T * NH * HS));
+    double* ref = malloc(sizeof(double) * (size_t)(T * NH * HS));
+    mgl_attention(q, T, pos0, kc, vc, NH, NKV, HS, causal, out);
+    attn_ref(q, T, pos0, kc, vc, NH, NKV, HS, causal, ref);
+    double worst = 0;
+    for (int64_t i = 0; i < T * NH * HS; i++) {
+        double d = fabs(out[i] - ref[i]);
+        if (!(d <= worst)) worst = d; /* NaN propagates as a failure */
+    }
+    /* values are in [-1, 1]: f32 scores over up to 256 terms and softmax sums over a few thousand keys */
+    CHECK_MSG(worst <= 2e-5, "attention T=%lld pos0=%lld NH=%lld NKV=%lld HS=%lld causal=%d amp=%g: max|diff| %.3g",
+              (long long)T, (long long)pos0, (long long)NH, (long long)NKV, (long long)HS, causal, amp, worst);
+    free(q);
+    free(kc);
+    free(vc);
+    free(out);
+    free(ref);
+}
+
+static void attention(void) {
+    static const int64_t hs[] = {16, 20, 64, 80, 96, 128, 256};
+    static const int64_t pos[] = {0, 1, 14, 15, 16, 17, 31, 100, 1000};
+    for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
+        for (size_t p = 0; p < sizeof pos / sizeof pos[0]; p++) {
+            attention_case(1, pos[p], 4, 4, hs[i], true, 1.0f); /* decode */
+            attention_case(3, pos[p], 4, 2, hs[i], true, 1.0f); /* a few rows, grouped heads */
+            attention_case(1, pos[p], 2, 1, hs[i], true, 4.0f); /* sharp softmax */
+        }
+    attention_case(40, 0, 3, 3, 64, true, 1.0f);    /* prefill */
+    attention_case(200, 37, 4, 2, 128, true, 1.0f); /* prefill past a block, grouped, after a prefix */
+    attention_case(24, 0, 2, 2, 80, false, 1.0f);   /* full attention (vision) */
+    attention_case(5, 0, 2, 2, 64, false, 1.0f);
+    attention_case(1, 3000, 2, 2, 64, true, 1.0f); /* long context */
+}
+
+
+/* y = x W^T for W in f32, f16 and bf16: against double, and a row's bits
+ * the same computed alone (T = 1) or among others (decode batches) */
+static void matmul_rows(void) {
+    static const int64_t Ks[] = {1, 16, 31, 32, 33, 100, 768, 1000};
+    static const int64_t Ns[] = {1, 3, 4, 5, 9, 67, 300};
+    static const MglDType dts[] = {MGL_DT_F32, MGL_DT_F16, MGL_DT_BF16};
+    for (size_t di = 0; di < 3; di++)
+        for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+            for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++) {
+                const int64_t K = Ks[ki], N = Ns[ni], T = 5;
+                const MglDType dt = dts[di];
+                float* wf = randv(N * K, 1.0f);
+                uint8_t* wd = malloc(mgl_dtype_size(dt) * (size_t)(N * K));
+                mgl_convert_floats(wf, MGL_DT_F32, wd, dt, (size_t)(N * K));
+                mgl_convert_floats(wd, dt, wf, MGL_DT_F32, (size_t)(N * K)); /* the values W holds */
+                MglWeight W = {.data = wd, .dtype = dt, .rows = N, .cols = K};
+                float* x = randv(T * K, 1.0f);
+                float* yb = malloc(sizeof(float) * (size_t)(T * N));
+                float* y1 = malloc(sizeof(float) * (size_t)N);
+                mgl_matmul_rows(x, T, &W, NULL, yb);
+                double worst = 0;
+                int differ = 0;
+                for (int64_t t = 0; t < T; t++) {
+                    mgl_matmul_rows(x + t * K, 1, &W, NULL, y1);
+                    for (int64_t n = 0; n < N; n++) {
+                        double r = 0;
+                        for (int64_t k = 0; k < K; k++) r += (double)x[t * K + k] * wf[n * K + k];
+                        double d = fabs(yb[t * N + n] - r) / (1.0 + sqrt((double)K));
+                        if (!(d <= worst)) worst = d;
+                        differ += memcmp(&y1[n], &yb[t * N + n], sizeof(float)) != 0;
+                    }
+                }
+                CHECK_MSG(worst <= 2e-6, "matmul_rows %s K=%lld N=%lld: scaled max|diff| %.3g", mgl_dtype_name(dt),
+                          (long long)K, (long long)N, worst);
+                CHECK_MSG(differ == 0, "matmul_rows %s K=%lld N=%lld: %d results differ alone and in a batch",
+                          mgl_dtype_name(dt), (long long)K, (long long)N, differ);
+                free(wf);
+                free(wd);
+                free(x);
+                free(yb);
+                free(y1);
+            }
+}
+
+int main(void) {
+    MglErr err = {0};
+    REQUIRE(mgl_blas_init(&err) == MGL_OK);
+    printf("CPU kernel level: %s\n", mgl_cpu_level_name(mgl_cpu_level()));
+    attention();
+    matmul_rows();
+    TEST_DONE();
+}
