@@ -7,6 +7,7 @@
 #include "mgl-internal.h"
 #include "cpu/mgl-blas.h"
 #include "cpu/mgl-cpu-isa.h"
+#include "cpu/mgl-ops-bf16.h"
 #include "mgl-ops.h"
 #include "mgl-test.h"
 
@@ -133,11 +134,61 @@ static void matmul_rows(void) {
             }
 }
 
+/* y = x W^T + b through mgl_matmul (prefill, vision) in each weight dtype:
+ * on AVX512_BF16 a bf16 W multiplies x rounded to bf16 (the reference
+ * rounds it the same way), otherwise the products are f32's. The error is
+ * measured against the sum of |x w| of its output. */
+static void matmul_gemm(void) {
+    static const int64_t Ts[] = {2, 5, 12, 13, 40, 300};
+    static const int64_t Ks[] = {1, 2, 31, 32, 33, 100, 768};
+    static const int64_t Ns[] = {1, 17, 32, 33, 100};
+    static const MglDType dts[] = {MGL_DT_F32, MGL_DT_F16, MGL_DT_BF16};
+    const bool bf16_x = mgl_gemm_bf16_available();
+    printf("bf16 products: %s\n", bf16_x ? "vdpbf16ps (activations rounded to bf16)" : "f32");
+    for (size_t di = 0; di < 3; di++)
+        for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
+            for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+                for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++) {
+                    const int64_t T = Ts[ti], K = Ks[ki], N = Ns[ni];
+                    const MglDType dt = dts[di];
+                    float* wf = randv(N * K, 1.0f);
+                    uint8_t* wd = malloc(mgl_dtype_size(dt) * (size_t)(N * K));
+                    mgl_convert_floats(wf, MGL_DT_F32, wd, dt, (size_t)(N * K));
+                    mgl_convert_floats(wd, dt, wf, MGL_DT_F32, (size_t)(N * K));
+                    MglWeight W = {.data = wd, .dtype = dt, .rows = N, .cols = K};
+                    float* x = randv(T * K, 2.0f);
+                    float* bias = ni % 2 ? randv(N, 1.0f) : NULL;
+                    float* y = malloc(sizeof(float) * (size_t)(T * N));
+                    mgl_matmul(x, T, &W, bias, y);
+                    double worst = 0;
+                    for (int64_t t = 0; t < T; t++)
+                        for (int64_t n = 0; n < N; n++) {
+                            double r = bias ? bias[n] : 0, mag = 1;
+                            for (int64_t k = 0; k < K; k++) {
+                                float xv = x[t * K + k];
+                                if (dt == MGL_DT_BF16 && bf16_x) xv = mgl_bf16_to_f32(mgl_f32_to_bf16(xv));
+                                r += (double)xv * wf[n * K + k];
+                                mag += fabs((double)xv * wf[n * K + k]);
+                            }
+                            double d = fabs(y[t * N + n] - r) / mag;
+                            if (!(d <= worst)) worst = d;
+                        }
+                    CHECK_MSG(worst <= 1e-6, "matmul %s T=%lld K=%lld N=%lld bias=%d: relative error %.3g",
+                              mgl_dtype_name(dt), (long long)T, (long long)K, (long long)N, bias != NULL, worst);
+                    free(wf);
+                    free(wd);
+                    free(x);
+                    free(bias);
+                    free(y);
+                }
+}
+
 int main(void) {
     MglErr err = {0};
     REQUIRE(mgl_blas_init(&err) == MGL_OK);
     printf("CPU kernel level: %s\n", mgl_cpu_level_name(mgl_cpu_level()));
     attention();
     matmul_rows();
+    matmul_gemm();
     TEST_DONE();
 }

@@ -7,6 +7,7 @@
 
 #include "mgl-blas.h"
 #include "mgl-cpu-isa.h"
+#include "mgl-ops-bf16.h"
 #include "mgl-ops-quant.h"
 #include "mgl-pool.h"
 #include "mgl-quant.h"
@@ -334,6 +335,10 @@ void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias
     MatmulCtx c = {x, T, K, N, W, y};
     if (T == 1) {
         mgl_matmul_rows(x, 1, W, bias, y);
+        return;
+    }
+    if (W->dtype == MGL_DT_BF16 && !W->qbits && mgl_gemm_bf16_available()) {
+        mgl_gemm_bf16(x, T, W, bias, y); /* ops-bf16.c, bias included */
         return;
     }
     if (W->qbits) {

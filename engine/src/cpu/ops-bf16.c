@@ -1,0 +1,170 @@
+/* ops-bf16.c: y = x W^T + b for bf16 weights on CPUs with AVX512_BF16.
+ *
+ * The activations are rounded to bf16 (round to nearest even, as PyTorch's
+ * autocast does), pairs of them are multiplied with pairs of weights by
+ * vdpbf16ps, and the sums are kept in f32. Twice the multiply rate of f32
+ * FMA, with half the bytes per weight. The price is the activations'
+ * rounding (a relative 2^-9 per element); docs/engine.md gives its effect on
+ * the answers.
+ *
+ * Blocking: the weights are packed per task into a panel of 32 output
+ * columns (for each pair of k, the 32 columns' two weights side by side), so
+ * a 12 x 32 tile of outputs takes two panel loads and 12 broadcasts of an
+ * activation pair per step of two along k, 24 accumulators in registers.
+ * Tasks are (panel, block of rows), spread over the pool; a thread's
+ * consecutive tasks share their panel. Bias is added as the tile is stored. */
+#include "mgl-ops.h"
+
+#include "mgl-cpu-isa.h"
+#include "mgl-ops-bf16.h"
+#include "mgl-pool.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define MR 12 /* rows of a tile */
+#define NR 32 /* columns of a tile and of a panel */
+
+/* x (T, K) rounded to bf16, rows of KP pairs (the odd K's last pair padded with 0) */
+typedef struct {
+    const float* x;
+    int64_t K, KP;
+    uint32_t* xb;
+} RoundCtx;
+
+static void round_part(void* ctx, int64_t b, int64_t e);
+
+typedef struct {
+    const uint32_t* xb;
+    const uint16_t* w;
+    const float* bias;
+    float* y;
+    int64_t T, N, K, KP, mb, nmb;
+} TileCtx;
+
+static void tiles_part(void* ctx, int64_t b, int64_t e);
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+BF16 static void round_part(void* ctx, int64_t b, int64_t e) {
+    const RoundCtx* c = ctx;
+    for (int64_t t = b; t < e; t++) {
+        const float* x = c->x + t * c->K;
+        uint32_t* o = c->xb + t * c->KP;
+        int64_t k = 0;
+        for (; k + 32 <= c->K; k += 32) {
+            const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k));
+            _mm512_storeu_si512((void*)(o + k / 2), (__m512i)h);
+        }
+        for (; k < c->K; k += 2) {
+            const uint32_t lo = mgl_f32_to_bf16(x[k]);
+            const uint32_t hi = k + 1 < c->K ? mgl_f32_to_bf16(x[k + 1]) : 0;
+            o[k / 2] = lo | hi << 16;
+        }
+    }
+}
+
+/* One tile: mr (<= MR) rows of xb against a panel, nc (<= NR) columns stored. */
+BF16 static inline __attribute__((always_inline)) void
+tile_body(const uint32_t* a, int64_t KP, const uint32_t* p, int mr, float* y, int64_t ldy, int nc, const float* bias) {
+    __m512 acc[MR][2];
+    for (int i = 0; i < mr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int64_t kp = 0; kp < KP; kp++) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512((const void*)(p + kp * NR));
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512((const void*)(p + kp * NR + 16));
+        for (int i = 0; i < mr; i++) {
+            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[i * KP + kp]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], av, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], av, b1);
+        }
+    }
+    const __mmask16 m0 = nc >= 16 ? 0xffff : (__mmask16)((1u << nc) - 1u);
+    const __mmask16 m1 = nc >= 32 ? 0xffff : nc <= 16 ? 0 : (__mmask16)((1u << (nc - 16)) - 1u);
+    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+    if (bias) {
+        b0 = _mm512_maskz_loadu_ps(m0, bias);
+        b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    }
+    for (int i = 0; i < mr; i++) {
+        _mm512_mask_storeu_ps(y + i * ldy, m0, _mm512_add_ps(acc[i][0], b0));
+        _mm512_mask_storeu_ps(y + i * ldy + 16, m1, _mm512_add_ps(acc[i][1], b1));
+    }
+}
+
+#define MGL_TILE(R)                                                                                                    \
+    BF16 static void tile_##R(const uint32_t* a, int64_t KP, const uint32_t* p, float* y, int64_t ldy, int nc,         \
+                              const float* bias) {                                                                     \
+        tile_body(a, KP, p, R, y, ldy, nc, bias);                                                                      \
+    }
+MGL_TILE(1)
+MGL_TILE(2)
+MGL_TILE(3)
+MGL_TILE(4)
+MGL_TILE(5)
+MGL_TILE(6)
+MGL_TILE(7)
+MGL_TILE(8)
+MGL_TILE(9)
+MGL_TILE(10)
+MGL_TILE(11)
+MGL_TILE(12)
+typedef void (*TileFn)(const uint32_t*, int64_t, const uint32_t*, float*, int64_t, int, const float*);
+static const TileFn tiles[MR + 1] = {NULL,   tile_1, tile_2, tile_3,  tile_4,  tile_5, tile_6,
+                                     tile_7, tile_8, tile_9, tile_10, tile_11, tile_12};
+
+/* Panel of columns [n0, n0 + nc): p[kp * NR + j] = the pair (w[n0+j][2kp], w[n0+j][2kp+1]); columns past nc are 0. */
+static void pack_panel(const uint16_t* w, int64_t K, int64_t KP, int64_t n0, int nc, uint32_t* p) {
+    if (nc < NR) memset(p, 0, sizeof(uint32_t) * (size_t)(KP * NR));
+    for (int j = 0; j < nc; j++) {
+        const uint16_t* row = w + (n0 + j) * K;
+        int64_t kp = 0;
+        for (; kp < K / 2; kp++) {
+            uint32_t v;
+            memcpy(&v, row + 2 * kp, sizeof v);
+            p[kp * NR + j] = v;
+        }
+        if (K % 2) p[kp * NR + j] = row[K - 1];
+    }
+}
+
+static void tiles_part(void* ctx, int64_t b, int64_t e) {
+    const TileCtx* c = ctx;
+    uint32_t* p = malloc(sizeof(uint32_t) * (size_t)(c->KP * NR));
+    int64_t packed = -1;
+    for (int64_t task = b; task < e; task++) {
+        const int64_t panel = task / c->nmb, m0 = (task % c->nmb) * c->mb;
+        const int64_t n0 = panel * NR;
+        const int nc = c->N - n0 < NR ? (int)(c->N - n0) : NR;
+        if (panel != packed) {
+            pack_panel(c->w, c->K, c->KP, n0, nc, p);
+            packed = panel;
+        }
+        const int64_t m1 = m0 + c->mb < c->T ? m0 + c->mb : c->T;
+        for (int64_t m = m0; m < m1; m += MR) {
+            const int mr = m1 - m < MR ? (int)(m1 - m) : MR;
+            tiles[mr](c->xb + m * c->KP, c->KP, p, c->y + m * c->N + n0, c->N, nc, c->bias ? c->bias + n0 : NULL);
+        }
+    }
+    free(p);
+}
+
+bool mgl_gemm_bf16_available(void) { return mgl_cpu_level() >= MGL_CPU_AVX512_BF16; }
+#else
+static void round_part(void* ctx, int64_t b, int64_t e) { (void)ctx, (void)b, (void)e; }
+static void tiles_part(void* ctx, int64_t b, int64_t e) { (void)ctx, (void)b, (void)e; }
+bool mgl_gemm_bf16_available(void) { return false; }
+#endif
+
+void mgl_gemm_bf16(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y) {
+    const int64_t N = W->rows, K = W->cols, KP = (K + 1) / 2;
+    uint32_t* xb = malloc(sizeof(uint32_t) * (size_t)(T * KP));
+    RoundCtx rc = {x, K, KP, xb};
+    mgl_parallel_for(T, 64, round_part, &rc);
+    /* rows per task: all of them up to 1024 (each panel packed once), else 512 */
+    const int64_t mb = T <= 1024 ? T : 512;
+    TileCtx c = {xb, W->data, bias, y, T, N, K, KP, mb, (T + mb - 1) / mb};
+    const int64_t tasks = (N + NR - 1) / NR * c.nmb;
+    mgl_parallel_for(tasks, 1, tiles_part, &c);
+    free(xb);
+}
