@@ -10,6 +10,7 @@
 #include "mgl-model.h"
 #include "mgl-quant.h"
 #include "cpu/mgl-blas.h"
+#include "cpu/mgl-cpu-isa.h"
 
 #include <glib.h>
 #include <stdio.h>
@@ -273,13 +274,17 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
     MglBackendInfo info;
     mgl_model_backend_info(m, &info);
     MglCtx* c = NULL;
-    MglStatus st = mgl_ctx_new(m, &c, err);
+    MglCtxParams cp = mgl_ctx_default_params();
+    cp.kv_precision = bp->kv_precision;
+    MglStatus st = mgl_ctx_new_with_params(m, &cp, &c, err);
     GString* j = g_string_new(NULL);
     if (cpu)
-        g_string_append_printf(j,
-                               "{\"preset\": \"%s\", \"backend\": \"cpu\", \"dtype\": \"%s\", \"threads\": %d, "
-                               "\"blas_core\": \"%s\", \"build_ms\": %.1f",
-                               p->name, bench_dtype_name(bp), bp->n_threads, mgl_blas_corename(), build_ms);
+        g_string_append_printf(
+            j,
+            "{\"preset\": \"%s\", \"backend\": \"cpu\", \"dtype\": \"%s\", \"precision\": \"%s\", "
+            "\"kv\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"blas_core\": \"%s\", \"build_ms\": %.1f",
+            p->name, bench_dtype_name(bp), info.precision, bp->kv_precision ? bp->kv_precision : info.precision,
+            bp->n_threads, mgl_cpu_level_name(mgl_cpu_level()), mgl_blas_corename(), build_ms);
     else
         g_string_append_printf(j,
                                "{\"preset\": \"%s\", \"backend\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
@@ -586,8 +591,8 @@ int mgl_cmd_bench(int argc, char** argv) {
     CliOpt o[] = {{"--preset", true},    {"--dtype", true},   {"--prompt-tokens", true}, {"--gen-tokens", true},
                   {"--reps", true},      {"--threads", true}, {"--device", true},        {"--save", true},
                   {"--tokenizer", true}, {"--model", true},   {"--precision", true},     {"--batch", true},
-                  {"--streams", true},   {"--frames", true},  {"--prompt", true}};
-    if (cli_parse_opts(argc, argv, o, 15)) return 1;
+                  {"--streams", true},   {"--frames", true},  {"--prompt", true},        {"--kv", true}};
+    if (cli_parse_opts(argc, argv, o, 16)) return 1;
     MglBenchParams bp = {.preset = o[0].value ? o[0].value : "mgllava-7b", .dtype = MGL_DT_F32, .reps = 3};
     if (o[1].value && !bench_dtype(o[1].value, &bp))
         return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16, f32, q8 or q4", o[1].value);
@@ -607,8 +612,11 @@ int mgl_cmd_bench(int argc, char** argv) {
         return cli_usage_error(NULL, "--precision '%s': expected f16, bf16 or f32", o[10].value);
     if (o[6].value && strcmp(o[6].value, "cpu") && (o[7].value || o[9].value))
         return cli_usage_error(NULL, "%s: --save and --model run on the CPU", "bench");
+    if (o[15].value && !cli_dtype(o[15].value))
+        return cli_usage_error(NULL, "--kv '%s': expected f16, bf16 or f32", o[15].value);
     bp.device = o[6].value;
     bp.precision = o[10].value;
+    bp.kv_precision = o[15].value;
     MglErr err = {0};
     int list[16], nl = 0;
     if (o[11].value || o[12].value) {

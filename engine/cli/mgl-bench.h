@@ -12,9 +12,10 @@ typedef struct {
     int gen_tokens;    /* decode steps */
     int reps;          /* vision repetitions (median) */
     int n_threads;
-    const char* device;    /* NULL/"cpu"; "cuda" or "auto" run the CUDA backend (mgl-bench.c) */
-    const char* precision; /* CUDA: "f16" (default), "bf16", "f32" */
-    int quant_bits;        /* 8 or 4: the LLM's matrices quantized (--dtype q8|q4, mgl-quant.h); 0 none */
+    const char* device;       /* NULL/"cpu"; "cuda" or "auto" run the CUDA backend (mgl-bench.c) */
+    const char* precision;    /* CUDA: "f16" (default), "bf16", "f32"; the CPU: "bf16" or f32 */
+    int quant_bits;           /* 8 or 4: the LLM's matrices quantized (--dtype q8|q4, mgl-quant.h); 0 none */
+    const char* kv_precision; /* --kv: the KV cache (NULL: the precision's) */
 } MglBenchParams;
 
 const char* mgl_bench_preset_names(void);

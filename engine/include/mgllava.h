@@ -179,7 +179,10 @@ typedef struct {
     int gpu_id;            /* CUDA ordinal */
     int n_threads;         /* CPU threads; 0 = all cores */
     int n_ctx;             /* max prompt + generated tokens; 0 = the LLM's max_position_embeddings */
-    const char* precision; /* GPU weights and KV cache: "f16" (default, also when NULL), "bf16" or "f32" */
+    const char* precision; /* GPU weights and KV cache: "f16" (default, also when NULL), "bf16" or "f32".
+                            * The CPU computes in f32 unless "bf16": then its matrix products round
+                            * activations and weights to bf16 (vdpbf16ps, where the CPU has
+                            * AVX512_BF16) and its KV cache is bf16 (docs/cpu.md) */
     /* Load progress (optional): called on the loading thread with the
      * fraction done (0 to 1, never decreasing) and what is being loaded
      * ("reading weights (1.2 of 13.5 GB)"); returning false aborts the load
@@ -200,8 +203,8 @@ MGL_API int mgl_model_default_max_new_tokens(const MglModel* model);
 /* Context parameters (per stream, as llama.h separates them from the model's). */
 typedef struct {
     int n_ctx;                /* max prompt + generated tokens; 0 = the model's default (MglModelParams.n_ctx) */
-    const char* kv_precision; /* device KV cache: "f16", "bf16" or "f32"; NULL = the device weights' precision.
-                               * The CPU keeps its KV cache in f32. */
+    const char* kv_precision; /* KV cache: "f16", "bf16" or "f32"; NULL = the model's precision (on the
+                               * CPU: f32, or bf16 at precision "bf16") */
 } MglCtxParams;
 
 MGL_API MglCtxParams mgl_ctx_default_params(void);

@@ -36,7 +36,7 @@ typedef struct {
 typedef struct {
     int n_seq;         /* sequence slots, each with its own KV cache (>= 1) */
     int64_t n_ctx;     /* positions per slot */
-    MglDType kv_dtype; /* KV cache storage on a device: F16, BF16 or F32; the CPU keeps f32 */
+    MglDType kv_dtype; /* KV cache storage: F16, BF16 or F32 */
 } MglBackendCtxParams;
 
 /* One frame of a clip (the video path, spec section 11): its views and boxes. */
@@ -127,7 +127,6 @@ typedef struct {
     char device[200];    /* "CPU", or the GPU's name */
     char precision[8];
     size_t free_bytes; /* memory free now for KV caches and activations (host or device) */
-    bool kv_f32;       /* the KV cache is f32 whatever the context asks (the CPU) */
 } MglBackendInfo;
 
 typedef struct MglBackend {

@@ -57,6 +57,10 @@ void mgl_resize_bilinear_nhwc(const float* x, int64_t H, int64_t W, int64_t C, i
  * kcache/vcache: (pos0+T, NKV*HS). out: (T, NH*HS). `causal` false = full attention. */
 void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kcache, const float* vcache, int64_t NH,
                    int64_t NKV, int64_t HS, bool causal, float* out);
+/* The same over a cache held in `kvdt` (F32, F16 or BF16): 16-bit keys and
+ * values are widened as they are read; scores, softmax and sums stay f32. */
+void mgl_attention_kv(const float* q, int64_t T, int64_t pos0, const void* kcache, const void* vcache, MglDType kvdt,
+                      int64_t NH, int64_t NKV, int64_t HS, bool causal, float* out);
 
 /* HF rotate-half RoPE, in place on (T, NH*HS), positions pos0.. */
 void mgl_rope(float* x, int64_t T, int64_t NH, int64_t HS, int64_t pos0, float theta);

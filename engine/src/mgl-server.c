@@ -356,7 +356,7 @@ MglStatus mgl_server_new(MglModel* m, const MglServerParams* params, MglServer**
     MglBackendInfo info;
     m->be->model_info(m->bm, &info);
     const MglLlmConfig* lc = &m->w.lc;
-    const size_t es = info.kv_f32 ? 4 : mgl_dtype_size(kv);
+    const size_t es = mgl_dtype_size(kv);
     const size_t per_slot =
         2 * (size_t)lc->n_layers * (size_t)n_ctx * (size_t)lc->n_kv_heads * (size_t)lc->head_dim * es;
     int B = p.max_batch;

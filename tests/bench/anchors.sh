@@ -201,24 +201,33 @@ setup_models() {
 # The environment may set OPENBLAS_CORETYPE (this project's sandbox sets Haswell); mgllava picks
 # OpenBLAS's kernel from CPUID only when it is unset, so it runs without it.
 mgl() { env -u OPENBLAS_CORETYPE "$MGL_BIN" bench --threads "$THREADS" "$@" 2>>"$LOG"; }
+# How mgllava runs each dtype row: f32 is its exact default (f32 products and KV cache); f16 keeps
+# f32 products with an f16 KV cache (llama.cpp's default cache); bf16 is precision bf16 (bf16
+# products on AVX512_BF16, bf16 KV cache), as PyTorch's bf16 rows compute in bf16.
+mgl_mode() { # DTYPE
+    case "$1" in
+    f16) echo --kv f16 ;;
+    bf16) echo --precision bf16 ;;
+    esac
+}
 
 mgllava_llm() { # DTYPE ROUND
     local p c emit
     for p in "${PREFILLS[@]}"; do
         in_list "$p" "${CONTEXTS[@]}" && continue # measured by the decode run below
-        mgl --preset llama-110m --dtype "$1" --prompt-tokens "$p" --gen-tokens 1 |
+        mgl --preset llama-110m --dtype "$1" $(mgl_mode "$1") --prompt-tokens "$p" --gen-tokens 1 |
             report mgllava --round "$2" --dtype "$1" --emit prefill || failed "mgllava $1 prefill $p"
     done
     for c in "${CONTEXTS[@]}"; do
         emit=decode
         in_list "$c" "${PREFILLS[@]}" && emit=prefill,decode
-        mgl --preset llama-110m --dtype "$1" --prompt-tokens "$c" --gen-tokens "$GEN" |
+        mgl --preset llama-110m --dtype "$1" $(mgl_mode "$1") --prompt-tokens "$c" --gen-tokens "$GEN" |
             report mgllava --round "$2" --dtype "$1" --emit "$emit" || failed "mgllava $1 context $c"
     done
 }
 
 mgllava_vision() { # DTYPE ROUND
-    mgl --preset vision-l --dtype "$1" --reps "$MGL_VISION_REPS" |
+    mgl --preset vision-l --dtype "$1" $(mgl_mode "$1") --reps "$MGL_VISION_REPS" |
         report mgllava --round "$2" --dtype "$1" --emit vision || failed "mgllava $1 vision"
 }
 

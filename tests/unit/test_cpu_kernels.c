@@ -49,14 +49,30 @@ static void attn_ref(const float* q, int64_t T, int64_t pos0, const float* kc, c
     free(s);
 }
 
-static void attention_case(int64_t T, int64_t pos0, int64_t NH, int64_t NKV, int64_t HS, bool causal, float amp) {
+/* the cache in kvdt (f32 through mgl_attention itself); the reference reads
+ * the values the 16-bit cache holds */
+static void attention_case_dt(int64_t T, int64_t pos0, int64_t NH, int64_t NKV, int64_t HS, bool causal, float amp,
+                              MglDType kvdt) {
     const int64_t L = pos0 + T;
     float* q = randv(T * NH * HS, amp);
     float* kc = randv(L * NKV * HS, amp);
     float* vc = randv(L * NKV * HS, 1.0f);
     float* out = malloc(sizeof(float) * (size_t)(T * NH * HS));
     double* ref = malloc(sizeof(double) * (size_t)(T * NH * HS));
-    mgl_attention(q, T, pos0, kc, vc, NH, NKV, HS, causal, out);
+    if (kvdt == MGL_DT_F32) {
+        mgl_attention(q, T, pos0, kc, vc, NH, NKV, HS, causal, out);
+    } else {
+        const size_t n = (size_t)(L * NKV * HS);
+        uint16_t* k16 = malloc(2 * n);
+        uint16_t* v16 = malloc(2 * n);
+        mgl_convert_floats(kc, MGL_DT_F32, k16, kvdt, n);
+        mgl_convert_floats(vc, MGL_DT_F32, v16, kvdt, n);
+        mgl_convert_floats(k16, kvdt, kc, MGL_DT_F32, n);
+        mgl_convert_floats(v16, kvdt, vc, MGL_DT_F32, n);
+        mgl_attention_kv(q, T, pos0, k16, v16, kvdt, NH, NKV, HS, causal, out);
+        free(k16);
+        free(v16);
+    }
     attn_ref(q, T, pos0, kc, vc, NH, NKV, HS, causal, ref);
     double worst = 0;
     for (int64_t i = 0; i < T * NH * HS; i++) {
@@ -64,13 +80,19 @@ static void attention_case(int64_t T, int64_t pos0, int64_t NH, int64_t NKV, int
         if (!(d <= worst)) worst = d; /* NaN propagates as a failure */
     }
     /* values are in [-1, 1]: f32 scores over up to 256 terms and softmax sums over a few thousand keys */
-    CHECK_MSG(worst <= 2e-5, "attention T=%lld pos0=%lld NH=%lld NKV=%lld HS=%lld causal=%d amp=%g: max|diff| %.3g",
-              (long long)T, (long long)pos0, (long long)NH, (long long)NKV, (long long)HS, causal, amp, worst);
+    CHECK_MSG(worst <= 2e-5, "attention %s T=%lld pos0=%lld NH=%lld NKV=%lld HS=%lld causal=%d amp=%g: max|diff| %.3g",
+              mgl_dtype_name(kvdt), (long long)T, (long long)pos0, (long long)NH, (long long)NKV, (long long)HS, causal,
+              amp, worst);
     free(q);
     free(kc);
     free(vc);
     free(out);
     free(ref);
+}
+
+static void attention_case(int64_t T, int64_t pos0, int64_t NH, int64_t NKV, int64_t HS, bool causal, float amp) {
+    static const MglDType dts[] = {MGL_DT_F32, MGL_DT_F16, MGL_DT_BF16};
+    for (int i = 0; i < 3; i++) attention_case_dt(T, pos0, NH, NKV, HS, causal, amp, dts[i]);
 }
 
 static void attention(void) {
@@ -134,17 +156,20 @@ static void matmul_rows(void) {
             }
 }
 
-/* y = x W^T + b through mgl_matmul (prefill, vision) in each weight dtype:
- * on AVX512_BF16 a bf16 W multiplies x rounded to bf16 (the reference
- * rounds it the same way), otherwise the products are f32's. The error is
- * measured against the sum of |x w| of its output. */
-static void matmul_gemm(void) {
+/* y = x W^T + b through mgl_matmul (prefill, vision) in each weight dtype,
+ * at f32 precision and at bf16 precision: there, on AVX512_BF16, x and W are
+ * rounded to bf16 before the products (the reference rounds them the same
+ * way); elsewhere the products stay f32's. The error is measured against
+ * the sum of |x w| of its output. */
+static void matmul_gemm(bool bf16) {
     static const int64_t Ts[] = {2, 5, 12, 13, 40, 300};
     static const int64_t Ks[] = {1, 2, 31, 32, 33, 100, 768};
     static const int64_t Ns[] = {1, 17, 32, 33, 100};
     static const MglDType dts[] = {MGL_DT_F32, MGL_DT_F16, MGL_DT_BF16};
-    const bool bf16_x = mgl_gemm_bf16_available();
-    printf("bf16 products: %s\n", bf16_x ? "vdpbf16ps (activations rounded to bf16)" : "f32");
+    mgl_cpu_set_bf16(bf16);
+    const bool round = bf16 && mgl_gemm_bf16_available();
+    printf("matmul at %s precision: %s\n", bf16 ? "bf16" : "f32",
+           round ? "vdpbf16ps (x and W rounded to bf16)" : "f32 products");
     for (size_t di = 0; di < 3; di++)
         for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
             for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
@@ -165,22 +190,27 @@ static void matmul_gemm(void) {
                         for (int64_t n = 0; n < N; n++) {
                             double r = bias ? bias[n] : 0, mag = 1;
                             for (int64_t k = 0; k < K; k++) {
-                                float xv = x[t * K + k];
-                                if (dt == MGL_DT_BF16 && bf16_x) xv = mgl_bf16_to_f32(mgl_f32_to_bf16(xv));
-                                r += (double)xv * wf[n * K + k];
-                                mag += fabs((double)xv * wf[n * K + k]);
+                                float xv = x[t * K + k], wv = wf[n * K + k];
+                                if (round) {
+                                    xv = mgl_bf16_to_f32(mgl_f32_to_bf16(xv));
+                                    wv = mgl_bf16_to_f32(mgl_f32_to_bf16(wv));
+                                }
+                                r += (double)xv * wv;
+                                mag += fabs((double)xv * wv);
                             }
                             double d = fabs(y[t * N + n] - r) / mag;
                             if (!(d <= worst)) worst = d;
                         }
-                    CHECK_MSG(worst <= 1e-6, "matmul %s T=%lld K=%lld N=%lld bias=%d: relative error %.3g",
-                              mgl_dtype_name(dt), (long long)T, (long long)K, (long long)N, bias != NULL, worst);
+                    CHECK_MSG(worst <= 1e-6, "matmul %s at %s T=%lld K=%lld N=%lld bias=%d: relative error %.3g",
+                              mgl_dtype_name(dt), bf16 ? "bf16" : "f32", (long long)T, (long long)K, (long long)N,
+                              bias != NULL, worst);
                     free(wf);
                     free(wd);
                     free(x);
                     free(bias);
                     free(y);
                 }
+    mgl_cpu_set_bf16(false);
 }
 
 int main(void) {
@@ -189,6 +219,7 @@ int main(void) {
     printf("CPU kernel level: %s\n", mgl_cpu_level_name(mgl_cpu_level()));
     attention();
     matmul_rows();
-    matmul_gemm();
+    matmul_gemm(false);
+    matmul_gemm(true);
     TEST_DONE();
 }

@@ -4,6 +4,7 @@
  * vision and prefill, and its last logits. A batch runs sequence by
  * sequence, each exactly as alone. */
 #include "mgl-cpu.h"
+#include "mgl-ops-bf16.h"
 
 #include "mgl-blas.h"
 #include "mgl-pool.h"
@@ -16,6 +17,7 @@
 
 struct MglBackendModel {
     const MglModelWeights* w;
+    bool bf16; /* precision "bf16": bf16 products in the GEMMs (mgl_cpu_set_bf16) */
 };
 
 typedef struct {
@@ -27,6 +29,8 @@ typedef struct {
 
 struct MglBackendCtx {
     const MglModelWeights* w;
+    bool bf16;        /* the model's precision */
+    MglDType kv_type; /* every slot's KV cache */
     int n_seq;
     CpuSlot* slots;
 };
@@ -43,6 +47,9 @@ static MglStatus cpu_model_new(const MglModelWeights* w, const MglBackendParams*
     MglBackendModel* bm = calloc(1, sizeof *bm);
     if (!bm) return mgl_err(err, MGL_E_NOMEM, "out of memory");
     bm->w = w;
+    /* the CPU computes in f32 (the reference's arithmetic) unless asked for
+     * bf16; "f16", the device default, changes nothing here */
+    bm->bf16 = p && p->precision && !strcmp(p->precision, "bf16");
     *out = bm;
     return MGL_OK;
 }
@@ -52,8 +59,7 @@ static void cpu_model_free(MglBackendModel* bm) { free(bm); }
 static void cpu_model_info(const MglBackendModel* bm, MglBackendInfo* out) {
     memset(out, 0, sizeof *out);
     snprintf(out->device, sizeof out->device, "CPU");
-    snprintf(out->precision, sizeof out->precision, "f32");
-    out->kv_f32 = true;
+    snprintf(out->precision, sizeof out->precision, "%s", bm->bf16 ? "bf16" : "f32");
     /* MemAvailable (kB) */
     FILE* f = fopen("/proc/meminfo", "r");
     char line[128];
@@ -88,11 +94,14 @@ static MglStatus cpu_ctx_new(MglBackendModel* bm, const MglBackendCtxParams* p, 
         return mgl_err(err, MGL_E_NOMEM, "out of memory");
     }
     bc->w = bm->w;
+    bc->bf16 = bm->bf16;
+    bc->kv_type = p && (p->kv_dtype == MGL_DT_F16 || p->kv_dtype == MGL_DT_BF16) ? p->kv_dtype : MGL_DT_F32;
     bc->n_seq = n;
     const int64_t V = bm->w->lc.vocab, H = bm->w->lc.hidden;
     for (int i = 0; i < n; i++) {
         bc->slots[i].logits = malloc(sizeof(float) * (size_t)V);
         bc->slots[i].e1 = malloc(sizeof(float) * (size_t)H);
+        bc->slots[i].kv.dtype = bc->kv_type;
         if (!bc->slots[i].logits || !bc->slots[i].e1) {
             cpu_ctx_free(bc);
             return mgl_err(err, MGL_E_NOMEM, "out of memory for %lld logits", (long long)V);
@@ -113,7 +122,7 @@ static MglStatus cpu_reserve(MglBackendCtx* bc, MglSeq* const* seqs, int n, int6
     for (int i = 0; i < n; i++) {
         CpuSlot* s = NULL;
         MGL_TRY(slot_of(bc, seqs[i], &s, err));
-        MGL_TRY(mgl_cpu_kv_reserve(&s->kv, &bc->w->lc, n_pos, err));
+        MGL_TRY(mgl_cpu_kv_reserve(&s->kv, bc->w, n_pos, err));
     }
     return MGL_OK;
 }
@@ -191,6 +200,7 @@ static MglStatus clip_embeds(const MglModelWeights* m, const MglSeqInput* in, fl
 /* Each sequence's prompt embeddings; sequences about one frame (the same
  * views) share one run of the vision towers. */
 static MglStatus cpu_vision(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglErr* err) {
+    mgl_cpu_set_bf16(bc->bf16);
     const MglModelWeights* m = bc->w;
     const int64_t H = m->lc.hidden, P = m->n_patches;
     CpuVision* vs = calloc((size_t)(n > 0 ? n : 1), sizeof(CpuVision));
@@ -233,6 +243,7 @@ static MglStatus cpu_vision(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglEr
 }
 
 static MglStatus cpu_prefill(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglErr* err) {
+    mgl_cpu_set_bf16(bc->bf16);
     for (int i = 0; i < n; i++) {
         CpuSlot* sl = NULL;
         MGL_TRY(slot_of(bc, seqs[i], &sl, err));
@@ -249,6 +260,7 @@ static MglStatus cpu_prefill(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglE
 
 /* One step for every sequence of the batch at once (mgl_cpu_decode_rows). */
 static MglStatus cpu_decode(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglErr* err) {
+    mgl_cpu_set_bf16(bc->bf16);
     if (n <= 0) return MGL_OK;
     const int64_t H = bc->w->lc.hidden, V = bc->w->lc.vocab;
     float* emb = malloc(sizeof(float) * (size_t)(n * H));
@@ -296,29 +308,34 @@ static MglStatus cpu_sample(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglEr
 /* ---- stages with host buffers ---- */
 
 static MglStatus cpu_stage_clip(MglBackendCtx* bc, const float* x336, float* out, MglErr* err) {
+    mgl_cpu_set_bf16(bc->bf16);
     mgl_stage_clip(bc->w, x336, out);
     return MGL_OK;
 }
 
 static MglStatus cpu_stage_convnext(MglBackendCtx* bc, const float* x768, float* const so[4], MglErr* err) {
+    mgl_cpu_set_bf16(bc->bf16);
     mgl_stage_convnext(bc->w, x768, so);
     return MGL_OK;
 }
 
 static MglStatus cpu_stage_fuse(MglBackendCtx* bc, const float* clip, const float* stage3, float* fused,
                                 float* gate_logit, MglErr* err) {
+    mgl_cpu_set_bf16(bc->bf16);
     mgl_stage_fuse(bc->w, clip, stage3, fused, gate_logit);
     return MGL_OK;
 }
 
 static MglStatus cpu_stage_objects(MglBackendCtx* bc, float* const so[4], const float* boxes768, size_t n,
                                    float* pooled, MglErr* err) {
+    mgl_cpu_set_bf16(bc->bf16);
     mgl_stage_objects(bc->w, so, boxes768, n, pooled);
     return MGL_OK;
 }
 
 static MglStatus cpu_forward(MglBackendCtx* bc, int slot, const float* embeds, int64_t T, int64_t pos0, float* logits,
                              bool all_logits, MglErr* err) {
+    mgl_cpu_set_bf16(bc->bf16);
     if (slot < 0 || slot >= bc->n_seq)
         return mgl_err(err, MGL_E_INVALID, "CPU backend: slot %d of %d", slot, bc->n_seq);
     return mgl_cpu_forward(bc->w, &bc->slots[slot].kv, embeds, T, pos0, logits, all_logits, err);
@@ -339,6 +356,7 @@ static double median(double* v, int n) {
 }
 
 static MglStatus cpu_bench_vision(MglBackendCtx* bc, int reps, MglBackendBench* out, MglErr* err) {
+    mgl_cpu_set_bf16(bc->bf16);
     const MglModelWeights* m = bc->w;
     const int64_t P = m->n_patches, D = m->D;
     float* x336 = malloc(sizeof(float) * 3 * 336 * 336);
@@ -393,10 +411,11 @@ static MglStatus cpu_bench_vision(MglBackendCtx* bc, int reps, MglBackendBench* 
 }
 
 static MglStatus cpu_bench_llm(MglBackendCtx* bc, int T, int G, MglBackendBench* out, MglErr* err) {
+    mgl_cpu_set_bf16(bc->bf16);
     const MglModelWeights* m = bc->w;
     const int64_t H = m->lc.hidden, V = m->lc.vocab;
     MglCpuKv* kv = &bc->slots[0].kv;
-    MglStatus st = mgl_cpu_kv_reserve(kv, &m->lc, (int64_t)T + G + 1, err);
+    MglStatus st = mgl_cpu_kv_reserve(kv, m, (int64_t)T + G + 1, err);
     float* emb = malloc(sizeof(float) * (size_t)((int64_t)T * H));
     for (int64_t i = 0; i < T; i++) mgl_weight_row(&m->embed, (i * 7919) % V, emb + i * H);
     float* logits = bc->slots[0].logits;

@@ -1,31 +1,46 @@
 /* mgl-cpu-llm.c: the Llama-family decoder on the CPU (Llama MHA/GQA and
- * Phi-3's fused projections) over one slot's f32 KV cache. */
+ * Phi-3's fused projections) over one slot's KV cache (f32, or 16-bit
+ * where the weights are). */
 #include "mgl-cpu.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-MglStatus mgl_cpu_kv_reserve(MglCpuKv* c, const MglLlmConfig* lc, int64_t n, MglErr* err) {
+MglStatus mgl_cpu_kv_reserve(MglCpuKv* c, const MglModelWeights* m, int64_t n, MglErr* err) {
     if (n <= c->kv_cap) return MGL_OK;
+    const MglLlmConfig* lc = &m->lc;
+    if (c->dtype != MGL_DT_F16 && c->dtype != MGL_DT_BF16) c->dtype = MGL_DT_F32;
+    const size_t es = mgl_dtype_size(c->dtype);
     int64_t kvd = (int64_t)lc->n_kv_heads * lc->head_dim;
     int64_t cap = n + 64;
-    size_t bytes = sizeof(float) * (size_t)(lc->n_layers * cap * kvd);
-    float* k = realloc(c->kc, bytes);
+    size_t bytes = es * (size_t)(lc->n_layers * cap * kvd);
+    void* k = realloc(c->kc, bytes);
     if (!k)
         return mgl_err(err, MGL_E_NOMEM, "KV cache: cannot allocate %zu bytes for %lld tokens", bytes, (long long)cap);
     c->kc = k;
-    float* v = realloc(c->vc, bytes);
+    void* v = realloc(c->vc, bytes);
     if (!v)
         return mgl_err(err, MGL_E_NOMEM, "KV cache: cannot allocate %zu bytes for %lld tokens", bytes, (long long)cap);
     c->vc = v;
     /* rows of each layer move to their new stride */
     if (c->kv_cap > 0)
         for (int64_t l = lc->n_layers - 1; l >= 0; l--) {
-            memmove(c->kc + l * cap * kvd, c->kc + l * c->kv_cap * kvd, sizeof(float) * (size_t)(c->kv_cap * kvd));
-            memmove(c->vc + l * cap * kvd, c->vc + l * c->kv_cap * kvd, sizeof(float) * (size_t)(c->kv_cap * kvd));
+            const size_t len = es * (size_t)(c->kv_cap * kvd);
+            memmove((uint8_t*)c->kc + es * (size_t)(l * cap * kvd),
+                    (uint8_t*)c->kc + es * (size_t)(l * c->kv_cap * kvd), len);
+            memmove((uint8_t*)c->vc + es * (size_t)(l * cap * kvd),
+                    (uint8_t*)c->vc + es * (size_t)(l * c->kv_cap * kvd), len);
         }
     c->kv_cap = cap;
     return MGL_OK;
+}
+
+/* Layer l's K (or V) rows from position `pos` on, and storing T rows there. */
+static void* kv_layer(const MglCpuKv* c, void* base, int l, int64_t kvd) {
+    return (uint8_t*)base + mgl_dtype_size(c->dtype) * (size_t)((int64_t)l * c->kv_cap * kvd);
+}
+static void kv_store(const MglCpuKv* c, void* layer, int64_t pos, const float* rows, int64_t n) {
+    mgl_convert_floats(rows, MGL_DT_F32, (uint8_t*)layer + mgl_dtype_size(c->dtype) * (size_t)pos, c->dtype, (size_t)n);
 }
 
 MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* embeds, int64_t T, int64_t pos0,
@@ -33,7 +48,7 @@ MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* em
     const MglLlmConfig* lc = &m->lc;
     const int64_t H = lc->hidden, NH = lc->n_heads, NKV = lc->n_kv_heads, HS = lc->head_dim;
     const int64_t qd = NH * HS, kvd = NKV * HS, F = lc->intermediate;
-    MGL_TRY(mgl_cpu_kv_reserve(c, &m->lc, pos0 + T, err));
+    MGL_TRY(mgl_cpu_kv_reserve(c, m, pos0 + T, err));
     float* x = malloc(sizeof(float) * (size_t)(T * H));
     float* h = malloc(sizeof(float) * (size_t)(T * H));
     float* q = malloc(sizeof(float) * (size_t)(T * (qd + 2 * kvd)));
@@ -52,8 +67,8 @@ MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* em
     memcpy(x, embeds, sizeof(float) * (size_t)(T * H));
     for (int l = 0; l < lc->n_layers; l++) {
         const LlmLayer* L = &m->layers[l];
-        float* kc = c->kc + (size_t)l * c->kv_cap * kvd;
-        float* vc = c->vc + (size_t)l * c->kv_cap * kvd;
+        void* kc = kv_layer(c, c->kc, l, kvd);
+        void* vc = kv_layer(c, c->vc, l, kvd);
         mgl_rmsnorm(x, T, H, L->ln1, lc->rms_eps, h);
         float *qq, *kk, *vv;
         if (lc->arch == MGL_LLM_PHI3) {
@@ -83,9 +98,9 @@ MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* em
         vv = q + T * (qd + kvd);
         mgl_rope(qq, T, NH, HS, pos0, lc->rope_theta);
         mgl_rope(kk, T, NKV, HS, pos0, lc->rope_theta);
-        memcpy(kc + pos0 * kvd, kk, sizeof(float) * (size_t)(T * kvd));
-        memcpy(vc + pos0 * kvd, vv, sizeof(float) * (size_t)(T * kvd));
-        mgl_attention(qq, T, pos0, kc, vc, NH, NKV, HS, true, a);
+        kv_store(c, kc, pos0 * kvd, kk, T * kvd);
+        kv_store(c, vc, pos0 * kvd, vv, T * kvd);
+        mgl_attention_kv(qq, T, pos0, kc, vc, c->dtype, NH, NKV, HS, true, a);
         mgl_matmul(a, T, &L->o, NULL, h);
         mgl_add(x, h, T * H);
         mgl_rmsnorm(x, T, H, L->ln2, lc->rms_eps, h);
@@ -128,7 +143,7 @@ MglStatus mgl_cpu_decode_rows(const MglModelWeights* m, MglCpuKv* const* kv, con
     const MglLlmConfig* lc = &m->lc;
     const int64_t H = lc->hidden, NH = lc->n_heads, NKV = lc->n_kv_heads, HS = lc->head_dim;
     const int64_t qd = NH * HS, kvd = NKV * HS, F = lc->intermediate;
-    for (int64_t r = 0; r < M; r++) MGL_TRY(mgl_cpu_kv_reserve(kv[r], lc, pos[r] + 1, err));
+    for (int64_t r = 0; r < M; r++) MGL_TRY(mgl_cpu_kv_reserve(kv[r], m, pos[r] + 1, err));
     float* x = malloc(sizeof(float) * (size_t)(M * H));
     float* h = malloc(sizeof(float) * (size_t)(M * H));
     float* qkv = malloc(sizeof(float) * (size_t)(M * (qd + 2 * kvd)));
@@ -168,13 +183,13 @@ MglStatus mgl_cpu_decode_rows(const MglModelWeights* m, MglCpuKv* const* kv, con
             mgl_matmul_rows(h, M, &L->v, NULL, v);
         }
         for (int64_t r = 0; r < M; r++) {
-            float* kc = kv[r]->kc + (size_t)l * kv[r]->kv_cap * kvd;
-            float* vc = kv[r]->vc + (size_t)l * kv[r]->kv_cap * kvd;
+            void* kc = kv_layer(kv[r], kv[r]->kc, l, kvd);
+            void* vc = kv_layer(kv[r], kv[r]->vc, l, kvd);
             mgl_rope(q + r * qd, 1, NH, HS, pos[r], lc->rope_theta);
             mgl_rope(k + r * kvd, 1, NKV, HS, pos[r], lc->rope_theta);
-            memcpy(kc + pos[r] * kvd, k + r * kvd, sizeof(float) * (size_t)kvd);
-            memcpy(vc + pos[r] * kvd, v + r * kvd, sizeof(float) * (size_t)kvd);
-            mgl_attention(q + r * qd, 1, pos[r], kc, vc, NH, NKV, HS, true, a + r * qd);
+            kv_store(kv[r], kc, pos[r] * kvd, k + r * kvd, kvd);
+            kv_store(kv[r], vc, pos[r] * kvd, v + r * kvd, kvd);
+            mgl_attention_kv(q + r * qd, 1, pos[r], kc, vc, kv[r]->dtype, NH, NKV, HS, true, a + r * qd);
         }
         mgl_matmul_rows(a, M, &L->o, NULL, h);
         mgl_add(x, h, M * H);

@@ -21,14 +21,16 @@ void mgl_stage_mlp2(const Mlp2* p, const float* x, int64_t T, int64_t H, float* 
 void mgl_stage_embeds(const MglModelWeights* m, const MglPrompt* pr, const float* fused, float* const so[4],
                       const float* boxes768, size_t n_obj, float* emb);
 
-/* One sequence slot's KV cache: (n_layers, kv_cap, kv_dim) f32 for K and V.
- * Grown on demand, the rows of each layer moved to their new stride. */
+/* One sequence slot's KV cache: (n_layers, kv_cap, kv_dim) for K and V, in
+ * `dtype` (F32, F16 or BF16: the context's KV precision, f32 by default on
+ * the CPU). Grown on demand, the rows of each layer moved to their new
+ * stride. */
 typedef struct {
-    float *kc, *vc;
+    void *kc, *vc;
     int64_t kv_cap;
+    MglDType dtype; /* set before the first reserve; 0 (unset) is f32 */
 } MglCpuKv;
-
-MglStatus mgl_cpu_kv_reserve(MglCpuKv* kv, const MglLlmConfig* lc, int64_t n_tokens, MglErr* err);
+MglStatus mgl_cpu_kv_reserve(MglCpuKv* kv, const MglModelWeights* m, int64_t n_tokens, MglErr* err);
 /* The decoder over `T` input embeddings at positions pos0..; fills the KV
  * cache; writes logits of the last row (or of all rows when all_logits). */
 MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* kv, const float* embeds, int64_t T, int64_t pos0,

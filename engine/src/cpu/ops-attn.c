@@ -30,11 +30,25 @@
 #endif
 
 typedef struct {
-    const float *q, *kc, *vc;
+    const float* q;
+    const void *kc, *vc;
+    MglDType kvdt;
     int64_t T, pos0, NH, NKV, HS, L;
     bool causal;
     float* out;
 } AttnCtx;
+
+/* Element i of a cache row in f32. */
+static inline const void* kv_at(const void* base, MglDType dt, int64_t i) {
+    return (const uint8_t*)base + (size_t)i * (dt == MGL_DT_F32 ? 4 : 2);
+}
+
+/* n rows of HS values (a head's slice, rows `stride` apart) widened to f32
+ * and packed (rows HS apart). */
+static void widen_rows(const void* base, MglDType dt, int64_t stride, int64_t n, int64_t HS, float* out) {
+    for (int64_t j = 0; j < n; j++)
+        mgl_convert_floats(kv_at(base, dt, j * stride), dt, out + j * HS, MGL_DT_F32, (size_t)HS);
+}
 
 /* exp(x) for the softmax, branch-free so the loops vectorise: x = n ln2 + r
  * with |r| <= ln2/2 (ln2 split in two for an exact product), a degree-6
@@ -145,10 +159,19 @@ AVX512 static inline __m512 fold16(const __m512* r) {
     return _mm512_permutexvar_ps(idx, f);
 }
 
+/* Sixteen cache values at element i, widened to f32. */
+AVX512 static inline __attribute__((always_inline)) __m512 load_kv16(const void* base, MglDType dt, int64_t i) {
+    if (dt == MGL_DT_F32) return _mm512_loadu_ps((const float*)base + i);
+    const __m256i h = _mm256_loadu_si256((const __m256i*)((const uint16_t*)base + i));
+    if (dt == MGL_DT_BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
+}
+
 /* One decode row with AVX-512, HS a multiple of 16 up to 256: att[0, n)
  * receives the scaled scores and then the unnormalised weights. */
-AVX512 static void attn_row_avx512(const float* qh, const float* kb, const float* vb, int64_t stride, int64_t n,
-                                   int64_t HS, float scale, float* att, float* o) {
+AVX512 static inline __attribute__((always_inline)) void attn_row_body(const float* qh, const void* kb, const void* vb,
+                                                                       MglDType dt, int64_t stride, int64_t n,
+                                                                       int64_t HS, float scale, float* att, float* o) {
     const int nc = (int)(HS / 16);
     __m512 qv[16];
     for (int c = 0; c < nc; c++) qv[c] = _mm512_loadu_ps(qh + 16 * c);
@@ -159,9 +182,9 @@ AVX512 static void attn_row_avx512(const float* qh, const float* kb, const float
         __m512 acc[16];
         for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
         for (int i = 0; i < nk; i++) {
-            const float* k = kb + (j0 + i) * stride;
-            __m512 a = _mm512_mul_ps(_mm512_loadu_ps(k), qv[0]);
-            for (int c = 1; c < nc; c++) a = _mm512_fmadd_ps(_mm512_loadu_ps(k + 16 * c), qv[c], a);
+            const int64_t k = (j0 + i) * stride;
+            __m512 a = _mm512_mul_ps(load_kv16(kb, dt, k), qv[0]);
+            for (int c = 1; c < nc; c++) a = _mm512_fmadd_ps(load_kv16(kb, dt, k + 16 * c), qv[c], a);
             acc[i] = a;
         }
         const __mmask16 m = (__mmask16)((1u << nk) - 1u);
@@ -184,14 +207,23 @@ AVX512 static void attn_row_avx512(const float* qh, const float* kb, const float
     for (int c = 0; c < nc; c++) ov[c] = _mm512_setzero_ps();
     for (int64_t j = 0; j < n; j++) {
         const __m512 p = _mm512_set1_ps(att[j]);
-        const float* v = vb + j * stride;
-        for (int c = 0; c < nc; c++) ov[c] = _mm512_fmadd_ps(p, _mm512_loadu_ps(v + 16 * c), ov[c]);
+        for (int c = 0; c < nc; c++) ov[c] = _mm512_fmadd_ps(p, load_kv16(vb, dt, j * stride + 16 * c), ov[c]);
     }
     for (int c = 0; c < nc; c++) _mm512_storeu_ps(o + 16 * c, _mm512_mul_ps(ov[c], inv));
 }
+AVX512 static void attn_row_avx512(const float* qh, const void* kb, const void* vb, MglDType dt, int64_t stride,
+                                   int64_t n, int64_t HS, float scale, float* att, float* o) {
+    if (dt == MGL_DT_F32)
+        attn_row_body(qh, kb, vb, MGL_DT_F32, stride, n, HS, scale, att, o);
+    else if (dt == MGL_DT_F16)
+        attn_row_body(qh, kb, vb, MGL_DT_F16, stride, n, HS, scale, att, o);
+    else
+        attn_row_body(qh, kb, vb, MGL_DT_BF16, stride, n, HS, scale, att, o);
+}
 #endif
 
-/* Small T (decode): one pass per (token, head) over the cache. */
+/* Small T (decode): one pass per (token, head) over the cache. The portable
+ * path reads a 16-bit cache through a widened copy of the head's slice. */
 static void attn_rows_part(void* ctx, int64_t b, int64_t e) {
     const AttnCtx* a = ctx;
     const int64_t group = a->NH / a->NKV, HS = a->HS, stride = a->NKV * HS;
@@ -199,21 +231,33 @@ static void attn_rows_part(void* ctx, int64_t b, int64_t e) {
     float* att = malloc(sizeof(float) * (size_t)(a->L + 16));
 #ifdef MGL_AVX512_ATTN
     const bool wide = mgl_cpu_level() >= MGL_CPU_AVX512 && HS % 16 == 0 && HS <= 256;
+#else
+    const bool wide = false;
 #endif
+    float* kw = !wide && a->kvdt != MGL_DT_F32 ? malloc(sizeof(float) * (size_t)(2 * a->L * HS)) : NULL;
     for (int64_t th = b; th < e; th++) {
         int64_t t = th / a->NH, h = th % a->NH;
         const float* qh = a->q + t * a->NH * HS + h * HS;
         const int64_t kvh = h / group;
         const int64_t n = a->causal ? a->pos0 + t + 1 : a->L;
+        const void* kb = kv_at(a->kc, a->kvdt, kvh * HS);
+        const void* vb = kv_at(a->vc, a->kvdt, kvh * HS);
         float* o = a->out + t * a->NH * HS + h * HS;
 #ifdef MGL_AVX512_ATTN
         if (wide) {
-            attn_row_avx512(qh, a->kc + kvh * HS, a->vc + kvh * HS, stride, n, HS, scale, att, o);
+            attn_row_avx512(qh, kb, vb, a->kvdt, stride, n, HS, scale, att, o);
             continue;
         }
 #endif
-        attn_row_plain(qh, a->kc + kvh * HS, a->vc + kvh * HS, stride, n, HS, scale, att, o);
+        if (kw) {
+            widen_rows(kb, a->kvdt, stride, n, HS, kw);
+            widen_rows(vb, a->kvdt, stride, n, HS, kw + a->L * HS);
+            attn_row_plain(qh, kw, kw + a->L * HS, HS, n, HS, scale, att, o);
+        } else {
+            attn_row_plain(qh, kb, vb, stride, n, HS, scale, att, o);
+        }
     }
+    free(kw);
     free(att);
 }
 
@@ -225,29 +269,50 @@ static void attn_heads_part(void* ctx, int64_t b, int64_t e) {
     const float scale = 1.0f / sqrtf((float)HS);
     const int64_t TB = a->causal ? (T < ATTN_ROW_BLOCK ? T : ATTN_ROW_BLOCK) : T;
     float* S = malloc(sizeof(float) * (size_t)(TB * L));
+    /* a 16-bit cache: the head's keys and values widened once for all blocks */
+    float* kw = a->kvdt != MGL_DT_F32 ? malloc(sizeof(float) * (size_t)(2 * L * HS)) : NULL;
+    int64_t widened = -1;
     for (int64_t h = b; h < e; h++) {
         const int64_t kvh = h / group;
+        const float *kb = (const float*)a->kc + kvh * HS, *vb = (const float*)a->vc + kvh * HS;
+        int64_t ld = a->NKV * HS;
+        if (kw) {
+            if (widened != kvh) {
+                widen_rows(kv_at(a->kc, a->kvdt, kvh * HS), a->kvdt, a->NKV * HS, L, HS, kw);
+                widen_rows(kv_at(a->vc, a->kvdt, kvh * HS), a->kvdt, a->NKV * HS, L, HS, kw + L * HS);
+                widened = kvh;
+            }
+            kb = kw;
+            vb = kw + L * HS;
+            ld = HS;
+        }
         for (int64_t t0 = 0; t0 < T; t0 += TB) {
             const int64_t nt = T - t0 < TB ? T - t0 : TB;
             const int64_t Lb = a->causal ? a->pos0 + t0 + nt : L; /* keys any row of the block sees */
-            mgl_sgemm(1, (int)nt, (int)Lb, (int)HS, scale, a->q + (t0 * a->NH + h) * HS, (int)(a->NH * HS),
-                      a->kc + kvh * HS, (int)(a->NKV * HS), 0.0f, S, (int)Lb);
+            mgl_sgemm(1, (int)nt, (int)Lb, (int)HS, scale, a->q + (t0 * a->NH + h) * HS, (int)(a->NH * HS), kb, (int)ld,
+                      0.0f, S, (int)Lb);
             for (int64_t t = 0; t < nt; t++) {
                 float* r = S + t * Lb;
                 int64_t n = a->causal ? a->pos0 + t0 + t + 1 : Lb;
                 softmax_row(r, n);
                 for (int64_t j = n; j < Lb; j++) r[j] = 0.0f;
             }
-            mgl_sgemm(0, (int)nt, (int)HS, (int)Lb, 1.0f, S, (int)Lb, a->vc + kvh * HS, (int)(a->NKV * HS), 0.0f,
-                      a->out + (t0 * a->NH + h) * HS, (int)(a->NH * HS));
+            mgl_sgemm(0, (int)nt, (int)HS, (int)Lb, 1.0f, S, (int)Lb, vb, (int)ld, 0.0f, a->out + (t0 * a->NH + h) * HS,
+                      (int)(a->NH * HS));
         }
     }
+    free(kw);
     free(S);
 }
 
 void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kc, const float* vc, int64_t NH, int64_t NKV,
                    int64_t HS, bool causal, float* out) {
-    AttnCtx a = {q, kc, vc, T, pos0, NH, NKV, HS, pos0 + T, causal, out};
+    mgl_attention_kv(q, T, pos0, kc, vc, MGL_DT_F32, NH, NKV, HS, causal, out);
+}
+
+void mgl_attention_kv(const float* q, int64_t T, int64_t pos0, const void* kc, const void* vc, MglDType kvdt,
+                      int64_t NH, int64_t NKV, int64_t HS, bool causal, float* out) {
+    AttnCtx a = {q, kc, vc, kvdt, T, pos0, NH, NKV, HS, pos0 + T, causal, out};
     if (T >= 16)
         mgl_parallel_for(NH, 1, attn_heads_part, &a);
     else

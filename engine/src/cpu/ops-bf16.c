@@ -1,11 +1,11 @@
-/* ops-bf16.c: y = x W^T + b for bf16 weights on CPUs with AVX512_BF16.
+/* ops-bf16.c: y = x W^T + b in bf16 on CPUs with AVX512_BF16, for models
+ * loaded with precision "bf16" (the default f32 precision never comes here).
  *
  * The activations are rounded to bf16 (round to nearest even, as PyTorch's
- * autocast does), pairs of them are multiplied with pairs of weights by
- * vdpbf16ps, and the sums are kept in f32. Twice the multiply rate of f32
- * FMA, with half the bytes per weight. The price is the activations'
- * rounding (a relative 2^-9 per element); docs/engine.md gives its effect on
- * the answers.
+ * autocast does), and so are f32 or f16 weights as they are packed; pairs of
+ * them are multiplied by vdpbf16ps and the sums are kept in f32. Twice the
+ * multiply rate of f32 FMA. The price is the rounding (a relative 2^-9 per
+ * element); docs/engine.md gives its effect on the answers.
  *
  * Blocking: the weights are packed per task into a panel of 32 output
  * columns (for each pair of k, the 32 columns' two weights side by side), so
@@ -33,9 +33,14 @@ typedef struct {
 
 static void round_part(void* ctx, int64_t b, int64_t e);
 
+static _Thread_local bool tl_bf16;
+void mgl_cpu_set_bf16(bool on) { tl_bf16 = on; }
+bool mgl_cpu_bf16(void) { return tl_bf16; }
+
 typedef struct {
     const uint32_t* xb;
-    const uint16_t* w;
+    const void* w;
+    MglDType wdt;
     const float* bias;
     float* y;
     int64_t T, N, K, KP, mb, nmb;
@@ -113,11 +118,21 @@ typedef void (*TileFn)(const uint32_t*, int64_t, const uint32_t*, float*, int64_
 static const TileFn tiles[MR + 1] = {NULL,   tile_1, tile_2, tile_3,  tile_4,  tile_5, tile_6,
                                      tile_7, tile_8, tile_9, tile_10, tile_11, tile_12};
 
-/* Panel of columns [n0, n0 + nc): p[kp * NR + j] = the pair (w[n0+j][2kp], w[n0+j][2kp+1]); columns past nc are 0. */
-static void pack_panel(const uint16_t* w, int64_t K, int64_t KP, int64_t n0, int nc, uint32_t* p) {
+/* Panel of columns [n0, n0 + nc): p[kp * NR + j] = the pair (w[n0+j][2kp],
+ * w[n0+j][2kp+1]) in bf16; columns past nc, and the odd K's last half pair,
+ * are 0. */
+static void pack_panel(const void* w, MglDType dt, int64_t K, int64_t KP, int64_t n0, int nc, uint32_t* p,
+                       uint16_t* row16) {
     if (nc < NR) memset(p, 0, sizeof(uint32_t) * (size_t)(KP * NR));
     for (int j = 0; j < nc; j++) {
-        const uint16_t* row = w + (n0 + j) * K;
+        const uint16_t* row;
+        if (dt == MGL_DT_BF16) {
+            row = (const uint16_t*)w + (n0 + j) * K;
+        } else { /* rounded to bf16 (nearest even) first */
+            mgl_convert_floats((const uint8_t*)w + mgl_dtype_size(dt) * (size_t)((n0 + j) * K), dt, row16, MGL_DT_BF16,
+                               (size_t)K);
+            row = row16;
+        }
         int64_t kp = 0;
         for (; kp < K / 2; kp++) {
             uint32_t v;
@@ -131,13 +146,14 @@ static void pack_panel(const uint16_t* w, int64_t K, int64_t KP, int64_t n0, int
 static void tiles_part(void* ctx, int64_t b, int64_t e) {
     const TileCtx* c = ctx;
     uint32_t* p = malloc(sizeof(uint32_t) * (size_t)(c->KP * NR));
+    uint16_t* row16 = c->wdt != MGL_DT_BF16 ? malloc(sizeof(uint16_t) * (size_t)c->K) : NULL;
     int64_t packed = -1;
     for (int64_t task = b; task < e; task++) {
         const int64_t panel = task / c->nmb, m0 = (task % c->nmb) * c->mb;
         const int64_t n0 = panel * NR;
         const int nc = c->N - n0 < NR ? (int)(c->N - n0) : NR;
         if (panel != packed) {
-            pack_panel(c->w, c->K, c->KP, n0, nc, p);
+            pack_panel(c->w, c->wdt, c->K, c->KP, n0, nc, p, row16);
             packed = panel;
         }
         const int64_t m1 = m0 + c->mb < c->T ? m0 + c->mb : c->T;
@@ -146,6 +162,7 @@ static void tiles_part(void* ctx, int64_t b, int64_t e) {
             tiles[mr](c->xb + m * c->KP, c->KP, p, c->y + m * c->N + n0, c->N, nc, c->bias ? c->bias + n0 : NULL);
         }
     }
+    free(row16);
     free(p);
 }
 
@@ -163,7 +180,7 @@ void mgl_gemm_bf16(const float* x, int64_t T, const MglWeight* W, const float* b
     mgl_parallel_for(T, 64, round_part, &rc);
     /* rows per task: all of them up to 1024 (each panel packed once), else 512 */
     const int64_t mb = T <= 1024 ? T : 512;
-    TileCtx c = {xb, W->data, bias, y, T, N, K, KP, mb, (T + mb - 1) / mb};
+    TileCtx c = {xb, W->data, W->dtype, bias, y, T, N, K, KP, mb, (T + mb - 1) / mb};
     const int64_t tasks = (N + NR - 1) / NR * c.nmb;
     mgl_parallel_for(tasks, 1, tiles_part, &c);
     free(xb);

@@ -337,8 +337,8 @@ void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias
         mgl_matmul_rows(x, 1, W, bias, y);
         return;
     }
-    if (W->dtype == MGL_DT_BF16 && !W->qbits && mgl_gemm_bf16_available()) {
-        mgl_gemm_bf16(x, T, W, bias, y); /* ops-bf16.c, bias included */
+    if (mgl_cpu_bf16() && !W->qbits && mgl_gemm_bf16_available()) {
+        mgl_gemm_bf16(x, T, W, bias, y); /* precision bf16 (ops-bf16.c), bias included */
         return;
     }
     if (W->qbits) {
