@@ -167,18 +167,34 @@ AVX512 static inline __attribute__((always_inline)) __m512 load_kv16(const void*
     return _mm512_cvtph_ps(h);
 }
 
-/* One decode row with AVX-512, HS a multiple of 16 up to 256: att[0, n)
- * receives the scaled scores and then the unnormalised weights. */
+/* One decode row with AVX-512, HS = 16 * NC: att[0, n) receives the scaled
+ * scores and then the unnormalised weights. NC is a constant where the
+ * body is instantiated for the common head sizes (so q, the 16 partial dots
+ * and the output row live in registers), 0 for the general body. */
 AVX512 static inline __attribute__((always_inline)) void attn_row_body(const float* qh, const void* kb, const void* vb,
                                                                        MglDType dt, int64_t stride, int64_t n,
-                                                                       int64_t HS, float scale, float* att, float* o) {
-    const int nc = (int)(HS / 16);
+                                                                       int64_t HS, float scale, float* att, float* o,
+                                                                       const int NC) {
+    const int nc = NC ? NC : (int)(HS / 16);
     __m512 qv[16];
     for (int c = 0; c < nc; c++) qv[c] = _mm512_loadu_ps(qh + 16 * c);
     const __m512 vscale = _mm512_set1_ps(scale);
     __m512 vmax = _mm512_set1_ps(-INFINITY);
-    for (int64_t j0 = 0; j0 < n; j0 += 16) {
-        const int nk = n - j0 < 16 ? (int)(n - j0) : 16;
+    int64_t j0 = 0;
+    for (; j0 + 16 <= n; j0 += 16) { /* whole blocks: a fixed trip count */
+        __m512 acc[16];
+        for (int i = 0; i < 16; i++) {
+            const int64_t k = (j0 + i) * stride;
+            __m512 a = _mm512_mul_ps(load_kv16(kb, dt, k), qv[0]);
+            for (int c = 1; c < nc; c++) a = _mm512_fmadd_ps(load_kv16(kb, dt, k + 16 * c), qv[c], a);
+            acc[i] = a;
+        }
+        const __m512 s = _mm512_mul_ps(fold16(acc), vscale);
+        vmax = _mm512_max_ps(vmax, s);
+        _mm512_storeu_ps(att + j0, s);
+    }
+    if (j0 < n) {
+        const int nk = (int)(n - j0);
         __m512 acc[16];
         for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
         for (int i = 0; i < nk; i++) {
@@ -194,7 +210,7 @@ AVX512 static inline __attribute__((always_inline)) void attn_row_body(const flo
     }
     const __m512 mx = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
     __m512 vsum = _mm512_setzero_ps();
-    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+    for (j0 = 0; j0 < n; j0 += 16) {
         const int nk = n - j0 < 16 ? (int)(n - j0) : 16;
         const __mmask16 m = (__mmask16)((1u << nk) - 1u);
         __m512 p = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, att + j0), mx));
@@ -203,22 +219,54 @@ AVX512 static inline __attribute__((always_inline)) void attn_row_body(const flo
         _mm512_mask_storeu_ps(att + j0, m, p);
     }
     const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
-    __m512 ov[16];
-    for (int c = 0; c < nc; c++) ov[c] = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; j++) {
-        const __m512 p = _mm512_set1_ps(att[j]);
-        for (int c = 0; c < nc; c++) ov[c] = _mm512_fmadd_ps(p, load_kv16(vb, dt, j * stride + 16 * c), ov[c]);
+    /* P.V with two sets of accumulators (even and odd keys): twice the
+     * independent FMA chains */
+    __m512 ov[16], ow[16];
+    for (int c = 0; c < nc; c++) ov[c] = ow[c] = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+        const __m512 p0 = _mm512_set1_ps(att[j]), p1 = _mm512_set1_ps(att[j + 1]);
+        for (int c = 0; c < nc; c++) {
+            ov[c] = _mm512_fmadd_ps(p0, load_kv16(vb, dt, j * stride + 16 * c), ov[c]);
+            ow[c] = _mm512_fmadd_ps(p1, load_kv16(vb, dt, (j + 1) * stride + 16 * c), ow[c]);
+        }
     }
-    for (int c = 0; c < nc; c++) _mm512_storeu_ps(o + 16 * c, _mm512_mul_ps(ov[c], inv));
+    if (j < n) {
+        const __m512 p0 = _mm512_set1_ps(att[j]);
+        for (int c = 0; c < nc; c++) ov[c] = _mm512_fmadd_ps(p0, load_kv16(vb, dt, j * stride + 16 * c), ov[c]);
+    }
+    for (int c = 0; c < nc; c++) _mm512_storeu_ps(o + 16 * c, _mm512_mul_ps(_mm512_add_ps(ov[c], ow[c]), inv));
 }
-AVX512 static void attn_row_avx512(const float* qh, const void* kb, const void* vb, MglDType dt, int64_t stride,
-                                   int64_t n, int64_t HS, float scale, float* att, float* o) {
-    if (dt == MGL_DT_F32)
-        attn_row_body(qh, kb, vb, MGL_DT_F32, stride, n, HS, scale, att, o);
-    else if (dt == MGL_DT_F16)
-        attn_row_body(qh, kb, vb, MGL_DT_F16, stride, n, HS, scale, att, o);
-    else
-        attn_row_body(qh, kb, vb, MGL_DT_BF16, stride, n, HS, scale, att, o);
+
+/* attn_row_body for a cache dtype and head size */
+#define MGL_ATTN_ROW(NAME, DT, NC)                                                                                     \
+    AVX512 static void NAME(const float* qh, const void* kb, const void* vb, int64_t stride, int64_t n, int64_t HS,    \
+                            float scale, float* att, float* o) {                                                       \
+        attn_row_body(qh, kb, vb, DT, stride, n, HS, scale, att, o, NC);                                               \
+    }
+#define MGL_ATTN_ROWS(SUF, DT)                                                                                         \
+    MGL_ATTN_ROW(attn_row_##SUF##_0, DT, 0)                                                                            \
+    MGL_ATTN_ROW(attn_row_##SUF##_4, DT, 4)                                                                            \
+    MGL_ATTN_ROW(attn_row_##SUF##_5, DT, 5)                                                                            \
+    MGL_ATTN_ROW(attn_row_##SUF##_6, DT, 6)                                                                            \
+    MGL_ATTN_ROW(attn_row_##SUF##_8, DT, 8)
+MGL_ATTN_ROWS(f32, MGL_DT_F32)
+MGL_ATTN_ROWS(f16, MGL_DT_F16)
+MGL_ATTN_ROWS(bf16, MGL_DT_BF16)
+typedef void (*AttnRowFn)(const float*, const void*, const void*, int64_t, int64_t, int64_t, float, float*, float*);
+
+/* The kernel for a cache dtype and a head size (a multiple of 16 up to 256):
+ * head sizes 64, 80, 96 and 128 (the Llama, Vicuna, Phi-3 and test models')
+ * have their own. */
+static AttnRowFn attn_row_avx512(MglDType dt, int64_t HS) {
+    static const AttnRowFn fns[3][5] = {
+        {attn_row_f32_0, attn_row_f32_4, attn_row_f32_5, attn_row_f32_6, attn_row_f32_8},
+        {attn_row_f16_0, attn_row_f16_4, attn_row_f16_5, attn_row_f16_6, attn_row_f16_8},
+        {attn_row_bf16_0, attn_row_bf16_4, attn_row_bf16_5, attn_row_bf16_6, attn_row_bf16_8}};
+    const int d = dt == MGL_DT_F32 ? 0 : dt == MGL_DT_F16 ? 1 : 2;
+    const int nc = (int)(HS / 16);
+    const int k = nc == 4 ? 1 : nc == 5 ? 2 : nc == 6 ? 3 : nc == 8 ? 4 : 0;
+    return fns[d][k];
 }
 #endif
 
@@ -231,6 +279,7 @@ static void attn_rows_part(void* ctx, int64_t b, int64_t e) {
     float* att = malloc(sizeof(float) * (size_t)(a->L + 16));
 #ifdef MGL_AVX512_ATTN
     const bool wide = mgl_cpu_level() >= MGL_CPU_AVX512 && HS % 16 == 0 && HS <= 256;
+    const AttnRowFn row_fn = wide ? attn_row_avx512(a->kvdt, HS) : NULL;
 #else
     const bool wide = false;
 #endif
@@ -245,7 +294,7 @@ static void attn_rows_part(void* ctx, int64_t b, int64_t e) {
         float* o = a->out + t * a->NH * HS + h * HS;
 #ifdef MGL_AVX512_ATTN
         if (wide) {
-            attn_row_avx512(qh, kb, vb, a->kvdt, stride, n, HS, scale, att, o);
+            row_fn(qh, kb, vb, stride, n, HS, scale, att, o);
             continue;
         }
 #endif
