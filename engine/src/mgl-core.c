@@ -306,6 +306,39 @@ __attribute__((target("avx2"))) static void bf16_to_f32_avx2(const uint16_t* s, 
     }
     for (; i < n; i++) d[i] = mgl_bf16_to_f32(s[i]);
 }
+/* f32 -> f16 (F16C, nearest even) and f32 -> bf16 (nearest even by integer
+ * add), eight at a time; a group with a NaN is redone by the scalar
+ * conversion so NaN payloads come out as mgl_f32_to_f16/bf16 make them. */
+__attribute__((target("avx2,f16c"))) static void f32_to_f16_f16c(const float* s, uint16_t* d, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(s + i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) {
+            for (size_t k = i; k < i + 8; k++) d[k] = mgl_f32_to_f16(s[k]);
+            continue;
+        }
+        _mm_storeu_si128((__m128i*)(d + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    for (; i < n; i++) d[i] = mgl_f32_to_f16(s[i]);
+}
+__attribute__((target("avx2"))) static void f32_to_bf16_avx2(const float* s, uint16_t* d, size_t n) {
+    size_t i = 0;
+    const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(s + i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) {
+            for (size_t k = i; k < i + 8; k++) d[k] = mgl_f32_to_bf16(s[k]);
+            continue;
+        }
+        __m256i x = _mm256_castps_si256(v);
+        x = _mm256_add_epi32(x, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(x, 16), one)));
+        x = _mm256_srli_epi32(x, 16);
+        /* 8 x 32-bit -> 8 x 16-bit (values fit in 16 bits: unsigned pack is exact) */
+        const __m128i lo = _mm256_castsi256_si128(x), hi = _mm256_extracti128_si256(x, 1);
+        _mm_storeu_si128((__m128i*)(d + i), _mm_packus_epi32(lo, hi));
+    }
+    for (; i < n; i++) d[i] = mgl_f32_to_bf16(s[i]);
+}
 static int have_avx2_f16c(void) {
     static int v = -1;
     if (v < 0) v = __builtin_cpu_supports("avx2") && mgl_cpu_has_f16c();
@@ -321,6 +354,13 @@ void mgl_convert_floats(const void* src, MglDType st, void* dst, MglDType dt, si
             f16_to_f32_f16c(src, dst, n);
         else
             bf16_to_f32_avx2(src, dst, n);
+        return;
+    }
+    if (st == MGL_DT_F32 && (dt == MGL_DT_F16 || dt == MGL_DT_BF16) && have_avx2_f16c()) {
+        if (dt == MGL_DT_F16)
+            f32_to_f16_f16c(src, dst, n);
+        else
+            f32_to_bf16_avx2(src, dst, n);
         return;
     }
 #endif

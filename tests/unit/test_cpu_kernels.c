@@ -213,10 +213,33 @@ static void matmul_gemm(bool bf16) {
     mgl_cpu_set_bf16(false);
 }
 
+/* f32 -> f16 / bf16 conversions (vectorised where the CPU has AVX2/F16C)
+ * equal the scalar ones bit for bit: a million bit patterns spread over all
+ * 2^32 (NaNs, infinities, subnormals and the rounding ties among them). */
+static void conversions(void) {
+    const size_t n = 1 << 20;
+    float* f = malloc(sizeof(float) * n);
+    uint16_t* h = malloc(sizeof(uint16_t) * n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x = (uint32_t)(i * 4099u) ^ (i & 1 ? 0x8000u : 0u); /* odd steps hit the ties' bit */
+        memcpy(&f[i], &x, sizeof x);
+    }
+    long bad16 = 0, badb = 0;
+    mgl_convert_floats(f, MGL_DT_F32, h, MGL_DT_F16, n);
+    for (size_t i = 0; i < n; i++) bad16 += h[i] != mgl_f32_to_f16(f[i]);
+    mgl_convert_floats(f, MGL_DT_F32, h, MGL_DT_BF16, n);
+    for (size_t i = 0; i < n; i++) badb += h[i] != mgl_f32_to_bf16(f[i]);
+    CHECK_MSG(bad16 == 0 && badb == 0, "f32 conversions differ from the scalar ones: %ld to f16, %ld to bf16", bad16,
+              badb);
+    free(f);
+    free(h);
+}
+
 int main(void) {
     MglErr err = {0};
     REQUIRE(mgl_blas_init(&err) == MGL_OK);
     printf("CPU kernel level: %s\n", mgl_cpu_level_name(mgl_cpu_level()));
+    conversions();
     attention();
     matmul_rows();
     matmul_gemm(false);
