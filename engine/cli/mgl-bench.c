@@ -318,11 +318,12 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
         size_t lb = cpu ? llm_bytes : info.step_bytes;
         double per = b.decode_ms_per_token;
         if (st == MGL_OK && cpu)
-            g_string_append_printf(j,
-                                   ", \"prefill_tokens\": %d, \"prefill_ms\": %.1f, \"decode_tokens\": %d, "
-                                   "\"decode_ms_per_token\": %.2f, \"decode_tokens_per_s\": %.1f, "
-                                   "\"llm_weight_bytes\": %zu, \"decode_weight_GBps\": %.2f",
-                                   T, b.prefill_ms, G, per, 1000.0 / per, lb, (double)lb / per / 1e6);
+            g_string_append_printf(
+                j,
+                ", \"prefill_tokens\": %d, \"prefill_ms\": %.1f, \"prefill_first_ms\": %.1f, "
+                "\"decode_tokens\": %d, \"decode_ms_per_token\": %.2f, \"decode_tokens_per_s\": %.1f, "
+                "\"llm_weight_bytes\": %zu, \"decode_weight_GBps\": %.2f",
+                T, b.prefill_ms, b.prefill_first_ms, G, per, 1000.0 / per, lb, (double)lb / per / 1e6);
         else if (st == MGL_OK)
             g_string_append_printf(j,
                                    ", \"prefill_tokens\": %d, \"prefill_ms\": %.3f, \"decode_tokens\": %d, "

@@ -118,7 +118,8 @@ typedef struct {
 typedef struct {
     double clip_ms, convnext_ms, vision_overlap_ms, fuse_ms, objects_ms;
     double prefill_ms, decode_ms_per_token;
-    bool graph; /* decode replayed a CUDA graph */
+    double prefill_first_ms; /* the CPU: the first prefill of the process (prefill_ms is a second one) */
+    bool graph;              /* decode replayed a CUDA graph */
 } MglBackendBench;
 
 typedef struct {

@@ -118,42 +118,79 @@ typedef void (*TileFn)(const uint32_t*, int64_t, const uint32_t*, float*, int64_
 static const TileFn tiles[MR + 1] = {NULL,   tile_1, tile_2, tile_3,  tile_4,  tile_5, tile_6,
                                      tile_7, tile_8, tile_9, tile_10, tile_11, tile_12};
 
+/* Sixteen rows of pairs, from pair kp0 on, transposed into the panel:
+ * dst[k * NR + i] = rows[i][kp0 + k] for k < 16. Pairs interleaved within
+ * 128-bit lanes (32-bit, then 64-bit unpacks), then the lanes themselves
+ * transposed 4 x 4. */
+BF16 static inline void transpose16(const uint32_t* const* rows, int64_t kp0, uint32_t* dst) {
+    __m512i r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512((const void*)(rows[i] + kp0));
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    __m512i u[4][4]; /* u[g][e], lane L: rows 4g..4g+3 at pair 4L + e */
+    for (int g = 0; g < 4; g++) {
+        u[g][0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        u[g][1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        u[g][2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        u[g][3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    for (int e = 0; e < 4; e++) {
+        const __m512i x0 = _mm512_shuffle_i32x4(u[0][e], u[1][e], 0x44),
+                      x1 = _mm512_shuffle_i32x4(u[0][e], u[1][e], 0xEE);
+        const __m512i x2 = _mm512_shuffle_i32x4(u[2][e], u[3][e], 0x44),
+                      x3 = _mm512_shuffle_i32x4(u[2][e], u[3][e], 0xEE);
+        _mm512_storeu_si512((void*)(dst + (0 + e) * NR), _mm512_shuffle_i32x4(x0, x2, 0x88));
+        _mm512_storeu_si512((void*)(dst + (4 + e) * NR), _mm512_shuffle_i32x4(x0, x2, 0xDD));
+        _mm512_storeu_si512((void*)(dst + (8 + e) * NR), _mm512_shuffle_i32x4(x1, x3, 0x88));
+        _mm512_storeu_si512((void*)(dst + (12 + e) * NR), _mm512_shuffle_i32x4(x1, x3, 0xDD));
+    }
+}
+
 /* Panel of columns [n0, n0 + nc): p[kp * NR + j] = the pair (w[n0+j][2kp],
  * w[n0+j][2kp+1]) in bf16; columns past nc, and the odd K's last half pair,
- * are 0. */
-static void pack_panel(const void* w, MglDType dt, int64_t K, int64_t KP, int64_t n0, int nc, uint32_t* p,
-                       uint16_t* row16) {
-    if (nc < NR) memset(p, 0, sizeof(uint32_t) * (size_t)(KP * NR));
+ * are 0. Rows not in bf16 are rounded (nearest even) into `scratch` (NR rows
+ * of 2 * KP) first; so are the rows of an odd K, padded with a 0. */
+BF16 static void pack_panel(const void* w, MglDType dt, int64_t K, int64_t KP, int64_t n0, int nc, uint32_t* p,
+                            uint16_t* scratch) {
+    const uint32_t* rows[NR];
     for (int j = 0; j < nc; j++) {
-        const uint16_t* row;
-        if (dt == MGL_DT_BF16) {
-            row = (const uint16_t*)w + (n0 + j) * K;
-        } else { /* rounded to bf16 (nearest even) first */
-            mgl_convert_floats((const uint8_t*)w + mgl_dtype_size(dt) * (size_t)((n0 + j) * K), dt, row16, MGL_DT_BF16,
+        if (dt == MGL_DT_BF16 && K % 2 == 0) {
+            rows[j] = (const uint32_t*)((const uint16_t*)w + (n0 + j) * K);
+        } else {
+            uint16_t* r = scratch + (size_t)j * 2 * KP;
+            mgl_convert_floats((const uint8_t*)w + mgl_dtype_size(dt) * (size_t)((n0 + j) * K), dt, r, MGL_DT_BF16,
                                (size_t)K);
-            row = row16;
+            if (K % 2) r[K] = 0;
+            rows[j] = (const uint32_t*)r;
         }
-        int64_t kp = 0;
-        for (; kp < K / 2; kp++) {
-            uint32_t v;
-            memcpy(&v, row + 2 * kp, sizeof v);
+    }
+    int64_t kp = 0;
+    if (nc == NR) /* whole panels: 16 x 16 blocks */
+        for (; kp + 16 <= KP; kp += 16) {
+            transpose16(rows, kp, p + kp * NR);
+            transpose16(rows + 16, kp, p + kp * NR + 16);
+        }
+    for (; kp < KP; kp++)
+        for (int j = 0; j < NR; j++) {
+            uint32_t v = 0;
+            if (j < nc) memcpy(&v, rows[j] + kp, sizeof v);
             p[kp * NR + j] = v;
         }
-        if (K % 2) p[kp * NR + j] = row[K - 1];
-    }
 }
 
 static void tiles_part(void* ctx, int64_t b, int64_t e) {
     const TileCtx* c = ctx;
     uint32_t* p = malloc(sizeof(uint32_t) * (size_t)(c->KP * NR));
-    uint16_t* row16 = c->wdt != MGL_DT_BF16 ? malloc(sizeof(uint16_t) * (size_t)c->K) : NULL;
+    uint16_t* scratch = c->wdt != MGL_DT_BF16 || c->K % 2 ? malloc(sizeof(uint16_t) * (size_t)(NR * 2 * c->KP)) : NULL;
     int64_t packed = -1;
     for (int64_t task = b; task < e; task++) {
         const int64_t panel = task / c->nmb, m0 = (task % c->nmb) * c->mb;
         const int64_t n0 = panel * NR;
         const int nc = c->N - n0 < NR ? (int)(c->N - n0) : NR;
         if (panel != packed) {
-            pack_panel(c->w, c->wdt, c->K, c->KP, n0, nc, p, row16);
+            pack_panel(c->w, c->wdt, c->K, c->KP, n0, nc, p, scratch);
             packed = panel;
         }
         const int64_t m1 = m0 + c->mb < c->T ? m0 + c->mb : c->T;
@@ -162,7 +199,7 @@ static void tiles_part(void* ctx, int64_t b, int64_t e) {
             tiles[mr](c->xb + m * c->KP, c->KP, p, c->y + m * c->N + n0, c->N, nc, c->bias ? c->bias + n0 : NULL);
         }
     }
-    free(row16);
+    free(scratch);
     free(p);
 }
 
