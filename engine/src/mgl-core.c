@@ -356,6 +356,16 @@ void mgl_convert_floats(const void* src, MglDType st, void* dst, MglDType dt, si
             bf16_to_f32_avx2(src, dst, n);
         return;
     }
+    if (st == MGL_DT_F16 && dt == MGL_DT_BF16 && have_avx2_f16c()) {
+        /* through f32 (exact), a block at a time: the generic path's rounding */
+        float tmp[256];
+        for (size_t i = 0; i < n; i += 256) {
+            const size_t k = n - i < 256 ? n - i : 256;
+            f16_to_f32_f16c((const uint16_t*)src + i, tmp, k);
+            f32_to_bf16_avx2(tmp, (uint16_t*)dst + i, k);
+        }
+        return;
+    }
     if (st == MGL_DT_F32 && (dt == MGL_DT_F16 || dt == MGL_DT_BF16) && have_avx2_f16c()) {
         if (dt == MGL_DT_F16)
             f32_to_f16_f16c(src, dst, n);

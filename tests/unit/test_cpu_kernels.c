@@ -229,8 +229,18 @@ static void conversions(void) {
     for (size_t i = 0; i < n; i++) bad16 += h[i] != mgl_f32_to_f16(f[i]);
     mgl_convert_floats(f, MGL_DT_F32, h, MGL_DT_BF16, n);
     for (size_t i = 0; i < n; i++) badb += h[i] != mgl_f32_to_bf16(f[i]);
-    CHECK_MSG(bad16 == 0 && badb == 0, "f32 conversions differ from the scalar ones: %ld to f16, %ld to bf16", bad16,
-              badb);
+    /* f16 -> bf16 (every f16 bit pattern) as f16 -> f32 -> bf16 one by one */
+    long badh = 0;
+    uint16_t* src = malloc(sizeof(uint16_t) * 65536);
+    uint16_t* dst = malloc(sizeof(uint16_t) * 65536);
+    for (uint32_t i = 0; i < 65536; i++) src[i] = (uint16_t)i;
+    mgl_convert_floats(src, MGL_DT_F16, dst, MGL_DT_BF16, 65536);
+    for (uint32_t i = 0; i < 65536; i++) badh += dst[i] != mgl_f32_to_bf16(mgl_f16_to_f32(src[i]));
+    free(src);
+    free(dst);
+    CHECK_MSG(bad16 == 0 && badb == 0 && badh == 0,
+              "conversions differ from the scalar ones: %ld f32 to f16, %ld f32 to bf16, %ld f16 to bf16", bad16, badb,
+              badh);
     free(f);
     free(h);
 }
