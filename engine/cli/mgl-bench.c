@@ -202,13 +202,16 @@ MglStatus mgl_bench_model(const MglBenchParams* bp, const char* path, GString* o
     MglModelParams mp = mgl_model_default_params();
     mp.device = "cpu"; /* this measures the CPU backend's memory against the files */
     mp.n_threads = bp->n_threads;
+    mp.precision = bp->precision;
     MGL_TRY(mgl_model_load(path, &mp, &m, err));
     double t1 = now_ms();
     long rss_load = peak_rss_kb();
     uint64_t bytes = 0;
     for (int i = 0; i < m->files->n_files; i++) bytes += file_size(m->files->files[i]);
     MglCtx* c = NULL;
-    MglStatus st = mgl_ctx_new(m, &c, err);
+    MglCtxParams cp = mgl_ctx_default_params();
+    cp.kv_precision = bp->kv_precision;
+    MglStatus st = mgl_ctx_new_with_params(m, &cp, &c, err);
     uint8_t* px = malloc(640 * 480 * 3);
     for (int i = 0; i < 640 * 480 * 3; i++) px[i] = (uint8_t)(i * 131 % 251);
     MglImage img = {px, 640, 480, 640 * 3};
@@ -224,15 +227,20 @@ MglStatus mgl_bench_model(const MglBenchParams* bp, const char* path, GString* o
     double t2 = now_ms();
     if (st == MGL_OK)
         g_string_append_printf(out,
-                               "{\"model\": \"%s\", \"backend\": \"cpu\", \"blas_core\": \"%s\", "
-                               "\"weight_file_bytes\": %llu, \"load_ms\": %.1f, \"rss_before_load_MiB\": %.1f, "
+                               "{\"model\": \"%s\", \"backend\": \"cpu\", \"precision\": \"%s\", \"kv\": \"%s\", "
+                               "\"isa\": \"%s\", \"blas_core\": \"%s\", \"weight_file_bytes\": %llu, \"load_ms\": "
+                               "%.1f, \"rss_before_load_MiB\": %.1f, "
                                "\"rss_after_load_MiB\": %.1f, \"frame_ms\": %.1f, \"prompt_tokens\": %d, "
                                "\"generated\": %d, \"vision_ms\": %.1f, \"prefill_ms\": %.1f, "
                                "\"decode_ms_per_token\": %.1f, \"peak_rss_MiB\": %.1f, "
                                "\"peak_rss_over_file_size\": %.3f}\n",
-                               path, mgl_blas_corename(), (unsigned long long)bytes, t1 - t0, rss0 / 1024.0,
-                               rss_load / 1024.0, t2 - t1, tm.n_prompt_tokens, tm.n_generated, tm.vision_ms,
-                               tm.prefill_ms, tm.n_generated ? tm.decode_ms / tm.n_generated : 0.0,
+                               path, bp->precision && !strcmp(bp->precision, "bf16") ? "bf16" : "f32",
+                               bp->kv_precision                                  ? bp->kv_precision
+                               : bp->precision && !strcmp(bp->precision, "bf16") ? "bf16"
+                                                                                 : "f32",
+                               mgl_cpu_level_name(mgl_cpu_level()), mgl_blas_corename(), (unsigned long long)bytes,
+                               t1 - t0, rss0 / 1024.0, rss_load / 1024.0, t2 - t1, tm.n_prompt_tokens, tm.n_generated,
+                               tm.vision_ms, tm.prefill_ms, tm.n_generated ? tm.decode_ms / tm.n_generated : 0.0,
                                peak_rss_kb() / 1024.0, (double)peak_rss_kb() * 1024.0 / (double)(bytes ? bytes : 1));
     free(text);
     free(px);
