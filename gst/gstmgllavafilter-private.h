@@ -97,6 +97,7 @@ struct _GstMgllavaFilter {
     guint interval;
     guint64 interval_time;
     GstMgllavaDevice device;
+    GstMgllavaPrecision precision;
     gint gpu_id;
     GstMgllavaAttachMode attach_mode;
     guint max_pending;

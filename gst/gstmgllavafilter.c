@@ -63,6 +63,7 @@ GST_DEBUG_CATEGORY(gst_mgllava_filter_debug);
 #define DEFAULT_INTERVAL 30
 #define DEFAULT_INTERVAL_TIME 0
 #define DEFAULT_DEVICE GST_MGLLAVA_DEVICE_AUTO
+#define DEFAULT_PRECISION GST_MGLLAVA_PRECISION_DEFAULT
 #define DEFAULT_GPU_ID 0
 #define DEFAULT_ATTACH_MODE GST_MGLLAVA_ATTACH_AUTO
 #define DEFAULT_MAX_PENDING 1
@@ -89,6 +90,7 @@ enum {
     PROP_INTERVAL,
     PROP_INTERVAL_TIME,
     PROP_DEVICE,
+    PROP_PRECISION,
     PROP_GPU_ID,
     PROP_ATTACH_MODE,
     PROP_MAX_PENDING,
@@ -159,6 +161,19 @@ static GType gst_mgllava_object_order_get_type(void) {
          "reading"},
         {0, NULL, NULL}};
     if (g_once_init_enter(&t)) g_once_init_leave(&t, g_enum_register_static("GstMgllavaObjectOrder", values));
+    return t;
+}
+
+#define GST_TYPE_MGLLAVA_PRECISION (gst_mgllava_precision_get_type())
+static GType gst_mgllava_precision_get_type(void) {
+    static GType t = 0;
+    static const GEnumValue values[] = {
+        {GST_MGLLAVA_PRECISION_DEFAULT, "The device's default: f16 on a GPU, f32 on the CPU", "default"},
+        {GST_MGLLAVA_PRECISION_F32, "f32", "f32"},
+        {GST_MGLLAVA_PRECISION_F16, "f16 (GPU weights and KV cache; the CPU computes in f32)", "f16"},
+        {GST_MGLLAVA_PRECISION_BF16, "bf16 (GPU weights and KV cache; CPU: bf16 products and KV cache)", "bf16"},
+        {0, NULL, NULL}};
+    if (g_once_init_enter(&t)) g_once_init_leave(&t, g_enum_register_static("GstMgllavaPrecision", values));
     return t;
 }
 
@@ -291,6 +306,7 @@ static void gst_mgllava_filter_set_property(GObject* object, guint prop_id, cons
     case PROP_INTERVAL: self->interval = g_value_get_uint(value); break;
     case PROP_INTERVAL_TIME: self->interval_time = g_value_get_uint64(value); break;
     case PROP_DEVICE: self->device = g_value_get_enum(value); break;
+    case PROP_PRECISION: self->precision = g_value_get_enum(value); break;
     case PROP_GPU_ID: self->gpu_id = g_value_get_int(value); break;
     case PROP_ATTACH_MODE: self->attach_mode = g_value_get_enum(value); break;
     case PROP_MAX_PENDING: self->max_pending = g_value_get_uint(value); break;
@@ -351,6 +367,7 @@ static void gst_mgllava_filter_get_property(GObject* object, guint prop_id, GVal
     case PROP_INTERVAL: g_value_set_uint(value, self->interval); break;
     case PROP_INTERVAL_TIME: g_value_set_uint64(value, self->interval_time); break;
     case PROP_DEVICE: g_value_set_enum(value, self->device); break;
+    case PROP_PRECISION: g_value_set_enum(value, self->precision); break;
     case PROP_GPU_ID: g_value_set_int(value, self->gpu_id); break;
     case PROP_ATTACH_MODE: g_value_set_enum(value, self->attach_mode); break;
     case PROP_MAX_PENDING: g_value_set_uint(value, self->max_pending); break;
@@ -407,6 +424,7 @@ static void gst_mgllava_filter_init(GstMgllavaFilter* self) {
     self->interval = DEFAULT_INTERVAL;
     self->interval_time = DEFAULT_INTERVAL_TIME;
     self->device = DEFAULT_DEVICE;
+    self->precision = DEFAULT_PRECISION;
     self->gpu_id = DEFAULT_GPU_ID;
     self->attach_mode = DEFAULT_ATTACH_MODE;
     self->max_pending = DEFAULT_MAX_PENDING;
@@ -497,6 +515,12 @@ static void gst_mgllava_filter_class_init(GstMgllavaFilterClass* klass) {
                                     g_param_spec_enum("device", "Device", "Where the model runs",
                                                       GST_TYPE_MGLLAVA_DEVICE, DEFAULT_DEVICE,
                                                       rw | GST_PARAM_MUTABLE_READY));
+    g_object_class_install_property(
+        gobject_class, PROP_PRECISION,
+        g_param_spec_enum("precision", "Precision",
+                          "The model's arithmetic and KV cache: default (f16 on a GPU, f32 on the CPU), f32, f16 "
+                          "or bf16 (on the CPU: bf16 matrix products where it has AVX512_BF16, and a bf16 KV cache)",
+                          GST_TYPE_MGLLAVA_PRECISION, DEFAULT_PRECISION, rw | GST_PARAM_MUTABLE_READY));
     g_object_class_install_property(gobject_class, PROP_GPU_ID,
                                     g_param_spec_int("gpu-id", "GPU id", "CUDA device ordinal", 0, 64, DEFAULT_GPU_ID,
                                                      rw | GST_PARAM_MUTABLE_READY));
@@ -626,4 +650,5 @@ static void gst_mgllava_filter_class_init(GstMgllavaFilterClass* klass) {
     gst_type_mark_as_plugin_api(GST_TYPE_MGLLAVA_DROP_POLICY, 0);
     gst_type_mark_as_plugin_api(GST_TYPE_MGLLAVA_OBJECT_ORDER, 0);
     gst_type_mark_as_plugin_api(GST_TYPE_MGLLAVA_DEVICE, 0);
+    gst_type_mark_as_plugin_api(GST_TYPE_MGLLAVA_PRECISION, 0);
 }

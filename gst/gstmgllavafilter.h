@@ -40,6 +40,14 @@ typedef enum {
     GST_MGLLAVA_DEVICE_CUDA,
 } GstMgllavaDevice;
 
+/* MglModelParams.precision: the device's default (f16 on a GPU, f32 on the CPU) or one named */
+typedef enum {
+    GST_MGLLAVA_PRECISION_DEFAULT,
+    GST_MGLLAVA_PRECISION_F32,
+    GST_MGLLAVA_PRECISION_F16,
+    GST_MGLLAVA_PRECISION_BF16,
+} GstMgllavaPrecision;
+
 GST_ELEMENT_REGISTER_DECLARE(mgllavafilter);
 
 G_END_DECLS

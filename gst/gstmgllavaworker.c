@@ -319,6 +319,7 @@ gboolean gst_mgllava_filter_open_model(GstMgllavaFilter* self) {
     MglErr err = {0};
     gchar* path;
     GstMgllavaDevice device;
+    GstMgllavaPrecision precision;
     gboolean reused = FALSE;
     gint loaded_with;
     GstMgllavaLoadWatch watch = {self};
@@ -327,6 +328,7 @@ gboolean gst_mgllava_filter_open_model(GstMgllavaFilter* self) {
     GST_OBJECT_LOCK(self);
     path = g_strdup(self->model_path);
     device = self->device;
+    precision = self->precision;
     mp.gpu_id = self->gpu_id;
     mp.n_threads = self->threads;
     sp.max_batch = (int)self->max_batch;
@@ -339,6 +341,10 @@ gboolean gst_mgllava_filter_open_model(GstMgllavaFilter* self) {
         return FALSE;
     }
     mp.device = device == GST_MGLLAVA_DEVICE_CUDA ? "cuda" : device == GST_MGLLAVA_DEVICE_CPU ? "cpu" : "auto";
+    mp.precision = precision == GST_MGLLAVA_PRECISION_F32    ? "f32"
+                   : precision == GST_MGLLAVA_PRECISION_F16  ? "f16"
+                   : precision == GST_MGLLAVA_PRECISION_BF16 ? "bf16"
+                                                             : NULL;
     GST_INFO_OBJECT(self, "loading model %s (device %s)", path, mp.device);
     post_load(self, GST_PROGRESS_TYPE_START, "start", 0.0, "", path, mp.device, 0.0, FALSE, NULL);
     watch.path = path;

@@ -314,7 +314,7 @@ int mgl_cmd_eval_scenes(int argc, char** argv) {
     if (o[E_DEVICE].value) mp.device = o[E_DEVICE].value;
     if (o[E_PRECISION].value && !cli_dtype(o[E_PRECISION].value))
         return cli_usage_error("eval-scenes", "--precision '%s': expected f16, bf16 or f32", o[E_PRECISION].value);
-    mp.precision = o[E_PRECISION].value; /* CUDA weights and KV cache (NULL: f16); the CPU is f32 */
+    mp.precision = o[E_PRECISION].value; /* CUDA weights and KV cache (NULL: f16); the CPU: bf16 or f32 */
     const bool per_object = o[E_PER_OBJECT].seen;
     const char* obj_tmpl[OBJ_N];
     for (int k = 0; k < OBJ_N; k++) {

@@ -122,5 +122,18 @@ else
     echo "skip cvtracker pipeline (gstreamer1.0-opencv not installed)"
 fi
 
+# 9. precision=bf16 on the CPU (bf16 products where the CPU has AVX512_BF16, a bf16 KV cache): the
+# same JSON lines with answers, and a bad value refused by the parser
+if launch videotestsrc num-buffers=20 ! video/x-raw,width=160,height=120 ! \
+    mgllavafilter model="$M" device=cpu precision=bf16 interval=10 attach-mode=exact max-new-tokens=4 ! \
+    mgllavajson location="$tmp/p.json" skip-empty=true ! fakesink >"$tmp/out" 2>&1 &&
+    [ "$(wc -l <"$tmp/p.json")" -eq 2 ] && grep -q '"n_tokens": [1-9]' "$tmp/p.json" &&
+    ! gst-launch-1.0 -q videotestsrc num-buffers=1 ! mgllavafilter model="$M" precision=f8 ! fakesink \
+        >"$tmp/out2" 2>&1; then
+    ok "precision=bf16 answers; precision=f8 refused"
+else
+    bad "precision: $(cat "$tmp/p.json" 2>/dev/null | head -2) $(tail -3 "$tmp/out" "$tmp/out2")"
+fi
+
 echo "$fails failure(s)"
 [ $fails -eq 0 ]
