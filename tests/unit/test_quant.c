@@ -141,6 +141,18 @@ static void kernels(void) {
                                 break;
                             }
                         }
+                    /* the narrower SIMD kernels give the same bits (AVX-512 with and
+                     * without VNNI, AVX2) */
+                    for (int isa = mgl_qmatmul_isa() - 1; isa >= 1; isa--) {
+                        float* alt = malloc(sizeof(float) * (size_t)(nt * N));
+                        mgl_qmatmul_set_isa(isa);
+                        mgl_qmatmul_rows(x, nt, &m.W, alt);
+                        mgl_qmatmul_set_isa(-1);
+                        CHECK_MSG(!memcmp(alt, got, sizeof(float) * (size_t)(nt * N)),
+                                  "q%d K %lld group %d T %lld: kernel %d differs from kernel %d", bits, (long long)K,
+                                  groups[gi], (long long)nt, isa, mgl_qmatmul_isa());
+                        free(alt);
+                    }
                     /* each row alone gives the same bits as in the batch */
                     for (int64_t t = 0; t < nt; t++) {
                         mgl_qmatmul_rows(x + t * K, 1, &m.W, one);
@@ -174,7 +186,7 @@ static void kernels(void) {
             }
     printf("kernel %s: worst error %.3g of sum |w x|; q4's int8 activation blocks move a dot product by at most "
            "%.3g of sum |w x|\n",
-           mgl_qmatmul_isa() ? "avx2" : "scalar", worst, a8_worst);
+           (const char*[]){"scalar", "avx2", "avx512", "avx512-vnni"}[mgl_qmatmul_isa()], worst, a8_worst);
 }
 
 /* a heap tensor in a set */

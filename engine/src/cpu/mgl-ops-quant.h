@@ -11,7 +11,11 @@
 void mgl_qmatmul_rows(const float* x, int64_t T, const MglWeight* W, float* y);
 /* Any T: mgl_qmatmul_rows up to 8 rows, dequantized tiles and a GEMM above. */
 void mgl_qmatmul(const float* x, int64_t T, const MglWeight* W, float* y);
-/* The kernel in use: 1 AVX2/FMA/F16C, 0 the portable loop (MGL_CPU_ISA=scalar). */
+/* The kernel in use: 3 AVX-512 with VNNI, 2 AVX-512, 1 AVX2/FMA/F16C (the
+ * three give the same bits), 0 the portable loop (MGL_CPU_ISA caps it). */
 int mgl_qmatmul_isa(void);
+/* Tests: use kernel `isa` (at most what the CPU has) from now on; -1 goes
+ * back to the CPU's. */
+void mgl_qmatmul_set_isa(int isa);
 
 #endif

@@ -168,15 +168,150 @@ MGL_QDOT(3)
 MGL_QDOT(4)
 typedef void (*MglQdotFn)(const uint8_t*, const uint16_t*, int, int64_t, int64_t, const QX*, float*);
 static const MglQdotFn qdot_avx2[5] = {NULL, qdot_1, qdot_2, qdot_3, qdot_4};
+
+/* The AVX-512 kernels: the AVX2 kernels' arithmetic in half the
+ * instructions, and the same bits. q8: 16 weights per step in one 16-lane
+ * accumulator whose halves are the AVX2 kernel's two 8-lane ones (a0 | a1).
+ * q4: two blocks per step in one 512-bit integer dot product (vpdpbusd with
+ * AVX512_VNNI, else maddubs + madd), whose halves are the even and odd
+ * blocks' lanes (the AVX2 kernel's a0 | a1); the sums are exact in int32 (at
+ * most 15 x 127 x 4 per lane before the offset), so both give the AVX2 sums. */
+#define AVX512Q __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
+#define AVX512QV __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
+
+/* the halves of a 16-lane accumulator added: the AVX2 kernel's a0 + a1 */
+AVX512Q static inline __m256 halves(__m512 a) {
+    return _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+}
+
+AVX512Q static inline __attribute__((always_inline)) void
+q8dot512_body(const uint8_t* row, const uint16_t* sc, int64_t K, int64_t gs, const QX* xr, int nt, float* out) {
+    __m256 tot[4];
+    float tail_tot[4] = {0, 0, 0, 0};
+    for (int t = 0; t < 4; t++) tot[t] = _mm256_setzero_ps();
+    for (int64_t g = 0, k0 = 0; k0 < K; g++, k0 += gs) {
+        const int64_t k1 = k0 + gs < K ? k0 + gs : K;
+        __m512 a[4];
+        for (int t = 0; t < 4; t++) a[t] = _mm512_setzero_ps();
+        int64_t k = k0;
+        for (; k + 16 <= k1; k += 16) {
+            const __m512 w = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(row + k))));
+            for (int t = 0; t < nt; t++) a[t] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xr[t].x + k), a[t]);
+        }
+        const float s = _cvtsh_ss(sc[g]);
+        const __m256 vs = _mm256_set1_ps(s);
+        for (int t = 0; t < nt; t++) tot[t] = _mm256_fmadd_ps(halves(a[t]), vs, tot[t]);
+        if (k < k1)
+            for (int t = 0; t < nt; t++) {
+                float acc = 0;
+                for (int64_t j = k; j < k1; j++) acc += (float)(int8_t)row[j] * xr[t].x[j];
+                tail_tot[t] += s * acc;
+            }
+    }
+    for (int t = 0; t < nt; t++) out[t] = hsum8(tot[t]) + tail_tot[t];
+}
+
+/* u (64 nibbles of two blocks, stored + 8) . x (64 int8) in 16 int32 lanes:
+ * lanes 0-7 the first block's, 8-15 the second's */
+AVX512QV static inline __m512i q4dp_vnni(__m512i u, __m512i x) {
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, x);
+}
+AVX512Q static inline __m512i q4dp_bw(__m512i u, __m512i x) {
+    return _mm512_madd_epi16(_mm512_maddubs_epi16(u, x), _mm512_set1_epi16(1));
+}
+
+#define MGL_Q4DOT512_BODY(NAME, TARGET, DP)                                                                            \
+    TARGET static inline __attribute__((always_inline)) void NAME(const uint8_t* row, const uint16_t* sc, int64_t K,   \
+                                                                  int64_t gs, const QX* xr, int nt, float* out) {      \
+        __m512 a[4];                                                                                                   \
+        for (int t = 0; t < 4; t++) a[t] = _mm512_setzero_ps();                                                        \
+        const __m256i lowmask = _mm256_set1_epi8(15);                                                                  \
+        const int64_t nb = K / MGL_QUANT_BLOCK, bpg = gs / MGL_QUANT_BLOCK > 0 ? gs / MGL_QUANT_BLOCK : 1;             \
+        int64_t b = 0;                                                                                                 \
+        for (; b + 2 <= nb; b += 2) {                                                                                  \
+            const float s0 = _cvtsh_ss(sc[b / bpg]), s1 = _cvtsh_ss(sc[(b + 1) / bpg]);                                \
+            const __m256i v = _mm256_loadu_si256((const __m256i*)(row + b * (MGL_QUANT_BLOCK / 2)));                   \
+            const __m256i lo = _mm256_and_si256(v, lowmask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lowmask);  \
+            const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(lo, hi, 0x20)),      \
+                                                 _mm256_permute2x128_si256(lo, hi, 0x31), 1);                          \
+            for (int t = 0; t < nt; t++) {                                                                             \
+                const __m512i xv = _mm512_loadu_si512((const void*)(xr[t].q + b * MGL_QUANT_BLOCK));                   \
+                __m512i d = DP(u, xv);                                                                                 \
+                const __m512i off =                                                                                    \
+                    _mm512_inserti64x4(_mm512_set1_epi32(xr[t].sum[b]), _mm256_set1_epi32(xr[t].sum[b + 1]), 1);       \
+                d = _mm512_sub_epi32(d, off);                                                                          \
+                const __m512 f =                                                                                       \
+                    _mm512_insertf32x8(_mm512_set1_ps(s0 * xr[t].s[b]), _mm256_set1_ps(s1 * xr[t].s[b + 1]), 1);       \
+                a[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, a[t]);                                                \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int t = 0; t < nt; t++) {                                                                                 \
+            __m256 a0 = _mm512_castps512_ps256(a[t]), a1 = _mm512_extractf32x8_ps(a[t], 1);                            \
+            if (b < nb) { /* an odd last whole block: even, into a0 */                                                 \
+                const float s = _cvtsh_ss(sc[b / bpg]);                                                                \
+                const __m128i v = _mm_loadu_si128((const __m128i*)(row + b * (MGL_QUANT_BLOCK / 2)));                  \
+                const __m128i m = _mm_set1_epi8(15);                                                                   \
+                const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));       \
+                const __m256i xv = _mm256_loadu_si256((const __m256i*)(xr[t].q + b * MGL_QUANT_BLOCK));                \
+                __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), _mm256_set1_epi16(1));                      \
+                d = _mm256_sub_epi32(d, _mm256_set1_epi32(xr[t].sum[b]));                                              \
+                a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(s * xr[t].s[b]), a0);                       \
+            }                                                                                                          \
+            float tail = 0;                                                                                            \
+            if (nb * MGL_QUANT_BLOCK < K) {                                                                            \
+                const float st = _cvtsh_ss(sc[nb * MGL_QUANT_BLOCK / gs]);                                             \
+                float acc = 0;                                                                                         \
+                for (int64_t j = nb * MGL_QUANT_BLOCK; j < K; j++)                                                     \
+                    acc += (float)mgl_quant_value(row, 4, K, j) * xr[t].x[j];                                          \
+                tail = st * acc;                                                                                       \
+            }                                                                                                          \
+            out[t] = hsum8(_mm256_add_ps(a0, a1)) + tail;                                                              \
+        }                                                                                                              \
+    }
+MGL_Q4DOT512_BODY(q4dot512_vnni_body, AVX512QV, q4dp_vnni)
+MGL_Q4DOT512_BODY(q4dot512_bw_body, AVX512Q, q4dp_bw)
+
+#define MGL_QDOT512(NT)                                                                                                \
+    AVX512QV static void qdot512v_##NT(const uint8_t* row, const uint16_t* sc, int bits, int64_t K, int64_t gs,        \
+                                       const QX* x, float* out) {                                                      \
+        if (bits == 8)                                                                                                 \
+            q8dot512_body(row, sc, K, gs, x, NT, out);                                                                 \
+        else                                                                                                           \
+            q4dot512_vnni_body(row, sc, K, gs, x, NT, out);                                                            \
+    }                                                                                                                  \
+    AVX512Q static void qdot512_##NT(const uint8_t* row, const uint16_t* sc, int bits, int64_t K, int64_t gs,          \
+                                     const QX* x, float* out) {                                                        \
+        if (bits == 8)                                                                                                 \
+            q8dot512_body(row, sc, K, gs, x, NT, out);                                                                 \
+        else                                                                                                           \
+            q4dot512_bw_body(row, sc, K, gs, x, NT, out);                                                              \
+    }
+MGL_QDOT512(1)
+MGL_QDOT512(2)
+MGL_QDOT512(3)
+MGL_QDOT512(4)
+static const MglQdotFn qdot_avx512v[5] = {NULL, qdot512v_1, qdot512v_2, qdot512v_3, qdot512v_4};
+static const MglQdotFn qdot_avx512[5] = {NULL, qdot512_1, qdot512_2, qdot512_3, qdot512_4};
 #endif
 
-int mgl_qmatmul_isa(void) {
+static int g_isa_forced = -1;
+static int detect_isa(void) {
 #ifdef MGL_HAVE_QAVX2
-    return mgl_cpu_level() >= MGL_CPU_AVX2;
+    static int v = -1;
+    if (v < 0) {
+        const MglCpuLevel l = mgl_cpu_level();
+        v = l >= MGL_CPU_AVX512 ? (__builtin_cpu_supports("avx512vnni") ? 3 : 2) : l >= MGL_CPU_AVX2 ? 1 : 0;
+    }
+    return v;
 #else
     return 0;
 #endif
 }
+int mgl_qmatmul_isa(void) {
+    const int d = detect_isa();
+    return g_isa_forced >= 0 && g_isa_forced < d ? g_isa_forced : d;
+}
+void mgl_qmatmul_set_isa(int isa) { g_isa_forced = isa; }
 
 typedef struct {
     const float* x;
@@ -193,7 +328,7 @@ static void qrows_part(void* ctx, int64_t b, int64_t e) {
     const MglWeight* W = c->W;
     const int64_t K = W->cols, N = W->rows, gs = W->qgroup, G = (K + gs - 1) / gs;
     const int64_t rb = mgl_quant_row_bytes(W->qbits, K);
-    const int avx2 = mgl_qmatmul_isa();
+    const int isa = mgl_qmatmul_isa();
     for (int64_t n = b; n < e; n++) {
         const uint8_t* row = (const uint8_t*)W->data + n * rb;
         const uint16_t* sc = W->scales + n * G;
@@ -207,7 +342,11 @@ static void qrows_part(void* ctx, int64_t b, int64_t e) {
                              c->xsum ? c->xsum + r * nb : NULL};
             }
 #ifdef MGL_HAVE_QAVX2
-            if (avx2)
+            if (isa == 3)
+                qdot_avx512v[nt](row, sc, W->qbits, K, gs, xr, o);
+            else if (isa == 2)
+                qdot_avx512[nt](row, sc, W->qbits, K, gs, xr, o);
+            else if (isa == 1)
                 qdot_avx2[nt](row, sc, W->qbits, K, gs, xr, o);
             else
 #endif
@@ -215,7 +354,7 @@ static void qrows_part(void* ctx, int64_t b, int64_t e) {
             for (int t = 0; t < nt; t++) c->y[(t0 + t) * N + n] = o[t];
         }
     }
-    (void)avx2;
+    (void)isa;
 }
 
 static void qtiles_part(void* ctx, int64_t b, int64_t e);
