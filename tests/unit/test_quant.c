@@ -7,6 +7,7 @@
 #include "mgl-internal.h"
 #include "mgl-quant.h"
 #include "cpu/mgl-blas.h"
+#include "cpu/mgl-ops-bf16.h"
 #include "cpu/mgl-ops-quant.h"
 #include "mgl-test.h"
 
@@ -169,6 +170,28 @@ static void kernels(void) {
                         CHECK_MSG(false, "q%d K %lld: GEMM y[%lld] %.9g vs ref %.9g", bits, (long long)K, (long long)i,
                                   got[i], exact[i]);
                         break;
+                    }
+                }
+                /* at precision bf16 (AVX512_BF16) the prefill GEMM rounds x and the
+                 * dequantized weights to bf16: against double on the rounded values */
+                if (mgl_gemm_bf16_available()) {
+                    mgl_cpu_set_bf16(true);
+                    mgl_matmul(x, T, &m.W, NULL, got);
+                    mgl_cpu_set_bf16(false);
+                    for (int64_t i = 0; i < T * N; i++) {
+                        mgl_quant_dequant_row(&m.W, i % N, deq);
+                        double r = 0, mag = 1e-30;
+                        for (int64_t k = 0; k < K; k++) {
+                            const double xv = mgl_bf16_to_f32(mgl_f32_to_bf16(x[(i / N) * K + k]));
+                            const double wv = mgl_bf16_to_f32(mgl_f32_to_bf16(deq[k]));
+                            r += xv * wv;
+                            mag += fabs(xv * wv);
+                        }
+                        if (fabs(got[i] - r) > 1e-6 * mag) {
+                            CHECK_MSG(false, "q%d K %lld: bf16 GEMM y[%lld] %.9g vs %.9g", bits, (long long)K,
+                                      (long long)i, got[i], r);
+                            break;
+                        }
                     }
                 }
                 mgl_weight_row(&m.W, N - 1, one);

@@ -13,7 +13,7 @@ bool mgl_cpu_bf16(void);
 /* Whether this CPU (and MGL_CPU_ISA) allows mgl_gemm_bf16. */
 bool mgl_gemm_bf16_available(void);
 /* y[T, N] = bf16(x)[T, K] bf16(W)[N, K]^T (+ bias), sums in f32; W in
- * f32, f16 or bf16 (rounded to bf16 as it is packed). */
+ * f32, f16, bf16 or quantized (rounded to bf16 as it is packed). */
 void mgl_gemm_bf16(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y);
 
 #endif

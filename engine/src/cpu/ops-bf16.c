@@ -2,10 +2,10 @@
  * loaded with precision "bf16" (the default f32 precision never comes here).
  *
  * The activations are rounded to bf16 (round to nearest even, as PyTorch's
- * autocast does), and so are f32 or f16 weights as they are packed; pairs of
- * them are multiplied by vdpbf16ps and the sums are kept in f32. Twice the
- * multiply rate of f32 FMA. The price is the rounding (a relative 2^-9 per
- * element); docs/engine.md gives its effect on the answers.
+ * autocast does), and so are f32, f16 or quantized weights as they are
+ * packed; pairs of them are multiplied by vdpbf16ps and the sums are kept in
+ * f32. Twice the multiply rate of f32 FMA. The price is the rounding (a
+ * relative 2^-9 per element); docs/cpu.md gives its effect on the answers.
  *
  * Blocking: the weights are packed per task into a panel of 32 output
  * columns (for each pair of k, the 32 columns' two weights side by side), so
@@ -18,6 +18,7 @@
 #include "mgl-cpu-isa.h"
 #include "mgl-ops-bf16.h"
 #include "mgl-pool.h"
+#include "mgl-quant.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,7 @@ bool mgl_cpu_bf16(void) { return tl_bf16; }
 
 typedef struct {
     const uint32_t* xb;
+    const MglWeight* W;
     const void* w;
     MglDType wdt;
     const float* bias;
@@ -152,16 +154,23 @@ BF16 static inline void transpose16(const uint32_t* const* rows, int64_t kp0, ui
  * w[n0+j][2kp+1]) in bf16; columns past nc, and the odd K's last half pair,
  * are 0. Rows not in bf16 are rounded (nearest even) into `scratch` (NR rows
  * of 2 * KP) first; so are the rows of an odd K, padded with a 0. */
-BF16 static void pack_panel(const void* w, MglDType dt, int64_t K, int64_t KP, int64_t n0, int nc, uint32_t* p,
-                            uint16_t* scratch) {
+BF16 static void pack_panel(const MglWeight* W, int64_t K, int64_t KP, int64_t n0, int nc, uint32_t* p,
+                            uint16_t* scratch, float* deq) {
+    const void* w = W->data;
+    const MglDType dt = W->dtype;
     const uint32_t* rows[NR];
     for (int j = 0; j < nc; j++) {
-        if (dt == MGL_DT_BF16 && K % 2 == 0) {
+        if (!W->qbits && dt == MGL_DT_BF16 && K % 2 == 0) {
             rows[j] = (const uint32_t*)((const uint16_t*)w + (n0 + j) * K);
         } else {
             uint16_t* r = scratch + (size_t)j * 2 * KP;
-            mgl_convert_floats((const uint8_t*)w + mgl_dtype_size(dt) * (size_t)((n0 + j) * K), dt, r, MGL_DT_BF16,
-                               (size_t)K);
+            if (W->qbits) { /* quantized: the weights' f32 values, then rounded */
+                mgl_quant_dequant_row(W, n0 + j, deq);
+                mgl_convert_floats(deq, MGL_DT_F32, r, MGL_DT_BF16, (size_t)K);
+            } else {
+                mgl_convert_floats((const uint8_t*)w + mgl_dtype_size(dt) * (size_t)((n0 + j) * K), dt, r, MGL_DT_BF16,
+                                   (size_t)K);
+            }
             if (K % 2) r[K] = 0;
             rows[j] = (const uint32_t*)r;
         }
@@ -183,14 +192,16 @@ BF16 static void pack_panel(const void* w, MglDType dt, int64_t K, int64_t KP, i
 static void tiles_part(void* ctx, int64_t b, int64_t e) {
     const TileCtx* c = ctx;
     uint32_t* p = malloc(sizeof(uint32_t) * (size_t)(c->KP * NR));
-    uint16_t* scratch = c->wdt != MGL_DT_BF16 || c->K % 2 ? malloc(sizeof(uint16_t) * (size_t)(NR * 2 * c->KP)) : NULL;
+    uint16_t* scratch =
+        c->W->qbits || c->wdt != MGL_DT_BF16 || c->K % 2 ? malloc(sizeof(uint16_t) * (size_t)(NR * 2 * c->KP)) : NULL;
+    float* deq = c->W->qbits ? malloc(sizeof(float) * (size_t)c->K) : NULL;
     int64_t packed = -1;
     for (int64_t task = b; task < e; task++) {
         const int64_t panel = task / c->nmb, m0 = (task % c->nmb) * c->mb;
         const int64_t n0 = panel * NR;
         const int nc = c->N - n0 < NR ? (int)(c->N - n0) : NR;
         if (panel != packed) {
-            pack_panel(c->w, c->wdt, c->K, c->KP, n0, nc, p, scratch);
+            pack_panel(c->W, c->K, c->KP, n0, nc, p, scratch, deq);
             packed = panel;
         }
         const int64_t m1 = m0 + c->mb < c->T ? m0 + c->mb : c->T;
@@ -199,6 +210,7 @@ static void tiles_part(void* ctx, int64_t b, int64_t e) {
             tiles[mr](c->xb + m * c->KP, c->KP, p, c->y + m * c->N + n0, c->N, nc, c->bias ? c->bias + n0 : NULL);
         }
     }
+    free(deq);
     free(scratch);
     free(p);
 }
@@ -217,7 +229,7 @@ void mgl_gemm_bf16(const float* x, int64_t T, const MglWeight* W, const float* b
     mgl_parallel_for(T, 64, round_part, &rc);
     /* rows per task: all of them up to 1024 (each panel packed once), else 512 */
     const int64_t mb = T <= 1024 ? T : 512;
-    TileCtx c = {xb, W->data, W->dtype, bias, y, T, N, K, KP, mb, (T + mb - 1) / mb};
+    TileCtx c = {xb, W, W->data, W->dtype, bias, y, T, N, K, KP, mb, (T + mb - 1) / mb};
     const int64_t tasks = (N + NR - 1) / NR * c.nmb;
     mgl_parallel_for(tasks, 1, tiles_part, &c);
     free(xb);

@@ -337,7 +337,8 @@ void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias
         mgl_matmul_rows(x, 1, W, bias, y);
         return;
     }
-    if (mgl_cpu_bf16() && !W->qbits && mgl_gemm_bf16_available()) {
+    /* precision bf16 (quantized weights: above the decode batches' few rows) */
+    if (mgl_cpu_bf16() && (!W->qbits || T > 8) && mgl_gemm_bf16_available()) {
         mgl_gemm_bf16(x, T, W, bias, y); /* precision bf16 (ops-bf16.c), bias included */
         return;
     }
