@@ -8,6 +8,7 @@
 
 #include <glib.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,9 +126,56 @@ void mgl_quant_dequant_row(const MglWeight* W, int64_t r, float* out) {
         out[k] = mgl_f16_to_f32(sc[k / gs]) * (float)mgl_quant_value(row, 4, K, k);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* One block with AVX2: the scalar loop's values (the same max, the same
+ * scale and inverse, round to nearest even as nearbyintf in the default
+ * rounding mode, the same clamp). False for a block with a NaN, which the
+ * scalar loop handles. */
+__attribute__((target("avx2"))) static bool act_block_avx2(const float* v, int8_t* q, float* s_out, int32_t* sum_out) {
+    __m256 x[4], m = _mm256_setzero_ps();
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int i = 0; i < 4; i++) {
+        x[i] = _mm256_loadu_ps(v + 8 * i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(x[i], x[i], _CMP_UNORD_Q))) return false;
+        m = _mm256_max_ps(m, _mm256_and_ps(x[i], absmask));
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    const float amax = _mm_cvtss_f32(h);
+    const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+    const __m256 vinv = _mm256_set1_ps(inv), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    __m256i r[4], acc = _mm256_setzero_si256();
+    for (int i = 0; i < 4; i++) {
+        const __m256 rr = _mm256_round_ps(_mm256_mul_ps(x[i], vinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        r[i] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(rr, lo), hi));
+        acc = _mm256_add_epi32(acc, r[i]);
+    }
+    /* 32 int32 in [-127, 127] to int8, in order */
+    const __m256i p01 = _mm256_packs_epi32(r[0], r[1]), p23 = _mm256_packs_epi32(r[2], r[3]);
+    __m256i p = _mm256_packs_epi16(p01, p23);
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i*)q, p);
+    __m128i a = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    a = _mm_add_epi32(a, _mm_shuffle_epi32(a, 0x4e));
+    a = _mm_add_epi32(a, _mm_shuffle_epi32(a, 0xb1));
+    *s_out = amax / 127.0f;
+    *sum_out = _mm_cvtsi128_si32(a);
+    return true;
+}
+#endif
+
 void mgl_quant_act_blocks(const float* x, int64_t K, int8_t* xq, float* xs, int32_t* xsum) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    static int avx2 = -1;
+    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2");
+#endif
     for (int64_t b = 0; b < K / MGL_QUANT_BLOCK; b++) {
         const float* v = x + b * MGL_QUANT_BLOCK;
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (avx2 && act_block_avx2(v, xq + b * MGL_QUANT_BLOCK, &xs[b], &xsum[b])) continue;
+#endif
         float amax = 0;
         for (int j = 0; j < MGL_QUANT_BLOCK; j++) amax = fmaxf(amax, fabsf(v[j]));
         const float inv = amax > 0 ? 127.0f / amax : 0.0f;

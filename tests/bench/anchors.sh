@@ -172,7 +172,7 @@ setup_llama_bench() {
         -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DGGML_CCACHE=OFF \
         -DLLAMA_BUILD_COMMIT="${commit:-unknown}" -DLLAMA_BUILD_NUMBER=0 >>"$LOG" 2>&1 ||
         die "cmake configure failed (see $LOG)"
-    nice -n 19 cmake --build "$b" --target llama-bench -j "$JOBS" >>"$LOG" 2>&1 ||
+    nice -n 19 cmake --build "$b" --target llama-bench llama-quantize -j "$JOBS" >>"$LOG" 2>&1 ||
         die "llama-bench build failed (see $LOG)"
     "$LLAMA_BENCH" --help 2>&1 | grep -q -- '--n-depth' || die "this llama-bench has no -d/--n-depth"
 }
@@ -194,6 +194,17 @@ setup_models() {
             --outfile "$g.part" >>"$LOG" 2>&1 || die "convert_hf_to_gguf.py --outtype $dt failed (see $LOG)"
         mv "$g.part" "$g"
     done
+    # the quantized rows: llama.cpp's Q8_0 and Q4_0 (blocks of 32, f16 scales) from the f16 GGUF
+    local q=$(dirname "$LLAMA_BENCH")/llama-quantize
+    [ -x "$q" ] || nice -n 19 cmake --build "$(dirname "$(dirname "$LLAMA_BENCH")")" --target llama-quantize \
+        -j "$JOBS" >>"$LOG" 2>&1 || die "llama-quantize build failed (see $LOG)"
+    for dt in q8:Q8_0 q4:Q4_0; do
+        g=$DIR/gguf/llama-110m-${dt%%:*}.gguf
+        [ -f "$g" ] && continue
+        say "quantizing to $g (${dt#*:})"
+        "$q" "$DIR/gguf/llama-110m-f16.gguf" "$g.part" "${dt#*:}" >>"$LOG" 2>&1 || die "llama-quantize failed"
+        mv "$g.part" "$g"
+    done
 }
 
 # ---- the stacks ---------------------------------------------------------------------------------
@@ -201,27 +212,31 @@ setup_models() {
 # The environment may set OPENBLAS_CORETYPE (this project's sandbox sets Haswell); mgllava picks
 # OpenBLAS's kernel from CPUID only when it is unset, so it runs without it.
 mgl() { env -u OPENBLAS_CORETYPE "$MGL_BIN" bench --threads "$THREADS" "$@" 2>>"$LOG"; }
-# How mgllava runs each dtype row: f32 is its exact default (f32 products and KV cache); f16 keeps
-# f32 products with an f16 KV cache (llama.cpp's default cache); bf16 is precision bf16 (bf16
-# products on AVX512_BF16, bf16 KV cache), as PyTorch's bf16 rows compute in bf16.
+# How mgllava runs each dtype row. llama.cpp keeps an f16 KV cache whatever the weights, so the
+# f32, f16, q8 and q4 rows give mgllava the same cache (f32 products); "f32kv" is mgllava's own
+# default, f32 products and an f32 cache (the reference's arithmetic). bf16 is precision bf16 (bf16
+# products on AVX512_BF16 and a bf16 cache), as PyTorch's bf16 rows compute in bf16.
 mgl_mode() { # DTYPE
     case "$1" in
-    f16) echo --kv f16 ;;
+    f32kv) echo --kv f32 ;;
     bf16) echo --precision bf16 ;;
+    *) echo --kv f16 ;;
     esac
 }
+mgl_dtype() { [ "$1" = f32kv ] && echo f32 || echo "$1"; }
 
 mgllava_llm() { # DTYPE ROUND
     local p c emit
     for p in "${PREFILLS[@]}"; do
         in_list "$p" "${CONTEXTS[@]}" && continue # measured by the decode run below
-        mgl --preset llama-110m --dtype "$1" $(mgl_mode "$1") --prompt-tokens "$p" --gen-tokens 1 |
+        mgl --preset llama-110m --dtype "$(mgl_dtype "$1")" $(mgl_mode "$1") --prompt-tokens "$p" --gen-tokens 1 |
             report mgllava --round "$2" --dtype "$1" --emit prefill || failed "mgllava $1 prefill $p"
     done
     for c in "${CONTEXTS[@]}"; do
         emit=decode
         in_list "$c" "${PREFILLS[@]}" && emit=prefill,decode
-        mgl --preset llama-110m --dtype "$1" $(mgl_mode "$1") --prompt-tokens "$c" --gen-tokens "$GEN" |
+        mgl --preset llama-110m --dtype "$(mgl_dtype "$1")" $(mgl_mode "$1") --prompt-tokens "$c" \
+            --gen-tokens "$GEN" |
             report mgllava --round "$2" --dtype "$1" --emit "$emit" || failed "mgllava $1 context $c"
     done
 }
@@ -232,6 +247,7 @@ mgllava_vision() { # DTYPE ROUND
 }
 
 llamacpp_llm() { # DTYPE ROUND: prefill at depth 0; decode (tg) at each depth
+    [ "$1" = f32kv ] && return 0
     local g=$DIR/gguf/llama-110m-$1.gguf
     "$LLAMA_BENCH" -m "$g" -t "$THREADS" -r 1 -o json -p "$(join "${PREFILLS[@]}")" -n 0 -d 0 2>>"$LOG" |
         report llamacpp --round "$2" --dtype "$1" || failed "llama-bench $1 prefill"
@@ -243,7 +259,7 @@ torch_run() { OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS "$PY" "$HERE/anc
     --threads "$THREADS" 2>>"$LOG" | tee -a "$RESULTS"; }
 
 torch_llm() { # DTYPE ROUND (f32 and bf16)
-    [ "$1" = f16 ] && return 0
+    case "$1" in f32 | bf16) ;; *) return 0 ;; esac
     torch_run llm --model "$HF" --dtype "$1" --round "$2" --prefill "$(join "${PREFILLS[@]}")" \
         --decode "$(join "${CONTEXTS[@]}")" --gen "$GEN" || failed "pytorch $1 llm"
 }
@@ -279,7 +295,7 @@ STACKS=(mgllava llamacpp torch)
 for ((r = 1; r <= ROUNDS; r++)); do
     # rotate the order of the stacks from round to round
     order=("${STACKS[@]:$(((r - 1) % 3))}" "${STACKS[@]:0:$(((r - 1) % 3))}")
-    for dt in f32 f16 bf16; do
+    for dt in f32 f32kv f16 bf16 q8 q4; do
         for s in "${order[@]}"; do part "$s" llm "$dt" "$r"; done
     done
     for dt in f32 bf16; do
@@ -301,7 +317,9 @@ if want torch; then
     echo "- $("$PY" -c 'import torch, transformers, timm; print(f"torch {torch.__version__}, transformers {transformers.__version__}, timm {timm.__version__}")')"
 fi
 echo "- decode: $GEN greedy steps after the context; prefill: one prompt from an empty cache"
-echo "- bf16: mgllava and llama.cpp with bf16 weights; PyTorch's LLM in bf16, its vision towers f32 under torch.autocast(bfloat16)"
+echo "- KV cache: f16 for llama.cpp (its default) and for mgllava in the f32, f16, q8 and q4 rows; mgllava's f32kv row keeps its default f32 cache"
+echo "- bf16: llama.cpp with bf16 weights; mgllava at precision bf16 (bf16 products on AVX512_BF16, bf16 cache); PyTorch's LLM in bf16, its vision towers f32 under torch.autocast(bfloat16)"
+echo "- q8/q4: mgllava --dtype q8 (groups of 128) / q4 (groups of 32) against llama.cpp Q8_0 / Q4_0 (blocks of 32), both from the same weights"
 echo "- results: $RESULTS"
 echo
 python3 "$HERE/anchors_report.py" table "$RESULTS"

@@ -105,9 +105,11 @@ def table(a):
     ctxs = sorted({k[3] for k in med if k[1] == "decode"})
     pres = sorted({k[3] for k in med if k[1] == "prefill" and k[2] == "f32"})
     rows = []
-    for dt in ("f32", "f16", "bf16"):
+    names = {"f32": "f32", "f32kv": "f32 with an f32 KV cache (mgllava's default)", "f16": "f16", "bf16": "bf16",
+             "q8": "q8 (llama.cpp Q8_0)", "q4": "q4 (llama.cpp Q4_0)"}
+    for dt in names:
         for c in ctxs:
-            rows.append((f"decode {dt}, context {c} (tokens/s)", "decode", dt, c))
+            rows.append((f"decode {names[dt]}, context {c} (tokens/s)", "decode", dt, c))
     for p in pres:
         rows.append((f"prefill {p} tokens, f32 (ms)", "prefill", "f32", p))
     for dt in ("f32", "bf16"):

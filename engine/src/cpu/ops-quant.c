@@ -31,6 +31,7 @@
 #include <string.h>
 
 #define QROW_TILE 256
+#define QPREFETCH_ROWS 4
 
 /* One sequence's activations: f32, and for q4 the int8 blocks (mgl-quant.h). */
 typedef struct {
@@ -125,10 +126,12 @@ q4dot_body(const uint8_t* row, const uint16_t* sc, int64_t K, int64_t gs, const 
     for (int t = 0; t < 4; t++) a0[t] = a1[t] = _mm256_setzero_ps();
     const __m128i lowmask = _mm_set1_epi8(15);
     const __m256i ones = _mm256_set1_epi16(1);
-    const int64_t nb = K / MGL_QUANT_BLOCK, bpg = gs / MGL_QUANT_BLOCK > 0 ? gs / MGL_QUANT_BLOCK : 1;
+    const int64_t nb = K / MGL_QUANT_BLOCK;
+    /* blocks per group: a power of two (groups of 32 and up), or one group for the row */
+    const int sh = gs >= K ? 62 : __builtin_ctzll((unsigned long long)(gs / MGL_QUANT_BLOCK));
     float s = 0;
     for (int64_t b = 0; b < nb; b++) {
-        if (b % bpg == 0) s = _cvtsh_ss(sc[b / bpg]);
+        if ((b & ((1 << sh) - 1)) == 0) s = _cvtsh_ss(sc[b >> sh]);
         const __m128i v = _mm_loadu_si128((const __m128i*)(row + b * (MGL_QUANT_BLOCK / 2)));
         const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), lowmask), _mm_and_si128(v, lowmask));
         for (int t = 0; t < nt; t++) {
@@ -226,10 +229,12 @@ AVX512Q static inline __m512i q4dp_bw(__m512i u, __m512i x) {
         __m512 a[4];                                                                                                   \
         for (int t = 0; t < 4; t++) a[t] = _mm512_setzero_ps();                                                        \
         const __m256i lowmask = _mm256_set1_epi8(15);                                                                  \
-        const int64_t nb = K / MGL_QUANT_BLOCK, bpg = gs / MGL_QUANT_BLOCK > 0 ? gs / MGL_QUANT_BLOCK : 1;             \
+        /* blocks per group: a power of two (groups of 32 and up), or one group for the row */                         \
+        const int64_t nb = K / MGL_QUANT_BLOCK;                                                                        \
+        const int sh = gs >= K ? 62 : __builtin_ctzll((unsigned long long)(gs / MGL_QUANT_BLOCK));                     \
         int64_t b = 0;                                                                                                 \
         for (; b + 2 <= nb; b += 2) {                                                                                  \
-            const float s0 = _cvtsh_ss(sc[b / bpg]), s1 = _cvtsh_ss(sc[(b + 1) / bpg]);                                \
+            const float s0 = _cvtsh_ss(sc[b >> sh]), s1 = _cvtsh_ss(sc[(b + 1) >> sh]);                                \
             const __m256i v = _mm256_loadu_si256((const __m256i*)(row + b * (MGL_QUANT_BLOCK / 2)));                   \
             const __m256i lo = _mm256_and_si256(v, lowmask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lowmask);  \
             const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(lo, hi, 0x20)),      \
@@ -248,7 +253,7 @@ AVX512Q static inline __m512i q4dp_bw(__m512i u, __m512i x) {
         for (int t = 0; t < nt; t++) {                                                                                 \
             __m256 a0 = _mm512_castps512_ps256(a[t]), a1 = _mm512_extractf32x8_ps(a[t], 1);                            \
             if (b < nb) { /* an odd last whole block: even, into a0 */                                                 \
-                const float s = _cvtsh_ss(sc[b / bpg]);                                                                \
+                const float s = _cvtsh_ss(sc[b >> sh]);                                                                \
                 const __m128i v = _mm_loadu_si128((const __m128i*)(row + b * (MGL_QUANT_BLOCK / 2)));                  \
                 const __m128i m = _mm_set1_epi8(15);                                                                   \
                 const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));       \
@@ -270,6 +275,60 @@ AVX512Q static inline __m512i q4dp_bw(__m512i u, __m512i x) {
     }
 MGL_Q4DOT512_BODY(q4dot512_vnni_body, AVX512QV, q4dp_vnni)
 MGL_Q4DOT512_BODY(q4dot512_bw_body, AVX512Q, q4dp_bw)
+
+/* q4, one sequence against four weight rows (decode of a single sequence):
+ * the activations' vectors are loaded once for the four rows, and each row's
+ * lanes get exactly the operations of the kernel above (the same bits). */
+#define MGL_Q4ROWS4(NAME, TARGET, DP)                                                                                  \
+    TARGET static void NAME(const uint8_t* const* rows, const uint16_t* const* scs, int64_t K, int64_t gs,             \
+                            const QX* x, float* out) {                                                                 \
+        __m512 a[4];                                                                                                   \
+        for (int r = 0; r < 4; r++) a[r] = _mm512_setzero_ps();                                                        \
+        const __m256i lowmask = _mm256_set1_epi8(15);                                                                  \
+        const int64_t nb = K / MGL_QUANT_BLOCK;                                                                        \
+        const int sh = gs >= K ? 62 : __builtin_ctzll((unsigned long long)(gs / MGL_QUANT_BLOCK));                     \
+        int64_t b = 0;                                                                                                 \
+        for (; b + 2 <= nb; b += 2) {                                                                                  \
+            const __m512i xv = _mm512_loadu_si512((const void*)(x->q + b * MGL_QUANT_BLOCK));                          \
+            const __m512i off = _mm512_inserti64x4(_mm512_set1_epi32(x->sum[b]), _mm256_set1_epi32(x->sum[b + 1]), 1); \
+            const float xs0 = x->s[b], xs1 = x->s[b + 1];                                                              \
+            for (int r = 0; r < 4; r++) {                                                                              \
+                const float s0 = _cvtsh_ss(scs[r][b >> sh]), s1 = _cvtsh_ss(scs[r][(b + 1) >> sh]);                    \
+                const __m256i v = _mm256_loadu_si256((const __m256i*)(rows[r] + b * (MGL_QUANT_BLOCK / 2)));           \
+                const __m256i lo = _mm256_and_si256(v, lowmask);                                                       \
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lowmask);                                 \
+                const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(lo, hi, 0x20)),  \
+                                                     _mm256_permute2x128_si256(lo, hi, 0x31), 1);                      \
+                const __m512i d = _mm512_sub_epi32(DP(u, xv), off);                                                    \
+                const __m512 f = _mm512_insertf32x8(_mm512_set1_ps(s0 * xs0), _mm256_set1_ps(s1 * xs1), 1);            \
+                a[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, a[r]);                                                \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int r = 0; r < 4; r++) {                                                                                  \
+            __m256 a0 = _mm512_castps512_ps256(a[r]), a1 = _mm512_extractf32x8_ps(a[r], 1);                            \
+            if (b < nb) {                                                                                              \
+                const float s = _cvtsh_ss(scs[r][b >> sh]);                                                            \
+                const __m128i v = _mm_loadu_si128((const __m128i*)(rows[r] + b * (MGL_QUANT_BLOCK / 2)));              \
+                const __m128i m = _mm_set1_epi8(15);                                                                   \
+                const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));       \
+                const __m256i xv = _mm256_loadu_si256((const __m256i*)(x->q + b * MGL_QUANT_BLOCK));                   \
+                __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), _mm256_set1_epi16(1));                      \
+                d = _mm256_sub_epi32(d, _mm256_set1_epi32(x->sum[b]));                                                 \
+                a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(s * x->s[b]), a0);                          \
+            }                                                                                                          \
+            float tail = 0;                                                                                            \
+            if (nb * MGL_QUANT_BLOCK < K) {                                                                            \
+                const float st = _cvtsh_ss(scs[r][nb * MGL_QUANT_BLOCK / gs]);                                         \
+                float acc = 0;                                                                                         \
+                for (int64_t j = nb * MGL_QUANT_BLOCK; j < K; j++)                                                     \
+                    acc += (float)mgl_quant_value(rows[r], 4, K, j) * x->x[j];                                         \
+                tail = st * acc;                                                                                       \
+            }                                                                                                          \
+            out[r] = hsum8(_mm256_add_ps(a0, a1)) + tail;                                                              \
+        }                                                                                                              \
+    }
+MGL_Q4ROWS4(q4rows4_vnni, AVX512QV, q4dp_vnni)
+MGL_Q4ROWS4(q4rows4_bw, AVX512Q, q4dp_bw)
 
 #define MGL_QDOT512(NT)                                                                                                \
     AVX512QV static void qdot512v_##NT(const uint8_t* row, const uint16_t* sc, int bits, int64_t K, int64_t gs,        \
@@ -329,9 +388,33 @@ static void qrows_part(void* ctx, int64_t b, int64_t e) {
     const int64_t K = W->cols, N = W->rows, gs = W->qgroup, G = (K + gs - 1) / gs;
     const int64_t rb = mgl_quant_row_bytes(W->qbits, K);
     const int isa = mgl_qmatmul_isa();
-    for (int64_t n = b; n < e; n++) {
+    int64_t n = b;
+#ifdef MGL_HAVE_QAVX2
+    if (c->T == 1 && W->qbits == 4 && c->xq && isa >= 2) /* one sequence at q4: four weight rows at a time */
+        for (; n + 4 <= e; n += 4) {
+            const uint8_t* rows[4];
+            const uint16_t* scs[4];
+            for (int r = 0; r < 4; r++) {
+                rows[r] = (const uint8_t*)W->data + (n + r) * rb;
+                scs[r] = W->scales + (n + r) * G;
+            }
+            if (n + 8 <= e)
+                for (int64_t off = 0; off < 4 * rb; off += 64)
+                    _mm_prefetch((const char*)(rows[0] + 4 * rb + off), _MM_HINT_T0);
+            const QX xr = {c->x, c->xq, c->xs, c->xsum};
+            (isa == 3 ? q4rows4_vnni : q4rows4_bw)(rows, scs, K, gs, &xr, c->y + n);
+        }
+#endif
+    for (; n < e; n++) {
         const uint8_t* row = (const uint8_t*)W->data + n * rb;
         const uint16_t* sc = W->scales + n * G;
+#ifdef MGL_HAVE_QAVX2
+        /* rows are short (K/2 bytes at q4): fetch a few rows ahead so the
+         * memory keeps streaming while this one is computed */
+        if (n + QPREFETCH_ROWS < e)
+            for (int64_t off = 0; off < rb; off += 64)
+                _mm_prefetch((const char*)(row + QPREFETCH_ROWS * rb + off), _MM_HINT_T0);
+#endif
         for (int64_t t0 = 0; t0 < c->T; t0 += 4) {
             const int nt = c->T - t0 < 4 ? (int)(c->T - t0) : 4;
             QX xr[4];
