@@ -23,6 +23,9 @@ void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias
  * y[t, n] is computed in one fixed order whatever T is, so a row's result is
  * bit for bit the same alone or in a batch; each weight row is read once. */
 void mgl_matmul_rows(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y);
+/* mgl_matmul_rows for n (<= 4) matrices of the same x (q, k, v; gate, up)
+ * in one parallel region: y[i] = x W[i]^T, the same bits as n calls. */
+void mgl_matmul_rows_n(const float* x, int64_t T, int n, const MglWeight* const* W, float* const* y);
 /* Row `r` of W widened to f32 (embedding lookup). */
 void mgl_weight_row(const MglWeight* W, int64_t r, float* out);
 

@@ -144,6 +144,23 @@ static void matmul_rows(void) {
                         differ += memcmp(&y1[n], &yb[t * N + n], sizeof(float)) != 0;
                     }
                 }
+                /* the same matrix three times in one region (q, k, v), next to N rows of another
+                 * size: each output as its own call gives it */
+                {
+                    MglWeight W2 = W;
+                    W2.rows = N > 1 ? N - 1 : 1;
+                    const MglWeight* Ws[3] = {&W, &W2, &W};
+                    float* ys[3];
+                    for (int i = 0; i < 3; i++) ys[i] = malloc(sizeof(float) * (size_t)(T * N));
+                    mgl_matmul_rows_n(x, T, 3, Ws, ys);
+                    int multi_differ = memcmp(ys[0], yb, sizeof(float) * (size_t)(T * N)) != 0 ||
+                                       memcmp(ys[2], yb, sizeof(float) * (size_t)(T * N)) != 0;
+                    for (int64_t t = 0; t < T; t++)
+                        multi_differ += memcmp(ys[1] + t * W2.rows, yb + t * N, sizeof(float) * (size_t)W2.rows) != 0;
+                    CHECK_MSG(!multi_differ, "matmul_rows_n %s K=%lld N=%lld: differs from separate calls",
+                              mgl_dtype_name(dt), (long long)K, (long long)N);
+                    for (int i = 0; i < 3; i++) free(ys[i]);
+                }
                 CHECK_MSG(worst <= 2e-6, "matmul_rows %s K=%lld N=%lld: scaled max|diff| %.3g", mgl_dtype_name(dt),
                           (long long)K, (long long)N, worst);
                 CHECK_MSG(differ == 0, "matmul_rows %s K=%lld N=%lld: %d results differ alone and in a batch",

@@ -89,9 +89,15 @@ MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* em
             free(vt);
             free(qt);
         } else {
-            mgl_matmul(h, T, &L->q, NULL, q);
-            mgl_matmul(h, T, &L->k, NULL, q + T * qd);
-            mgl_matmul(h, T, &L->v, NULL, q + T * (qd + kvd));
+            if (T == 1) { /* one region for the three (the same bits as three calls) */
+                const MglWeight* W[3] = {&L->q, &L->k, &L->v};
+                float* const y[3] = {q, q + qd, q + qd + kvd};
+                mgl_matmul_rows_n(h, 1, 3, W, y);
+            } else {
+                mgl_matmul(h, T, &L->q, NULL, q);
+                mgl_matmul(h, T, &L->k, NULL, q + T * qd);
+                mgl_matmul(h, T, &L->v, NULL, q + T * (qd + kvd));
+            }
         }
         qq = q;
         kk = q + T * qd;
@@ -108,8 +114,14 @@ MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* em
             mgl_matmul(h, T, &L->gate_up, NULL, g);
             for (int64_t t = 0; t < T; t++) mgl_silu_mul(g + t * 2 * F, g + t * 2 * F + F, u + t * F, F);
         } else {
-            mgl_matmul(h, T, &L->gate, NULL, g);
-            mgl_matmul(h, T, &L->up, NULL, u);
+            if (T == 1) {
+                const MglWeight* W[2] = {&L->gate, &L->up};
+                float* const y[2] = {g, u};
+                mgl_matmul_rows_n(h, 1, 2, W, y);
+            } else {
+                mgl_matmul(h, T, &L->gate, NULL, g);
+                mgl_matmul(h, T, &L->up, NULL, u);
+            }
             mgl_silu_mul(g, u, u, T * F);
         }
         mgl_matmul(u, T, &L->down, NULL, h);
@@ -178,9 +190,9 @@ MglStatus mgl_cpu_decode_rows(const MglModelWeights* m, MglCpuKv* const* kv, con
                 memcpy(v + r * kvd, row + qd + kvd, sizeof(float) * (size_t)kvd);
             }
         } else {
-            mgl_matmul_rows(h, M, &L->q, NULL, q);
-            mgl_matmul_rows(h, M, &L->k, NULL, k);
-            mgl_matmul_rows(h, M, &L->v, NULL, v);
+            const MglWeight* W[3] = {&L->q, &L->k, &L->v};
+            float* const y[3] = {q, k, v};
+            mgl_matmul_rows_n(h, M, 3, W, y);
         }
         for (int64_t r = 0; r < M; r++) {
             void* kc = kv_layer(kv[r], kv[r]->kc, l, kvd);
@@ -198,8 +210,9 @@ MglStatus mgl_cpu_decode_rows(const MglModelWeights* m, MglCpuKv* const* kv, con
             mgl_matmul_rows(h, M, &L->gate_up, NULL, g);
             for (int64_t r = 0; r < M; r++) mgl_silu_mul(g + r * 2 * F, g + r * 2 * F + F, u + r * F, F);
         } else {
-            mgl_matmul_rows(h, M, &L->gate, NULL, g);
-            mgl_matmul_rows(h, M, &L->up, NULL, u);
+            const MglWeight* W[2] = {&L->gate, &L->up};
+            float* const y[2] = {g, u};
+            mgl_matmul_rows_n(h, M, 2, W, y);
             mgl_silu_mul(g, u, u, M * F);
         }
         mgl_matmul_rows(u, M, &L->down, NULL, h);

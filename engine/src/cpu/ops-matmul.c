@@ -330,6 +330,38 @@ void mgl_matmul_rows(const float* x, int64_t T, const MglWeight* W, const float*
     if (bias) add_bias(y, T, W->rows, bias);
 }
 
+/* Several matrices' rows as one range: a part is cut at the matrices'
+ * boundaries and each piece goes to rows_part as if it were its own call. */
+typedef struct {
+    MatmulCtx m[4];
+    int64_t start[5];
+    int n;
+} MultiCtx;
+
+static void multi_part(void* ctx, int64_t b, int64_t e) {
+    const MultiCtx* c = ctx;
+    for (int i = 0; i < c->n; i++) {
+        const int64_t lo = b > c->start[i] ? b : c->start[i], hi = e < c->start[i + 1] ? e : c->start[i + 1];
+        if (lo < hi) rows_part((void*)&c->m[i], lo - c->start[i], hi - c->start[i]);
+    }
+}
+
+void mgl_matmul_rows_n(const float* x, int64_t T, int n, const MglWeight* const* W, float* const* y) {
+    bool quant = false;
+    for (int i = 0; i < n; i++) quant |= W[i]->qbits != 0;
+    if (quant || n > 4) { /* the quantized path quantizes activations per call */
+        for (int i = 0; i < n; i++) mgl_matmul_rows(x, T, W[i], NULL, y[i]);
+        return;
+    }
+    MultiCtx c = {.n = n};
+    c.start[0] = 0;
+    for (int i = 0; i < n; i++) {
+        c.m[i] = (MatmulCtx){x, T, W[i]->cols, W[i]->rows, W[i], y[i]};
+        c.start[i + 1] = c.start[i] + W[i]->rows;
+    }
+    mgl_parallel_for(c.start[n], 64, multi_part, &c);
+}
+
 void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y) {
     const int64_t N = W->rows, K = W->cols;
     MatmulCtx c = {x, T, K, N, W, y};
