@@ -204,7 +204,7 @@ MGL_API int mgl_model_default_max_new_tokens(const MglModel* model);
 typedef struct {
     int n_ctx;                /* max prompt + generated tokens; 0 = the model's default (MglModelParams.n_ctx) */
     const char* kv_precision; /* KV cache: "f16", "bf16" or "f32"; NULL = the model's precision (on the
-                               * CPU: f32, or bf16 at precision "bf16") */
+                               * CPU: f32, bf16 at precision "bf16", f16 for q8/q4 weights) */
 } MglCtxParams;
 
 MGL_API MglCtxParams mgl_ctx_default_params(void);

@@ -233,6 +233,10 @@ static MglStatus attach_backend(MglModel* m, const MglBackend* be, const MglMode
     MglBackendInfo info;
     be->model_info(m->bm, &info);
     if (!dtype_of_precision(info.precision, &m->kv_dtype)) m->kv_dtype = MGL_DT_F32;
+    /* quantized LLM weights on the CPU: an f16 cache (as llama.cpp keeps), half
+     * the f32 cache's memory and reads, for an error far below the weights' */
+    if (m->kv_dtype == MGL_DT_F32 && !strcmp(info.device, "CPU") && m->w.lc.n_layers > 0 && m->w.layers[0].o.qbits)
+        m->kv_dtype = MGL_DT_F16;
     return MGL_OK;
 }
 
