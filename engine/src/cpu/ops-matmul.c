@@ -289,6 +289,19 @@ static void rows_part(void* ctx, int64_t b, int64_t e) {
     free(row);
 }
 
+/* 16-bit weights widened whole for one GEMM, up to this many elements (64 MB of f32) */
+#define WIDEN_MAX ((size_t)16 << 20)
+typedef struct {
+    const MglWeight* W;
+    float* out;
+} WidenCtx;
+static void widen_part(void* ctx, int64_t b, int64_t e) {
+    const WidenCtx* c = ctx;
+    const size_t es = mgl_dtype_size(c->W->dtype);
+    mgl_convert_floats((const uint8_t*)c->W->data + (size_t)(b * c->W->cols) * es, c->W->dtype, c->out + b * c->W->cols,
+                       MGL_DT_F32, (size_t)((e - b) * c->W->cols));
+}
+
 /* prefill with 16-bit weights: widen ROW_TILE rows at a time, GEMM each tile */
 static void tiles16_part(void* ctx, int64_t b, int64_t e) {
     const MatmulCtx* c = ctx;
@@ -378,6 +391,20 @@ void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias
         mgl_qmatmul(x, T, W, y); /* ops-quant.c */
     } else if (W->dtype == MGL_DT_F32) {
         gemm(1, (int)T, (int)N, (int)K, 1.0f, x, (int)K, (const float*)W->data, (int)K, 0.0f, y, (int)N);
+    } else if (T >= ROW_TILE && (size_t)(N * K) <= WIDEN_MAX) {
+        /* many rows (vision, long prefills): the matrix widened once, then one
+         * GEMM split over the pool along its larger side (tiles of 256 weight
+         * rows gave ConvNeXt's 36,864-row stage three parts for two cores,
+         * and each tile's GEMM packed all the activations again) */
+        float* wf = malloc(sizeof(float) * (size_t)(N * K));
+        if (wf) {
+            WidenCtx wc = {W, wf};
+            mgl_parallel_for(N, 64, widen_part, &wc);
+            gemm(1, (int)T, (int)N, (int)K, 1.0f, x, (int)K, wf, (int)K, 0.0f, y, (int)N);
+            free(wf);
+        } else {
+            mgl_parallel_for((N + ROW_TILE - 1) / ROW_TILE, 1, tiles16_part, &c);
+        }
     } else {
         mgl_parallel_for((N + ROW_TILE - 1) / ROW_TILE, 1, tiles16_part, &c);
     }
