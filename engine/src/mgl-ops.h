@@ -26,6 +26,15 @@ void mgl_matmul_rows(const float* x, int64_t T, const MglWeight* W, const float*
 /* mgl_matmul_rows for n (<= 4) matrices of the same x (q, k, v; gate, up)
  * in one parallel region: y[i] = x W[i]^T, the same bits as n calls. */
 void mgl_matmul_rows_n(const float* x, int64_t T, int n, const MglWeight* const* W, float* const* y);
+/* The activations that follow a matrix product in the vision towers. */
+typedef enum { MGL_ACT_NONE, MGL_ACT_GELU, MGL_ACT_QUICK_GELU } MglAct;
+/* mgl_matmul then `act` (mgl_gelu_erf, mgl_quick_gelu), fused where the
+ * product allows: applied as the bf16 GEMM stores a tile, or with the bias
+ * in one pass after an f32 GEMM. The values of the two calls. */
+void mgl_matmul_act(const float* x, int64_t T, const MglWeight* W, const float* bias, MglAct act, float* y);
+/* `act` over n contiguous values on the calling thread (the element-wise
+ * code of mgl_gelu_erf / mgl_quick_gelu). */
+void mgl_act_range(MglAct act, float* x, int64_t n);
 /* Row `r` of W widened to f32 (embedding lookup). */
 void mgl_weight_row(const MglWeight* W, int64_t r, float* out);
 

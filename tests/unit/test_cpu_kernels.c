@@ -202,6 +202,22 @@ static void matmul_gemm(bool bf16) {
                     float* bias = ni % 2 ? randv(N, 1.0f) : NULL;
                     float* y = malloc(sizeof(float) * (size_t)(T * N));
                     mgl_matmul(x, T, &W, bias, y);
+                    /* the fused activation: the values of the product, then the activation */
+                    for (int a = 1; a <= 2; a++) {
+                        float* ya = malloc(sizeof(float) * (size_t)(T * N));
+                        float* ys = malloc(sizeof(float) * (size_t)(T * N));
+                        mgl_matmul_act(x, T, &W, bias, (MglAct)a, ya);
+                        memcpy(ys, y, sizeof(float) * (size_t)(T * N));
+                        if (a == MGL_ACT_GELU)
+                            mgl_gelu_erf(ys, T * N);
+                        else
+                            mgl_quick_gelu(ys, T * N);
+                        CHECK_MSG(!memcmp(ya, ys, sizeof(float) * (size_t)(T * N)),
+                                  "matmul_act %d %s at %s T=%lld K=%lld N=%lld: differs from matmul then act", a,
+                                  mgl_dtype_name(dt), bf16 ? "bf16" : "f32", (long long)T, (long long)K, (long long)N);
+                        free(ya);
+                        free(ys);
+                    }
                     double worst = 0;
                     for (int64_t t = 0; t < T; t++)
                         for (int64_t n = 0; n < N; n++) {

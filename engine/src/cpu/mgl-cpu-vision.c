@@ -37,11 +37,7 @@ void mgl_stage_clip(const MglModelWeights* m, const float* x336, float* out) {
         mgl_matmul(a, T, &L->o, L->o_b, h);
         mgl_add(x, h, T * D);
         mgl_layernorm(x, T, D, L->ln2_w, L->ln2_b, m->clip_eps, h);
-        mgl_matmul(h, T, &L->fc1, L->fc1_b, f);
-        if (m->clip_quick_gelu)
-            mgl_quick_gelu(f, T * FF);
-        else
-            mgl_gelu_erf(f, T * FF);
+        mgl_matmul_act(h, T, &L->fc1, L->fc1_b, m->clip_quick_gelu ? MGL_ACT_QUICK_GELU : MGL_ACT_GELU, f);
         mgl_matmul(f, T, &L->fc2, L->fc2_b, h);
         mgl_add(x, h, T * D);
     }
@@ -71,8 +67,7 @@ static void cnx_block(const CnxBlock* B, float* x, int64_t H, int64_t W, int64_t
     const int64_t N = H * W;
     mgl_dwconv7_nhwc(x, H, W, C, B->dw_w, B->dw_b, t1);
     mgl_layernorm(t1, N, C, B->ln_w, B->ln_b, 1e-6f, t1);
-    mgl_matmul(t1, N, &B->fc1, B->fc1_b, t2);
-    mgl_gelu_erf(t2, N * 4 * C);
+    mgl_matmul_act(t1, N, &B->fc1, B->fc1_b, MGL_ACT_GELU, t2);
     mgl_matmul(t2, N, &B->fc2, B->fc2_b, t1);
     ScaleAddCtx sa = {x, t1, B->gamma, C};
     mgl_parallel_for(N, 64, scale_add_part, &sa);

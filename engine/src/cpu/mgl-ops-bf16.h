@@ -14,6 +14,6 @@ bool mgl_cpu_bf16(void);
 bool mgl_gemm_bf16_available(void);
 /* y[T, N] = bf16(x)[T, K] bf16(W)[N, K]^T (+ bias), sums in f32; W in
  * f32, f16, bf16 or quantized (rounded to bf16 as it is packed). */
-void mgl_gemm_bf16(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y);
+void mgl_gemm_bf16(const float* x, int64_t T, const MglWeight* W, const float* bias, MglAct act, float* y);
 
 #endif

@@ -44,6 +44,7 @@ typedef struct {
     const void* w;
     MglDType wdt;
     const float* bias;
+    MglAct act; /* applied to each tile as it is stored */
     float* y;
     int64_t T, N, K, KP, mb, nmb;
 } TileCtx;
@@ -208,6 +209,8 @@ static void tiles_part(void* ctx, int64_t b, int64_t e) {
         for (int64_t m = m0; m < m1; m += MR) {
             const int mr = m1 - m < MR ? (int)(m1 - m) : MR;
             tiles[mr](c->xb + m * c->KP, c->KP, p, c->y + m * c->N + n0, c->N, nc, c->bias ? c->bias + n0 : NULL);
+            if (c->act != MGL_ACT_NONE)
+                for (int i = 0; i < mr; i++) mgl_act_range(c->act, c->y + (m + i) * c->N + n0, nc);
         }
     }
     free(deq);
@@ -222,14 +225,14 @@ static void tiles_part(void* ctx, int64_t b, int64_t e) { (void)ctx, (void)b, (v
 bool mgl_gemm_bf16_available(void) { return false; }
 #endif
 
-void mgl_gemm_bf16(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y) {
+void mgl_gemm_bf16(const float* x, int64_t T, const MglWeight* W, const float* bias, MglAct act, float* y) {
     const int64_t N = W->rows, K = W->cols, KP = (K + 1) / 2;
     uint32_t* xb = malloc(sizeof(uint32_t) * (size_t)(T * KP));
     RoundCtx rc = {x, K, KP, xb};
     mgl_parallel_for(T, 64, round_part, &rc);
     /* rows per task: all of them up to 1024 (each panel packed once), else 512 */
     const int64_t mb = T <= 1024 ? T : 512;
-    TileCtx c = {xb, W, W->data, W->dtype, bias, y, T, N, K, KP, mb, (T + mb - 1) / mb};
+    TileCtx c = {xb, W, W->data, W->dtype, bias, act, y, T, N, K, KP, mb, (T + mb - 1) / mb};
     const int64_t tasks = (N + NR - 1) / NR * c.nmb;
     mgl_parallel_for(tasks, 1, tiles_part, &c);
     free(xb);

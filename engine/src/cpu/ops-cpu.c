@@ -111,6 +111,13 @@ MGL_CLONES static void quick_gelu_part(void* ctx, int64_t b, int64_t e) {
 
 void mgl_quick_gelu(float* x, int64_t n) { mgl_parallel_for(n, 16384, quick_gelu_part, x); }
 
+void mgl_act_range(MglAct act, float* x, int64_t n) {
+    if (act == MGL_ACT_GELU)
+        gelu_part(x, 0, n);
+    else if (act == MGL_ACT_QUICK_GELU)
+        quick_gelu_part(x, 0, n);
+}
+
 typedef struct {
     const float *a, *b;
     float* out;

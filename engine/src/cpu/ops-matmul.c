@@ -334,6 +334,24 @@ static void add_bias(float* y, int64_t T, int64_t N, const float* bias) {
     mgl_parallel_for(T, (4096 + N - 1) / N, bias_part, &bc);
 }
 
+/* bias (if any) then the activation, row by row in one pass */
+typedef struct {
+    float* y;
+    const float* bias;
+    int64_t N;
+    MglAct act;
+} BiasActCtx;
+
+static void bias_act_part(void* ctx, int64_t b, int64_t e) {
+    const BiasActCtx* c = ctx;
+    for (int64_t t = b; t < e; t++) {
+        float* row = c->y + t * c->N;
+        if (c->bias)
+            for (int64_t n = 0; n < c->N; n++) row[n] += c->bias[n];
+        mgl_act_range(c->act, row, c->N);
+    }
+}
+
 void mgl_matmul_rows(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y) {
     MatmulCtx c = {x, T, W->cols, W->rows, W, y};
     if (W->qbits)
@@ -376,15 +394,20 @@ void mgl_matmul_rows_n(const float* x, int64_t T, int n, const MglWeight* const*
 }
 
 void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias, float* y) {
+    mgl_matmul_act(x, T, W, bias, MGL_ACT_NONE, y);
+}
+
+void mgl_matmul_act(const float* x, int64_t T, const MglWeight* W, const float* bias, MglAct act, float* y) {
     const int64_t N = W->rows, K = W->cols;
     MatmulCtx c = {x, T, K, N, W, y};
     if (T == 1) {
         mgl_matmul_rows(x, 1, W, bias, y);
+        mgl_act_range(act, y, N);
         return;
     }
     /* precision bf16 (quantized weights: above the decode batches' few rows) */
     if (mgl_cpu_bf16() && (!W->qbits || T > 8) && mgl_gemm_bf16_available()) {
-        mgl_gemm_bf16(x, T, W, bias, y); /* precision bf16 (ops-bf16.c), bias included */
+        mgl_gemm_bf16(x, T, W, bias, act, y); /* precision bf16 (ops-bf16.c), bias and act included */
         return;
     }
     if (W->qbits) {
@@ -408,5 +431,10 @@ void mgl_matmul(const float* x, int64_t T, const MglWeight* W, const float* bias
     } else {
         mgl_parallel_for((N + ROW_TILE - 1) / ROW_TILE, 1, tiles16_part, &c);
     }
-    if (bias) add_bias(y, T, N, bias);
+    if (act != MGL_ACT_NONE) {
+        BiasActCtx bc = {y, bias, N, act};
+        mgl_parallel_for(T, (4096 + N - 1) / N, bias_act_part, &bc);
+    } else if (bias) {
+        add_bias(y, T, N, bias);
+    }
 }
