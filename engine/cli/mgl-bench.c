@@ -193,6 +193,12 @@ static uint64_t file_size(const char* path) {
     return stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 }
 
+/* The KV cache a context gets: the one asked for, else the model's default. */
+static const char* kv_name(MglDType model_kv, const char* asked) {
+    if (asked) return asked;
+    return model_kv == MGL_DT_F16 ? "f16" : model_kv == MGL_DT_BF16 ? "bf16" : "f32";
+}
+
 /* Load a model from disk (mmap), run one captioned frame, and report time and
  * memory against the size of its weight files. */
 MglStatus mgl_bench_model(const MglBenchParams* bp, const char* path, GString* out, MglErr* err) {
@@ -235,12 +241,10 @@ MglStatus mgl_bench_model(const MglBenchParams* bp, const char* path, GString* o
                                "\"decode_ms_per_token\": %.1f, \"peak_rss_MiB\": %.1f, "
                                "\"peak_rss_over_file_size\": %.3f}\n",
                                path, bp->precision && !strcmp(bp->precision, "bf16") ? "bf16" : "f32",
-                               bp->kv_precision                                  ? bp->kv_precision
-                               : bp->precision && !strcmp(bp->precision, "bf16") ? "bf16"
-                                                                                 : "f32",
-                               mgl_cpu_level_name(mgl_cpu_level()), mgl_blas_corename(), (unsigned long long)bytes,
-                               t1 - t0, rss0 / 1024.0, rss_load / 1024.0, t2 - t1, tm.n_prompt_tokens, tm.n_generated,
-                               tm.vision_ms, tm.prefill_ms, tm.n_generated ? tm.decode_ms / tm.n_generated : 0.0,
+                               kv_name(m->kv_dtype, bp->kv_precision), mgl_cpu_level_name(mgl_cpu_level()),
+                               mgl_blas_corename(), (unsigned long long)bytes, t1 - t0, rss0 / 1024.0,
+                               rss_load / 1024.0, t2 - t1, tm.n_prompt_tokens, tm.n_generated, tm.vision_ms,
+                               tm.prefill_ms, tm.n_generated ? tm.decode_ms / tm.n_generated : 0.0,
                                peak_rss_kb() / 1024.0, (double)peak_rss_kb() * 1024.0 / (double)(bytes ? bytes : 1));
     free(text);
     free(px);
@@ -291,8 +295,8 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
             j,
             "{\"preset\": \"%s\", \"backend\": \"cpu\", \"dtype\": \"%s\", \"precision\": \"%s\", "
             "\"kv\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"blas_core\": \"%s\", \"build_ms\": %.1f",
-            p->name, bench_dtype_name(bp), info.precision, bp->kv_precision ? bp->kv_precision : info.precision,
-            bp->n_threads, mgl_cpu_level_name(mgl_cpu_level()), mgl_blas_corename(), build_ms);
+            p->name, bench_dtype_name(bp), info.precision, kv_name(m->kv_dtype, bp->kv_precision), bp->n_threads,
+            mgl_cpu_level_name(mgl_cpu_level()), mgl_blas_corename(), build_ms);
     else
         g_string_append_printf(j,
                                "{\"preset\": \"%s\", \"backend\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "
