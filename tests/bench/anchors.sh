@@ -291,6 +291,20 @@ fi
 if want llamacpp || want torch; then setup_models; fi
 
 say "results: $RESULTS, log: $LOG"
+# the decode rows' limit: what $THREADS threads reach reading memory, before and after (a shared
+# machine's bandwidth moves with its neighbours)
+membw() { # WHEN
+    local bin=$DIR/membw
+    [ -x "$bin" ] || gcc -O2 -march=native "$HERE/membw.c" -o "$bin" -lpthread 2>>"$LOG" || return 0
+    local v
+    v=$("$bin" "$THREADS") || return 0
+    echo "{\"stack\": \"machine\", \"what\": \"read_bandwidth_$1\", \"value\": $v, \"unit\": \"GB/s\", \"threads\": $THREADS}" |
+        tee -a "$RESULTS"
+    BW="${BW:+$BW, }$v GB/s $1"
+}
+BW=
+mkdir -p "$DIR"
+membw before
 STACKS=(mgllava llamacpp torch)
 for ((r = 1; r <= ROUNDS; r++)); do
     # rotate the order of the stacks from round to round
@@ -305,6 +319,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
 done
 
+membw after
+
 # ---- summary ------------------------------------------------------------------------------------
 
 python3 "$HERE/anchors_report.py" medians "$RESULTS"
@@ -317,6 +333,7 @@ if want torch; then
     echo "- $("$PY" -c 'import torch, transformers, timm; print(f"torch {torch.__version__}, transformers {transformers.__version__}, timm {timm.__version__}")')"
 fi
 echo "- decode: $GEN greedy steps after the context; prefill: one prompt from an empty cache"
+[ -n "$BW" ] && echo "- memory read bandwidth, $THREADS threads (tests/bench/membw.c): $BW"
 echo "- KV cache: f16 for llama.cpp (its default) and for mgllava in the f32, f16, q8 and q4 rows; mgllava's f32kv row keeps its default f32 cache"
 echo "- bf16: llama.cpp with bf16 weights; mgllava at precision bf16 (bf16 products on AVX512_BF16, bf16 cache); PyTorch's LLM in bf16, its vision towers f32 under torch.autocast(bfloat16)"
 echo "- q8/q4: mgllava --dtype q8 (groups of 128) / q4 (groups of 32) against llama.cpp Q8_0 / Q4_0 (blocks of 32), both from the same weights"

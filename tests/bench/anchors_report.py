@@ -73,7 +73,7 @@ def load(path):
             if not line.startswith("{"):
                 continue
             r = json.loads(line)
-            if r.get("stat") == "median":
+            if r.get("stat") == "median" or r.get("stack") == "machine":  # the bandwidth probe: in the header
                 continue
             key = (r["stack"], r["what"], r["dtype"], r["context"])
             groups.setdefault(key, {"unit": r["unit"], "v": []})["v"].append(float(r["value"]))
