@@ -5,8 +5,9 @@
  * dot products over the head dimension, folded into one vector of 16 scores
  * by a transposing reduction), the softmax takes 16 lanes at a time with a
  * vector exp, and P.V keeps the output row in registers (head sizes that are
- * multiples of 16, up to 256). Other CPUs, other head sizes, and
- * MGL_CPU_ISA=avx2|scalar take the portable loops.
+ * multiples of 16, up to 256). With AVX2 only (or MGL_CPU_ISA=avx2), 8 keys
+ * at a time the same way, for head sizes that are multiples of 8. Other
+ * head sizes and MGL_CPU_ISA=scalar take the portable loops.
  *
  * Prefill: per head, S = Q K^T and O = P V as GEMMs over strided views, in
  * blocks of query rows so causal attention never computes the scores of keys
@@ -268,6 +269,111 @@ static AttnRowFn attn_row_avx512(MglDType dt, int64_t HS) {
     const int k = nc == 4 ? 1 : nc == 5 ? 2 : nc == 6 ? 3 : nc == 8 ? 4 : 0;
     return fns[d][k];
 }
+
+
+/* The AVX2 kernel (CPUs without AVX-512), HS a multiple of 8: 8 keys at a
+ * time, folded by hadd steps; q read from L1 (16 registers do not hold it);
+ * the output row accumulated in place. */
+#define AVX2F __attribute__((target("avx2,fma,f16c")))
+AVX2F static inline __m256 load_kv8(const void* base, MglDType dt, int64_t i) {
+    if (dt == MGL_DT_F32) return _mm256_loadu_ps((const float*)base + i);
+    const __m128i h = _mm_loadu_si128((const __m128i*)((const uint16_t*)base + i));
+    if (dt == MGL_DT_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+
+/* e^x in 8 lanes: exp16's polynomial, 2^n through the exponent bits */
+AVX2F static inline __m256 exp8(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* lane i = the sum of r[i]'s lanes */
+AVX2F static inline __m256 fold8(const __m256* r) {
+    const __m256 a = _mm256_hadd_ps(r[0], r[1]), b = _mm256_hadd_ps(r[2], r[3]);
+    const __m256 c = _mm256_hadd_ps(r[4], r[5]), d = _mm256_hadd_ps(r[6], r[7]);
+    const __m256 ab = _mm256_hadd_ps(a, b), cd = _mm256_hadd_ps(c, d);
+    /* ab: [0 1 2 3 | 0 1 2 3] halves of rows 0-3, cd likewise for rows 4-7 */
+    return _mm256_add_ps(_mm256_permute2f128_ps(ab, cd, 0x20), _mm256_permute2f128_ps(ab, cd, 0x31));
+}
+
+AVX2F static inline __attribute__((always_inline)) void attn_row_avx2_body(const float* qh, const void* kb,
+                                                                           const void* vb, MglDType dt, int64_t stride,
+                                                                           int64_t n, int64_t HS, float scale,
+                                                                           float* att, float* o) {
+    const int64_t nc = HS / 8;
+    const __m256 vscale = _mm256_set1_ps(scale);
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    for (int64_t j0 = 0; j0 < n; j0 += 8) {
+        const int nk = n - j0 < 8 ? (int)(n - j0) : 8;
+        __m256 acc[8];
+        for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
+        for (int64_t c = 0; c < nc; c++) {
+            const __m256 qv = _mm256_loadu_ps(qh + 8 * c);
+            for (int i = 0; i < nk; i++)
+                acc[i] = _mm256_fmadd_ps(load_kv8(kb, dt, (j0 + i) * stride + 8 * c), qv, acc[i]);
+        }
+        const __m256 sc = _mm256_mul_ps(fold8(acc), vscale);
+        float tmp[8];
+        _mm256_storeu_ps(tmp, sc);
+        for (int i = 0; i < nk; i++) att[j0 + i] = tmp[i];
+        if (nk == 8)
+            vmax = _mm256_max_ps(vmax, sc);
+        else
+            for (int i = 0; i < nk; i++) vmax = _mm256_max_ps(vmax, _mm256_set1_ps(tmp[i]));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    const __m256 mx = _mm256_set1_ps(_mm_cvtss_f32(m4));
+    __m256 vsum = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(att + j), mx));
+        vsum = _mm256_add_ps(vsum, p);
+        _mm256_storeu_ps(att + j, p);
+    }
+    float tail = 0;
+    for (; j < n; j++) {
+        float tmp[8];
+        _mm256_storeu_ps(tmp, exp8(_mm256_set1_ps(att[j] - _mm_cvtss_f32(m4))));
+        att[j] = tmp[0];
+        tail += tmp[0];
+    }
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(vsum), _mm256_extractf128_ps(vsum, 1));
+    s4 = _mm_hadd_ps(s4, s4);
+    s4 = _mm_hadd_ps(s4, s4);
+    const __m256 inv = _mm256_set1_ps(1.0f / (_mm_cvtss_f32(s4) + tail));
+    for (int64_t c = 0; c < nc; c++) _mm256_storeu_ps(o + 8 * c, _mm256_setzero_ps());
+    for (j = 0; j < n; j++) {
+        const __m256 p = _mm256_set1_ps(att[j]);
+        for (int64_t c = 0; c < nc; c++)
+            _mm256_storeu_ps(o + 8 * c,
+                             _mm256_fmadd_ps(p, load_kv8(vb, dt, j * stride + 8 * c), _mm256_loadu_ps(o + 8 * c)));
+    }
+    for (int64_t c = 0; c < nc; c++) _mm256_storeu_ps(o + 8 * c, _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c), inv));
+}
+AVX2F static void attn_row_avx2(const float* qh, const void* kb, const void* vb, MglDType dt, int64_t stride, int64_t n,
+                                int64_t HS, float scale, float* att, float* o) {
+    if (dt == MGL_DT_F32)
+        attn_row_avx2_body(qh, kb, vb, MGL_DT_F32, stride, n, HS, scale, att, o);
+    else if (dt == MGL_DT_F16)
+        attn_row_avx2_body(qh, kb, vb, MGL_DT_F16, stride, n, HS, scale, att, o);
+    else
+        attn_row_avx2_body(qh, kb, vb, MGL_DT_BF16, stride, n, HS, scale, att, o);
+}
 #endif
 
 /* Small T (decode): one pass per (token, head) over the cache. The portable
@@ -280,10 +386,11 @@ static void attn_rows_part(void* ctx, int64_t b, int64_t e) {
 #ifdef MGL_AVX512_ATTN
     const bool wide = mgl_cpu_level() >= MGL_CPU_AVX512 && HS % 16 == 0 && HS <= 256;
     const AttnRowFn row_fn = wide ? attn_row_avx512(a->kvdt, HS) : NULL;
+    const bool narrow = !wide && mgl_cpu_level() >= MGL_CPU_AVX2 && HS % 8 == 0;
 #else
-    const bool wide = false;
+    const bool wide = false, narrow = false;
 #endif
-    float* kw = !wide && a->kvdt != MGL_DT_F32 ? malloc(sizeof(float) * (size_t)(2 * a->L * HS)) : NULL;
+    float* kw = !wide && !narrow && a->kvdt != MGL_DT_F32 ? malloc(sizeof(float) * (size_t)(2 * a->L * HS)) : NULL;
     for (int64_t th = b; th < e; th++) {
         int64_t t = th / a->NH, h = th % a->NH;
         const float* qh = a->q + t * a->NH * HS + h * HS;
@@ -295,6 +402,10 @@ static void attn_rows_part(void* ctx, int64_t b, int64_t e) {
 #ifdef MGL_AVX512_ATTN
         if (wide) {
             row_fn(qh, kb, vb, stride, n, HS, scale, att, o);
+            continue;
+        }
+        if (narrow) {
+            attn_row_avx2(qh, kb, vb, a->kvdt, stride, n, HS, scale, att, o);
             continue;
         }
 #endif
