@@ -131,7 +131,7 @@ q4dot_body(const uint8_t* row, const uint16_t* sc, int64_t K, int64_t gs, const 
     const int sh = gs >= K ? 62 : __builtin_ctzll((unsigned long long)(gs / MGL_QUANT_BLOCK));
     float s = 0;
     for (int64_t b = 0; b < nb; b++) {
-        if ((b & ((1 << sh) - 1)) == 0) s = _cvtsh_ss(sc[b >> sh]);
+        if ((b & ((INT64_C(1) << sh) - 1)) == 0) s = _cvtsh_ss(sc[b >> sh]);
         const __m128i v = _mm_loadu_si128((const __m128i*)(row + b * (MGL_QUANT_BLOCK / 2)));
         const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), lowmask), _mm_and_si128(v, lowmask));
         for (int t = 0; t < nt; t++) {
