@@ -114,6 +114,47 @@ q8dot_body(const uint8_t* row, const uint16_t* sc, int64_t K, int64_t gs, const 
     for (int t = 0; t < nt; t++) out[t] = hsum8(tot[t]) + tail_tot[t];
 }
 
+#define AVX2Q __attribute__((target("avx2,fma,f16c")))
+
+/* log2 of the blocks per scale group: a power of two (groups of 32 and up),
+ * or 62 for one group per row (every block's index shifts to 0) */
+static inline int q4_group_shift(int64_t K, int64_t gs) {
+    return gs >= K ? 62 : __builtin_ctzll((unsigned long long)(gs / MGL_QUANT_BLOCK));
+}
+
+/* Block b's 32 nibbles (stored + 8) as bytes: weights 0-15, then 16-31. */
+AVX2Q static inline __m256i q4_nibbles(const uint8_t* row, int64_t b) {
+    const __m128i m = _mm_set1_epi8(15);
+    const __m128i v = _mm_loadu_si128((const __m128i*)(row + b * (MGL_QUANT_BLOCK / 2)));
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+}
+
+/* acc + the block's products u . x (8 int32 lanes, exact, less the block's
+ * activation sum per lane) times weight scale s x activation scale */
+AVX2Q static inline __m256 q4_block(__m256i u, const QX* x, int64_t b, float s, __m256 acc) {
+    const __m256i xv = _mm256_loadu_si256((const __m256i*)(x->q + b * MGL_QUANT_BLOCK));
+    __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), _mm256_set1_epi16(1));
+    d = _mm256_sub_epi32(d, _mm256_set1_epi32(x->sum[b]));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(s * x->s[b]), acc);
+}
+
+/* A row's end: its sums a0 (even blocks) and a1 (odd) after the blocks
+ * before `b`; an odd last whole block `b` (even: into a0), the partial last
+ * block in f32, and the lanes summed. */
+AVX2Q static inline float q4_row_end(const uint8_t* row, const uint16_t* sc, int64_t K, int64_t gs, int64_t b,
+                                     const QX* x, __m256 a0, __m256 a1) {
+    const int64_t nb = K / MGL_QUANT_BLOCK;
+    if (b < nb) a0 = q4_block(q4_nibbles(row, b), x, b, _cvtsh_ss(sc[b >> q4_group_shift(K, gs)]), a0);
+    float tail = 0;
+    if (nb * MGL_QUANT_BLOCK < K) {
+        const float st = _cvtsh_ss(sc[nb * MGL_QUANT_BLOCK / gs]);
+        float acc = 0;
+        for (int64_t j = nb * MGL_QUANT_BLOCK; j < K; j++) acc += (float)mgl_quant_value(row, 4, K, j) * x->x[j];
+        tail = st * acc;
+    }
+    return hsum8(_mm256_add_ps(a0, a1)) + tail;
+}
+
 /* q4: up to four sequences against one row, block by block of 32. A block's
  * bytes 0-15 hold weights 0-15 (low nibbles) and 16-31 (high), stored + 8:
  * u8 nibbles x s8 activations summed in int32 lanes (exact), less the
@@ -124,37 +165,18 @@ __attribute__((target("avx2,fma,f16c"))) static inline __attribute__((always_inl
 q4dot_body(const uint8_t* row, const uint16_t* sc, int64_t K, int64_t gs, const QX* xr, int nt, float* out) {
     __m256 a0[4], a1[4];
     for (int t = 0; t < 4; t++) a0[t] = a1[t] = _mm256_setzero_ps();
-    const __m128i lowmask = _mm_set1_epi8(15);
-    const __m256i ones = _mm256_set1_epi16(1);
     const int64_t nb = K / MGL_QUANT_BLOCK;
-    /* blocks per group: a power of two (groups of 32 and up), or one group for the row */
-    const int sh = gs >= K ? 62 : __builtin_ctzll((unsigned long long)(gs / MGL_QUANT_BLOCK));
-    float s = 0;
-    for (int64_t b = 0; b < nb; b++) {
-        if ((b & ((INT64_C(1) << sh) - 1)) == 0) s = _cvtsh_ss(sc[b >> sh]);
-        const __m128i v = _mm_loadu_si128((const __m128i*)(row + b * (MGL_QUANT_BLOCK / 2)));
-        const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), lowmask), _mm_and_si128(v, lowmask));
+    const int sh = q4_group_shift(K, gs);
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const __m256i u0 = q4_nibbles(row, b), u1 = q4_nibbles(row, b + 1);
+        const float s0 = _cvtsh_ss(sc[b >> sh]), s1 = _cvtsh_ss(sc[(b + 1) >> sh]);
         for (int t = 0; t < nt; t++) {
-            const __m256i xv = _mm256_loadu_si256((const __m256i*)(xr[t].q + b * MGL_QUANT_BLOCK));
-            __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), ones);
-            d = _mm256_sub_epi32(d, _mm256_set1_epi32(xr[t].sum[b]));
-            const __m256 f = _mm256_set1_ps(s * xr[t].s[b]);
-            if (b & 1)
-                a1[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), f, a1[t]);
-            else
-                a0[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), f, a0[t]);
+            a0[t] = q4_block(u0, &xr[t], b, s0, a0[t]);
+            a1[t] = q4_block(u1, &xr[t], b + 1, s1, a1[t]);
         }
     }
-    for (int t = 0; t < nt; t++) {
-        float tail = 0;
-        if (nb * MGL_QUANT_BLOCK < K) {
-            const float st = _cvtsh_ss(sc[nb * MGL_QUANT_BLOCK / gs]);
-            float acc = 0;
-            for (int64_t j = nb * MGL_QUANT_BLOCK; j < K; j++) acc += (float)mgl_quant_value(row, 4, K, j) * xr[t].x[j];
-            tail = st * acc;
-        }
-        out[t] = hsum8(_mm256_add_ps(a0[t], a1[t])) + tail;
-    }
+    for (int t = 0; t < nt; t++) out[t] = q4_row_end(row, sc, K, gs, b, &xr[t], a0[t], a1[t]);
 }
 
 #define MGL_QDOT(NT)                                                                                                   \
@@ -214,6 +236,15 @@ q8dot512_body(const uint8_t* row, const uint16_t* sc, int64_t K, int64_t gs, con
     for (int t = 0; t < nt; t++) out[t] = hsum8(tot[t]) + tail_tot[t];
 }
 
+/* Blocks b and b + 1's nibbles as 64 bytes, each block as q4_nibbles lays it out. */
+AVX512Q static inline __m512i q4_nibbles2(const uint8_t* row, int64_t b) {
+    const __m256i m = _mm256_set1_epi8(15);
+    const __m256i v = _mm256_loadu_si256((const __m256i*)(row + b * (MGL_QUANT_BLOCK / 2)));
+    const __m256i lo = _mm256_and_si256(v, m), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(lo, hi, 0x20)),
+                              _mm256_permute2x128_si256(lo, hi, 0x31), 1);
+}
+
 /* u (64 nibbles of two blocks, stored + 8) . x (64 int8) in 16 int32 lanes:
  * lanes 0-7 the first block's, 8-15 the second's */
 AVX512QV static inline __m512i q4dp_vnni(__m512i u, __m512i x) {
@@ -228,17 +259,12 @@ AVX512Q static inline __m512i q4dp_bw(__m512i u, __m512i x) {
                                                                   int64_t gs, const QX* xr, int nt, float* out) {      \
         __m512 a[4];                                                                                                   \
         for (int t = 0; t < 4; t++) a[t] = _mm512_setzero_ps();                                                        \
-        const __m256i lowmask = _mm256_set1_epi8(15);                                                                  \
-        /* blocks per group: a power of two (groups of 32 and up), or one group for the row */                         \
         const int64_t nb = K / MGL_QUANT_BLOCK;                                                                        \
-        const int sh = gs >= K ? 62 : __builtin_ctzll((unsigned long long)(gs / MGL_QUANT_BLOCK));                     \
+        const int sh = q4_group_shift(K, gs);                                                                          \
         int64_t b = 0;                                                                                                 \
         for (; b + 2 <= nb; b += 2) {                                                                                  \
             const float s0 = _cvtsh_ss(sc[b >> sh]), s1 = _cvtsh_ss(sc[(b + 1) >> sh]);                                \
-            const __m256i v = _mm256_loadu_si256((const __m256i*)(row + b * (MGL_QUANT_BLOCK / 2)));                   \
-            const __m256i lo = _mm256_and_si256(v, lowmask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lowmask);  \
-            const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(lo, hi, 0x20)),      \
-                                                 _mm256_permute2x128_si256(lo, hi, 0x31), 1);                          \
+            const __m512i u = q4_nibbles2(row, b);                                                                     \
             for (int t = 0; t < nt; t++) {                                                                             \
                 const __m512i xv = _mm512_loadu_si512((const void*)(xr[t].q + b * MGL_QUANT_BLOCK));                   \
                 __m512i d = DP(u, xv);                                                                                 \
@@ -250,28 +276,9 @@ AVX512Q static inline __m512i q4dp_bw(__m512i u, __m512i x) {
                 a[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, a[t]);                                                \
             }                                                                                                          \
         }                                                                                                              \
-        for (int t = 0; t < nt; t++) {                                                                                 \
-            __m256 a0 = _mm512_castps512_ps256(a[t]), a1 = _mm512_extractf32x8_ps(a[t], 1);                            \
-            if (b < nb) { /* an odd last whole block: even, into a0 */                                                 \
-                const float s = _cvtsh_ss(sc[b >> sh]);                                                                \
-                const __m128i v = _mm_loadu_si128((const __m128i*)(row + b * (MGL_QUANT_BLOCK / 2)));                  \
-                const __m128i m = _mm_set1_epi8(15);                                                                   \
-                const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));       \
-                const __m256i xv = _mm256_loadu_si256((const __m256i*)(xr[t].q + b * MGL_QUANT_BLOCK));                \
-                __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), _mm256_set1_epi16(1));                      \
-                d = _mm256_sub_epi32(d, _mm256_set1_epi32(xr[t].sum[b]));                                              \
-                a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(s * xr[t].s[b]), a0);                       \
-            }                                                                                                          \
-            float tail = 0;                                                                                            \
-            if (nb * MGL_QUANT_BLOCK < K) {                                                                            \
-                const float st = _cvtsh_ss(sc[nb * MGL_QUANT_BLOCK / gs]);                                             \
-                float acc = 0;                                                                                         \
-                for (int64_t j = nb * MGL_QUANT_BLOCK; j < K; j++)                                                     \
-                    acc += (float)mgl_quant_value(row, 4, K, j) * xr[t].x[j];                                          \
-                tail = st * acc;                                                                                       \
-            }                                                                                                          \
-            out[t] = hsum8(_mm256_add_ps(a0, a1)) + tail;                                                              \
-        }                                                                                                              \
+        for (int t = 0; t < nt; t++)                                                                                   \
+            out[t] =                                                                                                   \
+                q4_row_end(row, sc, K, gs, b, &xr[t], _mm512_castps512_ps256(a[t]), _mm512_extractf32x8_ps(a[t], 1));  \
     }
 MGL_Q4DOT512_BODY(q4dot512_vnni_body, AVX512QV, q4dp_vnni)
 MGL_Q4DOT512_BODY(q4dot512_bw_body, AVX512Q, q4dp_bw)
@@ -284,9 +291,8 @@ MGL_Q4DOT512_BODY(q4dot512_bw_body, AVX512Q, q4dp_bw)
                             const QX* x, float* out) {                                                                 \
         __m512 a[4];                                                                                                   \
         for (int r = 0; r < 4; r++) a[r] = _mm512_setzero_ps();                                                        \
-        const __m256i lowmask = _mm256_set1_epi8(15);                                                                  \
         const int64_t nb = K / MGL_QUANT_BLOCK;                                                                        \
-        const int sh = gs >= K ? 62 : __builtin_ctzll((unsigned long long)(gs / MGL_QUANT_BLOCK));                     \
+        const int sh = q4_group_shift(K, gs);                                                                          \
         int64_t b = 0;                                                                                                 \
         for (; b + 2 <= nb; b += 2) {                                                                                  \
             const __m512i xv = _mm512_loadu_si512((const void*)(x->q + b * MGL_QUANT_BLOCK));                          \
@@ -294,38 +300,15 @@ MGL_Q4DOT512_BODY(q4dot512_bw_body, AVX512Q, q4dp_bw)
             const float xs0 = x->s[b], xs1 = x->s[b + 1];                                                              \
             for (int r = 0; r < 4; r++) {                                                                              \
                 const float s0 = _cvtsh_ss(scs[r][b >> sh]), s1 = _cvtsh_ss(scs[r][(b + 1) >> sh]);                    \
-                const __m256i v = _mm256_loadu_si256((const __m256i*)(rows[r] + b * (MGL_QUANT_BLOCK / 2)));           \
-                const __m256i lo = _mm256_and_si256(v, lowmask);                                                       \
-                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), lowmask);                                 \
-                const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(lo, hi, 0x20)),  \
-                                                     _mm256_permute2x128_si256(lo, hi, 0x31), 1);                      \
+                const __m512i u = q4_nibbles2(rows[r], b);                                                             \
                 const __m512i d = _mm512_sub_epi32(DP(u, xv), off);                                                    \
                 const __m512 f = _mm512_insertf32x8(_mm512_set1_ps(s0 * xs0), _mm256_set1_ps(s1 * xs1), 1);            \
                 a[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), f, a[r]);                                                \
             }                                                                                                          \
         }                                                                                                              \
-        for (int r = 0; r < 4; r++) {                                                                                  \
-            __m256 a0 = _mm512_castps512_ps256(a[r]), a1 = _mm512_extractf32x8_ps(a[r], 1);                            \
-            if (b < nb) {                                                                                              \
-                const float s = _cvtsh_ss(scs[r][b >> sh]);                                                            \
-                const __m128i v = _mm_loadu_si128((const __m128i*)(rows[r] + b * (MGL_QUANT_BLOCK / 2)));              \
-                const __m128i m = _mm_set1_epi8(15);                                                                   \
-                const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));       \
-                const __m256i xv = _mm256_loadu_si256((const __m256i*)(x->q + b * MGL_QUANT_BLOCK));                   \
-                __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(u, xv), _mm256_set1_epi16(1));                      \
-                d = _mm256_sub_epi32(d, _mm256_set1_epi32(x->sum[b]));                                                 \
-                a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(s * x->s[b]), a0);                          \
-            }                                                                                                          \
-            float tail = 0;                                                                                            \
-            if (nb * MGL_QUANT_BLOCK < K) {                                                                            \
-                const float st = _cvtsh_ss(scs[r][nb * MGL_QUANT_BLOCK / gs]);                                         \
-                float acc = 0;                                                                                         \
-                for (int64_t j = nb * MGL_QUANT_BLOCK; j < K; j++)                                                     \
-                    acc += (float)mgl_quant_value(rows[r], 4, K, j) * x->x[j];                                         \
-                tail = st * acc;                                                                                       \
-            }                                                                                                          \
-            out[r] = hsum8(_mm256_add_ps(a0, a1)) + tail;                                                              \
-        }                                                                                                              \
+        for (int r = 0; r < 4; r++)                                                                                    \
+            out[r] = q4_row_end(rows[r], scs[r], K, gs, b, x, _mm512_castps512_ps256(a[r]),                            \
+                                _mm512_extractf32x8_ps(a[r], 1));                                                      \
     }
 MGL_Q4ROWS4(q4rows4_vnni, AVX512QV, q4dp_vnni)
 MGL_Q4ROWS4(q4rows4_bw, AVX512Q, q4dp_bw)
