@@ -41,8 +41,6 @@ bool mgl_cpu_bf16(void) { return tl_bf16; }
 typedef struct {
     const uint32_t* xb;
     const MglWeight* W;
-    const void* w;
-    MglDType wdt;
     const float* bias;
     MglAct act; /* applied to each tile as it is stored */
     float* y;
@@ -193,8 +191,9 @@ BF16 static void pack_panel(const MglWeight* W, int64_t K, int64_t KP, int64_t n
 static void tiles_part(void* ctx, int64_t b, int64_t e) {
     const TileCtx* c = ctx;
     uint32_t* p = malloc(sizeof(uint32_t) * (size_t)(c->KP * NR));
-    uint16_t* scratch =
-        c->W->qbits || c->wdt != MGL_DT_BF16 || c->K % 2 ? malloc(sizeof(uint16_t) * (size_t)(NR * 2 * c->KP)) : NULL;
+    uint16_t* scratch = c->W->qbits || c->W->dtype != MGL_DT_BF16 || c->K % 2
+                            ? malloc(sizeof(uint16_t) * (size_t)(NR * 2 * c->KP))
+                            : NULL;
     float* deq = c->W->qbits ? malloc(sizeof(float) * (size_t)c->K) : NULL;
     int64_t packed = -1;
     for (int64_t task = b; task < e; task++) {
@@ -232,7 +231,7 @@ void mgl_gemm_bf16(const float* x, int64_t T, const MglWeight* W, const float* b
     mgl_parallel_for(T, 64, round_part, &rc);
     /* rows per task: all of them up to 1024 (each panel packed once), else 512 */
     const int64_t mb = T <= 1024 ? T : 512;
-    TileCtx c = {xb, W, W->data, W->dtype, bias, act, y, T, N, K, KP, mb, (T + mb - 1) / mb};
+    TileCtx c = {xb, W, bias, act, y, T, N, K, KP, mb, (T + mb - 1) / mb};
     const int64_t tasks = (N + NR - 1) / NR * c.nmb;
     mgl_parallel_for(tasks, 1, tiles_part, &c);
     free(xb);
