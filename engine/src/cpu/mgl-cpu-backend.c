@@ -122,7 +122,7 @@ static MglStatus cpu_reserve(MglBackendCtx* bc, MglSeq* const* seqs, int n, int6
     for (int i = 0; i < n; i++) {
         CpuSlot* s = NULL;
         MGL_TRY(slot_of(bc, seqs[i], &s, err));
-        MGL_TRY(mgl_cpu_kv_reserve(&s->kv, bc->w, n_pos, err));
+        MGL_TRY(mgl_cpu_kv_reserve(&s->kv, &bc->w->lc, n_pos, err));
     }
     return MGL_OK;
 }
@@ -415,7 +415,7 @@ static MglStatus cpu_bench_llm(MglBackendCtx* bc, int T, int G, MglBackendBench*
     const MglModelWeights* m = bc->w;
     const int64_t H = m->lc.hidden, V = m->lc.vocab;
     MglCpuKv* kv = &bc->slots[0].kv;
-    MglStatus st = mgl_cpu_kv_reserve(kv, m, (int64_t)T + G + 1, err);
+    MglStatus st = mgl_cpu_kv_reserve(kv, &m->lc, (int64_t)T + G + 1, err);
     float* emb = malloc(sizeof(float) * (size_t)((int64_t)T * H));
     for (int64_t i = 0; i < T; i++) mgl_weight_row(&m->embed, (i * 7919) % V, emb + i * H);
     float* logits = bc->slots[0].logits;

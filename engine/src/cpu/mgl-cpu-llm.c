@@ -6,9 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-MglStatus mgl_cpu_kv_reserve(MglCpuKv* c, const MglModelWeights* m, int64_t n, MglErr* err) {
+MglStatus mgl_cpu_kv_reserve(MglCpuKv* c, const MglLlmConfig* lc, int64_t n, MglErr* err) {
     if (n <= c->kv_cap) return MGL_OK;
-    const MglLlmConfig* lc = &m->lc;
     if (c->dtype != MGL_DT_F16 && c->dtype != MGL_DT_BF16) c->dtype = MGL_DT_F32;
     const size_t es = mgl_dtype_size(c->dtype);
     int64_t kvd = (int64_t)lc->n_kv_heads * lc->head_dim;
@@ -48,7 +47,7 @@ MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* em
     const MglLlmConfig* lc = &m->lc;
     const int64_t H = lc->hidden, NH = lc->n_heads, NKV = lc->n_kv_heads, HS = lc->head_dim;
     const int64_t qd = NH * HS, kvd = NKV * HS, F = lc->intermediate;
-    MGL_TRY(mgl_cpu_kv_reserve(c, m, pos0 + T, err));
+    MGL_TRY(mgl_cpu_kv_reserve(c, &m->lc, pos0 + T, err));
     float* x = malloc(sizeof(float) * (size_t)(T * H));
     float* h = malloc(sizeof(float) * (size_t)(T * H));
     float* q = malloc(sizeof(float) * (size_t)(T * (qd + 2 * kvd)));
@@ -155,7 +154,7 @@ MglStatus mgl_cpu_decode_rows(const MglModelWeights* m, MglCpuKv* const* kv, con
     const MglLlmConfig* lc = &m->lc;
     const int64_t H = lc->hidden, NH = lc->n_heads, NKV = lc->n_kv_heads, HS = lc->head_dim;
     const int64_t qd = NH * HS, kvd = NKV * HS, F = lc->intermediate;
-    for (int64_t r = 0; r < M; r++) MGL_TRY(mgl_cpu_kv_reserve(kv[r], m, pos[r] + 1, err));
+    for (int64_t r = 0; r < M; r++) MGL_TRY(mgl_cpu_kv_reserve(kv[r], lc, pos[r] + 1, err));
     float* x = malloc(sizeof(float) * (size_t)(M * H));
     float* h = malloc(sizeof(float) * (size_t)(M * H));
     float* qkv = malloc(sizeof(float) * (size_t)(M * (qd + 2 * kvd)));

@@ -30,7 +30,7 @@ typedef struct {
     int64_t kv_cap;
     MglDType dtype; /* set before the first reserve; 0 (unset) is f32 */
 } MglCpuKv;
-MglStatus mgl_cpu_kv_reserve(MglCpuKv* kv, const MglModelWeights* m, int64_t n_tokens, MglErr* err);
+MglStatus mgl_cpu_kv_reserve(MglCpuKv* kv, const MglLlmConfig* lc, int64_t n_tokens, MglErr* err);
 /* The decoder over `T` input embeddings at positions pos0..; fills the KV
  * cache; writes logits of the last row (or of all rows when all_logits). */
 MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* kv, const float* embeds, int64_t T, int64_t pos0,
