@@ -113,15 +113,18 @@ static void attention(void) {
 
 
 /* y = x W^T for W in f32, f16 and bf16: against double, and a row's bits
- * the same computed alone (T = 1) or among others (decode batches) */
+ * the same computed alone (T = 1) or among others (decode batches of 2, 3,
+ * 5 and 8 sequences: whole and partial pairs of sequences, blocks of four
+ * rows and the two- and one-row ends) */
 static void matmul_rows(void) {
     static const int64_t Ks[] = {1, 16, 31, 32, 33, 100, 768, 1000};
     static const int64_t Ns[] = {1, 3, 4, 5, 9, 67, 300};
+    static const int64_t Ts[] = {2, 3, 5, 8};
     static const MglDType dts[] = {MGL_DT_F32, MGL_DT_F16, MGL_DT_BF16};
     for (size_t di = 0; di < 3; di++)
         for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
             for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++) {
-                const int64_t K = Ks[ki], N = Ns[ni], T = 5;
+                const int64_t K = Ks[ki], N = Ns[ni], T = Ts[(di + ki + ni) % 4];
                 const MglDType dt = dts[di];
                 float* wf = randv(N * K, 1.0f);
                 uint8_t* wd = malloc(mgl_dtype_size(dt) * (size_t)(N * K));

@@ -82,33 +82,9 @@ __attribute__((target("avx2,fma,f16c"))) static void dot_rows4(const void* wrow,
         out[t] = tail_dot(wrow, dt, x[t], k, K, reduce2(a0[t], a1[t]));
     }
 }
-/* AVX-512: up to eight rows, the same scheme with 16-lane accumulators (each
- * row's sum in one fixed order, whatever the number of rows). */
-__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static inline __attribute__((always_inline)) void
-dot_rows8_body(const void* wrow, MglDType dt, const float* const* x, int nt, int64_t K, float* out) {
-    __m512 a0[8], a1[8];
-    for (int t = 0; t < 8; t++) a0[t] = a1[t] = _mm512_setzero_ps();
-    int64_t k = 0;
-    const size_t es = dt == MGL_DT_F32 ? 4 : 2;
-    for (; k + 32 <= K; k += 32) {
-        /* many rows make each weight line slow to consume: fetch ahead so the
-         * stream of weights keeps the memory busy */
-        _mm_prefetch((const char*)wrow + (size_t)k * es + 2048, _MM_HINT_T0);
-        _mm_prefetch((const char*)wrow + (size_t)k * es + 2112, _MM_HINT_T0);
-        const __m512 w0 = load16w((const uint8_t*)wrow + (size_t)k * es, dt);
-        const __m512 w1 = load16w((const uint8_t*)wrow + (size_t)(k + 16) * es, dt);
-        for (int t = 0; t < nt; t++) {
-            a0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x[t] + k), a0[t]);
-            a1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x[t] + k + 16), a1[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) {
-        out[t] = tail_dot(wrow, dt, x[t], k, K, _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t])));
-    }
-}
 /* One activation row against four weight rows (decode of a single
  * sequence): four weight streams in flight at once, each row's sum formed
- * exactly as dot_rows8_body forms it (two 16-lane accumulators over 32-wide
+ * exactly as dot_blk_body forms it (two 16-lane accumulators over 32-wide
  * steps, one reduce, then the tail), so a sequence's bits do not depend on
  * whether it decodes alone or in a batch. */
 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static inline __attribute__((always_inline)) void
@@ -144,29 +120,105 @@ dot_4w(const void* w, size_t row_bytes, MglDType dt, const float* x, int64_t K, 
     else
         dot_4w_body(w, row_bytes, MGL_DT_F16, x, K, out);
 }
-/* dot_rows8_body compiled for each row count and weight type, so the row
- * loop unrolls and the type test leaves the inner loop (same arithmetic). */
-#define MGL_ROWS8(NT)                                                                                                  \
-    __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void dot_rows8_##NT(                          \
-        const void* w, MglDType dt, const float* const* x, int64_t K, float* out) {                                    \
-        if (dt == MGL_DT_F32)                                                                                          \
-            dot_rows8_body(w, MGL_DT_F32, x, NT, K, out);                                                              \
-        else if (dt == MGL_DT_BF16)                                                                                    \
-            dot_rows8_body(w, MGL_DT_BF16, x, NT, K, out);                                                             \
-        else                                                                                                           \
-            dot_rows8_body(w, MGL_DT_F16, x, NT, K, out);                                                              \
+/* R weight rows against S activation rows (a few sequences of a decode
+ * batch): R*S pairs, each with its own two 16-lane accumulators over 32-wide
+ * steps, one reduce, then the tail, the order dot_4w uses,
+ * so a sequence's bits do not depend on the batch. Each weight chunk is
+ * loaded once for the S rows and each activation chunk once for the R rows:
+ * (R + S) loads for R * S multiply-adds, where one row at a time needs
+ * 1 + S. */
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static inline __attribute__((always_inline)) void
+dot_blk_body(const void* w0p, const void* pf, const char* pf2, size_t pf2_step, size_t row_bytes, MglDType dt,
+             const float* const* x, int R, int S, int64_t K, float* out, int64_t ldo) {
+    __m512 a0[4][2], a1[4][2];
+    for (int r = 0; r < R; r++)
+        for (int s = 0; s < S; s++) a0[r][s] = a1[r][s] = _mm512_setzero_ps();
+    int64_t k = 0;
+    const size_t es = dt == MGL_DT_F32 ? 4 : 2;
+    for (; k + 32 <= K; k += 32) {
+        __m512 w0[4], w1[4];
+        for (int r = 0; r < R; r++) {
+            const uint8_t* wr = (const uint8_t*)w0p + r * row_bytes + (size_t)k * es;
+            /* the same place in the rows the caller will want next */
+            for (size_t off = 0; off < 32 * es; off += 64)
+                _mm_prefetch((const char*)pf + r * row_bytes + (size_t)k * es + off, _MM_HINT_T0);
+            w0[r] = load16w(wr, dt);
+            w1[r] = load16w(wr + 16 * es, dt);
+        }
+        /* a share of the range the caller will want after these rows, into L2 */
+        for (size_t off = 0; off < pf2_step; off += 64) _mm_prefetch(pf2 + off, _MM_HINT_T1);
+        pf2 += pf2_step;
+        for (int s = 0; s < S; s++) {
+            const __m512 x0 = _mm512_loadu_ps(x[s] + k), x1 = _mm512_loadu_ps(x[s] + k + 16);
+            for (int r = 0; r < R; r++) {
+                a0[r][s] = _mm512_fmadd_ps(w0[r], x0, a0[r][s]);
+                a1[r][s] = _mm512_fmadd_ps(w1[r], x1, a1[r][s]);
+            }
+        }
     }
-MGL_ROWS8(1)
-MGL_ROWS8(2)
-MGL_ROWS8(3)
-MGL_ROWS8(4)
-MGL_ROWS8(5)
-MGL_ROWS8(6)
-MGL_ROWS8(7)
-MGL_ROWS8(8)
-typedef void (*MglRows8Fn)(const void*, MglDType, const float* const*, int64_t, float*);
-static const MglRows8Fn dot_rows8_avx512[9] = {NULL,        dot_rows8_1, dot_rows8_2, dot_rows8_3, dot_rows8_4,
-                                               dot_rows8_5, dot_rows8_6, dot_rows8_7, dot_rows8_8};
+    for (int r = 0; r < R; r++) {
+        const uint8_t* wrow = (const uint8_t*)w0p + r * row_bytes;
+        for (int s = 0; s < S; s++)
+            out[s * ldo + r] = tail_dot(wrow, dt, x[s], k, K, _mm512_reduce_add_ps(_mm512_add_ps(a0[r][s], a1[r][s])));
+    }
+}
+/* dot_blk_body compiled for each block shape and weight type, so the loops
+ * over R and S unroll and the type test leaves the inner loop. */
+typedef void (*MglBlkFn)(const void*, const void*, const char*, size_t, size_t, MglDType, const float* const*, int64_t,
+                         float*, int64_t);
+#define MGL_BLK(R, S)                                                                                                  \
+    __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void dot_blk_##R##_##S(                       \
+        const void* w, const void* pf, const char* pf2, size_t pf2_step, size_t rb, MglDType dt,                       \
+        const float* const* x, int64_t K, float* out, int64_t ldo) {                                                   \
+        if (dt == MGL_DT_F32)                                                                                          \
+            dot_blk_body(w, pf, pf2, pf2_step, rb, MGL_DT_F32, x, R, S, K, out, ldo);                                  \
+        else if (dt == MGL_DT_BF16)                                                                                    \
+            dot_blk_body(w, pf, pf2, pf2_step, rb, MGL_DT_BF16, x, R, S, K, out, ldo);                                 \
+        else                                                                                                           \
+            dot_blk_body(w, pf, pf2, pf2_step, rb, MGL_DT_F16, x, R, S, K, out, ldo);                                  \
+    }
+MGL_BLK(1, 1)
+MGL_BLK(1, 2)
+MGL_BLK(2, 1)
+MGL_BLK(2, 2)
+MGL_BLK(4, 1)
+MGL_BLK(4, 2)
+static const MglBlkFn dot_blk_avx512[5][3] = {
+    {NULL, NULL, NULL}, {NULL, dot_blk_1_1, dot_blk_1_2}, {NULL, dot_blk_2_1, dot_blk_2_2},
+    {NULL, NULL, NULL}, {NULL, dot_blk_4_1, dot_blk_4_2},
+};
+/* rows [b, e) of W against the T activation rows: four rows at a time, each
+ * block passed over by the sequences two at a time (four rows by two
+ * sequences: 8 accumulator pairs, 6 loads per 8 multiply-adds per half
+ * step). While the later pairs of sequences reread a block from L1, the
+ * memory stream must not pause: every call also fetches its share of the
+ * next block into L2, spread over its steps, and the next block's first
+ * lines into L1 (four rows by four sequences, or two rows by four, kept
+ * the bus idle for a third of the time and ran at half the bandwidth on
+ * this path). */
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void rows_blocked(const uint8_t* base, MglDType dt,
+                                                                                       size_t es, const float* xs,
+                                                                                       int64_t T, int64_t K, int64_t N,
+                                                                                       int64_t b, int64_t e, float* y) {
+    const size_t rb = (size_t)K * es;
+    const int64_t groups = (T + 1) / 2, steps = K / 32;
+    for (int64_t n = b; n < e;) {
+        const int R = e - n >= 4 ? 4 : e - n >= 2 ? 2 : 1;
+        const int64_t pn = n + R < N ? n + R : n;
+        /* this block's calls share the next block's bytes, rounded up to lines */
+        const char* next = (const char*)base + (size_t)(n + R) * rb;
+        size_t share = 0;
+        if (n + 2 * R <= N && steps > 0) share = (((size_t)R * rb / (size_t)groups) / (size_t)steps + 63) & ~(size_t)63;
+        for (int64_t t0 = 0; t0 < T; t0 += 2) {
+            const int S = T - t0 < 2 ? 1 : 2;
+            const float* x[2] = {xs + t0 * K, xs + (t0 + S - 1) * K};
+            dot_blk_avx512[R][S](base + (size_t)n * rb, base + (size_t)pn * rb, next, share, rb, dt, x, K,
+                                 y + t0 * N + n, N);
+            next += share * (size_t)steps;
+        }
+        n += R;
+    }
+}
 
 static int have_avx512(void) { return mgl_cpu_level() >= MGL_CPU_AVX512; }
 static int have_avx2(void) { return mgl_cpu_level() >= MGL_CPU_AVX2; }
@@ -244,17 +296,7 @@ static void rows_part(void* ctx, int64_t b, int64_t e) {
         if (c->T == 1) /* one sequence: four weight rows at a time */
             for (; n + 4 <= e; n += 4)
                 dot_4w(base + (size_t)(n * c->K) * es, (size_t)c->K * es, dt, c->x, c->K, c->y + n);
-        for (; n < e; n++) {
-            const void* w = base + (size_t)(n * c->K) * es;
-            for (int64_t t0 = 0; t0 < c->T; t0 += 8) {
-                const int nt = c->T - t0 < 8 ? (int)(c->T - t0) : 8;
-                const float* x[8];
-                float o[8];
-                for (int t = 0; t < nt; t++) x[t] = c->x + (t0 + t) * c->K;
-                dot_rows8_avx512[nt](w, dt, x, c->K, o);
-                for (int t = 0; t < nt; t++) c->y[(t0 + t) * c->N + n] = o[t];
-            }
-        }
+        if (n < e) rows_blocked(base, dt, es, c->x, c->T, c->K, c->N, n, e, c->y);
         return;
     }
     if (have_avx2()) {
