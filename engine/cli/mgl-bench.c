@@ -18,9 +18,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#ifdef MGL_HAVE_CUDA
-#include "mgl-cuda.h" /* device memory figures */
-#endif
 
 typedef struct {
     int hidden, layers, heads, mlp;
@@ -277,9 +274,8 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
     mp.device = dev;
     mp.precision = prec;
     mp.n_threads = bp->n_threads;
-#ifdef MGL_HAVE_CUDA
-    if (!cpu) mgl_cuda_reset_peak();
-#endif
+    const MglBackend* dev_be = cpu ? NULL : mgl_backend_get(dev);
+    if (dev_be && dev_be->mem_peak_reset) dev_be->mem_peak_reset();
     MglModel* m = NULL;
     MGL_TRY(mgl_model_from_files(f, &mp, &m, err));
     double build_ms = now_ms() - tb;
@@ -356,9 +352,8 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
                 fb.frame_ms, fb.preprocess_ms, fb.vision_ms, fb.prefill_ms, fb.decode_ms, fb.prompt_tokens,
                 fb.generated);
     }
-#ifdef MGL_HAVE_CUDA
-    if (!cpu) g_string_append_printf(j, ", \"peak_device_alloc_MiB\": %.1f", mgl_cuda_peak_bytes() / 1048576.0);
-#endif
+    if (dev_be && dev_be->mem_peak_bytes)
+        g_string_append_printf(j, ", \"peak_device_alloc_MiB\": %.1f", dev_be->mem_peak_bytes() / 1048576.0);
     g_string_append_printf(j, ", \"peak_rss_MiB\": %.1f}\n", peak_rss_kb() / 1024.0);
     if (st == MGL_OK) g_string_append(out, j->str);
     g_string_free(j, TRUE);

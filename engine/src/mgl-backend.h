@@ -165,11 +165,16 @@ typedef struct MglBackend {
     /* Stage timings on synthetic inputs: vision (reps, median) and T-token prefill + G decode steps. */
     MglStatus (*bench_vision)(MglBackendCtx* bc, int reps, MglBackendBench* out, MglErr* err);
     MglStatus (*bench_llm)(MglBackendCtx* bc, int T, int G, MglBackendBench* out, MglErr* err);
+    /* The high-water mark of the backend's device allocations since the last
+     * reset (benches); NULL where the backend has no memory of its own. */
+    void (*mem_peak_reset)(void);
+    size_t (*mem_peak_bytes)(void);
 } MglBackend;
 
 /* The registry (mgl-backends.c): a backend by name, NULL when this build has none. */
 const MglBackend* mgl_backend_get(const char* name);
-/* "cpu" always; "cuda" in a CUDA build. */
+/* "cpu" always; "cuda" in a CUDA build (loaded at the first mgl_backend_get
+ * of it; where it cannot be, a stand-in whose probe says why). */
 const char* const* mgl_backend_names(void);
 
 /* Shared by the backends (core, backend-neutral). */

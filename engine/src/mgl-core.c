@@ -30,14 +30,19 @@ const char* mgl_status_to_string(MglStatus s) {
     return "unknown status";
 }
 
-MglStatus mgl_err(MglErr* err, MglStatus code, const char* fmt, ...) {
+MglStatus mgl_verr(MglErr* err, MglStatus code, const char* fmt, va_list ap) {
     if (err) {
-        va_list ap;
-        va_start(ap, fmt);
         err->code = code;
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
     }
+    return code;
+}
+
+MglStatus mgl_err(MglErr* err, MglStatus code, const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    mgl_verr(err, code, fmt, ap);
+    va_end(ap);
     return code;
 }
 

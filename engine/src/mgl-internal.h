@@ -17,6 +17,8 @@
 
 /* Fill `err` (if non-NULL) and return `code`. */
 MglStatus mgl_err(MglErr* err, MglStatus code, const char* fmt, ...) MGL_PRINTF(3, 4);
+/* mgl_err with a va_list */
+MglStatus mgl_verr(MglErr* err, MglStatus code, const char* fmt, va_list ap);
 /* Prefix an existing message with "prefix: " (keeps the code). */
 void mgl_err_prefix(MglErr* err, const char* fmt, ...) MGL_PRINTF(2, 3);
 /* A GLib-style error of common/mgl-json.h (MGL_JSON_ERROR) into `err`: its

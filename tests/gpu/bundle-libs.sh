@@ -12,8 +12,9 @@ case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 DEST=$BUILD/gpu-libs
 mkdir -p "$DEST"
 skip='^(libc|libm|libdl|libpthread|librt|ld-linux.*|libcuda|libcudart|libcublas|libcublasLt|libgcc_s|libstdc\+\+)\.so'
-for bin in "$BUILD/engine/mgllava" "$BUILD"/tests/gpu/test_cuda_ops "$BUILD"/tests/gpu/test_cuda_model; do
-    [ -x "$bin" ] || continue
+for bin in "$BUILD/engine/mgllava" "$BUILD/engine/libmgllava-cuda.so" "$BUILD"/tests/gpu/test_cuda_ops \
+    "$BUILD"/tests/gpu/test_cuda_model; do
+    [ -e "$bin" ] || continue
     ldd "$bin" | awk '/=> \//{print $3}' | while read -r lib; do
         base=$(basename "$lib")
         if echo "$base" | grep -Eq "$skip"; then continue; fi
