@@ -13,5 +13,7 @@ void mgl_sgemm(int trans_b, int M, int N, int K, float alpha, const float* A, in
                float beta, float* C, int ldc);
 void mgl_blas_set_threads(int n);
 const char* mgl_blas_corename(void);
+/* OpenBLAS's own thread count (1: each call on its caller's thread); 0 before the load */
+int mgl_blas_threads(void);
 
 #endif
