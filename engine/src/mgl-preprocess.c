@@ -1,6 +1,7 @@
 /* mgl-preprocess.c: square padding, Pillow-exact bicubic resize, CLIP
  * normalisation and the box pipeline of MG-LLaVA's eval dataset. */
 #include "mgl-preprocess.h"
+#include "cpu/mgl-cpu-isa.h"
 #include "cpu/mgl-pool.h"
 
 #include <glib.h>
@@ -21,7 +22,8 @@ MglStatus mgl_pad_square(const uint8_t* rgb, int w, int h, int stride, uint8_t**
     int S = w > h ? w : h;
     uint8_t* c = malloc((size_t)S * S * 3);
     if (!c) return mgl_err(err, MGL_E_NOMEM, "image: out of memory for a %dx%d canvas", S, S);
-    for (size_t i = 0; i < (size_t)S * S; i++) memcpy(c + 3 * i, k_pad, 3);
+    for (int x = 0; x < S; x++) memcpy(c + 3 * x, k_pad, 3); /* one row of the pad colour, copied */
+    for (int y = 1; y < S; y++) memcpy(c + (size_t)y * S * 3, c, (size_t)S * 3);
     int ox = w < h ? (h - w) / 2 : 0, oy = w > h ? (w - h) / 2 : 0;
     for (int y = 0; y < h; y++) memcpy(c + ((size_t)(y + oy) * S + ox) * 3, rgb + (size_t)y * stride, (size_t)w * 3);
     *out = c;
@@ -90,10 +92,10 @@ typedef struct {
     int w, h, ow, oh, ks;
     const int* bounds;
     const int32_t* kk;
+    bool simd; /* the AVX-512 passes */
 } Pass;
 
-static void hpass(void* ctx, int64_t b, int64_t e) {
-    const Pass* p = ctx;
+static void hpass_scalar(const Pass* p, int64_t b, int64_t e) {
     for (int64_t y = b; y < e; y++)
         for (int x = 0; x < p->ow; x++) {
             int xmin = p->bounds[2 * x], xs = p->bounds[2 * x + 1];
@@ -106,8 +108,7 @@ static void hpass(void* ctx, int64_t b, int64_t e) {
         }
 }
 
-static void vpass(void* ctx, int64_t b, int64_t e) {
-    const Pass* p = ctx;
+static void vpass_scalar(const Pass* p, int64_t b, int64_t e) {
     for (int64_t y = b; y < e; y++) {
         int ymin = p->bounds[2 * y], ys = p->bounds[2 * y + 1];
         const int32_t* k = p->kk + (size_t)y * p->ks;
@@ -120,11 +121,158 @@ static void vpass(void* ctx, int64_t b, int64_t e) {
     }
 }
 
-void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh) {
+/* The passes with AVX-512, the same integer sums: every product and partial
+ * sum is exact in int32 (8-bit pixels times 22-bit weights, and Pillow's
+ * weights of a tap sum to 1), so any order of the additions gives Pillow's
+ * bytes. vpass: 16 bytes of a row (any channel) at a time, one multiply-add
+ * per tap. hpass: 16 outputs of one channel at a time as a dense block: the
+ * block's coefficients laid out by input pixel (zero outside an output's
+ * taps), so each input pixel of the block's window is one broadcast
+ * multiply-add, on a row split into planes first. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define PRE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+PRE_AVX512 static inline __m128i clip8x16(__m512i acc) {
+    const __m512i v = _mm512_max_epi32(_mm512_srai_epi32(acc, PRECISION_BITS), _mm512_setzero_si512());
+    return _mm512_cvtusepi32_epi8(v); /* saturates above 255 */
+}
+
+PRE_AVX512 static void vpass_avx512(const Pass* p, int64_t b, int64_t e) {
+    const int64_t n = (int64_t)p->w * 3;
+    for (int64_t y = b; y < e; y++) {
+        const int ymin = p->bounds[2 * y], ys = p->bounds[2 * y + 1];
+        const int32_t* k = p->kk + (size_t)y * p->ks;
+        const uint8_t* base = p->in + (size_t)ymin * n;
+        uint8_t* o = p->out + (size_t)y * n;
+        for (int64_t j = 0; j < n; j += 16) {
+            const __mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+            __m512i acc = _mm512_set1_epi32(1 << (PRECISION_BITS - 1));
+            for (int i = 0; i < ys; i++) {
+                const __m512i px = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, base + (size_t)i * n + j));
+                acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(px, _mm512_set1_epi32(k[i])));
+            }
+            _mm_mask_storeu_epi8(o + j, m, clip8x16(acc));
+        }
+    }
+}
+
+/* hpass's blocks of 16 outputs: the window [j0, j0 + width) of input pixels
+ * and width rows of 16 coefficients */
+typedef struct {
+    int j0, width;
+    size_t off; /* into coef, in rows of 16 */
+} HBlock;
+
+typedef struct {
+    Pass pass; /* first: hpass takes either */
+    const HBlock* blocks;
+    const int32_t* coef;
+    int nblk;
+} HPass;
+
+PRE_AVX512 static void hpass_avx512(const HPass* h, int64_t b, int64_t e) {
+    const Pass* p = &h->pass;
+    int32_t* planes = malloc(sizeof(int32_t) * 3 * (size_t)p->w);
+    if (!planes) {
+        hpass_scalar(p, b, e);
+        return;
+    }
+    for (int64_t y = b; y < e; y++) {
+        const uint8_t* row = p->in + (size_t)y * p->w * 3;
+        for (int x = 0; x < p->w; x++)
+            for (int c = 0; c < 3; c++) planes[(size_t)c * p->w + x] = row[x * 3 + c];
+        uint8_t* o = p->out + (size_t)y * p->ow * 3;
+        for (int bi = 0; bi < h->nblk; bi++) {
+            const HBlock* hb = &h->blocks[bi];
+            const int32_t* cf = h->coef + hb->off * 16;
+            uint8_t px[3][16];
+            for (int c = 0; c < 3; c++) {
+                const int32_t* pl = planes + (size_t)c * p->w + hb->j0;
+                __m512i acc = _mm512_set1_epi32(1 << (PRECISION_BITS - 1));
+                for (int j = 0; j < hb->width; j++)
+                    acc = _mm512_add_epi32(
+                        acc, _mm512_mullo_epi32(_mm512_set1_epi32(pl[j]), _mm512_loadu_si512(cf + j * 16)));
+                _mm_storeu_si128((__m128i*)px[c], clip8x16(acc));
+            }
+            const int x0 = bi * 16, nx = p->ow - x0 < 16 ? p->ow - x0 : 16;
+            for (int t = 0; t < nx; t++)
+                for (int c = 0; c < 3; c++) o[(size_t)(x0 + t) * 3 + c] = px[c][t];
+        }
+    }
+    free(planes);
+}
+
+/* The block tables of hpass_avx512 for a Pass; false when out of memory. */
+static bool hblocks_make(HPass* h) {
+    const Pass* p = &h->pass;
+    h->nblk = (p->ow + 15) / 16;
+    HBlock* blocks = malloc(sizeof(HBlock) * (size_t)h->nblk);
+    if (!blocks) return false;
+    size_t rows = 0;
+    for (int bi = 0; bi < h->nblk; bi++) {
+        const int x0 = bi * 16, x1 = x0 + 16 < p->ow ? x0 + 16 : p->ow;
+        int j0 = p->bounds[2 * x0], j1 = j0;
+        for (int x = x0; x < x1; x++) {
+            if (p->bounds[2 * x] < j0) j0 = p->bounds[2 * x];
+            if (p->bounds[2 * x] + p->bounds[2 * x + 1] > j1) j1 = p->bounds[2 * x] + p->bounds[2 * x + 1];
+        }
+        blocks[bi] = (HBlock){j0, j1 - j0, rows};
+        rows += (size_t)(j1 - j0);
+    }
+    int32_t* coef = calloc(rows * 16 + 16, sizeof(int32_t));
+    if (!coef) {
+        free(blocks);
+        return false;
+    }
+    for (int bi = 0; bi < h->nblk; bi++) {
+        const int x0 = bi * 16, x1 = x0 + 16 < p->ow ? x0 + 16 : p->ow;
+        for (int x = x0; x < x1; x++) {
+            const int xmin = p->bounds[2 * x], xs = p->bounds[2 * x + 1];
+            for (int i = 0; i < xs; i++)
+                coef[(blocks[bi].off + (size_t)(xmin + i - blocks[bi].j0)) * 16 + (size_t)(x - x0)] =
+                    p->kk[(size_t)x * p->ks + i];
+        }
+    }
+    h->blocks = blocks;
+    h->coef = coef;
+    return true;
+}
+#endif
+
+static void hpass(void* ctx, int64_t b, int64_t e) {
+    const Pass* p = ctx;
+#if defined(__x86_64__) && defined(__GNUC__)
+    const HPass* h = ctx; /* a Pass first */
+    if (p->simd && h->blocks) {
+        hpass_avx512(h, b, e);
+        return;
+    }
+#endif
+    hpass_scalar(p, b, e);
+}
+
+static void vpass(void* ctx, int64_t b, int64_t e) {
+    const Pass* p = ctx;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (p->simd) {
+        vpass_avx512(p, b, e);
+        return;
+    }
+#endif
+    vpass_scalar(p, b, e);
+}
+
+static void resize_bicubic(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh, bool simd) {
     if (w == ow && h == oh) {
         memcpy(out, in, (size_t)w * h * 3);
         return;
     }
+#if defined(__x86_64__) && defined(__GNUC__)
+    simd = simd && mgl_cpu_level() >= MGL_CPU_AVX512;
+#else
+    simd = false;
+#endif
     /* horizontal pass first, then vertical, as Pillow does */
     int *bx = NULL, *by = NULL;
     int32_t *kx = NULL, *ky = NULL;
@@ -134,13 +282,18 @@ void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int 
     const uint8_t* src = in;
     int tw = w;
     if (ow != w) {
-        Pass p = {in, tmp, w, h, ow, h, ksx, bx, kx};
-        mgl_parallel_for(h, 8, hpass, &p);
+        HPass hp = {.pass = {in, tmp, w, h, ow, h, ksx, bx, kx, simd}};
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (simd && !hblocks_make(&hp)) hp.blocks = NULL;
+#endif
+        mgl_parallel_for(h, 8, hpass, &hp);
+        free((void*)hp.blocks);
+        free((void*)hp.coef);
         src = tmp;
         tw = ow;
     }
     if (oh != h) {
-        Pass p = {src, out, tw, h, tw, oh, ksy, by, ky};
+        Pass p = {src, out, tw, h, tw, oh, ksy, by, ky, simd};
         mgl_parallel_for(oh, 8, vpass, &p);
     } else {
         memcpy(out, src, (size_t)tw * h * 3);
@@ -152,16 +305,46 @@ void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int 
     free(ky);
 }
 
-void mgl_normalize_clip(const uint8_t* rgb, int w, int h, float* chw) {
-    const size_t n = (size_t)w * h;
-    for (int c = 0; c < 3; c++) {
-        float* o = chw + c * n;
-        for (size_t i = 0; i < n; i++) {
-            /* uint8 * (1/255) in float64, stored as float32; then (x - mean) / std in float32 */
-            float v = (float)((double)rgb[i * 3 + c] * (1.0 / 255.0));
-            o[i] = (v - k_mean[c]) / k_std[c];
-        }
+void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh) {
+    resize_bicubic(in, w, h, out, ow, oh, true);
+}
+
+void mgl_resize_bicubic_rgb8_scalar(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh) {
+    resize_bicubic(in, w, h, out, ow, oh, false);
+}
+
+/* The normalisation of each channel's 256 byte values, each computed as the
+ * reference does (uint8 * (1/255) in float64, stored as float32; then
+ * (x - mean) / std in float32), so a table lookup gives the same floats. */
+typedef struct {
+    const uint8_t* rgb;
+    float* chw;
+    size_t n;
+    const float (*lut)[256];
+} NormCtx;
+
+static void normalize_part(void* ctx, int64_t b, int64_t e) {
+    const NormCtx* c = ctx;
+    for (int ch = 0; ch < 3; ch++) {
+        float* o = c->chw + ch * c->n;
+        const float* t = c->lut[ch];
+        for (int64_t i = b; i < e; i++) o[i] = t[c->rgb[i * 3 + ch]];
     }
+}
+
+void mgl_normalize_clip(const uint8_t* rgb, int w, int h, float* chw) {
+    static float lut[3][256];
+    static gsize done = 0;
+    if (g_once_init_enter(&done)) {
+        for (int c = 0; c < 3; c++)
+            for (int v = 0; v < 256; v++) {
+                const float x = (float)((double)v * (1.0 / 255.0));
+                lut[c][v] = (x - k_mean[c]) / k_std[c];
+            }
+        g_once_init_leave(&done, 1);
+    }
+    NormCtx c = {rgb, chw, (size_t)w * h, (const float(*)[256])lut};
+    mgl_parallel_for((int64_t)c.n, 16384, normalize_part, &c);
 }
 
 /* ---- boxes ------------------------------------------------------------ */

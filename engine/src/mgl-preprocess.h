@@ -11,6 +11,8 @@
 MglStatus mgl_pad_square(const uint8_t* rgb, int w, int h, int stride, uint8_t** out, int* S, MglErr* err);
 /* Pillow Image.resize(BICUBIC) of an RGB8 image, bit-exact (8-bit fixed point, antialiased). */
 void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh);
+/* the same with the portable passes only (the reference the SIMD passes are tested against) */
+void mgl_resize_bicubic_rgb8_scalar(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh);
 /* CLIPImageProcessor rescale + normalize: RGB8 (S,S,3) -> CHW float (3,S,S). */
 void mgl_normalize_clip(const uint8_t* rgb, int w, int h, float* chw);
 
