@@ -92,7 +92,7 @@ typedef struct {
     int w, h, ow, oh, ks;
     const int* bounds;
     const int32_t* kk;
-    bool simd; /* the AVX-512 passes */
+    int simd; /* 0: the portable passes, 1: AVX2, 2: AVX-512 */
 } Pass;
 
 static void hpass_scalar(const Pass* p, int64_t b, int64_t e) {
@@ -125,7 +125,7 @@ static void vpass_scalar(const Pass* p, int64_t b, int64_t e) {
  * sum is exact in int32 (8-bit pixels times 22-bit weights, and Pillow's
  * weights of a tap sum to 1), so any order of the additions gives Pillow's
  * bytes. vpass: 16 bytes of a row (any channel) at a time, one multiply-add
- * per tap. hpass: 16 outputs of one channel at a time as a dense block: the
+ * per tap (8 with AVX2). hpass: 16 outputs of one channel at a time as a dense block: the
  * block's coefficients laid out by input pixel (zero outside an output's
  * taps), so each input pixel of the block's window is one broadcast
  * multiply-add, on a row split into planes first. */
@@ -136,6 +136,40 @@ static void vpass_scalar(const Pass* p, int64_t b, int64_t e) {
 PRE_AVX512 static inline __m128i clip8x16(__m512i acc) {
     const __m512i v = _mm512_max_epi32(_mm512_srai_epi32(acc, PRECISION_BITS), _mm512_setzero_si512());
     return _mm512_cvtusepi32_epi8(v); /* saturates above 255 */
+}
+
+/* AVX2 (CPUs without AVX-512): the same sums 8 lanes at a time */
+#define PRE_AVX2 __attribute__((target("avx2")))
+PRE_AVX2 static inline void store8_clip(uint8_t* o, __m256i acc) {
+    __m256i v = _mm256_srai_epi32(acc, PRECISION_BITS);
+    v = _mm256_min_epi32(_mm256_max_epi32(v, _mm256_setzero_si256()), _mm256_set1_epi32(255));
+    const __m256i w = _mm256_packus_epi16(_mm256_packus_epi32(v, v), _mm256_setzero_si256());
+    const __m128i lo = _mm_unpacklo_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    _mm_storel_epi64((__m128i*)o, lo);
+}
+
+PRE_AVX2 static void vpass_avx2(const Pass* p, int64_t b, int64_t e) {
+    const int64_t n = (int64_t)p->w * 3;
+    for (int64_t y = b; y < e; y++) {
+        const int ymin = p->bounds[2 * y], ys = p->bounds[2 * y + 1];
+        const int32_t* k = p->kk + (size_t)y * p->ks;
+        const uint8_t* base = p->in + (size_t)ymin * n;
+        uint8_t* o = p->out + (size_t)y * n;
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            __m256i acc = _mm256_set1_epi32(1 << (PRECISION_BITS - 1));
+            for (int i = 0; i < ys; i++) {
+                const __m256i px = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(base + (size_t)i * n + j)));
+                acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(px, _mm256_set1_epi32(k[i])));
+            }
+            store8_clip(o + j, acc);
+        }
+        for (; j < n; j++) {
+            int32_t ss = 1 << (PRECISION_BITS - 1);
+            for (int i = 0; i < ys; i++) ss += base[(size_t)i * n + j] * k[i];
+            o[j] = clip8(ss);
+        }
+    }
 }
 
 PRE_AVX512 static void vpass_avx512(const Pass* p, int64_t b, int64_t e) {
@@ -171,7 +205,26 @@ typedef struct {
     int nblk;
 } HPass;
 
-PRE_AVX512 static void hpass_avx512(const HPass* h, int64_t b, int64_t e) {
+/* One block's 16 outputs of channel c (its plane pl from the window's first
+ * pixel) into px[16] */
+PRE_AVX512 static void hblock_avx512(const int32_t* pl, const int32_t* cf, int width, uint8_t* px) {
+    __m512i acc = _mm512_set1_epi32(1 << (PRECISION_BITS - 1));
+    for (int j = 0; j < width; j++)
+        acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(pl[j]), _mm512_loadu_si512(cf + j * 16)));
+    _mm_storeu_si128((__m128i*)px, clip8x16(acc));
+}
+PRE_AVX2 static void hblock_avx2(const int32_t* pl, const int32_t* cf, int width, uint8_t* px) {
+    __m256i a0 = _mm256_set1_epi32(1 << (PRECISION_BITS - 1)), a1 = a0;
+    for (int j = 0; j < width; j++) {
+        const __m256i v = _mm256_set1_epi32(pl[j]);
+        a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(v, _mm256_loadu_si256((const __m256i*)(cf + j * 16))));
+        a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(v, _mm256_loadu_si256((const __m256i*)(cf + j * 16 + 8))));
+    }
+    store8_clip(px, a0);
+    store8_clip(px + 8, a1);
+}
+
+static void hpass_blocks(const HPass* h, int64_t b, int64_t e) {
     const Pass* p = &h->pass;
     int32_t* planes = malloc(sizeof(int32_t) * 3 * (size_t)p->w);
     if (!planes) {
@@ -189,11 +242,10 @@ PRE_AVX512 static void hpass_avx512(const HPass* h, int64_t b, int64_t e) {
             uint8_t px[3][16];
             for (int c = 0; c < 3; c++) {
                 const int32_t* pl = planes + (size_t)c * p->w + hb->j0;
-                __m512i acc = _mm512_set1_epi32(1 << (PRECISION_BITS - 1));
-                for (int j = 0; j < hb->width; j++)
-                    acc = _mm512_add_epi32(
-                        acc, _mm512_mullo_epi32(_mm512_set1_epi32(pl[j]), _mm512_loadu_si512(cf + j * 16)));
-                _mm_storeu_si128((__m128i*)px[c], clip8x16(acc));
+                if (p->simd == 2)
+                    hblock_avx512(pl, cf, hb->width, px[c]);
+                else
+                    hblock_avx2(pl, cf, hb->width, px[c]);
             }
             const int x0 = bi * 16, nx = p->ow - x0 < 16 ? p->ow - x0 : 16;
             for (int t = 0; t < nx; t++)
@@ -203,7 +255,7 @@ PRE_AVX512 static void hpass_avx512(const HPass* h, int64_t b, int64_t e) {
     free(planes);
 }
 
-/* The block tables of hpass_avx512 for a Pass; false when out of memory. */
+/* The block tables of hpass_blocks for a Pass; false when out of memory. */
 static bool hblocks_make(HPass* h) {
     const Pass* p = &h->pass;
     h->nblk = (p->ow + 15) / 16;
@@ -245,7 +297,7 @@ static void hpass(void* ctx, int64_t b, int64_t e) {
 #if defined(__x86_64__) && defined(__GNUC__)
     const HPass* h = ctx; /* a Pass first */
     if (p->simd && h->blocks) {
-        hpass_avx512(h, b, e);
+        hpass_blocks(h, b, e);
         return;
     }
 #endif
@@ -255,23 +307,28 @@ static void hpass(void* ctx, int64_t b, int64_t e) {
 static void vpass(void* ctx, int64_t b, int64_t e) {
     const Pass* p = ctx;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p->simd) {
+    if (p->simd == 2) {
         vpass_avx512(p, b, e);
+        return;
+    }
+    if (p->simd == 1) {
+        vpass_avx2(p, b, e);
         return;
     }
 #endif
     vpass_scalar(p, b, e);
 }
 
-static void resize_bicubic(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh, bool simd) {
+static void resize_bicubic(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh, bool fast) {
     if (w == ow && h == oh) {
         memcpy(out, in, (size_t)w * h * 3);
         return;
     }
+    int simd = 0;
 #if defined(__x86_64__) && defined(__GNUC__)
-    simd = simd && mgl_cpu_level() >= MGL_CPU_AVX512;
+    if (fast) simd = mgl_cpu_level() >= MGL_CPU_AVX512 ? 2 : mgl_cpu_level() >= MGL_CPU_AVX2 ? 1 : 0;
 #else
-    simd = false;
+    (void)fast;
 #endif
     /* horizontal pass first, then vertical, as Pillow does */
     int *bx = NULL, *by = NULL;

@@ -3,7 +3,8 @@
  * passes where the CPU has them) against the portable passes on random images
  * of many shapes, up- and downscaled, to the sizes MG-LLaVA uses and others;
  * the CLIP normalisation (a table per channel) against the formula. With
- * MGL_CPU_ISA=scalar both sides take the portable passes and must still agree. */
+ * MGL_CPU_ISA=avx2 the AVX2 passes are the ones compared; with scalar both sides
+ * take the portable passes and must still agree. */
 #include "mgl-preprocess.h"
 #include "mgl-test.h"
 
