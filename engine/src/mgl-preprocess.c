@@ -148,46 +148,34 @@ PRE_AVX2 static inline void store8_clip(uint8_t* o, __m256i acc) {
     _mm_storel_epi64((__m128i*)o, lo);
 }
 
-PRE_AVX2 static void vpass_avx2(const Pass* p, int64_t b, int64_t e) {
-    const int64_t n = (int64_t)p->w * 3;
-    for (int64_t y = b; y < e; y++) {
-        const int ymin = p->bounds[2 * y], ys = p->bounds[2 * y + 1];
-        const int32_t* k = p->kk + (size_t)y * p->ks;
-        const uint8_t* base = p->in + (size_t)ymin * n;
-        uint8_t* o = p->out + (size_t)y * n;
-        int64_t j = 0;
-        for (; j + 8 <= n; j += 8) {
-            __m256i acc = _mm256_set1_epi32(1 << (PRECISION_BITS - 1));
-            for (int i = 0; i < ys; i++) {
-                const __m256i px = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(base + (size_t)i * n + j)));
-                acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(px, _mm256_set1_epi32(k[i])));
-            }
-            store8_clip(o + j, acc);
+/* One output row of vpass: n bytes at o from ys input rows n bytes apart at
+ * base, weighted by k */
+PRE_AVX2 static void vrow_avx2(const uint8_t* base, int64_t n, const int32_t* k, int ys, uint8_t* o) {
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256i acc = _mm256_set1_epi32(1 << (PRECISION_BITS - 1));
+        for (int i = 0; i < ys; i++) {
+            const __m256i px = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(base + (size_t)i * n + j)));
+            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(px, _mm256_set1_epi32(k[i])));
         }
-        for (; j < n; j++) {
-            int32_t ss = 1 << (PRECISION_BITS - 1);
-            for (int i = 0; i < ys; i++) ss += base[(size_t)i * n + j] * k[i];
-            o[j] = clip8(ss);
-        }
+        store8_clip(o + j, acc);
+    }
+    for (; j < n; j++) {
+        int32_t ss = 1 << (PRECISION_BITS - 1);
+        for (int i = 0; i < ys; i++) ss += base[(size_t)i * n + j] * k[i];
+        o[j] = clip8(ss);
     }
 }
 
-PRE_AVX512 static void vpass_avx512(const Pass* p, int64_t b, int64_t e) {
-    const int64_t n = (int64_t)p->w * 3;
-    for (int64_t y = b; y < e; y++) {
-        const int ymin = p->bounds[2 * y], ys = p->bounds[2 * y + 1];
-        const int32_t* k = p->kk + (size_t)y * p->ks;
-        const uint8_t* base = p->in + (size_t)ymin * n;
-        uint8_t* o = p->out + (size_t)y * n;
-        for (int64_t j = 0; j < n; j += 16) {
-            const __mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
-            __m512i acc = _mm512_set1_epi32(1 << (PRECISION_BITS - 1));
-            for (int i = 0; i < ys; i++) {
-                const __m512i px = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, base + (size_t)i * n + j));
-                acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(px, _mm512_set1_epi32(k[i])));
-            }
-            _mm_mask_storeu_epi8(o + j, m, clip8x16(acc));
+PRE_AVX512 static void vrow_avx512(const uint8_t* base, int64_t n, const int32_t* k, int ys, uint8_t* o) {
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __m512i acc = _mm512_set1_epi32(1 << (PRECISION_BITS - 1));
+        for (int i = 0; i < ys; i++) {
+            const __m512i px = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, base + (size_t)i * n + j));
+            acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(px, _mm512_set1_epi32(k[i])));
         }
+        _mm_mask_storeu_epi8(o + j, m, clip8x16(acc));
     }
 }
 
@@ -307,12 +295,16 @@ static void hpass(void* ctx, int64_t b, int64_t e) {
 static void vpass(void* ctx, int64_t b, int64_t e) {
     const Pass* p = ctx;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p->simd == 2) {
-        vpass_avx512(p, b, e);
-        return;
-    }
-    if (p->simd == 1) {
-        vpass_avx2(p, b, e);
+    if (p->simd) {
+        const int64_t n = (int64_t)p->w * 3;
+        for (int64_t y = b; y < e; y++) {
+            const uint8_t* base = p->in + (size_t)p->bounds[2 * y] * n;
+            const int32_t* k = p->kk + (size_t)y * p->ks;
+            if (p->simd == 2)
+                vrow_avx512(base, n, k, p->bounds[2 * y + 1], p->out + (size_t)y * n);
+            else
+                vrow_avx2(base, n, k, p->bounds[2 * y + 1], p->out + (size_t)y * n);
+        }
         return;
     }
 #endif
