@@ -109,6 +109,13 @@ static void attention(void) {
     attention_case(24, 0, 2, 2, 80, false, 1.0f);   /* full attention (vision) */
     attention_case(5, 0, 2, 2, 64, false, 1.0f);
     attention_case(1, 3000, 2, 2, 64, true, 1.0f); /* long context */
+    /* prefill tiles (64 query rows, 64-key blocks, rows four at a time): partial tiles and blocks,
+     * a prefix that is not a block multiple, every head size class, sharp scores, full attention */
+    attention_case(67, 0, 2, 1, 16, true, 1.0f);
+    attention_case(130, 5, 3, 3, 96, true, 4.0f);
+    attention_case(17, 63, 2, 2, 256, true, 1.0f);
+    attention_case(150, 0, 2, 2, 32, false, 4.0f);
+    attention_case(64, 64, 4, 1, 128, true, 1.0f);
 }
 
 

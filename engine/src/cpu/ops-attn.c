@@ -9,9 +9,12 @@
  * at a time the same way, for head sizes that are multiples of 8. Other
  * head sizes and MGL_CPU_ISA=scalar take the portable loops.
  *
- * Prefill: per head, S = Q K^T and O = P V as GEMMs over strided views, in
- * blocks of query rows so causal attention never computes the scores of keys
- * after a block's last row.
+ * Prefill (16 query rows or more): with AVX-512 and a head size that is a
+ * multiple of 16 (up to 256), flash style (flash_head below): tiles of query
+ * rows against blocks of keys with an online softmax, no score matrix. The
+ * portable version: per head, S = Q K^T and O = P V as GEMMs over strided
+ * views, in blocks of query rows so causal attention never computes the
+ * scores of keys after a block's last row.
  *
  * Both paths give a row the same bits whatever the other rows of the call
  * are, so a sequence decodes the same alone or in a batch. */
@@ -374,6 +377,180 @@ AVX2F static void attn_row_avx2(const float* qh, const void* kb, const void* vb,
     else
         attn_row_avx2_body(qh, kb, vb, MGL_DT_BF16, stride, n, HS, scale, att, o);
 }
+
+/* Prefill with AVX-512, flash style: per head, tiles of FQ query rows meet
+ * blocks of FK keys; a tile keeps its output rows, each row's running max
+ * and sum, and takes each key block in three steps per four rows: the
+ * scores (four rows by FK keys in 16 accumulators, over the head's keys
+ * packed transposed once), the online softmax (the block's max, the old
+ * rows' rescale, the vector exp), and P.V into the output rows. Causal
+ * attention skips every block after a tile's last row and masks the
+ * diagonal block. Sums are f32; no T x L score matrix is formed. */
+#define FQ 64
+#define FK 64
+
+typedef struct {
+    float* kt;   /* HS x L: the head's keys, transposed */
+    float* v;    /* L x HS: its values (widened from a 16-bit cache) */
+    int64_t kvh; /* the kv head they hold, -1 for none */
+} FlashBuf;
+
+/* four query rows against keys [j0, j0 + FK) (nj of them): scaled scores into s[4][FK] */
+AVX512 static inline __attribute__((always_inline)) void
+flash_scores(const float* const q[4], const float* kt, int64_t L, int64_t HS, int64_t j0, float scale, float s[4][FK]) {
+    __m512 a[4][FK / 16];
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < FK / 16; c++) a[r][c] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < HS; d++) {
+        const float* kd = kt + d * L + j0;
+        __m512 k[FK / 16];
+        for (int c = 0; c < FK / 16; c++) k[c] = _mm512_loadu_ps(kd + 16 * c);
+        for (int r = 0; r < 4; r++) {
+            const __m512 qv = _mm512_set1_ps(q[r][d]);
+            for (int c = 0; c < FK / 16; c++) a[r][c] = _mm512_fmadd_ps(qv, k[c], a[r][c]);
+        }
+    }
+    const __m512 sc = _mm512_set1_ps(scale);
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < FK / 16; c++) _mm512_storeu_ps(&s[r][16 * c], _mm512_mul_ps(a[r][c], sc));
+}
+
+/* o[r][0, 16 NC) = o * alpha[r] + sum over keys j < n of s[r][j] V[j] for the
+ * nr rows (the value rows HS apart at vb), four rows at once so each value
+ * vector is loaded once for the four */
+AVX512 static inline __attribute__((always_inline)) void flash_pv(float* const o[4], int nr, const float alpha[4],
+                                                                  const float s[4][FK], const float* vb, int64_t HS,
+                                                                  int64_t n, int NC) {
+    __m512 acc[4][4];
+    for (int r = 0; r < 4; r++) {
+        const __m512 av = _mm512_set1_ps(alpha[r]);
+        for (int k = 0; k < NC; k++) acc[r][k] = _mm512_mul_ps(_mm512_loadu_ps(o[r] + 16 * k), av);
+    }
+    for (int64_t j = 0; j < n; j++) {
+        __m512 v[4];
+        for (int k = 0; k < NC; k++) v[k] = _mm512_loadu_ps(vb + j * HS + 16 * k);
+        for (int r = 0; r < 4; r++) {
+            const __m512 pj = _mm512_set1_ps(s[r][j]);
+            for (int k = 0; k < NC; k++) acc[r][k] = _mm512_fmadd_ps(pj, v[k], acc[r][k]);
+        }
+    }
+    for (int r = 0; r < nr; r++)
+        for (int k = 0; k < NC; k++) _mm512_storeu_ps(o[r] + 16 * k, acc[r][k]);
+}
+
+AVX512 static void flash_head(const AttnCtx* a, int64_t h, const FlashBuf* fb) {
+    const int64_t T = a->T, HS = a->HS, L = a->L, ldq = a->NH * HS;
+    const float scale = 1.0f / sqrtf((float)HS);
+    float o[FQ][256] __attribute__((aligned(64)));
+    float m[FQ], l[FQ];
+    float s[4][FK] __attribute__((aligned(64)));
+    for (int64_t t0 = 0; t0 < T; t0 += FQ) {
+        const int64_t nt = T - t0 < FQ ? T - t0 : FQ;
+        const int64_t last = a->causal ? a->pos0 + t0 + nt : L; /* keys the tile sees: [0, last) */
+        for (int64_t r = 0; r < nt; r++) {
+            m[r] = -INFINITY;
+            l[r] = 0.0f;
+            memset(o[r], 0, sizeof(float) * (size_t)HS);
+        }
+        for (int64_t j0 = 0; j0 < last; j0 += FK) {
+            const int64_t nj = last - j0 < FK ? last - j0 : FK;
+            for (int64_t r0 = 0; r0 < nt; r0 += 4) {
+                const float* q[4];
+                for (int r = 0; r < 4; r++) q[r] = a->q + (t0 + (r0 + r < nt ? r0 + r : r0)) * ldq + h * HS;
+                flash_scores(q, fb->kt, L, HS, j0, scale, s);
+                float alpha[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+                int64_t nmax = 0;
+                for (int r = 0; r < 4; r++) {
+                    const int64_t t = t0 + r0 + r;
+                    /* keys this row sees in the block: all nj, or up to its own position */
+                    int64_t n = r0 + r < nt ? nj : 0;
+                    if (n && a->causal && a->pos0 + t + 1 - j0 < n) n = a->pos0 + t + 1 - j0;
+                    float* row = s[r];
+                    if (n <= 0) { /* a row past the tile, or one whose keys all come later: no weight */
+                        memset(row, 0, sizeof(float) * FK);
+                        continue;
+                    }
+                    nmax = n > nmax ? n : nmax;
+                    __m512 mx = _mm512_set1_ps(-INFINITY);
+                    int64_t j = 0;
+                    for (; j + 16 <= n; j += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(row + j));
+                    float bm = _mm512_reduce_max_ps(mx);
+                    for (; j < n; j++) bm = row[j] > bm ? row[j] : bm;
+                    const float mnew = bm > m[r0 + r] ? bm : m[r0 + r];
+                    alpha[r] = m[r0 + r] == -INFINITY ? 0.0f : expf(m[r0 + r] - mnew);
+                    m[r0 + r] = mnew;
+                    const __m512 mv = _mm512_set1_ps(mnew);
+                    __m512 sum = _mm512_setzero_ps();
+                    for (j = 0; j + 16 <= n; j += 16) {
+                        const __m512 pv = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + j), mv));
+                        sum = _mm512_add_ps(sum, pv);
+                        _mm512_storeu_ps(row + j, pv);
+                    }
+                    if (j < n) {
+                        const __mmask16 km = (__mmask16)((1u << (n - j)) - 1);
+                        const __m512 pv =
+                            _mm512_maskz_mov_ps(km, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(km, row + j), mv)));
+                        sum = _mm512_add_ps(sum, pv);
+                        _mm512_storeu_ps(row + j, pv); /* zero past n */
+                        j += 16;
+                    }
+                    for (; j < FK; j += 16) _mm512_storeu_ps(row + j, _mm512_setzero_ps()); /* masked keys */
+                    l[r0 + r] = l[r0 + r] * alpha[r] + _mm512_reduce_add_ps(sum);
+                }
+                /* o = o * alpha + p . V over the block's keys, four rows at once: each value
+                 * vector loaded once for the four */
+                const int nr = nt - r0 < 4 ? (int)(nt - r0) : 4;
+                for (int64_t c = 0; c < HS; c += 64) {
+                    float* orow[4];
+                    for (int r = 0; r < 4; r++) orow[r] = o[r0 + (r < nr ? r : 0)] + c;
+                    const float* vb = fb->v + j0 * HS + c;
+                    switch (HS - c >= 64 ? 4 : (int)((HS - c) / 16)) {
+                    case 4: flash_pv(orow, nr, alpha, s, vb, HS, nmax, 4); break;
+                    case 3: flash_pv(orow, nr, alpha, s, vb, HS, nmax, 3); break;
+                    case 2: flash_pv(orow, nr, alpha, s, vb, HS, nmax, 2); break;
+                    default: flash_pv(orow, nr, alpha, s, vb, HS, nmax, 1); break;
+                    }
+                }
+            }
+        }
+        for (int64_t r = 0; r < nt; r++) {
+            float* out = a->out + (t0 + r) * ldq + h * HS;
+            const float inv = 1.0f / l[r];
+            for (int64_t d = 0; d < HS; d++) out[d] = o[r][d] * inv;
+        }
+    }
+}
+
+/* The head's keys transposed and values widened, for the kv head h uses */
+static void flash_pack(const AttnCtx* a, int64_t kvh, FlashBuf* fb) {
+    if (fb->kvh == kvh) return;
+    const int64_t L = a->L, HS = a->HS, ld = a->NKV * HS;
+    const size_t es = mgl_dtype_size(a->kvdt);
+    float* row = malloc(sizeof(float) * (size_t)HS);
+    for (int64_t j = 0; j < L; j++) {
+        const uint8_t* kr = (const uint8_t*)a->kc + (size_t)(j * ld + kvh * HS) * es;
+        mgl_convert_floats(kr, a->kvdt, row, MGL_DT_F32, (size_t)HS);
+        for (int64_t d = 0; d < HS; d++) fb->kt[d * L + j] = row[d];
+        const uint8_t* vr = (const uint8_t*)a->vc + (size_t)(j * ld + kvh * HS) * es;
+        mgl_convert_floats(vr, a->kvdt, fb->v + j * HS, MGL_DT_F32, (size_t)HS);
+    }
+    free(row);
+    fb->kvh = kvh;
+}
+
+static void attn_flash_part(void* ctx, int64_t b, int64_t e) {
+    const AttnCtx* a = ctx;
+    const int64_t L = a->L, HS = a->HS, group = a->NH / a->NKV;
+    /* the transposed keys are read FK at a time from any key: room for a block past L */
+    FlashBuf fb = {calloc((size_t)(HS * (L + FK)), sizeof(float)), malloc(sizeof(float) * (size_t)(L * HS)), -1};
+    if (fb.kt && fb.v)
+        for (int64_t h = b; h < e; h++) {
+            flash_pack(a, h / group, &fb);
+            flash_head(a, h, &fb);
+        }
+    free(fb.kt);
+    free(fb.v);
+}
 #endif
 
 /* Small T (decode): one pass per (token, head) over the cache. The portable
@@ -473,6 +650,12 @@ void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kc, con
 void mgl_attention_kv(const float* q, int64_t T, int64_t pos0, const void* kc, const void* vc, MglDType kvdt,
                       int64_t NH, int64_t NKV, int64_t HS, bool causal, float* out) {
     AttnCtx a = {q, kc, vc, kvdt, T, pos0, NH, NKV, HS, pos0 + T, causal, out};
+#ifdef MGL_AVX512_ATTN
+    if (T >= 16 && mgl_cpu_level() >= MGL_CPU_AVX512 && HS % 16 == 0 && HS <= 256) {
+        mgl_parallel_for(NH, 1, attn_flash_part, &a);
+        return;
+    }
+#endif
     if (T >= 16)
         mgl_parallel_for(NH, 1, attn_heads_part, &a);
     else
