@@ -7,6 +7,7 @@
 #include "mgl-internal.h"
 #include "cpu/mgl-blas.h"
 #include "cpu/mgl-cpu-isa.h"
+#include "cpu/mgl-cpu-math.h"
 #include "cpu/mgl-ops-bf16.h"
 #include "mgl-ops.h"
 #include "mgl-test.h"
@@ -288,11 +289,53 @@ static void conversions(void) {
     free(h);
 }
 
+/* exp_fast over its whole range, and the activations built on it (SiLU gating, quick_gelu) against
+ * double precision, at many points including both clamps */
+static void activations(void) {
+    double worst = 0, wx = 0;
+    for (double x = -87.0; x <= 88.0; x += 1.0 / 4096) {
+        const float xf = (float)x;
+        const double r = exp((double)xf), e = fabs(exp_fast(xf) - r) / r;
+        if (e > worst) worst = e, wx = x;
+    }
+    CHECK_MSG(worst <= 2.6e-7, "exp_fast: relative error %.3g at %g", worst, wx);
+    CHECK(exp_fast(-1000.0f) > 0.0f && exp_fast(-1000.0f) < 2e-38f && isfinite(exp_fast(1000.0f)));
+    enum { N = 20001 };
+    float* g = malloc(sizeof(float) * N);
+    float* u = malloc(sizeof(float) * N);
+    float* o = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++) {
+        g[i] = (float)(i - N / 2) * 0.01f; /* -100 .. 100 */
+        u[i] = 1.0f + 0.001f * (float)(i % 7);
+    }
+    mgl_silu_mul(g, u, o, N);
+    double ws = 0, wq = 0;
+    for (int i = 0; i < N; i++) {
+        const double x = g[i], want = x / (1.0 + exp(-x)) * u[i];
+        const double e = fabs(o[i] - want) / (fabs(want) + 1e-30);
+        if (fabs(want) > 1e-30 && e > ws) ws = e;
+    }
+    memcpy(o, g, sizeof(float) * N);
+    mgl_quick_gelu(o, N);
+    for (int i = 0; i < N; i++) {
+        /* the exponent as the kernel forms it in float (its rounding is not exp's error) */
+        const double x = g[i], want = x / (1.0 + exp((double)(-1.702f * g[i])));
+        const double e = fabs(o[i] - want) / (fabs(want) + 1e-30);
+        if (fabs(want) > 1e-30 && e > wq) wq = e;
+    }
+    CHECK_MSG(ws <= 1e-6, "silu_mul: relative error %.3g", ws);
+    CHECK_MSG(wq <= 1e-6, "quick_gelu: relative error %.3g", wq);
+    free(g);
+    free(u);
+    free(o);
+}
+
 int main(void) {
     MglErr err = {0};
     REQUIRE(mgl_blas_init(&err) == MGL_OK);
     printf("CPU kernel level: %s\n", mgl_cpu_level_name(mgl_cpu_level()));
     conversions();
+    activations();
     attention();
     matmul_rows();
     matmul_gemm(false);

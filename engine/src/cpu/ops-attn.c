@@ -22,6 +22,7 @@
 
 #include "mgl-blas.h"
 #include "mgl-cpu-isa.h"
+#include "mgl-cpu-math.h"
 #include "mgl-pool.h"
 #include <math.h>
 #include <stdlib.h>
@@ -52,28 +53,6 @@ static inline const void* kv_at(const void* base, MglDType dt, int64_t i) {
 static void widen_rows(const void* base, MglDType dt, int64_t stride, int64_t n, int64_t HS, float* out) {
     for (int64_t j = 0; j < n; j++)
         mgl_convert_floats(kv_at(base, dt, j * stride), dt, out + j * HS, MGL_DT_F32, (size_t)HS);
-}
-
-/* exp(x) for the softmax, branch-free so the loops vectorise: x = n ln2 + r
- * with |r| <= ln2/2 (ln2 split in two for an exact product), a degree-6
- * polynomial for e^r, 2^n through the exponent bits. Relative error below
- * 2e-7 over the softmax's range (x <= 0); x below -87 gives 0. */
-static inline float exp_fast(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    const float n = nearbyintf(x * 1.44269504088896341f);
-    const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-    float p = 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union {
-        float f;
-        int32_t i;
-    } u = {.i = ((int32_t)n + 127) << 23};
-    return p * u.f;
 }
 
 /* Softmax of r[0, n) in place with max mx: e^(r - mx) / sum (sum in 16 float lanes, then double). */

@@ -3,6 +3,7 @@
  * fp32. Attention is in ops-attn.c. */
 #include "mgl-ops.h"
 
+#include "mgl-cpu-math.h"
 #include "mgl-pool.h"
 #include <math.h>
 #include <stdlib.h>
@@ -106,7 +107,7 @@ void mgl_gelu_erf(float* x, int64_t n) { mgl_parallel_for(n, 16384, gelu_part, x
 
 MGL_CLONES static void quick_gelu_part(void* ctx, int64_t b, int64_t e) {
     float* x = ctx;
-    for (int64_t i = b; i < e; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+    for (int64_t i = b; i < e; i++) x[i] = x[i] / (1.0f + exp_fast(-1.702f * x[i]));
 }
 
 void mgl_quick_gelu(float* x, int64_t n) { mgl_parallel_for(n, 16384, quick_gelu_part, x); }
@@ -125,7 +126,7 @@ typedef struct {
 
 MGL_CLONES static void silu_mul_part(void* ctx, int64_t b, int64_t e) {
     const BinCtx* c = ctx;
-    for (int64_t i = b; i < e; i++) c->out[i] = c->a[i] / (1.0f + expf(-c->a[i])) * c->b[i];
+    for (int64_t i = b; i < e; i++) c->out[i] = c->a[i] / (1.0f + exp_fast(-c->a[i])) * c->b[i];
 }
 
 void mgl_silu_mul(const float* gate, const float* up, float* out, int64_t n) {
