@@ -369,9 +369,10 @@ AVX2F static void attn_row_avx2(const float* qh, const void* kb, const void* vb,
 #define FK 64
 
 typedef struct {
-    float* kt;   /* HS x L: the head's keys, transposed */
-    float* v;    /* L x HS: its values (widened from a 16-bit cache) */
-    int64_t kvh; /* the kv head they hold, -1 for none */
+    float (*o)[256]; /* FQ output rows of a tile (heap: 64 KB is much for a caller's stack) */
+    float* kt;       /* HS x L: the head's keys, transposed */
+    float* v;        /* L x HS: its values (widened from a 16-bit cache) */
+    int64_t kvh;     /* the kv head they hold, -1 for none */
 } FlashBuf;
 
 /* four query rows against keys [j0, j0 + FK) (nj of them): scaled scores into s[4][FK] */
@@ -420,7 +421,7 @@ AVX512 static inline __attribute__((always_inline)) void flash_pv(float* const o
 AVX512 static void flash_head(const AttnCtx* a, int64_t h, const FlashBuf* fb) {
     const int64_t T = a->T, HS = a->HS, L = a->L, ldq = a->NH * HS;
     const float scale = 1.0f / sqrtf((float)HS);
-    float o[FQ][256] __attribute__((aligned(64)));
+    float(*o)[256] = fb->o;
     float m[FQ], l[FQ];
     float s[4][FK] __attribute__((aligned(64)));
     for (int64_t t0 = 0; t0 < T; t0 += FQ) {
@@ -517,16 +518,21 @@ static void flash_pack(const AttnCtx* a, int64_t kvh, FlashBuf* fb) {
     fb->kvh = kvh;
 }
 
+static void attn_heads_part(void* ctx, int64_t b, int64_t e);
 static void attn_flash_part(void* ctx, int64_t b, int64_t e) {
     const AttnCtx* a = ctx;
     const int64_t L = a->L, HS = a->HS, group = a->NH / a->NKV;
     /* the transposed keys are read FK at a time from any key: room for a block past L */
-    FlashBuf fb = {calloc((size_t)(HS * (L + FK)), sizeof(float)), malloc(sizeof(float) * (size_t)(L * HS)), -1};
-    if (fb.kt && fb.v)
+    FlashBuf fb = {malloc(sizeof(float[256]) * FQ), calloc((size_t)(HS * (L + FK)), sizeof(float)),
+                   malloc(sizeof(float) * (size_t)(L * HS)), -1};
+    if (fb.o && fb.kt && fb.v)
         for (int64_t h = b; h < e; h++) {
             flash_pack(a, h / group, &fb);
             flash_head(a, h, &fb);
         }
+    else /* out of memory for the packed head: the GEMM version */
+        attn_heads_part(ctx, b, e);
+    free(fb.o);
     free(fb.kt);
     free(fb.v);
 }
