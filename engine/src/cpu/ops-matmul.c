@@ -18,7 +18,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-/* The final reduction of dot_rows4: (a0 + a1), halves, two hadds. */
+/* The final reduction of the AVX2 kernel: (a0 + a1), halves, two hadds. */
 __attribute__((target("avx2,fma"))) static inline float reduce2(__m256 a0, __m256 a1) {
     __m256 a = _mm256_add_ps(a0, a1);
     __m128 lo = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
@@ -48,40 +48,6 @@ load16w(const void* p, MglDType dt) {
     return _mm512_cvtph_ps(h);
 }
 
-/* dot(w_row, x[t]) for up to four rows with AVX2/FMA (bf16 widens by a
- * shift, f16 by F16C): each weight chunk is loaded and widened once for all
- * rows, and each row has its own two 8-lane accumulators, so its sum is
- * formed in the same order whatever the number of rows. */
-__attribute__((target("avx2,fma,f16c"))) static void dot_rows4(const void* wrow, MglDType dt, const float* const* x,
-                                                               int nt, int64_t K, float* out) {
-    __m256 a0[4], a1[4];
-    for (int t = 0; t < 4; t++) a0[t] = a1[t] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 16 <= K; k += 16) {
-        __m256 w0, w1;
-        if (dt == MGL_DT_F32) {
-            w0 = _mm256_loadu_ps((const float*)wrow + k);
-            w1 = _mm256_loadu_ps((const float*)wrow + k + 8);
-        } else {
-            __m128i h0 = _mm_loadu_si128((const __m128i*)((const uint16_t*)wrow + k));
-            __m128i h1 = _mm_loadu_si128((const __m128i*)((const uint16_t*)wrow + k + 8));
-            if (dt == MGL_DT_BF16) {
-                w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h0), 16));
-                w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h1), 16));
-            } else {
-                w0 = _mm256_cvtph_ps(h0);
-                w1 = _mm256_cvtph_ps(h1);
-            }
-        }
-        for (int t = 0; t < nt; t++) {
-            a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + k), a0[t]);
-            a1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[t] + k + 8), a1[t]);
-        }
-    }
-    for (int t = 0; t < nt; t++) {
-        out[t] = tail_dot(wrow, dt, x[t], k, K, reduce2(a0[t], a1[t]));
-    }
-}
 /* One activation row against four weight rows (decode of a single
  * sequence): four weight streams in flight at once, each row's sum formed
  * exactly as dot_blk_body forms it (two 16-lane accumulators over 32-wide
@@ -162,21 +128,22 @@ dot_blk_body(const void* w0p, const void* pf, const char* pf2, size_t pf2_step, 
             out[s * ldo + r] = tail_dot(wrow, dt, x[s], k, K, _mm512_reduce_add_ps(_mm512_add_ps(a0[r][s], a1[r][s])));
     }
 }
-/* dot_blk_body compiled for each block shape and weight type, so the loops
+/* A block body compiled for each block shape and weight type, so the loops
  * over R and S unroll and the type test leaves the inner loop. */
 typedef void (*MglBlkFn)(const void*, const void*, const char*, size_t, size_t, MglDType, const float* const*, int64_t,
                          float*, int64_t);
-#define MGL_BLK(R, S)                                                                                                  \
-    __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void dot_blk_##R##_##S(                       \
+#define MGL_BLK_FN(NAME, TARGET, BODY, R, S)                                                                           \
+    __attribute__((target(TARGET))) static void NAME##_##R##_##S(                                                      \
         const void* w, const void* pf, const char* pf2, size_t pf2_step, size_t rb, MglDType dt,                       \
         const float* const* x, int64_t K, float* out, int64_t ldo) {                                                   \
         if (dt == MGL_DT_F32)                                                                                          \
-            dot_blk_body(w, pf, pf2, pf2_step, rb, MGL_DT_F32, x, R, S, K, out, ldo);                                  \
+            BODY(w, pf, pf2, pf2_step, rb, MGL_DT_F32, x, R, S, K, out, ldo);                                          \
         else if (dt == MGL_DT_BF16)                                                                                    \
-            dot_blk_body(w, pf, pf2, pf2_step, rb, MGL_DT_BF16, x, R, S, K, out, ldo);                                 \
+            BODY(w, pf, pf2, pf2_step, rb, MGL_DT_BF16, x, R, S, K, out, ldo);                                         \
         else                                                                                                           \
-            dot_blk_body(w, pf, pf2, pf2_step, rb, MGL_DT_F16, x, R, S, K, out, ldo);                                  \
+            BODY(w, pf, pf2, pf2_step, rb, MGL_DT_F16, x, R, S, K, out, ldo);                                          \
     }
+#define MGL_BLK(R, S) MGL_BLK_FN(dot_blk, "avx512f,avx512bw,avx512vl,f16c,fma", dot_blk_body, R, S)
 MGL_BLK(1, 1)
 MGL_BLK(1, 2)
 MGL_BLK(2, 1)
@@ -187,23 +154,74 @@ static const MglBlkFn dot_blk_avx512[5][3] = {
     {NULL, NULL, NULL}, {NULL, dot_blk_1_1, dot_blk_1_2}, {NULL, dot_blk_2_1, dot_blk_2_2},
     {NULL, NULL, NULL}, {NULL, dot_blk_4_1, dot_blk_4_2},
 };
-/* rows [b, e) of W against the T activation rows: four rows at a time, each
- * block passed over by the sequences two at a time (four rows by two
- * sequences: 8 accumulator pairs, 6 loads per 8 multiply-adds per half
- * step). While the later pairs of sequences reread a block from L1, the
+/* AVX2: R rows by S sequences, each pair with two 8-lane accumulators over
+ * 16-wide steps, reduce2, then the tail, whatever R and S (so under AVX2 too
+ * a sequence's bits do not depend on the batch); blocks of two rows for a
+ * batch (16 registers), four for one sequence. */
+__attribute__((target("avx2,fma,f16c"))) static inline __attribute__((always_inline)) __m256 load8w(const void* p,
+                                                                                                    MglDType dt) {
+    if (dt == MGL_DT_F32) return _mm256_loadu_ps((const float*)p);
+    const __m128i h = _mm_loadu_si128((const __m128i*)p);
+    if (dt == MGL_DT_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    return _mm256_cvtph_ps(h);
+}
+__attribute__((target("avx2,fma,f16c"))) static inline __attribute__((always_inline)) void
+dot_blk2_body(const void* w0p, const void* pf, const char* pf2, size_t pf2_step, size_t row_bytes, MglDType dt,
+              const float* const* x, int R, int S, int64_t K, float* out, int64_t ldo) {
+    __m256 a0[4][2], a1[4][2];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < S; t++) a0[r][t] = a1[r][t] = _mm256_setzero_ps();
+    int64_t k = 0;
+    const size_t es = dt == MGL_DT_F32 ? 4 : 2;
+    for (; k + 16 <= K; k += 16) {
+        for (int r = 0; r < R; r++)
+            for (size_t off = 0; off < 16 * es; off += 64)
+                _mm_prefetch((const char*)pf + r * row_bytes + (size_t)k * es + off, _MM_HINT_T0);
+        for (size_t off = 0; off < pf2_step; off += 64) _mm_prefetch(pf2 + off, _MM_HINT_T1);
+        pf2 += pf2_step;
+        for (int r = 0; r < R; r++) {
+            const uint8_t* wr = (const uint8_t*)w0p + r * row_bytes + (size_t)k * es;
+            const __m256 w0 = load8w(wr, dt), w1 = load8w(wr + 8 * es, dt);
+            for (int t = 0; t < S; t++) {
+                a0[r][t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t] + k), a0[r][t]);
+                a1[r][t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[t] + k + 8), a1[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const uint8_t* wrow = (const uint8_t*)w0p + r * row_bytes;
+        for (int t = 0; t < S; t++) out[t * ldo + r] = tail_dot(wrow, dt, x[t], k, K, reduce2(a0[r][t], a1[r][t]));
+    }
+}
+#define MGL_BLK2(R, S) MGL_BLK_FN(dot_blk2, "avx2,fma,f16c", dot_blk2_body, R, S)
+MGL_BLK2(1, 1)
+MGL_BLK2(1, 2)
+MGL_BLK2(2, 1)
+MGL_BLK2(2, 2)
+MGL_BLK2(4, 1)
+static const MglBlkFn dot_blk_avx2[5][3] = {
+    {NULL, NULL, NULL}, {NULL, dot_blk2_1_1, dot_blk2_1_2}, {NULL, dot_blk2_2_1, dot_blk2_2_2},
+    {NULL, NULL, NULL}, {NULL, dot_blk2_4_1, NULL},
+};
+
+/* rows [b, e) of W against the T activation rows, with a level's block
+ * kernels (tab[R][S]: R weight rows by S = 1 or 2 sequences; rmax rows a
+ * block for a batch, 4 for one sequence; kstep weights a step): each block
+ * of rows is passed over by the sequences two at a time (AVX-512: four rows
+ * by two sequences, 8 accumulator pairs, 6 loads per 8 multiply-adds per
+ * half step). While the later pairs of sequences reread a block from L1, the
  * memory stream must not pause: every call also fetches its share of the
  * next block into L2, spread over its steps, and the next block's first
- * lines into L1 (four rows by four sequences, or two rows by four, kept
- * the bus idle for a third of the time and ran at half the bandwidth on
- * this path). */
-__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void rows_blocked(const uint8_t* base, MglDType dt,
-                                                                                       size_t es, const float* xs,
-                                                                                       int64_t T, int64_t K, int64_t N,
-                                                                                       int64_t b, int64_t e, float* y) {
+ * lines into L1 (four rows by four sequences, or two rows by four, kept the
+ * bus idle for a third of the time and ran at half the bandwidth on this
+ * path). */
+static void rows_blocked(const MglBlkFn (*tab)[3], int rmax, int64_t kstep, const uint8_t* base, MglDType dt, size_t es,
+                         const float* xs, int64_t T, int64_t K, int64_t N, int64_t b, int64_t e, float* y) {
     const size_t rb = (size_t)K * es;
-    const int64_t groups = (T + 1) / 2, steps = K / 32;
+    const int64_t groups = (T + 1) / 2, steps = K / kstep;
+    const int rm = T == 1 ? 4 : rmax;
     for (int64_t n = b; n < e;) {
-        const int R = e - n >= 4 ? 4 : e - n >= 2 ? 2 : 1;
+        const int R = e - n >= rm ? rm : e - n >= 2 ? 2 : 1;
         const int64_t pn = n + R < N ? n + R : n;
         /* this block's calls share the next block's bytes, rounded up to lines */
         const char* next = (const char*)base + (size_t)(n + R) * rb;
@@ -212,8 +230,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void rows_b
         for (int64_t t0 = 0; t0 < T; t0 += 2) {
             const int S = T - t0 < 2 ? 1 : 2;
             const float* x[2] = {xs + t0 * K, xs + (t0 + S - 1) * K};
-            dot_blk_avx512[R][S](base + (size_t)n * rb, base + (size_t)pn * rb, next, share, rb, dt, x, K,
-                                 y + t0 * N + n, N);
+            tab[R][S](base + (size_t)n * rb, base + (size_t)pn * rb, next, share, rb, dt, x, K, y + t0 * N + n, N);
             next += share * (size_t)steps;
         }
         n += R;
@@ -296,21 +313,11 @@ static void rows_part(void* ctx, int64_t b, int64_t e) {
         if (c->T == 1) /* one sequence: four weight rows at a time */
             for (; n + 4 <= e; n += 4)
                 dot_4w(base + (size_t)(n * c->K) * es, (size_t)c->K * es, dt, c->x, c->K, c->y + n);
-        if (n < e) rows_blocked(base, dt, es, c->x, c->T, c->K, c->N, n, e, c->y);
+        if (n < e) rows_blocked(dot_blk_avx512, 4, 32, base, dt, es, c->x, c->T, c->K, c->N, n, e, c->y);
         return;
     }
     if (have_avx2()) {
-        for (int64_t n = b; n < e; n++) {
-            const void* w = base + (size_t)(n * c->K) * es;
-            for (int64_t t0 = 0; t0 < c->T; t0 += 4) {
-                const int nt = c->T - t0 < 4 ? (int)(c->T - t0) : 4;
-                const float* x[4];
-                float o[4];
-                for (int t = 0; t < nt; t++) x[t] = c->x + (t0 + t) * c->K;
-                dot_rows4(w, dt, x, nt, c->K, o);
-                for (int t = 0; t < nt; t++) c->y[(t0 + t) * c->N + n] = o[t];
-            }
-        }
+        rows_blocked(dot_blk_avx2, 2, 16, base, dt, es, c->x, c->T, c->K, c->N, b, e, c->y);
         return;
     }
 #endif
