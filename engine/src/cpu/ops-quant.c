@@ -313,6 +313,76 @@ MGL_Q4DOT512_BODY(q4dot512_bw_body, AVX512Q, q4dp_bw)
 MGL_Q4ROWS4(q4rows4_vnni, AVX512QV, q4dp_vnni)
 MGL_Q4ROWS4(q4rows4_bw, AVX512Q, q4dp_bw)
 
+/* q4, R rows (1 or 2) against S sequences (up to 4) of a decode batch: each
+ * (row, sequence) pair gets exactly the lanes of the one-row kernel above
+ * (the same integer dot product, offset, product of the two scales and FMA,
+ * so the same bits), with each block pair's nibbles unpacked once for the S
+ * sequences and each sequence's activations, offsets and scales loaded once
+ * for the R rows; the scale product is one vector multiply of the rows' and
+ * the sequences' scale pairs (the same float products). */
+#define MGL_Q4BLK(NAME, TARGET, DP)                                                                                    \
+    TARGET static inline __attribute__((always_inline)) void NAME##_body(                                              \
+        const uint8_t* row0, int64_t rb, const uint16_t* sc0, int64_t G, int64_t K, int64_t gs, const QX* x, int R,    \
+        int S, float* out, int64_t ldo) {                                                                              \
+        __m512 a[2][4];                                                                                                \
+        for (int r = 0; r < R; r++)                                                                                    \
+            for (int t = 0; t < S; t++) a[r][t] = _mm512_setzero_ps();                                                 \
+        const int64_t nb = K / MGL_QUANT_BLOCK;                                                                        \
+        const int sh = q4_group_shift(K, gs);                                                                          \
+        int64_t b = 0;                                                                                                 \
+        for (; b + 2 <= nb; b += 2) {                                                                                  \
+            __m512i u[2];                                                                                              \
+            __m512 ws[2];                                                                                              \
+            for (int r = 0; r < R; r++) {                                                                              \
+                const uint16_t* sc = sc0 + r * G;                                                                      \
+                u[r] = q4_nibbles2(row0 + r * rb, b);                                                                  \
+                ws[r] = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(sc[b >> sh])),                                     \
+                                           _mm256_set1_ps(_cvtsh_ss(sc[(b + 1) >> sh])), 1);                           \
+            }                                                                                                          \
+            for (int t = 0; t < S; t++) {                                                                              \
+                const __m512i xv = _mm512_loadu_si512((const void*)(x[t].q + b * MGL_QUANT_BLOCK));                    \
+                const __m512i off =                                                                                    \
+                    _mm512_inserti64x4(_mm512_set1_epi32(x[t].sum[b]), _mm256_set1_epi32(x[t].sum[b + 1]), 1);         \
+                const __m512 xs = _mm512_insertf32x8(_mm512_set1_ps(x[t].s[b]), _mm256_set1_ps(x[t].s[b + 1]), 1);     \
+                for (int r = 0; r < R; r++) {                                                                          \
+                    const __m512i d = _mm512_sub_epi32(DP(u[r], xv), off);                                             \
+                    a[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws[r], xs), a[r][t]);               \
+                }                                                                                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int r = 0; r < R; r++)                                                                                    \
+            for (int t = 0; t < S; t++)                                                                                \
+                out[t * ldo + r] = q4_row_end(row0 + r * rb, sc0 + r * G, K, gs, b, &x[t],                             \
+                                              _mm512_castps512_ps256(a[r][t]), _mm512_extractf32x8_ps(a[r][t], 1));    \
+    }
+MGL_Q4BLK(q4blk_vnni, AVX512QV, q4dp_vnni)
+MGL_Q4BLK(q4blk_bw, AVX512Q, q4dp_bw)
+typedef void (*MglQ4BlkFn)(const uint8_t*, int64_t, const uint16_t*, int64_t, int64_t, int64_t, const QX*, float*,
+                           int64_t);
+#define MGL_Q4BLK_RS(R, S)                                                                                             \
+    AVX512QV static void q4blkv_##R##_##S(const uint8_t* row0, int64_t rb, const uint16_t* sc0, int64_t G, int64_t K,  \
+                                          int64_t gs, const QX* x, float* out, int64_t ldo) {                          \
+        q4blk_vnni_body(row0, rb, sc0, G, K, gs, x, R, S, out, ldo);                                                   \
+    }                                                                                                                  \
+    AVX512Q static void q4blkb_##R##_##S(const uint8_t* row0, int64_t rb, const uint16_t* sc0, int64_t G, int64_t K,   \
+                                         int64_t gs, const QX* x, float* out, int64_t ldo) {                           \
+        q4blk_bw_body(row0, rb, sc0, G, K, gs, x, R, S, out, ldo);                                                     \
+    }
+MGL_Q4BLK_RS(1, 1)
+MGL_Q4BLK_RS(1, 2)
+MGL_Q4BLK_RS(1, 3)
+MGL_Q4BLK_RS(1, 4)
+MGL_Q4BLK_RS(2, 1)
+MGL_Q4BLK_RS(2, 2)
+MGL_Q4BLK_RS(2, 3)
+MGL_Q4BLK_RS(2, 4)
+static const MglQ4BlkFn q4blk_v[3][5] = {{NULL},
+                                         {NULL, q4blkv_1_1, q4blkv_1_2, q4blkv_1_3, q4blkv_1_4},
+                                         {NULL, q4blkv_2_1, q4blkv_2_2, q4blkv_2_3, q4blkv_2_4}};
+static const MglQ4BlkFn q4blk_b[3][5] = {{NULL},
+                                         {NULL, q4blkb_1_1, q4blkb_1_2, q4blkb_1_3, q4blkb_1_4},
+                                         {NULL, q4blkb_2_1, q4blkb_2_2, q4blkb_2_3, q4blkb_2_4}};
+
 #define MGL_QDOT512(NT)                                                                                                \
     AVX512QV static void qdot512v_##NT(const uint8_t* row, const uint16_t* sc, int bits, int64_t K, int64_t gs,        \
                                        const QX* x, float* out) {                                                      \
@@ -373,6 +443,25 @@ static void qrows_part(void* ctx, int64_t b, int64_t e) {
     const int isa = mgl_qmatmul_isa();
     int64_t n = b;
 #ifdef MGL_HAVE_QAVX2
+    if (c->T > 1 && W->qbits == 4 && c->xq && isa >= 2) { /* a decode batch at q4: pairs of rows */
+        for (; n < e; n += 2) {
+            const int R = e - n >= 2 ? 2 : 1;
+            const uint8_t* row0 = (const uint8_t*)W->data + n * rb;
+            if (n + 2 + QPREFETCH_ROWS <= e)
+                for (int64_t off = 0; off < 2 * rb; off += 64)
+                    _mm_prefetch((const char*)(row0 + QPREFETCH_ROWS * rb + off), _MM_HINT_T0);
+            for (int64_t t0 = 0; t0 < c->T; t0 += 4) {
+                const int S = c->T - t0 < 4 ? (int)(c->T - t0) : 4;
+                QX xr[4];
+                for (int t = 0; t < S; t++) {
+                    const int64_t r = t0 + t, nb = K / MGL_QUANT_BLOCK;
+                    xr[t] = (QX){c->x + r * K, c->xq + r * K, c->xs + r * nb, c->xsum + r * nb};
+                }
+                (isa == 3 ? q4blk_v : q4blk_b)[R][S](row0, rb, W->scales + n * G, G, K, gs, xr, c->y + t0 * N + n, N);
+            }
+        }
+        return;
+    }
     if (c->T == 1 && W->qbits == 4 && c->xq && isa >= 2) /* one sequence at q4: four weight rows at a time */
         for (; n + 4 <= e; n += 4) {
             const uint8_t* rows[4];
