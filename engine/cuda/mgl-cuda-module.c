@@ -21,6 +21,7 @@ MglStatus mgl_err(MglErr* err, MglStatus code, const char* fmt, ...) {
     va_end(ap);
     return code;
 }
+bool mgl_nvidia_driver_present(void) { return host->nvidia_driver_present(); }
 size_t mgl_dtype_size(MglDType t) { return host->dtype_size(t); }
 void mgl_convert_floats(const void* src, MglDType st, void* dst, MglDType dt, size_t n) {
     host->convert_floats(src, st, dst, dt, n);

@@ -1,24 +1,13 @@
 /* mgl-cuda-probe.cu: is there a usable GPU? (device count, a context, a name) */
 #include <cuda_runtime.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
 
+#include "mgl-backend-module.h" /* mgl_nvidia_driver_present */
 #include "mgl-cuda.h"
-
-/* Whether an NVIDIA driver can be there at all, without starting the CUDA
- * runtime (which loads libcuda: slow, and noisy under valgrind) on machines
- * that have none. MGL_CUDA_PROBE=1 skips this check. */
-static bool driver_present(void) {
-    const char* force = getenv("MGL_CUDA_PROBE");
-    if (force && *force == '1') return true;
-    return access("/dev/nvidiactl", F_OK) == 0 || access("/dev/nvidia0", F_OK) == 0 ||
-           access("/proc/driver/nvidia/version", F_OK) == 0 || access("/dev/dxg", F_OK) == 0;
-}
 
 extern "C" int mgl_cuda_device_count(void) {
     int n = 0;
-    if (!driver_present()) return 0;
+    if (!mgl_nvidia_driver_present()) return 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
         cudaGetLastError(); /* clear the sticky "no driver" state */
         return 0;
@@ -28,10 +17,7 @@ extern "C" int mgl_cuda_device_count(void) {
 
 extern "C" MglStatus mgl_cuda_probe(int gpu_id, MglErr* err) {
     int n = 0;
-    if (!driver_present())
-        return mgl_err(err, MGL_E_DEVICE,
-                       "CUDA: no usable GPU (no NVIDIA driver: /dev/nvidiactl and "
-                       "/dev/nvidia0 are missing)");
+    if (!mgl_nvidia_driver_present()) return mgl_err(err, MGL_E_DEVICE, MGL_NO_NVIDIA_DRIVER);
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
         cudaGetLastError();

@@ -19,8 +19,17 @@
 extern "C" {
 #endif
 
+/* Whether an NVIDIA driver can be there at all, without loading it (the
+ * device nodes or the driver's /proc entry; MGL_CUDA_PROBE=1 says yes):
+ * the registry asks before it opens the module, the module's probe before it
+ * starts the CUDA runtime (which loads libcuda: slow, and noisy under
+ * valgrind). mgl-backends.c. */
+bool mgl_nvidia_driver_present(void);
+#define MGL_NO_NVIDIA_DRIVER "CUDA: no usable GPU (no NVIDIA driver: /dev/nvidiactl and /dev/nvidia0 are missing)"
+
 typedef struct {
     MglStatus (*verr)(MglErr* err, MglStatus code, const char* fmt, va_list ap);
+    bool (*nvidia_driver_present)(void);
     size_t (*dtype_size)(MglDType t);
     void (*convert_floats)(const void* src, MglDType st, void* dst, MglDType dt, size_t n);
     void (*weight_walk_bound)(const MglModelWeights* w, MglWeightFunc fn, void* user);

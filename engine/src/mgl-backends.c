@@ -36,17 +36,16 @@ static MglStatus cuda_stub_probe(int gpu_id, MglErr* err) {
 static int cuda_stub_count(void) { return cuda_devices; }
 static const MglBackend cuda_stub = {.name = "cuda", .probe = cuda_stub_probe, .device_count = cuda_stub_count};
 
-/* Whether an NVIDIA driver can be there at all, without loading it
- * (MGL_CUDA_PROBE=1 skips the check, as the module's own probe does). */
-static bool driver_present(void) {
+bool mgl_nvidia_driver_present(void) {
     const char* force = getenv("MGL_CUDA_PROBE");
     if (force && *force == '1') return true;
     return access("/dev/nvidiactl", F_OK) == 0 || access("/dev/nvidia0", F_OK) == 0 ||
            access("/proc/driver/nvidia/version", F_OK) == 0 || access("/dev/dxg", F_OK) == 0;
 }
 
-static const MglBackendHost host = {mgl_verr,         mgl_dtype_size, mgl_convert_floats,  mgl_weight_walk_bound,
-                                    mgl_weight_field, mgl_rng_unit,   mgl_quant_row_bytes, mgl_quant_n_groups};
+static const MglBackendHost host = {mgl_verr,           mgl_nvidia_driver_present, mgl_dtype_size,
+                                    mgl_convert_floats, mgl_weight_walk_bound,     mgl_weight_field,
+                                    mgl_rng_unit,       mgl_quant_row_bytes,       mgl_quant_n_groups};
 
 #define MODULE_NAME "libmgllava-cuda.so"
 
@@ -78,9 +77,8 @@ static void cuda_load(void) {
         cuda_loaded = &mgl_backend_cuda;
         return;
     }
-    if (!driver_present()) {
-        mgl_err(&cuda_why, MGL_E_DEVICE,
-                "CUDA: no usable GPU (no NVIDIA driver: /dev/nvidiactl and /dev/nvidia0 are missing)");
+    if (!mgl_nvidia_driver_present()) {
+        mgl_err(&cuda_why, MGL_E_DEVICE, MGL_NO_NVIDIA_DRIVER);
         return;
     }
     cuda_devices = 1; /* a driver: a GPU may be there, so failing to load is worth a message */
