@@ -501,20 +501,15 @@ AVX512 static void flash_head(const AttnCtx* a, int64_t h, const FlashBuf* fb) {
     }
 }
 
-/* The head's keys transposed and values widened, for the kv head h uses */
+/* The head's keys transposed and values widened, for the kv head h uses:
+ * the keys widened into v first, transposed from there, then the values */
 static void flash_pack(const AttnCtx* a, int64_t kvh, FlashBuf* fb) {
     if (fb->kvh == kvh) return;
     const int64_t L = a->L, HS = a->HS, ld = a->NKV * HS;
-    const size_t es = mgl_dtype_size(a->kvdt);
-    float* row = malloc(sizeof(float) * (size_t)HS);
-    for (int64_t j = 0; j < L; j++) {
-        const uint8_t* kr = (const uint8_t*)a->kc + (size_t)(j * ld + kvh * HS) * es;
-        mgl_convert_floats(kr, a->kvdt, row, MGL_DT_F32, (size_t)HS);
-        for (int64_t d = 0; d < HS; d++) fb->kt[d * L + j] = row[d];
-        const uint8_t* vr = (const uint8_t*)a->vc + (size_t)(j * ld + kvh * HS) * es;
-        mgl_convert_floats(vr, a->kvdt, fb->v + j * HS, MGL_DT_F32, (size_t)HS);
-    }
-    free(row);
+    widen_rows(kv_at(a->kc, a->kvdt, kvh * HS), a->kvdt, ld, L, HS, fb->v);
+    for (int64_t j = 0; j < L; j++)
+        for (int64_t d = 0; d < HS; d++) fb->kt[d * L + j] = fb->v[j * HS + d];
+    widen_rows(kv_at(a->vc, a->kvdt, kvh * HS), a->kvdt, ld, L, HS, fb->v);
     fb->kvh = kvh;
 }
 
