@@ -121,6 +121,21 @@ static void vpass_scalar(const Pass* p, int64_t b, int64_t e) {
     }
 }
 
+/* hpass's blocks of 16 outputs: the window [j0, j0 + width) of input pixels
+ * and width rows of 16 coefficients */
+typedef struct {
+    int j0, width;
+    size_t off; /* into coef, in rows of 16 */
+} HBlock;
+
+/* hpass's context: the pass, and the blocks when the SIMD passes run */
+typedef struct {
+    Pass pass;
+    const HBlock* blocks;
+    const int32_t* coef;
+    int nblk;
+} HPass;
+
 /* The passes with AVX-512, the same integer sums: every product and partial
  * sum is exact in int32 (8-bit pixels times 22-bit weights, and Pillow's
  * weights of a tap sum to 1), so any order of the additions gives Pillow's
@@ -179,19 +194,6 @@ PRE_AVX512 static void vrow_avx512(const uint8_t* base, int64_t n, const int32_t
     }
 }
 
-/* hpass's blocks of 16 outputs: the window [j0, j0 + width) of input pixels
- * and width rows of 16 coefficients */
-typedef struct {
-    int j0, width;
-    size_t off; /* into coef, in rows of 16 */
-} HBlock;
-
-typedef struct {
-    Pass pass; /* first: hpass takes either */
-    const HBlock* blocks;
-    const int32_t* coef;
-    int nblk;
-} HPass;
 
 /* One block's 16 outputs of channel c (its plane pl from the window's first
  * pixel) into px[16] */
@@ -281,15 +283,14 @@ static bool hblocks_make(HPass* h) {
 #endif
 
 static void hpass(void* ctx, int64_t b, int64_t e) {
-    const Pass* p = ctx;
+    const HPass* h = ctx;
 #if defined(__x86_64__) && defined(__GNUC__)
-    const HPass* h = ctx; /* a Pass first */
-    if (p->simd && h->blocks) {
+    if (h->blocks) { /* made only for the SIMD passes */
         hpass_blocks(h, b, e);
         return;
     }
 #endif
-    hpass_scalar(p, b, e);
+    hpass_scalar(&h->pass, b, e);
 }
 
 static void vpass(void* ctx, int64_t b, int64_t e) {
@@ -333,7 +334,7 @@ static void resize_bicubic(const uint8_t* in, int w, int h, uint8_t* out, int ow
     if (ow != w) {
         HPass hp = {.pass = {in, tmp, w, h, ow, h, ksx, bx, kx, simd}};
 #if defined(__x86_64__) && defined(__GNUC__)
-        if (simd && !hblocks_make(&hp)) hp.blocks = NULL;
+        if (simd) hblocks_make(&hp); /* leaves no blocks when out of memory: the portable pass */
 #endif
         mgl_parallel_for(h, 8, hpass, &hp);
         free((void*)hp.blocks);
