@@ -584,10 +584,12 @@ static MglStatus pnm_plain(const char* path, const uint8_t* d, size_t n, size_t 
         double out_max = mode_i ? 65535.0 : 255.0;
         while (got != total) {
             pnm_read_block(&rd, blk);
-            if (!blk->len) {
+            const bool at_end = !blk->len;
+            if (at_end) {
                 if (!have_half) break;
                 g_byte_array_append(blk, (const guint8*)" ", 1); /* flush the half token */
             }
+            const size_t got_before = got;
             pnm_ignore_comments(&rd, blk, &spans);
             /* the held-back token is prepended to every later block (Pillow never clears it) */
             if (have_half) g_byte_array_prepend(blk, half->data, half->len);
@@ -626,6 +628,13 @@ static MglStatus pnm_plain(const char* path, const uint8_t* d, size_t n, size_t 
                 }
                 long long q = pnm_scale(v, maxval, out_max);
                 put_sample(out, got++, bands, mode_i ? clip8_u16((unsigned)q) : (uint8_t)q);
+            }
+            /* Past the data, every later round reads nothing, flushes the same held-back token
+             * and so adds the same one sample, until the raster is full: fill it at once (a
+             * 4444x14144 header over two samples took 62.8M rounds, 22 s under ASan) */
+            if (at_end && got == got_before + 1) {
+                const uint8_t last = out[bands == 1 ? (got - 1) * 3 : got - 1]; /* as put_sample stored it */
+                while (got < total) put_sample(out, got++, bands, last);
             }
         }
     }
