@@ -6,8 +6,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 venv=${1:-$here/.venv-train}
 /usr/bin/python3 -m venv --system-site-packages "$venv"
-pins=$(grep -E '^#? ?(torch|torchvision|transformers|timm|tokenizers|safetensors)==' "$here/tools/requirements.txt" |
-       sed 's/^# *//')
+# the pinned packages, and the commented torch/torchvision pins of the training stack (the other
+# commented pins belong to other tools' venvs)
+pins=$( (grep -E '^(transformers|timm|tokenizers|safetensors)==' "$here/tools/requirements.txt"
+        grep -E '^# ?(torch|torchvision)==' "$here/tools/requirements.txt" | sed 's/^# *//') )
 # shellcheck disable=SC2086
 "$venv/bin/pip" install --quiet $pins
 "$venv/bin/python" -c 'import torch, torchvision, transformers, timm; print("torch", torch.__version__,

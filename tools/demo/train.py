@@ -189,6 +189,38 @@ class DemoMGLLaVA(nn.Module):
         return vimg, list(torch.split(vobj, counts)), pooled, fused
 
 
+def exported_cnx_dims(folder):
+    """The ConvNeXt stage widths of an exported model folder (its stem and downsample weights)."""
+    cnx = torch.load(os.path.join(folder, "convnext", "open_clip_pytorch_model.bin"), map_location="cpu",
+                     weights_only=True)
+    return [int(cnx["visual.trunk.stem.0.weight"].shape[0])] + \
+        [int(cnx[f"visual.trunk.stages.{i}.downsample.1.weight"].shape[0]) for i in range(1, len(CNX_DEPTHS))]
+
+
+def load_exported(model, folder):
+    """Loads the files export() wrote (the official layouts) back into the model; the auxiliary
+    heads, which export drops, keep their initial weights. Returns the checkpoint's iteration."""
+    from safetensors.torch import load_file
+    with open(os.path.join(folder, "mgllava.json")) as fh:
+        desc = json.load(fh)
+    sd = {"clip." + k: v for k, v in load_file(os.path.join(folder, desc["clip"], "model.safetensors")).items()}
+    cnx = torch.load(os.path.join(folder, desc["convnext"], "open_clip_pytorch_model.bin"), map_location="cpu",
+                     weights_only=True)
+    sd.update({"cnx." + k[len("visual.trunk."):]: v for k, v in cnx.items()})
+    ck = torch.load(os.path.join(folder, desc["checkpoint"]), map_location="cpu", weights_only=True)
+    for k, v in ck["state_dict"].items():
+        sd["fuse." + k[len("fuse_module."):] if k.startswith("fuse_module.") else k] = v
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.startswith("aux_")]
+    # buffers the modules make themselves (CLIP's position ids) may be absent from the files, and
+    # the ConvNeXt head (unused: the stages' maps are the features) is not exported
+    missing = [k for k in missing if not k.endswith("position_ids") and not k.startswith("cnx.head.")]
+    if missing or unexpected:
+        raise SystemExit(f"{folder}: the exported model does not match the training model "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    return int(ck.get("meta", {}).get("iter", 0))
+
+
 def sdpa_where_no_maps(model):
     """With PyTorch 2's scaled_dot_product_attention: the CLIP layers and the decoder layers whose
     attention maps no loss reads (all but object_attention_loss's, previous_object_loss's and
@@ -430,13 +462,27 @@ def make_sample(renderer, tok, rng, index, t):
     chunks = TEMPLATE.format(input=ref.IMAGE_TOKEN + "\n").split(ref.IMAGE_TOKEN)
     s.prefix_ids = [1] + tok.encode(chunks[0], add_special_tokens=False).ids
     s.items = []
-    for q, a, cat in scenes.items(truth):
+    for q, a, cat in scenes.items(truth) + json_items(truth):
         p = TEMPLATE.format(input=ref.IMAGE_TOKEN + "\n" + q).split(ref.IMAGE_TOKEN)[1]
         q_ids = tok.encode(p, add_special_tokens=False).ids
         enc = tok.encode(a, add_special_tokens=False)
         a_ids = enc.ids + [2]
         s.items.append((q_ids, a_ids, cat, answer_pointers(objs, q, a, cat, enc.offsets)))
     return s
+
+
+# JSON answers (--json-count): the counting question asked for JSON, answered as the object the
+# schema {"count": integer} describes, written as the engine's constraint writes it (one space
+# after the colon; docs/structured-output.md)
+JSON_COUNT_PROMPT = "How many objects are there? Answer in JSON."
+JSON_ITEMS = False
+
+
+def json_items(truth):
+    """The scene's JSON items (question, answer, "json"), when JSON_ITEMS is set."""
+    if not JSON_ITEMS:
+        return []
+    return [(JSON_COUNT_PROMPT, '{"count": %d}' % len(truth["objects"]), "json")]
 
 
 _GLYPHS = None
@@ -493,7 +539,7 @@ def answer_pointers(objs, q, a, cat, offsets):
         if len(starts) != len(objs):
             raise AssertionError(f"caption phrases {len(starts)} != objects {len(objs)}: {a!r}")
         return [max(k for k, st in enumerate(starts) if st <= e - 1) for _, e in offsets] + [len(objs) - 1]
-    if cat == "count":
+    if cat in ("count", "json"):
         return [-1] * n_ans
     words = q.rstrip("?").split()
     for k, o in enumerate(objs):
@@ -508,7 +554,9 @@ def answer_pointers(objs, q, a, cat, offsets):
 # ---------------------------------------------------------------------------------------------
 # training step
 
-ITEM_KINDS = ("caption", "count", "color", "shape", "position", "digit")   # scenes.items' categories
+ITEM_KINDS = ("caption", "count", "color", "shape", "position", "digit",    # scenes.items' categories
+              "json")                                                        # json_items'
+
 # what the object-only phase asks by default (--object-phase-items): the questions the object tokens
 # answer by themselves, and the caption, whose walk over the object tokens starts there
 OBJECT_PHASE_ITEMS = ("count", "color", "shape", "digit", "caption")
@@ -834,9 +882,18 @@ def worker(rank, world, a, port):
     rng = random.Random(a.seed * 1000 + rank)       # different scenes on every rank
     renderer = scenes.Renderer()
     t0 = time.time()
-    tok = build_tokenizer(corpus_lines(renderer))
-    if a.cnx_dims:
-        CNX_DIMS = [int(x) for x in a.cnx_dims.split(",")]
+    global JSON_ITEMS
+    JSON_ITEMS = a.json_count
+    base_step = 0
+    if a.init:
+        # fine-tuning: the model's own tokenizer and stage widths
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(os.path.join(a.init, "llm", "tokenizer.json"))
+        CNX_DIMS = exported_cnx_dims(a.init)
+    else:
+        tok = build_tokenizer(corpus_lines(renderer))
+        if a.cnx_dims:
+            CNX_DIMS = [int(x) for x in a.cnx_dims.split(",")]
     model = DemoMGLLaVA(tok.get_vocab_size())
     sincos_positions(model.clip.vision_model.embeddings.position_embedding.weight, 24)
     n_sdpa = sdpa_where_no_maps(model)
@@ -849,19 +906,26 @@ def worker(rank, world, a, port):
         for n_, p_ in model.cnx.named_parameters():
             if n_.endswith(".gamma"):
                 p_.data.fill_(a.cnx_ls)
+    if a.init:
+        base_step = load_exported(model, a.init)
+        # the vision path (towers, fusion, projectors) stays as it is: only the decoder learns
+        for name in ("clip", "cnx", "fuse", "projector", "bbox_projector"):
+            for p_ in getattr(model, name).parameters():
+                p_.requires_grad_(False)
     loaders = Loaders(a.loaders, tok, a.seed * 1000 + rank, a.batch, dev, a.glyph_canvases) \
         if a.loaders > 0 else None
     model.to(dev)
     if rank == 0:
         print(f"vocab {tok.get_vocab_size()}, parameters {sum(p.numel() for p in model.parameters())}, "
               f"box-pool check {check_box_pool(model):.1e}, fused attention in {n_sdpa} layers", flush=True)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and p.requires_grad]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 and p.requires_grad]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.98))
     budget = a.minutes * 60
     warm = 100
-    log = open(os.path.join(a.out, "train-log.jsonl"), "w") if rank == 0 else None
+    log_name = "finetune-log.jsonl" if a.init else "train-log.jsonl"
+    log = open(os.path.join(a.out, log_name), "w") if rank == 0 else None
     step, n_scenes, glyph_steps, t_start = 0, 0, 0, time.time()
     cats = list(ITEM_KINDS)
     object_items = a.object_phase_items.split(",")
@@ -909,7 +973,8 @@ def worker(rank, world, a, port):
                 batch.append(make_sample(renderer, tok, rng, (step * world + rank) * a.batch + k, rng.randrange(600)))
         x768 = torch.stack([s.x768 for s in batch])
         x336 = torch.stack([s.x336 for s in batch])
-        vimg, vobj, pooled, fused = model.vision(x768, x336, [s.boxes768 for s in batch])
+        with torch.set_grad_enabled(not a.init):
+            vimg, vobj, pooled, fused = model.vision(x768, x336, [s.boxes768 for s in batch])
         tot, ntok = 0.0, 0
         dec = {}
         for b, s in enumerate(batch):
@@ -949,10 +1014,17 @@ def worker(rank, world, a, port):
             aux_canvas, acc = canvas_loss(model, *canvases(batch if loaders else None, rng, a.glyph_canvases))
             extra["canvas"] += acc
             aux_d = aux_d + a.glyph_weight * aux_canvas
-        loss = lm + 0.5 * aux_o + 0.5 * aux_t + 0.5 * aux_d + 0.5 * aux_p + aux_a + dec["ptr"] + 0.5 * dec["prev"] + 0.5 * dec["ans"]
+        if a.init:
+            # fine-tuning: the heads export dropped start afresh, so the losses through them
+            # (objects, tokens, dense maps, regions, answer values, digits) would pull the decoder
+            # towards random targets; the language loss and the attention losses, which need no
+            # head, keep it where it was
+            loss = lm + aux_a + dec["ptr"] + 0.5 * dec["prev"]
+        else:
+            loss = lm + 0.5 * aux_o + 0.5 * aux_t + 0.5 * aux_d + 0.5 * aux_p + aux_a + dec["ptr"] + 0.5 * dec["prev"] + 0.5 * dec["ans"]
         if a.ordinal > 0:
             loss = loss + a.ordinal * (dec.get("ord", 0.0) + dec["cap"])
-        if a.token_digit > 0:
+        if a.token_digit > 0 and not a.init:
             loss = loss + a.token_digit * dec["digit"]
         apply_gradients(model, opt, loss, world)
         step += 1
@@ -1016,13 +1088,14 @@ def worker(rank, world, a, port):
     if rank == 0:
         train_min = (time.time() - t_start) / 60
         print(f"trained {step} steps on {n_scenes} scenes in {train_min:.1f} min", flush=True)
-        log.write(json.dumps(dict(done=True, steps=step, glyph_steps=glyph_steps, scenes=n_scenes,
-                                  train_minutes=round(train_min, 2),
-                                  total_minutes=round((time.time() - t0) / 60, 2), processes=world,
-                                  seed=a.seed)) + "\n")
+        done = dict(done=True, steps=step, glyph_steps=glyph_steps, scenes=n_scenes, train_minutes=round(train_min, 2),
+                    total_minutes=round((time.time() - t0) / 60, 2), processes=world, seed=a.seed)
+        if a.init:
+            done.update(init=a.init, init_iter=base_step, json_count=a.json_count, lr=a.lr)
+        log.write(json.dumps(done) + "\n")
         log.close()
         if not a.no_export:
-            export(model.cpu(), tok, a.out, step, a.seed)
+            export(model.cpu(), tok, a.out, base_step + step, a.seed)
     if loaders:
         loaders.close()
     dist.barrier()
@@ -1067,7 +1140,14 @@ def main():
                     help="object tokens' attention target over the image tokens: uniform over those whose "
                          "centre is in the box, or each token's covered share (object_attention_loss)")
     ap.add_argument("--ordinal", type=float, default=0.0, help="weight of the ordinal losses (ordinal_loss)")
+    ap.add_argument("--json-count", action="store_true",
+                    help="also ask every scene's count for JSON (JSON_COUNT_PROMPT; answer {\"count\": N})")
+    ap.add_argument("--init", default=None,
+                    help="fine-tune an exported model folder: its tokenizer and weights; the vision path is "
+                         "frozen, there is no glyph or object-only phase, and the log is finetune-log.jsonl")
     a = ap.parse_args()
+    if a.init:
+        a.glyph_phase, a.object_phase, a.glyph_canvases = 0.0, 0.0, 0
     if not set(a.object_phase_items.split(",")) <= set(ITEM_KINDS):
         ap.error(f"--object-phase-items {a.object_phase_items!r}: the item kinds are {','.join(ITEM_KINDS)}")
     if a.device != "cpu" and a.loaders < 1:
