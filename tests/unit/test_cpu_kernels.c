@@ -117,6 +117,9 @@ static void attention(void) {
     attention_case(17, 63, 2, 2, 256, true, 1.0f);
     attention_case(150, 0, 2, 2, 32, false, 4.0f);
     attention_case(64, 64, 4, 1, 128, true, 1.0f);
+    /* head sizes of 8 lanes but not 16 (the GEMM version under every ISA) */
+    attention_case(33, 3, 2, 1, 24, true, 1.0f);
+    attention_case(70, 0, 2, 2, 40, false, 4.0f);
 }
 
 
