@@ -445,6 +445,10 @@ typedef struct {
     int done, failed;
     double* lat; /* answer latencies, ms */
     int n_lat;
+    /* the answers' generated tokens and decode time; with a constraint, the
+     * server's time on the masks after the steps and the complete answers */
+    long tokens, complete;
+    double decode_ms, mask_wait_ms;
     GQueue ready; /* StreamFeed* whose answer came: the feeder submits their next frame */
     char err[256];
 } StreamsRun;
@@ -452,10 +456,11 @@ typedef struct {
 typedef struct {
     StreamsRun* run;
     MglStream* stream;
-    int stream_index, next_frame, frames;
+    int stream_index, next_frame, frames, max_new_tokens;
     double submitted;
     uint8_t* px;
     const char* question;
+    MglGrammarState* gs; /* --schema: the request's matcher (one request in flight per stream) */
 } StreamFeed;
 
 static void on_answer(uint64_t id, const MglResult* res, void* ud) {
@@ -466,6 +471,11 @@ static void on_answer(uint64_t id, const MglResult* res, void* ud) {
     if (res->status != MGL_OK) {
         r->failed++;
         snprintf(r->err, sizeof r->err, "%s", res->error);
+    } else {
+        r->tokens += res->timings.n_generated;
+        r->decode_ms += res->timings.decode_ms;
+        r->mask_wait_ms += res->mask_wait_ms;
+        if (f->gs) r->complete += mgl_grammar_state_finish(f->gs, res->ids, res->n_ids, NULL) == MGL_GRAMMAR_COMPLETE;
     }
     r->done++;
     if (f->next_frame < f->frames) g_queue_push_tail(&r->ready, f); /* a closed loop: next frame once answered */
@@ -488,6 +498,11 @@ static void feed_next(StreamFeed* f) {
                             mgl_scene_color_name(sc.obj[i].color)};
     MglImage img = {f->px, 640, 480, 640 * 3};
     MglGenParams gp = mgl_gen_default_params();
+    if (f->max_new_tokens > 0) gp.max_new_tokens = f->max_new_tokens;
+    if (f->gs) {
+        mgl_grammar_state_reset(f->gs);
+        mgl_grammar_state_bind(f->gs, &gp);
+    }
     MglErr err = {0};
     f->next_frame++;
     f->submitted = now_ms();
@@ -509,15 +524,22 @@ static int cmp_double(const void* a, const void* b) {
 
 /* N streams, each answering `frames` scene frames one after another (a
  * stream waits for its answer before the next frame, as an element in
- * exact mode), all on one model's server with max_batch N. */
+ * exact mode), all on one model's server with max_batch N. With a schema
+ * (JSON text) every answer is constrained by it. */
 static MglStatus bench_streams(const MglBenchParams* bp, const char* path, const int* ns, int nn, int frames,
-                               const char* question, GString* out, MglErr* err) {
+                               const char* question, const char* schema, GString* out, MglErr* err) {
     MglModelParams mp = mgl_model_default_params();
     mp.device = bp->device && *bp->device ? bp->device : "cpu";
     mp.precision = bp->precision;
     if (bp->n_threads > 0) mp.n_threads = bp->n_threads;
     MglModel* m = NULL;
     MGL_TRY(mgl_model_load(path, &mp, &m, err));
+    MglGrammar* g = NULL;
+    if (schema && mgl_grammar_from_schema(mgl_model_tokenizer(m), schema, &g, err) != MGL_OK) {
+        cli_err_prefix(err, "--schema");
+        mgl_model_free(m);
+        return err->code;
+    }
     MglStatus st = MGL_OK;
     double base = 0;
     for (int k = 0; k < nn && st == MGL_OK; k++) {
@@ -538,10 +560,13 @@ static MglStatus bench_streams(const MglBenchParams* bp, const char* path, const
                                     .stream = mgl_stream_new(s),
                                     .stream_index = i,
                                     .frames = frames,
+                                    .max_new_tokens = bp->gen_tokens,
                                     .px = g_malloc(640 * 480 * 3),
                                     .question = question};
-            feed_next(&feeds[i]);
+            if (g && mgl_grammar_state_new(g, &feeds[i].gs, err) != MGL_OK) st = err->code;
         }
+        for (int i = 0; i < N && st == MGL_OK; i++) feed_next(&feeds[i]);
+        if (st != MGL_OK) r.done = N * frames; /* nothing submitted: skip the wait */
         /* this thread renders and submits (preprocessing runs here, beside the server's thread) */
         g_mutex_lock(&r.lock);
         while (r.done < N * frames) {
@@ -559,6 +584,7 @@ static MglStatus bench_streams(const MglBenchParams* bp, const char* path, const
         for (int i = 0; i < N; i++) {
             mgl_stream_free(feeds[i].stream);
             g_free(feeds[i].px);
+            mgl_grammar_state_free(feeds[i].gs);
         }
         mgl_server_free(s);
         if (r.failed)
@@ -566,19 +592,29 @@ static MglStatus bench_streams(const MglBenchParams* bp, const char* path, const
         qsort(r.lat, (size_t)r.n_lat, sizeof(double), cmp_double);
         const double fps = N * frames / (wall / 1000.0);
         if (k == 0) base = fps;
-        if (st == MGL_OK)
+        if (st == MGL_OK) {
+            /* decode_ms is the batched steps a request was in; per token of one answer */
+            const double tok = r.tokens > 0 ? (double)r.tokens : 1.0;
             g_string_append_printf(
                 out,
                 "{\"model\": \"%s\", \"backend\": \"%s\", \"streams\": %d, \"frames_per_stream\": %d, "
                 "\"wall_s\": %.2f, \"answered_frames_per_s\": %.3f, \"vs_first\": %.2f, "
-                "\"latency_p50_ms\": %.1f, \"latency_p95_ms\": %.1f}\n",
+                "\"latency_p50_ms\": %.1f, \"latency_p95_ms\": %.1f, \"mean_tokens\": %.1f, "
+                "\"decode_step_ms\": %.3f",
                 path, mgl_model_backend_name(m), N, frames, wall / 1000.0, fps, base > 0 ? fps / base : 0.0,
-                r.lat[r.n_lat / 2], r.lat[(int)((r.n_lat - 1) * 0.95 + 0.5)]);
+                r.lat[r.n_lat / 2], r.lat[(int)((r.n_lat - 1) * 0.95 + 0.5)], r.tokens / (double)(N * frames),
+                r.decode_ms / tok);
+            if (g)
+                g_string_append_printf(out, ", \"schema_complete\": %ld, \"mask_wait_ms_per_step\": %.4f", r.complete,
+                                       r.mask_wait_ms / tok);
+            g_string_append(out, "}\n");
+        }
         g_free(r.lat);
         g_free(feeds);
         g_mutex_clear(&r.lock);
         g_cond_clear(&r.cond);
     }
+    mgl_grammar_free(g);
     mgl_model_free(m);
     return st;
 }
@@ -599,8 +635,9 @@ int mgl_cmd_bench(int argc, char** argv) {
     CliOpt o[] = {{"--preset", true},    {"--dtype", true},   {"--prompt-tokens", true}, {"--gen-tokens", true},
                   {"--reps", true},      {"--threads", true}, {"--device", true},        {"--save", true},
                   {"--tokenizer", true}, {"--model", true},   {"--precision", true},     {"--batch", true},
-                  {"--streams", true},   {"--frames", true},  {"--prompt", true},        {"--kv", true}};
-    if (cli_parse_opts(argc, argv, o, 16)) return 1;
+                  {"--streams", true},   {"--frames", true},  {"--prompt", true},        {"--kv", true},
+                  {"--schema", true}};
+    if (cli_parse_opts(argc, argv, o, 17)) return 1;
     MglBenchParams bp = {.preset = o[0].value ? o[0].value : "mgllava-7b", .dtype = MGL_DT_F32, .reps = 3};
     if (o[1].value && !bench_dtype(o[1].value, &bp))
         return cli_usage_error(NULL, "--dtype '%s': expected f16, bf16, f32, q8 or q4", o[1].value);
@@ -618,8 +655,9 @@ int mgl_cmd_bench(int argc, char** argv) {
         return cli_usage_error(NULL, "--device '%s': expected cpu, cuda or auto", o[6].value);
     if (o[10].value && !cli_dtype(o[10].value))
         return cli_usage_error(NULL, "--precision '%s': expected f16, bf16 or f32", o[10].value);
-    if (o[6].value && strcmp(o[6].value, "cpu") && (o[7].value || o[9].value))
-        return cli_usage_error(NULL, "%s: --save and --model run on the CPU", "bench");
+    if (o[6].value && strcmp(o[6].value, "cpu") && (o[7].value || (o[9].value && !o[12].value)))
+        return cli_usage_error(NULL, "%s: --save and --model (without --streams) run on the CPU", "bench");
+    if (o[16].value && !o[12].value) return cli_usage_error(NULL, "%s: --schema goes with --streams", "bench");
     if (o[15].value && !cli_dtype(o[15].value))
         return cli_usage_error(NULL, "--kv '%s': expected f16, bf16 or f32", o[15].value);
     bp.device = o[6].value;
@@ -637,10 +675,14 @@ int mgl_cmd_bench(int argc, char** argv) {
         double fr = 8;
         if (o[13].value && !cli_num(o[13].value, 1, 100000, &fr))
             return cli_usage_error(NULL, "--frames '%s'", o[13].value);
+        char* schema = NULL;
+        if (o[16].value && !(schema = cli_read_constraint(o[16].value, "--schema", &err))) return cli_fail(&err);
         GString* out = g_string_new(NULL);
-        MglStatus st = o[11].value ? bench_batches(&bp, list, nl, out, &err)
-                                   : bench_streams(&bp, o[9].value, list, nl, (int)fr,
-                                                   o[14].value ? o[14].value : "Describe the image.", out, &err);
+        MglStatus st = o[11].value
+                           ? bench_batches(&bp, list, nl, out, &err)
+                           : bench_streams(&bp, o[9].value, list, nl, (int)fr,
+                                           o[14].value ? o[14].value : "Describe the image.", schema, out, &err);
+        g_free(schema);
         fputs(out->str, stdout);
         g_string_free(out, TRUE);
         return st == MGL_OK ? 0 : cli_fail(&err);

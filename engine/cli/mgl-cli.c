@@ -128,3 +128,20 @@ bool cli_write_png_rgb(const char* path, const uint8_t* px, int w, int h) {
     im.format = PNG_FORMAT_RGB;
     return png_image_write_to_file(&im, path, 0, px, w * 3, NULL) != 0;
 }
+
+char* cli_read_constraint(const char* path, const char* opt, MglErr* err) {
+    char* text = NULL;
+    gsize len = 0;
+    GError* ge = NULL;
+    if (!g_file_get_contents(path, &text, &len, &ge)) {
+        cli_err(err, MGL_E_IO, "%s: cannot read (%s): %s", path, opt, ge ? ge->message : "error");
+        g_clear_error(&ge);
+        return NULL;
+    }
+    if (len > (1u << 20) || strlen(text) != len) {
+        cli_err(err, MGL_E_INVALID, "%s: %s", path, len > (1u << 20) ? "larger than 1 MiB" : "holds a NUL byte");
+        g_free(text);
+        return NULL;
+    }
+    return text;
+}

@@ -45,5 +45,8 @@ int cli_fail(const MglErr* e);
 void cli_progress_attach(MglModelParams* mp);
 /* Erases the progress line (a load that failed or was aborted). */
 void cli_progress_end(void);
+/* --schema FILE / --grammar FILE (opt names it in messages): the text of the
+ * file (g_free), at most 1 MiB and without NUL bytes; NULL and err set otherwise. */
+char* cli_read_constraint(const char* path, const char* opt, MglErr* err);
 
 #endif

@@ -66,6 +66,11 @@ static void usage(FILE* f) {
         "                                                phi3-mini llama3-8b mgllava-7b\n"
         "             --preset NAME --save DIR [--tokenizer DIR]   write the preset as a packed model folder\n"
         "             --model PATH [--gen-tokens N]          load from disk, time one frame, peak RSS vs file size\n"
+        "             --preset NAME --batch 1,2,4,8              decode throughput at each batch size\n"
+        "             --model PATH --streams 1,2,4,8 [--frames N] [--prompt TEXT] [--schema FILE] [--device D]\n"
+        "                                                N streams of scene frames on one server: answered\n"
+        "                                                frames/s, latency; --schema: every answer constrained,\n"
+        "                                                and the masks' time after each step\n"
         "  scenes     --count N --out DIR [--seed S] [--width W] [--height H] [--min-objects N] [--max-objects N]\n"
         "                                                synthetic scenes: PNG + ground-truth JSON per scene\n"
         "  eval-scenes --model PATH --count N [--seed S] [--min-objects N] [--max-objects N]\n"
@@ -319,24 +324,6 @@ enum {
     O_COUNT
 };
 
-/* --schema FILE / --grammar FILE: the text of the file (g_free), at most 1 MiB. */
-static char* read_constraint(const char* path, const char* opt, MglErr* err) {
-    char* text = NULL;
-    gsize len = 0;
-    GError* ge = NULL;
-    if (!g_file_get_contents(path, &text, &len, &ge)) {
-        cli_err(err, MGL_E_IO, "%s: cannot read (%s): %s", path, opt, ge ? ge->message : "error");
-        g_clear_error(&ge);
-        return NULL;
-    }
-    if (len > (1u << 20) || strlen(text) != len) {
-        cli_err(err, MGL_E_INVALID, "%s: %s", path, len > (1u << 20) ? "larger than 1 MiB" : "holds a NUL byte");
-        g_free(text);
-        return NULL;
-    }
-    return text;
-}
-
 static int cmd_run(int argc, char** argv, bool dump) {
     for (int i = 0; !dump && i < argc; i++)
         if (!strcmp(argv[i], "--video")) return mgl_cmd_run_video(argc, argv); /* a clip */
@@ -393,7 +380,7 @@ static int cmd_run(int argc, char** argv, bool dump) {
     char* constraint = NULL;
     const char* copt = o[O_SCHEMA].value ? "--schema" : "--grammar";
     const char* cpath = o[O_SCHEMA].value ? o[O_SCHEMA].value : o[O_GRAMMAR].value;
-    if (cpath && !dump && !(constraint = read_constraint(cpath, copt, &err))) return cli_fail(&err);
+    if (cpath && !dump && !(constraint = cli_read_constraint(cpath, copt, &err))) return cli_fail(&err);
     MglGrammar* grammar = NULL;
     MglGrammarState* gstate = NULL;
     uint8_t* rgb = NULL;

@@ -355,6 +355,11 @@ typedef struct {
     size_t n_ids;
     MglTimings timings; /* vision, prefill and decode are the batched calls the request was part of */
     int batch;          /* the largest batch it decoded in */
+    /* A constrained request (token_mask): the time the server spent on the
+     * masks after its steps, waiting for the mask thread (a device backend,
+     * where the masks are computed while the device runs the step) or
+     * computing them (the CPU backend); 0 unconstrained. */
+    double mask_wait_ms;
 } MglResult;
 
 typedef void (*MglResultFunc)(uint64_t request_id, const MglResult* result, void* user_data);

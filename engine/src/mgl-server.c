@@ -32,8 +32,9 @@ typedef struct Req {
     MglGen g;
     MglResultFunc done;
     void* user;
-    int batch;    /* the largest decode batch it was in */
-    bool aborted; /* under the server lock */
+    int batch;           /* the largest decode batch it was in */
+    double mask_wait_ms; /* the server's time on its masks after its steps (MglResult) */
+    bool aborted;        /* under the server lock */
     MglErr err;
 } Req;
 
@@ -93,7 +94,7 @@ static void req_free(Req* r) {
 /* Calls back (without the lock), then forgets the request. */
 static void req_complete(MglServer* s, Req* r, MglStatus st, const char* msg) {
     char* text = NULL;
-    MglResult res = {.status = st, .batch = r->batch};
+    MglResult res = {.status = st, .batch = r->batch, .mask_wait_ms = r->mask_wait_ms};
     if (st == MGL_OK) {
         r->g.st = MGL_OK;
         st = mgl_gen_finish(s->m, &r->g, &text, &r->err);
@@ -159,16 +160,22 @@ static bool masks_begin(MglServer* s, Req** reqs, int n) {
     return true;
 }
 
-/* After the step: waits for the masks begun (@begun), else computes them. */
+/* After the step: waits for the masks begun (@begun), else computes them.
+ * The time this takes (what the masks add to the step) is added to each
+ * masked request's mask_wait_ms. */
 static void masks_end(MglServer* s, Req** reqs, int n, bool begun) {
+    const double t0 = now_ms();
     if (!begun) {
         for (int i = 0; i < n; i++) mgl_gen_prepare_sample(s->m, &reqs[i]->g);
-        return;
+    } else {
+        MaskWorker* w = s->mw;
+        g_mutex_lock(&w->lock);
+        while (w->pending) g_cond_wait(&w->cond, &w->lock);
+        g_mutex_unlock(&w->lock);
     }
-    MaskWorker* w = s->mw;
-    g_mutex_lock(&w->lock);
-    while (w->pending) g_cond_wait(&w->cond, &w->lock);
-    g_mutex_unlock(&w->lock);
+    const double dt = now_ms() - t0;
+    for (int i = 0; i < n; i++)
+        if (reqs[i]->g.p.token_mask) reqs[i]->mask_wait_ms += dt;
 }
 
 static MaskWorker* mask_worker_new(MglModel* m) {

@@ -174,5 +174,21 @@ if "$BIN" dump --model "$M" --image "$tmp/img.ppm" --prompt hi --stage fused --o
     "$BIN" inspect --model "$tmp/fused.safetensors" | grep -q '^fused .*F32 *\[576, 32\]'; then
     ok "dump --stage fused"; else bad "dump --stage fused"; fi
 
+# bench --streams with a schema: every answer constrained and complete; the server's mask time reported
+echo '{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}' >"$tmp/n.schema.json"
+if "$BIN" bench --model "$M" --streams 1,2 --frames 2 --gen-tokens 40 --schema "$tmp/n.schema.json" \
+    >"$tmp/streams.jsonl" 2>"$tmp/streams.err" && python3 - "$tmp/streams.jsonl" <<'PY'; then
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["streams"] for r in rows] == [1, 2], rows
+for r in rows:
+    assert r["schema_complete"] == 2 * r["streams"], r
+    assert r["mask_wait_ms_per_step"] > 0 and r["decode_step_ms"] > 0 and r["answered_frames_per_s"] > 0, r
+PY
+    ok "bench --streams --schema"; else bad "bench --streams --schema ($(head -c 300 "$tmp/streams.err"))"; fi
+expect_error "--schema goes with --streams" "$BIN" bench --model "$M" --schema "$tmp/n.schema.json"
+echo '{"type":"object","pattern":"x"}' >"$tmp/bad.schema.json"
+expect_error '"pattern"' "$BIN" bench --model "$M" --streams 1 --frames 1 --schema "$tmp/bad.schema.json"
+
 echo "$fails failure(s)"
 [ $fails -eq 0 ]

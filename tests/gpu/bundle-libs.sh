@@ -2,7 +2,8 @@
 # tests/gpu/bundle-libs.sh [BUILD]: copy the shared libraries the CUDA build's
 # programs need, except the C library, the CUDA driver and the loader, into
 # BUILD/gpu-libs (default build-cuda), so that the carried build folder runs on
-# a GPU machine that lacks glib, json-glib, libpng, libjpeg or OpenBLAS.
+# a GPU machine that lacks glib, json-glib, libpng, libjpeg or OpenBLAS; and
+# the 32k tokenizer of ../shared/testdata into BUILD/gpu-libs/sp32k.
 # tests/gpu/check.sh puts that folder on LD_LIBRARY_PATH; it also unpacks
 # BUILD/gpu-libs.tar.xz (written here) when only the archive was carried.
 set -eu
@@ -32,6 +33,13 @@ for lib in /usr/lib/x86_64-linux-gnu/libopenblas.so.0 /usr/lib/x86_64-linux-gnu/
         break
     fi
 done
+# the 32k SentencePiece tokenizer of the shared test data (1.8 MB), for check.sh's streams step
+# (a preset saved with a real vocabulary, constrained answers); the GPU machine has no ../shared
+TOKSRC=${MGL_SHARED_TESTDATA:-$ROOT/../shared/testdata}/tokenizers/sp32k
+if [ -f "$TOKSRC/tokenizer.json" ]; then
+    mkdir -p "$DEST/sp32k"
+    cp "$TOKSRC/tokenizer.json" "$TOKSRC/tokenizer_config.json" "$DEST/sp32k/"
+fi
 # the carried tree is size-limited: a compressed copy (7 MB instead of 44) that check.sh unpacks
 tar -C "$BUILD" -cJf "$BUILD/gpu-libs.tar.xz" gpu-libs
 du -sh "$DEST" "$BUILD/gpu-libs.tar.xz"

@@ -10,6 +10,11 @@
 #   2. mgllava bench --device cuda --precision f16 for each preset
 #   3. tools/bench/hf_bench.py: the same shapes through HF transformers/timm
 #   4. one table: ours vs HF, ratio, target, pass/fail
+#   5. many streams on one server (bench --streams 1,8 on CUDA): the llama-110m preset saved with
+#      the 32k tokenizer (BUILD/gpu-libs/sp32k, from bundle-libs.sh), free and under a JSON schema
+#      (mask_wait_ms_per_step: what the host-side masks add to a decode step, target < 0.5 ms);
+#      then the mgllava-7b preset (8 streams, 30 tokens) when CHECK_STREAMS_7B=1 and time is left.
+#      Lines in streams.jsonl.
 #
 # Everything goes to $OUT (default ./gpu-check-out): gpu-check.log (all of it),
 # parity-ops.txt, parity-model.txt, parity-quant.txt, bench.jsonl, hf.json, table.txt.
@@ -211,4 +216,41 @@ print("%-36s %10s %10s %8s %10s %6s" % ("frame speed-up vs HF", "", "", f(fr[3])
 print("parity: ops %s, model %s" % (st_ops, st_model))
 print("device: %s" % (g(m7, "device") or "?"))
 EOF
+# ---- 5. many streams on one server, free and constrained ----
+TOK=${CHECK_TOKENIZER:-}
+for d in "$BUILD/gpu-libs/sp32k" "${LIBTMP:-/nonexistent}/gpu-libs/sp32k"; do
+    [ -z "$TOK" ] && [ -f "$d/tokenizer.json" ] && TOK=$d
+done
+: >"$OUT/streams.jsonl"
+if [ -z "$TOK" ]; then
+    echo "streams: skipped (no 32k tokenizer: run tests/gpu/bundle-libs.sh on the build machine)"
+elif [ "$(left)" -lt 90 ]; then
+    echo "streams: skipped (time budget)"
+else
+    SD=$(mktemp -d)
+    echo '{"type":"object","properties":{"count":{"type":"integer"}},"required":["count"]}' >"$SD/count.json"
+    Q="How many objects are there? Answer in JSON."
+    echo "== streams: llama-110m f16 with the 32k tokenizer, cuda, 1 and 8 streams, free then under a schema"
+    if timeout 60 "$BIN" bench --preset llama-110m --dtype f16 --save "$SD/m110" --tokenizer "$TOK" >/dev/null; then
+        for sc in "" "--schema $SD/count.json"; do
+            # shellcheck disable=SC2086
+            timeout 90 "$BIN" bench --model "$SD/m110" --device cuda --streams 1,8 --frames 4 --gen-tokens 30 \
+                --prompt "$Q" $sc | tee -a "$OUT/streams.jsonl" || echo "streams ${sc:-free}: failed"
+        done
+    else
+        echo "streams: saving the llama-110m pack failed"
+    fi
+    rm -rf "$SD/m110"
+    if [ "${CHECK_STREAMS_7B:-0}" = 1 ] && [ "$(left)" -gt 240 ]; then
+        echo "== streams: mgllava-7b f16, cuda, 1 and 8 streams, 30 tokens"
+        if timeout 150 "$BIN" bench --preset mgllava-7b --dtype f16 --save "$SD/m7b" --tokenizer "$TOK" >/dev/null; then
+            timeout $(($(left) > 200 ? 200 : $(left))) "$BIN" bench --model "$SD/m7b" --device cuda --streams 1,8 \
+                --frames 3 --gen-tokens 30 --prompt "Describe the image." | tee -a "$OUT/streams.jsonl" ||
+                echo "streams mgllava-7b: failed or timed out"
+        else
+            echo "streams: saving the mgllava-7b pack failed or timed out"
+        fi
+    fi
+    rm -rf "$SD"
+fi
 echo "== done in $(($(date +%s) - START)) s; log: $LOG"

@@ -125,6 +125,7 @@ typedef struct {
     MglGrammarResult res[2];
     char* text[2];
     int batch[2];
+    double mask_wait[2];
     MglStatus status[2];
 } Batch;
 
@@ -145,6 +146,7 @@ static void on_result(uint64_t id, const MglResult* res, void* ud) {
     b->res[s->k] = r;
     b->text[s->k] = g_strdup(t ? t : "");
     b->batch[s->k] = res->batch;
+    b->mask_wait[s->k] = res->mask_wait_ms;
     b->status[s->k] = res->status;
     b->done++;
     g_cond_broadcast(&b->cond);
@@ -217,6 +219,10 @@ static void test_batched(const char* model_rel) {
                               k);
                 }
                 g_string_free(why, TRUE);
+                /* the server's time on the masks after the steps: computing them
+                 * (no overlap) takes some; waiting for the mask thread may take none */
+                CHECK_MSG(b.mask_wait[k] >= 0.0 && b.mask_wait[k] < 120e3 && (overlap || b.mask_wait[k] > 0.0),
+                          "request %d: mask_wait_ms %g (overlap %d)", k, b.mask_wait[k], overlap);
                 mgl_grammar_state_free(b.st[k]);
                 answers[overlap][round][k] = b.text[k];
             }
