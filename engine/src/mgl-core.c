@@ -1,6 +1,7 @@
 /* mgl-core.c: status strings, errors, file mapping, dtypes, tensor sets. */
 #include "mgl-internal.h"
 #include "mgl-json.h"
+#include "cpu/mgl-cpu-isa.h"
 
 #include <glib.h>
 #include <errno.h>
@@ -344,9 +345,11 @@ __attribute__((target("avx2"))) static void f32_to_bf16_avx2(const float* s, uin
     }
     for (; i < n; i++) d[i] = mgl_f32_to_bf16(s[i]);
 }
+/* AVX2 with F16C: the kernels' AVX2 level (MGL_CPU_ISA caps it, so the tests
+ * also run the scalar loops); kept here, conversions come a row at a time */
 static int have_avx2_f16c(void) {
     static int v = -1;
-    if (v < 0) v = __builtin_cpu_supports("avx2") && mgl_cpu_has_f16c();
+    if (v < 0) v = mgl_cpu_level() >= MGL_CPU_AVX2;
     return v;
 }
 #endif

@@ -4,6 +4,7 @@
 #include "mgl-quant.h"
 
 #include "mgl-weight-table.h"
+#include "cpu/mgl-cpu-isa.h"
 #include "cpu/mgl-pool.h"
 
 #include <glib.h>
@@ -169,7 +170,7 @@ __attribute__((target("avx2"))) static bool act_block_avx2(const float* v, int8_
 void mgl_quant_act_blocks(const float* x, int64_t K, int8_t* xq, float* xs, int32_t* xsum) {
 #if defined(__x86_64__) && defined(__GNUC__)
     static int avx2 = -1;
-    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2");
+    if (avx2 < 0) avx2 = mgl_cpu_level() >= MGL_CPU_AVX2;
 #endif
     for (int64_t b = 0; b < K / MGL_QUANT_BLOCK; b++) {
         const float* v = x + b * MGL_QUANT_BLOCK;
