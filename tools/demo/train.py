@@ -476,13 +476,21 @@ def make_sample(renderer, tok, rng, index, t):
 # after the colon; docs/structured-output.md)
 JSON_COUNT_PROMPT = "How many objects are there? Answer in JSON."
 JSON_ITEMS = False
+# --json-plain W: the plain counting question also answered in JSON, at W times an item's weight
+# (W < 1): the free-text answer stays the likelier start ("▁3" against "▁" then "{"), and a
+# constraint that rules the free text out finds the JSON continuation learnt for that question
+JSON_PLAIN_WEIGHT = 0.0
 
 
 def json_items(truth):
-    """The scene's JSON items (question, answer, "json"), when JSON_ITEMS is set."""
+    """The scene's JSON items (question, answer, "json" or "json_plain"), when JSON_ITEMS is set."""
     if not JSON_ITEMS:
         return []
-    return [(JSON_COUNT_PROMPT, '{"count": %d}' % len(truth["objects"]), "json")]
+    a = '{"count": %d}' % len(truth["objects"])
+    out = [(JSON_COUNT_PROMPT, a, "json")]
+    if JSON_PLAIN_WEIGHT > 0:
+        out.append((next(q for q, _, c in scenes.items(truth) if c == "count"), a, "json_plain"))
+    return out
 
 
 _GLYPHS = None
@@ -539,7 +547,7 @@ def answer_pointers(objs, q, a, cat, offsets):
         if len(starts) != len(objs):
             raise AssertionError(f"caption phrases {len(starts)} != objects {len(objs)}: {a!r}")
         return [max(k for k, st in enumerate(starts) if st <= e - 1) for _, e in offsets] + [len(objs) - 1]
-    if cat in ("count", "json"):
+    if cat in ("count", "json", "json_plain"):
         return [-1] * n_ans
     words = q.rstrip("?").split()
     for k, o in enumerate(objs):
@@ -555,7 +563,7 @@ def answer_pointers(objs, q, a, cat, offsets):
 # training step
 
 ITEM_KINDS = ("caption", "count", "color", "shape", "position", "digit",    # scenes.items' categories
-              "json")                                                        # json_items'
+              "json", "json_plain")                                          # json_items'
 
 # what the object-only phase asks by default (--object-phase-items): the questions the object tokens
 # answer by themselves, and the caption, whose walk over the object tokens starts there
@@ -668,7 +676,8 @@ def continue_items(model, s, legacy, items, P, N, objects_only, ordinal, caption
     tok_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100,
                                reduction="none").view(Q, L)
     n_tok = (tgt != -100).sum(1).clamp(min=1)
-    w = torch.tensor([caption_weight if it[2] == "caption" else 1.0 for it in items], device=dev)
+    w = torch.tensor([caption_weight if it[2] == "caption" else JSON_PLAIN_WEIGHT if it[2] == "json_plain" else 1.0
+                      for it in items], device=dev)
     loss = (tok_loss.sum(1) / n_tok * w).sum()
     ok = ((logits.argmax(-1) == tgt) | (tgt == -100)).all(dim=1)
     return loss, [bool(x) for x in ok], ptr_l, ans_l, cap_l
@@ -882,8 +891,9 @@ def worker(rank, world, a, port):
     rng = random.Random(a.seed * 1000 + rank)       # different scenes on every rank
     renderer = scenes.Renderer()
     t0 = time.time()
-    global JSON_ITEMS
+    global JSON_ITEMS, JSON_PLAIN_WEIGHT
     JSON_ITEMS = a.json_count
+    JSON_PLAIN_WEIGHT = a.json_plain
     base_step = 0
     if a.init:
         # fine-tuning: the model's own tokenizer and stage widths
@@ -924,8 +934,9 @@ def worker(rank, world, a, port):
                             lr=a.lr, betas=(0.9, 0.98))
     budget = a.minutes * 60
     warm = 100
+    # a fine-tune appends to the folder's fine-tune log (one done record per run)
     log_name = "finetune-log.jsonl" if a.init else "train-log.jsonl"
-    log = open(os.path.join(a.out, log_name), "w") if rank == 0 else None
+    log = open(os.path.join(a.out, log_name), "a" if a.init else "w") if rank == 0 else None
     step, n_scenes, glyph_steps, t_start = 0, 0, 0, time.time()
     cats = list(ITEM_KINDS)
     object_items = a.object_phase_items.split(",")
@@ -1091,7 +1102,7 @@ def worker(rank, world, a, port):
         done = dict(done=True, steps=step, glyph_steps=glyph_steps, scenes=n_scenes, train_minutes=round(train_min, 2),
                     total_minutes=round((time.time() - t0) / 60, 2), processes=world, seed=a.seed)
         if a.init:
-            done.update(init=a.init, init_iter=base_step, json_count=a.json_count, lr=a.lr)
+            done.update(init=a.init, init_iter=base_step, json_count=a.json_count, json_plain=a.json_plain, lr=a.lr)
         log.write(json.dumps(done) + "\n")
         log.close()
         if not a.no_export:
@@ -1142,6 +1153,9 @@ def main():
     ap.add_argument("--ordinal", type=float, default=0.0, help="weight of the ordinal losses (ordinal_loss)")
     ap.add_argument("--json-count", action="store_true",
                     help="also ask every scene's count for JSON (JSON_COUNT_PROMPT; answer {\"count\": N})")
+    ap.add_argument("--json-plain", type=float, default=0.0,
+                    help="with --json-count: the plain counting question also answered in JSON, at this weight "
+                         "(below 1, so that the free-text answer stays the likelier; JSON_PLAIN_WEIGHT)")
     ap.add_argument("--init", default=None,
                     help="fine-tune an exported model folder: its tokenizer and weights; the vision path is "
                          "frozen, there is no glyph or object-only phase, and the log is finetune-log.jsonl")
