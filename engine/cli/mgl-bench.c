@@ -354,6 +354,16 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
     }
     if (dev_be && dev_be->mem_peak_bytes)
         g_string_append_printf(j, ", \"peak_device_alloc_MiB\": %.1f", dev_be->mem_peak_bytes() / 1048576.0);
+    if (!cpu) {
+        /* the device's memory in use after the runs (cudaMemGetInfo): the engine's allocations,
+         * which it keeps for reuse, plus the CUDA context and the libraries' workspaces */
+        MglBackendInfo bi;
+        mgl_model_backend_info(m, &bi);
+        if (bi.total_bytes >= bi.free_bytes && bi.total_bytes > 0)
+            g_string_append_printf(j, ", \"device_used_MiB\": %.1f, \"device_total_MiB\": %.1f",
+                                   (double)(bi.total_bytes - bi.free_bytes) / 1048576.0,
+                                   (double)bi.total_bytes / 1048576.0);
+    }
     g_string_append_printf(j, ", \"peak_rss_MiB\": %.1f}\n", peak_rss_kb() / 1024.0);
     if (st == MGL_OK) g_string_append(out, j->str);
     g_string_free(j, TRUE);

@@ -351,10 +351,12 @@ static void cuda_model_info(const MglBackendModel* dm, MglBackendInfo* out) {
     snprintf(out->precision, sizeof out->precision, "%s", dm->prec_name);
     size_t fr = 0, tot = 0;
     cudaSetDevice(dm->dev);
-    if (cudaMemGetInfo(&fr, &tot) == cudaSuccess)
+    if (cudaMemGetInfo(&fr, &tot) == cudaSuccess) {
         out->free_bytes = fr;
-    else
+        out->total_bytes = tot;
+    } else {
         cudaGetLastError();
+    }
 }
 
 static void cuda_ctx_free(MglBackendCtx* dc) {

@@ -127,7 +127,8 @@ typedef struct {
     size_t step_bytes;   /* weights read by one decode step */
     char device[200];    /* "CPU", or the GPU's name */
     char precision[8];
-    size_t free_bytes; /* memory free now for KV caches and activations (host or device) */
+    size_t free_bytes;  /* memory free now for KV caches and activations (host or device) */
+    size_t total_bytes; /* a device's memory (free_bytes of it free now); 0 for the host */
 } MglBackendInfo;
 
 typedef struct MglBackend {
