@@ -610,12 +610,12 @@ static MglStatus bench_streams(const MglBenchParams* bp, const char* path, const
                 "{\"model\": \"%s\", \"backend\": \"%s\", \"streams\": %d, \"frames_per_stream\": %d, "
                 "\"wall_s\": %.2f, \"answered_frames_per_s\": %.3f, \"vs_first\": %.2f, "
                 "\"latency_p50_ms\": %.1f, \"latency_p95_ms\": %.1f, \"mean_tokens\": %.1f, "
-                "\"decode_step_ms\": %.3f",
+                "\"decode_ms_per_token\": %.3f",
                 path, mgl_model_backend_name(m), N, frames, wall / 1000.0, fps, base > 0 ? fps / base : 0.0,
                 r.lat[r.n_lat / 2], r.lat[(int)((r.n_lat - 1) * 0.95 + 0.5)], r.tokens / (double)(N * frames),
                 r.decode_ms / tok);
             if (g)
-                g_string_append_printf(out, ", \"schema_complete\": %ld, \"mask_wait_ms_per_step\": %.4f", r.complete,
+                g_string_append_printf(out, ", \"schema_complete\": %ld, \"mask_wait_ms_per_token\": %.4f", r.complete,
                                        r.mask_wait_ms / tok);
             g_string_append(out, "}\n");
         }

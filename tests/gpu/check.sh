@@ -12,7 +12,7 @@
 #   4. one table: ours vs HF, ratio, target, pass/fail
 #   5. many streams on one server (bench --streams 1,8 on CUDA): the llama-110m preset saved with
 #      the 32k tokenizer (BUILD/gpu-libs/sp32k, from bundle-libs.sh), free and under a JSON schema
-#      (mask_wait_ms_per_step: what the host-side masks add to a decode step, target < 0.5 ms);
+#      (mask_wait_ms_per_token: what the host-side masks add to a decode step, target < 0.5 ms);
 #      then the mgllava-7b preset (8 streams, 30 tokens) when CHECK_STREAMS_7B=1 and time is left.
 #      Lines in streams.jsonl.
 #
