@@ -248,8 +248,9 @@ else
     if timeout 60 "$BIN" bench --preset llama-110m --dtype f16 --save "$SD/m110" --tokenizer "$TOK" >/dev/null; then
         for sc in "" "--schema $SD/count.json"; do
             # shellcheck disable=SC2086
-            timeout 90 "$BIN" bench --model "$SD/m110" --device cuda --streams 1,8 --frames 4 --gen-tokens 30 \
-                --prompt "$Q" $sc | tee -a "$OUT/streams.jsonl" || echo "streams ${sc:-free}: failed"
+            lines=$(timeout 90 "$BIN" bench --model "$SD/m110" --device cuda --streams 1,8 --frames 4 --gen-tokens 30 \
+                --prompt "$Q" $sc 2>"$OUT/.err") && echo "$lines" | tee -a "$OUT/streams.jsonl" ||
+                echo "streams ${sc:+constrained }failed: $(tail -n 3 "$OUT/.err")"
         done
     else
         echo "streams: saving the llama-110m pack failed"
@@ -258,9 +259,10 @@ else
     if [ "${CHECK_STREAMS_7B:-0}" = 1 ] && [ "$(left)" -gt 240 ]; then
         echo "== streams: mgllava-7b f16, cuda, 1 and 8 streams, 30 tokens"
         if timeout 150 "$BIN" bench --preset mgllava-7b --dtype f16 --save "$SD/m7b" --tokenizer "$TOK" >/dev/null; then
-            timeout $(($(left) > 200 ? 200 : $(left))) "$BIN" bench --model "$SD/m7b" --device cuda --streams 1,8 \
-                --frames 3 --gen-tokens 30 --prompt "Describe the image." | tee -a "$OUT/streams.jsonl" ||
-                echo "streams mgllava-7b: failed or timed out"
+            lines=$(timeout $(($(left) > 200 ? 200 : $(left))) "$BIN" bench --model "$SD/m7b" --device cuda \
+                --streams 1,8 --frames 3 --gen-tokens 30 --prompt "Describe the image." 2>"$OUT/.err") &&
+                echo "$lines" | tee -a "$OUT/streams.jsonl" ||
+                echo "streams mgllava-7b: failed or timed out: $(tail -n 3 "$OUT/.err")"
         else
             echo "streams: saving the mgllava-7b pack failed or timed out"
         fi
