@@ -189,17 +189,9 @@ class DemoMGLLaVA(nn.Module):
         return vimg, list(torch.split(vobj, counts)), pooled, fused
 
 
-def exported_cnx_dims(folder):
-    """The ConvNeXt stage widths of an exported model folder (its stem and downsample weights)."""
-    cnx = torch.load(os.path.join(folder, "convnext", "open_clip_pytorch_model.bin"), map_location="cpu",
-                     weights_only=True)
-    return [int(cnx["visual.trunk.stem.0.weight"].shape[0])] + \
-        [int(cnx[f"visual.trunk.stages.{i}.downsample.1.weight"].shape[0]) for i in range(1, len(CNX_DEPTHS))]
-
-
-def load_exported(model, folder):
-    """Loads the files export() wrote (the official layouts) back into the model; the auxiliary
-    heads, which export drops, keep their initial weights. Returns the checkpoint's iteration."""
+def read_exported(folder):
+    """The files export() wrote (the official layouts, as the folder's mgllava.json names them) as
+    one state dict in the training model's names, and the checkpoint's iteration."""
     from safetensors.torch import load_file
     with open(os.path.join(folder, "mgllava.json")) as fh:
         desc = json.load(fh)
@@ -210,6 +202,18 @@ def load_exported(model, folder):
     ck = torch.load(os.path.join(folder, desc["checkpoint"]), map_location="cpu", weights_only=True)
     for k, v in ck["state_dict"].items():
         sd["fuse." + k[len("fuse_module."):] if k.startswith("fuse_module.") else k] = v
+    return sd, int(ck.get("meta", {}).get("iter", 0))
+
+
+def cnx_dims_of(sd):
+    """The ConvNeXt stage widths of a state dict (its stem and downsample weights)."""
+    return [int(sd["cnx.stem.0.weight"].shape[0])] + \
+        [int(sd[f"cnx.stages.{i}.downsample.1.weight"].shape[0]) for i in range(1, len(CNX_DEPTHS))]
+
+
+def load_exported(model, sd, folder):
+    """Loads read_exported's state dict into the model; the auxiliary heads, which export drops,
+    keep their initial weights."""
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.startswith("aux_")]
     # buffers the modules make themselves (CLIP's position ids) may be absent from the files, and
@@ -218,7 +222,6 @@ def load_exported(model, folder):
     if missing or unexpected:
         raise SystemExit(f"{folder}: the exported model does not match the training model "
                          f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-    return int(ck.get("meta", {}).get("iter", 0))
 
 
 def sdpa_where_no_maps(model):
@@ -899,7 +902,8 @@ def worker(rank, world, a, port):
         # fine-tuning: the model's own tokenizer and stage widths
         from tokenizers import Tokenizer
         tok = Tokenizer.from_file(os.path.join(a.init, "llm", "tokenizer.json"))
-        CNX_DIMS = exported_cnx_dims(a.init)
+        init_sd, base_step = read_exported(a.init)
+        CNX_DIMS = cnx_dims_of(init_sd)
     else:
         tok = build_tokenizer(corpus_lines(renderer))
         if a.cnx_dims:
@@ -917,7 +921,8 @@ def worker(rank, world, a, port):
             if n_.endswith(".gamma"):
                 p_.data.fill_(a.cnx_ls)
     if a.init:
-        base_step = load_exported(model, a.init)
+        load_exported(model, init_sd, a.init)
+        del init_sd
         # the vision path (towers, fusion, projectors) stays as it is: only the decoder learns
         for name in ("clip", "cnx", "fuse", "projector", "bbox_projector"):
             for p_ in getattr(model, name).parameters():
