@@ -194,7 +194,6 @@ PRE_AVX512 static void vrow_avx512(const uint8_t* base, int64_t n, const int32_t
     }
 }
 
-
 /* One block's 16 outputs of channel c (its plane pl from the window's first
  * pixel) into px[16] */
 PRE_AVX512 static void hblock_avx512(const int32_t* pl, const int32_t* cf, int width, uint8_t* px) {
