@@ -11,6 +11,7 @@
 #include "mgl-quant.h"
 #include "cpu/mgl-blas.h"
 #include "cpu/mgl-cpu-isa.h"
+#include "cpu/mgl-ops-bf16.h"
 
 #include <glib.h>
 #include <stdio.h>
@@ -18,6 +19,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* The bf16 product kernel for the bench line: the one chosen, and why not
+ * AMX where the tiles were there but disagreed with their model. */
+static const char* bf16_gemm_name(void) {
+    if (mgl_gemm_bf16_amx_disagreed()) return "avx512-bf16 (AMX present, disagreed with its model)";
+    return mgl_gemm_bf16_kernel_name(mgl_gemm_bf16_kernel());
+}
 
 typedef struct {
     int hidden, layers, heads, mlp;
@@ -231,7 +239,8 @@ MglStatus mgl_bench_model(const MglBenchParams* bp, const char* path, GString* o
     if (st == MGL_OK)
         g_string_append_printf(out,
                                "{\"model\": \"%s\", \"backend\": \"cpu\", \"precision\": \"%s\", \"kv\": \"%s\", "
-                               "\"isa\": \"%s\", \"blas_core\": \"%s\", \"weight_file_bytes\": %llu, \"load_ms\": "
+                               "\"isa\": \"%s\", \"bf16_gemm\": \"%s\", \"blas_core\": \"%s\", "
+                               "\"weight_file_bytes\": %llu, \"load_ms\": "
                                "%.1f, \"rss_before_load_MiB\": %.1f, "
                                "\"rss_after_load_MiB\": %.1f, \"frame_ms\": %.1f, \"prompt_tokens\": %d, "
                                "\"generated\": %d, \"vision_ms\": %.1f, \"prefill_ms\": %.1f, "
@@ -239,7 +248,7 @@ MglStatus mgl_bench_model(const MglBenchParams* bp, const char* path, GString* o
                                "\"peak_rss_over_file_size\": %.3f}\n",
                                path, bp->precision && !strcmp(bp->precision, "bf16") ? "bf16" : "f32",
                                kv_name(m->kv_dtype, bp->kv_precision), mgl_cpu_level_name(mgl_cpu_level()),
-                               mgl_blas_corename(), (unsigned long long)bytes, t1 - t0, rss0 / 1024.0,
+                               bf16_gemm_name(), mgl_blas_corename(), (unsigned long long)bytes, t1 - t0, rss0 / 1024.0,
                                rss_load / 1024.0, t2 - t1, tm.n_prompt_tokens, tm.n_generated, tm.vision_ms,
                                tm.prefill_ms, tm.n_generated ? tm.decode_ms / tm.n_generated : 0.0,
                                peak_rss_kb() / 1024.0, (double)peak_rss_kb() * 1024.0 / (double)(bytes ? bytes : 1));
@@ -290,9 +299,10 @@ static MglStatus bench_backend(const Preset* p, const MglBenchParams* bp, const 
         g_string_append_printf(
             j,
             "{\"preset\": \"%s\", \"backend\": \"cpu\", \"dtype\": \"%s\", \"precision\": \"%s\", "
-            "\"kv\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"blas_core\": \"%s\", \"build_ms\": %.1f",
+            "\"kv\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"bf16_gemm\": \"%s\", \"blas_core\": \"%s\", "
+            "\"build_ms\": %.1f",
             p->name, bench_dtype_name(bp), info.precision, kv_name(m->kv_dtype, bp->kv_precision), bp->n_threads,
-            mgl_cpu_level_name(mgl_cpu_level()), mgl_blas_corename(), build_ms);
+            mgl_cpu_level_name(mgl_cpu_level()), bf16_gemm_name(), mgl_blas_corename(), build_ms);
     else
         g_string_append_printf(j,
                                "{\"preset\": \"%s\", \"backend\": \"%s\", \"device\": \"%s\", \"precision\": \"%s\", "

@@ -191,16 +191,20 @@ static void matmul_rows(void) {
  * at f32 precision and at bf16 precision: there, on AVX512_BF16, x and W are
  * rounded to bf16 before the products (the reference rounds them the same
  * way); elsewhere the products stay f32's. The error is measured against
- * the sum of |x w| of its output. */
-static void matmul_gemm(bool bf16) {
-    static const int64_t Ts[] = {2, 5, 12, 13, 40, 300};
+ * the sum of |x w| of its output. `kernel` >= 0 forces mgl_gemm_bf16's
+ * kernel (vdpbf16ps, the AMX tiles, or their software model: the AMX block
+ * and its tile layouts checked on CPUs without AMX); < 0 the one chosen. */
+static void matmul_gemm(bool bf16, int kernel) {
+    static const int64_t Ts[] = {2, 5, 12, 13, 17, 40, 64, 300};
     static const int64_t Ks[] = {1, 2, 31, 32, 33, 100, 768};
     static const int64_t Ns[] = {1, 17, 32, 33, 100};
     static const MglDType dts[] = {MGL_DT_F32, MGL_DT_F16, MGL_DT_BF16};
     mgl_cpu_set_bf16(bf16);
+    REQUIRE(mgl_gemm_bf16_force(kernel));
     const bool round = bf16 && mgl_gemm_bf16_available();
     printf("matmul at %s precision: %s\n", bf16 ? "bf16" : "f32",
-           round ? "vdpbf16ps (x and W rounded to bf16)" : "f32 products");
+           round ? "bf16 products (x and W rounded to bf16)" : "f32 products");
+    if (round) printf("  bf16 kernel: %s\n", mgl_gemm_bf16_kernel_name(mgl_gemm_bf16_kernel()));
     for (size_t di = 0; di < 3; di++)
         for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++)
             for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
@@ -258,6 +262,7 @@ static void matmul_gemm(bool bf16) {
                     free(y);
                 }
     mgl_cpu_set_bf16(false);
+    REQUIRE(mgl_gemm_bf16_force(-1));
 }
 
 /* f32 -> f16 / bf16 conversions (vectorised where the CPU has AVX2/F16C)
@@ -341,7 +346,15 @@ int main(void) {
     activations();
     attention();
     matmul_rows();
-    matmul_gemm(false);
-    matmul_gemm(true);
+    matmul_gemm(false, -1);
+    matmul_gemm(true, -1);
+    /* the kernels not chosen on this CPU, where it can run them */
+    const MglBf16Gemm chosen = mgl_gemm_bf16_kernel();
+    for (int k = MGL_BF16_GEMM_AVX512; k <= MGL_BF16_GEMM_AMX_EMULATED; k++)
+        if (k != (int)chosen && mgl_gemm_bf16_force(k)) matmul_gemm(true, k);
+    REQUIRE(mgl_gemm_bf16_force(-1));
+    /* a CPU with usable AMX tiles must run them: the start-up product on the
+     * tiles agreed with their model */
+    CHECK_MSG(!mgl_gemm_bf16_amx_disagreed(), "AMX tiles present, but their product disagreed with the tile model");
     TEST_DONE();
 }

@@ -12,13 +12,28 @@
  * a 12 x 32 tile of outputs takes two panel loads and 12 broadcasts of an
  * activation pair per step of two along k, 24 accumulators in registers.
  * Tasks are (panel, block of rows), spread over the pool; a thread's
- * consecutive tasks share their panel. Bias is added as the tile is stored. */
+ * consecutive tasks share their panel. Bias is added as the tile is stored.
+ *
+ * With AMX (level amx-bf16), products of 16 rows or more run on the tiles
+ * instead: TDPBF16PS multiplies a 16 x 32 block of activations by a 32 x 16
+ * block of the panel (the same pairs of k, so the same panel) in one
+ * instruction. The activations are rounded into tile order (each 16 rows x
+ * 16 pairs one contiguous 1 KB tile, so a tile load reads one stream and
+ * rows of a long K do not collide in the L1 sets), K is padded to whole
+ * tiles with zero pairs, and each 32 x 32 block of outputs is four
+ * accumulator tiles over the whole of K (ops-bf16-amx.h), stored to a
+ * scratch block and then written out with the bias and the activation. A
+ * software model of the tile instructions runs the same block in the tests,
+ * and once at start-up beside the hardware: if the two disagree, the
+ * vdpbf16ps kernel is used instead (mgl_gemm_bf16_kernel_name says so). */
 #include "mgl-ops.h"
 
 #include "mgl-cpu-isa.h"
 #include "mgl-ops-bf16.h"
 #include "mgl-pool.h"
 #include "mgl-quant.h"
+#include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,12 +54,15 @@ void mgl_cpu_set_bf16(bool on) { tl_bf16 = on; }
 bool mgl_cpu_bf16(void) { return tl_bf16; }
 
 typedef struct {
-    const uint32_t* xb;
+    const uint32_t* xb; /* x in bf16: rows of KP pairs, or (AMX) in tile order */
     const MglWeight* W;
     const float* bias;
     MglAct act; /* applied to each tile as it is stored */
     float* y;
-    int64_t T, N, K, KP, mb, nmb;
+    int64_t T, N, K, KP;
+    int64_t KPP;     /* pairs in a panel: KP, or (AMX) KP padded to whole tiles */
+    int64_t mb, nmb; /* rows per task, row blocks */
+    bool emulated;   /* AMX: the software model of the tiles */
 } TileCtx;
 
 static void tiles_part(void* ctx, int64_t b, int64_t e);
@@ -150,10 +168,11 @@ BF16 static inline void transpose16(const uint32_t* const* rows, int64_t kp0, ui
 }
 
 /* Panel of columns [n0, n0 + nc): p[kp * NR + j] = the pair (w[n0+j][2kp],
- * w[n0+j][2kp+1]) in bf16; columns past nc, and the odd K's last half pair,
- * are 0. Rows not in bf16 are rounded (nearest even) into `scratch` (NR rows
- * of 2 * KP) first; so are the rows of an odd K, padded with a 0. */
-BF16 static void pack_panel(const MglWeight* W, int64_t K, int64_t KP, int64_t n0, int nc, uint32_t* p,
+ * w[n0+j][2kp+1]) in bf16 for kp < KPP; columns past nc, pairs past KP and
+ * the odd K's last half pair are 0. Rows not in bf16 are rounded (nearest
+ * even) into `scratch` (NR rows of 2 * KP) first; so are the rows of an odd
+ * K, padded with a 0. */
+BF16 static void pack_panel(const MglWeight* W, int64_t K, int64_t KP, int64_t KPP, int64_t n0, int nc, uint32_t* p,
                             uint16_t* scratch, float* deq) {
     const void* w = W->data;
     const MglDType dt = W->dtype;
@@ -180,58 +199,313 @@ BF16 static void pack_panel(const MglWeight* W, int64_t K, int64_t KP, int64_t n
             transpose16(rows, kp, p + kp * NR);
             transpose16(rows + 16, kp, p + kp * NR + 16);
         }
-    for (; kp < KP; kp++)
+    for (; kp < KPP; kp++)
         for (int j = 0; j < NR; j++) {
             uint32_t v = 0;
-            if (j < nc) memcpy(&v, rows[j] + kp, sizeof v);
+            if (j < nc && kp < KP) memcpy(&v, rows[j] + kp, sizeof v);
             p[kp * NR + j] = v;
         }
 }
 
-static void tiles_part(void* ctx, int64_t b, int64_t e) {
-    const TileCtx* c = ctx;
-    uint32_t* p = malloc(sizeof(uint32_t) * (size_t)(c->KP * NR));
-    uint16_t* scratch = c->W->qbits || c->W->dtype != MGL_DT_BF16 || c->K % 2
-                            ? malloc(sizeof(uint16_t) * (size_t)(NR * 2 * c->KP))
-                            : NULL;
-    float* deq = c->W->qbits ? malloc(sizeof(float) * (size_t)c->K) : NULL;
-    int64_t packed = -1;
-    for (int64_t task = b; task < e; task++) {
-        const int64_t panel = task / c->nmb, m0 = (task % c->nmb) * c->mb;
-        const int64_t n0 = panel * NR;
-        const int nc = c->N - n0 < NR ? (int)(c->N - n0) : NR;
-        if (panel != packed) {
-            pack_panel(c->W, c->K, c->KP, n0, nc, p, scratch, deq);
-            packed = panel;
-        }
-        const int64_t m1 = m0 + c->mb < c->T ? m0 + c->mb : c->T;
-        for (int64_t m = m0; m < m1; m += MR) {
-            const int mr = m1 - m < MR ? (int)(m1 - m) : MR;
-            tiles[mr](c->xb + m * c->KP, c->KP, p, c->y + m * c->N + n0, c->N, nc, c->bias ? c->bias + n0 : NULL);
-            if (c->act != MGL_ACT_NONE)
-                for (int i = 0; i < mr; i++) mgl_act_range(c->act, c->y + (m + i) * c->N + n0, nc);
-        }
-    }
-    free(deq);
-    free(scratch);
-    free(p);
+/* A pool part's panel, the buffers that packing one needs, and which panel
+ * it holds. */
+typedef struct {
+    uint32_t* p;
+    uint16_t* scratch;
+    float* deq;
+    int64_t packed;
+} PanelBuf;
+
+static PanelBuf panel_buf(const TileCtx* c) {
+    PanelBuf pb = {aligned_alloc(64, sizeof(uint32_t) * (size_t)(c->KPP * NR)), NULL, NULL, -1};
+    if (c->W->qbits || c->W->dtype != MGL_DT_BF16 || c->K % 2)
+        pb.scratch = malloc(sizeof(uint16_t) * (size_t)(NR * 2 * c->KP));
+    if (c->W->qbits) pb.deq = malloc(sizeof(float) * (size_t)c->K);
+    return pb;
 }
 
-bool mgl_gemm_bf16_available(void) { return mgl_cpu_level() >= MGL_CPU_AVX512_BF16; }
+static void panel_buf_free(PanelBuf* pb) {
+    free(pb->deq);
+    free(pb->scratch);
+    free(pb->p);
+}
+
+/* A task's panel (packed unless the buffer holds it), its first column n0,
+ * its columns nc, and its rows [m0, m1). */
+typedef struct {
+    int64_t n0, m0, m1;
+    int nc;
+} Task;
+
+BF16 static Task task_panel(const TileCtx* c, PanelBuf* pb, int64_t task) {
+    const int64_t panel = task / c->nmb;
+    Task t = {.n0 = panel * NR, .m0 = (task % c->nmb) * c->mb};
+    t.nc = c->N - t.n0 < NR ? (int)(c->N - t.n0) : NR;
+    t.m1 = t.m0 + c->mb < c->T ? t.m0 + c->mb : c->T;
+    if (panel != pb->packed) {
+        pack_panel(c->W, c->K, c->KP, c->KPP, t.n0, t.nc, pb->p, pb->scratch, pb->deq);
+        pb->packed = panel;
+    }
+    return t;
+}
+
+static void tiles_part(void* ctx, int64_t b, int64_t e) {
+    const TileCtx* c = ctx;
+    PanelBuf pb = panel_buf(c);
+    for (int64_t task = b; task < e; task++) {
+        const Task t = task_panel(c, &pb, task);
+        for (int64_t m = t.m0; m < t.m1; m += MR) {
+            const int mr = t.m1 - m < MR ? (int)(t.m1 - m) : MR;
+            float* y = c->y + m * c->N + t.n0;
+            tiles[mr](c->xb + m * c->KP, c->KP, pb.p, y, c->N, t.nc, c->bias ? c->bias + t.n0 : NULL);
+            if (c->act != MGL_ACT_NONE)
+                for (int i = 0; i < mr; i++) mgl_act_range(c->act, y + i * c->N, t.nc);
+        }
+    }
+    panel_buf_free(&pb);
+}
+
+/* ---- AMX ---- */
+
+/* The activations in tile order: rows [b, e) of the 16-row groups, row t's
+ * pairs 16 kb .. 16 kb + 15 at xt[((t / 16) * nkb + kb) * 256 + (t % 16) * 16].
+ * Rows past T, and pairs past K (the odd K's last half pair included), are 0. */
+typedef struct {
+    const float* x;
+    int64_t T, K, nkb;
+    uint32_t* xt;
+} TileRoundCtx;
+
+BF16 static void tile_round_part(void* ctx, int64_t b, int64_t e) {
+    const TileRoundCtx* c = ctx;
+    for (int64_t t = b; t < e; t++) {
+        uint32_t* o = c->xt + (t / 16) * c->nkb * 256 + (t % 16) * 16;
+        if (t >= c->T) {
+            for (int64_t kb = 0; kb < c->nkb; kb++) _mm512_storeu_si512((void*)(o + kb * 256), _mm512_setzero_si512());
+            continue;
+        }
+        const float* x = c->x + t * c->K;
+        for (int64_t kb = 0; kb < c->nkb; kb++) {
+            const int64_t left = c->K - kb * 32;
+            const __mmask16 m0 = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1u);
+            const __mmask16 m1 = left >= 32 ? 0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1u);
+            const float* xk = x + (left > 0 ? kb * 32 : 0);
+            const __m512 lo = _mm512_maskz_loadu_ps(m0, xk), hi = _mm512_maskz_loadu_ps(m1, xk + 16);
+            _mm512_storeu_si512((void*)(o + kb * 256), (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        }
+    }
+}
+
+/* The software model of the tiles: eight tiles of 16 rows x 64 bytes, and
+ * TDPBF16PS as the instruction set reference gives it (per output, the two
+ * products of each pair added in order, in f32). */
+static _Thread_local uint8_t emu_tile[8][1024];
+
+static void emu_zero(int t) { memset(emu_tile[t], 0, sizeof emu_tile[t]); }
+static void emu_load(int t, const void* base, int64_t stride) {
+    for (int r = 0; r < 16; r++) memcpy(emu_tile[t] + 64 * r, (const uint8_t*)base + r * stride, 64);
+}
+static void emu_store(int t, void* base, int64_t stride) {
+    for (int r = 0; r < 16; r++) memcpy((uint8_t*)base + r * stride, emu_tile[t] + 64 * r, 64);
+}
+static void emu_dp(int tc, int ta, int tb) {
+    float c[16][16];
+    uint16_t a[16][32], b[16][32];
+    memcpy(c, emu_tile[tc], sizeof c);
+    memcpy(a, emu_tile[ta], sizeof a);
+    memcpy(b, emu_tile[tb], sizeof b);
+    for (int m = 0; m < 16; m++)
+        for (int k = 0; k < 16; k++)
+            for (int n = 0; n < 16; n++) {
+                c[m][n] += mgl_bf16_to_f32(a[m][2 * k]) * mgl_bf16_to_f32(b[k][2 * n]);
+                c[m][n] += mgl_bf16_to_f32(a[m][2 * k + 1]) * mgl_bf16_to_f32(b[k][2 * n + 1]);
+            }
+    memcpy(emu_tile[tc], c, sizeof c);
+}
+
+#define AMX_ATTR
+#define AMX_BLOCK amx_block_emu
+#define TZERO(t) emu_zero(t)
+#define TLOAD(t, base, stride) emu_load(t, base, stride)
+#define TDP(c, a, b) emu_dp(c, a, b)
+#define TSTORE(t, base, stride) emu_store(t, base, stride)
+#include "ops-bf16-amx.h"
+
+#define AMX __attribute__((target("amx-tile,amx-bf16")))
+/* The tile loads read memory the compiler does not see them read: the
+ * barrier before the first one keeps the stores of the panel before it. */
+#define AMX_ATTR AMX
+#define AMX_BLOCK amx_block_hw
+#define TZERO(t)                                                                                                       \
+    do {                                                                                                               \
+        __asm__ volatile("" ::: "memory");                                                                             \
+        _tile_zero(t);                                                                                                 \
+    } while (0)
+#define TLOAD(t, base, stride) _tile_loadd(t, base, stride)
+#define TDP(c, a, b) _tile_dpbf16ps(c, a, b)
+#define TSTORE(t, base, stride) _tile_stored(t, base, stride)
+#include "ops-bf16-amx.h"
+
+/* Palette 1, tiles 0-7 of 16 rows x 64 bytes. ldtilecfg reads all 64 bytes
+ * (a static object, so none of it is left unwritten). */
+typedef struct __attribute__((aligned(64))) {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} AmxConfig;
+static const AmxConfig amx_config = {
+    .palette = 1, .colsb = {64, 64, 64, 64, 64, 64, 64, 64}, .rows = {16, 16, 16, 16, 16, 16, 16, 16}};
+
+AMX static void amx_begin(void) { _tile_loadconfig(&amx_config); }
+AMX static void amx_end(void) { _tile_release(); }
+
+static void amx_part(void* ctx, int64_t b, int64_t e) {
+    const TileCtx* c = ctx;
+    const int64_t nkb = c->KPP / 16;
+    PanelBuf pb = panel_buf(c);
+    float cb[32 * 32] __attribute__((aligned(64)));
+    if (!c->emulated) amx_begin();
+    for (int64_t task = b; task < e; task++) {
+        const Task t = task_panel(c, &pb, task);
+        const float* bias = c->bias ? c->bias + t.n0 : NULL;
+        for (int64_t m = t.m0; m < t.m1; m += 32) {
+            const int rows = t.m1 - m < 32 ? (int)(t.m1 - m) : 32;
+            const uint32_t* a0 = c->xb + (m / 16) * nkb * 256;
+            const uint32_t* a1 = rows > 16 ? a0 + nkb * 256 : NULL;
+            if (c->emulated)
+                amx_block_emu(a0, a1, pb.p, nkb, cb);
+            else
+                amx_block_hw(a0, a1, pb.p, nkb, cb);
+            for (int i = 0; i < rows; i++) {
+                float* o = c->y + (m + i) * c->N + t.n0;
+                if (bias)
+                    for (int j = 0; j < t.nc; j++) o[j] = cb[i * 32 + j] + bias[j];
+                else
+                    memcpy(o, cb + i * 32, sizeof(float) * (size_t)t.nc);
+                if (c->act != MGL_ACT_NONE) mgl_act_range(c->act, o, t.nc);
+            }
+        }
+    }
+    if (!c->emulated) amx_end();
+    panel_buf_free(&pb);
+}
+
+/* y = x W^T (+ bias, act) on the tiles (or their model): over the pool, or
+ * (pooled false: the start-up check) on the calling thread alone. */
+static void gemm_amx(const float* x, int64_t T, const MglWeight* W, const float* bias, MglAct act, float* y,
+                     bool emulated, bool pooled) {
+    const int64_t N = W->rows, K = W->cols, KP = (K + 1) / 2, nkb = (KP + 15) / 16, groups = (T + 15) / 16;
+    uint32_t* xt = aligned_alloc(64, sizeof(uint32_t) * (size_t)(groups * nkb * 256));
+    TileRoundCtx rc = {x, T, K, nkb, xt};
+    const int64_t mb = T <= 1024 ? T : 512; /* a multiple of 32 when there are several blocks */
+    TileCtx c = {xt, W, bias, act, y, T, N, K, KP, nkb * 16, mb, (T + mb - 1) / mb, emulated};
+    const int64_t tasks = (N + NR - 1) / NR * c.nmb;
+    if (pooled) {
+        mgl_parallel_for(groups * 16, 64, tile_round_part, &rc);
+        mgl_parallel_for(tasks, 1, amx_part, &c);
+    } else {
+        tile_round_part(&rc, 0, groups * 16);
+        amx_part(&c, 0, tasks);
+    }
+    free(xt);
+}
+
+/* The start-up check: the tiles against their model on a product with
+ * partial row groups, panels and tiles of k. */
+static bool amx_agrees(void) {
+    enum { T = 40, K = 101, N = 40 };
+    float* x = malloc(sizeof(float) * T * K);
+    float* w = malloc(sizeof(float) * N * K);
+    float* y0 = malloc(sizeof(float) * T * N);
+    float* y1 = malloc(sizeof(float) * T * N);
+    uint32_t s = 12345;
+    for (int i = 0; i < T * K; i++) x[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    for (int i = 0; i < N * K; i++) w[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    const MglWeight W = {.data = w, .dtype = MGL_DT_F32, .rows = N, .cols = K};
+    gemm_amx(x, T, &W, NULL, MGL_ACT_NONE, y0, false, false);
+    gemm_amx(x, T, &W, NULL, MGL_ACT_NONE, y1, true, false);
+    bool ok = true;
+    for (int i = 0; i < T * N; i++)
+        if (!(fabsf(y0[i] - y1[i]) <= 1e-4f * (1.0f + fabsf(y1[i])))) ok = false;
+    free(x);
+    free(w);
+    free(y0);
+    free(y1);
+    return ok;
+}
+
+static MglBf16Gemm g_kernel = MGL_BF16_GEMM_NONE;
+static bool g_amx_disagreed;
+static int g_forced = -1;
+static pthread_once_t g_kernel_once = PTHREAD_ONCE_INIT;
+
+static void choose_kernel(void) {
+    const MglCpuLevel l = mgl_cpu_level();
+    g_kernel = l >= MGL_CPU_AVX512_BF16 ? MGL_BF16_GEMM_AVX512 : MGL_BF16_GEMM_NONE;
+    if (l >= MGL_CPU_AMX_BF16) {
+        if (amx_agrees())
+            g_kernel = MGL_BF16_GEMM_AMX;
+        else
+            g_amx_disagreed = true;
+    }
+}
+
+MglBf16Gemm mgl_gemm_bf16_kernel(void) {
+    pthread_once(&g_kernel_once, choose_kernel);
+    return g_forced >= 0 ? (MglBf16Gemm)g_forced : g_kernel;
+}
+
+bool mgl_gemm_bf16_force(int k) {
+    pthread_once(&g_kernel_once, choose_kernel);
+    const bool ok =
+        k < 0 || k == MGL_BF16_GEMM_NONE ||
+        ((k == MGL_BF16_GEMM_AVX512 || k == MGL_BF16_GEMM_AMX_EMULATED) && mgl_cpu_level() >= MGL_CPU_AVX512_BF16) ||
+        (k == MGL_BF16_GEMM_AMX && g_kernel == MGL_BF16_GEMM_AMX);
+    if (ok) g_forced = k < 0 ? -1 : k;
+    return ok;
+}
+
+bool mgl_gemm_bf16_amx_disagreed(void) {
+    pthread_once(&g_kernel_once, choose_kernel);
+    return g_amx_disagreed;
+}
+
+bool mgl_gemm_bf16_available(void) { return mgl_gemm_bf16_kernel() != MGL_BF16_GEMM_NONE; }
 #else
 static void round_part(void* ctx, int64_t b, int64_t e) { (void)ctx, (void)b, (void)e; }
 static void tiles_part(void* ctx, int64_t b, int64_t e) { (void)ctx, (void)b, (void)e; }
+static void gemm_amx(const float* x, int64_t T, const MglWeight* W, const float* bias, MglAct act, float* y,
+                     bool emulated, bool pooled) {
+    (void)x, (void)T, (void)W, (void)bias, (void)act, (void)y, (void)emulated, (void)pooled;
+}
+MglBf16Gemm mgl_gemm_bf16_kernel(void) { return MGL_BF16_GEMM_NONE; }
+bool mgl_gemm_bf16_force(int k) { return k <= MGL_BF16_GEMM_NONE; }
+bool mgl_gemm_bf16_amx_disagreed(void) { return false; }
 bool mgl_gemm_bf16_available(void) { return false; }
 #endif
 
+const char* mgl_gemm_bf16_kernel_name(MglBf16Gemm k) {
+    switch (k) {
+    case MGL_BF16_GEMM_AVX512: return "avx512-bf16";
+    case MGL_BF16_GEMM_AMX: return "amx";
+    case MGL_BF16_GEMM_AMX_EMULATED: return "amx-model";
+    default: return "none";
+    }
+}
+
 void mgl_gemm_bf16(const float* x, int64_t T, const MglWeight* W, const float* bias, MglAct act, float* y) {
+    const MglBf16Gemm kernel = mgl_gemm_bf16_kernel();
+    if (T >= 16 && (kernel == MGL_BF16_GEMM_AMX || kernel == MGL_BF16_GEMM_AMX_EMULATED)) {
+        gemm_amx(x, T, W, bias, act, y, kernel == MGL_BF16_GEMM_AMX_EMULATED, true);
+        return;
+    }
     const int64_t N = W->rows, K = W->cols, KP = (K + 1) / 2;
     uint32_t* xb = malloc(sizeof(uint32_t) * (size_t)(T * KP));
     RoundCtx rc = {x, K, KP, xb};
     mgl_parallel_for(T, 64, round_part, &rc);
     /* rows per task: all of them up to 1024 (each panel packed once), else 512 */
     const int64_t mb = T <= 1024 ? T : 512;
-    TileCtx c = {xb, W, bias, act, y, T, N, K, KP, mb, (T + mb - 1) / mb};
+    TileCtx c = {xb, W, bias, act, y, T, N, K, KP, KP, mb, (T + mb - 1) / mb, false};
     const int64_t tasks = (N + NR - 1) / NR * c.nmb;
     mgl_parallel_for(tasks, 1, tiles_part, &c);
     free(xb);
