@@ -381,6 +381,13 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
 }
 
 /* The steps of one begun request (mgl_gen_begin*) on the context; clears g. */
+void mgl_gen_drop_views(MglGen* g) {
+    if (!g->views) return;
+    g->in.x768 = g->in.x336 = NULL;
+    mgl_views_unref(g->views);
+    g->views = NULL;
+}
+
 MglStatus mgl_gen_run(MglCtx* c, MglGen* g, char** text, int32_t** ids_out, size_t* n_ids_out, MglTimings* tm,
                       MglErr* err) {
     MglModel* m = c->m;
@@ -389,6 +396,7 @@ MglStatus mgl_gen_run(MglCtx* c, MglGen* g, char** text, int32_t** ids_out, size
     double t1 = now_ms();
     MglStatus st = be->reserve(c->bc, batch, 1, g->L + g->p.max_new_tokens + 1, err);
     if (st == MGL_OK) st = be->vision(c->bc, batch, 1, err);
+    mgl_gen_drop_views(g);
     double t2 = now_ms();
     g->t.vision_ms = t2 - t1;
     if (st == MGL_OK) st = be->prefill(c->bc, batch, 1, err);

@@ -135,6 +135,9 @@ void mgl_gen_clear_clip(MglGen* g);
  * mean, normalize, then bilinear (no antialias) to 336 and to 768, each from
  * the padded frame. */
 MglStatus mgl_views_make_video(const MglImage* img, MglViews** out, MglErr* err);
+/* Once the vision stage has run: the views are released (the two float
+ * images of a frame are not held through prefill and decode). */
+void mgl_gen_drop_views(MglGen* g);
 bool mgl_gen_push(MglModel* m, MglGen* g, MglErr* err);
 /* Before each sample: the request's token mask (or none) into g->seq.samp.allow. */
 void mgl_gen_prepare_sample(MglModel* m, MglGen* g);

@@ -223,6 +223,7 @@ static MglStatus prefill_batch(MglServer* s, MglSeq** seqs, Req** reqs, int n, M
     /* the first token's masks (nothing generated yet) beside vision and prefill */
     const bool begun = masks_begin(s, reqs, n);
     if (st == MGL_OK) st = s->be->vision(s->bc, seqs, n, err);
+    for (int i = 0; i < n; i++) mgl_gen_drop_views(&reqs[i]->g);
     double t1 = now_ms();
     if (st == MGL_OK) st = s->be->prefill(s->bc, seqs, n, err);
     masks_end(s, reqs, n, begun);

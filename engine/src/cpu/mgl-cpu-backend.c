@@ -249,7 +249,7 @@ static MglStatus cpu_prefill(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglE
         MGL_TRY(slot_of(bc, seqs[i], &sl, err));
         if (!sl->emb) return mgl_err(err, MGL_E_INVALID, "CPU backend: prefill before vision");
         const int64_t L = mgl_seq_layout(seqs[i]->in, bc->w->n_patches).L;
-        MglStatus st = mgl_cpu_forward(bc->w, &sl->kv, sl->emb, L, 0, sl->logits, false, err);
+        MglStatus st = mgl_cpu_forward_inplace(bc->w, &sl->kv, sl->emb, L, 0, sl->logits, false, err);
         free(sl->emb);
         sl->emb = NULL;
         MGL_TRY(st);

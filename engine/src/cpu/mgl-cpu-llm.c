@@ -42,28 +42,35 @@ static void kv_store(const MglCpuKv* c, void* layer, int64_t pos, const float* r
     mgl_convert_floats(rows, MGL_DT_F32, (uint8_t*)layer + mgl_dtype_size(c->dtype) * (size_t)pos, c->dtype, (size_t)n);
 }
 
-MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* embeds, int64_t T, int64_t pos0,
-                          float* logits, bool all_logits, MglErr* err) {
+MglStatus mgl_cpu_forward_inplace(const MglModelWeights* m, MglCpuKv* c, float* x, int64_t T, int64_t pos0,
+                                  float* logits, bool all_logits, MglErr* err) {
     const MglLlmConfig* lc = &m->lc;
     const int64_t H = lc->hidden, NH = lc->n_heads, NKV = lc->n_kv_heads, HS = lc->head_dim;
     const int64_t qd = NH * HS, kvd = NKV * HS, F = lc->intermediate;
+    const bool phi3 = lc->arch == MGL_LLM_PHI3;
     MGL_TRY(mgl_cpu_kv_reserve(c, &m->lc, pos0 + T, err));
-    float* x = malloc(sizeof(float) * (size_t)(T * H));
+    /* The activations of T rows, in as little memory as the order of the ops
+     * allows (a 600-token prefill's buffers are a fifth of a small q4 model's
+     * file): q (Phi-3: q | k | v of its fused product); k and v in u, free
+     * until the MLP; the attention's output in g, free until the MLP; gate
+     * in g (Phi-3: gate | up) and up in u. g and u are widened where a
+     * model's shapes need it (F < 2 kvd, or g narrower than q; in none of
+     * the published models). */
+    const int64_t gw = (phi3 ? 2 : 1) * F;
+    const int64_t gcols = gw > qd ? gw : qd, ucols = !phi3 && F < 2 * kvd ? 2 * kvd : F;
     float* h = malloc(sizeof(float) * (size_t)(T * H));
-    float* q = malloc(sizeof(float) * (size_t)(T * (qd + 2 * kvd)));
-    float* a = malloc(sizeof(float) * (size_t)(T * qd));
-    float* g = malloc(sizeof(float) * (size_t)(T * 2 * F));
-    float* u = malloc(sizeof(float) * (size_t)(T * F));
-    if (!x || !h || !q || !a || !g || !u) {
-        free(x);
+    float* q = malloc(sizeof(float) * (size_t)(T * (phi3 ? qd + 2 * kvd : qd)));
+    float* g = malloc(sizeof(float) * (size_t)(T * gcols));
+    float* u = malloc(sizeof(float) * (size_t)(T * ucols));
+    if (!h || !q || !g || !u) {
         free(h);
         free(q);
-        free(a);
         free(g);
         free(u);
         return mgl_err(err, MGL_E_NOMEM, "decoder: out of memory for %lld tokens", (long long)T);
     }
-    memcpy(x, embeds, sizeof(float) * (size_t)(T * H));
+    float* kvb = phi3 ? q + T * qd : u;
+    float* a = g;
     for (int l = 0; l < lc->n_layers; l++) {
         const LlmLayer* L = &m->layers[l];
         void* kc = kv_layer(c, c->kc, l, kvd);
@@ -90,17 +97,17 @@ MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* em
         } else {
             if (T == 1) { /* one region for the three (the same bits as three calls) */
                 const MglWeight* W[3] = {&L->q, &L->k, &L->v};
-                float* const y[3] = {q, q + qd, q + qd + kvd};
+                float* const y[3] = {q, kvb, kvb + kvd};
                 mgl_matmul_rows_n(h, 1, 3, W, y);
             } else {
                 mgl_matmul(h, T, &L->q, NULL, q);
-                mgl_matmul(h, T, &L->k, NULL, q + T * qd);
-                mgl_matmul(h, T, &L->v, NULL, q + T * (qd + kvd));
+                mgl_matmul(h, T, &L->k, NULL, kvb);
+                mgl_matmul(h, T, &L->v, NULL, kvb + T * kvd);
             }
         }
         qq = q;
-        kk = q + T * qd;
-        vv = q + T * (qd + kvd);
+        kk = kvb;
+        vv = kvb + T * kvd;
         mgl_rope(qq, T, NH, HS, pos0, lc->rope_theta);
         mgl_rope(kk, T, NKV, HS, pos0, lc->rope_theta);
         kv_store(c, kc, pos0 * kvd, kk, T * kvd);
@@ -133,13 +140,21 @@ MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* em
         mgl_rmsnorm(x + (T - 1) * H, 1, H, m->final_norm, lc->rms_eps, h);
         mgl_matmul(h, 1, &m->lm_head, NULL, logits);
     }
-    free(x);
     free(h);
     free(q);
-    free(a);
     free(g);
     free(u);
     return MGL_OK;
+}
+
+MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* c, const float* embeds, int64_t T, int64_t pos0,
+                          float* logits, bool all_logits, MglErr* err) {
+    float* x = malloc(sizeof(float) * (size_t)(T * m->lc.hidden));
+    if (!x) return mgl_err(err, MGL_E_NOMEM, "decoder: out of memory for %lld tokens", (long long)T);
+    memcpy(x, embeds, sizeof(float) * (size_t)(T * m->lc.hidden));
+    MglStatus st = mgl_cpu_forward_inplace(m, c, x, T, pos0, logits, all_logits, err);
+    free(x);
+    return st;
 }
 
 

@@ -35,6 +35,10 @@ MglStatus mgl_cpu_kv_reserve(MglCpuKv* kv, const MglLlmConfig* lc, int64_t n_tok
  * cache; writes logits of the last row (or of all rows when all_logits). */
 MglStatus mgl_cpu_forward(const MglModelWeights* m, MglCpuKv* kv, const float* embeds, int64_t T, int64_t pos0,
                           float* logits, bool all_logits, MglErr* err);
+/* The same over x (T, hidden), which it uses as the residual stream and
+ * leaves overwritten (no copy of the embeddings). */
+MglStatus mgl_cpu_forward_inplace(const MglModelWeights* m, MglCpuKv* kv, float* x, int64_t T, int64_t pos0,
+                                  float* logits, bool all_logits, MglErr* err);
 /* One decode step for M sequences (row m: cache kv[m], position pos[m]);
  * logits (M, vocab). Each row gets exactly its T = 1 result. */
 MglStatus mgl_cpu_decode_rows(const MglModelWeights* m, MglCpuKv* const* kv, const int64_t* pos, const float* embeds,
