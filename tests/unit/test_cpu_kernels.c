@@ -338,6 +338,44 @@ static void activations(void) {
     free(o);
 }
 
+/* The depthwise 7x7 conv (ConvNeXt's, NHWC, padding 3) against a
+ * double-precision reference: images narrower and wider than the row blocks
+ * of eight pixels, channel counts with and without a multiple of 32 (the
+ * vector blocks) and a tail, with and without a bias. */
+static void dwconv(void) {
+    static const int64_t shapes[][3] = {{1, 1, 5}, {5, 7, 32}, {9, 13, 33}, {12, 14, 64}, {7, 30, 70}, {16, 23, 192}};
+    double worst = 0;
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int with_b = 0; with_b < 2; with_b++) {
+            const int64_t H = shapes[si][0], W = shapes[si][1], C = shapes[si][2];
+            float* x = randv(H * W * C, 2.0f);
+            float* w = randv(C * 49, 1.0f);
+            float* b = with_b ? randv(C, 1.0f) : NULL;
+            float* y = malloc(sizeof(float) * (size_t)(H * W * C));
+            mgl_dwconv7_nhwc(x, H, W, C, w, b, y);
+            for (int64_t r = 0; r < H; r++)
+                for (int64_t c = 0; c < W; c++)
+                    for (int64_t ch = 0; ch < C; ch++) {
+                        double s = b ? b[ch] : 0, mag = 1e-30 + (b ? fabs(b[ch]) : 0);
+                        for (int ky = 0; ky < 7; ky++)
+                            for (int kx = 0; kx < 7; kx++) {
+                                const int64_t yy = r + ky - 3, xx = c + kx - 3;
+                                if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
+                                const double t = (double)x[(yy * W + xx) * C + ch] * w[ch * 49 + ky * 7 + kx];
+                                s += t;
+                                mag += fabs(t);
+                            }
+                        const double e = fabs(y[(r * W + c) * C + ch] - s) / mag;
+                        if (!(e <= worst)) worst = e;
+                    }
+            free(x);
+            free(w);
+            free(b);
+            free(y);
+        }
+    CHECK_MSG(worst <= 1e-6, "dwconv7: relative error %.3g", worst);
+}
+
 int main(void) {
     MglErr err = {0};
     REQUIRE(mgl_blas_init(&err) == MGL_OK);
@@ -345,6 +383,7 @@ int main(void) {
     conversions();
     activations();
     attention();
+    dwconv();
     matmul_rows();
     matmul_gemm(false, -1);
     matmul_gemm(true, -1);
