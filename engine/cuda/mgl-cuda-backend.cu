@@ -414,7 +414,29 @@ static MglStatus cuda_prefill(MglBackendCtx* dc, MglSeq* const* seqs, int n, Mgl
     return MGL_OK;
 }
 
+/* MGL_CUDA_BATCHED=1: steps of two or more sequences run as one batched step
+ * (mglc_decode_batch) instead of slot by slot. */
+static bool batched_decode(void) {
+    const char* e = getenv("MGL_CUDA_BATCHED");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
 static MglStatus cuda_decode(MglBackendCtx* dc, MglSeq* const* seqs, int n, MglErr* err) {
+    if (n >= 2 && batched_decode()) {
+        std::vector<MglBackendCtx*> cs((size_t)n);
+        std::vector<int32_t> tok((size_t)n);
+        std::vector<int64_t> pos((size_t)n);
+        for (int i = 0; i < n; i++) {
+            MGL_TRY(slot_ctx(dc, seqs[i], &cs[(size_t)i], err));
+            MGL_TRY(mglc_ensure_kv(cs[(size_t)i], seqs[i]->n_past + 1, err));
+            for (int j = 0; j < i; j++)
+                if (cs[(size_t)j] == cs[(size_t)i])
+                    return mgl_err(err, MGL_E_INVALID, "CUDA backend: slot %d twice in one step", seqs[i]->slot);
+            tok[(size_t)i] = seqs[i]->token;
+            pos[(size_t)i] = seqs[i]->n_past;
+        }
+        return mglc_decode_batch(dc, cs.data(), tok.data(), pos.data(), n, err);
+    }
     for (int i = 0; i < n; i++) {
         MglBackendCtx* c = NULL;
         MGL_TRY(slot_ctx(dc, seqs[i], &c, err));

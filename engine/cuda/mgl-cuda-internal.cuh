@@ -44,6 +44,28 @@ void mglc_attention(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, in
                     bool causal, float* out, int64_t ldo, float* partial /* may be NULL: stream scratch */);
 void mglc_store_rows(MglCudaStream* s, const float* x, int64_t ldx, int64_t T, int64_t n, void* dst, MglDType dt,
                      int64_t row0, const int* d_pos);
+/* A batch of sequences, one row each (batched decode), in device memory:
+ * row t's position, and its KV caches (layer 0; layer l starts l * lstride[t]
+ * bytes further). Passed by value to the kernels; pos == NULL: no table. */
+struct MglcSeqTab {
+    const int* pos;
+    uint8_t* const* k;
+    uint8_t* const* v;
+    const int64_t* lstride;
+    int64_t layer;
+};
+/* the decode ops over a batch of sequences (row t at position tab->pos[t]);
+ * each row gets the bits it gets alone at T = 1 */
+void mglc_rope_rows(MglCudaStream* s, float* x, int64_t ldx, int64_t T, int64_t NH, int64_t HS, const int* d_pos,
+                    const float* inv_freq);
+void mglc_store_seqs(MglCudaStream* s, const float* x, int64_t ldx, int64_t T, int64_t n, const MglcSeqTab* tab,
+                     bool values, MglDType dt);
+void mglc_attention_seqs(MglCudaStream* s, const float* q, int64_t ldq, int64_t n, const MglcSeqTab* tab, int64_t ldkv,
+                         MglDType kvt, int64_t NH, int64_t NKV, int64_t HS, float* out, int64_t ldo, float* part);
+/* y = x W^T (+ bias) for T rows through the GEMV, 8 rows at a time, each row's
+ * sums as for one row alone (mgl_cuda_matmul's T = 1 path) */
+void mglc_matmul_rows(MglCudaStream* s, const float* x, int64_t T, const MglCudaW* W, const float* bias, float* y,
+                      int64_t ldy);
 /* scratch floats the decode attention needs for T rows */
 int64_t mglc_attn_partial_floats(int64_t T, int64_t NH, int64_t HS);
 /* x[c] over rows -> mean[c] (double accumulation), rows x C */

@@ -312,11 +312,23 @@ void mglc_graph_drop(MglBackendCtx* dc) {
     dc->graph_ready = false;
 }
 
+static void batch_graphs_drop(MglcBatch* b) {
+    for (int i = 0; i < MGLC_BATCH_GRAPHS; i++)
+        if (b->graph[i]) {
+            cudaGraphExecDestroy(b->graph[i]);
+            b->graph[i] = NULL;
+        }
+}
+
 void mglc_ctx_free(MglBackendCtx* dc) {
     if (!dc) return;
     cudaSetDevice(dc->dm->dev);
     if (dc->s_main) cudaStreamSynchronize(dc->s_main->st);
     mglc_graph_drop(dc);
+    if (dc->batch) {
+        batch_graphs_drop(dc->batch);
+        delete dc->batch;
+    }
     mgl_cuda_stream_free(dc->s_main);
     mgl_cuda_stream_free(dc->s_clip);
     mgl_cuda_stream_free(dc->s_cnx);
@@ -668,4 +680,131 @@ MglStatus mglc_decode_step(MglBackendCtx* dc, int64_t pos, MglErr* err) {
         mglc_llm_dev(dc, 1, pos, NULL, false);
     }
     return MGL_OK;
+}
+
+/* ---- batched decode ------------------------------------------------------------------ */
+
+/* buffers for n rows (kept when they hold enough; graphs dropped when they move) */
+static MglStatus batch_ensure(MglBackendCtx* dc, int n, MglErr* err) {
+    if (!dc->batch) dc->batch = new MglcBatch();
+    MglcBatch* b = dc->batch;
+    if (b->cap >= n) return MGL_OK;
+    const MglLlmConfig* lc = &dc->dm->w.lc;
+    const int64_t H = lc->hidden, NH = lc->n_heads, HS = lc->head_dim, qd = NH * HS, kvd = lc->n_kv_heads * HS;
+    const int64_t F = lc->intermediate, V = lc->vocab, ld = qd + 2 * kvd;
+    const int cap = n > 1 + (int)dc->more.size() ? n : 1 + (int)dc->more.size();
+    cudaStreamSynchronize(dc->s_main->st);
+    batch_graphs_drop(b);
+    float** bufs[] = {&b->x, &b->h, &b->qkv, &b->a, &b->g, &b->u, &b->logits, &b->part};
+    for (float** p : bufs) {
+        mglc_ctx_release(dc, *p);
+        *p = NULL;
+    }
+    mglc_ctx_release(dc, b->tab);
+    b->tab = NULL;
+    b->cap = 0;
+    const int64_t rows[] = {H, H, ld, qd, 2 * F, F, V, mglc_attn_partial_floats(1, NH, HS)};
+    for (int i = 0; i < 8; i++)
+        MGL_TRY(mglc_ctx_alloc(dc, (void**)bufs[i], sizeof(float) * (size_t)(cap * rows[i]), "batched decode", err));
+    b->tab_bytes = (size_t)cap * (3 * 8 + 2 * 4);
+    MGL_TRY(mglc_ctx_alloc(dc, &b->tab, b->tab_bytes, "batched decode table", err));
+    b->host.assign(b->tab_bytes, 0);
+    uint8_t* t = (uint8_t*)b->tab;
+    b->seq.k = (uint8_t* const*)t;
+    b->seq.v = (uint8_t* const*)(t + (size_t)cap * 8);
+    b->seq.lstride = (const int64_t*)(t + (size_t)cap * 16);
+    b->tok = (int32_t*)(t + (size_t)cap * 24);
+    b->seq.pos = (const int*)(t + (size_t)cap * 28);
+    b->cap = cap;
+    return MGL_OK;
+}
+
+/* The decoder over the batch's n rows: the launches of mglc_llm_dev at T = 1,
+ * each over n rows, with each row's position and KV cache from the table. */
+static void batch_llm(MglBackendCtx* dc, int n) {
+    MglBackendModel* dm = dc->dm;
+    MglcBatch* b = dc->batch;
+    const MglLlmConfig* lc = &dm->w.lc;
+    MglCudaStream* s = dc->s_main;
+    const int64_t H = lc->hidden, NH = lc->n_heads, NKV = lc->n_kv_heads, HS = lc->head_dim;
+    const int64_t qd = NH * HS, kvd = NKV * HS, F = lc->intermediate, ld = qd + 2 * kvd;
+    mgl_cuda_embed(s, &dm->w.embed, b->tok, n, b->x);
+    for (int l = 0; l < lc->n_layers; l++) {
+        const LlmLayer* L = &dm->w.layers[l];
+        MglcSeqTab tab = b->seq;
+        tab.layer = l;
+        mgl_cuda_rmsnorm(s, b->x, n, H, L->ln1, lc->rms_eps, b->h);
+        mglc_matmul_rows(s, b->h, n, L->qkv.data ? &L->qkv : &L->q, NULL, b->qkv, ld);
+        mglc_rope_rows(s, b->qkv, ld, n, NH, HS, tab.pos, dm->rope_inv);
+        mglc_rope_rows(s, b->qkv + qd, ld, n, NKV, HS, tab.pos, dm->rope_inv);
+        mglc_store_seqs(s, b->qkv + qd, ld, n, kvd, &tab, false, dc->kv_dt);
+        mglc_store_seqs(s, b->qkv + qd + kvd, ld, n, kvd, &tab, true, dc->kv_dt);
+        mglc_attention_seqs(s, b->qkv, ld, n, &tab, kvd, dc->kv_dt, NH, NKV, HS, b->a, qd, b->part);
+        mglc_matmul_rows(s, b->a, n, &L->o, NULL, b->h, H);
+        mgl_cuda_add(s, b->x, b->h, n * H);
+        mgl_cuda_rmsnorm(s, b->x, n, H, L->ln2, lc->rms_eps, b->h);
+        mglc_matmul_rows(s, b->h, n, L->gate_up.data ? &L->gate_up : &L->gate, NULL, b->g, 2 * F);
+        mgl_cuda_silu_mul(s, b->g, 2 * F, b->g + F, 2 * F, b->u, n, F);
+        mglc_matmul_rows(s, b->u, n, &L->down, NULL, b->h, H);
+        mgl_cuda_add(s, b->x, b->h, n * H);
+    }
+    mgl_cuda_rmsnorm(s, b->x, n, H, dm->w.final_norm, lc->rms_eps, b->h);
+    mglc_matmul_rows(s, b->h, n, &dm->w.lm_head, NULL, b->logits, lc->vocab);
+}
+
+MglStatus mglc_decode_batch(MglBackendCtx* dc, MglBackendCtx* const* slots, const int32_t* tok, const int64_t* pos,
+                            int n, MglErr* err) {
+    MGL_TRY(batch_ensure(dc, n, err));
+    MglcBatch* b = dc->batch;
+    MglCudaStream* s = dc->s_main;
+    const MglLlmConfig* lc = &dc->dm->w.lc;
+    const int64_t kvd = (int64_t)lc->n_kv_heads * lc->head_dim, V = lc->vocab;
+    /* the table's host image, in the device layout (batch_ensure) */
+    uint8_t* h = b->host.data();
+    const size_t cap = (size_t)b->cap;
+    for (int i = 0; i < n; i++) {
+        MglBackendCtx* c = slots[i];
+        if (c->kv_dt != dc->kv_dt) return mgl_err(err, MGL_E_INVALID, "CUDA batched decode: KV caches of two dtypes");
+        const int64_t lstride = c->kv_cap * kvd * (int64_t)mglc_dtsize(c->kv_dt);
+        const int32_t p = (int32_t)pos[i];
+        memcpy(h + (size_t)i * 8, &c->kc, 8);
+        memcpy(h + cap * 8 + (size_t)i * 8, &c->vc, 8);
+        memcpy(h + cap * 16 + (size_t)i * 8, &lstride, 8);
+        memcpy(h + cap * 24 + (size_t)i * 4, &tok[i], 4);
+        memcpy(h + cap * 28 + (size_t)i * 4, &p, 4);
+        /* the slot's own stream (its prefill, a grown cache's copy) is done before this one reads the cache */
+        if (c != dc) mglc_fail(s, cudaStreamSynchronize(c->s_main->st), "slot stream");
+    }
+    mglc_fail(s, cudaMemcpyAsync(b->tab, h, b->tab_bytes, cudaMemcpyHostToDevice, s->st), "batch table upload");
+    /* synchronous from pageable memory: the host image is free for the next step */
+    if (!b->graph_off && n < MGLC_BATCH_GRAPHS && !getenv("MGL_CUDA_NO_GRAPH") && !b->graph[n]) {
+        cudaGraph_t g = NULL;
+        cudaError_t e = cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal);
+        if (e == cudaSuccess) {
+            s->capturing = true;
+            batch_llm(dc, n);
+            s->capturing = false;
+            e = cudaStreamEndCapture(s->st, &g);
+        }
+        if (e == cudaSuccess && s->st_err == MGL_OK) e = cudaGraphInstantiate(&b->graph[n], g, 0);
+        if (g) cudaGraphDestroy(g);
+        if (e != cudaSuccess || s->st_err != MGL_OK) {
+            cudaGetLastError();
+            b->graph[n] = NULL;
+            if (s->st_err != MGL_OK) return mgl_cuda_stream_sync(s, err);
+            g_message("mgllava: CUDA graph capture of the batched decode step failed (%s); decoding without a graph",
+                      cudaGetErrorString(e));
+            b->graph_off = true;
+        }
+    }
+    if (n < MGLC_BATCH_GRAPHS && b->graph[n])
+        mglc_fail(s, cudaGraphLaunch(b->graph[n], s->st), "graph launch");
+    else
+        batch_llm(dc, n);
+    for (int i = 0; i < n; i++)
+        mglc_fail(s,
+                  cudaMemcpyAsync(slots[i]->logits, b->logits + (int64_t)i * V, sizeof(float) * (size_t)V,
+                                  cudaMemcpyDeviceToDevice, s->st),
+                  "logits copy");
+    return mgl_cuda_stream_sync(s, err);
 }

@@ -31,6 +31,22 @@ struct MglBackendModel {
     size_t weight_bytes, llm_bytes;
 };
 
+/* The batched decode step's buffers (slot 0 holds them): activations of up
+ * to `cap` rows, the sequence table (device, with its host image) and one
+ * CUDA graph per batch size below MGLC_BATCH_GRAPHS. */
+#define MGLC_BATCH_GRAPHS 17
+struct MglcBatch {
+    int cap;
+    float *x, *h, *qkv, *a, *g, *u, *logits, *part;
+    void* tab; /* k[cap], v[cap], lstride[cap] (8 bytes each), tok[cap], pos[cap] (4 bytes each) */
+    size_t tab_bytes;
+    std::vector<uint8_t> host;
+    MglcSeqTab seq;
+    int32_t* tok;
+    cudaGraphExec_t graph[MGLC_BATCH_GRAPHS];
+    bool graph_off;
+};
+
 /* One sequence slot (its KV cache) and the working buffers. A context of
  * n slots is slot 0 with the other n - 1 in `more`. */
 struct MglBackendCtx {
@@ -61,6 +77,7 @@ struct MglBackendCtx {
     /* the decode step */
     cudaGraphExec_t gexec;
     bool graph_ready, graph_off;
+    MglcBatch* batch; /* slot 0: the batched decode step (NULL until first used) */
 };
 
 MglStatus mglc_model_new(const MglModelWeights* w, const MglBackendParams* p, MglBackendModel** out, MglErr* err);
@@ -89,5 +106,11 @@ void mglc_mlp2_dev(MglCudaStream* s, const Mlp2* p, const float* x, int64_t T, f
 void mglc_llm_dev(MglBackendCtx* dc, int64_t T, int64_t pos0, const int* d_pos, bool all_logits);
 /* One decode step at position `pos` for the token in d_tok. */
 MglStatus mglc_decode_step(MglBackendCtx* dc, int64_t pos, MglErr* err);
+/* One decode step for n sequences at once (n >= 2), on slot 0's stream:
+ * sequence i is slot slots[i], fed tok[i] at position pos[i]; its logits go
+ * to slots[i]->logits. Each weight is read once for the n rows; every row
+ * gets the bits of its step alone (mglc_decode_step). */
+MglStatus mglc_decode_batch(MglBackendCtx* dc, MglBackendCtx* const* slots, const int32_t* tok, const int64_t* pos,
+                            int n, MglErr* err);
 
 #endif

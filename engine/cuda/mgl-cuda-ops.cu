@@ -320,15 +320,20 @@ template <typename T> __global__ void cast_kernel(const float* __restrict__ x, T
         y[i] = fromf<T>(x[i]);
 }
 
-/* y[row] = W[row, :] . x (+ bias): one warp per row; 16-byte loads when aligned */
-template <typename WT, bool VEC>
+/* y[t, row] = W[row, :] . x[t] (+ bias) for NT rows of x (stride K, y's
+ * stride ldy): one warp per weight row, read once for the NT rows; 16-byte
+ * loads when aligned. Each row of x has its own sums, formed as for NT = 1,
+ * so a row's result does not depend on the others (batched decode). */
+template <typename WT, bool VEC, int NT>
 __global__ void gemv_kernel(const WT* __restrict__ W, const float* __restrict__ x, const float* __restrict__ bias,
-                            float* __restrict__ y, int64_t N, int64_t K) {
+                            float* __restrict__ y, int64_t N, int64_t K, int64_t ldy) {
     const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
     if (row >= N) return;
     const WT* w = W + row * K;
-    float acc = 0.0f;
+    float acc[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) acc[t] = 0.0f;
     if (VEC) {
         constexpr int V = 16 / sizeof(WT);
 #pragma unroll 4
@@ -336,16 +341,23 @@ __global__ void gemv_kernel(const WT* __restrict__ W, const float* __restrict__ 
             uint4 raw = __ldg(reinterpret_cast<const uint4*>(w + k));
             const WT* hv = reinterpret_cast<const WT*>(&raw);
 #pragma unroll
-            for (int j = 0; j < V; j += 4) {
-                float4 xv = __ldg(reinterpret_cast<const float4*>(x + k + j));
-                acc += tof(hv[j]) * xv.x + tof(hv[j + 1]) * xv.y + tof(hv[j + 2]) * xv.z + tof(hv[j + 3]) * xv.w;
-            }
+            for (int j = 0; j < V; j += 4)
+#pragma unroll
+                for (int t = 0; t < NT; t++) {
+                    float4 xv = __ldg(reinterpret_cast<const float4*>(x + t * K + k + j));
+                    acc[t] += tof(hv[j]) * xv.x + tof(hv[j + 1]) * xv.y + tof(hv[j + 2]) * xv.z + tof(hv[j + 3]) * xv.w;
+                }
         }
     } else {
-        for (int64_t k = lane; k < K; k += 32) acc += tof(w[k]) * x[k];
+        for (int64_t k = lane; k < K; k += 32)
+#pragma unroll
+            for (int t = 0; t < NT; t++) acc[t] += tof(w[k]) * x[t * K + k];
     }
-    acc = warp_sum(acc);
-    if (lane == 0) y[row] = acc + (bias ? bias[row] : 0.0f);
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const float v = warp_sum(acc[t]);
+        if (lane == 0) y[t * ldy + row] = v + (bias ? bias[row] : 0.0f);
+    }
 }
 
 __global__ void bias_kernel(float* __restrict__ y, const float* __restrict__ b, int64_t T, int64_t N, int64_t ldy) {
@@ -376,17 +388,56 @@ static void add_bias(MglCudaStream* s, float* y, const float* bias, int64_t T, i
     MGLC_LAUNCHED(s, "bias");
 }
 
-template <typename WT>
-static void gemv_launch(MglCudaStream* s, const MglCudaW* W, const float* x, const float* bias, float* y) {
+template <typename WT, int NT>
+static void gemv_rows(MglCudaStream* s, const MglCudaW* W, const float* x, const float* bias, float* y, int64_t ldy) {
     constexpr int V = 16 / sizeof(WT);
     const int threads = 256, rows_per_block = threads / 32;
     unsigned grid = blocks_for(W->rows, rows_per_block);
     bool vec = W->cols % V == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)W->data & 15) == 0;
     if (vec)
-        gemv_kernel<WT, true><<<grid, threads, 0, s->st>>>((const WT*)W->data, x, bias, y, W->rows, W->cols);
+        gemv_kernel<WT, true, NT><<<grid, threads, 0, s->st>>>((const WT*)W->data, x, bias, y, W->rows, W->cols, ldy);
     else
-        gemv_kernel<WT, false><<<grid, threads, 0, s->st>>>((const WT*)W->data, x, bias, y, W->rows, W->cols);
+        gemv_kernel<WT, false, NT><<<grid, threads, 0, s->st>>>((const WT*)W->data, x, bias, y, W->rows, W->cols, ldy);
     MGLC_LAUNCHED(s, "gemv");
+}
+
+/* T (1..8) rows of x through the GEMV */
+template <typename WT>
+static void gemv_launch(MglCudaStream* s, const MglCudaW* W, const float* x, int64_t T, const float* bias, float* y,
+                        int64_t ldy) {
+    switch (T) {
+    case 1: gemv_rows<WT, 1>(s, W, x, bias, y, ldy); break;
+    case 2: gemv_rows<WT, 2>(s, W, x, bias, y, ldy); break;
+    case 3: gemv_rows<WT, 3>(s, W, x, bias, y, ldy); break;
+    case 4: gemv_rows<WT, 4>(s, W, x, bias, y, ldy); break;
+    case 5: gemv_rows<WT, 5>(s, W, x, bias, y, ldy); break;
+    case 6: gemv_rows<WT, 6>(s, W, x, bias, y, ldy); break;
+    case 7: gemv_rows<WT, 7>(s, W, x, bias, y, ldy); break;
+    default: gemv_rows<WT, 8>(s, W, x, bias, y, ldy); break;
+    }
+}
+
+static void gemv_any(MglCudaStream* s, const MglCudaW* W, const float* x, int64_t T, const float* bias, float* y,
+                     int64_t ldy) {
+    if (W->dtype == MGL_DT_F16)
+        gemv_launch<__half>(s, W, x, T, bias, y, ldy);
+    else if (W->dtype == MGL_DT_BF16)
+        gemv_launch<__nv_bfloat16>(s, W, x, T, bias, y, ldy);
+    else
+        gemv_launch<float>(s, W, x, T, bias, y, ldy);
+}
+
+void mglc_matmul_rows(MglCudaStream* s, const float* x, int64_t T, const MglCudaW* W, const float* bias, float* y,
+                      int64_t ldy) {
+    for (int64_t t0 = 0; t0 < T; t0 += 8) {
+        const int64_t n = T - t0 < 8 ? T - t0 : 8;
+        if (W->qbits) { /* q8/q4: up to 8 rows in one GEMV, each with its own sums */
+            mgl_cuda_qmatmul(s, x + t0 * W->cols, n, W, y + t0 * ldy, ldy);
+            add_bias(s, y + t0 * ldy, bias, n, W->rows, ldy);
+        } else {
+            gemv_any(s, W, x + t0 * W->cols, n, bias, y + t0 * ldy, ldy);
+        }
+    }
 }
 
 extern "C" void mgl_cuda_matmul(MglCudaStream* s, const float* x, int64_t T, const MglCudaW* W, const float* bias,
@@ -398,12 +449,7 @@ extern "C" void mgl_cuda_matmul(MglCudaStream* s, const float* x, int64_t T, con
         return;
     }
     if (T == 1) {
-        if (W->dtype == MGL_DT_F16)
-            gemv_launch<__half>(s, W, x, bias, y);
-        else if (W->dtype == MGL_DT_BF16)
-            gemv_launch<__nv_bfloat16>(s, W, x, bias, y);
-        else
-            gemv_launch<float>(s, W, x, bias, y);
+        gemv_any(s, W, x, 1, bias, y, ldy);
         return;
     }
     const void* A = x;
@@ -684,13 +730,14 @@ extern "C" MglStatus mgl_cuda_rope_table(int64_t HS, float theta, float** out, M
     return MGL_OK;
 }
 
+/* positions: pos0 + t, or *d_pos + t, or (per_row, a batch of sequences) d_pos[t] */
 __global__ void rope_kernel(float* x, int64_t ldx, int64_t T, int64_t NH, int64_t HS, int64_t pos0, const int* d_pos,
-                            const float* __restrict__ inv) {
+                            bool per_row, const float* __restrict__ inv) {
     const int64_t half = HS / 2;
-    const int64_t base = d_pos ? (int64_t)*d_pos : pos0;
+    const int64_t base = d_pos && !per_row ? (int64_t)*d_pos : pos0;
     GRID_STRIDE(i, T * NH * half) {
         int64_t k = i % half, h = (i / half) % NH, t = i / (half * NH);
-        float a = (float)(base + t) * inv[k];
+        float a = (float)(per_row ? (int64_t)d_pos[t] : base + t) * inv[k];
         float c = cosf(a), s = sinf(a);
         float* v = x + t * ldx + h * HS;
         float x0 = v[k], x1 = v[k + half];
@@ -703,8 +750,16 @@ void mglc_rope(MglCudaStream* s, float* x, int64_t ldx, int64_t T, int64_t NH, i
                const int* d_pos, const float* inv) {
     int64_t n = T * NH * (HS / 2);
     if (n <= 0) return;
-    rope_kernel<<<blocks_for(n, 256), 256, 0, s->st>>>(x, ldx, T, NH, HS, pos0, d_pos, inv);
+    rope_kernel<<<blocks_for(n, 256), 256, 0, s->st>>>(x, ldx, T, NH, HS, pos0, d_pos, false, inv);
     MGLC_LAUNCHED(s, "rope");
+}
+
+void mglc_rope_rows(MglCudaStream* s, float* x, int64_t ldx, int64_t T, int64_t NH, int64_t HS, const int* d_pos,
+                    const float* inv) {
+    int64_t n = T * NH * (HS / 2);
+    if (n <= 0) return;
+    rope_kernel<<<blocks_for(n, 256), 256, 0, s->st>>>(x, ldx, T, NH, HS, 0, d_pos, true, inv);
+    MGLC_LAUNCHED(s, "rope (rows)");
 }
 
 extern "C" void mgl_cuda_rope(MglCudaStream* s, float* x, int64_t ldx, int64_t T, int64_t NH, int64_t HS, int64_t pos0,
@@ -732,6 +787,29 @@ void mglc_store_rows(MglCudaStream* s, const float* x, int64_t ldx, int64_t T, i
     else
         store_rows_kernel<float><<<g, 256, 0, s->st>>>(x, ldx, T, n, (float*)dst, row0, d_pos);
     MGLC_LAUNCHED(s, "store_rows");
+}
+
+/* row t of x into its own sequence's cache (layer tab.layer) at position tab.pos[t] */
+template <typename T>
+__global__ void store_seqs_kernel(const float* __restrict__ x, int64_t ldx, int64_t rows, int64_t n, MglcSeqTab tab,
+                                  bool values) {
+    GRID_STRIDE(i, rows * n) {
+        int64_t t = i / n, j = i % n;
+        T* dst = (T*)((values ? tab.v[t] : tab.k[t]) + tab.layer * tab.lstride[t]);
+        dst[(int64_t)tab.pos[t] * n + j] = fromf<T>(x[t * ldx + j]);
+    }
+}
+
+void mglc_store_seqs(MglCudaStream* s, const float* x, int64_t ldx, int64_t T, int64_t n, const MglcSeqTab* tab,
+                     bool values, MglDType dt) {
+    unsigned g = blocks_for(T * n, 256);
+    if (dt == MGL_DT_F16)
+        store_seqs_kernel<__half><<<g, 256, 0, s->st>>>(x, ldx, T, n, *tab, values);
+    else if (dt == MGL_DT_BF16)
+        store_seqs_kernel<__nv_bfloat16><<<g, 256, 0, s->st>>>(x, ldx, T, n, *tab, values);
+    else
+        store_seqs_kernel<float><<<g, 256, 0, s->st>>>(x, ldx, T, n, *tab, values);
+    MGLC_LAUNCHED(s, "store_rows (sequences)");
 }
 
 extern "C" void mgl_cuda_store_rows(MglCudaStream* s, const float* x, int64_t ldx, int64_t T, int64_t n, void* dst,
@@ -859,13 +937,18 @@ template <int DPL, typename KT>
 __global__ void __launch_bounds__(DC_WARPS * 32)
     attn_decode_kernel(const float* __restrict__ q, int64_t ldq, int T, int pos0, const int* d_pos,
                        const KT* __restrict__ kc, const KT* __restrict__ vc, int64_t ldkv, int NH, int NKV, int HS,
-                       bool causal, float scale, float* __restrict__ part) {
+                       bool causal, float scale, float* __restrict__ part, MglcSeqTab tab) {
     __shared__ float sm_m[DC_WARPS], sm_l[DC_WARPS];
     __shared__ float sm_acc[DC_WARPS][DPL * 32];
     const int row = blockIdx.x, t = row / NH, h = row % NH, kvh = h / (NH / NKV), split = blockIdx.y;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int p0 = d_pos ? *d_pos : pos0;
-    const int L = p0 + T, lim = causal ? p0 + t + 1 : L;
+    int p0 = d_pos ? *d_pos : pos0, L = p0 + T, lim = causal ? p0 + t + 1 : L;
+    if (tab.pos) { /* a batch of sequences: row t is one token of its own sequence (as T = 1 alone) */
+        p0 = tab.pos[t];
+        L = lim = p0 + 1;
+        kc = (const KT*)(tab.k[t] + tab.layer * tab.lstride[t]);
+        vc = (const KT*)(tab.v[t] + tab.layer * tab.lstride[t]);
+    }
     const int chunk = (lim + gridDim.y - 1) / gridDim.y;
     const int kb = split * chunk, ke = min(lim, kb + chunk);
     float qr[DPL], acc[DPL];
@@ -952,9 +1035,9 @@ int64_t mglc_attn_partial_floats(int64_t T, int64_t NH, int64_t HS) { return T *
 template <int DPL, typename KT>
 static void attn_launch(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, int64_t pos0, const int* d_pos,
                         const void* kc, const void* vc, int64_t ldkv, int64_t NH, int64_t NKV, int64_t HS, bool causal,
-                        float* out, int64_t ldo, float* part) {
+                        float* out, int64_t ldo, float* part, const MglcSeqTab* tab) {
     const float scale = 1.0f / sqrtf((float)HS);
-    if (T <= 4) {
+    if (T <= 4 || tab) {
         if (!part) {
             part = (float*)mglc_scratch(s, &s->tmp, &s->tmp_bytes,
                                         sizeof(float) * (size_t)mglc_attn_partial_floats(T, NH, HS), "attention");
@@ -963,7 +1046,7 @@ static void attn_launch(MglCudaStream* s, const float* q, int64_t ldq, int64_t T
         dim3 grid((unsigned)(T * NH), DC_SPLITS);
         attn_decode_kernel<DPL, KT><<<grid, DC_WARPS * 32, 0, s->st>>>(q, ldq, (int)T, (int)pos0, d_pos, (const KT*)kc,
                                                                        (const KT*)vc, ldkv, (int)NH, (int)NKV, (int)HS,
-                                                                       causal, scale, part);
+                                                                       causal, scale, part, tab ? *tab : MglcSeqTab{});
         if (MGLC_LAUNCHED(s, "attention (decode)")) return;
         attn_combine_kernel<<<(unsigned)(T * NH), 128, 0, s->st>>>(part, DC_SPLITS, (int)NH, (int)HS, out, ldo);
         MGLC_LAUNCHED(s, "attention (combine)");
@@ -976,20 +1059,20 @@ static void attn_launch(MglCudaStream* s, const float* q, int64_t ldq, int64_t T
 template <typename KT>
 static void attn_dispatch(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, int64_t pos0, const int* d_pos,
                           const void* kc, const void* vc, int64_t ldkv, int64_t NH, int64_t NKV, int64_t HS,
-                          bool causal, float* out, int64_t ldo, float* part) {
+                          bool causal, float* out, int64_t ldo, float* part, const MglcSeqTab* tab) {
     if (HS <= 32)
-        attn_launch<1, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
+        attn_launch<1, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part, tab);
     else if (HS <= 64)
-        attn_launch<2, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
+        attn_launch<2, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part, tab);
     else if (HS <= 128)
-        attn_launch<4, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
+        attn_launch<4, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part, tab);
     else
-        attn_launch<8, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
+        attn_launch<8, KT>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part, tab);
 }
 
-void mglc_attention(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, int64_t pos0, const int* d_pos,
-                    const void* kc, const void* vc, int64_t ldkv, MglDType kvt, int64_t NH, int64_t NKV, int64_t HS,
-                    bool causal, float* out, int64_t ldo, float* part) {
+static void attention_any(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, int64_t pos0, const int* d_pos,
+                          const void* kc, const void* vc, int64_t ldkv, MglDType kvt, int64_t NH, int64_t NKV,
+                          int64_t HS, bool causal, float* out, int64_t ldo, float* part, const MglcSeqTab* tab) {
     if (T <= 0) return;
     if (HS > 256 || HS <= 0 || NKV <= 0 || NH % NKV != 0) {
         if (s->st_err == MGL_OK) {
@@ -1000,11 +1083,22 @@ void mglc_attention(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, in
         return;
     }
     if (kvt == MGL_DT_F16)
-        attn_dispatch<__half>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
+        attn_dispatch<__half>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part, tab);
     else if (kvt == MGL_DT_BF16)
-        attn_dispatch<__nv_bfloat16>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
+        attn_dispatch<__nv_bfloat16>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part, tab);
     else
-        attn_dispatch<float>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part);
+        attn_dispatch<float>(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, NH, NKV, HS, causal, out, ldo, part, tab);
+}
+
+void mglc_attention(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, int64_t pos0, const int* d_pos,
+                    const void* kc, const void* vc, int64_t ldkv, MglDType kvt, int64_t NH, int64_t NKV, int64_t HS,
+                    bool causal, float* out, int64_t ldo, float* part) {
+    attention_any(s, q, ldq, T, pos0, d_pos, kc, vc, ldkv, kvt, NH, NKV, HS, causal, out, ldo, part, NULL);
+}
+
+void mglc_attention_seqs(MglCudaStream* s, const float* q, int64_t ldq, int64_t n, const MglcSeqTab* tab, int64_t ldkv,
+                         MglDType kvt, int64_t NH, int64_t NKV, int64_t HS, float* out, int64_t ldo, float* part) {
+    attention_any(s, q, ldq, n, 0, NULL, NULL, NULL, ldkv, kvt, NH, NKV, HS, true, out, ldo, part, tab);
 }
 
 extern "C" void mgl_cuda_attention(MglCudaStream* s, const float* q, int64_t ldq, int64_t T, int64_t pos0,

@@ -10,7 +10,9 @@
 #   2. mgllava bench --device cuda --precision f16 for each preset
 #   3. tools/bench/hf_bench.py: the same shapes through HF transformers/timm
 #   4. one table: ours vs HF, ratio, target, pass/fail
-#   5. many streams on one server (bench --streams 1,8 on CUDA): the llama-110m preset saved with
+#   1c. batched decode steps (MGL_CUDA_BATCHED=1): tests/unit/test_server_isa on CUDA, f32 and f16
+#      (every request's tokens equal to its answer alone)
+#   5. many streams on one server (bench --streams 1,8 on CUDA, slot by slot and batched): the llama-110m preset saved with
 #      the 32k tokenizer (BUILD/gpu-libs/sp32k, from bundle-libs.sh), free and under a JSON schema
 #      (mask_wait_ms_per_token: what the host-side masks add to a decode step, target < 0.5 ms);
 #      then the mgllava-7b preset (8 streams, 30 tokens) when CHECK_STREAMS_7B=1 and time is left.
@@ -87,7 +89,23 @@ rc=$?; case $rc in 0) status_quant=pass ;; 77) status_quant=skipped ;; 124) stat
 echo "== parity: a video clip (the CUDA video path's tokens against the CPU's, f32)"
 run_parity clip test_cuda_clip parity-clip.txt
 rc=$?; case $rc in 0) status_clip=pass ;; 77) status_clip=skipped ;; 124) status_clip=timeout ;; *) status_clip="fail(rc=$rc)" ;; esac
-echo "parity: ops=$status_ops model=$status_model quant=$status_quant clip=$status_clip ($(($(date +%s) - START)) s)"
+echo "== parity: batched decode (MGL_CUDA_BATCHED=1): the scheduler's answers against each request alone, f32 and f16"
+status_batch=missing
+SRV=$BUILD/tests/unit/test_server_isa
+if [ -x "$SRV" ]; then
+    status_batch=pass
+    for p in f32 f16; do
+        MGL_TEST_DEVICE=cuda MGL_TEST_PRECISION=$p MGL_CUDA_BATCHED=1 MGL_CUDA_MODULE=$BUILD/engine/libmgllava-cuda.so \
+            timeout 300 "$SRV" >"$OUT/parity-batch-$p.txt" 2>&1
+        rc=$?
+        tail -n 8 "$OUT/parity-batch-$p.txt"
+        case $rc in 0) ;; 77) status_batch=skipped ;; *) status_batch="fail($p rc=$rc)" ;; esac
+    done
+else
+    echo "batched decode: $SRV missing (carry build-cuda/tests/unit/test_server_isa)"
+fi
+echo "parity: ops=$status_ops model=$status_model quant=$status_quant clip=$status_clip batch=$status_batch" \
+    "($(($(date +%s) - START)) s)"
 
 # ---- 1b. the trained demo model end to end: CUDA answers (f16 and f32) against the CPU's ----
 NDEMO=${CHECK_DEMO_SCENES:-10}
@@ -246,22 +264,27 @@ else
     Q="How many objects are there? Answer in JSON."
     echo "== streams: llama-110m f16 with the 32k tokenizer, cuda, 1 and 8 streams, free then under a schema"
     if timeout 60 "$BIN" bench --preset llama-110m --dtype f16 --save "$SD/m110" --tokenizer "$TOK" >/dev/null; then
-        for sc in "" "--schema $SD/count.json"; do
-            # shellcheck disable=SC2086
-            lines=$(timeout 90 "$BIN" bench --model "$SD/m110" --device cuda --streams 1,8 --frames 4 --gen-tokens 30 \
-                --prompt "$Q" $sc 2>"$OUT/.err") && echo "$lines" | tee -a "$OUT/streams.jsonl" ||
-                echo "streams ${sc:+constrained }failed: $(tail -n 3 "$OUT/.err")"
+        # slot by slot (the default), then batched decode steps (MGL_CUDA_BATCHED=1)
+        for bd in 0 1; do
+            for sc in "" "--schema $SD/count.json"; do
+                echo "-- MGL_CUDA_BATCHED=$bd ${sc:+(schema)}"
+                # shellcheck disable=SC2086
+                lines=$(MGL_CUDA_BATCHED=$bd timeout 90 "$BIN" bench --model "$SD/m110" --device cuda --streams 1,8 \
+                    --frames 4 --gen-tokens 30 --prompt "$Q" $sc 2>"$OUT/.err") &&
+                    echo "$lines" | sed "s/^{/{\"cuda_batched\": $bd, /" | tee -a "$OUT/streams.jsonl" ||
+                    echo "streams ${sc:+constrained }failed: $(tail -n 3 "$OUT/.err")"
+            done
         done
     else
         echo "streams: saving the llama-110m pack failed"
     fi
     rm -rf "$SD/m110"
     if [ "${CHECK_STREAMS_7B:-0}" = 1 ] && [ "$(left)" -gt 240 ]; then
-        echo "== streams: mgllava-7b f16, cuda, 1 and 8 streams, 30 tokens"
+        echo "== streams: mgllava-7b f16, cuda, 1 and 8 streams, 30 tokens, batched decode steps"
         if timeout 150 "$BIN" bench --preset mgllava-7b --dtype f16 --save "$SD/m7b" --tokenizer "$TOK" >/dev/null; then
-            lines=$(timeout $(($(left) > 200 ? 200 : $(left))) "$BIN" bench --model "$SD/m7b" --device cuda \
+            lines=$(MGL_CUDA_BATCHED=1 timeout $(($(left) > 200 ? 200 : $(left))) "$BIN" bench --model "$SD/m7b" --device cuda \
                 --streams 1,8 --frames 3 --gen-tokens 30 --prompt "Describe the image." 2>"$OUT/.err") &&
-                echo "$lines" | tee -a "$OUT/streams.jsonl" ||
+                echo "$lines" | sed 's/^{/{"cuda_batched": 1, /' | tee -a "$OUT/streams.jsonl" ||
                 echo "streams mgllava-7b: failed or timed out: $(tail -n 3 "$OUT/.err")"
         else
             echo "streams: saving the mgllava-7b pack failed or timed out"

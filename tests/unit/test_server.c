@@ -3,11 +3,16 @@
  * lengths, budgets and sampling settings join and leave a batch smaller than
  * their number, from two streams; every answer must be the one the request
  * gets alone, token for token. Also: abort of one request and of a whole
- * stream, and an explicit max_batch that cannot fit. */
+ * stream, and an explicit max_batch that cannot fit.
+ *
+ * MGL_TEST_DEVICE (default cpu) and MGL_TEST_PRECISION choose the backend:
+ * tests/gpu runs it on CUDA with batched decode steps (MGL_CUDA_BATCHED=1),
+ * skipped (77) where no GPU can be used. */
 #include "mgllava.h"
 #include "mgl-test.h"
 
 #include <glib.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NREQ 7
@@ -108,10 +113,18 @@ static void make_request(int k, uint8_t* px, MglImage* img, MglBox* boxes, size_
 static void family(const char* name) {
     char* path = g_build_filename(test_env("MGL_FIXTURES"), "models", name, NULL);
     MglModelParams mp = mgl_model_default_params();
-    mp.device = "cpu";
+    const char* dev = getenv("MGL_TEST_DEVICE");
+    mp.device = dev && *dev ? dev : "cpu";
+    const char* prec = getenv("MGL_TEST_PRECISION");
+    if (prec && *prec) mp.precision = prec;
     MglModel* m = NULL;
     MglErr err = {0};
-    REQUIRE_MSG(mgl_model_load(path, &mp, &m, &err) == MGL_OK, "%s: %s", path, err.msg);
+    MglStatus ls = mgl_model_load(path, &mp, &m, &err);
+    if (ls == MGL_E_DEVICE && strcmp(mp.device, "cpu") != 0) {
+        printf("skipped: no %s device (%s)\n", mp.device, err.msg);
+        exit(77);
+    }
+    REQUIRE_MSG(ls == MGL_OK, "%s: %s", path, err.msg);
     MglCtx* c = NULL;
     REQUIRE(mgl_ctx_new(m, &c, &err) == MGL_OK);
 
