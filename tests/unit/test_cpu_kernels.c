@@ -341,9 +341,11 @@ static void activations(void) {
 /* The depthwise 7x7 conv (ConvNeXt's, NHWC, padding 3) against a
  * double-precision reference: images narrower and wider than the row blocks
  * of eight pixels, channel counts with and without a multiple of 32 (the
- * vector blocks) and a tail, with and without a bias. */
+ * vector blocks: 16 and 48 take the 16-channel block) and a tail, with and
+ * without a bias. */
 static void dwconv(void) {
-    static const int64_t shapes[][3] = {{1, 1, 5}, {5, 7, 32}, {9, 13, 33}, {12, 14, 64}, {7, 30, 70}, {16, 23, 192}};
+    static const int64_t shapes[][3] = {{1, 1, 5},   {5, 7, 32},  {9, 13, 33},  {12, 14, 64},
+                                        {7, 30, 70}, {6, 21, 16}, {10, 17, 48}, {16, 23, 192}};
     double worst = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
         for (int with_b = 0; with_b < 2; with_b++) {
