@@ -292,18 +292,29 @@ typedef struct {
     float* cols;
 } Im2colCtx;
 
+/* Each output pixel's row of K = Cin * k * k values in the weights' order
+ * (ci, ky, kx). From CHW, a (ci, ky) run of k values is contiguous in both;
+ * from HWC, a (ky, kx) pixel's Cin values are contiguous in the input and go
+ * to stride k * k in the row. */
 static void im2col_part(void* ctx, int64_t b, int64_t e) {
     const Im2colCtx* c = ctx;
+    const int64_t k = c->k, Cin = c->Cin, W = c->W;
     for (int64_t oy = b; oy < e; oy++)
         for (int64_t ox = 0; ox < c->Wo; ox++) {
             float* row = c->cols + (oy * c->Wo + ox) * c->K;
-            for (int64_t ci = 0; ci < c->Cin; ci++)
-                for (int64_t ky = 0; ky < c->k; ky++)
-                    for (int64_t kx = 0; kx < c->k; kx++) {
-                        int64_t iy = oy * c->k + ky, ix = ox * c->k + kx;
-                        row[(ci * c->k + ky) * c->k + kx] =
-                            c->chw ? c->x[(ci * c->H + iy) * c->W + ix] : c->x[(iy * c->W + ix) * c->Cin + ci];
+            if (c->chw) {
+                for (int64_t ci = 0; ci < Cin; ci++)
+                    for (int64_t ky = 0; ky < k; ky++)
+                        memcpy(row + (ci * k + ky) * k, c->x + (ci * c->H + oy * k + ky) * W + ox * k,
+                               sizeof(float) * (size_t)k);
+            } else {
+                for (int64_t ky = 0; ky < k; ky++)
+                    for (int64_t kx = 0; kx < k; kx++) {
+                        const float* src = c->x + ((oy * k + ky) * W + ox * k + kx) * Cin;
+                        float* dst = row + ky * k + kx;
+                        for (int64_t ci = 0; ci < Cin; ci++) dst[ci * k * k] = src[ci];
                     }
+            }
         }
 }
 
