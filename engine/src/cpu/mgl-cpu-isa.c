@@ -35,6 +35,15 @@ static bool amx_usable(void) {
 #endif
 
 static void detect(void) {
+    /* the cap first: below amx-bf16 the tile state is never requested */
+    MglCpuLevel cap = MGL_CPU_AMX_BF16;
+    const char* env = getenv("MGL_CPU_ISA");
+    if (env && *env)
+        cap = !strcmp(env, "scalar")        ? MGL_CPU_SCALAR
+              : !strcmp(env, "avx2")        ? MGL_CPU_AVX2
+              : !strcmp(env, "avx512")      ? MGL_CPU_AVX512
+              : !strcmp(env, "avx512-bf16") ? MGL_CPU_AVX512_BF16
+                                            : MGL_CPU_AMX_BF16;
     MglCpuLevel l = MGL_CPU_SCALAR;
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
@@ -45,21 +54,12 @@ static void detect(void) {
             l = MGL_CPU_AVX512;
             if (__builtin_cpu_supports("avx512bf16")) {
                 l = MGL_CPU_AVX512_BF16;
-                if (amx_usable()) l = MGL_CPU_AMX_BF16;
+                if (cap >= MGL_CPU_AMX_BF16 && amx_usable()) l = MGL_CPU_AMX_BF16;
             }
         }
     }
 #endif
-    const char* cap = getenv("MGL_CPU_ISA");
-    if (cap && *cap) {
-        MglCpuLevel c = !strcmp(cap, "scalar")        ? MGL_CPU_SCALAR
-                        : !strcmp(cap, "avx2")        ? MGL_CPU_AVX2
-                        : !strcmp(cap, "avx512")      ? MGL_CPU_AVX512
-                        : !strcmp(cap, "avx512-bf16") ? MGL_CPU_AVX512_BF16
-                                                      : MGL_CPU_AMX_BF16;
-        if (c < l) l = c;
-    }
-    g_level = l;
+    g_level = l < cap ? l : cap;
 }
 
 MglCpuLevel mgl_cpu_level(void) {
