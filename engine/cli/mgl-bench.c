@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,14 @@
 static const char* bf16_gemm_name(void) {
     if (mgl_gemm_bf16_amx_disagreed()) return "avx512-bf16 (AMX present, disagreed with its model)";
     return mgl_gemm_bf16_kernel_name(mgl_gemm_bf16_kernel());
+}
+
+/* user + system CPU time of the process so far, in seconds */
+static double cpu_seconds(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0.0;
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
 }
 
 typedef struct {
@@ -574,6 +583,7 @@ static MglStatus bench_streams(const MglBenchParams* bp, const char* path, const
         g_cond_init(&r.cond);
         r.lat = g_new0(double, (gsize)N*(gsize)frames);
         StreamFeed* feeds = g_new0(StreamFeed, N);
+        const double cpu0 = cpu_seconds();
         double t0 = now_ms();
         for (int i = 0; i < N; i++) {
             feeds[i] = (StreamFeed){.run = &r,
@@ -601,6 +611,7 @@ static MglStatus bench_streams(const MglBenchParams* bp, const char* path, const
         }
         g_mutex_unlock(&r.lock);
         const double wall = now_ms() - t0;
+        const double cores = wall > 0 ? (cpu_seconds() - cpu0) / (wall / 1000.0) : 0.0;
         for (int i = 0; i < N; i++) {
             mgl_stream_free(feeds[i].stream);
             g_free(feeds[i].px);
@@ -620,10 +631,10 @@ static MglStatus bench_streams(const MglBenchParams* bp, const char* path, const
                 "{\"model\": \"%s\", \"backend\": \"%s\", \"streams\": %d, \"frames_per_stream\": %d, "
                 "\"wall_s\": %.2f, \"answered_frames_per_s\": %.3f, \"vs_first\": %.2f, "
                 "\"latency_p50_ms\": %.1f, \"latency_p95_ms\": %.1f, \"mean_tokens\": %.1f, "
-                "\"decode_ms_per_token\": %.3f",
+                "\"decode_ms_per_token\": %.3f, \"cpu_cores_busy\": %.2f",
                 path, mgl_model_backend_name(m), N, frames, wall / 1000.0, fps, base > 0 ? fps / base : 0.0,
                 r.lat[r.n_lat / 2], r.lat[(int)((r.n_lat - 1) * 0.95 + 0.5)], r.tokens / (double)(N * frames),
-                r.decode_ms / tok);
+                r.decode_ms / tok, cores);
             if (g)
                 g_string_append_printf(out, ", \"schema_complete\": %ld, \"mask_wait_ms_per_token\": %.4f", r.complete,
                                        r.mask_wait_ms / tok);

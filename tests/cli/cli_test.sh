@@ -184,6 +184,7 @@ assert [r["streams"] for r in rows] == [1, 2], rows
 for r in rows:
     assert r["schema_complete"] == 2 * r["streams"], r
     assert r["mask_wait_ms_per_token"] > 0 and r["decode_ms_per_token"] > 0 and r["answered_frames_per_s"] > 0, r
+    assert 0 < r["cpu_cores_busy"] <= 64, r
 PY
     ok "bench --streams --schema"; else bad "bench --streams --schema ($(head -c 300 "$tmp/streams.err"))"; fi
 expect_error "--schema goes with --streams" "$BIN" bench --model "$M" --schema "$tmp/n.schema.json"
