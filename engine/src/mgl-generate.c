@@ -380,7 +380,6 @@ MglStatus mgl_generate(MglCtx* c, const MglImage* image, const MglBox* boxes, si
     return mgl_gen_run(c, &g, text, ids_out, n_ids_out, tm, err);
 }
 
-/* The steps of one begun request (mgl_gen_begin*) on the context; clears g. */
 void mgl_gen_drop_views(MglGen* g) {
     if (!g->views) return;
     g->in.x768 = g->in.x336 = NULL;
@@ -388,6 +387,7 @@ void mgl_gen_drop_views(MglGen* g) {
     g->views = NULL;
 }
 
+/* The steps of one begun request (mgl_gen_begin*) on the context; clears g. */
 MglStatus mgl_gen_run(MglCtx* c, MglGen* g, char** text, int32_t** ids_out, size_t* n_ids_out, MglTimings* tm,
                       MglErr* err) {
     MglModel* m = c->m;
