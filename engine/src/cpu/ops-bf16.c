@@ -67,6 +67,16 @@ typedef struct {
 
 static void tiles_part(void* ctx, int64_t b, int64_t e);
 
+/* The tasks of a product over xb (panels of KPP pairs): rows per task all of
+ * them up to 1024 (each panel packed once), else 512 (a multiple of the AMX
+ * block's 32 rows). */
+static TileCtx tile_ctx(const uint32_t* xb, int64_t KPP, const MglWeight* W, const float* bias, MglAct act, float* y,
+                        int64_t T, bool emulated) {
+    const int64_t mb = T <= 1024 ? T : 512;
+    return (TileCtx){xb, W, bias, act, y, T, W->rows, W->cols, (W->cols + 1) / 2, KPP, mb, (T + mb - 1) / mb, emulated};
+}
+static int64_t tile_tasks(const TileCtx* c) { return (c->N + NR - 1) / NR * c->nmb; }
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
@@ -394,12 +404,11 @@ static void amx_part(void* ctx, int64_t b, int64_t e) {
  * (pooled false: the start-up check) on the calling thread alone. */
 static void gemm_amx(const float* x, int64_t T, const MglWeight* W, const float* bias, MglAct act, float* y,
                      bool emulated, bool pooled) {
-    const int64_t N = W->rows, K = W->cols, KP = (K + 1) / 2, nkb = (KP + 15) / 16, groups = (T + 15) / 16;
+    const int64_t K = W->cols, nkb = ((K + 1) / 2 + 15) / 16, groups = (T + 15) / 16;
     uint32_t* xt = aligned_alloc(64, sizeof(uint32_t) * (size_t)(groups * nkb * 256));
     TileRoundCtx rc = {x, T, K, nkb, xt};
-    const int64_t mb = T <= 1024 ? T : 512; /* a multiple of 32 when there are several blocks */
-    TileCtx c = {xt, W, bias, act, y, T, N, K, KP, nkb * 16, mb, (T + mb - 1) / mb, emulated};
-    const int64_t tasks = (N + NR - 1) / NR * c.nmb;
+    TileCtx c = tile_ctx(xt, nkb * 16, W, bias, act, y, T, emulated);
+    const int64_t tasks = tile_tasks(&c);
     if (pooled) {
         mgl_parallel_for(groups * 16, 64, tile_round_part, &rc);
         mgl_parallel_for(tasks, 1, amx_part, &c);
@@ -499,14 +508,11 @@ void mgl_gemm_bf16(const float* x, int64_t T, const MglWeight* W, const float* b
         gemm_amx(x, T, W, bias, act, y, kernel == MGL_BF16_GEMM_AMX_EMULATED, true);
         return;
     }
-    const int64_t N = W->rows, K = W->cols, KP = (K + 1) / 2;
+    const int64_t K = W->cols, KP = (K + 1) / 2;
     uint32_t* xb = malloc(sizeof(uint32_t) * (size_t)(T * KP));
     RoundCtx rc = {x, K, KP, xb};
     mgl_parallel_for(T, 64, round_part, &rc);
-    /* rows per task: all of them up to 1024 (each panel packed once), else 512 */
-    const int64_t mb = T <= 1024 ? T : 512;
-    TileCtx c = {xb, W, bias, act, y, T, N, K, KP, KP, mb, (T + mb - 1) / mb, false};
-    const int64_t tasks = (N + NR - 1) / NR * c.nmb;
-    mgl_parallel_for(tasks, 1, tiles_part, &c);
+    TileCtx c = tile_ctx(xb, KP, W, bias, act, y, T, false);
+    mgl_parallel_for(tile_tasks(&c), 1, tiles_part, &c);
     free(xb);
 }
