@@ -644,6 +644,40 @@ void mglc_llm_dev(MglBackendCtx* dc, int64_t T, int64_t pos0, const int* d_pos, 
     }
 }
 
+/* Captures body(dc, n) on dc's main stream into *exec (NULL when it could
+ * not be). A launch error recorded by the body is returned; a failed capture
+ * is logged once, naming `what`, and sets *off: the step runs eagerly from
+ * then on. */
+static MglStatus capture_step(MglBackendCtx* dc, void (*body)(MglBackendCtx*, int), int n, const char* what,
+                              cudaGraphExec_t* exec, bool* off, MglErr* err) {
+    MglCudaStream* s = dc->s_main;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal);
+    if (e == cudaSuccess) {
+        s->capturing = true;
+        body(dc, n);
+        s->capturing = false;
+        e = cudaStreamEndCapture(s->st, &g);
+    }
+    if (e == cudaSuccess && s->st_err == MGL_OK) e = cudaGraphInstantiate(exec, g, 0);
+    if (g) cudaGraphDestroy(g);
+    if (e == cudaSuccess && s->st_err == MGL_OK) return MGL_OK;
+    cudaGetLastError();
+    *exec = NULL;
+    if (s->st_err != MGL_OK) return mgl_cuda_stream_sync(s, err);
+    g_message("mgllava: CUDA graph capture of the %s failed (%s); decoding without a graph", what,
+              cudaGetErrorString(e));
+    *off = true;
+    return MGL_OK;
+}
+
+/* The decode step's launches, the position read from d_pos (graph-captured) */
+static void step_body(MglBackendCtx* dc, int n) {
+    (void)n;
+    mgl_cuda_embed(dc->s_main, &dc->dm->w.embed, dc->d_tok, 1, dc->x);
+    mglc_llm_dev(dc, 1, 0, dc->d_pos, false);
+}
+
 /* One decode step at position `pos` for the token in d_tok: the graph when it
  * can be captured, the same launches eagerly otherwise. */
 MglStatus mglc_decode_step(MglBackendCtx* dc, int64_t pos, MglErr* err) {
@@ -651,27 +685,8 @@ MglStatus mglc_decode_step(MglBackendCtx* dc, int64_t pos, MglErr* err) {
     int hp = (int)pos;
     mglc_fail(s, cudaMemcpyAsync(dc->d_pos, &hp, sizeof hp, cudaMemcpyHostToDevice, s->st), "position upload");
     if (!dc->graph_ready && !dc->graph_off && !getenv("MGL_CUDA_NO_GRAPH")) {
-        cudaGraph_t g = NULL;
-        cudaError_t e = cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal);
-        if (e == cudaSuccess) {
-            s->capturing = true;
-            mgl_cuda_embed(s, &dc->dm->w.embed, dc->d_tok, 1, dc->x);
-            mglc_llm_dev(dc, 1, 0, dc->d_pos, false);
-            s->capturing = false;
-            e = cudaStreamEndCapture(s->st, &g);
-        }
-        if (e == cudaSuccess && s->st_err == MGL_OK) e = cudaGraphInstantiate(&dc->gexec, g, 0);
-        if (g) cudaGraphDestroy(g);
-        if (e == cudaSuccess && s->st_err == MGL_OK)
-            dc->graph_ready = true;
-        else {
-            /* run eagerly from now on; the reason goes to the log once */
-            cudaGetLastError();
-            if (s->st_err != MGL_OK) return mgl_cuda_stream_sync(s, err);
-            g_message("mgllava: CUDA graph capture of the decode step failed (%s); decoding without a graph",
-                      cudaGetErrorString(e));
-            dc->graph_off = true;
-        }
+        MGL_TRY(capture_step(dc, step_body, 1, "decode step", &dc->gexec, &dc->graph_off, err));
+        dc->graph_ready = dc->gexec != NULL;
     }
     if (dc->graph_ready) {
         mglc_fail(s, cudaGraphLaunch(dc->gexec, s->st), "graph launch");
@@ -777,26 +792,8 @@ MglStatus mglc_decode_batch(MglBackendCtx* dc, MglBackendCtx* const* slots, cons
     }
     mglc_fail(s, cudaMemcpyAsync(b->tab, h, b->tab_bytes, cudaMemcpyHostToDevice, s->st), "batch table upload");
     /* synchronous from pageable memory: the host image is free for the next step */
-    if (!b->graph_off && n < MGLC_BATCH_GRAPHS && !getenv("MGL_CUDA_NO_GRAPH") && !b->graph[n]) {
-        cudaGraph_t g = NULL;
-        cudaError_t e = cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal);
-        if (e == cudaSuccess) {
-            s->capturing = true;
-            batch_llm(dc, n);
-            s->capturing = false;
-            e = cudaStreamEndCapture(s->st, &g);
-        }
-        if (e == cudaSuccess && s->st_err == MGL_OK) e = cudaGraphInstantiate(&b->graph[n], g, 0);
-        if (g) cudaGraphDestroy(g);
-        if (e != cudaSuccess || s->st_err != MGL_OK) {
-            cudaGetLastError();
-            b->graph[n] = NULL;
-            if (s->st_err != MGL_OK) return mgl_cuda_stream_sync(s, err);
-            g_message("mgllava: CUDA graph capture of the batched decode step failed (%s); decoding without a graph",
-                      cudaGetErrorString(e));
-            b->graph_off = true;
-        }
-    }
+    if (!b->graph_off && n < MGLC_BATCH_GRAPHS && !getenv("MGL_CUDA_NO_GRAPH") && !b->graph[n])
+        MGL_TRY(capture_step(dc, batch_llm, n, "batched decode step", &b->graph[n], &b->graph_off, err));
     if (n < MGLC_BATCH_GRAPHS && b->graph[n])
         mglc_fail(s, cudaGraphLaunch(b->graph[n], s->st), "graph launch");
     else
