@@ -73,6 +73,14 @@ void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kcache,
  * values are widened as they are read; scores, softmax and sums stay f32. */
 void mgl_attention_kv(const float* q, int64_t T, int64_t pos0, const void* kcache, const void* vcache, MglDType kvdt,
                       int64_t NH, int64_t NKV, int64_t HS, bool causal, float* out);
+/* The same over a cache in any layout: key j of kv head h starts at element
+ * h * head_step + j * key_step (mgl_attention_kv: head_step HS, key_step
+ * NKV * HS). The LLM's cache is head-major (head_step = capacity * HS,
+ * key_step = HS): a head's keys are one contiguous run, which the hardware
+ * prefetchers stream at full bandwidth where rows NKV * HS apart are not. */
+void mgl_attention_cache(const float* q, int64_t T, int64_t pos0, const void* kcache, const void* vcache, MglDType kvdt,
+                         int64_t NH, int64_t NKV, int64_t HS, int64_t head_step, int64_t key_step, bool causal,
+                         float* out);
 
 /* HF rotate-half RoPE, in place on (T, NH*HS), positions pos0.. */
 void mgl_rope(float* x, int64_t T, int64_t NH, int64_t HS, int64_t pos0, float theta);

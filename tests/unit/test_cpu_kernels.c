@@ -50,8 +50,37 @@ static void attn_ref(const float* q, int64_t T, int64_t pos0, const float* kc, c
     free(s);
 }
 
+/* The interleaved cache (L, NKV, HS) of es-byte values in the head-major
+ * layout the LLM keeps: (NKV, cap, HS), cap >= L. */
+static void* head_major(const void* c, size_t es, int64_t L, int64_t NKV, int64_t HS, int64_t cap) {
+    uint8_t* hm = calloc((size_t)(NKV * cap * HS), es);
+    for (int64_t j = 0; j < L; j++)
+        for (int64_t h = 0; h < NKV; h++)
+            memcpy(hm + es * (size_t)((h * cap + j) * HS), (const uint8_t*)c + es * (size_t)((j * NKV + h) * HS),
+                   es * (size_t)HS);
+    return hm;
+}
+
+/* The same attention over the head-major copy of the cache: the same bits */
+static void attention_head_major(const float* q, int64_t T, int64_t pos0, const void* kc, const void* vc, MglDType kvdt,
+                                 int64_t NH, int64_t NKV, int64_t HS, bool causal, const float* want) {
+    const int64_t L = pos0 + T, cap = L + 7;
+    const size_t es = mgl_dtype_size(kvdt);
+    void* kh = head_major(kc, es, L, NKV, HS, cap);
+    void* vh = head_major(vc, es, L, NKV, HS, cap);
+    float* out = malloc(sizeof(float) * (size_t)(T * NH * HS));
+    mgl_attention_cache(q, T, pos0, kh, vh, kvdt, NH, NKV, HS, cap * HS, HS, causal, out);
+    CHECK_MSG(memcmp(out, want, sizeof(float) * (size_t)(T * NH * HS)) == 0,
+              "attention %s T=%lld pos0=%lld NH=%lld NKV=%lld HS=%lld: head-major cache gives other bits",
+              mgl_dtype_name(kvdt), (long long)T, (long long)pos0, (long long)NH, (long long)NKV, (long long)HS);
+    free(kh);
+    free(vh);
+    free(out);
+}
+
 /* the cache in kvdt (f32 through mgl_attention itself); the reference reads
- * the values the 16-bit cache holds */
+ * the values the 16-bit cache holds; the head-major layout gives the bits of
+ * the interleaved one */
 static void attention_case_dt(int64_t T, int64_t pos0, int64_t NH, int64_t NKV, int64_t HS, bool causal, float amp,
                               MglDType kvdt) {
     const int64_t L = pos0 + T;
@@ -62,6 +91,7 @@ static void attention_case_dt(int64_t T, int64_t pos0, int64_t NH, int64_t NKV, 
     double* ref = malloc(sizeof(double) * (size_t)(T * NH * HS));
     if (kvdt == MGL_DT_F32) {
         mgl_attention(q, T, pos0, kc, vc, NH, NKV, HS, causal, out);
+        attention_head_major(q, T, pos0, kc, vc, kvdt, NH, NKV, HS, causal, out);
     } else {
         const size_t n = (size_t)(L * NKV * HS);
         uint16_t* k16 = malloc(2 * n);
@@ -71,6 +101,7 @@ static void attention_case_dt(int64_t T, int64_t pos0, int64_t NH, int64_t NKV, 
         mgl_convert_floats(k16, kvdt, kc, MGL_DT_F32, n);
         mgl_convert_floats(v16, kvdt, vc, MGL_DT_F32, n);
         mgl_attention_kv(q, T, pos0, k16, v16, kvdt, NH, NKV, HS, causal, out);
+        attention_head_major(q, T, pos0, k16, v16, kvdt, NH, NKV, HS, causal, out);
         free(k16);
         free(v16);
     }

@@ -21,25 +21,39 @@ MglStatus mgl_cpu_kv_reserve(MglCpuKv* c, const MglLlmConfig* lc, int64_t n, Mgl
     if (!v)
         return mgl_err(err, MGL_E_NOMEM, "KV cache: cannot allocate %zu bytes for %lld tokens", bytes, (long long)cap);
     c->vc = v;
-    /* rows of each layer move to their new stride */
+    /* each (layer, kv head) run moves to its new place, the last first (a
+     * run only moves up) */
+    const int64_t HS = lc->head_dim;
     if (c->kv_cap > 0)
-        for (int64_t l = lc->n_layers - 1; l >= 0; l--) {
-            const size_t len = es * (size_t)(c->kv_cap * kvd);
-            memmove((uint8_t*)c->kc + es * (size_t)(l * cap * kvd),
-                    (uint8_t*)c->kc + es * (size_t)(l * c->kv_cap * kvd), len);
-            memmove((uint8_t*)c->vc + es * (size_t)(l * cap * kvd),
-                    (uint8_t*)c->vc + es * (size_t)(l * c->kv_cap * kvd), len);
+        for (int64_t r = (int64_t)lc->n_layers * lc->n_kv_heads - 1; r >= 0; r--) {
+            const size_t len = es * (size_t)(c->kv_cap * HS);
+            memmove((uint8_t*)c->kc + es * (size_t)(r * cap * HS), (uint8_t*)c->kc + es * (size_t)(r * c->kv_cap * HS),
+                    len);
+            memmove((uint8_t*)c->vc + es * (size_t)(r * cap * HS), (uint8_t*)c->vc + es * (size_t)(r * c->kv_cap * HS),
+                    len);
         }
     c->kv_cap = cap;
     return MGL_OK;
 }
 
-/* Layer l's K (or V) rows from position `pos` on, and storing T rows there. */
+/* Layer l's K (or V) cache, and storing T rows of (NKV, HS) there from
+ * position pos0 on: each head's HS values go to its own run. */
 static void* kv_layer(const MglCpuKv* c, void* base, int l, int64_t kvd) {
     return (uint8_t*)base + mgl_dtype_size(c->dtype) * (size_t)((int64_t)l * c->kv_cap * kvd);
 }
-static void kv_store(const MglCpuKv* c, void* layer, int64_t pos, const float* rows, int64_t n) {
-    mgl_convert_floats(rows, MGL_DT_F32, (uint8_t*)layer + mgl_dtype_size(c->dtype) * (size_t)pos, c->dtype, (size_t)n);
+static void kv_store(const MglCpuKv* c, void* layer, int64_t pos0, const float* rows, int64_t T, int64_t NKV,
+                     int64_t HS) {
+    const size_t es = mgl_dtype_size(c->dtype);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < NKV; h++)
+            mgl_convert_floats(rows + (t * NKV + h) * HS, MGL_DT_F32,
+                               (uint8_t*)layer + es * (size_t)((h * c->kv_cap + pos0 + t) * HS), c->dtype, (size_t)HS);
+}
+/* Attention over the head-major cache of one layer */
+static void kv_attention(const MglCpuKv* c, const float* q, int64_t T, int64_t pos0, const void* kc, const void* vc,
+                         const MglLlmConfig* lc, float* out) {
+    const int64_t HS = lc->head_dim;
+    mgl_attention_cache(q, T, pos0, kc, vc, c->dtype, lc->n_heads, lc->n_kv_heads, HS, c->kv_cap * HS, HS, true, out);
 }
 
 MglStatus mgl_cpu_forward_inplace(const MglModelWeights* m, MglCpuKv* c, float* x, int64_t T, int64_t pos0,
@@ -110,9 +124,9 @@ MglStatus mgl_cpu_forward_inplace(const MglModelWeights* m, MglCpuKv* c, float* 
         vv = kvb + T * kvd;
         mgl_rope(qq, T, NH, HS, pos0, lc->rope_theta);
         mgl_rope(kk, T, NKV, HS, pos0, lc->rope_theta);
-        kv_store(c, kc, pos0 * kvd, kk, T * kvd);
-        kv_store(c, vc, pos0 * kvd, vv, T * kvd);
-        mgl_attention_kv(qq, T, pos0, kc, vc, c->dtype, NH, NKV, HS, true, a);
+        kv_store(c, kc, pos0, kk, T, NKV, HS);
+        kv_store(c, vc, pos0, vv, T, NKV, HS);
+        kv_attention(c, qq, T, pos0, kc, vc, lc, a);
         mgl_matmul(a, T, &L->o, NULL, h);
         mgl_add(x, h, T * H);
         mgl_rmsnorm(x, T, H, L->ln2, lc->rms_eps, h);
@@ -213,9 +227,9 @@ MglStatus mgl_cpu_decode_rows(const MglModelWeights* m, MglCpuKv* const* kv, con
             void* vc = kv_layer(kv[r], kv[r]->vc, l, kvd);
             mgl_rope(q + r * qd, 1, NH, HS, pos[r], lc->rope_theta);
             mgl_rope(k + r * kvd, 1, NKV, HS, pos[r], lc->rope_theta);
-            kv_store(kv[r], kc, pos[r] * kvd, k + r * kvd, kvd);
-            kv_store(kv[r], vc, pos[r] * kvd, v + r * kvd, kvd);
-            mgl_attention_kv(q + r * qd, 1, pos[r], kc, vc, kv[r]->dtype, NH, NKV, HS, true, a + r * qd);
+            kv_store(kv[r], kc, pos[r], k + r * kvd, 1, NKV, HS);
+            kv_store(kv[r], vc, pos[r], v + r * kvd, 1, NKV, HS);
+            kv_attention(kv[r], q + r * qd, 1, pos[r], kc, vc, lc, a + r * qd);
         }
         mgl_matmul_rows(a, M, &L->o, NULL, h);
         mgl_add(x, h, M * H);

@@ -21,10 +21,11 @@ void mgl_stage_mlp2(const Mlp2* p, const float* x, int64_t T, int64_t H, float* 
 void mgl_stage_embeds(const MglModelWeights* m, const MglPrompt* pr, const float* fused, float* const so[4],
                       const float* boxes768, size_t n_obj, float* emb);
 
-/* One sequence slot's KV cache: (n_layers, kv_cap, kv_dim) for K and V, in
- * `dtype` (F32, F16 or BF16: the context's KV precision, f32 by default on
- * the CPU). Grown on demand, the rows of each layer moved to their new
- * stride. */
+/* One sequence slot's KV cache: (n_layers, n_kv_heads, kv_cap, head_dim)
+ * for K and V, head-major so that decode attention reads each head's keys
+ * and values as one contiguous run; in `dtype` (F32, F16 or BF16: the
+ * context's KV precision, f32 by default on the CPU). Grown on demand, each
+ * (layer, head) run moved to its new place. */
 typedef struct {
     void *kc, *vc;
     int64_t kv_cap;

@@ -39,6 +39,7 @@ typedef struct {
     const void *kc, *vc;
     MglDType kvdt;
     int64_t T, pos0, NH, NKV, HS, L;
+    int64_t hstep, kstep; /* cache elements from one kv head to the next, and from one key to the next */
     bool causal;
     float* out;
 } AttnCtx;
@@ -505,11 +506,11 @@ AVX512 static void flash_head(const AttnCtx* a, int64_t h, const FlashBuf* fb) {
  * the keys widened into v first, transposed from there, then the values */
 static void flash_pack(const AttnCtx* a, int64_t kvh, FlashBuf* fb) {
     if (fb->kvh == kvh) return;
-    const int64_t L = a->L, HS = a->HS, ld = a->NKV * HS;
-    widen_rows(kv_at(a->kc, a->kvdt, kvh * HS), a->kvdt, ld, L, HS, fb->v);
+    const int64_t L = a->L, HS = a->HS, ld = a->kstep;
+    widen_rows(kv_at(a->kc, a->kvdt, kvh * a->hstep), a->kvdt, ld, L, HS, fb->v);
     for (int64_t j = 0; j < L; j++)
         for (int64_t d = 0; d < HS; d++) fb->kt[d * L + j] = fb->v[j * HS + d];
-    widen_rows(kv_at(a->vc, a->kvdt, kvh * HS), a->kvdt, ld, L, HS, fb->v);
+    widen_rows(kv_at(a->vc, a->kvdt, kvh * a->hstep), a->kvdt, ld, L, HS, fb->v);
     fb->kvh = kvh;
 }
 
@@ -537,7 +538,7 @@ static void attn_flash_part(void* ctx, int64_t b, int64_t e) {
  * path reads a 16-bit cache through a widened copy of the head's slice. */
 static void attn_rows_part(void* ctx, int64_t b, int64_t e) {
     const AttnCtx* a = ctx;
-    const int64_t group = a->NH / a->NKV, HS = a->HS, stride = a->NKV * HS;
+    const int64_t group = a->NH / a->NKV, HS = a->HS, stride = a->kstep;
     const float scale = 1.0f / sqrtf((float)HS);
     float* att = malloc(sizeof(float) * (size_t)(a->L + 16));
 #ifdef MGL_AVX512_ATTN
@@ -553,8 +554,8 @@ static void attn_rows_part(void* ctx, int64_t b, int64_t e) {
         const float* qh = a->q + t * a->NH * HS + h * HS;
         const int64_t kvh = h / group;
         const int64_t n = a->causal ? a->pos0 + t + 1 : a->L;
-        const void* kb = kv_at(a->kc, a->kvdt, kvh * HS);
-        const void* vb = kv_at(a->vc, a->kvdt, kvh * HS);
+        const void* kb = kv_at(a->kc, a->kvdt, kvh * a->hstep);
+        const void* vb = kv_at(a->vc, a->kvdt, kvh * a->hstep);
         float* o = a->out + t * a->NH * HS + h * HS;
 #ifdef MGL_AVX512_ATTN
         if (wide) {
@@ -591,12 +592,12 @@ static void attn_heads_part(void* ctx, int64_t b, int64_t e) {
     int64_t widened = -1;
     for (int64_t h = b; h < e; h++) {
         const int64_t kvh = h / group;
-        const float *kb = (const float*)a->kc + kvh * HS, *vb = (const float*)a->vc + kvh * HS;
-        int64_t ld = a->NKV * HS;
+        const float *kb = (const float*)a->kc + kvh * a->hstep, *vb = (const float*)a->vc + kvh * a->hstep;
+        int64_t ld = a->kstep;
         if (kw) {
             if (widened != kvh) {
-                widen_rows(kv_at(a->kc, a->kvdt, kvh * HS), a->kvdt, a->NKV * HS, L, HS, kw);
-                widen_rows(kv_at(a->vc, a->kvdt, kvh * HS), a->kvdt, a->NKV * HS, L, HS, kw + L * HS);
+                widen_rows(kv_at(a->kc, a->kvdt, kvh * a->hstep), a->kvdt, a->kstep, L, HS, kw);
+                widen_rows(kv_at(a->vc, a->kvdt, kvh * a->hstep), a->kvdt, a->kstep, L, HS, kw + L * HS);
                 widened = kvh;
             }
             kb = kw;
@@ -629,7 +630,13 @@ void mgl_attention(const float* q, int64_t T, int64_t pos0, const float* kc, con
 
 void mgl_attention_kv(const float* q, int64_t T, int64_t pos0, const void* kc, const void* vc, MglDType kvdt,
                       int64_t NH, int64_t NKV, int64_t HS, bool causal, float* out) {
-    AttnCtx a = {q, kc, vc, kvdt, T, pos0, NH, NKV, HS, pos0 + T, causal, out};
+    mgl_attention_cache(q, T, pos0, kc, vc, kvdt, NH, NKV, HS, HS, NKV * HS, causal, out);
+}
+
+void mgl_attention_cache(const float* q, int64_t T, int64_t pos0, const void* kc, const void* vc, MglDType kvdt,
+                         int64_t NH, int64_t NKV, int64_t HS, int64_t head_step, int64_t key_step, bool causal,
+                         float* out) {
+    AttnCtx a = {q, kc, vc, kvdt, T, pos0, NH, NKV, HS, pos0 + T, head_step, key_step, causal, out};
 #ifdef MGL_AVX512_ATTN
     if (T >= 16 && mgl_cpu_level() >= MGL_CPU_AVX512 && HS % 16 == 0 && HS <= 256) {
         mgl_parallel_for(NH, 1, attn_flash_part, &a);
