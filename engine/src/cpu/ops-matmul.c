@@ -71,15 +71,19 @@ dot_seq_body(const void* w0p, size_t row_bytes, MglDType dt, const float* x, int
         out[r] = tail_dot(wr, dt, x, k, K, _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)));
     }
 }
-__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"))) static void
-dot_seq(const void* w, size_t row_bytes, MglDType dt, const float* x, int64_t K, int64_t n, float* out) {
-    if (dt == MGL_DT_F32)
-        dot_seq_body(w, row_bytes, MGL_DT_F32, x, K, n, out);
-    else if (dt == MGL_DT_BF16)
-        dot_seq_body(w, row_bytes, MGL_DT_BF16, x, K, n, out);
-    else
-        dot_seq_body(w, row_bytes, MGL_DT_F16, x, K, n, out);
-}
+/* A row-in-order kernel compiled per weight type, so the type test leaves
+ * the inner loop. */
+#define MGL_SEQ_FN(NAME, TARGET, BODY)                                                                                 \
+    __attribute__((target(TARGET))) static void NAME(const void* w, size_t rb, MglDType dt, const float* x, int64_t K, \
+                                                     int64_t n, float* out) {                                          \
+        if (dt == MGL_DT_F32)                                                                                          \
+            BODY(w, rb, MGL_DT_F32, x, K, n, out);                                                                     \
+        else if (dt == MGL_DT_BF16)                                                                                    \
+            BODY(w, rb, MGL_DT_BF16, x, K, n, out);                                                                    \
+        else                                                                                                           \
+            BODY(w, rb, MGL_DT_F16, x, K, n, out);                                                                     \
+    }
+MGL_SEQ_FN(dot_seq, "avx512f,avx512bw,avx512vl,f16c,fma", dot_seq_body)
 /* R weight rows against S activation rows (a few sequences of a decode
  * batch): R*S pairs, each with its own two 16-lane accumulators over 32-wide
  * steps, one reduce, then the tail, the order dot_seq uses,
@@ -192,10 +196,9 @@ MGL_BLK2(1, 1)
 MGL_BLK2(1, 2)
 MGL_BLK2(2, 1)
 MGL_BLK2(2, 2)
-MGL_BLK2(4, 1)
 static const MglBlkFn dot_blk_avx2[5][3] = {
-    {NULL, NULL, NULL}, {NULL, dot_blk2_1_1, dot_blk2_1_2}, {NULL, dot_blk2_2_1, dot_blk2_2_2},
-    {NULL, NULL, NULL}, {NULL, dot_blk2_4_1, NULL},
+    {NULL, NULL, NULL}, {NULL, dot_blk2_1_1, dot_blk2_1_2}, {NULL, dot_blk2_2_1, dot_blk2_2_2}, {NULL, NULL, NULL},
+    {NULL, NULL, NULL},
 };
 
 /* dot_seq for AVX2: each row's sum as dot_blk2_body forms it (two 8-lane
@@ -214,19 +217,11 @@ dot_seq2_body(const void* w0p, size_t row_bytes, MglDType dt, const float* x, in
         out[r] = tail_dot(wr, dt, x, k, K, reduce2(a0, a1));
     }
 }
-__attribute__((target("avx2,fma,f16c"))) static void dot_seq2(const void* w, size_t row_bytes, MglDType dt,
-                                                              const float* x, int64_t K, int64_t n, float* out) {
-    if (dt == MGL_DT_F32)
-        dot_seq2_body(w, row_bytes, MGL_DT_F32, x, K, n, out);
-    else if (dt == MGL_DT_BF16)
-        dot_seq2_body(w, row_bytes, MGL_DT_BF16, x, K, n, out);
-    else
-        dot_seq2_body(w, row_bytes, MGL_DT_F16, x, K, n, out);
-}
+MGL_SEQ_FN(dot_seq2, "avx2,fma,f16c", dot_seq2_body)
 
 /* rows [b, e) of W against the T activation rows, with a level's block
  * kernels (tab[R][S]: R weight rows by S = 1 or 2 sequences; rmax rows a
- * block for a batch, 4 for one sequence; kstep weights a step): each block
+ * block; kstep weights a step) for a batch of T >= 2 rows: each block
  * of rows is passed over by the sequences two at a time (AVX-512: four rows
  * by two sequences, 8 accumulator pairs, 6 loads per 8 multiply-adds per
  * half step). While the later pairs of sequences reread a block from L1, the
@@ -239,9 +234,8 @@ static void rows_blocked(const MglBlkFn (*tab)[3], int rmax, int64_t kstep, cons
                          const float* xs, int64_t T, int64_t K, int64_t N, int64_t b, int64_t e, float* y) {
     const size_t rb = (size_t)K * es;
     const int64_t groups = (T + 1) / 2, steps = K / kstep;
-    const int rm = T == 1 ? 4 : rmax;
     for (int64_t n = b; n < e;) {
-        const int R = e - n >= rm ? rm : e - n >= 2 ? 2 : 1;
+        const int R = e - n >= rmax ? rmax : e - n >= 2 ? 2 : 1;
         const int64_t pn = n + R < N ? n + R : n;
         /* this block's calls share the next block's bytes, rounded up to lines */
         const char* next = (const char*)base + (size_t)(n + R) * rb;
