@@ -3,7 +3,8 @@
  * CPU has AVX512_BF16, bf16 KV cache) and against an f16 or bf16 KV cache
  * alone. A 40-token prompt then 6 decode steps on the same embeddings: the
  * logits stay within the rounding's reach of f32's, the path really changed
- * them (not bit-identical), and the backend reports the precision asked. */
+ * them (not bit-identical), and the backend reports the precision asked.
+ * And a cache that grows while decoding keeps its bits. */
 #include "mgl-internal.h"
 #include "mgl-model.h"
 #include "mgl-test.h"
@@ -63,6 +64,52 @@ static void compare(const char* name, const char* what, const float* ref, const 
     printf("  %-12s %-16s rel %.2e (tolerance %.0e)\n", name, what, rel, tol);
 }
 
+/* The KV cache grows while a sequence decodes: every time a position passes
+ * its capacity, each (layer, kv head) run moves to its new place. A
+ * sequence decoded through several such moves gives the bits of the same
+ * sequence decoded into a cache already large enough (one long forward
+ * first, then the same steps again from position 0, overwriting it). */
+#define GROW_STEPS 150
+static void cache_growth(const char* name, const char* dir, const char* kv, const float* emb, int64_t H) {
+    MglModelParams mp = mgl_model_default_params();
+    mp.device = "cpu";
+    MglModel* m = NULL;
+    MglErr err = {0};
+    REQUIRE(mgl_model_load(dir, &mp, &m, &err) == MGL_OK);
+    const int64_t V = m->w.lc.vocab;
+    MglCtxParams cp = mgl_ctx_default_params();
+    cp.kv_precision = kv;
+    float* logits[2];
+    for (int pass = 0; pass < 2; pass++) {
+        MglCtx* c = NULL;
+        REQUIRE(mgl_ctx_new_with_params(m, &cp, &c, &err) == MGL_OK);
+        float* scratch = malloc(sizeof(float) * (size_t)V);
+        if (pass == 1) { /* grow the cache past what the steps reach, then start over */
+            float* big = malloc(sizeof(float) * (size_t)((T + GROW_STEPS) * H));
+            for (int64_t i = 0; i < (T + GROW_STEPS) * H; i++) big[i] = emb[i % (T * H)];
+            REQUIRE(mgl_llm_forward(c, big, T + GROW_STEPS, 0, scratch, false, &err) == MGL_OK);
+            free(big);
+        }
+        logits[pass] = malloc(sizeof(float) * (size_t)(GROW_STEPS * V));
+        REQUIRE(mgl_llm_forward(c, emb, T, 0, scratch, false, &err) == MGL_OK);
+        for (int s = 0; s < GROW_STEPS; s++)
+            REQUIRE(mgl_llm_forward(c, emb + (int64_t)(s % T) * H, 1, T + s, logits[pass] + (int64_t)s * V, false,
+                                    &err) == MGL_OK);
+        free(scratch);
+        mgl_ctx_free(c);
+    }
+    int64_t first = -1;
+    for (int64_t i = 0; i < GROW_STEPS * V && first < 0; i++)
+        if (memcmp(&logits[0][i], &logits[1][i], sizeof(float))) first = i;
+    CHECK_MSG(first < 0, "%s KV %s: a cache grown while decoding differs from one reserved at step %lld", name,
+              kv ? kv : "f32", (long long)(first / V));
+    printf("  %-12s KV %-4s %d decode steps through the cache's growth: same bits\n", name, kv ? kv : "f32",
+           GROW_STEPS);
+    free(logits[0]);
+    free(logits[1]);
+    mgl_model_free(m);
+}
+
 int main(void) {
     const char* fx = getenv("MGL_FIXTURES");
     if (!fx) {
@@ -93,6 +140,8 @@ int main(void) {
         compare(models[mi], "precision bf16", ref, bf, n, 2e-3);
         compare(models[mi], "KV f16", ref, kv16, n, 1e-4);
         compare(models[mi], "KV bf16", ref, kvb, n, 1e-3);
+        cache_growth(models[mi], dir, NULL, emb, H);
+        cache_growth(models[mi], dir, "f16", emb, H);
         free(ref);
         free(bf);
         free(kv16);
