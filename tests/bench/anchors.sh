@@ -14,11 +14,14 @@
 # Prints one JSON line per measurement, then the medians as JSON lines and a markdown table.
 #
 # Usage: tests/bench/anchors.sh [--build DIR] [--quick] [--only mgllava|llamacpp|torch[,...]]
-#                               [--rounds N]
+#                               [--rounds N] [--dtypes LIST] [--no-vision]
 #   --build DIR   the meson build holding engine/mgllava (default: build)
 #   --quick       smoke check: one round, 32-token prompts and contexts, 4 decode steps, 1 vision pass
 #   --only LIST   only these stacks (comma-separated)
 #   --rounds N    rounds of the full run (default 3)
+#   --dtypes LIST the LLM rows' weight types (comma-separated; default f32,f32kv,f16,bf16,q8,q4)
+#   --no-vision   leave out the vision rows (with --dtypes, more rounds of the decode rows in the
+#                 same time: e.g. --only mgllava,llamacpp --dtypes f32,f16,bf16 --no-vision --rounds 6)
 # Downloads and builds go to ${MGL_ANCHOR_DIR:-/tmp/mgl-anchors} (about 6 GB: the venv, llama.cpp,
 # the models) and are reused by later runs; llama.cpp builds with ${MGL_ANCHOR_JOBS:-2} jobs at
 # nice 19. Needs network to PyPI the first time; on a bare Debian 12 run as root it installs cmake,
@@ -31,6 +34,8 @@ BUILD=build
 ONLY=mgllava,llamacpp,torch
 QUICK=0
 ROUNDS=
+DTYPES=f32,f32kv,f16,bf16,q8,q4
+VISION=1
 DIR=${MGL_ANCHOR_DIR:-/tmp/mgl-anchors}
 JOBS=${MGL_ANCHOR_JOBS:-2}
 THREADS=2
@@ -55,6 +60,8 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1 ;;
     --only) ONLY=${2:?--only mgllava|llamacpp|torch}; shift ;;
     --rounds) ROUNDS=${2:?--rounds N}; shift ;;
+    --dtypes) DTYPES=${2:?--dtypes LIST}; shift ;;
+    --no-vision) VISION=0 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
     esac
@@ -64,6 +71,9 @@ for s in ${ONLY//,/ }; do
     case $s in mgllava | llamacpp | torch) ;; *) die "--only: unknown stack '$s'" ;; esac
 done
 case ${ROUNDS:-1} in *[!0-9]* | 0) die "--rounds: a positive number" ;; esac
+for d in ${DTYPES//,/ }; do
+    case $d in f32 | f32kv | f16 | bf16 | q8 | q4) ;; *) die "--dtypes: unknown weight type '$d'" ;; esac
+done
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 if [ "$QUICK" = 1 ]; then
@@ -309,9 +319,10 @@ STACKS=(mgllava llamacpp torch)
 for ((r = 1; r <= ROUNDS; r++)); do
     # rotate the order of the stacks from round to round
     order=("${STACKS[@]:$(((r - 1) % 3))}" "${STACKS[@]:0:$(((r - 1) % 3))}")
-    for dt in f32 f32kv f16 bf16 q8 q4; do
+    for dt in ${DTYPES//,/ }; do
         for s in "${order[@]}"; do part "$s" llm "$dt" "$r"; done
     done
+    [ "$VISION" = 1 ] || continue
     for dt in f32 bf16; do
         for s in "${order[@]}"; do
             [ "$s" = llamacpp ] || part "$s" vision "$dt" "$r"
