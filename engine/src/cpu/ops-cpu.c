@@ -289,6 +289,7 @@ typedef struct {
     const float* x;
     bool chw;
     int64_t H, W, Cin, k, Wo, K;
+    int64_t oy0; /* the chunk's first output row (cols holds rows oy0..) */
     float* cols;
 } Im2colCtx;
 
@@ -299,9 +300,10 @@ typedef struct {
 static void im2col_part(void* ctx, int64_t b, int64_t e) {
     const Im2colCtx* c = ctx;
     const int64_t k = c->k, Cin = c->Cin, W = c->W;
-    for (int64_t oy = b; oy < e; oy++)
+    for (int64_t r = b; r < e; r++)
         for (int64_t ox = 0; ox < c->Wo; ox++) {
-            float* row = c->cols + (oy * c->Wo + ox) * c->K;
+            const int64_t oy = c->oy0 + r;
+            float* row = c->cols + (r * c->Wo + ox) * c->K;
             if (c->chw) {
                 for (int64_t ci = 0; ci < Cin; ci++)
                     for (int64_t ky = 0; ky < k; ky++)
@@ -318,13 +320,23 @@ static void im2col_part(void* ctx, int64_t b, int64_t e) {
         }
 }
 
+/* In chunks of output rows whose patches take about 4 MB: the product reads
+ * a chunk's patches while they are in the caches, and the buffer is a
+ * chunk's (ConvNeXt's stem at 768 had 7 MB of patches to write, read and
+ * fault in every frame, its downsampling layers up to 28 MB). */
+#define PATCH_CHUNK_BYTES ((int64_t)4 << 20)
 void mgl_patchify_conv(const float* x, bool chw, int64_t H, int64_t W, int64_t Cin, int64_t k, const MglWeight* wt,
                        const float* bias, float* y) {
-    int64_t Ho = H / k, Wo = W / k, K = Cin * k * k;
-    float* cols = malloc(sizeof(float) * (size_t)(Ho * Wo * K));
-    Im2colCtx c = {x, chw, H, W, Cin, k, Wo, K, cols};
-    mgl_parallel_for(Ho, 1, im2col_part, &c);
-    mgl_matmul(cols, Ho * Wo, wt, bias, y);
+    const int64_t Ho = H / k, Wo = W / k, K = Cin * k * k;
+    int64_t rows = PATCH_CHUNK_BYTES / (int64_t)(sizeof(float) * (size_t)(Wo * K));
+    rows = rows < 1 ? 1 : rows > Ho ? Ho : rows;
+    float* cols = malloc(sizeof(float) * (size_t)(rows * Wo * K));
+    for (int64_t oy0 = 0; oy0 < Ho; oy0 += rows) {
+        const int64_t n = Ho - oy0 < rows ? Ho - oy0 : rows;
+        Im2colCtx c = {x, chw, H, W, Cin, k, Wo, K, oy0, cols};
+        mgl_parallel_for(n, 1, im2col_part, &c);
+        mgl_matmul(cols, n * Wo, wt, bias, y + oy0 * Wo * wt->rows);
+    }
     free(cols);
 }
 
