@@ -21,14 +21,21 @@ static float frand(void) {
 #define T 40
 #define STEPS 6
 
-/* logits of the prompt's last token, then of each decode step */
-static float* run(const char* dir, const char* precision, const char* kv, const float* emb, int64_t H, int64_t* V) {
+/* the model in dir on the CPU at `precision` (NULL: the default) */
+static MglModel* load_cpu(const char* dir, const char* precision) {
     MglModelParams mp = mgl_model_default_params();
     mp.device = "cpu";
     mp.precision = precision;
     MglModel* m = NULL;
     MglErr err = {0};
     REQUIRE(mgl_model_load(dir, &mp, &m, &err) == MGL_OK);
+    return m;
+}
+
+/* logits of the prompt's last token, then of each decode step */
+static float* run(const char* dir, const char* precision, const char* kv, const float* emb, int64_t H, int64_t* V) {
+    MglModel* m = load_cpu(dir, precision);
+    MglErr err = {0};
     MglBackendInfo info;
     mgl_model_backend_info(m, &info);
     const char* want = precision && !strcmp(precision, "bf16") ? "bf16" : "f32";
@@ -71,11 +78,8 @@ static void compare(const char* name, const char* what, const float* ref, const 
  * first, then the same steps again from position 0, overwriting it). */
 #define GROW_STEPS 150
 static void cache_growth(const char* name, const char* dir, const char* kv, const float* emb, int64_t H) {
-    MglModelParams mp = mgl_model_default_params();
-    mp.device = "cpu";
-    MglModel* m = NULL;
+    MglModel* m = load_cpu(dir, NULL);
     MglErr err = {0};
-    REQUIRE(mgl_model_load(dir, &mp, &m, &err) == MGL_OK);
     const int64_t V = m->w.lc.vocab;
     MglCtxParams cp = mgl_ctx_default_params();
     cp.kv_precision = kv;
@@ -120,11 +124,7 @@ int main(void) {
     for (int mi = 0; mi < 3; mi++) {
         char* dir = g_build_filename(fx, "models", models[mi], NULL);
         /* the hidden size from a first load */
-        MglModelParams mp = mgl_model_default_params();
-        mp.device = "cpu";
-        MglModel* m = NULL;
-        MglErr err = {0};
-        REQUIRE(mgl_model_load(dir, &mp, &m, &err) == MGL_OK);
+        MglModel* m = load_cpu(dir, NULL);
         const int64_t H = m->w.lc.hidden;
         mgl_model_free(m);
         float* emb = malloc(sizeof(float) * (size_t)(T * H));
