@@ -485,12 +485,14 @@ MGL_API const char* mgl_grammar_result_name(MglGrammarResult r); /* "complete", 
 
 /* What the masks of one state cost so far. */
 typedef struct {
-    uint64_t masks;    /* mask calls that computed a mask */
-    uint64_t cached;   /* of those, answered from the state's mask cache */
-    double total_ms;   /* time in mgl_grammar_token_mask, all calls */
-    double max_ms;     /* the slowest call */
-    uint32_t n_states; /* matcher states made (interned stack sets) */
-    uint32_t n_stacks; /* parser stack nodes made */
+    uint64_t masks;     /* mask calls that computed a mask */
+    uint64_t cached;    /* of those, answered from the state's mask cache */
+    double total_ms;    /* time in mgl_grammar_token_mask, all calls */
+    double max_ms;      /* the slowest call */
+    uint32_t n_states;  /* matcher states made (interned stack sets) */
+    uint32_t n_stacks;  /* parser stack nodes made */
+    uint64_t cut_short; /* masks that reached the work budget of one mask (a very ambiguous grammar,
+                           docs/structured-output.md): tokens not reached were left out */
 } MglGrammarStats;
 MGL_API void mgl_grammar_state_stats(const MglGrammarState* st, MglGrammarStats* out);
 

@@ -11,6 +11,8 @@
  *    pieces where the vocabulary has no piece, a multi-byte character split
  *    across tokens, EOS only where the text is complete, other special tokens
  *    never;
+ *  - a grammar whose states are all new stops at the work budget of one mask,
+ *    and what it allows still stays inside the grammar;
  *  - the mask's cost per step (printed). */
 #include "test_grammar_util.h"
 
@@ -454,6 +456,69 @@ static void test_corners(void) {
 
 static double ms_now(void) { return (double)g_get_monotonic_time() / 1000.0; }
 
+/* A grammar whose every state is new: after k letters of root ::= [a-z] root+ | [a-m] the
+ * stacks are up to k deep, so each trie node of the letter tokens is a transition never
+ * computed before (before the budget: 2 s a mask with the 128k vocabulary). The mask stops
+ * at its work budget (stats.cut_short), still allows tokens, and each token it allows keeps
+ * the text inside the grammar (checked by matching the text, for a sample of them). */
+static void test_work_budget(Tok* t) {
+    const MglTokenizer* tok = t->tok;
+    MglGrammar* g = NULL;
+    MglErr err = {0};
+    REQUIRE(mgl_grammar_from_gbnf(tok, "root ::= [a-z] root+ | [a-m]", &g, &err) == MGL_OK);
+    MglGrammarState* st = NULL;
+    REQUIRE(mgl_grammar_state_new(g, &st, NULL) == MGL_OK);
+    const int32_t V = mgl_tokenizer_n_vocab(tok), eos = mgl_tokenizer_eos(tok);
+    uint32_t* allow = g_new(uint32_t, (V + 31) / 32);
+    int32_t ids[16];
+    uint8_t b[256];
+    GString* text = g_string_new(NULL);
+    size_t n = 0, checked = 0;
+    int bad = 0;
+    double max_ms = 0;
+    for (; n < G_N_ELEMENTS(ids); n++) {
+        memset(allow, 0xff, sizeof(uint32_t) * ((V + 31) / 32));
+        double t0 = ms_now();
+        mgl_grammar_token_mask(ids, n, allow, V, st);
+        max_ms = fmax(max_ms, ms_now() - t0);
+        int32_t count = 0;
+        for (int32_t id = 0; id < V; id++) count += allowed(allow, id) && id != eos;
+        CHECK_MSG(count > 0, "%s: no token allowed after \"%s\"", t->rel, text->str);
+        if (!count) break;
+        /* about 48 of the allowed tokens, spread over the vocabulary */
+        int32_t every = count / 48 + 1, seen = 0, next = -1, pick = (int32_t)((n * 7919u) % (uint32_t)count);
+        for (int32_t id = 0; id < V; id++) {
+            if (!allowed(allow, id) || id == eos) continue;
+            if (seen == pick) next = id;
+            if (seen++ % every) continue;
+            int k = gram_token_bytes(tok, id, b, sizeof b);
+            GString* t2 = g_string_new_len(text->str, (gssize)text->len);
+            if (k > 0) g_string_append_len(t2, (const char*)b, k);
+            bool ok = k > 0 && mgl_grammar_match_text(g, t2->str, (ptrdiff_t)t2->len) != MGL_GRAMMAR_INVALID;
+            if (!ok && bad++ < 5)
+                CHECK_MSG(0, "%s: after \"%s\": token %d (%s) allowed but leaves the grammar", t->rel, text->str, id,
+                          mgl_tokenizer_id_to_piece(tok, id));
+            checked++;
+            g_string_free(t2, TRUE);
+        }
+        REQUIRE(next >= 0);
+        ids[n] = next;
+        int k = gram_token_bytes(tok, next, b, sizeof b);
+        if (k > 0) g_string_append_len(text, (const char*)b, k);
+    }
+    CHECK(bad == 0);
+    MglGrammarStats stats;
+    mgl_grammar_state_stats(st, &stats);
+    CHECK_MSG(stats.cut_short > 0, "%s: no mask reached the work budget", t->rel);
+    printf("%-40s vocab %6d: ambiguous grammar, %zu masks: %llu cut short by the work budget, slowest %.1f ms, "
+           "%zu allowed tokens checked\n",
+           t->rel, V, n, (unsigned long long)stats.cut_short, max_ms, checked);
+    g_string_free(text, TRUE);
+    g_free(allow);
+    mgl_grammar_state_free(st);
+    mgl_grammar_free(g);
+}
+
 /* Mask time at the states along a JSON answer: the first time a state is seen (a cold walk,
  * transitions computed) and again (warm rows, the mask cache off by alternating states). */
 static void measure(Tok* t) {
@@ -491,6 +556,9 @@ static void measure(Tok* t) {
                 warm_max = fmax(warm_max, dt);
             }
         }
+        MglGrammarStats ost;
+        mgl_grammar_state_stats(st, &ost);
+        CHECK_MSG(ost.cut_short == 0, "%s: a mask of the object answer reached the work budget", t->rel);
         mgl_grammar_state_free(st);
     }
     /* inside a free string, where nearly every token is allowed: the largest walk */
@@ -523,6 +591,7 @@ static void measure(Tok* t) {
     }
     MglGrammarStats stats;
     mgl_grammar_state_stats(st, &stats);
+    CHECK_MSG(stats.cut_short == 0, "%s: the mask inside a string reached the work budget", t->rel);
     mgl_grammar_state_free(st);
     mgl_grammar_free(gs);
     printf("%-40s vocab %6d: object answer %zu tokens: mask cold %.3f ms/step (max %.3f), warm %.3f ms/step "
@@ -551,6 +620,8 @@ int main(void) {
     for (size_t i = 0; i < G_N_ELEMENTS(k_toks); i++)
         if (i != T_SPM) test_walk(&k_toks[i]);
     test_corners();
+    test_work_budget(&k_toks[T_SPM]);
+    test_work_budget(&k_toks[T_LLAMA3]);
     measure(&k_toks[T_DEMO]);
     measure(&k_toks[T_SP32K]);
     measure(&k_toks[T_LLAMA3]);

@@ -288,7 +288,11 @@ bool mgl_grammar_token_mask(const int32_t* generated, size_t n_generated, uint32
             st->stats.cached++;
         } else {
             memset(allow, 0, words * sizeof(uint32_t));
+            st->m.cut = false;
+            st->m.work_limit = st->m.work_done + GRAM_MAX_MASK_WORK;
             size_t n_ok = gvocab_walk(&g->vocab, &st->m, st->cur, allow, n_vocab, st->sstack);
+            st->m.work_limit = 0;
+            if (st->m.cut) st->stats.cut_short++;
             set_end_bits(g, allow, n_vocab, false);
             bool accept = gmatch_accepting(&st->m, st->cur);
             if (accept) set_end_bits(g, allow, n_vocab, true);

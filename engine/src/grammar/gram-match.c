@@ -193,6 +193,7 @@ static void closure(GMatch* m) {
         int64_t w = m->work[--m->n_work];
         int32_t pos = (int32_t)(w >> 32), parent = (int32_t)(uint32_t)w;
         for (;;) {
+            m->work_done++;
             const GElem e = r->elems[pos];
             if (e.type == GE_BYTES) {
                 int32_t id = m->n_out < GRAM_MAX_STACKS ? node_get(m, pos, parent) : -1;
@@ -294,6 +295,10 @@ static int32_t row_for(GMatch* m, int32_t s) {
 
 int32_t gmatch_step_slow(GMatch* m, int32_t s, uint8_t b) {
     if (s < 0) return GRAM_DEAD;
+    if (m->work_limit && m->work_done >= m->work_limit) {
+        m->cut = true;
+        return GRAM_DEAD;
+    }
     const GRules* r = m->r;
     m->n_out = 0;
     const uint32_t off = m->sets[s].off, n = m->sets[s].n;
@@ -348,6 +353,8 @@ bool gmatch_compact_if_large(GMatch* m, int32_t* s) {
         *s = ns;
     }
     fresh.generation = m->generation + 1;
+    fresh.work_done = m->work_done;
+    fresh.work_limit = m->work_limit;
     gmatch_clear(m);
     *m = fresh;
     return true;

@@ -28,6 +28,13 @@
 #define GRAM_MAX_DEPTH 1024         /* parser stack depth at run time */
 #define GRAM_MAX_CLOSURE (1u << 16) /* expansion work items per transition */
 #define GRAM_MAX_STACKS 4096        /* parser stacks in one state */
+/* Expansion work (elements visited) of the new transitions one token mask
+ * may compute. A grammar whose ambiguity makes every state new and every
+ * state thousands of stacks would otherwise cost one transition of up to
+ * GRAM_MAX_CLOSURE per trie node: seconds per token with a large vocabulary.
+ * Past this budget the walk skips what it has not computed yet (those tokens
+ * are left out of the mask). The grammars of the tests need at most ~70,000. */
+#define GRAM_MAX_MASK_WORK (1u << 19)
 
 /* ---- compiled rules --------------------------------------------------- */
 
@@ -119,13 +126,19 @@ typedef struct {
     uint32_t seen_cap, n_seen;
     bool oom;
     uint64_t generation; /* bumped by gmatch_compact: state ids change */
+    /* expansion work done, all transitions so far; a new transition is refused
+     * (GRAM_DEAD, not cached, `cut` set) once work_done reaches work_limit
+     * (0 = no limit) */
+    uint64_t work_done, work_limit;
+    bool cut;
 } GMatch;
 
 bool gmatch_init(GMatch* m, const GRules* r);
 void gmatch_clear(GMatch* m);
 /* The state before any byte (-1 when out of memory). */
 int32_t gmatch_initial(GMatch* m);
-/* The state after `b` from state `s` (GRAM_DEAD when b cannot come next). */
+/* The state after `b` from state `s` (GRAM_DEAD when b cannot come next, or
+ * when the transition is new and the work limit is reached: then m->cut). */
 int32_t gmatch_step_slow(GMatch* m, int32_t s, uint8_t b);
 static inline int32_t gmatch_step(GMatch* m, int32_t s, uint8_t b) {
     int32_t row = m->sets[s].row;
