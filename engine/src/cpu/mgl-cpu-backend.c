@@ -222,7 +222,7 @@ static MglStatus cpu_vision(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglEr
         }
         CpuVision* v = NULL;
         for (int k = 0; k < nv && !v; k++)
-            if (vs[k].x336 == in->x336 && vs[k].hi == in->use_high_res) v = &vs[k];
+            if (vs[k].clip && vs[k].x336 == in->x336 && vs[k].hi == in->use_high_res) v = &vs[k];
         if (!v) {
             if ((st = vision_run(m, in, &vs[nv], err)) != MGL_OK) break;
             v = &vs[nv++];
@@ -236,6 +236,17 @@ static MglStatus cpu_vision(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglEr
         }
         const MglPrompt pr = {.ids = (int32_t*)in->ids, .n_ids = in->n_ids, .image_pos = in->image_pos};
         mgl_stage_embeds(m, &pr, v->fused, v->so, in->boxes768, in->n_obj, sl->emb);
+        /* the towers' maps (about 14 MB an image at 768) go as soon as no later sequence of
+         * this call shares them, not at the end of the call */
+        bool later = false;
+        for (int j = i + 1; j < n && !later; j++) {
+            const MglSeqInput* o = seqs[j]->in;
+            later = o->n_frames == 0 && o->x336 == v->x336 && o->use_high_res == v->hi;
+        }
+        if (!later) {
+            vision_free(v);
+            memset(v, 0, sizeof *v);
+        }
     }
     for (int k = 0; k < nv; k++) vision_free(&vs[k]);
     free(vs);
