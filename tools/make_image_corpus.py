@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """Writes the image-decoding corpus: tests/fixtures/images/.
 
-Every PNG, JPEG and PPM/PGM/PBM kind a user may pass, small and with odd sizes, each with the RGB
+Every PNG, JPEG, WebP and PPM/PGM/PBM kind a user may pass, small and with odd sizes, each with the RGB
 that Pillow decodes (`Image.open(f).convert('RGB')`, the reference's image path) as its golden:
-NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg
-and zlib versions, each image's size and what it exercises, and the files that Pillow refuses
+NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg,
+zlib and libwebp versions, each image's size and what it exercises, and the files that Pillow refuses
 (truncated, corrupt) or that the engine refuses by design (other formats): the engine must refuse
 those too, with a one-line message naming the file.
 
@@ -753,6 +753,47 @@ def ppm_cases():
     refused("bad_pam.pam", "PAM (P7)")
 
 
+def webp_cases():
+    """WebP as Pillow writes it (libwebp): lossy and lossless, with and without alpha, grey
+    (Pillow saves it as RGB), an animation (its first frame), small and odd sizes."""
+    rgb = pattern(67, 45, 3, 255, seed=81).astype(np.uint8)
+    im = Image.fromarray(rgb, "RGB")
+    im.save(os.path.join(OUT, "webp_lossy_67x45.webp"), quality=80)
+    golden("webp_lossy_67x45", "webp_lossy_67x45.webp", "WebP lossy (VP8), quality 80")
+    im.save(os.path.join(OUT, "webp_lossy_q100.webp"), quality=100, method=6)
+    golden("webp_lossy_q100", "webp_lossy_q100.webp", "WebP lossy, quality 100, method 6")
+    rgba = pattern(33, 21, 4, 255, seed=82).astype(np.uint8)
+    rgba[:5, :7, 3] = 0  # fully transparent corner: its RGB is whatever the codec keeps
+    ima = Image.fromarray(rgba, "RGBA")
+    ima.save(os.path.join(OUT, "webp_lossy_alpha.webp"), quality=70)
+    golden("webp_lossy_alpha", "webp_lossy_alpha.webp", "WebP lossy with an alpha plane (VP8X + ALPH)")
+    im.save(os.path.join(OUT, "webp_lossless.webp"), lossless=True)
+    golden("webp_lossless", "webp_lossless.webp", "WebP lossless (VP8L), RGB")
+    ima.save(os.path.join(OUT, "webp_lossless_alpha.webp"), lossless=True, exact=True)
+    golden("webp_lossless_alpha", "webp_lossless_alpha.webp", "WebP lossless with alpha, RGB kept under alpha 0")
+    Image.fromarray(pattern(19, 23, 1, 255, seed=83)[:, :, 0].astype(np.uint8), "L").save(
+        os.path.join(OUT, "webp_gray.webp"), quality=90)
+    golden("webp_gray", "webp_gray.webp", "WebP from a grey image")
+    Image.fromarray(pattern(1, 1, 3, 255, seed=84).astype(np.uint8), "RGB").save(
+        os.path.join(OUT, "webp_1x1.webp"), lossless=True)
+    golden("webp_1x1", "webp_1x1.webp", "WebP lossless 1x1")
+    Image.fromarray(pattern(17, 1, 3, 255, seed=85).astype(np.uint8), "RGB").save(
+        os.path.join(OUT, "webp_17x1.webp"), quality=60)
+    golden("webp_17x1", "webp_17x1.webp", "WebP lossy 17x1")
+    frames = [Image.fromarray(pattern(24, 18, 3, 255, seed=86 + k).astype(np.uint8), "RGB") for k in range(3)]
+    frames[0].save(os.path.join(OUT, "webp_anim.webp"), save_all=True, append_images=frames[1:], duration=40,
+                   loop=0, quality=75)
+    golden("webp_anim", "webp_anim.webp", "animated WebP (VP8X + ANIM/ANMF), 3 frames: the first")
+    # refused: cut inside the bitstream, and an unknown first chunk
+    data = open(os.path.join(OUT, "webp_lossy_67x45.webp"), "rb").read()
+    with open(os.path.join(OUT, "bad_webp_truncated.webp"), "wb") as f:
+        f.write(data[: len(data) * 3 // 5])
+    refused("bad_webp_truncated.webp", "WebP cut inside the VP8 bitstream")
+    with open(os.path.join(OUT, "bad_webp_chunk.webp"), "wb") as f:
+        f.write(data[:12] + b"VP8Z" + data[16:])
+    refused("bad_webp_chunk.webp", "RIFF/WEBP whose first chunk is not VP8, VP8L or VP8X")
+
+
 def other_cases():
     im = Image.fromarray(pattern(9, 7, 3, 255, seed=95).astype(np.uint8), "RGB")
     im.save(os.path.join(OUT, "other.gif"))
@@ -772,6 +813,7 @@ def main():
     png_cases()
     jpeg_cases()
     ppm_cases()
+    webp_cases()
     other_cases()
     manifest = {
         "generator": "tools/make_image_corpus.py",
@@ -780,6 +822,7 @@ def main():
         "libjpeg": features.version("jpg"),
         "libjpeg_turbo": bool(features.check("libjpeg_turbo")),
         "zlib": features.version("zlib"),
+        "libwebp": features.version("webp"),
         "images": images,
         "refused": errors,
     }

@@ -1,4 +1,4 @@
-/* mgl-image.c: PNG (libpng), JPEG (libjpeg) and PNM decoding, pixel for pixel
+/* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp) and PNM decoding, pixel for pixel
  * as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
  *
  * The rules, kind by kind (Pillow's mode for the file, then its RGB conversion):
@@ -26,6 +26,10 @@
  *        other maxvals scaled with round-half-even(v / maxval * 255) (P5/P2
  *        with maxval > 255: Pillow's mode I, scaled to 65535 then min(v, 255));
  *        P4 bit 1 = black; plain formats token by token.
+ *  WebP  RIFF/WEBP with a first chunk VP8, VP8L or VP8X (Pillow's test),
+ *        decoded by libwebp's animation decoder with its default options as
+ *        Pillow's _webp module does (RGBA, fancy upsampling, no threads): the
+ *        first frame, alpha dropped. Lossy, lossless, alpha and animated files.
  * Anything else is refused with a one-line message naming the file. */
 #include "mgl-image.h"
 #include "mgl-cli.h"
@@ -43,6 +47,8 @@
 #include <png.h>
 #include <stdlib.h>
 #include <string.h>
+#include <webp/decode.h>
+#include <webp/demux.h>
 
 #define MAX_SIDE 16384
 
@@ -726,6 +732,62 @@ static MglStatus load_pnm(const char* path, const uint8_t* d, size_t n, uint8_t*
     return MGL_OK;
 }
 
+/* ---- WebP, as Pillow's WebPImagePlugin ----------------------------------------------------- */
+
+/* Pillow's _accept: RIFF, WEBP, and a first chunk of VP8, VP8L or VP8X. */
+static bool webp_magic(const uint8_t* d, size_t n) {
+    return n >= 16 && memcmp(d, "RIFF", 4) == 0 && memcmp(d + 8, "WEBP", 4) == 0 &&
+           (memcmp(d + 12, "VP8 ", 4) == 0 || memcmp(d + 12, "VP8L", 4) == 0 || memcmp(d + 12, "VP8X", 4) == 0);
+}
+
+/* libwebp's animation decoder with its default options (RGBA, not premultiplied, no
+ * threads), as Pillow's _webp.WebPAnimDecoder: the first frame on the canvas (a still
+ * image is that frame; an animation's first frame is drawn on a transparent black
+ * canvas), alpha dropped by convert("RGB"). */
+static MglStatus load_webp(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
+    const WebPData src = {d, n};
+    /* the canvas size first: the animation decoder allocates two canvases as it starts */
+    WebPDemuxer* dmx = WebPDemux(&src);
+    if (!dmx) return cli_err(err, MGL_E_FORMAT, "%s: not a WebP image libwebp can read (corrupt or truncated)", path);
+    const uint32_t cw = WebPDemuxGetI(dmx, WEBP_FF_CANVAS_WIDTH), ch = WebPDemuxGetI(dmx, WEBP_FF_CANVAS_HEIGHT);
+    WebPDemuxDelete(dmx);
+    if (cw > MAX_SIDE || ch > MAX_SIDE)
+        return cli_err(err, MGL_E_FORMAT, "%s: %ux%u is larger than %d pixels a side", path, cw, ch, MAX_SIDE);
+    WebPAnimDecoder* dec = WebPAnimDecoderNew(&src, NULL);
+    if (!dec) return cli_err(err, MGL_E_FORMAT, "%s: not a WebP image libwebp can read (corrupt or truncated)", path);
+    WebPAnimInfo info;
+    MglStatus st = MGL_OK;
+    uint8_t* frame = NULL;
+    int ts = 0;
+    if (!WebPAnimDecoderGetInfo(dec, &info) || info.canvas_width < 1 || info.canvas_height < 1) {
+        st = cli_err(err, MGL_E_FORMAT, "%s: WebP without a canvas size", path);
+    } else if (info.canvas_width > MAX_SIDE || info.canvas_height > MAX_SIDE) {
+        st = cli_err(err, MGL_E_FORMAT, "%s: %ux%u is larger than %d pixels a side", path, info.canvas_width,
+                     info.canvas_height, MAX_SIDE);
+    } else if (!WebPAnimDecoderGetNext(dec, &frame, &ts) || !frame) {
+        st = cli_err(err, MGL_E_FORMAT, "%s: WebP frame data corrupt or truncated", path);
+    }
+    if (st == MGL_OK) {
+        const size_t np = (size_t)info.canvas_width * info.canvas_height;
+        uint8_t* out = malloc(np * 3);
+        if (!out) {
+            st = cli_err(err, MGL_E_NOMEM, "%s: out of memory for %ux%u pixels", path, info.canvas_width,
+                         info.canvas_height);
+        } else {
+            for (size_t i = 0; i < np; i++) {
+                out[3 * i + 0] = frame[4 * i + 0];
+                out[3 * i + 1] = frame[4 * i + 1];
+                out[3 * i + 2] = frame[4 * i + 2];
+            }
+            *rgb = out;
+            *w = (int)info.canvas_width;
+            *h = (int)info.canvas_height;
+        }
+    }
+    WebPAnimDecoderDelete(dec);
+    return st;
+}
+
 MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr* err) {
     *rgb = NULL;
     *w = *h = 0;
@@ -748,8 +810,10 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
         st = load_jpeg(path, d, n, rgb, w, h, err);
     else if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '6')
         st = load_pnm(path, d, n, rgb, w, h, err);
+    else if (webp_magic(d, n))
+        st = load_webp(path, d, n, rgb, w, h, err);
     else
-        st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG or PNM (PPM/PGM/PBM) image", path);
+        st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG, WebP or PNM (PPM/PGM/PBM) image", path);
     g_mapped_file_unref(m);
     return st;
 }
