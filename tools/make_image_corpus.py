@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the image-decoding corpus: tests/fixtures/images/.
 
-Every PNG, JPEG, WebP and PPM/PGM/PBM kind a user may pass, small and with odd sizes, each with the RGB
+Every PNG, JPEG, WebP, BMP and PPM/PGM/PBM kind a user may pass, small and with odd sizes, each with the RGB
 that Pillow decodes (`Image.open(f).convert('RGB')`, the reference's image path) as its golden:
 NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg,
 zlib and libwebp versions, each image's size and what it exercises, and the files that Pillow refuses
@@ -794,12 +794,194 @@ def webp_cases():
     refused("bad_webp_chunk.webp", "RIFF/WEBP whose first chunk is not VP8, VP8L or VP8X")
 
 
+def write_bmp(path, w, h, bits, rows, palette=None, pad=4, hs=40, comp=0, masks=None, topdown=False, colors=None,
+              offset=None, data=None):
+    """A BMP written byte by byte: `rows` top row first, each row's packed pixel bytes (padded here
+    to 4 bytes); `data` replaces the pixel data (RLE). masks go inside a header of 52+ bytes, or
+    after a 40-byte one."""
+    if data is None:
+        stride = ((w * bits + 31) >> 3) & ~3
+        order = rows if topdown else rows[::-1]
+        data = b"".join(r + b"\0" * (stride - len(r)) for r in order)
+    pal = b""
+    if palette is not None:
+        pal = b"".join(bytes([b, g, r]) + (b"\0" if pad == 4 else b"") for (r, g, b) in palette)
+    if hs == 12:
+        hdr = struct.pack("<IHHHH", 12, w, h, 1, bits)
+    else:
+        hh = (2**32 - h) if topdown else h
+        hdr = struct.pack("<IiIHHIIiiII", hs, w, hh, 1, bits, comp, len(data), 2835, 2835,
+                          len(palette) if (palette is not None and colors is None) else (colors or 0), 0)
+        hdr = bytearray(hdr + b"\0" * (hs - 40))
+        if masks is not None and hs >= 56:
+            hdr[40:40 + 4 * len(masks)] = struct.pack("<" + "I" * len(masks), *masks)
+        hdr = bytes(hdr)
+    after = b""
+    if masks is not None and hs == 40:
+        after = struct.pack("<III", *masks[:3])
+    off = 14 + len(hdr) + len(after) + len(pal) if offset is None else offset
+    body = hdr + after + pal + data
+    with open(path, "wb") as f:
+        f.write(b"BM" + struct.pack("<IHHI", 14 + len(body), 0, 0, off) + body)
+
+
+def pack_bits(vals, bits):
+    out, acc, n = bytearray(), 0, 0
+    for v in vals:
+        acc = (acc << bits) | int(v)
+        n += bits
+        if n == 8:
+            out.append(acc)
+            acc, n = 0, 0
+    if n:
+        out.append(acc << (8 - n))
+    return bytes(out)
+
+
+def bmp_cases():
+    """BMP as Pillow's BmpImagePlugin reads it: what Pillow writes (1, L, P, RGB, RGBA), and written
+    here: 4-bit and coloured 1-bit palettes, short palettes (a grey ramp past them), 16-bit 5-5-5
+    and 5-6-5, 32-bit in every bitfield layout Pillow knows, top-down rows, OS/2 and V4/V5 headers,
+    no data offset, RLE8 and RLE4 (runs, absolute runs, deltas, ends of line) and Pillow's grey
+    palette rule (read raw as L or 1, whatever the depth)."""
+    J = lambda n: os.path.join(OUT, n)
+    rgb = pattern(13, 7, 3, 255, seed=71).astype(np.uint8)
+    Image.fromarray(rgb, "RGB").save(J("bmp_rgb24.bmp"))
+    golden("bmp_rgb24", "bmp_rgb24.bmp", "BMP 24-bit as Pillow writes it (bottom-up, rows padded)")
+    rgba = pattern(9, 5, 4, 255, seed=72).astype(np.uint8)
+    Image.fromarray(rgba, "RGBA").save(J("bmp_rgba32.bmp"))
+    golden("bmp_rgba32", "bmp_rgba32.bmp", "BMP 32-bit BGRA as Pillow writes it (read as BGRX)")
+    Image.fromarray(pattern(11, 6, 1, 255, seed=73)[:, :, 0].astype(np.uint8), "L").save(J("bmp_l8.bmp"))
+    golden("bmp_l8", "bmp_l8.bmp", "BMP 8-bit grey palette (Pillow: mode L)")
+    Image.fromarray(pattern(19, 4, 1, 1, seed=74)[:, :, 0].astype(np.uint8) * 255, "L").convert("1").save(
+        J("bmp_1bit.bmp"))
+    golden("bmp_1bit", "bmp_1bit.bmp", "BMP 1-bit black and white (Pillow: mode 1)")
+    Image.fromarray(rgb, "RGB").quantize(37).save(J("bmp_p8.bmp"))
+    golden("bmp_p8", "bmp_p8.bmp", "BMP 8-bit palette of 37 colours as Pillow writes it")
+    r = np.random.RandomState(75)
+    # 4-bit palette, odd width
+    pal16 = [tuple(int(v) for v in r.randint(0, 256, 3)) for _ in range(16)]
+    idx = r.randint(0, 16, (7, 13))
+    write_bmp(J("bmp_p4.bmp"), 13, 7, 4, [pack_bits(row, 4) for row in idx], palette=pal16)
+    golden("bmp_p4", "bmp_p4.bmp", "BMP 4-bit palette, 13 wide")
+    # 1-bit with two colours that are not black and white
+    idx = r.randint(0, 2, (5, 21))
+    write_bmp(J("bmp_p1_colour.bmp"), 21, 5, 1, [pack_bits(row, 1) for row in idx],
+              palette=[(200, 30, 40), (10, 220, 90)])
+    golden("bmp_p1_colour", "bmp_p1_colour.bmp", "BMP 1-bit with a coloured palette")
+    # 8-bit with 5 colours and indices up to 255: past the palette, Pillow's grey ramp
+    idx = r.randint(0, 256, (6, 10))
+    idx[0, :5] = [0, 1, 2, 3, 4]
+    write_bmp(J("bmp_p8_short.bmp"), 10, 6, 8, [bytes(int(v) for v in row) for row in idx],
+              palette=[tuple(int(v) for v in r.randint(0, 256, 3)) for _ in range(5)])
+    golden("bmp_p8_short", "bmp_p8_short.bmp", "BMP 8-bit, 5 palette entries, indices past them")
+    # 8-bit data with a black-and-white palette of two: Pillow reads the rows as 1-bit
+    idx = r.randint(0, 256, (4, 12))
+    write_bmp(J("bmp_p8_bw.bmp"), 12, 4, 8, [bytes(int(v) for v in row) for row in idx],
+              palette=[(0, 0, 0), (255, 255, 255)])
+    golden("bmp_p8_bw", "bmp_p8_bw.bmp", "BMP 8-bit data, palette black and white: Pillow's mode 1 over the bytes")
+    # 16-bit: 5-5-5 plain, 5-6-5 and 5-5-5 bitfields (masks after a 40-byte header, in a V4 header)
+    v16 = r.randint(0, 65536, (5, 11))
+    rows16 = [b"".join(struct.pack("<H", int(v)) for v in row) for row in v16]
+    write_bmp(J("bmp_16.bmp"), 11, 5, 16, rows16)
+    golden("bmp_16", "bmp_16.bmp", "BMP 16-bit 5-5-5, top bit set on some pixels")
+    write_bmp(J("bmp_16_565.bmp"), 11, 5, 16, rows16, comp=3, masks=(0xF800, 0x7E0, 0x1F))
+    golden("bmp_16_565", "bmp_16_565.bmp", "BMP 16-bit 5-6-5 bitfields after a 40-byte header")
+    write_bmp(J("bmp_16_555_v4.bmp"), 11, 5, 16, rows16, hs=108, comp=3, masks=(0x7C00, 0x3E0, 0x1F, 0))
+    golden("bmp_16_555_v4", "bmp_16_555_v4.bmp", "BMP 16-bit 5-5-5 bitfields in a V4 header")
+    # 32-bit: plain BGRX, and each bitfield layout (V5 header)
+    v32 = r.randint(0, 256, (4, 7, 4)).astype(np.uint8)
+    rows32 = [bytes(row.reshape(-1)) for row in v32]
+    write_bmp(J("bmp_32.bmp"), 7, 4, 32, rows32)
+    golden("bmp_32", "bmp_32.bmp", "BMP 32-bit BGRX")
+    for name, m in [("xbgr", (0xFF000000, 0xFF0000, 0xFF00, 0)), ("abgr", (0xFF000000, 0xFF0000, 0xFF00, 0xFF)),
+                    ("rgba", (0xFF, 0xFF00, 0xFF0000, 0xFF000000)), ("bgra", (0xFF0000, 0xFF00, 0xFF, 0xFF000000)),
+                    ("zero", (0, 0, 0, 0))]:
+        write_bmp(J(f"bmp_32_{name}.bmp"), 7, 4, 32, rows32, hs=124, comp=3, masks=m)
+        golden(f"bmp_32_{name}", f"bmp_32_{name}.bmp", f"BMP 32-bit bitfields {name.upper()} (V5 header)")
+    write_bmp(J("bmp_24_bf.bmp"), 13, 7, 24, [bytes(row[:, ::-1].reshape(-1)) for row in rgb], comp=3,
+              masks=(0xFF0000, 0xFF00, 0xFF))
+    golden("bmp_24_bf", "bmp_24_bf.bmp", "BMP 24-bit with BGR bitfields")
+    # top-down rows, no data offset, OS/2 1.x header with a BGR palette
+    write_bmp(J("bmp_24_topdown.bmp"), 13, 7, 24, [bytes(row[:, ::-1].reshape(-1)) for row in rgb], topdown=True)
+    golden("bmp_24_topdown", "bmp_24_topdown.bmp", "BMP 24-bit top-down (negative height)")
+    write_bmp(J("bmp_24_nooffset.bmp"), 13, 7, 24, [bytes(row[:, ::-1].reshape(-1)) for row in rgb], offset=0)
+    golden("bmp_24_nooffset", "bmp_24_nooffset.bmp", "BMP with a data offset of 0 (the data follow the header)")
+    idx = r.randint(0, 256, (5, 9))
+    write_bmp(J("bmp_os2.bmp"), 9, 5, 8, [bytes(int(v) for v in row) for row in idx], hs=12, pad=3,
+              palette=[tuple(int(v) for v in r.randint(0, 256, 3)) for _ in range(256)])
+    golden("bmp_os2", "bmp_os2.bmp", "BMP OS/2 1.x header (16-bit sizes, BGR palette triples)")
+    # RLE8: runs (one clipped at the row end), absolute runs of odd length (word alignment), a delta,
+    # ends of line and of bitmap
+    pal = [tuple(int(v) for v in r.randint(0, 256, 3)) for _ in range(64)]
+    def rle(start, ops, rle4=False):
+        """An RLE stream from ("run", n, v), ("abs", [values]), ("delta", dx, dy), ("eol",), ("eob",);
+        an absolute run is followed by a pad byte where the file position after it is odd."""
+        out = bytearray()
+        for op in ops:
+            if op[0] == "run":
+                out += bytes([op[1], op[2]])
+            elif op[0] == "abs":
+                vals = op[1]
+                out += bytes([0, len(vals)])
+                # RLE4: Pillow reads count // 2 bytes (an odd count's last pixel is not read)
+                out += pack_bits(vals[: len(vals) // 2 * 2], 4) if rle4 else bytes(vals)
+                if (start + len(out)) % 2:
+                    out += b"\0"
+            elif op[0] == "delta":
+                out += bytes([0, 2, op[1], op[2]])
+            else:
+                out += bytes([0, 0 if op[0] == "eol" else 1])
+        return bytes(out)
+
+    rle8_ops = [("run", 5, 7), ("run", 3, 9), ("abs", [1, 2, 3, 4, 5]), ("run", 20, 11), ("eol",),
+                ("abs", [30, 31, 32]), ("run", 4, 40), ("eol",),
+                ("delta", 3, 1), ("run", 6, 12), ("eol",),
+                ("run", 17, 50), ("eol",), ("run", 2, 60), ("abs", [1, 2, 3, 4, 5, 6]), ("eol",), ("eob",)]
+    rle8 = rle(14 + 40 + 4 * 64, rle8_ops)
+    write_bmp(J("bmp_rle8.bmp"), 17, 6, 8, None, palette=pal, comp=1, data=rle8)
+    golden("bmp_rle8", "bmp_rle8.bmp", "BMP RLE8: runs, absolute runs, ends of line, then a delta as Pillow reads "
+           "it (it skips two bytes and takes right and up from the next two: here zeros to the end)")
+    rle8_nd = rle(14 + 40 + 4 * 64, [op for op in rle8_ops if op[0] != "delta"] [:-1] +
+                  [("run", 17, 21), ("eol",), ("eob",)])
+    write_bmp(J("bmp_rle8_nodelta.bmp"), 17, 6, 8, None, palette=pal, comp=1, data=rle8_nd)
+    golden("bmp_rle8_nodelta", "bmp_rle8_nodelta.bmp", "BMP RLE8 without a delta: every row from the stream")
+    rle4 = rle(14 + 40 + 4 * 16, [("run", 7, 0x12), ("abs", [3, 4, 5, 6, 7]), ("run", 2, 0xAB), ("eol",),
+                                    ("abs", [9, 12, 13]), ("eol",), ("run", 13, 0xF1), ("eol",), ("run", 13, 0x0F),
+                                    ("eol",), ("run", 4, 0x88), ("eol",), ("eob",)], rle4=True)
+    write_bmp(J("bmp_rle4.bmp"), 13, 5, 4, None, palette=pal[:16], comp=2, data=rle4)
+    golden("bmp_rle4", "bmp_rle4.bmp", "BMP RLE4: runs, odd absolute runs (Pillow keeps count//2 bytes), EOL/EOB")
+    write_bmp(J("bmp_rle8_topdown.bmp"), 17, 6, 8, None, palette=pal, comp=1, data=rle8, topdown=True)
+    golden("bmp_rle8_topdown", "bmp_rle8_topdown.bmp", "BMP RLE8 with a negative height")
+    # refused
+    data = open(J("bmp_rgb24.bmp"), "rb").read()
+    with open(J("bad_bmp_truncated.bmp"), "wb") as f:
+        f.write(data[: len(data) - 40])
+    refused("bad_bmp_truncated.bmp", "BMP pixel data cut short")
+    write_bmp(J("bad_bmp_bitfields.bmp"), 7, 4, 32, rows32, hs=124, comp=3, masks=(0xFF00, 0xFF, 0xFF0000, 0))
+    refused("bad_bmp_bitfields.bmp", "BMP 32-bit bitfields in a layout Pillow does not know")
+    write_bmp(J("bad_bmp_rle_short.bmp"), 17, 6, 8, None, palette=pal, comp=1, data=rle(14 + 40 + 4 * 64, rle8_ops[:8] + [("eob",)]))
+    refused("bad_bmp_rle_short.bmp", "BMP RLE8 ended before the last row")
+    write_bmp(J("bad_bmp_rle_delta.bmp"), 17, 6, 8, None, palette=pal, comp=1,
+              data=rle(14 + 40 + 4 * 64, rle8_ops[:3]) + bytes([0, 2, 3, 1, 4]))
+    refused("bad_bmp_rle_delta.bmp", "BMP RLE8 delta whose second byte pair is cut short (Pillow fails unpacking)")
+    idx = r.randint(0, 256, (3, 5))
+    write_bmp(J("bad_bmp_colors.bmp"), 5, 3, 8, [bytes(int(v) for v in row) for row in idx],
+              palette=[(i % 256, 0, 0) for i in range(300)])
+    refused("bad_bmp_colors.bmp", "BMP with 300 palette entries")
+    write_bmp(J("bad_bmp_jpeg.bmp"), 13, 7, 24, [bytes(row[:, ::-1].reshape(-1)) for row in rgb], comp=4)
+    refused("bad_bmp_jpeg.bmp", "BMP with JPEG compression")
+    idx = r.randint(0, 16, (3, 40))
+    write_bmp(J("bad_bmp_p4_grey.bmp"), 40, 3, 4, [pack_bits(row, 4) for row in idx],
+              palette=[(i, i, i) for i in range(16)])
+    refused("bad_bmp_p4_grey.bmp", "BMP 4-bit with a grey ramp palette: Pillow reads its rows as 8-bit grey "
+            "(past the row; through a file object its decoder refuses)", pil_refuses=False)
+
+
 def other_cases():
     im = Image.fromarray(pattern(9, 7, 3, 255, seed=95).astype(np.uint8), "RGB")
     im.save(os.path.join(OUT, "other.gif"))
     refused("other.gif", "GIF: not a format the engine reads", pil_refuses=False)
-    im.save(os.path.join(OUT, "other.bmp"))
-    refused("other.bmp", "BMP: not a format the engine reads", pil_refuses=False)
     with open(os.path.join(OUT, "other_empty.png"), "wb"):
         pass
     refused("other_empty.png", "an empty file")
@@ -814,6 +996,7 @@ def main():
     jpeg_cases()
     ppm_cases()
     webp_cases()
+    bmp_cases()
     other_cases()
     manifest = {
         "generator": "tools/make_image_corpus.py",

@@ -1,4 +1,4 @@
-/* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp) and PNM decoding, pixel for pixel
+/* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP and PNM decoding, pixel for pixel
  * as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
  *
  * The rules, kind by kind (Pillow's mode for the file, then its RGB conversion):
@@ -30,6 +30,11 @@
  *        decoded by libwebp's animation decoder with its default options as
  *        Pillow's _webp module does (RGBA, fancy upsampling, no threads): the
  *        first frame, alpha dropped. Lossy, lossless, alpha and animated files.
+ *  BMP   "BM" files as Pillow's BmpImagePlugin: headers of 12, 40, 64, 108
+ *        and 124 bytes; 1/4/8-bit palettes raw or RLE8/RLE4 (its decoder's
+ *        quirks included), 16/24/32-bit raw and the bitfield layouts Pillow
+ *        knows; its grey-palette rule (such images are read raw as L or 1).
+ *        docs/engine.md has the table.
  * Anything else is refused with a one-line message naming the file. */
 #include "mgl-image.h"
 #include "mgl-cli.h"
@@ -732,6 +737,291 @@ static MglStatus load_pnm(const char* path, const uint8_t* d, size_t n, uint8_t*
     return MGL_OK;
 }
 
+/* ---- BMP, as Pillow's BmpImagePlugin ------------------------------------------------------- */
+
+static uint32_t le32(const uint8_t* p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint16_t le16(const uint8_t* p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+/* Pillow's raw modes for BMP rows, and the bits each pixel takes in them. */
+enum { BR_1, BR_L, BR_P1, BR_P4, BR_P8, BR_BGR15, BR_BGR16, BR_BGR, BR_BGRX, BR_XBGR, BR_RGBA };
+static const int k_bmp_raw_bits[] = {1, 8, 1, 4, 8, 16, 16, 24, 32, 32, 32};
+
+/* The RLE8/RLE4 stream from `pos`, literally as Pillow's BmpRleDecoder (its
+ * clipping of runs, its delta and end-of-line padding, absolute runs aligned
+ * on the file position): up to W*H indices, fewer when the stream ends; *bad
+ * where Pillow fails on the stream. */
+static size_t bmp_rle(const uint8_t* d, size_t n, size_t pos, bool rle4, size_t W, size_t H, uint8_t* out, bool* bad) {
+    const size_t total = W * H;
+    size_t len = 0, x = 0;
+#define RLE_PUT(v)                                                                                                     \
+    do {                                                                                                               \
+        if (len < total) out[len] = (v);                                                                               \
+        len++;                                                                                                         \
+    } while (0)
+    while (len < total) {
+        if (pos + 2 > n) break;
+        const size_t count = d[pos];
+        const uint8_t b = d[pos + 1];
+        pos += 2;
+        if (count) { /* a run: clipped to the row */
+            size_t k = x + count > W ? (x < W ? W - x : 0) : count;
+            for (size_t i = 0; i < k; i++) RLE_PUT(rle4 ? (uint8_t)(i % 2 == 0 ? b >> 4 : b & 15) : b);
+            x += k;
+        } else if (b == 0) { /* end of line: zeros up to a whole row */
+            while (len % W) RLE_PUT(0);
+            x = 0;
+        } else if (b == 1) { /* end of bitmap */
+            break;
+        } else if (b == 2) {
+            /* delta: Pillow reads two bytes, drops them, and takes (right, up) from the next two
+             * (fewer than two there: it fails unpacking them) */
+            if (pos + 2 > n) break;
+            pos += 2;
+            if (pos + 2 > n) {
+                *bad = true;
+                break;
+            }
+            const size_t right = d[pos], up = d[pos + 1];
+            pos += 2;
+            const size_t z = right + up * W;
+            for (size_t i = 0; i < z && len < total; i++) RLE_PUT(0);
+            x = len % W;
+        } else { /* absolute: b pixels (RLE4: b / 2 bytes of two), then word alignment */
+            const size_t want = rle4 ? b / 2u : b;
+            const size_t got = pos + want <= n ? want : (pos < n ? n - pos : 0);
+            for (size_t i = 0; i < got; i++) {
+                if (rle4) {
+                    RLE_PUT((uint8_t)(d[pos + i] >> 4));
+                    RLE_PUT((uint8_t)(d[pos + i] & 15));
+                } else {
+                    RLE_PUT(d[pos + i]);
+                }
+            }
+            pos += got;
+            if (got < want) break;
+            x += b;
+            if (pos % 2) pos++;
+        }
+    }
+#undef RLE_PUT
+    return len;
+}
+
+static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
+    if (n < 18) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP header", path);
+    uint64_t offset = le32(d + 10);
+    const uint32_t hs = le32(d + 14);
+    if (hs != 12 && hs != 40 && hs != 64 && hs != 108 && hs != 124)
+        return cli_err(err, MGL_E_FORMAT, "%s: unsupported BMP header size %u", path, hs);
+    if (n < 14 + (size_t)hs) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP header", path);
+    const uint8_t* hd = d + 18; /* the header after its size field */
+    size_t pos = 14 + (size_t)hs;
+    uint64_t W, H, colors = 0;
+    unsigned bits, comp;
+    size_t pad;
+    bool topdown = false;
+    uint32_t mask[4] = {0, 0, 0, 0};
+    if (hs == 12) { /* OS/2 1.x: 16-bit sizes, BGR palette triples */
+        W = le16(hd);
+        H = le16(hd + 2);
+        bits = le16(hd + 6);
+        comp = 0;
+        pad = 3;
+    } else {
+        topdown = hd[7] == 0xff; /* Pillow's test: the height's top byte */
+        W = le32(hd);
+        H = topdown ? 4294967296ull - le32(hd + 4) : le32(hd + 4);
+        bits = le16(hd + 10);
+        comp = le32(hd + 12);
+        colors = le32(hd + 28);
+        pad = 4;
+        if (comp == 3) {
+            if (hs - 4 >= 52) {
+                for (int k = 0; k < 4; k++) mask[k] = le32(hd + 36 + 4 * k);
+            } else { /* a 40-byte header: three masks after it */
+                if (pos + 12 > n) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP bitfield masks", path);
+                for (int k = 0; k < 3; k++) mask[k] = le32(d + pos + 4 * (size_t)k);
+                pos += 12;
+            }
+        }
+    }
+    if (!colors) colors = bits < 64 ? 1ull << bits : 0;
+    if (offset == 14 + (uint64_t)hs && bits <= 8) offset += 4 * colors;
+    if (bits != 1 && bits != 4 && bits != 8 && bits != 16 && bits != 24 && bits != 32)
+        return cli_err(err, MGL_E_FORMAT, "%s: unsupported BMP pixel depth (%u)", path, bits);
+    int raw = bits == 1    ? BR_P1
+              : bits == 4  ? BR_P4
+              : bits == 8  ? BR_P8
+              : bits == 16 ? BR_BGR15
+              : bits == 24 ? BR_BGR
+                           : BR_BGRX;
+    const bool pal_mode = bits <= 8;
+    bool rle = false;
+    if (comp == 3) { /* the bitfield layouts Pillow knows */
+        static const struct {
+            unsigned bits;
+            uint32_t m[4];
+            int raw;
+        } k_layouts[] = {
+            {32, {0xff0000, 0xff00, 0xff, 0}, BR_BGRX},
+            {32, {0xff000000, 0xff0000, 0xff00, 0}, BR_XBGR},
+            {32, {0xff000000, 0xff0000, 0xff00, 0xff}, BR_XBGR},
+            {32, {0xff, 0xff00, 0xff0000, 0xff000000}, BR_RGBA},
+            {32, {0xff0000, 0xff00, 0xff, 0xff000000}, BR_BGRX},
+            {32, {0, 0, 0, 0}, BR_BGRX},
+            {24, {0xff0000, 0xff00, 0xff, 0}, BR_BGR},
+            {16, {0xf800, 0x7e0, 0x1f, 0}, BR_BGR16},
+            {16, {0x7c00, 0x3e0, 0x1f, 0}, BR_BGR15},
+        };
+        int found = -1;
+        for (size_t k = 0; k < sizeof k_layouts / sizeof k_layouts[0] && found < 0; k++) {
+            if (k_layouts[k].bits != bits) continue;
+            /* 32 bits: all four masks; 24 and 16: the three colour masks */
+            bool eq = k_layouts[k].m[0] == mask[0] && k_layouts[k].m[1] == mask[1] && k_layouts[k].m[2] == mask[2];
+            if (bits == 32) eq = eq && k_layouts[k].m[3] == mask[3];
+            if (eq) found = k_layouts[k].raw;
+        }
+        if (found < 0) return cli_err(err, MGL_E_FORMAT, "%s: unsupported BMP bitfields layout", path);
+        raw = found;
+    } else if (comp == 1 || comp == 2) {
+        rle = true;
+    } else if (comp != 0) {
+        return cli_err(err, MGL_E_FORMAT, "%s: unsupported BMP compression (%u)", path, comp);
+    }
+    /* the palette (1, 4 and 8 bits); Pillow reads the palette as grey when every entry i is
+     * (i, i, i) (entries 0 and 255 for two colours): the mode is then L (or 1), read raw */
+    uint8_t pal[256][3];
+    for (int i = 0; i < 256; i++) pal[i][0] = pal[i][1] = pal[i][2] = (uint8_t)i; /* past the entries: a grey ramp */
+    bool grey = false;
+    if (pal_mode) {
+        if (colors < 1 || colors > 65536)
+            return cli_err(err, MGL_E_FORMAT, "%s: unsupported BMP palette size (%llu)", path,
+                           (unsigned long long)colors);
+        if (colors > 256) /* Pillow's grey test packs each index into a byte and fails past 255 */
+            return cli_err(err, MGL_E_FORMAT, "%s: BMP palette of %llu colours (Pillow reads at most 256)", path,
+                           (unsigned long long)colors);
+        const size_t want = pad * (size_t)colors, got = pos < n ? (n - pos < want ? n - pos : want) : 0;
+        const uint8_t* pb = d + pos;
+        grey = true;
+        for (size_t i = 0; i < colors; i++) {
+            const uint8_t val = colors == 2 ? (uint8_t)(i ? 255 : 0) : (uint8_t)i;
+            if (i * pad + 3 > got || pb[i * pad] != val || pb[i * pad + 1] != val || pb[i * pad + 2] != val)
+                grey = false;
+        }
+        const size_t entries = got / pad;
+        for (size_t i = 0; i < entries && i < 256; i++) {
+            pal[i][0] = pb[i * pad + 2];
+            pal[i][1] = pb[i * pad + 1];
+            pal[i][2] = pb[i * pad + 0];
+        }
+        pos += got;
+        if (grey) raw = colors == 2 ? BR_1 : BR_L;
+    }
+    if (!offset) offset = pos; /* no offset in the file header: the data follow */
+    if (W < 1 || H < 1)
+        return cli_err(err, MGL_E_FORMAT, "%s: empty BMP (%llux%llu)", path, (unsigned long long)W,
+                       (unsigned long long)H);
+    if (W > MAX_SIDE || H > MAX_SIDE)
+        return cli_err(err, MGL_E_FORMAT, "%s: %llux%llu is larger than %d pixels a side", path, (unsigned long long)W,
+                       (unsigned long long)H, MAX_SIDE);
+    if (rle && (!pal_mode || raw == BR_1)) /* Pillow decodes RLE data as P or L only */
+        return cli_err(err, MGL_E_FORMAT, "%s: BMP RLE data in a %u-bit%s image", path, bits,
+                       raw == BR_1 ? " two-colour" : "");
+    /* raw rows: the sizes are checked before anything is allocated */
+    const uint64_t stride = ((W * bits + 31) >> 3) & ~3ull;
+    const uint64_t rowbytes = ((uint64_t)k_bmp_raw_bits[raw] * W + 7) / 8;
+    if (!rle && rowbytes > stride) /* Pillow's raw decoder refuses a row longer than the stride */
+        return cli_err(err, MGL_E_FORMAT,
+                       "%s: BMP %u-bit rows read as 8-bit grey (a grey palette Pillow cannot decode)", path, bits);
+    const uint64_t need = offset + (H - 1) * stride + rowbytes;
+    if (!rle && need > n)
+        return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP pixel data (%zu of %llu bytes)", path, n,
+                       (unsigned long long)need);
+    uint8_t* out = malloc((size_t)W * (size_t)H * 3);
+    if (!out)
+        return cli_err(err, MGL_E_NOMEM, "%s: out of memory for %llux%llu pixels", path, (unsigned long long)W,
+                       (unsigned long long)H);
+    if (rle) {
+        uint8_t* idx = malloc((size_t)W * (size_t)H);
+        if (!idx) {
+            free(out);
+            return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+        }
+        bool bad = false;
+        const size_t got = offset < n ? bmp_rle(d, n, (size_t)offset, comp == 2, (size_t)W, (size_t)H, idx, &bad) : 0;
+        if (bad) {
+            free(idx);
+            free(out);
+            return cli_err(err, MGL_E_FORMAT, "%s: BMP RLE delta cut short", path);
+        }
+        if (got < (size_t)W * (size_t)H) {
+            free(idx);
+            free(out);
+            return cli_err(err, MGL_E_FORMAT, "%s: BMP RLE data end after %zu of %llu pixels", path, got,
+                           (unsigned long long)(W * H));
+        }
+        for (size_t r = 0; r < H; r++) {
+            const size_t y = topdown ? r : (size_t)H - 1 - r;
+            for (size_t x = 0; x < W; x++) memcpy(out + (y * (size_t)W + x) * 3, pal[idx[r * (size_t)W + x]], 3);
+        }
+        free(idx);
+    } else {
+        for (size_t r = 0; r < H; r++) {
+            const uint8_t* row = d + offset + r * stride;
+            const size_t y = topdown ? r : (size_t)H - 1 - r;
+            uint8_t* o = out + y * (size_t)W * 3;
+            for (size_t x = 0; x < W; x++, o += 3) {
+                unsigned v;
+                switch (raw) {
+                case BR_1:
+                    v = (row[x >> 3] >> (7 - (x & 7))) & 1u ? 255 : 0;
+                    o[0] = o[1] = o[2] = (uint8_t)v;
+                    break;
+                case BR_L: o[0] = o[1] = o[2] = row[x]; break;
+                case BR_P1: memcpy(o, pal[(row[x >> 3] >> (7 - (x & 7))) & 1u], 3); break;
+                case BR_P4: memcpy(o, pal[(row[x >> 1] >> (x & 1 ? 0 : 4)) & 15u], 3); break;
+                case BR_P8: memcpy(o, pal[row[x]], 3); break;
+                case BR_BGR15:
+                case BR_BGR16: {
+                    const bool g6 = raw == BR_BGR16;
+                    v = le16(row + 2 * x);
+                    o[2] = (uint8_t)((v & 31u) * 255u / 31u);
+                    o[1] = (uint8_t)(g6 ? ((v >> 5) & 63u) * 255u / 63u : ((v >> 5) & 31u) * 255u / 31u);
+                    o[0] = (uint8_t)((g6 ? (v >> 11) & 31u : (v >> 10) & 31u) * 255u / 31u);
+                    break;
+                }
+                case BR_BGR:
+                    o[0] = row[3 * x + 2];
+                    o[1] = row[3 * x + 1];
+                    o[2] = row[3 * x];
+                    break;
+                case BR_BGRX:
+                    o[0] = row[4 * x + 2];
+                    o[1] = row[4 * x + 1];
+                    o[2] = row[4 * x];
+                    break;
+                case BR_XBGR:
+                    o[0] = row[4 * x + 3];
+                    o[1] = row[4 * x + 2];
+                    o[2] = row[4 * x + 1];
+                    break;
+                default: /* BR_RGBA */
+                    o[0] = row[4 * x];
+                    o[1] = row[4 * x + 1];
+                    o[2] = row[4 * x + 2];
+                    break;
+                }
+            }
+        }
+    }
+    *rgb = out;
+    *w = (int)W;
+    *h = (int)H;
+    return MGL_OK;
+}
+
 /* ---- WebP, as Pillow's WebPImagePlugin ----------------------------------------------------- */
 
 /* Pillow's _accept: RIFF, WEBP, and a first chunk of VP8, VP8L or VP8X. */
@@ -812,8 +1102,10 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
         st = load_pnm(path, d, n, rgb, w, h, err);
     else if (webp_magic(d, n))
         st = load_webp(path, d, n, rgb, w, h, err);
+    else if (n >= 2 && d[0] == 'B' && d[1] == 'M')
+        st = load_bmp(path, d, n, rgb, w, h, err);
     else
-        st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG, WebP or PNM (PPM/PGM/PBM) image", path);
+        st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG, WebP, BMP or PNM (PPM/PGM/PBM) image", path);
     g_mapped_file_unref(m);
     return st;
 }

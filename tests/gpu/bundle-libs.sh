@@ -2,7 +2,7 @@
 # tests/gpu/bundle-libs.sh [BUILD]: copy the shared libraries the CUDA build's
 # programs need, except the C library, the CUDA driver and the loader, into
 # BUILD/gpu-libs (default build-cuda), so that the carried build folder runs on
-# a GPU machine that lacks glib, json-glib, libpng, libjpeg or OpenBLAS; and
+# a GPU machine that lacks glib, json-glib, libpng, libjpeg, libwebp or OpenBLAS; and
 # the 32k tokenizer of ../shared/testdata into BUILD/gpu-libs/sp32k.
 # tests/gpu/check.sh puts that folder on LD_LIBRARY_PATH; it also unpacks
 # BUILD/gpu-libs.tar.xz (written here) when only the archive was carried.
