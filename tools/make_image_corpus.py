@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the image-decoding corpus: tests/fixtures/images/.
 
-Every PNG, JPEG, WebP, BMP and PPM/PGM/PBM kind a user may pass, small and with odd sizes, each with the RGB
+Every PNG, JPEG, WebP, BMP, GIF and PPM/PGM/PBM kind a user may pass, small and with odd sizes, each with the RGB
 that Pillow decodes (`Image.open(f).convert('RGB')`, the reference's image path) as its golden:
 NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg,
 zlib and libwebp versions, each image's size and what it exercises, and the files that Pillow refuses
@@ -978,10 +978,177 @@ def bmp_cases():
             "(past the row; through a file object its decoder refuses)", pil_refuses=False)
 
 
+def lzw_gif(indices, min_bits, clear_every=0, end_code=True):
+    """GIF LZW data sub-blocks for `indices`: a clear code first, codes growing to 12 bits, no
+    clear when the table is full (a deferred clear), optionally a clear every `clear_every` codes."""
+    clear, end = 1 << min_bits, (1 << min_bits) + 1
+    codes = [clear]
+    table = {(i,): i for i in range(clear)}
+    nxt, size = end + 1, min_bits + 1
+    widths = [size]
+    cur = ()
+    emitted = 0
+    for v in indices:
+        cand = cur + (int(v),)
+        if cand in table:
+            cur = cand
+            continue
+        codes.append(table[cur])
+        widths.append(size)
+        emitted += 1
+        if nxt < 4096:
+            table[cand] = nxt
+            nxt += 1
+            if nxt > (1 << size) and size < 12:
+                size += 1
+        cur = (int(v),)
+        if clear_every and emitted % clear_every == 0:
+            codes.append(table[cur])
+            widths.append(size)
+            codes.append(clear)
+            widths.append(size)
+            table = {(i,): i for i in range(clear)}
+            nxt, size = end + 1, min_bits + 1
+            cur = ()
+    if cur:
+        codes.append(table[cur])
+        widths.append(size)
+    if end_code:
+        codes.append(end)
+        widths.append(size)
+    acc, nbits, out = 0, 0, bytearray()
+    for c, wdt in zip(codes, widths):
+        acc |= c << nbits
+        nbits += wdt
+        while nbits >= 8:
+            out.append(acc & 255)
+            acc >>= 8
+            nbits -= 8
+    if nbits:
+        out.append(acc & 255)
+    blocks = bytearray()
+    for i in range(0, len(out), 255):
+        chunk = out[i:i + 255]
+        blocks += bytes([len(chunk)]) + chunk
+    return bytes([min_bits]) + bytes(blocks) + b"\0"
+
+
+def write_gif(path, sw, sh, frame, fx=0, fy=0, gpal=None, lpal=None, transparency=None, interlace=False,
+              version=b"GIF89a", pre=b"", trailer=True, min_bits=None, clear_every=0, data=None):
+    """A GIF of one image written byte by byte: screen sw x sh, the frame (rows of indices) at
+    (fx, fy); palettes as lists of (r, g, b) of 2**k entries."""
+    fh, fw = frame.shape
+
+    def pal_bits(p):
+        return max(1, (len(p) - 1).bit_length()) - 1
+
+    flags = 0
+    gp = b""
+    if gpal is not None:
+        flags = 0x80 | pal_bits(gpal)
+        gp = b"".join(bytes(c) for c in gpal)
+    out = version + struct.pack("<HHBBB", sw, sh, flags, 0, 0) + gp + pre
+    if transparency is not None:
+        out += b"!\xf9\x04" + bytes([1]) + struct.pack("<H", 0) + bytes([transparency]) + b"\0"
+    lflags = 0x40 if interlace else 0
+    lp = b""
+    if lpal is not None:
+        lflags |= 0x80 | pal_bits(lpal)
+        lp = b"".join(bytes(c) for c in lpal)
+    out += b"," + struct.pack("<HHHHB", fx, fy, fw, fh, lflags) + lp
+    rows = frame
+    if interlace:
+        order = list(range(0, fh, 8)) + list(range(4, fh, 8)) + list(range(2, fh, 4)) + list(range(1, fh, 2))
+        rows = frame[order]
+    if data is None:
+        bits = min_bits if min_bits is not None else max(2, int(frame.max()).bit_length())
+        data = lzw_gif(rows.reshape(-1), bits, clear_every)
+    out += data + (b";" if trailer else b"")
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+def gif_cases():
+    """GIF, the first frame as Pillow's GifImagePlugin reads it: what Pillow writes (palette, grey,
+    transparency, interlaced, animated), and written here: a frame smaller than the screen (the rest
+    index 0, or the transparent index), a frame past the screen (the screen grows), local palettes
+    (a grey ramp one means no palette: grey), no palette at all, extensions and stray bytes before
+    the image, GIF87a, no trailer, clear codes in the stream and a full code table, and Pillow's
+    rule that a frame from x 0 of width 0 covers the whole image."""
+    J = lambda n: os.path.join(OUT, n)
+    rgb = pattern(23, 17, 3, 255, seed=61).astype(np.uint8)
+    Image.fromarray(rgb, "RGB").quantize(29).save(J("gif_p.gif"))
+    golden("gif_p", "gif_p.gif", "GIF of 29 colours as Pillow writes it (interlaced: 17 rows)")
+    Image.fromarray(pattern(13, 9, 1, 255, seed=62)[:, :, 0].astype(np.uint8), "L").save(J("gif_l.gif"))
+    golden("gif_l", "gif_l.gif", "GIF from a grey image (Pillow writes a grey ramp palette: mode L)")
+    q = Image.fromarray(rgb, "RGB").quantize(16)
+    q.info["transparency"] = 3
+    q.save(J("gif_trns.gif"), transparency=3)
+    golden("gif_trns", "gif_trns.gif", "GIF with a transparent index (dropped by convert)")
+    frames = [Image.fromarray(pattern(20, 12, 3, 255, seed=63 + k).astype(np.uint8), "RGB").quantize(8)
+              for k in range(3)]
+    frames[0].save(J("gif_anim.gif"), save_all=True, append_images=frames[1:], duration=50, loop=0)
+    golden("gif_anim", "gif_anim.gif", "animated GIF (NETSCAPE2.0 loop, 3 frames): the first")
+    Image.fromarray(pattern(1, 1, 3, 255, seed=64).astype(np.uint8), "RGB").quantize(2).save(J("gif_1x1.gif"))
+    golden("gif_1x1", "gif_1x1.gif", "GIF 1x1")
+    r = np.random.RandomState(65)
+    pal16 = [tuple(int(v) for v in r.randint(0, 256, 3)) for _ in range(16)]
+    pal4 = [tuple(int(v) for v in r.randint(0, 256, 3)) for _ in range(4)]
+    fr = r.randint(0, 16, (5, 7))
+    write_gif(J("gif_offset.gif"), 12, 9, fr, fx=3, fy=2, gpal=pal16)
+    golden("gif_offset", "gif_offset.gif", "GIF frame 7x5 at (3, 2) of a 12x9 screen: index 0 around it")
+    write_gif(J("gif_offset_trns.gif"), 12, 9, fr, fx=3, fy=2, gpal=pal16, transparency=9)
+    golden("gif_offset_trns", "gif_offset_trns.gif", "the same with transparent index 9: index 9 around it")
+    write_gif(J("gif_grow.gif"), 6, 4, fr, fx=2, fy=1, gpal=pal16)
+    golden("gif_grow", "gif_grow.gif", "GIF frame past the 6x4 screen: the image grows to 9x6")
+    write_gif(J("gif_local.gif"), 7, 5, r.randint(0, 4, (5, 7)), gpal=pal16, lpal=pal4)
+    golden("gif_local", "gif_local.gif", "GIF with a local palette over the global one")
+    ramp = [(i, i, i) for i in range(16)]
+    write_gif(J("gif_local_ramp.gif"), 7, 5, fr, gpal=pal16, lpal=ramp)
+    golden("gif_local_ramp", "gif_local_ramp.gif", "GIF whose local palette is the grey ramp: Pillow's mode L, "
+           "but the global palette is put on the image and converts it")
+    write_gif(J("gif_local_ramp_only.gif"), 7, 5, fr, lpal=ramp)
+    golden("gif_local_ramp_only", "gif_local_ramp_only.gif", "GIF with only a grey-ramp local palette: grey")
+    write_gif(J("gif_nopal.gif"), 7, 5, fr * 13)
+    golden("gif_nopal", "gif_nopal.gif", "GIF with no palette at all: indices as grey")
+    pre = (b"!\xfe\x05hello\x03abc\0" + b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\0" + b"\x07\x99" +
+           b"!\x01\x02xy\0")
+    write_gif(J("gif_ext.gif"), 7, 5, fr, gpal=pal16, pre=pre)
+    golden("gif_ext", "gif_ext.gif", "GIF with comment, NETSCAPE, plain-text extensions and stray bytes first")
+    write_gif(J("gif_87a.gif"), 7, 5, fr, gpal=pal16, version=b"GIF87a", trailer=False)
+    golden("gif_87a", "gif_87a.gif", "GIF87a without its trailer")
+    big = r.randint(0, 256, (60, 130))
+    big[:, :40] = (np.arange(40) * 3) % 256
+    pal256 = [tuple(int(v) for v in r.randint(0, 256, 3)) for _ in range(256)]
+    write_gif(J("gif_table_full.gif"), 130, 60, big, gpal=pal256)
+    golden("gif_table_full", "gif_table_full.gif", "GIF 8-bit noise: the code table fills (12-bit codes, no clear)")
+    write_gif(J("gif_clears.gif"), 130, 60, big, gpal=pal256, clear_every=700, interlace=True)
+    golden("gif_clears", "gif_clears.gif", "GIF interlaced, a clear code every 700 codes")
+    write_gif(J("gif_min_bits8.gif"), 7, 5, fr, gpal=pal16, min_bits=8)
+    golden("gif_min_bits8", "gif_min_bits8.gif", "GIF with 4-bit indices coded with a minimum code size of 8")
+    write_gif(J("gif_x0w0.gif"), 6, 4, np.zeros((3, 0), np.int64), gpal=pal16,
+              data=lzw_gif(r.randint(0, 16, 24), 4))
+    golden("gif_x0w0", "gif_x0w0.gif", "GIF frame at x 0 of width 0: Pillow decodes it over the whole 6x4 image")
+    # refused
+    data = open(J("gif_table_full.gif"), "rb").read()
+    with open(J("bad_gif_truncated.gif"), "wb") as f:
+        f.write(data[: len(data) // 2])
+    refused("bad_gif_truncated.gif", "GIF cut inside its image data")
+    write_gif(J("bad_gif_early_end.gif"), 7, 5, fr, gpal=pal16, data=lzw_gif(fr.reshape(-1)[:20], 4))
+    refused("bad_gif_early_end.gif", "GIF whose end code comes before the frame is full")
+    write_gif(J("bad_gif_code.gif"), 7, 5, fr, gpal=pal16, data=bytes([2, 2, 0x04 | (7 << 3), 0xff, 0]))
+    refused("bad_gif_code.gif", "GIF with a code past the table")
+    write_gif(J("bad_gif_gce.gif"), 7, 5, fr, gpal=pal16, pre=b"!\xf9\x02\x01\x00\0")
+    refused("bad_gif_gce.gif", "GIF graphic control extension of 2 bytes")
+    write_gif(J("bad_gif_bomb.gif"), 13000, 13800, fr, gpal=pal16)
+    refused("bad_gif_bomb.gif", "GIF screen of 13000x13800 around a 7x5 frame: over Pillow's decompression-bomb "
+            "limit (twice Image.MAX_IMAGE_PIXELS)")
+
+
 def other_cases():
     im = Image.fromarray(pattern(9, 7, 3, 255, seed=95).astype(np.uint8), "RGB")
-    im.save(os.path.join(OUT, "other.gif"))
-    refused("other.gif", "GIF: not a format the engine reads", pil_refuses=False)
+    im.save(os.path.join(OUT, "other.tif"))
+    refused("other.tif", "TIFF: not a format the engine reads", pil_refuses=False)
     with open(os.path.join(OUT, "other_empty.png"), "wb"):
         pass
     refused("other_empty.png", "an empty file")
@@ -997,6 +1164,7 @@ def main():
     ppm_cases()
     webp_cases()
     bmp_cases()
+    gif_cases()
     other_cases()
     manifest = {
         "generator": "tools/make_image_corpus.py",

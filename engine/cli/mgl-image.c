@@ -1,4 +1,4 @@
-/* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP and PNM decoding, pixel for pixel
+/* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP, GIF and PNM decoding, pixel for pixel
  * as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
  *
  * The rules, kind by kind (Pillow's mode for the file, then its RGB conversion):
@@ -35,6 +35,10 @@
  *        quirks included), 16/24/32-bit raw and the bitfield layouts Pillow
  *        knows; its grey-palette rule (such images are read raw as L or 1).
  *        docs/engine.md has the table.
+ *  GIF   the first image as Pillow's GifImagePlugin and its LZW decoder
+ *        (GifDecode.c) give it: the screen grown to the frame, index 0 or
+ *        the transparent index around it, the palette rules of
+ *        docs/engine.md.
  * Anything else is refused with a one-line message naming the file. */
 #include "mgl-image.h"
 #include "mgl-cli.h"
@@ -56,6 +60,10 @@
 #include <webp/demux.h>
 
 #define MAX_SIDE 16384
+/* Pillow's decompression-bomb limit: Image.open refuses more than twice Image.MAX_IMAGE_PIXELS
+ * (1024 * 1024 * 1024 // 4 // 3 = 89,478,485) pixels, whatever the format */
+#define MAX_PIXELS 178956970ull
+static bool too_many_pixels(uint64_t w, uint64_t h) { return (w ? w : 1) * (h ? h : 1) > MAX_PIXELS; }
 
 static uint8_t clip8_u16(unsigned v) { return (uint8_t)(v > 255 ? 255 : v); }
 
@@ -198,6 +206,7 @@ static void png_info_cb(png_structp png, png_infop info) {
     png_get_IHDR(png, info, &W, &H, &x->depth, &x->ctype, &x->ilace, NULL, NULL);
     x->W = W;
     x->H = H;
+    if (too_many_pixels(W, H)) png_error(png, "more pixels than Pillow's decompression-bomb limit (178956970)");
     for (int i = 0; i < 256; i++) x->pal[i][0] = x->pal[i][1] = x->pal[i][2] = (uint8_t)i; /* Pillow's ramp */
     if (x->ctype == PNG_COLOR_TYPE_PALETTE) {
         png_colorp p = NULL;
@@ -381,10 +390,11 @@ static MglStatus load_jpeg(const char* path, const uint8_t* data, size_t n, uint
         jpeg_destroy_decompress(&c);
         return cli_err(err, MGL_E_UNSUPPORTED, "%s: JPEG with %d components (1, 3 or 4 are read)", path, nc);
     }
-    if (c.image_width == 0 || c.image_height == 0 || c.image_width > MAX_SIDE || c.image_height > MAX_SIDE) {
+    if (c.image_width == 0 || c.image_height == 0 || c.image_width > MAX_SIDE || c.image_height > MAX_SIDE ||
+        too_many_pixels(c.image_width, c.image_height)) {
         jpeg_destroy_decompress(&c);
-        return cli_err(err, MGL_E_FORMAT, "%s: JPEG of %ux%u pixels (1..%d a side)", path, c.image_width,
-                       c.image_height, MAX_SIDE);
+        return cli_err(err, MGL_E_FORMAT, "%s: JPEG of %ux%u pixels (1..%d a side, at most %llu in all)", path,
+                       c.image_width, c.image_height, MAX_SIDE, MAX_PIXELS);
     }
     /* Pillow's decoder settings: libjpeg's defaults, set here explicitly */
     c.out_color_space = nc == 4 ? JCS_CMYK : JCS_RGB;
@@ -678,8 +688,9 @@ static MglStatus load_pnm(const char* path, const uint8_t* d, size_t n, uint8_t*
     int ntok = bitonal ? 2 : 3;
     for (int k = 0; k < ntok; k++)
         if (!pnm_token(d, n, &i, &v[k])) return cli_err(err, MGL_E_FORMAT, "%s: malformed PNM header", path);
-    if (v[0] < 1 || v[1] < 1 || v[0] > MAX_SIDE || v[1] > MAX_SIDE)
-        return cli_err(err, MGL_E_FORMAT, "%s: PNM of %lldx%lld pixels (1..%d a side)", path, v[0], v[1], MAX_SIDE);
+    if (v[0] < 1 || v[1] < 1 || v[0] > MAX_SIDE || v[1] > MAX_SIDE || too_many_pixels((uint64_t)v[0], (uint64_t)v[1]))
+        return cli_err(err, MGL_E_FORMAT, "%s: PNM of %lldx%lld pixels (1..%d a side, at most %llu in all)", path, v[0],
+                       v[1], MAX_SIDE, MAX_PIXELS);
     long long maxval = bitonal ? 1 : v[2];
     if (!bitonal && (maxval < 1 || maxval > 65535))
         return cli_err(err, MGL_E_FORMAT, "%s: PNM maxval %lld (1..65535)", path, maxval);
@@ -739,6 +750,12 @@ static MglStatus load_pnm(const char* path, const uint8_t* d, size_t n, uint8_t*
 
 /* ---- BMP, as Pillow's BmpImagePlugin ------------------------------------------------------- */
 
+static inline void put_rgb(uint8_t* o, const uint8_t* c) {
+    o[0] = c[0];
+    o[1] = c[1];
+    o[2] = c[2];
+}
+
 static uint32_t le32(const uint8_t* p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
@@ -752,25 +769,30 @@ static const int k_bmp_raw_bits[] = {1, 8, 1, 4, 8, 16, 16, 24, 32, 32, 32};
  * clipping of runs, its delta and end-of-line padding, absolute runs aligned
  * on the file position): up to W*H indices, fewer when the stream ends; *bad
  * where Pillow fails on the stream. */
+/* `count` copies of v at out[*len..] (those below total), *len advanced by count. */
+static void rle_fill(uint8_t* out, size_t* len, size_t total, uint8_t v, size_t count) {
+    if (*len < total) memset(out + *len, v, count < total - *len ? count : total - *len);
+    *len += count;
+}
+
 static size_t bmp_rle(const uint8_t* d, size_t n, size_t pos, bool rle4, size_t W, size_t H, uint8_t* out, bool* bad) {
     const size_t total = W * H;
     size_t len = 0, x = 0;
-#define RLE_PUT(v)                                                                                                     \
-    do {                                                                                                               \
-        if (len < total) out[len] = (v);                                                                               \
-        len++;                                                                                                         \
-    } while (0)
     while (len < total) {
         if (pos + 2 > n) break;
         const size_t count = d[pos];
         const uint8_t b = d[pos + 1];
         pos += 2;
         if (count) { /* a run: clipped to the row */
-            size_t k = x + count > W ? (x < W ? W - x : 0) : count;
-            for (size_t i = 0; i < k; i++) RLE_PUT(rle4 ? (uint8_t)(i % 2 == 0 ? b >> 4 : b & 15) : b);
+            const size_t k = x + count > W ? (x < W ? W - x : 0) : count;
+            if (!rle4) {
+                rle_fill(out, &len, total, b, k);
+            } else {
+                for (size_t i = 0; i < k; i++) rle_fill(out, &len, total, i % 2 == 0 ? b >> 4 : b & 15, 1);
+            }
             x += k;
         } else if (b == 0) { /* end of line: zeros up to a whole row */
-            while (len % W) RLE_PUT(0);
+            rle_fill(out, &len, total, 0, (W - len % W) % W);
             x = 0;
         } else if (b == 1) { /* end of bitmap */
             break;
@@ -785,18 +807,17 @@ static size_t bmp_rle(const uint8_t* d, size_t n, size_t pos, bool rle4, size_t 
             }
             const size_t right = d[pos], up = d[pos + 1];
             pos += 2;
-            const size_t z = right + up * W;
-            for (size_t i = 0; i < z && len < total; i++) RLE_PUT(0);
+            rle_fill(out, &len, total, 0, right + up * W);
             x = len % W;
         } else { /* absolute: b pixels (RLE4: b / 2 bytes of two), then word alignment */
             const size_t want = rle4 ? b / 2u : b;
             const size_t got = pos + want <= n ? want : (pos < n ? n - pos : 0);
             for (size_t i = 0; i < got; i++) {
                 if (rle4) {
-                    RLE_PUT((uint8_t)(d[pos + i] >> 4));
-                    RLE_PUT((uint8_t)(d[pos + i] & 15));
+                    rle_fill(out, &len, total, (uint8_t)(d[pos + i] >> 4), 1);
+                    rle_fill(out, &len, total, (uint8_t)(d[pos + i] & 15), 1);
                 } else {
-                    RLE_PUT(d[pos + i]);
+                    rle_fill(out, &len, total, d[pos + i], 1);
                 }
             }
             pos += got;
@@ -805,7 +826,6 @@ static size_t bmp_rle(const uint8_t* d, size_t n, size_t pos, bool rle4, size_t 
             if (pos % 2) pos++;
         }
     }
-#undef RLE_PUT
     return len;
 }
 
@@ -923,9 +943,9 @@ static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t*
     if (W < 1 || H < 1)
         return cli_err(err, MGL_E_FORMAT, "%s: empty BMP (%llux%llu)", path, (unsigned long long)W,
                        (unsigned long long)H);
-    if (W > MAX_SIDE || H > MAX_SIDE)
-        return cli_err(err, MGL_E_FORMAT, "%s: %llux%llu is larger than %d pixels a side", path, (unsigned long long)W,
-                       (unsigned long long)H, MAX_SIDE);
+    if (W > MAX_SIDE || H > MAX_SIDE || too_many_pixels(W, H))
+        return cli_err(err, MGL_E_FORMAT, "%s: %llux%llu pixels (at most %d a side, %llu in all)", path,
+                       (unsigned long long)W, (unsigned long long)H, MAX_SIDE, MAX_PIXELS);
     if (rle && (!pal_mode || raw == BR_1)) /* Pillow decodes RLE data as P or L only */
         return cli_err(err, MGL_E_FORMAT, "%s: BMP RLE data in a %u-bit%s image", path, bits,
                        raw == BR_1 ? " two-colour" : "");
@@ -964,7 +984,7 @@ static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t*
         }
         for (size_t r = 0; r < H; r++) {
             const size_t y = topdown ? r : (size_t)H - 1 - r;
-            for (size_t x = 0; x < W; x++) memcpy(out + (y * (size_t)W + x) * 3, pal[idx[r * (size_t)W + x]], 3);
+            for (size_t x = 0; x < W; x++) put_rgb(out + (y * (size_t)W + x) * 3, pal[idx[r * (size_t)W + x]]);
         }
         free(idx);
     } else {
@@ -980,9 +1000,9 @@ static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t*
                     o[0] = o[1] = o[2] = (uint8_t)v;
                     break;
                 case BR_L: o[0] = o[1] = o[2] = row[x]; break;
-                case BR_P1: memcpy(o, pal[(row[x >> 3] >> (7 - (x & 7))) & 1u], 3); break;
-                case BR_P4: memcpy(o, pal[(row[x >> 1] >> (x & 1 ? 0 : 4)) & 15u], 3); break;
-                case BR_P8: memcpy(o, pal[row[x]], 3); break;
+                case BR_P1: put_rgb(o, pal[(row[x >> 3] >> (7 - (x & 7))) & 1u]); break;
+                case BR_P4: put_rgb(o, pal[(row[x >> 1] >> (x & 1 ? 0 : 4)) & 15u]); break;
+                case BR_P8: put_rgb(o, pal[row[x]]); break;
                 case BR_BGR15:
                 case BR_BGR16: {
                     const bool g6 = raw == BR_BGR16;
@@ -1022,6 +1042,260 @@ static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t*
     return MGL_OK;
 }
 
+/* ---- GIF, as Pillow's GifImagePlugin (the first frame) --------------------------------------- */
+
+/* Pillow's GifImageFile.data(): one sub-block; NULL for the terminator (or the end of the file). */
+static const uint8_t* gif_sub(const uint8_t* d, size_t n, size_t* pos, size_t* len) {
+    if (*pos >= n || d[*pos] == 0) {
+        if (*pos < n) (*pos)++;
+        *len = 0;
+        return NULL;
+    }
+    const size_t want = d[(*pos)++];
+    const uint8_t* b = d + *pos;
+    *len = *pos + want <= n ? want : n - *pos;
+    *pos += *len;
+    return b;
+}
+
+/* A palette that is the grey ramp (entry i is (i, i, i)) is no palette to Pillow. */
+static bool gif_ramp(const uint8_t* p, size_t len) {
+    for (size_t i = 0; i + 2 < len; i += 3)
+        if (p[i] != i / 3 || p[i + 1] != i / 3 || p[i + 2] != i / 3) return false;
+    return true;
+}
+
+enum { GIF_OK = 0, GIF_MORE = 1, GIF_BROKEN = 2 };
+
+/* Pillow's LZW decoder (libImaging/GifDecode.c) over the bytes from `pos` to the end of the
+ * file, into the w x h frame at (x0, y0) of the W-wide RGB image (each index through lut): the same table, code sizes,
+ * deferred clear, string buffer, interlace passes and end condition (the frame's last row
+ * filled). An end code stops it until more data come: Pillow's loader reads on in 64 KiB
+ * blocks, and at the end of the file calls the image truncated. */
+static int gif_lzw(const uint8_t* d, size_t n, size_t pos, int bits, bool interlaced, const uint8_t (*lut)[3],
+                   uint8_t* out, size_t W, size_t x0, size_t y0, size_t w, size_t h) {
+    enum { TABLE = 4096, BUF = 4096 };
+    if (bits < 0 || bits > 12) return GIF_BROKEN;
+    uint8_t data[TABLE], buffer[BUF + 1]; /* BUF as Pillow's, and a slot for the string's first byte */
+    uint16_t link[TABLE];
+    const int clear = 1 << bits, end = clear + 1;
+    int interlace = interlaced ? 1 : 0, step = interlaced ? 8 : 1;
+    int next = 0, codesize = 0, codemask = 0, lastcode = 0, state = 1, bitcount = 0, blocksize = 0;
+    uint8_t lastdata = 0;
+    uint32_t bitbuffer = 0;
+    size_t x = 0, y = 0;
+    const size_t start = pos;
+    size_t fed = 65536; /* bytes of the file the loader has read so far (from the frame's data) */
+    for (;;) {
+        if (state == 1) {
+            next = clear + 2;
+            codesize = bits + 1;
+            codemask = (1 << codesize) - 1;
+            state = 2;
+        }
+        while (bitcount < codesize) {
+            if (blocksize > 0) {
+                if (pos >= n) return GIF_MORE;
+                bitbuffer |= (uint32_t)d[pos++] << bitcount;
+                bitcount += 8;
+                blocksize--;
+            } else { /* a new sub-block, only once all of it is there (the loader reads on for it) */
+                if (pos >= n || pos + d[pos] + 1 > n) return GIF_MORE;
+                while (start + fed < pos + d[pos] + 1) fed += 65536;
+                blocksize = d[pos++];
+            }
+        }
+        int c = (int)(bitbuffer & (uint32_t)codemask);
+        bitbuffer >>= codesize;
+        bitcount -= codesize;
+        if (c == clear) {
+            if (state != 2) state = 1;
+            continue;
+        }
+        if (c == end) {
+            /* the decoder returns; the loader reads the next 64 KiB of the file, if any, and the
+             * decoder goes on from here */
+            if (start + fed >= n) return GIF_MORE;
+            fed += 65536;
+            continue;
+        }
+        const uint8_t* p;
+        int len, bi = BUF + 1;
+        if (state == 2) { /* the first code after a clear: a literal */
+            if (c > clear) return GIF_BROKEN;
+            lastdata = (uint8_t)c;
+            lastcode = c;
+            state = 3;
+            p = &lastdata;
+            len = 1;
+        } else {
+            const int thiscode = c;
+            if (c > next) return GIF_BROKEN;
+            if (c == next) {
+                if (bi <= 1) return GIF_BROKEN;
+                buffer[--bi] = lastdata;
+                c = lastcode;
+            }
+            while (c >= clear) {
+                if (bi <= 1 || c >= TABLE) return GIF_BROKEN;
+                buffer[--bi] = data[c];
+                c = link[c];
+            }
+            lastdata = (uint8_t)c;
+            if (next < TABLE) {
+                data[next] = (uint8_t)c;
+                link[next] = (uint16_t)lastcode;
+                if (next == codemask && codesize < 12) {
+                    codesize++;
+                    codemask = (1 << codesize) - 1;
+                }
+                next++;
+            }
+            lastcode = thiscode;
+            buffer[--bi] = (uint8_t)c; /* Pillow writes this byte first, then the buffer */
+            p = buffer + bi;
+            len = BUF + 1 - bi;
+        }
+        if (y >= h) return GIF_BROKEN; /* overrun */
+        for (int k = 0; k < len; k++) {
+            put_rgb(out + ((y0 + y) * W + x0 + x) * 3, lut[p[k]]);
+            if (++x >= w) { /* next row, or the next interlace pass */
+                x = 0;
+                y += (size_t)step;
+                while (y >= h) {
+                    if (interlace == 1) {
+                        y = 4;
+                        interlace = 2;
+                    } else if (interlace == 2) {
+                        step = 4;
+                        y = 2;
+                        interlace = 3;
+                    } else if (interlace == 3) {
+                        step = 2;
+                        y = 1;
+                        interlace = 0;
+                    } else {
+                        return GIF_OK;
+                    }
+                }
+            }
+        }
+    }
+}
+
+static MglStatus load_gif(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
+    if (n < 13) return cli_err(err, MGL_E_FORMAT, "%s: truncated GIF header", path);
+    size_t W = le16(d + 6), H = le16(d + 8), pos = 13;
+    const uint8_t* gpal = NULL; /* the global palette, unless it is the grey ramp */
+    size_t gpal_len = 0;
+    if (d[10] & 128) {
+        const size_t want = (size_t)3 << ((d[10] & 7) + 1);
+        gpal_len = pos + want <= n ? want : n - pos;
+        gpal = d + pos;
+        pos += gpal_len;
+        if (gif_ramp(gpal, gpal_len)) gpal = NULL;
+    }
+    /* the blocks before the first image, as Pillow's _seek(0) walks them */
+    int transparency = -1;
+    bool found = false, interlaced = false;
+    size_t fx = 0, fy = 0, fw = 0, fh = 0;
+    const uint8_t* lpal = NULL;
+    bool lpal_flag = false, lpal_ramp = false;
+    size_t lpal_len = 0;
+    int bits = 0;
+    if (pos >= n || d[pos] == ';') return cli_err(err, MGL_E_FORMAT, "%s: GIF without an image", path);
+    while (!found) {
+        if (pos >= n || d[pos] == ';') break;
+        const uint8_t tag = d[pos++];
+        if (tag == '!') {
+            if (pos >= n) return cli_err(err, MGL_E_FORMAT, "%s: truncated GIF extension", path);
+            const uint8_t label = d[pos++];
+            size_t bl = 0;
+            const uint8_t* block = gif_sub(d, n, &pos, &bl);
+            if (label == 249) { /* graphic control: the transparent index */
+                if (!block || bl < 3 || ((block[0] & 1) && bl < 4))
+                    return cli_err(err, MGL_E_FORMAT, "%s: GIF graphic control extension too short", path);
+                if (block[0] & 1) transparency = block[3];
+            } else if (label == 254) { /* comment: its blocks, and nothing after them */
+                while (block) block = gif_sub(d, n, &pos, &bl);
+                continue;
+            } else if (label == 255) { /* application */
+                if (!block) return cli_err(err, MGL_E_FORMAT, "%s: empty GIF application extension", path);
+                if (bl >= 11 && memcmp(block, "NETSCAPE2.0", 11) == 0 && !gif_sub(d, n, &pos, &bl))
+                    return cli_err(err, MGL_E_FORMAT, "%s: GIF NETSCAPE2.0 extension without its data", path);
+            }
+            while (gif_sub(d, n, &pos, &bl)) {
+            }
+        } else if (tag == ',') {
+            if (pos + 9 > n) return cli_err(err, MGL_E_FORMAT, "%s: truncated GIF image descriptor", path);
+            fx = le16(d + pos);
+            fy = le16(d + pos + 2);
+            fw = le16(d + pos + 4);
+            fh = le16(d + pos + 6);
+            const uint8_t flags = d[pos + 8];
+            pos += 9;
+            interlaced = (flags & 64) != 0;
+            if (flags & 128) {
+                const size_t want = (size_t)3 << ((flags & 7) + 1);
+                lpal_len = pos + want <= n ? want : n - pos;
+                lpal = d + pos;
+                lpal_flag = true;
+                lpal_ramp = gif_ramp(lpal, lpal_len);
+                pos += lpal_len;
+            }
+            if (pos >= n) return cli_err(err, MGL_E_FORMAT, "%s: truncated GIF image data", path);
+            bits = d[pos++];
+            found = true;
+        }
+        /* any other byte is skipped, as Pillow skips it */
+    }
+    if (!found) return cli_err(err, MGL_E_FORMAT, "%s: GIF without an image", path);
+    /* the canvas grows to hold the frame */
+    if (fx + fw > W) W = fx + fw;
+    if (fy + fh > H) H = fy + fh;
+    if (fx == 0 && fw == 0) { /* Pillow's tile rule: an extent from x 0 to x 0 is the whole image */
+        fy = 0;
+        fw = W;
+        fh = H;
+    }
+    if (fw < 1 || fh < 1 || W < 1 || H < 1)
+        return cli_err(err, MGL_E_FORMAT, "%s: GIF frame of %zux%zu pixels", path, fw, fh);
+    if (W > MAX_SIDE || H > MAX_SIDE || too_many_pixels(W, H))
+        return cli_err(err, MGL_E_FORMAT, "%s: %zux%zu pixels (at most %d a side, %llu in all)", path, W, H, MAX_SIDE,
+                       MAX_PIXELS);
+    /* the frame's palette: its own, unless it is the grey ramp; else the global one (also under
+     * a grey-ramp local palette: Pillow then makes the image L, but loading puts the global
+     * palette on it and the conversion uses that); none: the indices as grey */
+    const bool own = lpal_flag && !lpal_ramp;
+    const uint8_t* pal = own ? lpal : gpal;
+    const size_t pal_len = own ? lpal_len : gpal_len;
+    uint8_t lut[256][3];
+    for (unsigned v = 0; v < 256; v++) {
+        const bool in_pal = pal && 3 * v + 2 < pal_len; /* past the entries: the grey ramp */
+        for (int c = 0; c < 3; c++) lut[v][c] = in_pal ? pal[3 * v + (unsigned)c] : (uint8_t)v;
+    }
+    uint8_t* out = malloc(W * H * 3);
+    if (!out) return cli_err(err, MGL_E_NOMEM, "%s: out of memory for %zux%zu pixels", path, W, H);
+    /* around the frame: index 0, or the transparent index (one pixel, then doubling copies) */
+    memcpy(out, lut[transparency >= 0 ? transparency : 0], 3);
+    for (size_t done = 3, total = W * H * 3; done < total;) {
+        const size_t k = done < total - done ? done : total - done;
+        memcpy(out + done, out, k);
+        done += k;
+    }
+    const int r = gif_lzw(d, n, pos, bits, interlaced, (const uint8_t(*)[3])lut, out, W, fx, fy, fw, fh);
+    if (r != GIF_OK) {
+        free(out);
+        return cli_err(err, MGL_E_FORMAT, "%s: %s", path,
+                       r == GIF_MORE ? "GIF image data end before the frame is complete (truncated)"
+                                     : "corrupt GIF image data");
+    }
+    *rgb = out;
+    *w = (int)W;
+    *h = (int)H;
+    return MGL_OK;
+}
+
 /* ---- WebP, as Pillow's WebPImagePlugin ----------------------------------------------------- */
 
 /* Pillow's _accept: RIFF, WEBP, and a first chunk of VP8, VP8L or VP8X. */
@@ -1041,8 +1315,9 @@ static MglStatus load_webp(const char* path, const uint8_t* d, size_t n, uint8_t
     if (!dmx) return cli_err(err, MGL_E_FORMAT, "%s: not a WebP image libwebp can read (corrupt or truncated)", path);
     const uint32_t cw = WebPDemuxGetI(dmx, WEBP_FF_CANVAS_WIDTH), ch = WebPDemuxGetI(dmx, WEBP_FF_CANVAS_HEIGHT);
     WebPDemuxDelete(dmx);
-    if (cw > MAX_SIDE || ch > MAX_SIDE)
-        return cli_err(err, MGL_E_FORMAT, "%s: %ux%u is larger than %d pixels a side", path, cw, ch, MAX_SIDE);
+    if (cw > MAX_SIDE || ch > MAX_SIDE || too_many_pixels(cw, ch))
+        return cli_err(err, MGL_E_FORMAT, "%s: %ux%u pixels (at most %d a side, %llu in all)", path, cw, ch, MAX_SIDE,
+                       MAX_PIXELS);
     WebPAnimDecoder* dec = WebPAnimDecoderNew(&src, NULL);
     if (!dec) return cli_err(err, MGL_E_FORMAT, "%s: not a WebP image libwebp can read (corrupt or truncated)", path);
     WebPAnimInfo info;
@@ -1104,8 +1379,10 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
         st = load_webp(path, d, n, rgb, w, h, err);
     else if (n >= 2 && d[0] == 'B' && d[1] == 'M')
         st = load_bmp(path, d, n, rgb, w, h, err);
+    else if (n >= 6 && (memcmp(d, "GIF87a", 6) == 0 || memcmp(d, "GIF89a", 6) == 0))
+        st = load_gif(path, d, n, rgb, w, h, err);
     else
-        st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG, WebP, BMP or PNM (PPM/PGM/PBM) image", path);
+        st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG, WebP, BMP, GIF or PNM (PPM/PGM/PBM) image", path);
     g_mapped_file_unref(m);
     return st;
 }

@@ -1,5 +1,5 @@
 /* fuzz_image: the image decoders of `mgllava run` (PNG through libpng,
- * JPEG through libjpeg, WebP through libwebp, BMP, PPM/PGM; engine/cli/mgl-image.c). A decoded
+ * JPEG through libjpeg, WebP through libwebp, BMP, GIF, PPM/PGM; engine/cli/mgl-image.c). A decoded
  * image must have a sane size and every byte of it must be readable (ASan
  * sees an overrun, MSan-style checks in valgrind see uninitialised bytes);
  * bad input must be a clean error. */
