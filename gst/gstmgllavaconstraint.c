@@ -90,6 +90,7 @@ gboolean gst_mgllava_filter_constraint_open(GstMgllavaFilter* self) {
     if (grammar && !*grammar) g_clear_pointer(&grammar, g_free);
 
     self->grammar_is_schema = schema != NULL;
+    self->grammar_budget_warned = FALSE;
     if (!schema && !grammar) return TRUE;
     if (schema && grammar) {
         GST_ELEMENT_ERROR(self, LIBRARY, SETTINGS,
@@ -173,6 +174,22 @@ gboolean gst_mgllava_filter_constraint_finish_index(GstMgllavaFilter* self, guin
 
     if (!st) return TRUE;
     how = mgl_grammar_state_finish(st, ids, n_ids, &text);
+    if (!self->grammar_budget_warned) {
+        MglGrammarStats gs;
+
+        mgl_grammar_state_stats(st, &gs);
+        if (gs.cut_short) {
+            /* a grammar this ambiguous makes masks that miss some allowed tokens: say so once */
+            self->grammar_budget_warned = TRUE;
+            GST_ELEMENT_WARNING(self, LIBRARY, SETTINGS,
+                                ("%s: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+                                 " token masks reached the work budget of one mask: the grammar is very ambiguous, "
+                                 "and answers may miss texts it allows (docs/structured-output.md)",
+                                 self->grammar_is_schema ? "response-schema" : "response-grammar", gs.cut_short,
+                                 gs.masks),
+                                (NULL));
+        }
+    }
     r->fields.constraint = g_strdup(mgl_grammar_result_name(how));
     if (how != MGL_GRAMMAR_COMPLETE) return FALSE;
     g_free(r->fields.text);

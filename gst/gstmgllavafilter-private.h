@@ -141,6 +141,7 @@ struct _GstMgllavaFilter {
     MglGrammarState* grammar_state; /* the worker's (one request at a time) */
     GPtrArray* grammar_states;      /* MglGrammarState*: per-object batches' others */
     gboolean grammar_is_schema;
+    gboolean grammar_budget_warned; /* the work-budget warning was posted (once per start) */
 
     /* with lock */
     GMutex lock;

@@ -436,6 +436,14 @@ static int cmd_run(int argc, char** argv, bool dump) {
     MglGrammarResult cres = MGL_GRAMMAR_COMPLETE;
     if (gstate) {
         cres = mgl_grammar_state_finish(gstate, ids, nid, &ctext);
+        MglGrammarStats gs;
+        mgl_grammar_state_stats(gstate, &gs);
+        if (gs.cut_short)
+            fprintf(stderr,
+                    "mgllava: run: warning: %llu of %llu token masks reached the work budget of one mask (a very "
+                    "ambiguous %s): tokens it allows may have been left out (docs/structured-output.md)\n",
+                    (unsigned long long)gs.cut_short, (unsigned long long)gs.masks,
+                    o[O_SCHEMA].value ? "schema" : "grammar");
         if (cres != MGL_GRAMMAR_COMPLETE) {
             const int budget = gp.max_new_tokens > 0 ? gp.max_new_tokens : mgl_model_default_max_new_tokens(m);
             if (cres == MGL_GRAMMAR_INCOMPLETE)

@@ -191,5 +191,18 @@ expect_error "--schema goes with --streams" "$BIN" bench --model "$M" --schema "
 echo '{"type":"object","pattern":"x"}' >"$tmp/bad.schema.json"
 expect_error '"pattern"' "$BIN" bench --model "$M" --streams 1 --frames 1 --schema "$tmp/bad.schema.json"
 
+# run --grammar with a grammar whose masks reach the work budget (made small here): the answer
+# still follows the grammar, and one warning on stderr says the masks were cut short
+printf 'root ::= [a-z] root+ | [a-m]\n' >"$tmp/amb.gbnf"
+MGL_GRAMMAR_MASK_WORK=2000 "$BIN" run --model "$M" --image "$tmp/img.ppm" --prompt "What is this?" \
+    --grammar "$tmp/amb.gbnf" --max-new-tokens 12 >"$tmp/amb.out" 2>"$tmp/amb.err"
+rc=$?
+if grep -q "reached the work budget of one mask" "$tmp/amb.err" && [ "$(grep -c 'work budget' "$tmp/amb.err")" -eq 1 ] &&
+    { [ $rc -ne 0 ] || grep -Eq '^[a-z]+$' "$tmp/amb.out"; }; then
+    ok "run --grammar: work-budget warning ($(head -c 120 "$tmp/amb.err"))"
+else
+    bad "run --grammar with MGL_GRAMMAR_MASK_WORK=2000: rc=$rc out=$(head -c 100 "$tmp/amb.out") err=$(head -c 300 "$tmp/amb.err")"
+fi
+
 echo "$fails failure(s)"
 [ $fails -eq 0 ]

@@ -52,6 +52,9 @@ JSON_PROMPT = "How many objects are there? Answer in JSON."
 errors = []
 
 
+warnings_seen = []
+
+
 def fail(msg):
     errors.append(msg)
     print("FAIL " + msg)
@@ -89,6 +92,8 @@ def run(model, props, frames=30, interval=6, seed=4242, mode="auto", jsonl=None,
         if msg.type == Gst.MessageType.ERROR:
             err = msg.parse_error()[0].message
             break
+        if msg.type == Gst.MessageType.WARNING:
+            warnings_seen.append(msg.parse_warning()[0].message)
         s = msg.get_structure()
         if msg.type == Gst.MessageType.ELEMENT and s.get_name() == "mgllava-result":
             ok, f = GstMgllava.result_meta_from_structure(s)
@@ -276,6 +281,31 @@ def check_objects(model, tmp):
           f"JSON lines, e.g. {posted[0][0] if posted else None}")
 
 
+def check_ambiguous(model, tmp):
+    """A grammar whose every matcher state is new: masks stop at their work budget, and the
+    element says so once (a warning), while answers still follow the grammar."""
+    warnings_seen.clear()
+    # with the demo model's 619-token vocabulary this grammar's masks stay under the default
+    # budget: a budget of 2,000 items makes them reach it
+    os.environ["MGL_GRAMMAR_MASK_WORK"] = "2000"
+    try:
+        _, posted, _, err = run(model, f"prompt=\"{PROMPT}\" max-new-tokens=24", frames=13,
+                                response_grammar="root ::= [a-z] root+ | [a-m]")
+    finally:
+        del os.environ["MGL_GRAMMAR_MASK_WORK"]
+    if err:
+        return fail(f"ambiguous: {err}")
+    budget = [w for w in warnings_seen if "work budget" in w]
+    if len(budget) != 1 or "response-grammar" not in budget[0]:
+        fail(f"ambiguous: {len(budget)} work-budget warnings, 1 expected: {warnings_seen}")
+    if len(posted) != 3:
+        fail(f"ambiguous: {len(posted)} answers, 3 expected")
+    for r in posted:
+        if r["constraint"] not in ("complete", "incomplete") or not re.fullmatch(r"[a-z]*", r["text"]):
+            fail(f"ambiguous: frame {r['frame']}: {r}")
+    print(f"ambiguous: {budget[:1]} answers {[r['text'] for r in posted]}")
+
+
 def check_errors(model, tmp):
     cases = [
         ({"response_schema": '{"type":"integer","minimum":0}'}, "minimum"),
@@ -298,7 +328,8 @@ def main():
         sys.exit(77)
     Gst.init(None)
     with tempfile.TemporaryDirectory() as tmp:
-        for check in (check_errors, check_object, check_grammar, check_budget, check_integer, check_objects):
+        for check in (check_errors, check_object, check_grammar, check_budget, check_integer, check_objects,
+                      check_ambiguous):
             check(model, tmp)
     print(f"{'FAIL' if errors else 'PASS'}: {len(errors)} problems")
     sys.exit(1 if errors else 0)

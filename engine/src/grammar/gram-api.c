@@ -35,9 +35,24 @@ struct MglGrammarState {
         uint32_t* bits;
     } cache[MASK_CACHE];
     int cache_next;
-    bool no_cache; /* tests: every mask walks */
+    bool no_cache;      /* tests: every mask walks */
+    uint64_t mask_work; /* the work budget of one mask (GRAM_MAX_MASK_WORK, or MGL_GRAMMAR_MASK_WORK) */
     MglGrammarStats stats;
 };
+
+/* The work budget of one mask: MGL_GRAMMAR_MASK_WORK (a positive number of expansion
+ * items) where it is set, else GRAM_MAX_MASK_WORK. */
+static uint64_t mask_work_budget(void) {
+    const char* e = g_getenv("MGL_GRAMMAR_MASK_WORK");
+    if (e && *e) {
+        char* end = NULL;
+        const guint64 v = g_ascii_strtoull(e, &end, 10);
+        if (end && !*end && v > 0) return v;
+        g_warning("MGL_GRAMMAR_MASK_WORK=%s is not a positive number: the default %u applies", e,
+                  (unsigned)GRAM_MAX_MASK_WORK);
+    }
+    return GRAM_MAX_MASK_WORK;
+}
 
 static double now_ms(void) {
     struct timespec ts;
@@ -190,6 +205,7 @@ MglStatus mgl_grammar_state_new(const MglGrammar* g, MglGrammarState** out, MglE
     MglGrammarState* st = calloc(1, sizeof *st);
     if (!st) return mgl_err(err, MGL_E_NOMEM, "grammar: out of memory");
     st->g = g;
+    st->mask_work = mask_work_budget();
     st->text = g_byte_array_new();
     st->sstack = malloc(sizeof(int32_t) * (g->vocab.max_depth + 2));
     if (!st->sstack || !gmatch_init(&st->m, g->rules)) {
@@ -289,7 +305,7 @@ bool mgl_grammar_token_mask(const int32_t* generated, size_t n_generated, uint32
         } else {
             memset(allow, 0, words * sizeof(uint32_t));
             st->m.cut = false;
-            st->m.work_limit = st->m.work_done + GRAM_MAX_MASK_WORK;
+            st->m.work_limit = st->m.work_done + st->mask_work;
             size_t n_ok = gvocab_walk(&g->vocab, &st->m, st->cur, allow, n_vocab, st->sstack);
             st->m.work_limit = 0;
             if (st->m.cut) st->stats.cut_short++;
