@@ -753,6 +753,22 @@ def ppm_cases():
     refused("bad_pam.pam", "PAM (P7)")
 
 
+def apng_cases():
+    """Animated PNG as Pillow writes it: the image Image.open gives is the default image (the
+    IDAT data), whether or not it is also the first frame of the animation."""
+    r = np.random.RandomState(31)
+    fr = [Image.fromarray(r.randint(0, 256, (11, 13, 3)).astype(np.uint8), "RGB") for _ in range(3)]
+    fr[0].save(os.path.join(OUT, "apng_rgb.png"), save_all=True, append_images=fr[1:], duration=40, loop=0)
+    golden("apng_rgb", "apng_rgb.png", "APNG of 3 frames (acTL, fcTL, fdAT): the first")
+    fr[0].save(os.path.join(OUT, "apng_default.png"), save_all=True, append_images=fr[1:], duration=40, loop=0,
+               default_image=True)
+    golden("apng_default", "apng_default.png", "APNG whose default image is not part of the animation")
+    fa = [Image.fromarray(r.randint(0, 256, (11, 13, 4)).astype(np.uint8), "RGBA") for _ in range(2)]
+    fa[0].save(os.path.join(OUT, "apng_rgba.png"), save_all=True, append_images=fa[1:], duration=40, loop=0,
+               disposal=1, blend=1)
+    golden("apng_rgba", "apng_rgba.png", "APNG RGBA with disposal and blending: the first frame, alpha dropped")
+
+
 def webp_cases():
     """WebP as Pillow writes it (libwebp): lossy and lossless, with and without alpha, grey
     (Pillow saves it as RGB), an animation (its first frame), small and odd sizes."""
@@ -1162,6 +1178,7 @@ def main():
     png_cases()
     jpeg_cases()
     ppm_cases()
+    apng_cases()
     webp_cases()
     bmp_cases()
     gif_cases()
