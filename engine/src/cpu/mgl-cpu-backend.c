@@ -197,6 +197,12 @@ static MglStatus clip_embeds(const MglModelWeights* m, const MglSeqInput* in, fl
     return MGL_OK;
 }
 
+/* Whether `in` (one image, not a clip) takes the towers' run `v` (still held):
+ * the same views and the same high-res setting. */
+static bool vision_shared(const CpuVision* v, const MglSeqInput* in) {
+    return v->clip && in->n_frames == 0 && v->x336 == in->x336 && v->hi == in->use_high_res;
+}
+
 /* Each sequence's prompt embeddings; sequences about one frame (the same
  * views) share one run of the vision towers. */
 static MglStatus cpu_vision(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglErr* err) {
@@ -222,7 +228,7 @@ static MglStatus cpu_vision(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglEr
         }
         CpuVision* v = NULL;
         for (int k = 0; k < nv && !v; k++)
-            if (vs[k].clip && vs[k].x336 == in->x336 && vs[k].hi == in->use_high_res) v = &vs[k];
+            if (vision_shared(&vs[k], in)) v = &vs[k];
         if (!v) {
             if ((st = vision_run(m, in, &vs[nv], err)) != MGL_OK) break;
             v = &vs[nv++];
@@ -239,10 +245,7 @@ static MglStatus cpu_vision(MglBackendCtx* bc, MglSeq* const* seqs, int n, MglEr
         /* the towers' maps (about 14 MB an image at 768) go as soon as no later sequence of
          * this call shares them, not at the end of the call */
         bool later = false;
-        for (int j = i + 1; j < n && !later; j++) {
-            const MglSeqInput* o = seqs[j]->in;
-            later = o->n_frames == 0 && o->x336 == v->x336 && o->use_high_res == v->hi;
-        }
+        for (int j = i + 1; j < n && !later; j++) later = vision_shared(v, seqs[j]->in);
         if (!later) {
             vision_free(v);
             memset(v, 0, sizeof *v);
