@@ -65,6 +65,17 @@
 #define MAX_PIXELS 178956970ull
 static bool too_many_pixels(uint64_t w, uint64_t h) { return (w ? w : 1) * (h ? h : 1) > MAX_PIXELS; }
 
+/* A P image's 256-entry palette as Pillow holds it: `n` entries from `src` (`step` bytes apart,
+ * blue first when `bgr`), and past them the grey ramp (i, i, i) that a new palette starts as. */
+static void palette_fill(uint8_t pal[256][3], const uint8_t* src, size_t n, size_t step, bool bgr) {
+    for (size_t i = 0; i < 256; i++) {
+        const uint8_t* e = i < n ? src + i * step : NULL;
+        pal[i][0] = e ? e[bgr ? 2 : 0] : (uint8_t)i;
+        pal[i][1] = e ? e[1] : (uint8_t)i;
+        pal[i][2] = e ? e[bgr ? 0 : 2] : (uint8_t)i;
+    }
+}
+
 static uint8_t clip8_u16(unsigned v) { return (uint8_t)(v > 255 ? 255 : v); }
 
 /* ---- PNG ------------------------------------------------------------------------------------ */
@@ -207,7 +218,7 @@ static void png_info_cb(png_structp png, png_infop info) {
     x->W = W;
     x->H = H;
     if (too_many_pixels(W, H)) png_error(png, "more pixels than Pillow's decompression-bomb limit (178956970)");
-    for (int i = 0; i < 256; i++) x->pal[i][0] = x->pal[i][1] = x->pal[i][2] = (uint8_t)i; /* Pillow's ramp */
+    palette_fill(x->pal, NULL, 0, 0, false); /* Pillow's ramp, then the PLTE entries */
     if (x->ctype == PNG_COLOR_TYPE_PALETTE) {
         png_colorp p = NULL;
         int np = 0;
@@ -913,7 +924,6 @@ static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t*
     /* the palette (1, 4 and 8 bits); Pillow reads the palette as grey when every entry i is
      * (i, i, i) (entries 0 and 255 for two colours): the mode is then L (or 1), read raw */
     uint8_t pal[256][3];
-    for (int i = 0; i < 256; i++) pal[i][0] = pal[i][1] = pal[i][2] = (uint8_t)i; /* past the entries: a grey ramp */
     bool grey = false;
     if (pal_mode) {
         if (colors < 1 || colors > 65536)
@@ -930,12 +940,7 @@ static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t*
             if (i * pad + 3 > got || pb[i * pad] != val || pb[i * pad + 1] != val || pb[i * pad + 2] != val)
                 grey = false;
         }
-        const size_t entries = got / pad;
-        for (size_t i = 0; i < entries && i < 256; i++) {
-            pal[i][0] = pb[i * pad + 2];
-            pal[i][1] = pb[i * pad + 1];
-            pal[i][2] = pb[i * pad + 0];
-        }
+        palette_fill(pal, pb, got / pad, pad, true);
         pos += got;
         if (grey) raw = colors == 2 ? BR_1 : BR_L;
     }
@@ -1270,10 +1275,7 @@ static MglStatus load_gif(const char* path, const uint8_t* d, size_t n, uint8_t*
     const uint8_t* pal = own ? lpal : gpal;
     const size_t pal_len = own ? lpal_len : gpal_len;
     uint8_t lut[256][3];
-    for (unsigned v = 0; v < 256; v++) {
-        const bool in_pal = pal && 3 * v + 2 < pal_len; /* past the entries: the grey ramp */
-        for (int c = 0; c < 3; c++) lut[v][c] = in_pal ? pal[3 * v + (unsigned)c] : (uint8_t)v;
-    }
+    palette_fill(lut, pal, pal ? pal_len / 3 : 0, 3, false);
     uint8_t* out = malloc(W * H * 3);
     if (!out) return cli_err(err, MGL_E_NOMEM, "%s: out of memory for %zux%zu pixels", path, W, H);
     /* around the frame: index 0, or the transparent index (one pixel, then doubling copies) */
