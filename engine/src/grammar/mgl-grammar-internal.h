@@ -33,7 +33,7 @@
  * state thousands of stacks would otherwise cost one transition of up to
  * GRAM_MAX_CLOSURE per trie node: seconds per token with a large vocabulary.
  * Past this budget the walk skips what it has not computed yet (those tokens
- * are left out of the mask). The grammars of the tests need at most ~70,000. */
+ * are left out of the mask). The grammars of the tests need at most ~80,000. */
 #define GRAM_MAX_MASK_WORK (1u << 19)
 
 /* ---- compiled rules --------------------------------------------------- */
