@@ -48,7 +48,7 @@ def main():
     copy("fuzz_torch", sorted((fx / "torch").glob("*.pth")))
     copy("fuzz_tokenizer_json", sorted((fx / "tokenizer").glob("*/tokenizer.json")) +
          sorted((fx / "models").glob("*/llm/tokenizer.json")))
-    copy("fuzz_tokenizer_spm", [fx / "tokenizer/spm_bpe.model"])
+    copy("fuzz_tokenizer_spm", [fx / "tokenizer/spm_bpe.model", fx / "tokenizer/spm_nobytes.model"])
     copy("fuzz_config", sorted((fx / "models").rglob("config.json")) +
          sorted((fx / "models").rglob("open_clip_config.json")) +
          sorted((fx / "models").rglob("mgllava.json")) +

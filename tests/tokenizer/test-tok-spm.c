@@ -1,6 +1,8 @@
-/* test-tok-spm: SentencePiece tokenizer.model (BPE, byte_fallback) built by
- * tools/tokenizer/make_spm_fixture.py; ids must equal spm_encode's, decode
- * must equal spm_decode's, the stream must equal decode. */
+/* test-tok-spm: SentencePiece tokenizer.model files built by
+ * tools/tokenizer/make_spm_fixture.py, read as AutoTokenizer reads a folder
+ * with no tokenizer.json (transformers' Llama conversion). Ids and decoded
+ * text must equal AutoTokenizer's under each tokenizer_config.json variant
+ * (spm_hf.jsonl), and the stream must equal decode. */
 #include "tok-test.h"
 
 static int32_t* enc(const MglTokenizer* tok, const char* text, bool special, size_t* n) {
@@ -11,7 +13,175 @@ static int32_t* enc(const MglTokenizer* tok, const char* text, bool special, siz
     return ids;
 }
 
+/* A folder holding `model` and a tokenizer_config.json of `config` plus
+ * "tokenizer_class": "LlamaTokenizer", loaded; NULL on failure. */
+static MglTokenizer* load_variant(const char* root, const char* model, JsonObject* config, const char* key) {
+    char* dir = g_build_filename(root, key, NULL);
+    g_mkdir_with_parents(dir, 0755);
+    char* src = g_build_filename(fixtures_dir(), "tokenizer", model, NULL);
+    char* dst = g_build_filename(dir, "tokenizer.model", NULL);
+    char* data = NULL;
+    gsize len = 0;
+    bool ok = g_file_get_contents(src, &data, &len, NULL) && g_file_set_contents(dst, data, (gssize)len, NULL);
+    g_free(data);
+    JsonObject* c = json_object_new();
+    json_object_set_string_member(c, "tokenizer_class", "LlamaTokenizer");
+    GList* members = json_object_get_members(config);
+    for (GList* m = members; m; m = m->next)
+        json_object_set_member(c, m->data, json_node_copy(json_object_get_member(config, m->data)));
+    g_list_free(members);
+    JsonNode* node = json_node_new(JSON_NODE_OBJECT);
+    json_node_take_object(node, c);
+    char* text = json_to_string(node, FALSE);
+    json_node_unref(node);
+    char* cfg = g_build_filename(dir, "tokenizer_config.json", NULL);
+    ok = ok && g_file_set_contents(cfg, text, -1, NULL);
+    MglTokenizer* tok = NULL;
+    MglErr err = {0};
+    if (ok && mgl_tokenizer_load(dir, &tok, &err) != MGL_OK) CHECK(false, "load %s (%s): %s", model, text, err.msg);
+    CHECK(ok, "cannot write %s", dir);
+    g_free(text);
+    g_free(cfg);
+    g_free(src);
+    g_free(dst);
+    g_free(dir);
+    return tok;
+}
+
+/* spm_hf.jsonl: both models under every tokenizer_config.json variant. */
+static void test_hf_variants(void) {
+    char* path = g_build_filename(fixtures_dir(), "tokenizer", "spm_hf.jsonl", NULL);
+    GPtrArray* gold = read_jsonl(path);
+    CHECK(gold && gold->len > 500, "cannot read %s", path);
+    char* root = g_dir_make_tmp("tok-spm-XXXXXX", NULL);
+    GHashTable* toks = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)mgl_tokenizer_free);
+    size_t checked = 0;
+    for (guint i = 0; gold && root && i < gold->len; i++) {
+        JsonObject* o = json_node_get_object(gold->pdata[i]);
+        const char* model = json_object_get_string_member(o, "model");
+        JsonNode* cn = json_object_get_member(o, "config");
+        char* cs = json_to_string(cn, FALSE);
+        char* key = g_strdup_printf("%s %s", model, cs);
+        g_free(cs);
+        MglTokenizer* tok = g_hash_table_lookup(toks, key);
+        if (!tok && !g_hash_table_contains(toks, key)) {
+            char* sub = g_strdup_printf("v%u", g_hash_table_size(toks));
+            tok = load_variant(root, model, json_node_get_object(cn), sub);
+            g_free(sub);
+            g_hash_table_insert(toks, g_strdup(key), tok);
+        }
+        if (!tok) {
+            g_free(key);
+            continue;
+        }
+        const char* text = json_object_get_string_member(o, "text");
+        GArray* want = json_ids(o, "ids");
+        size_t n;
+        int32_t* ids = enc(tok, text, false, &n);
+        char* what = g_strdup_printf("%s:%u %s", path, i + 1, key);
+        if (ids) check_ids(ids, n, want, what, text);
+        g_free(what);
+        free(ids);
+        for (int skip = 0; skip < 2; skip++) {
+            const char* wtext = json_object_get_string_member(o, skip ? "decoded_skip" : "decoded");
+            char* dwhat = g_strdup_printf("%s:%u %s skip=%d", path, i + 1, key, skip);
+            char* got = check_decode(tok, (const int32_t*)want->data, want->len, skip, dwhat);
+            CHECK(strcmp(got, wtext) == 0, "%s: decode\n  got  '%s'\n  want '%s'", dwhat, got, wtext);
+            g_free(got);
+            g_free(dwhat);
+        }
+        g_array_free(want, TRUE);
+        g_free(key);
+        checked++;
+    }
+    printf("spm: %zu lines of %s over %u tokenizers\n", checked, path, g_hash_table_size(toks));
+    CHECK(g_hash_table_size(toks) == 12, "expected 2 models x 6 configs, got %u", g_hash_table_size(toks));
+    g_hash_table_destroy(toks);
+    if (root) {
+        char* cmd = g_strdup_printf("rm -rf '%s'", root);
+        CHECK(system(cmd) == 0, "rm %s", root);
+        g_free(cmd);
+    }
+    g_free(root);
+    if (gold) g_ptr_array_unref(gold);
+    g_free(path);
+}
+
+/* A folder with both tokenizer.json and tokenizer.model: AutoTokenizer reads
+ * tokenizer.json unless the config sets add_prefix_space (not null) or
+ * from_slow, when LlamaTokenizerFast converts tokenizer.model in __init__,
+ * where an absent add_prefix_space is None. The ids are AutoTokenizer's
+ * (transformers 4.45.2) for " hello world" in such a folder holding
+ * spm_bpe.model and tiny_metaspace/tokenizer.json. */
+static void test_both_files(void) {
+    static const struct {
+        const char* config;
+        int n_vocab;
+        int n;
+        int32_t ids[8];
+    } cases[] = {
+        {"{\"tokenizer_class\": \"LlamaTokenizer\"}", 857, 6, {502, 203, 56, 287, 59, 286}},
+        {"{\"tokenizer_class\": \"LlamaTokenizer\", \"add_prefix_space\": null}", 857, 6, {502, 203, 56, 287, 59, 286}},
+        {"{\"tokenizer_class\": \"LlamaTokenizer\", \"add_prefix_space\": true}",
+         1200,
+         7,
+         {1064, 503, 314, 1071, 395, 1069, 394}},
+        {"{\"tokenizer_class\": \"LlamaTokenizer\", \"add_prefix_space\": false}",
+         1200,
+         6,
+         {503, 314, 1071, 395, 1069, 394}},
+        {"{\"tokenizer_class\": \"LlamaTokenizer\", \"from_slow\": true}", 1200, 6, {503, 314, 1071, 395, 1069, 394}},
+        {"{\"tokenizer_class\": \"PreTrainedTokenizerFast\", \"add_prefix_space\": true}",
+         857,
+         6,
+         {502, 203, 56, 287, 59, 286}},
+    };
+    char* dir = g_dir_make_tmp("tok-both-XXXXXX", NULL);
+    CHECK(dir, "tmp dir");
+    if (!dir) return;
+    const char* files[][2] = {{"spm_bpe.model", "tokenizer.model"},
+                              {"tiny_metaspace/tokenizer.json", "tokenizer.json"}};
+    for (int f = 0; f < 2; f++) {
+        char* src = g_build_filename(fixtures_dir(), "tokenizer", files[f][0], NULL);
+        char* dst = g_build_filename(dir, files[f][1], NULL);
+        char* data = NULL;
+        gsize len = 0;
+        CHECK(g_file_get_contents(src, &data, &len, NULL) && g_file_set_contents(dst, data, (gssize)len, NULL),
+              "copy %s", src);
+        g_free(data);
+        g_free(src);
+        g_free(dst);
+    }
+    char* cfg = g_build_filename(dir, "tokenizer_config.json", NULL);
+    for (size_t k = 0; k < G_N_ELEMENTS(cases); k++) {
+        CHECK(g_file_set_contents(cfg, cases[k].config, -1, NULL), "write %s", cfg);
+        MglTokenizer* tok = NULL;
+        MglErr err = {0};
+        if (mgl_tokenizer_load(dir, &tok, &err) != MGL_OK) {
+            CHECK(false, "load with %s: %s", cases[k].config, err.msg);
+            continue;
+        }
+        CHECK(mgl_tokenizer_n_vocab(tok) == cases[k].n_vocab, "%s: n_vocab %d, want %d", cases[k].config,
+              mgl_tokenizer_n_vocab(tok), cases[k].n_vocab);
+        size_t n;
+        int32_t* ids = enc(tok, " hello world", false, &n);
+        bool same = ids && n == (size_t)cases[k].n && !memcmp(ids, cases[k].ids, n * sizeof *ids);
+        char* got = ids ? ids_str(ids, n) : g_strdup("(none)");
+        CHECK(same, "%s: ids %s", cases[k].config, got);
+        g_free(got);
+        free(ids);
+        mgl_tokenizer_free(tok);
+    }
+    char* cmd = g_strdup_printf("rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0, "rm %s", dir);
+    g_free(cmd);
+    g_free(cfg);
+    g_free(dir);
+}
+
 int main(void) {
+    test_hf_variants();
+    test_both_files();
     char* model = g_build_filename(fixtures_dir(), "tokenizer", "spm_bpe.model", NULL);
     MglTokenizer* tok = NULL;
     MglErr err = {0};
@@ -37,13 +207,9 @@ int main(void) {
         GArray* want = json_ids(o, "ids");
         size_t n;
         int32_t* ids = enc(tok, text, false, &n);
-        if (ids && !ids_equal(ids, n, want)) {
-            char* a = ids_str(ids, n);
-            char* b = ids_str((const int32_t*)want->data, want->len);
-            CHECK(false, "%s:%u '%s'\n  got  %s\n  want %s", gpath, i + 1, text, a, b);
-            g_free(a);
-            g_free(b);
-        }
+        char* what = g_strdup_printf("%s:%u", gpath, i + 1);
+        if (ids) check_ids(ids, n, want, what, text);
+        g_free(what);
         free(ids);
         /* with specials: BOS first (LlamaTokenizer default add_bos_token) */
         ids = enc(tok, text, true, &n);
@@ -71,8 +237,7 @@ int main(void) {
     if (dec) g_ptr_array_unref(dec);
     g_free(dpath);
 
-    /* Newlines (spm_encode is line based, so checked here): "\n" has no piece
-     * and falls back to <0x0A>; the text survives a round trip. */
+    /* Newlines: "\n" has no piece and falls back to <0x0A>; the text survives a round trip. */
     const char* nl_texts[] = {"a\nb", "\n", "\n\n\n", "line one\nline two\r\n", " x \n y "};
     int32_t nl = mgl_tokenizer_token_id(tok, "<0x0A>");
     for (size_t k = 0; k < G_N_ELEMENTS(nl_texts); k++) {

@@ -26,12 +26,10 @@ int main(int argc, char** argv) {
             size_t n = 0;
             st = mgl_tokenizer_encode(tok, text, -1, special, &ids, &n, &err);
             CHECK(st == MGL_OK, "%s:%u encode: %s", gpath, i + 1, err.msg);
-            if (st == MGL_OK && !ids_equal(ids, n, want)) {
-                char* a = ids_str(ids, n);
-                char* b = ids_str((const int32_t*)want->data, want->len);
-                CHECK(false, "%s:%u special=%d '%s'\n  got  %s\n  want %s", gpath, i + 1, special, text, a, b);
-                g_free(a);
-                g_free(b);
+            if (st == MGL_OK) {
+                char* what = g_strdup_printf("%s:%u special=%d", gpath, i + 1, special);
+                check_ids(ids, n, want, what, text);
+                g_free(what);
             }
             free(ids);
             g_array_free(want, TRUE);

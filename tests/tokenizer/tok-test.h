@@ -90,6 +90,16 @@ static inline char* ids_str(const int32_t* a, size_t n) {
     return g_string_free(s, FALSE);
 }
 
+/* The ids must equal the golden ones; `what` and `text` name the case. */
+static inline void check_ids(const int32_t* ids, size_t n, const GArray* want, const char* what, const char* text) {
+    if (ids_equal(ids, n, want)) return;
+    char* a = ids_str(ids, n);
+    char* b = ids_str((const int32_t*)want->data, want->len);
+    CHECK(false, "%s '%s'\n  got  %s\n  want %s", what, text, a, b);
+    g_free(a);
+    g_free(b);
+}
+
 /* Decodes with MglDetok one id at a time; checks every push is whole UTF-8. */
 static inline char* stream_decode(const MglTokenizer* tok, const int32_t* ids, size_t n, bool skip) {
     MglDetok* d = mgl_detok_new(tok, skip);

@@ -1,18 +1,30 @@
 #!/usr/bin/env python3
-"""Builds the small SentencePiece BPE fixture and its goldens.
+"""Builds the small SentencePiece BPE fixtures and their goldens.
+
+A folder with a tokenizer.model and no tokenizer.json reaches the official code through
+transformers' AutoTokenizer, which converts the model into a fast (tokenizers) Llama tokenizer;
+the engine does the same conversion, so the goldens come from AutoTokenizer, not from the
+sentencepiece library (whose own normalization differs: see docs/engine.md, Tokenizers).
 
 Writes, under tests/fixtures/tokenizer/:
-  spm_corpus.txt      the training text (generated here, deterministic)
-  spm_bpe.model       spm_train --model_type=bpe --byte_fallback=true ... (Llama-like options)
-  spm_bpe_golden.jsonl  {"text", "ids"} with ids from `spm_encode --output_format=id`
-  spm_bpe_decode.jsonl  {"ids", "text"} with text from `spm_decode --input_format=id`
+  spm_corpus.txt         the training text (generated here, deterministic)
+  spm_bpe.model          spm_train --model_type=bpe --byte_fallback=true ... (Llama-like options)
+  spm_nobytes.model      spm_train without byte fallback, add_dummy_prefix=false,
+                         remove_extra_whitespaces=true (flags the conversion ignores),
+                         ChatML user-defined symbols and a <pad> control symbol
+  spm_bpe_golden.jsonl   {"text", "ids"}: spm_bpe.model, no tokenizer_config.json
+  spm_bpe_decode.jsonl   {"ids", "text"}: decode(ids, skip_special_tokens=True) of those ids
+  spm_hf.jsonl           {"model", "config", "text", "ids", "decoded", "decoded_skip"}: both models
+                         under tokenizer_config.json variants (legacy, add_prefix_space)
 
-Needs the Debian `sentencepiece` package (spm_train, spm_encode, spm_decode).
+Needs the Debian `sentencepiece` package (spm_train) and, for the goldens, transformers with
+sentencepiece and protobuf at the versions in tools/requirements.txt (a venv over Debian's python3).
 Usage: tools/tokenizer/make_spm_fixture.py [OUT_DIR]
 """
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -83,8 +95,44 @@ TEST_LINES = [
 ]
 
 
+# tokenizer_config.json variants: LlamaTokenizer's `legacy` (absent means true) and
+# `add_prefix_space` (absent means true; null is Python's None, false).
+CONFIGS = [
+    {},
+    {"legacy": False},
+    {"legacy": False, "add_prefix_space": False},
+    {"legacy": True, "add_prefix_space": False},
+    {"add_prefix_space": None},
+    {"legacy": None},
+]
+
+EDGE_LINES = [
+    "", " ", "  ", "a\nb", "\n", "\n\n\n", "line one\nline two\r\n", " x \n y ",
+    "a<s>b</s>", "x <s> y", "<s>start", "end</s>", " </s> space", "<unk>q", "ok<s></s>ok",
+    "<|im_start|>user\nWhat is this?<|im_end|>\n<|im_start|>assistant\n", "<pad>x<pad>",
+    "USER: ", "\nWhat is the man holding? ASSISTANT:",
+]
+
+
+def random_lines(n):
+    rng = random.Random(99)
+    alphabet = list("abcdefghijklmnopqrstuvwxyz ABC  \n\t.,!?'0123456789") + [
+        "é", "日本", "🎉", "<s>", "</s>", "<unk>", "<image>", "<|im_start|>", "<pad>", "\u2581", "  ", "Ω",
+        "\u200b", "\r\n"]
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 30))) for _ in range(n)]
+
+
 def run(cmd, inp=None, cwd=None):
     return subprocess.run(cmd, input=inp, capture_output=True, check=True, text=True, cwd=cwd).stdout
+
+
+def hf_tokenizer(model, config, work):
+    from transformers import AutoTokenizer
+    d = tempfile.mkdtemp(dir=work)
+    shutil.copy(model, os.path.join(d, "tokenizer.model"))
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump(dict(config, tokenizer_class="LlamaTokenizer"), f)
+    return AutoTokenizer.from_pretrained(d)
 
 
 def main():
@@ -94,29 +142,44 @@ def main():
     with open(corpus, "w", encoding="utf-8") as f:
         for line in corpus_lines():
             f.write(line.replace("\n", " ") + "\n")
-    prefix = os.path.join(out_dir, "spm_bpe")
     # relative paths: the trainer spec stored in the model records them
     run(["spm_train", "--input=spm_corpus.txt", "--model_prefix=spm_bpe", "--model_type=bpe",
          "--vocab_size=1200", "--byte_fallback=true", "--add_dummy_prefix=true",
          "--remove_extra_whitespaces=false", "--split_digits=true", "--normalization_rule_name=identity",
          "--character_coverage=0.9995", "--allow_whitespace_only_pieces=true", "--user_defined_symbols=<image>",
          "--num_threads=1", "--shuffle_input_sentence=false", "--minloglevel=2"], cwd=out_dir)
-    os.remove(prefix + ".vocab")
-    model = prefix + ".model"
-    # spm_encode reads one sentence a line: newlines inside a test line are encoded
-    # separately and joined with the id of "\n" pieces as the tokenizer would see them.
-    # To keep goldens exact, each test line is encoded on its own via a temp file.
-    with open(os.path.join(out_dir, "spm_bpe_golden.jsonl"), "w", encoding="utf-8") as g, \
-         open(os.path.join(out_dir, "spm_bpe_decode.jsonl"), "w", encoding="utf-8") as d:
-        for text in TEST_LINES:
-            if "\n" in text:
-                continue  # spm_encode is line based; newline cases live in the C test
-            ids = run(["spm_encode", "--model=" + model, "--output_format=id"], text + "\n").split()
-            ids = [int(x) for x in ids]
-            g.write(json.dumps({"text": text, "ids": ids}, ensure_ascii=False) + "\n")
-            back = run(["spm_decode", "--model=" + model, "--input_format=id"], " ".join(map(str, ids)) + "\n")
-            d.write(json.dumps({"ids": ids, "text": back.rstrip("\n")}, ensure_ascii=False) + "\n")
-    print("wrote", model)
+    run(["spm_train", "--input=spm_corpus.txt", "--model_prefix=spm_nobytes", "--model_type=bpe",
+         "--vocab_size=800", "--byte_fallback=false", "--add_dummy_prefix=false",
+         "--remove_extra_whitespaces=true", "--normalization_rule_name=identity", "--character_coverage=0.995",
+         "--user_defined_symbols=<|im_start|>,<|im_end|>", "--control_symbols=<pad>",
+         "--num_threads=1", "--shuffle_input_sentence=false", "--minloglevel=2"], cwd=out_dir)
+    for p in ("spm_bpe", "spm_nobytes"):
+        os.remove(os.path.join(out_dir, p + ".vocab"))
+    models = {m: os.path.join(out_dir, m) for m in ("spm_bpe.model", "spm_nobytes.model")}
+    work = tempfile.mkdtemp()
+    try:
+        tok = hf_tokenizer(models["spm_bpe.model"], {}, work)
+        with open(os.path.join(out_dir, "spm_bpe_golden.jsonl"), "w", encoding="utf-8") as g, \
+             open(os.path.join(out_dir, "spm_bpe_decode.jsonl"), "w", encoding="utf-8") as d:
+            for text in TEST_LINES:
+                ids = tok.encode(text, add_special_tokens=False)
+                g.write(json.dumps({"text": text, "ids": ids}, ensure_ascii=False) + "\n")
+                d.write(json.dumps({"ids": ids, "text": tok.decode(ids, skip_special_tokens=True)},
+                                   ensure_ascii=False) + "\n")
+        texts = TEST_LINES + EDGE_LINES + random_lines(40)
+        with open(os.path.join(out_dir, "spm_hf.jsonl"), "w", encoding="utf-8") as h:
+            for name, path in models.items():
+                for config in CONFIGS:
+                    tok = hf_tokenizer(path, config, work)
+                    for text in texts:
+                        ids = tok.encode(text, add_special_tokens=False)
+                        h.write(json.dumps({"model": name, "config": config, "text": text, "ids": ids,
+                                            "decoded": tok.decode(ids, skip_special_tokens=False),
+                                            "decoded_skip": tok.decode(ids, skip_special_tokens=True)},
+                                           ensure_ascii=False) + "\n")
+    finally:
+        shutil.rmtree(work)
+    print("wrote", ", ".join(models.values()))
 
 
 if __name__ == "__main__":

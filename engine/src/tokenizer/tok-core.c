@@ -346,24 +346,6 @@ MglStatus tok_finish_added(MglTokenizer* t, MglErr* err) {
     return MGL_OK;
 }
 
-void tok_set_sp_decoder(MglTokenizer* t) {
-    /* The decoder HF's Llama conversion writes: Replace ▁ -> " ", ByteFallback, Fuse, Strip(" ", 1, 0). */
-    TokDecOp* d = tok_arena_alloc(&t->arena, 4 * sizeof *d);
-    char* a = tok_arena_strndup(&t->arena, "\xE2\x96\x81", 3);
-    char* b = tok_arena_strndup(&t->arena, " ", 1);
-    if (!d || !a || !b) {
-        t->dec_kind = DECODER_NONE;
-        return;
-    }
-    d[0] = (TokDecOp){.type = DEC_REPLACE, .a = a, .alen = 3, .b = b, .blen = 1};
-    d[1] = (TokDecOp){.type = DEC_BYTEFALLBACK};
-    d[2] = (TokDecOp){.type = DEC_FUSE};
-    d[3] = (TokDecOp){.type = DEC_STRIP, .content = ' ', .start = 1, .stop = 0};
-    t->dec = d;
-    t->n_dec = 4;
-    t->dec_kind = DECODER_CHAIN;
-}
-
 /* ---- loading -------------------------------------------------------------- */
 
 static bool is_dir(const char* p) {
@@ -404,7 +386,10 @@ static MglStatus set_post(MglTokenizer* t, bool add_bos, bool add_eos, MglErr* e
     return MGL_OK;
 }
 
-static MglStatus apply_config(MglTokenizer* t, const char* dir, MglErr* err) {
+/* `in_init`: the fast class converts tokenizer.model inside its __init__
+ * (tokenizer.json is there but the config asks for the slow one), where the
+ * slow tokenizer gets add_prefix_space from the config only: absent is None. */
+static MglStatus apply_config(MglTokenizer* t, const char* dir, bool in_init, MglErr* err) {
     TokConfig cfg;
     char* cfg_path = g_build_filename(dir, "tokenizer_config.json", NULL);
     MglStatus st = tok_read_config(cfg_path, &cfg, err);
@@ -425,9 +410,11 @@ static MglStatus apply_config(MglTokenizer* t, const char* dir, MglErr* err) {
         g_free(mtype);
     }
     if (t->kind == TOK_SPM) {
-        /* The converted (fast) Llama tokenizer treats these as added tokens. */
+        bool aps = in_init ? cfg.has_add_prefix_space && cfg.add_prefix_space : cfg.add_prefix_space;
+        st = tok_spm_pipeline(t, cfg.legacy, aps, err);
+        /* The converted (fast) Llama tokenizer treats these as added tokens,
+         * matched on the raw text. */
         for (size_t i = 0; i < cfg.n_added && st == MGL_OK; i++) {
-            /* The slow Llama tokenizer matches added tokens on the raw text. */
             cfg.added[i].normalized = false;
             st = tok_add_added(t, &cfg.added[i], err);
         }
@@ -451,16 +438,45 @@ static MglStatus apply_config(MglTokenizer* t, const char* dir, MglErr* err) {
     return st;
 }
 
+/* Whether AutoTokenizer builds this folder's Llama tokenizer from
+ * tokenizer.model although tokenizer.json is there: LlamaTokenizerFast does
+ * when tokenizer_config.json sets add_prefix_space (not null) or from_slow. */
+static bool converts_slow(const char* dir) {
+    TokConfig cfg;
+    char* cfg_path = g_build_filename(dir, "tokenizer_config.json", NULL);
+    MglStatus st = tok_read_config(cfg_path, &cfg, NULL);
+    g_free(cfg_path);
+    if (st != MGL_OK) return false; /* the load reports the config's error */
+    bool slow = cfg.has_add_prefix_space || cfg.from_slow;
+    if (slow) {
+        char *mcls = NULL, *mtype = NULL;
+        if (!cfg.tokenizer_class) {
+            char* mpath = g_build_filename(dir, "config.json", NULL);
+            tok_read_model_config(mpath, &mcls, &mtype);
+            g_free(mpath);
+        }
+        size_t n;
+        const char* cls = tok_auto_class(cfg.tokenizer_class ? cfg.tokenizer_class : mcls, mtype, false, &n);
+        slow = n == 14 && !strncmp(cls, "LlamaTokenizer", 14);
+        g_free(mcls);
+        g_free(mtype);
+    }
+    tok_config_clear(&cfg);
+    return slow;
+}
+
 MglStatus mgl_tokenizer_load(const char* path, MglTokenizer** out, MglErr* err) {
     if (!out) return mgl_err(err, MGL_E_INVALID, "mgl_tokenizer_load: out is NULL");
     *out = NULL;
     if (!path) return mgl_err(err, MGL_E_INVALID, "mgl_tokenizer_load: path is NULL");
     char* file = NULL;
     char* dir = NULL;
+    bool in_init = false;
     if (is_dir(path)) {
         char* j = g_build_filename(path, "tokenizer.json", NULL);
         char* m = g_build_filename(path, "tokenizer.model", NULL);
-        if (is_file(j)) {
+        in_init = is_file(j) && is_file(m) && converts_slow(path);
+        if (is_file(j) && !in_init) {
             file = j;
             g_free(m);
         } else if (is_file(m)) {
@@ -505,7 +521,7 @@ MglStatus mgl_tokenizer_load(const char* path, MglTokenizer** out, MglErr* err) 
         t->kind = json ? TOK_HF : TOK_SPM;
         st = json ? tok_load_hf_json(t, file, err) : tok_load_spm(t, file, err);
     }
-    if (st == MGL_OK) st = apply_config(t, dir, err);
+    if (st == MGL_OK) st = apply_config(t, dir, in_init, err);
     g_free(file);
     g_free(dir);
     if (st != MGL_OK) {
@@ -525,8 +541,6 @@ void mgl_tokenizer_free(MglTokenizer* t) {
     tok_strmap_free(&t->vocab);
     free(t->added);
     tok_pairmap_free(&t->merges);
-    free(t->scores);
-    free(t->spm_type);
     tok_arena_clear(&t->arena);
     free(t);
 }
@@ -1041,7 +1055,6 @@ static void split_added(const MglTokenizer* t, const char* s, size_t n, bool nor
 static MglStatus encode_model(const MglTokenizer* t, const char* s, size_t n, bool first, TokPieces* pa, TokPieces* pb,
                               GArray* ids, MglErr* err) {
     if (n == 0) return MGL_OK;
-    if (t->kind == TOK_SPM) return tok_spm_encode(t, s, n, ids, err);
     pretokenize(t, s, n, first, pa, pb);
     for (size_t i = 0; i < pa->n; i++) MGL_TRY(bpe_word(t, tok_piece(pa, i), pa->len[i], ids, err));
     return MGL_OK;
@@ -1064,11 +1077,6 @@ static MglStatus encode_ids(const MglTokenizer* t, const char* text, size_t len,
         }
         const char* s = text + g->start;
         size_t n = g->end - g->start;
-        if (t->kind == TOK_SPM) {
-            /* SentencePiece normalizes inside tok_spm_encode. */
-            st = encode_model(t, s, n, g->start == 0, &pa, &pb, ids, err);
-            continue;
-        }
         st = normalize(t, s, n, norm, err);
         if (st != MGL_OK) break;
         if (!t->any_normalized_added) {

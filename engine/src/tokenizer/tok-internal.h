@@ -3,9 +3,10 @@
  * One MglTokenizer serves two families:
  *  - TOK_HF: a Hugging Face tokenizer.json with a BPE model (merge ranks),
  *    driven by its normalizer / pre-tokenizer / decoder / post-processor;
- *  - TOK_SPM: a SentencePiece tokenizer.model (BPE merged by piece score).
- * Both share the vocabulary tables, the added-token splitter and the
- * streaming decoder, so that decode() and MglDetok agree by construction. */
+ *  - TOK_SPM: a SentencePiece tokenizer.model, converted on load into the
+ *    same kind of BPE tokenizer as transformers converts it (tok-spm.c).
+ * Both share the vocabulary tables, the added-token splitter, the BPE and
+ * the streaming decoder, so that decode() and MglDetok agree by construction. */
 #ifndef TOK_INTERNAL_H
 #define TOK_INTERNAL_H
 
@@ -214,13 +215,6 @@ struct MglTokenizer {
     char* eow_suffix;      /* end_of_word_suffix, NULL if none */
     int32_t byte_ids[256]; /* <0xNN> pieces, -1 if absent */
 
-    /* SentencePiece model */
-    float* scores;
-    uint8_t* spm_type;
-    bool spm_add_dummy_prefix, spm_remove_extra_ws, spm_escape_ws, spm_ws_suffix;
-    char** spm_user; /* user-defined symbols (matched atomically), longest first */
-    size_t n_spm_user;
-
     /* post-processing: ids around the sequence when add_special */
     int32_t* post_pre;
     size_t n_post_pre;
@@ -246,7 +240,6 @@ MglStatus tok_set_piece(MglTokenizer* t, int32_t id, const char* s, size_t len, 
  * normalized tokens (so call it after the normalizer is loaded). */
 MglStatus tok_finish_added(MglTokenizer* t, MglErr* err);
 MglStatus tok_add_added(MglTokenizer* t, const TokAdded* a, MglErr* err);
-void tok_set_sp_decoder(MglTokenizer* t); /* Replace ▁, ByteFallback, Fuse, Strip 1 */
 
 /* tok-json.c: the tokenizer.json loader and the tokenizer_config.json reader. */
 MglStatus tok_load_hf_json(MglTokenizer* t, const char* path, MglErr* err);
@@ -258,8 +251,13 @@ typedef struct {
     size_t n_added;
     bool has_clean_up, clean_up; /* clean_up_tokenization_spaces */
     char* tokenizer_class;       /* g_free; NULL when absent */
+    /* LlamaTokenizer's `legacy` (absent or null: true) and `add_prefix_space`
+     * (absent: true; present, its Python truth, null false) */
+    bool legacy, add_prefix_space;
+    bool has_add_prefix_space; /* present and not null: the fast class converts tokenizer.model */
+    bool from_slow;
 } TokConfig;
-/* Missing file: zeroed config and MGL_OK. */
+/* Missing file: the defaults (nothing present, legacy and add_prefix_space true) and MGL_OK. */
 MglStatus tok_read_config(const char* path, TokConfig* cfg, MglErr* err);
 void tok_config_clear(TokConfig* cfg);
 /* config.json beside the tokenizer: its tokenizer_class and model_type
@@ -271,16 +269,20 @@ void tok_read_model_config(const char* path, char** tokenizer_class, char** mode
  * the class of config.json's model_type, else PreTrainedTokenizerFast for a
  * tokenizer.json and LlamaTokenizer for a lone tokenizer.model. */
 bool tok_clean_up_default(const char* cls, const char* model_type, bool spm_only);
+/* The class AutoTokenizer loads, resolved the same way, without its "Fast"
+ * suffix: the returned name's first *len bytes. */
+const char* tok_auto_class(const char* cls, const char* model_type, bool spm_only, size_t* len);
 
-/* tok-spm.c */
+/* tok-spm.c: the vocabulary, merges and added tokens of a tokenizer.model */
 MglStatus tok_load_spm(MglTokenizer* t, const char* path, MglErr* err);
-/* Encodes one text segment (no added tokens inside) with the SentencePiece model. */
-MglStatus tok_spm_encode(const MglTokenizer* t, const char* s, size_t n, GArray* ids, MglErr* err);
+/* The normalizer, pre-tokenizer and decoder of the conversion, chosen by
+ * tokenizer_config.json's legacy and add_prefix_space. */
+MglStatus tok_spm_pipeline(MglTokenizer* t, bool legacy, bool add_prefix_space, MglErr* err);
 
 
 /* A binary min-heap of `Item` ordered by `before(a, b)` (true when a pops
  * first), with push (false on out of memory) and pop (heap not empty).
- * BPE merging uses one per algorithm: tokenizer.json ranks, SentencePiece scores. */
+ * BPE merging uses one, ordered by merge rank. */
 #define TOK_DEFINE_HEAP(Heap, Item, push, pop, before)                                                                 \
     typedef struct {                                                                                                   \
         Item* v;                                                                                                       \

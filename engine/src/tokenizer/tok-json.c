@@ -572,8 +572,21 @@ static char* token_name(const JVal* v) {
     return g_strndup(v->u.str.s, v->u.str.len);
 }
 
+/* A JSON value's truth as Python tests it once json.load has read it. */
+static bool py_truth(const JVal* v) {
+    switch (v->type) {
+    case J_BOOL: return v->b;
+    case J_NUM: return v->u.num != 0;
+    case J_STR: return v->u.str.len > 0;
+    case J_ARR:
+    case J_OBJ: return v->n > 0;
+    default: return false; /* null */
+    }
+}
+
 MglStatus tok_read_config(const char* path, TokConfig* cfg, MglErr* err) {
     memset(cfg, 0, sizeof *cfg);
+    cfg->legacy = cfg->add_prefix_space = true; /* LlamaTokenizer's defaults */
     if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) return MGL_OK;
     char* data = NULL;
     size_t len = 0;
@@ -596,15 +609,15 @@ MglStatus tok_read_config(const char* path, TokConfig* cfg, MglErr* err) {
         if ((v = tok_jget(&root, "clean_up_tokenization_spaces"))) {
             /* transformers keeps whatever value is there and tests its truth */
             cfg->has_clean_up = true;
-            switch (v->type) {
-            case J_BOOL: cfg->clean_up = v->b; break;
-            case J_NUM: cfg->clean_up = v->u.num != 0; break;
-            case J_STR: cfg->clean_up = v->u.str.len > 0; break;
-            case J_ARR:
-            case J_OBJ: cfg->clean_up = v->n > 0; break;
-            default: cfg->clean_up = false; break; /* null */
-            }
+            cfg->clean_up = py_truth(v);
         }
+        cfg->legacy = (v = tok_jopt(&root, "legacy")) ? py_truth(v) : true; /* None means legacy */
+        cfg->add_prefix_space = true;
+        if ((v = tok_jget(&root, "add_prefix_space"))) {
+            cfg->add_prefix_space = py_truth(v);
+            cfg->has_add_prefix_space = v->type != J_NULL;
+        }
+        cfg->from_slow = (v = tok_jopt(&root, "from_slow")) && py_truth(v);
         if ((v = tok_jopt(&root, "tokenizer_class")) && v->type == J_STR)
             cfg->tokenizer_class = g_strndup(v->u.str.s, v->u.str.len);
         cfg->bos_name = token_name(tok_jopt(&root, "bos_token"));
@@ -661,17 +674,7 @@ void tok_read_model_config(const char* path, char** tokenizer_class, char** mode
     free(data);
 }
 
-bool tok_clean_up_default(const char* cls, const char* model_type, bool spm_only) {
-    /* Fast classes whose __init__ defaults clean_up_tokenization_spaces to
-     * False in transformers 4.36-4.44; every other class takes
-     * PreTrainedTokenizerBase's default, True (False only from 4.45). */
-    static const char* const no_clean[] = {"LlamaTokenizer",
-                                           "CodeLlamaTokenizer",
-                                           "GemmaTokenizer",
-                                           "CohereTokenizer",
-                                           "BloomTokenizer",
-                                           "NougatTokenizer",
-                                           NULL};
+const char* tok_auto_class(const char* cls, const char* model_type, bool spm_only, size_t* len) {
     /* AutoTokenizer's model_type -> tokenizer class, for the ones that matter here */
     static const char* const by_type[][2] = {{"llama", "LlamaTokenizer"},
                                              {"mistral", "LlamaTokenizer"},
@@ -690,6 +693,23 @@ bool tok_clean_up_default(const char* cls, const char* model_type, bool spm_only
     if (!cls) cls = spm_only ? "LlamaTokenizer" : "PreTrainedTokenizerFast";
     size_t n = strlen(cls);
     if (n > 4 && !strcmp(cls + n - 4, "Fast")) n -= 4; /* AutoTokenizer loads the Fast twin either way */
+    *len = n;
+    return cls;
+}
+
+bool tok_clean_up_default(const char* cls, const char* model_type, bool spm_only) {
+    /* Fast classes whose __init__ defaults clean_up_tokenization_spaces to
+     * False in transformers 4.36-4.44; every other class takes
+     * PreTrainedTokenizerBase's default, True (False only from 4.45). */
+    static const char* const no_clean[] = {"LlamaTokenizer",
+                                           "CodeLlamaTokenizer",
+                                           "GemmaTokenizer",
+                                           "CohereTokenizer",
+                                           "BloomTokenizer",
+                                           "NougatTokenizer",
+                                           NULL};
+    size_t n;
+    cls = tok_auto_class(cls, model_type, spm_only, &n);
     for (int i = 0; no_clean[i]; i++)
         if (strlen(no_clean[i]) == n && !strncmp(cls, no_clean[i], n)) return false;
     return true;
