@@ -147,8 +147,9 @@ static void llm_configs(void) {
 }
 
 static void open_models(void) {
-    static const char* kinds[] = {"tiny-vicuna", "tiny-llama3", "tiny-phi3"};
-    for (int k = 0; k < 3; k++) {
+    static const char* kinds[] = {"tiny-vicuna", "tiny-llama3", "tiny-phi3", "tiny-yi"};
+    static const char* templates[] = {"vicuna", "llama3_chat", "phi3_chat", "qwen_chat"};
+    for (int k = 0; k < 4; k++) {
         MglErr err = {0};
         MglModelFiles* mf = NULL;
         char* p = fx(kinds[k]);
@@ -170,7 +171,10 @@ static void open_models(void) {
         }
         const MglTensor* e = mgl_tset_get(mf->weights, "llm.model.embed_tokens.weight");
         CHECK(e && e->dtype == MGL_DT_BF16 && e->shape[0] == mf->llm.vocab);
-        CHECK(strcmp(mf->man.template_name, k == 0 ? "vicuna" : k == 1 ? "llama3_chat" : "phi3_chat") == 0);
+        CHECK(strcmp(mf->man.template_name, templates[k]) == 0);
+        /* tiny-yi: the split layout, the LLM's weights from its own folder */
+        CHECK(mf->man.llm_weights_from_llm_folder == (k == 3));
+        CHECK(mgl_tset_get(mf->weights, "llm.lm_head.weight") != NULL);
         CHECK(mf->man.limit_num == 100 && mf->man.max_new_tokens == 16);
         char* d = mgl_model_files_describe(mf);
         CHECK(strstr(d, "convnext") && strstr(d, "llm"));

@@ -120,8 +120,8 @@ int main(void) {
         fprintf(stderr, "MGL_FIXTURES not set\n");
         return 1;
     }
-    static const char* const models[] = {"tiny-vicuna", "tiny-llama3", "tiny-phi3"};
-    for (int mi = 0; mi < 3; mi++) {
+    static const char* const models[] = {"tiny-vicuna", "tiny-llama3", "tiny-phi3", "tiny-yi"};
+    for (int mi = 0; mi < 4; mi++) {
         char* dir = g_build_filename(fx, "models", models[mi], NULL);
         /* the hidden size from a first load */
         MglModel* m = load_cpu(dir, NULL);

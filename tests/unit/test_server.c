@@ -312,5 +312,6 @@ int main(void) {
     family("tiny-vicuna");
     family("tiny-llama3");
     family("tiny-phi3");
+    family("tiny-yi");
     TEST_DONE();
 }

@@ -29,6 +29,7 @@ static void check_template_strings(void) {
 static const char* template_of(const char* model) {
     if (strcmp(model, "tiny-vicuna") == 0) return "vicuna";
     if (strcmp(model, "tiny-llama3") == 0) return "llama3_chat";
+    if (strcmp(model, "tiny-yi") == 0) return "qwen_chat";
     return "phi3_chat";
 }
 
@@ -87,7 +88,7 @@ int main(void) {
         mgl_tokenizer_free(tok);
         g_object_unref(p);
     }
-    CHECK(n_cases == 30);
+    CHECK(n_cases == 40);
     g_strfreev(lines);
     free(data);
     g_free(path);

@@ -34,12 +34,13 @@ from safetensors.torch import load_file
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mgllava_ref as ref  # noqa: E402
 
-MODELS = ["vicuna", "llama3", "phi3"]
+MODELS = ["vicuna", "llama3", "phi3", "yi"]
 Q1 = "Describe the image."
 # one extra question per model (the second is also in prompt_goldens.jsonl)
 Q2 = {"vicuna": "How many objects are there?\nAnswer the question using a single number.",
       "llama3": "What colour is the star?",
-      "phi3": "Is there a dog in the picture?\nPlease answer the question with yes or no."}
+      "phi3": "Is there a dog in the picture?\nPlease answer the question with yes or no.",
+      "yi": "Which object is on the left?\nAnswer the question using a single word or phrase."}
 
 # tolerances: "rel" = max|got - ref| / max(max|ref|, 1e-6) over the stored values (DESIGN.md:
 # fp32 CPU relative error <= 1e-4); "abs" = max|got - ref|; "exact" = equal
@@ -253,7 +254,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="tests/fixtures/models")
     ap.add_argument("--out", default="tests/fixtures/golden")
+    ap.add_argument("--only", default="", help="comma-separated models (e.g. yi): write only their cases and "
+                    "stop rules into an existing --out, keeping its scenes and the other models' files")
     a = ap.parse_args()
+    only = [m for m in a.only.split(",") if m]
+    if any(m not in MODELS for m in only):
+        ap.error(f"--only: models are {MODELS}")
     torch.manual_seed(0)
     torch.set_num_threads(1)   # deterministic reduction order across machines
     os.makedirs(os.path.join(a.out, "scenes"), exist_ok=True)
@@ -284,6 +290,9 @@ def main():
                       "cnx_stage3", "fm", "boxes768", "obj_pooled"):
                 if not torch.equal(runs[m][k], r0[k]):
                     raise AssertionError(f"{name}: {k} differs between {MODELS[0]} and {m}")
+        scene_runs[name] = (img, rec)
+        if only:
+            continue
         store, meta = {}, {}
         store["image"] = torch.from_numpy(np.array(img.convert("RGB"), dtype=np.uint8))
         spatial_sub("x768", f32(r0["x768"]), store, meta)
@@ -295,7 +304,6 @@ def main():
         spatial_sub("fm", f32(r0["fm"]), store, meta, first)
         store["boxes768"] = f32(r0["boxes768"])
         store["obj_pooled"] = f32(r0["obj_pooled"])
-        scene_runs[name] = (img, rec)
         spath = os.path.join("scenes", f"{name}.safetensors")
         write_st(os.path.join(a.out, spath), store)
         bi = r0["box_info"]
@@ -312,7 +320,12 @@ def main():
               f"-> kept {bi['n_kept']} (tokens {bi['n_tokens']})", flush=True)
 
     scene_names = list(scene_runs)
-    for m in MODELS:
+    if only:
+        with open(os.path.join(a.out, "manifest.json")) as f:
+            old = json.load(f)
+        manifest["scenes"] = old["scenes"]
+        manifest["cases"] = [c for c in old["cases"] if c["model"] not in {f"tiny-{m}" for m in only}]
+    for m in only or MODELS:
         model = models[m]
         os.makedirs(os.path.join(a.out, m), exist_ok=True)
         cases = [(s, Q1) for s in scene_names] + [("quirk", Q2[m])]
@@ -365,7 +378,11 @@ def main():
             print(f"{m}/{cname}: L={L} N={n_obj} gate={float(r['fuse_gate']):+.5f} ids={r['greedy_ids']} "
                   f"({r['stop_reason']}, min margin {min(r['greedy_margins']):.4f})", flush=True)
 
-    stops = {f"tiny-{m}": stop_goldens(models[m]) for m in MODELS}
+    stops = {}
+    if only:
+        with open(os.path.join(a.out, "stop_rules.json")) as f:
+            stops = json.load(f)
+    stops.update({f"tiny-{m}": stop_goldens(models[m]) for m in only or MODELS})
     with open(os.path.join(a.out, "stop_rules.json"), "w") as f:
         json.dump(stops, f, indent=1, ensure_ascii=False)
         f.write("\n")

@@ -433,8 +433,9 @@ class MGLLaVA:
         if self.object_order not in ("score", "reading"):
             raise ValueError(f"mgllava.json: object_order {self.object_order!r}: expected 'score' or 'reading'")
         self.max_new_tokens = int(man.get("max_new_tokens", 100))
-        if man.get("llm_weights", "checkpoint") != "checkpoint":
-            raise NotImplementedError("only llm_weights = checkpoint is needed for the tiny models")
+        llm_weights = man.get("llm_weights", "checkpoint")
+        if llm_weights not in ("checkpoint", "llm"):
+            raise ValueError(f"mgllava.json: llm_weights {llm_weights!r}: expected 'checkpoint' or 'llm'")
 
         self.clip = load_clip(rel(man["clip"]))
         self.convnext, self.cnx_depths, self.cnx_dims = load_convnext(rel(man["convnext"]))
@@ -449,11 +450,19 @@ class MGLLaVA:
         if cfg.pad_token_id is not None and cfg.pad_token_id >= cfg.vocab_size:
             cfg.pad_token_id = None
         cls = {"llama": LlamaForCausalLM, "phi3": Phi3ForCausalLM}[cfg.model_type]
-        self.llm = cls._from_config(cfg, attn_implementation="eager", torch_dtype=torch.float32)
         llm_sd = {k[4:]: v.float() for k, v in sd.items() if k.startswith("llm.")}
-        missing, unexpected = self.llm.load_state_dict(llm_sd, strict=False)
-        if missing or unexpected:
-            raise RuntimeError(f"LLM load: missing {missing}, unexpected {unexpected}")
+        if llm_weights == "llm":
+            # the split layout of the Yi-34B configs: the LLM from its own HF folder, the rest from a
+            # checkpoint without llm.* (a checkpoint that has them would be ambiguous)
+            if llm_sd:
+                raise ValueError("llm_weights = 'llm' but the checkpoint holds llm.* tensors")
+            self.llm = cls.from_pretrained(llm_dir, config=cfg, attn_implementation="eager",
+                                           torch_dtype=torch.float32)
+        else:
+            self.llm = cls._from_config(cfg, attn_implementation="eager", torch_dtype=torch.float32)
+            missing, unexpected = self.llm.load_state_dict(llm_sd, strict=False)
+            if missing or unexpected:
+                raise RuntimeError(f"LLM load: missing {missing}, unexpected {unexpected}")
         self.llm.eval()
         self.hidden = cfg.hidden_size
 
@@ -464,8 +473,10 @@ class MGLLaVA:
 
         # prompt ids with HF tokenizers directly (as the C engine does); the transformers tokenizer
         # (AutoTokenizer, what xtuner uses) is used for decoding and cross-checked on encoding
-        self.tok = Tokenizer.from_file(os.path.join(llm_dir, "tokenizer.json"))
         self.hf_tok = AutoTokenizer.from_pretrained(llm_dir)
+        # a folder with only tokenizer.model: AutoTokenizer's conversion is the tokenizer
+        tj = os.path.join(llm_dir, "tokenizer.json")
+        self.tok = Tokenizer.from_file(tj) if os.path.exists(tj) else self.hf_tok.backend_tokenizer
         self.bos_id = self.hf_tok.bos_token_id
         # eval GenerationConfig uses tokenizer.eos_token_id only (spec §8.5), not config.eos_token_id
         self.eos_id = self.hf_tok.eos_token_id
