@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the image-decoding corpus: tests/fixtures/images/.
 
-Every PNG, JPEG, WebP, BMP, GIF and PPM/PGM/PBM kind a user may pass, small and with odd sizes, each with the RGB
+Every PNG, JPEG, WebP, BMP, GIF, TIFF and PPM/PGM/PBM kind a user may pass, small and with odd sizes, each with the RGB
 that Pillow decodes (`Image.open(f).convert('RGB')`, the reference's image path) as its golden:
 NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg,
 zlib and libwebp versions, each image's size and what it exercises, and the files that Pillow refuses
@@ -12,9 +12,11 @@ Pillow writes what it can (PNG 8-bit kinds, baseline and progressive JPEG, CMYK 
 the rest is written here byte by byte: a PNG writer (every bit depth and colour type, tRNS,
 Adam7 interlacing, every filter type, gAMA/cHRM/sRGB/iCCP/sBIT chunks, short palettes) and a
 baseline JPEG writer (YCCK, CMYK without an Adobe marker, RGB-coded JPEG, restart markers,
-4:4:0 and 4:1:1 sampling).
+4:4:0 and 4:1:1 sampling), and a TIFF writer (any photometric, bit depth, extra samples, sample
+format, fill order, byte order, planar layout, strips, colormap, orientation, BigTIFF, several pages)
+whose files libtiff's tiffcp (Debian's libtiff-tools) recompresses and tiles.
 
-Run with Debian 12's python3 and python3-pil 9.4 (the Pillow the tools use):
+Run with Debian 12's python3 and python3-pil 9.4 (the Pillow the tools use), with libtiff-tools installed:
     /usr/bin/python3 tools/make_image_corpus.py [OUT_DIR]
 The output is deterministic for a given Pillow/libjpeg/zlib.
 """
@@ -1161,10 +1163,287 @@ def gif_cases():
             "limit (twice Image.MAX_IMAGE_PIXELS)")
 
 
+# ---- TIFF writer ----------------------------------------------------------------------------
+
+def pack_samples(rows, bits, be):
+    """rows: h x n (samples of a row, all bands interleaved or one band) -> bytes, each row padded
+    to a byte; 16/32-bit in the file's byte order."""
+    out = bytearray()
+    for row in rows:
+        if bits >= 8:
+            fmt = {8: "B", 16: "H", 32: "I"}[bits]
+            out += struct.pack((">" if be else "<") + fmt * len(row), *[int(v) & ((1 << bits) - 1) for v in row])
+        else:
+            acc = nb = 0
+            line = bytearray()
+            for v in row:
+                acc = (acc << bits) | int(v)
+                nb += bits
+                if nb == 8:
+                    line.append(acc)
+                    acc = nb = 0
+            if nb:
+                line.append(acc << (8 - nb))
+            out += line
+    return bytes(out)
+
+
+def rev_bits(data):
+    return bytes(int(f"{b:08b}"[::-1], 2) for b in data)
+
+
+def write_tiff(path, w, h, pix, bps, photometric=None, extra=(), sample_format=None, be=False, fillorder=None,
+               planar=1, rows_per_strip=None, colormap=None, orientation=None, bigtiff=False, spp=None,
+               pages=1):
+    """An uncompressed TIFF: pix is h x w x bands (ints); one IFD (or `pages` equal ones)."""
+    bands = pix.shape[2]
+    spp = bands if spp is None else spp
+    rps = rows_per_strip or h
+    strips = []
+    planes = [pix[:, :, b:b + 1] for b in range(bands)] if planar == 2 else [pix]
+    for plane in planes:
+        for y0 in range(0, h, rps):
+            rows = plane[y0:y0 + rps].reshape(min(rps, h - y0), -1)
+            data = pack_samples(rows, bps, be)
+            if fillorder == 2:
+                data = rev_bits(data)
+            strips.append(data)
+    e = ">" if be else "<"
+    hdr = (b"MM" if be else b"II") + (struct.pack(e + "HHHQ", 43, 8, 0, 0) if bigtiff else struct.pack(e + "HI", 42, 0))
+    body = bytearray(hdr)
+    offsets = []
+    for st in strips:
+        offsets.append(len(body))
+        body += st
+        if len(body) % 2:
+            body += b"\0"
+    tags = {256: (4, [w]), 257: (4, [h]), 258: (3, [bps] * spp), 259: (3, [1]), 273: (16 if bigtiff else 4, offsets),
+            277: (3, [spp]), 278: (4, [rps]), 279: (16 if bigtiff else 4, [len(s) for s in strips]),
+            284: (3, [planar])}
+    if photometric is not None:
+        tags[262] = (3, [photometric])
+    if extra:
+        tags[338] = (3, list(extra))
+    if sample_format is not None:
+        tags[339] = (3, [sample_format] * spp)
+    if fillorder is not None:
+        tags[266] = (3, [fillorder])
+    if colormap is not None:
+        tags[320] = (3, list(colormap))
+    if orientation is not None:
+        tags[274] = (3, [orientation])
+    tsz = {3: 2, 4: 4, 16: 8}
+    ifds = []
+    for page in range(pages):
+        ifd_off = len(body)
+        n = len(tags)
+        ent = 20 if bigtiff else 12
+        cnt = 8 if bigtiff else 2
+        nxt = 8 if bigtiff else 4
+        data_off = ifd_off + cnt + n * ent + nxt
+        entries = bytearray()
+        extra_data = bytearray()
+        for tag in sorted(tags):
+            typ, vals = tags[tag]
+            raw = struct.pack(e + {3: "H", 4: "I", 16: "Q"}[typ] * len(vals), *vals)
+            inline = 8 if bigtiff else 4
+            if len(raw) <= inline:
+                val = raw + b"\0" * (inline - len(raw))
+            else:
+                val = struct.pack(e + ("Q" if bigtiff else "I"), data_off + len(extra_data))
+                extra_data += raw
+                if len(extra_data) % 2:
+                    extra_data += b"\0"
+            entries += struct.pack(e + ("HHQ" if bigtiff else "HHI"), tag, typ, len(vals)) + val
+        body += struct.pack(e + ("Q" if bigtiff else "H"), n) + entries
+        next_pos = len(body)
+        body += b"\0" * nxt
+        body += extra_data
+        ifds.append((ifd_off, next_pos))
+    for i, (off, next_pos) in enumerate(ifds):
+        if i + 1 < len(ifds):
+            body[next_pos:next_pos + (8 if bigtiff else 4)] = struct.pack(e + ("Q" if bigtiff else "I"), ifds[i + 1][0])
+    if bigtiff:
+        body[8:16] = struct.pack(e + "Q", ifds[0][0])
+    else:
+        body[4:8] = struct.pack(e + "I", ifds[0][0])
+    with open(path, "wb") as f:
+        f.write(bytes(body))
+
+
+def tiffcp(src, dst, *args):
+    import subprocess
+    subprocess.run(["tiffcp", *args, src, dst], check=True, capture_output=True)
+
+
+def tiff_cases():
+    J = lambda f: os.path.join(OUT, f)
+    w, h = 13, 9
+    rgb = pattern(w, h, 3, 255, seed=120)
+    rgba = pattern(w, h, 4, 255, seed=121)
+    grey = pattern(w, h, 1, 255, seed=122)
+    # Pillow's own writer, each compression its libtiff has
+    im = Image.fromarray(rgb.astype(np.uint8), "RGB")
+    for comp in ("raw", "tiff_lzw", "tiff_adobe_deflate", "packbits", "jpeg"):
+        im.save(J(f"tif_pil_rgb_{comp}.tif"), compression=comp)
+        golden(f"tif_pil_rgb_{comp}", f"tif_pil_rgb_{comp}.tif", f"TIFF RGB written by Pillow, compression {comp}")
+    for mode, arr, comps in (("L", grey[:, :, 0], ("raw", "tiff_lzw", "jpeg")),
+                             ("RGBA", rgba, ("raw", "tiff_deflate")),
+                             ("CMYK", pattern(w, h, 4, 255, seed=123), ("raw", "packbits")),
+                             ("LA", pattern(w, h, 2, 255, seed=124), ("raw",))):
+        m = Image.fromarray(arr.astype(np.uint8), mode) if mode != "CMYK" else Image.frombytes(
+            "CMYK", (w, h), arr.astype(np.uint8).tobytes())
+        if mode == "LA":
+            m = Image.frombytes("LA", (w, h), arr.astype(np.uint8).tobytes())
+        for comp in comps:
+            m.save(J(f"tif_pil_{mode.lower()}_{comp}.tif"), compression=comp)
+            golden(f"tif_pil_{mode.lower()}_{comp}", f"tif_pil_{mode.lower()}_{comp}.tif",
+                   f"TIFF {mode} written by Pillow, compression {comp}")
+    bw = Image.fromarray((grey[:, :, 0] > 128).astype(np.uint8) * 255, "L").convert("1")
+    for comp in ("raw", "group3", "group4", "tiff_lzw"):
+        bw.save(J(f"tif_pil_1_{comp}.tif"), compression=comp)
+        golden(f"tif_pil_1_{comp}", f"tif_pil_1_{comp}.tif", f"TIFF bilevel written by Pillow, compression {comp}")
+    pim = im.quantize(colors=23)
+    pim.save(J("tif_pil_p.tif"))
+    golden("tif_pil_p", "tif_pil_p.tif", "TIFF palette (8-bit, 16-bit colormap) written by Pillow")
+    i16 = Image.frombytes("I;16", (w, h), (pattern(w, h, 1, 600, seed=125)[:, :, 0]).astype("<u2").tobytes())
+    for comp in ("raw", "tiff_lzw"):
+        i16.save(J(f"tif_pil_i16_{comp}.tif"), compression=comp)
+        golden(f"tif_pil_i16_{comp}", f"tif_pil_i16_{comp}.tif", f"TIFF 16-bit grey written by Pillow ({comp}): "
+               "mode I;16, min(v, 255)")
+
+    # hand-written layouts
+    def case(name, what, **kw):
+        write_tiff(J(name + ".tif"), kw.pop("w", w), kw.pop("h", h), **kw)
+        golden(name, name + ".tif", what)
+
+    for bits in (1, 2, 4, 8):
+        g = pattern(w, h, 1, (1 << bits) - 1, seed=130 + bits)
+        case(f"tif_grey{bits}_black0", f"TIFF grey {bits}-bit, min-is-black", pix=g, bps=bits, photometric=1)
+        case(f"tif_grey{bits}_white0", f"TIFF grey {bits}-bit, min-is-white (inverted)", pix=g, bps=bits, photometric=0)
+        case(f"tif_grey{bits}_fill2", f"TIFF grey {bits}-bit, fill order 2 (bits reversed in each byte)", pix=g,
+             bps=bits, photometric=1, fillorder=2)
+    g16 = pattern(w, h, 1, 65535, seed=140)
+    g16[:3, :3, 0] = [[0, 1, 254], [255, 256, 300], [1000, 40000, 65535]]
+    case("tif_grey16_le", "TIFF grey 16-bit little-endian: I;16, min(v, 255)", pix=g16, bps=16, photometric=1)
+    case("tif_grey16_be", "TIFF grey 16-bit big-endian: I;16B", pix=g16, bps=16, photometric=1, be=True)
+    case("tif_grey16_white0", "TIFF grey 16-bit min-is-white: Pillow reads it as I;16, not inverted", pix=g16,
+         bps=16, photometric=0)
+    case("tif_grey16_fill2", "TIFF grey 16-bit, fill order 2 (I;16R)", pix=g16, bps=16, photometric=1, fillorder=2)
+    s16 = pattern(w, h, 1, 65535, seed=141) - 32768
+    case("tif_grey16_signed", "TIFF grey 16-bit signed: I, clipped to 0..255", pix=s16, bps=16, photometric=1,
+         sample_format=2)
+    case("tif_grey16_signed_be", "TIFF grey 16-bit signed big-endian", pix=s16, bps=16, photometric=1,
+         sample_format=2, be=True)
+    s32 = (pattern(w, h, 1, 1000, seed=142) - 300)
+    case("tif_grey32_signed", "TIFF grey 32-bit signed: I, clipped", pix=s32, bps=32, photometric=1, sample_format=2)
+    case("tif_grey32_unsigned", "TIFF grey 32-bit unsigned: I;32N, clipped", pix=pattern(w, h, 1, 400, seed=143),
+         bps=32, photometric=1)
+    case("tif_rgb8_be", "TIFF RGB big-endian", pix=rgb, bps=8, photometric=2, be=True)
+    case("tif_rgb8_strips", "TIFF RGB in strips of 2 rows", pix=rgb, bps=8, photometric=2, rows_per_strip=2)
+    case("tif_rgb8_fill2", "TIFF RGB, fill order 2", pix=rgb, bps=8, photometric=2, fillorder=2)
+    case("tif_rgb8_planar", "TIFF RGB, separate planes", pix=rgb, bps=8, photometric=2, planar=2, rows_per_strip=4)
+    case("tif_rgba8_planar", "TIFF RGBA (unassociated), separate planes", pix=rgba, bps=8, photometric=2, planar=2,
+         extra=(2,))
+    case("tif_rgb8_bigtiff", "BigTIFF RGB", pix=rgb, bps=8, photometric=2, bigtiff=True)
+    write_tiff(J("tif_rgb8_bigtiff_be.tif"), w, h, pix=rgb, bps=8, photometric=2, bigtiff=True, be=True)
+    refused("tif_rgb8_bigtiff_be.tif", "big-endian BigTIFF: Pillow 9.4 tests byte 2 for 43, so it reads the "
+            "file as a classic TIFF and fails")
+    case("tif_rgb8_pages", "TIFF of three pages: the first", pix=rgb, bps=8, photometric=2, pages=3)
+    prem = rgba.copy()
+    prem[:, :, :3] = (prem[:, :, :3] * prem[:, :, 3:4]) // 255
+    prem[0, :4, 3] = [0, 1, 255, 128]
+    case("tif_rgba8_assoc", "TIFF RGBA with associated (premultiplied) alpha: Pillow divides it out", pix=prem, bps=8,
+         photometric=2, extra=(1,))
+    case("tif_rgba8_unassoc", "TIFF RGBA, unassociated alpha dropped", pix=rgba, bps=8, photometric=2, extra=(2,))
+    case("tif_rgba8_noextra", "TIFF 4 samples with no ExtraSamples tag: RGBA", pix=rgba, bps=8, photometric=2)
+    case("tif_rgbx8", "TIFF RGB plus an unspecified extra sample", pix=rgba, bps=8, photometric=2, extra=(0,))
+    case("tif_rgba8_corel", "TIFF RGBA with ExtraSamples 999 (Corel Draw)", pix=rgba, bps=8, photometric=2,
+         extra=(999,))
+    six = pattern(w, h, 6, 255, seed=150)
+    case("tif_rgbaxx", "TIFF RGBA plus two extra samples", pix=six, bps=8, photometric=2, extra=(2, 0, 0))
+    case("tif_rgbaxx_assoc", "TIFF premultiplied RGBA plus two extra samples", pix=six, bps=8, photometric=2,
+         extra=(1, 0, 0))
+    rgb16 = pattern(w, h, 3, 65535, seed=151)
+    case("tif_rgb16_le", "TIFF RGB 16-bit little-endian: high bytes", pix=rgb16, bps=16, photometric=2)
+    case("tif_rgb16_be", "TIFF RGB 16-bit big-endian", pix=rgb16, bps=16, photometric=2, be=True)
+    rgba16 = pattern(w, h, 4, 65535, seed=152)
+    case("tif_rgba16", "TIFF RGBA 16-bit", pix=rgba16, bps=16, photometric=2, extra=(2,))
+    prem16 = rgba16.copy()
+    prem16[:, :, :3] = (prem16[:, :, :3] * prem16[:, :, 3:4]) // 65535
+    prem16[0, :3, 3] = [0, 255, 65535]
+    case("tif_rgba16_assoc", "TIFF RGBA 16-bit premultiplied", pix=prem16, bps=16, photometric=2, extra=(1,))
+    for bits in (1, 2, 4, 8):
+        n = 1 << bits
+        cm = [int(v) for v in RNG.randint(0, 65536, size=3 * n)]
+        idx = pattern(w, h, 1, n - 1, seed=160 + bits)
+        case(f"tif_pal{bits}", f"TIFF palette {bits}-bit: colormap // 256", pix=idx, bps=bits, photometric=3,
+             colormap=cm)
+        if bits == 4:
+            write_tiff(J("tif_pal4_fill2.tif"), w, h, pix=idx, bps=4, photometric=3, colormap=cm, fillorder=2)
+            refused("tif_pal4_fill2.tif", "uncompressed TIFF palette 4-bit with fill order 2: Pillow's unpacker "
+                    "table has no P;4R")
+    cm8 = [int(v) for v in RNG.randint(0, 65536, size=768)]
+    case("tif_pa8", "TIFF palette + alpha (PA)", pix=pattern(w, h, 2, 255, seed=170), bps=8, photometric=3,
+         extra=(2,), colormap=cm8)
+    case("tif_cmyk8_x", "TIFF CMYK plus an extra sample", pix=pattern(w, h, 5, 255, seed=171), bps=8, photometric=5,
+         extra=(0,))
+    case("tif_cmyk16", "TIFF CMYK 16-bit little-endian", pix=pattern(w, h, 4, 65535, seed=172), bps=16,
+         photometric=5)
+    case("tif_la8", "TIFF grey + alpha", pix=pattern(w, h, 2, 255, seed=173), bps=8, photometric=1, extra=(2,))
+    case("tif_nophoto_1bit", "TIFF 1-bit without a PhotometricInterpretation tag: Pillow takes 0 (min-is-white)",
+         pix=pattern(w, h, 1, 1, seed=174), bps=1)
+    ow, oh = 7, 5
+    orgb = pattern(ow, oh, 3, 255, seed=180)
+    for o in range(1, 9):
+        case(f"tif_orient{o}", f"TIFF Orientation {o}: Pillow's TIFF loader turns the image", w=ow, h=oh, pix=orgb,
+             bps=8, photometric=2, orientation=o)
+    # compressions over hand-made layouts, by libtiff's tiffcp
+    for src, args, name, what in (
+            ("tif_rgb8_strips", ("-c", "lzw:2"), "tif_rgb8_lzw_pred", "TIFF RGB, LZW with horizontal predictor"),
+            ("tif_rgb8_strips", ("-c", "zip:2"), "tif_rgb8_zip_pred", "TIFF RGB, Deflate with predictor"),
+            ("tif_rgb8_strips", ("-t", "-w", "16", "-l", "16"), "tif_rgb8_tiled", "TIFF RGB in 16x16 tiles"),
+            ("tif_rgb8_strips", ("-t", "-w", "16", "-l", "16", "-c", "lzw"), "tif_rgb8_tiled_lzw",
+             "TIFF RGB in LZW tiles"),
+            ("tif_rgb8_planar", ("-c", "lzw"), "tif_rgb8_planar_lzw", "TIFF RGB, separate planes, LZW"),
+            ("tif_rgb8_planar", ("-t", "-w", "16", "-l", "16"), "tif_rgb8_planar_tiled", "TIFF RGB separate planes, tiled"),
+            ("tif_rgb16_le", ("-c", "zip:2"), "tif_rgb16_zip", "TIFF RGB 16-bit, Deflate with predictor"),
+            ("tif_grey1_black0", ("-c", "g4"), "tif_grey1_g4_black0", "TIFF bilevel min-is-black, CCITT G4"),
+            ("tif_grey4_white0", ("-c", "packbits"), "tif_grey4_packbits", "TIFF grey 4-bit min-is-white, PackBits"),
+            ("tif_pal4", ("-c", "lzw", "-f", "lsb2msb"), "tif_pal4_lzw_fill2", "TIFF palette 4-bit, LZW, fill order 2"),
+            ("tif_grey8_black0", ("-t", "-w", "16", "-l", "16", "-c", "zip"), "tif_grey8_tiled_zip", "TIFF grey tiled"),
+            ("tif_rgb8_strips", ("-c", "jpeg", "-r", "16"), "tif_rgb8_jpeg_ycbcr", "TIFF JPEG (YCbCr, subsampled)"),
+            ("tif_rgb8_strips", ("-c", "jpeg:r", "-r", "16"), "tif_rgb8_jpeg_rgb", "TIFF JPEG with RGB photometric"),
+            ("tif_orient6", ("-c", "lzw"), "tif_orient6_lzw", "TIFF Orientation 6, LZW"),
+            ("tif_cmyk8_x", ("-c", "lzw"), "tif_cmyk8_x_lzw", "TIFF CMYK+X, LZW")):
+        tiffcp(J(src + ".tif"), J(name + ".tif"), *args)
+        golden(name, name + ".tif", what)
+
+    # refused: by design (Pillow reads them) and because Pillow refuses them
+    write_tiff(J("tif_float32.tif"), w, h, pix=np.zeros((h, w, 1), np.int64), bps=32, photometric=1, sample_format=3)
+    refused("tif_float32.tif", "TIFF 32-bit float grey (mode F): not read by the engine", pil_refuses=False)
+    write_tiff(J("tif_ycbcr_raw.tif"), w, h, pix=rgb, bps=8, photometric=6)
+    refused("tif_ycbcr_raw.tif", "TIFF uncompressed YCbCr: not read by the engine", pil_refuses=False)
+    write_tiff(J("tif_rgb_nophoto.tif"), w, h, pix=rgb, bps=8)
+    refused("tif_rgb_nophoto.tif", "TIFF of 3 samples without a PhotometricInterpretation tag (unknown mode)")
+    write_tiff(J("tif_rgb12.tif"), w, h, pix=pattern(w, h, 3, 4095, seed=190), bps=16, photometric=2, spp=3,
+               extra=())
+    with open(J("tif_rgb8_strips.tif"), "rb") as f:
+        data = f.read()
+    with open(J("tif_truncated.tif"), "wb") as f:
+        f.write(data[:150])
+    refused("tif_truncated.tif", "TIFF cut inside its first IFD")
+    for src, name, what in (("tif_pil_rgb_raw", "tif_truncated_raw", "uncompressed TIFF whose strip is cut short"),
+                            ("tif_pil_rgb_tiff_lzw", "tif_truncated_lzw", "LZW TIFF whose strip is cut short")):
+        with open(J(src + ".tif"), "rb") as f:
+            data = f.read()
+        with open(J(name + ".tif"), "wb") as f:
+            f.write(data[: len(data) * 2 // 3])
+        refused(name + ".tif", what)
+    os.remove(J("tif_rgb12.tif"))
+
+
 def other_cases():
-    im = Image.fromarray(pattern(9, 7, 3, 255, seed=95).astype(np.uint8), "RGB")
-    im.save(os.path.join(OUT, "other.tif"))
-    refused("other.tif", "TIFF: not a format the engine reads", pil_refuses=False)
     with open(os.path.join(OUT, "other_empty.png"), "wb"):
         pass
     refused("other_empty.png", "an empty file")
@@ -1182,6 +1461,7 @@ def main():
     webp_cases()
     bmp_cases()
     gif_cases()
+    tiff_cases()
     other_cases()
     manifest = {
         "generator": "tools/make_image_corpus.py",
@@ -1191,6 +1471,7 @@ def main():
         "libjpeg_turbo": bool(features.check("libjpeg_turbo")),
         "zlib": features.version("zlib"),
         "libwebp": features.version("webp"),
+        "libtiff": features.version("libtiff"),
         "images": images,
         "refused": errors,
     }

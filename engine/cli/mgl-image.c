@@ -1,5 +1,5 @@
-/* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP, GIF and PNM decoding, pixel for pixel
- * as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
+/* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP, GIF, TIFF (mgl-image-tiff.c) and PNM decoding, pixel
+ * for pixel as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
  *
  * The rules, kind by kind (Pillow's mode for the file, then its RGB conversion):
  *  PNG   libpng's progressive reader with no transformation (no gamma, no
@@ -39,9 +39,10 @@
  *        (GifDecode.c) give it: the screen grown to the frame, index 0 or
  *        the transparent index around it, the palette rules of
  *        docs/engine.md.
+ *  TIFF  mgl-image-tiff.c: the mode from the first IFD as Pillow's
+ *        TiffImagePlugin decides it, the samples from libtiff.
  * Anything else is refused with a one-line message naming the file. */
-#include "mgl-image.h"
-#include "mgl-cli.h"
+#include "mgl-image-internal.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -59,11 +60,9 @@
 #include <webp/decode.h>
 #include <webp/demux.h>
 
-#define MAX_SIDE 16384
-/* Pillow's decompression-bomb limit: Image.open refuses more than twice Image.MAX_IMAGE_PIXELS
- * (1024 * 1024 * 1024 // 4 // 3 = 89,478,485) pixels, whatever the format */
-#define MAX_PIXELS 178956970ull
-static bool too_many_pixels(uint64_t w, uint64_t h) { return (w ? w : 1) * (h ? h : 1) > MAX_PIXELS; }
+#define MAX_SIDE MGL_IMAGE_MAX_SIDE
+#define MAX_PIXELS MGL_IMAGE_MAX_PIXELS
+#define too_many_pixels mgl_image_too_many_pixels
 
 /* A P image's 256-entry palette as Pillow holds it: `n` entries from `src` (`step` bytes apart,
  * blue first when `bgr`), and past them the grey ramp (i, i, i) that a new palette starts as. */
@@ -1383,8 +1382,11 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
         st = load_bmp(path, d, n, rgb, w, h, err);
     else if (n >= 6 && (memcmp(d, "GIF87a", 6) == 0 || memcmp(d, "GIF89a", 6) == 0))
         st = load_gif(path, d, n, rgb, w, h, err);
+    else if (n >= 4 && (memcmp(d, "II\x2a\x00", 4) == 0 || memcmp(d, "MM\x00\x2a", 4) == 0 ||
+                        memcmp(d, "II\x2b\x00", 4) == 0 || memcmp(d, "MM\x00\x2b", 4) == 0))
+        st = mgl_tiff_load(path, d, n, rgb, w, h, err);
     else
-        st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG, WebP, BMP, GIF or PNM (PPM/PGM/PBM) image", path);
+        st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG, WebP, BMP, GIF, TIFF or PNM (PPM/PGM/PBM) image", path);
     g_mapped_file_unref(m);
     return st;
 }

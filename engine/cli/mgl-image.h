@@ -1,11 +1,13 @@
-/* mgl-image.h: decode PNG, JPEG and PPM files to packed RGB8 (for the CLI and tests). */
+/* mgl-image.h: decode PNG, JPEG, WebP, BMP, GIF, TIFF and PNM files to packed RGB8 (for the CLI and
+ * tests), as Pillow 9.4's Image.open(f).convert("RGB") (docs/engine.md, Image files). */
 #ifndef MGL_IMAGE_H
 #define MGL_IMAGE_H
 
 #include "mgllava.h"
 
 /* *rgb is malloc'ed (w*h*3). Grey and palette images are expanded, alpha is
- * dropped (as PIL's convert('RGB') does); EXIF orientation is not applied. */
+ * dropped (as PIL's convert('RGB') does); EXIF orientation is not applied (a TIFF's Orientation
+ * tag is, as Pillow's TIFF loader applies it). */
 MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr* err);
 
 #endif
