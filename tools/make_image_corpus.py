@@ -1419,9 +1419,17 @@ def tiff_cases():
         tiffcp(J(src + ".tif"), J(name + ".tif"), *args)
         golden(name, name + ".tif", what)
 
+    fv = (pattern(w, h, 1, 1000, seed=185)[:, :, 0].astype(np.float32) - 300.0) * 0.37
+    fv[0, :6] = [np.nan, np.inf, -np.inf, 254.99, 255.0, 0.5]
+    fbits = fv.view(np.uint32).astype(np.int64)[:, :, None]
+    case("tif_float32", "TIFF 32-bit float grey (mode F): truncated, clipped, NaN 0", pix=fbits, bps=32,
+         photometric=1, sample_format=3)
+    case("tif_float32_be_white0", "TIFF 32-bit float big-endian, photometric 0 (not inverted)", pix=fbits, bps=32,
+         photometric=0, sample_format=3, be=True)
+    tiffcp(J("tif_float32.tif"), J("tif_float32_lzw_fpred.tif"), "-c", "lzw:3")
+    golden("tif_float32_lzw_fpred", "tif_float32_lzw_fpred.tif", "TIFF float, LZW with the floating-point predictor")
+
     # refused: by design (Pillow reads them) and because Pillow refuses them
-    write_tiff(J("tif_float32.tif"), w, h, pix=np.zeros((h, w, 1), np.int64), bps=32, photometric=1, sample_format=3)
-    refused("tif_float32.tif", "TIFF 32-bit float grey (mode F): not read by the engine", pil_refuses=False)
     write_tiff(J("tif_ycbcr_raw.tif"), w, h, pix=rgb, bps=8, photometric=6)
     refused("tif_ycbcr_raw.tif", "TIFF uncompressed YCbCr: not read by the engine", pil_refuses=False)
     write_tiff(J("tif_rgb_nophoto.tif"), w, h, pix=rgb, bps=8)

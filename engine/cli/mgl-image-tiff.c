@@ -175,6 +175,8 @@ static const OpenInfo k_open[] = {
     {'I', 1, 1, 1, "32", "", "I", "I;32N", false},
     {'I', 1, 2, 1, "32", "", "I", "I;32S", false},
     {'M', 1, 2, 1, "32", "", "I", "I;32S", false},
+    {0, 0, 3, 1, "32", "", "F", "F", false},
+    {0, 1, 3, 1, "32", "", "F", "F", false},
     {0, 1, 1, 1, "8,8", "2", "LA", "LA", false},
     {0, 2, 1, 1, "8,8,8", "", "RGB", "RGB", true},
     {0, 2, 1, 1, "8,8,8,8", "", "RGBA", "RGBA", false},
@@ -381,6 +383,12 @@ static void to_rgb(const Pix* p, const char* raw, const uint8_t (*pal)[3], uint3
         o[0] = o[1] = o[2] = clip8i((int32_t)px(p, x, y, 0));
     } else if (!strcmp(raw, "I;32N")) {
         o[0] = o[1] = o[2] = clip8i((int32_t)px(p, x, y, 0)); /* Pillow's mode I is signed */
+    } else if (!strcmp(raw, "F")) {
+        /* Pillow's F to L: 0 at or below 0, 255 at or above 255, else truncated; NaN gives 0 */
+        uint32_t u = px(p, x, y, 0);
+        float v;
+        memcpy(&v, &u, 4);
+        o[0] = o[1] = o[2] = v != v || v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
     } else if (!strcmp(raw, "LA")) {
         o[0] = o[1] = o[2] = (uint8_t)px(p, x, y, 0);
     } else if (!strncmp(raw, "RGBa", 4)) {
