@@ -13,19 +13,21 @@ static int32_t* enc(const MglTokenizer* tok, const char* text, bool special, siz
     return ids;
 }
 
-/* A folder holding `model` and a tokenizer_config.json of `config` plus
- * "tokenizer_class": "LlamaTokenizer", loaded; NULL on failure. */
-static MglTokenizer* load_variant(const char* root, const char* model, JsonObject* config, const char* key) {
+/* A folder holding `file` (a fixture under tokenizer/, copied as `as`) and a
+ * tokenizer_config.json of `config` (plus "tokenizer_class": "LlamaTokenizer"
+ * when `llama`), loaded; NULL on failure. */
+static MglTokenizer* load_variant(const char* root, const char* file, const char* as, JsonObject* config, bool llama,
+                                  const char* key) {
     char* dir = g_build_filename(root, key, NULL);
     g_mkdir_with_parents(dir, 0755);
-    char* src = g_build_filename(fixtures_dir(), "tokenizer", model, NULL);
-    char* dst = g_build_filename(dir, "tokenizer.model", NULL);
+    char* src = g_build_filename(fixtures_dir(), "tokenizer", file, NULL);
+    char* dst = g_build_filename(dir, as, NULL);
     char* data = NULL;
     gsize len = 0;
     bool ok = g_file_get_contents(src, &data, &len, NULL) && g_file_set_contents(dst, data, (gssize)len, NULL);
     g_free(data);
     JsonObject* c = json_object_new();
-    json_object_set_string_member(c, "tokenizer_class", "LlamaTokenizer");
+    if (llama) json_object_set_string_member(c, "tokenizer_class", "LlamaTokenizer");
     GList* members = json_object_get_members(config);
     for (GList* m = members; m; m = m->next)
         json_object_set_member(c, m->data, json_node_copy(json_object_get_member(config, m->data)));
@@ -38,7 +40,7 @@ static MglTokenizer* load_variant(const char* root, const char* model, JsonObjec
     ok = ok && g_file_set_contents(cfg, text, -1, NULL);
     MglTokenizer* tok = NULL;
     MglErr err = {0};
-    if (ok && mgl_tokenizer_load(dir, &tok, &err) != MGL_OK) CHECK(false, "load %s (%s): %s", model, text, err.msg);
+    if (ok && mgl_tokenizer_load(dir, &tok, &err) != MGL_OK) CHECK(false, "load %s (%s): %s", file, text, err.msg);
     CHECK(ok, "cannot write %s", dir);
     g_free(text);
     g_free(cfg);
@@ -46,6 +48,32 @@ static MglTokenizer* load_variant(const char* root, const char* model, JsonObjec
     g_free(dst);
     g_free(dir);
     return tok;
+}
+
+static void remove_dir(char* dir) {
+    if (dir) {
+        char* cmd = g_strdup_printf("rm -rf '%s'", dir);
+        CHECK(system(cmd) == 0, "rm %s", dir);
+        g_free(cmd);
+    }
+    g_free(dir);
+}
+
+/* The tokenizer of a golden line's file (member `member`) and config, loaded
+ * once per pair into `toks`; *key names the pair (g_free). */
+static MglTokenizer* variant_for(GHashTable* toks, const char* root, JsonObject* o, const char* member, const char* as,
+                                 bool llama, char** key) {
+    const char* file = json_object_get_string_member(o, member);
+    JsonNode* cn = json_object_get_member(o, "config");
+    char* cs = json_to_string(cn, FALSE);
+    *key = g_strdup_printf("%s %s", file, cs);
+    g_free(cs);
+    if (!g_hash_table_contains(toks, *key)) {
+        char* sub = g_strdup_printf("v%u", g_hash_table_size(toks));
+        g_hash_table_insert(toks, g_strdup(*key), load_variant(root, file, as, json_node_get_object(cn), llama, sub));
+        g_free(sub);
+    }
+    return g_hash_table_lookup(toks, *key);
 }
 
 /* spm_hf.jsonl: both models under every tokenizer_config.json variant. */
@@ -58,18 +86,8 @@ static void test_hf_variants(void) {
     size_t checked = 0;
     for (guint i = 0; gold && root && i < gold->len; i++) {
         JsonObject* o = json_node_get_object(gold->pdata[i]);
-        const char* model = json_object_get_string_member(o, "model");
-        JsonNode* cn = json_object_get_member(o, "config");
-        char* cs = json_to_string(cn, FALSE);
-        char* key = g_strdup_printf("%s %s", model, cs);
-        g_free(cs);
-        MglTokenizer* tok = g_hash_table_lookup(toks, key);
-        if (!tok && !g_hash_table_contains(toks, key)) {
-            char* sub = g_strdup_printf("v%u", g_hash_table_size(toks));
-            tok = load_variant(root, model, json_node_get_object(cn), sub);
-            g_free(sub);
-            g_hash_table_insert(toks, g_strdup(key), tok);
-        }
+        char* key = NULL;
+        MglTokenizer* tok = variant_for(toks, root, o, "model", "tokenizer.model", true, &key);
         if (!tok) {
             g_free(key);
             continue;
@@ -97,12 +115,40 @@ static void test_hf_variants(void) {
     printf("spm: %zu lines of %s over %u tokenizers\n", checked, path, g_hash_table_size(toks));
     CHECK(g_hash_table_size(toks) == 12, "expected 2 models x 6 configs, got %u", g_hash_table_size(toks));
     g_hash_table_destroy(toks);
-    if (root) {
-        char* cmd = g_strdup_printf("rm -rf '%s'", root);
-        CHECK(system(cmd) == 0, "rm %s", root);
-        g_free(cmd);
+    remove_dir(root);
+    if (gold) g_ptr_array_unref(gold);
+    g_free(path);
+}
+
+/* post_hf.jsonl: ids with special tokens of a tokenizer.json folder. The
+ * Llama-style classes build BOS/EOS from add_bos_token / add_eos_token and
+ * drop tokenizer.json's post-processor; other classes keep it. */
+static void test_post_variants(void) {
+    char* path = g_build_filename(fixtures_dir(), "tokenizer", "post_hf.jsonl", NULL);
+    GPtrArray* gold = read_jsonl(path);
+    CHECK(gold && gold->len >= 48, "cannot read %s", path);
+    char* root = g_dir_make_tmp("tok-post-XXXXXX", NULL);
+    GHashTable* toks = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)mgl_tokenizer_free);
+    for (guint i = 0; gold && root && i < gold->len; i++) {
+        JsonObject* o = json_node_get_object(gold->pdata[i]);
+        char* key = NULL;
+        MglTokenizer* tok = variant_for(toks, root, o, "tokenizer", "tokenizer.json", false, &key);
+        if (tok) {
+            const char* text = json_object_get_string_member(o, "text");
+            GArray* want = json_ids(o, "ids");
+            size_t n;
+            int32_t* ids = enc(tok, text, true, &n);
+            char* what = g_strdup_printf("%s:%u %s (with specials)", path, i + 1, key);
+            if (ids) check_ids(ids, n, want, what, text);
+            g_free(what);
+            free(ids);
+            g_array_free(want, TRUE);
+        }
+        g_free(key);
     }
-    g_free(root);
+    CHECK(g_hash_table_size(toks) == 12, "expected 2 tokenizers x 6 configs, got %u", g_hash_table_size(toks));
+    g_hash_table_destroy(toks);
+    remove_dir(root);
     if (gold) g_ptr_array_unref(gold);
     g_free(path);
 }
@@ -172,15 +218,13 @@ static void test_both_files(void) {
         free(ids);
         mgl_tokenizer_free(tok);
     }
-    char* cmd = g_strdup_printf("rm -rf '%s'", dir);
-    CHECK(system(cmd) == 0, "rm %s", dir);
-    g_free(cmd);
     g_free(cfg);
-    g_free(dir);
+    remove_dir(dir);
 }
 
 int main(void) {
     test_hf_variants();
+    test_post_variants();
     test_both_files();
     char* model = g_build_filename(fixtures_dir(), "tokenizer", "spm_bpe.model", NULL);
     MglTokenizer* tok = NULL;

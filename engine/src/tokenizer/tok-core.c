@@ -395,20 +395,36 @@ static MglStatus apply_config(MglTokenizer* t, const char* dir, bool in_init, Mg
     MglStatus st = tok_read_config(cfg_path, &cfg, err);
     g_free(cfg_path);
     if (st != MGL_OK) return st;
-    if (cfg.has_clean_up) {
-        t->clean_up = cfg.clean_up;
-    } else {
-        char* mcls = NULL;
-        char* mtype = NULL;
-        if (!cfg.tokenizer_class) {
-            char* mpath = g_build_filename(dir, "config.json", NULL);
-            tok_read_model_config(mpath, &mcls, &mtype);
-            g_free(mpath);
-        }
-        t->clean_up = tok_clean_up_default(cfg.tokenizer_class ? cfg.tokenizer_class : mcls, mtype, t->kind == TOK_SPM);
-        g_free(mcls);
-        g_free(mtype);
+    char* mcls = NULL;
+    char* mtype = NULL;
+    if (!cfg.tokenizer_class) {
+        char* mpath = g_build_filename(dir, "config.json", NULL);
+        tok_read_model_config(mpath, &mcls, &mtype);
+        g_free(mpath);
     }
+    const char* cls_in = cfg.tokenizer_class ? cfg.tokenizer_class : mcls;
+    t->clean_up = cfg.has_clean_up ? cfg.clean_up : tok_clean_up_default(cls_in, mtype, t->kind == TOK_SPM);
+    /* The fast classes that build their post-processor from add_bos_token /
+     * add_eos_token (update_post_processor), whatever tokenizer.json says. */
+    size_t cn;
+    const char* cls = tok_auto_class(cls_in, mtype, t->kind == TOK_SPM, &cn);
+    /* with the BOS / EOS names their constructors default to */
+    static const char* const bos_eos_classes[][3] = {{"LlamaTokenizer", "<s>", "</s>"},
+                                                     {"CodeLlamaTokenizer", "<s>", "</s>"},
+                                                     {"GemmaTokenizer", "<bos>", "<eos>"},
+                                                     {"CohereTokenizer", "<BOS_TOKEN>", "<|END_OF_TURN_TOKEN|>"},
+                                                     {NULL, NULL, NULL}};
+    bool bos_eos_template = false;
+    const char *def_bos = NULL, *def_eos = NULL;
+    for (int i = 0; bos_eos_classes[i][0]; i++)
+        if (strlen(bos_eos_classes[i][0]) == cn && !strncmp(cls, bos_eos_classes[i][0], cn)) {
+            bos_eos_template = true;
+            def_bos = bos_eos_classes[i][1];
+            def_eos = bos_eos_classes[i][2];
+        }
+    bos_eos_template |= t->kind == TOK_SPM; /* read as the Llama conversion whatever the class */
+    g_free(mcls);
+    g_free(mtype);
     if (t->kind == TOK_SPM) {
         bool aps = in_init ? cfg.has_add_prefix_space && cfg.add_prefix_space : cfg.add_prefix_space;
         st = tok_spm_pipeline(t, cfg.legacy, aps, err);
@@ -420,16 +436,18 @@ static MglStatus apply_config(MglTokenizer* t, const char* dir, bool in_init, Mg
         }
         if (st == MGL_OK) st = tok_finish_added(t, err);
     }
-    if (st == MGL_OK && cfg.bos_name) {
-        int32_t id = lookup_any(t, cfg.bos_name, strlen(cfg.bos_name));
+    const char* bos_name = cfg.bos_name ? cfg.bos_name : def_bos;
+    const char* eos_name = cfg.eos_name ? cfg.eos_name : def_eos;
+    if (st == MGL_OK && bos_name) {
+        int32_t id = lookup_any(t, bos_name, strlen(bos_name));
         if (id >= 0) t->bos = id;
     }
-    if (st == MGL_OK && cfg.eos_name) {
-        int32_t id = lookup_any(t, cfg.eos_name, strlen(cfg.eos_name));
+    if (st == MGL_OK && eos_name) {
+        int32_t id = lookup_any(t, eos_name, strlen(eos_name));
         if (id >= 0) t->eos = id;
     }
-    if (st == MGL_OK && t->kind == TOK_SPM) {
-        /* LlamaTokenizer's defaults: BOS yes, EOS no. */
+    if (st == MGL_OK && bos_eos_template) {
+        /* these classes' defaults: BOS yes, EOS no */
         bool add_bos = cfg.has_add_bos ? cfg.add_bos : true;
         bool add_eos = cfg.has_add_eos ? cfg.add_eos : false;
         st = set_post(t, add_bos, add_eos, err);
