@@ -126,7 +126,7 @@ static void test_hf_variants(void) {
 static void test_post_variants(void) {
     char* path = g_build_filename(fixtures_dir(), "tokenizer", "post_hf.jsonl", NULL);
     GPtrArray* gold = read_jsonl(path);
-    CHECK(gold && gold->len >= 48, "cannot read %s", path);
+    CHECK(gold && gold->len >= 80, "cannot read %s", path);
     char* root = g_dir_make_tmp("tok-post-XXXXXX", NULL);
     GHashTable* toks = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)mgl_tokenizer_free);
     for (guint i = 0; gold && root && i < gold->len; i++) {
@@ -143,10 +143,21 @@ static void test_post_variants(void) {
             g_free(what);
             free(ids);
             g_array_free(want, TRUE);
+            want = json_ids(o, "ids_plain");
+            ids = enc(tok, text, false, &n);
+            what = g_strdup_printf("%s:%u %s", path, i + 1, key);
+            if (ids) check_ids(ids, n, want, what, text);
+            const char* wtext = json_object_get_string_member(o, "decoded_skip");
+            char* got = check_decode(tok, (const int32_t*)want->data, want->len, true, what);
+            CHECK(strcmp(got, wtext) == 0, "%s: decode\n  got  '%s'\n  want '%s'", what, got, wtext);
+            g_free(got);
+            g_free(what);
+            free(ids);
+            g_array_free(want, TRUE);
         }
         g_free(key);
     }
-    CHECK(g_hash_table_size(toks) == 12, "expected 2 tokenizers x 6 configs, got %u", g_hash_table_size(toks));
+    CHECK(g_hash_table_size(toks) == 16, "expected 2 tokenizers x 8 configs, got %u", g_hash_table_size(toks));
     g_hash_table_destroy(toks);
     remove_dir(root);
     if (gold) g_ptr_array_unref(gold);

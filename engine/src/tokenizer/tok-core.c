@@ -386,6 +386,48 @@ static MglStatus set_post(MglTokenizer* t, bool add_bos, bool add_eos, MglErr* e
     return MGL_OK;
 }
 
+static int cmp_added_id(const void* pa, const void* pb) {
+    const TokAdded* a = pa;
+    const TokAdded* b = pb;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+static bool is_added(const MglTokenizer* t, const char* s, size_t len) {
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].len == len && memcmp(t->added[i].content, s, len) == 0) return true;
+    return false;
+}
+
+/* What PreTrainedTokenizerFast's constructor adds to a tokenizer.json: the
+ * config's added tokens (by id order) and its BOS/EOS names that are not
+ * added tokens yet. tokenizers gives each the id of its text in the model
+ * vocabulary, else the next free id (not the id the config names). */
+static MglStatus add_config_tokens(MglTokenizer* t, TokConfig* cfg, MglErr* err) {
+    if (cfg->n_added) qsort(cfg->added, cfg->n_added, sizeof *cfg->added, cmp_added_id);
+    const char* names[2] = {cfg->bos_name, cfg->eos_name};
+    MglStatus st = MGL_OK;
+    bool any = false;
+    for (size_t i = 0; i < cfg->n_added + 2 && st == MGL_OK; i++) {
+        TokAdded a;
+        if (i < cfg->n_added) {
+            a = cfg->added[i];
+        } else {
+            const char* nm = names[i - cfg->n_added];
+            if (!nm || !*nm) continue;
+            a = (TokAdded){.content = (char*)nm, .len = strlen(nm), .special = true};
+        }
+        if (is_added(t, a.content, a.len)) continue;
+        for (int k = 0; k < 2; k++)
+            if (names[k] && strlen(names[k]) == a.len && !memcmp(names[k], a.content, a.len)) a.special = true;
+        int32_t id = tok_strmap_get(&t->vocab, a.content, a.len);
+        a.id = id >= 0 ? id : t->n_vocab;
+        st = tok_add_added(t, &a, err);
+        any = true;
+    }
+    if (st == MGL_OK && any) st = tok_finish_added(t, err);
+    return st;
+}
+
 /* `in_init`: the fast class converts tokenizer.model inside its __init__
  * (tokenizer.json is there but the config asks for the slow one), where the
  * slow tokenizer gets add_prefix_space from the config only: absent is None. */
@@ -435,6 +477,8 @@ static MglStatus apply_config(MglTokenizer* t, const char* dir, bool in_init, Mg
             st = tok_add_added(t, &cfg.added[i], err);
         }
         if (st == MGL_OK) st = tok_finish_added(t, err);
+    } else {
+        st = add_config_tokens(t, &cfg, err);
     }
     const char* bos_name = cfg.bos_name ? cfg.bos_name : def_bos;
     const char* eos_name = cfg.eos_name ? cfg.eos_name : def_eos;
