@@ -1383,6 +1383,9 @@ def tiff_cases():
             write_tiff(J("tif_pal4_fill2.tif"), w, h, pix=idx, bps=4, photometric=3, colormap=cm, fillorder=2)
             refused("tif_pal4_fill2.tif", "uncompressed TIFF palette 4-bit with fill order 2: Pillow's unpacker "
                     "table has no P;4R")
+    short = [int(v) for v in RNG.randint(0, 65536, size=48)]
+    case("tif_pal8_short", "TIFF palette 8-bit with a 16-entry colormap: indices past it get the grey ramp",
+         pix=(pattern(w, h, 1, 255, seed=169)), bps=8, photometric=3, colormap=short)
     cm8 = [int(v) for v in RNG.randint(0, 65536, size=768)]
     case("tif_pa8", "TIFF palette + alpha (PA)", pix=pattern(w, h, 2, 255, seed=170), bps=8, photometric=3,
          extra=(2,), colormap=cm8)
