@@ -2,7 +2,9 @@
  * every reader: HF config.json as CLIP vision config and as LLM config,
  * OpenCLIP open_clip_config.json, the mgllava.json manifest, and
  * tokenizer_config.json (read alone, then applied to the fixture SentencePiece
- * tokenizer, which adds its added tokens and BOS/EOS rules). */
+ * tokenizer, which adds its added tokens and BOS/EOS rules, and to the folder
+ * that also holds a tokenizer.json: its added tokens, the special-token
+ * template of the Llama classes, the choice between the two files). */
 #include "fuzz-common.h"
 #include "mgl-config.h"
 #include "tokenizer/tok-internal.h"
@@ -12,6 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!init) {
         init = true;
         fuzz_link_companion("tokenizer.model", fuzz_fixture("tokenizer/spm_bpe.model"));
+        fuzz_link_companion("tokenizer.json", fuzz_fixture("tokenizer/tiny_metaspace/tokenizer.json"));
     }
     const char* path = fuzz_write_input(data, size);
     MglErr err = {0};
@@ -39,6 +42,11 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         (void)fuzz_named_input("tokenizer_config.json");
         MglTokenizer* tok = NULL;
         if (mgl_tokenizer_load(fuzz_private_path("tokenizer.model"), &tok, &err) == MGL_OK) {
+            fuzz_exercise_tokenizer(tok);
+            mgl_tokenizer_free(tok);
+        }
+        tok = NULL;
+        if (mgl_tokenizer_load(fuzz_private_path(""), &tok, &err) == MGL_OK) {
             fuzz_exercise_tokenizer(tok);
             mgl_tokenizer_free(tok);
         }
