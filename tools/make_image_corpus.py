@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the image-decoding corpus: tests/fixtures/images/.
 
-Every PNG, JPEG, WebP, BMP, GIF, TIFF and PPM/PGM/PBM kind a user may pass, small and with odd sizes, each with the RGB
+Every PNG, JPEG, WebP, BMP, GIF, TIFF, ICO and PPM/PGM/PBM kind a user may pass, small and with odd sizes, each with the RGB
 that Pillow decodes (`Image.open(f).convert('RGB')`, the reference's image path) as its golden:
 NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg,
 zlib and libwebp versions, each image's size and what it exercises, and the files that Pillow refuses
@@ -1454,6 +1454,92 @@ def tiff_cases():
     os.remove(J("tif_rgb12.tif"))
 
 
+# ---- ICO ------------------------------------------------------------------------------------
+
+def dib(w, h, bits, rows, palette=None):
+    """A DIB as an ICO holds it: a BMP without its file header, the height doubled, and a 1-bit AND
+    mask (rows padded to 32 bits) after the colour rows."""
+    tmp = os.path.join(OUT, "_dib.bmp")
+    write_bmp(tmp, w, h, bits, rows, palette=palette)
+    with open(tmp, "rb") as f:
+        data = bytearray(f.read()[14:])
+    os.remove(tmp)
+    data[8:12] = struct.pack("<i", 2 * h)
+    mstride = ((w + 31) // 32) * 4
+    mask = bytes((y * 7 + x) & 0xFF for y in range(h) for x in range(mstride))
+    return bytes(data) + mask
+
+
+def write_ico(path, entries, magic=b"\0\0\1\0"):
+    """entries: (w, h, bpp, ncolors, payload); w or h 256 is written as 0."""
+    head = magic + struct.pack("<H", len(entries))
+    off = 6 + 16 * len(entries)
+    dirs, blobs = b"", b""
+    for (w, h, bpp, ncol, payload) in entries:
+        dirs += struct.pack("<BBBBHHII", w % 256, h % 256, ncol, 0, 1, bpp, len(payload), off + len(blobs))
+        blobs += payload
+    with open(path, "wb") as f:
+        f.write(head + dirs + blobs)
+
+
+def ico_cases():
+    J = lambda f: os.path.join(OUT, f)
+    src = Image.fromarray(pattern(40, 40, 4, 255, seed=200).astype(np.uint8), "RGBA")
+    src.save(J("ico_pil_png.ico"), sizes=[(16, 16), (24, 24), (32, 32)])
+    golden("ico_pil_png", "ico_pil_png.ico", "ICO written by Pillow (PNG frames): the largest")
+    src.save(J("ico_pil_bmp.ico"), sizes=[(16, 16), (32, 32)], bitmap_format="bmp")
+    golden("ico_pil_bmp", "ico_pil_bmp.ico", "ICO written by Pillow with BMP frames (32-bit DIB)")
+
+    def rows_of(pix, bits):
+        return [pack_bits(r, bits) if bits < 8 else bytes(r.astype(np.uint8).reshape(-1)) for r in pix]
+
+    w, h = 13, 9
+    idx1 = pattern(w, h, 1, 1, seed=201)[:, :, 0]
+    idx4 = pattern(w, h, 1, 15, seed=202)[:, :, 0]
+    idx8 = pattern(w, h, 1, 255, seed=203)[:, :, 0]
+    pal4 = [tuple(int(v) for v in RNG.randint(0, 256, 3)) for _ in range(16)]
+    pal8 = [tuple(int(v) for v in RNG.randint(0, 256, 3)) for _ in range(256)]
+    bgr = pattern(w, h, 3, 255, seed=204)[:, :, ::-1]
+    bgra = pattern(w, h, 4, 255, seed=205)[:, :, [2, 1, 0, 3]]
+    cases = {
+        "ico_dib1": ([(w, h, 1, 2, dib(w, h, 1, rows_of(idx1, 1), [(0, 0, 0), (255, 255, 255)]))],
+                     "ICO 1-bit DIB, black-and-white palette"),
+        "ico_dib4": ([(w, h, 4, 16, dib(w, h, 4, rows_of(idx4, 4), pal4))], "ICO 4-bit DIB"),
+        "ico_dib8": ([(w, h, 8, 0, dib(w, h, 8, rows_of(idx8, 8), pal8))], "ICO 8-bit DIB"),
+        "ico_dib24": ([(w, h, 24, 0, dib(w, h, 24, rows_of(bgr, 8), None))], "ICO 24-bit DIB"),
+        "ico_dib32": ([(w, h, 32, 0, dib(w, h, 32, rows_of(bgra, 8), None))], "ICO 32-bit DIB, alpha dropped"),
+        "ico_pick_depth": ([(8, 8, 32, 0, dib(8, 8, 32, rows_of(bgra[:8, :8], 8), None)),
+                            (w, h, 4, 16, dib(w, h, 4, rows_of(idx4, 4), pal4)),
+                            (w, h, 8, 0, dib(w, h, 8, rows_of(idx8, 8), pal8))],
+                           "ICO of three entries: the largest, and of two that size the deeper"),
+        "ico_pick_last": ([(w, h, 24, 0, dib(w, h, 24, rows_of(bgr, 8), None)),
+                           (w, h, 24, 0, dib(w, h, 24, rows_of(bgr[::-1], 8), None))],
+                          "ICO of two equal entries: Pillow takes the one listed last"),
+        "ico_w256": ([(256, 2, 24, 0, dib(256, 2, 24, rows_of(pattern(256, 2, 3, 255, seed=206), 8), None))],
+                     "ICO entry of width byte 0 (256)"),
+        "ico_dims_lie": ([(16, 16, 24, 0, dib(w, h, 24, rows_of(bgr, 8), None))],
+                         "ICO entry whose directory size differs from its bitmap: the bitmap's size"),
+    }
+    for name, (entries, what) in cases.items():
+        write_ico(J(name + ".ico"), entries)
+        golden(name, name + ".ico", what)
+    with open(J("ico_pil_png.ico"), "rb") as f:
+        png_frame = f.read()
+    # a PNG frame beside a DIB one: the larger is the PNG
+    small = (8, 8, 32, 0, dib(8, 8, 32, rows_of(bgra[:8, :8], 8), None))
+    buf = io.BytesIO()
+    Image.fromarray(pattern(20, 14, 3, 255, seed=207).astype(np.uint8), "RGB").save(buf, "PNG")
+    write_ico(J("ico_png_and_dib.ico"), [small, (20, 14, 24, 0, buf.getvalue())])
+    golden("ico_png_and_dib", "ico_png_and_dib.ico", "ICO with a DIB entry and a larger PNG entry")
+    write_ico(J("bad_ico_empty.ico"), [])
+    refused("bad_ico_empty.ico", "ICO with no entries")
+    with open(J("bad_ico_dir.ico"), "wb") as f:
+        f.write(png_frame[:20])
+    refused("bad_ico_dir.ico", "ICO cut inside its directory")
+    write_ico(J("other_cursor.cur"), cases["ico_dib24"][0], magic=b"\0\0\2\0")
+    refused("other_cursor.cur", "CUR (a cursor): not read by the engine", pil_refuses=False)
+
+
 def other_cases():
     with open(os.path.join(OUT, "other_empty.png"), "wb"):
         pass
@@ -1473,6 +1559,7 @@ def main():
     bmp_cases()
     gif_cases()
     tiff_cases()
+    ico_cases()
     other_cases()
     manifest = {
         "generator": "tools/make_image_corpus.py",

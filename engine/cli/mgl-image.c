@@ -1,5 +1,5 @@
-/* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP, GIF, TIFF (mgl-image-tiff.c) and PNM decoding, pixel
- * for pixel as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
+/* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP, GIF, TIFF (mgl-image-tiff.c), ICO and PNM
+ * decoding, pixel for pixel as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
  *
  * The rules, kind by kind (Pillow's mode for the file, then its RGB conversion):
  *  PNG   libpng's progressive reader with no transformation (no gamma, no
@@ -41,6 +41,8 @@
  *        docs/engine.md.
  *  TIFF  mgl-image-tiff.c: the mode from the first IFD as Pillow's
  *        TiffImagePlugin decides it, the samples from libtiff.
+ *  ICO   the entry Pillow's IcoImagePlugin picks (the largest), as a PNG or
+ *        as a BMP bitmap without file header and mask.
  * Anything else is refused with a one-line message naming the file. */
 #include "mgl-image-internal.h"
 
@@ -839,15 +841,19 @@ static size_t bmp_rle(const uint8_t* d, size_t n, size_t pos, bool rle4, size_t 
     return len;
 }
 
-static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
-    if (n < 18) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP header", path);
-    uint64_t offset = le32(d + 10);
-    const uint32_t hs = le32(d + 14);
+/* A BMP's bitmap as Pillow's BmpImageFile._bitmap reads it: the info header at `hpos` (14 in a
+ * BMP file; in an ICO, where the DIB has no file header, the entry's offset), the pixel data at
+ * `offset` (the file header's; 0: right after the palette). `half`: an ICO entry, whose DIB
+ * height counts the AND mask too, so the image is its first half (IcoFile.frame). */
+static MglStatus bmp_decode(const char* path, const uint8_t* d, size_t n, size_t hpos, uint64_t offset, bool half,
+                            uint8_t** rgb, int* w, int* h, MglErr* err) {
+    if (n < hpos || n - hpos < 4) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP header", path);
+    const uint32_t hs = le32(d + hpos);
     if (hs != 12 && hs != 40 && hs != 64 && hs != 108 && hs != 124)
         return cli_err(err, MGL_E_FORMAT, "%s: unsupported BMP header size %u", path, hs);
-    if (n < 14 + (size_t)hs) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP header", path);
-    const uint8_t* hd = d + 18; /* the header after its size field */
-    size_t pos = 14 + (size_t)hs;
+    if (n - hpos < (size_t)hs) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP header", path);
+    const uint8_t* hd = d + hpos + 4; /* the header after its size field */
+    size_t pos = hpos + (size_t)hs;
     uint64_t W, H, colors = 0;
     unsigned bits, comp;
     size_t pad;
@@ -878,7 +884,7 @@ static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t*
         }
     }
     if (!colors) colors = bits < 64 ? 1ull << bits : 0;
-    if (offset == 14 + (uint64_t)hs && bits <= 8) offset += 4 * colors;
+    if (hpos == 14 && offset == 14 + (uint64_t)hs && bits <= 8) offset += 4 * colors;
     if (bits != 1 && bits != 4 && bits != 8 && bits != 16 && bits != 24 && bits != 32)
         return cli_err(err, MGL_E_FORMAT, "%s: unsupported BMP pixel depth (%u)", path, bits);
     int raw = bits == 1    ? BR_P1
@@ -950,6 +956,10 @@ static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t*
     if (W > MAX_SIDE || H > MAX_SIDE || too_many_pixels(W, H))
         return cli_err(err, MGL_E_FORMAT, "%s: %llux%llu pixels (at most %d a side, %llu in all)", path,
                        (unsigned long long)W, (unsigned long long)H, MAX_SIDE, MAX_PIXELS);
+    if (half) {
+        H /= 2;
+        if (H < 1) return cli_err(err, MGL_E_FORMAT, "%s: ICO bitmap of height 1 (no image above its mask)", path);
+    }
     if (rle && (!pal_mode || raw == BR_1)) /* Pillow decodes RLE data as P or L only */
         return cli_err(err, MGL_E_FORMAT, "%s: BMP RLE data in a %u-bit%s image", path, bits,
                        raw == BR_1 ? " two-colour" : "");
@@ -1354,6 +1364,47 @@ static MglStatus load_webp(const char* path, const uint8_t* d, size_t n, uint8_t
     return st;
 }
 
+static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
+    if (n < 18) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP header", path);
+    return bmp_decode(path, d, n, 14, le32(d + 10), false, rgb, w, h, err);
+}
+
+/* ---- ICO, as Pillow's IcoImagePlugin ------------------------------------------------------ */
+
+/* The largest entry (by width x height, then colour depth; among equal ones the last listed),
+ * decoded as a PNG or as a DIB without its AND mask; the mask only makes alpha, which
+ * convert("RGB") drops. */
+static MglStatus load_ico(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
+    const unsigned count = le16(d + 4);
+    int best = -1;
+    uint64_t best_sq = 0, best_depth = 0;
+    for (unsigned i = 0; i < count; i++) {
+        const size_t e = 6 + 16 * (size_t)i;
+        if (e + 16 > n) return cli_err(err, MGL_E_FORMAT, "%s: ICO directory cut short", path);
+        const uint64_t ew = d[e] ? d[e] : 256, eh = d[e + 1] ? d[e + 1] : 256;
+        const unsigned ncolor = d[e + 2], bpp = le16(d + e + 6);
+        uint64_t depth = bpp;
+        if (!depth && ncolor) { /* ceil(log2(colours)) */
+            depth = 0;
+            while ((1u << depth) < ncolor) depth++;
+        }
+        if (!depth) depth = 256;
+        const uint64_t sq = ew * eh;
+        /* Pillow sorts by depth, then (stably) by size, and reverses: equal entries come last first */
+        if (best < 0 || sq > best_sq || (sq == best_sq && depth >= best_depth)) {
+            best = (int)i;
+            best_sq = sq;
+            best_depth = depth;
+        }
+    }
+    if (best < 0) return cli_err(err, MGL_E_FORMAT, "%s: ICO without images", path);
+    const uint64_t off = le32(d + 6 + 16 * (size_t)best + 12);
+    if (off >= n) return cli_err(err, MGL_E_FORMAT, "%s: ICO image past the end of the file", path);
+    if (n - off >= 8 && memcmp(d + off, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return load_png(path, d + off, n - off, rgb, w, h, err);
+    return bmp_decode(path, d, n, (size_t)off, 0, true, rgb, w, h, err);
+}
+
 MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr* err) {
     *rgb = NULL;
     *w = *h = 0;
@@ -1385,8 +1436,11 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
     else if (n >= 4 && (memcmp(d, "II\x2a\x00", 4) == 0 || memcmp(d, "MM\x00\x2a", 4) == 0 ||
                         memcmp(d, "II\x2b\x00", 4) == 0 || memcmp(d, "MM\x00\x2b", 4) == 0))
         st = mgl_tiff_load(path, d, n, rgb, w, h, err);
+    else if (n >= 6 && memcmp(d, "\0\0\1\0", 4) == 0)
+        st = load_ico(path, d, n, rgb, w, h, err);
     else
-        st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG, WebP, BMP, GIF, TIFF or PNM (PPM/PGM/PBM) image", path);
+        st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG, WebP, BMP, GIF, TIFF, ICO or PNM (PPM/PGM/PBM) image",
+                     path);
     g_mapped_file_unref(m);
     return st;
 }

@@ -48,7 +48,7 @@ static void usage(FILE* f) {
         "             [--temperature T] [--top-p P] [--top-k K] [--seed S] [--device auto|cpu|cuda] [--json]\n"
         "             [--object-order model|score|reading] [--schema FILE | --grammar FILE]\n"
         "                                                answer a question about an image (PNG, JPEG, WebP,\n"
-        "                                                BMP, GIF, TIFF, PPM);\n"
+        "                                                BMP, GIF, TIFF, ICO, PPM);\n"
         "                                                --schema/--grammar: the answer follows a JSON Schema or\n"
         "                                                a grammar (docs/structured-output.md)\n"
         "  run        --video F0 F1 ... --model PATH --prompt TEXT [--frames N] [--boxes FILE] [--json] ...\n"
