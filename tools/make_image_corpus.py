@@ -1531,6 +1531,17 @@ def ico_cases():
     Image.fromarray(pattern(20, 14, 3, 255, seed=207).astype(np.uint8), "RGB").save(buf, "PNG")
     write_ico(J("ico_png_and_dib.ico"), [small, (20, 14, 24, 0, buf.getvalue())])
     golden("ico_png_and_dib", "ico_png_and_dib.ico", "ICO with a DIB entry and a larger PNG entry")
+    # a DIB file: Pillow's DibImageFile takes a file starting with a BMP info header size
+    for name, bits, rows, pal, what in (("dib_24", 24, rows_of(bgr, 8), None, "DIB file (BMP without file header), 24-bit"),
+                                        ("dib_p8", 8, rows_of(idx8, 8), pal8, "DIB file, 8-bit palette")):
+        tmp = J("_dib.bmp")
+        write_bmp(tmp, w, h, bits, rows, palette=pal)
+        with open(tmp, "rb") as f:
+            data = f.read()[14:]
+        os.remove(tmp)
+        with open(J(name + ".dib"), "wb") as f:
+            f.write(data)
+        golden(name, name + ".dib", what)
     write_ico(J("bad_ico_empty.ico"), [])
     refused("bad_ico_empty.ico", "ICO with no entries")
     with open(J("bad_ico_dir.ico"), "wb") as f:

@@ -1438,6 +1438,8 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
         st = mgl_tiff_load(path, d, n, rgb, w, h, err);
     else if (n >= 6 && memcmp(d, "\0\0\1\0", 4) == 0)
         st = load_ico(path, d, n, rgb, w, h, err);
+    else if (n >= 4 && (le32(d) == 12 || le32(d) == 40 || le32(d) == 64 || le32(d) == 108 || le32(d) == 124))
+        st = bmp_decode(path, d, n, 0, 0, false, rgb, w, h, err); /* a DIB: a BMP without its file header */
     else
         st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG, WebP, BMP, GIF, TIFF, ICO or PNM (PPM/PGM/PBM) image",
                      path);
