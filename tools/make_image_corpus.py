@@ -1418,7 +1418,13 @@ def tiff_cases():
             ("tif_rgb8_strips", ("-c", "jpeg", "-r", "16"), "tif_rgb8_jpeg_ycbcr", "TIFF JPEG (YCbCr, subsampled)"),
             ("tif_rgb8_strips", ("-c", "jpeg:r", "-r", "16"), "tif_rgb8_jpeg_rgb", "TIFF JPEG with RGB photometric"),
             ("tif_orient6", ("-c", "lzw"), "tif_orient6_lzw", "TIFF Orientation 6, LZW"),
-            ("tif_cmyk8_x", ("-c", "lzw"), "tif_cmyk8_x_lzw", "TIFF CMYK+X, LZW")):
+            ("tif_cmyk8_x", ("-c", "lzw"), "tif_cmyk8_x_lzw", "TIFF CMYK+X, LZW"),
+            ("tif_la8", ("-p", "separate", "-c", "lzw"), "tif_la8_planar_lzw", "TIFF LA, separate planes, LZW"),
+            ("tif_pil_cmyk_raw", ("-p", "separate"), "tif_cmyk8_planar", "TIFF CMYK, separate planes"),
+            ("tif_pil_cmyk_raw", ("-p", "separate", "-c", "lzw"), "tif_cmyk8_planar_lzw",
+             "TIFF CMYK, separate planes, LZW"),
+            ("tif_rgba8_unassoc", ("-p", "separate", "-c", "lzw"), "tif_rgba8_planar_lzw",
+             "TIFF RGBA, separate planes, LZW")):
         tiffcp(J(src + ".tif"), J(name + ".tif"), *args)
         golden(name, name + ".tif", what)
 
@@ -1433,6 +1439,8 @@ def tiff_cases():
     golden("tif_float32_lzw_fpred", "tif_float32_lzw_fpred.tif", "TIFF float, LZW with the floating-point predictor")
 
     # refused: by design (Pillow reads them) and because Pillow refuses them
+    tiffcp(J("tif_la8.tif"), J("tif_la8_planar_raw.tif"), "-p", "separate")
+    refused("tif_la8_planar_raw.tif", "uncompressed TIFF LA in separate planes: Pillow has no L or A unpacker for LA")
     write_tiff(J("tif_ycbcr_raw.tif"), w, h, pix=rgb, bps=8, photometric=6)
     refused("tif_ycbcr_raw.tif", "TIFF uncompressed YCbCr: not read by the engine", pil_refuses=False)
     write_tiff(J("tif_rgb_nophoto.tif"), w, h, pix=rgb, bps=8)
