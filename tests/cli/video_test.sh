@@ -20,7 +20,7 @@ Q="What happens in the video?"
 # the reference's greedy ids, one line "a, b, c"
 want_ids() { tr -d ' \n' <"$G/$1.json" | sed 's/.*"greedy_ids":\[\([^]]*\)\].*/\1/; s/,/, /g'; }
 
-for c in "tiny-llama3 8 llama3_8f" "tiny-vicuna 7 vicuna_7f" "tiny-phi3 3 phi3_3f"; do
+for c in "tiny-llama3 8 llama3_8f" "tiny-vicuna 7 vicuna_7f" "tiny-phi3 3 phi3_3f" "tiny-yi 4 yi_4f"; do
     set -- $c
     if "$BIN" run --video "${frames[@]}" --frames "$2" --model "$FX/models/$1" --prompt "$Q" \
         --boxes "$G/frames/boxes.json" --json >"$tmp/out" 2>"$tmp/err"; then

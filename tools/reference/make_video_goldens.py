@@ -53,8 +53,8 @@ N_SOURCE = 10
 FRAME_W, FRAME_H = 160, 96
 QUESTION = "What happens in the video?"
 # (model, frames): llama3 at the official 8; vicuna at the most its 4096-token context holds with
-# 16 new tokens; phi3 at 3, the demo model's limit
-CASES = [("llama3", 8), ("vicuna", 7), ("phi3", 3)]
+# 16 new tokens; phi3 at 3, the demo model's limit; yi (ChatML, split layout) at 4
+CASES = [("llama3", 8), ("vicuna", 7), ("phi3", 3), ("yi", 4)]
 REL = 1e-4
 
 
@@ -181,12 +181,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="tests/fixtures/models")
     ap.add_argument("--out", default="tests/fixtures/golden-video")
+    ap.add_argument("--only", default="", help="comma-separated models (e.g. yi): write only their cases into an "
+                    "existing --out, keeping its clip files and the other cases (make_goldens.py --only)")
     a = ap.parse_args()
+    only = [m for m in a.only.split(",") if m]
+    if any(m not in dict(CASES) for m in only):
+        ap.error(f"--only: models are {[m for m, _ in CASES]}")
     torch.manual_seed(0)
     torch.set_num_threads(1)
     os.makedirs(a.out, exist_ok=True)
     frames, recs = make_frames(), frame_records()
-    models = {m: ref.MGLLaVA(os.path.join(a.models, f"tiny-{m}")) for m, _ in CASES}
+    models = {m: ref.MGLLaVA(os.path.join(a.models, f"tiny-{m}")) for m, _ in CASES if not only or m in only}
+    if only:
+        with open(os.path.join(a.out, "manifest.json")) as f:
+            manifest = json.load(f)
+        manifest["cases"] = [c for c in manifest["cases"] if c["model"] not in {f"tiny-{m}" for m in only}]
+        write_cases(a, [(m, T) for m, T in CASES if m in only], models, frames, recs, manifest)
+        return
 
     with open(os.path.join(a.out, "clip.boxes.json"), "w") as f:
         json.dump(recs, f)
@@ -218,8 +229,11 @@ def main():
                 "tolerance": {"default": {"rel": REL}, "x768": {"abs": 1e-5}, "x336": {"abs": 1e-5},
                               "boxes768": "exact", "prompt_ids": "exact", "greedy_ids": "exact"},
                 "cases": []}
+    write_cases(a, CASES, models, frames, recs, manifest)
 
-    for m, T in CASES:
+
+def write_cases(a, cases, models, frames, recs, manifest):
+    for m, T in cases:
         model = models[m]
         idx = sample_indices(N_SOURCE, T)
         r = run_video(model, [frames[i] for i in idx], [recs[i] for i in idx], QUESTION)
