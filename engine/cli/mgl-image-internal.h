@@ -6,6 +6,7 @@
 #include "mgl-image.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define MGL_IMAGE_MAX_SIDE 16384
@@ -14,6 +15,29 @@
 #define MGL_IMAGE_MAX_PIXELS 178956970ull
 static inline bool mgl_image_too_many_pixels(uint64_t w, uint64_t h) {
     return (w ? w : 1) * (h ? h : 1) > MGL_IMAGE_MAX_PIXELS;
+}
+
+/* A P image's 256-entry palette as Pillow holds it: `n` entries from `src` (`step` bytes apart,
+ * blue first when `bgr`), and past them the grey ramp (i, i, i) that a new palette starts as. */
+static inline void mgl_palette_fill(uint8_t pal[256][3], const uint8_t* src, size_t n, size_t step, bool bgr) {
+    for (size_t i = 0; i < 256; i++) {
+        const uint8_t* e = i < n ? src + i * step : NULL;
+        pal[i][0] = e ? e[bgr ? 2 : 0] : (uint8_t)i;
+        pal[i][1] = e ? e[1] : (uint8_t)i;
+        pal[i][2] = e ? e[bgr ? 0 : 2] : (uint8_t)i;
+    }
+}
+
+/* Pillow's I (or I;16) to L: values past 255 are 255 */
+static inline uint8_t mgl_clip8_u16(unsigned v) { return (uint8_t)(v > 255 ? 255 : v); }
+
+/* Pillow's cmyk2rgb: nk = 255 - k, each of R, G, B = nk - MULDIV255(c, nk) */
+static inline void mgl_cmyk2rgb(unsigned c, unsigned m, unsigned y, unsigned k, uint8_t* rgb) {
+    const unsigned nk = 255 - k, cmy[3] = {c, m, y};
+    for (int i = 0; i < 3; i++) {
+        const unsigned t = cmy[i] * nk + 128;
+        rgb[i] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
+    }
 }
 
 /* TIFF (mgl-image-tiff.c), `d` the whole file */

@@ -11,6 +11,7 @@
 #include "mgl-image-internal.h"
 
 #include <glib.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +32,20 @@ typedef struct {
     TiffTag width, length, bps, compression, photometric, fillorder, orientation, spp, planar, extra, sformat, strips,
         tiles;
     uint64_t colormap_off, colormap_count; /* SHORTs */
-    int colormap_type;
 } TiffIfd;
+
+/* The tags read, and where they go */
+static const struct {
+    unsigned tag;
+    size_t field;
+} k_tags[] = {
+    {256, offsetof(TiffIfd, width)},       {257, offsetof(TiffIfd, length)},      {258, offsetof(TiffIfd, bps)},
+    {259, offsetof(TiffIfd, compression)}, {262, offsetof(TiffIfd, photometric)}, {266, offsetof(TiffIfd, fillorder)},
+    {273, offsetof(TiffIfd, strips)},      {274, offsetof(TiffIfd, orientation)}, {277, offsetof(TiffIfd, spp)},
+    {284, offsetof(TiffIfd, planar)},      {324, offsetof(TiffIfd, tiles)},       {338, offsetof(TiffIfd, extra)},
+    {339, offsetof(TiffIfd, sformat)}};
+
+static TiffTag* tag_field(TiffIfd* f, size_t i) { return (TiffTag*)((char*)f + k_tags[i].field); }
 
 static uint64_t rd(const uint8_t* p, int bytes, bool be) {
     uint64_t v = 0;
@@ -62,31 +75,9 @@ static int type_size(int type) {
     }
 }
 
-static bool tag_wanted(TiffIfd* f, unsigned tag, TiffTag** out) {
-    switch (tag) {
-    case 256: *out = &f->width; return true;
-    case 257: *out = &f->length; return true;
-    case 258: *out = &f->bps; return true;
-    case 259: *out = &f->compression; return true;
-    case 262: *out = &f->photometric; return true;
-    case 266: *out = &f->fillorder; return true;
-    case 273: *out = &f->strips; return true;
-    case 274: *out = &f->orientation; return true;
-    case 277: *out = &f->spp; return true;
-    case 284: *out = &f->planar; return true;
-    case 324: *out = &f->tiles; return true;
-    case 338: *out = &f->extra; return true;
-    case 339: *out = &f->sformat; return true;
-    default: return false;
-    }
-}
-
 static bool read_ifd(const uint8_t* d, size_t n, TiffIfd* f) {
     memset(f, 0, sizeof *f);
-    TiffTag* all[] = {&f->width,     &f->length,      &f->bps,  &f->compression, &f->photometric,
-                      &f->fillorder, &f->orientation, &f->spp,  &f->planar,      &f->extra,
-                      &f->sformat,   &f->strips,      &f->tiles};
-    for (size_t i = 0; i < G_N_ELEMENTS(all); i++) all[i]->n = -1;
+    for (size_t i = 0; i < G_N_ELEMENTS(k_tags); i++) tag_field(f, i)->n = -1;
     if (n < 8) return false;
     f->be = d[0] == 'M';
     /* Pillow 9.4 takes a file for BigTIFF when its third byte is 43: a big-endian BigTIFF
@@ -125,12 +116,13 @@ static bool read_ifd(const uint8_t* d, size_t n, TiffIfd* f) {
             if (type == 3) {
                 f->colormap_off = (uint64_t)(vp - d);
                 f->colormap_count = c;
-                f->colormap_type = type;
             }
             continue;
         }
-        TiffTag* t; /* a tag seen again replaces the earlier value, as in Pillow's dict */
-        if (!tag_wanted(f, tag, &t)) continue;
+        TiffTag* t = NULL; /* a tag seen again replaces the earlier value, as in Pillow's dict */
+        for (size_t k = 0; k < G_N_ELEMENTS(k_tags) && !t; k++)
+            if (k_tags[k].tag == tag) t = tag_field(f, k);
+        if (!t) continue;
         if (type != 1 && type != 3 && type != 4 && type != 16 && type != 8 && type != 9) continue;
         t->count = c;
         t->n = 0;
@@ -321,12 +313,6 @@ static bool tiff_read_all(TIFF* tif, uint32_t W, uint32_t H, int planes, int bpp
 
 static uint8_t clip8i(int64_t v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v); }
 
-/* Pillow's cmyk2rgb: nk = 255 - k, R = nk - MULDIV255(c, nk) */
-static uint8_t muldiv255(unsigned a, unsigned b) {
-    unsigned t = a * b + 128;
-    return (uint8_t)((t + (t >> 8)) >> 8);
-}
-
 /* The sample `i` (of `bits`) of a row, MSB first; 16 and 32 bits in the host's order (libtiff's). */
 static uint32_t sample(const uint8_t* row, size_t i, int bits) {
     switch (bits) {
@@ -365,47 +351,76 @@ static uint32_t px(const Pix* p, uint32_t x, uint32_t y, int s) {
 /* Pillow's unpackers for the 16-bit raw modes keep the high byte. */
 static uint8_t hi8(uint32_t v, int bits) { return (uint8_t)(bits == 16 ? v >> 8 : v); }
 
-static void to_rgb(const Pix* p, const char* raw, const uint8_t (*pal)[3], uint32_t x, uint32_t y, uint8_t* o) {
+/* What a pixel becomes, decided once from Pillow's raw mode */
+typedef enum {
+    U_BILEVEL,     /* "1": bit 1 white */
+    U_BILEVEL_INV, /* "1;I": bit 1 black */
+    U_GREY,        /* L;2 L;4 L, and LA's L: v * (255 / max) */
+    U_GREY_INV,    /* L;2I L;4I L;I: (max - v) * (255 / max) */
+    U_I16,         /* I;16: min(v, 255) */
+    U_I16S,        /* I;16S: signed, clipped */
+    U_I32,         /* I;32S, and I;32N (Pillow's I is signed): clipped */
+    U_F,           /* F: truncated and clipped, NaN 0 */
+    U_RGB,         /* RGB, RGBA, RGBX, their ;16 and X variants, YCbCr read as RGB: high bytes */
+    U_RGB_PREMUL,  /* RGBa...: divided by alpha */
+    U_PAL,         /* P, PA */
+    U_CMYK,        /* CMYK...: cmyk2rgb */
+} Unpack;
+
+static Unpack unpack_of(const char* raw) {
+    if (!strcmp(raw, "1")) return U_BILEVEL;
+    if (!strcmp(raw, "1;I")) return U_BILEVEL_INV;
+    if (raw[0] == 'L') return raw[strlen(raw) - 1] == 'I' ? U_GREY_INV : U_GREY;
+    if (!strcmp(raw, "I;16")) return U_I16;
+    if (!strcmp(raw, "I;16S")) return U_I16S;
+    if (!strncmp(raw, "I;32", 4)) return U_I32;
+    if (!strcmp(raw, "F")) return U_F;
+    if (!strncmp(raw, "RGBa", 4)) return U_RGB_PREMUL;
+    if (!strncmp(raw, "RGB", 3) || !strcmp(raw, "YCbCr")) return U_RGB;
+    if (raw[0] == 'P') return U_PAL;
+    return U_CMYK;
+}
+
+static void to_rgb(const Pix* p, Unpack u, const uint8_t (*pal)[3], uint32_t x, uint32_t y, uint8_t* o) {
     const int b = p->bits;
-    if (!strcmp(raw, "1") || !strcmp(raw, "1;I")) {
-        bool on = px(p, x, y, 0) != 0;
-        o[0] = o[1] = o[2] = (on != (raw[1] == ';')) ? 255 : 0;
-    } else if (!strncmp(raw, "L;2", 3) || !strncmp(raw, "L;4", 3) || !strcmp(raw, "L") || !strcmp(raw, "L;I")) {
-        unsigned v = px(p, x, y, 0), max = (1u << b) - 1;
-        if (raw[strlen(raw) - 1] == 'I') v = max - v;
+    const unsigned max = b < 32 ? (1u << b) - 1 : 0;
+    switch (u) {
+    case U_BILEVEL:
+    case U_BILEVEL_INV: o[0] = o[1] = o[2] = ((px(p, x, y, 0) != 0) == (u == U_BILEVEL)) ? 255 : 0; break;
+    case U_GREY:
+    case U_GREY_INV: {
+        unsigned v = px(p, x, y, 0);
+        if (u == U_GREY_INV) v = max - v;
         o[0] = o[1] = o[2] = (uint8_t)(v * (255 / max));
-    } else if (!strcmp(raw, "I;16")) {
-        uint32_t v = px(p, x, y, 0);
-        o[0] = o[1] = o[2] = (uint8_t)(v > 255 ? 255 : v);
-    } else if (!strcmp(raw, "I;16S")) {
-        o[0] = o[1] = o[2] = clip8i((int16_t)px(p, x, y, 0));
-    } else if (!strcmp(raw, "I;32S")) {
-        o[0] = o[1] = o[2] = clip8i((int32_t)px(p, x, y, 0));
-    } else if (!strcmp(raw, "I;32N")) {
-        o[0] = o[1] = o[2] = clip8i((int32_t)px(p, x, y, 0)); /* Pillow's mode I is signed */
-    } else if (!strcmp(raw, "F")) {
+        break;
+    }
+    case U_I16: o[0] = o[1] = o[2] = mgl_clip8_u16(px(p, x, y, 0)); break;
+    case U_I16S: o[0] = o[1] = o[2] = clip8i((int16_t)px(p, x, y, 0)); break;
+    case U_I32: o[0] = o[1] = o[2] = clip8i((int32_t)px(p, x, y, 0)); break;
+    case U_F: {
         /* Pillow's F to L: 0 at or below 0, 255 at or above 255, else truncated; NaN gives 0 */
-        uint32_t u = px(p, x, y, 0);
+        uint32_t bits = px(p, x, y, 0);
         float v;
-        memcpy(&v, &u, 4);
+        memcpy(&v, &bits, 4);
         o[0] = o[1] = o[2] = v != v || v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
-    } else if (!strcmp(raw, "LA")) {
-        o[0] = o[1] = o[2] = (uint8_t)px(p, x, y, 0);
-    } else if (!strncmp(raw, "RGBa", 4)) {
+        break;
+    }
+    case U_RGB_PREMUL: {
         /* premultiplied: Pillow's unpackRGBa divides by alpha (of the high bytes) */
         unsigned a = hi8(px(p, x, y, 3), b);
         for (int c = 0; c < 3; c++) {
             unsigned v = hi8(px(p, x, y, c), b);
             o[c] = !a ? 0 : a == 255 ? (uint8_t)v : clip8i((int64_t)v * 255 / a);
         }
-    } else if (!strncmp(raw, "RGB", 3) || !strcmp(raw, "YCbCr")) {
+        break;
+    }
+    case U_RGB:
         for (int c = 0; c < 3; c++) o[c] = hi8(px(p, x, y, c), b);
-    } else if (raw[0] == 'P') {
-        const uint8_t* e = pal[px(p, x, y, 0) & 255];
-        memcpy(o, e, 3);
-    } else { /* CMYK */
-        unsigned k = hi8(px(p, x, y, 3), b), nk = 255 - k;
-        for (int c = 0; c < 3; c++) o[c] = (uint8_t)(nk - muldiv255(hi8(px(p, x, y, c), b), nk));
+        break;
+    case U_PAL: memcpy(o, pal[px(p, x, y, 0) & 255], 3); break;
+    case U_CMYK:
+        mgl_cmyk2rgb(hi8(px(p, x, y, 0), b), hi8(px(p, x, y, 1), b), hi8(px(p, x, y, 2), b), hi8(px(p, x, y, 3), b), o);
+        break;
     }
 }
 
@@ -531,15 +546,17 @@ MglStatus mgl_tiff_load(const char* path, const uint8_t* d, size_t n, uint8_t** 
                        (unsigned long long)W, (unsigned long long)H, MGL_IMAGE_MAX_SIDE, MGL_IMAGE_MAX_PIXELS);
 
     /* the palette: Pillow takes each 16-bit colormap value // 256, red block, green, blue */
-    uint8_t pal[256][3] = {{0}};
-    if (oi->raw[0] == 'P') {
+    const Unpack unpack = unpack_of(oi->raw);
+    uint8_t pal[256][3];
+    if (unpack == U_PAL) {
         const uint64_t entries = f.colormap_count / 3;
         if (!f.colormap_count || f.colormap_count % 3 || entries > 256)
             return cli_err(err, MGL_E_FORMAT, "%s: TIFF palette image without a usable colormap", path);
+        uint8_t cmap[256][3];
         for (uint64_t i = 0; i < entries; i++)
             for (int c = 0; c < 3; c++)
-                pal[i][c] = (uint8_t)(rd(d + f.colormap_off + 2 * (c * entries + i), 2, f.be) >> 8);
-        for (uint64_t i = entries; i < 256; i++) pal[i][0] = pal[i][1] = pal[i][2] = (uint8_t)i;
+                cmap[i][c] = (uint8_t)(rd(d + f.colormap_off + 2 * (c * entries + i), 2, f.be) >> 8);
+        mgl_palette_fill(pal, cmap[0], (size_t)entries, 3, false);
     }
 
     TiffMem mem = {d, n, 0, {0}};
@@ -581,7 +598,7 @@ MglStatus mgl_tiff_load(const char* path, const uint8_t* d, size_t n, uint8_t** 
         const Pix p = {raw, row_bytes, row_bytes * H, per_plane, bits, planar == 2};
         for (uint32_t y = 0; y < H; y++)
             for (uint32_t x = 0; x < W; x++)
-                to_rgb(&p, oi->raw, (const uint8_t(*)[3])pal, x, y, out + ((size_t)y * W + x) * 3);
+                to_rgb(&p, unpack, (const uint8_t(*)[3])pal, x, y, out + ((size_t)y * W + x) * 3);
     }
     free(raw);
     if (st != MGL_OK) {

@@ -62,22 +62,6 @@
 #include <webp/decode.h>
 #include <webp/demux.h>
 
-#define MAX_SIDE MGL_IMAGE_MAX_SIDE
-#define MAX_PIXELS MGL_IMAGE_MAX_PIXELS
-#define too_many_pixels mgl_image_too_many_pixels
-
-/* A P image's 256-entry palette as Pillow holds it: `n` entries from `src` (`step` bytes apart,
- * blue first when `bgr`), and past them the grey ramp (i, i, i) that a new palette starts as. */
-static void palette_fill(uint8_t pal[256][3], const uint8_t* src, size_t n, size_t step, bool bgr) {
-    for (size_t i = 0; i < 256; i++) {
-        const uint8_t* e = i < n ? src + i * step : NULL;
-        pal[i][0] = e ? e[bgr ? 2 : 0] : (uint8_t)i;
-        pal[i][1] = e ? e[1] : (uint8_t)i;
-        pal[i][2] = e ? e[bgr ? 0 : 2] : (uint8_t)i;
-    }
-}
-
-static uint8_t clip8_u16(unsigned v) { return (uint8_t)(v > 255 ? 255 : v); }
 
 /* ---- PNG ------------------------------------------------------------------------------------ */
 
@@ -190,7 +174,7 @@ static void png_row_to_rgb(const uint8_t* in, uint8_t* out, uint32_t w, int dept
             case 2: g = (uint8_t)(v * 0x55); break;
             case 4: g = (uint8_t)(v * 0x11); break;
             case 8: g = (uint8_t)v; break;
-            default: g = clip8_u16(v); break; /* mode I, then clip8 */
+            default: g = mgl_clip8_u16(v); break; /* mode I, then clip8 */
             }
             out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = g;
         }
@@ -218,8 +202,9 @@ static void png_info_cb(png_structp png, png_infop info) {
     png_get_IHDR(png, info, &W, &H, &x->depth, &x->ctype, &x->ilace, NULL, NULL);
     x->W = W;
     x->H = H;
-    if (too_many_pixels(W, H)) png_error(png, "more pixels than Pillow's decompression-bomb limit (178956970)");
-    palette_fill(x->pal, NULL, 0, 0, false); /* Pillow's ramp, then the PLTE entries */
+    if (mgl_image_too_many_pixels(W, H))
+        png_error(png, "more pixels than Pillow's decompression-bomb limit (178956970)");
+    mgl_palette_fill(x->pal, NULL, 0, 0, false); /* Pillow's ramp, then the PLTE entries */
     if (x->ctype == PNG_COLOR_TYPE_PALETTE) {
         png_colorp p = NULL;
         int np = 0;
@@ -287,7 +272,7 @@ static MglStatus load_png(const char* path, const uint8_t* data, size_t n, uint8
         /* Pillow refuses a bad CRC on any chunk before the image data, ancillary ones too */
         png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
         png_set_benign_errors(png, 1); /* e.g. an iCCP profile libpng dislikes: Pillow ignores it */
-        png_set_user_limits(png, MAX_SIDE, MAX_SIDE);
+        png_set_user_limits(png, MGL_IMAGE_MAX_SIDE, MGL_IMAGE_MAX_SIDE);
         png_set_progressive_read_fn(png, x, png_info_cb, png_row_cb, NULL);
         /* fed in Pillow's reads: image data in blocks of 64 KiB within each IDAT chunk */
         size_t fed = 0;
@@ -402,11 +387,11 @@ static MglStatus load_jpeg(const char* path, const uint8_t* data, size_t n, uint
         jpeg_destroy_decompress(&c);
         return cli_err(err, MGL_E_UNSUPPORTED, "%s: JPEG with %d components (1, 3 or 4 are read)", path, nc);
     }
-    if (c.image_width == 0 || c.image_height == 0 || c.image_width > MAX_SIDE || c.image_height > MAX_SIDE ||
-        too_many_pixels(c.image_width, c.image_height)) {
+    if (c.image_width == 0 || c.image_height == 0 || c.image_width > MGL_IMAGE_MAX_SIDE ||
+        c.image_height > MGL_IMAGE_MAX_SIDE || mgl_image_too_many_pixels(c.image_width, c.image_height)) {
         jpeg_destroy_decompress(&c);
         return cli_err(err, MGL_E_FORMAT, "%s: JPEG of %ux%u pixels (1..%d a side, at most %llu in all)", path,
-                       c.image_width, c.image_height, MAX_SIDE, MAX_PIXELS);
+                       c.image_width, c.image_height, MGL_IMAGE_MAX_SIDE, MGL_IMAGE_MAX_PIXELS);
     }
     /* Pillow's decoder settings: libjpeg's defaults, set here explicitly */
     c.out_color_space = nc == 4 ? JCS_CMYK : JCS_RGB;
@@ -444,14 +429,7 @@ static MglStatus load_jpeg(const char* path, const uint8_t* data, size_t n, uint
             for (size_t x = 0; x < W; x++) {
                 const uint8_t* p = row4 + 4 * x;
                 /* Pillow reads libjpeg's CMYK as Adobe-inverted ("CMYK;I") */
-                int k = 255 - p[3], nk = 255 - k;
-                for (int ch = 0; ch < 3; ch++) {
-                    int v = 255 - p[ch];
-                    int t = v * nk + 128;
-                    int m = ((t >> 8) + t) >> 8;
-                    int r8 = nk - m;
-                    o[3 * x + ch] = (uint8_t)(r8 < 0 ? 0 : r8 > 255 ? 255 : r8);
-                }
+                mgl_cmyk2rgb(255u - p[0], 255u - p[1], 255u - p[2], 255u - p[3], o + 3 * x);
             }
         }
     }
@@ -660,7 +638,7 @@ static MglStatus pnm_plain(const char* path, const uint8_t* d, size_t n, size_t 
                     goto done;
                 }
                 long long q = pnm_scale(v, maxval, out_max);
-                put_sample(out, got++, bands, mode_i ? clip8_u16((unsigned)q) : (uint8_t)q);
+                put_sample(out, got++, bands, mode_i ? mgl_clip8_u16((unsigned)q) : (uint8_t)q);
             }
             /* Past the data, every later round reads nothing, flushes the same held-back token
              * and so adds the same one sample, until the raster is full: fill it at once (a
@@ -700,9 +678,10 @@ static MglStatus load_pnm(const char* path, const uint8_t* d, size_t n, uint8_t*
     int ntok = bitonal ? 2 : 3;
     for (int k = 0; k < ntok; k++)
         if (!pnm_token(d, n, &i, &v[k])) return cli_err(err, MGL_E_FORMAT, "%s: malformed PNM header", path);
-    if (v[0] < 1 || v[1] < 1 || v[0] > MAX_SIDE || v[1] > MAX_SIDE || too_many_pixels((uint64_t)v[0], (uint64_t)v[1]))
+    if (v[0] < 1 || v[1] < 1 || v[0] > MGL_IMAGE_MAX_SIDE || v[1] > MGL_IMAGE_MAX_SIDE ||
+        mgl_image_too_many_pixels((uint64_t)v[0], (uint64_t)v[1]))
         return cli_err(err, MGL_E_FORMAT, "%s: PNM of %lldx%lld pixels (1..%d a side, at most %llu in all)", path, v[0],
-                       v[1], MAX_SIDE, MAX_PIXELS);
+                       v[1], MGL_IMAGE_MAX_SIDE, MGL_IMAGE_MAX_PIXELS);
     long long maxval = bitonal ? 1 : v[2];
     if (!bitonal && (maxval < 1 || maxval > 65535))
         return cli_err(err, MGL_E_FORMAT, "%s: PNM maxval %lld (1..65535)", path, maxval);
@@ -740,11 +719,11 @@ static MglStatus load_pnm(const char* path, const uint8_t* d, size_t n, uint8_t*
                     long long s = bps == 1 ? r[k] : ((long long)r[2 * k] << 8) | r[2 * k + 1];
                     uint8_t b8;
                     if (raw) {
-                        b8 = bps == 1 ? (uint8_t)s : clip8_u16((unsigned)s);
+                        b8 = bps == 1 ? (uint8_t)s : mgl_clip8_u16((unsigned)s);
                     } else {
                         long long q = pnm_scale(s, maxval, out_max);
                         if (q > (long long)out_max) q = (long long)out_max; /* min(out_max, ...) */
-                        b8 = mode_i ? clip8_u16((unsigned)q) : (uint8_t)q;
+                        b8 = mode_i ? mgl_clip8_u16((unsigned)q) : (uint8_t)q;
                     }
                     out[p * 3 + (size_t)c] = b8;
                 }
@@ -945,7 +924,7 @@ static MglStatus bmp_decode(const char* path, const uint8_t* d, size_t n, size_t
             if (i * pad + 3 > got || pb[i * pad] != val || pb[i * pad + 1] != val || pb[i * pad + 2] != val)
                 grey = false;
         }
-        palette_fill(pal, pb, got / pad, pad, true);
+        mgl_palette_fill(pal, pb, got / pad, pad, true);
         pos += got;
         if (grey) raw = colors == 2 ? BR_1 : BR_L;
     }
@@ -953,9 +932,9 @@ static MglStatus bmp_decode(const char* path, const uint8_t* d, size_t n, size_t
     if (W < 1 || H < 1)
         return cli_err(err, MGL_E_FORMAT, "%s: empty BMP (%llux%llu)", path, (unsigned long long)W,
                        (unsigned long long)H);
-    if (W > MAX_SIDE || H > MAX_SIDE || too_many_pixels(W, H))
+    if (W > MGL_IMAGE_MAX_SIDE || H > MGL_IMAGE_MAX_SIDE || mgl_image_too_many_pixels(W, H))
         return cli_err(err, MGL_E_FORMAT, "%s: %llux%llu pixels (at most %d a side, %llu in all)", path,
-                       (unsigned long long)W, (unsigned long long)H, MAX_SIDE, MAX_PIXELS);
+                       (unsigned long long)W, (unsigned long long)H, MGL_IMAGE_MAX_SIDE, MGL_IMAGE_MAX_PIXELS);
     if (half) {
         H /= 2;
         if (H < 1) return cli_err(err, MGL_E_FORMAT, "%s: ICO bitmap of height 1 (no image above its mask)", path);
@@ -1274,9 +1253,9 @@ static MglStatus load_gif(const char* path, const uint8_t* d, size_t n, uint8_t*
     }
     if (fw < 1 || fh < 1 || W < 1 || H < 1)
         return cli_err(err, MGL_E_FORMAT, "%s: GIF frame of %zux%zu pixels", path, fw, fh);
-    if (W > MAX_SIDE || H > MAX_SIDE || too_many_pixels(W, H))
-        return cli_err(err, MGL_E_FORMAT, "%s: %zux%zu pixels (at most %d a side, %llu in all)", path, W, H, MAX_SIDE,
-                       MAX_PIXELS);
+    if (W > MGL_IMAGE_MAX_SIDE || H > MGL_IMAGE_MAX_SIDE || mgl_image_too_many_pixels(W, H))
+        return cli_err(err, MGL_E_FORMAT, "%s: %zux%zu pixels (at most %d a side, %llu in all)", path, W, H,
+                       MGL_IMAGE_MAX_SIDE, MGL_IMAGE_MAX_PIXELS);
     /* the frame's palette: its own, unless it is the grey ramp; else the global one (also under
      * a grey-ramp local palette: Pillow then makes the image L, but loading puts the global
      * palette on it and the conversion uses that); none: the indices as grey */
@@ -1284,7 +1263,7 @@ static MglStatus load_gif(const char* path, const uint8_t* d, size_t n, uint8_t*
     const uint8_t* pal = own ? lpal : gpal;
     const size_t pal_len = own ? lpal_len : gpal_len;
     uint8_t lut[256][3];
-    palette_fill(lut, pal, pal ? pal_len / 3 : 0, 3, false);
+    mgl_palette_fill(lut, pal, pal ? pal_len / 3 : 0, 3, false);
     uint8_t* out = malloc(W * H * 3);
     if (!out) return cli_err(err, MGL_E_NOMEM, "%s: out of memory for %zux%zu pixels", path, W, H);
     /* around the frame: index 0, or the transparent index (one pixel, then doubling copies) */
@@ -1326,9 +1305,9 @@ static MglStatus load_webp(const char* path, const uint8_t* d, size_t n, uint8_t
     if (!dmx) return cli_err(err, MGL_E_FORMAT, "%s: not a WebP image libwebp can read (corrupt or truncated)", path);
     const uint32_t cw = WebPDemuxGetI(dmx, WEBP_FF_CANVAS_WIDTH), ch = WebPDemuxGetI(dmx, WEBP_FF_CANVAS_HEIGHT);
     WebPDemuxDelete(dmx);
-    if (cw > MAX_SIDE || ch > MAX_SIDE || too_many_pixels(cw, ch))
-        return cli_err(err, MGL_E_FORMAT, "%s: %ux%u pixels (at most %d a side, %llu in all)", path, cw, ch, MAX_SIDE,
-                       MAX_PIXELS);
+    if (cw > MGL_IMAGE_MAX_SIDE || ch > MGL_IMAGE_MAX_SIDE || mgl_image_too_many_pixels(cw, ch))
+        return cli_err(err, MGL_E_FORMAT, "%s: %ux%u pixels (at most %d a side, %llu in all)", path, cw, ch,
+                       MGL_IMAGE_MAX_SIDE, MGL_IMAGE_MAX_PIXELS);
     WebPAnimDecoder* dec = WebPAnimDecoderNew(&src, NULL);
     if (!dec) return cli_err(err, MGL_E_FORMAT, "%s: not a WebP image libwebp can read (corrupt or truncated)", path);
     WebPAnimInfo info;
@@ -1337,9 +1316,9 @@ static MglStatus load_webp(const char* path, const uint8_t* d, size_t n, uint8_t
     int ts = 0;
     if (!WebPAnimDecoderGetInfo(dec, &info) || info.canvas_width < 1 || info.canvas_height < 1) {
         st = cli_err(err, MGL_E_FORMAT, "%s: WebP without a canvas size", path);
-    } else if (info.canvas_width > MAX_SIDE || info.canvas_height > MAX_SIDE) {
+    } else if (info.canvas_width > MGL_IMAGE_MAX_SIDE || info.canvas_height > MGL_IMAGE_MAX_SIDE) {
         st = cli_err(err, MGL_E_FORMAT, "%s: %ux%u is larger than %d pixels a side", path, info.canvas_width,
-                     info.canvas_height, MAX_SIDE);
+                     info.canvas_height, MGL_IMAGE_MAX_SIDE);
     } else if (!WebPAnimDecoderGetNext(dec, &frame, &ts) || !frame) {
         st = cli_err(err, MGL_E_FORMAT, "%s: WebP frame data corrupt or truncated", path);
     }
