@@ -428,28 +428,50 @@ static MglStatus add_config_tokens(MglTokenizer* t, TokConfig* cfg, MglErr* err)
     return st;
 }
 
+/* A folder's tokenizer_config.json and, when that names no class,
+ * config.json's tokenizer_class and model_type: read once per load. */
+typedef struct {
+    TokConfig cfg;
+    char* mcls; /* g_free */
+    char* mtype;
+} FolderConfig;
+
+static MglStatus folder_config_read(const char* dir, FolderConfig* fc, MglErr* err) {
+    fc->mcls = fc->mtype = NULL;
+    char* cfg_path = g_build_filename(dir, "tokenizer_config.json", NULL);
+    MglStatus st = tok_read_config(cfg_path, &fc->cfg, err);
+    g_free(cfg_path);
+    if (st == MGL_OK && !fc->cfg.tokenizer_class) {
+        char* mpath = g_build_filename(dir, "config.json", NULL);
+        tok_read_model_config(mpath, &fc->mcls, &fc->mtype);
+        g_free(mpath);
+    }
+    return st;
+}
+
+static void folder_config_clear(FolderConfig* fc) {
+    tok_config_clear(&fc->cfg);
+    g_free(fc->mcls);
+    g_free(fc->mtype);
+}
+
+/* The class named by the folder (tokenizer_config.json, else config.json), or NULL */
+static const char* folder_class(const FolderConfig* fc) {
+    return fc->cfg.tokenizer_class ? fc->cfg.tokenizer_class : fc->mcls;
+}
+
 /* `in_init`: the fast class converts tokenizer.model inside its __init__
  * (tokenizer.json is there but the config asks for the slow one), where the
  * slow tokenizer gets add_prefix_space from the config only: absent is None. */
-static MglStatus apply_config(MglTokenizer* t, const char* dir, bool in_init, MglErr* err) {
-    TokConfig cfg;
-    char* cfg_path = g_build_filename(dir, "tokenizer_config.json", NULL);
-    MglStatus st = tok_read_config(cfg_path, &cfg, err);
-    g_free(cfg_path);
-    if (st != MGL_OK) return st;
-    char* mcls = NULL;
-    char* mtype = NULL;
-    if (!cfg.tokenizer_class) {
-        char* mpath = g_build_filename(dir, "config.json", NULL);
-        tok_read_model_config(mpath, &mcls, &mtype);
-        g_free(mpath);
-    }
-    const char* cls_in = cfg.tokenizer_class ? cfg.tokenizer_class : mcls;
-    t->clean_up = cfg.has_clean_up ? cfg.clean_up : tok_clean_up_default(cls_in, mtype, t->kind == TOK_SPM);
+static MglStatus apply_config(MglTokenizer* t, FolderConfig* fc, bool in_init, MglErr* err) {
+    TokConfig* cfg = &fc->cfg;
+    MglStatus st = MGL_OK;
+    const char* cls_in = folder_class(fc);
+    t->clean_up = cfg->has_clean_up ? cfg->clean_up : tok_clean_up_default(cls_in, fc->mtype, t->kind == TOK_SPM);
     /* The fast classes that build their post-processor from add_bos_token /
      * add_eos_token (update_post_processor), whatever tokenizer.json says. */
     size_t cn;
-    const char* cls = tok_auto_class(cls_in, mtype, t->kind == TOK_SPM, &cn);
+    const char* cls = tok_auto_class(cls_in, fc->mtype, t->kind == TOK_SPM, &cn);
     /* with the BOS / EOS names their constructors default to */
     static const char* const bos_eos_classes[][3] = {{"LlamaTokenizer", "<s>", "</s>"},
                                                      {"CodeLlamaTokenizer", "<s>", "</s>"},
@@ -465,23 +487,21 @@ static MglStatus apply_config(MglTokenizer* t, const char* dir, bool in_init, Mg
             def_eos = bos_eos_classes[i][2];
         }
     bos_eos_template |= t->kind == TOK_SPM; /* read as the Llama conversion whatever the class */
-    g_free(mcls);
-    g_free(mtype);
     if (t->kind == TOK_SPM) {
-        bool aps = in_init ? cfg.has_add_prefix_space && cfg.add_prefix_space : cfg.add_prefix_space;
-        st = tok_spm_pipeline(t, cfg.legacy, aps, err);
+        bool aps = in_init ? cfg->has_add_prefix_space && cfg->add_prefix_space : cfg->add_prefix_space;
+        st = tok_spm_pipeline(t, cfg->legacy, aps, err);
         /* The converted (fast) Llama tokenizer treats these as added tokens,
          * matched on the raw text. */
-        for (size_t i = 0; i < cfg.n_added && st == MGL_OK; i++) {
-            cfg.added[i].normalized = false;
-            st = tok_add_added(t, &cfg.added[i], err);
+        for (size_t i = 0; i < cfg->n_added && st == MGL_OK; i++) {
+            cfg->added[i].normalized = false;
+            st = tok_add_added(t, &cfg->added[i], err);
         }
         if (st == MGL_OK) st = tok_finish_added(t, err);
     } else {
-        st = add_config_tokens(t, &cfg, err);
+        st = add_config_tokens(t, cfg, err);
     }
-    const char* bos_name = cfg.bos_name ? cfg.bos_name : def_bos;
-    const char* eos_name = cfg.eos_name ? cfg.eos_name : def_eos;
+    const char* bos_name = cfg->bos_name ? cfg->bos_name : def_bos;
+    const char* eos_name = cfg->eos_name ? cfg->eos_name : def_eos;
     if (st == MGL_OK && bos_name) {
         int32_t id = lookup_any(t, bos_name, strlen(bos_name));
         if (id >= 0) t->bos = id;
@@ -492,39 +512,21 @@ static MglStatus apply_config(MglTokenizer* t, const char* dir, bool in_init, Mg
     }
     if (st == MGL_OK && bos_eos_template) {
         /* these classes' defaults: BOS yes, EOS no */
-        bool add_bos = cfg.has_add_bos ? cfg.add_bos : true;
-        bool add_eos = cfg.has_add_eos ? cfg.add_eos : false;
+        bool add_bos = cfg->has_add_bos ? cfg->add_bos : true;
+        bool add_eos = cfg->has_add_eos ? cfg->add_eos : false;
         st = set_post(t, add_bos, add_eos, err);
     }
-    tok_config_clear(&cfg);
     return st;
 }
 
 /* Whether AutoTokenizer builds this folder's Llama tokenizer from
  * tokenizer.model although tokenizer.json is there: LlamaTokenizerFast does
  * when tokenizer_config.json sets add_prefix_space (not null) or from_slow. */
-static bool converts_slow(const char* dir) {
-    TokConfig cfg;
-    char* cfg_path = g_build_filename(dir, "tokenizer_config.json", NULL);
-    MglStatus st = tok_read_config(cfg_path, &cfg, NULL);
-    g_free(cfg_path);
-    if (st != MGL_OK) return false; /* the load reports the config's error */
-    bool slow = cfg.has_add_prefix_space || cfg.from_slow;
-    if (slow) {
-        char *mcls = NULL, *mtype = NULL;
-        if (!cfg.tokenizer_class) {
-            char* mpath = g_build_filename(dir, "config.json", NULL);
-            tok_read_model_config(mpath, &mcls, &mtype);
-            g_free(mpath);
-        }
-        size_t n;
-        const char* cls = tok_auto_class(cfg.tokenizer_class ? cfg.tokenizer_class : mcls, mtype, false, &n);
-        slow = n == 14 && !strncmp(cls, "LlamaTokenizer", 14);
-        g_free(mcls);
-        g_free(mtype);
-    }
-    tok_config_clear(&cfg);
-    return slow;
+static bool converts_slow(const FolderConfig* fc) {
+    if (!fc->cfg.has_add_prefix_space && !fc->cfg.from_slow) return false;
+    size_t n;
+    const char* cls = tok_auto_class(folder_class(fc), fc->mtype, false, &n);
+    return n == 14 && !strncmp(cls, "LlamaTokenizer", 14);
 }
 
 MglStatus mgl_tokenizer_load(const char* path, MglTokenizer** out, MglErr* err) {
@@ -532,30 +534,34 @@ MglStatus mgl_tokenizer_load(const char* path, MglTokenizer** out, MglErr* err) 
     *out = NULL;
     if (!path) return mgl_err(err, MGL_E_INVALID, "mgl_tokenizer_load: path is NULL");
     char* file = NULL;
-    char* dir = NULL;
     bool in_init = false;
+    FolderConfig fc;
     if (is_dir(path)) {
         char* j = g_build_filename(path, "tokenizer.json", NULL);
         char* m = g_build_filename(path, "tokenizer.model", NULL);
-        in_init = is_file(j) && is_file(m) && converts_slow(path);
-        if (is_file(j) && !in_init) {
-            file = j;
-            g_free(m);
-        } else if (is_file(m)) {
-            file = m;
-            g_free(j);
-        } else {
+        if (!is_file(j) && !is_file(m)) {
             g_free(j);
             g_free(m);
             return mgl_err(err, MGL_E_IO, "%s: no tokenizer.json or tokenizer.model in this folder", path);
         }
-        dir = g_strdup(path);
+        MglStatus cs = folder_config_read(path, &fc, err);
+        if (cs != MGL_OK) {
+            g_free(j);
+            g_free(m);
+            return cs;
+        }
+        in_init = is_file(j) && is_file(m) && converts_slow(&fc);
+        file = is_file(j) && !in_init ? j : m;
+        g_free(file == j ? m : j);
     } else {
         if (!is_file(path))
             return mgl_err(err, MGL_E_IO, "%s: %s", path,
                            g_file_test(path, G_FILE_TEST_EXISTS) ? "not a regular file" : "no such tokenizer file");
+        char* dir = g_path_get_dirname(path);
+        MglStatus cs = folder_config_read(dir, &fc, err);
+        g_free(dir);
+        if (cs != MGL_OK) return cs;
         file = g_strdup(path);
-        dir = g_path_get_dirname(path);
     }
     bool json = ends_with(file, ".json");
     if (!json && !ends_with(file, ".model")) {
@@ -571,7 +577,7 @@ MglStatus mgl_tokenizer_load(const char* path, MglTokenizer** out, MglErr* err) 
     MglTokenizer* t = calloc(1, sizeof *t);
     if (!t) {
         g_free(file);
-        g_free(dir);
+        folder_config_clear(&fc);
         return mgl_err(err, MGL_E_NOMEM, "%s: out of memory", path);
     }
     t->path = strdup(file);
@@ -583,9 +589,9 @@ MglStatus mgl_tokenizer_load(const char* path, MglTokenizer** out, MglErr* err) 
         t->kind = json ? TOK_HF : TOK_SPM;
         st = json ? tok_load_hf_json(t, file, err) : tok_load_spm(t, file, err);
     }
-    if (st == MGL_OK) st = apply_config(t, dir, in_init, err);
+    if (st == MGL_OK) st = apply_config(t, &fc, in_init, err);
     g_free(file);
-    g_free(dir);
+    folder_config_clear(&fc);
     if (st != MGL_OK) {
         mgl_tokenizer_free(t);
         return st;

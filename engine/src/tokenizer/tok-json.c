@@ -612,7 +612,6 @@ MglStatus tok_read_config(const char* path, TokConfig* cfg, MglErr* err) {
             cfg->clean_up = py_truth(v);
         }
         cfg->legacy = (v = tok_jopt(&root, "legacy")) ? py_truth(v) : true; /* None means legacy */
-        cfg->add_prefix_space = true;
         if ((v = tok_jget(&root, "add_prefix_space"))) {
             cfg->add_prefix_space = py_truth(v);
             cfg->has_add_prefix_space = v->type != J_NULL;
