@@ -346,6 +346,14 @@ MglStatus tok_finish_added(MglTokenizer* t, MglErr* err) {
     return MGL_OK;
 }
 
+void tok_find_byte_pieces(MglTokenizer* t) {
+    for (int b = 0; b < 256; b++) {
+        char key[8];
+        snprintf(key, sizeof key, "<0x%02X>", b);
+        t->byte_ids[b] = tok_strmap_get(&t->vocab, key, 6);
+    }
+}
+
 /* ---- loading -------------------------------------------------------------- */
 
 static bool is_dir(const char* p) {

@@ -240,6 +240,8 @@ MglStatus tok_set_piece(MglTokenizer* t, int32_t id, const char* s, size_t len, 
  * normalized tokens (so call it after the normalizer is loaded). */
 MglStatus tok_finish_added(MglTokenizer* t, MglErr* err);
 MglStatus tok_add_added(MglTokenizer* t, const TokAdded* a, MglErr* err);
+/* byte_ids from the vocabulary's <0xNN> pieces (byte fallback) */
+void tok_find_byte_pieces(MglTokenizer* t);
 
 /* tok-json.c: the tokenizer.json loader and the tokenizer_config.json reader. */
 MglStatus tok_load_hf_json(MglTokenizer* t, const char* path, MglErr* err);

@@ -397,11 +397,7 @@ static MglStatus load_model(MglTokenizer* t, const JVal* root, MglErr* err) {
     if (cp && cp->type == J_STR) t->cont_prefix = tok_jdup(t, cp);
     const JVal* ew = tok_jopt(m, "end_of_word_suffix");
     if (ew && ew->type == J_STR) t->eow_suffix = tok_jdup(t, ew);
-    for (int b = 0; b < 256; b++) {
-        char key[8];
-        snprintf(key, sizeof key, "<0x%02X>", b);
-        t->byte_ids[b] = tok_strmap_get(&t->vocab, key, 6);
-    }
+    tok_find_byte_pieces(t);
 
     if (!tok_pairmap_init(&t->merges, merges->n)) return mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path);
     GString* cat = g_string_new(NULL);

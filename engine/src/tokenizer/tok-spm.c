@@ -173,11 +173,7 @@ static MglStatus build_merges(MglTokenizer* t, const float* scores, MglErr* err)
     if (!tok_pairmap_init(&t->merges, m->len ? m->len : 1))
         st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path);
     for (guint r = 0; r < m->len && st == MGL_OK; r++) {
-        const SpmMerge* e = &g_array_index(m, SpmMerge, r);
-        uint32_t rank;
-        int32_t old;
-        if (tok_pairmap_get(&t->merges, e->left, e->right, &rank, &old))
-            continue; /* cannot happen: one join per pair */
+        const SpmMerge* e = &g_array_index(m, SpmMerge, r); /* a pair joins to one piece: no pair twice */
         if (!tok_pairmap_put(&t->merges, e->left, e->right, r, e->joined))
             st = mgl_err(err, MGL_E_NOMEM, "%s: out of memory", t->path);
     }
@@ -270,11 +266,7 @@ MglStatus tok_load_spm(MglTokenizer* t, const char* path, MglErr* err) {
             st = tok_add_added(t, &a, err);
         }
     }
-    for (int k = 0; k < 256 && st == MGL_OK; k++) {
-        char key[8];
-        snprintf(key, sizeof key, "<0x%02X>", k);
-        t->byte_ids[k] = tok_strmap_get(&t->vocab, key, 6);
-    }
+    if (st == MGL_OK) tok_find_byte_pieces(t);
     if (st == MGL_OK) {
         t->unk_id = tok_strmap_get(&t->vocab, (const char*)unk_piece, unk_piece_len);
         if (t->unk_id < 0) st = mgl_err(err, MGL_E_FORMAT, "%s: the unknown piece is not in the vocabulary", path);
