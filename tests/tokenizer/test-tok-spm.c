@@ -102,10 +102,8 @@ static void test_hf_variants(void) {
         free(ids);
         for (int skip = 0; skip < 2; skip++) {
             const char* wtext = json_object_get_string_member(o, skip ? "decoded_skip" : "decoded");
-            char* dwhat = g_strdup_printf("%s:%u %s skip=%d", path, i + 1, key, skip);
-            char* got = check_decode(tok, (const int32_t*)want->data, want->len, skip, dwhat);
-            CHECK(strcmp(got, wtext) == 0, "%s: decode\n  got  '%s'\n  want '%s'", dwhat, got, wtext);
-            g_free(got);
+            char* dwhat = g_strdup_printf("%s:%u %s", path, i + 1, key);
+            check_decoded(tok, want, skip, wtext, dwhat);
             g_free(dwhat);
         }
         g_array_free(want, TRUE);
@@ -147,10 +145,7 @@ static void test_post_variants(void) {
             ids = enc(tok, text, false, &n);
             what = g_strdup_printf("%s:%u %s", path, i + 1, key);
             if (ids) check_ids(ids, n, want, what, text);
-            const char* wtext = json_object_get_string_member(o, "decoded_skip");
-            char* got = check_decode(tok, (const int32_t*)want->data, want->len, true, what);
-            CHECK(strcmp(got, wtext) == 0, "%s: decode\n  got  '%s'\n  want '%s'", what, got, wtext);
-            g_free(got);
+            check_decoded(tok, want, true, json_object_get_string_member(o, "decoded_skip"), what);
             g_free(what);
             free(ids);
             g_array_free(want, TRUE);
@@ -283,9 +278,7 @@ int main(void) {
         GArray* ids = json_ids(o, "ids");
         const char* want = json_object_get_string_member(o, "text");
         char* what = g_strdup_printf("%s:%u", dpath, i + 1);
-        char* got = check_decode(tok, (const int32_t*)ids->data, ids->len, true, what);
-        CHECK(strcmp(got, want) == 0, "%s: decode\n  got  '%s'\n  want '%s'", what, got, want);
-        g_free(got);
+        check_decoded(tok, ids, true, want, what);
         g_free(what);
         g_array_free(ids, TRUE);
     }

@@ -36,14 +36,8 @@ int main(int argc, char** argv) {
         }
         GArray* ids = json_ids(o, "ids");
         char* what = g_strdup_printf("%s:%u", gpath, i + 1);
-        char* d0 = check_decode(tok, (const int32_t*)ids->data, ids->len, false, what);
-        char* d1 = check_decode(tok, (const int32_t*)ids->data, ids->len, true, what);
-        const char* w0 = json_object_get_string_member(o, "decoded");
-        const char* w1 = json_object_get_string_member(o, "decoded_skip");
-        CHECK(strcmp(d0, w0) == 0, "%s: decode\n  got  '%s'\n  want '%s'", what, d0, w0);
-        CHECK(strcmp(d1, w1) == 0, "%s: decode skip\n  got  '%s'\n  want '%s'", what, d1, w1);
-        g_free(d0);
-        g_free(d1);
+        check_decoded(tok, ids, false, json_object_get_string_member(o, "decoded"), what);
+        check_decoded(tok, ids, true, json_object_get_string_member(o, "decoded_skip"), what);
         g_free(what);
         g_array_free(ids, TRUE);
     }

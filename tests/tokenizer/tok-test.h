@@ -132,4 +132,12 @@ static inline char* check_decode(const MglTokenizer* tok, const int32_t* ids, si
     return r;
 }
 
+/* decode() (checked against the stream) must give `want`. */
+static inline void check_decoded(const MglTokenizer* tok, const GArray* ids, bool skip, const char* want,
+                                 const char* what) {
+    char* got = check_decode(tok, (const int32_t*)ids->data, ids->len, skip, what);
+    CHECK(strcmp(got, want) == 0, "%s: decode%s\n  got  '%s'\n  want '%s'", what, skip ? " skip" : "", got, want);
+    g_free(got);
+}
+
 #endif /* TOK_TEST_H */

@@ -9,7 +9,6 @@
  * there, so they play none here. */
 #include "tok-internal.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
