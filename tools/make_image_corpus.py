@@ -1464,14 +1464,20 @@ def tiff_cases():
 
 # ---- ICO ------------------------------------------------------------------------------------
 
-def dib(w, h, bits, rows, palette=None):
-    """A DIB as an ICO holds it: a BMP without its file header, the height doubled, and a 1-bit AND
-    mask (rows padded to 32 bits) after the colour rows."""
+def bmp_body(w, h, bits, rows, palette=None):
+    """write_bmp's bytes without the 14-byte file header: a DIB."""
     tmp = os.path.join(OUT, "_dib.bmp")
     write_bmp(tmp, w, h, bits, rows, palette=palette)
     with open(tmp, "rb") as f:
-        data = bytearray(f.read()[14:])
+        data = f.read()[14:]
     os.remove(tmp)
+    return data
+
+
+def dib(w, h, bits, rows, palette=None):
+    """A DIB as an ICO holds it: a BMP without its file header, the height doubled, and a 1-bit AND
+    mask (rows padded to 32 bits) after the colour rows."""
+    data = bytearray(bmp_body(w, h, bits, rows, palette))
     data[8:12] = struct.pack("<i", 2 * h)
     mstride = ((w + 31) // 32) * 4
     mask = bytes((y * 7 + x) & 0xFF for y in range(h) for x in range(mstride))
@@ -1542,13 +1548,8 @@ def ico_cases():
     # a DIB file: Pillow's DibImageFile takes a file starting with a BMP info header size
     for name, bits, rows, pal, what in (("dib_24", 24, rows_of(bgr, 8), None, "DIB file (BMP without file header), 24-bit"),
                                         ("dib_p8", 8, rows_of(idx8, 8), pal8, "DIB file, 8-bit palette")):
-        tmp = J("_dib.bmp")
-        write_bmp(tmp, w, h, bits, rows, palette=pal)
-        with open(tmp, "rb") as f:
-            data = f.read()[14:]
-        os.remove(tmp)
         with open(J(name + ".dib"), "wb") as f:
-            f.write(data)
+            f.write(bmp_body(w, h, bits, rows, pal))
         golden(name, name + ".dib", what)
     write_ico(J("bad_ico_empty.ico"), [])
     refused("bad_ico_empty.ico", "ICO with no entries")
