@@ -17,7 +17,8 @@ import shutil
 import sys
 import tempfile
 
-from transformers import AutoTokenizer
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_spm_fixture import hf_tokenizer  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -50,11 +51,7 @@ def main():
         with open(os.path.join(fx, "post_hf.jsonl"), "w", encoding="utf-8") as out:
             for tj in TOKENIZERS:
                 for config in CONFIGS:
-                    d = tempfile.mkdtemp(dir=work)
-                    shutil.copy(os.path.join(fx, tj), os.path.join(d, "tokenizer.json"))
-                    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
-                        json.dump(config, f)
-                    tok = AutoTokenizer.from_pretrained(d)
+                    tok = hf_tokenizer(os.path.join(fx, tj), config, work, "tokenizer.json")
                     for text in TEXTS:
                         plain = tok.encode(text, add_special_tokens=False)
                         out.write(json.dumps({"tokenizer": tj, "config": config, "text": text,

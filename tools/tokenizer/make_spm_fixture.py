@@ -126,12 +126,17 @@ def run(cmd, inp=None, cwd=None):
     return subprocess.run(cmd, input=inp, capture_output=True, check=True, text=True, cwd=cwd).stdout
 
 
-def hf_tokenizer(model, config, work):
+LLAMA = {"tokenizer_class": "LlamaTokenizer"}
+
+
+def hf_tokenizer(src, config, work, name="tokenizer.model"):
+    """AutoTokenizer over a fresh folder (under `work`) holding `src` as `name` and `config` as its
+    tokenizer_config.json."""
     from transformers import AutoTokenizer
     d = tempfile.mkdtemp(dir=work)
-    shutil.copy(model, os.path.join(d, "tokenizer.model"))
+    shutil.copy(src, os.path.join(d, name))
     with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
-        json.dump(dict(config, tokenizer_class="LlamaTokenizer"), f)
+        json.dump(config, f)
     return AutoTokenizer.from_pretrained(d)
 
 
@@ -158,7 +163,7 @@ def main():
     models = {m: os.path.join(out_dir, m) for m in ("spm_bpe.model", "spm_nobytes.model")}
     work = tempfile.mkdtemp()
     try:
-        tok = hf_tokenizer(models["spm_bpe.model"], {}, work)
+        tok = hf_tokenizer(models["spm_bpe.model"], LLAMA, work)
         with open(os.path.join(out_dir, "spm_bpe_golden.jsonl"), "w", encoding="utf-8") as g, \
              open(os.path.join(out_dir, "spm_bpe_decode.jsonl"), "w", encoding="utf-8") as d:
             for text in TEST_LINES:
@@ -170,7 +175,7 @@ def main():
         with open(os.path.join(out_dir, "spm_hf.jsonl"), "w", encoding="utf-8") as h:
             for name, path in models.items():
                 for config in CONFIGS:
-                    tok = hf_tokenizer(path, config, work)
+                    tok = hf_tokenizer(path, dict(config, **LLAMA), work)
                     for text in texts:
                         ids = tok.encode(text, add_special_tokens=False)
                         h.write(json.dumps({"model": name, "config": config, "text": text, "ids": ids,
