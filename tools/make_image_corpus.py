@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the image-decoding corpus: tests/fixtures/images/.
 
-Every PNG, JPEG, WebP, BMP, GIF, TIFF, ICO and PPM/PGM/PBM kind a user may pass, small and with odd sizes, each with the RGB
+Every PNG, JPEG, WebP, BMP, GIF, TIFF, ICO, PPM/PGM/PBM, TGA, SGI and PCX kind a user may pass, small and with odd sizes, each with the RGB
 that Pillow decodes (`Image.open(f).convert('RGB')`, the reference's image path) as its golden:
 NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg,
 zlib and libwebp versions, each image's size and what it exercises, and the files that Pillow refuses
@@ -1560,6 +1560,363 @@ def ico_cases():
     refused("other_cursor.cur", "CUR (a cursor): not read by the engine", pil_refuses=False)
 
 
+# ---- Targa, SGI and PCX ---------------------------------------------------------------------------
+
+def rle_packets(px, bpp, plan):
+    """px: the pixel bytes of the whole image in file order; plan: (kind, pixels) packets, kind 'r' a
+    run of the packet's first pixel, 'l' a literal; the rest of the data goes as literals of <= 128."""
+    out = bytearray()
+    pos = 0
+    total = len(px) // bpp
+    for kind, k in plan:
+        if kind == "r":
+            out += bytes([0x80 | (k - 1)]) + px[pos * bpp:(pos + 1) * bpp]
+        else:
+            out += bytes([k - 1]) + px[pos * bpp:(pos + k) * bpp]
+        pos += k
+    while pos < total:
+        k = min(128, total - pos)
+        out += bytes([k - 1]) + px[pos * bpp:(pos + k) * bpp]
+        pos += k
+    return bytes(out)
+
+
+def tga_runs(px, bpp, w, h, cross=False):
+    """TGA RLE packets: runs where pixels repeat, literals elsewhere, each within a row; with
+    `cross` literals run on across rows (runs never do: Pillow refuses those)."""
+    out = bytearray()
+    n = len(px) // bpp
+    pix = [px[i * bpp:(i + 1) * bpp] for i in range(n)]
+    i = 0
+    while i < n:
+        row_end = (i // w + 1) * w
+        lim = n if cross else row_end
+        j = i + 1
+        while j < row_end and j - i < 128 and pix[j] == pix[i]:
+            j += 1
+        if j - i >= 2:
+            out += bytes([0x80 | (j - i - 1)]) + pix[i]
+            i = j
+            continue
+        j = i + 1
+        while j < lim and j - i < 128 and not (j + 1 < lim and pix[j] == pix[j + 1]):
+            j += 1
+        out += bytes([j - i - 1]) + b"".join(pix[i:j])
+        i = j
+    return bytes(out)
+
+
+def write_tga(path, w, h, itype, depth, data, cmap=None, ident=b"", flags=0, cmap_type=None):
+    start, entries, mapdepth = cmap if cmap else (0, b"", 0)
+    esz = {15: 2, 16: 2, 24: 3, 32: 4}.get(mapdepth, 0)
+    count = len(entries) // esz if esz else 0
+    hdr = struct.pack("<BBBHHBHHHHBB", len(ident), (1 if cmap else 0) if cmap_type is None else cmap_type, itype,
+                      start, count, mapdepth, 0, 0, w, h, depth, flags)
+    with open(path, "wb") as f:
+        f.write(hdr + ident + entries + data)
+
+
+def tga_cases():
+    J = lambda f: os.path.join(OUT, f)
+    w, h = 13, 7
+    rgb = pattern(w, h, 3, 255, seed=300).astype(np.uint8)
+    rgba = pattern(w, h, 4, 255, seed=301).astype(np.uint8)
+    grey = pattern(w, h, 1, 255, seed=302).astype(np.uint8)[:, :, 0]
+    # Pillow's own writer: every mode it saves, raw and RLE, and its orientations
+    for mode, src in (("RGB", rgb), ("RGBA", rgba), ("L", grey)):
+        im = Image.fromarray(src, mode)
+        for comp in (None, "tga_rle"):
+            for orient in (-1, 1):
+                name = "tga_pil_%s_%s_%s" % (mode.lower(), "rle" if comp else "raw", "bottom" if orient < 0 else "top")
+                im.save(J(name + ".tga"), compression=comp, orientation=orient)
+                golden(name, name + ".tga", "TGA written by Pillow: %s, %s, %s" % (
+                    mode, "RLE" if comp else "uncompressed", "bottom-up" if orient < 0 else "top-down"))
+    im = Image.fromarray(pattern(w, h, 1, 15, seed=303).astype(np.uint8)[:, :, 0], "L").convert("P")
+    im.putpalette([int(v) for v in RNG.randint(0, 256, 48)])
+    im.save(J("tga_pil_p.tga"))
+    golden("tga_pil_p", "tga_pil_p.tga", "TGA written by Pillow: palette")
+    im.save(J("tga_pil_p_rle.tga"), compression="tga_rle")
+    golden("tga_pil_p_rle", "tga_pil_p_rle.tga", "TGA written by Pillow: palette, RLE")
+    Image.fromarray(np.stack([grey, grey[::-1]], -1), "LA").save(J("tga_pil_la.tga"))
+    golden("tga_pil_la", "tga_pil_la.tga", "TGA written by Pillow: grey and alpha")
+
+    # written here: every orientation and pixel layout, 16-bit, colour maps, runs across rows
+    def rows(a):  # bottom-up file order
+        return a[::-1]
+
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    bgra = np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]])
+    for flags, tag in ((0x00, "bl"), (0x10, "br"), (0x20, "tl"), (0x30, "tr")):
+        data = (bgr if flags & 0x20 else rows(bgr)).tobytes()
+        write_tga(J("tga_rgb24_%s.tga" % tag), w, h, 2, 24, data, flags=flags)
+        golden("tga_rgb24_" + tag, "tga_rgb24_%s.tga" % tag, "TGA 24-bit, origin " + tag)
+    v15 = pattern(w, h, 3, 31, seed=304)
+    p16 = ((v15[:, :, 0] << 10) | (v15[:, :, 1] << 5) | v15[:, :, 2]).astype("<u2")
+    p16[0, 0] |= 0x8000  # the attribute bit is ignored
+    write_tga(J("tga_rgb16.tga"), w, h, 2, 16, rows(p16).tobytes())
+    golden("tga_rgb16", "tga_rgb16.tga", "TGA 16-bit (5/5/5), scaled v*255//31")
+    write_tga(J("tga_rgb16_rle.tga"), w, h, 10, 16, tga_runs(rows(p16).tobytes(), 2, w, h))
+    golden("tga_rgb16_rle", "tga_rgb16_rle.tga", "TGA 16-bit RLE")
+    write_tga(J("tga_rgba32_tl.tga"), w, h, 2, 32, bgra.tobytes(), flags=0x28, ident=b"made by hand")
+    golden("tga_rgba32_tl", "tga_rgba32_tl.tga", "TGA 32-bit, top-down, with an id field")
+    flat = rgb.copy()
+    flat[2:5, :] = flat[2, 3]
+    flat[:, 9:] = flat[0, 0]
+    fb = np.ascontiguousarray(flat[:, :, ::-1])
+    write_tga(J("tga_rle_cross.tga"), w, h, 10, 24, tga_runs(rows(fb).tobytes(), 3, w, h, cross=True))
+    golden("tga_rle_cross", "tga_rle_cross.tga", "TGA RLE whose literal packets run across rows")
+    write_tga(J("tga_rle_long.tga"), w, h, 10, 24, rle_packets(rows(bgr).tobytes(), 3, [("l", 40), ("l", 2 * w)]))
+    golden("tga_rle_long", "tga_rle_long.tga", "TGA RLE literal packets spanning several rows")
+    write_tga(J("tga_rle_tail.tga"), w, h, 10, 24, tga_runs(rows(bgr).tobytes(), 3, w, h) + b"\x00" * 9)
+    golden("tga_rle_tail", "tga_rle_tail.tga", "TGA RLE with bytes after the last row")
+    g8 = rows(grey).tobytes()
+    write_tga(J("tga_grey8.tga"), w, h, 3, 8, g8)
+    golden("tga_grey8", "tga_grey8.tga", "TGA grey 8-bit")
+    write_tga(J("tga_grey8_rle.tga"), w, h, 11, 8, tga_runs(g8, 1, w, h))
+    golden("tga_grey8_rle", "tga_grey8_rle.tga", "TGA grey 8-bit RLE")
+    bits = pattern(w, h, 1, 1, seed=305)[:, :, 0]
+    write_tga(J("tga_grey1.tga"), w, h, 3, 1, b"".join(pack_bits(r, 1) for r in rows(bits)))
+    golden("tga_grey1", "tga_grey1.tga", "TGA 1-bit grey")
+    idx = pattern(w, h, 1, 255, seed=306).astype(np.uint8)[:, :, 0]
+    pal = RNG.randint(0, 256, (256, 3)).astype(np.uint8)
+    write_tga(J("tga_pal24.tga"), w, h, 1, 8, rows(idx).tobytes(), cmap=(0, pal[:, ::-1].tobytes(), 24))
+    golden("tga_pal24", "tga_pal24.tga", "TGA colour-mapped, 24-bit map of 256")
+    idx6 = (idx % 60).astype(np.uint8)
+    write_tga(J("tga_pal_start.tga"), w, h, 1, 8, rows(idx6).tobytes(), cmap=(10, pal[:40, ::-1].tobytes(), 24))
+    golden("tga_pal_start", "tga_pal_start.tga", "TGA colour map starting at entry 10 (black below), 50 entries "
+           "(the grey ramp above)")
+    m15 = pattern(16, 1, 3, 31, seed=307)[0]
+    pal16 = ((m15[:, 0] << 10) | (m15[:, 1] << 5) | m15[:, 2]).astype("<u2").tobytes()
+    idx4 = (idx % 16).astype(np.uint8)
+    write_tga(J("tga_pal16_rle.tga"), w, h, 9, 8, tga_runs(rows(idx4).tobytes(), 1, w, h), cmap=(0, pal16, 16))
+    golden("tga_pal16_rle", "tga_pal16_rle.tga", "TGA colour-mapped RLE, 16-bit map")
+    write_tga(J("tga_pal_none.tga"), w, h, 1, 8, rows(idx).tobytes(), cmap_type=0)
+    golden("tga_pal_none", "tga_pal_none.tga", "TGA colour-mapped without a map: the grey ramp")
+    write_tga(J("tga_grey_cmap.tga"), w, h, 3, 8, g8, cmap=(0, pal[:, ::-1].tobytes(), 24))
+    golden("tga_grey_cmap", "tga_grey_cmap.tga", "TGA grey with a colour map: Pillow applies the map")
+    la = np.stack([grey, grey[::-1]], -1).astype(np.uint8)
+    write_tga(J("tga_la16_rle.tga"), w, h, 11, 16, tga_runs(rows(la).tobytes(), 2, w, h))
+    golden("tga_la16_rle", "tga_la16_rle.tga", "TGA grey+alpha RLE")
+    # a 15-bit colour map is not read by Pillow (so its bytes are taken as pixels)
+    write_tga(J("tga_map15.tga"), w, h, 1, 8, rows(idx).tobytes(), cmap=(0, pal16, 15))
+    golden("tga_map15", "tga_map15.tga", "TGA with a 15-bit colour map, which Pillow skips without reading")
+    # refused
+    write_tga(J("bad_tga_truncated.tga"), w, h, 2, 24, rows(bgr).tobytes()[:-5])
+    refused("bad_tga_truncated.tga", "TGA pixel data cut short")
+    write_tga(J("bad_tga_rle_truncated.tga"), w, h, 10, 24, tga_runs(rows(bgr).tobytes(), 3, w, h)[:-4])
+    refused("bad_tga_rle_truncated.tga", "TGA RLE data cut short")
+    write_tga(J("bad_tga_rle_run_cross.tga"), w, h, 10, 24, rle_packets(rows(fb).tobytes(), 3, [("l", 10), ("r", 6)]))
+    refused("bad_tga_rle_run_cross.tga", "TGA RLE run packet across a row")
+    write_tga(J("bad_tga_rgb_cmap.tga"), w, h, 2, 24, rows(bgr).tobytes(), cmap=(0, pal[:4, ::-1].tobytes(), 24))
+    refused("bad_tga_rgb_cmap.tga", "TGA true-colour image with a colour map")
+    write_tga(J("bad_tga_map32.tga"), w, h, 1, 8, rows(idx).tobytes(),
+              cmap=(0, np.concatenate([pal[:, ::-1], pal[:, :1]], 1).tobytes(), 32))
+    refused("bad_tga_map32.tga", "TGA with a 32-bit colour map")
+    write_tga(J("bad_tga_map_big.tga"), w, h, 1, 8, rows(idx).tobytes(), cmap=(20, pal[:, ::-1].tobytes(), 24))
+    refused("bad_tga_map_big.tga", "TGA colour map of 276 entries")
+    write_tga(J("bad_tga_p16.tga"), w, h, 1, 16, rows(p16).tobytes())
+    refused("bad_tga_p16.tga", "TGA colour-mapped with 16-bit indices")
+    write_tga(J("bad_tga_rle1.tga"), 8, 2, 11, 1, b"\x81\xff" * 8)
+    refused("bad_tga_rle1.tga", "TGA 1-bit RLE")
+    write_tga(J("bad_tga_grey24.tga"), w, h, 3, 24, rows(bgr).tobytes())
+    refused("bad_tga_grey24.tga", "TGA grey with 24-bit pixels")
+
+
+def sgi_rle_rows(planes, bpc, extra=None):
+    """planes: [band][row bottom-up] arrays; SGI RLE with a packet per row in the length table
+    (Pillow reads the table's "length" as a packet count). extra(band, row, packets) may rewrite a
+    row's packets and its count."""
+    fmt = ">B" if bpc == 1 else ">H"
+    rows = []
+    for b, plane in enumerate(planes):
+        for r, row in enumerate(plane):
+            vals = [int(v) for v in row]
+            pk = []
+            i = 0
+            while i < len(vals):
+                j = i + 1
+                while j < len(vals) and j - i < 127 and vals[j] == vals[i]:
+                    j += 1
+                if j - i >= 3:
+                    pk.append(struct.pack(fmt, j - i) + struct.pack(fmt, vals[i]))
+                    i = j
+                    continue
+                j = i + 1
+                while j < len(vals) and j - i < 127 and not (j + 2 < len(vals) and vals[j] == vals[j + 1] == vals[j + 2]):
+                    j += 1
+                pk.append(struct.pack(fmt, 0x80 | (j - i)) + b"".join(struct.pack(fmt, v) for v in vals[i:j]))
+                i = j
+            pk.append(struct.pack(fmt, 0))
+            count = len(pk)
+            if extra:
+                pk, count = extra(b, r, pk, count)
+            rows.append((b"".join(pk), count))
+    return rows
+
+
+def write_sgi(path, w, h, bpc, zsize, dim, body=None, rle_rows=None, nrows=None):
+    hdr = struct.pack(">HBBHHHH", 474, 1 if rle_rows is not None else 0, bpc, dim, w, h, zsize)
+    hdr += b"\0" * (512 - len(hdr))
+    with open(path, "wb") as f:
+        if rle_rows is None:
+            f.write(hdr + body)
+            return
+        tab = 8 * len(rle_rows)
+        offs, lens, data = [], [], b""
+        for blob, count in rle_rows:
+            offs.append(512 + tab + len(data))
+            lens.append(count)
+            data += blob
+        f.write(hdr + b"".join(struct.pack(">I", o) for o in offs) + b"".join(struct.pack(">I", c) for c in lens) + data)
+
+
+def sgi_cases():
+    J = lambda f: os.path.join(OUT, f)
+    w, h = 11, 6
+    for mode, ch in (("L", 1), ("RGB", 3), ("RGBA", 4)):
+        src = pattern(w, h, ch, 255, seed=310 + ch).astype(np.uint8)
+        im = Image.fromarray(src[:, :, 0] if ch == 1 else src, mode)
+        name = "sgi_pil_" + mode.lower()
+        im.save(J(name + ".sgi"))
+        golden(name, name + ".sgi", "SGI written by Pillow: %s, uncompressed" % mode)
+    im16 = Image.fromarray(pattern(w, h, 3, 255, seed=315).astype(np.uint8), "RGB")
+    im16.save(J("sgi_pil_rgb_bpc2.sgi"), bpc=2)
+    golden("sgi_pil_rgb_bpc2", "sgi_pil_rgb_bpc2.sgi", "SGI written by Pillow: RGB, 2 bytes a sample")
+    for ch, dim in ((1, 2), (3, 3), (4, 3)):
+        for bpc in (1, 2):
+            mx = 255 if bpc == 1 else 65535
+            src = pattern(w, h, ch, mx, seed=320 + ch + bpc)
+            src[1, 2:9] = src[1, 2]  # runs
+            planes = [src[::-1, :, c] for c in range(ch)]
+            name = "sgi_rle_z%d_bpc%d" % (ch, bpc)
+            write_sgi(J(name + ".sgi"), w, h, bpc, ch, dim, rle_rows=sgi_rle_rows(planes, bpc))
+            golden(name, name + ".sgi", "SGI RLE, %d channels, %d byte(s) a sample" % (ch, bpc))
+            if bpc == 2:
+                body = b"".join(p.astype(">u2").tobytes() for p in planes)
+                name = "sgi_raw_z%d_bpc2" % ch
+                write_sgi(J(name + ".sgi"), w, h, 2, ch, dim, body=body)
+                golden(name, name + ".sgi", "SGI uncompressed, %d channels, 2 bytes a sample" % ch)
+    src = pattern(w, h, 3, 255, seed=330)
+    planes = [src[::-1, :, c] for c in range(3)]
+
+    def short_row(b, r, pk, count):  # row 2 of the green band ends after 2 packets, the rest of it kept
+        return (pk[:2] + [b"\0"], 3) if (b, r) == (1, 2) else (pk, count)
+    write_sgi(J("sgi_rle_short_row.sgi"), w, h, 1, 3, 3, rle_rows=sgi_rle_rows(planes, 1, short_row))
+    golden("sgi_rle_short_row", "sgi_rle_short_row.sgi", "SGI RLE row that ends early: the row buffer keeps "
+           "the row before's values")
+
+    def no_marker(b, r, pk, count):  # the last counted packet of row 3 is not the end marker: decoding stops
+        return (pk, count - 1) if (b, r) == (0, 3) else (pk, count)
+    write_sgi(J("sgi_rle_no_marker.sgi"), w, h, 1, 3, 3, rle_rows=sgi_rle_rows(planes, 1, no_marker))
+    golden("sgi_rle_no_marker", "sgi_rle_no_marker.sgi", "SGI RLE row whose counted packets end without the "
+           "marker: Pillow stops there, the rows above stay black")
+
+    def bytes_count(b, r, pk, count):  # a table of byte lengths (other writers): more than the packets
+        return (pk, len(b"".join(pk)))
+    write_sgi(J("sgi_rle_bytelen.sgi"), w, h, 1, 3, 3, rle_rows=sgi_rle_rows(planes, 1, bytes_count))
+    golden("sgi_rle_bytelen", "sgi_rle_bytelen.sgi", "SGI RLE whose length table holds byte counts")
+    # refused
+    write_sgi(J("bad_sgi_truncated.sgi"), w, h, 1, 3, 3, body=b"".join(p.astype(np.uint8).tobytes() for p in planes)[:-3])
+    refused("bad_sgi_truncated.sgi", "SGI uncompressed data cut short")
+    rr = sgi_rle_rows(planes, 1)
+    write_sgi(J("bad_sgi_rle_truncated.sgi"), w, h, 1, 3, 3, rle_rows=rr)
+    with open(J("bad_sgi_rle_truncated.sgi"), "r+b") as f:
+        f.truncate(os.path.getsize(J("bad_sgi_rle_truncated.sgi")) - 20)
+    refused("bad_sgi_rle_truncated.sgi", "SGI RLE data cut short")
+
+    def overlong(b, r, pk, count):
+        return ([struct.pack(">B", 0x80 | 12) + b"\1" * 12, b"\0"], 2) if (b, r) == (0, 0) else (pk, count)
+    write_sgi(J("bad_sgi_rle_wide.sgi"), w, h, 1, 3, 3, rle_rows=sgi_rle_rows(planes, 1, overlong))
+    refused("bad_sgi_rle_wide.sgi", "SGI RLE row longer than the width")
+    write_sgi(J("bad_sgi_z2.sgi"), w, h, 1, 2, 3, body=b"\0" * (2 * w * h))
+    refused("bad_sgi_z2.sgi", "SGI of 2 channels")
+
+
+def write_pcx(path, w, h, version, bits, planes, lines, palette16=b"", stride=None, tail=b"", rle=True, x0=0, y0=0,
+              head=b""):
+    """PCX with each line run-length coded; `head`: raw coded bytes put before the lines."""
+    stride = stride if stride is not None else (w * bits + 7) // 8 + ((w * bits + 7) // 8) % 2
+    hdr = struct.pack("<BBBBHHHHHH", 10, version, 1 if rle else 0, bits, x0, y0, x0 + w - 1, y0 + h - 1, 72, 72)
+    hdr += palette16.ljust(48, b"\0") + bytes([0, planes]) + struct.pack("<HH", stride, 1)
+    hdr = hdr.ljust(128, b"\0")
+    body = bytearray(head)
+    for line in lines:
+        i = 0
+        while i < len(line):
+            j = i + 1
+            while j < len(line) and j - i < 63 and line[j] == line[i]:
+                j += 1
+            if j - i > 1 or line[i] >= 0xc0:
+                body += bytes([0xc0 | (j - i), line[i]])
+            else:
+                body.append(line[i])
+            i = j
+    with open(path, "wb") as f:
+        f.write(hdr + bytes(body) + tail)
+
+
+def pcx_cases():
+    J = lambda f: os.path.join(OUT, f)
+    for w, h in ((12, 5), (13, 5)):
+        for mode, src in (("1", pattern(w, h, 1, 1, seed=340)[:, :, 0] * 255),
+                          ("L", pattern(w, h, 1, 255, seed=341)[:, :, 0]),
+                          ("RGB", pattern(w, h, 3, 255, seed=342))):
+            im = Image.fromarray(src.astype(np.uint8), "L" if mode == "1" else mode)
+            if mode == "1":
+                im = im.convert("1")
+            name = "pcx_pil_%s_w%d" % (mode.lower(), w)
+            im.save(J(name + ".pcx"))
+            golden(name, name + ".pcx", "PCX written by Pillow: %s, width %d" % (mode, w))
+        im = Image.fromarray(pattern(w, h, 1, 255, seed=343)[:, :, 0].astype(np.uint8), "L").convert("P")
+        im.putpalette([int(v) for v in RNG.randint(0, 256, 768)])
+        name = "pcx_pil_p_w%d" % w
+        im.save(J(name + ".pcx"))
+        golden(name, name + ".pcx", "PCX written by Pillow: palette, width %d" % w)
+    w, h = 13, 4
+    pal16 = bytes(RNG.randint(0, 256, 48).astype(np.uint8))
+    for planes in (2, 4):
+        idx = pattern(w, h, 1, (1 << planes) - 1, seed=344 + planes)[:, :, 0]
+        stride = (w + 7) // 8
+        lines = []
+        for row in idx:
+            lines.append(b"".join(pack_bits((row >> p) & 1, 1).ljust(stride + stride % 2, b"\0") for p in range(planes)))
+        name = "pcx_planes%d" % planes
+        write_pcx(J(name + ".pcx"), w, h, 5, 1, planes, lines, palette16=pal16)
+        golden(name, name + ".pcx", "PCX 1-bit in %d planes, 16-colour header palette" % planes)
+    w = 16
+    idx = pattern(w, h, 1, 15, seed=349)[:, :, 0]
+    lines = [b"".join(pack_bits((row >> p) & 1, 1) for p in range(4)) for row in idx]
+    write_pcx(J("pcx_planes4_w16.pcx"), w, h, 2, 1, 4, lines, palette16=pal16, stride=2)
+    golden("pcx_planes4_w16", "pcx_planes4_w16.pcx", "PCX version 2, 1-bit in 4 planes, width 16")
+    # 3 planes of a width whose padded line length is a multiple of it (Pillow skips the compaction)
+    for w in (3, 5):
+        rgb = pattern(w, h, 3, 255, seed=350 + w)
+        stride = w + w % 2
+        lines = [b"".join(bytes(row[:, c].astype(np.uint8)).ljust(stride, b"\x07") for c in range(3)) for row in rgb]
+        name = "pcx_rgb_w%d" % w
+        write_pcx(J(name + ".pcx"), w, h, 5, 8, 3, lines, stride=stride)
+        golden(name, name + ".pcx", "PCX RGB planes, width %d, lines padded to %d" % (w, stride))
+    w = 9
+    g = pattern(w, h, 1, 255, seed=355)[:, :, 0].astype(np.uint8)
+    lines = [bytes(r) + b"\0" for r in g]
+    ramp = b"\x0c" + bytes(i // 3 for i in range(768))
+    write_pcx(J("pcx_grey_ramp.pcx"), w, h, 5, 8, 1, lines, tail=ramp)
+    golden("pcx_grey_ramp", "pcx_grey_ramp.pcx", "PCX 8-bit whose palette is the grey ramp: read as L")
+    write_pcx(J("pcx_no_palette.pcx"), w, h, 5, 8, 1, lines, tail=b"\0" * 800)
+    golden("pcx_no_palette", "pcx_no_palette.pcx", "PCX 8-bit without the palette marker: read as L")
+    write_pcx(J("bad_pcx_short.pcx"), w, h, 5, 8, 1, lines)
+    refused("bad_pcx_short.pcx", "PCX 8-bit file of under 769 bytes (Pillow fails seeking to its palette)")
+    write_pcx(J("pcx_offset.pcx"), w, h, 5, 8, 1, lines, x0=100, y0=7, tail=b"\x0c" + bytes(RNG.randint(0, 256, 768).astype(np.uint8)))
+    golden("pcx_offset", "pcx_offset.pcx", "PCX whose window starts at (100, 7)")
+    # refused
+    write_pcx(J("bad_pcx_truncated.pcx"), w, h, 5, 8, 1, lines[:-1])
+    refused("bad_pcx_truncated.pcx", "PCX data cut short")
+    write_pcx(J("bad_pcx_run.pcx"), w, h, 5, 8, 1, lines[1:], head=b"\x01" * 8 + b"\xc5\x02")
+    refused("bad_pcx_run.pcx", "PCX run past the end of a line")
+    write_pcx(J("bad_pcx_mode.pcx"), w, h, 5, 4, 1, lines)
+    refused("bad_pcx_mode.pcx", "PCX 4-bit in one plane (no Pillow mode)")
+
+
 def other_cases():
     with open(os.path.join(OUT, "other_empty.png"), "wb"):
         pass
@@ -1580,6 +1937,9 @@ def main():
     gif_cases()
     tiff_cases()
     ico_cases()
+    tga_cases()
+    sgi_cases()
+    pcx_cases()
     other_cases()
     manifest = {
         "generator": "tools/make_image_corpus.py",

@@ -43,4 +43,12 @@ static inline void mgl_cmyk2rgb(unsigned c, unsigned m, unsigned y, unsigned k, 
 /* TIFF (mgl-image-tiff.c), `d` the whole file */
 MglStatus mgl_tiff_load(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err);
 
+/* Targa, SGI and PCX (mgl-image-legacy.c). *not_tga / *not_pcx: the header is not one (Pillow
+ * would go on to other formats), as opposed to one it refuses. */
+MglStatus mgl_tga_load(const char* path, const uint8_t* d, size_t n, bool* not_tga, uint8_t** rgb, int* w, int* h,
+                       MglErr* err);
+MglStatus mgl_sgi_load(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err);
+MglStatus mgl_pcx_load(const char* path, const uint8_t* d, size_t n, bool* not_pcx, uint8_t** rgb, int* w, int* h,
+                       MglErr* err);
+
 #endif

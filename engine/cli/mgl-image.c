@@ -1,4 +1,5 @@
-/* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP, GIF, TIFF (mgl-image-tiff.c), ICO and PNM
+/* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP, GIF, TIFF (mgl-image-tiff.c), ICO, PNM, and
+ * TGA, SGI and PCX (mgl-image-legacy.c)
  * decoding, pixel for pixel as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
  *
  * The rules, kind by kind (Pillow's mode for the file, then its RGB conversion):
@@ -42,7 +43,10 @@
  *  TIFF  mgl-image-tiff.c: the mode from the first IFD as Pillow's
  *        TiffImagePlugin decides it, the samples from libtiff.
  *  ICO   the entry Pillow's IcoImagePlugin picks (the largest), as a PNG or
- *        as a BMP bitmap without file header and mask.
+ *        as a BMP bitmap without file header and mask; an empty or cut
+ *        directory passes the file on, as Pillow's plugin does.
+ *  TGA, SGI, PCX  mgl-image-legacy.c; TGA, which has no signature, is tried
+ *        last, as Pillow tries it.
  * Anything else is refused with a one-line message naming the file. */
 #include "mgl-image-internal.h"
 
@@ -1353,7 +1357,11 @@ static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t*
 /* The largest entry (by width x height, then colour depth; among equal ones the last listed),
  * decoded as a PNG or as a DIB without its AND mask; the mask only makes alpha, which
  * convert("RGB") drops. */
-static MglStatus load_ico(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
+static MglStatus load_ico(const char* path, const uint8_t* d, size_t n, bool* not_ico, uint8_t** rgb, int* w, int* h,
+                          MglErr* err) {
+    /* a directory that is cut short or empty makes Pillow's ICO plugin pass the file on to the
+     * formats after it (Targa, for one) */
+    *not_ico = true;
     const unsigned count = le16(d + 4);
     int best = -1;
     uint64_t best_sq = 0, best_depth = 0;
@@ -1377,6 +1385,7 @@ static MglStatus load_ico(const char* path, const uint8_t* d, size_t n, uint8_t*
         }
     }
     if (best < 0) return cli_err(err, MGL_E_FORMAT, "%s: ICO without images", path);
+    *not_ico = false;
     const uint64_t off = le32(d + 6 + 16 * (size_t)best + 12);
     if (off >= n) return cli_err(err, MGL_E_FORMAT, "%s: ICO image past the end of the file", path);
     if (n - off >= 8 && memcmp(d + off, "\x89PNG\r\n\x1a\n", 8) == 0)
@@ -1415,13 +1424,23 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
     else if (n >= 4 && (memcmp(d, "II\x2a\x00", 4) == 0 || memcmp(d, "MM\x00\x2a", 4) == 0 ||
                         memcmp(d, "II\x2b\x00", 4) == 0 || memcmp(d, "MM\x00\x2b", 4) == 0))
         st = mgl_tiff_load(path, d, n, rgb, w, h, err);
-    else if (n >= 6 && memcmp(d, "\0\0\1\0", 4) == 0)
-        st = load_ico(path, d, n, rgb, w, h, err);
     else if (n >= 4 && (le32(d) == 12 || le32(d) == 40 || le32(d) == 64 || le32(d) == 108 || le32(d) == 124))
         st = bmp_decode(path, d, n, 0, 0, false, rgb, w, h, err); /* a DIB: a BMP without its file header */
-    else
-        st = cli_err(err, MGL_E_FORMAT, "%s: not a PNG, JPEG, WebP, BMP, GIF, TIFF, ICO or PNM (PPM/PGM/PBM) image",
-                     path);
+    else if (n >= 2 && d[0] == 0x01 && d[1] == 0xda)
+        st = mgl_sgi_load(path, d, n, rgb, w, h, err);
+    else {
+        /* ICO, PCX by their first bytes, or else Targa, which has no signature: Pillow tries it last */
+        bool other = true;
+        st = MGL_E_FORMAT;
+        if (n >= 6 && memcmp(d, "\0\0\1\0", 4) == 0) st = load_ico(path, d, n, &other, rgb, w, h, err);
+        if (other && n >= 2 && d[0] == 10 && (d[1] == 0 || d[1] == 2 || d[1] == 3 || d[1] == 5))
+            st = mgl_pcx_load(path, d, n, &other, rgb, w, h, err);
+        if (other) st = mgl_tga_load(path, d, n, &other, rgb, w, h, err);
+        if (other)
+            st = cli_err(err, MGL_E_FORMAT,
+                         "%s: not a PNG, JPEG, WebP, BMP, GIF, TIFF, ICO, PNM (PPM/PGM/PBM), SGI, PCX or TGA image",
+                         path);
+    }
     g_mapped_file_unref(m);
     return st;
 }

@@ -1,0 +1,510 @@
+/* mgl-image-legacy.c: Targa (TGA), SGI and PCX files, pixel for pixel as Pillow 9.4's
+ * Image.open(f).convert("RGB") reads them: the header checks of its TgaImagePlugin, SgiImagePlugin
+ * and PcxImagePlugin, then what its decoders (TgaRleDecode.c, SgiRleDecode.c, PcxDecode.c and the
+ * raw decoder) and unpackers do, quirks included:
+ *  - TGA: the RLE packets run across rows (a literal packet that crosses a row goes on in the next
+ *    one; a run packet that crosses one is refused); 1-bit RLE never ends (refused); a colour map on
+ *    a grey image turns it into a palette image, one on a true-colour image is refused, as is a
+ *    32-bit colour map or one of over 256 entries.
+ *  - SGI: the RLE length table counts packets, not bytes, and a row whose last counted packet is
+ *    not the end marker stops the decoding with the remaining rows black; row buffers are not
+ *    cleared between rows; 16-bit samples give their high byte.
+ *  - PCX: a padded stride moves the colour planes only when the line length is not a multiple of
+ *    the width (PcxDecode.c's test), and the bit-plane unpackers take their plane spacing from the
+ *    width; a run past the end of a line is refused.
+ * Pillow opens a TGA file by elimination (it has no signature), after every other format; so does
+ * mgl_image_load. */
+#include "mgl-image-internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint16_t rd_le16(const uint8_t* p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint16_t rd_be16(const uint8_t* p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static uint32_t rd_be32(const uint8_t* p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static MglStatus size_check(const char* path, const char* kind, uint64_t W, uint64_t H, MglErr* err) {
+    if (W > MGL_IMAGE_MAX_SIDE || H > MGL_IMAGE_MAX_SIDE || mgl_image_too_many_pixels(W, H))
+        return cli_err(err, MGL_E_FORMAT, "%s: %s of %llux%llu pixels (at most %d a side, %llu in all)", path, kind,
+                       (unsigned long long)W, (unsigned long long)H, MGL_IMAGE_MAX_SIDE, MGL_IMAGE_MAX_PIXELS);
+    return MGL_OK;
+}
+
+/* The raw modes (Pillow's names) these formats' rows are unpacked from, and the bits a pixel
+ * takes in them. The unpacked pixel is Pillow's: a band index or grey value in mode 1/L/P, RGB(A)
+ * in the 4-byte modes. */
+typedef enum {
+    RM_1,       /* "1": MSB first, set bits 255 */
+    RM_L,       /* "L", also "P" (the index) */
+    RM_LA,      /* "LA" (grey, alpha) */
+    RM_BGR5,    /* "BGR;5": 5/5/5 little-endian, blue in the low bits */
+    RM_BGR,     /* "BGR" */
+    RM_BGRA,    /* "BGRA" */
+    RM_RGB,     /* "RGB" */
+    RM_RGBA,    /* "RGBA" */
+    RM_L16B,    /* "L;16B": the high byte */
+    RM_RGB16B,  /* "RGB;16B" */
+    RM_RGBA16B, /* "RGBA;16B" */
+    RM_P2L,     /* "P;2L": two bit planes, spaced (width + 7) / 8 */
+    RM_P4L,     /* "P;4L": four bit planes */
+    RM_RGBL,    /* "RGB;L": three byte planes, spaced width */
+} RawMode;
+
+static int raw_bits(RawMode m) {
+    static const int bits[] = {1, 8, 16, 16, 24, 32, 24, 32, 16, 48, 64, 2, 4, 24};
+    return bits[m];
+}
+
+/* The image as it is built, the way Pillow holds it: one byte (1, L, P) or four (LA, PA, RGB,
+ * RGBA) per pixel, and a palette for P/PA. */
+typedef struct {
+    size_t W, H;
+    int px;       /* bytes per pixel: 1 or 4 */
+    bool palette; /* a P or PA image: band 0 indexes pal */
+    uint8_t pal[256][3];
+    uint8_t* pix; /* W*H*px */
+} Img;
+
+static bool img_new(Img* im, size_t W, size_t H, int px) {
+    im->W = W;
+    im->H = H;
+    im->px = px;
+    im->palette = false;
+    im->pix = calloc(W * H, (size_t)px);
+    return im->pix != NULL;
+}
+
+/* One row of `n` pixels from `in` in raw mode `m`, into a Pillow row of px bytes per pixel. */
+static void unpack_row(RawMode m, const uint8_t* in, size_t n, uint8_t* out, int px) {
+    const size_t s = (n + 7) / 8;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t* o = out + i * (size_t)px;
+        unsigned v;
+        switch (m) {
+        case RM_1: o[0] = (in[i >> 3] >> (7 - (i & 7)) & 1) ? 255 : 0; break;
+        case RM_L: o[0] = in[i]; break;
+        case RM_LA: o[0] = o[1] = o[2] = in[2 * i], o[3] = in[2 * i + 1]; break;
+        case RM_BGR5:
+            v = rd_le16(in + 2 * i);
+            o[2] = (uint8_t)((v & 31) * 255 / 31);
+            o[1] = (uint8_t)(((v >> 5) & 31) * 255 / 31);
+            o[0] = (uint8_t)(((v >> 10) & 31) * 255 / 31);
+            o[3] = 255;
+            break;
+        case RM_BGR: o[0] = in[3 * i + 2], o[1] = in[3 * i + 1], o[2] = in[3 * i], o[3] = 255; break;
+        case RM_BGRA: o[0] = in[4 * i + 2], o[1] = in[4 * i + 1], o[2] = in[4 * i], o[3] = in[4 * i + 3]; break;
+        case RM_RGB: o[0] = in[3 * i], o[1] = in[3 * i + 1], o[2] = in[3 * i + 2], o[3] = 255; break;
+        case RM_RGBA: memcpy(o, in + 4 * i, 4); break;
+        case RM_L16B: o[0] = in[2 * i]; break;
+        case RM_RGB16B: o[0] = in[6 * i], o[1] = in[6 * i + 2], o[2] = in[6 * i + 4], o[3] = 255; break;
+        case RM_RGBA16B: o[0] = in[8 * i], o[1] = in[8 * i + 2], o[2] = in[8 * i + 4], o[3] = in[8 * i + 6]; break;
+        case RM_P2L:
+        case RM_P4L: {
+            const unsigned mask = 0x80u >> (i & 7);
+            const size_t j = i >> 3;
+            const int planes = m == RM_P2L ? 2 : 4;
+            v = 0;
+            for (int p = 0; p < planes; p++)
+                if (in[j + (size_t)p * s] & mask) v |= 1u << p;
+            o[0] = (uint8_t)v;
+            break;
+        }
+        case RM_RGBL: o[0] = in[i], o[1] = in[i + n], o[2] = in[i + 2 * n], o[3] = 255; break;
+        }
+    }
+}
+
+/* The finished image to packed RGB, as convert("RGB"); with `flip`, each row mirrored. */
+static MglStatus img_to_rgb(const char* path, Img* im, bool flip, uint8_t** rgb, int* w, int* h, MglErr* err) {
+    uint8_t* out = malloc(im->W * im->H * 3);
+    if (!out) {
+        free(im->pix);
+        return cli_err(err, MGL_E_NOMEM, "%s: out of memory for %zux%zu pixels", path, im->W, im->H);
+    }
+    for (size_t y = 0; y < im->H; y++)
+        for (size_t x = 0; x < im->W; x++) {
+            const uint8_t* p = im->pix + (y * im->W + x) * (size_t)im->px;
+            uint8_t* o = out + (y * im->W + (flip ? im->W - 1 - x : x)) * 3;
+            if (im->palette)
+                memcpy(o, im->pal[p[0]], 3);
+            else if (im->px == 1)
+                o[0] = o[1] = o[2] = p[0];
+            else
+                memcpy(o, p, 3);
+        }
+    free(im->pix);
+    im->pix = NULL;
+    *rgb = out;
+    *w = (int)im->W;
+    *h = (int)im->H;
+    return MGL_OK;
+}
+
+static MglStatus refuse(const char* path, Img* im, MglErr* err, const char* what) {
+    free(im->pix);
+    im->pix = NULL;
+    return cli_err(err, MGL_E_FORMAT, "%s: %s", path, what);
+}
+
+/* ---- TGA ------------------------------------------------------------------------------------- */
+
+MglStatus mgl_tga_load(const char* path, const uint8_t* d, size_t n, bool* not_tga, uint8_t** rgb, int* w, int* h,
+                       MglErr* err) {
+    *not_tga = true;
+    if (n < 18) return cli_err(err, MGL_E_FORMAT, "%s: not an image file", path);
+    const unsigned id_len = d[0], cmap_type = d[1], type = d[2], depth = d[16], flags = d[17];
+    const size_t W = rd_le16(d + 12), H = rd_le16(d + 14);
+    if (cmap_type > 1 || !W || !H || (depth != 1 && depth != 8 && depth != 16 && depth != 24 && depth != 32))
+        return cli_err(err, MGL_E_FORMAT, "%s: not an image file", path);
+    enum { M_1, M_L, M_LA, M_P, M_RGB, M_RGBA } mode;
+    switch (type) {
+    case 3:
+    case 11: mode = depth == 1 ? M_1 : depth == 16 ? M_LA : M_L; break;
+    case 1:
+    case 9: mode = M_P; break;
+    case 2:
+    case 10: mode = depth == 32 ? M_RGBA : M_RGB; break;
+    default: return cli_err(err, MGL_E_FORMAT, "%s: not an image file", path);
+    }
+    *not_tga = false;
+    MglStatus st = size_check(path, "TGA", W, H, err);
+    if (st != MGL_OK) return st;
+    const bool top_down = flags & 0x20, flip = flags & 0x10, rle = type & 8;
+    size_t pos = 18 + (size_t)id_len;
+    /* the colour map: `start` entries of zeros, then `size` from the file */
+    Img im = {0};
+    bool have_pal = false;
+    size_t pal_n = 0;
+    uint8_t palbuf[256][3];
+    if (cmap_type) {
+        const size_t start = rd_le16(d + 3), size = rd_le16(d + 5);
+        const unsigned mapdepth = d[7];
+        size_t esz = mapdepth == 16 ? 2 : mapdepth == 24 ? 3 : mapdepth == 32 ? 4 : 0;
+        if (esz) {
+            const size_t avail = pos < n ? n - pos : 0, got = esz * size < avail ? esz * size : avail;
+            if (mapdepth == 32) /* Pillow has no RGB unpacker for a BGRA palette */
+                return cli_err(err, MGL_E_FORMAT, "%s: TGA with a 32-bit colour map", path);
+            pal_n = (esz * start + got) / esz;
+            if (pal_n > 256)
+                return cli_err(err, MGL_E_FORMAT, "%s: TGA colour map of %zu entries (at most 256)", path, pal_n);
+            if (mode == M_1 || mode == M_RGB || mode == M_RGBA)
+                return cli_err(err, MGL_E_FORMAT, "%s: TGA colour map on a %s image", path,
+                               mode == M_1 ? "two-colour" : "true-colour");
+            for (size_t i = 0; i < 256; i++) {
+                if (i >= pal_n) {
+                    palbuf[i][0] = palbuf[i][1] = palbuf[i][2] = (uint8_t)i;
+                } else if (i < start) {
+                    palbuf[i][0] = palbuf[i][1] = palbuf[i][2] = 0;
+                } else {
+                    const uint8_t* e = d + pos + (i - start) * esz;
+                    if (esz == 3) {
+                        palbuf[i][0] = e[2], palbuf[i][1] = e[1], palbuf[i][2] = e[0];
+                    } else {
+                        const unsigned v = rd_le16(e);
+                        palbuf[i][2] = (uint8_t)((v & 31) * 255 / 31);
+                        palbuf[i][1] = (uint8_t)(((v >> 5) & 31) * 255 / 31);
+                        palbuf[i][0] = (uint8_t)(((v >> 10) & 31) * 255 / 31);
+                    }
+                }
+            }
+            have_pal = true;
+            pos += got;
+        }
+    }
+    /* Pillow's MODES table: (image type & 7, depth) to the raw mode of the pixels */
+    static const struct {
+        unsigned type, depth;
+        RawMode rm;
+    } k_modes[] = {{1, 8, RM_L},     {3, 1, RM_1},    {3, 8, RM_L},    {3, 16, RM_LA},
+                   {2, 16, RM_BGR5}, {2, 24, RM_BGR}, {2, 32, RM_BGRA}};
+    int mi = -1;
+    for (int i = 0; i < (int)(sizeof k_modes / sizeof k_modes[0]); i++)
+        if (k_modes[i].type == (type & 7) && k_modes[i].depth == depth) mi = i;
+    if (mi < 0)
+        return cli_err(err, MGL_E_FORMAT, "%s: TGA image type %u with %u-bit pixels (Pillow cannot load it)", path,
+                       type, depth);
+    const RawMode rm = k_modes[mi].rm;
+    if (rle && rm == RM_1) /* Pillow's RLE decoder takes depth / 8 = 0 bytes a pixel and never ends */
+        return cli_err(err, MGL_E_FORMAT, "%s: run-length coded 1-bit TGA", path);
+    const int px = (mode == M_1 || mode == M_L || mode == M_P) ? 1 : 4;
+    if (!img_new(&im, W, H, px)) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    if (mode == M_P || have_pal) { /* a grey image with a colour map becomes P (or PA) */
+        im.palette = true;
+        if (have_pal)
+            memcpy(im.pal, palbuf, sizeof palbuf);
+        else
+            mgl_palette_fill(im.pal, NULL, 0, 3, false);
+    }
+    const size_t bytes = (W * (size_t)raw_bits(rm) + 7) / 8;
+    if (!rle) {
+        if (pos > n || (n - pos) / bytes < H) return refuse(path, &im, err, "TGA pixel data cut short");
+        for (size_t r = 0; r < H; r++) {
+            const size_t y = top_down ? r : H - 1 - r;
+            unpack_row(rm, d + pos + r * bytes, W, im.pix + y * W * (size_t)px, px);
+        }
+        return img_to_rgb(path, &im, flip, rgb, w, h, err);
+    }
+    /* TgaRleDecode.c: packets of (count & 0x7f) + 1 pixels; a literal may run on into the next rows */
+    const size_t bpp = raw_bits(rm) / 8;
+    uint8_t* buf = calloc(1, bytes);
+    if (!buf) return refuse(path, &im, err, "out of memory");
+    size_t x = 0, r = 0;
+    const char* bad = NULL;
+    for (;;) {
+        if (pos >= n) {
+            bad = "TGA run-length data cut short";
+            break;
+        }
+        const uint8_t c = d[pos];
+        size_t cnt = bpp * ((size_t)(c & 0x7f) + 1), extra = 0;
+        if (c & 0x80) {
+            if (n - pos < 1 + bpp) {
+                bad = "TGA run-length data cut short";
+                break;
+            }
+            if (x + cnt > bytes) {
+                bad = "TGA run packet past the end of a row";
+                break;
+            }
+            for (size_t i = 0; i < cnt; i += bpp) memcpy(buf + x + i, d + pos + 1, bpp);
+            pos += 1 + bpp;
+        } else {
+            if (n - pos < 1 + cnt) {
+                bad = "TGA run-length data cut short";
+                break;
+            }
+            if (x + cnt > bytes) {
+                extra = cnt - (bytes - x);
+                cnt = bytes - x;
+            }
+            memcpy(buf + x, d + pos + 1, cnt);
+            pos += 1 + cnt;
+        }
+        bool done = false;
+        for (;;) {
+            x += cnt;
+            if (x >= bytes) {
+                const size_t y = top_down ? r : H - 1 - r;
+                unpack_row(rm, buf, W, im.pix + y * W * (size_t)px, px);
+                x = 0;
+                if (++r >= H) {
+                    done = true;
+                    break;
+                }
+            }
+            if (!extra || x > 0) break;
+            cnt = extra < bytes ? extra : bytes;
+            memcpy(buf, d + pos, cnt);
+            pos += cnt;
+            extra -= cnt;
+        }
+        if (done) break;
+    }
+    free(buf);
+    if (bad) return refuse(path, &im, err, bad);
+    return img_to_rgb(path, &im, flip, rgb, w, h, err);
+}
+
+/* ---- SGI ------------------------------------------------------------------------------------- */
+
+/* SgiRleDecode.c's expandrow/expandrow2 on the data after the header (`buf`, `len` bytes, len >= 1):
+ * `npk` packets at most; 0 when the row ended on its marker or ran out of packets, 1 when the last
+ * packet counted was not the marker (the decoding stops there), -1 on an overrun. The bounds are
+ * Pillow's, which treat the last byte as out of reach for copies. */
+static int sgi_row(uint8_t* dest, const uint8_t* buf, size_t len, uint64_t src, uint32_t npk, int z, size_t xsize,
+                   int bpc) {
+    const uint64_t end = len - 1;
+    size_t x = 0;
+    for (int32_t k = (int32_t)npk; k > 0; k--) { /* Pillow passes the count as an int */
+        if (src + (uint64_t)(bpc - 1) > end) return -1;
+        const uint8_t pixel = buf[src + (uint64_t)(bpc - 1)];
+        src += (uint64_t)bpc;
+        if (k == 1 && pixel != 0) return 1;
+        const unsigned count = pixel & 0x7f;
+        if (!count) return 0;
+        if (x + count > xsize) return -1;
+        x += count;
+        if (pixel & 0x80) {
+            if (src + (uint64_t)count * (uint64_t)bpc > end) return -1;
+            for (unsigned i = 0; i < count; i++) {
+                memcpy(dest, buf + src, (size_t)bpc);
+                src += (uint64_t)bpc;
+                dest += (size_t)z * (size_t)bpc;
+            }
+        } else {
+            if (bpc == 1 ? src > end : src + 2 > end) return -1;
+            for (unsigned i = 0; i < count; i++) {
+                memcpy(dest, buf + src, (size_t)bpc);
+                dest += (size_t)z * (size_t)bpc;
+            }
+            src += (uint64_t)bpc;
+        }
+    }
+    return 0;
+}
+
+MglStatus mgl_sgi_load(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
+    if (n < 12) return cli_err(err, MGL_E_FORMAT, "%s: SGI header cut short", path);
+    const unsigned compression = d[2], bpc = d[3], dim = rd_be16(d + 4), zsize = rd_be16(d + 10);
+    const size_t W = rd_be16(d + 6), H = rd_be16(d + 8);
+    int bands = 0;
+    if ((bpc == 1 || bpc == 2) && (dim == 1 || dim == 2) && zsize == 1)
+        bands = 1;
+    else if ((bpc == 1 || bpc == 2) && dim == 3 && (zsize == 3 || zsize == 4))
+        bands = (int)zsize;
+    if (!bands)
+        return cli_err(err, MGL_E_FORMAT, "%s: SGI image of %u-byte samples, dimension %u and %u channels", path, bpc,
+                       dim, zsize);
+    if (!W || !H) return cli_err(err, MGL_E_FORMAT, "%s: empty SGI image (%zux%zu)", path, W, H);
+    if (compression > 1) return cli_err(err, MGL_E_FORMAT, "%s: SGI compression %u", path, compression);
+    MglStatus st = size_check(path, "SGI image", W, H, err);
+    if (st != MGL_OK) return st;
+    Img im = {0};
+    const int px = bands == 1 ? 1 : 4;
+    if (!img_new(&im, W, H, px)) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    if (compression == 0) { /* band after band, rows bottom up */
+        const size_t page = W * H * bpc;
+        if (n < 512 || (n - 512) / page < (size_t)bands) return refuse(path, &im, err, "SGI pixel data cut short");
+        for (int b = 0; b < bands; b++)
+            for (size_t y = 0; y < H; y++)
+                for (size_t x = 0; x < W; x++) {
+                    const uint8_t v = d[512 + (size_t)b * page + ((H - 1 - y) * W + x) * bpc];
+                    uint8_t* o = im.pix + (y * W + x) * (size_t)px;
+                    if (b < 3) o[b] = v;
+                }
+        if (px == 4)
+            for (size_t i = 0; i < W * H; i++) im.pix[4 * i + 3] = 255;
+        return img_to_rgb(path, &im, false, rgb, w, h, err);
+    }
+    /* RLE: offset and length tables of bands*H big-endian words after the 512-byte header */
+    const uint64_t tablen = (uint64_t)bands * H;
+    if (n < 512 || n - 512 < 8 * tablen) return refuse(path, &im, err, "SGI offset tables cut short");
+    const uint8_t* buf = d + 512;
+    const size_t len = n - 512;
+    const RawMode rm = bpc == 1 ? (bands == 1   ? RM_L
+                                   : bands == 3 ? RM_RGB
+                                                : RM_RGBA)
+                                : (bands == 1   ? RM_L16B
+                                   : bands == 3 ? RM_RGB16B
+                                                : RM_RGBA16B);
+    uint8_t* row = calloc(W * (size_t)bands, 2);
+    if (!row) return refuse(path, &im, err, "out of memory");
+    const char* bad = NULL;
+    for (size_t r = 0; r < H && !bad; r++) {
+        bool stop = false;
+        for (int c = 0; c < bands; c++) {
+            const size_t t = r + (size_t)c * H;
+            const uint32_t off = rd_be32(buf + 4 * t), cnt = rd_be32(buf + 4 * (tablen + t));
+            if (off < 512) {
+                bad = "SGI row offset inside the header";
+                break;
+            }
+            const int s = sgi_row(row + (size_t)c * bpc, buf, len, off - 512u, cnt, bands, W, (int)bpc);
+            if (s < 0) {
+                bad = "SGI run-length row past its width or the end of the file";
+                break;
+            }
+            if (s == 1) {
+                stop = true;
+                break;
+            }
+        }
+        if (bad || stop) break;
+        unpack_row(rm, row, W, im.pix + (H - 1 - r) * W * (size_t)px, px);
+    }
+    free(row);
+    if (bad) return refuse(path, &im, err, bad);
+    return img_to_rgb(path, &im, false, rgb, w, h, err);
+}
+
+/* ---- PCX ------------------------------------------------------------------------------------- */
+
+MglStatus mgl_pcx_load(const char* path, const uint8_t* d, size_t n, bool* not_pcx, uint8_t** rgb, int* w, int* h,
+                       MglErr* err) {
+    *not_pcx = true;
+    if (n < 68) return cli_err(err, MGL_E_FORMAT, "%s: PCX header cut short", path);
+    const size_t x0 = rd_le16(d + 4), y0 = rd_le16(d + 6), x1 = (size_t)rd_le16(d + 8) + 1,
+                 y1 = (size_t)rd_le16(d + 10) + 1;
+    if (x1 <= x0 || y1 <= y0) return cli_err(err, MGL_E_FORMAT, "%s: PCX of empty size", path);
+    *not_pcx = false;
+    if (n < 128) return cli_err(err, MGL_E_FORMAT, "%s: PCX header cut short", path);
+    const unsigned version = d[1], bits = d[3], planes = d[65], given_stride = rd_le16(d + 66);
+    const size_t W = x1 - x0, H = y1 - y0;
+    Img im = {0};
+    RawMode rm;
+    int px = 1;
+    bool pal = false;
+    const uint8_t* pal_src = NULL;
+    size_t pal_n = 0;
+    if (bits == 1 && planes == 1) {
+        rm = RM_1;
+    } else if (bits == 1 && (planes == 2 || planes == 4)) {
+        rm = planes == 2 ? RM_P2L : RM_P4L;
+        pal = true, pal_src = d + 16, pal_n = 16;
+    } else if (version == 5 && bits == 8 && planes == 1) {
+        rm = RM_L;
+        if (n < 769) /* Pillow seeks 769 bytes back from the end for the palette */
+            return cli_err(err, MGL_E_FORMAT, "%s: 8-bit PCX of %zu bytes, too short for its palette", path, n);
+        if (d[n - 769] == 12) {
+            const uint8_t* p = d + n - 768;
+            for (size_t i = 0; i < 256 && !pal; i++)
+                if (p[3 * i] != i || p[3 * i + 1] != i || p[3 * i + 2] != i) pal = true;
+            pal_src = p, pal_n = 256;
+        }
+    } else if (version == 5 && bits == 8 && planes == 3) {
+        rm = RM_RGBL;
+        px = 4;
+    } else {
+        return cli_err(err, MGL_E_FORMAT, "%s: PCX of version %u with %u bits in %u planes", path, version, bits,
+                       planes);
+    }
+    MglStatus st = size_check(path, "PCX", W, H, err);
+    if (st != MGL_OK) return st;
+    size_t stride = (W * bits + 7) / 8;
+    if (given_stride != stride) stride += stride % 2;
+    const size_t bytes = planes * stride;
+    if ((W * (size_t)raw_bits(rm) + 7) / 8 > bytes)
+        return cli_err(err, MGL_E_FORMAT, "%s: PCX lines shorter than the width", path);
+    if (!img_new(&im, W, H, px)) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    if (pal) {
+        im.palette = true;
+        mgl_palette_fill(im.pal, pal_src, pal_n, 3, false);
+    }
+    uint8_t* buf = calloc(1, bytes);
+    if (!buf) return refuse(path, &im, err, "out of memory");
+    size_t pos = 128, x = 0, y = 0;
+    const char* bad = NULL;
+    for (;;) {
+        if (pos >= n || ((d[pos] & 0xc0) == 0xc0 && n - pos < 2)) {
+            bad = "PCX data cut short";
+            break;
+        }
+        if ((d[pos] & 0xc0) == 0xc0) {
+            const unsigned k = d[pos] & 0x3f;
+            for (unsigned i = 0; i < k; i++) {
+                if (x >= bytes) {
+                    bad = "PCX run past the end of a line";
+                    break;
+                }
+                buf[x++] = d[pos + 1];
+            }
+            pos += 2;
+        } else {
+            buf[x++] = d[pos++];
+        }
+        if (x >= bytes) {
+            if (bytes % W && bytes > W) { /* PcxDecode.c's plane compaction, and its test for it */
+                const size_t nb = bytes / W, s = bytes / nb;
+                for (size_t i = 1; i < nb; i++) memmove(buf + i * W, buf + i * s, W);
+            }
+            unpack_row(rm, buf, W, im.pix + y * W * (size_t)px, px);
+            x = 0;
+            if (++y >= H) break;
+        }
+    }
+    free(buf);
+    if (bad) return refuse(path, &im, err, bad);
+    return img_to_rgb(path, &im, false, rgb, w, h, err);
+}
