@@ -535,6 +535,9 @@ def png_cases():
     with open(os.path.join(OUT, "bad_png_truncated.png"), "wb") as f:
         f.write(src[:len(src) * 2 // 3])
     refused("bad_png_truncated.png", "PNG cut inside IDAT")
+    with open(os.path.join(OUT, "bad_png_text_cut.png"), "wb") as f:
+        f.write(src[:-12] + png_chunk(b"tEXt", b"Comment\x00" + b"x" * 40)[:30])
+    refused("bad_png_text_cut.png", "PNG whose tEXt chunk after the image data is cut short (Pillow's load_end)")
     pix = pattern(W, H, 3, 255, seed=66)
     h_, w_ = pix.shape[:2]
     raw = b"".join(b"\x00" + pack_row(pix[r].reshape(-1), 8) for r in range(h_))
@@ -769,6 +772,14 @@ def apng_cases():
     fa[0].save(os.path.join(OUT, "apng_rgba.png"), save_all=True, append_images=fa[1:], duration=40, loop=0,
                disposal=1, blend=1)
     golden("apng_rgba", "apng_rgba.png", "APNG RGBA with disposal and blending: the first frame, alpha dropped")
+    # cut inside a later frame: an animated file's load_end stops at the next fcTL, so Pillow never
+    # reads that far; a still PNG's later chunk cut short is refused (bad_png_* cases)
+    for name in ("apng_rgb", "apng_default"):
+        with open(os.path.join(OUT, name + ".png"), "rb") as f:
+            data = f.read()
+        with open(os.path.join(OUT, name + "_cut.png"), "wb") as f:
+            f.write(data[:data.index(b"fdAT") + 20])
+        golden(name + "_cut", name + "_cut.png", "APNG cut inside its second frame's data")
 
 
 def webp_cases():
@@ -987,6 +998,17 @@ def bmp_cases():
     write_bmp(J("bad_bmp_colors.bmp"), 5, 3, 8, [bytes(int(v) for v in row) for row in idx],
               palette=[(i % 256, 0, 0) for i in range(300)])
     refused("bad_bmp_colors.bmp", "BMP with 300 palette entries")
+    # more colours than the file holds: Pillow's palette read stops at the end of the file (the
+    # pixel data included), leaving fewer than 256 entries, and the data come from the file
+    # header's offset
+    write_bmp(J("bmp_colors_past_end.bmp"), 5, 3, 8, [bytes(int(v) for v in row) for row in idx],
+              palette=[tuple(int(v) for v in r.randint(0, 256, 3)) for _ in range(16)], colors=5000)
+    golden("bmp_colors_past_end", "bmp_colors_past_end.bmp", "BMP 8-bit whose colour count runs past the end of "
+           "the file: the palette is what the file has left")
+    write_bmp(J("bmp_grey_300.bmp"), 5, 3, 8, [bytes(int(v) for v in row) for row in idx],
+              palette=[(i % 256,) * 3 for i in range(300)])
+    golden("bmp_grey_300", "bmp_grey_300.bmp", "BMP 8-bit with 300 entries, each grey (i % 256): Pillow's grey "
+           "test passes and the image is L")
     write_bmp(J("bad_bmp_jpeg.bmp"), 13, 7, 24, [bytes(row[:, ::-1].reshape(-1)) for row in rgb], comp=4)
     refused("bad_bmp_jpeg.bmp", "BMP with JPEG compression")
     idx = r.randint(0, 16, (3, 40))
@@ -1551,13 +1573,40 @@ def ico_cases():
         with open(J(name + ".dib"), "wb") as f:
             f.write(bmp_body(w, h, bits, rows, pal))
         golden(name, name + ".dib", what)
+    # Pillow reads a DIB entry's AND mask from the entry's offset + size, back by the mask's length
+    # (the alpha bytes when the directory says 32 bits) and fails when they are not in the file
+    for name, entry, what in (("bad_ico_mask_past_end", cases["ico_dib8"][0][0],
+                               "ICO DIB entry whose directory size puts the AND mask past the end of the file"),
+                              ("bad_ico_alpha_short", (w, h, 32, 0, cases["ico_dib4"][0][0][4]),
+                               "ICO 4-bit DIB entry that the directory calls 32-bit: Pillow reads w*h*4 alpha "
+                               "bytes from its pixel data, and the file is shorter")):
+        write_ico(J(name + ".ico"), [entry])
+        with open(J(name + ".ico"), "r+b") as f:
+            if "mask" in name:
+                f.seek(6 + 8)
+                f.write(struct.pack("<I", len(entry[4]) + 64))
+        refused(name + ".ico", what)
     write_ico(J("bad_ico_empty.ico"), [])
     refused("bad_ico_empty.ico", "ICO with no entries")
     with open(J("bad_ico_dir.ico"), "wb") as f:
         f.write(png_frame[:20])
     refused("bad_ico_dir.ico", "ICO cut inside its directory")
-    write_ico(J("other_cursor.cur"), cases["ico_dib24"][0], magic=b"\0\0\2\0")
-    refused("other_cursor.cur", "CUR (a cursor): not read by the engine", pil_refuses=False)
+    # cursors: Pillow's CurImagePlugin picks the entry larger in both width and height bytes than the
+    # best so far (the first to begin with), and reads its DIB's upper half
+    write_ico(J("cur_dib24.cur"), cases["ico_dib24"][0], magic=b"\0\0\2\0")
+    golden("cur_dib24", "cur_dib24.cur", "CUR (a cursor), 24-bit DIB")
+    write_ico(J("cur_pick.cur"), [(w, h, 8, 0, dib(w, h, 8, rows_of(idx8, 8), pal8)),
+                                  (8, 8, 32, 0, dib(8, 8, 32, rows_of(bgra[:8, :8], 8), None)),
+                                  (w, 4, 4, 16, dib(w, h, 4, rows_of(idx4, 4), pal4)),
+                                  (w + 1, h + 1, 1, 2, dib(w, h, 1, rows_of(idx1, 1), [(0, 0, 0), (255, 255, 255)]))],
+              magic=b"\0\0\2\0")
+    golden("cur_pick", "cur_pick.cur", "CUR of four entries: the last, whose width and height bytes both exceed the "
+           "first's (the 8x8 and the one as wide are passed over)")
+    write_ico(J("bad_cur_empty.cur"), [], magic=b"\0\0\2\0")
+    refused("bad_cur_empty.cur", "CUR with no entries")
+    with open(J("bad_cur_truncated.cur"), "wb") as f:
+        f.write(open(J("cur_dib24.cur"), "rb").read()[:200])
+    refused("bad_cur_truncated.cur", "CUR bitmap cut short")
 
 
 # ---- Targa, SGI and PCX ---------------------------------------------------------------------------

@@ -118,13 +118,37 @@ static size_t png_next_boundary(const uint8_t* d, size_t n, size_t from) {
 
 /* Pillow's PngImageFile.load_end once the rows are decoded, from `pos`:
  * CRC, chunk header; stops (fine) at IEND, at a header it cannot read or
- * whose type is not four word characters; a chunk whose data runs past the
- * end of the file is "Truncated File Read". CRCs are not checked. */
+ * whose type is not four word characters, and in an animated file at the
+ * next frame's fcTL; a chunk whose data runs past the end of the file is
+ * "Truncated File Read". CRCs are not checked. */
 static bool png_is_cid_char(uint8_t c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-static bool png_tail_ok(const uint8_t* d, size_t n, size_t pos) {
+/* Whether Pillow takes the file for an animated PNG (is_animated): the acTL chunks before the image
+ * data (a valid one sets the frame count, a second one unsets it) and whether the image data is a
+ * default image (no fcTL before it, which then counts as one more frame). */
+static bool png_animated(const uint8_t* d, size_t n) {
+    uint64_t frames = 0, p = 8;
+    bool have = false, fctl = false;
+    while (p + 8 <= n) {
+        const uint64_t len = be32(d + p);
+        const uint8_t* cid = d + p + 4;
+        if (!memcmp(cid, "IDAT", 4) || !memcmp(cid, "fdAT", 4)) break;
+        if (!memcmp(cid, "fcTL", 4)) fctl = true;
+        if (!memcmp(cid, "acTL", 4) && len >= 8 && p + 16 <= n) {
+            const uint64_t k = be32(d + p + 8);
+            if (have)
+                have = false;
+            else if (k && k <= 0x80000000u)
+                have = true, frames = k;
+        }
+        p += 12 + len;
+    }
+    return have && frames + (fctl ? 0 : 1) > 1;
+}
+
+static bool png_tail_ok(const uint8_t* d, size_t n, size_t pos, bool animated) {
     uint64_t p = pos;
     for (;;) {
         p += 4; /* the CRC */
@@ -135,6 +159,7 @@ static bool png_tail_ok(const uint8_t* d, size_t n, size_t pos) {
         for (int i = 0; i < 4; i++)
             if (!png_is_cid_char(cid[i])) return true;
         if (memcmp(cid, "IEND", 4) == 0) return true;
+        if (animated && memcmp(cid, "fcTL", 4) == 0) return true; /* the next frame: load_end stops */
         if (p + len > n) return false;
         p += len;
     }
@@ -298,7 +323,7 @@ static MglStatus load_png(const char* path, const uint8_t* data, size_t n, uint8
             st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: no image data", path);
         else
             st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: the file is truncated", path);
-    } else if (!png_tail_ok(data, n, x->stop_pos)) {
+    } else if (!png_tail_ok(data, n, x->stop_pos, png_animated(data, n))) {
         free(x->out);
         st = cli_err(err, MGL_E_FORMAT, "%s: invalid PNG: a chunk after the image data is truncated", path);
     } else {
@@ -828,8 +853,16 @@ static size_t bmp_rle(const uint8_t* d, size_t n, size_t pos, bool rle4, size_t 
  * BMP file; in an ICO, where the DIB has no file header, the entry's offset), the pixel data at
  * `offset` (the file header's; 0: right after the palette). `half`: an ICO entry, whose DIB
  * height counts the AND mask too, so the image is its first half (IcoFile.frame). */
+/* An ICO directory entry: Pillow's IcoFile.frame reads the entry's AND mask (at offset + size, back
+ * by the mask's length) or, when the directory says 32 bits, its alpha bytes, and fails when they
+ * are not all in the file, although convert("RGB") then drops them. */
+typedef struct {
+    unsigned bpp;
+    uint64_t offset, size;
+} IcoEntry;
+
 static MglStatus bmp_decode(const char* path, const uint8_t* d, size_t n, size_t hpos, uint64_t offset, bool half,
-                            uint8_t** rgb, int* w, int* h, MglErr* err) {
+                            const IcoEntry* ico, uint8_t** rgb, int* w, int* h, MglErr* err) {
     if (n < hpos || n - hpos < 4) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP header", path);
     const uint32_t hs = le32(d + hpos);
     if (hs != 12 && hs != 40 && hs != 64 && hs != 108 && hs != 124)
@@ -917,9 +950,6 @@ static MglStatus bmp_decode(const char* path, const uint8_t* d, size_t n, size_t
         if (colors < 1 || colors > 65536)
             return cli_err(err, MGL_E_FORMAT, "%s: unsupported BMP palette size (%llu)", path,
                            (unsigned long long)colors);
-        if (colors > 256) /* Pillow's grey test packs each index into a byte and fails past 255 */
-            return cli_err(err, MGL_E_FORMAT, "%s: BMP palette of %llu colours (Pillow reads at most 256)", path,
-                           (unsigned long long)colors);
         const size_t want = pad * (size_t)colors, got = pos < n ? (n - pos < want ? n - pos : want) : 0;
         const uint8_t* pb = d + pos;
         grey = true;
@@ -928,6 +958,11 @@ static MglStatus bmp_decode(const char* path, const uint8_t* d, size_t n, size_t
             if (i * pad + 3 > got || pb[i * pad] != val || pb[i * pad + 1] != val || pb[i * pad + 2] != val)
                 grey = false;
         }
+        /* Pillow's grey test takes each index modulo 256; a colour palette of more than 256 entries
+         * read from the file fails in putpalette (a short read can leave fewer) */
+        if (!grey && got / pad > 256)
+            return cli_err(err, MGL_E_FORMAT, "%s: BMP palette of %zu colours (Pillow reads at most 256)", path,
+                           got / pad);
         mgl_palette_fill(pal, pb, got / pad, pad, true);
         pos += got;
         if (grey) raw = colors == 2 ? BR_1 : BR_L;
@@ -941,7 +976,7 @@ static MglStatus bmp_decode(const char* path, const uint8_t* d, size_t n, size_t
                        (unsigned long long)W, (unsigned long long)H, MGL_IMAGE_MAX_SIDE, MGL_IMAGE_MAX_PIXELS);
     if (half) {
         H /= 2;
-        if (H < 1) return cli_err(err, MGL_E_FORMAT, "%s: ICO bitmap of height 1 (no image above its mask)", path);
+        if (H < 1) return cli_err(err, MGL_E_FORMAT, "%s: ICO/CUR bitmap of height 1 (no image above its mask)", path);
     }
     if (rle && (!pal_mode || raw == BR_1)) /* Pillow decodes RLE data as P or L only */
         return cli_err(err, MGL_E_FORMAT, "%s: BMP RLE data in a %u-bit%s image", path, bits,
@@ -956,6 +991,15 @@ static MglStatus bmp_decode(const char* path, const uint8_t* d, size_t n, size_t
     if (!rle && need > n)
         return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP pixel data (%zu of %llu bytes)", path, n,
                        (unsigned long long)need);
+    if (ico && ico->bpp == 32 && (offset > n || (n - offset) / 4 < W * H))
+        return cli_err(err, MGL_E_FORMAT, "%s: ICO 32-bit entry's alpha bytes cut short", path);
+    if (ico && ico->bpp != 32) { /* the mask: 1-bit rows padded to 32 pixels, bottom up */
+        const uint64_t mstride = (W + 31) / 32 * 4, total = mstride * H, mneed = (H - 1) * mstride + (W + 7) / 8;
+        if (ico->offset + ico->size < total)
+            return cli_err(err, MGL_E_FORMAT, "%s: ICO entry's AND mask before the start of the file", path);
+        const uint64_t mo = ico->offset + ico->size - total, avail = mo >= n ? 0 : n - mo < total ? n - mo : total;
+        if (avail < mneed) return cli_err(err, MGL_E_FORMAT, "%s: ICO entry's AND mask cut short", path);
+    }
     uint8_t* out = malloc((size_t)W * (size_t)H * 3);
     if (!out)
         return cli_err(err, MGL_E_NOMEM, "%s: out of memory for %llux%llu pixels", path, (unsigned long long)W,
@@ -1349,7 +1393,7 @@ static MglStatus load_webp(const char* path, const uint8_t* d, size_t n, uint8_t
 
 static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
     if (n < 18) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP header", path);
-    return bmp_decode(path, d, n, 14, le32(d + 10), false, rgb, w, h, err);
+    return bmp_decode(path, d, n, 14, le32(d + 10), false, NULL, rgb, w, h, err);
 }
 
 /* ---- ICO, as Pillow's IcoImagePlugin ------------------------------------------------------ */
@@ -1390,7 +1434,35 @@ static MglStatus load_ico(const char* path, const uint8_t* d, size_t n, bool* no
     if (off >= n) return cli_err(err, MGL_E_FORMAT, "%s: ICO image past the end of the file", path);
     if (n - off >= 8 && memcmp(d + off, "\x89PNG\r\n\x1a\n", 8) == 0)
         return load_png(path, d + off, n - off, rgb, w, h, err);
-    return bmp_decode(path, d, n, (size_t)off, 0, true, rgb, w, h, err);
+    const size_t e = 6 + 16 * (size_t)best;
+    const IcoEntry entry = {le16(d + e + 6), off, le32(d + e + 8)};
+    return bmp_decode(path, d, n, (size_t)off, 0, true, &entry, rgb, w, h, err);
+}
+
+/* A cursor as Pillow's CurImagePlugin reads it: the entry whose width and height bytes both
+ * exceed those of the best so far (the first entry to begin with), its DIB (with header) at the
+ * entry's offset, the upper half of its height. A directory that runs past the end of the file
+ * makes the plugin pass the file on (it fails indexing a short entry), as does an offset with no
+ * four bytes of header size behind it. */
+static MglStatus load_cur(const char* path, const uint8_t* d, size_t n, bool* not_cur, uint8_t** rgb, int* w, int* h,
+                          MglErr* err) {
+    *not_cur = true;
+    const unsigned count = le16(d + 4);
+    size_t m = 0, mlen = 0; /* the chosen entry and the bytes the file has of it */
+    for (unsigned i = 0; i < count; i++) {
+        const size_t e = 6 + 16 * (size_t)i, len = e < n ? (n - e < 16 ? n - e : 16) : 0;
+        if (!mlen) {
+            m = e, mlen = len;
+            continue;
+        }
+        if (len < 2 || mlen < 2) return cli_err(err, MGL_E_FORMAT, "%s: CUR directory cut short", path);
+        if (d[e] > d[m] && d[e + 1] > d[m + 1]) m = e, mlen = len;
+    }
+    if (mlen < 16) return cli_err(err, MGL_E_FORMAT, "%s: CUR directory %s", path, mlen ? "cut short" : "empty");
+    const uint64_t off = le32(d + m + 12);
+    if (off > n || n - off < 4) return cli_err(err, MGL_E_FORMAT, "%s: CUR bitmap past the end of the file", path);
+    *not_cur = false;
+    return bmp_decode(path, d, n, (size_t)off, 0, true, NULL, rgb, w, h, err);
 }
 
 MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr* err) {
@@ -1425,14 +1497,15 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
                         memcmp(d, "II\x2b\x00", 4) == 0 || memcmp(d, "MM\x00\x2b", 4) == 0))
         st = mgl_tiff_load(path, d, n, rgb, w, h, err);
     else if (n >= 4 && (le32(d) == 12 || le32(d) == 40 || le32(d) == 64 || le32(d) == 108 || le32(d) == 124))
-        st = bmp_decode(path, d, n, 0, 0, false, rgb, w, h, err); /* a DIB: a BMP without its file header */
+        st = bmp_decode(path, d, n, 0, 0, false, NULL, rgb, w, h, err); /* a DIB: a BMP without its file header */
     else if (n >= 2 && d[0] == 0x01 && d[1] == 0xda)
         st = mgl_sgi_load(path, d, n, rgb, w, h, err);
     else {
-        /* ICO, PCX by their first bytes, or else Targa, which has no signature: Pillow tries it last */
+        /* ICO, CUR, PCX by their first bytes, or else Targa, which has no signature: Pillow tries it last */
         bool other = true;
         st = MGL_E_FORMAT;
         if (n >= 6 && memcmp(d, "\0\0\1\0", 4) == 0) st = load_ico(path, d, n, &other, rgb, w, h, err);
+        if (other && n >= 6 && memcmp(d, "\0\0\2\0", 4) == 0) st = load_cur(path, d, n, &other, rgb, w, h, err);
         if (other && n >= 2 && d[0] == 10 && (d[1] == 0 || d[1] == 2 || d[1] == 3 || d[1] == 5))
             st = mgl_pcx_load(path, d, n, &other, rgb, w, h, err);
         if (other) st = mgl_tga_load(path, d, n, &other, rgb, w, h, err);
