@@ -25,7 +25,7 @@ SUDO=""
 if [ -z "${MGL_SKIP_APT:-}" ]; then
     $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q meson ninja-build \
-        pkg-config gcc libc6-dev libglib2.0-dev libjson-glib-dev libopenblas-dev libpng-dev libjpeg-dev libwebp-dev libtiff-dev \
+        pkg-config gcc libc6-dev libglib2.0-dev libjson-glib-dev libopenblas-dev libpng-dev libjpeg-dev libwebp-dev libtiff-dev liblcms2-dev libopenjp2-7-dev \
         libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools gstreamer1.0-plugins-base \
         gstreamer1.0-plugins-good libmosquitto-dev mosquitto python3 >/dev/null
 fi

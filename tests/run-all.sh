@@ -10,7 +10,7 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
 
 PKGS="meson ninja-build pkg-config gcc libc6-dev python3 libglib2.0-dev libjson-glib-dev libopenblas-dev
-      libpng-dev libjpeg-dev libwebp-dev libtiff-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+      libpng-dev libjpeg-dev libwebp-dev libtiff-dev liblcms2-dev libopenjp2-7-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
       gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-x gstreamer1.0-opencv sentencepiece valgrind
       clang libclang-rt-14-dev clang-format
       libmosquitto-dev mosquitto mosquitto-clients libhiredis-dev redis-server redis-tools python3-gi

@@ -85,6 +85,70 @@ def mutate(data, rng):
     return bytes(d)
 
 
+MODES = ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "I;16", "F"]
+# what Pillow can write, with options a user may pass
+SAVES = [
+    ("PNG", {}), ("PNG", {"optimize": True}), ("PNG", {"bits": 4}), ("PNG", {"transparency": 0}),
+    ("JPEG", {}), ("JPEG", {"quality": 95, "subsampling": 0}), ("JPEG", {"progressive": True, "quality": 40}),
+    ("JPEG", {"subsampling": 1}), ("JPEG", {"optimize": True, "quality": 10}),
+    ("WEBP", {}), ("WEBP", {"lossless": True}), ("WEBP", {"quality": 5, "method": 6}),
+    ("GIF", {}), ("GIF", {"interlace": False}), ("GIF", {"transparency": 3}),
+    ("BMP", {}), ("DIB", {}), ("ICO", {}), ("ICO", {"bitmap_format": "bmp"}), ("PPM", {}),
+    ("TIFF", {}), ("TIFF", {"compression": "tiff_lzw"}), ("TIFF", {"compression": "tiff_deflate"}),
+    ("TIFF", {"compression": "packbits"}), ("TIFF", {"compression": "jpeg"}), ("TIFF", {"compression": "group4"}),
+    ("TIFF", {"compression": "tiff_adobe_deflate", "tiffinfo": {317: 2}}),
+    ("TGA", {}), ("TGA", {"compression": "tga_rle"}), ("TGA", {"orientation": 1}),
+    ("SGI", {}), ("SGI", {"bpc": 2}), ("PCX", {}),
+    ("IM", {}), ("MSP", {}), ("SPIDER", {}), ("XBM", {}), ("JPEG2000", {}), ("BLP", {}), ("DDS", {}),
+]
+
+
+def gen_image(rng):
+    w = rng.choice([1, 2, 3, 7, 16, 33, 64, 100, 257]) if rng.random() < 0.8 else rng.randint(1, 700)
+    h = rng.choice([1, 2, 3, 7, 16, 33, 64, 100, 257]) if rng.random() < 0.8 else rng.randint(1, 700)
+    mode = rng.choice(MODES)
+    base = Image.effect_noise((w, h), rng.choice([10, 60, 128]))
+    grad = Image.linear_gradient("L").resize((w, h))
+    chans = [Image.blend(base, grad, rng.random()) for _ in range(4)]
+    rgba = Image.merge("RGBA", chans)
+    if mode == "P":
+        im = rgba.convert("RGB").quantize(rng.choice([2, 16, 200, 256]))
+    elif mode == "PA":
+        im = rgba.convert("RGB").quantize(16).convert("PA")
+    elif mode in ("I", "I;16", "F"):
+        im = chans[0].convert("I").point(lambda v: v * rng.choice([1, 3, 257]))
+        im = im.convert(mode) if mode != "I;16" else im.convert("I;16")
+    elif mode == "RGBX":
+        im = rgba.convert("RGB").convert("RGBX")
+    else:
+        im = rgba.convert(mode) if mode != "RGBA" else rgba
+    return im
+
+
+def generated(a, rng):
+    """Images of every mode written by Pillow in every format and with the options it offers; the
+    ones Pillow cannot write in that mode are skipped."""
+    out = []
+    tmp = tempfile.mkdtemp(prefix="imggen.")
+    while len(out) < a.n:
+        im = gen_image(rng)
+        fmt, opts = rng.choice(SAVES)
+        p = os.path.join(tmp, "%06d_%s_%s_%s.%s" % (len(out), fmt.lower(), im.mode.replace(";", ""),
+                                                  "-".join("%s%s" % kv for kv in opts.items()).replace(" ", "")[:40],
+                                                  fmt.lower()))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                im.save(p, fmt, **opts)
+        except Exception:
+            if os.path.exists(p):
+                os.remove(p)
+            continue
+        with open(p, "rb") as fh:
+            out.append((p, fh.read()))
+    return tmp, out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("driver")
@@ -93,6 +157,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated extensions to take seeds from")
     ap.add_argument("--skip", default="", help="comma-separated extensions not to take seeds from")
     ap.add_argument("--keep", default="")
+    ap.add_argument("--generate", action="store_true",
+                    help="instead of mutants, images of every mode written by Pillow in every format it writes")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     exts = set(a.only.split(",")) if a.only else None
@@ -110,7 +176,10 @@ def main():
             seeds.append((f, fh.read()))
     tmp = tempfile.mkdtemp(prefix="imgdiff.")
     batch, diffs, same, design = [], 0, 0, 0
-    for i in range(a.n):
+    if a.generate:
+        os.rmdir(tmp)
+        tmp, batch = generated(a, rng)
+    for i in range(0 if a.generate else a.n):
         name, data = seeds[rng.randrange(len(seeds))]
         m = mutate(data, rng)
         if rng.random() < 0.3:

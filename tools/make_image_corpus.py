@@ -1216,8 +1216,10 @@ def rev_bits(data):
 
 def write_tiff(path, w, h, pix, bps, photometric=None, extra=(), sample_format=None, be=False, fillorder=None,
                planar=1, rows_per_strip=None, colormap=None, orientation=None, bigtiff=False, spp=None,
-               pages=1):
-    """An uncompressed TIFF: pix is h x w x bands (ints); one IFD (or `pages` equal ones)."""
+               pages=1, strip_data=None, deflate=False, tags_extra=None):
+    """An uncompressed TIFF: pix is h x w x bands (ints); one IFD (or `pages` equal ones).
+    strip_data: the strips' bytes as given (pix then only gives the band count); deflate: each
+    strip zlib-compressed (compression 8); tags_extra: {tag: (type, values)} added."""
     bands = pix.shape[2]
     spp = bands if spp is None else spp
     rps = rows_per_strip or h
@@ -1230,6 +1232,10 @@ def write_tiff(path, w, h, pix, bps, photometric=None, extra=(), sample_format=N
             if fillorder == 2:
                 data = rev_bits(data)
             strips.append(data)
+    if strip_data is not None:
+        strips = list(strip_data)
+    if deflate:
+        strips = [zlib.compress(st) for st in strips]
     e = ">" if be else "<"
     hdr = (b"MM" if be else b"II") + (struct.pack(e + "HHHQ", 43, 8, 0, 0) if bigtiff else struct.pack(e + "HI", 42, 0))
     body = bytearray(hdr)
@@ -1254,6 +1260,9 @@ def write_tiff(path, w, h, pix, bps, photometric=None, extra=(), sample_format=N
         tags[320] = (3, list(colormap))
     if orientation is not None:
         tags[274] = (3, [orientation])
+    if deflate:
+        tags[259] = (3, [8])
+    tags.update(tags_extra or {})
     tsz = {3: 2, 4: 4, 16: 8}
     ifds = []
     for page in range(pages):
@@ -1465,6 +1474,52 @@ def tiff_cases():
     refused("tif_la8_planar_raw.tif", "uncompressed TIFF LA in separate planes: Pillow has no L or A unpacker for LA")
     write_tiff(J("tif_ycbcr_raw.tif"), w, h, pix=rgb, bps=8, photometric=6)
     refused("tif_ycbcr_raw.tif", "TIFF uncompressed YCbCr: not read by the engine", pil_refuses=False)
+    # compressed YCbCr (not JPEG in one plane): Pillow lets libtiff's RGBA reader convert it
+    ycc_src = Image.fromarray(rgb.astype(np.uint8), "RGB").convert("YCbCr")
+    for comp in ("tiff_lzw", "packbits", "tiff_deflate"):
+        ycc_src.save(J("tif_pil_ycbcr_%s.tif" % comp), compression=comp)
+        golden("tif_pil_ycbcr_" + comp, "tif_pil_ycbcr_%s.tif" % comp,
+               "TIFF YCbCr written by Pillow (%s, subsampling 1x1): libtiff's YCbCr to RGB" % comp)
+    ycc_src.save(J("tif_pil_ycbcr_orient3.tif"), compression="tiff_lzw", tiffinfo={274: 3})
+    golden("tif_pil_ycbcr_orient3", "tif_pil_ycbcr_orient3.tif", "TIFF YCbCr LZW with Orientation 3")
+    tiffcp(J("tif_pil_ycbcr_tiff_lzw.tif"), J("tif_ycbcr_tiled_zip.tif"), "-t", "-w", "16", "-l", "16", "-c", "zip")
+    golden("tif_ycbcr_tiled_zip", "tif_ycbcr_tiled_zip.tif", "TIFF YCbCr in Deflate tiles")
+
+    # CIELab: Pillow converts LAB to RGB through LittleCMS (ImageCms: Lab v2 to sRGB, perceptual)
+    lab_src = Image.fromarray(rgb.astype(np.uint8), "RGB").convert("LAB")
+    for comp in (None, "tiff_lzw", "jpeg"):
+        name = "tif_pil_lab_%s" % (comp or "raw")
+        lab_src.save(J(name + ".tif"), compression=comp)
+        golden(name, name + ".tif", "TIFF CIELab written by Pillow (%s): LittleCMS's Lab to sRGB" % (comp or "uncompressed"))
+    allv = pattern(w, h, 3, 255, seed=186)
+    allv[0, :3] = [[0, 0, 0], [255, 127, 128], [255, 128, 127]]
+    case("tif_lab8_le", "TIFF CIELab 8-bit, every value range (a, b signed)", pix=allv, bps=8, photometric=8)
+    case("tif_lab8_be", "TIFF CIELab 8-bit big-endian", pix=allv, bps=8, photometric=8, be=True)
+
+    # subsampled YCbCr: data units of sx*sy Y samples, then Cb and Cr, edge blocks padded
+    def ycc_units(ycc, sx, sy, rps):
+        hh, ww = ycc.shape[:2]
+        strips = []
+        for y0 in range(0, hh, rps):
+            out = bytearray()
+            for by in range(y0, min(y0 + rps, hh), sy):
+                for bx in range(0, ww, sx):
+                    blk = ycc[by:by + sy, bx:bx + sx]
+                    ys = np.zeros((sy, sx), np.int64)
+                    ys[:blk.shape[0], :blk.shape[1]] = blk[:, :, 0]
+                    out += bytes(int(v) for v in ys.reshape(-1))
+                    out += bytes([int(blk[0, 0, 1]), int(blk[0, 0, 2])])
+            strips.append(bytes(out))
+        return strips
+
+    ycc = np.asarray(ycc_src).astype(np.int64)
+    for sx, sy, rps in ((2, 2, 4), (2, 1, 9), (4, 2, 2)):
+        name = "tif_ycbcr_sub%d%d_zip" % (sx, sy)
+        write_tiff(J(name + ".tif"), w, h, pix=rgb, bps=8, photometric=6, rows_per_strip=rps, deflate=True,
+                   strip_data=ycc_units(ycc, sx, sy, rps),
+                   tags_extra={530: (3, [sx, sy])})
+        golden(name, name + ".tif", "TIFF YCbCr subsampled %dx%d, Deflate, strips of %d rows: libtiff's RGBA reader"
+               % (sx, sy, rps))
     write_tiff(J("tif_rgb_nophoto.tif"), w, h, pix=rgb, bps=8)
     refused("tif_rgb_nophoto.tif", "TIFF of 3 samples without a PhotometricInterpretation tag (unknown mode)")
     write_tiff(J("tif_rgb12.tif"), w, h, pix=pattern(w, h, 3, 4095, seed=190), bps=16, photometric=2, spp=3,

@@ -11,6 +11,7 @@
 #include "mgl-image-internal.h"
 
 #include <glib.h>
+#include <lcms2.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,6 +198,7 @@ static const OpenInfo k_open[] = {
     {0, 5, 1, 1, "8,8,8,8,8,8", "0,0", "CMYK", "CMYKXX", false},
     {'I', 5, 1, 1, "16,16,16,16", "", "CMYK", "CMYK;16", false},
     {0, 6, 1, 1, "8,8,8", "", "RGB", "YCbCr", false},
+    {0, 8, 1, 1, "8,8,8", "", "LAB", "LAB", false},
 };
 
 static bool list_eq(const char* spec, const uint64_t* v, int n) {
@@ -309,6 +311,44 @@ static bool tiff_read_all(TIFF* tif, uint32_t W, uint32_t H, int planes, int bpp
     return ok;
 }
 
+/* A YCbCr image that is not JPEG-compressed in one plane, as Pillow's _decodeAsRGBA reads it:
+ * libtiff's TIFFRGBAImage does the subsampling and the colour conversion, in blocks of a strip's
+ * (or tile's) rows, oriented top-left; the RGB of each pixel into `out`. */
+static bool tiff_read_rgba(TIFF* tif, uint32_t W, uint32_t H, uint8_t* out, char* msg, size_t msg_size) {
+    uint32_t rpb = 0;
+    const int got = TIFFIsTiled(tif) ? TIFFGetFieldDefaulted(tif, TIFFTAG_TILELENGTH, &rpb)
+                                     : TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rpb);
+    if (got != 1 || rpb == (uint32_t)-1) rpb = H;
+    TIFFRGBAImage img;
+    char em[1024] = "";
+    if (!(TIFFRGBAImageOK(tif, em) && TIFFRGBAImageBegin(&img, tif, 0, em))) {
+        g_strlcpy(msg, em, msg_size);
+        return false;
+    }
+    img.req_orientation = ORIENTATION_TOPLEFT;
+    img.col_offset = 0;
+    bool ok = img.width == W && img.height == H && rpb && (uint64_t)rpb * W * 4 <= INT32_MAX;
+    uint32_t* buf = ok ? malloc((size_t)MIN(rpb, H) * W * 4) : NULL;
+    for (uint32_t y = 0; ok && buf && y < H; y += rpb) {
+        img.row_offset = (int)y;
+        const uint32_t rows = MIN(rpb, H - y);
+        if (!TIFFRGBAImageGet(&img, buf, W, rows)) {
+            ok = false;
+            break;
+        }
+        for (uint32_t r = 0; r < rows; r++)
+            for (uint32_t x = 0; x < W; x++) {
+                const uint32_t v = buf[(size_t)r * W + x];
+                uint8_t* o = out + ((size_t)(y + r) * W + x) * 3;
+                o[0] = (uint8_t)TIFFGetR(v), o[1] = (uint8_t)TIFFGetG(v), o[2] = (uint8_t)TIFFGetB(v);
+            }
+    }
+    ok = ok && buf;
+    free(buf);
+    TIFFRGBAImageEnd(&img);
+    return ok;
+}
+
 /* ---- Pillow's unpacking and convert("RGB") ------------------------------------------------- */
 
 static uint8_t clip8i(int64_t v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v); }
@@ -365,11 +405,13 @@ typedef enum {
     U_RGB_PREMUL,  /* RGBa...: divided by alpha */
     U_PAL,         /* P, PA */
     U_CMYK,        /* CMYK...: cmyk2rgb */
+    U_LAB,         /* LAB: L, a ^ 128, b ^ 128 here, then lab_to_rgb */
 } Unpack;
 
 static Unpack unpack_of(const char* raw) {
     if (!strcmp(raw, "1")) return U_BILEVEL;
     if (!strcmp(raw, "1;I")) return U_BILEVEL_INV;
+    if (!strcmp(raw, "LAB")) return U_LAB;
     if (raw[0] == 'L') return raw[strlen(raw) - 1] == 'I' ? U_GREY_INV : U_GREY;
     if (!strcmp(raw, "I;16")) return U_I16;
     if (!strcmp(raw, "I;16S")) return U_I16S;
@@ -421,7 +463,37 @@ static void to_rgb(const Pix* p, Unpack u, const uint8_t (*pal)[3], uint32_t x, 
     case U_CMYK:
         mgl_cmyk2rgb(hi8(px(p, x, y, 0), b), hi8(px(p, x, y, 1), b), hi8(px(p, x, y, 2), b), hi8(px(p, x, y, 3), b), o);
         break;
+    case U_LAB: /* Pillow's LAB unpacker: a and b are signed in the file */
+        o[0] = (uint8_t)px(p, x, y, 0), o[1] = (uint8_t)(px(p, x, y, 1) ^ 128), o[2] = (uint8_t)(px(p, x, y, 2) ^ 128);
+        break;
     }
+}
+
+/* Pillow's convert("RGB") of a LAB image: ImageCms's transform from the built-in Lab (v2, D50)
+ * profile to sRGB, perceptual intent, no flags, over Pillow's 4-byte pixels (LabV2 with one extra
+ * byte in, RGBA out), row by row through LittleCMS as _imagingcms does. `rgb` holds L, a, b. */
+static bool lab_to_rgb(uint8_t* rgb, uint32_t W, uint32_t H) {
+    cmsHPROFILE lab = cmsCreateLab2Profile(NULL), srgb = cmsCreate_sRGBProfile();
+    cmsHTRANSFORM t =
+        lab && srgb ? cmsCreateTransform(lab, COLORSPACE_SH(PT_LabV2) | CHANNELS_SH(3) | BYTES_SH(1) | EXTRA_SH(1),
+                                         srgb, TYPE_RGBA_8, INTENT_PERCEPTUAL, 0)
+                    : NULL;
+    uint8_t* in = t ? malloc((size_t)W * 8) : NULL;
+    if (in) {
+        uint8_t* out = in + (size_t)W * 4;
+        for (uint32_t y = 0; y < H; y++) {
+            uint8_t* row = rgb + (size_t)y * W * 3;
+            for (uint32_t x = 0; x < W; x++)
+                memcpy(in + 4 * (size_t)x, row + 3 * (size_t)x, 3), in[4 * (size_t)x + 3] = 255;
+            cmsDoTransform(t, in, out, W);
+            for (uint32_t x = 0; x < W; x++) memcpy(row + 3 * (size_t)x, out + 4 * (size_t)x, 3);
+        }
+    }
+    free(in);
+    if (t) cmsDeleteTransform(t);
+    if (lab) cmsCloseProfile(lab);
+    if (srgb) cmsCloseProfile(srgb);
+    return in != NULL;
 }
 
 /* Image.transpose as Pillow's TIFF loader applies it for Orientation 2..8. */
@@ -469,6 +541,23 @@ static const char* compression_name(uint64_t c) {
     case 50001: return "webp";
     default: return NULL;
     }
+}
+
+/* The decoded RGB turned by the Orientation tag (Pillow's TIFF load_end transposes), handed out. */
+static MglStatus tiff_finish(const char* path, const TiffIfd* f, uint8_t* out, uint32_t W, uint32_t H, uint8_t** rgb,
+                             int* w, int* h, MglErr* err) {
+    const uint64_t o = tag1(&f->orientation, 1);
+    uint32_t ow = W, oh = H;
+    if (o >= 2 && o <= 8) {
+        uint8_t* t = orient(out, W, H, (int)o, &ow, &oh);
+        free(out);
+        if (!t) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+        out = t;
+    }
+    *rgb = out;
+    *w = (int)ow;
+    *h = (int)oh;
+    return MGL_OK;
 }
 
 MglStatus mgl_tiff_load(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
@@ -524,8 +613,11 @@ MglStatus mgl_tiff_load(const char* path, const uint8_t* d, size_t n, uint8_t** 
         return cli_err(err, MGL_E_UNSUPPORTED,
                        "%s: TIFF pixel layout not read (photometric %llu, %d samples of %llu bits, %d extra)", path,
                        (unsigned long long)photo, nbps, (unsigned long long)bps[0], nextra);
-    if (photo == 6 && !(comp == 7 && planar == 1))
-        return cli_err(err, MGL_E_UNSUPPORTED, "%s: TIFF YCbCr is read only JPEG-compressed and interleaved", path);
+    /* YCbCr other than JPEG in one plane: libtiff's RGBA reader, as Pillow's libtiff decoder; uncompressed,
+     * Pillow's own raw reader takes 4 bytes a pixel from the 3-byte samples (refused here) */
+    if (photo == 6 && comp == 1)
+        return cli_err(err, MGL_E_UNSUPPORTED, "%s: TIFF YCbCr uncompressed is not read by the engine", path);
+    const bool as_rgba = photo == 6 && !(comp == 7 && planar == 1);
     if (planar != 1 && planar != 2)
         return cli_err(err, MGL_E_FORMAT, "%s: TIFF planar configuration %llu", path, (unsigned long long)planar);
     if (planar == 2 && (bps[0] != 8 || strchr(oi->raw, 'X') || !strcmp(oi->raw, "RGBa") || oi->raw[0] == 'P'))
@@ -574,8 +666,23 @@ MglStatus mgl_tiff_load(const char* path, const uint8_t* d, size_t n, uint8_t** 
     TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &tw);
     TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &th);
     if (tw != W || th != H) st = cli_err(err, MGL_E_FORMAT, "%s: TIFF size tags disagree with libtiff's", path);
-    if (st == MGL_OK && photo == 6 && !TIFFSetField(tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB))
+    if (st == MGL_OK && photo == 6 && !as_rgba && !TIFFSetField(tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB))
         st = cli_err(err, MGL_E_FORMAT, "%s: TIFF JPEG colour mode refused: %s", path, mem.msg);
+    if (st == MGL_OK && as_rgba) {
+        uint8_t* out = malloc((size_t)W * H * 3);
+        char em[1024] = "";
+        if (!out)
+            st = cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+        else if (!tiff_read_rgba(tif, (uint32_t)W, (uint32_t)H, out, em, sizeof em))
+            st = cli_err(err, MGL_E_FORMAT, "%s: TIFF YCbCr data corrupt or truncated%s%s", path,
+                         em[0] || mem.msg[0] ? ": " : "", em[0] ? em : mem.msg);
+        TIFFClose(tif);
+        if (st != MGL_OK) {
+            free(out);
+            return st;
+        }
+        return tiff_finish(path, &f, out, (uint32_t)W, (uint32_t)H, rgb, w, h, err);
+    }
     const int bits = (int)bps[0], planes = planar == 2 ? (int)spp : 1, per_plane = planar == 2 ? 1 : (int)spp;
     const size_t row_bytes = ((size_t)W * (size_t)per_plane * (size_t)bits + 7) / 8;
     uint8_t* raw = NULL;
@@ -601,20 +708,11 @@ MglStatus mgl_tiff_load(const char* path, const uint8_t* d, size_t n, uint8_t** 
                 to_rgb(&p, unpack, (const uint8_t(*)[3])pal, x, y, out + ((size_t)y * W + x) * 3);
     }
     free(raw);
+    if (st == MGL_OK && unpack == U_LAB && !lab_to_rgb(out, (uint32_t)W, (uint32_t)H))
+        st = cli_err(err, MGL_E_NOMEM, "%s: LAB to RGB transform failed", path);
     if (st != MGL_OK) {
         free(out);
         return st;
     }
-    const uint64_t o = tag1(&f.orientation, 1);
-    uint32_t ow = (uint32_t)W, oh = (uint32_t)H;
-    if (o >= 2 && o <= 8) {
-        uint8_t* t = orient(out, (uint32_t)W, (uint32_t)H, (int)o, &ow, &oh);
-        free(out);
-        if (!t) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
-        out = t;
-    }
-    *rgb = out;
-    *w = (int)ow;
-    *h = (int)oh;
-    return MGL_OK;
+    return tiff_finish(path, &f, out, (uint32_t)W, (uint32_t)H, rgb, w, h, err);
 }
