@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the image-decoding corpus: tests/fixtures/images/.
 
-Every PNG, JPEG, WebP, BMP, GIF, TIFF, ICO, PPM/PGM/PBM, TGA, SGI and PCX kind a user may pass, small and with odd sizes, each with the RGB
+Every PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PPM/PGM/PBM, TGA, SGI and PCX kind a user may pass, small and with odd sizes, each with the RGB
 that Pillow decodes (`Image.open(f).convert('RGB')`, the reference's image path) as its golden:
 NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg,
 zlib and libwebp versions, each image's size and what it exercises, and the files that Pillow refuses
@@ -16,7 +16,8 @@ baseline JPEG writer (YCCK, CMYK without an Adobe marker, RGB-coded JPEG, restar
 format, fill order, byte order, planar layout, strips, colormap, orientation, BigTIFF, several pages)
 whose files libtiff's tiffcp (Debian's libtiff-tools) recompresses and tiles.
 
-Run with Debian 12's python3 and python3-pil 9.4 (the Pillow the tools use), with libtiff-tools installed:
+Run with Debian 12's python3 and python3-pil 9.4 (the Pillow the tools use), with libtiff-tools and
+libopenjp2-tools (tiffcp, opj_compress) installed:
     /usr/bin/python3 tools/make_image_corpus.py [OUT_DIR]
 The output is deterministic for a given Pillow/libjpeg/zlib.
 """
@@ -25,6 +26,7 @@ import json
 import math
 import os
 import struct
+import subprocess
 import sys
 import zlib
 
@@ -1487,6 +1489,7 @@ def tiff_cases():
 
     # CIELab: Pillow converts LAB to RGB through LittleCMS (ImageCms: Lab v2 to sRGB, perceptual)
     lab_src = Image.fromarray(rgb.astype(np.uint8), "RGB").convert("LAB")
+    lab_src.info.pop("icc_profile", None)  # the conversion's profile carries a creation time
     for comp in (None, "tiff_lzw", "jpeg"):
         name = "tif_pil_lab_%s" % (comp or "raw")
         lab_src.save(J(name + ".tif"), compression=comp)
@@ -1720,12 +1723,16 @@ def write_tga(path, w, h, itype, depth, data, cmap=None, ident=b"", flags=0, cma
         f.write(hdr + ident + entries + data)
 
 
+def rgb_rgba_grey(w, h, seed):
+    """Three 8-bit sources of one size: RGB, RGBA and grey, from seeds seed, seed + 1, seed + 2."""
+    return (pattern(w, h, 3, 255, seed=seed).astype(np.uint8), pattern(w, h, 4, 255, seed=seed + 1).astype(np.uint8),
+            pattern(w, h, 1, 255, seed=seed + 2).astype(np.uint8)[:, :, 0])
+
+
 def tga_cases():
     J = lambda f: os.path.join(OUT, f)
     w, h = 13, 7
-    rgb = pattern(w, h, 3, 255, seed=300).astype(np.uint8)
-    rgba = pattern(w, h, 4, 255, seed=301).astype(np.uint8)
-    grey = pattern(w, h, 1, 255, seed=302).astype(np.uint8)[:, :, 0]
+    rgb, rgba, grey = rgb_rgba_grey(w, h, 300)
     # Pillow's own writer: every mode it saves, raw and RLE, and its orientations
     for mode, src in (("RGB", rgb), ("RGBA", rgba), ("L", grey)):
         im = Image.fromarray(src, mode)
@@ -2021,6 +2028,86 @@ def pcx_cases():
     refused("bad_pcx_mode.pcx", "PCX 4-bit in one plane (no Pillow mode)")
 
 
+# ---- JPEG 2000 -------------------------------------------------------------------------------------
+
+def opj_raw(path, planes, bits, signed, subs, w, h):
+    """A codestream (.j2k) or JP2 file (.jp2) by OpenJPEG's opj_compress from raw planes (each
+    component's samples at its own subsampled size, big-endian 16-bit above 8 bits)."""
+    raw = path + ".raw"
+    with open(raw, "wb") as f:
+        for pl in planes:
+            a = np.asarray(pl, np.int64)
+            f.write(a.astype(np.int8 if signed else np.uint8).tobytes() if bits <= 8 else
+                    a.astype(">i2" if signed else ">u2").tobytes())
+    spec = "%d,%d,%d,%d,%s@%s" % (w, h, len(planes), bits, "s" if signed else "u",
+                                  ":".join("%dx%d" % s_ for s_ in subs))
+    subprocess.run(["opj_compress", "-i", raw, "-o", path, "-F", spec, "-n", "2"], check=True, stdout=subprocess.DEVNULL)
+    os.remove(raw)
+
+
+def j2k_cases():
+    J = lambda f: os.path.join(OUT, f)
+    w, h = 13, 9
+    rgb, rgba, g = rgb_rgba_grey(w, h, 400)
+    ims = {"L": Image.fromarray(g, "L"), "LA": Image.fromarray(np.stack([g, g[::-1]], -1), "LA"),
+           "RGB": Image.fromarray(rgb, "RGB"), "RGBA": Image.fromarray(rgba, "RGBA"),
+           "I16": Image.fromarray((pattern(w, h, 1, 400, seed=403)[:, :, 0]).astype(np.uint16), "I;16")}
+    for mode, im in ims.items():
+        name = "j2k_pil_%s" % mode.lower()
+        im.save(J(name + ".jp2"))
+        golden(name, name + ".jp2", "JPEG 2000 (JP2) written by Pillow: %s, lossless" % mode)
+    big = Image.fromarray(pattern(40, 30, 3, 255, seed=404).astype(np.uint8), "RGB")
+    for name, opts, what in (
+            ("j2k_pil_rgb_codestream", {"no_jp2": True}, "bare codestream"),
+            ("j2k_pil_rgb_irrev", {"irreversible": True, "quality_mode": "dB", "quality_layers": [38]},
+             "irreversible 9/7 wavelet, lossy"),
+            ("j2k_pil_rgb_tiles", {"tile_size": (16, 16)}, "16x16 tiles"),
+            ("j2k_pil_rgb_tiles_offset", {"tile_size": (16, 16), "tile_offset": (3, 5), "offset": (5, 7)},
+             "tiles with a tile offset and an image offset"),
+            ("j2k_pil_rgb_layers", {"quality_layers": [40, 10], "progression": "RPCL", "num_resolutions": 3},
+             "two quality layers, RPCL, 3 resolutions"),
+            ("j2k_pil_rgb_mct", {"mct": 1, "irreversible": True}, "multi-component transform, irreversible")):
+        big.save(J(name + ".jp2"), **opts)
+        golden(name, name + ".jp2", "JPEG 2000 written by Pillow, RGB, " + what)
+    # OpenJPEG's own encoder: subsampling (a codestream's colour space is guessed from it), other
+    # precisions, signed samples
+    y = pattern(w, h, 1, 255, seed=405)[:, :, 0]
+    cb = pattern((w + 1) // 2, (h + 1) // 2, 1, 255, seed=406)[:, :, 0]
+    cr = pattern((w + 1) // 2, (h + 1) // 2, 1, 255, seed=407)[:, :, 0]
+    opj_raw(J("j2k_sub420.j2k"), [y, cb, cr], 8, False, [(1, 1), (2, 2), (2, 2)], w, h)
+    golden("j2k_sub420", "j2k_sub420.j2k", "JPEG 2000 codestream 4:2:0 (odd size): taken as sYCC, Pillow's YCbCr "
+           "tables, its plane indexing by w / dx")
+    opj_raw(J("j2k_sub420.jp2"), [y, cb, cr], 8, False, [(1, 1), (2, 2), (2, 2)], w, h)
+    golden("j2k_sub420_jp2", "j2k_sub420.jp2", "JPEG 2000 JP2 4:2:0")
+    a4 = pattern(w, h, 1, 255, seed=408)[:, :, 0]
+    opj_raw(J("j2k_sub_rgba.j2k"), [y, cb, cr, a4], 8, False, [(1, 1), (2, 2), (2, 2), (1, 1)], w, h)
+    golden("j2k_sub_rgba", "j2k_sub_rgba.j2k", "JPEG 2000 codestream of 4 components, 2 and 3 subsampled")
+    opj_raw(J("j2k_grey12.j2k"), [pattern(w, h, 1, 4095, seed=409)[:, :, 0]], 12, False, [(1, 1)], w, h)
+    golden("j2k_grey12", "j2k_grey12.j2k", "JPEG 2000 12-bit grey: Pillow's I;16 (<< 4), then clipped at 255")
+    opj_raw(J("j2k_grey10.j2k"), [pattern(w, h, 1, 1023, seed=410)[:, :, 0]], 10, False, [(1, 1)], w, h)
+    golden("j2k_grey10", "j2k_grey10.j2k", "JPEG 2000 10-bit grey: I;16 (<< 6), clipped at 255")
+    opj_raw(J("j2k_grey4.j2k"), [pattern(w, h, 1, 15, seed=411)[:, :, 0]], 4, False, [(1, 1)], w, h)
+    golden("j2k_grey4", "j2k_grey4.j2k", "JPEG 2000 4-bit grey: << 4")
+    opj_raw(J("j2k_signed8.j2k"), [pattern(w, h, 1, 255, seed=412)[:, :, 0] - 128], 8, True, [(1, 1)], w, h)
+    golden("j2k_signed8", "j2k_signed8.j2k", "JPEG 2000 signed 8-bit grey: + 128")
+    opj_raw(J("j2k_rgb16.j2k"), [pattern(w, h, 1, 65535, seed=413 + c)[:, :, 0] for c in range(3)], 16, False,
+            [(1, 1)] * 3, w, h)
+    golden("j2k_rgb16", "j2k_rgb16.j2k", "JPEG 2000 16-bit RGB: >> 8 with rounding")
+    opj_raw(J("j2k_la.j2k"), [g, g[::-1]], 8, False, [(1, 1)] * 2, w, h)
+    golden("j2k_la", "j2k_la.j2k", "JPEG 2000 codestream of 2 components: grey and alpha")
+    # refused
+    with open(J("j2k_pil_rgb.jp2"), "rb") as f:
+        data = f.read()
+    with open(J("bad_j2k_truncated.jp2"), "wb") as f:
+        f.write(data[:len(data) * 2 // 3])
+    refused("bad_j2k_truncated.jp2", "JP2 cut inside its codestream")
+    with open(J("bad_j2k_noheader.jp2"), "wb") as f:
+        f.write(data[:12] + struct.pack(">I4s", 12, b"free") + b"\0" * 4)
+    refused("bad_j2k_noheader.jp2", "JP2 signature without a jp2h box")
+    opj_raw(J("bad_j2k_5comp.j2k"), [g] * 5, 8, False, [(1, 1)] * 5, w, h)
+    refused("bad_j2k_5comp.j2k", "JPEG 2000 of 5 components")
+
+
 def other_cases():
     with open(os.path.join(OUT, "other_empty.png"), "wb"):
         pass
@@ -2044,6 +2131,7 @@ def main():
     tga_cases()
     sgi_cases()
     pcx_cases()
+    j2k_cases()
     other_cases()
     manifest = {
         "generator": "tools/make_image_corpus.py",
@@ -2054,6 +2142,8 @@ def main():
         "zlib": features.version("zlib"),
         "libwebp": features.version("webp"),
         "libtiff": features.version("libtiff"),
+        "openjpeg": features.version("jpg_2000"),
+        "littlecms2": features.version("littlecms2"),
         "images": images,
         "refused": errors,
     }

@@ -50,5 +50,8 @@ MglStatus mgl_tga_load(const char* path, const uint8_t* d, size_t n, bool* not_t
 MglStatus mgl_sgi_load(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err);
 MglStatus mgl_pcx_load(const char* path, const uint8_t* d, size_t n, bool* not_pcx, uint8_t** rgb, int* w, int* h,
                        MglErr* err);
+/* JPEG 2000, a JP2 file or a codestream (mgl-image-jp2.c); *not_jp2 as *not_tga. */
+MglStatus mgl_jp2_load(const char* path, const uint8_t* d, size_t n, bool* not_jp2, uint8_t** rgb, int* w, int* h,
+                       MglErr* err);
 
 #endif
