@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the image-decoding corpus: tests/fixtures/images/.
 
-Every PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PPM/PGM/PBM, TGA, SGI and PCX kind a user may pass, small and with odd sizes, each with the RGB
+Every PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PPM/PGM/PBM, TGA, SGI, PCX, MSP, SPIDER and XBM kind a user may pass, small and with odd sizes, each with the RGB
 that Pillow decodes (`Image.open(f).convert('RGB')`, the reference's image path) as its golden:
 NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg,
 zlib and libwebp versions, each image's size and what it exercises, and the files that Pillow refuses
@@ -2108,6 +2108,106 @@ def j2k_cases():
     refused("bad_j2k_5comp.j2k", "JPEG 2000 of 5 components")
 
 
+# ---- MSP, XBM, SPIDER ------------------------------------------------------------------------------
+
+def msp_header(magic, w, h):
+    hdr = bytearray(magic + struct.pack("<HHHHHHHH", w, h, 1, 1, 1, 1, 0, 0) + b"\0" * 12)
+    chk = 0
+    for i in range(0, 32, 2):
+        chk ^= struct.unpack_from("<H", hdr, i)[0]
+    hdr[24:26] = struct.pack("<H", chk)  # the checksum word makes the XOR of all 16 words 0
+    return bytes(hdr)
+
+
+def msp_rle(row):
+    """A LinS row: runs of equal bytes as (0, count, value), the rest as literals (count, bytes)."""
+    out = bytearray()
+    i = 0
+    while i < len(row):
+        j = i
+        while j < len(row) and j - i < 255 and row[j] == row[i]:
+            j += 1
+        if j - i >= 3:
+            out += bytes([0, j - i, row[i]])
+            i = j
+            continue
+        j = i + 1
+        while j < len(row) and j - i < 255 and not (j + 2 < len(row) and row[j] == row[j + 1] == row[j + 2]):
+            j += 1
+        out += bytes([j - i]) + bytes(row[i:j])
+        i = j
+    return bytes(out)
+
+
+def other_legacy_cases():
+    J = lambda f: os.path.join(OUT, f)
+    w, h = 21, 6
+    bits = (pattern(w, h, 1, 1, seed=500)[:, :, 0] * 255).astype(np.uint8)
+    bits[2, :] = 255
+    im1 = Image.fromarray(bits, "L").convert("1")
+    im1.save(J("msp_pil.msp"))
+    golden("msp_pil", "msp_pil.msp", "MSP (Windows Paint 1.x, DanM) written by Pillow")
+    rows = [pack_bits((r > 0).astype(np.int64), 1) for r in bits]
+    rmap, body = [], b""
+    for k, r in enumerate(rows):
+        enc = b"" if k == 2 else msp_rle(r)  # an empty row map entry is a white row
+        rmap.append(len(enc))
+        body += enc
+    with open(J("msp_lins.msp"), "wb") as f:
+        f.write(msp_header(b"LinS", w, h) + struct.pack("<%dH" % h, *rmap) + body)
+    golden("msp_lins", "msp_lins.msp", "MSP 2.0 (LinS): run-length rows through a row map, an empty entry white")
+    # XBM: Pillow's writer, and hand-written ones with a hot spot, odd hex spellings, leading space
+    im1.save(J("xbm_pil.xbm"))
+    golden("xbm_pil", "xbm_pil.xbm", "XBM written by Pillow")
+    im1.save(J("xbm_pil_hot.xbm"), hotspot=(3, 4))
+    golden("xbm_pil_hot", "xbm_pil_hot.xbm", "XBM with a hot spot")
+    hexes = ["0x%02x" % b for r in rows for b in r]
+    hexes[1] = "0xF"  # one hex digit: Pillow takes the character after it as the low digit (0 here)
+    hexes[2] = "0XAB"  # upper-case X: skipped to the next lower-case x
+    with open(J("xbm_hand.xbm"), "w") as f:
+        f.write("\n  #define test_image_width %d\r\n#define test_image_height %d\n/* comment */\n"
+                "static unsigned char test_image_bits[] = {\n %s };\n" % (w, h, ", ".join(hexes + ["0x00"])))
+    golden("xbm_hand", "xbm_hand.xbm", "XBM by hand: leading space, CRLF, a comment, one-digit and upper-case hex")
+    # SPIDER: float samples (convert through L: truncated, clipped)
+    fl = (pattern(w, h, 1, 1000, seed=501)[:, :, 0].astype(np.float32) - 200.0) * 0.4
+    Image.fromarray(fl, "F").save(J("spider_pil.spider"), format="SPIDER")
+    golden("spider_pil", "spider_pil.spider", "SPIDER written by Pillow (little-endian floats)")
+
+    def spider(path, data, be, stack=False):
+        e = ">" if be else "<"
+        hdr = [0.0] * 27
+        lenbyt = w * 4
+        labrec = -(-1024 // lenbyt)
+        hdr[0], hdr[1], hdr[4], hdr[11], hdr[12] = 1.0, float(h), 1.0, float(w), float(labrec)
+        hdr[21], hdr[22] = float(labrec * lenbyt), float(lenbyt)
+        if stack:
+            hdr[23], hdr[25] = 2.0, 1.0
+        head = struct.pack(e + "27f", *hdr).ljust(labrec * lenbyt, b"\0")
+        img = data.astype(e + "f4").tobytes()
+        with open(path, "wb") as f:
+            f.write(head + (head + img if stack else img))
+    spider(J("spider_be.spider"), fl, True)
+    golden("spider_be", "spider_be.spider", "SPIDER big-endian")
+    spider(J("spider_stack.spider"), fl[::-1], False, stack=True)
+    golden("spider_stack", "spider_stack.spider", "SPIDER stack: the first image, after the stack header and its own")
+    # refused
+    with open(J("msp_pil.msp"), "rb") as f:
+        data = f.read()
+    with open(J("bad_msp_truncated.msp"), "wb") as f:
+        f.write(data[:-5])
+    refused("bad_msp_truncated.msp", "MSP data cut short")
+    with open(J("xbm_pil.xbm"), "rb") as f:
+        data = f.read()
+    with open(J("bad_xbm_truncated.xbm"), "wb") as f:
+        f.write(data[:len(data) // 2])
+    refused("bad_xbm_truncated.xbm", "XBM with too few bytes")
+    with open(J("spider_be.spider"), "rb") as f:
+        data = f.read()
+    with open(J("bad_spider_truncated.spider"), "wb") as f:
+        f.write(data[:-7])
+    refused("bad_spider_truncated.spider", "SPIDER data cut short")
+
+
 def other_cases():
     with open(os.path.join(OUT, "other_empty.png"), "wb"):
         pass
@@ -2132,6 +2232,7 @@ def main():
     sgi_cases()
     pcx_cases()
     j2k_cases()
+    other_legacy_cases()
     other_cases()
     manifest = {
         "generator": "tools/make_image_corpus.py",

@@ -50,6 +50,13 @@ MglStatus mgl_tga_load(const char* path, const uint8_t* d, size_t n, bool* not_t
 MglStatus mgl_sgi_load(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err);
 MglStatus mgl_pcx_load(const char* path, const uint8_t* d, size_t n, bool* not_pcx, uint8_t** rgb, int* w, int* h,
                        MglErr* err);
+/* MSP, XBM and SPIDER (mgl-image-legacy.c); *not_* as *not_tga. */
+MglStatus mgl_msp_load(const char* path, const uint8_t* d, size_t n, bool* not_msp, uint8_t** rgb, int* w, int* h,
+                       MglErr* err);
+MglStatus mgl_xbm_load(const char* path, const uint8_t* d, size_t n, bool* not_xbm, uint8_t** rgb, int* w, int* h,
+                       MglErr* err);
+MglStatus mgl_spider_load(const char* path, const uint8_t* d, size_t n, bool* not_spider, uint8_t** rgb, int* w, int* h,
+                          MglErr* err);
 /* JPEG 2000, a JP2 file or a codestream (mgl-image-jp2.c); *not_jp2 as *not_tga. */
 MglStatus mgl_jp2_load(const char* path, const uint8_t* d, size_t n, bool* not_jp2, uint8_t** rgb, int* w, int* h,
                        MglErr* err);

@@ -1,4 +1,4 @@
-/* mgl-image-legacy.c: Targa (TGA), SGI and PCX files, pixel for pixel as Pillow 9.4's
+/* mgl-image-legacy.c: Targa (TGA), SGI, PCX, MSP, SPIDER and XBM files, pixel for pixel as Pillow 9.4's
  * Image.open(f).convert("RGB") reads them: the header checks of its TgaImagePlugin, SgiImagePlugin
  * and PcxImagePlugin, then what its decoders (TgaRleDecode.c, SgiRleDecode.c, PcxDecode.c and the
  * raw decoder) and unpackers do, quirks included:
@@ -16,6 +16,8 @@
  * mgl_image_load. */
 #include "mgl-image-internal.h"
 
+#include <glib.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -506,5 +508,209 @@ MglStatus mgl_pcx_load(const char* path, const uint8_t* d, size_t n, bool* not_p
     }
     free(buf);
     if (bad) return refuse(path, &im, err, bad);
+    return img_to_rgb(path, &im, false, rgb, w, h, err);
+}
+
+/* ---- MSP (Windows Paint) ---------------------------------------------------------------------- */
+
+/* Pillow's MspImagePlugin: a 32-byte header whose 16-bit words XOR to 0; "DanM" rows raw, "LinS"
+ * rows run-length coded through a row map, the decoded rows then read back to back as raw 1-bit
+ * rows (so a row that decodes short shifts the rows after it). */
+MglStatus mgl_msp_load(const char* path, const uint8_t* d, size_t n, bool* not_msp, uint8_t** rgb, int* w, int* h,
+                       MglErr* err) {
+    *not_msp = true;
+    if (n < 32) return cli_err(err, MGL_E_FORMAT, "%s: MSP header cut short", path);
+    unsigned sum = 0;
+    for (int i = 0; i < 32; i += 2) sum ^= rd_le16(d + i);
+    const size_t W = rd_le16(d + 4), H = rd_le16(d + 6);
+    if (sum || !W || !H) return cli_err(err, MGL_E_FORMAT, "%s: MSP checksum or size bad", path);
+    *not_msp = false;
+    MglStatus st = size_check(path, "MSP image", W, H, err);
+    if (st != MGL_OK) return st;
+    const size_t stride = (W + 7) / 8;
+    Img im = {0};
+    if (!img_new(&im, W, H, 1)) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    if (!memcmp(d, "DanM", 4)) {
+        if ((n - 32) / stride < H) return refuse(path, &im, err, "MSP data cut short");
+        for (size_t y = 0; y < H; y++) unpack_row(RM_1, d + 32 + y * stride, W, im.pix + y * W, 1);
+        return img_to_rgb(path, &im, false, rgb, w, h, err);
+    }
+    if (n - 32 < 2 * H) return refuse(path, &im, err, "MSP row map cut short");
+    GByteArray* out = g_byte_array_new();
+    size_t pos = 32 + 2 * H;
+    const char* bad = NULL;
+    for (size_t r = 0; r < H && !bad; r++) {
+        const size_t len = rd_le16(d + 32 + 2 * r);
+        if (!len) {
+            for (size_t i = 0; i < stride; i++) g_byte_array_append(out, (const guint8*)"\xff", 1);
+            continue;
+        }
+        if (n - pos < len) {
+            bad = "MSP row cut short";
+            break;
+        }
+        const uint8_t* row = d + pos;
+        pos += len;
+        for (size_t i = 0; i < len;) {
+            const unsigned type = row[i++];
+            if (type == 0) {
+                if (len - i < 2) {
+                    bad = "MSP run cut short";
+                    break;
+                }
+                for (unsigned k = 0; k < row[i]; k++) g_byte_array_append(out, row + i + 1, 1);
+                i += 2;
+            } else {
+                const size_t k = type < len - i ? type : len - i; /* a literal past the row is cut */
+                g_byte_array_append(out, row + i, (guint)k);
+                i += type;
+            }
+        }
+    }
+    if (!bad && out->len / stride < H) bad = "MSP rows decode to too few bytes";
+    if (!bad)
+        for (size_t y = 0; y < H; y++) unpack_row(RM_1, out->data + y * stride, W, im.pix + y * W, 1);
+    g_byte_array_unref(out);
+    if (bad) return refuse(path, &im, err, bad);
+    return img_to_rgb(path, &im, false, rgb, w, h, err);
+}
+
+/* ---- XBM (X11 bitmap) ------------------------------------------------------------------------- */
+
+/* Pillow's XbmImagePlugin: its header expression over the first 512 bytes (the width and height
+ * lines, an optional hot spot, up to the last "_bits[]"), then from there each "x" and the two
+ * characters after it as a hex byte (anything not a hex digit counts 0), rows of (width + 7) / 8
+ * bytes, least significant bit first, a set bit white. */
+MglStatus mgl_xbm_load(const char* path, const uint8_t* d, size_t n, bool* not_xbm, uint8_t** rgb, int* w, int* h,
+                       MglErr* err) {
+    *not_xbm = true;
+    static GRegex* head;
+    static gsize once;
+    if (g_once_init_enter(&once)) {
+        head = g_regex_new("\\s*#define[ \\t]+.*_width[ \\t]+(?P<width>[0-9]+)[\\r\\n]+"
+                           "#define[ \\t]+.*_height[ \\t]+(?P<height>[0-9]+)[\\r\\n]+"
+                           "(?P<hotspot>#define[ \\t]+[^_]*_x_hot[ \\t]+(?P<xhot>[0-9]+)[\\r\\n]+"
+                           "#define[ \\t]+[^_]*_y_hot[ \\t]+(?P<yhot>[0-9]+)[\\r\\n]+)?"
+                           "[\\x00-\\xff]*_bits\\[]",
+                           G_REGEX_RAW | G_REGEX_OPTIMIZE, G_REGEX_MATCH_ANCHORED, NULL);
+        g_once_init_leave(&once, 1);
+    }
+    GMatchInfo* mi = NULL;
+    const size_t hn = n < 512 ? n : 512;
+    size_t W = 0, H = 0, start = 0;
+    bool ok = head && g_regex_match_full(head, (const gchar*)d, (gssize)hn, 0, G_REGEX_MATCH_ANCHORED, &mi, NULL);
+    if (ok) {
+        gint s, e;
+        char* ws = g_match_info_fetch_named(mi, "width");
+        char* hs = g_match_info_fetch_named(mi, "height");
+        /* Python's int() of a digit string: over 16 digits is past any size read here */
+        ok = ws && hs && strlen(ws) <= 16 && strlen(hs) <= 16 && g_match_info_fetch_pos(mi, 0, &s, &e);
+        if (ok)
+            W = (size_t)g_ascii_strtoull(ws, NULL, 10), H = (size_t)g_ascii_strtoull(hs, NULL, 10), start = (size_t)e;
+        g_free(ws);
+        g_free(hs);
+    }
+    g_match_info_free(mi);
+    if (!ok || !W || !H) return cli_err(err, MGL_E_FORMAT, "%s: not an XBM header", path);
+    *not_xbm = false;
+    MglStatus st = size_check(path, "XBM", W, H, err);
+    if (st != MGL_OK) return st;
+    const size_t stride = (W + 7) / 8;
+    Img im = {0};
+    if (!img_new(&im, W, H, 1)) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    uint8_t* row = malloc(stride);
+    if (!row) return refuse(path, &im, err, "out of memory");
+    size_t pos = start, x = 0, y = 0;
+    bool done = false;
+    while (!done) {
+        while (pos < n && d[pos] != 'x') pos++;
+        if (n - pos < 3) break;
+        uint8_t v = 0;
+        for (int k = 1; k <= 2; k++) {
+            const char c = (char)d[pos + k];
+            v = (uint8_t)(v << 4 | (g_ascii_isxdigit(c) ? g_ascii_xdigit_value(c) : 0));
+        }
+        row[x] = v;
+        if (++x >= stride) {
+            for (size_t i = 0; i < W; i++) im.pix[y * W + i] = (row[i >> 3] >> (i & 7)) & 1 ? 255 : 0;
+            x = 0;
+            if (++y >= H) done = true;
+        }
+        pos += 3;
+    }
+    free(row);
+    if (!done) return refuse(path, &im, err, "XBM data cut short");
+    return img_to_rgb(path, &im, false, rgb, w, h, err);
+}
+
+/* ---- SPIDER ----------------------------------------------------------------------------------- */
+
+static float rd_f32(const uint8_t* p, bool be) {
+    const uint32_t v =
+        be ? rd_be32(p) : (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    float f;
+    memcpy(&f, &v, 4);
+    return f;
+}
+
+/* Python's isInt: finite and integral */
+static bool spider_int(float f) { return isfinite(f) && f == truncf(f); }
+
+/* Pillow's isSpiderHeader over the 27 values (1-based as there): the header length, 0 if not one. */
+static double spider_header(const float* t) {
+    const int idx[] = {1, 2, 5, 12, 13, 22, 23};
+    for (int i = 0; i < 7; i++)
+        if (!spider_int(t[idx[i] - 1])) return 0;
+    const float iform = t[4];
+    if (iform != 1 && iform != 3 && iform != -11 && iform != -12 && iform != -21 && iform != -22) return 0;
+    const double labrec = t[12], labbyt = t[21], lenbyt = t[22];
+    return labbyt == labrec * lenbyt ? labbyt : 0;
+}
+
+/* Pillow's SpiderImagePlugin (it has no signature: tried before Targa, as Pillow orders them): 27
+ * 32-bit floats, big-endian tried first; a 2D image (iform 1) of float samples, the first of a
+ * stack; convert("RGB") through L (truncated, clipped, NaN 0). */
+MglStatus mgl_spider_load(const char* path, const uint8_t* d, size_t n, bool* not_spider, uint8_t** rgb, int* w, int* h,
+                          MglErr* err) {
+    *not_spider = true;
+    if (n < 108) return cli_err(err, MGL_E_FORMAT, "%s: not a SPIDER header", path);
+    float t[27];
+    bool be = true;
+    double hdr = 0;
+    for (int pass = 0; pass < 2 && hdr == 0; pass++) {
+        be = pass == 0;
+        for (int i = 0; i < 27; i++) t[i] = rd_f32(d + 4 * i, be);
+        hdr = spider_header(t);
+    }
+    if (hdr == 0 || t[4] != 1) return cli_err(err, MGL_E_FORMAT, "%s: not a SPIDER 2D image", path);
+    if (!isfinite(t[23]) || !isfinite(t[26]) || fabsf(t[23]) > 2e9f || fabsf(t[26]) > 2e9f)
+        return *not_spider = false, cli_err(err, MGL_E_FORMAT, "%s: SPIDER stack fields not numbers", path);
+    const long long istack = (long long)t[23], imgnumber = (long long)t[26];
+    double offset;
+    if (istack == 0 && imgnumber == 0)
+        offset = hdr;
+    else if (istack > 0 && imgnumber == 0)
+        offset = hdr * 2;
+    else if (istack == 0 && imgnumber > 0) /* Pillow fails here (its stack offset is not set yet) */
+        return *not_spider = false, cli_err(err, MGL_E_FORMAT, "%s: SPIDER image number without a stack", path);
+    else
+        return cli_err(err, MGL_E_FORMAT, "%s: SPIDER stack fields inconsistent", path);
+    const double fw = t[11], fh = t[1];
+    if (fw < 1 || fh < 1) return cli_err(err, MGL_E_FORMAT, "%s: empty SPIDER image", path);
+    *not_spider = false;
+    if (fw > MGL_IMAGE_MAX_SIDE || fh > MGL_IMAGE_MAX_SIDE)
+        return size_check(path, "SPIDER image", (uint64_t)MGL_IMAGE_MAX_SIDE + 1, 1, err);
+    const size_t W = (size_t)fw, H = (size_t)fh;
+    MglStatus st = size_check(path, "SPIDER image", W, H, err);
+    if (st != MGL_OK) return st;
+    if (offset < 0 || offset > (double)n || ((double)n - offset) / (4.0 * (double)W) < (double)H)
+        return cli_err(err, MGL_E_FORMAT, "%s: SPIDER data cut short", path);
+    Img im = {0};
+    if (!img_new(&im, W, H, 1)) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    const uint8_t* p = d + (size_t)offset;
+    for (size_t i = 0; i < W * H; i++) {
+        const float v = rd_f32(p + 4 * i, be);
+        im.pix[i] = v != v || v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
+    }
     return img_to_rgb(path, &im, false, rgb, w, h, err);
 }
