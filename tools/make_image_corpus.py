@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the image-decoding corpus: tests/fixtures/images/.
 
-Every PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PPM/PGM/PBM, TGA, SGI, PCX, MSP, SPIDER and XBM kind a user may pass, small and with odd sizes, each with the RGB
+Every PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PPM/PGM/PBM, TGA, SGI, PCX, MSP, IM, SPIDER and XBM kind a user may pass, small and with odd sizes, each with the RGB
 that Pillow decodes (`Image.open(f).convert('RGB')`, the reference's image path) as its golden:
 NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg,
 zlib and libwebp versions, each image's size and what it exercises, and the files that Pillow refuses
@@ -2190,22 +2190,51 @@ def other_legacy_cases():
     golden("spider_be", "spider_be.spider", "SPIDER big-endian")
     spider(J("spider_stack.spider"), fl[::-1], False, stack=True)
     golden("spider_stack", "spider_stack.spider", "SPIDER stack: the first image, after the stack header and its own")
+    # IM: every mode Pillow writes, and by hand the other plain types, a grey palette, a NUL-ended header
+    src = Image.fromarray(pattern(w, h, 4, 255, seed=510).astype(np.uint8), "RGBA")
+    g8 = src.convert("L")
+    modes = {"1": im1, "L": g8, "LA": src.convert("LA"), "P": src.convert("RGB").quantize(40),
+             "PA": src.convert("RGB").quantize(20).convert("PA"), "RGB": src.convert("RGB"), "RGBA": src,
+             "RGBX": src.convert("RGBX"), "CMYK": src.convert("CMYK"), "YCbCr": src.convert("YCbCr"),
+             "I": Image.fromarray(pattern(w, h, 1, 600, seed=511)[:, :, 0].astype(np.int32) - 100, "I"),
+             "I;16": g8.convert("I").point(lambda v: v * 3).convert("I;16"),
+             "F": Image.fromarray(fl, "F")}
+    for mode, im in modes.items():
+        name = "im_pil_%s" % mode.replace(";", "").lower()
+        im.save(J(name + ".im"))
+        golden(name, name + ".im", "IM written by Pillow: %s" % mode)
+
+    def im_file(path, itype, data, extra=b"", end=b"\x1a", lut=None):
+        head = b"Image type: %s image\r\nImage size (x*y): %d*%d\r\n" % (itype, w, h) + extra
+        if lut is not None:
+            head += b"Lut: 1\r\n"
+        head += end
+        with open(path, "wb") as f:
+            f.write(head.ljust(512, b"\0") + (lut if lut is not None else b"") + data)
+    rows = lambda a: np.ascontiguousarray(a[::-1])  # IM rows are bottom up
+    idx4 = pattern(w, h, 1, 15, seed=512)[:, :, 0]
+    im_file(J("im_b4.im"), b"B4", b"".join(pack_bits(r, 4) for r in rows(idx4)))
+    golden("im_b4", "im_b4.im", "IM B4 (4-bit indices, no palette: the grey ramp)")
+    im_file(J("im_x24.im"), b"X 24", rows(pattern(w, h, 3, 255, seed=513)).astype(np.uint8).tobytes(),
+            extra=b"Comment: pixel interleaved\r\n", end=b"\0\0\0\x1a")
+    golden("im_x24", "im_x24.im", "IM X 24 (interleaved RGB), a comment, a header ended by NUL before its 0x1A")
+    ramp = bytes(255 - i for i in range(256)) * 3
+    im_file(J("im_grey_lut.im"), b"Greyscale", rows(np.asarray(g8)).tobytes(), lut=ramp)
+    golden("im_grey_lut", "im_grey_lut.im", "IM greyscale with a grey but inverted palette: Pillow ignores it")
     # refused
-    with open(J("msp_pil.msp"), "rb") as f:
-        data = f.read()
-    with open(J("bad_msp_truncated.msp"), "wb") as f:
-        f.write(data[:-5])
-    refused("bad_msp_truncated.msp", "MSP data cut short")
-    with open(J("xbm_pil.xbm"), "rb") as f:
-        data = f.read()
-    with open(J("bad_xbm_truncated.xbm"), "wb") as f:
-        f.write(data[:len(data) // 2])
-    refused("bad_xbm_truncated.xbm", "XBM with too few bytes")
-    with open(J("spider_be.spider"), "rb") as f:
-        data = f.read()
-    with open(J("bad_spider_truncated.spider"), "wb") as f:
-        f.write(data[:-7])
-    refused("bad_spider_truncated.spider", "SPIDER data cut short")
+    im_file(J("bad_im_rlb.im"), b"RLB", b"\0" * (3 * w * h))
+    refused("bad_im_rlb.im", "IM RLB image: not read by the engine", pil_refuses=False)
+    im_file(J("bad_im_pa_nolut.im"), b"PA", b"\0" * (2 * w * h))
+    refused("bad_im_pa_nolut.im", "IM PA image without a palette (Pillow has no unpacker)")
+    for src, dst, keep, what in (("im_pil_rgb.im", "bad_im_truncated.im", -10, "IM data cut short"),
+                                 ("msp_pil.msp", "bad_msp_truncated.msp", -5, "MSP data cut short"),
+                                 ("xbm_pil.xbm", "bad_xbm_truncated.xbm", 80, "XBM with too few bytes"),
+                                 ("spider_be.spider", "bad_spider_truncated.spider", -7, "SPIDER data cut short")):
+        with open(J(src), "rb") as f:
+            data = f.read()
+        with open(J(dst), "wb") as f:
+            f.write(data[:keep])
+        refused(dst, what)
 
 
 def other_cases():

@@ -40,6 +40,9 @@ static inline void mgl_cmyk2rgb(unsigned c, unsigned m, unsigned y, unsigned k, 
     }
 }
 
+/* Pillow's YCbCr to RGB over `w` pixels of 4 bytes, in place (mgl-image-legacy.c) */
+void mgl_ycc_to_rgb_row(uint8_t* px, size_t w);
+
 /* TIFF (mgl-image-tiff.c), `d` the whole file */
 MglStatus mgl_tiff_load(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err);
 
@@ -57,6 +60,9 @@ MglStatus mgl_xbm_load(const char* path, const uint8_t* d, size_t n, bool* not_x
                        MglErr* err);
 MglStatus mgl_spider_load(const char* path, const uint8_t* d, size_t n, bool* not_spider, uint8_t** rgb, int* w, int* h,
                           MglErr* err);
+/* IM (mgl-image-legacy.c): Pillow tries it before most formats, by its header lines */
+MglStatus mgl_im_load(const char* path, const uint8_t* d, size_t n, bool* not_im, uint8_t** rgb, int* w, int* h,
+                      MglErr* err);
 /* JPEG 2000, a JP2 file or a codestream (mgl-image-jp2.c); *not_jp2 as *not_tga. */
 MglStatus mgl_jp2_load(const char* path, const uint8_t* d, size_t n, bool* not_jp2, uint8_t** rgb, int* w, int* h,
                        MglErr* err);

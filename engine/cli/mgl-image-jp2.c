@@ -178,27 +178,6 @@ static void src_error(const char* msg, void* user) {
 
 /* ---- Pillow's unpackers ---------------------------------------------------------------------- */
 
-/* Pillow's YCbCr to RGB: fixed point with 6 fraction bits, tables of trunc(c * 64 * (v - 128) + 0.5) */
-static int ycc_tab(double c, int v) { return (int)(c * 64.0 * (double)(v - 128) + 0.5); }
-
-static void ycc_row(uint8_t* px, size_t w) {
-    static int r_cr[256], g_cb[256], g_cr[256], b_cb[256];
-    static bool ready;
-    if (!ready) {
-        for (int i = 0; i < 256; i++)
-            r_cr[i] = ycc_tab(1.40200, i), g_cb[i] = ycc_tab(-0.34414, i), g_cr[i] = ycc_tab(-0.71414, i),
-            b_cb[i] = ycc_tab(1.77200, i);
-        ready = true;
-    }
-    for (size_t x = 0; x < w; x++, px += 4) {
-        const int y = px[0], cb = px[1], cr = px[2];
-        const int r = y + (r_cr[cr] >> 6), g = y + ((g_cb[cb] + g_cr[cr]) >> 6), b = y + (b_cb[cb] >> 6);
-        px[0] = (uint8_t)(r <= 0 ? 0 : r >= 255 ? 255 : r);
-        px[1] = (uint8_t)(g <= 0 ? 0 : g >= 255 ? 255 : g);
-        px[2] = (uint8_t)(b <= 0 ? 0 : b >= 255 ? 255 : b);
-    }
-}
-
 typedef struct {
     uint32_t shift_left, shift_right, offset; /* the value is (offset + word) << l or >> r */
     size_t csiz;
@@ -289,7 +268,7 @@ static void unpack_tile(Unpacker u, const opj_image_t* in, const uint8_t* data, 
             }
             if (nc == 3) row[4 * (size_t)x + 3] = 0xff;
         }
-        if (u == U_SYCC || u == U_SYCCA) ycc_row(row, w);
+        if (u == U_SYCC || u == U_SYCCA) mgl_ycc_to_rgb_row(row, w);
     }
 }
 

@@ -1,4 +1,4 @@
-/* mgl-image-legacy.c: Targa (TGA), SGI, PCX, MSP, SPIDER and XBM files, pixel for pixel as Pillow 9.4's
+/* mgl-image-legacy.c: Targa (TGA), SGI, PCX, MSP, IM, SPIDER and XBM files, pixel for pixel as Pillow 9.4's
  * Image.open(f).convert("RGB") reads them: the header checks of its TgaImagePlugin, SgiImagePlugin
  * and PcxImagePlugin, then what its decoders (TgaRleDecode.c, SgiRleDecode.c, PcxDecode.c and the
  * raw decoder) and unpackers do, quirks included:
@@ -148,6 +148,28 @@ static MglStatus refuse(const char* path, Img* im, MglErr* err, const char* what
     free(im->pix);
     im->pix = NULL;
     return cli_err(err, MGL_E_FORMAT, "%s: %s", path, what);
+}
+
+/* Pillow's ImagingConvertYCbCr2RGB: fixed point with 6 fraction bits, tables of
+ * trunc(c * 64 * (v - 128) + 0.5); pixels of 4 bytes (Y, Cb, Cr, alpha kept) converted in place. */
+static int ycc_tab(double c, int v) { return (int)(c * 64.0 * (double)(v - 128) + 0.5); }
+
+void mgl_ycc_to_rgb_row(uint8_t* px, size_t w) {
+    static int r_cr[256], g_cb[256], g_cr[256], b_cb[256];
+    static bool ready;
+    if (!ready) {
+        for (int i = 0; i < 256; i++)
+            r_cr[i] = ycc_tab(1.40200, i), g_cb[i] = ycc_tab(-0.34414, i), g_cr[i] = ycc_tab(-0.71414, i),
+            b_cb[i] = ycc_tab(1.77200, i);
+        ready = true;
+    }
+    for (size_t x = 0; x < w; x++, px += 4) {
+        const int y = px[0], cb = px[1], cr = px[2];
+        const int r = y + (r_cr[cr] >> 6), g = y + ((g_cb[cb] + g_cr[cr]) >> 6), b = y + (b_cb[cb] >> 6);
+        px[0] = (uint8_t)(r <= 0 ? 0 : r >= 255 ? 255 : r);
+        px[1] = (uint8_t)(g <= 0 ? 0 : g >= 255 ? 255 : g);
+        px[2] = (uint8_t)(b <= 0 ? 0 : b >= 255 ? 255 : b);
+    }
 }
 
 /* ---- TGA ------------------------------------------------------------------------------------- */
@@ -713,4 +735,222 @@ MglStatus mgl_spider_load(const char* path, const uint8_t* d, size_t n, bool* no
         im.pix[i] = v != v || v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
     }
     return img_to_rgb(path, &im, false, rgb, w, h, err);
+}
+
+/* ---- IM (IFUNC Image Memory) ----------------------------------------------------------------- */
+
+/* Python's int() of a header number: white space around, a sign, digits with single underscores
+ * between them. */
+static bool py_int_str(const char* s, long long* v) {
+    while (g_ascii_isspace(*s)) s++;
+    bool neg = *s == '-';
+    if (*s == '+' || *s == '-') s++;
+    if (!g_ascii_isdigit(*s)) return false;
+    long long x = 0;
+    for (; *s; s++) {
+        if (*s == '_' && g_ascii_isdigit(s[1]) && g_ascii_isdigit(s[-1])) continue;
+        if (!g_ascii_isdigit(*s)) break;
+        if (x > (1ll << 40)) return false;
+        x = x * 10 + (*s - '0');
+    }
+    while (g_ascii_isspace(*s)) s++;
+    if (*s) return false;
+    *v = neg ? -x : x;
+    return true;
+}
+
+/* The image types Pillow writes (and the plain ones of its table), with the raw mode of their
+ * rows: the rest of its table (RLB, RYB, bit-packed floats, RGB3...) is not read here. */
+typedef enum {
+    IR_1,
+    IR_L,
+    IR_P,
+    IR_P2,
+    IR_P4,
+    IR_RGB,
+    IR_RGB_L,
+    IR_YCC_L,
+    IR_LA_L,
+    IR_PA_L,
+    IR_RGBA_L,
+    IR_CMYK_L,
+    IR_I32S,
+    IR_I16L,
+    IR_I16B,
+    IR_F32F
+} ImRaw;
+
+static const struct {
+    const char* type;
+    ImRaw raw;
+} k_im_types[] = {
+    {"0 1 image", IR_1},       {"L 1 image", IR_1},       {"B1 image", IR_1},        {"Greyscale image", IR_L},
+    {"Grayscale image", IR_L}, {"B2 image", IR_P2},       {"B4 image", IR_P4},       {"X 24 image", IR_RGB},
+    {"RGB image", IR_RGB_L},   {"YCC image", IR_YCC_L},   {"LA image", IR_LA_L},     {"PA image", IR_PA_L},
+    {"RGBA image", IR_RGBA_L}, {"RGBX image", IR_RGBA_L}, {"CMYK image", IR_CMYK_L}, {"L 32S image", IR_I32S},
+    {"L*32S image", IR_I32S},  {"L 16 image", IR_I16L},   {"L*16 image", IR_I16L},   {"L 16L image", IR_I16L},
+    {"L*16L image", IR_I16L},  {"L 16B image", IR_I16B},  {"L*16B image", IR_I16B},  {"L 32F image", IR_F32F},
+    {"L*32F image", IR_F32F},
+};
+
+/* Pillow's ImImagePlugin: header lines "Key: value" (at most 100 bytes each, up to a NUL or 0x1A),
+ * the 0x1A after them, a 768-byte planar palette when there is a "Lut" line (a palette that is not
+ * grey makes a grey image P, a grey one is ignored), then rows bottom up. */
+MglStatus mgl_im_load(const char* path, const uint8_t* d, size_t n, bool* not_im, uint8_t** rgb, int* w, int* h,
+                      MglErr* err) {
+    *not_im = true;
+    if (!memchr(d, '\n', n < 100 ? n : 100)) return cli_err(err, MGL_E_FORMAT, "%s: not an IM header", path);
+    size_t pos = 0, tags = 0;
+    long long W = 512, H = 512;
+    int type = IR_L;
+    bool known_type = true, lut = false;
+    int end = -1; /* what ended the header: -1 the end of the file, else the byte */
+    char line[128];
+    for (;;) {
+        if (pos >= n) break;
+        const uint8_t c = d[pos++];
+        if (c == '\r') continue;
+        if (c == 0 || c == 0x1a) {
+            end = c;
+            break;
+        }
+        const uint8_t* nl = memchr(d + pos, '\n', n - pos);
+        size_t len = (nl ? (size_t)(nl - d) + 1 : n) - (pos - 1);
+        if (len > 100) return cli_err(err, MGL_E_FORMAT, "%s: not an IM header (a line over 100 bytes)", path);
+        memcpy(line, d + pos - 1, len);
+        pos += len - 1;
+        if (len >= 2 && line[len - 2] == '\r' && line[len - 1] == '\n')
+            len -= 2;
+        else if (len >= 1 && line[len - 1] == '\n')
+            len -= 1;
+        line[len] = 0;
+        const char* colon = memchr(line, ':', len);
+        if (!g_ascii_isalpha(line[0]) || !colon || memchr(line, 0, len))
+            return cli_err(err, MGL_E_FORMAT, "%s: not an IM header line", path);
+        const char* v = colon + 1;
+        while (*v == ' ' || *v == '\t') v++;
+        const size_t klen = (size_t)(colon - line);
+#define IM_KEY(s) (klen == strlen(s) && !memcmp(line, s, klen))
+        if (IM_KEY("File size (no of images)") || IM_KEY("Scale (x,y)") || IM_KEY("Image size (x*y)")) {
+            char** parts = g_strsplit_set(v, "*,", -1);
+            long long num[2] = {0, 0};
+            int np = 0;
+            bool ints = true;
+            for (char** p = parts; *p; p++, np++) {
+                long long x;
+                if (!py_int_str(*p, &x)) {
+                    char* e2;
+                    const char* q = *p;
+                    while (g_ascii_isspace(*q)) q++;
+                    g_ascii_strtod(q, &e2);
+                    while (g_ascii_isspace(*e2)) e2++;
+                    if (e2 == q || *e2) {
+                        g_strfreev(parts);
+                        return *not_im = false, cli_err(err, MGL_E_FORMAT, "%s: IM header number \"%s\" bad", path, v);
+                    }
+                    ints = false;
+                } else if (np < 2) {
+                    num[np] = x;
+                }
+            }
+            g_strfreev(parts);
+            if (IM_KEY("Image size (x*y)")) {
+                if (!ints || np != 2)
+                    return *not_im = false, cli_err(err, MGL_E_FORMAT, "%s: IM image size \"%s\" bad", path, v);
+                W = num[0], H = num[1];
+            }
+        } else if (IM_KEY("Image type")) {
+            known_type = false;
+            for (size_t i = 0; i < sizeof k_im_types / sizeof k_im_types[0]; i++)
+                if (!strcmp(v, k_im_types[i].type)) type = (int)k_im_types[i].raw, known_type = true;
+        } else if (IM_KEY("Lut")) {
+            lut = true;
+        }
+        if (IM_KEY("Comment") || IM_KEY("Date") || IM_KEY("Digitalization equipment") ||
+            IM_KEY("File size (no of images)") || IM_KEY("Lut") || IM_KEY("Name") || IM_KEY("Scale (x,y)") ||
+            IM_KEY("Image size (x*y)") || IM_KEY("Image type"))
+            tags++;
+#undef IM_KEY
+    }
+    if (!tags || end < 0) return cli_err(err, MGL_E_FORMAT, "%s: not an IM header", path);
+    if (end == 0) {
+        while (pos < n && d[pos] != 0x1a) pos++;
+        if (pos >= n) return cli_err(err, MGL_E_FORMAT, "%s: IM header without its end mark", path);
+        pos++;
+    }
+    uint8_t pal[256][3];
+    bool palette = type == IR_P2 || type == IR_P4;
+    if (palette) mgl_palette_fill(pal, NULL, 0, 3, false);
+    if (lut) {
+        if (n - pos < 768) return cli_err(err, MGL_E_FORMAT, "%s: IM palette cut short", path);
+        const uint8_t* p = d + pos;
+        bool grey = true;
+        for (int i = 0; i < 256; i++)
+            if (!(p[i] == p[i + 256] && p[i] == p[i + 512])) grey = false;
+        if (!grey && known_type &&
+            (type == IR_L || type == IR_P2 || type == IR_P4 || type == IR_LA_L || type == IR_PA_L)) {
+            type = (type == IR_LA_L || type == IR_PA_L) ? IR_PA_L : IR_P; /* Pillow's raw mode becomes P or PA;L */
+            palette = true;
+            for (int i = 0; i < 256; i++) pal[i][0] = p[i], pal[i][1] = p[i + 256], pal[i][2] = p[i + 512];
+        }
+        pos += 768;
+    }
+    *not_im = false;
+    if (type == IR_PA_L && !palette) /* Pillow has no LA unpacker for PA;L rows */
+        return cli_err(err, MGL_E_FORMAT, "%s: IM PA image without a colour palette", path);
+    if (!known_type) return cli_err(err, MGL_E_UNSUPPORTED, "%s: IM image type not read by the engine", path);
+    if (W < 1 || H < 1) return cli_err(err, MGL_E_FORMAT, "%s: empty IM image", path);
+    MglStatus st = size_check(path, "IM image", (uint64_t)W, (uint64_t)H, err);
+    if (st != MGL_OK) return st;
+    static const int k_bits[] = {1, 8, 8, 2, 4, 24, 24, 24, 16, 16, 32, 32, 32, 16, 16, 32};
+    const size_t row = ((size_t)W * (size_t)k_bits[type] + 7) / 8;
+    if ((n - pos) / row < (size_t)H) return cli_err(err, MGL_E_FORMAT, "%s: IM data cut short", path);
+    uint8_t* out = malloc((size_t)W * (size_t)H * 3);
+    if (!out) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    const size_t Wn = (size_t)W;
+    for (size_t r = 0; r < (size_t)H; r++) {
+        const uint8_t* in = d + pos + r * row;
+        uint8_t* o = out + ((size_t)H - 1 - r) * Wn * 3; /* rows bottom up */
+        for (size_t x = 0; x < Wn; x++, o += 3) {
+            unsigned g = 0;
+            bool is_grey = true;
+            switch ((ImRaw)type) {
+            case IR_1: g = (in[x >> 3] >> (7 - (x & 7)) & 1) ? 255 : 0; break;
+            case IR_L: g = in[x]; break;
+            case IR_P:
+            case IR_PA_L: is_grey = false, memcpy(o, pal[in[x]], 3); break;
+            case IR_P2: is_grey = false, memcpy(o, pal[(in[x >> 2] >> (6 - 2 * (x & 3))) & 3], 3); break;
+            case IR_P4: is_grey = false, memcpy(o, pal[(in[x >> 1] >> (x & 1 ? 0 : 4)) & 15], 3); break;
+            case IR_RGB: is_grey = false, memcpy(o, in + 3 * x, 3); break;
+            case IR_RGB_L:
+            case IR_RGBA_L: is_grey = false, o[0] = in[x], o[1] = in[x + Wn], o[2] = in[x + 2 * Wn]; break;
+            case IR_YCC_L: {
+                uint8_t px[4] = {in[x], in[x + Wn], in[x + 2 * Wn], 255};
+                mgl_ycc_to_rgb_row(px, 1);
+                is_grey = false, memcpy(o, px, 3);
+                break;
+            }
+            case IR_CMYK_L: is_grey = false, mgl_cmyk2rgb(in[x], in[x + Wn], in[x + 2 * Wn], in[x + 3 * Wn], o); break;
+            case IR_LA_L: g = in[x]; break;
+            case IR_I32S: {
+                const int32_t v = (int32_t)((uint32_t)in[4 * x] | (uint32_t)in[4 * x + 1] << 8 |
+                                            (uint32_t)in[4 * x + 2] << 16 | (uint32_t)in[4 * x + 3] << 24);
+                g = v < 0 ? 0 : v > 255 ? 255 : (unsigned)v;
+                break;
+            }
+            case IR_I16L: g = mgl_clip8_u16(rd_le16(in + 2 * x)); break;
+            case IR_I16B: g = mgl_clip8_u16(rd_be16(in + 2 * x)); break;
+            case IR_F32F: {
+                const float v = rd_f32(in + 4 * x, false);
+                g = v != v || v <= 0.0f ? 0 : v >= 255.0f ? 255 : (unsigned)v;
+                break;
+            }
+            }
+            if (is_grey) o[0] = o[1] = o[2] = (uint8_t)g;
+        }
+    }
+    *rgb = out;
+    *w = (int)W;
+    *h = (int)H;
+    return MGL_OK;
 }

@@ -1,5 +1,5 @@
 /* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP, GIF, TIFF (mgl-image-tiff.c), ICO, PNM, and
- * TGA, SGI, PCX, MSP, SPIDER and XBM (mgl-image-legacy.c), JPEG 2000 (mgl-image-jp2.c)
+ * TGA, SGI, PCX, MSP, IM, SPIDER and XBM (mgl-image-legacy.c), JPEG 2000 (mgl-image-jp2.c)
  * decoding, pixel for pixel as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
  *
  * The rules, kind by kind (Pillow's mode for the file, then its RGB conversion):
@@ -1501,8 +1501,8 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
     else if (n >= 2 && d[0] == 0x01 && d[1] == 0xda)
         st = mgl_sgi_load(path, d, n, rgb, w, h, err);
     else {
-        /* in Pillow's order: JPEG 2000, ICO, CUR, PCX, MSP by their first bytes, SPIDER and Targa by their
-         * header checks (they have no signature), XBM */
+        /* in Pillow's order: JPEG 2000, ICO, CUR, PCX, MSP by their first bytes, IM, SPIDER and Targa by
+         * their header checks (they have no signature), XBM */
         bool other = true;
         st = MGL_E_FORMAT;
         if ((n >= 4 && !memcmp(d, "\xff\x4f\xff\x51", 4)) || (n >= 12 && !memcmp(d, "\0\0\0\x0cjP  \r\n\x87\n", 12)))
@@ -1513,6 +1513,7 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
             st = mgl_pcx_load(path, d, n, &other, rgb, w, h, err);
         if (other && n >= 4 && (!memcmp(d, "DanM", 4) || !memcmp(d, "LinS", 4)))
             st = mgl_msp_load(path, d, n, &other, rgb, w, h, err);
+        if (other) st = mgl_im_load(path, d, n, &other, rgb, w, h, err);
         if (other) st = mgl_spider_load(path, d, n, &other, rgb, w, h, err);
         if (other) st = mgl_tga_load(path, d, n, &other, rgb, w, h, err);
         if (other) { /* XBM: "#define" after leading white space, within the first 16 bytes */
@@ -1524,7 +1525,7 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
         if (other)
             st = cli_err(err, MGL_E_FORMAT,
                          "%s: not a PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PNM (PPM/PGM/PBM), SGI, PCX, "
-                         "TGA, MSP, SPIDER or XBM image",
+                         "TGA, MSP, IM, SPIDER or XBM image",
                          path);
     }
     g_mapped_file_unref(m);
