@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the image-decoding corpus: tests/fixtures/images/.
 
-Every PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PPM/PGM/PBM, TGA, SGI, PCX, MSP, IM, SPIDER and XBM kind a user may pass, small and with odd sizes, each with the RGB
+Every PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PPM/PGM/PBM, TGA, SGI, PCX, DDS, MSP, IM, SPIDER and XBM kind a user may pass, small and with odd sizes, each with the RGB
 that Pillow decodes (`Image.open(f).convert('RGB')`, the reference's image path) as its golden:
 NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg,
 zlib and libwebp versions, each image's size and what it exercises, and the files that Pillow refuses
@@ -2226,6 +2226,41 @@ def other_legacy_cases():
     refused("bad_im_rlb.im", "IM RLB image: not read by the engine", pil_refuses=False)
     im_file(J("bad_im_pa_nolut.im"), b"PA", b"\0" * (2 * w * h))
     refused("bad_im_pa_nolut.im", "IM PA image without a palette (Pillow has no unpacker)")
+    # DDS: Pillow's writer (uncompressed), and by hand BC1-BC5 blocks of random bits (every block is
+    # valid), odd sizes, a DX10 header
+    for mode, im in (("L", g8), ("LA", src.convert("LA")), ("RGB", src.convert("RGB")), ("RGBA", src)):
+        name = "dds_pil_%s" % mode.lower()
+        im.save(J(name + ".dds"))
+        golden(name, name + ".dds", "DDS written by Pillow: %s, uncompressed" % mode)
+
+    def dds(path, ww, hh, fourcc=b"", pfflags=4, masks=(0, 0, 0, 0), bitcount=0, dxgi=None, data=b""):
+        hdr = struct.pack("<4sIIIIIII", b"DDS ", 124, 0x1007, hh, ww, 0, 0, 0) + b"\0" * 44
+        hdr += struct.pack("<II4sI4I", 32, pfflags, fourcc, bitcount, *masks) + b"\0" * 20
+        if dxgi is not None:
+            hdr += struct.pack("<IIIII", dxgi, 3, 0, 1, 0)
+        with open(path, "wb") as f:
+            f.write(hdr + data)
+    rb = np.random.RandomState(520)
+    for name, fourcc, bsz, what in (("dds_dxt1", b"DXT1", 8, "DXT1 (BC1), with c0 <= c1 blocks"),
+                                    ("dds_dxt3", b"DXT3", 16, "DXT3 (BC2)"), ("dds_dxt5", b"DXT5", 16, "DXT5 (BC3)"),
+                                    ("dds_ati1", b"ATI1", 8, "ATI1 (BC4, grey)"), ("dds_ati2", b"ATI2", 16, "ATI2 (BC5)"),
+                                    ("dds_bc5s", b"BC5S", 16, "BC5 signed")):
+        ww, hh = (13, 7) if bsz == 8 else (16, 8)
+        data = bytes(rb.randint(0, 256, ((ww + 3) // 4) * ((hh + 3) // 4) * bsz).astype(np.uint8))
+        dds(J(name + ".dds"), ww, hh, fourcc=fourcc, data=data)
+        golden(name, name + ".dds", "DDS %s, %dx%d" % (what, ww, hh))
+    dds(J("dds_dx10_bc5.dds"), 9, 6, fourcc=b"DX10", dxgi=83,
+        data=bytes(rb.randint(0, 256, 3 * 2 * 16).astype(np.uint8)))
+    golden("dds_dx10_bc5", "dds_dx10_bc5.dds", "DDS with a DX10 header, BC5")
+    dds(J("dds_dx10_rgba.dds"), 5, 3, fourcc=b"DX10", dxgi=28, data=bytes(rb.randint(0, 256, 60).astype(np.uint8)))
+    golden("dds_dx10_rgba", "dds_dx10_rgba.dds", "DDS with a DX10 header, R8G8B8A8")
+    dds(J("dds_argb_masks.dds"), 5, 3, pfflags=0x41, masks=(0xff00, 0xff0000, 0xff000000, 0xff), bitcount=32,
+        data=bytes(rb.randint(0, 256, 60).astype(np.uint8)))
+    golden("dds_argb_masks", "dds_argb_masks.dds", "DDS RGBA by masks in A, R, G, B byte order")
+    dds(J("bad_dds_bc7.dds"), 8, 8, fourcc=b"DX10", dxgi=98, data=b"\0" * 64)
+    refused("bad_dds_bc7.dds", "DDS BC7: not read by the engine", pil_refuses=False)
+    dds(J("bad_dds_truncated.dds"), 16, 8, fourcc=b"DXT5", data=b"\0" * 100)
+    refused("bad_dds_truncated.dds", "DDS block data cut short")
     for src, dst, keep, what in (("im_pil_rgb.im", "bad_im_truncated.im", -10, "IM data cut short"),
                                  ("msp_pil.msp", "bad_msp_truncated.msp", -5, "MSP data cut short"),
                                  ("xbm_pil.xbm", "bad_xbm_truncated.xbm", 80, "XBM with too few bytes"),

@@ -1,4 +1,4 @@
-/* mgl-image-legacy.c: Targa (TGA), SGI, PCX, MSP, IM, SPIDER and XBM files, pixel for pixel as Pillow 9.4's
+/* mgl-image-legacy.c: Targa (TGA), SGI, PCX, DDS, MSP, IM, SPIDER and XBM files, pixel for pixel as Pillow 9.4's
  * Image.open(f).convert("RGB") reads them: the header checks of its TgaImagePlugin, SgiImagePlugin
  * and PcxImagePlugin, then what its decoders (TgaRleDecode.c, SgiRleDecode.c, PcxDecode.c and the
  * raw decoder) and unpackers do, quirks included:
@@ -953,4 +953,182 @@ MglStatus mgl_im_load(const char* path, const uint8_t* d, size_t n, bool* not_im
     *w = (int)W;
     *h = (int)H;
     return MGL_OK;
+}
+
+/* ---- DDS (DirectDraw Surface) ----------------------------------------------------------------- */
+
+/* Pillow's BcnDecode.c for BC1-BC5: a 565 colour widened by repeating its top bits; BC1's third and
+ * fourth colours by integer thirds (or the half and transparent black when c0 <= c1; BC2 and BC3
+ * always take thirds); BC3/BC4/BC5 alpha ramps in sevenths or fifths (with 0 and 255). */
+static void bc_565(unsigned v, unsigned* r, unsigned* g, unsigned* b) {
+    *r = (v & 0xf800) >> 8, *r |= *r >> 5;
+    *g = (v & 0x7e0) >> 3, *g |= *g >> 6;
+    *b = (v & 0x1f) << 3, *b |= *b >> 5;
+}
+
+static void bc1_color(uint8_t col[16][4], const uint8_t* s, bool separate_alpha) {
+    const unsigned c0 = rd_le16(s), c1 = rd_le16(s + 2);
+    const uint32_t lut = (uint32_t)s[4] | (uint32_t)s[5] << 8 | (uint32_t)s[6] << 16 | (uint32_t)s[7] << 24;
+    unsigned r0, g0, b0, r1, g1, b1;
+    bc_565(c0, &r0, &g0, &b0);
+    bc_565(c1, &r1, &g1, &b1);
+    uint8_t p[4][4] = {{(uint8_t)r0, (uint8_t)g0, (uint8_t)b0, 255}, {(uint8_t)r1, (uint8_t)g1, (uint8_t)b1, 255}};
+    if (c0 > c1 || separate_alpha) {
+        p[2][0] = (uint8_t)((2 * r0 + r1) / 3), p[2][1] = (uint8_t)((2 * g0 + g1) / 3),
+        p[2][2] = (uint8_t)((2 * b0 + b1) / 3);
+        p[3][0] = (uint8_t)((r0 + 2 * r1) / 3), p[3][1] = (uint8_t)((g0 + 2 * g1) / 3),
+        p[3][2] = (uint8_t)((b0 + 2 * b1) / 3);
+        p[2][3] = p[3][3] = 255;
+    } else {
+        p[2][0] = (uint8_t)((r0 + r1) / 2), p[2][1] = (uint8_t)((g0 + g1) / 2), p[2][2] = (uint8_t)((b0 + b1) / 2);
+        p[2][3] = 255;
+        memset(p[3], 0, 4);
+    }
+    for (int k = 0; k < 16; k++) memcpy(col[k], p[3 & (lut >> (2 * k))], 4);
+}
+
+/* An alpha-style block into byte `o` of 16 pixels of `stride` bytes; `sign`: BC5S's signed ends. */
+static void bc3_alpha(uint8_t* dst, const uint8_t* s, int stride, int o, bool sign) {
+    const unsigned a0 = sign ? (unsigned)(((int8_t)s[0] + 255) / 2) : s[0],
+                   a1 = sign ? (unsigned)(((int8_t)s[1] + 255) / 2) : s[1];
+    const uint32_t l1 = (uint32_t)s[2] | (uint32_t)s[3] << 8 | (uint32_t)s[4] << 16,
+                   l2 = (uint32_t)s[5] | (uint32_t)s[6] << 8 | (uint32_t)s[7] << 16;
+    uint8_t a[8] = {(uint8_t)a0, (uint8_t)a1};
+    if (a0 > a1) {
+        for (int k = 1; k <= 6; k++) a[k + 1] = (uint8_t)(((7 - k) * a0 + k * a1) / 7);
+    } else {
+        for (int k = 1; k <= 4; k++) a[k + 1] = (uint8_t)(((5 - k) * a0 + k * a1) / 5);
+        a[6] = 0, a[7] = 255;
+    }
+    for (int k = 0; k < 8; k++) dst[stride * k + o] = a[7 & (l1 >> (3 * k))];
+    for (int k = 0; k < 8; k++) dst[stride * (8 + k) + o] = a[7 & (l2 >> (3 * k))];
+}
+
+/* Pillow's DdsImagePlugin: uncompressed luminance (L, LA) and RGB(A) by masks, BC1-BC5 by FourCC or
+ * a DX10 header (BC5, and plain R8G8B8A8); BC6H and BC7 are not read here. */
+MglStatus mgl_dds_load(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
+    if (n < 8 || (uint32_t)(d[4] | d[5] << 8 | d[6] << 16 | (uint32_t)d[7] << 24) != 124)
+        return cli_err(err, MGL_E_FORMAT, "%s: DDS header size is not 124", path);
+    if (n < 128) return cli_err(err, MGL_E_FORMAT, "%s: DDS header cut short", path);
+#define LE32(p) ((uint32_t)(p)[0] | (uint32_t)(p)[1] << 8 | (uint32_t)(p)[2] << 16 | (uint32_t)(p)[3] << 24)
+    const size_t H = LE32(d + 12), W = LE32(d + 16);
+    const uint32_t pfflags = LE32(d + 80);
+    const uint8_t* fourcc = d + 84;
+    uint32_t masks[4];
+    for (int i = 0; i < 4; i++) masks[i] = LE32(d + 92 + 4 * i);
+    if (!W || !H) return cli_err(err, MGL_E_FORMAT, "%s: empty DDS", path);
+    MglStatus st = size_check(path, "DDS", W, H, err);
+    if (st != MGL_OK) return st;
+    enum { RAW, BCN } kind = RAW;
+    int bc = 0, px = 4;
+    bool sign = false;
+    size_t start = 128;
+    char raw[5] = "";
+    if (pfflags & 0x20000) { /* luminance */
+        g_strlcpy(raw, pfflags & 1 ? "LA" : "L", sizeof raw);
+        px = pfflags & 1 ? 4 : 1;
+    } else if (pfflags & 0x40) { /* RGB by masks: Pillow's raw mode, read backwards */
+        const uint32_t want[4] = {0xff000000u, 0xff0000u, 0xff00u, 0xffu};
+        char fwd[5] = "";
+        for (int k = (pfflags & 1) ? 0 : 1; k < 4; k++) {
+            int found = -1;
+            for (int i = 0; i < 4; i++)
+                if (masks[i] == want[k]) found = i; /* a repeated mask: the last one, as Python's dict */
+            if (found < 0) return cli_err(err, MGL_E_FORMAT, "%s: DDS colour masks Pillow does not read", path);
+            fwd[strlen(fwd)] = "RGBA"[found];
+        }
+        const size_t len = strlen(fwd);
+        for (size_t i = 0; i < len; i++) raw[i] = fwd[len - 1 - i];
+        static const char* const ok[] = {"RGB", "BGR", "RGBA", "BGRA", "ARGB", "ABGR"};
+        bool have = false;
+        for (size_t i = 0; i < 6; i++) have |= !strcmp(raw, ok[i]) && (strlen(ok[i]) == 4) == ((pfflags & 1) != 0);
+        if (!have) return cli_err(err, MGL_E_FORMAT, "%s: DDS channel order %s has no Pillow unpacker", path, raw);
+    } else {
+        kind = BCN;
+        if (!memcmp(fourcc, "DXT1", 4))
+            bc = 1;
+        else if (!memcmp(fourcc, "DXT3", 4))
+            bc = 2;
+        else if (!memcmp(fourcc, "DXT5", 4))
+            bc = 3;
+        else if (!memcmp(fourcc, "ATI1", 4))
+            bc = 4, px = 1;
+        else if (!memcmp(fourcc, "ATI2", 4) || !memcmp(fourcc, "BC5S", 4))
+            bc = 5, sign = fourcc[3] == 'S';
+        else if (!memcmp(fourcc, "DX10", 4)) {
+            if (n < 132) return cli_err(err, MGL_E_FORMAT, "%s: DDS DX10 header cut short", path);
+            const uint32_t dxgi = LE32(d + 128);
+            start = 148;
+            if (dxgi == 82 || dxgi == 83 || dxgi == 84)
+                bc = 5, sign = dxgi == 84;
+            else if (dxgi == 27 || dxgi == 28 || dxgi == 29)
+                kind = RAW, g_strlcpy(raw, "RGBA", sizeof raw);
+            else
+                return cli_err(err, MGL_E_UNSUPPORTED, "%s: DDS DXGI format %u not read by the engine", path, dxgi);
+        } else {
+            return cli_err(err, MGL_E_UNSUPPORTED, "%s: DDS pixel format not read by the engine", path);
+        }
+    }
+#undef LE32
+    Img im = {0};
+    if (!img_new(&im, W, H, px)) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    if (kind == RAW) {
+        const size_t bpp = strlen(raw), row = W * bpp;
+        if (n < start || (n - start) / row < H) return refuse(path, &im, err, "DDS pixel data cut short");
+        for (size_t y = 0; y < H; y++) {
+            const uint8_t* in = d + start + y * row;
+            uint8_t* o = im.pix + y * W * (size_t)px;
+            for (size_t x = 0; x < W; x++) {
+                const uint8_t* q = in + x * bpp;
+                if (px == 1) {
+                    o[x] = q[0];
+                } else if (bpp == 2) {
+                    o[4 * x] = o[4 * x + 1] = o[4 * x + 2] = q[0], o[4 * x + 3] = q[1];
+                } else {
+                    for (size_t c = 0; c < bpp; c++) {
+                        const char* at = strchr("RGBA", raw[c]);
+                        o[4 * x + (size_t)(at - "RGBA")] = q[c];
+                    }
+                    if (bpp == 3) o[4 * x + 3] = 255;
+                }
+            }
+        }
+        return img_to_rgb(path, &im, false, rgb, w, h, err);
+    }
+    const size_t bw = (W + 3) / 4, bh = (H + 3) / 4, bsz = (bc == 1 || bc == 4) ? 8 : 16;
+    if (n < start || (n - start) / bsz / bw < bh) return refuse(path, &im, err, "DDS block data cut short");
+    for (size_t by = 0; by < bh; by++)
+        for (size_t bx = 0; bx < bw; bx++) {
+            const uint8_t* s = d + start + (by * bw + bx) * bsz;
+            uint8_t col[16][4];
+            memset(col, 0, sizeof col);
+            if (bc == 1) {
+                bc1_color(col, s, false);
+            } else if (bc == 2) {
+                bc1_color(col, s + 8, true);
+                for (int k = 0; k < 16; k++) {
+                    const unsigned av = 0xf & (s[(k * 4) >> 3] >> ((k * 4) & 7));
+                    col[k][3] = (uint8_t)(av << 4 | av);
+                }
+            } else if (bc == 3) {
+                bc1_color(col, s + 8, true);
+                bc3_alpha(&col[0][0], s, 4, 3, false);
+            } else if (bc == 4) {
+                bc3_alpha(&col[0][0], s, 1, 0, false); /* Pillow's lum blocks: one byte a pixel */
+            } else {
+                bc3_alpha(&col[0][0], s, 4, 0, sign);
+                bc3_alpha(&col[0][0], s + 8, 4, 1, sign);
+            }
+            for (int j = 0; j < 4; j++)
+                for (int i = 0; i < 4; i++) {
+                    const size_t x = bx * 4 + (size_t)i, y = by * 4 + (size_t)j;
+                    if (x >= W || y >= H) continue;
+                    uint8_t* o = im.pix + (y * W + x) * (size_t)px;
+                    if (bc == 4)
+                        o[0] = (&col[0][0])[j * 4 + i];
+                    else
+                        memcpy(o, col[j * 4 + i], 4);
+                }
+        }
+    return img_to_rgb(path, &im, false, rgb, w, h, err);
 }

@@ -1,5 +1,5 @@
 /* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP, GIF, TIFF (mgl-image-tiff.c), ICO, PNM, and
- * TGA, SGI, PCX, MSP, IM, SPIDER and XBM (mgl-image-legacy.c), JPEG 2000 (mgl-image-jp2.c)
+ * TGA, SGI, PCX, DDS, MSP, IM, SPIDER and XBM (mgl-image-legacy.c), JPEG 2000 (mgl-image-jp2.c)
  * decoding, pixel for pixel as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
  *
  * The rules, kind by kind (Pillow's mode for the file, then its RGB conversion):
@@ -1498,6 +1498,8 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
         st = mgl_tiff_load(path, d, n, rgb, w, h, err);
     else if (n >= 4 && (le32(d) == 12 || le32(d) == 40 || le32(d) == 64 || le32(d) == 108 || le32(d) == 124))
         st = bmp_decode(path, d, n, 0, 0, false, NULL, rgb, w, h, err); /* a DIB: a BMP without its file header */
+    else if (n >= 4 && !memcmp(d, "DDS ", 4))
+        st = mgl_dds_load(path, d, n, rgb, w, h, err);
     else if (n >= 2 && d[0] == 0x01 && d[1] == 0xda)
         st = mgl_sgi_load(path, d, n, rgb, w, h, err);
     else {
@@ -1525,7 +1527,7 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
         if (other)
             st = cli_err(err, MGL_E_FORMAT,
                          "%s: not a PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PNM (PPM/PGM/PBM), SGI, PCX, "
-                         "TGA, MSP, IM, SPIDER or XBM image",
+                         "TGA, MSP, IM, SPIDER, XBM or DDS image",
                          path);
     }
     g_mapped_file_unref(m);
