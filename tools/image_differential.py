@@ -99,7 +99,8 @@ SAVES = [
     ("TIFF", {"compression": "tiff_adobe_deflate", "tiffinfo": {317: 2}}),
     ("TGA", {}), ("TGA", {"compression": "tga_rle"}), ("TGA", {"orientation": 1}),
     ("SGI", {}), ("SGI", {"bpc": 2}), ("PCX", {}),
-    ("IM", {}), ("MSP", {}), ("SPIDER", {}), ("XBM", {}), ("JPEG2000", {}), ("BLP", {}), ("DDS", {}),
+    ("IM", {}), ("MSP", {}), ("SPIDER", {}), ("XBM", {}), ("JPEG2000", {}), ("JPEG2000", {"irreversible": True}),
+    ("BLP", {}), ("DDS", {}), ("ICNS", {}), ("MPO", {}),
 ]
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the image-decoding corpus: tests/fixtures/images/.
 
-Every PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PPM/PGM/PBM, TGA, SGI, PCX, DDS, MSP, IM, SPIDER and XBM kind a user may pass, small and with odd sizes, each with the RGB
+Every PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PPM/PGM/PBM, TGA, SGI, PCX, DDS, ICNS, MSP, IM, SPIDER and XBM kind a user may pass, small and with odd sizes, each with the RGB
 that Pillow decodes (`Image.open(f).convert('RGB')`, the reference's image path) as its golden:
 NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg,
 zlib and libwebp versions, each image's size and what it exercises, and the files that Pillow refuses
@@ -1833,6 +1833,25 @@ def tga_cases():
     refused("bad_tga_grey24.tga", "TGA grey with 24-bit pixels")
 
 
+def split_runs(v, max_run, max_lit):
+    """(is_run, start, end) pieces of v: runs of 3 or more equal values (at most max_run), and
+    literals (at most max_lit) that stop before three equal values."""
+    i = 0
+    while i < len(v):
+        j = i + 1
+        while j < len(v) and j - i < max_run and v[j] == v[i]:
+            j += 1
+        if j - i >= 3:
+            yield True, i, j
+            i = j
+            continue
+        j = i + 1
+        while j < len(v) and j - i < max_lit and not (j + 2 < len(v) and v[j] == v[j + 1] == v[j + 2]):
+            j += 1
+        yield False, i, j
+        i = j
+
+
 def sgi_rle_rows(planes, bpc, extra=None):
     """planes: [band][row bottom-up] arrays; SGI RLE with a packet per row in the length table
     (Pillow reads the table's "length" as a packet count). extra(band, row, packets) may rewrite a
@@ -1843,20 +1862,11 @@ def sgi_rle_rows(planes, bpc, extra=None):
         for r, row in enumerate(plane):
             vals = [int(v) for v in row]
             pk = []
-            i = 0
-            while i < len(vals):
-                j = i + 1
-                while j < len(vals) and j - i < 127 and vals[j] == vals[i]:
-                    j += 1
-                if j - i >= 3:
+            for run, i, j in split_runs(vals, 127, 127):
+                if run:
                     pk.append(struct.pack(fmt, j - i) + struct.pack(fmt, vals[i]))
-                    i = j
-                    continue
-                j = i + 1
-                while j < len(vals) and j - i < 127 and not (j + 2 < len(vals) and vals[j] == vals[j + 1] == vals[j + 2]):
-                    j += 1
-                pk.append(struct.pack(fmt, 0x80 | (j - i)) + b"".join(struct.pack(fmt, v) for v in vals[i:j]))
-                i = j
+                else:
+                    pk.append(struct.pack(fmt, 0x80 | (j - i)) + b"".join(struct.pack(fmt, v) for v in vals[i:j]))
             pk.append(struct.pack(fmt, 0))
             count = len(pk)
             if extra:
@@ -2122,20 +2132,8 @@ def msp_header(magic, w, h):
 def msp_rle(row):
     """A LinS row: runs of equal bytes as (0, count, value), the rest as literals (count, bytes)."""
     out = bytearray()
-    i = 0
-    while i < len(row):
-        j = i
-        while j < len(row) and j - i < 255 and row[j] == row[i]:
-            j += 1
-        if j - i >= 3:
-            out += bytes([0, j - i, row[i]])
-            i = j
-            continue
-        j = i + 1
-        while j < len(row) and j - i < 255 and not (j + 2 < len(row) and row[j] == row[j + 1] == row[j + 2]):
-            j += 1
-        out += bytes([j - i]) + bytes(row[i:j])
-        i = j
+    for run, i, j in split_runs(row, 255, 255):
+        out += bytes([0, j - i, row[i]]) if run else bytes([j - i]) + bytes(row[i:j])
     return bytes(out)
 
 
@@ -2261,10 +2259,52 @@ def other_legacy_cases():
     refused("bad_dds_bc7.dds", "DDS BC7: not read by the engine", pil_refuses=False)
     dds(J("bad_dds_truncated.dds"), 16, 8, fourcc=b"DXT5", data=b"\0" * 100)
     refused("bad_dds_truncated.dds", "DDS block data cut short")
+    # ICNS by hand (Pillow's own writer makes a 1024x1024 icon): PNG, JPEG 2000, RLE and raw RGB icons
+    def icns(path, blocks):
+        body = b"".join(struct.pack(">4sI", t, 8 + len(b)) + b for t, b in blocks)
+        with open(path, "wb") as f:
+            f.write(struct.pack(">4sI", b"icns", 8 + len(body)) + body)
+
+    def icns_rle(planes):
+        out = bytearray()
+        for pl in planes:
+            v = [int(x) for x in pl.reshape(-1)]
+            for run, i, j in split_runs(v, 130, 128):
+                out += bytes([0x80 + j - i - 3, v[i]]) if run else bytes([j - i - 1]) + bytes(v[i:j])
+        return bytes(out)
+
+    def png_bytes(im, **kw):
+        b = io.BytesIO()
+        im.save(b, "PNG", **kw)
+        return b.getvalue()
+    c16 = pattern(16, 16, 3, 255, seed=530).astype(np.uint8)
+    c16[4:9, :] = 77
+    c32 = pattern(32, 32, 3, 255, seed=531).astype(np.uint8)
+    m16 = bytes(pattern(16, 16, 1, 255, seed=532).astype(np.uint8).reshape(-1))
+    p16 = Image.fromarray(pattern(16, 16, 4, 255, seed=533).astype(np.uint8), "RGBA")
+    j2 = io.BytesIO()
+    Image.fromarray(c16, "RGB").save(j2, "JPEG2000")
+    for name, blocks, what in (
+            ("icns_png", [(b"icp4", png_bytes(p16)), (b"s8mk", m16)], "ICNS with a 16x16 PNG icon"),
+            ("icns_rle", [(b"is32", icns_rle([c16[:, :, k] for k in range(3)])), (b"s8mk", m16)],
+             "ICNS 16x16 RGB run-length coded by channel, and a mask"),
+            ("icns_pick", [(b"is32", icns_rle([c16[:, :, k] for k in range(3)])), (b"il32", c32.tobytes()),
+                           (b"icp4", png_bytes(p16))], "ICNS of three icons: the 32x32 raw RGB one, the largest"),
+            ("icns_png_over_rgb", [(b"il32", icns_rle([c32[:, :, k] for k in range(3)])),
+                                   (b"icp5", png_bytes(Image.fromarray(c32[::-1], "RGB").convert("P")))],
+             "ICNS 32x32 with both a PNG and an RLE icon: the PNG wins"),
+            ("icns_j2k", [(b"icp4", j2.getvalue())], "ICNS with a JPEG 2000 icon")):
+        icns(J(name + ".icns"), blocks)
+        golden(name, name + ".icns", what)
+    bad = bytearray(icns_rle([c16[:, :, k] for k in range(3)]))
+    bad[0] = 0xff  # a run longer than the channel
+    icns(J("bad_icns_rle.icns"), [(b"is32", bytes(bad))])
+    refused("bad_icns_rle.icns", "ICNS RLE channel that overshoots its size")
     for src, dst, keep, what in (("im_pil_rgb.im", "bad_im_truncated.im", -10, "IM data cut short"),
                                  ("msp_pil.msp", "bad_msp_truncated.msp", -5, "MSP data cut short"),
                                  ("xbm_pil.xbm", "bad_xbm_truncated.xbm", 80, "XBM with too few bytes"),
-                                 ("spider_be.spider", "bad_spider_truncated.spider", -7, "SPIDER data cut short")):
+                                 ("spider_be.spider", "bad_spider_truncated.spider", -7, "SPIDER data cut short"),
+                                 ("icns_rle.icns", "bad_icns_truncated.icns", 300, "ICNS cut inside its RLE icon")):
         with open(J(src), "rb") as f:
             data = f.read()
         with open(J(dst), "wb") as f:

@@ -1,6 +1,6 @@
-/* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP, GIF, TIFF (mgl-image-tiff.c), ICO, PNM, and
- * TGA, SGI, PCX, DDS, MSP, IM, SPIDER and XBM (mgl-image-legacy.c), JPEG 2000 (mgl-image-jp2.c)
- * decoding, pixel for pixel as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
+/* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP, GIF, TIFF (mgl-image-tiff.c), ICO, CUR, ICNS, PNM,
+ * and TGA, SGI, PCX, DDS, MSP, IM, SPIDER and XBM (mgl-image-legacy.c), JPEG 2000 (mgl-image-jp2.c) decoding, pixel for
+ * pixel as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
  *
  * The rules, kind by kind (Pillow's mode for the file, then its RGB conversion):
  *  PNG   libpng's progressive reader with no transformation (no gamma, no
@@ -1439,6 +1439,149 @@ static MglStatus load_ico(const char* path, const uint8_t* d, size_t n, bool* no
     return bmp_decode(path, d, n, (size_t)off, 0, true, &entry, rgb, w, h, err);
 }
 
+/* A Mac OS icon as Pillow's IcnsImagePlugin reads it: the table of blocks, the largest size it knows
+ * (width, height, scale) among those present, and for that size every block its table lists, in
+ * order: a PNG or JPEG 2000 image (ic07...: its RGB), 24-bit RGB run-length coded by channel or raw
+ * (it32, il32...), and a mask (alpha, dropped); an image block wins over the RGB one. */
+static MglStatus load_icns(const char* path, const uint8_t* d, size_t n, bool* not_icns, uint8_t** rgb, int* w, int* h,
+                           MglErr* err) {
+    *not_icns = true;
+    if (n < 8) return cli_err(err, MGL_E_FORMAT, "%s: ICNS header cut short", path);
+    static const struct {
+        unsigned w, scale;
+        const char* types[3]; /* image, RGB, mask */
+    } k_sizes[] = {
+        {512, 2, {"ic10", NULL, NULL}},    {512, 1, {"ic09", NULL, NULL}},  {256, 2, {"ic14", NULL, NULL}},
+        {256, 1, {"ic08", NULL, NULL}},    {128, 2, {"ic13", NULL, NULL}},  {128, 1, {"ic07", "it32", "t8mk"}},
+        {64, 1, {"icp6", NULL, NULL}},     {48, 1, {NULL, "ih32", "h8mk"}}, {32, 2, {"ic12", NULL, NULL}},
+        {32, 1, {"icp5", "il32", "l8mk"}}, {16, 2, {"ic11", NULL, NULL}},   {16, 1, {"icp4", "is32", "s8mk"}},
+    };
+    /* the table: each block's data start and length; a type seen twice keeps its last block */
+    struct {
+        char type[4];
+        size_t start, len;
+    } blocks[64];
+    int nb = 0;
+    const uint64_t filesize = be32(d + 4);
+    uint64_t i = 8;
+    while (i < filesize) {
+        if (i + 8 > n) return cli_err(err, MGL_E_FORMAT, "%s: ICNS block table cut short", path);
+        const uint64_t bs = be32(d + i + 4);
+        if (!bs) return cli_err(err, MGL_E_FORMAT, "%s: ICNS block of size 0", path);
+        int k = 0;
+        while (k < nb && memcmp(blocks[k].type, d + i, 4)) k++;
+        if (k == nb) {
+            if (nb == 64) return cli_err(err, MGL_E_FORMAT, "%s: ICNS of over 64 block types", path);
+            nb++;
+        }
+        memcpy(blocks[k].type, d + i, 4);
+        blocks[k].start = (size_t)MIN(i + 8, (uint64_t)n);
+        blocks[k].len = (size_t)(bs < 8 ? 0 : bs - 8); /* Pillow takes blocksize - 8, negative for 1..7 */
+        if (bs < 8) return cli_err(err, MGL_E_FORMAT, "%s: ICNS block shorter than its header", path);
+        i += bs;
+    }
+    int best = -1; /* k_sizes is in Pillow's max() order: the first present is the largest */
+    for (size_t s = 0; s < G_N_ELEMENTS(k_sizes) && best < 0; s++)
+        for (int t = 0; t < 3 && best < 0; t++)
+            for (int k = 0; k < nb && k_sizes[s].types[t]; k++)
+                if (!memcmp(blocks[k].type, k_sizes[s].types[t], 4)) best = (int)s;
+    if (best < 0) return cli_err(err, MGL_E_FORMAT, "%s: ICNS without an icon Pillow reads", path);
+    *not_icns = false;
+    const size_t side = (size_t)k_sizes[best].w * k_sizes[best].scale, sq = side * side;
+    uint8_t* img = NULL; /* the image block's RGB */
+    int iw = 0, ih = 0;
+    uint8_t* planes = NULL; /* the RGB block's 3 planes */
+    MglStatus st = MGL_OK;
+    for (int t = 0; t < 3 && st == MGL_OK; t++) {
+        int k = -1;
+        for (int b = 0; b < nb && k_sizes[best].types[t]; b++)
+            if (!memcmp(blocks[b].type, k_sizes[best].types[t], 4)) k = b;
+        if (k < 0) continue;
+        size_t start = blocks[k].start, len = blocks[k].len;
+        if (t == 0) { /* PNG (read on to the end of the file, as Pillow's stream) or JPEG 2000 (its block) */
+            if (n - start >= 8 && !memcmp(d + start, "\x89PNG\r\n\x1a\n", 8)) {
+                st = load_png(path, d + start, n - start, &img, &iw, &ih, err);
+            } else if (n - start >= 4 && (!memcmp(d + start, "\xff\x4f\xff\x51", 4) ||
+                                          (n - start >= 12 && !memcmp(d + start, "\0\0\0\x0cjP  \r\n\x87\n", 12)))) {
+                bool other = false;
+                st = mgl_jp2_load(path, d + start, MIN(len, n - start), &other, &img, &iw, &ih, err);
+                if (st != MGL_OK && other) st = cli_err(err, MGL_E_FORMAT, "%s: ICNS JPEG 2000 icon unreadable", path);
+            } else {
+                st = cli_err(err, MGL_E_FORMAT, "%s: ICNS icon of an unknown kind", path);
+            }
+        } else if (t == 1) { /* it32 has 4 zero bytes first */
+            if (!strcmp(k_sizes[best].types[1], "it32")) {
+                if (n - start < 4 || memcmp(d + start, "\0\0\0\0", 4)) {
+                    st = cli_err(err, MGL_E_FORMAT, "%s: ICNS it32 block without its zero signature", path);
+                    break;
+                }
+                start += 4, len -= len >= 4 ? 4 : len;
+            }
+            planes = malloc(3 * sq);
+            if (!planes) {
+                st = cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+                break;
+            }
+            if (len == 3 * sq) { /* raw, pixel-interleaved */
+                if (n - start < 3 * sq) {
+                    st = cli_err(err, MGL_E_FORMAT, "%s: ICNS RGB block cut short", path);
+                    break;
+                }
+                for (size_t p = 0; p < sq; p++)
+                    for (int c = 0; c < 3; c++) planes[(size_t)c * sq + p] = d[start + 3 * p + (size_t)c];
+                continue;
+            }
+            size_t pos = start;
+            for (int c = 0; c < 3 && st == MGL_OK; c++) { /* each channel run-length coded in turn */
+                int64_t left = (int64_t)sq;
+                size_t got = 0;
+                while (left > 0) {
+                    if (pos >= n) break;
+                    const unsigned b = d[pos++];
+                    if (b & 0x80) {
+                        const size_t k2 = b - 125;
+                        const bool have = pos < n;
+                        const uint8_t v = have ? d[pos++] : 0;
+                        if (have)
+                            for (size_t q = 0; q < k2 && got < sq; q++) planes[(size_t)c * sq + got++] = v;
+                        left -= (int64_t)k2;
+                    } else {
+                        const size_t k2 = b + 1, avail = MIN(k2, n - pos);
+                        for (size_t q = 0; q < avail && got < sq; q++) planes[(size_t)c * sq + got++] = d[pos + q];
+                        pos += avail;
+                        left -= (int64_t)k2;
+                    }
+                }
+                if (left != 0 || got < sq)
+                    st = cli_err(err, MGL_E_FORMAT, "%s: ICNS RGB channel does not decode to its size", path);
+            }
+        } else if (n - start < sq) { /* the mask: read only to check it is all there */
+            st = cli_err(err, MGL_E_FORMAT, "%s: ICNS mask cut short", path);
+        }
+    }
+    if (st == MGL_OK && !img && !planes) st = cli_err(err, MGL_E_FORMAT, "%s: ICNS icon without an image", path);
+    if (st != MGL_OK) {
+        free(img);
+        free(planes);
+        return st;
+    }
+    if (img) { /* the image block wins */
+        free(planes);
+        *rgb = img, *w = iw, *h = ih;
+        return MGL_OK;
+    }
+    uint8_t* out = malloc(3 * sq);
+    if (!out) {
+        free(planes);
+        return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    }
+    for (size_t p = 0; p < sq; p++)
+        for (int c = 0; c < 3; c++) out[3 * p + (size_t)c] = planes[(size_t)c * sq + p];
+    free(planes);
+    *rgb = out, *w = (int)side, *h = (int)side;
+    return MGL_OK;
+}
+
 /* A cursor as Pillow's CurImagePlugin reads it: the entry whose width and height bytes both
  * exceed those of the best so far (the first entry to begin with), its DIB (with header) at the
  * entry's offset, the upper half of its height. A directory that runs past the end of the file
@@ -1498,7 +1641,10 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
         st = mgl_tiff_load(path, d, n, rgb, w, h, err);
     else if (n >= 4 && (le32(d) == 12 || le32(d) == 40 || le32(d) == 64 || le32(d) == 108 || le32(d) == 124))
         st = bmp_decode(path, d, n, 0, 0, false, NULL, rgb, w, h, err); /* a DIB: a BMP without its file header */
-    else if (n >= 4 && !memcmp(d, "DDS ", 4))
+    else if (n >= 4 && !memcmp(d, "icns", 4)) {
+        bool other = true;
+        st = load_icns(path, d, n, &other, rgb, w, h, err);
+    } else if (n >= 4 && !memcmp(d, "DDS ", 4))
         st = mgl_dds_load(path, d, n, rgb, w, h, err);
     else if (n >= 2 && d[0] == 0x01 && d[1] == 0xda)
         st = mgl_sgi_load(path, d, n, rgb, w, h, err);
@@ -1525,10 +1671,11 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
                 st = mgl_xbm_load(path, d, n, &other, rgb, w, h, err);
         }
         if (other)
-            st = cli_err(err, MGL_E_FORMAT,
-                         "%s: not a PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PNM (PPM/PGM/PBM), SGI, PCX, "
-                         "TGA, MSP, IM, SPIDER, XBM or DDS image",
-                         path);
+            st = cli_err(
+                err, MGL_E_FORMAT,
+                "%s: not a PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, ICNS, PNM (PPM/PGM/PBM), SGI, PCX, "
+                "TGA, MSP, IM, SPIDER, XBM or DDS image",
+                path);
     }
     g_mapped_file_unref(m);
     return st;
