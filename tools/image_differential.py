@@ -190,7 +190,7 @@ def main():
             fh.write(m)
         batch.append((p, m))
     out = subprocess.run([a.driver] + [p for p, _ in batch], capture_output=True, text=True, errors="replace")
-    lines = out.stdout.splitlines()
+    lines = out.stdout.split("\n")[:-1]  # messages may hold other line-break characters
     if len(lines) != len(batch):
         print("driver printed %d lines for %d files (exit %d): %s" % (len(lines), len(batch), out.returncode,
                                                                        out.stderr[-2000:]))

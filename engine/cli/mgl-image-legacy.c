@@ -825,13 +825,15 @@ MglStatus mgl_im_load(const char* path, const uint8_t* d, size_t n, bool* not_im
             len -= 1;
         line[len] = 0;
         const char* colon = memchr(line, ':', len);
-        if (!g_ascii_isalpha(line[0]) || !colon || memchr(line, 0, len))
-            return cli_err(err, MGL_E_FORMAT, "%s: not an IM header line", path);
+        if (!g_ascii_isalpha(line[0]) || !colon) return cli_err(err, MGL_E_FORMAT, "%s: not an IM header line", path);
         const char* v = colon + 1;
-        while (*v == ' ' || *v == '\t') v++;
+        while (v < line + len && (*v == ' ' || *v == '\t')) v++;
+        const size_t vlen = (size_t)(line + len - v); /* the value may hold NUL bytes, as Python's */
         const size_t klen = (size_t)(colon - line);
 #define IM_KEY(s) (klen == strlen(s) && !memcmp(line, s, klen))
         if (IM_KEY("File size (no of images)") || IM_KEY("Scale (x,y)") || IM_KEY("Image size (x*y)")) {
+            if (memchr(v, 0, vlen))
+                return *not_im = false, cli_err(err, MGL_E_FORMAT, "%s: IM header number not a number", path);
             char** parts = g_strsplit_set(v, "*,", -1);
             long long num[2] = {0, 0};
             int np = 0;
@@ -846,7 +848,7 @@ MglStatus mgl_im_load(const char* path, const uint8_t* d, size_t n, bool* not_im
                     while (g_ascii_isspace(*e2)) e2++;
                     if (e2 == q || *e2) {
                         g_strfreev(parts);
-                        return *not_im = false, cli_err(err, MGL_E_FORMAT, "%s: IM header number \"%s\" bad", path, v);
+                        return *not_im = false, cli_err(err, MGL_E_FORMAT, "%s: IM header number not a number", path);
                     }
                     ints = false;
                 } else if (np < 2) {
@@ -856,13 +858,14 @@ MglStatus mgl_im_load(const char* path, const uint8_t* d, size_t n, bool* not_im
             g_strfreev(parts);
             if (IM_KEY("Image size (x*y)")) {
                 if (!ints || np != 2)
-                    return *not_im = false, cli_err(err, MGL_E_FORMAT, "%s: IM image size \"%s\" bad", path, v);
+                    return *not_im = false, cli_err(err, MGL_E_FORMAT, "%s: IM image size not two integers", path);
                 W = num[0], H = num[1];
             }
         } else if (IM_KEY("Image type")) {
             known_type = false;
             for (size_t i = 0; i < sizeof k_im_types / sizeof k_im_types[0]; i++)
-                if (!strcmp(v, k_im_types[i].type)) type = (int)k_im_types[i].raw, known_type = true;
+                if (vlen == strlen(k_im_types[i].type) && !memcmp(v, k_im_types[i].type, vlen))
+                    type = (int)k_im_types[i].raw, known_type = true;
         } else if (IM_KEY("Lut")) {
             lut = true;
         }
