@@ -264,7 +264,10 @@ static int tiff_warning(TIFF* tif, void* user, const char* module, const char* f
 }
 
 /* Reads every sample into `raw`: rows of `row_bytes` (bpp bits a pixel), one plane after
- * another when there are several (planar configuration 2). */
+ * another when there are several (planar configuration 2). As Pillow's libtiff decoder reads: tile
+ * rows, then planes, then tiles (strip rows, then planes), each into one buffer that is reused, so
+ * where libtiff leaves part of a damaged strip unwritten the previous strip's bytes show, as in
+ * Pillow; only libtiff's -1 is a failure. */
 static bool tiff_read_all(TIFF* tif, uint32_t W, uint32_t H, int planes, int bpp, size_t row_bytes, uint8_t* raw) {
     const size_t plane_bytes = row_bytes * H;
     if (TIFFIsTiled(tif)) {
@@ -272,14 +275,15 @@ static bool tiff_read_all(TIFF* tif, uint32_t W, uint32_t H, int planes, int bpp
         TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tw);
         TIFFGetField(tif, TIFFTAG_TILELENGTH, &th);
         const tmsize_t ts = TIFFTileSize(tif), trow = TIFFTileRowSize(tif);
-        if (!tw || !th || ts <= 0 || trow <= 0 || ((uint64_t)tw * (uint64_t)bpp) % 8) return false;
-        uint8_t* buf = malloc((size_t)ts);
+        if (!tw || !th || ts <= 0 || trow <= 0 || trow > ts || ((uint64_t)tw * (uint64_t)bpp) % 8) return false;
+        if ((uint64_t)ts > ((uint64_t)th * (uint64_t)bpp + 7) / 8 * tw) return false; /* Pillow's size check */
+        uint8_t* buf = calloc(1, (size_t)ts);
         if (!buf) return false;
         bool ok = true;
-        for (int p = 0; p < planes && ok; p++)
-            for (uint32_t y = 0; y < H && ok; y += th)
+        for (uint32_t y = 0; y < H && ok; y += th)
+            for (int p = 0; p < planes && ok; p++)
                 for (uint32_t x = 0; x < W && ok; x += tw) {
-                    if (TIFFReadTile(tif, buf, x, y, 0, (uint16_t)p) < 0) {
+                    if (TIFFReadTile(tif, buf, x, y, 0, (uint16_t)p) == -1) {
                         ok = false;
                         break;
                     }
@@ -292,22 +296,24 @@ static bool tiff_read_all(TIFF* tif, uint32_t W, uint32_t H, int planes, int bpp
         return ok;
     }
     uint32_t rps = H;
-    TIFFGetFieldDefaulted(tif, TIFFTAG_ROWSPERSTRIP, &rps);
-    if (!rps) return false;
-    rps = MIN(rps, H);
-    const uint32_t strips_per_plane = (H + rps - 1) / rps;
+    if (TIFFGetField(tif, TIFFTAG_ROWSPERSTRIP, &rps) != 1 || rps == (uint32_t)-1) rps = H;
+    const tmsize_t ss = TIFFStripSize(tif), srow = TIFFScanlineSize(tif);
+    if (!rps || ss <= 0 || srow <= 0 || (uint64_t)ss > (uint64_t)row_bytes * rps || row_bytes > (size_t)srow)
+        return false; /* Pillow's checks on libtiff's strip and row sizes */
+    uint8_t* buf = calloc(1, (size_t)ss);
+    if (!buf) return false;
     bool ok = true;
-    for (int p = 0; p < planes && ok; p++)
-        for (uint32_t s = 0; s < strips_per_plane; s++) {
-            const uint32_t y = s * rps, rows = MIN(rps, H - y);
-            const size_t want = (size_t)rows * row_bytes;
-            tmsize_t got = TIFFReadEncodedStrip(tif, (uint32_t)p * strips_per_plane + s,
-                                                raw + (size_t)p * plane_bytes + (size_t)y * row_bytes, (tmsize_t)want);
-            if (got < (tmsize_t)want) {
+    for (uint32_t y = 0; y < H && ok; y += rps)
+        for (int p = 0; p < planes && ok; p++) {
+            if (TIFFReadEncodedStrip(tif, TIFFComputeStrip(tif, y, (uint16_t)p), buf, ss) == -1) {
                 ok = false;
                 break;
             }
+            for (uint32_t r = 0; r < rps && y + r < H; r++)
+                memcpy(raw + (size_t)p * plane_bytes + (size_t)(y + r) * row_bytes, buf + (size_t)r * (size_t)srow,
+                       row_bytes);
         }
+    free(buf);
     return ok;
 }
 

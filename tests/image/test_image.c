@@ -85,8 +85,12 @@ static void check_refused(const char* dir, JsonObject* o) {
 
 int main(int argc, char** argv) {
     if (argc > 1) {
-        /* driver: decode the named files, report, never compare */
-        for (int i = 1; i < argc; i++) {
+        /* driver: decode the named files, report, never compare; --raw OUT first: also write the
+         * last decoded image's RGB bytes to OUT */
+        const char* raw_out = NULL;
+        int first = 1;
+        if (argc > 3 && !strcmp(argv[1], "--raw")) raw_out = argv[2], first = 3;
+        for (int i = first; i < argc; i++) {
             uint8_t* rgb = NULL;
             int w = 0, h = 0;
             MglErr err = {0};
@@ -94,6 +98,11 @@ int main(int argc, char** argv) {
                 unsigned sum = 0;
                 for (size_t k = 0; k < (size_t)w * (size_t)h * 3; k++) sum = sum * 31u + rgb[k];
                 printf("%s: %dx%d %08x\n", argv[i], w, h, sum); /* reads every byte */
+                if (raw_out) {
+                    FILE* f = fopen(raw_out, "wb");
+                    if (!f || fwrite(rgb, 3, (size_t)w * (size_t)h, f) != (size_t)w * (size_t)h) return 1;
+                    fclose(f);
+                }
                 free(rgb);
             } else {
                 printf("%s\n", err.msg);
