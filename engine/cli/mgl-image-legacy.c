@@ -799,7 +799,7 @@ static const struct {
 MglStatus mgl_im_load(const char* path, const uint8_t* d, size_t n, bool* not_im, uint8_t** rgb, int* w, int* h,
                       MglErr* err) {
     *not_im = true;
-    if (!memchr(d, '\n', n < 100 ? n : 100)) return cli_err(err, MGL_E_FORMAT, "%s: not an IM header", path);
+    if (!n || !memchr(d, '\n', n < 100 ? n : 100)) return cli_err(err, MGL_E_FORMAT, "%s: not an IM header", path);
     size_t pos = 0, tags = 0;
     long long W = 512, H = 512;
     int type = IR_L;
