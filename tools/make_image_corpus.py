@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the image-decoding corpus: tests/fixtures/images/.
 
-Every PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PPM/PGM/PBM, TGA, SGI, PCX, DDS, ICNS, MSP, IM, SPIDER and XBM kind a user may pass, small and with odd sizes, each with the RGB
+Every PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, PPM/PGM/PBM, TGA, SGI, PCX, DDS, BLP, ICNS, MSP, IM, SPIDER and XBM kind a user may pass, small and with odd sizes, each with the RGB
 that Pillow decodes (`Image.open(f).convert('RGB')`, the reference's image path) as its golden:
 NAME.rgb holds width*height*3 bytes, rows top to bottom. manifest.json records the Pillow, libjpeg,
 zlib and libwebp versions, each image's size and what it exercises, and the files that Pillow refuses
@@ -2300,6 +2300,27 @@ def other_legacy_cases():
     bad[0] = 0xff  # a run longer than the channel
     icns(J("bad_icns_rle.icns"), [(b"is32", bytes(bad))])
     refused("bad_icns_rle.icns", "ICNS RLE channel that overshoots its size")
+    # BLP: Pillow's writer (palette images, BLP2 and BLP1), and by hand BLP2 DXT1/3/5 of random blocks
+    pim = src.convert("RGB").quantize(50)
+    pim.save(J("blp_pil2.blp"))
+    golden("blp_pil2", "blp_pil2.blp", "BLP2 written by Pillow (palette)")
+    pim.save(J("blp_pil1.blp"), blp_version="BLP1")
+    golden("blp_pil1", "blp_pil1.blp", "BLP1 written by Pillow (palette)")
+
+    def blp2(path, ww, hh, encoding, alpha_depth, alpha_enc, data, pal=b"\0" * 1024):
+        hdr = b"BLP2" + struct.pack("<iBBBBII", 1, encoding, alpha_depth, alpha_enc, 0, ww, hh)
+        hdr += struct.pack("<16I", 148 + 1024, *([0] * 15)) + struct.pack("<16I", len(data), *([0] * 15))
+        with open(path, "wb") as f:
+            f.write(hdr + pal + data)
+    for name, ww, hh, ad, ae, bsz, what in (("blp_dxt1", 8, 8, 0, 0, 8, "DXT1, no alpha depth (RGB)"),
+                                            ("blp_dxt1_alpha", 8, 4, 8, 0, 8, "DXT1 with alpha depth 8 (RGBA)"),
+                                            ("blp_dxt3", 8, 8, 8, 1, 16, "DXT3"),
+                                            ("blp_dxt5_w6", 6, 5, 8, 7, 16, "DXT5, 6x5: the rows shear as in Pillow")):
+        blocks = ((ww + 3) // 4) * ((hh + 3) // 4)
+        blp2(J(name + ".blp"), ww, hh, 2, ad, ae, bytes(rb.randint(0, 256, blocks * bsz).astype(np.uint8)))
+        golden(name, name + ".blp", "BLP2 " + what)
+    blp2(J("bad_blp_truncated.blp"), 8, 8, 2, 8, 7, b"\0" * 40)
+    refused("bad_blp_truncated.blp", "BLP2 DXT5 data cut short")
     for src, dst, keep, what in (("im_pil_rgb.im", "bad_im_truncated.im", -10, "IM data cut short"),
                                  ("msp_pil.msp", "bad_msp_truncated.msp", -5, "MSP data cut short"),
                                  ("xbm_pil.xbm", "bad_xbm_truncated.xbm", 80, "XBM with too few bytes"),

@@ -1,4 +1,4 @@
-/* mgl-image-legacy.c: Targa (TGA), SGI, PCX, DDS, MSP, IM, SPIDER and XBM files, pixel for pixel as Pillow 9.4's
+/* mgl-image-legacy.c: Targa (TGA), SGI, PCX, DDS, BLP, MSP, IM, SPIDER and XBM files, pixel for pixel as Pillow 9.4's
  * Image.open(f).convert("RGB") reads them: the header checks of its TgaImagePlugin, SgiImagePlugin
  * and PcxImagePlugin, then what its decoders (TgaRleDecode.c, SgiRleDecode.c, PcxDecode.c and the
  * raw decoder) and unpackers do, quirks included:
@@ -22,6 +22,9 @@
 #include <string.h>
 
 static uint16_t rd_le16(const uint8_t* p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t rd_le32u(const uint8_t* p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
 static uint16_t rd_be16(const uint8_t* p) { return (uint16_t)(p[0] << 8 | p[1]); }
 static uint32_t rd_be32(const uint8_t* p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
@@ -1134,4 +1137,148 @@ MglStatus mgl_dds_load(const char* path, const uint8_t* d, size_t n, uint8_t** r
                 }
         }
     return img_to_rgb(path, &im, false, rgb, w, h, err);
+}
+
+/* ---- BLP (Blizzard) --------------------------------------------------------------------------- */
+
+/* Pillow's BlpImagePlugin DXT decoding (its own, in Python): 565 colours shifted without repeating
+ * bits; one block row gives 4 rows of 4-pixel groups, appended to one stream that is then read as
+ * rows of the image's width (so a width that is not a multiple of 4 shears, as in Pillow). */
+static void blp_565(unsigned v, int* r, int* g, int* b) {
+    *r = (int)((v >> 11) & 0x1f) << 3, *g = (int)((v >> 5) & 0x3f) << 2, *b = (int)(v & 0x1f) << 3;
+}
+
+static void blp_dxt_row(const uint8_t* s, size_t blocks, int kind, bool alpha, GByteArray* rows[4]) {
+    for (size_t k = 0; k < blocks; k++) {
+        const uint8_t* blk = s + k * (kind == 1 ? 8 : 16);
+        const uint8_t* cb = kind == 1 ? blk : blk + 8;
+        const unsigned c0 = rd_le16(cb), c1 = rd_le16(cb + 2);
+        uint32_t code = (uint32_t)cb[4] | (uint32_t)cb[5] << 8 | (uint32_t)cb[6] << 16 | (uint32_t)cb[7] << 24;
+        int r0, g0, b0, r1, g1, b1;
+        blp_565(c0, &r0, &g0, &b0);
+        blp_565(c1, &r1, &g1, &b1);
+        const uint32_t ac2 = kind == 7 ? (uint32_t)blk[2] | (uint32_t)blk[3] << 8 : 0;
+        const uint32_t ac1 =
+            kind == 7 ? (uint32_t)blk[4] | (uint32_t)blk[5] << 8 | (uint32_t)blk[6] << 16 | (uint32_t)blk[7] << 24 : 0;
+        for (int j = 0; j < 4; j++)
+            for (int i = 0; i < 4; i++) {
+                const unsigned cc = (code >> (2 * (4 * j + i))) & 3;
+                int r, g, b, a = 255;
+                const bool four = kind != 1 || c0 > c1;
+                if (cc == 0)
+                    r = r0, g = g0, b = b0;
+                else if (cc == 1)
+                    r = r1, g = g1, b = b1;
+                else if (cc == 2)
+                    r = four ? (2 * r0 + r1) / 3 : (r0 + r1) / 2, g = four ? (2 * g0 + g1) / 3 : (g0 + g1) / 2,
+                    b = four ? (2 * b0 + b1) / 3 : (b0 + b1) / 2;
+                else if (four)
+                    r = (2 * r1 + r0) / 3, g = (2 * g1 + g0) / 3, b = (2 * b1 + b0) / 3;
+                else
+                    r = g = b = a = 0;
+                if (kind == 1) {
+                    a = kind == 1 && !four && cc == 3 ? 0 : 255;
+                } else if (kind == 3) { /* DXT3: 4-bit alpha, low nibble first */
+                    const unsigned v = blk[(4 * j + i) / 2];
+                    a = (int)((i % 2 ? v >> 4 : v & 0xf) * 17);
+                } else { /* DXT5 */
+                    const unsigned idx = 3 * (4 * j + i), a0 = blk[0], a1 = blk[1];
+                    unsigned ac;
+                    if (idx <= 12)
+                        ac = (ac2 >> idx) & 7;
+                    else if (idx == 15)
+                        ac = (ac2 >> 15) | ((ac1 << 1) & 6);
+                    else
+                        ac = (ac1 >> (idx - 16)) & 7;
+                    a = ac == 0   ? (int)a0
+                        : ac == 1 ? (int)a1
+                        : a0 > a1 ? (int)(((8 - ac) * a0 + (ac - 1) * a1) / 7)
+                        : ac == 6 ? 0
+                        : ac == 7 ? 255
+                                  : (int)(((6 - ac) * a0 + (ac - 1) * a1) / 5);
+                }
+                const uint8_t px[4] = {(uint8_t)r, (uint8_t)g, (uint8_t)b, (uint8_t)a};
+                g_byte_array_append(rows[j], px, kind == 1 && !alpha ? 3 : 4);
+            }
+    }
+}
+
+/* Pillow's BLP reader: BLP2 palette (256 BGRA entries) or DXT1/3/5 images, BLP1 palette images; the
+ * mode RGBA when the alpha depth byte is not 0, else RGB, and the decoded stream read in that
+ * mode's pixel size. BLP1's JPEG images are not read here. */
+MglStatus mgl_blp_load(const char* path, const uint8_t* d, size_t n, bool* not_blp, uint8_t** rgb, int* w, int* h,
+                       MglErr* err) {
+    *not_blp = true;
+    if (n < 20) return cli_err(err, MGL_E_FORMAT, "%s: BLP header cut short", path);
+    const bool blp1 = d[3] == '1';
+    const int8_t alpha_depth = (int8_t)d[9];
+    const size_t W = (size_t)d[12] | (size_t)d[13] << 8 | (size_t)d[14] << 16 | (size_t)d[15] << 24,
+                 H = (size_t)d[16] | (size_t)d[17] << 8 | (size_t)d[18] << 16 | (size_t)d[19] << 24;
+    if (!W || !H) return cli_err(err, MGL_E_FORMAT, "%s: empty BLP", path);
+    *not_blp = false;
+    MglStatus st = size_check(path, "BLP", W, H, err);
+    if (st != MGL_OK) return st;
+    const size_t head = blp1 ? 156 : 148;
+    if (n < head) return cli_err(err, MGL_E_FORMAT, "%s: BLP header cut short", path);
+    const int32_t compression =
+        (int32_t)((uint32_t)d[4] | (uint32_t)d[5] << 8 | (uint32_t)d[6] << 16 | (uint32_t)d[7] << 24);
+    const int32_t encoding =
+        blp1 ? (int32_t)((uint32_t)d[20] | (uint32_t)d[21] << 8 | (uint32_t)d[22] << 16 | (uint32_t)d[23] << 24)
+             : (int8_t)d[8];
+    const int alpha_encoding = (int8_t)d[10];
+    const size_t o = blp1 ? 28 : 20;
+    const uint32_t off0 = rd_le32u(d + o), len0 = rd_le32u(d + o + 64);
+    const bool alpha = alpha_depth != 0;
+    if (compression != 1 || (blp1 && encoding != 4 && encoding != 5) || (!blp1 && encoding != 1 && encoding != 2))
+        return cli_err(err, MGL_E_UNSUPPORTED, "%s: BLP compression %d, encoding %d not read by the engine", path,
+                       compression, encoding);
+    if (n - head < 1024) return cli_err(err, MGL_E_FORMAT, "%s: BLP palette cut short", path);
+    const uint8_t* pal = d + head; /* B, G, R, A */
+    GByteArray* data = g_byte_array_new();
+    const char* bad = NULL;
+    if (blp1 || encoding == 1) { /* palette indices: BLP1 right after the palette, BLP2 at its offset */
+        const size_t at = blp1 ? head + 1024 : off0;
+        if (at > n || n - at < len0) {
+            bad = "BLP image data cut short";
+        } else {
+            for (size_t i = 0; i < len0; i++) {
+                const uint8_t* e = pal + 4 * d[at + i];
+                const uint8_t px[4] = {e[2], e[1], e[0], e[3]};
+                g_byte_array_append(data, px, alpha ? 4 : 3);
+            }
+        }
+    } else if (alpha_encoding == 0 || alpha_encoding == 1 || alpha_encoding == 7) {
+        const int kind = alpha_encoding == 0 ? 1 : alpha_encoding == 1 ? 3 : 7;
+        const size_t blocks = (W + 3) / 4, line = blocks * (kind == 1 ? 8 : 16);
+        size_t at = off0;
+        for (size_t yb = 0; yb < (H + 3) / 4 && !bad; yb++, at += line) {
+            if (at > n || n - at < line) {
+                bad = "BLP DXT data cut short";
+                break;
+            }
+            GByteArray* rows[4] = {g_byte_array_new(), g_byte_array_new(), g_byte_array_new(), g_byte_array_new()};
+            blp_dxt_row(d + at, blocks, kind, alpha, rows);
+            for (int j = 0; j < 4; j++) {
+                g_byte_array_append(data, rows[j]->data, rows[j]->len);
+                g_byte_array_unref(rows[j]);
+            }
+        }
+    } else {
+        bad = "BLP alpha encoding not read";
+    }
+    const size_t pb = alpha ? 4 : 3;
+    if (!bad && data->len / pb / W < H) bad = "BLP image data too short for its size";
+    if (bad) {
+        g_byte_array_unref(data);
+        return cli_err(err, MGL_E_FORMAT, "%s: %s", path, bad);
+    }
+    uint8_t* out = malloc(W * H * 3);
+    if (!out) {
+        g_byte_array_unref(data);
+        return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
+    }
+    for (size_t i = 0; i < W * H; i++) memcpy(out + 3 * i, data->data + pb * i, 3);
+    g_byte_array_unref(data);
+    *rgb = out, *w = (int)W, *h = (int)H;
+    return MGL_OK;
 }

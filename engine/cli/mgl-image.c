@@ -1,6 +1,6 @@
 /* mgl-image.c: PNG (libpng), JPEG (libjpeg), WebP (libwebp), BMP, GIF, TIFF (mgl-image-tiff.c), ICO, CUR, ICNS, PNM,
- * and TGA, SGI, PCX, DDS, MSP, IM, SPIDER and XBM (mgl-image-legacy.c), JPEG 2000 (mgl-image-jp2.c) decoding, pixel for
- * pixel as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
+ * and TGA, SGI, PCX, DDS, BLP, MSP, IM, SPIDER and XBM (mgl-image-legacy.c), JPEG 2000 (mgl-image-jp2.c) decoding,
+ * pixel for pixel as Pillow 9.4's Image.open(f).convert("RGB") (the reference's image path).
  *
  * The rules, kind by kind (Pillow's mode for the file, then its RGB conversion):
  *  PNG   libpng's progressive reader with no transformation (no gamma, no
@@ -1644,6 +1644,9 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
     else if (n >= 4 && !memcmp(d, "icns", 4)) {
         bool other = true;
         st = load_icns(path, d, n, &other, rgb, w, h, err);
+    } else if (n >= 4 && (!memcmp(d, "BLP1", 4) || !memcmp(d, "BLP2", 4))) {
+        bool other = true;
+        st = mgl_blp_load(path, d, n, &other, rgb, w, h, err);
     } else if (n >= 4 && !memcmp(d, "DDS ", 4))
         st = mgl_dds_load(path, d, n, rgb, w, h, err);
     else if (n >= 2 && d[0] == 0x01 && d[1] == 0xda)
@@ -1674,7 +1677,7 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
             st = cli_err(
                 err, MGL_E_FORMAT,
                 "%s: not a PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, ICNS, PNM (PPM/PGM/PBM), SGI, PCX, "
-                "TGA, MSP, IM, SPIDER, XBM or DDS image",
+                "TGA, MSP, IM, SPIDER, XBM, DDS or BLP image",
                 path);
     }
     g_mapped_file_unref(m);

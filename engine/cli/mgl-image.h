@@ -1,5 +1,5 @@
-/* mgl-image.h: decode PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, ICNS, PNM, TGA, SGI, PCX, DDS, MSP, IM,
- * SPIDER and XBM files to packed RGB8 (for the CLI and tests), as Pillow 9.4's Image.open(f).convert("RGB")
+/* mgl-image.h: decode PNG, JPEG, JPEG 2000, WebP, BMP, GIF, TIFF, ICO, CUR, ICNS, PNM, TGA, SGI, PCX, DDS, BLP, MSP,
+ * IM, SPIDER and XBM files to packed RGB8 (for the CLI and tests), as Pillow 9.4's Image.open(f).convert("RGB")
  * (docs/engine.md, Image files). */
 #ifndef MGL_IMAGE_H
 #define MGL_IMAGE_H

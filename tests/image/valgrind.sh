@@ -10,7 +10,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 files=("$DIR"/*.png "$DIR"/*.jpg "$DIR"/*.webp "$DIR"/*.ppm "$DIR"/*.pgm "$DIR"/*.pbm "$DIR"/*.pam "$DIR"/*.gif "$DIR"/*.bmp "$DIR"/*.tif
        "$DIR"/*.ico "$DIR"/*.cur "$DIR"/*.dib "$DIR"/*.tga "$DIR"/*.sgi "$DIR"/*.pcx "$DIR"/*.jp2 "$DIR"/*.j2k
-       "$DIR"/*.msp "$DIR"/*.xbm "$DIR"/*.spider "$DIR"/*.im "$DIR"/*.dds "$DIR"/*.icns)
+       "$DIR"/*.msp "$DIR"/*.xbm "$DIR"/*.spider "$DIR"/*.im "$DIR"/*.dds "$DIR"/*.icns "$DIR"/*.blp)
 # the dynamic loader's own over-read when a CUDA build loads libcublas (see tests/cli/valgrind.supp)
 SUPP="$(dirname "$0")/../cli/valgrind.supp"
 valgrind -q --suppressions="$SUPP" --error-exitcode=99 --track-origins=yes --leak-check=full --errors-for-leak-kinds=definite,indirect \
