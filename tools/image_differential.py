@@ -216,7 +216,8 @@ def main():
     for p, _ in batch:
         os.remove(p)
     os.rmdir(tmp)
-    print("%d mutants: %d agree, %d refused by design, %d differ" % (len(batch), same, design, diffs))
+    print("%d %s: %d agree, %d refused by design, %d differ" % (len(batch), "files" if a.generate else "mutants", same,
+                                                                 design, diffs))
     return 1 if diffs else 0
 
 
