@@ -17,6 +17,16 @@ static inline bool mgl_image_too_many_pixels(uint64_t w, uint64_t h) {
     return (w ? w : 1) * (h ? h : 1) > MGL_IMAGE_MAX_PIXELS;
 }
 
+/* Little- and big-endian fields of a file's bytes */
+static inline uint16_t mgl_le16(const uint8_t* p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t mgl_le32(const uint8_t* p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint16_t mgl_be16(const uint8_t* p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static inline uint32_t mgl_be32(const uint8_t* p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
 /* A P image's 256-entry palette as Pillow holds it: `n` entries from `src` (`step` bytes apart,
  * blue first when `bgr`), and past them the grey ramp (i, i, i) that a new palette starts as. */
 static inline void mgl_palette_fill(uint8_t pal[256][3], const uint8_t* src, size_t n, size_t step, bool bgr) {

@@ -19,10 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t rd_be32(const uint8_t* p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-static uint16_t rd_be16(const uint8_t* p) { return (uint16_t)(p[0] << 8 | p[1]); }
 
 enum { M_NONE, M_L, M_I16, M_LA, M_RGB, M_RGBA };
 
@@ -71,11 +67,11 @@ static int box_next(Boxes* b, uint8_t t[4]) {
     const uint8_t* p;
     int r = box_read(b, 8, &p);
     if (r != 1) return r;
-    uint64_t lbox = rd_be32(p), hlen = 8;
+    uint64_t lbox = mgl_be32(p), hlen = 8;
     memcpy(t, p + 4, 4);
     if (lbox == 1) {
         if ((r = box_read(b, 8, &p)) != 1) return r;
-        lbox = (uint64_t)rd_be32(p) << 32 | rd_be32(p + 4);
+        lbox = (uint64_t)mgl_be32(p) << 32 | mgl_be32(p + 4);
         hlen = 16;
     }
     if (lbox < hlen || !box_can_read(b, lbox - hlen)) return 0;
@@ -89,14 +85,14 @@ static int jp2_header(const uint8_t* d, size_t n, uint64_t* W, uint64_t* H, int*
     if (n >= 4 && !memcmp(d, "\xff\x4f\xff\x51", 4)) {
         *jp2 = false;
         if (n < 6) return 0;
-        const size_t lsiz = rd_be16(d + 4);
+        const size_t lsiz = mgl_be16(d + 4);
         const size_t have = lsiz < 2 || n - 4 < lsiz ? n - 4 : lsiz; /* hdr + read(lsiz - 2): all of it below 2 */
         const uint8_t* siz = d + 4;
         if (have < 38) return 0;
-        const unsigned csiz = rd_be16(siz + 36);
+        const unsigned csiz = mgl_be16(siz + 36);
         if (36 + 3 * (size_t)csiz > have) return 0; /* Pillow reads the components from offset 36 */
-        const int64_t w = (int64_t)rd_be32(siz + 4) - rd_be32(siz + 12),
-                      h = (int64_t)rd_be32(siz + 8) - rd_be32(siz + 16);
+        const int64_t w = (int64_t)mgl_be32(siz + 4) - mgl_be32(siz + 12),
+                      h = (int64_t)mgl_be32(siz + 8) - mgl_be32(siz + 16);
         *mode = csiz ? mode_for(csiz, siz[38]) : M_NONE; /* Pillow's yrsiz[0], at byte 38: Ssiz of component 0 */
         if (*mode == M_NONE || w <= 0 || h <= 0) return 0;
         *W = (uint64_t)w, *H = (uint64_t)h;
@@ -125,9 +121,9 @@ static int jp2_header(const uint8_t* d, size_t n, uint64_t* W, uint64_t* H, int*
         if ((r = box_next(&hdr, t)) != 1) return r;
         if (!memcmp(t, "ihdr", 4)) {
             if ((r = box_read(&hdr, 11, &p)) != 1) return r;
-            *H = rd_be32(p), *W = rd_be32(p + 4);
+            *H = mgl_be32(p), *W = mgl_be32(p + 4);
             have = true;
-            const int m = mode_for(rd_be16(p + 8), p[10]);
+            const int m = mode_for(mgl_be16(p + 8), p[10]);
             if (m != M_NONE) *mode = m;
         } else if (!memcmp(t, "res ", 4)) {
             const size_t size = (size_t)hdr.remaining;

@@ -21,14 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint16_t rd_le16(const uint8_t* p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t rd_le32u(const uint8_t* p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint16_t rd_be16(const uint8_t* p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static uint32_t rd_be32(const uint8_t* p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
 
 static MglStatus size_check(const char* path, const char* kind, uint64_t W, uint64_t H, MglErr* err) {
     if (W > MGL_IMAGE_MAX_SIDE || H > MGL_IMAGE_MAX_SIDE || mgl_image_too_many_pixels(W, H))
@@ -92,7 +84,7 @@ static void unpack_row(RawMode m, const uint8_t* in, size_t n, uint8_t* out, int
         case RM_L: o[0] = in[i]; break;
         case RM_LA: o[0] = o[1] = o[2] = in[2 * i], o[3] = in[2 * i + 1]; break;
         case RM_BGR5:
-            v = rd_le16(in + 2 * i);
+            v = mgl_le16(in + 2 * i);
             o[2] = (uint8_t)((v & 31) * 255 / 31);
             o[1] = (uint8_t)(((v >> 5) & 31) * 255 / 31);
             o[0] = (uint8_t)(((v >> 10) & 31) * 255 / 31);
@@ -182,7 +174,7 @@ MglStatus mgl_tga_load(const char* path, const uint8_t* d, size_t n, bool* not_t
     *not_tga = true;
     if (n < 18) return cli_err(err, MGL_E_FORMAT, "%s: not an image file", path);
     const unsigned id_len = d[0], cmap_type = d[1], type = d[2], depth = d[16], flags = d[17];
-    const size_t W = rd_le16(d + 12), H = rd_le16(d + 14);
+    const size_t W = mgl_le16(d + 12), H = mgl_le16(d + 14);
     if (cmap_type > 1 || !W || !H || (depth != 1 && depth != 8 && depth != 16 && depth != 24 && depth != 32))
         return cli_err(err, MGL_E_FORMAT, "%s: not an image file", path);
     enum { M_1, M_L, M_LA, M_P, M_RGB, M_RGBA } mode;
@@ -206,7 +198,7 @@ MglStatus mgl_tga_load(const char* path, const uint8_t* d, size_t n, bool* not_t
     size_t pal_n = 0;
     uint8_t palbuf[256][3];
     if (cmap_type) {
-        const size_t start = rd_le16(d + 3), size = rd_le16(d + 5);
+        const size_t start = mgl_le16(d + 3), size = mgl_le16(d + 5);
         const unsigned mapdepth = d[7];
         size_t esz = mapdepth == 16 ? 2 : mapdepth == 24 ? 3 : mapdepth == 32 ? 4 : 0;
         if (esz) {
@@ -229,7 +221,7 @@ MglStatus mgl_tga_load(const char* path, const uint8_t* d, size_t n, bool* not_t
                     if (esz == 3) {
                         palbuf[i][0] = e[2], palbuf[i][1] = e[1], palbuf[i][2] = e[0];
                     } else {
-                        const unsigned v = rd_le16(e);
+                        const unsigned v = mgl_le16(e);
                         palbuf[i][2] = (uint8_t)((v & 31) * 255 / 31);
                         palbuf[i][1] = (uint8_t)(((v >> 5) & 31) * 255 / 31);
                         palbuf[i][0] = (uint8_t)(((v >> 10) & 31) * 255 / 31);
@@ -374,8 +366,8 @@ static int sgi_row(uint8_t* dest, const uint8_t* buf, size_t len, uint64_t src, 
 
 MglStatus mgl_sgi_load(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
     if (n < 12) return cli_err(err, MGL_E_FORMAT, "%s: SGI header cut short", path);
-    const unsigned compression = d[2], bpc = d[3], dim = rd_be16(d + 4), zsize = rd_be16(d + 10);
-    const size_t W = rd_be16(d + 6), H = rd_be16(d + 8);
+    const unsigned compression = d[2], bpc = d[3], dim = mgl_be16(d + 4), zsize = mgl_be16(d + 10);
+    const size_t W = mgl_be16(d + 6), H = mgl_be16(d + 8);
     int bands = 0;
     if ((bpc == 1 || bpc == 2) && (dim == 1 || dim == 2) && zsize == 1)
         bands = 1;
@@ -423,7 +415,7 @@ MglStatus mgl_sgi_load(const char* path, const uint8_t* d, size_t n, uint8_t** r
         bool stop = false;
         for (int c = 0; c < bands; c++) {
             const size_t t = r + (size_t)c * H;
-            const uint32_t off = rd_be32(buf + 4 * t), cnt = rd_be32(buf + 4 * (tablen + t));
+            const uint32_t off = mgl_be32(buf + 4 * t), cnt = mgl_be32(buf + 4 * (tablen + t));
             if (off < 512) {
                 bad = "SGI row offset inside the header";
                 break;
@@ -452,12 +444,12 @@ MglStatus mgl_pcx_load(const char* path, const uint8_t* d, size_t n, bool* not_p
                        MglErr* err) {
     *not_pcx = true;
     if (n < 68) return cli_err(err, MGL_E_FORMAT, "%s: PCX header cut short", path);
-    const size_t x0 = rd_le16(d + 4), y0 = rd_le16(d + 6), x1 = (size_t)rd_le16(d + 8) + 1,
-                 y1 = (size_t)rd_le16(d + 10) + 1;
+    const size_t x0 = mgl_le16(d + 4), y0 = mgl_le16(d + 6), x1 = (size_t)mgl_le16(d + 8) + 1,
+                 y1 = (size_t)mgl_le16(d + 10) + 1;
     if (x1 <= x0 || y1 <= y0) return cli_err(err, MGL_E_FORMAT, "%s: PCX of empty size", path);
     *not_pcx = false;
     if (n < 128) return cli_err(err, MGL_E_FORMAT, "%s: PCX header cut short", path);
-    const unsigned version = d[1], bits = d[3], planes = d[65], given_stride = rd_le16(d + 66);
+    const unsigned version = d[1], bits = d[3], planes = d[65], given_stride = mgl_le16(d + 66);
     const size_t W = x1 - x0, H = y1 - y0;
     Img im = {0};
     RawMode rm;
@@ -546,8 +538,8 @@ MglStatus mgl_msp_load(const char* path, const uint8_t* d, size_t n, bool* not_m
     *not_msp = true;
     if (n < 32) return cli_err(err, MGL_E_FORMAT, "%s: MSP header cut short", path);
     unsigned sum = 0;
-    for (int i = 0; i < 32; i += 2) sum ^= rd_le16(d + i);
-    const size_t W = rd_le16(d + 4), H = rd_le16(d + 6);
+    for (int i = 0; i < 32; i += 2) sum ^= mgl_le16(d + i);
+    const size_t W = mgl_le16(d + 4), H = mgl_le16(d + 6);
     if (sum || !W || !H) return cli_err(err, MGL_E_FORMAT, "%s: MSP checksum or size bad", path);
     *not_msp = false;
     MglStatus st = size_check(path, "MSP image", W, H, err);
@@ -565,7 +557,7 @@ MglStatus mgl_msp_load(const char* path, const uint8_t* d, size_t n, bool* not_m
     size_t pos = 32 + 2 * H;
     const char* bad = NULL;
     for (size_t r = 0; r < H && !bad; r++) {
-        const size_t len = rd_le16(d + 32 + 2 * r);
+        const size_t len = mgl_le16(d + 32 + 2 * r);
         if (!len) {
             for (size_t i = 0; i < stride; i++) g_byte_array_append(out, (const guint8*)"\xff", 1);
             continue;
@@ -671,8 +663,7 @@ MglStatus mgl_xbm_load(const char* path, const uint8_t* d, size_t n, bool* not_x
 /* ---- SPIDER ----------------------------------------------------------------------------------- */
 
 static float rd_f32(const uint8_t* p, bool be) {
-    const uint32_t v =
-        be ? rd_be32(p) : (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    const uint32_t v = be ? mgl_be32(p) : mgl_le32(p);
     float f;
     memcpy(&f, &v, 4);
     return f;
@@ -939,13 +930,12 @@ MglStatus mgl_im_load(const char* path, const uint8_t* d, size_t n, bool* not_im
             case IR_CMYK_L: is_grey = false, mgl_cmyk2rgb(in[x], in[x + Wn], in[x + 2 * Wn], in[x + 3 * Wn], o); break;
             case IR_LA_L: g = in[x]; break;
             case IR_I32S: {
-                const int32_t v = (int32_t)((uint32_t)in[4 * x] | (uint32_t)in[4 * x + 1] << 8 |
-                                            (uint32_t)in[4 * x + 2] << 16 | (uint32_t)in[4 * x + 3] << 24);
+                const int32_t v = (int32_t)mgl_le32(in + 4 * x);
                 g = v < 0 ? 0 : v > 255 ? 255 : (unsigned)v;
                 break;
             }
-            case IR_I16L: g = mgl_clip8_u16(rd_le16(in + 2 * x)); break;
-            case IR_I16B: g = mgl_clip8_u16(rd_be16(in + 2 * x)); break;
+            case IR_I16L: g = mgl_clip8_u16(mgl_le16(in + 2 * x)); break;
+            case IR_I16B: g = mgl_clip8_u16(mgl_be16(in + 2 * x)); break;
             case IR_F32F: {
                 const float v = rd_f32(in + 4 * x, false);
                 g = v != v || v <= 0.0f ? 0 : v >= 255.0f ? 255 : (unsigned)v;
@@ -973,8 +963,8 @@ static void bc_565(unsigned v, unsigned* r, unsigned* g, unsigned* b) {
 }
 
 static void bc1_color(uint8_t col[16][4], const uint8_t* s, bool separate_alpha) {
-    const unsigned c0 = rd_le16(s), c1 = rd_le16(s + 2);
-    const uint32_t lut = (uint32_t)s[4] | (uint32_t)s[5] << 8 | (uint32_t)s[6] << 16 | (uint32_t)s[7] << 24;
+    const unsigned c0 = mgl_le16(s), c1 = mgl_le16(s + 2);
+    const uint32_t lut = mgl_le32(s + 4);
     unsigned r0, g0, b0, r1, g1, b1;
     bc_565(c0, &r0, &g0, &b0);
     bc_565(c1, &r1, &g1, &b1);
@@ -1013,15 +1003,13 @@ static void bc3_alpha(uint8_t* dst, const uint8_t* s, int stride, int o, bool si
 /* Pillow's DdsImagePlugin: uncompressed luminance (L, LA) and RGB(A) by masks, BC1-BC5 by FourCC or
  * a DX10 header (BC5, and plain R8G8B8A8); BC6H and BC7 are not read here. */
 MglStatus mgl_dds_load(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
-    if (n < 8 || (uint32_t)(d[4] | d[5] << 8 | d[6] << 16 | (uint32_t)d[7] << 24) != 124)
-        return cli_err(err, MGL_E_FORMAT, "%s: DDS header size is not 124", path);
+    if (n < 8 || mgl_le32(d + 4) != 124) return cli_err(err, MGL_E_FORMAT, "%s: DDS header size is not 124", path);
     if (n < 128) return cli_err(err, MGL_E_FORMAT, "%s: DDS header cut short", path);
-#define LE32(p) ((uint32_t)(p)[0] | (uint32_t)(p)[1] << 8 | (uint32_t)(p)[2] << 16 | (uint32_t)(p)[3] << 24)
-    const size_t H = LE32(d + 12), W = LE32(d + 16);
-    const uint32_t pfflags = LE32(d + 80);
+    const size_t H = mgl_le32(d + 12), W = mgl_le32(d + 16);
+    const uint32_t pfflags = mgl_le32(d + 80);
     const uint8_t* fourcc = d + 84;
     uint32_t masks[4];
-    for (int i = 0; i < 4; i++) masks[i] = LE32(d + 92 + 4 * i);
+    for (int i = 0; i < 4; i++) masks[i] = mgl_le32(d + 92 + 4 * i);
     if (!W || !H) return cli_err(err, MGL_E_FORMAT, "%s: empty DDS", path);
     MglStatus st = size_check(path, "DDS", W, H, err);
     if (st != MGL_OK) return st;
@@ -1063,7 +1051,7 @@ MglStatus mgl_dds_load(const char* path, const uint8_t* d, size_t n, uint8_t** r
             bc = 5, sign = fourcc[3] == 'S';
         else if (!memcmp(fourcc, "DX10", 4)) {
             if (n < 132) return cli_err(err, MGL_E_FORMAT, "%s: DDS DX10 header cut short", path);
-            const uint32_t dxgi = LE32(d + 128);
+            const uint32_t dxgi = mgl_le32(d + 128);
             start = 148;
             if (dxgi == 82 || dxgi == 83 || dxgi == 84)
                 bc = 5, sign = dxgi == 84;
@@ -1075,7 +1063,6 @@ MglStatus mgl_dds_load(const char* path, const uint8_t* d, size_t n, uint8_t** r
             return cli_err(err, MGL_E_UNSUPPORTED, "%s: DDS pixel format not read by the engine", path);
         }
     }
-#undef LE32
     Img im = {0};
     if (!img_new(&im, W, H, px)) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
     if (kind == RAW) {
@@ -1152,14 +1139,13 @@ static void blp_dxt_row(const uint8_t* s, size_t blocks, int kind, bool alpha, G
     for (size_t k = 0; k < blocks; k++) {
         const uint8_t* blk = s + k * (kind == 1 ? 8 : 16);
         const uint8_t* cb = kind == 1 ? blk : blk + 8;
-        const unsigned c0 = rd_le16(cb), c1 = rd_le16(cb + 2);
-        uint32_t code = (uint32_t)cb[4] | (uint32_t)cb[5] << 8 | (uint32_t)cb[6] << 16 | (uint32_t)cb[7] << 24;
+        const unsigned c0 = mgl_le16(cb), c1 = mgl_le16(cb + 2);
+        uint32_t code = mgl_le32(cb + 4);
         int r0, g0, b0, r1, g1, b1;
         blp_565(c0, &r0, &g0, &b0);
         blp_565(c1, &r1, &g1, &b1);
         const uint32_t ac2 = kind == 7 ? (uint32_t)blk[2] | (uint32_t)blk[3] << 8 : 0;
-        const uint32_t ac1 =
-            kind == 7 ? (uint32_t)blk[4] | (uint32_t)blk[5] << 8 | (uint32_t)blk[6] << 16 | (uint32_t)blk[7] << 24 : 0;
+        const uint32_t ac1 = kind == 7 ? mgl_le32(blk + 4) : 0;
         for (int j = 0; j < 4; j++)
             for (int i = 0; i < 4; i++) {
                 const unsigned cc = (code >> (2 * (4 * j + i))) & 3;
@@ -1212,22 +1198,18 @@ MglStatus mgl_blp_load(const char* path, const uint8_t* d, size_t n, bool* not_b
     if (n < 20) return cli_err(err, MGL_E_FORMAT, "%s: BLP header cut short", path);
     const bool blp1 = d[3] == '1';
     const int8_t alpha_depth = (int8_t)d[9];
-    const size_t W = (size_t)d[12] | (size_t)d[13] << 8 | (size_t)d[14] << 16 | (size_t)d[15] << 24,
-                 H = (size_t)d[16] | (size_t)d[17] << 8 | (size_t)d[18] << 16 | (size_t)d[19] << 24;
+    const size_t W = mgl_le32(d + 12), H = mgl_le32(d + 16);
     if (!W || !H) return cli_err(err, MGL_E_FORMAT, "%s: empty BLP", path);
     *not_blp = false;
     MglStatus st = size_check(path, "BLP", W, H, err);
     if (st != MGL_OK) return st;
     const size_t head = blp1 ? 156 : 148;
     if (n < head) return cli_err(err, MGL_E_FORMAT, "%s: BLP header cut short", path);
-    const int32_t compression =
-        (int32_t)((uint32_t)d[4] | (uint32_t)d[5] << 8 | (uint32_t)d[6] << 16 | (uint32_t)d[7] << 24);
-    const int32_t encoding =
-        blp1 ? (int32_t)((uint32_t)d[20] | (uint32_t)d[21] << 8 | (uint32_t)d[22] << 16 | (uint32_t)d[23] << 24)
-             : (int8_t)d[8];
+    const int32_t compression = (int32_t)mgl_le32(d + 4);
+    const int32_t encoding = blp1 ? (int32_t)mgl_le32(d + 20) : (int8_t)d[8];
     const int alpha_encoding = (int8_t)d[10];
     const size_t o = blp1 ? 28 : 20;
-    const uint32_t off0 = rd_le32u(d + o), len0 = rd_le32u(d + o + 64);
+    const uint32_t off0 = mgl_le32(d + o), len0 = mgl_le32(d + o + 64);
     const bool alpha = alpha_depth != 0;
     if (compression != 1 || (blp1 && encoding != 4 && encoding != 5) || (!blp1 && encoding != 1 && encoding != 2))
         return cli_err(err, MGL_E_UNSUPPORTED, "%s: BLP compression %d, encoding %d not read by the engine", path,

@@ -89,10 +89,6 @@ typedef struct {
 
 static bool png_rows_complete(const PngCtx* x) { return x->have_info && x->rows_done == x->rows_total; }
 
-static uint32_t be32(const uint8_t* p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
 /* Pillow (PngImageFile.load_read) reads the image data in blocks of at most
  * 64 KiB, each within one IDAT chunk. The next end of such a block after
  * `from`, or the end of the file: feeding libpng up to these points tells
@@ -100,7 +96,7 @@ static uint32_t be32(const uint8_t* p) {
 static size_t png_next_boundary(const uint8_t* d, size_t n, size_t from) {
     size_t p = 8;
     while (p + 8 <= n) {
-        uint64_t len = be32(d + p);
+        uint64_t len = mgl_be32(d + p);
         size_t ds = p + 8;
         uint64_t de = (uint64_t)ds + len;
         if (memcmp(d + p + 4, "IDAT", 4) == 0 && de > from) {
@@ -132,12 +128,12 @@ static bool png_animated(const uint8_t* d, size_t n) {
     uint64_t frames = 0, p = 8;
     bool have = false, fctl = false;
     while (p + 8 <= n) {
-        const uint64_t len = be32(d + p);
+        const uint64_t len = mgl_be32(d + p);
         const uint8_t* cid = d + p + 4;
         if (!memcmp(cid, "IDAT", 4) || !memcmp(cid, "fdAT", 4)) break;
         if (!memcmp(cid, "fcTL", 4)) fctl = true;
         if (!memcmp(cid, "acTL", 4) && len >= 8 && p + 16 <= n) {
-            const uint64_t k = be32(d + p + 8);
+            const uint64_t k = mgl_be32(d + p + 8);
             if (have)
                 have = false;
             else if (k && k <= 0x80000000u)
@@ -153,7 +149,7 @@ static bool png_tail_ok(const uint8_t* d, size_t n, size_t pos, bool animated) {
     for (;;) {
         p += 4; /* the CRC */
         if (p + 8 > n) return true;
-        uint64_t len = be32(d + p);
+        uint64_t len = mgl_be32(d + p);
         const uint8_t* cid = d + p + 4;
         p += 8;
         for (int i = 0; i < 4; i++)
@@ -776,10 +772,6 @@ static inline void put_rgb(uint8_t* o, const uint8_t* c) {
     o[2] = c[2];
 }
 
-static uint32_t le32(const uint8_t* p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint16_t le16(const uint8_t* p) { return (uint16_t)(p[0] | p[1] << 8); }
 
 /* Pillow's raw modes for BMP rows, and the bits each pixel takes in them. */
 enum { BR_1, BR_L, BR_P1, BR_P4, BR_P8, BR_BGR15, BR_BGR16, BR_BGR, BR_BGRX, BR_XBGR, BR_RGBA };
@@ -864,7 +856,7 @@ typedef struct {
 static MglStatus bmp_decode(const char* path, const uint8_t* d, size_t n, size_t hpos, uint64_t offset, bool half,
                             const IcoEntry* ico, uint8_t** rgb, int* w, int* h, MglErr* err) {
     if (n < hpos || n - hpos < 4) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP header", path);
-    const uint32_t hs = le32(d + hpos);
+    const uint32_t hs = mgl_le32(d + hpos);
     if (hs != 12 && hs != 40 && hs != 64 && hs != 108 && hs != 124)
         return cli_err(err, MGL_E_FORMAT, "%s: unsupported BMP header size %u", path, hs);
     if (n - hpos < (size_t)hs) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP header", path);
@@ -876,25 +868,25 @@ static MglStatus bmp_decode(const char* path, const uint8_t* d, size_t n, size_t
     bool topdown = false;
     uint32_t mask[4] = {0, 0, 0, 0};
     if (hs == 12) { /* OS/2 1.x: 16-bit sizes, BGR palette triples */
-        W = le16(hd);
-        H = le16(hd + 2);
-        bits = le16(hd + 6);
+        W = mgl_le16(hd);
+        H = mgl_le16(hd + 2);
+        bits = mgl_le16(hd + 6);
         comp = 0;
         pad = 3;
     } else {
         topdown = hd[7] == 0xff; /* Pillow's test: the height's top byte */
-        W = le32(hd);
-        H = topdown ? 4294967296ull - le32(hd + 4) : le32(hd + 4);
-        bits = le16(hd + 10);
-        comp = le32(hd + 12);
-        colors = le32(hd + 28);
+        W = mgl_le32(hd);
+        H = topdown ? 4294967296ull - mgl_le32(hd + 4) : mgl_le32(hd + 4);
+        bits = mgl_le16(hd + 10);
+        comp = mgl_le32(hd + 12);
+        colors = mgl_le32(hd + 28);
         pad = 4;
         if (comp == 3) {
             if (hs - 4 >= 52) {
-                for (int k = 0; k < 4; k++) mask[k] = le32(hd + 36 + 4 * k);
+                for (int k = 0; k < 4; k++) mask[k] = mgl_le32(hd + 36 + 4 * k);
             } else { /* a 40-byte header: three masks after it */
                 if (pos + 12 > n) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP bitfield masks", path);
-                for (int k = 0; k < 3; k++) mask[k] = le32(d + pos + 4 * (size_t)k);
+                for (int k = 0; k < 3; k++) mask[k] = mgl_le32(d + pos + 4 * (size_t)k);
                 pos += 12;
             }
         }
@@ -1047,7 +1039,7 @@ static MglStatus bmp_decode(const char* path, const uint8_t* d, size_t n, size_t
                 case BR_BGR15:
                 case BR_BGR16: {
                     const bool g6 = raw == BR_BGR16;
-                    v = le16(row + 2 * x);
+                    v = mgl_le16(row + 2 * x);
                     o[2] = (uint8_t)((v & 31u) * 255u / 31u);
                     o[1] = (uint8_t)(g6 ? ((v >> 5) & 63u) * 255u / 63u : ((v >> 5) & 31u) * 255u / 31u);
                     o[0] = (uint8_t)((g6 ? (v >> 11) & 31u : (v >> 10) & 31u) * 255u / 31u);
@@ -1226,7 +1218,7 @@ static int gif_lzw(const uint8_t* d, size_t n, size_t pos, int bits, bool interl
 
 static MglStatus load_gif(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
     if (n < 13) return cli_err(err, MGL_E_FORMAT, "%s: truncated GIF header", path);
-    size_t W = le16(d + 6), H = le16(d + 8), pos = 13;
+    size_t W = mgl_le16(d + 6), H = mgl_le16(d + 8), pos = 13;
     const uint8_t* gpal = NULL; /* the global palette, unless it is the grey ramp */
     size_t gpal_len = 0;
     if (d[10] & 128) {
@@ -1269,10 +1261,10 @@ static MglStatus load_gif(const char* path, const uint8_t* d, size_t n, uint8_t*
             }
         } else if (tag == ',') {
             if (pos + 9 > n) return cli_err(err, MGL_E_FORMAT, "%s: truncated GIF image descriptor", path);
-            fx = le16(d + pos);
-            fy = le16(d + pos + 2);
-            fw = le16(d + pos + 4);
-            fh = le16(d + pos + 6);
+            fx = mgl_le16(d + pos);
+            fy = mgl_le16(d + pos + 2);
+            fw = mgl_le16(d + pos + 4);
+            fh = mgl_le16(d + pos + 6);
             const uint8_t flags = d[pos + 8];
             pos += 9;
             interlaced = (flags & 64) != 0;
@@ -1393,7 +1385,7 @@ static MglStatus load_webp(const char* path, const uint8_t* d, size_t n, uint8_t
 
 static MglStatus load_bmp(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
     if (n < 18) return cli_err(err, MGL_E_FORMAT, "%s: truncated BMP header", path);
-    return bmp_decode(path, d, n, 14, le32(d + 10), false, NULL, rgb, w, h, err);
+    return bmp_decode(path, d, n, 14, mgl_le32(d + 10), false, NULL, rgb, w, h, err);
 }
 
 /* ---- ICO, as Pillow's IcoImagePlugin ------------------------------------------------------ */
@@ -1406,14 +1398,14 @@ static MglStatus load_ico(const char* path, const uint8_t* d, size_t n, bool* no
     /* a directory that is cut short or empty makes Pillow's ICO plugin pass the file on to the
      * formats after it (Targa, for one) */
     *not_ico = true;
-    const unsigned count = le16(d + 4);
+    const unsigned count = mgl_le16(d + 4);
     int best = -1;
     uint64_t best_sq = 0, best_depth = 0;
     for (unsigned i = 0; i < count; i++) {
         const size_t e = 6 + 16 * (size_t)i;
         if (e + 16 > n) return cli_err(err, MGL_E_FORMAT, "%s: ICO directory cut short", path);
         const uint64_t ew = d[e] ? d[e] : 256, eh = d[e + 1] ? d[e + 1] : 256;
-        const unsigned ncolor = d[e + 2], bpp = le16(d + e + 6);
+        const unsigned ncolor = d[e + 2], bpp = mgl_le16(d + e + 6);
         uint64_t depth = bpp;
         if (!depth && ncolor) { /* ceil(log2(colours)) */
             depth = 0;
@@ -1430,12 +1422,12 @@ static MglStatus load_ico(const char* path, const uint8_t* d, size_t n, bool* no
     }
     if (best < 0) return cli_err(err, MGL_E_FORMAT, "%s: ICO without images", path);
     *not_ico = false;
-    const uint64_t off = le32(d + 6 + 16 * (size_t)best + 12);
+    const uint64_t off = mgl_le32(d + 6 + 16 * (size_t)best + 12);
     if (off >= n) return cli_err(err, MGL_E_FORMAT, "%s: ICO image past the end of the file", path);
     if (n - off >= 8 && memcmp(d + off, "\x89PNG\r\n\x1a\n", 8) == 0)
         return load_png(path, d + off, n - off, rgb, w, h, err);
     const size_t e = 6 + 16 * (size_t)best;
-    const IcoEntry entry = {le16(d + e + 6), off, le32(d + e + 8)};
+    const IcoEntry entry = {mgl_le16(d + e + 6), off, mgl_le32(d + e + 8)};
     return bmp_decode(path, d, n, (size_t)off, 0, true, &entry, rgb, w, h, err);
 }
 
@@ -1462,11 +1454,11 @@ static MglStatus load_icns(const char* path, const uint8_t* d, size_t n, bool* n
         size_t start, len;
     } blocks[64];
     int nb = 0;
-    const uint64_t filesize = be32(d + 4);
+    const uint64_t filesize = mgl_be32(d + 4);
     uint64_t i = 8;
     while (i < filesize) {
         if (i + 8 > n) return cli_err(err, MGL_E_FORMAT, "%s: ICNS block table cut short", path);
-        const uint64_t bs = be32(d + i + 4);
+        const uint64_t bs = mgl_be32(d + i + 4);
         if (!bs) return cli_err(err, MGL_E_FORMAT, "%s: ICNS block of size 0", path);
         int k = 0;
         while (k < nb && memcmp(blocks[k].type, d + i, 4)) k++;
@@ -1590,7 +1582,7 @@ static MglStatus load_icns(const char* path, const uint8_t* d, size_t n, bool* n
 static MglStatus load_cur(const char* path, const uint8_t* d, size_t n, bool* not_cur, uint8_t** rgb, int* w, int* h,
                           MglErr* err) {
     *not_cur = true;
-    const unsigned count = le16(d + 4);
+    const unsigned count = mgl_le16(d + 4);
     size_t m = 0, mlen = 0; /* the chosen entry and the bytes the file has of it */
     for (unsigned i = 0; i < count; i++) {
         const size_t e = 6 + 16 * (size_t)i, len = e < n ? (n - e < 16 ? n - e : 16) : 0;
@@ -1602,7 +1594,7 @@ static MglStatus load_cur(const char* path, const uint8_t* d, size_t n, bool* no
         if (d[e] > d[m] && d[e + 1] > d[m + 1]) m = e, mlen = len;
     }
     if (mlen < 16) return cli_err(err, MGL_E_FORMAT, "%s: CUR directory %s", path, mlen ? "cut short" : "empty");
-    const uint64_t off = le32(d + m + 12);
+    const uint64_t off = mgl_le32(d + m + 12);
     if (off > n || n - off < 4) return cli_err(err, MGL_E_FORMAT, "%s: CUR bitmap past the end of the file", path);
     *not_cur = false;
     return bmp_decode(path, d, n, (size_t)off, 0, true, NULL, rgb, w, h, err);
@@ -1639,7 +1631,8 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
     else if (n >= 4 && (memcmp(d, "II\x2a\x00", 4) == 0 || memcmp(d, "MM\x00\x2a", 4) == 0 ||
                         memcmp(d, "II\x2b\x00", 4) == 0 || memcmp(d, "MM\x00\x2b", 4) == 0))
         st = mgl_tiff_load(path, d, n, rgb, w, h, err);
-    else if (n >= 4 && (le32(d) == 12 || le32(d) == 40 || le32(d) == 64 || le32(d) == 108 || le32(d) == 124))
+    else if (n >= 4 &&
+             (mgl_le32(d) == 12 || mgl_le32(d) == 40 || mgl_le32(d) == 64 || mgl_le32(d) == 108 || mgl_le32(d) == 124))
         st = bmp_decode(path, d, n, 0, 0, false, NULL, rgb, w, h, err); /* a DIB: a BMP without its file header */
     else if (n >= 4 && !memcmp(d, "icns", 4)) {
         bool other = true;
