@@ -41,6 +41,12 @@ static inline void mgl_palette_fill(uint8_t pal[256][3], const uint8_t* src, siz
 /* Pillow's I (or I;16) to L: values past 255 are 255 */
 static inline uint8_t mgl_clip8_u16(unsigned v) { return (uint8_t)(v > 255 ? 255 : v); }
 
+/* Pillow's I (signed) to L: clipped to 0..255 */
+static inline uint8_t mgl_clip8_i64(int64_t v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v); }
+
+/* Pillow's F to L: 0 at or below 0 (and for NaN), 255 at or above 255, else truncated */
+static inline uint8_t mgl_f2l(float v) { return v != v || v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v; }
+
 /* Pillow's cmyk2rgb: nk = 255 - k, each of R, G, B = nk - MULDIV255(c, nk) */
 static inline void mgl_cmyk2rgb(unsigned c, unsigned m, unsigned y, unsigned k, uint8_t* rgb) {
     const unsigned nk = 255 - k, cmy[3] = {c, m, y};

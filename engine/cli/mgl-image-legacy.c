@@ -726,7 +726,7 @@ MglStatus mgl_spider_load(const char* path, const uint8_t* d, size_t n, bool* no
     const uint8_t* p = d + (size_t)offset;
     for (size_t i = 0; i < W * H; i++) {
         const float v = rd_f32(p + 4 * i, be);
-        im.pix[i] = v != v || v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
+        im.pix[i] = mgl_f2l(v);
     }
     return img_to_rgb(path, &im, false, rgb, w, h, err);
 }
@@ -929,18 +929,10 @@ MglStatus mgl_im_load(const char* path, const uint8_t* d, size_t n, bool* not_im
             }
             case IR_CMYK_L: is_grey = false, mgl_cmyk2rgb(in[x], in[x + Wn], in[x + 2 * Wn], in[x + 3 * Wn], o); break;
             case IR_LA_L: g = in[x]; break;
-            case IR_I32S: {
-                const int32_t v = (int32_t)mgl_le32(in + 4 * x);
-                g = v < 0 ? 0 : v > 255 ? 255 : (unsigned)v;
-                break;
-            }
+            case IR_I32S: g = mgl_clip8_i64((int32_t)mgl_le32(in + 4 * x)); break;
             case IR_I16L: g = mgl_clip8_u16(mgl_le16(in + 2 * x)); break;
             case IR_I16B: g = mgl_clip8_u16(mgl_be16(in + 2 * x)); break;
-            case IR_F32F: {
-                const float v = rd_f32(in + 4 * x, false);
-                g = v != v || v <= 0.0f ? 0 : v >= 255.0f ? 255 : (unsigned)v;
-                break;
-            }
+            case IR_F32F: g = mgl_f2l(rd_f32(in + 4 * x, false)); break;
             }
             if (is_grey) o[0] = o[1] = o[2] = (uint8_t)g;
         }

@@ -357,7 +357,6 @@ static bool tiff_read_rgba(TIFF* tif, uint32_t W, uint32_t H, uint8_t* out, char
 
 /* ---- Pillow's unpacking and convert("RGB") ------------------------------------------------- */
 
-static uint8_t clip8i(int64_t v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v); }
 
 /* The sample `i` (of `bits`) of a row, MSB first; 16 and 32 bits in the host's order (libtiff's). */
 static uint32_t sample(const uint8_t* row, size_t i, int bits) {
@@ -443,14 +442,13 @@ static void to_rgb(const Pix* p, Unpack u, const uint8_t (*pal)[3], uint32_t x, 
         break;
     }
     case U_I16: o[0] = o[1] = o[2] = mgl_clip8_u16(px(p, x, y, 0)); break;
-    case U_I16S: o[0] = o[1] = o[2] = clip8i((int16_t)px(p, x, y, 0)); break;
-    case U_I32: o[0] = o[1] = o[2] = clip8i((int32_t)px(p, x, y, 0)); break;
+    case U_I16S: o[0] = o[1] = o[2] = mgl_clip8_i64((int16_t)px(p, x, y, 0)); break;
+    case U_I32: o[0] = o[1] = o[2] = mgl_clip8_i64((int32_t)px(p, x, y, 0)); break;
     case U_F: {
-        /* Pillow's F to L: 0 at or below 0, 255 at or above 255, else truncated; NaN gives 0 */
         uint32_t bits = px(p, x, y, 0);
         float v;
         memcpy(&v, &bits, 4);
-        o[0] = o[1] = o[2] = v != v || v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
+        o[0] = o[1] = o[2] = mgl_f2l(v);
         break;
     }
     case U_RGB_PREMUL: {
@@ -458,7 +456,7 @@ static void to_rgb(const Pix* p, Unpack u, const uint8_t (*pal)[3], uint32_t x, 
         unsigned a = hi8(px(p, x, y, 3), b);
         for (int c = 0; c < 3; c++) {
             unsigned v = hi8(px(p, x, y, c), b);
-            o[c] = !a ? 0 : a == 255 ? (uint8_t)v : clip8i((int64_t)v * 255 / a);
+            o[c] = !a ? 0 : a == 255 ? (uint8_t)v : mgl_clip8_i64((int64_t)v * 255 / a);
         }
         break;
     }
