@@ -79,9 +79,8 @@ MglStatus mgl_spider_load(const char* path, const uint8_t* d, size_t n, bool* no
 /* IM (mgl-image-legacy.c): Pillow tries it before most formats, by its header lines */
 MglStatus mgl_im_load(const char* path, const uint8_t* d, size_t n, bool* not_im, uint8_t** rgb, int* w, int* h,
                       MglErr* err);
-/* BLP, by its "BLP1"/"BLP2" signature (mgl-image-legacy.c); *not_blp as *not_tga */
-MglStatus mgl_blp_load(const char* path, const uint8_t* d, size_t n, bool* not_blp, uint8_t** rgb, int* w, int* h,
-                       MglErr* err);
+/* BLP, by its "BLP1"/"BLP2" signature (mgl-image-legacy.c) */
+MglStatus mgl_blp_load(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err);
 /* DDS, by its "DDS " signature (mgl-image-legacy.c) */
 MglStatus mgl_dds_load(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err);
 /* JPEG 2000, a JP2 file or a codestream (mgl-image-jp2.c); *not_jp2 as *not_tga. */

@@ -1184,15 +1184,12 @@ static void blp_dxt_row(const uint8_t* s, size_t blocks, int kind, bool alpha, G
 /* Pillow's BLP reader: BLP2 palette (256 BGRA entries) or DXT1/3/5 images, BLP1 palette images; the
  * mode RGBA when the alpha depth byte is not 0, else RGB, and the decoded stream read in that
  * mode's pixel size. BLP1's JPEG images are not read here. */
-MglStatus mgl_blp_load(const char* path, const uint8_t* d, size_t n, bool* not_blp, uint8_t** rgb, int* w, int* h,
-                       MglErr* err) {
-    *not_blp = true;
+MglStatus mgl_blp_load(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
     if (n < 20) return cli_err(err, MGL_E_FORMAT, "%s: BLP header cut short", path);
     const bool blp1 = d[3] == '1';
     const int8_t alpha_depth = (int8_t)d[9];
     const size_t W = mgl_le32(d + 12), H = mgl_le32(d + 16);
     if (!W || !H) return cli_err(err, MGL_E_FORMAT, "%s: empty BLP", path);
-    *not_blp = false;
     MglStatus st = size_check(path, "BLP", W, H, err);
     if (st != MGL_OK) return st;
     const size_t head = blp1 ? 156 : 148;

@@ -1435,9 +1435,7 @@ static MglStatus load_ico(const char* path, const uint8_t* d, size_t n, bool* no
  * (width, height, scale) among those present, and for that size every block its table lists, in
  * order: a PNG or JPEG 2000 image (ic07...: its RGB), 24-bit RGB run-length coded by channel or raw
  * (it32, il32...), and a mask (alpha, dropped); an image block wins over the RGB one. */
-static MglStatus load_icns(const char* path, const uint8_t* d, size_t n, bool* not_icns, uint8_t** rgb, int* w, int* h,
-                           MglErr* err) {
-    *not_icns = true;
+static MglStatus load_icns(const char* path, const uint8_t* d, size_t n, uint8_t** rgb, int* w, int* h, MglErr* err) {
     if (n < 8) return cli_err(err, MGL_E_FORMAT, "%s: ICNS header cut short", path);
     static const struct {
         unsigned w, scale;
@@ -1478,7 +1476,6 @@ static MglStatus load_icns(const char* path, const uint8_t* d, size_t n, bool* n
             for (int k = 0; k < nb && k_sizes[s].types[t]; k++)
                 if (!memcmp(blocks[k].type, k_sizes[s].types[t], 4)) best = (int)s;
     if (best < 0) return cli_err(err, MGL_E_FORMAT, "%s: ICNS without an icon Pillow reads", path);
-    *not_icns = false;
     const size_t side = (size_t)k_sizes[best].w * k_sizes[best].scale, sq = side * side;
     uint8_t* img = NULL; /* the image block's RGB */
     int iw = 0, ih = 0;
@@ -1634,13 +1631,11 @@ MglStatus mgl_image_load(const char* path, uint8_t** rgb, int* w, int* h, MglErr
     else if (n >= 4 &&
              (mgl_le32(d) == 12 || mgl_le32(d) == 40 || mgl_le32(d) == 64 || mgl_le32(d) == 108 || mgl_le32(d) == 124))
         st = bmp_decode(path, d, n, 0, 0, false, NULL, rgb, w, h, err); /* a DIB: a BMP without its file header */
-    else if (n >= 4 && !memcmp(d, "icns", 4)) {
-        bool other = true;
-        st = load_icns(path, d, n, &other, rgb, w, h, err);
-    } else if (n >= 4 && (!memcmp(d, "BLP1", 4) || !memcmp(d, "BLP2", 4))) {
-        bool other = true;
-        st = mgl_blp_load(path, d, n, &other, rgb, w, h, err);
-    } else if (n >= 4 && !memcmp(d, "DDS ", 4))
+    else if (n >= 4 && !memcmp(d, "icns", 4))
+        st = load_icns(path, d, n, rgb, w, h, err);
+    else if (n >= 4 && (!memcmp(d, "BLP1", 4) || !memcmp(d, "BLP2", 4)))
+        st = mgl_blp_load(path, d, n, rgb, w, h, err);
+    else if (n >= 4 && !memcmp(d, "DDS ", 4))
         st = mgl_dds_load(path, d, n, rgb, w, h, err);
     else if (n >= 2 && d[0] == 0x01 && d[1] == 0xda)
         st = mgl_sgi_load(path, d, n, rgb, w, h, err);
