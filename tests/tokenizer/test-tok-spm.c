@@ -76,6 +76,18 @@ static MglTokenizer* variant_for(GHashTable* toks, const char* root, JsonObject*
     return g_hash_table_lookup(toks, *key);
 }
 
+/* A golden line's text encoded (with or without special tokens) and checked against its ids in
+ * `member`; the expected ids are returned (g_array_free) for the decode checks. */
+static GArray* check_line_ids(MglTokenizer* tok, JsonObject* o, const char* member, bool special, const char* what) {
+    const char* text = json_object_get_string_member(o, "text");
+    GArray* want = json_ids(o, member);
+    size_t n;
+    int32_t* ids = enc(tok, text, special, &n);
+    if (ids) check_ids(ids, n, want, what, text);
+    free(ids);
+    return want;
+}
+
 /* spm_hf.jsonl: both models under every tokenizer_config.json variant. */
 static void test_hf_variants(void) {
     char* path = g_build_filename(fixtures_dir(), "tokenizer", "spm_hf.jsonl", NULL);
@@ -92,20 +104,11 @@ static void test_hf_variants(void) {
             g_free(key);
             continue;
         }
-        const char* text = json_object_get_string_member(o, "text");
-        GArray* want = json_ids(o, "ids");
-        size_t n;
-        int32_t* ids = enc(tok, text, false, &n);
         char* what = g_strdup_printf("%s:%u %s", path, i + 1, key);
-        if (ids) check_ids(ids, n, want, what, text);
+        GArray* want = check_line_ids(tok, o, "ids", false, what);
+        for (int skip = 0; skip < 2; skip++)
+            check_decoded(tok, want, skip, json_object_get_string_member(o, skip ? "decoded_skip" : "decoded"), what);
         g_free(what);
-        free(ids);
-        for (int skip = 0; skip < 2; skip++) {
-            const char* wtext = json_object_get_string_member(o, skip ? "decoded_skip" : "decoded");
-            char* dwhat = g_strdup_printf("%s:%u %s", path, i + 1, key);
-            check_decoded(tok, want, skip, wtext, dwhat);
-            g_free(dwhat);
-        }
         g_array_free(want, TRUE);
         g_free(key);
         checked++;
@@ -132,22 +135,13 @@ static void test_post_variants(void) {
         char* key = NULL;
         MglTokenizer* tok = variant_for(toks, root, o, "tokenizer", "tokenizer.json", false, &key);
         if (tok) {
-            const char* text = json_object_get_string_member(o, "text");
-            GArray* want = json_ids(o, "ids");
-            size_t n;
-            int32_t* ids = enc(tok, text, true, &n);
             char* what = g_strdup_printf("%s:%u %s (with specials)", path, i + 1, key);
-            if (ids) check_ids(ids, n, want, what, text);
+            g_array_free(check_line_ids(tok, o, "ids", true, what), TRUE);
             g_free(what);
-            free(ids);
-            g_array_free(want, TRUE);
-            want = json_ids(o, "ids_plain");
-            ids = enc(tok, text, false, &n);
             what = g_strdup_printf("%s:%u %s", path, i + 1, key);
-            if (ids) check_ids(ids, n, want, what, text);
+            GArray* want = check_line_ids(tok, o, "ids_plain", false, what);
             check_decoded(tok, want, true, json_object_get_string_member(o, "decoded_skip"), what);
             g_free(what);
-            free(ids);
             g_array_free(want, TRUE);
         }
         g_free(key);
