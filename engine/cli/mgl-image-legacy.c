@@ -211,22 +211,13 @@ MglStatus mgl_tga_load(const char* path, const uint8_t* d, size_t n, bool* not_t
             if (mode == M_1 || mode == M_RGB || mode == M_RGBA)
                 return cli_err(err, MGL_E_FORMAT, "%s: TGA colour map on a %s image", path,
                                mode == M_1 ? "two-colour" : "true-colour");
-            for (size_t i = 0; i < 256; i++) {
-                if (i >= pal_n) {
-                    palbuf[i][0] = palbuf[i][1] = palbuf[i][2] = (uint8_t)i;
-                } else if (i < start) {
-                    palbuf[i][0] = palbuf[i][1] = palbuf[i][2] = 0;
-                } else {
-                    const uint8_t* e = d + pos + (i - start) * esz;
-                    if (esz == 3) {
-                        palbuf[i][0] = e[2], palbuf[i][1] = e[1], palbuf[i][2] = e[0];
-                    } else {
-                        const unsigned v = mgl_le16(e);
-                        palbuf[i][2] = (uint8_t)((v & 31) * 255 / 31);
-                        palbuf[i][1] = (uint8_t)(((v >> 5) & 31) * 255 / 31);
-                        palbuf[i][0] = (uint8_t)(((v >> 10) & 31) * 255 / 31);
-                    }
-                }
+            /* `start` black entries, the file's entries unpacked as Pillow's BGR / BGR;15, the grey ramp past */
+            mgl_palette_fill(palbuf, NULL, 0, 3, false);
+            memset(palbuf, 0, 3 * (start < pal_n ? start : pal_n));
+            uint8_t unpacked[256][4];
+            if (pal_n > start) {
+                unpack_row(esz == 3 ? RM_BGR : RM_BGR5, d + pos, pal_n - start, &unpacked[0][0], 4);
+                for (size_t i = start; i < pal_n; i++) memcpy(palbuf[i], unpacked[i - start], 3);
             }
             have_pal = true;
             pos += got;
