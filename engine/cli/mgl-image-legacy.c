@@ -47,10 +47,12 @@ typedef enum {
     RM_P2L,     /* "P;2L": two bit planes, spaced (width + 7) / 8 */
     RM_P4L,     /* "P;4L": four bit planes */
     RM_RGBL,    /* "RGB;L": three byte planes, spaced width */
+    RM_ARGB,    /* "ARGB" */
+    RM_ABGR,    /* "ABGR" */
 } RawMode;
 
 static int raw_bits(RawMode m) {
-    static const int bits[] = {1, 8, 16, 16, 24, 32, 24, 32, 16, 48, 64, 2, 4, 24};
+    static const int bits[] = {1, 8, 16, 16, 24, 32, 24, 32, 16, 48, 64, 2, 4, 24, 32, 32};
     return bits[m];
 }
 
@@ -109,6 +111,8 @@ static void unpack_row(RawMode m, const uint8_t* in, size_t n, uint8_t* out, int
             break;
         }
         case RM_RGBL: o[0] = in[i], o[1] = in[i + n], o[2] = in[i + 2 * n], o[3] = 255; break;
+        case RM_ARGB: o[0] = in[4 * i + 1], o[1] = in[4 * i + 2], o[2] = in[4 * i + 3], o[3] = in[4 * i]; break;
+        case RM_ABGR: o[0] = in[4 * i + 3], o[1] = in[4 * i + 2], o[2] = in[4 * i + 1], o[3] = in[4 * i]; break;
         }
     }
 }
@@ -1000,9 +1004,9 @@ MglStatus mgl_dds_load(const char* path, const uint8_t* d, size_t n, uint8_t** r
     int bc = 0, px = 4;
     bool sign = false;
     size_t start = 128;
-    char raw[5] = "";
+    RawMode rm = RM_L;
     if (pfflags & 0x20000) { /* luminance */
-        g_strlcpy(raw, pfflags & 1 ? "LA" : "L", sizeof raw);
+        rm = pfflags & 1 ? RM_LA : RM_L;
         px = pfflags & 1 ? 4 : 1;
     } else if (pfflags & 0x40) { /* RGB by masks: Pillow's raw mode, read backwards */
         const uint32_t want[4] = {0xff000000u, 0xff0000u, 0xff00u, 0xffu};
@@ -1014,12 +1018,20 @@ MglStatus mgl_dds_load(const char* path, const uint8_t* d, size_t n, uint8_t** r
             if (found < 0) return cli_err(err, MGL_E_FORMAT, "%s: DDS colour masks Pillow does not read", path);
             fwd[strlen(fwd)] = "RGBA"[found];
         }
+        char raw[5] = "";
         const size_t len = strlen(fwd);
         for (size_t i = 0; i < len; i++) raw[i] = fwd[len - 1 - i];
-        static const char* const ok[] = {"RGB", "BGR", "RGBA", "BGRA", "ARGB", "ABGR"};
-        bool have = false;
-        for (size_t i = 0; i < 6; i++) have |= !strcmp(raw, ok[i]) && (strlen(ok[i]) == 4) == ((pfflags & 1) != 0);
-        if (!have) return cli_err(err, MGL_E_FORMAT, "%s: DDS channel order %s has no Pillow unpacker", path, raw);
+        /* the unpackers Pillow has for RGB and RGBA images */
+        static const struct {
+            const char* name;
+            RawMode rm;
+        } k_unpack[] = {{"RGB", RM_RGB},   {"BGR", RM_BGR},   {"RGBA", RM_RGBA},
+                        {"BGRA", RM_BGRA}, {"ARGB", RM_ARGB}, {"ABGR", RM_ABGR}};
+        int found = -1;
+        for (int i = 0; i < (int)(sizeof k_unpack / sizeof k_unpack[0]); i++)
+            if (!strcmp(raw, k_unpack[i].name)) found = i;
+        if (found < 0) return cli_err(err, MGL_E_FORMAT, "%s: DDS channel order %s has no Pillow unpacker", path, raw);
+        rm = k_unpack[found].rm;
     } else {
         kind = BCN;
         if (!memcmp(fourcc, "DXT1", 4))
@@ -1039,7 +1051,7 @@ MglStatus mgl_dds_load(const char* path, const uint8_t* d, size_t n, uint8_t** r
             if (dxgi == 82 || dxgi == 83 || dxgi == 84)
                 bc = 5, sign = dxgi == 84;
             else if (dxgi == 27 || dxgi == 28 || dxgi == 29)
-                kind = RAW, g_strlcpy(raw, "RGBA", sizeof raw);
+                kind = RAW, rm = RM_RGBA;
             else
                 return cli_err(err, MGL_E_UNSUPPORTED, "%s: DDS DXGI format %u not read by the engine", path, dxgi);
         } else {
@@ -1049,26 +1061,9 @@ MglStatus mgl_dds_load(const char* path, const uint8_t* d, size_t n, uint8_t** r
     Img im = {0};
     if (!img_new(&im, W, H, px)) return cli_err(err, MGL_E_NOMEM, "%s: out of memory", path);
     if (kind == RAW) {
-        const size_t bpp = strlen(raw), row = W * bpp;
+        const size_t row = W * (size_t)raw_bits(rm) / 8;
         if (n < start || (n - start) / row < H) return refuse(path, &im, err, "DDS pixel data cut short");
-        for (size_t y = 0; y < H; y++) {
-            const uint8_t* in = d + start + y * row;
-            uint8_t* o = im.pix + y * W * (size_t)px;
-            for (size_t x = 0; x < W; x++) {
-                const uint8_t* q = in + x * bpp;
-                if (px == 1) {
-                    o[x] = q[0];
-                } else if (bpp == 2) {
-                    o[4 * x] = o[4 * x + 1] = o[4 * x + 2] = q[0], o[4 * x + 3] = q[1];
-                } else {
-                    for (size_t c = 0; c < bpp; c++) {
-                        const char* at = strchr("RGBA", raw[c]);
-                        o[4 * x + (size_t)(at - "RGBA")] = q[c];
-                    }
-                    if (bpp == 3) o[4 * x + 3] = 255;
-                }
-            }
-        }
+        for (size_t y = 0; y < H; y++) unpack_row(rm, d + start + y * row, W, im.pix + y * W * (size_t)px, px);
         return img_to_rgb(path, &im, false, rgb, w, h, err);
     }
     const size_t bw = (W + 3) / 4, bh = (H + 3) / 4, bsz = (bc == 1 || bc == 4) ? 8 : 16;
@@ -1145,12 +1140,10 @@ static void blp_dxt_row(const uint8_t* s, size_t blocks, int kind, bool alpha, G
                     r = (2 * r1 + r0) / 3, g = (2 * g1 + g0) / 3, b = (2 * b1 + b0) / 3;
                 else
                     r = g = b = a = 0;
-                if (kind == 1) {
-                    a = kind == 1 && !four && cc == 3 ? 0 : 255;
-                } else if (kind == 3) { /* DXT3: 4-bit alpha, low nibble first */
+                if (kind == 3) { /* DXT3: 4-bit alpha, low nibble first */
                     const unsigned v = blk[(4 * j + i) / 2];
                     a = (int)((i % 2 ? v >> 4 : v & 0xf) * 17);
-                } else { /* DXT5 */
+                } else if (kind == 7) { /* DXT5 */
                     const unsigned idx = 3 * (4 * j + i), a0 = blk[0], a1 = blk[1];
                     unsigned ac;
                     if (idx <= 12)
