@@ -118,24 +118,41 @@ static MglStatus sample_dev(MglBackendCtx* dc, const MglSampling* p, int32_t* id
     return st;
 }
 
+/* An image's pixels (host, packed RGB8) or its views made on the host. */
+typedef struct {
+    const float *x336, *x768;
+    const uint8_t* rgb;
+    int w, h;
+} FrameViews;
+
 /* The towers of one image (or one frame of a clip) into the rows of dc->x
  * from `row`: P image rows, then n_obj object rows (on the main stream). */
-static void frame_embeds(MglBackendCtx* dc, const float* x336, const float* x768, const float* b768, size_t n_obj,
-                         bool high_res, int64_t row) {
+static MglStatus frame_embeds(MglBackendCtx* dc, const FrameViews* fv, const float* b768, size_t n_obj, bool high_res,
+                              int64_t row, MglErr* err) {
     MglBackendModel* dm = dc->dm;
     const MglModelWeights* m = &dm->w;
     const int64_t H = m->lc.hidden, P = m->n_patches;
     MglCudaStream *sm = dc->s_main, *sc = dc->s_clip, *sx = dc->s_cnx;
+    if (fv->x336) { /* views made on the host */
+        mglc_fail(sc,
+                  cudaMemcpyAsync(dc->x336, fv->x336, sizeof(float) * 3 * 336 * 336, cudaMemcpyHostToDevice, sc->st),
+                  "upload");
+        if (high_res)
+            mglc_fail(sx,
+                      cudaMemcpyAsync(dc->x768, fv->x768, sizeof(float) * 3 * MGL_AUX_SIZE * MGL_AUX_SIZE,
+                                      cudaMemcpyHostToDevice, sx->st),
+                      "upload");
+    } else { /* made here, on the CLIP stream; ConvNeXt waits for them */
+        if (!fv->rgb)
+            return mgl_err(err, MGL_E_INVALID, "CUDA backend: an image with neither its pixels nor its views");
+        MGL_TRY(mgl_cuda_preprocess(sc, &dc->prep, fv->rgb, fv->w, fv->h, fv->w * 3, dc->x768, dc->x336, err));
+        mglc_fail(sc, cudaEventRecord(dc->ev_prep, sc->st), "event");
+        if (high_res) mglc_fail(sx, cudaStreamWaitEvent(sx->st, dc->ev_prep, 0), "event wait");
+    }
     /* CLIP and ConvNeXt run side by side on their own streams */
-    mglc_fail(sc, cudaMemcpyAsync(dc->x336, x336, sizeof(float) * 3 * 336 * 336, cudaMemcpyHostToDevice, sc->st),
-              "upload");
     mglc_clip_dev(dc, sc);
     mglc_fail(sc, cudaEventRecord(dc->ev_clip, sc->st), "event");
     if (high_res) {
-        mglc_fail(sx,
-                  cudaMemcpyAsync(dc->x768, x768, sizeof(float) * 3 * MGL_AUX_SIZE * MGL_AUX_SIZE,
-                                  cudaMemcpyHostToDevice, sx->st),
-                  "upload");
         mglc_convnext_dev(dc, sx);
         mglc_fail(sx, cudaEventRecord(dc->ev_cnx, sx->st), "event");
     }
@@ -154,6 +171,7 @@ static void frame_embeds(MglBackendCtx* dc, const float* x336, const float* x768
         mglc_objects_dev(dc, sm, (int64_t)n_obj);
         mglc_mlp2_dev(sm, &m->bproj, dc->pooled, (int64_t)n_obj, dc->mlp_tmp, dc->x + (row + P) * H);
     }
+    return MGL_OK;
 }
 
 /* Vision + the embedding sequence into dc->x. `ids` (n_ids) with the image at
@@ -188,13 +206,18 @@ static MglStatus vision_embeds(MglBackendCtx* dc, const MglSeqInput* in, MglErr*
     mgl_cuda_embed(sm, &m->embed, dc->d_ids, ly.prefix, dc->x);
     if (ly.n_suffix > 0) mgl_cuda_embed(sm, &m->embed, dc->d_ids + ly.prefix, ly.n_suffix, dc->x + ly.suffix * H);
     if (in->n_frames == 0) {
-        frame_embeds(dc, in->x336, in->x768, in->boxes768, in->n_obj, in->use_high_res, ly.image);
-        return mglc_sync_all(dc, err);
+        const FrameViews fv = {in->x336, in->x768, in->rgb, in->rgb_w, in->rgb_h};
+        MglStatus st = frame_embeds(dc, &fv, in->boxes768, in->n_obj, in->use_high_res, ly.image, err);
+        MglStatus sy = mglc_sync_all(dc, st == MGL_OK ? err : NULL);
+        return st != MGL_OK ? st : sy;
     }
     for (size_t j = 0; j < in->n_frames; j++) {
         const MglSeqFrame* f = &in->frames[j];
-        frame_embeds(dc, f->x336, f->x768, f->boxes768, f->n_obj, in->use_high_res, mgl_seq_frame_row(in, P, j));
-        MGL_TRY(mglc_sync_all(dc, err)); /* the next frame reuses the tower buffers */
+        const FrameViews fv = {f->x336, f->x768, NULL, 0, 0};
+        MglStatus st = frame_embeds(dc, &fv, f->boxes768, f->n_obj, in->use_high_res, mgl_seq_frame_row(in, P, j), err);
+        MglStatus sy = mglc_sync_all(dc, st == MGL_OK ? err : NULL); /* the next frame reuses the tower buffers */
+        MGL_TRY(st);
+        MGL_TRY(sy);
     }
     return MGL_OK;
 }
@@ -460,6 +483,13 @@ static MglStatus cuda_sample(MglBackendCtx* dc, MglSeq* const* seqs, int n, MglE
     return MGL_OK;
 }
 
+/* Views made on the device unless MGL_CUDA_HOST_VIEWS=1 (the CPU's, uploaded as floats). */
+static bool cuda_views_on_device(const MglBackendModel* dm) {
+    (void)dm;
+    const char* e = getenv("MGL_CUDA_HOST_VIEWS");
+    return !(e && *e && strcmp(e, "0") != 0);
+}
+
 extern "C" const MglBackend mgl_backend_cuda = {
     "cuda",
     cuda_probe,
@@ -483,4 +513,5 @@ extern "C" const MglBackend mgl_backend_cuda = {
     cuda_bench_llm,
     mgl_cuda_reset_peak,
     mgl_cuda_peak_bytes,
+    cuda_views_on_device,
 };

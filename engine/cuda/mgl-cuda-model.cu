@@ -332,9 +332,10 @@ void mglc_ctx_free(MglBackendCtx* dc) {
     mgl_cuda_stream_free(dc->s_main);
     mgl_cuda_stream_free(dc->s_clip);
     mgl_cuda_stream_free(dc->s_cnx);
-    cudaEvent_t evs[5] = {dc->ev_start, dc->ev_clip, dc->ev_cnx, dc->ev_t0, dc->ev_t1};
-    for (int i = 0; i < 5; i++)
+    cudaEvent_t evs[6] = {dc->ev_start, dc->ev_clip, dc->ev_cnx, dc->ev_t0, dc->ev_t1, dc->ev_prep};
+    for (int i = 0; i < 6; i++)
         if (evs[i]) cudaEventDestroy(evs[i]);
+    mgl_cuda_preprocess_free(dc->prep);
     for (void* p : dc->bufs) mgl_cuda_free(p);
     mgl_cuda_sampler_free(dc->sampler);
     delete dc;
@@ -352,8 +353,8 @@ MglStatus mglc_ctx_new(MglBackendModel* dm, const MglBackendCtxParams* p, MglBac
     MglStatus st = mgl_cuda_stream_new(dm->dev, &dc->s_main, err);
     if (st == MGL_OK) st = mgl_cuda_stream_new(dm->dev, &dc->s_clip, err);
     if (st == MGL_OK) st = mgl_cuda_stream_new(dm->dev, &dc->s_cnx, err);
-    cudaEvent_t* evs[5] = {&dc->ev_start, &dc->ev_clip, &dc->ev_cnx, &dc->ev_t0, &dc->ev_t1};
-    for (int i = 0; i < 5 && st == MGL_OK; i++) {
+    cudaEvent_t* evs[6] = {&dc->ev_start, &dc->ev_clip, &dc->ev_cnx, &dc->ev_t0, &dc->ev_t1, &dc->ev_prep};
+    for (int i = 0; i < 6 && st == MGL_OK; i++) {
         cudaError_t e = cudaEventCreate(evs[i]);
         if (e != cudaSuccess) st = mgl_err(err, MGL_E_DEVICE, "CUDA: event: %s", cudaGetErrorString(e));
     }
@@ -494,6 +495,9 @@ MglStatus mglc_ensure_kv(MglBackendCtx* dc, int64_t n, MglErr* err) {
         cudaError_t e = cudaMemcpy2D(k, dpitch, dc->kc, spitch, spitch, (size_t)lc->n_layers, cudaMemcpyDeviceToDevice);
         if (e == cudaSuccess)
             e = cudaMemcpy2D(v, dpitch, dc->vc, spitch, spitch, (size_t)lc->n_layers, cudaMemcpyDeviceToDevice);
+        /* the copies ran on the legacy stream, which may return before they end; the
+         * caches are read next on non-blocking streams */
+        if (e == cudaSuccess) e = cudaDeviceSynchronize();
         if (e != cudaSuccess) {
             mgl_cuda_free(k);
             mgl_cuda_free(v);
@@ -645,12 +649,14 @@ void mglc_llm_dev(MglBackendCtx* dc, int64_t T, int64_t pos0, const int* d_pos, 
 }
 
 /* Captures body(dc, n) on dc's main stream into *exec (NULL when it could
- * not be). A launch error recorded by the body is returned; a failed capture
- * is logged once, naming `what`, and sets *off: the step runs eagerly from
- * then on. */
+ * not be). An error the stream held before the capture is returned; a failed
+ * capture, a launch the capture refused included (the launches never ran:
+ * the eager path reports a real launch error itself), is logged once, naming
+ * `what`, and sets *off: the step runs eagerly from then on. */
 static MglStatus capture_step(MglBackendCtx* dc, void (*body)(MglBackendCtx*, int), int n, const char* what,
                               cudaGraphExec_t* exec, bool* off, MglErr* err) {
     MglCudaStream* s = dc->s_main;
+    if (s->st_err != MGL_OK) return mgl_cuda_stream_sync(s, err);
     cudaGraph_t g = NULL;
     cudaError_t e = cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal);
     if (e == cudaSuccess) {
@@ -664,9 +670,10 @@ static MglStatus capture_step(MglBackendCtx* dc, void (*body)(MglBackendCtx*, in
     if (e == cudaSuccess && s->st_err == MGL_OK) return MGL_OK;
     cudaGetLastError();
     *exec = NULL;
-    if (s->st_err != MGL_OK) return mgl_cuda_stream_sync(s, err);
-    g_message("mgllava: CUDA graph capture of the %s failed (%s); decoding without a graph", what,
-              cudaGetErrorString(e));
+    if (e == cudaSuccess) e = cudaErrorStreamCaptureInvalidated;
+    g_message("mgllava: CUDA graph capture of the %s failed (%s%s%s); decoding without a graph", what,
+              cudaGetErrorString(e), s->st_err != MGL_OK ? ": " : "", s->st_err != MGL_OK ? s->msg : "");
+    s->st_err = MGL_OK;
     *off = true;
     return MGL_OK;
 }

@@ -55,7 +55,8 @@ struct MglBackendCtx {
     int64_t n_ctx;
     MglDType kv_dt;
     MglCudaStream *s_main, *s_clip, *s_cnx;
-    cudaEvent_t ev_start, ev_clip, ev_cnx, ev_t0, ev_t1;
+    cudaEvent_t ev_start, ev_clip, ev_cnx, ev_t0, ev_t1, ev_prep;
+    MglCudaPrep* prep; /* views made on the device (mgl-cuda-preprocess.cu) */
     std::vector<void*> bufs;
     /* vision */
     bool vis;

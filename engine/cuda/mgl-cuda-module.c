@@ -4,6 +4,7 @@
  * the module only: the GPU tests link the CUDA objects with the engine itself. */
 #include "mgl-backend-module.h"
 #include "mgl-internal.h"
+#include "mgl-preprocess.h"
 #include "mgl-quant.h"
 
 #include <stdarg.h>
@@ -33,6 +34,14 @@ void* mgl_weight_field(MglModelWeights* w, const MglWeightItem* it) { return hos
 double mgl_rng_unit(uint64_t* state) { return host->rng_unit(state); }
 int64_t mgl_quant_row_bytes(int bits, int64_t K) { return host->quant_row_bytes(bits, K); }
 int64_t mgl_quant_n_groups(int64_t K, int group) { return host->quant_n_groups(K, group); }
+MglStatus mgl_image_check(int w, int h, int stride, MglErr* err) { return host->image_check(w, h, stride, err); }
+void mgl_pad_geometry(int w, int h, int* S, int* ox, int* oy, uint8_t colour[3]) {
+    host->pad_geometry(w, h, S, ox, oy, colour);
+}
+int mgl_bicubic_coeffs(int in_size, int out_size, int** bounds, int32_t** kk) {
+    return host->bicubic_coeffs(in_size, out_size, bounds, kk);
+}
+const float (*mgl_normalize_lut(void))[256] { return host->normalize_lut(); }
 
 __attribute__((visibility("default"))) const MglBackend*
 mgl_backend_module_open(const MglBackendHost* h, const char* abi, char* why, size_t why_size) {

@@ -57,7 +57,7 @@ __global__ void qgemv_kernel(const uint8_t* __restrict__ W, const __half* __rest
     if (n >= N) return;
     const uint8_t* row = W + n * rb;
     const __half* sc = scales + n * G;
-    const bool aligned = (rb % 16) == 0;
+    const bool aligned = (rb % 16) == 0 && ((uintptr_t)W & 15) == 0;
     float acc[NT];
     for (int t = 0; t < NT; t++) acc[t] = 0.0f;
     uint8_t b[16];
@@ -185,7 +185,7 @@ extern "C" void mgl_cuda_qdequant_f16(MglCudaStream* s, const MglCudaW* W, int64
 
 extern "C" void mgl_cuda_qmatmul(MglCudaStream* s, const float* x, int64_t T, const MglCudaW* W, float* y,
                                  int64_t ldy) {
-    if (T <= 0) return;
+    if (T <= 0 || W->rows <= 0 || W->cols <= 0) return;
     if (T <= 8) { /* one launch for all rows */
         if (W->qbits == 8)
             qgemv_launch<8>(s, x, T, W, y, ldy);

@@ -56,6 +56,18 @@ void mgl_cuda_stream_free(MglCudaStream* s);
 /* Waits for the stream; returns the first recorded launch/cuBLAS error or the sync error. */
 MglStatus mgl_cuda_stream_sync(MglCudaStream* s, MglErr* err);
 
+/* ---- preprocessing -------------------------------------------------------- */
+
+/* An image's views made on the device, the bytes of the CPU's mgl_views_make:
+ * the w x h RGB8 image (host, rows `stride` bytes apart) padded to its square,
+ * Pillow's bicubic to 768 and the normalisation into x768 (CHW f32, device),
+ * the bilinear 336 view into x336 (device), on stream s. *prep holds the work
+ * buffers and tables between calls (made at the first; mgl_cuda_preprocess_free). */
+typedef struct MglCudaPrep MglCudaPrep;
+MglStatus mgl_cuda_preprocess(MglCudaStream* s, MglCudaPrep** prep, const uint8_t* rgb, int w, int h, int stride,
+                              float* x768, float* x336, MglErr* err);
+void mgl_cuda_preprocess_free(MglCudaPrep* prep);
+
 /* ---- ops (device pointers; semantics as mgl-ops.h) ----------------------- */
 
 /* y[T,N] (row stride ldy, >= N) = x[T,K] @ W^T (+ bias). T == 1 uses a GEMV kernel;

@@ -37,6 +37,11 @@ typedef struct {
     double (*rng_unit)(uint64_t* state);
     int64_t (*quant_row_bytes)(int bits, int64_t K);
     int64_t (*quant_n_groups)(int64_t K, int group);
+    /* preprocessing's tables (mgl-preprocess.h), for views made on the device */
+    MglStatus (*image_check)(int w, int h, int stride, MglErr* err);
+    void (*pad_geometry)(int w, int h, int* S, int* ox, int* oy, uint8_t colour[3]);
+    int (*bicubic_coeffs)(int in_size, int out_size, int** bounds, int32_t** kk);
+    const float (*(*normalize_lut)(void))[256];
 } MglBackendHost;
 
 /* The module's one exported function: its backend table, or NULL with the

@@ -54,7 +54,9 @@ typedef struct {
 typedef struct {
     const int32_t* ids;
     size_t n_ids, image_pos;
-    const float *x336, *x768;  /* preprocessed views (CHW f32, host) */
+    const float *x336, *x768; /* preprocessed views (CHW f32, host) */
+    const uint8_t* rgb;       /* or (views_on_device) the image: packed RGB8, rgb_w x rgb_h */
+    int rgb_w, rgb_h;
     const float* boxes768;     /* n_obj boxes in the 768 frame (host) */
     size_t n_obj;              /* object tokens (0 = none) */
     bool use_high_res;         /* false: the CLIP features stand for the fused ones */
@@ -170,6 +172,9 @@ typedef struct MglBackend {
      * reset (benches); NULL where the backend has no memory of its own. */
     void (*mem_peak_reset)(void);
     size_t (*mem_peak_bytes)(void);
+    /* true: the backend makes an image's views itself, from its pixels
+     * (MglSeqInput.rgb, x336/x768 NULL); NULL or false: they come made (CPU) */
+    bool (*views_on_device)(const MglBackendModel* bm);
 } MglBackend;
 
 /* The registry (mgl-backends.c): a backend by name, NULL when this build has none. */

@@ -12,6 +12,7 @@
 #include "cpu/mgl-cpu.h"
 #include "mgl-backend-module.h"
 #include "mgl-internal.h"
+#include "mgl-preprocess.h"
 #include "mgl-quant.h"
 
 #include <stdio.h>
@@ -45,7 +46,9 @@ bool mgl_nvidia_driver_present(void) {
 
 static const MglBackendHost host = {mgl_verr,           mgl_nvidia_driver_present, mgl_dtype_size,
                                     mgl_convert_floats, mgl_weight_walk_bound,     mgl_weight_field,
-                                    mgl_rng_unit,       mgl_quant_row_bytes,       mgl_quant_n_groups};
+                                    mgl_rng_unit,       mgl_quant_row_bytes,       mgl_quant_n_groups,
+                                    mgl_image_check,    mgl_pad_geometry,          mgl_bicubic_coeffs,
+                                    mgl_normalize_lut};
 
 #define MODULE_NAME "libmgllava-cuda.so"
 

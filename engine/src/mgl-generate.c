@@ -40,6 +40,28 @@ MglStatus mgl_views_make(const MglImage* img, MglViews** out, MglErr* err) {
     return MGL_OK;
 }
 
+MglStatus mgl_model_views_make(const MglModel* m, const MglImage* img, MglViews** out, MglErr* err) {
+    if (!m->be->views_on_device || !m->be->views_on_device(m->bm)) return mgl_views_make(img, out, err);
+    *out = NULL;
+    if (!img || !img->data) return mgl_err(err, MGL_E_INVALID, "image: no pixels");
+    MGL_TRY(mgl_image_check(img->width, img->height, img->stride, err));
+    const size_t row = (size_t)img->width * 3;
+    MglViews* v = calloc(1, sizeof *v);
+    uint8_t* rgb = malloc(row * (size_t)img->height);
+    if (!v || !rgb) {
+        free(v);
+        free(rgb);
+        return mgl_err(err, MGL_E_NOMEM, "image: out of memory");
+    }
+    for (int y = 0; y < img->height; y++) memcpy(rgb + (size_t)y * row, img->data + (size_t)y * img->stride, row);
+    v->rgb = rgb;
+    v->width = img->width;
+    v->height = img->height;
+    v->refs = 1;
+    *out = v;
+    return MGL_OK;
+}
+
 MglViews* mgl_views_ref(MglViews* v) {
     if (v) g_atomic_int_inc(&v->refs);
     return v;
@@ -49,6 +71,7 @@ void mgl_views_unref(MglViews* v) {
     if (!v || !g_atomic_int_dec_and_test(&v->refs)) return;
     free(v->x768);
     free(v->x336);
+    free(v->rgb);
     free(v);
 }
 
@@ -221,7 +244,7 @@ MglStatus mgl_gen_begin(MglModel* m, int64_t n_ctx, const MglImage* image, const
     MglViews* v = NULL;
     MglStatus st = mgl_gen_check(m, question, params, g, err);
     const double t0 = now_ms();
-    if (st == MGL_OK) st = mgl_views_make(image, &v, err);
+    if (st == MGL_OK) st = mgl_model_views_make(m, image, &v, err);
     const double t1 = now_ms();
     if (st == MGL_OK) st = mgl_gen_begin_views(m, n_ctx, v, boxes, n_boxes, question, g, err);
     if (st == MGL_OK) g->t.preprocess_ms += t1 - t0;
@@ -263,6 +286,7 @@ MglStatus mgl_gen_begin_views(MglModel* m, int64_t n_ctx, MglViews* v, const Mgl
     g->views = mgl_views_ref(v);
     g->in.x768 = v->x768;
     g->in.x336 = v->x336;
+    if (v->rgb) g->in.rgb = v->rgb, g->in.rgb_w = v->width, g->in.rgb_h = v->height;
     g->in.boxes768 = g->b768;
     if (!p->use_objects || !p->use_high_res) g->in.n_obj = 0;
     st = mgl_gen_ready(m, n_ctx, g, err);

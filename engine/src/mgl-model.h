@@ -108,10 +108,14 @@ typedef struct {
  * the requests about that frame; reference-counted, thread-safe. */
 typedef struct MglViews {
     float *x768, *x336;
+    uint8_t* rgb;      /* or, for a backend that makes the views itself, the image (packed RGB8) */
     int width, height; /* the original image */
     int refs;
 } MglViews;
 MglStatus mgl_views_make(const MglImage* img, MglViews** out, MglErr* err);
+/* The views for model m's backend: made here, or (views_on_device) the
+ * image's pixels for the backend to make them from. */
+MglStatus mgl_model_views_make(const MglModel* m, const MglImage* img, MglViews** out, MglErr* err);
 MglViews* mgl_views_ref(MglViews* v);
 void mgl_views_unref(MglViews* v);
 

@@ -10,21 +10,26 @@
 #include <string.h>
 
 /* (122,116,104) = int(x*255) of the CLIP mean: truncation, as expand2square does */
-static const uint8_t k_pad[3] = {122, 116, 104};
+static const uint8_t mgl_pad_rgb[3] = {122, 116, 104};
 static const float k_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 static const float k_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
-MglStatus mgl_pad_square(const uint8_t* rgb, int w, int h, int stride, uint8_t** out, int* S_out, MglErr* err) {
+MglStatus mgl_image_check(int w, int h, int stride, MglErr* err) {
     if (w < 1 || h < 1) return mgl_err(err, MGL_E_INVALID, "image: empty (%dx%d)", w, h);
     if (w > 16384 || h > 16384)
         return mgl_err(err, MGL_E_INVALID, "image: %dx%d is larger than 16384 pixels a side", w, h);
     if (stride < 3 * w) return mgl_err(err, MGL_E_INVALID, "image: stride %d is less than 3*width", stride);
-    int S = w > h ? w : h;
+    return MGL_OK;
+}
+
+MglStatus mgl_pad_square(const uint8_t* rgb, int w, int h, int stride, uint8_t** out, int* S_out, MglErr* err) {
+    MGL_TRY(mgl_image_check(w, h, stride, err));
+    int S, ox, oy;
+    mgl_pad_geometry(w, h, &S, &ox, &oy, NULL);
     uint8_t* c = malloc((size_t)S * S * 3);
     if (!c) return mgl_err(err, MGL_E_NOMEM, "image: out of memory for a %dx%d canvas", S, S);
-    for (int x = 0; x < S; x++) memcpy(c + 3 * x, k_pad, 3); /* one row of the pad colour, copied */
+    for (int x = 0; x < S; x++) memcpy(c + 3 * x, mgl_pad_rgb, 3); /* one row of the pad colour, copied */
     for (int y = 1; y < S; y++) memcpy(c + (size_t)y * S * 3, c, (size_t)S * 3);
-    int ox = w < h ? (h - w) / 2 : 0, oy = w > h ? (w - h) / 2 : 0;
     for (int y = 0; y < h; y++) memcpy(c + ((size_t)(y + oy) * S + ox) * 3, rgb + (size_t)y * stride, (size_t)w * 3);
     *out = c;
     *S_out = S;
@@ -33,7 +38,7 @@ MglStatus mgl_pad_square(const uint8_t* rgb, int w, int h, int stride, uint8_t**
 
 /* ---- Pillow resampling (libImaging/Resample.c semantics) -------------- */
 
-#define PRECISION_BITS (32 - 8 - 2)
+#define PRECISION_BITS MGL_BICUBIC_PRECISION /* 32 - 8 - 2, as Pillow */
 
 static double bicubic_filter(double x) {
     const double a = -0.5;
@@ -44,6 +49,19 @@ static double bicubic_filter(double x) {
 }
 
 /* Coefficients for one axis: bounds (xmin, xsize) per output and fixed-point weights. */
+static int precompute_coeffs(int in_size, int out_size, int** bounds_out, int32_t** kk_out);
+
+int mgl_bicubic_coeffs(int in_size, int out_size, int** bounds, int32_t** kk) {
+    return precompute_coeffs(in_size, out_size, bounds, kk);
+}
+
+void mgl_pad_geometry(int w, int h, int* S, int* ox, int* oy, uint8_t colour[3]) {
+    if (colour) memcpy(colour, mgl_pad_rgb, 3);
+    *S = w > h ? w : h;
+    *ox = w < h ? (h - w) / 2 : 0;
+    *oy = w > h ? (w - h) / 2 : 0;
+}
+
 static int precompute_coeffs(int in_size, int out_size, int** bounds_out, int32_t** kk_out) {
     double scale = (double)in_size / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
@@ -52,6 +70,14 @@ static int precompute_coeffs(int in_size, int out_size, int** bounds_out, int32_
     double* prekk = calloc((size_t)out_size * ksize, sizeof(double));
     int* bounds = calloc((size_t)out_size * 2, sizeof(int));
     int32_t* kk = calloc((size_t)out_size * ksize, sizeof(int32_t));
+    if (!prekk || !bounds || !kk) {
+        free(prekk);
+        free(bounds);
+        free(kk);
+        *bounds_out = NULL;
+        *kk_out = NULL;
+        return 0;
+    }
     for (int xx = 0; xx < out_size; xx++) {
         double center = (xx + 0.5) * scale;
         double ww = 0.0, ss = 1.0 / filterscale;
@@ -381,7 +407,7 @@ static void normalize_part(void* ctx, int64_t b, int64_t e) {
     }
 }
 
-void mgl_normalize_clip(const uint8_t* rgb, int w, int h, float* chw) {
+const float (*mgl_normalize_lut(void))[256] {
     static float lut[3][256];
     static gsize done = 0;
     if (g_once_init_enter(&done)) {
@@ -392,7 +418,11 @@ void mgl_normalize_clip(const uint8_t* rgb, int w, int h, float* chw) {
             }
         g_once_init_leave(&done, 1);
     }
-    NormCtx c = {rgb, chw, (size_t)w * h, (const float(*)[256])lut};
+    return (const float(*)[256])lut;
+}
+
+void mgl_normalize_clip(const uint8_t* rgb, int w, int h, float* chw) {
+    NormCtx c = {rgb, chw, (size_t)w * h, mgl_normalize_lut()};
     mgl_parallel_for((int64_t)c.n, 16384, normalize_part, &c);
 }
 

@@ -6,6 +6,8 @@
 
 #define MGL_AUX_SIZE 768 /* high-resolution (ConvNeXt) input */
 
+/* An RGB8 image's size and stride as preprocessing takes them (1..16384 a side). */
+MglStatus mgl_image_check(int w, int h, int stride, MglErr* err);
 /* Pad an RGB8 image (stride in bytes) to its S x S square with (122,116,104),
  * pasted at ((S-W)/2 or 0, (S-H)/2 or 0). *out is malloc'ed (S*S*3). */
 MglStatus mgl_pad_square(const uint8_t* rgb, int w, int h, int stride, uint8_t** out, int* S, MglErr* err);
@@ -15,6 +17,18 @@ void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int 
 void mgl_resize_bicubic_rgb8_scalar(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh);
 /* CLIPImageProcessor rescale + normalize: RGB8 (S,S,3) -> CHW float (3,S,S). */
 void mgl_normalize_clip(const uint8_t* rgb, int w, int h, float* chw);
+
+/* The pieces of the above for a device that does the same work (the CUDA
+ * backend's preprocessing): the square's side, where the image sits in it and
+ * the pad colour (colour may be NULL); one axis's resampling coefficients as
+ * the bicubic resize uses them (per output: first input and count in
+ * bounds[2i], bounds[2i+1]; ksize fixed-point weights each in kk; returns
+ * ksize; both malloc'ed, NULL when out of memory); the normalisation's value
+ * for each channel and byte. */
+void mgl_pad_geometry(int w, int h, int* S, int* ox, int* oy, uint8_t colour[3]);
+int mgl_bicubic_coeffs(int in_size, int out_size, int** bounds, int32_t** kk);
+#define MGL_BICUBIC_PRECISION 22 /* the fixed point of mgl_bicubic_coeffs' weights */
+const float (*mgl_normalize_lut(void))[256];
 
 /* Spec 2.4: pad shift, class-aware NMS (IoU 0.2), optional per-label top-20
  * cap when more than limit_num boxes survive (limit_num 0 = never), then with

@@ -606,7 +606,7 @@ MglStatus mgl_stream_submit_frame(MglStream* sm, const MglImage* image, const Mg
     /* one preprocessing of the image for all of them */
     MglViews* v = NULL;
     const double t0 = now_ms();
-    if (st == MGL_OK) st = mgl_views_make(image, &v, err);
+    if (st == MGL_OK) st = mgl_model_views_make(s->m, image, &v, err);
     const double tv = now_ms() - t0;
     size_t begun = 0;
     for (size_t i = 0; i < n && st == MGL_OK; i++, begun++) {

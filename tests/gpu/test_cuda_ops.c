@@ -10,6 +10,7 @@
 #include "cpu/mgl-blas.h"
 #include "../unit/mgl-test.h"
 #include "gpu-parity.h"
+#include "../unit/prep-images.h"
 
 #include <math.h>
 
@@ -332,6 +333,51 @@ static void test_resize(void) {
         }
 }
 
+/* An image's views made on the device against the CPU's mgl_views_make: the
+ * 768 view byte for byte (integer resampling, the same table), the 336 view
+ * as the bilinear op (test_resize's tolerance). Sizes that pad across and
+ * down, need no resampling (a 768 square, or 768 wide), shrink, enlarge, and
+ * a strided image; the coefficient cache sees the side change between calls. */
+static void test_preprocess(void) {
+    MglCudaPrep* prep = NULL;
+    float* d768 = dev0(3 * 768 * 768);
+    float* d336 = dev0(3 * 336 * 336);
+    for (size_t i = 0; i <= PREP_N_SIZES; i++) { /* the first image again at the end: the cache changed back */
+        int w, h, stride;
+        uint8_t* px = prep_image(i % PREP_N_SIZES, &w, &h, &stride);
+        const MglImage img = {px, w, h, stride};
+        MglViews* v = NULL;
+        MglErr e = {0};
+        REQUIRE(mgl_views_make(&img, &v, &e) == MGL_OK);
+        MglStatus st = mgl_cuda_preprocess(S, &prep, px, w, h, stride, d768, d336, &e);
+        CHECK_MSG(st == MGL_OK, "preprocess %dx%d: %s", w, h, e.msg);
+        float* g768 = down(d768, 3 * 768 * 768);
+        float* g336 = down(d336, 3 * 336 * 336);
+        size_t bad = 0, first = 0;
+        for (size_t j = 0; j < 3 * 768 * 768; j++)
+            if (memcmp(&g768[j], &v->x768[j], sizeof(float)) != 0 && bad++ == 0) first = j;
+        CHECK_MSG(bad == 0,
+                  "preprocess %dx%d (stride %d): x768 differs from the CPU's at %zu values, first %zu: %g vs %g", w, h,
+                  stride, bad, first, g768[first], v->x768[first]);
+        if (bad == 0) printf("  %-58s ok  x768 exact\n", "preprocess");
+        char what[96];
+        snprintf(what, sizeof what, "preprocess %dx%d stride %d: x336", w, h, stride);
+        cmp(what, v->x336, g336, 3 * 336 * 336, 1e-6);
+        free(g768);
+        free(g336);
+        mgl_views_unref(v);
+        free(px);
+    }
+    /* bad input: a clear error, no launch */
+    MglErr e = {0};
+    uint8_t one[3] = {0};
+    CHECK(mgl_cuda_preprocess(S, &prep, one, 0, 1, 3, d768, d336, &e) == MGL_E_INVALID);
+    CHECK_MSG(strstr(e.msg, "empty") != NULL, "preprocess of a 0x1 image: '%s'", e.msg);
+    mgl_cuda_preprocess_free(prep);
+    mgl_cuda_free(d768);
+    mgl_cuda_free(d336);
+}
+
 static void test_rope(void) {
     struct {
         int64_t T, NH, HS, pos0, pad;
@@ -598,6 +644,7 @@ int main(void) {
     test_elementwise();
     test_conv();
     test_resize();
+    test_preprocess();
     test_rope();
     test_attention();
     test_rows_embed();

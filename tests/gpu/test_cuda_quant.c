@@ -195,7 +195,9 @@ int main(void) {
     }
     REQUIRE(mgl_blas_init(&e) == MGL_OK);
     REQUIRE(mgl_cuda_stream_new(0, &S, &e) == MGL_OK);
-    const int64_t shapes[][2] = {{37, 48}, {64, 352}, {301, 1000}, {1024, 4096}};
+    /* K = 1001: a q4 last block of odd length (its padding nibble), a q8 tail, short last groups and rows of
+     * bytes not a multiple of 16 (the unaligned loads) */
+    const int64_t shapes[][2] = {{37, 48}, {64, 352}, {301, 1000}, {19, 1001}, {1024, 4096}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int bits = 8; bits >= 4; bits -= 4)
             for (int gi = 0; gi < 3; gi++) {
@@ -203,6 +205,10 @@ int main(void) {
                 const int64_t Ts[] = {1, 3, 8, 17};
                 for (int ti = 0; ti < 4; ti++) one(shapes[s][0], shapes[s][1], bits, group, Ts[ti]);
             }
+    /* past one dequantized tile of the prefill path (32 Mi weights: 8192 rows at K = 4096): the second tile's
+     * rows, offsets and scales, as a 7B model's lm_head and down projection take them */
+    one(8200, 4096, 8, 128, 9);
+    one(8200, 4096, 4, 32, 9);
     bandwidth(8);
     bandwidth(4);
     char* tmp = g_dir_make_tmp("mgl-cuda-quant-XXXXXX", NULL);

@@ -144,6 +144,8 @@ static void vision_free(CpuVision* v) {
 static MglStatus vision_run(const MglModelWeights* m, const MglSeqInput* in, CpuVision* v, MglErr* err) {
     const int64_t D = m->D, P = m->n_patches;
     memset(v, 0, sizeof *v);
+    if (!in->x336 || (in->use_high_res && !in->x768))
+        return mgl_err(err, MGL_E_INVALID, "CPU backend: an image without its preprocessed views");
     v->x336 = in->x336;
     v->hi = in->use_high_res;
     v->clip = malloc(sizeof(float) * (size_t)(P * D));
