@@ -18,16 +18,16 @@ MglStatus mgl_views_make(const MglImage* img, MglViews** out, MglErr* err) {
     uint8_t* r = malloc((size_t)MGL_AUX_SIZE * MGL_AUX_SIZE * 3);
     float* a = malloc(sizeof(float) * 3 * MGL_AUX_SIZE * MGL_AUX_SIZE);
     float* l = malloc(sizeof(float) * 3 * 336 * 336);
-    if (!v || !r || !a || !l) {
-        free(sq);
+    MglStatus st = v && r && a && l ? MGL_OK : mgl_err(err, MGL_E_NOMEM, "image: out of memory");
+    if (st == MGL_OK) st = mgl_resize_bicubic_rgb8(sq, S, S, r, MGL_AUX_SIZE, MGL_AUX_SIZE, err);
+    free(sq);
+    if (st != MGL_OK) {
         free(v);
         free(r);
         free(a);
         free(l);
-        return mgl_err(err, MGL_E_NOMEM, "image: out of memory");
+        return st;
     }
-    mgl_resize_bicubic_rgb8(sq, S, S, r, MGL_AUX_SIZE, MGL_AUX_SIZE);
-    free(sq);
     mgl_normalize_clip(r, MGL_AUX_SIZE, MGL_AUX_SIZE, a);
     free(r);
     mgl_resize_bilinear_chw(a, 3, MGL_AUX_SIZE, MGL_AUX_SIZE, 336, 336, l);

@@ -337,10 +337,10 @@ static void vpass(void* ctx, int64_t b, int64_t e) {
     vpass_scalar(p, b, e);
 }
 
-static void resize_bicubic(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh, bool fast) {
+static MglStatus resize_bicubic(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh, bool fast, MglErr* err) {
     if (w == ow && h == oh) {
         memcpy(out, in, (size_t)w * h * 3);
-        return;
+        return MGL_OK;
     }
     int simd = 0;
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -354,6 +354,14 @@ static void resize_bicubic(const uint8_t* in, int w, int h, uint8_t* out, int ow
     int ksx = precompute_coeffs(w, ow, &bx, &kx);
     int ksy = precompute_coeffs(h, oh, &by, &ky);
     uint8_t* tmp = malloc((size_t)ow * h * 3);
+    if (!bx || !by || !kx || !ky || !tmp) {
+        free(tmp);
+        free(bx);
+        free(by);
+        free(kx);
+        free(ky);
+        return mgl_err(err, MGL_E_NOMEM, "image: out of memory resizing %dx%d to %dx%d", w, h, ow, oh);
+    }
     const uint8_t* src = in;
     int tw = w;
     if (ow != w) {
@@ -378,14 +386,15 @@ static void resize_bicubic(const uint8_t* in, int w, int h, uint8_t* out, int ow
     free(by);
     free(kx);
     free(ky);
+    return MGL_OK;
 }
 
-void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh) {
-    resize_bicubic(in, w, h, out, ow, oh, true);
+MglStatus mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh, MglErr* err) {
+    return resize_bicubic(in, w, h, out, ow, oh, true, err);
 }
 
-void mgl_resize_bicubic_rgb8_scalar(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh) {
-    resize_bicubic(in, w, h, out, ow, oh, false);
+MglStatus mgl_resize_bicubic_rgb8_scalar(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh, MglErr* err) {
+    return resize_bicubic(in, w, h, out, ow, oh, false, err);
 }
 
 /* The normalisation of each channel's 256 byte values, each computed as the

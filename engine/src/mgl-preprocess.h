@@ -11,10 +11,11 @@ MglStatus mgl_image_check(int w, int h, int stride, MglErr* err);
 /* Pad an RGB8 image (stride in bytes) to its S x S square with (122,116,104),
  * pasted at ((S-W)/2 or 0, (S-H)/2 or 0). *out is malloc'ed (S*S*3). */
 MglStatus mgl_pad_square(const uint8_t* rgb, int w, int h, int stride, uint8_t** out, int* S, MglErr* err);
-/* Pillow Image.resize(BICUBIC) of an RGB8 image, bit-exact (8-bit fixed point, antialiased). */
-void mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh);
+/* Pillow Image.resize(BICUBIC) of an RGB8 image, bit-exact (8-bit fixed point, antialiased);
+ * MGL_E_NOMEM when its working memory cannot be had. */
+MglStatus mgl_resize_bicubic_rgb8(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh, MglErr* err);
 /* the same with the portable passes only (the reference the SIMD passes are tested against) */
-void mgl_resize_bicubic_rgb8_scalar(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh);
+MglStatus mgl_resize_bicubic_rgb8_scalar(const uint8_t* in, int w, int h, uint8_t* out, int ow, int oh, MglErr* err);
 /* CLIPImageProcessor rescale + normalize: RGB8 (S,S,3) -> CHW float (3,S,S). */
 void mgl_normalize_clip(const uint8_t* rgb, int w, int h, float* chw);
 

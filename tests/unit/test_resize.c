@@ -27,8 +27,9 @@ static void check(int w, int h, int ow, int oh) {
         uint32_t r = next();
         in[i] = (r & 7) == 0 ? 0 : (r & 7) == 1 ? 255 : (uint8_t)(r >> 8);
     }
-    mgl_resize_bicubic_rgb8(in, w, h, a, ow, oh);
-    mgl_resize_bicubic_rgb8_scalar(in, w, h, b, ow, oh);
+    MglErr e = {0};
+    CHECK(mgl_resize_bicubic_rgb8(in, w, h, a, ow, oh, &e) == MGL_OK);
+    CHECK(mgl_resize_bicubic_rgb8_scalar(in, w, h, b, ow, oh, &e) == MGL_OK);
     size_t bad = 0;
     for (size_t i = 0; i < (size_t)ow * oh * 3; i++) bad += a[i] != b[i];
     CHECK_MSG(bad == 0, "%dx%d -> %dx%d: %zu of %zu bytes differ", w, h, ow, oh, bad, (size_t)ow * oh * 3);
