@@ -10,7 +10,7 @@
 #include <string.h>
 
 /* (122,116,104) = int(x*255) of the CLIP mean: truncation, as expand2square does */
-static const uint8_t mgl_pad_rgb[3] = {122, 116, 104};
+static const uint8_t k_pad[3] = {122, 116, 104};
 static const float k_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
 static const float k_std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
@@ -28,7 +28,7 @@ MglStatus mgl_pad_square(const uint8_t* rgb, int w, int h, int stride, uint8_t**
     mgl_pad_geometry(w, h, &S, &ox, &oy, NULL);
     uint8_t* c = malloc((size_t)S * S * 3);
     if (!c) return mgl_err(err, MGL_E_NOMEM, "image: out of memory for a %dx%d canvas", S, S);
-    for (int x = 0; x < S; x++) memcpy(c + 3 * x, mgl_pad_rgb, 3); /* one row of the pad colour, copied */
+    for (int x = 0; x < S; x++) memcpy(c + 3 * x, k_pad, 3); /* one row of the pad colour, copied */
     for (int y = 1; y < S; y++) memcpy(c + (size_t)y * S * 3, c, (size_t)S * 3);
     for (int y = 0; y < h; y++) memcpy(c + ((size_t)(y + oy) * S + ox) * 3, rgb + (size_t)y * stride, (size_t)w * 3);
     *out = c;
@@ -48,21 +48,15 @@ static double bicubic_filter(double x) {
     return 0.0;
 }
 
-/* Coefficients for one axis: bounds (xmin, xsize) per output and fixed-point weights. */
-static int precompute_coeffs(int in_size, int out_size, int** bounds_out, int32_t** kk_out);
-
-int mgl_bicubic_coeffs(int in_size, int out_size, int** bounds, int32_t** kk) {
-    return precompute_coeffs(in_size, out_size, bounds, kk);
-}
-
 void mgl_pad_geometry(int w, int h, int* S, int* ox, int* oy, uint8_t colour[3]) {
-    if (colour) memcpy(colour, mgl_pad_rgb, 3);
+    if (colour) memcpy(colour, k_pad, 3);
     *S = w > h ? w : h;
     *ox = w < h ? (h - w) / 2 : 0;
     *oy = w > h ? (w - h) / 2 : 0;
 }
 
-static int precompute_coeffs(int in_size, int out_size, int** bounds_out, int32_t** kk_out) {
+/* Coefficients for one axis: bounds (xmin, xsize) per output and fixed-point weights. */
+int mgl_bicubic_coeffs(int in_size, int out_size, int** bounds_out, int32_t** kk_out) {
     double scale = (double)in_size / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
     double support = 2.0 * filterscale;
@@ -351,8 +345,8 @@ static MglStatus resize_bicubic(const uint8_t* in, int w, int h, uint8_t* out, i
     /* horizontal pass first, then vertical, as Pillow does */
     int *bx = NULL, *by = NULL;
     int32_t *kx = NULL, *ky = NULL;
-    int ksx = precompute_coeffs(w, ow, &bx, &kx);
-    int ksy = precompute_coeffs(h, oh, &by, &ky);
+    int ksx = mgl_bicubic_coeffs(w, ow, &bx, &kx);
+    int ksy = mgl_bicubic_coeffs(h, oh, &by, &ky);
     uint8_t* tmp = malloc((size_t)ow * h * 3);
     if (!bx || !by || !kx || !ky || !tmp) {
         free(tmp);
