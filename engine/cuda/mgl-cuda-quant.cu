@@ -7,16 +7,21 @@
  * rounded to f16 (the "A16") and every product is accumulated in f32, each
  * row of x with its own accumulators (a sequence's result does not depend on
  * the others in the batch). The warp's lanes are summed by shuffles.
+ * MGL_CUDA_QGEMV=shared rounds the activations once per block of 8 rows into
+ * shared memory instead of once per row where they are read (the same sums;
+ * not yet timed: tests/gpu/check.sh measures both).
  * Prefill (T > 8): tiles of rows dequantized to f16 (scale x q rounded once)
  * and handed to the f16 GEMM of mgl_cuda_matmul (cuBLAS, f32 accumulation).
  *
- * Not yet wired into the CUDA backend's model upload (mgl-cuda-model.cu
- * refuses quantized models); tests/gpu/test_cuda_quant.c checks these
- * kernels against the CPU. */
+ * The model upload (mgl-cuda-model.cu) hands quantized LLM matrices here;
+ * tests/gpu/test_cuda_quant.c checks these kernels against the CPU. None of
+ * it has run on a GPU yet. */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "mgl-cuda-internal.cuh"
 #include "mgl-cuda-quant.h"
@@ -48,6 +53,78 @@ __device__ __forceinline__ void load16(const uint8_t* p, bool aligned, uint8_t o
     }
 }
 
+/* Activations as the GEMV reads them, each rounded to f16 ("A16"): 8 at a
+ * time from element k of row t. XGlobal rounds x's f32 values where they
+ * are read (per weight row); XShared reads a block's copy rounded once into
+ * shared memory (chunk [k0, k0 + n), NT rows of `ld` halves). Both give the
+ * same floats, so the sums are the same bits either way. */
+struct XGlobal {
+    const float* x;
+    int64_t K;
+    __device__ __forceinline__ void at8(int t, int64_t k, float out[8]) const {
+        for (int j = 0; j < 8; j++) out[j] = a16(x[t * K + k + j]);
+    }
+};
+struct XShared {
+    const __half* xs;
+    int64_t k0, ld;
+    __device__ __forceinline__ void at8(int t, int64_t k, float out[8]) const {
+        const uint4 v = *(const uint4*)(xs + t * ld + (k - k0)); /* 16-byte aligned: k - k0 is a multiple of 16 */
+        const __half* h = (const __half*)&v;
+        for (int j = 0; j < 8; j++) out[j] = __half2float(h[j]);
+    }
+};
+
+/* Lane `lane`'s vector steps c = c0 + lane, c0 + lane + 32, ... below c1
+ * (c0 a multiple of 32): 16 q8 weights or one q4 block of 32 each, into acc. */
+template <int BITS, int NT, class XS>
+__device__ __forceinline__ void qsteps(const uint8_t* row, const __half* sc, int64_t gs, bool aligned, int64_t c0,
+                                       int64_t c1, int lane, const XS& xs, float acc[NT]) {
+    uint8_t b[16];
+    float xv[32];
+    for (int64_t c = c0 + lane; c < c1; c += 32) {
+        if (BITS == 8) {
+            const int64_t k = c * 16;
+            const float s = __half2float(sc[k / gs]);
+            load16(row + k, aligned, b);
+            for (int t = 0; t < NT; t++) {
+                xs.at8(t, k, xv);
+                xs.at8(t, k + 8, xv + 8);
+                float d = 0.0f;
+                for (int j = 0; j < 16; j++) d += (float)(int8_t)b[j] * xv[j];
+                acc[t] += s * d;
+            }
+        } else {
+            const int64_t k = c * QBLOCK;
+            const float s = __half2float(sc[k / gs]);
+            load16(row + c * (QBLOCK / 2), aligned, b);
+            for (int t = 0; t < NT; t++) {
+                for (int q = 0; q < 4; q++) xs.at8(t, k + 8 * q, xv + 8 * q);
+                float d = 0.0f;
+                for (int j = 0; j < 16; j++)
+                    d += (float)((b[j] & 15) - 8) * xv[j] + (float)((b[j] >> 4) - 8) * xv[j + 16];
+                acc[t] += s * d;
+            }
+        }
+    }
+}
+
+/* The weights past the last whole vector step, and the warp's sum into y. */
+template <int BITS, int NT>
+__device__ __forceinline__ void qtail_store(const uint8_t* row, const __half* sc, int64_t K, int64_t gs, int64_t kv,
+                                            int lane, const float* x, float acc[NT], float* y, int64_t ldy, int64_t n) {
+    for (int64_t k = kv + lane; k < K; k += 32) {
+        const float w = __half2float(sc[k / gs]) * (BITS == 8 ? (float)(int8_t)row[k] : (float)q4_at(row, K, k));
+        for (int t = 0; t < NT; t++) acc[t] += w * a16(x[t * K + k]);
+    }
+    for (int t = 0; t < NT; t++) {
+        float v = acc[t];
+        for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) y[t * ldy + n] = v;
+    }
+}
+
+/* One warp per weight row, the activations rounded where they are read. */
 template <int BITS, int NT>
 __global__ void qgemv_kernel(const uint8_t* __restrict__ W, const __half* __restrict__ scales, int64_t N, int64_t K,
                              int64_t gs, int64_t G, int64_t rb, const float* __restrict__ x, float* __restrict__ y,
@@ -58,50 +135,45 @@ __global__ void qgemv_kernel(const uint8_t* __restrict__ W, const __half* __rest
     const uint8_t* row = W + n * rb;
     const __half* sc = scales + n * G;
     const bool aligned = (rb % 16) == 0 && ((uintptr_t)W & 15) == 0;
+    const int64_t per = BITS == 8 ? 16 : QBLOCK, nv = K / per;
     float acc[NT];
     for (int t = 0; t < NT; t++) acc[t] = 0.0f;
-    uint8_t b[16];
-    if (BITS == 8) {
-        const int64_t nc = K / 16;
-        for (int64_t c = lane; c < nc; c += 32) {
-            const int64_t k = c * 16;
-            const float s = __half2float(sc[k / gs]);
-            load16(row + k, aligned, b);
-            for (int t = 0; t < NT; t++) {
-                const float* xt = x + t * K + k;
-                float d = 0.0f;
-                for (int j = 0; j < 16; j++) d += (float)(int8_t)b[j] * a16(xt[j]);
-                acc[t] += s * d;
-            }
+    qsteps<BITS, NT>(row, sc, gs, aligned, 0, nv, lane, XGlobal{x, K}, acc);
+    qtail_store<BITS, NT>(row, sc, K, gs, nv * per, lane, x, acc, y, ldy, n);
+}
+
+/* The same sums with the activations rounded once per block (MGL_CUDA_QGEMV=shared; written without a GPU,
+ * for the GPU check to time against qgemv_kernel): the block's threads round a chunk of every row of x into
+ * shared memory, then each warp takes its row's steps over the chunk. A chunk is a whole number of 32-step
+ * rounds, so each lane takes the same steps in the same order as qgemv_kernel and the bits are the same. */
+#define QX_HALVES 16384 /* shared halves per block (32 KB) */
+template <int BITS, int NT>
+__global__ void qgemv_shared_kernel(const uint8_t* __restrict__ W, const __half* __restrict__ scales, int64_t N,
+                                    int64_t K, int64_t gs, int64_t G, int64_t rb, const float* __restrict__ x,
+                                    float* __restrict__ y, int64_t ldy) {
+    constexpr int64_t per = BITS == 8 ? 16 : QBLOCK, round = 32 * per;
+    constexpr int64_t chunk = QX_HALVES / NT / round * round; /* at NT = 8: 2048 (q4) or 2048 (q8) */
+    __shared__ __align__(16) __half xs[NT * chunk];
+    const int lane = threadIdx.x & 31;
+    const int64_t n = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const bool live = n < N; /* every warp takes part in the copies */
+    const uint8_t* row = W + (live ? n : 0) * rb;
+    const __half* sc = scales + (live ? n : 0) * G;
+    const bool aligned = (rb % 16) == 0 && ((uintptr_t)W & 15) == 0;
+    const int64_t nv = K / per, kv = nv * per;
+    float acc[NT];
+    for (int t = 0; t < NT; t++) acc[t] = 0.0f;
+    for (int64_t k0 = 0; k0 < kv; k0 += chunk) {
+        const int64_t m = kv - k0 < chunk ? kv - k0 : chunk;
+        __syncthreads(); /* the last chunk is read */
+        for (int64_t i = threadIdx.x; i < NT * m; i += blockDim.x) {
+            const int64_t t = i / m, j = i % m;
+            xs[t * chunk + j] = __float2half_rn(x[t * K + k0 + j]);
         }
-        for (int64_t k = nc * 16 + lane; k < K; k += 32) {
-            const float w = __half2float(sc[k / gs]) * (float)(int8_t)row[k];
-            for (int t = 0; t < NT; t++) acc[t] += w * a16(x[t * K + k]);
-        }
-    } else {
-        const int64_t nb = K / QBLOCK;
-        for (int64_t c = lane; c < nb; c += 32) {
-            const int64_t k = c * QBLOCK;
-            const float s = __half2float(sc[k / gs]);
-            load16(row + c * (QBLOCK / 2), aligned, b);
-            for (int t = 0; t < NT; t++) {
-                const float* xt = x + t * K + k;
-                float d = 0.0f;
-                for (int j = 0; j < 16; j++)
-                    d += (float)((b[j] & 15) - 8) * a16(xt[j]) + (float)((b[j] >> 4) - 8) * a16(xt[j + 16]);
-                acc[t] += s * d;
-            }
-        }
-        for (int64_t k = nb * QBLOCK + lane; k < K; k += 32) {
-            const float w = __half2float(sc[k / gs]) * (float)q4_at(row, K, k);
-            for (int t = 0; t < NT; t++) acc[t] += w * a16(x[t * K + k]);
-        }
+        __syncthreads();
+        if (live) qsteps<BITS, NT>(row, sc, gs, aligned, k0 / per, (k0 + m) / per, lane, XShared{xs, k0, chunk}, acc);
     }
-    for (int t = 0; t < NT; t++) {
-        float v = acc[t];
-        for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) y[t * ldy + n] = v;
-    }
+    if (live) qtail_store<BITS, NT>(row, sc, K, gs, kv, lane, x, acc, y, ldy, n);
 }
 
 /* rows r0 .. r0 + nr of W, dequantized to f16: out[r, k] = half(scale * q) */
@@ -151,11 +223,14 @@ extern "C" void mgl_cuda_qweight_free(MglCudaW* w) {
 template <int BITS>
 static void qgemv_launch(MglCudaStream* s, const float* x, int64_t T, const MglCudaW* W, float* y, int64_t ldy) {
     const int64_t K = W->cols, gs = W->qgroup, G = (K + gs - 1) / gs, rb = row_bytes(BITS, K);
-    const int warps = 4;
+    static const bool shared = getenv("MGL_CUDA_QGEMV") && !strcmp(getenv("MGL_CUDA_QGEMV"), "shared");
+    const int warps = shared ? 8 : 4; /* shared: one rounding of x for 8 rows */
     const unsigned grid = nblocks(W->rows, warps);
     const uint8_t* q = (const uint8_t*)W->data;
     const __half* sc = (const __half*)W->scales;
-#define MGLC_QGEMV(NT) qgemv_kernel<BITS, NT><<<grid, warps * 32, 0, s->st>>>(q, sc, W->rows, K, gs, G, rb, x, y, ldy)
+#define MGLC_QGEMV(NT)                                                                                                 \
+    (shared ? qgemv_shared_kernel<BITS, NT><<<grid, warps * 32, 0, s->st>>>(q, sc, W->rows, K, gs, G, rb, x, y, ldy)   \
+            : qgemv_kernel<BITS, NT><<<grid, warps * 32, 0, s->st>>>(q, sc, W->rows, K, gs, G, rb, x, y, ldy))
     switch (T) {
     case 1: MGLC_QGEMV(1); break;
     case 2: MGLC_QGEMV(2); break;

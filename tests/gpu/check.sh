@@ -4,9 +4,9 @@
 # is a build folder made elsewhere with nvcc and carried over. No network, no
 # GStreamer needed; PyTorch + transformers (+ timm) for the side-by-side.
 #
-#   1. the parity suite: build/tests/gpu/test_cuda_ops and test_cuda_model (and test_cuda_quant, test_cuda_clip),
-#      then the trained demo model's answers on CUDA (f16 and f32) against the
-#      CPU's (CHECK_DEMO_SCENES held-out scenes, default 10)
+#   1. the parity suite: build/tests/gpu/test_cuda_ops and test_cuda_model (and test_cuda_quant, twice: the
+#      GEMV as default, then MGL_CUDA_QGEMV=shared; test_cuda_clip), then the trained demo model's answers
+#      on CUDA (f16 and f32) against the CPU's (CHECK_DEMO_SCENES held-out scenes, default 10)
 #   2. mgllava bench --device cuda --precision f16 for each preset
 #   3. tools/bench/hf_bench.py: the same shapes through HF transformers/timm
 #   4. one table: ours vs HF, ratio, target, pass/fail
@@ -86,6 +86,11 @@ rc=$?; case $rc in 0) status_model=pass ;; 77) status_model=skipped ;; 124) stat
 echo "== parity: quantized weights (q8/q4 GEMV and dequantized GEMM vs the CPU; bandwidth of the GEMV)"
 run_parity quant test_cuda_quant parity-quant.txt
 rc=$?; case $rc in 0) status_quant=pass ;; 77) status_quant=skipped ;; 124) status_quant=timeout ;; *) status_quant="fail(rc=$rc)" ;; esac
+echo "== parity: the same with the GEMV's activations rounded once per block (MGL_CUDA_QGEMV=shared; compare the bandwidth lines)"
+export MGL_CUDA_QGEMV=shared
+run_parity quant-shared test_cuda_quant parity-quant-shared.txt
+rc=$?; case $rc in 0) status_quant="$status_quant shared=pass" ;; 77) ;; *) status_quant="$status_quant shared=fail(rc=$rc)" ;; esac
+unset MGL_CUDA_QGEMV
 echo "== parity: a video clip (the CUDA video path's tokens against the CPU's, f32)"
 run_parity clip test_cuda_clip parity-clip.txt
 rc=$?; case $rc in 0) status_clip=pass ;; 77) status_clip=skipped ;; 124) status_clip=timeout ;; *) status_clip="fail(rc=$rc)" ;; esac
